@@ -1,0 +1,347 @@
+"""thaw's Snowflake emulator: fakesnow's HTTP server, corrected where it differs
+from real Snowflake in ways the Rust `snowflake-api` 0.14 client cannot accept.
+
+Run (tests/harness.py does this):
+    uvicorn server:app --app-dir tests/emulator --host 127.0.0.1 --port P \
+        --ssl-keyfile K --ssl-certfile C --timeout-keep-alive 75
+
+What this module changes (see docs/EMULATOR.md for why):
+1. Response fields real Snowflake sends and the client deserialises strictly:
+   login `sessionId`, `masterToken`, `validityInSeconds`,
+   `masterValidityInSeconds`, `sessionInfo.roleName`; query `returned`,
+   `finalRoleName`, `version`; errors `age`, `internalError`, `queryId`,
+   `sqlState` and an error object instead of `data: null`. Session renewal
+   (`/session/token-request`) is answered too, so runs longer than the
+   session validity (3600 s) keep working.
+2. NULL timestamps: fakesnow builds the timestamp struct without a struct-level
+   null mask, so its non-nullable children hold nulls and arrow-rs rejects the
+   batch. We add the mask (and zero the hidden child slots).
+3. Unhandled exceptions become Snowflake-style JSON errors (code 000603,
+   internalError true) and the keep-alive connection stays open.
+4. Result chunking, like real Snowflake: with more rows than the rows-per-chunk
+   setting, the first rows stay inline (`rowsetBase64`) and the rest are
+   listed in `chunks[]` (url, rowCount, uncompressedSize, compressedSize) and
+   downloaded with GET from this server, which requires the `chunkHeaders`.
+   The setting comes from env THAW_EMULATOR_ROWS_PER_CHUNK (server-wide
+   default; unset or 0 = never chunk) or, per session, from the statement
+   `ALTER SESSION SET THAW_EMULATOR_ROWS_PER_CHUNK = N` (answered here; 0
+   switches chunking off for that session). A chunk can be downloaded once.
+5. Passwords: with env THAW_EMULATOR_PASSWORD set, a password login with any
+   other password fails like Snowflake (390100 "Incorrect username or password
+   was specified."). Key-pair (SNOWFLAKE_JWT) logins are accepted without
+   verifying the JWT.
+
+Deliberately NOT changed: concurrent queries on one session token go straight
+to fakesnow, which shares one DuckDB connection per session; whatever error
+that produces is what the client sees (thaw must never share a session
+across concurrent queries).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hmac
+import itertools
+import json
+import logging
+import os
+import re
+import secrets
+import uuid
+from typing import Any
+
+import fakesnow.arrow
+import fakesnow.server as fakesnow_server
+import pyarrow as pa
+import pyarrow.compute as pc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger("thaw.emulator")
+logger.handlers = logging.getLogger("uvicorn").handlers
+logger.setLevel(logging.INFO)
+
+SESSION_VALIDITY_SECONDS = 3600
+MASTER_VALIDITY_SECONDS = 14400
+DEFAULT_ROLE = "SYSADMIN"
+CHUNK_PATH = "/thaw-result-chunks"
+CHUNK_KEY_HEADER = "x-thaw-chunk-key"
+
+# Per-session state added by this wrapper, keyed by fakesnow's session token.
+_roles: dict[str, str] = {}
+_session_ids: dict[str, int] = {}
+_rows_per_chunk: dict[str, int] = {}
+_master_tokens: dict[str, str] = {}  # master token -> session token
+_session_counter = itertools.count(1_000_000_001)
+# Downloadable result chunks: id -> (required key, Arrow IPC stream bytes).
+_chunks: dict[str, tuple[str, bytes]] = {}
+
+_ALTER_CHUNKING = re.compile(r"^\s*ALTER\s+SESSION\s+SET\s+THAW_EMULATOR_ROWS_PER_CHUNK\s*=\s*(\d+)\s*;?\s*$", re.I)
+
+
+# --- 2. NULL timestamps ------------------------------------------------------
+_fakesnow_timestamp_to_sf_struct = fakesnow.arrow.timestamp_to_sf_struct
+
+
+def _timestamp_struct_with_null_mask(ts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    struct = _fakesnow_timestamp_to_sf_struct(ts)
+    if ts.null_count == 0:
+        return struct
+    is_null = pc.is_null(ts.combine_chunks() if isinstance(ts, pa.ChunkedArray) else ts)
+    fields = [struct.type.field(i) for i in range(struct.type.num_fields)]
+    children = [pc.fill_null(struct.field(i), 0) for i in range(len(fields))]
+    return pa.StructArray.from_arrays(children, fields=fields, mask=is_null)
+
+
+# fakesnow.arrow.to_sf looks the function up in its module on every call.
+fakesnow.arrow.timestamp_to_sf_struct = _timestamp_struct_with_null_mask
+
+
+# --- helpers ---------------------------------------------------------------
+def _json(payload: dict[str, Any], status_code: int = 200) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")), status_code=status_code, media_type="application/json")
+
+
+def _token(request: Request) -> str:
+    # Header: Snowflake Token="<token>"
+    auth = request.headers.get("Authorization", "")
+    return auth[len('Snowflake Token="') : -1] if auth.startswith('Snowflake Token="') else ""
+
+
+def _query_error(code: str, message: str, sql_state: str, *, internal: bool, status_code: int = 200) -> Response:
+    return _json(
+        {
+            "data": {
+                "internalError": internal,
+                "errorCode": code,
+                "age": 0,
+                "sqlState": sql_state,
+                "queryId": str(uuid.uuid4()),
+                "line": -1,
+                "pos": -1,
+            },
+            "code": code,
+            "message": message,
+            "success": False,
+            "headers": None,
+        },
+        status_code,
+    )
+
+
+def _complete_error_data(payload: dict[str, Any]) -> None:
+    """1. Give a failed query's `data` every field the client requires."""
+    data = payload.get("data") or {}
+    data.setdefault("errorCode", payload.get("code") or "000603")
+    data.setdefault("sqlState", "XX000")
+    data.setdefault("age", 0)
+    data.setdefault("internalError", data["errorCode"] in ("000603", "261000"))
+    data.setdefault("queryId", str(uuid.uuid4()))
+    payload["data"] = data
+
+
+# --- 1 + 5. login, renewal -----------------------------------------------------
+async def login(request: Request) -> Response:
+    body = await request.body()  # Starlette caches it; fakesnow reads it again
+    if request.headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    data = json.loads(body)["data"]
+    expected = os.environ.get("THAW_EMULATOR_PASSWORD")
+    is_key_pair = str(data.get("AUTHENTICATOR", "")).upper() == "SNOWFLAKE_JWT"
+    if expected is not None and not is_key_pair:
+        if not hmac.compare_digest(str(data.get("PASSWORD", "")).encode(), expected.encode()):
+            logger.info("login refused for user %s: incorrect password", data.get("LOGIN_NAME"))
+            return _json(
+                {
+                    "data": {
+                        "nextAction": "RETRY_LOGIN",
+                        "authnMethod": "USERNAME_PASSWORD",
+                        "loginName": data.get("LOGIN_NAME"),
+                        "requestId": request.query_params.get("requestId"),
+                        "errorCode": "390100",
+                        "signInOptions": {},
+                    },
+                    "code": "390100",
+                    "message": "Incorrect username or password was specified.",
+                    "success": False,
+                    "headers": None,
+                }
+            )
+
+    response = await fakesnow_server.login_request(request)
+    payload = json.loads(response.body)
+    token = payload["data"]["token"]
+    master = secrets.token_urlsafe(32)
+    _master_tokens[master] = token
+    _session_ids[token] = next(_session_counter)
+    _roles[token] = (request.query_params.get("roleName") or DEFAULT_ROLE).upper()
+    payload["data"].update(
+        sessionId=_session_ids[token],
+        masterToken=master,
+        validityInSeconds=SESSION_VALIDITY_SECONDS,
+        masterValidityInSeconds=MASTER_VALIDITY_SECONDS,
+    )
+    payload["data"]["sessionInfo"].update(
+        roleName=_roles[token], warehouseName=request.query_params.get("warehouse")
+    )
+    payload.update(code=None, message=None)
+    return _json(payload)
+
+
+async def renew(request: Request) -> Response:
+    """Session renewal: the master token buys the same session token more time."""
+    session_token = _master_tokens.get(_token(request))
+    if session_token is None or session_token not in fakesnow_server.sessions:
+        return _json(
+            {
+                "data": {"errorCode": "390114", "authnMethod": None},
+                "code": "390114",
+                "message": "Authentication token has expired.  The user must authenticate again.",
+                "success": False,
+                "headers": None,
+            }
+        )
+    return _json(
+        {
+            "data": {
+                "sessionToken": session_token,
+                "validityInSecondsST": SESSION_VALIDITY_SECONDS,
+                "masterToken": _token(request),
+                "validityInSecondsMT": MASTER_VALIDITY_SECONDS,
+                "sessionId": _session_ids.get(session_token, 0),
+            },
+            "code": None,
+            "message": None,
+            "success": True,
+        }
+    )
+
+
+# --- 1 + 4. queries, chunks --------------------------------------------------
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _split_into_chunks(request: Request, data: dict[str, Any], rows_per_chunk: int) -> None:
+    """4. Keep the first `rows_per_chunk` rows inline and publish the rest as chunks."""
+    table = pa.ipc.open_stream(base64.b64decode(data["rowsetBase64"])).read_all()
+    slices = [table.slice(offset, rows_per_chunk) for offset in range(0, table.num_rows, rows_per_chunk)]
+    key = secrets.token_urlsafe(24)
+    chunks = []
+    for part in slices[1:]:
+        chunk_id = secrets.token_urlsafe(16)
+        _chunks[chunk_id] = (key, _ipc(part))
+        size = len(_chunks[chunk_id][1])
+        url = f"{request.url.scheme}://{request.url.netloc}{CHUNK_PATH}/{chunk_id}"
+        chunks.append({"url": url, "rowCount": part.num_rows, "uncompressedSize": size, "compressedSize": size})
+    data["rowsetBase64"] = base64.b64encode(_ipc(slices[0])).decode("ascii")
+    data["chunks"] = chunks
+    data["chunkHeaders"] = {CHUNK_KEY_HEADER: key}
+
+
+def _default_rows_per_chunk() -> int:
+    return int(os.environ.get("THAW_EMULATOR_ROWS_PER_CHUNK") or 0)
+
+
+async def query(request: Request) -> Response:
+    token = _token(request)
+    body = await request.body()
+    sql = json.loads(gzip.decompress(body) if request.headers.get("Content-Encoding") == "gzip" else body)["sqlText"]
+    if (alter := _ALTER_CHUNKING.match(sql)) and token in fakesnow_server.sessions:
+        _rows_per_chunk[token] = int(alter.group(1))
+        return _json(
+            {
+                "data": {
+                    "parameters": [],
+                    "rowtype": [{"name": "status", "type": "text", "nullable": True, "length": 16777216,
+                                 "byteLength": 16777216, "scale": None, "precision": None}],
+                    "rowset": [["Statement executed successfully."]],
+                    "total": 1, "returned": 1, "queryId": str(uuid.uuid4()), "statementTypeId": 0x4000,
+                    "finalRoleName": _roles.get(token, DEFAULT_ROLE), "version": 1, "queryResultFormat": "json",
+                },
+                "code": None, "message": None, "success": True,
+            }
+        )
+
+    response = await fakesnow_server.query_request(request)
+    payload = json.loads(response.body)
+    data = payload.get("data")
+    if not payload.get("success"):
+        _complete_error_data(payload)
+    elif isinstance(data, dict) and "rowtype" in data:  # a query result, not PUT stage info
+        data.setdefault("returned", data.get("total", 0))
+        data.setdefault("finalRoleName", _roles.get(token, DEFAULT_ROLE))
+        data.setdefault("version", 1)
+        rows_per_chunk = _rows_per_chunk.get(token, _default_rows_per_chunk())
+        if rows_per_chunk > 0 and data.get("rowsetBase64") and data.get("total", 0) > rows_per_chunk:
+            _split_into_chunks(request, data, rows_per_chunk)
+    payload.setdefault("code", None)
+    payload.setdefault("message", None)
+    return _json(payload, response.status_code)
+
+
+async def chunk(request: Request) -> Response:
+    entry = _chunks.get(request.path_params["chunk_id"])
+    if entry is None:
+        return Response("no such result chunk (already downloaded or never existed)", status_code=404)
+    key, content = entry
+    if not hmac.compare_digest(request.headers.get(CHUNK_KEY_HEADER, "").encode(), key.encode()):
+        return Response("missing or wrong chunk header", status_code=403)
+    del _chunks[request.path_params["chunk_id"]]
+    return Response(content, media_type="application/octet-stream")
+
+
+async def session_delete(request: Request) -> Response:
+    """Closing a session also forgets this wrapper's state for it."""
+    token = _token(request)
+    response = await fakesnow_server.session(request)
+    if request.query_params.get("delete"):
+        for state in (_roles, _session_ids, _rows_per_chunk):
+            state.pop(token, None)
+    return response
+
+
+# --- 3. unhandled exceptions -------------------------------------------------
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled exception answering %s %s", request.method, request.url.path, exc_info=exc)
+    message = f"SQL execution internal error: emulator failed with {type(exc).__name__}: {exc}"
+    return _query_error("000603", message, "XX000", internal=True, status_code=500)
+
+
+class _KeepConnectionAlive:
+    """Starlette re-raises an exception after its handler has answered; uvicorn
+    then closes the keep-alive connection and the client's *next* request
+    fails. The error is already answered and logged, so swallow it here."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        except Exception:  # noqa: BLE001 - answered by _unhandled
+            if scope["type"] != "http":
+                raise
+
+
+# fakesnow's own routes are reused (not its `app`, whose debug error page is
+# HTML); ours come first and take precedence.
+_starlette = Starlette(
+    routes=[
+        Route("/session/v1/login-request", login, methods=["POST"]),
+        Route("/session/token-request", renew, methods=["POST"]),
+        Route("/session", session_delete, methods=["POST"]),
+        Route("/queries/v1/query-request", query, methods=["POST"]),
+        Route(CHUNK_PATH + "/{chunk_id}", chunk, methods=["GET"]),
+        *fakesnow_server.routes,
+    ],
+    exception_handlers={Exception: _unhandled},
+)
+app = _KeepConnectionAlive(_starlette)

@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""thaw's test harness: a private PostgreSQL and a Snowflake emulator for one command.
+
+    python3 tests/harness.py run [--rows-per-chunk N] -- COMMAND [ARG...]
+    python3 tests/harness.py shell [--rows-per-chunk N]
+
+`run` starts both services, runs COMMAND with the variables below in its
+environment, stops everything and deletes every temporary file (on success,
+failure, Ctrl-C and SIGTERM), and exits with COMMAND's exit code.
+`shell` starts both, prints `export ...` lines for a developer's shell, and
+keeps running until interrupted.
+
+Exported to COMMAND:
+  THAW_PG_HOST THAW_PG_PORT THAW_PG_USER THAW_PG_PASSWORD
+  DATABASE_URL        postgres://USER:PASSWORD@HOST:PORT/postgres
+  THAW_SF_ACCOUNT     thaw-emulator (host thaw-emulator.snowflakecomputing.com;
+                      a hyphen is valid in a host name, unlike an underscore)
+  THAW_SF_USER        thaw
+  THAW_SF_PASSWORD    random per run; other passwords are refused (390100)
+  THAW_SF_ENDPOINT    127.0.0.1:PORT of the emulator (connect there, verify TLS
+                      for <account>.snowflakecomputing.com)
+  THAW_SF_CA_FILE     the throwaway CA that signed the emulator's certificate
+
+PostgreSQL: a fresh cluster (initdb) in a temporary directory, listening on
+127.0.0.1 only, on a free port, scram-sha-256 password auth for user `thaw`.
+Binaries come from PATH or /usr/lib/postgresql/<version>/bin (newest). As
+root, initdb/pg_ctl run as the `postgres` user (PostgreSQL refuses root).
+DATABASE_URL set in the caller's environment means "use my own PostgreSQL":
+none is started and THAW_PG_* are derived from it.
+
+The emulator (tests/emulator/server.py: fakesnow behind uvicorn, TLS) runs in
+the venv ${THAW_CACHE:-~/.cache/thaw}/venv, created here from
+tests/emulator/requirements.txt and reinstalled when that file changes.
+--rows-per-chunk N sets THAW_EMULATOR_ROWS_PER_CHUNK (results larger than N
+rows arrive as chunks); a session can also switch it with
+`ALTER SESSION SET THAW_EMULATOR_ROWS_PER_CHUNK = N`.
+Logs go to the temporary directory; on failure the last 40 lines of the
+emulator's log (and PostgreSQL's, if it failed to start) are printed.
+
+Standard library only: this script creates the environment everything else needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import hashlib
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+EMULATOR_DIR = REPO / "tests" / "emulator"
+REQUIREMENTS = EMULATOR_DIR / "requirements.txt"
+SF_ACCOUNT = "thaw-emulator"
+SF_HOST = f"{SF_ACCOUNT}.snowflakecomputing.com"
+SF_USER = "thaw"
+PG_USER = "thaw"
+STARTUP_TIMEOUT_SECONDS = 60
+
+
+class HarnessError(Exception):
+    """A service could not be prepared or started; the message says which and why."""
+
+
+class Terminated(Exception):
+    """SIGTERM arrived."""
+
+
+def log(message: str) -> None:
+    print(f"[harness] {message}", file=sys.stderr, flush=True)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen | None, what: str, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise HarnessError(f"{what} exited with code {process.returncode} while starting; log {log_path}:\n{tail(log_path)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise HarnessError(f"{what} did not accept connections on 127.0.0.1:{port} within {STARTUP_TIMEOUT_SECONDS}s; log {log_path}:\n{tail(log_path)}")
+
+
+# --- Python environment for the emulator ------------------------------------
+def ensure_venv() -> Path:
+    """The venv with tests/emulator/requirements.txt installed; returns its python."""
+    cache = Path(os.environ.get("THAW_CACHE") or Path.home() / ".cache" / "thaw")
+    venv = cache / "venv"
+    python = venv / "bin" / "python"
+    marker = venv / ".thaw-requirements.sha256"
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if python.exists() and marker.exists() and marker.read_text().strip() == wanted:
+        return python
+    if not python.exists():
+        log(f"creating the emulator's Python environment in {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    log(f"installing {REQUIREMENTS.relative_to(REPO)} into {venv} (once per change of that file)")
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(REQUIREMENTS)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise HarnessError(f"pip could not install {REQUIREMENTS} into {venv}:\n{result.stdout}{result.stderr}")
+    marker.write_text(wanted + "\n")
+    return python
+
+
+# --- PostgreSQL ---------------------------------------------------------------
+def postgres_bin_dir() -> Path:
+    if initdb := shutil.which("initdb"):
+        return Path(initdb).resolve().parent
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name), reverse=True
+    )
+    if candidates:
+        return Path(candidates[0]).parent
+    raise HarnessError(
+        "PostgreSQL server binaries (initdb, pg_ctl) are neither on PATH nor under /usr/lib/postgresql/*/bin; "
+        "install the PostgreSQL 15 server package or set DATABASE_URL to use your own server"
+    )
+
+
+class Postgres:
+    """A throwaway cluster in `work/pg`; `stop()` is safe to call at any time."""
+
+    def __init__(self, work: Path) -> None:
+        self.dir = work / "pg"
+        self.data = self.dir / "data"
+        self.log_path = self.dir / "postgres.log"
+        self.bin = postgres_bin_dir()
+        self.port = free_port()
+        self.password = secrets.token_hex(16)
+        self.started = False
+        self.as_postgres = os.geteuid() == 0
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(self.bin / args[0]), *args[1:]]
+        if self.as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+        if result.returncode != 0:
+            raise HarnessError(f"`{shlex.join(cmd)}` failed ({result.returncode}):\n{result.stdout}{result.stderr}\n{tail(self.log_path)}")
+
+    def start(self) -> None:
+        self.dir.mkdir()
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if self.as_postgres:
+            for path in (self.dir.parent, self.dir, pwfile):
+                shutil.chown(path, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", PG_USER, f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
+                  "--auth-local=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync")
+        pwfile.unlink()
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='{self.dir}' "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self.started = True
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options, "-w", "-t", "60", "start")
+        wait_for_port(self.port, None, "PostgreSQL", self.log_path)
+
+    def stop(self) -> None:
+        if self.started:
+            self.started = False
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+            except HarnessError as e:
+                log(f"stopping PostgreSQL failed: {e}")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "THAW_PG_HOST": "127.0.0.1",
+            "THAW_PG_PORT": str(self.port),
+            "THAW_PG_USER": PG_USER,
+            "THAW_PG_PASSWORD": self.password,
+            "DATABASE_URL": f"postgres://{PG_USER}:{self.password}@127.0.0.1:{self.port}/postgres",
+        }
+
+
+def env_from_database_url(url: str) -> dict[str, str]:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("postgres", "postgresql") or not parsed.hostname:
+        raise HarnessError(f"DATABASE_URL must look like postgres://user:password@host:port/db (got scheme {parsed.scheme!r})")
+    return {
+        "THAW_PG_HOST": parsed.hostname,
+        "THAW_PG_PORT": str(parsed.port or 5432),
+        "THAW_PG_USER": urllib.parse.unquote(parsed.username or os.environ.get("USER", "postgres")),
+        "THAW_PG_PASSWORD": urllib.parse.unquote(parsed.password or ""),
+        "DATABASE_URL": url,
+    }
+
+
+# --- the emulator -------------------------------------------------------------
+class Emulator:
+    """fakesnow behind tests/emulator/server.py, over TLS on 127.0.0.1."""
+
+    def __init__(self, work: Path, python: Path, rows_per_chunk: int | None) -> None:
+        self.dir = work / "emulator"
+        self.log_path = self.dir / "emulator.log"
+        self.python = python
+        self.port = free_port()
+        self.password = secrets.token_hex(16)
+        self.rows_per_chunk = rows_per_chunk
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.dir.mkdir()
+        subprocess.run([str(self.python), str(EMULATOR_DIR / "certs.py"), str(self.dir), SF_HOST, "*.snowflakecomputing.com"],
+                       check=True)
+        env = dict(os.environ, THAW_EMULATOR_PASSWORD=self.password)
+        if self.rows_per_chunk is not None:
+            env["THAW_EMULATOR_ROWS_PER_CHUNK"] = str(self.rows_per_chunk)
+        cmd = [str(self.python), "-m", "uvicorn", "server:app", "--app-dir", str(EMULATOR_DIR),
+               "--host", "127.0.0.1", "--port", str(self.port),
+               "--ssl-keyfile", str(self.dir / "server-key.pem"), "--ssl-certfile", str(self.dir / "server.pem"),
+               # longer than clients keep idle connections (thaw: 60 s), so the server never closes one under them
+               "--timeout-keep-alive", "75"]
+        with open(self.log_path, "ab") as out:
+            # own session: a terminal's Ctrl-C reaches the command, and we stop the emulator after it
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=env, cwd=self.dir, start_new_session=True)
+        wait_for_port(self.port, self.process, "the Snowflake emulator", self.log_path)
+        # TLS handshake with the CA and host name clients will use.
+        context = ssl.create_default_context(cafile=str(self.dir / "ca.pem"))
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=SF_HOST):
+            pass
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "THAW_SF_ACCOUNT": SF_ACCOUNT,
+            "THAW_SF_USER": SF_USER,
+            "THAW_SF_PASSWORD": self.password,
+            "THAW_SF_ENDPOINT": f"127.0.0.1:{self.port}",
+            "THAW_SF_CA_FILE": str(self.dir / "ca.pem"),
+        }
+
+
+# --- commands -------------------------------------------------------------------
+def run_command(command: list[str], env: dict[str, str]) -> int:
+    try:
+        process = subprocess.Popen(command, env=env)
+    except OSError as e:
+        raise HarnessError(f"cannot start {command[0]!r}: {e}") from e
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:  # the terminal sent SIGINT to the command too: let it finish
+        try:
+            code = process.wait(timeout=15)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.kill()
+            code = process.wait()
+    except Terminated:
+        process.terminate()
+        try:
+            code = process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+    return 128 - code if code < 0 else code
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    run_parser = sub.add_parser("run", help="run a command with PostgreSQL and the emulator")
+    shell_parser = sub.add_parser("shell", help="start both and print export lines; Ctrl-C stops them")
+    for p in (run_parser, shell_parser):
+        p.add_argument("--rows-per-chunk", type=int, metavar="N", help="emulator splits results larger than N rows into chunks")
+    run_parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.mode == "run" and args.command[:1] == ["--"] else getattr(args, "command", [])
+    if args.mode == "run" and not command:
+        parser.error("run needs a command after --")
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    work = Path(tempfile.mkdtemp(prefix="thaw-harness-"))
+    postgres: Postgres | None = None
+    emulator: Emulator | None = None
+    code = 1
+    try:
+        python = ensure_venv()
+        env = dict(os.environ)
+        if os.environ.get("DATABASE_URL"):
+            env.update(env_from_database_url(os.environ["DATABASE_URL"]))
+        else:
+            postgres = Postgres(work)
+            postgres.start()
+            env.update(postgres.env())
+        emulator = Emulator(work, python, args.rows_per_chunk)
+        emulator.start()
+        env.update(emulator.env())
+        exported = {k: v for k, v in env.items() if k.startswith(("THAW_PG_", "THAW_SF_")) or k == "DATABASE_URL"}
+        if args.mode == "shell":
+            for key, value in exported.items():
+                print(f"export {key}={shlex.quote(value)}", flush=True)
+            log("PostgreSQL and the emulator are running; Ctrl-C stops them")
+            while True:
+                time.sleep(3600)
+        code = run_command(command, env)
+    except HarnessError as e:
+        log(str(e))
+        code = 1
+    except (KeyboardInterrupt, Terminated):
+        code = 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if emulator is not None:
+            emulator.stop()
+            if code != 0 and args.mode == "run":
+                log(f"last lines of the emulator log ({emulator.log_path}):\n{tail(emulator.log_path)}")
+        if postgres is not None:
+            postgres.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
