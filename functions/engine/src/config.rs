@@ -1,0 +1,612 @@
+//! The run configuration: the legacy tool's `config.json`, accepted as is, plus
+//! additive options.
+//!
+//! Loading is three steps, all before any database is touched:
+//! 1. [`expand_env`]: `${VAR}` and `${VAR:-default}` are replaced from the
+//!    environment; every missing variable is named in one error.
+//! 2. strict JSON parsing: unknown keys are an error with a "did you mean".
+//! 3. [`Config::validate`]: types, ranges, impossible combinations.
+//!
+//! Secrets (`snowflake.password`, `snowflake.rsa_key`, `postgres.password`)
+//! are never printed ([`Secret`]'s `Debug` is redacted) and never enter
+//! [`Config::config_hash`], so a rotated password does not orphan a resumable run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A secret string: usable, never printed.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret value; do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Snowflake connection settings (`snowflake` in config.json).
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SnowflakeSettings {
+    /// Account identifier, e.g. `xy12345.us-east-1` (host `<account>.snowflakecomputing.com`).
+    pub account: String,
+    /// Login name.
+    pub user: String,
+    /// Warehouse to run queries on.
+    #[serde(default)]
+    pub warehouse: Option<String>,
+    /// Role to assume.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Key-pair authentication: PEM text (literal `\n` allowed) or a file path.
+    #[serde(default)]
+    pub rsa_key: Option<Secret>,
+    /// Password authentication (used when `rsa_key` is absent).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Connect to this `host:port` instead of resolving the account host
+    /// (PrivateLink endpoints, proxies, local test servers). TLS still
+    /// verifies the certificate for `<account>.snowflakecomputing.com`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Extra PEM CA bundle to trust; when set, built-in roots are not used.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Per-request timeout in seconds (default 600).
+    #[serde(default)]
+    pub query_timeout_seconds: Option<u64>,
+}
+
+/// PostgreSQL connection settings (`postgres` in config.json).
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// Host name or IP address.
+    pub host: String,
+    /// Login role.
+    pub user: String,
+    /// Password (absent for trust or IAM auth).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// TCP port (default 5432).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Database holding the `migration_status` schema (default: the first
+    /// source's `target_pg_database`).
+    #[serde(default)]
+    pub status_database: Option<String>,
+    /// `disable` (default) or `require`.
+    #[serde(default)]
+    pub sslmode: Option<String>,
+}
+
+/// One table to copy (`sources[].tables[]`).
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Copied only when true (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Snowflake table name (unquoted names are upper-cased by Snowflake; thaw quotes exactly what is given).
+    pub source: String,
+    /// PostgreSQL table name in the source's `target_pg_schema`.
+    pub target: String,
+    /// Raw SQL boolean predicate applied in Snowflake (the only raw SQL thaw accepts).
+    #[serde(default)]
+    pub source_filter: Option<String>,
+    /// Columns used to split the table into chunks (the first one decides the strategy).
+    #[serde(default)]
+    pub chunking_columns: Vec<String>,
+    /// Declared types of `chunking_columns` (`int`, `bigint`, `number`, `numeric`, `date`, `timestamp*`, `varchar`, `uuid`, ...).
+    #[serde(default)]
+    pub chunking_column_types: Vec<String>,
+    /// Natural key of the table in the target (must be covered by a unique index for upserts).
+    #[serde(default)]
+    pub uniqueness_columns: Vec<String>,
+    /// Source column whose growth marks changed rows (incremental loads).
+    #[serde(default)]
+    pub source_watermark: Option<String>,
+    /// Target column holding the copied watermark.
+    #[serde(default)]
+    pub target_watermark: Option<String>,
+    /// Truncate the target before loading (non-empty targets also need `--allow-truncate`).
+    #[serde(default)]
+    pub truncate_onstart: bool,
+    /// `ON CONFLICT DO NOTHING` instead of updating existing keys.
+    #[serde(default)]
+    pub insert_only_mode: bool,
+    /// Drop secondary indexes during the load and restore them afterwards.
+    #[serde(default)]
+    pub disable_index: bool,
+    /// Chunks of this table copied concurrently.
+    #[serde(default)]
+    pub parallel_threads: Option<usize>,
+    /// Target rows per chunk.
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+    /// Rows per chunk for first full loads (when larger than `batch_size`).
+    #[serde(default)]
+    pub batch_size_copy_mode: Option<u64>,
+    /// Source column → target column renames.
+    #[serde(default)]
+    pub column_mapping: BTreeMap<String, String>,
+    /// Accepted for compatibility; thaw orders by the uniqueness columns.
+    #[serde(default)]
+    pub sort_columns: Vec<String>,
+    /// Override the automatically chosen chunking strategy
+    /// (`single`, `numeric_range`, `date_range`).
+    #[serde(default)]
+    pub chunking_strategy: Option<String>,
+    /// Estimated bytes per row used by the planner's memory budget (default: from the source types).
+    #[serde(default)]
+    pub estimated_row_bytes: Option<u64>,
+    /// Delete target rows whose keys no longer exist in Snowflake, found by
+    /// reconciliation (needs `uniqueness_columns`). Additive option; default false.
+    #[serde(default)]
+    pub propagate_deletes: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A group of tables from one Snowflake schema into one PostgreSQL schema.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Name used on the command line (`--source`) and in status rows.
+    pub source_name: String,
+    /// Copied only when true (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Snowflake database.
+    pub source_sf_database: String,
+    /// Snowflake schema.
+    pub source_sf_schema: String,
+    /// PostgreSQL database.
+    pub target_pg_database: String,
+    /// PostgreSQL schema.
+    pub target_pg_schema: String,
+    /// Tables of this source.
+    pub tables: Vec<TableConfig>,
+}
+
+/// The whole `config.json`.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Snowflake connection.
+    pub snowflake: SnowflakeSettings,
+    /// PostgreSQL connection.
+    pub postgres: PostgresSettings,
+    /// Default chunks copied concurrently per table (default 4).
+    #[serde(default)]
+    pub parallel_threads: Option<usize>,
+    /// Default target rows per chunk (default 100 000).
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+    /// Attempts per chunk for transient errors (default 3).
+    #[serde(default)]
+    pub max_retry_attempts: Option<u32>,
+    /// Legacy Lambda setting, accepted and ignored (thaw's Lambdas check time per chunk).
+    #[serde(default)]
+    pub lambda_timeout_buffer_seconds: Option<u64>,
+    /// Legacy global flag, accepted and ignored (only the per-table flag counts, as in the legacy tool).
+    #[serde(default)]
+    pub insert_only_mode: Option<bool>,
+    /// Tables copied concurrently across the run (default 2).
+    #[serde(default)]
+    pub max_parallel_tables: Option<usize>,
+    /// Memory budget per chunk in bytes (rows × estimated row width); default 256 MiB.
+    #[serde(default)]
+    pub chunk_byte_budget: Option<u64>,
+    /// Conflict detection settings (absent: conflicts are not run).
+    #[serde(default)]
+    pub conflicts: Option<ConflictSettings>,
+    /// Sources to copy.
+    pub sources: Vec<SourceConfig>,
+}
+
+/// Settings for conflict detection (`conflicts` in config.json; additive).
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictSettings {
+    /// PostgreSQL database holding the analytics mirror and the conflict schema.
+    pub database: String,
+    /// Schema of the synced analytics tables (default `analytics`).
+    #[serde(default)]
+    pub analytics_schema: Option<String>,
+    /// Schema of the conflict tables (default `conflict`).
+    #[serde(default)]
+    pub conflict_schema: Option<String>,
+    /// IANA time zone in which rules, VisitDate and "today" are evaluated (default `America/New_York`).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Override "today" (YYYY-MM-DD) for reproducible runs and tests.
+    #[serde(default)]
+    pub today: Option<String>,
+    /// `fixed` (default: call-out → call-in → patient address on both sides) or `legacy` ([SF]'s asymmetric order).
+    #[serde(default)]
+    pub gps_priority: Option<String>,
+}
+
+/// Default rows per chunk when neither the table nor the run sets one.
+pub const DEFAULT_BATCH_SIZE: u64 = 100_000;
+/// Default concurrent chunks per table.
+pub const DEFAULT_PARALLEL_THREADS: usize = 4;
+/// Default per-chunk memory budget: 256 MiB.
+pub const DEFAULT_CHUNK_BYTE_BUDGET: u64 = 256 * 1024 * 1024;
+
+impl Config {
+    /// Load a config file: expand `${VAR}`, parse strictly, validate.
+    ///
+    /// Errors are [`crate::error::ErrorKind::ConfigInvalid`] and name the file, the JSON
+    /// path or line, and what to change.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("cannot read config file {}: {e}. Check the path given to --config.", path.display()))
+        })?;
+        Self::from_text(&text, &path.display().to_string(), &|k| std::env::var(k).ok())
+    }
+
+    /// Parse config text (see [`Config::load`]); `origin` names it in errors and
+    /// `env` looks variables up.
+    pub fn from_text(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        let expanded = expand_env(text, env).map_err(|e| e.context(format!("config {origin}")))?;
+        let value: serde_json::Value = serde_json::from_str(&expanded).map_err(|e| {
+            Error::config(format!(
+                "config {origin} is not valid JSON at line {}, column {}: {e}. Fix the syntax there.",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        check_unknown_keys(&value, origin)?;
+        let config: Config = serde_json::from_value(value).map_err(|e| {
+            Error::config(format!("config {origin} has a value of the wrong shape: {e}. See examples/config.json for the expected layout."))
+        })?;
+        config.validate().map_err(|e| e.context(format!("config {origin}")))?;
+        Ok(config)
+    }
+
+    /// Check types, ranges and combinations that need no database.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.snowflake.account.trim().is_empty() {
+            problems.push("snowflake.account is empty".to_string());
+        }
+        if self.snowflake.rsa_key.is_none() && self.snowflake.password.is_none() {
+            problems.push("snowflake needs rsa_key (key-pair auth) or password".to_string());
+        }
+        if let Some(0) = self.parallel_threads {
+            problems.push("parallel_threads must be at least 1".to_string());
+        }
+        if let Some(b) = self.batch_size {
+            if b < 100 {
+                problems.push(format!("batch_size {b} is below the minimum of 100 rows"));
+            }
+        }
+        if self.sources.is_empty() {
+            problems.push("sources is empty: nothing to copy".to_string());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (si, s) in self.sources.iter().enumerate() {
+            if !names.insert(s.source_name.clone()) {
+                problems.push(format!("sources[{si}].source_name '{}' is used twice", s.source_name));
+            }
+            let mut targets = std::collections::BTreeSet::new();
+            for (ti, t) in s.tables.iter().enumerate() {
+                let at = format!("sources[{si}] ('{}').tables[{ti}] ('{}')", s.source_name, t.source);
+                if t.enabled && !targets.insert(t.target.clone()) {
+                    problems.push(format!("{at}: target '{}' is written by two enabled tables", t.target));
+                }
+                if t.chunking_columns.len() != t.chunking_column_types.len() {
+                    problems.push(format!(
+                        "{at}: chunking_columns has {} entries but chunking_column_types has {}; give one type per column",
+                        t.chunking_columns.len(),
+                        t.chunking_column_types.len()
+                    ));
+                }
+                for ty in &t.chunking_column_types {
+                    if crate::plan::ChunkKeyType::parse(ty).is_none() {
+                        problems.push(format!(
+                            "{at}: chunking column type '{ty}' is not known; use one of int, bigint, integer, number, numeric, date, timestamp, timestamp_ntz, timestamp_ltz, timestamp_tz, varchar, string, text, uuid"
+                        ));
+                    }
+                }
+                if t.source_watermark.is_some() != t.target_watermark.is_some() {
+                    problems.push(format!("{at}: source_watermark and target_watermark must be given together"));
+                }
+                if t.insert_only_mode && t.uniqueness_columns.is_empty() {
+                    problems.push(format!("{at}: insert_only_mode needs uniqueness_columns to recognise existing rows"));
+                }
+                if t.propagate_deletes && t.uniqueness_columns.is_empty() {
+                    problems.push(format!("{at}: propagate_deletes needs uniqueness_columns to identify deleted rows"));
+                }
+                if let Some(0) = t.parallel_threads {
+                    problems.push(format!("{at}: parallel_threads must be at least 1"));
+                }
+                if let Some(b) = t.batch_size {
+                    if b < 100 {
+                        problems.push(format!("{at}: batch_size {b} is below the minimum of 100 rows"));
+                    }
+                }
+                if let Some(s) = &t.chunking_strategy {
+                    if !["single", "numeric_range", "date_range"].contains(&s.as_str()) {
+                        problems.push(format!("{at}: chunking_strategy '{s}' is not one of single, numeric_range, date_range"));
+                    }
+                }
+                if let Some(f) = &t.source_filter {
+                    if let Err(e) = crate::source::sql::check_filter(f) {
+                        problems.push(format!("{at}: source_filter {e}"));
+                    }
+                }
+            }
+        }
+        if let Some(c) = &self.conflicts {
+            if let Some(tz) = &c.time_zone {
+                if tz.parse::<chrono_tz::Tz>().is_err() {
+                    problems.push(format!("conflicts.time_zone '{tz}' is not an IANA time zone (e.g. America/New_York)"));
+                }
+            }
+            if let Some(d) = &c.today {
+                if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
+                    problems.push(format!("conflicts.today '{d}' is not a date in YYYY-MM-DD form"));
+                }
+            }
+            if let Some(g) = &c.gps_priority {
+                if g != "fixed" && g != "legacy" {
+                    problems.push(format!("conflicts.gps_priority '{g}' must be 'fixed' or 'legacy'"));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::config(format!("{} problem(s): {}.", problems.len(), problems.join("; "))))
+        }
+    }
+
+    /// MD5 of the configuration without secrets and without connection
+    /// endpoints, hex-encoded. A rotated password or a moved proxy keeps the hash.
+    pub fn config_hash(&self) -> String {
+        let mut redacted = self.clone();
+        redacted.snowflake.password = None;
+        redacted.snowflake.rsa_key = None;
+        redacted.snowflake.endpoint = None;
+        redacted.snowflake.ca_file = None;
+        redacted.postgres.password = None;
+        redacted.postgres.host = String::new();
+        redacted.postgres.port = None;
+        let text = serde_json::to_string(&redacted).expect("config serialises");
+        hex::encode(md5_digest(text.as_bytes()))
+    }
+
+    /// Rows per chunk for `table`: its own `batch_size`, else the run's, else 100 000.
+    pub fn batch_size(&self, table: &TableConfig) -> u64 {
+        table.batch_size.or(self.batch_size).unwrap_or(DEFAULT_BATCH_SIZE)
+    }
+
+    /// Concurrent chunks for `table`.
+    pub fn parallel_threads(&self, table: &TableConfig) -> usize {
+        table.parallel_threads.or(self.parallel_threads).unwrap_or(DEFAULT_PARALLEL_THREADS)
+    }
+
+    /// The per-chunk memory budget in bytes.
+    pub fn chunk_byte_budget(&self) -> u64 {
+        self.chunk_byte_budget.unwrap_or(DEFAULT_CHUNK_BYTE_BUDGET)
+    }
+
+    /// The database holding `migration_status`.
+    pub fn status_database(&self) -> &str {
+        self.postgres
+            .status_database
+            .as_deref()
+            .or_else(|| self.sources.first().map(|s| s.target_pg_database.as_str()))
+            .unwrap_or("postgres")
+    }
+
+    /// Find an enabled source by name.
+    pub fn source(&self, name: &str) -> Result<&SourceConfig> {
+        self.sources.iter().find(|s| s.source_name == name).ok_or_else(|| {
+            let known: Vec<_> = self.sources.iter().map(|s| s.source_name.as_str()).collect();
+            Error::config(format!("source '{name}' is not in the configuration (known: {})", known.join(", ")))
+        })
+    }
+}
+
+fn md5_digest(bytes: &[u8]) -> [u8; 16] {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes).into()
+}
+
+/// Replace `${VAR}` and `${VAR:-default}` in `text` using `env`.
+///
+/// Values are inserted JSON-escaped (so a multi-line PEM key works). Every
+/// missing variable is listed in a single [`crate::error::ErrorKind::ConfigInvalid`] error.
+pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut missing: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(Error::config("unterminated '${' (missing '}')".to_string()));
+        };
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Error::config(format!("'${{{inner}}}' is not a valid variable reference; use ${{NAME}} or ${{NAME:-default}}")));
+        }
+        match env(name).or_else(|| default.map(str::to_string)) {
+            Some(v) => {
+                let quoted = serde_json::to_string(&v).expect("string serialises");
+                out.push_str(&quoted[1..quoted.len() - 1]);
+            }
+            None => {
+                if !missing.contains(&name.to_string()) {
+                    missing.push(name.to_string());
+                }
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::config(format!(
+            "environment variable(s) not set: {}. Export them or give a default with ${{NAME:-default}}.",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// Known keys per object path, for "did you mean" suggestions on unknown keys.
+fn known_keys(path: &str) -> &'static [&'static str] {
+    match path {
+        "" => &[
+            "snowflake", "postgres", "parallel_threads", "batch_size", "max_retry_attempts",
+            "lambda_timeout_buffer_seconds", "insert_only_mode", "max_parallel_tables", "chunk_byte_budget",
+            "conflicts", "sources",
+        ],
+        "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds"],
+        "postgres" => &["host", "user", "password", "port", "status_database", "sslmode"],
+        "conflicts" => &["database", "analytics_schema", "conflict_schema", "time_zone", "today", "gps_priority"],
+        "source" => &["source_name", "enabled", "source_sf_database", "source_sf_schema", "target_pg_database", "target_pg_schema", "tables"],
+        "table" => &[
+            "enabled", "source", "target", "source_filter", "chunking_columns", "chunking_column_types",
+            "uniqueness_columns", "source_watermark", "target_watermark", "truncate_onstart", "insert_only_mode",
+            "disable_index", "parallel_threads", "batch_size", "batch_size_copy_mode", "column_mapping",
+            "sort_columns", "chunking_strategy", "estimated_row_bytes", "propagate_deletes",
+        ],
+        _ => &[],
+    }
+}
+
+fn check_unknown_keys(value: &serde_json::Value, origin: &str) -> Result<()> {
+    let mut problems = Vec::new();
+    let mut check = |obj: &serde_json::Value, kind: &str, at: &str| {
+        if let Some(map) = obj.as_object() {
+            for key in map.keys() {
+                let known = known_keys(kind);
+                if !known.contains(&key.as_str()) {
+                    let suggestion = known
+                        .iter()
+                        .map(|k| (edit_distance(k, key), *k))
+                        .min()
+                        .filter(|(d, _)| *d <= 3)
+                        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+                        .unwrap_or_default();
+                    problems.push(format!("unknown key '{key}' in {at}{suggestion}"));
+                }
+            }
+        }
+    };
+    check(value, "", "the top level");
+    for section in ["snowflake", "postgres", "conflicts"] {
+        if let Some(v) = value.get(section) {
+            check(v, section, section);
+        }
+    }
+    if let Some(sources) = value.get("sources").and_then(|s| s.as_array()) {
+        for (si, s) in sources.iter().enumerate() {
+            check(s, "source", &format!("sources[{si}]"));
+            if let Some(tables) = s.get("tables").and_then(|t| t.as_array()) {
+                for (ti, t) in tables.iter().enumerate() {
+                    check(t, "table", &format!("sources[{si}].tables[{ti}]"));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::config(format!("config {origin}: {}.", problems.join("; "))))
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn expand_env_names_every_missing_variable() {
+        let err = expand_env("${A} ${B} ${C:-x} ${A}", &env(&[])).unwrap_err();
+        assert_eq!(err.kind, crate::error::ErrorKind::ConfigInvalid);
+        assert!(err.message.contains("A, B"), "{}", err.message);
+        assert!(!err.message.contains('C'), "{}", err.message);
+    }
+
+    #[test]
+    fn expand_env_uses_defaults_and_escapes_json() {
+        let out = expand_env(r#"{"k": "${K}", "d": "${D:-5432}"}"#, &env(&[("K", "a\"b\nc")])).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["k"], "a\"b\nc");
+        assert_eq!(v["d"], "5432");
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_closest_known_one() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
+          "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{"source":"T","target":"t","chunking_colums":[]}]}]}"#;
+        let err = Config::from_text(text, "test.json", &env(&[])).unwrap_err();
+        assert!(err.message.contains("unknown key 'chunking_colums' in sources[0].tables[0] (did you mean 'chunking_columns'?)"), "{}", err.message);
+    }
+
+    #[test]
+    fn config_hash_ignores_secrets_and_endpoints() {
+        let text = |pw: &str| format!(r#"{{"snowflake":{{"account":"a","user":"u","password":"{pw}"}},"postgres":{{"host":"h","user":"u","password":"{pw}"}},
+          "sources":[{{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{{"source":"T","target":"t"}}]}}]}}"#);
+        let a = Config::from_text(&text("one"), "a", &env(&[])).unwrap();
+        let b = Config::from_text(&text("two"), "b", &env(&[])).unwrap();
+        assert_eq!(a.config_hash(), b.config_hash());
+        assert!(!format!("{a:?}").contains("one"));
+    }
+
+    #[test]
+    fn mismatched_chunking_lists_are_rejected() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
+          "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{"source":"T","target":"t","chunking_columns":["a","b"],"chunking_column_types":["int"]}]}]}"#;
+        let err = Config::from_text(text, "c.json", &env(&[])).unwrap_err();
+        assert!(err.message.contains("chunking_columns has 2 entries but chunking_column_types has 1"), "{}", err.message);
+    }
+}

@@ -1,0 +1,1 @@
+//! Conflict detection (being written).

@@ -1,0 +1,221 @@
+//! Copying one chunk: Snowflake query → Arrow batches → binary COPY into
+//! PostgreSQL, exactly once.
+//!
+//! The chunk's status row is locked (`FOR UPDATE`) inside the data
+//! transaction; a completed chunk is skipped, and the chunk's rows and its
+//! `completed` status commit together, so a retried, duplicated or crashed
+//! invocation can neither lose nor duplicate rows.
+//!
+//! Write path by [`LoadMode`] (decided once per table by the planner):
+//! * `Copy`: COPY straight into the (empty or truncated) target;
+//! * `Upsert`: COPY into a per-chunk UNLOGGED staging table in
+//!   `thaw_staging` (not TEMP, which pins RDS Proxy sessions), then one
+//!   `INSERT ... ON CONFLICT (keys) DO UPDATE ... WHERE` the incoming row is
+//!   newer (watermark) or different (no watermark), deduplicated by key;
+//! * `InsertOnly`: the same with `DO NOTHING`, counting skipped rows — never
+//!   skipping a whole chunk because one key exists (a legacy defect).
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures::SinkExt;
+use tokio_postgres::Client;
+
+use crate::config::Config;
+use crate::error::{from_postgres, Error, ErrorKind, Result};
+use crate::failpoints;
+use crate::handlers::{ChunkItem, CopyChunkResponse};
+use crate::plan::{ChunkRange, TablePlan};
+use crate::sink::{self, encode::CopyEncoder};
+use crate::source::{self, SnowflakeSource};
+use crate::status::{self, ChunkCounts, LoadMode, TableKey};
+
+/// Flush the COPY buffer to the server every this many bytes (1 MiB).
+const COPY_FLUSH_BYTES: usize = 1 << 20;
+
+/// Connections a copy worker owns: one PostgreSQL connection and one
+/// Snowflake session (sessions are never shared between concurrent workers).
+pub struct Worker {
+    /// Target (and status) database connection.
+    pub pg: Client,
+    /// Snowflake session.
+    pub sf: SnowflakeSource,
+}
+
+impl Worker {
+    /// Open the connections for a worker copying chunks of `source_name`.
+    pub async fn connect(config: &Config, source_name: &str) -> Result<Worker> {
+        let s = config.source(source_name)?;
+        let pg = sink::connect(&config.postgres, &s.target_pg_database).await?;
+        let sf = source::connect(&config.snowflake, Some(&s.source_sf_database), Some(&s.source_sf_schema)).await?;
+        Ok(Worker { pg, sf })
+    }
+}
+
+/// Copy one chunk (the `copy-chunk` step).
+///
+/// Errors keep their kind (`Transient` for retryable failures, `ChunkFailed`
+/// for bad data, `TypeUnsupported` for unmappable types); on any error the
+/// data transaction is rolled back and the chunk is recorded `failed` with
+/// its message, so a retry starts clean.
+pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) -> Result<CopyChunkResponse> {
+    let started = Instant::now();
+    let s = config.source(&item.source_name)?;
+    let key = TableKey {
+        run_id: item.run_id,
+        source_database: s.source_sf_database.clone(),
+        source_schema: s.source_sf_schema.clone(),
+        source_table: item.source_table.clone(),
+    };
+    let plan = load_plan(&worker.pg, &key).await?;
+    if !status::start_chunk(&worker.pg, &key, item.chunk_id).await? {
+        return Ok(done_response(item, started, true, ChunkCounts::default()));
+    }
+    match copy_in_transaction(worker, &plan, &key, item).await {
+        Ok(Some(counts)) => Ok(done_response(item, started, false, counts)),
+        Ok(None) => Ok(done_response(item, started, true, ChunkCounts::default())),
+        Err(e) => {
+            let e = e.context(format!("chunk {} of {} (run {})", item.chunk_id, item.source_table, item.run_id));
+            if let Err(se) = status::fail_chunk(&worker.pg, &key, item.chunk_id, &e).await {
+                tracing::warn!(error = %se, "could not record the chunk failure");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn done_response(item: &ChunkItem, started: Instant, already: bool, c: ChunkCounts) -> CopyChunkResponse {
+    CopyChunkResponse {
+        run_id: item.run_id,
+        source_table: item.source_table.clone(),
+        chunk_id: item.chunk_id,
+        rows_read: c.read,
+        rows_inserted: c.inserted,
+        rows_updated: c.updated,
+        rows_unchanged: c.unchanged,
+        already_completed: already,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Read a table's stored plan.
+pub async fn load_plan(pg: &Client, key: &TableKey) -> Result<TablePlan> {
+    let row = pg
+        .query_opt(
+            "SELECT plan FROM migration_status.migration_table_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the table plan"))?
+        .ok_or_else(|| Error::config(format!("table {} is not part of run {}", key.source_table, key.run_id)))?;
+    serde_json::from_value(row.get(0)).map_err(|e| Error::internal(format!("stored plan of {} is unreadable: {e}", key.source_table)))
+}
+
+async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableKey, item: &ChunkItem) -> Result<Option<ChunkCounts>> {
+    let tx = worker.pg.transaction().await.map_err(|e| from_postgres(e, "starting the chunk transaction"))?;
+    let Some(chunk) = status::lock_chunk(&tx, key, item.chunk_id).await? else {
+        return Err(Error::config(format!("chunk {} of {} does not exist in run {}", item.chunk_id, item.source_table, item.run_id)));
+    };
+    if chunk.status == "completed" {
+        return Ok(None);
+    }
+    let range: ChunkRange =
+        serde_json::from_value(chunk.chunk_range).map_err(|e| Error::internal(format!("stored chunk definition is unreadable: {e}")))?;
+    let batches = worker.sf.query_arrow(&plan.chunk_query(&range.filter_sql)).await?;
+    let rows_read: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+
+    let staging = match plan.load_mode {
+        LoadMode::Copy => None,
+        LoadMode::Upsert | LoadMode::InsertOnly => {
+            let name = staging_name(key, item.chunk_id);
+            tx.batch_execute(&format!(
+                "DROP TABLE IF EXISTS thaw_staging.{name}; CREATE UNLOGGED TABLE thaw_staging.{name} (LIKE {} INCLUDING DEFAULTS)",
+                plan.target_fqn()
+            ))
+            .await
+            .map_err(|e| from_postgres(e, "creating the staging table"))?;
+            Some(format!("thaw_staging.{name}"))
+        }
+    };
+    let copy_target = staging.clone().unwrap_or_else(|| plan.target_fqn());
+    let cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
+    let copy_sql = format!("COPY {copy_target} ({}) FROM STDIN (FORMAT binary)", cols.join(", "));
+    let sink = tx.copy_in::<_, bytes::Bytes>(&copy_sql).await.map_err(|e| from_postgres(e, format!("starting COPY into {copy_target}")))?;
+    futures::pin_mut!(sink);
+    let targets: Vec<_> = plan.columns.iter().map(|c| c.target.clone()).collect();
+    let mut encoder = CopyEncoder::new(targets)?;
+    let mut buf = BytesMut::with_capacity(COPY_FLUSH_BYTES + 64 * 1024);
+    encoder.header(&mut buf);
+    for batch in &batches {
+        encoder.encode_batch(batch, &mut buf)?;
+        if buf.len() >= COPY_FLUSH_BYTES {
+            sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
+        }
+    }
+    encoder.trailer(&mut buf);
+    sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
+    let copied = sink.finish().await.map_err(|e| from_postgres(e, format!("finishing COPY into {copy_target}")))?;
+    drop(batches);
+
+    let counts = match (&staging, plan.load_mode) {
+        (None, _) => ChunkCounts { read: rows_read, inserted: copied, updated: 0, unchanged: 0 },
+        (Some(stg), mode) => {
+            let sql = upsert_sql(plan, stg, mode == LoadMode::InsertOnly);
+            let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, format!("upserting into {}", plan.target_fqn())))?;
+            let inserted = row.get::<_, i64>(0) as u64;
+            let updated = row.get::<_, i64>(1) as u64;
+            tx.batch_execute(&format!("DROP TABLE {stg}")).await.map_err(|e| from_postgres(e, "dropping the staging table"))?;
+            ChunkCounts { read: rows_read, inserted, updated, unchanged: rows_read.saturating_sub(inserted + updated) }
+        }
+    };
+    failpoints::check(failpoints::COPY_CHUNK_BEFORE_COMMIT)?;
+    status::complete_chunk(&tx, key, item.chunk_id, counts).await?;
+    tx.commit().await.map_err(|e| from_postgres(e, "committing the chunk"))?;
+    Ok(Some(counts))
+}
+
+/// Staging table name for a chunk: short, unique per run/table/chunk, a valid identifier.
+fn staging_name(key: &TableKey, chunk_id: i32) -> String {
+    use md5::{Digest, Md5};
+    let h = hex::encode(Md5::digest(format!("{}|{}|{}|{}", key.run_id, key.source_database, key.source_schema, key.source_table)));
+    format!("\"c_{}_{chunk_id}\"", &h[..16])
+}
+
+/// The set-based upsert from a staging table. Returns one row: (inserted, updated).
+fn upsert_sql(plan: &TablePlan, staging: &str, insert_only: bool) -> String {
+    let q = sink::ident;
+    let cols: Vec<String> = plan.columns.iter().map(|c| q(&c.target.name)).collect();
+    let keys: Vec<String> = plan.key_columns.iter().map(|k| q(k)).collect();
+    let non_keys: Vec<String> = plan.columns.iter().filter(|c| !plan.key_columns.contains(&c.target.name)).map(|c| q(&c.target.name)).collect();
+    let order = match &plan.target_watermark {
+        Some(w) => format!("{}, {} DESC NULLS LAST", keys.join(", "), q(w)),
+        None => keys.join(", "),
+    };
+    let action = if insert_only || non_keys.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        let sets: Vec<String> = non_keys.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        let cond = match &plan.target_watermark {
+            Some(w) => format!("t.{w} IS NULL OR t.{w} < EXCLUDED.{w}", w = q(w)),
+            None => format!(
+                "({}) IS DISTINCT FROM ({})",
+                non_keys.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+                non_keys.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        format!("DO UPDATE SET {} WHERE {cond}", sets.join(", "))
+    };
+    format!(
+        "WITH src AS (SELECT DISTINCT ON ({keys}) {cols} FROM {staging} ORDER BY {order}), \
+         up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM src ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) \
+         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+        keys = keys.join(", "),
+        cols = cols.join(", "),
+        target = plan.target_fqn(),
+    )
+}
+
+/// Whether an error should be retried by the local runner.
+pub fn is_retryable(e: &Error) -> bool {
+    e.kind.is_retryable() || e.kind == ErrorKind::Transient
+}

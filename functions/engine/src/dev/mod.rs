@@ -1,0 +1,3 @@
+//! Development dataset generator: `thaw dev seed` / `thaw dev mutate`.
+
+pub mod load;

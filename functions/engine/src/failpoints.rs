@@ -1,0 +1,52 @@
+//! Named fault-injection points for tests.
+//!
+//! With the `failpoints` feature, a test arms a point with [`arm`] and the
+//! engine fails there once with the given kind; without the feature every
+//! check compiles to nothing.
+
+/// Fails after the chunk's rows were written by COPY and before the commit.
+pub const COPY_CHUNK_BEFORE_COMMIT: &str = "copy_chunk_before_commit";
+
+#[cfg(feature = "failpoints")]
+mod imp {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use crate::error::{Error, ErrorKind};
+
+    static ARMED: Mutex<Option<HashMap<String, (ErrorKind, u32)>>> = Mutex::new(None);
+
+    /// Arm `point` to fail the next `times` passes with `kind`.
+    pub fn arm(point: &str, kind: ErrorKind, times: u32) {
+        ARMED.lock().unwrap().get_or_insert_with(HashMap::new).insert(point.to_string(), (kind, times));
+    }
+
+    /// Disarm every point.
+    pub fn clear() {
+        *ARMED.lock().unwrap() = None;
+    }
+
+    /// Return an error if `point` is armed (and count the pass down).
+    pub fn check(point: &str) -> Result<(), Error> {
+        let mut guard = ARMED.lock().unwrap();
+        if let Some(map) = guard.as_mut() {
+            if let Some((kind, times)) = map.get_mut(point) {
+                if *times > 0 {
+                    *times -= 1;
+                    return Err(Error::new(*kind, format!("failpoint {point} triggered")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "failpoints")]
+pub use imp::{arm, check, clear};
+
+/// Without the `failpoints` feature nothing is ever armed.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn check(_point: &str) -> Result<(), crate::error::Error> {
+    Ok(())
+}

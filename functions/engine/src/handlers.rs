@@ -1,0 +1,180 @@
+//! The typed request and response of every step of a sync run.
+//!
+//! These structs are the contract between the steps: the Lambda binaries
+//! deserialise them from their events, the local runner ([`crate::run`])
+//! passes them in-process, and `statemachines/sync.asl.json` builds them with
+//! `Parameters`/`ItemSelector`. Only ids and small summaries travel (Step
+//! Functions' 256 KiB payload limit); chunk definitions live in PostgreSQL.
+//!
+//! Field names are `snake_case` in JSON. Every field added later must be
+//! optional so old payloads keep deserialising.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Full reload or incremental (watermark) run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Incremental where a table has a watermark; full otherwise (default).
+    #[default]
+    Incremental,
+    /// Ignore watermarks: plan every row again (upserts keep it idempotent).
+    Full,
+}
+
+/// Input of the `plan` step (the state machine's execution input).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct PlanRequest {
+    /// Source names to run (default: every enabled source).
+    pub sources: Option<Vec<String>>,
+    /// Target table names to run (default: every enabled table).
+    pub tables: Option<Vec<String>>,
+    /// Full or incremental.
+    pub mode: SyncMode,
+    /// Resume this run id instead of detecting a resumable run.
+    pub resume_run_id: Option<Uuid>,
+    /// Never resume; always start a new run.
+    pub no_resume: bool,
+    /// Resume only runs started within this many hours (default 168).
+    pub resume_max_age_hours: Option<u32>,
+    /// Allow `truncate_onstart` to truncate non-empty targets.
+    pub allow_truncate: bool,
+    /// Where to write the chunk manifest (`s3://bucket/key` or a local path;
+    /// default: chosen by the caller's environment).
+    pub manifest_uri: Option<String>,
+}
+
+/// Output of `plan`: the run and where its chunk manifest is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlanResponse {
+    /// The run every later step works on.
+    pub run_id: Uuid,
+    /// True when an unfinished run was resumed.
+    pub resumed: bool,
+    /// Location of the manifest: a JSON array of [`ChunkItem`].
+    pub manifest_uri: String,
+    /// Tables in the run.
+    pub tables: u32,
+    /// Chunks still to copy (completed chunks of a resumed run excluded).
+    pub chunks: u64,
+    /// Rows the plan expects to copy (estimate from the planning aggregates).
+    pub estimated_rows: u64,
+}
+
+/// One element of the manifest and the input of `copy-chunk`
+/// (the Distributed Map's item).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct ChunkItem {
+    /// Run the chunk belongs to.
+    pub run_id: Uuid,
+    /// Source name (config `source_name`).
+    pub source_name: String,
+    /// Snowflake table.
+    pub source_table: String,
+    /// Chunk number within the table, from 0.
+    pub chunk_id: i32,
+}
+
+/// Output of `copy-chunk`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct CopyChunkResponse {
+    /// Run id.
+    pub run_id: Uuid,
+    /// Snowflake table.
+    pub source_table: String,
+    /// Chunk number.
+    pub chunk_id: i32,
+    /// Rows read from Snowflake.
+    pub rows_read: u64,
+    /// Rows inserted in the target.
+    pub rows_inserted: u64,
+    /// Rows updated in the target (upserts whose watermark was newer).
+    pub rows_updated: u64,
+    /// Rows left unchanged (insert-only conflicts, older watermarks).
+    pub rows_unchanged: u64,
+    /// True when the chunk was already completed and nothing was done.
+    pub already_completed: bool,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Input of `merge`, `reconcile` (run scope).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRequest {
+    /// Run id from [`PlanResponse::run_id`].
+    pub run_id: Uuid,
+}
+
+/// Per-table result of `merge`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TableMerge {
+    /// `schema.table` in PostgreSQL.
+    pub target: String,
+    /// Rows copied by this run.
+    pub rows_copied: u64,
+    /// Final table status (`completed` / `failed`).
+    pub status: String,
+}
+
+/// Output of `merge`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct MergeResponse {
+    /// Run id.
+    pub run_id: Uuid,
+    /// Tables finalised.
+    pub tables: Vec<TableMerge>,
+}
+
+/// Per-table outcome of `reconcile`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TableReconcile {
+    /// `schema.table` in PostgreSQL.
+    pub target: String,
+    /// Rows in Snowflake (with the table's source_filter).
+    pub source_rows: u64,
+    /// Rows in PostgreSQL.
+    pub target_rows: u64,
+    /// Checksum over the canonical form of every compared column, Snowflake side (hex).
+    pub source_checksum: String,
+    /// Same, PostgreSQL side.
+    pub target_checksum: String,
+    /// Columns compared.
+    pub columns: u32,
+    /// True when counts and checksums agree.
+    pub matched: bool,
+}
+
+/// Output of `reconcile`. A mismatch is an error of kind `ReconcileMismatch`
+/// for the state machine; this summary is what the report shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ReconcileResponse {
+    /// Run id.
+    pub run_id: Uuid,
+    /// Tables checked.
+    pub tables: Vec<TableReconcile>,
+    /// Tables whose counts or checksums differ.
+    pub mismatches: u32,
+}
+
+/// Input of `conflict-create`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct ConflictCreateRequest {
+    /// The sync run that preceded detection (for the report), if any.
+    pub run_id: Option<Uuid>,
+    /// Recompute the whole window instead of the keys touched since the last run.
+    pub full: bool,
+}
+
+/// Input of the failure path: mark the run failed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailRunRequest {
+    /// Run id (absent when `plan` itself failed).
+    pub run_id: Option<Uuid>,
+    /// Error name (`Transient`, `ChunkFailed`, ...).
+    pub error: String,
+    /// Error cause text (no secrets).
+    pub cause: String,
+}

@@ -1,0 +1,903 @@
+//! Chunk planning: split every table into chunks whose predicates partition
+//! its rows exactly, with one aggregate query per table (two for skewed
+//! numeric keys), and record the plan in `migration_status`.
+//!
+//! Strategies ([`Strategy`]), chosen from the first chunking column's type
+//! and overridable per table with `chunking_strategy`:
+//! * **single**: one chunk (no chunking column, or fewer rows than the batch);
+//! * **numeric range**: `count/min/max`, then a histogram of equal-width
+//!   buckets (`FLOOR((k - min) / width)`) packed greedily into chunks of at
+//!   most `batch` rows; predicates are half-open `[lo, hi)`, the first chunk
+//!   is open below and the last open above;
+//! * **date range**: counts per `CAST(k AS DATE)` packed greedily; a day with
+//!   more rows than the batch is split by key ranges of the first uniqueness
+//!   column (boundaries from `QUALIFY MOD(ROW_NUMBER() ...)`), never by OFFSET;
+//! * **keyset**: text/uuid keys, half-open ranges between sampled boundaries.
+//!
+//! NULL keys get their own chunk (`k IS NULL`). The effective batch is
+//! `min(batch_size, chunk_byte_budget / estimated row bytes)` rows, so a
+//! worker's memory is bounded by the budget whatever the table's size.
+//!
+//! Incremental tables read `MAX(target_watermark)` from PostgreSQL and plan
+//! only source rows with `source_watermark >= max`: `>=` because watermarks
+//! can tie (and PostgreSQL keeps microseconds where Snowflake keeps
+//! nanoseconds); the boundary rows are re-read and the upsert's
+//! `WHERE target.watermark < excluded.watermark` makes them no-ops.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use crate::config::{Config, SourceConfig, TableConfig};
+use crate::error::{from_postgres, Error, ErrorKind, Result};
+use crate::handlers::{ChunkItem, PlanRequest, PlanResponse, SyncMode};
+use crate::sink::{self, TargetColumn};
+use crate::source::{self, sql, SnowflakeSource};
+use crate::status::{self, LoadMode};
+
+/// The declared type of a chunking column, as the legacy config spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkKeyType {
+    /// `int`, `bigint`, `integer`, `number`, `numeric`, `varchar_numeric`.
+    Integer,
+    /// `date`, `timestamp`, `timestamp_ntz`, `timestamp_ltz`, `timestamp_tz`.
+    Temporal,
+    /// `varchar`, `string`, `text`, `uuid`.
+    Text,
+}
+
+impl ChunkKeyType {
+    /// Parse a legacy type name (case-insensitive).
+    pub fn parse(name: &str) -> Option<ChunkKeyType> {
+        let n = name.trim().to_ascii_lowercase();
+        Some(match n.as_str() {
+            "int" | "bigint" | "integer" | "number" | "numeric" | "varchar_numeric" | "smallint" => ChunkKeyType::Integer,
+            "date" | "datetime" => ChunkKeyType::Temporal,
+            s if s.starts_with("timestamp") => ChunkKeyType::Temporal,
+            "varchar" | "string" | "text" | "uuid" | "char" => ChunkKeyType::Text,
+            _ => return None,
+        })
+    }
+}
+
+/// How a table is split into chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// One chunk.
+    Single,
+    /// Half-open ranges of an integer key.
+    NumericRange,
+    /// Groups of whole days of a date/timestamp key.
+    DateRange,
+    /// Half-open ranges of a text key.
+    Keyset,
+}
+
+/// A column of a Snowflake table, from `INFORMATION_SCHEMA.COLUMNS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceColumn {
+    /// Exact name.
+    pub name: String,
+    /// Snowflake `DATA_TYPE` (`TEXT`, `NUMBER`, `TIMESTAMP_TZ`, ...).
+    pub data_type: String,
+    /// `NUMERIC_SCALE` for NUMBER.
+    pub scale: Option<i64>,
+    /// `CHARACTER_MAXIMUM_LENGTH` for TEXT.
+    pub char_length: Option<i64>,
+}
+
+/// One copied column: source name → target column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnPair {
+    /// Snowflake column.
+    pub source: SourceColumn,
+    /// PostgreSQL column.
+    pub target: TargetColumn,
+}
+
+/// Everything later steps need to know about one table of a run; stored as
+/// JSON in `migration_table_status.plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TablePlan {
+    /// Config source name.
+    pub source_name: String,
+    /// Snowflake database.
+    pub source_database: String,
+    /// Snowflake schema.
+    pub source_schema: String,
+    /// Snowflake table.
+    pub source_table: String,
+    /// PostgreSQL database.
+    pub target_database: String,
+    /// PostgreSQL schema.
+    pub target_schema: String,
+    /// PostgreSQL table.
+    pub target_table: String,
+    /// Copied columns, in target order.
+    pub columns: Vec<ColumnPair>,
+    /// Source columns with no target column (logged, not copied).
+    pub dropped_columns: Vec<String>,
+    /// Key columns in the target (upsert conflict target, reconcile key).
+    pub key_columns: Vec<String>,
+    /// Target watermark column, when the table is incremental.
+    pub target_watermark: Option<String>,
+    /// How chunks are written.
+    pub load_mode: LoadMode,
+    /// Chunking strategy used.
+    pub strategy: Strategy,
+    /// The table's `source_filter` (raw Snowflake SQL).
+    pub source_filter: Option<String>,
+    /// Watermark predicate for this run (Snowflake SQL), if incremental.
+    pub watermark_predicate: Option<String>,
+    /// Effective rows per chunk.
+    pub batch_rows: u64,
+    /// Estimated bytes per row used for the budget.
+    pub row_bytes: u64,
+    /// Concurrent chunks for this table.
+    pub parallel_threads: usize,
+    /// Whether the target was truncated by this run.
+    pub truncated: bool,
+}
+
+impl TablePlan {
+    /// `"DB"."SCHEMA"."TABLE"` in Snowflake.
+    pub fn source_fqn(&self) -> String {
+        sql::table(&self.source_database, &self.source_schema, &self.source_table)
+    }
+    /// `"schema"."table"` in PostgreSQL.
+    pub fn target_fqn(&self) -> String {
+        sink::qualified(&self.target_schema, &self.target_table)
+    }
+    /// The WHERE clause common to every chunk (filter and watermark), `TRUE` if none.
+    pub fn base_predicate(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(f) = &self.source_filter {
+            parts.push(format!("({f})"));
+        }
+        if let Some(w) = &self.watermark_predicate {
+            parts.push(format!("({w})"));
+        }
+        if parts.is_empty() {
+            "TRUE".into()
+        } else {
+            parts.join(" AND ")
+        }
+    }
+    /// The SELECT that fetches one chunk.
+    pub fn chunk_query(&self, chunk_filter: &str) -> String {
+        let cols: Vec<String> = self.columns.iter().map(|c| sql::ident(&c.source.name)).collect();
+        format!("SELECT {} FROM {} WHERE {} AND ({chunk_filter})", cols.join(", "), self.source_fqn(), self.base_predicate())
+    }
+}
+
+/// The stored definition of one chunk (`migration_chunk_status.chunk_range`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRange {
+    /// Strategy that produced it.
+    pub strategy: Strategy,
+    /// The chunk predicate (Snowflake SQL), ANDed with the table's base predicate.
+    pub filter_sql: String,
+    /// Rows the planning aggregate counted for it.
+    pub estimated_rows: u64,
+}
+
+/// Plan a run (the `plan` step): resume an unfinished run or plan a new one,
+/// record it in `migration_status`, and write the manifest of chunks to copy.
+///
+/// Errors: [`ErrorKind::ConfigInvalid`] for unknown sources/tables or a
+/// refused truncate, [`ErrorKind::SchemaMismatch`] for missing tables or
+/// columns — all raised before any target table is touched.
+pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResponse> {
+    let selected = select_tables(config, request)?;
+    let status_db = config.status_database().to_string();
+    for (s, _) in &selected {
+        if s.target_pg_database != status_db {
+            return Err(Error::config(format!(
+                "source '{}' targets database '{}' but run status lives in '{}'; a chunk's rows and its status must commit in one transaction, so every target_pg_database must equal postgres.status_database",
+                s.source_name, s.target_pg_database, status_db
+            )));
+        }
+    }
+    let mut pg = sink::connect(&config.postgres, &status_db).await?;
+    crate::schema::migrate(&mut pg).await?;
+
+    let execution_hash = execution_hash(config, &selected, request.mode);
+    let resume = if let Some(id) = request.resume_run_id {
+        status::check_resumable(&pg, id).await?;
+        Some(id)
+    } else if request.no_resume {
+        None
+    } else {
+        status::find_resumable(&pg, &execution_hash, request.resume_max_age_hours.unwrap_or(status::DEFAULT_RESUME_MAX_AGE_HOURS)).await?
+    };
+    if let Some(run_id) = resume {
+        status::heartbeat(&pg, run_id).await?;
+        let items = status::unfinished_chunks(&pg, run_id, &[]).await?;
+        let tables = status::tables(&pg, run_id).await?.len() as u32;
+        let manifest_uri = write_manifest(request, run_id, &items)?;
+        tracing::info!(%run_id, chunks = items.len(), "resuming run");
+        return Ok(PlanResponse { run_id, resumed: true, manifest_uri, tables, chunks: items.len() as u64, estimated_rows: 0 });
+    }
+
+    // Validate every table against both catalogs before anything is written.
+    let mut prepared = Vec::new();
+    for (source_cfg, tables) in &selected {
+        let sf = source::connect(&config.snowflake, Some(&source_cfg.source_sf_database), Some(&source_cfg.source_sf_schema)).await?;
+        let catalog = source_catalog(&sf, source_cfg).await?;
+        for t in tables {
+            let plan = prepare_table(config, source_cfg, t, &catalog, &pg, request).await?;
+            prepared.push((plan, (*t).clone(), source_cfg.source_name.clone()));
+        }
+        prepared_sources_insert(&mut Vec::new(), sf);
+    }
+
+    let metadata = serde_json::json!({
+        "sources": selected.iter().map(|(s, _)| s.source_name.clone()).collect::<Vec<_>>(),
+        "planned": false,
+        "thaw_version": env!("CARGO_PKG_VERSION"),
+    });
+    let mode = match request.mode { SyncMode::Full => "full", SyncMode::Incremental => "incremental" };
+    let run_id = status::create_run(&pg, &config.config_hash(), &execution_hash, mode, metadata).await?;
+    let result = plan_tables(config, &mut pg, run_id, prepared, request).await;
+    match result {
+        Ok((items, estimated_rows, tables)) => {
+            status::set_run_metadata(&pg, run_id, "planned", serde_json::Value::Bool(true)).await?;
+            let manifest_uri = write_manifest(request, run_id, &items)?;
+            Ok(PlanResponse { run_id, resumed: false, manifest_uri, tables, chunks: items.len() as u64, estimated_rows })
+        }
+        Err(e) => {
+            let _ = status::finish_run(&pg, run_id, "failed", Some(&e.to_string())).await;
+            Err(e)
+        }
+    }
+}
+
+fn prepared_sources_insert(_keep: &mut Vec<SnowflakeSource>, _sf: SnowflakeSource) {}
+
+async fn plan_tables(
+    config: &Config,
+    pg: &mut Client,
+    run_id: Uuid,
+    prepared: Vec<(TablePlan, TableConfig, String)>,
+    request: &PlanRequest,
+) -> Result<(Vec<ChunkItem>, u64, u32)> {
+    let mut items = Vec::new();
+    let mut estimated = 0u64;
+    let tables = prepared.len() as u32;
+    let mut sessions: BTreeMap<(String, String), SnowflakeSource> = BTreeMap::new();
+    for (mut plan, table_cfg, source_name) in prepared {
+        let session_key = (plan.source_database.clone(), plan.source_schema.clone());
+        if !sessions.contains_key(&session_key) {
+            let sf = source::connect(&config.snowflake, Some(&plan.source_database), Some(&plan.source_schema)).await?;
+            sessions.insert(session_key.clone(), sf);
+        }
+        let sf = &sessions[&session_key];
+        let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the planning transaction"))?;
+        // Truncate decision (logged), inside the same transaction as the table's status rows.
+        if table_cfg.truncate_onstart {
+            let has_rows = target_has_rows(&tx, &plan).await?;
+            if has_rows && !request.allow_truncate {
+                return Err(Error::config(format!(
+                    "table {} has truncate_onstart and the target {} is not empty; rerun with --allow-truncate (run-level consent) to truncate it",
+                    plan.source_table,
+                    plan.target_fqn()
+                )));
+            }
+            if has_rows {
+                tracing::warn!(target = %plan.target_fqn(), "truncating target (truncate_onstart + --allow-truncate)");
+                tx.batch_execute(&format!("TRUNCATE {}", plan.target_fqn()))
+                    .await
+                    .map_err(|e| from_postgres(e, format!("truncating {}", plan.target_fqn())))?;
+                plan.truncated = true;
+            }
+        }
+        let chunks = plan_chunks(sf, &plan, &table_cfg).await.map_err(|e| e.context(format!("planning {}", plan.source_table)))?;
+        let plan_json = serde_json::to_value(&plan).expect("plan serialises");
+        tx.execute(
+            "INSERT INTO migration_status.migration_table_status \
+               (run_id, source_name, source_database, source_schema, source_table, target_database, target_schema, target_table, \
+                status, load_mode, strategy, watermark_from, truncated, total_chunks, plan) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'in_progress',$9,$10,$11,$12,$13,$14)",
+            &[
+                &run_id, &source_name, &plan.source_database, &plan.source_schema, &plan.source_table,
+                &plan.target_database, &plan.target_schema, &plan.target_table, &plan.load_mode.as_str(),
+                &serde_json::to_value(plan.strategy).unwrap().as_str().unwrap_or("single"),
+                &plan.watermark_predicate, &plan.truncated, &(chunks.len() as i32), &plan_json,
+            ],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the table plan"))?;
+        let stmt = tx
+            .prepare(
+                "INSERT INTO migration_status.migration_chunk_status (run_id, source_database, source_schema, source_table, chunk_id, chunk_range) \
+                 VALUES ($1,$2,$3,$4,$5,$6)",
+            )
+            .await
+            .map_err(|e| from_postgres(e, "preparing chunk inserts"))?;
+        for (i, c) in chunks.iter().enumerate() {
+            let id = i as i32;
+            let range = serde_json::to_value(c).expect("chunk serialises");
+            tx.execute(&stmt, &[&run_id, &plan.source_database, &plan.source_schema, &plan.source_table, &id, &range])
+                .await
+                .map_err(|e| from_postgres(e, "recording a chunk"))?;
+            estimated += c.estimated_rows;
+            items.push(ChunkItem { run_id, source_name: source_name.clone(), source_table: plan.source_table.clone(), chunk_id: id });
+        }
+        tx.commit().await.map_err(|e| from_postgres(e, "committing the table plan"))?;
+        tracing::info!(table = %plan.source_table, strategy = ?plan.strategy, mode = ?plan.load_mode, chunks = chunks.len(), "planned");
+    }
+    Ok((items, estimated, tables))
+}
+
+/// Resolve the request's source and table selection against the config.
+pub fn select_tables<'a>(config: &'a Config, request: &PlanRequest) -> Result<Vec<(&'a SourceConfig, Vec<&'a TableConfig>)>> {
+    let mut out = Vec::new();
+    if let Some(names) = &request.sources {
+        for n in names {
+            config.source(n)?;
+        }
+    }
+    for s in &config.sources {
+        let wanted = match &request.sources {
+            Some(names) => names.contains(&s.source_name),
+            None => s.enabled,
+        };
+        if !wanted {
+            continue;
+        }
+        let tables: Vec<&TableConfig> = s
+            .tables
+            .iter()
+            .filter(|t| match &request.tables {
+                Some(names) => names.iter().any(|n| n.eq_ignore_ascii_case(&t.target) || n.eq_ignore_ascii_case(&t.source)),
+                None => t.enabled,
+            })
+            .collect();
+        if !tables.is_empty() {
+            out.push((s, tables));
+        }
+    }
+    if let Some(names) = &request.tables {
+        for n in names {
+            let found = out.iter().any(|(_, ts)| ts.iter().any(|t| n.eq_ignore_ascii_case(&t.target) || n.eq_ignore_ascii_case(&t.source)));
+            if !found {
+                return Err(Error::config(format!("table '{n}' is not in any selected source of the configuration")));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::config("no enabled tables selected: nothing to do"));
+    }
+    Ok(out)
+}
+
+fn execution_hash(config: &Config, selected: &[(&SourceConfig, Vec<&TableConfig>)], mode: SyncMode) -> String {
+    use md5::{Digest, Md5};
+    let mut names: Vec<String> = selected
+        .iter()
+        .flat_map(|(s, ts)| ts.iter().map(move |t| format!("{}.{}", s.source_name, t.source)))
+        .collect();
+    names.sort();
+    let text = format!("{}|{}|{:?}", config.config_hash(), names.join(","), mode);
+    hex::encode(Md5::digest(text.as_bytes()))
+}
+
+/// Read the columns of every table of a source in one query.
+pub async fn source_catalog(sf: &SnowflakeSource, s: &SourceConfig) -> Result<BTreeMap<String, Vec<SourceColumn>>> {
+    let q = format!(
+        "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, CHARACTER_MAXIMUM_LENGTH FROM {}.INFORMATION_SCHEMA.COLUMNS \
+         WHERE TABLE_SCHEMA = {} ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        sql::ident(&s.source_sf_database),
+        sql::literal(&s.source_sf_schema)
+    );
+    let rows = sf.execute(&q).await.map_err(|e| e.context(format!("reading the Snowflake catalog of {}.{}", s.source_sf_database, s.source_sf_schema)))?;
+    let mut out: BTreeMap<String, Vec<SourceColumn>> = BTreeMap::new();
+    for r in rows {
+        let get = |i: usize| r.get(i).cloned().flatten();
+        let (Some(t), Some(c), Some(ty)) = (get(0), get(1), get(2)) else { continue };
+        out.entry(t).or_default().push(SourceColumn {
+            name: c,
+            data_type: ty.to_ascii_uppercase(),
+            scale: get(3).and_then(|v| v.parse::<f64>().ok()).map(|v| v as i64),
+            char_length: get(4).and_then(|v| v.parse::<f64>().ok()).map(|v| v as i64),
+        });
+    }
+    Ok(out)
+}
+
+async fn target_has_rows<C: tokio_postgres::GenericClient>(pg: &C, plan: &TablePlan) -> Result<bool> {
+    let row = pg
+        .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {})", plan.target_fqn()), &[])
+        .await
+        .map_err(|e| from_postgres(e, format!("checking whether {} is empty", plan.target_fqn())))?;
+    Ok(row.get(0))
+}
+
+/// Check one table against both catalogs and decide columns, keys, load mode
+/// and watermark. Nothing is written.
+async fn prepare_table(
+    config: &Config,
+    s: &SourceConfig,
+    t: &TableConfig,
+    catalog: &BTreeMap<String, Vec<SourceColumn>>,
+    pg: &Client,
+    request: &PlanRequest,
+) -> Result<TablePlan> {
+    let at = format!("table {}.{}.{} (source '{}')", s.source_sf_database, s.source_sf_schema, t.source, s.source_name);
+    let Some(source_cols) = catalog.get(&t.source) else {
+        let close: Vec<&String> = catalog.keys().filter(|k| k.eq_ignore_ascii_case(&t.source)).collect();
+        let hint = if close.is_empty() { String::new() } else { format!(" (did you mean {:?}? names are case-sensitive)", close[0]) };
+        return Err(Error::new(ErrorKind::SchemaMismatch, format!("{at} does not exist in Snowflake{hint}. Fix 'source' in the config or create the table.")));
+    };
+    let target_cols = sink::table_columns(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?;
+    let source_has = |name: &str| source_cols.iter().any(|c| c.name == name);
+    let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
+    let mut missing = Vec::new();
+    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()) {
+        if !source_has(c) {
+            missing.push(format!("source column \"{c}\""));
+        }
+    }
+    // Map source → target names.
+    let target_name = |src: &str| -> String {
+        if let Some(m) = t.column_mapping.get(src) {
+            return m.clone();
+        }
+        if let (Some(sw), Some(tw)) = (&t.source_watermark, &t.target_watermark) {
+            if sw == src {
+                return tw.clone();
+            }
+        }
+        src.to_string()
+    };
+    let key_columns: Vec<String> = t.uniqueness_columns.iter().map(|u| target_name(u)).collect();
+    for (u, k) in t.uniqueness_columns.iter().zip(&key_columns) {
+        if !source_has(u) {
+            missing.push(format!("uniqueness column \"{u}\" in the source"));
+        } else if !target_has(k) {
+            missing.push(format!("uniqueness column \"{k}\" in the target"));
+        }
+    }
+    if let Some(tw) = &t.target_watermark {
+        if !target_has(tw) {
+            missing.push(format!("target watermark column \"{tw}\""));
+        }
+    }
+    for m in t.column_mapping.values() {
+        if !target_has(m) {
+            missing.push(format!("mapped target column \"{m}\""));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!("{at} → {}.{}: {} do(es) not exist. Fix the config or the table definitions.", s.target_pg_schema, t.target, missing.join(", ")),
+        ));
+    }
+    let mut columns = Vec::new();
+    let mut dropped = Vec::new();
+    for tc in &target_cols {
+        if let Some(sc) = source_cols.iter().find(|sc| target_name(&sc.name) == tc.name) {
+            columns.push(ColumnPair { source: sc.clone(), target: tc.clone() });
+        }
+    }
+    for sc in source_cols {
+        if !target_cols.iter().any(|tc| tc.name == target_name(&sc.name)) {
+            dropped.push(sc.name.clone());
+        }
+    }
+    if columns.is_empty() {
+        return Err(Error::new(ErrorKind::SchemaMismatch, format!("{at}: no source column matches a column of {}.{} by name; add column_mapping", s.target_pg_schema, t.target)));
+    }
+    if !dropped.is_empty() {
+        tracing::warn!(table = %t.source, columns = ?dropped, "source columns without a target column are not copied");
+    }
+    let row_bytes = t.estimated_row_bytes.unwrap_or_else(|| estimate_row_bytes(&columns)).max(1);
+    let batch_size = config.batch_size(t);
+    let budget_rows = (config.chunk_byte_budget() / row_bytes).max(100);
+    let batch_rows = batch_size.min(budget_rows);
+    let empty = {
+        let row = pg
+            .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", sink::qualified(&s.target_pg_schema, &t.target)), &[])
+            .await
+            .map_err(|e| from_postgres(e, format!("checking whether {}.{} is empty", s.target_pg_schema, t.target)))?;
+        row.get::<_, bool>(0)
+    };
+    let will_truncate = t.truncate_onstart && (empty || request.allow_truncate);
+    let load_mode = if empty || will_truncate {
+        LoadMode::Copy
+    } else if t.insert_only_mode {
+        LoadMode::InsertOnly
+    } else if !key_columns.is_empty() {
+        LoadMode::Upsert
+    } else if t.truncate_onstart {
+        return Err(Error::config(format!(
+            "{at}: truncate_onstart is set and the target is not empty; rerun with --allow-truncate to reload it"
+        )));
+    } else {
+        return Err(Error::config(format!(
+            "{at}: the target {}.{} already has rows and the table has no uniqueness_columns, so rows cannot be upserted without duplicating them. Set uniqueness_columns, or truncate_onstart with --allow-truncate.",
+            s.target_pg_schema, t.target
+        )));
+    };
+    if matches!(load_mode, LoadMode::Upsert | LoadMode::InsertOnly) {
+        check_unique_index(pg, &s.target_pg_schema, &t.target, &key_columns).await.map_err(|e| e.context(&at))?;
+    }
+    let watermark_predicate = match (&t.source_watermark, &t.target_watermark, request.mode) {
+        (Some(sw), Some(tw), SyncMode::Incremental) if !will_truncate && !empty => {
+            let tcol = target_cols.iter().find(|c| &c.name == tw).expect("checked above");
+            let scol = source_cols.iter().find(|c| &c.name == sw).expect("checked above");
+            watermark_predicate(pg, &s.target_pg_schema, &t.target, tcol, scol).await?
+        }
+        _ => None,
+    };
+    let strategy = choose_strategy(t)?;
+    Ok(TablePlan {
+        source_name: s.source_name.clone(),
+        source_database: s.source_sf_database.clone(),
+        source_schema: s.source_sf_schema.clone(),
+        source_table: t.source.clone(),
+        target_database: s.target_pg_database.clone(),
+        target_schema: s.target_pg_schema.clone(),
+        target_table: t.target.clone(),
+        columns,
+        dropped_columns: dropped,
+        key_columns,
+        target_watermark: t.target_watermark.clone(),
+        load_mode,
+        strategy,
+        source_filter: t.source_filter.clone(),
+        watermark_predicate,
+        batch_rows,
+        row_bytes,
+        parallel_threads: config.parallel_threads(t),
+        truncated: false,
+    })
+}
+
+fn choose_strategy(t: &TableConfig) -> Result<Strategy> {
+    if let Some(s) = &t.chunking_strategy {
+        return Ok(match s.as_str() {
+            "single" => Strategy::Single,
+            "numeric_range" => Strategy::NumericRange,
+            "date_range" => Strategy::DateRange,
+            other => return Err(Error::config(format!("unknown chunking_strategy '{other}'"))),
+        });
+    }
+    Ok(match t.chunking_column_types.first().and_then(|ty| ChunkKeyType::parse(ty)) {
+        None => Strategy::Single,
+        Some(ChunkKeyType::Integer) => Strategy::NumericRange,
+        Some(ChunkKeyType::Temporal) => Strategy::DateRange,
+        Some(ChunkKeyType::Text) => Strategy::Keyset,
+    })
+}
+
+/// Estimated bytes per row from the source types (used when the config gives none).
+pub fn estimate_row_bytes(columns: &[ColumnPair]) -> u64 {
+    columns
+        .iter()
+        .map(|c| match c.source.data_type.as_str() {
+            "TEXT" | "VARCHAR" => c.source.char_length.map(|l| (l as u64).min(64)).unwrap_or(32) + 8,
+            "NUMBER" | "FIXED" | "DECIMAL" => 16,
+            "FLOAT" | "REAL" | "DOUBLE" => 8,
+            "BOOLEAN" => 1,
+            "DATE" => 4,
+            "TIME" => 8,
+            t if t.starts_with("TIMESTAMP") => 16,
+            "BINARY" => 64,
+            "VARIANT" | "OBJECT" | "ARRAY" => 256,
+            _ => 32,
+        })
+        .sum::<u64>()
+        .max(8)
+}
+
+async fn check_unique_index(pg: &Client, schema: &str, table: &str, keys: &[String]) -> Result<()> {
+    let rows = pg
+        .query(
+            "SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) \
+             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL \
+             GROUP BY i.indexrelid",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading unique indexes"))?;
+    let mut wanted: Vec<String> = keys.to_vec();
+    wanted.sort();
+    if rows.iter().any(|r| r.get::<_, Vec<String>>(0) == wanted) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!(
+                "upserts into {schema}.{table} need a unique index on exactly ({}); none exists. Create one (CREATE UNIQUE INDEX ... ON {schema}.{table} ({})) or fix uniqueness_columns.",
+                keys.join(", "),
+                keys.iter().map(|k| sink::ident(k)).collect::<Vec<_>>().join(", ")
+            ),
+        ))
+    }
+}
+
+async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &TargetColumn, source: &SourceColumn) -> Result<Option<String>> {
+    use crate::sink::PgType;
+    let col = sink::ident(&target.name);
+    let expr = match target.pg_type {
+        PgType::Timestamptz => format!("to_char(max({col}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"),
+        PgType::Timestamp => format!("to_char(max({col}), 'YYYY-MM-DD HH24:MI:SS.US')"),
+        _ => format!("max({col})::text"),
+    };
+    let row = pg
+        .query_one(&format!("SELECT {expr} FROM {}", sink::qualified(schema, table)), &[])
+        .await
+        .map_err(|e| from_postgres(e, format!("reading the watermark of {schema}.{table}")))?;
+    let Some(max): Option<String> = row.get(0) else { return Ok(None) };
+    let scol = sql::ident(&source.name);
+    let literal = match (target.pg_type, source.data_type.as_str()) {
+        (PgType::Timestamptz, "TIMESTAMP_TZ" | "TIMESTAMP_LTZ") => format!("CAST({} AS {})", sql::literal(&format!("{max}+00:00")), source.data_type),
+        (PgType::Timestamptz | PgType::Timestamp, _) => format!("CAST({} AS TIMESTAMP_NTZ)", sql::literal(&max)),
+        (PgType::Date, _) => format!("CAST({} AS DATE)", sql::literal(&max)),
+        (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max.clone(),
+        _ => sql::literal(&max),
+    };
+    Ok(Some(format!("{scol} >= {literal}")))
+}
+
+/// Run the planning aggregate(s) for one table and return its chunks.
+pub async fn plan_chunks(sf: &SnowflakeSource, plan: &TablePlan, t: &TableConfig) -> Result<Vec<ChunkRange>> {
+    let fqn = plan.source_fqn();
+    let base = plan.base_predicate();
+    let batch = plan.batch_rows.max(1);
+    let key = t.chunking_columns.first();
+    let key_source = key.and_then(|k| plan.columns.iter().map(|c| &c.source).find(|c| &c.name == k).cloned());
+    let single = |rows: u64| vec![ChunkRange { strategy: Strategy::Single, filter_sql: "TRUE".into(), estimated_rows: rows }];
+    match (plan.strategy, key) {
+        (Strategy::Single, _) | (_, None) => {
+            let rows = count(sf, &format!("SELECT COUNT(*) FROM {fqn} WHERE {base}")).await?;
+            Ok(single(rows))
+        }
+        (Strategy::NumericRange, Some(k)) => {
+            let kx = match key_source.as_ref().map(|c| c.data_type.as_str()) {
+                Some("TEXT") | Some("VARCHAR") => format!("CAST({} AS NUMBER(38,0))", sql::ident(k)),
+                _ => sql::ident(k),
+            };
+            numeric_chunks(sf, &fqn, &base, &kx, batch).await
+        }
+        (Strategy::DateRange, Some(k)) => {
+            let secondary = t.uniqueness_columns.first().map(|u| sql::ident(u));
+            date_chunks(sf, &fqn, &base, &sql::ident(k), secondary.as_deref(), batch).await
+        }
+        (Strategy::Keyset, Some(k)) => {
+            let kx = sql::ident(k);
+            let rows = count(sf, &format!("SELECT COUNT(*) FROM {fqn} WHERE {base}")).await?;
+            if rows <= batch {
+                return Ok(single(rows));
+            }
+            let bounds = keyset_boundaries(sf, &fqn, &base, &kx, batch).await?;
+            Ok(keyset_ranges(&kx, &bounds, rows, Strategy::Keyset, None))
+        }
+    }
+}
+
+async fn count(sf: &SnowflakeSource, q: &str) -> Result<u64> {
+    let rows = sf.execute(q).await?;
+    Ok(parse_u64(rows.first().and_then(|r| r.first()).cloned().flatten()))
+}
+
+fn parse_u64(v: Option<String>) -> u64 {
+    v.and_then(|s| s.parse::<f64>().ok()).map(|f| f.max(0.0).round() as u64).unwrap_or(0)
+}
+
+async fn numeric_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str, batch: u64) -> Result<Vec<ChunkRange>> {
+    let rows = sf.execute(&format!("SELECT COUNT(*), COUNT({kx}), MIN({kx}), MAX({kx}) FROM {fqn} WHERE {base}")).await?;
+    let r = rows.into_iter().next().unwrap_or_default();
+    let total = parse_u64(r.first().cloned().flatten());
+    let nonnull = parse_u64(r.get(1).cloned().flatten());
+    let parse_i = |v: Option<String>| v.and_then(|s| s.parse::<f64>().ok());
+    let (Some(min), Some(max)) = (parse_i(r.get(2).cloned().flatten()), parse_i(r.get(3).cloned().flatten())) else {
+        return Ok(vec![ChunkRange { strategy: Strategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
+    };
+    if total <= batch {
+        return Ok(vec![ChunkRange { strategy: Strategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
+    }
+    let (min, max) = (min.floor() as i128, max.ceil() as i128);
+    let chunks_wanted = nonnull.div_ceil(batch).max(1) as i128;
+    let buckets = (chunks_wanted * 8).min(20_000).max(1);
+    let width = ((max - min + 1) + buckets - 1) / buckets;
+    let width = width.max(1);
+    let hist = sf
+        .execute(&format!(
+            "SELECT FLOOR(({kx} - {min}) / {width}) AS b, COUNT(*) FROM {fqn} WHERE {base} AND {kx} IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ))
+        .await?;
+    let mut counts: Vec<(i128, u64)> = hist
+        .into_iter()
+        .filter_map(|r| {
+            let b = r.first().cloned().flatten()?.parse::<f64>().ok()? as i128;
+            Some((b, parse_u64(r.get(1).cloned().flatten())))
+        })
+        .collect();
+    counts.sort();
+    // Pack consecutive buckets into chunks of at most `batch` rows.
+    let mut chunks = Vec::new();
+    let mut start_bucket: Option<i128> = None;
+    let mut acc = 0u64;
+    let mut bounds: Vec<(i128, u64)> = Vec::new(); // (first bucket of chunk, rows)
+    for (b, n) in counts {
+        if start_bucket.is_none() {
+            start_bucket = Some(b);
+        }
+        if acc > 0 && acc + n > batch {
+            bounds.push((start_bucket.unwrap(), acc));
+            start_bucket = Some(b);
+            acc = 0;
+        }
+        acc += n;
+    }
+    if let Some(s) = start_bucket {
+        bounds.push((s, acc));
+    }
+    let n = bounds.len();
+    for (i, (b, rows)) in bounds.iter().enumerate() {
+        let lo = min + b * width;
+        let hi = bounds.get(i + 1).map(|(nb, _)| min + nb * width);
+        let filter = match (i == 0, hi) {
+            (true, Some(hi)) => format!("{kx} < {hi}"),
+            (true, None) => format!("{kx} IS NOT NULL"),
+            (false, Some(hi)) => format!("{kx} >= {lo} AND {kx} < {hi}"),
+            (false, None) => format!("{kx} >= {lo}"),
+        };
+        let _ = n;
+        chunks.push(ChunkRange { strategy: Strategy::NumericRange, filter_sql: filter, estimated_rows: *rows });
+    }
+    if total > nonnull {
+        chunks.push(ChunkRange { strategy: Strategy::NumericRange, filter_sql: format!("{kx} IS NULL"), estimated_rows: total - nonnull });
+    }
+    Ok(chunks)
+}
+
+async fn date_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, k: &str, secondary: Option<&str>, batch: u64) -> Result<Vec<ChunkRange>> {
+    let dx = format!("CAST({k} AS DATE)");
+    let rows = sf.execute(&format!("SELECT {dx} AS d, COUNT(*) FROM {fqn} WHERE {base} GROUP BY 1 ORDER BY 1")).await?;
+    let mut days: Vec<(String, u64)> = Vec::new();
+    let mut nulls = 0u64;
+    for r in rows {
+        let n = parse_u64(r.get(1).cloned().flatten());
+        match r.first().cloned().flatten() {
+            Some(d) => days.push((d[..10.min(d.len())].to_string(), n)),
+            None => nulls += n,
+        }
+    }
+    days.sort();
+    let total: u64 = days.iter().map(|d| d.1).sum::<u64>() + nulls;
+    if total <= batch {
+        return Ok(vec![ChunkRange { strategy: Strategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
+    }
+    // Groups of consecutive days: (first day index, last day index, rows).
+    let mut groups: Vec<(usize, usize, u64)> = Vec::new();
+    for (i, (_, n)) in days.iter().enumerate() {
+        match groups.last_mut() {
+            Some(g) if g.2 + n <= batch && days[g.0].1 <= batch => {
+                g.1 = i;
+                g.2 += n;
+            }
+            _ => groups.push((i, i, *n)),
+        }
+    }
+    let date = |d: &str| format!("CAST({} AS DATE)", sql::literal(d));
+    let mut chunks = Vec::new();
+    let last = groups.len().saturating_sub(1);
+    for (gi, (first, lastday, rows)) in groups.iter().enumerate() {
+        let lower = (gi > 0).then(|| format!("{dx} >= {}", date(&days[*first].0)));
+        let upper = groups.get(gi + 1).map(|g| format!("{dx} < {}", date(&days[g.0].0)));
+        let mut filter = match (lower, upper) {
+            (Some(l), Some(u)) => format!("{l} AND {u}"),
+            (Some(l), None) => l,
+            (None, Some(u)) => u,
+            (None, None) => format!("{dx} IS NOT NULL"),
+        };
+        if gi == last && gi == 0 {
+            filter = format!("{dx} IS NOT NULL");
+        }
+        let _ = lastday;
+        if *rows > batch && first == lastday {
+            // One oversized day: split it by ranges of the secondary key.
+            if let Some(sk) = secondary {
+                let day_pred = format!("{filter} AND {dx} IS NOT NULL");
+                let bounds = keyset_boundaries(sf, fqn, &format!("{base} AND {day_pred}"), sk, batch).await?;
+                for c in keyset_ranges(sk, &bounds, *rows, Strategy::DateRange, Some(&day_pred)) {
+                    chunks.push(c);
+                }
+                continue;
+            }
+            tracing::warn!(day = %days[*first].0, rows, batch, "a single day exceeds the batch and the table has no uniqueness column to split it");
+        }
+        chunks.push(ChunkRange { strategy: Strategy::DateRange, filter_sql: filter, estimated_rows: *rows });
+    }
+    if nulls > 0 {
+        chunks.push(ChunkRange { strategy: Strategy::DateRange, filter_sql: format!("{k} IS NULL"), estimated_rows: nulls });
+    }
+    Ok(chunks)
+}
+
+/// Boundary keys at every `batch`-th row in key order (one query; the result
+/// holds `rows / batch` values).
+async fn keyset_boundaries(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str, batch: u64) -> Result<Vec<String>> {
+    let rows = sf
+        .execute(&format!(
+            "SELECT {kx} FROM {fqn} WHERE {base} AND {kx} IS NOT NULL QUALIFY MOD(ROW_NUMBER() OVER (ORDER BY {kx}), {batch}) = 0 ORDER BY 1"
+        ))
+        .await?;
+    let mut out: Vec<String> = rows.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    out.dedup();
+    Ok(out)
+}
+
+/// Half-open text ranges between boundaries: `(k < b1 OR k IS NULL)`,
+/// `k >= b1 AND k < b2`, ..., `k >= bn`, each ANDed with `scope` if given.
+fn keyset_ranges(kx: &str, bounds: &[String], rows: u64, strategy: Strategy, scope: Option<&str>) -> Vec<ChunkRange> {
+    let per = rows / (bounds.len() as u64 + 1).max(1);
+    let mut out = Vec::new();
+    let lit = |v: &str| sql::literal(v);
+    let wrap = |f: String| match scope {
+        Some(s) => format!("({s}) AND ({f})"),
+        None => f,
+    };
+    if bounds.is_empty() {
+        out.push(ChunkRange { strategy, filter_sql: wrap("TRUE".into()), estimated_rows: rows });
+        return out;
+    }
+    out.push(ChunkRange { strategy, filter_sql: wrap(format!("({kx} < {} OR {kx} IS NULL)", lit(&bounds[0]))), estimated_rows: per });
+    for w in bounds.windows(2) {
+        out.push(ChunkRange { strategy, filter_sql: wrap(format!("{kx} >= {} AND {kx} < {}", lit(&w[0]), lit(&w[1]))), estimated_rows: per });
+    }
+    out.push(ChunkRange { strategy, filter_sql: wrap(format!("{kx} >= {}", lit(bounds.last().unwrap()))), estimated_rows: per });
+    out
+}
+
+/// Write the manifest (JSON array of [`ChunkItem`]) and return its URI.
+/// Local paths only in this build: `manifest_uri` from the request, else
+/// `$THAW_MANIFEST_DIR/<run_id>.json`, else the system temp dir.
+fn write_manifest(request: &PlanRequest, run_id: Uuid, items: &[ChunkItem]) -> Result<String> {
+    let path: PathBuf = match &request.manifest_uri {
+        Some(uri) if uri.starts_with("s3://") => {
+            return Err(Error::config(format!("manifest_uri {uri}: S3 manifests are written by the Lambda build (not available in this binary)")))
+        }
+        Some(uri) => PathBuf::from(uri.trim_start_matches("file://")),
+        None => {
+            let dir = std::env::var_os("THAW_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("thaw-manifests"));
+            dir.join(format!("{run_id}.json"))
+        }
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::config(format!("cannot create manifest directory {}: {e}", parent.display())))?;
+    }
+    let text = serde_json::to_string_pretty(items).expect("manifest serialises");
+    std::fs::write(&path, text).map_err(|e| Error::config(format!("cannot write manifest {}: {e}", path.display())))?;
+    Ok(path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyset_ranges_are_half_open_and_cover_nulls() {
+        let r = keyset_ranges("\"k\"", &["b".into(), "d".into()], 30, Strategy::Keyset, None);
+        let f: Vec<&str> = r.iter().map(|c| c.filter_sql.as_str()).collect();
+        assert_eq!(f, vec!["(\"k\" < 'b' OR \"k\" IS NULL)", "\"k\" >= 'b' AND \"k\" < 'd'", "\"k\" >= 'd'"]);
+    }
+
+    #[test]
+    fn legacy_type_names_parse() {
+        assert_eq!(ChunkKeyType::parse("BIGINT"), Some(ChunkKeyType::Integer));
+        assert_eq!(ChunkKeyType::parse("timestamp_tz"), Some(ChunkKeyType::Temporal));
+        assert_eq!(ChunkKeyType::parse("uuid"), Some(ChunkKeyType::Text));
+        assert_eq!(ChunkKeyType::parse("geography"), None);
+    }
+}

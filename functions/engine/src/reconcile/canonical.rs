@@ -1,0 +1,1 @@
+//! Canonical forms for checksums (being written).

@@ -1,0 +1,41 @@
+//! Versioned SQL migrations from `schema/` (refinery), applied by the engine,
+//! never by hand.
+//!
+//! * `V1__migration_status.sql`: the state store and the staging schema.
+//! * `V2__analytics.sql`: the analytics mirror (sync targets).
+//! * `V3__conflict.sql`: the conflict schema the web application reads.
+//!
+//! [`migrate`] serialises concurrent callers with an advisory lock, so two
+//! Lambdas starting at once cannot race.
+
+use tokio_postgres::Client;
+
+use crate::error::{from_postgres, Error, ErrorKind, Result};
+
+mod embedded {
+    refinery::embed_migrations!("../../schema");
+}
+
+/// Advisory lock key for migrations ("thaw" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7468_6177_0001;
+
+/// Apply every pending migration to the database `client` is connected to.
+/// Returns the names of the migrations applied by this call.
+///
+/// Errors: [`ErrorKind::Internal`] naming the failing migration; the failed
+/// migration's transaction is rolled back and a rerun continues from there.
+pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(|e| from_postgres(e, "taking the schema migration lock"))?;
+    let report = embedded::migrations::runner().set_grouped(false).run_async(client).await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+    let report = report.map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("applying schema migrations failed: {e}. The failing migration was rolled back; fix it and rerun."),
+        )
+    })?;
+    Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+}

@@ -1,0 +1,772 @@
+//! PostgreSQL binary COPY, written by hand from Snowflake Arrow batches.
+//!
+//! The format (PostgreSQL docs, "COPY — Binary Format"): a header
+//! `PGCOPY\n\xff\r\n\0` + i32 flags (0) + i32 header-extension length (0);
+//! per row an i16 field count, then per field an i32 byte length (−1 = NULL)
+//! and the value in the type's binary *send* format; a trailer i16 −1. All
+//! integers are big-endian.
+//!
+//! [`CopyEncoder::new`] checks every (Snowflake logical type, PostgreSQL
+//! type) pair once, before any row is read ([`supported_targets`] is the
+//! table); [`CopyEncoder::encode_batch`] then writes rows straight into a
+//! `BytesMut` through per-batch [`ColumnView`]s: no String or Vec per row
+//! (text renderings go through one reusable scratch buffer).
+//!
+//! Value rules (all errors name the column, the value and what to do):
+//! * **numeric**: from the unscaled integer / Decimal128 at the target's
+//!   scale (the source scale for an unconstrained `numeric`); rescaling that
+//!   would drop non-zero digits, or more integer digits than `numeric(p,s)`
+//!   holds, is an error. From REAL: rounded to the target scale (shortest
+//!   round-trip decimal for an unconstrained `numeric`).
+//! * **int2/int4/int8**: fractional values and values out of range are errors.
+//! * **float4/float8**: NUMBER is converted with correct rounding; a finite
+//!   double outside float4's range is an error.
+//! * **text/varchar/bpchar**: lengths are checked in characters; NUL bytes
+//!   (which PostgreSQL text cannot hold) are errors; BINARY must be UTF-8
+//!   ([`InvalidUtf8`] decides between rejecting and replacing). Numbers,
+//!   booleans, dates, times and timestamps are rendered canonically: NUMBER at
+//!   its source scale (`-1.50`), REAL as the shortest round-trip decimal,
+//!   `true`/`false`, `YYYY-MM-DD`, `HH:MM:SS[.ffffff]`,
+//!   `YYYY-MM-DD HH:MM:SS[.ffffff]` plus `+HH:MM` for TIMESTAMP_LTZ (always
+//!   `+00:00`) and TIMESTAMP_TZ (its stored offset).
+//! * **uuid**: text in any case, with or without hyphens (braces and `urn:`
+//!   forms too).
+//! * **date/time/timestamp/timestamptz**: microseconds, nanoseconds floored
+//!   toward negative infinity. `timestamp` gets the wall clock (TIMESTAMP_TZ:
+//!   in its stored offset; TIMESTAMP_LTZ: in UTC); `timestamptz` the instant
+//!   (TIMESTAMP_NTZ read as UTC); `date` the wall-clock date.
+//! * **json/jsonb**: the JSON text as Snowflake sent it (jsonb: version byte 1
+//!   first); PostgreSQL validates it.
+//! * **NULL** into a NOT NULL column is an error.
+
+use std::io::Write as _;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::FieldRef;
+use bytes::{BufMut, BytesMut};
+
+use super::{PgType, TargetColumn};
+use crate::error::{Error, ErrorKind, Result};
+use crate::source::arrow::{pow10, ColumnView, LogicalType, SourceType, Values, MICROS_PER_DAY};
+
+/// The 11-byte signature that starts every binary COPY stream.
+pub const COPY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+/// Days from 1970-01-01 to 2000-01-01 (PostgreSQL's date epoch).
+const PG_EPOCH_DAYS: i64 = 10_957;
+/// Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's timestamp epoch).
+const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * MICROS_PER_DAY;
+
+/// What to do with BINARY values copied into text columns that are not UTF-8.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidUtf8 {
+    /// Fail the chunk, naming the column and row (default).
+    #[default]
+    Reject,
+    /// Replace each invalid sequence with U+FFFD.
+    Replace,
+}
+
+/// The PostgreSQL types a Snowflake logical type can be copied into, in
+/// order of preference. This is the table [`CopyEncoder::new`] enforces and
+/// the round-trip tests cover.
+pub fn supported_targets(logical: LogicalType) -> &'static [PgType] {
+    use PgType::*;
+    match logical {
+        LogicalType::Fixed => &[Numeric, Int8, Int4, Int2, Float8, Float4, Bool, Text, Varchar, Bpchar],
+        LogicalType::Real => &[Float8, Float4, Numeric, Text, Varchar, Bpchar],
+        LogicalType::Text => &[Text, Varchar, Bpchar, Uuid, Json, Jsonb],
+        LogicalType::Boolean => &[Bool, Text, Varchar, Bpchar],
+        LogicalType::Date => &[Date, Timestamp, Timestamptz, Text, Varchar, Bpchar],
+        LogicalType::Time => &[Time, Text, Varchar, Bpchar],
+        LogicalType::TimestampNtz => &[Timestamp, Timestamptz, Date, Text, Varchar, Bpchar],
+        LogicalType::TimestampLtz | LogicalType::TimestampTz => &[Timestamptz, Timestamp, Date, Text, Varchar, Bpchar],
+        LogicalType::Binary => &[Bytea, Text, Varchar, Bpchar],
+        LogicalType::Variant | LogicalType::Object | LogicalType::Array => &[Jsonb, Json, Text, Varchar, Bpchar],
+    }
+}
+
+fn pg_name(t: PgType) -> &'static str {
+    match t {
+        PgType::Bool => "bool",
+        PgType::Int2 => "int2",
+        PgType::Int4 => "int4",
+        PgType::Int8 => "int8",
+        PgType::Float4 => "float4",
+        PgType::Float8 => "float8",
+        PgType::Numeric => "numeric",
+        PgType::Text => "text",
+        PgType::Varchar => "varchar",
+        PgType::Bpchar => "bpchar",
+        PgType::Date => "date",
+        PgType::Time => "time",
+        PgType::Timestamp => "timestamp",
+        PgType::Timestamptz => "timestamptz",
+        PgType::Uuid => "uuid",
+        PgType::Json => "json",
+        PgType::Jsonb => "jsonb",
+        PgType::Bytea => "bytea",
+    }
+}
+
+/// How one column's values are converted; chosen once per column.
+#[derive(Debug, Clone, Copy)]
+enum Conversion {
+    NumberToNumeric,
+    NumberToInt,
+    NumberToFloat,
+    NumberToBool,
+    RealToFloat,
+    RealToNumeric,
+    Text,
+    TextToUuid,
+    Json,
+    Bytea,
+    Bool,
+    DateToDate,
+    DateToTimestamp,
+    TimeToTime,
+    TimestampToTimestamp,
+    TimestampToTimestamptz,
+    TimestampToDate,
+    /// Render any non-text source as canonical text.
+    Render,
+}
+
+#[derive(Debug, Clone)]
+struct ColumnPlan {
+    target: TargetColumn,
+    source: SourceType,
+    conversion: Conversion,
+}
+
+/// Writes Arrow batches as PostgreSQL binary COPY rows for one target table.
+///
+/// Build it once per chunk (or table) with the source field and target column
+/// of every copied column, then call [`CopyEncoder::header`], any number of
+/// [`CopyEncoder::encode_batch`], and [`CopyEncoder::trailer`].
+#[derive(Debug)]
+pub struct CopyEncoder {
+    columns: Vec<ColumnPlan>,
+    scratch: Vec<u8>,
+    invalid_utf8: InvalidUtf8,
+}
+
+impl CopyEncoder {
+    /// Check every (source field, target column) pair and prepare the encoder.
+    /// `pairs` are in COPY column order (the order of the COPY column list).
+    ///
+    /// Errors: [`ErrorKind::TypeUnsupported`] naming the column, the Snowflake
+    /// type, the PostgreSQL type and the types that would work, for any pair
+    /// outside [`supported_targets`] or a source type thaw cannot decode;
+    /// [`ErrorKind::ConfigInvalid`] for no columns or more than 1600.
+    pub fn new(pairs: Vec<(TargetColumn, FieldRef)>) -> Result<CopyEncoder> {
+        if pairs.is_empty() || pairs.len() > 1600 {
+            return Err(Error::config(format!(
+                "a COPY needs between 1 and 1600 columns, got {}; check the table's column_mapping",
+                pairs.len()
+            )));
+        }
+        let mut columns = Vec::with_capacity(pairs.len());
+        for (target, field) in pairs {
+            let source = SourceType::from_field(&field)?;
+            let conversion = conversion_for(&source, &target)?;
+            columns.push(ColumnPlan { target, source, conversion });
+        }
+        Ok(CopyEncoder { columns, scratch: Vec::with_capacity(256), invalid_utf8: InvalidUtf8::Reject })
+    }
+
+    /// Choose what happens to BINARY values copied into text columns that are
+    /// not valid UTF-8 (default: reject).
+    pub fn with_invalid_utf8(mut self, policy: InvalidUtf8) -> Self {
+        self.invalid_utf8 = policy;
+        self
+    }
+
+    /// The declared source types, in column order.
+    pub fn source_types(&self) -> impl Iterator<Item = &SourceType> {
+        self.columns.iter().map(|c| &c.source)
+    }
+
+    /// Append the 19-byte COPY header.
+    pub fn header(out: &mut BytesMut) {
+        out.put_slice(COPY_SIGNATURE);
+        out.put_i32(0); // flags: no OIDs
+        out.put_i32(0); // header extension length
+    }
+
+    /// Append the COPY trailer (field count −1).
+    pub fn trailer(out: &mut BytesMut) {
+        out.put_i16(-1);
+    }
+
+    /// Append every row of `batch` (columns in the encoder's order).
+    pub fn encode_record_batch(&mut self, batch: &RecordBatch, out: &mut BytesMut) -> Result<usize> {
+        self.encode_batch(batch.columns(), out)
+    }
+
+    /// Append the rows of one batch to `out` and return how many were written.
+    /// `columns` are aligned with the pairs given to [`CopyEncoder::new`]; their
+    /// physical Arrow types may differ from batch to batch.
+    ///
+    /// On error `out` is truncated back to its length at the call, so a
+    /// caller may drop the batch; the chunk itself should fail.
+    ///
+    /// Errors: [`ErrorKind::ChunkFailed`] for a value the target cannot hold
+    /// (naming column, row within the batch and value);
+    /// [`ErrorKind::TypeUnsupported`] for an Arrow layout Snowflake does not use;
+    /// [`ErrorKind::Internal`] when the column count or lengths disagree.
+    pub fn encode_batch(&mut self, columns: &[ArrayRef], out: &mut BytesMut) -> Result<usize> {
+        if columns.len() != self.columns.len() {
+            return Err(Error::internal(format!(
+                "COPY encoder expects {} columns but the batch has {}",
+                self.columns.len(),
+                columns.len()
+            )));
+        }
+        let rows = columns[0].len();
+        if let Some(c) = columns.iter().position(|c| c.len() != rows) {
+            return Err(Error::internal(format!("batch column {c} has {} rows, column 0 has {rows}", columns[c].len())));
+        }
+        let views = self
+            .columns
+            .iter()
+            .zip(columns)
+            .map(|(plan, array)| ColumnView::new(&plan.source, array))
+            .collect::<Result<Vec<_>>>()?;
+        let start = out.len();
+        out.reserve(rows * (2 + 8 * views.len()));
+        let field_count = self.columns.len() as i16;
+        for row in 0..rows {
+            out.put_i16(field_count);
+            for (plan, view) in self.columns.iter().zip(&views) {
+                if view.is_null(row) {
+                    if !plan.target.nullable {
+                        out.truncate(start);
+                        return Err(Error::new(
+                            ErrorKind::ChunkFailed,
+                            format!(
+                                "column \"{}\" is NOT NULL in PostgreSQL but row {row} of the batch has NULL in source column \"{}\". Make the target column nullable, filter the rows (source_filter), or fix the source data.",
+                                plan.target.name, plan.source.name
+                            ),
+                        ));
+                    }
+                    out.put_i32(-1);
+                    continue;
+                }
+                if let Err(problem) = encode_value(plan, view, row, out, &mut self.scratch, self.invalid_utf8) {
+                    out.truncate(start);
+                    return Err(Error::new(
+                        ErrorKind::ChunkFailed,
+                        format!(
+                            "column \"{}\" ({}): row {row} of the batch from source column \"{}\" ({}): {problem}",
+                            plan.target.name,
+                            plan.target.type_name,
+                            plan.source.name,
+                            plan.source.logical
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn conversion_for(source: &SourceType, target: &TargetColumn) -> Result<Conversion> {
+    use LogicalType as L;
+    use PgType as P;
+    let allowed = supported_targets(source.logical);
+    if !allowed.contains(&target.pg_type) {
+        let names: Vec<&str> = allowed.iter().map(|t| pg_name(*t)).collect();
+        return Err(Error::new(
+            ErrorKind::TypeUnsupported,
+            format!(
+                "column \"{}\": thaw cannot copy Snowflake {} (source column \"{}\") into PostgreSQL {}. Change the target column to one of: {}; or cast the column in the source query.",
+                target.name,
+                source.logical,
+                source.name,
+                target.type_name,
+                names.join(", ")
+            ),
+        ));
+    }
+    let text_target = matches!(target.pg_type, P::Text | P::Varchar | P::Bpchar);
+    Ok(match (source.logical, target.pg_type) {
+        (L::Fixed, P::Numeric) => Conversion::NumberToNumeric,
+        (L::Fixed, P::Int2 | P::Int4 | P::Int8) => Conversion::NumberToInt,
+        (L::Fixed, P::Float4 | P::Float8) => Conversion::NumberToFloat,
+        (L::Fixed, P::Bool) => Conversion::NumberToBool,
+        (L::Real, P::Float4 | P::Float8) => Conversion::RealToFloat,
+        (L::Real, P::Numeric) => Conversion::RealToNumeric,
+        (L::Text | L::Variant | L::Object | L::Array | L::Binary, _) if text_target => Conversion::Text,
+        (L::Text, P::Uuid) => Conversion::TextToUuid,
+        (L::Text | L::Variant | L::Object | L::Array, P::Json | P::Jsonb) => Conversion::Json,
+        (L::Binary, P::Bytea) => Conversion::Bytea,
+        (L::Boolean, P::Bool) => Conversion::Bool,
+        (L::Date, P::Date) => Conversion::DateToDate,
+        (L::Date, P::Timestamp | P::Timestamptz) => Conversion::DateToTimestamp,
+        (L::Time, P::Time) => Conversion::TimeToTime,
+        (L::TimestampNtz | L::TimestampLtz | L::TimestampTz, P::Timestamp) => Conversion::TimestampToTimestamp,
+        (L::TimestampNtz | L::TimestampLtz | L::TimestampTz, P::Timestamptz) => Conversion::TimestampToTimestamptz,
+        (L::TimestampNtz | L::TimestampLtz | L::TimestampTz, P::Date) => Conversion::TimestampToDate,
+        (_, _) if text_target => Conversion::Render,
+        _ => return Err(Error::internal(format!("no conversion for {} → {}", source.logical, target.type_name))),
+    })
+}
+
+/// Cold-path description of a bad value (what it is and what to do).
+type Problem = String;
+
+fn shorten(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        format!("'{text}'")
+    } else {
+        format!("'{}…'", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+/// Write one non-NULL value (length prefix + send format).
+#[inline]
+fn encode_value(
+    plan: &ColumnPlan,
+    view: &ColumnView<'_>,
+    row: usize,
+    out: &mut BytesMut,
+    scratch: &mut Vec<u8>,
+    invalid_utf8: InvalidUtf8,
+) -> Result<(), Problem> {
+    let target = &plan.target;
+    match (plan.conversion, view.values) {
+        (Conversion::NumberToInt, Values::Number { unscaled, scale }) => {
+            let value = if scale == 0 {
+                unscaled.get(row)
+            } else {
+                let u = unscaled.get(row);
+                let p = pow10(scale);
+                if u % p != 0 {
+                    return Err(format!(
+                        "value {} has a fractional part and cannot go into an integer column; use numeric({}, {scale}) or round it in the source query",
+                        decimal_string(u, scale),
+                        (plan.source.precision.unwrap_or(38)).max(scale)
+                    ));
+                }
+                u / p
+            };
+            put_int(target.pg_type, value, out).map_err(|range| format!("value {value} is outside the range of {} ({range}); use a wider integer type or numeric", target.type_name))
+        }
+        (Conversion::NumberToNumeric, Values::Number { unscaled, scale }) => {
+            let u = unscaled.get(row);
+            let target_scale = target.numeric_scale.map_or(scale, |s| s.max(0) as u32);
+            let rescaled = rescale(u, scale, target_scale).ok_or_else(|| {
+                format!(
+                    "value {} has more decimal places than numeric({}, {target_scale}) keeps (or is too large); widen the target scale or round in the source query",
+                    decimal_string(u, scale),
+                    target.numeric_precision.unwrap_or(0)
+                )
+            })?;
+            check_precision(target, rescaled, target_scale, || decimal_string(u, scale))?;
+            put_numeric(out, rescaled, target_scale);
+            Ok(())
+        }
+        (Conversion::NumberToFloat, Values::Number { unscaled, scale }) => {
+            let u = unscaled.get(row);
+            let v = if scale <= 22 && u.unsigned_abs() < (1u128 << 53) {
+                u as f64 / 10f64.powi(scale as i32)
+            } else {
+                scratch.clear();
+                write_decimal(scratch, u, scale);
+                std::str::from_utf8(scratch).ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN)
+            };
+            put_float(target.pg_type, v, out).map_err(|_| format!("value {} is outside the range of real; use double precision", decimal_string(u, scale)))
+        }
+        (Conversion::NumberToBool, Values::Number { unscaled, scale }) => {
+            let u = unscaled.get(row);
+            let b = if u == 0 {
+                false
+            } else if u == pow10(scale) {
+                true
+            } else {
+                return Err(format!("value {} is neither 0 nor 1 and cannot go into a boolean column", decimal_string(u, scale)));
+            };
+            out.put_i32(1);
+            out.put_u8(u8::from(b));
+            Ok(())
+        }
+        (Conversion::RealToFloat, Values::Float64(v)) => {
+            put_float(target.pg_type, v[row], out).map_err(|_| format!("value {} is outside the range of real; use double precision", v[row]))
+        }
+        (Conversion::RealToFloat, Values::Float32(v)) => put_float(target.pg_type, f64::from(v[row]), out).map_err(|e| e.to_string()),
+        (Conversion::RealToNumeric, Values::Float64(_) | Values::Float32(_)) => {
+            let x = match view.values {
+                Values::Float64(v) => v[row],
+                Values::Float32(v) => f64::from(v[row]),
+                _ => unreachable!("matched above"),
+            };
+            if !x.is_finite() {
+                return Err(format!("value {x} cannot go into numeric; use double precision or filter it out"));
+            }
+            scratch.clear();
+            match target.numeric_scale {
+                Some(s) => write!(scratch, "{x:.prec$}", prec = s.max(0) as usize),
+                None => write!(scratch, "{x}"),
+            }
+            .expect("writing to a Vec cannot fail");
+            let (unscaled, scale) = parse_decimal(scratch).ok_or_else(|| format!("value {x} has more than 38 significant digits; use double precision"))?;
+            check_precision(target, unscaled, scale, || x.to_string())?;
+            put_numeric(out, unscaled, scale);
+            Ok(())
+        }
+        (Conversion::Text, Values::Text(t)) => put_text(target, t.value(row).as_bytes(), out),
+        (Conversion::Text, Values::Binary(b)) => {
+            let bytes = b.value(row);
+            match std::str::from_utf8(bytes) {
+                Ok(s) => put_text(target, s.as_bytes(), out),
+                Err(e) if invalid_utf8 == InvalidUtf8::Replace => {
+                    let _ = e;
+                    let fixed = String::from_utf8_lossy(bytes);
+                    put_text(target, fixed.as_bytes(), out)
+                }
+                Err(e) => Err(format!(
+                    "the bytes are not valid UTF-8 ({e}; starting {}); copy into bytea, or set the invalid-UTF-8 policy to replace",
+                    hex::encode(&bytes[..bytes.len().min(16)])
+                )),
+            }
+        }
+        (Conversion::TextToUuid, Values::Text(t)) => {
+            let s = t.value(row);
+            let id = uuid::Uuid::try_parse(s.trim()).map_err(|_| format!("value {} is not a UUID; fix the source value or use a text column", shorten(s)))?;
+            out.put_i32(16);
+            out.put_slice(id.as_bytes());
+            Ok(())
+        }
+        (Conversion::Json, Values::Text(t)) => {
+            let s = t.value(row).as_bytes();
+            if target.pg_type == PgType::Jsonb {
+                out.put_i32(len_i32(s.len() + 1)?);
+                out.put_u8(1);
+            } else {
+                out.put_i32(len_i32(s.len())?);
+            }
+            out.put_slice(s);
+            Ok(())
+        }
+        (Conversion::Bytea, Values::Binary(b)) => {
+            let bytes = b.value(row);
+            out.put_i32(len_i32(bytes.len())?);
+            out.put_slice(bytes);
+            Ok(())
+        }
+        (Conversion::Bool, Values::Boolean(b)) => {
+            out.put_i32(1);
+            out.put_u8(u8::from(b.value(row)));
+            Ok(())
+        }
+        (Conversion::DateToDate, Values::Date(d)) => put_date(out, i64::from(d[row])),
+        (Conversion::DateToTimestamp, Values::Date(d)) => put_timestamp(out, i64::from(d[row]) * MICROS_PER_DAY),
+        (Conversion::TimeToTime, Values::Time { .. }) => {
+            let micros = view.time_micros(row).filter(|m| (0..=MICROS_PER_DAY).contains(m)).ok_or_else(|| "time of day out of range".to_string())?;
+            out.put_i32(8);
+            out.put_i64(micros);
+            Ok(())
+        }
+        (Conversion::TimestampToTimestamp | Conversion::TimestampToTimestamptz | Conversion::TimestampToDate, Values::Timestamp { .. }) => {
+            let ts = view.timestamp(row).ok_or_else(|| "timestamp out of range (more than ±292,000 years)".to_string())?;
+            match plan.conversion {
+                Conversion::TimestampToTimestamp => put_timestamp(out, ts.wall_micros()),
+                Conversion::TimestampToTimestamptz => put_timestamp(out, ts.micros),
+                _ => put_date(out, ts.wall_micros().div_euclid(MICROS_PER_DAY)),
+            }
+        }
+        (Conversion::Render, values) => {
+            scratch.clear();
+            render_text(view, values, row, scratch)?;
+            put_text(target, scratch, out)
+        }
+        (conversion, values) => Err(format!("internal: conversion {conversion:?} does not apply to {values:?}")),
+    }
+}
+
+fn len_i32(len: usize) -> Result<i32, Problem> {
+    i32::try_from(len).map_err(|_| format!("value of {len} bytes exceeds PostgreSQL's 1 GB field limit"))
+}
+
+/// Check `varchar(n)`/`char(n)` length (in characters) and NUL bytes, then write.
+#[inline]
+fn put_text(target: &TargetColumn, bytes: &[u8], out: &mut BytesMut) -> Result<(), Problem> {
+    if let Some(max) = target.char_max_length {
+        let max = max.max(0) as usize;
+        // A string of at most `max` bytes has at most `max` characters.
+        if bytes.len() > max {
+            let s = std::str::from_utf8(bytes).unwrap_or("");
+            let chars = s.chars().count();
+            if chars > max {
+                return Err(format!(
+                    "value {} has {chars} characters but the column is {}({max}); widen the column or trim the value in the source query",
+                    shorten(s),
+                    target.type_name
+                ));
+            }
+        }
+    }
+    if bytes.contains(&0) {
+        return Err(format!(
+            "value {} contains a NUL character, which PostgreSQL text cannot store; strip it in the source query or copy into bytea",
+            shorten(&String::from_utf8_lossy(bytes).replace('\0', "\\0"))
+        ));
+    }
+    out.put_i32(len_i32(bytes.len())?);
+    out.put_slice(bytes);
+    Ok(())
+}
+
+fn put_int(pg_type: PgType, value: i128, out: &mut BytesMut) -> Result<(), &'static str> {
+    match pg_type {
+        PgType::Int2 => {
+            let v = i16::try_from(value).map_err(|_| "-32768..32767")?;
+            out.put_i32(2);
+            out.put_i16(v);
+        }
+        PgType::Int4 => {
+            let v = i32::try_from(value).map_err(|_| "-2147483648..2147483647")?;
+            out.put_i32(4);
+            out.put_i32(v);
+        }
+        _ => {
+            let v = i64::try_from(value).map_err(|_| "-9223372036854775808..9223372036854775807")?;
+            out.put_i32(8);
+            out.put_i64(v);
+        }
+    }
+    Ok(())
+}
+
+fn put_float(pg_type: PgType, v: f64, out: &mut BytesMut) -> Result<(), &'static str> {
+    if pg_type == PgType::Float4 {
+        let f = v as f32;
+        if f.is_infinite() && v.is_finite() {
+            return Err("outside the range of real");
+        }
+        out.put_i32(4);
+        out.put_f32(f);
+    } else {
+        out.put_i32(8);
+        out.put_f64(v);
+    }
+    Ok(())
+}
+
+fn put_date(out: &mut BytesMut, days_since_unix_epoch: i64) -> Result<(), Problem> {
+    let days = i32::try_from(days_since_unix_epoch - PG_EPOCH_DAYS).map_err(|_| "date out of range".to_string())?;
+    out.put_i32(4);
+    out.put_i32(days);
+    Ok(())
+}
+
+fn put_timestamp(out: &mut BytesMut, micros_since_unix_epoch: i64) -> Result<(), Problem> {
+    let micros = micros_since_unix_epoch.checked_sub(PG_EPOCH_MICROS).ok_or_else(|| "timestamp out of range".to_string())?;
+    out.put_i32(8);
+    out.put_i64(micros);
+    Ok(())
+}
+
+/// `unscaled / 10^from` re-expressed with `to` decimals; `None` when digits
+/// would be lost or the result overflows.
+fn rescale(unscaled: i128, from: u32, to: u32) -> Option<i128> {
+    use std::cmp::Ordering;
+    match to.cmp(&from) {
+        Ordering::Equal => Some(unscaled),
+        Ordering::Greater => unscaled.checked_mul(*POW10.get((to - from) as usize)?),
+        Ordering::Less => {
+            let p = *POW10.get((from - to) as usize)?;
+            (unscaled % p == 0).then(|| unscaled / p)
+        }
+    }
+}
+
+const POW10: [i128; 39] = {
+    let mut t = [0i128; 39];
+    let mut i = 0;
+    while i < 39 {
+        t[i] = pow10(i as u32);
+        i += 1;
+    }
+    t
+};
+
+fn check_precision(target: &TargetColumn, unscaled: i128, scale: u32, shown: impl FnOnce() -> String) -> Result<(), Problem> {
+    if let Some(p) = target.numeric_precision {
+        let p = p.max(0) as usize;
+        if p < POW10.len() && unscaled.unsigned_abs() >= POW10[p].unsigned_abs() {
+            return Err(format!(
+                "value {} does not fit numeric({p}, {scale}) (at most {} digits before the point); widen the column",
+                shown(),
+                p.saturating_sub(scale as usize)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Write `unscaled / 10^scale` in PostgreSQL's binary numeric format:
+/// i16 ndigits, i16 weight, u16 sign, u16 dscale, then base-10000 digits.
+fn put_numeric(out: &mut BytesMut, unscaled: i128, scale: u32) {
+    let negative = unscaled < 0;
+    let magnitude = unscaled.unsigned_abs();
+    let p = POW10[scale.min(38) as usize].unsigned_abs();
+    let mut int_part = magnitude / p;
+    let mut frac = magnitude % p;
+    // Base-10000 groups: integer part (little-endian while collecting).
+    let mut int_groups = [0u16; 12];
+    let mut n_int = 0;
+    while int_part > 0 {
+        int_groups[n_int] = (int_part % 10_000) as u16;
+        int_part /= 10_000;
+        n_int += 1;
+    }
+    // Fractional groups: the last one is padded on the right with zeros.
+    let n_frac = scale.div_ceil(4) as usize;
+    let mut frac_groups = [0u16; 12];
+    if n_frac > 0 {
+        let last_digits = scale - 4 * (n_frac as u32 - 1);
+        let last_p = 10u128.pow(last_digits);
+        frac_groups[n_frac - 1] = ((frac % last_p) * 10u128.pow(4 - last_digits)) as u16;
+        frac /= last_p;
+        for i in (0..n_frac - 1).rev() {
+            frac_groups[i] = (frac % 10_000) as u16;
+            frac /= 10_000;
+        }
+    }
+    // Assemble big-endian, then trim zero groups at both ends.
+    let mut digits = [0u16; 24];
+    let mut n = 0;
+    for i in (0..n_int).rev() {
+        digits[n] = int_groups[i];
+        n += 1;
+    }
+    digits[n..n + n_frac].copy_from_slice(&frac_groups[..n_frac]);
+    n += n_frac;
+    let mut weight = n_int as i16 - 1;
+    let mut first = 0;
+    while first < n && digits[first] == 0 {
+        first += 1;
+        weight -= 1;
+    }
+    let mut last = n;
+    while last > first && digits[last - 1] == 0 {
+        last -= 1;
+    }
+    let ndigits = last - first;
+    if ndigits == 0 {
+        weight = 0;
+    }
+    out.put_i32(8 + 2 * ndigits as i32);
+    out.put_i16(ndigits as i16);
+    out.put_i16(weight);
+    out.put_u16(if negative && ndigits > 0 { 0x4000 } else { 0 });
+    out.put_u16(scale as u16);
+    for d in &digits[first..last] {
+        out.put_u16(*d);
+    }
+}
+
+/// Parse an ASCII decimal (`-12.340`) into (unscaled, scale).
+fn parse_decimal(text: &[u8]) -> Option<(i128, u32)> {
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        _ => (false, text),
+    };
+    let mut value: i128 = 0;
+    let mut scale = 0u32;
+    let mut after_point = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                value = value.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
+                if after_point {
+                    scale += 1;
+                }
+            }
+            b'.' if !after_point => after_point = true,
+            _ => return None,
+        }
+    }
+    (value.unsigned_abs() < POW10[38].unsigned_abs()).then_some((if negative { -value } else { value }, scale))
+}
+
+/// `unscaled / 10^scale` as plain decimal text with exactly `scale` decimals.
+pub(crate) fn write_decimal(out: &mut Vec<u8>, unscaled: i128, scale: u32) {
+    let magnitude = unscaled.unsigned_abs();
+    if unscaled < 0 {
+        out.push(b'-');
+    }
+    if scale == 0 {
+        write!(out, "{magnitude}").expect("Vec write");
+        return;
+    }
+    let p = 10u128.pow(scale.min(38));
+    write!(out, "{}.{:0width$}", magnitude / p, magnitude % p, width = scale as usize).expect("Vec write");
+}
+
+fn decimal_string(unscaled: i128, scale: u32) -> String {
+    let mut v = Vec::new();
+    write_decimal(&mut v, unscaled, scale);
+    String::from_utf8(v).unwrap_or_default()
+}
+
+/// Render a non-text value as canonical text into `out` (see module docs).
+fn render_text(view: &ColumnView<'_>, values: Values<'_>, row: usize, out: &mut Vec<u8>) -> Result<(), Problem> {
+    match values {
+        Values::Number { unscaled, scale } => write_decimal(out, unscaled.get(row), scale),
+        Values::Float64(v) => write!(out, "{}", v[row]).expect("Vec write"),
+        Values::Float32(v) => write!(out, "{}", v[row]).expect("Vec write"),
+        Values::Boolean(b) => out.extend_from_slice(if b.value(row) { b"true" } else { b"false" }),
+        Values::Date(d) => write_date(out, i64::from(d[row]))?,
+        Values::Time { .. } => {
+            let micros = view.time_micros(row).ok_or_else(|| "time of day out of range".to_string())?;
+            write_time(out, micros);
+        }
+        Values::Timestamp { .. } => {
+            let ts = view.timestamp(row).ok_or_else(|| "timestamp out of range".to_string())?;
+            let wall = ts.wall_micros();
+            write_date(out, wall.div_euclid(MICROS_PER_DAY))?;
+            out.push(b' ');
+            write_time(out, wall.rem_euclid(MICROS_PER_DAY));
+            if view.source.logical != LogicalType::TimestampNtz {
+                let sign = if ts.offset_minutes < 0 { '-' } else { '+' };
+                let m = ts.offset_minutes.unsigned_abs();
+                write!(out, "{sign}{:02}:{:02}", m / 60, m % 60).expect("Vec write");
+            }
+        }
+        Values::Text(_) | Values::Binary(_) => return Err("internal: text values are not rendered".into()),
+    }
+    Ok(())
+}
+
+fn write_date(out: &mut Vec<u8>, days_since_unix_epoch: i64) -> Result<(), Problem> {
+    use chrono::Datelike as _;
+    let date = i32::try_from(days_since_unix_epoch + 719_163)
+        .ok()
+        .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+        .filter(|d| (1..=9999).contains(&d.year()))
+        .ok_or_else(|| format!("date {days_since_unix_epoch} days from 1970-01-01 is outside years 1..9999 and has no text form"))?;
+    write!(out, "{:04}-{:02}-{:02}", date.year(), date.month(), date.day()).expect("Vec write");
+    Ok(())
+}
+
+fn write_time(out: &mut Vec<u8>, micros_since_midnight: i64) {
+    let secs = micros_since_midnight / 1_000_000;
+    let frac = micros_since_midnight % 1_000_000;
+    write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60).expect("Vec write");
+    if frac != 0 {
+        let mut digits = 6;
+        let mut f = frac;
+        while f % 10 == 0 {
+            f /= 10;
+            digits -= 1;
+        }
+        write!(out, ".{f:0digits$}").expect("Vec write");
+    }
+}

@@ -1,0 +1,232 @@
+//! The Snowflake side: connecting, running queries, and receiving results as
+//! Arrow record batches.
+//!
+//! thaw talks to Snowflake through the `snowflake-api` crate's HTTP protocol
+//! with a reqwest client it builds itself ([`connect`]), so the same code
+//! reaches real Snowflake (built-in roots, key-pair auth) and any server that
+//! speaks the protocol at a configured endpoint with a configured CA.
+//!
+//! Results come from `exec_raw`: every result chunk as a complete Arrow IPC
+//! stream, all in memory and out of order (downloaded `chunks[]` first, the
+//! inline first batch last). thaw decodes them with its own arrow version and
+//! treats a chunk's rows as a set; memory stays bounded because the planner
+//! keeps every query's result under a byte budget.
+//!
+//! * [`sql`]: quoting of identifiers and literals (no bind parameters exist).
+//! * [`arrow`]: Snowflake's Arrow conventions (scaled integers, timestamp structs).
+
+pub mod arrow;
+pub mod sql;
+
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use bytes::Buf;
+use snowflake_api::{AuthArgs, AuthType, CertificateArgs, PasswordArgs, RawQueryResult, SnowflakeApi, SnowflakeApiBuilder, SnowflakeApiError};
+
+use crate::config::SnowflakeSettings;
+use crate::error::{Error, ErrorKind, Result};
+
+/// One Snowflake session. Runs one query at a time; give every concurrent
+/// worker its own `SnowflakeSource` (sessions must never be shared across
+/// concurrent queries).
+pub struct SnowflakeSource {
+    api: SnowflakeApi,
+    account: String,
+}
+
+/// The rows of a DML/DDL statement, as Snowflake returns them (JSON rows of strings).
+pub type JsonRows = Vec<Vec<Option<String>>>;
+
+/// Open a session with `settings`, optionally with a default database and schema.
+///
+/// Errors: [`ErrorKind::AuthFailed`] for rejected credentials,
+/// [`ErrorKind::Unreachable`] when the endpoint cannot be reached,
+/// [`ErrorKind::ConfigInvalid`] for an unreadable key or CA file.
+pub async fn connect(settings: &SnowflakeSettings, database: Option<&str>, schema: Option<&str>) -> Result<SnowflakeSource> {
+    let auth_type = match (&settings.rsa_key, &settings.password) {
+        (Some(key), _) => AuthType::Certificate(CertificateArgs { private_key_pem: load_private_key(key.expose())? }),
+        (None, Some(pw)) => AuthType::Password(PasswordArgs { password: pw.expose().to_string() }),
+        (None, None) => return Err(Error::config("snowflake: neither rsa_key nor password is configured")),
+    };
+    let auth = AuthArgs {
+        account_identifier: settings.account.clone(),
+        warehouse: settings.warehouse.clone(),
+        database: database.map(str::to_string),
+        schema: schema.map(str::to_string),
+        username: settings.user.clone(),
+        role: settings.role.clone(),
+        auth_type,
+    };
+    let client = http_client(settings)?;
+    let api = SnowflakeApiBuilder::new(auth)
+        .with_client(client)
+        .build()
+        .map_err(|e| map_snowflake_error(e, settings, "opening a Snowflake session"))?;
+    let source = SnowflakeSource { api, account: settings.account.clone() };
+    // Log in now so that bad credentials and dead endpoints fail here, not mid-run.
+    source.execute("SELECT 1").await.map_err(|e| {
+        Error::new(e.kind, format!("cannot log in to Snowflake account '{}' as user '{}': {}", settings.account, settings.user, e.message))
+    })?;
+    Ok(source)
+}
+
+fn load_private_key(value: &str) -> Result<String> {
+    let text = if value.contains("-----BEGIN") || value.contains("\\n") || value.len() > 512 {
+        value.replace("\\n", "\n")
+    } else {
+        std::fs::read_to_string(value)
+            .map_err(|e| Error::config(format!("snowflake.rsa_key looks like a file path ({value}) but cannot be read: {e}")))?
+    };
+    if text.contains("-----BEGIN") {
+        Ok(text)
+    } else {
+        Ok(format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", text.trim()))
+    }
+}
+
+fn http_client(settings: &SnowflakeSettings) -> Result<reqwest_middleware::ClientWithMiddleware> {
+    let timeout = Duration::from_secs(settings.query_timeout_seconds.unwrap_or(600));
+    let mut builder = reqwest::ClientBuilder::new()
+        .use_rustls_tls()
+        .user_agent(concat!("thaw/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(20))
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(60));
+    if let Some(endpoint) = &settings.endpoint {
+        let addr: std::net::SocketAddr = endpoint.parse().map_err(|_| {
+            Error::config(format!("snowflake.endpoint '{endpoint}' is not an IP:port address (e.g. 10.0.0.5:443)"))
+        })?;
+        builder = builder.resolve(&format!("{}.snowflakecomputing.com", settings.account.to_lowercase()), addr);
+    }
+    if let Some(ca) = &settings.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| Error::config(format!("snowflake.ca_file {ca} cannot be read: {e}")))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| Error::config(format!("snowflake.ca_file {ca} is not a PEM certificate: {e}")))?;
+        builder = builder.tls_built_in_root_certs(false).add_root_certificate(cert);
+    }
+    let client = builder.build().map_err(|e| Error::config(format!("cannot build the HTTPS client for Snowflake: {e}")))?;
+    Ok(reqwest_middleware::ClientBuilder::new(client).build())
+}
+
+fn map_snowflake_error(err: SnowflakeApiError, settings: &SnowflakeSettings, what: &str) -> Error {
+    let kind = classify_snowflake(&err);
+    let mut detail = err.to_string();
+    let mut src = std::error::Error::source(&err);
+    while let Some(e) = src {
+        let s = e.to_string();
+        if !detail.contains(&s) {
+            detail.push_str(&format!(": {s}"));
+        }
+        src = e.source();
+    }
+    let hint = match kind {
+        ErrorKind::AuthFailed => " Check snowflake.user and the password or key.",
+        ErrorKind::Unreachable => " Check snowflake.account / snowflake.endpoint and the network path.",
+        _ => "",
+    };
+    let _ = settings;
+    Error::new(kind, format!("{what}: {detail}.{hint}"))
+}
+
+/// Classify a Snowflake client error.
+pub fn classify_snowflake(err: &SnowflakeApiError) -> ErrorKind {
+    match err {
+        SnowflakeApiError::AuthError(_) => ErrorKind::AuthFailed,
+        SnowflakeApiError::RequestError(e) => {
+            let text = format!("{e:?}");
+            if text.contains("Connect") || text.contains("dns") || text.contains("connection refused") {
+                ErrorKind::Unreachable
+            } else {
+                ErrorKind::Transient
+            }
+        }
+        SnowflakeApiError::ApiError(code, _) => match code.as_str() {
+            // SQL compilation: object does not exist / invalid identifier.
+            "002003" | "000904" | "002043" => ErrorKind::SchemaMismatch,
+            // Authentication and session.
+            "390100" | "390144" | "390318" | "390101" => ErrorKind::AuthFailed,
+            "390104" | "390114" | "390112" => ErrorKind::Transient,
+            // Statement queued/aborted/timeouts, warehouse busy.
+            "000604" | "000625" | "000630" | "100183" | "000629" => ErrorKind::Transient,
+            c if c.starts_with("0010") || c.starts_with("0020") => ErrorKind::ChunkFailed,
+            _ => ErrorKind::Internal,
+        },
+        SnowflakeApiError::EmptyResponse | SnowflakeApiError::BrokenResponse | SnowflakeApiError::UnexpectedResponse => {
+            ErrorKind::Transient
+        }
+        _ => ErrorKind::Internal,
+    }
+}
+
+impl SnowflakeSource {
+    /// Run a query and decode every result chunk with thaw's own arrow version.
+    /// Batches arrive in no particular order. An empty result yields no batches.
+    pub async fn query_arrow(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        match self.raw(sql).await? {
+            RawQueryResult::Bytes(chunks) => {
+                let mut out = Vec::new();
+                for chunk in chunks {
+                    let reader = arrow_ipc::reader::StreamReader::try_new(chunk.reader(), None)
+                        .map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow stream: {e}")))?;
+                    for batch in reader {
+                        out.push(batch.map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow batch: {e}")))?);
+                    }
+                }
+                Ok(out)
+            }
+            RawQueryResult::Empty => Ok(Vec::new()),
+            RawQueryResult::Json(j) => Err(Error::internal(format!(
+                "expected Arrow rows from a query but Snowflake answered JSON ({} rows); the statement was: {}",
+                j.value.as_array().map(|a| a.len()).unwrap_or(0),
+                truncate(sql)
+            ))),
+        }
+    }
+
+    /// Run a statement (DDL/DML, or a query) and return its rows as strings.
+    /// Arrow results are rendered through [`arrow::display_rows`].
+    pub async fn execute(&self, sql: &str) -> Result<JsonRows> {
+        match self.raw(sql).await? {
+            RawQueryResult::Json(j) => Ok(j
+                .value
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| {
+                            r.as_array()
+                                .map(|cells| cells.iter().map(|c| c.as_str().map(str::to_string).or_else(|| (!c.is_null()).then(|| c.to_string()))).collect())
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()),
+            RawQueryResult::Empty => Ok(Vec::new()),
+            RawQueryResult::Bytes(_) => {
+                let batches = self.query_arrow(sql).await?;
+                arrow::display_rows(&batches)
+            }
+        }
+    }
+
+    async fn raw(&self, sql: &str) -> Result<RawQueryResult> {
+        self.api.exec_raw(sql).await.map_err(|e| {
+            let kind = classify_snowflake(&e);
+            Error::new(kind, format!("Snowflake ({}) rejected or failed `{}`: {e}", self.account, truncate(sql)))
+        })
+    }
+}
+
+fn truncate(sql: &str) -> String {
+    const MAX: usize = 300;
+    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.len() <= MAX {
+        one_line
+    } else {
+        let mut end = MAX;
+        while !one_line.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &one_line[..end])
+    }
+}

@@ -1,0 +1,265 @@
+//! thaw's real Snowflake client against the emulator (tests/emulator/server.py).
+//!
+//! Run under the harness, which starts the emulator and exports THAW_SF_*:
+//! `python3 tests/harness.py run -- cargo test -p thaw-engine --test emulator_client`
+//! The 1 M-row bulk-load measurement is ignored by default; add
+//! `-- --ignored --nocapture bulk_load_of_a_million_rows` to run it.
+//!
+//! Chunked results are switched on per session with
+//! `ALTER SESSION SET THAW_EMULATOR_ROWS_PER_CHUNK = N` (answered by the
+//! emulator wrapper), so these tests need no special harness flag.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use arrow_array::{Array, Int64Array, RecordBatch, StructArray};
+use thaw_engine::config::{Secret, SnowflakeSettings};
+use thaw_engine::dev::load::{bulk_load_csv, write_csv_record};
+use thaw_engine::source::{self, sql, SnowflakeSource};
+use thaw_engine::ErrorKind;
+
+const DATABASE: &str = "THAW_EMULATOR_TEST";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under tests/harness.py (make test)"))
+}
+
+fn settings() -> SnowflakeSettings {
+    if std::env::var("THAW_SF_ENDPOINT").is_err() {
+        panic!("THAW_SF_ENDPOINT is not set: run under tests/harness.py (make test)");
+    }
+    SnowflakeSettings {
+        account: env("THAW_SF_ACCOUNT"),
+        user: env("THAW_SF_USER"),
+        password: Some(Secret(env("THAW_SF_PASSWORD"))),
+        endpoint: Some(env("THAW_SF_ENDPOINT")),
+        ca_file: Some(env("THAW_SF_CA_FILE")),
+        ..Default::default()
+    }
+}
+
+async fn session() -> SnowflakeSource {
+    source::connect(&settings(), None, None).await.expect("login to the emulator")
+}
+
+/// A fresh schema in the shared in-memory database; returns its quoted name.
+async fn fresh_schema(source: &SnowflakeSource, name: &str) -> String {
+    source.execute(&format!("CREATE DATABASE IF NOT EXISTS {}", sql::ident(DATABASE))).await.unwrap();
+    let schema = format!("{}.{}", sql::ident(DATABASE), sql::ident(name));
+    source.execute(&format!("CREATE OR REPLACE SCHEMA {schema}")).await.unwrap();
+    schema
+}
+
+fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+fn temp_csv(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("thaw-emulator-client-{}-{name}.csv", std::process::id()))
+}
+
+#[tokio::test]
+async fn login_with_the_harness_credentials_runs_queries() {
+    let source = session().await;
+    let rows = source.execute("SELECT 1 + 1").await.unwrap();
+    assert_eq!(rows, vec![vec![Some("2".to_string())]]);
+}
+
+#[tokio::test]
+async fn wrong_password_is_auth_failed_naming_account_and_user() {
+    let mut settings = settings();
+    settings.password = Some(Secret("not-the-password".into()));
+    let err = source::connect(&settings, None, None).await.err().expect("login must fail");
+    assert_eq!(err.kind, ErrorKind::AuthFailed, "{err}");
+    assert!(err.message.contains(&settings.account) && err.message.contains(&settings.user), "{err}");
+    assert!(err.message.contains("Incorrect username or password"), "{err}");
+    assert!(!err.message.contains("not-the-password"), "the password leaked into: {err}");
+}
+
+#[tokio::test]
+async fn missing_table_is_schema_mismatch() {
+    let source = session().await;
+    let err = source.query_arrow("SELECT * FROM THAW_EMULATOR_TEST.NOWHERE.NO_SUCH_TABLE").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+}
+
+#[tokio::test]
+async fn emulator_internal_error_is_reported_and_the_session_keeps_working() {
+    let source = session().await;
+    let err = source.execute("SELECT * FROM read_csv('/nonexistent/thaw/file.csv')").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Internal, "{err}");
+    assert_eq!(source.execute("SELECT 3").await.unwrap(), vec![vec![Some("3".to_string())]]);
+}
+
+#[tokio::test]
+async fn null_timestamps_round_trip_as_null() {
+    let source = session().await;
+    let schema = fresh_schema(&source, "NULL_TIMESTAMPS").await;
+    source
+        .execute(&format!("CREATE TABLE {schema}.VISIT (ID INT, STARTS_TZ TIMESTAMP_TZ, STARTS_NTZ TIMESTAMP_NTZ, STARTS_LTZ TIMESTAMP_LTZ)"))
+        .await
+        .unwrap();
+    source
+        .execute(&format!(
+            "INSERT INTO {schema}.VISIT VALUES (1, '2026-01-05 09:00:00-05:00', '2026-01-05 09:00:00', '2026-01-05 09:00:00'), \
+             (2, NULL, NULL, NULL)"
+        ))
+        .await
+        .unwrap();
+    let batches = source.query_arrow(&format!("SELECT * FROM {schema}.VISIT ORDER BY ID")).await.unwrap();
+    assert_eq!(row_count(&batches), 2);
+    let batch = &batches[0];
+    for column in 1..4 {
+        let timestamps = batch.column(column).as_any().downcast_ref::<StructArray>().expect("timestamp struct");
+        assert!(timestamps.is_valid(0) && timestamps.is_null(1), "column {column}: {timestamps:?}");
+    }
+    let tz = batch.column(1).as_any().downcast_ref::<StructArray>().unwrap();
+    let epoch = tz.column_by_name("epoch").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!(epoch.value(0), chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00-05:00").unwrap().timestamp());
+}
+
+#[tokio::test]
+async fn chunked_results_return_every_row() {
+    const ROWS: u64 = 10_000;
+    let source = session().await;
+    let schema = fresh_schema(&source, "CHUNKED").await;
+    let table = format!("{schema}.{}", sql::ident("VISIT"));
+    source.execute(&format!("CREATE TABLE {table} (ID INT, NOTE VARCHAR)")).await.unwrap();
+    let path = temp_csv("chunked");
+    let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
+    for id in 0..ROWS {
+        write_csv_record(&mut out, [Some(id.to_string().as_str()), Some("note")]).unwrap();
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
+    bulk_load_csv(&source, &table, &["ID".into(), "NOTE".into()], &path).await.unwrap();
+    std::fs::remove_file(&path).ok();
+
+    source.execute("ALTER SESSION SET THAW_EMULATOR_ROWS_PER_CHUNK = 1000").await.unwrap();
+    let batches = source.query_arrow(&format!("SELECT ID FROM {table}")).await.unwrap();
+    assert!(batches.len() >= 10, "expected one stream per 1000-row chunk, got {} batches", batches.len());
+    let mut ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..ROWS as i64).collect::<Vec<_>>());
+
+    source.execute("ALTER SESSION SET THAW_EMULATOR_ROWS_PER_CHUNK = 0").await.unwrap();
+    let unchunked = source.query_arrow(&format!("SELECT ID FROM {table}")).await.unwrap();
+    assert_eq!(row_count(&unchunked), ROWS as usize);
+}
+
+#[tokio::test]
+async fn bulk_load_csv_loads_every_row_with_its_types() {
+    const ROWS: u64 = 5_000;
+    let source = session().await;
+    let schema = fresh_schema(&source, "BULK_LOAD").await;
+    let table = format!("{schema}.{}", sql::ident("visit detail"));
+    source
+        .execute(&format!(
+            "CREATE TABLE {table} (\"visit id\" NUMBER(38,0), \"Caregiver Name\" VARCHAR, STARTS_AT TIMESTAMP_TZ, \
+             ENDS_AT TIMESTAMP_NTZ, IS_BILLED BOOLEAN, AMOUNT NUMBER(10,2), DETAILS VARIANT, VISIT_DATE DATE)"
+        ))
+        .await
+        .unwrap();
+    let columns: Vec<String> =
+        ["visit id", "Caregiver Name", "STARTS_AT", "ENDS_AT", "IS_BILLED", "AMOUNT", "DETAILS", "VISIT_DATE"].map(String::from).into();
+    let path = temp_csv("bulk");
+    let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
+    for id in 0..ROWS {
+        let id_text = id.to_string();
+        let even = id % 2 == 0;
+        // Odd rows are NULL everywhere but the id; sparse NULLs must not confuse the load.
+        let maybe = |v: &'static str| even.then_some(v);
+        write_csv_record(
+            &mut out,
+            [
+                Some(id_text.as_str()),
+                maybe("O'Brien, \"Pat\"\nline 2"),
+                maybe("2026-01-05 09:00:00-05:00"),
+                maybe("2026-01-05 09:00:00.5"),
+                maybe("true"),
+                maybe("12.34"),
+                maybe("{\"payer\":\"Medicaid\",\"units\":4}"),
+                maybe("2026-01-05"),
+            ],
+        )
+        .unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    let loaded = bulk_load_csv(&source, &table, &columns, &path).await.unwrap();
+    std::fs::remove_file(&path).ok();
+    assert_eq!(loaded, ROWS);
+
+    let rows = source
+        .execute(&format!(
+            "SELECT COUNT(*), COUNT(\"Caregiver Name\"), COUNT_IF(IS_BILLED), COUNT_IF(AMOUNT = 12.34), \
+             COUNT_IF(DETAILS:payer::VARCHAR = 'Medicaid'), COUNT_IF(VISIT_DATE = '2026-01-05'::DATE), \
+             COUNT_IF(\"Caregiver Name\" = 'O''Brien, \"Pat\"\nline 2') FROM {table}"
+        ))
+        .await
+        .unwrap();
+    let half = (ROWS / 2).to_string();
+    assert_eq!(rows, vec![[ROWS.to_string(), half.clone(), half.clone(), half.clone(), half.clone(), half.clone(), half].map(Some).to_vec()]);
+
+    let batches = source.query_arrow(&format!("SELECT STARTS_AT FROM {table} WHERE \"visit id\" = 0")).await.unwrap();
+    let starts = batches[0].column(0).as_any().downcast_ref::<StructArray>().unwrap();
+    let epoch = starts.column_by_name("epoch").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!(epoch.value(0), chrono::DateTime::parse_from_rfc3339("2026-01-05T09:00:00-05:00").unwrap().timestamp());
+}
+
+#[tokio::test]
+async fn bulk_load_of_a_missing_file_is_config_invalid() {
+    let source = session().await;
+    let err = bulk_load_csv(&source, "\"DB\".\"S\".\"T\"", &["A".into()], std::path::Path::new("/nonexistent/thaw.csv"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ConfigInvalid, "{err}");
+}
+
+/// Measurement, not a check of behaviour: 1 M rows × 40 columns.
+#[tokio::test]
+#[ignore = "slow measurement; run with --ignored --nocapture"]
+async fn bulk_load_of_a_million_rows_times_each_step() {
+    const ROWS: u64 = 1_000_000;
+    let source = session().await;
+    let schema = fresh_schema(&source, "BULK_MILLION").await;
+    let table = format!("{schema}.{}", sql::ident("WIDE"));
+    let types = ["NUMBER(38,0)", "VARCHAR", "TIMESTAMP_TZ", "TIMESTAMP_NTZ", "BOOLEAN", "NUMBER(12,2)", "DATE", "VARCHAR"];
+    let columns: Vec<String> = (0..40).map(|i| format!("col {i}")).collect();
+    let definitions: Vec<String> = columns.iter().enumerate().map(|(i, c)| format!("{} {}", sql::ident(c), types[i % types.len()])).collect();
+    source.execute(&format!("CREATE TABLE {table} ({})", definitions.join(", "))).await.unwrap();
+
+    let started = Instant::now();
+    let path = temp_csv("million");
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).unwrap());
+    for id in 0..ROWS {
+        let id_text = id.to_string();
+        let fields: Vec<Option<&str>> = (0..40)
+            .map(|i| match i % types.len() {
+                0 => Some(id_text.as_str()),
+                1 => Some("caregiver name"),
+                2 => Some("2026-01-05 09:00:00-05:00"),
+                3 => (id % 7 != 0).then_some("2026-01-05 09:00:00"),
+                4 => Some("true"),
+                5 => Some("1234.56"),
+                6 => Some("2026-01-05"),
+                _ => None,
+            })
+            .collect();
+        write_csv_record(&mut out, fields).unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    let written = started.elapsed();
+    let size = std::fs::metadata(&path).unwrap().len();
+
+    let started = Instant::now();
+    let loaded = bulk_load_csv(&source, &table, &columns, &path).await.unwrap();
+    let load = started.elapsed();
+    std::fs::remove_file(&path).ok();
+    assert_eq!(loaded, ROWS);
+    println!("1M rows x 40 columns: CSV written in {written:?} ({} MiB), loaded in {load:?}", size >> 20);
+}

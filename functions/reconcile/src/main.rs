@@ -1,0 +1,2 @@
+//! Lambda handler (being written).
+fn main() {}

@@ -1,0 +1,2 @@
+//! thaw CLI (being written).
+fn main() {}
