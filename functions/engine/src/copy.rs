@@ -142,17 +142,21 @@ async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableK
     let copy_sql = format!("COPY {copy_target} ({}) FROM STDIN (FORMAT binary)", cols.join(", "));
     let sink = tx.copy_in::<_, bytes::Bytes>(&copy_sql).await.map_err(|e| from_postgres(e, format!("starting COPY into {copy_target}")))?;
     futures::pin_mut!(sink);
-    let targets: Vec<_> = plan.columns.iter().map(|c| c.target.clone()).collect();
-    let mut encoder = CopyEncoder::new(targets)?;
     let mut buf = BytesMut::with_capacity(COPY_FLUSH_BYTES + 64 * 1024);
-    encoder.header(&mut buf);
-    for batch in &batches {
-        encoder.encode_batch(batch, &mut buf)?;
-        if buf.len() >= COPY_FLUSH_BYTES {
-            sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
+    CopyEncoder::header(&mut buf);
+    if let Some(first) = batches.first() {
+        // Snowflake's logical types are the same in every batch of a result;
+        // the encoder branches on each batch's physical Arrow types itself.
+        let pairs = plan.columns.iter().map(|c| c.target.clone()).zip(first.schema().fields().iter().cloned()).collect();
+        let mut encoder = CopyEncoder::new(pairs)?;
+        for batch in &batches {
+            encoder.encode_record_batch(batch, &mut buf)?;
+            if buf.len() >= COPY_FLUSH_BYTES {
+                sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
+            }
         }
     }
-    encoder.trailer(&mut buf);
+    CopyEncoder::trailer(&mut buf);
     sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
     let copied = sink.finish().await.map_err(|e| from_postgres(e, format!("finishing COPY into {copy_target}")))?;
     drop(batches);

@@ -232,7 +232,6 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
             let plan = prepare_table(config, source_cfg, t, &catalog, &pg, request).await?;
             prepared.push((plan, (*t).clone(), source_cfg.source_name.clone()));
         }
-        prepared_sources_insert(&mut Vec::new(), sf);
     }
 
     let metadata = serde_json::json!({
@@ -255,8 +254,6 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
         }
     }
 }
-
-fn prepared_sources_insert(_keep: &mut Vec<SnowflakeSource>, _sf: SnowflakeSource) {}
 
 async fn plan_tables(
     config: &Config,

@@ -313,3 +313,14 @@ pub async fn fail_table(client: &Client, key: &TableKey, error: &str) -> Result<
         .map_err(|e| from_postgres(e, "recording the table failure"))?;
     Ok(())
 }
+
+/// Mark a run failed with the state machine's error (the `fail-run` step).
+/// A request without a run id (plan itself failed) is a no-op. Returns the request.
+pub async fn fail_run(config: &crate::config::Config, request: crate::handlers::FailRunRequest) -> Result<crate::handlers::FailRunRequest> {
+    if let Some(run_id) = request.run_id {
+        let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
+        let cause: String = request.cause.chars().take(2000).collect();
+        finish_run(&pg, run_id, "failed", Some(&format!("{}: {cause}", request.error))).await?;
+    }
+    Ok(request)
+}

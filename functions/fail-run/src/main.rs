@@ -1,2 +1,12 @@
-//! Lambda handler (being written).
-fn main() {}
+//! Lambda `fail-run`: the state machine's failure path marks the run failed
+//! in `migration_status` ([`FailRunRequest`]) before notifying.
+use thaw_engine::handlers::FailRunRequest;
+use thaw_lambda::{serve, HandlerError};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    serve(|config, request: FailRunRequest| async move {
+        Ok::<FailRunRequest, HandlerError>(thaw_engine::status::fail_run(&config, request).await?)
+    })
+    .await
+}

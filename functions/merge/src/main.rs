@@ -1,2 +1,11 @@
-//! Lambda handler (being written).
-fn main() {}
+//! Lambda `merge`: [`RunRequest`] → [`MergeResponse`] (per-table finalisation).
+use thaw_engine::handlers::{MergeResponse, RunRequest};
+use thaw_lambda::{serve, HandlerError};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    serve(|config, request: RunRequest| async move {
+        Ok::<MergeResponse, HandlerError>(thaw_engine::merge::merge_run(&config, &request).await?)
+    })
+    .await
+}

@@ -1,2 +1,11 @@
-//! Lambda handler (being written).
-fn main() {}
+//! Lambda `plan`: [`PlanRequest`] (the execution input) → [`PlanResponse`].
+use thaw_engine::handlers::{PlanRequest, PlanResponse};
+use thaw_lambda::{serve, HandlerError};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    serve(|config, request: PlanRequest| async move {
+        Ok::<PlanResponse, HandlerError>(thaw_engine::plan::plan_run(&config, &request).await?)
+    })
+    .await
+}

@@ -288,3 +288,21 @@ async fn delete_extra(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, src: 
     tracing::info!(table = %q.pg_from, deleted, "propagated deletes");
     Ok(deleted)
 }
+
+/// Turn a reconcile response with mismatches into a `ReconcileMismatch` error
+/// naming the differing tables (what the Lambda returns to the state machine).
+pub fn require_match(response: &ReconcileResponse) -> Result<()> {
+    if response.mismatches == 0 {
+        return Ok(());
+    }
+    let names: Vec<String> = response
+        .tables
+        .iter()
+        .filter(|t| !t.matched)
+        .map(|t| format!("{} ({} vs {} rows)", t.target, t.source_rows, t.target_rows))
+        .collect();
+    Err(Error::new(
+        crate::error::ErrorKind::ReconcileMismatch,
+        format!("{} table(s) differ between Snowflake and PostgreSQL: {}", response.mismatches, names.join(", ")),
+    ))
+}

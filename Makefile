@@ -1,0 +1,45 @@
+# thaw — every entry point. `make demo` and `make test` work on a fresh clone
+# with Rust, Python 3, Node and the PostgreSQL server binaries installed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Build outputs and tool caches live outside the clone, so CI's warm runs are fast.
+export THAW_CACHE ?= $(HOME)/.cache/thaw
+export CARGO_TARGET_DIR ?= $(THAW_CACHE)/target
+export CARGO_TERM_COLOR ?= never
+
+HARNESS := python3 tests/harness.py run --
+THAW := $(CARGO_TARGET_DIR)/release/thaw
+VISITS ?= 100000
+SEED ?= 42
+
+.PHONY: help build demo test test-rust test-infra bench lint fmt
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## release build of the CLI and the Lambda binaries
+	cargo build --release --workspace --bins
+
+demo: build ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
+	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) $(HARNESS) bash tests/demo.sh
+
+test: test-rust test-infra ## the whole test suite (what CI runs)
+
+test-rust: ## Rust unit + integration tests against a private PostgreSQL and the emulator
+	cargo build --workspace --tests --features thaw-engine/failpoints
+	$(HARNESS) bash tests/run-rust-tests.sh
+
+bench: build ## throughput benchmarks (ratios against a baseline measured in the same run)
+	$(HARNESS) bash tests/bench.sh
+
+lint: ## clippy with warnings as errors
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the Rust code
+	cargo fmt --all
+
+-include infra/infra.mk
+
+test-infra: ## CDK assertions, cdk-nag, cfn-lint, checkov, asl-validator (when infra/ is present)
+	@if [ -f infra/infra.mk ]; then $(MAKE) --no-print-directory infra-test; else echo "infra: not present"; fi

@@ -1,0 +1,127 @@
+//! Bad input gets a one-paragraph error naming what and where, a non-zero
+//! exit code, and no partial state a rerun cannot fix. Each case runs the
+//! real `thaw` binary.
+
+mod support;
+
+use support::*;
+
+fn assert_fails(args: &[&str], code: i32, needles: &[&str]) -> String {
+    let out = thaw(args);
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(code), "exit code for {args:?}; output:\n{text}");
+    for n in needles {
+        assert!(text.contains(n), "expected {n:?} in:\n{text}");
+    }
+    assert!(!text.contains(&std::env::var("THAW_PG_PASSWORD").unwrap_or_else(|_| "\u{0}".into())), "a secret leaked:\n{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
+#[test]
+fn malformed_config_names_the_line() {
+    let path = config_file("{\n  \"snowflake\": {\"account\": \"a\",,\n}");
+    assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["is not valid JSON at line 2"]);
+}
+
+#[test]
+fn missing_environment_variable_is_named() {
+    let text = config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], "").replace("${THAW_SF_USER}", "${THAW_TEST_UNSET_USER}");
+    let path = config_file(&text);
+    assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["environment variable(s) not set: THAW_TEST_UNSET_USER"]);
+}
+
+#[test]
+fn unknown_key_suggests_a_fix() {
+    let text = config_text("DB", "db", &[r#"{"source": "T", "target": "t", "uniqueness_column": ["a"]}"#], "");
+    let path = config_file(&text);
+    assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["unknown key 'uniqueness_column'", "did you mean 'uniqueness_columns'"]);
+}
+
+#[test]
+fn unreachable_database_is_reported_with_host_and_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], "").replace("${THAW_PG_PORT}", &port.to_string());
+    let path = config_file(&text);
+    assert_fails(&["run", "--config", path.to_str().unwrap()], 1, &[&format!(":{port}/db"), "Check postgres.host/port"]);
+}
+
+#[test]
+fn wrong_postgres_password_is_an_auth_error() {
+    let text = config_text("DB", "postgres", &[r#"{"source": "T", "target": "t"}"#], "").replace("${THAW_PG_PASSWORD}", "not-the-password");
+    let path = config_file(&text);
+    assert_fails(&["run", "--config", path.to_str().unwrap()], 2, &["AuthFailed", "password authentication failed", "Check postgres.user and postgres.password"]);
+}
+
+#[tokio::test]
+async fn wrong_snowflake_password_is_an_auth_error() {
+    let pg_db = unique("badsf");
+    fresh_pg(&pg_db).await;
+    let text = config_text("DB", &pg_db, &[r#"{"source": "T", "target": "t"}"#], "").replace("${THAW_SF_PASSWORD}", "not-the-password");
+    let path = config_file(&text);
+    assert_fails(&["run", "--config", path.to_str().unwrap()], 2, &["AuthFailed", "cannot log in to Snowflake account", "as user"]);
+}
+
+#[tokio::test]
+async fn missing_source_table_and_column_fail_before_anything_is_written() {
+    let sf_db = unique("SFBAD").to_uppercase();
+    let pg_db = unique("bad");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 50).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+
+    let missing_table = config_text(&sf_db, &pg_db, &[r#"{"source": "ORDERZ", "target": "orders"}"#], "");
+    let path = config_file(&missing_table);
+    assert_fails(&["run", "--config", path.to_str().unwrap()], 2, &["SchemaMismatch", "ORDERZ", "does not exist in Snowflake"]);
+
+    let missing_column = config_text(&sf_db, &pg_db, &[&orders_table(Some(("Nope", "int")), "")], "");
+    let path = config_file(&missing_column);
+    assert_fails(&["run", "--config", path.to_str().unwrap()], 2, &["source column \"Nope\"", "ORDERS"]);
+
+    let missing_target = config_text(&sf_db, &pg_db, &[r#"{"source": "ORDERS", "target": "no_such_table"}"#], "");
+    let path = config_file(&missing_target);
+    assert_fails(&["run", "--config", path.to_str().unwrap()], 2, &["public.no_such_table does not exist in PostgreSQL"]);
+
+    // Nothing was planned or copied: no run row, an empty target.
+    let runs: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_runs", &[]).await.unwrap().get(0);
+    assert_eq!(runs, 0);
+    assert_eq!(pg_count(&pg, "public.orders").await, 0);
+
+    // The fixed config then runs clean.
+    let good = config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], "");
+    let path = config_file(&good);
+    let out = thaw(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
+    assert!(out.status.success(), "{}", support::text(&out));
+    assert_eq!(pg_count(&pg, "public.orders").await, 50);
+}
+
+#[tokio::test]
+async fn unmappable_target_type_names_the_column() {
+    let sf_db = unique("SFTYPE").to_uppercase();
+    let pg_db = unique("types");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 10).await;
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.orders (\"Code\" uuid PRIMARY KEY, \"Note\" point)").await.unwrap();
+    let text = config_text(&sf_db, &pg_db, &[r#"{"source": "ORDERS", "target": "orders"}"#], "");
+    let path = config_file(&text);
+    assert_fails(&["run", "--config", path.to_str().unwrap()], 2, &["TypeUnsupported", "\"Note\" (point)"]);
+}
+
+#[tokio::test]
+async fn bad_data_fails_the_chunk_and_leaves_the_target_consistent() {
+    let sf_db = unique("SFDATA").to_uppercase();
+    let pg_db = unique("data");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 300).await;
+    let pg = fresh_pg(&pg_db).await;
+    // "Note" is too short for the source values: every chunk with a note fails.
+    pg.batch_execute("CREATE TABLE public.orders (\"Id\" int8, \"Code\" uuid NOT NULL UNIQUE, \"Note\" varchar(5), \"Updated\" timestamptz)").await.unwrap();
+    let text = config_text(&sf_db, &pg_db, &[r#"{"source": "ORDERS", "target": "orders", "uniqueness_columns": ["Code"]}"#], "");
+    let path = config_file(&text);
+    assert_fails(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"], 1, &["ChunkFailed", "\"Note\""]);
+    assert_eq!(pg_count(&pg, "public.orders").await, 0, "the failed chunk committed nothing");
+    let failed: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_chunk_status WHERE status = 'failed'", &[]).await.unwrap().get(0);
+    assert_eq!(failed, 1);
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The demo, run inside tests/harness.py: seed the emulated Snowflake, run the
+# nightly job, mutate the source, run it again (incremental), print reports.
+set -euo pipefail
+THAW=${THAW:-thaw}
+CONFIG=${CONFIG:-examples/config.json}
+export THAW_PG_DATABASE=${THAW_PG_DATABASE:-thaw}
+export THAW_MANIFEST_DIR=${THAW_MANIFEST_DIR:-$(mktemp -d)}
+
+echo "==> seeding ${VISITS:-100000} visits (seed ${SEED:-42})"
+"$THAW" dev seed --config "$CONFIG" --visits "${VISITS:-100000}" --seed "${SEED:-42}"
+
+echo "==> nightly run 1 (initial load)"
+"$THAW" run --config "$CONFIG" --report "$THAW_MANIFEST_DIR/run1.json"
+"$THAW" dev check-planted --config "$CONFIG" --visits "${VISITS:-100000}" --seed "${SEED:-42}"
+
+echo "==> mutating the source (updates, inserts, deletes)"
+"$THAW" dev mutate --config "$CONFIG" --seed "$(( ${SEED:-42} + 1 ))"
+
+echo "==> nightly run 2 (incremental)"
+"$THAW" run --config "$CONFIG" --report "$THAW_MANIFEST_DIR/run2.json"
+"$THAW" dev check-planted --config "$CONFIG" --visits "${VISITS:-100000}" --seed "${SEED:-42}"
