@@ -138,6 +138,8 @@ export class ThawStack extends Stack {
       privateSubnetIds: cfg.network.privateSubnetIds,
     });
     const subnets: ec2.SubnetSelection = { subnets: vpc.privateSubnets };
+    acknowledge(vpc, 'Annotation::@aws-cdk/aws-ec2:noSubnetRouteTableId',
+      'Subnets are imported by id only (no lookups at synth); nothing in this stack reads their route tables.');
     const securityGroup = (sgId: string, description: string) =>
       new ec2.SecurityGroup(this, sgId, { vpc, description, allowAllOutbound: false });
     const lambdaSg = securityGroup('LambdaSecurityGroup', `${prefix} sync Lambdas: PostgreSQL 5432, HTTPS 443 to Snowflake and AWS APIs`);
