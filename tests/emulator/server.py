@@ -40,6 +40,7 @@ across concurrent queries).
 from __future__ import annotations
 
 import base64
+import contextvars
 import gzip
 import hmac
 import itertools
@@ -99,6 +100,28 @@ def _timestamp_struct_with_null_mask(ts: pa.Array | pa.ChunkedArray) -> pa.Array
 
 # fakesnow.arrow.to_sf looks the function up in its module on every call.
 fakesnow.arrow.timestamp_to_sf_struct = _timestamp_struct_with_null_mask
+
+
+# --- speed: keep fakesnow's Arrow result out of its JSON ----------------------
+# fakesnow base64-encodes the Arrow IPC stream into its JSON response; parsing
+# and re-serialising a 100+ MiB JSON string (and decoding it again to split it
+# into chunks) would cost about a second per million rows. While one of our
+# query requests runs, its base64 step hands the raw stream to us instead, and
+# we splice the (possibly shortened) rowset into our response ourselves.
+_captured_rowsets: contextvars.ContextVar[list | None] = contextvars.ContextVar("captured_rowsets", default=None)
+_fakesnow_b64encode = fakesnow_server.b64encode
+_ROWSET_PLACEHOLDER = "thaw-rowset-" + secrets.token_hex(16)
+
+
+def _capture_rowset(ipc_stream: Any) -> bytes:
+    captured = _captured_rowsets.get()
+    if captured is None:
+        return _fakesnow_b64encode(ipc_stream)
+    captured.append(ipc_stream)
+    return _ROWSET_PLACEHOLDER.encode()
+
+
+fakesnow_server.b64encode = _capture_rowset
 
 
 # --- helpers ---------------------------------------------------------------
@@ -229,9 +252,9 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _split_into_chunks(request: Request, data: dict[str, Any], rows_per_chunk: int) -> None:
-    """4. Keep the first `rows_per_chunk` rows inline and publish the rest as chunks."""
-    table = pa.ipc.open_stream(base64.b64decode(data["rowsetBase64"])).read_all()
+def _split_into_chunks(request: Request, data: dict[str, Any], ipc_stream: Any, rows_per_chunk: int) -> bytes:
+    """4. Publish all but the first `rows_per_chunk` rows as chunks; return the first rows' stream."""
+    table = pa.ipc.open_stream(ipc_stream).read_all()
     slices = [table.slice(offset, rows_per_chunk) for offset in range(0, table.num_rows, rows_per_chunk)]
     key = secrets.token_urlsafe(24)
     chunks = []
@@ -241,9 +264,9 @@ def _split_into_chunks(request: Request, data: dict[str, Any], rows_per_chunk: i
         size = len(_chunks[chunk_id][1])
         url = f"{request.url.scheme}://{request.url.netloc}{CHUNK_PATH}/{chunk_id}"
         chunks.append({"url": url, "rowCount": part.num_rows, "uncompressedSize": size, "compressedSize": size})
-    data["rowsetBase64"] = base64.b64encode(_ipc(slices[0])).decode("ascii")
     data["chunks"] = chunks
     data["chunkHeaders"] = {CHUNK_KEY_HEADER: key}
+    return _ipc(slices[0])
 
 
 def _default_rows_per_chunk() -> int:
@@ -270,9 +293,15 @@ async def query(request: Request) -> Response:
             }
         )
 
-    response = await fakesnow_server.query_request(request)
+    captured: list = []
+    context_token = _captured_rowsets.set(captured)
+    try:
+        response = await fakesnow_server.query_request(request)
+    finally:
+        _captured_rowsets.reset(context_token)
     payload = json.loads(response.body)
     data = payload.get("data")
+    rowset = captured[0] if captured and isinstance(data, dict) and data.get("rowsetBase64") == _ROWSET_PLACEHOLDER else None
     if not payload.get("success"):
         _complete_error_data(payload)
     elif isinstance(data, dict) and "rowtype" in data:  # a query result, not PUT stage info
@@ -280,11 +309,14 @@ async def query(request: Request) -> Response:
         data.setdefault("finalRoleName", _roles.get(token, DEFAULT_ROLE))
         data.setdefault("version", 1)
         rows_per_chunk = _rows_per_chunk.get(token, _default_rows_per_chunk())
-        if rows_per_chunk > 0 and data.get("rowsetBase64") and data.get("total", 0) > rows_per_chunk:
-            _split_into_chunks(request, data, rows_per_chunk)
+        if rowset is not None and rows_per_chunk > 0 and data.get("total", 0) > rows_per_chunk:
+            rowset = _split_into_chunks(request, data, rowset, rows_per_chunk)
     payload.setdefault("code", None)
     payload.setdefault("message", None)
-    return _json(payload, response.status_code)
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    if rowset is not None:
+        body = body.replace(_ROWSET_PLACEHOLDER.encode(), base64.b64encode(rowset), 1)
+    return Response(body, status_code=response.status_code, media_type="application/json")
 
 
 async def chunk(request: Request) -> Response:
