@@ -283,6 +283,8 @@ export class ThawStack extends Stack {
     });
     this.cluster.node.addDependency(postgresLogs);
     const cluster = this.cluster;
+    acknowledge(cluster, 'Annotation::@aws-cdk/aws-rds:instancePerformanceInsightsOverridden',
+      'Performance Insights is enabled at cluster level on purpose; both instances inherit it.');
     acknowledge(cluster, 'AwsSolutions-RDS11', 'Port 5432 is kept so standard PostgreSQL tooling works; only the proxy, migrator and rotation security groups may reach it.');
     acknowledge(cluster, 'AwsSolutions-IAM4', 'The enhanced-monitoring role needs the AWS-maintained AmazonRDSEnhancedMonitoringRole policy (no customer-managed equivalent is supported).',
       ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole']);
