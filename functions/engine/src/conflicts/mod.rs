@@ -1,1 +1,250 @@
-//! Conflict detection (being written).
+//! Conflict detection: the nightly `conflict-create` step.
+//!
+//! A **conflict** is a **caregiver** (identified across agencies by the
+//! trimmed SSN) whose **visits** at two different **providers** on the same
+//! service date collide in time (rules 1–6) or are too far apart to travel
+//! between in the time available (rule 7, "impossible travel"). The rules are
+//! the legacy Snowflake procedures' ([SF]) as reconstructed in
+//! `docs/legacy/conflict_rules.md`, with the deliberate differences decided in
+//! `docs/CONFLICTS.md` (each one is named where it is implemented).
+//!
+//! ## Concepts and where they live
+//! * [`Visit`]: one candidate visit with the few attributes the rules need
+//!   (instants in UTC, call GPS strings, patient address point and ZIP).
+//! * [`candidates`]: the [`candidates::VisitSource`] seam and its PostgreSQL
+//!   implementation over the synced `analytics` mirror; candidate rules
+//!   (window, SSN, exclusions) of conflict_rules.md §2.
+//! * [`rules`]: visit states S/C/P (§4) and time rules 1–6 (§5) on wall-clock
+//!   intervals in one configured zone (decision 9).
+//! * [`distance`]: rule 7 (§6): GPS parsing, great-circle distance, MPH bands
+//!   (half-open, decision 2), ETA and Snowflake minute-boundary gaps.
+//! * [`sweep`]: the per-`(SSN, VisitDate)` key sweep that turns candidates
+//!   into [`DetectedPair`]s without a quadratic scan or a database self-join.
+//! * [`settings`]: [`DetectionSettings`] from the config and the
+//!   `conflict.settings` / `mph` / `excluded_*` tables.
+//! * [`store`]: diff and write: detected pairs are COPYed into a staging
+//!   table, then set-based statements insert new pairs, refresh changed ones,
+//!   resolve vanished ones (`StatusFlag` 'R', never deleted) and assign stable
+//!   `CONFLICTID`s. Every written column passes an explicit allow-list; the
+//!   application's own columns are never written.
+//!
+//! ## Entry points
+//! * [`run`]: the whole step against PostgreSQL, under a run lock.
+//! * [`detect`]: the pure detection (no I/O) for tests and benchmarks.
+//!
+//! ## Not yet here (later issues; the module is shaped for them)
+//! The full status lifecycle (§9.2: deleted → `D`, missed → `R`, cascades
+//! between `conflicts` and `conflictvisitmaps`, no-response `N`), in-service
+//! and PTO conflicts (§10), group ids (decision 5), notifications, incremental
+//! key-scoped runs (decision 1; [`store`] already scopes its diff so a key set
+//! can replace the date window) and the cross-state filter (decision 6).
+
+pub mod candidates;
+pub mod distance;
+pub mod rules;
+pub mod settings;
+pub mod store;
+pub mod sweep;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use crate::config::ConflictSettings;
+use crate::error::{from_postgres, Error, ErrorKind, Result};
+
+pub use distance::{GeoPoint, MphBand, MphBands, TravelEstimate};
+pub use rules::{RuleFlags, VisitState};
+pub use settings::{DetectionSettings, Exclusions, GpsPriority};
+
+/// One candidate visit: the attributes the seven rules read.
+///
+/// Built by a [`candidates::VisitSource`] from `FACTVISITCALLPERFORMANCE_CR`
+/// joined to its caregiver, provider and the provider-patient's primary GPS
+/// address. Times are instants; the rules convert them to the configured
+/// zone's wall clock ([`DetectionSettings::time_zone`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Visit {
+    /// `"Visit Id"`.
+    pub visit_id: Uuid,
+    /// `"Application Visit Id"`.
+    pub app_visit_id: Option<i64>,
+    /// `DIMCAREGIVER."SSN"` as stored; trimmed by [`detect`] (the caregiver identity).
+    pub ssn: Option<String>,
+    /// `"Visit Date"`: the agency-local service date; the pairing key with the SSN.
+    pub visit_date: NaiveDate,
+    /// `"Provider Id"` (the agency).
+    pub provider_id: Uuid,
+    /// `"Scheduled Start Time"`.
+    pub scheduled_start: Option<DateTime<Utc>>,
+    /// `"Scheduled End Time"`.
+    pub scheduled_end: Option<DateTime<Utc>>,
+    /// `"Visit Start Time"` (actual start; NULL = not started).
+    pub visit_start: Option<DateTime<Utc>>,
+    /// `"Visit End Time"` (actual end).
+    pub visit_end: Option<DateTime<Utc>>,
+    /// `"Call In GPS Coordinates"`: `"lat,lon"` text, possibly quoted, or `","`.
+    pub call_in_gps: Option<String>,
+    /// `"Call Out GPS Coordinates"`.
+    pub call_out_gps: Option<String>,
+    /// Latitude/longitude of the provider-patient's primary GPS address (rule 7 fallback).
+    pub patient_location: Option<GeoPoint>,
+    /// `"Zip Code"` of that address (`P_PZipCode`; rule 7 zip guard, decision 10).
+    pub patient_zip: Option<String>,
+    /// `"Is Missed"`: missed visits refresh existing pairs but never create new ones.
+    pub is_missed: bool,
+}
+
+/// One ordered visit pair that at least one rule flags: a future row of
+/// `conflictvisitmaps` (`V1` = primary visit, `V2` = conflicting visit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectedPair {
+    /// `VisitID` (primary visit).
+    pub visit_id: Uuid,
+    /// `AppVisitID`.
+    pub app_visit_id: Option<i64>,
+    /// `ConVisitID` (conflicting visit).
+    pub con_visit_id: Uuid,
+    /// `ConAppVisitID`.
+    pub con_app_visit_id: Option<i64>,
+    /// Trimmed SSN shared by both visits.
+    pub ssn: String,
+    /// Service date shared by both visits.
+    pub visit_date: NaiveDate,
+    /// The seven rule flags; at least one is set.
+    pub flags: RuleFlags,
+    /// `MinuteDiffBetweenSch`: [SF-UPD] smallest positive minute gap between
+    /// the actual times in either direction, else 0 (conflict_rules.md §11).
+    pub minute_diff: i32,
+    /// Coordinates used for the primary visit (`PLatitude`/`PLongitude`).
+    pub location: Option<GeoPoint>,
+    /// Coordinates used for the conflicting visit (`ConPLatitude`/`ConPLongitude`).
+    pub con_location: Option<GeoPoint>,
+    /// Distance, speed and ETA when both points are known (speed/ETA only when a band matches).
+    pub travel: Option<TravelEstimate>,
+    /// Whether a *new* row may be created for this pair ([SF-INS]): false when
+    /// either visit is missed, or for schedule-vs-schedule pairs (rules 1/4)
+    /// dated before today. Existing rows are refreshed regardless ([SF-UPD]).
+    pub new_conflict_allowed: bool,
+}
+
+/// What a run should cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectionMode {
+    /// Every candidate in the window [today − 2 years, today + 45 days]:
+    /// detect all pairs, insert new ones, refresh changed ones, resolve the
+    /// stored pairs of the window that are no longer detected.
+    #[default]
+    Full,
+}
+
+/// Counts of one [`run`]; small enough for a Step Functions payload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConflictSummary {
+    /// Candidate visits read from the source (before exclusions).
+    pub visits_considered: u64,
+    /// Ordered pairs flagged by at least one rule.
+    pub pairs_detected: u64,
+    /// New `conflictvisitmaps` rows.
+    pub inserted: u64,
+    /// Existing rows whose content changed (snapshot, flag N→Y, or reopened).
+    pub updated: u64,
+    /// Stored pairs no longer detected, now `StatusFlag` 'R'.
+    pub resolved: u64,
+    /// New `conflicts` rows (new CONFLICTIDs).
+    pub conflicts_created: u64,
+    /// Wall time of the run in seconds.
+    pub seconds: f64,
+    /// Problems in the reference data worth a look (MPH gaps/overlaps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Detect every flagged ordered pair among `visits` (pure, no I/O).
+///
+/// Applies the candidate rules that need no database (window around `today`,
+/// non-blank trimmed SSN, SSN and agency exclusions; provider activity is the
+/// [`candidates::VisitSource`]'s job), groups by `(trimmed SSN, VisitDate)`
+/// and sweeps each key ([`sweep`]). Both orientations of a pair are returned
+/// as two [`DetectedPair`]s. Output order: by key, then primary visit start.
+pub fn detect(visits: &[Visit], settings: &DetectionSettings, today: NaiveDate) -> Vec<DetectedPair> {
+    sweep::detect_pairs(visits, settings, today)
+}
+
+/// Advisory-lock key of the conflict run (ASCII "thawconf").
+pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
+
+/// Run conflict detection against the PostgreSQL database `client` is
+/// connected to (the one holding the analytics mirror and the conflict schema).
+///
+/// Takes the run lock (session advisory lock [`RUN_LOCK_KEY`], decision 8),
+/// sets `settings."InProgressFlag"` to 1, detects and writes everything in
+/// one transaction, then sets `InProgressFlag` back to 2 (and `LastLoadDate`
+/// on success) and releases the lock, on every exit path.
+///
+/// Errors: [`ErrorKind::Locked`] when another run holds the lock;
+/// [`ErrorKind::ConfigInvalid`] for bad settings (time zone, MPH bands, a
+/// missing or duplicated SETTINGS row); [`ErrorKind::SchemaMismatch`] when a
+/// table or column is missing; PostgreSQL errors as classified by
+/// [`crate::error::classify_postgres`].
+pub async fn run(client: &mut Client, settings: &ConflictSettings, mode: DetectionMode) -> Result<ConflictSummary> {
+    let started = std::time::Instant::now();
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY])
+        .await
+        .map_err(|e| from_postgres(e, "taking the conflict run lock"))?
+        .get(0);
+    if !locked {
+        return Err(Error::new(
+            ErrorKind::Locked,
+            "another conflict detection run holds the run lock (pg advisory lock 'thawconf'); wait for it to finish, or end the session holding it (pg_locks, locktype 'advisory')",
+        ));
+    }
+    let schemas = store::Schemas::from_settings(settings)?;
+    let outcome = async {
+        store::set_in_progress(client, &schemas, true).await?;
+        let result = run_locked(client, settings, &schemas, mode).await;
+        let flag = store::set_in_progress(client, &schemas, false).await;
+        let summary = result?;
+        flag?;
+        Ok::<_, Error>(summary)
+    }
+    .await;
+    let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&RUN_LOCK_KEY]).await;
+    let mut summary = outcome?;
+    unlock.map_err(|e| from_postgres(e, "releasing the conflict run lock"))?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    tracing::info!(?summary, "conflict detection finished");
+    Ok(summary)
+}
+
+async fn run_locked(
+    client: &mut Client,
+    config: &ConflictSettings,
+    schemas: &store::Schemas,
+    mode: DetectionMode,
+) -> Result<ConflictSummary> {
+    let DetectionMode::Full = mode;
+    let (zone, today, gps_priority) = settings::from_config(config, Utc::now())?;
+    let tx = client.transaction().await.map_err(|e| from_postgres(e, "starting the conflict transaction"))?;
+    let (detection, warnings) = settings::load(&tx, &schemas.conflict, zone, gps_priority).await?;
+    let window = settings::candidate_window(today);
+    let mut writer = store::PairWriter::create(&tx).await?;
+    let mut source = candidates::PgVisitSource::open(&tx, &schemas.analytics, window).await?;
+    let mut summary = ConflictSummary { warnings, ..Default::default() };
+    while let Some(batch) = candidates::VisitSource::next_batch(&mut source).await? {
+        summary.visits_considered += batch.len() as u64;
+        let pairs = detect(&batch, &detection, today);
+        summary.pairs_detected += pairs.len() as u64;
+        writer.write(&tx, &pairs).await?;
+    }
+    let counts = store::apply(&tx, schemas, &detection, window).await?;
+    summary.inserted = counts.inserted;
+    summary.updated = counts.updated;
+    summary.resolved = counts.resolved;
+    summary.conflicts_created = counts.conflicts_created;
+    tx.commit().await.map_err(|e| from_postgres(e, "committing the conflict run"))?;
+    Ok(summary)
+}

@@ -1,0 +1,227 @@
+//! Detection settings: the `conflicts` section of the config plus the
+//! user-maintained reference tables in the conflict schema (`settings`,
+//! `mph`, `excluded_ssn`, `excluded_agency`).
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Days, Months, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::distance::{MphBand, MphBands};
+use crate::config::ConflictSettings;
+use crate::error::{from_postgres, Error, Result};
+use crate::sink::qualified;
+
+/// Default zone of rule comparisons, `VisitDate` and "today" (decision 9).
+pub const DEFAULT_TIME_ZONE: &str = "America/New_York";
+/// Candidate window: years back from today (conflict_rules.md §2, `lookback_years`).
+pub const LOOKBACK_YEARS: u32 = 2;
+/// Candidate window: days ahead of today (`lookforward_days`).
+pub const LOOKFORWARD_DAYS: u64 = 45;
+/// Characters trimmed from SSNs, here and in the candidate query (`btrim`), so
+/// that grouping in SQL and in Rust agree.
+pub const SSN_TRIM_CHARS: &[char] = &[' ', '\t', '\n', '\r', '\x0b', '\x0c'];
+
+/// Order in which a visit's coordinates are chosen for rule 7 (decision 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpsPriority {
+    /// Call-out GPS → call-in GPS → patient address, on both sides.
+    #[default]
+    Fixed,
+    /// [SF]'s asymmetric order: primary visit call-out → call-in, conflicting
+    /// visit call-in → call-out, then the patient address.
+    Legacy,
+}
+
+/// Caregivers (by SSN) and agencies never considered (conflict_rules.md §2.4–2.5).
+///
+/// NULL-safe (decision 3): NULL or blank entries exclude nothing. SSNs are
+/// compared trimmed on both sides (decision 11).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exclusions {
+    ssns: HashSet<String>,
+    providers: HashSet<Uuid>,
+}
+
+impl Exclusions {
+    /// Build from the raw `EXCLUDED_SSN."SSN"` and `EXCLUDED_AGENCY."ProviderID"` values.
+    pub fn new(ssns: impl IntoIterator<Item = Option<String>>, providers: impl IntoIterator<Item = Option<Uuid>>) -> Self {
+        Exclusions {
+            ssns: ssns
+                .into_iter()
+                .flatten()
+                .map(|s| trim_ssn(&s).to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            providers: providers.into_iter().flatten().collect(),
+        }
+    }
+
+    /// Whether the caregiver with this SSN (any surrounding whitespace) is excluded.
+    pub fn excludes_ssn(&self, ssn: &str) -> bool {
+        self.ssns.contains(trim_ssn(ssn))
+    }
+
+    /// Whether the agency is excluded.
+    pub fn excludes_provider(&self, provider_id: &Uuid) -> bool {
+        self.providers.contains(provider_id)
+    }
+}
+
+/// The SSN as the caregiver identity: surrounding whitespace removed.
+pub fn trim_ssn(ssn: &str) -> &str {
+    ssn.trim_matches(SSN_TRIM_CHARS)
+}
+
+/// Everything [`super::detect`] needs besides the visits.
+#[derive(Debug, Clone)]
+pub struct DetectionSettings {
+    /// Zone whose wall clock the rules compare (decision 9).
+    pub time_zone: Tz,
+    /// `SETTINGS."ExtraDistancePer"`: distance multiplier (1 + ExtraDistance/100), > 0.
+    pub extra_distance_per: f64,
+    /// `conflict.mph`, validated.
+    pub mph: MphBands,
+    /// Coordinate order for rule 7.
+    pub gps_priority: GpsPriority,
+    /// Excluded SSNs and agencies.
+    pub exclusions: Exclusions,
+}
+
+/// Inclusive candidate window `[today − 2 years, today + 45 days]` (§2.1;
+/// Feb 29 minus 2 years is Feb 28, as Snowflake `DATEADD`).
+pub fn candidate_window(today: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let from = today.checked_sub_months(Months::new(12 * LOOKBACK_YEARS)).unwrap_or(NaiveDate::MIN);
+    let to = today.checked_add_days(Days::new(LOOKFORWARD_DAYS)).unwrap_or(NaiveDate::MAX);
+    (from, to)
+}
+
+/// Zone, "today" and GPS priority from the `conflicts` config section.
+///
+/// `today` is `conflicts.today` when given, else the date of `now` in the zone.
+/// Errors ([`crate::ErrorKind::ConfigInvalid`]) name the key and a valid example.
+pub fn from_config(config: &ConflictSettings, now: DateTime<Utc>) -> Result<(Tz, NaiveDate, GpsPriority)> {
+    let zone_name = config.time_zone.as_deref().unwrap_or(DEFAULT_TIME_ZONE);
+    let zone: Tz = zone_name.parse().map_err(|_| {
+        Error::config(format!("conflicts.time_zone '{zone_name}' is not an IANA time zone; use a name such as America/New_York"))
+    })?;
+    let today = match config.today.as_deref() {
+        Some(text) => NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+            .map_err(|e| Error::config(format!("conflicts.today '{text}' is not a date ({e}); use YYYY-MM-DD, e.g. 2025-03-10, or remove it to use the current date")))?,
+        None => now.with_timezone(&zone).date_naive(),
+    };
+    let gps_priority = match config.gps_priority.as_deref().map(str::trim) {
+        None | Some("fixed") => GpsPriority::Fixed,
+        Some("legacy") => GpsPriority::Legacy,
+        Some(other) => {
+            return Err(Error::config(format!("conflicts.gps_priority '{other}' is not known; use 'fixed' (default) or 'legacy'")))
+        }
+    };
+    Ok((zone, today, gps_priority))
+}
+
+/// Read `settings`, `mph`, `excluded_ssn` and `excluded_agency` from `conflict_schema`.
+///
+/// Returns the settings and the warnings about the MPH table.
+/// Errors: [`crate::ErrorKind::ConfigInvalid`] when SETTINGS does not hold
+/// exactly one row with a positive `ExtraDistancePer`, or the MPH table is
+/// invalid ([`MphBands::new`]); [`crate::ErrorKind::SchemaMismatch`] when a
+/// table is missing.
+pub async fn load(
+    client: &impl GenericClient,
+    conflict_schema: &str,
+    time_zone: Tz,
+    gps_priority: GpsPriority,
+) -> Result<(DetectionSettings, Vec<String>)> {
+    let table = |t: &str| qualified(conflict_schema, t);
+    let query = |sql: String, what: &'static str| async move {
+        client.query(&sql, &[]).await.map_err(|e| from_postgres(e, format!("reading {conflict_schema}.{what}")))
+    };
+    let rows = query(format!("SELECT \"ExtraDistancePer\"::numeric::float8 FROM {}", table("settings")), "settings").await?;
+    let extra_distance_per: f64 = match rows.as_slice() {
+        [row] => row.get::<_, Option<f64>>(0).filter(|v| v.is_finite() && *v > 0.0).ok_or_else(|| {
+            Error::config(format!(
+                "{conflict_schema}.settings.\"ExtraDistancePer\" is NULL or not positive; set it to 1 + ExtraDistance/100 (e.g. 1.2 for 20 %)"
+            ))
+        })?,
+        rows => {
+            return Err(Error::config(format!(
+                "{conflict_schema}.settings must hold exactly one row (ID = 1) but holds {}; sync CONFLICTREPORT.PUBLIC.SETTINGS or insert the row",
+                rows.len()
+            )))
+        }
+    };
+    let rows = query(
+        format!("SELECT \"ID\", \"From\", \"To\", \"AverageMilesPerHour\"::numeric::float8 FROM {} ORDER BY \"ID\"", table("mph")),
+        "mph",
+    )
+    .await?;
+    let mut bands = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.get(0);
+        match (row.get::<_, Option<i64>>(1), row.get::<_, Option<i64>>(2), row.get::<_, Option<f64>>(3)) {
+            (Some(from), Some(to), Some(mph)) => bands.push(MphBand { from, to, mph }),
+            _ => {
+                return Err(Error::config(format!(
+                    "{conflict_schema}.mph row ID {id} has a NULL \"From\", \"To\" or \"AverageMilesPerHour\"; complete or delete it"
+                )))
+            }
+        }
+    }
+    let (mph, warnings) = MphBands::new(bands).map_err(|e| e.context(format!("{conflict_schema}.mph")))?;
+    for w in &warnings {
+        tracing::warn!(warning = %w, "MPH table");
+    }
+    let ssns = query(format!("SELECT \"SSN\"::text FROM {}", table("excluded_ssn")), "excluded_ssn").await?;
+    let providers = query(format!("SELECT \"ProviderID\" FROM {}", table("excluded_agency")), "excluded_agency").await?;
+    let exclusions = Exclusions::new(
+        ssns.iter().map(|r| r.get::<_, Option<String>>(0)),
+        providers.iter().map(|r| r.get::<_, Option<Uuid>>(0)),
+    );
+    Ok((DetectionSettings { time_zone, extra_distance_per, mph, gps_priority, exclusions }, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusions_ignore_nulls_and_blanks_and_trim_both_sides() {
+        let a = Uuid::from_u128(1);
+        let ex = Exclusions::new(vec![None, Some("  ".into()), Some(" 123-45-6789 ".into())], vec![None, Some(a)]);
+        assert!(ex.excludes_ssn("123-45-6789"));
+        assert!(ex.excludes_ssn("\t123-45-6789  "));
+        assert!(!ex.excludes_ssn("999-99-9999"));
+        assert!(!ex.excludes_ssn(""));
+        assert!(ex.excludes_provider(&a));
+        assert!(!ex.excludes_provider(&Uuid::from_u128(2)));
+        // A NULL-only agency list excludes nothing (the [SF] NOT IN would drop every visit).
+        let none = Exclusions::new(Vec::<Option<String>>::new(), vec![None]);
+        assert!(!none.excludes_provider(&a));
+    }
+
+    #[test]
+    fn window_is_two_years_back_and_45_days_ahead_inclusive() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        assert_eq!(candidate_window(d(2025, 3, 10)), (d(2023, 3, 10), d(2025, 4, 24)));
+        assert_eq!(candidate_window(d(2024, 2, 29)).0, d(2022, 2, 28));
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let now = Utc::now();
+        let cfg = ConflictSettings { time_zone: Some("Mars/Base".into()), ..Default::default() };
+        assert!(from_config(&cfg, now).unwrap_err().message.contains("conflicts.time_zone 'Mars/Base'"));
+        let cfg = ConflictSettings { today: Some("10/03/2025".into()), ..Default::default() };
+        assert!(from_config(&cfg, now).unwrap_err().message.contains("conflicts.today"));
+        let cfg = ConflictSettings { gps_priority: Some("sf".into()), ..Default::default() };
+        assert!(from_config(&cfg, now).unwrap_err().message.contains("conflicts.gps_priority"));
+        let cfg = ConflictSettings { today: Some("2025-03-10".into()), gps_priority: Some("legacy".into()), ..Default::default() };
+        let (zone, today, gps) = from_config(&cfg, now).unwrap();
+        assert_eq!((zone.name(), today, gps), ("America/New_York", NaiveDate::from_ymd_opt(2025, 3, 10).unwrap(), GpsPriority::Legacy));
+    }
+}

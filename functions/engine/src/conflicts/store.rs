@@ -1,0 +1,727 @@
+//! Diff and write: detected pairs → `conflictvisitmaps` and `conflicts`.
+//!
+//! Flow inside the run's transaction:
+//! 1. [`PairWriter`]: every detected ordered pair is binary-COPYed into the
+//!    temporary staging table `thaw_conflict_pairs` (keys, the seven flags,
+//!    distance metrics, coordinates), batch by batch as detection streams.
+//! 2. [`apply`]: set-based statements only.
+//!    * the visit snapshot (≈100 denormalised columns per side: provider,
+//!      caregiver, office, patient blocks, payer/contract, billing, service
+//!      code, times on the configured wall clock) is selected once per visit
+//!      from the analytics mirror, cast to the target column types, and
+//!      joined to the staged pairs;
+//!    * **refresh**: a stored pair is updated only when something differs —
+//!      a snapshot column, a flag going N→Y (flags are sticky, [SF] §8.3), or
+//!      a resolved ('R') pair detected again (reopened to 'U', [SF] §9.2) —
+//!      so a run with no source change updates nothing, not even `UpdatedDate`;
+//!    * **insert** new pairs allowed to start a conflict ([SF-INS]), status 'U';
+//!    * **CONFLICTID** (TASK_04): a row without one inherits the CONFLICTID of
+//!      any row with the same `VisitID`, else gets max(CONFLICTID) + dense
+//!      rank by (`VisitID`, `AppVisitID`); `ReverseUUID` and `CRDATEUNIQUE`
+//!      are filled once, when NULL ([SF] §8.1); a `conflicts` row (status 'U')
+//!      is created for every CONFLICTID without one ([SF] §8.2);
+//!    * **resolve**: open stored pairs of the window that were not detected
+//!      become `StatusFlag` 'R' with `ResolveDate` (never deleted).
+//!
+//! Every column a statement writes goes through [`written_columns`], which
+//! refuses anything outside the nightly allow-list of its table; the
+//! application's columns ([`USER_OWNED_CVM_COLUMNS`],
+//! [`USER_OWNED_CONFLICT_COLUMNS`]) are never written.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use futures::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Transaction};
+
+use super::rules::RuleFlags;
+use super::settings::DetectionSettings;
+use super::DetectedPair;
+use crate::config::ConflictSettings;
+use crate::error::{from_postgres, Error, ErrorKind, Result};
+use crate::sink::{ident, qualified};
+
+/// Schemas of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schemas {
+    /// The synced analytics mirror (default `analytics`).
+    pub analytics: String,
+    /// The conflict schema (default `conflict`).
+    pub conflict: String,
+}
+
+impl Schemas {
+    /// From the `conflicts` config section.
+    pub fn from_settings(settings: &ConflictSettings) -> Result<Schemas> {
+        let pick = |v: &Option<String>, default: &str, key: &str| -> Result<String> {
+            let s = v.as_deref().unwrap_or(default).trim().to_string();
+            if s.is_empty() {
+                return Err(Error::config(format!("conflicts.{key} is empty; give a schema name or remove the key (default '{default}')")));
+            }
+            Ok(s)
+        };
+        Ok(Schemas {
+            analytics: pick(&settings.analytics_schema, "analytics", "analytics_schema")?,
+            conflict: pick(&settings.conflict_schema, "conflict", "conflict_schema")?,
+        })
+    }
+}
+
+/// A table the nightly job writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `conflictvisitmaps`.
+    ConflictVisitMaps,
+    /// `conflicts`.
+    Conflicts,
+    /// `settings` (run bookkeeping only).
+    Settings,
+}
+
+/// One per-visit snapshot column: its name on the primary side, on the
+/// conflicting side, and the SQL expression computing it from the visit's
+/// analytics rows (aliases: `f` fact, `cg` caregiver, `pr` provider, `o`
+/// office, `pp`/`ppa` provider patient and its address, `pa`/`paa` payer
+/// patient and its address, `py` payer, `ct` contract, `sc` service code,
+/// `u` user; `{tz}` = the configured zone as a literal).
+#[derive(Debug, Clone, Copy)]
+pub struct SideColumn {
+    /// Column for the primary visit (`V1`).
+    pub primary: &'static str,
+    /// Column for the conflicting visit (`V2`).
+    pub conflicting: &'static str,
+    /// SQL expression (conflict_rules.md §2 attribute table, §11).
+    pub expr: &'static str,
+}
+
+const fn side(primary: &'static str, conflicting: &'static str, expr: &'static str) -> SideColumn {
+    SideColumn { primary, conflicting, expr }
+}
+
+/// Scheduled minutes for the per-minute rate: Snowflake whole-minute DATEDIFF on the wall clock.
+const BILL_RATE_BOTH: &str = r#"CASE WHEN f."Billed" = 'yes' THEN f."Billed Rate" ELSE f."Bill Rate Non-Billed" END"#;
+
+/// The visit snapshot columns written for both sides of a pair.
+pub const SIDE_COLUMNS: &[SideColumn] = &[
+    side("AppVisitID", "ConAppVisitID", r#"f."Application Visit Id""#),
+    side("ProviderID", "ConProviderID", r#"f."Provider Id""#),
+    side("AppProviderID", "ConAppProviderID", r#"f."Application Provider Id""#),
+    side("ProviderName", "ConProviderName", r#"pr."Provider Name""#),
+    side("FederalTaxNumber", "ConFederalTaxNumber", r#"pr."Federal Tax Number""#),
+    side("AgencyPhone", "ConAgencyPhone", r#"pr."Phone Number 1""#),
+    side("SchStartTime", "ConSchStartTime", r#"(f."Scheduled Start Time" AT TIME ZONE {tz})"#),
+    side("SchEndTime", "ConSchEndTime", r#"(f."Scheduled End Time" AT TIME ZONE {tz})"#),
+    side("VisitStartTime", "ConVisitStartTime", r#"(f."Visit Start Time" AT TIME ZONE {tz})"#),
+    side("VisitEndTime", "ConVisitEndTime", r#"(f."Visit End Time" AT TIME ZONE {tz})"#),
+    side("EVVStartTime", "ConEVVStartTime", r#"(f."Call In Time" AT TIME ZONE {tz})"#),
+    side("EVVEndTime", "ConEVVEndTime", r#"(f."Call Out Time" AT TIME ZONE {tz})"#),
+    side("ShVTSTTime", "CShVTSTTime", r#"(coalesce(f."Visit Start Time", f."Scheduled Start Time") AT TIME ZONE {tz})"#),
+    side("ShVTENTime", "CShVTENTime", r#"(coalesce(f."Visit End Time", f."Scheduled End Time") AT TIME ZONE {tz})"#),
+    side("CaregiverID", "ConCaregiverID", r#"f."Caregiver Id""#),
+    side("AppCaregiverID", "ConAppCaregiverID", r#"f."Application Caregiver Id""#),
+    side("AideCode", "ConAideCode", r#"cg."Caregiver Code""#),
+    side("AideName", "ConAideName", r#"cg."Caregiver Fullname""#),
+    side("AideFName", "ConAideFName", r#"cg."Caregiver Firstname""#),
+    side("AideLName", "ConAideLName", r#"cg."Caregiver Lastname""#),
+    side("AideSSN", "ConAideSSN", r#"btrim(cg."SSN", E' \t\n\r\x0b\f')"#),
+    side("AideStatus", "ConAideStatus", r#"cg."Status""#),
+    side("OfficeID", "ConOfficeID", r#"f."Office Id""#),
+    side("AppOfficeID", "ConAppOfficeID", r#"f."Application Office Id""#),
+    side("Office", "ConOffice", r#"CASE WHEN o."Is Active" THEN o."Office Name" END"#),
+    side("PatientID", "ConPatientID", r#"f."Patient Id""#),
+    side("AppPatientID", "ConAppPatientID", r#"f."Application Patient Id""#),
+    side("P_PatientID", "ConP_PatientID", r#"f."Provider Patient Id""#),
+    side("P_AppPatientID", "ConP_AppPatientID", r#"f."Application Provider Patient Id""#),
+    side("P_PAdmissionID", "ConP_PAdmissionID", r#"pp."Admission Id""#),
+    side("P_PName", "ConP_PName", r#"pp."Patient Name""#),
+    side("P_PFName", "ConP_PFName", r#"pp."Patient Firstname""#),
+    side("P_PLName", "ConP_PLName", r#"pp."Patient Lastname""#),
+    side("P_PMedicaidNumber", "ConP_PMedicaidNumber", r#"pp."Medicaid Number""#),
+    side("P_PStatus", "ConP_PStatus", r#"pp."Status""#),
+    side("P_PAddressID", "ConP_PAddressID", r#"ppa."Patient Address Id""#),
+    side("P_PAppAddressID", "ConP_PAppAddressID", r#"ppa."Application Patient Address Id""#),
+    side("P_PAddressL1", "ConP_PAddressL1", r#"ppa."Address Line 1""#),
+    side("P_PAddressL2", "ConP_PAddressL2", r#"ppa."Address Line 2""#),
+    side("P_PCity", "ConP_PCity", r#"ppa."City""#),
+    side("P_PAddressState", "ConP_PAddressState", r#"ppa."Address State""#),
+    side("P_PZipCode", "ConP_PZipCode", r#"ppa."Zip Code""#),
+    side("P_PCounty", "ConP_PCounty", r#"ppa."County""#),
+    side("PA_PatientID", "ConPA_PatientID", r#"f."Payer Patient Id""#),
+    side("PA_AppPatientID", "ConPA_AppPatientID", r#"f."Application Payer Patient Id""#),
+    side("PA_PAdmissionID", "ConPA_PAdmissionID", r#"pa."Admission Id""#),
+    side("PA_PName", "ConPA_PName", r#"pa."Patient Name""#),
+    side("PA_PFName", "ConPA_PFName", r#"pa."Patient Firstname""#),
+    side("PA_PLName", "ConPA_PLName", r#"pa."Patient Lastname""#),
+    side("PA_PMedicaidNumber", "ConPA_PMedicaidNumber", r#"pa."Medicaid Number""#),
+    side("PA_PStatus", "ConPA_PStatus", r#"pa."Status""#),
+    side("PA_PAddressID", "ConPA_PAddressID", r#"paa."Patient Address Id""#),
+    side("PA_PAppAddressID", "ConPA_PAppAddressID", r#"paa."Application Patient Address Id""#),
+    side("PA_PAddressL1", "ConPA_PAddressL1", r#"paa."Address Line 1""#),
+    side("PA_PAddressL2", "ConPA_PAddressL2", r#"paa."Address Line 2""#),
+    side("PA_PCity", "ConPA_PCity", r#"paa."City""#),
+    side("PA_PAddressState", "ConPA_PAddressState", r#"paa."Address State""#),
+    side("PA_PZipCode", "ConPA_PZipCode", r#"paa."Zip Code""#),
+    side("PA_PCounty", "ConPA_PCounty", r#"paa."County""#),
+    side("PayerID", "ConPayerID", r#"f."Payer Id""#),
+    side("AppPayerID", "ConAppPayerID", r#"f."Application Payer Id""#),
+    side(
+        "Contract",
+        "ConContract",
+        r#"coalesce(CASE WHEN py."Is Active" AND py."Is Demo" = false THEN py."Payer Name" END, CASE WHEN ct."Is Active" THEN ct."Contract Name" END)"#,
+    ),
+    side("PayerState", "ConPayerState", r#"py."Payer State""#),
+    side(
+        "ContractType",
+        "ConContractType",
+        r#"CASE WHEN f."Application Payer Id" = 0 AND f."Application Contract Id" <> 0 THEN 'Internal'
+               WHEN f."Application Payer Id" <> 0 AND f."Application Contract Id" <> 0 THEN 'UPR'
+               WHEN f."Application Payer Id" <> 0 AND f."Application Contract Id" = 0 THEN 'Payer' END"#,
+    ),
+    side("Billed", "ConBilled", r#"f."Billed""#),
+    side("BilledDate", "ConBilledDate", r#"f."Invoice Date""#),
+    side("BilledHours", "ConBilledHours", r#"f."Billed Hours""#),
+    side("BilledRate", "ConBilledRate", r#"f."Billed Rate""#),
+    side("TotalBilledAmount", "ConTotalBilledAmount", r#"f."Total Billed Amount""#),
+    side("BillRateNonBilled", "ConBillRateNonBilled", r#"f."Bill Rate Non-Billed""#),
+    side("BillRateBoth", "ConBillRateBoth", BILL_RATE_BOTH),
+    side("RateType", "ConRateType", r#"f."Bill Type""#),
+    // conflict_rules.md §11 BilledRateMinute ([SF]: whole-minute scheduled length).
+    side(
+        "BilledRateMinute",
+        "ConBilledRateMinute",
+        r#"CASE WHEN (CASE WHEN f."Billed" = 'yes' THEN f."Billed Rate" ELSE f."Bill Rate Non-Billed" END) > 0 THEN
+             CASE WHEN f."Bill Type" = 'Hourly'
+                    THEN (CASE WHEN f."Billed" = 'yes' THEN f."Billed Rate" ELSE f."Bill Rate Non-Billed" END) / 60
+                  WHEN f."Billed" = 'yes' AND f."Bill Type" IN ('Daily', 'Visit') AND f."Billed Hours" > 0
+                    THEN f."Billed Rate" / f."Billed Hours" / 60
+                  WHEN f."Billed" IS DISTINCT FROM 'yes' AND f."Bill Type" IN ('Daily', 'Visit')
+                       AND date_trunc('minute', f."Scheduled End Time" AT TIME ZONE {tz})
+                           <> date_trunc('minute', f."Scheduled Start Time" AT TIME ZONE {tz})
+                    THEN f."Bill Rate Non-Billed" / (extract(epoch FROM date_trunc('minute', f."Scheduled End Time" AT TIME ZONE {tz})
+                           - date_trunc('minute', f."Scheduled Start Time" AT TIME ZONE {tz})) / 3600) / 60
+                  ELSE 0 END
+           ELSE 0 END"#,
+    ),
+    side("ServiceCodeID", "ConServiceCodeID", r#"f."Service Code Id""#),
+    side("AppServiceCodeID", "ConAppServiceCodeID", r#"f."Application Service Code Id""#),
+    side("ServiceCode", "ConServiceCode", r#"sc."Service Code""#),
+    side("IsMissed", "ConIsMissed", r#"f."Is Missed""#),
+    side("MissedVisitReason", "ConMissedVisitReason", r#"f."Missed Visit Reason""#),
+    side("EVVType", "ConEVVType", r#"f."Call Out Device Type""#),
+    side("LastUpdatedBy", "ConLastUpdatedBy", r#"u."User Fullname""#),
+    side("LastUpdatedDate", "ConLastUpdatedDate", r#"(f."Visit Updated Timestamp" AT TIME ZONE {tz})"#),
+];
+
+/// Pair-level columns refreshed from the staging table (besides the keys and flags).
+pub const PAIR_COLUMNS: &[&str] = &[
+    "SSN",
+    "VisitDate",
+    "MinuteDiffBetweenSch",
+    "DistanceMilesFromLatLng",
+    "AverageMilesPerHour",
+    "ETATravelMinutes",
+    "PLatitude",
+    "PLongitude",
+    "ConPLatitude",
+    "ConPLongitude",
+];
+
+/// Natural key of a pair.
+pub const KEY_COLUMNS: [&str; 2] = ["VisitID", "ConVisitID"];
+
+/// Lifecycle columns the nightly job writes on `conflictvisitmaps`.
+pub const LIFECYCLE_CVM_COLUMNS: &[&str] = &[
+    "CONFLICTID",
+    "StatusFlag",
+    "ResolveDate",
+    "UpdatedDate",
+    "CreatedDate",
+    "CRDATEUNIQUE",
+    "ReverseUUID",
+    "InServiceFlag",
+    "PTOFlag",
+];
+
+/// Columns of `conflictvisitmaps` the application owns: never written here.
+pub const USER_OWNED_CVM_COLUMNS: &[&str] = &[
+    "ConNoResponseFlag",
+    "ConNoResponseReasonID",
+    "ConNoResponseTitle",
+    "ConNoResponseNotes",
+    "ConNoResponseDate",
+    "FlagForReview",
+    "FlagForReviewDate",
+    "AggFlagForReview",
+    "AggFlagForReviewDate",
+];
+
+/// Columns of `conflicts` the nightly job writes.
+pub const NIGHTLY_CONFLICT_COLUMNS: &[&str] = &["CONFLICTID", "RECORDEDDATETIME", "CreatedDate", "StatusFlag"];
+
+/// Columns of `conflicts` the application owns: never written here.
+pub const USER_OWNED_CONFLICT_COLUMNS: &[&str] = &[
+    "NoResponseFlag",
+    "NoResponseReasonID",
+    "NoResponseTitle",
+    "NoResponseNotes",
+    "NoResponseDate",
+    "FlagForReview",
+    "FlagForReviewDate",
+];
+
+/// Columns of `settings` the run writes (decision 8 bookkeeping).
+pub const NIGHTLY_SETTINGS_COLUMNS: &[&str] = &["InProgressFlag", "LastLoadDate"];
+
+/// Every `conflictvisitmaps` column whose value comes from detection
+/// (keys, snapshot of both sides, pair metrics, flags), in a fixed order.
+pub fn detected_cvm_columns() -> Vec<&'static str> {
+    let mut cols: Vec<&'static str> = KEY_COLUMNS.to_vec();
+    cols.extend(PAIR_COLUMNS);
+    cols.extend(RuleFlags::COLUMNS);
+    cols.extend(SIDE_COLUMNS.iter().map(|c| c.primary));
+    cols.extend(SIDE_COLUMNS.iter().map(|c| c.conflicting));
+    cols
+}
+
+/// Whether the nightly job may write `column` of `table`.
+pub fn is_nightly_writable(table: Table, column: &str) -> bool {
+    match table {
+        Table::ConflictVisitMaps => {
+            !USER_OWNED_CVM_COLUMNS.contains(&column)
+                && (LIFECYCLE_CVM_COLUMNS.contains(&column) || detected_cvm_columns().contains(&column))
+        }
+        Table::Conflicts => NIGHTLY_CONFLICT_COLUMNS.contains(&column) && !USER_OWNED_CONFLICT_COLUMNS.contains(&column),
+        Table::Settings => NIGHTLY_SETTINGS_COLUMNS.contains(&column),
+    }
+}
+
+/// The quoted column list of a write to `table`, after checking every
+/// column against the allow-list. This is the only way statements here name
+/// the columns they write.
+///
+/// Errors: [`ErrorKind::Internal`] naming the column (a bug in thaw).
+pub fn written_columns<'c>(table: Table, columns: impl IntoIterator<Item = &'c str>) -> Result<Vec<String>> {
+    columns
+        .into_iter()
+        .map(|c| {
+            if is_nightly_writable(table, c) {
+                Ok(ident(c))
+            } else {
+                Err(Error::internal(format!("refusing to write column \"{c}\" of {table:?}: it is not on the nightly allow-list")))
+            }
+        })
+        .collect()
+}
+
+/// Set `InProgressFlag` to 1 (running) or 2 (idle, [SF] §9.5) on every SETTINGS row.
+pub async fn set_in_progress(client: &Client, schemas: &Schemas, running: bool) -> Result<()> {
+    let col = &written_columns(Table::Settings, ["InProgressFlag"])?[0];
+    let sql = format!("UPDATE {} SET {col} = $1", qualified(&schemas.conflict, "settings"));
+    let value: i64 = if running { 1 } else { 2 };
+    client
+        .execute(&sql, &[&value])
+        .await
+        .map_err(|e| from_postgres(e, format!("setting {}.settings.InProgressFlag", schemas.conflict)))?;
+    Ok(())
+}
+
+const STAGING: &str = "pg_temp.thaw_conflict_pairs";
+const SIDE: &str = "pg_temp.thaw_conflict_side";
+const NEW: &str = "pg_temp.thaw_conflict_new";
+
+/// Streams detected pairs into the staging table with binary COPY.
+pub struct PairWriter {
+    copy_sql: String,
+    types: Vec<Type>,
+}
+
+impl PairWriter {
+    /// Create the staging table (dropped at commit).
+    pub async fn create(tx: &Transaction<'_>) -> Result<PairWriter> {
+        let flags: Vec<String> = RuleFlags::COLUMNS.iter().map(|c| format!("{} text", ident(c))).collect();
+        let sql = format!(
+            "CREATE TEMP TABLE thaw_conflict_pairs (\"VisitID\" uuid, \"ConVisitID\" uuid, \"SSN\" text, \"VisitDate\" date, {}, \
+             \"MinuteDiffBetweenSch\" int4, \"DistanceMilesFromLatLng\" float8, \"AverageMilesPerHour\" float8, \"ETATravelMinutes\" int4, \
+             \"PLatitude\" float8, \"PLongitude\" float8, \"ConPLatitude\" float8, \"ConPLongitude\" float8, new_allowed bool) ON COMMIT DROP",
+            flags.join(", ")
+        );
+        tx.batch_execute(&sql).await.map_err(|e| from_postgres(e, "creating the conflict staging table"))?;
+        let mut types = vec![Type::UUID, Type::UUID, Type::TEXT, Type::DATE];
+        types.extend([Type::TEXT; 7]);
+        types.extend([Type::INT4, Type::FLOAT8, Type::FLOAT8, Type::INT4, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::FLOAT8, Type::BOOL]);
+        Ok(PairWriter { copy_sql: format!("COPY {STAGING} FROM STDIN (FORMAT binary)"), types })
+    }
+
+    /// Append `pairs` to the staging table.
+    pub async fn write(&mut self, tx: &Transaction<'_>, pairs: &[DetectedPair]) -> Result<()> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let sink = tx.copy_in(&self.copy_sql).await.map_err(|e| from_postgres(e, "starting COPY of detected pairs"))?;
+        let writer = BinaryCopyInWriter::new(sink, &self.types);
+        pin_mut!(writer);
+        for p in pairs {
+            let flags: Vec<&'static str> = p.flags.as_array().iter().map(|f| if *f { "Y" } else { "N" }).collect();
+            let miles = p.travel.map(|t| t.miles);
+            let mph = p.travel.and_then(|t| t.mph);
+            let eta = p.travel.and_then(|t| t.eta_minutes).map(|m| m.round() as i32);
+            let (lat, lon) = (p.location.map(|g| g.latitude), p.location.map(|g| g.longitude));
+            let (clat, clon) = (p.con_location.map(|g| g.latitude), p.con_location.map(|g| g.longitude));
+            let mut row: Vec<&(dyn ToSql + Sync)> = vec![&p.visit_id, &p.con_visit_id, &p.ssn, &p.visit_date];
+            row.extend(flags.iter().map(|f| f as &(dyn ToSql + Sync)));
+            row.extend([
+                &p.minute_diff as &(dyn ToSql + Sync),
+                &miles,
+                &mph,
+                &eta,
+                &lat,
+                &lon,
+                &clat,
+                &clon,
+                &p.new_conflict_allowed,
+            ]);
+            writer.as_mut().write(&row).await.map_err(|e| from_postgres(e, "writing detected pairs to staging"))?;
+        }
+        writer.finish().await.map_err(|e| from_postgres(e, "finishing COPY of detected pairs"))?;
+        Ok(())
+    }
+}
+
+/// Row counts of [`apply`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyCounts {
+    /// New pair rows.
+    pub inserted: u64,
+    /// Refreshed pair rows (something changed).
+    pub updated: u64,
+    /// Pairs resolved because they were not detected.
+    pub resolved: u64,
+    /// New `conflicts` rows.
+    pub conflicts_created: u64,
+}
+
+/// Everything [`statements`] needs to build the SQL of one run.
+#[derive(Debug, Clone)]
+pub struct StatementContext {
+    /// Schemas.
+    pub schemas: Schemas,
+    /// Quoted literal of the configured zone, e.g. `'America/New_York'`.
+    pub zone_literal: String,
+    /// `format_type` of every `conflictvisitmaps` column.
+    pub cvm_types: HashMap<String, String>,
+}
+
+/// The SQL statements of [`apply`], in execution order, with a name each.
+/// Pure, so the allow-list can be tested without a database.
+pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>> {
+    let a = |t: &str| qualified(&ctx.schemas.analytics, t);
+    let cvm = qualified(&ctx.schemas.conflict, "conflictvisitmaps");
+    let conflicts = qualified(&ctx.schemas.conflict, "conflicts");
+    let now = format!("(now() AT TIME ZONE {})", ctx.zone_literal);
+    let ty = |col: &str| -> Result<&str> {
+        ctx.cvm_types.get(col).map(String::as_str).ok_or_else(|| {
+            Error::new(
+                ErrorKind::SchemaMismatch,
+                format!("{cvm} has no column \"{col}\"; apply the schema migrations (schema/V3__conflict.sql)"),
+            )
+        })
+    };
+
+    // 1. Visit snapshot, one row per visit in a staged pair.
+    let side_select: Vec<String> = SIDE_COLUMNS
+        .iter()
+        .map(|c| format!("{} AS {}", c.expr.replace("{tz}", &ctx.zone_literal), ident(c.primary)))
+        .collect();
+    let side_sql = format!(
+        r#"CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
+WITH f AS (
+    SELECT * FROM {fact} WHERE "Visit Id" IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING})
+), address AS (
+    SELECT DISTINCT ON (ad."Patient Id") ad.* FROM {addresses} ad
+    WHERE ad."Primary Address" AND ad."Address Type" LIKE '%GPS%'
+      AND ad."Patient Id" IN (SELECT "Provider Patient Id" FROM f UNION SELECT "Payer Patient Id" FROM f)
+    ORDER BY ad."Patient Id", ad."Application Created UTC Timestamp" DESC NULLS LAST, ad."Patient Address Id"
+)
+SELECT f."Visit Id" AS "VisitID", {cols}
+FROM f
+LEFT JOIN {caregivers} cg ON cg."Caregiver Id" = f."Caregiver Id"
+LEFT JOIN {providers} pr ON pr."Provider Id" = f."Provider Id"
+LEFT JOIN {offices} o ON o."Office Id" = f."Office Id"
+LEFT JOIN {patients} pp ON pp."Patient Id" = f."Provider Patient Id"
+LEFT JOIN address ppa ON ppa."Patient Id" = f."Provider Patient Id"
+LEFT JOIN {patients} pa ON pa."Patient Id" = f."Payer Patient Id"
+LEFT JOIN address paa ON paa."Patient Id" = f."Payer Patient Id"
+LEFT JOIN {payers} py ON py."Payer Id" = f."Payer Id"
+LEFT JOIN {contracts} ct ON ct."Contract Id" = f."Contract Id"
+LEFT JOIN {services} sc ON sc."Service Code Id" = f."Service Code Id"
+LEFT JOIN {users} u ON u."User Id" = f."Visit Updated User Id"::text;
+CREATE INDEX ON {SIDE} ("VisitID");
+CREATE INDEX ON {STAGING} ("VisitID", "ConVisitID");
+ANALYZE {SIDE}; ANALYZE {STAGING}"#,
+        fact = a("factvisitcallperformance_cr"),
+        addresses = a("dimpatientaddress"),
+        caregivers = a("dimcaregiver"),
+        providers = a("dimprovider"),
+        offices = a("dimoffice"),
+        patients = a("dimpatient"),
+        payers = a("dimpayer"),
+        contracts = a("dimcontract"),
+        services = a("dimservicecode"),
+        users = a("dimuser"),
+        cols = side_select.join(",\n       "),
+    );
+
+    // 2. The would-be rows, already in the target column types.
+    let mut new_select = vec![r#"p."VisitID""#.to_string(), r#"p."ConVisitID""#.to_string()];
+    for col in PAIR_COLUMNS.iter().chain(RuleFlags::COLUMNS.iter()) {
+        new_select.push(format!("CAST(p.{q} AS {t}) AS {q}", q = ident(col), t = ty(col)?));
+    }
+    for c in SIDE_COLUMNS {
+        new_select.push(format!("CAST(v1.{} AS {}) AS {}", ident(c.primary), ty(c.primary)?, ident(c.primary)));
+    }
+    for c in SIDE_COLUMNS {
+        new_select.push(format!("CAST(v2.{} AS {}) AS {}", ident(c.primary), ty(c.conflicting)?, ident(c.conflicting)));
+    }
+    let new_sql = format!(
+        r#"CREATE TEMP TABLE thaw_conflict_new ON COMMIT DROP AS
+SELECT {cols}, p.new_allowed
+FROM {STAGING} p
+JOIN {SIDE} v1 ON v1."VisitID" = p."VisitID"
+JOIN {SIDE} v2 ON v2."VisitID" = p."ConVisitID";
+CREATE UNIQUE INDEX ON {NEW} ("VisitID", "ConVisitID");
+ANALYZE {NEW}"#,
+        cols = new_select.join(", ")
+    );
+
+    // 3. Refresh stored pairs whose content would change.
+    let refreshed: Vec<&str> = detected_cvm_columns()
+        .into_iter()
+        .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c))
+        .collect();
+    let refreshed_q = written_columns(Table::ConflictVisitMaps, refreshed.iter().copied())?;
+    let flags_q = written_columns(Table::ConflictVisitMaps, RuleFlags::COLUMNS)?;
+    let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
+    let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
+    sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
+    sets.push(format!("{} = CASE WHEN c.\"StatusFlag\" = 'R' THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
+    sets.push(format!("{} = CASE WHEN c.\"StatusFlag\" = 'R' THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
+    sets.push(format!("{} = {now}", life[2]));
+    let mut changed = vec![format!(
+        "ROW({}) IS DISTINCT FROM ROW({})",
+        refreshed_q.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
+        refreshed_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", ")
+    )];
+    changed.extend(flags_q.iter().map(|f| format!("(c.{f} = 'N' AND n.{f} = 'Y')")));
+    changed.push("c.\"StatusFlag\" = 'R'".to_string());
+    let update_sql = format!(
+        "UPDATE {cvm} c SET {sets}\nFROM {NEW} n\nWHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
+        sets = sets.join(",\n    "),
+        changed = changed.join("\n    OR "),
+    );
+
+    // 4. Insert new pairs allowed to start a conflict.
+    let detected_q = written_columns(Table::ConflictVisitMaps, detected_cvm_columns())?;
+    let insert_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "InServiceFlag", "PTOFlag", "CreatedDate", "ReverseUUID"])?;
+    let reverse = |table: &str| {
+        format!(
+            "CASE WHEN {t}.\"VisitID\" IS NOT NULL AND {t}.\"AppVisitID\" IS NOT NULL AND {t}.\"ConVisitID\" IS NOT NULL AND {t}.\"ConAppVisitID\" IS NOT NULL \
+             THEN least(({t}.\"VisitID\"::text || '~' || {t}.\"AppVisitID\"::text) COLLATE \"C\", ({t}.\"ConVisitID\"::text || '~' || {t}.\"ConAppVisitID\"::text) COLLATE \"C\") \
+             || '_' || greatest(({t}.\"VisitID\"::text || '~' || {t}.\"AppVisitID\"::text) COLLATE \"C\", ({t}.\"ConVisitID\"::text || '~' || {t}.\"ConAppVisitID\"::text) COLLATE \"C\") END",
+            t = table
+        )
+    };
+    let insert_sql = format!(
+        "INSERT INTO {cvm} ({cols}, {life})\nSELECT {vals}, 'U', 'N', 'N', {now}, {rev}\nFROM {NEW} n\nWHERE n.new_allowed AND NOT EXISTS (SELECT 1 FROM {cvm} c WHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\")",
+        cols = detected_q.join(", "),
+        life = insert_life.join(", "),
+        vals = detected_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", "),
+        rev = reverse("n"),
+    );
+
+    // 5. CONFLICTID for rows without one (TASK_04): inherit per VisitID, else max + dense rank.
+    let id_col = &written_columns(Table::ConflictVisitMaps, ["CONFLICTID"])?[0];
+    let assign_sql = format!(
+        r#"WITH need AS (
+    SELECT "VisitID", min("AppVisitID") AS "AppVisitID" FROM {cvm} WHERE "CONFLICTID" IS NULL GROUP BY "VisitID"
+), inherited AS (
+    SELECT c."VisitID", min(c."CONFLICTID") AS id FROM {cvm} c JOIN need USING ("VisitID") WHERE c."CONFLICTID" IS NOT NULL GROUP BY c."VisitID"
+), top AS (
+    SELECT greatest((SELECT coalesce(max("CONFLICTID"), 0) FROM {cvm}), (SELECT coalesce(max("CONFLICTID"), 0) FROM {conflicts})) AS id
+), fresh AS (
+    SELECT n."VisitID", top.id + dense_rank() OVER (ORDER BY n."VisitID", n."AppVisitID") AS id
+    FROM need n CROSS JOIN top WHERE NOT EXISTS (SELECT 1 FROM inherited i WHERE i."VisitID" = n."VisitID")
+), ids AS (
+    SELECT "VisitID", id FROM inherited UNION ALL SELECT "VisitID", id FROM fresh
+)
+UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" AND c."CONFLICTID" IS NULL"#
+    );
+    let reverse_col = &written_columns(Table::ConflictVisitMaps, ["ReverseUUID"])?[0];
+    let reverse_sql = format!(
+        "UPDATE {cvm} c SET {reverse_col} = {rev} WHERE c.\"ReverseUUID\" IS NULL AND c.\"VisitID\" IS NOT NULL AND c.\"AppVisitID\" IS NOT NULL \
+         AND c.\"ConVisitID\" IS NOT NULL AND c.\"ConAppVisitID\" IS NOT NULL",
+        rev = reverse("c")
+    );
+    let crdate_col = &written_columns(Table::ConflictVisitMaps, ["CRDATEUNIQUE"])?[0];
+    let crdate_sql = format!(
+        "UPDATE {cvm} c SET {crdate_col} = m.first FROM (\n    SELECT \"CONFLICTID\", min(\"CreatedDate\") AS first FROM {cvm} \
+         WHERE \"CONFLICTID\" IN (SELECT \"CONFLICTID\" FROM {cvm} WHERE \"CRDATEUNIQUE\" IS NULL) GROUP BY \"CONFLICTID\"\n) m \
+         WHERE c.\"CONFLICTID\" = m.\"CONFLICTID\" AND c.\"CRDATEUNIQUE\" IS NULL AND m.first IS NOT NULL"
+    );
+
+    // 6. A conflicts row for every CONFLICTID without one ([SF] TASK_05).
+    let cf_cols = written_columns(Table::Conflicts, ["CONFLICTID", "StatusFlag", "CreatedDate", "RECORDEDDATETIME"])?;
+    let conflicts_sql = format!(
+        "INSERT INTO {conflicts} ({cols})\nSELECT DISTINCT c.\"CONFLICTID\", 'U', date_trunc('day', {now}), {now} FROM {cvm} c\n\
+         WHERE c.\"CONFLICTID\" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {conflicts} f WHERE f.\"CONFLICTID\" = c.\"CONFLICTID\")",
+        cols = cf_cols.join(", ")
+    );
+
+    // 7. Resolve stored open pairs of the window that were not detected ($1/$2: window).
+    let resolve_cols = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
+    let resolve_sql = format!(
+        "UPDATE {cvm} c SET {s} = 'R', {r} = {now}, {u} = {now}\n\
+         WHERE c.\"VisitDate\" BETWEEN $1 AND $2 AND c.\"CONFLICTID\" IS NOT NULL AND coalesce(c.\"StatusFlag\", 'U') NOT IN ('R', 'D')\n  \
+         AND c.\"InserviceStartDate\" IS NULL AND c.\"InserviceEndDate\" IS NULL AND c.\"ConInserviceStartDate\" IS NULL AND c.\"ConInserviceEndDate\" IS NULL\n  \
+         AND c.\"PTOStartDate\" IS NULL AND c.\"PTOEndDate\" IS NULL AND c.\"ConPTOStartDate\" IS NULL AND c.\"ConPTOEndDate\" IS NULL\n  \
+         AND NOT EXISTS (SELECT 1 FROM {STAGING} p WHERE p.\"VisitID\" = c.\"VisitID\" AND p.\"ConVisitID\" = c.\"ConVisitID\")",
+        s = resolve_cols[0],
+        r = resolve_cols[1],
+        u = resolve_cols[2],
+    );
+    let last_load = &written_columns(Table::Settings, ["LastLoadDate"])?[0];
+    let settings_sql = format!("UPDATE {} SET {last_load} = {now}", qualified(&ctx.schemas.conflict, "settings"));
+
+    Ok(vec![
+        ("snapshot", side_sql),
+        ("would-be rows", new_sql),
+        ("refresh", update_sql),
+        ("insert", insert_sql),
+        ("assign CONFLICTID", assign_sql),
+        ("ReverseUUID", reverse_sql),
+        ("CRDATEUNIQUE", crdate_sql),
+        ("conflicts", conflicts_sql),
+        ("resolve", resolve_sql),
+        ("LastLoadDate", settings_sql),
+    ])
+}
+
+/// Read the `format_type` of every `conflictvisitmaps` column.
+async fn cvm_types(tx: &Transaction<'_>, schemas: &Schemas) -> Result<HashMap<String, String>> {
+    let rows = tx
+        .query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 'conflictvisitmaps' AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&schemas.conflict],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the columns of conflictvisitmaps"))?;
+    if rows.is_empty() {
+        return Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!("{}.conflictvisitmaps does not exist; apply the schema migrations (schema/V3__conflict.sql)", schemas.conflict),
+        ));
+    }
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Quote a string as an SQL literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Diff the staged pairs against the stored ones and write (see the module docs).
+pub async fn apply(
+    tx: &Transaction<'_>,
+    schemas: &Schemas,
+    settings: &DetectionSettings,
+    window: (NaiveDate, NaiveDate),
+) -> Result<ApplyCounts> {
+    let ctx = StatementContext {
+        schemas: schemas.clone(),
+        zone_literal: literal(settings.time_zone.name()),
+        cvm_types: cvm_types(tx, schemas).await?,
+    };
+    let mut counts = ApplyCounts::default();
+    for (name, sql) in statements(&ctx)? {
+        let what = format!("conflict step '{name}'");
+        let rows = match name {
+            "resolve" => tx.execute(sql.as_str(), &[&window.0, &window.1]).await,
+            "snapshot" | "would-be rows" => tx.batch_execute(&sql).await.map(|_| 0),
+            _ => tx.execute(sql.as_str(), &[]).await,
+        }
+        .map_err(|e| from_postgres(e, &what))?;
+        tracing::debug!(step = name, rows, "conflict store");
+        match name {
+            "refresh" => counts.updated = rows,
+            "insert" => counts.inserted = rows,
+            "conflicts" => counts.conflicts_created = rows,
+            "resolve" => counts.resolved = rows,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> StatementContext {
+        let mut cvm_types: HashMap<String, String> = HashMap::new();
+        for c in detected_cvm_columns().into_iter().chain(LIFECYCLE_CVM_COLUMNS.iter().copied()) {
+            cvm_types.insert(c.to_string(), "text".to_string());
+        }
+        StatementContext {
+            schemas: Schemas { analytics: "analytics".into(), conflict: "conflict".into() },
+            zone_literal: "'America/New_York'".into(),
+            cvm_types,
+        }
+    }
+
+    #[test]
+    fn allow_lists_and_user_owned_columns_are_disjoint() {
+        for c in USER_OWNED_CVM_COLUMNS {
+            assert!(!is_nightly_writable(Table::ConflictVisitMaps, c), "{c}");
+        }
+        for c in USER_OWNED_CONFLICT_COLUMNS {
+            assert!(!is_nightly_writable(Table::Conflicts, c), "{c}");
+        }
+        let err = written_columns(Table::ConflictVisitMaps, ["SSN", "FlagForReview"]).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal);
+        assert!(err.message.contains("\"FlagForReview\""), "{}", err.message);
+        assert!(written_columns(Table::Conflicts, ["NoResponseFlag"]).is_err());
+    }
+
+    #[test]
+    fn no_generated_statement_names_a_user_owned_column() {
+        for (name, sql) in statements(&context()).unwrap() {
+            for c in USER_OWNED_CVM_COLUMNS.iter().chain(USER_OWNED_CONFLICT_COLUMNS) {
+                assert!(!sql.contains(&ident(c)), "statement '{name}' names user-owned column {c}:\n{sql}");
+            }
+            assert!(!sql.contains("\"ResolvedBy\""), "statement '{name}' writes ResolvedBy");
+        }
+    }
+
+    #[test]
+    fn detected_columns_have_no_duplicates_and_side_names_pair_up() {
+        let cols = detected_cvm_columns();
+        let unique: std::collections::HashSet<_> = cols.iter().collect();
+        assert_eq!(unique.len(), cols.len());
+        for c in SIDE_COLUMNS {
+            let expected = format!("Con{}", c.primary);
+            assert!(c.conflicting == expected || (c.primary.starts_with("ShVT") && c.conflicting == format!("C{}", c.primary)), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_target_column_is_a_schema_mismatch() {
+        let mut ctx = context();
+        ctx.cvm_types.remove("ConPayerState");
+        let err = statements(&ctx).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::SchemaMismatch);
+        assert!(err.message.contains("\"ConPayerState\""), "{}", err.message);
+    }
+}
