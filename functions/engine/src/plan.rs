@@ -25,7 +25,6 @@
 //! `WHERE target.watermark < excluded.watermark` makes them no-ops.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
@@ -218,7 +217,7 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
         status::heartbeat(&pg, run_id).await?;
         let items = status::unfinished_chunks(&pg, run_id, &[]).await?;
         let tables = status::tables(&pg, run_id).await?.len() as u32;
-        let manifest_uri = write_manifest(request, run_id, &items)?;
+        let manifest_uri = crate::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
         tracing::info!(%run_id, chunks = items.len(), "resuming run");
         return Ok(PlanResponse { run_id, resumed: true, manifest_uri, tables, chunks: items.len() as u64, estimated_rows: 0 });
     }
@@ -245,7 +244,7 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
     match result {
         Ok((items, estimated_rows, tables)) => {
             status::set_run_metadata(&pg, run_id, "planned", serde_json::Value::Bool(true)).await?;
-            let manifest_uri = write_manifest(request, run_id, &items)?;
+            let manifest_uri = crate::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
             Ok(PlanResponse { run_id, resumed: false, manifest_uri, tables, chunks: items.len() as u64, estimated_rows })
         }
         Err(e) => {
@@ -855,28 +854,6 @@ fn keyset_ranges(kx: &str, bounds: &[String], rows: u64, strategy: Strategy, sco
     }
     out.push(ChunkRange { strategy, filter_sql: wrap(format!("{kx} >= {}", lit(bounds.last().unwrap()))), estimated_rows: per });
     out
-}
-
-/// Write the manifest (JSON array of [`ChunkItem`]) and return its URI.
-/// Local paths only in this build: `manifest_uri` from the request, else
-/// `$THAW_MANIFEST_DIR/<run_id>.json`, else the system temp dir.
-fn write_manifest(request: &PlanRequest, run_id: Uuid, items: &[ChunkItem]) -> Result<String> {
-    let path: PathBuf = match &request.manifest_uri {
-        Some(uri) if uri.starts_with("s3://") => {
-            return Err(Error::config(format!("manifest_uri {uri}: S3 manifests are written by the Lambda build (not available in this binary)")))
-        }
-        Some(uri) => PathBuf::from(uri.trim_start_matches("file://")),
-        None => {
-            let dir = std::env::var_os("THAW_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("thaw-manifests"));
-            dir.join(format!("{run_id}.json"))
-        }
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::config(format!("cannot create manifest directory {}: {e}", parent.display())))?;
-    }
-    let text = serde_json::to_string_pretty(items).expect("manifest serialises");
-    std::fs::write(&path, text).map_err(|e| Error::config(format!("cannot write manifest {}: {e}", path.display())))?;
-    Ok(path.display().to_string())
 }
 
 #[cfg(test)]

@@ -121,10 +121,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
     let started = Instant::now();
     observer.step("plan");
     let plan = crate::plan::plan_run(&config, &options.request).await?;
-    let items: Vec<ChunkItem> = serde_json::from_str(
-        &std::fs::read_to_string(&plan.manifest_uri).map_err(|e| Error::internal(format!("cannot read manifest {}: {e}", plan.manifest_uri)))?,
-    )
-    .map_err(|e| Error::internal(format!("manifest {} is not valid: {e}", plan.manifest_uri)))?;
+    let items: Vec<ChunkItem> = crate::manifest::read(&plan.manifest_uri).await?;
 
     let mut per_table: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for i in &items {
