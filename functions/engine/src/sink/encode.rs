@@ -17,7 +17,9 @@
 //!   scale (the source scale for an unconstrained `numeric`); rescaling that
 //!   would drop non-zero digits, or more integer digits than `numeric(p,s)`
 //!   holds, is an error. From REAL: rounded to the target scale (shortest
-//!   round-trip decimal for an unconstrained `numeric`).
+//!   exact binary value, half away from zero, like Snowflake's and DuckDB's
+//!   FLOAT→NUMBER cast (0.125 → 0.13, 0.145 → 0.14); the target must declare
+//!   its scale.
 //! * **int2/int4/int8**: fractional values and values out of range are errors.
 //! * **float4/float8**: NUMBER is converted with correct rounding; a finite
 //!   double outside float4's range is an error.
@@ -25,18 +27,21 @@
 //!   (which PostgreSQL text cannot hold) are errors; BINARY must be UTF-8
 //!   ([`InvalidUtf8`] decides between rejecting and replacing). Numbers,
 //!   booleans, dates, times and timestamps are rendered canonically: NUMBER at
-//!   its source scale (`-1.50`), REAL as the shortest round-trip decimal,
-//!   `true`/`false`, `YYYY-MM-DD`, `HH:MM:SS[.ffffff]`,
-//!   `YYYY-MM-DD HH:MM:SS[.ffffff]` plus `+HH:MM` for TIMESTAMP_LTZ (always
-//!   `+00:00`) and TIMESTAMP_TZ (its stored offset).
+//!   its source scale (`-1.50`), `true`/`false`, `YYYY-MM-DD`,
+//!   `HH:MM:SS.ffffff`, `YYYY-MM-DD HH:MM:SS.ffffff` plus `+HH:MM` for
+//!   TIMESTAMP_LTZ (always `+00:00`) and TIMESTAMP_TZ (its stored offset) —
+//!   the forms Snowflake's `TO_CHAR(…, 'YYYY-MM-DD HH24:MI:SS.FF6TZH:TZM')`
+//!   produces, so reconciliation can render them on the Snowflake side.
+//!   VARIANT/OBJECT/ARRAY text is minified (whitespace outside strings
+//!   removed: real Snowflake sends it pretty-printed), matching `TO_JSON`.
 //! * **uuid**: text in any case, with or without hyphens (braces and `urn:`
 //!   forms too).
 //! * **date/time/timestamp/timestamptz**: microseconds, nanoseconds floored
 //!   toward negative infinity. `timestamp` gets the wall clock (TIMESTAMP_TZ:
 //!   in its stored offset; TIMESTAMP_LTZ: in UTC); `timestamptz` the instant
 //!   (TIMESTAMP_NTZ read as UTC); `date` the wall-clock date.
-//! * **json/jsonb**: the JSON text as Snowflake sent it (jsonb: version byte 1
-//!   first); PostgreSQL validates it.
+//! * **json/jsonb**: the JSON text (minified for VARIANT/OBJECT/ARRAY;
+//!   jsonb: version byte 1 first); PostgreSQL validates it.
 //! * **NULL** into a NOT NULL column is an error.
 
 use std::io::Write as _;
@@ -75,7 +80,7 @@ pub fn supported_targets(logical: LogicalType) -> &'static [PgType] {
     use PgType::*;
     match logical {
         LogicalType::Fixed => &[Numeric, Int8, Int4, Int2, Float8, Float4, Bool, Text, Varchar, Bpchar],
-        LogicalType::Real => &[Float8, Float4, Numeric, Text, Varchar, Bpchar],
+        LogicalType::Real => &[Float8, Float4, Numeric],
         LogicalType::Text => &[Text, Varchar, Bpchar, Uuid, Json, Jsonb],
         LogicalType::Boolean => &[Bool, Text, Varchar, Bpchar],
         LogicalType::Date => &[Date, Timestamp, Timestamptz, Text, Varchar, Bpchar],
@@ -122,6 +127,8 @@ enum Conversion {
     Text,
     TextToUuid,
     Json,
+    MinifiedJson,
+    JsonToText,
     Bytea,
     Bool,
     DateToDate,
@@ -293,6 +300,15 @@ fn conversion_for(source: &SourceType, target: &TargetColumn) -> Result<Conversi
         ));
     }
     let text_target = matches!(target.pg_type, P::Text | P::Varchar | P::Bpchar);
+    if source.logical == L::Real && target.pg_type == P::Numeric && target.numeric_scale.is_none() {
+        return Err(Error::new(
+            ErrorKind::TypeUnsupported,
+            format!(
+                "column \"{}\": Snowflake FLOAT (source column \"{}\") can only go into a numeric with a declared scale, e.g. numeric(18, 6), because a float has no decimal scale of its own. Declare the scale or use double precision.",
+                target.name, source.name
+            ),
+        ));
+    }
     Ok(match (source.logical, target.pg_type) {
         (L::Fixed, P::Numeric) => Conversion::NumberToNumeric,
         (L::Fixed, P::Int2 | P::Int4 | P::Int8) => Conversion::NumberToInt,
@@ -300,9 +316,11 @@ fn conversion_for(source: &SourceType, target: &TargetColumn) -> Result<Conversi
         (L::Fixed, P::Bool) => Conversion::NumberToBool,
         (L::Real, P::Float4 | P::Float8) => Conversion::RealToFloat,
         (L::Real, P::Numeric) => Conversion::RealToNumeric,
-        (L::Text | L::Variant | L::Object | L::Array | L::Binary, _) if text_target => Conversion::Text,
+        (L::Text | L::Binary, _) if text_target => Conversion::Text,
+        (L::Variant | L::Object | L::Array, _) if text_target => Conversion::JsonToText,
         (L::Text, P::Uuid) => Conversion::TextToUuid,
-        (L::Text | L::Variant | L::Object | L::Array, P::Json | P::Jsonb) => Conversion::Json,
+        (L::Text, P::Json | P::Jsonb) => Conversion::Json,
+        (L::Variant | L::Object | L::Array, P::Json | P::Jsonb) => Conversion::MinifiedJson,
         (L::Binary, P::Bytea) => Conversion::Bytea,
         (L::Boolean, P::Bool) => Conversion::Bool,
         (L::Date, P::Date) => Conversion::DateToDate,
@@ -408,13 +426,8 @@ fn encode_value(
             if !x.is_finite() {
                 return Err(format!("value {x} cannot go into numeric; use double precision or filter it out"));
             }
-            scratch.clear();
-            match target.numeric_scale {
-                Some(s) => write!(scratch, "{x:.prec$}", prec = s.max(0) as usize),
-                None => write!(scratch, "{x}"),
-            }
-            .expect("writing to a Vec cannot fail");
-            let (unscaled, scale) = parse_decimal(scratch).ok_or_else(|| format!("value {x} has more than 38 significant digits; use double precision"))?;
+            let scale = target.numeric_scale.unwrap_or(0).max(0) as u32;
+            let unscaled = round_float(x, scale, scratch).ok_or_else(|| format!("value {x} has more than 38 digits at scale {scale}; use double precision"))?;
             check_precision(target, unscaled, scale, || x.to_string())?;
             put_numeric(out, unscaled, scale);
             Ok(())
@@ -442,8 +455,19 @@ fn encode_value(
             out.put_slice(id.as_bytes());
             Ok(())
         }
-        (Conversion::Json, Values::Text(t)) => {
-            let s = t.value(row).as_bytes();
+        (Conversion::JsonToText, Values::Text(t)) => {
+            scratch.clear();
+            minify_json(t.value(row).as_bytes(), scratch);
+            put_text(target, scratch, out)
+        }
+        (Conversion::Json | Conversion::MinifiedJson, Values::Text(t)) => {
+            let s = if matches!(plan.conversion, Conversion::MinifiedJson) {
+                scratch.clear();
+                minify_json(t.value(row).as_bytes(), scratch);
+                &scratch[..]
+            } else {
+                t.value(row).as_bytes()
+            };
             if target.pg_type == PgType::Jsonb {
                 out.put_i32(len_i32(s.len() + 1)?);
                 out.put_u8(1);
@@ -672,28 +696,44 @@ fn put_numeric(out: &mut BytesMut, unscaled: i128, scale: u32) {
     }
 }
 
-/// Parse an ASCII decimal (`-12.340`) into (unscaled, scale).
-fn parse_decimal(text: &[u8]) -> Option<(i128, u32)> {
-    let (negative, digits) = match text.first() {
-        Some(b'-') => (true, &text[1..]),
-        _ => (false, text),
-    };
+/// `x` at `scale` decimals as an unscaled integer, rounding the exact binary
+/// value half away from zero. `None` when the result has more than 38 digits.
+fn round_float(x: f64, scale: u32, scratch: &mut Vec<u8>) -> Option<i128> {
+    // Print 20 digits beyond the rounding position: Rust prints the exact
+    // binary expansion up to there, so the digit after `scale` decides.
+    scratch.clear();
+    write!(scratch, "{:.*}", scale as usize + 20, x.abs()).expect("Vec write");
+    let dot = scratch.iter().position(|&b| b == b'.')?;
     let mut value: i128 = 0;
-    let mut scale = 0u32;
-    let mut after_point = false;
-    for &c in digits {
-        match c {
-            b'0'..=b'9' => {
-                value = value.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
-                if after_point {
-                    scale += 1;
-                }
-            }
-            b'.' if !after_point => after_point = true,
-            _ => return None,
-        }
+    for &digit in scratch[..dot].iter().chain(&scratch[dot + 1..dot + 1 + scale as usize]) {
+        value = value.checked_mul(10)?.checked_add(i128::from(digit - b'0'))?;
     }
-    (value.unsigned_abs() < POW10[38].unsigned_abs()).then_some((if negative { -value } else { value }, scale))
+    if scratch[dot + 1 + scale as usize] >= b'5' {
+        value += 1;
+    }
+    (value < POW10[38]).then_some(if x < 0.0 { -value } else { value })
+}
+
+/// Copy JSON text without the whitespace outside string literals.
+fn minify_json(json: &[u8], out: &mut Vec<u8>) {
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            continue;
+        }
+        out.push(b);
+    }
 }
 
 /// `unscaled / 10^scale` as plain decimal text with exactly `scale` decimals.
@@ -759,14 +799,5 @@ fn write_date(out: &mut Vec<u8>, days_since_unix_epoch: i64) -> Result<(), Probl
 fn write_time(out: &mut Vec<u8>, micros_since_midnight: i64) {
     let secs = micros_since_midnight / 1_000_000;
     let frac = micros_since_midnight % 1_000_000;
-    write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60).expect("Vec write");
-    if frac != 0 {
-        let mut digits = 6;
-        let mut f = frac;
-        while f % 10 == 0 {
-            f /= 10;
-            digits -= 1;
-        }
-        write!(out, ".{f:0digits$}").expect("Vec write");
-    }
+    write!(out, "{:02}:{:02}:{:02}.{frac:06}", secs / 3600, secs / 60 % 60, secs % 60).expect("Vec write");
 }

@@ -120,6 +120,22 @@ impl LogicalType {
         })
     }
 
+    /// Map an `INFORMATION_SCHEMA.COLUMNS.DATA_TYPE` (or a type name written
+    /// in DDL, parameters ignored: `NUMBER(10,2)`, `TIMESTAMP_TZ(9)`) to its
+    /// logical type. `TIMESTAMP`/`DATETIME` mean TIMESTAMP_NTZ (Snowflake's
+    /// default `TIMESTAMP_TYPE_MAPPING`).
+    pub fn from_data_type(data_type: &str) -> Option<LogicalType> {
+        let base = data_type.split('(').next().unwrap_or("").trim().to_ascii_uppercase();
+        Some(match base.as_str() {
+            "NUMBER" | "DECIMAL" | "NUMERIC" | "INT" | "INTEGER" | "BIGINT" | "SMALLINT" | "TINYINT" | "BYTEINT" | "FIXED" => LogicalType::Fixed,
+            "FLOAT" | "FLOAT4" | "FLOAT8" | "DOUBLE" | "DOUBLE PRECISION" | "REAL" => LogicalType::Real,
+            "TEXT" | "VARCHAR" | "STRING" | "CHAR" | "CHARACTER" | "NCHAR" | "NVARCHAR" | "CHAR VARYING" => LogicalType::Text,
+            "TIMESTAMP" | "DATETIME" => LogicalType::TimestampNtz,
+            "VARBINARY" => LogicalType::Binary,
+            other => return LogicalType::parse(other),
+        })
+    }
+
     /// Snowflake's spelling, for messages and SQL.
     pub fn name(self) -> &'static str {
         match self {
@@ -597,12 +613,12 @@ fn timestamp_values<'a>(source: &SourceType, array: &'a ArrayRef) -> Option<Valu
             }
             let epoch = epoch_col.as_primitive::<Int64Type>().values();
             let fraction = match child("fraction") {
-                Some(c) if c.data_type() == &DataType::Int32 => Some(c.as_primitive::<Int32Type>().values()),
+                Some(c) if c.data_type() == &DataType::Int32 => Some(&c.as_primitive::<Int32Type>().values()[..]),
                 Some(_) => return None,
                 None => None,
             };
             let timezone = match child("timezone") {
-                Some(c) if c.data_type() == &DataType::Int32 => Some(c.as_primitive::<Int32Type>().values()),
+                Some(c) if c.data_type() == &DataType::Int32 => Some(&c.as_primitive::<Int32Type>().values()[..]),
                 Some(_) => return None,
                 None => None,
             };
