@@ -1,0 +1,297 @@
+//! Conflict detection against a real PostgreSQL (`thaw_engine::conflicts::run`):
+//! planted visits in the analytics mirror → `conflictvisitmaps`/`conflicts`;
+//! a second run writes nothing; a vanished pair is resolved ('R'), a
+//! re-detected one reopened; user-owned columns survive every refresh.
+//!
+//! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
+
+use thaw_engine::config::ConflictSettings;
+use thaw_engine::conflicts::{run, ConflictSummary, DetectionMode};
+use tokio_postgres::{Client, NoTls};
+
+const SCHEMA_FILES: [&str; 2] = ["V2__analytics.sql", "V3__conflict.sql"];
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under tests/harness.py (make test)"))
+}
+
+async fn connect(database: &str) -> Client {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(env("THAW_PG_HOST"))
+        .port(env("THAW_PG_PORT").parse().expect("THAW_PG_PORT is a port number"))
+        .user(env("THAW_PG_USER"))
+        .password(env("THAW_PG_PASSWORD"))
+        .dbname(database);
+    let (client, connection) = cfg.connect(NoTls).await.expect("connect to the harness PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh database with the analytics mirror and the conflict schema.
+async fn fresh_database(name: &str) -> Client {
+    let db = format!("thaw_{name}_{}", std::process::id());
+    let admin = connect("postgres").await;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    let client = connect(&db).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema");
+    for file in SCHEMA_FILES {
+        let sql = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("read schema/{file}: {e}"));
+        client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("apply schema/{file}: {e}"));
+    }
+    client
+}
+
+/// Providers A, B (active) and C (inactive); caregivers with the same SSN at
+/// each; two patients with GPS addresses in Brooklyn (different ZIPs);
+/// SETTINGS (ExtraDistancePer 1.0) and the legacy MPH bands.
+const REFERENCE_DATA: &str = r#"
+INSERT INTO analytics.dimprovider ("Provider Id", "Application Provider Id", "Provider Name", "Is Active", "Is Demo") VALUES
+  ('00000000-0000-0000-0000-00000000000a', 1, 'Agency A', true, false),
+  ('00000000-0000-0000-0000-00000000000b', 2, 'Agency B', true, false),
+  ('00000000-0000-0000-0000-00000000000c', 3, 'Agency C', false, false);
+INSERT INTO analytics.dimcaregiver ("Caregiver Id", "Application Caregiver Id", "Caregiver Fullname", "SSN") VALUES
+  ('00000000-0000-0000-0000-0000000000ca', 11, 'Ann Aide', '123-45-6789'),
+  ('00000000-0000-0000-0000-0000000000cb', 12, 'Ann Aide', ' 123-45-6789 '),
+  ('00000000-0000-0000-0000-0000000000cc', 13, 'Ann Aide', '123-45-6789');
+INSERT INTO analytics.dimpatient ("Patient Id", "Application Patient Id", "Patient Name") VALUES
+  ('00000000-0000-0000-0000-0000000000e1', 21, 'Pat One'),
+  ('00000000-0000-0000-0000-0000000000e2', 22, 'Pat Two');
+INSERT INTO analytics.dimpatientaddress ("Patient Address Id", "Patient Id", "Address Type", "Primary Address",
+    "Zip Code", "Address State", "Latitude", "Longitude", "Application Created UTC Timestamp") VALUES
+  ('00000000-0000-0000-0000-0000000000f1', '00000000-0000-0000-0000-0000000000e1', 'Billing, GPS, Home', true, '11214', 'NY', 40.597095, -73.998993, '2020-01-01Z'),
+  ('00000000-0000-0000-0000-0000000000f2', '00000000-0000-0000-0000-0000000000e2', 'GPS', true, '11203', 'NY', 40.654140, -73.935455, '2020-01-01Z');
+INSERT INTO conflict.settings ("ID", "ExtraDistance", "ExtraDistancePer", "InProgressFlag") VALUES (1, 0, 1.0, 2);
+INSERT INTO conflict.mph ("From", "To", "AverageMilesPerHour") VALUES (0, 2, 2), (2, 5, 6), (5, 10, 15), (10, 25, 25);
+INSERT INTO conflict.excluded_agency ("ProviderID") VALUES (NULL);
+INSERT INTO conflict.excluded_ssn ("SSN") VALUES (NULL);
+"#;
+
+/// Visits 1/2: same schedule on 2025-03-12 at A and B (rule 1).
+/// Visits 3/4: completed on 2025-03-05 at A and B, 15 minutes apart, 5.16 mi (rule 7).
+/// Visit 5: overlaps visit 3 but at the inactive provider C (invisible).
+const VISITS: &str = r#"
+INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visit Id", "Visit Date", "Caregiver Id",
+    "Provider Id", "Application Provider Id", "Provider Patient Id", "Scheduled Start Time", "Scheduled End Time",
+    "Visit Start Time", "Visit End Time", "Billed", "Billed Rate", "Bill Type", "Is Missed") VALUES
+  ('00000000-0000-0000-0000-000000000001', 101, '2025-03-12', '00000000-0000-0000-0000-0000000000ca', '00000000-0000-0000-0000-00000000000a', 1,
+   '00000000-0000-0000-0000-0000000000e1', '2025-03-12 09:00-04', '2025-03-12 13:00-04', NULL, NULL, 'yes', 30.000, 'Hourly', false),
+  ('00000000-0000-0000-0000-000000000002', 102, '2025-03-12', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b', 2,
+   '00000000-0000-0000-0000-0000000000e2', '2025-03-12 09:00-04', '2025-03-12 13:00-04', NULL, NULL, 'no', NULL, 'Hourly', false),
+  ('00000000-0000-0000-0000-000000000003', 103, '2025-03-05', '00000000-0000-0000-0000-0000000000ca', '00000000-0000-0000-0000-00000000000a', 1,
+   '00000000-0000-0000-0000-0000000000e1', '2025-03-05 09:00-05', '2025-03-05 10:00-05', '2025-03-05 09:00-05', '2025-03-05 10:00-05', 'yes', 25.500, 'Hourly', false),
+  ('00000000-0000-0000-0000-000000000004', 104, '2025-03-05', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b', 2,
+   '00000000-0000-0000-0000-0000000000e2', '2025-03-05 10:15-05', '2025-03-05 11:00-05', '2025-03-05 10:15-05', '2025-03-05 11:00-05', 'yes', 25.500, 'Hourly', false),
+  ('00000000-0000-0000-0000-000000000005', 105, '2025-03-05', '00000000-0000-0000-0000-0000000000cc', '00000000-0000-0000-0000-00000000000c', 3,
+   '00000000-0000-0000-0000-0000000000e1', '2025-03-05 09:30-05', '2025-03-05 10:30-05', '2025-03-05 09:30-05', '2025-03-05 10:30-05', 'yes', 25.500, 'Hourly', false);
+"#;
+
+fn settings(database: &str) -> ConflictSettings {
+    ConflictSettings { database: database.to_string(), today: Some("2025-03-10".into()), ..Default::default() }
+}
+
+fn counts(s: &ConflictSummary) -> (u64, u64, u64, u64, u64, u64) {
+    (s.visits_considered, s.pairs_detected, s.inserted, s.updated, s.resolved, s.conflicts_created)
+}
+
+/// (VisitID last digit, ConVisitID last digit, CONFLICTID, StatusFlag, flags) per stored pair.
+async fn stored_pairs(client: &Client) -> Vec<(String, String, i64, String, String)> {
+    client
+        .query(
+            r#"SELECT right("VisitID"::text, 1), right("ConVisitID"::text, 1), "CONFLICTID", "StatusFlag",
+                      "SameSchTimeFlag" || "SameVisitTimeFlag" || "SchAndVisitTimeSameFlag" || "SchOverAnotherSchTimeFlag"
+                      || "VisitTimeOverAnotherVisitTimeFlag" || "SchTimeOverVisitTimeFlag" || "DistanceFlag"
+               FROM conflict.conflictvisitmaps ORDER BY 1, 2"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+#[tokio::test]
+async fn planted_pairs_are_stored_once_refreshed_resolved_and_user_columns_survive() {
+    let mut client = fresh_database("conflicts_store").await;
+    client.batch_execute(REFERENCE_DATA).await.unwrap();
+    client.batch_execute(VISITS).await.unwrap();
+    let cfg = settings("unused");
+
+    // First run: two planted pairs, both orientations; visit 5 (inactive agency) is invisible.
+    let first = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&first), (4, 4, 4, 0, 0, 4), "{first:?}");
+    let pairs = stored_pairs(&client).await;
+    assert_eq!(
+        pairs,
+        vec![
+            ("1".into(), "2".into(), 1, "U".into(), "YNNNNNN".into()),
+            ("2".into(), "1".into(), 2, "U".into(), "YNNNNNN".into()),
+            ("3".into(), "4".into(), 3, "U".into(), "NNNNNNY".into()),
+            ("4".into(), "3".into(), 4, "U".into(), "NNNNNNY".into()),
+        ]
+    );
+    // §6.5 numbers and the snapshot columns, on the wall clock of New York.
+    let row = client
+        .query_one(
+            r#"SELECT "DistanceMilesFromLatLng", "AverageMilesPerHour", "ETATravelMinutes", "MinuteDiffBetweenSch",
+                      "VisitStartTime"::text, "ConVisitStartTime"::text, "ProviderName", "ConProviderName", "SSN", "AideSSN",
+                      "ConAideSSN", "BilledRate", "BilledRateMinute", "P_PZipCode", "ConP_PZipCode", "AppVisitID", "ConAppVisitID",
+                      "ReverseUUID", "CRDATEUNIQUE" IS NOT NULL, "InServiceFlag", "PTOFlag"
+               FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, f32>(0), 5.16);
+    assert_eq!(row.get::<_, f32>(1), 15.0);
+    assert_eq!(row.get::<_, i32>(2), 21);
+    assert_eq!(row.get::<_, i32>(3), 15);
+    assert_eq!(row.get::<_, String>(4), "2025-03-05 09:00:00");
+    assert_eq!(row.get::<_, String>(5), "2025-03-05 10:15:00");
+    assert_eq!((row.get::<_, String>(6), row.get::<_, String>(7)), ("Agency A".into(), "Agency B".into()));
+    assert_eq!((row.get::<_, String>(8), row.get::<_, String>(9), row.get::<_, String>(10)), ("123-45-6789".into(), "123-45-6789".into(), "123-45-6789".into()));
+    assert_eq!(row.get::<_, f32>(11), 25.5);
+    assert_eq!(row.get::<_, f32>(12), 0.425);
+    assert_eq!((row.get::<_, String>(13), row.get::<_, String>(14)), ("11214".into(), "11203".into()));
+    assert_eq!((row.get::<_, i64>(15), row.get::<_, i64>(16)), (103, 104));
+    assert_eq!(
+        row.get::<_, String>(17),
+        "00000000-0000-0000-0000-000000000003~103_00000000-0000-0000-0000-000000000004~104"
+    );
+    assert!(row.get::<_, bool>(18));
+    assert_eq!((row.get::<_, String>(19), row.get::<_, String>(20)), ("N".into(), "N".into()));
+    let cf: Vec<(i64, String)> = client
+        .query(r#"SELECT "CONFLICTID", "StatusFlag" FROM conflict.conflicts ORDER BY 1"#, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(cf, vec![(1, "U".into()), (2, "U".into()), (3, "U".into()), (4, "U".into())]);
+    let in_progress: i64 = client.query_one(r#"SELECT "InProgressFlag" FROM conflict.settings"#, &[]).await.unwrap().get(0);
+    assert_eq!(in_progress, 2);
+
+    // The application's users answer on some rows.
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'Yes', "ConNoResponseNotes" = 'called twice',
+                   "FlagForReview" = 'Y', "FlagForReviewDate" = '2025-03-10 08:00', "AggFlagForReview" = 'Y';
+               UPDATE conflict.conflicts SET "NoResponseFlag" = 'Yes', "NoResponseTitle" = 'no answer', "FlagForReview" = 'Y';"#,
+        )
+        .await
+        .unwrap();
+
+    // Second run, no source change: nothing written, UpdatedDate untouched.
+    let second = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&second), (4, 4, 0, 0, 0, 0), "{second:?}");
+    let touched: i64 = client
+        .query_one(r#"SELECT count(*) FROM conflict.conflictvisitmaps WHERE "UpdatedDate" IS NOT NULL"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(touched, 0);
+
+    // Visit 4 moves 40 minutes later (travel now possible) and visit 1's rate changes.
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Visit Start Time" = '2025-03-05 10:40-05', "Scheduled Start Time" = '2025-03-05 10:40-05'
+               WHERE "Application Visit Id" = 104;
+               UPDATE analytics.factvisitcallperformance_cr SET "Billed Rate" = 31.000 WHERE "Application Visit Id" = 101;"#,
+        )
+        .await
+        .unwrap();
+    let third = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&third), (4, 2, 0, 2, 2, 0), "{third:?}");
+    let pairs = stored_pairs(&client).await;
+    assert_eq!(pairs.iter().map(|p| (p.2, p.3.as_str())).collect::<Vec<_>>(), vec![(1, "U"), (2, "U"), (3, "R"), (4, "R")]);
+    let resolved_with_date: i64 = client
+        .query_one(r#"SELECT count(*) FROM conflict.conflictvisitmaps WHERE "StatusFlag" = 'R' AND "ResolveDate" IS NOT NULL"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(resolved_with_date, 2);
+    let rates: Vec<(f32, Option<f32>)> = client
+        .query(r#"SELECT "BilledRate", "ConBilledRate" FROM conflict.conflictvisitmaps WHERE "CONFLICTID" IN (1, 2) ORDER BY "CONFLICTID""#, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, Option<f32>>(0).unwrap_or(-1.0), r.get(1)))
+        .collect();
+    assert_eq!(rates, vec![(31.0, None), (-1.0, Some(31.0))]);
+
+    // User-owned columns are exactly as the users left them.
+    let user_cvm: i64 = client
+        .query_one(
+            r#"SELECT count(*) FROM conflict.conflictvisitmaps WHERE "ConNoResponseFlag" = 'Yes' AND "ConNoResponseNotes" = 'called twice'
+                 AND "FlagForReview" = 'Y' AND "FlagForReviewDate" = '2025-03-10 08:00' AND "AggFlagForReview" = 'Y'"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user_cvm, 4);
+    let user_cf: i64 = client
+        .query_one(
+            r#"SELECT count(*) FROM conflict.conflicts WHERE "NoResponseFlag" = 'Yes' AND "NoResponseTitle" = 'no answer' AND "FlagForReview" = 'Y'"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user_cf, 4);
+
+    // Stable again.
+    let fourth = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&fourth), (4, 2, 0, 0, 0, 0), "{fourth:?}");
+
+    // Visit 4 moves back: the resolved pairs reopen with their CONFLICTIDs.
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Visit Start Time" = '2025-03-05 10:15-05', "Scheduled Start Time" = '2025-03-05 10:15-05'
+               WHERE "Application Visit Id" = 104;"#,
+        )
+        .await
+        .unwrap();
+    let fifth = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&fifth), (4, 4, 0, 2, 0, 0), "{fifth:?}");
+    let pairs = stored_pairs(&client).await;
+    assert_eq!(pairs.iter().map(|p| (p.2, p.3.as_str())).collect::<Vec<_>>(), vec![(1, "U"), (2, "U"), (3, "U"), (4, "U")]);
+    let open_with_date: i64 = client
+        .query_one(r#"SELECT count(*) FROM conflict.conflictvisitmaps WHERE "ResolveDate" IS NOT NULL"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open_with_date, 0);
+}
+
+#[tokio::test]
+async fn a_second_concurrent_run_is_refused_with_locked() {
+    let mut client = fresh_database("conflicts_lock").await;
+    client.batch_execute(REFERENCE_DATA).await.unwrap();
+    let holder = connect(&format!("thaw_conflicts_lock_{}", std::process::id())).await;
+    holder.execute("SELECT pg_advisory_lock($1)", &[&thaw_engine::conflicts::RUN_LOCK_KEY]).await.unwrap();
+    let err = run(&mut client, &settings("unused"), DetectionMode::Full).await.unwrap_err();
+    assert_eq!(err.kind, thaw_engine::ErrorKind::Locked, "{err}");
+    holder.execute("SELECT pg_advisory_unlock($1)", &[&thaw_engine::conflicts::RUN_LOCK_KEY]).await.unwrap();
+    let ok = run(&mut client, &settings("unused"), DetectionMode::Full).await.unwrap();
+    assert_eq!(ok.pairs_detected, 0);
+}
+
+#[tokio::test]
+async fn a_zero_speed_band_fails_the_run_and_releases_the_lock() {
+    let mut client = fresh_database("conflicts_zero_speed").await;
+    client.batch_execute(REFERENCE_DATA).await.unwrap();
+    client.batch_execute(r#"UPDATE conflict.mph SET "AverageMilesPerHour" = 0 WHERE "From" = 5"#).await.unwrap();
+    let err = run(&mut client, &settings("unused"), DetectionMode::Full).await.unwrap_err();
+    assert_eq!(err.kind, thaw_engine::ErrorKind::ConfigInvalid, "{err}");
+    assert!(err.message.contains("speed 0 mph"), "{err}");
+    let flag: i64 = client.query_one(r#"SELECT "InProgressFlag" FROM conflict.settings"#, &[]).await.unwrap().get(0);
+    assert_eq!(flag, 2, "InProgressFlag back to idle after a failure");
+    let free: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&thaw_engine::conflicts::RUN_LOCK_KEY])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(free, "the run lock is released on the error path");
+}
