@@ -108,7 +108,7 @@ impl MphBands {
                 problems.join("; ")
             )));
         }
-        bands.sort_by(|a, b| (a.from, a.to).cmp(&(b.from, b.to)));
+        bands.sort_by_key(|b| (b.from, b.to));
         let mut warnings = Vec::new();
         for w in bands.windows(2) {
             let (a, b) = (w[0], w[1]);

@@ -124,7 +124,8 @@ fn compare(v1: &Candidate<'_>, v2: &Candidate<'_>, settings: &DetectionSettings,
     if !flags.any() {
         return None;
     }
-    let schedules_only = v1.times.state == VisitState::Scheduled && v2.times.state == VisitState::Scheduled;
+    // [SF-INS]: no new conflict for a missed visit, nor for schedules (rules 1/4) before today.
+    let past_schedules = v1.times.state == VisitState::Scheduled && v2.times.state == VisitState::Scheduled && v1.visit.visit_date < today;
     Some(DetectedPair {
         visit_id: v1.visit.visit_id,
         app_visit_id: v1.visit.app_visit_id,
@@ -137,6 +138,6 @@ fn compare(v1: &Candidate<'_>, v2: &Candidate<'_>, settings: &DetectionSettings,
         location,
         con_location,
         travel,
-        new_conflict_allowed: !v1.visit.is_missed && !v2.visit.is_missed && !(schedules_only && v1.visit.visit_date < today),
+        new_conflict_allowed: !(v1.visit.is_missed || v2.visit.is_missed || past_schedules),
     })
 }
