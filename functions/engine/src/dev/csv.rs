@@ -1,12 +1,8 @@
-//! CSV files for bulk loading: one header line, then one line per row.
-//!
-//! Dialect (what the loader declares to Snowflake): comma separated, `"` as
-//! the optional enclosure with `""` for an embedded quote, `\n` line ends.
-//! An *unquoted empty* field is SQL NULL; text is always quoted, so an empty
-//! string is `""` and stays distinct from NULL (the csv crate's writer has one
-//! quoting style per file and cannot express that per field, hence this small
-//! writer). Timestamps are ISO 8601 with their offset
-//! (`2026-11-01T01:10:00-04:00`), so TIMESTAMP_TZ keeps the agency's offset.
+//! CSV files for bulk loading, in the format of [`crate::dev::load`]
+//! (written by [`load::write_csv_record`]): no header, every non-NULL value
+//! quoted, NULL as an unquoted `\N`, values as Snowflake text forms.
+//! Timestamps keep their offset (`2026-11-01 01:10:00-04:00`), so a
+//! TIMESTAMP_TZ carries the agency's offset.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -16,6 +12,7 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use md5::{Digest, Md5};
 use uuid::Uuid;
 
+use crate::dev::load;
 use crate::dev::tables::TableDef;
 use crate::error::{Error, Result};
 
@@ -65,23 +62,20 @@ impl Cell {
         u.map_or(Cell::Null, Cell::Uuid)
     }
 
-    fn write_to(&self, out: &mut Vec<u8>) {
-        match self {
-            Cell::Null => {}
-            Cell::Text(s) => quoted(out, s),
-            Cell::Uuid(u) => {
-                out.push(b'"');
-                out.extend_from_slice(u.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes());
-                out.push(b'"');
-            }
-            Cell::Int(v) => out.extend_from_slice(v.to_string().as_bytes()),
-            Cell::Decimal(v, scale) => out.extend_from_slice(decimal(*v, *scale).as_bytes()),
-            Cell::Float(v) => out.extend_from_slice(v.to_string().as_bytes()),
-            Cell::Bool(b) => out.extend_from_slice(if *b { b"TRUE" } else { b"FALSE" }),
-            Cell::TimestampTz(t) => out.extend_from_slice(t.format("%Y-%m-%dT%H:%M:%S%:z").to_string().as_bytes()),
-            Cell::TimestampLtz(t) => out.extend_from_slice(t.format("%Y-%m-%dT%H:%M:%SZ").to_string().as_bytes()),
-            Cell::Timestamp(t) => out.extend_from_slice(t.format("%Y-%m-%d %H:%M:%S").to_string().as_bytes()),
-        }
+    /// The Snowflake text form, `None` for NULL.
+    pub fn text_form(&self) -> Option<String> {
+        Some(match self {
+            Cell::Null => return None,
+            Cell::Text(s) => s.clone(),
+            Cell::Uuid(u) => u.hyphenated().to_string(),
+            Cell::Int(v) => v.to_string(),
+            Cell::Decimal(v, scale) => decimal(*v, *scale),
+            Cell::Float(v) => v.to_string(),
+            Cell::Bool(b) => b.to_string(),
+            Cell::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%:z").to_string(),
+            Cell::TimestampLtz(t) => t.format("%Y-%m-%d %H:%M:%S+00:00").to_string(),
+            Cell::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        })
     }
 }
 
@@ -96,17 +90,6 @@ pub fn decimal(value: i64, scale: u32) -> String {
     format!("{sign}{}.{:0width$}", a / p as u64, a % p as u64, width = scale as usize)
 }
 
-fn quoted(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for b in s.bytes() {
-        if b == b'"' {
-            out.push(b'"');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-}
-
 /// Writes the rows of one table into one CSV file and keeps a running MD5 of
 /// the bytes (the dataset checksum of the seed report).
 pub struct CsvTableWriter {
@@ -119,14 +102,12 @@ pub struct CsvTableWriter {
 }
 
 impl CsvTableWriter {
-    /// Create `<dir>/<TABLE>.csv` and write the header.
-    pub fn create(dir: &Path, table: TableDef) -> Result<CsvTableWriter> {
-        let path = dir.join(format!("{}.csv", table.name));
+    /// Create `<dir>/<TABLE>.<part>.csv` (no header: columns are in table order).
+    pub fn create(dir: &Path, table: TableDef, part: u64) -> Result<CsvTableWriter> {
+        let path = dir.join(format!("{}.{part}.csv", table.name));
         let file = File::create(&path)
             .map_err(|e| Error::config(format!("cannot create {}: {e}. Check that --out-dir is writable.", path.display())))?;
-        let mut w = CsvTableWriter { table, path, out: BufWriter::with_capacity(1 << 20, file), line: Vec::with_capacity(1024), digest: Md5::new(), rows: 0 };
-        let header: Vec<Cell> = table.columns.iter().map(|c| Cell::text(c.name)).collect();
-        w.write_line(&header)?;
+        let w = CsvTableWriter { table, path, out: BufWriter::with_capacity(1 << 20, file), line: Vec::with_capacity(1024), digest: Md5::new(), rows: 0 };
         Ok(w)
     }
 
@@ -145,6 +126,11 @@ impl CsvTableWriter {
         Ok(())
     }
 
+    /// Data rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
     /// Append a block of rows.
     pub fn write_block(&mut self, rows: &[Vec<Cell>]) -> Result<()> {
         rows.iter().try_for_each(|r| self.write(r))
@@ -152,13 +138,8 @@ impl CsvTableWriter {
 
     fn write_line(&mut self, cells: &[Cell]) -> Result<()> {
         self.line.clear();
-        for (i, c) in cells.iter().enumerate() {
-            if i > 0 {
-                self.line.push(b',');
-            }
-            c.write_to(&mut self.line);
-        }
-        self.line.push(b'\n');
+        let texts: Vec<Option<String>> = cells.iter().map(Cell::text_form).collect();
+        load::write_csv_record(&mut self.line, texts.iter().map(|t| t.as_deref())).expect("writing to a Vec cannot fail");
         self.digest.update(&self.line);
         self.out
             .write_all(&self.line)
@@ -189,20 +170,11 @@ pub struct WrittenFile {
 mod tests {
     use super::*;
 
-    fn line(cells: &[Cell]) -> String {
-        let mut out = Vec::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            c.write_to(&mut out);
-        }
-        String::from_utf8(out).unwrap()
-    }
-
     #[test]
-    fn null_and_empty_text_are_distinct_and_quotes_are_doubled() {
-        assert_eq!(line(&[Cell::Null, Cell::text(""), Cell::text(r#""40.1,-73.2""#)]), r#","","""40.1,-73.2""""#);
+    fn null_and_empty_text_are_distinct() {
+        assert_eq!(Cell::Null.text_form(), None);
+        assert_eq!(Cell::text("").text_form(), Some(String::new()));
+        assert_eq!(Cell::Bool(true).text_form().as_deref(), Some("true"));
     }
 
     #[test]
@@ -216,6 +188,6 @@ mod tests {
     #[test]
     fn timestamps_keep_the_agency_offset() {
         let t = DateTime::parse_from_rfc3339("2026-11-01T01:10:00-04:00").unwrap();
-        assert_eq!(line(&[Cell::TimestampTz(t)]), "2026-11-01T01:10:00-04:00");
+        assert_eq!(Cell::TimestampTz(t).text_form().as_deref(), Some("2026-11-01 01:10:00-04:00"));
     }
 }

@@ -32,7 +32,7 @@ pub struct Column {
     pub mirror: Mirror,
 }
 
-const fn col(name: &'static str, sf_type: &'static str) -> Column {
+pub(crate) const fn col(name: &'static str, sf_type: &'static str) -> Column {
     Column { name, sf_type, mirror: Mirror::Same }
 }
 const fn src(name: &'static str, sf_type: &'static str) -> Column {
@@ -480,5 +480,57 @@ mod tests {
         let sql = MPH.create_sql();
         assert!(sql.starts_with(r#"CREATE OR REPLACE TABLE "CONFLICTREPORT"."PUBLIC"."MPH" ("ID" NUMBER(38,0)"#), "{sql}");
         assert!(sql.contains(r#""From" NUMBER(38,0), "To" NUMBER(38,0)"#), "{sql}");
+    }
+}
+
+#[cfg(test)]
+mod example_config_tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn example() -> Config {
+        let text = include_str!("../../../../examples/config.json");
+        let env = |name: &str| Some(if name.ends_with("PORT") { "5432".to_string() } else { format!("value-of-{name}") });
+        Config::from_text(text, "examples/config.json", &env)
+            .expect("examples/config.json loads")
+    }
+
+    /// Every table of examples/config.json exists in the generated source with
+    /// the named columns, and its target is the mirror table of V2__analytics.sql.
+    #[test]
+    fn example_config_matches_the_generated_tables() {
+        let config = example();
+        let mut seen = 0;
+        for source in &config.sources {
+            for t in &source.tables {
+                let def = ANALYTICS_TABLES
+                    .iter()
+                    .chain(CONFLICT_TABLES.iter())
+                    .find(|d| d.name == t.source && d.database == source.source_sf_database && d.schema == source.source_sf_schema)
+                    .unwrap_or_else(|| panic!("{} is not a generated table of {}.{}", t.source, source.source_sf_database, source.source_sf_schema));
+                assert_eq!(t.target, def.name.to_lowercase());
+                let has = |c: &str| def.columns.iter().any(|col| col.name == c);
+                let mirrored = def.mirrored_names();
+                for c in t.chunking_columns.iter().chain(t.source_watermark.iter()) {
+                    assert!(has(c), "{}: source column {c}", def.name);
+                }
+                for c in t.uniqueness_columns.iter().chain(t.target_watermark.iter()) {
+                    assert!(mirrored.iter().any(|m| m == c), "{}: target column {c}", def.name);
+                }
+                for (from, to) in &t.column_mapping {
+                    assert!(def.columns.iter().any(|c| c.name == from && matches!(c.mirror, Mirror::Renamed(t) if t == to)), "{}: mapping {from} -> {to}", def.name);
+                }
+                if let Some(filter) = &t.source_filter {
+                    for quoted in filter.split('"').skip(1).step_by(2) {
+                        assert!(has(quoted), "{}: filter column {quoted}", def.name);
+                    }
+                }
+                assert!(!t.uniqueness_columns.is_empty(), "{} has no uniqueness_columns", def.name);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 17);
+        let conflicts = config.conflicts.expect("conflicts section");
+        assert_eq!(conflicts.time_zone.as_deref(), Some("America/New_York"));
     }
 }
