@@ -2,14 +2,24 @@
 //! type, a response type and one call into the engine.
 //!
 //! * [`serve`]: start the runtime with JSON logs, load the configuration
-//!   once per container (warm invocations reuse it) and map engine errors to
-//!   Step Functions error names.
-//! * The configuration file comes from `THAW_CONFIG` (default
-//!   `/var/task/config.json`); `${VAR}` references resolve from the
-//!   function's environment.
+//!   once per container (warm invocations reuse it, see [`config`]) and map
+//!   engine errors to Step Functions error names.
+//! * [`config`]: `config.json` from `THAW_CONFIG_URI` (`s3://…` or a path) or
+//!   `THAW_CONFIG`, with connection settings and secrets filled from the
+//!   environment and Secrets Manager ([`cloud`] has the rules).
+//! * [`postgres`]: PostgreSQL connections with rustls and the RDS CA bundle.
+//! * [`metrics`]: CloudWatch metrics as Embedded Metric Format log lines.
+//!
+//! Secrets never reach logs or results: they live only in
+//! [`thaw_engine::config::Secret`] values, whose `Debug` is redacted.
+
+pub mod aws;
+pub mod cloud;
+pub mod metrics;
+pub mod postgres;
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde::de::DeserializeOwned;
@@ -29,20 +39,25 @@ impl From<thaw_engine::Error> for HandlerError {
 
 impl From<HandlerError> for Diagnostic {
     fn from(e: HandlerError) -> Diagnostic {
+        tracing::error!(error_type = e.0.kind.name(), message = %e.0.message, "step failed");
         Diagnostic { error_type: e.0.kind.name().to_string(), error_message: e.0.message }
     }
 }
 
-static CONFIG: OnceLock<Arc<Config>> = OnceLock::new();
+/// The configuration for this invocation: loaded once per container, with a
+/// fresh IAM auth token when `THAW_PG_AUTH=iam` (see [`cloud::load`]).
+pub async fn config() -> Result<Arc<Config>, HandlerError> {
+    Ok(cloud::current().await?)
+}
 
-/// The configuration, loaded once per container.
-pub fn config() -> Result<Arc<Config>, HandlerError> {
-    if let Some(c) = CONFIG.get() {
-        return Ok(c.clone());
-    }
-    let path = std::env::var("THAW_CONFIG").unwrap_or_else(|_| "/var/task/config.json".into());
-    let c = Arc::new(Config::load(std::path::Path::new(&path))?);
-    Ok(CONFIG.get_or_init(|| c).clone())
+/// Start JSON logging (`RUST_LOG` filter, default `info`). Called by [`serve`].
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_current_span(false)
+        .without_time()
+        .try_init();
 }
 
 /// Run a Lambda whose handler takes the typed event `E` and returns `R`.
@@ -53,15 +68,11 @@ where
     F: Fn(Arc<Config>, E) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send,
 {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
-        .init();
+    init_logging();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         let handler = handler.clone();
         async move {
-            let config = config()?;
+            let config = config().await?;
             handler(config, event.payload).await
         }
     }))

@@ -1,0 +1,284 @@
+//! The configuration a Lambda runs with: `config.json` plus the cloud's
+//! connection settings and secrets, loaded once per container.
+//!
+//! Steps ([`load`]):
+//! 1. Text from `THAW_CONFIG_URI` (`s3://bucket/key` or a path), else the
+//!    path `THAW_CONFIG`, else `/var/task/config.json`.
+//! 2. Secrets: `THAW_SNOWFLAKE_SECRET_ARN` (JSON `{account, user, role,
+//!    warehouse, private_key_pem}`) and, with `THAW_PG_AUTH=secret`,
+//!    `THAW_PG_SECRET_ARN` (the RDS secret shape, `password` used).
+//! 3. `${VAR}` expansion sees these first, then the process environment:
+//!    `THAW_SF_ACCOUNT`, `THAW_SF_USER`, `THAW_SF_ROLE`, `THAW_SF_WAREHOUSE`,
+//!    `THAW_SF_PRIVATE_KEY`, `THAW_SF_PASSWORD` (empty when key-pair auth
+//!    comes from the secret) and `THAW_PG_PASSWORD`. So the same
+//!    `examples/config.json` runs on a laptop and in the cloud.
+//! 4. Overrides, applied after parsing and validated again: the Snowflake
+//!    secret's fields replace `snowflake.*` (key-pair auth, password cleared);
+//!    `THAW_PG_HOST`, `THAW_PG_PORT`, `THAW_PG_USER`, `THAW_PG_SSLMODE` replace
+//!    `postgres.*`; the secret or IAM token becomes `postgres.password`; empty
+//!    `snowflake.endpoint` / `ca_file` mean "not set".
+//!
+//! With `THAW_PG_AUTH=iam` the password is an RDS auth token (aws-sdk-rds,
+//! signed locally, valid 15 minutes); [`current`] re-signs it when older than
+//! 10 minutes, so warm containers never connect with an expired token.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thaw_engine::config::{Config, Secret};
+use thaw_engine::{Error, ErrorKind, Result};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::aws;
+
+/// How the Lambda authenticates to PostgreSQL (`THAW_PG_AUTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgAuth {
+    /// The password in the config (or `THAW_PG_PASSWORD`) as is (default; local runs).
+    Config,
+    /// The `password` of the secret `THAW_PG_SECRET_ARN`.
+    Secret,
+    /// An RDS IAM auth token (RDS Proxy with IAM authentication).
+    Iam,
+}
+
+impl PgAuth {
+    /// Parse `THAW_PG_AUTH` (unset or empty = [`PgAuth::Config`]).
+    pub fn from_env_value(value: Option<&str>) -> Result<PgAuth> {
+        match value.unwrap_or("") {
+            "" | "config" => Ok(PgAuth::Config),
+            "secret" => Ok(PgAuth::Secret),
+            "iam" => Ok(PgAuth::Iam),
+            other => Err(Error::config(format!("THAW_PG_AUTH='{other}' is not one of iam, secret, config"))),
+        }
+    }
+}
+
+/// Token age after which [`current`] signs a new one (tokens live 15 minutes).
+const IAM_TOKEN_REFRESH: Duration = Duration::from_secs(600);
+
+struct Loaded {
+    config: Arc<Config>,
+    auth: PgAuth,
+    iam: Mutex<Option<(Instant, Arc<Config>)>>,
+}
+
+static LOADED: OnceCell<Loaded> = OnceCell::const_new();
+
+/// The configuration for this invocation (see the module docs). Loaded on the
+/// first call of a container; later calls reuse it.
+pub async fn current() -> Result<Arc<Config>> {
+    let loaded = LOADED
+        .get_or_try_init(|| async {
+            let auth = PgAuth::from_env_value(std::env::var("THAW_PG_AUTH").ok().as_deref())?;
+            let config = Arc::new(load(auth).await?);
+            Ok::<_, Error>(Loaded { config, auth, iam: Mutex::new(None) })
+        })
+        .await?;
+    if loaded.auth != PgAuth::Iam {
+        return Ok(loaded.config.clone());
+    }
+    let mut cached = loaded.iam.lock().await;
+    if let Some((signed, config)) = cached.as_ref() {
+        if signed.elapsed() < IAM_TOKEN_REFRESH {
+            return Ok(config.clone());
+        }
+    }
+    let mut config = (*loaded.config).clone();
+    config.postgres.password = Some(iam_token(&config).await?);
+    let config = Arc::new(config);
+    *cached = Some((Instant::now(), config.clone()));
+    Ok(config)
+}
+
+/// Load and resolve the configuration once (steps 1-4 of the module docs).
+pub async fn load(auth: PgAuth) -> Result<Config> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let uri = env("THAW_CONFIG_URI").or_else(|| env("THAW_CONFIG")).unwrap_or_else(|| "/var/task/config.json".into());
+    let bytes = thaw_engine::manifest::read_object(&uri)
+        .await
+        .map_err(|e| Error::new(e.kind, format!("{}. Upload the sync configuration there (ops/deploy.md step 5) or set THAW_CONFIG_URI.", e.message)))?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::config(format!("config {uri} is not UTF-8 text")))?;
+
+    let snowflake = match env("THAW_SNOWFLAKE_SECRET_ARN") {
+        Some(arn) => Some(SnowflakeSecret::from_json(&arn, &aws::secret_json(&arn).await?)?),
+        None => None,
+    };
+    let pg_password = match auth {
+        PgAuth::Secret => {
+            let arn = env("THAW_PG_SECRET_ARN").ok_or_else(|| Error::config("THAW_PG_AUTH=secret needs THAW_PG_SECRET_ARN (the database user's secret)"))?;
+            let secret = aws::secret_json(&arn).await?;
+            Some(Secret(aws::field(&secret, "password").ok_or_else(|| Error::config(format!("secret {arn} has no 'password' field")))?))
+        }
+        PgAuth::Config | PgAuth::Iam => None,
+    };
+    let variables = secret_variables(snowflake.as_ref(), pg_password.as_ref(), auth);
+    let lookup = |k: &str| variables.get(k).map(|s| s.expose().to_string()).or_else(|| std::env::var(k).ok());
+    let mut config = Config::from_text(&text, &uri, &lookup)?;
+    apply_overrides(&mut config, snowflake.as_ref(), pg_password, &|k| env(k));
+    config.validate().map_err(|e| e.context(format!("config {uri} after applying the THAW_* environment and secrets")))?;
+    Ok(config)
+}
+
+/// The Snowflake key-pair secret (`THAW_SNOWFLAKE_SECRET_ARN`).
+#[derive(Debug, Clone)]
+pub struct SnowflakeSecret {
+    /// Account identifier.
+    pub account: String,
+    /// Login name.
+    pub user: String,
+    /// Role, if given.
+    pub role: Option<String>,
+    /// Warehouse, if given.
+    pub warehouse: Option<String>,
+    /// PKCS#8 private key, PEM.
+    pub private_key_pem: Secret,
+}
+
+impl SnowflakeSecret {
+    /// Read the JSON fields; `account`, `user` and `private_key_pem` are required.
+    pub fn from_json(arn: &str, secret: &serde_json::Map<String, serde_json::Value>) -> Result<SnowflakeSecret> {
+        let required = |k: &str| {
+            aws::field(secret, k).ok_or_else(|| {
+                Error::new(ErrorKind::ConfigInvalid, format!("Snowflake secret {arn} has no '{k}'; fill it as in ops/deploy.md step 5"))
+            })
+        };
+        Ok(SnowflakeSecret {
+            account: required("account")?,
+            user: required("user")?,
+            role: aws::field(secret, "role"),
+            warehouse: aws::field(secret, "warehouse"),
+            private_key_pem: Secret(required("private_key_pem")?),
+        })
+    }
+}
+
+/// The `${VAR}` values that come from secrets (step 3 of the module docs).
+fn secret_variables(snowflake: Option<&SnowflakeSecret>, pg_password: Option<&Secret>, auth: PgAuth) -> BTreeMap<&'static str, Secret> {
+    let mut vars = BTreeMap::new();
+    if let Some(sf) = snowflake {
+        vars.insert("THAW_SF_ACCOUNT", Secret(sf.account.clone()));
+        vars.insert("THAW_SF_USER", Secret(sf.user.clone()));
+        vars.insert("THAW_SF_PRIVATE_KEY", sf.private_key_pem.clone());
+        vars.insert("THAW_SF_PASSWORD", Secret(String::new()));
+        if let Some(role) = &sf.role {
+            vars.insert("THAW_SF_ROLE", Secret(role.clone()));
+        }
+        if let Some(warehouse) = &sf.warehouse {
+            vars.insert("THAW_SF_WAREHOUSE", Secret(warehouse.clone()));
+        }
+    }
+    match (pg_password, auth) {
+        (Some(pw), _) => {
+            vars.insert("THAW_PG_PASSWORD", pw.clone());
+        }
+        // The token is signed per invocation; the parsed config only needs a placeholder.
+        (None, PgAuth::Iam) => {
+            vars.insert("THAW_PG_PASSWORD", Secret(String::new()));
+        }
+        (None, _) => {}
+    }
+    vars
+}
+
+/// Step 4 of the module docs; `env` reads non-empty environment variables.
+fn apply_overrides(config: &mut Config, snowflake: Option<&SnowflakeSecret>, pg_password: Option<Secret>, env: &dyn Fn(&str) -> Option<String>) {
+    if let Some(sf) = snowflake {
+        config.snowflake.account = sf.account.clone();
+        config.snowflake.user = sf.user.clone();
+        config.snowflake.role = sf.role.clone().or(config.snowflake.role.take());
+        config.snowflake.warehouse = sf.warehouse.clone().or(config.snowflake.warehouse.take());
+        config.snowflake.rsa_key = Some(sf.private_key_pem.clone());
+        config.snowflake.password = None;
+    }
+    config.snowflake.endpoint = config.snowflake.endpoint.take().filter(|s| !s.is_empty());
+    config.snowflake.ca_file = config.snowflake.ca_file.take().filter(|s| !s.is_empty());
+    if let Some(host) = env("THAW_PG_HOST") {
+        config.postgres.host = host;
+    }
+    if let Some(port) = env("THAW_PG_PORT").and_then(|p| p.parse().ok()) {
+        config.postgres.port = Some(port);
+    }
+    if let Some(user) = env("THAW_PG_USER") {
+        config.postgres.user = user;
+    }
+    if let Some(mode) = env("THAW_PG_SSLMODE") {
+        config.postgres.sslmode = Some(mode);
+    }
+    if let Some(pw) = pg_password {
+        config.postgres.password = Some(pw);
+    }
+}
+
+/// A fresh RDS IAM auth token for `config.postgres` (host, port, user),
+/// signed with the Lambda's credentials in `AWS_REGION`.
+///
+/// Errors: [`ErrorKind::AuthFailed`] when no credentials or region are available.
+pub async fn iam_token(config: &Config) -> Result<Secret> {
+    let sdk = aws::sdk_config().await;
+    let pg = &config.postgres;
+    let mut builder = aws_sdk_rds::auth_token::Config::builder()
+        .hostname(pg.host.clone())
+        .port(u64::from(pg.port.unwrap_or(5432)))
+        .username(pg.user.clone());
+    if let Some(region) = sdk.region() {
+        builder = builder.region(region.clone());
+    }
+    let signer_config = builder.build().map_err(|e| Error::new(ErrorKind::AuthFailed, format!("cannot set up RDS IAM authentication for {}@{}: {e}", pg.user, pg.host)))?;
+    let token = aws_sdk_rds::auth_token::AuthTokenGenerator::new(signer_config)
+        .auth_token(sdk)
+        .await
+        .map_err(|e| Error::new(ErrorKind::AuthFailed, format!("cannot sign an RDS IAM auth token for {}@{}: {e}. Check the function's credentials and AWS_REGION.", pg.user, pg.host)))?;
+    Ok(Secret(token.as_str().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = include_str!("../../../examples/config.json");
+
+    fn snowflake_secret() -> SnowflakeSecret {
+        let json = serde_json::json!({"account": "ORG-ACCT", "user": "THAW", "role": "THAW_READER", "warehouse": "THAW_WH",
+            "private_key_pem": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"});
+        SnowflakeSecret::from_json("arn:sf", json.as_object().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn example_config_takes_key_pair_auth_and_database_password_from_secrets() {
+        let sf = snowflake_secret();
+        let pg = Secret("pg-$ecret-${not-a-var}".into());
+        let vars = secret_variables(Some(&sf), Some(&pg), PgAuth::Secret);
+        let process = BTreeMap::from([("THAW_PG_HOST", "proxy.example"), ("THAW_PG_USER", "thaw_loader"), ("THAW_PG_SSLMODE", "verify-full")]);
+        let lookup = |k: &str| vars.get(k).map(|s| s.expose().to_string()).or_else(|| process.get(k).map(|v| v.to_string()));
+        let mut config = Config::from_text(CONFIG, "examples/config.json", &lookup).unwrap();
+        apply_overrides(&mut config, Some(&sf), Some(pg.clone()), &|k| process.get(k).map(|v| v.to_string()));
+        config.validate().unwrap();
+        assert_eq!(config.snowflake.account, "ORG-ACCT");
+        assert_eq!(config.snowflake.role.as_deref(), Some("THAW_READER"));
+        assert_eq!(config.snowflake.warehouse.as_deref(), Some("THAW_WH"));
+        assert!(config.snowflake.password.is_none());
+        assert!(config.snowflake.rsa_key.as_ref().unwrap().expose().contains("BEGIN PRIVATE KEY"));
+        assert!(config.snowflake.endpoint.is_none() && config.snowflake.ca_file.is_none());
+        assert_eq!(config.postgres.password.as_ref().unwrap().expose(), "pg-$ecret-${not-a-var}");
+        assert_eq!(config.postgres.sslmode.as_deref(), Some("verify-full"));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("pg-$ecret") && !printed.contains("MIIB"), "secrets leaked into Debug output");
+    }
+
+    #[test]
+    fn snowflake_secret_left_empty_by_the_stack_is_rejected_with_the_fix() {
+        let json = serde_json::json!({"account": "", "user": "", "role": "", "warehouse": "", "private_key_pem": ""});
+        let err = SnowflakeSecret::from_json("arn:aws:secretsmanager:x", json.as_object().unwrap()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ConfigInvalid);
+        assert!(err.message.contains("'account'") && err.message.contains("ops/deploy.md"), "{}", err.message);
+    }
+
+    #[test]
+    fn pg_auth_names_the_accepted_values() {
+        assert_eq!(PgAuth::from_env_value(None).unwrap(), PgAuth::Config);
+        assert_eq!(PgAuth::from_env_value(Some("iam")).unwrap(), PgAuth::Iam);
+        assert!(PgAuth::from_env_value(Some("kerberos")).unwrap_err().message.contains("iam, secret, config"));
+    }
+}
