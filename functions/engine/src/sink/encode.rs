@@ -801,3 +801,178 @@ fn write_time(out: &mut Vec<u8>, micros_since_midnight: i64) {
     let frac = micros_since_midnight % 1_000_000;
     write!(out, "{:02}:{:02}:{:02}.{frac:06}", secs / 3600, secs / 60 % 60, secs % 60).expect("Vec write");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Float64Array, Int64Array, StringArray};
+    use arrow_schema::DataType;
+
+    use super::*;
+    use crate::source::arrow::tests::snowflake_field;
+
+    fn target(name: &str, pg_type: PgType, type_name: &str) -> TargetColumn {
+        TargetColumn {
+            name: name.into(),
+            pg_type,
+            type_name: type_name.into(),
+            char_max_length: None,
+            numeric_precision: None,
+            numeric_scale: None,
+            nullable: true,
+        }
+    }
+
+    fn encode_one(target: TargetColumn, field: arrow_schema::Field, array: ArrayRef) -> Result<Vec<u8>> {
+        let mut encoder = CopyEncoder::new(vec![(target, Arc::new(field))])?;
+        let mut out = BytesMut::new();
+        encoder.encode_batch(&[array], &mut out)?;
+        Ok(out.to_vec())
+    }
+
+    fn numeric_bytes(unscaled: i128, scale: u32) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        put_numeric(&mut out, unscaled, scale);
+        out.to_vec()
+    }
+
+    #[test]
+    fn numeric_uses_base_10000_groups_with_weight_and_display_scale() {
+        // 12345.678 at scale 3: digits [1, 2345, 6780], weight 1, dscale 3.
+        assert_eq!(numeric_bytes(12_345_678, 3), [0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1A, 0x7C]);
+        // -0.0005 at scale 4: one digit [5], weight -1, negative.
+        assert_eq!(numeric_bytes(-5, 4), [0, 0, 0, 10, 0, 1, 0xFF, 0xFF, 0x40, 0, 0, 4, 0, 5]);
+        // Zero keeps its display scale and has no digits.
+        assert_eq!(numeric_bytes(0, 2), [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 2]);
+        // 10^37 at scale 38 (0.1): digit [1000], weight -1.
+        assert_eq!(numeric_bytes(10_i128.pow(37), 38), [0, 0, 0, 10, 0, 1, 0xFF, 0xFF, 0, 0, 0, 38, 0x03, 0xE8]);
+    }
+
+    #[test]
+    fn float_rounds_the_exact_binary_value_half_away_from_zero() {
+        let mut scratch = Vec::new();
+        assert_eq!(round_float(0.125, 2, &mut scratch), Some(13));
+        assert_eq!(round_float(0.145, 2, &mut scratch), Some(14));
+        assert_eq!(round_float(-2.5, 0, &mut scratch), Some(-3));
+        assert_eq!(round_float(0.1 + 0.2, 6, &mut scratch), Some(300_000));
+    }
+
+    #[test]
+    fn fractional_number_into_integer_column_names_column_and_value() {
+        let field = snowflake_field("VISIT_ID", DataType::Int64, "FIXED", 2, None);
+        let err = encode_one(target("visit_id", PgType::Int8, "int8"), field, Arc::new(Int64Array::from(vec![100, 150]))).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains("\"visit_id\"") && err.message.contains("1.50") && err.message.contains("fractional"), "{}", err.message);
+    }
+
+    #[test]
+    fn integer_overflow_names_the_range() {
+        let field = snowflake_field("N", DataType::Int64, "FIXED", 0, None);
+        let err = encode_one(target("n", PgType::Int2, "int2"), field, Arc::new(Int64Array::from(vec![40_000]))).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains("40000") && err.message.contains("-32768..32767"), "{}", err.message);
+    }
+
+    #[test]
+    fn varchar_length_is_counted_in_characters() {
+        let mut t = target("name", PgType::Varchar, "varchar");
+        t.char_max_length = Some(5);
+        let field = snowflake_field("NAME", DataType::Utf8, "TEXT", 0, None);
+        // Five characters in ten bytes fit.
+        assert!(encode_one(t.clone(), field.clone(), Arc::new(StringArray::from(vec!["ééééé"]))).is_ok());
+        let err = encode_one(t, field, Arc::new(StringArray::from(vec!["éééééé"]))).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains("6 characters") && err.message.contains("varchar(5)"), "{}", err.message);
+    }
+
+    #[test]
+    fn uuid_text_parses_in_any_case_with_or_without_hyphens() {
+        let field = snowflake_field("ID", DataType::Utf8, "TEXT", 0, None);
+        let forms = ["A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "a0eebc999c0b4ef8bb6d6bb9bd380a11"];
+        for form in forms {
+            let bytes = encode_one(target("id", PgType::Uuid, "uuid"), field.clone(), Arc::new(StringArray::from(vec![form]))).unwrap();
+            assert_eq!(&bytes[2..6], &[0, 0, 0, 16]);
+            assert_eq!(hex::encode(&bytes[6..]), "a0eebc999c0b4ef8bb6d6bb9bd380a11");
+        }
+        let err = encode_one(target("id", PgType::Uuid, "uuid"), field, Arc::new(StringArray::from(vec!["not-a-uuid"]))).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains("'not-a-uuid'") && err.message.contains("\"id\""), "{}", err.message);
+    }
+
+    #[test]
+    fn null_into_not_null_column_fails_the_chunk() {
+        let mut t = target("visit_date", PgType::Float8, "float8");
+        t.nullable = false;
+        let field = snowflake_field("V", DataType::Float64, "REAL", 0, None);
+        let err = encode_one(t, field, Arc::new(Float64Array::from(vec![Some(1.0), None]))).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains("NOT NULL") && err.message.contains("\"visit_date\"") && err.message.contains("row 1"), "{}", err.message);
+    }
+
+    #[test]
+    fn unsupported_pair_is_rejected_before_any_row() {
+        let field = snowflake_field("AT", DataType::Int64, "TIMESTAMP_TZ", 9, Some(16));
+        let err = CopyEncoder::new(vec![(target("at", PgType::Uuid, "uuid"), Arc::new(field))]).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::TypeUnsupported);
+        assert!(err.message.contains("TIMESTAMP_TZ") && err.message.contains("uuid") && err.message.contains("timestamptz"), "{}", err.message);
+    }
+
+    #[test]
+    fn pretty_variant_text_is_minified_outside_strings() {
+        let mut out = Vec::new();
+        minify_json(b"{\n  \"a b\": [1, 2],\n  \"c\": \"x \\\" y\"\n}", &mut out);
+        assert_eq!(out, b"{\"a b\":[1,2],\"c\":\"x \\\" y\"}");
+    }
+
+    #[test]
+    fn stream_has_header_rows_and_trailer() {
+        let mut out = BytesMut::new();
+        CopyEncoder::header(&mut out);
+        CopyEncoder::trailer(&mut out);
+        assert_eq!(&out[..], b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\xff\xff");
+    }
+
+    /// Rough throughput: `cargo test --release -p thaw-engine --lib encode_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark; run explicitly in release mode"]
+    fn encode_throughput_one_million_rows_ten_columns() {
+        use arrow_array::{BooleanArray, Date32Array, Decimal128Array};
+        let rows = 1_000_000usize;
+        let fields = vec![
+            (snowflake_field("ID", DataType::Int64, "FIXED", 0, None), target("id", PgType::Int8, "int8")),
+            (snowflake_field("AMOUNT", DataType::Decimal128(18, 2), "FIXED", 2, None), target("amount", PgType::Numeric, "numeric")),
+            (snowflake_field("RATE", DataType::Float64, "REAL", 0, None), target("rate", PgType::Float8, "float8")),
+            (snowflake_field("NAME", DataType::Utf8, "TEXT", 0, None), target("name", PgType::Text, "text")),
+            (snowflake_field("CODE", DataType::Utf8, "TEXT", 0, None), target("code", PgType::Varchar, "varchar")),
+            (snowflake_field("GUID", DataType::Utf8, "TEXT", 0, None), target("guid", PgType::Uuid, "uuid")),
+            (snowflake_field("ACTIVE", DataType::Boolean, "BOOLEAN", 0, None), target("active", PgType::Bool, "bool")),
+            (snowflake_field("DAY", DataType::Date32, "DATE", 0, None), target("day", PgType::Date, "date")),
+            (snowflake_field("AT", DataType::Int64, "TIMESTAMP_NTZ", 9, None), target("at", PgType::Timestamp, "timestamp")),
+            (snowflake_field("AT_TZ", DataType::Int64, "TIMESTAMP_LTZ", 3, None), target("at_tz", PgType::Timestamptz, "timestamptz")),
+        ];
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+            Arc::new(Decimal128Array::from_iter_values((0..rows).map(|i| i as i128 * 37 - 500_000)).with_precision_and_scale(18, 2).unwrap()),
+            Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64 * 0.25))),
+            Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("caregiver name {i}")))),
+            Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("C{}", i % 1000)))),
+            Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("a0eebc99-9c0b-4ef8-bb6d-{:012x}", i)))),
+            Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 2 == 0)))),
+            Arc::new(Date32Array::from_iter_values((0..rows).map(|i| 19_000 + (i % 1000) as i32))),
+            Arc::new(Int64Array::from_iter_values((0..rows).map(|i| 1_700_000_000_000_000_000 + i as i64 * 1_000_001))),
+            Arc::new(Int64Array::from_iter_values((0..rows).map(|i| 1_700_000_000_000 + i as i64))),
+        ];
+        let pairs = fields.into_iter().map(|(f, t)| (t, Arc::new(f))).collect();
+        let mut encoder = CopyEncoder::new(pairs).unwrap();
+        let mut out = BytesMut::with_capacity(200 << 20);
+        let started = std::time::Instant::now();
+        // Encode in 100 K-row slices, as chunks arrive.
+        for start in (0..rows).step_by(100_000) {
+            let slice: Vec<ArrayRef> = columns.iter().map(|c| c.slice(start, 100_000)).collect();
+            encoder.encode_batch(&slice, &mut out).unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("encoded {rows} rows x 10 columns ({} MiB) in {secs:.3} s = {:.0} rows/s", out.len() >> 20, rows as f64 / secs);
+    }
+}

@@ -633,3 +633,152 @@ fn timestamp_values<'a>(source: &SourceType, array: &'a ArrayRef) -> Option<Valu
         _ => return None,
     })
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Decimal128Array, Int16Array, Int32Array, Int64Array, Int8Array, StructArray};
+
+    use super::*;
+
+    /// A field carrying Snowflake metadata, as Snowflake sends it.
+    pub(crate) fn snowflake_field(name: &str, data_type: DataType, logical: &str, scale: u32, byte_length: Option<u32>) -> Field {
+        let mut md = std::collections::HashMap::from([
+            ("logicalType".to_string(), logical.to_string()),
+            ("scale".to_string(), scale.to_string()),
+            ("precision".to_string(), "38".to_string()),
+        ]);
+        if let Some(b) = byte_length {
+            md.insert("byteLength".to_string(), b.to_string());
+        }
+        Field::new(name, data_type, true).with_metadata(md)
+    }
+
+    /// Struct{epoch, [fraction,] [timezone]} as Snowflake encodes TIMESTAMP_*.
+    pub(crate) fn timestamp_struct(epoch: Vec<i64>, fraction: Option<Vec<i32>>, timezone: Option<Vec<i32>>) -> ArrayRef {
+        let mut fields: Vec<(Arc<Field>, ArrayRef)> = vec![(Arc::new(Field::new("epoch", DataType::Int64, false)), Arc::new(Int64Array::from(epoch)))];
+        if let Some(f) = fraction {
+            fields.push((Arc::new(Field::new("fraction", DataType::Int32, false)), Arc::new(Int32Array::from(f))));
+        }
+        if let Some(t) = timezone {
+            fields.push((Arc::new(Field::new("timezone", DataType::Int32, false)), Arc::new(Int32Array::from(t))));
+        }
+        Arc::new(StructArray::from(fields))
+    }
+
+    fn numbers(source: &SourceType, array: &ArrayRef) -> Vec<(i128, u32)> {
+        let view = ColumnView::new(source, array).unwrap();
+        let Values::Number { unscaled, scale } = view.values else { panic!("not a number view: {:?}", view.values) };
+        (0..array.len()).map(|r| (unscaled.get(r), scale)).collect()
+    }
+
+    fn micros(source: &SourceType, array: &ArrayRef) -> Vec<(i64, i32)> {
+        let view = ColumnView::new(source, array).unwrap();
+        (0..array.len()).map(|r| view.timestamp(r).map(|t| (t.micros, t.offset_minutes)).unwrap()).collect()
+    }
+
+    #[test]
+    fn scaled_number_of_every_integer_width_keeps_the_declared_scale() {
+        let field = snowflake_field("AMOUNT", DataType::Int8, "FIXED", 2, None);
+        let source = SourceType::from_field(&field).unwrap();
+        let batches: Vec<ArrayRef> = vec![
+            Arc::new(Int8Array::from(vec![-128, 150 - 128])),
+            Arc::new(Int16Array::from(vec![12_345, -1])),
+            Arc::new(Int32Array::from(vec![i32::MAX, 5])),
+            Arc::new(Int64Array::from(vec![i64::MIN, 0])),
+        ];
+        let got: Vec<_> = batches.iter().flat_map(|b| numbers(&source, b)).collect();
+        assert_eq!(
+            got,
+            vec![(-128, 2), (22, 2), (12_345, 2), (-1, 2), (i128::from(i32::MAX), 2), (5, 2), (i128::from(i64::MIN), 2), (0, 2)]
+        );
+    }
+
+    #[test]
+    fn decimal128_number_takes_its_scale_from_the_arrow_type() {
+        let field = snowflake_field("RATE", DataType::Decimal128(38, 4), "FIXED", 4, None);
+        let source = SourceType::from_field(&field).unwrap();
+        let array: ArrayRef = Arc::new(Decimal128Array::from(vec![10_i128.pow(37), -15]).with_precision_and_scale(38, 4).unwrap());
+        assert_eq!(numbers(&source, &array), vec![(10_i128.pow(37), 4), (-15, 4)]);
+    }
+
+    #[test]
+    fn int64_timestamps_at_scales_0_3_6_9_floor_to_microseconds() {
+        // 1969-12-31 23:59:59.9999995 at scale 9 floors to ...59.999999.
+        for (scale, raw, expected) in [
+            (0u32, 1_700_000_000_i64, 1_700_000_000_000_000_i64),
+            (3, -1_500, -1_500_000),
+            (6, 1_234_567, 1_234_567),
+            (9, -500, -1),
+            (9, 1_999, 1),
+        ] {
+            let field = snowflake_field("AT", DataType::Int64, "TIMESTAMP_NTZ", scale, None);
+            let source = SourceType::from_field(&field).unwrap();
+            let array: ArrayRef = Arc::new(Int64Array::from(vec![raw]));
+            assert_eq!(micros(&source, &array), vec![(expected, 0)], "scale {scale}");
+        }
+    }
+
+    #[test]
+    fn two_field_ntz_struct_is_seconds_plus_nanoseconds() {
+        let field = snowflake_field("AT", DataType::Null, "TIMESTAMP_LTZ", 9, None);
+        let source = SourceType::from_field(&field).unwrap();
+        let array = timestamp_struct(vec![-1, 1_700_000_000], Some(vec![123_456_789, 999_999_999]), None);
+        assert_eq!(micros(&source, &array), vec![(-876_544, 0), (1_700_000_000_999_999, 0)]);
+    }
+
+    #[test]
+    fn timestamp_tz_with_two_fields_scales_the_epoch_and_decodes_the_offset() {
+        // 2024-03-10 18:00:00.5 UTC written at +05:30 (timezone 1440 + 330), scale 3.
+        let field = snowflake_field("AT", DataType::Null, "TIMESTAMP_TZ", 3, Some(8));
+        let source = SourceType::from_field(&field).unwrap();
+        let array = timestamp_struct(vec![1_710_093_600_500, -1], None, Some(vec![1770, 1440 - 480]));
+        let view = ColumnView::new(&source, &array).unwrap();
+        let first = view.timestamp(0).unwrap();
+        assert_eq!((first.micros, first.offset_minutes), (1_710_093_600_500_000, 330));
+        assert_eq!(first.wall_micros(), 1_710_093_600_500_000 + 330 * 60_000_000);
+        let second = view.timestamp(1).unwrap();
+        assert_eq!((second.micros, second.offset_minutes), (-1_000, -480));
+    }
+
+    #[test]
+    fn timestamp_tz_with_three_fields_has_seconds_fraction_and_offset() {
+        let field = snowflake_field("AT", DataType::Null, "TIMESTAMP_TZ", 9, Some(16));
+        let source = SourceType::from_field(&field).unwrap();
+        let array = timestamp_struct(vec![1_710_093_600], Some(vec![500_000_999]), Some(vec![1440 - 300]));
+        assert_eq!(micros(&source, &array), vec![(1_710_093_600_500_000, -300)]);
+    }
+
+    #[test]
+    fn time_ticks_follow_the_declared_scale() {
+        for (scale, array, expected) in [
+            (0u32, Arc::new(Int32Array::from(vec![3_661])) as ArrayRef, 3_661_000_000_i64),
+            (3, Arc::new(Int32Array::from(vec![3_661_250])) as ArrayRef, 3_661_250_000),
+            (9, Arc::new(Int64Array::from(vec![47_655_123_456_789_i64])) as ArrayRef, 47_655_123_456),
+        ] {
+            let field = snowflake_field("T", array.data_type().clone(), "TIME", scale, None);
+            let source = SourceType::from_field(&field).unwrap();
+            let view = ColumnView::new(&source, &array).unwrap();
+            assert_eq!(view.time_micros(0), Some(expected), "scale {scale}");
+        }
+    }
+
+    #[test]
+    fn unknown_layout_is_type_unsupported_naming_the_column() {
+        let field = snowflake_field("AT", DataType::Utf8, "TIMESTAMP_NTZ", 9, None);
+        let source = SourceType::from_field(&field).unwrap();
+        let array: ArrayRef = Arc::new(arrow_array::StringArray::from(vec!["x"]));
+        let err = ColumnView::new(&source, &array).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::TypeUnsupported);
+        assert!(err.message.contains("\"AT\"") && err.message.contains("TIMESTAMP_NTZ") && err.message.contains("Utf8"), "{}", err.message);
+    }
+
+    #[test]
+    fn information_schema_type_names_map_to_logical_types() {
+        assert_eq!(LogicalType::from_data_type("NUMBER(10,2)"), Some(LogicalType::Fixed));
+        assert_eq!(LogicalType::from_data_type("timestamp_tz"), Some(LogicalType::TimestampTz));
+        assert_eq!(LogicalType::from_data_type("TEXT"), Some(LogicalType::Text));
+        assert_eq!(LogicalType::from_data_type("GEOGRAPHY"), None);
+    }
+}
