@@ -80,3 +80,25 @@ infra-lint: infra-deps infra-venv
 	$(INFRA_VENV)/bin/checkov --config-file $(INFRA_DIR)/lint/checkov.yaml $(foreach e,$(INFRA_ENVS),-f $(INFRA_LINT_OUT)/cdk.out.$(e)/Thaw-$(e).template.json)
 	cd $(INFRA_DIR) && node --import tsx scripts/render-asl.ts $(INFRA_LINT_OUT) $(INFRA_ENVS) \
 		&& for e in $(INFRA_ENVS); do npx --no-install asl-validator --json-path $(INFRA_LINT_OUT)/sync.$$e.asl.json || exit 1; done
+
+# ------------------------------------------------------------------ sfn-local
+# The real state machine, locally: moto's Step Functions interpreter runs statemachines/sync.asl.json
+# (Distributed Map with S3 ItemReader included) against the real Lambda binaries under
+# `cargo lambda watch` (cargo-lambda from the infra venv), the harness PostgreSQL and the Snowflake
+# emulator; the end state must equal `thaw run`'s. See tests/sfn_local/README.md.
+SFN_VENV := $(THAW_CACHE)/sfn-venv
+SFN_VISITS ?= 400
+SFN_SEED ?= 7
+
+$(SFN_VENV)/.thaw-installed: tests/sfn_local/requirements.txt
+	python3 -m venv $(SFN_VENV)
+	$(SFN_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sfn_local/requirements.txt
+	@touch $@
+
+.PHONY: sfn-local sfn-local-test
+sfn-local: infra-venv $(SFN_VENV)/.thaw-installed ## run the sync state machine locally (moto + cargo lambda watch) and compare with thaw run
+	PATH="$(INFRA_VENV)/bin:$$PATH" python3 tests/harness.py run -- \
+		$(SFN_VENV)/bin/python tests/sfn_local/run.py --visits $(SFN_VISITS) --seed $(SFN_SEED)
+
+sfn-local-test: infra-venv $(SFN_VENV)/.thaw-installed ## pytest: unit tests of the runner + the full sfn-local scenario (bounded)
+	PATH="$(INFRA_VENV)/bin:$$PATH" $(SFN_VENV)/bin/pytest -q tests/sfn_local

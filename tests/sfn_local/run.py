@@ -1,0 +1,429 @@
+#!/usr/bin/env python3
+"""Run statemachines/sync.asl.json for real, locally, and check it against `thaw run`.
+
+    python3 tests/harness.py run -- $THAW_CACHE/sfn-venv/bin/python tests/sfn_local/run.py [--visits N] [--seed S]
+
+(`make sfn-local` does exactly that.) Needs the harness variables (THAW_PG_*, THAW_SF_*,
+DATABASE_URL) and `cargo lambda` on PATH. What happens:
+
+1. Build the CLI and the Lambda binaries (dev profile), seed the Snowflake emulator
+   (`thaw dev seed`), and run `thaw run` into the database `sfn_reference`.
+2. Start moto in-process with its Step Functions interpreter
+   (`mock_aws(config={"stepfunctions": {"execute_state_machine": True}})`) plus a moto server
+   thread on the same backends for the Rust binaries (S3 manifests, config, Secrets Manager).
+3. Start `cargo lambda watch` with the Lambdas' runtime environment (infra/README.md contract:
+   config from S3, database password from a Secrets Manager secret) and the adapter in front of
+   it (adapter.py); the interpreter reaches it through AWS_ENDPOINT_URL_LAMBDA.
+4. Invoke schema-migrate with a CloudFormation Create event (what a deploy does) into `sfn_state`.
+5. Scenario "sync": the rendered ASL runs with one injected `Transient` copy-chunk failure; it
+   must end SUCCEEDED after a Retry, and the targets and migration_status outcomes must equal
+   the reference run's.
+6. Scenario "failing chunk": a CHECK constraint makes every dimpayer row fail to load
+   (a real `ChunkFailed` from copy-chunk); the execution must go Catch → fail-run (run marked
+   failed) → SNS publish → Fail.
+
+Exit code 0 when every check passed. Workarounds for the interpreter are in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+
+from adapter import LambdaAdapter  # noqa: E402
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ENVIRONMENT = "local"
+BUCKET = "thaw-local-data"
+FUNCTIONS = ["plan", "copy-chunk", "merge", "reconcile", "conflict-create", "fail-run", "schema-migrate"]
+REFERENCE_DB = "sfn_reference"
+STATE_DB = "sfn_state"
+NUMERIC_PLACEHOLDERS = ("MaxConcurrency", "ToleratedFailurePercentage", "ExecutionTimeoutSeconds")
+
+
+def log(message: str) -> None:
+    print(f"sfn-local: {message}", flush=True)
+
+
+def fail(message: str) -> None:
+    raise SystemExit(f"sfn-local: FAILED: {message}")
+
+
+# ------------------------------------------------------------------ ASL rendering
+
+def render_definition(text: str, values: dict[str, str | int | float]) -> dict:
+    """Same rules as infra/lib/asl.ts renderDefinition: numeric placeholders lose their quotes,
+    ToleratedFailurePercentage is always a float, strings are inserted JSON-escaped."""
+    import re
+
+    missing = sorted({m for m in re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)} - set(values))
+    if missing:
+        raise ValueError(f"no value for placeholder(s) {', '.join(missing)}")
+    out = text
+    for name, value in values.items():
+        if isinstance(value, (int, float)):
+            quoted, bare = f'"${{{name}}}"', f"${{{name}}}"
+            if out.count(bare) != out.count(quoted):
+                raise ValueError(f"numeric placeholder ${{{name}}} must be a whole JSON string value")
+            out = out.replace(quoted, bare)
+    for name, value in values.items():
+        if isinstance(value, (int, float)):
+            text_value = f"{float(value):.1f}" if name == "ToleratedFailurePercentage" and float(value).is_integer() else str(value)
+        else:
+            text_value = json.dumps(value)[1:-1]
+        out = out.replace(f"${{{name}}}", text_value)
+    return json.loads(out)
+
+
+def definition_values(topic_arn: str, tolerated_failure_percentage: float = 0.0) -> dict[str, str | int | float]:
+    arn = lambda name: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"  # noqa: E731
+    return {
+        "Environment": ENVIRONMENT,
+        "ManifestBucket": BUCKET,
+        "PlanFunctionArn": arn("plan"),
+        "CopyChunkFunctionArn": arn("copy-chunk"),
+        "MergeFunctionArn": arn("merge"),
+        "ReconcileFunctionArn": arn("reconcile"),
+        "ConflictCreateFunctionArn": arn("conflict-create"),
+        "FailRunFunctionArn": arn("fail-run"),
+        "AlarmTopicArn": topic_arn,
+        "MaxConcurrency": 4,
+        "ToleratedFailurePercentage": tolerated_failure_percentage,
+        "ExecutionTimeoutSeconds": 3600,
+    }
+
+
+# ------------------------------------------------------------------ PostgreSQL via psql
+
+def psql_bin() -> str:
+    found = shutil.which("psql")
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))
+    if not candidates:
+        fail("psql not found on PATH or in /usr/lib/postgresql/*/bin")
+    return str(candidates[-1])
+
+
+def psql(database: str, sql: str) -> list[list[str]]:
+    """Run `sql` in `database` as the harness user; rows as lists of strings."""
+    env = dict(os.environ, PGPASSWORD=os.environ["THAW_PG_PASSWORD"])
+    out = subprocess.run(
+        [psql_bin(), "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+         "-h", os.environ["THAW_PG_HOST"], "-p", os.environ["THAW_PG_PORT"], "-U", os.environ["THAW_PG_USER"],
+         "-d", database, "-c", sql],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+def recreate_database(name: str) -> None:
+    psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    psql("postgres", f'CREATE DATABASE "{name}"')
+
+
+def sync_targets(config: dict) -> list[str]:
+    return [f"{s['target_pg_schema']}.{t['target']}" for s in config["sources"] if s.get("enabled", True)
+            for t in s["tables"] if t.get("enabled", True)]
+
+
+def end_state(database: str, targets: list[str]) -> dict:
+    """Counts and checksums of every sync target, plus the latest run's migration_status outcomes."""
+    tables = {}
+    for target in targets:
+        schema, table = target.split(".")
+        rows = psql(database, f'SELECT count(*), coalesce(md5(string_agg(md5(t::text), \'\' ORDER BY md5(t::text))), \'\') FROM "{schema}"."{table}" t')
+        tables[target] = tuple(rows[0])
+    run = psql(database, "SELECT run_id, status FROM migration_status.migration_runs ORDER BY started_at DESC LIMIT 1")
+    run_id, run_status = run[0]
+    outcomes = psql(database, "SELECT target_table_name, status, coalesce(rows_copied, 0) FROM migration_status.migration_table_status "
+                              f"WHERE run_id = '{run_id}' ORDER BY 1") if run_id else []
+    return {"tables": tables, "run_status": run_status, "table_outcomes": [tuple(r) for r in outcomes]}
+
+
+# ------------------------------------------------------------------ processes
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail(f"{what} exited with code {process.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    fail(f"{what} did not listen on {port} within {seconds:.0f} s")
+
+
+def cargo(*args: str) -> None:
+    subprocess.run(["cargo", *args], cwd=ROOT, check=True)
+
+
+def thaw_cli(*args: str, database: str) -> subprocess.CompletedProcess:
+    binary = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug" / "thaw"
+    env = dict(os.environ, THAW_PG_DATABASE=database)
+    return subprocess.run([str(binary), *args], cwd=ROOT, env=env, check=False, capture_output=True, text=True)
+
+
+# ------------------------------------------------------------------ the run
+
+class LocalCloud:
+    """moto (interpreter in-process + server thread), cargo lambda watch, and the adapter."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.watch: subprocess.Popen | None = None
+        self.adapter: LambdaAdapter | None = None
+
+    def start(self) -> None:
+        os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
+                           "AWS_REGION": REGION, "MOTO_ALLOW_NONEXISTENT_REGION": "true"})
+        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+            os.environ.pop(name, None)
+        from moto import mock_aws
+        from moto.server import ThreadedMotoServer
+
+        self.mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self.mock.start()
+        self.moto_port = free_port()
+        self.moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self.moto_server.start()
+        import boto3
+
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sns = boto3.client("sns", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.secrets = boto3.client("secretsmanager", region_name=REGION)
+        self.s3.create_bucket(Bucket=BUCKET)
+        self.topic_arn = self.sns.create_topic(Name=f"thaw-{ENVIRONMENT}-alarms")["TopicArn"]
+        queue_url = self.sqs.create_queue(QueueName="alarm-mail")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        self.alarm_queue = queue_url
+
+    def lambda_environment(self, database: str) -> dict[str, str]:
+        """The infra/README.md runtime contract, pointed at moto and the harness services."""
+        config_key = "config/thaw.json"
+        self.s3.put_object(Bucket=BUCKET, Key=config_key, Body=(ROOT / "examples" / "config.json").read_bytes())
+        pg_secret = self.secrets.create_secret(Name=f"thaw-{ENVIRONMENT}/db/loader", SecretString=json.dumps({
+            "username": os.environ["THAW_PG_USER"], "password": os.environ["THAW_PG_PASSWORD"], "engine": "postgres",
+            "host": os.environ["THAW_PG_HOST"], "port": int(os.environ["THAW_PG_PORT"]), "dbname": database}))["ARN"]
+        env = {
+            "THAW_ENV": ENVIRONMENT,
+            "THAW_CONFIG_URI": f"s3://{BUCKET}/{config_key}",
+            "THAW_MANIFEST_BUCKET": BUCKET,
+            "THAW_PG_DATABASE": database,
+            "THAW_PG_AUTH": "secret",
+            "THAW_PG_SECRET_ARN": pg_secret,
+            "THAW_PG_ADMIN_SECRET_ARN": pg_secret,
+            "THAW_PG_SSLMODE": "disable",
+            "THAW_METRICS_NAMESPACE": "Thaw",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.moto_port}",
+            "RUST_LOG": "info",
+        }
+        return env
+
+    def start_lambdas(self, database: str) -> None:
+        watch_port = free_port()
+        env = dict(os.environ, **self.lambda_environment(database))
+        env.pop("THAW_PG_PASSWORD")  # the Lambdas must take it from Secrets Manager
+        log_path = self.work / "cargo-lambda-watch.log"
+        self.watch_log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
+        self.watch = subprocess.Popen(
+            ["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port", str(watch_port)],
+            cwd=ROOT, env=env, stdout=self.watch_log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_port(watch_port, self.watch, "cargo lambda watch", 120)
+        self.adapter = LambdaAdapter(watch_url=f"http://127.0.0.1:{watch_port}").start()
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = self.adapter.url
+        log(f"moto on {self.moto_port}, cargo lambda watch on {watch_port}, adapter on {self.adapter.port} (log {log_path})")
+
+    def invoke(self, function: str, event: dict) -> dict:
+        """A direct Lambda invoke through the adapter (what CloudFormation's Provider does)."""
+        request = urllib.request.Request(f"{self.adapter.url}/2015-03-31/functions/{function}/invocations",
+                                         data=json.dumps(event).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=900) as response:
+            payload = json.loads(response.read())
+            if response.headers.get("X-Amz-Function-Error"):
+                fail(f"{function} failed: {payload}")
+            return payload
+
+    def create_state_machine(self, name: str, tolerated_failure_percentage: float = 0.0) -> str:
+        text = (ROOT / "statemachines" / "sync.asl.json").read_text()
+        definition = render_definition(text, definition_values(self.topic_arn, tolerated_failure_percentage))
+        return self.sfn.create_state_machine(name=name, definition=json.dumps(definition), type="STANDARD",
+                                             roleArn=f"arn:aws:iam::{ACCOUNT}:role/thaw-{ENVIRONMENT}-sfn")["stateMachineArn"]
+
+    def execute(self, machine_arn: str, name: str, execution_input: dict, timeout_seconds: float = 600) -> dict:
+        arn = self.sfn.start_execution(stateMachineArn=machine_arn, name=name, input=json.dumps(execution_input))["executionArn"]
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            described = self.sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING":
+                return described
+            time.sleep(0.5)
+        fail(f"execution {name} still RUNNING after {timeout_seconds:.0f} s")
+        raise AssertionError  # unreachable
+
+    def history(self, execution_arn: str) -> list[dict]:
+        return self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+
+    def alarm_messages(self) -> list[dict]:
+        got = self.sqs.receive_message(QueueUrl=self.alarm_queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        return [json.loads(m["Body"]) for m in got]
+
+    def stop(self) -> None:
+        if self.adapter:
+            self.adapter.stop()
+        if self.watch and self.watch.poll() is None:
+            os.killpg(self.watch.pid, signal.SIGTERM)
+            try:
+                self.watch.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.watch.pid, signal.SIGKILL)
+        if getattr(self, "moto_server", None):
+            self.moto_server.stop()
+        if getattr(self, "mock", None):
+            self.mock.stop()
+
+
+def scenario_sync(cloud: LocalCloud, targets: list[str], reference: dict) -> None:
+    log("scenario sync: injected Transient on the first copy-chunk call must be retried, run must SUCCEED")
+    cloud.adapter.inject("copy-chunk", "Transient", times=1)
+    machine = cloud.create_state_machine(f"thaw-{ENVIRONMENT}-sync")
+    started = time.monotonic()
+    result = cloud.execute(machine, "sync-1", {})
+    if result["status"] != "SUCCEEDED":
+        events = [e for e in cloud.history(result["executionArn"]) if "Failed" in e["type"]]
+        fail(f"sync execution ended {result['status']}: {result.get('error')} {result.get('cause', '')[:1500]}\n{json.dumps(events, default=str)[:3000]}")
+    copies = cloud.adapter.calls("copy-chunk")
+    injected = [c for c in copies if c.injected]
+    retried = [c for c in copies if not c.injected and c.payload == injected[0].payload] if injected else []
+    if not injected or not retried or retried[0].error_type is not None:
+        fail(f"the injected Transient copy-chunk failure was not retried to success: {[(c.payload, c.error_type) for c in copies][:10]}")
+    output = json.loads(result.get("output") or "{}")
+    log(f"SUCCEEDED in {time.monotonic() - started:.1f} s: plan {output.get('plan')}, {len(copies)} copy-chunk calls "
+        f"({len(injected)} injected Transient, retried), reconcile {output.get('reconcile')}")
+    manifest_key = f"manifests/sync-1/chunks.json"
+    items = json.loads(cloud.s3.get_object(Bucket=BUCKET, Key=manifest_key)["Body"].read())
+    if len(items) != output["plan"]["chunks"]:
+        fail(f"s3://{BUCKET}/{manifest_key} holds {len(items)} chunk items, plan reported {output['plan']['chunks']}")
+    state = end_state(STATE_DB, targets)
+    problems = [f"{t}: thaw run {reference['tables'][t]} vs state machine {state['tables'][t]}"
+                for t in targets if reference["tables"][t] != state["tables"][t]]
+    if reference["table_outcomes"] != state["table_outcomes"]:
+        problems.append(f"migration_status outcomes differ: {reference['table_outcomes']} vs {state['table_outcomes']}")
+    if reference["run_status"] != state["run_status"]:
+        problems.append(f"run status differs: {reference['run_status']} vs {state['run_status']}")
+    if problems:
+        fail("end state differs from `thaw run`:\n  " + "\n  ".join(problems))
+    rows = sum(int(c) for c, _ in state["tables"].values())
+    log(f"end state equals `thaw run`: {len(targets)} tables, {rows} rows, identical checksums and migration_status outcomes")
+
+
+def scenario_failing_chunk(cloud: LocalCloud) -> None:
+    log("scenario failing chunk: ChunkFailed in copy-chunk must go Catch -> fail-run -> SNS -> Fail")
+    psql(STATE_DB, 'ALTER TABLE analytics.dimpayer ADD CONSTRAINT sfn_local_reject_every_row CHECK ("Payer Name" IS NULL) NOT VALID')
+    try:
+        machine = cloud.create_state_machine(f"thaw-{ENVIRONMENT}-sync-failing")
+        result = cloud.execute(machine, "sync-failing-1", {"mode": "full", "tables": ["dimpayer"]})
+    finally:
+        psql(STATE_DB, "ALTER TABLE analytics.dimpayer DROP CONSTRAINT sfn_local_reject_every_row")
+    if result["status"] != "FAILED":
+        fail(f"failing-chunk execution ended {result['status']}, expected FAILED")
+    if result.get("error") != "ChunkFailed":
+        fail(f"failing-chunk execution failed with {result.get('error')!r}, expected ChunkFailed: {result.get('cause', '')[:500]}")
+    copy_errors = {c.error_type for c in cloud.adapter.calls("copy-chunk") if c.payload and c.payload.get("source_table") == "DIMPAYER"}
+    if "ChunkFailed" not in copy_errors:
+        fail(f"copy-chunk of DIMPAYER did not fail with ChunkFailed: {copy_errors}")
+    fail_runs = cloud.adapter.calls("fail-run")
+    if not fail_runs or fail_runs[-1].error_type is not None:
+        fail(f"fail-run was not invoked successfully: {[(c.payload, c.error_type) for c in fail_runs]}")
+    run_id = fail_runs[-1].payload["run_id"]
+    status = psql(STATE_DB, f"SELECT status FROM migration_status.migration_runs WHERE run_id = '{run_id}'")
+    if status != [["failed"]]:
+        fail(f"run {run_id} has status {status} in migration_status, expected failed")
+    messages = cloud.alarm_messages()
+    if not any(m.get("error") == "ChunkFailed" and m.get("run_id") == run_id for m in messages):
+        fail(f"no alarm-topic message for run {run_id}: {messages}")
+    log(f"FAILED as designed with ChunkFailed; run {run_id} marked failed; alarm topic got {len(messages)} message(s)")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--visits", type=int, default=int(os.environ.get("SFN_LOCAL_VISITS", "400")))
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("SFN_LOCAL_SEED", "7")))
+    parser.add_argument("--skip-build", action="store_true", help="the binaries are already built")
+    args = parser.parse_args(argv)
+    for var in ("THAW_PG_HOST", "THAW_PG_PORT", "THAW_PG_USER", "THAW_PG_PASSWORD", "THAW_SF_ENDPOINT"):
+        if var not in os.environ:
+            fail(f"{var} is not set: run under the harness, e.g. python3 tests/harness.py run -- {sys.executable} {Path(__file__).relative_to(ROOT)}")
+    if shutil.which("cargo-lambda") is None:
+        fail("cargo-lambda is not on PATH: pip install cargo-lambda (make sfn-local uses $THAW_CACHE/infra-venv)")
+    started = time.monotonic()
+    if not args.skip_build:
+        log("building the CLI and the Lambda binaries (dev profile)")
+        cargo("build", "--bin", "thaw", *[a for f in FUNCTIONS for a in ("--bin", f)])
+    config = json.loads((ROOT / "examples" / "config.json").read_text().replace("${THAW_PG_PORT:-5432}", "5432"))
+    targets = sync_targets(config)
+
+    log(f"seeding the emulator: {args.visits} visits, seed {args.seed}")
+    seeded = thaw_cli("dev", "seed", "--config", "examples/config.json", "--visits", str(args.visits), "--seed", str(args.seed), database="postgres")
+    if seeded.returncode != 0 and "unrecognized subcommand" in seeded.stderr:
+        # `thaw dev seed` not wired into the CLI yet: the same engine generator through an example binary.
+        seeded = subprocess.run(["cargo", "run", "-q", "-p", "thaw-lambda", "--example", "seed-emulator", "--",
+                                 "examples/config.json", str(args.visits), str(args.seed)], cwd=ROOT, capture_output=True, text=True)
+    if seeded.returncode != 0:
+        fail(f"thaw dev seed failed:\n{seeded.stdout[-2000:]}\n{seeded.stderr[-2000:]}")
+    for database in (REFERENCE_DB, STATE_DB):
+        recreate_database(database)
+    log("reference: thaw run")
+    reference_run = thaw_cli("run", "--config", "examples/config.json", database=REFERENCE_DB)
+    if reference_run.returncode != 0:
+        fail(f"thaw run failed:\n{reference_run.stdout[-3000:]}\n{reference_run.stderr[-3000:]}")
+    reference = end_state(REFERENCE_DB, targets)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="thaw-sfn-local-") as work:
+        cloud = LocalCloud(Path(work))
+        try:
+            cloud.start()
+            cloud.start_lambdas(STATE_DB)
+            created = cloud.invoke("schema-migrate", {"RequestType": "Create", "ResourceProperties": {"Database": STATE_DB}})
+            log(f"schema-migrate (Create): {created}")
+            scenario_sync(cloud, targets, reference)
+            scenario_failing_chunk(cloud)
+        except BaseException:
+            watch_log = Path(work) / "cargo-lambda-watch.log"
+            if watch_log.exists():
+                print("--- last 60 lines of cargo lambda watch ---\n" + "\n".join(watch_log.read_text().splitlines()[-60:]), file=sys.stderr)
+            raise
+        finally:
+            cloud.stop()
+    log(f"all checks passed in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
