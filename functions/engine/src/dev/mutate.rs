@@ -11,8 +11,8 @@
 //! pairs are therefore unchanged ([`MutateReport::planted_unchanged`]).
 //!
 //! Changed rows are bulk-loaded into staging tables in `ANALYTICS.THAW_DEV`
-//! and applied with one MERGE / INSERT … SELECT / DELETE each (no row-by-row
-//! statements); re-running the same mutation is idempotent.
+//! and applied with set-based DELETE / INSERT … SELECT statements (no
+//! row-by-row statements); re-running the same mutation is idempotent.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -144,22 +144,22 @@ pub async fn mutate(source: &SnowflakeSource, opts: &MutateOptions) -> Result<Mu
     let deleted_table = FACT_VISIT_DELETED.qualified();
     let key = ident("Visit Id");
     let columns: Vec<String> = FACT_VISIT.columns.iter().map(|c| ident(c.name)).collect();
-    let set_list = columns.iter().filter(|c| **c != key).map(|c| format!("{c} = s.{c}")).collect::<Vec<_>>().join(", ");
-    let updated = count(
-        source
-            .execute(&format!("MERGE INTO {fact} t USING {} s ON t.{key} = s.{key} WHEN MATCHED THEN UPDATE SET {set_list}", STAGE_UPDATES.qualified()))
-            .await?,
-    );
-    let inserted = count(
-        source
-            .execute(&format!(
-                "MERGE INTO {fact} t USING {} s ON t.{key} = s.{key} WHEN NOT MATCHED THEN INSERT ({}) VALUES ({})",
-                STAGE_INSERTS.qualified(),
-                columns.join(", "),
-                columns.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
-            ))
-            .await?,
-    );
+    let column_list = columns.join(", ");
+    // Updates replace existing rows only; inserts add rows not seen before
+    // (neither in FACT nor already deleted), so a re-run changes nothing twice.
+    // (DELETE + INSERT rather than MERGE: the emulator mis-binds MERGE on
+    // quoted column names with spaces.)
+    let updates_stage = STAGE_UPDATES.qualified();
+    source.execute(&format!("DELETE FROM {updates_stage} WHERE {key} NOT IN (SELECT {key} FROM {fact})")).await?;
+    source.execute(&format!("DELETE FROM {fact} WHERE {key} IN (SELECT {key} FROM {updates_stage})")).await?;
+    let updated = count(source.execute(&format!("INSERT INTO {fact} ({column_list}) SELECT {column_list} FROM {updates_stage}")).await?);
+    let inserts_stage = STAGE_INSERTS.qualified();
+    source
+        .execute(&format!(
+            "DELETE FROM {inserts_stage} WHERE {key} IN (SELECT {key} FROM {fact}) OR {key} IN (SELECT {key} FROM {deleted_table})"
+        ))
+        .await?;
+    let inserted = count(source.execute(&format!("INSERT INTO {fact} ({column_list}) SELECT {column_list} FROM {inserts_stage}")).await?);
     let now_literal = format!("CAST({} AS TIMESTAMP_TZ)", literal(&opts.now.format("%Y-%m-%d %H:%M:%S+00:00").to_string()));
     let moved_columns: Vec<String> = columns
         .iter()
@@ -197,10 +197,9 @@ async fn stage_rows(source: &SnowflakeSource, seeded: &SeedOptions, stage: Table
     sink.finish(&mut SeedReport::default()).await
 }
 
-/// First number of a DML answer (`[["3"]]`, MERGE `[["1","0"]]`: inserted first, then updated).
+/// The row count of an INSERT answer (`[["3"]]`).
 fn count(rows: crate::source::JsonRows) -> u64 {
-    let cells: Vec<u64> = rows.first().map(|r| r.iter().filter_map(|c| c.as_deref()?.parse().ok()).collect()).unwrap_or_default();
-    cells.iter().sum()
+    rows.first().and_then(|r| r.first()).and_then(|c| c.as_deref()?.parse().ok()).unwrap_or(0)
 }
 
 #[cfg(test)]
