@@ -683,7 +683,7 @@ pub(crate) mod tests {
         let field = snowflake_field("AMOUNT", DataType::Int8, "FIXED", 2, None);
         let source = SourceType::from_field(&field).unwrap();
         let batches: Vec<ArrayRef> = vec![
-            Arc::new(Int8Array::from(vec![-128, 150 - 128])),
+            Arc::new(Int8Array::from(vec![-128, 22])),
             Arc::new(Int16Array::from(vec![12_345, -1])),
             Arc::new(Int32Array::from(vec![i32::MAX, 5])),
             Arc::new(Int64Array::from(vec![i64::MIN, 0])),
