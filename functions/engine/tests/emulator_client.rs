@@ -43,8 +43,12 @@ async fn session() -> SnowflakeSource {
     source::connect(&settings(), None, None).await.expect("login to the emulator")
 }
 
+/// fakesnow can fail (261000) when sessions create the same database concurrently.
+static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A fresh schema in the shared in-memory database; returns its quoted name.
 async fn fresh_schema(source: &SnowflakeSource, name: &str) -> String {
+    let _one_at_a_time = SETUP.lock().await;
     source.execute(&format!("CREATE DATABASE IF NOT EXISTS {}", sql::ident(DATABASE))).await.unwrap();
     let schema = format!("{}.{}", sql::ident(DATABASE), sql::ident(name));
     source.execute(&format!("CREATE OR REPLACE SCHEMA {schema}")).await.unwrap();
