@@ -1,4 +1,6 @@
 //! Lambda `conflict-create`: [`ConflictCreateRequest`] → conflict summary.
+#![recursion_limit = "256"]
+
 use thaw_engine::handlers::ConflictCreateRequest;
 use thaw_lambda::{serve, HandlerError};
 

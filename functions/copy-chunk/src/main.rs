@@ -1,5 +1,7 @@
 //! Lambda `copy-chunk`: one manifest [`ChunkItem`] → [`CopyChunkResponse`].
 //! Connections are opened per invocation; the chunk commits exactly once.
+#![recursion_limit = "256"]
+
 use thaw_engine::copy::{copy_chunk, Worker};
 use thaw_engine::handlers::{ChunkItem, CopyChunkResponse};
 use thaw_lambda::{serve, HandlerError};

@@ -281,6 +281,10 @@ pub async fn conflict_step(config: &Config, request: &ConflictCreateRequest) -> 
     let Some(settings) = &config.conflicts else {
         return Err(Error::config("conflict detection needs a 'conflicts' section in the config (database, time_zone)"));
     };
-    let _ = (settings, request);
-    Err(Error::internal("conflict detection is being wired in"))
+    // Only full-window detection exists so far; `request.full` is accepted for the contract.
+    let _ = request.full;
+    let mut pg = crate::sink::connect(&config.postgres, &settings.database).await?;
+    crate::schema::migrate(&mut pg).await?;
+    let summary = crate::conflicts::run(&mut pg, settings, crate::conflicts::DetectionMode::Full).await?;
+    Ok(serde_json::to_value(summary).expect("summary serialises"))
 }

@@ -1,5 +1,7 @@
 //! Lambda `fail-run`: the state machine's failure path marks the run failed
 //! in `migration_status` ([`FailRunRequest`]) before notifying.
+#![recursion_limit = "256"]
+
 use thaw_engine::handlers::FailRunRequest;
 use thaw_lambda::{serve, HandlerError};
 

@@ -1,4 +1,6 @@
 //! Lambda `merge`: [`RunRequest`] → [`MergeResponse`] (per-table finalisation).
+#![recursion_limit = "256"]
+
 use thaw_engine::handlers::{MergeResponse, RunRequest};
 use thaw_lambda::{serve, HandlerError};
 

@@ -1,4 +1,6 @@
 //! Lambda `plan`: [`PlanRequest`] (the execution input) → [`PlanResponse`].
+#![recursion_limit = "256"]
+
 use thaw_engine::handlers::{PlanRequest, PlanResponse};
 use thaw_lambda::{serve, HandlerError};
 

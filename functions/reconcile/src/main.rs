@@ -1,5 +1,7 @@
 //! Lambda `reconcile`: [`RunRequest`] → [`ReconcileResponse`]; a mismatch is
 //! the error `ReconcileMismatch` so the state machine's Catch sees it.
+#![recursion_limit = "256"]
+
 use thaw_engine::handlers::{ReconcileResponse, RunRequest};
 use thaw_lambda::{serve, HandlerError};
 

@@ -65,10 +65,16 @@ pub fn snowflake_expr(source: &SourceColumn, target: &TargetColumn) -> String {
     let logical = LogicalType::from_data_type(&source.data_type).unwrap_or(LogicalType::Text);
     let varchar = |e: String| format!("CAST({e} AS VARCHAR)");
     match target.pg_type {
+        // Numeric text (VARCHAR application ids) uses TRY_CAST: blank text lands as NULL.
+        PgType::Int2 | PgType::Int4 | PgType::Int8 if logical == LogicalType::Text => varchar(format!("TRY_CAST({c} AS NUMBER(38, 0))")),
         PgType::Int2 | PgType::Int4 | PgType::Int8 => varchar(format!("CAST({c} AS NUMBER(38, 0))")),
         PgType::Numeric => {
             let scale = target.numeric_scale.map(i64::from).or(source.scale).unwrap_or(0).clamp(0, 37);
-            varchar(format!("CAST({c} AS NUMBER(38, {scale}))"))
+            if logical == LogicalType::Text {
+                varchar(format!("TRY_CAST({c} AS NUMBER(38, {scale}))"))
+            } else {
+                varchar(format!("CAST({c} AS NUMBER(38, {scale}))"))
+            }
         }
         PgType::Float4 | PgType::Float8 => varchar(format!("CAST({c} AS NUMBER(38, {FLOAT_DECIMALS}))")),
         PgType::Bool => match logical {

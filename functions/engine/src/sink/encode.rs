@@ -81,7 +81,7 @@ pub fn supported_targets(logical: LogicalType) -> &'static [PgType] {
     match logical {
         LogicalType::Fixed => &[Numeric, Int8, Int4, Int2, Float8, Float4, Bool, Text, Varchar, Bpchar],
         LogicalType::Real => &[Float8, Float4, Numeric],
-        LogicalType::Text => &[Text, Varchar, Bpchar, Uuid, Json, Jsonb],
+        LogicalType::Text => &[Text, Varchar, Bpchar, Uuid, Json, Jsonb, Int8, Int4, Int2, Numeric],
         LogicalType::Boolean => &[Bool, Text, Varchar, Bpchar],
         LogicalType::Date => &[Date, Timestamp, Timestamptz, Text, Varchar, Bpchar],
         LogicalType::Time => &[Time, Text, Varchar, Bpchar],
@@ -126,6 +126,10 @@ enum Conversion {
     RealToNumeric,
     Text,
     TextToUuid,
+    /// Numeric text (legacy VARCHAR application ids) into an integer column.
+    TextToInt,
+    /// Numeric text into a numeric column.
+    TextToNumeric,
     Json,
     MinifiedJson,
     JsonToText,
@@ -319,6 +323,8 @@ fn conversion_for(source: &SourceType, target: &TargetColumn) -> Result<Conversi
         (L::Text | L::Binary, _) if text_target => Conversion::Text,
         (L::Variant | L::Object | L::Array, _) if text_target => Conversion::JsonToText,
         (L::Text, P::Uuid) => Conversion::TextToUuid,
+        (L::Text, P::Int2 | P::Int4 | P::Int8) => Conversion::TextToInt,
+        (L::Text, P::Numeric) => Conversion::TextToNumeric,
         (L::Text, P::Json | P::Jsonb) => Conversion::Json,
         (L::Variant | L::Object | L::Array, P::Json | P::Jsonb) => Conversion::MinifiedJson,
         (L::Binary, P::Bytea) => Conversion::Bytea,
@@ -453,6 +459,32 @@ fn encode_value(
             let id = uuid::Uuid::try_parse(s.trim()).map_err(|_| format!("value {} is not a UUID; fix the source value or use a text column", shorten(s)))?;
             out.put_i32(16);
             out.put_slice(id.as_bytes());
+            Ok(())
+        }
+        (Conversion::TextToInt | Conversion::TextToNumeric, Values::Text(t)) => {
+            let text = t.value(row);
+            let Some((unscaled, scale)) = parse_decimal_text(text) else {
+                if text.trim().is_empty() {
+                    // A blank application id means "none", as NULL does.
+                    out.put_i32(-1);
+                    return Ok(());
+                }
+                return Err(format!("value {} is not a decimal number; fix the source value or use a text column", shorten(text)));
+            };
+            if matches!(plan.conversion, Conversion::TextToInt) {
+                let p = pow10(scale);
+                if unscaled % p != 0 {
+                    return Err(format!("value {} has a fractional part and cannot go into an integer column; use numeric", shorten(text)));
+                }
+                let value = unscaled / p;
+                return put_int(target.pg_type, value, out)
+                    .map_err(|range| format!("value {value} is outside the range of {} ({range}); use a wider integer type or numeric", target.type_name));
+            }
+            let target_scale = target.numeric_scale.map_or(scale, |s| s.max(0) as u32);
+            let rescaled = rescale(unscaled, scale, target_scale)
+                .ok_or_else(|| format!("value {} has more decimal places than the target scale {target_scale} keeps (or is too large)", shorten(text)))?;
+            check_precision(target, rescaled, target_scale, || text.to_string())?;
+            put_numeric(out, rescaled, target_scale);
             Ok(())
         }
         (Conversion::JsonToText, Values::Text(t)) => {
@@ -714,6 +746,29 @@ fn round_float(x: f64, scale: u32, scratch: &mut Vec<u8>) -> Option<i128> {
     (value < POW10[38]).then_some(if x < 0.0 { -value } else { value })
 }
 
+/// Parse trimmed decimal text (`-12`, `+3.50`, `007`) into (unscaled, scale).
+/// `None` for anything else (blank, exponents, letters, more than 38 digits).
+fn parse_decimal_text(text: &str) -> Option<(i128, u32)> {
+    let t = text.trim();
+    let (negative, digits) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) || int_part.len() + frac_part.len() > 38 {
+        return None;
+    }
+    let mut value: i128 = 0;
+    for b in int_part.bytes().chain(frac_part.bytes()) {
+        value = value * 10 + i128::from(b - b'0');
+    }
+    Some((if negative { -value } else { value }, frac_part.len() as u32))
+}
+
 /// Copy JSON text without the whitespace outside string literals.
 fn minify_json(json: &[u8], out: &mut Vec<u8>) {
     let mut in_string = false;
@@ -800,6 +855,21 @@ fn write_time(out: &mut Vec<u8>, micros_since_midnight: i64) {
     let secs = micros_since_midnight / 1_000_000;
     let frac = micros_since_midnight % 1_000_000;
     write!(out, "{:02}:{:02}:{:02}.{frac:06}", secs / 3600, secs / 60 % 60, secs % 60).expect("Vec write");
+}
+
+#[cfg(test)]
+mod text_number_tests {
+    use super::parse_decimal_text;
+
+    #[test]
+    fn numeric_text_parses_with_sign_scale_and_padding() {
+        assert_eq!(parse_decimal_text(" 0042 "), Some((42, 0)));
+        assert_eq!(parse_decimal_text("-12.500"), Some((-12500, 3)));
+        assert_eq!(parse_decimal_text("+7."), Some((7, 0)));
+        assert_eq!(parse_decimal_text(""), None);
+        assert_eq!(parse_decimal_text("1e5"), None);
+        assert_eq!(parse_decimal_text("12a"), None);
+    }
 }
 
 #[cfg(test)]

@@ -93,13 +93,13 @@ fn http_client(settings: &SnowflakeSettings) -> Result<reqwest_middleware::Clien
         .connect_timeout(Duration::from_secs(20))
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(60));
-    if let Some(endpoint) = &settings.endpoint {
+    if let Some(endpoint) = settings.endpoint.as_ref().filter(|e| !e.trim().is_empty()) {
         let addr: std::net::SocketAddr = endpoint.parse().map_err(|_| {
             Error::config(format!("snowflake.endpoint '{endpoint}' is not an IP:port address (e.g. 10.0.0.5:443)"))
         })?;
         builder = builder.resolve(&format!("{}.snowflakecomputing.com", settings.account.to_lowercase()), addr);
     }
-    if let Some(ca) = &settings.ca_file {
+    if let Some(ca) = settings.ca_file.as_ref().filter(|c| !c.trim().is_empty()) {
         let pem = std::fs::read(ca).map_err(|e| Error::config(format!("snowflake.ca_file {ca} cannot be read: {e}")))?;
         let cert = reqwest::Certificate::from_pem(&pem)
             .map_err(|e| Error::config(format!("snowflake.ca_file {ca} is not a PEM certificate: {e}")))?;
@@ -164,17 +164,7 @@ impl SnowflakeSource {
     /// Batches arrive in no particular order. An empty result yields no batches.
     pub async fn query_arrow(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         match self.raw(sql).await? {
-            RawQueryResult::Bytes(chunks) => {
-                let mut out = Vec::new();
-                for chunk in chunks {
-                    let reader = arrow_ipc::reader::StreamReader::try_new(chunk.reader(), None)
-                        .map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow stream: {e}")))?;
-                    for batch in reader {
-                        out.push(batch.map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow batch: {e}")))?);
-                    }
-                }
-                Ok(out)
-            }
+            RawQueryResult::Bytes(chunks) => decode_chunks(chunks),
             RawQueryResult::Empty => Ok(Vec::new()),
             RawQueryResult::Json(j) => Err(Error::internal(format!(
                 "expected Arrow rows from a query but Snowflake answered JSON ({} rows); the statement was: {}",
@@ -202,10 +192,8 @@ impl SnowflakeSource {
                 })
                 .unwrap_or_default()),
             RawQueryResult::Empty => Ok(Vec::new()),
-            RawQueryResult::Bytes(_) => {
-                let batches = self.query_arrow(sql).await?;
-                arrow::display_rows(&batches)
-            }
+            // Decode what arrived; running `sql` again would repeat its effect.
+            RawQueryResult::Bytes(chunks) => arrow::display_rows(&decode_chunks(chunks)?),
         }
     }
 
@@ -215,6 +203,19 @@ impl SnowflakeSource {
             Error::new(kind, format!("Snowflake ({}) rejected or failed `{}`: {e}", self.account, truncate(sql)))
         })
     }
+}
+
+/// Decode every result chunk (each a complete Arrow IPC stream) with thaw's arrow version.
+fn decode_chunks(chunks: Vec<bytes::Bytes>) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let reader = arrow_ipc::reader::StreamReader::try_new(chunk.reader(), None)
+            .map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow stream: {e}")))?;
+        for batch in reader {
+            out.push(batch.map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow batch: {e}")))?);
+        }
+    }
+    Ok(out)
 }
 
 fn truncate(sql: &str) -> String {
