@@ -79,7 +79,9 @@ class Terminated(Exception):
 
 
 def log(message: str) -> None:
-    print(f"[harness] {message}", file=sys.stderr, flush=True)
+    # Never let a closed stderr (e.g. `... | head`) abort the cleanup.
+    with contextlib.suppress(OSError, ValueError):
+        print(f"[harness] {message}", file=sys.stderr, flush=True)
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -340,15 +342,20 @@ def main(argv: list[str]) -> int:
     except (KeyboardInterrupt, Terminated):
         code = 130
     finally:
+        # Every step runs even if an earlier one fails; no signal interrupts them.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        emulator_log = ""
         if emulator is not None:
-            emulator.stop()
-            if code != 0 and args.mode == "run":
-                log(f"last lines of the emulator log ({emulator.log_path}):\n{tail(emulator.log_path)}")
+            with contextlib.suppress(Exception):
+                emulator.stop()
+            emulator_log = tail(emulator.log_path)
         if postgres is not None:
-            postgres.stop()
+            with contextlib.suppress(Exception):
+                postgres.stop()
         shutil.rmtree(work, ignore_errors=True)
+        if emulator is not None and code != 0 and args.mode == "run":
+            log(f"last lines of the emulator log:\n{emulator_log}")
     return code
 
 
