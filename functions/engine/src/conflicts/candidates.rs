@@ -3,9 +3,11 @@
 //!
 //! The source applies the candidate rules that need the dimensions
 //! (conflict_rules.md §2): the date window, a caregiver with an SSN, an
-//! active non-demo provider, and attaches the provider-patient's primary GPS
-//! address (per patient the `Primary Address` row whose `Address Type`
-//! contains `GPS`, latest `Application Created UTC Timestamp` first). It does
+//! active non-demo provider, and attaches the primary GPS address (per
+//! patient the `Primary Address` row whose `Address Type` contains `GPS`,
+//! latest `Application Created UTC Timestamp` first) of the provider patient
+//! (point, ZIP, state) and of the payer patient (state), plus the provider's
+//! `Address State` (the cross-state fallback, decision 6). It does
 //! **not** drop missed visits: they still refresh existing pairs ([SF-UPD]);
 //! [`super::detect`] keeps them from creating new ones. SSN trimming,
 //! exclusions and the window are (re)checked by [`super::detect`], so every
@@ -50,7 +52,7 @@ pub fn candidate_query(analytics_schema: &str) -> String {
     format!(
         r#"WITH address AS (
     SELECT DISTINCT ON (a."Patient Id") a."Patient Id", a."Latitude"::float8 AS latitude,
-           a."Longitude"::float8 AS longitude, a."Zip Code"::text AS zip
+           a."Longitude"::float8 AS longitude, a."Zip Code"::text AS zip, a."Address State"::text AS state
     FROM {addresses} a
     WHERE a."Primary Address" AND a."Address Type" LIKE '%GPS%'
     ORDER BY a."Patient Id", a."Application Created UTC Timestamp" DESC NULLS LAST, a."Patient Address Id"
@@ -58,11 +60,13 @@ pub fn candidate_query(analytics_schema: &str) -> String {
 SELECT f."Visit Id", f."Application Visit Id"::int8, cg."SSN"::text, f."Visit Date"::date, f."Provider Id",
        f."Scheduled Start Time", f."Scheduled End Time", f."Visit Start Time", f."Visit End Time",
        f."Call In GPS Coordinates"::text, f."Call Out GPS Coordinates"::text,
-       ad.latitude, ad.longitude, ad.zip, coalesce(f."Is Missed", false)
+       ad.latitude, ad.longitude, ad.zip, coalesce(f."Is Missed", false),
+       ad.state, payer_ad.state, pr."Address State"::text
 FROM {visits} f
 JOIN {caregivers} cg ON cg."Caregiver Id" = f."Caregiver Id"
 JOIN {providers} pr ON pr."Provider Id" = f."Provider Id"
 LEFT JOIN address ad ON ad."Patient Id" = f."Provider Patient Id"
+LEFT JOIN address payer_ad ON payer_ad."Patient Id" = f."Payer Patient Id"
 WHERE f."Visit Date" BETWEEN $1 AND $2
   AND pr."Is Active" AND pr."Is Demo" = false
   AND btrim(cg."SSN", {trim}) <> ''
@@ -108,6 +112,9 @@ fn visit_from_row(row: &Row) -> Visit {
         patient_location: latitude.zip(longitude).and_then(|(lat, lon)| GeoPoint::new(lat, lon)),
         patient_zip: row.get(13),
         is_missed: row.get(14),
+        patient_state: row.get(15),
+        payer_patient_state: row.get(16),
+        provider_state: row.get(17),
     }
 }
 

@@ -10,7 +10,8 @@
 //!
 //! ## Concepts and where they live
 //! * [`Visit`]: one candidate visit with the few attributes the rules need
-//!   (instants in UTC, call GPS strings, patient address point and ZIP).
+//!   (instants in UTC, call GPS strings, patient address point, ZIP and
+//!   states, provider state).
 //! * [`candidates`]: the [`candidates::VisitSource`] seam and its PostgreSQL
 //!   implementation over the synced `analytics` mirror; candidate rules
 //!   (window, SSN, exclusions) of conflict_rules.md §2.
@@ -18,6 +19,8 @@
 //!   intervals in one configured zone (decision 9).
 //! * [`distance`]: rule 7 (§6): GPS parsing, great-circle distance, MPH bands
 //!   (half-open, decision 2), ETA and Snowflake minute-boundary gaps.
+//! * [`cross_state`]: the cross-state exclusion (§7, decision 6): pairs whose
+//!   visits are in different states are never emitted.
 //! * [`sweep`]: the per-`(SSN, VisitDate)` key sweep that turns candidates
 //!   into [`DetectedPair`]s without a quadratic scan or a database self-join.
 //! * [`settings`]: [`DetectionSettings`] from the config and the
@@ -37,9 +40,12 @@
 //! between `conflicts` and `conflictvisitmaps`, no-response `N`), in-service
 //! and PTO conflicts (§10), group ids (decision 5), notifications, incremental
 //! key-scoped runs (decision 1; [`store`] already scopes its diff so a key set
-//! can replace the date window) and the cross-state filter (decision 6).
+//! can replace the date window), and the log-history rows (`log_history`,
+//! not yet in the conflict schema) that should record the system reason when
+//! a pair is resolved because it became cross-state (decision 6).
 
 pub mod candidates;
+pub mod cross_state;
 pub mod distance;
 pub mod rules;
 pub mod settings;
@@ -61,8 +67,8 @@ pub use settings::{DetectionSettings, Exclusions, GpsPriority};
 /// One candidate visit: the attributes the seven rules read.
 ///
 /// Built by a [`candidates::VisitSource`] from `FACTVISITCALLPERFORMANCE_CR`
-/// joined to its caregiver, provider and the provider-patient's primary GPS
-/// address. Times are instants; the rules convert them to the configured
+/// joined to its caregiver, provider and the primary GPS addresses of the
+/// provider patient and the payer patient. Times are instants; the rules convert them to the configured
 /// zone's wall clock ([`DetectionSettings::time_zone`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Visit {
@@ -92,6 +98,14 @@ pub struct Visit {
     pub patient_location: Option<GeoPoint>,
     /// `"Zip Code"` of that address (`P_PZipCode`; rule 7 zip guard, decision 10).
     pub patient_zip: Option<String>,
+    /// `"Address State"` of that address (`P_PAddressState`), as stored; cross-state rule (decision 6).
+    pub patient_state: Option<String>,
+    /// `"Address State"` of the payer-patient's (`"Payer Patient Id"`) primary GPS
+    /// address (`PA_PAddressState`), as stored; cross-state rule (decision 6).
+    pub payer_patient_state: Option<String>,
+    /// `DIMPROVIDER."Address State"`, as stored: the cross-state fallback when
+    /// both patient states are missing (decision 6).
+    pub provider_state: Option<String>,
     /// `"Is Missed"`: missed visits refresh existing pairs but never create new ones.
     pub is_missed: bool,
 }

@@ -21,7 +21,9 @@
 //!      are filled once, when NULL ([SF] §8.1); a `conflicts` row (status 'U')
 //!      is created for every CONFLICTID without one ([SF] §8.2);
 //!    * **resolve**: open stored pairs of the window that were not detected
-//!      become `StatusFlag` 'R' with `ResolveDate` (never deleted).
+//!      become `StatusFlag` 'R' with `ResolveDate` (never deleted). This
+//!      includes pairs that have become cross-state: the sweep no longer
+//!      emits them (decision 6, [`super::cross_state`]).
 //!
 //! Every column a statement writes goes through [`written_columns`], which
 //! refuses anything outside the nightly allow-list of its table; the
@@ -578,7 +580,11 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         cols = cf_cols.join(", ")
     );
 
-    // 7. Resolve stored open pairs of the window that were not detected ($1/$2: window).
+    // 7. Resolve stored open pairs of the window that were not detected ($1/$2: window),
+    //    including pairs that are now cross-state (decision 6: resolved, never deleted).
+    // TODO(decision 6): record the system reason ("cross-state") in log history once
+    // log_history / log_history_values exist in the conflict schema (V3 has no log tables yet);
+    // that needs the sweep to stage the cross-state pairs it drops so this step can tell them apart.
     let resolve_cols = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
     let resolve_sql = format!(
         "UPDATE {cvm} c SET {s} = 'R', {r} = {now}, {u} = {now}\n\

@@ -8,9 +8,14 @@
 //! (rules 1–6) nor be too close for the travel time (rule 7), so the work is
 //! proportional to the pairs that can interact, not to the square of a day's
 //! visits, and no database self-join is involved.
+//!
+//! Pairs whose visits are in different states are dropped here, before any
+//! rule is evaluated ([`cross_state`], decision 6), so they are never
+//! emitted.
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 
+use super::cross_state::{self, VisitStates};
 use super::distance::{self, GeoPoint};
 use super::rules::{self, RuleTimes, VisitState, WallInterval};
 use super::settings::{self, DetectionSettings, GpsPriority};
@@ -26,6 +31,8 @@ struct Candidate<'a> {
     call_in: Option<GeoPoint>,
     call_out: Option<GeoPoint>,
     zip: Option<&'a str>,
+    /// Normalised patient states (provider fallback) for the cross-state test.
+    states: VisitStates<'a>,
 }
 
 /// Which end of an ordered pair a visit is on (matters for [`GpsPriority::Legacy`]).
@@ -79,6 +86,7 @@ pub fn detect_pairs(visits: &[Visit], settings: &DetectionSettings, today: Naive
                 call_in: v.call_in_gps.as_deref().and_then(distance::parse_gps),
                 call_out: v.call_out_gps.as_deref().and_then(distance::parse_gps),
                 zip: v.patient_zip.as_deref().map(str::trim).filter(|z| !z.is_empty()),
+                states: VisitStates::of(v.patient_state.as_deref(), v.payer_patient_state.as_deref(), v.provider_state.as_deref()),
             })
         })
         .collect();
@@ -99,9 +107,13 @@ pub fn detect_pairs(visits: &[Visit], settings: &DetectionSettings, today: Naive
 }
 
 /// Evaluate the ordered pair (`v1`, `v2`): all seven rules, distance metrics,
-/// and whether a new row may be created.
+/// and whether a new row may be created. Same-provider, same-visit and
+/// cross-state pairs (decision 6) are never pairs.
 fn compare(v1: &Candidate<'_>, v2: &Candidate<'_>, settings: &DetectionSettings, today: NaiveDate) -> Option<DetectedPair> {
-    if v1.visit.provider_id == v2.visit.provider_id || v1.visit.visit_id == v2.visit.visit_id {
+    if v1.visit.provider_id == v2.visit.provider_id
+        || v1.visit.visit_id == v2.visit.visit_id
+        || cross_state::is_cross_state(&v1.states, &v2.states)
+    {
         return None;
     }
     let mut flags = rules::time_rules(&v1.times, &v2.times);
