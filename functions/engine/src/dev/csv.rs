@@ -87,7 +87,12 @@ pub fn decimal(value: i64, scale: u32) -> String {
     let p = 10i64.pow(scale);
     let sign = if value < 0 { "-" } else { "" };
     let a = value.unsigned_abs();
-    format!("{sign}{}.{:0width$}", a / p as u64, a % p as u64, width = scale as usize)
+    format!(
+        "{sign}{}.{:0width$}",
+        a / p as u64,
+        a % p as u64,
+        width = scale as usize
+    )
 }
 
 /// Writes the rows of one table into one CSV file and keeps a running MD5 of
@@ -105,9 +110,20 @@ impl CsvTableWriter {
     /// Create `<dir>/<TABLE>.<part>.csv` (no header: columns are in table order).
     pub fn create(dir: &Path, table: TableDef, part: u64) -> Result<CsvTableWriter> {
         let path = dir.join(format!("{}.{part}.csv", table.name));
-        let file = File::create(&path)
-            .map_err(|e| Error::config(format!("cannot create {}: {e}. Check that --out-dir is writable.", path.display())))?;
-        let w = CsvTableWriter { table, path, out: BufWriter::with_capacity(1 << 20, file), line: Vec::with_capacity(1024), digest: Md5::new(), rows: 0 };
+        let file = File::create(&path).map_err(|e| {
+            Error::config(format!(
+                "cannot create {}: {e}. Check that --out-dir is writable.",
+                path.display()
+            ))
+        })?;
+        let w = CsvTableWriter {
+            table,
+            path,
+            out: BufWriter::with_capacity(1 << 20, file),
+            line: Vec::with_capacity(1024),
+            digest: Md5::new(),
+            rows: 0,
+        };
         Ok(w)
     }
 
@@ -139,17 +155,31 @@ impl CsvTableWriter {
     fn write_line(&mut self, cells: &[Cell]) -> Result<()> {
         self.line.clear();
         let texts: Vec<Option<String>> = cells.iter().map(Cell::text_form).collect();
-        load::write_csv_record(&mut self.line, texts.iter().map(|t| t.as_deref())).expect("writing to a Vec cannot fail");
+        load::write_csv_record(&mut self.line, texts.iter().map(|t| t.as_deref()))
+            .expect("writing to a Vec cannot fail");
         self.digest.update(&self.line);
-        self.out
-            .write_all(&self.line)
-            .map_err(|e| Error::internal(format!("cannot write {}: {e} (disk full?)", self.path.display())))
+        self.out.write_all(&self.line).map_err(|e| {
+            Error::internal(format!(
+                "cannot write {}: {e} (disk full?)",
+                self.path.display()
+            ))
+        })
     }
 
     /// Flush and close; returns the file and its data rows and MD5 (hex).
     pub fn finish(mut self) -> Result<WrittenFile> {
-        self.out.flush().map_err(|e| Error::internal(format!("cannot write {}: {e} (disk full?)", self.path.display())))?;
-        Ok(WrittenFile { table: self.table, path: self.path, rows: self.rows, md5: hex::encode(self.digest.finalize()) })
+        self.out.flush().map_err(|e| {
+            Error::internal(format!(
+                "cannot write {}: {e} (disk full?)",
+                self.path.display()
+            ))
+        })?;
+        Ok(WrittenFile {
+            table: self.table,
+            path: self.path,
+            rows: self.rows,
+            md5: hex::encode(self.digest.finalize()),
+        })
     }
 }
 
@@ -188,6 +218,9 @@ mod tests {
     #[test]
     fn timestamps_keep_the_agency_offset() {
         let t = DateTime::parse_from_rfc3339("2026-11-01T01:10:00-04:00").unwrap();
-        assert_eq!(Cell::TimestampTz(t).text_form().as_deref(), Some("2026-11-01 01:10:00-04:00"));
+        assert_eq!(
+            Cell::TimestampTz(t).text_form().as_deref(),
+            Some("2026-11-01 01:10:00-04:00")
+        );
     }
 }

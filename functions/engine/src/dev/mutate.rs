@@ -63,9 +63,24 @@ pub struct MutateReport {
 }
 
 const STAGE_SCHEMA: &str = "THAW_DEV";
-const STAGE_UPDATES: TableDef = TableDef { database: "ANALYTICS", schema: STAGE_SCHEMA, name: "MUTATE_UPDATES", columns: FACT_VISIT.columns };
-const STAGE_INSERTS: TableDef = TableDef { database: "ANALYTICS", schema: STAGE_SCHEMA, name: "MUTATE_INSERTS", columns: FACT_VISIT.columns };
-const STAGE_DELETES: TableDef = TableDef { database: "ANALYTICS", schema: STAGE_SCHEMA, name: "MUTATE_DELETES", columns: &[tables::col("Visit Id", "VARCHAR(100)")] };
+const STAGE_UPDATES: TableDef = TableDef {
+    database: "ANALYTICS",
+    schema: STAGE_SCHEMA,
+    name: "MUTATE_UPDATES",
+    columns: FACT_VISIT.columns,
+};
+const STAGE_INSERTS: TableDef = TableDef {
+    database: "ANALYTICS",
+    schema: STAGE_SCHEMA,
+    name: "MUTATE_INSERTS",
+    columns: FACT_VISIT.columns,
+};
+const STAGE_DELETES: TableDef = TableDef {
+    database: "ANALYTICS",
+    schema: STAGE_SCHEMA,
+    name: "MUTATE_DELETES",
+    columns: &[tables::col("Visit Id", "VARCHAR(100)")],
+};
 
 /// The background indices chosen for updates and deletes (disjoint), and the
 /// first index of inserted visits, for `opts`.
@@ -97,18 +112,28 @@ pub fn chosen_visits(opts: &MutateOptions) -> Result<(Vec<u64>, Vec<u64>, u64)> 
 }
 
 fn background_count(opts: &SeedOptions) -> u64 {
-    opts.visits.saturating_sub(planted_fact_visits(opts.today, opts.extra_distance))
+    opts.visits
+        .saturating_sub(planted_fact_visits(opts.today, opts.extra_distance))
 }
 
 /// Visit `index` after an update at `now`: times shifted by 15 or 30 minutes
 /// (keeping split-day gaps ≥ 115 min), `Visit Updated Timestamp` = `now`.
 pub fn updated_visit(world: &World, opts: &MutateOptions, index: u64) -> VisitRecord {
     let mut v = background_visit(world, opts.seeded.today, Kind::Visit, index);
-    let mut rng = entity_rng(world.seed, Kind::Mutation, opts.mutation_seed ^ index.rotate_left(20));
+    let mut rng = entity_rng(
+        world.seed,
+        Kind::Mutation,
+        opts.mutation_seed ^ index.rotate_left(20),
+    );
     let shift = Duration::minutes(if rng.gen_bool(0.5) { 15 } else { 30 });
     v.sched_start += shift;
     v.sched_end += shift;
-    for t in [&mut v.visit_start, &mut v.visit_end, &mut v.call_in, &mut v.call_out] {
+    for t in [
+        &mut v.visit_start,
+        &mut v.visit_end,
+        &mut v.call_in,
+        &mut v.call_out,
+    ] {
         *t = t.map(|t| t + shift);
     }
     v.updated = v.local(opts.now.fixed_offset());
@@ -122,22 +147,48 @@ pub fn updated_visit(world: &World, opts: &MutateOptions, index: u64) -> VisitRe
 pub async fn mutate(source: &SnowflakeSource, opts: &MutateOptions) -> Result<MutateReport> {
     let started = Instant::now();
     let (updates, deletes, first_insert) = chosen_visits(opts)?;
-    let world = World::new(opts.seeded.seed, background_count(&opts.seeded), opts.seeded.today);
-    std::fs::create_dir_all(&opts.seeded.out_dir)
-        .map_err(|e| Error::config(format!("cannot create {}: {e}. Choose a writable --out-dir.", opts.seeded.out_dir.display())))?;
-    source.execute(&format!("CREATE SCHEMA IF NOT EXISTS {}.{}", ident("ANALYTICS"), ident(STAGE_SCHEMA))).await?;
+    let world = World::new(
+        opts.seeded.seed,
+        background_count(&opts.seeded),
+        opts.seeded.today,
+    );
+    std::fs::create_dir_all(&opts.seeded.out_dir).map_err(|e| {
+        Error::config(format!(
+            "cannot create {}: {e}. Choose a writable --out-dir.",
+            opts.seeded.out_dir.display()
+        ))
+    })?;
+    source
+        .execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}.{}",
+            ident("ANALYTICS"),
+            ident(STAGE_SCHEMA)
+        ))
+        .await?;
     for stage in [STAGE_UPDATES, STAGE_INSERTS, STAGE_DELETES] {
         source.execute(&stage.create_sql()).await?;
     }
     let seeded = &opts.seeded;
-    stage_rows(source, seeded, STAGE_UPDATES, updates.iter().map(|&i| updated_visit(&world, opts, i).cells())).await?;
+    stage_rows(
+        source,
+        seeded,
+        STAGE_UPDATES,
+        updates
+            .iter()
+            .map(|&i| updated_visit(&world, opts, i).cells()),
+    )
+    .await?;
     let inserts = (0..opts.inserts).map(|k| {
         let mut v = background_visit(&world, seeded.today, Kind::Visit, first_insert + k);
         v.updated = v.local(opts.now.fixed_offset());
         v.cells()
     });
     stage_rows(source, seeded, STAGE_INSERTS, inserts).await?;
-    let deleted_ids = deletes.iter().map(|&i| vec![Cell::Uuid(background_visit(&world, seeded.today, Kind::Visit, i).id)]);
+    let deleted_ids = deletes.iter().map(|&i| {
+        vec![Cell::Uuid(
+            background_visit(&world, seeded.today, Kind::Visit, i).id,
+        )]
+    });
     stage_rows(source, seeded, STAGE_DELETES, deleted_ids).await?;
 
     let fact = FACT_VISIT.qualified();
@@ -150,17 +201,40 @@ pub async fn mutate(source: &SnowflakeSource, opts: &MutateOptions) -> Result<Mu
     // (DELETE + INSERT rather than MERGE: the emulator mis-binds MERGE on
     // quoted column names with spaces.)
     let updates_stage = STAGE_UPDATES.qualified();
-    source.execute(&format!("DELETE FROM {updates_stage} WHERE {key} NOT IN (SELECT {key} FROM {fact})")).await?;
-    source.execute(&format!("DELETE FROM {fact} WHERE {key} IN (SELECT {key} FROM {updates_stage})")).await?;
-    let updated = count(source.execute(&format!("INSERT INTO {fact} ({column_list}) SELECT {column_list} FROM {updates_stage}")).await?);
+    source
+        .execute(&format!(
+            "DELETE FROM {updates_stage} WHERE {key} NOT IN (SELECT {key} FROM {fact})"
+        ))
+        .await?;
+    source
+        .execute(&format!(
+            "DELETE FROM {fact} WHERE {key} IN (SELECT {key} FROM {updates_stage})"
+        ))
+        .await?;
+    let updated = count(
+        source
+            .execute(&format!(
+                "INSERT INTO {fact} ({column_list}) SELECT {column_list} FROM {updates_stage}"
+            ))
+            .await?,
+    );
     let inserts_stage = STAGE_INSERTS.qualified();
     source
         .execute(&format!(
             "DELETE FROM {inserts_stage} WHERE {key} IN (SELECT {key} FROM {fact}) OR {key} IN (SELECT {key} FROM {deleted_table})"
         ))
         .await?;
-    let inserted = count(source.execute(&format!("INSERT INTO {fact} ({column_list}) SELECT {column_list} FROM {inserts_stage}")).await?);
-    let now_literal = format!("CAST({} AS TIMESTAMP_TZ)", literal(&opts.now.format("%Y-%m-%d %H:%M:%S+00:00").to_string()));
+    let inserted = count(
+        source
+            .execute(&format!(
+                "INSERT INTO {fact} ({column_list}) SELECT {column_list} FROM {inserts_stage}"
+            ))
+            .await?,
+    );
+    let now_literal = format!(
+        "CAST({} AS TIMESTAMP_TZ)",
+        literal(&opts.now.format("%Y-%m-%d %H:%M:%S+00:00").to_string())
+    );
     let moved_columns: Vec<String> = columns
         .iter()
         .map(|c| match c.as_str() {
@@ -179,15 +253,30 @@ pub async fn mutate(source: &SnowflakeSource, opts: &MutateOptions) -> Result<Mu
             ))
             .await?,
     );
-    source.execute(&format!("DELETE FROM {fact} WHERE {in_stage}")).await?;
+    source
+        .execute(&format!("DELETE FROM {fact} WHERE {in_stage}"))
+        .await?;
     for stage in [STAGE_UPDATES, STAGE_INSERTS, STAGE_DELETES] {
-        source.execute(&format!("DROP TABLE IF EXISTS {}", stage.qualified())).await?;
+        source
+            .execute(&format!("DROP TABLE IF EXISTS {}", stage.qualified()))
+            .await?;
     }
-    Ok(MutateReport { updated, inserted, deleted, planted_unchanged: true, seconds: started.elapsed().as_secs_f64() })
+    Ok(MutateReport {
+        updated,
+        inserted,
+        deleted,
+        planted_unchanged: true,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Bulk-load `rows` into `stage` in blocks of `block_rows`.
-async fn stage_rows(source: &SnowflakeSource, seeded: &SeedOptions, stage: TableDef, rows: impl Iterator<Item = Vec<Cell>>) -> Result<()> {
+async fn stage_rows(
+    source: &SnowflakeSource,
+    seeded: &SeedOptions,
+    stage: TableDef,
+    rows: impl Iterator<Item = Vec<Cell>>,
+) -> Result<()> {
     let mut sink = TableSink::new(stage, seeded, Some(source));
     let mut rows = rows.peekable();
     while rows.peek().is_some() {
@@ -199,7 +288,10 @@ async fn stage_rows(source: &SnowflakeSource, seeded: &SeedOptions, stage: Table
 
 /// The row count of an INSERT answer (`[["3"]]`).
 fn count(rows: crate::source::JsonRows) -> u64 {
-    rows.first().and_then(|r| r.first()).and_then(|c| c.as_deref()?.parse().ok()).unwrap_or(0)
+    rows.first()
+        .and_then(|r| r.first())
+        .and_then(|c| c.as_deref()?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -208,8 +300,22 @@ mod tests {
     use chrono::NaiveDate;
 
     fn opts() -> MutateOptions {
-        let seeded = SeedOptions::new(9, 20_000, NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(), std::env::temp_dir());
-        MutateOptions { seeded, mutation_seed: 1, updates: 50, inserts: 20, deletes: 30, now: DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z").unwrap().to_utc() }
+        let seeded = SeedOptions::new(
+            9,
+            20_000,
+            NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(),
+            std::env::temp_dir(),
+        );
+        MutateOptions {
+            seeded,
+            mutation_seed: 1,
+            updates: 50,
+            inserts: 20,
+            deletes: 30,
+            now: DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z")
+                .unwrap()
+                .to_utc(),
+        }
     }
 
     #[test]
@@ -219,7 +325,11 @@ mod tests {
         assert_eq!((&u1, &d1, i1), (&u2, &d2, i2));
         assert_eq!((u1.len(), d1.len()), (50, 30));
         assert!(u1.iter().all(|i| !d1.contains(i)));
-        let other = chosen_visits(&MutateOptions { mutation_seed: 2, ..opts() }).unwrap();
+        let other = chosen_visits(&MutateOptions {
+            mutation_seed: 2,
+            ..opts()
+        })
+        .unwrap();
         assert_ne!(other.0, u1);
     }
 
@@ -240,7 +350,11 @@ mod tests {
 
     #[test]
     fn changing_more_than_half_the_background_is_refused() {
-        let err = chosen_visits(&MutateOptions { updates: 15_000, ..opts() }).unwrap_err();
+        let err = chosen_visits(&MutateOptions {
+            updates: 15_000,
+            ..opts()
+        })
+        .unwrap_err();
         assert!(err.message.contains("at most half"), "{}", err.message);
     }
 }

@@ -167,7 +167,15 @@ pub enum Agency {
 
 impl Agency {
     /// All planted agencies.
-    pub const ALL: [Agency; 7] = [Agency::A, Agency::B, Agency::C, Agency::Inactive, Agency::Demo, Agency::Excluded, Agency::Pennsylvania];
+    pub const ALL: [Agency; 7] = [
+        Agency::A,
+        Agency::B,
+        Agency::C,
+        Agency::Inactive,
+        Agency::Demo,
+        Agency::Excluded,
+        Agency::Pennsylvania,
+    ];
 
     /// Position in [`Agency::ALL`].
     pub fn index(self) -> u64 {
@@ -189,12 +197,18 @@ impl Agency {
 
     /// (`Provider Id`, `Application Provider Id`).
     pub fn ids(self, seed: u64) -> (Uuid, u64) {
-        (entity_uuid(seed, Kind::Planted, 1_000 + self.index()), 90 + self.index())
+        (
+            entity_uuid(seed, Kind::Planted, 1_000 + self.index()),
+            90 + self.index(),
+        )
     }
 
     /// The agency's single office (id, app id).
     pub fn office(self, seed: u64) -> (Uuid, u64) {
-        (entity_uuid(seed, Kind::Planted, 2_000 + self.index()), 49_000 + self.index())
+        (
+            entity_uuid(seed, Kind::Planted, 2_000 + self.index()),
+            49_000 + self.index(),
+        )
     }
 }
 
@@ -236,11 +250,31 @@ pub struct Place {
 }
 
 /// First §6.5 point (Bensonhurst).
-pub const POINT_1: Place = Place { lat: 40.597095, lon: -73.998993, zip: "11214", state: "NY" };
+pub const POINT_1: Place = Place {
+    lat: 40.597095,
+    lon: -73.998993,
+    zip: "11214",
+    state: "NY",
+};
 /// Second §6.5 point (East Flatbush).
-pub const POINT_2: Place = Place { lat: 40.654140, lon: -73.935455, zip: "11203", state: "NY" };
-const HOME: Place = Place { lat: 40.650000, lon: -73.950000, zip: "11215", state: "NY" };
-const PHILLY: Place = Place { lat: 39.952000, lon: -75.165000, zip: "19103", state: "PA" };
+pub const POINT_2: Place = Place {
+    lat: 40.654140,
+    lon: -73.935455,
+    zip: "11203",
+    state: "NY",
+};
+const HOME: Place = Place {
+    lat: 40.650000,
+    lon: -73.950000,
+    zip: "11215",
+    state: "NY",
+};
+const PHILLY: Place = Place {
+    lat: 39.952000,
+    lon: -75.165000,
+    zip: "19103",
+    state: "PA",
+};
 
 /// One planted visit.
 #[derive(Debug, Clone)]
@@ -297,12 +331,18 @@ impl Scenario {
         let index = self.number * 10 + agency.index();
         let first = self.visits.first().map(|v| v.agency) == Some(agency);
         let ssn = match (self.ssn_style, first) {
-            (SsnStyle::Exact | SsnStyle::Excluded, _) | (SsnStyle::Padded, true) => Some(self.ssn()),
+            (SsnStyle::Exact | SsnStyle::Excluded, _) | (SsnStyle::Padded, true) => {
+                Some(self.ssn())
+            }
             (SsnStyle::Padded, false) => Some(format!("  {} ", self.ssn())),
             (SsnStyle::Blank, true) => Some("   ".to_string()),
             (SsnStyle::Blank, false) => None,
         };
-        (entity_uuid(seed, Kind::Planted, 10_000 + index), 800_000 + index, ssn)
+        (
+            entity_uuid(seed, Kind::Planted, 10_000 + index),
+            800_000 + index,
+            ssn,
+        )
     }
 
     /// Distinct agencies in visit order.
@@ -318,22 +358,43 @@ impl Scenario {
 }
 
 fn at(date: NaiveDate, hms: &str) -> DateTime<FixedOffset> {
-    wall(chrono_tz::America::New_York, date.and_time(NaiveTime::parse_from_str(hms, "%H:%M:%S").or_else(|_| NaiveTime::parse_from_str(hms, "%H:%M")).expect("planted time literal")))
+    wall(
+        chrono_tz::America::New_York,
+        date.and_time(
+            NaiveTime::parse_from_str(hms, "%H:%M:%S")
+                .or_else(|_| NaiveTime::parse_from_str(hms, "%H:%M"))
+                .expect("planted time literal"),
+        ),
+    )
 }
 
 fn at_later(date: NaiveDate, hm: &str) -> DateTime<FixedOffset> {
-    wall_later(chrono_tz::America::New_York, date.and_time(NaiveTime::parse_from_str(hm, "%H:%M").expect("planted time literal")))
+    wall_later(
+        chrono_tz::America::New_York,
+        date.and_time(NaiveTime::parse_from_str(hm, "%H:%M").expect("planted time literal")),
+    )
 }
 
 /// Scheduled-only visit.
 fn s(agency: Agency, date: NaiveDate, from: &str, to: &str) -> PlantedVisit {
-    PlantedVisit { agency, date, sched: (at(date, from), at(date, to)), actual: Actual::None, missed: false, place: HOME, deleted: false }
+    PlantedVisit {
+        agency,
+        date,
+        sched: (at(date, from), at(date, to)),
+        actual: Actual::None,
+        missed: false,
+        place: HOME,
+        deleted: false,
+    }
 }
 
 /// Completed visit whose schedule equals its actual times.
 fn c(agency: Agency, date: NaiveDate, from: &str, to: &str) -> PlantedVisit {
     let v = s(agency, date, from, to);
-    PlantedVisit { actual: Actual::Both(v.sched.0, v.sched.1), ..v }
+    PlantedVisit {
+        actual: Actual::Both(v.sched.0, v.sched.1),
+        ..v
+    }
 }
 
 impl PlantedVisit {
@@ -341,7 +402,10 @@ impl PlantedVisit {
         PlantedVisit { place, ..self }
     }
     fn scheduled(self, from: &str, to: &str) -> PlantedVisit {
-        PlantedVisit { sched: (at(self.date, from), at(self.date, to)), ..self }
+        PlantedVisit {
+            sched: (at(self.date, from), at(self.date, to)),
+            ..self
+        }
     }
 }
 
@@ -354,6 +418,14 @@ pub fn fall_back_date(today: NaiveDate) -> NaiveDate {
     d
 }
 
+/// (name, SSN style, visits, expected pairs) before numbering.
+type ScenarioSpec = (
+    &'static str,
+    SsnStyle,
+    Vec<PlantedVisit>,
+    Vec<(usize, usize, RuleFlags)>,
+);
+
 /// Every planted scenario for `today` and the seeded ExtraDistancePer.
 pub fn scenarios(today: NaiveDate, extra: ExtraDistance) -> Vec<Scenario> {
     use Agency::*;
@@ -361,69 +433,309 @@ pub fn scenarios(today: NaiveDate, extra: ExtraDistance) -> Vec<Scenario> {
     let lower = two_years_before(today);
     let fall = fall_back_date(today);
     let one = RuleFlags::only;
-    let mut list: Vec<(&'static str, SsnStyle, Vec<PlantedVisit>, Vec<(usize, usize, RuleFlags)>)> = vec![
+    let mut list: Vec<ScenarioSpec> = vec![
         // Positives: every rule.
-        ("same_scheduled_time", SsnStyle::Exact, vec![s(A, day(3), "09:00", "13:00"), s(B, day(3), "09:00", "13:00")], vec![(0, 1, one(Rule::SameSchTime))]),
-        ("same_visit_time", SsnStyle::Padded, vec![c(A, day(-10), "09:00", "13:00"), c(B, day(-10), "09:00", "13:00").scheduled("08:30", "12:30")], vec![(0, 1, one(Rule::SameVisitTime))]),
-        ("scheduled_equals_visit_time", SsnStyle::Exact, vec![s(A, day(-5), "08:00", "12:00"), c(B, day(-5), "08:00", "12:00").scheduled("07:30", "11:30")], vec![(0, 1, one(Rule::SchAndVisitTimeSame))]),
-        ("visit_time_equals_scheduled", SsnStyle::Exact, vec![c(A, day(-1), "14:00", "16:00").scheduled("13:00", "16:00"), s(B, day(-1), "14:00", "16:00")], vec![(0, 1, one(Rule::SchAndVisitTimeSame))]),
-        ("scheduled_overlap", SsnStyle::Exact, vec![s(A, day(10), "09:00", "12:00"), s(B, day(10), "11:00", "14:00")], vec![(0, 1, one(Rule::SchOverAnotherSchTime))]),
-        ("scheduled_overlap_today", SsnStyle::Exact, vec![s(A, day(0), "09:00", "12:00"), s(B, day(0), "10:00", "11:00")], vec![(0, 1, one(Rule::SchOverAnotherSchTime))]),
-        ("visit_time_overlap", SsnStyle::Exact, vec![c(A, day(-20), "09:00", "12:00"), c(B, day(-20), "11:30", "15:00")], vec![(0, 1, one(Rule::VisitTimeOverAnotherVisitTime))]),
-        ("scheduled_overlaps_visit_time", SsnStyle::Exact, vec![s(A, day(-7), "10:00", "14:00"), c(B, day(-7), "13:00", "17:00")], vec![(0, 1, one(Rule::SchTimeOverVisitTime))]),
-        ("visit_time_overlaps_scheduled", SsnStyle::Exact, vec![c(A, day(-8), "10:00", "14:00"), s(B, day(-8), "13:00", "17:00")], vec![(0, 1, one(Rule::SchTimeOverVisitTime))]),
-        ("distance_eta_exceeds_gap", SsnStyle::Exact, vec![c(A, day(-30), "09:00", "10:00").at_place(POINT_1), c(B, day(-30), "10:15", "11:00").at_place(POINT_2)], vec![(0, 1, one(Rule::Distance))]),
-        ("window_lower_bound", SsnStyle::Exact, vec![c(A, lower, "09:00", "12:00"), c(B, lower, "11:00", "13:00")], vec![(0, 1, one(Rule::VisitTimeOverAnotherVisitTime))]),
-        ("window_upper_bound", SsnStyle::Exact, vec![s(A, day(45), "09:00", "12:00"), s(B, day(45), "11:00", "14:00")], vec![(0, 1, one(Rule::SchOverAnotherSchTime))]),
+        (
+            "same_scheduled_time",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(3), "09:00", "13:00"),
+                s(B, day(3), "09:00", "13:00"),
+            ],
+            vec![(0, 1, one(Rule::SameSchTime))],
+        ),
+        (
+            "same_visit_time",
+            SsnStyle::Padded,
+            vec![
+                c(A, day(-10), "09:00", "13:00"),
+                c(B, day(-10), "09:00", "13:00").scheduled("08:30", "12:30"),
+            ],
+            vec![(0, 1, one(Rule::SameVisitTime))],
+        ),
+        (
+            "scheduled_equals_visit_time",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(-5), "08:00", "12:00"),
+                c(B, day(-5), "08:00", "12:00").scheduled("07:30", "11:30"),
+            ],
+            vec![(0, 1, one(Rule::SchAndVisitTimeSame))],
+        ),
+        (
+            "visit_time_equals_scheduled",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-1), "14:00", "16:00").scheduled("13:00", "16:00"),
+                s(B, day(-1), "14:00", "16:00"),
+            ],
+            vec![(0, 1, one(Rule::SchAndVisitTimeSame))],
+        ),
+        (
+            "scheduled_overlap",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(10), "09:00", "12:00"),
+                s(B, day(10), "11:00", "14:00"),
+            ],
+            vec![(0, 1, one(Rule::SchOverAnotherSchTime))],
+        ),
+        (
+            "scheduled_overlap_today",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(0), "09:00", "12:00"),
+                s(B, day(0), "10:00", "11:00"),
+            ],
+            vec![(0, 1, one(Rule::SchOverAnotherSchTime))],
+        ),
+        (
+            "visit_time_overlap",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-20), "09:00", "12:00"),
+                c(B, day(-20), "11:30", "15:00"),
+            ],
+            vec![(0, 1, one(Rule::VisitTimeOverAnotherVisitTime))],
+        ),
+        (
+            "scheduled_overlaps_visit_time",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(-7), "10:00", "14:00"),
+                c(B, day(-7), "13:00", "17:00"),
+            ],
+            vec![(0, 1, one(Rule::SchTimeOverVisitTime))],
+        ),
+        (
+            "visit_time_overlaps_scheduled",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-8), "10:00", "14:00"),
+                s(B, day(-8), "13:00", "17:00"),
+            ],
+            vec![(0, 1, one(Rule::SchTimeOverVisitTime))],
+        ),
+        (
+            "distance_eta_exceeds_gap",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-30), "09:00", "10:00").at_place(POINT_1),
+                c(B, day(-30), "10:15", "11:00").at_place(POINT_2),
+            ],
+            vec![(0, 1, one(Rule::Distance))],
+        ),
+        (
+            "window_lower_bound",
+            SsnStyle::Exact,
+            vec![c(A, lower, "09:00", "12:00"), c(B, lower, "11:00", "13:00")],
+            vec![(0, 1, one(Rule::VisitTimeOverAnotherVisitTime))],
+        ),
+        (
+            "window_upper_bound",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(45), "09:00", "12:00"),
+                s(B, day(45), "11:00", "14:00"),
+            ],
+            vec![(0, 1, one(Rule::SchOverAnotherSchTime))],
+        ),
         (
             "fall_back_repeated_hour",
             SsnStyle::Exact,
             vec![c(A, fall, "01:10", "01:50"), {
                 let (a, b) = (at_later(fall, "01:20"), at_later(fall, "01:40"));
-                PlantedVisit { sched: (a, b), actual: Actual::Both(a, b), ..c(B, fall, "01:20", "01:40") }
+                PlantedVisit {
+                    sched: (a, b),
+                    actual: Actual::Both(a, b),
+                    ..c(B, fall, "01:20", "01:40")
+                }
             }],
             vec![(0, 1, one(Rule::VisitTimeOverAnotherVisitTime))],
         ),
         (
             "three_agencies_chain",
             SsnStyle::Exact,
-            vec![c(A, day(-12), "09:00", "12:00"), c(B, day(-12), "11:00", "14:00"), c(C, day(-12), "13:30", "16:00")],
-            vec![(0, 1, one(Rule::VisitTimeOverAnotherVisitTime)), (1, 2, one(Rule::VisitTimeOverAnotherVisitTime))],
+            vec![
+                c(A, day(-12), "09:00", "12:00"),
+                c(B, day(-12), "11:00", "14:00"),
+                c(C, day(-12), "13:30", "16:00"),
+            ],
+            vec![
+                (0, 1, one(Rule::VisitTimeOverAnotherVisitTime)),
+                (1, 2, one(Rule::VisitTimeOverAnotherVisitTime)),
+            ],
         ),
         // Near-misses: none of these may be detected.
-        ("touching_schedules", SsnStyle::Exact, vec![s(A, day(4), "09:00", "12:00"), s(B, day(4), "12:00", "15:00")], vec![]),
-        ("back_to_back_far_apart", SsnStyle::Exact, vec![c(A, day(-4), "09:00", "10:00").at_place(POINT_1), c(B, day(-4), "10:00", "11:00").at_place(POINT_2)], vec![]),
+        (
+            "touching_schedules",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(4), "09:00", "12:00"),
+                s(B, day(4), "12:00", "15:00"),
+            ],
+            vec![],
+        ),
+        (
+            "back_to_back_far_apart",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-4), "09:00", "10:00").at_place(POINT_1),
+                c(B, day(-4), "10:00", "11:00").at_place(POINT_2),
+            ],
+            vec![],
+        ),
         (
             "partial_visit",
             SsnStyle::Exact,
-            vec![c(A, day(-6), "09:00", "12:00"), PlantedVisit { actual: Actual::StartOnly(at(day(-6), "10:00")), ..s(B, day(-6), "10:00", "13:00") }],
+            vec![
+                c(A, day(-6), "09:00", "12:00"),
+                PlantedVisit {
+                    actual: Actual::StartOnly(at(day(-6), "10:00")),
+                    ..s(B, day(-6), "10:00", "13:00")
+                },
+            ],
             vec![],
         ),
-        ("same_provider", SsnStyle::Exact, vec![c(A, day(-6), "09:00", "12:00"), c(A, day(-6), "10:00", "13:00")], vec![]),
-        ("excluded_ssn", SsnStyle::Excluded, vec![c(A, day(-9), "09:00", "12:00"), c(B, day(-9), "10:00", "13:00")], vec![]),
-        ("excluded_agency", SsnStyle::Exact, vec![c(A, day(-9), "09:00", "12:00"), c(Excluded, day(-9), "10:00", "13:00")], vec![]),
-        ("inactive_provider", SsnStyle::Exact, vec![c(A, day(-9), "09:00", "12:00"), c(Inactive, day(-9), "10:00", "13:00")], vec![]),
-        ("demo_provider", SsnStyle::Exact, vec![c(A, day(-9), "09:00", "12:00"), c(Demo, day(-9), "10:00", "13:00")], vec![]),
-        ("missed_visit", SsnStyle::Exact, vec![c(A, day(-11), "09:00", "12:00"), PlantedVisit { missed: true, ..s(B, day(-11), "10:00", "13:00") }], vec![]),
-        ("past_same_scheduled_time", SsnStyle::Exact, vec![s(A, day(-3), "09:00", "13:00"), s(B, day(-3), "09:00", "13:00")], vec![]),
-        ("past_scheduled_overlap", SsnStyle::Exact, vec![s(A, day(-3), "09:00", "12:00"), s(B, day(-3), "11:00", "14:00")], vec![]),
+        (
+            "same_provider",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-6), "09:00", "12:00"),
+                c(A, day(-6), "10:00", "13:00"),
+            ],
+            vec![],
+        ),
+        (
+            "excluded_ssn",
+            SsnStyle::Excluded,
+            vec![
+                c(A, day(-9), "09:00", "12:00"),
+                c(B, day(-9), "10:00", "13:00"),
+            ],
+            vec![],
+        ),
+        (
+            "excluded_agency",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-9), "09:00", "12:00"),
+                c(Excluded, day(-9), "10:00", "13:00"),
+            ],
+            vec![],
+        ),
+        (
+            "inactive_provider",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-9), "09:00", "12:00"),
+                c(Inactive, day(-9), "10:00", "13:00"),
+            ],
+            vec![],
+        ),
+        (
+            "demo_provider",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-9), "09:00", "12:00"),
+                c(Demo, day(-9), "10:00", "13:00"),
+            ],
+            vec![],
+        ),
+        (
+            "missed_visit",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-11), "09:00", "12:00"),
+                PlantedVisit {
+                    missed: true,
+                    ..s(B, day(-11), "10:00", "13:00")
+                },
+            ],
+            vec![],
+        ),
+        (
+            "past_same_scheduled_time",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(-3), "09:00", "13:00"),
+                s(B, day(-3), "09:00", "13:00"),
+            ],
+            vec![],
+        ),
+        (
+            "past_scheduled_overlap",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(-3), "09:00", "12:00"),
+                s(B, day(-3), "11:00", "14:00"),
+            ],
+            vec![],
+        ),
         (
             "different_dates_across_midnight",
             SsnStyle::Exact,
             vec![
                 {
                     let (a, b) = (at(day(-13), "22:00"), at(day(-12), "01:00"));
-                    PlantedVisit { sched: (a, b), actual: Actual::Both(a, b), ..c(A, day(-13), "22:00", "23:00") }
+                    PlantedVisit {
+                        sched: (a, b),
+                        actual: Actual::Both(a, b),
+                        ..c(A, day(-13), "22:00", "23:00")
+                    }
                 },
                 c(B, day(-12), "00:30", "02:00"),
             ],
             vec![],
         ),
-        ("outside_window_before", SsnStyle::Exact, vec![c(A, lower - Duration::days(1), "09:00", "12:00"), c(B, lower - Duration::days(1), "11:00", "13:00")], vec![]),
-        ("outside_window_after", SsnStyle::Exact, vec![s(A, day(46), "09:00", "12:00"), s(B, day(46), "11:00", "14:00")], vec![]),
-        ("blank_ssn", SsnStyle::Blank, vec![c(A, day(-14), "09:00", "12:00"), c(B, day(-14), "10:00", "13:00")], vec![]),
-        ("deleted_visit", SsnStyle::Exact, vec![c(A, day(-15), "09:00", "12:00"), PlantedVisit { deleted: true, ..c(B, day(-15), "10:00", "13:00") }], vec![]),
-        ("distance_gap_25", SsnStyle::Exact, vec![c(A, day(-32), "09:00", "10:00").at_place(POINT_1), c(B, day(-32), "10:25", "11:00").at_place(POINT_2)], vec![]),
+        (
+            "outside_window_before",
+            SsnStyle::Exact,
+            vec![
+                c(A, lower - Duration::days(1), "09:00", "12:00"),
+                c(B, lower - Duration::days(1), "11:00", "13:00"),
+            ],
+            vec![],
+        ),
+        (
+            "outside_window_after",
+            SsnStyle::Exact,
+            vec![
+                s(A, day(46), "09:00", "12:00"),
+                s(B, day(46), "11:00", "14:00"),
+            ],
+            vec![],
+        ),
+        (
+            "blank_ssn",
+            SsnStyle::Blank,
+            vec![
+                c(A, day(-14), "09:00", "12:00"),
+                c(B, day(-14), "10:00", "13:00"),
+            ],
+            vec![],
+        ),
+        (
+            "deleted_visit",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-15), "09:00", "12:00"),
+                PlantedVisit {
+                    deleted: true,
+                    ..c(B, day(-15), "10:00", "13:00")
+                },
+            ],
+            vec![],
+        ),
+        (
+            "distance_gap_25",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-32), "09:00", "10:00").at_place(POINT_1),
+                c(B, day(-32), "10:25", "11:00").at_place(POINT_2),
+            ],
+            vec![],
+        ),
         (
             "distance_minute_boundary",
             SsnStyle::Exact,
@@ -433,12 +745,22 @@ pub fn scenarios(today: NaiveDate, extra: ExtraDistance) -> Vec<Scenario> {
                 {
                     let v = c(A, day(-33), "09:00", "10:00").at_place(POINT_1);
                     let end = at(day(-33), "09:59:59");
-                    PlantedVisit { actual: Actual::Both(v.sched.0, end), ..v }
+                    PlantedVisit {
+                        actual: Actual::Both(v.sched.0, end),
+                        ..v
+                    }
                 },
                 {
-                    let start = if extra == ExtraDistance::None { "10:20:30" } else { "10:24:30" };
+                    let start = if extra == ExtraDistance::None {
+                        "10:20:30"
+                    } else {
+                        "10:24:30"
+                    };
                     let v = c(B, day(-33), "10:20", "11:00").at_place(POINT_2);
-                    PlantedVisit { actual: Actual::Both(at(day(-33), start), v.sched.1), ..v }
+                    PlantedVisit {
+                        actual: Actual::Both(at(day(-33), start), v.sched.1),
+                        ..v
+                    }
                 },
             ],
             vec![],
@@ -446,24 +768,54 @@ pub fn scenarios(today: NaiveDate, extra: ExtraDistance) -> Vec<Scenario> {
         (
             "distance_same_zip",
             SsnStyle::Exact,
-            vec![c(A, day(-34), "09:00", "10:00").at_place(POINT_1), c(B, day(-34), "10:15", "11:00").at_place(Place { zip: POINT_1.zip, ..POINT_2 })],
+            vec![
+                c(A, day(-34), "09:00", "10:00").at_place(POINT_1),
+                c(B, day(-34), "10:15", "11:00").at_place(Place {
+                    zip: POINT_1.zip,
+                    ..POINT_2
+                }),
+            ],
             vec![],
         ),
-        ("cross_state", SsnStyle::Exact, vec![c(A, day(-16), "09:00", "12:00"), c(Pennsylvania, day(-16), "10:00", "13:00").at_place(PHILLY)], vec![]),
+        (
+            "cross_state",
+            SsnStyle::Exact,
+            vec![
+                c(A, day(-16), "09:00", "12:00"),
+                c(Pennsylvania, day(-16), "10:00", "13:00").at_place(PHILLY),
+            ],
+            vec![],
+        ),
         (
             "schedules_overlap_visits_touch",
             SsnStyle::Exact,
-            vec![c(A, day(-17), "09:00", "11:00").scheduled("09:00", "13:00"), c(B, day(-17), "11:00", "14:00").scheduled("10:00", "14:00")],
+            vec![
+                c(A, day(-17), "09:00", "11:00").scheduled("09:00", "13:00"),
+                c(B, day(-17), "11:00", "14:00").scheduled("10:00", "14:00"),
+            ],
             vec![],
         ),
     ];
     // §6.5 with a 22-minute gap: ETA 20.64 (1.0) does not exceed it, ETA 24.76 (1.2) does.
-    let gap_22 = vec![c(A, day(-31), "09:00", "10:00").at_place(POINT_1), c(B, day(-31), "10:22", "11:00").at_place(POINT_2)];
-    let gap_22_pairs = if extra == ExtraDistance::TwentyPercent { vec![(0, 1, one(Rule::Distance))] } else { vec![] };
+    let gap_22 = vec![
+        c(A, day(-31), "09:00", "10:00").at_place(POINT_1),
+        c(B, day(-31), "10:22", "11:00").at_place(POINT_2),
+    ];
+    let gap_22_pairs = if extra == ExtraDistance::TwentyPercent {
+        vec![(0, 1, one(Rule::Distance))]
+    } else {
+        vec![]
+    };
     list.push(("distance_gap_22", SsnStyle::Exact, gap_22, gap_22_pairs));
     list.into_iter()
         .enumerate()
-        .map(|(n, (name, ssn_style, visits, pairs))| Scenario { name, number: n as u64 + 1, ssn_style, visits, pairs })
+        .map(|(n, (name, ssn_style, visits, pairs))| Scenario {
+            name,
+            number: n as u64 + 1,
+            ssn_style,
+            visits,
+            pairs,
+        })
         .collect()
 }
 
@@ -495,7 +847,10 @@ pub fn planted_near_misses(seed: u64, today: NaiveDate, extra: ExtraDistance) ->
     scenarios(today, extra)
         .into_iter()
         .filter(|sc| sc.pairs.is_empty())
-        .map(|sc| NearMiss { scenario: sc.name, visit_ids: (0..sc.visits.len()).map(|i| sc.visit_id(seed, i)).collect() })
+        .map(|sc| NearMiss {
+            scenario: sc.name,
+            visit_ids: (0..sc.visits.len()).map(|i| sc.visit_id(seed, i)).collect(),
+        })
         .collect()
 }
 
@@ -512,10 +867,18 @@ pub fn planted_visit_record(world: &World, sc: &Scenario, i: usize) -> VisitReco
     let plain = format!("{},{}", v.place.lat, v.place.lon);
     // Alternate GPS spellings between the two sides; every spelling resolves
     // to the patient address point, whichever priority or parsing applies.
-    let (call_in_gps, call_out_gps) = if i % 2 == 0 { (Some(plain.clone()), Some(format!("\"{plain}\""))) } else { (Some(",".to_string()), None) };
+    let (call_in_gps, call_out_gps) = if i.is_multiple_of(2) {
+        (Some(plain.clone()), Some(format!("\"{plain}\"")))
+    } else {
+        (Some(",".to_string()), None)
+    };
     let caregiver = sc.caregiver(seed, v.agency);
     let end = visit_end.unwrap_or(v.sched.1);
-    let updated = if v.date > world.now.date_naive() { world.now - Duration::days(2) } else { (end + Duration::hours(1)).min(world.now - Duration::minutes(5)) };
+    let updated = if v.date > world.now.date_naive() {
+        world.now - Duration::days(2)
+    } else {
+        (end + Duration::hours(1)).min(world.now - Duration::minutes(5))
+    };
     VisitRecord {
         id: sc.visit_id(seed, i),
         app_id: 5_000_000 + n,
@@ -569,13 +932,21 @@ mod tests {
     fn planted_set_covers_every_rule_in_both_orientations() {
         for extra in [ExtraDistance::None, ExtraDistance::TwentyPercent] {
             let pairs = planted_conflicts(1, today(), extra);
-            let set: HashSet<(Uuid, Uuid)> = pairs.iter().map(|p| (p.visit_id, p.con_visit_id)).collect();
+            let set: HashSet<(Uuid, Uuid)> =
+                pairs.iter().map(|p| (p.visit_id, p.con_visit_id)).collect();
             assert_eq!(set.len(), pairs.len(), "duplicate ordered pair");
             for p in &pairs {
-                assert!(set.contains(&(p.con_visit_id, p.visit_id)), "{} lacks its reverse orientation", p.scenario);
+                assert!(
+                    set.contains(&(p.con_visit_id, p.visit_id)),
+                    "{} lacks its reverse orientation",
+                    p.scenario
+                );
             }
             for rule in Rule::ALL {
-                assert!(pairs.iter().filter(|p| p.flags.get(rule)).count() >= 2, "{rule:?} not planted in both orientations");
+                assert!(
+                    pairs.iter().filter(|p| p.flags.get(rule)).count() >= 2,
+                    "{rule:?} not planted in both orientations"
+                );
             }
         }
     }
@@ -583,9 +954,20 @@ mod tests {
     #[test]
     fn rule_3_and_6_are_planted_with_the_scheduled_visit_on_either_agency() {
         let sc = scenarios(today(), ExtraDistance::None);
-        let first_state = |name: &str| matches!(sc.iter().find(|s| s.name == name).unwrap().visits[0].actual, Actual::None);
-        assert!(first_state("scheduled_equals_visit_time") && !first_state("visit_time_equals_scheduled"));
-        assert!(first_state("scheduled_overlaps_visit_time") && !first_state("visit_time_overlaps_scheduled"));
+        let first_state = |name: &str| {
+            matches!(
+                sc.iter().find(|s| s.name == name).unwrap().visits[0].actual,
+                Actual::None
+            )
+        };
+        assert!(
+            first_state("scheduled_equals_visit_time")
+                && !first_state("visit_time_equals_scheduled")
+        );
+        assert!(
+            first_state("scheduled_overlaps_visit_time")
+                && !first_state("visit_time_overlaps_scheduled")
+        );
     }
 
     #[test]
@@ -593,7 +975,10 @@ mod tests {
         let a = planted_conflicts(1, today(), ExtraDistance::None);
         let b = planted_conflicts(1, today(), ExtraDistance::TwentyPercent);
         assert_eq!(b.len(), a.len() + 2);
-        assert!(b.iter().any(|p| p.scenario == "distance_gap_22") && !a.iter().any(|p| p.scenario == "distance_gap_22"));
+        assert!(
+            b.iter().any(|p| p.scenario == "distance_gap_22")
+                && !a.iter().any(|p| p.scenario == "distance_gap_22")
+        );
     }
 
     #[test]
@@ -601,7 +986,10 @@ mod tests {
         let sc = scenarios(today(), ExtraDistance::None);
         let ssns: HashSet<String> = sc.iter().map(Scenario::ssn).collect();
         assert_eq!(ssns.len(), sc.len());
-        let ids: HashSet<Uuid> = sc.iter().flat_map(|s| (0..s.visits.len()).map(|i| s.visit_id(1, i))).collect();
+        let ids: HashSet<Uuid> = sc
+            .iter()
+            .flat_map(|s| (0..s.visits.len()).map(|i| s.visit_id(1, i)))
+            .collect();
         assert_eq!(ids.len(), sc.iter().map(|s| s.visits.len()).sum::<usize>());
         assert!(planted_near_misses(1, today(), ExtraDistance::None).len() >= 20);
     }
@@ -609,17 +997,35 @@ mod tests {
     #[test]
     fn fall_back_scenario_overlaps_on_the_wall_clock_but_not_in_utc() {
         let sc = scenarios(today(), ExtraDistance::None);
-        let s = sc.iter().find(|s| s.name == "fall_back_repeated_hour").unwrap();
-        assert_eq!(s.visits[0].date, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
-        let (Actual::Both(a0, a1), Actual::Both(b0, b1)) = (s.visits[0].actual, s.visits[1].actual) else { panic!() };
+        let s = sc
+            .iter()
+            .find(|s| s.name == "fall_back_repeated_hour")
+            .unwrap();
+        assert_eq!(
+            s.visits[0].date,
+            NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()
+        );
+        let (Actual::Both(a0, a1), Actual::Both(b0, b1)) = (s.visits[0].actual, s.visits[1].actual)
+        else {
+            panic!()
+        };
         assert!(a1 <= b0 || b1 <= a0, "instants must not overlap");
-        assert!(a0.naive_local() < b1.naive_local() && b0.naive_local() < a1.naive_local(), "wall clocks must overlap");
+        assert!(
+            a0.naive_local() < b1.naive_local() && b0.naive_local() < a1.naive_local(),
+            "wall clocks must overlap"
+        );
     }
 
     #[test]
     fn window_bounds_follow_today() {
-        let sc = scenarios(NaiveDate::from_ymd_opt(2028, 2, 29).unwrap(), ExtraDistance::None);
+        let sc = scenarios(
+            NaiveDate::from_ymd_opt(2028, 2, 29).unwrap(),
+            ExtraDistance::None,
+        );
         let lower = sc.iter().find(|s| s.name == "window_lower_bound").unwrap();
-        assert_eq!(lower.visits[0].date, NaiveDate::from_ymd_opt(2026, 2, 28).unwrap());
+        assert_eq!(
+            lower.visits[0].date,
+            NaiveDate::from_ymd_opt(2026, 2, 28).unwrap()
+        );
     }
 }

@@ -17,10 +17,14 @@ use rand::Rng;
 
 use crate::dev::csv::{Cell, CsvTableWriter};
 use crate::dev::load;
-use crate::dev::planted::{planted_patient, planted_visit_record, scenarios, Agency, ExtraDistance, Scenario, SsnStyle};
+use crate::dev::planted::{
+    planted_patient, planted_visit_record, scenarios, Agency, ExtraDistance, Scenario, SsnStyle,
+};
 use crate::dev::tables::{self, TableDef};
 use crate::dev::visits::{background_first_date, background_span_days, background_visit};
-use crate::dev::world::{entity_rng, entity_uuid, midnight, pick, provider_metro, round6, street, wall, Kind, World};
+use crate::dev::world::{
+    entity_rng, entity_uuid, midnight, pick, provider_metro, round6, street, wall, Kind, World,
+};
 use crate::error::{Error, Result};
 use crate::source::SnowflakeSource;
 
@@ -48,7 +52,16 @@ pub struct SeedOptions {
 impl SeedOptions {
     /// Defaults: 10 000-row blocks, 1 M-row parts, files deleted after loading.
     pub fn new(seed: u64, visits: u64, today: NaiveDate, out_dir: PathBuf) -> SeedOptions {
-        SeedOptions { seed, visits, today, extra_distance: ExtraDistance::None, out_dir, block_rows: 10_000, part_rows: 1_000_000, keep_files: false }
+        SeedOptions {
+            seed,
+            visits,
+            today,
+            extra_distance: ExtraDistance::None,
+            out_dir,
+            block_rows: 10_000,
+            part_rows: 1_000_000,
+            keep_files: false,
+        }
     }
 }
 
@@ -69,7 +82,11 @@ pub struct SeedReport {
 
 /// Planted FACT rows (visits not marked deleted) for `today`.
 pub fn planted_fact_visits(today: NaiveDate, extra: ExtraDistance) -> u64 {
-    scenarios(today, extra).iter().flat_map(|s| s.visits.iter()).filter(|v| !v.deleted).count() as u64
+    scenarios(today, extra)
+        .iter()
+        .flat_map(|s| s.visits.iter())
+        .filter(|v| !v.deleted)
+        .count() as u64
 }
 
 /// The smallest `--visits` accepted: the planted visits plus 100 background visits.
@@ -92,8 +109,23 @@ pub(crate) struct TableSink<'a> {
 }
 
 impl<'a> TableSink<'a> {
-    pub(crate) fn new(table: TableDef, opts: &'a SeedOptions, source: Option<&'a SnowflakeSource>) -> TableSink<'a> {
-        TableSink { table, dir: &opts.out_dir, part_rows: opts.part_rows.max(1), keep_files: opts.keep_files, source, part: None, parts: 0, rows: 0, loaded: 0, digest: Md5::new() }
+    pub(crate) fn new(
+        table: TableDef,
+        opts: &'a SeedOptions,
+        source: Option<&'a SnowflakeSource>,
+    ) -> TableSink<'a> {
+        TableSink {
+            table,
+            dir: &opts.out_dir,
+            part_rows: opts.part_rows.max(1),
+            keep_files: opts.keep_files,
+            source,
+            part: None,
+            parts: 0,
+            rows: 0,
+            loaded: 0,
+            digest: Md5::new(),
+        }
     }
 
     pub(crate) async fn write_block(&mut self, block: &[Vec<Cell>]) -> Result<()> {
@@ -113,12 +145,20 @@ impl<'a> TableSink<'a> {
     }
 
     async fn flush_part(&mut self) -> Result<()> {
-        let Some(part) = self.part.take() else { return Ok(()) };
+        let Some(part) = self.part.take() else {
+            return Ok(());
+        };
         let file = part.finish()?;
         self.digest.update(file.md5.as_bytes());
         if let Some(source) = self.source {
-            let columns: Vec<String> = self.table.columns.iter().map(|c| c.name.to_string()).collect();
-            let inserted = load::bulk_load_csv(source, &self.table.qualified(), &columns, &file.path).await?;
+            let columns: Vec<String> = self
+                .table
+                .columns
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect();
+            let inserted =
+                load::bulk_load_csv(source, &self.table.qualified(), &columns, &file.path).await?;
             if inserted != file.rows {
                 return Err(Error::internal(format!(
                     "bulk load of {} inserted {inserted} rows but the file has {}",
@@ -128,7 +168,9 @@ impl<'a> TableSink<'a> {
             }
             self.loaded += inserted;
             if !self.keep_files {
-                std::fs::remove_file(&file.path).map_err(|e| Error::internal(format!("cannot delete {}: {e}", file.path.display())))?;
+                std::fs::remove_file(&file.path).map_err(|e| {
+                    Error::internal(format!("cannot delete {}: {e}", file.path.display()))
+                })?;
             }
         }
         Ok(())
@@ -136,9 +178,14 @@ impl<'a> TableSink<'a> {
 
     pub(crate) async fn finish(mut self, report: &mut SeedReport) -> Result<()> {
         self.flush_part().await?;
-        let name = format!("{}.{}.{}", self.table.database, self.table.schema, self.table.name);
+        let name = format!(
+            "{}.{}.{}",
+            self.table.database, self.table.schema, self.table.name
+        );
         report.rows.insert(name.clone(), self.rows);
-        report.checksums.insert(name, hex::encode(self.digest.finalize()));
+        report
+            .checksums
+            .insert(name, hex::encode(self.digest.finalize()));
         Ok(())
     }
 }
@@ -156,7 +203,12 @@ pub struct Blocks<F> {
 impl<F: FnMut(u64) -> Vec<Vec<Cell>>> Blocks<F> {
     /// Blocks over entities `0..count`.
     pub fn new(count: u64, block_rows: usize, rows_of: F) -> Blocks<F> {
-        Blocks { next: 0, count, block_rows: block_rows.max(1), rows_of }
+        Blocks {
+            next: 0,
+            count,
+            block_rows: block_rows.max(1),
+            rows_of,
+        }
     }
 }
 
@@ -176,7 +228,10 @@ impl<F: FnMut(u64) -> Vec<Vec<Cell>>> Iterator for Blocks<F> {
     }
 }
 
-async fn write_all<F: FnMut(u64) -> Vec<Vec<Cell>>>(sink: &mut TableSink<'_>, blocks: Blocks<F>) -> Result<()> {
+async fn write_all<F: FnMut(u64) -> Vec<Vec<Cell>>>(
+    sink: &mut TableSink<'_>,
+    blocks: Blocks<F>,
+) -> Result<()> {
     for block in blocks {
         sink.write_block(&block).await?;
     }
@@ -195,8 +250,12 @@ pub async fn seed(source: Option<&SnowflakeSource>, opts: &SeedOptions) -> Resul
     if opts.visits < min {
         return Err(Error::config(format!("--visits {} is below the minimum of {min} (the planted scenarios need room); ask for more visits", opts.visits)));
     }
-    std::fs::create_dir_all(&opts.out_dir)
-        .map_err(|e| Error::config(format!("cannot create {}: {e}. Choose a writable --out-dir.", opts.out_dir.display())))?;
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| {
+        Error::config(format!(
+            "cannot create {}: {e}. Choose a writable --out-dir.",
+            opts.out_dir.display()
+        ))
+    })?;
     if let Some(source) = source {
         create_tables(source).await?;
     }
@@ -216,37 +275,83 @@ pub async fn seed(source: Option<&SnowflakeSource>, opts: &SeedOptions) -> Resul
     }
 
     let planted_agencies = Agency::ALL.len() as u64;
-    table!(tables::DIM_PROVIDER, world.providers + planted_agencies, |i| vec![provider_row(&world, i)]);
-    table!(tables::DIM_OFFICE, world.providers + planted_agencies, |i| office_rows(&world, i));
-    table!(tables::DIM_PAYER, world.payers, |i| vec![payer_row(&world, i)]);
-    table!(tables::DIM_CONTRACT, world.contracts, |i| vec![contract_row(&world, i)]);
-    table!(tables::DIM_SERVICE_CODE, world.service_codes, |i| vec![service_code_row(&world, i)]);
+    table!(
+        tables::DIM_PROVIDER,
+        world.providers + planted_agencies,
+        |i| vec![provider_row(&world, i)]
+    );
+    table!(
+        tables::DIM_OFFICE,
+        world.providers + planted_agencies,
+        |i| office_rows(&world, i)
+    );
+    table!(tables::DIM_PAYER, world.payers, |i| vec![payer_row(
+        &world, i
+    )]);
+    table!(tables::DIM_CONTRACT, world.contracts, |i| vec![
+        contract_row(&world, i)
+    ]);
+    table!(tables::DIM_SERVICE_CODE, world.service_codes, |i| vec![
+        service_code_row(&world, i)
+    ]);
     table!(tables::DIM_USER, world.users, |i| vec![user_row(&world, i)]);
-    table!(tables::DIM_CAREGIVER, world.persons + planted.len() as u64, |i| caregiver_rows(&world, &planted, i));
+    table!(
+        tables::DIM_CAREGIVER,
+        world.persons + planted.len() as u64,
+        |i| caregiver_rows(&world, &planted, i)
+    );
     let patients = world.providers * world.patients_per_provider;
-    let planted_visit_numbers: Vec<(usize, usize)> = planted.iter().enumerate().flat_map(|(s, sc)| (0..sc.visits.len()).map(move |v| (s, v))).collect();
+    let planted_visit_numbers: Vec<(usize, usize)> = planted
+        .iter()
+        .enumerate()
+        .flat_map(|(s, sc)| (0..sc.visits.len()).map(move |v| (s, v)))
+        .collect();
     let planted_n = planted_visit_numbers.len() as u64;
-    table!(tables::DIM_PATIENT, patients + planted_n, |i| vec![patient_row(&world, &planted, &planted_visit_numbers, i)]);
-    table!(tables::DIM_PATIENT_ADDRESS, patients + planted_n, |i| address_rows(&world, &planted, &planted_visit_numbers, i));
-    table!(tables::FACT_INSERVICE, (background / 40).max(20), |i| vec![inservice_row(&world, today, i)]);
-    table!(tables::FACT_ABSENCE, (background / 100).max(10), |i| vec![absence_row(&world, today, i)]);
+    table!(tables::DIM_PATIENT, patients + planted_n, |i| vec![
+        patient_row(&world, &planted, &planted_visit_numbers, i)
+    ]);
+    table!(tables::DIM_PATIENT_ADDRESS, patients + planted_n, |i| {
+        address_rows(&world, &planted, &planted_visit_numbers, i)
+    });
+    table!(tables::FACT_INSERVICE, (background / 40).max(20), |i| vec![
+        inservice_row(&world, today, i)
+    ]);
+    table!(tables::FACT_ABSENCE, (background / 100).max(10), |i| vec![
+        absence_row(&world, today, i)
+    ]);
     let planted_rows = |deleted: bool| -> Vec<Vec<Cell>> {
         planted
             .iter()
-            .flat_map(|sc| (0..sc.visits.len()).filter(move |&v| sc.visits[v].deleted == deleted).map(move |v| (sc, v)))
+            .flat_map(|sc| {
+                (0..sc.visits.len())
+                    .filter(move |&v| sc.visits[v].deleted == deleted)
+                    .map(move |v| (sc, v))
+            })
             .map(|(sc, v)| planted_visit_record(&world, sc, v).cells())
             .collect()
     };
     {
         let mut sink = TableSink::new(tables::FACT_VISIT, opts, source);
         sink.write_block(&planted_rows(false)).await?;
-        write_all(&mut sink, Blocks::new(background, block, |i| vec![background_visit(&world, today, Kind::Visit, i).cells()])).await?;
+        write_all(
+            &mut sink,
+            Blocks::new(background, block, |i| {
+                vec![background_visit(&world, today, Kind::Visit, i).cells()]
+            }),
+        )
+        .await?;
         sink.finish(&mut report).await?;
     }
     {
         let mut sink = TableSink::new(tables::FACT_VISIT_DELETED, opts, source);
         sink.write_block(&planted_rows(true)).await?;
-        write_all(&mut sink, Blocks::new((background / 100).max(10), block, |i| vec![background_visit(&world, today, Kind::DeletedVisit, i).cells()])).await?;
+        write_all(
+            &mut sink,
+            Blocks::new((background / 100).max(10), block, |i| {
+                vec![background_visit(&world, today, Kind::DeletedVisit, i).cells()]
+            }),
+        )
+        .await?;
         sink.finish(&mut report).await?;
     }
     let settings = settings_rows(&world, &planted, opts.extra_distance);
@@ -264,19 +369,33 @@ pub async fn seed(source: Option<&SnowflakeSource>, opts: &SeedOptions) -> Resul
 /// `CREATE DATABASE/SCHEMA IF NOT EXISTS` and `CREATE OR REPLACE TABLE` for all 17 tables.
 pub async fn create_tables(source: &SnowflakeSource) -> Result<()> {
     for (db, schema) in [("ANALYTICS", "BI"), ("CONFLICTREPORT", "PUBLIC")] {
-        source.execute(&format!("CREATE DATABASE IF NOT EXISTS {}", crate::source::sql::ident(db))).await?;
         source
-            .execute(&format!("CREATE SCHEMA IF NOT EXISTS {}.{}", crate::source::sql::ident(db), crate::source::sql::ident(schema)))
+            .execute(&format!(
+                "CREATE DATABASE IF NOT EXISTS {}",
+                crate::source::sql::ident(db)
+            ))
+            .await?;
+        source
+            .execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}.{}",
+                crate::source::sql::ident(db),
+                crate::source::sql::ident(schema)
+            ))
             .await?;
     }
-    for t in tables::ANALYTICS_TABLES.iter().chain(tables::CONFLICT_TABLES.iter()) {
+    for t in tables::ANALYTICS_TABLES
+        .iter()
+        .chain(tables::CONFLICT_TABLES.iter())
+    {
         source.execute(&t.create_sql()).await?;
     }
     Ok(())
 }
 
 fn updated_at<R: Rng>(world: &World, rng: &mut R, zone: chrono_tz::Tz) -> DateTime<FixedOffset> {
-    (world.now - Duration::minutes(rng.gen_range(60..60 * 24 * 700))).with_timezone(&zone).fixed_offset()
+    (world.now - Duration::minutes(rng.gen_range(60..60 * 24 * 700)))
+        .with_timezone(&zone)
+        .fixed_offset()
 }
 
 fn source_system<R: Rng>(rng: &mut R) -> Cell {
@@ -287,21 +406,50 @@ fn provider_row(world: &World, i: u64) -> Vec<Cell> {
     let mut rng = entity_rng(world.seed, Kind::Provider, i);
     let (id, app_id, name, state, active, demo, zone) = if i < world.providers {
         let p = world.provider(i);
-        (p.id, p.app_id, p.name, p.metro.state, p.active, p.demo, p.metro.zone)
+        (
+            p.id,
+            p.app_id,
+            p.name,
+            p.metro.state,
+            p.active,
+            p.demo,
+            p.metro.zone,
+        )
     } else {
         let a = Agency::ALL[(i - world.providers) as usize];
         let (name, state, active, demo) = a.attributes();
         let (id, app) = a.ids(world.seed);
-        (id, app, name.to_string(), state, active, demo, chrono_tz::America::New_York)
+        (
+            id,
+            app,
+            name.to_string(),
+            state,
+            active,
+            demo,
+            chrono_tz::America::New_York,
+        )
     };
     rng.set_word_pos(5_000);
     vec![
         Cell::Uuid(id),
         Cell::text(app_id.to_string()),
         Cell::text(name),
-        Cell::text(if rng.gen_bool(0.1) { format!(" {} ", state.to_lowercase()) } else { state.to_string() }),
-        Cell::text(format!("{:02}-{:07}", rng.gen_range(10..99), rng.gen_range(0..10_000_000))),
-        Cell::text(format!("({}) {}-{:04}", rng.gen_range(200..999), rng.gen_range(200..999), rng.gen_range(0..10_000))),
+        Cell::text(if rng.gen_bool(0.1) {
+            format!(" {} ", state.to_lowercase())
+        } else {
+            state.to_string()
+        }),
+        Cell::text(format!(
+            "{:02}-{:07}",
+            rng.gen_range(10..99),
+            rng.gen_range(0..10_000_000)
+        )),
+        Cell::text(format!(
+            "({}) {}-{:04}",
+            rng.gen_range(200..999),
+            rng.gen_range(200..999),
+            rng.gen_range(0..10_000)
+        )),
         Cell::Bool(active),
         Cell::Bool(demo),
         Cell::text(format!("prod-{}", 1 + i % 3)),
@@ -314,9 +462,14 @@ fn office_rows(world: &World, i: u64) -> Vec<Vec<Cell>> {
     let mut rng = entity_rng(world.seed, Kind::Office, i);
     let offices: Vec<((uuid::Uuid, u64), chrono_tz::Tz)> = if i < world.providers {
         let p = world.provider(i);
-        (0..p.offices).map(|o| (world.office(i, o), p.metro.zone)).collect()
+        (0..p.offices)
+            .map(|o| (world.office(i, o), p.metro.zone))
+            .collect()
     } else {
-        vec![(Agency::ALL[(i - world.providers) as usize].office(world.seed), chrono_tz::America::New_York)]
+        vec![(
+            Agency::ALL[(i - world.providers) as usize].office(world.seed),
+            chrono_tz::America::New_York,
+        )]
     };
     offices
         .into_iter()
@@ -325,10 +478,25 @@ fn office_rows(world: &World, i: u64) -> Vec<Vec<Cell>> {
             vec![
                 Cell::Uuid(id),
                 Cell::text(app.to_string()),
-                Cell::text(if o == 0 { "Main Office".to_string() } else { format!("Branch {o}") }),
+                Cell::text(if o == 0 {
+                    "Main Office".to_string()
+                } else {
+                    format!("Branch {o}")
+                }),
                 Cell::Bool(o == 0 || rng.gen_bool(0.9)),
-                Cell::text(format!("{:02}-{:07}", rng.gen_range(10..99), rng.gen_range(0..10_000_000))),
-                if rng.gen_bool(0.8) { Cell::text(format!("{:010}", rng.gen_range(1_000_000_000u64..9_999_999_999))) } else { Cell::Null },
+                Cell::text(format!(
+                    "{:02}-{:07}",
+                    rng.gen_range(10..99),
+                    rng.gen_range(0..10_000_000)
+                )),
+                if rng.gen_bool(0.8) {
+                    Cell::text(format!(
+                        "{:010}",
+                        rng.gen_range(1_000_000_000u64..9_999_999_999)
+                    ))
+                } else {
+                    Cell::Null
+                },
                 source_system(&mut rng),
                 Cell::TimestampTz(updated_at(world, &mut rng, zone)),
             ]
@@ -382,21 +550,39 @@ fn service_code_row(world: &World, i: u64) -> Vec<Cell> {
 fn user_row(world: &World, i: u64) -> Vec<Cell> {
     let mut rng = entity_rng(world.seed, Kind::User, i);
     let (id, app) = world.user(i);
-    let first = pick(&mut rng, &["Alex", "Jordan", "Taylor", "Casey", "Morgan", "Riley"]);
-    let last = pick(&mut rng, &["Kim", "Patel", "Nguyen", "Cohen", "Okafor", "Silva"]);
+    let first = pick(
+        &mut rng,
+        &["Alex", "Jordan", "Taylor", "Casey", "Morgan", "Riley"],
+    );
+    let last = pick(
+        &mut rng,
+        &["Kim", "Patel", "Nguyen", "Cohen", "Okafor", "Silva"],
+    );
     let username = format!("{}.{}{}", first.to_lowercase(), last.to_lowercase(), i);
     vec![
         Cell::text(id.to_string()),
         Cell::Int(app as i64),
         Cell::text(format!("{first} {last}")),
         Cell::text(format!("{username}@agency.example")),
-        if rng.gen_bool(0.97) { Cell::text(username) } else { Cell::Null },
+        if rng.gen_bool(0.97) {
+            Cell::text(username)
+        } else {
+            Cell::Null
+        },
         Cell::Bool(i % 25 == 24),
         Cell::text("hha"),
     ]
 }
 
-fn caregiver_cells(world: &World, id: uuid::Uuid, app_id: u64, ssn: Option<String>, first: &str, last: &str, zone: chrono_tz::Tz, rng: &mut impl Rng) -> Vec<Cell> {
+fn caregiver_cells(
+    world: &World,
+    id: uuid::Uuid,
+    app_id: u64,
+    ssn: Option<String>,
+    (first, last): (&str, &str),
+    zone: chrono_tz::Tz,
+    rng: &mut impl Rng,
+) -> Vec<Cell> {
     vec![
         Cell::Uuid(id),
         Cell::Int(app_id as i64),
@@ -405,7 +591,11 @@ fn caregiver_cells(world: &World, id: uuid::Uuid, app_id: u64, ssn: Option<Strin
         Cell::text(last),
         Cell::text(format!("{first} {last}")),
         Cell::opt_text(ssn),
-        Cell::text(if rng.gen_bool(0.9) { "Active" } else { "Terminated" }),
+        Cell::text(if rng.gen_bool(0.9) {
+            "Active"
+        } else {
+            "Terminated"
+        }),
         source_system(rng),
         Cell::TimestampTz(updated_at(world, rng, zone)),
     ]
@@ -420,7 +610,15 @@ fn caregiver_rows(world: &World, planted: &[Scenario], i: u64) -> Vec<Vec<Cell>>
             .map(|j| {
                 let cg = world.caregiver(&person, j);
                 let zone = provider_metro(cg.provider).zone;
-                caregiver_cells(world, cg.id, cg.app_id, cg.ssn, person.first, person.last, zone, &mut rng)
+                caregiver_cells(
+                    world,
+                    cg.id,
+                    cg.app_id,
+                    cg.ssn,
+                    (person.first, person.last),
+                    zone,
+                    &mut rng,
+                )
             })
             .collect()
     } else {
@@ -429,7 +627,15 @@ fn caregiver_rows(world: &World, planted: &[Scenario], i: u64) -> Vec<Vec<Cell>>
             .into_iter()
             .map(|a| {
                 let (id, app, ssn) = sc.caregiver(world.seed, a);
-                let mut cells = caregiver_cells(world, id, app, ssn, "Planted", sc.name, chrono_tz::America::New_York, &mut rng);
+                let mut cells = caregiver_cells(
+                    world,
+                    id,
+                    app,
+                    ssn,
+                    ("Planted", sc.name),
+                    chrono_tz::America::New_York,
+                    &mut rng,
+                );
                 cells[tables::DIM_CAREGIVER.position("Status")] = Cell::text("Active");
                 cells[tables::DIM_CAREGIVER.position("Source System")] = Cell::text("hha");
                 cells
@@ -439,7 +645,12 @@ fn caregiver_rows(world: &World, planted: &[Scenario], i: u64) -> Vec<Vec<Cell>>
 }
 
 /// (patient id, app id, payer, zone) of patient row `i` (background first, then planted).
-fn patient_identity(world: &World, planted: &[Scenario], numbers: &[(usize, usize)], i: u64) -> ((uuid::Uuid, u64), chrono_tz::Tz) {
+fn patient_identity(
+    world: &World,
+    planted: &[Scenario],
+    numbers: &[(usize, usize)],
+    i: u64,
+) -> ((uuid::Uuid, u64), chrono_tz::Tz) {
     let patients = world.providers * world.patients_per_provider;
     if i < patients {
         let r = i / world.patients_per_provider;
@@ -447,16 +658,41 @@ fn patient_identity(world: &World, planted: &[Scenario], numbers: &[(usize, usiz
         ((p.id, p.app_id), provider_metro(r).zone)
     } else {
         let (s, v) = numbers[(i - patients) as usize];
-        (planted_patient(world.seed, planted[s].visit_number(v)), chrono_tz::America::New_York)
+        (
+            planted_patient(world.seed, planted[s].visit_number(v)),
+            chrono_tz::America::New_York,
+        )
     }
 }
 
-fn patient_row(world: &World, planted: &[Scenario], numbers: &[(usize, usize)], i: u64) -> Vec<Cell> {
+fn patient_row(
+    world: &World,
+    planted: &[Scenario],
+    numbers: &[(usize, usize)],
+    i: u64,
+) -> Vec<Cell> {
     let mut rng = entity_rng(world.seed, Kind::Patient, i);
     rng.set_word_pos(5_000);
     let ((id, app), zone) = patient_identity(world, planted, numbers, i);
-    let first = pick(&mut rng, &["Ruth", "Harold", "Dolores", "Walter", "Edna", "Frank", "Gloria", "Stanley"]);
-    let last = pick(&mut rng, &["Cohen", "Rivera", "Kowalski", "Washington", "Rossi", "Nguyen", "Brown", "Ortiz"]);
+    let first = pick(
+        &mut rng,
+        &[
+            "Ruth", "Harold", "Dolores", "Walter", "Edna", "Frank", "Gloria", "Stanley",
+        ],
+    );
+    let last = pick(
+        &mut rng,
+        &[
+            "Cohen",
+            "Rivera",
+            "Kowalski",
+            "Washington",
+            "Rossi",
+            "Nguyen",
+            "Brown",
+            "Ortiz",
+        ],
+    );
     let planted_patient = i >= world.providers * world.patients_per_provider;
     vec![
         Cell::Uuid(id),
@@ -466,8 +702,21 @@ fn patient_row(world: &World, planted: &[Scenario], numbers: &[(usize, usize)], 
         Cell::text(last),
         Cell::text(format!("{last}, {first}")),
         Cell::text(format!("ADM-{app}")),
-        if rng.gen_bool(0.9) { Cell::text(format!("{}{:05}{}", (b'A' + rng.gen_range(0..26u8)) as char, rng.gen_range(0..100_000), (b'A' + rng.gen_range(0..26u8)) as char)) } else { Cell::Null },
-        Cell::text(if planted_patient || rng.gen_bool(0.95) { "Active" } else { "Discharged" }),
+        if rng.gen_bool(0.9) {
+            Cell::text(format!(
+                "{}{:05}{}",
+                (b'A' + rng.gen_range(0..26u8)) as char,
+                rng.gen_range(0..100_000),
+                (b'A' + rng.gen_range(0..26u8)) as char
+            ))
+        } else {
+            Cell::Null
+        },
+        Cell::text(if planted_patient || rng.gen_bool(0.95) {
+            "Active"
+        } else {
+            "Discharged"
+        }),
         Cell::Bool(true),
         Cell::text("hha"),
         Cell::TimestampTz(updated_at(world, &mut rng, zone)),
@@ -475,7 +724,18 @@ fn patient_row(world: &World, planted: &[Scenario], numbers: &[(usize, usize)], 
 }
 
 #[allow(clippy::too_many_arguments)]
-fn address_cells(world: &World, id: uuid::Uuid, app: u64, patient: (uuid::Uuid, u64), kind: &str, primary: bool, place: (f64, f64, String, &str, &str, &str), created: DateTime<Utc>, zone: chrono_tz::Tz, rng: &mut impl Rng) -> Vec<Cell> {
+fn address_cells(
+    world: &World,
+    id: uuid::Uuid,
+    app: u64,
+    patient: (uuid::Uuid, u64),
+    kind: &str,
+    primary: bool,
+    place: (f64, f64, String, &str, &str, &str),
+    created: DateTime<Utc>,
+    zone: chrono_tz::Tz,
+    rng: &mut impl Rng,
+) -> Vec<Cell> {
     let (lat, lon, zip, city, county, state) = place;
     vec![
         Cell::Uuid(id),
@@ -484,7 +744,11 @@ fn address_cells(world: &World, id: uuid::Uuid, app: u64, patient: (uuid::Uuid, 
         Cell::Int(patient.1 as i64),
         Cell::text(kind),
         Cell::text(street(rng)),
-        if rng.gen_bool(0.3) { Cell::text(format!("Apt {}", rng.gen_range(1..40))) } else { Cell::Null },
+        if rng.gen_bool(0.3) {
+            Cell::text(format!("Apt {}", rng.gen_range(1..40)))
+        } else {
+            Cell::Null
+        },
         Cell::text(city),
         Cell::text(county),
         Cell::text(state),
@@ -498,7 +762,12 @@ fn address_cells(world: &World, id: uuid::Uuid, app: u64, patient: (uuid::Uuid, 
     ]
 }
 
-fn address_rows(world: &World, planted: &[Scenario], numbers: &[(usize, usize)], i: u64) -> Vec<Vec<Cell>> {
+fn address_rows(
+    world: &World,
+    planted: &[Scenario],
+    numbers: &[(usize, usize)],
+    i: u64,
+) -> Vec<Vec<Cell>> {
     let mut rng = entity_rng(world.seed, Kind::Address, i);
     let patients = world.providers * world.patients_per_provider;
     let (patient, zone) = patient_identity(world, planted, numbers, i);
@@ -515,7 +784,14 @@ fn address_rows(world: &World, planted: &[Scenario], numbers: &[(usize, usize)],
             patient,
             "Billing, GPS, Home",
             true,
-            (p.lat, p.lon, zip.clone(), metro.city, metro.county, metro.state),
+            (
+                p.lat,
+                p.lon,
+                zip.clone(),
+                metro.city,
+                metro.county,
+                metro.state,
+            ),
             created,
             zone,
             &mut rng,
@@ -524,7 +800,10 @@ fn address_rows(world: &World, planted: &[Scenario], numbers: &[(usize, usize)],
             // An older address: either not primary, or primary GPS but superseded by the newer one.
             let older = created - Duration::days(rng.gen_range(30..900));
             let primary = rng.gen_bool(0.5);
-            let (lat, lon) = (round6(p.lat + rng.gen_range(-0.05..0.05)), round6(p.lon + rng.gen_range(-0.05..0.05)));
+            let (lat, lon) = (
+                round6(p.lat + rng.gen_range(-0.05..0.05)),
+                round6(p.lon + rng.gen_range(-0.05..0.05)),
+            );
             rows.push(address_cells(
                 world,
                 entity_uuid(world.seed, Kind::Address, i * 2 + 1),
@@ -542,15 +821,30 @@ fn address_rows(world: &World, planted: &[Scenario], numbers: &[(usize, usize)],
     } else {
         let (s, v) = numbers[(i - patients) as usize];
         let place = planted[s].visits[v].place;
-        let (city, county) = if place.state == "PA" { ("Philadelphia", "Philadelphia") } else { ("Brooklyn", "Kings") };
+        let (city, county) = if place.state == "PA" {
+            ("Philadelphia", "Philadelphia")
+        } else {
+            ("Brooklyn", "Kings")
+        };
         vec![address_cells(
             world,
-            entity_uuid(world.seed, Kind::Planted, 30_000 + planted[s].visit_number(v)),
+            entity_uuid(
+                world.seed,
+                Kind::Planted,
+                30_000 + planted[s].visit_number(v),
+            ),
             6_000_000 + planted[s].visit_number(v),
             patient,
             "Billing, GPS, Home",
             true,
-            (place.lat, place.lon, place.zip.to_string(), city, county, place.state),
+            (
+                place.lat,
+                place.lon,
+                place.zip.to_string(),
+                city,
+                county,
+                place.state,
+            ),
             created,
             zone,
             &mut rng,
@@ -560,7 +854,11 @@ fn address_rows(world: &World, planted: &[Scenario], numbers: &[(usize, usize)],
 
 /// A single-agency person for event `index` (in-service and absence events
 /// only go to people with one agency, so they can never conflict).
-fn single_agency_person(world: &World, kind: Kind, index: u64) -> (crate::dev::world::Person, rand_chacha::ChaCha8Rng) {
+fn single_agency_person(
+    world: &World,
+    kind: Kind,
+    index: u64,
+) -> (crate::dev::world::Person, rand_chacha::ChaCha8Rng) {
     let mut rng = entity_rng(world.seed, kind, index);
     loop {
         let person = world.person(rng.gen_range(0..world.persons));
@@ -580,7 +878,10 @@ fn inservice_row(world: &World, today: NaiveDate, i: u64) -> Vec<Cell> {
     let provider = world.provider(cg.provider);
     let zone = provider.metro.zone;
     let date = event_window(today, &mut rng);
-    let start = wall(zone, date.and_hms_opt(rng.gen_range(8..16), 0, 0).expect("valid"));
+    let start = wall(
+        zone,
+        date.and_hms_opt(rng.gen_range(8..16), 0, 0).expect("valid"),
+    );
     let end = start + Duration::hours(rng.gen_range(1..4));
     vec![
         Cell::Int(500_000 + i as i64),
@@ -612,7 +913,11 @@ fn absence_row(world: &World, today: NaiveDate, i: u64) -> Vec<Cell> {
         Cell::TimestampTz(wall(zone, end_date.and_hms_opt(23, 59, 0).expect("valid"))),
         Cell::Bool(rng.gen_bool(0.95)),
         Cell::text("hha"),
-        Cell::TimestampTz((world.now - Duration::days(rng.gen_range(1..30))).with_timezone(&zone).fixed_offset()),
+        Cell::TimestampTz(
+            (world.now - Duration::days(rng.gen_range(1..30)))
+                .with_timezone(&zone)
+                .fixed_offset(),
+        ),
     ]
 }
 
@@ -620,7 +925,11 @@ fn absence_row(world: &World, today: NaiveDate, i: u64) -> Vec<Cell> {
 /// EXCLUDED_SSN (the planted excluded person, padded, plus a blank entry)
 /// and EXCLUDED_AGENCY (the planted excluded agency plus a NULL `ProviderID`
 /// row that must exclude nothing).
-fn settings_rows(world: &World, planted: &[Scenario], extra: ExtraDistance) -> Vec<(TableDef, Vec<Vec<Cell>>)> {
+fn settings_rows(
+    world: &World,
+    planted: &[Scenario],
+    extra: ExtraDistance,
+) -> Vec<(TableDef, Vec<Vec<Cell>>)> {
     let now = world.now.naive_local();
     let (percent, per) = extra.stored();
     let settings = vec![vec![
@@ -636,13 +945,26 @@ fn settings_rows(world: &World, planted: &[Scenario], extra: ExtraDistance) -> V
         Cell::Timestamp(now - Duration::days(1)),
         Cell::Int(2),
     ]];
-    let mph = [(0, 2, 10), (2, 5, 12), (5, 10, 15), (10, 25, 25), (25, 1000, 40)]
-        .iter()
-        .enumerate()
-        .map(|(i, (from, to, speed))| {
-            vec![Cell::Int(i as i64 + 1), Cell::Timestamp(now - Duration::days(400)), Cell::text("MPH"), Cell::Int(*from), Cell::Int(*to), Cell::Int(*speed)]
-        })
-        .collect();
+    let mph = [
+        (0, 2, 10),
+        (2, 5, 12),
+        (5, 10, 15),
+        (10, 25, 25),
+        (25, 1000, 40),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (from, to, speed))| {
+        vec![
+            Cell::Int(i as i64 + 1),
+            Cell::Timestamp(now - Duration::days(400)),
+            Cell::text("MPH"),
+            Cell::Int(*from),
+            Cell::Int(*to),
+            Cell::Int(*speed),
+        ]
+    })
+    .collect();
     let mut excluded_ssn: Vec<Vec<Cell>> = planted
         .iter()
         .filter(|s| s.ssn_style == SsnStyle::Excluded)
@@ -654,10 +976,25 @@ fn settings_rows(world: &World, planted: &[Scenario], extra: ExtraDistance) -> V
     }
     let (excluded_id, excluded_app) = Agency::Excluded.ids(world.seed);
     let excluded_agency = vec![
-        vec![Cell::Int(1), Cell::text(Agency::Excluded.attributes().0), Cell::Uuid(excluded_id), Cell::text(excluded_app.to_string())],
-        vec![Cell::Int(2), Cell::text("Removed agency (no id)"), Cell::Null, Cell::Null],
+        vec![
+            Cell::Int(1),
+            Cell::text(Agency::Excluded.attributes().0),
+            Cell::Uuid(excluded_id),
+            Cell::text(excluded_app.to_string()),
+        ],
+        vec![
+            Cell::Int(2),
+            Cell::text("Removed agency (no id)"),
+            Cell::Null,
+            Cell::Null,
+        ],
     ];
-    vec![(tables::SETTINGS, settings), (tables::MPH, mph), (tables::EXCLUDED_SSN, excluded_ssn), (tables::EXCLUDED_AGENCY, excluded_agency)]
+    vec![
+        (tables::SETTINGS, settings),
+        (tables::MPH, mph),
+        (tables::EXCLUDED_SSN, excluded_ssn),
+        (tables::EXCLUDED_AGENCY, excluded_agency),
+    ]
 }
 
 #[cfg(test)]
@@ -671,11 +1008,16 @@ mod tests {
     #[test]
     fn blocks_bound_the_rows_held_in_memory() {
         let mut seen = 0;
-        for block in Blocks::new(10_000, 256, |i| (0..(i % 4)).map(|_| vec![Cell::Int(i as i64)]).collect()) {
+        for block in Blocks::new(10_000, 256, |i| {
+            (0..(i % 4)).map(|_| vec![Cell::Int(i as i64)]).collect()
+        }) {
             assert!(block.len() <= 256 + 2, "block of {} rows", block.len());
             seen += block.len();
         }
-        assert_eq!(seen, (0..10_000u64).map(|i| (i % 4) as usize).sum::<usize>());
+        assert_eq!(
+            seen,
+            (0..10_000u64).map(|i| (i % 4) as usize).sum::<usize>()
+        );
     }
 
     #[tokio::test]
@@ -692,7 +1034,10 @@ mod tests {
         let c = seed(None, &run(43, "c")).await.unwrap();
         std::fs::remove_dir_all(&dir).ok();
         assert_eq!(a.checksums, b.checksums);
-        assert_ne!(a.checksums["ANALYTICS.BI.FACTVISITCALLPERFORMANCE_CR"], c.checksums["ANALYTICS.BI.FACTVISITCALLPERFORMANCE_CR"]);
+        assert_ne!(
+            a.checksums["ANALYTICS.BI.FACTVISITCALLPERFORMANCE_CR"],
+            c.checksums["ANALYTICS.BI.FACTVISITCALLPERFORMANCE_CR"]
+        );
         assert_eq!(a.rows["ANALYTICS.BI.FACTVISITCALLPERFORMANCE_CR"], 3_000);
         assert_eq!(a.rows["CONFLICTREPORT.PUBLIC.SETTINGS"], 1);
         assert_eq!(a.rows.len(), 17);

@@ -33,13 +33,25 @@ pub struct Column {
 }
 
 pub(crate) const fn col(name: &'static str, sf_type: &'static str) -> Column {
-    Column { name, sf_type, mirror: Mirror::Same }
+    Column {
+        name,
+        sf_type,
+        mirror: Mirror::Same,
+    }
 }
 const fn src(name: &'static str, sf_type: &'static str) -> Column {
-    Column { name, sf_type, mirror: Mirror::SourceOnly }
+    Column {
+        name,
+        sf_type,
+        mirror: Mirror::SourceOnly,
+    }
 }
 const fn renamed(name: &'static str, sf_type: &'static str, target: &'static str) -> Column {
-    Column { name, sf_type, mirror: Mirror::Renamed(target) }
+    Column {
+        name,
+        sf_type,
+        mirror: Mirror::Renamed(target),
+    }
 }
 
 /// One generated Snowflake table.
@@ -63,8 +75,16 @@ impl TableDef {
 
     /// `CREATE OR REPLACE TABLE` with every column quoted (idempotent re-seed).
     pub fn create_sql(&self) -> String {
-        let cols: Vec<String> = self.columns.iter().map(|c| format!("{} {}", sql::ident(c.name), c.sf_type)).collect();
-        format!("CREATE OR REPLACE TABLE {} ({})", self.qualified(), cols.join(", "))
+        let cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", sql::ident(c.name), c.sf_type))
+            .collect();
+        format!(
+            "CREATE OR REPLACE TABLE {} ({})",
+            self.qualified(),
+            cols.join(", ")
+        )
     }
 
     /// Position of a column; panics on a name that is not in the definition
@@ -140,12 +160,20 @@ const VISIT_COLUMNS: &[Column] = &[
 ];
 
 /// `ANALYTICS.BI.FACTVISITCALLPERFORMANCE_CR`: one row per visit.
-pub const FACT_VISIT: TableDef =
-    TableDef { database: "ANALYTICS", schema: "BI", name: "FACTVISITCALLPERFORMANCE_CR", columns: VISIT_COLUMNS };
+pub const FACT_VISIT: TableDef = TableDef {
+    database: "ANALYTICS",
+    schema: "BI",
+    name: "FACTVISITCALLPERFORMANCE_CR",
+    columns: VISIT_COLUMNS,
+};
 
 /// `ANALYTICS.BI.FACTVISITCALLPERFORMANCE_DELETED_CR`: one row per deleted visit.
-pub const FACT_VISIT_DELETED: TableDef =
-    TableDef { database: "ANALYTICS", schema: "BI", name: "FACTVISITCALLPERFORMANCE_DELETED_CR", columns: VISIT_COLUMNS };
+pub const FACT_VISIT_DELETED: TableDef = TableDef {
+    database: "ANALYTICS",
+    schema: "BI",
+    name: "FACTVISITCALLPERFORMANCE_DELETED_CR",
+    columns: VISIT_COLUMNS,
+};
 
 /// `ANALYTICS.BI.DIMCAREGIVER`: one row per caregiver per agency.
 pub const DIM_CAREGIVER: TableDef = TableDef {
@@ -438,7 +466,12 @@ mod tests {
         for line in ddl.lines() {
             let t = line.trim();
             if let Some(rest) = t.strip_prefix("CREATE TABLE IF NOT EXISTS analytics.") {
-                let name = rest.split_whitespace().next().unwrap().trim_end_matches('(').to_string();
+                let name = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('(')
+                    .to_string();
                 current = Some((name, Vec::new()));
             } else if t.starts_with(')') {
                 if let Some((name, cols)) = current.take() {
@@ -460,7 +493,9 @@ mod tests {
         assert_eq!(pg.len(), 13, "tables in V2__analytics.sql: {:?}", pg.keys());
         for t in ANALYTICS_TABLES {
             let name = t.name.to_lowercase();
-            let cols = pg.get(&name).unwrap_or_else(|| panic!("analytics.{name} missing from V2__analytics.sql"));
+            let cols = pg
+                .get(&name)
+                .unwrap_or_else(|| panic!("analytics.{name} missing from V2__analytics.sql"));
             assert_eq!(cols, &t.mirrored_names(), "columns of analytics.{name}");
         }
     }
@@ -471,15 +506,28 @@ mod tests {
             let mut names: Vec<_> = t.columns.iter().map(|c| c.name).collect();
             names.sort_unstable();
             names.dedup();
-            assert_eq!(names.len(), t.columns.len(), "duplicate column in {}", t.name);
+            assert_eq!(
+                names.len(),
+                t.columns.len(),
+                "duplicate column in {}",
+                t.name
+            );
         }
     }
 
     #[test]
     fn create_sql_quotes_every_column() {
         let sql = MPH.create_sql();
-        assert!(sql.starts_with(r#"CREATE OR REPLACE TABLE "CONFLICTREPORT"."PUBLIC"."MPH" ("ID" NUMBER(38,0)"#), "{sql}");
-        assert!(sql.contains(r#""From" NUMBER(38,0), "To" NUMBER(38,0)"#), "{sql}");
+        assert!(
+            sql.starts_with(
+                r#"CREATE OR REPLACE TABLE "CONFLICTREPORT"."PUBLIC"."MPH" ("ID" NUMBER(38,0)"#
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(r#""From" NUMBER(38,0), "To" NUMBER(38,0)"#),
+            "{sql}"
+        );
     }
 }
 
@@ -490,9 +538,14 @@ mod example_config_tests {
 
     fn example() -> Config {
         let text = include_str!("../../../../examples/config.json");
-        let env = |name: &str| Some(if name.ends_with("PORT") { "5432".to_string() } else { format!("value-of-{name}") });
-        Config::from_text(text, "examples/config.json", &env)
-            .expect("examples/config.json loads")
+        let env = |name: &str| {
+            Some(if name.ends_with("PORT") {
+                "5432".to_string()
+            } else {
+                format!("value-of-{name}")
+            })
+        };
+        Config::from_text(text, "examples/config.json", &env).expect("examples/config.json loads")
     }
 
     /// Every table of examples/config.json exists in the generated source with
@@ -506,8 +559,17 @@ mod example_config_tests {
                 let def = ANALYTICS_TABLES
                     .iter()
                     .chain(CONFLICT_TABLES.iter())
-                    .find(|d| d.name == t.source && d.database == source.source_sf_database && d.schema == source.source_sf_schema)
-                    .unwrap_or_else(|| panic!("{} is not a generated table of {}.{}", t.source, source.source_sf_database, source.source_sf_schema));
+                    .find(|d| {
+                        d.name == t.source
+                            && d.database == source.source_sf_database
+                            && d.schema == source.source_sf_schema
+                    })
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{} is not a generated table of {}.{}",
+                            t.source, source.source_sf_database, source.source_sf_schema
+                        )
+                    });
                 assert_eq!(t.target, def.name.to_lowercase());
                 let has = |c: &str| def.columns.iter().any(|col| col.name == c);
                 let mirrored = def.mirrored_names();
@@ -515,17 +577,32 @@ mod example_config_tests {
                     assert!(has(c), "{}: source column {c}", def.name);
                 }
                 for c in t.uniqueness_columns.iter().chain(t.target_watermark.iter()) {
-                    assert!(mirrored.iter().any(|m| m == c), "{}: target column {c}", def.name);
+                    assert!(
+                        mirrored.iter().any(|m| m == c),
+                        "{}: target column {c}",
+                        def.name
+                    );
                 }
                 for (from, to) in &t.column_mapping {
-                    assert!(def.columns.iter().any(|c| c.name == from && matches!(c.mirror, Mirror::Renamed(t) if t == to)), "{}: mapping {from} -> {to}", def.name);
+                    assert!(
+                        def.columns
+                            .iter()
+                            .any(|c| c.name == from
+                                && matches!(c.mirror, Mirror::Renamed(t) if t == to)),
+                        "{}: mapping {from} -> {to}",
+                        def.name
+                    );
                 }
                 if let Some(filter) = &t.source_filter {
                     for quoted in filter.split('"').skip(1).step_by(2) {
                         assert!(has(quoted), "{}: filter column {quoted}", def.name);
                     }
                 }
-                assert!(!t.uniqueness_columns.is_empty(), "{} has no uniqueness_columns", def.name);
+                assert!(
+                    !t.uniqueness_columns.is_empty(),
+                    "{} has no uniqueness_columns",
+                    def.name
+                );
                 seen += 1;
             }
         }

@@ -14,10 +14,11 @@
 //!   and agency 1 evening visits (start 15:00 or later, actual from 14:50):
 //!   no time rule can fire (no overlap, no equality), and rule 7 cannot
 //!   either: all agencies of a person are in one metro, patients lie within
-//!   ±0.12° of its centre (≤ 25 miles apart, ETA ≤ 60 min at the seeded MPH
-//!   bands, ≤ 75 min even with ExtraDistancePer 1.2), far below the ≥ 175 min
-//!   gap. `thaw dev mutate` shifts times by at most 30 minutes, keeping a gap
-//!   of ≥ 115 min.
+//!   ±0.12° of its centre (≤ 23 miles apart, ≤ 27 with ExtraDistancePer 1.2;
+//!   ETA ≤ 60 min at the seeded MPH bands: 25 mph up to 25 miles, 40 mph
+//!   beyond), far below the ≥ 175 min gap. `thaw dev mutate` shifts times
+//!   by at most 30 minutes, keeping a gap of ≥ 115 min.
+//!
 //! Every visit of a person stays inside one agency-local day (06:00–23:00).
 
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime};
@@ -132,11 +133,20 @@ impl VisitRecord {
         } else {
             rate
         };
-        let opt_id = |v: Option<(Uuid, u64)>| (Cell::opt_uuid(v.map(|x| x.0)), Cell::Int(v.map_or(0, |x| x.1) as i64));
+        let opt_id = |v: Option<(Uuid, u64)>| {
+            (
+                Cell::opt_uuid(v.map(|x| x.0)),
+                Cell::Int(v.map_or(0, |x| x.1) as i64),
+            )
+        };
         let (payer_id, payer_app) = opt_id(self.payer);
         let contract_id = Cell::opt_uuid(self.contract.map(|x| x.0));
         let contract_app = Cell::text(self.contract.map_or(0, |x| x.1).to_string());
-        let payer_patient = if self.payer.is_some() { (Cell::Uuid(self.patient.0), Cell::Int(self.patient.1 as i64)) } else { (Cell::Null, Cell::Null) };
+        let payer_patient = if self.payer.is_some() {
+            (Cell::Uuid(self.patient.0), Cell::Int(self.patient.1 as i64))
+        } else {
+            (Cell::Null, Cell::Null)
+        };
         vec![
             Cell::Uuid(self.id),
             Cell::text(self.app_id.to_string()),
@@ -179,7 +189,8 @@ impl VisitRecord {
             Cell::opt_text(self.missed_reason),
             Cell::TimestampTz(self.updated),
             Cell::opt_uuid(self.updated_user.map(|u| u.0)),
-            self.updated_user.map_or(Cell::Null, |u| Cell::Int(u.1 as i64)),
+            self.updated_user
+                .map_or(Cell::Null, |u| Cell::Int(u.1 as i64)),
             Cell::text(self.external_source),
             Cell::Bool(self.permanent_deleted),
         ]
@@ -193,7 +204,9 @@ pub fn background_first_date(today: NaiveDate) -> NaiveDate {
 
 /// `today − 2 years` (Feb 29 → Feb 28), the conflict window's lower bound.
 pub fn two_years_before(today: NaiveDate) -> NaiveDate {
-    today.checked_sub_months(chrono::Months::new(24)).expect("date in range")
+    today
+        .checked_sub_months(chrono::Months::new(24))
+        .expect("date in range")
 }
 
 /// Days of background dates: up to `today + 50` (a little past the window's `today + 45`).
@@ -217,7 +230,7 @@ pub enum Slot {
 pub fn agency_and_slot<R: Rng>(rng: &mut R, agencies: usize, day_number: u64) -> (usize, Slot) {
     if agencies == 1 {
         (0, Slot::Any)
-    } else if day_number % 5 == 0 {
+    } else if day_number.is_multiple_of(5) {
         if rng.gen_bool(0.5) {
             (0, Slot::Morning)
         } else {
@@ -228,7 +241,12 @@ pub fn agency_and_slot<R: Rng>(rng: &mut R, agencies: usize, day_number: u64) ->
     }
 }
 
-const MISSED_REASONS: [&str; 4] = ["Patient hospitalized", "Caregiver no-show", "Patient refused service", "Weather"];
+const MISSED_REASONS: [&str; 4] = [
+    "Patient hospitalized",
+    "Caregiver no-show",
+    "Patient refused service",
+    "Weather",
+];
 const DEVICES: [&str; 3] = ["Mobile", "IVR", "FOB"];
 
 /// Background visit `index` of `kind` ([`Kind::Visit`] for FACT rows,
@@ -236,9 +254,14 @@ const DEVICES: [&str; 3] = ["Mobile", "IVR", "FOB"];
 /// `today` and the index.
 pub fn background_visit(world: &World, today: NaiveDate, kind: Kind, index: u64) -> VisitRecord {
     let mut rng = entity_rng(world.seed, kind, index);
-    let person_index = if kind == Kind::Visit { index % world.persons } else { rng.gen_range(0..world.persons) };
+    let person_index = if kind == Kind::Visit {
+        index % world.persons
+    } else {
+        rng.gen_range(0..world.persons)
+    };
     let person = world.person(person_index);
-    let date = background_first_date(today) + Duration::days(rng.gen_range(0..background_span_days(today)));
+    let date = background_first_date(today)
+        + Duration::days(rng.gen_range(0..background_span_days(today)));
     let day_number = date.num_days_from_ce() as u64;
     let (j, slot) = agency_and_slot(&mut rng, person.agencies.len(), day_number);
     let caregiver = world.caregiver(&person, j);
@@ -253,7 +276,10 @@ pub fn background_visit(world: &World, today: NaiveDate, kind: Kind, index: u64)
         Slot::Morning => (6..=8, 180),
         Slot::Evening => (15..=18, 240),
     };
-    let start = date.and_time(NaiveTime::from_hms_opt(rng.gen_range(start_hours), 15 * rng.gen_range(0..4u32), 0).expect("valid time"));
+    let start = date.and_time(
+        NaiveTime::from_hms_opt(rng.gen_range(start_hours), 15 * rng.gen_range(0..4u32), 0)
+            .expect("valid time"),
+    );
     let minutes = 30 * rng.gen_range(2..=max_minutes / 30);
     let sched_start = wall(zone, start);
     let sched_end = wall(zone, start + Duration::minutes(minutes));
@@ -271,7 +297,9 @@ pub fn background_visit(world: &World, today: NaiveDate, kind: Kind, index: u64)
         VisitState::Scheduled
     };
     let missed = date <= today && u >= 0.92;
-    let jitter = |rng: &mut rand_chacha::ChaCha8Rng, t: DateTime<FixedOffset>, secs: i64| t + Duration::seconds(rng.gen_range(-secs..=secs));
+    let jitter = |rng: &mut rand_chacha::ChaCha8Rng, t: DateTime<FixedOffset>, secs: i64| {
+        t + Duration::seconds(rng.gen_range(-secs..=secs))
+    };
     let (mut visit_start, mut visit_end) = (None, None);
     if state != VisitState::Scheduled {
         visit_start = Some(jitter(&mut rng, sched_start, 600));
@@ -304,15 +332,20 @@ pub fn background_visit(world: &World, today: NaiveDate, kind: Kind, index: u64)
     let call_out_gps = call_out.and_then(|_| gps(&mut rng));
     let device = call_out.map(|_| pick(&mut rng, &DEVICES));
 
-    let payer = rng.gen_bool(0.85).then(|| world.payer(rng.gen_range(0..world.payers)));
-    let contract = rng.gen_bool(0.7).then(|| world.contract(rng.gen_range(0..world.contracts)));
+    let payer = rng
+        .gen_bool(0.85)
+        .then(|| world.payer(rng.gen_range(0..world.payers)));
+    let contract = rng
+        .gen_bool(0.7)
+        .then(|| world.contract(rng.gen_range(0..world.contracts)));
     let service_code = world.service_code(rng.gen_range(0..world.service_codes));
     let (bill_type, rate_range) = match rng.gen_range(0..10) {
         0..=6 => ("Hourly", 18_000..=35_000),
         7 | 8 => ("Daily", 150_000..=300_000),
         _ => ("Visit", 40_000..=90_000),
     };
-    let billed = state == VisitState::Completed && date + Duration::days(7) <= today && rng.gen_bool(0.7);
+    let billed =
+        state == VisitState::Completed && date + Duration::days(7) <= today && rng.gen_bool(0.7);
     let worked = match (visit_start, visit_end) {
         (Some(a), Some(b)) => (b - a).num_seconds(),
         _ => minutes * 60,
@@ -321,10 +354,17 @@ pub fn background_visit(world: &World, today: NaiveDate, kind: Kind, index: u64)
     let updated = if date > today {
         world.now - Duration::minutes(rng.gen_range(60..60 * 24 * 40))
     } else {
-        (end_of_visit + Duration::minutes(rng.gen_range(5..60 * 72))).min(world.now - Duration::minutes(rng.gen_range(1..60)))
+        (end_of_visit + Duration::minutes(rng.gen_range(5..60 * 72)))
+            .min(world.now - Duration::minutes(rng.gen_range(1..60)))
     };
-    let updated_user = rng.gen_bool(0.95).then(|| world.user(rng.gen_range(0..world.users)));
-    let app_base = if kind == Kind::Visit { 10_000_000 } else { 90_000_000 };
+    let updated_user = rng
+        .gen_bool(0.95)
+        .then(|| world.user(rng.gen_range(0..world.users)));
+    let app_base = if kind == Kind::Visit {
+        10_000_000
+    } else {
+        90_000_000
+    };
     VisitRecord {
         id: entity_uuid(world.seed, kind, index),
         app_id: app_base + index,
@@ -377,8 +417,14 @@ mod tests {
         let cells = v.cells();
         assert_eq!(cells.len(), FACT_VISIT.columns.len());
         assert_eq!(cells[FACT_VISIT.position("Visit Id")], Cell::Uuid(v.id));
-        assert_eq!(cells[FACT_VISIT.position("Is Missed")], Cell::Bool(v.missed));
-        assert_eq!(cells[FACT_VISIT.position("Visit Updated Timestamp")], Cell::TimestampTz(v.updated));
+        assert_eq!(
+            cells[FACT_VISIT.position("Is Missed")],
+            Cell::Bool(v.missed)
+        );
+        assert_eq!(
+            cells[FACT_VISIT.position("Visit Updated Timestamp")],
+            Cell::TimestampTz(v.updated)
+        );
     }
 
     /// The construction the module docs describe, checked over many visits:
@@ -387,10 +433,14 @@ mod tests {
     #[test]
     fn background_visits_of_one_person_never_share_a_date_across_agencies_without_a_wide_gap() {
         let w = World::new(11, 20_000, today());
-        let mut by_person_date: std::collections::HashMap<(u64, NaiveDate), Vec<VisitRecord>> = Default::default();
+        let mut by_person_date: std::collections::HashMap<(u64, NaiveDate), Vec<VisitRecord>> =
+            Default::default();
         for i in 0..20_000 {
             let v = background_visit(&w, today(), Kind::Visit, i);
-            by_person_date.entry((i % w.persons, v.date)).or_default().push(v);
+            by_person_date
+                .entry((i % w.persons, v.date))
+                .or_default()
+                .push(v);
         }
         let mut split_days = 0;
         for visits in by_person_date.values() {
@@ -400,14 +450,30 @@ mod tests {
                         continue;
                     }
                     split_days += 1;
-                    let (first, second) = if a.sched_start < b.sched_start { (a, b) } else { (b, a) };
-                    let first_end = first.visit_end.unwrap_or(first.sched_end).max(first.sched_end);
-                    let second_start = second.visit_start.unwrap_or(second.sched_start).min(second.sched_start);
-                    assert!((second_start - first_end).num_minutes() >= 175, "{first:?} {second:?}");
+                    let (first, second) = if a.sched_start < b.sched_start {
+                        (a, b)
+                    } else {
+                        (b, a)
+                    };
+                    let first_end = first
+                        .visit_end
+                        .unwrap_or(first.sched_end)
+                        .max(first.sched_end);
+                    let second_start = second
+                        .visit_start
+                        .unwrap_or(second.sched_start)
+                        .min(second.sched_start);
+                    assert!(
+                        (second_start - first_end).num_minutes() >= 175,
+                        "{first:?} {second:?}"
+                    );
                 }
             }
         }
-        assert!(split_days > 0, "no split day generated: the test proves nothing");
+        assert!(
+            split_days > 0,
+            "no split day generated: the test proves nothing"
+        );
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub enum Kind {
 
 /// The deterministic random stream of entity `index` of `kind` under `seed`.
 pub fn entity_rng(seed: u64, kind: Kind, index: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.rotate_left(17) ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        seed.rotate_left(17) ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     rng.set_stream(index);
     rng
 }
@@ -88,13 +90,69 @@ pub struct Metro {
 
 /// The metros, several US time zones (Eastern, Central, Mountain incl. Arizona without DST, Pacific).
 pub const METROS: [Metro; 7] = [
-    Metro { city: "Brooklyn", county: "Kings", state: "NY", zone: chrono_tz::America::New_York, lat: 40.650, lon: -73.950, zip3: 112 },
-    Metro { city: "Philadelphia", county: "Philadelphia", state: "PA", zone: chrono_tz::America::New_York, lat: 39.952, lon: -75.165, zip3: 191 },
-    Metro { city: "Chicago", county: "Cook", state: "IL", zone: chrono_tz::America::Chicago, lat: 41.878, lon: -87.630, zip3: 606 },
-    Metro { city: "Houston", county: "Harris", state: "TX", zone: chrono_tz::America::Chicago, lat: 29.760, lon: -95.370, zip3: 770 },
-    Metro { city: "Denver", county: "Denver", state: "CO", zone: chrono_tz::America::Denver, lat: 39.739, lon: -104.990, zip3: 802 },
-    Metro { city: "Phoenix", county: "Maricopa", state: "AZ", zone: chrono_tz::America::Phoenix, lat: 33.448, lon: -112.074, zip3: 850 },
-    Metro { city: "Los Angeles", county: "Los Angeles", state: "CA", zone: chrono_tz::America::Los_Angeles, lat: 34.052, lon: -118.244, zip3: 900 },
+    Metro {
+        city: "Brooklyn",
+        county: "Kings",
+        state: "NY",
+        zone: chrono_tz::America::New_York,
+        lat: 40.650,
+        lon: -73.950,
+        zip3: 112,
+    },
+    Metro {
+        city: "Philadelphia",
+        county: "Philadelphia",
+        state: "PA",
+        zone: chrono_tz::America::New_York,
+        lat: 39.952,
+        lon: -75.165,
+        zip3: 191,
+    },
+    Metro {
+        city: "Chicago",
+        county: "Cook",
+        state: "IL",
+        zone: chrono_tz::America::Chicago,
+        lat: 41.878,
+        lon: -87.630,
+        zip3: 606,
+    },
+    Metro {
+        city: "Houston",
+        county: "Harris",
+        state: "TX",
+        zone: chrono_tz::America::Chicago,
+        lat: 29.760,
+        lon: -95.370,
+        zip3: 770,
+    },
+    Metro {
+        city: "Denver",
+        county: "Denver",
+        state: "CO",
+        zone: chrono_tz::America::Denver,
+        lat: 39.739,
+        lon: -104.990,
+        zip3: 802,
+    },
+    Metro {
+        city: "Phoenix",
+        county: "Maricopa",
+        state: "AZ",
+        zone: chrono_tz::America::Phoenix,
+        lat: 33.448,
+        lon: -112.074,
+        zip3: 850,
+    },
+    Metro {
+        city: "Los Angeles",
+        county: "Los Angeles",
+        state: "CA",
+        zone: chrono_tz::America::Los_Angeles,
+        lat: 34.052,
+        lon: -118.244,
+        zip3: 900,
+    },
 ];
 
 /// Provider slot → metro index: providers `r` with `r % 10 == s` are in metro `METRO_OF_SLOT[s]`
@@ -107,17 +165,49 @@ pub fn provider_metro(r: u64) -> &'static Metro {
 }
 
 const FIRST_NAMES: [&str; 24] = [
-    "Maria", "Jose", "Ana", "Luis", "Fatima", "Mohammed", "Olga", "Ivan", "Grace", "Samuel", "Mei", "Wei", "Aisha",
-    "Kwame", "Rosa", "Carlos", "Yuki", "Priya", "Rahul", "Chen", "Elena", "David", "Sarah", "James",
+    "Maria", "Jose", "Ana", "Luis", "Fatima", "Mohammed", "Olga", "Ivan", "Grace", "Samuel", "Mei",
+    "Wei", "Aisha", "Kwame", "Rosa", "Carlos", "Yuki", "Priya", "Rahul", "Chen", "Elena", "David",
+    "Sarah", "James",
 ];
 const LAST_NAMES: [&str; 24] = [
-    "Garcia", "Rodriguez", "Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Martinez", "Lopez",
-    "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson",
-    "White", "Harris",
+    "Garcia",
+    "Rodriguez",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Miller",
+    "Davis",
+    "Martinez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
 ];
 const STREETS: [&str; 12] = [
-    "Ocean Ave", "Kings Hwy", "Main St", "Broadway", "Park Pl", "Elm St", "Maple Ave", "Oak St", "Washington Ave",
-    "Lincoln Rd", "Church Ave", "Bay Pkwy",
+    "Ocean Ave",
+    "Kings Hwy",
+    "Main St",
+    "Broadway",
+    "Park Pl",
+    "Elm St",
+    "Maple Ave",
+    "Oak St",
+    "Washington Ave",
+    "Lincoln Rd",
+    "Church Ave",
+    "Bay Pkwy",
 ];
 
 /// Pick a name from a list.
@@ -221,7 +311,10 @@ impl World {
             contracts: 20,
             service_codes: 15,
             users: (providers * 2).max(20),
-            now: wall(chrono_tz::America::New_York, today.and_hms_opt(6, 0, 0).expect("06:00 exists")),
+            now: wall(
+                chrono_tz::America::New_York,
+                today.and_hms_opt(6, 0, 0).expect("06:00 exists"),
+            ),
         }
     }
 
@@ -233,7 +326,12 @@ impl World {
         Provider {
             id: entity_uuid(self.seed, Kind::Provider, r),
             app_id: 10_000 + r,
-            name: format!("{} {} Home Care #{}", metro.city, pick(&mut rng, &LAST_NAMES), r),
+            name: format!(
+                "{} {} Home Care #{}",
+                metro.city,
+                pick(&mut rng, &LAST_NAMES),
+                r
+            ),
             metro,
             active: u >= 0.04,
             demo: (0.04..0.06).contains(&u),
@@ -245,7 +343,13 @@ impl World {
     pub fn person(&self, p: u64) -> Person {
         let mut rng = entity_rng(self.seed, Kind::Person, p);
         let u: f64 = rng.gen();
-        let count = if u < 0.68 { 1 } else if u < 0.92 { 2 } else { 3 };
+        let count = if u < 0.68 {
+            1
+        } else if u < 0.92 {
+            2
+        } else {
+            3
+        };
         let slot = rng.gen_range(0..10u64);
         let blocks = self.providers.div_ceil(10);
         let mut agencies = Vec::with_capacity(count);
@@ -258,7 +362,12 @@ impl World {
         let d = p + 1_000_000;
         Person {
             index: p,
-            ssn: format!("{:03}-{:02}-{:04}", 900 + (d / 1_000_000) % 100, (d / 10_000) % 100, d % 10_000),
+            ssn: format!(
+                "{:03}-{:02}-{:04}",
+                900 + (d / 1_000_000) % 100,
+                (d / 10_000) % 100,
+                d % 10_000
+            ),
             first: pick(&mut rng, &FIRST_NAMES),
             last: pick(&mut rng, &LAST_NAMES),
             agencies,
@@ -279,7 +388,12 @@ impl World {
         } else {
             Some(person.ssn.clone())
         };
-        CaregiverRecord { id: entity_uuid(self.seed, Kind::Caregiver, index), app_id: 200_000 + index, provider: person.agencies[j], ssn }
+        CaregiverRecord {
+            id: entity_uuid(self.seed, Kind::Caregiver, index),
+            app_id: 200_000 + index,
+            provider: person.agencies[j],
+            ssn,
+        }
     }
 
     /// Patient `k` of agency `r`.
@@ -291,7 +405,12 @@ impl World {
         // caregiver's patients are at most ~25 miles apart.
         let lat = round6(metro.lat + rng.gen_range(-0.12..0.12));
         let lon = round6(metro.lon + rng.gen_range(-0.12..0.12));
-        Patient { id: entity_uuid(self.seed, Kind::Patient, q), app_id: 3_000_000 + q, lat, lon }
+        Patient {
+            id: entity_uuid(self.seed, Kind::Patient, q),
+            app_id: 3_000_000 + q,
+            lat,
+            lon,
+        }
     }
 
     /// Global patient index of patient `k` of agency `r`.
@@ -368,9 +487,18 @@ mod tests {
         let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
         let w = World::new(7, 100_000, today);
         assert_eq!(w.person(12).ssn, w.person(12).ssn);
-        assert_eq!(w.provider(3).id, World::new(7, 100_000, today).provider(3).id);
-        assert_ne!(w.provider(3).id, World::new(8, 100_000, today).provider(3).id);
-        assert_ne!(entity_uuid(7, Kind::Visit, 1), entity_uuid(7, Kind::DeletedVisit, 1));
+        assert_eq!(
+            w.provider(3).id,
+            World::new(7, 100_000, today).provider(3).id
+        );
+        assert_ne!(
+            w.provider(3).id,
+            World::new(8, 100_000, today).provider(3).id
+        );
+        assert_ne!(
+            entity_uuid(7, Kind::Visit, 1),
+            entity_uuid(7, Kind::DeletedVisit, 1)
+        );
     }
 
     #[test]
@@ -383,10 +511,16 @@ mod tests {
             a.dedup();
             assert_eq!(a.len(), person.agencies.len());
             let metro = provider_metro(person.agencies[0]).city;
-            assert!(person.agencies.iter().all(|r| provider_metro(*r).city == metro && *r < w.providers));
+            assert!(person
+                .agencies
+                .iter()
+                .all(|r| provider_metro(*r).city == metro && *r < w.providers));
             multi += usize::from(person.agencies.len() > 1);
         }
-        assert!(multi > 100 && multi < 250, "{multi} of 500 people work for several agencies");
+        assert!(
+            multi > 100 && multi < 250,
+            "{multi} of 500 people work for several agencies"
+        );
     }
 
     #[test]
@@ -402,12 +536,26 @@ mod tests {
     #[test]
     fn wall_clock_offsets_follow_daylight_saving_time() {
         let ny = chrono_tz::America::New_York;
-        let jan = NaiveDate::from_ymd_opt(2026, 1, 15).unwrap().and_hms_opt(9, 0, 0).unwrap();
-        let jul = NaiveDate::from_ymd_opt(2026, 7, 15).unwrap().and_hms_opt(9, 0, 0).unwrap();
+        let jan = NaiveDate::from_ymd_opt(2026, 1, 15)
+            .unwrap()
+            .and_hms_opt(9, 0, 0)
+            .unwrap();
+        let jul = NaiveDate::from_ymd_opt(2026, 7, 15)
+            .unwrap()
+            .and_hms_opt(9, 0, 0)
+            .unwrap();
         assert_eq!(wall(ny, jan).offset().local_minus_utc(), -5 * 3600);
         assert_eq!(wall(ny, jul).offset().local_minus_utc(), -4 * 3600);
-        assert_eq!(wall(chrono_tz::America::Phoenix, jul).offset().local_minus_utc(), -7 * 3600);
-        let fold = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap().and_hms_opt(1, 30, 0).unwrap();
+        assert_eq!(
+            wall(chrono_tz::America::Phoenix, jul)
+                .offset()
+                .local_minus_utc(),
+            -7 * 3600
+        );
+        let fold = NaiveDate::from_ymd_opt(2026, 11, 1)
+            .unwrap()
+            .and_hms_opt(1, 30, 0)
+            .unwrap();
         assert_eq!(wall(ny, fold).offset().local_minus_utc(), -4 * 3600);
         assert_eq!(wall_later(ny, fold).offset().local_minus_utc(), -5 * 3600);
     }
