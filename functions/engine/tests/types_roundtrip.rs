@@ -129,6 +129,11 @@ fn cases() -> Vec<Case> {
         ),
         case(field(DataType::Utf8, "TEXT", 0, None), utf8(&[Some(r#"{"b": 1}"#)]), "json", &[Some(r#"{"b": 1}"#)]),
         case(field(DataType::Utf8, "TEXT", 0, None), utf8(&[Some(r#"{"bb":1,"a":[1]}"#)]), "jsonb", &[Some(r#"{"a": [1], "bb": 1}"#)]),
+        // Numeric text (legacy VARCHAR application ids): padded, signed, scaled; blank means NULL.
+        case(field(DataType::Utf8, "TEXT", 0, None), utf8(&[Some(" 0042 "), Some("-9223372036854775808"), Some("123.00000"), Some(""), None]), "int8", &[Some("42"), Some("-9223372036854775808"), Some("123"), None, None]),
+        case(field(DataType::Utf8, "TEXT", 0, None), utf8(&[Some("2147483647"), Some("+7")]), "int4", &[Some("2147483647"), Some("7")]),
+        case(field(DataType::Utf8, "TEXT", 0, None), utf8(&[Some("-32768")]), "int2", &[Some("-32768")]),
+        case(field(DataType::Utf8, "TEXT", 0, None), utf8(&[Some("12.5"), Some("-0.125")]), "numeric(10,3)", &[Some("12.500"), Some("-0.125")]),
         // BOOLEAN
         case(field(DataType::Boolean, "BOOLEAN", 0, None), Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])), "bool", &[Some("true"), Some("false"), None]),
         case(field(DataType::Boolean, "BOOLEAN", 0, None), Arc::new(BooleanArray::from(vec![true, false])), "text", &[Some("true"), Some("false")]),
@@ -283,6 +288,13 @@ async fn fractional_number_into_integer_column_fails_the_chunk() {
     let err = copy_error("int4", false, field(DataType::Int64, "FIXED", 2, None), Arc::new(Int64Array::from(vec![100, 250]))).await;
     assert_eq!(err.kind, ErrorKind::ChunkFailed);
     assert!(err.message.contains("column \"v\"") && err.message.contains("value 2.50 has a fractional part") && err.message.contains("row 1"), "{err}");
+}
+
+#[tokio::test]
+async fn non_numeric_text_into_integer_column_fails_the_chunk() {
+    let err = copy_error("int8", false, field(DataType::Utf8, "TEXT", 0, None), Arc::new(StringArray::from(vec!["12", "12a"]))).await;
+    assert_eq!(err.kind, ErrorKind::ChunkFailed);
+    assert!(err.message.contains("value '12a' is not a decimal number") && err.message.contains("row 1"), "{err}");
 }
 
 #[tokio::test]

@@ -125,3 +125,13 @@ async fn bad_data_fails_the_chunk_and_leaves_the_target_consistent() {
     let failed: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_chunk_status WHERE status = 'failed'", &[]).await.unwrap().get(0);
     assert_eq!(failed, 1);
 }
+
+#[tokio::test]
+async fn unreachable_snowflake_endpoint_is_not_reported_as_bad_credentials() {
+    let pg_db = unique("nosf");
+    fresh_pg(&pg_db).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = config_text("DB", &pg_db, &[r#"{"source": "T", "target": "t"}"#], "").replace("${THAW_SF_ENDPOINT}", &format!("127.0.0.1:{port}"));
+    let path = config_file(&text);
+    assert_fails(&["run", "--config", path.to_str().unwrap()], 1, &["Unreachable", "cannot log in to Snowflake account", "Check snowflake.account / snowflake.endpoint"]);
+}

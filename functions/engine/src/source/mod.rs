@@ -66,7 +66,12 @@ pub async fn connect(settings: &SnowflakeSettings, database: Option<&str>, schem
     let source = SnowflakeSource { api, account: settings.account.clone() };
     // Log in now so that bad credentials and dead endpoints fail here, not mid-run.
     source.execute("SELECT 1").await.map_err(|e| {
-        Error::new(e.kind, format!("cannot log in to Snowflake account '{}' as user '{}': {}", settings.account, settings.user, e.message))
+        let hint = match e.kind {
+            ErrorKind::AuthFailed => " Check snowflake.user and the password or key.",
+            ErrorKind::Unreachable => " Check snowflake.account / snowflake.endpoint and the network path.",
+            _ => "",
+        };
+        Error::new(e.kind, format!("cannot log in to Snowflake account '{}' as user '{}': {}{hint}", settings.account, settings.user, e.message))
     })?;
     Ok(source)
 }
@@ -129,18 +134,40 @@ fn map_snowflake_error(err: SnowflakeApiError, settings: &SnowflakeSettings, wha
     Error::new(kind, format!("{what}: {detail}.{hint}"))
 }
 
+fn source_chain_has_connect_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            if r.is_connect() || r.is_timeout() {
+                return true;
+            }
+        }
+        // `#[error(transparent)]` wrappers skip the reqwest error itself, so
+        // also accept the I/O error (refused, reset, DNS, timeout) underneath.
+        if e.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        if let Some(r) = e.downcast_ref::<reqwest_middleware::Error>() {
+            if let reqwest_middleware::Error::Reqwest(r) = r {
+                if r.is_connect() || r.is_timeout() {
+                    return true;
+                }
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
 /// Classify a Snowflake client error.
 pub fn classify_snowflake(err: &SnowflakeApiError) -> ErrorKind {
     match err {
+        // The crate wraps a failed login *request* in AuthError too: a
+        // connect/DNS/TLS failure underneath means the endpoint is unreachable.
+        SnowflakeApiError::AuthError(_) if source_chain_has_connect_error(err) => ErrorKind::Unreachable,
         SnowflakeApiError::AuthError(_) => ErrorKind::AuthFailed,
-        SnowflakeApiError::RequestError(e) => {
-            let text = format!("{e:?}");
-            if text.contains("Connect") || text.contains("dns") || text.contains("connection refused") {
-                ErrorKind::Unreachable
-            } else {
-                ErrorKind::Transient
-            }
-        }
+        SnowflakeApiError::RequestError(_) if source_chain_has_connect_error(err) => ErrorKind::Unreachable,
+        SnowflakeApiError::RequestError(_) => ErrorKind::Transient,
         SnowflakeApiError::ApiError(code, _) => match code.as_str() {
             // SQL compilation: object does not exist / invalid identifier.
             "002003" | "000904" | "002043" => ErrorKind::SchemaMismatch,
