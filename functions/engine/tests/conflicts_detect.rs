@@ -148,6 +148,36 @@ fn exclusions_blank_ssns_and_the_window_remove_candidates() {
     assert_eq!(detect(&edge, &settings(), today()).len(), 2, "today + 45 days is inside");
 }
 
+/// `v` with its provider-patient, payer-patient and provider states as stored.
+fn in_states(mut v: Visit, patient: Option<&str>, payer_patient: Option<&str>, provider: Option<&str>) -> Visit {
+    v.patient_state = patient.map(str::to_string);
+    v.payer_patient_state = payer_patient.map(str::to_string);
+    v.provider_state = provider.map(str::to_string);
+    v
+}
+
+/// Decision 6 / legacy_tests.md §9 case 20: cross-state pairs are never
+/// emitted; any of the 2×2 patient-state combinations matching keeps a pair;
+/// the provider's state stands in when both patient states are missing; a
+/// visit without any state never makes a pair cross-state.
+#[test]
+fn cross_state_pairs_are_never_emitted_and_any_state_match_keeps_the_pair() {
+    let d = date(-5);
+    let pair = |a: (Option<&str>, Option<&str>, Option<&str>), b: (Option<&str>, Option<&str>, Option<&str>)| {
+        let v1 = in_states(completed(1, 1, d, (9, 0), (12, 0)), a.0, a.1, a.2);
+        let v2 = in_states(completed(2, 2, d, (10, 0), (13, 0)), b.0, b.1, b.2);
+        flagged(&detect(&[v1, v2], &settings(), today()))
+    };
+    let overlap = vec![(1, 2, RULE_5), (2, 1, RULE_5)];
+    assert_eq!(pair((Some("NY"), Some("NY"), Some("NY")), (Some("PA"), Some("PA"), Some("PA"))), vec![], "NY/NY vs PA/PA");
+    assert_eq!(pair((Some("NY"), None, Some("NJ")), (Some("new york"), Some("PA"), Some("PA"))), overlap, "NY/NULL vs \"new york\"/PA");
+    assert_eq!(pair((Some("NJ"), Some(" Pennsylvania"), None), (Some("pa "), Some("NY"), None)), overlap, "payer patient vs provider patient");
+    assert_eq!(pair((Some(" "), None, Some("PA")), (Some("NY"), None, Some("PA"))), vec![], "provider fallback PA vs patient NY");
+    assert_eq!(pair((None, None, Some(" ny")), (Some("New York"), None, Some("PA"))), overlap, "provider fallback NY vs patient NY");
+    assert_eq!(pair((None, Some(""), None), (Some("PA"), Some("PA"), Some("PA"))), overlap, "no state at all on one side");
+    assert_eq!(pair((Some("NY"), None, None), (None, None, None)), overlap, "no state at all on the other side");
+}
+
 #[test]
 fn time_rules_through_detect_cover_touching_equal_partial_and_mixed_states() {
     let d = date(-5);
@@ -161,7 +191,7 @@ fn time_rules_through_detect_cover_touching_equal_partial_and_mixed_states() {
     assert_eq!(flagged(&detect(&[base.clone(), s], &settings(), today())), vec![(1, 3, RULE_6), (3, 1, RULE_6)]);
     let mut partial = completed(4, 2, d, (9, 5), (13, 2));
     partial.visit_end = None;
-    assert!(detect(&[base.clone(), partial], &settings(), today()).is_empty(), "partial visit");
+    assert!(detect(&[base, partial], &settings(), today()).is_empty(), "partial visit");
     // Completed visits: overlapping schedules do not matter, only actual times.
     let mut a = completed(5, 1, d, (9, 0), (10, 0));
     a.scheduled_end = Some(at(d, 12, 0));
@@ -209,7 +239,7 @@ fn impossible_travel_needs_points_a_speed_and_different_zips() {
     by_address.call_out_gps = Some(",".into());
     by_address.patient_location = GeoPoint::new(40.654140, -73.935455);
     assert_eq!(detect(&[v1.clone(), by_address.clone()], &settings(), today()).len(), 2);
-    let quoted = with_gps(no_gps.clone(), "\"40.654140,-73.935455\"");
+    let quoted = with_gps(no_gps, "\"40.654140,-73.935455\"");
     assert_eq!(detect(&[v1.clone(), quoted], &settings(), today()).len(), 2);
     // Decision 10: same patient ZIP on both sides never flags.
     let (mut z1, mut z2) = (v1.clone(), by_address.clone());

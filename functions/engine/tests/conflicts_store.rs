@@ -1,7 +1,8 @@
 //! Conflict detection against a real PostgreSQL (`thaw_engine::conflicts::run`):
 //! planted visits in the analytics mirror → `conflictvisitmaps`/`conflicts`;
 //! a second run writes nothing; a vanished pair is resolved ('R'), a
-//! re-detected one reopened; user-owned columns survive every refresh.
+//! re-detected one reopened; user-owned columns survive every refresh; a
+//! pair that becomes cross-state is resolved, never deleted (decision 6).
 //!
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
@@ -263,6 +264,85 @@ async fn planted_pairs_are_stored_once_refreshed_resolved_and_user_columns_survi
         .unwrap()
         .get(0);
     assert_eq!(open_with_date, 0);
+}
+
+/// `(StatusFlag, ResolveDate set)` of every stored pair, in VisitID/ConVisitID order.
+async fn statuses(client: &Client) -> Vec<(String, bool)> {
+    client
+        .query(r#"SELECT "StatusFlag", "ResolveDate" IS NOT NULL FROM conflict.conflictvisitmaps ORDER BY "VisitID", "ConVisitID""#, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Decision 6 through the real candidate query: states come from the
+/// provider patient's and the payer patient's primary GPS addresses, with
+/// the provider's `Address State` as fallback. A stored pair that becomes
+/// cross-state is resolved ('R', kept, with a ResolveDate), and reopened
+/// when its states match again.
+#[tokio::test]
+async fn a_stored_pair_that_becomes_cross_state_is_resolved_never_deleted_and_reopens() {
+    let mut client = fresh_database("conflicts_cross_state").await;
+    client.batch_execute(REFERENCE_DATA).await.unwrap();
+    client.batch_execute(VISITS).await.unwrap();
+    let cfg = settings("unused");
+    let first = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&first), (4, 4, 4, 0, 0, 4), "{first:?}");
+    let open = vec![("U".to_string(), false); 4];
+    let resolved = vec![("R".to_string(), true); 4];
+
+    // Agency B's patient moves to Pennsylvania (full name, padded): both pairs are cross-state.
+    client
+        .batch_execute(r#"UPDATE analytics.dimpatientaddress SET "Address State" = ' pennsylvania ' WHERE "Patient Id" = '00000000-0000-0000-0000-0000000000e2'"#)
+        .await
+        .unwrap();
+    let moved = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&moved), (4, 0, 0, 0, 4, 0), "{moved:?}");
+    assert_eq!(statuses(&client).await, resolved, "resolved, never deleted");
+    let cf: i64 = client.query_one("SELECT count(*) FROM conflict.conflicts", &[]).await.unwrap().get(0);
+    assert_eq!(cf, 4);
+
+    // B's visits are paid for the New York patient: any-to-any (B's payer patient NY = A's patient NY) reopens them.
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Payer Patient Id" = '00000000-0000-0000-0000-0000000000e1'
+               WHERE "Provider Id" = '00000000-0000-0000-0000-00000000000b'"#,
+        )
+        .await
+        .unwrap();
+    let paid = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&paid), (4, 4, 0, 4, 0, 0), "{paid:?}");
+    assert_eq!(statuses(&client).await, open);
+    let payer_state: String = client
+        .query_one(r#"SELECT "PA_PAddressState" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 102"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(payer_state, "NY");
+
+    // No payer patient and no state on B's patient: B's provider state (Pennsylvania) stands in.
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Payer Patient Id" = NULL;
+               UPDATE analytics.dimpatientaddress SET "Address State" = '  ' WHERE "Patient Id" = '00000000-0000-0000-0000-0000000000e2';
+               UPDATE analytics.dimprovider SET "Address State" = ' pa' WHERE "Provider Id" = '00000000-0000-0000-0000-00000000000b';"#,
+        )
+        .await
+        .unwrap();
+    let fallback = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&fallback), (4, 0, 0, 0, 4, 0), "{fallback:?}");
+    assert_eq!(statuses(&client).await, resolved);
+
+    // B's provider moves to New York: same state again, reopened.
+    client
+        .batch_execute(r#"UPDATE analytics.dimprovider SET "Address State" = 'New York' WHERE "Provider Id" = '00000000-0000-0000-0000-00000000000b'"#)
+        .await
+        .unwrap();
+    let back = run(&mut client, &cfg, DetectionMode::Full).await.unwrap();
+    assert_eq!(counts(&back), (4, 4, 0, 4, 0, 0), "{back:?}");
+    assert_eq!(statuses(&client).await, open);
 }
 
 #[tokio::test]
