@@ -4,5 +4,6 @@ set -euo pipefail
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --workspace --features thaw-engine/failpoints --no-fail-fast --test-threads "${THAW_TEST_THREADS:-4}"
 else
-  exec cargo test --workspace --features thaw-engine/failpoints --no-fail-fast -- --test-threads "${THAW_TEST_THREADS:-4}"
+  # Without nextest there are no test groups: run tests one at a time.
+  exec cargo test --workspace --features thaw-engine/failpoints --no-fail-fast -- --test-threads 1
 fi

@@ -178,3 +178,13 @@ pub fn orders_table(chunk_col: Option<(&str, &str)>, extra: &str) -> String {
              "source_watermark": "Updated", "target_watermark": "Updated", "batch_size": 100 {extra}}}"#
     )
 }
+
+/// Run the real `thaw` binary with extra environment variables.
+pub fn thaw_with_env(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_thaw"));
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run thaw")
+}
