@@ -234,7 +234,9 @@ pub struct World {
     pub service_codes: u64,
     /// Application users.
     pub users: u64,
-    /// Reference "now" of the seed run: today 06:00 New York.
+    /// Reference "now" of the seed run: the start of `today` in New York. No
+    /// generated timestamp is later, so `thaw dev mutate` run on `today` at
+    /// the real clock always moves the `Visit Updated Timestamp` watermark on.
     pub now: DateTime<FixedOffset>,
 }
 
@@ -311,10 +313,7 @@ impl World {
             contracts: 20,
             service_codes: 15,
             users: (providers * 2).max(20),
-            now: wall(
-                chrono_tz::America::New_York,
-                today.and_hms_opt(6, 0, 0).expect("06:00 exists"),
-            ),
+            now: midnight(chrono_tz::America::New_York, today),
         }
     }
 
