@@ -18,5 +18,5 @@ echo "==> mutating the source (updates, inserts, deletes)"
 "$THAW" dev mutate --config "$CONFIG" --seed "$(( ${SEED:-42} + 1 ))"
 
 echo "==> nightly run 2 (incremental)"
-"$THAW" run --config "$CONFIG" --report "$THAW_MANIFEST_DIR/run2.json"
+"$THAW" run --config "$CONFIG" --allow-truncate --report "$THAW_MANIFEST_DIR/run2.json"
 "$THAW" dev check-planted --config "$CONFIG" --visits "${VISITS:-100000}" --seed "${SEED:-42}"

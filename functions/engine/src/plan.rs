@@ -493,9 +493,6 @@ async fn prepare_table(
         tracing::warn!(table = %t.source, columns = ?dropped, "source columns without a target column are not copied");
     }
     let row_bytes = t.estimated_row_bytes.unwrap_or_else(|| estimate_row_bytes(&columns)).max(1);
-    let batch_size = config.batch_size(t);
-    let budget_rows = (config.chunk_byte_budget() / row_bytes).max(100);
-    let batch_rows = batch_size.min(budget_rows);
     let empty = {
         let row = pg
             .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", sink::qualified(&s.target_pg_schema, &t.target)), &[])
@@ -520,6 +517,14 @@ async fn prepare_table(
             s.target_pg_schema, t.target
         )));
     };
+    // First full loads (COPY) may use the larger `batch_size_copy_mode`; the
+    // byte budget caps both.
+    let batch_size = match (load_mode, t.batch_size_copy_mode) {
+        (LoadMode::Copy, Some(copy_batch)) => config.batch_size(t).max(copy_batch),
+        _ => config.batch_size(t),
+    };
+    let budget_rows = (config.chunk_byte_budget() / row_bytes).max(100);
+    let batch_rows = batch_size.min(budget_rows);
     if matches!(load_mode, LoadMode::Upsert | LoadMode::InsertOnly) {
         check_unique_index(pg, &s.target_pg_schema, &t.target, &key_columns).await.map_err(|e| e.context(&at))?;
     }

@@ -51,7 +51,7 @@ fn nightly_job_finds_planted_conflicts_and_reruns_incrementally() {
 
     run_ok(&["dev", "mutate", "--config", config, "--visits", VISITS, "--seed", SEED, "--updates", "40", "--inserts", "20", "--deletes", "10"], &envs);
     let second = dir.join("run2.json");
-    let out = run_ok(&["run", "--config", config, "--report", second.to_str().unwrap()], &envs);
+    let out = run_ok(&["run", "--config", config, "--allow-truncate", "--report", second.to_str().unwrap()], &envs);
     assert!(out.contains("0 mismatch(es)"), "{out}");
     let r2 = report(&second);
     let fact = r2["tables"].as_array().unwrap().iter().find(|t| t["source_table"] == "FACTVISITCALLPERFORMANCE_CR").expect("fact table copied");
