@@ -15,7 +15,7 @@ echo "==> nightly run 1 (initial load)"
 "$THAW" dev check-planted --config "$CONFIG" --visits "${VISITS:-100000}" --seed "${SEED:-42}"
 
 echo "==> mutating the source (updates, inserts, deletes)"
-"$THAW" dev mutate --config "$CONFIG" --seed "$(( ${SEED:-42} + 1 ))"
+"$THAW" dev mutate --config "$CONFIG" --visits "${VISITS:-100000}" --seed "${SEED:-42}" --mutation-seed 1
 
 echo "==> nightly run 2 (incremental)"
 "$THAW" run --config "$CONFIG" --allow-truncate --report "$THAW_MANIFEST_DIR/run2.json"
