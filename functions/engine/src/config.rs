@@ -157,6 +157,10 @@ pub struct TableConfig {
     /// reconciliation (needs `uniqueness_columns`). Additive option; default false.
     #[serde(default)]
     pub propagate_deletes: bool,
+    /// Source columns never copied nor reconciled (e.g. columns PostgreSQL
+    /// owns, such as the nightly job's own flags). Additive option.
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -494,7 +498,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "enabled", "source", "target", "source_filter", "chunking_columns", "chunking_column_types",
             "uniqueness_columns", "source_watermark", "target_watermark", "truncate_onstart", "insert_only_mode",
             "disable_index", "parallel_threads", "batch_size", "batch_size_copy_mode", "column_mapping",
-            "sort_columns", "chunking_strategy", "estimated_row_bytes", "propagate_deletes",
+            "sort_columns", "chunking_strategy", "estimated_row_bytes", "propagate_deletes", "exclude_columns",
         ],
         _ => &[],
     }

@@ -433,7 +433,7 @@ async fn prepare_table(
     let source_has = |name: &str| source_cols.iter().any(|c| c.name == name);
     let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
     let mut missing = Vec::new();
-    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()) {
+    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()).chain(t.exclude_columns.iter()) {
         if !source_has(c) {
             missing.push(format!("source column \"{c}\""));
         }
@@ -476,13 +476,22 @@ async fn prepare_table(
     }
     let mut columns = Vec::new();
     let mut dropped = Vec::new();
+    let excluded = |name: &str| t.exclude_columns.iter().any(|e| e == name);
+    for c in t.uniqueness_columns.iter().chain(t.source_watermark.iter()) {
+        if excluded(c) {
+            missing.push(format!("column \"{c}\" (it is both a key/watermark and in exclude_columns)"));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::config(format!("{at}: cannot exclude {}", missing.join(", "))));
+    }
     for tc in &target_cols {
-        if let Some(sc) = source_cols.iter().find(|sc| target_name(&sc.name) == tc.name) {
+        if let Some(sc) = source_cols.iter().find(|sc| !excluded(&sc.name) && target_name(&sc.name) == tc.name) {
             columns.push(ColumnPair { source: sc.clone(), target: tc.clone() });
         }
     }
     for sc in source_cols {
-        if !target_cols.iter().any(|tc| tc.name == target_name(&sc.name)) {
+        if !excluded(&sc.name) && !target_cols.iter().any(|tc| tc.name == target_name(&sc.name)) {
             dropped.push(sc.name.clone());
         }
     }
