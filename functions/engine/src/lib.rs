@@ -38,6 +38,7 @@ pub mod dev;
 pub mod error;
 pub mod failpoints;
 pub mod handlers;
+pub mod harness;
 pub mod manifest;
 pub mod merge;
 pub mod plan;

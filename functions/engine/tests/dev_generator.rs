@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use md5::{Digest, Md5};
-use thaw_engine::config::{Secret, SnowflakeSettings};
+
 use thaw_engine::dev::{
     self, planted_conflicts, planted_near_misses, ExtraDistance, MutateOptions, SeedOptions,
 };
@@ -22,20 +22,8 @@ use thaw_engine::source::{self, SnowflakeSource};
 
 static EMULATOR_DATABASES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run under tests/harness.py (make test)"))
-}
-
 async fn session() -> SnowflakeSource {
-    let settings = SnowflakeSettings {
-        account: env("THAW_SF_ACCOUNT"),
-        user: env("THAW_SF_USER"),
-        password: Some(Secret(env("THAW_SF_PASSWORD"))),
-        endpoint: Some(env("THAW_SF_ENDPOINT")),
-        ca_file: Some(env("THAW_SF_CA_FILE")),
-        ..Default::default()
-    };
+    let settings = thaw_engine::harness::snowflake();
     source::connect(&settings, None, None)
         .await
         .expect("login to the emulator")

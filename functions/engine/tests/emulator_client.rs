@@ -21,22 +21,8 @@ use thaw_engine::ErrorKind;
 
 const DATABASE: &str = "THAW_EMULATOR_TEST";
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under tests/harness.py (make test)"))
-}
-
 fn settings() -> SnowflakeSettings {
-    if std::env::var("THAW_SF_ENDPOINT").is_err() {
-        panic!("THAW_SF_ENDPOINT is not set: run under tests/harness.py (make test)");
-    }
-    SnowflakeSettings {
-        account: env("THAW_SF_ACCOUNT"),
-        user: env("THAW_SF_USER"),
-        password: Some(Secret(env("THAW_SF_PASSWORD"))),
-        endpoint: Some(env("THAW_SF_ENDPOINT")),
-        ca_file: Some(env("THAW_SF_CA_FILE")),
-        ..Default::default()
-    }
+    thaw_engine::harness::snowflake()
 }
 
 async fn session() -> SnowflakeSource {

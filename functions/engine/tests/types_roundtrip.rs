@@ -20,7 +20,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field};
 use bytes::BytesMut;
 use futures::SinkExt;
-use thaw_engine::config::{PostgresSettings, Secret, SnowflakeSettings};
+
 use thaw_engine::plan::SourceColumn;
 use thaw_engine::reconcile::canonical;
 use thaw_engine::sink::encode::{supported_targets, CopyEncoder};
@@ -30,19 +30,8 @@ use thaw_engine::source::{self, sql};
 use thaw_engine::{Error, ErrorKind};
 use tokio_postgres::Client;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under tests/harness.py (make test)"))
-}
-
 async fn postgres() -> Client {
-    let settings = PostgresSettings {
-        host: env("THAW_PG_HOST"),
-        user: env("THAW_PG_USER"),
-        password: Some(Secret(env("THAW_PG_PASSWORD"))),
-        port: Some(env("THAW_PG_PORT").parse().expect("THAW_PG_PORT is a port number")),
-        ..Default::default()
-    };
-    let client = sink::connect(&settings, "postgres").await.expect("connect to the harness PostgreSQL");
+    let client = sink::connect(&thaw_engine::harness::postgres(), "postgres").await.expect("connect to the harness PostgreSQL");
     client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
     client
 }
@@ -368,14 +357,7 @@ const EMULATED: &[(&str, &str, &[&str])] = &[
 #[tokio::test]
 async fn canonical_forms_agree_between_the_emulator_and_postgres() {
     let pg = postgres().await;
-    let sf_settings = SnowflakeSettings {
-        account: env("THAW_SF_ACCOUNT"),
-        user: env("THAW_SF_USER"),
-        password: Some(Secret(env("THAW_SF_PASSWORD"))),
-        endpoint: Some(env("THAW_SF_ENDPOINT")),
-        ca_file: Some(env("THAW_SF_CA_FILE")),
-        ..Default::default()
-    };
+    let sf_settings = thaw_engine::harness::snowflake();
     let sf = source::connect(&sf_settings, None, None).await.expect("login to the emulator");
     sf.execute("CREATE DATABASE IF NOT EXISTS THAW_TYPES").await.unwrap();
     sf.execute("CREATE OR REPLACE SCHEMA THAW_TYPES.CANONICAL").await.unwrap();

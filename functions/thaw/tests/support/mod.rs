@@ -6,37 +6,11 @@
 
 use std::process::Output;
 
-use thaw_engine::config::{Config, PostgresSettings, Secret, SnowflakeSettings};
+use thaw_engine::config::Config;
 use thaw_engine::source::{self, SnowflakeSource};
 use tokio_postgres::Client;
 
-/// Read a harness variable or stop the test with the reason.
-pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under tests/harness.py (make test)"))
-}
-
-/// Snowflake settings pointing at the emulator.
-pub fn snowflake() -> SnowflakeSettings {
-    SnowflakeSettings {
-        account: env("THAW_SF_ACCOUNT"),
-        user: env("THAW_SF_USER"),
-        password: Some(Secret(env("THAW_SF_PASSWORD"))),
-        endpoint: Some(env("THAW_SF_ENDPOINT")),
-        ca_file: Some(env("THAW_SF_CA_FILE")),
-        ..Default::default()
-    }
-}
-
-/// PostgreSQL settings for the harness server.
-pub fn postgres() -> PostgresSettings {
-    PostgresSettings {
-        host: env("THAW_PG_HOST"),
-        port: Some(env("THAW_PG_PORT").parse().expect("THAW_PG_PORT is a port")),
-        user: env("THAW_PG_USER"),
-        password: Some(Secret(env("THAW_PG_PASSWORD"))),
-        ..Default::default()
-    }
-}
+pub use thaw_engine::harness::{postgres, snowflake};
 
 /// A unique lower-case name for this test's databases.
 pub fn unique(prefix: &str) -> String {
