@@ -652,7 +652,7 @@ async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &Ta
         (PgType::Timestamptz, "TIMESTAMP_TZ" | "TIMESTAMP_LTZ") => format!("CAST({} AS {})", sql::literal(&format!("{max}+00:00")), source.data_type),
         (PgType::Timestamptz | PgType::Timestamp, _) => format!("CAST({} AS TIMESTAMP_NTZ)", sql::literal(&max)),
         (PgType::Date, _) => format!("CAST({} AS DATE)", sql::literal(&max)),
-        (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max.clone(),
+        (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max,
         _ => sql::literal(&max),
     };
     Ok(Some(format!("{scol} >= {literal}")))
@@ -717,7 +717,7 @@ async fn numeric_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str, b
     }
     let (min, max) = (min.floor() as i128, max.ceil() as i128);
     let chunks_wanted = nonnull.div_ceil(batch).max(1) as i128;
-    let buckets = (chunks_wanted * 8).min(20_000).max(1);
+    let buckets = (chunks_wanted * 8).clamp(1, 20_000);
     let width = ((max - min + 1) + buckets - 1) / buckets;
     let width = width.max(1);
     let hist = sf

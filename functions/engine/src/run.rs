@@ -54,6 +54,8 @@ pub struct RunOptions {
 pub struct TableCopySummary {
     /// Snowflake table.
     pub source_table: String,
+    /// PostgreSQL `schema.table`.
+    pub target: String,
     /// Chunks copied by this invocation.
     pub chunks: u64,
     /// Chunks that failed.
@@ -199,7 +201,12 @@ async fn copy_all(
     for h in handles {
         let (item, start, end, result) = h.await.map_err(|e| Error::internal(format!("copy worker panicked: {e}")))?;
         let entry = summaries.entry(item.source_table.clone()).or_insert_with(|| {
-            (TableCopySummary { source_table: item.source_table.clone(), ..Default::default() }, None, None)
+            let target = config
+                .source(&item.source_name)
+                .ok()
+                .and_then(|s| s.tables.iter().find(|t| t.source == item.source_table).map(|t| format!("{}.{}", s.target_pg_schema, t.target)))
+                .unwrap_or_else(|| item.source_table.clone());
+            (TableCopySummary { source_table: item.source_table.clone(), target, ..Default::default() }, None, None)
         });
         entry.1 = Some(entry.1.map_or(start, |s| s.min(start)));
         entry.2 = Some(entry.2.map_or(end, |e| e.max(end)));

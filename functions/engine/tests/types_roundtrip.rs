@@ -210,7 +210,7 @@ async fn every_supported_pair_round_trips_through_binary_copy() {
     for (i, c) in cases().into_iter().enumerate() {
         let table = format!("types_roundtrip_{i}");
         let logical = c.field.metadata()["logicalType"].clone();
-        copy_into(&pg, &table, c.pg, false, &c.field, &[c.array.clone()]).await.unwrap_or_else(|e| panic!("{logical} → {}: {e}", c.pg));
+        copy_into(&pg, &table, c.pg, false, &c.field, std::slice::from_ref(&c.array)).await.unwrap_or_else(|e| panic!("{logical} → {}: {e}", c.pg));
         let got = read_back(&pg, &table).await;
         let expected: Vec<Option<String>> = c.expected.iter().map(|v| v.map(str::to_string)).collect();
         assert_eq!(got, expected, "{logical} → {}", c.pg);

@@ -12,7 +12,8 @@ use thaw_engine::Error;
 /// One bar per table (chunks done / chunks planned, rows copied).
 pub struct Bars {
     multi: MultiProgress,
-    bars: Mutex<BTreeMap<String, ProgressBar>>,
+    /// Per source table: its bar and the rows read so far.
+    bars: Mutex<BTreeMap<String, (ProgressBar, u64)>>,
 }
 
 impl Bars {
@@ -36,13 +37,13 @@ impl Observer for Bars {
             let bar = self.multi.add(ProgressBar::new(*chunks));
             bar.set_style(style.clone());
             bar.set_prefix(table.clone());
-            bars.insert(table.clone(), bar);
+            bars.insert(table.clone(), (bar, 0));
         }
     }
     fn chunk_done(&self, r: &CopyChunkResponse) {
-        if let Some(bar) = self.bars.lock().unwrap().get(&r.source_table) {
+        if let Some((bar, rows)) = self.bars.lock().unwrap().get_mut(&r.source_table) {
             bar.inc(1);
-            let rows: u64 = bar.message().split(' ').next().and_then(|s| s.parse().ok()).unwrap_or(0) + r.rows_read;
+            *rows += r.rows_read;
             bar.set_message(format!("{rows} rows"));
             if bar.position() == bar.length().unwrap_or(0) {
                 bar.finish();

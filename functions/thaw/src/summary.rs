@@ -7,16 +7,10 @@ use thaw_engine::run::RunReport;
 pub fn print(report: &RunReport) {
     println!();
     println!("run {}{}", report.plan.run_id, if report.plan.resumed { " (resumed)" } else { "" });
-    println!("{:<42} {:>10} {:>10} {:>9} {:>11}  {}", "table", "rows read", "written", "seconds", "rows/s", "reconcile");
+    println!("{:<42} {:>10} {:>10} {:>9} {:>11}  reconcile", "table", "rows read", "written", "seconds", "rows/s");
     println!("{}", "-".repeat(100));
     for t in &report.tables {
-        let target = report
-            .merge
-            .tables
-            .iter()
-            .find(|m| m.target.to_lowercase().ends_with(&t.source_table.to_lowercase()))
-            .map(|m| m.target.clone())
-            .unwrap_or_else(|| t.source_table.clone());
+        let target = t.target.clone();
         let rec = report
             .reconcile
             .as_ref()
@@ -27,13 +21,24 @@ pub fn print(report: &RunReport) {
         println!("{:<42} {:>10} {:>10} {:>9.2} {:>11.0}  {}", target, t.rows_read, t.rows_written, t.seconds, rate, rec);
     }
     if let Some(r) = &report.reconcile {
-        for t in r.tables.iter().filter(|t| !report.tables.iter().any(|c| t.target.to_lowercase().ends_with(&c.source_table.to_lowercase()))) {
-            println!("{:<42} {:>10} {:>10} {:>9} {:>11}  {}", t.target, 0, 0, "-", "-", if t.matched { format!("ok ({} rows)", t.target_rows) } else { "MISMATCH".into() });
+        for t in r.tables.iter().filter(|t| !report.tables.iter().any(|c| c.target == t.target)) {
+            let rec = if t.matched { format!("ok ({} rows)", t.target_rows) } else { format!("MISMATCH ({} vs {} rows)", t.source_rows, t.target_rows) };
+            println!("{:<42} {:>10} {:>10} {:>9} {:>11}  {rec}", t.target, 0, 0, "-", "-");
         }
         println!("reconcile: {} table(s), {} mismatch(es)", r.tables.len(), r.mismatches);
     }
     if let Some(c) = &report.conflicts {
-        println!("conflicts: {c}");
+        let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        println!(
+            "conflicts: {} visit pairs flagged among {} candidate visits; {} new pair rows, {} new conflicts, {} refreshed, {} resolved ({:.2} s)",
+            n("pairs_detected"),
+            n("visits_considered"),
+            n("inserted"),
+            n("conflicts_created"),
+            n("updated"),
+            n("resolved"),
+            c.get("seconds").and_then(|v| v.as_f64()).unwrap_or(0.0)
+        );
     }
     println!("total wall time: {:.2} s", report.wall_seconds);
 }

@@ -64,7 +64,7 @@ pub fn write_csv_record<'a, W: Write>(out: &mut W, fields: impl IntoIterator<Ite
                 out.write_all(b"\"")?;
                 let mut rest = value;
                 while let Some(at) = rest.find('"') {
-                    out.write_all(rest[..=at].as_bytes())?;
+                    out.write_all(&rest.as_bytes()[..=at])?;
                     out.write_all(b"\"")?;
                     rest = &rest[at + 1..];
                 }

@@ -147,11 +147,9 @@ fn source_chain_has_connect_error(err: &(dyn std::error::Error + 'static)) -> bo
         if e.downcast_ref::<std::io::Error>().is_some() {
             return true;
         }
-        if let Some(r) = e.downcast_ref::<reqwest_middleware::Error>() {
-            if let reqwest_middleware::Error::Reqwest(r) = r {
-                if r.is_connect() || r.is_timeout() {
-                    return true;
-                }
+        if let Some(reqwest_middleware::Error::Reqwest(r)) = e.downcast_ref::<reqwest_middleware::Error>() {
+            if r.is_connect() || r.is_timeout() {
+                return true;
             }
         }
         cur = e.source();
