@@ -26,6 +26,24 @@ pub fn print(report: &RunReport) {
             println!("{:<42} {:>10} {:>10} {:>9} {:>11}  {rec}", t.target, 0, 0, "-", "-");
         }
         println!("reconcile: {} table(s), {} mismatch(es)", r.tables.len(), r.mismatches);
+        for detail in &report.reconcile_details {
+            let Some(d) = &detail.diff else { continue };
+            if d.deleted > 0 {
+                println!("  {}: deleted {} row(s) no longer in Snowflake (propagate_deletes)", detail.summary.target, d.deleted);
+            }
+            if detail.summary.matched {
+                continue;
+            }
+            println!(
+                "  {}: {} missing, {} extra, {} changed key(s) in the differing segments",
+                detail.summary.target, d.missing_count, d.extra_count, d.changed_count
+            );
+            for (kind, keys) in [("missing", &d.missing), ("extra", &d.extra), ("changed", &d.changed)] {
+                for k in keys.iter().take(5) {
+                    println!("    {kind}: {}", k.replace('\u{1f}', " | ").replace('\u{1e}', "NULL"));
+                }
+            }
+        }
     }
     if let Some(c) = &report.conflicts {
         let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
