@@ -21,6 +21,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -73,6 +74,7 @@ class LambdaAdapter:
     invocations: list[Invocation] = field(default_factory=list)
     injections: list[Injection] = field(default_factory=list)
     timeout_seconds: float = 900.0
+    before_invoke: Callable[[str], None] | None = None  # e.g. start the function's process if it exited
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -148,6 +150,8 @@ class LambdaAdapter:
                 self.invocations.append(Invocation(name, event, injection.error_type, injected=True))
         if injection is not None:
             return 200, {"errorType": injection.error_type, "errorMessage": injection.message}, injection.error_type
+        if self.before_invoke is not None:
+            self.before_invoke(name)
         request = urllib.request.Request(
             f"{self.watch_url}/2015-03-31/functions/{name}/invocations",
             data=body,

@@ -9,18 +9,21 @@ DATABASE_URL) and `cargo lambda` on PATH. What happens:
 1. Build the CLI and the Lambda binaries (dev profile), seed the Snowflake emulator
    (`thaw dev seed`), and run `thaw run` into the database `sfn_reference`.
 2. Start moto in-process with its Step Functions interpreter
-   (`mock_aws(config={"stepfunctions": {"execute_state_machine": True}})`) plus a moto server
-   thread on the same backends for the Rust binaries (S3 manifests, config, Secrets Manager).
-3. Start `cargo lambda watch` with the Lambdas' runtime environment (infra/README.md contract:
-   config from S3, database password from a Secrets Manager secret) and the adapter in front of
-   it (adapter.py); the interpreter reaches it through AWS_ENDPOINT_URL_LAMBDA.
+   (`mock_aws(config={"stepfunctions": {"execute_state_machine": True}})`, patched where it differs
+   from AWS: interpreter.py) plus a moto server thread on the same backends for the Rust binaries
+   (S3 manifests, config, Secrets Manager).
+3. Start `cargo lambda watch --only-lambda-apis` and the binaries built in step 1 polling it
+   (functions.py) with the Lambdas' runtime environment (infra/README.md contract: config from S3,
+   database password from a Secrets Manager secret), and the adapter in front of it (adapter.py);
+   the interpreter reaches it through AWS_ENDPOINT_URL_LAMBDA.
 4. Invoke schema-migrate with a CloudFormation Create event (what a deploy does) into `sfn_state`.
 5. Scenario "sync": the rendered ASL runs with one injected `Transient` copy-chunk failure; it
-   must end SUCCEEDED after a Retry, and the targets and migration_status outcomes must equal
-   the reference run's.
+   must end SUCCEEDED after a Retry, and the targets, conflict-create's outputs and the
+   migration_status outcomes must equal the reference run's.
 6. Scenario "failing chunk": a CHECK constraint makes every dimpayer row fail to load
-   (a real `ChunkFailed` from copy-chunk); the execution must go Catch → fail-run (run marked
-   failed) → SNS publish → Fail.
+   (a real `ChunkFailed` from copy-chunk); the Map must fail with
+   States.ExceedToleratedFailureThreshold and the execution go Catch -> fail-run (run marked
+   failed) -> SNS publish -> Fail.
 
 Exit code 0 when every check passed. Workarounds for the interpreter are in README.md.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import signal
@@ -44,6 +48,8 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
 from adapter import LambdaAdapter  # noqa: E402
+from functions import FunctionProcesses  # noqa: E402
+from interpreter import EXCEEDED_ERROR, apply_patches  # noqa: E402
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -53,6 +59,8 @@ FUNCTIONS = ["plan", "copy-chunk", "merge", "reconcile", "conflict-create", "fai
 REFERENCE_DB = "sfn_reference"
 STATE_DB = "sfn_state"
 NUMERIC_PLACEHOLDERS = ("MaxConcurrency", "ToleratedFailurePercentage", "ExecutionTimeoutSeconds")
+MAX_CONCURRENCY = 4  # the Map's MaxConcurrency here (infra/config: workflow.maxConcurrency)
+COPY_CHUNK_INSTANCES = 2  # concurrent copy-chunk environments (2 cores; Lambda would run MAX_CONCURRENCY)
 
 
 def log(message: str) -> None:
@@ -101,7 +109,7 @@ def definition_values(topic_arn: str, tolerated_failure_percentage: float = 0.0)
         "ConflictCreateFunctionArn": arn("conflict-create"),
         "FailRunFunctionArn": arn("fail-run"),
         "AlarmTopicArn": topic_arn,
-        "MaxConcurrency": 4,
+        "MaxConcurrency": MAX_CONCURRENCY,
         "ToleratedFailurePercentage": tolerated_failure_percentage,
         "ExecutionTimeoutSeconds": 3600,
     }
@@ -136,21 +144,41 @@ def recreate_database(name: str) -> None:
     psql("postgres", f'CREATE DATABASE "{name}"')
 
 
+# Tables conflict-create writes, compared too (the Lambda and `thaw run` run the same detection).
+CONFLICT_OUTPUTS = ["conflict.conflicts", "conflict.conflictvisitmaps"]
+
+# Columns left out of the checksums because they hold the wall clock of the run that wrote them
+# (conflict-create's `now()`), or an identity value assigned in insert order; everything else must
+# be byte-for-byte equal. Legacy: conflict.settings."LastLoadDate" is the last detection time.
+WALL_CLOCK_COLUMNS = {
+    "conflict.settings": ["LastLoadDate"],
+    "conflict.conflicts": ["RECORDEDDATETIME", "CreatedDate"],
+    "conflict.conflictvisitmaps": ["ID", "CreatedDate", "UpdatedDate", "ResolveDate", "CRDATEUNIQUE"],
+}
+
+
 def sync_targets(config: dict) -> list[str]:
     return [f"{s['target_pg_schema']}.{t['target']}" for s in config["sources"] if s.get("enabled", True)
             for t in s["tables"] if t.get("enabled", True)]
 
 
+def table_checksum_sql(target: str) -> str:
+    """count(*) and an order-independent md5 over the rows' JSON, wall-clock columns removed."""
+    schema, table = target.split(".")
+    dropped = WALL_CLOCK_COLUMNS.get(target, [])
+    row = "to_jsonb(t)" + "".join(f" - '{c}'" for c in dropped)
+    return (f"SELECT count(*), coalesce(md5(string_agg(md5(({row})::text), '' ORDER BY md5(({row})::text))), '') "
+            f'FROM "{schema}"."{table}" t')
+
+
 def end_state(database: str, targets: list[str]) -> dict:
-    """Counts and checksums of every sync target, plus the latest run's migration_status outcomes."""
-    tables = {}
-    for target in targets:
-        schema, table = target.split(".")
-        rows = psql(database, f'SELECT count(*), coalesce(md5(string_agg(md5(t::text), \'\' ORDER BY md5(t::text))), \'\') FROM "{schema}"."{table}" t')
-        tables[target] = tuple(rows[0])
+    """Counts and checksums of every sync target and conflict output, plus the latest run's
+    migration_status outcomes (per target: status, rows copied, chunks total/completed/failed)."""
+    tables = {target: tuple(psql(database, table_checksum_sql(target))[0]) for target in targets}
     run = psql(database, "SELECT run_id, status FROM migration_status.migration_runs ORDER BY started_at DESC LIMIT 1")
     run_id, run_status = run[0]
-    outcomes = psql(database, "SELECT target_table_name, status, coalesce(rows_copied, 0) FROM migration_status.migration_table_status "
+    outcomes = psql(database, "SELECT target_schema || '.' || target_table, status, total_rows_copied, total_chunks, completed_chunks, "
+                              "failed_chunks FROM migration_status.migration_table_status "
                               f"WHERE run_id = '{run_id}' ORDER BY 1") if run_id else []
     return {"tables": tables, "run_status": run_status, "table_outcomes": [tuple(r) for r in outcomes]}
 
@@ -179,8 +207,13 @@ def cargo(*args: str) -> None:
     subprocess.run(["cargo", *args], cwd=ROOT, check=True)
 
 
+def debug_binaries() -> Path:
+    """Where `cargo build` (dev profile) put the CLI and the Lambda binaries."""
+    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
+
+
 def thaw_cli(*args: str, database: str) -> subprocess.CompletedProcess:
-    binary = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug" / "thaw"
+    binary = debug_binaries() / "thaw"
     env = dict(os.environ, THAW_PG_DATABASE=database)
     return subprocess.run([str(binary), *args], cwd=ROOT, env=env, check=False, capture_output=True, text=True)
 
@@ -203,6 +236,13 @@ class LocalCloud:
         from moto import mock_aws
         from moto.server import ThreadedMotoServer
 
+        # The interpreter logs every handled failure with its whole parse tree: to a file, not the console.
+        # The moto server's request lines go there too.
+        for name in ("moto", "werkzeug"):
+            logger = logging.getLogger(name)
+            logger.addHandler(logging.FileHandler(self.work / "moto.log"))
+            logger.propagate = False
+        apply_patches()
         self.mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self.mock.start()
         self.moto_port = free_port()
@@ -244,19 +284,24 @@ class LocalCloud:
         }
         return env
 
-    def start_lambdas(self, database: str) -> None:
+    def start_lambdas(self, database: str, binaries: Path) -> None:
+        """`cargo lambda watch --only-lambda-apis` plus the prebuilt binaries polling it (functions.py)."""
         watch_port = free_port()
-        env = dict(os.environ, **self.lambda_environment(database))
-        env.pop("THAW_PG_PASSWORD")  # the Lambdas must take it from Secrets Manager
         log_path = self.work / "cargo-lambda-watch.log"
         self.watch_log = open(log_path, "w")  # noqa: SIM115 (closed in stop)
         self.watch = subprocess.Popen(
-            ["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port", str(watch_port)],
-            cwd=ROOT, env=env, stdout=self.watch_log, stderr=subprocess.STDOUT, start_new_session=True)
+            ["cargo", "lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1", "--invoke-port", str(watch_port)],
+            cwd=ROOT, stdout=self.watch_log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(watch_port, self.watch, "cargo lambda watch", 120)
-        self.adapter = LambdaAdapter(watch_url=f"http://127.0.0.1:{watch_port}").start()
+        env = dict(os.environ, **self.lambda_environment(database))
+        env.pop("THAW_PG_PASSWORD")  # the Lambdas must take it from Secrets Manager
+        env.pop("DATABASE_URL", None)
+        self.functions = FunctionProcesses(binaries=binaries, runtime_api=f"http://127.0.0.1:{watch_port}/.rt", environment=env,
+                                           log_dir=self.work, instances={"copy-chunk": COPY_CHUNK_INSTANCES})
+        self.functions.start(FUNCTIONS)
+        self.adapter = LambdaAdapter(watch_url=f"http://127.0.0.1:{watch_port}", before_invoke=self.functions.ensure_running).start()
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = self.adapter.url
-        log(f"moto on {self.moto_port}, cargo lambda watch on {watch_port}, adapter on {self.adapter.port} (log {log_path})")
+        log(f"moto on {self.moto_port}, cargo lambda watch on {watch_port}, adapter on {self.adapter.port} (logs in {self.work})")
 
     def invoke(self, function: str, event: dict) -> dict:
         """A direct Lambda invoke through the adapter (what CloudFormation's Provider does)."""
@@ -295,6 +340,8 @@ class LocalCloud:
     def stop(self) -> None:
         if self.adapter:
             self.adapter.stop()
+        if getattr(self, "functions", None):
+            self.functions.stop()
         if self.watch and self.watch.poll() is None:
             os.killpg(self.watch.pid, signal.SIGTERM)
             try:
@@ -342,8 +389,9 @@ def scenario_sync(cloud: LocalCloud, targets: list[str], reference: dict) -> Non
 
 
 def scenario_failing_chunk(cloud: LocalCloud) -> None:
-    log("scenario failing chunk: ChunkFailed in copy-chunk must go Catch -> fail-run -> SNS -> Fail")
+    log(f"scenario failing chunk: ChunkFailed in copy-chunk must fail the Map ({EXCEEDED_ERROR}) -> Catch -> fail-run -> SNS -> Fail")
     psql(STATE_DB, 'ALTER TABLE analytics.dimpayer ADD CONSTRAINT sfn_local_reject_every_row CHECK ("Payer Name" IS NULL) NOT VALID')
+    calls_before = len(cloud.adapter.calls("copy-chunk"))
     try:
         machine = cloud.create_state_machine(f"thaw-{ENVIRONMENT}-sync-failing")
         result = cloud.execute(machine, "sync-failing-1", {"mode": "full", "tables": ["dimpayer"]})
@@ -351,22 +399,34 @@ def scenario_failing_chunk(cloud: LocalCloud) -> None:
         psql(STATE_DB, "ALTER TABLE analytics.dimpayer DROP CONSTRAINT sfn_local_reject_every_row")
     if result["status"] != "FAILED":
         fail(f"failing-chunk execution ended {result['status']}, expected FAILED")
-    if result.get("error") != "ChunkFailed":
-        fail(f"failing-chunk execution failed with {result.get('error')!r}, expected ChunkFailed: {result.get('cause', '')[:500]}")
-    copy_errors = {c.error_type for c in cloud.adapter.calls("copy-chunk") if c.payload and c.payload.get("source_table") == "DIMPAYER"}
-    if "ChunkFailed" not in copy_errors:
-        fail(f"copy-chunk of DIMPAYER did not fail with ChunkFailed: {copy_errors}")
+    # AWS: a failed child beyond ToleratedFailurePercentage (0.0) fails the Map Run, and the Map state
+    # fails with States.ExceedToleratedFailureThreshold; the chunk's own ChunkFailed stays in the child.
+    if result.get("error") != EXCEEDED_ERROR:
+        fail(f"failing-chunk execution failed with {result.get('error')!r}, expected {EXCEEDED_ERROR}: {result.get('cause', '')[:500]}")
+    copies = [c for c in cloud.adapter.calls("copy-chunk")[calls_before:] if c.payload and c.payload.get("source_table") == "DIMPAYER"]
+    if not copies or any(c.error_type != "ChunkFailed" for c in copies):
+        fail(f"copy-chunk of DIMPAYER did not fail with ChunkFailed: {[(c.payload, c.error_type) for c in copies]}")
+    chunk_ids = [c.payload["chunk_id"] for c in copies]
+    if len(chunk_ids) != len(set(chunk_ids)):
+        fail(f"a ChunkFailed chunk was retried (ChunkFailed is not in the Retry list): chunk ids {chunk_ids}")
     fail_runs = cloud.adapter.calls("fail-run")
     if not fail_runs or fail_runs[-1].error_type is not None:
         fail(f"fail-run was not invoked successfully: {[(c.payload, c.error_type) for c in fail_runs]}")
     run_id = fail_runs[-1].payload["run_id"]
+    if fail_runs[-1].payload.get("error") != EXCEEDED_ERROR:
+        fail(f"fail-run got error {fail_runs[-1].payload.get('error')!r}, expected {EXCEEDED_ERROR}")
     status = psql(STATE_DB, f"SELECT status FROM migration_status.migration_runs WHERE run_id = '{run_id}'")
     if status != [["failed"]]:
         fail(f"run {run_id} has status {status} in migration_status, expected failed")
+    chunk_errors = psql(STATE_DB, "SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FROM migration_status.migration_chunk_status "
+                                  f"WHERE run_id = '{run_id}' AND source_table = 'DIMPAYER'")
+    if chunk_errors[0][0] != str(len(copies)):
+        fail(f"migration_chunk_status of run {run_id}: {chunk_errors[0][0]} of {chunk_errors[0][1]} DIMPAYER chunks failed, expected {len(copies)}")
     messages = cloud.alarm_messages()
-    if not any(m.get("error") == "ChunkFailed" and m.get("run_id") == run_id for m in messages):
+    if not any(m.get("error") == EXCEEDED_ERROR and m.get("run_id") == run_id for m in messages):
         fail(f"no alarm-topic message for run {run_id}: {messages}")
-    log(f"FAILED as designed with ChunkFailed; run {run_id} marked failed; alarm topic got {len(messages)} message(s)")
+    log(f"FAILED as designed: {len(copies)} DIMPAYER chunk(s) ChunkFailed (not retried), Map {EXCEEDED_ERROR}, "
+        f"run {run_id} marked failed, alarm topic got {len(messages)} message(s)")
 
 
 def main(argv: list[str]) -> int:
@@ -385,14 +445,10 @@ def main(argv: list[str]) -> int:
         log("building the CLI and the Lambda binaries (dev profile)")
         cargo("build", "--bin", "thaw", *[a for f in FUNCTIONS for a in ("--bin", f)])
     config = json.loads((ROOT / "examples" / "config.json").read_text().replace("${THAW_PG_PORT:-5432}", "5432"))
-    targets = sync_targets(config)
+    targets = sync_targets(config) + CONFLICT_OUTPUTS
 
     log(f"seeding the emulator: {args.visits} visits, seed {args.seed}")
     seeded = thaw_cli("dev", "seed", "--config", "examples/config.json", "--visits", str(args.visits), "--seed", str(args.seed), database="postgres")
-    if seeded.returncode != 0 and "unrecognized subcommand" in seeded.stderr:
-        # `thaw dev seed` not wired into the CLI yet: the same engine generator through an example binary.
-        seeded = subprocess.run(["cargo", "run", "-q", "-p", "thaw-lambda", "--example", "seed-emulator", "--",
-                                 "examples/config.json", str(args.visits), str(args.seed)], cwd=ROOT, capture_output=True, text=True)
     if seeded.returncode != 0:
         fail(f"thaw dev seed failed:\n{seeded.stdout[-2000:]}\n{seeded.stderr[-2000:]}")
     for database in (REFERENCE_DB, STATE_DB):
@@ -409,15 +465,19 @@ def main(argv: list[str]) -> int:
         cloud = LocalCloud(Path(work))
         try:
             cloud.start()
-            cloud.start_lambdas(STATE_DB)
+            cloud.start_lambdas(STATE_DB, debug_binaries())
             created = cloud.invoke("schema-migrate", {"RequestType": "Create", "ResourceProperties": {"Database": STATE_DB}})
             log(f"schema-migrate (Create): {created}")
             scenario_sync(cloud, targets, reference)
             scenario_failing_chunk(cloud)
         except BaseException:
+            if getattr(cloud, "functions", None):
+                print(cloud.functions.tails(), file=sys.stderr)
+                if cloud.functions.restarts:
+                    print(f"restarted: {cloud.functions.restarts}", file=sys.stderr)
             watch_log = Path(work) / "cargo-lambda-watch.log"
             if watch_log.exists():
-                print("--- last 60 lines of cargo lambda watch ---\n" + "\n".join(watch_log.read_text().splitlines()[-60:]), file=sys.stderr)
+                print("--- last 30 lines of cargo lambda watch ---\n" + "\n".join(watch_log.read_text().splitlines()[-30:]), file=sys.stderr)
             raise
         finally:
             cloud.stop()

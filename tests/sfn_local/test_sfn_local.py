@@ -1,13 +1,17 @@
-"""Tests of the sfn-local runner: the ASL rendering and the Lambda adapter (fast, no services), and
-the full scenario (`run.py` under the harness; skipped unless cargo-lambda is on PATH)."""
+"""Tests of the sfn-local runner: the ASL rendering, the Lambda adapter and the interpreter patches
+(fast: no services, moto in-process), and the full scenario (`run.py` under the harness; skipped
+unless cargo-lambda is on PATH). The full scenario is bounded by SFN_LOCAL_TIMEOUT seconds
+(default 600: a warm run takes about a minute, a cold one builds the binaries first)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +24,8 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
 from adapter import LambdaAdapter, function_name  # noqa: E402
-from run import definition_values, render_definition  # noqa: E402
+from interpreter import EXCEEDED_CAUSE, EXCEEDED_ERROR, apply_patches, threshold_exceeded  # noqa: E402
+from run import definition_values, render_definition, table_checksum_sql  # noqa: E402
 
 
 def test_rendered_sync_definition_has_numeric_map_settings_and_function_arns():
@@ -100,8 +105,91 @@ def test_injected_transient_fails_once_then_the_binary_runs(adapter):
     assert [c.injected for c in adapter.calls("copy-chunk")] == [True, False]
 
 
+def test_checksums_leave_out_only_the_wall_clock_columns_of_conflict_create():
+    assert table_checksum_sql("analytics.dimpayer").count(" - '") == 0
+    assert "to_jsonb(t) - 'LastLoadDate'" in table_checksum_sql("conflict.settings")
+
+
+@pytest.mark.parametrize(
+    ("failed", "total", "count", "percentage", "exceeded"),
+    [
+        (0, 10, 0, 0.0, False),  # nothing failed
+        (1, 10, 0, 0.0, True),  # default threshold: any failed child fails the Map
+        (1, 10, 0, 10.0, False),  # 10 % tolerated, 10 % failed
+        (2, 10, 0, 10.0, True),
+        (2, 10, 2, 0.0, False),  # count only
+        (3, 10, 2, 0.0, True),
+    ],
+)
+def test_tolerated_failure_threshold_follows_aws(failed, total, count, percentage, exceeded):
+    assert threshold_exceeded(failed, total, count, percentage) is exceeded
+
+
+def run_in_moto(definition: dict, execution_input: dict) -> dict:
+    """Execute `definition` with moto's interpreter (patched) and return describe_execution."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    import boto3
+    from moto import mock_aws
+
+    apply_patches()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = sfn.create_state_machine(name="m", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r")
+        execution = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], input=json.dumps(execution_input))["executionArn"]
+        deadline = time.monotonic() + 30
+        while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "execution still running after 30 s"
+            time.sleep(0.05)
+        return described
+
+
+def distributed_map(tolerated_failure_percentage: float) -> dict:
+    """A Distributed Map whose child fails with ChunkFailed for items with "fail": true, caught like sync.asl.json."""
+    return {"StartAt": "CopyChunks", "States": {
+        "CopyChunks": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2, "ToleratedFailurePercentage": tolerated_failure_percentage,
+                       "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "Chunk", "States": {
+                           "Chunk": {"Type": "Choice", "Choices": [{"Variable": "$.fail", "BooleanEquals": True, "Next": "ChunkFailed"}], "Default": "Copied"},
+                           "ChunkFailed": {"Type": "Fail", "Error": "ChunkFailed", "Cause": "rejected rows"},
+                           "Copied": {"Type": "Succeed"}}},
+                       "ResultPath": "$.copy",
+                       "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed"}], "Next": "Merged"},
+        "Merged": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}}}
+
+
+ONE_OF_FOUR_CHUNKS_FAILS = {"items": [{"fail": True}, {"fail": False}, {"fail": False}, {"fail": False}]}
+
+
+def test_a_failed_chunk_fails_the_map_and_the_fail_state_reraises_the_states_error():
+    described = run_in_moto(distributed_map(0.0), ONE_OF_FOUR_CHUNKS_FAILS)
+    assert (described["status"], described.get("error"), described.get("cause")) == ("FAILED", EXCEEDED_ERROR, EXCEEDED_CAUSE)
+
+
+def test_failed_chunks_within_the_tolerated_percentage_let_the_map_succeed():
+    described = run_in_moto(distributed_map(25.0), ONE_OF_FOUR_CHUNKS_FAILS)
+    assert described["status"] == "SUCCEEDED"
+
+
+def run_bounded(command: list[str], timeout_seconds: float) -> int:
+    """Run `command` in its own process group; past the timeout, SIGTERM (the harness then stops
+    PostgreSQL and the emulator and deletes its files), then SIGKILL 30 s later."""
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+    try:
+        return process.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"sfn-local did not finish within {timeout_seconds:.0f} s (SFN_LOCAL_TIMEOUT)")
+        raise  # unreachable
+
+
 @pytest.mark.skipif(shutil.which("cargo-lambda") is None or os.environ.get("SFN_LOCAL_FULL", "1") == "0",
                     reason="needs cargo-lambda on PATH (make sfn-local-test puts the infra venv first)")
 def test_state_machine_run_equals_thaw_run_and_failing_chunk_is_caught():
-    subprocess.run([sys.executable, "tests/harness.py", "run", "--", sys.executable, str(HERE / "run.py"),
-                    "--visits", os.environ.get("SFN_LOCAL_VISITS", "400")], cwd=ROOT, check=True, timeout=900)
+    command = [sys.executable, "tests/harness.py", "run", "--", sys.executable, str(HERE / "run.py"),
+               "--visits", os.environ.get("SFN_LOCAL_VISITS", "400"), "--seed", os.environ.get("SFN_LOCAL_SEED", "7")]
+    assert run_bounded(command, float(os.environ.get("SFN_LOCAL_TIMEOUT", "600"))) == 0
