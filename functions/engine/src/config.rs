@@ -88,9 +88,19 @@ pub struct PostgresSettings {
     /// source's `target_pg_database`).
     #[serde(default)]
     pub status_database: Option<String>,
-    /// `disable` (default) or `require`.
+    /// TLS to PostgreSQL, as libpq's `sslmode`: `disable` (default; plain
+    /// text, local PostgreSQL), `require` (encrypted, certificate not checked)
+    /// or `verify-full` (certificate chain and host name checked against the
+    /// public web roots plus `ca_file`; what RDS needs). Other values are
+    /// rejected by [`crate::sink::connect`].
     #[serde(default)]
     pub sslmode: Option<String>,
+    /// PEM bundle of extra CA certificates trusted for `verify-full`, e.g. the
+    /// RDS bundle `global-bundle.pem` for direct cluster connections (RDS
+    /// Proxy presents a certificate under Amazon Root CA, already trusted).
+    /// Default: the environment variable `THAW_PG_CA_FILE`, if set.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// One table to copy (`sources[].tables[]`).
@@ -491,7 +501,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "conflicts", "sources",
         ],
         "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds"],
-        "postgres" => &["host", "user", "password", "port", "status_database", "sslmode"],
+        "postgres" => &["host", "user", "password", "port", "status_database", "sslmode", "ca_file"],
         "conflicts" => &["database", "analytics_schema", "conflict_schema", "time_zone", "today", "gps_priority"],
         "source" => &["source_name", "enabled", "source_sf_database", "source_sf_schema", "target_pg_database", "target_pg_schema", "tables"],
         "table" => &[

@@ -7,7 +7,8 @@
 //! * [`config`]: `config.json` from `THAW_CONFIG_URI` (`s3://…` or a path) or
 //!   `THAW_CONFIG`, with connection settings and secrets filled from the
 //!   environment and Secrets Manager ([`cloud`] has the rules).
-//! * [`postgres`]: PostgreSQL connections with rustls and the RDS CA bundle.
+//! * PostgreSQL connections, TLS included, are the engine's
+//!   ([`thaw_engine::sink::connect`]: `postgres.sslmode`, `THAW_PG_CA_FILE`).
 //! * [`metrics`]: CloudWatch metrics as Embedded Metric Format log lines.
 //!
 //! Secrets never reach logs or results: they live only in
@@ -16,7 +17,6 @@
 pub mod aws;
 pub mod cloud;
 pub mod metrics;
-pub mod postgres;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -75,7 +75,7 @@ pub async fn handle(event: CustomResourceEvent) -> Result<CustomResourceResponse
         "Create" | "Update" => {}
         other => return Err(Error::config(format!("custom resource RequestType '{other}' is not Create, Update or Delete"))),
     }
-    let mut client = thaw_lambda::postgres::connect(&settings, &database).await?;
+    let mut client = thaw_engine::sink::connect(&settings, &database).await?;
     if let Some(arns) = env("THAW_PG_USER_SECRET_ARNS") {
         let roles: BTreeMap<String, String> = serde_json::from_str(&arns)
             .map_err(|e| Error::config(format!("THAW_PG_USER_SECRET_ARNS is not a JSON object of role → secret ARN: {e}")))?;
@@ -103,6 +103,7 @@ async fn admin_settings(arn: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
         port: env("THAW_PG_PORT").or_else(|| field("port")).and_then(|p| p.parse().ok()),
         status_database: None,
         sslmode: env("THAW_PG_SSLMODE"),
+        ca_file: env("THAW_PG_CA_FILE"),
     };
     let database = env("THAW_PG_DATABASE").or_else(|| field("dbname")).unwrap_or_else(|| "postgres".into());
     Ok((settings, database))

@@ -98,12 +98,107 @@ pub struct TargetColumn {
     pub nullable: bool,
 }
 
-/// Open a connection to `database` with `settings`.
+/// Open a connection to `database` with `settings`, over TLS as
+/// `settings.sslmode` asks (libpq's meanings):
 ///
-/// Errors: [`ErrorKind::AuthFailed`] for a rejected password,
-/// [`ErrorKind::Unreachable`] when nothing answers at host:port,
-/// [`ErrorKind::SchemaMismatch`] when the database does not exist.
+/// * `disable` (default): plain text, for a local PostgreSQL;
+/// * `require`: encrypted, the server certificate is not checked;
+/// * `verify-full`: the certificate chain must lead to a trusted root (the
+///   public web roots, which hold Amazon Root CA for RDS Proxy, plus the PEM
+///   bundle `settings.ca_file` or `THAW_PG_CA_FILE`, e.g. RDS's
+///   `global-bundle.pem` for direct cluster connections) and name the host.
+///
+/// TLS is rustls with the ring provider (no OpenSSL, builds for Lambda).
+/// Then sets bulk-load friendly session settings.
+///
+/// Errors: [`ErrorKind::ConfigInvalid`] for another `sslmode`, an unreadable
+/// or empty CA bundle, or a rejected server certificate (names the setting to
+/// fix); [`ErrorKind::AuthFailed`] for a rejected password;
+/// [`ErrorKind::Unreachable`] when nothing answers at host:port (or the
+/// server refuses TLS); [`ErrorKind::SchemaMismatch`] when the database does
+/// not exist.
 pub async fn connect(settings: &PostgresSettings, database: &str) -> Result<Client> {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+    /// `sslmode=require`: the handshake's signatures are checked (the session
+    /// is really encrypted with the key of the certificate presented), the
+    /// certificate itself is not, as in libpq.
+    #[derive(Debug)]
+    struct EncryptOnly(Arc<CryptoProvider>);
+    impl ServerCertVerifier for EncryptOnly {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// Connect and drive the connection in the background.
+    async fn open<T>(cfg: &tokio_postgres::Config, tls: T) -> std::result::Result<Client, tokio_postgres::Error>
+    where
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+        T::Stream: Send + 'static,
+    {
+        let (client, connection) = cfg.connect(tls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "postgres connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    /// The rustls error under a failed connect, if TLS is what failed.
+    fn rustls_cause(err: &tokio_postgres::Error) -> Option<&rustls::Error> {
+        let mut source = std::error::Error::source(err);
+        while let Some(e) = source {
+            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            if let Some(tls) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                return Some(tls);
+            }
+            source = e.source();
+        }
+        None
+    }
+
+    let sslmode = settings.sslmode.as_deref().map(str::trim).filter(|m| !m.is_empty()).unwrap_or("disable");
+    if !matches!(sslmode, "disable" | "require" | "verify-full") {
+        return Err(Error::config(format!(
+            "postgres.sslmode '{sslmode}' is not one of disable, require, verify-full (set THAW_PG_SSLMODE or postgres.sslmode; RDS needs verify-full)"
+        )));
+    }
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&settings.host)
         .port(settings.port.unwrap_or(5432))
@@ -115,21 +210,57 @@ pub async fn connect(settings: &PostgresSettings, database: &str) -> Result<Clie
         cfg.password(pw.expose());
     }
     let where_ = format!("PostgreSQL {}@{}:{}/{}", settings.user, settings.host, settings.port.unwrap_or(5432), database);
-    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| {
+    let connected = if sslmode == "disable" {
+        open(&cfg, NoTls).await
+    } else {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::internal(format!("rustls rejected its default protocol versions: {e}")))?;
+        let tls = if sslmode == "require" {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(EncryptOnly(provider))).with_no_client_auth()
+        } else {
+            let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            let ca_file = settings.ca_file.clone().or_else(|| std::env::var("THAW_PG_CA_FILE").ok()).filter(|f| !f.trim().is_empty());
+            if let Some(path) = ca_file {
+                let unreadable = |e: &dyn std::fmt::Display| {
+                    Error::config(format!("postgres CA bundle {path} (postgres.ca_file or THAW_PG_CA_FILE) cannot be read as PEM certificates: {e}"))
+                };
+                let certs = CertificateDer::pem_file_iter(&path)
+                    .map_err(|e| unreadable(&e))?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| unreadable(&e))?;
+                let (added, _ignored) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(Error::config(format!(
+                        "postgres CA bundle {path} (postgres.ca_file or THAW_PG_CA_FILE) holds no usable CA certificate; for RDS use global-bundle.pem"
+                    )));
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
+        open(&cfg, tokio_postgres_rustls::MakeRustlsConnect::new(tls)).await
+    };
+    let client = connected.map_err(|e| {
+        if let Some(tls) = rustls_cause(&e) {
+            return Error::config(format!(
+                "cannot connect to {where_} with sslmode {sslmode}: TLS failed: {tls}. For a rejected certificate, trust its CA with postgres.ca_file or \
+                 THAW_PG_CA_FILE (RDS: global-bundle.pem) and check that postgres.host is the name the certificate was issued for."
+            ));
+        }
         let err = from_postgres(e, format!("cannot connect to {where_}"));
         let hint = match err.kind {
-            ErrorKind::AuthFailed => " Check postgres.user and postgres.password.",
-            ErrorKind::Unreachable => " Check postgres.host/port and that the server is running.",
-            ErrorKind::SchemaMismatch => " Create the database or fix target_pg_database.",
-            _ => "",
+            ErrorKind::AuthFailed => " Check postgres.user and postgres.password.".to_string(),
+            ErrorKind::Unreachable if sslmode != "disable" => {
+                format!(" Check postgres.host/port, that the server is running and that it accepts TLS (sslmode {sslmode}).")
+            }
+            ErrorKind::Unreachable => " Check postgres.host/port and that the server is running.".to_string(),
+            ErrorKind::SchemaMismatch => " Create the database or fix target_pg_database.".to_string(),
+            _ => String::new(),
         };
         Error::new(err.kind, format!("{}.{hint}", err.message))
     })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "postgres connection closed");
-        }
-    });
     // Bulk-load friendly session settings (safe: every chunk commits explicitly).
     client
         .batch_execute("SET synchronous_commit = off; SET lock_timeout = '60s'; SET idle_in_transaction_session_timeout = '15min'")
