@@ -13,6 +13,10 @@
 INFRA_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 INFRA_ABS := $(abspath $(INFRA_DIR))
 THAW_CACHE ?= $(HOME)/.cache/thaw
+# One Cargo target directory for every build (the top-level Makefile exports the same): the
+# Lambdas that synth bundles (one `cargo lambda build --bin <name>` per RustFunction) then share
+# their compiled dependencies, and CI caches one directory.
+export CARGO_TARGET_DIR ?= $(THAW_CACHE)/target
 INFRA_VENV := $(THAW_CACHE)/infra-venv
 INFRA_LINT_OUT := $(THAW_CACHE)/infra-lint
 INFRA_ENVS := dev qa prod

@@ -153,12 +153,17 @@ export class ThawAlarms extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
-    alarm('DataFreshness', 'data-freshness', `The last verified sync of thaw ${env} is older than ${cfg.alarms.freshnessHours} h (metric ${FRESHNESS_METRIC} from reconcile; no data counts as stale).`, {
+    // reconcile emits FRESHNESS_METRIC = 0 once per clean reconcile (nightly), so the signal is whether a
+    // datapoint arrived in the window, not its value: hourly periods, ALARM only when all freshnessHours of
+    // them are empty (missing = breaching, deliberately: no verified sync is exactly what this alarm is for).
+    // A 1-period alarm on the value would sit in ALARM (missing data) most of every day between syncs.
+    const fresh = cfg.alarms.freshnessHours;
+    alarm('DataFreshness', 'data-freshness', `No verified sync of thaw ${env} for ${fresh} h (no ${FRESHNESS_METRIC} datapoint from a clean reconcile in ${fresh} consecutive hours).`, {
       metric: new cloudwatch.Metric({
-        namespace: 'Thaw', metricName: FRESHNESS_METRIC, dimensionsMap: { Environment: env }, statistic: 'Minimum', period: Duration.hours(1),
+        namespace: 'Thaw', metricName: FRESHNESS_METRIC, dimensionsMap: { Environment: env }, statistic: 'SampleCount', period: Duration.hours(1),
       }),
-      threshold: cfg.alarms.freshnessHours, evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      threshold: 1, evaluationPeriods: fresh, datapointsToAlarm: fresh,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
     const gap = cfg.alarms.conflictCreateMaxGapHours;

@@ -171,8 +171,16 @@ for (const env of ENVIRONMENTS) {
       }
       assert.deepEqual([...runbooksUsed].sort(), [...ALARM_RUNBOOKS].sort());
       const byName = (n: string) => alarms.find((a) => a.AlarmName === `thaw-${env}-${n}`)!;
-      assert.equal(byName('data-freshness').Threshold, cfg.alarms.freshnessHours);
-      assert.equal(byName('data-freshness').TreatMissingData, 'breaching');
+      // Nightly heartbeat: ALARM only after freshnessHours consecutive hours without a datapoint.
+      const freshness = byName('data-freshness');
+      assert.deepEqual(
+        [freshness.MetricName, freshness.Namespace, freshness.Statistic, freshness.Period, freshness.ComparisonOperator, freshness.Threshold],
+        ['HoursSinceLastVerifiedSync', 'Thaw', 'SampleCount', 3600, 'LessThanThreshold', 1]);
+      assert.deepEqual(freshness.Dimensions, [{ Name: 'Environment', Value: env }]);
+      assert.equal(freshness.EvaluationPeriods, cfg.alarms.freshnessHours);
+      assert.equal(freshness.DatapointsToAlarm, cfg.alarms.freshnessHours);
+      assert.ok(freshness.Period * freshness.EvaluationPeriods <= 7 * 86400, 'CloudWatch evaluates at most 7 days');
+      assert.equal(freshness.TreatMissingData, 'breaching');
       assert.equal(byName('conflict-create-not-run').EvaluationPeriods, cfg.alarms.conflictCreateMaxGapHours);
       assert.equal(byName('conflict-create-not-run').Period, 3600);
       assert.equal(byName('aurora-cpu').Threshold, cfg.alarms.auroraCpuPercent);

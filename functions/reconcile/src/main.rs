@@ -1,5 +1,7 @@
 //! Lambda `reconcile`: [`RunRequest`] → [`ReconcileResponse`]; a mismatch is
-//! the error `ReconcileMismatch` so the state machine's Catch sees it.
+//! the error `ReconcileMismatch` so the state machine's Catch sees it. A clean
+//! reconcile emits `Thaw/HoursSinceLastVerifiedSync` = 0 (EMF, dimension
+//! `Environment`), the datapoint the data-freshness alarm waits for.
 #![recursion_limit = "256"]
 
 use thaw_engine::handlers::{ReconcileResponse, RunRequest};
@@ -10,6 +12,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     serve(|config, request: RunRequest| async move {
         let (response, _details) = thaw_engine::reconcile::reconcile_run(&config, &request).await?;
         thaw_engine::reconcile::require_match(&response)?;
+        // A clean reconcile is a verified sync: the freshness alarm counts these datapoints.
+        thaw_lambda::metrics::emit_verified_sync(0.0);
         Ok::<ReconcileResponse, HandlerError>(response)
     })
     .await
