@@ -13,7 +13,7 @@ THAW := $(CARGO_TARGET_DIR)/release/thaw
 VISITS ?= 100000
 SEED ?= 42
 
-.PHONY: help build demo test test-rust test-infra bench lint fmt
+.PHONY: help build build-cli demo test test-rust test-infra bench lint fmt
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,7 +21,10 @@ help: ## list targets
 build: ## release build of the CLI and the Lambda binaries
 	cargo build --release --workspace --bins
 
-demo: build ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
+build-cli: ## release build of the thaw CLI only
+	cargo build --release -p thaw
+
+demo: build-cli ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
 	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) $(HARNESS) bash tests/demo.sh
 
 test: test-rust test-infra ## the whole test suite (what CI runs)
@@ -30,7 +33,7 @@ test-rust: ## Rust unit + integration tests against a private PostgreSQL and the
 	cargo build --workspace --tests --features thaw-engine/failpoints
 	$(HARNESS) bash tests/run-rust-tests.sh
 
-bench: build ## throughput benchmarks (ratios against a baseline measured in the same run)
+bench: build-cli ## throughput benchmarks (ratios against a baseline measured in the same run)
 	$(HARNESS) bash tests/bench.sh
 
 lint: ## clippy with warnings as errors
