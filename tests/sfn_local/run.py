@@ -384,8 +384,13 @@ def scenario_sync(cloud: LocalCloud, targets: list[str], reference: dict) -> Non
         problems.append(f"run status differs: {reference['run_status']} vs {state['run_status']}")
     if problems:
         fail("end state differs from `thaw run`:\n  " + "\n  ".join(problems))
+    emf = [json.loads(line) for line in cloud.functions.log_path("reconcile").read_text().splitlines() if '"HoursSinceLastVerifiedSync"' in line]
+    if not any(m.get("HoursSinceLastVerifiedSync") == 0 and m.get("Environment") == ENVIRONMENT
+               and m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Thaw" for m in emf):
+        fail(f"reconcile logged no EMF datapoint HoursSinceLastVerifiedSync=0 (Environment {ENVIRONMENT}) after the clean reconcile: {emf}")
     rows = sum(int(c) for c, _ in state["tables"].values())
-    log(f"end state equals `thaw run`: {len(targets)} tables, {rows} rows, identical checksums and migration_status outcomes")
+    log(f"end state equals `thaw run`: {len(targets)} tables, {rows} rows, identical checksums and migration_status outcomes; "
+        "reconcile emitted HoursSinceLastVerifiedSync=0")
 
 
 def scenario_failing_chunk(cloud: LocalCloud) -> None:
