@@ -85,6 +85,8 @@ pub struct RunReport {
     pub conflicts: Option<serde_json::Value>,
     /// Chunk failures: (item, error text).
     pub failures: Vec<(ChunkItem, String)>,
+    /// Wall time of each step that ran, in order: (step name, seconds).
+    pub steps: Vec<(String, f64)>,
     /// Wall time of the whole run in seconds.
     pub wall_seconds: f64,
 }
@@ -121,9 +123,16 @@ impl RunReport {
 /// Run the whole job locally.
 pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Observer>) -> Result<RunReport> {
     let started = Instant::now();
+    let mut steps = Vec::new();
+    let mut step_started = Instant::now();
+    let mut step = |name: &str, steps: &mut Vec<(String, f64)>| {
+        steps.push((name.to_string(), step_started.elapsed().as_secs_f64()));
+        step_started = Instant::now();
+    };
     observer.step("plan");
     let plan = crate::plan::plan_run(&config, &options.request).await?;
     let items: Vec<ChunkItem> = crate::manifest::read(&plan.manifest_uri).await?;
+    step("plan", &mut steps);
 
     let mut per_table: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for i in &items {
@@ -134,9 +143,11 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
 
     observer.step("copy");
     let (tables, failures) = copy_all(&config, &items, options.max_workers, observer.clone()).await?;
+    step("copy", &mut steps);
 
     observer.step("merge");
     let merge = crate::merge::merge_run(&config, &RunRequest { run_id: plan.run_id }).await?;
+    step("merge", &mut steps);
 
     let mut reconcile = None;
     let mut details = Vec::new();
@@ -144,6 +155,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
     if failures.is_empty() {
         observer.step("reconcile");
         let (r, d) = crate::reconcile::reconcile_run(&config, &RunRequest { run_id: plan.run_id }).await?;
+        step("reconcile", &mut steps);
         let clean = r.mismatches == 0;
         reconcile = Some(r);
         details = d;
@@ -151,9 +163,10 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
             observer.step("conflict-create");
             let req = ConflictCreateRequest { run_id: Some(plan.run_id), full: options.conflicts_full };
             conflicts = Some(conflict_step(&config, &req).await?);
+            step("conflict-create", &mut steps);
         }
     }
-    Ok(RunReport { plan, tables, merge, reconcile, reconcile_details: details, conflicts, failures, wall_seconds: started.elapsed().as_secs_f64() })
+    Ok(RunReport { plan, tables, merge, reconcile, reconcile_details: details, conflicts, failures, steps, wall_seconds: started.elapsed().as_secs_f64() })
 }
 
 type Pool = Arc<Mutex<BTreeMap<String, Vec<Worker>>>>;

@@ -58,5 +58,6 @@ pub fn print(report: &RunReport) {
             c.get("seconds").and_then(|v| v.as_f64()).unwrap_or(0.0)
         );
     }
-    println!("total wall time: {:.2} s", report.wall_seconds);
+    let steps: Vec<String> = report.steps.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
+    println!("total wall time: {:.2} s ({})", report.wall_seconds, steps.join(", "));
 }

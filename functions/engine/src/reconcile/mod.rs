@@ -105,7 +105,11 @@ pub async fn reconcile_run(config: &Config, request: &RunRequest) -> Result<(Rec
 /// Reconcile one table.
 pub async fn reconcile_table(sf: &SnowflakeSource, pg: &Client, plan: &TablePlan, propagate_deletes: bool) -> Result<TableReport> {
     let q = TableQueries::new(plan);
-    let (mut src, mut dst) = (sf_segments(sf, &q).await?, pg_segments(pg, &q).await?);
+    let started = std::time::Instant::now();
+    let mut src = sf_segments(sf, &q).await?;
+    let source_seconds = started.elapsed().as_secs_f64();
+    let mut dst = pg_segments(pg, &q).await?;
+    tracing::info!(table = %plan.target_fqn(), source_seconds, target_seconds = started.elapsed().as_secs_f64() - source_seconds, "checksummed");
     let mut diff = None;
     if src != dst {
         let mut d = drill(sf, pg, &q, &src, &dst).await?;
