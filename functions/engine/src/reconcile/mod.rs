@@ -175,12 +175,15 @@ impl TableQueries {
         }
     }
 
-    fn segments_sql(&self, key: &str, row: &str, from: &str) -> String {
+    /// `fence` adds `OFFSET 0` to the hashing subquery: PostgreSQL would
+    /// otherwise inline it and compute the row's MD5 once per hex digit.
+    fn segments_sql(&self, key: &str, row: &str, from: &str, fence: bool) -> String {
         let (hi, lo) = (canonical::hex_to_int("rh", 1, 6), canonical::hex_to_int("rh", 7, 6));
         format!(
             "SELECT seg, COUNT(*), SUM(hi), SUM(lo) FROM (SELECT SUBSTR(kh, 1, {d}) AS seg, {hi} AS hi, {lo} AS lo FROM \
-             (SELECT MD5({key}) AS kh, MD5({row}) AS rh FROM {from}) x) y GROUP BY seg",
-            d = self.digits
+             (SELECT MD5({key}) AS kh, MD5({row}) AS rh FROM {from}{fence}) x) y GROUP BY seg",
+            d = self.digits,
+            fence = if fence { " OFFSET 0" } else { "" }
         )
     }
 
@@ -199,7 +202,7 @@ fn parse_sum(v: Option<String>) -> u64 {
 }
 
 async fn sf_segments(sf: &SnowflakeSource, q: &TableQueries) -> Result<BTreeMap<String, SegmentSum>> {
-    let rows = sf.execute(&q.segments_sql(&q.sf_key, &q.sf_row, &q.sf_from)).await?;
+    let rows = sf.execute(&q.segments_sql(&q.sf_key, &q.sf_row, &q.sf_from, false)).await?;
     Ok(rows
         .into_iter()
         .filter_map(|r| {
@@ -210,7 +213,7 @@ async fn sf_segments(sf: &SnowflakeSource, q: &TableQueries) -> Result<BTreeMap<
 }
 
 async fn pg_segments(pg: &Client, q: &TableQueries) -> Result<BTreeMap<String, SegmentSum>> {
-    let sql = format!("SELECT seg, c::text, h::text, l::text FROM ({}) s(seg, c, h, l)", q.segments_sql(&q.pg_key, &q.pg_row, &q.pg_from));
+    let sql = format!("SELECT seg, c::text, h::text, l::text FROM ({}) s(seg, c, h, l)", q.segments_sql(&q.pg_key, &q.pg_row, &q.pg_from, true));
     let rows = pg.query(&sql, &[]).await.map_err(|e| from_postgres(e, format!("checksumming {}", q.pg_from)))?;
     Ok(rows
         .into_iter()
