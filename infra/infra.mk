@@ -1,7 +1,8 @@
 # thaw infra targets. Included by the top-level Makefile (`include infra/infra.mk`)
 # or run directly: `make -f infra/infra.mk <target> ENV=qa`.
 #
-#   synth       ENV=dev|qa|prod  build the Lambdas (cargo-lambda) and synthesize infra/cdk.out.<env>, offline
+#   synth       ENV=dev|qa|prod  build the Lambdas (one cargo-lambda build, scripts/build-lambdas.ts) and
+#                                synthesize infra/cdk.out.<env>, offline
 #   deploy      ENV=dev|qa|prod  deploy exactly infra/cdk.out.<env>; fails fast without AWS credentials
 #   bootstrap   ENV=dev|qa|prod  CDK bootstrap of the env's account/region (ops/deploy.md)
 #   infra-test                   assertion, cdk-nag, ASL contract and config tests (no build, no AWS)
@@ -45,9 +46,11 @@ infra-venv: $(INFRA_VENV)/.thaw-installed
 synth: infra-check-env infra-deps infra-venv
 	@rm -rf $(INFRA_DIR)/cdk.out.$(ENV)
 	@start=$$(date +%s); \
-	cd $(INFRA_DIR) && $(CDK) synth --no-lookups --quiet -c env=$(ENV) -c thaw:deployId=$$(date -u +%Y%m%dT%H%M%SZ) \
+	cd $(INFRA_DIR) && PATH="$(INFRA_VENV)/bin:$$PATH" node --import tsx scripts/build-lambdas.ts $(ENV) \
+	&& built=$$(date +%s) \
+	&& $(CDK) synth --no-lookups --quiet -c env=$(ENV) -c thaw:deployId=$$(date -u +%Y%m%dT%H%M%SZ) \
 		--output cdk.out.$(ENV) \
-	&& echo "synthesized $(INFRA_DIR)/cdk.out.$(ENV)/Thaw-$(ENV).template.json in $$(( $$(date +%s) - start )) s"
+	&& echo "synthesized $(INFRA_DIR)/cdk.out.$(ENV)/Thaw-$(ENV).template.json in $$(( $$(date +%s) - start )) s (Lambda build $$(( built - start )) s)"
 
 # Credentials: env keys, a profile, web identity or SSO are accepted only if STS answers,
 # and only for the account in infra/config/<env>.json.
