@@ -27,7 +27,7 @@ build-cli: ## release build of the thaw CLI only
 demo: build-cli ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
 	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) $(HARNESS) bash tests/demo.sh
 
-test: test-rust test-infra ## the whole test suite (what CI runs)
+test: test-rust test-infra sfn-local-test ## the whole test suite (what CI runs)
 
 test-rust: ## Rust unit + integration tests against a private PostgreSQL and the emulator
 	cargo build --workspace --tests --features thaw-engine/failpoints

@@ -201,8 +201,10 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
             )));
         }
     }
+    // Migrations are not applied here: in the cloud the schema-migrate
+    // function applies them on deploy (the plan role cannot create tables),
+    // locally the runner does ([`crate::schema::migrate_databases`]).
     let mut pg = sink::connect(&config.postgres, &status_db).await?;
-    crate::schema::migrate(&mut pg).await?;
 
     let execution_hash = execution_hash(config, &selected, request.mode);
     let resume = if let Some(id) = request.resume_run_id {

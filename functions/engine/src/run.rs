@@ -124,6 +124,7 @@ impl RunReport {
 pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Observer>) -> Result<RunReport> {
     let started = Instant::now();
     let mut steps = Vec::new();
+    crate::schema::migrate_databases(&config).await?;
     let mut step_started = Instant::now();
     let mut step = |name: &str, steps: &mut Vec<(String, f64)>| {
         steps.push((name.to_string(), step_started.elapsed().as_secs_f64()));
@@ -304,7 +305,6 @@ pub async fn conflict_step(config: &Config, request: &ConflictCreateRequest) -> 
     // Only full-window detection exists so far; `request.full` is accepted for the contract.
     let _ = request.full;
     let mut pg = crate::sink::connect(&config.postgres, &settings.database).await?;
-    crate::schema::migrate(&mut pg).await?;
     let summary = crate::conflicts::run(&mut pg, settings, crate::conflicts::DetectionMode::Full).await?;
     Ok(serde_json::to_value(summary).expect("summary serialises"))
 }

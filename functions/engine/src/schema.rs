@@ -39,3 +39,24 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
     })?;
     Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
 }
+
+/// Apply pending migrations to every database a local run uses: the status
+/// database and, when configured, the conflicts database. The local runner
+/// and the CLI call this; the Lambdas never do (their roles cannot create
+/// tables; the schema-migrate function migrates on every deploy).
+pub async fn migrate_databases(config: &crate::config::Config) -> Result<Vec<String>> {
+    let mut databases = vec![config.status_database().to_string()];
+    if let Some(c) = &config.conflicts {
+        if !databases.contains(&c.database) {
+            databases.push(c.database.clone());
+        }
+    }
+    let mut applied = Vec::new();
+    for db in databases {
+        let mut client = crate::sink::connect(&config.postgres, &db).await?;
+        for m in migrate(&mut client).await? {
+            applied.push(format!("{db}: {m}"));
+        }
+    }
+    Ok(applied)
+}

@@ -140,8 +140,7 @@ async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
         }
         Command::Migrate(c) => {
             let config = Config::load(&c.config)?;
-            let mut pg = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
-            let applied = thaw_engine::schema::migrate(&mut pg).await?;
+            let applied = thaw_engine::schema::migrate_databases(&config).await?;
             println!("applied {} migration(s){}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });
             Ok(())
         }
@@ -156,6 +155,7 @@ async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
         }
         Command::Conflicts { config, full } => {
             let config = Config::load(&config.config)?;
+            thaw_engine::schema::migrate_databases(&config).await?;
             let summary = thaw_engine::run::conflict_step(&config, &ConflictCreateRequest { run_id: None, full }).await?;
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             Ok(())

@@ -21,7 +21,9 @@ pub fn unique(prefix: &str) -> String {
 pub async fn fresh_pg(name: &str) -> Client {
     let admin = thaw_engine::sink::connect(&postgres(), "postgres").await.expect("connect to harness PostgreSQL");
     admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create database");
-    thaw_engine::sink::connect(&postgres(), name).await.expect("connect to the new database")
+    let mut client = thaw_engine::sink::connect(&postgres(), name).await.expect("connect to the new database");
+    thaw_engine::schema::migrate(&mut client).await.expect("migrate the new database");
+    client
 }
 
 /// Connect to a database of the harness PostgreSQL.
