@@ -148,15 +148,6 @@ async fn ensure_database(config: &Config) -> Result<()> {
     Ok(())
 }
 
-const FLAG_COLUMNS: [&str; 7] = [
-    "SameSchTimeFlag",
-    "SameVisitTimeFlag",
-    "SchAndVisitTimeSameFlag",
-    "SchOverAnotherSchTimeFlag",
-    "VisitTimeOverAnotherVisitTimeFlag",
-    "SchTimeOverVisitTimeFlag",
-    "DistanceFlag",
-];
 
 fn flags_of(f: &RuleFlags) -> [bool; 7] {
     [f.same_sch_time, f.same_visit_time, f.sch_and_visit_time_same, f.sch_over_another_sch_time, f.visit_time_over_another_visit_time, f.sch_time_over_visit_time, f.distance]
@@ -166,7 +157,7 @@ async fn check_planted(config: &Config, opts: &SeedOptions) -> Result<()> {
     let settings = config.conflicts.as_ref().ok_or_else(|| Error::config("check-planted needs a 'conflicts' section in the config"))?;
     let schema = settings.conflict_schema.as_deref().unwrap_or("conflict");
     let pg = thaw_engine::sink::connect(&config.postgres, &settings.database).await?;
-    let cols: Vec<String> = FLAG_COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
+    let cols: Vec<String> = thaw_engine::conflicts::RuleFlags::COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
     let rows = pg
         .query(
             &format!(
