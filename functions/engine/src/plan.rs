@@ -503,6 +503,11 @@ async fn prepare_table(
     if !dropped.is_empty() {
         tracing::warn!(table = %t.source, columns = ?dropped, "source columns without a target column are not copied");
     }
+    if t.disable_index {
+        // Crash-safe index management (SYNC.md) is a later issue: say so
+        // instead of silently ignoring the option.
+        tracing::warn!(table = %t.source, "disable_index is not implemented yet: secondary indexes stay in place during the load");
+    }
     let row_bytes = t.estimated_row_bytes.unwrap_or_else(|| estimate_row_bytes(&columns)).max(1);
     let empty = {
         let row = pg
