@@ -3,7 +3,7 @@
  *
  * Network (imported) → security groups → KMS key → Aurora PostgreSQL
  * Serverless v2 (writer + reader) with secrets and rotation → optional RDS
- * Proxy → the seven Rust Lambdas → schema migration on every deploy → the
+ * Proxy → the RDS CA bundle layer → the seven Rust Lambdas → schema migration on every deploy → the
  * sync state machine from `statemachines/sync.asl.json` → nightly schedule →
  * failed-execution rule → alarms (see `alarms.ts`).
  *
@@ -41,6 +41,7 @@ const { RustFunction } = cargoLambdaCdk;
 import { acknowledge, arnRef } from './nag.ts';
 import { formatNumber, readSyncTemplate, unquoteNumericPlaceholders } from './asl.ts';
 import { ThawAlarms } from './alarms.ts';
+import { RDS_CA_BUNDLE_PATH, RdsCaBundleLayer } from './rds-ca.ts';
 import { EnvironmentConfig, FUNCTION_NAMES, FunctionName, functionSettings } from './config.ts';
 
 /** PostgreSQL login roles the estate keeps secrets for; `schema/` creates them. */
@@ -115,6 +116,8 @@ export function schemaHash(repoRoot: string): string {
 export class ThawStack extends Stack {
   readonly config: EnvironmentConfig;
   readonly functions: Record<FunctionName, lambda.Function>;
+  /** Layer with the RDS CA bundle at `THAW_PG_CA_FILE`, attached to every function. */
+  readonly rdsCaBundle: RdsCaBundleLayer;
   readonly stateMachine: sfn.StateMachine;
   readonly cluster: rds.DatabaseCluster;
   readonly proxy?: rds.DatabaseProxy;
@@ -362,6 +365,11 @@ export class ThawStack extends Stack {
 
     // --------------------------------------------------------------- Lambdas
     const configUri = bucket.s3UrlForObject('config/thaw.json');
+    // verify-full against the RDS CAs (Aurora) and Amazon roots (RDS Proxy), from a layer.
+    this.rdsCaBundle = new RdsCaBundleLayer(this, 'RdsCaBundle', {
+      layerVersionName: `${prefix}-rds-ca`,
+      compatibleArchitectures: [props.architecture],
+    });
     const functions = {} as Record<FunctionName, lambda.Function>;
     for (const name of FUNCTION_NAMES) {
       const settings = functionSettings(cfg, name);
@@ -395,6 +403,7 @@ export class ThawStack extends Stack {
         THAW_PG_USER: user,
         THAW_PG_AUTH: direct ? 'secret' : 'iam',
         THAW_PG_SSLMODE: 'verify-full',
+        THAW_PG_CA_FILE: RDS_CA_BUNDLE_PATH,
         THAW_METRICS_NAMESPACE: METRICS_NAMESPACE,
         RUST_LOG: 'info',
       };
@@ -419,6 +428,7 @@ export class ThawStack extends Stack {
         tracing: lambda.Tracing.ACTIVE,
         environment,
         environmentEncryption: key,
+        layers: [this.rdsCaBundle.layer],
         deadLetterQueue: this.deadLetterQueues.lambdaAsync,
       });
       if (direct) {
