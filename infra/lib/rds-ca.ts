@@ -11,7 +11,8 @@
  * downloaded at synth; upgrading the pin is how a new RDS CA arrives.
  *
  * At synth the PEM is written into a directory of the cloud assembly
- * (`<outdir>/rds-ca-layer/rds-ca/global-bundle.pem`, never committed) and
+ * (`<outdir>/rds-ca-layer-<sha256 prefix>/rds-ca/global-bundle.pem`, never
+ * committed) and
  * published as a layer; Lambda unpacks layers under `/opt`, so functions read
  * {@link RDS_CA_BUNDLE_PATH}.
  */
