@@ -12,9 +12,8 @@
  *
  * At synth the PEM is written into a directory of the cloud assembly
  * (`<outdir>/rds-ca-layer-<sha256 prefix>/rds-ca/global-bundle.pem`, never
- * committed) and
- * published as a layer; Lambda unpacks layers under `/opt`, so functions read
- * {@link RDS_CA_BUNDLE_PATH}.
+ * committed) and published as a layer; Lambda unpacks layers under `/opt`, so
+ * functions read {@link RDS_CA_BUNDLE_PATH}.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
