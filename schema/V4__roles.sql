@@ -31,7 +31,13 @@ DECLARE
 BEGIN
     FOREACH role_name IN ARRAY ARRAY['thaw_migrator', 'thaw_loader', 'thaw_conflict_writer', 'thaw_app'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
-            EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+            -- Two databases of one cluster migrating at once can both see the role
+            -- missing (advisory locks are per database): the loser finds it created.
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
         END IF;
     END LOOP;
 END
