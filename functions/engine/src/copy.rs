@@ -22,7 +22,7 @@ use futures::SinkExt;
 use tokio_postgres::Client;
 
 use crate::config::Config;
-use crate::error::{from_postgres, Error, ErrorKind, Result};
+use crate::error::{from_postgres, Error, Result};
 use crate::failpoints;
 use crate::handlers::{ChunkItem, CopyChunkResponse};
 use crate::plan::{ChunkRange, TablePlan};
@@ -217,9 +217,4 @@ fn upsert_sql(plan: &TablePlan, staging: &str, insert_only: bool) -> String {
         cols = cols.join(", "),
         target = plan.target_fqn(),
     )
-}
-
-/// Whether an error should be retried by the local runner.
-pub fn is_retryable(e: &Error) -> bool {
-    e.kind.is_retryable() || e.kind == ErrorKind::Transient
 }

@@ -217,7 +217,7 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
     };
     if let Some(run_id) = resume {
         status::heartbeat(&pg, run_id).await?;
-        let items = status::unfinished_chunks(&pg, run_id, &[]).await?;
+        let items = status::unfinished_chunks(&pg, run_id).await?;
         let tables = status::tables(&pg, run_id).await?.len() as u32;
         let manifest_uri = crate::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
         tracing::info!(%run_id, chunks = items.len(), "resuming run");
@@ -759,7 +759,6 @@ async fn numeric_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str, b
     if let Some(s) = start_bucket {
         bounds.push((s, acc));
     }
-    let n = bounds.len();
     for (i, (b, rows)) in bounds.iter().enumerate() {
         let lo = min + b * width;
         let hi = bounds.get(i + 1).map(|(nb, _)| min + nb * width);
@@ -769,7 +768,6 @@ async fn numeric_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str, b
             (false, Some(hi)) => format!("{kx} >= {lo} AND {kx} < {hi}"),
             (false, None) => format!("{kx} >= {lo}"),
         };
-        let _ = n;
         chunks.push(ChunkRange { strategy: Strategy::NumericRange, filter_sql: filter, estimated_rows: *rows });
     }
     if total > nonnull {
@@ -808,20 +806,15 @@ async fn date_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, k: &str, secon
     }
     let date = |d: &str| format!("CAST({} AS DATE)", sql::literal(d));
     let mut chunks = Vec::new();
-    let last = groups.len().saturating_sub(1);
     for (gi, (first, lastday, rows)) in groups.iter().enumerate() {
         let lower = (gi > 0).then(|| format!("{dx} >= {}", date(&days[*first].0)));
         let upper = groups.get(gi + 1).map(|g| format!("{dx} < {}", date(&days[g.0].0)));
-        let mut filter = match (lower, upper) {
+        let filter = match (lower, upper) {
             (Some(l), Some(u)) => format!("{l} AND {u}"),
             (Some(l), None) => l,
             (None, Some(u)) => u,
             (None, None) => format!("{dx} IS NOT NULL"),
         };
-        if gi == last && gi == 0 {
-            filter = format!("{dx} IS NOT NULL");
-        }
-        let _ = lastday;
         if *rows > batch && first == lastday {
             // One oversized day: split it by ranges of the secondary key.
             if let Some(sk) = secondary {

@@ -270,7 +270,7 @@ async fn copy_with_retries(config: &Config, pool: &Pool, item: &ChunkItem) -> Re
                 pool.lock().await.entry(item.source_name.clone()).or_default().push(worker);
                 return Ok(r);
             }
-            Err(e) if copy::is_retryable(&e) && attempt < attempts => {
+            Err(e) if e.kind.is_retryable() && attempt < attempts => {
                 tracing::warn!(table = %item.source_table, chunk = item.chunk_id, attempt, error = %e, "transient chunk failure; retrying");
                 // The worker's connections may be broken: drop them.
                 backoff(attempt).await;

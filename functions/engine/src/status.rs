@@ -197,9 +197,7 @@ pub async fn tables(client: &Client, run_id: Uuid) -> Result<Vec<TableRecord>> {
 }
 
 /// Chunks of a run not yet completed, as manifest items.
-pub async fn unfinished_chunks(client: &Client, run_id: Uuid, source_names: &[(String, String, String, String)]) -> Result<Vec<ChunkItem>> {
-    // source_names: (source_name, database, schema) lookups are done by the caller; here we join.
-    let _ = source_names;
+pub async fn unfinished_chunks(client: &Client, run_id: Uuid) -> Result<Vec<ChunkItem>> {
     let rows = client
         .query(
             "SELECT t.source_name, c.source_table, c.chunk_id \

@@ -62,7 +62,7 @@ pub async fn connect(settings: &SnowflakeSettings, database: Option<&str>, schem
     let api = SnowflakeApiBuilder::new(auth)
         .with_client(client)
         .build()
-        .map_err(|e| map_snowflake_error(e, settings, "opening a Snowflake session"))?;
+        .map_err(|e| map_snowflake_error(e, "opening a Snowflake session"))?;
     let source = SnowflakeSource { api, account: settings.account.clone() };
     // Log in now so that bad credentials and dead endpoints fail here, not mid-run.
     source.execute("SELECT 1").await.map_err(|e| {
@@ -114,7 +114,7 @@ fn http_client(settings: &SnowflakeSettings) -> Result<reqwest_middleware::Clien
     Ok(reqwest_middleware::ClientBuilder::new(client).build())
 }
 
-fn map_snowflake_error(err: SnowflakeApiError, settings: &SnowflakeSettings, what: &str) -> Error {
+fn map_snowflake_error(err: SnowflakeApiError, what: &str) -> Error {
     let kind = classify_snowflake(&err);
     let mut detail = err.to_string();
     let mut src = std::error::Error::source(&err);
@@ -130,7 +130,6 @@ fn map_snowflake_error(err: SnowflakeApiError, settings: &SnowflakeSettings, wha
         ErrorKind::Unreachable => " Check snowflake.account / snowflake.endpoint and the network path.",
         _ => "",
     };
-    let _ = settings;
     Error::new(kind, format!("{what}: {detail}.{hint}"))
 }
 
