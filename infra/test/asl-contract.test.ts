@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { NUMERIC_PLACEHOLDERS, placeholders, readSyncTemplate, renderDefinition, unquoteNumericPlaceholders } from '../lib/asl.ts';
 import { ENVIRONMENTS, loadConfig } from '../lib/config.ts';
-import { WORKFLOW_FUNCTIONS } from '../lib/thaw-stack.ts';
+import { WORKFLOW_FUNCTIONS } from '../lib/constructs/workflow.ts';
 import { INFRA_DIR, REPO_ROOT, renderedDefinition, synth } from './support.ts';
 
 /** `pub <field>:` names of `pub struct <name>` in a Rust source file. */

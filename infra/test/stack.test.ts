@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
 import { ALARM_RUNBOOKS } from '../lib/alarms.ts';
 import { ENVIRONMENTS, FUNCTION_NAMES, functionSettings, loadConfig } from '../lib/config.ts';
-import { DATABASE_USERS } from '../lib/thaw-stack.ts';
+import { DATABASE_USERS } from '../lib/constructs/secrets.ts';
 import { renderedDefinition, synth } from './support.ts';
 
 type Resource = { Type: string; Properties: Record<string, any>; DeletionPolicy?: string };
