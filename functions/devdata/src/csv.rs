@@ -1,4 +1,4 @@
-//! CSV files for bulk loading, in the format of [`crate::dev::load`]
+//! CSV files for bulk loading, in the format of [`crate::load`]
 //! (written by [`load::write_csv_record`]): no header, every non-NULL value
 //! quoted, NULL as an unquoted `\N`, values as Snowflake text forms.
 //! Timestamps keep their offset (`2026-11-01 01:10:00-04:00`), so a
@@ -12,9 +12,9 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use md5::{Digest, Md5};
 use uuid::Uuid;
 
-use crate::dev::load;
-use crate::dev::tables::TableDef;
-use crate::error::{Error, Result};
+use crate::load;
+use crate::tables::TableDef;
+use thaw_engine::error::{Error, Result};
 
 /// One field value.
 #[derive(Debug, Clone, PartialEq)]

@@ -43,8 +43,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::source::{sql, SnowflakeSource};
+use thaw_engine::error::{Error, ErrorKind, Result};
+use thaw_engine::source::{sql, SnowflakeSource};
 
 /// The unquoted marker that stands for SQL NULL in a bulk-load CSV file.
 pub const NULL_MARKER: &str = "\\N";

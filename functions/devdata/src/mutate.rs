@@ -3,7 +3,7 @@
 //! sync and incremental conflict detection have something to catch up on.
 //!
 //! Only **background** visits are touched, in conflict-free ways (module docs
-//! of [`crate::dev::visits`]): updates shift a visit's times by 15 or 30
+//! of [`crate::visits`]): updates shift a visit's times by 15 or 30
 //! minutes and bump `Visit Updated Timestamp` to `now`; inserts are new
 //! background visits (same construction); deletes move visits to
 //! FACTVISITCALLPERFORMANCE_DELETED_CR (`Permanent Deleted` TRUE, timestamp
@@ -20,14 +20,14 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 
-use crate::dev::csv::Cell;
-use crate::dev::seed::{planted_fact_visits, SeedOptions, SeedReport, TableSink};
-use crate::dev::tables::{self, TableDef, FACT_VISIT, FACT_VISIT_DELETED};
-use crate::dev::visits::{background_visit, VisitRecord};
-use crate::dev::world::{entity_rng, Kind, World};
-use crate::error::{Error, Result};
-use crate::source::sql::{ident, literal};
-use crate::source::SnowflakeSource;
+use crate::csv::Cell;
+use crate::seed::{planted_fact_visits, SeedOptions, SeedReport, TableSink};
+use crate::tables::{self, TableDef, FACT_VISIT, FACT_VISIT_DELETED};
+use crate::visits::{background_visit, VisitRecord};
+use crate::world::{entity_rng, Kind, World};
+use thaw_engine::error::{Error, Result};
+use thaw_engine::source::sql::{ident, literal};
+use thaw_engine::source::SnowflakeSource;
 
 /// What to change.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub struct MutateReport {
     /// FACT rows moved to the DELETED table.
     pub deleted: u64,
     /// Always true: only background visits change, so
-    /// [`crate::dev::planted_conflicts`] still gives the expected pairs.
+    /// [`crate::planted_conflicts`] still gives the expected pairs.
     pub planted_unchanged: bool,
     /// Wall time, seconds.
     pub seconds: f64,
@@ -142,7 +142,7 @@ pub fn updated_visit(world: &World, opts: &MutateOptions, index: u64) -> VisitRe
 
 /// Apply the mutation to the seeded Snowflake tables.
 ///
-/// Errors: [`crate::ErrorKind::ConfigInvalid`] when more than half of the
+/// Errors: [`thaw_engine::ErrorKind::ConfigInvalid`] when more than half of the
 /// background would change; Snowflake errors from staging or DML.
 pub async fn mutate(source: &SnowflakeSource, opts: &MutateOptions) -> Result<MutateReport> {
     let started = Instant::now();
@@ -287,7 +287,7 @@ async fn stage_rows(
 }
 
 /// The row count of an INSERT answer (`[["3"]]`).
-fn count(rows: crate::source::JsonRows) -> u64 {
+fn count(rows: thaw_engine::source::JsonRows) -> u64 {
     rows.first()
         .and_then(|r| r.first())
         .and_then(|c| c.as_deref()?.parse().ok())

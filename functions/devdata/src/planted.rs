@@ -20,8 +20,8 @@
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, Weekday};
 use uuid::Uuid;
 
-use crate::dev::visits::{two_years_before, VisitRecord};
-use crate::dev::world::{entity_uuid, wall, wall_later, Kind, World};
+use crate::visits::{two_years_before, VisitRecord};
+use crate::world::{entity_uuid, wall, wall_later, Kind, World};
 
 /// The seven rule flags of a stored pair (`conflictvisitmaps` columns).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]

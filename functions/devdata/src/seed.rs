@@ -3,7 +3,7 @@
 //!
 //! Rows are produced in blocks of at most [`SeedOptions::block_rows`] rows,
 //! appended to CSV part files of at most [`SeedOptions::part_rows`] rows, and
-//! each finished part is bulk-loaded ([`crate::dev::load::bulk_load_csv`]) and
+//! each finished part is bulk-loaded ([`crate::load::bulk_load_csv`]) and
 //! deleted. Memory and disk use are therefore bounded by the block and part
 //! sizes, not by the number of visits.
 
@@ -15,18 +15,18 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
 use md5::{Digest, Md5};
 use rand::Rng;
 
-use crate::dev::csv::{Cell, CsvTableWriter};
-use crate::dev::load;
-use crate::dev::planted::{
+use crate::csv::{Cell, CsvTableWriter};
+use crate::load;
+use crate::planted::{
     planted_patient, planted_visit_record, scenarios, Agency, ExtraDistance, Scenario, SsnStyle,
 };
-use crate::dev::tables::{self, TableDef};
-use crate::dev::visits::{background_first_date, background_span_days, background_visit};
-use crate::dev::world::{
+use crate::tables::{self, TableDef};
+use crate::visits::{background_first_date, background_span_days, background_visit};
+use crate::world::{
     entity_rng, entity_uuid, midnight, pick, provider_metro, round6, street, wall, Kind, World,
 };
-use crate::error::{Error, Result};
-use crate::source::SnowflakeSource;
+use thaw_engine::error::{Error, Result};
+use thaw_engine::source::SnowflakeSource;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -242,7 +242,7 @@ async fn write_all<F: FnMut(u64) -> Vec<Vec<Cell>>>(
 /// the Snowflake tables (`CREATE OR REPLACE`, so re-seeding is idempotent)
 /// and bulk-load every file.
 ///
-/// Errors: [`crate::ErrorKind::ConfigInvalid`] for too few visits or an
+/// Errors: [`thaw_engine::ErrorKind::ConfigInvalid`] for too few visits or an
 /// unwritable `out_dir`; Snowflake errors from DDL or loading.
 pub async fn seed(source: Option<&SnowflakeSource>, opts: &SeedOptions) -> Result<SeedReport> {
     let started = Instant::now();
@@ -372,14 +372,14 @@ pub async fn create_tables(source: &SnowflakeSource) -> Result<()> {
         source
             .execute(&format!(
                 "CREATE DATABASE IF NOT EXISTS {}",
-                crate::source::sql::ident(db)
+                thaw_engine::source::sql::ident(db)
             ))
             .await?;
         source
             .execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {}.{}",
-                crate::source::sql::ident(db),
-                crate::source::sql::ident(schema)
+                thaw_engine::source::sql::ident(db),
+                thaw_engine::source::sql::ident(schema)
             ))
             .await?;
     }
@@ -858,7 +858,7 @@ fn single_agency_person(
     world: &World,
     kind: Kind,
     index: u64,
-) -> (crate::dev::world::Person, rand_chacha::ChaCha8Rng) {
+) -> (crate::world::Person, rand_chacha::ChaCha8Rng) {
     let mut rng = entity_rng(world.seed, kind, index);
     loop {
         let person = world.person(rng.gen_range(0..world.persons));

@@ -7,7 +7,7 @@
 //! below). Names and Snowflake types follow `legacy/data_model.md` section (a);
 //! the settings tables follow the appendix names of the `conflict` schema.
 
-use crate::source::sql;
+use thaw_engine::source::sql;
 
 /// How a Snowflake column appears in the PostgreSQL mirror.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -488,7 +488,7 @@ mod tests {
 
     #[test]
     fn analytics_mirror_ddl_has_exactly_the_mirrored_columns() {
-        let ddl = include_str!("../../../../schema/V2__analytics.sql");
+        let ddl = include_str!("../../../schema/V2__analytics.sql");
         let pg = pg_columns(ddl);
         assert_eq!(pg.len(), 13, "tables in V2__analytics.sql: {:?}", pg.keys());
         for t in ANALYTICS_TABLES {
@@ -534,10 +534,10 @@ mod tests {
 #[cfg(test)]
 mod example_config_tests {
     use super::*;
-    use crate::config::Config;
+    use thaw_engine::config::Config;
 
     fn example() -> Config {
-        let text = include_str!("../../../../examples/config.json");
+        let text = include_str!("../../../examples/config.json");
         let env = |name: &str| {
             Some(if name.ends_with("PORT") {
                 "5432".to_string()

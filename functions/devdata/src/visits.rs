@@ -26,8 +26,8 @@ use chrono_tz::Tz;
 use rand::Rng;
 use uuid::Uuid;
 
-use crate::dev::csv::Cell;
-use crate::dev::world::{entity_rng, entity_uuid, midnight, pick, round6, wall, Kind, World};
+use crate::csv::Cell;
+use crate::world::{entity_rng, entity_uuid, midnight, pick, round6, wall, Kind, World};
 
 /// Whether and how a visit was performed (`legacy/conflict_rules.md` §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,7 +403,7 @@ pub fn background_visit(world: &World, today: NaiveDate, kind: Kind, index: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::tables::FACT_VISIT;
+    use crate::tables::FACT_VISIT;
     use chrono::Timelike;
 
     fn today() -> NaiveDate {

@@ -15,15 +15,15 @@ use std::path::PathBuf;
 use chrono::{DateTime, NaiveDate, Utc};
 use md5::{Digest, Md5};
 
-use thaw_engine::dev::{
-    self, planted_conflicts, planted_near_misses, ExtraDistance, MutateOptions, SeedOptions,
+use thaw_devdata::{
+    self as dev, planted_conflicts, planted_near_misses, ExtraDistance, MutateOptions, SeedOptions,
 };
 use thaw_engine::source::{self, SnowflakeSource};
 
 static EMULATOR_DATABASES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn session() -> SnowflakeSource {
-    let settings = thaw_engine::harness::snowflake();
+    let settings = thaw_test_support::snowflake();
     source::connect(&settings, None, None)
         .await
         .expect("login to the emulator")

@@ -103,6 +103,84 @@ pub struct PostgresSettings {
     pub ca_file: Option<String>,
 }
 
+/// The declared type of a chunking column (`chunking_column_types`), in the
+/// legacy tool's spellings (case-insensitive): it decides the chunking
+/// strategy (docs/sync.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ChunkKeyType {
+    /// `int`, `bigint`, `integer`, `smallint`, `number`, `numeric`, `varchar_numeric`.
+    Integer,
+    /// `date`, `datetime`, `timestamp`, `timestamp_ntz`, `timestamp_ltz`, `timestamp_tz`.
+    Temporal,
+    /// `varchar`, `string`, `text`, `char`, `uuid`.
+    Text,
+}
+
+impl ChunkKeyType {
+    /// Parse a legacy type name (case-insensitive); `None` when unknown.
+    pub fn parse(name: &str) -> Option<ChunkKeyType> {
+        let n = name.trim().to_ascii_lowercase();
+        Some(match n.as_str() {
+            "int" | "bigint" | "integer" | "number" | "numeric" | "varchar_numeric" | "smallint" => ChunkKeyType::Integer,
+            "date" | "datetime" => ChunkKeyType::Temporal,
+            s if s.starts_with("timestamp") => ChunkKeyType::Temporal,
+            "varchar" | "string" | "text" | "uuid" | "char" => ChunkKeyType::Text,
+            _ => return None,
+        })
+    }
+}
+
+impl TryFrom<String> for ChunkKeyType {
+    type Error = String;
+    fn try_from(name: String) -> std::result::Result<Self, String> {
+        ChunkKeyType::parse(&name).ok_or_else(|| {
+            format!(
+                "chunking column type '{name}' is not known; use one of int, bigint, integer, number, numeric, date, timestamp, \
+                 timestamp_ntz, timestamp_ltz, timestamp_tz, varchar, string, text, uuid"
+            )
+        })
+    }
+}
+
+impl From<ChunkKeyType> for String {
+    fn from(t: ChunkKeyType) -> String {
+        match t {
+            ChunkKeyType::Integer => "integer",
+            ChunkKeyType::Temporal => "timestamp",
+            ChunkKeyType::Text => "text",
+        }
+        .to_string()
+    }
+}
+
+/// How a table is split into chunks (`chunking_strategy`; docs/sync.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkingStrategy {
+    /// One chunk.
+    Single,
+    /// Half-open ranges of an integer key.
+    NumericRange,
+    /// Groups of whole days of a date/timestamp key.
+    DateRange,
+    /// Half-open ranges of a text key.
+    Keyset,
+}
+
+/// Order in which a visit's coordinates are chosen for rule 7
+/// (`conflicts.gps_priority`; docs/conflicts.md §D4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpsPriority {
+    /// Call-out GPS → call-in GPS → patient address, on both sides.
+    #[default]
+    Fixed,
+    /// [SF]'s asymmetric order: primary visit call-out → call-in, conflicting
+    /// visit call-in → call-out, then the patient address.
+    Legacy,
+}
+
 /// One table to copy (`sources[].tables[]`).
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -122,7 +200,7 @@ pub struct TableConfig {
     pub chunking_columns: Vec<String>,
     /// Declared types of `chunking_columns` (`int`, `bigint`, `number`, `numeric`, `date`, `timestamp*`, `varchar`, `uuid`, ...).
     #[serde(default)]
-    pub chunking_column_types: Vec<String>,
+    pub chunking_column_types: Vec<ChunkKeyType>,
     /// Natural key of the table in the target (must be covered by a unique index for upserts).
     #[serde(default)]
     pub uniqueness_columns: Vec<String>,
@@ -157,9 +235,9 @@ pub struct TableConfig {
     #[serde(default)]
     pub sort_columns: Vec<String>,
     /// Override the automatically chosen chunking strategy
-    /// (`single`, `numeric_range`, `date_range`).
+    /// (`single`, `numeric_range`, `date_range`, `keyset`).
     #[serde(default)]
-    pub chunking_strategy: Option<String>,
+    pub chunking_strategy: Option<ChunkingStrategy>,
     /// Estimated bytes per row used by the planner's memory budget (default: from the source types).
     #[serde(default)]
     pub estimated_row_bytes: Option<u64>,
@@ -254,7 +332,7 @@ pub struct ConflictSettings {
     pub today: Option<String>,
     /// `fixed` (default: call-out → call-in → patient address on both sides) or `legacy` ([SF]'s asymmetric order).
     #[serde(default)]
-    pub gps_priority: Option<String>,
+    pub gps_priority: Option<GpsPriority>,
 }
 
 /// Default rows per chunk when neither the table nor the run sets one.
@@ -288,8 +366,12 @@ impl Config {
             ))
         })?;
         check_unknown_keys(&value, origin)?;
-        let config: Config = serde_json::from_value(value).map_err(|e| {
-            Error::config(format!("config {origin} has a value of the wrong shape: {e}. See examples/config.json for the expected layout."))
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            Error::config(format!(
+                "config {origin}: {} has a wrong value: {}. See examples/config.json and docs/sync.md §1 for the expected layout.",
+                e.path(),
+                e.inner()
+            ))
         })?;
         config.validate().map_err(|e| e.context(format!("config {origin}")))?;
         Ok(config)
@@ -333,13 +415,6 @@ impl Config {
                         t.chunking_column_types.len()
                     ));
                 }
-                for ty in &t.chunking_column_types {
-                    if crate::plan::ChunkKeyType::parse(ty).is_none() {
-                        problems.push(format!(
-                            "{at}: chunking column type '{ty}' is not known; use one of int, bigint, integer, number, numeric, date, timestamp, timestamp_ntz, timestamp_ltz, timestamp_tz, varchar, string, text, uuid"
-                        ));
-                    }
-                }
                 if t.source_watermark.is_some() != t.target_watermark.is_some() {
                     problems.push(format!("{at}: source_watermark and target_watermark must be given together"));
                 }
@@ -357,13 +432,8 @@ impl Config {
                         problems.push(format!("{at}: batch_size {b} is below the minimum of 100 rows"));
                     }
                 }
-                if let Some(s) = &t.chunking_strategy {
-                    if !["single", "numeric_range", "date_range"].contains(&s.as_str()) {
-                        problems.push(format!("{at}: chunking_strategy '{s}' is not one of single, numeric_range, date_range"));
-                    }
-                }
                 if let Some(f) = &t.source_filter {
-                    if let Err(e) = crate::source::sql::check_filter(f) {
+                    if let Err(e) = check_filter(f) {
                         problems.push(format!("{at}: source_filter {e}"));
                     }
                 }
@@ -378,11 +448,6 @@ impl Config {
             if let Some(d) = &c.today {
                 if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
                     problems.push(format!("conflicts.today '{d}' is not a date in YYYY-MM-DD form"));
-                }
-            }
-            if let Some(g) = &c.gps_priority {
-                if g != "fixed" && g != "legacy" {
-                    problems.push(format!("conflicts.gps_priority '{g}' must be 'fixed' or 'legacy'"));
                 }
             }
         }
@@ -444,6 +509,45 @@ impl Config {
 fn md5_digest(bytes: &[u8]) -> [u8; 16] {
     use md5::{Digest, Md5};
     Md5::digest(bytes).into()
+}
+
+/// Check that a `source_filter` is a single boolean expression: no statement
+/// separators, no comments, balanced quotes and parentheses.
+///
+/// Returns a description of the first problem found.
+pub fn check_filter(filter: &str) -> std::result::Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err("is empty; remove the key or give a boolean expression".into());
+    }
+    let mut depth: i32 = 0;
+    let mut chars = filter.chars().peekable();
+    let mut in_single = false;
+    let mut in_double = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' if !in_double => in_single = !in_single,
+            '"' if !in_single => in_double = !in_double,
+            _ if in_single || in_double => {}
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("has an unbalanced ')'".into());
+                }
+            }
+            ';' => return Err("contains ';': it must be one boolean expression, not statements".into()),
+            '-' if chars.peek() == Some(&'-') => return Err("contains a '--' comment".into()),
+            '/' if chars.peek() == Some(&'*') => return Err("contains a '/*' comment".into()),
+            _ => {}
+        }
+    }
+    if in_single || in_double {
+        return Err("has an unterminated quote".into());
+    }
+    if depth != 0 {
+        return Err("has an unbalanced '('".into());
+    }
+    Ok(())
 }
 
 /// Replace `${VAR}` and `${VAR:-default}` in `text` using `env`.
@@ -573,6 +677,32 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_must_be_one_expression() {
+        assert!(check_filter(r#""Is Active" = TRUE AND "Source System" = 'hha'"#).is_ok());
+        assert!(check_filter("x = 1; DROP TABLE t").is_err());
+        assert!(check_filter("x = ';'").is_ok());
+        assert!(check_filter("(x = 1").is_err());
+        assert!(check_filter("x = 1 -- y").is_err());
+    }
+
+    #[test]
+    fn enum_values_are_validated_by_deserialisation_with_their_path() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
+          "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{"source":"T","target":"t","chunking_columns":["a"],"chunking_column_types":["geography"]}]}]}"#;
+        let err = Config::from_text(text, "test", &|_| None).unwrap_err();
+        assert!(err.message.contains("sources[0].tables[0].chunking_column_types[0]"), "{}", err.message);
+        assert!(err.message.contains("chunking column type 'geography' is not known"), "{}", err.message);
+        let text = text.replace(r#""chunking_column_types":["geography"]"#, r#""chunking_column_types":["TIMESTAMP_TZ"],"chunking_strategy":"hash""#);
+        let err = Config::from_text(&text, "test", &|_| None).unwrap_err();
+        assert!(err.message.contains("sources[0].tables[0].chunking_strategy"), "{}", err.message);
+        let ok = text.replace(r#""hash""#, r#""keyset""#);
+        let config = Config::from_text(&ok, "test", &|_| None).unwrap();
+        assert_eq!(config.sources[0].tables[0].chunking_column_types, vec![ChunkKeyType::Temporal]);
+        assert_eq!(config.sources[0].tables[0].chunking_strategy, Some(ChunkingStrategy::Keyset));
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -1,7 +1,7 @@
 //! The typed request and response of every step of a sync run.
 //!
 //! These structs are the contract between the steps: the Lambda binaries
-//! deserialise them from their events, the local runner ([`crate::run`])
+//! deserialise them from their events, the local runner ([`crate::runner`])
 //! passes them in-process, and `statemachines/sync.asl.json` builds them with
 //! `Parameters`/`ItemSelector`. Only ids and small summaries travel (Step
 //! Functions' 256 KiB payload limit); chunk definitions live in PostgreSQL.
@@ -9,11 +9,12 @@
 //! Field names are `snake_case` in JSON. Every field added later must be
 //! optional so old payloads keep deserialising.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Full reload or incremental (watermark) run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncMode {
     /// Incremental where a table has a watermark; full otherwise (default).
@@ -24,7 +25,7 @@ pub enum SyncMode {
 }
 
 /// Input of the `plan` step (the state machine's execution input).
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default, PartialEq)]
 #[serde(default)]
 pub struct PlanRequest {
     /// Source names to run (default: every enabled source).
@@ -47,7 +48,7 @@ pub struct PlanRequest {
 }
 
 /// Output of `plan`: the run and where its chunk manifest is.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct PlanResponse {
     /// The run every later step works on.
     pub run_id: Uuid,
@@ -65,7 +66,7 @@ pub struct PlanResponse {
 
 /// One element of the manifest and the input of `copy-chunk`
 /// (the Distributed Map's item).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
 pub struct ChunkItem {
     /// Run the chunk belongs to.
     pub run_id: Uuid,
@@ -78,7 +79,7 @@ pub struct ChunkItem {
 }
 
 /// Output of `copy-chunk`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Default)]
 pub struct CopyChunkResponse {
     /// Run id.
     pub run_id: Uuid,
@@ -101,14 +102,14 @@ pub struct CopyChunkResponse {
 }
 
 /// Input of `merge`, `reconcile` (run scope).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct RunRequest {
     /// Run id from [`PlanResponse::run_id`].
     pub run_id: Uuid,
 }
 
 /// Per-table result of `merge`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Default)]
 pub struct TableMerge {
     /// `schema.table` in PostgreSQL.
     pub target: String,
@@ -119,7 +120,7 @@ pub struct TableMerge {
 }
 
 /// Output of `merge`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Default)]
 pub struct MergeResponse {
     /// Run id.
     pub run_id: Uuid,
@@ -128,7 +129,7 @@ pub struct MergeResponse {
 }
 
 /// Per-table outcome of `reconcile`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Default)]
 pub struct TableReconcile {
     /// `schema.table` in PostgreSQL.
     pub target: String,
@@ -148,7 +149,7 @@ pub struct TableReconcile {
 
 /// Output of `reconcile`. A mismatch is an error of kind `ReconcileMismatch`
 /// for the state machine; this summary is what the report shows.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Default)]
 pub struct ReconcileResponse {
     /// Run id.
     pub run_id: Uuid,
@@ -159,7 +160,7 @@ pub struct ReconcileResponse {
 }
 
 /// Input of `conflict-create`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Default)]
 #[serde(default)]
 pub struct ConflictCreateRequest {
     /// The sync run that preceded detection (for the report), if any.
@@ -168,8 +169,30 @@ pub struct ConflictCreateRequest {
     pub full: bool,
 }
 
+/// Output of `conflict-create`: counts of one [`crate::conflicts::run`]; small enough for a Step Functions payload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConflictCreateResponse {
+    /// Candidate visits read from the source (before exclusions).
+    pub visits_considered: u64,
+    /// Ordered pairs flagged by at least one rule.
+    pub pairs_detected: u64,
+    /// New `conflictvisitmaps` rows.
+    pub inserted: u64,
+    /// Existing rows whose content changed (snapshot, flag N→Y, or reopened).
+    pub updated: u64,
+    /// Stored pairs no longer detected, now `StatusFlag` 'R'.
+    pub resolved: u64,
+    /// New `conflicts` rows (new CONFLICTIDs).
+    pub conflicts_created: u64,
+    /// Wall time of the run in seconds.
+    pub seconds: f64,
+    /// Problems in the reference data worth a look (MPH gaps/overlaps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
 /// Input of the failure path: mark the run failed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct FailRunRequest {
     /// Run id (absent when `plan` itself failed).
     pub run_id: Option<Uuid>,
@@ -177,4 +200,47 @@ pub struct FailRunRequest {
     pub error: String,
     /// Error cause text (no secrets).
     pub cause: String,
+}
+
+/// The step names of the state machine with their request and response type
+/// names, in flow order.
+pub const STEPS: [(&str, &str, &str); 6] = [
+    ("plan", "PlanRequest", "PlanResponse"),
+    ("copy-chunk", "ChunkItem", "CopyChunkResponse"),
+    ("merge", "RunRequest", "MergeResponse"),
+    ("reconcile", "RunRequest", "ReconcileResponse"),
+    ("conflict-create", "ConflictCreateRequest", "ConflictCreateResponse"),
+    ("fail-run", "FailRunRequest", "FailRunRequest"),
+];
+
+/// The whole contract as the JSON committed in `statemachines/contract.json`:
+/// `errors` (every [`ErrorKind`] name), `retryable` (the names Step Functions
+/// retries), `steps` (step → request/response type names) and `types` (one
+/// JSON Schema, draft 2020-12, per type). The infra tests check the ASL
+/// against it; `cargo test -p thaw-engine --test contract` fails when the
+/// committed file is stale.
+pub fn contract_json() -> serde_json::Value {
+    use crate::error::ErrorKind;
+    let types = serde_json::json!({
+        "PlanRequest": schemars::schema_for!(PlanRequest),
+        "PlanResponse": schemars::schema_for!(PlanResponse),
+        "ChunkItem": schemars::schema_for!(ChunkItem),
+        "CopyChunkResponse": schemars::schema_for!(CopyChunkResponse),
+        "RunRequest": schemars::schema_for!(RunRequest),
+        "MergeResponse": schemars::schema_for!(MergeResponse),
+        "ReconcileResponse": schemars::schema_for!(ReconcileResponse),
+        "ConflictCreateRequest": schemars::schema_for!(ConflictCreateRequest),
+        "ConflictCreateResponse": schemars::schema_for!(ConflictCreateResponse),
+        "FailRunRequest": schemars::schema_for!(FailRunRequest),
+    });
+    let steps: serde_json::Map<String, serde_json::Value> = STEPS
+        .iter()
+        .map(|(step, request, response)| (step.to_string(), serde_json::json!({ "request": request, "response": response })))
+        .collect();
+    serde_json::json!({
+        "errors": ErrorKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "retryable": ErrorKind::ALL.iter().filter(|k| k.is_retryable()).map(|k| k.name()).collect::<Vec<_>>(),
+        "steps": steps,
+        "types": types,
+    })
 }

@@ -36,6 +36,20 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (published in `statemachines/contract.json`).
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::Transient,
+        ErrorKind::ConfigInvalid,
+        ErrorKind::AuthFailed,
+        ErrorKind::Unreachable,
+        ErrorKind::SchemaMismatch,
+        ErrorKind::TypeUnsupported,
+        ErrorKind::ChunkFailed,
+        ErrorKind::ReconcileMismatch,
+        ErrorKind::Locked,
+        ErrorKind::Internal,
+    ];
+
     /// The stable name used in Step Functions `ErrorEquals` and in logs.
     pub fn name(self) -> &'static str {
         match self {

@@ -1,31 +1,40 @@
 //! # thaw-engine
 //!
 //! Everything thaw does, as a library. The Lambda binaries and the `thaw` CLI
-//! are thin doors into this crate, so the cloud and a laptop run the same code.
+//! are thin doors into this crate ([`steps`]), so the cloud and a laptop run
+//! the same code. The layout follows the flow of a night
+//! (docs/architecture.md §3):
+//!
+//! ```text
+//! config ─► steps ─► sync::plan ─► sync::copy (source ─► sink) ─► sync::merge
+//!                 ─► reconcile ─► conflicts          (state: sync::status)
+//! ```
 //!
 //! ## Concepts
+//! * **config** ([`config`]): the legacy tool's `config.json`, accepted as is;
+//!   domain choices (chunk key type, chunking strategy, GPS priority) are
+//!   enums validated once, when the file is deserialised.
 //! * **source** ([`source`]): Snowflake, reached over its HTTP API; results
 //!   arrive as Arrow IPC streams in Snowflake's own conventions.
 //! * **sink** ([`sink`]): PostgreSQL; rows go in with binary COPY, mapped to
 //!   each target column's actual type.
-//! * **plan** ([`plan`]): one aggregate query per table splits it into
-//!   **chunks**, each a half-open range or equality predicate; the chunks of a
-//!   table partition its rows exactly. Incremental tables plan only rows past
-//!   the **watermark** read from the target.
-//! * **copy** ([`copy`]): one chunk = one Snowflake query → binary COPY into
-//!   the target (empty target) or into a **staging** table followed by an
-//!   **upsert**; the rows and the chunk's `completed` status commit in one
-//!   transaction (exactly once).
-//! * **merge** ([`merge`]): per-table finalisation once all chunks are done.
+//! * **sync** ([`sync`]): a run's **plan** splits each table into **chunks**
+//!   (half-open ranges or equalities that partition its rows exactly;
+//!   incremental tables plan only rows past the **watermark**); **copy** moves
+//!   one chunk into the target or into a **staging** table followed by an
+//!   **upsert**, its rows and `completed` status committing together (exactly
+//!   once); **merge** finalises each table; **status** is the
+//!   `migration_status` store in PostgreSQL, the single state store.
 //! * **reconcile** ([`reconcile`]): row counts and a checksum over a canonical
-//!   text form of every column, computed inside each database.
+//!   text form of every column, computed inside each database, with row-level
+//!   diffs of the segments that differ.
 //! * **conflicts** ([`conflicts`]): the nightly detection of **caregivers**
 //!   whose **visits** collide across **providers**, maintaining the `conflict`
 //!   schema the web application reads and writes.
-//! * **status** ([`status`]): the `migration_status` schema (legacy-compatible)
-//!   in PostgreSQL is the single state store: runs, tables, chunks.
-//! * **handlers** ([`handlers`]): the typed request/response of every step,
-//!   shared by the Lambdas, the local runner ([`run`]) and the state machine.
+//! * **steps** ([`steps`]) and **contract** ([`contract`]): the entry point
+//!   and the typed request/response of every step, shared by the Lambdas, the
+//!   local runner ([`runner`]) and the state machine.
+//! * **migrations** ([`migrations`]): the versioned SQL of `schema/`.
 //!
 //! ## Errors
 //! One [`error::Error`] with an [`error::ErrorKind`]: the kind drives retries
@@ -33,20 +42,15 @@
 
 pub mod config;
 pub mod conflicts;
-pub mod copy;
-pub mod dev;
+pub mod contract;
 pub mod error;
 pub mod failpoints;
-pub mod handlers;
-pub mod harness;
-pub mod manifest;
-pub mod merge;
-pub mod plan;
+pub mod migrations;
 pub mod reconcile;
-pub mod run;
-pub mod schema;
+pub mod runner;
 pub mod sink;
 pub mod source;
-pub mod status;
+pub mod steps;
+pub mod sync;
 
 pub use error::{Error, ErrorKind, Result};

@@ -3,7 +3,7 @@
 //! `plan` → `copy-chunk` for every manifest item with bounded parallelism
 //! (per table `parallel_threads`, overall `max_workers`) → `merge` →
 //! `reconcile` → `conflict-create`, passing the same typed requests and
-//! responses ([`crate::handlers`]) that the state machine passes. Transient
+//! responses ([`crate::contract`]) that the state machine passes. Transient
 //! chunk errors are retried with exponential backoff and jitter (as the
 //! state machine's `Retry` does); deterministic ones fail the chunk at once.
 
@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::Config;
-use crate::copy::{self, Worker};
+use crate::sync::copy::{self, Worker};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handlers::{ChunkItem, ConflictCreateRequest, CopyChunkResponse, MergeResponse, PlanRequest, PlanResponse, ReconcileResponse, RunRequest};
+use crate::contract::{ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, MergeResponse, PlanRequest, PlanResponse, ReconcileResponse, RunRequest};
 use crate::reconcile::TableReport;
 
 /// Receives progress events (the CLI draws bars; tests ignore them).
@@ -82,7 +82,7 @@ pub struct RunReport {
     /// Row-level reconciliation details.
     pub reconcile_details: Vec<TableReport>,
     /// The conflict-create step's summary (absent when not run).
-    pub conflicts: Option<serde_json::Value>,
+    pub conflicts: Option<ConflictCreateResponse>,
     /// Chunk failures: (item, error text).
     pub failures: Vec<(ChunkItem, String)>,
     /// Wall time of each step that ran, in order: (step name, seconds).
@@ -124,15 +124,15 @@ impl RunReport {
 pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Observer>) -> Result<RunReport> {
     let started = Instant::now();
     let mut steps = Vec::new();
-    crate::schema::migrate_databases(&config).await?;
+    crate::migrations::migrate_databases(&config).await?;
     let mut step_started = Instant::now();
     let mut step = |name: &str, steps: &mut Vec<(String, f64)>| {
         steps.push((name.to_string(), step_started.elapsed().as_secs_f64()));
         step_started = Instant::now();
     };
     observer.step("plan");
-    let plan = crate::plan::plan_run(&config, &options.request).await?;
-    let items: Vec<ChunkItem> = crate::manifest::read(&plan.manifest_uri).await?;
+    let plan = crate::sync::plan::plan_run(&config, &options.request).await?;
+    let items: Vec<ChunkItem> = crate::sync::manifest::read(&plan.manifest_uri).await?;
     step("plan", &mut steps);
 
     let mut per_table: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -147,7 +147,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
     step("copy", &mut steps);
 
     observer.step("merge");
-    let merge = crate::merge::merge_run(&config, &RunRequest { run_id: plan.run_id }).await?;
+    let merge = crate::sync::merge::merge_run(&config, &RunRequest { run_id: plan.run_id }).await?;
     step("merge", &mut steps);
 
     let mut reconcile = None;
@@ -163,7 +163,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
         if clean && options.conflicts && config.conflicts.is_some() {
             observer.step("conflict-create");
             let req = ConflictCreateRequest { run_id: Some(plan.run_id), full: options.conflicts_full };
-            conflicts = Some(conflict_step(&config, &req).await?);
+            conflicts = Some(crate::steps::conflict_create(&config, &req).await?);
             step("conflict-create", &mut steps);
         }
     }
@@ -293,18 +293,3 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(wait)).await;
 }
 
-/// The `conflict-create` step: detect conflicts over the synced analytics
-/// tables and maintain the conflict schema. Returns the detection summary
-/// as JSON (small: counts and seconds).
-///
-/// Errors: [`ErrorKind::ConfigInvalid`] when the config has no `conflicts` section.
-pub async fn conflict_step(config: &Config, request: &ConflictCreateRequest) -> Result<serde_json::Value> {
-    let Some(settings) = &config.conflicts else {
-        return Err(Error::config("conflict detection needs a 'conflicts' section in the config (database, time_zone)"));
-    };
-    // Only full-window detection exists so far; `request.full` is accepted for the contract.
-    let _ = request.full;
-    let mut pg = crate::sink::connect(&config.postgres, &settings.database).await?;
-    let summary = crate::conflicts::run(&mut pg, settings, crate::conflicts::DetectionMode::Full).await?;
-    Ok(serde_json::to_value(summary).expect("summary serialises"))
-}

@@ -7,7 +7,8 @@
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
 use thaw_engine::config::ConflictSettings;
-use thaw_engine::conflicts::{run, ConflictSummary, DetectionMode};
+use thaw_engine::conflicts::{run, DetectionMode};
+use thaw_engine::contract::ConflictCreateResponse;
 use tokio_postgres::{Client, NoTls};
 
 const SCHEMA_FILES: [&str; 2] = ["V2__analytics.sql", "V3__conflict.sql"];
@@ -91,7 +92,7 @@ fn settings(database: &str) -> ConflictSettings {
     ConflictSettings { database: database.to_string(), today: Some("2025-03-10".into()), ..Default::default() }
 }
 
-fn counts(s: &ConflictSummary) -> (u64, u64, u64, u64, u64, u64) {
+fn counts(s: &ConflictCreateResponse) -> (u64, u64, u64, u64, u64, u64) {
     (s.visits_considered, s.pairs_detected, s.inserted, s.updated, s.resolved, s.conflicts_created)
 }
 

@@ -15,14 +15,14 @@ use std::time::Instant;
 
 use arrow_array::{Array, Int64Array, RecordBatch, StructArray};
 use thaw_engine::config::{Secret, SnowflakeSettings};
-use thaw_engine::dev::load::{bulk_load_csv, write_csv_record};
+use thaw_devdata::load::{bulk_load_csv, write_csv_record};
 use thaw_engine::source::{self, sql, SnowflakeSource};
 use thaw_engine::ErrorKind;
 
 const DATABASE: &str = "THAW_EMULATOR_TEST";
 
 fn settings() -> SnowflakeSettings {
-    thaw_engine::harness::snowflake()
+    thaw_test_support::snowflake()
 }
 
 async fn session() -> SnowflakeSource {

@@ -2,10 +2,9 @@
 //! row matches exactly one chunk predicate, on skewed, sparse and
 //! NULL-bearing keys.
 
-mod support;
 
-use support::*;
-use thaw_engine::handlers::PlanRequest;
+use thaw_test_support::*;
+use thaw_engine::contract::PlanRequest;
 
 async fn assert_partition(chunk_col: Option<(&str, &str)>, min_chunks: usize) {
     let sf_db = unique("SFPART").to_uppercase();
@@ -16,7 +15,7 @@ async fn assert_partition(chunk_col: Option<(&str, &str)>, min_chunks: usize) {
     create_orders_target(&pg).await;
     let config = config(&config_text(&sf_db, &pg_db, &[&orders_table(chunk_col, "")], ""));
 
-    let plan = thaw_engine::plan::plan_run(&config, &PlanRequest { no_resume: true, ..Default::default() }).await.expect("plan");
+    let plan = thaw_engine::sync::plan::plan_run(&config, &PlanRequest { no_resume: true, ..Default::default() }).await.expect("plan");
     let rows = pg
         .query("SELECT chunk_range->>'filter_sql' FROM migration_status.migration_chunk_status WHERE run_id = $1 ORDER BY chunk_id", &[&plan.run_id])
         .await

@@ -2,14 +2,13 @@
 //! rows and its `completed` status commit together, so a retried or resumed
 //! chunk neither loses nor duplicates rows.
 
-mod support;
 
 use std::sync::Arc;
 
-use support::*;
+use thaw_test_support::*;
 use thaw_engine::failpoints;
-use thaw_engine::handlers::PlanRequest;
-use thaw_engine::run::{self, Quiet, RunOptions};
+use thaw_engine::contract::PlanRequest;
+use thaw_engine::runner::{self, Quiet, RunOptions};
 use thaw_engine::ErrorKind;
 
 async fn setup(rows: usize) -> (String, String, tokio_postgres::Client, Arc<thaw_engine::config::Config>) {
@@ -31,7 +30,7 @@ fn options() -> RunOptions {
 async fn transient_failure_before_commit_is_retried_without_duplicates() {
     let (_sf, _db, pg, config) = setup(900).await;
     failpoints::arm(failpoints::COPY_CHUNK_BEFORE_COMMIT, ErrorKind::Transient, 2);
-    let report = run::run(config, options(), Arc::new(Quiet)).await.expect("run");
+    let report = runner::run(config, options(), Arc::new(Quiet)).await.expect("run");
     failpoints::clear();
     report.outcome().expect("the retried chunks succeed and reconcile clean");
     assert_eq!(pg_count(&pg, "public.orders").await, 900);
@@ -47,7 +46,7 @@ async fn transient_failure_before_commit_is_retried_without_duplicates() {
 async fn failed_chunk_leaves_nothing_behind_and_resume_completes_it() {
     let (_sf, _db, pg, config) = setup(900).await;
     failpoints::arm(failpoints::COPY_CHUNK_BEFORE_COMMIT, ErrorKind::ChunkFailed, 1);
-    let report = run::run(config.clone(), options(), Arc::new(Quiet)).await.expect("run");
+    let report = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("run");
     failpoints::clear();
     assert_eq!(report.failures.len(), 1);
     let err = report.outcome().unwrap_err();
@@ -67,7 +66,7 @@ async fn failed_chunk_leaves_nothing_behind_and_resume_completes_it() {
     assert!(partial < 900 && partial > 0, "the failed chunk's rows were rolled back: {partial}");
 
     // Rerun: the unfinished run is resumed and only the failed chunk is copied.
-    let again = run::run(config, options(), Arc::new(Quiet)).await.expect("resume");
+    let again = runner::run(config, options(), Arc::new(Quiet)).await.expect("resume");
     again.outcome().expect("resume completes and reconciles");
     assert!(again.plan.resumed);
     assert_eq!(again.plan.run_id, report.plan.run_id);

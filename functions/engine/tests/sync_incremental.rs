@@ -1,13 +1,12 @@
 //! Incremental reruns load only rows past the watermark, upsert changes,
 //! propagate deletes when the table opts in, and reconcile clean.
 
-mod support;
 
 use std::sync::Arc;
 
-use support::*;
-use thaw_engine::handlers::PlanRequest;
-use thaw_engine::run::{self, Quiet, RunOptions};
+use thaw_test_support::*;
+use thaw_engine::contract::PlanRequest;
+use thaw_engine::runner::{self, Quiet, RunOptions};
 
 #[tokio::test]
 async fn second_run_copies_only_changed_rows_and_reconciles() {
@@ -21,7 +20,7 @@ async fn second_run_copies_only_changed_rows_and_reconciles() {
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
     let opts = || RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() };
 
-    let first = run::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("first run");
+    let first = runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("first run");
     first.outcome().expect("first run reconciles");
     assert_eq!(first.tables[0].rows_written, 1000);
 
@@ -39,7 +38,7 @@ async fn second_run_copies_only_changed_rows_and_reconciles() {
     .unwrap();
     sf.execute(&format!("DELETE FROM {fqn} WHERE \"Id\" IN (200, 201, 202)")).await.unwrap();
 
-    let second = run::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("second run");
+    let second = runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("second run");
     second.outcome().expect("second run reconciles after propagating deletes");
     assert!(!second.plan.resumed);
     let t = &second.tables[0];
@@ -55,7 +54,7 @@ async fn second_run_copies_only_changed_rows_and_reconciles() {
     assert_eq!(diff.deleted, 3);
 
     // Third run with no change: nothing new is read past the boundary ties, nothing written.
-    let third = run::run(config, opts(), Arc::new(Quiet)).await.expect("third run");
+    let third = runner::run(config, opts(), Arc::new(Quiet)).await.expect("third run");
     third.outcome().expect("third run reconciles");
     assert_eq!(third.tables.iter().map(|t| t.rows_written).sum::<u64>(), 0);
 }

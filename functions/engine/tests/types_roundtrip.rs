@@ -21,7 +21,7 @@ use arrow_schema::{DataType, Field};
 use bytes::BytesMut;
 use futures::SinkExt;
 
-use thaw_engine::plan::SourceColumn;
+use thaw_engine::sync::plan::SourceColumn;
 use thaw_engine::reconcile::canonical;
 use thaw_engine::sink::encode::{supported_targets, CopyEncoder};
 use thaw_engine::sink;
@@ -31,7 +31,7 @@ use thaw_engine::{Error, ErrorKind};
 use tokio_postgres::Client;
 
 async fn postgres() -> Client {
-    let client = sink::connect(&thaw_engine::harness::postgres(), "postgres").await.expect("connect to the harness PostgreSQL");
+    let client = sink::connect(&thaw_test_support::postgres(), "postgres").await.expect("connect to the harness PostgreSQL");
     client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
     client
 }
@@ -357,7 +357,7 @@ const EMULATED: &[(&str, &str, &[&str])] = &[
 #[tokio::test]
 async fn canonical_forms_agree_between_the_emulator_and_postgres() {
     let pg = postgres().await;
-    let sf_settings = thaw_engine::harness::snowflake();
+    let sf_settings = thaw_test_support::snowflake();
     let sf = source::connect(&sf_settings, None, None).await.expect("login to the emulator");
     sf.execute("CREATE DATABASE IF NOT EXISTS THAW_TYPES").await.unwrap();
     sf.execute("CREATE OR REPLACE SCHEMA THAW_TYPES.CANONICAL").await.unwrap();

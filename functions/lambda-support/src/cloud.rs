@@ -96,7 +96,7 @@ pub async fn current() -> Result<Arc<Config>> {
 pub async fn load(auth: PgAuth) -> Result<Config> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let uri = env("THAW_CONFIG_URI").or_else(|| env("THAW_CONFIG")).unwrap_or_else(|| "/var/task/config.json".into());
-    let bytes = thaw_engine::manifest::read_object(&uri)
+    let bytes = thaw_engine::sync::manifest::read_object(&uri)
         .await
         .map_err(|e| Error::new(e.kind, format!("{}. Upload the sync configuration there (ops/deploy.md step 5) or set THAW_CONFIG_URI.", e.message)))?;
     let text = String::from_utf8(bytes).map_err(|_| Error::config(format!("config {uri} is not UTF-8 text")))?;

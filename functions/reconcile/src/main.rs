@@ -4,13 +4,13 @@
 //! `Environment`), the datapoint the data-freshness alarm waits for.
 #![recursion_limit = "256"]
 
-use thaw_engine::handlers::{ReconcileResponse, RunRequest};
+use thaw_engine::contract::{ReconcileResponse, RunRequest};
 use thaw_lambda::{serve, HandlerError};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     serve(|config, request: RunRequest| async move {
-        let (response, _details) = thaw_engine::reconcile::reconcile_run(&config, &request).await?;
+        let (response, _details) = thaw_engine::steps::reconcile(&config, &request).await?;
         thaw_engine::reconcile::require_match(&response)?;
         // A clean reconcile is a verified sync: the freshness alarm counts these datapoints.
         thaw_lambda::metrics::emit_verified_sync(0.0);

@@ -1,6 +1,6 @@
 //! The schema-migrate custom resource: on `Create` and `Update` it makes the
 //! database roles exist with the passwords from their secrets, then applies
-//! every pending `schema/` migration ([`thaw_engine::schema::migrate`]);
+//! every pending `schema/` migration ([`thaw_engine::migrations::migrate`]);
 //! `Delete` does nothing (dropping a stack must never drop data).
 //!
 //! The CDK Provider framework sends the CloudFormation response; this handler
@@ -86,7 +86,7 @@ pub async fn handle(event: CustomResourceEvent) -> Result<CustomResourceResponse
         }
         tracing::info!(roles = roles.len(), "database roles ensured");
     }
-    let applied = thaw_engine::schema::migrate(&mut client).await?;
+    let applied = thaw_engine::migrations::migrate(&mut client).await?;
     tracing::info!(applied = ?applied, properties = ?event.resource_properties, "schema migrations applied");
     Ok(CustomResourceResponse { physical_resource_id, data: BTreeMap::from([("Applied".to_string(), applied.join(","))]) })
 }

@@ -4,7 +4,7 @@
 //! allows (checked with `SET ROLE` from the harness superuser; the roles are NOLOGIN
 //! until schema-migrate gives them passwords).
 
-use thaw_engine::harness;
+use thaw_test_support as harness;
 use tokio_postgres::Client;
 
 /// A fresh database with every migration applied; returns a superuser connection to it.
@@ -15,7 +15,7 @@ async fn migrated_database(label: &str) -> (Client, String) {
     let database = format!("thaw_roles_{label}_{}_{nanos}", std::process::id());
     admin.batch_execute(&format!("CREATE DATABASE \"{database}\"")).await.unwrap();
     let mut client = thaw_engine::sink::connect(&settings, &database).await.unwrap();
-    let applied = thaw_engine::schema::migrate(&mut client).await.unwrap();
+    let applied = thaw_engine::migrations::migrate(&mut client).await.unwrap();
     assert!(applied.iter().any(|m| m.contains("V4__roles")), "V4 applied in {database}: {applied:?}");
     (client, database)
 }

@@ -1,13 +1,20 @@
-//! Connection settings for the local test harness (`tests/harness.py`), so
-//! every integration test and tool reaches the same private PostgreSQL and
-//! Snowflake emulator the same way.
+//! Test support shared by every crate's integration tests: connection
+//! settings for the services `tests/harness.py` starts (a private PostgreSQL
+//! and the Snowflake emulator), fresh per-test databases, the ORDERS fixture
+//! table, and a way to run the real `thaw` binary.
 //!
 //! The harness exports `THAW_PG_HOST/PORT/USER/PASSWORD` and
 //! `THAW_SF_ACCOUNT/USER/PASSWORD/ENDPOINT/CA_FILE`. Outside the harness the
 //! functions panic with an instruction to run under it (tests must never pass
-//! silently without their services).
+//! silently without their services). This crate is a dev-dependency only:
+//! no binary that ships links it.
 
-use crate::config::{PostgresSettings, Secret, SnowflakeSettings};
+use std::path::PathBuf;
+use std::process::Output;
+
+use thaw_engine::config::{Config, PostgresSettings, Secret, SnowflakeSettings};
+use thaw_engine::source::{self, SnowflakeSource};
+use tokio_postgres::Client;
 
 /// The harness variable `name`; panics with "run under tests/harness.py (make test)" when unset.
 pub fn var(name: &str) -> String {
@@ -35,4 +42,173 @@ pub fn postgres() -> PostgresSettings {
         password: Some(Secret(var("THAW_PG_PASSWORD"))),
         ..Default::default()
     }
+}
+/// A unique lower-case name for this test's databases.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple().to_string().get(..10).unwrap())
+}
+
+/// Create a fresh PostgreSQL database and return a connection to it.
+pub async fn fresh_pg(name: &str) -> Client {
+    let admin = thaw_engine::sink::connect(&postgres(), "postgres").await.expect("connect to harness PostgreSQL");
+    admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create database");
+    let mut client = thaw_engine::sink::connect(&postgres(), name).await.expect("connect to the new database");
+    thaw_engine::migrations::migrate(&mut client).await.expect("migrate the new database");
+    client
+}
+
+/// Connect to a database of the harness PostgreSQL.
+pub async fn pg(name: &str) -> Client {
+    thaw_engine::sink::connect(&postgres(), name).await.expect("connect")
+}
+
+/// Create a fresh Snowflake database with schema `S` and return a session in it.
+pub async fn fresh_sf(db: &str) -> SnowflakeSource {
+    let s = source::connect(&snowflake(), None, None).await.expect("connect to the emulator");
+    s.execute(&format!("CREATE DATABASE \"{db}\"")).await.expect("create database");
+    s.execute(&format!("CREATE SCHEMA \"{db}\".\"S\"")).await.expect("create schema");
+    source::connect(&snowflake(), Some(db), Some("S")).await.expect("connect to the new database")
+}
+
+/// A config JSON text for one source `src` (Snowflake `db.S` → PostgreSQL `pg_db.public`)
+/// with the given table objects (JSON text).
+pub fn config_text(sf_db: &str, pg_db: &str, tables: &[&str], extra_top: &str) -> String {
+    format!(
+        r#"{{
+  "snowflake": {{"account": "${{THAW_SF_ACCOUNT}}", "user": "${{THAW_SF_USER}}", "password": "${{THAW_SF_PASSWORD}}",
+                 "endpoint": "${{THAW_SF_ENDPOINT}}", "ca_file": "${{THAW_SF_CA_FILE}}"}},
+  "postgres": {{"host": "${{THAW_PG_HOST}}", "port": ${{THAW_PG_PORT}}, "user": "${{THAW_PG_USER}}", "password": "${{THAW_PG_PASSWORD}}"}},
+  "parallel_threads": 3,
+  {extra_top}
+  "sources": [{{"source_name": "src", "source_sf_database": "{sf_db}", "source_sf_schema": "S",
+                "target_pg_database": "{pg_db}", "target_pg_schema": "public",
+                "tables": [{}]}}]
+}}"#,
+        tables.join(",\n")
+    )
+}
+
+/// Parse a config text with the process environment.
+pub fn config(text: &str) -> Config {
+    Config::from_text(text, "test", &|k| std::env::var(k).ok()).expect("valid test config")
+}
+
+/// Write `text` to a temporary config file and return its path.
+pub fn config_file(text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("thaw-test-configs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.json", unique("cfg")));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+
+/// stdout + stderr of a finished command, for assertions.
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Count rows of a PostgreSQL table.
+pub async fn pg_count(c: &Client, table: &str) -> i64 {
+    c.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count").get(0)
+}
+
+/// Rows of the test table ORDERS: skewed, sparse and NULL-bearing keys.
+/// Returns the number of rows inserted.
+///
+/// * `"Id"` NUMBER: dense 1..=dense, then sparse steps of 1000, plus NULLs;
+/// * `"Day"` TIMESTAMP_TZ: half the rows on one day, the rest spread, some NULL;
+/// * `"Code"` text UUID: unique key (never NULL);
+/// * `"Updated"` TIMESTAMP_TZ: the watermark.
+pub async fn create_orders(sf: &SnowflakeSource, db: &str, rows: usize) -> usize {
+    sf.execute(&format!(
+        "CREATE OR REPLACE TABLE \"{db}\".\"S\".\"ORDERS\" (\"Id\" NUMBER(38,0), \"Code\" VARCHAR(100), \"Day\" TIMESTAMP_TZ, \
+         \"Amount\" NUMBER(19,3), \"Flag\" BOOLEAN, \"Note\" VARCHAR(50), \"Updated\" TIMESTAMP_TZ)"
+    ))
+    .await
+    .expect("create ORDERS");
+    let mut values = Vec::new();
+    for i in 0..rows {
+        let id = if i % 97 == 13 {
+            "NULL".to_string()
+        } else if i < rows * 2 / 3 {
+            (i + 1).to_string()
+        } else {
+            (1_000_000 + i * 1000).to_string()
+        };
+        let day = if i % 53 == 7 {
+            "NULL".to_string()
+        } else if i % 2 == 0 {
+            "'2026-03-01 10:00:00-05:00'".to_string()
+        } else {
+            format!("'2026-{:02}-{:02} {:02}:30:00-08:00'", 1 + (i % 11), 1 + (i % 27), i % 24)
+        };
+        let code = format!("{:08x}-0000-4000-8000-{:012x}", i * 7919 % 100_000_007, i);
+        let note = if i % 5 == 0 { "NULL".to_string() } else { format!("'note {i} O''Brien'") };
+        values.push(format!(
+            "({id}, '{code}', {day}, {}.{:03}, {}, {note}, '2026-04-01 00:00:{:02}.{:06}+00:00')",
+            i * 3,
+            i % 1000,
+            if i % 3 == 0 { "TRUE" } else { "FALSE" },
+            i % 60,
+            i
+        ));
+    }
+    for part in values.chunks(400) {
+        sf.execute(&format!("INSERT INTO \"{db}\".\"S\".\"ORDERS\" VALUES {}", part.join(", "))).await.expect("insert ORDERS");
+    }
+    rows
+}
+
+/// The PostgreSQL target of ORDERS (in schema public), with a unique key on "Code".
+pub async fn create_orders_target(pg: &Client) {
+    pg.batch_execute(
+        "CREATE TABLE public.orders (\"Id\" int8, \"Code\" uuid NOT NULL UNIQUE, \"Day\" timestamptz, \"Amount\" numeric(19,3), \
+         \"Flag\" bool, \"Note\" varchar(50), \"Updated\" timestamptz)",
+    )
+    .await
+    .expect("create orders");
+}
+
+/// A table entry of the config for ORDERS with the given chunking.
+pub fn orders_table(chunk_col: Option<(&str, &str)>, extra: &str) -> String {
+    let chunking = match chunk_col {
+        Some((c, t)) => format!(r#""chunking_columns": ["{c}"], "chunking_column_types": ["{t}"],"#),
+        None => String::new(),
+    };
+    format!(
+        r#"{{"source": "ORDERS", "target": "orders", {chunking} "uniqueness_columns": ["Code"],
+             "source_watermark": "Updated", "target_watermark": "Updated", "batch_size": 100 {extra}}}"#
+    )
+}
+
+/// Run the `thaw` binary at `bin` with `args` and extra environment
+/// variables `envs`; returns its exit status and output. Use the [`thaw!`]
+/// macro from the CLI's tests, which supplies the binary Cargo built.
+pub fn run_thaw(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run thaw")
+}
+
+/// Run the real `thaw` binary of the calling test crate:
+/// `thaw!(&["validate", ...])` or `thaw!(&[...], &[("VAR", "value")])`.
+/// Only usable from the `thaw` crate's integration tests
+/// (it expands `env!("CARGO_BIN_EXE_thaw")` there).
+#[macro_export]
+macro_rules! thaw {
+    ($args:expr) => {
+        $crate::run_thaw(env!("CARGO_BIN_EXE_thaw"), $args, &[])
+    };
+    ($args:expr, $envs:expr) => {
+        $crate::run_thaw(env!("CARGO_BIN_EXE_thaw"), $args, $envs)
+    };
+}
+
+/// The repository root (for fixtures such as `examples/config.json`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use thaw_engine::config::Config;
-use thaw_engine::dev::{self, MutateOptions, RuleFlags, SeedOptions};
+use thaw_devdata::{self as dev, MutateOptions, RuleFlags, SeedOptions};
 use thaw_engine::{Error, ErrorKind, Result};
 use uuid::Uuid;
 

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use thaw_engine::config::Config;
-use thaw_engine::handlers::{ConflictCreateRequest, PlanRequest, RunRequest, SyncMode};
-use thaw_engine::run::{self, RunOptions};
+use thaw_engine::contract::{ConflictCreateRequest, PlanRequest, RunRequest, SyncMode};
+use thaw_engine::runner::{self, RunOptions};
 use thaw_engine::{Error, Result};
 
 #[derive(Parser)]
@@ -140,7 +140,7 @@ async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
         }
         Command::Migrate(c) => {
             let config = Config::load(&c.config)?;
-            let applied = thaw_engine::schema::migrate_databases(&config).await?;
+            let applied = thaw_engine::migrations::migrate_databases(&config).await?;
             println!("applied {} migration(s){}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });
             Ok(())
         }
@@ -155,8 +155,8 @@ async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
         }
         Command::Conflicts { config, full } => {
             let config = Config::load(&config.config)?;
-            thaw_engine::schema::migrate_databases(&config).await?;
-            let summary = thaw_engine::run::conflict_step(&config, &ConflictCreateRequest { run_id: None, full }).await?;
+            thaw_engine::migrations::migrate_databases(&config).await?;
+            let summary = thaw_engine::steps::conflict_create(&config, &ConflictCreateRequest { run_id: None, full }).await?;
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             Ok(())
         }
@@ -181,8 +181,8 @@ async fn run_command(args: RunArgs, interactive: bool) -> Result<()> {
         conflicts_full: args.conflicts_full,
         max_workers: args.workers,
     };
-    let observer: Arc<dyn run::Observer> = if interactive { Arc::new(progress::Bars::new()) } else { Arc::new(progress::Logs) };
-    let report = run::run(config, options, observer).await?;
+    let observer: Arc<dyn runner::Observer> = if interactive { Arc::new(progress::Bars::new()) } else { Arc::new(progress::Logs) };
+    let report = runner::run(config, options, observer).await?;
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         std::fs::write(path, text).map_err(|e| Error::config(format!("cannot write report {}: {e}", path.display())))?;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use thaw_engine::handlers::{ChunkItem, CopyChunkResponse, PlanResponse};
-use thaw_engine::run::Observer;
+use thaw_engine::contract::{ChunkItem, CopyChunkResponse, PlanResponse};
+use thaw_engine::runner::Observer;
 use thaw_engine::Error;
 
 /// One bar per table (chunks done / chunks planned, rows copied).

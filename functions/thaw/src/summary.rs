@@ -1,6 +1,6 @@
 //! The final summary table of `thaw run`.
 
-use thaw_engine::run::RunReport;
+use thaw_engine::runner::RunReport;
 
 /// Print per-table rows, seconds, rows/s and reconcile result, the conflict
 /// counts and the total wall time.
@@ -46,16 +46,9 @@ pub fn print(report: &RunReport) {
         }
     }
     if let Some(c) = &report.conflicts {
-        let n = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
         println!(
             "conflicts: {} visit pairs flagged among {} candidate visits; {} new pair rows, {} new conflicts, {} refreshed, {} resolved ({:.2} s)",
-            n("pairs_detected"),
-            n("visits_considered"),
-            n("inserted"),
-            n("conflicts_created"),
-            n("updated"),
-            n("resolved"),
-            c.get("seconds").and_then(|v| v.as_f64()).unwrap_or(0.0)
+            c.pairs_detected, c.visits_considered, c.inserted, c.conflicts_created, c.updated, c.resolved, c.seconds
         );
     }
     let steps: Vec<String> = report.steps.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();

@@ -2,12 +2,11 @@
 //! exit code, and no partial state a rerun cannot fix. Each case runs the
 //! real `thaw` binary.
 
-mod support;
 
-use support::*;
+use thaw_test_support::*;
 
 fn assert_fails(args: &[&str], code: i32, needles: &[&str]) -> String {
-    let out = thaw(args);
+    let out = thaw!(args);
     let text = text(&out);
     assert_eq!(out.status.code(), Some(code), "exit code for {args:?}; output:\n{text}");
     for n in needles {
@@ -91,8 +90,8 @@ async fn missing_source_table_and_column_fail_before_anything_is_written() {
     // The fixed config then runs clean.
     let good = config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], "");
     let path = config_file(&good);
-    let out = thaw(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
-    assert!(out.status.success(), "{}", support::text(&out));
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
+    assert!(out.status.success(), "{}", text(&out));
     assert_eq!(pg_count(&pg, "public.orders").await, 50);
 }
 

@@ -4,15 +4,14 @@
 //! and check that the second run loads only the changes, reconciles clean and
 //! writes no new conflicts.
 
-mod support;
 
-use support::*;
+use thaw_test_support::*;
 
 const VISITS: &str = "6000";
 const SEED: &str = "11";
 
 fn run_ok(args: &[&str], envs: &[(&str, &str)]) -> String {
-    let out = thaw_with_env(args, envs);
+    let out = thaw!(args, envs);
     let text = text(&out);
     assert!(out.status.success(), "thaw {args:?} failed:\n{text}");
     text

@@ -1,13 +1,12 @@
 //! Reconciliation finds rows that differ after a sync — missing, extra and
 //! changed keys — and `thaw reconcile` exits 3 naming the table.
 
-mod support;
 
 use std::sync::Arc;
 
-use support::*;
-use thaw_engine::handlers::{PlanRequest, RunRequest};
-use thaw_engine::run::{self, Quiet, RunOptions};
+use thaw_test_support::*;
+use thaw_engine::contract::{PlanRequest, RunRequest};
+use thaw_engine::runner::{self, Quiet, RunOptions};
 
 #[tokio::test]
 async fn tampered_target_rows_are_reported_as_missing_extra_and_changed() {
@@ -19,7 +18,7 @@ async fn tampered_target_rows_are_reported_as_missing_extra_and_changed() {
     create_orders_target(&pg).await;
     let text = config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], "");
     let config = Arc::new(config(&text));
-    let report = run::run(config.clone(), RunOptions { request: PlanRequest::default(), ..Default::default() }, Arc::new(Quiet)).await.unwrap();
+    let report = runner::run(config.clone(), RunOptions { request: PlanRequest::default(), ..Default::default() }, Arc::new(Quiet)).await.unwrap();
     report.outcome().expect("clean first run");
 
     pg.batch_execute(
@@ -42,7 +41,7 @@ async fn tampered_target_rows_are_reported_as_missing_extra_and_changed() {
     assert_eq!(diff.deleted, 0, "deletes are not propagated unless the table opts in");
 
     let path = config_file(&text);
-    let out = thaw(&["reconcile", "--config", path.to_str().unwrap(), "--run-id", &report.plan.run_id.to_string()]);
-    assert_eq!(out.status.code(), Some(3), "{}", support::text(&out));
-    assert!(support::text(&out).contains("ReconcileMismatch"), "{}", support::text(&out));
+    let out = thaw!(&["reconcile", "--config", path.to_str().unwrap(), "--run-id", &report.plan.run_id.to_string()]);
+    assert_eq!(out.status.code(), Some(3), "{}", thaw_test_support::text(&out));
+    assert!(thaw_test_support::text(&out).contains("ReconcileMismatch"), "{}", thaw_test_support::text(&out));
 }

@@ -62,7 +62,9 @@ use crate::error::{from_postgres, Error, ErrorKind, Result};
 
 pub use distance::{GeoPoint, MphBand, MphBands, TravelEstimate};
 pub use rules::{RuleFlags, VisitState};
-pub use settings::{DetectionSettings, Exclusions, GpsPriority};
+pub use crate::config::GpsPriority;
+use crate::contract::ConflictCreateResponse;
+pub use settings::{DetectionSettings, Exclusions};
 
 /// One candidate visit: the attributes the seven rules read.
 ///
@@ -154,27 +156,6 @@ pub enum DetectionMode {
     Full,
 }
 
-/// Counts of one [`run`]; small enough for a Step Functions payload.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ConflictSummary {
-    /// Candidate visits read from the source (before exclusions).
-    pub visits_considered: u64,
-    /// Ordered pairs flagged by at least one rule.
-    pub pairs_detected: u64,
-    /// New `conflictvisitmaps` rows.
-    pub inserted: u64,
-    /// Existing rows whose content changed (snapshot, flag N→Y, or reopened).
-    pub updated: u64,
-    /// Stored pairs no longer detected, now `StatusFlag` 'R'.
-    pub resolved: u64,
-    /// New `conflicts` rows (new CONFLICTIDs).
-    pub conflicts_created: u64,
-    /// Wall time of the run in seconds.
-    pub seconds: f64,
-    /// Problems in the reference data worth a look (MPH gaps/overlaps).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
 
 /// Detect every flagged ordered pair among `visits` (pure, no I/O).
 ///
@@ -203,7 +184,7 @@ pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
 /// missing or duplicated SETTINGS row); [`ErrorKind::SchemaMismatch`] when a
 /// table or column is missing; PostgreSQL errors as classified by
 /// [`crate::error::classify_postgres`].
-pub async fn run(client: &mut Client, settings: &ConflictSettings, mode: DetectionMode) -> Result<ConflictSummary> {
+pub async fn run(client: &mut Client, settings: &ConflictSettings, mode: DetectionMode) -> Result<ConflictCreateResponse> {
     let started = std::time::Instant::now();
     let locked: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY])
@@ -239,7 +220,7 @@ async fn run_locked(
     config: &ConflictSettings,
     schemas: &store::Schemas,
     mode: DetectionMode,
-) -> Result<ConflictSummary> {
+) -> Result<ConflictCreateResponse> {
     let DetectionMode::Full = mode;
     let (zone, today, gps_priority) = settings::from_config(config, Utc::now())?;
     let tx = client.transaction().await.map_err(|e| from_postgres(e, "starting the conflict transaction"))?;
@@ -247,7 +228,7 @@ async fn run_locked(
     let window = settings::candidate_window(today);
     let mut writer = store::PairWriter::create(&tx).await?;
     let mut source = candidates::PgVisitSource::open(&tx, &schemas.analytics, window).await?;
-    let mut summary = ConflictSummary { warnings, ..Default::default() };
+    let mut summary = ConflictCreateResponse { warnings, ..Default::default() };
     while let Some(batch) = candidates::VisitSource::next_batch(&mut source).await? {
         summary.visits_considered += batch.len() as u64;
         let pairs = detect(&batch, &detection, today);

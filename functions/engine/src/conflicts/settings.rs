@@ -6,12 +6,11 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Days, Months, NaiveDate, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::distance::{MphBand, MphBands};
-use crate::config::ConflictSettings;
+use crate::config::{ConflictSettings, GpsPriority};
 use crate::error::{from_postgres, Error, Result};
 use crate::sink::qualified;
 
@@ -24,18 +23,6 @@ pub const LOOKFORWARD_DAYS: u64 = 45;
 /// Characters trimmed from SSNs, here and in the candidate query (`btrim`), so
 /// that grouping in SQL and in Rust agree.
 pub const SSN_TRIM_CHARS: &[char] = &[' ', '\t', '\n', '\r', '\x0b', '\x0c'];
-
-/// Order in which a visit's coordinates are chosen for rule 7 (decision 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GpsPriority {
-    /// Call-out GPS → call-in GPS → patient address, on both sides.
-    #[default]
-    Fixed,
-    /// [SF]'s asymmetric order: primary visit call-out → call-in, conflicting
-    /// visit call-in → call-out, then the patient address.
-    Legacy,
-}
 
 /// Caregivers (by SSN) and agencies never considered (conflict_rules.md §2.4–2.5).
 ///
@@ -114,13 +101,7 @@ pub fn from_config(config: &ConflictSettings, now: DateTime<Utc>) -> Result<(Tz,
             .map_err(|e| Error::config(format!("conflicts.today '{text}' is not a date ({e}); use YYYY-MM-DD, e.g. 2025-03-10, or remove it to use the current date")))?,
         None => now.with_timezone(&zone).date_naive(),
     };
-    let gps_priority = match config.gps_priority.as_deref().map(str::trim) {
-        None | Some("fixed") => GpsPriority::Fixed,
-        Some("legacy") => GpsPriority::Legacy,
-        Some(other) => {
-            return Err(Error::config(format!("conflicts.gps_priority '{other}' is not known; use 'fixed' (default) or 'legacy'")))
-        }
-    };
+    let gps_priority = config.gps_priority.unwrap_or_default();
     Ok((zone, today, gps_priority))
 }
 
@@ -218,9 +199,7 @@ mod tests {
         assert!(from_config(&cfg, now).unwrap_err().message.contains("conflicts.time_zone 'Mars/Base'"));
         let cfg = ConflictSettings { today: Some("10/03/2025".into()), ..Default::default() };
         assert!(from_config(&cfg, now).unwrap_err().message.contains("conflicts.today"));
-        let cfg = ConflictSettings { gps_priority: Some("sf".into()), ..Default::default() };
-        assert!(from_config(&cfg, now).unwrap_err().message.contains("conflicts.gps_priority"));
-        let cfg = ConflictSettings { today: Some("2025-03-10".into()), gps_priority: Some("legacy".into()), ..Default::default() };
+        let cfg = ConflictSettings { today: Some("2025-03-10".into()), gps_priority: Some(GpsPriority::Legacy), ..Default::default() };
         let (zone, today, gps) = from_config(&cfg, now).unwrap();
         assert_eq!((zone.name(), today, gps), ("America/New_York", NaiveDate::from_ymd_opt(2025, 3, 10).unwrap(), GpsPriority::Legacy));
     }

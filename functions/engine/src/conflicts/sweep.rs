@@ -18,7 +18,8 @@ use chrono::{Duration, NaiveDate, NaiveDateTime};
 use super::cross_state::{self, VisitStates};
 use super::distance::{self, GeoPoint};
 use super::rules::{self, RuleTimes, VisitState, WallInterval};
-use super::settings::{self, DetectionSettings, GpsPriority};
+use super::settings::{self, DetectionSettings};
+use crate::config::GpsPriority;
 use super::{DetectedPair, Visit};
 
 /// A candidate ready for comparison: filtered, on the wall clock, GPS parsed once.

@@ -45,7 +45,7 @@
 //!   length, or non-normalised numbers, compare unequal on jsonb targets (json
 //!   and text targets keep Snowflake's text and compare exactly).
 
-use crate::plan::SourceColumn;
+use crate::sync::plan::SourceColumn;
 use crate::sink::{PgType, TargetColumn};
 use crate::source::arrow::LogicalType;
 use crate::source::sql;

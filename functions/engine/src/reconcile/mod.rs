@@ -23,11 +23,11 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::error::{from_postgres, Error, Result};
-use crate::handlers::{ReconcileResponse, RunRequest, TableReconcile};
-use crate::plan::TablePlan;
+use crate::contract::{ReconcileResponse, RunRequest, TableReconcile};
+use crate::sync::plan::TablePlan;
 use crate::sink;
 use crate::source::{self, SnowflakeSource};
-use crate::status;
+use crate::sync::status;
 
 /// Most mismatching segments drilled into per table.
 const MAX_DRILL_SEGMENTS: usize = 32;

@@ -20,44 +20,6 @@ pub fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// Check that `filter` is a single boolean expression: no statement
-/// separators, no comments, balanced quotes and parentheses.
-///
-/// Returns a description of the first problem found.
-pub fn check_filter(filter: &str) -> Result<(), String> {
-    if filter.trim().is_empty() {
-        return Err("is empty; remove the key or give a boolean expression".into());
-    }
-    let mut depth: i32 = 0;
-    let mut chars = filter.chars().peekable();
-    let mut in_single = false;
-    let mut in_double = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' if !in_double => in_single = !in_single,
-            '"' if !in_single => in_double = !in_double,
-            _ if in_single || in_double => {}
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err("has an unbalanced ')'".into());
-                }
-            }
-            ';' => return Err("contains ';': it must be one boolean expression, not statements".into()),
-            '-' if chars.peek() == Some(&'-') => return Err("contains a '--' comment".into()),
-            '/' if chars.peek() == Some(&'*') => return Err("contains a '/*' comment".into()),
-            _ => {}
-        }
-    }
-    if in_single || in_double {
-        return Err("has an unterminated quote".into());
-    }
-    if depth != 0 {
-        return Err("has an unbalanced '('".into());
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {
@@ -70,12 +32,4 @@ mod tests {
         assert_eq!(literal(r"a\b"), r"'a\\b'");
     }
 
-    #[test]
-    fn filters_must_be_one_expression() {
-        assert!(check_filter(r#""Is Active" = TRUE AND "Source System" = 'hha'"#).is_ok());
-        assert!(check_filter("x = 1; DROP TABLE t").is_err());
-        assert!(check_filter("x = ';'").is_ok());
-        assert!(check_filter("(x = 1").is_err());
-        assert!(check_filter("x = 1 -- y").is_err());
-    }
 }

@@ -24,11 +24,11 @@ use tokio_postgres::Client;
 use crate::config::Config;
 use crate::error::{from_postgres, Error, Result};
 use crate::failpoints;
-use crate::handlers::{ChunkItem, CopyChunkResponse};
-use crate::plan::{ChunkRange, TablePlan};
+use crate::contract::{ChunkItem, CopyChunkResponse};
+use crate::sync::plan::{ChunkRange, TablePlan};
 use crate::sink::{self, encode::CopyEncoder};
 use crate::source::{self, SnowflakeSource};
-use crate::status::{self, ChunkCounts, LoadMode, TableKey};
+use crate::sync::status::{self, ChunkCounts, LoadMode, TableKey};
 
 /// Flush the COPY buffer to the server every this many bytes (1 MiB).
 const COPY_FLUSH_BYTES: usize = 1 << 20;

@@ -22,7 +22,7 @@ use object_store::{ObjectStore, PutPayload};
 use uuid::Uuid;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::handlers::ChunkItem;
+use crate::contract::ChunkItem;
 
 /// Write the manifest of `run_id` to `uri` (or the default location, see the
 /// module docs) and return the URI written.

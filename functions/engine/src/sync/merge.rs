@@ -7,9 +7,9 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::error::{from_postgres, Result};
-use crate::handlers::{MergeResponse, RunRequest, TableMerge};
+use crate::contract::{MergeResponse, RunRequest, TableMerge};
 use crate::sink;
-use crate::status;
+use crate::sync::status;
 
 /// Finalise every table of a run and the run itself.
 ///

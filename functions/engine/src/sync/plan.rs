@@ -2,7 +2,7 @@
 //! its rows exactly, with one aggregate query per table (two for skewed
 //! numeric keys), and record the plan in `migration_status`.
 //!
-//! Strategies ([`Strategy`]), chosen from the first chunking column's type
+//! Strategies ([`ChunkingStrategy`]), chosen from the first chunking column's type
 //! and overridable per table with `chunking_strategy`:
 //! * **single**: one chunk (no chunking column, or fewer rows than the batch);
 //! * **numeric range**: `count/min/max`, then a histogram of equal-width
@@ -30,51 +30,13 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::config::{Config, SourceConfig, TableConfig};
+use crate::config::{ChunkKeyType, ChunkingStrategy, Config, SourceConfig, TableConfig};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
-use crate::handlers::{ChunkItem, PlanRequest, PlanResponse, SyncMode};
+use crate::contract::{ChunkItem, PlanRequest, PlanResponse, SyncMode};
 use crate::sink::{self, TargetColumn};
 use crate::source::{self, sql, SnowflakeSource};
-use crate::status::{self, LoadMode};
+use crate::sync::status::{self, LoadMode};
 
-/// The declared type of a chunking column, as the legacy config spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChunkKeyType {
-    /// `int`, `bigint`, `integer`, `number`, `numeric`, `varchar_numeric`.
-    Integer,
-    /// `date`, `timestamp`, `timestamp_ntz`, `timestamp_ltz`, `timestamp_tz`.
-    Temporal,
-    /// `varchar`, `string`, `text`, `uuid`.
-    Text,
-}
-
-impl ChunkKeyType {
-    /// Parse a legacy type name (case-insensitive).
-    pub fn parse(name: &str) -> Option<ChunkKeyType> {
-        let n = name.trim().to_ascii_lowercase();
-        Some(match n.as_str() {
-            "int" | "bigint" | "integer" | "number" | "numeric" | "varchar_numeric" | "smallint" => ChunkKeyType::Integer,
-            "date" | "datetime" => ChunkKeyType::Temporal,
-            s if s.starts_with("timestamp") => ChunkKeyType::Temporal,
-            "varchar" | "string" | "text" | "uuid" | "char" => ChunkKeyType::Text,
-            _ => return None,
-        })
-    }
-}
-
-/// How a table is split into chunks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// One chunk.
-    Single,
-    /// Half-open ranges of an integer key.
-    NumericRange,
-    /// Groups of whole days of a date/timestamp key.
-    DateRange,
-    /// Half-open ranges of a text key.
-    Keyset,
-}
 
 /// A column of a Snowflake table, from `INFORMATION_SCHEMA.COLUMNS`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +89,7 @@ pub struct TablePlan {
     /// How chunks are written.
     pub load_mode: LoadMode,
     /// Chunking strategy used.
-    pub strategy: Strategy,
+    pub strategy: ChunkingStrategy,
     /// The table's `source_filter` (raw Snowflake SQL).
     pub source_filter: Option<String>,
     /// Watermark predicate for this run (Snowflake SQL), if incremental.
@@ -176,8 +138,8 @@ impl TablePlan {
 /// The stored definition of one chunk (`migration_chunk_status.chunk_range`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRange {
-    /// Strategy that produced it.
-    pub strategy: Strategy,
+    /// ChunkingStrategy that produced it.
+    pub strategy: ChunkingStrategy,
     /// The chunk predicate (Snowflake SQL), ANDed with the table's base predicate.
     pub filter_sql: String,
     /// Rows the planning aggregate counted for it.
@@ -203,7 +165,7 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
     }
     // Migrations are not applied here: in the cloud the schema-migrate
     // function applies them on deploy (the plan role cannot create tables),
-    // locally the runner does ([`crate::schema::migrate_databases`]).
+    // locally the runner does ([`crate::migrations::migrate_databases`]).
     let mut pg = sink::connect(&config.postgres, &status_db).await?;
 
     let execution_hash = execution_hash(config, &selected, request.mode);
@@ -219,7 +181,7 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
         status::heartbeat(&pg, run_id).await?;
         let items = status::unfinished_chunks(&pg, run_id).await?;
         let tables = status::tables(&pg, run_id).await?.len() as u32;
-        let manifest_uri = crate::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
+        let manifest_uri = crate::sync::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
         tracing::info!(%run_id, chunks = items.len(), "resuming run");
         return Ok(PlanResponse { run_id, resumed: true, manifest_uri, tables, chunks: items.len() as u64, estimated_rows: 0 });
     }
@@ -246,7 +208,7 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
     match result {
         Ok((items, estimated_rows, tables)) => {
             status::set_run_metadata(&pg, run_id, "planned", serde_json::Value::Bool(true)).await?;
-            let manifest_uri = crate::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
+            let manifest_uri = crate::sync::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
             Ok(PlanResponse { run_id, resumed: false, manifest_uri, tables, chunks: items.len() as u64, estimated_rows })
         }
         Err(e) => {
@@ -576,20 +538,15 @@ async fn prepare_table(
     })
 }
 
-fn choose_strategy(t: &TableConfig) -> Result<Strategy> {
-    if let Some(s) = &t.chunking_strategy {
-        return Ok(match s.as_str() {
-            "single" => Strategy::Single,
-            "numeric_range" => Strategy::NumericRange,
-            "date_range" => Strategy::DateRange,
-            other => return Err(Error::config(format!("unknown chunking_strategy '{other}'"))),
-        });
+fn choose_strategy(t: &TableConfig) -> Result<ChunkingStrategy> {
+    if let Some(s) = t.chunking_strategy {
+        return Ok(s);
     }
-    Ok(match t.chunking_column_types.first().and_then(|ty| ChunkKeyType::parse(ty)) {
-        None => Strategy::Single,
-        Some(ChunkKeyType::Integer) => Strategy::NumericRange,
-        Some(ChunkKeyType::Temporal) => Strategy::DateRange,
-        Some(ChunkKeyType::Text) => Strategy::Keyset,
+    Ok(match t.chunking_column_types.first().copied() {
+        None => ChunkingStrategy::Single,
+        Some(ChunkKeyType::Integer) => ChunkingStrategy::NumericRange,
+        Some(ChunkKeyType::Temporal) => ChunkingStrategy::DateRange,
+        Some(ChunkKeyType::Text) => ChunkingStrategy::Keyset,
     })
 }
 
@@ -672,31 +629,31 @@ pub async fn plan_chunks(sf: &SnowflakeSource, plan: &TablePlan, t: &TableConfig
     let batch = plan.batch_rows.max(1);
     let key = t.chunking_columns.first();
     let key_source = key.and_then(|k| plan.columns.iter().map(|c| &c.source).find(|c| &c.name == k).cloned());
-    let single = |rows: u64| vec![ChunkRange { strategy: Strategy::Single, filter_sql: "TRUE".into(), estimated_rows: rows }];
+    let single = |rows: u64| vec![ChunkRange { strategy: ChunkingStrategy::Single, filter_sql: "TRUE".into(), estimated_rows: rows }];
     match (plan.strategy, key) {
-        (Strategy::Single, _) | (_, None) => {
+        (ChunkingStrategy::Single, _) | (_, None) => {
             let rows = count(sf, &format!("SELECT COUNT(*) FROM {fqn} WHERE {base}")).await?;
             Ok(single(rows))
         }
-        (Strategy::NumericRange, Some(k)) => {
+        (ChunkingStrategy::NumericRange, Some(k)) => {
             let kx = match key_source.as_ref().map(|c| c.data_type.as_str()) {
                 Some("TEXT") | Some("VARCHAR") => format!("CAST({} AS NUMBER(38,0))", sql::ident(k)),
                 _ => sql::ident(k),
             };
             numeric_chunks(sf, &fqn, &base, &kx, batch).await
         }
-        (Strategy::DateRange, Some(k)) => {
+        (ChunkingStrategy::DateRange, Some(k)) => {
             let secondary = t.uniqueness_columns.first().map(|u| sql::ident(u));
             date_chunks(sf, &fqn, &base, &sql::ident(k), secondary.as_deref(), batch).await
         }
-        (Strategy::Keyset, Some(k)) => {
+        (ChunkingStrategy::Keyset, Some(k)) => {
             let kx = sql::ident(k);
             let rows = count(sf, &format!("SELECT COUNT(*) FROM {fqn} WHERE {base}")).await?;
             if rows <= batch {
                 return Ok(single(rows));
             }
             let bounds = keyset_boundaries(sf, &fqn, &base, &kx, batch).await?;
-            Ok(keyset_ranges(&kx, &bounds, rows, Strategy::Keyset, None))
+            Ok(keyset_ranges(&kx, &bounds, rows, ChunkingStrategy::Keyset, None))
         }
     }
 }
@@ -717,10 +674,10 @@ async fn numeric_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str, b
     let nonnull = parse_u64(r.get(1).cloned().flatten());
     let parse_i = |v: Option<String>| v.and_then(|s| s.parse::<f64>().ok());
     let (Some(min), Some(max)) = (parse_i(r.get(2).cloned().flatten()), parse_i(r.get(3).cloned().flatten())) else {
-        return Ok(vec![ChunkRange { strategy: Strategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
+        return Ok(vec![ChunkRange { strategy: ChunkingStrategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
     };
     if total <= batch {
-        return Ok(vec![ChunkRange { strategy: Strategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
+        return Ok(vec![ChunkRange { strategy: ChunkingStrategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
     }
     let (min, max) = (min.floor() as i128, max.ceil() as i128);
     let chunks_wanted = nonnull.div_ceil(batch).max(1) as i128;
@@ -768,10 +725,10 @@ async fn numeric_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str, b
             (false, Some(hi)) => format!("{kx} >= {lo} AND {kx} < {hi}"),
             (false, None) => format!("{kx} >= {lo}"),
         };
-        chunks.push(ChunkRange { strategy: Strategy::NumericRange, filter_sql: filter, estimated_rows: *rows });
+        chunks.push(ChunkRange { strategy: ChunkingStrategy::NumericRange, filter_sql: filter, estimated_rows: *rows });
     }
     if total > nonnull {
-        chunks.push(ChunkRange { strategy: Strategy::NumericRange, filter_sql: format!("{kx} IS NULL"), estimated_rows: total - nonnull });
+        chunks.push(ChunkRange { strategy: ChunkingStrategy::NumericRange, filter_sql: format!("{kx} IS NULL"), estimated_rows: total - nonnull });
     }
     Ok(chunks)
 }
@@ -791,7 +748,7 @@ async fn date_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, k: &str, secon
     days.sort();
     let total: u64 = days.iter().map(|d| d.1).sum::<u64>() + nulls;
     if total <= batch {
-        return Ok(vec![ChunkRange { strategy: Strategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
+        return Ok(vec![ChunkRange { strategy: ChunkingStrategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
     }
     // Groups of consecutive days: (first day index, last day index, rows).
     let mut groups: Vec<(usize, usize, u64)> = Vec::new();
@@ -820,17 +777,17 @@ async fn date_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, k: &str, secon
             if let Some(sk) = secondary {
                 let day_pred = format!("{filter} AND {dx} IS NOT NULL");
                 let bounds = keyset_boundaries(sf, fqn, &format!("{base} AND {day_pred}"), sk, batch).await?;
-                for c in keyset_ranges(sk, &bounds, *rows, Strategy::DateRange, Some(&day_pred)) {
+                for c in keyset_ranges(sk, &bounds, *rows, ChunkingStrategy::DateRange, Some(&day_pred)) {
                     chunks.push(c);
                 }
                 continue;
             }
             tracing::warn!(day = %days[*first].0, rows, batch, "a single day exceeds the batch and the table has no uniqueness column to split it");
         }
-        chunks.push(ChunkRange { strategy: Strategy::DateRange, filter_sql: filter, estimated_rows: *rows });
+        chunks.push(ChunkRange { strategy: ChunkingStrategy::DateRange, filter_sql: filter, estimated_rows: *rows });
     }
     if nulls > 0 {
-        chunks.push(ChunkRange { strategy: Strategy::DateRange, filter_sql: format!("{k} IS NULL"), estimated_rows: nulls });
+        chunks.push(ChunkRange { strategy: ChunkingStrategy::DateRange, filter_sql: format!("{k} IS NULL"), estimated_rows: nulls });
     }
     Ok(chunks)
 }
@@ -850,7 +807,7 @@ async fn keyset_boundaries(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str
 
 /// Half-open text ranges between boundaries: `(k < b1 OR k IS NULL)`,
 /// `k >= b1 AND k < b2`, ..., `k >= bn`, each ANDed with `scope` if given.
-fn keyset_ranges(kx: &str, bounds: &[String], rows: u64, strategy: Strategy, scope: Option<&str>) -> Vec<ChunkRange> {
+fn keyset_ranges(kx: &str, bounds: &[String], rows: u64, strategy: ChunkingStrategy, scope: Option<&str>) -> Vec<ChunkRange> {
     let per = rows / (bounds.len() as u64 + 1).max(1);
     let mut out = Vec::new();
     let lit = |v: &str| sql::literal(v);
@@ -876,7 +833,7 @@ mod tests {
 
     #[test]
     fn keyset_ranges_are_half_open_and_cover_nulls() {
-        let r = keyset_ranges("\"k\"", &["b".into(), "d".into()], 30, Strategy::Keyset, None);
+        let r = keyset_ranges("\"k\"", &["b".into(), "d".into()], 30, ChunkingStrategy::Keyset, None);
         let f: Vec<&str> = r.iter().map(|c| c.filter_sql.as_str()).collect();
         assert_eq!(f, vec!["(\"k\" < 'b' OR \"k\" IS NULL)", "\"k\" >= 'b' AND \"k\" < 'd'", "\"k\" >= 'd'"]);
     }

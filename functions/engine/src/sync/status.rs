@@ -4,14 +4,14 @@
 //! in state-machine history). Table and chunk rows are keyed like the legacy
 //! tool's: `(run_id, source_database, source_schema, source_table[, chunk_id])`.
 //! A chunk's `completed` row is written by [`complete_chunk`] inside the same
-//! transaction as its data (see [`crate::copy`]).
+//! transaction as its data (see [`crate::sync::copy`]).
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, GenericClient};
 use uuid::Uuid;
 
 use crate::error::{from_postgres, Error, ErrorKind, Result};
-use crate::handlers::ChunkItem;
+use crate::contract::ChunkItem;
 
 /// Default age limit for resuming a run: 168 hours (7 days), the same for the
 /// CLI and the Lambdas (the legacy tool had 12 h in one and 168 h in the other).
@@ -167,7 +167,7 @@ pub struct TableRecord {
     pub status: String,
     /// Load mode.
     pub load_mode: Option<LoadMode>,
-    /// The table plan (columns, keys, watermark) as JSON; see [`crate::plan::TablePlan`].
+    /// The table plan (columns, keys, watermark) as JSON; see [`crate::sync::plan::TablePlan`].
     pub plan: serde_json::Value,
 }
 
@@ -312,13 +312,3 @@ pub async fn fail_table(client: &Client, key: &TableKey, error: &str) -> Result<
     Ok(())
 }
 
-/// Mark a run failed with the state machine's error (the `fail-run` step).
-/// A request without a run id (plan itself failed) is a no-op. Returns the request.
-pub async fn fail_run(config: &crate::config::Config, request: crate::handlers::FailRunRequest) -> Result<crate::handlers::FailRunRequest> {
-    if let Some(run_id) = request.run_id {
-        let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
-        let cause: String = request.cause.chars().take(2000).collect();
-        finish_run(&pg, run_id, "failed", Some(&format!("{}: {cause}", request.error))).await?;
-    }
-    Ok(request)
-}

@@ -1,0 +1,80 @@
+//! Every step of the nightly job, as one function each: the doors the Lambda
+//! binaries and the local runner ([`crate::runner`]) walk through.
+//!
+//! | step | request | response | does |
+//! | --- | --- | --- | --- |
+//! | [`plan`] | [`PlanRequest`] | [`PlanResponse`] | picks chunks per table, writes status rows and the manifest |
+//! | [`copy_chunk`] | [`ChunkItem`] | [`CopyChunkResponse`] | one chunk: source query → binary COPY, exactly once |
+//! | [`merge`] | [`RunRequest`] | [`MergeResponse`] | per-table finalisation: counts, ANALYZE, table status |
+//! | [`reconcile`] | [`RunRequest`] | [`ReconcileResponse`] | counts and checksums on both sides; a mismatch is an error |
+//! | [`conflict_create`] | [`ConflictCreateRequest`] | [`ConflictCreateResponse`] | conflict detection over the synced tables |
+//! | [`fail_run`] | [`FailRunRequest`] | [`FailRunRequest`] | marks the run failed (the state machine's Catch path) |
+//!
+//! The request and response types live in [`crate::contract`] and are
+//! published as JSON Schema in `statemachines/contract.json`
+//! (docs/architecture.md §4).
+
+use crate::config::Config;
+use crate::contract::{
+    ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, FailRunRequest, MergeResponse, PlanRequest, PlanResponse,
+    ReconcileResponse, RunRequest,
+};
+use crate::error::{Error, Result};
+use crate::reconcile::TableReport;
+use crate::sync::copy::Worker;
+
+/// The `plan` step: plan (or resume) a run. See [`crate::sync::plan::plan_run`].
+pub async fn plan(config: &Config, request: &PlanRequest) -> Result<PlanResponse> {
+    crate::sync::plan::plan_run(config, request).await
+}
+
+/// The `copy-chunk` step with a fresh worker (one Lambda invocation = one
+/// chunk). The local runner keeps workers and calls
+/// [`crate::sync::copy::copy_chunk`] directly.
+pub async fn copy_chunk(config: &Config, item: &ChunkItem) -> Result<CopyChunkResponse> {
+    let mut worker = Worker::connect(config, &item.source_name).await?;
+    crate::sync::copy::copy_chunk(config, &mut worker, item).await
+}
+
+/// The `merge` step. See [`crate::sync::merge::merge_run`].
+pub async fn merge(config: &Config, request: &RunRequest) -> Result<MergeResponse> {
+    crate::sync::merge::merge_run(config, request).await
+}
+
+/// The `reconcile` step: reconcile every table of the run and return the
+/// summary with the per-table reports.
+///
+/// Errors: [`crate::ErrorKind::ReconcileMismatch`] only through
+/// [`crate::reconcile::require_match`], which callers apply when a mismatch
+/// must fail the step (the Lambda does; `thaw reconcile` maps it to exit 3).
+pub async fn reconcile(config: &Config, request: &RunRequest) -> Result<(ReconcileResponse, Vec<TableReport>)> {
+    crate::reconcile::reconcile_run(config, request).await
+}
+
+/// The `conflict-create` step: detect conflicts over the synced analytics
+/// tables and maintain the conflict schema. Returns the detection summary
+/// (small: counts and seconds).
+///
+/// Errors: [`crate::ErrorKind::ConfigInvalid`] when the config has no
+/// `conflicts` section.
+pub async fn conflict_create(config: &Config, request: &ConflictCreateRequest) -> Result<ConflictCreateResponse> {
+    let Some(settings) = &config.conflicts else {
+        return Err(Error::config("conflict detection needs a 'conflicts' section in the config (database, time_zone)"));
+    };
+    // Only full-window detection exists so far; `request.full` is accepted for the contract.
+    let _ = request.full;
+    let mut pg = crate::sink::connect(&config.postgres, &settings.database).await?;
+    crate::conflicts::run(&mut pg, settings, crate::conflicts::DetectionMode::Full).await
+}
+
+/// The `fail-run` step: mark the run failed with the state machine's error.
+/// A request without a run id (plan itself failed) is a no-op. Returns the
+/// request.
+pub async fn fail_run(config: &Config, request: FailRunRequest) -> Result<FailRunRequest> {
+    if let Some(run_id) = request.run_id {
+        let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
+        let cause: String = request.cause.chars().take(2000).collect();
+        crate::sync::status::finish_run(&pg, run_id, "failed", Some(&format!("{}: {cause}", request.error))).await?;
+    }
+    Ok(request)
+}

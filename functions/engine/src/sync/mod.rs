@@ -1,0 +1,15 @@
+//! A sync run, in the order it happens (docs/sync.md):
+//!
+//! * [`plan`]: one aggregate query per table picks chunks whose predicates
+//!   partition the rows exactly; status rows and the manifest are written.
+//! * [`manifest`]: the chunk list the Distributed Map (or the local runner)
+//!   iterates, in S3 or a local file.
+//! * [`copy`]: one chunk from the source into PostgreSQL, exactly once.
+//! * [`merge`]: per-table finalisation once all chunks are done.
+//! * [`status`]: every read and write of the `migration_status` schema.
+
+pub mod copy;
+pub mod manifest;
+pub mod merge;
+pub mod plan;
+pub mod status;

@@ -1,0 +1,36 @@
+//! `statemachines/contract.json` is generated from the Rust step types
+//! ([`thaw_engine::contract::contract_json`]); the infra tests check the ASL
+//! against it. This test fails when the committed file is stale.
+//! Regenerate with `THAW_UPDATE_CONTRACT=1 cargo test -p thaw-engine --test contract`.
+
+use std::path::PathBuf;
+
+#[test]
+fn committed_contract_matches_the_rust_types() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../statemachines/contract.json");
+    let generated = serde_json::to_string_pretty(&thaw_engine::contract::contract_json()).unwrap() + "\n";
+    if std::env::var_os("THAW_UPDATE_CONTRACT").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "statemachines/contract.json is stale: run THAW_UPDATE_CONTRACT=1 cargo test -p thaw-engine --test contract and commit it"
+    );
+}
+
+#[test]
+fn every_step_names_types_with_schemas_and_the_errors_are_complete() {
+    let contract = thaw_engine::contract::contract_json();
+    for (step, request, response) in thaw_engine::contract::STEPS {
+        for name in [request, response] {
+            assert!(contract["types"][name].is_object(), "{step}: no schema for {name}");
+        }
+    }
+    let props = contract["types"]["ChunkItem"]["properties"].as_object().unwrap();
+    let mut fields: Vec<&str> = props.keys().map(String::as_str).collect();
+    fields.sort();
+    assert_eq!(fields, ["chunk_id", "run_id", "source_name", "source_table"]);
+    assert_eq!(contract["retryable"], serde_json::json!(["Transient", "Unreachable", "Locked"]));
+    assert_eq!(contract["errors"].as_array().unwrap().len(), 10);
+}

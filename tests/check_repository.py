@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Repository checks that no compiler makes (run by `make test`):
+
+1. Nothing in the repository points outside it (no `../shared`, no `shared/docs`).
+2. Every section reference in code and docs — written `docs/<file>.md §<id>` —
+   resolves to a heading of that file whose first token is `<id>`
+   (e.g. `### D6. Cross-state pairs` has id `D6`).
+3. No shipped binary (the Lambdas) links the dataset generator or the test
+   support crate: `cargo tree -e normal` of each Lambda package must not list
+   `thaw-devdata` or `thaw-test-support`.
+
+Exit 0 when clean; otherwise print every problem and exit 1.
+"""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAMBDAS = ["plan", "copy-chunk", "merge", "reconcile", "conflict-create", "fail-run", "schema-migrate"]
+TEXT_SUFFIXES = (".rs", ".ts", ".py", ".sh", ".sql", ".md", ".json", ".toml", ".mk", "Makefile", ".yml", ".yaml")
+REF = re.compile(r"docs/([a-z_\-]+\.md)`?,?\s*(?:section\s*)?§\s*([A-Za-z]*[0-9][0-9A-Za-z.]*[0-9A-Za-z]|[A-Za-z][0-9]+)")
+
+
+def tracked_files():
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for line in out.stdout.splitlines():
+        if "node_modules/" in line or line.startswith("infra/cdk.out"):
+            continue
+        if line.endswith(TEXT_SUFFIXES) and os.path.isfile(os.path.join(ROOT, line)):
+            yield line
+
+
+def heading_ids(path):
+    ids = set()
+    with open(path, encoding="utf-8") as f:
+        in_code = False
+        for line in f:
+            if line.startswith("```"):
+                in_code = not in_code
+            if in_code or not line.startswith("#"):
+                continue
+            words = line.lstrip("#").split()
+            if words:
+                ids.add(words[0].rstrip(".:"))
+    return ids
+
+
+def main():
+    problems = []
+    docs = {}
+    this = os.path.relpath(__file__, ROOT)
+    for rel in tracked_files():
+        if rel == this:
+            continue
+        text = open(os.path.join(ROOT, rel), encoding="utf-8", errors="replace").read()
+        for n, line in enumerate(text.splitlines(), 1):
+            if "../shared" in line or "shared/docs" in line or "shared/seeds" in line:
+                problems.append(f"{rel}:{n}: points outside the repository: {line.strip()[:120]}")
+            for m in REF.finditer(line):
+                doc, ident = m.group(1), m.group(2).rstrip(".")
+                path = os.path.join(ROOT, "docs", doc)
+                if doc not in docs:
+                    docs[doc] = heading_ids(path) if os.path.isfile(path) else None
+                if docs[doc] is None:
+                    problems.append(f"{rel}:{n}: cites docs/{doc}, which does not exist")
+                elif ident not in docs[doc]:
+                    problems.append(f"{rel}:{n}: cites docs/{doc} §{ident}, which is no heading id there")
+    for package in LAMBDAS:
+        tree = subprocess.run(["cargo", "tree", "-q", "-e", "normal", "-p", package, "--prefix", "none"], cwd=ROOT, capture_output=True, text=True)
+        if tree.returncode != 0:
+            problems.append(f"cargo tree -p {package} failed: {tree.stderr.strip()[:300]}")
+            continue
+        for crate in ("thaw-devdata", "thaw-test-support"):
+            if any(line.startswith(crate + " ") for line in tree.stdout.splitlines()):
+                problems.append(f"Lambda {package} links {crate}; only the CLI and tests may")
+    for p in problems:
+        print(p)
+    print(f"repository check: {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
