@@ -3,7 +3,7 @@
 -- examples/config.json).
 --
 -- Names: lower-case tables, quoted column names exactly as in Snowflake
--- (legacy/data_model.md section (a)). Types follow the Scripts09 mirror
+-- (docs/conflicts.md §2.1). Types follow the Scripts09 mirror
 -- (appendix "Postgres analytics mirror": uuid ids, int8 application ids,
 -- "Visit Date" date, timestamptz times) with two deliberate differences:
 -- money and rate columns are numeric(p,s) matching the Snowflake NUMBER(p,s)
@@ -13,7 +13,7 @@
 -- config column_mapping rename: "Updated Date"/"Updated Timestamp" ->
 -- "Updated Datatimestamp"); source-only filter columns ("Source System",
 -- "External Source", "Permanent Deleted", ...) are not mirrored.
--- Primary keys are the natural keys of legacy/data_model.md (a).
+-- Primary keys are the natural keys of docs/conflicts.md §2.1.
 
 CREATE SCHEMA IF NOT EXISTS analytics;
 

@@ -1,8 +1,8 @@
 -- The conflict schema the web application reads and the nightly
--- conflict-create step maintains (docs CONFLICTS.md, legacy/data_model.md (b)).
+-- conflict-create step maintains (docs docs/conflicts.md §11, docs/conflicts.md §3).
 --
 -- Names and types follow the Scripts09 PostgreSQL DDL of CONFLICTREPORT
--- (legacy/data_model.md appendix, "Postgres conflict schema") exactly, so the
+-- (docs/conflicts.md §3.1) exactly, so the
 -- application keeps working unchanged and migrated rows load as they are:
 -- every identifier is quoted and case-sensitive. This migration creates the
 -- tables conflict detection reads or writes:

@@ -1,4 +1,4 @@
--- Database roles and least-privilege grants (INFRA.md "Least privilege").
+-- Database roles and least-privilege grants (docs/operations.md §8).
 --
 --   thaw_migrator         schema changes: everything on thaw's four schemas
 --   thaw_loader           plan, copy-chunk, merge, reconcile, fail-run: writes analytics,

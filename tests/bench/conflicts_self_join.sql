@@ -1,9 +1,9 @@
 -- Conflict detection as one SQL self-join: the BASELINE of the conflict
 -- benchmark (tests/bench/README.md). Not product logic; thaw detects with a
--- per-key sweep in Rust (docs/CONFLICTS.md "Performance").
+-- per-key sweep in Rust (docs/conflicts.md §14).
 --
--- Same inputs and rules as `thaw conflicts --full` (conflict_rules.md §2–§7 with
--- the CONFLICTS.md decisions): candidates in [today − 2 years, today + 45 days]
+-- Same inputs and rules as `thaw conflicts --full` (docs/conflicts.md §4 with
+-- the docs/conflicts.md §11 decisions): candidates in [today − 2 years, today + 45 days]
 -- with a non-blank trimmed SSN, an active non-demo provider, NULL-safe SSN and
 -- agency exclusions (SSNs trimmed on both sides); pairs of the same trimmed
 -- SSN and VisitDate at different providers, both orientations; rules 1–6 on
@@ -47,7 +47,7 @@ raw AS (
            CASE WHEN f."Visit Start Time" IS NULL AND f."Visit End Time" IS NULL THEN 'S'
                 WHEN f."Visit Start Time" IS NOT NULL AND f."Visit End Time" IS NOT NULL THEN 'C' END AS state,
            f."Scheduled Start Time", f."Scheduled End Time", f."Visit Start Time", f."Visit End Time",
-           -- "lat,lon" call coordinates, quotes stripped (decision 4)
+           -- "lat,lon" call coordinates, quotes stripped (docs/conflicts.md §D4)
            regexp_match(replace(f."Call Out GPS Coordinates"::text, '"', ''),
                         '^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*,\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$') AS call_out,
            regexp_match(replace(f."Call In GPS Coordinates"::text, '"', ''),
@@ -75,7 +75,7 @@ points AS (
     FROM raw r
 ),
 states AS (
-    -- cross-state normalisation (decision 6): trim blanks, upper-case, four names to codes
+    -- cross-state normalisation (docs/conflicts.md §D6): trim blanks, upper-case, four names to codes
     SELECT pt.*,
            (SELECT CASE n WHEN 'MISSISSIPPI' THEN 'MS' WHEN 'NEW YORK' THEN 'NY' WHEN 'PENNSYLVANIA' THEN 'PA'
                           WHEN 'LONG ISLAND' THEN 'LI' ELSE n END

@@ -6,7 +6,7 @@ sync benchmark's baseline. Not product code.
         --pg-database DB [--batch-size 25000] [--threads 4]
 
 Copies one table of a thaw/legacy config.json from the Snowflake emulator into
-PostgreSQL the way docs/legacy/migration_tool.md describes it (§3–§7):
+PostgreSQL the way docs/sync.md §11:
 
 * plan: one aggregate query "COUNT(*) per chunking column::DATE" (the date-group
   strategy), dates packed greedily into chunks of at most --batch-size rows; a date
@@ -24,9 +24,9 @@ Deliberate differences from the legacy, each in the baseline's favour or needed 
 run at all:
 1. One Snowflake session per worker thread. The legacy shares one connection
    between threads; the emulator answers concurrent queries on one session with
-   "connection is busy" (docs/EMULATOR.md), real Snowflake queues them.
+   "connection is busy" (docs/emulator.md §1), real Snowflake queues them.
 2. Integer target columns: pandas turns an integer column containing a NULL into
-   float64 and renders `7000010.0`, which `int8` rejects (migration_tool.md §7,
+   float64 and renders `7000010.0`, which `int8` rejects (docs/sync.md §11.5,
    known bug 10; the seeded FACT table has such columns). Those columns are cast
    to pandas' nullable `Int64` before rendering. `--strict-legacy-rendering`
    skips that cast and reproduces the failure.
@@ -70,12 +70,12 @@ import pandas as pd  # noqa: E402
 import psycopg2  # noqa: E402
 import snowflake.connector  # noqa: E402
 
-# Legacy Postgres session settings (migration_tool.md §3).
+# Legacy Postgres session settings (docs/sync.md §11.2.
 PG_SESSION_SQL = (
     "SET synchronous_commit = off; SET work_mem = '256MB'; SET maintenance_work_mem = '512MB'; "
     "SET temp_buffers = '128MB'; SET effective_cache_size = '4GB'"
 )
-# Legacy Snowflake session parameters (migration_tool.md §3).
+# Legacy Snowflake session parameters (docs/sync.md §11.2.
 SF_SESSION_PARAMETERS = {
     "QUERY_TAG": "postgres-migration",
     "CLIENT_RESULT_PREFETCH_SLOTS": 0,
@@ -171,7 +171,7 @@ class Legacy:
 
     # --- connections -------------------------------------------------------------
     def pg(self):
-        """A new connection per call, as the legacy does (§3)."""
+        """A new connection per call, as the legacy does (docs/sync.md §L13)."""
         conn = psycopg2.connect(**self.pg_args)
         with conn.cursor() as cur:
             cur.execute(PG_SESSION_SQL)
@@ -204,7 +204,7 @@ class Legacy:
             (),
         )
 
-    # --- plan (§5, date groups) ------------------------------------------------------
+    # --- plan (docs/sync.md §11.4, date groups) ------------------------------------------------------
     def where(self, chunk_filter: str) -> str:
         parts = [f"({self.table.source_filter})"] if self.table.source_filter else []
         return " WHERE " + " AND ".join(parts + [chunk_filter])
@@ -246,7 +246,7 @@ class Legacy:
         flush()
         return chunks
 
-    # --- one chunk (§6, §7 COPY) -----------------------------------------------------
+    # --- one chunk (docs/sync.md §11.5, COPY) -----------------------------------------------------
     def target_columns(self) -> dict[str, str]:
         conn = self.pg()
         try:

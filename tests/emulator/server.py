@@ -5,7 +5,7 @@ Run (tests/harness.py does this):
     uvicorn server:app --app-dir tests/emulator --host 127.0.0.1 --port P \
         --ssl-keyfile K --ssl-certfile C --timeout-keep-alive 75
 
-What this module changes (see docs/EMULATOR.md for why):
+What this module changes (see docs/emulator.md §1 for why):
 1. Response fields real Snowflake sends and the client deserialises strictly:
    login `sessionId`, `masterToken`, `validityInSeconds`,
    `masterValidityInSeconds`, `sessionInfo.roleName`; query `returned`,

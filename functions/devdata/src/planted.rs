@@ -8,12 +8,12 @@
 //! (`America/New_York`, the configured rule zone), so scenarios cannot
 //! interact with each other or with the background. The expected set is per
 //! ordered pair `(VisitID, ConVisitID)`, both orientations, with the seven
-//! rule flags of `legacy/conflict_rules.md` §5–§6 as decided in
-//! `CONFLICTS.md` (rules 3 and 6 in both directions, rules 1 and 4 only for
+//! rule flags of docs/conflicts.md §4 as decided in
+//! docs/conflicts.md §11 (rules 3 and 6 in both directions, rules 1 and 4 only for
 //! VisitDate ≥ today, minute-boundary gaps, zip guard, no cross-state pairs,
 //! NULL-safe and trimmed exclusions, one wall clock).
 //!
-//! Distance scenarios use the §6.5 acceptance points (40.597095, −73.998993)
+//! Distance scenarios use the docs/conflicts.md §R7.5 acceptance points (40.597095, −73.998993)
 //! and (40.654140, −73.935455): 5.16 mi (ExtraDistancePer 1.0, ETA 20.64 min
 //! at 15 mph) or 6.19 mi (1.2, ETA 24.76 min).
 
@@ -249,14 +249,14 @@ pub struct Place {
     pub state: &'static str,
 }
 
-/// First §6.5 point (Bensonhurst).
+/// First docs/conflicts.md §R7.5 point (Bensonhurst).
 pub const POINT_1: Place = Place {
     lat: 40.597095,
     lon: -73.998993,
     zip: "11214",
     state: "NY",
 };
-/// Second §6.5 point (East Flatbush).
+/// Second docs/conflicts.md §R7.5 point (East Flatbush).
 pub const POINT_2: Place = Place {
     lat: 40.654140,
     lon: -73.935455,
@@ -796,7 +796,7 @@ pub fn scenarios(today: NaiveDate, extra: ExtraDistance) -> Vec<Scenario> {
             vec![],
         ),
     ];
-    // §6.5 with a 22-minute gap: ETA 20.64 (1.0) does not exceed it, ETA 24.76 (1.2) does.
+    // docs/conflicts.md §R7.5 with a 22-minute gap: ETA 20.64 (1.0) does not exceed it, ETA 24.76 (1.2) does.
     let gap_22 = vec![
         c(A, day(-31), "09:00", "10:00").at_place(POINT_1),
         c(B, day(-31), "10:22", "11:00").at_place(POINT_2),

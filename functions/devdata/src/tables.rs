@@ -4,7 +4,7 @@
 //! ([`TableDef::create_sql`]), the CSV header and column order of the
 //! generated files, and the check that the PostgreSQL analytics mirror
 //! (`schema/V2__analytics.sql`) has exactly the mirrored columns (unit test
-//! below). Names and Snowflake types follow `legacy/data_model.md` section (a);
+//! below). Names and Snowflake types follow docs/conflicts.md §2.1;
 //! the settings tables follow the appendix names of the `conflict` schema.
 
 use thaw_engine::source::sql;

@@ -3,7 +3,7 @@
 //!
 //! ## Why background visits never conflict
 //! A conflict needs two visits of one trimmed SSN on one VisitDate at two
-//! different providers (`legacy/conflict_rules.md` §3; in-service and PTO
+//! different providers (docs/conflicts.md §4.2; in-service and PTO
 //! events are only generated for single-agency people, see `seed`). For a
 //! person working for `k ≥ 2` agencies, visit dates are partitioned by the day
 //! number `dn` of the agency-local date:
@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::csv::Cell;
 use crate::world::{entity_rng, entity_uuid, midnight, pick, round6, wall, Kind, World};
 
-/// Whether and how a visit was performed (`legacy/conflict_rules.md` §1).
+/// Whether and how a visit was performed (docs/conflicts.md §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VisitState {
     /// Scheduled only: both actual times NULL.

@@ -1,6 +1,6 @@
 //! Pure conflict detection (`thaw_engine::conflicts::detect`): the
-//! acceptance scenarios of docs/legacy/legacy_tests.md §9 (pairing, time
-//! rules, distance rule) plus the decisions of docs/CONFLICTS.md, without a
+//! acceptance scenarios of docs/conflicts.md §13 (pairing, time
+//! rules, distance rule) plus the decisions of docs/conflicts.md §11, without a
 //! database.
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -156,7 +156,7 @@ fn in_states(mut v: Visit, patient: Option<&str>, payer_patient: Option<&str>, p
     v
 }
 
-/// Decision 6 / legacy_tests.md §9 case 20: cross-state pairs are never
+/// docs/conflicts.md §D6 / docs/conflicts.md §13.4 (legacy case 20): cross-state pairs are never
 /// emitted; any of the 2×2 patient-state combinations matching keeps a pair;
 /// the provider's state stands in when both patient states are missing; a
 /// visit without any state never makes a pair cross-state.
@@ -241,7 +241,7 @@ fn impossible_travel_needs_points_a_speed_and_different_zips() {
     assert_eq!(detect(&[v1.clone(), by_address.clone()], &settings(), today()).len(), 2);
     let quoted = with_gps(no_gps, "\"40.654140,-73.935455\"");
     assert_eq!(detect(&[v1.clone(), quoted], &settings(), today()).len(), 2);
-    // Decision 10: same patient ZIP on both sides never flags.
+    // docs/conflicts.md §D10: same patient ZIP on both sides never flags.
     let (mut z1, mut z2) = (v1.clone(), by_address.clone());
     z1.patient_zip = Some("11214".into());
     z2.patient_zip = Some(" 11214 ".into());

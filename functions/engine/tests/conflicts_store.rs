@@ -2,7 +2,7 @@
 //! planted visits in the analytics mirror → `conflictvisitmaps`/`conflicts`;
 //! a second run writes nothing; a vanished pair is resolved ('R'), a
 //! re-detected one reopened; user-owned columns survive every refresh; a
-//! pair that becomes cross-state is resolved, never deleted (decision 6).
+//! pair that becomes cross-state is resolved, never deleted (docs/conflicts.md §D6).
 //!
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
@@ -133,7 +133,7 @@ async fn planted_pairs_are_stored_once_refreshed_resolved_and_user_columns_survi
             ("4".into(), "3".into(), 4, "U".into(), "NNNNNNY".into()),
         ]
     );
-    // §6.5 numbers and the snapshot columns, on the wall clock of New York.
+    // docs/conflicts.md §R7.5 numbers and the snapshot columns, on the wall clock of New York.
     let row = client
         .query_one(
             r#"SELECT "DistanceMilesFromLatLng", "AverageMilesPerHour", "ETATravelMinutes", "MinuteDiffBetweenSch",
@@ -278,7 +278,7 @@ async fn statuses(client: &Client) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// Decision 6 through the real candidate query: states come from the
+/// docs/conflicts.md §D6 through the real candidate query: states come from the
 /// provider patient's and the payer patient's primary GPS addresses, with
 /// the provider's `Address State` as fallback. A stored pair that becomes
 /// cross-state is resolved ('R', kept, with a ResolveDate), and reopened

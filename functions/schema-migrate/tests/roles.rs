@@ -1,6 +1,6 @@
 //! schema/V4__roles.sql against the harness PostgreSQL (run under tests/harness.py):
 //! the four roles exist after migrating, migrating a second database of the same
-//! cluster does not trip over them, and each role may write exactly what INFRA.md
+//! cluster does not trip over them, and each role may write exactly what docs/operations.md §8
 //! allows (checked with `SET ROLE` from the harness superuser; the roles are NOLOGIN
 //! until schema-migrate gives them passwords).
 

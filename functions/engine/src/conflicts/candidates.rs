@@ -2,12 +2,12 @@
 //! PostgreSQL implementation over the synced analytics mirror.
 //!
 //! The source applies the candidate rules that need the dimensions
-//! (conflict_rules.md §2): the date window, a caregiver with an SSN, an
+//! (docs/conflicts.md §4.1): the date window, a caregiver with an SSN, an
 //! active non-demo provider, and attaches the primary GPS address (per
 //! patient the `Primary Address` row whose `Address Type` contains `GPS`,
 //! latest `Application Created UTC Timestamp` first) of the provider patient
 //! (point, ZIP, state) and of the payer patient (state), plus the provider's
-//! `Address State` (the cross-state fallback, decision 6). It does
+//! `Address State` (the cross-state fallback, docs/conflicts.md §D6). It does
 //! **not** drop missed visits: they still refresh existing pairs ([SF-UPD]);
 //! [`super::detect`] keeps them from creating new ones. SSN trimming,
 //! exclusions and the window are (re)checked by [`super::detect`], so every

@@ -1,4 +1,4 @@
-//! Cross-state exclusion (CONFLICTS.md decision 6; conflict_rules.md §7).
+//! Cross-state exclusion (docs/conflicts.md §D6; docs/conflicts.md §4.5).
 //!
 //! A caregiver may legitimately work in two states on the same day (e.g. New
 //! York and Pennsylvania), so a pair whose two visits are in different
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn any_of_the_four_state_combinations_matching_keeps_the_pair() {
-        // legacy_tests.md §9 case 20: NY/NULL vs "new york"/PA is kept.
+        // docs/conflicts.md §13.4 (legacy case 20): NY/NULL vs "new york"/PA is kept.
         let a = states(Some("NY"), None, Some("NJ"));
         let b = states(Some("new york"), Some("PA"), Some("PA"));
         assert!(!is_cross_state(&a, &b));

@@ -1,11 +1,11 @@
-//! Rule 7, impossible travel (conflict_rules.md §6).
+//! Rule 7, impossible travel (docs/conflicts.md §R7).
 //!
 //! Distance is the great-circle distance on a sphere of radius
 //! [`EARTH_RADIUS_METRES`] (what Snowflake's `ST_DISTANCE` on geography
 //! points computes), divided by **1609** (the legacy divisor, not 1609.344),
 //! multiplied by `SETTINGS.ExtraDistancePer` and rounded to 2 decimals. The
 //! speed comes from the MPH band containing that distance (half-open
-//! `[From, To)`, decision 2); ETA = distance / speed × 60 minutes, rounded to
+//! `[From, To)`, docs/conflicts.md §D2); ETA = distance / speed × 60 minutes, rounded to
 //! 2 decimals. The flag is set when a positive minute gap between the two
 //! completed visits, in either direction, is shorter than the ETA.
 
@@ -36,7 +36,7 @@ impl GeoPoint {
     }
 }
 
-/// Parse a call GPS string `"lat,lon"` (decision 4).
+/// Parse a call GPS string `"lat,lon"` (docs/conflicts.md §D4).
 ///
 /// Double quotes anywhere are stripped (the legacy's intended `REPLACE(…,'"')`),
 /// surrounding whitespace is ignored. Returns `None` for `","`, empty text,
@@ -88,7 +88,7 @@ impl MphBands {
     /// Validate `bands` and sort them by `from`.
     ///
     /// Errors ([`crate::ErrorKind::ConfigInvalid`]): a band with a speed that is
-    /// zero, negative or not a number (decision 7: no division by zero), or
+    /// zero, negative or not a number (docs/conflicts.md §D7: no division by zero), or
     /// with `from >= to`. Overlapping bands and gaps between bands are not
     /// errors; they are returned as warnings (an overlap is resolved by the
     /// band with the lower `from`; a distance in a gap gets no speed, so no flag).
@@ -182,7 +182,7 @@ pub fn gaps(v1: (NaiveDateTime, NaiveDateTime), v2: (NaiveDateTime, NaiveDateTim
     (minute_boundaries(v1.1, v2.0), minute_boundaries(v2.1, v1.0))
 }
 
-/// Rule 7's time test ([SF] §6.4): a strictly positive gap in either
+/// Rule 7's time test ([SF] docs/conflicts.md §R7.4): a strictly positive gap in either
 /// direction that is shorter than the ETA. Back-to-back (gap 0) and
 /// overlapping (negative gaps) visits never flag.
 pub fn travel_is_impossible(g1: i64, g2: i64, eta_minutes: f64) -> bool {
@@ -206,7 +206,7 @@ mod tests {
     use chrono::NaiveDate;
 
     fn legacy_bands() -> MphBands {
-        // legacy_tests.md §9 fixture, made half-open.
+        // docs/conflicts.md §13.3 fixture, made half-open.
         let b = |from, to, mph| MphBand { from, to, mph };
         MphBands::new(vec![b(0, 2, 2.0), b(2, 5, 6.0), b(5, 10, 15.0), b(10, 25, 25.0)]).unwrap().0
     }

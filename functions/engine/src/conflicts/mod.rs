@@ -4,9 +4,8 @@
 //! trimmed SSN) whose **visits** at two different **providers** on the same
 //! service date collide in time (rules 1–6) or are too far apart to travel
 //! between in the time available (rule 7, "impossible travel"). The rules are
-//! the legacy Snowflake procedures' ([SF]) as reconstructed in
-//! `docs/legacy/conflict_rules.md`, with the deliberate differences decided in
-//! `docs/CONFLICTS.md` (each one is named where it is implemented).
+//! the legacy Snowflake procedures' ([SF]) as restated in docs/conflicts.md §4,
+//! with the deliberate differences decided in docs/conflicts.md §11 (each one is named where it is implemented).
 //!
 //! ## Concepts and where they live
 //! * [`Visit`]: one candidate visit with the few attributes the rules need
@@ -14,12 +13,12 @@
 //!   states, provider state).
 //! * [`candidates`]: the [`candidates::VisitSource`] seam and its PostgreSQL
 //!   implementation over the synced `analytics` mirror; candidate rules
-//!   (window, SSN, exclusions) of conflict_rules.md §2.
-//! * [`rules`]: visit states S/C/P (§4) and time rules 1–6 (§5) on wall-clock
-//!   intervals in one configured zone (decision 9).
-//! * [`distance`]: rule 7 (§6): GPS parsing, great-circle distance, MPH bands
-//!   (half-open, decision 2), ETA and Snowflake minute-boundary gaps.
-//! * [`cross_state`]: the cross-state exclusion (§7, decision 6): pairs whose
+//!   (window, SSN, exclusions) of docs/conflicts.md §4.1.
+//! * [`rules`]: visit states S/C/P (docs/conflicts.md §4.3) and time rules 1–6 (docs/conflicts.md §4.4) on wall-clock
+//!   intervals in one configured zone (docs/conflicts.md §D9).
+//! * [`distance`]: rule 7 (docs/conflicts.md §R7): GPS parsing, great-circle distance, MPH bands
+//!   (half-open, docs/conflicts.md §D2), ETA and Snowflake minute-boundary gaps.
+//! * [`cross_state`]: the cross-state exclusion (docs/conflicts.md §4.5, docs/conflicts.md §D6): pairs whose
 //!   visits are in different states are never emitted.
 //! * [`sweep`]: the per-`(SSN, VisitDate)` key sweep that turns candidates
 //!   into [`DetectedPair`]s without a quadratic scan or a database self-join.
@@ -36,13 +35,13 @@
 //! * [`detect`]: the pure detection (no I/O) for tests and benchmarks.
 //!
 //! ## Not yet here (later issues; the module is shaped for them)
-//! The full status lifecycle (§9.2: deleted → `D`, missed → `R`, cascades
+//! The full status lifecycle (docs/conflicts.md §8.2: deleted → `D`, missed → `R`, cascades
 //! between `conflicts` and `conflictvisitmaps`, no-response `N`), in-service
-//! and PTO conflicts (§10), group ids (decision 5), notifications, incremental
-//! key-scoped runs (decision 1; [`store`] already scopes its diff so a key set
+//! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications, incremental
+//! key-scoped runs (docs/conflicts.md §D1; [`store`] already scopes its diff so a key set
 //! can replace the date window), and the log-history rows (`log_history`,
 //! not yet in the conflict schema) that should record the system reason when
-//! a pair is resolved because it became cross-state (decision 6).
+//! a pair is resolved because it became cross-state (docs/conflicts.md §D6).
 
 pub mod candidates;
 pub mod cross_state;
@@ -98,15 +97,15 @@ pub struct Visit {
     pub call_out_gps: Option<String>,
     /// Latitude/longitude of the provider-patient's primary GPS address (rule 7 fallback).
     pub patient_location: Option<GeoPoint>,
-    /// `"Zip Code"` of that address (`P_PZipCode`; rule 7 zip guard, decision 10).
+    /// `"Zip Code"` of that address (`P_PZipCode`; rule 7 zip guard, docs/conflicts.md §D10).
     pub patient_zip: Option<String>,
-    /// `"Address State"` of that address (`P_PAddressState`), as stored; cross-state rule (decision 6).
+    /// `"Address State"` of that address (`P_PAddressState`), as stored; cross-state rule (docs/conflicts.md §D6).
     pub patient_state: Option<String>,
     /// `"Address State"` of the payer-patient's (`"Payer Patient Id"`) primary GPS
-    /// address (`PA_PAddressState`), as stored; cross-state rule (decision 6).
+    /// address (`PA_PAddressState`), as stored; cross-state rule (docs/conflicts.md §D6).
     pub payer_patient_state: Option<String>,
     /// `DIMPROVIDER."Address State"`, as stored: the cross-state fallback when
-    /// both patient states are missing (decision 6).
+    /// both patient states are missing (docs/conflicts.md §D6).
     pub provider_state: Option<String>,
     /// `"Is Missed"`: missed visits refresh existing pairs but never create new ones.
     pub is_missed: bool,
@@ -131,7 +130,7 @@ pub struct DetectedPair {
     /// The seven rule flags; at least one is set.
     pub flags: RuleFlags,
     /// `MinuteDiffBetweenSch`: [SF-UPD] smallest positive minute gap between
-    /// the actual times in either direction, else 0 (conflict_rules.md §11).
+    /// the actual times in either direction, else 0 (docs/conflicts.md §6).
     pub minute_diff: i32,
     /// Coordinates used for the primary visit (`PLatitude`/`PLongitude`).
     pub location: Option<GeoPoint>,
@@ -174,7 +173,7 @@ pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
 /// Run conflict detection against the PostgreSQL database `client` is
 /// connected to (the one holding the analytics mirror and the conflict schema).
 ///
-/// Takes the run lock (session advisory lock [`RUN_LOCK_KEY`], decision 8),
+/// Takes the run lock (session advisory lock [`RUN_LOCK_KEY`], docs/conflicts.md §D8),
 /// sets `settings."InProgressFlag"` to 1, detects and writes everything in
 /// one transaction, then sets `InProgressFlag` back to 2 (and `LastLoadDate`
 /// on success) and releases the lock, on every exit path.

@@ -1,7 +1,7 @@
-//! Visit states and the time rules 1–6 (conflict_rules.md §4–§5).
+//! Visit states and the time rules 1–6 (docs/conflicts.md §4).
 //!
 //! All comparisons are on wall-clock times in one configured zone
-//! (decision 9): the legacy compared `TIMESTAMP_TZ` values cast to naive
+//! (docs/conflicts.md §D9): the legacy compared `TIMESTAMP_TZ` values cast to naive
 //! wall clock in their stored offset; thaw converts instants to the
 //! configured zone, so both visits of a pair are compared on the same clock.
 //! Intervals are half-open: touching intervals (end = start) do not overlap;
@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-/// Which times of a visit the rules use (conflict_rules.md §1, §4).
+/// Which times of a visit the rules use (docs/conflicts.md §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VisitState {
     /// Scheduled only: no actual start and no actual end. Its *scheduled*
@@ -114,7 +114,7 @@ impl WallInterval {
     }
 }
 
-/// The wall-clock time of `instant` in `zone` (decision 9).
+/// The wall-clock time of `instant` in `zone` (docs/conflicts.md §D9).
 pub fn wall_clock(instant: DateTime<Utc>, zone: Tz) -> NaiveDateTime {
     instant.with_timezone(&zone).naive_local()
 }
@@ -129,7 +129,7 @@ pub struct RuleTimes {
     pub interval: Option<WallInterval>,
 }
 
-/// Rules 1–6 for the ordered pair (`v1`, `v2`) (conflict_rules.md §5).
+/// Rules 1–6 for the ordered pair (`v1`, `v2`) (docs/conflicts.md §4.4).
 ///
 /// At most one of the six is set. The future-only qualifier of rules 1 and 4
 /// is not applied here: it only restricts the creation of *new* rows

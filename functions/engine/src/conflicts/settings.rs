@@ -14,9 +14,9 @@ use crate::config::{ConflictSettings, GpsPriority};
 use crate::error::{from_postgres, Error, Result};
 use crate::sink::qualified;
 
-/// Default zone of rule comparisons, `VisitDate` and "today" (decision 9).
+/// Default zone of rule comparisons, `VisitDate` and "today" (docs/conflicts.md §D9).
 pub const DEFAULT_TIME_ZONE: &str = "America/New_York";
-/// Candidate window: years back from today (conflict_rules.md §2, `lookback_years`).
+/// Candidate window: years back from today (docs/conflicts.md §4.1, `lookback_years`).
 pub const LOOKBACK_YEARS: u32 = 2;
 /// Candidate window: days ahead of today (`lookforward_days`).
 pub const LOOKFORWARD_DAYS: u64 = 45;
@@ -24,10 +24,10 @@ pub const LOOKFORWARD_DAYS: u64 = 45;
 /// that grouping in SQL and in Rust agree.
 pub const SSN_TRIM_CHARS: &[char] = &[' ', '\t', '\n', '\r', '\x0b', '\x0c'];
 
-/// Caregivers (by SSN) and agencies never considered (conflict_rules.md §2.4–2.5).
+/// Caregivers (by SSN) and agencies never considered (docs/conflicts.md §4.1.4).
 ///
-/// NULL-safe (decision 3): NULL or blank entries exclude nothing. SSNs are
-/// compared trimmed on both sides (decision 11).
+/// NULL-safe (docs/conflicts.md §D3): NULL or blank entries exclude nothing. SSNs are
+/// compared trimmed on both sides (docs/conflicts.md §D11).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Exclusions {
     ssns: HashSet<String>,
@@ -67,7 +67,7 @@ pub fn trim_ssn(ssn: &str) -> &str {
 /// Everything [`super::detect`] needs besides the visits.
 #[derive(Debug, Clone)]
 pub struct DetectionSettings {
-    /// Zone whose wall clock the rules compare (decision 9).
+    /// Zone whose wall clock the rules compare (docs/conflicts.md §D9).
     pub time_zone: Tz,
     /// `SETTINGS."ExtraDistancePer"`: distance multiplier (1 + ExtraDistance/100), > 0.
     pub extra_distance_per: f64,
@@ -79,7 +79,7 @@ pub struct DetectionSettings {
     pub exclusions: Exclusions,
 }
 
-/// Inclusive candidate window `[today − 2 years, today + 45 days]` (§2.1;
+/// Inclusive candidate window `[today − 2 years, today + 45 days]` (docs/conflicts.md §4.1.1;
 /// Feb 29 minus 2 years is Feb 28, as Snowflake `DATEADD`).
 pub fn candidate_window(today: NaiveDate) -> (NaiveDate, NaiveDate) {
     let from = today.checked_sub_months(Months::new(12 * LOOKBACK_YEARS)).unwrap_or(NaiveDate::MIN);

@@ -11,19 +11,19 @@
 //!      from the analytics mirror, cast to the target column types, and
 //!      joined to the staged pairs;
 //!    * **refresh**: a stored pair is updated only when something differs —
-//!      a snapshot column, a flag going N→Y (flags are sticky, [SF] §8.3), or
-//!      a resolved ('R') pair detected again (reopened to 'U', [SF] §9.2) —
+//!      a snapshot column, a flag going N→Y (flags are sticky, [SF] docs/conflicts.md §7.2), or
+//!      a resolved ('R') pair detected again (reopened to 'U', [SF] docs/conflicts.md §8.2) —
 //!      so a run with no source change updates nothing, not even `UpdatedDate`;
 //!    * **insert** new pairs allowed to start a conflict ([SF-INS]), status 'U';
 //!    * **CONFLICTID** (TASK_04): a row without one inherits the CONFLICTID of
 //!      any row with the same `VisitID`, else gets max(CONFLICTID) + dense
 //!      rank by (`VisitID`, `AppVisitID`); `ReverseUUID` and `CRDATEUNIQUE`
-//!      are filled once, when NULL ([SF] §8.1); a `conflicts` row (status 'U')
-//!      is created for every CONFLICTID without one ([SF] §8.2);
+//!      are filled once, when NULL ([SF] docs/conflicts.md §7); a `conflicts` row (status 'U')
+//!      is created for every CONFLICTID without one ([SF] docs/conflicts.md §7.7);
 //!    * **resolve**: open stored pairs of the window that were not detected
 //!      become `StatusFlag` 'R' with `ResolveDate` (never deleted). This
 //!      includes pairs that have become cross-state: the sweep no longer
-//!      emits them (decision 6, [`super::cross_state`]).
+//!      emits them (docs/conflicts.md §D6, [`super::cross_state`]).
 //!
 //! Every column a statement writes goes through [`written_columns`], which
 //! refuses anything outside the nightly allow-list of its table; the
@@ -94,7 +94,7 @@ pub struct SideColumn {
     pub primary: &'static str,
     /// Column for the conflicting visit (`V2`).
     pub conflicting: &'static str,
-    /// SQL expression (conflict_rules.md §2 attribute table, §11).
+    /// SQL expression (docs/conflicts.md §4.1 attribute table, docs/conflicts.md §6).
     pub expr: &'static str,
 }
 
@@ -189,7 +189,7 @@ pub const SIDE_COLUMNS: &[SideColumn] = &[
     side("BillRateNonBilled", "ConBillRateNonBilled", r#"f."Bill Rate Non-Billed""#),
     side("BillRateBoth", "ConBillRateBoth", BILL_RATE_BOTH),
     side("RateType", "ConRateType", r#"f."Bill Type""#),
-    // conflict_rules.md §11 BilledRateMinute ([SF]: whole-minute scheduled length).
+    // docs/conflicts.md §6 BilledRateMinute ([SF]: whole-minute scheduled length).
     side(
         "BilledRateMinute",
         "ConBilledRateMinute",
@@ -273,7 +273,7 @@ pub const USER_OWNED_CONFLICT_COLUMNS: &[&str] = &[
     "FlagForReviewDate",
 ];
 
-/// Columns of `settings` the run writes (decision 8 bookkeeping).
+/// Columns of `settings` the run writes (docs/conflicts.md §D8 bookkeeping).
 pub const NIGHTLY_SETTINGS_COLUMNS: &[&str] = &["InProgressFlag", "LastLoadDate"];
 
 /// Every `conflictvisitmaps` column whose value comes from detection
@@ -317,7 +317,7 @@ pub fn written_columns<'c>(table: Table, columns: impl IntoIterator<Item = &'c s
         .collect()
 }
 
-/// Set `InProgressFlag` to 1 (running) or 2 (idle, [SF] §9.5) on every SETTINGS row.
+/// Set `InProgressFlag` to 1 (running) or 2 (idle, [SF] docs/conflicts.md §8.4) on every SETTINGS row.
 pub async fn set_in_progress(client: &Client, schemas: &Schemas, running: bool) -> Result<()> {
     let col = &written_columns(Table::Settings, ["InProgressFlag"])?[0];
     let sql = format!("UPDATE {} SET {col} = $1", qualified(&schemas.conflict, "settings"));
@@ -581,8 +581,8 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
     );
 
     // 7. Resolve stored open pairs of the window that were not detected ($1/$2: window),
-    //    including pairs that are now cross-state (decision 6: resolved, never deleted).
-    // TODO(decision 6): record the system reason ("cross-state") in log history once
+    //    including pairs that are now cross-state (docs/conflicts.md §D6: resolved, never deleted).
+    // TODO(docs/conflicts.md §D6): record the system reason ("cross-state") in log history once
     // log_history / log_history_values exist in the conflict schema (V3 has no log tables yet);
     // that needs the sweep to stage the cross-state pairs it drops so this step can tell them apart.
     let resolve_cols = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;

@@ -1,7 +1,7 @@
 //! The per-key sweep: candidates → flagged ordered pairs.
 //!
-//! Pairs only form within one `(trimmed SSN, VisitDate)` key (conflict_rules.md
-//! §3). Within a key, the compared intervals are sorted by start; a visit is
+//! Pairs only form within one `(trimmed SSN, VisitDate)` key
+//! (docs/conflicts.md §4.2). Within a key, the compared intervals are sorted by start; a visit is
 //! only compared with the visits that start before its end plus the longest
 //! possible travel time ([`MphBands::max_eta_minutes`] + 1 minute for the
 //! minute-boundary rounding). Anything starting later can neither overlap it
@@ -10,7 +10,7 @@
 //! visits, and no database self-join is involved.
 //!
 //! Pairs whose visits are in different states are dropped here, before any
-//! rule is evaluated ([`cross_state`], decision 6), so they are never
+//! rule is evaluated ([`cross_state`], docs/conflicts.md §D6), so they are never
 //! emitted.
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
@@ -44,7 +44,7 @@ enum Side {
 }
 
 impl Candidate<'_> {
-    /// The visit's point for rule 7 (decision 4; §6.1).
+    /// The visit's point for rule 7 (docs/conflicts.md §D4; docs/conflicts.md §R7.1).
     fn location(&self, side: Side, priority: GpsPriority) -> Option<GeoPoint> {
         let calls = match (priority, side) {
             (GpsPriority::Legacy, Side::Conflicting) => [self.call_in, self.call_out],
@@ -109,7 +109,7 @@ pub fn detect_pairs(visits: &[Visit], settings: &DetectionSettings, today: Naive
 
 /// Evaluate the ordered pair (`v1`, `v2`): all seven rules, distance metrics,
 /// and whether a new row may be created. Same-provider, same-visit and
-/// cross-state pairs (decision 6) are never pairs.
+/// cross-state pairs (docs/conflicts.md §D6) are never pairs.
 fn compare(v1: &Candidate<'_>, v2: &Candidate<'_>, settings: &DetectionSettings, today: NaiveDate) -> Option<DetectedPair> {
     if v1.visit.provider_id == v2.visit.provider_id
         || v1.visit.visit_id == v2.visit.visit_id
@@ -128,7 +128,7 @@ fn compare(v1: &Candidate<'_>, v2: &Candidate<'_>, settings: &DetectionSettings,
     if let (Some(a1), Some(a2)) = (v1.actual(), v2.actual()) {
         let (g1, g2) = distance::gaps(a1, a2);
         minute_diff = distance::minute_diff(g1, g2);
-        // Decision 10 ([SF-INS] zip guard): same patient ZIP on both sides never flags.
+        // docs/conflicts.md §D10 ([SF-INS] zip guard): same patient ZIP on both sides never flags.
         let same_zip = matches!((v1.zip, v2.zip), (Some(a), Some(b)) if a == b);
         if let Some(eta) = travel.and_then(|t| t.eta_minutes) {
             flags.distance = !same_zip && distance::travel_is_impossible(g1, g2, eta);

@@ -1,6 +1,6 @@
 //! Canonical text forms for reconciliation checksums, rendered by SQL inside
 //! each engine so that the same row yields byte-identical text in Snowflake
-//! and in PostgreSQL (SYNC.md, "Reconciliation", level 2).
+//! and in PostgreSQL (docs/reconcile.md §2.2).
 //!
 //! For every copied column, [`snowflake_expr`] and [`postgres_expr`] render
 //! the canonical text of its value; the form is decided by the **target**

@@ -4,11 +4,11 @@
 //! database, per **segment** (the first hex digits of the MD5 of the row's
 //! key): the row count and two sums over a 48-bit slice of the MD5 of the
 //! row's canonical text (see [`canonical`]). Summing the segments gives the
-//! table's row count and checksum (level 1 and 2 of SYNC.md); the segments
+//! table's row count and checksum (levels 1 and 2, docs/reconcile.md §2); the segments
 //! localise differences without a second full scan: only mismatching
 //! segments are fetched — `(key text, row hash)` per row, a bounded slice of
 //! the table — and diffed into missing, extra and changed keys (level 3).
-//! Segments are hash-based rather than key ranges (SYNC.md suggests
+//! Segments are hash-based rather than key ranges (docs/reconcile.md §4 describes
 //! bisection by key range), so no key ordering has to agree between engines.
 //!
 //! Tables with `propagate_deletes` delete their extra target rows (keys that

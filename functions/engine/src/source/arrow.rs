@@ -9,7 +9,7 @@
 //! ([`SourceType::from_field`]) and builds a [`ColumnView`] per column per
 //! batch that branches on the batch's *physical* type. Sources of the rules:
 //! the Snowflake connectors (`CArrowChunkIterator.cpp`, `TimeStampConverter`,
-//! JDBC `ArrowResultUtil`), fakesnow's `arrow.py`, and `docs/EMULATOR.md`
+//! JDBC `ArrowResultUtil`), fakesnow's `arrow.py`, and docs/emulator.md §1
 //! ("How types arrive").
 //!
 //! | logical type | physical Arrow types accepted |

@@ -466,7 +466,7 @@ async fn prepare_table(
         tracing::warn!(table = %t.source, columns = ?dropped, "source columns without a target column are not copied");
     }
     if t.disable_index {
-        // Crash-safe index management (SYNC.md) is a later issue: say so
+        // Crash-safe index management (docs/sync.md §7) is a later issue: say so
         // instead of silently ignoring the option.
         tracing::warn!(table = %t.source, "disable_index is not implemented yet: secondary indexes stay in place during the load");
     }
