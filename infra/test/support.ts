@@ -17,17 +17,30 @@ export const REPO_ROOT = join(INFRA_DIR, '..');
 
 const cdkContext = JSON.parse(readFileSync(join(INFRA_DIR, 'cdk.json'), 'utf8')).context as Record<string, unknown>;
 
+/** A resource of a synthesized template. */
+export type Resource = { Type: string; Properties: Record<string, any>; DeletionPolicy?: string };
+
+/** The resources of `type` in `template`. */
+export function resourcesOf(template: Template, type: string): Resource[] {
+  return Object.values(template.findResources(type)) as Resource[];
+}
+
 /** A synthesized environment. */
 export interface Synthesized { app: App; stack: ThawStack; template: Template }
 
 const cache = new Map<string, Synthesized>();
+
+/** A fresh App with cdk.json's context that bundles nothing (how every test synthesizes). */
+export function testApp(): App {
+  return new App({ context: { ...cdkContext, 'aws:cdk:bundling-stacks': [] } });
+}
 
 /** Synthesize `env` (x86_64 unless `arch` says otherwise), cached. */
 export function synth(env: EnvironmentName, arch = 'x86_64'): Synthesized {
   const cacheKey = `${env}/${arch}`;
   const hit = cache.get(cacheKey);
   if (hit) return hit;
-  const app = new App({ context: { ...cdkContext, 'aws:cdk:bundling-stacks': [] } });
+  const app = testApp();
   const stack = buildStack(app, loadConfig(env), { repoRoot: REPO_ROOT, architectureOverride: arch });
   const result = { app, stack, template: Template.fromStack(stack) };
   cache.set(cacheKey, result);
