@@ -1,36 +1,27 @@
 /**
- * Contract between `statemachines/sync.asl.json` and the engine's typed
- * requests in `functions/engine/src/handlers.rs` (and the error names of
- * `functions/engine/src/error.rs`), so the cloud workflow and the local runner
- * cannot drift. Also runs `asl-validator` on the rendered definition of every
- * environment.
+ * Contract between `statemachines/sync.asl.json` and the engine, read from
+ * `statemachines/contract.json` (generated from the Rust request/response
+ * types with schemars: error names, retryable ones, step → request/response
+ * type, one JSON Schema per type), so the cloud workflow, the local runner
+ * and the Lambdas cannot drift. Also runs `asl-validator` on the rendered
+ * definition of every environment.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { NUMERIC_PLACEHOLDERS, placeholders, readSyncTemplate, renderDefinition, unquoteNumericPlaceholders } from '../lib/asl.ts';
 import { ENVIRONMENTS, loadConfig } from '../lib/config.ts';
-import { WORKFLOW_FUNCTIONS } from '../lib/constructs/workflow.ts';
-import { INFRA_DIR, REPO_ROOT, renderedDefinition, synth } from './support.ts';
+import { NIGHTLY_INPUT, WORKFLOW_FUNCTIONS } from '../lib/constructs/workflow.ts';
+import { INFRA_DIR, renderedDefinition, synth } from './support.ts';
+import { CONTRACT_PATH, Scenario, loadContract, propertyNames, simulate, validate } from './contract-support.ts';
 
-/** `pub <field>:` names of `pub struct <name>` in a Rust source file. */
-function rustStructFields(source: string, name: string): string[] {
-  const start = source.search(new RegExp(`pub struct ${name}\\s*\\{`));
-  assert.ok(start >= 0, `struct ${name} not found in handlers.rs`);
-  const body = source.slice(source.indexOf('{', start) + 1, source.indexOf('\n}', start));
-  return [...body.matchAll(/^\s*pub\s+([a-z_][a-z0-9_]*)\s*:/gm)].map((m) => m[1]);
-}
-/** Names returned by `ErrorKind::name` in error.rs. */
-function errorNames(source: string): string[] {
-  return [...source.matchAll(/ErrorKind::\w+ => "(\w+)"/g)].map((m) => m[1]);
-}
-
-const handlers = readFileSync(join(REPO_ROOT, 'functions/engine/src/handlers.rs'), 'utf8');
-const errors = errorNames(readFileSync(join(REPO_ROOT, 'functions/engine/src/error.rs'), 'utf8'));
-const fields = (name: string) => rustStructFields(handlers, name);
+const contract = loadContract();
+const errors = contract.errors;
+/** Property names of a type of contract.json (the serde field names of the Rust struct). */
+const fields = (type: string) => propertyNames(contract, type);
 const sampleValues: Record<string, string | number> = {
   Environment: 'qa',
   ManifestBucket: 'thaw-qa-data',
@@ -40,13 +31,32 @@ const sampleValues: Record<string, string | number> = {
   ExecutionTimeoutSeconds: 21600,
   ...Object.fromEntries(Object.entries(WORKFLOW_FUNCTIONS).map(([p, f]) => [p, `arn:aws:lambda:us-east-1:222222222222:function:thaw-qa-${f}`])),
 };
+/** Contract step (= function name) of a rendered Lambda ARN. */
+const stepOf = (functionArn: string) => {
+  const entry = Object.entries(WORKFLOW_FUNCTIONS).find(([placeholder]) => sampleValues[placeholder] === functionArn);
+  assert.ok(entry, `${functionArn} is none of the workflow functions`);
+  return entry[1];
+};
 const asl = renderDefinition(readSyncTemplate(), sampleValues) as any;
 const states = asl.States as Record<string, any>;
 /** Keys of a Parameters/ItemSelector object with the `.$` suffix removed. */
 const keys = (o: Record<string, unknown>) => Object.keys(o).map((k) => k.replace(/\.\$$/, '')).sort();
 const functionOf = (state: any) => state.Parameters.FunctionName as string;
+const request = (step: string) => contract.steps[step].request;
+const response = (step: string) => contract.steps[step].response;
+/**
+ * Executions the sample payloads are built for: started without input, by the
+ * nightly schedule, by an operator (full run of one table with a full conflict
+ * pass), and the nightly one failing at each state that catches errors.
+ */
+const scenarios: [string, Scenario][] = [
+  ['started without input', { input: {} }],
+  ['nightly schedule', { input: NIGHTLY_INPUT }],
+  ['operator full run', { input: { mode: 'full', tables: ['public.visits'], conflict_full: true } }],
+  ...['Plan', 'CopyChunks', 'Merge', 'Reconcile', 'ConflictCreate'].map((state): [string, Scenario] => [`${state} fails`, { input: NIGHTLY_INPUT, failAt: state }]),
+];
 
-describe('sync.asl.json contract with handlers.rs', () => {
+describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexOf('statemachines/'))}`, () => {
   it('uses exactly the placeholders CDK substitutes', () => {
     assert.deepEqual(placeholders(readSyncTemplate()), Object.keys(sampleValues).sort());
     for (const n of NUMERIC_PLACEHOLDERS) assert.ok(unquoteNumericPlaceholders(readSyncTemplate()).includes(`: \${${n}}`), n);
@@ -84,31 +94,60 @@ describe('sync.asl.json contract with handlers.rs', () => {
     const tasks = [states.Plan, states.CopyChunks.ItemProcessor.States.CopyChunk, states.Merge, states.Reconcile, states.ConflictCreate, states.RecordFailure];
     for (const t of tasks) {
       const [typed, service] = t.Retry;
-      assert.deepEqual(typed.ErrorEquals, ['Transient', 'Unreachable', 'Locked']);
-      assert.ok(typed.ErrorEquals.every((e: string) => errors.includes(e)), 'names come from ErrorKind::name');
+      assert.deepEqual([...typed.ErrorEquals].sort(), [...contract.retryable].sort(), 'retries exactly the retryable errors of contract.json');
+      assert.ok(typed.ErrorEquals.every((e: string) => errors.includes(e)), 'names come from contract.json errors (ErrorKind::name)');
       assert.ok(service.ErrorEquals.every((e: string) => e.startsWith('Lambda.')));
       for (const r of t.Retry) {
         assert.equal(r.JitterStrategy, 'FULL');
         assert.ok(r.BackoffRate > 1 && r.MaxDelaySeconds > 0);
       }
     }
-    assert.deepEqual(errors.sort(), ['AuthFailed', 'ChunkFailed', 'ConfigInvalid', 'Internal', 'Locked', 'ReconcileMismatch', 'SchemaMismatch', 'Transient', 'TypeUnsupported', 'Unreachable']);
+    assert.deepEqual([...contract.retryable].sort(), ['Locked', 'Transient', 'Unreachable']);
+    assert.deepEqual([...errors].sort(), ['AuthFailed', 'ChunkFailed', 'ConfigInvalid', 'Internal', 'Locked', 'ReconcileMismatch', 'SchemaMismatch', 'Transient', 'TypeUnsupported', 'Unreachable']);
   });
 
-  it('builds payloads with the field names of the Rust request structs', () => {
+  it('builds payloads with the field names of the request types (properties of their schemas)', () => {
     // plan receives the execution input merged over defaults: only PlanRequest fields plus conflict_full.
     const defaults = keys(states.Defaults.Parameters.defaults).concat(keys(states.Defaults.Parameters.manifest));
-    assert.ok(defaults.filter((k) => k !== 'conflict_full').every((k) => fields('PlanRequest').includes(k)), defaults.join());
-    assert.deepEqual(keys(states.Plan.ResultSelector), fields('PlanResponse').sort());
-    assert.deepEqual(keys(states.CopyChunks.ItemSelector), fields('ChunkItem').sort());
+    assert.ok(defaults.filter((k) => k !== 'conflict_full').every((k) => fields(request('plan')).includes(k)), defaults.join());
+    assert.deepEqual(keys(states.Plan.ResultSelector), fields(response('plan')).sort());
+    assert.deepEqual(keys(states.CopyChunks.ItemSelector), fields(request('copy-chunk')).sort());
     const copy = states.CopyChunks.ItemProcessor.States.CopyChunk;
-    assert.deepEqual(keys(copy.Parameters.Payload), fields('ChunkItem').sort());
-    assert.deepEqual(keys(copy.ResultSelector), fields('CopyChunkResponse').sort());
-    assert.deepEqual(keys(states.Merge.Parameters.Payload), fields('RunRequest').sort());
-    assert.deepEqual(keys(states.Reconcile.Parameters.Payload), fields('RunRequest').sort());
-    assert.ok(fields('ReconcileResponse').includes('mismatches') && fields('MergeResponse').includes('tables'));
-    assert.deepEqual(keys(states.ConflictCreate.Parameters.Payload), fields('ConflictCreateRequest').sort());
-    assert.deepEqual(keys(states.RecordFailure.Parameters.Payload), fields('FailRunRequest').sort());
+    assert.deepEqual(keys(copy.Parameters.Payload), fields(request('copy-chunk')).sort());
+    assert.deepEqual(keys(copy.ResultSelector), fields(response('copy-chunk')).sort());
+    assert.deepEqual(keys(states.Merge.Parameters.Payload), fields(request('merge')).sort());
+    assert.deepEqual(keys(states.Reconcile.Parameters.Payload), fields(request('reconcile')).sort());
+    assert.ok(fields(response('reconcile')).includes('mismatches') && fields(response('merge')).includes('tables'));
+    assert.deepEqual(keys(states.ConflictCreate.Parameters.Payload), fields(request('conflict-create')).sort());
+    assert.deepEqual(keys(states.RecordFailure.Parameters.Payload), fields(request('fail-run')).sort());
+    // The steps name the engine's types as the workflow's comments do.
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(contract.steps).map(([step, t]) => [step, t.request])),
+      { plan: 'PlanRequest', 'copy-chunk': 'ChunkItem', merge: 'RunRequest', reconcile: 'RunRequest', 'conflict-create': 'ConflictCreateRequest', 'fail-run': 'FailRunRequest' });
+  });
+
+  it('invokes a step of contract.json from every Lambda task, and every step from some task', () => {
+    const tasks = [states.Plan, states.CopyChunks.ItemProcessor.States.CopyChunk, states.Merge, states.Reconcile, states.ConflictCreate, states.RecordFailure];
+    assert.deepEqual(tasks.map((t) => stepOf(functionOf(t))).sort(), Object.keys(contract.steps).sort());
+  });
+
+  it('supplies every required property of the request schema in the sample payload of each Task state', () => {
+    const seen = new Set<string>();
+    for (const [label, scenario] of scenarios) {
+      const calls = simulate(asl, contract, stepOf, scenario);
+      if (scenario.failAt) assert.equal(calls[calls.length - 1].step, 'fail-run', `${label}: ends in fail-run`);
+      else assert.deepEqual(calls.map((c) => c.step), ['plan', 'copy-chunk', 'merge', 'reconcile', 'conflict-create'], label);
+      for (const call of calls) {
+        const type = request(call.step);
+        const schema = contract.types[type];
+        for (const name of (schema.required ?? []) as string[]) {
+          assert.ok(call.payload?.[name] !== undefined, `${label}: ${call.state} does not supply ${name}, required by ${type}`);
+        }
+        assert.deepEqual(validate(call.payload, schema), [], `${label}: ${call.state} payload ${JSON.stringify(call.payload)} against ${type}`);
+        seen.add(call.step);
+      }
+    }
+    assert.deepEqual([...seen].sort(), Object.keys(contract.steps).sort(), 'every step was invoked in some scenario');
   });
 
   it('reads the manifest with ItemReader from where plan was told to write it, one chunk per child', () => {
