@@ -27,7 +27,7 @@ build-cli: ## release build of the thaw CLI only
 demo: build-cli ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
 	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) $(HARNESS) bash tests/demo.sh
 
-test: test-repository test-rust test-infra sfn-local-test ## the whole test suite (what CI runs)
+test: test-repository lint test-rust test-infra sfn-local-test ## the whole test suite (what CI runs)
 
 test-repository: ## no references outside the repo, every docs § reference resolves, no Lambda links test-only crates
 	python3 tests/check_repository.py

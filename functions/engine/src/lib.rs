@@ -40,6 +40,8 @@
 //! One [`error::Error`] with an [`error::ErrorKind`]: the kind drives retries
 //! (transient vs deterministic) and is the name Step Functions matches on.
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod conflicts;
 pub mod contract;
