@@ -25,7 +25,7 @@ function variant(env: string, change: (c: any) => void): string {
 describe('environment config', () => {
   for (const env of ENVIRONMENTS) it(`${env}.json is valid`, () => assert.equal(loadConfig(env).environment, env));
 
-  it('keeps the cost switches of INFRA.md: dev/qa scale to zero without proxy, prod has proxy and a warm floor with protection', () => {
+  it('keeps the cost switches of docs/operations.md §9: dev/qa scale to zero without proxy, prod has proxy and a warm floor with protection', () => {
     for (const env of ['dev', 'qa']) {
       const c = loadConfig(env);
       assert.equal(c.proxy.enabled, false);
