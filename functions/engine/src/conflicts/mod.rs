@@ -43,6 +43,7 @@
 //! not yet in the conflict schema) that should record the system reason when
 //! a pair is resolved because it became cross-state (docs/conflicts.md §D6).
 
+pub mod app_queries;
 pub mod candidates;
 pub mod cross_state;
 pub mod distance;
