@@ -38,6 +38,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
+use super::columns::{ColumnTypes, Want};
 use super::rules::RuleFlags;
 use super::settings::DetectionSettings;
 use super::DetectedPair;
@@ -127,7 +128,7 @@ pub const SIDE_COLUMNS: &[SideColumn] = &[
     side("AideName", "ConAideName", r#"cg."Caregiver Fullname""#),
     side("AideFName", "ConAideFName", r#"cg."Caregiver Firstname""#),
     side("AideLName", "ConAideLName", r#"cg."Caregiver Lastname""#),
-    side("AideSSN", "ConAideSSN", r#"btrim(cg."SSN", E' \t\n\r\x0b\f')"#),
+    side("AideSSN", "ConAideSSN", r#"btrim(cg."SSN", ' ')"#),
     side("AideStatus", "ConAideStatus", r#"cg."Status""#),
     side("OfficeID", "ConOfficeID", r#"f."Office Id""#),
     side("AppOfficeID", "ConAppOfficeID", r#"f."Application Office Id""#),
@@ -189,16 +190,18 @@ pub const SIDE_COLUMNS: &[SideColumn] = &[
     side("BillRateNonBilled", "ConBillRateNonBilled", r#"f."Bill Rate Non-Billed""#),
     side("BillRateBoth", "ConBillRateBoth", BILL_RATE_BOTH),
     side("RateType", "ConRateType", r#"f."Bill Type""#),
-    // docs/conflicts.md §6 BilledRateMinute ([SF]: whole-minute scheduled length).
+    // docs/conflicts.md §6.3 BilledRateMinute ([SF]: whole-minute scheduled length; a NULL
+    // "Billed" is neither = 'yes' nor <> 'yes', so it yields 0, docs/conflicts.md §10.1).
     side(
         "BilledRateMinute",
         "ConBilledRateMinute",
         r#"CASE WHEN (CASE WHEN f."Billed" = 'yes' THEN f."Billed Rate" ELSE f."Bill Rate Non-Billed" END) > 0 THEN
-             CASE WHEN f."Bill Type" = 'Hourly'
+             CASE WHEN f."Billed" IS NULL THEN 0
+                  WHEN f."Bill Type" = 'Hourly'
                     THEN (CASE WHEN f."Billed" = 'yes' THEN f."Billed Rate" ELSE f."Bill Rate Non-Billed" END) / 60
                   WHEN f."Billed" = 'yes' AND f."Bill Type" IN ('Daily', 'Visit') AND f."Billed Hours" > 0
                     THEN f."Billed Rate" / f."Billed Hours" / 60
-                  WHEN f."Billed" IS DISTINCT FROM 'yes' AND f."Bill Type" IN ('Daily', 'Visit')
+                  WHEN f."Billed" <> 'yes' AND f."Bill Type" IN ('Daily', 'Visit')
                        AND date_trunc('minute', f."Scheduled End Time" AT TIME ZONE {tz})
                            <> date_trunc('minute', f."Scheduled Start Time" AT TIME ZONE {tz})
                     THEN f."Bill Rate Non-Billed" / (extract(epoch FROM date_trunc('minute', f."Scheduled End Time" AT TIME ZONE {tz})
@@ -413,6 +416,8 @@ pub struct StatementContext {
     pub zone_literal: String,
     /// `format_type` of every `conflictvisitmaps` column.
     pub cvm_types: HashMap<String, String>,
+    /// Column types of the analytics mirror (ids may be `text`, docs/conflicts.md §2.4).
+    pub source: ColumnTypes,
 }
 
 /// The SQL statements of [`apply`], in execution order, with a name each.
@@ -436,29 +441,33 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         .iter()
         .map(|c| format!("{} AS {}", c.expr.replace("{tz}", &ctx.zone_literal), ident(c.primary)))
         .collect();
+    // Ids are compared through the column types found (uuid or text, docs/conflicts.md §2.4).
+    let src = &ctx.source;
+    let fk = |col: &str| src.expr("f", "factvisitcallperformance_cr", col, Want::Uuid);
+    let pk = |alias: &str, table: &str, col: &str| src.expr(alias, table, col, Want::Uuid);
     let side_sql = format!(
         r#"CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
 WITH f AS (
-    SELECT * FROM {fact} WHERE "Visit Id" IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING})
+    SELECT f.* FROM {fact} f WHERE {f_id} IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING})
 ), address AS (
     SELECT DISTINCT ON (ad."Patient Id") ad.* FROM {addresses} ad
-    WHERE ad."Primary Address" AND ad."Address Type" LIKE '%GPS%'
-      AND ad."Patient Id" IN (SELECT "Provider Patient Id" FROM f UNION SELECT "Payer Patient Id" FROM f)
+    WHERE {ad_primary} = true AND {ad_type} LIKE '%GPS%'
+      AND {ad_patient} IN (SELECT {f_pp} FROM f UNION SELECT {f_pa} FROM f)
     ORDER BY ad."Patient Id", ad."Application Created UTC Timestamp" DESC NULLS LAST, ad."Patient Address Id"
 )
-SELECT f."Visit Id" AS "VisitID", {cols}
+SELECT {f_id} AS "VisitID", {cols}
 FROM f
-LEFT JOIN {caregivers} cg ON cg."Caregiver Id" = f."Caregiver Id"
-LEFT JOIN {providers} pr ON pr."Provider Id" = f."Provider Id"
-LEFT JOIN {offices} o ON o."Office Id" = f."Office Id"
-LEFT JOIN {patients} pp ON pp."Patient Id" = f."Provider Patient Id"
-LEFT JOIN address ppa ON ppa."Patient Id" = f."Provider Patient Id"
-LEFT JOIN {patients} pa ON pa."Patient Id" = f."Payer Patient Id"
-LEFT JOIN address paa ON paa."Patient Id" = f."Payer Patient Id"
-LEFT JOIN {payers} py ON py."Payer Id" = f."Payer Id"
-LEFT JOIN {contracts} ct ON ct."Contract Id" = f."Contract Id"
-LEFT JOIN {services} sc ON sc."Service Code Id" = f."Service Code Id"
-LEFT JOIN {users} u ON u."User Id" = f."Visit Updated User Id"::text;
+LEFT JOIN {caregivers} cg ON {cg_id} = {f_cg}
+LEFT JOIN {providers} pr ON {pr_id} = {f_pr}
+LEFT JOIN {offices} o ON {o_id} = {f_o}
+LEFT JOIN {patients} pp ON {pp_id} = {f_pp}
+LEFT JOIN address ppa ON {ppa_id} = {f_pp}
+LEFT JOIN {patients} pa ON {pa_id} = {f_pa}
+LEFT JOIN address paa ON {paa_id} = {f_pa}
+LEFT JOIN {payers} py ON {py_id} = {f_py}
+LEFT JOIN {contracts} ct ON {ct_id} = {f_ct}
+LEFT JOIN {services} sc ON {sc_id} = {f_sc}
+LEFT JOIN {users} u ON {u_id} = {f_u};
 CREATE INDEX ON {SIDE} ("VisitID");
 CREATE INDEX ON {STAGING} ("VisitID", "ConVisitID");
 ANALYZE {SIDE}; ANALYZE {STAGING}"#,
@@ -473,6 +482,30 @@ ANALYZE {SIDE}; ANALYZE {STAGING}"#,
         services = a("dimservicecode"),
         users = a("dimuser"),
         cols = side_select.join(",\n       "),
+        f_id = fk("Visit Id")?,
+        f_pp = fk("Provider Patient Id")?,
+        f_pa = fk("Payer Patient Id")?,
+        f_cg = fk("Caregiver Id")?,
+        f_pr = fk("Provider Id")?,
+        f_o = fk("Office Id")?,
+        f_py = fk("Payer Id")?,
+        f_ct = fk("Contract Id")?,
+        f_sc = fk("Service Code Id")?,
+        f_u = src.expr("f", "factvisitcallperformance_cr", "Visit Updated User Id", Want::Text)?,
+        ad_primary = src.expr("ad", "dimpatientaddress", "Primary Address", Want::Bool)?,
+        ad_type = src.expr("ad", "dimpatientaddress", "Address Type", Want::Text)?,
+        ad_patient = pk("ad", "dimpatientaddress", "Patient Id")?,
+        cg_id = pk("cg", "dimcaregiver", "Caregiver Id")?,
+        pr_id = pk("pr", "dimprovider", "Provider Id")?,
+        o_id = pk("o", "dimoffice", "Office Id")?,
+        pp_id = pk("pp", "dimpatient", "Patient Id")?,
+        ppa_id = pk("ppa", "dimpatientaddress", "Patient Id")?,
+        pa_id = pk("pa", "dimpatient", "Patient Id")?,
+        paa_id = pk("paa", "dimpatientaddress", "Patient Id")?,
+        py_id = pk("py", "dimpayer", "Payer Id")?,
+        ct_id = pk("ct", "dimcontract", "Contract Id")?,
+        sc_id = pk("sc", "dimservicecode", "Service Code Id")?,
+        u_id = src.expr("u", "dimuser", "User Id", Want::Text)?,
     );
 
     // 2. The would-be rows, already in the target column types.
@@ -566,10 +599,12 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         rev = reverse("c")
     );
     let crdate_col = &written_columns(Table::ConflictVisitMaps, ["CRDATEUNIQUE"])?[0];
+    // One pass over the table with a window function, joined back by the
+    // primary key: linear whatever the statistics say (docs/conflicts.md §14).
     let crdate_sql = format!(
-        "UPDATE {cvm} c SET {crdate_col} = m.first FROM (\n    SELECT \"CONFLICTID\", min(\"CreatedDate\") AS first FROM {cvm} \
-         WHERE \"CONFLICTID\" IN (SELECT \"CONFLICTID\" FROM {cvm} WHERE \"CRDATEUNIQUE\" IS NULL) GROUP BY \"CONFLICTID\"\n) m \
-         WHERE c.\"CONFLICTID\" = m.\"CONFLICTID\" AND c.\"CRDATEUNIQUE\" IS NULL AND m.first IS NOT NULL"
+        "UPDATE {cvm} c SET {crdate_col} = m.first FROM (\n    SELECT \"ID\", \"CRDATEUNIQUE\", min(\"CreatedDate\") OVER (PARTITION BY \"CONFLICTID\") AS first \
+         FROM {cvm} WHERE \"CONFLICTID\" IS NOT NULL\n) m \
+         WHERE c.\"ID\" = m.\"ID\" AND m.\"CRDATEUNIQUE\" IS NULL AND m.first IS NOT NULL"
     );
 
     // 6. A conflicts row for every CONFLICTID without one ([SF] TASK_05).
@@ -599,15 +634,23 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
     let last_load = &written_columns(Table::Settings, ["LastLoadDate"])?[0];
     let settings_sql = format!("UPDATE {} SET {last_load} = {now}", qualified(&ctx.schemas.conflict, "settings"));
 
+    // After every bulk write, ANALYZE what the next statements read, so that a
+    // first run on an empty, never-analysed schema plans with the real row
+    // counts (docs/conflicts.md §14). ANALYZE of a table the role does not
+    // own is skipped by PostgreSQL with a warning, never an error.
+    let analyze_cvm = format!("ANALYZE {cvm}");
     Ok(vec![
         ("snapshot", side_sql),
         ("would-be rows", new_sql),
         ("refresh", update_sql),
         ("insert", insert_sql),
+        ("analyze after insert", analyze_cvm.clone()),
         ("assign CONFLICTID", assign_sql),
         ("ReverseUUID", reverse_sql),
+        ("analyze after CONFLICTID", analyze_cvm),
         ("CRDATEUNIQUE", crdate_sql),
         ("conflicts", conflicts_sql),
+        ("analyze conflicts", format!("ANALYZE {conflicts}")),
         ("resolve", resolve_sql),
         ("LastLoadDate", settings_sql),
     ])
@@ -643,19 +686,23 @@ pub async fn apply(
     tx: &Transaction<'_>,
     schemas: &Schemas,
     settings: &DetectionSettings,
+    source: &ColumnTypes,
     window: (NaiveDate, NaiveDate),
 ) -> Result<ApplyCounts> {
     let ctx = StatementContext {
         schemas: schemas.clone(),
         zone_literal: literal(settings.time_zone.name()),
         cvm_types: cvm_types(tx, schemas).await?,
+        source: source.clone(),
     };
     let mut counts = ApplyCounts::default();
     for (name, sql) in statements(&ctx)? {
         let what = format!("conflict step '{name}'");
         let rows = match name {
             "resolve" => tx.execute(sql.as_str(), &[&window.0, &window.1]).await,
-            "snapshot" | "would-be rows" => tx.batch_execute(&sql).await.map(|_| 0),
+            "snapshot" | "would-be rows" | "analyze after insert" | "analyze after CONFLICTID" | "analyze conflicts" => {
+                tx.batch_execute(&sql).await.map(|_| 0)
+            }
             _ => tx.execute(sql.as_str(), &[]).await,
         }
         .map_err(|e| from_postgres(e, &what))?;
@@ -684,6 +731,7 @@ mod tests {
             schemas: Schemas { analytics: "analytics".into(), conflict: "conflict".into() },
             zone_literal: "'America/New_York'".into(),
             cvm_types,
+            source: ColumnTypes::assumed("analytics", "'America/New_York'"),
         }
     }
 
