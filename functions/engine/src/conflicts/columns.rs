@@ -131,6 +131,8 @@ impl ColumnTypes {
             Want::Int8 if found == "int8" => Some(raw),
             Want::Int8 if int || found == "numeric" => Some(format!("{raw}::int8")),
             Want::Float8 if found == "float8" => Some(raw),
+            // Through numeric, so that a real 1.2 reads as 1.2, not 1.2000000476837158.
+            Want::Float8 if found == "float4" => Some(format!("{raw}::numeric::float8")),
             Want::Float8 if number => Some(format!("{raw}::float8")),
             Want::Text if text && found == "text" => Some(raw),
             Want::Text => Some(format!("{raw}::text")),

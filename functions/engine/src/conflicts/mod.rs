@@ -277,6 +277,9 @@ async fn run_locked(
         writer.write(&tx, &pairs).await?;
     }
     drop(source);
+    if crate::failpoints::check(crate::failpoints::CONFLICT_DETECT_PANIC).is_err() {
+        panic!("failpoint {} triggered", crate::failpoints::CONFLICT_DETECT_PANIC);
+    }
     let counts = store::apply(&tx, schemas, &detection, &source_types, window).await?;
     summary.inserted = counts.inserted;
     summary.updated = counts.updated;
