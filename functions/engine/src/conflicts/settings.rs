@@ -160,9 +160,11 @@ pub async fn load(
     .await?;
     let mut bands = Vec::with_capacity(rows.len());
     for row in rows {
-        let decoded: std::result::Result<(Option<String>, Option<f64>, Option<f64>, Option<f64>), _> =
-            (|| Ok::<_, tokio_postgres::Error>((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))();
-        let (id, from, to, mph) = decoded.map_err(|e| Error::internal(format!("decoding {conflict_schema}.mph: {e}")))?;
+        let decode = |e: tokio_postgres::Error| Error::internal(format!("decoding {conflict_schema}.mph: {e}"));
+        let id: Option<String> = row.try_get(0).map_err(decode)?;
+        let from: Option<f64> = row.try_get(1).map_err(decode)?;
+        let to: Option<f64> = row.try_get(2).map_err(decode)?;
+        let mph: Option<f64> = row.try_get(3).map_err(decode)?;
         let id = id.unwrap_or_else(|| "NULL".into());
         let whole = |v: f64, col: &str| -> Result<i64> {
             if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
