@@ -263,7 +263,7 @@ pub const USER_OWNED_CVM_COLUMNS: &[&str] = &[
 ];
 
 /// Columns of `conflicts` the nightly job writes.
-pub const NIGHTLY_CONFLICT_COLUMNS: &[&str] = &["CONFLICTID", "RECORDEDDATETIME", "CreatedDate", "StatusFlag"];
+pub const NIGHTLY_CONFLICT_COLUMNS: &[&str] = &["CONFLICTID", "RECORDEDDATETIME", "CreatedDate", "StatusFlag", "ResolveDate"];
 
 /// Columns of `conflicts` the application owns: never written here.
 pub const USER_OWNED_CONFLICT_COLUMNS: &[&str] = &[
@@ -401,7 +401,8 @@ pub struct ApplyCounts {
     pub inserted: u64,
     /// Refreshed pair rows (something changed).
     pub updated: u64,
-    /// Pairs resolved because they were not detected.
+    /// Pairs resolved because they were not detected (docs/conflicts.md §8.2
+    /// step 4; the other lifecycle steps are logged, not counted).
     pub resolved: u64,
     /// New `conflicts` rows.
     pub conflicts_created: u64,
@@ -540,8 +541,12 @@ ANALYZE {NEW}"#,
     let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
     let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
     sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
-    sets.push(format!("{} = CASE WHEN c.\"StatusFlag\" = 'R' THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
-    sets.push(format!("{} = CASE WHEN c.\"StatusFlag\" = 'R' THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
+    // A resolved pair detected again reopens, unless one of its visits is
+    // missed: the missed step (docs/conflicts.md §8.2 step 3) would resolve
+    // it again at once, so it stays resolved and nothing is rewritten.
+    let reopen = "c.\"StatusFlag\" = 'R' AND NOT coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
+    sets.push(format!("{} = CASE WHEN {reopen} THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
+    sets.push(format!("{} = CASE WHEN {reopen} THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
     sets.push(format!("{} = {now}", life[2]));
     let mut changed = vec![format!(
         "ROW({}) IS DISTINCT FROM ROW({})",
@@ -549,7 +554,7 @@ ANALYZE {NEW}"#,
         refreshed_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", ")
     )];
     changed.extend(flags_q.iter().map(|f| format!("(c.{f} = 'N' AND n.{f} = 'Y')")));
-    changed.push("c.\"StatusFlag\" = 'R'".to_string());
+    changed.push(format!("({reopen})"));
     let update_sql = format!(
         "UPDATE {cvm} c SET {sets}\nFROM {NEW} n\nWHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
         sets = sets.join(",\n    "),
@@ -631,6 +636,75 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         r = resolve_cols[1],
         u = resolve_cols[2],
     );
+    // 8. The status lifecycle after the refresh, in [SF]'s nightly order
+    //    (docs/conflicts.md §8.2 steps 1-3, 5-7, 9; step 4 is `resolve_sql`).
+    //    `$1`/`$2` = the window. D is terminal; statements skip rows they would not change.
+    let pair_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
+    let (ps, pr, pu) = (&pair_life[0], &pair_life[1], &pair_life[2]);
+    let conflict_life = written_columns(Table::Conflicts, ["StatusFlag", "ResolveDate"])?;
+    let (ks, kr) = (&conflict_life[0], &conflict_life[1]);
+    let deleted = qualified(&ctx.schemas.analytics, "factvisitcallperformance_deleted_cr");
+    let deleted_id = ctx.source.expr("d", "factvisitcallperformance_deleted_cr", "Visit Id", Want::Uuid)?;
+    let in_window = "c.\"VisitDate\" BETWEEN $1 AND $2";
+    // Step 1: the conflicting visit was deleted → pair D; the primary visit was deleted → its conflict D.
+    let deleted_pairs_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'D', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
+         WHERE c.\"StatusFlag\" IS DISTINCT FROM 'D' AND c.\"ConVisitID\" IN (SELECT {deleted_id} FROM {deleted} d)"
+    );
+    let deleted_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'D', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         WHERE k.\"StatusFlag\" IS DISTINCT FROM 'D' AND k.\"CONFLICTID\" IN (\n\
+           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE c.\"VisitID\" IN (SELECT {deleted_id} FROM {deleted} d))"
+    );
+    // Steps 2 and 3: a missed visit (IsMissed or ConIsMissed, three-valued) resolves its conflicts and pairs.
+    let missed = "(c.\"IsMissed\" OR c.\"ConIsMissed\")";
+    let missed_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         WHERE k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN (\n\
+           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND {missed})"
+    );
+    let missed_pairs_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
+         WHERE {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed}"
+    );
+    // Step 5: a resolved conflict with an open pair in the window reopens. ([SF] reopens any
+    // status but D/I/W/U; N is left alone until the no-response step exists.)
+    let reopen_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'U'\n\
+         WHERE k.\"StatusFlag\" = 'R' AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND c.\"StatusFlag\" = 'U')"
+    );
+    let pair_counts = format!(
+        "SELECT c.\"CONFLICTID\", count(*) AS n, count(*) FILTER (WHERE c.\"StatusFlag\" IN ('R', 'D')) AS closed,\n\
+                count(*) FILTER (WHERE {in_window}) AS n_window,\n\
+                count(*) FILTER (WHERE {in_window} AND c.\"StatusFlag\" IN ('R', 'D')) AS closed_window\n\
+         FROM {cvm} c WHERE c.\"CONFLICTID\" IS NOT NULL GROUP BY c.\"CONFLICTID\""
+    );
+    // Step 6: cascade down: the pairs in the window of a resolved or deleted conflict → R
+    // (D kept) when it has one pair, or when all or all but one of its pairs are R/D.
+    let cascade_down_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
+         FROM {conflicts} k, ({pair_counts}) s\n\
+         WHERE k.\"CONFLICTID\" = c.\"CONFLICTID\" AND s.\"CONFLICTID\" = c.\"CONFLICTID\" AND k.\"StatusFlag\" IN ('R', 'D')\n\
+           AND {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
+    );
+    // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs in the window are all R/D → R.
+    let cascade_up_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         FROM ({pair_counts}) s\n\
+         WHERE s.\"CONFLICTID\" = k.\"CONFLICTID\" AND k.\"StatusFlag\" NOT IN ('R', 'D')\n\
+           AND ((s.n = 1 AND s.closed = 1) OR (s.n_window > 0 AND s.n_window = s.closed_window))"
+    );
+    // Step 9: open conflicts and pairs (U/N/W/I) in the window carry no ResolveDate.
+    let clear_pairs_sql = format!(
+        "UPDATE {cvm} c SET {pr} = NULL, {pu} = {now}\n\
+         WHERE {in_window} AND c.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND c.\"ResolveDate\" IS NOT NULL"
+    );
+    let clear_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {kr} = NULL\n\
+         WHERE k.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND k.\"ResolveDate\" IS NOT NULL\n\
+           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window})"
+    );
+
     let last_load = &written_columns(Table::Settings, ["LastLoadDate"])?[0];
     let settings_sql = format!("UPDATE {} SET {last_load} = {now}", qualified(&ctx.schemas.conflict, "settings"));
 
@@ -651,7 +725,16 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         ("CRDATEUNIQUE", crdate_sql),
         ("conflicts", conflicts_sql),
         ("analyze conflicts", format!("ANALYZE {conflicts}")),
+        ("deleted pairs", deleted_pairs_sql),
+        ("deleted conflicts", deleted_conflicts_sql),
+        ("missed conflicts", missed_conflicts_sql),
+        ("missed pairs", missed_pairs_sql),
         ("resolve", resolve_sql),
+        ("reopen conflicts", reopen_conflicts_sql),
+        ("cascade down", cascade_down_sql),
+        ("cascade up", cascade_up_sql),
+        ("clear ResolveDate of open pairs", clear_pairs_sql),
+        ("clear ResolveDate of open conflicts", clear_conflicts_sql),
         ("LastLoadDate", settings_sql),
     ])
 }
@@ -699,7 +782,10 @@ pub async fn apply(
     for (name, sql) in statements(&ctx)? {
         let what = format!("conflict step '{name}'");
         let rows = match name {
-            "resolve" => tx.execute(sql.as_str(), &[&window.0, &window.1]).await,
+            "resolve" | "missed conflicts" | "missed pairs" | "reopen conflicts" | "cascade down" | "cascade up"
+            | "clear ResolveDate of open pairs" | "clear ResolveDate of open conflicts" => {
+                tx.execute(sql.as_str(), &[&window.0, &window.1]).await
+            }
             "snapshot" | "would-be rows" | "analyze after insert" | "analyze after CONFLICTID" | "analyze conflicts" => {
                 tx.batch_execute(&sql).await.map(|_| 0)
             }
