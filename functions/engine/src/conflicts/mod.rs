@@ -28,15 +28,19 @@
 //!   table, then set-based statements insert new pairs, refresh changed ones,
 //!   resolve vanished ones (`StatusFlag` 'R', never deleted) and assign stable
 //!   `CONFLICTID`s. Every written column passes an explicit allow-list; the
-//!   application's own columns are never written.
+//!   application's own columns are never written. After the refresh, the
+//!   status lifecycle (docs/conflicts.md §8.2): deleted visits → `D`, missed →
+//!   `R`, resolved conflicts reopened by an open pair, cascades between
+//!   `conflicts` and `conflictvisitmaps`.
+//! * [`columns`]: the column types of the source and settings tables as they
+//!   are, cast in SQL to what detection expects (docs/conflicts.md §2.4).
 //!
 //! ## Entry points
 //! * [`run`]: the whole step against PostgreSQL, under a run lock.
 //! * [`detect`]: the pure detection (no I/O) for tests and benchmarks.
 //!
 //! ## Not yet here (later issues; the module is shaped for them)
-//! The full status lifecycle (docs/conflicts.md §8.2: deleted → `D`, missed → `R`, cascades
-//! between `conflicts` and `conflictvisitmaps`, no-response `N`), in-service
+//! No-response `N` and `ResolvedBy` (docs/conflicts.md §8.2 steps 8–9), in-service
 //! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications, incremental
 //! key-scoped runs (docs/conflicts.md §D1; [`store`] already scopes its diff so a key set
 //! can replace the date window), and the log-history rows (`log_history`,
