@@ -175,3 +175,4 @@ INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visi
     );
     assert_eq!(conflict_states(&client).await, strings(&["1:R", "2:U", "3:U", "4:U", "6:R*"]));
 }
+

@@ -447,7 +447,8 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
     let fk = |col: &str| src.expr("f", "factvisitcallperformance_cr", col, Want::Uuid);
     let pk = |alias: &str, table: &str, col: &str| src.expr(alias, table, col, Want::Uuid);
     let side_sql = format!(
-        r#"CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
+        r#"ANALYZE {STAGING};
+CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
 WITH f AS (
     SELECT f.* FROM {fact} f WHERE {f_id} IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING})
 ), address AS (
@@ -471,7 +472,7 @@ LEFT JOIN {services} sc ON {sc_id} = {f_sc}
 LEFT JOIN {users} u ON {u_id} = {f_u};
 CREATE INDEX ON {SIDE} ("VisitID");
 CREATE INDEX ON {STAGING} ("VisitID", "ConVisitID");
-ANALYZE {SIDE}; ANALYZE {STAGING}"#,
+ANALYZE {SIDE}"#,
         fact = a("factvisitcallperformance_cr"),
         addresses = a("dimpatientaddress"),
         caregivers = a("dimcaregiver"),
@@ -668,7 +669,7 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
          WHERE {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed}"
     );
     // Step 5: a resolved conflict with an open pair in the window reopens. ([SF] reopens any
-    // status but D/I/W/U; N is left alone until the no-response step exists.)
+    // status but D/I/W/U; N is left alone until the no-response step 8 exists.)
     let reopen_conflicts_sql = format!(
         "UPDATE {conflicts} k SET {ks} = 'U'\n\
          WHERE k.\"StatusFlag\" = 'R' AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND c.\"StatusFlag\" = 'U')"
