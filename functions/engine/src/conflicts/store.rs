@@ -23,7 +23,16 @@
 //!    * **resolve**: open stored pairs of the window that were not detected
 //!      become `StatusFlag` 'R' with `ResolveDate` (never deleted). This
 //!      includes pairs that have become cross-state: the sweep no longer
-//!      emits them (docs/conflicts.md §D6, [`super::cross_state`]).
+//!      emits them (docs/conflicts.md §D6, [`super::cross_state`]);
+//!    * **status lifecycle** in [SF]'s nightly order (docs/conflicts.md §8.2):
+//!      deleted visits → 'D' (terminal), missed visits → 'R', resolved
+//!      conflicts with an open pair reopen, cascades down (closed conflict →
+//!      its last open pairs) and up (all pairs closed → conflict 'R'), and no
+//!      `ResolveDate` on open rows.
+//!
+//! Every bulk write is followed by an `ANALYZE` of what the next statement
+//! reads, and no statement has a correlated or self-referencing plan, so a
+//! first run on an empty, never-analysed schema stays linear (docs/conflicts.md §14).
 //!
 //! Every column a statement writes goes through [`written_columns`], which
 //! refuses anything outside the nightly allow-list of its table; the
