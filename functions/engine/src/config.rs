@@ -280,7 +280,8 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Snowflake connection.
+    /// Snowflake connection (required by the commands that copy: see [`Purpose`]).
+    #[serde(default)]
     pub snowflake: SnowflakeSettings,
     /// PostgreSQL connection.
     pub postgres: PostgresSettings,
@@ -308,8 +309,21 @@ pub struct Config {
     /// Conflict detection settings (absent: conflicts are not run).
     #[serde(default)]
     pub conflicts: Option<ConflictSettings>,
-    /// Sources to copy.
+    /// Sources to copy (required by the commands that copy: see [`Purpose`]).
+    #[serde(default)]
     pub sources: Vec<SourceConfig>,
+}
+
+/// What a configuration is loaded for: each command validates only the
+/// sections it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Everything (`thaw run`, `thaw validate`, the Lambdas): `snowflake`,
+    /// `postgres`, `sources`, and `conflicts` when present.
+    Sync,
+    /// Conflict detection only (`thaw conflicts`): `postgres` and a
+    /// `conflicts` section; `snowflake` and `sources` may be absent.
+    Conflicts,
 }
 
 /// Settings for conflict detection (`conflicts` in config.json; additive).
@@ -348,15 +362,25 @@ impl Config {
     /// Errors are [`crate::error::ErrorKind::ConfigInvalid`] and name the file, the JSON
     /// path or line, and what to change.
     pub fn load(path: &Path) -> Result<Config> {
+        Self::load_for(path, Purpose::Sync)
+    }
+
+    /// [`Config::load`] validating only what `purpose` needs.
+    pub fn load_for(path: &Path, purpose: Purpose) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::config(format!("cannot read config file {}: {e}. Check the path given to --config.", path.display()))
         })?;
-        Self::from_text(&text, &path.display().to_string(), &|k| std::env::var(k).ok())
+        Self::from_text_for(&text, &path.display().to_string(), &|k| std::env::var(k).ok(), purpose)
     }
 
     /// Parse config text (see [`Config::load`]); `origin` names it in errors and
     /// `env` looks variables up.
     pub fn from_text(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        Self::from_text_for(text, origin, env, Purpose::Sync)
+    }
+
+    /// [`Config::from_text`] validating only what `purpose` needs.
+    pub fn from_text_for(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>, purpose: Purpose) -> Result<Config> {
         let expanded = expand_env(text, env).map_err(|e| e.context(format!("config {origin}")))?;
         let value: serde_json::Value = serde_json::from_str(&expanded).map_err(|e| {
             Error::config(format!(
@@ -373,17 +397,29 @@ impl Config {
                 e.inner()
             ))
         })?;
-        config.validate().map_err(|e| e.context(format!("config {origin}")))?;
+        config.validate_for(purpose).map_err(|e| e.context(format!("config {origin}")))?;
         Ok(config)
     }
 
     /// Check types, ranges and combinations that need no database.
     pub fn validate(&self) -> Result<()> {
+        self.validate_for(Purpose::Sync)
+    }
+
+    /// [`Config::validate`] for the sections `purpose` uses.
+    pub fn validate_for(&self, purpose: Purpose) -> Result<()> {
         let mut problems = Vec::new();
-        if self.snowflake.account.trim().is_empty() {
+        if purpose == Purpose::Conflicts {
+            match &self.conflicts {
+                None => problems.push("a 'conflicts' section is required for conflict detection (at least {\"database\": \"...\"})".to_string()),
+                Some(c) if c.database.trim().is_empty() => problems.push("conflicts.database is empty".to_string()),
+                Some(_) => {}
+            }
+        }
+        if purpose == Purpose::Sync && self.snowflake.account.trim().is_empty() {
             problems.push("snowflake.account is empty".to_string());
         }
-        if self.snowflake.rsa_key.is_none() && self.snowflake.password.is_none() {
+        if purpose == Purpose::Sync && self.snowflake.rsa_key.is_none() && self.snowflake.password.is_none() {
             problems.push("snowflake needs rsa_key (key-pair auth) or password".to_string());
         }
         if let Some(0) = self.parallel_threads {
@@ -394,7 +430,7 @@ impl Config {
                 problems.push(format!("batch_size {b} is below the minimum of 100 rows"));
             }
         }
-        if self.sources.is_empty() {
+        if purpose == Purpose::Sync && self.sources.is_empty() {
             problems.push("sources is empty: nothing to copy".to_string());
         }
         let mut names = std::collections::BTreeSet::new();

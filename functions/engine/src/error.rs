@@ -147,6 +147,19 @@ pub fn classify_postgres(err: &tokio_postgres::Error) -> ErrorKind {
     if err.is_closed() {
         return ErrorKind::Transient;
     }
+    // A value that does not convert between Rust and PostgreSQL (a parameter
+    // or a column of another type than the code expects) is bad input, never
+    // retryable; so is an invalid connection configuration.
+    let text = err.to_string();
+    if text.starts_with("error serializing parameter")
+        || text.starts_with("error deserializing column")
+        || std::error::Error::source(err).is_some_and(|s| s.is::<tokio_postgres::types::WrongType>())
+    {
+        return ErrorKind::SchemaMismatch;
+    }
+    if text.starts_with("invalid configuration") {
+        return ErrorKind::ConfigInvalid;
+    }
     // No server error: I/O during connect or mid-stream.
     ErrorKind::Unreachable
 }

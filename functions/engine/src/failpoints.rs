@@ -7,6 +7,11 @@
 /// Fails after the chunk's rows were written by COPY and before the commit.
 pub const COPY_CHUNK_BEFORE_COMMIT: &str = "copy_chunk_before_commit";
 
+/// Conflict detection *panics* (not fails) after staging the detected pairs,
+/// inside the run's transaction: the run lock and `InProgressFlag` must still
+/// be released (docs/conflicts.md §D8).
+pub const CONFLICT_DETECT_PANIC: &str = "conflict_detect_panic";
+
 #[cfg(feature = "failpoints")]
 mod imp {
     use std::collections::HashMap;

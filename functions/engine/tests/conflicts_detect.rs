@@ -120,7 +120,7 @@ fn past_schedule_pairs_are_detected_but_never_start_a_new_conflict() {
 #[test]
 fn missed_visits_refresh_but_never_start_a_new_conflict() {
     let mut missed = completed(2, 2, date(-3), (9, 30), (10, 30));
-    missed.is_missed = true;
+    missed.is_missed = Some(true);
     let pairs = detect(&[completed(1, 1, date(-3), (9, 0), (10, 0)), missed], &settings(), today());
     assert_eq!(flagged(&pairs), vec![(1, 2, RULE_5), (2, 1, RULE_5)]);
     assert!(pairs.iter().all(|p| !p.new_conflict_allowed));
@@ -140,8 +140,16 @@ fn exclusions_blank_ssns_and_the_window_remove_candidates() {
     blank[1].ssn = Some("   ".into());
     assert!(detect(&blank, &settings(), today()).is_empty());
     let mut padded = pair();
-    padded[1].ssn = Some(format!(" {SSN}\t"));
-    assert_eq!(detect(&padded, &settings(), today()).len(), 2, "SSN identity is trimmed");
+    padded[1].ssn = Some(format!(" {SSN}  "));
+    assert_eq!(detect(&padded, &settings(), today()).len(), 2, "SSN identity is trimmed of spaces");
+    // Snowflake TRIM removes spaces only (docs/conflicts.md §10.2): a tab makes another SSN.
+    let mut tabbed = pair();
+    tabbed[1].ssn = Some(format!("{SSN}\t"));
+    assert!(detect(&tabbed, &settings(), today()).is_empty(), "an SSN padded with a tab is another caregiver");
+    let mut only_tab = pair();
+    only_tab[0].ssn = Some("\t".into());
+    only_tab[1].ssn = Some("\t".into());
+    assert_eq!(detect(&only_tab, &settings(), today()).len(), 2, "a tab is not blank in [SF]");
     let far = [scheduled(1, 1, date(46), (9, 0), (13, 0)), scheduled(2, 2, date(46), (9, 0), (13, 0))];
     assert!(detect(&far, &settings(), today()).is_empty(), "beyond today + 45 days");
     let edge = [scheduled(1, 1, date(45), (9, 0), (13, 0)), scheduled(2, 2, date(45), (9, 0), (13, 0))];

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use thaw_engine::config::Config;
+use thaw_engine::config::{Config, Purpose};
 use thaw_engine::contract::{ConflictCreateRequest, PlanRequest, RunRequest, SyncMode};
 use thaw_engine::runner::{self, RunOptions};
 use thaw_engine::{Error, Result};
@@ -57,12 +57,22 @@ enum Command {
         run_id: uuid::Uuid,
     },
     /// Run conflict detection over the synced analytics tables.
+    ///
+    /// Needs only the `postgres` and `conflicts` sections of the config
+    /// (`snowflake` and `sources` may be absent). Applies the schema
+    /// migrations to `conflicts.database`, then detects and prints the summary.
     Conflicts {
         #[command(flatten)]
         config: ConfigArg,
-        /// Recompute the whole window.
+        /// Recompute the whole candidate window [today - 2 years, today + 45 days]
+        /// (docs/conflicts.md §D1). Today every run is a full-window run; the flag
+        /// is accepted so that schedules keep working once incremental runs exist.
         #[arg(long)]
         full: bool,
+        /// Evaluate as of this date (YYYY-MM-DD) instead of the current date in
+        /// conflicts.time_zone; overrides the config key conflicts.today.
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        today: Option<chrono::NaiveDate>,
     },
     /// Development helpers for the Snowflake emulator.
     Dev {
@@ -153,15 +163,26 @@ async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
             }
             Ok(())
         }
-        Command::Conflicts { config, full } => {
-            let config = Config::load(&config.config)?;
-            thaw_engine::migrations::migrate_databases(&config).await?;
+        Command::Conflicts { config, full, today } => {
+            let mut config = Config::load_for(&config.config, Purpose::Conflicts)?;
+            let conflicts = config.conflicts.as_mut().ok_or_else(|| Error::internal("conflicts section checked by load_for"))?;
+            if let Some(today) = today {
+                conflicts.today = Some(today.format("%Y-%m-%d").to_string());
+            }
+            let mut client = thaw_engine::sink::connect(&config.postgres, &conflicts.database).await?;
+            thaw_engine::migrations::migrate(&mut client).await?;
+            drop(client);
             let summary = thaw_engine::steps::conflict_create(&config, &ConflictCreateRequest { run_id: None, full }).await?;
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             Ok(())
         }
         Command::Dev { command } => dev::run(command).await,
     }
+}
+
+/// `--today`: a calendar date in YYYY-MM-DD form.
+fn parse_date(text: &str) -> std::result::Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|e| format!("'{text}' is not a date in YYYY-MM-DD form ({e}), e.g. 2025-03-10"))
 }
 
 async fn run_command(args: RunArgs, interactive: bool) -> Result<()> {

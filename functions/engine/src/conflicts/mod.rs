@@ -28,15 +28,19 @@
 //!   table, then set-based statements insert new pairs, refresh changed ones,
 //!   resolve vanished ones (`StatusFlag` 'R', never deleted) and assign stable
 //!   `CONFLICTID`s. Every written column passes an explicit allow-list; the
-//!   application's own columns are never written.
+//!   application's own columns are never written. After the refresh, the
+//!   status lifecycle (docs/conflicts.md §8.2): deleted visits → `D`, missed →
+//!   `R`, resolved conflicts reopened by an open pair, cascades between
+//!   `conflicts` and `conflictvisitmaps`.
+//! * [`columns`]: the column types of the source and settings tables as they
+//!   are, cast in SQL to what detection expects (docs/conflicts.md §2.4).
 //!
 //! ## Entry points
 //! * [`run`]: the whole step against PostgreSQL, under a run lock.
 //! * [`detect`]: the pure detection (no I/O) for tests and benchmarks.
 //!
 //! ## Not yet here (later issues; the module is shaped for them)
-//! The full status lifecycle (docs/conflicts.md §8.2: deleted → `D`, missed → `R`, cascades
-//! between `conflicts` and `conflictvisitmaps`, no-response `N`), in-service
+//! No-response `N` and `ResolvedBy` (docs/conflicts.md §8.2 steps 8–9), in-service
 //! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications, incremental
 //! key-scoped runs (docs/conflicts.md §D1; [`store`] already scopes its diff so a key set
 //! can replace the date window), and the log-history rows (`log_history`,
@@ -45,6 +49,7 @@
 
 pub mod app_queries;
 pub mod candidates;
+pub mod columns;
 pub mod cross_state;
 pub mod distance;
 pub mod rules;
@@ -72,7 +77,7 @@ pub use settings::{DetectionSettings, Exclusions};
 /// joined to its caregiver, provider and the primary GPS addresses of the
 /// provider patient and the payer patient. Times are instants; the rules convert them to the configured
 /// zone's wall clock ([`DetectionSettings::time_zone`]).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Visit {
     /// `"Visit Id"`.
     pub visit_id: Uuid,
@@ -108,8 +113,35 @@ pub struct Visit {
     /// `DIMPROVIDER."Address State"`, as stored: the cross-state fallback when
     /// both patient states are missing (docs/conflicts.md §D6).
     pub provider_state: Option<String>,
-    /// `"Is Missed"`: missed visits refresh existing pairs but never create new ones.
-    pub is_missed: bool,
+    /// `"Is Missed"`, NULL kept: only a visit whose flag is `Some(false)` may
+    /// start a new pair ([SF-INS] `"Is Missed" = FALSE` is unknown for NULL,
+    /// docs/conflicts.md §4.1.5, §10.1); every candidate refreshes existing pairs.
+    pub is_missed: Option<bool>,
+}
+
+impl Default for Visit {
+    /// An empty visit that is explicitly not missed (`Is Missed = FALSE`).
+    fn default() -> Self {
+        Visit {
+            visit_id: Uuid::nil(),
+            app_visit_id: None,
+            ssn: None,
+            visit_date: NaiveDate::default(),
+            provider_id: Uuid::nil(),
+            scheduled_start: None,
+            scheduled_end: None,
+            visit_start: None,
+            visit_end: None,
+            call_in_gps: None,
+            call_out_gps: None,
+            patient_location: None,
+            patient_zip: None,
+            patient_state: None,
+            payer_patient_state: None,
+            provider_state: None,
+            is_missed: Some(false),
+        }
+    }
 }
 
 /// One ordered visit pair that at least one rule flags: a future row of
@@ -185,7 +217,9 @@ pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
 /// table or column is missing; PostgreSQL errors as classified by
 /// [`crate::error::classify_postgres`].
 pub async fn run(client: &mut Client, settings: &ConflictSettings, mode: DetectionMode) -> Result<ConflictCreateResponse> {
+    use futures::FutureExt;
     let started = std::time::Instant::now();
+    let schemas = store::Schemas::from_settings(settings)?;
     let locked: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY])
         .await
@@ -197,18 +231,28 @@ pub async fn run(client: &mut Client, settings: &ConflictSettings, mode: Detecti
             "another conflict detection run holds the run lock (pg advisory lock 'thawconf'); wait for it to finish, or end the session holding it (pg_locks, locktype 'advisory')",
         ));
     }
-    let schemas = store::Schemas::from_settings(settings)?;
-    let outcome = async {
+    // From here on every exit path, a panic included, resets InProgressFlag
+    // and releases the lock (docs/conflicts.md §D8): the detection runs under
+    // catch_unwind and a panic becomes an Internal error.
+    let outcome = std::panic::AssertUnwindSafe(async {
         store::set_in_progress(client, &schemas, true).await?;
-        let result = run_locked(client, settings, &schemas, mode).await;
-        let flag = store::set_in_progress(client, &schemas, false).await;
-        let summary = result?;
-        flag?;
-        Ok::<_, Error>(summary)
-    }
-    .await;
+        run_locked(client, settings, &schemas, mode).await
+    })
+    .catch_unwind()
+    .await
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(Error::internal(format!("conflict detection panicked: {what}; this is a bug in thaw, please report it with the log")))
+    });
+    // A transaction dropped by the panic has queued its ROLLBACK; these statements run after it.
+    let flag = store::set_in_progress(client, &schemas, false).await;
     let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&RUN_LOCK_KEY]).await;
     let mut summary = outcome?;
+    flag?;
     unlock.map_err(|e| from_postgres(e, "releasing the conflict run lock"))?;
     summary.seconds = started.elapsed().as_secs_f64();
     tracing::info!(?summary, "conflict detection finished");
@@ -227,7 +271,9 @@ async fn run_locked(
     let (detection, warnings) = settings::load(&tx, &schemas.conflict, zone, gps_priority).await?;
     let window = settings::candidate_window(today);
     let mut writer = store::PairWriter::create(&tx).await?;
-    let mut source = candidates::PgVisitSource::open(&tx, &schemas.analytics, window).await?;
+    let zone_literal = format!("'{}'", zone.name());
+    let source_types = columns::ColumnTypes::load(&tx, &schemas.analytics, &zone_literal).await?;
+    let mut source = candidates::PgVisitSource::open(&tx, &source_types, window).await?;
     let mut summary = ConflictCreateResponse { warnings, ..Default::default() };
     while let Some(batch) = candidates::VisitSource::next_batch(&mut source).await? {
         summary.visits_considered += batch.len() as u64;
@@ -235,7 +281,11 @@ async fn run_locked(
         summary.pairs_detected += pairs.len() as u64;
         writer.write(&tx, &pairs).await?;
     }
-    let counts = store::apply(&tx, schemas, &detection, window).await?;
+    drop(source);
+    if crate::failpoints::check(crate::failpoints::CONFLICT_DETECT_PANIC).is_err() {
+        panic!("failpoint {} triggered", crate::failpoints::CONFLICT_DETECT_PANIC);
+    }
+    let counts = store::apply(&tx, schemas, &detection, &source_types, window).await?;
     summary.inserted = counts.inserted;
     summary.updated = counts.updated;
     summary.resolved = counts.resolved;

@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::columns::ColumnTypes;
 use super::distance::{MphBand, MphBands};
 use crate::config::{ConflictSettings, GpsPriority};
 use crate::error::{from_postgres, Error, Result};
@@ -20,9 +21,10 @@ pub const DEFAULT_TIME_ZONE: &str = "America/New_York";
 pub const LOOKBACK_YEARS: u32 = 2;
 /// Candidate window: days ahead of today (`lookforward_days`).
 pub const LOOKFORWARD_DAYS: u64 = 45;
-/// Characters trimmed from SSNs, here and in the candidate query (`btrim`), so
-/// that grouping in SQL and in Rust agree.
-pub const SSN_TRIM_CHARS: &[char] = &[' ', '\t', '\n', '\r', '\x0b', '\x0c'];
+/// Characters trimmed from SSNs, here and in the candidate query (`btrim(x, ' ')`):
+/// Snowflake's `TRIM` removes blank spaces only, so a tab or a line break is
+/// part of the SSN (docs/conflicts.md §10.2).
+pub const SSN_TRIM_CHARS: &[char] = &[' '];
 
 /// Caregivers (by SSN) and agencies never considered (docs/conflicts.md §4.1.4).
 ///
@@ -48,7 +50,7 @@ impl Exclusions {
         }
     }
 
-    /// Whether the caregiver with this SSN (any surrounding whitespace) is excluded.
+    /// Whether the caregiver with this SSN (surrounding spaces ignored) is excluded.
     pub fn excludes_ssn(&self, ssn: &str) -> bool {
         self.ssns.contains(trim_ssn(ssn))
     }
@@ -59,7 +61,8 @@ impl Exclusions {
     }
 }
 
-/// The SSN as the caregiver identity: surrounding whitespace removed.
+/// The SSN as the caregiver identity: surrounding spaces removed, as
+/// Snowflake's `TRIM` (tabs and line breaks stay, docs/conflicts.md §10.2).
 pub fn trim_ssn(ssn: &str) -> &str {
     ssn.trim_matches(SSN_TRIM_CHARS)
 }
@@ -107,24 +110,31 @@ pub fn from_config(config: &ConflictSettings, now: DateTime<Utc>) -> Result<(Tz,
 
 /// Read `settings`, `mph`, `excluded_ssn` and `excluded_agency` from `conflict_schema`.
 ///
+/// Every column is read through [`ColumnTypes::expr`]: numbers may be
+/// `bigint`, `integer`, `numeric`, `real` or `double precision`, ids `uuid`
+/// or `text` (docs/conflicts.md §2.4).
+///
 /// Returns the settings and the warnings about the MPH table.
 /// Errors: [`crate::ErrorKind::ConfigInvalid`] when SETTINGS does not hold
-/// exactly one row with a positive `ExtraDistancePer`, or the MPH table is
-/// invalid ([`MphBands::new`]); [`crate::ErrorKind::SchemaMismatch`] when a
-/// table is missing.
+/// exactly one row with a positive `ExtraDistancePer`, the MPH table is
+/// invalid ([`MphBands::new`]; `From`/`To` must be whole miles), or an
+/// excluded agency is not a UUID; [`crate::ErrorKind::SchemaMismatch`] when a
+/// table or column is missing or has a type that cannot hold the value.
 pub async fn load(
     client: &impl GenericClient,
     conflict_schema: &str,
     time_zone: Tz,
     gps_priority: GpsPriority,
 ) -> Result<(DetectionSettings, Vec<String>)> {
+    use super::columns::Want::{Float8, Text};
+    let types = ColumnTypes::load(client, conflict_schema, &format!("'{}'", time_zone.name())).await?;
     let table = |t: &str| qualified(conflict_schema, t);
     let query = |sql: String, what: &'static str| async move {
         client.query(&sql, &[]).await.map_err(|e| from_postgres(e, format!("reading {conflict_schema}.{what}")))
     };
-    let rows = query(format!("SELECT \"ExtraDistancePer\"::numeric::float8 FROM {}", table("settings")), "settings").await?;
+    let rows = query(format!("SELECT {} FROM {}", types.expr("", "settings", "ExtraDistancePer", Float8)?, table("settings")), "settings").await?;
     let extra_distance_per: f64 = match rows.as_slice() {
-        [row] => row.get::<_, Option<f64>>(0).filter(|v| v.is_finite() && *v > 0.0).ok_or_else(|| {
+        [row] => row.try_get::<_, Option<f64>>(0).ok().flatten().filter(|v| v.is_finite() && *v > 0.0).ok_or_else(|| {
             Error::config(format!(
                 "{conflict_schema}.settings.\"ExtraDistancePer\" is NULL or not positive; set it to 1 + ExtraDistance/100 (e.g. 1.2 for 20 %)"
             ))
@@ -137,15 +147,34 @@ pub async fn load(
         }
     };
     let rows = query(
-        format!("SELECT \"ID\", \"From\", \"To\", \"AverageMilesPerHour\"::numeric::float8 FROM {} ORDER BY \"ID\"", table("mph")),
+        format!(
+            "SELECT {id}, {from}, {to}, {mph} FROM {t} ORDER BY 1",
+            id = types.expr("", "mph", "ID", Text)?,
+            from = types.expr("", "mph", "From", Float8)?,
+            to = types.expr("", "mph", "To", Float8)?,
+            mph = types.expr("", "mph", "AverageMilesPerHour", Float8)?,
+            t = table("mph")
+        ),
         "mph",
     )
     .await?;
     let mut bands = Vec::with_capacity(rows.len());
     for row in rows {
-        let id: i64 = row.get(0);
-        match (row.get::<_, Option<i64>>(1), row.get::<_, Option<i64>>(2), row.get::<_, Option<f64>>(3)) {
-            (Some(from), Some(to), Some(mph)) => bands.push(MphBand { from, to, mph }),
+        let decode = |e: tokio_postgres::Error| Error::internal(format!("decoding {conflict_schema}.mph: {e}"));
+        let id: Option<String> = row.try_get(0).map_err(decode)?;
+        let from: Option<f64> = row.try_get(1).map_err(decode)?;
+        let to: Option<f64> = row.try_get(2).map_err(decode)?;
+        let mph: Option<f64> = row.try_get(3).map_err(decode)?;
+        let id = id.unwrap_or_else(|| "NULL".into());
+        let whole = |v: f64, col: &str| -> Result<i64> {
+            if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+                Ok(v as i64)
+            } else {
+                Err(Error::config(format!("{conflict_schema}.mph row ID {id}: \"{col}\" is {v}, not a whole number of miles; bands are whole miles (docs/conflicts.md §R7.3)")))
+            }
+        };
+        match (from, to, mph) {
+            (Some(from), Some(to), Some(mph)) => bands.push(MphBand { from: whole(from, "From")?, to: whole(to, "To")?, mph }),
             _ => {
                 return Err(Error::config(format!(
                     "{conflict_schema}.mph row ID {id} has a NULL \"From\", \"To\" or \"AverageMilesPerHour\"; complete or delete it"
@@ -157,12 +186,31 @@ pub async fn load(
     for w in &warnings {
         tracing::warn!(warning = %w, "MPH table");
     }
-    let ssns = query(format!("SELECT \"SSN\"::text FROM {}", table("excluded_ssn")), "excluded_ssn").await?;
-    let providers = query(format!("SELECT \"ProviderID\" FROM {}", table("excluded_agency")), "excluded_agency").await?;
-    let exclusions = Exclusions::new(
-        ssns.iter().map(|r| r.get::<_, Option<String>>(0)),
-        providers.iter().map(|r| r.get::<_, Option<Uuid>>(0)),
-    );
+    let text_column = |rows: Vec<tokio_postgres::Row>, what: &str| -> Result<Vec<Option<String>>> {
+        rows.iter().map(|r| r.try_get::<_, Option<String>>(0).map_err(|e| Error::internal(format!("decoding {conflict_schema}.{what}: {e}")))).collect()
+    };
+    let ssns = text_column(
+        query(format!("SELECT {} FROM {}", types.expr("", "excluded_ssn", "SSN", Text)?, table("excluded_ssn")), "excluded_ssn").await?,
+        "excluded_ssn",
+    )?;
+    let agencies = text_column(
+        query(format!("SELECT {} FROM {}", types.expr("", "excluded_agency", "ProviderID", Text)?, table("excluded_agency")), "excluded_agency").await?,
+        "excluded_agency",
+    )?;
+    let mut providers = Vec::with_capacity(agencies.len());
+    for text in agencies.into_iter().flatten() {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            continue; // blank excludes nothing (docs/conflicts.md §D3)
+        }
+        let id = Uuid::parse_str(trimmed).map_err(|_| {
+            Error::config(format!(
+                "{conflict_schema}.excluded_agency.\"ProviderID\" '{trimmed}' is not a UUID; correct or delete that row (provider ids are the \"Provider Id\" of analytics.dimprovider)"
+            ))
+        })?;
+        providers.push(Some(id));
+    }
+    let exclusions = Exclusions::new(ssns, providers);
     Ok((DetectionSettings { time_zone, extra_distance_per, mph, gps_priority, exclusions }, warnings))
 }
 
@@ -175,7 +223,9 @@ mod tests {
         let a = Uuid::from_u128(1);
         let ex = Exclusions::new(vec![None, Some("  ".into()), Some(" 123-45-6789 ".into())], vec![None, Some(a)]);
         assert!(ex.excludes_ssn("123-45-6789"));
-        assert!(ex.excludes_ssn("\t123-45-6789  "));
+        assert!(ex.excludes_ssn("123-45-6789  "));
+        // Snowflake TRIM removes spaces only: a tab makes it another SSN (docs/conflicts.md §10.2).
+        assert!(!ex.excludes_ssn("\t123-45-6789"));
         assert!(!ex.excludes_ssn("999-99-9999"));
         assert!(!ex.excludes_ssn(""));
         assert!(ex.excludes_provider(&a));

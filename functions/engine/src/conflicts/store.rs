@@ -23,7 +23,16 @@
 //!    * **resolve**: open stored pairs of the window that were not detected
 //!      become `StatusFlag` 'R' with `ResolveDate` (never deleted). This
 //!      includes pairs that have become cross-state: the sweep no longer
-//!      emits them (docs/conflicts.md §D6, [`super::cross_state`]).
+//!      emits them (docs/conflicts.md §D6, [`super::cross_state`]);
+//!    * **status lifecycle** in [SF]'s nightly order (docs/conflicts.md §8.2):
+//!      deleted visits → 'D' (terminal), missed visits → 'R', resolved
+//!      conflicts with an open pair reopen, cascades down (closed conflict →
+//!      its last open pairs) and up (all pairs closed → conflict 'R'), and no
+//!      `ResolveDate` on open rows.
+//!
+//! Every bulk write is followed by an `ANALYZE` of what the next statement
+//! reads, and no statement has a correlated or self-referencing plan, so a
+//! first run on an empty, never-analysed schema stays linear (docs/conflicts.md §14).
 //!
 //! Every column a statement writes goes through [`written_columns`], which
 //! refuses anything outside the nightly allow-list of its table; the
@@ -38,6 +47,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
+use super::columns::{ColumnTypes, Want};
 use super::rules::RuleFlags;
 use super::settings::DetectionSettings;
 use super::DetectedPair;
@@ -127,7 +137,7 @@ pub const SIDE_COLUMNS: &[SideColumn] = &[
     side("AideName", "ConAideName", r#"cg."Caregiver Fullname""#),
     side("AideFName", "ConAideFName", r#"cg."Caregiver Firstname""#),
     side("AideLName", "ConAideLName", r#"cg."Caregiver Lastname""#),
-    side("AideSSN", "ConAideSSN", r#"btrim(cg."SSN", E' \t\n\r\x0b\f')"#),
+    side("AideSSN", "ConAideSSN", r#"btrim(cg."SSN", ' ')"#),
     side("AideStatus", "ConAideStatus", r#"cg."Status""#),
     side("OfficeID", "ConOfficeID", r#"f."Office Id""#),
     side("AppOfficeID", "ConAppOfficeID", r#"f."Application Office Id""#),
@@ -189,16 +199,18 @@ pub const SIDE_COLUMNS: &[SideColumn] = &[
     side("BillRateNonBilled", "ConBillRateNonBilled", r#"f."Bill Rate Non-Billed""#),
     side("BillRateBoth", "ConBillRateBoth", BILL_RATE_BOTH),
     side("RateType", "ConRateType", r#"f."Bill Type""#),
-    // docs/conflicts.md §6 BilledRateMinute ([SF]: whole-minute scheduled length).
+    // docs/conflicts.md §6.3 BilledRateMinute ([SF]: whole-minute scheduled length; a NULL
+    // "Billed" is neither = 'yes' nor <> 'yes', so it yields 0, docs/conflicts.md §10.1).
     side(
         "BilledRateMinute",
         "ConBilledRateMinute",
         r#"CASE WHEN (CASE WHEN f."Billed" = 'yes' THEN f."Billed Rate" ELSE f."Bill Rate Non-Billed" END) > 0 THEN
-             CASE WHEN f."Bill Type" = 'Hourly'
+             CASE WHEN f."Billed" IS NULL THEN 0
+                  WHEN f."Bill Type" = 'Hourly'
                     THEN (CASE WHEN f."Billed" = 'yes' THEN f."Billed Rate" ELSE f."Bill Rate Non-Billed" END) / 60
                   WHEN f."Billed" = 'yes' AND f."Bill Type" IN ('Daily', 'Visit') AND f."Billed Hours" > 0
                     THEN f."Billed Rate" / f."Billed Hours" / 60
-                  WHEN f."Billed" IS DISTINCT FROM 'yes' AND f."Bill Type" IN ('Daily', 'Visit')
+                  WHEN f."Billed" <> 'yes' AND f."Bill Type" IN ('Daily', 'Visit')
                        AND date_trunc('minute', f."Scheduled End Time" AT TIME ZONE {tz})
                            <> date_trunc('minute', f."Scheduled Start Time" AT TIME ZONE {tz})
                     THEN f."Bill Rate Non-Billed" / (extract(epoch FROM date_trunc('minute', f."Scheduled End Time" AT TIME ZONE {tz})
@@ -260,7 +272,7 @@ pub const USER_OWNED_CVM_COLUMNS: &[&str] = &[
 ];
 
 /// Columns of `conflicts` the nightly job writes.
-pub const NIGHTLY_CONFLICT_COLUMNS: &[&str] = &["CONFLICTID", "RECORDEDDATETIME", "CreatedDate", "StatusFlag"];
+pub const NIGHTLY_CONFLICT_COLUMNS: &[&str] = &["CONFLICTID", "RECORDEDDATETIME", "CreatedDate", "StatusFlag", "ResolveDate"];
 
 /// Columns of `conflicts` the application owns: never written here.
 pub const USER_OWNED_CONFLICT_COLUMNS: &[&str] = &[
@@ -398,7 +410,8 @@ pub struct ApplyCounts {
     pub inserted: u64,
     /// Refreshed pair rows (something changed).
     pub updated: u64,
-    /// Pairs resolved because they were not detected.
+    /// Pairs resolved because they were not detected (docs/conflicts.md §8.2
+    /// step 4; the other lifecycle steps are logged, not counted).
     pub resolved: u64,
     /// New `conflicts` rows.
     pub conflicts_created: u64,
@@ -413,6 +426,8 @@ pub struct StatementContext {
     pub zone_literal: String,
     /// `format_type` of every `conflictvisitmaps` column.
     pub cvm_types: HashMap<String, String>,
+    /// Column types of the analytics mirror (ids may be `text`, docs/conflicts.md §2.4).
+    pub source: ColumnTypes,
 }
 
 /// The SQL statements of [`apply`], in execution order, with a name each.
@@ -436,32 +451,37 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         .iter()
         .map(|c| format!("{} AS {}", c.expr.replace("{tz}", &ctx.zone_literal), ident(c.primary)))
         .collect();
+    // Ids are compared through the column types found (uuid or text, docs/conflicts.md §2.4).
+    let src = &ctx.source;
+    let fk = |col: &str| src.expr("f", "factvisitcallperformance_cr", col, Want::Uuid);
+    let pk = |alias: &str, table: &str, col: &str| src.expr(alias, table, col, Want::Uuid);
     let side_sql = format!(
-        r#"CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
+        r#"ANALYZE {STAGING};
+CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
 WITH f AS (
-    SELECT * FROM {fact} WHERE "Visit Id" IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING})
+    SELECT f.* FROM {fact} f WHERE {f_id} IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING})
 ), address AS (
     SELECT DISTINCT ON (ad."Patient Id") ad.* FROM {addresses} ad
-    WHERE ad."Primary Address" AND ad."Address Type" LIKE '%GPS%'
-      AND ad."Patient Id" IN (SELECT "Provider Patient Id" FROM f UNION SELECT "Payer Patient Id" FROM f)
+    WHERE {ad_primary} = true AND {ad_type} LIKE '%GPS%'
+      AND {ad_patient} IN (SELECT {f_pp} FROM f UNION SELECT {f_pa} FROM f)
     ORDER BY ad."Patient Id", ad."Application Created UTC Timestamp" DESC NULLS LAST, ad."Patient Address Id"
 )
-SELECT f."Visit Id" AS "VisitID", {cols}
+SELECT {f_id} AS "VisitID", {cols}
 FROM f
-LEFT JOIN {caregivers} cg ON cg."Caregiver Id" = f."Caregiver Id"
-LEFT JOIN {providers} pr ON pr."Provider Id" = f."Provider Id"
-LEFT JOIN {offices} o ON o."Office Id" = f."Office Id"
-LEFT JOIN {patients} pp ON pp."Patient Id" = f."Provider Patient Id"
-LEFT JOIN address ppa ON ppa."Patient Id" = f."Provider Patient Id"
-LEFT JOIN {patients} pa ON pa."Patient Id" = f."Payer Patient Id"
-LEFT JOIN address paa ON paa."Patient Id" = f."Payer Patient Id"
-LEFT JOIN {payers} py ON py."Payer Id" = f."Payer Id"
-LEFT JOIN {contracts} ct ON ct."Contract Id" = f."Contract Id"
-LEFT JOIN {services} sc ON sc."Service Code Id" = f."Service Code Id"
-LEFT JOIN {users} u ON u."User Id" = f."Visit Updated User Id"::text;
+LEFT JOIN {caregivers} cg ON {cg_id} = {f_cg}
+LEFT JOIN {providers} pr ON {pr_id} = {f_pr}
+LEFT JOIN {offices} o ON {o_id} = {f_o}
+LEFT JOIN {patients} pp ON {pp_id} = {f_pp}
+LEFT JOIN address ppa ON {ppa_id} = {f_pp}
+LEFT JOIN {patients} pa ON {pa_id} = {f_pa}
+LEFT JOIN address paa ON {paa_id} = {f_pa}
+LEFT JOIN {payers} py ON {py_id} = {f_py}
+LEFT JOIN {contracts} ct ON {ct_id} = {f_ct}
+LEFT JOIN {services} sc ON {sc_id} = {f_sc}
+LEFT JOIN {users} u ON {u_id} = {f_u};
 CREATE INDEX ON {SIDE} ("VisitID");
 CREATE INDEX ON {STAGING} ("VisitID", "ConVisitID");
-ANALYZE {SIDE}; ANALYZE {STAGING}"#,
+ANALYZE {SIDE}"#,
         fact = a("factvisitcallperformance_cr"),
         addresses = a("dimpatientaddress"),
         caregivers = a("dimcaregiver"),
@@ -473,6 +493,30 @@ ANALYZE {SIDE}; ANALYZE {STAGING}"#,
         services = a("dimservicecode"),
         users = a("dimuser"),
         cols = side_select.join(",\n       "),
+        f_id = fk("Visit Id")?,
+        f_pp = fk("Provider Patient Id")?,
+        f_pa = fk("Payer Patient Id")?,
+        f_cg = fk("Caregiver Id")?,
+        f_pr = fk("Provider Id")?,
+        f_o = fk("Office Id")?,
+        f_py = fk("Payer Id")?,
+        f_ct = fk("Contract Id")?,
+        f_sc = fk("Service Code Id")?,
+        f_u = src.expr("f", "factvisitcallperformance_cr", "Visit Updated User Id", Want::Text)?,
+        ad_primary = src.expr("ad", "dimpatientaddress", "Primary Address", Want::Bool)?,
+        ad_type = src.expr("ad", "dimpatientaddress", "Address Type", Want::Text)?,
+        ad_patient = pk("ad", "dimpatientaddress", "Patient Id")?,
+        cg_id = pk("cg", "dimcaregiver", "Caregiver Id")?,
+        pr_id = pk("pr", "dimprovider", "Provider Id")?,
+        o_id = pk("o", "dimoffice", "Office Id")?,
+        pp_id = pk("pp", "dimpatient", "Patient Id")?,
+        ppa_id = pk("ppa", "dimpatientaddress", "Patient Id")?,
+        pa_id = pk("pa", "dimpatient", "Patient Id")?,
+        paa_id = pk("paa", "dimpatientaddress", "Patient Id")?,
+        py_id = pk("py", "dimpayer", "Payer Id")?,
+        ct_id = pk("ct", "dimcontract", "Contract Id")?,
+        sc_id = pk("sc", "dimservicecode", "Service Code Id")?,
+        u_id = src.expr("u", "dimuser", "User Id", Want::Text)?,
     );
 
     // 2. The would-be rows, already in the target column types.
@@ -507,8 +551,12 @@ ANALYZE {NEW}"#,
     let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
     let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
     sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
-    sets.push(format!("{} = CASE WHEN c.\"StatusFlag\" = 'R' THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
-    sets.push(format!("{} = CASE WHEN c.\"StatusFlag\" = 'R' THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
+    // A resolved pair detected again reopens, unless one of its visits is
+    // missed: the missed step (docs/conflicts.md §8.2 step 3) would resolve
+    // it again at once, so it stays resolved and nothing is rewritten.
+    let reopen = "c.\"StatusFlag\" = 'R' AND NOT coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
+    sets.push(format!("{} = CASE WHEN {reopen} THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
+    sets.push(format!("{} = CASE WHEN {reopen} THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
     sets.push(format!("{} = {now}", life[2]));
     let mut changed = vec![format!(
         "ROW({}) IS DISTINCT FROM ROW({})",
@@ -516,7 +564,7 @@ ANALYZE {NEW}"#,
         refreshed_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", ")
     )];
     changed.extend(flags_q.iter().map(|f| format!("(c.{f} = 'N' AND n.{f} = 'Y')")));
-    changed.push("c.\"StatusFlag\" = 'R'".to_string());
+    changed.push(format!("({reopen})"));
     let update_sql = format!(
         "UPDATE {cvm} c SET {sets}\nFROM {NEW} n\nWHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
         sets = sets.join(",\n    "),
@@ -566,10 +614,12 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         rev = reverse("c")
     );
     let crdate_col = &written_columns(Table::ConflictVisitMaps, ["CRDATEUNIQUE"])?[0];
+    // One pass over the table with a window function, joined back by the
+    // primary key: linear whatever the statistics say (docs/conflicts.md §14).
     let crdate_sql = format!(
-        "UPDATE {cvm} c SET {crdate_col} = m.first FROM (\n    SELECT \"CONFLICTID\", min(\"CreatedDate\") AS first FROM {cvm} \
-         WHERE \"CONFLICTID\" IN (SELECT \"CONFLICTID\" FROM {cvm} WHERE \"CRDATEUNIQUE\" IS NULL) GROUP BY \"CONFLICTID\"\n) m \
-         WHERE c.\"CONFLICTID\" = m.\"CONFLICTID\" AND c.\"CRDATEUNIQUE\" IS NULL AND m.first IS NOT NULL"
+        "UPDATE {cvm} c SET {crdate_col} = m.first FROM (\n    SELECT \"ID\", \"CRDATEUNIQUE\", min(\"CreatedDate\") OVER (PARTITION BY \"CONFLICTID\") AS first \
+         FROM {cvm} WHERE \"CONFLICTID\" IS NOT NULL\n) m \
+         WHERE c.\"ID\" = m.\"ID\" AND m.\"CRDATEUNIQUE\" IS NULL AND m.first IS NOT NULL"
     );
 
     // 6. A conflicts row for every CONFLICTID without one ([SF] TASK_05).
@@ -596,19 +646,105 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         r = resolve_cols[1],
         u = resolve_cols[2],
     );
+    // 8. The status lifecycle after the refresh, in [SF]'s nightly order
+    //    (docs/conflicts.md §8.2 steps 1-3, 5-7, 9; step 4 is `resolve_sql`).
+    //    `$1`/`$2` = the window. D is terminal; statements skip rows they would not change.
+    let pair_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
+    let (ps, pr, pu) = (&pair_life[0], &pair_life[1], &pair_life[2]);
+    let conflict_life = written_columns(Table::Conflicts, ["StatusFlag", "ResolveDate"])?;
+    let (ks, kr) = (&conflict_life[0], &conflict_life[1]);
+    let deleted = qualified(&ctx.schemas.analytics, "factvisitcallperformance_deleted_cr");
+    let deleted_id = ctx.source.expr("d", "factvisitcallperformance_deleted_cr", "Visit Id", Want::Uuid)?;
+    let in_window = "c.\"VisitDate\" BETWEEN $1 AND $2";
+    // Step 1: the conflicting visit was deleted → pair D; the primary visit was deleted → its conflict D.
+    let deleted_pairs_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'D', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
+         WHERE c.\"StatusFlag\" IS DISTINCT FROM 'D' AND c.\"ConVisitID\" IN (SELECT {deleted_id} FROM {deleted} d)"
+    );
+    let deleted_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'D', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         WHERE k.\"StatusFlag\" IS DISTINCT FROM 'D' AND k.\"CONFLICTID\" IN (\n\
+           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE c.\"VisitID\" IN (SELECT {deleted_id} FROM {deleted} d))"
+    );
+    // Steps 2 and 3: a missed visit (IsMissed or ConIsMissed, three-valued) resolves its conflicts and pairs.
+    let missed = "(c.\"IsMissed\" OR c.\"ConIsMissed\")";
+    let missed_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         WHERE k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN (\n\
+           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND {missed})"
+    );
+    let missed_pairs_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
+         WHERE {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed}"
+    );
+    // Step 5: a resolved conflict with an open pair in the window reopens. ([SF] reopens any
+    // status but D/I/W/U; N is left alone until the no-response step 8 exists.)
+    let reopen_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'U'\n\
+         WHERE k.\"StatusFlag\" = 'R' AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND c.\"StatusFlag\" = 'U')"
+    );
+    let pair_counts = format!(
+        "SELECT c.\"CONFLICTID\", count(*) AS n, count(*) FILTER (WHERE c.\"StatusFlag\" IN ('R', 'D')) AS closed,\n\
+                count(*) FILTER (WHERE {in_window}) AS n_window,\n\
+                count(*) FILTER (WHERE {in_window} AND c.\"StatusFlag\" IN ('R', 'D')) AS closed_window\n\
+         FROM {cvm} c WHERE c.\"CONFLICTID\" IS NOT NULL GROUP BY c.\"CONFLICTID\""
+    );
+    // Step 6: cascade down: the pairs in the window of a resolved or deleted conflict → R
+    // (D kept) when it has one pair, or when all or all but one of its pairs are R/D.
+    let cascade_down_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
+         FROM {conflicts} k, ({pair_counts}) s\n\
+         WHERE k.\"CONFLICTID\" = c.\"CONFLICTID\" AND s.\"CONFLICTID\" = c.\"CONFLICTID\" AND k.\"StatusFlag\" IN ('R', 'D')\n\
+           AND {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
+    );
+    // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs in the window are all R/D → R.
+    let cascade_up_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         FROM ({pair_counts}) s\n\
+         WHERE s.\"CONFLICTID\" = k.\"CONFLICTID\" AND k.\"StatusFlag\" NOT IN ('R', 'D')\n\
+           AND ((s.n = 1 AND s.closed = 1) OR (s.n_window > 0 AND s.n_window = s.closed_window))"
+    );
+    // Step 9: open conflicts and pairs (U/N/W/I) in the window carry no ResolveDate.
+    let clear_pairs_sql = format!(
+        "UPDATE {cvm} c SET {pr} = NULL, {pu} = {now}\n\
+         WHERE {in_window} AND c.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND c.\"ResolveDate\" IS NOT NULL"
+    );
+    let clear_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {kr} = NULL\n\
+         WHERE k.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND k.\"ResolveDate\" IS NOT NULL\n\
+           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window})"
+    );
+
     let last_load = &written_columns(Table::Settings, ["LastLoadDate"])?[0];
     let settings_sql = format!("UPDATE {} SET {last_load} = {now}", qualified(&ctx.schemas.conflict, "settings"));
 
+    // After every bulk write, ANALYZE what the next statements read, so that a
+    // first run on an empty, never-analysed schema plans with the real row
+    // counts (docs/conflicts.md §14). ANALYZE of a table the role does not
+    // own is skipped by PostgreSQL with a warning, never an error.
+    let analyze_cvm = format!("ANALYZE {cvm}");
     Ok(vec![
         ("snapshot", side_sql),
         ("would-be rows", new_sql),
         ("refresh", update_sql),
         ("insert", insert_sql),
+        ("analyze after insert", analyze_cvm.clone()),
         ("assign CONFLICTID", assign_sql),
         ("ReverseUUID", reverse_sql),
+        ("analyze after CONFLICTID", analyze_cvm),
         ("CRDATEUNIQUE", crdate_sql),
         ("conflicts", conflicts_sql),
+        ("analyze conflicts", format!("ANALYZE {conflicts}")),
+        ("deleted pairs", deleted_pairs_sql),
+        ("deleted conflicts", deleted_conflicts_sql),
+        ("missed conflicts", missed_conflicts_sql),
+        ("missed pairs", missed_pairs_sql),
         ("resolve", resolve_sql),
+        ("reopen conflicts", reopen_conflicts_sql),
+        ("cascade down", cascade_down_sql),
+        ("cascade up", cascade_up_sql),
+        ("clear ResolveDate of open pairs", clear_pairs_sql),
+        ("clear ResolveDate of open conflicts", clear_conflicts_sql),
         ("LastLoadDate", settings_sql),
     ])
 }
@@ -643,19 +779,26 @@ pub async fn apply(
     tx: &Transaction<'_>,
     schemas: &Schemas,
     settings: &DetectionSettings,
+    source: &ColumnTypes,
     window: (NaiveDate, NaiveDate),
 ) -> Result<ApplyCounts> {
     let ctx = StatementContext {
         schemas: schemas.clone(),
         zone_literal: literal(settings.time_zone.name()),
         cvm_types: cvm_types(tx, schemas).await?,
+        source: source.clone(),
     };
     let mut counts = ApplyCounts::default();
     for (name, sql) in statements(&ctx)? {
         let what = format!("conflict step '{name}'");
         let rows = match name {
-            "resolve" => tx.execute(sql.as_str(), &[&window.0, &window.1]).await,
-            "snapshot" | "would-be rows" => tx.batch_execute(&sql).await.map(|_| 0),
+            "resolve" | "missed conflicts" | "missed pairs" | "reopen conflicts" | "cascade down" | "cascade up"
+            | "clear ResolveDate of open pairs" | "clear ResolveDate of open conflicts" => {
+                tx.execute(sql.as_str(), &[&window.0, &window.1]).await
+            }
+            "snapshot" | "would-be rows" | "analyze after insert" | "analyze after CONFLICTID" | "analyze conflicts" => {
+                tx.batch_execute(&sql).await.map(|_| 0)
+            }
             _ => tx.execute(sql.as_str(), &[]).await,
         }
         .map_err(|e| from_postgres(e, &what))?;
@@ -684,6 +827,7 @@ mod tests {
             schemas: Schemas { analytics: "analytics".into(), conflict: "conflict".into() },
             zone_literal: "'America/New_York'".into(),
             cvm_types,
+            source: ColumnTypes::assumed("analytics", "'America/New_York'"),
         }
     }
 

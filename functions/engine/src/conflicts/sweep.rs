@@ -151,6 +151,6 @@ fn compare(v1: &Candidate<'_>, v2: &Candidate<'_>, settings: &DetectionSettings,
         location,
         con_location,
         travel,
-        new_conflict_allowed: !(v1.visit.is_missed || v2.visit.is_missed || past_schedules),
+        new_conflict_allowed: v1.visit.is_missed == Some(false) && v2.visit.is_missed == Some(false) && !past_schedules,
     })
 }

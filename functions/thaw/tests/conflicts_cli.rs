@@ -1,0 +1,85 @@
+//! `thaw conflicts` with the real binary: it needs only PostgreSQL and the
+//! `conflicts` section (no Snowflake credentials, no sources), and `--today`
+//! and `--full` are real, documented flags (docs/conflicts.md §1.2, README).
+
+use thaw_test_support::*;
+
+/// Planted data of the engine tests: 4 pairs with "today" 2025-03-10.
+const PLANTED: &str = include_str!("../../engine/tests/fixtures/conflicts_planted.sql");
+
+/// A config with `postgres` and `conflicts` only.
+fn conflicts_only_config(database: &str, extra_conflicts: &str) -> std::path::PathBuf {
+    config_file(&format!(
+        r#"{{
+  "postgres": {{"host": "${{THAW_PG_HOST}}", "port": ${{THAW_PG_PORT}}, "user": "${{THAW_PG_USER}}", "password": "${{THAW_PG_PASSWORD}}"}},
+  "conflicts": {{"database": "{database}"{extra_conflicts}}}
+}}"#
+    ))
+}
+
+fn summary(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let start = stdout.find('{').unwrap_or_else(|| panic!("no JSON summary in:\n{}", text(out)));
+    serde_json::from_str(&stdout[start..]).unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{}", text(out)))
+}
+
+#[tokio::test]
+async fn conflicts_command_needs_only_postgres_and_the_conflicts_section() {
+    let db = unique("cli_conflicts");
+    let client = fresh_pg(&db).await;
+    client.batch_execute(PLANTED).await.unwrap();
+
+    // No snowflake, no sources: the command runs; --today sets "today".
+    let path = conflicts_only_config(&db, "");
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap(), "--today", "2025-03-10"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = summary(&out);
+    assert_eq!((s["visits_considered"].as_u64(), s["inserted"].as_u64(), s["conflicts_created"].as_u64()), (Some(4), Some(4), Some(4)), "{s}");
+    let pairs: i64 = client.query_one("SELECT count(*) FROM conflict.conflictvisitmaps", &[]).await.unwrap().get(0);
+    assert_eq!(pairs, 4);
+    let flag: i64 = client.query_one(r#"SELECT "InProgressFlag" FROM conflict.settings"#, &[]).await.unwrap().get(0);
+    assert_eq!(flag, 2);
+
+    // The config key conflicts.today does the same; --full is accepted; nothing changed, nothing written.
+    let path = conflicts_only_config(&db, r#", "today": "2025-03-10""#);
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap(), "--full"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = summary(&out);
+    assert_eq!((s["pairs_detected"].as_u64(), s["inserted"].as_u64(), s["updated"].as_u64(), s["resolved"].as_u64()), (Some(4), Some(0), Some(0), Some(0)), "{s}");
+
+    // --today wins over the config key: on 2025-03-13 the rule-1 pair is past, but stored rows are refreshed, not resolved.
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap(), "--today", "2025-03-13"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(summary(&out)["resolved"].as_u64(), Some(0));
+
+    // The sync commands still need everything: validate names the missing Snowflake and sources.
+    let out = thaw!(&["validate", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("snowflake.account is empty") && text(&out).contains("sources is empty"), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"));
+}
+
+#[test]
+fn conflicts_command_without_a_conflicts_section_or_with_a_bad_today_is_bad_input() {
+    let path = config_file(
+        r#"{"postgres": {"host": "${THAW_PG_HOST}", "port": ${THAW_PG_PORT}, "user": "${THAW_PG_USER}", "password": "${THAW_PG_PASSWORD}"}}"#,
+    );
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("a 'conflicts' section is required"), "{}", text(&out));
+
+    let path = conflicts_only_config("whatever", "");
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap(), "--today", "10/03/2025"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("YYYY-MM-DD"), "{}", text(&out));
+}
+
+#[test]
+fn conflicts_help_documents_today_and_full() {
+    let out = thaw!(&["conflicts", "--help"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let help = text(&out);
+    for needle in ["--today <YYYY-MM-DD>", "conflicts.today", "--full", "whole candidate window", "postgres", "conflicts"] {
+        assert!(help.contains(needle), "{needle} not in:\n{help}");
+    }
+}
