@@ -1,6 +1,6 @@
 """Stages, unload (`COPY INTO @stage`) and `LIST @stage` for thaw's Snowflake
 emulator (docs/emulator.md §12). fakesnow has no unload; this module gives
-the staged-Parquet path (docs/sync.md §14) something real to run against.
+the staged-Parquet path (docs/sync.md §13) something real to run against.
 
 Statements handled here (case-insensitive, one per request, optional `;`):
 

@@ -142,7 +142,7 @@ def test_parquet_types_per_snowflake_type_and_lossless_casts(cur, s3, bucket, pr
     assert full["T"] == dt.time(3, 4, 5, 123456) and full["FL"] == 1.5 and full["S"] == "é"
     assert {k: v for k, v in nulls.items() if k != "ID"} == dict.fromkeys(arrow.keys() - {"ID"})
 
-    # The unload forms of docs/sync.md §14.2: UTC wall time, JSON text, decimal text.
+    # The unload forms of docs/sync.md §13.2: UTC wall time, JSON text, decimal text.
     cur.execute(
         "COPY INTO @UNLOAD_STAGE/cast/ FROM (SELECT ID, "
         "CONVERT_TIMEZONE('UTC', TS_TZ)::TIMESTAMP_NTZ AS TS_TZ_UTC, CONVERT_TIMEZONE('UTC', TS_LTZ)::TIMESTAMP_NTZ AS TS_LTZ_UTC, "
