@@ -309,7 +309,8 @@ class S3Server:
         # CreateBucket (us-east-1 needs no location constraint; moto checks no signature).
         request = urllib.request.Request(f"{self.endpoint}/{S3_BUCKET}", method="PUT", data=b"")
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            # no proxy: the server is on loopback whatever HTTP_PROXY says
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as response:
                 response.read()
         except OSError as e:
             raise HarnessError(f"could not create bucket {S3_BUCKET} on {self.endpoint}: {e}; log {self.log_path}:\n"
