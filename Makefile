@@ -13,7 +13,7 @@ THAW := $(CARGO_TARGET_DIR)/release/thaw
 VISITS ?= 100000
 SEED ?= 42
 
-.PHONY: help build build-cli demo test test-repository test-rust test-infra bench lint fmt
+.PHONY: help build build-cli demo test test-repository test-emulator test-rust test-infra bench lint fmt
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -27,10 +27,14 @@ build-cli: ## release build of the thaw CLI only
 demo: build-cli ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
 	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) $(HARNESS) bash tests/demo.sh
 
-test: test-repository lint test-rust test-infra sfn-local-test ## the whole test suite (what CI runs)
+test: test-repository test-emulator lint test-rust test-infra sfn-local-test ## the whole test suite (what CI runs)
 
 test-repository: ## no references outside the repo, every docs § reference resolves, no Lambda links test-only crates
 	python3 tests/check_repository.py
+
+# The harness creates the venv (tests/emulator/requirements.txt, with pytest) before it runs the command.
+test-emulator: ## pytest: the emulator's stages, COPY INTO @stage unload and LIST against the harness's S3 server (seconds)
+	$(HARNESS) $(THAW_CACHE)/venv/bin/pytest -q -p no:cacheprovider tests/emulator/tests
 
 test-rust: ## Rust unit + integration tests against a private PostgreSQL and the emulator
 	cargo build --workspace --tests --features thaw-engine/failpoints

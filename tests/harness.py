@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""thaw's test harness: a private PostgreSQL and a Snowflake emulator for one command.
+"""thaw's test harness: a private PostgreSQL, a Snowflake emulator and an S3 API for one command.
 
     python3 tests/harness.py run [--rows-per-chunk N] -- COMMAND [ARG...]
     python3 tests/harness.py shell [--rows-per-chunk N]
 
-`run` starts both services, runs COMMAND with the variables below in its
-environment, stops everything and deletes every temporary file (on success,
+`run` starts the three services (PostgreSQL, the emulator, S3), runs COMMAND
+with the variables below in its environment, stops everything and deletes every temporary file (on success,
 failure, Ctrl-C and SIGTERM), and exits with COMMAND's exit code.
-`shell` starts both, prints `export ...` lines for a developer's shell, and
+`shell` starts them, prints `export ...` lines for a developer's shell, and
 keeps running until interrupted.
 
 Exported to COMMAND:
@@ -20,6 +20,15 @@ Exported to COMMAND:
   THAW_SF_ENDPOINT    127.0.0.1:PORT of the emulator (connect there, verify TLS
                       for <account>.snowflakecomputing.com)
   THAW_SF_CA_FILE     the throwaway CA that signed the emulator's certificate
+  THAW_S3_ENDPOINT    http://127.0.0.1:PORT of a local S3 API (moto's server)
+  THAW_S3_BUCKET      thaw-staging, a bucket created there for unloads
+  AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+                      dummy credentials (moto checks none) and us-east-1
+
+S3: moto's server (`python -m moto.server`, from the same venv) on 127.0.0.1
+and a free port, plain HTTP, in-memory; the emulator gets THAW_S3_* too and
+writes `COPY INTO @stage` unloads there (docs/emulator.md §12). Clients must
+use path-style addressing against THAW_S3_ENDPOINT.
 
 PostgreSQL: a fresh cluster (initdb) in a temporary directory, listening on
 127.0.0.1 only, on a free port, scram-sha-256 password auth for user `thaw`.
@@ -58,6 +67,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,6 +76,8 @@ REQUIREMENTS = EMULATOR_DIR / "requirements.txt"
 SF_ACCOUNT = "thaw-emulator"
 SF_HOST = f"{SF_ACCOUNT}.snowflakecomputing.com"
 SF_USER = "thaw"
+S3_BUCKET = "thaw-staging"
+S3_REGION = "us-east-1"
 PG_USER = "thaw"
 STARTUP_TIMEOUT_SECONDS = 60
 
@@ -220,8 +232,9 @@ def env_from_database_url(url: str) -> dict[str, str]:
 class Emulator:
     """fakesnow behind tests/emulator/server.py, over TLS on 127.0.0.1."""
 
-    def __init__(self, work: Path, python: Path, rows_per_chunk: int | None) -> None:
+    def __init__(self, work: Path, python: Path, rows_per_chunk: int | None, extra_env: dict[str, str]) -> None:
         self.dir = work / "emulator"
+        self.extra_env = extra_env
         self.log_path = self.dir / "emulator.log"
         self.python = python
         self.port = free_port()
@@ -233,7 +246,7 @@ class Emulator:
         self.dir.mkdir()
         subprocess.run([str(self.python), str(EMULATOR_DIR / "certs.py"), str(self.dir), SF_HOST, "*.snowflakecomputing.com"],
                        check=True)
-        env = dict(os.environ, THAW_EMULATOR_PASSWORD=self.password)
+        env = dict(os.environ, **self.extra_env, THAW_EMULATOR_PASSWORD=self.password)
         if self.rows_per_chunk is not None:
             env["THAW_EMULATOR_ROWS_PER_CHUNK"] = str(self.rows_per_chunk)
         cmd = [str(self.python), "-m", "uvicorn", "server:app", "--app-dir", str(EMULATOR_DIR),
@@ -271,6 +284,57 @@ class Emulator:
         }
 
 
+# --- S3 -----------------------------------------------------------------------------
+class S3Server:
+    """moto's S3-compatible server on 127.0.0.1 (plain HTTP, in memory) with one bucket."""
+
+    def __init__(self, work: Path, python: Path) -> None:
+        self.dir = work / "s3"
+        self.log_path = self.dir / "s3.log"
+        self.python = python
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.dir.mkdir()
+        cmd = [str(self.python), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            cwd=self.dir, start_new_session=True)
+        wait_for_port(self.port, self.process, "the S3 server (moto)", self.log_path)
+        # CreateBucket (us-east-1 needs no location constraint; moto checks no signature).
+        request = urllib.request.Request(f"{self.endpoint}/{S3_BUCKET}", method="PUT", data=b"")
+        try:
+            # no proxy: the server is on loopback whatever HTTP_PROXY says
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as response:
+                response.read()
+        except OSError as e:
+            raise HarnessError(f"could not create bucket {S3_BUCKET} on {self.endpoint}: {e}; log {self.log_path}:\n"
+                               f"{tail(self.log_path)}") from e
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "THAW_S3_ENDPOINT": self.endpoint,
+            "THAW_S3_BUCKET": S3_BUCKET,
+            "AWS_ACCESS_KEY_ID": "thaw-harness",
+            "AWS_SECRET_ACCESS_KEY": "thaw-harness-secret",
+            "AWS_REGION": S3_REGION,
+        }
+
+
 # --- commands -------------------------------------------------------------------
 def run_command(command: list[str], env: dict[str, str]) -> int:
     try:
@@ -298,8 +362,8 @@ def run_command(command: list[str], env: dict[str, str]) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
-    run_parser = sub.add_parser("run", help="run a command with PostgreSQL and the emulator")
-    shell_parser = sub.add_parser("shell", help="start both and print export lines; Ctrl-C stops them")
+    run_parser = sub.add_parser("run", help="run a command with PostgreSQL, the emulator and S3")
+    shell_parser = sub.add_parser("shell", help="start them and print export lines; Ctrl-C stops them")
     for p in (run_parser, shell_parser):
         p.add_argument("--rows-per-chunk", type=int, metavar="N", help="emulator splits results larger than N rows into chunks")
     run_parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
@@ -315,6 +379,7 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="thaw-harness-"))
     postgres: Postgres | None = None
     emulator: Emulator | None = None
+    s3: S3Server | None = None
     code = 1
     try:
         python = ensure_venv()
@@ -325,14 +390,18 @@ def main(argv: list[str]) -> int:
             postgres = Postgres(work)
             postgres.start()
             env.update(postgres.env())
-        emulator = Emulator(work, python, args.rows_per_chunk)
+        s3 = S3Server(work, python)
+        s3.start()
+        env.update(s3.env())
+        emulator = Emulator(work, python, args.rows_per_chunk, s3.env())
         emulator.start()
         env.update(emulator.env())
-        exported = {k: v for k, v in env.items() if k.startswith(("THAW_PG_", "THAW_SF_")) or k == "DATABASE_URL"}
+        exported = {k: v for k, v in env.items()
+                    if k.startswith(("THAW_PG_", "THAW_SF_", "THAW_S3_")) or k in ("DATABASE_URL", *s3.env())}
         if args.mode == "shell":
             for key, value in exported.items():
                 print(f"export {key}={shlex.quote(value)}", flush=True)
-            log("PostgreSQL and the emulator are running; Ctrl-C stops them")
+            log("PostgreSQL, the emulator and S3 are running; Ctrl-C stops them")
             while True:
                 time.sleep(3600)
         code = run_command(command, env)
@@ -350,6 +419,9 @@ def main(argv: list[str]) -> int:
             with contextlib.suppress(Exception):
                 emulator.stop()
             emulator_log = tail(emulator.log_path)
+        if s3 is not None:
+            with contextlib.suppress(Exception):
+                s3.stop()
         if postgres is not None:
             with contextlib.suppress(Exception):
                 postgres.stop()

@@ -98,6 +98,23 @@ export interface EnvironmentConfig {
   };
   logs: { retentionDays: number };
   storage: { manifestExpiryDays: number; accessLogExpiryDays: number };
+  /**
+   * The staging bucket Snowflake unloads Parquet into (`COPY INTO @stage`,
+   * docs/sync.md §13) and the IAM role its storage integration assumes.
+   * The two Snowflake fields come from `DESC INTEGRATION`
+   * (ops/snowflake-storage-integration.md); while they are null the bucket
+   * exists but no role is created.
+   */
+  staging: {
+    /** Unloaded files expire this many days after they were written. */
+    expiryDays: number;
+    /** Key prefix Snowflake may write under and copy-chunk may read (`unload/`). */
+    prefix: string;
+    /** `STORAGE_AWS_IAM_USER_ARN` of the storage integration, or null. */
+    snowflakeIamUserArn: string | null;
+    /** `STORAGE_AWS_EXTERNAL_ID` of the storage integration, or null (with the ARN). */
+    snowflakeExternalId: string | null;
+  };
   alarms: {
     /** Optional e-mail subscribed to the alarm topic. */
     email: string | null;
@@ -235,6 +252,17 @@ export function validateConfig(config: EnvironmentConfig, env: EnvironmentName, 
     .includes(config.logs?.retentionDays), 'logs.retentionDays', 'must be a CloudWatch Logs retention value (e.g. 14, 30, 365)');
   need(int(config.storage?.manifestExpiryDays, 1, 3650), 'storage.manifestExpiryDays', 'must be 1..3650');
   need(int(config.storage?.accessLogExpiryDays, 1, 3650), 'storage.accessLogExpiryDays', 'must be 1..3650');
+
+  const stg = config.staging ?? ({} as EnvironmentConfig['staging']);
+  need(int(stg.expiryDays, 1, 3650), 'staging.expiryDays', 'must be 1..3650');
+  need(typeof stg.prefix === 'string' && /^([a-z0-9][a-z0-9_-]*\/)+$/.test(stg.prefix), 'staging.prefix',
+    'must be a key prefix of lower-case path segments ending in /, such as "unload/"');
+  need(stg.snowflakeIamUserArn === null || /^arn:aws:iam::\d{12}:user\/[\w+=,.@/-]+$/.test(stg.snowflakeIamUserArn ?? ''),
+    'staging.snowflakeIamUserArn', 'must be null or STORAGE_AWS_IAM_USER_ARN from DESC INTEGRATION (arn:aws:iam::<12 digits>:user/...)');
+  need(stg.snowflakeExternalId === null || /^[\w+=,.@:/-]{2,1224}$/.test(stg.snowflakeExternalId ?? ''),
+    'staging.snowflakeExternalId', 'must be null or STORAGE_AWS_EXTERNAL_ID from DESC INTEGRATION');
+  need((stg.snowflakeIamUserArn === null) === (stg.snowflakeExternalId === null), 'staging.snowflakeExternalId',
+    'set both snowflakeIamUserArn and snowflakeExternalId (from DESC INTEGRATION), or neither');
 
   const al = config.alarms ?? ({} as EnvironmentConfig['alarms']);
   need(/^https:\/\/.+\/$/.test(al.runbookBaseUrl ?? ''), 'alarms.runbookBaseUrl', 'must be an https URL ending in / (where ops/runbooks/ is browsable)');

@@ -6,7 +6,8 @@
  * key, built here and shared as the {@link Foundation} → monitoring topic →
  * storage (data bucket) → database (Aurora Serverless v2 writer + reader) →
  * secrets and rotation → RDS Proxy (prod) → functions (the seven Rust Lambdas,
- * RDS CA layer, DLQ, IAM) → schema migration on every deploy → workflow (sync
+ * RDS CA layer, DLQ, IAM) → staging (unload bucket, Snowflake's role, copy-chunk
+ * read access) → schema migration on every deploy → workflow (sync
  * state machine from `statemachines/sync.asl.json`, nightly schedule,
  * failed-execution rule) → alarms. One construct per concern under
  * `constructs/`; each takes typed props, none reads context.
@@ -37,6 +38,7 @@ import { ThawFunctions } from './constructs/functions.ts';
 import { ThawMonitoring } from './constructs/monitoring.ts';
 import { ThawSchemaMigration } from './constructs/schema-migration.ts';
 import { ThawSecrets } from './constructs/secrets.ts';
+import { ThawStaging } from './constructs/staging.ts';
 import { ThawStorage } from './constructs/storage.ts';
 import { ThawWorkflow } from './constructs/workflow.ts';
 
@@ -72,6 +74,7 @@ export interface ThawSecurityGroups {
 export interface ThawConcerns {
   monitoring: ThawMonitoring;
   storage: ThawStorage;
+  staging: ThawStaging;
   database: ThawDatabase;
   secrets: ThawSecrets;
   functions: ThawFunctions;
@@ -171,6 +174,12 @@ export class ThawStack extends Stack {
       securityGroups: { sync: sgs.lambda, migrator: sgs.migrator },
       datadog: cfg.datadog,
     });
+    const staging = new ThawStaging(this, 'Staging', {
+      foundation: base,
+      staging: cfg.staging,
+      accessLogsBucket: storage.accessLogsBucket,
+      readers: [functions.functions['copy-chunk']],
+    });
     const schemaMigration = new ThawSchemaMigration(this, 'Migration', {
       foundation: base,
       handler: functions.functions['schema-migrate'],
@@ -197,7 +206,7 @@ export class ThawStack extends Stack {
       deadLetterQueues: this.deadLetterQueues,
     });
 
-    this.concerns = { monitoring, storage, database, secrets, functions, schemaMigration, workflow };
+    this.concerns = { monitoring, storage, staging, database, secrets, functions, schemaMigration, workflow };
     this.functions = functions.functions;
     this.rdsCaBundle = functions.rdsCaBundle;
     this.stateMachine = workflow.stateMachine;

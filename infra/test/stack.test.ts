@@ -24,7 +24,7 @@ const PINNED_LOGICAL_IDS: Record<string, string[]> = {
   'AWS::RDS::DBCluster': ['ClusterEB0386A7'],
   'AWS::RDS::DBInstance': ['ClusterReaderA09A3718', 'ClusterWriterA91BB273'],
   'AWS::KMS::Key': ['DataKey17AFBB84'],
-  'AWS::S3::Bucket': ['AccessLogsBucket83982689', 'DataBucketE3889A50'],
+  'AWS::S3::Bucket': ['AccessLogsBucket83982689', 'DataBucketE3889A50', 'StagingBucket9644C37C'],
   'AWS::SecretsManager::Secret': ['ApplicationSecret25AD4F13', 'ConflictWriterSecret2A6450E2', 'LoaderSecret2AAE5480',
     'MigratorSecretA3345C6F', 'SnowflakeKeyPairDC7BBBD7', '<env>ClusterSecret'],
   'AWS::SQS::Queue': ['FailedExecutionsDlqC864FEBE', 'LambdaAsyncDlq1763F7D0', 'SchedulerDlqBE0A9ADA'],

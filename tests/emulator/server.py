@@ -30,6 +30,11 @@ What this module changes (see docs/emulator.md §1 for why):
    other password fails like Snowflake (390100 "Incorrect username or password
    was specified."). Key-pair (SNOWFLAKE_JWT) logins are accepted without
    verifying the JWT.
+6. Unload, which fakesnow lacks: `CREATE STAGE … URL = 's3://…'`, `DROP STAGE`,
+   `COPY INTO @stage FROM (SELECT …) FILE_FORMAT = (TYPE = PARQUET …)` and
+   `LIST @stage` are answered by `unload.py` against the S3 server the harness
+   starts (THAW_S3_ENDPOINT). Their results are sent through fakesnow as a
+   SELECT of literal rows, so they arrive as Arrow like any other result.
 
 Deliberately NOT changed: concurrent queries on one session token go straight
 to fakesnow, which shares one DuckDB connection per session; whatever error
@@ -56,7 +61,9 @@ import fakesnow.arrow
 import fakesnow.server as fakesnow_server
 import pyarrow as pa
 import pyarrow.compute as pc
+import unload
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -293,6 +300,12 @@ async def query(request: Request) -> Response:
             }
         )
 
+    if unload.handles(sql) and token in fakesnow_server.sessions:
+        try:
+            request = await _answer_unload_statement(request, token, sql)
+        except unload.UnloadError as e:
+            return _query_error(e.code, e.message, e.sql_state, internal=False)
+
     captured: list = []
     context_token = _captured_rowsets.set(captured)
     try:
@@ -317,6 +330,44 @@ async def query(request: Request) -> Response:
     if rowset is not None:
         body = body.replace(_ROWSET_PLACEHOLDER.encode(), base64.b64encode(rowset), 1)
     return Response(body, status_code=response.status_code, media_type="application/json")
+
+
+# --- 6. stages, unload, LIST ----------------------------------------------------
+def _literal(value: Any, sf_type: str) -> str:
+    if value is None:
+        return f"CAST(NULL AS {sf_type})"
+    if sf_type == "NUMBER":
+        return f"CAST({int(value)} AS NUMBER(38,0))"
+    return "CAST('" + str(value).replace("'", "''") + "' AS VARCHAR)"
+
+
+def _rows_as_select(columns: list[str], types: list[str], rows: list[list[Any]]) -> str:
+    """A SELECT returning exactly `rows` (or no row, with the columns' types)."""
+    def one(row: list[Any]) -> str:
+        return "SELECT " + ", ".join(f'{_literal(v, t)} AS "{c}"' for v, t, c in zip(row, types, columns))
+
+    if not rows:
+        return one([None] * len(columns)) + " LIMIT 0"
+    return " UNION ALL ".join(one(r) for r in rows)
+
+
+async def _answer_unload_statement(request: Request, token: str, sql: str) -> Request:
+    """Run a stage/unload/LIST statement; return the request rewritten into a
+    SELECT of its result rows, for fakesnow to answer."""
+    conn = fakesnow_server.sessions[token]
+
+    def run_select(select: str) -> pa.Table:
+        cur = conn.cursor()
+        cur.execute(select)
+        return cur._arrow_table if cur._arrow_table is not None else pa.table({})  # noqa: SLF001
+
+    columns, types, rows = await run_in_threadpool(unload.execute, sql, run_select, conn.database, conn.schema)
+    body = json.loads(await request.body() if request.headers.get("Content-Encoding") != "gzip"
+                      else gzip.decompress(await request.body()))
+    body["sqlText"] = _rows_as_select(columns, types, rows)
+    encoded = json.dumps(body).encode()
+    request._body = gzip.compress(encoded) if request.headers.get("Content-Encoding") == "gzip" else encoded  # noqa: SLF001
+    return request
 
 
 async def chunk(request: Request) -> Response:
