@@ -293,6 +293,12 @@ pub struct Config {
     /// Attempts per chunk for transient errors (default 3).
     #[serde(default)]
     pub max_retry_attempts: Option<u32>,
+    /// Seconds a chunk keeps retrying retryable errors (connection lost,
+    /// server restarting, serialization failure) before it fails, counted
+    /// from its first failure; default 120 (additive; see
+    /// [`crate::sync::retry::RetryPolicy`]).
+    #[serde(default)]
+    pub retry_budget_seconds: Option<u64>,
     /// Legacy Lambda setting, accepted and ignored (thaw's Lambdas check time per chunk).
     #[serde(default)]
     pub lambda_timeout_buffer_seconds: Option<u64>,
@@ -600,7 +606,7 @@ pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
 fn known_keys(path: &str) -> &'static [&'static str] {
     match path {
         "" => &[
-            "snowflake", "postgres", "parallel_threads", "batch_size", "max_retry_attempts",
+            "snowflake", "postgres", "parallel_threads", "batch_size", "max_retry_attempts", "retry_budget_seconds",
             "lambda_timeout_buffer_seconds", "insert_only_mode", "max_parallel_tables", "chunk_byte_budget",
             "conflicts", "sources",
         ],

@@ -7,6 +7,11 @@
 /// Fails after the chunk's rows were written by COPY and before the commit.
 pub const COPY_CHUNK_BEFORE_COMMIT: &str = "copy_chunk_before_commit";
 
+/// Fails right after `disable_index` committed the drop of a table's
+/// secondary indexes (and their records), before any row is copied: the
+/// "crash between drop and restore".
+pub const INDEXES_AFTER_DROP: &str = "indexes_after_drop";
+
 #[cfg(feature = "failpoints")]
 mod imp {
     use std::collections::HashMap;
