@@ -245,6 +245,11 @@ pub struct TableConfig {
     /// reconciliation (needs `uniqueness_columns`). Additive option; default false.
     #[serde(default)]
     pub propagate_deletes: bool,
+    /// Source timestamp columns copied into a `date` column by dropping their
+    /// time of day on purpose (additive; without it a time of day is an error,
+    /// docs/sync.md §5.2).
+    #[serde(default)]
+    pub truncate_to_date: Vec<String>,
     /// Source columns never copied nor reconciled (e.g. columns PostgreSQL
     /// owns, such as the nightly job's own flags). Additive option.
     #[serde(default)]
@@ -619,6 +624,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "uniqueness_columns", "source_watermark", "target_watermark", "truncate_onstart", "insert_only_mode",
             "disable_index", "parallel_threads", "batch_size", "batch_size_copy_mode", "column_mapping",
             "sort_columns", "chunking_strategy", "estimated_row_bytes", "propagate_deletes", "exclude_columns",
+            "truncate_to_date",
         ],
         _ => &[],
     }

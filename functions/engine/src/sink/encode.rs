@@ -150,6 +150,8 @@ struct ColumnPlan {
     target: TargetColumn,
     source: SourceType,
     conversion: Conversion,
+    /// Timestamp into date: drop the time of day on purpose (`truncate_to_date`).
+    drop_time_of_day: bool,
 }
 
 /// Writes Arrow batches as PostgreSQL binary COPY rows for one target table.
@@ -187,7 +189,7 @@ impl CopyEncoder {
         for (target, field) in pairs {
             let source = SourceType::from_field(&field)?;
             let conversion = conversion_for(&source, &target)?;
-            columns.push(ColumnPlan { target, source, conversion });
+            columns.push(ColumnPlan { target, source, conversion, drop_time_of_day: false });
         }
         Ok(CopyEncoder { columns, scratch: Vec::with_capacity(256), invalid_utf8: InvalidUtf8::Reject, keys: Vec::new(), table: None })
     }
@@ -199,6 +201,18 @@ impl CopyEncoder {
     pub fn with_row_identity(mut self, table: impl Into<String>, keys: Vec<usize>) -> Self {
         self.table = Some(table.into());
         self.keys = keys.into_iter().filter(|k| *k < self.columns.len()).collect();
+        self
+    }
+
+    /// Let the timestamp columns at `positions` (COPY order) drop their time of
+    /// day when their target is a `date` (the table's `truncate_to_date`);
+    /// without this a time of day is an error. Other positions are ignored.
+    pub fn with_truncate_to_date(mut self, positions: &[usize]) -> Self {
+        for p in positions {
+            if let Some(c) = self.columns.get_mut(*p) {
+                c.drop_time_of_day = matches!(c.conversion, Conversion::TimestampToDate);
+            }
+        }
         self
     }
 
@@ -621,11 +635,11 @@ fn encode_value(
                 Conversion::TimestampToTimestamptz => put_timestamp(out, ts.micros),
                 _ => {
                     let wall = ts.wall_micros();
-                    if wall.rem_euclid(MICROS_PER_DAY) != 0 {
+                    if wall.rem_euclid(MICROS_PER_DAY) != 0 && !plan.drop_time_of_day {
                         scratch.clear();
                         render_text(view, view.values, row, scratch)?;
                         return Err(format!(
-                            "value {} has a time of day that a date column would drop; use timestamp or timestamptz, or cast it to DATE in the source query if only the day matters",
+                            "value {} has a time of day that a date column would drop; use timestamp or timestamptz, or list the column in the table's truncate_to_date if only the day matters",
                             String::from_utf8_lossy(scratch)
                         ));
                     }
@@ -1099,6 +1113,32 @@ mod tests {
         let err = encode_one(t, field, Arc::new(Float64Array::from(vec![Some(1.0), None]))).unwrap_err();
         assert_eq!(err.kind, ErrorKind::ChunkFailed);
         assert!(err.message.contains("NOT NULL") && err.message.contains("\"visit_date\"") && err.message.contains("row 1"), "{}", err.message);
+    }
+
+    #[test]
+    fn time_of_day_into_date_is_refused_unless_listed_in_truncate_to_date() {
+        let field = snowflake_field("AT", DataType::Int64, "TIMESTAMP_NTZ", 0, None);
+        let noon = || -> ArrayRef { Arc::new(Int64Array::from(vec![86_400 + 43_200])) };
+        let err = encode_one(target("at", PgType::Date, "date"), field.clone(), noon()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains("1970-01-02 12:00:00.000000 has a time of day") && err.message.contains("truncate_to_date"), "{}", err.message);
+        let mut encoder = CopyEncoder::new(vec![(target("at", PgType::Date, "date"), Arc::new(field))]).unwrap().with_truncate_to_date(&[0]);
+        let mut out = BytesMut::new();
+        assert_eq!(encoder.encode_batch(&[noon()], &mut out).unwrap(), 1);
+        // 1970-01-02 is day -10956 from 2000-01-01.
+        assert_eq!(&out[2..10], &[0, 0, 0, 4, 0xFF, 0xFF, 0xD5, 0x34]);
+    }
+
+    #[test]
+    fn value_errors_name_table_and_key() {
+        let key = snowflake_field("ID", DataType::Utf8, "TEXT", 0, None);
+        let at = snowflake_field("AT", DataType::Int64, "TIMESTAMP_NTZ", 0, None);
+        let mut encoder = CopyEncoder::new(vec![(target("id", PgType::Text, "text"), Arc::new(key)), (target("at", PgType::Date, "date"), Arc::new(at))])
+            .unwrap()
+            .with_row_identity("\"public\".\"visits\"", vec![0]);
+        let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec!["v-1"])), Arc::new(Int64Array::from(vec![3_600]))];
+        let err = encoder.encode_batch(&columns, &mut BytesMut::new()).unwrap_err();
+        assert!(err.message.starts_with("table \"public\".\"visits\", key (\"id\")=('v-1'), column \"at\" (date)"), "{}", err.message);
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) 
     }
     .await;
     let result = match prepared {
-        Ok(()) => copy_in_transaction(worker, &plan, &key, item, insert_only).await,
+        Ok(()) => copy_in_transaction(worker, &plan, &key, item, insert_only, table_cfg.map_or(&[][..], |t| &t.truncate_to_date[..])).await,
         Err(e) => Err(e),
     };
     match result {
@@ -175,7 +175,14 @@ pub async fn load_plan(pg: &Client, key: &TableKey) -> Result<TablePlan> {
     serde_json::from_value(row.get(0)).map_err(|e| Error::internal(format!("stored plan of {} is unreadable: {e}", key.source_table)))
 }
 
-async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableKey, item: &ChunkItem, insert_only: bool) -> Result<Option<ChunkCounts>> {
+async fn copy_in_transaction(
+    worker: &mut Worker,
+    plan: &TablePlan,
+    key: &TableKey,
+    item: &ChunkItem,
+    insert_only: bool,
+    truncate_to_date: &[String],
+) -> Result<Option<ChunkCounts>> {
     let tx = worker.pg.transaction().await.map_err(|e| from_postgres(e, "starting the chunk transaction"))?;
     let Some(chunk) = status::lock_chunk(&tx, key, item.chunk_id).await? else {
         return Err(Error::config(format!("chunk {} of {} does not exist in run {}", item.chunk_id, item.source_table, item.run_id)));
@@ -228,7 +235,8 @@ async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableK
         // the encoder branches on each batch's physical Arrow types itself.
         let pairs = plan.columns.iter().map(|c| c.target.clone()).zip(first.schema().fields().iter().cloned()).collect();
         let key_positions = plan.key_columns.iter().filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k)).collect();
-        let mut encoder = CopyEncoder::new(pairs)?.with_row_identity(plan.target_fqn(), key_positions);
+        let date_only: Vec<usize> = plan.columns.iter().enumerate().filter(|(_, c)| truncate_to_date.contains(&c.source.name)).map(|(i, _)| i).collect();
+        let mut encoder = CopyEncoder::new(pairs)?.with_row_identity(plan.target_fqn(), key_positions).with_truncate_to_date(&date_only);
         for batch in &batches {
             encoder.encode_record_batch(batch, &mut buf)?;
             if buf.len() >= COPY_FLUSH_BYTES {
