@@ -240,6 +240,34 @@ async fn disable_index_crash_between_drop_and_restore_is_restored_on_resume() {
     assert!(resumed.merge.tables[0].indexes_failed.is_empty());
 }
 
+#[tokio::test]
+async fn disable_index_without_table_ownership_loads_with_indexes_in_place() {
+    let (sf_db, pg_db, pg, before) = orders_with_indexes(300).await;
+    // A loader role like production's: member of thaw_loader, not the table's owner.
+    let role = unique("loader");
+    pg.batch_execute(&format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD 'loader-pw' IN ROLE thaw_loader; \
+         GRANT USAGE ON SCHEMA public TO \"{role}\"; GRANT SELECT, INSERT, UPDATE, DELETE ON public.orders TO \"{role}\""
+    ))
+    .await
+    .unwrap();
+    let table = orders_table(Some(("Id", "int")), r#", "disable_index": true"#);
+    let text = config_text(&sf_db, &pg_db, &[&table], "")
+        .replace(r#""user": "${THAW_PG_USER}", "password": "${THAW_PG_PASSWORD}""#, &format!(r#""user": "{role}", "password": "loader-pw""#));
+    let config = config(&text);
+    let plan = thaw_engine::steps::plan(&config, &PlanRequest::default()).await.expect("plan as the loader");
+    for item in thaw_engine::sync::manifest::read(&plan.manifest_uri).await.unwrap() {
+        thaw_engine::steps::copy_chunk(&config, &item).await.expect("copy as the loader, indexes in place");
+    }
+    let merged = thaw_engine::steps::merge(&config, &thaw_engine::contract::RunRequest { run_id: plan.run_id }).await.expect("merge");
+    assert_eq!(merged.tables[0].status, "completed");
+    assert!(merged.tables[0].indexes_restored.is_empty());
+    assert_eq!(pg_count(&pg, "public.orders").await, 300);
+    assert_eq!(index_defs(&pg).await, before, "nothing was dropped");
+    let recorded: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_index_status", &[]).await.unwrap().get(0);
+    assert_eq!(recorded, 0);
+}
+
 // --- 6. the write path is decided when a chunk starts ------------------------------------------
 
 #[tokio::test]

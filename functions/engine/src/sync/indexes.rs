@@ -77,12 +77,7 @@ pub async fn disable(pg: &mut Client, plan: &TablePlan, key: &TableKey) -> Resul
         .map_err(|e| from_postgres(e, format!("listing the secondary indexes of {target}")))?;
     if let Some(r) = rows.iter().find(|r| !r.get::<_, bool>(3)) {
         let (owner, me): (String, String) = (r.get(4), r.get(5));
-        tracing::warn!(
-            target = %target,
-            "disable_index: role {me} cannot drop the indexes of {target}, which only its owner {owner} may drop; \
-             run `GRANT {owner} TO {me}` (or make {me} the table's owner) to let thaw drop and restore them. \
-             Loading with the indexes in place."
-        );
+        tracing::warn!(target = %target, "{}", not_owner_warning(&target, &me, &owner));
         return Ok(());
     }
     let mut dropped = Vec::new();
@@ -114,6 +109,17 @@ pub async fn disable(pg: &mut Client, plan: &TablePlan, key: &TableKey) -> Resul
     }
     failpoints::check(failpoints::INDEXES_AFTER_DROP)?;
     Ok(())
+}
+
+/// The warning logged when the loader role `me` does not own `target` (owned
+/// by `owner`) and therefore cannot drop its indexes: names both roles and the
+/// grant that would allow it.
+pub fn not_owner_warning(target: &str, me: &str, owner: &str) -> String {
+    format!(
+        "disable_index: role {me} cannot drop the indexes of {target}: only its owner ({owner}) may. \
+         Run `GRANT {owner} TO {me};` (or make {me} the table's owner) to let thaw drop and restore them; \
+         loading with the indexes in place."
+    )
 }
 
 /// Recreate every recorded, not yet restored index of `key`, each in its own
@@ -189,4 +195,14 @@ pub async fn pending<C: tokio_postgres::GenericClient>(pg: &C, key: &TableKey) -
         .await
         .map_err(|e| from_postgres(e, "counting dropped indexes"))?;
     Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn not_owner_warning_names_roles_and_grant() {
+        let w = super::not_owner_warning("\"analytics\".\"dimpayer\"", "thaw_loader_prod", "thaw_migrator");
+        assert!(w.contains("role thaw_loader_prod cannot drop the indexes of \"analytics\".\"dimpayer\""), "{w}");
+        assert!(w.contains("GRANT thaw_migrator TO thaw_loader_prod;") && w.contains("indexes in place"), "{w}");
+    }
 }
