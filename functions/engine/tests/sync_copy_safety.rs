@@ -137,7 +137,7 @@ async fn duplicate_and_null_keys_fail_the_first_load_naming_them() {
     pg.batch_execute("CREATE TABLE public.items (\"K\" text, \"V\" int8)").await.unwrap(); // no unique index
     let table = r#"{"source": "ITEMS", "target": "items", "uniqueness_columns": ["K"]}"#;
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
-    let err = runner::run(config, options(false), Arc::new(Quiet)).await.err().expect("the first load is refused");
+    let err = runner::run(config, options(false), Arc::new(Quiet)).await.expect_err("the first load is refused");
     assert_eq!(err.kind, ErrorKind::ChunkFailed);
     for part in ["2 value(s) of the key (K) are duplicated or NULL", "(5 rows)", "('a') ×3", "(NULL) ×2", "nothing was written"] {
         assert!(err.message.contains(part), "missing {part:?} in: {}", err.message);
@@ -164,7 +164,7 @@ async fn unique_index_hint_is_valid_sql_for_quoted_schema_and_table_names() {
     let table = r#"{"source": "LINES", "target": "Order-Lines", "uniqueness_columns": ["Line Key"]}"#;
     let text = config_text(&sf_db, &pg_db, &[table], "").replace(r#""target_pg_schema": "public""#, r#""target_pg_schema": "Sales \"Ops\"""#);
     let config = Arc::new(config(&text));
-    let err = runner::run(config.clone(), options(false), Arc::new(Quiet)).await.err().expect("upsert without a unique index is refused");
+    let err = runner::run(config.clone(), options(false), Arc::new(Quiet)).await.expect_err("upsert without a unique index is refused");
     assert_eq!(err.kind, ErrorKind::SchemaMismatch);
     let hint = r#"CREATE UNIQUE INDEX ON "Sales ""Ops"""."Order-Lines" ("Line Key");"#;
     assert!(err.message.contains(hint), "{}", err.message);

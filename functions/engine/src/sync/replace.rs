@@ -17,10 +17,10 @@
 //!   `completed` status, so the shadow holds exactly the completed chunks;
 //! * until the swap commits, the target keeps its previous rows, whatever
 //!   failed; a resumed run copies the unfinished chunks into the same shadow;
-//! * the swap is one transaction: a crash during it rolls back to "old target
-//!   + full shadow", and the next merge (or resume) swaps again; after it
-//!   commits the shadow is gone and the table is `completed`, so a repeated
-//!   merge finds nothing to swap.
+//! * the swap is one transaction: a crash during it rolls back to the old
+//!   target and the full shadow, and the next merge (or resume) swaps again;
+//!   after it commits the shadow is gone and the table is `completed`, so a
+//!   repeated merge finds nothing to swap.
 //!
 //! Cost: the rows are written twice (shadow, then target); the target is
 //! locked (ACCESS EXCLUSIVE, from the TRUNCATE) only for the swap.
