@@ -336,6 +336,49 @@ async fn retry_budget_rides_out_a_postgres_outage_mid_copy() {
     assert!(retried > 0, "chunks were retried across the outage");
 }
 
+/// Terminates every backend of one database (SQLSTATE 57P01, "terminating
+/// connection due to administrator command") when the 1st and the 4th chunk
+/// complete, i.e. while the other chunks are copying.
+struct TerminateBackends {
+    database: String,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl Observer for TerminateBackends {
+    fn chunk_done(&self, _response: &CopyChunkResponse) {
+        let n = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 || n == 4 {
+            let db = self.database.clone();
+            tokio::spawn(async move {
+                let admin = pg("postgres").await;
+                admin
+                    .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&db])
+                    .await
+                    .unwrap();
+            });
+        }
+    }
+}
+
+#[tokio::test]
+async fn retry_rides_out_terminated_backends_mid_copy() {
+    let (sf_db, pg_db, pg) = orders(1500).await;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], "\"retry_budget_seconds\": 60,")));
+    let observer = Arc::new(TerminateBackends { database: pg_db.clone(), done: std::sync::atomic::AtomicUsize::new(0) });
+    let report = runner::run(config, options(false), observer).await.expect("run");
+    assert!(report.failures.is_empty(), "every chunk rode out the terminations: {:?}", report.failures);
+    report.outcome().expect("reconciles");
+    let retried: i64 = thaw_test_support::pg(&pg_db)
+        .await
+        .query_one("SELECT count(*) FROM migration_status.migration_chunk_status WHERE run_id = $1 AND retry_count > 1", &[&report.plan.run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(retried > 0, "chunks in flight were terminated and retried");
+    drop(pg); // terminated with the others
+    assert_eq!(pg_count(&thaw_test_support::pg(&pg_db).await, "public.orders").await, 1500);
+}
+
 #[tokio::test]
 async fn deterministic_error_fails_fast_without_retry() {
     let (sf_db, pg_db, pg) = orders(300).await;
