@@ -145,6 +145,23 @@ async fn duplicate_and_null_keys_fail_the_first_load_naming_them() {
     assert_eq!(pg_count(&pg, "public.items").await, 0);
 }
 
+#[tokio::test]
+async fn null_keys_fail_an_upsert_chunk_instead_of_duplicating_every_run() {
+    let sf_db = unique("SFNULLK").to_uppercase();
+    let pg_db = unique("nullk");
+    let sf = fresh_sf(&sf_db).await;
+    sf.execute(&format!("CREATE TABLE \"{sf_db}\".\"S\".\"ITEMS\" (\"K\" VARCHAR(10), \"V\" NUMBER(38,0))")).await.unwrap();
+    sf.execute(&format!("INSERT INTO \"{sf_db}\".\"S\".\"ITEMS\" VALUES ('a', 1), (NULL, 2)")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.items (\"K\" text UNIQUE, \"V\" int8); INSERT INTO public.items VALUES ('z', 0)").await.unwrap();
+    let table = r#"{"source": "ITEMS", "target": "items", "uniqueness_columns": ["K"]}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let report = runner::run(config, options(false), Arc::new(Quiet)).await.expect("run");
+    assert_eq!(report.failures.len(), 1);
+    assert!(report.failures[0].1.contains("1 row(s) of the chunk have a NULL in the key (K)"), "{}", report.failures[0].1);
+    assert_eq!(pg_count(&pg, "public.items").await, 1, "the chunk rolled back");
+}
+
 // --- 4. the unique-index hint is valid SQL for quoted names -----------------------------------
 
 #[tokio::test]

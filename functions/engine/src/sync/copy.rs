@@ -252,6 +252,7 @@ async fn copy_in_transaction(
     let counts = match &staging {
         None => ChunkCounts { read: rows_read, inserted: copied, updated: 0, unchanged: 0 },
         Some(stg) => {
+            check_null_keys(&tx, plan, stg).await?;
             let sql = upsert_sql(plan, stg, &dest, path == WritePath::InsertOnly);
             let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, format!("upserting into {dest}")))?;
             let inserted = row.get::<_, i64>(0) as u64;
@@ -264,6 +265,33 @@ async fn copy_in_transaction(
     status::complete_chunk(&tx, key, item.chunk_id, counts).await?;
     tx.commit().await.map_err(|e| from_postgres(e, "committing the chunk"))?;
     Ok(Some(counts))
+}
+
+/// A NULL key never conflicts, so an upsert would insert such a row again on
+/// every run: refuse the chunk instead (deterministic, names a few rows).
+async fn check_null_keys(tx: &tokio_postgres::Transaction<'_>, plan: &TablePlan, staging: &str) -> Result<()> {
+    if plan.key_columns.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = plan.key_columns.iter().map(|k| sink::ident(k)).collect();
+    let null = keys.iter().map(|k| format!("{k} IS NULL")).collect::<Vec<_>>().join(" OR ");
+    let row = tx
+        .query_one(&format!("SELECT count(*) FROM {staging} WHERE {null}"), &[])
+        .await
+        .map_err(|e| from_postgres(e, "checking the chunk's keys for NULLs"))?;
+    let n: i64 = row.get(0);
+    if n > 0 {
+        return Err(Error::new(
+            crate::error::ErrorKind::ChunkFailed,
+            format!(
+                "table {}: {n} row(s) of the chunk have a NULL in the key ({}); an upsert cannot match them and would insert them again on every run. \
+                 Fix the source rows, exclude them with source_filter, or correct uniqueness_columns.",
+                plan.target_fqn(),
+                plan.key_columns.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Staging table name for a chunk: short, unique per run/table/chunk, a valid identifier.
