@@ -255,7 +255,7 @@ async fn plan_tables(
             }
         }
         if plan.load_mode == LoadMode::Copy && !table_cfg.uniqueness_columns.is_empty() {
-            // First load: duplicate or NULL keys would go in unnoticed (docs/sync.md §4.1).
+            // First load: duplicate or NULL keys would go in unnoticed (docs/sync.md §3.5).
             crate::sync::keys::check_source_keys(sf, &plan, &table_cfg.uniqueness_columns).await?;
         }
         let chunks = plan_chunks(sf, &plan, &table_cfg).await.map_err(|e| e.context(format!("planning {}", plan.source_table)))?;
