@@ -54,3 +54,11 @@ FROM migration_status.migration_chunk_status c
 JOIN latest USING (run_id)
 GROUP BY 1
 ORDER BY rows_per_second NULLS FIRST;
+
+-- §5 Indexes dropped by disable_index and not restored yet (docs/sync.md §7): resume the run to
+-- restore them; `definition` is the exact CREATE INDEX statement if one must be recreated by hand.
+SELECT run_id, source_schema || '.' || source_table AS source, index_schema || '.' || index_name AS index,
+       status, restore_attempts, dropped_at, left(error_message, 200) AS error, definition
+FROM migration_status.migration_index_status
+WHERE status <> 'restored'
+ORDER BY dropped_at;

@@ -245,6 +245,11 @@ pub struct TableConfig {
     /// reconciliation (needs `uniqueness_columns`). Additive option; default false.
     #[serde(default)]
     pub propagate_deletes: bool,
+    /// Source timestamp columns copied into a `date` column by dropping their
+    /// time of day on purpose (additive; without it a time of day is an error,
+    /// docs/sync.md §5.2).
+    #[serde(default)]
+    pub truncate_to_date: Vec<String>,
     /// Source columns never copied nor reconciled (e.g. columns PostgreSQL
     /// owns, such as the nightly job's own flags). Additive option.
     #[serde(default)]
@@ -294,6 +299,12 @@ pub struct Config {
     /// Attempts per chunk for transient errors (default 3).
     #[serde(default)]
     pub max_retry_attempts: Option<u32>,
+    /// Seconds a chunk keeps retrying retryable errors (connection lost,
+    /// server restarting, serialization failure) before it fails, counted
+    /// from its first failure; default 120 (additive; see
+    /// [`crate::sync::retry::RetryPolicy`]).
+    #[serde(default)]
+    pub retry_budget_seconds: Option<u64>,
     /// Legacy Lambda setting, accepted and ignored (thaw's Lambdas check time per chunk).
     #[serde(default)]
     pub lambda_timeout_buffer_seconds: Option<u64>,
@@ -636,7 +647,7 @@ pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
 fn known_keys(path: &str) -> &'static [&'static str] {
     match path {
         "" => &[
-            "snowflake", "postgres", "parallel_threads", "batch_size", "max_retry_attempts",
+            "snowflake", "postgres", "parallel_threads", "batch_size", "max_retry_attempts", "retry_budget_seconds",
             "lambda_timeout_buffer_seconds", "insert_only_mode", "max_parallel_tables", "chunk_byte_budget",
             "conflicts", "sources",
         ],
@@ -649,6 +660,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "uniqueness_columns", "source_watermark", "target_watermark", "truncate_onstart", "insert_only_mode",
             "disable_index", "parallel_threads", "batch_size", "batch_size_copy_mode", "column_mapping",
             "sort_columns", "chunking_strategy", "estimated_row_bytes", "propagate_deletes", "exclude_columns",
+            "truncate_to_date",
         ],
         _ => &[],
     }

@@ -117,6 +117,12 @@ pub struct TableMerge {
     pub rows_copied: u64,
     /// Final table status (`completed` / `failed`).
     pub status: String,
+    /// Secondary indexes (`schema.index`) recreated by this merge (`disable_index`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes_restored: Vec<String>,
+    /// Secondary indexes whose restore failed (`schema.index: error`); retried when the run is resumed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes_failed: Vec<String>,
 }
 
 /// Output of `merge`.

@@ -12,6 +12,11 @@ pub const COPY_CHUNK_BEFORE_COMMIT: &str = "copy_chunk_before_commit";
 /// be released (docs/conflicts.md §D8).
 pub const CONFLICT_DETECT_PANIC: &str = "conflict_detect_panic";
 
+/// Fails right after `disable_index` committed the drop of a table's
+/// secondary indexes (and their records), before any row is copied: the
+/// "crash between drop and restore".
+pub const INDEXES_AFTER_DROP: &str = "indexes_after_drop";
+
 #[cfg(feature = "failpoints")]
 mod imp {
     use std::collections::HashMap;

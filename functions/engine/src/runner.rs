@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Semaphore};
@@ -249,20 +249,25 @@ async fn copy_all(
 }
 
 async fn copy_with_retries(config: &Config, pool: &Pool, item: &ChunkItem) -> Result<CopyChunkResponse> {
-    let attempts = config.max_retry_attempts.unwrap_or(3).max(1);
+    // Retry budget, backoff and jitter: docs/sync.md §9.3 (crate::sync::retry).
+    let mut policy = crate::sync::retry::RetryPolicy::from_config(config);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let worker = { pool.lock().await.get_mut(&item.source_name).and_then(|v| v.pop()) };
+        // A pooled worker whose connection died while idle (server restart) is dropped.
+        let worker = { pool.lock().await.get_mut(&item.source_name).and_then(|v| { v.retain(|w| !w.pg.is_closed()); v.pop() }) };
         let mut worker = match worker {
             Some(w) => w,
             None => match Worker::connect(config, &item.source_name).await {
                 Ok(w) => w,
-                Err(e) if e.kind.is_retryable() && attempt < attempts => {
-                    backoff(attempt).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
+                Err(e) => match policy.next_delay(attempt, &e) {
+                    Some(wait) => {
+                        tracing::warn!(table = %item.source_table, chunk = item.chunk_id, attempt, error = %e, "cannot connect; retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    None => return Err(e),
+                },
             },
         };
         match copy::copy_chunk(config, &mut worker, item).await {
@@ -270,26 +275,21 @@ async fn copy_with_retries(config: &Config, pool: &Pool, item: &ChunkItem) -> Re
                 pool.lock().await.entry(item.source_name.clone()).or_default().push(worker);
                 return Ok(r);
             }
-            Err(e) if e.kind.is_retryable() && attempt < attempts => {
-                tracing::warn!(table = %item.source_table, chunk = item.chunk_id, attempt, error = %e, "transient chunk failure; retrying");
-                // The worker's connections may be broken: drop them.
-                backoff(attempt).await;
-            }
-            Err(e) => {
-                if !worker.pg.is_closed() {
-                    pool.lock().await.entry(item.source_name.clone()).or_default().push(worker);
+            Err(e) => match policy.next_delay(attempt, &e) {
+                Some(wait) => {
+                    tracing::warn!(table = %item.source_table, chunk = item.chunk_id, attempt, error = %e, "transient chunk failure; reconnecting and retrying");
+                    // The worker's connections may be broken: drop them (the
+                    // next attempt opens a new PostgreSQL client and Snowflake session).
+                    drop(worker);
+                    tokio::time::sleep(wait).await;
                 }
-                return Err(e);
-            }
+                None => {
+                    if !worker.pg.is_closed() {
+                        pool.lock().await.entry(item.source_name.clone()).or_default().push(worker);
+                    }
+                    return Err(e);
+                }
+            },
         }
     }
 }
-
-/// Exponential backoff with full jitter: up to 1 s × 2^(attempt−1), capped at 30 s.
-async fn backoff(attempt: u32) {
-    use rand::Rng;
-    let cap = Duration::from_millis((1000u64 << (attempt - 1).min(5)).min(30_000));
-    let wait = rand::thread_rng().gen_range(0..=cap.as_millis() as u64);
-    tokio::time::sleep(Duration::from_millis(wait)).await;
-}
-

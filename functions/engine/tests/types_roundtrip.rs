@@ -85,6 +85,15 @@ fn cases() -> Vec<Case> {
     let ntz_struct = || ts_struct(&[-1, 0], Some(&[123_456_789, 0]), None, &[true, false]);
     let ntz_int = || -> ArrayRef { Arc::new(Int64Array::from(vec![Some(1_710_100_800_123_456_999), None])) };
     let ltz_int = || -> ArrayRef { Arc::new(Int64Array::from(vec![Some(1_710_100_800_500), None])) };
+    // Values a date or timestamp column holds exactly (checked narrowings, docs/sync.md §5.2):
+    // midnight wall clocks, and TIMESTAMP_TZ at offset +00:00.
+    let ntz_midnight = || ts_struct(&[-86_400, 0], Some(&[0, 0]), None, &[true, false]);
+    let ltz_midnight = || -> ArrayRef { Arc::new(Int64Array::from(vec![Some(1_710_028_800_000), None])) };
+    // 2024-03-11 00:00 at +05:30 (= 2024-03-10 18:30 UTC) and 1969-12-31 00:00 at -08:00 (scale 3).
+    let tz3_midnight = || ts_struct(&[1_710_095_400, 0], Some(&[0, 0]), Some(&[1770, 1440]), &[true, false]);
+    let tz2_midnight = || ts_struct(&[-57_600_000, 0], None, Some(&[960, 1440]), &[true, false]);
+    let tz3_utc = || ts_struct(&[1_710_100_800, 0], Some(&[500_000_999, 0]), Some(&[1440, 1440]), &[true, false]);
+    let tz2_utc = || ts_struct(&[-1, 0], None, Some(&[1440, 1440]), &[true, false]);
     let json = r#"{
   "visit": [1, 2.5, "a b"],
   "id": null
@@ -105,7 +114,7 @@ fn cases() -> Vec<Case> {
         // REAL
         case(field(DataType::Float64, "REAL", 0, None), Arc::new(Float64Array::from(vec![Some(0.1 + 0.2), Some(-1e300), None])), "float8", &[Some("0.30000000000000004"), Some("-1e+300"), None]),
         case(field(DataType::Float64, "REAL", 0, None), Arc::new(Float64Array::from(vec![1.5, 0.1])), "float4", &[Some("1.5"), Some("0.1")]),
-        case(field(DataType::Float64, "REAL", 0, None), Arc::new(Float64Array::from(vec![0.125, 0.145, -2.5])), "numeric(10,2)", &[Some("0.13"), Some("0.14"), Some("-2.50")]),
+        case(field(DataType::Float64, "REAL", 0, None), Arc::new(Float64Array::from(vec![0.25, 0.5, -2.5])), "numeric(10,2)", &[Some("0.25"), Some("0.50"), Some("-2.50")]),
         // TEXT
         case(field(DataType::Utf8, "TEXT", 0, None), utf8(&[Some("héllo ✓"), Some(""), None]), "text", &[Some("héllo ✓"), Some(""), None]),
         case(field(DataType::Utf8, "TEXT", 0, None), utf8(&[Some("ééééé")]), "varchar(5)", &[Some("ééééé")]),
@@ -145,24 +154,24 @@ fn cases() -> Vec<Case> {
         case(field(DataType::Null, "TIMESTAMP_NTZ", 9, None), ntz_struct(), "timestamp", &[Some("1969-12-31 23:59:59.123456"), None]),
         case(field(DataType::Int64, "TIMESTAMP_NTZ", 9, None), ntz_int(), "timestamp", &[Some("2024-03-10 20:00:00.123456"), None]),
         case(field(DataType::Int64, "TIMESTAMP_NTZ", 9, None), ntz_int(), "timestamptz", &[Some("2024-03-10 20:00:00.123456+00"), None]),
-        case(field(DataType::Null, "TIMESTAMP_NTZ", 9, None), ntz_struct(), "date", &[Some("1969-12-31"), None]),
+        case(field(DataType::Null, "TIMESTAMP_NTZ", 9, None), ntz_midnight(), "date", &[Some("1969-12-31"), None]),
         case(field(DataType::Null, "TIMESTAMP_NTZ", 9, None), ntz_struct(), "text", &[Some("1969-12-31 23:59:59.123456"), None]),
         case(field(DataType::Null, "TIMESTAMP_NTZ", 9, None), ntz_struct(), "varchar(26)", &[Some("1969-12-31 23:59:59.123456"), None]),
         case(field(DataType::Null, "TIMESTAMP_NTZ", 9, None), ntz_struct(), "char(26)", &[Some("1969-12-31 23:59:59.123456"), None]),
         // TIMESTAMP_LTZ as Int64 milliseconds
         case(field(DataType::Int64, "TIMESTAMP_LTZ", 3, None), ltz_int(), "timestamptz", &[Some("2024-03-10 20:00:00.5+00"), None]),
         case(field(DataType::Int64, "TIMESTAMP_LTZ", 3, None), ltz_int(), "timestamp", &[Some("2024-03-10 20:00:00.5"), None]),
-        case(field(DataType::Int64, "TIMESTAMP_LTZ", 3, None), ltz_int(), "date", &[Some("2024-03-10"), None]),
+        case(field(DataType::Int64, "TIMESTAMP_LTZ", 3, None), ltz_midnight(), "date", &[Some("2024-03-10"), None]),
         case(field(DataType::Int64, "TIMESTAMP_LTZ", 3, None), ltz_int(), "text", &[Some("2024-03-10 20:00:00.500000+00:00"), None]),
         case(field(DataType::Int64, "TIMESTAMP_LTZ", 3, None), ltz_int(), "varchar(32)", &[Some("2024-03-10 20:00:00.500000+00:00"), None]),
         case(field(DataType::Int64, "TIMESTAMP_LTZ", 3, None), ltz_int(), "char(32)", &[Some("2024-03-10 20:00:00.500000+00:00"), None]),
         // TIMESTAMP_TZ: 3-field at +05:30 and 2-field (scaled epoch) at -08:00
         case(tz3_field(), tz3(), "timestamptz", &[Some("2024-03-10 20:00:00.5+00"), None]),
         case(tz2_field(), tz2(), "timestamptz", &[Some("1969-12-31 23:59:59.999+00"), None]),
-        case(tz3_field(), tz3(), "timestamp", &[Some("2024-03-11 01:30:00.5"), None]),
-        case(tz2_field(), tz2(), "timestamp", &[Some("1969-12-31 15:59:59.999"), None]),
-        case(tz3_field(), tz3(), "date", &[Some("2024-03-11"), None]),
-        case(tz2_field(), tz2(), "date", &[Some("1969-12-31"), None]),
+        case(tz3_field(), tz3_utc(), "timestamp", &[Some("2024-03-10 20:00:00.5"), None]),
+        case(tz2_field(), tz2_utc(), "timestamp", &[Some("1969-12-31 23:59:59.999"), None]),
+        case(tz3_field(), tz3_midnight(), "date", &[Some("2024-03-11"), None]),
+        case(tz2_field(), tz2_midnight(), "date", &[Some("1969-12-31"), None]),
         case(tz3_field(), tz3(), "text", &[Some("2024-03-11 01:30:00.500000+05:30"), None]),
         case(tz2_field(), tz2(), "varchar(32)", &[Some("1969-12-31 15:59:59.999000-08:00"), None]),
         case(tz2_field(), tz2(), "char(32)", &[Some("1969-12-31 15:59:59.999000-08:00"), None]),
@@ -321,6 +330,111 @@ async fn timestamp_into_uuid_is_rejected_before_copying() {
     assert!(err.message.contains("cannot copy Snowflake TIMESTAMP_NTZ") && err.message.contains("into PostgreSQL uuid") && err.message.contains("timestamp, timestamptz"), "{err}");
 }
 
+/// Every (Snowflake type, PostgreSQL type) pair outside `supported_targets`
+/// is refused with `TypeUnsupported` when the encoder is built, before any
+/// row is read (the "refused" rows of docs/sync.md §5.2).
+#[tokio::test]
+async fn every_unsupported_pair_is_refused_before_any_row() {
+    use thaw_engine::sink::{PgType, TargetColumn};
+    let logicals = [
+        ("FIXED", DataType::Int64),
+        ("REAL", DataType::Float64),
+        ("TEXT", DataType::Utf8),
+        ("BOOLEAN", DataType::Boolean),
+        ("DATE", DataType::Date32),
+        ("TIME", DataType::Int64),
+        ("TIMESTAMP_NTZ", DataType::Int64),
+        ("TIMESTAMP_LTZ", DataType::Int64),
+        ("TIMESTAMP_TZ", DataType::Int64),
+        ("BINARY", DataType::Binary),
+        ("VARIANT", DataType::Utf8),
+        ("OBJECT", DataType::Utf8),
+        ("ARRAY", DataType::Utf8),
+    ];
+    let targets = [
+        ("bool", PgType::Bool), ("int2", PgType::Int2), ("int4", PgType::Int4), ("int8", PgType::Int8),
+        ("float4", PgType::Float4), ("float8", PgType::Float8), ("numeric", PgType::Numeric), ("text", PgType::Text),
+        ("varchar", PgType::Varchar), ("bpchar", PgType::Bpchar), ("date", PgType::Date), ("time", PgType::Time),
+        ("timestamp", PgType::Timestamp), ("timestamptz", PgType::Timestamptz), ("uuid", PgType::Uuid),
+        ("json", PgType::Json), ("jsonb", PgType::Jsonb), ("bytea", PgType::Bytea),
+    ];
+    let mut refused = 0;
+    for (logical, dt) in &logicals {
+        let supported = supported_targets(LogicalType::parse(logical).unwrap());
+        for (name, pg_type) in &targets {
+            if supported.contains(pg_type) {
+                continue;
+            }
+            let target = TargetColumn {
+                name: "v".into(),
+                pg_type: *pg_type,
+                type_name: name.to_string(),
+                char_max_length: None,
+                numeric_precision: None,
+                numeric_scale: Some(2),
+                nullable: true,
+            };
+            let err = CopyEncoder::new(vec![(target, Arc::new(field(dt.clone(), logical, 0, None)))]).expect_err(&format!("{logical} → {name} must be refused"));
+            assert_eq!(err.kind, ErrorKind::TypeUnsupported, "{logical} → {name}: {err}");
+            assert!(err.message.contains(logical) && err.message.contains(&format!("PostgreSQL {name}")), "{err}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 150, "only {refused} pairs refused");
+}
+
+/// The checked narrowings of docs/sync.md §5.2: a value the target type
+/// would change (time of day into date, an offset into timestamp, a float
+/// that rounds, a fraction into an integer, overflow, a long text) fails the
+/// chunk with `ChunkFailed` (deterministic, never retried), naming the
+/// column and the value; nothing is written.
+#[tokio::test]
+async fn lossy_values_are_refused_naming_column_and_value() {
+    let utf8 = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+    let i64s = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
+    let cases: Vec<(Field, ArrayRef, &str, &str)> = vec![
+        (field(DataType::Int64, "TIMESTAMP_NTZ", 9, None), i64s(1_710_100_800_123_456_999), "date", "value 2024-03-10 20:00:00.123456 has a time of day that a date column would drop"),
+        (field(DataType::Int64, "TIMESTAMP_LTZ", 3, None), i64s(1_710_100_800_500), "date", "value 2024-03-10 20:00:00.500000+00:00 has a time of day"),
+        (
+            field(DataType::Null, "TIMESTAMP_TZ", 9, Some(16)),
+            ts_struct(&[1_710_100_800], Some(&[0]), Some(&[1770]), &[true]),
+            "date",
+            "value 2024-03-11 01:30:00.000000+05:30 has a time of day",
+        ),
+        (
+            field(DataType::Null, "TIMESTAMP_TZ", 9, Some(16)),
+            ts_struct(&[1_710_100_800], Some(&[0]), Some(&[1770]), &[true]),
+            "timestamp",
+            "value 2024-03-11 01:30:00.000000+05:30 carries a UTC offset that timestamp (without time zone) would drop",
+        ),
+        (field(DataType::Null, "TIMESTAMP_TZ", 3, Some(8)), ts_struct(&[-1], None, Some(&[960]), &[true]), "timestamp", "-08:00 carries a UTC offset"),
+        (field(DataType::Int64, "FIXED", 0, None), i64s(9_007_199_254_740_993), "float8", "value 9007199254740993 has no exact float8 representation (it would be stored as 9007199254740992)"),
+        (field(DataType::Int64, "FIXED", 0, None), i64s(16_777_217), "float4", "value 16777217 has no exact float4 representation"),
+        (field(DataType::Float64, "REAL", 0, None), Arc::new(Float64Array::from(vec![0.1 + 0.2])), "float4", "value 0.30000000000000004 has no exact real (float4) representation"),
+        (field(DataType::Float64, "REAL", 0, None), Arc::new(Float64Array::from(vec![0.125])), "numeric(10,2)", "value 0.125 has more decimal places than numeric(10, 2)"),
+        (field(DataType::Int64, "FIXED", 2, None), i64s(250), "int4", "value 2.50 has a fractional part"),
+        (field(DataType::Int64, "FIXED", 0, None), i64s(40_000), "int2", "value 40000 is outside the range of int2"),
+        (field(DataType::Int64, "FIXED", 3, None), i64s(1_255), "numeric(10,2)", "value 1.255 has more decimal places than numeric(10, 2)"),
+        (field(DataType::Int64, "FIXED", 0, None), i64s(123_456), "numeric(4,0)", "does not fit numeric(4, 0)"),
+        (field(DataType::Int8, "FIXED", 0, None), Arc::new(Int8Array::from(vec![2])), "bool", "value 2 is neither 0 nor 1"),
+        (field(DataType::Utf8, "TEXT", 0, None), utf8("abcd"), "varchar(3)", "value 'abcd' has 4 characters but the column is varchar(3)"),
+        (field(DataType::Utf8, "TEXT", 0, None), utf8("abcd"), "char(3)", "has 4 characters"),
+        (field(DataType::Utf8, "TEXT", 0, None), utf8("1.5"), "int8", "value '1.5' has a fractional part"),
+        (field(DataType::Utf8, "TEXT", 0, None), utf8("99999"), "int2", "value 99999 is outside the range of int2"),
+        (field(DataType::Utf8, "TEXT", 0, None), utf8("1.25"), "numeric(10,1)", "value '1.25' has more decimal places"),
+        (field(DataType::Date32, "DATE", 0, None), Arc::new(Date32Array::from(vec![19_792])), "varchar(5)", "has 10 characters"),
+        (field(DataType::Int64, "FIXED", 2, None), i64s(-150), "varchar(3)", "value '-1.50' has 5 characters"),
+        (field(DataType::Binary, "BINARY", 0, None), Arc::new(BinaryArray::from(vec![&b"ok\xff"[..]])), "text", "not valid UTF-8"),
+    ];
+    for (f, array, pg_type, fragment) in cases {
+        let logical = f.metadata()["logicalType"].clone();
+        let err = copy_error(pg_type, false, f, array).await;
+        assert_eq!(err.kind, ErrorKind::ChunkFailed, "{logical} → {pg_type}: {err}");
+        assert!(!err.kind.is_retryable());
+        assert!(err.message.contains(fragment) && err.message.contains("column \"v\""), "{logical} → {pg_type}: {err}");
+    }
+}
+
 /// Snowflake column type, PostgreSQL column type, and the SQL literals of the rows.
 const EMULATED: &[(&str, &str, &[&str])] = &[
     ("NUMBER(38,0)", "int8", &["-42", "9007199254740993", "NULL"]),
@@ -329,7 +443,7 @@ const EMULATED: &[(&str, &str, &[&str])] = &[
     ("NUMBER(10,2)", "text", &["1.5", "-0.01", "NULL"]),
     ("NUMBER(10,0)", "bool", &["1", "0", "NULL"]),
     ("FLOAT", "float8", &["0.1 + 0.2", "-1234.5678", "NULL"]),
-    ("FLOAT", "numeric(10,2)", &["0.125", "0.145", "NULL"]),
+    ("FLOAT", "numeric(10,2)", &["0.25", "-1.5", "NULL"]),
     ("BOOLEAN", "bool", &["TRUE", "FALSE", "NULL"]),
     ("BOOLEAN", "text", &["TRUE", "FALSE", "NULL"]),
     ("TEXT", "text", &["'héllo ✓'", "''", "NULL"]),
@@ -340,9 +454,9 @@ const EMULATED: &[(&str, &str, &[&str])] = &[
     ("TIME", "time", &["'13:14:15.123456'", "'00:00:00'", "NULL"]),
     ("TIMESTAMP_NTZ", "timestamp", &["'1969-12-31 23:59:59.123456'", "'2024-03-10 20:00:00'", "NULL"]),
     ("TIMESTAMP_NTZ", "timestamptz", &["'1969-12-31 23:59:59.123456'", "'2024-03-10 20:00:00'", "NULL"]),
-    ("TIMESTAMP_NTZ", "date", &["'1969-12-31 23:59:59.123456'", "'2024-03-10 20:00:00'", "NULL"]),
+    ("TIMESTAMP_NTZ", "date", &["'1969-12-31 00:00:00'", "'2024-03-10 00:00:00'", "NULL"]),
     ("TIMESTAMP_TZ", "timestamptz", &["'2024-03-10 23:30:00.5+05:30'", "'1969-12-31 23:59:59+00:00'", "NULL"]),
-    ("TIMESTAMP_TZ", "timestamp", &["'2024-03-10 23:30:00.5+05:30'", "'1969-12-31 23:59:59+00:00'", "NULL"]),
+    ("TIMESTAMP_TZ", "timestamp", &["'2024-03-10 23:30:00.5+00:00'", "'1969-12-31 23:59:59+00:00'", "NULL"]),
     ("TIMESTAMP_LTZ", "timestamptz", &["'2024-03-10 23:30:00.5'", "'1969-12-31 23:59:59'", "NULL"]),
     ("BINARY", "bytea", &["TO_BINARY('68656c6c6f', 'HEX')", "TO_BINARY('00ff', 'HEX')", "NULL"]),
     ("BINARY", "text", &["TO_BINARY('68656c6c6f', 'HEX')", "TO_BINARY('c3a9', 'HEX')", "NULL"]),

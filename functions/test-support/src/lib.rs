@@ -212,3 +212,59 @@ macro_rules! thaw {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// A TCP proxy in front of the harness PostgreSQL that can simulate a server
+/// outage for one test without touching the shared server (other tests run
+/// against it at the same time): [`FlakyProxy::outage`] cuts every open
+/// connection and refuses new ones (accepted and closed at once) for a while,
+/// as a PostgreSQL restart or failover does to its clients.
+pub struct FlakyProxy {
+    /// Port on 127.0.0.1 to point `postgres.port` at.
+    pub port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    kill: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl FlakyProxy {
+    /// Start a proxy to the harness PostgreSQL (`THAW_PG_HOST:THAW_PG_PORT`).
+    pub async fn start() -> FlakyProxy {
+        use std::sync::atomic::Ordering;
+        let target = format!("{}:{}", var("THAW_PG_HOST"), var("THAW_PG_PORT"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let kill = std::sync::Arc::new(tokio::sync::watch::channel(0u64).0);
+        let (d, k) = (down.clone(), kill.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                if d.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut killed = k.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = killed.changed() => {}
+                    }
+                });
+            }
+        });
+        FlakyProxy { port, down, kill }
+    }
+
+    /// Cut every open connection now and refuse new ones for `duration`.
+    pub fn outage(&self, duration: std::time::Duration) {
+        use std::sync::atomic::Ordering;
+        self.down.store(true, Ordering::SeqCst);
+        self.kill.send_modify(|n| *n += 1);
+        let down = self.down.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            down.store(false, Ordering::SeqCst);
+        });
+    }
+}

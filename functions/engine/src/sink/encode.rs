@@ -150,6 +150,8 @@ struct ColumnPlan {
     target: TargetColumn,
     source: SourceType,
     conversion: Conversion,
+    /// Timestamp into date: drop the time of day on purpose (`truncate_to_date`).
+    drop_time_of_day: bool,
 }
 
 /// Writes Arrow batches as PostgreSQL binary COPY rows for one target table.
@@ -162,6 +164,10 @@ pub struct CopyEncoder {
     columns: Vec<ColumnPlan>,
     scratch: Vec<u8>,
     invalid_utf8: InvalidUtf8,
+    /// Positions (in COPY order) of the uniqueness columns, named in value errors.
+    keys: Vec<usize>,
+    /// Target table named in value errors (`"schema"."table"`).
+    table: Option<String>,
 }
 
 impl CopyEncoder {
@@ -183,9 +189,31 @@ impl CopyEncoder {
         for (target, field) in pairs {
             let source = SourceType::from_field(&field)?;
             let conversion = conversion_for(&source, &target)?;
-            columns.push(ColumnPlan { target, source, conversion });
+            columns.push(ColumnPlan { target, source, conversion, drop_time_of_day: false });
         }
-        Ok(CopyEncoder { columns, scratch: Vec::with_capacity(256), invalid_utf8: InvalidUtf8::Reject })
+        Ok(CopyEncoder { columns, scratch: Vec::with_capacity(256), invalid_utf8: InvalidUtf8::Reject, keys: Vec::new(), table: None })
+    }
+
+    /// Name the target table and the uniqueness columns (positions in COPY
+    /// order) in every value error, so that a failed row can be found:
+    /// `table "public"."orders", key ("Code")=('a0ee…')`. Positions outside
+    /// the column list are ignored.
+    pub fn with_row_identity(mut self, table: impl Into<String>, keys: Vec<usize>) -> Self {
+        self.table = Some(table.into());
+        self.keys = keys.into_iter().filter(|k| *k < self.columns.len()).collect();
+        self
+    }
+
+    /// Let the timestamp columns at `positions` (COPY order) drop their time of
+    /// day when their target is a `date` (the table's `truncate_to_date`);
+    /// without this a time of day is an error. Other positions are ignored.
+    pub fn with_truncate_to_date(mut self, positions: &[usize]) -> Self {
+        for p in positions {
+            if let Some(c) = self.columns.get_mut(*p) {
+                c.drop_time_of_day = matches!(c.conversion, Conversion::TimestampToDate);
+            }
+        }
+        self
     }
 
     /// Choose what happens to BINARY values copied into text columns that are
@@ -258,8 +286,10 @@ impl CopyEncoder {
                         return Err(Error::new(
                             ErrorKind::ChunkFailed,
                             format!(
-                                "column \"{}\" is NOT NULL in PostgreSQL but row {row} of the batch has NULL in source column \"{}\". Make the target column nullable, filter the rows (source_filter), or fix the source data.",
-                                plan.target.name, plan.source.name
+                                "{}column \"{}\" is NOT NULL in PostgreSQL but row {row} of the batch has NULL in source column \"{}\". Make the target column nullable, filter the rows (source_filter), or fix the source data.",
+                                self.row_identity(&views, row),
+                                plan.target.name,
+                                plan.source.name
                             ),
                         ));
                     }
@@ -271,7 +301,8 @@ impl CopyEncoder {
                     return Err(Error::new(
                         ErrorKind::ChunkFailed,
                         format!(
-                            "column \"{}\" ({}): row {row} of the batch from source column \"{}\" ({}): {problem}",
+                            "{}column \"{}\" ({}): row {row} of the batch from source column \"{}\" ({}): {problem}",
+                            self.row_identity(&views, row),
                             plan.target.name,
                             plan.target.type_name,
                             plan.source.name,
@@ -282,6 +313,40 @@ impl CopyEncoder {
             }
         }
         Ok(rows)
+    }
+
+    /// `table "s"."t", key ("k")=('v'): ` for value errors (cold path), empty
+    /// when no table was named.
+    fn row_identity(&self, views: &[ColumnView<'_>], row: usize) -> String {
+        let mut out = String::new();
+        if let Some(t) = &self.table {
+            out.push_str(&format!("table {t}, "));
+        }
+        if !self.keys.is_empty() {
+            let names: Vec<String> = self.keys.iter().map(|k| format!("\"{}\"", self.columns[*k].target.name)).collect();
+            let values: Vec<String> = self.keys.iter().map(|k| key_text(&views[*k], row)).collect();
+            out.push_str(&format!("key ({})=({}), ", names.join(", "), values.join(", ")));
+        }
+        out
+    }
+}
+
+/// One key value as text for error messages: quoted text, canonical
+/// renderings of other types, `NULL`.
+fn key_text(view: &ColumnView<'_>, row: usize) -> String {
+    if view.is_null(row) {
+        return "NULL".into();
+    }
+    match view.values {
+        Values::Text(t) => shorten(t.value(row)),
+        Values::Binary(b) => format!("x'{}'", hex::encode(&b.value(row)[..b.value(row).len().min(32)])),
+        values => {
+            let mut buf = Vec::new();
+            match render_text(view, values, row, &mut buf) {
+                Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+                Err(_) => "(unrenderable)".into(),
+            }
+        }
     }
 }
 
@@ -404,6 +469,14 @@ fn encode_value(
                 write_decimal(scratch, u, scale);
                 std::str::from_utf8(scratch).ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN)
             };
+            if !float_is_exact(target.pg_type, v, u, scale) {
+                return Err(format!(
+                    "value {} has no exact {} representation (it would be stored as {}); use numeric, or round it in the source query",
+                    decimal_string(u, scale),
+                    target.type_name,
+                    float_text(target.pg_type, v)
+                ));
+            }
             put_float(target.pg_type, v, out).map_err(|_| format!("value {} is outside the range of real; use double precision", decimal_string(u, scale)))
         }
         (Conversion::NumberToBool, Values::Number { unscaled, scale }) => {
@@ -420,7 +493,14 @@ fn encode_value(
             Ok(())
         }
         (Conversion::RealToFloat, Values::Float64(v)) => {
-            put_float(target.pg_type, v[row], out).map_err(|_| format!("value {} is outside the range of real; use double precision", v[row]))
+            let x = v[row];
+            if target.pg_type == PgType::Float4 && x.is_finite() && float_text(PgType::Float4, x) != float_text(PgType::Float8, x) {
+                return Err(format!(
+                    "value {x} has no exact real (float4) representation (it would be stored as {}); use double precision",
+                    float_text(PgType::Float4, x)
+                ));
+            }
+            put_float(target.pg_type, x, out).map_err(|_| format!("value {x} is outside the range of real; use double precision"))
         }
         (Conversion::RealToFloat, Values::Float32(v)) => put_float(target.pg_type, f64::from(v[row]), out).map_err(|e| e.to_string()),
         (Conversion::RealToNumeric, Values::Float64(_) | Values::Float32(_)) => {
@@ -433,6 +513,16 @@ fn encode_value(
                 return Err(format!("value {x} cannot go into numeric; use double precision or filter it out"));
             }
             let scale = target.numeric_scale.unwrap_or(0).max(0) as u32;
+            // The float's shortest decimal form (what Snowflake shows) must fit
+            // the scale: rounding it would change the value silently.
+            let shortest = x.to_string();
+            let exact = parse_decimal_text(&shortest).and_then(|(u, s)| rescale(u, s, scale));
+            if exact.is_none() {
+                return Err(format!(
+                    "value {shortest} has more decimal places than numeric({}, {scale}) keeps; widen the scale, use double precision, or round it in the source query",
+                    target.numeric_precision.unwrap_or(0)
+                ));
+            }
             let unscaled = round_float(x, scale, scratch).ok_or_else(|| format!("value {x} has more than 38 digits at scale {scale}; use double precision"))?;
             check_precision(target, unscaled, scale, || x.to_string())?;
             put_numeric(out, unscaled, scale);
@@ -531,9 +621,30 @@ fn encode_value(
         (Conversion::TimestampToTimestamp | Conversion::TimestampToTimestamptz | Conversion::TimestampToDate, Values::Timestamp { .. }) => {
             let ts = view.timestamp(row).ok_or_else(|| "timestamp out of range (more than ±292,000 years)".to_string())?;
             match plan.conversion {
-                Conversion::TimestampToTimestamp => put_timestamp(out, ts.wall_micros()),
+                Conversion::TimestampToTimestamp => {
+                    if ts.offset_minutes != 0 {
+                        scratch.clear();
+                        render_text(view, view.values, row, scratch)?;
+                        return Err(format!(
+                            "value {} carries a UTC offset that timestamp (without time zone) would drop, so the instant would be lost; use timestamptz, or convert it in the source query (e.g. CONVERT_TIMEZONE('UTC', col)::TIMESTAMP_NTZ)",
+                            String::from_utf8_lossy(scratch)
+                        ));
+                    }
+                    put_timestamp(out, ts.wall_micros())
+                }
                 Conversion::TimestampToTimestamptz => put_timestamp(out, ts.micros),
-                _ => put_date(out, ts.wall_micros().div_euclid(MICROS_PER_DAY)),
+                _ => {
+                    let wall = ts.wall_micros();
+                    if wall.rem_euclid(MICROS_PER_DAY) != 0 && !plan.drop_time_of_day {
+                        scratch.clear();
+                        render_text(view, view.values, row, scratch)?;
+                        return Err(format!(
+                            "value {} has a time of day that a date column would drop; use timestamp or timestamptz, or list the column in the table's truncate_to_date if only the day matters",
+                            String::from_utf8_lossy(scratch)
+                        ));
+                    }
+                    put_date(out, wall.div_euclid(MICROS_PER_DAY))
+                }
             }
         }
         (Conversion::Render, values) => {
@@ -597,6 +708,30 @@ fn put_int(pg_type: PgType, value: i128, out: &mut BytesMut) -> Result<(), &'sta
         }
     }
     Ok(())
+}
+
+/// The shortest decimal text of `v` as PostgreSQL would store it (`float4`
+/// rounds to single precision first).
+fn float_text(pg_type: PgType, v: f64) -> String {
+    if pg_type == PgType::Float4 {
+        (v as f32).to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Whether the float stored for the decimal `unscaled / 10^scale` reads back
+/// as the same decimal (its shortest text form equals the source value).
+fn float_is_exact(pg_type: PgType, v: f64, unscaled: i128, scale: u32) -> bool {
+    if !v.is_finite() {
+        return false;
+    }
+    let Some((u, s)) = parse_decimal_text(&float_text(pg_type, v)) else { return false };
+    let common = s.max(scale);
+    match (rescale(u, s, common), rescale(unscaled, scale, common)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 fn put_float(pg_type: PgType, v: f64, out: &mut BytesMut) -> Result<(), &'static str> {
@@ -978,6 +1113,32 @@ mod tests {
         let err = encode_one(t, field, Arc::new(Float64Array::from(vec![Some(1.0), None]))).unwrap_err();
         assert_eq!(err.kind, ErrorKind::ChunkFailed);
         assert!(err.message.contains("NOT NULL") && err.message.contains("\"visit_date\"") && err.message.contains("row 1"), "{}", err.message);
+    }
+
+    #[test]
+    fn time_of_day_into_date_is_refused_unless_listed_in_truncate_to_date() {
+        let field = snowflake_field("AT", DataType::Int64, "TIMESTAMP_NTZ", 0, None);
+        let noon = || -> ArrayRef { Arc::new(Int64Array::from(vec![86_400 + 43_200])) };
+        let err = encode_one(target("at", PgType::Date, "date"), field.clone(), noon()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains("1970-01-02 12:00:00.000000 has a time of day") && err.message.contains("truncate_to_date"), "{}", err.message);
+        let mut encoder = CopyEncoder::new(vec![(target("at", PgType::Date, "date"), Arc::new(field))]).unwrap().with_truncate_to_date(&[0]);
+        let mut out = BytesMut::new();
+        assert_eq!(encoder.encode_batch(&[noon()], &mut out).unwrap(), 1);
+        // 1970-01-02 is day -10956 from 2000-01-01.
+        assert_eq!(&out[2..10], &[0, 0, 0, 4, 0xFF, 0xFF, 0xD5, 0x34]);
+    }
+
+    #[test]
+    fn value_errors_name_table_and_key() {
+        let key = snowflake_field("ID", DataType::Utf8, "TEXT", 0, None);
+        let at = snowflake_field("AT", DataType::Int64, "TIMESTAMP_NTZ", 0, None);
+        let mut encoder = CopyEncoder::new(vec![(target("id", PgType::Text, "text"), Arc::new(key)), (target("at", PgType::Date, "date"), Arc::new(at))])
+            .unwrap()
+            .with_row_identity("\"public\".\"visits\"", vec![0]);
+        let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec!["v-1"])), Arc::new(Int64Array::from(vec![3_600]))];
+        let err = encoder.encode_batch(&columns, &mut BytesMut::new()).unwrap_err();
+        assert!(err.message.starts_with("table \"public\".\"visits\", key (\"id\")=('v-1'), column \"at\" (date)"), "{}", err.message);
     }
 
     #[test]

@@ -333,3 +333,29 @@ pub fn ident(name: &str) -> String {
 pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", ident(schema), ident(table))
 }
+
+/// Whether `schema.table` has a non-partial unique index on exactly the
+/// columns `keys` (any order): what `INSERT ... ON CONFLICT (keys)` needs.
+/// `false` for an empty `keys`.
+///
+/// Errors: a failed catalog query (kind from its SQLSTATE).
+pub async fn has_unique_index<C: tokio_postgres::GenericClient>(client: &C, schema: &str, table: &str, keys: &[String]) -> Result<bool> {
+    if keys.is_empty() {
+        return Ok(false);
+    }
+    let rows = client
+        .query(
+            "SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) \
+             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
+             GROUP BY i.indexrelid",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("reading unique indexes of {schema}.{table}")))?;
+    let mut wanted: Vec<String> = keys.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    Ok(rows.iter().any(|r| r.get::<_, Vec<String>>(0) == wanted))
+}

@@ -6,14 +6,33 @@
 //! `completed` status commit together, so a retried, duplicated or crashed
 //! invocation can neither lose nor duplicate rows.
 //!
-//! Write path by [`LoadMode`] (decided once per table by the planner):
-//! * `Copy`: COPY straight into the (empty or truncated) target;
-//! * `Upsert`: COPY into a per-chunk UNLOGGED staging table in
-//!   `thaw_staging` (not TEMP, which pins RDS Proxy sessions), then one
-//!   `INSERT ... ON CONFLICT (keys) DO UPDATE ... WHERE` the incoming row is
-//!   newer (watermark) or different (no watermark), deduplicated by key;
-//! * `InsertOnly`: the same with `DO NOTHING`, counting skipped rows — never
-//!   skipping a whole chunk because one key exists (a legacy defect).
+//! **Destination**: the target, or — for a table replaced under
+//! `truncate_onstart` — its shadow table, swapped in at merge
+//! ([`crate::sync::replace`]).
+//!
+//! **Write path**, decided when the chunk starts, inside its transaction,
+//! from the destination's state at that moment ([`WritePath`]; the planner's
+//! stored [`LoadMode`] is only what it saw at planning time):
+//! * destination empty → `COPY` straight into it;
+//! * destination has rows and a unique index on the key columns → COPY into a
+//!   per-chunk UNLOGGED staging table in `thaw_staging` (not TEMP, which pins
+//!   RDS Proxy sessions), then one `INSERT ... ON CONFLICT (keys) DO UPDATE
+//!   ... WHERE` the incoming row is newer (watermark) or different (no
+//!   watermark), deduplicated by key; `insert_only_mode` uses `DO NOTHING`,
+//!   counting skipped rows — never skipping a whole chunk because one key
+//!   exists (a legacy defect);
+//! * destination has rows but no keys or no such index → `COPY` (append).
+//!
+//! Why this is exact (docs/sync.md §4.1): the chunks of a table partition
+//! its rows, and a chunk that is not `completed` left nothing behind, so an
+//! unfinished chunk's rows are never already in the destination — except
+//! rows that were there before the run, or that moved between chunks in the
+//! source since planning, and those are exactly what the upsert absorbs. A
+//! resumed run after a partial load therefore upserts instead of failing on
+//! duplicate keys. Two parallel chunks that both see an empty destination
+//! both COPY: their rows are disjoint; should the source have moved one key
+//! into both, the unique index makes the second commit fail
+//! (`ChunkFailed`), and its retry on resume finds rows and upserts.
 
 use std::time::Instant;
 
@@ -21,7 +40,7 @@ use bytes::BytesMut;
 use futures::SinkExt;
 use tokio_postgres::Client;
 
-use crate::config::Config;
+use crate::config::{Config, TableConfig};
 use crate::error::{from_postgres, Error, Result};
 use crate::failpoints;
 use crate::contract::{ChunkItem, CopyChunkResponse};
@@ -29,6 +48,36 @@ use crate::sync::plan::{ChunkRange, TablePlan};
 use crate::sink::{self, encode::CopyEncoder};
 use crate::source::{self, SnowflakeSource};
 use crate::sync::status::{self, ChunkCounts, LoadMode, TableKey};
+use crate::sync::{indexes, replace};
+
+/// How one chunk's rows are written, decided when the chunk starts from the
+/// destination's state (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritePath {
+    /// Binary COPY straight into the destination (empty, or no usable key).
+    Copy,
+    /// COPY into staging, then `INSERT ... ON CONFLICT DO UPDATE`.
+    Upsert,
+    /// COPY into staging, then `INSERT ... ON CONFLICT DO NOTHING`.
+    InsertOnly,
+}
+
+/// Choose the write path from the destination's state at chunk start:
+/// `empty` destination → COPY; rows and a unique index on the keys → upsert
+/// (insert-only when `insert_only`); rows without one → COPY (append; exact
+/// because chunks partition the rows and unfinished chunks left nothing).
+pub fn choose_write_path(empty: bool, has_unique_key_index: bool, insert_only: bool) -> WritePath {
+    match (empty, has_unique_key_index, insert_only) {
+        (true, _, _) | (false, false, _) => WritePath::Copy,
+        (false, true, true) => WritePath::InsertOnly,
+        (false, true, false) => WritePath::Upsert,
+    }
+}
+
+/// The table's configuration entry for a chunk item, if it is still in the config.
+fn table_config<'a>(config: &'a Config, item: &ChunkItem) -> Option<&'a TableConfig> {
+    config.source(&item.source_name).ok()?.tables.iter().find(|t| t.source == item.source_table)
+}
 
 /// Flush the COPY buffer to the server every this many bytes (1 MiB).
 const COPY_FLUSH_BYTES: usize = 1 << 20;
@@ -71,7 +120,22 @@ pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) 
     if !status::start_chunk(&worker.pg, &key, item.chunk_id).await? {
         return Ok(done_response(item, started, true, ChunkCounts::default()));
     }
-    match copy_in_transaction(worker, &plan, &key, item).await {
+    let table_cfg = table_config(config, item);
+    let insert_only = table_cfg.is_some_and(|t| t.insert_only_mode) || plan.load_mode == LoadMode::InsertOnly;
+    let prepared = async {
+        if plan.truncated {
+            replace::ensure_shadow(&mut worker.pg, &plan, &key).await?;
+        } else if table_cfg.is_some_and(|t| t.disable_index) {
+            indexes::disable(&mut worker.pg, &plan, &key).await?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    let result = match prepared {
+        Ok(()) => copy_in_transaction(worker, &plan, &key, item, insert_only, table_cfg.map_or(&[][..], |t| &t.truncate_to_date[..])).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(Some(counts)) => Ok(done_response(item, started, false, counts)),
         Ok(None) => Ok(done_response(item, started, true, ChunkCounts::default())),
         Err(e) => {
@@ -111,7 +175,14 @@ pub async fn load_plan(pg: &Client, key: &TableKey) -> Result<TablePlan> {
     serde_json::from_value(row.get(0)).map_err(|e| Error::internal(format!("stored plan of {} is unreadable: {e}", key.source_table)))
 }
 
-async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableKey, item: &ChunkItem) -> Result<Option<ChunkCounts>> {
+async fn copy_in_transaction(
+    worker: &mut Worker,
+    plan: &TablePlan,
+    key: &TableKey,
+    item: &ChunkItem,
+    insert_only: bool,
+    truncate_to_date: &[String],
+) -> Result<Option<ChunkCounts>> {
     let tx = worker.pg.transaction().await.map_err(|e| from_postgres(e, "starting the chunk transaction"))?;
     let Some(chunk) = status::lock_chunk(&tx, key, item.chunk_id).await? else {
         return Err(Error::config(format!("chunk {} of {} does not exist in run {}", item.chunk_id, item.source_table, item.run_id)));
@@ -121,12 +192,27 @@ async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableK
     }
     let range: ChunkRange =
         serde_json::from_value(chunk.chunk_range).map_err(|e| Error::internal(format!("stored chunk definition is unreadable: {e}")))?;
+    let (dest, dest_schema, dest_table) = if plan.truncated {
+        (replace::shadow_fqn(key), replace::SHADOW_SCHEMA.to_string(), replace::shadow_name(key))
+    } else {
+        (plan.target_fqn(), plan.target_schema.clone(), plan.target_table.clone())
+    };
+    // The write path is decided now, from the destination as this transaction sees it.
+    let empty: bool = tx
+        .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {dest})"), &[])
+        .await
+        .map_err(|e| from_postgres(e, format!("checking whether {dest} is empty")))?
+        .get(0);
+    let keyed = !empty && sink::has_unique_index(&tx, &dest_schema, &dest_table, &plan.key_columns).await?;
+    let path = choose_write_path(empty, keyed, insert_only);
+    tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, "write path");
+
     let batches = worker.sf.query_arrow(&plan.chunk_query(&range.filter_sql)).await?;
     let rows_read: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
 
-    let staging = match plan.load_mode {
-        LoadMode::Copy => None,
-        LoadMode::Upsert | LoadMode::InsertOnly => {
+    let staging = match path {
+        WritePath::Copy => None,
+        WritePath::Upsert | WritePath::InsertOnly => {
             let name = staging_name(key, item.chunk_id);
             tx.batch_execute(&format!(
                 "DROP TABLE IF EXISTS thaw_staging.{name}; CREATE UNLOGGED TABLE thaw_staging.{name} (LIKE {} INCLUDING DEFAULTS)",
@@ -137,7 +223,7 @@ async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableK
             Some(format!("thaw_staging.{name}"))
         }
     };
-    let copy_target = staging.clone().unwrap_or_else(|| plan.target_fqn());
+    let copy_target = staging.clone().unwrap_or_else(|| dest.clone());
     let cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
     let copy_sql = format!("COPY {copy_target} ({}) FROM STDIN (FORMAT binary)", cols.join(", "));
     let sink = tx.copy_in::<_, bytes::Bytes>(&copy_sql).await.map_err(|e| from_postgres(e, format!("starting COPY into {copy_target}")))?;
@@ -148,7 +234,9 @@ async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableK
         // Snowflake's logical types are the same in every batch of a result;
         // the encoder branches on each batch's physical Arrow types itself.
         let pairs = plan.columns.iter().map(|c| c.target.clone()).zip(first.schema().fields().iter().cloned()).collect();
-        let mut encoder = CopyEncoder::new(pairs)?;
+        let key_positions = plan.key_columns.iter().filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k)).collect();
+        let date_only: Vec<usize> = plan.columns.iter().enumerate().filter(|(_, c)| truncate_to_date.contains(&c.source.name)).map(|(i, _)| i).collect();
+        let mut encoder = CopyEncoder::new(pairs)?.with_row_identity(plan.target_fqn(), key_positions).with_truncate_to_date(&date_only);
         for batch in &batches {
             encoder.encode_record_batch(batch, &mut buf)?;
             if buf.len() >= COPY_FLUSH_BYTES {
@@ -161,11 +249,12 @@ async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableK
     let copied = sink.finish().await.map_err(|e| from_postgres(e, format!("finishing COPY into {copy_target}")))?;
     drop(batches);
 
-    let counts = match (&staging, plan.load_mode) {
-        (None, _) => ChunkCounts { read: rows_read, inserted: copied, updated: 0, unchanged: 0 },
-        (Some(stg), mode) => {
-            let sql = upsert_sql(plan, stg, mode == LoadMode::InsertOnly);
-            let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, format!("upserting into {}", plan.target_fqn())))?;
+    let counts = match &staging {
+        None => ChunkCounts { read: rows_read, inserted: copied, updated: 0, unchanged: 0 },
+        Some(stg) => {
+            check_null_keys(&tx, plan, stg).await?;
+            let sql = upsert_sql(plan, stg, &dest, path == WritePath::InsertOnly);
+            let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, format!("upserting into {dest}")))?;
             let inserted = row.get::<_, i64>(0) as u64;
             let updated = row.get::<_, i64>(1) as u64;
             tx.batch_execute(&format!("DROP TABLE {stg}")).await.map_err(|e| from_postgres(e, "dropping the staging table"))?;
@@ -178,6 +267,33 @@ async fn copy_in_transaction(worker: &mut Worker, plan: &TablePlan, key: &TableK
     Ok(Some(counts))
 }
 
+/// A NULL key never conflicts, so an upsert would insert such a row again on
+/// every run: refuse the chunk instead (deterministic, names a few rows).
+async fn check_null_keys(tx: &tokio_postgres::Transaction<'_>, plan: &TablePlan, staging: &str) -> Result<()> {
+    if plan.key_columns.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = plan.key_columns.iter().map(|k| sink::ident(k)).collect();
+    let null = keys.iter().map(|k| format!("{k} IS NULL")).collect::<Vec<_>>().join(" OR ");
+    let row = tx
+        .query_one(&format!("SELECT count(*) FROM {staging} WHERE {null}"), &[])
+        .await
+        .map_err(|e| from_postgres(e, "checking the chunk's keys for NULLs"))?;
+    let n: i64 = row.get(0);
+    if n > 0 {
+        return Err(Error::new(
+            crate::error::ErrorKind::ChunkFailed,
+            format!(
+                "table {}: {n} row(s) of the chunk have a NULL in the key ({}); an upsert cannot match them and would insert them again on every run. \
+                 Fix the source rows, exclude them with source_filter, or correct uniqueness_columns.",
+                plan.target_fqn(),
+                plan.key_columns.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Staging table name for a chunk: short, unique per run/table/chunk, a valid identifier.
 fn staging_name(key: &TableKey, chunk_id: i32) -> String {
     use md5::{Digest, Md5};
@@ -186,7 +302,7 @@ fn staging_name(key: &TableKey, chunk_id: i32) -> String {
 }
 
 /// The set-based upsert from a staging table. Returns one row: (inserted, updated).
-fn upsert_sql(plan: &TablePlan, staging: &str, insert_only: bool) -> String {
+fn upsert_sql(plan: &TablePlan, staging: &str, dest: &str, insert_only: bool) -> String {
     let q = sink::ident;
     let cols: Vec<String> = plan.columns.iter().map(|c| q(&c.target.name)).collect();
     let keys: Vec<String> = plan.key_columns.iter().map(|k| q(k)).collect();
@@ -215,6 +331,20 @@ fn upsert_sql(plan: &TablePlan, staging: &str, insert_only: bool) -> String {
          SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
         keys = keys.join(", "),
         cols = cols.join(", "),
-        target = plan.target_fqn(),
+        target = dest,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_path_follows_the_destination_at_chunk_start() {
+        assert_eq!(choose_write_path(true, true, false), WritePath::Copy);
+        assert_eq!(choose_write_path(true, false, true), WritePath::Copy);
+        assert_eq!(choose_write_path(false, true, false), WritePath::Upsert);
+        assert_eq!(choose_write_path(false, true, true), WritePath::InsertOnly);
+        assert_eq!(choose_write_path(false, false, false), WritePath::Copy);
+    }
 }

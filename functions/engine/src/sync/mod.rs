@@ -6,10 +6,18 @@
 //!   iterates, in S3 or a local file.
 //! * [`copy`]: one chunk from the source into PostgreSQL, exactly once.
 //! * [`merge`]: per-table finalisation once all chunks are done.
+//! * [`keys`]: duplicate/NULL key check before a first load.
+//! * [`replace`]: `truncate_onstart` through a shadow table swapped in at merge.
+//! * [`indexes`]: `disable_index`: secondary indexes dropped, recorded, restored.
+//! * [`retry`]: the per-chunk retry budget (backoff with full jitter).
 //! * [`status`]: every read and write of the `migration_status` schema.
 
 pub mod copy;
+pub mod indexes;
+pub mod keys;
 pub mod manifest;
 pub mod merge;
 pub mod plan;
+pub mod replace;
+pub mod retry;
 pub mod status;

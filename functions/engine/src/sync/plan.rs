@@ -248,12 +248,15 @@ async fn plan_tables(
                 )));
             }
             if has_rows {
-                tracing::warn!(target = %plan.target_fqn(), "truncating target (truncate_onstart + --allow-truncate)");
-                tx.batch_execute(&format!("TRUNCATE {}", plan.target_fqn()))
-                    .await
-                    .map_err(|e| from_postgres(e, format!("truncating {}", plan.target_fqn())))?;
+                // Not truncated here: chunks load a shadow table that merge swaps
+                // in atomically, so a failed run keeps the old rows (sync::replace).
+                tracing::warn!(target = %plan.target_fqn(), "target will be replaced when every chunk has loaded (truncate_onstart + --allow-truncate)");
                 plan.truncated = true;
             }
+        }
+        if plan.load_mode == LoadMode::Copy && !table_cfg.uniqueness_columns.is_empty() {
+            // First load: duplicate or NULL keys would go in unnoticed (docs/sync.md §3.5).
+            crate::sync::keys::check_source_keys(sf, &plan, &table_cfg.uniqueness_columns).await?;
         }
         let chunks = plan_chunks(sf, &plan, &table_cfg).await.map_err(|e| e.context(format!("planning {}", plan.source_table)))?;
         let plan_json = serde_json::to_value(&plan).expect("plan serialises");
@@ -465,11 +468,6 @@ async fn prepare_table(
     if !dropped.is_empty() {
         tracing::warn!(table = %t.source, columns = ?dropped, "source columns without a target column are not copied");
     }
-    if t.disable_index {
-        // Crash-safe index management (docs/sync.md §7) is a later issue: say so
-        // instead of silently ignoring the option.
-        tracing::warn!(table = %t.source, "disable_index is not implemented yet: secondary indexes stay in place during the load");
-    }
     let row_bytes = t.estimated_row_bytes.unwrap_or_else(|| estimate_row_bytes(&columns)).max(1);
     let empty = {
         let row = pg
@@ -590,12 +588,19 @@ async fn check_unique_index(pg: &Client, schema: &str, table: &str, keys: &[Stri
         Err(Error::new(
             ErrorKind::SchemaMismatch,
             format!(
-                "upserts into {schema}.{table} need a unique index on exactly ({}); none exists. Create one (CREATE UNIQUE INDEX ... ON {schema}.{table} ({})) or fix uniqueness_columns.",
+                "upserts into {schema}.{table} need a unique index on exactly ({}); none exists. Create one with: {} — or fix uniqueness_columns.",
                 keys.join(", "),
-                keys.iter().map(|k| sink::ident(k)).collect::<Vec<_>>().join(", ")
+                unique_index_hint(schema, table, keys)
             ),
         ))
     }
+}
+
+/// The statement that creates the unique index upserts need, with every
+/// identifier quoted (valid SQL for any schema, table or column name):
+/// `CREATE UNIQUE INDEX ON "schema"."table" ("k1", "k2");`.
+pub fn unique_index_hint(schema: &str, table: &str, keys: &[String]) -> String {
+    format!("CREATE UNIQUE INDEX ON {} ({});", sink::qualified(schema, table), keys.iter().map(|k| sink::ident(k)).collect::<Vec<_>>().join(", "))
 }
 
 async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &TargetColumn, source: &SourceColumn) -> Result<Option<String>> {
@@ -836,6 +841,12 @@ mod tests {
         let r = keyset_ranges("\"k\"", &["b".into(), "d".into()], 30, ChunkingStrategy::Keyset, None);
         let f: Vec<&str> = r.iter().map(|c| c.filter_sql.as_str()).collect();
         assert_eq!(f, vec!["(\"k\" < 'b' OR \"k\" IS NULL)", "\"k\" >= 'b' AND \"k\" < 'd'", "\"k\" >= 'd'"]);
+    }
+
+    #[test]
+    fn unique_index_hint_quotes_every_identifier() {
+        let hint = unique_index_hint("My \"Schema\"", "Order-Lines", &["Code".into(), "line no".into()]);
+        assert_eq!(hint, "CREATE UNIQUE INDEX ON \"My \"\"Schema\"\"\".\"Order-Lines\" (\"Code\", \"line no\");");
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! Safe `truncate_onstart`: load a shadow table, swap it in at merge
+//! (docs/sync.md §8.1).
+//!
+//! Truncating the target before the copy (what the legacy tool and earlier
+//! thaw did) commits the TRUNCATE on its own, so a copy that fails later —
+//! bad data in one chunk, a crash, a lost connection — leaves the target
+//! empty or half loaded. Instead, a table planned with truncation
+//! ([`TablePlan::truncated`]) is loaded into a **shadow table**
+//! `thaw_staging."r_<hash of run and table>"` (`LIKE target INCLUDING
+//! DEFAULTS`, a normal logged table, no indexes), and the target is only
+//! touched by [`swap_in`] at merge, once every chunk is `completed`: in
+//! **one transaction** it truncates the target, inserts the shadow's rows and
+//! drops the shadow, together with the table's `completed` status.
+//!
+//! Why this holds with many parallel chunks and a crash at any point:
+//! * chunks only write the shadow, each in its own transaction with its
+//!   `completed` status, so the shadow holds exactly the completed chunks;
+//! * until the swap commits, the target keeps its previous rows, whatever
+//!   failed; a resumed run copies the unfinished chunks into the same shadow;
+//! * the swap is one transaction: a crash during it rolls back to the old
+//!   target and the full shadow, and the next merge (or resume) swaps again;
+//!   after it commits the shadow is gone and the table is `completed`, so a
+//!   repeated merge finds nothing to swap.
+//!
+//! Cost: the rows are written twice (shadow, then target); the target is
+//! locked (ACCESS EXCLUSIVE, from the TRUNCATE) only for the swap.
+
+use tokio_postgres::GenericClient;
+
+use crate::error::{from_postgres, Result};
+use crate::sink;
+use crate::sync::plan::TablePlan;
+use crate::sync::status::TableKey;
+
+/// Schema of shadow tables (the staging schema, which the loader role may create tables in).
+pub const SHADOW_SCHEMA: &str = "thaw_staging";
+
+/// Unquoted name of the shadow table of `key`: `r_` + 16 hex digits of the
+/// run and table identity (stable across retries and resumes).
+pub fn shadow_name(key: &TableKey) -> String {
+    use md5::{Digest, Md5};
+    let h = hex::encode(Md5::digest(format!("{}|{}|{}|{}", key.run_id, key.source_database, key.source_schema, key.source_table)));
+    format!("r_{}", &h[..16])
+}
+
+/// Quoted `"thaw_staging"."r_…"`.
+pub fn shadow_fqn(key: &TableKey) -> String {
+    sink::qualified(SHADOW_SCHEMA, &shadow_name(key))
+}
+
+/// Create the shadow table of `key` if it does not exist (idempotent and
+/// safe under concurrent chunks: serialised by a transaction-level advisory
+/// lock on the shadow's name).
+///
+/// Errors: catalog or DDL failures (e.g. the loader role may not create tables
+/// in `thaw_staging`), with their SQLSTATE kind.
+pub async fn ensure_shadow(pg: &mut tokio_postgres::Client, plan: &TablePlan, key: &TableKey) -> Result<()> {
+    let fqn = shadow_fqn(key);
+    let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the shadow-table transaction"))?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&fqn]).await.map_err(|e| from_postgres(e, "locking the shadow table name"))?;
+    tx.batch_execute(&format!("CREATE TABLE IF NOT EXISTS {fqn} (LIKE {} INCLUDING DEFAULTS)", plan.target_fqn()))
+        .await
+        .map_err(|e| from_postgres(e, format!("creating the shadow table {fqn} for {}", plan.target_fqn())))?;
+    tx.commit().await.map_err(|e| from_postgres(e, "committing the shadow table"))?;
+    Ok(())
+}
+
+/// Whether the shadow table of `key` exists.
+pub async fn shadow_exists<C: GenericClient>(pg: &C, key: &TableKey) -> Result<bool> {
+    let row = pg
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&shadow_fqn(key)])
+        .await
+        .map_err(|e| from_postgres(e, "looking for the shadow table"))?;
+    Ok(row.get(0))
+}
+
+/// Replace the target's rows with the shadow's, inside the caller's
+/// transaction `tx`: `TRUNCATE target; INSERT INTO target SELECT … FROM
+/// shadow; DROP shadow`. Returns the rows moved. A missing shadow (already
+/// swapped) moves nothing and returns `None`.
+///
+/// Errors: the TRUNCATE (e.g. the target is referenced by a foreign key),
+/// the INSERT (constraints of the target) or the DROP fail with their
+/// SQLSTATE kind; the caller's transaction then rolls back and the target
+/// keeps its previous rows.
+pub async fn swap_in<C: GenericClient>(tx: &C, plan: &TablePlan, key: &TableKey) -> Result<Option<u64>> {
+    if !shadow_exists(tx, key).await? {
+        return Ok(None);
+    }
+    let shadow = shadow_fqn(key);
+    let target = plan.target_fqn();
+    let cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
+    tx.batch_execute(&format!("TRUNCATE {target}")).await.map_err(|e| from_postgres(e, format!("truncating {target} for the swap")))?;
+    let moved = tx
+        .execute(&format!("INSERT INTO {target} ({c}) SELECT {c} FROM {shadow}", c = cols.join(", ")), &[])
+        .await
+        .map_err(|e| from_postgres(e, format!("moving the loaded rows from {shadow} into {target}")))?;
+    tx.batch_execute(&format!("DROP TABLE {shadow}")).await.map_err(|e| from_postgres(e, format!("dropping {shadow}")))?;
+    tracing::warn!(target = %target, rows = moved, "replaced the target's rows (truncate_onstart + --allow-truncate)");
+    Ok(Some(moved))
+}
