@@ -34,6 +34,8 @@
 //! * **steps** ([`steps`]) and **contract** ([`contract`]): the entry point
 //!   and the typed request/response of every step, shared by the Lambdas, the
 //!   local runner ([`runner`]) and the state machine.
+//! * **cutover** ([`cutover`]): the go/no-go gate for switching the
+//!   application from Snowflake to PostgreSQL.
 //! * **migrations** ([`migrations`]): the versioned SQL of `schema/`.
 //!
 //! ## Errors
@@ -45,6 +47,7 @@
 pub mod config;
 pub mod conflicts;
 pub mod contract;
+pub mod cutover;
 pub mod error;
 pub mod failpoints;
 pub mod migrations;

@@ -6,10 +6,11 @@
 //! * `thaw validate` — check a config without touching any database.
 //! * `thaw migrate` — apply `schema/` migrations.
 //! * `thaw reconcile` / `thaw conflicts` — run one step on demand.
+//! * `thaw cutover check` — the go/no-go gate for switching the application.
 //! * `thaw dev seed` / `thaw dev mutate` — generate the emulated Snowflake dataset.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad input (config, schema,
-//! types, credentials), 3 reconciliation mismatch.
+//! types, credentials), 3 reconciliation mismatch or cutover NO-GO.
 
 mod dev;
 mod logging;
@@ -74,10 +75,39 @@ enum Command {
         #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
         today: Option<chrono::NaiveDate>,
     },
+    /// The cutover gate: go/no-go for switching the application to PostgreSQL.
+    Cutover {
+        #[command(subcommand)]
+        command: CutoverCommand,
+    },
     /// Development helpers for the Snowflake emulator.
     Dev {
         #[command(subcommand)]
         command: dev::DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CutoverCommand {
+    /// Evaluate every gate (docs/reconcile.md §9) and print GO or NO-GO with
+    /// the reasons; exit 0 on GO, 3 on NO-GO.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The dual-read configuration (Snowflake CONFLICTREPORT → the
+        /// PostgreSQL conflict schema), whose reconcile-only runs must be clean.
+        #[arg(long)]
+        dual_read_config: Option<PathBuf>,
+        /// Window in hours within which runs, reconciles and the conflict job
+        /// must have succeeded.
+        #[arg(long, default_value_t = 26)]
+        max_age_hours: u32,
+        /// Largest accepted age in hours of the last verified sync.
+        #[arg(long, default_value_t = 26)]
+        freshness_hours: u32,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -175,6 +205,23 @@ async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
             let summary = thaw_engine::steps::conflict_create(&config, &ConflictCreateRequest { run_id: None, full }).await?;
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             Ok(())
+        }
+        Command::Cutover { command: CutoverCommand::Check { config, dual_read_config, max_age_hours, freshness_hours, json } } => {
+            let config = Config::load(&config.config)?;
+            let dual_read = dual_read_config.as_deref().map(Config::load).transpose()?;
+            let options = thaw_engine::cutover::GateOptions { max_age_hours, freshness_hours, dual_read };
+            let report = thaw_engine::cutover::check(&config, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print!("{}", report.render());
+            }
+            if report.go {
+                Ok(())
+            } else {
+                let failed: Vec<&str> = report.gates.iter().filter(|g| !g.passed).map(|g| g.name).collect();
+                Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, format!("cutover is NO-GO: {} gate(s) failed ({})", failed.len(), failed.join(", "))))
+            }
         }
         Command::Dev { command } => dev::run(command).await,
     }

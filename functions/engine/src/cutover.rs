@@ -1,0 +1,248 @@
+//! The cutover gate: may the application switch from Snowflake to
+//! PostgreSQL now? (docs/reconcile.md §9, `ops/cutover.md`.)
+//!
+//! [`check`] reads only PostgreSQL (the `migration_status` schema and the
+//! conflict schema's `settings`) and evaluates each [`Gate`]; the answer is
+//! "go" only when every gate passes. Gates:
+//!
+//! 1. `last-run-completed`: the newest sync run of this configuration
+//!    (superseded runs aside) is `completed` and finished within the window.
+//! 2. `no-failed-runs`: no run of this configuration started within the
+//!    window ended `failed`, `partial`, `mismatch` or `interrupted`.
+//! 3. `tables-reconciled`: every enabled table of the configuration has a
+//!    reconcile result `ok` within the window, in the newest run that
+//!    reconciled it.
+//! 4. `conflicts-ran`: the nightly conflict job finished within the window
+//!    (`settings."LastLoadDate"`) and is not running (`"InProgressFlag"` 2).
+//! 5. `freshness`: hours since the last verified sync (a `completed` run)
+//!    are at most the freshness threshold.
+//! 6. `dual-read`: the newest reconcile-only run of the dual-read
+//!    configuration (Snowflake CONFLICTREPORT against the `conflict` schema)
+//!    is `completed` within the window.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::config::Config;
+use crate::error::{from_postgres, Result};
+
+/// Thresholds of the gate.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    /// Window in hours within which runs, reconciles and the conflict job
+    /// must have succeeded (default 26: one nightly cycle plus slack).
+    pub max_age_hours: u32,
+    /// Largest accepted age in hours of the last verified sync.
+    pub freshness_hours: u32,
+    /// The dual-read configuration (CONFLICTREPORT → `conflict`), when one
+    /// is used; without it the `dual-read` gate fails with a reason.
+    pub dual_read: Option<Config>,
+}
+
+impl Default for GateOptions {
+    fn default() -> Self {
+        GateOptions { max_age_hours: 26, freshness_hours: 26, dual_read: None }
+    }
+}
+
+/// One gate's verdict.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Gate {
+    /// Stable name (`last-run-completed`, `no-failed-runs`, …).
+    pub name: &'static str,
+    /// True when the gate passes.
+    pub passed: bool,
+    /// Why, in one sentence (what was found, and what to do when it fails).
+    pub reason: String,
+}
+
+/// The whole answer of [`check`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CutoverReport {
+    /// True only when every gate passed.
+    pub go: bool,
+    /// When the gate was evaluated.
+    pub checked_at: DateTime<Utc>,
+    /// Every gate, in the order of the module documentation.
+    pub gates: Vec<Gate>,
+}
+
+impl CutoverReport {
+    /// Human-readable text: `GO` or `NO-GO`, then one line per gate.
+    pub fn render(&self) -> String {
+        let mut out = format!("cutover: {} ({})\n", if self.go { "GO" } else { "NO-GO" }, self.checked_at.format("%Y-%m-%d %H:%M UTC"));
+        for g in &self.gates {
+            out.push_str(&format!("  [{}] {:<20} {}\n", if g.passed { "ok" } else { "NO" }, g.name, g.reason));
+        }
+        out
+    }
+}
+
+fn gate(name: &'static str, passed: bool, reason: impl Into<String>) -> Gate {
+    Gate { name, passed, reason: reason.into() }
+}
+
+fn hours_since(t: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    (now - t).num_seconds() as f64 / 3600.0
+}
+
+/// Evaluate every gate for `config` (the sync configuration) against its
+/// status database.
+///
+/// Errors: connection and query failures only ([`crate::ErrorKind::Unreachable`],
+/// [`crate::ErrorKind::SchemaMismatch`] when `migration_status` is not
+/// migrated); a failing gate is a verdict, not an error.
+pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverReport> {
+    let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
+    let now = Utc::now();
+    let window = options.max_age_hours as f64;
+    let mut gates = Vec::new();
+    let hash = config.config_hash();
+
+    let latest = latest_run(&pg, &hash).await?;
+    gates.push(match &latest {
+        None => gate("last-run-completed", false, "no sync run of this configuration is recorded; run `thaw run`"),
+        Some(r) if r.status != "completed" => {
+            gate("last-run-completed", false, format!("newest run {} is '{}'; fix it and rerun (`thaw status`)", r.run_id, r.status))
+        }
+        Some(r) => match r.completed_at {
+            Some(t) if hours_since(t, now) <= window => {
+                gate("last-run-completed", true, format!("run {} completed {:.1} h ago", r.run_id, hours_since(t, now)))
+            }
+            _ => gate("last-run-completed", false, format!("newest run {} completed more than {window} h ago", r.run_id)),
+        },
+    });
+
+    let bad = pg
+        .query(
+            "SELECT run_id::text, status FROM migration_status.migration_runs \
+             WHERE config_hash = $1 AND started_at > now() - make_interval(hours => $2) \
+               AND status IN ('failed', 'partial', 'mismatch', 'interrupted') ORDER BY started_at DESC",
+            &[&hash, &(options.max_age_hours as i32)],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading recent runs"))?;
+    gates.push(if bad.is_empty() {
+        gate("no-failed-runs", true, format!("no failed, partial, mismatched or interrupted run in the last {window} h"))
+    } else {
+        let list: Vec<String> = bad.iter().take(5).map(|r| format!("{} ({})", r.get::<_, String>(0), r.get::<_, String>(1))).collect();
+        gate("no-failed-runs", false, format!("{} run(s) in the last {window} h did not succeed: {}", bad.len(), list.join(", ")))
+    });
+
+    gates.push(tables_reconciled(&pg, config, options, now).await?);
+    gates.push(conflicts_ran(config, options, now).await?);
+
+    let verified = pg
+        .query_opt(
+            "SELECT max(completed_at) FROM migration_status.migration_runs WHERE config_hash = $1 AND status = 'completed'",
+            &[&hash],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the last verified sync"))?
+        .and_then(|r| r.get::<_, Option<DateTime<Utc>>>(0));
+    gates.push(match verified {
+        Some(t) if hours_since(t, now) <= options.freshness_hours as f64 => {
+            gate("freshness", true, format!("last verified sync {:.1} h ago (threshold {} h)", hours_since(t, now), options.freshness_hours))
+        }
+        Some(t) => gate("freshness", false, format!("last verified sync {:.1} h ago exceeds {} h", hours_since(t, now), options.freshness_hours)),
+        None => gate("freshness", false, "no verified (completed) sync yet"),
+    });
+
+    gates.push(match &options.dual_read {
+        None => gate("dual-read", false, "no dual-read configuration given (--dual-read-config); the dual-read window must be clean before cutover"),
+        Some(dual) => {
+            let dpg = crate::sink::connect(&dual.postgres, dual.status_database()).await?;
+            match latest_run(&dpg, &dual.config_hash()).await? {
+                None => gate("dual-read", false, "no dual-read run recorded; run `thaw run --reconcile-only --config <dual-read config>`"),
+                Some(r) if r.status == "completed" && r.completed_at.is_some_and(|t| hours_since(t, now) <= window) => {
+                    gate("dual-read", true, format!("dual-read run {} clean", r.run_id))
+                }
+                Some(r) => gate("dual-read", false, format!("newest dual-read run {} is '{}' or older than {window} h", r.run_id, r.status)),
+            }
+        }
+    });
+
+    Ok(CutoverReport { go: gates.iter().all(|g| g.passed), checked_at: now, gates })
+}
+
+struct RunRow {
+    run_id: String,
+    status: String,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+async fn latest_run(pg: &Client, config_hash: &str) -> Result<Option<RunRow>> {
+    let row = pg
+        .query_opt(
+            "SELECT run_id::text, status, completed_at FROM migration_status.migration_runs \
+             WHERE config_hash = $1 AND status <> 'superseded' ORDER BY started_at DESC LIMIT 1",
+            &[&config_hash],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the newest run"))?;
+    Ok(row.map(|r| RunRow { run_id: r.get(0), status: r.get(1), completed_at: r.get(2) }))
+}
+
+async fn tables_reconciled(pg: &Client, config: &Config, options: &GateOptions, now: DateTime<Utc>) -> Result<Gate> {
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for s in config.sources.iter().filter(|s| s.enabled) {
+        for t in s.tables.iter().filter(|t| t.enabled) {
+            checked += 1;
+            let target = format!("{}.{}", s.target_pg_schema, t.target);
+            let row = pg
+                .query_opt(
+                    "SELECT status, reconciled_at FROM migration_status.reconcile_results WHERE target = $1 \
+                     ORDER BY reconciled_at DESC LIMIT 1",
+                    &[&target],
+                )
+                .await
+                .map_err(|e| from_postgres(e, "reading reconcile results"))?;
+            match row {
+                None => problems.push(format!("{target}: never reconciled")),
+                Some(r) => {
+                    let (status, at): (String, DateTime<Utc>) = (r.get(0), r.get(1));
+                    if status != "ok" {
+                        problems.push(format!("{target}: last reconcile '{status}'"));
+                    } else if hours_since(at, now) > options.max_age_hours as f64 {
+                        problems.push(format!("{target}: last clean reconcile {:.1} h ago", hours_since(at, now)));
+                    }
+                }
+            }
+        }
+    }
+    Ok(if problems.is_empty() {
+        gate("tables-reconciled", true, format!("all {checked} table(s) reconciled clean within {} h", options.max_age_hours))
+    } else {
+        let n = problems.len();
+        problems.truncate(8);
+        gate("tables-reconciled", false, format!("{n} of {checked} table(s) not proven: {}", problems.join("; ")))
+    })
+}
+
+async fn conflicts_ran(config: &Config, options: &GateOptions, now: DateTime<Utc>) -> Result<Gate> {
+    let Some(c) = &config.conflicts else {
+        return Ok(gate("conflicts-ran", false, "the configuration has no 'conflicts' section; the conflict job must run on PostgreSQL before cutover"));
+    };
+    let pg = crate::sink::connect(&config.postgres, &c.database).await?;
+    let schema = crate::sink::ident(c.conflict_schema.as_deref().unwrap_or("conflict"));
+    // `LastLoadDate` is the wall clock of the configured zone (docs/conflicts.md §D9).
+    let zone = c.time_zone.as_deref().unwrap_or(crate::conflicts::settings::DEFAULT_TIME_ZONE);
+    let row = pg
+        .query_opt(
+            &format!("SELECT max(\"LastLoadDate\"::timestamp AT TIME ZONE $1), max(\"InProgressFlag\")::int8 FROM {schema}.settings"),
+            &[&zone],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the conflict settings"))?;
+    let (last, flag): (Option<DateTime<Utc>>, Option<i64>) = row.map(|r| (r.get(0), r.get(1))).unwrap_or((None, None));
+    Ok(match (last, flag) {
+        (_, Some(1)) => gate("conflicts-ran", false, "the conflict job is running now (InProgressFlag 1); check again when it has finished"),
+        (Some(t), _) if hours_since(t, now) <= options.max_age_hours as f64 => {
+            gate("conflicts-ran", true, format!("conflict job finished {:.1} h ago", hours_since(t, now)))
+        }
+        (Some(t), _) => gate("conflicts-ran", false, format!("conflict job last finished {t}, more than {} h ago", options.max_age_hours)),
+        (None, _) => gate("conflicts-ran", false, "the conflict job has never finished on PostgreSQL (settings.LastLoadDate is empty)"),
+    })
+}
