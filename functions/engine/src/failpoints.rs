@@ -7,6 +7,10 @@
 /// Fails after the chunk's rows were written by COPY and before the commit.
 pub const COPY_CHUNK_BEFORE_COMMIT: &str = "copy_chunk_before_commit";
 
+/// Fails after a table's plan (its table and chunk rows) committed, before
+/// the next table is planned: a run stopped half-way through planning.
+pub const PLAN_AFTER_TABLE: &str = "plan_after_table";
+
 #[cfg(feature = "failpoints")]
 mod imp {
     use std::collections::HashMap;

@@ -7,8 +7,10 @@
 //! * [`copy`]: one chunk from the source into PostgreSQL, exactly once.
 //! * [`merge`]: per-table finalisation once all chunks are done.
 //! * [`status`]: every read and write of the `migration_status` schema.
+//! * [`lock`]: the run lock (one run per target table) and the planning lock.
 
 pub mod copy;
+pub mod lock;
 pub mod manifest;
 pub mod merge;
 pub mod plan;

@@ -65,54 +65,293 @@ pub struct TableKey {
     pub source_table: String,
 }
 
-/// Record a new run and return its id.
-pub async fn create_run(client: &Client, config_hash: &str, execution_hash: &str, mode: &str, metadata: serde_json::Value) -> Result<Uuid> {
+/// Record a new run in status `planning`, driven by `holder`, and return its id.
+pub async fn create_run(client: &Client, config_hash: &str, execution_hash: &str, mode: &str, metadata: serde_json::Value, holder: &Holder) -> Result<Uuid> {
     let row = client
         .query_one(
-            "INSERT INTO migration_status.migration_runs (config_hash, execution_hash, mode, metadata) \
-             VALUES ($1, $2, $3, $4) RETURNING run_id",
-            &[&config_hash, &execution_hash, &mode, &metadata],
+            "INSERT INTO migration_status.migration_runs (status, config_hash, execution_hash, mode, metadata, host, pid, lock_backend_pid) \
+             VALUES ('planning', $1, $2, $3, $4, $5, $6, $7) RETURNING run_id",
+            &[&config_hash, &execution_hash, &mode, &metadata, &holder.host, &holder.pid, &holder.lock_backend_pid],
         )
         .await
         .map_err(|e| from_postgres(e, "recording a new run in migration_status.migration_runs"))?;
     Ok(row.get(0))
 }
 
-/// Find the newest unfinished run with the same `execution_hash` started
-/// within `max_age_hours`.
-pub async fn find_resumable(client: &Client, execution_hash: &str, max_age_hours: u32) -> Result<Option<Uuid>> {
-    let hours = max_age_hours as f64;
-    let row = client
-        .query_opt(
-            "SELECT run_id FROM migration_status.migration_runs \
-             WHERE execution_hash = $1 AND status <> 'completed' \
-               AND started_at > now() - make_interval(hours => $2::float8::int) \
-             ORDER BY started_at DESC LIMIT 1",
-            &[&execution_hash, &hours],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "looking for a resumable run"))?;
-    Ok(row.map(|r| r.get(0)))
+/// Statuses of a run in `migration_runs.status` (schema/V5__run_state.sql).
+pub mod run_status {
+    /// Tables are being planned; a table is planned once its row exists.
+    pub const PLANNING: &str = "planning";
+    /// Every selected table is planned; chunks are being copied.
+    pub const RUNNING: &str = "running";
+    /// Every table copied and reconciliation matched.
+    pub const COMPLETED: &str = "completed";
+    /// Some tables failed, others completed.
+    pub const PARTIAL: &str = "partial";
+    /// Nothing usable, or a step failed.
+    pub const FAILED: &str = "failed";
+    /// Every table copied; reconciliation found differences.
+    pub const MISMATCH: &str = "mismatch";
+    /// Stopped by a signal at a chunk boundary.
+    pub const INTERRUPTED: &str = "interrupted";
+    /// Replaced by a newer run started with `--no-resume`.
+    pub const SUPERSEDED: &str = "superseded";
+    /// Statuses a later run may resume (work may be left).
+    pub const RESUMABLE: [&str; 5] = [PLANNING, RUNNING, INTERRUPTED, PARTIAL, FAILED];
 }
 
-/// Check that `run_id` exists and is not completed (for `--resume-run-id`).
-pub async fn check_resumable(client: &Client, run_id: Uuid) -> Result<()> {
-    let row = client
-        .query_opt("SELECT status FROM migration_status.migration_runs WHERE run_id = $1", &[&run_id])
-        .await
-        .map_err(|e| from_postgres(e, "reading the run to resume"))?;
-    match row.map(|r| r.get::<_, String>(0)) {
-        None => Err(Error::config(format!("run {run_id} does not exist in migration_status.migration_runs; omit --resume-run-id to start a new run"))),
-        Some(s) if s == "completed" => Err(Error::config(format!("run {run_id} is already completed; nothing to resume"))),
-        Some(_) => Ok(()),
+/// What the status store knows about a run: enough to decide whether it can
+/// be resumed and to name its holder in messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub run_id: Uuid,
+    /// Status (see [`run_status`]).
+    pub status: String,
+    /// `execution_hash` of the run (config + selection + mode).
+    pub execution_hash: String,
+    /// Start time.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Seconds since the last heartbeat.
+    pub heartbeat_age_seconds: f64,
+    /// Host of the thaw process that runs it (absent for Lambda runs).
+    pub host: Option<String>,
+    /// Process id of that thaw process.
+    pub pid: Option<i32>,
+    /// PostgreSQL backend pid of the session holding the run's advisory locks.
+    pub lock_backend_pid: Option<i32>,
+    /// True when that session is still connected and holds an advisory lock.
+    pub lock_session_alive: bool,
+}
+
+impl RunRecord {
+    /// "run <id> (status s, started <time>, host <h> pid <p>, last heartbeat n s ago)" for messages.
+    pub fn describe(&self) -> String {
+        let who = match (&self.host, self.pid) {
+            (Some(h), Some(p)) => format!(", host {h} pid {p}"),
+            (None, Some(p)) => format!(", pid {p}"),
+            _ => String::new(),
+        };
+        format!(
+            "run {} (status {}, started {}{who}, last heartbeat {:.0} s ago)",
+            self.run_id,
+            self.status,
+            self.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.heartbeat_age_seconds
+        )
+    }
+
+    /// Whether a live process still drives the run: its lock session is
+    /// connected, or (runs without a lock session, i.e. Lambda-driven ones)
+    /// it is `planning`/`running` with a heartbeat younger than
+    /// [`DEAD_AFTER_SECONDS`]. A run that is not alive can be taken over.
+    /// `own_backend_pid` is the caller's own lock session (never "another" holder).
+    pub fn is_alive(&self, own_backend_pid: Option<i32>) -> bool {
+        if !matches!(self.status.as_str(), run_status::PLANNING | run_status::RUNNING) {
+            return false;
+        }
+        match self.lock_backend_pid {
+            Some(pid) if Some(pid) == own_backend_pid => false,
+            Some(_) => self.lock_session_alive,
+            None => self.heartbeat_age_seconds < DEAD_AFTER_SECONDS as f64,
+        }
     }
 }
 
-/// Mark a run as running again and refresh its heartbeat.
+/// A `planning`/`running` run without a lock session whose heartbeat is older
+/// than this many seconds is considered dead and may be taken over: 30 minutes
+/// (the copy-chunk step refreshes the heartbeat while chunks are copied).
+pub const DEAD_AFTER_SECONDS: i64 = STUCK_AFTER_MINUTES as i64 * 60;
+
+/// Heartbeats more frequent than this many seconds are skipped ([`touch`]).
+pub const HEARTBEAT_MIN_INTERVAL_SECONDS: i32 = 10;
+
+const RUN_RECORD_COLUMNS: &str = "r.run_id, r.status, r.execution_hash, r.started_at, extract(epoch FROM now() - r.heartbeat_at)::float8, r.host, r.pid, \
+     r.lock_backend_pid, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.lock_backend_pid)";
+
+fn to_run_record(r: &tokio_postgres::Row) -> RunRecord {
+    RunRecord {
+        run_id: r.get(0),
+        status: r.get(1),
+        execution_hash: r.get(2),
+        started_at: r.get(3),
+        heartbeat_age_seconds: r.get(4),
+        host: r.get(5),
+        pid: r.get(6),
+        lock_backend_pid: r.get(7),
+        lock_session_alive: r.get(8),
+    }
+}
+
+/// Read one run; `None` when it does not exist.
+pub async fn run_record(client: &Client, run_id: Uuid) -> Result<Option<RunRecord>> {
+    let row = client
+        .query_opt(&format!("SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r WHERE r.run_id = $1"), &[&run_id])
+        .await
+        .map_err(|e| from_postgres(e, "reading a run from migration_status.migration_runs"))?;
+    Ok(row.as_ref().map(to_run_record))
+}
+
+/// The runs driven by the lock session with backend pid `backend_pid` that
+/// are still `planning` or `running` (the holder of a refused lock).
+pub async fn runs_of_lock_session(client: &Client, backend_pid: i32) -> Result<Vec<RunRecord>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
+                 WHERE r.lock_backend_pid = $1 AND r.status IN ('planning', 'running') ORDER BY r.started_at DESC"
+            ),
+            &[&backend_pid],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "looking up the run holding the lock"))?;
+    Ok(rows.iter().map(to_run_record).collect())
+}
+
+/// Find the newest run with the same `execution_hash` that may have work
+/// left (status in [`run_status::RESUMABLE`]) and started within
+/// `max_age_hours`.
+pub async fn find_resumable(client: &Client, execution_hash: &str, max_age_hours: u32) -> Result<Option<RunRecord>> {
+    let hours = max_age_hours as f64;
+    let statuses: Vec<String> = run_status::RESUMABLE.iter().map(|s| s.to_string()).collect();
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
+                 WHERE r.execution_hash = $1 AND r.status = ANY($3) \
+                   AND r.started_at > now() - make_interval(secs => $2::float8 * 3600) \
+                 ORDER BY r.started_at DESC LIMIT 1"
+            ),
+            &[&execution_hash, &hours, &statuses],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "looking for a resumable run"))?;
+    Ok(row.as_ref().map(to_run_record))
+}
+
+/// Check that `run_id` exists and is not completed (for `--resume-run-id`)
+/// and return it.
+pub async fn check_resumable(client: &Client, run_id: Uuid) -> Result<RunRecord> {
+    match run_record(client, run_id).await? {
+        None => Err(Error::config(format!("run {run_id} does not exist in migration_status.migration_runs; omit --resume-run-id to start a new run"))),
+        Some(r) if r.status == run_status::COMPLETED => Err(Error::config(format!("run {run_id} is already completed; nothing to resume"))),
+        Some(r) => Ok(r),
+    }
+}
+
+/// Mark every resumable run of `execution_hash` other than `keep` as
+/// `superseded` (what `--no-resume` means: those runs are never resumed).
+/// Returns the run ids superseded.
+pub async fn supersede(client: &Client, execution_hash: &str, keep: Uuid) -> Result<Vec<Uuid>> {
+    let statuses: Vec<String> = run_status::RESUMABLE.iter().map(|s| s.to_string()).collect();
+    let rows = client
+        .query(
+            "UPDATE migration_status.migration_runs SET status = 'superseded', completed_at = coalesce(completed_at, now()), \
+               error_message = concat_ws('; ', error_message, 'superseded by run ' || $2::text || ' (started with --no-resume)') \
+             WHERE execution_hash = $1 AND run_id <> $2 AND status = ANY($3) RETURNING run_id",
+            &[&execution_hash, &keep, &statuses],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "superseding older unfinished runs (--no-resume)"))?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
+/// The thaw process driving a run: recorded on the run row so that other
+/// runs can name it and tell whether it is still alive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holder {
+    /// Host name of the thaw process.
+    pub host: Option<String>,
+    /// Its process id.
+    pub pid: Option<i32>,
+    /// Backend pid of the PostgreSQL session holding the run's advisory locks.
+    pub lock_backend_pid: Option<i32>,
+}
+
+/// Record `holder` on a run and refresh its heartbeat.
+pub async fn claim(client: &Client, run_id: Uuid, holder: &Holder) -> Result<()> {
+    client
+        .execute(
+            "UPDATE migration_status.migration_runs SET host = $2, pid = $3, lock_backend_pid = $4, heartbeat_at = now() WHERE run_id = $1",
+            &[&run_id, &holder.host, &holder.pid, &holder.lock_backend_pid],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording who runs the run"))?;
+    Ok(())
+}
+
+/// Set a run's status and error (`None` clears it) while it goes on.
+pub async fn set_status(client: &Client, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
+    client
+        .execute(
+            "UPDATE migration_status.migration_runs SET status = $2, error_message = $3, completed_at = NULL, heartbeat_at = now() WHERE run_id = $1",
+            &[&run_id, &status, &error],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the run's status"))?;
+    Ok(())
+}
+
+/// Refresh a run's heartbeat unless it was refreshed less than
+/// [`HEARTBEAT_MIN_INTERVAL_SECONDS`] ago (cheap enough to call per chunk).
+pub async fn touch(client: &Client, run_id: Uuid) -> Result<()> {
+    client
+        .execute(
+            "UPDATE migration_status.migration_runs SET heartbeat_at = now() \
+             WHERE run_id = $1 AND heartbeat_at < now() - make_interval(secs => $2)",
+            &[&run_id, &(HEARTBEAT_MIN_INTERVAL_SECONDS as f64)],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "refreshing the run heartbeat"))?;
+    Ok(())
+}
+
+/// Put chunks left `in_progress` by abandoned workers back to `pending`
+/// with `reason` as their error, so a resume copies them again. Waits at
+/// most 30 s for the abandoned transactions' row locks. Returns the number
+/// of chunks released.
+pub async fn release_in_progress_chunks(client: &Client, run_id: Uuid, reason: &str) -> Result<u64> {
+    client.batch_execute("SET lock_timeout = '30s'").await.map_err(|e| from_postgres(e, "setting lock_timeout"))?;
+    let n = client
+        .execute(
+            "UPDATE migration_status.migration_chunk_status SET status = 'pending', error_message = $2, completed_at = NULL \
+             WHERE run_id = $1 AND status = 'in_progress'",
+            &[&run_id, &reason],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "releasing chunks left in progress"));
+    let _ = client.batch_execute("RESET lock_timeout").await;
+    n
+}
+
+/// Rows the plan expects the run's unfinished chunks to copy (sum of their
+/// `chunk_range.estimated_rows`).
+pub async fn estimated_rows(client: &Client, run_id: Uuid) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum((chunk_range->>'estimated_rows')::numeric), 0)::int8 FROM migration_status.migration_chunk_status \
+             WHERE run_id = $1 AND status <> 'completed'",
+            &[&run_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "summing the run's estimated rows"))?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Source tables (database, schema, table) already planned in a run.
+pub async fn planned_tables(client: &Client, run_id: Uuid) -> Result<Vec<(String, String, String)>> {
+    let rows = client
+        .query("SELECT source_database, source_schema, source_table FROM migration_status.migration_table_status WHERE run_id = $1", &[&run_id])
+        .await
+        .map_err(|e| from_postgres(e, "listing the run's planned tables"))?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// Refresh a run's heartbeat (its status is left alone).
 pub async fn heartbeat(client: &Client, run_id: Uuid) -> Result<()> {
     client
         .execute(
-            "UPDATE migration_status.migration_runs SET heartbeat_at = now(), status = CASE WHEN status = 'completed' THEN status ELSE 'running' END WHERE run_id = $1",
+            "UPDATE migration_status.migration_runs SET heartbeat_at = now() WHERE run_id = $1",
             &[&run_id],
         )
         .await
@@ -120,8 +359,9 @@ pub async fn heartbeat(client: &Client, run_id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Finish a run with `status` (`completed`, `failed` or `partial`) and totals
-/// derived from its table rows.
+/// Finish a run with `status` (a [`run_status`] value: `completed`,
+/// `partial`, `failed`, `mismatch`, `interrupted`), its error (`None`
+/// clears it) and totals derived from its table rows.
 pub async fn finish_run(client: &Client, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
     client
         .execute(
@@ -136,6 +376,52 @@ pub async fn finish_run(client: &Client, run_id: Uuid, status: &str, error: Opti
         .await
         .map_err(|e| from_postgres(e, "recording the run's outcome"))?;
     Ok(())
+}
+
+/// Refresh a run's table and row totals from its table rows (status unchanged).
+pub async fn record_totals(client: &Client, run_id: Uuid) -> Result<()> {
+    client
+        .execute(
+            "UPDATE migration_status.migration_runs r SET heartbeat_at = now(), \
+               total_tables = s.total, completed_tables = s.done, failed_tables = s.failed, total_rows_copied = s.rows \
+             FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS done, \
+                          count(*) FILTER (WHERE status = 'failed')::int AS failed, coalesce(sum(total_rows_copied), 0)::bigint AS rows \
+                   FROM migration_status.migration_table_status WHERE run_id = $1) s \
+             WHERE r.run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the run's totals"))?;
+    Ok(())
+}
+
+/// Record what reconciliation found: a run whose tables all copied (status
+/// `running`, or `completed`/`mismatch` from an earlier reconcile) ends
+/// `completed` when nothing differs and `mismatch` otherwise, with the
+/// differing tables in `error_message`. A `partial`, `failed`,
+/// `interrupted` or `superseded` run keeps its status (a clean reconcile
+/// cannot make missing chunks good). Returns the run's status afterwards.
+pub async fn record_reconcile(client: &Client, run_id: Uuid, response: &crate::contract::ReconcileResponse) -> Result<String> {
+    let current = run_record(client, run_id)
+        .await?
+        .ok_or_else(|| Error::config(format!("run {run_id} does not exist in migration_status.migration_runs")))?
+        .status;
+    if !matches!(current.as_str(), run_status::RUNNING | run_status::COMPLETED | run_status::MISMATCH) {
+        return Ok(current);
+    }
+    if response.mismatches == 0 {
+        finish_run(client, run_id, run_status::COMPLETED, None).await?;
+        return Ok(run_status::COMPLETED.into());
+    }
+    let names: Vec<String> = response
+        .tables
+        .iter()
+        .filter(|t| !t.matched)
+        .map(|t| format!("{} ({} rows in Snowflake, {} in PostgreSQL)", t.target, t.source_rows, t.target_rows))
+        .collect();
+    let message = format!("reconciliation found {} table(s) that differ: {}", response.mismatches, names.join(", "));
+    finish_run(client, run_id, run_status::MISMATCH, Some(&message)).await?;
+    Ok(run_status::MISMATCH.into())
 }
 
 /// Record the outcome of a step on the run's metadata (`metadata[key] = value`).
