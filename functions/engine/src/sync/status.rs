@@ -280,6 +280,21 @@ pub async fn claim(client: &Client, run_id: Uuid, holder: &Holder) -> Result<()>
     Ok(())
 }
 
+/// Record every `planning`/`running` run of the lock session `backend_pid`
+/// `interrupted` with `message` (a signal arrived while planning). Returns
+/// their ids.
+pub async fn interrupt_lock_session_runs(client: &Client, backend_pid: i32, message: &str) -> Result<Vec<Uuid>> {
+    let rows = client
+        .query(
+            "UPDATE migration_status.migration_runs SET status = 'interrupted', error_message = $2, completed_at = now() \
+             WHERE lock_backend_pid = $1 AND status IN ('planning', 'running') RETURNING run_id",
+            &[&backend_pid, &message],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the run as interrupted"))?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
 /// Set a run's status and error (`None` clears it) while it goes on.
 pub async fn set_status(client: &Client, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
     client
