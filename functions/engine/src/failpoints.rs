@@ -11,6 +11,9 @@ pub const COPY_CHUNK_BEFORE_COMMIT: &str = "copy_chunk_before_commit";
 /// the next table is planned: a run stopped half-way through planning.
 pub const PLAN_AFTER_TABLE: &str = "plan_after_table";
 
+/// Fails the `reconcile` step before it reads anything.
+pub const RECONCILE_STEP: &str = "reconcile_step";
+
 #[cfg(feature = "failpoints")]
 mod imp {
     use std::collections::HashMap;

@@ -57,6 +57,7 @@ pub async fn merge(config: &Config, request: &RunRequest) -> Result<MergeRespons
 /// [`crate::reconcile::require_match`], which callers apply when a mismatch
 /// must fail the step (the Lambda does; `thaw reconcile` maps it to exit 3).
 pub async fn reconcile(config: &Config, request: &RunRequest) -> Result<(ReconcileResponse, Vec<TableReport>)> {
+    crate::failpoints::check(crate::failpoints::RECONCILE_STEP)?;
     let (response, details) = crate::reconcile::reconcile_run(config, request).await?;
     let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
     crate::sync::status::record_reconcile(&pg, request.run_id, &response).await?;
