@@ -134,7 +134,7 @@ async fn run_stopped_while_planning_resumes_plans_every_table_and_reconciles_the
     let (sf_db, pg_db, pg) = setup("planstop", 300, 3).await;
     let config = config_for(&sf_db, &pg_db, 3);
     failpoints::arm(failpoints::PLAN_AFTER_TABLE, ErrorKind::Transient, 1);
-    let err = runner::run(config.clone(), options(), Arc::new(Quiet)).await.err().expect("planning stops after the first table");
+    let err = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect_err("planning stops after the first table");
     failpoints::clear();
     assert!(err.message.contains("failpoint plan_after_table"), "{}", err.message);
     let row = pg.query_one("SELECT run_id, status, metadata->>'planned' FROM migration_status.migration_runs", &[]).await.unwrap();
@@ -173,7 +173,7 @@ async fn concurrent_runs_of_the_same_config_second_is_refused_naming_the_holder(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let first_id = first_id.expect("the first run started copying");
-    let err = runner::run(config.clone(), options(), Arc::new(Quiet)).await.err().expect("the second run is refused");
+    let err = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect_err("the second run is refused");
     assert_eq!(err.kind, ErrorKind::Locked);
     assert!(err.message.contains(&first_id.to_string()), "names the holder's run: {}", err.message);
     assert!(err.message.contains(&format!("pid {}", std::process::id())), "names the holder's pid: {}", err.message);
@@ -240,7 +240,7 @@ async fn running_run_with_a_stale_heartbeat_is_taken_over_and_a_live_one_is_not(
     assert_eq!(run_status(&pg, planned.run_id).await.0, "running");
 
     // Its heartbeat is fresh: another run must not take it over.
-    let err = runner::run(config.clone(), options(), Arc::new(Quiet)).await.err().expect("refused while the run looks alive");
+    let err = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect_err("refused while the run looks alive");
     assert_eq!(err.kind, ErrorKind::Locked);
     assert!(err.message.contains(&planned.run_id.to_string()) && err.message.contains("still running"), "{}", err.message);
 
