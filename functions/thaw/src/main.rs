@@ -6,6 +6,7 @@
 //! * `thaw validate` — check a config without touching any database.
 //! * `thaw migrate` — apply `schema/` migrations.
 //! * `thaw reconcile` / `thaw conflicts` — run one step on demand.
+//! * `thaw status` — runs, tables, chunks, rows, rows/s and failed chunks.
 //! * `thaw dev seed` / `thaw dev mutate` — generate the emulated Snowflake dataset.
 //!
 //! Exit codes: 0 success, 1 runtime failure (including a run refused because
@@ -16,6 +17,7 @@
 mod dev;
 mod logging;
 mod progress;
+mod status;
 mod summary;
 
 use std::path::PathBuf;
@@ -65,6 +67,20 @@ enum Command {
         /// Recompute the whole window.
         #[arg(long)]
         full: bool,
+    },
+    /// Show recent runs: status, tables, chunks, rows, rows/s, failed chunks with their errors.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this run.
+        #[arg(long, value_name = "UUID")]
+        run_id: Option<uuid::Uuid>,
+        /// How many of the newest runs to show.
+        #[arg(long, default_value_t = 5)]
+        limit: i64,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Development helpers for the Snowflake emulator.
     Dev {
@@ -207,6 +223,20 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             thaw_engine::migrations::migrate_databases(&config).await?;
             let summary = thaw_engine::steps::conflict_create(&config, &ConflictCreateRequest { run_id: None, full }).await?;
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+            Ok(())
+        }
+        Command::Status { config, run_id, limit, json } => {
+            let config = Config::load(&config.config)?;
+            let pg = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
+            let runs = thaw_engine::sync::status::overview(&pg, run_id, limit).await?;
+            if let (Some(id), true) = (run_id, runs.is_empty()) {
+                return Err(Error::config(format!("run {id} does not exist in migration_status.migration_runs")));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": runs })).unwrap_or_default());
+            } else {
+                status::print(&runs);
+            }
             Ok(())
         }
         Command::Dev { command } => dev::run(command).await,

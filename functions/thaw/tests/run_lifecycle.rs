@@ -91,7 +91,7 @@ async fn run_interrupted_by_sigterm_is_recorded_and_resumes_to_the_exact_row_cou
     let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
     let cfg = path.to_str().unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thaw"))
+    let mut child = Command::new(thaw_bin(env!("CARGO_BIN_EXE_thaw")))
         .args(["run", "--config", cfg, "--no-conflicts"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -147,4 +147,37 @@ async fn run_interrupted_by_sigterm_is_recorded_and_resumes_to_the_exact_row_cou
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains(&format!("run {run_id} (resumed): completed")), "{}", text(&out));
     assert_eq!(pg_count(&pg, "public.orders").await, rows as i64);
+}
+
+#[tokio::test]
+async fn status_command_shows_runs_tables_rows_and_failed_chunks() {
+    let sf_db = unique("SFSTAT").to_uppercase();
+    let pg_db = unique("stat");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 300).await;
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.orders (\"Id\" int8, \"Code\" uuid NOT NULL UNIQUE, \"Note\" varchar(5), \"Updated\" timestamptz)").await.unwrap();
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    let out = thaw!(&["status", "--config", cfg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run = &v["runs"][0];
+    assert_eq!(run["status"], "failed");
+    let table = &run["tables"][0];
+    assert_eq!(table["target"], "public.orders");
+    assert!(table["chunks"].as_i64().unwrap() >= 1);
+    assert_eq!(table["chunks_failed"].as_i64().unwrap() + table["chunks_completed"].as_i64().unwrap(), table["chunks"].as_i64().unwrap());
+    assert_eq!(table["rows"].as_i64().unwrap(), pg_count(&pg, "public.orders").await);
+    let failed = run["failed_chunks"].as_array().unwrap();
+    assert!(!failed.is_empty());
+    assert!(failed[0]["error"].as_str().unwrap().contains("\"Note\""), "{failed:?}");
+
+    let out = thaw!(&["status", "--config", cfg]);
+    let shown = text(&out);
+    let run_id = run["run_id"].as_str().unwrap();
+    assert!(shown.contains(&format!("run {run_id}  failed")) && shown.contains("public.orders") && shown.contains("failed: chunk"), "{shown}");
 }

@@ -613,3 +613,153 @@ pub async fn fail_table(client: &Client, key: &TableKey, error: &str) -> Result<
     Ok(())
 }
 
+
+/// One table of a run as `thaw status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableOverview {
+    /// Snowflake table.
+    pub source_table: String,
+    /// PostgreSQL `schema.table`.
+    pub target: String,
+    /// Table status (`in_progress`, `completed`, `failed`).
+    pub status: String,
+    /// Load mode (`copy`, `upsert`, `insert_only`).
+    pub load_mode: Option<String>,
+    /// Chunks planned.
+    pub chunks: i64,
+    /// Chunks completed.
+    pub chunks_completed: i64,
+    /// Chunks failed.
+    pub chunks_failed: i64,
+    /// Chunks in progress right now.
+    pub chunks_in_progress: i64,
+    /// Rows read from Snowflake by the completed chunks.
+    pub rows: i64,
+    /// Seconds from the first chunk start to the last chunk end (0 before any).
+    pub seconds: f64,
+    /// `rows / seconds` (0 when no time has passed).
+    pub rows_per_second: f64,
+    /// The table's error, when it failed.
+    pub error: Option<String>,
+}
+
+/// A failed chunk as `thaw status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedChunk {
+    /// Snowflake table.
+    pub source_table: String,
+    /// Chunk number.
+    pub chunk_id: i32,
+    /// Attempts so far.
+    pub retry_count: i32,
+    /// The chunk's error.
+    pub error: Option<String>,
+}
+
+/// One run as `thaw status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOverview {
+    /// Run id.
+    pub run_id: Uuid,
+    /// Run status (see [`run_status`]).
+    pub status: String,
+    /// `incremental` or `full`.
+    pub mode: String,
+    /// Start time.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Last heartbeat.
+    pub heartbeat_at: chrono::DateTime<chrono::Utc>,
+    /// End time, when finished.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Host and pid of the thaw process that ran it last (absent for Lambda runs).
+    pub host: Option<String>,
+    /// Process id.
+    pub pid: Option<i32>,
+    /// Rows read by completed chunks, all tables.
+    pub rows: i64,
+    /// The run's error.
+    pub error: Option<String>,
+    /// Its tables.
+    pub tables: Vec<TableOverview>,
+    /// Its failed chunks (at most 50), with their errors.
+    pub failed_chunks: Vec<FailedChunk>,
+}
+
+/// The newest `limit` runs (or just `run_id`), with tables, chunk counts,
+/// rows, rows/s and failed chunks: what `thaw status` prints.
+pub async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
+    let runs = client
+        .query(
+            "SELECT run_id, status, mode, started_at, heartbeat_at, completed_at, host, pid, error_message FROM migration_status.migration_runs \
+             WHERE $1::uuid IS NULL OR run_id = $1 ORDER BY started_at DESC LIMIT $2",
+            &[&run_id, &limit.max(1)],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading runs for thaw status"))?;
+    let mut out = Vec::new();
+    for r in runs {
+        let id: Uuid = r.get(0);
+        let tables = client
+            .query(
+                "SELECT t.source_table, t.target_schema || '.' || t.target_table, t.status, t.load_mode, \
+                        count(c.*), count(c.*) FILTER (WHERE c.status = 'completed'), count(c.*) FILTER (WHERE c.status = 'failed'), \
+                        count(c.*) FILTER (WHERE c.status = 'in_progress'), \
+                        coalesce(sum(c.rows_copied) FILTER (WHERE c.status = 'completed'), 0)::int8, \
+                        coalesce(extract(epoch FROM max(c.completed_at) - min(c.started_at)), 0)::float8, t.error_message \
+                 FROM migration_status.migration_table_status t \
+                 LEFT JOIN migration_status.migration_chunk_status c USING (run_id, source_database, source_schema, source_table) \
+                 WHERE t.run_id = $1 \
+                 GROUP BY t.source_table, t.target_schema, t.target_table, t.status, t.load_mode, t.error_message, t.started_at \
+                 ORDER BY t.started_at, t.source_table",
+                &[&id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading tables for thaw status"))?;
+        let tables: Vec<TableOverview> = tables
+            .iter()
+            .map(|t| {
+                let (rows, seconds): (i64, f64) = (t.get(8), t.get::<_, f64>(9).max(0.0));
+                TableOverview {
+                    source_table: t.get(0),
+                    target: t.get(1),
+                    status: t.get(2),
+                    load_mode: t.get(3),
+                    chunks: t.get(4),
+                    chunks_completed: t.get(5),
+                    chunks_failed: t.get(6),
+                    chunks_in_progress: t.get(7),
+                    rows,
+                    seconds,
+                    rows_per_second: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 },
+                    error: t.get(10),
+                }
+            })
+            .collect();
+        let failed = client
+            .query(
+                "SELECT source_table, chunk_id, retry_count, error_message FROM migration_status.migration_chunk_status \
+                 WHERE run_id = $1 AND status = 'failed' ORDER BY source_table, chunk_id LIMIT 50",
+                &[&id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading failed chunks for thaw status"))?;
+        out.push(RunOverview {
+            run_id: id,
+            status: r.get(1),
+            mode: r.get(2),
+            started_at: r.get(3),
+            heartbeat_at: r.get(4),
+            completed_at: r.get(5),
+            host: r.get(6),
+            pid: r.get(7),
+            rows: tables.iter().map(|t| t.rows).sum(),
+            error: r.get(8),
+            tables,
+            failed_chunks: failed
+                .iter()
+                .map(|c| FailedChunk { source_table: c.get(0), chunk_id: c.get(1), retry_count: c.get(2), error: c.get(3) })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
