@@ -141,19 +141,22 @@ impl RunRecord {
         )
     }
 
-    /// Whether a live process still drives the run: its lock session is
-    /// connected, or (runs without a lock session, i.e. Lambda-driven ones)
-    /// it is `planning`/`running` with a heartbeat younger than
-    /// [`DEAD_AFTER_SECONDS`]. A run that is not alive can be taken over.
+    /// Whether a live process still drives the run: it is
+    /// `planning`/`running`, its heartbeat is younger than
+    /// [`DEAD_AFTER_SECONDS`], and, when it has a lock session (local runs),
+    /// that session still holds its advisory locks (a killed `thaw run` is
+    /// dead at once; the heartbeat guards against a reused backend pid).
+    /// A run that is not alive can be taken over.
     /// `own_backend_pid` is the caller's own lock session (never "another" holder).
     pub fn is_alive(&self, own_backend_pid: Option<i32>) -> bool {
         if !matches!(self.status.as_str(), run_status::PLANNING | run_status::RUNNING) {
             return false;
         }
+        let fresh = self.heartbeat_age_seconds < DEAD_AFTER_SECONDS as f64;
         match self.lock_backend_pid {
             Some(pid) if Some(pid) == own_backend_pid => false,
-            Some(_) => self.lock_session_alive,
-            None => self.heartbeat_age_seconds < DEAD_AFTER_SECONDS as f64,
+            Some(_) => self.lock_session_alive && fresh,
+            None => fresh,
         }
     }
 }
@@ -762,4 +765,45 @@ pub async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Resu
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str, heartbeat_age_seconds: f64, lock_backend_pid: Option<i32>, lock_session_alive: bool) -> RunRecord {
+        RunRecord {
+            run_id: Uuid::nil(),
+            status: status.into(),
+            execution_hash: "h".into(),
+            started_at: chrono::Utc::now(),
+            heartbeat_age_seconds,
+            host: Some("host".into()),
+            pid: Some(7),
+            lock_backend_pid,
+            lock_session_alive,
+        }
+    }
+
+    #[test]
+    fn run_liveness_follows_lock_session_and_heartbeat() {
+        // Lambda-driven runs (no lock session): the heartbeat decides.
+        assert!(record("running", 10.0, None, false).is_alive(None));
+        assert!(!record("running", DEAD_AFTER_SECONDS as f64 + 1.0, None, false).is_alive(None));
+        // Local runs: a gone lock session is dead at once, even with a fresh heartbeat.
+        assert!(record("planning", 10.0, Some(42), true).is_alive(None));
+        assert!(!record("running", 10.0, Some(42), false).is_alive(None));
+        assert!(!record("running", DEAD_AFTER_SECONDS as f64 + 1.0, Some(42), true).is_alive(None));
+        // Our own lock session is never "another" live holder; finished runs are never alive.
+        assert!(!record("running", 10.0, Some(42), true).is_alive(Some(42)));
+        for s in ["interrupted", "partial", "failed", "completed", "mismatch", "superseded"] {
+            assert!(!record(s, 1.0, None, false).is_alive(None), "{s}");
+        }
+    }
+
+    #[test]
+    fn run_description_names_id_status_host_and_pid() {
+        let d = record("running", 12.4, None, false).describe();
+        assert!(d.contains("00000000-0000-0000-0000-000000000000") && d.contains("status running") && d.contains("host host pid 7") && d.contains("12 s ago"), "{d}");
+    }
 }
