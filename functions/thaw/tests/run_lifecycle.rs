@@ -181,3 +181,54 @@ async fn status_command_shows_runs_tables_rows_and_failed_chunks() {
     let run_id = run["run_id"].as_str().unwrap();
     assert!(shown.contains(&format!("run {run_id}  failed")) && shown.contains("public.orders") && shown.contains("failed: chunk"), "{shown}");
 }
+
+#[tokio::test]
+async fn run_killed_with_sigkill_is_taken_over_at_once_by_the_next_run() {
+    let sf_db = unique("SFKILL").to_uppercase();
+    let pg_db = unique("kill");
+    let sf = fresh_sf(&sf_db).await;
+    let rows = create_orders(&sf, &sf_db, 20_000).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+
+    let mut child = Command::new(thaw_bin(env!("CARGO_BIN_EXE_thaw")))
+        .args(["run", "--config", cfg, "--no-conflicts"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start thaw run");
+    let started = Instant::now();
+    loop {
+        let done: i64 = pg
+            .query_one("SELECT count(*) FROM migration_status.migration_chunk_status WHERE status = 'completed'", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if done >= 2 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "thaw run ended before it was killed");
+        assert!(started.elapsed() < Duration::from_secs(60), "thaw run never started copying");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    // No chance to record anything: the run still says 'running' with a fresh heartbeat.
+    let row = pg.query_one("SELECT run_id, status FROM migration_status.migration_runs", &[]).await.unwrap();
+    let run_id: uuid::Uuid = row.get(0);
+    assert_eq!(row.get::<_, String>(1), "running");
+
+    // Its lock session died with it: the next run takes it over at once and finishes it.
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(&format!("run {run_id} (resumed): completed")), "{}", text(&out));
+    assert_eq!(pg_count(&pg, "public.orders").await, rows as i64);
+    let taken_over: bool = pg
+        .query_one("SELECT metadata ? 'taken_over_from' FROM migration_status.migration_runs WHERE run_id = $1", &[&run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(taken_over);
+}
