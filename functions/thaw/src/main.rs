@@ -47,6 +47,9 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole nightly job: plan, copy, merge, reconcile, conflict-create.
+    #[command(after_help = "Exit codes: 0 completed, 1 runtime failure (failed chunks or steps, or another run holds the lock of a selected table), \
+2 bad input, 3 reconciliation mismatch, 130 interrupted by SIGINT, 143 interrupted by SIGTERM (rerun the same command to resume). \
+The run's status in migration_status.migration_runs says the same; see `thaw status`.")]
     Run(RunArgs),
     /// Check a configuration file without touching any database.
     Validate(ConfigArg),
