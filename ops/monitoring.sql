@@ -18,13 +18,14 @@ SELECT p.run_id, p.source_name, p.source_table, p.target_schema || '.' || p.targ
        round(100.0 * p.chunks_completed / nullif(p.chunks, 0), 1) AS pct
 FROM migration_status.v_table_progress p
 JOIN migration_status.migration_runs r USING (run_id)
-WHERE r.status = 'running'
+WHERE r.status IN ('planning', 'running')
 ORDER BY pct NULLS FIRST, p.source_table;
 
--- §2b Stuck runs: running but no heartbeat for :stale_minutes minutes (crashed or killed orchestration).
-SELECT run_id, started_at, heartbeat_at, now() - heartbeat_at AS since_heartbeat
+-- §2b Stuck runs: planning/running but no heartbeat for :stale_minutes minutes (crashed or killed orchestration;
+-- the next run of the same selection takes them over after 30 minutes, or at once when their lock session is gone).
+SELECT run_id, status, started_at, heartbeat_at, now() - heartbeat_at AS since_heartbeat, host, pid
 FROM migration_status.migration_runs
-WHERE status = 'running' AND heartbeat_at < now() - make_interval(mins => :stale_minutes)
+WHERE status IN ('planning', 'running') AND heartbeat_at < now() - make_interval(mins => :stale_minutes)
 ORDER BY heartbeat_at;
 
 -- §2c Stuck chunks: in_progress longer than the copy-chunk timeout (15 min) plus margin.

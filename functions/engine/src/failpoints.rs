@@ -17,6 +17,13 @@ pub const CONFLICT_DETECT_PANIC: &str = "conflict_detect_panic";
 /// "crash between drop and restore".
 pub const INDEXES_AFTER_DROP: &str = "indexes_after_drop";
 
+/// Fails after a table's plan (its table and chunk rows) committed, before
+/// the next table is planned: a run stopped half-way through planning.
+pub const PLAN_AFTER_TABLE: &str = "plan_after_table";
+
+/// Fails the `reconcile` step before it reads anything.
+pub const RECONCILE_STEP: &str = "reconcile_step";
+
 #[cfg(feature = "failpoints")]
 mod imp {
     use std::collections::HashMap;

@@ -6,19 +6,32 @@
 //! responses ([`crate::contract`]) that the state machine passes. Transient
 //! chunk errors are retried with exponential backoff and jitter (as the
 //! state machine's `Retry` does); deterministic ones fail the chunk at once.
+//!
+//! Around the steps the runner owns the run's lifecycle (docs/sync.md §6):
+//! it takes the run lock of every selected target table before planning
+//! ([`RunLock`]), refreshes the run's heartbeat every
+//! [`HEARTBEAT_INTERVAL`] while it works, stops at a chunk boundary when
+//! [`Cancel`] fires (SIGINT/SIGTERM in the CLI) and records the run
+//! `interrupted`, and records the truth when a step fails: `failed`,
+//! `partial`, `mismatch` or `completed` ([`RunReport::status`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::config::Config;
 use crate::sync::copy::{self, Worker};
 use crate::error::{Error, ErrorKind, Result};
 use crate::contract::{ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, MergeResponse, PlanRequest, PlanResponse, ReconcileResponse, RunRequest};
 use crate::reconcile::TableReport;
+use crate::sync::lock::RunLock;
+use crate::sync::status::{self, run_status};
+
+/// How often the runner refreshes the heartbeat of the run it drives: 15 s.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Receives progress events (the CLI draws bars; tests ignore them).
 pub trait Observer: Send + Sync {
@@ -36,6 +49,54 @@ pub trait Observer: Send + Sync {
 pub struct Quiet;
 impl Observer for Quiet {}
 
+/// A request to stop a run at the next chunk boundary, shared between the
+/// code that receives signals and the runner. Cloning shares the request.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    reason: std::sync::Mutex<Option<String>>,
+    notify: Notify,
+}
+
+impl Cancel {
+    /// A request that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Fire with `reason` (e.g. `SIGTERM`); the first reason is kept.
+    pub fn cancel(&self, reason: &str) {
+        {
+            let mut r = self.0.reason.lock().unwrap_or_else(|p| p.into_inner());
+            if r.is_none() {
+                *r = Some(reason.to_string());
+            }
+        }
+        self.0.notify.notify_waiters();
+    }
+    /// The reason, once fired.
+    pub fn reason(&self) -> Option<String> {
+        self.0.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// Whether it fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.reason().is_some()
+    }
+    /// Resolves when it fires (at once if it already has).
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Options of a local run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -47,6 +108,8 @@ pub struct RunOptions {
     pub conflicts_full: bool,
     /// Upper bound of concurrent copy workers (default: 2 × parallel tables × threads, at most 16).
     pub max_workers: Option<usize>,
+    /// Stop request (signals); `None` = never stopped from outside.
+    pub cancel: Option<Cancel>,
 }
 
 /// Per-table outcome of the copy step, measured by the runner.
@@ -68,11 +131,26 @@ pub struct TableCopySummary {
     pub seconds: f64,
 }
 
+/// A step that failed after the run was planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepError {
+    /// Step name (`merge`, `reconcile`, `conflict-create`, ...).
+    pub step: String,
+    /// The error's kind (decides the exit code).
+    pub kind: ErrorKind,
+    /// The error's message.
+    pub message: String,
+}
+
 /// Everything a run did, for the summary table and the JSON report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     /// The plan step's response.
     pub plan: PlanResponse,
+    /// The run's status in `migration_runs` when the runner returned
+    /// (`completed`, `partial`, `failed`, `mismatch`, `interrupted`).
+    #[serde(default)]
+    pub status: String,
     /// Per-table copy outcome, in plan order.
     pub tables: Vec<TableCopySummary>,
     /// The merge step's response.
@@ -85,6 +163,12 @@ pub struct RunReport {
     pub conflicts: Option<ConflictCreateResponse>,
     /// Chunk failures: (item, error text).
     pub failures: Vec<(ChunkItem, String)>,
+    /// The step that failed, if one did.
+    #[serde(default)]
+    pub error: Option<StepError>,
+    /// The signal that stopped the run (`SIGINT`, `SIGTERM`), if one did.
+    #[serde(default)]
+    pub interrupted: Option<String>,
     /// Wall time of each step that ran, in order: (step name, seconds).
     pub steps: Vec<(String, f64)>,
     /// Wall time of the whole run in seconds.
@@ -92,9 +176,23 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The error a caller should exit with, if any: failed chunks first, then
-    /// reconciliation mismatches.
+    /// The error a caller should exit with, if any, in this order: the run
+    /// was interrupted ([`ErrorKind::Transient`]: rerunning resumes it), a
+    /// step failed (its kind), chunks failed ([`ErrorKind::ChunkFailed`]),
+    /// reconciliation found differences ([`ErrorKind::ReconcileMismatch`]).
     pub fn outcome(&self) -> Result<()> {
+        if let Some(signal) = &self.interrupted {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                format!(
+                    "interrupted by {signal}; run {} can be resumed with the same command (or --resume-run-id {}); only unfinished chunks are copied",
+                    self.plan.run_id, self.plan.run_id
+                ),
+            ));
+        }
+        if let Some(e) = &self.error {
+            return Err(Error::new(e.kind, format!("step {} of run {} failed: {}", e.step, self.plan.run_id, e.message)));
+        }
         if let Some((item, e)) = self.failures.first() {
             return Err(Error::new(
                 ErrorKind::ChunkFailed,
@@ -121,53 +219,196 @@ impl RunReport {
 }
 
 /// Run the whole job locally.
+///
+/// Errors (no report): the run lock is held by another run
+/// ([`ErrorKind::Locked`], naming it), migrations or `plan` failed (the run,
+/// if one was created, is recorded `failed`), or a signal arrived while
+/// planning (the run is recorded `interrupted`). After planning every
+/// outcome is a [`RunReport`]; [`RunReport::outcome`] turns it into the
+/// caller's error.
 pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Observer>) -> Result<RunReport> {
     let started = Instant::now();
-    let mut steps = Vec::new();
+    let cancel = options.cancel.clone().unwrap_or_default();
     crate::migrations::migrate_databases(&config).await?;
-    let mut step_started = Instant::now();
-    let mut step = |name: &str, steps: &mut Vec<(String, f64)>| {
-        steps.push((name.to_string(), step_started.elapsed().as_secs_f64()));
-        step_started = Instant::now();
-    };
-    observer.step("plan");
-    let plan = crate::sync::plan::plan_run(&config, &options.request).await?;
-    let items: Vec<ChunkItem> = crate::sync::manifest::read(&plan.manifest_uri).await?;
-    step("plan", &mut steps);
+    let selected = crate::sync::plan::select_tables(&config, &options.request)?;
+    let targets: Vec<(String, String)> =
+        selected.iter().flat_map(|(s, ts)| ts.iter().map(move |t| (s.target_pg_schema.clone(), t.target.clone()))).collect();
+    let lock = Arc::new(RunLock::acquire(&config, &targets).await?);
 
+    let mut steps = Vec::new();
+    let mut step_started = Instant::now();
+    observer.step("plan");
+    let plan = tokio::select! {
+        p = crate::sync::plan::plan_run_with(&config, &options.request, Some(&lock.holder)) => p?,
+        _ = cancel.cancelled() => {
+            // The current table's planning transaction rolled back with the dropped future.
+            let reason = cancel.reason().unwrap_or_default();
+            let backend = lock.holder.lock_backend_pid.unwrap_or_default();
+            let runs = status::interrupt_lock_session_runs(&lock.client, backend, &format!("interrupted by {reason} while planning")).await.unwrap_or_default();
+            let which = match runs.first() {
+                Some(id) => format!("run {id} is recorded 'interrupted' and the same command resumes it (or --resume-run-id {id}); tables not yet planned are planned then"),
+                None => "no run was recorded yet".to_string(),
+            };
+            return Err(Error::new(ErrorKind::Transient, format!("interrupted by {reason} while planning; {which}")));
+        }
+    };
+    steps.push(("plan".to_string(), step_started.elapsed().as_secs_f64()));
+    step_started = Instant::now();
+
+    let heartbeat = {
+        let (lock, run_id) = (lock.clone(), plan.run_id);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+                if let Err(e) = status::heartbeat(&lock.client, run_id).await {
+                    tracing::warn!(%run_id, error = %e, "could not refresh the run heartbeat");
+                }
+            }
+        })
+    };
+    let mut report = RunReport {
+        plan,
+        status: run_status::RUNNING.into(),
+        tables: Vec::new(),
+        merge: MergeResponse::default(),
+        reconcile: None,
+        reconcile_details: Vec::new(),
+        conflicts: None,
+        failures: Vec::new(),
+        error: None,
+        interrupted: None,
+        steps,
+        wall_seconds: 0.0,
+    };
+    let driven = drive(&config, &options, &observer, &lock, &cancel, targets.len(), &mut report, &mut step_started).await;
+    heartbeat.abort();
+    let run_id = report.plan.run_id;
+    if let Err(e) = driven {
+        // A step failed: record the run failed with the step's error (the report is still returned).
+        let step = report.error.as_ref().map(|s| s.step.clone()).unwrap_or_else(|| "run".into());
+        let text = format!("step {step} failed: {e}");
+        if let Err(se) = status::finish_run(&lock.client, run_id, run_status::FAILED, Some(&text)).await {
+            tracing::warn!(%run_id, error = %se, "could not record the run as failed");
+        }
+        report.error = Some(StepError { step, kind: e.kind, message: e.message });
+    }
+    report.status = match status::run_record(&lock.client, run_id).await {
+        Ok(Some(r)) => r.status,
+        _ => report.status,
+    };
+    report.wall_seconds = started.elapsed().as_secs_f64();
+    if let Ok(lock) = Arc::try_unwrap(lock) {
+        lock.release().await;
+    }
+    Ok(report)
+}
+
+/// The steps after planning. Sets `report.error.step` before each step so a
+/// failure can be attributed; returns the failing step's error.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    config: &Arc<Config>,
+    options: &RunOptions,
+    observer: &Arc<dyn Observer>,
+    lock: &RunLock,
+    cancel: &Cancel,
+    selected_tables: usize,
+    report: &mut RunReport,
+    step_started: &mut Instant,
+) -> Result<()> {
+    let run_id = report.plan.run_id;
+    let mut mark = |name: &str, report: &mut RunReport| {
+        report.steps.push((name.to_string(), step_started.elapsed().as_secs_f64()));
+        *step_started = Instant::now();
+    };
+    let attribute = |report: &mut RunReport, step: &str| {
+        report.error = Some(StepError { step: step.into(), kind: ErrorKind::Internal, message: String::new() });
+    };
+    attribute(report, "copy");
+    let items: Vec<ChunkItem> = crate::sync::manifest::read(&report.plan.manifest_uri).await?;
     let mut per_table: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for i in &items {
         per_table.entry(i.source_table.clone()).or_default().0 += 1;
     }
     let table_list: Vec<(String, u64, u64)> = per_table.iter().map(|(t, (c, r))| (t.clone(), *c, *r)).collect();
-    observer.planned(&plan, &table_list);
+    observer.planned(&report.plan, &table_list);
 
     observer.step("copy");
-    let (tables, failures) = copy_all(&config, &items, options.max_workers, observer.clone()).await?;
-    step("copy", &mut steps);
+    let (tables, failures) = copy_all(config, &items, options.max_workers, observer.clone(), cancel).await?;
+    report.tables = tables;
+    report.failures = failures;
+    report.error = None;
+    mark("copy", report);
+    if interrupted(lock, cancel, report).await? {
+        return Ok(());
+    }
 
     observer.step("merge");
-    let merge = crate::sync::merge::merge_run(&config, &RunRequest { run_id: plan.run_id }).await?;
-    step("merge", &mut steps);
+    attribute(report, "merge");
+    report.merge = crate::sync::merge::merge_run(&config, &RunRequest { run_id }).await?;
+    mark("merge", report);
+    report.error = None;
+    if report.merge.tables.iter().any(|t| t.status != "completed") {
+        return Ok(());
+    }
+    if report.merge.tables.len() != selected_tables {
+        attribute(report, "reconcile");
+        return Err(Error::internal(format!(
+            "run {run_id} has {} table(s) but the configuration selects {selected_tables}; reconciliation must cover every selected table. Rerun with --no-resume to plan a fresh run.",
+            report.merge.tables.len()
+        )));
+    }
 
-    let mut reconcile = None;
-    let mut details = Vec::new();
-    let mut conflicts = None;
-    if failures.is_empty() {
-        observer.step("reconcile");
-        let (r, d) = crate::reconcile::reconcile_run(&config, &RunRequest { run_id: plan.run_id }).await?;
-        step("reconcile", &mut steps);
-        let clean = r.mismatches == 0;
-        reconcile = Some(r);
-        details = d;
-        if clean && options.conflicts && config.conflicts.is_some() {
-            observer.step("conflict-create");
-            let req = ConflictCreateRequest { run_id: Some(plan.run_id), full: options.conflicts_full };
-            conflicts = Some(crate::steps::conflict_create(&config, &req).await?);
-            step("conflict-create", &mut steps);
+    observer.step("reconcile");
+    attribute(report, "reconcile");
+    let request = RunRequest { run_id };
+    let reconciled = tokio::select! {
+        r = crate::steps::reconcile(config, &request) => Some(r?),
+        _ = cancel.cancelled() => None,
+    };
+    let Some((r, d)) = reconciled else {
+        report.error = None;
+        interrupted(lock, cancel, report).await?;
+        return Ok(());
+    };
+    mark("reconcile", report);
+    report.error = None;
+    let clean = r.mismatches == 0;
+    report.reconcile = Some(r);
+    report.reconcile_details = d;
+    if clean && options.conflicts && config.conflicts.is_some() {
+        observer.step("conflict-create");
+        attribute(report, "conflict-create");
+        let req = ConflictCreateRequest { run_id: Some(run_id), full: options.conflicts_full };
+        let created = tokio::select! {
+            c = crate::steps::conflict_create(config, &req) => Some(c?),
+            _ = cancel.cancelled() => None,
+        };
+        report.error = None;
+        match created {
+            Some(c) => {
+                report.conflicts = Some(c);
+                mark("conflict-create", report);
+            }
+            None => {
+                interrupted(lock, cancel, report).await?;
+            }
         }
     }
-    Ok(RunReport { plan, tables, merge, reconcile, reconcile_details: details, conflicts, failures, steps, wall_seconds: started.elapsed().as_secs_f64() })
+    Ok(())
+}
+
+/// When the run was asked to stop: put abandoned chunks back to `pending`,
+/// record the run `interrupted` and return true.
+async fn interrupted(lock: &RunLock, cancel: &Cancel, report: &mut RunReport) -> Result<bool> {
+    let Some(reason) = cancel.reason() else { return Ok(false) };
+    let run_id = report.plan.run_id;
+    let message = format!("interrupted by {reason}; resume with the same command or --resume-run-id {run_id}");
+    let released = status::release_in_progress_chunks(&lock.client, run_id, &format!("interrupted by {reason}")).await?;
+    status::finish_run(&lock.client, run_id, run_status::INTERRUPTED, Some(&message)).await?;
+    tracing::warn!(%run_id, signal = %reason, released, "run interrupted at a chunk boundary");
+    report.interrupted = Some(reason);
+    Ok(true)
 }
 
 type Pool = Arc<Mutex<BTreeMap<String, Vec<Worker>>>>;
@@ -177,6 +418,7 @@ async fn copy_all(
     items: &[ChunkItem],
     max_workers: Option<usize>,
     observer: Arc<dyn Observer>,
+    cancel: &Cancel,
 ) -> Result<(Vec<TableCopySummary>, Vec<(ChunkItem, String)>)> {
     let tables_parallel = config.max_parallel_tables.unwrap_or(2).max(1);
     let max = max_workers.unwrap_or_else(|| (tables_parallel * config.parallel_threads.unwrap_or(crate::config::DEFAULT_PARALLEL_THREADS)).clamp(1, 16));
@@ -196,16 +438,26 @@ async fn copy_all(
     let pool: Pool = Arc::new(Mutex::new(BTreeMap::new()));
     let mut handles = Vec::new();
     for item in items.iter().cloned() {
-        let (global, table_sem, pool, config, observer) =
-            (global.clone(), table_sems[&item.source_table].clone(), pool.clone(), config.clone(), observer.clone());
+        let (global, table_sem, pool, config, observer, cancel) =
+            (global.clone(), table_sems[&item.source_table].clone(), pool.clone(), config.clone(), observer.clone(), cancel.clone());
         handles.push(tokio::spawn(async move {
             let _t = table_sem.acquire_owned().await.expect("semaphore open");
             let _g = global.acquire_owned().await.expect("semaphore open");
             let start = Instant::now();
-            let result = copy_with_retries(&config, &pool, &item).await;
+            if cancel.is_cancelled() {
+                // Stopping: no new chunk is handed out.
+                return (item, start, Instant::now(), None);
+            }
+            // A chunk abandoned here drops its worker: the chunk transaction
+            // rolls back and the runner puts the chunk back to `pending`.
+            let result = tokio::select! {
+                r = copy_with_retries(&config, &pool, &item) => Some(r),
+                _ = cancel.cancelled() => None,
+            };
             match &result {
-                Ok(r) => observer.chunk_done(r),
-                Err(e) => observer.chunk_failed(&item, e),
+                Some(Ok(r)) => observer.chunk_done(r),
+                Some(Err(e)) => observer.chunk_failed(&item, e),
+                None => {}
             }
             (item, start, Instant::now(), result)
         }));
@@ -214,6 +466,7 @@ async fn copy_all(
     let mut failures = Vec::new();
     for h in handles {
         let (item, start, end, result) = h.await.map_err(|e| Error::internal(format!("copy worker panicked: {e}")))?;
+        let Some(result) = result else { continue };
         let entry = summaries.entry(item.source_table.clone()).or_insert_with(|| {
             let target = config
                 .source(&item.source_name)

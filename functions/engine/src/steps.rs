@@ -31,8 +31,15 @@ pub async fn plan(config: &Config, request: &PlanRequest) -> Result<PlanResponse
 /// The `copy-chunk` step with a fresh worker (one Lambda invocation = one
 /// chunk). The local runner keeps workers and calls
 /// [`crate::sync::copy::copy_chunk`] directly.
+///
+/// Also refreshes the run's heartbeat (at most every
+/// [`crate::sync::status::HEARTBEAT_MIN_INTERVAL_SECONDS`]), so a run whose
+/// chunks are being copied is never taken for dead.
 pub async fn copy_chunk(config: &Config, item: &ChunkItem) -> Result<CopyChunkResponse> {
     let mut worker = Worker::connect(config, &item.source_name).await?;
+    if let Err(e) = crate::sync::status::touch(&worker.pg, item.run_id).await {
+        tracing::warn!(run_id = %item.run_id, error = %e, "could not refresh the run heartbeat");
+    }
     crate::sync::copy::copy_chunk(config, &mut worker, item).await
 }
 
@@ -41,14 +48,20 @@ pub async fn merge(config: &Config, request: &RunRequest) -> Result<MergeRespons
     crate::sync::merge::merge_run(config, request).await
 }
 
-/// The `reconcile` step: reconcile every table of the run and return the
-/// summary with the per-table reports.
+/// The `reconcile` step: reconcile every table of the run, record the run's
+/// outcome (`completed` when nothing differs, `mismatch` otherwise; see
+/// [`crate::sync::status::record_reconcile`]) and return the summary with
+/// the per-table reports.
 ///
 /// Errors: [`crate::ErrorKind::ReconcileMismatch`] only through
 /// [`crate::reconcile::require_match`], which callers apply when a mismatch
 /// must fail the step (the Lambda does; `thaw reconcile` maps it to exit 3).
 pub async fn reconcile(config: &Config, request: &RunRequest) -> Result<(ReconcileResponse, Vec<TableReport>)> {
-    crate::reconcile::reconcile_run(config, request).await
+    crate::failpoints::check(crate::failpoints::RECONCILE_STEP)?;
+    let (response, details) = crate::reconcile::reconcile_run(config, request).await?;
+    let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
+    crate::sync::status::record_reconcile(&pg, request.run_id, &response).await?;
+    Ok((response, details))
 }
 
 /// The `conflict-create` step: detect conflicts over the synced analytics
@@ -67,14 +80,16 @@ pub async fn conflict_create(config: &Config, request: &ConflictCreateRequest) -
     crate::conflicts::run(&mut pg, settings, crate::conflicts::DetectionMode::Full).await
 }
 
-/// The `fail-run` step: mark the run failed with the state machine's error.
-/// A request without a run id (plan itself failed) is a no-op. Returns the
-/// request.
+/// The `fail-run` step: mark the run failed with the state machine's error
+/// (`mismatch` when the error is `ReconcileMismatch`: the reconcile step
+/// already recorded which tables differ). A request without a run id (plan
+/// itself failed) is a no-op. Returns the request.
 pub async fn fail_run(config: &Config, request: FailRunRequest) -> Result<FailRunRequest> {
     if let Some(run_id) = request.run_id {
         let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
         let cause: String = request.cause.chars().take(2000).collect();
-        crate::sync::status::finish_run(&pg, run_id, "failed", Some(&format!("{}: {cause}", request.error))).await?;
+        let status = if request.error == crate::ErrorKind::ReconcileMismatch.name() { "mismatch" } else { "failed" };
+        crate::sync::status::finish_run(&pg, run_id, status, Some(&format!("{}: {cause}", request.error))).await?;
     }
     Ok(request)
 }

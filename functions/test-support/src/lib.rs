@@ -182,11 +182,19 @@ pub fn orders_table(chunk_col: Option<(&str, &str)>, extra: &str) -> String {
     )
 }
 
-/// Run the `thaw` binary at `bin` with `args` and extra environment
-/// variables `envs`; returns its exit status and output. Use the [`thaw!`]
-/// macro from the CLI's tests, which supplies the binary Cargo built.
+/// The `thaw` binary to run: `$THAW_TEST_BIN` when set (a copy taken right
+/// after the build, for a `CARGO_TARGET_DIR` shared by several checkouts,
+/// where `target/debug/thaw` may be overwritten by another checkout's build
+/// while tests run), else `bin` (the binary Cargo built).
+pub fn thaw_bin(bin: &str) -> String {
+    std::env::var("THAW_TEST_BIN").ok().filter(|b| !b.is_empty()).unwrap_or_else(|| bin.to_string())
+}
+
+/// Run the `thaw` binary at `bin` (see [`thaw_bin`]) with `args` and extra
+/// environment variables `envs`; returns its exit status and output. Use the
+/// [`thaw!`] macro from the CLI's tests, which supplies the binary Cargo built.
 pub fn run_thaw(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = std::process::Command::new(bin);
+    let mut cmd = std::process::Command::new(thaw_bin(bin));
     cmd.args(args);
     for (k, v) in envs {
         cmd.env(k, v);

@@ -6,15 +6,19 @@
 //! * `thaw validate` — check a config without touching any database.
 //! * `thaw migrate` — apply `schema/` migrations.
 //! * `thaw reconcile` / `thaw conflicts` — run one step on demand.
+//! * `thaw status` — runs, tables, chunks, rows, rows/s and failed chunks.
 //! * `thaw cutover check` — the go/no-go gate for switching the application.
 //! * `thaw dev seed` / `thaw dev mutate` — generate the emulated Snowflake dataset.
 //!
-//! Exit codes: 0 success, 1 runtime failure, 2 bad input (config, schema,
-//! types, credentials), 3 reconciliation mismatch or cutover NO-GO.
+//! Exit codes: 0 success, 1 runtime failure (including a run refused because
+//! another run holds its lock), 2 bad input (config, schema, types,
+//! credentials), 3 reconciliation mismatch or cutover NO-GO, 130 interrupted
+//! by SIGINT (Ctrl-C), 143 interrupted by SIGTERM.
 
 mod dev;
 mod logging;
 mod progress;
+mod status;
 mod summary;
 
 use std::path::PathBuf;
@@ -44,6 +48,9 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole nightly job: plan, copy, merge, reconcile, conflict-create.
+    #[command(after_help = "Exit codes: 0 completed, 1 runtime failure (failed chunks or steps, or another run holds the lock of a selected table), \
+2 bad input, 3 reconciliation mismatch, 130 interrupted by SIGINT, 143 interrupted by SIGTERM (rerun the same command to resume). \
+The run's status in migration_status.migration_runs says the same; see `thaw status`.")]
     Run(RunArgs),
     /// Check a configuration file without touching any database.
     Validate(ConfigArg),
@@ -79,6 +86,20 @@ enum Command {
     Cutover {
         #[command(subcommand)]
         command: CutoverCommand,
+    },
+    /// Show recent runs: status, tables, chunks, rows, rows/s, failed chunks with their errors.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this run.
+        #[arg(long, value_name = "UUID")]
+        run_id: Option<uuid::Uuid>,
+        /// How many of the newest runs to show.
+        #[arg(long, default_value_t = 5)]
+        limit: i64,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Development helpers for the Snowflake emulator.
     Dev {
@@ -124,14 +145,17 @@ struct RunArgs {
     /// Ignore watermarks and plan every row again.
     #[arg(long)]
     full: bool,
-    /// Never resume an unfinished run.
-    #[arg(long)]
+    /// Start a new run even if an unfinished run of the same config and
+    /// selection exists; older unfinished runs are marked 'superseded' and never resumed.
+    #[arg(long, conflicts_with = "resume_run_id")]
     no_resume: bool,
-    /// Resume this run.
-    #[arg(long)]
+    /// Resume this run (it must not be completed and must have been planned
+    /// with the same config, --source/--table and --full).
+    #[arg(long, value_name = "UUID")]
     resume_run_id: Option<uuid::Uuid>,
-    /// Resume only runs younger than this many hours (default 168).
-    #[arg(long)]
+    /// Resume automatically only unfinished runs (planning, running,
+    /// interrupted, partial, failed) started within this many hours [default: 168].
+    #[arg(long, value_name = "HOURS")]
     resume_max_age: Option<u32>,
     /// Allow truncate_onstart tables to truncate non-empty targets.
     #[arg(long)]
@@ -160,18 +184,62 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli, interactive)) {
+    let cancel = runner::Cancel::new();
+    let code = match runtime.block_on(dispatch(cli, interactive, cancel.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(e.kind.exit_code() as u8)
+            match cancel.reason() {
+                Some(signal) => ExitCode::from(signal_exit_code(&signal)),
+                None => ExitCode::from(e.kind.exit_code() as u8),
+            }
         }
+    };
+    // Do not wait for blocking tasks (e.g. a pending stdin read) on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+/// 128 + the signal number, as shells report it: 130 for SIGINT, 143 for SIGTERM.
+fn signal_exit_code(signal: &str) -> u8 {
+    if signal == "SIGINT" {
+        130
+    } else {
+        143
     }
 }
 
-async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
+/// Turn SIGINT and SIGTERM into a stop request: the run stops handing out
+/// chunks, abandons the chunks in flight (their transactions roll back) and
+/// records itself `interrupted`. A second signal exits at once.
+fn handle_signals(cancel: runner::Cancel) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            tracing::warn!("cannot install signal handlers; SIGINT/SIGTERM will stop thaw without recording the run");
+            return;
+        };
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            if cancel.is_cancelled() {
+                eprintln!("{name} again: exiting now; the run stays as recorded and resumes with the same command");
+                std::process::exit(signal_exit_code(name) as i32);
+            }
+            eprintln!("{name} received: stopping at the next chunk boundary (chunks in flight are rolled back); send it again to exit at once");
+            cancel.cancel(name);
+        }
+    });
+}
+
+async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result<()> {
     match cli.command {
-        Command::Run(args) => run_command(args, interactive).await,
+        Command::Run(args) => {
+            handle_signals(cancel.clone());
+            run_command(args, interactive, cancel).await
+        }
         Command::Validate(c) => {
             let config = Config::load(&c.config)?;
             let tables: usize = config.sources.iter().map(|s| s.tables.iter().filter(|t| t.enabled).count()).sum();
@@ -223,6 +291,20 @@ async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
                 Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, format!("cutover is NO-GO: {} gate(s) failed ({})", failed.len(), failed.join(", "))))
             }
         }
+        Command::Status { config, run_id, limit, json } => {
+            let config = Config::load(&config.config)?;
+            let pg = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
+            let runs = thaw_engine::sync::status::overview(&pg, run_id, limit).await?;
+            if let (Some(id), true) = (run_id, runs.is_empty()) {
+                return Err(Error::config(format!("run {id} does not exist in migration_status.migration_runs")));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": runs })).unwrap_or_default());
+            } else {
+                status::print(&runs);
+            }
+            Ok(())
+        }
         Command::Dev { command } => dev::run(command).await,
     }
 }
@@ -232,7 +314,7 @@ fn parse_date(text: &str) -> std::result::Result<chrono::NaiveDate, String> {
     chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|e| format!("'{text}' is not a date in YYYY-MM-DD form ({e}), e.g. 2025-03-10"))
 }
 
-async fn run_command(args: RunArgs, interactive: bool) -> Result<()> {
+async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -> Result<()> {
     let config = Arc::new(Config::load(&args.config.config)?);
     let options = RunOptions {
         request: PlanRequest {
@@ -248,13 +330,29 @@ async fn run_command(args: RunArgs, interactive: bool) -> Result<()> {
         conflicts: !args.no_conflicts,
         conflicts_full: args.conflicts_full,
         max_workers: args.workers,
+        cancel: Some(cancel),
     };
     let observer: Arc<dyn runner::Observer> = if interactive { Arc::new(progress::Bars::new()) } else { Arc::new(progress::Logs) };
-    let report = runner::run(config, options, observer).await?;
+    let report = match runner::run(config, options, observer).await {
+        Ok(r) => r,
+        Err(e) => {
+            // No run report (lock refused, plan failed, interrupted while
+            // planning): the report file still says what happened.
+            if let Some(path) = &args.report {
+                let text = serde_json::json!({ "status": "failed", "error": { "step": "plan", "kind": e.kind, "message": e.message } });
+                write_report(path, &text)?;
+            }
+            return Err(e);
+        }
+    };
     if let Some(path) = &args.report {
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        std::fs::write(path, text).map_err(|e| Error::config(format!("cannot write report {}: {e}", path.display())))?;
+        write_report(path, &report)?;
     }
     summary::print(&report);
     report.outcome()
+}
+
+fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(report).unwrap_or_default();
+    std::fs::write(path, text).map_err(|e| Error::new(thaw_engine::ErrorKind::Internal, format!("cannot write the report to {}: {e}; check the directory exists and is writable", path.display())))
 }

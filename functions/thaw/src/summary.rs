@@ -6,7 +6,7 @@ use thaw_engine::runner::RunReport;
 /// counts and the total wall time.
 pub fn print(report: &RunReport) {
     println!();
-    println!("run {}{}", report.plan.run_id, if report.plan.resumed { " (resumed)" } else { "" });
+    println!("run {}{}: {}", report.plan.run_id, if report.plan.resumed { " (resumed)" } else { "" }, report.status);
     println!("{:<42} {:>10} {:>10} {:>9} {:>11}  reconcile", "table", "rows read", "written", "seconds", "rows/s");
     println!("{}", "-".repeat(100));
     for t in &report.tables {
@@ -50,6 +50,12 @@ pub fn print(report: &RunReport) {
             "conflicts: {} visit pairs flagged among {} candidate visits; {} new pair rows, {} new conflicts, {} refreshed, {} resolved ({:.2} s)",
             c.pairs_detected, c.visits_considered, c.inserted, c.conflicts_created, c.updated, c.resolved, c.seconds
         );
+    }
+    if let Some(e) = &report.error {
+        println!("step {} failed: {}: {}", e.step, e.kind, e.message);
+    }
+    if let Some(signal) = &report.interrupted {
+        println!("interrupted by {signal}: unfinished chunks were rolled back and stay pending");
     }
     let steps: Vec<String> = report.steps.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
     println!("total wall time: {:.2} s ({})", report.wall_seconds, steps.join(", "));

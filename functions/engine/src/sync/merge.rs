@@ -1,9 +1,10 @@
 //! Per-table finalisation once every chunk of a table is done (the `merge`
 //! step): derive the table's counters from its chunk rows, mark it
-//! `completed` (or `failed` when chunks failed), swap in the shadow table of
-//! a replaced table ([`crate::sync::replace`]) in the same transaction as its
-//! `completed` status, `ANALYZE` it, restore the secondary indexes
-//! `disable_index` dropped ([`crate::sync::indexes`]), and finish the run.
+//! `completed` (or `failed` when chunks failed, with the first chunk error),
+//! swap in the shadow table of a replaced table ([`crate::sync::replace`]) in
+//! the same transaction as its `completed` status, `ANALYZE` it, restore the
+//! secondary indexes `disable_index` dropped ([`crate::sync::indexes`]), and
+//! record the run's outcome when tables failed.
 //! Every part is idempotent, so merging again (a resume) is safe and retries
 //! whatever did not finish: a swap not yet committed, a failed index restore.
 
@@ -14,14 +15,18 @@ use crate::error::{from_postgres, Result};
 use crate::contract::{MergeResponse, RunRequest, TableMerge};
 use crate::sink;
 use crate::sync::plan::TablePlan;
-use crate::sync::{indexes, replace, status};
+use crate::sync::status::{self, run_status};
+use crate::sync::{indexes, replace};
 
 /// Finalise every table of a run and the run itself.
 ///
-/// A table with failed or unfinished chunks is marked `failed` (its chunks
-/// stay retryable on resume; a replaced table keeps its previous rows, and
-/// dropped indexes stay recorded for the resume); the run ends `completed`
-/// when every table completed, `partial` otherwise.
+/// A table with failed or unfinished chunks is marked `failed` with the
+/// first chunk error in `error_message` (its chunks stay retryable on
+/// resume; a replaced table keeps its previous rows, and dropped indexes stay
+/// recorded for the resume). The run ends `failed` when no table completed
+/// and `partial` when some did (or an index could not be restored); when
+/// every table completed the run stays `running`, because reconciliation
+/// decides between `completed` and `mismatch` ([`status::record_reconcile`]).
 pub async fn merge_run(config: &Config, request: &RunRequest) -> Result<MergeResponse> {
     let mut pg = sink::connect(&config.postgres, config.status_database()).await?;
     merge_with(&mut pg, request).await
@@ -32,19 +37,24 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
     let run_id = request.run_id;
     status::heartbeat(pg, run_id).await?;
     let mut out = MergeResponse { run_id, tables: Vec::new() };
+    let mut first_error: Option<String> = None;
     for t in status::tables(pg, run_id).await? {
         let plan: Option<TablePlan> = serde_json::from_value(t.plan.clone()).ok();
         let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the merge transaction"))?;
         let row = tx
             .query_one(
                 "SELECT count(*)::int, count(*) FILTER (WHERE status = 'completed')::int, count(*) FILTER (WHERE status = 'failed')::int, \
-                        coalesce(sum(rows_inserted + rows_updated), 0)::bigint \
+                        coalesce(sum(rows_inserted + rows_updated), 0)::bigint, \
+                        (SELECT 'chunk ' || chunk_id || ': ' || error_message FROM migration_status.migration_chunk_status \
+                          WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND status = 'failed' \
+                          ORDER BY chunk_id LIMIT 1) \
                  FROM migration_status.migration_chunk_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
                 &[&run_id, &t.key.source_database, &t.key.source_schema, &t.key.source_table],
             )
             .await
             .map_err(|e| from_postgres(e, "summing chunk results"))?;
         let (total, done, failed, rows): (i32, i32, i32, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        let chunk_error: Option<String> = row.get(4);
         let new_status = if done == total { "completed" } else { "failed" };
         if new_status == "completed" {
             if let Some(plan) = plan.as_ref().filter(|p| p.truncated) {
@@ -54,7 +64,11 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
         }
         let error = if new_status == "failed" {
             let pending = indexes::pending(&tx, &t.key).await.unwrap_or(0);
-            let mut m = format!("{failed} chunk(s) failed and {} did not finish; resume the run to retry them", total - done - failed);
+            let mut m = format!("{failed} chunk(s) failed and {} did not finish", total - done - failed);
+            if let Some(c) = &chunk_error {
+                m.push_str(&format!("; first failure: {c}"));
+            }
+            m.push_str("; fix the cause and rerun the same command to resume the run (only unfinished chunks are copied)");
             if plan.as_ref().is_some_and(|p| p.truncated) {
                 m.push_str("; the target keeps its previous rows until every chunk has loaded");
             }
@@ -65,6 +79,9 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
         } else {
             None
         };
+        if let (None, Some(e)) = (&first_error, &error) {
+            first_error = Some(format!("{}.{}: {e}", t.target_schema, t.target_table));
+        }
         tx.execute(
             "UPDATE migration_status.migration_table_status SET status = $5, total_chunks = $6, completed_chunks = $7, failed_chunks = $8, \
                total_rows_copied = $9, error_message = $10, completed_at = now() \
@@ -99,8 +116,19 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
         }
         out.tables.push(merged);
     }
-    let all_done = out.tables.iter().all(|t| t.status == "completed" && t.indexes_failed.is_empty());
-    status::finish_run(pg, run_id, if all_done { "completed" } else { "partial" }, None).await?;
+    let completed = out.tables.iter().filter(|t| t.status == "completed").count();
+    let index_failures = out.tables.iter().filter(|t| !t.indexes_failed.is_empty()).count();
+    if completed < out.tables.len() {
+        let failed = out.tables.len() - completed;
+        let outcome = if completed == 0 { run_status::FAILED } else { run_status::PARTIAL };
+        let message = format!("{failed} of {} table(s) failed; first: {}", out.tables.len(), first_error.unwrap_or_default());
+        status::finish_run(pg, run_id, outcome, Some(&message)).await?;
+    } else if index_failures > 0 {
+        let message = format!("{index_failures} table(s) loaded but could not restore every index dropped by disable_index; resume the run to retry");
+        status::finish_run(pg, run_id, run_status::PARTIAL, Some(&message)).await?;
+    } else {
+        status::record_totals(pg, run_id).await?;
+    }
 
     Ok(out)
 }

@@ -11,10 +11,12 @@
 //! * [`indexes`]: `disable_index`: secondary indexes dropped, recorded, restored.
 //! * [`retry`]: the per-chunk retry budget (backoff with full jitter).
 //! * [`status`]: every read and write of the `migration_status` schema.
+//! * [`lock`]: the run lock (one run per target table) and the planning lock.
 
 pub mod copy;
 pub mod indexes;
 pub mod keys;
+pub mod lock;
 pub mod manifest;
 pub mod merge;
 pub mod plan;

@@ -32,10 +32,12 @@ use uuid::Uuid;
 
 use crate::config::{ChunkKeyType, ChunkingStrategy, Config, SourceConfig, TableConfig};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
-use crate::contract::{ChunkItem, PlanRequest, PlanResponse, SyncMode};
+use crate::contract::{PlanRequest, PlanResponse, SyncMode};
 use crate::sink::{self, TargetColumn};
 use crate::source::{self, sql, SnowflakeSource};
-use crate::sync::status::{self, LoadMode};
+use crate::failpoints;
+use crate::sync::lock;
+use crate::sync::status::{self, Holder, LoadMode};
 
 
 /// A column of a Snowflake table, from `INFORMATION_SCHEMA.COLUMNS`.
@@ -148,11 +150,29 @@ pub struct ChunkRange {
 
 /// Plan a run (the `plan` step): resume an unfinished run or plan a new one,
 /// record it in `migration_status`, and write the manifest of chunks to copy.
+/// For callers that hold no run lock (the Lambda); see [`plan_run_with`].
 ///
 /// Errors: [`ErrorKind::ConfigInvalid`] for unknown sources/tables or a
 /// refused truncate, [`ErrorKind::SchemaMismatch`] for missing tables or
-/// columns — all raised before any target table is touched.
+/// columns — all raised before any target table is touched;
+/// [`ErrorKind::Locked`] when a live run of the same selection exists.
 pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResponse> {
+    plan_run_with(config, request, None).await
+}
+
+/// [`plan_run`] for a caller that drives the run as `holder` (the local
+/// runner, holding the run lock of [`crate::sync::lock::RunLock`]); the
+/// holder is recorded on the run row.
+///
+/// A run is `planning` until every selected table is planned (a table's row
+/// and its chunk rows commit together), then `running`. Resuming a run that
+/// was stopped while planning plans the selected tables it has no row for,
+/// so a resumed run always covers the whole selection. A resumable run that
+/// is still alive ([`status::RunRecord::is_alive`]) is never resumed by
+/// another process: that is [`ErrorKind::Locked`]; a dead one is taken over.
+/// `no_resume` starts a new run and marks older unfinished runs of the same
+/// selection `superseded`, so they are never resumed later.
+pub async fn plan_run_with(config: &Config, request: &PlanRequest, holder: Option<&Holder>) -> Result<PlanResponse> {
     let selected = select_tables(config, request)?;
     let status_db = config.status_database().to_string();
     for (s, _) in &selected {
@@ -167,55 +187,168 @@ pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResp
     // function applies them on deploy (the plan role cannot create tables),
     // locally the runner does ([`crate::migrations::migrate_databases`]).
     let mut pg = sink::connect(&config.postgres, &status_db).await?;
-
     let execution_hash = execution_hash(config, &selected, request.mode);
-    let resume = if let Some(id) = request.resume_run_id {
-        status::check_resumable(&pg, id).await?;
-        Some(id)
-    } else if request.no_resume {
-        None
-    } else {
-        status::find_resumable(&pg, &execution_hash, request.resume_max_age_hours.unwrap_or(status::DEFAULT_RESUME_MAX_AGE_HOURS)).await?
-    };
-    if let Some(run_id) = resume {
-        status::heartbeat(&pg, run_id).await?;
-        let items = status::unfinished_chunks(&pg, run_id).await?;
-        let tables = status::tables(&pg, run_id).await?.len() as u32;
-        let manifest_uri = crate::sync::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
-        tracing::info!(%run_id, chunks = items.len(), "resuming run");
-        return Ok(PlanResponse { run_id, resumed: true, manifest_uri, tables, chunks: items.len() as u64, estimated_rows: 0 });
+    if !lock::plan_lock(&pg, &execution_hash).await? {
+        return Err(Error::new(
+            ErrorKind::Locked,
+            "another thaw process is planning the same configuration and table selection right now; wait for it to finish and rerun",
+        ));
     }
+    let default_holder = Holder::default();
+    let result = plan_locked(config, request, holder.unwrap_or(&default_holder), &mut pg, &selected, &execution_hash).await;
+    lock::plan_unlock(&pg, &execution_hash).await;
+    result
+}
 
-    // Validate every table against both catalogs before anything is written.
-    let mut prepared = Vec::new();
-    for (source_cfg, tables) in &selected {
-        let sf = source::connect(&config.snowflake, Some(&source_cfg.source_sf_database), Some(&source_cfg.source_sf_schema)).await?;
-        let catalog = source_catalog(&sf, source_cfg).await?;
-        for t in tables {
-            let plan = prepare_table(config, source_cfg, t, &catalog, &pg, request).await?;
-            prepared.push((plan, (*t).clone(), source_cfg.source_name.clone()));
+type Selection<'a> = Vec<(&'a SourceConfig, Vec<&'a TableConfig>)>;
+
+async fn plan_locked(
+    config: &Config,
+    request: &PlanRequest,
+    holder: &Holder,
+    pg: &mut Client,
+    selected: &Selection<'_>,
+    execution_hash: &str,
+) -> Result<PlanResponse> {
+    let candidate = if let Some(id) = request.resume_run_id {
+        let r = status::check_resumable(pg, id).await?;
+        if r.execution_hash != execution_hash {
+            return Err(Error::config(format!(
+                "run {id} was planned for a different configuration, table selection or mode than this command; rerun it with the same config, --source/--table and --full options, or omit --resume-run-id"
+            )));
+        }
+        Some(r)
+    } else {
+        let max_age = request.resume_max_age_hours.unwrap_or(status::DEFAULT_RESUME_MAX_AGE_HOURS);
+        status::find_resumable(pg, execution_hash, max_age).await?
+    };
+    if let Some(r) = &candidate {
+        if r.is_alive(holder.lock_backend_pid) {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{} of the same configuration and selection is still running; wait for it to finish or stop it. A run without a heartbeat for {} minutes is considered dead and is taken over by the next run.",
+                    r.describe(),
+                    status::STUCK_AFTER_MINUTES
+                ),
+            ));
         }
     }
+    match candidate {
+        Some(r) if !request.no_resume || request.resume_run_id.is_some() => resume_run(config, request, holder, pg, selected, r).await,
+        _ => new_run(config, request, holder, pg, selected, execution_hash).await,
+    }
+}
 
+async fn new_run(
+    config: &Config,
+    request: &PlanRequest,
+    holder: &Holder,
+    pg: &mut Client,
+    selected: &Selection<'_>,
+    execution_hash: &str,
+) -> Result<PlanResponse> {
+    // Validate every table against both catalogs before anything is written.
+    let prepared = prepare_tables(config, selected, pg, request).await?;
     let metadata = serde_json::json!({
         "sources": selected.iter().map(|(s, _)| s.source_name.clone()).collect::<Vec<_>>(),
         "planned": false,
         "thaw_version": env!("CARGO_PKG_VERSION"),
     });
     let mode = match request.mode { SyncMode::Full => "full", SyncMode::Incremental => "incremental" };
-    let run_id = status::create_run(&pg, &config.config_hash(), &execution_hash, mode, metadata).await?;
-    let result = plan_tables(config, &mut pg, run_id, prepared, request).await;
-    match result {
-        Ok((items, estimated_rows, tables)) => {
-            status::set_run_metadata(&pg, run_id, "planned", serde_json::Value::Bool(true)).await?;
-            let manifest_uri = crate::sync::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
-            Ok(PlanResponse { run_id, resumed: false, manifest_uri, tables, chunks: items.len() as u64, estimated_rows })
-        }
-        Err(e) => {
-            let _ = status::finish_run(&pg, run_id, "failed", Some(&e.to_string())).await;
-            Err(e)
+    let run_id = status::create_run(pg, &config.config_hash(), execution_hash, mode, metadata, holder).await?;
+    if request.no_resume {
+        let superseded = status::supersede(pg, execution_hash, run_id).await?;
+        if !superseded.is_empty() {
+            tracing::warn!(%run_id, ?superseded, "--no-resume: older unfinished runs of the same selection are superseded and will not be resumed");
         }
     }
+    finish_planning(config, request, pg, run_id, prepared, false).await
+}
+
+async fn resume_run(
+    config: &Config,
+    request: &PlanRequest,
+    holder: &Holder,
+    pg: &mut Client,
+    selected: &Selection<'_>,
+    run: status::RunRecord,
+) -> Result<PlanResponse> {
+    let run_id = run.run_id;
+    if matches!(run.status.as_str(), status::run_status::PLANNING | status::run_status::RUNNING) {
+        tracing::warn!(%run_id, previous = %run.describe(), "taking over a run whose process is gone");
+        let previous = serde_json::json!({ "host": run.host, "pid": run.pid, "heartbeat_age_seconds": run.heartbeat_age_seconds });
+        status::set_run_metadata(pg, run_id, "taken_over_from", previous).await?;
+    }
+    status::claim(pg, run_id, holder).await?;
+    let planned = status::planned_tables(pg, run_id).await?;
+    let missing: Selection<'_> = selected
+        .iter()
+        .map(|(s, ts)| {
+            let left: Vec<&TableConfig> = ts
+                .iter()
+                .copied()
+                .filter(|t| !planned.iter().any(|(db, sc, tb)| db == &s.source_sf_database && sc == &s.source_sf_schema && tb == &t.source))
+                .collect();
+            (*s, left)
+        })
+        .filter(|(_, ts)| !ts.is_empty())
+        .collect();
+    let prepared = if missing.is_empty() {
+        Vec::new()
+    } else {
+        let names: Vec<&str> = missing.iter().flat_map(|(_, ts)| ts.iter().map(|t| t.source.as_str())).collect();
+        tracing::info!(%run_id, tables = ?names, "the resumed run was not fully planned: planning the remaining tables");
+        status::set_status(pg, run_id, status::run_status::PLANNING, None).await?;
+        match prepare_tables(config, &missing, pg, request).await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = status::finish_run(pg, run_id, status::run_status::FAILED, Some(&e.to_string())).await;
+                return Err(e);
+            }
+        }
+    };
+    finish_planning(config, request, pg, run_id, prepared, true).await
+}
+
+/// Plan the `prepared` tables of `run_id`, mark the run `running` and write
+/// the manifest of every unfinished chunk; a failure marks the run `failed`.
+async fn finish_planning(
+    config: &Config,
+    request: &PlanRequest,
+    pg: &mut Client,
+    run_id: Uuid,
+    prepared: Vec<(TablePlan, TableConfig, String)>,
+    resumed: bool,
+) -> Result<PlanResponse> {
+    let fresh = prepared.len();
+    if let Err(e) = plan_tables(config, pg, run_id, prepared, request).await {
+        let _ = status::finish_run(pg, run_id, status::run_status::FAILED, Some(&e.to_string())).await;
+        return Err(e);
+    }
+    status::set_status(pg, run_id, status::run_status::RUNNING, None).await?;
+    status::set_run_metadata(pg, run_id, "planned", serde_json::Value::Bool(true)).await?;
+    let items = status::unfinished_chunks(pg, run_id).await?;
+    let tables = status::tables(pg, run_id).await?.len() as u32;
+    let estimated_rows = status::estimated_rows(pg, run_id).await?;
+    let manifest_uri = crate::sync::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
+    if resumed {
+        tracing::info!(%run_id, chunks = items.len(), tables_planned_now = fresh, "resuming run");
+    }
+    Ok(PlanResponse { run_id, resumed, manifest_uri, tables, chunks: items.len() as u64, estimated_rows })
+}
+
+async fn prepare_tables(config: &Config, selected: &Selection<'_>, pg: &Client, request: &PlanRequest) -> Result<Vec<(TablePlan, TableConfig, String)>> {
+    let mut prepared = Vec::new();
+    for (source_cfg, tables) in selected {
+        let sf = source::connect(&config.snowflake, Some(&source_cfg.source_sf_database), Some(&source_cfg.source_sf_schema)).await?;
+        let catalog = source_catalog(&sf, source_cfg).await?;
+        for t in tables {
+            let plan = prepare_table(config, source_cfg, t, &catalog, pg, request).await?;
+            prepared.push((plan, (*t).clone(), source_cfg.source_name.clone()));
+        }
+    }
+    Ok(prepared)
 }
 
 async fn plan_tables(
@@ -224,10 +357,7 @@ async fn plan_tables(
     run_id: Uuid,
     prepared: Vec<(TablePlan, TableConfig, String)>,
     request: &PlanRequest,
-) -> Result<(Vec<ChunkItem>, u64, u32)> {
-    let mut items = Vec::new();
-    let mut estimated = 0u64;
-    let tables = prepared.len() as u32;
+) -> Result<()> {
     let mut sessions: BTreeMap<(String, String), SnowflakeSource> = BTreeMap::new();
     for (mut plan, table_cfg, source_name) in prepared {
         let session_key = (plan.source_database.clone(), plan.source_schema.clone());
@@ -287,13 +417,13 @@ async fn plan_tables(
             tx.execute(&stmt, &[&run_id, &plan.source_database, &plan.source_schema, &plan.source_table, &id, &range])
                 .await
                 .map_err(|e| from_postgres(e, "recording a chunk"))?;
-            estimated += c.estimated_rows;
-            items.push(ChunkItem { run_id, source_name: source_name.clone(), source_table: plan.source_table.clone(), chunk_id: id });
         }
         tx.commit().await.map_err(|e| from_postgres(e, "committing the table plan"))?;
         tracing::info!(table = %plan.source_table, strategy = ?plan.strategy, mode = ?plan.load_mode, chunks = chunks.len(), "planned");
+        status::touch(pg, run_id).await?;
+        failpoints::check(failpoints::PLAN_AFTER_TABLE)?;
     }
-    Ok((items, estimated, tables))
+    Ok(())
 }
 
 /// Resolve the request's source and table selection against the config.

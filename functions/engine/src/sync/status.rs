@@ -65,54 +65,311 @@ pub struct TableKey {
     pub source_table: String,
 }
 
-/// Record a new run and return its id.
-pub async fn create_run(client: &Client, config_hash: &str, execution_hash: &str, mode: &str, metadata: serde_json::Value) -> Result<Uuid> {
+/// Record a new run in status `planning`, driven by `holder`, and return its id.
+pub async fn create_run(client: &Client, config_hash: &str, execution_hash: &str, mode: &str, metadata: serde_json::Value, holder: &Holder) -> Result<Uuid> {
     let row = client
         .query_one(
-            "INSERT INTO migration_status.migration_runs (config_hash, execution_hash, mode, metadata) \
-             VALUES ($1, $2, $3, $4) RETURNING run_id",
-            &[&config_hash, &execution_hash, &mode, &metadata],
+            "INSERT INTO migration_status.migration_runs (status, config_hash, execution_hash, mode, metadata, host, pid, lock_backend_pid) \
+             VALUES ('planning', $1, $2, $3, $4, $5, $6, $7) RETURNING run_id",
+            &[&config_hash, &execution_hash, &mode, &metadata, &holder.host, &holder.pid, &holder.lock_backend_pid],
         )
         .await
         .map_err(|e| from_postgres(e, "recording a new run in migration_status.migration_runs"))?;
     Ok(row.get(0))
 }
 
-/// Find the newest unfinished run with the same `execution_hash` started
-/// within `max_age_hours`.
-pub async fn find_resumable(client: &Client, execution_hash: &str, max_age_hours: u32) -> Result<Option<Uuid>> {
-    let hours = max_age_hours as f64;
-    let row = client
-        .query_opt(
-            "SELECT run_id FROM migration_status.migration_runs \
-             WHERE execution_hash = $1 AND status <> 'completed' \
-               AND started_at > now() - make_interval(hours => $2::float8::int) \
-             ORDER BY started_at DESC LIMIT 1",
-            &[&execution_hash, &hours],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "looking for a resumable run"))?;
-    Ok(row.map(|r| r.get(0)))
+/// Statuses of a run in `migration_runs.status` (schema/V5__run_state.sql).
+pub mod run_status {
+    /// Tables are being planned; a table is planned once its row exists.
+    pub const PLANNING: &str = "planning";
+    /// Every selected table is planned; chunks are being copied.
+    pub const RUNNING: &str = "running";
+    /// Every table copied and reconciliation matched.
+    pub const COMPLETED: &str = "completed";
+    /// Some tables failed, others completed.
+    pub const PARTIAL: &str = "partial";
+    /// Nothing usable, or a step failed.
+    pub const FAILED: &str = "failed";
+    /// Every table copied; reconciliation found differences.
+    pub const MISMATCH: &str = "mismatch";
+    /// Stopped by a signal at a chunk boundary.
+    pub const INTERRUPTED: &str = "interrupted";
+    /// Replaced by a newer run started with `--no-resume`.
+    pub const SUPERSEDED: &str = "superseded";
+    /// Statuses a later run may resume (work may be left).
+    pub const RESUMABLE: [&str; 5] = [PLANNING, RUNNING, INTERRUPTED, PARTIAL, FAILED];
 }
 
-/// Check that `run_id` exists and is not completed (for `--resume-run-id`).
-pub async fn check_resumable(client: &Client, run_id: Uuid) -> Result<()> {
-    let row = client
-        .query_opt("SELECT status FROM migration_status.migration_runs WHERE run_id = $1", &[&run_id])
-        .await
-        .map_err(|e| from_postgres(e, "reading the run to resume"))?;
-    match row.map(|r| r.get::<_, String>(0)) {
-        None => Err(Error::config(format!("run {run_id} does not exist in migration_status.migration_runs; omit --resume-run-id to start a new run"))),
-        Some(s) if s == "completed" => Err(Error::config(format!("run {run_id} is already completed; nothing to resume"))),
-        Some(_) => Ok(()),
+/// What the status store knows about a run: enough to decide whether it can
+/// be resumed and to name its holder in messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub run_id: Uuid,
+    /// Status (see [`run_status`]).
+    pub status: String,
+    /// `execution_hash` of the run (config + selection + mode).
+    pub execution_hash: String,
+    /// Start time.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Seconds since the last heartbeat.
+    pub heartbeat_age_seconds: f64,
+    /// Host of the thaw process that runs it (absent for Lambda runs).
+    pub host: Option<String>,
+    /// Process id of that thaw process.
+    pub pid: Option<i32>,
+    /// PostgreSQL backend pid of the session holding the run's advisory locks.
+    pub lock_backend_pid: Option<i32>,
+    /// True when that session is still connected and holds an advisory lock.
+    pub lock_session_alive: bool,
+}
+
+impl RunRecord {
+    /// "run <id> (status s, started <time>, host <h> pid <p>, last heartbeat n s ago)" for messages.
+    pub fn describe(&self) -> String {
+        let who = match (&self.host, self.pid) {
+            (Some(h), Some(p)) => format!(", host {h} pid {p}"),
+            (None, Some(p)) => format!(", pid {p}"),
+            _ => String::new(),
+        };
+        format!(
+            "run {} (status {}, started {}{who}, last heartbeat {:.0} s ago)",
+            self.run_id,
+            self.status,
+            self.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            self.heartbeat_age_seconds
+        )
+    }
+
+    /// Whether a live process still drives the run: it is
+    /// `planning`/`running`, its heartbeat is younger than
+    /// [`DEAD_AFTER_SECONDS`], and, when it has a lock session (local runs),
+    /// that session still holds its advisory locks (a killed `thaw run` is
+    /// dead at once; the heartbeat guards against a reused backend pid).
+    /// A run that is not alive can be taken over.
+    /// `own_backend_pid` is the caller's own lock session (never "another" holder).
+    pub fn is_alive(&self, own_backend_pid: Option<i32>) -> bool {
+        if !matches!(self.status.as_str(), run_status::PLANNING | run_status::RUNNING) {
+            return false;
+        }
+        let fresh = self.heartbeat_age_seconds < DEAD_AFTER_SECONDS as f64;
+        match self.lock_backend_pid {
+            Some(pid) if Some(pid) == own_backend_pid => false,
+            Some(_) => self.lock_session_alive && fresh,
+            None => fresh,
+        }
     }
 }
 
-/// Mark a run as running again and refresh its heartbeat.
+/// A `planning`/`running` run without a lock session whose heartbeat is older
+/// than this many seconds is considered dead and may be taken over: 30 minutes
+/// (the copy-chunk step refreshes the heartbeat while chunks are copied).
+pub const DEAD_AFTER_SECONDS: i64 = STUCK_AFTER_MINUTES as i64 * 60;
+
+/// Heartbeats more frequent than this many seconds are skipped ([`touch`]).
+pub const HEARTBEAT_MIN_INTERVAL_SECONDS: i32 = 10;
+
+const RUN_RECORD_COLUMNS: &str = "r.run_id, r.status, r.execution_hash, r.started_at, extract(epoch FROM now() - r.heartbeat_at)::float8, r.host, r.pid, \
+     r.lock_backend_pid, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.lock_backend_pid)";
+
+fn to_run_record(r: &tokio_postgres::Row) -> RunRecord {
+    RunRecord {
+        run_id: r.get(0),
+        status: r.get(1),
+        execution_hash: r.get(2),
+        started_at: r.get(3),
+        heartbeat_age_seconds: r.get(4),
+        host: r.get(5),
+        pid: r.get(6),
+        lock_backend_pid: r.get(7),
+        lock_session_alive: r.get(8),
+    }
+}
+
+/// Read one run; `None` when it does not exist.
+pub async fn run_record(client: &Client, run_id: Uuid) -> Result<Option<RunRecord>> {
+    let row = client
+        .query_opt(&format!("SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r WHERE r.run_id = $1"), &[&run_id])
+        .await
+        .map_err(|e| from_postgres(e, "reading a run from migration_status.migration_runs"))?;
+    Ok(row.as_ref().map(to_run_record))
+}
+
+/// The runs driven by the lock session with backend pid `backend_pid` that
+/// are still `planning` or `running` (the holder of a refused lock).
+pub async fn runs_of_lock_session(client: &Client, backend_pid: i32) -> Result<Vec<RunRecord>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
+                 WHERE r.lock_backend_pid = $1 AND r.status IN ('planning', 'running') ORDER BY r.started_at DESC"
+            ),
+            &[&backend_pid],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "looking up the run holding the lock"))?;
+    Ok(rows.iter().map(to_run_record).collect())
+}
+
+/// Find the newest run with the same `execution_hash` that may have work
+/// left (status in [`run_status::RESUMABLE`]) and started within
+/// `max_age_hours`.
+pub async fn find_resumable(client: &Client, execution_hash: &str, max_age_hours: u32) -> Result<Option<RunRecord>> {
+    let hours = max_age_hours as f64;
+    let statuses: Vec<String> = run_status::RESUMABLE.iter().map(|s| s.to_string()).collect();
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
+                 WHERE r.execution_hash = $1 AND r.status = ANY($3) \
+                   AND r.started_at > now() - make_interval(secs => $2::float8 * 3600) \
+                 ORDER BY r.started_at DESC LIMIT 1"
+            ),
+            &[&execution_hash, &hours, &statuses],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "looking for a resumable run"))?;
+    Ok(row.as_ref().map(to_run_record))
+}
+
+/// Check that `run_id` exists and is not completed (for `--resume-run-id`)
+/// and return it.
+pub async fn check_resumable(client: &Client, run_id: Uuid) -> Result<RunRecord> {
+    match run_record(client, run_id).await? {
+        None => Err(Error::config(format!("run {run_id} does not exist in migration_status.migration_runs; omit --resume-run-id to start a new run"))),
+        Some(r) if r.status == run_status::COMPLETED => Err(Error::config(format!("run {run_id} is already completed; nothing to resume"))),
+        Some(r) => Ok(r),
+    }
+}
+
+/// Mark every resumable run of `execution_hash` other than `keep` as
+/// `superseded` (what `--no-resume` means: those runs are never resumed).
+/// Returns the run ids superseded.
+pub async fn supersede(client: &Client, execution_hash: &str, keep: Uuid) -> Result<Vec<Uuid>> {
+    let statuses: Vec<String> = run_status::RESUMABLE.iter().map(|s| s.to_string()).collect();
+    let rows = client
+        .query(
+            "UPDATE migration_status.migration_runs SET status = 'superseded', completed_at = coalesce(completed_at, now()), \
+               error_message = concat_ws('; ', error_message, 'superseded by run ' || $2::text || ' (started with --no-resume)') \
+             WHERE execution_hash = $1 AND run_id <> $2 AND status = ANY($3) RETURNING run_id",
+            &[&execution_hash, &keep, &statuses],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "superseding older unfinished runs (--no-resume)"))?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
+/// The thaw process driving a run: recorded on the run row so that other
+/// runs can name it and tell whether it is still alive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holder {
+    /// Host name of the thaw process.
+    pub host: Option<String>,
+    /// Its process id.
+    pub pid: Option<i32>,
+    /// Backend pid of the PostgreSQL session holding the run's advisory locks.
+    pub lock_backend_pid: Option<i32>,
+}
+
+/// Record `holder` on a run and refresh its heartbeat.
+pub async fn claim(client: &Client, run_id: Uuid, holder: &Holder) -> Result<()> {
+    client
+        .execute(
+            "UPDATE migration_status.migration_runs SET host = $2, pid = $3, lock_backend_pid = $4, heartbeat_at = now() WHERE run_id = $1",
+            &[&run_id, &holder.host, &holder.pid, &holder.lock_backend_pid],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording who runs the run"))?;
+    Ok(())
+}
+
+/// Record every `planning`/`running` run of the lock session `backend_pid`
+/// `interrupted` with `message` (a signal arrived while planning). Returns
+/// their ids.
+pub async fn interrupt_lock_session_runs(client: &Client, backend_pid: i32, message: &str) -> Result<Vec<Uuid>> {
+    let rows = client
+        .query(
+            "UPDATE migration_status.migration_runs SET status = 'interrupted', error_message = $2, completed_at = now() \
+             WHERE lock_backend_pid = $1 AND status IN ('planning', 'running') RETURNING run_id",
+            &[&backend_pid, &message],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the run as interrupted"))?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
+/// Set a run's status and error (`None` clears it) while it goes on.
+pub async fn set_status(client: &Client, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
+    client
+        .execute(
+            "UPDATE migration_status.migration_runs SET status = $2, error_message = $3, completed_at = NULL, heartbeat_at = now() WHERE run_id = $1",
+            &[&run_id, &status, &error],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the run's status"))?;
+    Ok(())
+}
+
+/// Refresh a run's heartbeat unless it was refreshed less than
+/// [`HEARTBEAT_MIN_INTERVAL_SECONDS`] ago (cheap enough to call per chunk).
+pub async fn touch(client: &Client, run_id: Uuid) -> Result<()> {
+    client
+        .execute(
+            "UPDATE migration_status.migration_runs SET heartbeat_at = now() \
+             WHERE run_id = $1 AND heartbeat_at < now() - make_interval(secs => $2)",
+            &[&run_id, &(HEARTBEAT_MIN_INTERVAL_SECONDS as f64)],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "refreshing the run heartbeat"))?;
+    Ok(())
+}
+
+/// Put chunks left `in_progress` by abandoned workers back to `pending`
+/// with `reason` as their error, so a resume copies them again. Waits at
+/// most 30 s for the abandoned transactions' row locks. Returns the number
+/// of chunks released.
+pub async fn release_in_progress_chunks(client: &Client, run_id: Uuid, reason: &str) -> Result<u64> {
+    client.batch_execute("SET lock_timeout = '30s'").await.map_err(|e| from_postgres(e, "setting lock_timeout"))?;
+    let n = client
+        .execute(
+            "UPDATE migration_status.migration_chunk_status SET status = 'pending', error_message = $2, completed_at = NULL \
+             WHERE run_id = $1 AND status = 'in_progress'",
+            &[&run_id, &reason],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "releasing chunks left in progress"));
+    let _ = client.batch_execute("RESET lock_timeout").await;
+    n
+}
+
+/// Rows the plan expects the run's unfinished chunks to copy (sum of their
+/// `chunk_range.estimated_rows`).
+pub async fn estimated_rows(client: &Client, run_id: Uuid) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum((chunk_range->>'estimated_rows')::numeric), 0)::int8 FROM migration_status.migration_chunk_status \
+             WHERE run_id = $1 AND status <> 'completed'",
+            &[&run_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "summing the run's estimated rows"))?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Source tables (database, schema, table) already planned in a run.
+pub async fn planned_tables(client: &Client, run_id: Uuid) -> Result<Vec<(String, String, String)>> {
+    let rows = client
+        .query("SELECT source_database, source_schema, source_table FROM migration_status.migration_table_status WHERE run_id = $1", &[&run_id])
+        .await
+        .map_err(|e| from_postgres(e, "listing the run's planned tables"))?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// Refresh a run's heartbeat (its status is left alone).
 pub async fn heartbeat(client: &Client, run_id: Uuid) -> Result<()> {
     client
         .execute(
-            "UPDATE migration_status.migration_runs SET heartbeat_at = now(), status = CASE WHEN status = 'completed' THEN status ELSE 'running' END WHERE run_id = $1",
+            "UPDATE migration_status.migration_runs SET heartbeat_at = now() WHERE run_id = $1",
             &[&run_id],
         )
         .await
@@ -120,8 +377,9 @@ pub async fn heartbeat(client: &Client, run_id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Finish a run with `status` (`completed`, `failed` or `partial`) and totals
-/// derived from its table rows.
+/// Finish a run with `status` (a [`run_status`] value: `completed`,
+/// `partial`, `failed`, `mismatch`, `interrupted`), its error (`None`
+/// clears it) and totals derived from its table rows.
 pub async fn finish_run(client: &Client, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
     client
         .execute(
@@ -136,6 +394,52 @@ pub async fn finish_run(client: &Client, run_id: Uuid, status: &str, error: Opti
         .await
         .map_err(|e| from_postgres(e, "recording the run's outcome"))?;
     Ok(())
+}
+
+/// Refresh a run's table and row totals from its table rows (status unchanged).
+pub async fn record_totals(client: &Client, run_id: Uuid) -> Result<()> {
+    client
+        .execute(
+            "UPDATE migration_status.migration_runs r SET heartbeat_at = now(), \
+               total_tables = s.total, completed_tables = s.done, failed_tables = s.failed, total_rows_copied = s.rows \
+             FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS done, \
+                          count(*) FILTER (WHERE status = 'failed')::int AS failed, coalesce(sum(total_rows_copied), 0)::bigint AS rows \
+                   FROM migration_status.migration_table_status WHERE run_id = $1) s \
+             WHERE r.run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the run's totals"))?;
+    Ok(())
+}
+
+/// Record what reconciliation found: a run whose tables all copied (status
+/// `running`, or `completed`/`mismatch` from an earlier reconcile) ends
+/// `completed` when nothing differs and `mismatch` otherwise, with the
+/// differing tables in `error_message`. A `partial`, `failed`,
+/// `interrupted` or `superseded` run keeps its status (a clean reconcile
+/// cannot make missing chunks good). Returns the run's status afterwards.
+pub async fn record_reconcile(client: &Client, run_id: Uuid, response: &crate::contract::ReconcileResponse) -> Result<String> {
+    let current = run_record(client, run_id)
+        .await?
+        .ok_or_else(|| Error::config(format!("run {run_id} does not exist in migration_status.migration_runs")))?
+        .status;
+    if !matches!(current.as_str(), run_status::RUNNING | run_status::COMPLETED | run_status::MISMATCH) {
+        return Ok(current);
+    }
+    if response.mismatches == 0 {
+        finish_run(client, run_id, run_status::COMPLETED, None).await?;
+        return Ok(run_status::COMPLETED.into());
+    }
+    let names: Vec<String> = response
+        .tables
+        .iter()
+        .filter(|t| !t.matched)
+        .map(|t| format!("{} ({} rows in Snowflake, {} in PostgreSQL)", t.target, t.source_rows, t.target_rows))
+        .collect();
+    let message = format!("reconciliation found {} table(s) that differ: {}", response.mismatches, names.join(", "));
+    finish_run(client, run_id, run_status::MISMATCH, Some(&message)).await?;
+    Ok(run_status::MISMATCH.into())
 }
 
 /// Record the outcome of a step on the run's metadata (`metadata[key] = value`).
@@ -312,3 +616,194 @@ pub async fn fail_table(client: &Client, key: &TableKey, error: &str) -> Result<
     Ok(())
 }
 
+
+/// One table of a run as `thaw status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableOverview {
+    /// Snowflake table.
+    pub source_table: String,
+    /// PostgreSQL `schema.table`.
+    pub target: String,
+    /// Table status (`in_progress`, `completed`, `failed`).
+    pub status: String,
+    /// Load mode (`copy`, `upsert`, `insert_only`).
+    pub load_mode: Option<String>,
+    /// Chunks planned.
+    pub chunks: i64,
+    /// Chunks completed.
+    pub chunks_completed: i64,
+    /// Chunks failed.
+    pub chunks_failed: i64,
+    /// Chunks in progress right now.
+    pub chunks_in_progress: i64,
+    /// Rows read from Snowflake by the completed chunks.
+    pub rows: i64,
+    /// Seconds from the first chunk start to the last chunk end (0 before any).
+    pub seconds: f64,
+    /// `rows / seconds` (0 when no time has passed).
+    pub rows_per_second: f64,
+    /// The table's error, when it failed.
+    pub error: Option<String>,
+}
+
+/// A failed chunk as `thaw status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedChunk {
+    /// Snowflake table.
+    pub source_table: String,
+    /// Chunk number.
+    pub chunk_id: i32,
+    /// Attempts so far.
+    pub retry_count: i32,
+    /// The chunk's error.
+    pub error: Option<String>,
+}
+
+/// One run as `thaw status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOverview {
+    /// Run id.
+    pub run_id: Uuid,
+    /// Run status (see [`run_status`]).
+    pub status: String,
+    /// `incremental` or `full`.
+    pub mode: String,
+    /// Start time.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Last heartbeat.
+    pub heartbeat_at: chrono::DateTime<chrono::Utc>,
+    /// End time, when finished.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Host and pid of the thaw process that ran it last (absent for Lambda runs).
+    pub host: Option<String>,
+    /// Process id.
+    pub pid: Option<i32>,
+    /// Rows read by completed chunks, all tables.
+    pub rows: i64,
+    /// The run's error.
+    pub error: Option<String>,
+    /// Its tables.
+    pub tables: Vec<TableOverview>,
+    /// Its failed chunks (at most 50), with their errors.
+    pub failed_chunks: Vec<FailedChunk>,
+}
+
+/// The newest `limit` runs (or just `run_id`), with tables, chunk counts,
+/// rows, rows/s and failed chunks: what `thaw status` prints.
+pub async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
+    let runs = client
+        .query(
+            "SELECT run_id, status, mode, started_at, heartbeat_at, completed_at, host, pid, error_message FROM migration_status.migration_runs \
+             WHERE $1::uuid IS NULL OR run_id = $1 ORDER BY started_at DESC LIMIT $2",
+            &[&run_id, &limit.max(1)],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading runs for thaw status"))?;
+    let mut out = Vec::new();
+    for r in runs {
+        let id: Uuid = r.get(0);
+        let tables = client
+            .query(
+                "SELECT t.source_table, t.target_schema || '.' || t.target_table, t.status, t.load_mode, \
+                        count(c.*), count(c.*) FILTER (WHERE c.status = 'completed'), count(c.*) FILTER (WHERE c.status = 'failed'), \
+                        count(c.*) FILTER (WHERE c.status = 'in_progress'), \
+                        coalesce(sum(c.rows_copied) FILTER (WHERE c.status = 'completed'), 0)::int8, \
+                        coalesce(extract(epoch FROM max(c.completed_at) - min(c.started_at)), 0)::float8, t.error_message \
+                 FROM migration_status.migration_table_status t \
+                 LEFT JOIN migration_status.migration_chunk_status c USING (run_id, source_database, source_schema, source_table) \
+                 WHERE t.run_id = $1 \
+                 GROUP BY t.source_table, t.target_schema, t.target_table, t.status, t.load_mode, t.error_message, t.started_at \
+                 ORDER BY t.started_at, t.source_table",
+                &[&id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading tables for thaw status"))?;
+        let tables: Vec<TableOverview> = tables
+            .iter()
+            .map(|t| {
+                let (rows, seconds): (i64, f64) = (t.get(8), t.get::<_, f64>(9).max(0.0));
+                TableOverview {
+                    source_table: t.get(0),
+                    target: t.get(1),
+                    status: t.get(2),
+                    load_mode: t.get(3),
+                    chunks: t.get(4),
+                    chunks_completed: t.get(5),
+                    chunks_failed: t.get(6),
+                    chunks_in_progress: t.get(7),
+                    rows,
+                    seconds,
+                    rows_per_second: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 },
+                    error: t.get(10),
+                }
+            })
+            .collect();
+        let failed = client
+            .query(
+                "SELECT source_table, chunk_id, retry_count, error_message FROM migration_status.migration_chunk_status \
+                 WHERE run_id = $1 AND status = 'failed' ORDER BY source_table, chunk_id LIMIT 50",
+                &[&id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading failed chunks for thaw status"))?;
+        out.push(RunOverview {
+            run_id: id,
+            status: r.get(1),
+            mode: r.get(2),
+            started_at: r.get(3),
+            heartbeat_at: r.get(4),
+            completed_at: r.get(5),
+            host: r.get(6),
+            pid: r.get(7),
+            rows: tables.iter().map(|t| t.rows).sum(),
+            error: r.get(8),
+            tables,
+            failed_chunks: failed
+                .iter()
+                .map(|c| FailedChunk { source_table: c.get(0), chunk_id: c.get(1), retry_count: c.get(2), error: c.get(3) })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str, heartbeat_age_seconds: f64, lock_backend_pid: Option<i32>, lock_session_alive: bool) -> RunRecord {
+        RunRecord {
+            run_id: Uuid::nil(),
+            status: status.into(),
+            execution_hash: "h".into(),
+            started_at: chrono::Utc::now(),
+            heartbeat_age_seconds,
+            host: Some("host".into()),
+            pid: Some(7),
+            lock_backend_pid,
+            lock_session_alive,
+        }
+    }
+
+    #[test]
+    fn run_liveness_follows_lock_session_and_heartbeat() {
+        // Lambda-driven runs (no lock session): the heartbeat decides.
+        assert!(record("running", 10.0, None, false).is_alive(None));
+        assert!(!record("running", DEAD_AFTER_SECONDS as f64 + 1.0, None, false).is_alive(None));
+        // Local runs: a gone lock session is dead at once, even with a fresh heartbeat.
+        assert!(record("planning", 10.0, Some(42), true).is_alive(None));
+        assert!(!record("running", 10.0, Some(42), false).is_alive(None));
+        assert!(!record("running", DEAD_AFTER_SECONDS as f64 + 1.0, Some(42), true).is_alive(None));
+        // Our own lock session is never "another" live holder; finished runs are never alive.
+        assert!(!record("running", 10.0, Some(42), true).is_alive(Some(42)));
+        for s in ["interrupted", "partial", "failed", "completed", "mismatch", "superseded"] {
+            assert!(!record(s, 1.0, None, false).is_alive(None), "{s}");
+        }
+    }
+
+    #[test]
+    fn run_description_names_id_status_host_and_pid() {
+        let d = record("running", 12.4, None, false).describe();
+        assert!(d.contains("00000000-0000-0000-0000-000000000000") && d.contains("status running") && d.contains("host host pid 7") && d.contains("12 s ago"), "{d}");
+    }
+}

@@ -1,0 +1,234 @@
+//! `thaw run` as an operator sees it: exit codes and the `--report` file
+//! follow the run's outcome, and SIGTERM stops a run at a chunk boundary,
+//! records it `interrupted` and a rerun resumes it to the exact row count.
+//! Each case runs the real `thaw` binary.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use thaw_test_support::*;
+
+fn report(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("report {} was written: {e}", path.display()));
+    serde_json::from_str(&text).expect("the report is JSON")
+}
+
+#[tokio::test]
+async fn run_exit_codes_and_report_follow_the_run_outcome() {
+    let sf_db = unique("SFEXIT").to_uppercase();
+    let pg_db = unique("exit");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 300).await;
+    sf.execute(&format!("CREATE TABLE \"{sf_db}\".\"S\".\"ORDERS2\" AS SELECT * FROM \"{sf_db}\".\"S\".\"ORDERS\"")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    // orders2 cannot hold the notes: its chunks fail, orders copies fine.
+    pg.batch_execute("CREATE TABLE public.orders2 (\"Id\" int8, \"Code\" uuid NOT NULL UNIQUE, \"Note\" varchar(5), \"Updated\" timestamptz)").await.unwrap();
+    let t1 = orders_table(Some(("Id", "int")), "");
+    let t2 = t1.replace("\"source\": \"ORDERS\", \"target\": \"orders\"", "\"source\": \"ORDERS2\", \"target\": \"orders2\"");
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&t1, &t2], ""));
+    let cfg = path.to_str().unwrap();
+    let dir = std::env::temp_dir().join(unique("thaw-reports"));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Some tables failed: exit 1, run and report 'partial', the table's error recorded.
+    let partial = dir.join("partial.json");
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--report", partial.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(": partial"), "the summary names the status:\n{}", text(&out));
+    let r = report(&partial);
+    assert_eq!(r["status"], "partial");
+    let run_id = r["plan"]["run_id"].as_str().unwrap().to_string();
+    let row = pg
+        .query_one("SELECT r.status, t.error_message FROM migration_status.migration_runs r JOIN migration_status.migration_table_status t USING (run_id) WHERE t.target_table = 'orders2'", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "partial");
+    assert!(row.get::<_, String>(1).contains("\"Note\""));
+
+    // Fix the table (the stored plan keeps the old column type, so start
+    // fresh): everything copied and reconciled, exit 0, 'completed', the
+    // partial run superseded.
+    pg.batch_execute("ALTER TABLE public.orders2 ALTER COLUMN \"Note\" TYPE varchar(50)").await.unwrap();
+    let done = dir.join("done.json");
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--no-resume", "--report", done.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = report(&done);
+    assert_eq!((r["status"].as_str(), r["plan"]["resumed"].as_bool()), (Some("completed"), Some(false)));
+    let old: String = pg
+        .query_one("SELECT status FROM migration_status.migration_runs WHERE run_id = $1::text::uuid", &[&run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(old, "superseded");
+
+    // A difference behind thaw's back: exit 3, run and report 'mismatch'.
+    pg.batch_execute("DELETE FROM public.orders WHERE \"Id\" = 20").await.unwrap();
+    let mismatch = dir.join("mismatch.json");
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--report", mismatch.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("ReconcileMismatch"), "{}", text(&out));
+    assert_eq!(report(&mismatch)["status"], "mismatch");
+
+    // Bad input before a run exists: exit 2, and the report file still says why.
+    let bad = config_file(&config_text(&sf_db, &pg_db, &[r#"{"source": "NOPE", "target": "orders"}"#], ""));
+    let failed = dir.join("failed.json");
+    let out = thaw!(&["run", "--config", bad.to_str().unwrap(), "--no-conflicts", "--report", failed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let r = report(&failed);
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["error"]["kind"], "SchemaMismatch");
+}
+
+#[tokio::test]
+async fn run_interrupted_by_sigterm_is_recorded_and_resumes_to_the_exact_row_count() {
+    let sf_db = unique("SFSIG").to_uppercase();
+    let pg_db = unique("sig");
+    let sf = fresh_sf(&sf_db).await;
+    let rows = create_orders(&sf, &sf_db, 20_000).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+
+    let mut child = Command::new(thaw_bin(env!("CARGO_BIN_EXE_thaw")))
+        .args(["run", "--config", cfg, "--no-conflicts"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start thaw run");
+    // Wait until it is copying, then send SIGTERM.
+    let started = Instant::now();
+    loop {
+        let done: i64 = pg
+            .query_one("SELECT count(*) FROM migration_status.migration_chunk_status WHERE status = 'completed'", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if done >= 2 {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().unwrap();
+            panic!("thaw run ended before it was signalled ({status}):\n{}", text(&out));
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "thaw run never started copying");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("thaw exits");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(143), "SIGTERM exits 143:\n{all}");
+    let row = pg.query_one("SELECT run_id, status, error_message FROM migration_status.migration_runs", &[]).await.unwrap();
+    let run_id: uuid::Uuid = row.get(0);
+    assert_eq!(row.get::<_, String>(1), "interrupted");
+    assert!(row.get::<_, Option<String>>(2).unwrap_or_default().contains("interrupted by SIGTERM"));
+    assert!(all.contains("interrupted by SIGTERM") && all.contains(&format!("run {run_id} can be resumed")), "{all}");
+    let counts = pg
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'in_progress'), count(*) FILTER (WHERE status = 'completed'), count(*) \
+             FROM migration_status.migration_chunk_status WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap();
+    let (in_progress, completed, total): (i64, i64, i64) = (counts.get(0), counts.get(1), counts.get(2));
+    assert_eq!(in_progress, 0, "no chunk is left in progress");
+    assert!(completed < total, "the run stopped before the end ({completed} of {total} chunks)");
+    let copied: i64 = pg
+        .query_one("SELECT coalesce(sum(rows_copied), 0)::int8 FROM migration_status.migration_chunk_status WHERE run_id = $1 AND status = 'completed'", &[&run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pg_count(&pg, "public.orders").await, copied, "only completed chunks left rows behind");
+
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(&format!("run {run_id} (resumed): completed")), "{}", text(&out));
+    assert_eq!(pg_count(&pg, "public.orders").await, rows as i64);
+}
+
+#[tokio::test]
+async fn status_command_shows_runs_tables_rows_and_failed_chunks() {
+    let sf_db = unique("SFSTAT").to_uppercase();
+    let pg_db = unique("stat");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 300).await;
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.orders (\"Id\" int8, \"Code\" uuid NOT NULL UNIQUE, \"Note\" varchar(5), \"Updated\" timestamptz)").await.unwrap();
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    let out = thaw!(&["status", "--config", cfg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run = &v["runs"][0];
+    assert_eq!(run["status"], "failed");
+    let table = &run["tables"][0];
+    assert_eq!(table["target"], "public.orders");
+    assert!(table["chunks"].as_i64().unwrap() >= 1);
+    assert_eq!(table["chunks_failed"].as_i64().unwrap() + table["chunks_completed"].as_i64().unwrap(), table["chunks"].as_i64().unwrap());
+    assert_eq!(table["rows"].as_i64().unwrap(), pg_count(&pg, "public.orders").await);
+    let failed = run["failed_chunks"].as_array().unwrap();
+    assert!(!failed.is_empty());
+    assert!(failed[0]["error"].as_str().unwrap().contains("\"Note\""), "{failed:?}");
+
+    let out = thaw!(&["status", "--config", cfg]);
+    let shown = text(&out);
+    let run_id = run["run_id"].as_str().unwrap();
+    assert!(shown.contains(&format!("run {run_id}  failed")) && shown.contains("public.orders") && shown.contains("failed: chunk"), "{shown}");
+}
+
+#[tokio::test]
+async fn run_killed_with_sigkill_is_taken_over_at_once_by_the_next_run() {
+    let sf_db = unique("SFKILL").to_uppercase();
+    let pg_db = unique("kill");
+    let sf = fresh_sf(&sf_db).await;
+    let rows = create_orders(&sf, &sf_db, 20_000).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+
+    let mut child = Command::new(thaw_bin(env!("CARGO_BIN_EXE_thaw")))
+        .args(["run", "--config", cfg, "--no-conflicts"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start thaw run");
+    let started = Instant::now();
+    loop {
+        let done: i64 = pg
+            .query_one("SELECT count(*) FROM migration_status.migration_chunk_status WHERE status = 'completed'", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if done >= 2 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "thaw run ended before it was killed");
+        assert!(started.elapsed() < Duration::from_secs(60), "thaw run never started copying");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    // No chance to record anything: the run still says 'running' with a fresh heartbeat.
+    let row = pg.query_one("SELECT run_id, status FROM migration_status.migration_runs", &[]).await.unwrap();
+    let run_id: uuid::Uuid = row.get(0);
+    assert_eq!(row.get::<_, String>(1), "running");
+
+    // Its lock session died with it: the next run takes it over at once and finishes it.
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(&format!("run {run_id} (resumed): completed")), "{}", text(&out));
+    assert_eq!(pg_count(&pg, "public.orders").await, rows as i64);
+    let taken_over: bool = pg
+        .query_one("SELECT metadata ? 'taken_over_from' FROM migration_status.migration_runs WHERE run_id = $1", &[&run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(taken_over);
+}
