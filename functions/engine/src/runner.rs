@@ -107,14 +107,9 @@ impl RunReport {
                 ),
             ));
         }
+        // Reconcile outcome (per-table errors, then mismatches): see reconcile::require_match.
         if let Some(r) = &self.reconcile {
-            if r.mismatches > 0 {
-                let names: Vec<&str> = r.tables.iter().filter(|t| !t.matched).map(|t| t.target.as_str()).collect();
-                return Err(Error::new(
-                    ErrorKind::ReconcileMismatch,
-                    format!("{} table(s) differ between Snowflake and PostgreSQL: {}. See the reconcile report for missing, extra and changed keys.", r.mismatches, names.join(", ")),
-                ));
-            }
+            crate::reconcile::require_match(r)?;
         }
         Ok(())
     }
@@ -157,7 +152,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
         observer.step("reconcile");
         let (r, d) = crate::reconcile::reconcile_run(&config, &RunRequest { run_id: plan.run_id }).await?;
         step("reconcile", &mut steps);
-        let clean = r.mismatches == 0;
+        let clean = r.mismatches == 0 && r.errors == 0;
         reconcile = Some(r);
         details = d;
         if clean && options.conflicts && config.conflicts.is_some() {

@@ -55,6 +55,13 @@ enum Command {
         /// Run to reconcile.
         #[arg(long)]
         run_id: uuid::Uuid,
+        /// Write the full reconcile report (JSON: summary and per-table
+        /// details) here; written whatever the outcome.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Print the report as JSON instead of the human summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Run conflict detection over the synced analytics tables.
     Conflicts {
@@ -144,14 +151,19 @@ async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
             println!("applied {} migration(s){}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });
             Ok(())
         }
-        Command::Reconcile { config, run_id } => {
+        Command::Reconcile { config, run_id, report, json } => {
             let config = Config::load(&config.config)?;
             let (resp, details) = thaw_engine::reconcile::reconcile_run(&config, &RunRequest { run_id }).await?;
-            println!("{}", serde_json::to_string_pretty(&details).unwrap_or_default());
-            if resp.mismatches > 0 {
-                return Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, format!("{} table(s) differ", resp.mismatches)));
+            let full = serde_json::json!({ "summary": resp, "tables": details });
+            if let Some(path) = &report {
+                write_report(path, &full)?;
             }
-            Ok(())
+            if json {
+                println!("{}", serde_json::to_string_pretty(&full).unwrap_or_default());
+            } else {
+                summary::print_reconcile(&resp, &details);
+            }
+            thaw_engine::reconcile::require_match(&resp)
         }
         Command::Conflicts { config, full } => {
             let config = Config::load(&config.config)?;
@@ -184,9 +196,14 @@ async fn run_command(args: RunArgs, interactive: bool) -> Result<()> {
     let observer: Arc<dyn runner::Observer> = if interactive { Arc::new(progress::Bars::new()) } else { Arc::new(progress::Logs) };
     let report = runner::run(config, options, observer).await?;
     if let Some(path) = &args.report {
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        std::fs::write(path, text).map_err(|e| Error::config(format!("cannot write report {}: {e}", path.display())))?;
+        write_report(path, &report)?;
     }
     summary::print(&report);
     report.outcome()
+}
+
+/// Write `value` as pretty JSON to `path`.
+fn write_report(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::internal(format!("report does not serialise: {e}")))?;
+    std::fs::write(path, text).map_err(|e| Error::config(format!("cannot write report {}: {e}", path.display())))
 }

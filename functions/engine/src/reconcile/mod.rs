@@ -4,12 +4,20 @@
 //! database, per **segment** (the first hex digits of the MD5 of the row's
 //! key): the row count and two sums over a 48-bit slice of the MD5 of the
 //! row's canonical text (see [`canonical`]). Summing the segments gives the
-//! table's row count and checksum (levels 1 and 2, docs/reconcile.md §2); the segments
-//! localise differences without a second full scan: only mismatching
-//! segments are fetched — `(key text, row hash)` per row, a bounded slice of
-//! the table — and diffed into missing, extra and changed keys (level 3).
-//! Segments are hash-based rather than key ranges (docs/reconcile.md §4 describes
-//! bisection by key range), so no key ordering has to agree between engines.
+//! table's row count and checksum (levels 1 and 2, docs/reconcile.md §2); the
+//! segments localise differences without a second full scan: only
+//! mismatching segments are fetched — key text and every column's canonical
+//! text per row, a bounded slice of the table — and diffed into missing,
+//! extra, changed (with the differing columns and both values) and
+//! duplicate keys (level 3).
+//!
+//! Every table gets its own outcome ([`TableStatus`]): one table's failure
+//! is recorded on that table and never stops the others.
+//!
+//! On real Snowflake float and JSON columns are canonicalised by two
+//! session-temporary JavaScript functions; on the emulator (DuckDB, which
+//! runs no JavaScript) the Snowflake side of a table with such columns is
+//! streamed and finished in Rust ([`SourceEngine`]).
 //!
 //! Tables with `propagate_deletes` delete their extra target rows (keys that
 //! no longer exist in Snowflake) and are checked again.
@@ -18,16 +26,19 @@ pub mod canonical;
 
 use std::collections::BTreeMap;
 
+use arrow_array::{Array, Float64Array, RecordBatch, StringArray};
+use arrow_schema::DataType;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::config::Config;
-use crate::error::{from_postgres, Error, Result};
 use crate::contract::{ReconcileResponse, RunRequest, TableReconcile};
-use crate::sync::plan::TablePlan;
+use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink;
 use crate::source::{self, SnowflakeSource};
+use crate::sync::plan::TablePlan;
 use crate::sync::status;
+use canonical::EmulatorPart;
 
 /// Most mismatching segments drilled into per table.
 const MAX_DRILL_SEGMENTS: usize = 32;
@@ -45,6 +56,49 @@ pub struct SegmentSum {
     pub low: u64,
 }
 
+/// Outcome of one table, as `TableReconcile::status` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableStatus {
+    /// Counts and checksums agree.
+    Ok,
+    /// The table differs (see the row diff).
+    Mismatch,
+    /// The table could not be reconciled (see `error`).
+    Error,
+}
+
+impl TableStatus {
+    /// `ok`, `mismatch` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableStatus::Ok => "ok",
+            TableStatus::Mismatch => "mismatch",
+            TableStatus::Error => "error",
+        }
+    }
+}
+
+/// One differing column of a changed row: canonical texts, `None` for NULL.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ColumnDiff {
+    /// Target column name.
+    pub column: String,
+    /// Canonical text of the Snowflake value.
+    pub source: Option<String>,
+    /// Canonical text of the PostgreSQL value.
+    pub target: Option<String>,
+}
+
+/// A key present on both sides whose rows differ.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ChangedRow {
+    /// Canonical key text.
+    pub key: String,
+    /// The columns that differ, in target column order.
+    pub columns: Vec<ColumnDiff>,
+}
+
 /// Row-level differences found in mismatching segments.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RowDiff {
@@ -54,12 +108,33 @@ pub struct RowDiff {
     pub extra: Vec<String>,
     /// Keys in both whose rows differ.
     pub changed: Vec<String>,
-    /// Totals (the lists are capped).
+    /// The changed rows with their differing columns and both values.
+    #[serde(default)]
+    pub changed_rows: Vec<ChangedRow>,
+    /// Keys held by more than one row in Snowflake.
+    #[serde(default)]
+    pub duplicate_source: Vec<String>,
+    /// Keys held by more than one row in PostgreSQL.
+    #[serde(default)]
+    pub duplicate_target: Vec<String>,
+    /// Totals (the lists are capped at 20 each).
     pub missing_count: u64,
     /// Total extra keys.
     pub extra_count: u64,
     /// Total changed keys.
     pub changed_count: u64,
+    /// Total keys duplicated in Snowflake.
+    #[serde(default)]
+    pub duplicate_source_count: u64,
+    /// Total keys duplicated in PostgreSQL.
+    #[serde(default)]
+    pub duplicate_target_count: u64,
+    /// Mismatching segments, and how many of them were diffed row by row.
+    #[serde(default)]
+    pub segments_mismatching: u64,
+    /// Segments diffed (at most 32; the counts above cover only these).
+    #[serde(default)]
+    pub segments_diffed: u64,
     /// Extra rows deleted from the target (`propagate_deletes`).
     pub deleted: u64,
 }
@@ -73,16 +148,80 @@ pub struct TableReport {
     pub diff: Option<RowDiff>,
 }
 
-/// Reconcile every table of a run (the `reconcile` step).
+/// How the Snowflake side computes the canonical forms of float and JSON
+/// columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceEngine {
+    /// Real Snowflake: everything in SQL, floats and JSON through the
+    /// session-temporary JavaScript functions of [`canonical::snowflake_functions`].
+    Snowflake,
+    /// The emulator (DuckDB runs no JavaScript): tables with float or JSON
+    /// columns are streamed and their canonical forms finished in Rust.
+    Emulator,
+}
+
+impl SourceEngine {
+    /// Tell the emulator from Snowflake: DuckDB answers `SELECT VERSION()`,
+    /// Snowflake has no such function (it has `CURRENT_VERSION()`).
+    pub async fn detect(sf: &SnowflakeSource) -> SourceEngine {
+        match sf.execute("SELECT VERSION()").await {
+            Ok(_) => SourceEngine::Emulator,
+            Err(_) => SourceEngine::Snowflake,
+        }
+    }
+}
+
+/// A reconcile session on one Snowflake schema.
+struct Session {
+    sf: SnowflakeSource,
+    engine: SourceEngine,
+    /// Why the JavaScript functions could not be created (real Snowflake only).
+    functions_error: Option<Error>,
+}
+
+async fn open_session(config: &Config, database: &str, schema: &str) -> Result<Session> {
+    let sf = source::connect(&config.snowflake, Some(database), Some(schema)).await?;
+    let engine = SourceEngine::detect(&sf).await;
+    let mut functions_error = None;
+    if engine == SourceEngine::Snowflake {
+        for statement in canonical::snowflake_functions() {
+            if let Err(e) = sf.execute(&statement).await {
+                functions_error = Some(e.context(format!(
+                    "creating the temporary functions {} in {database}.{schema} (the reconcile role needs CREATE FUNCTION there)",
+                    canonical::SNOWFLAKE_FUNCTIONS.join(", ")
+                )));
+                break;
+            }
+        }
+    }
+    Ok(Session { sf, engine, functions_error })
+}
+
+/// Reconcile every table of a run (the `reconcile` step). Each table gets its
+/// own outcome: a table that cannot be reconciled is reported with status
+/// `error` and its message, and the other tables are still reconciled. The
+/// summary is stored on the run (`metadata.reconcile`).
+///
+/// Errors: only when the run's tables cannot be listed or the summary cannot
+/// be stored.
 pub async fn reconcile_run(config: &Config, request: &RunRequest) -> Result<(ReconcileResponse, Vec<TableReport>)> {
     let pg = sink::connect(&config.postgres, config.status_database()).await?;
+    // Shortest round-trip float8 text (PostgreSQL's default; pinned here).
+    pg.batch_execute("SET extra_float_digits = 1").await.map_err(|e| from_postgres(e, "setting extra_float_digits"))?;
     let mut reports = Vec::new();
-    let mut sessions: BTreeMap<(String, String), SnowflakeSource> = BTreeMap::new();
+    let mut sessions: BTreeMap<(String, String), std::result::Result<Session, Error>> = BTreeMap::new();
     for t in status::tables(&pg, request.run_id).await? {
-        let plan: TablePlan = serde_json::from_value(t.plan.clone()).map_err(|e| Error::internal(format!("stored plan unreadable: {e}")))?;
+        let plan: TablePlan = match serde_json::from_value(t.plan.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                let target = format!("{}.{}", t.target_schema, t.target_table);
+                reports.push(error_report(target, 0, &Error::internal(format!("stored plan of {} unreadable: {e}", t.key.source_table))));
+                continue;
+            }
+        };
         let key = (plan.source_database.clone(), plan.source_schema.clone());
         if !sessions.contains_key(&key) {
-            sessions.insert(key.clone(), source::connect(&config.snowflake, Some(&key.0), Some(&key.1)).await?);
+            sessions.insert(key.clone(), open_session(config, &key.0, &key.1).await);
         }
         let propagate = config
             .source(&plan.source_name)
@@ -90,33 +229,83 @@ pub async fn reconcile_run(config: &Config, request: &RunRequest) -> Result<(Rec
             .and_then(|s| s.tables.iter().find(|x| x.source == plan.source_table))
             .map(|x| x.propagate_deletes)
             .unwrap_or(false);
-        let report = reconcile_table(&sessions[&key], &pg, &plan, propagate).await.map_err(|e| e.context(format!("reconciling {}", plan.source_table)))?;
-        reports.push(report);
+        let result = match &sessions[&key] {
+            Ok(session) => reconcile_table_in(session, &pg, &plan, propagate).await,
+            Err(e) => Err(e.clone()),
+        };
+        match result {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                let e = e.context(format!("reconciling {}", plan.source_table));
+                tracing::error!(table = %plan.target_fqn(), error = %e, "reconcile failed for this table; continuing with the others");
+                reports.push(error_report(format!("{}.{}", plan.target_schema, plan.target_table), plan.columns.len() as u32, &e));
+            }
+        }
     }
     let response = ReconcileResponse {
         run_id: request.run_id,
-        mismatches: reports.iter().filter(|r| !r.summary.matched).count() as u32,
+        mismatches: reports.iter().filter(|r| r.summary.status == TableStatus::Mismatch.as_str()).count() as u32,
+        errors: reports.iter().filter(|r| r.summary.status == TableStatus::Error.as_str()).count() as u32,
         tables: reports.iter().map(|r| r.summary.clone()).collect(),
     };
-    status::set_run_metadata(&pg, request.run_id, "reconcile", serde_json::to_value(&response).expect("serialises")).await?;
+    let value = serde_json::to_value(&response).map_err(|e| Error::internal(format!("reconcile summary does not serialise: {e}")))?;
+    status::set_run_metadata(&pg, request.run_id, "reconcile", value).await?;
     Ok((response, reports))
 }
 
-/// Reconcile one table.
+fn error_report(target: String, columns: u32, e: &Error) -> TableReport {
+    TableReport {
+        summary: TableReconcile {
+            target,
+            columns,
+            matched: false,
+            status: TableStatus::Error.as_str().into(),
+            error: Some(e.to_string()),
+            error_kind: Some(e.kind.name().into()),
+            ..Default::default()
+        },
+        diff: None,
+    }
+}
+
+/// Reconcile one table on a session opened on its source schema.
+///
+/// Errors: whatever either database answers (the caller records it on the
+/// table); on real Snowflake, a table with float or JSON columns fails when
+/// the JavaScript functions could not be created.
 pub async fn reconcile_table(sf: &SnowflakeSource, pg: &Client, plan: &TablePlan, propagate_deletes: bool) -> Result<TableReport> {
-    let q = TableQueries::new(plan);
+    let engine = SourceEngine::detect(sf).await;
+    if engine == SourceEngine::Snowflake {
+        for statement in canonical::snowflake_functions() {
+            sf.execute(&statement).await?;
+        }
+    }
+    reconcile_queries(sf, pg, &TableQueries::new(plan, engine), plan, propagate_deletes).await
+}
+
+async fn reconcile_table_in(session: &Session, pg: &Client, plan: &TablePlan, propagate_deletes: bool) -> Result<TableReport> {
+    let q = TableQueries::new(plan, session.engine);
+    if let (true, Some(e)) = (q.needs_functions(), &session.functions_error) {
+        return Err(e.clone());
+    }
+    reconcile_queries(&session.sf, pg, &q, plan, propagate_deletes).await
+}
+
+async fn reconcile_queries(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, plan: &TablePlan, propagate_deletes: bool) -> Result<TableReport> {
     let started = std::time::Instant::now();
-    let mut src = sf_segments(sf, &q).await?;
+    let mut source = SourceSide { sf, q, streamed: None };
+    let mut src = source.segments().await?;
     let source_seconds = started.elapsed().as_secs_f64();
-    let mut dst = pg_segments(pg, &q).await?;
+    let mut dst = pg_segments(pg, q).await?;
     tracing::info!(table = %plan.target_fqn(), source_seconds, target_seconds = started.elapsed().as_secs_f64() - source_seconds, "checksummed");
     let mut diff = None;
     if src != dst {
-        let mut d = drill(sf, pg, &q, &src, &dst).await?;
+        let mut d = drill(&mut source, pg, q, &src, &dst).await?;
         if propagate_deletes && d.extra_count > 0 {
-            d.deleted = delete_extra(sf, pg, &q, &src, &dst).await?;
-            dst = pg_segments(pg, &q).await?;
-            src = sf_segments(sf, &q).await?;
+            d.deleted = delete_extra(&mut source, pg, q, &src, &dst).await?;
+            source.streamed = None;
+            dst = pg_segments(pg, q).await?;
+            src = source.segments().await?;
         }
         diff = Some(d);
     }
@@ -125,6 +314,7 @@ pub async fn reconcile_table(sf: &SnowflakeSource, pg: &Client, plan: &TablePlan
     };
     let (s, d) = (total(&src), total(&dst));
     let checksum = |x: SegmentSum| format!("{:012x}{:012x}", x.high, x.low);
+    let matched = src == dst;
     Ok(TableReport {
         summary: TableReconcile {
             target: format!("{}.{}", plan.target_schema, plan.target_table),
@@ -133,67 +323,252 @@ pub async fn reconcile_table(sf: &SnowflakeSource, pg: &Client, plan: &TablePlan
             source_checksum: checksum(s),
             target_checksum: checksum(d),
             columns: plan.columns.len() as u32,
-            matched: src == dst,
+            matched,
+            status: if matched { TableStatus::Ok } else { TableStatus::Mismatch }.as_str().into(),
+            error: None,
+            error_kind: None,
         },
         diff,
     })
 }
 
+/// One compared column: its canonical text in each engine.
+struct Column {
+    name: String,
+    sf: String,
+    emulator: EmulatorPart,
+    pg: String,
+}
+
 /// The SQL text of one table's reconciliation on both sides.
 struct TableQueries {
+    columns: Vec<Column>,
+    /// Indexes of the key columns in `columns`.
+    keys: Vec<usize>,
+    engine: SourceEngine,
     sf_from: String,
     pg_from: String,
-    sf_key: String,
-    sf_row: String,
-    pg_key: String,
-    pg_row: String,
     digits: usize,
 }
 
 impl TableQueries {
-    fn new(plan: &TablePlan) -> Self {
-        let keyed: Vec<_> = if plan.key_columns.is_empty() {
-            plan.columns.iter().collect()
+    fn new(plan: &TablePlan, engine: SourceEngine) -> Self {
+        let columns: Vec<Column> = plan
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.target.name.clone(),
+                sf: canonical::snowflake_expr(&c.source, &c.target),
+                emulator: canonical::emulator_part(&c.source, &c.target),
+                pg: canonical::postgres_expr(&c.source, &c.target),
+            })
+            .collect();
+        let keys: Vec<usize> = if plan.key_columns.is_empty() {
+            (0..columns.len()).collect()
         } else {
-            plan.key_columns.iter().filter_map(|k| plan.columns.iter().find(|c| &c.target.name == k)).collect()
+            plan.key_columns.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect()
         };
-        let sf_cols: Vec<String> = plan.columns.iter().map(|c| canonical::snowflake_expr(&c.source, &c.target)).collect();
-        let pg_cols: Vec<String> = plan.columns.iter().map(|c| canonical::postgres_expr(&c.target)).collect();
-        let sf_keys: Vec<String> = keyed.iter().map(|c| canonical::snowflake_expr(&c.source, &c.target)).collect();
-        let pg_keys: Vec<String> = keyed.iter().map(|c| canonical::postgres_expr(&c.target)).collect();
         TableQueries {
+            columns,
+            keys,
+            engine,
             sf_from: match &plan.source_filter {
                 Some(f) => format!("{} WHERE ({f})", plan.source_fqn()),
                 None => plan.source_fqn(),
             },
             pg_from: plan.target_fqn(),
-            sf_key: canonical::row_text(&sf_keys),
-            sf_row: canonical::row_text(&sf_cols),
-            pg_key: canonical::row_text(&pg_keys),
-            pg_row: canonical::row_text(&pg_cols),
             digits: 2,
         }
     }
 
+    /// Whether the Snowflake SQL calls the JavaScript functions.
+    fn needs_functions(&self) -> bool {
+        self.engine == SourceEngine::Snowflake && self.columns.iter().any(|c| !matches!(c.emulator, EmulatorPart::Sql(_)))
+    }
+
+    /// Whether the Snowflake side is streamed and finished in Rust.
+    fn streamed(&self) -> bool {
+        self.engine == SourceEngine::Emulator && self.columns.iter().any(|c| !matches!(c.emulator, EmulatorPart::Sql(_)))
+    }
+
+    /// The Snowflake-side SQL per column (in-engine mode).
+    fn sf_exprs(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .map(|c| match (self.engine, &c.emulator) {
+                (SourceEngine::Emulator, EmulatorPart::Sql(s)) => s.clone(),
+                _ => c.sf.clone(),
+            })
+            .collect()
+    }
+
+    fn pg_exprs(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.pg.clone()).collect()
+    }
+
+    fn key_of(&self, exprs: &[String]) -> String {
+        canonical::row_text(&self.keys.iter().map(|i| exprs[*i].clone()).collect::<Vec<_>>())
+    }
+
     /// `fence` adds `OFFSET 0` to the hashing subquery: PostgreSQL would
     /// otherwise inline it and compute the row's MD5 once per hex digit.
-    fn segments_sql(&self, key: &str, row: &str, from: &str, fence: bool) -> String {
+    fn segments_sql(&self, exprs: &[String], from: &str, fence: bool) -> String {
         let (hi, lo) = (canonical::hex_to_int("rh", 1, 6), canonical::hex_to_int("rh", 7, 6));
         format!(
             "SELECT seg, COUNT(*), SUM(hi), SUM(lo) FROM (SELECT SUBSTR(kh, 1, {d}) AS seg, {hi} AS hi, {lo} AS lo FROM \
              (SELECT MD5({key}) AS kh, MD5({row}) AS rh FROM {from}{fence}) x) y GROUP BY seg",
+            key = self.key_of(exprs),
+            row = canonical::row_text(exprs),
             d = self.digits,
             fence = if fence { " OFFSET 0" } else { "" }
         )
     }
 
-    fn rows_sql(&self, key: &str, row: &str, from: &str, segments: &[String]) -> String {
+    /// Key text and every column's canonical text of the rows in `segments`.
+    fn rows_sql(&self, exprs: &[String], from: &str, segments: &[String]) -> String {
         let list: Vec<String> = segments.iter().map(|s| format!("'{s}'")).collect();
+        let cols: Vec<String> = exprs.iter().enumerate().map(|(i, e)| format!("{e} AS c{i}")).collect();
+        let names: Vec<String> = (0..exprs.len()).map(|i| format!("c{i}")).collect();
         format!(
-            "SELECT kt, MD5(kt), rh FROM (SELECT {key} AS kt, MD5({row}) AS rh FROM {from}) x WHERE SUBSTR(MD5(kt), 1, {d}) IN ({})",
+            "SELECT kt{sep}{} FROM (SELECT {key} AS kt{sep}{} FROM {from}) x WHERE SUBSTR(MD5(kt), 1, {d}) IN ({})",
+            names.join(", "),
+            cols.join(", "),
             list.join(", "),
+            sep = if exprs.is_empty() { "" } else { ", " },
+            key = self.key_of(exprs),
             d = self.digits
         )
+    }
+}
+
+/// One row: canonical key text and every column's canonical text (None = NULL).
+type Row = (String, Vec<Option<String>>);
+
+fn md5_hex(text: &str) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(text.as_bytes()))
+}
+
+/// The same text [`canonical::row_text`] builds in SQL.
+fn join_texts<'a>(parts: impl Iterator<Item = &'a Option<String>>) -> String {
+    let sep = canonical::SEPARATOR.to_string();
+    parts.map(|p| p.clone().unwrap_or_else(|| canonical::NULL_MARKER.to_string())).collect::<Vec<_>>().join(&sep)
+}
+
+/// The Snowflake side of one table: in SQL, or streamed (emulator tables with
+/// float or JSON columns) and finished in Rust.
+struct SourceSide<'a> {
+    sf: &'a SnowflakeSource,
+    q: &'a TableQueries,
+    /// Streamed rows, with each row's text hash (cached for the drill-down).
+    streamed: Option<Vec<(Row, String)>>,
+}
+
+impl SourceSide<'_> {
+    async fn segments(&mut self) -> Result<BTreeMap<String, SegmentSum>> {
+        if !self.q.streamed() {
+            let rows = self.sf.execute(&self.q.segments_sql(&self.q.sf_exprs(), &self.q.sf_from, false)).await?;
+            return Ok(rows
+                .into_iter()
+                .filter_map(|r| {
+                    let seg = r.first().cloned().flatten()?;
+                    Some((seg, SegmentSum { rows: parse_sum(r.get(1).cloned().flatten()), high: parse_sum(r.get(2).cloned().flatten()), low: parse_sum(r.get(3).cloned().flatten()) }))
+                })
+                .collect());
+        }
+        let digits = self.q.digits;
+        let mut out: BTreeMap<String, SegmentSum> = BTreeMap::new();
+        for ((key, _), rh) in self.stream().await? {
+            let seg = md5_hex(key)[..digits].to_string();
+            let s = out.entry(seg).or_default();
+            s.rows += 1;
+            s.high += u64::from_str_radix(&rh[0..6], 16).unwrap_or(0);
+            s.low += u64::from_str_radix(&rh[6..12], 16).unwrap_or(0);
+        }
+        Ok(out)
+    }
+
+    async fn rows(&mut self, segments: &[String]) -> Result<Vec<Row>> {
+        if !self.q.streamed() {
+            let n = self.q.columns.len();
+            return Ok(self
+                .sf
+                .execute(&self.q.rows_sql(&self.q.sf_exprs(), &self.q.sf_from, segments))
+                .await?
+                .into_iter()
+                .filter_map(|mut r| {
+                    r.resize(n + 1, None);
+                    let key = r.remove(0)?;
+                    Some((key, r))
+                })
+                .collect());
+        }
+        let digits = self.q.digits;
+        Ok(self.stream().await?.iter().filter(|((k, _), _)| segments.iter().any(|s| md5_hex(k)[..digits] == *s)).map(|(r, _)| r.clone()).collect())
+    }
+
+    /// Every row of the table with its canonical texts, computed once.
+    async fn stream(&mut self) -> Result<&Vec<(Row, String)>> {
+        if self.streamed.is_none() {
+            let parts: Vec<String> = self
+                .q
+                .columns
+                .iter()
+                .map(|c| match &c.emulator {
+                    EmulatorPart::Sql(s) => s.clone(),
+                    EmulatorPart::Float(e) => format!("CAST({e} AS DOUBLE)"),
+                    EmulatorPart::Json(e) => format!("CAST({e} AS VARCHAR)"),
+                })
+                .collect();
+            let select = if parts.is_empty() { "1".to_string() } else { parts.join(", ") };
+            let batches = self.sf.query_arrow(&format!("SELECT {select} FROM {}", self.q.sf_from)).await?;
+            let mut rows = Vec::new();
+            for batch in &batches {
+                let columns = self.decode(batch)?;
+                for i in 0..batch.num_rows() {
+                    let values: Vec<Option<String>> = columns.iter().map(|c| c[i].clone()).collect();
+                    let key = join_texts(self.q.keys.iter().map(|k| &values[*k]));
+                    let rh = md5_hex(&join_texts(values.iter()));
+                    rows.push(((key, values), rh));
+                }
+            }
+            self.streamed = Some(rows);
+        }
+        Ok(self.streamed.as_ref().expect("filled above"))
+    }
+
+    /// Canonical texts per column of one streamed batch.
+    fn decode(&self, batch: &RecordBatch) -> Result<Vec<Vec<Option<String>>>> {
+        let mut out = Vec::new();
+        for (i, c) in self.q.columns.iter().enumerate() {
+            let array = batch.column(i);
+            let err = |e: arrow_schema::ArrowError| Error::internal(format!("cannot read column {} of the emulator's rows: {e}", c.name));
+            let values: Vec<Option<String>> = match &c.emulator {
+                EmulatorPart::Float(_) => {
+                    let a = arrow_cast::cast(array, &DataType::Float64).map_err(err)?;
+                    let a = a.as_any().downcast_ref::<Float64Array>().ok_or_else(|| Error::internal("float column did not decode as Float64"))?;
+                    (0..a.len()).map(|r| (!a.is_null(r)).then(|| canonical::canonical_float(a.value(r)))).collect()
+                }
+                part => {
+                    let a = arrow_cast::cast(array, &DataType::Utf8).map_err(err)?;
+                    let a = a.as_any().downcast_ref::<StringArray>().ok_or_else(|| Error::internal("text column did not decode as Utf8"))?;
+                    let json = matches!(part, EmulatorPart::Json(_));
+                    (0..a.len())
+                        .map(|r| {
+                            if a.is_null(r) {
+                                None
+                            } else if json {
+                                serde_json::from_str::<serde_json::Value>(a.value(r)).ok().map(|v| canonical::canonical_json(&v))
+                            } else {
+                                Some(a.value(r).to_string())
+                            }
+                        })
+                        .collect()
+                }
+            };
+            out.push(values);
+        }
+        Ok(out)
     }
 }
 
@@ -201,25 +576,23 @@ fn parse_sum(v: Option<String>) -> u64 {
     v.and_then(|s| s.parse::<f64>().ok()).map(|f| f.round() as u64).unwrap_or(0)
 }
 
-async fn sf_segments(sf: &SnowflakeSource, q: &TableQueries) -> Result<BTreeMap<String, SegmentSum>> {
-    let rows = sf.execute(&q.segments_sql(&q.sf_key, &q.sf_row, &q.sf_from, false)).await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| {
-            let seg = r.first().cloned().flatten()?;
-            Some((seg, SegmentSum { rows: parse_sum(r.get(1).cloned().flatten()), high: parse_sum(r.get(2).cloned().flatten()), low: parse_sum(r.get(3).cloned().flatten()) }))
-        })
-        .collect())
-}
-
 async fn pg_segments(pg: &Client, q: &TableQueries) -> Result<BTreeMap<String, SegmentSum>> {
-    let sql = format!("SELECT seg, c::text, h::text, l::text FROM ({}) s(seg, c, h, l)", q.segments_sql(&q.pg_key, &q.pg_row, &q.pg_from, true));
+    let sql = format!("SELECT seg, c::text, h::text, l::text FROM ({}) s(seg, c, h, l)", q.segments_sql(&q.pg_exprs(), &q.pg_from, true));
     let rows = pg.query(&sql, &[]).await.map_err(|e| from_postgres(e, format!("checksumming {}", q.pg_from)))?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            (r.get::<_, String>(0), SegmentSum { rows: parse_sum(r.get(1)), high: parse_sum(r.get(2)), low: parse_sum(r.get(3)) })
-        })
+        .map(|r| (r.get::<_, String>(0), SegmentSum { rows: parse_sum(r.get(1)), high: parse_sum(r.get(2)), low: parse_sum(r.get(3)) }))
+        .collect())
+}
+
+async fn pg_rows(pg: &Client, q: &TableQueries, segments: &[String]) -> Result<Vec<Row>> {
+    let n = q.columns.len();
+    Ok(pg
+        .query(&q.rows_sql(&q.pg_exprs(), &q.pg_from, segments), &[])
+        .await
+        .map_err(|e| from_postgres(e, format!("fetching mismatching rows of {}", q.pg_from)))?
+        .into_iter()
+        .map(|r| (r.get::<_, String>(0), (1..=n).map(|i| r.get::<_, Option<String>>(i)).collect()))
         .collect())
 }
 
@@ -230,75 +603,111 @@ fn mismatching(src: &BTreeMap<String, SegmentSum>, dst: &BTreeMap<String, Segmen
     segs
 }
 
-/// (key text → (key hash, row hash)) for the given segments on both sides.
-type Rows = BTreeMap<String, (String, String)>;
-
-async fn fetch_rows(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, segs: &[String]) -> Result<(Rows, Rows)> {
-    let src: Rows = sf
-        .execute(&q.rows_sql(&q.sf_key, &q.sf_row, &q.sf_from, segs))
-        .await?
-        .into_iter()
-        .filter_map(|r| Some((r.first().cloned().flatten()?, (r.get(1).cloned().flatten()?, r.get(2).cloned().flatten()?))))
-        .collect();
-    let dst: Rows = pg
-        .query(&q.rows_sql(&q.pg_key, &q.pg_row, &q.pg_from, segs), &[])
-        .await
-        .map_err(|e| from_postgres(e, format!("fetching mismatching rows of {}", q.pg_from)))?
-        .into_iter()
-        .map(|r| (r.get::<_, String>(0), (r.get::<_, String>(1), r.get::<_, String>(2))))
-        .collect();
-    Ok((src, dst))
+fn group(rows: Vec<Row>) -> BTreeMap<String, Vec<Vec<Option<String>>>> {
+    let mut out: BTreeMap<String, Vec<Vec<Option<String>>>> = BTreeMap::new();
+    for (k, v) in rows {
+        out.entry(k).or_default().push(v);
+    }
+    out
 }
 
-async fn drill(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, src: &BTreeMap<String, SegmentSum>, dst: &BTreeMap<String, SegmentSum>) -> Result<RowDiff> {
-    let segs = mismatching(src, dst);
-    let segs = &segs[..segs.len().min(MAX_DRILL_SEGMENTS)];
-    let (s, d) = fetch_rows(sf, pg, q, segs).await?;
+fn listed(list: &mut Vec<String>, count: &mut u64, key: &str) {
+    *count += 1;
+    if list.len() < MAX_LISTED_KEYS {
+        list.push(key.to_string());
+    }
+}
+
+/// Diff the rows of both sides: keys missing, extra, changed (with the
+/// differing columns) and duplicated on either side.
+fn diff_rows(columns: &[String], src: Vec<Row>, dst: Vec<Row>) -> RowDiff {
+    let (s, d) = (group(src), group(dst));
     let mut diff = RowDiff::default();
-    for (k, (_, rh)) in &s {
+    for (k, rows) in &s {
+        if rows.len() > 1 {
+            listed(&mut diff.duplicate_source, &mut diff.duplicate_source_count, k);
+        }
         match d.get(k) {
-            None => {
-                diff.missing_count += 1;
-                if diff.missing.len() < MAX_LISTED_KEYS {
-                    diff.missing.push(k.clone());
+            None => listed(&mut diff.missing, &mut diff.missing_count, k),
+            Some(targets) => {
+                if targets.len() > 1 {
+                    listed(&mut diff.duplicate_target, &mut diff.duplicate_target_count, k);
+                }
+                let (a, b) = (&rows[0], &targets[0]);
+                if a != b {
+                    listed(&mut diff.changed, &mut diff.changed_count, k);
+                    if diff.changed_rows.len() < MAX_LISTED_KEYS {
+                        let cols = columns
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| a.get(*i) != b.get(*i))
+                            .map(|(i, c)| ColumnDiff { column: c.clone(), source: a.get(i).cloned().flatten(), target: b.get(i).cloned().flatten() })
+                            .collect();
+                        diff.changed_rows.push(ChangedRow { key: k.clone(), columns: cols });
+                    }
                 }
             }
-            Some((_, th)) if th != rh => {
-                diff.changed_count += 1;
-                if diff.changed.len() < MAX_LISTED_KEYS {
-                    diff.changed.push(k.clone());
-                }
+        }
+    }
+    for (k, rows) in &d {
+        if !s.contains_key(k) {
+            listed(&mut diff.extra, &mut diff.extra_count, k);
+            if rows.len() > 1 {
+                listed(&mut diff.duplicate_target, &mut diff.duplicate_target_count, k);
             }
-            _ => {}
         }
     }
-    for k in d.keys().filter(|k| !s.contains_key(*k)) {
-        diff.extra_count += 1;
-        if diff.extra.len() < MAX_LISTED_KEYS {
-            diff.extra.push(k.clone());
-        }
-    }
+    diff
+}
+
+async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, src: &BTreeMap<String, SegmentSum>, dst: &BTreeMap<String, SegmentSum>) -> Result<RowDiff> {
+    let all = mismatching(src, dst);
+    let segs = &all[..all.len().min(MAX_DRILL_SEGMENTS)];
+    let s = source.rows(segs).await?;
+    let d = pg_rows(pg, q, segs).await?;
+    let names: Vec<String> = q.columns.iter().map(|c| c.name.clone()).collect();
+    let mut diff = diff_rows(&names, s, d);
+    diff.segments_mismatching = all.len() as u64;
+    diff.segments_diffed = segs.len() as u64;
     Ok(diff)
 }
 
-async fn delete_extra(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, src: &BTreeMap<String, SegmentSum>, dst: &BTreeMap<String, SegmentSum>) -> Result<u64> {
+async fn delete_extra(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, src: &BTreeMap<String, SegmentSum>, dst: &BTreeMap<String, SegmentSum>) -> Result<u64> {
     let mut deleted = 0;
     for segs in mismatching(src, dst).chunks(MAX_DRILL_SEGMENTS) {
-        let (s, d) = fetch_rows(sf, pg, q, segs).await?;
-        let extra: Vec<String> = d.iter().filter(|(k, _)| !s.contains_key(*k)).map(|(_, (kh, _))| kh.clone()).collect();
+        let s = group(source.rows(segs).await?);
+        let extra: Vec<String> = group(pg_rows(pg, q, segs).await?).keys().filter(|k| !s.contains_key(*k)).map(|k| md5_hex(k)).collect();
         if extra.is_empty() {
             continue;
         }
-        let sql = format!("DELETE FROM {} WHERE MD5({}) = ANY($1::text[])", q.pg_from, q.pg_key);
+        let sql = format!("DELETE FROM {} WHERE MD5({}) = ANY($1::text[])", q.pg_from, q.key_of(&q.pg_exprs()));
         deleted += pg.execute(&sql, &[&extra]).await.map_err(|e| from_postgres(e, format!("deleting rows no longer in Snowflake from {}", q.pg_from)))?;
     }
     tracing::info!(table = %q.pg_from, deleted, "propagated deletes");
     Ok(deleted)
 }
 
-/// Turn a reconcile response with mismatches into a `ReconcileMismatch` error
-/// naming the differing tables (what the Lambda returns to the state machine).
+/// Turn a reconcile response that is not clean into an error (what the
+/// Lambda returns to the state machine and the CLI's exit code):
+/// tables that could not be reconciled first — the first failed table's
+/// kind (exit 2 for bad input such as a missing table, 1 otherwise) — then
+/// differing tables as `ReconcileMismatch` (exit 3), naming the tables.
 pub fn require_match(response: &ReconcileResponse) -> Result<()> {
+    let failed: Vec<&TableReconcile> = response.tables.iter().filter(|t| t.status == TableStatus::Error.as_str()).collect();
+    if let Some(first) = failed.first() {
+        let kind = first.error_kind.as_deref().and_then(|k| ErrorKind::ALL.into_iter().find(|x| x.name() == k)).unwrap_or(ErrorKind::Internal);
+        let kind = if kind == ErrorKind::ReconcileMismatch { ErrorKind::Internal } else { kind };
+        let names: Vec<String> = failed.iter().map(|t| format!("{} ({})", t.target, t.error.as_deref().unwrap_or("no message"))).collect();
+        return Err(Error::new(
+            kind,
+            format!(
+                "{} table(s) could not be reconciled ({} other table(s) differ): {}",
+                failed.len(),
+                response.mismatches,
+                names.join("; ")
+            ),
+        ));
+    }
     if response.mismatches == 0 {
         return Ok(());
     }
@@ -309,7 +718,61 @@ pub fn require_match(response: &ReconcileResponse) -> Result<()> {
         .map(|t| format!("{} ({} vs {} rows)", t.target, t.source_rows, t.target_rows))
         .collect();
     Err(Error::new(
-        crate::error::ErrorKind::ReconcileMismatch,
-        format!("{} table(s) differ between Snowflake and PostgreSQL: {}", response.mismatches, names.join(", ")),
+        ErrorKind::ReconcileMismatch,
+        format!("{} table(s) differ between Snowflake and PostgreSQL: {}. See the reconcile report for missing, extra, changed and duplicate keys.", response.mismatches, names.join(", ")),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(k: &str, v: &[Option<&str>]) -> Row {
+        (k.to_string(), v.iter().map(|x| x.map(str::to_string)).collect())
+    }
+
+    #[test]
+    fn row_diff_reports_missing_extra_changed_columns_and_duplicates() {
+        let cols = vec!["id".to_string(), "note".to_string(), "f".to_string()];
+        let src = vec![
+            row("1", &[Some("1"), Some("a"), Some("1e0")]),
+            row("2", &[Some("2"), None, Some("NaN")]),
+            row("3", &[Some("3"), Some("c"), None]),
+            row("4", &[Some("4"), Some("d"), None]),
+            row("4", &[Some("4"), Some("d"), None]),
+        ];
+        let dst = vec![
+            row("1", &[Some("1"), Some("a"), Some("1e0")]),
+            row("2", &[Some("2"), Some(""), None]),
+            row("4", &[Some("4"), Some("d"), None]),
+            row("5", &[Some("5"), Some("e"), None]),
+            row("5", &[Some("5"), Some("e"), None]),
+        ];
+        let d = diff_rows(&cols, src, dst);
+        assert_eq!(d.missing, ["3"]);
+        assert_eq!(d.extra, ["5"]);
+        assert_eq!(d.changed, ["2"]);
+        assert_eq!(d.duplicate_source, ["4"]);
+        assert_eq!(d.duplicate_target, ["5"]);
+        assert_eq!(
+            d.changed_rows[0].columns,
+            vec![
+                ColumnDiff { column: "note".into(), source: None, target: Some("".into()) },
+                ColumnDiff { column: "f".into(), source: Some("NaN".into()), target: None },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_table_makes_the_outcome_an_error_of_its_kind_before_mismatches() {
+        let ok = TableReconcile { target: "a".into(), matched: true, status: "ok".into(), ..Default::default() };
+        let bad = TableReconcile { target: "b".into(), status: "mismatch".into(), ..Default::default() };
+        let failed = TableReconcile { target: "c".into(), status: "error".into(), error: Some("boom".into()), error_kind: Some("Transient".into()), ..Default::default() };
+        let r = |tables: Vec<TableReconcile>, mismatches, errors| ReconcileResponse { run_id: uuid::Uuid::nil(), tables, mismatches, errors };
+        assert!(require_match(&r(vec![ok.clone()], 0, 0)).is_ok());
+        assert_eq!(require_match(&r(vec![ok.clone(), bad.clone()], 1, 0)).unwrap_err().kind, ErrorKind::ReconcileMismatch);
+        let e = require_match(&r(vec![ok, bad, failed], 1, 1)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Transient);
+        assert!(e.message.contains("c (boom)"), "{e}");
+    }
 }
