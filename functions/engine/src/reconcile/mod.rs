@@ -36,7 +36,7 @@ use crate::contract::{ReconcileResponse, RunRequest, TableReconcile};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink;
 use crate::source::{self, SnowflakeSource};
-use crate::sync::plan::TablePlan;
+use crate::sync::plan::{ColumnPair, TablePlan};
 use crate::sync::status;
 use canonical::EmulatorPart;
 
@@ -353,8 +353,15 @@ struct TableQueries {
 
 impl TableQueries {
     fn new(plan: &TablePlan, engine: SourceEngine) -> Self {
-        let columns: Vec<Column> = plan
-            .columns
+        let sf_from = match &plan.source_filter {
+            Some(f) => format!("{} WHERE ({f})", plan.source_fqn()),
+            None => plan.source_fqn(),
+        };
+        Self::from_columns(&plan.columns, &plan.key_columns, engine, sf_from, plan.target_fqn())
+    }
+
+    fn from_columns(pairs: &[ColumnPair], key_columns: &[String], engine: SourceEngine, sf_from: String, pg_from: String) -> Self {
+        let columns: Vec<Column> = pairs
             .iter()
             .map(|c| Column {
                 name: c.target.name.clone(),
@@ -363,22 +370,12 @@ impl TableQueries {
                 pg: canonical::postgres_expr(&c.source, &c.target),
             })
             .collect();
-        let keys: Vec<usize> = if plan.key_columns.is_empty() {
+        let keys: Vec<usize> = if key_columns.is_empty() {
             (0..columns.len()).collect()
         } else {
-            plan.key_columns.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect()
+            key_columns.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect()
         };
-        TableQueries {
-            columns,
-            keys,
-            engine,
-            sf_from: match &plan.source_filter {
-                Some(f) => format!("{} WHERE ({f})", plan.source_fqn()),
-                None => plan.source_fqn(),
-            },
-            pg_from: plan.target_fqn(),
-            digits: 2,
-        }
+        TableQueries { columns, keys, engine, sf_from, pg_from, digits: 2 }
     }
 
     /// Whether the Snowflake SQL calls the JavaScript functions.
@@ -570,6 +567,29 @@ impl SourceSide<'_> {
         }
         Ok(out)
     }
+}
+
+/// The Snowflake side's canonical text of every column of every row of
+/// `from` (a table, optionally followed by `WHERE …`), computed the way
+/// reconcile computes it on `engine` (in SQL; on the emulator float and JSON
+/// columns are finished in Rust). Rows come in no particular order; NULL is
+/// `None`. For tests and diagnostics: reconcile itself only hashes these.
+///
+/// Errors: whatever Snowflake answers; on real Snowflake the JavaScript
+/// functions must exist on the session (see [`canonical::snowflake_functions`]).
+pub async fn source_texts(sf: &SnowflakeSource, engine: SourceEngine, columns: &[ColumnPair], from: &str) -> Result<Vec<Vec<Option<String>>>> {
+    let q = TableQueries::from_columns(columns, &[], engine, from.to_string(), String::new());
+    if q.streamed() {
+        let mut side = SourceSide { sf, q: &q, streamed: None };
+        return Ok(side.stream().await?.iter().map(|((_, v), _)| v.clone()).collect());
+    }
+    let exprs = q.sf_exprs();
+    let select = if exprs.is_empty() { "1".to_string() } else { exprs.join(", ") };
+    let mut rows = sf.execute(&format!("SELECT {select} FROM {from}")).await?;
+    for r in &mut rows {
+        r.resize(exprs.len(), None);
+    }
+    Ok(rows)
 }
 
 fn parse_sum(v: Option<String>) -> u64 {
