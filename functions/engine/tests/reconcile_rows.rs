@@ -108,6 +108,18 @@ async fn one_failing_table_does_not_stop_the_others() {
         .unwrap()
         .get(0);
     assert_eq!(stored["errors"], 1);
+    // And per table in migration_status.reconcile_results (V8), the rerun counted.
+    let rows: Vec<(String, String, i64, bool, i32)> = pg
+        .query(
+            "SELECT target, status, changed_keys, error_message IS NOT NULL, attempts FROM migration_status.reconcile_results WHERE run_id = $1 ORDER BY target",
+            &[&run.plan.run_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(rows, [("public.aaa".into(), "error".into(), 0, true, 2), ("public.bbb".into(), "mismatch".into(), 1, false, 2)]);
 
     // The runner keeps going too (the rerun reloads BBB's tampered row; AAA's
     // extra row stays): its report carries both outcomes and the exit is an error.

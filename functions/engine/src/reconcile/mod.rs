@@ -250,7 +250,51 @@ pub async fn reconcile_run(config: &Config, request: &RunRequest) -> Result<(Rec
     };
     let value = serde_json::to_value(&response).map_err(|e| Error::internal(format!("reconcile summary does not serialise: {e}")))?;
     status::set_run_metadata(&pg, request.run_id, "reconcile", value).await?;
+    store_results(&pg, request.run_id, &reports).await?;
     Ok((response, reports))
+}
+
+/// Persist each table's outcome in `migration_status.reconcile_results`
+/// (migration V8): one row per run and table, replaced by a rerun, which
+/// counts the attempt.
+///
+/// Errors: [`ErrorKind`] by SQLSTATE when the row cannot be written.
+pub async fn store_results(pg: &Client, run_id: uuid::Uuid, reports: &[TableReport]) -> Result<()> {
+    for r in reports {
+        let s = &r.summary;
+        let d = r.diff.clone().unwrap_or_default();
+        let report = serde_json::to_value(r).map_err(|e| Error::internal(format!("reconcile report does not serialise: {e}")))?;
+        let n = |x: u64| x as i64;
+        pg.execute(
+            "INSERT INTO migration_status.reconcile_results (run_id, target, status, source_rows, target_rows, source_checksum, target_checksum, \
+               missing_keys, extra_keys, changed_keys, duplicate_keys, deleted_rows, error_message, report) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (run_id, target) DO UPDATE SET status = EXCLUDED.status, source_rows = EXCLUDED.source_rows, target_rows = EXCLUDED.target_rows, \
+               source_checksum = EXCLUDED.source_checksum, target_checksum = EXCLUDED.target_checksum, missing_keys = EXCLUDED.missing_keys, \
+               extra_keys = EXCLUDED.extra_keys, changed_keys = EXCLUDED.changed_keys, duplicate_keys = EXCLUDED.duplicate_keys, \
+               deleted_rows = EXCLUDED.deleted_rows, error_message = EXCLUDED.error_message, report = EXCLUDED.report, \
+               attempts = migration_status.reconcile_results.attempts + 1, reconciled_at = now()",
+            &[
+                &run_id,
+                &s.target,
+                &s.status,
+                &n(s.source_rows),
+                &n(s.target_rows),
+                &s.source_checksum,
+                &s.target_checksum,
+                &n(d.missing_count),
+                &n(d.extra_count),
+                &n(d.changed_count),
+                &n(d.duplicate_source_count + d.duplicate_target_count),
+                &n(d.deleted),
+                &s.error,
+                &report,
+            ],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("recording the reconcile result of {}", s.target)))?;
+    }
+    Ok(())
 }
 
 fn error_report(target: String, columns: u32, e: &Error) -> TableReport {
