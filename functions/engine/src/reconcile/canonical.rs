@@ -49,7 +49,10 @@
 //!   beyond 17 significant digits compare rounded); JSON numbers outside the
 //!   double range fail the table in PostgreSQL; object keys outside the
 //!   Basic Multilingual Plane sort by code point in all three implementations;
-//! * text sources into an unconstrained `numeric` compare at scale 0.
+//! * text sources into an unconstrained `numeric` compare at scale 0;
+//! * on the emulator only, TIMESTAMP_TZ into `date` compares the date:
+//!   fakesnow keeps TIMESTAMP_TZ in UTC without its offset, so local
+//!   midnights are no midnights there.
 
 use serde_json::Value;
 
@@ -210,6 +213,13 @@ pub fn emulator_part(source: &SourceColumn, target: &TargetColumn) -> EmulatorPa
         Some(false) => EmulatorPart::Float(c),
         Some(true) if is_semi(logical(source)) => EmulatorPart::Json(format!("TO_JSON({c})")),
         Some(true) => EmulatorPart::Json(c),
+        // fakesnow keeps TIMESTAMP_TZ in UTC and drops the stored offset, so a
+        // local midnight (a date stored as TIMESTAMP_TZ) is no midnight there:
+        // the emulator compares the date only. Real Snowflake compares the
+        // full wall clock in the stored offset.
+        None if target.pg_type == PgType::Date && logical(source) == LogicalType::TimestampTz => {
+            EmulatorPart::Sql(format!("CAST(DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, CAST(CAST({c} AS DATE) AS TIMESTAMP_NTZ)) AS VARCHAR)"))
+        }
         None => EmulatorPart::Sql(common_expr(source, target)),
     }
 }
@@ -425,6 +435,16 @@ mod tests {
         let e = snowflake_expr(&s, &target("at", PgType::Date, None));
         assert_eq!(e, r#"CAST(DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, "At") AS VARCHAR)"#);
         assert_eq!(postgres_expr(&s, &target("at", PgType::Date, None)), r#"CAST(CAST("at" - DATE '1970-01-01' AS BIGINT) * 86400000000 AS VARCHAR)"#);
+    }
+
+    #[test]
+    fn timestamp_tz_into_date_compares_the_date_only_on_the_emulator() {
+        let (s, t) = (source("At", "TIMESTAMP_TZ", None), target("at", PgType::Date, None));
+        assert!(snowflake_expr(&s, &t).contains(r#"CAST("At" AS TIMESTAMP_NTZ)"#), "real Snowflake: the full wall clock");
+        let EmulatorPart::Sql(e) = emulator_part(&s, &t) else { panic!("SQL expected") };
+        assert!(e.contains(r#"CAST(CAST("At" AS DATE) AS TIMESTAMP_NTZ)"#), "{e}");
+        let ntz = source("At", "TIMESTAMP_NTZ", None);
+        assert_eq!(emulator_part(&ntz, &t), EmulatorPart::Sql(snowflake_expr(&ntz, &t)));
     }
 
     #[test]
