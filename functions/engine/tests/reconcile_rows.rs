@@ -232,4 +232,16 @@ async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
         "ID 9009 (JSON key order and number spelling) is not a difference"
     );
     assert_eq!((d.missing_count, d.extra_count, d.changed_count, d.duplicate_target_count), (1, 1, 5, 1));
+    assert_eq!(d.levels, 1, "with the defaults (32 ranges, 16 K rows) the first split is fine enough");
+
+    // Bisection: split by 4 until a range holds at most 200 rows; the same differences, found in small ranges.
+    let options = reconcile::ReconcileOptions { factor: 4, leaf_rows: 200, max_leaves: 64 };
+    let (_, details) = reconcile::reconcile_run_with(&config, &RunRequest { run_id: run.plan.run_id }, options).await.unwrap();
+    let b = details[0].diff.as_ref().unwrap();
+    assert!(b.levels >= 4, "20 000 rows / 4^k ≤ 200 needs at least 4 levels, got {}", b.levels);
+    assert!(b.segments_mismatching <= 8 && b.segments_diffed == b.segments_mismatching, "{b:?}");
+    assert_eq!((&b.missing, &b.extra, &b.duplicate_target, b.changed_count), (&d.missing, &d.extra, &d.duplicate_target, 5));
+    let mut keys: Vec<&str> = b.changed.iter().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["1001", "4004", "5005", "7007", "8004"]);
 }

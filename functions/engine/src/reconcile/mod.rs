@@ -40,10 +40,61 @@ use crate::sync::plan::{ColumnPair, TablePlan};
 use crate::sync::status;
 use canonical::EmulatorPart;
 
-/// Most mismatching segments drilled into per table.
-const MAX_DRILL_SEGMENTS: usize = 32;
 /// Most differing keys listed per kind in a report.
 const MAX_LISTED_KEYS: usize = 20;
+/// Hex digits of `MD5(key text)` that place a row in the key-hash space.
+const HASH_DIGITS: usize = 7;
+/// Size of the key-hash space: `16^HASH_DIGITS` (2^28; fits PostgreSQL `int4`).
+pub const HASH_SPACE: u64 = 1 << 28;
+
+/// How reconcile narrows differences down (docs/reconcile.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileOptions {
+    /// Ranges a mismatching range is split into (at least 2; default 32).
+    pub factor: u64,
+    /// A mismatching range with at most this many rows on both sides is
+    /// diffed row by row instead of split again (default 16 384).
+    pub leaf_rows: u64,
+    /// Most ranges diffed row by row per table (default 64); further
+    /// mismatching ranges are counted, not diffed.
+    pub max_leaves: usize,
+}
+
+impl Default for ReconcileOptions {
+    fn default() -> Self {
+        ReconcileOptions { factor: 32, leaf_rows: 16_384, max_leaves: 64 }
+    }
+}
+
+/// A half-open range `[lo, hi)` of the key-hash space: the rows whose
+/// `MD5(key text)` starts with 7 hex digits whose value lies in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyRange {
+    /// First hash value in the range.
+    pub lo: u64,
+    /// First hash value after the range.
+    pub hi: u64,
+}
+
+impl KeyRange {
+    /// The whole key-hash space.
+    pub const ALL: KeyRange = KeyRange { lo: 0, hi: HASH_SPACE };
+
+    /// Width of each of the `factor` sub-ranges (the last may be narrower).
+    pub fn child_width(self, factor: u64) -> u64 {
+        (self.hi - self.lo).div_ceil(factor.max(2)).max(1)
+    }
+
+    /// Sub-range number `i` of a split into `factor`.
+    pub fn child(self, i: u64, factor: u64) -> KeyRange {
+        let w = self.child_width(factor);
+        KeyRange { lo: (self.lo + i * w).min(self.hi), hi: (self.lo + (i + 1) * w).min(self.hi) }
+    }
+
+    fn contains(self, h: u64) -> bool {
+        h >= self.lo && h < self.hi
+    }
+}
 
 /// Count and checksum of one segment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,12 +180,15 @@ pub struct RowDiff {
     /// Total keys duplicated in PostgreSQL.
     #[serde(default)]
     pub duplicate_target_count: u64,
-    /// Mismatching segments, and how many of them were diffed row by row.
+    /// Mismatching key-hash ranges found by bisection, small enough to diff.
     #[serde(default)]
     pub segments_mismatching: u64,
-    /// Segments diffed (at most 32; the counts above cover only these).
+    /// Ranges diffed row by row (at most `max_leaves`; the counts above cover only these).
     #[serde(default)]
     pub segments_diffed: u64,
+    /// Bisection levels used (1: the first split was fine enough).
+    #[serde(default)]
+    pub levels: u32,
     /// Extra rows deleted from the target (`propagate_deletes`).
     pub deleted: u64,
 }
@@ -205,6 +259,11 @@ async fn open_session(config: &Config, database: &str, schema: &str) -> Result<S
 /// Errors: only when the run's tables cannot be listed or the summary cannot
 /// be stored.
 pub async fn reconcile_run(config: &Config, request: &RunRequest) -> Result<(ReconcileResponse, Vec<TableReport>)> {
+    reconcile_run_with(config, request, ReconcileOptions::default()).await
+}
+
+/// [`reconcile_run`] with explicit bisection options.
+pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>)> {
     let pg = sink::connect(&config.postgres, config.status_database()).await?;
     // Shortest round-trip float8 text (PostgreSQL's default; pinned here).
     pg.batch_execute("SET extra_float_digits = 1").await.map_err(|e| from_postgres(e, "setting extra_float_digits"))?;
@@ -230,7 +289,7 @@ pub async fn reconcile_run(config: &Config, request: &RunRequest) -> Result<(Rec
             .map(|x| x.propagate_deletes)
             .unwrap_or(false);
         let result = match &sessions[&key] {
-            Ok(session) => reconcile_table_in(session, &pg, &plan, propagate).await,
+            Ok(session) => reconcile_table_in(session, &pg, &plan, propagate, options).await,
             Err(e) => Err(e.clone()),
         };
         match result {
@@ -324,36 +383,38 @@ pub async fn reconcile_table(sf: &SnowflakeSource, pg: &Client, plan: &TablePlan
             sf.execute(&statement).await?;
         }
     }
-    reconcile_queries(sf, pg, &TableQueries::new(plan, engine), plan, propagate_deletes).await
+    reconcile_queries(sf, pg, &TableQueries::new(plan, engine), plan, propagate_deletes, ReconcileOptions::default()).await
 }
 
-async fn reconcile_table_in(session: &Session, pg: &Client, plan: &TablePlan, propagate_deletes: bool) -> Result<TableReport> {
+async fn reconcile_table_in(session: &Session, pg: &Client, plan: &TablePlan, propagate_deletes: bool, options: ReconcileOptions) -> Result<TableReport> {
     let q = TableQueries::new(plan, session.engine);
     if let (true, Some(e)) = (q.needs_functions(), &session.functions_error) {
         return Err(e.clone());
     }
-    reconcile_queries(&session.sf, pg, &q, plan, propagate_deletes).await
+    reconcile_queries(&session.sf, pg, &q, plan, propagate_deletes, options).await
 }
 
-async fn reconcile_queries(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, plan: &TablePlan, propagate_deletes: bool) -> Result<TableReport> {
+async fn reconcile_queries(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, plan: &TablePlan, propagate_deletes: bool, options: ReconcileOptions) -> Result<TableReport> {
     let started = std::time::Instant::now();
     let mut source = SourceSide { sf, q, streamed: None };
-    let mut src = source.segments().await?;
+    let mut src = source.segments(KeyRange::ALL, options.factor).await?;
     let source_seconds = started.elapsed().as_secs_f64();
-    let mut dst = pg_segments(pg, q).await?;
+    let mut dst = pg_segments(pg, q, KeyRange::ALL, options.factor).await?;
     tracing::info!(table = %plan.target_fqn(), source_seconds, target_seconds = started.elapsed().as_secs_f64() - source_seconds, "checksummed");
     let mut diff = None;
     if src != dst {
-        let mut d = drill(&mut source, pg, q, &src, &dst).await?;
+        let (leaves, levels) = bisect(&mut source, pg, q, &src, &dst, options).await?;
+        let mut d = drill(&mut source, pg, q, &leaves, options).await?;
+        d.levels = levels;
         if propagate_deletes && d.extra_count > 0 {
-            d.deleted = delete_extra(&mut source, pg, q, &src, &dst).await?;
+            d.deleted = delete_extra(&mut source, pg, q, &leaves, options).await?;
             source.streamed = None;
-            dst = pg_segments(pg, q).await?;
-            src = source.segments().await?;
+            dst = pg_segments(pg, q, KeyRange::ALL, options.factor).await?;
+            src = source.segments(KeyRange::ALL, options.factor).await?;
         }
         diff = Some(d);
     }
-    let total = |m: &BTreeMap<String, SegmentSum>| {
+    let total = |m: &BTreeMap<KeyRange, SegmentSum>| {
         m.values().fold(SegmentSum::default(), |a, s| SegmentSum { rows: a.rows + s.rows, high: a.high + s.high, low: a.low + s.low })
     };
     let (s, d) = (total(&src), total(&dst));
@@ -392,7 +453,6 @@ struct TableQueries {
     engine: SourceEngine,
     sf_from: String,
     pg_from: String,
-    digits: usize,
 }
 
 impl TableQueries {
@@ -419,7 +479,7 @@ impl TableQueries {
         } else {
             key_columns.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect()
         };
-        TableQueries { columns, keys, engine, sf_from, pg_from, digits: 2 }
+        TableQueries { columns, keys, engine, sf_from, pg_from }
     }
 
     /// Whether the Snowflake SQL calls the JavaScript functions.
@@ -451,34 +511,42 @@ impl TableQueries {
         canonical::row_text(&self.keys.iter().map(|i| exprs[*i].clone()).collect::<Vec<_>>())
     }
 
-    /// `fence` adds `OFFSET 0` to the hashing subquery: PostgreSQL would
-    /// otherwise inline it and compute the row's MD5 once per hex digit.
-    fn segments_sql(&self, exprs: &[String], from: &str, fence: bool) -> String {
-        let (hi, lo) = (canonical::hex_to_int("rh", 1, 6), canonical::hex_to_int("rh", 7, 6));
+    /// `FROM …` of the rows whose key hash (`thaw_kh`) lies in one of
+    /// `ranges`, with every source column: the key is hashed first, so the
+    /// canonical texts are computed only for rows in range. `fence` adds
+    /// `OFFSET 0`: PostgreSQL would otherwise inline the subquery and hash the
+    /// key once per hex digit.
+    fn in_ranges(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange]) -> String {
+        let within: Vec<String> = ranges.iter().map(|r| format!("(thaw_kh >= {} AND thaw_kh < {})", r.lo, r.hi)).collect();
         format!(
-            "SELECT seg, COUNT(*), SUM(hi), SUM(lo) FROM (SELECT SUBSTR(kh, 1, {d}) AS seg, {hi} AS hi, {lo} AS lo FROM \
-             (SELECT MD5({key}) AS kh, MD5({row}) AS rh FROM {from}{fence}) x) y GROUP BY seg",
+            "(SELECT * FROM (SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, MD5({key}) AS thaw_kx FROM {from}{fence}) t1) t2 WHERE {within}) t3",
+            kh = canonical::hex_to_int("thaw_kx", 1, HASH_DIGITS),
             key = self.key_of(exprs),
+            fence = if fence { " OFFSET 0" } else { "" },
+            within = if within.is_empty() { "1 = 0".to_string() } else { within.join(" OR ") },
+        )
+    }
+
+    /// Per sub-range of `range` split into `factor`: `(index, COUNT, SUM of
+    /// hash bits 47..24, SUM of bits 23..0)`. With `fence` (PostgreSQL) the
+    /// row hash is computed once per row, not once per hex digit.
+    fn segments_sql(&self, exprs: &[String], from: &str, fence: bool, range: KeyRange, factor: u64) -> String {
+        let (h1, h2) = (canonical::hex_to_int("rh", 1, 6), canonical::hex_to_int("rh", 7, 6));
+        format!(
+            "SELECT FLOOR((thaw_kh - {lo}) / {w}) AS seg, COUNT(*), SUM(h1), SUM(h2) FROM (SELECT thaw_kh, {h1} AS h1, {h2} AS h2 FROM \
+             (SELECT thaw_kh, MD5({row}) AS rh FROM {rows}{fence}) x) y GROUP BY FLOOR((thaw_kh - {lo}) / {w})",
             row = canonical::row_text(exprs),
-            d = self.digits,
+            rows = self.in_ranges(exprs, from, fence, &[range]),
+            lo = range.lo,
+            w = range.child_width(factor),
             fence = if fence { " OFFSET 0" } else { "" }
         )
     }
 
-    /// Key text and every column's canonical text of the rows in `segments`.
-    fn rows_sql(&self, exprs: &[String], from: &str, segments: &[String]) -> String {
-        let list: Vec<String> = segments.iter().map(|s| format!("'{s}'")).collect();
-        let cols: Vec<String> = exprs.iter().enumerate().map(|(i, e)| format!("{e} AS c{i}")).collect();
-        let names: Vec<String> = (0..exprs.len()).map(|i| format!("c{i}")).collect();
-        format!(
-            "SELECT kt{sep}{} FROM (SELECT {key} AS kt{sep}{} FROM {from}) x WHERE SUBSTR(MD5(kt), 1, {d}) IN ({})",
-            names.join(", "),
-            cols.join(", "),
-            list.join(", "),
-            sep = if exprs.is_empty() { "" } else { ", " },
-            key = self.key_of(exprs),
-            d = self.digits
-        )
+    /// Key text and every column's canonical text of the rows in `ranges`.
+    fn rows_sql(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange]) -> String {
+        let cols: Vec<String> = exprs.iter().enumerate().map(|(i, e)| format!(", {e} AS c{i}")).collect();
+        format!("SELECT {key} AS kt{} FROM {}", cols.join(""), self.in_ranges(exprs, from, fence, ranges), key = self.key_of(exprs))
     }
 }
 
@@ -488,6 +556,21 @@ type Row = (String, Vec<Option<String>>);
 fn md5_hex(text: &str) -> String {
     use md5::{Digest, Md5};
     hex::encode(Md5::digest(text.as_bytes()))
+}
+
+/// A key text's place in the key-hash space (what the SQL computes).
+fn key_hash(key: &str) -> u64 {
+    u64::from_str_radix(&md5_hex(key)[..HASH_DIGITS], 16).unwrap_or(0)
+}
+
+fn sums_from_rows(rows: Vec<Vec<Option<String>>>, range: KeyRange, factor: u64) -> BTreeMap<KeyRange, SegmentSum> {
+    rows.into_iter()
+        .filter_map(|r| {
+            let seg = r.first().cloned().flatten()?.parse::<f64>().ok()? as u64;
+            let sum = SegmentSum { rows: parse_sum(r.get(1).cloned().flatten()), high: parse_sum(r.get(2).cloned().flatten()), low: parse_sum(r.get(3).cloned().flatten()) };
+            Some((range.child(seg, factor), sum))
+        })
+        .collect()
 }
 
 /// The same text [`canonical::row_text`] builds in SQL.
@@ -506,22 +589,19 @@ struct SourceSide<'a> {
 }
 
 impl SourceSide<'_> {
-    async fn segments(&mut self) -> Result<BTreeMap<String, SegmentSum>> {
+    async fn segments(&mut self, range: KeyRange, factor: u64) -> Result<BTreeMap<KeyRange, SegmentSum>> {
         if !self.q.streamed() {
-            let rows = self.sf.execute(&self.q.segments_sql(&self.q.sf_exprs(), &self.q.sf_from, false)).await?;
-            return Ok(rows
-                .into_iter()
-                .filter_map(|r| {
-                    let seg = r.first().cloned().flatten()?;
-                    Some((seg, SegmentSum { rows: parse_sum(r.get(1).cloned().flatten()), high: parse_sum(r.get(2).cloned().flatten()), low: parse_sum(r.get(3).cloned().flatten()) }))
-                })
-                .collect());
+            let rows = self.sf.execute(&self.q.segments_sql(&self.q.sf_exprs(), &self.q.sf_from, false, range, factor)).await?;
+            return Ok(sums_from_rows(rows, range, factor));
         }
-        let digits = self.q.digits;
-        let mut out: BTreeMap<String, SegmentSum> = BTreeMap::new();
+        let w = range.child_width(factor);
+        let mut out: BTreeMap<KeyRange, SegmentSum> = BTreeMap::new();
         for ((key, _), rh) in self.stream().await? {
-            let seg = md5_hex(key)[..digits].to_string();
-            let s = out.entry(seg).or_default();
+            let h = key_hash(key);
+            if !range.contains(h) {
+                continue;
+            }
+            let s = out.entry(range.child((h - range.lo) / w, factor)).or_default();
             s.rows += 1;
             s.high += u64::from_str_radix(&rh[0..6], 16).unwrap_or(0);
             s.low += u64::from_str_radix(&rh[6..12], 16).unwrap_or(0);
@@ -529,12 +609,12 @@ impl SourceSide<'_> {
         Ok(out)
     }
 
-    async fn rows(&mut self, segments: &[String]) -> Result<Vec<Row>> {
+    async fn rows(&mut self, ranges: &[KeyRange]) -> Result<Vec<Row>> {
         if !self.q.streamed() {
             let n = self.q.columns.len();
             return Ok(self
                 .sf
-                .execute(&self.q.rows_sql(&self.q.sf_exprs(), &self.q.sf_from, segments))
+                .execute(&self.q.rows_sql(&self.q.sf_exprs(), &self.q.sf_from, false, ranges))
                 .await?
                 .into_iter()
                 .filter_map(|mut r| {
@@ -544,8 +624,7 @@ impl SourceSide<'_> {
                 })
                 .collect());
         }
-        let digits = self.q.digits;
-        Ok(self.stream().await?.iter().filter(|((k, _), _)| segments.iter().any(|s| md5_hex(k)[..digits] == *s)).map(|(r, _)| r.clone()).collect())
+        Ok(self.stream().await?.iter().filter(|((k, _), _)| ranges.iter().any(|r| r.contains(key_hash(k)))).map(|(r, _)| r.clone()).collect())
     }
 
     /// Every row of the table with its canonical texts, computed once.
@@ -640,19 +719,16 @@ fn parse_sum(v: Option<String>) -> u64 {
     v.and_then(|s| s.parse::<f64>().ok()).map(|f| f.round() as u64).unwrap_or(0)
 }
 
-async fn pg_segments(pg: &Client, q: &TableQueries) -> Result<BTreeMap<String, SegmentSum>> {
-    let sql = format!("SELECT seg, c::text, h::text, l::text FROM ({}) s(seg, c, h, l)", q.segments_sql(&q.pg_exprs(), &q.pg_from, true));
+async fn pg_segments(pg: &Client, q: &TableQueries, range: KeyRange, factor: u64) -> Result<BTreeMap<KeyRange, SegmentSum>> {
+    let sql = format!("SELECT seg::text, c::text, h::text, l::text FROM ({}) s(seg, c, h, l)", q.segments_sql(&q.pg_exprs(), &q.pg_from, true, range, factor));
     let rows = pg.query(&sql, &[]).await.map_err(|e| from_postgres(e, format!("checksumming {}", q.pg_from)))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.get::<_, String>(0), SegmentSum { rows: parse_sum(r.get(1)), high: parse_sum(r.get(2)), low: parse_sum(r.get(3)) }))
-        .collect())
+    Ok(sums_from_rows(rows.iter().map(|r| (0..4).map(|i| r.get::<_, Option<String>>(i)).collect()).collect(), range, factor))
 }
 
-async fn pg_rows(pg: &Client, q: &TableQueries, segments: &[String]) -> Result<Vec<Row>> {
+async fn pg_rows(pg: &Client, q: &TableQueries, ranges: &[KeyRange]) -> Result<Vec<Row>> {
     let n = q.columns.len();
     Ok(pg
-        .query(&q.rows_sql(&q.pg_exprs(), &q.pg_from, segments), &[])
+        .query(&q.rows_sql(&q.pg_exprs(), &q.pg_from, true, ranges), &[])
         .await
         .map_err(|e| from_postgres(e, format!("fetching mismatching rows of {}", q.pg_from)))?
         .into_iter()
@@ -660,11 +736,47 @@ async fn pg_rows(pg: &Client, q: &TableQueries, segments: &[String]) -> Result<V
         .collect())
 }
 
-fn mismatching(src: &BTreeMap<String, SegmentSum>, dst: &BTreeMap<String, SegmentSum>) -> Vec<String> {
-    let mut segs: Vec<String> = src.keys().chain(dst.keys()).filter(|k| src.get(*k) != dst.get(*k)).cloned().collect();
+fn mismatching(src: &BTreeMap<KeyRange, SegmentSum>, dst: &BTreeMap<KeyRange, SegmentSum>) -> Vec<KeyRange> {
+    let mut segs: Vec<KeyRange> = src.keys().chain(dst.keys()).filter(|k| src.get(*k) != dst.get(*k)).copied().collect();
     segs.sort();
     segs.dedup();
     segs
+}
+
+/// Bisect the mismatching ranges of the first split until each holds at
+/// most `leaf_rows` rows on both sides (or cannot be split): returns those
+/// leaf ranges and the number of levels used. Each level costs one query per
+/// side per range split; splitting stops once `max_leaves` leaves are found.
+async fn bisect(
+    source: &mut SourceSide<'_>,
+    pg: &Client,
+    q: &TableQueries,
+    src: &BTreeMap<KeyRange, SegmentSum>,
+    dst: &BTreeMap<KeyRange, SegmentSum>,
+    options: ReconcileOptions,
+) -> Result<(Vec<KeyRange>, u32)> {
+    let mut leaves = Vec::new();
+    let mut levels = 1;
+    let mut level: Vec<(KeyRange, u64)> =
+        mismatching(src, dst).into_iter().map(|r| (r, src.get(&r).map_or(0, |s| s.rows).max(dst.get(&r).map_or(0, |s| s.rows)))).collect();
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for (range, rows) in level {
+            if rows <= options.leaf_rows || range.hi - range.lo <= 1 || leaves.len() >= options.max_leaves {
+                leaves.push(range);
+                continue;
+            }
+            let s = source.segments(range, options.factor).await?;
+            let d = pg_segments(pg, q, range, options.factor).await?;
+            next.extend(mismatching(&s, &d).into_iter().map(|r| (r, s.get(&r).map_or(0, |x| x.rows).max(d.get(&r).map_or(0, |x| x.rows)))));
+        }
+        if !next.is_empty() {
+            levels += 1;
+        }
+        level = next;
+    }
+    leaves.sort();
+    Ok((leaves, levels))
 }
 
 fn group(rows: Vec<Row>) -> BTreeMap<String, Vec<Vec<Option<String>>>> {
@@ -724,23 +836,22 @@ fn diff_rows(columns: &[String], src: Vec<Row>, dst: Vec<Row>) -> RowDiff {
     diff
 }
 
-async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, src: &BTreeMap<String, SegmentSum>, dst: &BTreeMap<String, SegmentSum>) -> Result<RowDiff> {
-    let all = mismatching(src, dst);
-    let segs = &all[..all.len().min(MAX_DRILL_SEGMENTS)];
-    let s = source.rows(segs).await?;
-    let d = pg_rows(pg, q, segs).await?;
+async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leaves: &[KeyRange], options: ReconcileOptions) -> Result<RowDiff> {
+    let ranges = &leaves[..leaves.len().min(options.max_leaves)];
+    let s = source.rows(ranges).await?;
+    let d = pg_rows(pg, q, ranges).await?;
     let names: Vec<String> = q.columns.iter().map(|c| c.name.clone()).collect();
     let mut diff = diff_rows(&names, s, d);
-    diff.segments_mismatching = all.len() as u64;
-    diff.segments_diffed = segs.len() as u64;
+    diff.segments_mismatching = leaves.len() as u64;
+    diff.segments_diffed = ranges.len() as u64;
     Ok(diff)
 }
 
-async fn delete_extra(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, src: &BTreeMap<String, SegmentSum>, dst: &BTreeMap<String, SegmentSum>) -> Result<u64> {
+async fn delete_extra(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leaves: &[KeyRange], options: ReconcileOptions) -> Result<u64> {
     let mut deleted = 0;
-    for segs in mismatching(src, dst).chunks(MAX_DRILL_SEGMENTS) {
-        let s = group(source.rows(segs).await?);
-        let extra: Vec<String> = group(pg_rows(pg, q, segs).await?).keys().filter(|k| !s.contains_key(*k)).map(|k| md5_hex(k)).collect();
+    for ranges in leaves.chunks(options.max_leaves.max(1)) {
+        let s = group(source.rows(ranges).await?);
+        let extra: Vec<String> = group(pg_rows(pg, q, ranges).await?).keys().filter(|k| !s.contains_key(*k)).map(|k| md5_hex(k)).collect();
         if extra.is_empty() {
             continue;
         }
