@@ -62,6 +62,12 @@ enum Command {
         /// Print the report as JSON instead of the human summary.
         #[arg(long)]
         json: bool,
+        /// Split a mismatching key-hash range into this many (at least 2).
+        #[arg(long, default_value_t = 32)]
+        bisect_factor: u64,
+        /// Diff a mismatching range row by row once it holds at most this many rows.
+        #[arg(long, default_value_t = 16_384)]
+        leaf_rows: u64,
     },
     /// Run conflict detection over the synced analytics tables.
     Conflicts {
@@ -151,9 +157,13 @@ async fn dispatch(cli: Cli, interactive: bool) -> Result<()> {
             println!("applied {} migration(s){}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });
             Ok(())
         }
-        Command::Reconcile { config, run_id, report, json } => {
+        Command::Reconcile { config, run_id, report, json, bisect_factor, leaf_rows } => {
             let config = Config::load(&config.config)?;
-            let (resp, details) = thaw_engine::reconcile::reconcile_run(&config, &RunRequest { run_id }).await?;
+            if bisect_factor < 2 {
+                return Err(Error::config(format!("--bisect-factor must be at least 2 (got {bisect_factor})")));
+            }
+            let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, ..Default::default() };
+            let (resp, details) = thaw_engine::reconcile::reconcile_run_with(&config, &RunRequest { run_id }, options).await?;
             let full = serde_json::json!({ "summary": resp, "tables": details });
             if let Some(path) = &report {
                 write_report(path, &full)?;

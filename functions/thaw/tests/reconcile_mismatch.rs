@@ -92,6 +92,14 @@ async fn a_table_that_cannot_be_reconciled_still_gets_a_summary_and_report_and_e
     assert!(written["tables"][0]["summary"]["error"].as_str().unwrap().contains("reconciling T1"));
     assert_eq!(written["tables"][1]["summary"]["status"], "ok");
 
+    // --json prints the same report; bisection options are taken, and checked.
+    let out = thaw!(&["reconcile", "--config", path.to_str().unwrap(), "--run-id", &run_id, "--json", "--bisect-factor", "4", "--leaf-rows", "50"]);
+    assert_eq!(out.status.code(), Some(1), "{}", thaw_test_support::text(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!((printed["summary"]["errors"].as_u64(), printed["tables"][1]["summary"]["status"].as_str()), (Some(1), Some("ok")));
+    let out = thaw!(&["reconcile", "--config", path.to_str().unwrap(), "--run-id", &run_id, "--bisect-factor", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", thaw_test_support::text(&out));
+
     // `thaw run` as well: summary printed, report written, exit 1.
     let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts", "--report", run_report.to_str().unwrap()]);
     let shown = thaw_test_support::text(&out);

@@ -1,18 +1,20 @@
 //! Reconciliation: prove that PostgreSQL holds what Snowflake holds.
 //!
 //! For every table of a run, one query per engine computes, inside the
-//! database, per **segment** (the first hex digits of the MD5 of the row's
-//! key): the row count and two sums over a 48-bit slice of the MD5 of the
-//! row's canonical text (see [`canonical`]). Summing the segments gives the
-//! table's row count and checksum (levels 1 and 2, docs/reconcile.md §2); the
-//! segments localise differences without a second full scan: only
-//! mismatching segments are fetched — key text and every column's canonical
-//! text per row, a bounded slice of the table — and diffed into missing,
-//! extra, changed (with the differing columns and both values) and
-//! duplicate keys (level 3).
+//! database, per **key-hash range** (the first 7 hex digits of the MD5 of
+//! the row's key, split into [`ReconcileOptions::factor`] ranges): the row
+//! count and two sums over a 48-bit slice of the MD5 of the row's canonical
+//! text (see [`canonical`]). Summing the ranges gives the table's row count
+//! and checksum (levels 1 and 2, docs/reconcile.md §2). Mismatching ranges
+//! are bisected (split again, hashing only the rows inside) until they hold
+//! at most [`ReconcileOptions::leaf_rows`] rows (docs/reconcile.md §4); then
+//! only those rows are fetched — key text and every column's canonical text
+//! — and diffed into missing, extra, changed (with the differing columns and
+//! both values) and duplicate keys (level 3).
 //!
 //! Every table gets its own outcome ([`TableStatus`]): one table's failure
-//! is recorded on that table and never stops the others.
+//! is recorded on that table and never stops the others; results are also
+//! stored per run and table ([`store_results`], migration V8).
 //!
 //! On real Snowflake float and JSON columns are canonicalised by two
 //! session-temporary JavaScript functions; on the emulator (DuckDB, which
