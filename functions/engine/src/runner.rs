@@ -93,7 +93,7 @@ pub struct RunReport {
 
 impl RunReport {
     /// The error a caller should exit with, if any: failed chunks first, then
-    /// reconciliation mismatches.
+    /// tables that could not be reconciled, then mismatches ([`crate::reconcile::require_match`]).
     pub fn outcome(&self) -> Result<()> {
         if let Some((item, e)) = self.failures.first() {
             return Err(Error::new(
