@@ -151,6 +151,16 @@ pub struct TableReconcile {
     pub columns: u32,
     /// True when counts and checksums agree.
     pub matched: bool,
+    /// `ok`, `mismatch`, or `error` when the table could not be reconciled
+    /// (the other tables still are).
+    #[serde(default)]
+    pub status: String,
+    /// Why the table could not be reconciled (status `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The error's kind name (`Transient`, `SchemaMismatch`, ...), status `error` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
 }
 
 /// Output of `reconcile`. A mismatch is an error of kind `ReconcileMismatch`
@@ -163,6 +173,9 @@ pub struct ReconcileResponse {
     pub tables: Vec<TableReconcile>,
     /// Tables whose counts or checksums differ.
     pub mismatches: u32,
+    /// Tables that could not be reconciled (status `error`).
+    #[serde(default)]
+    pub errors: u32,
 }
 
 /// Input of `conflict-create`.

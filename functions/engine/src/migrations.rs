@@ -4,6 +4,7 @@
 //! * `V1__migration_status.sql`: the state store and the staging schema.
 //! * `V2__analytics.sql`: the analytics mirror (sync targets).
 //! * `V3__conflict.sql`: the conflict schema the web application reads.
+//! * `V8__reconcile_state.sql`: per-run, per-table reconcile results.
 //!
 //! [`migrate`] serialises concurrent callers with an advisory lock, so two
 //! Lambdas starting at once cannot race.

@@ -205,14 +205,9 @@ impl RunReport {
                 ),
             ));
         }
+        // Reconcile outcome (per-table errors, then mismatches): see reconcile::require_match.
         if let Some(r) = &self.reconcile {
-            if r.mismatches > 0 {
-                let names: Vec<&str> = r.tables.iter().filter(|t| !t.matched).map(|t| t.target.as_str()).collect();
-                return Err(Error::new(
-                    ErrorKind::ReconcileMismatch,
-                    format!("{} table(s) differ between Snowflake and PostgreSQL: {}. See the reconcile report for missing, extra and changed keys.", r.mismatches, names.join(", ")),
-                ));
-            }
+            crate::reconcile::require_match(r)?;
         }
         Ok(())
     }
@@ -373,7 +368,7 @@ async fn drive(
     };
     mark("reconcile", report);
     report.error = None;
-    let clean = r.mismatches == 0;
+    let clean = r.mismatches == 0 && r.errors == 0;
     report.reconcile = Some(r);
     report.reconcile_details = d;
     if clean && options.conflicts && config.conflicts.is_some() {

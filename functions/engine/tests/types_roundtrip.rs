@@ -21,8 +21,8 @@ use arrow_schema::{DataType, Field};
 use bytes::BytesMut;
 use futures::SinkExt;
 
-use thaw_engine::sync::plan::SourceColumn;
-use thaw_engine::reconcile::canonical;
+use thaw_engine::reconcile::{self, canonical};
+use thaw_engine::sync::plan::{ColumnPair, SourceColumn};
 use thaw_engine::sink::encode::{supported_targets, CopyEncoder};
 use thaw_engine::sink;
 use thaw_engine::source::arrow::LogicalType;
@@ -435,59 +435,119 @@ async fn lossy_values_are_refused_naming_column_and_value() {
     }
 }
 
-/// Snowflake column type, PostgreSQL column type, and the SQL literals of the rows.
+/// Snowflake column type, PostgreSQL column type, and the SQL literals of the
+/// rows (a column with fewer literals than the longest is NULL below them).
+/// Every value is one the target holds exactly, so both engines must render
+/// the same canonical text.
 const EMULATED: &[(&str, &str, &[&str])] = &[
+    // FIXED
     ("NUMBER(38,0)", "int8", &["-42", "9007199254740993", "NULL"]),
+    ("NUMBER(10,0)", "int4", &["-2147483648", "7"]),
+    ("NUMBER(10,2)", "int2", &["5", "-32768"]),
     ("NUMBER(10,2)", "numeric(12,4)", &["1.5", "-0.01", "NULL"]),
     ("NUMBER(10,2)", "numeric", &["1.5", "-12345678.99", "NULL"]),
-    ("NUMBER(10,2)", "text", &["1.5", "-0.01", "NULL"]),
+    ("NUMBER(10,3)", "float8", &["1.5", "-0.001", "NULL"]),
+    ("NUMBER(10,1)", "float4", &["2.5", "-12.8", "NULL"]),
     ("NUMBER(10,0)", "bool", &["1", "0", "NULL"]),
-    ("FLOAT", "float8", &["0.1 + 0.2", "-1234.5678", "NULL"]),
-    ("FLOAT", "numeric(10,2)", &["0.25", "-1.5", "NULL"]),
-    ("BOOLEAN", "bool", &["TRUE", "FALSE", "NULL"]),
-    ("BOOLEAN", "text", &["TRUE", "FALSE", "NULL"]),
+    ("NUMBER(10,2)", "text", &["1.5", "-0.01", "NULL"]),
+    ("NUMBER(10,0)", "varchar(20)", &["42", "-7"]),
+    ("NUMBER(10,0)", "char(4)", &["42"]),
+    // REAL: specials included
+    (
+        "FLOAT",
+        "float8",
+        &["CAST(0.1 AS FLOAT) + CAST(0.2 AS FLOAT)", "CAST('NaN' AS FLOAT)", "CAST('inf' AS FLOAT)", "CAST('-inf' AS FLOAT)", "CAST(1e308 AS FLOAT)", "CAST('-0' AS FLOAT)", "CAST(1e-7 AS FLOAT)", "NULL"],
+    ),
+    ("FLOAT", "float4", &["1.5", "-0.25", "CAST('NaN' AS FLOAT)", "CAST('-inf' AS FLOAT)", "NULL"]),
+    ("FLOAT", "numeric(10,2)", &["0.5", "-2.25", "NULL"]),
+    // TEXT
     ("TEXT", "text", &["'héllo ✓'", "''", "NULL"]),
+    ("TEXT", "varchar(10)", &["'ab'", "''"]),
     ("TEXT", "char(5)", &["'ab'", "'abc  '", "NULL"]),
     ("TEXT", "uuid", &["'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'", "'a0eebc999c0b4ef8bb6d6bb9bd380a12'", "NULL"]),
     ("TEXT", "json", &[r#"'{"b":1,"a":[1,2]}'"#, "'[]'", "NULL"]),
+    ("TEXT", "jsonb", &[r#"'{"b":1e-7,"a":[1,2.50]}'"#, "'[]'", r#"'""'"#, "'null'", "NULL"]),
+    ("TEXT", "int8", &["'42'", "'-9223372036854775808'", "NULL"]),
+    ("TEXT", "int4", &["'2147483647'", "'7'"]),
+    ("TEXT", "int2", &["'-32768'"]),
+    ("TEXT", "numeric(10,3)", &["'12.5'", "'-0.125'", "NULL"]),
+    // BOOLEAN
+    ("BOOLEAN", "bool", &["TRUE", "FALSE", "NULL"]),
+    ("BOOLEAN", "text", &["TRUE", "FALSE", "NULL"]),
+    ("BOOLEAN", "varchar(5)", &["FALSE"]),
+    ("BOOLEAN", "char(5)", &["TRUE"]),
+    // DATE
     ("DATE", "date", &["'1969-12-31'", "'2024-03-10'", "NULL"]),
+    ("DATE", "timestamp", &["'1969-12-31'", "'2024-03-10'", "NULL"]),
+    ("DATE", "timestamptz", &["'1969-12-31'", "'2024-03-10'", "NULL"]),
+    // TIME
     ("TIME", "time", &["'13:14:15.123456'", "'00:00:00'", "NULL"]),
+    // TIMESTAMP_NTZ (a date target holds only midnights exactly)
     ("TIMESTAMP_NTZ", "timestamp", &["'1969-12-31 23:59:59.123456'", "'2024-03-10 20:00:00'", "NULL"]),
     ("TIMESTAMP_NTZ", "timestamptz", &["'1969-12-31 23:59:59.123456'", "'2024-03-10 20:00:00'", "NULL"]),
     ("TIMESTAMP_NTZ", "date", &["'1969-12-31 00:00:00'", "'2024-03-10 00:00:00'", "NULL"]),
+    // TIMESTAMP_TZ / LTZ
     ("TIMESTAMP_TZ", "timestamptz", &["'2024-03-10 23:30:00.5+05:30'", "'1969-12-31 23:59:59+00:00'", "NULL"]),
     ("TIMESTAMP_TZ", "timestamp", &["'2024-03-10 23:30:00.5+00:00'", "'1969-12-31 23:59:59+00:00'", "NULL"]),
+    // (fakesnow keeps TIMESTAMP_TZ in UTC, so only UTC midnights are exact dates there.)
+    ("TIMESTAMP_TZ", "date", &["'2024-03-11 00:00:00+00:00'", "'1969-12-31 00:00:00+00:00'", "NULL"]),
     ("TIMESTAMP_LTZ", "timestamptz", &["'2024-03-10 23:30:00.5'", "'1969-12-31 23:59:59'", "NULL"]),
+    ("TIMESTAMP_LTZ", "timestamp", &["'2024-03-10 23:30:00.5'", "'1969-12-31 23:59:59'", "NULL"]),
+    ("TIMESTAMP_LTZ", "date", &["'2024-03-10 00:00:00'", "NULL"]),
+    // BINARY
     ("BINARY", "bytea", &["TO_BINARY('68656c6c6f', 'HEX')", "TO_BINARY('00ff', 'HEX')", "NULL"]),
     ("BINARY", "text", &["TO_BINARY('68656c6c6f', 'HEX')", "TO_BINARY('c3a9', 'HEX')", "NULL"]),
+    ("BINARY", "varchar(3)", &["TO_BINARY('616263', 'HEX')"]),
+    ("BINARY", "char(3)", &["TO_BINARY('616263', 'HEX')"]),
+    // VARIANT / OBJECT / ARRAY
+    ("VARIANT", "jsonb", &[r#"PARSE_JSON('{"b": 1e-7, "a": [1, 2.50, "x y"], "c": {}}')"#, "PARSE_JSON('null')", r#"PARSE_JSON('""')"#, "PARSE_JSON('[]')", "NULL"]),
     ("VARIANT", "json", &[r#"PARSE_JSON('{"b": 1, "a": [1, "x y"]}')"#, "PARSE_JSON('[1, 2]')", "NULL"]),
+    ("OBJECT", "jsonb", &[r#"PARSE_JSON('{"bb": 1, "a": true}')"#, "NULL"]),
+    ("ARRAY", "json", &[r#"PARSE_JSON('[1, "a", null]')"#, "NULL"]),
     ("VARIANT", "text", &[r#"PARSE_JSON('{"b": 1, "a": [1, "x y"]}')"#, "PARSE_JSON('\"s\"')", "NULL"]),
+    ("VARIANT", "varchar(20)", &["PARSE_JSON('[1, 2]')"]),
+    ("VARIANT", "char(20)", &["PARSE_JSON('[1, 2]')"]),
 ];
 
-/// The emulator's own Arrow goes through the real client and encoder into
-/// PostgreSQL; then every column's canonical text, computed by
-/// `canonical::snowflake_expr` in fakesnow and `canonical::postgres_expr` in
-/// PostgreSQL, must agree row by row, and so must the table checksum.
-#[tokio::test]
-async fn canonical_forms_agree_between_the_emulator_and_postgres() {
+/// Pairs whose canonical forms agree only on real Snowflake, with the reason;
+/// their Snowflake SQL is checked as text.
+const EMULATOR_GAPS: &[(LogicalType, &str)] = &[
+    (LogicalType::Date, "fakesnow ignores TO_CHAR formats (docs/emulator.md §8)"),
+    (LogicalType::Time, "fakesnow ignores TO_CHAR formats (docs/emulator.md §8)"),
+    (LogicalType::TimestampNtz, "fakesnow ignores TO_CHAR formats (docs/emulator.md §8)"),
+    (LogicalType::TimestampLtz, "fakesnow ignores TO_CHAR formats (docs/emulator.md §8)"),
+    (LogicalType::TimestampTz, "fakesnow ignores TO_CHAR formats (docs/emulator.md §8)"),
+];
+
+/// Canonical texts of `pairs` on both sides, row by row: the rows are
+/// created in the emulator, copied through the real client and encoder into
+/// PostgreSQL, then rendered by reconcile's emulator path
+/// (`reconcile::source_texts`) and by `canonical::postgres_expr`.
+/// Returns (emulator rows, PostgreSQL rows, target columns), ordered by row.
+async fn texts_on_both_sides(name: &str, pairs: &[(&str, &str, &[&str])]) -> (Vec<Vec<Option<String>>>, Vec<Vec<Option<String>>>, Vec<sink::TargetColumn>) {
     let pg = postgres().await;
     let sf_settings = thaw_test_support::snowflake();
     let sf = source::connect(&sf_settings, None, None).await.expect("login to the emulator");
     sf.execute("CREATE DATABASE IF NOT EXISTS THAW_TYPES").await.unwrap();
-    sf.execute("CREATE OR REPLACE SCHEMA THAW_TYPES.CANONICAL").await.unwrap();
-    let columns: Vec<String> = (0..EMULATED.len()).map(|i| format!("C{i}")).collect();
-    let ddl: Vec<String> = EMULATED.iter().zip(&columns).map(|((sf_type, _, _), c)| format!("{c} {sf_type}")).collect();
-    sf.execute(&format!("CREATE OR REPLACE TABLE THAW_TYPES.CANONICAL.T (ID NUMBER(38,0), {})", ddl.join(", "))).await.unwrap();
-    for row in 0..3 {
-        let values: Vec<&str> = EMULATED.iter().map(|(_, _, v)| v[row]).collect();
-        sf.execute(&format!("INSERT INTO THAW_TYPES.CANONICAL.T SELECT {row}, {}", values.join(", "))).await.unwrap();
+    sf.execute("CREATE SCHEMA IF NOT EXISTS THAW_TYPES.CANONICAL").await.unwrap();
+    let fqn = format!("THAW_TYPES.CANONICAL.{}", name.to_uppercase());
+    let columns: Vec<String> = (0..pairs.len()).map(|i| format!("C{i}")).collect();
+    let ddl: Vec<String> = pairs.iter().zip(&columns).map(|((sf_type, _, _), c)| format!("{c} {sf_type}")).collect();
+    sf.execute(&format!("CREATE OR REPLACE TABLE {fqn} (ID NUMBER(38,0), {})", ddl.join(", "))).await.unwrap();
+    let rows = pairs.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
+    for row in 0..rows {
+        let values: Vec<&str> = pairs.iter().map(|(_, _, v)| v.get(row).copied().unwrap_or("NULL")).collect();
+        sf.execute(&format!("INSERT INTO {fqn} SELECT {row}, {}", values.join(", "))).await.unwrap();
     }
-    let select: Vec<String> = columns.iter().map(|c| sql::ident(c)).collect();
-    let batches = sf.query_arrow(&format!("SELECT {} FROM THAW_TYPES.CANONICAL.T ORDER BY ID", select.join(", "))).await.unwrap();
+    let mut select: Vec<String> = vec![sql::ident("ID")];
+    select.extend(columns.iter().map(|c| sql::ident(c)));
+    let batches = sf.query_arrow(&format!("SELECT {} FROM {fqn} ORDER BY ID", select.join(", "))).await.unwrap();
 
-    let pg_ddl: Vec<String> = EMULATED.iter().zip(&columns).map(|((_, pg_type, _), c)| format!("\"{c}\" {pg_type}")).collect();
-    pg.batch_execute(&format!("DROP TABLE IF EXISTS types_canonical; CREATE TABLE types_canonical ({})", pg_ddl.join(", "))).await.unwrap();
-    let targets = sink::table_columns(&pg, "public", "types_canonical").await.unwrap();
+    let table = format!("types_{name}");
+    let mut pg_ddl = vec!["\"ID\" int8".to_string()];
+    pg_ddl.extend(pairs.iter().zip(&columns).map(|((_, pg_type, _), c)| format!("\"{c}\" {pg_type}")));
+    pg.batch_execute(&format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ({})", pg_ddl.join(", "))).await.unwrap();
+    let targets = sink::table_columns(&pg, "public", &table).await.unwrap();
     let schema = batches[0].schema();
     let mut encoder = CopyEncoder::new(targets.iter().cloned().zip(schema.fields().iter().cloned()).collect()).unwrap();
     let mut buf = BytesMut::new();
@@ -496,44 +556,125 @@ async fn canonical_forms_agree_between_the_emulator_and_postgres() {
         encoder.encode_record_batch(batch, &mut buf).unwrap();
     }
     CopyEncoder::trailer(&mut buf);
-    let sink = pg.copy_in::<_, bytes::Bytes>(&format!("COPY types_canonical ({}) FROM STDIN (FORMAT binary)", select.join(", "))).await.unwrap();
+    let sink = pg.copy_in::<_, bytes::Bytes>(&format!("COPY {table} ({}) FROM STDIN (FORMAT binary)", select.join(", "))).await.unwrap();
     futures::pin_mut!(sink);
     sink.send(buf.freeze()).await.unwrap();
-    assert_eq!(sink.finish().await.unwrap(), 3);
+    assert_eq!(sink.finish().await.unwrap(), rows as u64);
 
-    let sources: Vec<SourceColumn> = EMULATED
+    let mut sources = vec![SourceColumn { name: "ID".into(), data_type: "NUMBER".into(), scale: Some(0), char_length: None }];
+    sources.extend(pairs.iter().zip(&columns).map(|((sf_type, _, _), c)| SourceColumn {
+        name: c.clone(),
+        data_type: sf_type.split('(').next().unwrap().to_string(),
+        scale: sf_type.split(',').nth(1).and_then(|s| s.trim_end_matches(')').parse().ok()),
+        char_length: None,
+    }));
+    let column_pairs: Vec<ColumnPair> = sources.iter().cloned().zip(targets.iter().cloned()).map(|(source, target)| ColumnPair { source, target }).collect();
+    let engine = reconcile::SourceEngine::detect(&sf).await;
+    assert_eq!(engine, reconcile::SourceEngine::Emulator);
+    let mut sf_rows = reconcile::source_texts(&sf, engine, &column_pairs, &fqn).await.unwrap();
+    sf_rows.sort_by_key(|r| r[0].as_deref().and_then(|s| s.parse::<i64>().ok()));
+    let pg_exprs: Vec<String> = column_pairs.iter().map(|c| format!("CAST({} AS TEXT)", canonical::postgres_expr(&c.source, &c.target))).collect();
+    pg.batch_execute("SET extra_float_digits = 1").await.unwrap();
+    let pg_rows: Vec<Vec<Option<String>>> = pg
+        .query(&format!("SELECT {} FROM {table} ORDER BY \"ID\"", pg_exprs.join(", ")), &[])
+        .await
+        .unwrap()
         .iter()
-        .zip(&columns)
-        .map(|((sf_type, _, _), c)| SourceColumn {
-            name: c.clone(),
-            data_type: sf_type.split('(').next().unwrap().to_string(),
-            scale: sf_type.split(',').nth(1).and_then(|s| s.trim_end_matches(')').parse().ok()),
-            char_length: None,
-        })
+        .map(|r| (0..column_pairs.len()).map(|i| r.get(i)).collect())
         .collect();
-    let sf_exprs: Vec<String> = sources.iter().zip(&targets).map(|(s, t)| canonical::snowflake_expr(s, t)).collect();
-    let pg_exprs: Vec<String> = targets.iter().map(canonical::postgres_expr).collect();
-    let sf_rows = sf.execute(&format!("SELECT {} FROM THAW_TYPES.CANONICAL.T ORDER BY ID", sf_exprs.join(", "))).await.unwrap();
-    let pg_sql = format!("SELECT {} FROM types_canonical ORDER BY ctid", pg_exprs.iter().map(|e| format!("CAST({e} AS TEXT)")).collect::<Vec<_>>().join(", "));
-    let pg_rows: Vec<Vec<Option<String>>> =
-        pg.query(&pg_sql, &[]).await.unwrap().iter().map(|r| (0..targets.len()).map(|i| r.get(i)).collect()).collect();
+    pg.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
+    (sf_rows, pg_rows, targets)
+}
+
+/// Every type pair of the round trip, value by value: the canonical text the
+/// emulator side computes (Snowflake SQL inside the emulator, or Rust for
+/// float and JSON columns) equals the one PostgreSQL computes, and every
+/// supported pair is covered (or is a documented emulator gap).
+#[tokio::test]
+async fn canonical_forms_agree_value_by_value_for_every_type_pair() {
+    let (sf_rows, pg_rows, targets) = texts_on_both_sides("canonical", EMULATED).await;
+    assert_eq!(sf_rows.len(), pg_rows.len());
     let mut differences = Vec::new();
     for (row, (s, p)) in sf_rows.iter().zip(&pg_rows).enumerate() {
-        for (i, (a, b)) in s.iter().zip(p).enumerate() {
+        for (i, (a, b)) in s.iter().zip(p).enumerate().skip(1) {
             if a != b {
-                differences.push(format!("row {row} {} → {}: snowflake {a:?} postgres {b:?}", EMULATED[i].0, EMULATED[i].1));
+                differences.push(format!("row {row} {} → {}: emulator {a:?} postgres {b:?}", EMULATED[i - 1].0, EMULATED[i - 1].1));
             }
         }
     }
     assert!(differences.is_empty(), "canonical forms differ:\n{}", differences.join("\n"));
+    // Spot-check a few forms (the documented ones, docs/reconcile.md §3).
+    let col = |sf_type: &str, pg_type: &str| EMULATED.iter().position(|(s, p, _)| *s == sf_type && *p == pg_type).unwrap() + 1;
+    let float = col("FLOAT", "float8");
+    let floats: Vec<Option<&str>> = sf_rows.iter().map(|r| r[float].as_deref()).collect();
+    assert_eq!(floats, [Some("3.0000000000000004e-1"), Some("NaN"), Some("Infinity"), Some("-Infinity"), Some("1e308"), Some("-0"), Some("1e-7"), None]);
+    let json = col("TEXT", "jsonb");
+    assert_eq!(sf_rows[0][json].as_deref(), Some(r#"$."a"[0]=1e0,$."a"[1]=2.5e0,$."b"=1e-7"#));
+    assert_eq!((sf_rows[2][json].as_deref(), sf_rows[3][json].as_deref(), sf_rows[4][json].as_deref()), (Some(r#"$="""#), Some("$=null"), None));
+    assert_eq!(sf_rows[0][col("TIMESTAMP_NTZ", "date")].as_deref(), Some("-86400000000"));
 
-    let sf_sum = sf.execute(&canonical::checksum_sql(&canonical::row_text(&sf_exprs), "THAW_TYPES.CANONICAL.T")).await.unwrap();
-    let pg_sum = pg
-        .query_one(&format!("SELECT c::text, h::text, l::text FROM ({}) s(c, h, l)", canonical::checksum_sql(&canonical::row_text(&pg_exprs), "types_canonical")), &[])
-        .await
-        .unwrap();
-    let as_int = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<f64>().ok()).map(|f| f as u64);
-    let pg_sum: Vec<Option<String>> = (0..3).map(|i| pg_sum.get(i)).collect();
-    assert_eq!(sf_sum[0].iter().map(as_int).collect::<Vec<_>>(), pg_sum.iter().map(as_int).collect::<Vec<_>>(), "table checksums differ");
-    pg.batch_execute("DROP TABLE types_canonical").await.unwrap();
+    // Coverage: every supported (Snowflake, PostgreSQL) pair is emulated or a documented gap.
+    let covered: Vec<(LogicalType, sink::PgType)> =
+        EMULATED.iter().zip(targets.iter().skip(1)).map(|((sf_type, _, _), t)| (LogicalType::from_data_type(sf_type).unwrap(), t.pg_type)).collect();
+    let text_like = [sink::PgType::Text, sink::PgType::Varchar, sink::PgType::Bpchar];
+    let mut missing = Vec::new();
+    for logical in [
+        LogicalType::Fixed,
+        LogicalType::Real,
+        LogicalType::Text,
+        LogicalType::Boolean,
+        LogicalType::Date,
+        LogicalType::Time,
+        LogicalType::TimestampNtz,
+        LogicalType::TimestampLtz,
+        LogicalType::TimestampTz,
+        LogicalType::Binary,
+        LogicalType::Variant,
+    ] {
+        for target in supported_targets(logical) {
+            let semi = [LogicalType::Variant, LogicalType::Object, LogicalType::Array];
+            let is_covered = if logical == LogicalType::Variant {
+                semi.iter().any(|l| covered.contains(&(*l, *target)))
+            } else {
+                covered.contains(&(logical, *target))
+            };
+            let gap = text_like.contains(target) && EMULATOR_GAPS.iter().any(|(l, _)| *l == logical);
+            if !is_covered && !gap {
+                missing.push(format!("{logical} → {target:?}"));
+            }
+            if gap {
+                // Checked as text: the real-Snowflake SQL renders with TO_CHAR.
+                let source = SourceColumn { name: "C".into(), data_type: logical.name().into(), scale: None, char_length: None };
+                let target = sink::TargetColumn {
+                    name: "c".into(),
+                    pg_type: *target,
+                    type_name: "text".into(),
+                    char_max_length: None,
+                    numeric_precision: None,
+                    numeric_scale: None,
+                    nullable: true,
+                };
+                assert!(canonical::snowflake_expr(&source, &target).contains("TO_CHAR("), "{logical} → {:?}", target.pg_type);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "pairs without a value-by-value canonical case: {missing:?}");
+}
+
+/// Copies that lose information canonicalise from the source's full
+/// precision, so the target's value renders differently and reconcile
+/// reports the row: a timestamp in a `date`, a double rounded into `numeric(10,2)` or `float4`.
+#[tokio::test]
+async fn lossy_copies_canonicalise_differently_on_the_two_sides() {
+    let lossy: &[(&str, &str, &[&str])] = &[
+        ("TIMESTAMP_NTZ", "date", &["'2024-03-10 20:00:00'", "'1969-12-31 00:00:00.000001'"]),
+        ("FLOAT", "numeric(10,2)", &["0.125", "CAST(1e-7 AS FLOAT)"]),
+        ("FLOAT", "float4", &["0.1", "CAST(0.3 AS FLOAT)"]),
+    ];
+    let (sf_rows, pg_rows, _) = texts_on_both_sides("lossy", lossy).await;
+    for (row, (s, p)) in sf_rows.iter().zip(&pg_rows).enumerate() {
+        for (i, (a, b)) in s.iter().zip(p).enumerate().skip(1) {
+            assert_ne!(a, b, "row {row} {} → {}: a lossy copy must not canonicalise equal", lossy[i - 1].0, lossy[i - 1].1);
+        }
+    }
 }

@@ -63,6 +63,19 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         /// Run to reconcile.
         #[arg(long)]
         run_id: uuid::Uuid,
+        /// Write the full reconcile report (JSON: summary and per-table
+        /// details) here; written whatever the outcome.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Print the report as JSON instead of the human summary.
+        #[arg(long)]
+        json: bool,
+        /// Split a mismatching key-hash range into this many (at least 2).
+        #[arg(long, default_value_t = 32)]
+        bisect_factor: u64,
+        /// Diff a mismatching range row by row once it holds at most this many rows.
+        #[arg(long, default_value_t = 16_384)]
+        leaf_rows: u64,
     },
     /// Run conflict detection over the synced analytics tables.
     ///
@@ -252,14 +265,23 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             println!("applied {} migration(s){}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });
             Ok(())
         }
-        Command::Reconcile { config, run_id } => {
+        Command::Reconcile { config, run_id, report, json, bisect_factor, leaf_rows } => {
             let config = Config::load(&config.config)?;
-            let (resp, details) = thaw_engine::reconcile::reconcile_run(&config, &RunRequest { run_id }).await?;
-            println!("{}", serde_json::to_string_pretty(&details).unwrap_or_default());
-            if resp.mismatches > 0 {
-                return Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, format!("{} table(s) differ", resp.mismatches)));
+            if bisect_factor < 2 {
+                return Err(Error::config(format!("--bisect-factor must be at least 2 (got {bisect_factor})")));
             }
-            Ok(())
+            let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, ..Default::default() };
+            let (resp, details) = thaw_engine::reconcile::reconcile_run_with(&config, &RunRequest { run_id }, options).await?;
+            let full = serde_json::json!({ "summary": resp, "tables": details });
+            if let Some(path) = &report {
+                write_report(path, &full)?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&full).unwrap_or_default());
+            } else {
+                summary::print_reconcile(&resp, &details);
+            }
+            thaw_engine::reconcile::require_match(&resp)
         }
         Command::Conflicts { config, full, today } => {
             let mut config = Config::load_for(&config.config, Purpose::Conflicts)?;

@@ -1,6 +1,17 @@
 //! The final summary table of `thaw run`.
 
+use thaw_engine::contract::{ReconcileResponse, TableReconcile};
+use thaw_engine::reconcile::TableReport;
 use thaw_engine::runner::RunReport;
+
+/// The reconcile column of a table: `ok (N rows)`, `MISMATCH (…)` or `ERROR`.
+fn reconcile_cell(x: &TableReconcile) -> String {
+    match x.status.as_str() {
+        "error" => "ERROR (see below)".to_string(),
+        _ if x.matched => format!("ok ({} rows)", x.target_rows),
+        _ => format!("MISMATCH ({} vs {} rows)", x.source_rows, x.target_rows),
+    }
+}
 
 /// Print per-table rows, seconds, rows/s and reconcile result, the conflict
 /// counts and the total wall time.
@@ -15,35 +26,16 @@ pub fn print(report: &RunReport) {
             .reconcile
             .as_ref()
             .and_then(|r| r.tables.iter().find(|x| x.target == target))
-            .map(|x| if x.matched { format!("ok ({} rows)", x.target_rows) } else { format!("MISMATCH ({} vs {} rows)", x.source_rows, x.target_rows) })
+            .map(reconcile_cell)
             .unwrap_or_else(|| if t.failed_chunks > 0 { format!("{} chunk(s) failed", t.failed_chunks) } else { "-".into() });
         let rate = if t.seconds > 0.0 { t.rows_read as f64 / t.seconds } else { 0.0 };
         println!("{:<42} {:>10} {:>10} {:>9.2} {:>11.0}  {}", target, t.rows_read, t.rows_written, t.seconds, rate, rec);
     }
     if let Some(r) = &report.reconcile {
         for t in r.tables.iter().filter(|t| !report.tables.iter().any(|c| c.target == t.target)) {
-            let rec = if t.matched { format!("ok ({} rows)", t.target_rows) } else { format!("MISMATCH ({} vs {} rows)", t.source_rows, t.target_rows) };
-            println!("{:<42} {:>10} {:>10} {:>9} {:>11}  {rec}", t.target, 0, 0, "-", "-");
+            println!("{:<42} {:>10} {:>10} {:>9} {:>11}  {}", t.target, 0, 0, "-", "-", reconcile_cell(t));
         }
-        println!("reconcile: {} table(s), {} mismatch(es)", r.tables.len(), r.mismatches);
-        for detail in &report.reconcile_details {
-            let Some(d) = &detail.diff else { continue };
-            if d.deleted > 0 {
-                println!("  {}: deleted {} row(s) no longer in Snowflake (propagate_deletes)", detail.summary.target, d.deleted);
-            }
-            if detail.summary.matched {
-                continue;
-            }
-            println!(
-                "  {}: {} missing, {} extra, {} changed key(s) in the differing segments",
-                detail.summary.target, d.missing_count, d.extra_count, d.changed_count
-            );
-            for (kind, keys) in [("missing", &d.missing), ("extra", &d.extra), ("changed", &d.changed)] {
-                for k in keys.iter().take(5) {
-                    println!("    {kind}: {}", k.replace('\u{1f}', " | ").replace('\u{1e}', "NULL"));
-                }
-            }
-        }
+        print_details(r, &report.reconcile_details);
     }
     if let Some(c) = &report.conflicts {
         println!(
@@ -59,4 +51,53 @@ pub fn print(report: &RunReport) {
     }
     let steps: Vec<String> = report.steps.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
     println!("total wall time: {:.2} s ({})", report.wall_seconds, steps.join(", "));
+}
+
+/// Print the result of `thaw reconcile`: one line per table, then the details.
+pub fn print_reconcile(response: &ReconcileResponse, details: &[TableReport]) {
+    println!("reconcile of run {}", response.run_id);
+    println!("{:<42} {:>12} {:>12}  result", "table", "snowflake", "postgres");
+    println!("{}", "-".repeat(90));
+    for t in &response.tables {
+        println!("{:<42} {:>12} {:>12}  {}", t.target, t.source_rows, t.target_rows, reconcile_cell(t));
+    }
+    print_details(response, details);
+}
+
+fn key(k: &str) -> String {
+    k.replace('\u{1f}', " | ").replace('\u{1e}', "NULL")
+}
+
+fn value(v: &Option<String>) -> String {
+    v.as_deref().map(|s| format!("{s:?}")).unwrap_or_else(|| "NULL".into())
+}
+
+/// Per-table errors and row-level differences (first 5 keys per kind).
+fn print_details(r: &ReconcileResponse, details: &[TableReport]) {
+    println!("reconcile: {} table(s), {} mismatch(es), {} error(s)", r.tables.len(), r.mismatches, r.errors);
+    for detail in details {
+        if let Some(e) = &detail.summary.error {
+            println!("  {}: ERROR {e}", detail.summary.target);
+        }
+        let Some(d) = &detail.diff else { continue };
+        if d.deleted > 0 {
+            println!("  {}: deleted {} row(s) no longer in Snowflake (propagate_deletes)", detail.summary.target, d.deleted);
+        }
+        if detail.summary.matched {
+            continue;
+        }
+        println!(
+            "  {}: {} missing, {} extra, {} changed, {} duplicate key(s) in Snowflake, {} in PostgreSQL ({} of {} differing segments diffed)",
+            detail.summary.target, d.missing_count, d.extra_count, d.changed_count, d.duplicate_source_count, d.duplicate_target_count, d.segments_diffed, d.segments_mismatching
+        );
+        for (kind, keys) in [("missing", &d.missing), ("extra", &d.extra), ("duplicate in Snowflake", &d.duplicate_source), ("duplicate in PostgreSQL", &d.duplicate_target)] {
+            for k in keys.iter().take(5) {
+                println!("    {kind}: {}", key(k));
+            }
+        }
+        for c in d.changed_rows.iter().take(5) {
+            let cols: Vec<String> = c.columns.iter().map(|x| format!("{}: {} → {}", x.column, value(&x.source), value(&x.target))).collect();
+            println!("    changed: {} — {}", key(&c.key), cols.join(", "));
+        }
+    }
 }

@@ -45,3 +45,67 @@ async fn tampered_target_rows_are_reported_as_missing_extra_and_changed() {
     assert_eq!(out.status.code(), Some(3), "{}", thaw_test_support::text(&out));
     assert!(thaw_test_support::text(&out).contains("ReconcileMismatch"), "{}", thaw_test_support::text(&out));
 }
+
+/// Two small tables `T1`, `T2` (ID, VARIANT) in Snowflake and PostgreSQL.
+async fn two_tables(sf: &thaw_engine::source::SnowflakeSource, db: &str, pg: &tokio_postgres::Client) {
+    for t in ["T1", "T2"] {
+        sf.execute(&format!("CREATE OR REPLACE TABLE \"{db}\".\"S\".\"{t}\" (\"ID\" NUMBER(38,0), \"DOC\" VARIANT, \"F\" FLOAT)")).await.unwrap();
+        sf.execute(&format!(
+            "INSERT INTO \"{db}\".\"S\".\"{t}\" SELECT SEQ4(), PARSE_JSON('{{\"b\": 1e-7, \"a\": ' || SEQ4() || '}}'), CASE WHEN SEQ4() = 0 THEN CAST('NaN' AS FLOAT) ELSE SEQ4() / 3.0 END \
+             FROM TABLE(GENERATOR(ROWCOUNT => 300))"
+        ))
+        .await
+        .unwrap();
+        pg.batch_execute(&format!("CREATE TABLE public.{} (\"ID\" int8 PRIMARY KEY, \"DOC\" jsonb, \"F\" float8)", t.to_lowercase())).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_table_that_cannot_be_reconciled_still_gets_a_summary_and_report_and_exit_1() {
+    let sf_db = unique("SFRPT").to_uppercase();
+    let pg_db = unique("rpt");
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    two_tables(&sf, &sf_db, &pg).await;
+    let entry = |t: &str| format!(r#"{{"source": "{t}", "target": "{}", "uniqueness_columns": ["ID"]}}"#, t.to_lowercase());
+    let text = config_text(&sf_db, &pg_db, &[&entry("T1"), &entry("T2")], "");
+    let path = config_file(&text);
+    let dir = std::env::temp_dir().join("thaw-test-reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_report = dir.join(format!("{}.json", unique("run")));
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts", "--report", run_report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_report).unwrap()).unwrap();
+    let run_id = report["plan"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(report["reconcile"]["tables"][0]["status"], "ok", "NaN floats and VARIANT reconcile clean");
+
+    // An extra target row whose JSON number no double holds: T1 cannot be canonicalised in PostgreSQL.
+    pg.batch_execute("INSERT INTO public.t1 VALUES (1000000, '{\"a\": 1e400}', 1)").await.unwrap();
+    let rec_report = dir.join(format!("{}.json", unique("rec")));
+    let out = thaw!(&["reconcile", "--config", path.to_str().unwrap(), "--run-id", &run_id, "--report", rec_report.to_str().unwrap()]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("public.t1") && shown.contains("ERROR") && shown.contains("public.t2") && shown.contains("ok (300 rows)"), "{shown}");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rec_report).expect("the report is written")).unwrap();
+    assert_eq!(written["summary"]["errors"], 1);
+    assert_eq!(written["tables"][0]["summary"]["status"], "error");
+    assert!(written["tables"][0]["summary"]["error"].as_str().unwrap().contains("reconciling T1"));
+    assert_eq!(written["tables"][1]["summary"]["status"], "ok");
+
+    // --json prints the same report; bisection options are taken, and checked.
+    let out = thaw!(&["reconcile", "--config", path.to_str().unwrap(), "--run-id", &run_id, "--json", "--bisect-factor", "4", "--leaf-rows", "50"]);
+    assert_eq!(out.status.code(), Some(1), "{}", thaw_test_support::text(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!((printed["summary"]["errors"].as_u64(), printed["tables"][1]["summary"]["status"].as_str()), (Some(1), Some("ok")));
+    let out = thaw!(&["reconcile", "--config", path.to_str().unwrap(), "--run-id", &run_id, "--bisect-factor", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", thaw_test_support::text(&out));
+
+    // `thaw run` as well: summary printed, report written, exit 1.
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts", "--report", run_report.to_str().unwrap()]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("1 error(s)"), "{shown}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_report).unwrap()).unwrap();
+    assert_eq!(report["reconcile"]["errors"], 1);
+    assert_eq!(report["reconcile"]["tables"][1]["status"], "ok");
+}

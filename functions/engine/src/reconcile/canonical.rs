@@ -1,26 +1,37 @@
-//! Canonical text forms for reconciliation checksums, rendered by SQL inside
-//! each engine so that the same row yields byte-identical text in Snowflake
-//! and in PostgreSQL (docs/reconcile.md §2.2).
+//! Canonical text forms for reconciliation checksums: the same value yields
+//! byte-identical text in Snowflake and in PostgreSQL (docs/reconcile.md §3).
 //!
-//! For every copied column, [`snowflake_expr`] and [`postgres_expr`] render
-//! the canonical text of its value; the form is decided by the **target**
-//! type (what PostgreSQL can hold), the Snowflake side converting the source
-//! value the way the COPY encoder (`sink::encode`) does:
+//! The form is decided by the **source** type, at the source value's full
+//! precision; the PostgreSQL side converts the target value into that form.
+//! A lossy copy (a timestamp in a `date`, 1.25 in a `numeric(10,1)`, a double
+//! in a `float4`) therefore shows as a changed row instead of hiding.
 //!
-//! | target | canonical text |
+//! | source → target | canonical text |
 //! | --- | --- |
-//! | int2/int4/int8 | plain decimal integer |
-//! | numeric | fixed decimals at the target's scale (the source scale for an unconstrained numeric, which is the scale thaw writes) |
-//! | float4/float8 | rounded to [`FLOAT_DECIMALS`] fixed decimals |
-//! | bool | `1` / `0` |
-//! | date | days since 1970-01-01 |
-//! | time | microseconds since midnight |
-//! | timestamp | microseconds since 1970-01-01 of the wall clock (TIMESTAMP_TZ: its stored offset; LTZ: UTC) |
-//! | timestamptz | microseconds since 1970-01-01 UTC of the instant (NTZ read as UTC) |
-//! | uuid | lower-case hyphenated |
-//! | json/jsonb | minified JSON text |
-//! | bytea | lower-case hex |
-//! | text/varchar | the text as stored (bpchar: trailing blanks removed); non-text sources rendered as the encoder renders them |
+//! | NUMBER(p,s) → int*, numeric, float* | fixed decimals at scale max(s, target scale) |
+//! | TEXT → int*, numeric | `TRY_CAST` to NUMBER at the target scale (blank → NULL) |
+//! | FLOAT → float8, float4, numeric | [`canonical_float`]: shortest round-trip digits in scientific form (`1.5e0`, `3.0000000000000004e-1`, `1e308`); `NaN`, `Infinity`, `-Infinity`, `0`, `-0` explicit |
+//! | BOOLEAN / NUMBER → bool | `1` / `0` |
+//! | DATE, TIMESTAMP_* → date, timestamp, timestamptz | microseconds since 1970-01-01 (timestamptz: of the UTC instant; timestamp and date: of the wall clock thaw writes — TIMESTAMP_TZ in its stored offset, LTZ in UTC); nanoseconds floored to microseconds like the COPY encoder |
+//! | TIME → time | microseconds since midnight |
+//! | TEXT → uuid | lower-case hyphenated |
+//! | VARIANT/OBJECT/ARRAY/TEXT → json, jsonb | [`canonical_json`]: one `path=leaf` line per leaf, sorted; keys order- and number-spelling-insensitive |
+//! | BINARY → bytea | lower-case hex |
+//! | anything → text, varchar, char | the text as stored (char: trailing blanks removed); non-text sources rendered as the encoder renders them |
+//!
+//! ## Where each form is computed
+//!
+//! * **PostgreSQL**: always in SQL ([`postgres_expr`]); JSON by a recursive
+//!   CTE over `jsonb_each`/`jsonb_array_elements`, floats from the shortest
+//!   round-trip text of `float8` (`extra_float_digits = 1`).
+//! * **Snowflake**: in SQL ([`snowflake_expr`]); floats and JSON call two
+//!   session-temporary JavaScript functions ([`SNOWFLAKE_FUNCTIONS`]:
+//!   `THAW_CANON_FLOAT`, `THAW_CANON_JSON`) created by reconcile before its
+//!   queries.
+//! * **The emulator** (fakesnow = DuckDB) runs no JavaScript: the same two
+//!   forms are computed in Rust ([`canonical_float`], [`canonical_json`])
+//!   from streamed raw values ([`emulator_part`]); every other column still
+//!   runs the Snowflake SQL inside the emulator.
 //!
 //! [`row_text`] joins a row's forms with [`SEPARATOR_SQL`], NULL as
 //! [`NULL_MARKER_SQL`]; the row hash is `MD5(row_text)`, whose first 12 hex
@@ -30,70 +41,216 @@
 //! `POSITION(SUBSTR(h, i, 1) IN '0123456789abcdef') - 1` terms, which both
 //! engines (and fakesnow, which rejects `TO_NUMBER(h, 'XXXX')`) accept.
 //!
-//! Verified against fakesnow 0.12.1 and PostgreSQL 15 by
+//! Verified value by value against fakesnow and PostgreSQL 15 by
 //! `tests/types_roundtrip.rs`. Known limits (documented, not hidden):
 //! * fakesnow ignores `TO_CHAR` formats, so text columns filled from
 //!   DATE/TIME/TIMESTAMP sources only agree on real Snowflake;
-//! * floats: PostgreSQL converts float8 to numeric with 15 significant
-//!   digits, so values with more than 15 significant digits whose 7th
-//!   decimal is a rounding tie, NaN/±Infinity (Snowflake cannot cast them to
-//!   NUMBER), and float4 columns holding more than 6 significant digits do
-//!   not compare equal; fakesnow (DuckDB) renders doubles ≥ 1e15 imprecisely;
-//! * jsonb: PostgreSQL reorders object keys (shorter keys first) and keeps
-//!   numbers as written (`2.50`), while Snowflake's `TO_JSON` sorts keys
-//!   alphabetically and normalises numbers; objects whose keys differ in
-//!   length, or non-normalised numbers, compare unequal on jsonb targets (json
-//!   and text targets keep Snowflake's text and compare exactly).
+//! * JSON numbers are compared as doubles (integers beyond 2^53 and decimals
+//!   beyond 17 significant digits compare rounded); JSON numbers outside the
+//!   double range fail the table in PostgreSQL; object keys outside the
+//!   Basic Multilingual Plane sort by code point in all three implementations;
+//! * text sources into an unconstrained `numeric` compare at scale 0;
+//! * on the emulator only, TIMESTAMP_TZ into `date` compares the date:
+//!   fakesnow keeps TIMESTAMP_TZ in UTC without its offset, so local
+//!   midnights are no midnights there.
+
+use serde_json::Value;
 
 use crate::sync::plan::SourceColumn;
 use crate::sink::{PgType, TargetColumn};
 use crate::source::arrow::LogicalType;
 use crate::source::sql;
 
-/// Decimals kept when comparing float4/float8 columns.
-pub const FLOAT_DECIMALS: u32 = 6;
 /// SQL for the separator between a row's column texts (unit separator), the same in both engines.
 pub const SEPARATOR_SQL: &str = "CHR(31)";
 /// SQL for the text that stands for NULL (record separator), the same in both engines.
 pub const NULL_MARKER_SQL: &str = "CHR(30)";
+/// The separator as a character (what [`SEPARATOR_SQL`] renders).
+pub const SEPARATOR: char = '\u{1f}';
+/// The NULL marker as a character (what [`NULL_MARKER_SQL`] renders).
+pub const NULL_MARKER: char = '\u{1e}';
+
+/// JavaScript shared by the two Snowflake functions: `fl` renders a double
+/// like [`canonical_float`], `walk`/`cmp` build [`canonical_json`].
+const JS_COMMON: &str = r#"function fl(x) { if (x !== x) return 'NaN'; if (x === Infinity) return 'Infinity'; if (x === -Infinity) return '-Infinity'; if (x === 0) return (1 / x < 0) ? '-0' : '0'; return x.toExponential().replace('e+', 'e'); }
+function cmp(a, b) { var i = 0, j = 0; while (i < a.length && j < b.length) { var x = a.codePointAt(i), y = b.codePointAt(j); if (x !== y) return x < y ? -1 : 1; i += x > 0xffff ? 2 : 1; j += y > 0xffff ? 2 : 1; } return i < a.length ? 1 : (j < b.length ? -1 : 0); }
+function walk(p, v, out) {
+  if (v === null || v === undefined) { out.push(p + '=null'); }
+  else if (Array.isArray(v)) { if (v.length === 0) out.push(p + '=[]'); for (var i = 0; i < v.length; i++) walk(p + '[' + i + ']', v[i], out); }
+  else if (typeof v === 'object') { var ks = Object.keys(v); if (ks.length === 0) out.push(p + '={}'); for (var k = 0; k < ks.length; k++) walk(p + '.' + JSON.stringify(ks[k]), v[ks[k]], out); }
+  else if (typeof v === 'number') { out.push(p + '=' + fl(v)); }
+  else if (typeof v === 'boolean') { out.push(p + '=' + (v ? 'true' : 'false')); }
+  else { out.push(p + '=' + JSON.stringify(String(v))); }
+}"#;
+
+/// The session-temporary Snowflake functions the Snowflake-side SQL of
+/// float and JSON columns calls, as `CREATE` statements to run (in order) on
+/// the reconcile session before any query. Needs the privilege to create
+/// functions in the session's current schema; they vanish with the session.
+pub fn snowflake_functions() -> Vec<String> {
+    let body = |ret: &str| format!("{JS_COMMON}\n{ret}");
+    vec![
+        format!(
+            "CREATE OR REPLACE TEMPORARY FUNCTION THAW_CANON_FLOAT(F FLOAT) RETURNS VARCHAR LANGUAGE JAVASCRIPT STRICT IMMUTABLE AS $$\n{}\n$$",
+            body("return fl(F);")
+        ),
+        format!(
+            "CREATE OR REPLACE TEMPORARY FUNCTION THAW_CANON_JSON(V VARIANT) RETURNS VARCHAR LANGUAGE JAVASCRIPT STRICT IMMUTABLE AS $$\n{}\n$$",
+            body("var out = []; walk('$', V, out); out.sort(cmp); return out.join(',');")
+        ),
+    ]
+}
+
+/// Names of the functions created by [`snowflake_functions`].
+pub const SNOWFLAKE_FUNCTIONS: [&str; 2] = ["THAW_CANON_FLOAT", "THAW_CANON_JSON"];
+
+/// How the emulator computes one column's canonical text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmulatorPart {
+    /// In the emulator, by this SQL (the same SQL as on Snowflake).
+    Sql(String),
+    /// In Rust by [`canonical_float`] from this SQL expression's FLOAT value.
+    Float(String),
+    /// In Rust by [`canonical_json`] from this SQL expression's JSON text
+    /// (unparseable text counts as NULL, like `TRY_PARSE_JSON`).
+    Json(String),
+}
+
+/// The canonical text of a double: the shortest digits that round-trip, in
+/// scientific form `[-]d[.ddd]e[-]N` (`1.5e0`, `1e-7`, `3.0000000000000004e-1`,
+/// `1e308`); `NaN`, `Infinity`, `-Infinity`, `0`, `-0` for the special values.
+/// JavaScript's `toExponential()` (Snowflake) and PostgreSQL's shortest
+/// `float8` text (reformatted in SQL) produce the same text.
+pub fn canonical_float(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x == f64::INFINITY {
+        "Infinity".into()
+    } else if x == f64::NEG_INFINITY {
+        "-Infinity".into()
+    } else if x == 0.0 {
+        if x.is_sign_negative() { "-0".into() } else { "0".into() }
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// The canonical text of a JSON value: one `path=leaf` entry per leaf,
+/// sorted by code point and joined by `,`. Paths start at `$`; object
+/// members add `.` and the key as a JSON string, array elements `[index]`.
+/// Leaves: strings as JSON strings, numbers by [`canonical_float`] of their
+/// double value, `true`/`false`/`null`, and `{}`/`[]` for empty containers.
+/// So key order and number spelling (`1e-7` vs `0.0000001`, `2.50` vs `2.5`)
+/// do not matter; a JSON `null` (`$=null`) differs from SQL NULL and `""`
+/// (`$=""`) from both.
+pub fn canonical_json(v: &Value) -> String {
+    fn walk(path: String, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Null => out.push(format!("{path}=null")),
+            Value::Bool(b) => out.push(format!("{path}={b}")),
+            Value::Number(n) => out.push(format!("{path}={}", canonical_float(n.as_f64().unwrap_or(f64::NAN)))),
+            Value::String(s) => out.push(format!("{path}={}", Value::String(s.clone()))),
+            Value::Array(a) if a.is_empty() => out.push(format!("{path}=[]")),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| walk(format!("{path}[{i}]"), x, out)),
+            Value::Object(m) if m.is_empty() => out.push(format!("{path}={{}}")),
+            Value::Object(m) => m.iter().for_each(|(k, x)| walk(format!("{path}.{}", Value::String(k.clone())), x, out)),
+        }
+    }
+    let mut out = Vec::new();
+    walk("$".into(), v, &mut out);
+    out.sort();
+    out.join(",")
+}
+
+/// Whether the column's canonical form needs the JavaScript functions on
+/// Snowflake (and Rust on the emulator): FLOAT sources into numbers, and
+/// JSON targets.
+fn special(source: &SourceColumn, target: &TargetColumn) -> Option<bool> {
+    let logical = logical(source);
+    match target.pg_type {
+        PgType::Float4 | PgType::Float8 | PgType::Numeric | PgType::Int2 | PgType::Int4 | PgType::Int8 if logical == LogicalType::Real => Some(false),
+        PgType::Json | PgType::Jsonb => Some(true),
+        _ => None,
+    }
+}
+
+fn logical(source: &SourceColumn) -> LogicalType {
+    LogicalType::from_data_type(&source.data_type).unwrap_or(LogicalType::Text)
+}
+
+fn is_semi(logical: LogicalType) -> bool {
+    matches!(logical, LogicalType::Variant | LogicalType::Object | LogicalType::Array)
+}
+
+/// The scale NUMBER sources are compared at: the larger of the source and
+/// target scales (an unconstrained `numeric` holds the source scale).
+fn number_scale(source: &SourceColumn, target: &TargetColumn) -> i64 {
+    let src = source.scale.unwrap_or(0);
+    let dst = if target.pg_type == PgType::Numeric { target.numeric_scale.map(i64::from).unwrap_or(src) } else { 0 };
+    src.max(dst).clamp(0, 37)
+}
 
 /// Snowflake SQL rendering the canonical text of `source` as it lands in
-/// `target` (see the module table). The column name is quoted here.
-/// A `DATA_TYPE` thaw does not know falls back to `CAST(col AS VARCHAR)`.
+/// `target` (see the module table), for real Snowflake: float and JSON
+/// columns call [`SNOWFLAKE_FUNCTIONS`]. The column name is quoted here.
+/// A `DATA_TYPE` thaw does not know is treated as TEXT.
 pub fn snowflake_expr(source: &SourceColumn, target: &TargetColumn) -> String {
     let c = sql::ident(&source.name);
-    let logical = LogicalType::from_data_type(&source.data_type).unwrap_or(LogicalType::Text);
+    match special(source, target) {
+        Some(false) => format!("THAW_CANON_FLOAT({c})"),
+        Some(true) if is_semi(logical(source)) => format!("THAW_CANON_JSON({c})"),
+        Some(true) => format!("THAW_CANON_JSON(TRY_PARSE_JSON({c}))"),
+        None => common_expr(source, target),
+    }
+}
+
+/// How the emulator computes the canonical text of `source` in `target`:
+/// the Snowflake SQL of [`snowflake_expr`] where DuckDB can run it, else the
+/// raw value for Rust to finish.
+pub fn emulator_part(source: &SourceColumn, target: &TargetColumn) -> EmulatorPart {
+    let c = sql::ident(&source.name);
+    match special(source, target) {
+        Some(false) => EmulatorPart::Float(c),
+        Some(true) if is_semi(logical(source)) => EmulatorPart::Json(format!("TO_JSON({c})")),
+        Some(true) => EmulatorPart::Json(c),
+        // fakesnow keeps TIMESTAMP_TZ in UTC and drops the stored offset, so a
+        // local midnight (a date stored as TIMESTAMP_TZ) is no midnight there:
+        // the emulator compares the date only. Real Snowflake compares the
+        // full wall clock in the stored offset.
+        None if target.pg_type == PgType::Date && logical(source) == LogicalType::TimestampTz => {
+            EmulatorPart::Sql(format!("CAST(DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, CAST(CAST({c} AS DATE) AS TIMESTAMP_NTZ)) AS VARCHAR)"))
+        }
+        None => EmulatorPart::Sql(common_expr(source, target)),
+    }
+}
+
+/// Snowflake SQL of the forms both Snowflake and the emulator compute in SQL.
+fn common_expr(source: &SourceColumn, target: &TargetColumn) -> String {
+    let c = sql::ident(&source.name);
+    let logical = logical(source);
     let varchar = |e: String| format!("CAST({e} AS VARCHAR)");
     match target.pg_type {
-        // Numeric text (VARCHAR application ids) uses TRY_CAST: blank text lands as NULL.
-        PgType::Int2 | PgType::Int4 | PgType::Int8 if logical == LogicalType::Text => varchar(format!("TRY_CAST({c} AS NUMBER(38, 0))")),
-        PgType::Int2 | PgType::Int4 | PgType::Int8 => varchar(format!("CAST({c} AS NUMBER(38, 0))")),
-        PgType::Numeric => {
-            let scale = target.numeric_scale.map(i64::from).or(source.scale).unwrap_or(0).clamp(0, 37);
-            if logical == LogicalType::Text {
-                varchar(format!("TRY_CAST({c} AS NUMBER(38, {scale}))"))
-            } else {
-                varchar(format!("CAST({c} AS NUMBER(38, {scale}))"))
-            }
+        PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric if logical == LogicalType::Text => {
+            let scale = target.numeric_scale.map(i64::from).unwrap_or(0).clamp(0, 37);
+            varchar(format!("TRY_CAST({c} AS NUMBER(38, {scale}))"))
         }
-        PgType::Float4 | PgType::Float8 => varchar(format!("CAST({c} AS NUMBER(38, {FLOAT_DECIMALS}))")),
+        PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8 => {
+            varchar(format!("CAST({c} AS NUMBER(38, {}))", number_scale(source, target)))
+        }
         PgType::Bool => match logical {
             LogicalType::Fixed => format!("IFF({c} <> 0, '1', '0')"),
             _ => format!("IFF({c}, '1', '0')"),
         },
-        PgType::Date => varchar(format!("DATEDIFF(day, '1970-01-01'::DATE, CAST({} AS DATE))", wall_clock(&c, logical))),
+        PgType::Date | PgType::Timestamp => varchar(format!("DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, {})", wall_clock(&c, logical))),
         PgType::Time => varchar(format!("DATEDIFF(microsecond, '00:00:00'::TIME, {c})")),
-        PgType::Timestamp => varchar(format!("DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, {})", wall_clock(&c, logical))),
         PgType::Timestamptz => varchar(format!("DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, {})", utc_clock(&c, logical))),
         PgType::Uuid => {
             let hex = format!("LOWER(REPLACE(REPLACE(REPLACE(TRIM({c}), '-', ''), '{{', ''), '}}', ''))");
             let part = |start: u32, len: u32| format!("SUBSTR({hex}, {start}, {len})");
             format!("{} || '-' || {} || '-' || {} || '-' || {} || '-' || {}", part(1, 8), part(9, 4), part(13, 4), part(17, 4), part(21, 12))
         }
-        PgType::Json | PgType::Jsonb => match logical {
-            LogicalType::Variant | LogicalType::Object | LogicalType::Array => format!("TO_JSON({c})"),
-            _ => format!("TO_JSON(PARSE_JSON({c}))"),
-        },
+        // Only reached for sources `special` does not claim (never for JSON targets).
+        PgType::Json | PgType::Jsonb => format!("TO_JSON({c})"),
         PgType::Bytea => format!("LOWER(HEX_ENCODE({c}))"),
         PgType::Text | PgType::Varchar | PgType::Bpchar => {
             let text = match logical {
@@ -117,8 +274,8 @@ pub fn snowflake_expr(source: &SourceColumn, target: &TargetColumn) -> String {
 }
 
 /// A TIMESTAMP_NTZ expression holding the wall clock thaw writes into a
-/// `timestamp` (or the date of a `date`): NTZ as is, TIMESTAMP_TZ in its
-/// stored offset, TIMESTAMP_LTZ in UTC, DATE at midnight.
+/// `timestamp` or `date`: NTZ as is, TIMESTAMP_TZ in its stored offset,
+/// TIMESTAMP_LTZ in UTC, DATE at midnight.
 fn wall_clock(c: &str, logical: LogicalType) -> String {
     match logical {
         LogicalType::TimestampNtz => c.to_string(),
@@ -137,21 +294,70 @@ fn utc_clock(c: &str, logical: LogicalType) -> String {
     }
 }
 
-/// PostgreSQL SQL rendering the canonical text of `target` (see the module
-/// table). The column name is quoted here.
-pub fn postgres_expr(target: &TargetColumn) -> String {
+/// PostgreSQL SQL rendering [`canonical_float`] of the `float8` expression
+/// `x` (evaluated several times: pass a column or a cheap expression).
+/// Needs `extra_float_digits >= 1` (PostgreSQL's default since 12), which
+/// makes `float8` text the shortest round-trip digits.
+pub fn postgres_float(x: &str) -> String {
+    // t: the shortest digits as a plain decimal without sign or trailing zeros;
+    // ip/fp: its integer and fraction parts.
+    let t = format!("CAST(TRIM_SCALE(ABS(CAST(CAST({x} AS TEXT) AS NUMERIC))) AS TEXT)");
+    let digits = "RTRIM(LTRIM(SPLIT_PART(t, '.', 1) || SPLIT_PART(t, '.', 2), '0'), '0')";
+    let exponent = "CASE WHEN SPLIT_PART(t, '.', 1) <> '0' THEN LENGTH(SPLIT_PART(t, '.', 1)) - 1 \
+                    ELSE -(LENGTH(SPLIT_PART(t, '.', 2)) - LENGTH(LTRIM(SPLIT_PART(t, '.', 2), '0')) + 1) END";
+    format!(
+        "CASE WHEN {x} IS NULL THEN NULL WHEN {x} = CAST('NaN' AS FLOAT8) THEN 'NaN' \
+         WHEN {x} = CAST('Infinity' AS FLOAT8) THEN 'Infinity' WHEN {x} = CAST('-Infinity' AS FLOAT8) THEN '-Infinity' \
+         WHEN {x} = 0 THEN CASE WHEN CAST({x} AS TEXT) LIKE '-%' THEN '-0' ELSE '0' END \
+         ELSE (SELECT CASE WHEN {x} < 0 THEN '-' ELSE '' END || LEFT(d, 1) || CASE WHEN LENGTH(d) > 1 THEN '.' || SUBSTR(d, 2) ELSE '' END || 'e' || CAST(e AS TEXT) \
+               FROM (SELECT {digits} AS d, {exponent} AS e FROM (SELECT {t} AS t) t0) t1) END"
+    )
+}
+
+/// PostgreSQL SQL rendering [`canonical_json`] of the `jsonb` expression `j`,
+/// by a recursive CTE over the value's members and elements.
+pub fn postgres_json(j: &str) -> String {
+    let leaf = format!(
+        "CASE jsonb_typeof(v) WHEN 'number' THEN {} WHEN 'object' THEN '{{}}' WHEN 'array' THEN '[]' ELSE CAST(v AS TEXT) END",
+        postgres_float("CAST(v #>> '{}' AS FLOAT8)")
+    );
+    format!(
+        "(WITH RECURSIVE n(p, v) AS (SELECT CAST('$' AS TEXT), {j} \
+         UNION ALL SELECT n.p || ch.s, ch.x FROM n CROSS JOIN LATERAL ( \
+           SELECT '.' || CAST(to_jsonb(k) AS TEXT), x FROM jsonb_each(CASE WHEN jsonb_typeof(n.v) = 'object' THEN n.v ELSE CAST('{{}}' AS JSONB) END) e(k, x) \
+           UNION ALL SELECT '[' || CAST(i - 1 AS TEXT) || ']', x FROM jsonb_array_elements(CASE WHEN jsonb_typeof(n.v) = 'array' THEN n.v ELSE CAST('[]' AS JSONB) END) WITH ORDINALITY a(x, i) \
+         ) ch(s, x)) \
+         SELECT string_agg(l, ',' ORDER BY l COLLATE \"C\") FROM (SELECT p || '=' || {leaf} AS l FROM n \
+           WHERE jsonb_typeof(v) NOT IN ('object', 'array') OR v = CAST('{{}}' AS JSONB) OR v = CAST('[]' AS JSONB)) leaves)"
+    )
+}
+
+/// PostgreSQL SQL rendering the canonical text of the target column that
+/// `source` was copied into (see the module table): the target value
+/// converted into the form the **source** type decides. The column name is
+/// quoted here.
+pub fn postgres_expr(source: &SourceColumn, target: &TargetColumn) -> String {
     let c = crate::sink::ident(&target.name);
+    let logical = logical(source);
     let epoch_micros = format!("CAST(CAST(EXTRACT(EPOCH FROM {c}) * 1000000 AS BIGINT) AS VARCHAR)");
     match target.pg_type {
-        PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Uuid | PgType::Text | PgType::Varchar => {
-            format!("CAST({c} AS VARCHAR)")
+        PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8 if logical == LogicalType::Real => {
+            postgres_float(&format!("CAST({c} AS FLOAT8)"))
         }
-        PgType::Float4 | PgType::Float8 => format!("CAST(ROUND(CAST({c} AS NUMERIC), {FLOAT_DECIMALS}) AS VARCHAR)"),
+        PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric if logical == LogicalType::Text => {
+            let scale = target.numeric_scale.map(i64::from).unwrap_or(0).clamp(0, 37);
+            format!("CAST(ROUND(CAST({c} AS NUMERIC), {scale}) AS VARCHAR)")
+        }
+        PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric => {
+            format!("CAST(ROUND(CAST({c} AS NUMERIC), {}) AS VARCHAR)", number_scale(source, target))
+        }
+        // A double holding a NUMBER: its shortest text is exact, then compared at the source scale.
+        PgType::Float4 | PgType::Float8 => format!("CAST(ROUND(CAST(CAST({c} AS TEXT) AS NUMERIC), {}) AS VARCHAR)", number_scale(source, target)),
+        PgType::Uuid | PgType::Text | PgType::Varchar => format!("CAST({c} AS VARCHAR)"),
         PgType::Bool => format!("CASE WHEN {c} THEN '1' ELSE '0' END"),
-        PgType::Date => format!("CAST({c} - DATE '1970-01-01' AS VARCHAR)"),
+        PgType::Date => format!("CAST(CAST({c} - DATE '1970-01-01' AS BIGINT) * 86400000000 AS VARCHAR)"),
         PgType::Time | PgType::Timestamp | PgType::Timestamptz => epoch_micros,
-        // Remove whitespace outside string literals (jsonb::text adds ", " and ": ").
-        PgType::Json | PgType::Jsonb => format!(r#"REGEXP_REPLACE(CAST({c} AS TEXT), '("(?:[^"\\]|\\.)*")|\s+', '\1', 'g')"#),
+        PgType::Json | PgType::Jsonb => postgres_json(&format!("CAST({c} AS JSONB)")),
         PgType::Bytea => format!("ENCODE({c}, 'hex')"),
         PgType::Bpchar => format!("RTRIM(CAST({c} AS TEXT), ' ')"),
     }
@@ -213,11 +419,32 @@ mod tests {
     }
 
     #[test]
-    fn numeric_is_compared_at_the_target_scale() {
+    fn number_is_compared_at_the_larger_of_source_and_target_scale() {
         let e = snowflake_expr(&source("Rate", "NUMBER", Some(2)), &target("rate", PgType::Numeric, Some(4)));
         assert_eq!(e, r#"CAST(CAST("Rate" AS NUMBER(38, 4)) AS VARCHAR)"#);
+        let e = snowflake_expr(&source("Rate", "NUMBER", Some(4)), &target("rate", PgType::Numeric, Some(1)));
+        assert_eq!(e, r#"CAST(CAST("Rate" AS NUMBER(38, 4)) AS VARCHAR)"#);
+        assert_eq!(postgres_expr(&source("Rate", "NUMBER", Some(4)), &target("rate", PgType::Numeric, Some(1))), r#"CAST(ROUND(CAST("rate" AS NUMERIC), 4) AS VARCHAR)"#);
         let e = snowflake_expr(&source("Rate", "NUMBER", Some(2)), &target("rate", PgType::Numeric, None));
         assert_eq!(e, r#"CAST(CAST("Rate" AS NUMBER(38, 2)) AS VARCHAR)"#);
+    }
+
+    #[test]
+    fn timestamp_into_date_is_compared_at_the_source_precision() {
+        let s = source("At", "TIMESTAMP_NTZ", None);
+        let e = snowflake_expr(&s, &target("at", PgType::Date, None));
+        assert_eq!(e, r#"CAST(DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, "At") AS VARCHAR)"#);
+        assert_eq!(postgres_expr(&s, &target("at", PgType::Date, None)), r#"CAST(CAST("at" - DATE '1970-01-01' AS BIGINT) * 86400000000 AS VARCHAR)"#);
+    }
+
+    #[test]
+    fn timestamp_tz_into_date_compares_the_date_only_on_the_emulator() {
+        let (s, t) = (source("At", "TIMESTAMP_TZ", None), target("at", PgType::Date, None));
+        assert!(snowflake_expr(&s, &t).contains(r#"CAST("At" AS TIMESTAMP_NTZ)"#), "real Snowflake: the full wall clock");
+        let EmulatorPart::Sql(e) = emulator_part(&s, &t) else { panic!("SQL expected") };
+        assert!(e.contains(r#"CAST(CAST("At" AS DATE) AS TIMESTAMP_NTZ)"#), "{e}");
+        let ntz = source("At", "TIMESTAMP_NTZ", None);
+        assert_eq!(emulator_part(&ntz, &t), EmulatorPart::Sql(snowflake_expr(&ntz, &t)));
     }
 
     #[test]
@@ -226,6 +453,61 @@ mod tests {
         assert!(e.contains(r#"CAST("At" AS TIMESTAMP_NTZ)"#), "{e}");
         let e = snowflake_expr(&source("At", "TIMESTAMP_TZ", None), &target("at", PgType::Timestamptz, None));
         assert!(e.contains("CONVERT_TIMEZONE('UTC', \"At\")"), "{e}");
+    }
+
+    #[test]
+    fn floats_render_shortest_round_trip_digits_with_explicit_specials() {
+        let cases = [
+            (1.5, "1.5e0"),
+            (100.0, "1e2"),
+            (0.1 + 0.2, "3.0000000000000004e-1"),
+            (1e-7, "1e-7"),
+            (1e308, "1e308"),
+            (-2.5e-300, "-2.5e-300"),
+            (5e-324, "5e-324"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(canonical_float(x), want, "{x:?}");
+        }
+    }
+
+    #[test]
+    fn json_ignores_key_order_and_number_spelling_but_not_null_or_empty_string() {
+        let j = |s: &str| canonical_json(&serde_json::from_str(s).unwrap());
+        assert_eq!(j(r#"{"b": 1e-7, "a": [1, 2.50]}"#), j(r#"{"a":[1.0,2.5],"b":0.0000001}"#));
+        assert_eq!(j(r#"{"b": 1e-7, "a": [1, 2.50]}"#), r#"$."a"[0]=1e0,$."a"[1]=2.5e0,$."b"=1e-7"#);
+        assert_ne!(j("null"), j(r#""""#));
+        assert_eq!(j("null"), "$=null");
+        assert_eq!(j(r#""""#), r#"$="""#);
+        assert_eq!(j(r#"{"x": {}, "y": [], "z": "a\nb"}"#), r#"$."x"={},$."y"=[],$."z"="a\nb""#);
+        assert_ne!(j("[1, 2]"), j("[2, 1]"), "array order matters");
+    }
+
+    #[test]
+    fn real_snowflake_sql_calls_the_javascript_functions_and_the_emulator_streams() {
+        let f = source("F", "FLOAT", None);
+        let v = source("V", "VARIANT", None);
+        let t = source("T", "TEXT", None);
+        assert_eq!(snowflake_expr(&f, &target("f", PgType::Float8, None)), r#"THAW_CANON_FLOAT("F")"#);
+        assert_eq!(snowflake_expr(&v, &target("v", PgType::Jsonb, None)), r#"THAW_CANON_JSON("V")"#);
+        assert_eq!(snowflake_expr(&t, &target("t", PgType::Json, None)), r#"THAW_CANON_JSON(TRY_PARSE_JSON("T"))"#);
+        assert_eq!(emulator_part(&f, &target("f", PgType::Float4, None)), EmulatorPart::Float(r#""F""#.into()));
+        assert_eq!(emulator_part(&v, &target("v", PgType::Json, None)), EmulatorPart::Json(r#"TO_JSON("V")"#.into()));
+        assert!(matches!(emulator_part(&t, &target("t", PgType::Text, None)), EmulatorPart::Sql(_)));
+        let functions = snowflake_functions();
+        assert_eq!(functions.len(), 2);
+        for (sql, name) in functions.iter().zip(SNOWFLAKE_FUNCTIONS) {
+            assert!(sql.starts_with(&format!("CREATE OR REPLACE TEMPORARY FUNCTION {name}(")), "{sql}");
+            assert!(sql.contains("LANGUAGE JAVASCRIPT STRICT IMMUTABLE AS $$") && sql.trim_end().ends_with("$$"), "{sql}");
+            assert!(!sql[sql.find("$$").unwrap() + 2..sql.len() - 2].contains("$$"), "the body must not close the literal early");
+        }
+        assert!(functions[0].contains("return fl(F);"));
+        assert!(functions[1].contains("walk('$', V, out); out.sort(cmp)"));
     }
 
     #[test]

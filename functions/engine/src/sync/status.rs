@@ -427,6 +427,17 @@ pub async fn record_reconcile(client: &Client, run_id: Uuid, response: &crate::c
     if !matches!(current.as_str(), run_status::RUNNING | run_status::COMPLETED | run_status::MISMATCH) {
         return Ok(current);
     }
+    if response.errors > 0 {
+        let names: Vec<String> = response
+            .tables
+            .iter()
+            .filter(|t| t.status == "error")
+            .map(|t| format!("{}: {}", t.target, t.error.as_deref().unwrap_or("unknown error")))
+            .collect();
+        let message = format!("reconciliation could not check {} table(s): {}", response.errors, names.join("; "));
+        finish_run(client, run_id, run_status::FAILED, Some(&message)).await?;
+        return Ok(run_status::FAILED.into());
+    }
     if response.mismatches == 0 {
         finish_run(client, run_id, run_status::COMPLETED, None).await?;
         return Ok(run_status::COMPLETED.into());
