@@ -340,7 +340,7 @@ async fn drive(
 
     observer.step("merge");
     attribute(report, "merge");
-    report.merge = crate::sync::merge::merge_run(&config, &RunRequest { run_id }).await?;
+    report.merge = crate::sync::merge::merge_run(config, &RunRequest { run_id }).await?;
     mark("merge", report);
     report.error = None;
     if report.merge.tables.iter().any(|t| t.status != "completed") {

@@ -43,14 +43,15 @@ async fn cutover_gate_passes_after_a_clean_night_and_names_each_failing_gate() {
     for name in ["last-run-completed", "no-failed-runs", "tables-reconciled", "conflicts-ran", "freshness"] {
         assert!(gate(&report, name).passed, "{name} should pass:\n{}", report.render());
     }
-    assert!(!gate(&report, "dual-read").passed, "no dual-read configuration given");
+    assert!(!gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains("--dual-read-signed-off"), "no sign-off given");
     assert!(!report.go, "one failing gate makes it NO-GO");
     assert!(report.render().starts_with("cutover: NO-GO"), "{}", report.render());
 
-    // The same configuration as the dual-read: its newest run is completed, so that gate passes too.
-    let with_dual = GateOptions { dual_read: Some((*config).clone()), ..Default::default() };
+    // With the operator's sign-off of the dual-read window, every gate passes: GO.
+    let with_dual = GateOptions { dual_read_signed_off: Some("ops on-call, 7 nights, counts and checksums equal".into()), ..Default::default() };
     let report = check(&config, &with_dual).await.unwrap();
     assert!(report.go, "{}", report.render());
+    assert!(gate(&report, "dual-read").reason.contains("7 nights"), "the sign-off is recorded in the report");
 
     // A running conflict job blocks cutover.
     pg.batch_execute("UPDATE conflict.settings SET \"InProgressFlag\" = 1").await.unwrap();

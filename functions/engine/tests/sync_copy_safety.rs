@@ -308,6 +308,16 @@ async fn load_mode_decided_at_chunk_start_resume_after_partial_load_has_no_dupli
         .await
         .unwrap();
 
+    // The Lambda-style run above has no lock session and a fresh heartbeat, so it counts as
+    // alive (docs/sync.md §6.3); let it die as a crashed run would (no heartbeat for 30 minutes).
+    pg.execute("UPDATE migration_status.migration_runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = $1", &[&plan.run_id])
+        .await
+        .unwrap();
+    // The Lambda-style run above has no lock session and a fresh heartbeat, so it counts as
+    // alive (docs/sync.md §6.3); let it die as a crashed run would (no heartbeat for 30 minutes).
+    pg.execute("UPDATE migration_status.migration_runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = $1", &[&plan.run_id])
+        .await
+        .unwrap();
     let resumed = runner::run(config, options(false), Arc::new(Quiet)).await.expect("resume");
     assert!(resumed.plan.resumed);
     assert!(resumed.failures.is_empty(), "no duplicate-key failure: {:?}", resumed.failures);

@@ -128,10 +128,10 @@ enum CutoverCommand {
     Check {
         #[command(flatten)]
         config: ConfigArg,
-        /// The dual-read configuration (Snowflake CONFLICTREPORT → the
-        /// PostgreSQL conflict schema), whose reconcile-only runs must be clean.
-        #[arg(long)]
-        dual_read_config: Option<PathBuf>,
+        /// The operator's sign-off of the dual-read window (who, when, what
+        /// matched; ops/cutover.md §1), recorded in the report.
+        #[arg(long, value_name = "TEXT")]
+        dual_read_signed_off: Option<String>,
         /// Window in hours within which runs, reconciles and the conflict job
         /// must have succeeded.
         #[arg(long, default_value_t = 26)]
@@ -296,10 +296,9 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             Ok(())
         }
-        Command::Cutover { command: CutoverCommand::Check { config, dual_read_config, max_age_hours, freshness_hours, json } } => {
+        Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, json } } => {
             let config = Config::load(&config.config)?;
-            let dual_read = dual_read_config.as_deref().map(Config::load).transpose()?;
-            let options = thaw_engine::cutover::GateOptions { max_age_hours, freshness_hours, dual_read };
+            let options = thaw_engine::cutover::GateOptions { max_age_hours, freshness_hours, dual_read_signed_off };
             let report = thaw_engine::cutover::check(&config, &options).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());

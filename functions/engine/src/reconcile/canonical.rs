@@ -224,6 +224,16 @@ pub fn emulator_part(source: &SourceColumn, target: &TargetColumn) -> EmulatorPa
     }
 }
 
+/// Snowflake SQL rendering the canonical text of `source` cut to its day
+/// (the day in the value's own offset, as `CAST(… AS DATE)` gives it): the
+/// form of a column listed in the table's `truncate_to_date`, whose copy
+/// keeps only the day by configuration. Same text as [`postgres_expr`] of a
+/// `date` target.
+pub fn snowflake_day_expr(source: &SourceColumn) -> String {
+    let c = sql::ident(&source.name);
+    format!("CAST(DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, CAST(CAST({c} AS DATE) AS TIMESTAMP_NTZ)) AS VARCHAR)")
+}
+
 /// Snowflake SQL of the forms both Snowflake and the emulator compute in SQL.
 fn common_expr(source: &SourceColumn, target: &TargetColumn) -> String {
     let c = sql::ident(&source.name);

@@ -287,14 +287,11 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
         if !sessions.contains_key(&key) {
             sessions.insert(key.clone(), open_session(config, &key.0, &key.1).await);
         }
-        let propagate = config
-            .source(&plan.source_name)
-            .ok()
-            .and_then(|s| s.tables.iter().find(|x| x.source == plan.source_table))
-            .map(|x| x.propagate_deletes)
-            .unwrap_or(false);
+        let table_config = config.source(&plan.source_name).ok().and_then(|s| s.tables.iter().find(|x| x.source == plan.source_table));
+        let propagate = table_config.is_some_and(|x| x.propagate_deletes);
+        let date_only: &[String] = table_config.map_or(&[], |x| &x.truncate_to_date[..]);
         let result = match &sessions[&key] {
-            Ok(session) => reconcile_table_in(session, &pg, &plan, propagate, options).await,
+            Ok(session) => reconcile_table_in(session, &pg, &plan, propagate, date_only, options).await,
             Err(e) => Err(e.clone()),
         };
         match result {
@@ -388,11 +385,18 @@ pub async fn reconcile_table(sf: &SnowflakeSource, pg: &Client, plan: &TablePlan
             sf.execute(&statement).await?;
         }
     }
-    reconcile_queries(sf, pg, &TableQueries::new(plan, engine), plan, propagate_deletes, ReconcileOptions::default()).await
+    reconcile_queries(sf, pg, &TableQueries::new(plan, engine, &[]), plan, propagate_deletes, ReconcileOptions::default()).await
 }
 
-async fn reconcile_table_in(session: &Session, pg: &Client, plan: &TablePlan, propagate_deletes: bool, options: ReconcileOptions) -> Result<TableReport> {
-    let q = TableQueries::new(plan, session.engine);
+async fn reconcile_table_in(
+    session: &Session,
+    pg: &Client,
+    plan: &TablePlan,
+    propagate_deletes: bool,
+    date_only: &[String],
+    options: ReconcileOptions,
+) -> Result<TableReport> {
+    let q = TableQueries::new(plan, session.engine, date_only);
     if let (true, Some(e)) = (q.needs_functions(), &session.functions_error) {
         return Err(e.clone());
     }
@@ -461,12 +465,23 @@ struct TableQueries {
 }
 
 impl TableQueries {
-    fn new(plan: &TablePlan, engine: SourceEngine) -> Self {
+    /// `date_only` names source columns of the table's `truncate_to_date`:
+    /// their copy keeps only the day by configuration, so the source side is
+    /// compared as that day (docs/reconcile.md §3), not at full precision.
+    fn new(plan: &TablePlan, engine: SourceEngine, date_only: &[String]) -> Self {
         let sf_from = match &plan.source_filter {
             Some(f) => format!("{} WHERE ({f})", plan.source_fqn()),
             None => plan.source_fqn(),
         };
-        Self::from_columns(&plan.columns, &plan.key_columns, engine, sf_from, plan.target_fqn())
+        let mut q = Self::from_columns(&plan.columns, &plan.key_columns, engine, sf_from, plan.target_fqn());
+        for (column, pair) in q.columns.iter_mut().zip(&plan.columns) {
+            if date_only.contains(&pair.source.name) {
+                let day = canonical::snowflake_day_expr(&pair.source);
+                column.sf = day.clone();
+                column.emulator = EmulatorPart::Sql(day);
+            }
+        }
+        q
     }
 
     fn from_columns(pairs: &[ColumnPair], key_columns: &[String], engine: SourceEngine, sf_from: String, pg_from: String) -> Self {
