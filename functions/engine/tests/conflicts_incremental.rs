@@ -319,3 +319,181 @@ async fn conflict_incremental_equals_full_on_random_mutation_sequences() {
         assert!(total > 0, "seed {seed}: the mutations changed something");
     }
 }
+
+/// `(VisitID, ConVisitID)` → `(SSN, VisitDate, UpdatedDate)` of every stored pair, as text.
+async fn updated_dates(client: &Client) -> std::collections::BTreeMap<(String, String), (String, String, Option<String>)> {
+    client
+        .query(
+            r#"SELECT "VisitID"::text, "ConVisitID"::text, "SSN"::text, "VisitDate"::text, "UpdatedDate"::text FROM conflict.conflictvisitmaps"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3), r.get(4))))
+        .collect()
+}
+
+/// An open pair's primary visit: (application visit id, VisitID text, SSN, VisitDate text).
+async fn a_visit_with_pairs(client: &Client) -> (i64, String, String, String) {
+    let r = client
+        .query_one(
+            r#"SELECT "AppVisitID", "VisitID"::text, "SSN"::text, "VisitDate"::text FROM conflict.conflictvisitmaps
+               WHERE "StatusFlag" = 'U' ORDER BY "AppVisitID" LIMIT 1"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3))
+}
+
+/// Only the key of the changed visit is read and written: the run reads
+/// exactly that key's candidates, and every stored pair of another key keeps
+/// its `UpdatedDate`; a run without changes reads and writes nothing.
+#[tokio::test]
+async fn conflict_incremental_touches_only_the_keys_of_changed_visits() {
+    let mut g = Gen::new(42);
+    let mut twin = Twin::new("cf_inc_keys", &dataset(&mut g, 300)).await;
+    twin.step("initial").await;
+    let (app, _, ssn, date) = a_visit_with_pairs(&twin.inc).await;
+    let before = updated_dates(&twin.inc).await;
+
+    twin.exec(&format!(
+        "UPDATE analytics.factvisitcallperformance_cr SET \"Scheduled Start Time\" = \"Scheduled Start Time\" + interval '15 minutes', \
+         \"Scheduled End Time\" = \"Scheduled End Time\" + interval '15 minutes', \"Visit Updated Timestamp\" = {} WHERE \"Application Visit Id\" = {app}",
+        stamp(1)
+    ))
+    .await;
+    let summary = twin.step("one visit's schedule moved").await;
+    assert_eq!((summary.mode.as_deref(), summary.keys_touched), (Some("incremental"), Some(1)), "{summary:?}");
+    let candidates: i64 = twin
+        .inc
+        .query_one(
+            r#"SELECT count(*) FROM analytics.factvisitcallperformance_cr f JOIN analytics.dimcaregiver cg USING ("Caregiver Id")
+               WHERE btrim(cg."SSN", ' ') = $1 AND f."Visit Date" = $2::text::date"#,
+            &[&ssn, &date],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(summary.visits_considered, candidates as u64, "only the candidates of the touched key are read: {summary:?}");
+    assert!(summary.updated > 0, "the pairs of the moved visit are refreshed: {summary:?}");
+
+    let after = updated_dates(&twin.inc).await;
+    let mut touched_rows = 0;
+    for (pair, (s, d, updated)) in &after {
+        let old = before.get(pair);
+        if (s.as_str(), d.as_str()) == (ssn.as_str(), date.as_str()) {
+            touched_rows += usize::from(old.map(|o| &o.2) != Some(updated));
+        } else {
+            assert_eq!(old.map(|o| &o.2), Some(updated), "pair {pair:?} of an untouched key was written");
+        }
+    }
+    assert!(touched_rows > 0, "some pair of the touched key was rewritten");
+
+    let quiet = twin.step("no change").await;
+    assert_eq!(
+        (quiet.mode.as_deref(), quiet.keys_touched, quiet.visits_considered, quiet.inserted, quiet.updated, quiet.resolved),
+        (Some("incremental"), Some(0), 0, 0, 0, 0),
+        "{quiet:?}"
+    );
+    assert_eq!(updated_dates(&twin.inc).await, after);
+}
+
+/// A visit deleted in the source: incrementally, its stored pairs are
+/// revisited by their old key (the visit is gone from the fact table): pairs
+/// where it is the conflicting visit → `D`, its own pairs → `R`, its conflict
+/// → `D`, exactly as a full run does.
+#[tokio::test]
+async fn conflict_incremental_handles_a_deleted_visits_pairs() {
+    let mut g = Gen::new(4242);
+    let mut twin = Twin::new("cf_inc_del", &dataset(&mut g, 300)).await;
+    twin.step("initial").await;
+    let (app, visit_id, _, _) = a_visit_with_pairs(&twin.inc).await;
+    twin.exec(&format!(
+        "INSERT INTO analytics.factvisitcallperformance_deleted_cr (\"Visit Id\", \"Application Visit Id\", \"Visit Date\", \"Caregiver Id\", \"Provider Id\", \"Visit Updated Timestamp\")\n\
+         SELECT \"Visit Id\", \"Application Visit Id\", \"Visit Date\", \"Caregiver Id\", \"Provider Id\", {ts} FROM analytics.factvisitcallperformance_cr WHERE \"Application Visit Id\" = {app};\n\
+         DELETE FROM analytics.factvisitcallperformance_cr WHERE \"Application Visit Id\" = {app};",
+        ts = stamp(1)
+    ))
+    .await;
+    let summary = twin.step("a visit deleted").await;
+    assert_eq!(summary.mode.as_deref(), Some("incremental"), "{summary:?}");
+    assert!(summary.resolved > 0, "its own pairs are no longer detected: {summary:?}");
+    let states = |sql: &'static str| {
+        let client = &twin.inc;
+        let visit_id = visit_id.clone();
+        async move {
+            client.query(sql, &[&visit_id]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect::<std::collections::BTreeSet<String>>()
+        }
+    };
+    let as_conflicting = states(r#"SELECT "StatusFlag"::text FROM conflict.conflictvisitmaps WHERE "ConVisitID"::text = $1"#).await;
+    let as_primary = states(r#"SELECT "StatusFlag"::text FROM conflict.conflictvisitmaps WHERE "VisitID"::text = $1"#).await;
+    let conflict = states(
+        r#"SELECT k."StatusFlag"::text FROM conflict.conflicts k WHERE k."CONFLICTID" IN (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "VisitID"::text = $1)"#,
+    )
+    .await;
+    assert_eq!(as_conflicting, ["D".to_string()].into());
+    assert_eq!(as_primary, ["R".to_string()].into());
+    assert_eq!(conflict, ["D".to_string()].into());
+}
+
+/// The first run, `--full`, and any change of the settings fingerprint
+/// (MPH, SETTINGS, excluded SSNs, provider activity) run the whole window;
+/// run bookkeeping (`InProgressFlag`, `LastLoadDate`) does not count.
+#[tokio::test]
+async fn conflict_settings_change_forces_a_full_run() {
+    let mut g = Gen::new(7);
+    let mut client = fresh_pg(&unique("cf_inc_settings")).await;
+    client.batch_execute(&reference_sql()).await.unwrap();
+    client.batch_execute(&dataset(&mut g, 100)).await.unwrap();
+    async fn mode(client: &mut Client, mode: DetectionMode) -> (String, String) {
+        let s = run(client, &settings(FIRST_TODAY.parse().unwrap()), mode).await.unwrap();
+        (s.mode.unwrap_or_default(), s.mode_reason.unwrap_or_default())
+    }
+    let (m, why) = mode(&mut client, DetectionMode::Incremental).await;
+    assert_eq!(m, "full");
+    assert!(why.contains("first run"), "{why}");
+    assert_eq!(mode(&mut client, DetectionMode::Incremental).await.0, "incremental");
+    assert_eq!(mode(&mut client, DetectionMode::Full).await, ("full".into(), "full run requested (--full)".into()));
+    assert_eq!(mode(&mut client, DetectionMode::Incremental).await.0, "incremental");
+
+    for change in [
+        r#"UPDATE conflict.mph SET "AverageMilesPerHour" = 3 WHERE "From" = 0"#,
+        r#"UPDATE conflict.settings SET "ExtraDistancePer" = 1.5"#,
+        r#"INSERT INTO conflict.excluded_ssn ("SSN") VALUES ('100-00-0003')"#,
+        r#"INSERT INTO conflict.excluded_agency ("ProviderID") VALUES ('00000000-0000-0000-0003-000000000002')"#,
+        r#"UPDATE analytics.dimprovider SET "Is Active" = false WHERE "Application Provider Id" = 1"#,
+        r#"UPDATE analytics.dimprovider SET "Is Demo" = true WHERE "Application Provider Id" = 2"#,
+    ] {
+        client.batch_execute(change).await.unwrap();
+        let (m, why) = mode(&mut client, DetectionMode::Incremental).await;
+        assert_eq!(m, "full", "{change}");
+        assert!(why.contains("settings changed"), "{change}: {why}");
+        assert_eq!(mode(&mut client, DetectionMode::Incremental).await.0, "incremental", "after {change}");
+    }
+    let row = client.query_one(r#"SELECT "Mode", "SettingsFingerprint" FROM conflict.conflict_watermark"#, &[]).await.unwrap();
+    assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, String>(1).len()), ("incremental", 32));
+}
+
+/// A skipped night: two nights of changes are caught up by one run (the
+/// watermark is the last *successful* run's), with the same tables as a full run.
+#[tokio::test]
+async fn conflict_incremental_catches_up_a_skipped_night() {
+    let mut g = Gen::new(99);
+    let mut twin = Twin::new("cf_inc_skip", &dataset(&mut g, 300)).await;
+    twin.step("initial").await;
+    let night1: String = (0..6).map(|_| g.mutation(&stamp(1))).collect();
+    twin.exec(&night1).await;
+    // The run of night 1 fails: nothing is committed, the watermark stays.
+    twin.exec("ALTER TABLE conflict.conflicts RENAME TO conflicts_away").await;
+    let cfg = settings(twin.today);
+    assert!(run(&mut twin.inc, &cfg, DetectionMode::Incremental).await.is_err());
+    twin.exec("ALTER TABLE conflict.conflicts_away RENAME TO conflicts").await;
+    let night2: String = (0..6).map(|_| g.mutation(&stamp(2))).collect();
+    twin.exec(&night2).await;
+    twin.today += Duration::days(1);
+    let summary = twin.step(&format!("two nights in one run:\n{night1}\n{night2}")).await;
+    assert_eq!(summary.mode.as_deref(), Some("incremental"), "{summary:?}");
+    assert!(summary.keys_touched.unwrap_or(0) >= 2, "{summary:?}");
+}
