@@ -34,3 +34,10 @@ CREATE TABLE IF NOT EXISTS conflict.conflict_watermark (
 -- "Visit Date")); this makes the first hop an index scan.
 CREATE INDEX IF NOT EXISTS idx_dimcaregiver_ssn_trimmed
     ON analytics.dimcaregiver (btrim("SSN", ' '));
+
+-- A changed patient or patient address touches the keys of that patient's
+-- visits (rule 7 and the cross-state rule read the address).
+CREATE INDEX IF NOT EXISTS factvisitcallperformance_cr_provider_patient
+    ON analytics.factvisitcallperformance_cr ("Provider Patient Id");
+CREATE INDEX IF NOT EXISTS factvisitcallperformance_cr_payer_patient
+    ON analytics.factvisitcallperformance_cr ("Payer Patient Id");

@@ -3,6 +3,7 @@
 //!
 //! The heart is a property test: random sequences of source mutations
 //! (insert; update times, date, SSN, provider; delete; mark missed or not;
+//! move a patient's GPS address;
 //! "today" moving forward so that dates enter the window) on a generated
 //! dataset of a few hundred visits with many collisions are applied to two
 //! identical databases. After every step one database runs incremental, the
@@ -166,7 +167,16 @@ impl Gen {
 
     /// One random mutation stamped with change timestamp `ts`.
     fn mutation(&mut self, ts: &str) -> String {
-        let kind = self.rng.below(8);
+        let kind = self.rng.below(9);
+        if kind == 8 {
+            // A patient's GPS address moves (rule 7 distances change for all its visits).
+            let e = self.rng.below(PATIENTS);
+            let dlat = self.rng.below(5) as f64 * 0.01;
+            return format!(
+                "UPDATE analytics.dimpatientaddress SET \"Latitude\" = \"Latitude\" + {dlat}, \"Updated Datatimestamp\" = {ts} WHERE \"Patient Id\" = '{}';\n",
+                patient(e)
+            );
+        }
         if kind == 0 || self.live.is_empty() {
             return self.insert(ts);
         }
@@ -313,7 +323,10 @@ async fn conflict_incremental_equals_full_on_random_mutation_sequences() {
             let context = format!("seed {seed} step {step} (today {}), mutations:\n{sql}", twin.today);
             let summary = twin.step(&context).await;
             assert_eq!(summary.mode.as_deref(), Some("incremental"), "{context}: {summary:?}");
-            assert!(summary.visits_considered < first.visits_considered, "{context}: an incremental run reads only the touched keys: {summary:?}");
+            // With only three patients, an address move touches most keys; otherwise few are read.
+            if !sql.contains("dimpatientaddress") {
+                assert!(summary.visits_considered < first.visits_considered, "{context}: an incremental run reads only the touched keys: {summary:?}");
+            }
             total += summary.inserted + summary.updated + summary.resolved;
         }
         assert!(total > 0, "seed {seed}: the mutations changed something");

@@ -19,7 +19,9 @@
 //!
 //! Touched keys ([`collect_keys`], all set-based, into the temporary table
 //! [`KEYS`], ANALYZEd): the new key of every visit and deleted visit changed
-//! after the watermark, the *old* key of those visits (the `SSN`/`VisitDate`
+//! after the watermark (a visit also counts as changed when its caregiver
+//! row, its provider or payer patient, or that patient's address changed),
+//! the *old* key of those visits (the `SSN`/`VisitDate`
 //! of their stored pairs, by `VisitID`: both orientations of a pair are
 //! stored), every key of a caregiver's changed in-service or absence period
 //! (the dates it covers), and every key dated in the part of the window that
@@ -176,6 +178,8 @@ const CHANGE_COLUMNS: &[(&str, &str)] = &[
     ("factvisitcallperformance_cr", "Visit Updated Timestamp"),
     ("factvisitcallperformance_deleted_cr", "Visit Updated Timestamp"),
     ("dimcaregiver", "Updated Datatimestamp"),
+    ("dimpatient", "Updated Datatimestamp"),
+    ("dimpatientaddress", "Updated Datatimestamp"),
     ("factcaregiverinservice", "Updated Datatimestamp"),
     ("factcaregiverabsence", "Updated Datatimestamp"),
 ];
@@ -276,6 +280,30 @@ pub async fn collect_keys(
             fact = a(fa),
             cg_upd = types.expr("cg", ca, "Updated Datatimestamp", Want::Timestamptz)?,
         ));
+    }
+    // Every visit of a patient (provider or payer side) whose row or address
+    // changed: addresses move rule 7 and the cross-state rule (docs/conflicts.md §4.1.7).
+    let patient_changes: Vec<String> = [("dimpatient", "p"), ("dimpatientaddress", "p")]
+        .iter()
+        .filter(|(t, _)| optional_table(types, t, "Updated Datatimestamp") && optional_table(types, t, "Patient Id"))
+        .map(|(t, al)| -> Result<String> {
+            Ok(format!(
+                "SELECT {id} FROM {table} {al} WHERE {upd} {after}",
+                id = types.expr(al, t, "Patient Id", Want::Uuid)?,
+                table = a(t),
+                upd = types.expr(al, t, "Updated Datatimestamp", Want::Timestamptz)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    if !patient_changes.is_empty() {
+        let patients = patient_changes.join(" UNION ");
+        for column in ["Provider Patient Id", "Payer Patient Id"] {
+            changed_sql.push_str(&format!(
+                "\nUNION SELECT {f_id} FROM {fact} f WHERE {fk} IN ({patients})",
+                fact = a(fa),
+                fk = types.expr("f", fa, column, Want::Uuid)?,
+            ));
+        }
     }
     tx.execute(&changed_sql, &[&since]).await.map_err(|e| from_postgres(e, "collecting the changed visits"))?;
     tx.batch_execute(&format!("ANALYZE {CHANGED}")).await.map_err(|e| from_postgres(e, "analysing the changed visits"))?;
