@@ -453,7 +453,7 @@ async fn conflict_incremental_handles_a_deleted_visits_pairs() {
 
 /// The first run, `--full`, and any change of the settings fingerprint
 /// (MPH, SETTINGS, excluded SSNs, provider activity) run the whole window;
-/// run bookkeeping (`InProgressFlag`, `LastLoadDate`) does not count.
+/// run bookkeeping (`InProgressFlag`, `LastLoadDate`, the legacy cron flags) does not count.
 #[tokio::test]
 async fn conflict_settings_change_forces_a_full_run() {
     let mut g = Gen::new(7);
@@ -470,6 +470,8 @@ async fn conflict_settings_change_forces_a_full_run() {
     assert_eq!(mode(&mut client, DetectionMode::Incremental).await.0, "incremental");
     assert_eq!(mode(&mut client, DetectionMode::Full).await, ("full".into(), "full run requested (--full)".into()));
     assert_eq!(mode(&mut client, DetectionMode::Incremental).await.0, "incremental");
+    client.batch_execute(r#"UPDATE conflict.settings SET "UpdateCronFlag" = 1, "LastLoadDate" = '2020-01-01'"#).await.unwrap();
+    assert_eq!(mode(&mut client, DetectionMode::Incremental).await.0, "incremental", "bookkeeping columns are not settings");
 
     for change in [
         r#"UPDATE conflict.mph SET "AverageMilesPerHour" = 3 WHERE "From" = 0"#,

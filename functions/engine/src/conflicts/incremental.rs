@@ -206,9 +206,15 @@ pub async fn source_high_water(tx: &Transaction<'_>, types: &ColumnTypes) -> Res
     Ok(row.get(0))
 }
 
+/// SETTINGS columns that are run bookkeeping (thaw's and the legacy
+/// procedures' cron flags), left out of the fingerprint: a sync of SETTINGS
+/// that only moves them must not force a full run.
+pub const SETTINGS_BOOKKEEPING: &[&str] =
+    &["InProgressFlag", "LastLoadDate", "UpdateCronFlag", "InsertCronFlag", "ConflictIDFlag", "GroupIDFlag", "VisitHistoryFlag"];
+
 /// md5 hex of everything besides the visits that changes detection results
 /// (docs/conflicts.md §D1): the SETTINGS rows without the run bookkeeping
-/// (`InProgressFlag`, `LastLoadDate`), the MPH bands, EXCLUDED_SSN and
+/// ([`SETTINGS_BOOKKEEPING`]), the MPH bands, EXCLUDED_SSN and
 /// EXCLUDED_AGENCY (without their surrogate `ID`s and timestamps), every
 /// provider's id, activity, demo flag and state, and `config` (the
 /// configured zone and GPS priority). Row order does not matter.
@@ -225,7 +231,11 @@ pub async fn fingerprint(tx: &Transaction<'_>, schemas: &Schemas, types: &Column
     );
     let sql = format!(
         "SELECT md5(concat_ws('|', $1::text, {settings}, {mph}, {ssn}, {agency}, {providers}))",
-        settings = agg(format!("SELECT (to_jsonb(s) - 'InProgressFlag' - 'LastLoadDate')::text AS x FROM {} s", c("settings"))),
+        settings = agg(format!(
+            "SELECT (to_jsonb(s) - ARRAY[{}])::text AS x FROM {} s",
+            SETTINGS_BOOKKEEPING.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", "),
+            c("settings")
+        )),
         mph = agg(format!("SELECT (to_jsonb(m) - 'ID' - 'RECORDEDDATETIME')::text AS x FROM {} m", c("mph"))),
         ssn = agg(format!("SELECT (to_jsonb(e) - 'ID')::text AS x FROM {} e", c("excluded_ssn"))),
         agency = agg(format!("SELECT (to_jsonb(e) - 'ID')::text AS x FROM {} e", c("excluded_agency"))),

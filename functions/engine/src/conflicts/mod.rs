@@ -22,6 +22,9 @@
 //!   visits are in different states are never emitted.
 //! * [`sweep`]: the per-`(SSN, VisitDate)` key sweep that turns candidates
 //!   into [`DetectedPair`]s without a quadratic scan or a database self-join.
+//! * [`incremental`]: incremental key-scoped runs (docs/conflicts.md §D1):
+//!   the watermark of the last successful run, the settings fingerprint,
+//!   the touched `(SSN, VisitDate)` keys and the choice of [`DetectionMode`].
 //! * [`settings`]: [`DetectionSettings`] from the config and the
 //!   `conflict.settings` / `mph` / `excluded_*` tables.
 //! * [`store`]: diff and write: detected pairs are COPYed into a staging
@@ -41,9 +44,8 @@
 //!
 //! ## Not yet here (later issues; the module is shaped for them)
 //! No-response `N` and `ResolvedBy` (docs/conflicts.md §8.2 steps 8–9), in-service
-//! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications, incremental
-//! key-scoped runs (docs/conflicts.md §D1; [`store`] already scopes its diff so a key set
-//! can replace the date window), and the log-history rows (`log_history`,
+//! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications,
+//! and the log-history rows (`log_history`,
 //! not yet in the conflict schema) that should record the system reason when
 //! a pair is resolved because it became cross-state (docs/conflicts.md §D6).
 
@@ -216,7 +218,9 @@ pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
 ///
 /// Takes the run lock (session advisory lock [`RUN_LOCK_KEY`], docs/conflicts.md §D8),
 /// sets `settings."InProgressFlag"` to 1, detects and writes everything in
-/// one transaction, then sets `InProgressFlag` back to 2 (and `LastLoadDate`
+/// one transaction (the whole window, or in [`DetectionMode::Incremental`]
+/// the keys touched since the stored watermark, which it then advances,
+/// docs/conflicts.md §D1), then sets `InProgressFlag` back to 2 (and `LastLoadDate`
 /// on success) and releases the lock, on every exit path.
 ///
 /// Errors: [`ErrorKind::Locked`] when another run holds the lock;

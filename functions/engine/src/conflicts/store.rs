@@ -20,7 +20,8 @@
 //!      rank by (`VisitID`, `AppVisitID`); `ReverseUUID` and `CRDATEUNIQUE`
 //!      are filled once, when NULL ([SF] docs/conflicts.md §7); a `conflicts` row (status 'U')
 //!      is created for every CONFLICTID without one ([SF] docs/conflicts.md §7.7);
-//!    * **resolve**: open stored pairs of the window that were not detected
+//!    * **resolve**: open stored pairs of the window (in an incremental run:
+//!      of the touched keys, docs/conflicts.md §D1) that were not detected
 //!      become `StatusFlag` 'R' with `ResolveDate` (never deleted). This
 //!      includes pairs that have become cross-state: the sweep no longer
 //!      emits them (docs/conflicts.md §D6, [`super::cross_state`]);
