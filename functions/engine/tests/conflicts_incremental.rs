@@ -512,3 +512,53 @@ async fn conflict_incremental_catches_up_a_skipped_night() {
     assert_eq!(summary.mode.as_deref(), Some("incremental"), "{summary:?}");
     assert!(summary.keys_touched.unwrap_or(0) >= 2, "{summary:?}");
 }
+
+/// docs/conflicts.md §14: the keyed candidate read costs what the touched keys
+/// cost. On 100 000 visits, 20 000 caregivers and 20 000 addresses with two
+/// touched keys, the plan reaches caregivers through the trimmed-SSN index,
+/// visits through `("Caregiver Id", "Visit Date")` and addresses by patient:
+/// no sequential scan of any of the three.
+#[tokio::test]
+async fn conflict_incremental_candidate_read_uses_the_key_indexes() {
+    use thaw_engine::conflicts::{candidates::candidate_query, columns::ColumnTypes};
+    let mut client = fresh_pg(&unique("cf_inc_plan")).await;
+    client
+        .batch_execute(
+            r#"
+INSERT INTO analytics.dimprovider ("Provider Id", "Is Active", "Is Demo")
+  SELECT ('00000000-0000-0000-0003-' || lpad(p::text, 12, '0'))::uuid, true, false FROM generate_series(0, 9) p;
+INSERT INTO analytics.dimcaregiver ("Caregiver Id", "SSN")
+  SELECT ('00000000-0000-0000-0002-' || lpad(c::text, 12, '0'))::uuid, lpad(c::text, 9, '0') FROM generate_series(0, 19999) c;
+INSERT INTO analytics.dimpatientaddress ("Patient Address Id", "Patient Id", "Address Type", "Primary Address", "Latitude", "Longitude")
+  SELECT ('00000000-0000-0000-0005-' || lpad(e::text, 12, '0'))::uuid, ('00000000-0000-0000-0004-' || lpad(e::text, 12, '0'))::uuid,
+         'GPS', true, 40.6, -73.9 FROM generate_series(0, 19999) e;
+INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Visit Date", "Caregiver Id", "Provider Id", "Provider Patient Id", "Payer Patient Id")
+  SELECT ('00000000-0000-0000-0001-' || lpad(n::text, 12, '0'))::uuid, date '2025-01-01' + (n % 60),
+         ('00000000-0000-0000-0002-' || lpad((n % 20000)::text, 12, '0'))::uuid, ('00000000-0000-0000-0003-' || lpad((n % 10)::text, 12, '0'))::uuid,
+         ('00000000-0000-0000-0004-' || lpad((n % 20000)::text, 12, '0'))::uuid,
+         CASE WHEN n % 2 = 0 THEN ('00000000-0000-0000-0004-' || lpad(((n + 7) % 20000)::text, 12, '0'))::uuid END
+  FROM generate_series(0, 99999) n;
+ANALYZE analytics.dimprovider, analytics.dimcaregiver, analytics.dimpatientaddress, analytics.factvisitcallperformance_cr;
+"#,
+        )
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(
+        "CREATE TEMP TABLE thaw_conflict_keys (ssn text NOT NULL, visit_date date NOT NULL, PRIMARY KEY (ssn, visit_date)) ON COMMIT DROP;
+         INSERT INTO pg_temp.thaw_conflict_keys VALUES ('000000042', '2025-01-01'), ('000000043', '2025-01-02');
+         ANALYZE pg_temp.thaw_conflict_keys",
+    )
+    .await
+    .unwrap();
+    let types = ColumnTypes::load(&tx, "analytics", "'America/New_York'").await.unwrap();
+    let sql = candidate_query(&types, true).unwrap().replace("$1::date", "'2023-03-10'::date").replace("$2::date", "'2025-04-24'::date");
+    let plan: Vec<String> = tx.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let plan = plan.join("\n");
+    for index in ["idx_dimcaregiver_ssn_trimmed", "factvisitcallperformance_cr_caregiver", "dimpatientaddress_patient"] {
+        assert!(plan.contains(index), "{index} not used:\n{plan}");
+    }
+    for table in ["factvisitcallperformance_cr", "dimcaregiver", "dimpatientaddress"] {
+        assert!(!plan.contains(&format!("Seq Scan on {table} ")), "sequential scan of {table}:\n{plan}");
+    }
+}

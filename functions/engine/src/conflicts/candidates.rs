@@ -87,7 +87,7 @@ pub fn candidate_query(types: &ColumnTypes, keyed: bool) -> Result<String> {
     FROM (SELECT {a_patient} AS patient_id, {a_lat} AS latitude, {a_lon} AS longitude, {a_zip} AS zip, {a_state} AS state,
                  {a_created} AS created, {a_id} AS address_id
           FROM {addresses} a
-          WHERE {a_primary} AND {a_type} LIKE '%GPS%') a
+          WHERE {a_primary} AND {a_type} LIKE '%GPS%'{address_filter}) a
     WHERE a.patient_id IS NOT NULL
     ORDER BY a.patient_id, a.created DESC NULLS LAST, a.address_id
 ), visits AS (
@@ -115,6 +115,25 @@ SELECT c.visit_id, c.app_visit_id, c.ssn, c.visit_date, c.provider_id, c.sch_sta
 FROM candidates c
 LEFT JOIN address ad ON ad.patient_id = c.provider_patient_id
 ORDER BY c.ssn, c.visit_date"#,
+        // Incremental: the primary addresses of the touched visits' patients only, not of every patient.
+        address_filter = if keyed {
+            format!(
+                "\n            AND {a_patient} IN (SELECT v.patient_id FROM {keys} k JOIN {caregivers} cg ON {ssn} = k.ssn \
+                 JOIN {visits} f ON {f_cg} = {cg_id} AND {f_date} = k.visit_date \
+                 CROSS JOIN LATERAL (VALUES ({f_pp}), ({f_pa})) v(patient_id))",
+                a_patient = types.expr("a", aa, "Patient Id", Uuid)?,
+                keys = super::incremental::KEYS,
+                caregivers = t(ca),
+                visits = t(fa),
+                f_cg = f("Caregiver Id", Uuid)?,
+                cg_id = types.expr("cg", ca, "Caregiver Id", Uuid)?,
+                f_date = f("Visit Date", Date)?,
+                f_pp = f("Provider Patient Id", Uuid)?,
+                f_pa = f("Payer Patient Id", Uuid)?,
+            )
+        } else {
+            String::new()
+        },
         key_join = if keyed {
             format!("\n    JOIN {} k ON k.ssn = {ssn} AND k.visit_date = {}", super::incremental::KEYS, f("Visit Date", Date)?)
         } else {
