@@ -41,3 +41,11 @@ CREATE INDEX IF NOT EXISTS factvisitcallperformance_cr_provider_patient
     ON analytics.factvisitcallperformance_cr ("Provider Patient Id");
 CREATE INDEX IF NOT EXISTS factvisitcallperformance_cr_payer_patient
     ON analytics.factvisitcallperformance_cr ("Payer Patient Id");
+
+-- The change lookups of an incremental run: rows changed after the watermark.
+CREATE INDEX IF NOT EXISTS dimcaregiver_updated
+    ON analytics.dimcaregiver ("Updated Datatimestamp");
+CREATE INDEX IF NOT EXISTS dimpatient_updated
+    ON analytics.dimpatient ("Updated Datatimestamp");
+CREATE INDEX IF NOT EXISTS dimpatientaddress_updated
+    ON analytics.dimpatientaddress ("Updated Datatimestamp");
