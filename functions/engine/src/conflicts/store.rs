@@ -871,8 +871,17 @@ mod tests {
     }
 
     #[test]
+    fn an_incremental_run_resolves_only_pairs_of_the_touched_keys() {
+        let keyed = StatementContext { keyed: true, ..context() };
+        let resolve = |ctx: &StatementContext| statements(ctx).unwrap().into_iter().find(|(n, _)| *n == "resolve").unwrap().1;
+        assert!(resolve(&keyed).contains(super::super::incremental::KEYS), "{}", resolve(&keyed));
+        assert!(!resolve(&context()).contains(super::super::incremental::KEYS));
+    }
+
+    #[test]
     fn no_generated_statement_names_a_user_owned_column() {
-        for (name, sql) in statements(&context()).unwrap() {
+        let keyed = StatementContext { keyed: true, ..context() };
+        for (name, sql) in statements(&context()).unwrap().into_iter().chain(statements(&keyed).unwrap()) {
             for c in USER_OWNED_CVM_COLUMNS.iter().chain(USER_OWNED_CONFLICT_COLUMNS) {
                 assert!(!sql.contains(&ident(c)), "statement '{name}' names user-owned column {c}:\n{sql}");
             }
