@@ -208,6 +208,17 @@ pub struct ConflictCreateResponse {
     /// Problems in the reference data worth a look (MPH gaps/overlaps).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Which mode ran: `full` or `incremental` (docs/conflicts.md §D1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Why: e.g. `full run requested (--full)`, `no watermark of a previous
+    /// successful run (first run)`, `settings changed since the last run ...`,
+    /// or for incremental runs the watermark the keys were taken from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_reason: Option<String>,
+    /// Incremental runs: the number of `(SSN, VisitDate)` keys recomputed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_touched: Option<u64>,
 }
 
 /// Input of the failure path: mark the run failed.

@@ -65,8 +65,10 @@ pub async fn reconcile(config: &Config, request: &RunRequest) -> Result<(Reconci
 }
 
 /// The `conflict-create` step: detect conflicts over the synced analytics
-/// tables and maintain the conflict schema. Returns the detection summary
-/// (small: counts and seconds).
+/// tables and maintain the conflict schema: incremental (the keys touched
+/// since the last successful run) unless `request.full`
+/// (docs/conflicts.md §D1). Returns the detection summary (small: counts,
+/// mode and seconds).
 ///
 /// Errors: [`crate::ErrorKind::ConfigInvalid`] when the config has no
 /// `conflicts` section.
@@ -74,10 +76,11 @@ pub async fn conflict_create(config: &Config, request: &ConflictCreateRequest) -
     let Some(settings) = &config.conflicts else {
         return Err(Error::config("conflict detection needs a 'conflicts' section in the config (database, time_zone)"));
     };
-    // Only full-window detection exists so far; `request.full` is accepted for the contract.
-    let _ = request.full;
+    // docs/conflicts.md §D1: incremental by default; the run falls back to a
+    // full window itself when there is no watermark or the settings changed.
+    let mode = if request.full { crate::conflicts::DetectionMode::Full } else { crate::conflicts::DetectionMode::Incremental };
     let mut pg = crate::sink::connect(&config.postgres, &settings.database).await?;
-    crate::conflicts::run(&mut pg, settings, crate::conflicts::DetectionMode::Full).await
+    crate::conflicts::run(&mut pg, settings, mode).await
 }
 
 /// The `fail-run` step: mark the run failed with the state machine's error

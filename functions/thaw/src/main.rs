@@ -86,8 +86,11 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         #[command(flatten)]
         config: ConfigArg,
         /// Recompute the whole candidate window [today - 2 years, today + 45 days]
-        /// (docs/conflicts.md §D1). Today every run is a full-window run; the flag
-        /// is accepted so that schedules keep working once incremental runs exist.
+        /// (docs/conflicts.md §D1). Without it the run is incremental: only the
+        /// (SSN, visit date) keys touched since the last successful run's
+        /// watermark; it falls back to a full run on the first run or when the
+        /// settings (SETTINGS, MPH, exclusions, providers) changed. The summary
+        /// says which mode ran and why ("mode", "mode_reason").
         #[arg(long)]
         full: bool,
         /// Evaluate as of this date (YYYY-MM-DD) instead of the current date in

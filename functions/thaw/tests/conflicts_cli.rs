@@ -35,6 +35,9 @@ async fn conflicts_command_needs_only_postgres_and_the_conflicts_section() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let s = summary(&out);
     assert_eq!((s["visits_considered"].as_u64(), s["inserted"].as_u64(), s["conflicts_created"].as_u64()), (Some(4), Some(4), Some(4)), "{s}");
+    // Incremental by default, but the first run has no watermark: full (docs/conflicts.md §D1).
+    assert_eq!(s["mode"].as_str(), Some("full"), "{s}");
+    assert!(s["mode_reason"].as_str().unwrap_or("").contains("first run"), "{s}");
     let pairs: i64 = client.query_one("SELECT count(*) FROM conflict.conflictvisitmaps", &[]).await.unwrap().get(0);
     assert_eq!(pairs, 4);
     let flag: i64 = client.query_one(r#"SELECT "InProgressFlag" FROM conflict.settings"#, &[]).await.unwrap().get(0);
@@ -46,11 +49,15 @@ async fn conflicts_command_needs_only_postgres_and_the_conflicts_section() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let s = summary(&out);
     assert_eq!((s["pairs_detected"].as_u64(), s["inserted"].as_u64(), s["updated"].as_u64(), s["resolved"].as_u64()), (Some(4), Some(0), Some(0), Some(0)), "{s}");
+    assert_eq!((s["mode"].as_str(), s["mode_reason"].as_str()), (Some("full"), Some("full run requested (--full)")), "{s}");
 
     // --today wins over the config key: on 2025-03-13 the rule-1 pair is past, but stored rows are refreshed, not resolved.
     let out = thaw!(&["conflicts", "--config", path.to_str().unwrap(), "--today", "2025-03-13"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(summary(&out)["resolved"].as_u64(), Some(0));
+    let s = summary(&out);
+    assert_eq!(s["resolved"].as_u64(), Some(0));
+    // Without --full and without source changes: incremental, nothing to read.
+    assert_eq!((s["mode"].as_str(), s["keys_touched"].as_u64(), s["visits_considered"].as_u64()), (Some("incremental"), Some(0), Some(0)), "{s}");
 
     // The sync commands still need everything: validate names the missing Snowflake and sources.
     let out = thaw!(&["validate", "--config", path.to_str().unwrap()]);
@@ -79,7 +86,7 @@ fn conflicts_help_documents_today_and_full() {
     let out = thaw!(&["conflicts", "--help"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let help = text(&out);
-    for needle in ["--today <YYYY-MM-DD>", "conflicts.today", "--full", "whole candidate window", "postgres", "conflicts"] {
+    for needle in ["--today <YYYY-MM-DD>", "conflicts.today", "--full", "whole candidate window", "incremental", "postgres", "conflicts"] {
         assert!(help.contains(needle), "{needle} not in:\n{help}");
     }
 }

@@ -69,7 +69,12 @@ pub const CANDIDATE_WORK_MEM: &str = "256MB";
 ///
 /// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing column or a type
 /// that cannot hold the expected value.
-pub fn candidate_query(types: &ColumnTypes) -> Result<String> {
+///
+/// `keyed`: read only the candidates of the touched keys in
+/// [`super::incremental::KEYS`] (an incremental run, docs/conflicts.md §D1):
+/// a set-based join on the trimmed SSN and the date, so the read is
+/// proportional to the touched keys.
+pub fn candidate_query(types: &ColumnTypes, keyed: bool) -> Result<String> {
     use Want::*;
     let schema = types.schema().to_string();
     let t = |name: &str| qualified(&schema, name);
@@ -82,7 +87,7 @@ pub fn candidate_query(types: &ColumnTypes) -> Result<String> {
     FROM (SELECT {a_patient} AS patient_id, {a_lat} AS latitude, {a_lon} AS longitude, {a_zip} AS zip, {a_state} AS state,
                  {a_created} AS created, {a_id} AS address_id
           FROM {addresses} a
-          WHERE {a_primary} AND {a_type} LIKE '%GPS%') a
+          WHERE {a_primary} AND {a_type} LIKE '%GPS%'{address_filter}) a
     WHERE a.patient_id IS NOT NULL
     ORDER BY a.patient_id, a.created DESC NULLS LAST, a.address_id
 ), visits AS (
@@ -92,7 +97,7 @@ pub fn candidate_query(types: &ColumnTypes) -> Result<String> {
            {f_pp} AS provider_patient_id, {f_pa} AS payer_patient_id
     FROM {visits} f
     JOIN {caregivers} cg ON {cg_id} = {f_cg}
-    JOIN {providers} pr ON {pr_id} = {f_provider}
+    JOIN {providers} pr ON {pr_id} = {f_provider}{key_join}
     WHERE {f_date} BETWEEN $1::date AND $2::date
       AND {pr_active} = true AND {pr_demo} = false
       AND {ssn} <> ''
@@ -110,6 +115,30 @@ SELECT c.visit_id, c.app_visit_id, c.ssn, c.visit_date, c.provider_id, c.sch_sta
 FROM candidates c
 LEFT JOIN address ad ON ad.patient_id = c.provider_patient_id
 ORDER BY c.ssn, c.visit_date"#,
+        // Incremental: the primary addresses of the touched visits' patients only, not of every patient.
+        address_filter = if keyed {
+            format!(
+                "\n            AND {a_patient} IN (SELECT v.patient_id FROM {keys} k JOIN {caregivers} cg ON {ssn} = k.ssn \
+                 JOIN {visits} f ON {f_cg} = {cg_id} AND {f_date} = k.visit_date \
+                 CROSS JOIN LATERAL (VALUES ({f_pp}), ({f_pa})) v(patient_id))",
+                a_patient = types.expr("a", aa, "Patient Id", Uuid)?,
+                keys = super::incremental::KEYS,
+                caregivers = t(ca),
+                visits = t(fa),
+                f_cg = f("Caregiver Id", Uuid)?,
+                cg_id = types.expr("cg", ca, "Caregiver Id", Uuid)?,
+                f_date = f("Visit Date", Date)?,
+                f_pp = f("Provider Patient Id", Uuid)?,
+                f_pa = f("Payer Patient Id", Uuid)?,
+            )
+        } else {
+            String::new()
+        },
+        key_join = if keyed {
+            format!("\n    JOIN {} k ON k.ssn = {ssn} AND k.visit_date = {}", super::incremental::KEYS, f("Visit Date", Date)?)
+        } else {
+            String::new()
+        },
         addresses = t(aa),
         visits = t(fa),
         caregivers = t(ca),
@@ -152,8 +181,9 @@ impl<'a, 'c> PgVisitSource<'a, 'c> {
     /// Sets `work_mem` for the transaction ([`CANDIDATE_WORK_MEM`]).
     /// Errors: [`crate::ErrorKind::SchemaMismatch`] when an analytics table or
     /// column is missing or has an unusable type (run the migrations / the sync first).
-    pub async fn open(tx: &'a Transaction<'c>, types: &ColumnTypes, window: (NaiveDate, NaiveDate)) -> Result<Self> {
-        let sql = candidate_query(types)?;
+    /// `keyed`: only the keys of [`super::incremental::KEYS`] (see [`candidate_query`]).
+    pub async fn open(tx: &'a Transaction<'c>, types: &ColumnTypes, window: (NaiveDate, NaiveDate), keyed: bool) -> Result<Self> {
+        let sql = candidate_query(types, keyed)?;
         tx.batch_execute(&format!("SET LOCAL work_mem = '{CANDIDATE_WORK_MEM}'"))
             .await
             .map_err(|e| from_postgres(e, "setting work_mem for the candidate query"))?;

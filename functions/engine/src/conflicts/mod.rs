@@ -22,6 +22,9 @@
 //!   visits are in different states are never emitted.
 //! * [`sweep`]: the per-`(SSN, VisitDate)` key sweep that turns candidates
 //!   into [`DetectedPair`]s without a quadratic scan or a database self-join.
+//! * [`incremental`]: incremental key-scoped runs (docs/conflicts.md §D1):
+//!   the watermark of the last successful run, the settings fingerprint,
+//!   the touched `(SSN, VisitDate)` keys and the choice of [`DetectionMode`].
 //! * [`settings`]: [`DetectionSettings`] from the config and the
 //!   `conflict.settings` / `mph` / `excluded_*` tables.
 //! * [`store`]: diff and write: detected pairs are COPYed into a staging
@@ -41,9 +44,8 @@
 //!
 //! ## Not yet here (later issues; the module is shaped for them)
 //! No-response `N` and `ResolvedBy` (docs/conflicts.md §8.2 steps 8–9), in-service
-//! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications, incremental
-//! key-scoped runs (docs/conflicts.md §D1; [`store`] already scopes its diff so a key set
-//! can replace the date window), and the log-history rows (`log_history`,
+//! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications,
+//! and the log-history rows (`log_history`,
 //! not yet in the conflict schema) that should record the system reason when
 //! a pair is resolved because it became cross-state (docs/conflicts.md §D6).
 
@@ -52,6 +54,7 @@ pub mod candidates;
 pub mod columns;
 pub mod cross_state;
 pub mod distance;
+pub mod incremental;
 pub mod rules;
 pub mod settings;
 pub mod store;
@@ -186,6 +189,13 @@ pub enum DetectionMode {
     /// stored pairs of the window that are no longer detected.
     #[default]
     Full,
+    /// Only the `(trimmed SSN, VisitDate)` keys touched since the stored
+    /// watermark of the last successful run: all pairs among all candidates
+    /// of each touched key, diffed against the stored pairs of those keys
+    /// (docs/conflicts.md §D1, [`incremental`]). Falls back to a full run on
+    /// the first run, when the settings fingerprint changed, or when the
+    /// window moved backwards; the summary says which mode ran and why.
+    Incremental,
 }
 
 
@@ -208,7 +218,9 @@ pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
 ///
 /// Takes the run lock (session advisory lock [`RUN_LOCK_KEY`], docs/conflicts.md §D8),
 /// sets `settings."InProgressFlag"` to 1, detects and writes everything in
-/// one transaction, then sets `InProgressFlag` back to 2 (and `LastLoadDate`
+/// one transaction (the whole window, or in [`DetectionMode::Incremental`]
+/// the keys touched since the stored watermark, which it then advances,
+/// docs/conflicts.md §D1), then sets `InProgressFlag` back to 2 (and `LastLoadDate`
 /// on success) and releases the lock, on every exit path.
 ///
 /// Errors: [`ErrorKind::Locked`] when another run holds the lock;
@@ -265,16 +277,43 @@ async fn run_locked(
     schemas: &store::Schemas,
     mode: DetectionMode,
 ) -> Result<ConflictCreateResponse> {
-    let DetectionMode::Full = mode;
     let (zone, today, gps_priority) = settings::from_config(config, Utc::now())?;
     let tx = client.transaction().await.map_err(|e| from_postgres(e, "starting the conflict transaction"))?;
     let (detection, warnings) = settings::load(&tx, &schemas.conflict, zone, gps_priority).await?;
     let window = settings::candidate_window(today);
-    let mut writer = store::PairWriter::create(&tx).await?;
     let zone_literal = format!("'{}'", zone.name());
     let source_types = columns::ColumnTypes::load(&tx, &schemas.analytics, &zone_literal).await?;
-    let mut source = candidates::PgVisitSource::open(&tx, &source_types, window).await?;
+
+    // docs/conflicts.md §D1: the high-water mark is read before the touched
+    // keys, so a change committed meanwhile is revisited by the next run.
+    let has_watermark_table = incremental::table_exists(&tx, schemas).await?;
+    let high_water = incremental::source_high_water(&tx, &source_types).await?;
+    let fingerprint = incremental::fingerprint(&tx, schemas, &source_types, &format!("{}|{gps_priority:?}", zone.name())).await?;
+    let stored = if has_watermark_table { incremental::load(&tx, schemas).await? } else { None };
+    let plan = incremental::decide(mode == DetectionMode::Incremental, has_watermark_table, stored.as_ref(), &fingerprint, window);
     let mut summary = ConflictCreateResponse { warnings, ..Default::default() };
+    let keyed = match plan {
+        incremental::Plan::Full(reason) => {
+            summary.mode = Some("full".into());
+            summary.mode_reason = Some(reason.text().into());
+            false
+        }
+        incremental::Plan::Incremental { since, old_window_end } => {
+            let touched = incremental::collect_keys(&tx, schemas, &source_types, since, old_window_end, window, &zone_literal).await?;
+            summary.mode = Some("incremental".into());
+            summary.mode_reason = Some(match since {
+                Some(t) => format!("keys touched by source changes after {}", t.to_rfc3339()),
+                None => "keys touched since the last run (the source was empty then)".into(),
+            });
+            summary.keys_touched = Some(touched);
+            true
+        }
+    };
+    if !has_watermark_table {
+        summary.warnings.push(incremental::FullReason::NoWatermarkTable.text().into());
+    }
+    let mut writer = store::PairWriter::create(&tx).await?;
+    let mut source = candidates::PgVisitSource::open(&tx, &source_types, window, keyed).await?;
     while let Some(batch) = candidates::VisitSource::next_batch(&mut source).await? {
         summary.visits_considered += batch.len() as u64;
         let pairs = detect(&batch, &detection, today);
@@ -285,11 +324,15 @@ async fn run_locked(
     if crate::failpoints::check(crate::failpoints::CONFLICT_DETECT_PANIC).is_err() {
         panic!("failpoint {} triggered", crate::failpoints::CONFLICT_DETECT_PANIC);
     }
-    let counts = store::apply(&tx, schemas, &detection, &source_types, window).await?;
+    let counts = store::apply(&tx, schemas, &detection, &source_types, window, keyed).await?;
     summary.inserted = counts.inserted;
     summary.updated = counts.updated;
     summary.resolved = counts.resolved;
     summary.conflicts_created = counts.conflicts_created;
+    if has_watermark_table {
+        let mark = incremental::Watermark { source_changed_up_to: high_water, settings_fingerprint: fingerprint, window };
+        incremental::save(&tx, schemas, &mark, if keyed { "incremental" } else { "full" }).await?;
+    }
     tx.commit().await.map_err(|e| from_postgres(e, "committing the conflict run"))?;
     Ok(summary)
 }

@@ -20,7 +20,8 @@
 //!      rank by (`VisitID`, `AppVisitID`); `ReverseUUID` and `CRDATEUNIQUE`
 //!      are filled once, when NULL ([SF] docs/conflicts.md §7); a `conflicts` row (status 'U')
 //!      is created for every CONFLICTID without one ([SF] docs/conflicts.md §7.7);
-//!    * **resolve**: open stored pairs of the window that were not detected
+//!    * **resolve**: open stored pairs of the window (in an incremental run:
+//!      of the touched keys, docs/conflicts.md §D1) that were not detected
 //!      become `StatusFlag` 'R' with `ResolveDate` (never deleted). This
 //!      includes pairs that have become cross-state: the sweep no longer
 //!      emits them (docs/conflicts.md §D6, [`super::cross_state`]);
@@ -90,6 +91,8 @@ pub enum Table {
     Conflicts,
     /// `settings` (run bookkeeping only).
     Settings,
+    /// `conflict_watermark` (the run's own bookkeeping, docs/conflicts.md §D1).
+    Watermark,
 }
 
 /// One per-visit snapshot column: its name on the primary side, on the
@@ -288,6 +291,11 @@ pub const USER_OWNED_CONFLICT_COLUMNS: &[&str] = &[
 /// Columns of `settings` the run writes (docs/conflicts.md §D8 bookkeeping).
 pub const NIGHTLY_SETTINGS_COLUMNS: &[&str] = &["InProgressFlag", "LastLoadDate"];
 
+/// Columns of `conflict_watermark` the run writes (all of them; the table is
+/// thaw's own, docs/conflicts.md §D1).
+pub const WATERMARK_COLUMNS: &[&str] =
+    &["ID", "SourceChangedUpTo", "SettingsFingerprint", "WindowStart", "WindowEnd", "Mode", "CompletedAt"];
+
 /// Every `conflictvisitmaps` column whose value comes from detection
 /// (keys, snapshot of both sides, pair metrics, flags), in a fixed order.
 pub fn detected_cvm_columns() -> Vec<&'static str> {
@@ -308,6 +316,7 @@ pub fn is_nightly_writable(table: Table, column: &str) -> bool {
         }
         Table::Conflicts => NIGHTLY_CONFLICT_COLUMNS.contains(&column) && !USER_OWNED_CONFLICT_COLUMNS.contains(&column),
         Table::Settings => NIGHTLY_SETTINGS_COLUMNS.contains(&column),
+        Table::Watermark => WATERMARK_COLUMNS.contains(&column),
     }
 }
 
@@ -428,6 +437,9 @@ pub struct StatementContext {
     pub cvm_types: HashMap<String, String>,
     /// Column types of the analytics mirror (ids may be `text`, docs/conflicts.md §2.4).
     pub source: ColumnTypes,
+    /// Incremental run: resolve only stored pairs whose `(SSN, VisitDate)` is
+    /// in [`super::incremental::KEYS`] (docs/conflicts.md §D1); `false`: the whole window.
+    pub keyed: bool,
 }
 
 /// The SQL statements of [`apply`], in execution order, with a name each.
@@ -641,7 +653,12 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
          WHERE c.\"VisitDate\" BETWEEN $1 AND $2 AND c.\"CONFLICTID\" IS NOT NULL AND coalesce(c.\"StatusFlag\", 'U') NOT IN ('R', 'D')\n  \
          AND c.\"InserviceStartDate\" IS NULL AND c.\"InserviceEndDate\" IS NULL AND c.\"ConInserviceStartDate\" IS NULL AND c.\"ConInserviceEndDate\" IS NULL\n  \
          AND c.\"PTOStartDate\" IS NULL AND c.\"PTOEndDate\" IS NULL AND c.\"ConPTOStartDate\" IS NULL AND c.\"ConPTOEndDate\" IS NULL\n  \
-         AND NOT EXISTS (SELECT 1 FROM {STAGING} p WHERE p.\"VisitID\" = c.\"VisitID\" AND p.\"ConVisitID\" = c.\"ConVisitID\")",
+         AND NOT EXISTS (SELECT 1 FROM {STAGING} p WHERE p.\"VisitID\" = c.\"VisitID\" AND p.\"ConVisitID\" = c.\"ConVisitID\"){scope}",
+        scope = if ctx.keyed {
+            format!("\n  AND EXISTS (SELECT 1 FROM {} k WHERE k.ssn = c.\"SSN\" AND k.visit_date = c.\"VisitDate\")", super::incremental::KEYS)
+        } else {
+            String::new()
+        },
         s = resolve_cols[0],
         r = resolve_cols[1],
         u = resolve_cols[2],
@@ -775,18 +792,25 @@ fn literal(text: &str) -> String {
 }
 
 /// Diff the staged pairs against the stored ones and write (see the module docs).
+///
+/// `keyed`: an incremental run; the staged pairs are all the pairs of the
+/// keys in [`super::incremental::KEYS`], and only stored pairs of those keys
+/// can be resolved as "no longer detected" (docs/conflicts.md §D1). The
+/// lifecycle statements after it are the same in both modes.
 pub async fn apply(
     tx: &Transaction<'_>,
     schemas: &Schemas,
     settings: &DetectionSettings,
     source: &ColumnTypes,
     window: (NaiveDate, NaiveDate),
+    keyed: bool,
 ) -> Result<ApplyCounts> {
     let ctx = StatementContext {
         schemas: schemas.clone(),
         zone_literal: literal(settings.time_zone.name()),
         cvm_types: cvm_types(tx, schemas).await?,
         source: source.clone(),
+        keyed,
     };
     let mut counts = ApplyCounts::default();
     for (name, sql) in statements(&ctx)? {
@@ -828,6 +852,7 @@ mod tests {
             zone_literal: "'America/New_York'".into(),
             cvm_types,
             source: ColumnTypes::assumed("analytics", "'America/New_York'"),
+            keyed: false,
         }
     }
 
@@ -846,8 +871,17 @@ mod tests {
     }
 
     #[test]
+    fn an_incremental_run_resolves_only_pairs_of_the_touched_keys() {
+        let keyed = StatementContext { keyed: true, ..context() };
+        let resolve = |ctx: &StatementContext| statements(ctx).unwrap().into_iter().find(|(n, _)| *n == "resolve").unwrap().1;
+        assert!(resolve(&keyed).contains(super::super::incremental::KEYS), "{}", resolve(&keyed));
+        assert!(!resolve(&context()).contains(super::super::incremental::KEYS));
+    }
+
+    #[test]
     fn no_generated_statement_names_a_user_owned_column() {
-        for (name, sql) in statements(&context()).unwrap() {
+        let keyed = StatementContext { keyed: true, ..context() };
+        for (name, sql) in statements(&context()).unwrap().into_iter().chain(statements(&keyed).unwrap()) {
             for c in USER_OWNED_CVM_COLUMNS.iter().chain(USER_OWNED_CONFLICT_COLUMNS) {
                 assert!(!sql.contains(&ident(c)), "statement '{name}' names user-owned column {c}:\n{sql}");
             }

@@ -1,0 +1,405 @@
+//! Incremental, key-scoped runs and the watermark that makes them complete
+//! (docs/conflicts.md §D1).
+//!
+//! A run is **full** (every candidate of the window) or **incremental** (only
+//! the `(trimmed SSN, VisitDate)` keys touched since the last successful run).
+//! The watermark is one row of `conflict.conflict_watermark`
+//! (`schema/V10__conflict_watermark.sql`), written in the run's transaction,
+//! so only a successful run moves it and a skipped night is caught up by the
+//! next run:
+//!
+//! * `SourceChangedUpTo`: the largest source change timestamp the run saw
+//!   ([`source_high_water`]). It is read *before* the touched keys, so a row
+//!   committed while the run reads is revisited next time, never lost.
+//! * `SettingsFingerprint`: [`fingerprint`] of everything besides the visits
+//!   that changes results. A different value forces a full run.
+//! * `WindowStart`/`WindowEnd`: the candidate window. Keys whose date entered
+//!   the window since the last run are touched; a window that moved backwards
+//!   (an earlier `--today`) forces a full run.
+//!
+//! Touched keys ([`collect_keys`], all set-based, into the temporary table
+//! [`KEYS`], ANALYZEd): the new key of every visit and deleted visit changed
+//! after the watermark (a visit also counts as changed when its caregiver
+//! row, its provider or payer patient, or that patient's address changed),
+//! the *old* key of those visits (the `SSN`/`VisitDate`
+//! of their stored pairs, by `VisitID`: both orientations of a pair are
+//! stored), every key of a caregiver's changed in-service or absence period
+//! (the dates it covers), and every key dated in the part of the window that
+//! is new since the last run. [`decide`] is the pure choice of the mode.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use tokio_postgres::Transaction;
+
+use super::columns::{ColumnTypes, Want};
+use super::store::{written_columns, Schemas, Table};
+use crate::error::{from_postgres, Result};
+use crate::sink::qualified;
+
+/// The temporary table of touched keys (`ssn text`, `visit_date date`), dropped at commit.
+pub const KEYS: &str = "pg_temp.thaw_conflict_keys";
+const CHANGED: &str = "pg_temp.thaw_conflict_changed";
+
+/// Name of the watermark table in the conflict schema.
+pub const WATERMARK_TABLE: &str = "conflict_watermark";
+
+/// The stored watermark of the last successful run (docs/conflicts.md §D1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    /// Largest source change timestamp seen (`None`: the source was empty).
+    pub source_changed_up_to: Option<DateTime<Utc>>,
+    /// md5 hex of the result-changing settings ([`fingerprint`]).
+    pub settings_fingerprint: String,
+    /// The inclusive candidate window of that run.
+    pub window: (NaiveDate, NaiveDate),
+}
+
+/// Why a run recomputes the whole window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullReason {
+    /// `--full` / `ConflictCreateRequest.full`.
+    Requested,
+    /// `conflict.conflict_watermark` does not exist (migration V10 not applied).
+    NoWatermarkTable,
+    /// No successful run recorded yet (first night).
+    NoWatermark,
+    /// The settings fingerprint differs from the stored one.
+    SettingsChanged,
+    /// The window starts earlier than the stored one (an earlier "today").
+    WindowMovedBack,
+}
+
+impl FullReason {
+    /// The text reported in the run summary (`mode_reason`).
+    pub fn text(self) -> &'static str {
+        match self {
+            FullReason::Requested => "full run requested (--full)",
+            FullReason::NoWatermarkTable => {
+                "no watermark table conflict_watermark (apply schema/V10__conflict_watermark.sql); every run is a full run"
+            }
+            FullReason::NoWatermark => "no watermark of a previous successful run (first run)",
+            FullReason::SettingsChanged => "settings changed since the last run (SETTINGS, MPH, exclusions, providers, zone or GPS priority)",
+            FullReason::WindowMovedBack => "the candidate window starts earlier than in the last run",
+        }
+    }
+}
+
+/// What a run covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The whole window.
+    Full(FullReason),
+    /// The keys touched since `since` (exclusive) plus the dates after `old_window_end`.
+    Incremental {
+        /// The stored `SourceChangedUpTo`.
+        since: Option<DateTime<Utc>>,
+        /// The stored `WindowEnd`.
+        old_window_end: NaiveDate,
+    },
+}
+
+/// Choose full or incremental (pure). `incremental_requested` is false for
+/// `--full`; `table_exists` says whether the V10 table exists; `stored` is
+/// its row; `fingerprint` and `window` are this run's.
+pub fn decide(
+    incremental_requested: bool,
+    table_exists: bool,
+    stored: Option<&Watermark>,
+    fingerprint: &str,
+    window: (NaiveDate, NaiveDate),
+) -> Plan {
+    if !incremental_requested {
+        return Plan::Full(FullReason::Requested);
+    }
+    if !table_exists {
+        return Plan::Full(FullReason::NoWatermarkTable);
+    }
+    let Some(stored) = stored else { return Plan::Full(FullReason::NoWatermark) };
+    if stored.settings_fingerprint != fingerprint {
+        return Plan::Full(FullReason::SettingsChanged);
+    }
+    if window.0 < stored.window.0 {
+        return Plan::Full(FullReason::WindowMovedBack);
+    }
+    Plan::Incremental { since: stored.source_changed_up_to, old_window_end: stored.window.1 }
+}
+
+/// Whether `conflict.conflict_watermark` exists.
+pub async fn table_exists(tx: &Transaction<'_>, schemas: &Schemas) -> Result<bool> {
+    let name = qualified(&schemas.conflict, WATERMARK_TABLE);
+    let row = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .map_err(|e| from_postgres(e, "looking up the conflict watermark table"))?;
+    Ok(row.get(0))
+}
+
+/// The stored watermark, if a run has succeeded. Call only when [`table_exists`].
+pub async fn load(tx: &Transaction<'_>, schemas: &Schemas) -> Result<Option<Watermark>> {
+    let sql = format!(
+        "SELECT \"SourceChangedUpTo\", \"SettingsFingerprint\", \"WindowStart\", \"WindowEnd\" FROM {} WHERE \"ID\" = 1",
+        qualified(&schemas.conflict, WATERMARK_TABLE)
+    );
+    let row = tx.query_opt(&sql, &[]).await.map_err(|e| from_postgres(e, "reading the conflict watermark"))?;
+    Ok(row.map(|r| Watermark { source_changed_up_to: r.get(0), settings_fingerprint: r.get(1), window: (r.get(2), r.get(3)) }))
+}
+
+/// Record `watermark` after a successful run (same transaction). `mode` is
+/// `"full"` or `"incremental"`. `SourceChangedUpTo` never moves backwards.
+pub async fn save(tx: &Transaction<'_>, schemas: &Schemas, watermark: &Watermark, mode: &str) -> Result<()> {
+    let cols = written_columns(
+        Table::Watermark,
+        ["ID", "SourceChangedUpTo", "SettingsFingerprint", "WindowStart", "WindowEnd", "Mode", "CompletedAt"],
+    )?;
+    let table = qualified(&schemas.conflict, WATERMARK_TABLE);
+    let sql = format!(
+        "INSERT INTO {table} AS w ({cols}) VALUES (1, $1, $2, $3, $4, $5, now())\n\
+         ON CONFLICT (\"ID\") DO UPDATE SET {s} = greatest(w.{s}, EXCLUDED.{s}), {f} = EXCLUDED.{f}, {ws} = EXCLUDED.{ws}, \
+         {we} = EXCLUDED.{we}, {m} = EXCLUDED.{m}, {c} = EXCLUDED.{c}",
+        cols = cols.join(", "),
+        s = cols[1],
+        f = cols[2],
+        ws = cols[3],
+        we = cols[4],
+        m = cols[5],
+        c = cols[6],
+    );
+    tx.execute(
+        &sql,
+        &[&watermark.source_changed_up_to, &watermark.settings_fingerprint, &watermark.window.0, &watermark.window.1, &mode],
+    )
+    .await
+    .map_err(|e| from_postgres(e, "writing the conflict watermark"))?;
+    Ok(())
+}
+
+/// The change-timestamp columns read for the watermark: `(table, column)`.
+/// Caregivers, in-service and absence facts count only when the column exists.
+const CHANGE_COLUMNS: &[(&str, &str)] = &[
+    ("factvisitcallperformance_cr", "Visit Updated Timestamp"),
+    ("factvisitcallperformance_deleted_cr", "Visit Updated Timestamp"),
+    ("dimcaregiver", "Updated Datatimestamp"),
+    ("dimpatient", "Updated Datatimestamp"),
+    ("dimpatientaddress", "Updated Datatimestamp"),
+    ("factcaregiverinservice", "Updated Datatimestamp"),
+    ("factcaregiverabsence", "Updated Datatimestamp"),
+];
+
+fn optional_table(types: &ColumnTypes, table: &str, column: &str) -> bool {
+    // `found` is None for assumed types (statement tests): then only the visit tables count.
+    types.found(table, column).is_some()
+}
+
+/// The largest source change timestamp now in the mirror (`None` when every
+/// source table is empty). Errors: [`crate::ErrorKind::SchemaMismatch`] when
+/// the visit tables lack `"Visit Updated Timestamp"`.
+pub async fn source_high_water(tx: &Transaction<'_>, types: &ColumnTypes) -> Result<Option<DateTime<Utc>>> {
+    let mut parts = Vec::new();
+    for (i, (table, column)) in CHANGE_COLUMNS.iter().enumerate() {
+        if i >= 2 && !optional_table(types, table, column) {
+            continue;
+        }
+        let expr = types.expr("t", table, column, Want::Timestamptz)?;
+        parts.push(format!("(SELECT max({expr}) FROM {} t)", qualified(types.schema(), table)));
+    }
+    let sql = format!("SELECT greatest({})", parts.join(", "));
+    let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, "reading the source change high-water mark"))?;
+    Ok(row.get(0))
+}
+
+/// SETTINGS columns that are run bookkeeping (thaw's and the legacy
+/// procedures' cron flags), left out of the fingerprint: a sync of SETTINGS
+/// that only moves them must not force a full run.
+pub const SETTINGS_BOOKKEEPING: &[&str] =
+    &["InProgressFlag", "LastLoadDate", "UpdateCronFlag", "InsertCronFlag", "ConflictIDFlag", "GroupIDFlag", "VisitHistoryFlag"];
+
+/// md5 hex of everything besides the visits that changes detection results
+/// (docs/conflicts.md §D1): the SETTINGS rows without the run bookkeeping
+/// ([`SETTINGS_BOOKKEEPING`]), the MPH bands, EXCLUDED_SSN and
+/// EXCLUDED_AGENCY (without their surrogate `ID`s and timestamps), every
+/// provider's id, activity, demo flag and state, and `config` (the
+/// configured zone and GPS priority). Row order does not matter.
+pub async fn fingerprint(tx: &Transaction<'_>, schemas: &Schemas, types: &ColumnTypes, config: &str) -> Result<String> {
+    let c = |t: &str| qualified(&schemas.conflict, t);
+    let agg = |select: String| format!("(SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM ({select}) t)");
+    let providers = format!(
+        "SELECT json_build_array({id}, {active}, {demo}, {state})::text AS x FROM {table} pr",
+        id = types.expr("pr", "dimprovider", "Provider Id", Want::Text)?,
+        active = types.expr("pr", "dimprovider", "Is Active", Want::Bool)?,
+        demo = types.expr("pr", "dimprovider", "Is Demo", Want::Bool)?,
+        state = types.expr("pr", "dimprovider", "Address State", Want::Text)?,
+        table = qualified(types.schema(), "dimprovider"),
+    );
+    let sql = format!(
+        "SELECT md5(concat_ws('|', $1::text, {settings}, {mph}, {ssn}, {agency}, {providers}))",
+        settings = agg(format!(
+            "SELECT (to_jsonb(s) - ARRAY[{}])::text AS x FROM {} s",
+            SETTINGS_BOOKKEEPING.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", "),
+            c("settings")
+        )),
+        mph = agg(format!("SELECT (to_jsonb(m) - 'ID' - 'RECORDEDDATETIME')::text AS x FROM {} m", c("mph"))),
+        ssn = agg(format!("SELECT (to_jsonb(e) - 'ID')::text AS x FROM {} e", c("excluded_ssn"))),
+        agency = agg(format!("SELECT (to_jsonb(e) - 'ID')::text AS x FROM {} e", c("excluded_agency"))),
+        providers = agg(providers),
+    );
+    let row = tx.query_one(&sql, &[&config]).await.map_err(|e| from_postgres(e, "computing the conflict settings fingerprint"))?;
+    Ok(row.get(0))
+}
+
+/// Fill [`KEYS`] with the keys touched since `since` (see the module docs),
+/// restricted to `window`, and ANALYZE it. `old_window_end`: the stored
+/// `WindowEnd` (dates after it up to `window.1` are new in the window).
+/// `zone_literal`: the configured zone as an SQL literal (in-service and
+/// absence periods are turned into dates on its wall clock). Returns the
+/// number of touched keys.
+///
+/// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing table or column.
+pub async fn collect_keys(
+    tx: &Transaction<'_>,
+    schemas: &Schemas,
+    types: &ColumnTypes,
+    since: Option<DateTime<Utc>>,
+    old_window_end: NaiveDate,
+    window: (NaiveDate, NaiveDate),
+    zone_literal: &str,
+) -> Result<u64> {
+    let a = |t: &str| qualified(types.schema(), t);
+    let (fa, da, ca) = ("factvisitcallperformance_cr", "factvisitcallperformance_deleted_cr", "dimcaregiver");
+    let cg_ssn = format!("btrim({}, ' ')", types.expr("cg", ca, "SSN", Want::Text)?);
+    let cg_id = types.expr("cg", ca, "Caregiver Id", Want::Uuid)?;
+    // `$1` = since (NULL: everything is new).
+    let after = "> coalesce($1::timestamptz, '-infinity'::timestamptz)";
+    let setup = "CREATE TEMP TABLE thaw_conflict_changed (visit_id uuid) ON COMMIT DROP;\n\
+         CREATE TEMP TABLE thaw_conflict_keys (ssn text NOT NULL, visit_date date NOT NULL, PRIMARY KEY (ssn, visit_date)) ON COMMIT DROP";
+    tx.batch_execute(setup).await.map_err(|e| from_postgres(e, "creating the touched-key tables"))?;
+    let f_id = types.expr("f", fa, "Visit Id", Want::Uuid)?;
+    let f_cg = types.expr("f", fa, "Caregiver Id", Want::Uuid)?;
+    let f_upd = types.expr("f", fa, "Visit Updated Timestamp", Want::Timestamptz)?;
+    let d_upd = types.expr("d", da, "Visit Updated Timestamp", Want::Timestamptz)?;
+    // Changed visits: updated or deleted after the watermark, and every visit
+    // of a caregiver row changed after it (an SSN edit moves all its keys).
+    let mut changed_sql = format!(
+        "INSERT INTO {CHANGED}\nSELECT {f_id} FROM {fact} f WHERE {f_upd} {after}\nUNION SELECT {d_id} FROM {deleted} d WHERE {d_upd} {after}",
+        d_id = types.expr("d", da, "Visit Id", Want::Uuid)?,
+        fact = a(fa),
+        deleted = a(da),
+    );
+    if optional_table(types, ca, "Updated Datatimestamp") {
+        changed_sql.push_str(&format!(
+            "\nUNION SELECT {f_id} FROM {cgs} cg JOIN {fact} f ON {f_cg} = {cg_id} WHERE {cg_upd} {after}",
+            cgs = a(ca),
+            fact = a(fa),
+            cg_upd = types.expr("cg", ca, "Updated Datatimestamp", Want::Timestamptz)?,
+        ));
+    }
+    // Every visit of a patient (provider or payer side) whose row or address
+    // changed: addresses move rule 7 and the cross-state rule (docs/conflicts.md §4.1.7).
+    let patient_changes: Vec<String> = [("dimpatient", "p"), ("dimpatientaddress", "p")]
+        .iter()
+        .filter(|(t, _)| optional_table(types, t, "Updated Datatimestamp") && optional_table(types, t, "Patient Id"))
+        .map(|(t, al)| -> Result<String> {
+            Ok(format!(
+                "SELECT {id} FROM {table} {al} WHERE {upd} {after}",
+                id = types.expr(al, t, "Patient Id", Want::Uuid)?,
+                table = a(t),
+                upd = types.expr(al, t, "Updated Datatimestamp", Want::Timestamptz)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    if !patient_changes.is_empty() {
+        let patients = patient_changes.join(" UNION ");
+        for column in ["Provider Patient Id", "Payer Patient Id"] {
+            changed_sql.push_str(&format!(
+                "\nUNION SELECT {f_id} FROM {fact} f WHERE {fk} IN ({patients})",
+                fact = a(fa),
+                fk = types.expr("f", fa, column, Want::Uuid)?,
+            ));
+        }
+    }
+    tx.execute(&changed_sql, &[&since]).await.map_err(|e| from_postgres(e, "collecting the changed visits"))?;
+    tx.batch_execute(&format!("ANALYZE {CHANGED}")).await.map_err(|e| from_postgres(e, "analysing the changed visits"))?;
+
+    let f_date = types.expr("f", fa, "Visit Date", Want::Date)?;
+    let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
+    let mut branches = vec![
+        // New keys of changed visits.
+        format!(
+            "SELECT {cg_ssn}, {f_date} FROM {CHANGED} ch JOIN {fact} f ON {f_id} = ch.visit_id JOIN {cgs} cg ON {cg_id} = {f_cg}",
+            fact = a(fa),
+            cgs = a(ca),
+        ),
+        // Keys of deleted visits (their own row in the deleted table).
+        format!(
+            "SELECT {cg_ssn}, {d_date} FROM {deleted} d JOIN {cgs} cg ON {cg_id} = {d_cg} WHERE {d_upd} {after}",
+            d_date = types.expr("d", da, "Visit Date", Want::Date)?,
+            d_cg = types.expr("d", da, "Caregiver Id", Want::Uuid)?,
+            deleted = a(da),
+            cgs = a(ca),
+        ),
+        // Old keys: the stored pairs of changed visits, by VisitID (both orientations are stored).
+        format!("SELECT c.\"SSN\"::text, c.\"VisitDate\"::date FROM {CHANGED} ch JOIN {cvm} c ON c.\"VisitID\" = ch.visit_id"),
+        // Dates that entered the window since the last run.
+        format!(
+            "SELECT {cg_ssn}, {f_date} FROM {fact} f JOIN {cgs} cg ON {cg_id} = {f_cg} WHERE {f_date} > $2::date AND {f_date} <= $4::date",
+            fact = a(fa),
+            cgs = a(ca),
+        ),
+    ];
+    // Changed in-service and absence periods: every date they cover (inside
+    // the window), for the caregiver's SSN.
+    let periods = [
+        ("factcaregiverinservice", "Caregiver Id", "Inservice start date", "Inservice end date"),
+        ("factcaregiverabsence", "Global Caregiver Id", "Start Date", "End Date"),
+    ];
+    for (table, caregiver, start, end) in periods {
+        if !optional_table(types, table, "Updated Datatimestamp") || !optional_table(types, table, caregiver) {
+            continue;
+        }
+        let e = |col: &str, want: Want| types.expr("i", table, col, want);
+        let (s, en) = (e(start, Want::Timestamptz)?, e(end, Want::Timestamptz)?);
+        branches.push(format!(
+            "SELECT {cg_ssn}, d::date FROM {t} i JOIN {cgs} cg ON {cg_id} = {cg_fk}\n\
+             CROSS JOIN LATERAL generate_series(greatest(({s} AT TIME ZONE {zone_literal})::date, $3::date), \
+             least(coalesce(({en} AT TIME ZONE {zone_literal})::date, ({s} AT TIME ZONE {zone_literal})::date), $4::date), interval '1 day') d\n\
+             WHERE {upd} {after} AND {s} IS NOT NULL",
+            t = a(table),
+            cgs = a(ca),
+            cg_fk = e(caregiver, Want::Uuid)?,
+            upd = e("Updated Datatimestamp", Want::Timestamptz)?,
+        ));
+    }
+    let keys_sql = format!(
+        "INSERT INTO {KEYS} (ssn, visit_date)\nSELECT DISTINCT ssn, visit_date FROM (\n{}\n) k(ssn, visit_date)\n\
+         WHERE ssn IS NOT NULL AND ssn <> '' AND visit_date BETWEEN $3::date AND $4::date",
+        branches.join("\nUNION ALL\n")
+    );
+    let touched = tx
+        .execute(&keys_sql, &[&since, &old_window_end, &window.0, &window.1])
+        .await
+        .map_err(|e| from_postgres(e, "collecting the touched (SSN, VisitDate) keys"))?;
+    tx.batch_execute(&format!("ANALYZE {KEYS}")).await.map_err(|e| from_postgres(e, "analysing the touched keys"))?;
+    Ok(touched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_mode_is_full_when_requested_first_or_settings_changed() {
+        let w = (d("2023-03-10"), d("2025-04-24"));
+        let stored = Watermark { source_changed_up_to: None, settings_fingerprint: "abc".into(), window: w };
+        assert_eq!(decide(false, true, Some(&stored), "abc", w), Plan::Full(FullReason::Requested));
+        assert_eq!(decide(true, false, None, "abc", w), Plan::Full(FullReason::NoWatermarkTable));
+        assert_eq!(decide(true, true, None, "abc", w), Plan::Full(FullReason::NoWatermark));
+        assert_eq!(decide(true, true, Some(&stored), "abd", w), Plan::Full(FullReason::SettingsChanged));
+        assert_eq!(decide(true, true, Some(&stored), "abc", (d("2023-03-09"), w.1)), Plan::Full(FullReason::WindowMovedBack));
+        assert_eq!(
+            decide(true, true, Some(&stored), "abc", (d("2023-03-11"), d("2025-04-25"))),
+            Plan::Incremental { since: None, old_window_end: w.1 }
+        );
+    }
+}
