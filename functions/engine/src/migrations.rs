@@ -4,7 +4,14 @@
 //! * `V1__migration_status.sql`: the state store and the staging schema.
 //! * `V2__analytics.sql`: the analytics mirror (sync targets).
 //! * `V3__conflict.sql`: the conflict schema the web application reads.
+//! * `V4__roles.sql`: the database roles and their least-privilege grants.
+//! * `V5__run_state.sql`: run statuses, planning state and the run holder.
+//! * `V6__index_management.sql`: index definitions dropped by `disable_index`.
 //! * `V8__reconcile_state.sql`: per-run, per-table reconcile results.
+//! * `V9__conflict_app_indexes.sql`: indexes of the application's reads.
+//! * `V10__conflict_watermark.sql`: the incremental conflict run's watermark.
+//!
+//! (V7 was reserved and never used; refinery applies the files in version order.)
 //!
 //! [`migrate`] serialises concurrent callers with an advisory lock, so two
 //! Lambdas starting at once cannot race.
