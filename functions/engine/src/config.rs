@@ -795,6 +795,28 @@ mod tests {
         assert_eq!(config.sources[0].tables[0].chunking_strategy, Some(ChunkingStrategy::Keyset));
     }
 
+    #[test]
+    fn create_tables_and_schema_evolution_are_accepted_top_level_and_per_table() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
+          TOP "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{"source":"T","target":"t" TABLE}]}]}"#;
+        let load = |top: &str, table: &str| Config::from_text(&text.replace("TOP", top).replace("TABLE", table), "test", &|_| None);
+        let legacy = load("", "").unwrap();
+        let t = &legacy.sources[0].tables[0];
+        assert!(!legacy.create_tables(t));
+        assert_eq!(legacy.schema_evolution(t), None);
+        let top = load(r#""create_tables": true, "schema_evolution": "error","#, "").unwrap();
+        assert!(top.create_tables(&top.sources[0].tables[0]));
+        assert_eq!(top.schema_evolution(&top.sources[0].tables[0]), Some(SchemaEvolution::Error));
+        let overridden = load(r#""create_tables": true, "schema_evolution": "error","#, r#", "create_tables": false, "schema_evolution": "add_columns""#).unwrap();
+        assert!(!overridden.create_tables(&overridden.sources[0].tables[0]));
+        assert_eq!(overridden.schema_evolution(&overridden.sources[0].tables[0]), Some(SchemaEvolution::AddColumns));
+        // Absent keys leave config_hash as it was (resumable runs of legacy configs stay resumable).
+        assert!(!serde_json::to_string(&legacy).unwrap().contains("create_tables"));
+        let err = load("", r#", "schema_evolution": "drop_columns""#).unwrap_err();
+        assert!(err.message.contains("sources[0].tables[0].schema_evolution"), "{}", err.message);
+    }
+
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()

@@ -176,3 +176,14 @@ async fn new_source_column_without_schema_evolution_is_an_error_giving_the_ddl()
         .get(0);
     assert_eq!(added, 0, "the target is unchanged");
 }
+
+#[test]
+fn validate_accepts_create_tables_and_schema_evolution() {
+    let table = r#"{"source": "T", "target": "t", "create_tables": false, "schema_evolution": "add_columns"}"#;
+    let path = config_file(&config_text("DB", "db", &[table], r#""create_tables": true, "schema_evolution": "error","#));
+    let out = thaw!(&["validate", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bad = config_text("DB", "db", &[r#"{"source": "T", "target": "t", "schema_evolution": "add_column"}"#], "");
+    let path = config_file(&bad);
+    assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["schema_evolution"]);
+}

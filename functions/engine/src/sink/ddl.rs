@@ -64,7 +64,7 @@ pub fn natural_column(name: &str, data_type: &str, precision: Option<i64>, scale
         }
         LogicalType::Real => col(PgType::Float8, "float8"),
         LogicalType::Text => match char_length {
-            Some(n) if n >= 1 && n <= PG_VARCHAR_MAX && n < SF_TEXT_DEFAULT_LENGTH => {
+            Some(n) if (1..=PG_VARCHAR_MAX).contains(&n) && n < SF_TEXT_DEFAULT_LENGTH => {
                 TargetColumn { char_max_length: Some(n as i32), ..col(PgType::Varchar, "varchar") }
             }
             _ => col(PgType::Text, "text"),
@@ -111,7 +111,9 @@ mod tests {
 
     #[test]
     fn natural_types_follow_the_documented_table_and_are_supported_pairs() {
-        let cases: &[(&str, Option<i64>, Option<i64>, Option<i64>, &str)] = &[
+        /// (DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, CHARACTER_MAXIMUM_LENGTH, expected type)
+        type Case = (&'static str, Option<i64>, Option<i64>, Option<i64>, &'static str);
+        let cases: &[Case] = &[
             ("NUMBER", Some(18), Some(0), None, "int8"),
             ("NUMBER", Some(10), Some(0), None, "int8"),
             ("NUMBER", Some(19), Some(0), None, "numeric(19,0)"),
