@@ -175,6 +175,21 @@ async fn new_source_column_without_schema_evolution_is_an_error_giving_the_ddl()
         .unwrap()
         .get(0);
     assert_eq!(added, 0, "the target is unchanged");
+
+    // Opting in adds the column (the log shows the DDL) and copies the new row.
+    let evolving = config_text(&sf_db, &pg_db, &[&orders_table(None, r#", "schema_evolution": "add_columns""#)], "");
+    let path = config_file(&evolving);
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("ADD COLUMN \\\"Region Code\\\" varchar(8)") || log.contains("ADD COLUMN \"Region Code\" varchar(8)"), "the DDL is logged:\n{log}");
+    let region: Option<String> = pg
+        .query_one("SELECT \"Region Code\" FROM public.orders WHERE \"Code\" = 'cccccccc-0000-4000-8000-000000000001'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(region.as_deref(), Some("NE"));
+    assert_eq!(pg_count(&pg, "public.orders").await, 61);
 }
 
 #[test]

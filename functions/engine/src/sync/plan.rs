@@ -381,7 +381,9 @@ async fn plan_tables(
                 tx.batch_execute(statement).await.map_err(|e| from_postgres(e, format!("running {statement}")))?;
             }
             tx.commit().await.map_err(|e| from_postgres(e, format!("committing the DDL of {}", plan.target_fqn())))?;
-            tracing::info!(target = %plan.target_fqn(), ddl = ?plan.ddl, "changed the target table's definition");
+            for statement in &plan.ddl {
+                tracing::info!(table = %plan.source_table, ddl = %statement, "changed the target table's definition");
+            }
             let catalog = sink::table_columns(pg, &plan.target_schema, &plan.target_table).await?;
             for pair in plan.columns.iter_mut() {
                 if let Some(c) = catalog.iter().find(|c| c.name == pair.target.name) {
