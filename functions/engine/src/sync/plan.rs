@@ -159,9 +159,15 @@ pub struct ChunkRange {
 /// record it in `migration_status`, and write the manifest of chunks to copy.
 /// For callers that hold no run lock (the Lambda); see [`plan_run_with`].
 ///
+/// Tables missing in the target are created (`create_tables`) and new
+/// source columns added (`schema_evolution: "add_columns"`), each table's
+/// DDL in its own transaction just before the table's plan (docs/sync.md
+/// §3.6).
+///
 /// Errors: [`ErrorKind::ConfigInvalid`] for unknown sources/tables or a
 /// refused truncate, [`ErrorKind::SchemaMismatch`] for missing tables or
-/// columns — all raised before any target table is touched;
+/// columns and for schema drift (new, dropped or retyped source columns) —
+/// all raised before any target table is touched;
 /// [`ErrorKind::Locked`] when a live run of the same selection exists.
 pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResponse> {
     plan_run_with(config, request, None).await
