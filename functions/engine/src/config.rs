@@ -254,6 +254,32 @@ pub struct TableConfig {
     /// owns, such as the nightly job's own flags). Additive option.
     #[serde(default)]
     pub exclude_columns: Vec<String>,
+    /// Create the target table from the source's columns when it does not
+    /// exist (natural type mapping, docs/sync.md §5.4), with a primary key on
+    /// `uniqueness_columns`. Additive; overrides the top-level `create_tables`;
+    /// default false (a missing target is a `SchemaMismatch` error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_tables: Option<bool>,
+    /// What plan does with a source column that has no target column
+    /// (docs/sync.md §3.6). Additive; overrides the top-level
+    /// `schema_evolution`; absent = the legacy behaviour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_evolution: Option<SchemaEvolution>,
+}
+
+/// `schema_evolution`: how plan treats a source column without a target
+/// column (docs/sync.md §3.6). When the key is absent, a column that a
+/// previous run of the table already saw is skipped with a warning (the
+/// legacy behaviour) and a column that appeared since is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaEvolution {
+    /// `add_columns`: add the column to the target (`ALTER TABLE … ADD
+    /// COLUMN`, natural type mapping) and copy it.
+    AddColumns,
+    /// `error`: every source column without a target column (and not in
+    /// `exclude_columns`) is a `SchemaMismatch` error giving the DDL to run.
+    Error,
 }
 
 fn yes() -> bool {
@@ -317,6 +343,12 @@ pub struct Config {
     /// Memory budget per chunk in bytes (rows × estimated row width); default 256 MiB.
     #[serde(default)]
     pub chunk_byte_budget: Option<u64>,
+    /// Default of the tables' `create_tables` (additive; default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_tables: Option<bool>,
+    /// Default of the tables' `schema_evolution` (additive; absent = legacy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_evolution: Option<SchemaEvolution>,
     /// Conflict detection settings (absent: conflicts are not run).
     #[serde(default)]
     pub conflicts: Option<ConflictSettings>,
@@ -530,6 +562,17 @@ impl Config {
         table.parallel_threads.or(self.parallel_threads).unwrap_or(DEFAULT_PARALLEL_THREADS)
     }
 
+    /// Whether plan creates `table`'s target when it is missing: the table's
+    /// `create_tables`, else the top-level one, else false.
+    pub fn create_tables(&self, table: &TableConfig) -> bool {
+        table.create_tables.or(self.create_tables).unwrap_or(false)
+    }
+
+    /// `table`'s `schema_evolution`, else the top-level one; `None` = legacy.
+    pub fn schema_evolution(&self, table: &TableConfig) -> Option<SchemaEvolution> {
+        table.schema_evolution.or(self.schema_evolution)
+    }
+
     /// The per-chunk memory budget in bytes.
     pub fn chunk_byte_budget(&self) -> u64 {
         self.chunk_byte_budget.unwrap_or(DEFAULT_CHUNK_BYTE_BUDGET)
@@ -649,7 +692,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
         "" => &[
             "snowflake", "postgres", "parallel_threads", "batch_size", "max_retry_attempts", "retry_budget_seconds",
             "lambda_timeout_buffer_seconds", "insert_only_mode", "max_parallel_tables", "chunk_byte_budget",
-            "conflicts", "sources",
+            "create_tables", "schema_evolution", "conflicts", "sources",
         ],
         "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds"],
         "postgres" => &["host", "user", "password", "port", "status_database", "sslmode", "ca_file"],
@@ -660,7 +703,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "uniqueness_columns", "source_watermark", "target_watermark", "truncate_onstart", "insert_only_mode",
             "disable_index", "parallel_threads", "batch_size", "batch_size_copy_mode", "column_mapping",
             "sort_columns", "chunking_strategy", "estimated_row_bytes", "propagate_deletes", "exclude_columns",
-            "truncate_to_date",
+            "truncate_to_date", "create_tables", "schema_evolution",
         ],
         _ => &[],
     }
@@ -750,6 +793,28 @@ mod tests {
         let config = Config::from_text(&ok, "test", &|_| None).unwrap();
         assert_eq!(config.sources[0].tables[0].chunking_column_types, vec![ChunkKeyType::Temporal]);
         assert_eq!(config.sources[0].tables[0].chunking_strategy, Some(ChunkingStrategy::Keyset));
+    }
+
+    #[test]
+    fn create_tables_and_schema_evolution_are_accepted_top_level_and_per_table() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
+          TOP "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{"source":"T","target":"t" TABLE}]}]}"#;
+        let load = |top: &str, table: &str| Config::from_text(&text.replace("TOP", top).replace("TABLE", table), "test", &|_| None);
+        let legacy = load("", "").unwrap();
+        let t = &legacy.sources[0].tables[0];
+        assert!(!legacy.create_tables(t));
+        assert_eq!(legacy.schema_evolution(t), None);
+        let top = load(r#""create_tables": true, "schema_evolution": "error","#, "").unwrap();
+        assert!(top.create_tables(&top.sources[0].tables[0]));
+        assert_eq!(top.schema_evolution(&top.sources[0].tables[0]), Some(SchemaEvolution::Error));
+        let overridden = load(r#""create_tables": true, "schema_evolution": "error","#, r#", "create_tables": false, "schema_evolution": "add_columns""#).unwrap();
+        assert!(!overridden.create_tables(&overridden.sources[0].tables[0]));
+        assert_eq!(overridden.schema_evolution(&overridden.sources[0].tables[0]), Some(SchemaEvolution::AddColumns));
+        // Absent keys leave config_hash as it was (resumable runs of legacy configs stay resumable).
+        assert!(!serde_json::to_string(&legacy).unwrap().contains("create_tables"));
+        let err = load("", r#", "schema_evolution": "drop_columns""#).unwrap_err();
+        assert!(err.message.contains("sources[0].tables[0].schema_evolution"), "{}", err.message);
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -134,3 +134,71 @@ async fn unreachable_snowflake_endpoint_is_not_reported_as_bad_credentials() {
     let path = config_file(&text);
     assert_fails(&["run", "--config", path.to_str().unwrap()], 1, &["Unreachable", "cannot log in to Snowflake account", "Check snowflake.account / snowflake.endpoint"]);
 }
+
+/// Schema drift through the CLI (docs/sync.md §3.6): a column added to the
+/// Snowflake table after a run, with no `schema_evolution`, stops the next
+/// plan with exit code 2 and the `ALTER TABLE` to run; nothing is written.
+#[tokio::test]
+async fn new_source_column_without_schema_evolution_is_an_error_giving_the_ddl() {
+    let sf_db = unique("SFDRIFT").to_uppercase();
+    let pg_db = unique("drift");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 60).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], ""));
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    sf.execute(&format!("ALTER TABLE \"{sf_db}\".\"S\".\"ORDERS\" ADD COLUMN \"Region Code\" VARCHAR(8)")).await.unwrap();
+    sf.execute(&format!(
+        "INSERT INTO \"{sf_db}\".\"S\".\"ORDERS\" (\"Id\", \"Code\", \"Updated\", \"Region Code\") VALUES (9000001, 'cccccccc-0000-4000-8000-000000000001', '2026-06-01 00:00:00+00:00', 'NE')"
+    ))
+    .await
+    .unwrap();
+    assert_fails(
+        &["run", "--config", path.to_str().unwrap(), "--no-conflicts"],
+        2,
+        &[
+            "SchemaMismatch",
+            "source column(s) \"Region Code\" (TEXT) have no column in \"public\".\"orders\" (new since the previous run)",
+            "ALTER TABLE \"public\".\"orders\" ADD COLUMN \"Region Code\" varchar(8);",
+            "\"schema_evolution\": \"add_columns\"",
+        ],
+    );
+    let runs: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_runs", &[]).await.unwrap().get(0);
+    assert_eq!(runs, 1, "the refused plan recorded no run");
+    assert_eq!(pg_count(&pg, "public.orders").await, 60);
+    let added: i64 = pg
+        .query_one("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'Region Code'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(added, 0, "the target is unchanged");
+
+    // Opting in adds the column (the log shows the DDL) and copies the new row.
+    let evolving = config_text(&sf_db, &pg_db, &[&orders_table(None, r#", "schema_evolution": "add_columns""#)], "");
+    let path = config_file(&evolving);
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("ADD COLUMN \\\"Region Code\\\" varchar(8)") || log.contains("ADD COLUMN \"Region Code\" varchar(8)"), "the DDL is logged:\n{log}");
+    let region: Option<String> = pg
+        .query_one("SELECT \"Region Code\" FROM public.orders WHERE \"Code\" = 'cccccccc-0000-4000-8000-000000000001'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(region.as_deref(), Some("NE"));
+    assert_eq!(pg_count(&pg, "public.orders").await, 61);
+}
+
+#[test]
+fn validate_accepts_create_tables_and_schema_evolution() {
+    let table = r#"{"source": "T", "target": "t", "create_tables": false, "schema_evolution": "add_columns"}"#;
+    let path = config_file(&config_text("DB", "db", &[table], r#""create_tables": true, "schema_evolution": "error","#));
+    let out = thaw!(&["validate", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bad = config_text("DB", "db", &[r#"{"source": "T", "target": "t", "schema_evolution": "add_column"}"#], "");
+    let path = config_file(&bad);
+    assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["schema_evolution"]);
+}

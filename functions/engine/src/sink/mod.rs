@@ -4,6 +4,7 @@
 //! from the catalog ([`table_columns`]), and streams rows with binary COPY
 //! ([`encode`]).
 
+pub mod ddl;
 pub mod encode;
 
 use tokio_postgres::{Client, NoTls};
@@ -327,6 +328,21 @@ pub async fn table_columns(client: &Client, schema: &str, table: &str) -> Result
 /// Quote a PostgreSQL identifier.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Whether a table (or view) `schema.table` exists, names matched exactly.
+///
+/// Errors: [`ErrorKind::SchemaMismatch`]/others from the catalog query only.
+pub async fn table_exists(client: &Client, schema: &str, table: &str) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'f', 'm'))",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("checking whether {schema}.{table} exists")))?;
+    Ok(row.get(0))
 }
 
 /// Quoted `"schema"."table"`.

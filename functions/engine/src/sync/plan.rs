@@ -30,10 +30,11 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::config::{ChunkKeyType, ChunkingStrategy, Config, SourceConfig, TableConfig};
+use crate::config::{ChunkKeyType, ChunkingStrategy, Config, SchemaEvolution, SourceConfig, TableConfig};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::contract::{PlanRequest, PlanResponse, SyncMode};
 use crate::sink::{self, TargetColumn};
+use crate::source::arrow::LogicalType;
 use crate::source::{self, sql, SnowflakeSource};
 use crate::failpoints;
 use crate::sync::lock;
@@ -104,6 +105,12 @@ pub struct TablePlan {
     pub parallel_threads: usize,
     /// Whether the target was truncated by this run.
     pub truncated: bool,
+    /// DDL plan runs on the target before recording the table (one
+    /// transaction, before the table's own): the `CREATE TABLE` of
+    /// `create_tables`, the `ALTER TABLE … ADD COLUMN`s of
+    /// `schema_evolution: "add_columns"`; empty for most tables.
+    #[serde(default)]
+    pub ddl: Vec<String>,
 }
 
 impl TablePlan {
@@ -152,9 +159,15 @@ pub struct ChunkRange {
 /// record it in `migration_status`, and write the manifest of chunks to copy.
 /// For callers that hold no run lock (the Lambda); see [`plan_run_with`].
 ///
+/// Tables missing in the target are created (`create_tables`) and new
+/// source columns added (`schema_evolution: "add_columns"`), each table's
+/// DDL in its own transaction just before the table's plan (docs/sync.md
+/// §3.6).
+///
 /// Errors: [`ErrorKind::ConfigInvalid`] for unknown sources/tables or a
 /// refused truncate, [`ErrorKind::SchemaMismatch`] for missing tables or
-/// columns — all raised before any target table is touched;
+/// columns and for schema drift (new, dropped or retyped source columns) —
+/// all raised before any target table is touched;
 /// [`ErrorKind::Locked`] when a live run of the same selection exists.
 pub async fn plan_run(config: &Config, request: &PlanRequest) -> Result<PlanResponse> {
     plan_run_with(config, request, None).await
@@ -366,6 +379,24 @@ async fn plan_tables(
             sessions.insert(session_key.clone(), sf);
         }
         let sf = &sessions[&session_key];
+        if !plan.ddl.is_empty() {
+            // create_tables / schema_evolution: the target's DDL in its own
+            // transaction, before the table's plan (docs/sync.md §3.6).
+            let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the DDL transaction"))?;
+            for statement in &plan.ddl {
+                tx.batch_execute(statement).await.map_err(|e| from_postgres(e, format!("running {statement}")))?;
+            }
+            tx.commit().await.map_err(|e| from_postgres(e, format!("committing the DDL of {}", plan.target_fqn())))?;
+            for statement in &plan.ddl {
+                tracing::info!(table = %plan.source_table, ddl = %statement, "changed the target table's definition");
+            }
+            let catalog = sink::table_columns(pg, &plan.target_schema, &plan.target_table).await?;
+            for pair in plan.columns.iter_mut() {
+                if let Some(c) = catalog.iter().find(|c| c.name == pair.target.name) {
+                    pair.target = c.clone();
+                }
+            }
+        }
         let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the planning transaction"))?;
         // Truncate decision (logged), inside the same transaction as the table's status rows.
         if table_cfg.truncate_onstart {
@@ -479,20 +510,42 @@ fn execution_hash(config: &Config, selected: &[(&SourceConfig, Vec<&TableConfig>
     hex::encode(Md5::digest(text.as_bytes()))
 }
 
+/// The columns of every table of a Snowflake schema, in ordinal order.
+#[derive(Debug, Clone, Default)]
+pub struct SourceCatalog {
+    /// Table name (exact) → its columns.
+    pub tables: BTreeMap<String, Vec<SourceColumn>>,
+    /// (table, column) → `NUMERIC_PRECISION` (digits) of NUMBER columns, for
+    /// the natural target type ([`sink::ddl::natural_column`]).
+    pub precision: BTreeMap<(String, String), i64>,
+}
+
+impl SourceCatalog {
+    /// The natural target column for `column` of `table`, renamed to `name`
+    /// ([`sink::ddl::natural_column`]); `None` for a type thaw cannot copy.
+    pub fn natural_column(&self, table: &str, column: &SourceColumn, name: &str) -> Option<TargetColumn> {
+        let precision = self.precision.get(&(table.to_string(), column.name.clone())).copied();
+        sink::ddl::natural_column(name, &column.data_type, precision, column.scale, column.char_length)
+    }
+}
+
 /// Read the columns of every table of a source in one query.
-pub async fn source_catalog(sf: &SnowflakeSource, s: &SourceConfig) -> Result<BTreeMap<String, Vec<SourceColumn>>> {
+pub async fn source_catalog(sf: &SnowflakeSource, s: &SourceConfig) -> Result<SourceCatalog> {
     let q = format!(
-        "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, CHARACTER_MAXIMUM_LENGTH FROM {}.INFORMATION_SCHEMA.COLUMNS \
+        "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION FROM {}.INFORMATION_SCHEMA.COLUMNS \
          WHERE TABLE_SCHEMA = {} ORDER BY TABLE_NAME, ORDINAL_POSITION",
         sql::ident(&s.source_sf_database),
         sql::literal(&s.source_sf_schema)
     );
     let rows = sf.execute(&q).await.map_err(|e| e.context(format!("reading the Snowflake catalog of {}.{}", s.source_sf_database, s.source_sf_schema)))?;
-    let mut out: BTreeMap<String, Vec<SourceColumn>> = BTreeMap::new();
+    let mut out = SourceCatalog::default();
     for r in rows {
         let get = |i: usize| r.get(i).cloned().flatten();
         let (Some(t), Some(c), Some(ty)) = (get(0), get(1), get(2)) else { continue };
-        out.entry(t).or_default().push(SourceColumn {
+        if let Some(p) = get(5).and_then(|v| v.parse::<f64>().ok()) {
+            out.precision.insert((t.clone(), c.clone()), p as i64);
+        }
+        out.tables.entry(t).or_default().push(SourceColumn {
             name: c,
             data_type: ty.to_ascii_uppercase(),
             scale: get(3).and_then(|v| v.parse::<f64>().ok()).map(|v| v as i64),
@@ -510,31 +563,52 @@ async fn target_has_rows<C: tokio_postgres::GenericClient>(pg: &C, plan: &TableP
     Ok(row.get(0))
 }
 
+/// The plan recorded by the latest run of the same source table into the same
+/// target (any run, any outcome), or `None` when there is none or it cannot
+/// be read (a plan written by an older thaw). It is what schema drift is
+/// measured against (docs/sync.md §3.6).
+async fn previous_plan(pg: &Client, s: &SourceConfig, t: &TableConfig) -> Result<Option<TablePlan>> {
+    let row = pg
+        .query_opt(
+            "SELECT plan FROM migration_status.migration_table_status \
+             WHERE source_database = $1 AND source_schema = $2 AND source_table = $3 AND target_schema = $4 AND target_table = $5 \
+               AND plan IS NOT NULL \
+             ORDER BY started_at DESC LIMIT 1",
+            &[&s.source_sf_database, &s.source_sf_schema, &t.source, &s.target_pg_schema, &t.target],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the previous plan of the table"))?;
+    Ok(row.and_then(|r| serde_json::from_value::<TablePlan>(r.get::<_, serde_json::Value>(0)).ok()))
+}
+
 /// Check one table against both catalogs and decide columns, keys, load mode
-/// and watermark. Nothing is written.
+/// and watermark. Nothing is written: DDL that `create_tables` or
+/// `schema_evolution: "add_columns"` call for is returned in
+/// [`TablePlan::ddl`] and run by [`plan_tables`].
+///
+/// Errors ([`ErrorKind::SchemaMismatch`] unless noted): missing Snowflake
+/// table; missing target table without `create_tables` (the message gives
+/// the `CREATE TABLE` to run); a configured column missing; schema drift
+/// (docs/sync.md §3.6): a new source column without a target column (the
+/// message gives the `ALTER TABLE` to run), a paired source column that
+/// disappeared, a source column retyped to a type its target column cannot
+/// take; [`ErrorKind::ConfigInvalid`] for contradictory options.
 async fn prepare_table(
     config: &Config,
     s: &SourceConfig,
     t: &TableConfig,
-    catalog: &BTreeMap<String, Vec<SourceColumn>>,
+    catalog: &SourceCatalog,
     pg: &Client,
     request: &PlanRequest,
 ) -> Result<TablePlan> {
     let at = format!("table {}.{}.{} (source '{}')", s.source_sf_database, s.source_sf_schema, t.source, s.source_name);
-    let Some(source_cols) = catalog.get(&t.source) else {
-        let close: Vec<&String> = catalog.keys().filter(|k| k.eq_ignore_ascii_case(&t.source)).collect();
+    let target_fqn = sink::qualified(&s.target_pg_schema, &t.target);
+    let Some(source_cols) = catalog.tables.get(&t.source) else {
+        let close: Vec<&String> = catalog.tables.keys().filter(|k| k.eq_ignore_ascii_case(&t.source)).collect();
         let hint = if close.is_empty() { String::new() } else { format!(" (did you mean {:?}? names are case-sensitive)", close[0]) };
         return Err(Error::new(ErrorKind::SchemaMismatch, format!("{at} does not exist in Snowflake{hint}. Fix 'source' in the config or create the table.")));
     };
-    let target_cols = sink::table_columns(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?;
-    let source_has = |name: &str| source_cols.iter().any(|c| c.name == name);
-    let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
-    let mut missing = Vec::new();
-    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()).chain(t.exclude_columns.iter()) {
-        if !source_has(c) {
-            missing.push(format!("source column \"{c}\""));
-        }
-    }
+    let excluded = |name: &str| t.exclude_columns.iter().any(|e| e == name);
     // Map source → target names.
     let target_name = |src: &str| -> String {
         if let Some(m) = t.column_mapping.get(src) {
@@ -548,6 +622,61 @@ async fn prepare_table(
         src.to_string()
     };
     let key_columns: Vec<String> = t.uniqueness_columns.iter().map(|u| target_name(u)).collect();
+    let mut ddl = Vec::new();
+    let target_exists = sink::table_exists(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?;
+    let mut target_cols = if target_exists {
+        sink::table_columns(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?
+    } else {
+        // The table create_tables would build: every copied source column
+        // with its natural type, keys NOT NULL via the primary key.
+        let mut cols = Vec::new();
+        let mut unmappable = Vec::new();
+        for sc in source_cols.iter().filter(|c| !excluded(&c.name)) {
+            let name = target_name(&sc.name);
+            match catalog.natural_column(&t.source, sc, &name) {
+                Some(mut c) => {
+                    c.nullable = !key_columns.contains(&name);
+                    cols.push(c);
+                }
+                None => unmappable.push(format!("\"{}\" ({})", sc.name, sc.data_type)),
+            }
+        }
+        let statement = sink::ddl::create_table(&s.target_pg_schema, &t.target, &cols, &key_columns);
+        if !config.create_tables(t) {
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "{at}: target table {}.{} does not exist in PostgreSQL. Create it (schema/ migrations create the standard tables), fix 'target' / 'target_pg_schema' in the config, or set \"create_tables\": true to let plan create it with: {statement}",
+                    s.target_pg_schema, t.target
+                ),
+            ));
+        }
+        if !unmappable.is_empty() {
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "{at}: create_tables cannot create {target_fqn}: source column(s) {} have no PostgreSQL type thaw maps to. List them in exclude_columns or create the table yourself.",
+                    unmappable.join(", ")
+                ),
+            ));
+        }
+        ddl.push(statement);
+        cols
+    };
+    let source_has = |name: &str| source_cols.iter().any(|c| c.name == name);
+    let mut missing = Vec::new();
+    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()) {
+        if !source_has(c) {
+            missing.push(format!("source column \"{c}\""));
+        }
+    }
+    for c in &t.exclude_columns {
+        // A column PostgreSQL owns may exist in the target only.
+        if !source_has(c) && !target_cols.iter().any(|tc| &tc.name == c) {
+            missing.push(format!("source column \"{c}\""));
+        }
+    }
+    let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
     for (u, k) in t.uniqueness_columns.iter().zip(&key_columns) {
         if !source_has(u) {
             missing.push(format!("uniqueness column \"{u}\" in the source"));
@@ -571,9 +700,6 @@ async fn prepare_table(
             format!("{at} → {}.{}: {} do(es) not exist. Fix the config or the table definitions.", s.target_pg_schema, t.target, missing.join(", ")),
         ));
     }
-    let mut columns = Vec::new();
-    let mut dropped = Vec::new();
-    let excluded = |name: &str| t.exclude_columns.iter().any(|e| e == name);
     for c in t.uniqueness_columns.iter().chain(t.source_watermark.iter()) {
         if excluded(c) {
             missing.push(format!("column \"{c}\" (it is both a key/watermark and in exclude_columns)"));
@@ -582,6 +708,105 @@ async fn prepare_table(
     if !missing.is_empty() {
         return Err(Error::config(format!("{at}: cannot exclude {}", missing.join(", "))));
     }
+    // Schema drift (docs/sync.md §3.6), measured against the previous plan.
+    let previous = if target_exists { previous_plan(pg, s, t).await? } else { None };
+    let evolution = config.schema_evolution(t);
+    let mut new_columns = Vec::new();
+    let mut unmappable = Vec::new();
+    for sc in source_cols {
+        let name = target_name(&sc.name);
+        if excluded(&sc.name) || target_has(&name) {
+            continue;
+        }
+        let seen_before = previous.as_ref().is_some_and(|p| p.dropped_columns.contains(&sc.name) || p.columns.iter().any(|c| c.source.name == sc.name));
+        let drift = match evolution {
+            Some(SchemaEvolution::AddColumns) | Some(SchemaEvolution::Error) => true,
+            None => previous.is_some() && !seen_before,
+        };
+        if !drift {
+            continue;
+        }
+        match catalog.natural_column(&t.source, sc, &name) {
+            Some(c) => new_columns.push((sc.clone(), c)),
+            None => unmappable.push(format!("\"{}\" ({})", sc.name, sc.data_type)),
+        }
+    }
+    if !unmappable.is_empty() {
+        return Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!(
+                "{at}: source column(s) {} have no column in {target_fqn} and no PostgreSQL type thaw maps to. Add a column of a supported type (docs/sync.md §5.2) or list them in exclude_columns.",
+                unmappable.join(", ")
+            ),
+        ));
+    }
+    if !new_columns.is_empty() {
+        let statements: Vec<String> = new_columns.iter().map(|(_, c)| sink::ddl::add_column(&s.target_pg_schema, &t.target, c)).collect();
+        if evolution == Some(SchemaEvolution::AddColumns) {
+            for ((_, c), statement) in new_columns.into_iter().zip(statements) {
+                target_cols.push(c);
+                ddl.push(statement);
+            }
+        } else {
+            let names: Vec<String> = new_columns.iter().map(|(sc, _)| format!("\"{}\" ({})", sc.name, sc.data_type)).collect();
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "{at}: source column(s) {} have no column in {target_fqn}{}. Add them with: {} — or set \"schema_evolution\": \"add_columns\" to let plan add them, or list them in exclude_columns to skip them.",
+                    names.join(", "),
+                    if evolution.is_none() { " (new since the previous run)" } else { "" },
+                    statements.join(" ")
+                ),
+            ));
+        }
+    }
+    let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
+    if let Some(prev) = &previous {
+        let mut gone = Vec::new();
+        let mut retyped = Vec::new();
+        for pc in &prev.columns {
+            if excluded(&pc.source.name) || excluded(&pc.target.name) || !target_has(&pc.target.name) {
+                continue;
+            }
+            match source_cols.iter().find(|sc| sc.name == pc.source.name) {
+                None => gone.push(format!("\"{}\" (copied into \"{}\")", pc.source.name, pc.target.name)),
+                Some(sc) => {
+                    let tc = target_cols.iter().find(|c| c.name == pc.target.name).expect("checked above");
+                    let fits = LogicalType::from_data_type(&sc.data_type).is_some_and(|l| sink::encode::supported_targets(l).contains(&tc.pg_type));
+                    if !fits {
+                        retyped.push(format!(
+                            "\"{}\" is now Snowflake {} (was {}) and cannot go into target column \"{}\" ({})",
+                            sc.name,
+                            sc.data_type,
+                            pc.source.data_type,
+                            tc.name,
+                            sink::ddl::sql_type(tc)
+                        ));
+                    }
+                }
+            }
+        }
+        if !gone.is_empty() {
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "{at}: source column(s) {} no longer exist in Snowflake but their target columns in {target_fqn} do. Restore the source column(s), drop the target column(s), or list them in exclude_columns if PostgreSQL now owns them.",
+                    gone.join(", ")
+                ),
+            ));
+        }
+        if !retyped.is_empty() {
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "{at}: source column(s) changed type: {}. Change the target column(s) to a type that accepts the new source type (docs/sync.md §5.2) or restore the source type.",
+                    retyped.join("; ")
+                ),
+            ));
+        }
+    }
+    let mut columns = Vec::new();
+    let mut dropped = Vec::new();
     for tc in &target_cols {
         if let Some(sc) = source_cols.iter().find(|sc| !excluded(&sc.name) && target_name(&sc.name) == tc.name) {
             columns.push(ColumnPair { source: sc.clone(), target: tc.clone() });
@@ -599,7 +824,7 @@ async fn prepare_table(
         tracing::warn!(table = %t.source, columns = ?dropped, "source columns without a target column are not copied");
     }
     let row_bytes = t.estimated_row_bytes.unwrap_or_else(|| estimate_row_bytes(&columns)).max(1);
-    let empty = {
+    let empty = !target_exists || {
         let row = pg
             .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", sink::qualified(&s.target_pg_schema, &t.target)), &[])
             .await
@@ -663,6 +888,7 @@ async fn prepare_table(
         row_bytes,
         parallel_threads: config.parallel_threads(t),
         truncated: false,
+        ddl,
     })
 }
 

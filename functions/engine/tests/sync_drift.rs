@@ -1,0 +1,182 @@
+//! Target tables and schema drift at plan time (docs/sync.md §3.6):
+//! `create_tables` builds a missing target from the source's columns,
+//! `schema_evolution: "add_columns"` adds new source columns, and without it
+//! a new, dropped or retyped source column stops the plan with an error that
+//! names the column and what to run, before anything is written.
+//! (The CLI's exit code for drift: `functions/thaw/tests/bad_input.rs`.)
+
+use std::sync::Arc;
+
+use thaw_engine::contract::PlanRequest;
+use thaw_engine::runner::{self, Quiet, RunOptions};
+use thaw_engine::ErrorKind;
+use thaw_test_support::*;
+use tokio_postgres::Client;
+
+fn options() -> RunOptions {
+    RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }
+}
+
+async fn runs(pg: &Client) -> i64 {
+    pg.query_one("SELECT count(*) FROM migration_status.migration_runs", &[]).await.unwrap().get(0)
+}
+
+/// `(column, format_type)` of `public.<table>` in column order.
+async fn columns(pg: &Client, table: &str) -> Vec<(String, String)> {
+    pg.query(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        &[&format!("public.{table}")],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// ORDERS with `rows` rows in a fresh emulator database, a fresh PostgreSQL
+/// database (with the standard `public.orders` target when `target`).
+async fn setup(prefix: &str, rows: usize, target: bool) -> (String, String, thaw_engine::source::SnowflakeSource, Client) {
+    let sf_db = unique(&format!("SF{prefix}")).to_uppercase();
+    let pg_db = unique(prefix);
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, rows).await;
+    let pg = fresh_pg(&pg_db).await;
+    if target {
+        create_orders_target(&pg).await;
+    }
+    (sf_db, pg_db, sf, pg)
+}
+
+#[tokio::test]
+async fn create_tables_builds_the_target_from_the_source_columns_and_loads_it() {
+    let (sf_db, pg_db, _sf, pg) = setup("create", 300, false).await;
+    let extra = r#", "column_mapping": {"Note": "note text"}, "exclude_columns": ["Flag"]"#;
+
+    // Without create_tables: today's error, now with the DDL it would run; nothing written.
+    let legacy = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, extra)], "")));
+    let err = runner::run(legacy, options(), Arc::new(Quiet)).await.expect_err("a missing target is an error");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    let ddl = "CREATE TABLE \"public\".\"orders\" (\"Id\" numeric(38,0), \"Code\" varchar(100), \"Day\" timestamptz, \"Amount\" numeric(19,3), \
+               \"note text\" varchar(50), \"Updated\" timestamptz, PRIMARY KEY (\"Code\"));";
+    assert!(err.message.contains("does not exist in PostgreSQL"), "{err}");
+    assert!(err.message.contains("\"create_tables\": true"), "{err}");
+    assert!(err.message.contains(ddl), "{err}");
+    assert_eq!(runs(&pg).await, 0);
+    assert!(pg.query_opt("SELECT to_regclass('public.orders')::text", &[]).await.unwrap().unwrap().get::<_, Option<String>>(0).is_none());
+
+    // With create_tables (top-level here): the table is created and loaded.
+    let created = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, extra)], r#""create_tables": true,"#)));
+    let report = runner::run(created.clone(), options(), Arc::new(Quiet)).await.expect("a report");
+    report.outcome().expect("created, loaded and reconciled");
+    assert_eq!(report.tables[0].rows_written, 300);
+    assert_eq!(pg_count(&pg, "public.orders").await, 300);
+    let want: Vec<(String, String)> = [
+        ("Id", "numeric(38,0)"),
+        ("Code", "character varying(100)"),
+        ("Day", "timestamp with time zone"),
+        ("Amount", "numeric(19,3)"),
+        ("note text", "character varying(50)"),
+        ("Updated", "timestamp with time zone"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(columns(&pg, "orders").await, want);
+    let pk: Vec<String> = pg
+        .query_one(
+            "SELECT array_agg(a.attname::text) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = 'public.orders'::regclass AND i.indisprimary",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pk, vec!["Code".to_string()]);
+    let notes: i64 = pg.query_one("SELECT count(\"note text\") FROM public.orders", &[]).await.unwrap().get(0);
+    assert_eq!(notes, 240, "every fifth Note is NULL");
+    let recorded: serde_json::Value = pg
+        .query_one("SELECT plan -> 'ddl' FROM migration_status.migration_table_status WHERE run_id = $1", &[&report.plan.run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, serde_json::json!([ddl]), "the DDL is recorded with the table's plan");
+
+    // The next run finds the table and changes nothing.
+    let again = runner::run(created, options(), Arc::new(Quiet)).await.expect("a report");
+    again.outcome().expect("second run is clean");
+    assert_eq!(again.tables[0].rows_written, 0);
+}
+
+#[tokio::test]
+async fn new_source_column_is_added_with_schema_evolution_add_columns() {
+    let (sf_db, pg_db, sf, pg) = setup("addcol", 200, true).await;
+    let table = orders_table(Some(("Updated", "timestamp_tz")), r#", "schema_evolution": "add_columns""#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+
+    let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
+    sf.execute(&format!("ALTER TABLE {fqn} ADD COLUMN \"Extra Count\" NUMBER(10,0)")).await.unwrap();
+    sf.execute(&format!(
+        "INSERT INTO {fqn} (\"Id\", \"Code\", \"Updated\", \"Extra Count\") VALUES \
+         (9000001, 'bbbbbbbb-0000-4000-8000-000000000001', '2026-06-01 00:00:00+00:00', 7), \
+         (9000002, 'bbbbbbbb-0000-4000-8000-000000000002', '2026-06-01 00:00:00+00:00', 8)"
+    ))
+    .await
+    .unwrap();
+
+    let second = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("second run");
+    second.outcome().expect("the column is added, the new rows copied and reconciled");
+    let cols = columns(&pg, "orders").await;
+    assert_eq!(cols.last().unwrap(), &("Extra Count".to_string(), "bigint".to_string()), "{cols:?}");
+    assert_eq!(pg_count(&pg, "public.orders").await, 202);
+    let sum: i64 = pg.query_one("SELECT sum(\"Extra Count\")::int8 FROM public.orders", &[]).await.unwrap().get(0);
+    assert_eq!(sum, 15);
+
+    // A third run sees no drift: the column is part of the plan now.
+    let third = runner::run(config, options(), Arc::new(Quiet)).await.expect("third run");
+    third.outcome().expect("third run is clean");
+    assert_eq!(third.tables[0].rows_written, 0);
+}
+
+#[tokio::test]
+async fn dropped_source_column_is_an_error_naming_it() {
+    let (sf_db, pg_db, sf, pg) = setup("dropcol", 150, true).await;
+    let config1 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "")));
+    runner::run(config1.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+    let before = columns(&pg, "orders").await;
+
+    sf.execute(&format!("ALTER TABLE \"{sf_db}\".\"S\".\"ORDERS\" DROP COLUMN \"Note\"")).await.unwrap();
+    let err = runner::run(config1, options(), Arc::new(Quiet)).await.expect_err("a dropped source column stops the plan");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    assert!(err.message.contains("\"Note\" (copied into \"Note\")"), "{err}");
+    assert!(err.message.contains("no longer exist in Snowflake"), "{err}");
+    assert!(err.message.contains("exclude_columns"), "{err}");
+    assert_eq!(runs(&pg).await, 1, "no run was recorded");
+    assert_eq!(columns(&pg, "orders").await, before);
+    assert_eq!(pg_count(&pg, "public.orders").await, 150);
+
+    // Declaring the column PostgreSQL's own (exclude_columns) lets runs go on.
+    let owned = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, r#", "exclude_columns": ["Note"]"#)], "")));
+    let report = runner::run(owned, options(), Arc::new(Quiet)).await.expect("a report");
+    report.outcome().expect("the PostgreSQL-owned column is left alone");
+    assert_eq!(pg_count(&pg, "public.orders").await, 150);
+}
+
+#[tokio::test]
+async fn retyped_source_column_is_an_error_naming_both_types() {
+    let (sf_db, pg_db, sf, pg) = setup("retype", 150, true).await;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "")));
+    runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+
+    let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
+    sf.execute(&format!("ALTER TABLE {fqn} DROP COLUMN \"Flag\"")).await.unwrap();
+    sf.execute(&format!("ALTER TABLE {fqn} ADD COLUMN \"Flag\" DATE")).await.unwrap();
+    let err = runner::run(config, options(), Arc::new(Quiet)).await.expect_err("a retyped source column stops the plan");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    assert!(err.message.contains("\"Flag\" is now Snowflake DATE (was BOOLEAN)"), "{err}");
+    assert!(err.message.contains("target column \"Flag\" (bool)"), "{err}");
+    assert_eq!(runs(&pg).await, 1, "no run was recorded");
+    assert_eq!(pg_count(&pg, "public.orders").await, 150);
+}
