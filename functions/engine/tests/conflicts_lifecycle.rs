@@ -11,7 +11,7 @@ use thaw_test_support::{fresh_pg, unique};
 use tokio_postgres::Client;
 
 /// Planted data: 4 pairs (1↔2 rule 1 on 2025-03-12, 3↔4 rule 7 on 2025-03-05), "today" 2025-03-10.
-const PLANTED: &str = include_str!("fixtures/conflicts_planted.sql");
+const PLANTED: &str = concat!(include_str!("fixtures/conflicts_reference.sql"), include_str!("fixtures/conflicts_visits.sql"));
 
 fn settings() -> ConflictSettings {
     ConflictSettings { database: "unused".into(), today: Some("2025-03-10".into()), ..Default::default() }

@@ -47,46 +47,12 @@ async fn fresh_database(name: &str) -> Client {
 /// Providers A, B (active) and C (inactive); caregivers with the same SSN at
 /// each; two patients with GPS addresses in Brooklyn (different ZIPs);
 /// SETTINGS (ExtraDistancePer 1.0) and the legacy MPH bands.
-const REFERENCE_DATA: &str = r#"
-INSERT INTO analytics.dimprovider ("Provider Id", "Application Provider Id", "Provider Name", "Is Active", "Is Demo") VALUES
-  ('00000000-0000-0000-0000-00000000000a', 1, 'Agency A', true, false),
-  ('00000000-0000-0000-0000-00000000000b', 2, 'Agency B', true, false),
-  ('00000000-0000-0000-0000-00000000000c', 3, 'Agency C', false, false);
-INSERT INTO analytics.dimcaregiver ("Caregiver Id", "Application Caregiver Id", "Caregiver Fullname", "SSN") VALUES
-  ('00000000-0000-0000-0000-0000000000ca', 11, 'Ann Aide', '123-45-6789'),
-  ('00000000-0000-0000-0000-0000000000cb', 12, 'Ann Aide', ' 123-45-6789 '),
-  ('00000000-0000-0000-0000-0000000000cc', 13, 'Ann Aide', '123-45-6789');
-INSERT INTO analytics.dimpatient ("Patient Id", "Application Patient Id", "Patient Name") VALUES
-  ('00000000-0000-0000-0000-0000000000e1', 21, 'Pat One'),
-  ('00000000-0000-0000-0000-0000000000e2', 22, 'Pat Two');
-INSERT INTO analytics.dimpatientaddress ("Patient Address Id", "Patient Id", "Address Type", "Primary Address",
-    "Zip Code", "Address State", "Latitude", "Longitude", "Application Created UTC Timestamp") VALUES
-  ('00000000-0000-0000-0000-0000000000f1', '00000000-0000-0000-0000-0000000000e1', 'Billing, GPS, Home', true, '11214', 'NY', 40.597095, -73.998993, '2020-01-01Z'),
-  ('00000000-0000-0000-0000-0000000000f2', '00000000-0000-0000-0000-0000000000e2', 'GPS', true, '11203', 'NY', 40.654140, -73.935455, '2020-01-01Z');
-INSERT INTO conflict.settings ("ID", "ExtraDistance", "ExtraDistancePer", "InProgressFlag") VALUES (1, 0, 1.0, 2);
-INSERT INTO conflict.mph ("From", "To", "AverageMilesPerHour") VALUES (0, 2, 2), (2, 5, 6), (5, 10, 15), (10, 25, 25);
-INSERT INTO conflict.excluded_agency ("ProviderID") VALUES (NULL);
-INSERT INTO conflict.excluded_ssn ("SSN") VALUES (NULL);
-"#;
+const REFERENCE_DATA: &str = include_str!("fixtures/conflicts_reference.sql");
 
 /// Visits 1/2: same schedule on 2025-03-12 at A and B (rule 1).
 /// Visits 3/4: completed on 2025-03-05 at A and B, 15 minutes apart, 5.16 mi (rule 7).
 /// Visit 5: overlaps visit 3 but at the inactive provider C (invisible).
-const VISITS: &str = r#"
-INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visit Id", "Visit Date", "Caregiver Id",
-    "Provider Id", "Application Provider Id", "Provider Patient Id", "Scheduled Start Time", "Scheduled End Time",
-    "Visit Start Time", "Visit End Time", "Billed", "Billed Rate", "Bill Type", "Is Missed") VALUES
-  ('00000000-0000-0000-0000-000000000001', 101, '2025-03-12', '00000000-0000-0000-0000-0000000000ca', '00000000-0000-0000-0000-00000000000a', 1,
-   '00000000-0000-0000-0000-0000000000e1', '2025-03-12 09:00-04', '2025-03-12 13:00-04', NULL, NULL, 'yes', 30.000, 'Hourly', false),
-  ('00000000-0000-0000-0000-000000000002', 102, '2025-03-12', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b', 2,
-   '00000000-0000-0000-0000-0000000000e2', '2025-03-12 09:00-04', '2025-03-12 13:00-04', NULL, NULL, 'no', NULL, 'Hourly', false),
-  ('00000000-0000-0000-0000-000000000003', 103, '2025-03-05', '00000000-0000-0000-0000-0000000000ca', '00000000-0000-0000-0000-00000000000a', 1,
-   '00000000-0000-0000-0000-0000000000e1', '2025-03-05 09:00-05', '2025-03-05 10:00-05', '2025-03-05 09:00-05', '2025-03-05 10:00-05', 'yes', 25.500, 'Hourly', false),
-  ('00000000-0000-0000-0000-000000000004', 104, '2025-03-05', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b', 2,
-   '00000000-0000-0000-0000-0000000000e2', '2025-03-05 10:15-05', '2025-03-05 11:00-05', '2025-03-05 10:15-05', '2025-03-05 11:00-05', 'yes', 25.500, 'Hourly', false),
-  ('00000000-0000-0000-0000-000000000005', 105, '2025-03-05', '00000000-0000-0000-0000-0000000000cc', '00000000-0000-0000-0000-00000000000c', 3,
-   '00000000-0000-0000-0000-0000000000e1', '2025-03-05 09:30-05', '2025-03-05 10:30-05', '2025-03-05 09:30-05', '2025-03-05 10:30-05', 'yes', 25.500, 'Hourly', false);
-"#;
+const VISITS: &str = include_str!("fixtures/conflicts_visits.sql");
 
 fn settings(database: &str) -> ConflictSettings {
     ConflictSettings { database: database.to_string(), today: Some("2025-03-10".into()), ..Default::default() }
