@@ -80,24 +80,24 @@ async fn run_exit_codes_and_report_follow_the_run_outcome() {
     assert_eq!(r["error"]["kind"], "SchemaMismatch");
 }
 
-#[tokio::test]
-async fn run_interrupted_by_sigterm_is_recorded_and_resumes_to_the_exact_row_count() {
-    let sf_db = unique("SFSIG").to_uppercase();
-    let pg_db = unique("sig");
+/// A `thaw run` copying 20 000 ORDERS rows, caught mid-copy: the real binary
+/// is started (stdout/stderr captured) and this returns once two chunks have
+/// completed. Returns the child, the config path, the target connection and
+/// the source row count. Panics if the run ends or never starts copying.
+async fn thaw_run_caught_mid_copy(label: &str) -> (std::process::Child, std::path::PathBuf, tokio_postgres::Client, usize) {
+    let sf_db = unique(&format!("SF{label}")).to_uppercase();
+    let pg_db = unique(&label.to_lowercase());
     let sf = fresh_sf(&sf_db).await;
     let rows = create_orders(&sf, &sf_db, 20_000).await;
     let pg = fresh_pg(&pg_db).await;
     create_orders_target(&pg).await;
     let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
-    let cfg = path.to_str().unwrap();
-
     let mut child = Command::new(thaw_bin(env!("CARGO_BIN_EXE_thaw")))
-        .args(["run", "--config", cfg, "--no-conflicts"])
+        .args(["run", "--config", path.to_str().unwrap(), "--no-conflicts"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start thaw run");
-    // Wait until it is copying, then send SIGTERM.
     let started = Instant::now();
     loop {
         let done: i64 = pg
@@ -106,7 +106,7 @@ async fn run_interrupted_by_sigterm_is_recorded_and_resumes_to_the_exact_row_cou
             .map(|r| r.get(0))
             .unwrap_or(0);
         if done >= 2 {
-            break;
+            return (child, path, pg, rows);
         }
         if let Ok(Some(status)) = child.try_wait() {
             let out = child.wait_with_output().unwrap();
@@ -115,6 +115,12 @@ async fn run_interrupted_by_sigterm_is_recorded_and_resumes_to_the_exact_row_cou
         assert!(started.elapsed() < Duration::from_secs(60), "thaw run never started copying");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn run_interrupted_by_sigterm_is_recorded_and_resumes_to_the_exact_row_count() {
+    let (child, path, pg, rows) = thaw_run_caught_mid_copy("SIG").await;
+    let cfg = path.to_str().unwrap();
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(kill.success());
     let out = child.wait_with_output().expect("thaw exits");
@@ -184,35 +190,8 @@ async fn status_command_shows_runs_tables_rows_and_failed_chunks() {
 
 #[tokio::test]
 async fn run_killed_with_sigkill_is_taken_over_at_once_by_the_next_run() {
-    let sf_db = unique("SFKILL").to_uppercase();
-    let pg_db = unique("kill");
-    let sf = fresh_sf(&sf_db).await;
-    let rows = create_orders(&sf, &sf_db, 20_000).await;
-    let pg = fresh_pg(&pg_db).await;
-    create_orders_target(&pg).await;
-    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let (mut child, path, pg, rows) = thaw_run_caught_mid_copy("KILL").await;
     let cfg = path.to_str().unwrap();
-
-    let mut child = Command::new(thaw_bin(env!("CARGO_BIN_EXE_thaw")))
-        .args(["run", "--config", cfg, "--no-conflicts"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start thaw run");
-    let started = Instant::now();
-    loop {
-        let done: i64 = pg
-            .query_one("SELECT count(*) FROM migration_status.migration_chunk_status WHERE status = 'completed'", &[])
-            .await
-            .map(|r| r.get(0))
-            .unwrap_or(0);
-        if done >= 2 {
-            break;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "thaw run ended before it was killed");
-        assert!(started.elapsed() < Duration::from_secs(60), "thaw run never started copying");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     // No chance to record anything: the run still says 'running' with a fresh heartbeat.

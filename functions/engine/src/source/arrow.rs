@@ -100,6 +100,23 @@ pub enum LogicalType {
 }
 
 impl LogicalType {
+    /// Every logical type, in declaration order.
+    pub const ALL: [LogicalType; 13] = [
+        LogicalType::Fixed,
+        LogicalType::Real,
+        LogicalType::Text,
+        LogicalType::Boolean,
+        LogicalType::Date,
+        LogicalType::Time,
+        LogicalType::TimestampNtz,
+        LogicalType::TimestampLtz,
+        LogicalType::TimestampTz,
+        LogicalType::Binary,
+        LogicalType::Variant,
+        LogicalType::Object,
+        LogicalType::Array,
+    ];
+
     /// Parse Snowflake's metadata value (case-insensitive).
     pub fn parse(name: &str) -> Option<LogicalType> {
         Some(match name.to_ascii_uppercase().as_str() {
