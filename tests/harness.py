@@ -82,6 +82,17 @@ PG_USER = "thaw"
 STARTUP_TIMEOUT_SECONDS = 60
 
 
+def terminate(process: "subprocess.Popen | None") -> None:
+    """Stop a service process: SIGTERM, then SIGKILL after 10 s; no-op if it already ended."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class HarnessError(Exception):
     """A service could not be prepared or started; the message says which and why."""
 
@@ -266,13 +277,7 @@ class Emulator:
             pass
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
     def env(self) -> dict[str, str]:
         return {
@@ -317,13 +322,7 @@ class S3Server:
                                f"{tail(self.log_path)}") from e
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
     def env(self) -> dict[str, str]:
         return {
