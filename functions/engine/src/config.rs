@@ -68,6 +68,11 @@ pub struct SnowflakeSettings {
     /// Per-request timeout in seconds (default 600).
     #[serde(default)]
     pub query_timeout_seconds: Option<u64>,
+    /// Session parameters set on every session at login (`ALTER SESSION SET
+    /// name = value`), e.g. `{"QUERY_TAG": "thaw"}`; numbers and booleans as
+    /// they are, text quoted (docs/sync.md §1.3).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub session_parameters: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// PostgreSQL connection settings (`postgres` in config.json).
