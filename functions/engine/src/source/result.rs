@@ -135,7 +135,9 @@ fn chunked_result(data: &serde_json::Map<String, serde_json::Value>) -> std::res
     let number = |v: Option<&serde_json::Value>| v.and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f as u64))).unwrap_or(0);
     let inline = match data.get("rowsetBase64").and_then(|r| r.as_str()).unwrap_or("") {
         "" => Bytes::new(),
-        text => Bytes::from(base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("the inline rowset is not base64: {e}"))?),
+        text => Bytes::from(
+            base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("the inline rowset is not base64: {e}"))?,
+        ),
     };
     let chunks = data
         .get("chunks")
@@ -143,7 +145,9 @@ fn chunked_result(data: &serde_json::Map<String, serde_json::Value>) -> std::res
         .map(|chunks| {
             chunks
                 .iter()
-                .map(|c| Ok((c.get("url").and_then(|u| u.as_str()).ok_or("a result chunk has no url")?.to_string(), number(c.get("rowCount")))))
+                .map(|c| {
+                    Ok((c.get("url").and_then(|u| u.as_str()).ok_or("a result chunk has no url")?.to_string(), number(c.get("rowCount"))))
+                })
                 .collect::<std::result::Result<Vec<_>, &str>>()
         })
         .transpose()?
@@ -230,7 +234,10 @@ impl Reader {
                 None if self.rows != self.total_rows => {
                     return Err(Error::new(
                         ErrorKind::Transient,
-                        format!("the Snowflake result announced {} rows but {} arrived; the chunk will be fetched again", self.total_rows, self.rows),
+                        format!(
+                            "the Snowflake result announced {} rows but {} arrived; the chunk will be fetched again",
+                            self.total_rows, self.rows
+                        ),
                     ));
                 }
                 None => return Ok(None),
@@ -255,7 +262,9 @@ impl ChunkedResult {
                 return;
             }
             for (index, (url, _rows)) in chunks.iter().enumerate() {
-                let chunk = download(&client, url, &chunk_headers).await.map_err(|e| e.context(format!("result chunk {} of {}", index + 1, chunks.len())));
+                let chunk = download(&client, url, &chunk_headers)
+                    .await
+                    .map_err(|e| e.context(format!("result chunk {} of {}", index + 1, chunks.len())));
                 let failed = chunk.is_err();
                 if sender.send(chunk).await.is_err() || failed {
                     return;
