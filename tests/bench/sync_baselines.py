@@ -111,7 +111,8 @@ def sync_baselines(thaw: str, configs, database_helpers, fact: str, fact_target:
 
     fresh_database(ingest_db)
     subprocess.run([thaw, "migrate", "--config", str(configs.write("sync", ingest_db))], check=True, capture_output=True)
-    out, _, ingest_peak = measured([loader, "ingest", "--in", str(rows_file), "--database", ingest_db, "--table", fact_target],
+    dates = [a for c in fact_config.get("truncate_to_date", []) for a in ("--truncate-to-date", c)]
+    out, _, ingest_peak = measured([loader, "ingest", "--in", str(rows_file), "--database", ingest_db, "--table", fact_target, *dates],
                                    "baseline-ingest", logs)
     ingest = {**json.loads(out.strip().splitlines()[-1]), "peak_rss_mib": round(ingest_peak, 1)}
     rows_file.unlink(missing_ok=True)

@@ -6,9 +6,10 @@
 //!   emulator) with thaw's client, streaming the result chunks; optionally
 //!   writes the rows as an Arrow IPC stream file (standard Arrow);
 //!   `--before` runs a statement first (the bench's `ALTER SESSION`).
-//! * `ingest --in FILE --database DB --table SCHEMA.TABLE`: the minimal
+//! * `ingest --in FILE --database DB --table SCHEMA.TABLE [--truncate-to-date COLUMN]…`: the minimal
 //!   binary-COPY loader: the rows of FILE into one table in one transaction
-//!   (columns matched by exact name), no source, no status, no staging.
+//!   (columns matched by exact name, the table's `truncate_to_date` as in
+//!   the config), no source, no status, no staging.
 //!
 //! Connections come from the harness environment (`THAW_SF_*`, `THAW_PG_*`).
 //! Prints one JSON line: `{"rows": N, "seconds": S}`. Exit code 1 on error.
@@ -52,7 +53,7 @@ async fn fetch(sql: &str, out: Option<&str>, before: Option<&str>) -> Result<u64
     Ok(rows)
 }
 
-async fn ingest(path: &str, database: &str, table: &str) -> Result<u64, Box<dyn std::error::Error>> {
+async fn ingest(path: &str, database: &str, table: &str, truncate_to_date: &[String]) -> Result<u64, Box<dyn std::error::Error>> {
     let (schema_name, table_name) = table.split_once('.').ok_or("--table must be schema.table")?;
     let mut pg = sink::connect(&thaw_test_support::postgres(), database).await?;
     let targets = sink::table_columns(&pg, schema_name, table_name).await?;
@@ -65,8 +66,16 @@ async fn ingest(path: &str, database: &str, table: &str) -> Result<u64, Box<dyn 
         pairs.push((target.clone(), field.clone()));
     }
     let columns: Vec<String> = pairs.iter().map(|(t, _)| sink::ident(&t.name)).collect();
+    let date_only: Vec<usize> =
+        pairs.iter().enumerate().filter(|(_, (_, f))| truncate_to_date.contains(f.name())).map(|(i, _)| i).collect();
     let tx = pg.transaction().await?;
-    let mut writer = CopyWriter::new(&tx, &sink::qualified(schema_name, table_name), &columns, CopyEncoder::new(pairs)?).await?;
+    let mut writer = CopyWriter::new(
+        &tx,
+        &sink::qualified(schema_name, table_name),
+        &columns,
+        CopyEncoder::new(pairs)?.with_truncate_to_date(&date_only),
+    )
+    .await?;
     for batch in reader {
         writer.write(&batch?).await?;
     }
@@ -85,11 +94,14 @@ async fn main() {
             None => Err("fetch needs --sql".into()),
         },
         Some("ingest") => match (arg(&args, "--in"), arg(&args, "--database"), arg(&args, "--table")) {
-            (Some(path), Some(database), Some(table)) => ingest(&path, &database, &table).await,
+            (Some(path), Some(database), Some(table)) => {
+                let dates: Vec<String> = args.windows(2).filter(|w| w[0] == "--truncate-to-date").map(|w| w[1].clone()).collect();
+                ingest(&path, &database, &table, &dates).await
+            }
             _ => Err("ingest needs --in, --database and --table".into()),
         },
         _ => Err(
-            "usage: bench_loader fetch --sql SQL [--out FILE] [--before STATEMENT] | ingest --in FILE --database DB --table SCHEMA.TABLE"
+            "usage: bench_loader fetch --sql SQL [--out FILE] [--before STATEMENT] | ingest --in FILE --database DB --table SCHEMA.TABLE [--truncate-to-date COLUMN]..."
                 .into(),
         ),
     };
