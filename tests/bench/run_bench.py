@@ -321,7 +321,12 @@ def main_phase(args: argparse.Namespace) -> int:
         chunked = json.loads((work / "chunked.json").read_text())
         for db in ("thaw_bench_chunked_seed", "thaw_bench_sync_thaw_chunked", "thaw_bench_sync_legacy_chunked"):
             drop_database(db)
-    except BenchFailure as e:
+
+        log("sync baselines: thaw vs pure fetch vs minimal ingest, full and incremental, peak RSS (tests/bench/sync_baselines.py)")
+        from sync_baselines import sync_baselines
+        baselines = sync_baselines(thaw, configs, (fresh_database, drop_database, pg), FACT, FACT_TARGET, args.visits, args.seed,
+                                   today, args.rows_per_chunk, logs, chunked["legacy"])
+    except (BenchFailure, RuntimeError, subprocess.CalledProcessError) as e:
         keep_logs = True
         print(f"bench: {e}\n(logs kept in {logs})", file=sys.stderr)
         return 1
@@ -338,12 +343,13 @@ def main_phase(args: argparse.Namespace) -> int:
         (f"sync copy rows/s (chunked {args.rows_per_chunk})", rate(ct["rows"], ct["copy_seconds"]), rate(cl["rows"], cl["copy_seconds"])),
         (f"sync end-to-end rows/s (chunked {args.rows_per_chunk})", rate(ct["rows"], ct["wall_seconds"]), rate(cl["rows"], cl["wall_seconds"])),
         ("conflicts --full visits/s", rate(c["visits"], c["thaw_seconds"]), rate(c["visits"], c["self_join_seconds"])),
-    ]
+    ] + baselines["metrics"]
     checks = {
         "sync targets identical (inline)": targets["identical"],
         "sync targets identical (chunked)": chunked["targets"]["identical"],
         "sync row counts equal": t["rows"] == lg["rows"] == ct["rows"] == cl["rows"],
         "conflict pairs agree with the self-join": c["agree"],
+        **baselines["checks"],
     }
     total = time.perf_counter() - started
 
@@ -362,6 +368,7 @@ def main_phase(args: argparse.Namespace) -> int:
     print(f"thaw sync (inline): run wall {t['wall_seconds']:.1f} s = copy {t['copy_seconds']:.1f} s + plan/merge/reconcile "
           f"{t['wall_seconds'] - t['copy_seconds']:.1f} s (reconcile re-run alone: {t['reconcile_seconds']:.1f} s); "
           f"legacy: wall {lg['wall_seconds']:.1f} s = plan {lg['plan_seconds']:.1f} s + copy {lg['copy_seconds']:.1f} s")
+    print("\n".join(baselines["lines"]))
     for name, ok in checks.items():
         print(f"check: {name}: {'ok' if ok else 'FAILED'}")
 
@@ -383,7 +390,7 @@ def main_phase(args: argparse.Namespace) -> int:
         "checks": checks,
         "details": {"seed_seconds": round(seed_seconds, 2), "sync_thaw": t, "sync_legacy": lg, "sync_targets": targets,
                     "sync_thaw_chunked": ct, "sync_legacy_chunked": cl, "sync_targets_chunked": chunked["targets"],
-                    "conflicts": c},
+                    "conflicts": c, "sync_baselines": baselines["details"]},
     }, indent=2))
     print(f"written to {out_path}")
     return 0 if all(checks.values()) else 1

@@ -68,6 +68,11 @@ pub struct SnowflakeSettings {
     /// Per-request timeout in seconds (default 600).
     #[serde(default)]
     pub query_timeout_seconds: Option<u64>,
+    /// Session parameters set on every session at login (`ALTER SESSION SET
+    /// name = value`), e.g. `{"QUERY_TAG": "thaw"}`; numbers and booleans as
+    /// they are, text quoted (docs/sync.md §1.3).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub session_parameters: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// PostgreSQL connection settings (`postgres` in config.json).
@@ -694,7 +699,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "lambda_timeout_buffer_seconds", "insert_only_mode", "max_parallel_tables", "chunk_byte_budget",
             "create_tables", "schema_evolution", "conflicts", "sources",
         ],
-        "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds"],
+        "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds", "session_parameters"],
         "postgres" => &["host", "user", "password", "port", "status_database", "sslmode", "ca_file"],
         "conflicts" => &["database", "analytics_schema", "conflict_schema", "time_zone", "today", "gps_priority"],
         "source" => &["source_name", "enabled", "source_sf_database", "source_sf_schema", "target_pg_database", "target_pg_schema", "tables"],

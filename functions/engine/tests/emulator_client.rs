@@ -140,6 +140,51 @@ async fn chunked_results_return_every_row() {
     assert_eq!(row_count(&unchunked), ROWS as usize);
 }
 
+/// A chunked result streams in result order (inline chunk first, then the
+/// downloaded chunks), decoded into standard Arrow, every row exactly once;
+/// the same query unchunked streams the same rows.
+#[tokio::test]
+async fn streamed_chunked_result_arrives_in_order_as_standard_arrow() {
+    use futures::TryStreamExt;
+    const ROWS: u64 = 12_345;
+    let source = session().await;
+    let schema = fresh_schema(&source, "STREAMED").await;
+    let table = format!("{schema}.{}", sql::ident("VISIT"));
+    source.execute(&format!("CREATE TABLE {table} (ID NUMBER(38,0), STARTS_AT TIMESTAMP_NTZ(9), NOTE VARCHAR)")).await.unwrap();
+    let path = temp_csv("streamed");
+    let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
+    for id in 0..ROWS {
+        let at = format!("2026-01-05 09:00:{:02}.123456789", id % 60);
+        write_csv_record(&mut out, [Some(id.to_string().as_str()), Some(at.as_str()), Some("note")]).unwrap();
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
+    bulk_load_csv(&source, &table, &["ID".into(), "STARTS_AT".into(), "NOTE".into()], &path).await.unwrap();
+    std::fs::remove_file(&path).ok();
+
+    let query = format!("SELECT ID, STARTS_AT, NOTE FROM {table} ORDER BY ID");
+    for rows_per_chunk in [1000, 0] {
+        source.execute(&format!("ALTER SESSION SET THAW_EMULATOR_ROWS_PER_CHUNK = {rows_per_chunk}")).await.unwrap();
+        let batches: Vec<RecordBatch> = source.stream_query(&query).await.unwrap().try_collect().await.unwrap();
+        if rows_per_chunk > 0 {
+            assert!(batches.len() >= 12, "expected a batch per 1000-row chunk, got {}", batches.len());
+        }
+        let schema = batches[0].schema();
+        assert_eq!(schema.field(0).data_type(), &arrow_schema::DataType::Decimal128(38, 0));
+        assert_eq!(schema.field(1).data_type(), &arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None));
+        let mut ids = Vec::new();
+        for batch in &batches {
+            assert_eq!(batch.schema(), schema, "every batch has the one standard schema");
+            let id = batch.column(0).as_any().downcast_ref::<arrow_array::Decimal128Array>().unwrap();
+            let at = batch.column(1).as_any().downcast_ref::<arrow_array::TimestampMicrosecondArray>().unwrap();
+            for r in 0..batch.num_rows() {
+                ids.push(id.value(r) as u64);
+                assert_eq!(at.value(r) % 1_000_000, 123_456, "nanoseconds floored to the microsecond");
+            }
+        }
+        assert_eq!(ids, (0..ROWS).collect::<Vec<_>>(), "rows in result order, each once (rows per chunk {rows_per_chunk})");
+    }
+}
+
 #[tokio::test]
 async fn bulk_load_csv_loads_every_row_with_its_types() {
     const ROWS: u64 = 5_000;

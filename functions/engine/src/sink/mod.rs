@@ -2,11 +2,12 @@
 //!
 //! thaw maps every source column to the target column's *actual* type, read
 //! from the catalog ([`table_columns`]), and streams rows with binary COPY
-//! ([`encode`]).
+//! ([`encode`], [`writer`]).
 
 pub mod ddl;
 pub mod encode;
 pub mod values;
+pub mod writer;
 
 use tokio_postgres::{Client, NoTls};
 

@@ -6,22 +6,29 @@
 //! reaches real Snowflake (built-in roots, key-pair auth) and any server that
 //! speaks the protocol at a configured endpoint with a configured CA.
 //!
-//! Results come from `exec_raw`: every result chunk as a complete Arrow IPC
-//! stream, all in memory and out of order (downloaded `chunks[]` first, the
-//! inline first batch last). thaw decodes them with its own arrow version and
-//! treats a chunk's rows as a set; memory stays bounded because the planner
-//! keeps every query's result under a byte budget.
+//! Small results (catalog reads, aggregates, reconciliation) come from
+//! `exec_raw`: every result chunk as a complete Arrow IPC stream, all in
+//! memory and out of order. A chunk's rows are streamed instead
+//! ([`SnowflakeSource::stream_query`], [`result`]): the inline batch, then
+//! the downloaded chunks in order with bounded prefetch, so memory does not
+//! grow with the size of a chunk (docs/sync.md §5.6). [`TableSource`] is the
+//! seam the sync uses.
 //!
 //! * [`sql`]: quoting of identifiers and literals (no bind parameters exist).
 //! * [`arrow`]: Snowflake's Arrow conventions (scaled integers, timestamp structs), decoded into standard Arrow (docs/sync.md §5.5).
 
 pub mod arrow;
+pub mod result;
 pub mod sql;
+pub mod table;
+
+pub use table::TableSource;
 
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use bytes::Buf;
+use futures::stream::BoxStream;
 use snowflake_api::{AuthArgs, AuthType, CertificateArgs, PasswordArgs, RawQueryResult, SnowflakeApi, SnowflakeApiBuilder, SnowflakeApiError};
 
 use crate::config::SnowflakeSettings;
@@ -33,6 +40,10 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct SnowflakeSource {
     api: SnowflakeApi,
     account: String,
+    /// The session's HTTP client (result chunks are downloaded with it).
+    client: reqwest_middleware::ClientWithMiddleware,
+    /// Takes the answer of a streamed query away from `api` ([`result`]).
+    capture: result::ResultCapture,
 }
 
 /// The rows of a DML/DDL statement, as Snowflake returns them (JSON rows of strings).
@@ -58,12 +69,13 @@ pub async fn connect(settings: &SnowflakeSettings, database: Option<&str>, schem
         role: settings.role.clone(),
         auth_type,
     };
-    let client = http_client(settings)?;
+    let capture = result::ResultCapture::default();
+    let client = http_client(settings, &capture)?;
     let api = SnowflakeApiBuilder::new(auth)
-        .with_client(client)
+        .with_client(client.clone())
         .build()
         .map_err(|e| map_snowflake_error(e, "opening a Snowflake session"))?;
-    let source = SnowflakeSource { api, account: settings.account.clone() };
+    let source = SnowflakeSource { api, account: settings.account.clone(), client, capture };
     // Log in now so that bad credentials and dead endpoints fail here, not mid-run.
     source.execute("SELECT 1").await.map_err(|e| {
         let hint = match e.kind {
@@ -73,7 +85,34 @@ pub async fn connect(settings: &SnowflakeSettings, database: Option<&str>, schem
         };
         Error::new(e.kind, format!("cannot log in to Snowflake account '{}' as user '{}': {}{hint}", settings.account, settings.user, e.message))
     })?;
+    for statement in session_parameter_statements(settings)? {
+        source.execute(&statement).await.map_err(|e| e.context("setting snowflake.session_parameters"))?;
+    }
     Ok(source)
+}
+
+/// `ALTER SESSION SET name = value` for each of `snowflake.session_parameters`.
+///
+/// Errors: [`ErrorKind::ConfigInvalid`] for a name that is not a plain
+/// identifier or a value that is not text, a number or a boolean.
+fn session_parameter_statements(settings: &SnowflakeSettings) -> Result<Vec<String>> {
+    settings
+        .session_parameters
+        .iter()
+        .map(|(name, value)| {
+            let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !plain {
+                return Err(Error::config(format!("snowflake.session_parameters: '{name}' is not a session parameter name (letters, digits and _)")));
+            }
+            let value = match value {
+                serde_json::Value::String(text) => sql::literal(text),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
+                other => return Err(Error::config(format!("snowflake.session_parameters.{name}: {other} is not text, a number or a boolean"))),
+            };
+            Ok(format!("ALTER SESSION SET {name} = {value}"))
+        })
+        .collect()
 }
 
 fn load_private_key(value: &str) -> Result<String> {
@@ -90,7 +129,7 @@ fn load_private_key(value: &str) -> Result<String> {
     }
 }
 
-fn http_client(settings: &SnowflakeSettings) -> Result<reqwest_middleware::ClientWithMiddleware> {
+fn http_client(settings: &SnowflakeSettings, capture: &result::ResultCapture) -> Result<reqwest_middleware::ClientWithMiddleware> {
     let timeout = Duration::from_secs(settings.query_timeout_seconds.unwrap_or(600));
     let mut builder = reqwest::ClientBuilder::new()
         .use_rustls_tls()
@@ -111,7 +150,7 @@ fn http_client(settings: &SnowflakeSettings) -> Result<reqwest_middleware::Clien
         builder = builder.tls_built_in_root_certs(false).add_root_certificate(cert);
     }
     let client = builder.build().map_err(|e| Error::config(format!("cannot build the HTTPS client for Snowflake: {e}")))?;
-    Ok(reqwest_middleware::ClientBuilder::new(client).build())
+    Ok(capture.install(reqwest_middleware::ClientBuilder::new(client)).build())
 }
 
 fn map_snowflake_error(err: SnowflakeApiError, what: &str) -> Error {
@@ -198,15 +237,51 @@ impl SnowflakeSource {
         }
     }
 
-    /// Run a query and decode its result into standard Arrow
-    /// ([`arrow::SnowflakeDecoder`]): every batch has the same schema.
+    /// Run a query and collect its result decoded into standard Arrow
+    /// ([`arrow::SnowflakeDecoder`]): every batch has the same schema, in
+    /// result order. For small results; stream large ones
+    /// ([`SnowflakeSource::stream_query`]).
     ///
-    /// Errors: as [`SnowflakeSource::query_arrow`], plus the decoder's.
+    /// Errors: as [`SnowflakeSource::stream_query`].
     pub async fn query_standard(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let batches = self.query_arrow(sql).await?;
-        let Some(first) = batches.first() else { return Ok(Vec::new()) };
-        let decoder = arrow::SnowflakeDecoder::new(&first.schema())?;
-        batches.iter().map(|b| decoder.decode(b)).collect()
+        use futures::TryStreamExt as _;
+        self.stream_query(sql).await?.try_collect().await
+    }
+
+    /// Run a query and stream its rows as standard Arrow batches in result
+    /// order: the inline first chunk, then the downloaded chunks, at most
+    /// [`result::PREFETCH_CHUNKS`] ahead of the batch being read.
+    ///
+    /// Errors: the query's (kind from Snowflake's error code); in the
+    /// stream, a failed chunk download (`Transient`/`Unreachable`) or a value
+    /// the decoder refuses (docs/sync.md §5.5).
+    pub async fn stream_query(&self, sql: &str) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        use futures::StreamExt as _;
+        self.capture.arm(sql);
+        let answer = self.raw(sql).await;
+        let captured = self.capture.take();
+        let answer = answer?;
+        match (captured, answer) {
+            (Some(Ok(result)), _) => Ok(result.into_batches(self.client.clone())),
+            (Some(Err(problem)), _) => Err(Error::new(ErrorKind::Transient, format!("Snowflake's answer to `{}` is unreadable: {problem}", truncate(sql)))),
+            (None, RawQueryResult::Empty) => Ok(futures::stream::empty().boxed()),
+            (None, RawQueryResult::Bytes(chunks)) => {
+                let batches = decode_chunks(chunks)?;
+                let decoded = match batches.iter().find(|b| b.num_rows() > 0) {
+                    None => Vec::new(),
+                    Some(first) => {
+                        let decoder = arrow::SnowflakeDecoder::new(&first.schema())?;
+                        batches.iter().filter(|b| b.num_rows() > 0).map(|b| decoder.decode(b)).collect::<Vec<_>>()
+                    }
+                };
+                Ok(futures::stream::iter(decoded).boxed())
+            }
+            (None, RawQueryResult::Json(j)) => Err(Error::internal(format!(
+                "expected Arrow rows from a query but Snowflake answered JSON ({} rows); the statement was: {}",
+                j.value.as_array().map(|a| a.len()).unwrap_or(0),
+                truncate(sql)
+            ))),
+        }
     }
 
     /// Run a statement (DDL/DML, or a query) and return its rows as strings.

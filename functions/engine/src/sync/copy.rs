@@ -36,8 +36,7 @@
 
 use std::time::Instant;
 
-use bytes::BytesMut;
-use futures::SinkExt;
+use futures::TryStreamExt;
 use tokio_postgres::Client;
 
 use crate::config::{Config, TableConfig};
@@ -45,8 +44,9 @@ use crate::error::{from_postgres, Error, Result};
 use crate::failpoints;
 use crate::contract::{ChunkItem, CopyChunkResponse};
 use crate::sync::plan::{ChunkRange, TablePlan};
-use crate::sink::{self, encode::CopyEncoder};
-use crate::source::{self, SnowflakeSource};
+use crate::sink::{self, encode::CopyEncoder, writer::CopyWriter};
+use crate::source::table::ChunkRequest;
+use crate::source::{self, SnowflakeSource, TableSource};
 use crate::sync::status::{self, ChunkCounts, LoadMode, TableKey};
 use crate::sync::{indexes, replace};
 
@@ -78,9 +78,6 @@ pub fn choose_write_path(empty: bool, has_unique_key_index: bool, insert_only: b
 fn table_config<'a>(config: &'a Config, item: &ChunkItem) -> Option<&'a TableConfig> {
     config.source(&item.source_name).ok()?.tables.iter().find(|t| t.source == item.source_table)
 }
-
-/// Flush the COPY buffer to the server every this many bytes (1 MiB).
-const COPY_FLUSH_BYTES: usize = 1 << 20;
 
 /// Connections a copy worker owns: one PostgreSQL connection and one
 /// Snowflake session (sessions are never shared between concurrent workers).
@@ -207,8 +204,13 @@ async fn copy_in_transaction(
     let path = choose_write_path(empty, keyed, insert_only);
     tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, "write path");
 
-    let batches = worker.sf.query_standard(&plan.chunk_query(&range.filter_sql)).await?;
-    let rows_read: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    // The chunk's rows stream from the source into the COPY as they arrive
+    // (docs/sync.md §5.6): nothing holds the whole chunk.
+    let source_columns: Vec<String> = plan.columns.iter().map(|c| c.source.name.clone()).collect();
+    let predicate = format!("{} AND ({})", plan.base_predicate(), range.filter_sql);
+    let request = ChunkRequest { table: (&plan.source_database, &plan.source_schema, &plan.source_table), columns: &source_columns, predicate: &predicate };
+    let mut batches = worker.sf.stream_chunk(&request).await?;
+    let first = batches.try_next().await?;
 
     let staging = match path {
         WritePath::Copy => None,
@@ -224,28 +226,28 @@ async fn copy_in_transaction(
         }
     };
     let copy_target = staging.clone().unwrap_or_else(|| dest.clone());
-    let cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
-    let copy_sql = format!("COPY {copy_target} ({}) FROM STDIN (FORMAT binary)", cols.join(", "));
-    let sink = tx.copy_in::<_, bytes::Bytes>(&copy_sql).await.map_err(|e| from_postgres(e, format!("starting COPY into {copy_target}")))?;
-    futures::pin_mut!(sink);
-    let mut buf = BytesMut::with_capacity(COPY_FLUSH_BYTES + 64 * 1024);
-    CopyEncoder::header(&mut buf);
-    if let Some(first) = batches.first() {
-        // Decoded batches share one standard schema (docs/sync.md §5.5).
-        let pairs = plan.columns.iter().map(|c| c.target.clone()).zip(first.schema().fields().iter().cloned()).collect();
-        let key_positions = plan.key_columns.iter().filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k)).collect();
-        let date_only: Vec<usize> = plan.columns.iter().enumerate().filter(|(_, c)| truncate_to_date.contains(&c.source.name)).map(|(i, _)| i).collect();
-        let mut encoder = CopyEncoder::new(pairs)?.with_row_identity(plan.target_fqn(), key_positions).with_truncate_to_date(&date_only);
-        for batch in &batches {
-            encoder.encode_record_batch(batch, &mut buf)?;
-            if buf.len() >= COPY_FLUSH_BYTES {
-                sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
+    let mut rows_read = 0u64;
+    let copied = match first {
+        // An empty chunk copies nothing.
+        None => 0,
+        Some(first) => {
+            // Decoded batches share one standard schema (docs/sync.md §5.5).
+            let pairs = plan.columns.iter().map(|c| c.target.clone()).zip(first.schema().fields().iter().cloned()).collect();
+            let key_positions = plan.key_columns.iter().filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k)).collect();
+            let date_only: Vec<usize> = plan.columns.iter().enumerate().filter(|(_, c)| truncate_to_date.contains(&c.source.name)).map(|(i, _)| i).collect();
+            let encoder = CopyEncoder::new(pairs)?.with_row_identity(plan.target_fqn(), key_positions).with_truncate_to_date(&date_only);
+            let cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
+            let mut writer = CopyWriter::new(&tx, &copy_target, &cols, encoder).await?;
+            rows_read += first.num_rows() as u64;
+            writer.write(&first).await?;
+            drop(first);
+            while let Some(batch) = batches.try_next().await? {
+                rows_read += batch.num_rows() as u64;
+                writer.write(&batch).await?;
             }
+            writer.finish().await?
         }
-    }
-    CopyEncoder::trailer(&mut buf);
-    sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
-    let copied = sink.finish().await.map_err(|e| from_postgres(e, format!("finishing COPY into {copy_target}")))?;
+    };
     drop(batches);
 
     let counts = match &staging {

@@ -1,0 +1,323 @@
+//! Streaming a Snowflake query result: the inline first batch, then the
+//! result's chunk URLs downloaded **in order with bounded prefetch**, as the
+//! official drivers do (docs/sync.md §5.6).
+//!
+//! `snowflake-api`'s `exec_raw` downloads every chunk of a result at once and
+//! returns them all in memory. thaw keeps the crate for the session (login,
+//! key-pair JWT, token renewal, sequence ids) and takes over only the result:
+//! a middleware on thaw's own HTTP client ([`ResultCapture`]) recognises the
+//! answer to the one query thaw asked to stream (by its SQL text), keeps its
+//! inline rowset, chunk list and chunk headers, and hands the crate the same
+//! answer with no rows, so the crate downloads nothing.
+//! [`ChunkedResult::into_batches`] then yields the rows as standard Arrow
+//! batches ([`super::arrow::SnowflakeDecoder`]) while a background task
+//! downloads the next chunks, at most [`PREFETCH_CHUNKS`] ahead of the one
+//! being read; the result's row count is checked at the end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use base64::Engine as _;
+use bytes::{Buf, Bytes};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use reqwest_middleware::ClientWithMiddleware;
+
+use super::arrow::SnowflakeDecoder;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Chunks downloaded or downloading ahead of the one being read: one waiting
+/// in the queue plus one in flight. Memory is bounded by this many chunks
+/// plus the batch being copied, whatever the size of the result.
+pub const PREFETCH_CHUNKS: usize = 2;
+
+/// A Snowflake answer kept for streaming.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkedResult {
+    /// Rows the whole result holds (`data.total`).
+    pub total_rows: u64,
+    /// The first chunk, an Arrow IPC stream (decoded `rowsetBase64`; empty when none).
+    pub inline: Bytes,
+    /// The other chunks, in result order: URL and row count.
+    pub chunks: Vec<(String, u64)>,
+    /// Headers every chunk download must send (`chunkHeaders`).
+    pub chunk_headers: HashMap<String, String>,
+}
+
+/// Shared between a session's HTTP middleware and the session: which query
+/// to capture, and what was captured.
+#[derive(Debug, Default)]
+struct CaptureState {
+    /// SQL text of the query to capture.
+    armed: Option<String>,
+    /// The captured answer.
+    captured: Option<std::result::Result<ChunkedResult, String>>,
+}
+
+/// Captures the answer to one query for streaming (see the module docs).
+/// Cheap to clone; one per session.
+#[derive(Debug, Clone, Default)]
+pub struct ResultCapture {
+    state: Arc<Mutex<CaptureState>>,
+}
+
+impl ResultCapture {
+    /// Capture the answer to the next query whose SQL text is `sql`.
+    pub fn arm(&self, sql: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.armed = Some(sql.to_string());
+        state.captured = None;
+    }
+
+    /// Stop capturing and return what was captured (`Err`: the answer could not be read).
+    pub fn take(&self) -> Option<std::result::Result<ChunkedResult, String>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.armed = None;
+        state.captured.take()
+    }
+
+    fn armed_for(&self, sql: &str) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).armed.as_deref() == Some(sql)
+    }
+
+    fn store(&self, result: std::result::Result<ChunkedResult, String>) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).captured = Some(result);
+    }
+
+    /// Add the capturing middleware to `builder` (the session's HTTP client).
+    pub fn install(&self, builder: reqwest_middleware::ClientBuilder) -> reqwest_middleware::ClientBuilder {
+        builder.with(self.clone())
+    }
+
+    /// Keep the rows of a query answer and give the crate the answer without them.
+    async fn rewrite(&self, response: reqwest::Response) -> reqwest_middleware::Result<reqwest::Response> {
+        let status = response.status();
+        let version = response.version();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(reqwest_middleware::Error::Reqwest)?;
+        let rebuilt = |body: Vec<u8>| {
+            let mut builder = http::Response::builder().status(status).version(version);
+            for (name, value) in &headers {
+                if name != http::header::CONTENT_LENGTH {
+                    builder = builder.header(name, value);
+                }
+            }
+            builder.body(body).map(reqwest::Response::from).map_err(|e| reqwest_middleware::Error::Middleware(e.into()))
+        };
+        let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return rebuilt(body.to_vec());
+        };
+        if answer.get("success").and_then(|s| s.as_bool()) != Some(true) {
+            return rebuilt(body.to_vec());
+        }
+        let Some(data) = answer.get_mut("data").and_then(|d| d.as_object_mut()) else {
+            return rebuilt(body.to_vec());
+        };
+        if data.get("rowtype").is_none() || data.get("rowset").is_some_and(|r| !r.is_null()) {
+            // Not an Arrow query answer (JSON rows): leave it to the crate.
+            return rebuilt(body.to_vec());
+        }
+        self.store(chunked_result(data));
+        data.insert("returned".into(), 0.into());
+        data.insert("rowsetBase64".into(), "".into());
+        data.insert("chunks".into(), serde_json::Value::Array(Vec::new()));
+        rebuilt(serde_json::to_vec(&answer).unwrap_or_else(|_| body.to_vec()))
+    }
+}
+
+/// The `sqlText` of a query request body.
+fn sql_text_of(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body).ok()?.get("sqlText")?.as_str().map(str::to_string)
+}
+
+fn chunked_result(data: &serde_json::Map<String, serde_json::Value>) -> std::result::Result<ChunkedResult, String> {
+    let number = |v: Option<&serde_json::Value>| v.and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f as u64))).unwrap_or(0);
+    let inline = match data.get("rowsetBase64").and_then(|r| r.as_str()).unwrap_or("") {
+        "" => Bytes::new(),
+        text => Bytes::from(
+            base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("the inline rowset is not base64: {e}"))?,
+        ),
+    };
+    let chunks = data
+        .get("chunks")
+        .and_then(|c| c.as_array())
+        .map(|chunks| {
+            chunks
+                .iter()
+                .map(|c| {
+                    Ok((c.get("url").and_then(|u| u.as_str()).ok_or("a result chunk has no url")?.to_string(), number(c.get("rowCount"))))
+                })
+                .collect::<std::result::Result<Vec<_>, &str>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let chunk_headers = data
+        .get("chunkHeaders")
+        .and_then(|h| h.as_object())
+        .map(|h| h.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default();
+    Ok(ChunkedResult { total_rows: number(data.get("total")), inline, chunks, chunk_headers })
+}
+
+/// Aborts the download task when the stream is dropped (a failed or
+/// abandoned copy stops downloading).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for ResultCapture {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let sql = if req.url().path().ends_with("/queries/v1/query-request") {
+            req.body().and_then(|b| b.as_bytes()).and_then(sql_text_of)
+        } else {
+            None
+        };
+        let response = next.run(req, extensions).await?;
+        match sql {
+            Some(sql) if self.armed_for(&sql) => self.rewrite(response).await,
+            _ => Ok(response),
+        }
+    }
+}
+
+/// The reading side of a streamed result.
+struct Reader {
+    chunks: tokio::sync::mpsc::Receiver<Result<Bytes>>,
+    current: Option<arrow_ipc::reader::StreamReader<bytes::buf::Reader<Bytes>>>,
+    decoder: Option<SnowflakeDecoder>,
+    rows: u64,
+    total_rows: u64,
+    _downloads: AbortOnDrop,
+}
+
+impl Reader {
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some(reader) = &mut self.current {
+                match reader.next() {
+                    Some(batch) => {
+                        let batch = batch.map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow batch: {e}")))?;
+                        if batch.num_rows() == 0 {
+                            continue;
+                        }
+                        let decoder = match &self.decoder {
+                            Some(d) => d,
+                            None => self.decoder.insert(SnowflakeDecoder::new(&batch.schema())?),
+                        };
+                        self.rows += batch.num_rows() as u64;
+                        return decoder.decode(&batch).map(Some);
+                    }
+                    None => self.current = None,
+                }
+            }
+            match self.chunks.recv().await {
+                Some(bytes) => {
+                    let bytes = bytes?;
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    let reader = arrow_ipc::reader::StreamReader::try_new(bytes.reader(), None)
+                        .map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow stream: {e}")))?;
+                    self.current = Some(reader);
+                }
+                None if self.rows != self.total_rows => {
+                    return Err(Error::new(
+                        ErrorKind::Transient,
+                        format!(
+                            "the Snowflake result announced {} rows but {} arrived; the chunk will be fetched again",
+                            self.total_rows, self.rows
+                        ),
+                    ));
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl ChunkedResult {
+    /// The rows as standard Arrow batches, in result order: the inline chunk,
+    /// then each downloaded chunk. Downloads run in a background task, at most
+    /// [`PREFETCH_CHUNKS`] ahead, and stop when the stream is dropped.
+    ///
+    /// Stream errors: [`ErrorKind::Transient`]/[`ErrorKind::Unreachable`] for
+    /// a failed download or a row count that does not add up; the decoder's
+    /// errors (docs/sync.md §5.5).
+    pub fn into_batches(self, client: ClientWithMiddleware) -> BoxStream<'static, Result<RecordBatch>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(PREFETCH_CHUNKS - 1);
+        let ChunkedResult { total_rows, inline, chunks, chunk_headers } = self;
+        let downloads = tokio::spawn(async move {
+            if sender.send(Ok(inline)).await.is_err() {
+                return;
+            }
+            for (index, (url, _rows)) in chunks.iter().enumerate() {
+                let chunk = download(&client, url, &chunk_headers)
+                    .await
+                    .map_err(|e| e.context(format!("result chunk {} of {}", index + 1, chunks.len())));
+                let failed = chunk.is_err();
+                if sender.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let reader = Reader { chunks: receiver, current: None, decoder: None, rows: 0, total_rows, _downloads: AbortOnDrop(downloads) };
+        // The stream ends after its first error.
+        futures::stream::unfold(Some(reader), |reader| async move {
+            let mut reader = reader?;
+            match reader.next_batch().await {
+                Ok(Some(batch)) => Some((Ok(batch), Some(reader))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+        .boxed()
+    }
+}
+
+/// GET one result chunk with its headers.
+async fn download(client: &ClientWithMiddleware, url: &str, headers: &HashMap<String, String>) -> Result<Bytes> {
+    let mut request = client.get(url);
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let response = request.send().await.map_err(|e| {
+        let kind = if e.is_connect() || e.is_timeout() { ErrorKind::Unreachable } else { ErrorKind::Transient };
+        Error::new(kind, format!("downloading a Snowflake result chunk failed: {e}"))
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(Error::new(ErrorKind::Transient, format!("downloading a Snowflake result chunk answered HTTP {status}")));
+    }
+    response.bytes().await.map_err(|e| Error::new(ErrorKind::Transient, format!("reading a Snowflake result chunk failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_answers_are_read_for_rows_chunks_and_headers() {
+        let data = serde_json::json!({
+            "rowtype": [], "total": 3000, "returned": 1000, "rowsetBase64": "",
+            "chunks": [{"url": "https://x/c1", "rowCount": 1000}, {"url": "https://x/c2", "rowCount": 1000}],
+            "chunkHeaders": {"x-amz-server-side-encryption-customer-key": "k"}
+        });
+        let result = chunked_result(data.as_object().unwrap()).unwrap();
+        assert_eq!(result.total_rows, 3000);
+        assert_eq!(result.chunks, vec![("https://x/c1".to_string(), 1000), ("https://x/c2".to_string(), 1000)]);
+        assert_eq!(result.chunk_headers.get("x-amz-server-side-encryption-customer-key").map(String::as_str), Some("k"));
+        assert!(result.inline.is_empty());
+        assert_eq!(sql_text_of(br#"{"sqlText":"SELECT 1","asyncExec":false}"#).as_deref(), Some("SELECT 1"));
+    }
+}
