@@ -166,6 +166,9 @@ pub enum ChunkingStrategy {
     DateRange,
     /// Half-open ranges of a text key.
     Keyset,
+    /// Lists of the distinct values of a low-cardinality key (provider,
+    /// payer), packed by their row counts (docs/sync.md §3.1).
+    GroupedValues,
 }
 
 /// Order in which a visit's coordinates are chosen for rule 7

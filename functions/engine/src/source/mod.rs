@@ -13,9 +13,11 @@
 //! keeps every query's result under a byte budget.
 //!
 //! * [`sql`]: quoting of identifiers and literals (no bind parameters exist).
+//! * [`predicate`]: a chunk's [`crate::sync::chunk::ChunkSpec`] as Snowflake or PostgreSQL SQL.
 //! * [`arrow`]: Snowflake's Arrow conventions (scaled integers, timestamp structs).
 
 pub mod arrow;
+pub mod predicate;
 pub mod sql;
 
 use std::time::Duration;
