@@ -211,3 +211,36 @@ async fn run_killed_with_sigkill_is_taken_over_at_once_by_the_next_run() {
         .get(0);
     assert!(taken_over);
 }
+
+/// `--where` must be exactly one boolean expression for exactly one table:
+/// anything else exits 2 with a clear message before anything is written.
+#[tokio::test]
+async fn bad_where_predicates_exit_2_and_write_nothing() {
+    let sf_db = unique("SFBADWHERE").to_uppercase();
+    let pg_db = unique("badwhere");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 50).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+    for (predicate, expected) in [
+        (r#""Id" > 5; DROP TABLE "ORDERS""#, "contains ';'"),
+        (r#""Id" > 5 -- all"#, "contains a comment"),
+        (r#"("Id" > 5"#, "is not one SQL expression"),
+        (r#""Id" > 5)"#, "has text after the expression"),
+        (r#""Note" = 'unterminated"#, "cannot be read as SQL"),
+        ("1", "a single value, not a condition"),
+    ] {
+        let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--table", "orders", "--where", predicate]);
+        assert_eq!(out.status.code(), Some(2), "{predicate}: {}", text(&out));
+        assert!(text(&out).contains(expected) && text(&out).contains("--where"), "{predicate}: {}", text(&out));
+    }
+    // Without --table, --where is refused by the argument parser.
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--where", r#""Id" > 5"#]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Nothing was written: no run recorded, no rows.
+    let runs: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_runs", &[]).await.unwrap().get(0);
+    assert_eq!(runs, 0, "no run was recorded");
+    assert_eq!(pg_count(&pg, "public.orders").await, 0);
+}

@@ -116,6 +116,51 @@ fn literal(value: &KeyValue, dialect: Dialect) -> String {
     }
 }
 
+/// Check that `text` (a `thaw run --where` predicate) is exactly one
+/// boolean expression in Snowflake SQL: it parses as one expression with
+/// nothing after it (no `;`, no second statement), has no comments
+/// (`--`, `/* */`), balanced quotes and parentheses, and is not a bare
+/// literal or column name. Parsing uses the `sqlparser` crate's Snowflake
+/// dialect; the expression is later ANDed, in parentheses, with the chunk
+/// predicates.
+///
+/// Returns what is wrong and where, for an error message.
+pub fn check_where(text: &str) -> std::result::Result<(), String> {
+    use sqlparser::ast::Expr;
+    use sqlparser::dialect::SnowflakeDialect;
+    use sqlparser::parser::Parser;
+    use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+
+    if text.trim().is_empty() {
+        return Err("is empty; give a boolean expression such as \"VisitDate\" >= '2024-01-01'".into());
+    }
+    let dialect = SnowflakeDialect {};
+    let tokens = Tokenizer::new(&dialect, text).tokenize().map_err(|e| format!("cannot be read as SQL: {e}"))?;
+    for t in &tokens {
+        match t {
+            Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)) => {
+                return Err("contains a comment ('--' or '/* */'); remove it".into());
+            }
+            Token::SemiColon => return Err("contains ';': it must be one boolean expression, not statements".into()),
+            _ => {}
+        }
+    }
+    let mut parser = Parser::new(&dialect).try_with_sql(text).map_err(|e| format!("cannot be read as SQL: {e}"))?;
+    let expr = parser.parse_expr().map_err(|e| format!("is not one SQL expression: {e}"))?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(format!("has text after the expression, starting at {} ('{}'); give exactly one boolean expression", next.span.start, next.token));
+    }
+    let mut inner = &expr;
+    while let Expr::Nested(e) = inner {
+        inner = e;
+    }
+    if matches!(inner, Expr::Value(_) | Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+        return Err(format!("is '{expr}', a single value, not a condition; compare a column, e.g. \"VisitDate\" >= '2024-01-01'"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::NaiveDate;
@@ -155,6 +200,31 @@ mod tests {
             both(&spec),
             (r#"("code" < 'O''Br\\en' OR "code" IS NULL)"#.into(), r#"("code" COLLATE "C" < 'O''Br\en' OR "code" IS NULL)"#.into())
         );
+    }
+
+    #[test]
+    fn where_predicates_must_be_one_boolean_expression() {
+        for ok in [
+            r#""VisitDate" >= '2024-01-01' AND "VisitDate" < '2024-02-01'"#,
+            r#"("ProviderID" IN (1, 2, 3) OR "Note" IS NULL)"#,
+            r#""Code" LIKE 'a%' AND NOT "Flag""#,
+            r#"CAST("Day" AS DATE) BETWEEN '2026-01-01' AND '2026-03-31'"#,
+        ] {
+            assert_eq!(check_where(ok), Ok(()), "{ok}");
+        }
+        let bad = |text: &str| check_where(text).expect_err(text);
+        assert!(bad(r#""Id" > 5; DROP TABLE "ORDERS""#).contains("';'"));
+        assert!(bad(r#""Id" > 5 -- and the rest"#).contains("comment"));
+        assert!(bad(r#""Id" > 5 /* x */"#).contains("comment"));
+        assert!(bad(r#"("Id" > 5"#).contains("not one SQL expression"));
+        assert!(bad(r#""Id" > 5)"#).contains("text after the expression"));
+        assert!(bad(r#""Note" = 'O'Brien'"#).contains("text after the expression") || bad(r#""Note" = 'O'Brien'"#).contains("cannot be read"));
+        assert!(bad(r#""Note" = 'unterminated"#).contains("cannot be read as SQL"));
+        assert!(bad(r#""Id" > 5 "Code" = 'x'"#).contains("text after the expression"));
+        assert!(bad("SELECT 1").contains("not one SQL expression") || bad("SELECT 1").contains("text after"));
+        assert!(bad("  ").contains("empty"));
+        assert!(bad("1").contains("single value"));
+        assert!(bad(r#"("Flag")"#).contains("single value"));
     }
 
     #[test]

@@ -101,6 +101,18 @@ pub struct TablePlan {
     pub source_filter: Option<String>,
     /// Watermark predicate for this run (Snowflake SQL), if incremental.
     pub watermark_predicate: Option<String>,
+    /// The `thaw run --where` predicate (Snowflake SQL, checked by
+    /// [`predicate::check_where`]) restricting this run of the table; it is
+    /// part of every query of the table, planning aggregates included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_filter: Option<String>,
+    /// For a run with `run_filter`: the watermark predicate the table would
+    /// have had (`None`: read every row). The next run without a filter uses
+    /// the oldest such floor since the table's last complete unfiltered run
+    /// instead of the target's maximum, because the filtered run raised that
+    /// maximum without reading the rows outside its filter (docs/sync.md §3.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_floor: Option<String>,
     /// Effective rows per chunk.
     pub batch_rows: u64,
     /// Estimated bytes per row used for the budget.
@@ -134,6 +146,9 @@ impl TablePlan {
         }
         if let Some(w) = &self.watermark_predicate {
             parts.push(format!("({w})"));
+        }
+        if let Some(f) = &self.run_filter {
+            parts.push(format!("({f})"));
         }
         if parts.is_empty() {
             "TRUE".into()
@@ -231,7 +246,7 @@ pub async fn plan_run_with(config: &Config, request: &PlanRequest, holder: Optio
     // function applies them on deploy (the plan role cannot create tables),
     // locally the runner does ([`crate::migrations::migrate_databases`]).
     let mut pg = sink::connect(&config.postgres, &status_db).await?;
-    let execution_hash = execution_hash(config, &selected, request.mode);
+    let execution_hash = execution_hash(config, &selected, request.mode, request.where_predicate.as_deref());
     if !lock::plan_lock(&pg, &execution_hash).await? {
         return Err(Error::new(
             ErrorKind::Locked,
@@ -297,6 +312,7 @@ async fn new_run(
     let metadata = serde_json::json!({
         "sources": selected.iter().map(|(s, _)| s.source_name.clone()).collect::<Vec<_>>(),
         "planned": false,
+        "where": request.where_predicate,
         "thaw_version": env!("CARGO_PKG_VERSION"),
     });
     let mode = match request.mode { SyncMode::Full => "full", SyncMode::Incremental => "incremental" };
@@ -489,7 +505,34 @@ async fn plan_tables(
 }
 
 /// Resolve the request's source and table selection against the config.
+///
+/// Errors ([`ErrorKind::ConfigInvalid`]): unknown sources or tables, nothing
+/// selected, and a `where_predicate` that is not one boolean expression
+/// ([`predicate::check_where`]), not for exactly one table, or for a
+/// `truncate_onstart` table (a filtered load would replace the target by a
+/// subset).
 pub fn select_tables<'a>(config: &'a Config, request: &PlanRequest) -> Result<Vec<(&'a SourceConfig, Vec<&'a TableConfig>)>> {
+    let out = select(config, request)?;
+    if let Some(w) = &request.where_predicate {
+        predicate::check_where(w).map_err(|e| Error::config(format!("--where {w:?} {e}")))?;
+        let tables: Vec<&TableConfig> = out.iter().flat_map(|(_, ts)| ts.iter().copied()).collect();
+        if tables.len() != 1 || request.tables.is_none() {
+            return Err(Error::config(format!(
+                "--where re-processes one table; name it with --table (this selection has {} tables)",
+                tables.len()
+            )));
+        }
+        if tables[0].truncate_onstart {
+            return Err(Error::config(format!(
+                "--where cannot be used for table {}: it has truncate_onstart, and a filtered load would replace the whole target by the filtered rows",
+                tables[0].source
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn select<'a>(config: &'a Config, request: &PlanRequest) -> Result<Vec<(&'a SourceConfig, Vec<&'a TableConfig>)>> {
     let mut out = Vec::new();
     if let Some(names) = &request.sources {
         for n in names {
@@ -530,14 +573,18 @@ pub fn select_tables<'a>(config: &'a Config, request: &PlanRequest) -> Result<Ve
     Ok(out)
 }
 
-fn execution_hash(config: &Config, selected: &[(&SourceConfig, Vec<&TableConfig>)], mode: SyncMode) -> String {
+fn execution_hash(config: &Config, selected: &[(&SourceConfig, Vec<&TableConfig>)], mode: SyncMode, where_predicate: Option<&str>) -> String {
     use md5::{Digest, Md5};
     let mut names: Vec<String> = selected
         .iter()
         .flat_map(|(s, ts)| ts.iter().map(move |t| format!("{}.{}", s.source_name, t.source)))
         .collect();
     names.sort();
-    let text = format!("{}|{}|{:?}", config.config_hash(), names.join(","), mode);
+    let mut text = format!("{}|{}|{:?}", config.config_hash(), names.join(","), mode);
+    if let Some(w) = where_predicate {
+        // A filtered run never resumes an unfiltered one, nor one with another filter.
+        text.push_str(&format!("|where {w}"));
+    }
     hex::encode(Md5::digest(text.as_bytes()))
 }
 
@@ -610,6 +657,25 @@ async fn previous_plan(pg: &Client, s: &SourceConfig, t: &TableConfig) -> Result
         .await
         .map_err(|e| from_postgres(e, "reading the previous plan of the table"))?;
     Ok(row.and_then(|r| serde_json::from_value::<TablePlan>(r.get::<_, serde_json::Value>(0)).ok()))
+}
+
+/// The watermark floor of the oldest `--where` run of the table since its
+/// last completed run without a filter: `Some(floor)` when there is one
+/// (`floor` `None` = read every row), `None` when there is none.
+async fn earlier_watermark_floor(pg: &Client, s: &SourceConfig, t: &TableConfig) -> Result<Option<Option<String>>> {
+    let row = pg
+        .query_opt(
+            "WITH mine AS (SELECT started_at, status, plan FROM migration_status.migration_table_status \
+                WHERE source_database = $1 AND source_schema = $2 AND source_table = $3 AND target_schema = $4 AND target_table = $5 AND plan IS NOT NULL) \
+             SELECT plan->>'watermark_floor' FROM mine \
+             WHERE plan->>'run_filter' IS NOT NULL \
+               AND started_at > coalesce((SELECT max(started_at) FROM mine WHERE plan->>'run_filter' IS NULL AND status = 'completed'), '-infinity') \
+             ORDER BY started_at LIMIT 1",
+            &[&s.source_sf_database, &s.source_sf_schema, &t.source, &s.target_pg_schema, &t.target],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the watermark floor of earlier --where runs"))?;
+    Ok(row.map(|r| r.get::<_, Option<String>>(0)))
 }
 
 /// Check one table against both catalogs and decide columns, keys, load mode
@@ -890,13 +956,27 @@ async fn prepare_table(
     if matches!(load_mode, LoadMode::Upsert | LoadMode::InsertOnly) {
         check_unique_index(pg, &s.target_pg_schema, &t.target, &key_columns).await.map_err(|e| e.context(&at))?;
     }
-    let watermark_predicate = match (&t.source_watermark, &t.target_watermark, request.mode) {
-        (Some(sw), Some(tw), SyncMode::Incremental) if !will_truncate && !empty => {
+    let filtered = request.where_predicate.is_some();
+    let target_watermark = match (&t.source_watermark, &t.target_watermark) {
+        // A filtered run records the floor whatever the mode (docs/sync.md §3.2).
+        (Some(sw), Some(tw)) if !will_truncate && !empty && (filtered || request.mode == SyncMode::Incremental) => {
             let tcol = target_cols.iter().find(|c| &c.name == tw).expect("checked above");
             let scol = source_cols.iter().find(|c| &c.name == sw).expect("checked above");
             watermark_predicate(pg, &s.target_pg_schema, &t.target, tcol, scol).await?
         }
         _ => None,
+    };
+    let (watermark_predicate, watermark_floor) = if filtered {
+        // A filtered run reads every row its filter selects, whatever its watermark.
+        (None, target_watermark)
+    } else {
+        match (target_watermark, earlier_watermark_floor(pg, s, t).await?) {
+            (Some(_), Some(floor)) => {
+                tracing::info!(table = %t.source, floor = ?floor, "a run with --where raised the target's watermark since the last full pass; reading from the watermark before it");
+                (floor, None)
+            }
+            (w, _) => (w, None),
+        }
     };
     let strategy = choose_strategy(t)?;
     Ok(TablePlan {
@@ -915,6 +995,8 @@ async fn prepare_table(
         strategy,
         source_filter: t.source_filter.clone(),
         watermark_predicate,
+        run_filter: request.where_predicate.clone(),
+        watermark_floor,
         batch_rows,
         row_bytes,
         parallel_threads: config.parallel_threads(t),
