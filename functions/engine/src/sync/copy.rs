@@ -207,6 +207,7 @@ async fn copy_in_transaction(
     let path = choose_write_path(empty, keyed, insert_only);
     tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, "write path");
 
+    failpoints::check(failpoints::COPY_CHUNK_BEFORE_COPY)?;
     let batches = worker.sf.query_arrow(&plan.chunk_query(&range.filter_sql)).await?;
     let rows_read: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
 
@@ -247,6 +248,7 @@ async fn copy_in_transaction(
     CopyEncoder::trailer(&mut buf);
     sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
     let copied = sink.finish().await.map_err(|e| from_postgres(e, format!("finishing COPY into {copy_target}")))?;
+    failpoints::check(failpoints::COPY_CHUNK_AFTER_COPY)?;
     drop(batches);
 
     let counts = match &staging {
