@@ -105,13 +105,17 @@ async fn seeded_crashes_at_every_step_boundary_resume_to_an_exact_copy() {
             .unwrap();
         } else {
             // Source changes for the upsert path: newer rows, new keys.
-            let stamp = (chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap() + chrono::Duration::minutes(chain as i64))
-                .format("%Y-%m-%d %H:%M:%S+00:00")
-                .to_string();
+            let stamp = (chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap()
+                + chrono::Duration::minutes(chain as i64))
+            .format("%Y-%m-%d %H:%M:%S+00:00")
+            .to_string();
             for f in [&fqn, &fqn2] {
-                sf.execute(&format!("UPDATE {f} SET \"Note\" = 'chain {chain}', \"Updated\" = '{stamp}' WHERE MOD(COALESCE(\"Id\", 7), 9) = {}", chain % 9))
-                    .await
-                    .unwrap();
+                sf.execute(&format!(
+                    "UPDATE {f} SET \"Note\" = 'chain {chain}', \"Updated\" = '{stamp}' WHERE MOD(COALESCE(\"Id\", 7), 9) = {}",
+                    chain % 9
+                ))
+                .await
+                .unwrap();
                 sf.execute(&format!(
                     "INSERT INTO {f} VALUES ({id}, '{code:08x}-1111-4000-8000-000000000000', '2026-03-01 10:00:00-05:00', 1.5, TRUE, 'new', '{stamp}')",
                     id = 9_000_000 + chain,
@@ -133,10 +137,17 @@ async fn seeded_crashes_at_every_step_boundary_resume_to_an_exact_copy() {
         // A resumed run only passes the points at or after the last crash
         // (a planned table is not planned again), and after a copy crash only
         // the failed chunk is copied again: pick points it can still reach.
+        // Each point but the copy points fires at most once per chain, so the
+        // chains spread over every boundary.
         let mut stage = 0;
         let mut copy_crashed = false;
+        let mut used = BTreeSet::new();
         for _ in 0..6 {
-            let index = rng.gen_range(stage..POINTS.len());
+            let candidates: Vec<usize> = (stage..POINTS.len()).filter(|i| !used.contains(i)).collect();
+            if candidates.is_empty() {
+                break;
+            }
+            let index = candidates[rng.gen_range(0..candidates.len())];
             let (point, max_skip) = POINTS[index];
             let is_copy = point.starts_with("copy_chunk");
             let skip = if is_copy && copy_crashed { 0 } else { rng.gen_range(0..=max_skip) };
@@ -156,6 +167,9 @@ async fn seeded_crashes_at_every_step_boundary_resume_to_an_exact_copy() {
             *fired_per_point.entry(point).or_default() += 1;
             stage = index;
             copy_crashed |= is_copy;
+            if !is_copy {
+                used.insert(index);
+            }
             match &outcome {
                 Ok(report) => assert_ne!(report.status, "completed", "{context}: a crashed run is never recorded completed"),
                 Err(e) => assert!(e.message.contains("failpoint"), "{context}: {e}"),
@@ -169,11 +183,7 @@ async fn seeded_crashes_at_every_step_boundary_resume_to_an_exact_copy() {
         }
         assert_status_matches_rows(&pg, &base, since, &format!("chain {chain} finished")).await;
         for (i, table) in TARGETS.iter().enumerate() {
-            let dupes: i64 = pg
-                .query_one(&format!("SELECT count(*) - count(DISTINCT \"Code\") FROM public.{table}"), &[])
-                .await
-                .unwrap()
-                .get(0);
+            let dupes: i64 = pg.query_one(&format!("SELECT count(*) - count(DISTINCT \"Code\") FROM public.{table}"), &[]).await.unwrap().get(0);
             assert_eq!(dupes, 0, "chain {chain}: duplicate keys in {table}");
             assert_eq!(index_names(&pg, table).await, indexes_before[i], "chain {chain}: the indexes of {table}");
         }
