@@ -92,7 +92,7 @@ async fn seeded_crashes_at_every_step_boundary_resume_to_an_exact_copy() {
     let mut chain = 0u32;
     while crashes < CRASHES_WANTED {
         chain += 1;
-        let incremental = chain % 2 == 0;
+        let incremental = chain.is_multiple_of(2);
         if !incremental {
             pg_db = unique("crash");
             let pg = fresh_pg(&pg_db).await;

@@ -179,7 +179,7 @@ mod tests {
             ("\"Visit \"\"Id\"\"\" >= -5 AND \"Visit \"\"Id\"\"\" < 10".into(), "\"Visit \"\"Id\"\"\" >= -5 AND \"Visit \"\"Id\"\"\" < 10".into())
         );
         assert_eq!(
-            render(&ChunkSpec::NumericRange { column: k.clone(), from: None, to: None, with_nulls: false }, Dialect::Snowflake),
+            render(&ChunkSpec::NumericRange { column: k, from: None, to: None, with_nulls: false }, Dialect::Snowflake),
             "\"Visit \"\"Id\"\"\" IS NOT NULL"
         );
         let t = KeyColumn::new("Code", KeyKind::IntegerText);
@@ -237,14 +237,14 @@ mod tests {
             "\"ProviderID\" IS NOT NULL AND \"ProviderID\" NOT IN (1, 3)"
         );
         assert_eq!(
-            render(&ChunkSpec::OtherValues { column: p.clone(), values: values.clone(), with_nulls: true }, Dialect::Snowflake),
+            render(&ChunkSpec::OtherValues { column: p.clone(), values, with_nulls: true }, Dialect::Snowflake),
             "(\"ProviderID\" IS NULL OR \"ProviderID\" NOT IN (1, 3))"
         );
         assert_eq!(
             render(&ChunkSpec::OtherValues { column: p.clone(), values: vec![], with_nulls: false }, Dialect::Snowflake),
             "\"ProviderID\" IS NOT NULL"
         );
-        let nested = ChunkSpec::Within { outer: Box::new(ChunkSpec::Nulls { column: p.clone() }), inner: Box::new(ChunkSpec::All) };
+        let nested = ChunkSpec::Within { outer: Box::new(ChunkSpec::Nulls { column: p }), inner: Box::new(ChunkSpec::All) };
         assert_eq!(render(&nested, Dialect::Snowflake), "(\"ProviderID\" IS NULL) AND (TRUE)");
     }
 }

@@ -703,7 +703,7 @@ mod tests {
                         // The boundary query: every batch-th second key (non-NULL) in key order within the day.
                         let mut keys: Vec<String> = rows.iter().filter(|(d, _)| c.spec.matches(&|_| d.map(as_day))).filter_map(|(_, k)| k.clone()).collect();
                         keys.sort();
-                        let bounds: Vec<String> = keys.iter().enumerate().filter(|(i, _)| (i + 1) as u64 % batch == 0).map(|(_, k)| k.clone()).collect();
+                        let bounds: Vec<String> = keys.iter().enumerate().filter(|(i, _)| ((i + 1) as u64).is_multiple_of(batch)).map(|(_, k)| k.clone()).collect();
                         chunks.extend(keyset_specs(&second, &bounds, c.estimated_rows, Some(&c.spec)));
                     }
                 }
@@ -721,7 +721,7 @@ mod tests {
             let rows: Vec<Option<KeyValue>> = keys.iter().map(|k| k.clone().map(KeyValue::Text)).collect();
             let mut sorted: Vec<String> = keys.iter().flatten().cloned().collect();
             sorted.sort();
-            let bounds: Vec<String> = sorted.iter().enumerate().filter(|(i, _)| (i + 1) as u64 % batch == 0).map(|(_, k)| k.clone()).collect();
+            let bounds: Vec<String> = sorted.iter().enumerate().filter(|(i, _)| ((i + 1) as u64).is_multiple_of(batch)).map(|(_, k)| k.clone()).collect();
             let chunks = keyset_specs(&col, &bounds, rows.len() as u64, None);
             assert_partition(&chunks, &rows)?;
             // The keyset bound: batch rows besides those of the lower boundary value.
@@ -782,7 +782,7 @@ mod tests {
                     values: vec![KeyValue::Integer(1), KeyValue::Integer(2), KeyValue::Integer(3)],
                     with_nulls: false
                 },
-                &ChunkSpec::Nulls { column: col.clone() },
+                &ChunkSpec::Nulls { column: col },
             ]
         );
         assert_eq!(chunks.iter().map(|c| c.estimated_rows).collect::<Vec<_>>(), vec![60, 60, 5, 7]);
