@@ -149,7 +149,10 @@ pub fn check_where(text: &str) -> std::result::Result<(), String> {
     let expr = parser.parse_expr().map_err(|e| format!("is not one SQL expression: {e}"))?;
     let next = parser.peek_token();
     if next.token != Token::EOF {
-        return Err(format!("has text after the expression, starting at {} ('{}'); give exactly one boolean expression", next.span.start, next.token));
+        return Err(format!(
+            "has text after the expression, starting at {} ('{}'); give exactly one boolean expression",
+            next.span.start, next.token
+        ));
     }
     let mut inner = &expr;
     while let Expr::Nested(e) = inner {
