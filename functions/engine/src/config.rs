@@ -171,6 +171,9 @@ pub enum ChunkingStrategy {
     DateRange,
     /// Half-open ranges of a text key.
     Keyset,
+    /// Lists of the distinct values of a low-cardinality key (provider,
+    /// payer), packed by their row counts (docs/sync.md §3.1).
+    GroupedValues,
 }
 
 /// Order in which a visit's coordinates are chosen for rule 7
@@ -492,6 +495,9 @@ impl Config {
                 if t.enabled && !targets.insert(t.target.clone()) {
                     problems.push(format!("{at}: target '{}' is written by two enabled tables", t.target));
                 }
+                if t.chunking_strategy.is_some_and(|c| c != ChunkingStrategy::Single) && t.chunking_columns.is_empty() {
+                    problems.push(format!("{at}: chunking_strategy needs a chunking column; add chunking_columns and chunking_column_types"));
+                }
                 if t.chunking_columns.len() != t.chunking_column_types.len() {
                     problems.push(format!(
                         "{at}: chunking_columns has {} entries but chunking_column_types has {}; give one type per column",
@@ -798,6 +804,17 @@ mod tests {
         let config = Config::from_text(&ok, "test", &|_| None).unwrap();
         assert_eq!(config.sources[0].tables[0].chunking_column_types, vec![ChunkKeyType::Temporal]);
         assert_eq!(config.sources[0].tables[0].chunking_strategy, Some(ChunkingStrategy::Keyset));
+    }
+
+    #[test]
+    fn grouped_values_is_a_strategy_that_needs_a_chunking_column() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
+          "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{"source":"T","target":"t","chunking_strategy":"grouped_values" COLUMNS}]}]}"#;
+        let ok = Config::from_text(&text.replace("COLUMNS", r#","chunking_columns":["ProviderID"],"chunking_column_types":["int"]"#), "test", &|_| None).unwrap();
+        assert_eq!(ok.sources[0].tables[0].chunking_strategy, Some(ChunkingStrategy::GroupedValues));
+        let err = Config::from_text(&text.replace("COLUMNS", ""), "test", &|_| None).unwrap_err();
+        assert!(err.message.contains("tables[0] ('T'): chunking_strategy needs a chunking column"), "{}", err.message);
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub struct PlanRequest {
     /// Where to write the chunk manifest (`s3://bucket/key` or a local path;
     /// default: chosen by the caller's environment).
     pub manifest_uri: Option<String>,
+    /// `thaw run --where`: one Snowflake boolean expression restricting the
+    /// one selected table's rows (re-processing a date range, say); absent =
+    /// every row (docs/sync.md §2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub where_predicate: Option<String>,
 }
 
 /// Output of `plan`: the run and where its chunk manifest is.

@@ -224,8 +224,9 @@ impl RunReport {
 pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Observer>) -> Result<RunReport> {
     let started = Instant::now();
     let cancel = options.cancel.clone().unwrap_or_default();
-    crate::migrations::migrate_databases(&config).await?;
+    // The selection (and a --where predicate) is checked before anything is written.
     let selected = crate::sync::plan::select_tables(&config, &options.request)?;
+    crate::migrations::migrate_databases(&config).await?;
     let targets: Vec<(String, String)> =
         selected.iter().flat_map(|(s, ts)| ts.iter().map(move |t| (s.target_pg_schema.clone(), t.target.clone()))).collect();
     let lock = Arc::new(RunLock::acquire(&config, &targets).await?);

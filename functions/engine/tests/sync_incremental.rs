@@ -58,3 +58,75 @@ async fn second_run_copies_only_changed_rows_and_reconciles() {
     third.outcome().expect("third run reconciles");
     assert_eq!(third.tables.iter().map(|t| t.rows_written).sum::<u64>(), 0);
 }
+
+/// `thaw run --table T --where P`: only T's rows matching P are re-read and
+/// upserted (other tables and other rows untouched), the predicate is
+/// recorded, and the next run without a filter still applies the changes the
+/// filtered run did not read although the filtered run raised the target's
+/// maximum watermark past them.
+#[tokio::test]
+async fn where_run_reprocesses_one_table_and_does_not_advance_the_watermark_past_unread_rows() {
+    let sf_db = unique("SFWHERE").to_uppercase();
+    let pg_db = unique("where");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 1000).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
+    let fqn2 = format!("\"{sf_db}\".\"S\".\"ORDERS2\"");
+    sf.execute(&format!("CREATE TABLE {fqn2} AS SELECT * FROM {fqn}")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    pg.batch_execute("CREATE TABLE public.orders2 (LIKE public.orders INCLUDING ALL)").await.unwrap();
+    let t1 = orders_table(Some(("Id", "bigint")), "");
+    let t2 = t1.replace("\"source\": \"ORDERS\", \"target\": \"orders\"", "\"source\": \"ORDERS2\", \"target\": \"orders2\"");
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&t1, &t2], "")));
+    let opts = |request: PlanRequest| RunOptions { request, conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
+
+    // Outside the predicate: Id 100 changes first (older watermark); inside:
+    // Ids 300-304 change later; the other table changes too.
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'outside', \"Updated\" = '2026-05-01 00:00:00+00:00' WHERE \"Id\" = 100")).await.unwrap();
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'inside', \"Updated\" = '2026-05-02 00:00:00+00:00' WHERE \"Id\" BETWEEN 300 AND 304")).await.unwrap();
+    sf.execute(&format!("UPDATE {fqn2} SET \"Note\" = 'other table', \"Updated\" = '2026-05-03 00:00:00+00:00' WHERE \"Id\" = 7")).await.unwrap();
+    let in_range: f64 = sf.execute(&format!("SELECT COUNT(*) FROM {fqn} WHERE \"Id\" BETWEEN 300 AND 399")).await.unwrap()[0][0].as_deref().unwrap().parse().unwrap();
+
+    let predicate = r#""Id" BETWEEN 300 AND 399"#;
+    let filtered = PlanRequest { tables: Some(vec!["orders".into()]), where_predicate: Some(predicate.into()), ..Default::default() };
+    let report = runner::run(config.clone(), opts(filtered), Arc::new(Quiet)).await.expect("filtered run");
+    // Every row of the range is read again (no watermark), the 5 changed ones written.
+    assert_eq!(report.tables.len(), 1);
+    assert_eq!(report.tables[0].rows_read, in_range as u64);
+    assert_eq!(report.tables[0].rows_written, 5);
+    let note = |table: &'static str, id: i64| {
+        let pg = &pg;
+        async move { pg.query_one(&format!("SELECT \"Note\" FROM public.{table} WHERE \"Id\" = $1"), &[&id]).await.unwrap().get::<_, Option<String>>(0) }
+    };
+    assert_eq!(note("orders", 302).await.as_deref(), Some("inside"));
+    assert_ne!(note("orders", 100).await.as_deref(), Some("outside"), "a row outside the predicate was written");
+    assert_ne!(note("orders2", 7).await.as_deref(), Some("other table"), "another table was touched");
+    // The whole table is reconciled: the unread change outside the predicate is reported.
+    assert_eq!(report.status, "mismatch", "{:?}", report.reconcile);
+    // The predicate is recorded with the run and the table.
+    let row = pg
+        .query_one(
+            "SELECT r.metadata->>'where', t.plan->>'run_filter', t.plan->>'watermark_floor' FROM migration_status.migration_runs r \
+             JOIN migration_status.migration_table_status t USING (run_id) WHERE r.run_id = $1",
+            &[&report.plan.run_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some(predicate));
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some(predicate));
+    assert!(row.get::<_, Option<String>>(2).is_some_and(|f| f.contains("\"Updated\" >=")), "the floor is the watermark before the run");
+
+    // The next ordinary run reads from the floor, not from the raised maximum:
+    // Id 100's change (older than the filtered run's rows) is applied.
+    let next = runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("next run");
+    next.outcome().expect("the next run reconciles clean");
+    assert_eq!(note("orders", 100).await.as_deref(), Some("outside"));
+    assert_eq!(note("orders2", 7).await.as_deref(), Some("other table"));
+    // After a complete unfiltered run the floor no longer applies.
+    let after = runner::run(config, opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("third run");
+    after.outcome().expect("third run reconciles");
+    let orders = after.tables.iter().find(|t| t.target == "public.orders").expect("orders copied");
+    assert!(orders.rows_read <= 5, "only the rows on the new maximum are re-read, not everything since the floor: {}", orders.rows_read);
+}

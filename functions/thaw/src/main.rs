@@ -176,6 +176,10 @@ struct RunArgs {
     /// Allow truncate_onstart tables to truncate non-empty targets.
     #[arg(long)]
     allow_truncate: bool,
+    /// Re-process only the rows of the one --table matching this Snowflake
+    /// boolean expression (e.g. a date range); checked to be exactly one expression.
+    #[arg(long = "where", value_name = "PREDICATE", requires = "tables")]
+    where_predicate: Option<String>,
     /// Skip conflict detection.
     #[arg(long)]
     no_conflicts: bool,
@@ -350,6 +354,7 @@ async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -
             resume_max_age_hours: args.resume_max_age,
             allow_truncate: args.allow_truncate,
             manifest_uri: None,
+            where_predicate: args.where_predicate,
         },
         conflicts: !args.no_conflicts,
         conflicts_full: args.conflicts_full,

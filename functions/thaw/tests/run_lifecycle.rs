@@ -211,3 +211,82 @@ async fn run_killed_with_sigkill_is_taken_over_at_once_by_the_next_run() {
         .get(0);
     assert!(taken_over);
 }
+
+/// `kill -9` at seeded random moments (planning, copying, merging or
+/// reconciling, whatever the moment hits): every next run takes the dead run
+/// over, and the last one ends with an exact, reconciled copy whose status
+/// agrees with its rows (docs/sync.md §6.8).
+#[tokio::test]
+async fn run_killed_with_sigkill_at_seeded_moments_resumes_to_an_exact_copy() {
+    use rand::{Rng, SeedableRng};
+    let sf_db = unique("SFKILL9").to_uppercase();
+    let pg_db = unique("kill9");
+    let sf = fresh_sf(&sf_db).await;
+    let rows = create_orders(&sf, &sf_db, 6_000).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    for round in 0..4 {
+        let delay = Duration::from_millis(rng.gen_range(100..2_500));
+        let mut child = Command::new(thaw_bin(env!("CARGO_BIN_EXE_thaw")))
+            .args(["run", "--config", cfg, "--no-conflicts"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start thaw run");
+        tokio::time::sleep(delay).await;
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        eprintln!("round {round}: killed after {delay:?} ({status})");
+        // Whatever was committed: completed chunks and rows agree.
+        let (copied, in_target): (i64, i64) = (
+            pg.query_one("SELECT coalesce(sum(rows_inserted), 0)::int8 FROM migration_status.migration_chunk_status WHERE status = 'completed'", &[])
+                .await
+                .unwrap()
+                .get(0),
+            pg_count(&pg, "public.orders").await,
+        );
+        assert_eq!(copied, in_target, "round {round}: completed chunks and rows disagree");
+    }
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(": completed"), "{}", text(&out));
+    assert_eq!(pg_count(&pg, "public.orders").await, rows as i64);
+    let dupes: i64 = pg.query_one("SELECT count(*) - count(DISTINCT \"Code\") FROM public.orders", &[]).await.unwrap().get(0);
+    assert_eq!(dupes, 0);
+}
+
+/// `--where` must be exactly one boolean expression for exactly one table:
+/// anything else exits 2 with a clear message before anything is written.
+#[tokio::test]
+async fn bad_where_predicates_exit_2_and_write_nothing() {
+    let sf_db = unique("SFBADWHERE").to_uppercase();
+    let pg_db = unique("badwhere");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 50).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+    for (predicate, expected) in [
+        (r#""Id" > 5; DROP TABLE "ORDERS""#, "contains ';'"),
+        (r#""Id" > 5 -- all"#, "contains a comment"),
+        (r#"("Id" > 5"#, "is not one SQL expression"),
+        (r#""Id" > 5)"#, "has text after the expression"),
+        (r#""Note" = 'unterminated"#, "cannot be read as SQL"),
+        ("1", "a single value, not a condition"),
+    ] {
+        let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--table", "orders", "--where", predicate]);
+        assert_eq!(out.status.code(), Some(2), "{predicate}: {}", text(&out));
+        assert!(text(&out).contains(expected) && text(&out).contains("--where"), "{predicate}: {}", text(&out));
+    }
+    // Without --table, --where is refused by the argument parser.
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--where", r#""Id" > 5"#]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Nothing was written: no run recorded, no rows.
+    let runs: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_runs", &[]).await.unwrap().get(0);
+    assert_eq!(runs, 0, "no run was recorded");
+    assert_eq!(pg_count(&pg, "public.orders").await, 0);
+}

@@ -16,8 +16,10 @@
 //!
 //! * [`sql`]: quoting of identifiers and literals (no bind parameters exist).
 //! * [`arrow`]: Snowflake's Arrow conventions (scaled integers, timestamp structs), decoded into standard Arrow (docs/sync.md §5.5).
+//! * [`predicate`]: a chunk's [`crate::sync::chunk::ChunkSpec`] as Snowflake or PostgreSQL SQL.
 
 pub mod arrow;
+pub mod predicate;
 pub mod result;
 pub mod sql;
 pub mod table;

@@ -204,6 +204,7 @@ async fn copy_in_transaction(
     let path = choose_write_path(empty, keyed, insert_only);
     tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, "write path");
 
+    failpoints::check(failpoints::COPY_CHUNK_BEFORE_COPY)?;
     // The chunk's rows stream from the source into the COPY as they arrive
     // (docs/sync.md §5.6): nothing holds the whole chunk.
     let source_columns: Vec<String> = plan.columns.iter().map(|c| c.source.name.clone()).collect();
@@ -248,6 +249,7 @@ async fn copy_in_transaction(
             writer.finish().await?
         }
     };
+    failpoints::check(failpoints::COPY_CHUNK_AFTER_COPY)?;
     drop(batches);
 
     let counts = match &staging {

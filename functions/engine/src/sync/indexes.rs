@@ -83,6 +83,7 @@ pub async fn disable(pg: &mut Client, plan: &TablePlan, key: &TableKey) -> Resul
     let mut dropped = Vec::new();
     for r in &rows {
         let (schema, name, definition): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        failpoints::check(failpoints::INDEXES_BEFORE_RESTORE)?;
         tx.execute(
             "INSERT INTO migration_status.migration_index_status \
                (run_id, source_database, source_schema, source_table, index_schema, index_name, definition) \
@@ -140,6 +141,7 @@ pub async fn restore(pg: &mut Client, key: &TableKey) -> Result<RestoreReport> {
     let mut report = RestoreReport::default();
     for r in rows {
         let (schema, name, definition): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        failpoints::check(failpoints::INDEXES_BEFORE_RESTORE)?;
         let attempt = async {
             let tx = pg.transaction().await?;
             let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&sink::qualified(&schema, &name)]).await?.get(0);

@@ -91,6 +91,7 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
         .await
         .map_err(|e| from_postgres(e, "recording the table outcome"))?;
         tx.commit().await.map_err(|e| from_postgres(e, "committing the table outcome"))?;
+        crate::failpoints::check(crate::failpoints::MERGE_AFTER_TABLE)?;
         let mut merged = TableMerge {
             target: format!("{}.{}", t.target_schema, t.target_table),
             rows_copied: rows as u64,

@@ -2,6 +2,7 @@
 //!
 //! * [`plan`]: one aggregate query per table picks chunks whose predicates
 //!   partition the rows exactly; status rows and the manifest are written.
+//! * [`chunk`]: typed chunks ([`chunk::ChunkSpec`]) and the pure packers.
 //! * [`manifest`]: the chunk list the Distributed Map (or the local runner)
 //!   iterates, in S3 or a local file.
 //! * [`copy`]: one chunk from the source into PostgreSQL, exactly once.
@@ -13,6 +14,7 @@
 //! * [`status`]: every read and write of the `migration_status` schema.
 //! * [`lock`]: the run lock (one run per target table) and the planning lock.
 
+pub mod chunk;
 pub mod copy;
 pub mod indexes;
 pub mod keys;

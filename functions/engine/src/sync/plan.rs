@@ -26,6 +26,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::NaiveDate;
+
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -35,7 +37,9 @@ use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::contract::{PlanRequest, PlanResponse, SyncMode};
 use crate::sink::{self, TargetColumn};
 use crate::source::arrow::LogicalType;
+use crate::source::predicate::{self, Dialect};
 use crate::source::{self, sql, SnowflakeSource};
+use crate::sync::chunk::{self, ChunkSpec, DayChunk, KeyColumn, KeyKind, KeyValue, NumericPlanner, PlannedChunk};
 use crate::failpoints;
 use crate::sync::lock;
 use crate::sync::status::{self, Holder, LoadMode};
@@ -97,6 +101,18 @@ pub struct TablePlan {
     pub source_filter: Option<String>,
     /// Watermark predicate for this run (Snowflake SQL), if incremental.
     pub watermark_predicate: Option<String>,
+    /// The `thaw run --where` predicate (Snowflake SQL, checked by
+    /// [`predicate::check_where`]) restricting this run of the table; it is
+    /// part of every query of the table, planning aggregates included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_filter: Option<String>,
+    /// For a run with `run_filter`: the watermark predicate the table would
+    /// have had (`None`: read every row). The next run without a filter uses
+    /// the oldest such floor since the table's last complete unfiltered run
+    /// instead of the target's maximum, because the filtered run raised that
+    /// maximum without reading the rows outside its filter (docs/sync.md §3.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_floor: Option<String>,
     /// Effective rows per chunk.
     pub batch_rows: u64,
     /// Estimated bytes per row used for the budget.
@@ -131,6 +147,9 @@ impl TablePlan {
         if let Some(w) = &self.watermark_predicate {
             parts.push(format!("({w})"));
         }
+        if let Some(f) = &self.run_filter {
+            parts.push(format!("({f})"));
+        }
         if parts.is_empty() {
             "TRUE".into()
         } else {
@@ -149,10 +168,37 @@ impl TablePlan {
 pub struct ChunkRange {
     /// ChunkingStrategy that produced it.
     pub strategy: ChunkingStrategy,
-    /// The chunk predicate (Snowflake SQL), ANDed with the table's base predicate.
+    /// The chunk predicate (Snowflake SQL), ANDed with the table's base
+    /// predicate: `spec` rendered at planning time, kept for readers of the
+    /// status tables and for chunks planned before typed chunks.
     pub filter_sql: String,
     /// Rows the planning aggregate counted for it.
     pub estimated_rows: u64,
+    /// Which rows, as data ([`ChunkSpec`]); absent in chunks planned by a
+    /// thaw without typed chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<ChunkSpec>,
+}
+
+impl ChunkRange {
+    /// The stored form of a planned chunk.
+    pub fn new(strategy: ChunkingStrategy, chunk: PlannedChunk) -> Self {
+        ChunkRange {
+            strategy,
+            filter_sql: predicate::render(&chunk.spec, Dialect::Snowflake),
+            estimated_rows: chunk.estimated_rows,
+            spec: Some(chunk.spec),
+        }
+    }
+
+    /// The chunk predicate in Snowflake SQL: `spec` rendered, or the stored
+    /// `filter_sql` of an older chunk.
+    pub fn source_predicate(&self) -> String {
+        match &self.spec {
+            Some(spec) => predicate::render(spec, Dialect::Snowflake),
+            None => self.filter_sql.clone(),
+        }
+    }
 }
 
 /// Plan a run (the `plan` step): resume an unfinished run or plan a new one,
@@ -200,7 +246,7 @@ pub async fn plan_run_with(config: &Config, request: &PlanRequest, holder: Optio
     // function applies them on deploy (the plan role cannot create tables),
     // locally the runner does ([`crate::migrations::migrate_databases`]).
     let mut pg = sink::connect(&config.postgres, &status_db).await?;
-    let execution_hash = execution_hash(config, &selected, request.mode);
+    let execution_hash = execution_hash(config, &selected, request.mode, request.where_predicate.as_deref());
     if !lock::plan_lock(&pg, &execution_hash).await? {
         return Err(Error::new(
             ErrorKind::Locked,
@@ -266,6 +312,7 @@ async fn new_run(
     let metadata = serde_json::json!({
         "sources": selected.iter().map(|(s, _)| s.source_name.clone()).collect::<Vec<_>>(),
         "planned": false,
+        "where": request.where_predicate,
         "thaw_version": env!("CARGO_PKG_VERSION"),
     });
     let mode = match request.mode { SyncMode::Full => "full", SyncMode::Incremental => "incremental" };
@@ -458,7 +505,34 @@ async fn plan_tables(
 }
 
 /// Resolve the request's source and table selection against the config.
+///
+/// Errors ([`ErrorKind::ConfigInvalid`]): unknown sources or tables, nothing
+/// selected, and a `where_predicate` that is not one boolean expression
+/// ([`predicate::check_where`]), not for exactly one table, or for a
+/// `truncate_onstart` table (a filtered load would replace the target by a
+/// subset).
 pub fn select_tables<'a>(config: &'a Config, request: &PlanRequest) -> Result<Vec<(&'a SourceConfig, Vec<&'a TableConfig>)>> {
+    let out = select(config, request)?;
+    if let Some(w) = &request.where_predicate {
+        predicate::check_where(w).map_err(|e| Error::config(format!("--where {w:?} {e}")))?;
+        let tables: Vec<&TableConfig> = out.iter().flat_map(|(_, ts)| ts.iter().copied()).collect();
+        if tables.len() != 1 || request.tables.is_none() {
+            return Err(Error::config(format!(
+                "--where re-processes one table; name it with --table (this selection has {} tables)",
+                tables.len()
+            )));
+        }
+        if tables[0].truncate_onstart {
+            return Err(Error::config(format!(
+                "--where cannot be used for table {}: it has truncate_onstart, and a filtered load would replace the whole target by the filtered rows",
+                tables[0].source
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn select<'a>(config: &'a Config, request: &PlanRequest) -> Result<Vec<(&'a SourceConfig, Vec<&'a TableConfig>)>> {
     let mut out = Vec::new();
     if let Some(names) = &request.sources {
         for n in names {
@@ -499,14 +573,18 @@ pub fn select_tables<'a>(config: &'a Config, request: &PlanRequest) -> Result<Ve
     Ok(out)
 }
 
-fn execution_hash(config: &Config, selected: &[(&SourceConfig, Vec<&TableConfig>)], mode: SyncMode) -> String {
+fn execution_hash(config: &Config, selected: &[(&SourceConfig, Vec<&TableConfig>)], mode: SyncMode, where_predicate: Option<&str>) -> String {
     use md5::{Digest, Md5};
     let mut names: Vec<String> = selected
         .iter()
         .flat_map(|(s, ts)| ts.iter().map(move |t| format!("{}.{}", s.source_name, t.source)))
         .collect();
     names.sort();
-    let text = format!("{}|{}|{:?}", config.config_hash(), names.join(","), mode);
+    let mut text = format!("{}|{}|{:?}", config.config_hash(), names.join(","), mode);
+    if let Some(w) = where_predicate {
+        // A filtered run never resumes an unfiltered one, nor one with another filter.
+        text.push_str(&format!("|where {w}"));
+    }
     hex::encode(Md5::digest(text.as_bytes()))
 }
 
@@ -579,6 +657,25 @@ async fn previous_plan(pg: &Client, s: &SourceConfig, t: &TableConfig) -> Result
         .await
         .map_err(|e| from_postgres(e, "reading the previous plan of the table"))?;
     Ok(row.and_then(|r| serde_json::from_value::<TablePlan>(r.get::<_, serde_json::Value>(0)).ok()))
+}
+
+/// The watermark floor of the oldest `--where` run of the table since its
+/// last completed run without a filter: `Some(floor)` when there is one
+/// (`floor` `None` = read every row), `None` when there is none.
+async fn earlier_watermark_floor(pg: &Client, s: &SourceConfig, t: &TableConfig) -> Result<Option<Option<String>>> {
+    let row = pg
+        .query_opt(
+            "WITH mine AS (SELECT started_at, status, plan FROM migration_status.migration_table_status \
+                WHERE source_database = $1 AND source_schema = $2 AND source_table = $3 AND target_schema = $4 AND target_table = $5 AND plan IS NOT NULL) \
+             SELECT plan->>'watermark_floor' FROM mine \
+             WHERE plan->>'run_filter' IS NOT NULL \
+               AND started_at > coalesce((SELECT max(started_at) FROM mine WHERE plan->>'run_filter' IS NULL AND status = 'completed'), '-infinity') \
+             ORDER BY started_at LIMIT 1",
+            &[&s.source_sf_database, &s.source_sf_schema, &t.source, &s.target_pg_schema, &t.target],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the watermark floor of earlier --where runs"))?;
+    Ok(row.map(|r| r.get::<_, Option<String>>(0)))
 }
 
 /// Check one table against both catalogs and decide columns, keys, load mode
@@ -854,18 +951,32 @@ async fn prepare_table(
         (LoadMode::Copy, Some(copy_batch)) => config.batch_size(t).max(copy_batch),
         _ => config.batch_size(t),
     };
-    let budget_rows = (config.chunk_byte_budget() / row_bytes).max(100);
+    let budget_rows = (config.chunk_byte_budget() / row_bytes).max(1);
     let batch_rows = batch_size.min(budget_rows);
     if matches!(load_mode, LoadMode::Upsert | LoadMode::InsertOnly) {
         check_unique_index(pg, &s.target_pg_schema, &t.target, &key_columns).await.map_err(|e| e.context(&at))?;
     }
-    let watermark_predicate = match (&t.source_watermark, &t.target_watermark, request.mode) {
-        (Some(sw), Some(tw), SyncMode::Incremental) if !will_truncate && !empty => {
+    let filtered = request.where_predicate.is_some();
+    let target_watermark = match (&t.source_watermark, &t.target_watermark) {
+        // A filtered run records the floor whatever the mode (docs/sync.md §3.2).
+        (Some(sw), Some(tw)) if !will_truncate && !empty && (filtered || request.mode == SyncMode::Incremental) => {
             let tcol = target_cols.iter().find(|c| &c.name == tw).expect("checked above");
             let scol = source_cols.iter().find(|c| &c.name == sw).expect("checked above");
             watermark_predicate(pg, &s.target_pg_schema, &t.target, tcol, scol).await?
         }
         _ => None,
+    };
+    let (watermark_predicate, watermark_floor) = if filtered {
+        // A filtered run reads every row its filter selects, whatever its watermark.
+        (None, target_watermark)
+    } else {
+        match (target_watermark, earlier_watermark_floor(pg, s, t).await?) {
+            (Some(_), Some(floor)) => {
+                tracing::info!(table = %t.source, floor = ?floor, "a run with --where raised the target's watermark since the last full pass; reading from the watermark before it");
+                (floor, None)
+            }
+            (w, _) => (w, None),
+        }
     };
     let strategy = choose_strategy(t)?;
     Ok(TablePlan {
@@ -884,6 +995,8 @@ async fn prepare_table(
         strategy,
         source_filter: t.source_filter.clone(),
         watermark_predicate,
+        run_filter: request.where_predicate.clone(),
+        watermark_floor,
         batch_rows,
         row_bytes,
         parallel_threads: config.parallel_threads(t),
@@ -983,209 +1096,296 @@ async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &Ta
     Ok(Some(format!("{scol} >= {literal}")))
 }
 
-/// Run the planning aggregate(s) for one table and return its chunks.
-pub async fn plan_chunks(sf: &SnowflakeSource, plan: &TablePlan, t: &TableConfig) -> Result<Vec<ChunkRange>> {
+/// Run the planning aggregate(s) for one table and return its chunks: the
+/// queries live here, the packing in the pure packers of
+/// [`crate::sync::chunk`].
+///
+/// Errors: a failed Snowflake query (its kind), and
+/// [`ErrorKind::ConfigInvalid`] for a `grouped_values` column with more than
+/// [`chunk::MAX_GROUPED_VALUES`] distinct values or of a type it cannot list.
+pub async fn plan_chunks(
+    sf: &SnowflakeSource,
+    plan: &TablePlan,
+    t: &TableConfig,
+) -> Result<Vec<ChunkRange>> {
+    let planned = plan_specs(sf, plan, t).await?;
+    Ok(planned
+        .into_iter()
+        .map(|c| ChunkRange::new(plan.strategy, c))
+        .collect())
+}
+
+/// How a source column of type `data_type` compares as a chunking key.
+fn key_kind(data_type: &str, strategy: ChunkingStrategy) -> KeyKind {
+    let text = matches!(
+        data_type,
+        "TEXT" | "VARCHAR" | "STRING" | "CHAR" | "CHARACTER"
+    );
+    let temporal = data_type == "DATE" || data_type.starts_with("TIMESTAMP");
+    match strategy {
+        ChunkingStrategy::NumericRange if text => KeyKind::IntegerText,
+        ChunkingStrategy::NumericRange => KeyKind::Integer,
+        ChunkingStrategy::DateRange => KeyKind::Day,
+        ChunkingStrategy::GroupedValues if temporal => KeyKind::Day,
+        ChunkingStrategy::GroupedValues if text => KeyKind::Text,
+        ChunkingStrategy::GroupedValues
+            if matches!(
+                data_type,
+                "NUMBER" | "FIXED" | "DECIMAL" | "INT" | "INTEGER" | "BIGINT" | "SMALLINT"
+            ) =>
+        {
+            KeyKind::Integer
+        }
+        _ if text => KeyKind::Text,
+        _ => KeyKind::Other,
+    }
+}
+
+async fn plan_specs(
+    sf: &SnowflakeSource,
+    plan: &TablePlan,
+    t: &TableConfig,
+) -> Result<Vec<PlannedChunk>> {
     let fqn = plan.source_fqn();
     let base = plan.base_predicate();
     let batch = plan.batch_rows.max(1);
     let key = t.chunking_columns.first();
-    let key_source = key.and_then(|k| plan.columns.iter().map(|c| &c.source).find(|c| &c.name == k).cloned());
-    let single = |rows: u64| vec![ChunkRange { strategy: ChunkingStrategy::Single, filter_sql: "TRUE".into(), estimated_rows: rows }];
-    match (plan.strategy, key) {
+    let key_source = key.and_then(|k| {
+        plan.columns
+            .iter()
+            .map(|c| &c.source)
+            .find(|c| &c.name == k)
+            .cloned()
+    });
+    let data_type = key_source
+        .as_ref()
+        .map(|c| c.data_type.clone())
+        .unwrap_or_default();
+    let (strategy, k) = match (plan.strategy, key) {
         (ChunkingStrategy::Single, _) | (_, None) => {
             let rows = count(sf, &format!("SELECT COUNT(*) FROM {fqn} WHERE {base}")).await?;
-            Ok(single(rows))
+            return Ok(chunk::single(rows));
         }
-        (ChunkingStrategy::NumericRange, Some(k)) => {
-            let kx = match key_source.as_ref().map(|c| c.data_type.as_str()) {
-                Some("TEXT") | Some("VARCHAR") => format!("CAST({} AS NUMBER(38,0))", sql::ident(k)),
-                _ => sql::ident(k),
-            };
-            numeric_chunks(sf, &fqn, &base, &kx, batch).await
+        (s, Some(k)) => (s, k),
+    };
+    let column = KeyColumn::new(k.clone(), key_kind(&data_type, strategy));
+    let kx = predicate_key(&column);
+    match strategy {
+        ChunkingStrategy::Single => unreachable!("handled above"),
+        ChunkingStrategy::NumericRange => {
+            let rows = sf
+                .execute(&format!(
+                    "SELECT COUNT(*), COUNT({kx}), MIN({kx}), MAX({kx}) FROM {fqn} WHERE {base}"
+                ))
+                .await?;
+            let r = rows.into_iter().next().unwrap_or_default();
+            let get = |i: usize| r.get(i).cloned().flatten();
+            let mut planner = NumericPlanner::new(
+                column,
+                parse_u64(get(0)),
+                parse_u64(get(1)),
+                parse_i128(get(2)),
+                parse_i128(get(3)),
+                batch,
+            );
+            while let Some(req) = planner.next_request() {
+                let hist = sf
+                    .execute(&format!(
+                        "SELECT FLOOR(({kx} - {from}) / {width}) AS b, COUNT(*) FROM {fqn} WHERE {base} AND {kx} >= {from} AND {kx} < {to} GROUP BY 1",
+                        from = req.from,
+                        to = req.to,
+                        width = req.width
+                    ))
+                    .await?;
+                let counts: Vec<(i128, u64)> = hist
+                    .into_iter()
+                    .filter_map(|r| {
+                        Some((
+                            parse_i128(r.first().cloned().flatten())?,
+                            parse_u64(r.get(1).cloned().flatten()),
+                        ))
+                    })
+                    .collect();
+                planner.feed(req, &counts);
+            }
+            Ok(planner.finish())
         }
-        (ChunkingStrategy::DateRange, Some(k)) => {
-            let secondary = t.uniqueness_columns.first().map(|u| sql::ident(u));
-            date_chunks(sf, &fqn, &base, &sql::ident(k), secondary.as_deref(), batch).await
+        ChunkingStrategy::DateRange => {
+            let rows = sf
+                .execute(&format!(
+                    "SELECT {kx} AS d, COUNT(*) FROM {fqn} WHERE {base} GROUP BY 1"
+                ))
+                .await?;
+            let mut days = Vec::new();
+            let mut nulls = 0u64;
+            for r in rows {
+                let n = parse_u64(r.get(1).cloned().flatten());
+                match r.first().cloned().flatten().and_then(|d| parse_day(&d)) {
+                    Some(d) => days.push((d, n)),
+                    None => nulls += n,
+                }
+            }
+            let total: u64 = days.iter().map(|d| d.1).sum::<u64>() + nulls;
+            if total <= batch {
+                return Ok(chunk::single(total));
+            }
+            let secondary = t.uniqueness_columns.first().map(|u| {
+                let ty = plan
+                    .columns
+                    .iter()
+                    .find(|c| &c.source.name == u)
+                    .map(|c| c.source.data_type.clone())
+                    .unwrap_or_default();
+                KeyColumn::new(u.clone(), key_kind(&ty, ChunkingStrategy::Keyset))
+            });
+            let mut out = Vec::new();
+            for d in chunk::pack_days(&column, &days, nulls, batch) {
+                match (d, &secondary) {
+                    (DayChunk::Chunk(c), _) => out.push(c),
+                    (DayChunk::Oversized(c), Some(sk)) => {
+                        // One day over the batch: split it by ranges of the first uniqueness column.
+                        let scope = format!(
+                            "{base} AND ({})",
+                            predicate::render(&c.spec, Dialect::Snowflake)
+                        );
+                        let bounds =
+                            keyset_boundaries(sf, &fqn, &scope, &sql::ident(&sk.name), batch)
+                                .await?;
+                        out.extend(chunk::keyset_specs(
+                            sk,
+                            &bounds,
+                            c.estimated_rows,
+                            Some(&c.spec),
+                        ));
+                    }
+                    (DayChunk::Oversized(c), None) => {
+                        tracing::warn!(chunk = ?c.spec, rows = c.estimated_rows, batch, "a single day exceeds the batch and the table has no uniqueness column to split it");
+                        out.push(c);
+                    }
+                }
+            }
+            Ok(out)
         }
-        (ChunkingStrategy::Keyset, Some(k)) => {
-            let kx = sql::ident(k);
+        ChunkingStrategy::Keyset => {
             let rows = count(sf, &format!("SELECT COUNT(*) FROM {fqn} WHERE {base}")).await?;
             if rows <= batch {
-                return Ok(single(rows));
+                return Ok(chunk::single(rows));
             }
-            let bounds = keyset_boundaries(sf, &fqn, &base, &kx, batch).await?;
-            Ok(keyset_ranges(&kx, &bounds, rows, ChunkingStrategy::Keyset, None))
+            let bounds = keyset_boundaries(sf, &fqn, &base, &sql::ident(k), batch).await?;
+            Ok(chunk::keyset_specs(&column, &bounds, rows, None))
+        }
+        ChunkingStrategy::GroupedValues => {
+            if column.kind == KeyKind::Other {
+                return Err(Error::config(format!(
+                    "table {}: grouped_values needs an integer, text or date chunking column; \"{k}\" is Snowflake {data_type}. Use another chunking_strategy.",
+                    plan.source_table
+                )));
+            }
+            let limit = chunk::MAX_GROUPED_VALUES + 1;
+            let rows = sf.execute(&format!("SELECT {kx}, COUNT(*) FROM {fqn} WHERE {base} GROUP BY 1 ORDER BY 2 DESC LIMIT {limit}")).await?;
+            if rows.len() >= limit {
+                return Err(Error::config(format!(
+                    "table {}: grouped_values chunking of \"{k}\" found more than {} distinct values; it is meant for low-cardinality columns (providers, payers). Use numeric_range, date_range or keyset for this column.",
+                    plan.source_table,
+                    chunk::MAX_GROUPED_VALUES
+                )));
+            }
+            let mut values = Vec::new();
+            let mut nulls = 0u64;
+            for r in rows {
+                let n = parse_u64(r.get(1).cloned().flatten());
+                let Some(v) = r.first().cloned().flatten() else {
+                    nulls += n;
+                    continue;
+                };
+                let value = match column.kind {
+                    KeyKind::Integer => parse_i128(Some(v.clone())).map(KeyValue::Integer),
+                    KeyKind::Day => parse_day(&v).map(KeyValue::Day),
+                    _ => Some(KeyValue::Text(v.clone())),
+                };
+                let Some(value) = value else {
+                    return Err(Error::internal(format!(
+                        "table {}: grouped_values could not read the value {v:?} of \"{k}\"",
+                        plan.source_table
+                    )));
+                };
+                values.push((value, n));
+            }
+            let total: u64 = values.iter().map(|v| v.1).sum::<u64>() + nulls;
+            if total <= batch {
+                return Ok(chunk::single(total));
+            }
+            Ok(chunk::pack_values(&column, &values, nulls, batch))
         }
     }
+}
+
+/// The Snowflake key expression of `column` as the planning aggregates group it.
+fn predicate_key(column: &KeyColumn) -> String {
+    // Rendering a range open on both sides gives "<key> IS NOT NULL".
+    let full = predicate::render(
+        &ChunkSpec::NumericRange {
+            column: column.clone(),
+            from: None,
+            to: None,
+            with_nulls: false,
+        },
+        Dialect::Snowflake,
+    );
+    full.trim_end_matches(" IS NOT NULL").to_string()
 }
 
 async fn count(sf: &SnowflakeSource, q: &str) -> Result<u64> {
     let rows = sf.execute(q).await?;
-    Ok(parse_u64(rows.first().and_then(|r| r.first()).cloned().flatten()))
+    Ok(parse_u64(
+        rows.first().and_then(|r| r.first()).cloned().flatten(),
+    ))
 }
 
 fn parse_u64(v: Option<String>) -> u64 {
-    v.and_then(|s| s.parse::<f64>().ok()).map(|f| f.max(0.0).round() as u64).unwrap_or(0)
+    v.and_then(|s| s.parse::<f64>().ok())
+        .map(|f| f.max(0.0).round() as u64)
+        .unwrap_or(0)
 }
 
-async fn numeric_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str, batch: u64) -> Result<Vec<ChunkRange>> {
-    let rows = sf.execute(&format!("SELECT COUNT(*), COUNT({kx}), MIN({kx}), MAX({kx}) FROM {fqn} WHERE {base}")).await?;
-    let r = rows.into_iter().next().unwrap_or_default();
-    let total = parse_u64(r.first().cloned().flatten());
-    let nonnull = parse_u64(r.get(1).cloned().flatten());
-    let parse_i = |v: Option<String>| v.and_then(|s| s.parse::<f64>().ok());
-    let (Some(min), Some(max)) = (parse_i(r.get(2).cloned().flatten()), parse_i(r.get(3).cloned().flatten())) else {
-        return Ok(vec![ChunkRange { strategy: ChunkingStrategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
-    };
-    if total <= batch {
-        return Ok(vec![ChunkRange { strategy: ChunkingStrategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
-    }
-    let (min, max) = (min.floor() as i128, max.ceil() as i128);
-    let chunks_wanted = nonnull.div_ceil(batch).max(1) as i128;
-    let buckets = (chunks_wanted * 8).clamp(1, 20_000);
-    let width = ((max - min + 1) + buckets - 1) / buckets;
-    let width = width.max(1);
-    let hist = sf
-        .execute(&format!(
-            "SELECT FLOOR(({kx} - {min}) / {width}) AS b, COUNT(*) FROM {fqn} WHERE {base} AND {kx} IS NOT NULL GROUP BY 1 ORDER BY 1"
-        ))
-        .await?;
-    let mut counts: Vec<(i128, u64)> = hist
-        .into_iter()
-        .filter_map(|r| {
-            let b = r.first().cloned().flatten()?.parse::<f64>().ok()? as i128;
-            Some((b, parse_u64(r.get(1).cloned().flatten())))
-        })
-        .collect();
-    counts.sort();
-    // Pack consecutive buckets into chunks of at most `batch` rows.
-    let mut chunks = Vec::new();
-    let mut start_bucket: Option<i128> = None;
-    let mut acc = 0u64;
-    let mut bounds: Vec<(i128, u64)> = Vec::new(); // (first bucket of chunk, rows)
-    for (b, n) in counts {
-        if start_bucket.is_none() {
-            start_bucket = Some(b);
-        }
-        if acc > 0 && acc + n > batch {
-            bounds.push((start_bucket.unwrap(), acc));
-            start_bucket = Some(b);
-            acc = 0;
-        }
-        acc += n;
-    }
-    if let Some(s) = start_bucket {
-        bounds.push((s, acc));
-    }
-    for (i, (b, rows)) in bounds.iter().enumerate() {
-        let lo = min + b * width;
-        let hi = bounds.get(i + 1).map(|(nb, _)| min + nb * width);
-        let filter = match (i == 0, hi) {
-            (true, Some(hi)) => format!("{kx} < {hi}"),
-            (true, None) => format!("{kx} IS NOT NULL"),
-            (false, Some(hi)) => format!("{kx} >= {lo} AND {kx} < {hi}"),
-            (false, None) => format!("{kx} >= {lo}"),
-        };
-        chunks.push(ChunkRange { strategy: ChunkingStrategy::NumericRange, filter_sql: filter, estimated_rows: *rows });
-    }
-    if total > nonnull {
-        chunks.push(ChunkRange { strategy: ChunkingStrategy::NumericRange, filter_sql: format!("{kx} IS NULL"), estimated_rows: total - nonnull });
-    }
-    Ok(chunks)
+/// An integer as Snowflake prints it (`123`, `-4`, `7.000`); exact beyond 2^53.
+fn parse_i128(v: Option<String>) -> Option<i128> {
+    let s = v?;
+    let s = s.trim();
+    let whole = s
+        .split_once('.')
+        .map_or(s, |(w, f)| if f.chars().all(|c| c == '0') { w } else { "" });
+    whole
+        .parse::<i128>()
+        .ok()
+        .or_else(|| s.parse::<f64>().ok().map(|f| f.floor() as i128))
 }
 
-async fn date_chunks(sf: &SnowflakeSource, fqn: &str, base: &str, k: &str, secondary: Option<&str>, batch: u64) -> Result<Vec<ChunkRange>> {
-    let dx = format!("CAST({k} AS DATE)");
-    let rows = sf.execute(&format!("SELECT {dx} AS d, COUNT(*) FROM {fqn} WHERE {base} GROUP BY 1 ORDER BY 1")).await?;
-    let mut days: Vec<(String, u64)> = Vec::new();
-    let mut nulls = 0u64;
-    for r in rows {
-        let n = parse_u64(r.get(1).cloned().flatten());
-        match r.first().cloned().flatten() {
-            Some(d) => days.push((d[..10.min(d.len())].to_string(), n)),
-            None => nulls += n,
-        }
-    }
-    days.sort();
-    let total: u64 = days.iter().map(|d| d.1).sum::<u64>() + nulls;
-    if total <= batch {
-        return Ok(vec![ChunkRange { strategy: ChunkingStrategy::Single, filter_sql: "TRUE".into(), estimated_rows: total }]);
-    }
-    // Groups of consecutive days: (first day index, last day index, rows).
-    let mut groups: Vec<(usize, usize, u64)> = Vec::new();
-    for (i, (_, n)) in days.iter().enumerate() {
-        match groups.last_mut() {
-            Some(g) if g.2 + n <= batch && days[g.0].1 <= batch => {
-                g.1 = i;
-                g.2 += n;
-            }
-            _ => groups.push((i, i, *n)),
-        }
-    }
-    let date = |d: &str| format!("CAST({} AS DATE)", sql::literal(d));
-    let mut chunks = Vec::new();
-    for (gi, (first, lastday, rows)) in groups.iter().enumerate() {
-        let lower = (gi > 0).then(|| format!("{dx} >= {}", date(&days[*first].0)));
-        let upper = groups.get(gi + 1).map(|g| format!("{dx} < {}", date(&days[g.0].0)));
-        let filter = match (lower, upper) {
-            (Some(l), Some(u)) => format!("{l} AND {u}"),
-            (Some(l), None) => l,
-            (None, Some(u)) => u,
-            (None, None) => format!("{dx} IS NOT NULL"),
-        };
-        if *rows > batch && first == lastday {
-            // One oversized day: split it by ranges of the secondary key.
-            if let Some(sk) = secondary {
-                let day_pred = format!("{filter} AND {dx} IS NOT NULL");
-                let bounds = keyset_boundaries(sf, fqn, &format!("{base} AND {day_pred}"), sk, batch).await?;
-                for c in keyset_ranges(sk, &bounds, *rows, ChunkingStrategy::DateRange, Some(&day_pred)) {
-                    chunks.push(c);
-                }
-                continue;
-            }
-            tracing::warn!(day = %days[*first].0, rows, batch, "a single day exceeds the batch and the table has no uniqueness column to split it");
-        }
-        chunks.push(ChunkRange { strategy: ChunkingStrategy::DateRange, filter_sql: filter, estimated_rows: *rows });
-    }
-    if nulls > 0 {
-        chunks.push(ChunkRange { strategy: ChunkingStrategy::DateRange, filter_sql: format!("{k} IS NULL"), estimated_rows: nulls });
-    }
-    Ok(chunks)
+/// A day from the first 10 characters of a date or timestamp (`2024-01-31`).
+fn parse_day(v: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(v.get(..10)?, "%Y-%m-%d").ok()
 }
 
 /// Boundary keys at every `batch`-th row in key order (one query; the result
 /// holds `rows / batch` values).
-async fn keyset_boundaries(sf: &SnowflakeSource, fqn: &str, base: &str, kx: &str, batch: u64) -> Result<Vec<String>> {
+async fn keyset_boundaries(
+    sf: &SnowflakeSource,
+    fqn: &str,
+    base: &str,
+    kx: &str,
+    batch: u64,
+) -> Result<Vec<String>> {
     let rows = sf
         .execute(&format!(
             "SELECT {kx} FROM {fqn} WHERE {base} AND {kx} IS NOT NULL QUALIFY MOD(ROW_NUMBER() OVER (ORDER BY {kx}), {batch}) = 0 ORDER BY 1"
         ))
         .await?;
-    let mut out: Vec<String> = rows.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    let mut out: Vec<String> = rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
     out.dedup();
     Ok(out)
-}
-
-/// Half-open text ranges between boundaries: `(k < b1 OR k IS NULL)`,
-/// `k >= b1 AND k < b2`, ..., `k >= bn`, each ANDed with `scope` if given.
-fn keyset_ranges(kx: &str, bounds: &[String], rows: u64, strategy: ChunkingStrategy, scope: Option<&str>) -> Vec<ChunkRange> {
-    let per = rows / (bounds.len() as u64 + 1).max(1);
-    let mut out = Vec::new();
-    let lit = |v: &str| sql::literal(v);
-    let wrap = |f: String| match scope {
-        Some(s) => format!("({s}) AND ({f})"),
-        None => f,
-    };
-    if bounds.is_empty() {
-        out.push(ChunkRange { strategy, filter_sql: wrap("TRUE".into()), estimated_rows: rows });
-        return out;
-    }
-    out.push(ChunkRange { strategy, filter_sql: wrap(format!("({kx} < {} OR {kx} IS NULL)", lit(&bounds[0]))), estimated_rows: per });
-    for w in bounds.windows(2) {
-        out.push(ChunkRange { strategy, filter_sql: wrap(format!("{kx} >= {} AND {kx} < {}", lit(&w[0]), lit(&w[1]))), estimated_rows: per });
-    }
-    out.push(ChunkRange { strategy, filter_sql: wrap(format!("{kx} >= {}", lit(bounds.last().unwrap()))), estimated_rows: per });
-    out
 }
 
 #[cfg(test)]
@@ -1194,21 +1394,78 @@ mod tests {
 
     #[test]
     fn keyset_ranges_are_half_open_and_cover_nulls() {
-        let r = keyset_ranges("\"k\"", &["b".into(), "d".into()], 30, ChunkingStrategy::Keyset, None);
-        let f: Vec<&str> = r.iter().map(|c| c.filter_sql.as_str()).collect();
-        assert_eq!(f, vec!["(\"k\" < 'b' OR \"k\" IS NULL)", "\"k\" >= 'b' AND \"k\" < 'd'", "\"k\" >= 'd'"]);
+        let column = KeyColumn::new("k", KeyKind::Text);
+        let r = chunk::keyset_specs(&column, &["b".into(), "d".into()], 30, None);
+        let f: Vec<String> = r
+            .into_iter()
+            .map(|c| ChunkRange::new(ChunkingStrategy::Keyset, c).filter_sql)
+            .collect();
+        assert_eq!(
+            f,
+            vec![
+                "(\"k\" < 'b' OR \"k\" IS NULL)",
+                "\"k\" >= 'b' AND \"k\" < 'd'",
+                "\"k\" >= 'd'"
+            ]
+        );
+    }
+
+    #[test]
+    fn stored_chunks_without_a_spec_stay_readable() {
+        // A chunk_range written before typed chunks: the filter is used as stored.
+        let old = serde_json::json!({"strategy": "numeric_range", "filter_sql": "\"Id\" < 10", "estimated_rows": 5});
+        let range: ChunkRange = serde_json::from_value(old).unwrap();
+        assert_eq!(range.spec, None);
+        assert_eq!(range.source_predicate(), "\"Id\" < 10");
+        let typed = ChunkRange::new(
+            ChunkingStrategy::NumericRange,
+            PlannedChunk {
+                spec: ChunkSpec::NumericRange {
+                    column: KeyColumn::new("Id", KeyKind::Integer),
+                    from: Some(10),
+                    to: None,
+                    with_nulls: false,
+                },
+                estimated_rows: 3,
+            },
+        );
+        let back: ChunkRange =
+            serde_json::from_value(serde_json::to_value(&typed).unwrap()).unwrap();
+        assert_eq!(back.source_predicate(), "\"Id\" >= 10");
+        assert_eq!(back, typed);
+    }
+
+    #[test]
+    fn snowflake_integers_parse_exactly() {
+        assert_eq!(
+            parse_i128(Some("9007199254740993".into())),
+            Some(9_007_199_254_740_993)
+        );
+        assert_eq!(parse_i128(Some("-4.000".into())), Some(-4));
+        assert_eq!(parse_i128(Some("2.5".into())), Some(2));
+        assert_eq!(parse_i128(None), None);
     }
 
     #[test]
     fn unique_index_hint_quotes_every_identifier() {
-        let hint = unique_index_hint("My \"Schema\"", "Order-Lines", &["Code".into(), "line no".into()]);
-        assert_eq!(hint, "CREATE UNIQUE INDEX ON \"My \"\"Schema\"\"\".\"Order-Lines\" (\"Code\", \"line no\");");
+        let hint = unique_index_hint(
+            "My \"Schema\"",
+            "Order-Lines",
+            &["Code".into(), "line no".into()],
+        );
+        assert_eq!(
+            hint,
+            "CREATE UNIQUE INDEX ON \"My \"\"Schema\"\"\".\"Order-Lines\" (\"Code\", \"line no\");"
+        );
     }
 
     #[test]
     fn legacy_type_names_parse() {
         assert_eq!(ChunkKeyType::parse("BIGINT"), Some(ChunkKeyType::Integer));
-        assert_eq!(ChunkKeyType::parse("timestamp_tz"), Some(ChunkKeyType::Temporal));
+        assert_eq!(
+            ChunkKeyType::parse("timestamp_tz"),
+            Some(ChunkKeyType::Temporal)
+        );
         assert_eq!(ChunkKeyType::parse("uuid"), Some(ChunkKeyType::Text));
         assert_eq!(ChunkKeyType::parse("geography"), None);
     }
