@@ -55,6 +55,7 @@ pub mod columns;
 pub mod cross_state;
 pub mod distance;
 pub mod incremental;
+pub mod lifecycle;
 pub mod rules;
 pub mod settings;
 pub mod store;
