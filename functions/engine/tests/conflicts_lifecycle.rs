@@ -11,20 +11,32 @@ use thaw_test_support::{fresh_pg, unique};
 use tokio_postgres::Client;
 
 /// Planted data: 4 pairs (1↔2 rule 1 on 2025-03-12, 3↔4 rule 7 on 2025-03-05), "today" 2025-03-10.
-const PLANTED: &str = concat!(include_str!("fixtures/conflicts_reference.sql"), include_str!("fixtures/conflicts_visits.sql"));
+const PLANTED: &str = concat!(
+    include_str!("fixtures/conflicts_reference.sql"),
+    include_str!("fixtures/conflicts_visits.sql")
+);
 
 fn settings() -> ConflictSettings {
-    ConflictSettings { database: "unused".into(), today: Some("2025-03-10".into()), ..Default::default() }
+    ConflictSettings {
+        database: "unused".into(),
+        today: Some("2025-03-10".into()),
+        ..Default::default()
+    }
 }
 
 async fn planted(name: &str) -> Client {
     let client = fresh_pg(&unique(name)).await;
-    client.batch_execute(PLANTED).await.expect("load the planted fixture");
+    client
+        .batch_execute(PLANTED)
+        .await
+        .expect("load the planted fixture");
     client
 }
 
 async fn detect(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
-    run(client, &settings(), DetectionMode::Full).await.expect("conflict run")
+    run(client, &settings(), DetectionMode::Full)
+        .await
+        .expect("conflict run")
 }
 
 /// "VisitID→ConVisitID:pair status/ResolveDate set?" per pair, by application visit ids.
@@ -89,11 +101,30 @@ async fn conflict_lifecycle_deleted_visit_marks_pair_and_conflict_deleted() {
     let expected_conflicts = strings(&["1:R*", "2:D*", "3:U", "4:U"]);
     assert_eq!(pair_states(&client).await, expected_pairs);
     assert_eq!(conflict_states(&client).await, expected_conflicts);
+    // ResolvedBy of the deleted pair: the conflicting agency's contact, else its name.
+    let resolved_by: Option<String> = client
+        .query_one(
+            r#"SELECT "ResolvedBy" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 101"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(resolved_by.as_deref(), Some("Agency B"));
     // D is terminal: another run (and a user reopening the other conflict) changes nothing about it.
-    client.batch_execute(r#"UPDATE conflict.conflicts SET "StatusFlag" = 'U' WHERE "StatusFlag" = 'R'"#).await.unwrap();
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "StatusFlag" = 'U' WHERE "StatusFlag" = 'R'"#,
+        )
+        .await
+        .unwrap();
     detect(&mut client).await;
     assert_eq!(pair_states(&client).await, expected_pairs);
-    assert_eq!(conflict_states(&client).await, expected_conflicts, "a conflict whose only pair is D is resolved again");
+    assert_eq!(
+        conflict_states(&client).await,
+        expected_conflicts,
+        "a conflict whose only pair is D is resolved again"
+    );
 }
 
 /// A25 and A23: one side becomes missed → pair and conflict `R`, and stay so
@@ -105,19 +136,38 @@ async fn conflict_lifecycle_missed_visit_resolves_pairs_and_conflicts_and_reopen
     detect(&mut client).await;
     client.batch_execute(r#"UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = true WHERE "Application Visit Id" = 104"#).await.unwrap();
     detect(&mut client).await;
-    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"]));
-    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:R*", "4:R*"]));
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"])
+    );
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:U", "2:U", "3:R*", "4:R*"])
+    );
     let before = resolved_at(&client).await;
     let again = detect(&mut client).await;
-    assert_eq!((again.updated, again.inserted, again.resolved), (0, 0, 0), "a missed, resolved pair is not reopened and resolved again: {again:?}");
+    assert_eq!(
+        (again.updated, again.inserted, again.resolved),
+        (0, 0, 0),
+        "a missed, resolved pair is not reopened and resolved again: {again:?}"
+    );
     assert_eq!(resolved_at(&client).await, before);
-    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"]));
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"])
+    );
 
     client.batch_execute(r#"UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = false WHERE "Application Visit Id" = 104"#).await.unwrap();
     let reopened = detect(&mut client).await;
     assert_eq!(reopened.updated, 2, "{reopened:?}");
-    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"]));
-    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U"]));
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"])
+    );
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:U", "2:U", "3:U", "4:U"])
+    );
 }
 
 /// A26: a conflict with two pairs, one resolved → stays open; both resolved →
@@ -143,7 +193,10 @@ INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visi
         .await
         .unwrap();
     detect(&mut client).await;
-    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U", "6:U"]));
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:U", "2:U", "3:U", "4:U", "6:U"])
+    );
 
     // Visit 6 moves away: its four pairs are no longer detected.
     client
@@ -158,7 +211,11 @@ INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visi
         pair_states(&client).await,
         strings(&["1>2:U", "1>6:R*", "2>1:U", "2>6:R*", "3>4:U", "4>3:U", "6>1:R*", "6>2:R*"])
     );
-    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U", "6:R*"]), "one of two resolved: open; both: R");
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:U", "2:U", "3:U", "4:U", "6:R*"]),
+        "one of two resolved: open; both: R"
+    );
 
     // A user whitelists (1,2) and resolves conflict 1: all but one pair closed → the last one is pulled to R.
     client
@@ -173,6 +230,105 @@ INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visi
         pair_states(&client).await,
         strings(&["1>2:R*", "1>6:R*", "2>1:U", "2>6:R*", "3>4:U", "4>3:U", "6>1:R*", "6>2:R*"])
     );
-    assert_eq!(conflict_states(&client).await, strings(&["1:R", "2:U", "3:U", "4:U", "6:R*"]));
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:R", "2:U", "3:U", "4:U", "6:R*"])
+    );
 }
 
+/// "primary visit:conflict status/ResolveDate set?/ResolvedBy/UpdatedRFlag" per conflict.
+async fn conflict_details(client: &Client) -> Vec<String> {
+    client
+        .query(
+            r#"SELECT DISTINCT c."AppVisitID" % 100 || ':' || k."StatusFlag" || (CASE WHEN k."ResolveDate" IS NULL THEN '' ELSE '*' END)
+                      || '/' || coalesce(k."ResolvedBy", '-') || '/' || coalesce(k."UpdatedRFlag", '-'), c."AppVisitID"
+               FROM conflict.conflicts k JOIN conflict.conflictvisitmaps c USING ("CONFLICTID") ORDER BY c."AppVisitID""#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A27 and §8.2 steps 5, 8, 9: `NoResponseFlag = 'Yes'` on an open conflict
+/// → `N` with `ResolveDate` and `ResolvedBy` cleared; `ConNoResponseFlag =
+/// 'Yes'` on a pair → `N`; the comparison is literal ('yes' is not 'Yes');
+/// the flags themselves are never written; once the application withdraws
+/// the flag, the conflict (it has an open pair) and the pair are `U` again.
+/// `UpdatedRFlag` is '1' on every conflict with a pair in the window and
+/// NULL on the ones step 5 reopened.
+#[tokio::test]
+async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
+    let mut client = planted("cf_noresp").await;
+    detect(&mut client).await;
+    assert_eq!(
+        conflict_details(&client).await,
+        strings(&["1:U/-/1", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
+    );
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "NoResponseFlag" = 'Yes', "ResolveDate" = '2025-03-01', "ResolvedBy" = 'Someone'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 101 LIMIT 1);
+               UPDATE conflict.conflicts SET "NoResponseFlag" = 'yes'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 102 LIMIT 1);
+               UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'Yes', "ResolveDate" = '2025-03-01', "ResolvedBy" = 'Someone'
+                 WHERE "AppVisitID" = 103;
+               UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'no' WHERE "AppVisitID" = 104;"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    assert_eq!(
+        conflict_details(&client).await,
+        strings(&["1:N/-/1", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
+    );
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:N", "4>3:U"])
+    );
+    let by: Option<String> = client
+        .query_one(
+            r#"SELECT "ResolvedBy" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(by, None, "ResolvedBy of an open pair is cleared");
+    let flags: Vec<String> = client
+        .query(
+            r#"SELECT coalesce(k."NoResponseFlag", '-') || '/' || coalesce(c."ConNoResponseFlag", '-')
+               FROM conflict.conflictvisitmaps c JOIN conflict.conflicts k USING ("CONFLICTID") ORDER BY c."AppVisitID""#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        flags,
+        strings(&["Yes/-", "yes/-", "-/Yes", "-/no"]),
+        "the application's flags are never written"
+    );
+
+    // The application withdraws both flags: conflict 1 reopens (it has an open pair, step 5) and the pair is U again.
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "NoResponseFlag" = NULL;
+               UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = NULL;"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    assert_eq!(
+        conflict_details(&client).await,
+        strings(&["1:U/-/-", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
+    );
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"])
+    );
+}
