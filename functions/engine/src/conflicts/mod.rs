@@ -52,10 +52,14 @@
 pub mod app_queries;
 pub mod candidates;
 pub mod columns;
+pub mod contacts;
 pub mod cross_state;
 pub mod distance;
+pub mod history;
 pub mod incremental;
 pub mod lifecycle;
+pub mod notifications;
+pub mod reminders;
 pub mod rules;
 pub mod settings;
 pub mod store;
@@ -314,18 +318,24 @@ async fn run_locked(
         summary.warnings.push(incremental::FullReason::NoWatermarkTable.text().into());
     }
     let mut writer = store::PairWriter::create(&tx).await?;
+    let mut cross_state = history::CrossStateWriter::create(&tx).await?;
     let mut source = candidates::PgVisitSource::open(&tx, &source_types, window, keyed).await?;
     while let Some(batch) = candidates::VisitSource::next_batch(&mut source).await? {
         summary.visits_considered += batch.len() as u64;
         let pairs = detect(&batch, &detection, today);
         summary.pairs_detected += pairs.len() as u64;
         writer.write(&tx, &pairs).await?;
+        cross_state.write(&tx, &history::cross_state_pairs(&batch)).await?;
     }
     drop(source);
     if crate::failpoints::check(crate::failpoints::CONFLICT_DETECT_PANIC).is_err() {
         panic!("failpoint {} triggered", crate::failpoints::CONFLICT_DETECT_PANIC);
     }
+    // docs/conflicts.md §9.2: the recorded fields before and after the writes.
+    let audit = history::snapshot(&tx, schemas, window).await?;
     let counts = store::apply(&tx, schemas, &detection, &source_types, window, keyed).await?;
+    let logged = history::record(&tx, schemas, &audit, &zone_literal, window).await?;
+    tracing::info!(entries = logged.entries, values = logged.values, "conflict log history written");
     summary.inserted = counts.inserted;
     summary.updated = counts.updated;
     summary.resolved = counts.resolved;

@@ -93,6 +93,14 @@ pub enum Table {
     Settings,
     /// `conflict_watermark` (the run's own bookkeeping, docs/conflicts.md §D1).
     Watermark,
+    /// `notifications` (docs/conflicts.md §9.1; never `ReadUnreadFlag`).
+    Notifications,
+    /// `log_history` (docs/conflicts.md §9.2).
+    LogHistory,
+    /// `log_history_values` (docs/conflicts.md §9.2).
+    LogHistoryValues,
+    /// `payer_provider_reminders` (docs/conflicts.md §9.3; never `NumberOfDays`).
+    PayerProviderReminders,
 }
 
 /// One per-visit snapshot column: its name on the primary side, on the
@@ -261,6 +269,9 @@ pub const LIFECYCLE_CVM_COLUMNS: &[&str] = &[
     "PTOFlag",
     // docs/conflicts.md §8.2 steps 1 and 9 (conflicts/lifecycle.rs).
     "ResolvedBy",
+    // docs/conflicts.md §6.6, only when empty (conflicts/contacts.rs).
+    "AgencyContact",
+    "ConAgencyContact",
 ];
 
 /// Columns of `conflictvisitmaps` the application owns: never written here.
@@ -320,6 +331,10 @@ pub fn is_nightly_writable(table: Table, column: &str) -> bool {
         Table::Conflicts => NIGHTLY_CONFLICT_COLUMNS.contains(&column) && !USER_OWNED_CONFLICT_COLUMNS.contains(&column),
         Table::Settings => NIGHTLY_SETTINGS_COLUMNS.contains(&column),
         Table::Watermark => WATERMARK_COLUMNS.contains(&column),
+        Table::Notifications => super::notifications::WRITTEN_COLUMNS.contains(&column),
+        Table::LogHistory => super::history::LOG_HISTORY_COLUMNS.contains(&column),
+        Table::LogHistoryValues => super::history::LOG_HISTORY_VALUES_COLUMNS.contains(&column),
+        Table::PayerProviderReminders => super::reminders::WRITTEN_COLUMNS.contains(&column),
     }
 }
 
@@ -668,7 +683,10 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         ("analyze conflicts", format!("ANALYZE {conflicts}")),
     ]
     .into_iter()
+    .chain(super::contacts::statements(ctx)?)
     .chain(super::lifecycle::statements(ctx)?)
+    .chain(super::notifications::statements(ctx)?)
+    .chain(super::reminders::statements(ctx)?)
     .chain([("LastLoadDate", settings_sql)])
     .collect())
 }
@@ -731,6 +749,9 @@ pub async fn apply(
         }
         .map_err(|e| from_postgres(e, &what))?;
         tracing::debug!(step = name, rows, "conflict store");
+        if name == "cascade down" {
+            crate::failpoints::check(crate::failpoints::CONFLICT_LIFECYCLE_MIDWAY)?;
+        }
         match name {
             "refresh" => counts.updated = rows,
             "insert" => counts.inserted = rows,
