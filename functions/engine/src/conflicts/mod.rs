@@ -35,6 +35,15 @@
 //!   status lifecycle (docs/conflicts.md §8.2): deleted visits → `D`, missed →
 //!   `R`, resolved conflicts reopened by an open pair, cascades between
 //!   `conflicts` and `conflictvisitmaps`.
+//! * [`lifecycle`]: the status lifecycle in [SF]'s nightly order
+//!   (docs/conflicts.md §8.2): `D`, `R`, reopening, cascades, no response
+//!   `N`, `ResolvedBy`, `UpdatedRFlag`.
+//! * [`contacts`]: `AgencyContact`/`AgencyPhone` from `contact_maintenance`
+//!   (docs/conflicts.md §6.6).
+//! * [`notifications`], [`history`], [`reminders`]: the side tables of the
+//!   night (docs/conflicts.md §9): `New Conflict`/`Resolved` notices, the
+//!   field-level change history with the cross-state reason, the
+//!   payer/provider reminder list.
 //! * [`columns`]: the column types of the source and settings tables as they
 //!   are, cast in SQL to what detection expects (docs/conflicts.md §2.4).
 //!
@@ -43,11 +52,9 @@
 //! * [`detect`]: the pure detection (no I/O) for tests and benchmarks.
 //!
 //! ## Not yet here (later issues; the module is shaped for them)
-//! No-response `N` and `ResolvedBy` (docs/conflicts.md §8.2 steps 8–9), in-service
-//! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications,
-//! and the log-history rows (`log_history`,
-//! not yet in the conflict schema) that should record the system reason when
-//! a pair is resolved because it became cross-state (docs/conflicts.md §D6).
+//! In-service and PTO conflicts (docs/conflicts.md §5), group ids
+//! (docs/conflicts.md §D5), the "From Payer" reminder notices
+//! (docs/conflicts.md §9.3).
 
 pub mod app_queries;
 pub mod candidates;
