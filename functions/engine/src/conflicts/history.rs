@@ -305,6 +305,12 @@ pub async fn record(
     tx.execute(changes_sql.as_str(), &[&window.0, &window.1])
         .await
         .map_err(|e| from_postgres(e, "collecting the changed pairs for log history"))?;
+    // The history insert joins the changes by pair id: give the planner an index and real counts.
+    tx.batch_execute(&format!(
+        "CREATE UNIQUE INDEX ON {CHANGES} (id); ANALYZE {CHANGES}"
+    ))
+    .await
+    .map_err(|e| from_postgres(e, "indexing the changed pairs"))?;
     let lh = qualified(&schemas.conflict, "log_history");
     let lhv = qualified(&schemas.conflict, "log_history_values");
     let lh_cols =
