@@ -243,3 +243,97 @@ async fn conflicts_command_writes_notifications_and_history_once_per_night() {
         .collect();
     assert_eq!(states, ["1>2:D:Agency B", "2>1:R:-", "3>4:U:-", "4>3:U:-"]);
 }
+
+/// docs/conflicts.md §D8, §D18: `thaw conflicts` stopped by SIGTERM in the
+/// middle of its night (held up by a lock on `notifications`, after the
+/// pairs, conflicts and lifecycle were written in its transaction) exits 143,
+/// rolls the night back, resets `InProgressFlag` to 2 (it was 1 while
+/// running) and releases the run lock; the same command then does the night.
+#[tokio::test]
+async fn conflicts_command_stopped_by_sigterm_rolls_back_and_releases_the_flag() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let db = unique("cli_cf_sigterm");
+    let client = fresh_pg(&db).await;
+    client.batch_execute(PLANTED).await.unwrap();
+    let path = conflicts_only_config(&db, r#", "today": "2025-03-10""#);
+
+    // A second session holds the notifications table: the run blocks on its first notice.
+    let mut blocker = pg(&db).await;
+    let hold = blocker.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE conflict.notifications IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let child = Command::new(thaw_bin(env!("CARGO_BIN_EXE_thaw")))
+        .args(["conflicts", "--config", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start thaw conflicts");
+    let started = Instant::now();
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO \"conflict\".\"notifications\"%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "thaw conflicts never reached the notifications"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let flag: i64 = client
+        .query_one(r#"SELECT "InProgressFlag" FROM conflict.settings"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(flag, 1, "InProgressFlag shows the run");
+
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    let out = child.wait_with_output().expect("thaw exits");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(143), "SIGTERM exits 143:\n{all}");
+    assert!(
+        all.contains("interrupted by SIGTERM") && all.contains("rolled back"),
+        "{all}"
+    );
+    hold.rollback().await.unwrap();
+    let row = client
+        .query_one(
+            r#"SELECT (SELECT "InProgressFlag" FROM conflict.settings), (SELECT count(*) FROM conflict.conflictvisitmaps),
+                      (SELECT count(*) FROM conflict.conflicts), (SELECT count(*) FROM conflict.log_history)"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+            row.get::<_, i64>(3)
+        ),
+        (2, 0, 0, 0),
+        "nothing of the night stays"
+    );
+
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the lock is free and the night runs:\n{}",
+        text(&out)
+    );
+    assert_eq!(side_table_counts(&client).await, (4, 0, 4, 0));
+}

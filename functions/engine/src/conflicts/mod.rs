@@ -241,6 +241,20 @@ pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
 /// table or column is missing; PostgreSQL errors as classified by
 /// [`crate::error::classify_postgres`].
 pub async fn run(client: &mut Client, settings: &ConflictSettings, mode: DetectionMode) -> Result<ConflictCreateResponse> {
+    run_interruptible(client, settings, mode, None).await
+}
+
+/// [`run`], stopped by `cancel` (the CLI's SIGINT/SIGTERM): the statement in
+/// flight is cancelled, the night's transaction rolls back (nothing of it
+/// stays written, docs/conflicts.md §D18), then `InProgressFlag` is reset and
+/// the run lock released like on every other exit path (docs/conflicts.md
+/// §D8); the error says which signal stopped the run.
+pub async fn run_interruptible(
+    client: &mut Client,
+    settings: &ConflictSettings,
+    mode: DetectionMode,
+    cancel: Option<&crate::runner::Cancel>,
+) -> Result<ConflictCreateResponse> {
     use futures::FutureExt;
     let started = std::time::Instant::now();
     let schemas = store::Schemas::from_settings(settings)?;
@@ -258,13 +272,32 @@ pub async fn run(client: &mut Client, settings: &ConflictSettings, mode: Detecti
     // From here on every exit path, a panic included, resets InProgressFlag
     // and releases the lock (docs/conflicts.md §D8): the detection runs under
     // catch_unwind and a panic becomes an Internal error.
-    let outcome = std::panic::AssertUnwindSafe(async {
+    let cancel_token = client.cancel_token();
+    let work = std::panic::AssertUnwindSafe(async {
         store::set_in_progress(client, &schemas, true).await?;
         run_locked(client, settings, &schemas, mode).await
     })
-    .catch_unwind()
-    .await
-    .unwrap_or_else(|panic| {
+    .catch_unwind();
+    let caught = match cancel {
+        None => work.await,
+        Some(cancel) => tokio::select! {
+            caught = work => caught,
+            _ = cancel.cancelled() => {
+                // Stop the statement in flight; the dropped transaction's ROLLBACK runs after it.
+                if let Err(e) = cancel_token.cancel_query(tokio_postgres::NoTls).await {
+                    tracing::warn!(error = %e, "could not cancel the running conflict statement; waiting for it to finish");
+                }
+                Ok(Err(Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "conflict detection interrupted by {}: the night was rolled back; run the same command again",
+                        cancel.reason().unwrap_or_default()
+                    ),
+                )))
+            }
+        },
+    };
+    let outcome = caught.unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
