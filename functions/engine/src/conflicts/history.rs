@@ -357,3 +357,37 @@ pub async fn record(
         values: row.get::<_, i64>(1) as u64,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visit(id: u128, ssn: &str, provider: u128, state: Option<&str>) -> Visit {
+        Visit {
+            visit_id: Uuid::from_u128(id),
+            ssn: Some(ssn.into()),
+            visit_date: NaiveDate::from_ymd_opt(2025, 3, 12).unwrap(),
+            provider_id: Uuid::from_u128(provider),
+            patient_state: state.map(str::to_string),
+            ..Visit::default()
+        }
+    }
+
+    #[test]
+    fn cross_state_pairs_are_the_different_provider_pairs_of_one_key_in_different_states() {
+        let visits = [
+            visit(1, "123-45-6789", 10, Some("NY")),
+            visit(2, " 123-45-6789 ", 20, Some("pennsylvania")),
+            visit(3, "123-45-6789", 10, Some("PA")),
+            visit(4, "123-45-6789", 30, None),
+            visit(5, "999-99-9999", 40, Some("PA")),
+            visit(6, "  ", 50, Some("PA")),
+        ];
+        let mut pairs = cross_state_pairs(&visits);
+        pairs.sort();
+        let id = Uuid::from_u128;
+        // 1 (NY at 10) and 2 (PA at 20): cross-state both ways; 2 and 3 share PA; 1 and 3 share
+        // a provider; 4 has no state; 5 and 6 are other (or no) caregivers.
+        assert_eq!(pairs, vec![(id(1), id(2)), (id(2), id(1))]);
+    }
+}
