@@ -36,6 +36,11 @@ pub const CONFLICT_DETECT_PANIC: &str = "conflict_detect_panic";
 /// "crash between drop and restore".
 pub const INDEXES_AFTER_DROP: &str = "indexes_after_drop";
 
+/// Fails the conflict run in the middle of the status lifecycle (after the
+/// cascade down of docs/conflicts.md §8.2 step 6, inside the run's
+/// transaction): nothing of the night may stay written.
+pub const CONFLICT_LIFECYCLE_MIDWAY: &str = "conflict_lifecycle_midway";
+
 /// Fails after a table's plan (its table and chunk rows) committed, before
 /// the next table is planned: a run stopped half-way through planning.
 pub const PLAN_AFTER_TABLE: &str = "plan_after_table";

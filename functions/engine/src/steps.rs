@@ -73,6 +73,16 @@ pub async fn reconcile(config: &Config, request: &RunRequest) -> Result<(Reconci
 /// Errors: [`crate::ErrorKind::ConfigInvalid`] when the config has no
 /// `conflicts` section.
 pub async fn conflict_create(config: &Config, request: &ConflictCreateRequest) -> Result<ConflictCreateResponse> {
+    conflict_create_interruptible(config, request, None).await
+}
+
+/// [`conflict_create`], stopped by `cancel` (the CLI's signals): see
+/// [`crate::conflicts::run_interruptible`].
+pub async fn conflict_create_interruptible(
+    config: &Config,
+    request: &ConflictCreateRequest,
+    cancel: Option<&crate::runner::Cancel>,
+) -> Result<ConflictCreateResponse> {
     let Some(settings) = &config.conflicts else {
         return Err(Error::config("conflict detection needs a 'conflicts' section in the config (database, time_zone)"));
     };
@@ -80,7 +90,7 @@ pub async fn conflict_create(config: &Config, request: &ConflictCreateRequest) -
     // full window itself when there is no watermark or the settings changed.
     let mode = if request.full { crate::conflicts::DetectionMode::Full } else { crate::conflicts::DetectionMode::Incremental };
     let mut pg = crate::sink::connect(&config.postgres, &settings.database).await?;
-    crate::conflicts::run(&mut pg, settings, mode).await
+    crate::conflicts::run_interruptible(&mut pg, settings, mode, cancel).await
 }
 
 /// The `fail-run` step: mark the run failed with the state machine's error

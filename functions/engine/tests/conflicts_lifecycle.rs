@@ -6,25 +6,41 @@
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
 use thaw_engine::config::ConflictSettings;
+use thaw_engine::conflicts::store::{
+    is_nightly_writable, Table, USER_OWNED_CONFLICT_COLUMNS, USER_OWNED_CVM_COLUMNS,
+};
 use thaw_engine::conflicts::{run, DetectionMode};
+use thaw_engine::error::ErrorKind;
 use thaw_test_support::{fresh_pg, unique};
 use tokio_postgres::Client;
 
 /// Planted data: 4 pairs (1↔2 rule 1 on 2025-03-12, 3↔4 rule 7 on 2025-03-05), "today" 2025-03-10.
-const PLANTED: &str = concat!(include_str!("fixtures/conflicts_reference.sql"), include_str!("fixtures/conflicts_visits.sql"));
+const PLANTED: &str = concat!(
+    include_str!("fixtures/conflicts_reference.sql"),
+    include_str!("fixtures/conflicts_visits.sql")
+);
 
 fn settings() -> ConflictSettings {
-    ConflictSettings { database: "unused".into(), today: Some("2025-03-10".into()), ..Default::default() }
+    ConflictSettings {
+        database: "unused".into(),
+        today: Some("2025-03-10".into()),
+        ..Default::default()
+    }
 }
 
 async fn planted(name: &str) -> Client {
     let client = fresh_pg(&unique(name)).await;
-    client.batch_execute(PLANTED).await.expect("load the planted fixture");
+    client
+        .batch_execute(PLANTED)
+        .await
+        .expect("load the planted fixture");
     client
 }
 
 async fn detect(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
-    run(client, &settings(), DetectionMode::Full).await.expect("conflict run")
+    run(client, &settings(), DetectionMode::Full)
+        .await
+        .expect("conflict run")
 }
 
 /// "VisitID→ConVisitID:pair status/ResolveDate set?" per pair, by application visit ids.
@@ -89,11 +105,30 @@ async fn conflict_lifecycle_deleted_visit_marks_pair_and_conflict_deleted() {
     let expected_conflicts = strings(&["1:R*", "2:D*", "3:U", "4:U"]);
     assert_eq!(pair_states(&client).await, expected_pairs);
     assert_eq!(conflict_states(&client).await, expected_conflicts);
+    // ResolvedBy of the deleted pair: the conflicting agency's contact, else its name.
+    let resolved_by: Option<String> = client
+        .query_one(
+            r#"SELECT "ResolvedBy" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 101"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(resolved_by.as_deref(), Some("Agency B"));
     // D is terminal: another run (and a user reopening the other conflict) changes nothing about it.
-    client.batch_execute(r#"UPDATE conflict.conflicts SET "StatusFlag" = 'U' WHERE "StatusFlag" = 'R'"#).await.unwrap();
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "StatusFlag" = 'U' WHERE "StatusFlag" = 'R'"#,
+        )
+        .await
+        .unwrap();
     detect(&mut client).await;
     assert_eq!(pair_states(&client).await, expected_pairs);
-    assert_eq!(conflict_states(&client).await, expected_conflicts, "a conflict whose only pair is D is resolved again");
+    assert_eq!(
+        conflict_states(&client).await,
+        expected_conflicts,
+        "a conflict whose only pair is D is resolved again"
+    );
 }
 
 /// A25 and A23: one side becomes missed → pair and conflict `R`, and stay so
@@ -105,19 +140,38 @@ async fn conflict_lifecycle_missed_visit_resolves_pairs_and_conflicts_and_reopen
     detect(&mut client).await;
     client.batch_execute(r#"UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = true WHERE "Application Visit Id" = 104"#).await.unwrap();
     detect(&mut client).await;
-    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"]));
-    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:R*", "4:R*"]));
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"])
+    );
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:U", "2:U", "3:R*", "4:R*"])
+    );
     let before = resolved_at(&client).await;
     let again = detect(&mut client).await;
-    assert_eq!((again.updated, again.inserted, again.resolved), (0, 0, 0), "a missed, resolved pair is not reopened and resolved again: {again:?}");
+    assert_eq!(
+        (again.updated, again.inserted, again.resolved),
+        (0, 0, 0),
+        "a missed, resolved pair is not reopened and resolved again: {again:?}"
+    );
     assert_eq!(resolved_at(&client).await, before);
-    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"]));
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"])
+    );
 
     client.batch_execute(r#"UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = false WHERE "Application Visit Id" = 104"#).await.unwrap();
     let reopened = detect(&mut client).await;
     assert_eq!(reopened.updated, 2, "{reopened:?}");
-    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"]));
-    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U"]));
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"])
+    );
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:U", "2:U", "3:U", "4:U"])
+    );
 }
 
 /// A26: a conflict with two pairs, one resolved → stays open; both resolved →
@@ -143,7 +197,10 @@ INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visi
         .await
         .unwrap();
     detect(&mut client).await;
-    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U", "6:U"]));
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:U", "2:U", "3:U", "4:U", "6:U"])
+    );
 
     // Visit 6 moves away: its four pairs are no longer detected.
     client
@@ -158,7 +215,11 @@ INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visi
         pair_states(&client).await,
         strings(&["1>2:U", "1>6:R*", "2>1:U", "2>6:R*", "3>4:U", "4>3:U", "6>1:R*", "6>2:R*"])
     );
-    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U", "6:R*"]), "one of two resolved: open; both: R");
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:U", "2:U", "3:U", "4:U", "6:R*"]),
+        "one of two resolved: open; both: R"
+    );
 
     // A user whitelists (1,2) and resolves conflict 1: all but one pair closed → the last one is pulled to R.
     client
@@ -173,6 +234,368 @@ INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visi
         pair_states(&client).await,
         strings(&["1>2:R*", "1>6:R*", "2>1:U", "2>6:R*", "3>4:U", "4>3:U", "6>1:R*", "6>2:R*"])
     );
-    assert_eq!(conflict_states(&client).await, strings(&["1:R", "2:U", "3:U", "4:U", "6:R*"]));
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:R", "2:U", "3:U", "4:U", "6:R*"])
+    );
 }
 
+/// "primary visit:conflict status/ResolveDate set?/ResolvedBy/UpdatedRFlag" per conflict.
+async fn conflict_details(client: &Client) -> Vec<String> {
+    client
+        .query(
+            r#"SELECT DISTINCT c."AppVisitID" % 100 || ':' || k."StatusFlag" || (CASE WHEN k."ResolveDate" IS NULL THEN '' ELSE '*' END)
+                      || '/' || coalesce(k."ResolvedBy", '-') || '/' || coalesce(k."UpdatedRFlag", '-'), c."AppVisitID"
+               FROM conflict.conflicts k JOIN conflict.conflictvisitmaps c USING ("CONFLICTID") ORDER BY c."AppVisitID""#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A27 and §8.2 steps 5, 8, 9: `NoResponseFlag = 'Yes'` on an open conflict
+/// → `N` with `ResolveDate` and `ResolvedBy` cleared; `ConNoResponseFlag =
+/// 'Yes'` on a pair → `N`; the comparison is literal ('yes' is not 'Yes');
+/// the flags themselves are never written; once the application withdraws
+/// the flag, the conflict (it has an open pair) and the pair are `U` again.
+/// `UpdatedRFlag` is '1' on every conflict with a pair in the window and
+/// NULL on the ones step 5 reopened.
+#[tokio::test]
+async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
+    let mut client = planted("cf_noresp").await;
+    detect(&mut client).await;
+    assert_eq!(
+        conflict_details(&client).await,
+        strings(&["1:U/-/1", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
+    );
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "NoResponseFlag" = 'Yes', "ResolveDate" = '2025-03-01', "ResolvedBy" = 'Someone'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 101 LIMIT 1);
+               UPDATE conflict.conflicts SET "NoResponseFlag" = 'yes'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 102 LIMIT 1);
+               UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'Yes', "ResolveDate" = '2025-03-01', "ResolvedBy" = 'Someone'
+                 WHERE "AppVisitID" = 103;
+               UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'no' WHERE "AppVisitID" = 104;"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    assert_eq!(
+        conflict_details(&client).await,
+        strings(&["1:N/-/1", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
+    );
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:N", "4>3:U"])
+    );
+    let by: Option<String> = client
+        .query_one(
+            r#"SELECT "ResolvedBy" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(by, None, "ResolvedBy of an open pair is cleared");
+    let flags: Vec<String> = client
+        .query(
+            r#"SELECT coalesce(k."NoResponseFlag", '-') || '/' || coalesce(c."ConNoResponseFlag", '-')
+               FROM conflict.conflictvisitmaps c JOIN conflict.conflicts k USING ("CONFLICTID") ORDER BY c."AppVisitID""#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        flags,
+        strings(&["Yes/-", "yes/-", "-/Yes", "-/no"]),
+        "the application's flags are never written"
+    );
+
+    // The application withdraws both flags: conflict 1 reopens (it has an open pair, step 5) and the pair is U again.
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "NoResponseFlag" = NULL;
+               UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = NULL;"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    assert_eq!(
+        conflict_details(&client).await,
+        strings(&["1:U/-/-", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
+    );
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"])
+    );
+}
+
+/// The tables the nightly run writes, with their allow-list.
+const WRITTEN_TABLES: [(&str, Table); 7] = [
+    ("conflictvisitmaps", Table::ConflictVisitMaps),
+    ("conflicts", Table::Conflicts),
+    ("settings", Table::Settings),
+    ("notifications", Table::Notifications),
+    ("payer_provider_reminders", Table::PayerProviderReminders),
+    ("log_history", Table::LogHistory),
+    ("log_history_values", Table::LogHistoryValues),
+];
+
+/// The key column of a written table (rows with a larger key were inserted by the night).
+fn key(table: &str) -> &'static str {
+    if table == "conflicts" {
+        "\"CONFLICTID\""
+    } else {
+        "\"ID\""
+    }
+}
+
+/// A sentinel value of the column type `data_type` (with its length limit), as an SQL literal.
+fn sentinel(data_type: &str, max_length: Option<i32>) -> String {
+    match data_type {
+        "character varying" | "character" | "text" => {
+            format!(
+                "'{}'",
+                &"sentinel"[..max_length.map_or(8, |n| n.min(8) as usize)]
+            )
+        }
+        "bigint" | "integer" | "smallint" => "4242".into(),
+        "real" | "double precision" | "numeric" => "42.5".into(),
+        "timestamp without time zone" | "timestamp with time zone" => {
+            "'2001-02-03 04:05:06'".into()
+        }
+        "date" => "'2001-02-03'".into(),
+        "uuid" => "'00000000-0000-0000-0000-0000000000ee'".into(),
+        "boolean" => "true".into(),
+        other => panic!("no sentinel for type {other}"),
+    }
+}
+
+/// §3.4: every column outside the nightly allow-list of its table (the
+/// application's columns, and the ones no built step writes yet) is set to a
+/// sentinel on every row; a night with inserts, refreshes, deletions,
+/// missed visits and no-response answers then leaves every sentinel as it
+/// was. The list of columns comes from the code (`is_nightly_writable`), so a
+/// column added to an allow-list leaves the test by itself.
+#[tokio::test]
+async fn conflict_night_never_writes_a_column_outside_the_allow_list() {
+    let mut client = planted("cf_sentinel").await;
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.dimpayer ("Payer Id", "Application Payer Id", "Payer Name") VALUES ('00000000-0000-0000-0000-0000000000a1', 501, 'Payer One');
+               INSERT INTO analytics.dimpayerprovider ("Payer Id", "Application Payer Id", "Provider Id", "Application Provider Id") VALUES
+                 ('00000000-0000-0000-0000-0000000000a1', 501, '00000000-0000-0000-0000-00000000000a', 1);"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    let mut guarded: Vec<(String, String, String)> = Vec::new();
+    for (table, kind) in WRITTEN_TABLES {
+        let columns = client
+            .query(
+                "SELECT column_name::text, data_type::text, character_maximum_length::int4 FROM information_schema.columns \
+                 WHERE table_schema = 'conflict' AND table_name = $1 ORDER BY ordinal_position",
+                &[&table],
+            )
+            .await
+            .unwrap();
+        assert!(!columns.is_empty(), "{table} exists");
+        let mut sets = Vec::new();
+        for c in &columns {
+            let (name, data_type, length): (String, String, Option<i32>) =
+                (c.get(0), c.get(1), c.get(2));
+            if name == "ID" || is_nightly_writable(kind, &name) {
+                continue;
+            }
+            let value = sentinel(&data_type, length);
+            sets.push(format!("\"{name}\" = {value}"));
+            guarded.push((table.to_string(), name, value));
+        }
+        if !sets.is_empty() {
+            let rows = client
+                .execute(
+                    &format!("UPDATE conflict.{table} SET {}", sets.join(", ")),
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert!(rows > 0, "{table} has rows to guard");
+        }
+    }
+    let guarded_names: Vec<&str> = guarded.iter().map(|(_, c, _)| c.as_str()).collect();
+    for c in USER_OWNED_CVM_COLUMNS
+        .iter()
+        .chain(USER_OWNED_CONFLICT_COLUMNS)
+        .chain(&["ReadUnreadFlag", "NumberOfDays"])
+    {
+        assert!(
+            guarded_names.contains(c),
+            "{c} is guarded: {guarded_names:?}"
+        );
+    }
+
+    // The night: visit 102 moves (refresh), visit 104 is deleted (D, R, cascades), visit 101
+    // becomes missed (R), a new visit 109 collides with visit 103 (insert, new conflicts, notices).
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Scheduled Start Time" = '2025-03-12 09:30-04' WHERE "Application Visit Id" = 102;
+               INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date")
+                 SELECT "Visit Id", "Visit Date" FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 104;
+               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 104;
+               UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = true WHERE "Application Visit Id" = 101;
+               INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visit Id", "Visit Date", "Caregiver Id", "Provider Id",
+                   "Scheduled Start Time", "Scheduled End Time", "Visit Start Time", "Visit End Time", "Is Missed") VALUES
+                 ('00000000-0000-0000-0000-000000000009', 109, '2025-03-05', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b',
+                  '2025-03-05 09:30-05', '2025-03-05 10:30-05', '2025-03-05 09:30-05', '2025-03-05 10:30-05', false);"#,
+        )
+        .await
+        .unwrap();
+    let mut last_ids = Vec::new();
+    for (table, _) in WRITTEN_TABLES {
+        let last: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT coalesce(max({}), 0)::int8 FROM conflict.{table}",
+                    key(table)
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        last_ids.push((table.to_string(), last));
+    }
+    let summary = detect(&mut client).await;
+    assert!(
+        summary.inserted >= 2 && summary.updated >= 2,
+        "the night wrote rows: {summary:?}"
+    );
+    for (table, column, value) in &guarded {
+        let last = last_ids
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, id)| *id)
+            .unwrap();
+        let changed: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM conflict.{table} WHERE {} <= $1 AND \"{column}\" IS DISTINCT FROM {value}", key(table)),
+                &[&last],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(changed, 0, "{table}.{column} was written by the night");
+    }
+}
+
+/// Everything the night writes, as one text per table (keys and values in a fixed order).
+async fn night_state(client: &Client) -> Vec<String> {
+    let mut state = Vec::new();
+    for table in [
+        "conflictvisitmaps",
+        "conflicts",
+        "notifications",
+        "log_history",
+        "log_history_values",
+        "payer_provider_reminders",
+        "settings",
+        "conflict_watermark",
+    ] {
+        let text: Option<String> = client
+            .query_one(
+                &format!(
+                    "SELECT string_agg(t::text, '|' ORDER BY t::text) FROM conflict.{table} t"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        state.push(format!("{table}: {}", text.unwrap_or_default()));
+    }
+    state
+}
+
+/// §D8 and §9: a run that fails in the middle of the status lifecycle (after
+/// the cascade down, failpoint `conflict_lifecycle_midway`) leaves no
+/// half-written night: every table it writes is exactly as before (pairs,
+/// conflicts, notifications, log history, reminders, watermark), the run
+/// lock and `InProgressFlag` (2) are released, and the next run does the
+/// whole night.
+#[tokio::test]
+async fn conflict_crash_in_the_middle_of_the_lifecycle_leaves_no_half_written_night() {
+    let mut client = planted("cf_crash").await;
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date")
+                 SELECT "Visit Id", "Visit Date" FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;
+               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;
+               UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = true WHERE "Application Visit Id" = 104;"#,
+        )
+        .await
+        .unwrap();
+    let before = night_state(&client).await;
+
+    thaw_engine::failpoints::arm(
+        thaw_engine::failpoints::CONFLICT_LIFECYCLE_MIDWAY,
+        ErrorKind::Unreachable,
+        1,
+    );
+    let err = run(&mut client, &settings(), DetectionMode::Full)
+        .await
+        .unwrap_err();
+    thaw_engine::failpoints::clear();
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err:?}");
+    assert!(
+        err.message.contains("conflict_lifecycle_midway"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        night_state(&client).await,
+        before,
+        "nothing of the failed night stays written"
+    );
+    let flag: i64 = client
+        .query_one(r#"SELECT "InProgressFlag" FROM conflict.settings"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(flag, 2, "InProgressFlag is reset");
+    let held: i64 = client
+        .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND objid = ($1::int8 & 4294967295)::oid", &[&thaw_engine::conflicts::RUN_LOCK_KEY])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0, "the run lock is released");
+
+    detect(&mut client).await;
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:D*", "2>1:R*", "3>4:R*", "4>3:R*"])
+    );
+    assert_eq!(
+        conflict_states(&client).await,
+        strings(&["1:R*", "2:D*", "3:R*", "4:R*"])
+    );
+    let notices: i64 = client
+        .query_one(
+            r#"SELECT count(*) FROM conflict.notifications WHERE "NotificationType" = 'Resolved'"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        notices, 4,
+        "the resumed night writes its notifications once"
+    );
+}

@@ -299,7 +299,9 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             let mut client = thaw_engine::sink::connect(&config.postgres, &conflicts.database).await?;
             thaw_engine::migrations::migrate(&mut client).await?;
             drop(client);
-            let summary = thaw_engine::steps::conflict_create(&config, &ConflictCreateRequest { run_id: None, full }).await?;
+            handle_signals(cancel.clone());
+            let request = ConflictCreateRequest { run_id: None, full };
+            let summary = thaw_engine::steps::conflict_create_interruptible(&config, &request, Some(&cancel)).await?;
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             Ok(())
         }

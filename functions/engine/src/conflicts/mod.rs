@@ -35,6 +35,15 @@
 //!   status lifecycle (docs/conflicts.md §8.2): deleted visits → `D`, missed →
 //!   `R`, resolved conflicts reopened by an open pair, cascades between
 //!   `conflicts` and `conflictvisitmaps`.
+//! * [`lifecycle`]: the status lifecycle in [SF]'s nightly order
+//!   (docs/conflicts.md §8.2): `D`, `R`, reopening, cascades, no response
+//!   `N`, `ResolvedBy`, `UpdatedRFlag`.
+//! * [`contacts`]: `AgencyContact`/`AgencyPhone` from `contact_maintenance`
+//!   (docs/conflicts.md §6.6).
+//! * [`notifications`], [`history`], [`reminders`]: the side tables of the
+//!   night (docs/conflicts.md §9): `New Conflict`/`Resolved` notices, the
+//!   field-level change history with the cross-state reason, the
+//!   payer/provider reminder list.
 //! * [`columns`]: the column types of the source and settings tables as they
 //!   are, cast in SQL to what detection expects (docs/conflicts.md §2.4).
 //!
@@ -43,18 +52,21 @@
 //! * [`detect`]: the pure detection (no I/O) for tests and benchmarks.
 //!
 //! ## Not yet here (later issues; the module is shaped for them)
-//! No-response `N` and `ResolvedBy` (docs/conflicts.md §8.2 steps 8–9), in-service
-//! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications,
-//! and the log-history rows (`log_history`,
-//! not yet in the conflict schema) that should record the system reason when
-//! a pair is resolved because it became cross-state (docs/conflicts.md §D6).
+//! In-service and PTO conflicts (docs/conflicts.md §5), group ids
+//! (docs/conflicts.md §D5), the "From Payer" reminder notices
+//! (docs/conflicts.md §9.3).
 
 pub mod app_queries;
 pub mod candidates;
 pub mod columns;
+pub mod contacts;
 pub mod cross_state;
 pub mod distance;
+pub mod history;
 pub mod incremental;
+pub mod lifecycle;
+pub mod notifications;
+pub mod reminders;
 pub mod rules;
 pub mod settings;
 pub mod store;
@@ -229,6 +241,20 @@ pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
 /// table or column is missing; PostgreSQL errors as classified by
 /// [`crate::error::classify_postgres`].
 pub async fn run(client: &mut Client, settings: &ConflictSettings, mode: DetectionMode) -> Result<ConflictCreateResponse> {
+    run_interruptible(client, settings, mode, None).await
+}
+
+/// [`run`], stopped by `cancel` (the CLI's SIGINT/SIGTERM): the statement in
+/// flight is cancelled, the night's transaction rolls back (nothing of it
+/// stays written, docs/conflicts.md §D18), then `InProgressFlag` is reset and
+/// the run lock released like on every other exit path (docs/conflicts.md
+/// §D8); the error says which signal stopped the run.
+pub async fn run_interruptible(
+    client: &mut Client,
+    settings: &ConflictSettings,
+    mode: DetectionMode,
+    cancel: Option<&crate::runner::Cancel>,
+) -> Result<ConflictCreateResponse> {
     use futures::FutureExt;
     let started = std::time::Instant::now();
     let schemas = store::Schemas::from_settings(settings)?;
@@ -246,13 +272,32 @@ pub async fn run(client: &mut Client, settings: &ConflictSettings, mode: Detecti
     // From here on every exit path, a panic included, resets InProgressFlag
     // and releases the lock (docs/conflicts.md §D8): the detection runs under
     // catch_unwind and a panic becomes an Internal error.
-    let outcome = std::panic::AssertUnwindSafe(async {
+    let cancel_token = client.cancel_token();
+    let work = std::panic::AssertUnwindSafe(async {
         store::set_in_progress(client, &schemas, true).await?;
         run_locked(client, settings, &schemas, mode).await
     })
-    .catch_unwind()
-    .await
-    .unwrap_or_else(|panic| {
+    .catch_unwind();
+    let caught = match cancel {
+        None => work.await,
+        Some(cancel) => tokio::select! {
+            caught = work => caught,
+            _ = cancel.cancelled() => {
+                // Stop the statement in flight; the dropped transaction's ROLLBACK runs after it.
+                if let Err(e) = cancel_token.cancel_query(tokio_postgres::NoTls).await {
+                    tracing::warn!(error = %e, "could not cancel the running conflict statement; waiting for it to finish");
+                }
+                Ok(Err(Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "conflict detection interrupted by {}: the night was rolled back; run the same command again",
+                        cancel.reason().unwrap_or_default()
+                    ),
+                )))
+            }
+        },
+    };
+    let outcome = caught.unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -313,18 +358,24 @@ async fn run_locked(
         summary.warnings.push(incremental::FullReason::NoWatermarkTable.text().into());
     }
     let mut writer = store::PairWriter::create(&tx).await?;
+    let mut cross_state = history::CrossStateWriter::create(&tx).await?;
     let mut source = candidates::PgVisitSource::open(&tx, &source_types, window, keyed).await?;
     while let Some(batch) = candidates::VisitSource::next_batch(&mut source).await? {
         summary.visits_considered += batch.len() as u64;
         let pairs = detect(&batch, &detection, today);
         summary.pairs_detected += pairs.len() as u64;
         writer.write(&tx, &pairs).await?;
+        cross_state.write(&tx, &history::cross_state_pairs(&batch)).await?;
     }
     drop(source);
     if crate::failpoints::check(crate::failpoints::CONFLICT_DETECT_PANIC).is_err() {
         panic!("failpoint {} triggered", crate::failpoints::CONFLICT_DETECT_PANIC);
     }
+    // docs/conflicts.md §9.2: the recorded fields before and after the writes.
+    let audit = history::snapshot(&tx, schemas, window).await?;
     let counts = store::apply(&tx, schemas, &detection, &source_types, window, keyed).await?;
+    let logged = history::record(&tx, schemas, &audit, &zone_literal, window).await?;
+    tracing::info!(entries = logged.entries, values = logged.values, "conflict log history written");
     summary.inserted = counts.inserted;
     summary.updated = counts.updated;
     summary.resolved = counts.resolved;

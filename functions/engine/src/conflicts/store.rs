@@ -93,6 +93,14 @@ pub enum Table {
     Settings,
     /// `conflict_watermark` (the run's own bookkeeping, docs/conflicts.md §D1).
     Watermark,
+    /// `notifications` (docs/conflicts.md §9.1; never `ReadUnreadFlag`).
+    Notifications,
+    /// `log_history` (docs/conflicts.md §9.2).
+    LogHistory,
+    /// `log_history_values` (docs/conflicts.md §9.2).
+    LogHistoryValues,
+    /// `payer_provider_reminders` (docs/conflicts.md §9.3; never `NumberOfDays`).
+    PayerProviderReminders,
 }
 
 /// One per-visit snapshot column: its name on the primary side, on the
@@ -259,6 +267,11 @@ pub const LIFECYCLE_CVM_COLUMNS: &[&str] = &[
     "ReverseUUID",
     "InServiceFlag",
     "PTOFlag",
+    // docs/conflicts.md §8.2 steps 1 and 9 (conflicts/lifecycle.rs).
+    "ResolvedBy",
+    // docs/conflicts.md §6.6, only when empty (conflicts/contacts.rs).
+    "AgencyContact",
+    "ConAgencyContact",
 ];
 
 /// Columns of `conflictvisitmaps` the application owns: never written here.
@@ -275,7 +288,8 @@ pub const USER_OWNED_CVM_COLUMNS: &[&str] = &[
 ];
 
 /// Columns of `conflicts` the nightly job writes.
-pub const NIGHTLY_CONFLICT_COLUMNS: &[&str] = &["CONFLICTID", "RECORDEDDATETIME", "CreatedDate", "StatusFlag", "ResolveDate"];
+pub const NIGHTLY_CONFLICT_COLUMNS: &[&str] =
+    &["CONFLICTID", "RECORDEDDATETIME", "CreatedDate", "StatusFlag", "ResolveDate", "ResolvedBy", "UpdatedRFlag"];
 
 /// Columns of `conflicts` the application owns: never written here.
 pub const USER_OWNED_CONFLICT_COLUMNS: &[&str] = &[
@@ -317,6 +331,10 @@ pub fn is_nightly_writable(table: Table, column: &str) -> bool {
         Table::Conflicts => NIGHTLY_CONFLICT_COLUMNS.contains(&column) && !USER_OWNED_CONFLICT_COLUMNS.contains(&column),
         Table::Settings => NIGHTLY_SETTINGS_COLUMNS.contains(&column),
         Table::Watermark => WATERMARK_COLUMNS.contains(&column),
+        Table::Notifications => super::notifications::WRITTEN_COLUMNS.contains(&column),
+        Table::LogHistory => super::history::LOG_HISTORY_COLUMNS.contains(&column),
+        Table::LogHistoryValues => super::history::LOG_HISTORY_VALUES_COLUMNS.contains(&column),
+        Table::PayerProviderReminders => super::reminders::WRITTEN_COLUMNS.contains(&column),
     }
 }
 
@@ -350,7 +368,8 @@ pub async fn set_in_progress(client: &Client, schemas: &Schemas, running: bool) 
     Ok(())
 }
 
-const STAGING: &str = "pg_temp.thaw_conflict_pairs";
+/// The staging table of the detected pairs of this run (keys, flags, metrics).
+pub(crate) const STAGING: &str = "pg_temp.thaw_conflict_pairs";
 const SIDE: &str = "pg_temp.thaw_conflict_side";
 const NEW: &str = "pg_temp.thaw_conflict_new";
 
@@ -642,96 +661,6 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         cols = cf_cols.join(", ")
     );
 
-    // 7. Resolve stored open pairs of the window that were not detected ($1/$2: window),
-    //    including pairs that are now cross-state (docs/conflicts.md §D6: resolved, never deleted).
-    // TODO(docs/conflicts.md §D6): record the system reason ("cross-state") in log history once
-    // log_history / log_history_values exist in the conflict schema (V3 has no log tables yet);
-    // that needs the sweep to stage the cross-state pairs it drops so this step can tell them apart.
-    let resolve_cols = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
-    let resolve_sql = format!(
-        "UPDATE {cvm} c SET {s} = 'R', {r} = {now}, {u} = {now}\n\
-         WHERE c.\"VisitDate\" BETWEEN $1 AND $2 AND c.\"CONFLICTID\" IS NOT NULL AND coalesce(c.\"StatusFlag\", 'U') NOT IN ('R', 'D')\n  \
-         AND c.\"InserviceStartDate\" IS NULL AND c.\"InserviceEndDate\" IS NULL AND c.\"ConInserviceStartDate\" IS NULL AND c.\"ConInserviceEndDate\" IS NULL\n  \
-         AND c.\"PTOStartDate\" IS NULL AND c.\"PTOEndDate\" IS NULL AND c.\"ConPTOStartDate\" IS NULL AND c.\"ConPTOEndDate\" IS NULL\n  \
-         AND NOT EXISTS (SELECT 1 FROM {STAGING} p WHERE p.\"VisitID\" = c.\"VisitID\" AND p.\"ConVisitID\" = c.\"ConVisitID\"){scope}",
-        scope = if ctx.keyed {
-            format!("\n  AND EXISTS (SELECT 1 FROM {} k WHERE k.ssn = c.\"SSN\" AND k.visit_date = c.\"VisitDate\")", super::incremental::KEYS)
-        } else {
-            String::new()
-        },
-        s = resolve_cols[0],
-        r = resolve_cols[1],
-        u = resolve_cols[2],
-    );
-    // 8. The status lifecycle after the refresh, in [SF]'s nightly order
-    //    (docs/conflicts.md §8.2 steps 1-3, 5-7, 9; step 4 is `resolve_sql`).
-    //    `$1`/`$2` = the window. D is terminal; statements skip rows they would not change.
-    let pair_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
-    let (ps, pr, pu) = (&pair_life[0], &pair_life[1], &pair_life[2]);
-    let conflict_life = written_columns(Table::Conflicts, ["StatusFlag", "ResolveDate"])?;
-    let (ks, kr) = (&conflict_life[0], &conflict_life[1]);
-    let deleted = qualified(&ctx.schemas.analytics, "factvisitcallperformance_deleted_cr");
-    let deleted_id = ctx.source.expr("d", "factvisitcallperformance_deleted_cr", "Visit Id", Want::Uuid)?;
-    let in_window = "c.\"VisitDate\" BETWEEN $1 AND $2";
-    // Step 1: the conflicting visit was deleted → pair D; the primary visit was deleted → its conflict D.
-    let deleted_pairs_sql = format!(
-        "UPDATE {cvm} c SET {ps} = 'D', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
-         WHERE c.\"StatusFlag\" IS DISTINCT FROM 'D' AND c.\"ConVisitID\" IN (SELECT {deleted_id} FROM {deleted} d)"
-    );
-    let deleted_conflicts_sql = format!(
-        "UPDATE {conflicts} k SET {ks} = 'D', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
-         WHERE k.\"StatusFlag\" IS DISTINCT FROM 'D' AND k.\"CONFLICTID\" IN (\n\
-           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE c.\"VisitID\" IN (SELECT {deleted_id} FROM {deleted} d))"
-    );
-    // Steps 2 and 3: a missed visit (IsMissed or ConIsMissed, three-valued) resolves its conflicts and pairs.
-    let missed = "(c.\"IsMissed\" OR c.\"ConIsMissed\")";
-    let missed_conflicts_sql = format!(
-        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
-         WHERE k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN (\n\
-           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND {missed})"
-    );
-    let missed_pairs_sql = format!(
-        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
-         WHERE {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed}"
-    );
-    // Step 5: a resolved conflict with an open pair in the window reopens. ([SF] reopens any
-    // status but D/I/W/U; N is left alone until the no-response step 8 exists.)
-    let reopen_conflicts_sql = format!(
-        "UPDATE {conflicts} k SET {ks} = 'U'\n\
-         WHERE k.\"StatusFlag\" = 'R' AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND c.\"StatusFlag\" = 'U')"
-    );
-    let pair_counts = format!(
-        "SELECT c.\"CONFLICTID\", count(*) AS n, count(*) FILTER (WHERE c.\"StatusFlag\" IN ('R', 'D')) AS closed,\n\
-                count(*) FILTER (WHERE {in_window}) AS n_window,\n\
-                count(*) FILTER (WHERE {in_window} AND c.\"StatusFlag\" IN ('R', 'D')) AS closed_window\n\
-         FROM {cvm} c WHERE c.\"CONFLICTID\" IS NOT NULL GROUP BY c.\"CONFLICTID\""
-    );
-    // Step 6: cascade down: the pairs in the window of a resolved or deleted conflict → R
-    // (D kept) when it has one pair, or when all or all but one of its pairs are R/D.
-    let cascade_down_sql = format!(
-        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
-         FROM {conflicts} k, ({pair_counts}) s\n\
-         WHERE k.\"CONFLICTID\" = c.\"CONFLICTID\" AND s.\"CONFLICTID\" = c.\"CONFLICTID\" AND k.\"StatusFlag\" IN ('R', 'D')\n\
-           AND {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
-    );
-    // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs in the window are all R/D → R.
-    let cascade_up_sql = format!(
-        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
-         FROM ({pair_counts}) s\n\
-         WHERE s.\"CONFLICTID\" = k.\"CONFLICTID\" AND k.\"StatusFlag\" NOT IN ('R', 'D')\n\
-           AND ((s.n = 1 AND s.closed = 1) OR (s.n_window > 0 AND s.n_window = s.closed_window))"
-    );
-    // Step 9: open conflicts and pairs (U/N/W/I) in the window carry no ResolveDate.
-    let clear_pairs_sql = format!(
-        "UPDATE {cvm} c SET {pr} = NULL, {pu} = {now}\n\
-         WHERE {in_window} AND c.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND c.\"ResolveDate\" IS NOT NULL"
-    );
-    let clear_conflicts_sql = format!(
-        "UPDATE {conflicts} k SET {kr} = NULL\n\
-         WHERE k.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND k.\"ResolveDate\" IS NOT NULL\n\
-           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window})"
-    );
-
     let last_load = &written_columns(Table::Settings, ["LastLoadDate"])?[0];
     let settings_sql = format!("UPDATE {} SET {last_load} = {now}", qualified(&ctx.schemas.conflict, "settings"));
 
@@ -740,7 +669,7 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
     // counts (docs/conflicts.md §14). ANALYZE of a table the role does not
     // own is skipped by PostgreSQL with a warning, never an error.
     let analyze_cvm = format!("ANALYZE {cvm}");
-    Ok(vec![
+    Ok([
         ("snapshot", side_sql),
         ("would-be rows", new_sql),
         ("refresh", update_sql),
@@ -752,18 +681,14 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         ("CRDATEUNIQUE", crdate_sql),
         ("conflicts", conflicts_sql),
         ("analyze conflicts", format!("ANALYZE {conflicts}")),
-        ("deleted pairs", deleted_pairs_sql),
-        ("deleted conflicts", deleted_conflicts_sql),
-        ("missed conflicts", missed_conflicts_sql),
-        ("missed pairs", missed_pairs_sql),
-        ("resolve", resolve_sql),
-        ("reopen conflicts", reopen_conflicts_sql),
-        ("cascade down", cascade_down_sql),
-        ("cascade up", cascade_up_sql),
-        ("clear ResolveDate of open pairs", clear_pairs_sql),
-        ("clear ResolveDate of open conflicts", clear_conflicts_sql),
-        ("LastLoadDate", settings_sql),
-    ])
+    ]
+    .into_iter()
+    .chain(super::contacts::statements(ctx)?)
+    .chain(super::lifecycle::statements(ctx)?)
+    .chain(super::notifications::statements(ctx)?)
+    .chain(super::reminders::statements(ctx)?)
+    .chain([("LastLoadDate", settings_sql)])
+    .collect())
 }
 
 /// Read the `format_type` of every `conflictvisitmaps` column.
@@ -816,10 +741,7 @@ pub async fn apply(
     for (name, sql) in statements(&ctx)? {
         let what = format!("conflict step '{name}'");
         let rows = match name {
-            "resolve" | "missed conflicts" | "missed pairs" | "reopen conflicts" | "cascade down" | "cascade up"
-            | "clear ResolveDate of open pairs" | "clear ResolveDate of open conflicts" => {
-                tx.execute(sql.as_str(), &[&window.0, &window.1]).await
-            }
+            n if super::lifecycle::takes_window(n) => tx.execute(sql.as_str(), &[&window.0, &window.1]).await,
             "snapshot" | "would-be rows" | "analyze after insert" | "analyze after CONFLICTID" | "analyze conflicts" => {
                 tx.batch_execute(&sql).await.map(|_| 0)
             }
@@ -827,6 +749,9 @@ pub async fn apply(
         }
         .map_err(|e| from_postgres(e, &what))?;
         tracing::debug!(step = name, rows, "conflict store");
+        if name == "cascade down" {
+            crate::failpoints::check(crate::failpoints::CONFLICT_LIFECYCLE_MIDWAY)?;
+        }
         match name {
             "refresh" => counts.updated = rows,
             "insert" => counts.inserted = rows,
@@ -878,15 +803,32 @@ mod tests {
         assert!(!resolve(&context()).contains(super::super::incremental::KEYS));
     }
 
+    /// The part of a statement that names the columns it writes: an
+    /// UPDATE's SET list, an INSERT's column list (everything before the
+    /// first WHERE, FROM or SELECT after the first word).
+    pub(crate) fn written_part(sql: &str) -> &str {
+        let end = ["WHERE", "FROM", "SELECT"].iter().filter_map(|k| sql[6..].find(k)).min().map_or(sql.len(), |i| i + 6);
+        &sql[..end]
+    }
+
     #[test]
-    fn no_generated_statement_names_a_user_owned_column() {
+    fn no_generated_statement_writes_a_user_owned_column() {
         let keyed = StatementContext { keyed: true, ..context() };
         for (name, sql) in statements(&context()).unwrap().into_iter().chain(statements(&keyed).unwrap()) {
             for c in USER_OWNED_CVM_COLUMNS.iter().chain(USER_OWNED_CONFLICT_COLUMNS) {
-                assert!(!sql.contains(&ident(c)), "statement '{name}' names user-owned column {c}:\n{sql}");
+                assert!(!written_part(&sql).contains(&ident(c)), "statement '{name}' writes user-owned column {c}:\n{sql}");
             }
-            assert!(!sql.contains("\"ResolvedBy\""), "statement '{name}' writes ResolvedBy");
         }
+        // Only the no-response steps read the application's columns at all.
+        let readers: Vec<&str> = statements(&context())
+            .unwrap()
+            .into_iter()
+            .filter(|(_, sql)| USER_OWNED_CVM_COLUMNS.iter().chain(USER_OWNED_CONFLICT_COLUMNS).any(|c| sql.contains(&ident(c))))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(readers, ["no response withdrawn pairs", "no response conflicts", "no response pairs"]);
+        assert!(written_part("UPDATE x SET \"A\" = 1 WHERE \"B\" = 2").contains("\"A\""));
+        assert!(!written_part("UPDATE x SET \"A\" = 1 WHERE \"B\" = 2").contains("\"B\""));
     }
 
     #[test]

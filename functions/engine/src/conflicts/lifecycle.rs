@@ -1,0 +1,212 @@
+//! The status lifecycle of the nightly run (docs/conflicts.md §8.2), in
+//! [SF]'s order, after the refresh and insert of [`super::store`]:
+//! not detected again → `R` (step 4), deleted visits → `D` (step 1,
+//! terminal), missed visits → `R` (steps 2–3), resolved conflicts with an
+//! open pair reopen (step 5), cascades down (a closed conflict pulls its last
+//! open pairs) and up (all pairs closed → conflict `R`) between `conflicts`
+//! and `conflictvisitmaps` (steps 6–7), no-response `N` from the
+//! application's `NoResponseFlag` / `ConNoResponseFlag` (step 8), and no
+//! `ResolveDate` / `ResolvedBy` on open rows (step 9). A deleted
+//! conflicting visit names who resolved the pair (`ResolvedBy` = the
+//! conflicting agency's contact, else its name); `UpdatedRFlag` marks the
+//! conflicts with a pair in the window and is cleared on the ones step 5
+//! reopens.
+//!
+//! Set-based statements over the stored pairs only (no source reads except
+//! the deleted-visits table), each skipping the rows it would not change.
+//! Every written column passes [`written_columns`], the nightly allow-list.
+
+use super::columns::Want;
+use super::store::{written_columns, StatementContext, Table, STAGING};
+use crate::error::Result;
+use crate::sink::qualified;
+
+/// Names of the statements of [`statements`] that take the window (`$1`,
+/// `$2`: first and last `VisitDate` of docs/conflicts.md §4.1.1, bound by
+/// [`super::store::apply`]); the others take no parameters.
+pub const WINDOWED: &[&str] = &[
+    "missed conflicts",
+    "missed pairs",
+    "resolve",
+    "no response withdrawn pairs",
+    "mark conflicts with a pair in the window",
+    "reopen conflicts",
+    "cascade down",
+    "cascade up",
+    "no response conflicts",
+    "no response pairs",
+    "clear ResolveDate of open pairs",
+    "clear ResolveDate of open conflicts",
+];
+
+/// Whether the statement `name` of [`statements`] takes the window parameters.
+pub fn takes_window(name: &str) -> bool {
+    WINDOWED.contains(&name)
+}
+
+/// The lifecycle statements in execution order (docs/conflicts.md §8.2),
+/// with a name each; [`takes_window`] tells which take the window.
+///
+/// Errors: [`crate::error::ErrorKind::Internal`] when a statement would
+/// write a column outside the allow-list (a bug in thaw);
+/// [`crate::error::ErrorKind::SchemaMismatch`] from the source column types.
+pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>> {
+    let cvm = qualified(&ctx.schemas.conflict, "conflictvisitmaps");
+    let conflicts = qualified(&ctx.schemas.conflict, "conflicts");
+    let now = format!("(now() AT TIME ZONE {})", ctx.zone_literal);
+    // 7. Resolve stored open pairs of the window that were not detected ($1/$2: window),
+    //    including pairs that are now cross-state (docs/conflicts.md §D6: resolved, never deleted).
+    // TODO(docs/conflicts.md §D6): record the system reason ("cross-state") in log history once
+    // log_history / log_history_values exist in the conflict schema (V3 has no log tables yet);
+    // that needs the sweep to stage the cross-state pairs it drops so this step can tell them apart.
+    let resolve_cols = written_columns(
+        Table::ConflictVisitMaps,
+        ["StatusFlag", "ResolveDate", "UpdatedDate"],
+    )?;
+    let resolve_sql = format!(
+        "UPDATE {cvm} c SET {s} = 'R', {r} = {now}, {u} = {now}\n\
+         WHERE c.\"VisitDate\" BETWEEN $1 AND $2 AND c.\"CONFLICTID\" IS NOT NULL AND coalesce(c.\"StatusFlag\", 'U') NOT IN ('R', 'D')\n  \
+         AND c.\"InserviceStartDate\" IS NULL AND c.\"InserviceEndDate\" IS NULL AND c.\"ConInserviceStartDate\" IS NULL AND c.\"ConInserviceEndDate\" IS NULL\n  \
+         AND c.\"PTOStartDate\" IS NULL AND c.\"PTOEndDate\" IS NULL AND c.\"ConPTOStartDate\" IS NULL AND c.\"ConPTOEndDate\" IS NULL\n  \
+         AND NOT EXISTS (SELECT 1 FROM {STAGING} p WHERE p.\"VisitID\" = c.\"VisitID\" AND p.\"ConVisitID\" = c.\"ConVisitID\"){scope}",
+        scope = if ctx.keyed {
+            format!("\n  AND EXISTS (SELECT 1 FROM {} k WHERE k.ssn = c.\"SSN\" AND k.visit_date = c.\"VisitDate\")", super::incremental::KEYS)
+        } else {
+            String::new()
+        },
+        s = resolve_cols[0],
+        r = resolve_cols[1],
+        u = resolve_cols[2],
+    );
+    // 8. The status lifecycle after the refresh, in [SF]'s nightly order
+    //    (docs/conflicts.md §8.2 steps 1-3, 5-7, 9; step 4 is `resolve_sql`).
+    //    `$1`/`$2` = the window. D is terminal; statements skip rows they would not change.
+    let pair_life = written_columns(
+        Table::ConflictVisitMaps,
+        ["StatusFlag", "ResolveDate", "UpdatedDate", "ResolvedBy"],
+    )?;
+    let (ps, pr, pu, pb) = (&pair_life[0], &pair_life[1], &pair_life[2], &pair_life[3]);
+    let conflict_life = written_columns(
+        Table::Conflicts,
+        ["StatusFlag", "ResolveDate", "ResolvedBy", "UpdatedRFlag"],
+    )?;
+    let (ks, kr, kb, kf) = (
+        &conflict_life[0],
+        &conflict_life[1],
+        &conflict_life[2],
+        &conflict_life[3],
+    );
+    let deleted = qualified(
+        &ctx.schemas.analytics,
+        "factvisitcallperformance_deleted_cr",
+    );
+    let deleted_id = ctx.source.expr(
+        "d",
+        "factvisitcallperformance_deleted_cr",
+        "Visit Id",
+        Want::Uuid,
+    )?;
+    let in_window = "c.\"VisitDate\" BETWEEN $1 AND $2";
+    // Step 1: the conflicting visit was deleted → pair D, resolved by the
+    // conflicting agency's contact, else its name; the primary visit was deleted → its conflict D.
+    let deleted_pairs_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'D', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now},\n\
+           {pb} = coalesce(nullif(c.\"ConAgencyContact\", ''), c.\"ConProviderName\")\n\
+         WHERE c.\"StatusFlag\" IS DISTINCT FROM 'D' AND c.\"ConVisitID\" IN (SELECT {deleted_id} FROM {deleted} d)"
+    );
+    let deleted_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'D', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         WHERE k.\"StatusFlag\" IS DISTINCT FROM 'D' AND k.\"CONFLICTID\" IN (\n\
+           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE c.\"VisitID\" IN (SELECT {deleted_id} FROM {deleted} d))"
+    );
+    // Steps 2 and 3: a missed visit (IsMissed or ConIsMissed, three-valued) resolves its conflicts and pairs.
+    let missed = "(c.\"IsMissed\" OR c.\"ConIsMissed\")";
+    let missed_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         WHERE k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN (\n\
+           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND {missed})"
+    );
+    let missed_pairs_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
+         WHERE {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed}"
+    );
+    // [SF]'s refresh sets every detected pair but W/I to U, and step 8 sets it back to N
+    // while ConNoResponseFlag is 'Yes': so an N pair of the window still open after step 4
+    // whose flag was withdrawn by the application is U again.
+    let no_response_withdrawn_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'U', {pu} = {now}\n\
+         WHERE {in_window} AND c.\"StatusFlag\" = 'N' AND c.\"ConNoResponseFlag\" IS DISTINCT FROM 'Yes'"
+    );
+    // Step 5: UpdatedRFlag '1' on every conflict with a pair in the window; a conflict
+    // whose status is not D/I/W/U (R, N) with an open pair (U) in the window reopens
+    // to U with UpdatedRFlag NULL. An N conflict whose NoResponseFlag is still 'Yes'
+    // goes back to N in step 8.
+    let mark_sql = format!(
+        "UPDATE {conflicts} k SET {kf} = '1'\n\
+         WHERE k.\"UpdatedRFlag\" IS DISTINCT FROM '1' AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window})"
+    );
+    let reopen_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'U', {kf} = NULL\n\
+         WHERE k.\"StatusFlag\" NOT IN ('D', 'I', 'W', 'U')\n\
+           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND c.\"StatusFlag\" = 'U')"
+    );
+    let pair_counts = format!(
+        "SELECT c.\"CONFLICTID\", count(*) AS n, count(*) FILTER (WHERE c.\"StatusFlag\" IN ('R', 'D')) AS closed,\n\
+                count(*) FILTER (WHERE {in_window}) AS n_window,\n\
+                count(*) FILTER (WHERE {in_window} AND c.\"StatusFlag\" IN ('R', 'D')) AS closed_window\n\
+         FROM {cvm} c WHERE c.\"CONFLICTID\" IS NOT NULL GROUP BY c.\"CONFLICTID\""
+    );
+    // Step 6: cascade down: the pairs in the window of a resolved or deleted conflict → R
+    // (D kept) when it has one pair, or when all or all but one of its pairs are R/D.
+    let cascade_down_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
+         FROM {conflicts} k, ({pair_counts}) s\n\
+         WHERE k.\"CONFLICTID\" = c.\"CONFLICTID\" AND s.\"CONFLICTID\" = c.\"CONFLICTID\" AND k.\"StatusFlag\" IN ('R', 'D')\n\
+           AND {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
+    );
+    // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs in the window are all R/D → R.
+    let cascade_up_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         FROM ({pair_counts}) s\n\
+         WHERE s.\"CONFLICTID\" = k.\"CONFLICTID\" AND k.\"StatusFlag\" NOT IN ('R', 'D')\n\
+           AND ((s.n = 1 AND s.closed = 1) OR (s.n_window > 0 AND s.n_window = s.closed_window))"
+    );
+    // Step 8: no response: open conflicts (U/N/W/I) whose NoResponseFlag is 'Yes', and open
+    // pairs whose ConNoResponseFlag is 'Yes', → N. Literal comparison: 'yes' or NULL is not 'Yes'.
+    let no_response_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'N'\n\
+         WHERE k.\"StatusFlag\" IN ('U', 'W', 'I') AND k.\"NoResponseFlag\" = 'Yes'\n\
+           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window})"
+    );
+    let no_response_pairs_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'N', {pu} = {now}\n\
+         WHERE {in_window} AND c.\"StatusFlag\" IN ('U', 'W', 'I') AND c.\"ConNoResponseFlag\" = 'Yes'"
+    );
+    // Step 9: open conflicts and pairs (U/N/W/I) in the window carry no ResolveDate and no ResolvedBy.
+    let clear_pairs_sql = format!(
+        "UPDATE {cvm} c SET {pr} = NULL, {pb} = NULL, {pu} = {now}\n\
+         WHERE {in_window} AND c.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND (c.\"ResolveDate\" IS NOT NULL OR c.\"ResolvedBy\" IS NOT NULL)"
+    );
+    let clear_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {kr} = NULL, {kb} = NULL\n\
+         WHERE k.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND (k.\"ResolveDate\" IS NOT NULL OR k.\"ResolvedBy\" IS NOT NULL)\n\
+           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window})"
+    );
+
+    Ok(vec![
+        ("deleted pairs", deleted_pairs_sql),
+        ("deleted conflicts", deleted_conflicts_sql),
+        ("missed conflicts", missed_conflicts_sql),
+        ("missed pairs", missed_pairs_sql),
+        ("resolve", resolve_sql),
+        ("no response withdrawn pairs", no_response_withdrawn_sql),
+        ("mark conflicts with a pair in the window", mark_sql),
+        ("reopen conflicts", reopen_conflicts_sql),
+        ("cascade down", cascade_down_sql),
+        ("cascade up", cascade_up_sql),
+        ("no response conflicts", no_response_conflicts_sql),
+        ("no response pairs", no_response_pairs_sql),
+        ("clear ResolveDate of open pairs", clear_pairs_sql),
+        ("clear ResolveDate of open conflicts", clear_conflicts_sql),
+    ])
+}
