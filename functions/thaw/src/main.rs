@@ -76,6 +76,15 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         /// Diff a mismatching range row by row once it holds at most this many rows.
         #[arg(long, default_value_t = 16_384)]
         leaf_rows: u64,
+        /// Verify every row of every table. Without it a table of an
+        /// incremental run is verified in its touched rows plus a rolling
+        /// slice of the rest (docs/reconcile.md §5).
+        #[arg(long)]
+        full: bool,
+        /// Every row is verified at least once per this many days: each
+        /// nightly slice is 1/DAYS of the table.
+        #[arg(long, value_name = "DAYS", default_value_t = 7)]
+        period_days: u32,
     },
     /// Run conflict detection over the synced analytics tables.
     ///
@@ -182,6 +191,10 @@ struct RunArgs {
     /// Recompute conflicts over the whole window.
     #[arg(long)]
     conflicts_full: bool,
+    /// Reconcile every row of every table instead of the rows this run
+    /// touched plus the rolling slice (docs/reconcile.md §5).
+    #[arg(long)]
+    reconcile_full: bool,
     /// Concurrent copy workers in total.
     #[arg(long)]
     workers: Option<usize>,
@@ -268,12 +281,15 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             println!("applied {} migration(s){}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });
             Ok(())
         }
-        Command::Reconcile { config, run_id, report, json, bisect_factor, leaf_rows } => {
+        Command::Reconcile { config, run_id, report, json, bisect_factor, leaf_rows, full, period_days } => {
             let config = Config::load(&config.config)?;
             if bisect_factor < 2 {
                 return Err(Error::config(format!("--bisect-factor must be at least 2 (got {bisect_factor})")));
             }
-            let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, ..Default::default() };
+            if period_days == 0 {
+                return Err(Error::config("--period-days must be at least 1"));
+            }
+            let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, full, period_days, ..Default::default() };
             let (resp, details) = thaw_engine::reconcile::reconcile_run_with(&config, &RunRequest { run_id }, options).await?;
             let full = serde_json::json!({ "summary": resp, "tables": details });
             if let Some(path) = &report {
@@ -353,6 +369,7 @@ async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -
         },
         conflicts: !args.no_conflicts,
         conflicts_full: args.conflicts_full,
+        reconcile_full: args.reconcile_full,
         max_workers: args.workers,
         cancel: Some(cancel),
     };
