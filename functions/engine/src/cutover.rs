@@ -15,7 +15,9 @@
 //! 4. `conflicts-ran`: the nightly conflict job finished within the window
 //!    (`settings."LastLoadDate"`) and is not running (`"InProgressFlag"` 2).
 //! 5. `freshness`: hours since the last verified sync (a `completed` run)
-//!    are at most the freshness threshold.
+//!    are at most the freshness threshold, and every enabled table's
+//!    least recently verified slice is at most `coverage_hours` old
+//!    (docs/reconcile.md §5).
 //! 6. `dual-read`: the dual-read window (Snowflake CONFLICTREPORT against
 //!    the PostgreSQL `conflict` schema) was signed off. The automated
 //!    dual-read job is not built yet, so this gate passes only with the
@@ -36,6 +38,10 @@ pub struct GateOptions {
     pub max_age_hours: u32,
     /// Largest accepted age in hours of the last verified sync.
     pub freshness_hours: u32,
+    /// Largest accepted reconcile freshness in hours of every enabled table:
+    /// the age of its least recently verified slice (docs/reconcile.md §5;
+    /// default 192 = the 7-day period plus a day).
+    pub coverage_hours: u32,
     /// The operator's sign-off of the dual-read window (who and what was
     /// compared, `ops/cutover.md` §1); without it the `dual-read` gate fails.
     pub dual_read_signed_off: Option<String>,
@@ -43,7 +49,7 @@ pub struct GateOptions {
 
 impl Default for GateOptions {
     fn default() -> Self {
-        GateOptions { max_age_hours: 26, freshness_hours: 26, dual_read_signed_off: None }
+        GateOptions { max_age_hours: 26, freshness_hours: 26, coverage_hours: 192, dual_read_signed_off: None }
     }
 }
 
@@ -142,12 +148,27 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
         .await
         .map_err(|e| from_postgres(e, "reading the last verified sync"))?
         .and_then(|r| r.get::<_, Option<DateTime<Utc>>>(0));
-    gates.push(match verified {
-        Some(t) if hours_since(t, now) <= options.freshness_hours as f64 => {
-            gate("freshness", true, format!("last verified sync {:.1} h ago (threshold {} h)", hours_since(t, now), options.freshness_hours))
+    let stale = stale_coverage(&pg, config, options, now).await?;
+    gates.push(match (verified, stale.is_empty()) {
+        (Some(t), true) if hours_since(t, now) <= options.freshness_hours as f64 => gate(
+            "freshness",
+            true,
+            format!(
+                "last verified sync {:.1} h ago (threshold {} h); every table verified whole within {} h",
+                hours_since(t, now),
+                options.freshness_hours,
+                options.coverage_hours
+            ),
+        ),
+        (Some(t), _) if hours_since(t, now) > options.freshness_hours as f64 => {
+            gate("freshness", false, format!("last verified sync {:.1} h ago exceeds {} h", hours_since(t, now), options.freshness_hours))
         }
-        Some(t) => gate("freshness", false, format!("last verified sync {:.1} h ago exceeds {} h", hours_since(t, now), options.freshness_hours)),
-        None => gate("freshness", false, "no verified (completed) sync yet"),
+        (Some(_), _) => gate(
+            "freshness",
+            false,
+            format!("not every row verified within {} h: {}; run `thaw reconcile --full` or let the nightly slices catch up", options.coverage_hours, stale.join(", ")),
+        ),
+        (None, _) => gate("freshness", false, "no verified (completed) sync yet"),
     });
 
     gates.push(match options.dual_read_signed_off.as_deref().map(str::trim) {
@@ -179,6 +200,30 @@ async fn latest_run(pg: &Client, config_hash: &str) -> Result<Option<RunRow>> {
         .await
         .map_err(|e| from_postgres(e, "reading the newest run"))?;
     Ok(row.map(|r| RunRow { run_id: r.get(0), status: r.get(1), completed_at: r.get(2) }))
+}
+
+/// Enabled tables whose reconcile freshness (`migration_status.reconcile_coverage.verified_since`,
+/// docs/reconcile.md §5) is older than `coverage_hours` or unknown, with the reason.
+async fn stale_coverage(pg: &Client, config: &Config, options: &GateOptions, now: DateTime<Utc>) -> Result<Vec<String>> {
+    let mut stale = Vec::new();
+    for s in config.sources.iter().filter(|s| s.enabled) {
+        for t in s.tables.iter().filter(|t| t.enabled) {
+            let target = format!("{}.{}", s.target_pg_schema, t.target);
+            let since: Option<DateTime<Utc>> = pg
+                .query_opt("SELECT verified_since FROM migration_status.reconcile_coverage WHERE target = $1", &[&target])
+                .await
+                .map_err(|e| from_postgres(e, "reading reconcile coverage"))?
+                .and_then(|r| r.get(0));
+            match since {
+                None => stale.push(format!("{target} never verified whole")),
+                Some(at) if hours_since(at, now) > options.coverage_hours as f64 => {
+                    stale.push(format!("{target} oldest slice verified {:.1} h ago", hours_since(at, now)))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(stale)
 }
 
 async fn tables_reconciled(pg: &Client, config: &Config, options: &GateOptions, now: DateTime<Utc>) -> Result<Gate> {

@@ -62,6 +62,13 @@ async fn cutover_gate_passes_after_a_clean_night_and_names_each_failing_gate() {
     assert!(!gate(&report, "conflicts-ran").passed, "{}", report.render());
     pg.batch_execute("UPDATE conflict.settings SET \"LastLoadDate\" = \"LastLoadDate\" + interval '3 days'").await.unwrap();
 
+    // A table whose least recently verified slice is older than coverage_hours fails freshness.
+    pg.batch_execute("UPDATE migration_status.reconcile_coverage SET verified_since = now() - interval '9 days' WHERE target = 'public.orders'").await.unwrap();
+    let report = check(&config, &with_dual).await.unwrap();
+    let fresh = gate(&report, "freshness");
+    assert!(!fresh.passed && fresh.reason.contains("public.orders oldest slice verified 216.0 h ago"), "{}", report.render());
+    pg.batch_execute("UPDATE migration_status.reconcile_coverage SET verified_since = now() WHERE target = 'public.orders'").await.unwrap();
+
     // A mismatching reconcile result of the table is named.
     pg.batch_execute("UPDATE migration_status.reconcile_results SET status = 'mismatch' WHERE target = 'public.orders'").await.unwrap();
     let report = check(&config, &with_dual).await.unwrap();

@@ -36,7 +36,9 @@ async fn nightly_reconcile_reads_the_touched_rows_and_a_slice_and_finds_every_di
     let table = r#"{"source": "ITEMS", "target": "items", "uniqueness_columns": ["ID"], "source_watermark": "UPDATED", "target_watermark": "UPDATED",
                     "propagate_deletes": true, "batch_size": 5000}"#;
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
-    let run = || async { runner::run(config.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.unwrap() };
+    let run = || async {
+        runner::run(config.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.unwrap()
+    };
 
     // Night 1: nothing verified yet, so the whole table is.
     let first = run().await;
@@ -98,6 +100,7 @@ async fn nightly_reconcile_reads_the_touched_rows_and_a_slice_and_finds_every_di
     }
     assert!(found_on.is_some(), "a difference anywhere is found within the period's slices");
     // The coverage is stored per table (V14): the rolling position moved on.
-    let position: i64 = pg.query_one("SELECT rolling_position FROM migration_status.reconcile_coverage WHERE target = 'public.items'", &[]).await.unwrap().get(0);
+    let position: i64 =
+        pg.query_one("SELECT rolling_position FROM migration_status.reconcile_coverage WHERE target = 'public.items'", &[]).await.unwrap().get(0);
     assert!(position > 0, "the clean slices advanced the rolling position");
 }

@@ -151,6 +151,10 @@ enum CutoverCommand {
         /// Largest accepted age in hours of the last verified sync.
         #[arg(long, default_value_t = 26)]
         freshness_hours: u32,
+        /// Largest accepted age in hours of any table's least recently
+        /// verified slice (docs/reconcile.md §5).
+        #[arg(long, default_value_t = 192)]
+        coverage_hours: u32,
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -315,9 +319,9 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             Ok(())
         }
-        Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, json } } => {
+        Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, coverage_hours, json } } => {
             let config = Config::load(&config.config)?;
-            let options = thaw_engine::cutover::GateOptions { max_age_hours, freshness_hours, dual_read_signed_off };
+            let options = thaw_engine::cutover::GateOptions { max_age_hours, freshness_hours, coverage_hours, dual_read_signed_off };
             let report = thaw_engine::cutover::check(&config, &options).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());

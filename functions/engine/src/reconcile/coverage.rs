@@ -61,11 +61,7 @@ impl Coverage {
         let nightly = HASH_SPACE.div_ceil(period_days);
         // Catch up: the slice at the position should have been re-verified
         // `overdue` ago; widen by the share of the period that has elapsed.
-        let overdue = self
-            .verified_at(lo)
-            .map(|at| (now - at).num_seconds().max(0) as u64)
-            .unwrap_or(0)
-            .saturating_sub((period_days - 1) * 86_400);
+        let overdue = self.verified_at(lo).map(|at| (now - at).num_seconds().max(0) as u64).unwrap_or(0).saturating_sub((period_days - 1) * 86_400);
         let catch_up = (HASH_SPACE as u128 * overdue as u128 / (period_days as u128 * 86_400)) as u64;
         let width = nightly.max(catch_up).max(1);
         KeyRange { lo, hi: (lo + width).min(HASH_SPACE) }
@@ -136,10 +132,7 @@ impl Coverage {
 /// ranges do not parse.
 pub async fn load(pg: &Client, target: &str) -> Result<Coverage> {
     let row = pg
-        .query_opt(
-            "SELECT rolling_position, last_full_verified_at, verified_ranges FROM migration_status.reconcile_coverage WHERE target = $1",
-            &[&target],
-        )
+        .query_opt("SELECT rolling_position, last_full_verified_at, verified_ranges FROM migration_status.reconcile_coverage WHERE target = $1", &[&target])
         .await
         .map_err(|e| from_postgres(e, format!("reading the reconcile coverage of {target}")))?;
     let Some(row) = row else { return Ok(Coverage::new(target)) };
