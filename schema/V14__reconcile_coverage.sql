@@ -15,3 +15,22 @@ CREATE TABLE IF NOT EXISTS migration_status.reconcile_coverage (
     verified_ranges        jsonb NOT NULL DEFAULT '[]'::jsonb,    -- [{"range": {"lo", "hi"}, "at"}], disjoint, sorted
     updated_at             timestamptz NOT NULL DEFAULT now()
 );
+
+-- Dual-read validation results (docs/reconcile.md §10): one row per
+-- comparison of Snowflake's legacy conflict tables with the conflict schema
+-- (`thaw dual-read`), read by the cutover gate's dual-read check.
+CREATE TABLE IF NOT EXISTS migration_status.dual_read_results (
+    checked_at        timestamptz NOT NULL DEFAULT now(),
+    status            text NOT NULL CHECK (status IN ('ok', 'mismatch', 'error')),
+    source_conflicts  bigint NOT NULL DEFAULT 0,
+    target_conflicts  bigint NOT NULL DEFAULT 0,
+    source_pairs      bigint NOT NULL DEFAULT 0,
+    target_pairs      bigint NOT NULL DEFAULT 0,
+    missing_pairs     bigint NOT NULL DEFAULT 0,              -- pairs only in Snowflake
+    extra_pairs       bigint NOT NULL DEFAULT 0,              -- pairs only in PostgreSQL
+    changed_pairs     bigint NOT NULL DEFAULT 0,
+    error_message     text,
+    report            jsonb NOT NULL DEFAULT '{}'::jsonb      -- the full report (compared columns, differing pairs)
+);
+
+CREATE INDEX IF NOT EXISTS dual_read_results_checked_idx ON migration_status.dual_read_results (checked_at DESC);

@@ -107,6 +107,23 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
         today: Option<chrono::NaiveDate>,
     },
+    /// The dual-read job: compare Snowflake's legacy conflict tables
+    /// (CONFLICTS, CONFLICTVISITMAPS) with PostgreSQL's conflict schema and
+    /// record the result for the cutover gate (docs/reconcile.md §10).
+    #[command(name = "dual-read", after_help = "Exit codes: 0 identical, 1 the comparison failed, 3 they differ.")]
+    DualRead {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Snowflake database of the legacy conflict tables.
+        #[arg(long, default_value = "CONFLICTREPORT")]
+        sf_database: String,
+        /// Snowflake schema of the legacy conflict tables.
+        #[arg(long, default_value = "PUBLIC")]
+        sf_schema: String,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// The cutover gate: go/no-go for switching the application to PostgreSQL.
     Cutover {
         #[command(subcommand)]
@@ -141,7 +158,8 @@ enum CutoverCommand {
         #[command(flatten)]
         config: ConfigArg,
         /// The operator's sign-off of the dual-read window (who, when, what
-        /// matched; ops/cutover.md §1), recorded in the report.
+        /// matched; ops/cutover.md §1): overrides the recorded dual-read
+        /// results, and is recorded in the report.
         #[arg(long, value_name = "TEXT")]
         dual_read_signed_off: Option<String>,
         /// Window in hours within which runs, reconciles and the conflict job
@@ -155,6 +173,9 @@ enum CutoverCommand {
         /// verified slice (docs/reconcile.md §5).
         #[arg(long, default_value_t = 192)]
         coverage_hours: u32,
+        /// Days of recorded dual-read results the dual-read gate looks back on.
+        #[arg(long, value_name = "DAYS", default_value_t = 7)]
+        dual_read_days: u32,
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -319,9 +340,24 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             Ok(())
         }
-        Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, coverage_hours, json } } => {
+        Command::DualRead { config, sf_database, sf_schema, json } => {
             let config = Config::load(&config.config)?;
-            let options = thaw_engine::cutover::GateOptions { max_age_hours, freshness_hours, coverage_hours, dual_read_signed_off };
+            let options = thaw_engine::reconcile::dual_read::DualReadOptions { sf_database, sf_schema };
+            let report = thaw_engine::reconcile::dual_read::run(&config, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print!("{}", report.render());
+            }
+            match report.status.as_str() {
+                "ok" => Ok(()),
+                "mismatch" => Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, "the dual-read comparison found differences (listed above)")),
+                _ => Err(Error::new(thaw_engine::ErrorKind::Internal, format!("the dual-read comparison failed: {}", report.error.unwrap_or_default()))),
+            }
+        }
+        Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, coverage_hours, dual_read_days, json } } => {
+            let config = Config::load(&config.config)?;
+            let options = thaw_engine::cutover::GateOptions { max_age_hours, freshness_hours, coverage_hours, dual_read_signed_off, dual_read_days };
             let report = thaw_engine::cutover::check(&config, &options).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());

@@ -26,6 +26,7 @@
 
 pub mod canonical;
 pub mod coverage;
+pub mod dual_read;
 
 use std::collections::{BTreeMap, BTreeSet};
 
