@@ -456,6 +456,13 @@ pub struct TableCoverage {
     /// verified whole).
     #[serde(default)]
     pub freshness_hours: Option<f64>,
+    /// Seconds Snowflake spent on the first checksum of each part (the
+    /// whole-table segment sums of §2.2, before any bisection).
+    #[serde(default)]
+    pub source_seconds: f64,
+    /// Seconds PostgreSQL spent on the same.
+    #[serde(default)]
+    pub target_seconds: f64,
     /// Wall-clock seconds of this table's reconcile.
     pub seconds: f64,
 }
@@ -544,6 +551,8 @@ struct Found {
     levels: u32,
     rows_transferred: u64,
     rows_verified: u64,
+    source_seconds: f64,
+    target_seconds: f64,
 }
 
 impl Found {
@@ -593,8 +602,12 @@ async fn count_rows(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, pg_tabl
 /// whether the part matched and both sides' sums.
 async fn verify_part(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, range: KeyRange, options: ReconcileOptions, found: &mut Found) -> Result<(bool, SegmentSum, SegmentSum)> {
     let mut source = SourceSide { sf, q, streamed: None, transferred: 0 };
+    let started = std::time::Instant::now();
     let src = source.segments(&[range], options.factor).await?;
+    found.source_seconds += started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
     let dst = pg_segments(pg, q, &[range], options.factor).await?;
+    found.target_seconds += started.elapsed().as_secs_f64();
     found.segments_checked += src.keys().chain(dst.keys()).collect::<BTreeSet<_>>().len() as u64;
     found.rows_verified += total(&src).rows;
     let matched = src == dst;
@@ -703,6 +716,8 @@ async fn reconcile_queries(
         key_census,
         rows_transferred: found.rows_transferred,
         freshness_hours: None,
+        source_seconds: found.source_seconds,
+        target_seconds: found.target_seconds,
         seconds: started.elapsed().as_secs_f64(),
     };
     tracing::info!(table = %pg_table, scope = %coverage.scope, rows_verified = coverage.rows_verified, rows_transferred = coverage.rows_transferred, seconds = coverage.seconds, "reconciled");
