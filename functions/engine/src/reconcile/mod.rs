@@ -827,13 +827,34 @@ impl TableQueries {
 
     /// `FROM …` of the rows whose key hash (`thaw_kh`) lies in one of
     /// `ranges`, with every source column: the key is hashed first, so the
-    /// canonical texts are computed only for rows in range. `fence` adds
-    /// `OFFSET 0`: PostgreSQL would otherwise inline the subquery and hash the
-    /// key once per hex digit.
+    /// canonical texts are computed only for rows in range. Membership is
+    /// tested on the hex text of the key's MD5 (`thaw_kx >= '0a1b2c3'`: a
+    /// fixed-length lower-case hex prefix orders like its value; PostgreSQL
+    /// compares it `COLLATE "C"`), so the hex digits are turned into
+    /// `thaw_kh` only for rows in range, and not at all for the whole space.
+    /// `fence` adds `OFFSET 0`: PostgreSQL would otherwise inline the
+    /// subquery and hash the key once per use.
     fn in_ranges(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange]) -> String {
-        let within: Vec<String> = ranges.iter().map(|r| format!("(thaw_kh >= {} AND thaw_kh < {})", r.lo, r.hi)).collect();
+        let collate = if fence { " COLLATE \"C\"" } else { "" };
+        let within: Vec<String> = ranges
+            .iter()
+            .map(|r| {
+                let mut bounds = Vec::new();
+                if r.lo > 0 {
+                    bounds.push(format!("thaw_kx{collate} >= '{:0w$x}'", r.lo, w = HASH_DIGITS));
+                }
+                if r.hi < HASH_SPACE {
+                    bounds.push(format!("thaw_kx{collate} < '{:0w$x}'", r.hi, w = HASH_DIGITS));
+                }
+                if bounds.is_empty() {
+                    "1 = 1".to_string()
+                } else {
+                    format!("({})", bounds.join(" AND "))
+                }
+            })
+            .collect();
         format!(
-            "(SELECT * FROM (SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, MD5({key}) AS thaw_kx FROM {from}{fence}) t1) t2 WHERE {within}) t3",
+            "(SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, MD5({key}) AS thaw_kx FROM {from}{fence}) t1 WHERE {within}) t3",
             kh = canonical::hex_to_int("thaw_kx", 1, HASH_DIGITS),
             key = self.key_of(exprs),
             fence = if fence { " OFFSET 0" } else { "" },
@@ -1379,6 +1400,20 @@ mod tests {
                 ColumnDiff { column: "f".into(), source: Some("NaN".into()), target: None },
             ]
         );
+    }
+
+    #[test]
+    fn key_hash_ranges_filter_on_the_hex_prefix_which_orders_like_the_value() {
+        let q = TableQueries::from_columns(&[], &[], SourceEngine::Emulator, "T".into(), "t".into());
+        let r = KeyRange { lo: 0x0a1_b2c3, hi: 0x0a1_b2d0 };
+        let sql = q.in_ranges(&[], "t", true, &[r, KeyRange { lo: 0xfff_0000, hi: HASH_SPACE }, KeyRange::ALL]);
+        assert!(sql.contains("(thaw_kx COLLATE \"C\" >= '0a1b2c3' AND thaw_kx COLLATE \"C\" < '0a1b2d0')"), "{sql}");
+        assert!(sql.contains("OR (thaw_kx COLLATE \"C\" >= 'fff0000') OR 1 = 1"), "{sql}");
+        // The string order of a 32-digit hash against a 7-digit bound is the order of its first 7 digits.
+        for (hash, inside) in [("0a1b2c3000", true), ("0a1b2c2fff", false), ("0a1b2cfff0", true), ("0a1b2d0000", false)] {
+            assert_eq!(hash >= "0a1b2c3" && hash < "0a1b2d0", inside, "{hash}");
+            assert_eq!(r.contains(u64::from_str_radix(&hash[..7], 16).unwrap()), inside, "{hash}");
+        }
     }
 
     #[test]
