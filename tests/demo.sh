@@ -20,3 +20,17 @@ echo "==> mutating the source (updates, inserts, deletes)"
 echo "==> nightly run 2 (incremental)"
 "$THAW" run --config "$CONFIG" --allow-truncate --report "$THAW_MANIFEST_DIR/run2.json"
 "$THAW" dev check-planted --config "$CONFIG" --visits "${VISITS:-100000}" --seed "${SEED:-42}"
+
+echo "==> reconcile of nightly run 2: scope and cost per table (docs/reconcile.md §5)"
+python3 - "$THAW_MANIFEST_DIR/run2.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+for t in report.get("reconcile_details", []):
+    s, c = t["summary"], t.get("coverage") or {}
+    d = t.get("diff") or {}
+    print(f"{s['target']:<42} {s['status']:<8} {c.get('scope', '-'):<8} {c.get('rows_verified', 0):>10} rows verified "
+          f"{c.get('rows_transferred', 0):>8} transferred {d.get('deleted', 0):>6} deleted {c.get('seconds', 0):7.2f} s")
+r = report.get("reconcile") or {}
+print(f"reconcile: {len(r.get('tables', []))} table(s), {r.get('mismatches', 0)} mismatch(es), {r.get('errors', 0)} error(s), "
+      f"freshness {r.get('freshness_hours', 'n/a')} h")
+PY

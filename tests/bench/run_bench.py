@@ -37,6 +37,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg2
 
+import reconcile as reconcile_bench  # tests/bench/reconcile.py
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH_DIR = REPO / "tests" / "bench"
 FACT = "FACTVISITCALLPERFORMANCE_CR"
@@ -311,6 +313,12 @@ def main_phase(args: argparse.Namespace) -> int:
         log("conflict benchmark")
         conflict_result = conflicts(thaw, configs, "thaw_bench", today, logs)
 
+        log("reconcile benchmark (tests/bench/reconcile.py)")
+        try:
+            reconcile_metrics, reconcile_checks, reconcile_details = reconcile_bench.run(thaw, logs)
+        except RuntimeError as e:
+            raise BenchFailure(str(e)) from e
+
         log(f"sync benchmark with chunked results ({args.rows_per_chunk} rows per chunk): second harness, re-seeded")
         inner = [sys.executable, str(Path(__file__).resolve()), "--phase", "chunked-sync", "--work", str(work),
                  "--thaw", thaw, "--config", args.config, "--visits", str(args.visits), "--seed", str(args.seed),
@@ -343,13 +351,14 @@ def main_phase(args: argparse.Namespace) -> int:
         (f"sync copy rows/s (chunked {args.rows_per_chunk})", rate(ct["rows"], ct["copy_seconds"]), rate(cl["rows"], cl["copy_seconds"])),
         (f"sync end-to-end rows/s (chunked {args.rows_per_chunk})", rate(ct["rows"], ct["wall_seconds"]), rate(cl["rows"], cl["wall_seconds"])),
         ("conflicts --full visits/s", rate(c["visits"], c["thaw_seconds"]), rate(c["visits"], c["self_join_seconds"])),
-    ] + baselines["metrics"]
+    ] + baselines["metrics"] + reconcile_metrics
     checks = {
         "sync targets identical (inline)": targets["identical"],
         "sync targets identical (chunked)": chunked["targets"]["identical"],
         "sync row counts equal": t["rows"] == lg["rows"] == ct["rows"] == cl["rows"],
         "conflict pairs agree with the self-join": c["agree"],
         **baselines["checks"],
+        **reconcile_checks,
     }
     total = time.perf_counter() - started
 
@@ -390,7 +399,8 @@ def main_phase(args: argparse.Namespace) -> int:
         "checks": checks,
         "details": {"seed_seconds": round(seed_seconds, 2), "sync_thaw": t, "sync_legacy": lg, "sync_targets": targets,
                     "sync_thaw_chunked": ct, "sync_legacy_chunked": cl, "sync_targets_chunked": chunked["targets"],
-                    "conflicts": c, "sync_baselines": baselines["details"]},
+                    "conflicts": c, "sync_baselines": baselines["details"],
+                    "reconcile": reconcile_details},
     }, indent=2))
     print(f"written to {out_path}")
     return 0 if all(checks.values()) else 1

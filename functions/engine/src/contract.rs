@@ -181,6 +181,11 @@ pub struct ReconcileResponse {
     /// Tables that could not be reconciled (status `error`).
     #[serde(default)]
     pub errors: u32,
+    /// Freshness: hours since the least recently verified slice of any
+    /// table was verified clean (docs/reconcile.md §5); absent when no table
+    /// has been verified whole yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness_hours: Option<f64>,
 }
 
 /// Input of `conflict-create`.

@@ -15,11 +15,15 @@
 //! 4. `conflicts-ran`: the nightly conflict job finished within the window
 //!    (`settings."LastLoadDate"`) and is not running (`"InProgressFlag"` 2).
 //! 5. `freshness`: hours since the last verified sync (a `completed` run)
-//!    are at most the freshness threshold.
-//! 6. `dual-read`: the dual-read window (Snowflake CONFLICTREPORT against
-//!    the PostgreSQL `conflict` schema) was signed off. The automated
-//!    dual-read job is not built yet, so this gate passes only with the
-//!    operator's recorded sign-off ([`GateOptions::dual_read_signed_off`]).
+//!    are at most the freshness threshold, and every enabled table's
+//!    least recently verified slice is at most `coverage_hours` old
+//!    (docs/reconcile.md §5).
+//! 6. `dual-read`: the dual-read job (Snowflake CONFLICTREPORT against the
+//!    PostgreSQL `conflict` schema, [`crate::reconcile::dual_read`]) has a
+//!    result within the window and none of its results of the last
+//!    [`GateOptions::dual_read_days`] days differs or failed. The operator's
+//!    sign-off ([`GateOptions::dual_read_signed_off`]) is an explicit
+//!    override, recorded in the report.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -36,14 +40,21 @@ pub struct GateOptions {
     pub max_age_hours: u32,
     /// Largest accepted age in hours of the last verified sync.
     pub freshness_hours: u32,
+    /// Largest accepted reconcile freshness in hours of every enabled table:
+    /// the age of its least recently verified slice (docs/reconcile.md §5;
+    /// default 192 = the 7-day period plus a day).
+    pub coverage_hours: u32,
     /// The operator's sign-off of the dual-read window (who and what was
-    /// compared, `ops/cutover.md` §1); without it the `dual-read` gate fails.
+    /// compared, `ops/cutover.md` §1): an explicit override of the recorded
+    /// dual-read results, kept in the report.
     pub dual_read_signed_off: Option<String>,
+    /// Days of dual-read results the `dual-read` gate looks back on (default 7).
+    pub dual_read_days: u32,
 }
 
 impl Default for GateOptions {
     fn default() -> Self {
-        GateOptions { max_age_hours: 26, freshness_hours: 26, dual_read_signed_off: None }
+        GateOptions { max_age_hours: 26, freshness_hours: 26, coverage_hours: 192, dual_read_signed_off: None, dual_read_days: 7 }
     }
 }
 
@@ -142,22 +153,32 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
         .await
         .map_err(|e| from_postgres(e, "reading the last verified sync"))?
         .and_then(|r| r.get::<_, Option<DateTime<Utc>>>(0));
-    gates.push(match verified {
-        Some(t) if hours_since(t, now) <= options.freshness_hours as f64 => {
-            gate("freshness", true, format!("last verified sync {:.1} h ago (threshold {} h)", hours_since(t, now), options.freshness_hours))
+    let stale = stale_coverage(&pg, config, options, now).await?;
+    gates.push(match (verified, stale.is_empty()) {
+        (Some(t), true) if hours_since(t, now) <= options.freshness_hours as f64 => gate(
+            "freshness",
+            true,
+            format!(
+                "last verified sync {:.1} h ago (threshold {} h); every table verified whole within {} h",
+                hours_since(t, now),
+                options.freshness_hours,
+                options.coverage_hours
+            ),
+        ),
+        (Some(t), _) if hours_since(t, now) > options.freshness_hours as f64 => {
+            gate("freshness", false, format!("last verified sync {:.1} h ago exceeds {} h", hours_since(t, now), options.freshness_hours))
         }
-        Some(t) => gate("freshness", false, format!("last verified sync {:.1} h ago exceeds {} h", hours_since(t, now), options.freshness_hours)),
-        None => gate("freshness", false, "no verified (completed) sync yet"),
+        (Some(_), _) => gate(
+            "freshness",
+            false,
+            format!("not every row verified within {} h: {}; run `thaw reconcile --full` or let the nightly slices catch up", options.coverage_hours, stale.join(", ")),
+        ),
+        (None, _) => gate("freshness", false, "no verified (completed) sync yet"),
     });
 
     gates.push(match options.dual_read_signed_off.as_deref().map(str::trim) {
-        Some(text) if !text.is_empty() => gate("dual-read", true, format!("signed off by the operator: {text}")),
-        _ => gate(
-            "dual-read",
-            false,
-            "the dual-read window is not signed off: compare CONFLICTREPORT with the conflict schema as ops/cutover.md §1 describes, \
-             then pass --dual-read-signed-off \"<who, when, what matched>\"",
-        ),
+        Some(text) if !text.is_empty() => gate("dual-read", true, format!("overridden by the operator's sign-off: {text}")),
+        _ => dual_read_gate(&pg, options, now).await?,
     });
 
     Ok(CutoverReport { go: gates.iter().all(|g| g.passed), checked_at: now, gates })
@@ -179,6 +200,77 @@ async fn latest_run(pg: &Client, config_hash: &str) -> Result<Option<RunRow>> {
         .await
         .map_err(|e| from_postgres(e, "reading the newest run"))?;
     Ok(row.map(|r| RunRow { run_id: r.get(0), status: r.get(1), completed_at: r.get(2) }))
+}
+
+/// The `dual-read` gate from the recorded dual-read results
+/// (`migration_status.dual_read_results`, docs/reconcile.md §10): the newest
+/// is `ok` and within the window, and none of the last `dual_read_days`
+/// days is `mismatch` or `error`.
+async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) -> Result<Gate> {
+    let rows = pg
+        .query(
+            "SELECT checked_at, status, missing_pairs, extra_pairs, changed_pairs, source_conflicts, target_conflicts, coalesce(error_message, '') \
+             FROM migration_status.dual_read_results WHERE checked_at > now() - make_interval(days => $1) ORDER BY checked_at DESC",
+            &[&(options.dual_read_days as i32)],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading dual-read results"))?;
+    let days = options.dual_read_days;
+    let Some(newest) = rows.first() else {
+        return Ok(gate(
+            "dual-read",
+            false,
+            format!("no dual-read result in the last {days} days: schedule `thaw dual-read` (ops/cutover.md §1), or override with --dual-read-signed-off \"<who, when, what matched>\""),
+        ));
+    };
+    let at: DateTime<Utc> = newest.get(0);
+    if hours_since(at, now) > options.max_age_hours as f64 {
+        return Ok(gate("dual-read", false, format!("newest dual-read result is {:.1} h old (window {} h); run `thaw dual-read`", hours_since(at, now), options.max_age_hours)));
+    }
+    let bad: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get::<_, String>(1) != "ok")
+        .take(3)
+        .map(|r| {
+            let (at, status): (DateTime<Utc>, String) = (r.get(0), r.get(1));
+            let (missing, extra, changed, sc, tc): (i64, i64, i64, i64, i64) = (r.get(2), r.get(3), r.get(4), r.get(5), r.get(6));
+            let detail = if status == "error" {
+                r.get::<_, String>(7)
+            } else {
+                format!("{missing} pair(s) only in Snowflake, {extra} only in PostgreSQL, {changed} differing; conflicts {sc} vs {tc}")
+            };
+            format!("{} {status}: {detail}", at.format("%Y-%m-%d %H:%M"))
+        })
+        .collect();
+    Ok(if bad.is_empty() {
+        gate("dual-read", true, format!("{} clean dual-read comparison(s) in the last {days} days, newest {:.1} h ago", rows.len(), hours_since(at, now)))
+    } else {
+        gate("dual-read", false, format!("dual-read differed in the last {days} days: {}; see `thaw dual-read` and ops/cutover.md §1", bad.join("; ")))
+    })
+}
+
+/// Enabled tables whose reconcile freshness (`migration_status.reconcile_coverage.verified_since`,
+/// docs/reconcile.md §5) is older than `coverage_hours` or unknown, with the reason.
+async fn stale_coverage(pg: &Client, config: &Config, options: &GateOptions, now: DateTime<Utc>) -> Result<Vec<String>> {
+    let mut stale = Vec::new();
+    for s in config.sources.iter().filter(|s| s.enabled) {
+        for t in s.tables.iter().filter(|t| t.enabled) {
+            let target = format!("{}.{}", s.target_pg_schema, t.target);
+            let since: Option<DateTime<Utc>> = pg
+                .query_opt("SELECT verified_since FROM migration_status.reconcile_coverage WHERE target = $1", &[&target])
+                .await
+                .map_err(|e| from_postgres(e, "reading reconcile coverage"))?
+                .and_then(|r| r.get(0));
+            match since {
+                None => stale.push(format!("{target} never verified whole")),
+                Some(at) if hours_since(at, now) > options.coverage_hours as f64 => {
+                    stale.push(format!("{target} oldest slice verified {:.1} h ago", hours_since(at, now)))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(stale)
 }
 
 async fn tables_reconciled(pg: &Client, config: &Config, options: &GateOptions, now: DateTime<Utc>) -> Result<Gate> {

@@ -12,6 +12,7 @@
 //! * `V10__conflict_watermark.sql`: the incremental conflict run's watermark.
 //! * `V13__conflict_side_tables.sql`: notifications, log history, payer/provider
 //!   reminders, agency contacts and the payer-provider dimension.
+//! * `V14__reconcile_coverage.sql`: per-table reconcile coverage (rolling slice, freshness).
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

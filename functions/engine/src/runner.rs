@@ -106,6 +106,9 @@ pub struct RunOptions {
     pub conflicts: bool,
     /// Force a full-window conflict recomputation.
     pub conflicts_full: bool,
+    /// Reconcile every row instead of the touched rows and the rolling
+    /// slice (docs/reconcile.md §5).
+    pub reconcile_full: bool,
     /// Upper bound of concurrent copy workers (default: 2 × parallel tables × threads, at most 16).
     pub max_workers: Option<usize>,
     /// Stop request (signals); `None` = never stopped from outside.
@@ -359,7 +362,7 @@ async fn drive(
     attribute(report, "reconcile");
     let request = RunRequest { run_id };
     let reconciled = tokio::select! {
-        r = crate::steps::reconcile(config, &request) => Some(r?),
+        r = crate::steps::reconcile_with(config, &request, crate::reconcile::ReconcileOptions { full: options.reconcile_full, ..Default::default() }) => Some(r?),
         _ = cancel.cancelled() => None,
     };
     let Some((r, d)) = reconciled else {

@@ -57,8 +57,13 @@ pub async fn merge(config: &Config, request: &RunRequest) -> Result<MergeRespons
 /// [`crate::reconcile::require_match`], which callers apply when a mismatch
 /// must fail the step (the Lambda does; `thaw reconcile` maps it to exit 3).
 pub async fn reconcile(config: &Config, request: &RunRequest) -> Result<(ReconcileResponse, Vec<TableReport>)> {
+    reconcile_with(config, request, crate::reconcile::ReconcileOptions::default()).await
+}
+
+/// [`reconcile`] with explicit options (`thaw run --reconcile-full`).
+pub async fn reconcile_with(config: &Config, request: &RunRequest, options: crate::reconcile::ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>)> {
     crate::failpoints::check(crate::failpoints::RECONCILE_STEP)?;
-    let (response, details) = crate::reconcile::reconcile_run(config, request).await?;
+    let (response, details) = crate::reconcile::reconcile_run_with(config, request, options).await?;
     let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
     crate::sync::status::record_reconcile(&pg, request.run_id, &response).await?;
     Ok((response, details))

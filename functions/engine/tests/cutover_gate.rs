@@ -62,6 +62,13 @@ async fn cutover_gate_passes_after_a_clean_night_and_names_each_failing_gate() {
     assert!(!gate(&report, "conflicts-ran").passed, "{}", report.render());
     pg.batch_execute("UPDATE conflict.settings SET \"LastLoadDate\" = \"LastLoadDate\" + interval '3 days'").await.unwrap();
 
+    // A table whose least recently verified slice is older than coverage_hours fails freshness.
+    pg.batch_execute("UPDATE migration_status.reconcile_coverage SET verified_since = now() - interval '9 days' WHERE target = 'public.orders'").await.unwrap();
+    let report = check(&config, &with_dual).await.unwrap();
+    let fresh = gate(&report, "freshness");
+    assert!(!fresh.passed && fresh.reason.contains("public.orders oldest slice verified 216.0 h ago"), "{}", report.render());
+    pg.batch_execute("UPDATE migration_status.reconcile_coverage SET verified_since = now() WHERE target = 'public.orders'").await.unwrap();
+
     // A mismatching reconcile result of the table is named.
     pg.batch_execute("UPDATE migration_status.reconcile_results SET status = 'mismatch' WHERE target = 'public.orders'").await.unwrap();
     let report = check(&config, &with_dual).await.unwrap();
@@ -84,4 +91,89 @@ async fn cutover_gate_passes_after_a_clean_night_and_names_each_failing_gate() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["go"], serde_json::json!(false));
     assert_eq!(json["gates"].as_array().unwrap().len(), 6);
+}
+
+/// Pairs (VisitID, ConVisitID) of two conflicts, both orientations.
+const V: [&str; 4] = ["0a000000-0000-4000-8000-000000000001", "0a000000-0000-4000-8000-000000000002", "0a000000-0000-4000-8000-000000000003", "0a000000-0000-4000-8000-000000000004"];
+
+#[tokio::test]
+async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_follows_them() {
+    use thaw_engine::reconcile::dual_read::{self, DualReadOptions};
+    let sf_db = unique("SFDUAL").to_uppercase();
+    let pg_db = unique("dual");
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    // The legacy tables in Snowflake (the emulator's dataset has none: seeded here),
+    // with their own identifiers: CONFLICTID and ID are not compared.
+    sf.execute(&format!("CREATE TABLE \"{sf_db}\".\"S\".\"CONFLICTS\" (\"CONFLICTID\" NUMBER(38,0), \"StatusFlag\" VARCHAR(5))")).await.unwrap();
+    sf.execute(&format!(
+        "CREATE TABLE \"{sf_db}\".\"S\".\"CONFLICTVISITMAPS\" (\"ID\" NUMBER(38,0), \"CONFLICTID\" NUMBER(38,0), \"VisitID\" VARCHAR(36), \"ConVisitID\" VARCHAR(36), \
+         \"SSN\" VARCHAR(20), \"VisitDate\" DATE, \"SameSchTimeFlag\" VARCHAR(1), \"DistanceFlag\" VARCHAR(1))"
+    ))
+    .await
+    .unwrap();
+    sf.execute(&format!("INSERT INTO \"{sf_db}\".\"S\".\"CONFLICTS\" VALUES (1, 'U'), (2, 'R')")).await.unwrap();
+    sf.execute(&format!(
+        "INSERT INTO \"{sf_db}\".\"S\".\"CONFLICTVISITMAPS\" VALUES (1, 1, '{a}', '{b}', '111223333', '2026-01-05', 'Y', 'N'), (2, 1, '{b}', '{a}', '111223333', '2026-01-05', 'Y', 'N'), \
+         (3, 2, '{c}', '{d}', '444556666', '2026-01-06', 'N', 'Y'), (4, 2, '{d}', '{c}', '444556666', '2026-01-06', 'N', 'Y')",
+        a = V[0], b = V[1], c = V[2], d = V[3]
+    ))
+    .await
+    .unwrap();
+    pg.batch_execute(&format!(
+        "INSERT INTO conflict.conflicts (\"CONFLICTID\", \"StatusFlag\") VALUES (101, 'U'), (102, 'R'); \
+         INSERT INTO conflict.conflictvisitmaps (\"CONFLICTID\", \"VisitID\", \"ConVisitID\", \"SSN\", \"VisitDate\", \"SameSchTimeFlag\", \"DistanceFlag\") VALUES \
+         (101, '{a}', '{b}', '111223333', '2026-01-05', 'Y', 'N'), (101, '{b}', '{a}', '111223333', '2026-01-05', 'Y', 'N'), \
+         (102, '{c}', '{d}', '444556666', '2026-01-06', 'N', 'Y'), (102, '{d}', '{c}', '444556666', '2026-01-06', 'N', 'Y')",
+        a = V[0], b = V[1], c = V[2], d = V[3]
+    ))
+    .await
+    .unwrap();
+    let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
+    let config = config(&config_text(&sf_db, &pg_db, &[r#"{"source": "X", "target": "x"}"#], &extra));
+    let options = DualReadOptions { sf_database: sf_db.clone(), sf_schema: "S".into() };
+
+    // Nothing recorded yet: the gate says so.
+    let report = check(&config, &GateOptions::default()).await.unwrap();
+    assert!(!gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains("no dual-read result"), "{}", report.render());
+
+    // Identical: ok, recorded, and the gate passes on it.
+    let clean = dual_read::run(&config, &options).await.unwrap();
+    assert_eq!((clean.status.as_str(), clean.source_pairs, clean.target_pairs, clean.source_conflicts, clean.target_conflicts), ("ok", 4, 4, 2, 2), "{}", clean.render());
+    assert_eq!(clean.columns, ["VisitID", "ConVisitID", "SSN", "VisitDate", "SameSchTimeFlag", "DistanceFlag", "ConflictStatusFlag"]);
+    assert_eq!(clean.source_checksum, clean.target_checksum);
+    let report = check(&config, &GateOptions::default()).await.unwrap();
+    assert!(gate(&report, "dual-read").passed, "{}", report.render());
+
+    // A pair's flag and a conflict's status differ: named by pair and column, recorded, NO-GO.
+    pg.batch_execute(&format!(
+        "UPDATE conflict.conflictvisitmaps SET \"DistanceFlag\" = 'Y' WHERE \"VisitID\" = '{}'; UPDATE conflict.conflicts SET \"StatusFlag\" = 'U' WHERE \"CONFLICTID\" = 102",
+        V[0]
+    ))
+    .await
+    .unwrap();
+    let differs = dual_read::run(&config, &options).await.unwrap();
+    assert_eq!(differs.status, "mismatch", "{}", differs.render());
+    let d = differs.diff.as_ref().unwrap();
+    let mut changed: Vec<(String, Vec<String>)> = d.changed_rows.iter().map(|c| (c.key.replace('\u{1f}', " | "), c.columns.iter().map(|x| x.column.clone()).collect())).collect();
+    changed.sort();
+    assert_eq!(
+        changed,
+        [
+            (format!("{} | {}", V[0], V[1]), vec!["DistanceFlag".to_string()]),
+            (format!("{} | {}", V[2], V[3]), vec!["ConflictStatusFlag".to_string()]),
+            (format!("{} | {}", V[3], V[2]), vec!["ConflictStatusFlag".to_string()]),
+        ]
+    );
+    assert!(differs.render().contains(&format!("pair differs: {} | {} — DistanceFlag: Some(\"N\") → Some(\"Y\")", V[0], V[1])), "{}", differs.render());
+    let stored: Vec<String> = pg.query("SELECT status FROM migration_status.dual_read_results ORDER BY checked_at", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(stored, ["ok", "mismatch"]);
+    let report = check(&config, &GateOptions::default()).await.unwrap();
+    let dual = gate(&report, "dual-read");
+    assert!(!dual.passed && dual.reason.contains("3 differing"), "{}", report.render());
+    assert!(!report.go);
+    // The operator's sign-off stays an explicit, recorded override.
+    let signed = GateOptions { dual_read_signed_off: Some("data owner: status change was a manual fix".into()), ..Default::default() };
+    let report = check(&config, &signed).await.unwrap();
+    assert!(gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains("overridden"), "{}", report.render());
 }

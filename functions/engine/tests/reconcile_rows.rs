@@ -3,6 +3,11 @@
 //! table's failure never stops the others, JSON compares structurally, a
 //! lossy `date` target is a mismatch, and engineered differences in a
 //! 20 000-row table are each found with their key, column and both values.
+//! (20 000, not the 1 M: this table has FLOAT and VARIANT columns, so
+//! on the emulator its Snowflake side is streamed and rendered in Rust, which
+//! takes about 40 s for 20 000 rows in a debug build on 2 cores; the 10
+//! scattered differences at 5 M rows are in `make bench`,
+//! `tests/bench/reconcile.py`.)
 //!
 //! Run under the harness: `python3 tests/harness.py run -- cargo test -p thaw-engine --test reconcile_rows`.
 
@@ -244,11 +249,12 @@ async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
     assert_eq!(d.levels, 1, "with the defaults (32 ranges, 16 K rows) the first split is fine enough");
 
     // Bisection: split by 4 until a range holds at most 200 rows; the same differences, found in small ranges.
-    let options = reconcile::ReconcileOptions { factor: 4, leaf_rows: 200, max_leaves: 64 };
+    let options = reconcile::ReconcileOptions { factor: 4, leaf_rows: 200, max_leaves: 64, ..Default::default() };
     let (_, details) = reconcile::reconcile_run_with(&config, &RunRequest { run_id: run.plan.run_id }, options).await.unwrap();
     let b = details[0].diff.as_ref().unwrap();
     assert!(b.levels >= 4, "20 000 rows / 4^k ≤ 200 needs at least 4 levels, got {}", b.levels);
-    assert!(b.segments_mismatching <= 8 && b.segments_diffed == b.segments_mismatching, "{b:?}");
+    // At most 8 ranges of the row diff, plus the key census's (the counts differ) of the missing, extra and duplicate keys.
+    assert!(b.segments_mismatching <= 8 + 3 && b.segments_diffed == b.segments_mismatching, "{b:?}");
     assert_eq!((&b.missing, &b.extra, &b.duplicate_target, b.changed_count), (&d.missing, &d.extra, &d.duplicate_target, 5));
     let mut keys: Vec<&str> = b.changed.iter().map(String::as_str).collect();
     keys.sort();

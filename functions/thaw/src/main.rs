@@ -76,6 +76,15 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         /// Diff a mismatching range row by row once it holds at most this many rows.
         #[arg(long, default_value_t = 16_384)]
         leaf_rows: u64,
+        /// Verify every row of every table. Without it a table of an
+        /// incremental run is verified in its touched rows plus a rolling
+        /// slice of the rest (docs/reconcile.md §5).
+        #[arg(long)]
+        full: bool,
+        /// Every row is verified at least once per this many days: each
+        /// nightly slice is 1/DAYS of the table.
+        #[arg(long, value_name = "DAYS", default_value_t = 7)]
+        period_days: u32,
     },
     /// Run conflict detection over the synced analytics tables.
     ///
@@ -97,6 +106,23 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         /// conflicts.time_zone; overrides the config key conflicts.today.
         #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
         today: Option<chrono::NaiveDate>,
+    },
+    /// The dual-read job: compare Snowflake's legacy conflict tables
+    /// (CONFLICTS, CONFLICTVISITMAPS) with PostgreSQL's conflict schema and
+    /// record the result for the cutover gate (docs/reconcile.md §10).
+    #[command(name = "dual-read", after_help = "Exit codes: 0 identical, 1 the comparison failed, 3 they differ.")]
+    DualRead {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Snowflake database of the legacy conflict tables.
+        #[arg(long, default_value = "CONFLICTREPORT")]
+        sf_database: String,
+        /// Snowflake schema of the legacy conflict tables.
+        #[arg(long, default_value = "PUBLIC")]
+        sf_schema: String,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// The cutover gate: go/no-go for switching the application to PostgreSQL.
     Cutover {
@@ -132,7 +158,8 @@ enum CutoverCommand {
         #[command(flatten)]
         config: ConfigArg,
         /// The operator's sign-off of the dual-read window (who, when, what
-        /// matched; ops/cutover.md §1), recorded in the report.
+        /// matched; ops/cutover.md §1): overrides the recorded dual-read
+        /// results, and is recorded in the report.
         #[arg(long, value_name = "TEXT")]
         dual_read_signed_off: Option<String>,
         /// Window in hours within which runs, reconciles and the conflict job
@@ -142,6 +169,13 @@ enum CutoverCommand {
         /// Largest accepted age in hours of the last verified sync.
         #[arg(long, default_value_t = 26)]
         freshness_hours: u32,
+        /// Largest accepted age in hours of any table's least recently
+        /// verified slice (docs/reconcile.md §5).
+        #[arg(long, default_value_t = 192)]
+        coverage_hours: u32,
+        /// Days of recorded dual-read results the dual-read gate looks back on.
+        #[arg(long, value_name = "DAYS", default_value_t = 7)]
+        dual_read_days: u32,
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -186,6 +220,10 @@ struct RunArgs {
     /// Recompute conflicts over the whole window.
     #[arg(long)]
     conflicts_full: bool,
+    /// Reconcile every row of every table instead of the rows this run
+    /// touched plus the rolling slice (docs/reconcile.md §5).
+    #[arg(long)]
+    reconcile_full: bool,
     /// Concurrent copy workers in total.
     #[arg(long)]
     workers: Option<usize>,
@@ -272,12 +310,15 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             println!("applied {} migration(s){}", applied.len(), if applied.is_empty() { String::new() } else { format!(": {}", applied.join(", ")) });
             Ok(())
         }
-        Command::Reconcile { config, run_id, report, json, bisect_factor, leaf_rows } => {
+        Command::Reconcile { config, run_id, report, json, bisect_factor, leaf_rows, full, period_days } => {
             let config = Config::load(&config.config)?;
             if bisect_factor < 2 {
                 return Err(Error::config(format!("--bisect-factor must be at least 2 (got {bisect_factor})")));
             }
-            let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, ..Default::default() };
+            if period_days == 0 {
+                return Err(Error::config("--period-days must be at least 1"));
+            }
+            let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, full, period_days, ..Default::default() };
             let (resp, details) = thaw_engine::reconcile::reconcile_run_with(&config, &RunRequest { run_id }, options).await?;
             let full = serde_json::json!({ "summary": resp, "tables": details });
             if let Some(path) = &report {
@@ -305,9 +346,24 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             Ok(())
         }
-        Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, json } } => {
+        Command::DualRead { config, sf_database, sf_schema, json } => {
             let config = Config::load(&config.config)?;
-            let options = thaw_engine::cutover::GateOptions { max_age_hours, freshness_hours, dual_read_signed_off };
+            let options = thaw_engine::reconcile::dual_read::DualReadOptions { sf_database, sf_schema };
+            let report = thaw_engine::reconcile::dual_read::run(&config, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print!("{}", report.render());
+            }
+            match report.status.as_str() {
+                "ok" => Ok(()),
+                "mismatch" => Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, "the dual-read comparison found differences (listed above)")),
+                _ => Err(Error::new(thaw_engine::ErrorKind::Internal, format!("the dual-read comparison failed: {}", report.error.unwrap_or_default()))),
+            }
+        }
+        Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, coverage_hours, dual_read_days, json } } => {
+            let config = Config::load(&config.config)?;
+            let options = thaw_engine::cutover::GateOptions { max_age_hours, freshness_hours, coverage_hours, dual_read_signed_off, dual_read_days };
             let report = thaw_engine::cutover::check(&config, &options).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
@@ -360,6 +416,7 @@ async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -
         },
         conflicts: !args.no_conflicts,
         conflicts_full: args.conflicts_full,
+        reconcile_full: args.reconcile_full,
         max_workers: args.workers,
         cancel: Some(cancel),
     };

@@ -64,6 +64,11 @@ pub fn print_reconcile(response: &ReconcileResponse, details: &[TableReport]) {
     print_details(response, details);
 }
 
+/// A key-hash value as a percentage of the key-hash space.
+fn pct(h: u64) -> f64 {
+    h as f64 * 100.0 / thaw_engine::reconcile::HASH_SPACE as f64
+}
+
 fn key(k: &str) -> String {
     k.replace('\u{1f}', " | ").replace('\u{1e}', "NULL")
 }
@@ -75,7 +80,19 @@ fn value(v: &Option<String>) -> String {
 /// Per-table errors and row-level differences (first 5 keys per kind).
 fn print_details(r: &ReconcileResponse, details: &[TableReport]) {
     println!("reconcile: {} table(s), {} mismatch(es), {} error(s)", r.tables.len(), r.mismatches, r.errors);
+    if let Some(h) = r.freshness_hours {
+        println!("reconcile freshness: every row verified within the last {h:.1} h");
+    }
     for detail in details {
+        if let Some(c) = &detail.coverage {
+            let slice = c.slice.map(|s| format!(", slice {:.2}–{:.2} % of the key-hash space", pct(s.lo), pct(s.hi))).unwrap_or_default();
+            let census = if c.key_census { ", counts differed: keys compared" } else { "" };
+            let fresh = c.freshness_hours.map(|h| format!(", oldest slice verified {h:.1} h ago")).unwrap_or_else(|| ", never verified whole".into());
+            println!(
+                "  {}: {} ({}{slice}{census}): {} rows verified, {} segments, {} rows transferred, {:.2} s{fresh}",
+                detail.summary.target, c.scope, c.reason, c.rows_verified, c.segments_checked, c.rows_transferred, c.seconds
+            );
+        }
         if let Some(e) = &detail.summary.error {
             println!("  {}: ERROR {e}", detail.summary.target);
         }

@@ -25,8 +25,10 @@
 //! no longer exist in Snowflake) and are checked again.
 
 pub mod canonical;
+pub mod coverage;
+pub mod dual_read;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use arrow_array::{Array, Float64Array, RecordBatch, StringArray};
 use arrow_schema::DataType;
@@ -60,11 +62,18 @@ pub struct ReconcileOptions {
     /// Most ranges diffed row by row per table (default 64); further
     /// mismatching ranges are counted, not diffed.
     pub max_leaves: usize,
+    /// Verify every row of every table (`thaw reconcile --full`, `thaw run
+    /// --full-reconcile`); otherwise a table of an incremental run gets the
+    /// rows the run touched plus a rolling slice (docs/reconcile.md §5).
+    pub full: bool,
+    /// Every row is verified at least once per this many days (default 7):
+    /// a nightly slice is `1 / period_days` of the key-hash space.
+    pub period_days: u32,
 }
 
 impl Default for ReconcileOptions {
     fn default() -> Self {
-        ReconcileOptions { factor: 32, leaf_rows: 16_384, max_leaves: 64 }
+        ReconcileOptions { factor: 32, leaf_rows: 16_384, max_leaves: 64, full: false, period_days: 7 }
     }
 }
 
@@ -202,6 +211,10 @@ pub struct TableReport {
     pub summary: TableReconcile,
     /// Row-level differences, when any.
     pub diff: Option<RowDiff>,
+    /// What was verified and what it cost (absent when the table could not
+    /// be reconciled).
+    #[serde(default)]
+    pub coverage: Option<TableCoverage>,
 }
 
 /// How the Snowflake side computes the canonical forms of float and JSON
@@ -291,7 +304,7 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
         let propagate = table_config.is_some_and(|x| x.propagate_deletes);
         let date_only: &[String] = table_config.map_or(&[], |x| &x.truncate_to_date[..]);
         let result = match &sessions[&key] {
-            Ok(session) => reconcile_table_in(session, &pg, &plan, propagate, date_only, options).await,
+            Ok(session) => reconcile_covered(session, &pg, &plan, propagate, date_only, options).await,
             Err(e) => Err(e.clone()),
         };
         match result {
@@ -308,11 +321,36 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
         mismatches: reports.iter().filter(|r| r.summary.status == TableStatus::Mismatch.as_str()).count() as u32,
         errors: reports.iter().filter(|r| r.summary.status == TableStatus::Error.as_str()).count() as u32,
         tables: reports.iter().map(|r| r.summary.clone()).collect(),
+        freshness_hours: reports.iter().filter_map(|r| r.coverage.as_ref()?.freshness_hours).fold(None, |a: Option<f64>, h| Some(a.map_or(h, |a| a.max(h)))),
     };
     let value = serde_json::to_value(&response).map_err(|e| Error::internal(format!("reconcile summary does not serialise: {e}")))?;
     status::set_run_metadata(&pg, request.run_id, "reconcile", value).await?;
     store_results(&pg, request.run_id, &reports).await?;
     Ok((response, reports))
+}
+
+/// Reconcile one table in the scope its coverage calls for (full, or the
+/// touched rows and the next rolling slice), then record what was verified
+/// clean (`migration_status.reconcile_coverage`, V14; nothing is recorded for
+/// a table that differs) and the table's freshness.
+async fn reconcile_covered(session: &Session, pg: &Client, plan: &TablePlan, propagate: bool, date_only: &[String], options: ReconcileOptions) -> Result<TableReport> {
+    let target = format!("{}.{}", plan.target_schema, plan.target_table);
+    let now = chrono::Utc::now();
+    let mut cov = coverage::load(pg, &target).await?;
+    let (scope, reason) = Scope::choose(plan, &cov, options, now);
+    let mut report = reconcile_table_in(session, pg, plan, propagate, date_only, options, &scope).await?;
+    if report.summary.matched {
+        match &scope {
+            Scope::Full => cov.record_full(now),
+            Scope::Nightly { slice, .. } => cov.record_slice(*slice, now),
+        }
+        coverage::store(pg, &cov).await?;
+    }
+    if let Some(c) = report.coverage.as_mut() {
+        c.reason = reason;
+        c.freshness_hours = cov.freshness_hours(chrono::Utc::now());
+    }
+    Ok(report)
 }
 
 /// Persist each table's outcome in `migration_status.reconcile_results`
@@ -370,22 +408,116 @@ fn error_report(target: String, columns: u32, e: &Error) -> TableReport {
             ..Default::default()
         },
         diff: None,
+        coverage: None,
     }
 }
 
-/// Reconcile one table on a session opened on its source schema.
-///
-/// Errors: whatever either database answers (the caller records it on the
-/// table); on real Snowflake, a table with float or JSON columns fails when
-/// the JavaScript functions could not be created.
-pub async fn reconcile_table(sf: &SnowflakeSource, pg: &Client, plan: &TablePlan, propagate_deletes: bool) -> Result<TableReport> {
-    let engine = SourceEngine::detect(sf).await;
-    if engine == SourceEngine::Snowflake {
-        for statement in canonical::snowflake_functions() {
-            sf.execute(&statement).await?;
+/// What part of a table one reconcile verifies (docs/reconcile.md §5).
+#[derive(Debug, Clone, PartialEq)]
+enum Scope {
+    /// Every row.
+    Full,
+    /// The rows the run touched (Snowflake and PostgreSQL predicates of its
+    /// watermark) plus one rolling slice of the key-hash space.
+    Nightly { touched: (String, String), slice: KeyRange },
+}
+
+/// What one reconcile of a table verified and what it cost
+/// (docs/reconcile.md §5): part of [`TableReport`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TableCoverage {
+    /// `full` (every row) or `nightly` (the rows the run touched plus a
+    /// rolling slice of the key-hash space).
+    pub scope: String,
+    /// Why this scope (`--full`, the first verification, the run copied
+    /// the whole table, or an incremental run).
+    pub reason: String,
+    /// Snowflake predicate of the rows the run touched (nightly only).
+    #[serde(default)]
+    pub touched: Option<String>,
+    /// The rolling slice verified (nightly only).
+    #[serde(default)]
+    pub slice: Option<KeyRange>,
+    /// Rows whose canonical form Snowflake hashed (touched rows plus the
+    /// slice, or the whole table; the key census and bisection not counted).
+    pub rows_verified: u64,
+    /// Key-hash segments whose count and checksum were compared, over every
+    /// part and bisection level.
+    pub segments_checked: u64,
+    /// The two sides' row counts differed, so the keys of the whole table
+    /// were compared (count and checksum of the key text only, then the
+    /// keys of the differing ranges).
+    pub key_census: bool,
+    /// Rows fetched to thaw from both sides (row diff, key census, the
+    /// emulator's streamed tables); aggregates are not counted.
+    pub rows_transferred: u64,
+    /// Hours since the least recently verified slice of the table was
+    /// verified clean, after this reconcile (`None`: the table was never
+    /// verified whole).
+    #[serde(default)]
+    pub freshness_hours: Option<f64>,
+    /// Seconds Snowflake spent on the first checksum of each part (the
+    /// whole-table segment sums of §2.2, before any bisection).
+    #[serde(default)]
+    pub source_seconds: f64,
+    /// Seconds PostgreSQL spent on the same.
+    #[serde(default)]
+    pub target_seconds: f64,
+    /// Wall-clock seconds of this table's reconcile.
+    pub seconds: f64,
+}
+
+impl Scope {
+    /// The scope of a table's reconcile: full on `--full`, when the table
+    /// was never verified whole, and when the run copied the whole table (no
+    /// watermark predicate, or truncated); otherwise nightly. Returns the
+    /// scope and the reason.
+    fn choose(plan: &TablePlan, coverage: &coverage::Coverage, options: ReconcileOptions, now: chrono::DateTime<chrono::Utc>) -> (Scope, String) {
+        if options.full {
+            return (Scope::Full, "--full".into());
         }
+        if coverage.verified_since().is_none() {
+            return (Scope::Full, "first verification of the whole table".into());
+        }
+        let (Some(sf), false) = (plan.watermark_predicate.as_ref(), plan.truncated) else {
+            return (Scope::Full, "the run copied the whole table".into());
+        };
+        let Some(pg) = touched_target_predicate(plan) else {
+            return (Scope::Full, format!("the watermark predicate {sf} has no PostgreSQL equivalent"));
+        };
+        let slice = coverage.next_slice(now, options.period_days);
+        (Scope::Nightly { touched: (plan.base_predicate(), pg), slice }, "incremental run: touched rows and a rolling slice".into())
     }
-    reconcile_queries(sf, pg, &TableQueries::new(plan, engine, &[]), plan, propagate_deletes, ReconcileOptions::default()).await
+}
+
+/// The PostgreSQL predicate selecting the target rows of an incremental run's
+/// watermark predicate (`"SRC" >= literal`, docs/sync.md §3): the same
+/// bound on the target watermark column. `None` when the stored predicate
+/// does not have that shape or the column's type has no bound.
+fn touched_target_predicate(plan: &TablePlan) -> Option<String> {
+    use crate::sink::PgType;
+    let predicate = plan.watermark_predicate.as_deref()?;
+    let column = plan.target_watermark.as_deref()?;
+    let pg_type = plan.columns.iter().find(|c| c.target.name == column)?.target.pg_type;
+    let (_, literal) = predicate.split_once(" >= ")?;
+    let value = match (literal.find('\''), literal.rfind('\'')) {
+        (Some(a), Some(b)) if b > a => literal[a + 1..b].replace("''", "'"),
+        (None, None) => literal.trim().to_string(),
+        _ => return None,
+    };
+    let quoted = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let c = sink::ident(column);
+    Some(match pg_type {
+        PgType::Timestamptz => format!("{c} >= ({}::timestamp AT TIME ZONE 'UTC')", quoted(value.trim_end_matches("+00:00"))),
+        PgType::Timestamp => format!("{c} >= {}::timestamp", quoted(&value)),
+        PgType::Date => format!("{c} >= {}::date", quoted(&value)),
+        PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8 => {
+            value.parse::<f64>().ok()?;
+            format!("{c} >= {value}")
+        }
+        PgType::Text | PgType::Varchar => format!("{c} COLLATE \"C\" >= {}", quoted(&value)),
+        _ => return None,
+    })
 }
 
 async fn reconcile_table_in(
@@ -395,58 +527,223 @@ async fn reconcile_table_in(
     propagate_deletes: bool,
     date_only: &[String],
     options: ReconcileOptions,
+    scope: &Scope,
 ) -> Result<TableReport> {
     let q = TableQueries::new(plan, session.engine, date_only);
     if let (true, Some(e)) = (q.needs_functions(), &session.functions_error) {
         return Err(e.clone());
     }
-    reconcile_queries(&session.sf, pg, &q, plan, propagate_deletes, options).await
+    reconcile_queries(&session.sf, pg, &q, plan, propagate_deletes, options, scope).await
 }
 
-async fn reconcile_queries(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, plan: &TablePlan, propagate_deletes: bool, options: ReconcileOptions) -> Result<TableReport> {
-    let started = std::time::Instant::now();
-    let mut source = SourceSide { sf, q, streamed: None };
-    let mut src = source.segments(KeyRange::ALL, options.factor).await?;
-    let source_seconds = started.elapsed().as_secs_f64();
-    let mut dst = pg_segments(pg, q, KeyRange::ALL, options.factor).await?;
-    tracing::info!(table = %plan.target_fqn(), source_seconds, target_seconds = started.elapsed().as_secs_f64() - source_seconds, "checksummed");
-    let mut diff = None;
-    if src != dst {
-        let (leaves, levels) = bisect(&mut source, pg, q, &src, &dst, options).await?;
-        let mut d = drill(&mut source, pg, q, &leaves, options).await?;
-        d.levels = levels;
-        if propagate_deletes && d.extra_count > 0 {
-            d.deleted = delete_extra(&mut source, pg, q, &leaves, options).await?;
-            source.streamed = None;
-            dst = pg_segments(pg, q, KeyRange::ALL, options.factor).await?;
-            src = source.segments(KeyRange::ALL, options.factor).await?;
-        }
-        diff = Some(d);
+/// Everything found in one table's reconcile, over its parts.
+#[derive(Default)]
+struct Found {
+    missing: BTreeSet<String>,
+    extra: BTreeSet<String>,
+    changed: BTreeSet<String>,
+    changed_rows: Vec<ChangedRow>,
+    duplicate_source: BTreeSet<String>,
+    duplicate_target: BTreeSet<String>,
+    segments_mismatching: u64,
+    segments_diffed: u64,
+    segments_checked: u64,
+    levels: u32,
+    rows_transferred: u64,
+    rows_verified: u64,
+    source_seconds: f64,
+    target_seconds: f64,
+}
+
+impl Found {
+    fn any(&self) -> bool {
+        self.segments_mismatching > 0
     }
-    let total = |m: &BTreeMap<KeyRange, SegmentSum>| {
-        m.values().fold(SegmentSum::default(), |a, s| SegmentSum { rows: a.rows + s.rows, high: a.high + s.high, low: a.low + s.low })
-    };
-    let (s, d) = (total(&src), total(&dst));
-    let checksum = |x: SegmentSum| format!("{:012x}{:012x}", x.high, x.low);
+
+    fn into_diff(self, deleted: u64) -> RowDiff {
+        let listed = |s: &BTreeSet<String>| s.iter().take(MAX_LISTED_KEYS).cloned().collect::<Vec<_>>();
+        RowDiff {
+            missing: listed(&self.missing),
+            extra: listed(&self.extra),
+            changed: listed(&self.changed),
+            changed_rows: self.changed_rows,
+            duplicate_source: listed(&self.duplicate_source),
+            duplicate_target: listed(&self.duplicate_target),
+            missing_count: self.missing.len() as u64,
+            extra_count: self.extra.len() as u64,
+            changed_count: self.changed.len() as u64,
+            duplicate_source_count: self.duplicate_source.len() as u64,
+            duplicate_target_count: self.duplicate_target.len() as u64,
+            segments_mismatching: self.segments_mismatching,
+            segments_diffed: self.segments_diffed,
+            levels: self.levels,
+            deleted,
+        }
+    }
+}
+
+fn total(m: &BTreeMap<KeyRange, SegmentSum>) -> SegmentSum {
+    m.values().fold(SegmentSum::default(), |a, s| SegmentSum { rows: a.rows + s.rows, high: a.high + s.high, low: a.low + s.low })
+}
+
+fn add(a: SegmentSum, b: SegmentSum) -> SegmentSum {
+    SegmentSum { rows: a.rows + b.rows, high: a.high + b.high, low: a.low + b.low }
+}
+
+async fn count_rows(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, pg_table: &str) -> Result<(u64, u64)> {
+    let s = sf.execute(&format!("SELECT COUNT(*) FROM {}", q.sf_from)).await?;
+    let source = parse_sum(s.into_iter().next().and_then(|r| r.into_iter().next()).flatten());
+    let d = pg.query_one(&format!("SELECT COUNT(*) FROM {pg_table}"), &[]).await.map_err(|e| from_postgres(e, format!("counting {pg_table}")))?;
+    Ok((source, d.get::<_, i64>(0).max(0) as u64))
+}
+
+/// Verify the rows of `range` that `q` selects: segment sums on both
+/// sides, bisection and row diff of what differs (into `found`). Returns
+/// whether the part matched and both sides' sums.
+async fn verify_part(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, range: KeyRange, options: ReconcileOptions, found: &mut Found) -> Result<(bool, SegmentSum, SegmentSum)> {
+    let mut source = SourceSide { sf, q, streamed: None, transferred: 0 };
+    let started = std::time::Instant::now();
+    let src = source.segments(&[range], options.factor).await?;
+    found.source_seconds += started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let dst = pg_segments(pg, q, &[range], options.factor).await?;
+    found.target_seconds += started.elapsed().as_secs_f64();
+    found.segments_checked += src.keys().chain(dst.keys()).collect::<BTreeSet<_>>().len() as u64;
+    found.rows_verified += total(&src).rows;
     let matched = src == dst;
+    if !matched {
+        let (leaves, levels) = bisect(&mut source, pg, q, &src, &dst, options, found).await?;
+        found.levels = found.levels.max(levels);
+        drill(&mut source, pg, q, &leaves, options, found).await?;
+    }
+    found.rows_transferred += source.transferred;
+    Ok((matched, total(&src), total(&dst)))
+}
+
+async fn reconcile_queries(
+    sf: &SnowflakeSource,
+    pg: &Client,
+    q: &TableQueries,
+    plan: &TablePlan,
+    propagate_deletes: bool,
+    options: ReconcileOptions,
+    scope: &Scope,
+) -> Result<TableReport> {
+    let started = std::time::Instant::now();
+    let pg_table = plan.target_fqn();
+    let mut found = Found::default();
+    let mut deleted = 0;
+    // Level 1 over the whole table: counts (Snowflake answers COUNT(*) from
+    // metadata). Different counts: compare the keys of the whole table (the
+    // key census), which finds missing and extra rows — source deletes among
+    // them — wherever they are, then delete the extra ones (propagate_deletes).
+    let (source_rows, mut target_rows) = count_rows(sf, pg, q, &pg_table).await?;
+    let mut census_clean = true;
+    let key_census = source_rows != target_rows;
+    if key_census {
+        let kq = q.keys_only();
+        let mut census = Found::default();
+        // Keys only, and scattered deletes make every range differ: split down
+        // to small leaves (one query per side per level) rather than fetch
+        // the keys of whole ranges.
+        let census_options = ReconcileOptions { max_leaves: usize::MAX, leaf_rows: (options.leaf_rows / 64).max(64), ..options };
+        verify_part(sf, pg, &kq, KeyRange::ALL, census_options, &mut census).await?;
+        if propagate_deletes && !census.extra.is_empty() {
+            deleted = delete_keys(pg, q, &pg_table, &census.extra).await?;
+            target_rows -= deleted.min(target_rows);
+        }
+        census_clean = source_rows == target_rows && census.missing.is_empty() && census.duplicate_source.is_empty() && census.duplicate_target.is_empty();
+        found.missing.extend(census.missing);
+        found.extra.extend(census.extra);
+        found.duplicate_source.extend(census.duplicate_source);
+        found.duplicate_target.extend(census.duplicate_target);
+        found.segments_checked += census.segments_checked;
+        found.rows_transferred += census.rows_transferred;
+        found.segments_mismatching += census.segments_mismatching;
+        found.segments_diffed += census.segments_diffed;
+    }
+    // The verified parts: the whole table, or the touched rows and the slice.
+    let touched_q;
+    let parts: Vec<(&TableQueries, KeyRange)> = match scope {
+        Scope::Full => vec![(q, KeyRange::ALL)],
+        Scope::Nightly { touched: (sf_where, pg_where), slice } => {
+            touched_q = q.restricted(sf_where, pg_where, &pg_table);
+            vec![(&touched_q, KeyRange::ALL), (q, *slice)]
+        }
+    };
+    let (mut src_sum, mut dst_sum, mut parts_clean) = (SegmentSum::default(), SegmentSum::default(), true);
+    let mut differing = Vec::new();
+    for (pq, range) in &parts {
+        let (ok, s, d) = verify_part(sf, pg, pq, *range, options, &mut found).await?;
+        (src_sum, dst_sum) = (add(src_sum, s), add(dst_sum, d));
+        if !ok {
+            parts_clean = false;
+            differing.push((*pq, *range));
+        }
+    }
+    // Extra rows the census did not see (the counts agreed): delete them and
+    // verify the differing parts again.
+    if propagate_deletes && !parts_clean && !found.extra.is_empty() && deleted == 0 {
+        deleted = delete_keys(pg, q, &pg_table, &found.extra).await?;
+        target_rows -= deleted.min(target_rows);
+        if deleted > 0 {
+            parts_clean = true;
+            for (pq, range) in differing {
+                let mut again = Found::default();
+                let (ok, _, _) = verify_part(sf, pg, pq, range, options, &mut again).await?;
+                parts_clean &= ok;
+                found.rows_transferred += again.rows_transferred;
+            }
+        }
+    }
+    let checksum = |x: SegmentSum| format!("{:012x}{:012x}", x.high, x.low);
+    let matched = census_clean && parts_clean;
+    let any = found.any() || key_census;
+    let coverage = TableCoverage {
+        scope: match scope {
+            Scope::Full => "full",
+            Scope::Nightly { .. } => "nightly",
+        }
+        .into(),
+        reason: String::new(),
+        touched: match scope {
+            Scope::Nightly { .. } => plan.watermark_predicate.clone(),
+            Scope::Full => None,
+        },
+        slice: match scope {
+            Scope::Nightly { slice, .. } => Some(*slice),
+            Scope::Full => None,
+        },
+        rows_verified: found.rows_verified,
+        segments_checked: found.segments_checked,
+        key_census,
+        rows_transferred: found.rows_transferred,
+        freshness_hours: None,
+        source_seconds: found.source_seconds,
+        target_seconds: found.target_seconds,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    tracing::info!(table = %pg_table, scope = %coverage.scope, rows_verified = coverage.rows_verified, rows_transferred = coverage.rows_transferred, seconds = coverage.seconds, "reconciled");
     Ok(TableReport {
         summary: TableReconcile {
             target: format!("{}.{}", plan.target_schema, plan.target_table),
-            source_rows: s.rows,
-            target_rows: d.rows,
-            source_checksum: checksum(s),
-            target_checksum: checksum(d),
+            source_rows,
+            target_rows,
+            source_checksum: checksum(src_sum),
+            target_checksum: checksum(dst_sum),
             columns: plan.columns.len() as u32,
             matched,
             status: if matched { TableStatus::Ok } else { TableStatus::Mismatch }.as_str().into(),
             error: None,
             error_kind: None,
         },
-        diff,
+        diff: any.then(|| found.into_diff(deleted)),
+        coverage: Some(coverage),
     })
 }
 
 /// One compared column: its canonical text in each engine.
+#[derive(Clone)]
 struct Column {
     name: String,
     sf: String,
@@ -533,13 +830,34 @@ impl TableQueries {
 
     /// `FROM …` of the rows whose key hash (`thaw_kh`) lies in one of
     /// `ranges`, with every source column: the key is hashed first, so the
-    /// canonical texts are computed only for rows in range. `fence` adds
-    /// `OFFSET 0`: PostgreSQL would otherwise inline the subquery and hash the
-    /// key once per hex digit.
+    /// canonical texts are computed only for rows in range. Membership is
+    /// tested on the hex text of the key's MD5 (`thaw_kx >= '0a1b2c3'`: a
+    /// fixed-length lower-case hex prefix orders like its value; PostgreSQL
+    /// compares it `COLLATE "C"`), so the hex digits are turned into
+    /// `thaw_kh` only for rows in range, and not at all for the whole space.
+    /// `fence` adds `OFFSET 0`: PostgreSQL would otherwise inline the
+    /// subquery and hash the key once per use.
     fn in_ranges(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange]) -> String {
-        let within: Vec<String> = ranges.iter().map(|r| format!("(thaw_kh >= {} AND thaw_kh < {})", r.lo, r.hi)).collect();
+        let collate = if fence { " COLLATE \"C\"" } else { "" };
+        let within: Vec<String> = ranges
+            .iter()
+            .map(|r| {
+                let mut bounds = Vec::new();
+                if r.lo > 0 {
+                    bounds.push(format!("thaw_kx{collate} >= '{:0w$x}'", r.lo, w = HASH_DIGITS));
+                }
+                if r.hi < HASH_SPACE {
+                    bounds.push(format!("thaw_kx{collate} < '{:0w$x}'", r.hi, w = HASH_DIGITS));
+                }
+                if bounds.is_empty() {
+                    "1 = 1".to_string()
+                } else {
+                    format!("({})", bounds.join(" AND "))
+                }
+            })
+            .collect();
         format!(
-            "(SELECT * FROM (SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, MD5({key}) AS thaw_kx FROM {from}{fence}) t1) t2 WHERE {within}) t3",
+            "(SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, MD5({key}) AS thaw_kx FROM {from}{fence}) t1 WHERE {within}) t3",
             kh = canonical::hex_to_int("thaw_kx", 1, HASH_DIGITS),
             key = self.key_of(exprs),
             fence = if fence { " OFFSET 0" } else { "" },
@@ -547,26 +865,75 @@ impl TableQueries {
         )
     }
 
-    /// Per sub-range of `range` split into `factor`: `(index, COUNT, SUM of
-    /// hash bits 47..24, SUM of bits 23..0)`. With `fence` (PostgreSQL) the
-    /// row hash is computed once per row, not once per hex digit.
-    fn segments_sql(&self, exprs: &[String], from: &str, fence: bool, range: KeyRange, factor: u64) -> String {
+    /// Per sub-range of `ranges`, each split into `factor`: `(index, COUNT,
+    /// SUM of hash bits 47..24, SUM of bits 23..0)`; index `i * factor + j`
+    /// is sub-range `j` of range `i`. With `fence` (PostgreSQL) the row hash
+    /// is computed once per row, not once per hex digit.
+    fn segments_sql(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange], factor: u64) -> String {
         let (h1, h2) = (canonical::hex_to_int("rh", 1, 6), canonical::hex_to_int("rh", 7, 6));
+        let seg = match ranges {
+            [r] => format!("FLOOR((thaw_kh - {}) / {})", r.lo, r.child_width(factor)),
+            _ => {
+                let arms: Vec<String> = ranges
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| format!("WHEN thaw_kh >= {} AND thaw_kh < {} THEN {} + FLOOR((thaw_kh - {}) / {})", r.lo, r.hi, i as u64 * factor, r.lo, r.child_width(factor)))
+                    .collect();
+                format!("CASE {} END", arms.join(" "))
+            }
+        };
         format!(
-            "SELECT FLOOR((thaw_kh - {lo}) / {w}) AS seg, COUNT(*), SUM(h1), SUM(h2) FROM (SELECT thaw_kh, {h1} AS h1, {h2} AS h2 FROM \
-             (SELECT thaw_kh, MD5({row}) AS rh FROM {rows}{fence}) x) y GROUP BY FLOOR((thaw_kh - {lo}) / {w})",
+            "SELECT seg, COUNT(*), SUM(h1), SUM(h2) FROM (SELECT {seg} AS seg, {h1} AS h1, {h2} AS h2 FROM \
+             (SELECT thaw_kh, MD5({row}) AS rh FROM {rows}{fence}) x) y GROUP BY seg",
             row = canonical::row_text(exprs),
-            rows = self.in_ranges(exprs, from, fence, &[range]),
-            lo = range.lo,
-            w = range.child_width(factor),
+            rows = self.in_ranges(exprs, from, fence, ranges),
             fence = if fence { " OFFSET 0" } else { "" }
         )
     }
 
-    /// Key text and every column's canonical text of the rows in `ranges`.
-    fn rows_sql(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange]) -> String {
+    /// Key text and row hash of each row in `ranges`.
+    fn key_hashes_sql(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange]) -> String {
+        format!("SELECT {key} AS kt, MD5({row}) AS rh FROM {}", self.in_ranges(exprs, from, fence, ranges), key = self.key_of(exprs), row = canonical::row_text(exprs))
+    }
+
+    /// Key text and every column's canonical text of the rows in `ranges`
+    /// whose key's MD5 is one of `key_hashes` (32 hex digits each).
+    fn rows_sql(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange], key_hashes: &[String]) -> String {
         let cols: Vec<String> = exprs.iter().enumerate().map(|(i, e)| format!(", {e} AS c{i}")).collect();
-        format!("SELECT {key} AS kt{} FROM {}", cols.join(""), self.in_ranges(exprs, from, fence, ranges), key = self.key_of(exprs))
+        let wanted: Vec<String> = key_hashes.iter().filter(|h| h.chars().all(|c| c.is_ascii_hexdigit())).map(|h| format!("'{h}'")).collect();
+        let wanted = if wanted.is_empty() { "''".to_string() } else { wanted.join(", ") };
+        format!(
+            "SELECT * FROM (SELECT {key} AS kt{} FROM {}) r WHERE MD5(r.kt) IN ({wanted})",
+            cols.join(""),
+            self.in_ranges(exprs, from, fence, ranges),
+            key = self.key_of(exprs)
+        )
+    }
+
+    /// The same table with its key columns only: its "rows" are the keys, so
+    /// the segment sums compare the key sets (the key census).
+    fn keys_only(&self) -> TableQueries {
+        TableQueries {
+            columns: self.keys.iter().map(|i| self.columns[*i].clone()).collect(),
+            keys: (0..self.keys.len()).collect(),
+            engine: self.engine,
+            sf_from: self.sf_from.clone(),
+            pg_from: self.pg_from.clone(),
+        }
+    }
+
+    /// The same table restricted to the rows a run touched: `sf_where` on the
+    /// Snowflake table (its filter and watermark predicate), `pg_where` on
+    /// the PostgreSQL table.
+    fn restricted(&self, sf_where: &str, pg_where: &str, pg_table: &str) -> TableQueries {
+        let base = self.sf_from.split(" WHERE ").next().unwrap_or(&self.sf_from).to_string();
+        TableQueries {
+            columns: self.columns.clone(),
+            keys: self.keys.clone(),
+            engine: self.engine,
+            sf_from: format!("{base} WHERE {sf_where}"),
+            pg_from: format!("(SELECT * FROM {pg_table} WHERE {pg_where}) thaw_touched"),
+        }
     }
 }
 
@@ -583,12 +950,13 @@ fn key_hash(key: &str) -> u64 {
     u64::from_str_radix(&md5_hex(key)[..HASH_DIGITS], 16).unwrap_or(0)
 }
 
-fn sums_from_rows(rows: Vec<Vec<Option<String>>>, range: KeyRange, factor: u64) -> BTreeMap<KeyRange, SegmentSum> {
+fn sums_from_rows(rows: Vec<Vec<Option<String>>>, ranges: &[KeyRange], factor: u64) -> BTreeMap<KeyRange, SegmentSum> {
     rows.into_iter()
         .filter_map(|r| {
             let seg = r.first().cloned().flatten()?.parse::<f64>().ok()? as u64;
+            let range = ranges.get((seg / factor) as usize)?;
             let sum = SegmentSum { rows: parse_sum(r.get(1).cloned().flatten()), high: parse_sum(r.get(2).cloned().flatten()), low: parse_sum(r.get(3).cloned().flatten()) };
-            Some((range.child(seg, factor), sum))
+            Some((range.child(seg % factor, factor), sum))
         })
         .collect()
 }
@@ -606,22 +974,21 @@ struct SourceSide<'a> {
     q: &'a TableQueries,
     /// Streamed rows, with each row's text hash (cached for the drill-down).
     streamed: Option<Vec<(Row, String)>>,
+    /// Rows fetched from Snowflake to thaw (row diff, streaming).
+    transferred: u64,
 }
 
 impl SourceSide<'_> {
-    async fn segments(&mut self, range: KeyRange, factor: u64) -> Result<BTreeMap<KeyRange, SegmentSum>> {
+    async fn segments(&mut self, ranges: &[KeyRange], factor: u64) -> Result<BTreeMap<KeyRange, SegmentSum>> {
         if !self.q.streamed() {
-            let rows = self.sf.execute(&self.q.segments_sql(&self.q.sf_exprs(), &self.q.sf_from, false, range, factor)).await?;
-            return Ok(sums_from_rows(rows, range, factor));
+            let rows = self.sf.execute(&self.q.segments_sql(&self.q.sf_exprs(), &self.q.sf_from, false, ranges, factor)).await?;
+            return Ok(sums_from_rows(rows, ranges, factor));
         }
-        let w = range.child_width(factor);
         let mut out: BTreeMap<KeyRange, SegmentSum> = BTreeMap::new();
         for ((key, _), rh) in self.stream().await? {
             let h = key_hash(key);
-            if !range.contains(h) {
-                continue;
-            }
-            let s = out.entry(range.child((h - range.lo) / w, factor)).or_default();
+            let Some(range) = ranges.iter().find(|r| r.contains(h)) else { continue };
+            let s = out.entry(range.child((h - range.lo) / range.child_width(factor), factor)).or_default();
             s.rows += 1;
             s.high += u64::from_str_radix(&rh[0..6], 16).unwrap_or(0);
             s.low += u64::from_str_radix(&rh[6..12], 16).unwrap_or(0);
@@ -629,13 +996,30 @@ impl SourceSide<'_> {
         Ok(out)
     }
 
-    async fn rows(&mut self, ranges: &[KeyRange]) -> Result<Vec<Row>> {
+    /// Key text and row hash of each row in `ranges`.
+    async fn key_hashes(&mut self, ranges: &[KeyRange]) -> Result<Vec<(String, String)>> {
+        if !self.q.streamed() {
+            let rows = self.sf.execute(&self.q.key_hashes_sql(&self.q.sf_exprs(), &self.q.sf_from, false, ranges)).await?;
+            self.transferred += rows.len() as u64;
+            return Ok(rows
+                .into_iter()
+                .filter_map(|mut r| {
+                    r.resize(2, None);
+                    Some((r[0].take()?, r[1].take()?))
+                })
+                .collect());
+        }
+        Ok(self.stream().await?.iter().filter(|((k, _), _)| ranges.iter().any(|r| r.contains(key_hash(k)))).map(|((k, _), rh)| (k.clone(), rh.clone())).collect())
+    }
+
+    /// Every column's canonical text of the rows in `ranges` whose key's MD5
+    /// is one of `key_hashes`.
+    async fn rows_of(&mut self, ranges: &[KeyRange], key_hashes: &[String]) -> Result<Vec<Row>> {
         if !self.q.streamed() {
             let n = self.q.columns.len();
-            return Ok(self
-                .sf
-                .execute(&self.q.rows_sql(&self.q.sf_exprs(), &self.q.sf_from, false, ranges))
-                .await?
+            let rows = self.sf.execute(&self.q.rows_sql(&self.q.sf_exprs(), &self.q.sf_from, false, ranges, key_hashes)).await?;
+            self.transferred += rows.len() as u64;
+            return Ok(rows
                 .into_iter()
                 .filter_map(|mut r| {
                     r.resize(n + 1, None);
@@ -644,7 +1028,7 @@ impl SourceSide<'_> {
                 })
                 .collect());
         }
-        Ok(self.stream().await?.iter().filter(|((k, _), _)| ranges.iter().any(|r| r.contains(key_hash(k)))).map(|(r, _)| r.clone()).collect())
+        Ok(self.stream().await?.iter().filter(|((k, _), _)| key_hashes.contains(&md5_hex(k))).map(|(r, _)| r.clone()).collect())
     }
 
     /// Every row of the table with its canonical texts, computed once.
@@ -672,6 +1056,7 @@ impl SourceSide<'_> {
                     rows.push(((key, values), rh));
                 }
             }
+            self.transferred += rows.len() as u64;
             self.streamed = Some(rows);
         }
         Ok(self.streamed.as_ref().expect("filled above"))
@@ -723,7 +1108,7 @@ impl SourceSide<'_> {
 pub async fn source_texts(sf: &SnowflakeSource, engine: SourceEngine, columns: &[ColumnPair], from: &str) -> Result<Vec<Vec<Option<String>>>> {
     let q = TableQueries::from_columns(columns, &[], engine, from.to_string(), String::new());
     if q.streamed() {
-        let mut side = SourceSide { sf, q: &q, streamed: None };
+        let mut side = SourceSide { sf, q: &q, streamed: None, transferred: 0 };
         return Ok(side.stream().await?.iter().map(|((_, v), _)| v.clone()).collect());
     }
     let exprs = q.sf_exprs();
@@ -739,16 +1124,29 @@ fn parse_sum(v: Option<String>) -> u64 {
     v.and_then(|s| s.parse::<f64>().ok()).map(|f| f.round() as u64).unwrap_or(0)
 }
 
-async fn pg_segments(pg: &Client, q: &TableQueries, range: KeyRange, factor: u64) -> Result<BTreeMap<KeyRange, SegmentSum>> {
-    let sql = format!("SELECT seg::text, c::text, h::text, l::text FROM ({}) s(seg, c, h, l)", q.segments_sql(&q.pg_exprs(), &q.pg_from, true, range, factor));
+async fn pg_segments(pg: &Client, q: &TableQueries, ranges: &[KeyRange], factor: u64) -> Result<BTreeMap<KeyRange, SegmentSum>> {
+    let sql = format!("SELECT seg::text, c::text, h::text, l::text FROM ({}) s(seg, c, h, l)", q.segments_sql(&q.pg_exprs(), &q.pg_from, true, ranges, factor));
     let rows = pg.query(&sql, &[]).await.map_err(|e| from_postgres(e, format!("checksumming {}", q.pg_from)))?;
-    Ok(sums_from_rows(rows.iter().map(|r| (0..4).map(|i| r.get::<_, Option<String>>(i)).collect()).collect(), range, factor))
+    Ok(sums_from_rows(rows.iter().map(|r| (0..4).map(|i| r.get::<_, Option<String>>(i)).collect()).collect(), ranges, factor))
 }
 
-async fn pg_rows(pg: &Client, q: &TableQueries, ranges: &[KeyRange]) -> Result<Vec<Row>> {
+/// Key text and row hash of every PostgreSQL row in `ranges`.
+async fn pg_key_hashes(pg: &Client, q: &TableQueries, ranges: &[KeyRange]) -> Result<Vec<(String, String)>> {
+    Ok(pg
+        .query(&q.key_hashes_sql(&q.pg_exprs(), &q.pg_from, true, ranges), &[])
+        .await
+        .map_err(|e| from_postgres(e, format!("fetching the keys of mismatching ranges of {}", q.pg_from)))?
+        .into_iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
+}
+
+/// Every column's canonical text of the PostgreSQL rows in `ranges` whose
+/// key's MD5 is one of `key_hashes`.
+async fn pg_rows_of(pg: &Client, q: &TableQueries, ranges: &[KeyRange], key_hashes: &[String]) -> Result<Vec<Row>> {
     let n = q.columns.len();
     Ok(pg
-        .query(&q.rows_sql(&q.pg_exprs(), &q.pg_from, true, ranges), &[])
+        .query(&q.rows_sql(&q.pg_exprs(), &q.pg_from, true, ranges, key_hashes), &[])
         .await
         .map_err(|e| from_postgres(e, format!("fetching mismatching rows of {}", q.pg_from)))?
         .into_iter()
@@ -756,17 +1154,18 @@ async fn pg_rows(pg: &Client, q: &TableQueries, ranges: &[KeyRange]) -> Result<V
         .collect())
 }
 
-fn mismatching(src: &BTreeMap<KeyRange, SegmentSum>, dst: &BTreeMap<KeyRange, SegmentSum>) -> Vec<KeyRange> {
+fn mismatching(src: &BTreeMap<KeyRange, SegmentSum>, dst: &BTreeMap<KeyRange, SegmentSum>) -> Vec<(KeyRange, u64)> {
     let mut segs: Vec<KeyRange> = src.keys().chain(dst.keys()).filter(|k| src.get(*k) != dst.get(*k)).copied().collect();
     segs.sort();
     segs.dedup();
-    segs
+    segs.into_iter().map(|r| (r, src.get(&r).map_or(0, |s| s.rows).max(dst.get(&r).map_or(0, |s| s.rows)))).collect()
 }
 
 /// Bisect the mismatching ranges of the first split until each holds at
 /// most `leaf_rows` rows on both sides (or cannot be split): returns those
-/// leaf ranges and the number of levels used. Each level costs one query per
-/// side per range split; splitting stops once `max_leaves` leaves are found.
+/// leaf ranges and the number of levels used. Each level costs one query
+/// per side for all the ranges it splits; splitting stops once `max_leaves`
+/// leaves are found.
 async fn bisect(
     source: &mut SourceSide<'_>,
     pg: &Client,
@@ -774,33 +1173,37 @@ async fn bisect(
     src: &BTreeMap<KeyRange, SegmentSum>,
     dst: &BTreeMap<KeyRange, SegmentSum>,
     options: ReconcileOptions,
+    found: &mut Found,
 ) -> Result<(Vec<KeyRange>, u32)> {
     let mut leaves = Vec::new();
     let mut levels = 1;
-    let mut level: Vec<(KeyRange, u64)> =
-        mismatching(src, dst).into_iter().map(|r| (r, src.get(&r).map_or(0, |s| s.rows).max(dst.get(&r).map_or(0, |s| s.rows)))).collect();
+    let mut level = mismatching(src, dst);
     while !level.is_empty() {
-        let mut next = Vec::new();
+        let mut split = Vec::new();
         for (range, rows) in level {
-            if rows <= options.leaf_rows || range.hi - range.lo <= 1 || leaves.len() >= options.max_leaves {
+            if rows <= options.leaf_rows || range.hi - range.lo <= 1 || leaves.len() + split.len() >= options.max_leaves {
                 leaves.push(range);
-                continue;
+            } else {
+                split.push(range);
             }
-            let s = source.segments(range, options.factor).await?;
-            let d = pg_segments(pg, q, range, options.factor).await?;
-            next.extend(mismatching(&s, &d).into_iter().map(|r| (r, s.get(&r).map_or(0, |x| x.rows).max(d.get(&r).map_or(0, |x| x.rows)))));
         }
-        if !next.is_empty() {
+        if split.is_empty() {
+            break;
+        }
+        let s = source.segments(&split, options.factor).await?;
+        let d = pg_segments(pg, q, &split, options.factor).await?;
+        found.segments_checked += s.keys().chain(d.keys()).collect::<BTreeSet<_>>().len() as u64;
+        level = mismatching(&s, &d);
+        if !level.is_empty() {
             levels += 1;
         }
-        level = next;
     }
     leaves.sort();
     Ok((leaves, levels))
 }
 
-fn group(rows: Vec<Row>) -> BTreeMap<String, Vec<Vec<Option<String>>>> {
-    let mut out: BTreeMap<String, Vec<Vec<Option<String>>>> = BTreeMap::new();
+fn group<T>(rows: Vec<(String, T)>) -> BTreeMap<String, Vec<T>> {
+    let mut out: BTreeMap<String, Vec<T>> = BTreeMap::new();
     for (k, v) in rows {
         out.entry(k).or_default().push(v);
     }
@@ -856,29 +1259,73 @@ fn diff_rows(columns: &[String], src: Vec<Row>, dst: Vec<Row>) -> RowDiff {
     diff
 }
 
-async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leaves: &[KeyRange], options: ReconcileOptions) -> Result<RowDiff> {
-    let ranges = &leaves[..leaves.len().min(options.max_leaves)];
-    let s = source.rows(ranges).await?;
-    let d = pg_rows(pg, q, ranges).await?;
-    let names: Vec<String> = q.columns.iter().map(|c| c.name.clone()).collect();
-    let mut diff = diff_rows(&names, s, d);
-    diff.segments_mismatching = leaves.len() as u64;
-    diff.segments_diffed = ranges.len() as u64;
-    Ok(diff)
-}
+/// Ranges per row-level query (each is one `OR` term of the query).
+const RANGES_PER_QUERY: usize = 64;
 
-async fn delete_extra(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leaves: &[KeyRange], options: ReconcileOptions) -> Result<u64> {
-    let mut deleted = 0;
-    for ranges in leaves.chunks(options.max_leaves.max(1)) {
-        let s = group(source.rows(ranges).await?);
-        let extra: Vec<String> = group(pg_rows(pg, q, ranges).await?).keys().filter(|k| !s.contains_key(*k)).map(|k| md5_hex(k)).collect();
-        if extra.is_empty() {
+/// Row diff of the leaf ranges (at most `max_leaves`), in two steps: both
+/// sides return the key text and row hash of each row in the ranges, which
+/// gives missing, extra, duplicate and changed keys; then only the first 20
+/// changed rows are fetched with every column's canonical text, for the
+/// differing columns and both values.
+async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leaves: &[KeyRange], options: ReconcileOptions, found: &mut Found) -> Result<()> {
+    let diffed = &leaves[..leaves.len().min(options.max_leaves)];
+    found.segments_mismatching += leaves.len() as u64;
+    found.segments_diffed += diffed.len() as u64;
+    for ranges in diffed.chunks(RANGES_PER_QUERY) {
+        let s = group(source.key_hashes(ranges).await?);
+        let d = pg_key_hashes(pg, q, ranges).await?;
+        found.rows_transferred += d.len() as u64;
+        let d = group(d);
+        let mut changed = Vec::new();
+        for (k, hashes) in &s {
+            if hashes.len() > 1 {
+                found.duplicate_source.insert(k.clone());
+            }
+            match d.get(k) {
+                None => {
+                    found.missing.insert(k.clone());
+                }
+                Some(targets) => {
+                    if targets.len() > 1 {
+                        found.duplicate_target.insert(k.clone());
+                    }
+                    if hashes[0] != targets[0] {
+                        found.changed.insert(k.clone());
+                        if found.changed_rows.len() + changed.len() < MAX_LISTED_KEYS && !found.changed_rows.iter().any(|c| &c.key == k) {
+                            changed.push(k.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for (k, hashes) in &d {
+            if !s.contains_key(k) {
+                found.extra.insert(k.clone());
+                if hashes.len() > 1 {
+                    found.duplicate_target.insert(k.clone());
+                }
+            }
+        }
+        if changed.is_empty() {
             continue;
         }
-        let sql = format!("DELETE FROM {} WHERE MD5({}) = ANY($1::text[])", q.pg_from, q.key_of(&q.pg_exprs()));
-        deleted += pg.execute(&sql, &[&extra]).await.map_err(|e| from_postgres(e, format!("deleting rows no longer in Snowflake from {}", q.pg_from)))?;
+        let key_hashes: Vec<String> = changed.iter().map(|k| md5_hex(k)).collect();
+        let sr = source.rows_of(ranges, &key_hashes).await?;
+        let dr = pg_rows_of(pg, q, ranges, &key_hashes).await?;
+        found.rows_transferred += dr.len() as u64;
+        let names: Vec<String> = q.columns.iter().map(|c| c.name.clone()).collect();
+        found.changed_rows.extend(diff_rows(&names, sr, dr).changed_rows);
     }
-    tracing::info!(table = %q.pg_from, deleted, "propagated deletes");
+    Ok(())
+}
+
+/// Delete the target rows holding the given keys (canonical key texts of
+/// extra keys, `propagate_deletes`); returns the rows deleted.
+async fn delete_keys(pg: &Client, q: &TableQueries, pg_table: &str, keys: &BTreeSet<String>) -> Result<u64> {
+    let hashes: Vec<String> = keys.iter().map(|k| md5_hex(k)).collect();
+    let sql = format!("DELETE FROM {pg_table} WHERE MD5({}) = ANY($1::text[])", q.key_of(&q.pg_exprs()));
+    let deleted = pg.execute(&sql, &[&hashes]).await.map_err(|e| from_postgres(e, format!("deleting rows no longer in Snowflake from {pg_table}")))?;
+    tracing::info!(table = %pg_table, deleted, "propagated deletes");
     Ok(deleted)
 }
 
@@ -959,11 +1406,25 @@ mod tests {
     }
 
     #[test]
+    fn key_hash_ranges_filter_on_the_hex_prefix_which_orders_like_the_value() {
+        let q = TableQueries::from_columns(&[], &[], SourceEngine::Emulator, "T".into(), "t".into());
+        let r = KeyRange { lo: 0x0a1_b2c3, hi: 0x0a1_b2d0 };
+        let sql = q.in_ranges(&[], "t", true, &[r, KeyRange { lo: 0xfff_0000, hi: HASH_SPACE }, KeyRange::ALL]);
+        assert!(sql.contains("(thaw_kx COLLATE \"C\" >= '0a1b2c3' AND thaw_kx COLLATE \"C\" < '0a1b2d0')"), "{sql}");
+        assert!(sql.contains("OR (thaw_kx COLLATE \"C\" >= 'fff0000') OR 1 = 1"), "{sql}");
+        // The string order of a 32-digit hash against a 7-digit bound is the order of its first 7 digits.
+        for (hash, inside) in [("0a1b2c3000", true), ("0a1b2c2fff", false), ("0a1b2cfff0", true), ("0a1b2d0000", false)] {
+            assert_eq!(("0a1b2c3".."0a1b2d0").contains(&hash), inside, "{hash}");
+            assert_eq!(r.contains(u64::from_str_radix(&hash[..7], 16).unwrap()), inside, "{hash}");
+        }
+    }
+
+    #[test]
     fn a_failed_table_makes_the_outcome_an_error_of_its_kind_before_mismatches() {
         let ok = TableReconcile { target: "a".into(), matched: true, status: "ok".into(), ..Default::default() };
         let bad = TableReconcile { target: "b".into(), status: "mismatch".into(), ..Default::default() };
         let failed = TableReconcile { target: "c".into(), status: "error".into(), error: Some("boom".into()), error_kind: Some("Transient".into()), ..Default::default() };
-        let r = |tables: Vec<TableReconcile>, mismatches, errors| ReconcileResponse { run_id: uuid::Uuid::nil(), tables, mismatches, errors };
+        let r = |tables: Vec<TableReconcile>, mismatches, errors| ReconcileResponse { run_id: uuid::Uuid::nil(), tables, mismatches, errors, freshness_hours: None };
         assert!(require_match(&r(vec![ok.clone()], 0, 0)).is_ok());
         assert_eq!(require_match(&r(vec![ok.clone(), bad.clone()], 1, 0)).unwrap_err().kind, ErrorKind::ReconcileMismatch);
         let e = require_match(&r(vec![ok, bad, failed], 1, 1)).unwrap_err();

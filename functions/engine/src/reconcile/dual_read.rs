@@ -1,0 +1,290 @@
+//! The dual-read validation job (docs/reconcile.md §10): during the
+//! validation window both systems compute conflicts, the legacy Snowflake
+//! procedures into `CONFLICTREPORT.PUBLIC` and thaw into PostgreSQL's
+//! `conflict` schema; this job proves they agree.
+//!
+//! What is compared: the conflict pairs (`CONFLICTVISITMAPS` /
+//! `conflict.conflictvisitmaps`) keyed by their ordered visit pair
+//! (`VisitID`, `ConVisitID`) — the identifiers `CONFLICTID` and `ID` are
+//! generated independently on each side and are not compared — over the
+//! columns both sides maintain ([`COMPARED_COLUMNS`], those present in both
+//! tables) plus the status of the pair's conflict (`CONFLICTS.StatusFlag`,
+//! joined as `ConflictStatusFlag`); and the number of conflicts. The pair
+//! comparison is reconcile's: canonical forms, segment sums, bisection and
+//! row diff (§2–§4), so a difference is named by its pair and column.
+//!
+//! Every run is recorded in `migration_status.dual_read_results`
+//! (migration V14), which the cutover gate's `dual-read` check reads.
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use super::{Found, KeyRange, ReconcileOptions, RowDiff, SourceEngine, TableQueries};
+use crate::config::Config;
+use crate::error::{from_postgres, Error, Result};
+use crate::sink;
+use crate::source::{self, sql};
+use crate::sync::plan::{ColumnPair, SourceColumn};
+
+/// Key of a conflict pair: the primary and the conflicting visit.
+pub const PAIR_KEY: [&str; 2] = ["VisitID", "ConVisitID"];
+
+/// Columns of a conflict pair compared when both sides have them: who and
+/// when (SSN, date, providers, caregivers) and the nine rule flags.
+pub const COMPARED_COLUMNS: [&str; 15] = [
+    "SSN",
+    "VisitDate",
+    "ProviderID",
+    "ConProviderID",
+    "CaregiverID",
+    "ConCaregiverID",
+    "SameSchTimeFlag",
+    "SameVisitTimeFlag",
+    "SchAndVisitTimeSameFlag",
+    "SchOverAnotherSchTimeFlag",
+    "VisitTimeOverAnotherVisitTimeFlag",
+    "SchTimeOverVisitTimeFlag",
+    "DistanceFlag",
+    "InServiceFlag",
+    "PTOFlag",
+];
+
+/// The conflict's status as each pair sees it (joined from the conflicts table).
+const STATUS_COLUMN: &str = "ConflictStatusFlag";
+
+/// Where the legacy conflict tables are in Snowflake (default
+/// `CONFLICTREPORT.PUBLIC`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DualReadOptions {
+    /// Snowflake database of `CONFLICTS` and `CONFLICTVISITMAPS`.
+    pub sf_database: String,
+    /// Their Snowflake schema.
+    pub sf_schema: String,
+}
+
+impl Default for DualReadOptions {
+    fn default() -> Self {
+        DualReadOptions { sf_database: "CONFLICTREPORT".into(), sf_schema: "PUBLIC".into() }
+    }
+}
+
+/// The outcome of one dual-read comparison.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DualReadReport {
+    /// `ok`, `mismatch` or `error`.
+    pub status: String,
+    /// Conflicts in Snowflake (`CONFLICTS`).
+    pub source_conflicts: u64,
+    /// Conflicts in PostgreSQL (`conflict.conflicts`).
+    pub target_conflicts: u64,
+    /// Conflict pairs in Snowflake (`CONFLICTVISITMAPS`).
+    pub source_pairs: u64,
+    /// Conflict pairs in PostgreSQL.
+    pub target_pairs: u64,
+    /// Checksums of the pairs (24+24 bits as 12 + 12 hex digits, §2.2).
+    pub source_checksum: String,
+    /// Same, PostgreSQL.
+    pub target_checksum: String,
+    /// The compared pair columns (key first).
+    pub columns: Vec<String>,
+    /// The differing pairs (keys are `VisitID | ConVisitID`).
+    pub diff: Option<RowDiff>,
+    /// Why the comparison could not be made (status `error`).
+    pub error: Option<String>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+impl DualReadReport {
+    /// One line per finding, for the terminal.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "dual-read: {} — conflicts {} in Snowflake, {} in PostgreSQL; pairs {} vs {}; {:.2} s\n",
+            self.status.to_uppercase(),
+            self.source_conflicts,
+            self.target_conflicts,
+            self.source_pairs,
+            self.target_pairs,
+            self.seconds
+        );
+        if let Some(e) = &self.error {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+        if let Some(d) = &self.diff {
+            let key = |k: &str| k.replace('\u{1f}', " | ").replace('\u{1e}', "NULL");
+            for k in &d.missing {
+                out.push_str(&format!("  pair only in Snowflake: {}\n", key(k)));
+            }
+            for k in &d.extra {
+                out.push_str(&format!("  pair only in PostgreSQL: {}\n", key(k)));
+            }
+            for c in &d.changed_rows {
+                let cols: Vec<String> = c.columns.iter().map(|x| format!("{}: {:?} → {:?}", x.column, x.source, x.target)).collect();
+                out.push_str(&format!("  pair differs: {} — {}\n", key(&c.key), cols.join(", ")));
+            }
+        }
+        out
+    }
+}
+
+async fn snowflake_columns(sf: &source::SnowflakeSource, options: &DualReadOptions, table: &str) -> Result<Vec<SourceColumn>> {
+    let rows = sf
+        .execute(&format!(
+            "SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_SCALE, CHARACTER_MAXIMUM_LENGTH FROM {}.INFORMATION_SCHEMA.COLUMNS \
+             WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} ORDER BY ORDINAL_POSITION",
+            sql::ident(&options.sf_database),
+            sql::literal(&options.sf_schema),
+            sql::literal(table)
+        ))
+        .await?;
+    let number = |v: Option<String>| v.and_then(|s| s.parse::<f64>().ok()).map(|f| f as i64);
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut r| {
+            r.resize(4, None);
+            Some(SourceColumn { name: r[0].take()?, data_type: r[1].take()?.to_ascii_uppercase(), scale: number(r[2].take()), char_length: number(r[3].take()) })
+        })
+        .collect())
+}
+
+/// Compare Snowflake's legacy conflict tables with PostgreSQL's `conflict`
+/// schema and record the outcome in `migration_status.dual_read_results`
+/// (written whatever the outcome; a comparison that fails is recorded
+/// `error`).
+///
+/// Errors: [`crate::ErrorKind::ConfigInvalid`] without a `conflicts`
+/// section; the status database unreachable or the result not stored. A
+/// failing comparison (a missing table, a query error) is the report's
+/// `error`, not this function's.
+pub async fn run(config: &Config, options: &DualReadOptions) -> Result<DualReadReport> {
+    let Some(settings) = &config.conflicts else {
+        return Err(Error::config("the dual-read job needs a 'conflicts' section in the config (database of the conflict schema)"));
+    };
+    let started = std::time::Instant::now();
+    let mut report = match compare(config, &settings.database, options).await {
+        Ok(r) => r,
+        Err(e) => DualReadReport { status: "error".into(), error: Some(e.to_string()), ..Default::default() },
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    let status_db = sink::connect(&config.postgres, config.status_database()).await?;
+    record(&status_db, &report).await?;
+    Ok(report)
+}
+
+async fn compare(config: &Config, database: &str, options: &DualReadOptions) -> Result<DualReadReport> {
+    let sf = source::connect(&config.snowflake, Some(&options.sf_database), Some(&options.sf_schema)).await?;
+    let engine = SourceEngine::detect(&sf).await;
+    let pg = sink::connect(&config.postgres, database).await?;
+    pg.batch_execute("SET extra_float_digits = 1; SET jit = off").await.map_err(|e| from_postgres(e, "setting extra_float_digits and jit"))?;
+
+    let sf_pairs = snowflake_columns(&sf, options, "CONFLICTVISITMAPS").await?;
+    let sf_status = snowflake_columns(&sf, options, "CONFLICTS").await?;
+    if sf_pairs.is_empty() || sf_status.is_empty() {
+        return Err(Error::new(
+            crate::ErrorKind::SchemaMismatch,
+            format!(
+                "{db}.{schema}.CONFLICTVISITMAPS or {db}.{schema}.CONFLICTS does not exist in Snowflake; pass the database and schema of the legacy conflict tables",
+                db = options.sf_database,
+                schema = options.sf_schema
+            ),
+        ));
+    }
+    let pg_pairs = sink::table_columns(&pg, "conflict", "conflictvisitmaps").await?;
+    let pg_status = sink::table_columns(&pg, "conflict", "conflicts").await?;
+    let mut pairs = Vec::new();
+    for name in PAIR_KEY.iter().chain(COMPARED_COLUMNS.iter()) {
+        if let (Some(s), Some(t)) = (sf_pairs.iter().find(|c| c.name == *name), pg_pairs.iter().find(|c| c.name == *name)) {
+            pairs.push(ColumnPair { source: s.clone(), target: t.clone() });
+        } else if PAIR_KEY.contains(name) {
+            return Err(Error::new(crate::ErrorKind::SchemaMismatch, format!("the pair key column \"{name}\" is missing in CONFLICTVISITMAPS on one side")));
+        }
+    }
+    if let (Some(s), Some(t)) = (sf_status.iter().find(|c| c.name == "StatusFlag"), pg_status.iter().find(|c| c.name == "StatusFlag")) {
+        let mut s = s.clone();
+        let mut t = t.clone();
+        s.name = STATUS_COLUMN.into();
+        t.name = STATUS_COLUMN.into();
+        pairs.push(ColumnPair { source: s, target: t });
+    }
+    let sf_table = |t: &str| sql::table(&options.sf_database, &options.sf_schema, t);
+    let select = |cols: &[ColumnPair], ident: &dyn Fn(&str) -> String| {
+        cols.iter().filter(|c| c.target.name != STATUS_COLUMN).map(|c| format!("m.{}", ident(&c.target.name))).collect::<Vec<_>>().join(", ")
+    };
+    let status = pairs.iter().any(|c| c.target.name == STATUS_COLUMN);
+    let join = |pairs_table: String, conflicts: String, ident: &dyn Fn(&str) -> String| {
+        if status {
+            format!(
+                "(SELECT {}, c.{sf} AS {st} FROM {pairs_table} m LEFT JOIN {conflicts} c ON c.{id} = m.{id}) thaw_pairs",
+                select(&pairs, ident),
+                sf = ident("StatusFlag"),
+                st = ident(STATUS_COLUMN),
+                id = ident("CONFLICTID")
+            )
+        } else {
+            format!("(SELECT {} FROM {pairs_table} m) thaw_pairs", select(&pairs, ident))
+        }
+    };
+    let sf_from = join(sf_table("CONFLICTVISITMAPS"), sf_table("CONFLICTS"), &sql::ident);
+    let pg_from = join(sink::qualified("conflict", "conflictvisitmaps"), sink::qualified("conflict", "conflicts"), &sink::ident);
+    let keys: Vec<String> = PAIR_KEY.iter().map(|k| k.to_string()).collect();
+    let q = TableQueries::from_columns(&pairs, &keys, engine, sf_from, pg_from);
+
+    let count_sf = |t: String| {
+        let sf = &sf;
+        async move { Ok::<u64, Error>(super::parse_sum(sf.execute(&format!("SELECT COUNT(*) FROM {t}")).await?.into_iter().next().and_then(|r| r.into_iter().next()).flatten())) }
+    };
+    let count_pg = |t: String| {
+        let pg = &pg;
+        async move {
+            let n: i64 = pg.query_one(&format!("SELECT COUNT(*) FROM {t}"), &[]).await.map_err(|e| from_postgres(e, format!("counting {t}")))?.get(0);
+            Ok::<u64, Error>(n.max(0) as u64)
+        }
+    };
+    let source_conflicts = count_sf(sf_table("CONFLICTS")).await?;
+    let target_conflicts = count_pg(sink::qualified("conflict", "conflicts")).await?;
+    let mut found = Found::default();
+    let (matched, s, d) = super::verify_part(&sf, &pg, &q, KeyRange::ALL, ReconcileOptions::default(), &mut found).await?;
+    let clean = matched && source_conflicts == target_conflicts;
+    let checksum = |x: super::SegmentSum| format!("{:012x}{:012x}", x.high, x.low);
+    Ok(DualReadReport {
+        status: if clean { "ok" } else { "mismatch" }.into(),
+        source_conflicts,
+        target_conflicts,
+        source_pairs: s.rows,
+        target_pairs: d.rows,
+        source_checksum: checksum(s),
+        target_checksum: checksum(d),
+        columns: pairs.iter().map(|c| c.target.name.clone()).collect(),
+        diff: found.any().then(|| found.into_diff(0)),
+        error: None,
+        seconds: 0.0,
+    })
+}
+
+/// Store one outcome in `migration_status.dual_read_results` (V14).
+///
+/// Errors: [`crate::ErrorKind`] by SQLSTATE.
+pub async fn record(pg: &Client, report: &DualReadReport) -> Result<()> {
+    let value = serde_json::to_value(report).map_err(|e| Error::internal(format!("dual-read report does not serialise: {e}")))?;
+    let n = |x: u64| x as i64;
+    let d = report.diff.clone().unwrap_or_default();
+    pg.execute(
+        "INSERT INTO migration_status.dual_read_results (status, source_conflicts, target_conflicts, source_pairs, target_pairs, \
+           missing_pairs, extra_pairs, changed_pairs, error_message, report) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &report.status,
+            &n(report.source_conflicts),
+            &n(report.target_conflicts),
+            &n(report.source_pairs),
+            &n(report.target_pairs),
+            &n(d.missing_count),
+            &n(d.extra_count),
+            &n(d.changed_count),
+            &report.error,
+            &value,
+        ],
+    )
+    .await
+    .map_err(|e| from_postgres(e, "recording the dual-read result"))?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+"""Reconcile benchmark (part of `make bench`; docs/benchmarks.md, docs/reconcile.md §5).
+
+One generated table in the emulator, RECONCILE_BENCH (BENCH_RECONCILE_ROWS rows,
+default 1 000 000 — the issue's 5 M with BENCH_RECONCILE_ROWS=5000000, about
+5× the time: ID, NOTE, AMOUNT NUMBER(12,2), TS, UPDATED as the watermark;
+no FLOAT or VARIANT column, so the emulator computes its side in SQL and
+nothing is streamed), copied by `thaw run` into a fresh database, then:
+
+1. identical: `thaw reconcile --full --json`: rows/s of the whole reconcile and
+   of the PostgreSQL side's checksum (coverage.target_seconds), the emulator
+   side's seconds, rows transferred to thaw (must be 0); baseline: PostgreSQL's
+   naive whole-row checksum (`sum` of 48 bits of `md5(t::text)`) over the same
+   table, timed in the same run;
+2. 10 scattered differences planted in PostgreSQL (one changed NOTE each):
+   `thaw reconcile --full --leaf-rows 512 --json`: all 10 found, rows
+   transferred / rows (target < 0.5 %);
+3. the nightly reconcile after a 1 % change in Snowflake (`thaw run`, whose
+   reconcile verifies the touched rows plus a 1/7 rolling slice) against the
+   full reconcile of step 1: seconds and rows verified.
+
+`run()` returns (metrics, checks, details) for run_bench.py; run alone inside
+tests/harness.py with `python3 tests/bench/reconcile.py --thaw PATH`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+if os.environ.get("THAW_SF_CA_FILE"):
+    os.environ["REQUESTS_CA_BUNDLE"] = os.environ["THAW_SF_CA_FILE"]
+
+import psycopg2  # noqa: E402
+import snowflake.connector  # noqa: E402
+
+SF_DATABASE = "RECONCILE_BENCH"
+PG_DATABASE = "thaw_bench_reconcile"
+DIFFERENCES = 10
+# Leaf size of the differences step: with the default 16 384, 10 differences in
+# 1 M rows are located in leaves of ~980 rows (~2 % of the rows' keys and
+# hashes transferred); one more bisection level (one query per side) makes
+# that ~30 rows (5 M rows: ~150).
+LEAF_ROWS = 512
+
+
+def _sf():
+    host, _, port = os.environ["THAW_SF_ENDPOINT"].rpartition(":")
+    return snowflake.connector.connect(account=os.environ["THAW_SF_ACCOUNT"], user=os.environ["THAW_SF_USER"],
+                                       password=os.environ["THAW_SF_PASSWORD"], host=host, port=int(port), protocol="https")
+
+
+def _pg(database: str):
+    return psycopg2.connect(host=os.environ["THAW_PG_HOST"], port=int(os.environ["THAW_PG_PORT"]),
+                            user=os.environ["THAW_PG_USER"], password=os.environ.get("THAW_PG_PASSWORD"), dbname=database)
+
+
+def _config(path: Path) -> Path:
+    table = {"source": "RECONCILE_BENCH", "target": "reconcile_bench", "uniqueness_columns": ["ID"],
+             "source_watermark": "UPDATED", "target_watermark": "UPDATED", "chunking_columns": ["ID"], "chunking_column_types": ["int"]}
+    config = {
+        "snowflake": {"account": os.environ["THAW_SF_ACCOUNT"], "user": os.environ["THAW_SF_USER"],
+                      "password": os.environ["THAW_SF_PASSWORD"], "endpoint": os.environ["THAW_SF_ENDPOINT"],
+                      "ca_file": os.environ.get("THAW_SF_CA_FILE", "")},
+        "postgres": {"host": os.environ["THAW_PG_HOST"], "port": int(os.environ["THAW_PG_PORT"]),
+                     "user": os.environ["THAW_PG_USER"], "password": os.environ.get("THAW_PG_PASSWORD", "")},
+        "sources": [{"source_name": "bench", "source_sf_database": SF_DATABASE, "source_sf_schema": "S",
+                     "target_pg_database": PG_DATABASE, "target_pg_schema": "public", "tables": [table]}],
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+def _thaw(thaw: str, args: list[str], logs: Path, what: str, ok_codes=(0,)) -> tuple[dict, float]:
+    import subprocess
+    started = time.perf_counter()
+    with open(logs / f"{what}.log", "w") as err:
+        result = subprocess.run([thaw, *args], stdout=subprocess.PIPE, stderr=err, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode not in ok_codes:
+        raise RuntimeError(f"{what}: thaw {' '.join(args)} exited {result.returncode}; see {logs / (what + '.log')}\n{result.stdout[-2000:]}")
+    return (json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}), seconds
+
+
+def _table(report: dict) -> dict:
+    return report["tables"][0]
+
+
+def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dict]:
+    rows = rows or int(os.environ.get("BENCH_RECONCILE_ROWS") or 1_000_000)
+    sf = _sf()
+    cur = sf.cursor()
+    cur.execute(f'CREATE OR REPLACE DATABASE "{SF_DATABASE}"')
+    cur.execute(f'CREATE SCHEMA "{SF_DATABASE}"."S"')
+    fqn = f'"{SF_DATABASE}"."S"."RECONCILE_BENCH"'
+    cur.execute(f'CREATE TABLE {fqn} ("ID" NUMBER(38,0), "NOTE" VARCHAR(40), "AMOUNT" NUMBER(12,2), "TS" TIMESTAMP_NTZ, "UPDATED" TIMESTAMP_NTZ)')
+    cur.execute(f"INSERT INTO {fqn} SELECT SEQ4() + 1, 'note ' || SEQ4(), (SEQ4() % 100000) / 100.0, "
+                f"DATEADD(microsecond, SEQ4() * 1000003, '2024-01-01 00:00:00'::TIMESTAMP_NTZ), DATEADD(second, SEQ4(), '2024-01-01 00:00:00'::TIMESTAMP_NTZ) "
+                f"FROM TABLE(GENERATOR(ROWCOUNT => {rows}))")
+    admin = _pg("postgres")
+    admin.autocommit = True
+    with admin.cursor() as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    pg = _pg(PG_DATABASE)
+    pg.autocommit = True
+    with pg.cursor() as c:
+        c.execute('CREATE TABLE public.reconcile_bench ("ID" int8 PRIMARY KEY, "NOTE" varchar(40), "AMOUNT" numeric(12,2), "TS" timestamp, "UPDATED" timestamp)')
+        c.execute('CREATE INDEX ON public.reconcile_bench ("UPDATED")')
+    work = Path(tempfile.mkdtemp(prefix="thaw-bench-reconcile-"))
+    config = _config(work / "config.json")
+    try:
+        _thaw(thaw, ["migrate", "--config", str(config)], logs, "reconcile-migrate")
+        first, copy_seconds = _thaw(thaw, ["run", "--config", str(config), "--no-conflicts", "--report", str(work / "run1.json")], logs, "reconcile-copy")
+        run1 = json.loads((work / "run1.json").read_text())
+        run_id = run1["plan"]["run_id"]
+        with pg.cursor() as c:
+            c.execute("ANALYZE public.reconcile_bench")
+            started = time.perf_counter()
+            c.execute("SELECT count(*), sum(('x' || substr(md5(t::text), 1, 6))::bit(24)::int8), "
+                      "sum(('x' || substr(md5(t::text), 7, 6))::bit(24)::int8) FROM public.reconcile_bench t")
+            c.fetchall()
+            naive_seconds = time.perf_counter() - started
+
+        # 1. Identical tables, full verification.
+        base = ["reconcile", "--config", str(config), "--run-id", run_id, "--json"]
+        identical, identical_wall = _thaw(thaw, base + ["--full"], logs, "reconcile-identical")
+        same = _table(identical)
+        same_cov = same["coverage"]
+
+        # 2. Ten scattered differences.
+        ids = [1 + (i * 7919 * 104729) % rows for i in range(1, DIFFERENCES + 1)]
+        with pg.cursor() as c:
+            c.execute('UPDATE public.reconcile_bench SET "NOTE" = \'planted\' WHERE "ID" = ANY(%s)', (ids,))
+        differing, differing_wall = _thaw(thaw, base + ["--full", "--leaf-rows", str(LEAF_ROWS)], logs, "reconcile-differences", ok_codes=(3,))
+        diff = _table(differing)
+        diff_cov = diff["coverage"]
+        found = sorted(int(k) for k in (diff.get("diff") or {}).get("changed", []))
+        with pg.cursor() as c:
+            c.execute('UPDATE public.reconcile_bench SET "NOTE" = \'note \' || ("ID" - 1) WHERE "ID" = ANY(%s)', (ids,))
+
+        # 3. The nightly reconcile after a 1 % change, against the full one of step 1.
+        changed = max(1, rows // 100)
+        cur.execute(f"UPDATE {fqn} SET \"NOTE\" = 'night 2', \"UPDATED\" = '2030-01-01 00:00:00' WHERE \"ID\" % 100 = 7")
+        _, night_wall = _thaw(thaw, ["run", "--config", str(config), "--no-conflicts", "--report", str(work / "run2.json")], logs, "reconcile-night")
+        run2 = json.loads((work / "run2.json").read_text())
+        night = run2["reconcile_details"][0]
+        night_cov = night["coverage"]
+    finally:
+        pg.close()
+        with admin.cursor() as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        admin.close()
+        sf.close()  # the emulator has no DROP DATABASE; CREATE OR REPLACE above starts over
+
+    rate = lambda n, s: n / s if s > 0 else float("nan")  # noqa: E731
+    metrics = [
+        ("reconcile identical, PostgreSQL side rows/s", rate(rows, same_cov["target_seconds"]), rate(rows, naive_seconds)),
+        ("reconcile identical, whole rows/s", rate(rows, same_cov["seconds"]), rate(rows, naive_seconds)),
+        ("reconcile 10 differences, whole rows/s", rate(rows, diff_cov["seconds"]), rate(rows, naive_seconds)),
+        ("nightly reconcile (1 % changed) rows/s", rate(rows, night_cov["seconds"]), rate(rows, same_cov["seconds"])),
+    ]
+    checks = {
+        "reconcile identical: ok, nothing transferred": same["summary"]["status"] == "ok" and same_cov["rows_transferred"] == 0,
+        "reconcile: the 10 planted differences found exactly": found == sorted(ids),
+        "reconcile: < 0.5 % of rows transferred to locate them": diff_cov["rows_transferred"] < rows * 0.005,
+        "nightly reconcile ok and nightly-scoped": night["summary"]["status"] == "ok" and night_cov["scope"] == "nightly",
+    }
+    details = {
+        "rows": rows, "copy_seconds": round(copy_seconds, 2), "naive_postgres_checksum_seconds": round(naive_seconds, 3),
+        "identical": same_cov, "identical_wall_seconds": round(identical_wall, 2),
+        "differences": {**diff_cov, "planted": ids, "found": found, "transferred_percent": round(100.0 * diff_cov["rows_transferred"] / rows, 4)},
+        "nightly": {**night_cov, "changed_rows": changed, "run_wall_seconds": round(night_wall, 2),
+                    "cost_vs_full": round(night_cov["seconds"] / same_cov["seconds"], 3) if same_cov["seconds"] else None},
+    }
+    return metrics, checks, details
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--thaw", default=os.environ.get("THAW", "thaw"))
+    parser.add_argument("--rows", type=int, default=None)
+    args = parser.parse_args()
+    logs = Path(tempfile.mkdtemp(prefix="thaw-bench-reconcile-logs-"))
+    metrics, checks, details = run(args.thaw, logs, args.rows)
+    for name, a, b in metrics:
+        print(f"{name:<46} {a:>14,.0f} {b:>14,.0f} {a / b:>7.2f}x")
+    for name, ok in checks.items():
+        print(f"check: {name}: {'ok' if ok else 'FAILED'}")
+    print(json.dumps(details, indent=2))
+    sys.exit(0 if all(checks.values()) else 1)
