@@ -54,6 +54,7 @@ pub mod candidates;
 pub mod columns;
 pub mod cross_state;
 pub mod distance;
+pub mod in_service;
 pub mod incremental;
 pub mod rules;
 pub mod settings;

@@ -51,7 +51,7 @@ use tokio_postgres::{Client, Transaction};
 use super::columns::{ColumnTypes, Want};
 use super::rules::RuleFlags;
 use super::settings::DetectionSettings;
-use super::DetectedPair;
+use super::{in_service, DetectedPair};
 use crate::config::ConflictSettings;
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink::{ident, qualified};
@@ -261,6 +261,10 @@ pub const LIFECYCLE_CVM_COLUMNS: &[&str] = &[
     "PTOFlag",
 ];
 
+/// Group columns the nightly job writes on `conflictvisitmaps`
+/// (docs/conflicts.md §7.6, §D5, [`super::groups`]).
+pub const GROUP_CVM_COLUMNS: &[&str] = &["GroupID", "G_CRDATEUNIQUE"];
+
 /// Columns of `conflictvisitmaps` the application owns: never written here.
 pub const USER_OWNED_CVM_COLUMNS: &[&str] = &[
     "ConNoResponseFlag",
@@ -312,7 +316,10 @@ pub fn is_nightly_writable(table: Table, column: &str) -> bool {
     match table {
         Table::ConflictVisitMaps => {
             !USER_OWNED_CVM_COLUMNS.contains(&column)
-                && (LIFECYCLE_CVM_COLUMNS.contains(&column) || detected_cvm_columns().contains(&column))
+                && (LIFECYCLE_CVM_COLUMNS.contains(&column)
+                    || GROUP_CVM_COLUMNS.contains(&column)
+                    || super::in_service::EVENT_CVM_COLUMNS.contains(&column)
+                    || detected_cvm_columns().contains(&column))
         }
         Table::Conflicts => NIGHTLY_CONFLICT_COLUMNS.contains(&column) && !USER_OWNED_CONFLICT_COLUMNS.contains(&column),
         Table::Settings => NIGHTLY_SETTINGS_COLUMNS.contains(&column),
@@ -424,6 +431,8 @@ pub struct ApplyCounts {
     pub resolved: u64,
     /// New `conflicts` rows.
     pub conflicts_created: u64,
+    /// Visit–event pairs found (in-service and PTO, one orientation each, docs/conflicts.md §5).
+    pub event_pairs: u64,
 }
 
 /// Everything [`statements`] needs to build the SQL of one run.
@@ -471,7 +480,8 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         r#"ANALYZE {STAGING};
 CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
 WITH f AS (
-    SELECT f.* FROM {fact} f WHERE {f_id} IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING})
+    SELECT f.* FROM {fact} f WHERE {f_id} IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING}
+                                              UNION SELECT visit_id FROM {event_pairs})
 ), address AS (
     SELECT DISTINCT ON (ad."Patient Id") ad.* FROM {addresses} ad
     WHERE {ad_primary} = true AND {ad_type} LIKE '%GPS%'
@@ -495,6 +505,7 @@ CREATE INDEX ON {SIDE} ("VisitID");
 CREATE INDEX ON {STAGING} ("VisitID", "ConVisitID");
 ANALYZE {SIDE}"#,
         fact = a("factvisitcallperformance_cr"),
+        event_pairs = in_service::EVENT_PAIRS,
         addresses = a("dimpatientaddress"),
         caregivers = a("dimcaregiver"),
         providers = a("dimprovider"),
@@ -558,30 +569,7 @@ ANALYZE {NEW}"#,
         .into_iter()
         .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c))
         .collect();
-    let refreshed_q = written_columns(Table::ConflictVisitMaps, refreshed.iter().copied())?;
-    let flags_q = written_columns(Table::ConflictVisitMaps, RuleFlags::COLUMNS)?;
-    let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
-    let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
-    sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
-    // A resolved pair detected again reopens, unless one of its visits is
-    // missed: the missed step (docs/conflicts.md §8.2 step 3) would resolve
-    // it again at once, so it stays resolved and nothing is rewritten.
-    let reopen = "c.\"StatusFlag\" = 'R' AND NOT coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
-    sets.push(format!("{} = CASE WHEN {reopen} THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
-    sets.push(format!("{} = CASE WHEN {reopen} THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
-    sets.push(format!("{} = {now}", life[2]));
-    let mut changed = vec![format!(
-        "ROW({}) IS DISTINCT FROM ROW({})",
-        refreshed_q.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
-        refreshed_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", ")
-    )];
-    changed.extend(flags_q.iter().map(|f| format!("(c.{f} = 'N' AND n.{f} = 'Y')")));
-    changed.push(format!("({reopen})"));
-    let update_sql = format!(
-        "UPDATE {cvm} c SET {sets}\nFROM {NEW} n\nWHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
-        sets = sets.join(",\n    "),
-        changed = changed.join("\n    OR "),
-    );
+    let update_sql = refresh_statement(&cvm, NEW, &refreshed, &RuleFlags::COLUMNS, &now)?;
 
     // 4. Insert new pairs allowed to start a conflict.
     let detected_q = written_columns(Table::ConflictVisitMaps, detected_cvm_columns())?;
@@ -599,6 +587,39 @@ ANALYZE {NEW}"#,
         cols = detected_q.join(", "),
         life = insert_life.join(", "),
         vals = detected_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", "),
+        rev = reverse("n"),
+    );
+
+    // 3b/4b. In-service and PTO pairs (docs/conflicts.md §5): would-be rows
+    // of both orientations, refreshed and inserted like visit pairs, with
+    // InServiceFlag/PTOFlag sticky as the rule flags.
+    let event_written: Vec<&str> = detected_cvm_columns()
+        .into_iter()
+        .chain(in_service::EVENT_CVM_COLUMNS.iter().copied())
+        .chain(["InServiceFlag", "PTOFlag"])
+        .collect();
+    let cast = |col: &str, expr: &str| -> Result<String> { Ok(format!("CAST({expr} AS {})", ty(col)?)) };
+    let zone = &ctx.zone_literal;
+    let events_sql = in_service::events_sql(src, zone, ctx.keyed)?;
+    let event_pairs_sql = in_service::pairs_sql(src, zone)?;
+    let event_side_sql = in_service::side_sql(src, zone)?;
+    let event_rows_sql = in_service::rows_sql(&event_written, &cast, SIDE)?;
+    let event_refreshed: Vec<&str> = event_written
+        .iter()
+        .copied()
+        .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c) && !["InServiceFlag", "PTOFlag"].contains(c))
+        .collect();
+    let event_sticky: Vec<&str> = RuleFlags::COLUMNS.iter().copied().chain(["InServiceFlag", "PTOFlag"]).collect();
+    let event_update_sql = refresh_statement(&cvm, in_service::EVENT_NEW, &event_refreshed, &event_sticky, &now)?;
+    let event_cols_q = written_columns(Table::ConflictVisitMaps, event_written.iter().copied())?;
+    let event_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "CreatedDate", "ReverseUUID"])?;
+    let event_insert_sql = format!(
+        "INSERT INTO {cvm} ({cols}, {life})\nSELECT {vals}, 'U', {now}, {rev}\nFROM {new} n\n\
+         WHERE NOT EXISTS (SELECT 1 FROM {cvm} c WHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\")",
+        new = in_service::EVENT_NEW,
+        cols = event_cols_q.join(", "),
+        life = event_life.join(", "),
+        vals = event_cols_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", "),
         rev = reverse("n"),
     );
 
@@ -659,6 +680,20 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         } else {
             String::new()
         },
+        s = resolve_cols[0],
+        r = resolve_cols[1],
+        u = resolve_cols[2],
+    );
+    // 7b. Resolve stored in-service/PTO rows of the window that were not detected again
+    //    ([SF] marks them with UpdateFlag like every row of the window, docs/conflicts.md §8.2 step 4).
+    let resolve_events_sql = format!(
+        "UPDATE {cvm} c SET {s} = 'R', {r} = {now}, {u} = {now}\n\
+         WHERE c.\"VisitDate\" BETWEEN $1 AND $2 AND c.\"CONFLICTID\" IS NOT NULL AND coalesce(c.\"StatusFlag\", 'U') NOT IN ('R', 'D')\n  \
+         AND {event_row}\n  \
+         AND NOT EXISTS (SELECT 1 FROM {new} n WHERE n.\"VisitID\" = c.\"VisitID\" AND n.\"ConVisitID\" = c.\"ConVisitID\"){scope}",
+        event_row = in_service::is_event_row("c"),
+        new = in_service::EVENT_NEW,
+        scope = if ctx.keyed { format!("\n  AND {}", in_service::resolve_scope("c")) } else { String::new() },
         s = resolve_cols[0],
         r = resolve_cols[1],
         u = resolve_cols[2],
@@ -741,10 +776,16 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
     // own is skipped by PostgreSQL with a warning, never an error.
     let analyze_cvm = format!("ANALYZE {cvm}");
     Ok(vec![
+        ("in-service and PTO events", events_sql),
+        ("in-service and PTO pairs", event_pairs_sql),
         ("snapshot", side_sql),
         ("would-be rows", new_sql),
+        ("event snapshot", event_side_sql),
+        ("would-be event rows", event_rows_sql),
         ("refresh", update_sql),
+        ("refresh event rows", event_update_sql),
         ("insert", insert_sql),
+        ("insert event rows", event_insert_sql),
         ("analyze after insert", analyze_cvm.clone()),
         ("assign CONFLICTID", assign_sql),
         ("ReverseUUID", reverse_sql),
@@ -757,6 +798,7 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         ("missed conflicts", missed_conflicts_sql),
         ("missed pairs", missed_pairs_sql),
         ("resolve", resolve_sql),
+        ("resolve event rows", resolve_events_sql),
         ("reopen conflicts", reopen_conflicts_sql),
         ("cascade down", cascade_down_sql),
         ("cascade up", cascade_up_sql),
@@ -786,6 +828,40 @@ async fn cvm_types(tx: &Transaction<'_>, schemas: &Schemas) -> Result<HashMap<St
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// The refresh of stored pairs from the would-be rows of `new_table`
+/// (docs/conflicts.md §7.2): a stored row with the same `(VisitID,
+/// ConVisitID)` is updated only when something changes — a `refreshed`
+/// column differs, a `sticky` flag goes `N` → `Y` (a flag is replaced only
+/// when its stored value is `'N'`), or the row is `R` and reopens to `U`
+/// (`ResolveDate` cleared) unless one of its visits is missed — and then
+/// gets `UpdatedDate` = `now`. `W`, `I` and `D` keep their status.
+fn refresh_statement(cvm: &str, new_table: &str, refreshed: &[&str], sticky: &[&str], now: &str) -> Result<String> {
+    let refreshed_q = written_columns(Table::ConflictVisitMaps, refreshed.iter().copied())?;
+    let flags_q = written_columns(Table::ConflictVisitMaps, sticky.iter().copied())?;
+    let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
+    let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
+    sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
+    // A resolved pair detected again reopens, unless one of its visits is
+    // missed: the missed step (docs/conflicts.md §8.2 step 3) would resolve
+    // it again at once, so it stays resolved and nothing is rewritten.
+    let reopen = "c.\"StatusFlag\" = 'R' AND NOT coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
+    sets.push(format!("{} = CASE WHEN {reopen} THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
+    sets.push(format!("{} = CASE WHEN {reopen} THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
+    sets.push(format!("{} = {now}", life[2]));
+    let mut changed = vec![format!(
+        "ROW({}) IS DISTINCT FROM ROW({})",
+        refreshed_q.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
+        refreshed_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", ")
+    )];
+    changed.extend(flags_q.iter().map(|f| format!("(c.{f} = 'N' AND n.{f} = 'Y')")));
+    changed.push(format!("({reopen})"));
+    Ok(format!(
+        "UPDATE {cvm} c SET {sets}\nFROM {new_table} n\nWHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
+        sets = sets.join(",\n    "),
+        changed = changed.join("\n    OR "),
+    ))
+}
+
 /// Quote a string as an SQL literal.
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -813,14 +889,20 @@ pub async fn apply(
         keyed,
     };
     let mut counts = ApplyCounts::default();
+    let excluded_providers = settings.exclusions.provider_list();
+    let excluded_ssns = settings.exclusions.ssn_list();
     for (name, sql) in statements(&ctx)? {
         let what = format!("conflict step '{name}'");
         let rows = match name {
-            "resolve" | "missed conflicts" | "missed pairs" | "reopen conflicts" | "cascade down" | "cascade up"
+            "resolve" | "resolve event rows" | "missed conflicts" | "missed pairs" | "reopen conflicts" | "cascade down" | "cascade up"
             | "clear ResolveDate of open pairs" | "clear ResolveDate of open conflicts" => {
                 tx.execute(sql.as_str(), &[&window.0, &window.1]).await
             }
-            "snapshot" | "would-be rows" | "analyze after insert" | "analyze after CONFLICTID" | "analyze conflicts" => {
+            "in-service and PTO events" => {
+                tx.execute(sql.as_str(), &[&window.0, &window.1, &excluded_providers, &excluded_ssns]).await
+            }
+            "in-service and PTO pairs" => tx.execute(sql.as_str(), &[&window.0, &window.1, &excluded_providers]).await,
+            "snapshot" | "would-be rows" | "event snapshot" | "would-be event rows" | "analyze after insert" | "analyze after CONFLICTID" | "analyze conflicts" => {
                 tx.batch_execute(&sql).await.map(|_| 0)
             }
             _ => tx.execute(sql.as_str(), &[]).await,
@@ -828,10 +910,11 @@ pub async fn apply(
         .map_err(|e| from_postgres(e, &what))?;
         tracing::debug!(step = name, rows, "conflict store");
         match name {
-            "refresh" => counts.updated = rows,
-            "insert" => counts.inserted = rows,
+            "refresh" | "refresh event rows" => counts.updated += rows,
+            "insert" | "insert event rows" => counts.inserted += rows,
+            "in-service and PTO pairs" => counts.event_pairs = rows,
             "conflicts" => counts.conflicts_created = rows,
-            "resolve" => counts.resolved = rows,
+            "resolve" | "resolve event rows" => counts.resolved += rows,
             _ => {}
         }
     }
@@ -844,7 +927,12 @@ mod tests {
 
     fn context() -> StatementContext {
         let mut cvm_types: HashMap<String, String> = HashMap::new();
-        for c in detected_cvm_columns().into_iter().chain(LIFECYCLE_CVM_COLUMNS.iter().copied()) {
+        for c in detected_cvm_columns()
+            .into_iter()
+            .chain(LIFECYCLE_CVM_COLUMNS.iter().copied())
+            .chain(in_service::EVENT_CVM_COLUMNS.iter().copied())
+            .chain(GROUP_CVM_COLUMNS.iter().copied())
+        {
             cvm_types.insert(c.to_string(), "text".to_string());
         }
         StatementContext {
