@@ -54,6 +54,7 @@ pub mod candidates;
 pub mod columns;
 pub mod cross_state;
 pub mod distance;
+pub mod groups;
 pub mod in_service;
 pub mod incremental;
 pub mod rules;
@@ -330,6 +331,9 @@ async fn run_locked(
     summary.updated = counts.updated;
     summary.resolved = counts.resolved;
     summary.conflicts_created = counts.conflicts_created;
+    // docs/conflicts.md §7.6, §D5: GroupID as connected components, after every pair is written.
+    let grouped = groups::assign(&tx, schemas, &format!("(now() AT TIME ZONE {zone_literal})")).await?;
+    tracing::debug!(rows = grouped, "GroupID");
     if has_watermark_table {
         let mark = incremental::Watermark { source_changed_up_to: high_water, settings_fingerprint: fingerprint, window };
         incremental::save(&tx, schemas, &mark, if keyed { "incremental" } else { "full" }).await?;
