@@ -37,14 +37,18 @@
 //!   `conflicts` and `conflictvisitmaps`.
 //! * [`columns`]: the column types of the source and settings tables as they
 //!   are, cast in SQL to what detection expects (docs/conflicts.md §2.4).
+//! * [`in_service`]: in-service and PTO conflicts (docs/conflicts.md §5):
+//!   events with [SF]'s synthetic ids against completed visits at other
+//!   agencies, written by the store like visit pairs.
+//! * [`groups`]: `GroupID` as connected components of the conflict graph,
+//!   stable once assigned (docs/conflicts.md §7.6, §D5).
 //!
 //! ## Entry points
 //! * [`run`]: the whole step against PostgreSQL, under a run lock.
 //! * [`detect`]: the pure detection (no I/O) for tests and benchmarks.
 //!
 //! ## Not yet here (later issues; the module is shaped for them)
-//! No-response `N` and `ResolvedBy` (docs/conflicts.md §8.2 steps 8–9), in-service
-//! and PTO conflicts (docs/conflicts.md §5), group ids (docs/conflicts.md §D5), notifications,
+//! No-response `N` and `ResolvedBy` (docs/conflicts.md §8.2 steps 8–9), notifications,
 //! and the log-history rows (`log_history`,
 //! not yet in the conflict schema) that should record the system reason when
 //! a pair is resolved because it became cross-state (docs/conflicts.md §D6).
