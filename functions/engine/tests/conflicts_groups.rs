@@ -91,3 +91,36 @@ async fn group_ids_are_connected_components_stable_once_assigned() {
     run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
     assert_eq!(groups(&client).await, merged);
 }
+
+/// Rows complete (docs/conflicts.md §3.1): every column of the migrated
+/// `conflictvisitmaps` is written by the nightly job, owned by the
+/// application, or listed as not written with its reason — so a column
+/// added to the table cannot be silently left empty.
+#[tokio::test]
+async fn every_conflictvisitmaps_column_is_written_owned_or_listed() {
+    use thaw_engine::conflicts::store::{is_nightly_writable, Table, NOT_WRITTEN_CVM_COLUMNS, USER_OWNED_CVM_COLUMNS};
+    let client = fresh_pg(&unique("cf_columns")).await;
+    let columns: Vec<String> = client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = 'conflict' AND table_name = 'conflictvisitmaps'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns.len(), 248);
+    let unlisted: Vec<&String> = columns
+        .iter()
+        .filter(|c| {
+            !is_nightly_writable(Table::ConflictVisitMaps, c)
+                && !USER_OWNED_CVM_COLUMNS.contains(&c.as_str())
+                && !NOT_WRITTEN_CVM_COLUMNS.contains(&c.as_str())
+        })
+        .collect();
+    assert!(unlisted.is_empty(), "columns neither written, owned nor listed: {unlisted:?}");
+    for c in NOT_WRITTEN_CVM_COLUMNS {
+        assert!(columns.iter().any(|x| x == c), "{c} is listed but not a column");
+    }
+}

@@ -318,6 +318,7 @@ async fn run_locked(
     if !has_watermark_table {
         summary.warnings.push(incremental::FullReason::NoWatermarkTable.text().into());
     }
+    let read_started = std::time::Instant::now();
     let mut writer = store::PairWriter::create(&tx).await?;
     let mut source = candidates::PgVisitSource::open(&tx, &source_types, window, keyed).await?;
     while let Some(batch) = candidates::VisitSource::next_batch(&mut source).await? {
@@ -327,6 +328,7 @@ async fn run_locked(
         writer.write(&tx, &pairs).await?;
     }
     drop(source);
+    tracing::debug!(seconds = read_started.elapsed().as_secs_f64(), visits = summary.visits_considered, "candidates read, detected and staged");
     if crate::failpoints::check(crate::failpoints::CONFLICT_DETECT_PANIC).is_err() {
         panic!("failpoint {} triggered", crate::failpoints::CONFLICT_DETECT_PANIC);
     }

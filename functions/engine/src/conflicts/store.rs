@@ -278,6 +278,25 @@ pub const USER_OWNED_CVM_COLUMNS: &[&str] = &[
     "AggFlagForReviewDate",
 ];
 
+/// Columns of `conflictvisitmaps` that neither detection nor the
+/// application writes today, each for a documented reason
+/// (docs/conflicts.md §3.1): the identity `ID`; the un-prefixed patient
+/// block, which [SF] always left NULL (the `P_…`/`PA_…` blocks carry the
+/// patients); [SF]'s run scratch columns `UpdateFlag` and `TempGroupID`
+/// (thaw diffs instead, §7.2, and groups directly, §7.6); `AgencyContact`
+/// and `ResolvedBy` (the lifecycle, §6.6, §8.2); the billable units of the
+/// external API (§6.5, §D12).
+pub const NOT_WRITTEN_CVM_COLUMNS: &[&str] = &[
+    "ID",
+    "PAdmissionID", "PName", "PFName", "PLName", "PMedicaidNumber", "PStatus", "PAddressID", "PAppAddressID",
+    "PAddressL1", "PAddressL2", "PCity", "PAddressState", "PZipCode", "PCounty",
+    "ConPAdmissionID", "ConPName", "ConPFName", "ConPLName", "ConPMedicaidNumber", "ConPStatus", "ConPAddressID",
+    "ConPAppAddressID", "ConPAddressL1", "ConPAddressL2", "ConPCity", "ConPAddressState", "ConPZipCode", "ConPCounty",
+    "UpdateFlag", "TempGroupID",
+    "AgencyContact", "ConAgencyContact", "ResolvedBy",
+    "BILLABLEMINUTESFULLSHIFT", "BILLABLEUNITSFULLSHIFT", "BILLABLEMINUTESOVERLAP", "BILLABLEUNITSOVERLAP", "FAILEDON",
+];
+
 /// Columns of `conflicts` the nightly job writes.
 pub const NIGHTLY_CONFLICT_COLUMNS: &[&str] = &["CONFLICTID", "RECORDEDDATETIME", "CreatedDate", "StatusFlag", "ResolveDate"];
 
@@ -893,6 +912,7 @@ pub async fn apply(
     let excluded_ssns = settings.exclusions.ssn_list();
     for (name, sql) in statements(&ctx)? {
         let what = format!("conflict step '{name}'");
+        let step_started = std::time::Instant::now();
         let rows = match name {
             "resolve" | "resolve event rows" | "missed conflicts" | "missed pairs" | "reopen conflicts" | "cascade down" | "cascade up"
             | "clear ResolveDate of open pairs" | "clear ResolveDate of open conflicts" => {
@@ -908,7 +928,7 @@ pub async fn apply(
             _ => tx.execute(sql.as_str(), &[]).await,
         }
         .map_err(|e| from_postgres(e, &what))?;
-        tracing::debug!(step = name, rows, "conflict store");
+        tracing::debug!(step = name, rows, seconds = step_started.elapsed().as_secs_f64(), "conflict store");
         match name {
             "refresh" | "refresh event rows" => counts.updated += rows,
             "insert" | "insert event rows" => counts.inserted += rows,
