@@ -43,7 +43,8 @@ def run_measured(cmd: list[str], what: str, logs: Path) -> tuple[str, float, int
     log_path = logs / f"{what}.log"
     started = time.perf_counter()
     with open(log_path, "w") as err, tempfile.TemporaryFile("w+") as out:
-        process = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=rb.REPO)
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG") or "warn,thaw=info,thaw_engine=debug")
+        process = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=rb.REPO, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
@@ -245,7 +246,7 @@ def app_queries() -> list[dict]:
     """The application's reads as listed in app_queries.rs: name, SQL ($n parameters) and parameter kinds."""
     text = APP_QUERIES.read_text()
     out = []
-    for m in re.finditer(r'name:\s*"((?:[^"\\]|\\.)*)",\s*sql:\s*"((?:[^"\\]|\\.)*)",\s*params:\s*&\[([^\]]*)\]', text):
+    for m in re.finditer(r'name:\s*"((?:[^"\\]|\\.)*)",\s*sql:\s*"((?:[^"\\]|\\.)*)",\s*params:\s*&\[([^\]]*)\]', text, re.S):
         sql = re.sub(r"\\\n\s*", "", m.group(2)).replace('\\"', '"')
         params = [p.strip().removeprefix("Param::") for p in m.group(3).split(",") if p.strip()]
         out.append({"name": m.group(1), "sql": sql, "params": params})
@@ -288,6 +289,22 @@ def app_latencies(database: str, today: dt.date, samples: int = 200) -> list[dic
     return results
 
 
+STEP_LINE = re.compile(r'step="?([^"]+?)"? rows=\d+ seconds=([0-9.e-]+)')
+READ_LINE = re.compile(r'seconds=([0-9.e-]+) visits=\d+ candidates read, detected and staged')
+
+
+def profile(log_path: Path) -> dict:
+    """Where a `thaw conflicts` run spent its time, from its debug log (RUST_LOG=thaw_engine=debug):
+    candidate read + detection + staging COPY, then each set-based statement of the store."""
+    text = log_path.read_text(errors="replace")
+    out = {}
+    for m in READ_LINE.finditer(text):
+        out["candidates read, detected and staged"] = float(m.group(1))
+    for m in STEP_LINE.finditer(text):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def state_scale(thaw: str, configs: rb.Configs, database: str, today: dt.date, visits: int, logs: Path) -> dict:
     """The state-scale conflict benchmark (module docs); returns every number measured."""
     rb.fresh_database(database)
@@ -302,6 +319,7 @@ def state_scale(thaw: str, configs: rb.Configs, database: str, today: dt.date, v
     rb.log("thaw conflicts --full, first run on an empty conflict schema")
     out, full_process_seconds, full_rss = run_measured([thaw, "conflicts", "--config", str(config), "--full"], "state-full", logs)
     full = json.loads(out)
+    full_profile = profile(logs / "state-full.log")
     rb.log(f"thaw: {full['visits_considered']} visits, {full['pairs_detected']} pairs, {full['inserted']} rows in {full['seconds']:.2f} s")
 
     rb.log("SQL self-join baseline")
@@ -338,6 +356,7 @@ def state_scale(thaw: str, configs: rb.Configs, database: str, today: dt.date, v
         "thaw_process_seconds": full_process_seconds,
         "thaw_peak_rss_kib": full_rss,
         "thaw_pairs": full["pairs_detected"],
+        "thaw_profile_seconds": full_profile,
         "rows": rows,
         "event_rows": event_rows,
         "conflicts": conflicts,
@@ -362,6 +381,9 @@ def report(result: dict) -> list[str]:
         f"{r['visits'] / r['self_join_seconds']:,.0f} visits/s; ratio {r['self_join_seconds'] / r['thaw_seconds']:.2f}x; "
         f"pairs {'agree' if r['agree'] else 'DISAGREE'}",
     ]
+    if r.get("thaw_profile_seconds"):
+        top = list(r["thaw_profile_seconds"].items())[:6]
+        lines.append("  where the full run's time goes: " + ", ".join(f"{k} {v:.2f} s" for k, v in top))
     for n in r["incremental"]:
         per_key = n["seconds"] / n["keys_touched"] * 1000 if n["keys_touched"] else float("nan")
         lines.append(f"  incremental {n['percent']:>4} %: {n['visits_changed']} visits, {n['keys_touched']} keys, "
@@ -388,8 +410,9 @@ def main() -> int:
     except rb.BenchFailure as e:
         print(f"bench: {e}\n(logs kept in {logs})", file=sys.stderr)
         return 1
-    print("\n".join(report(result)))
     print(json.dumps(result, indent=2, default=str))
+    print("\n".join(report(result)))
+    print(f"logs: {logs}")
     return 0 if result["agree"] else 1
 
 
