@@ -289,19 +289,17 @@ def app_latencies(database: str, today: dt.date, samples: int = 200) -> list[dic
     return results
 
 
-STEP_LINE = re.compile(r'step="?([^"]+?)"? rows=\d+ seconds=([0-9.e-]+)')
-READ_LINE = re.compile(r'seconds=([0-9.e-]+) visits=\d+ candidates read, detected and staged')
-
-
 def profile(log_path: Path) -> dict:
     """Where a `thaw conflicts` run spent its time, from its debug log (RUST_LOG=thaw_engine=debug):
     candidate read + detection + staging COPY, then each set-based statement of the store."""
-    text = log_path.read_text(errors="replace")
-    out = {}
-    for m in READ_LINE.finditer(text):
-        out["candidates read, detected and staged"] = float(m.group(1))
-    for m in STEP_LINE.finditer(text):
-        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    out: dict[str, float] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        fields = json.loads(line).get("fields", {})
+        if "seconds" in fields and fields.get("message") in ("conflict store", "candidates read, detected and staged"):
+            name = fields.get("step") or fields["message"]
+            out[name] = out.get(name, 0.0) + float(fields["seconds"])
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
@@ -334,7 +332,7 @@ def state_scale(thaw: str, configs: rb.Configs, database: str, today: dt.date, v
         night = json.loads(out)
         if night.get("mode") != "incremental":
             raise rb.BenchFailure(f"the {percent} % night ran as {night.get('mode')}: {night.get('mode_reason')}")
-        incremental.append({"percent": percent, "visits_changed": changed, "keys_touched": night.get("keys_touched"),
+        incremental.append({"percent": percent, "profile_seconds": profile(logs / f"state-incremental-{percent}.log"), "visits_changed": changed, "keys_touched": night.get("keys_touched"),
                             "seconds": night["seconds"], "process_seconds": process_seconds, "peak_rss_kib": rss,
                             "visits_considered": night["visits_considered"], "inserted": night["inserted"],
                             "updated": night["updated"], "resolved": night["resolved"]})
