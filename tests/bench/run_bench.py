@@ -202,65 +202,7 @@ def compare_targets(thaw_db: str, legacy_db: str) -> dict:
     return {"thaw_rows": t_count, "legacy_rows": l_count, "identical": same}
 
 
-def conflicts(thaw: str, configs: Configs, database: str, today: dt.date, logs: Path) -> dict:
-    fresh_database(database)
-    config = configs.write("full", database)
-    report_path = logs / "thaw-full-run.json"
-    log("full thaw run (every table, conflicts on)")
-    run([thaw, "run", "--config", str(config), "--no-resume", "--report", str(report_path)], "thaw-full-run", logs)
-    log("thaw conflicts --full")
-    out, process_seconds = run([thaw, "conflicts", "--config", str(config), "--full"], "thaw-conflicts-full", logs)
-    summary = json.loads(out)
-    log(f"thaw: {summary['visits_considered']} visits, {summary['pairs_detected']} pairs in {summary['seconds']:.2f} s")
-
-    log("SQL self-join baseline")
-    conn = pg(database)
-    with conn.cursor() as cur:
-        cur.execute("SET thaw_bench.today = %s; SET thaw_bench.time_zone = %s", (today.isoformat(), configs.time_zone))
-        conn.commit()
-        started = time.perf_counter()
-        cur.execute((BENCH_DIR / "conflicts_self_join.sql").read_text())
-        conn.commit()
-        join_seconds = time.perf_counter() - started
-        cur.execute("SELECT count(*), count(*) FILTER (WHERE new_conflict_allowed) FROM public.bench_self_join_pairs")
-        join_pairs, join_allowed = cur.fetchone()
-        # The self-join's allowed pairs against what thaw stored, with all seven flags.
-        cur.execute("""
-            WITH stored AS (
-                SELECT "VisitID" AS visit_id, "ConVisitID" AS con_visit_id,
-                       ARRAY["SameSchTimeFlag" = 'Y', "SameVisitTimeFlag" = 'Y', "SchAndVisitTimeSameFlag" = 'Y',
-                             "SchOverAnotherSchTimeFlag" = 'Y', "VisitTimeOverAnotherVisitTimeFlag" = 'Y',
-                             "SchTimeOverVisitTimeFlag" = 'Y', "DistanceFlag" = 'Y'] AS flags
-                FROM conflict.conflictvisitmaps WHERE "StatusFlag" <> 'R'
-            ), joined AS (
-                SELECT visit_id, con_visit_id,
-                       ARRAY[same_scheduled_time, same_visit_time, scheduled_and_visit_time_same, scheduled_over_scheduled,
-                             visit_over_visit, scheduled_over_visit, distance] AS flags
-                FROM public.bench_self_join_pairs WHERE new_conflict_allowed
-            )
-            SELECT (SELECT count(*) FROM stored),
-                   count(*) FILTER (WHERE s.visit_id IS NULL OR j.visit_id IS NULL OR s.flags IS DISTINCT FROM j.flags)
-            FROM stored s FULL JOIN joined j USING (visit_id, con_visit_id)
-        """)
-        stored, differing = cur.fetchone()
-        cur.execute("DROP TABLE public.bench_self_join_pairs")
-        conn.commit()
-    conn.close()
-    agree = join_pairs == summary["pairs_detected"] and join_allowed == stored and differing == 0
-    log(f"self-join: {join_pairs} pairs ({join_allowed} creatable) in {join_seconds:.2f} s; "
-        f"thaw stored {stored}; {differing} pair(s) differ -> {'agree' if agree else 'DISAGREE'}")
-    return {
-        "visits": summary["visits_considered"],
-        "thaw_seconds": summary["seconds"],
-        "thaw_process_seconds": process_seconds,
-        "thaw_pairs": summary["pairs_detected"],
-        "thaw_stored_pairs": stored,
-        "self_join_seconds": join_seconds,
-        "self_join_pairs": join_pairs,
-        "self_join_creatable_pairs": join_allowed,
-        "differing_pairs": differing,
-        "agree": agree,
-    }
+# The conflict measurements (step 3 and the state-scale benchmark) live in tests/bench/conflicts.py.
 
 
 # --- phases ---------------------------------------------------------------------------
@@ -310,8 +252,13 @@ def main_phase(args: argparse.Namespace) -> int:
         for db in ("thaw_bench_sync_thaw", "thaw_bench_sync_legacy"):
             drop_database(db)
 
+        import conflicts as conflict_bench  # tests/bench/conflicts.py (imports this module)
+
         log("conflict benchmark")
-        conflict_result = conflicts(thaw, configs, "thaw_bench", today, logs)
+        conflict_result = conflict_bench.seeded(thaw, configs, "thaw_bench", today, logs)
+        log(f"state-scale conflict benchmark ({args.conflict_visits} visits)")
+        state = conflict_bench.state_scale(thaw, configs, "thaw_bench_conflicts", today, args.conflict_visits, logs)
+        drop_database("thaw_bench_conflicts")
 
         log("reconcile benchmark (tests/bench/reconcile.py)")
         try:
@@ -351,6 +298,7 @@ def main_phase(args: argparse.Namespace) -> int:
         (f"sync copy rows/s (chunked {args.rows_per_chunk})", rate(ct["rows"], ct["copy_seconds"]), rate(cl["rows"], cl["copy_seconds"])),
         (f"sync end-to-end rows/s (chunked {args.rows_per_chunk})", rate(ct["rows"], ct["wall_seconds"]), rate(cl["rows"], cl["wall_seconds"])),
         ("conflicts --full visits/s", rate(c["visits"], c["thaw_seconds"]), rate(c["visits"], c["self_join_seconds"])),
+        ("conflicts state-scale first run visits/s", rate(state["visits"], state["thaw_seconds"]), rate(state["visits"], state["self_join_seconds"])),
     ] + baselines["metrics"] + reconcile_metrics
     checks = {
         "sync targets identical (inline)": targets["identical"],
@@ -359,6 +307,7 @@ def main_phase(args: argparse.Namespace) -> int:
         "conflict pairs agree with the self-join": c["agree"],
         **baselines["checks"],
         **reconcile_checks,
+        "state-scale conflict pairs agree with the self-join": state["agree"],
     }
     total = time.perf_counter() - started
 
@@ -378,6 +327,7 @@ def main_phase(args: argparse.Namespace) -> int:
           f"{t['wall_seconds'] - t['copy_seconds']:.1f} s (reconcile re-run alone: {t['reconcile_seconds']:.1f} s); "
           f"legacy: wall {lg['wall_seconds']:.1f} s = plan {lg['plan_seconds']:.1f} s + copy {lg['copy_seconds']:.1f} s")
     print("\n".join(baselines["lines"]))
+    print("\n".join(conflict_bench.report(state)))
     for name, ok in checks.items():
         print(f"check: {name}: {'ok' if ok else 'FAILED'}")
 
@@ -400,7 +350,7 @@ def main_phase(args: argparse.Namespace) -> int:
         "details": {"seed_seconds": round(seed_seconds, 2), "sync_thaw": t, "sync_legacy": lg, "sync_targets": targets,
                     "sync_thaw_chunked": ct, "sync_legacy_chunked": cl, "sync_targets_chunked": chunked["targets"],
                     "conflicts": c, "sync_baselines": baselines["details"],
-                    "reconcile": reconcile_details},
+                    "reconcile": reconcile_details, "conflicts_state_scale": state},
     }, indent=2))
     print(f"written to {out_path}")
     return 0 if all(checks.values()) else 1
@@ -413,6 +363,7 @@ def main() -> int:
     parser.add_argument("--config", default="examples/config.json", help="config template, relative to the repo")
     parser.add_argument("--visits", type=int, default=int(os.environ.get("BENCH_VISITS") or 300_000))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("BENCH_SEED") or 42))
+    parser.add_argument("--conflict-visits", type=int, default=int(os.environ.get("BENCH_CONFLICT_VISITS") or 2_000_000))
     parser.add_argument("--rows-per-chunk", type=int, default=int(os.environ.get("BENCH_ROWS_PER_CHUNK") or 10_000))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS") or 0) or None,
                         help="legacy worker threads (default: the table's parallel_threads)")

@@ -10,6 +10,7 @@
 //! * `V8__reconcile_state.sql`: per-run, per-table reconcile results.
 //! * `V9__conflict_app_indexes.sql`: indexes of the application's reads.
 //! * `V10__conflict_watermark.sql`: the incremental conflict run's watermark.
+//! * `V12__conflict_events.sql`: indexes of the in-service and PTO lookups.
 //! * `V13__conflict_side_tables.sql`: notifications, log history, payer/provider
 //!   reminders, agency contacts and the payer-provider dimension.
 //! * `V14__reconcile_coverage.sql`: per-table reconcile coverage (rolling slice, freshness).

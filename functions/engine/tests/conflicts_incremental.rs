@@ -9,7 +9,7 @@
 //! identical databases. After every step one database runs incremental, the
 //! other a full-window run, and their `conflictvisitmaps`/`conflicts` tables
 //! must be identical on every column except the timestamps of writes
-//! (`ID`, `CreatedDate`, `UpdatedDate`, `CRDATEUNIQUE`, `RECORDEDDATETIME`;
+//! (`ID`, `CreatedDate`, `UpdatedDate`, `CRDATEUNIQUE`, `G_CRDATEUNIQUE`, `RECORDEDDATETIME`;
 //! `ResolveDate` is compared as set/not set).
 //!
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
@@ -227,7 +227,7 @@ impl Gen {
 async fn table_rows(client: &Client) -> (Vec<String>, Vec<String>) {
     let cvm = client
         .query(
-            r#"SELECT ((to_jsonb(c) - 'ID' - 'CreatedDate' - 'UpdatedDate' - 'CRDATEUNIQUE' - 'ResolveDate')::text
+            r#"SELECT ((to_jsonb(c) - 'ID' - 'CreatedDate' - 'UpdatedDate' - 'CRDATEUNIQUE' - 'G_CRDATEUNIQUE' - 'ResolveDate')::text
                       || ' resolved=' || (c."ResolveDate" IS NOT NULL)::text)
                FROM conflict.conflictvisitmaps c ORDER BY c."VisitID", c."ConVisitID""#,
             &[],

@@ -178,13 +178,17 @@ impl<'a, 'c> PgVisitSource<'a, 'c> {
     /// Open the candidate query for `window` (inclusive dates) in `tx`, over
     /// the analytics schema whose column types are `types`.
     ///
-    /// Sets `work_mem` for the transaction ([`CANDIDATE_WORK_MEM`]).
+    /// Sets `work_mem` for the transaction ([`CANDIDATE_WORK_MEM`]) and
+    /// turns PostgreSQL's JIT compilation off for it: the join estimates over
+    /// the address CTE are far above the real row counts, which pushed the
+    /// candidate query over `jit_above_cost` and spent about 0.85 s of 1.4 s
+    /// compiling at 100 000 visits (docs/conflicts.md §14).
     /// Errors: [`crate::ErrorKind::SchemaMismatch`] when an analytics table or
     /// column is missing or has an unusable type (run the migrations / the sync first).
     /// `keyed`: only the keys of [`super::incremental::KEYS`] (see [`candidate_query`]).
     pub async fn open(tx: &'a Transaction<'c>, types: &ColumnTypes, window: (NaiveDate, NaiveDate), keyed: bool) -> Result<Self> {
         let sql = candidate_query(types, keyed)?;
-        tx.batch_execute(&format!("SET LOCAL work_mem = '{CANDIDATE_WORK_MEM}'"))
+        tx.batch_execute(&format!("SET LOCAL work_mem = '{CANDIDATE_WORK_MEM}'; SET LOCAL jit = off"))
             .await
             .map_err(|e| from_postgres(e, "setting work_mem for the candidate query"))?;
         let portal = tx

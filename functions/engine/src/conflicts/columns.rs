@@ -99,6 +99,11 @@ impl ColumnTypes {
         &self.schema
     }
 
+    /// Whether `table` exists in the schema (always true for [`ColumnTypes::assumed`]).
+    pub fn has_table(&self, table: &str) -> bool {
+        self.types.is_empty() || self.tables.contains(table)
+    }
+
     /// The found type of `table.column` (`None` when assumed or unknown).
     pub fn found(&self, table: &str, column: &str) -> Option<&str> {
         self.types.get(&(table.to_string(), column.to_string())).map(String::as_str)

@@ -17,6 +17,7 @@
 //! Every written column passes [`written_columns`], the nightly allow-list.
 
 use super::columns::Want;
+use super::in_service;
 use super::store::{written_columns, StatementContext, Table, STAGING};
 use crate::error::Result;
 use crate::sink::qualified;
@@ -28,6 +29,7 @@ pub const WINDOWED: &[&str] = &[
     "missed conflicts",
     "missed pairs",
     "resolve",
+    "resolve event rows",
     "no response withdrawn pairs",
     "mark conflicts with a pair in the window",
     "reopen conflicts",
@@ -74,6 +76,20 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         } else {
             String::new()
         },
+        s = resolve_cols[0],
+        r = resolve_cols[1],
+        u = resolve_cols[2],
+    );
+    // 7b. Resolve stored in-service/PTO rows of the window that were not detected again
+    //    ([SF] marks them with UpdateFlag like every row of the window, docs/conflicts.md §8.2 step 4).
+    let resolve_events_sql = format!(
+        "UPDATE {cvm} c SET {s} = 'R', {r} = {now}, {u} = {now}\n\
+         WHERE c.\"VisitDate\" BETWEEN $1 AND $2 AND c.\"CONFLICTID\" IS NOT NULL AND coalesce(c.\"StatusFlag\", 'U') NOT IN ('R', 'D')\n  \
+         AND {event_row}\n  \
+         AND NOT EXISTS (SELECT 1 FROM {new} n WHERE n.\"VisitID\" = c.\"VisitID\" AND n.\"ConVisitID\" = c.\"ConVisitID\"){scope}",
+        event_row = in_service::is_event_row("c"),
+        new = in_service::EVENT_NEW,
+        scope = if ctx.keyed { format!("\n  AND {}", in_service::resolve_scope("c")) } else { String::new() },
         s = resolve_cols[0],
         r = resolve_cols[1],
         u = resolve_cols[2],
@@ -199,6 +215,7 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         ("missed conflicts", missed_conflicts_sql),
         ("missed pairs", missed_pairs_sql),
         ("resolve", resolve_sql),
+        ("resolve event rows", resolve_events_sql),
         ("no response withdrawn pairs", no_response_withdrawn_sql),
         ("mark conflicts with a pair in the window", mark_sql),
         ("reopen conflicts", reopen_conflicts_sql),

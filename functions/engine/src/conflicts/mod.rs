@@ -46,15 +46,18 @@
 //!   payer/provider reminder list.
 //! * [`columns`]: the column types of the source and settings tables as they
 //!   are, cast in SQL to what detection expects (docs/conflicts.md §2.4).
+//! * [`in_service`]: in-service and PTO conflicts (docs/conflicts.md §5):
+//!   events with [SF]'s synthetic ids against completed visits at other
+//!   agencies, written by the store like visit pairs.
+//! * [`groups`]: `GroupID` as connected components of the conflict graph,
+//!   stable once assigned (docs/conflicts.md §7.6, §D5).
 //!
 //! ## Entry points
 //! * [`run`]: the whole step against PostgreSQL, under a run lock.
 //! * [`detect`]: the pure detection (no I/O) for tests and benchmarks.
 //!
 //! ## Not yet here (later issues; the module is shaped for them)
-//! In-service and PTO conflicts (docs/conflicts.md §5), group ids
-//! (docs/conflicts.md §D5), the "From Payer" reminder notices
-//! (docs/conflicts.md §9.3).
+//! The "From Payer" reminder notices (docs/conflicts.md §9.3).
 
 pub mod app_queries;
 pub mod candidates;
@@ -62,7 +65,9 @@ pub mod columns;
 pub mod contacts;
 pub mod cross_state;
 pub mod distance;
+pub mod groups;
 pub mod history;
+pub mod in_service;
 pub mod incremental;
 pub mod lifecycle;
 pub mod notifications;
@@ -357,6 +362,7 @@ async fn run_locked(
     if !has_watermark_table {
         summary.warnings.push(incremental::FullReason::NoWatermarkTable.text().into());
     }
+    let read_started = std::time::Instant::now();
     let mut writer = store::PairWriter::create(&tx).await?;
     let mut cross_state = history::CrossStateWriter::create(&tx).await?;
     let mut source = candidates::PgVisitSource::open(&tx, &source_types, window, keyed).await?;
@@ -368,6 +374,7 @@ async fn run_locked(
         cross_state.write(&tx, &history::cross_state_pairs(&batch)).await?;
     }
     drop(source);
+    tracing::debug!(seconds = read_started.elapsed().as_secs_f64(), visits = summary.visits_considered, "candidates read, detected and staged");
     if crate::failpoints::check(crate::failpoints::CONFLICT_DETECT_PANIC).is_err() {
         panic!("failpoint {} triggered", crate::failpoints::CONFLICT_DETECT_PANIC);
     }
@@ -380,6 +387,9 @@ async fn run_locked(
     summary.updated = counts.updated;
     summary.resolved = counts.resolved;
     summary.conflicts_created = counts.conflicts_created;
+    // docs/conflicts.md §7.6, §D5: GroupID as connected components, after every pair is written.
+    let grouped = groups::assign(&tx, schemas, &format!("(now() AT TIME ZONE {zone_literal})")).await?;
+    tracing::debug!(rows = grouped, "GroupID");
     if has_watermark_table {
         let mark = incremental::Watermark { source_changed_up_to: high_water, settings_fingerprint: fingerprint, window };
         incremental::save(&tx, schemas, &mark, if keyed { "incremental" } else { "full" }).await?;

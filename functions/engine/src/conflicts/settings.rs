@@ -59,6 +59,20 @@ impl Exclusions {
     pub fn excludes_provider(&self, provider_id: &Uuid) -> bool {
         self.providers.contains(provider_id)
     }
+
+    /// The excluded SSNs (trimmed, non-blank), sorted: for SQL parameters.
+    pub fn ssn_list(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.ssns.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The excluded agencies (no NULLs), sorted: for SQL parameters.
+    pub fn provider_list(&self) -> Vec<Uuid> {
+        let mut v: Vec<Uuid> = self.providers.iter().copied().collect();
+        v.sort();
+        v
+    }
 }
 
 /// The SSN as the caregiver identity: surrounding spaces removed, as

@@ -51,7 +51,7 @@ use tokio_postgres::{Client, Transaction};
 use super::columns::{ColumnTypes, Want};
 use super::rules::RuleFlags;
 use super::settings::DetectionSettings;
-use super::DetectedPair;
+use super::{in_service, DetectedPair};
 use crate::config::ConflictSettings;
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink::{ident, qualified};
@@ -274,6 +274,10 @@ pub const LIFECYCLE_CVM_COLUMNS: &[&str] = &[
     "ConAgencyContact",
 ];
 
+/// Group columns the nightly job writes on `conflictvisitmaps`
+/// (docs/conflicts.md §7.6, §D5, [`super::groups`]).
+pub const GROUP_CVM_COLUMNS: &[&str] = &["GroupID", "G_CRDATEUNIQUE"];
+
 /// Columns of `conflictvisitmaps` the application owns: never written here.
 pub const USER_OWNED_CVM_COLUMNS: &[&str] = &[
     "ConNoResponseFlag",
@@ -285,6 +289,25 @@ pub const USER_OWNED_CVM_COLUMNS: &[&str] = &[
     "FlagForReviewDate",
     "AggFlagForReview",
     "AggFlagForReviewDate",
+];
+
+/// Columns of `conflictvisitmaps` that neither detection nor the
+/// application writes today, each for a documented reason
+/// (docs/conflicts.md §3.1): the identity `ID`; the un-prefixed patient
+/// block, which [SF] always left NULL (the `P_…`/`PA_…` blocks carry the
+/// patients); [SF]'s run scratch columns `UpdateFlag` and `TempGroupID`
+/// (thaw diffs instead, §7.2, and groups directly, §7.6); `AgencyContact`
+/// and `ResolvedBy` (the lifecycle, §6.6, §8.2); the billable units of the
+/// external API (§6.5, §D12).
+pub const NOT_WRITTEN_CVM_COLUMNS: &[&str] = &[
+    "ID",
+    "PAdmissionID", "PName", "PFName", "PLName", "PMedicaidNumber", "PStatus", "PAddressID", "PAppAddressID",
+    "PAddressL1", "PAddressL2", "PCity", "PAddressState", "PZipCode", "PCounty",
+    "ConPAdmissionID", "ConPName", "ConPFName", "ConPLName", "ConPMedicaidNumber", "ConPStatus", "ConPAddressID",
+    "ConPAppAddressID", "ConPAddressL1", "ConPAddressL2", "ConPCity", "ConPAddressState", "ConPZipCode", "ConPCounty",
+    "UpdateFlag", "TempGroupID",
+    "AgencyContact", "ConAgencyContact", "ResolvedBy",
+    "BILLABLEMINUTESFULLSHIFT", "BILLABLEUNITSFULLSHIFT", "BILLABLEMINUTESOVERLAP", "BILLABLEUNITSOVERLAP", "FAILEDON",
 ];
 
 /// Columns of `conflicts` the nightly job writes.
@@ -326,7 +349,10 @@ pub fn is_nightly_writable(table: Table, column: &str) -> bool {
     match table {
         Table::ConflictVisitMaps => {
             !USER_OWNED_CVM_COLUMNS.contains(&column)
-                && (LIFECYCLE_CVM_COLUMNS.contains(&column) || detected_cvm_columns().contains(&column))
+                && (LIFECYCLE_CVM_COLUMNS.contains(&column)
+                    || GROUP_CVM_COLUMNS.contains(&column)
+                    || super::in_service::EVENT_CVM_COLUMNS.contains(&column)
+                    || detected_cvm_columns().contains(&column))
         }
         Table::Conflicts => NIGHTLY_CONFLICT_COLUMNS.contains(&column) && !USER_OWNED_CONFLICT_COLUMNS.contains(&column),
         Table::Settings => NIGHTLY_SETTINGS_COLUMNS.contains(&column),
@@ -367,6 +393,14 @@ pub async fn set_in_progress(client: &Client, schemas: &Schemas, running: bool) 
         .map_err(|e| from_postgres(e, format!("setting {}.settings.InProgressFlag", schemas.conflict)))?;
     Ok(())
 }
+
+/// How the inserts skip pairs that are already stored: through the unique
+/// natural-key index `idx_cvm_visitids_unique` (V3), one index probe per row.
+/// A `NOT EXISTS` anti-join against the table being inserted into was
+/// planned as a sequential scan per row on a never-analysed, empty table,
+/// and each scan also visits the rows the statement has inserted so far:
+/// quadratic (39 s for 22 748 rows at 2 M visits, docs/conflicts.md §14).
+const ON_CONFLICT_KEEP_STORED: &str = "ON CONFLICT (\"VisitID\", \"ConVisitID\") DO NOTHING";
 
 /// The staging table of the detected pairs of this run (keys, flags, metrics).
 pub(crate) const STAGING: &str = "pg_temp.thaw_conflict_pairs";
@@ -443,6 +477,8 @@ pub struct ApplyCounts {
     pub resolved: u64,
     /// New `conflicts` rows.
     pub conflicts_created: u64,
+    /// Visit–event pairs found (in-service and PTO, one orientation each, docs/conflicts.md §5).
+    pub event_pairs: u64,
 }
 
 /// Everything [`statements`] needs to build the SQL of one run.
@@ -490,7 +526,8 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         r#"ANALYZE {STAGING};
 CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
 WITH f AS (
-    SELECT f.* FROM {fact} f WHERE {f_id} IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING})
+    SELECT f.* FROM {fact} f WHERE {f_id} IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING}
+                                              UNION SELECT visit_id FROM {event_pairs})
 ), address AS (
     SELECT DISTINCT ON (ad."Patient Id") ad.* FROM {addresses} ad
     WHERE {ad_primary} = true AND {ad_type} LIKE '%GPS%'
@@ -514,6 +551,7 @@ CREATE INDEX ON {SIDE} ("VisitID");
 CREATE INDEX ON {STAGING} ("VisitID", "ConVisitID");
 ANALYZE {SIDE}"#,
         fact = a("factvisitcallperformance_cr"),
+        event_pairs = in_service::EVENT_PAIRS,
         addresses = a("dimpatientaddress"),
         caregivers = a("dimcaregiver"),
         providers = a("dimprovider"),
@@ -577,30 +615,7 @@ ANALYZE {NEW}"#,
         .into_iter()
         .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c))
         .collect();
-    let refreshed_q = written_columns(Table::ConflictVisitMaps, refreshed.iter().copied())?;
-    let flags_q = written_columns(Table::ConflictVisitMaps, RuleFlags::COLUMNS)?;
-    let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
-    let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
-    sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
-    // A resolved pair detected again reopens, unless one of its visits is
-    // missed: the missed step (docs/conflicts.md §8.2 step 3) would resolve
-    // it again at once, so it stays resolved and nothing is rewritten.
-    let reopen = "c.\"StatusFlag\" = 'R' AND NOT coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
-    sets.push(format!("{} = CASE WHEN {reopen} THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
-    sets.push(format!("{} = CASE WHEN {reopen} THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
-    sets.push(format!("{} = {now}", life[2]));
-    let mut changed = vec![format!(
-        "ROW({}) IS DISTINCT FROM ROW({})",
-        refreshed_q.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
-        refreshed_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", ")
-    )];
-    changed.extend(flags_q.iter().map(|f| format!("(c.{f} = 'N' AND n.{f} = 'Y')")));
-    changed.push(format!("({reopen})"));
-    let update_sql = format!(
-        "UPDATE {cvm} c SET {sets}\nFROM {NEW} n\nWHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
-        sets = sets.join(",\n    "),
-        changed = changed.join("\n    OR "),
-    );
+    let update_sql = refresh_statement(&cvm, NEW, &refreshed, &RuleFlags::COLUMNS, &now)?;
 
     // 4. Insert new pairs allowed to start a conflict.
     let detected_q = written_columns(Table::ConflictVisitMaps, detected_cvm_columns())?;
@@ -614,10 +629,42 @@ ANALYZE {NEW}"#,
         )
     };
     let insert_sql = format!(
-        "INSERT INTO {cvm} ({cols}, {life})\nSELECT {vals}, 'U', 'N', 'N', {now}, {rev}\nFROM {NEW} n\nWHERE n.new_allowed AND NOT EXISTS (SELECT 1 FROM {cvm} c WHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\")",
+        "INSERT INTO {cvm} ({cols}, {life})\nSELECT {vals}, 'U', 'N', 'N', {now}, {rev}\nFROM {NEW} n\nWHERE n.new_allowed\n{ON_CONFLICT_KEEP_STORED}",
         cols = detected_q.join(", "),
         life = insert_life.join(", "),
         vals = detected_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", "),
+        rev = reverse("n"),
+    );
+
+    // 3b/4b. In-service and PTO pairs (docs/conflicts.md §5): would-be rows
+    // of both orientations, refreshed and inserted like visit pairs, with
+    // InServiceFlag/PTOFlag sticky as the rule flags.
+    let event_written: Vec<&str> = detected_cvm_columns()
+        .into_iter()
+        .chain(in_service::EVENT_CVM_COLUMNS.iter().copied())
+        .chain(["InServiceFlag", "PTOFlag"])
+        .collect();
+    let cast = |col: &str, expr: &str| -> Result<String> { Ok(format!("CAST({expr} AS {})", ty(col)?)) };
+    let zone = &ctx.zone_literal;
+    let events_sql = in_service::events_sql(src, zone, ctx.keyed)?;
+    let event_pairs_sql = in_service::pairs_sql(src, zone)?;
+    let event_side_sql = in_service::side_sql(src, zone)?;
+    let event_rows_sql = in_service::rows_sql(&event_written, &cast, SIDE)?;
+    let event_refreshed: Vec<&str> = event_written
+        .iter()
+        .copied()
+        .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c) && !["InServiceFlag", "PTOFlag"].contains(c))
+        .collect();
+    let event_sticky: Vec<&str> = RuleFlags::COLUMNS.iter().copied().chain(["InServiceFlag", "PTOFlag"]).collect();
+    let event_update_sql = refresh_statement(&cvm, in_service::EVENT_NEW, &event_refreshed, &event_sticky, &now)?;
+    let event_cols_q = written_columns(Table::ConflictVisitMaps, event_written.iter().copied())?;
+    let event_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "CreatedDate", "ReverseUUID"])?;
+    let event_insert_sql = format!(
+        "INSERT INTO {cvm} ({cols}, {life})\nSELECT {vals}, 'U', {now}, {rev}\nFROM {new} n\n{ON_CONFLICT_KEEP_STORED}",
+        new = in_service::EVENT_NEW,
+        cols = event_cols_q.join(", "),
+        life = event_life.join(", "),
+        vals = event_cols_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", "),
         rev = reverse("n"),
     );
 
@@ -668,12 +715,23 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
     // first run on an empty, never-analysed schema plans with the real row
     // counts (docs/conflicts.md §14). ANALYZE of a table the role does not
     // own is skipped by PostgreSQL with a warning, never an error.
-    let analyze_cvm = format!("ANALYZE {cvm}");
+    // Only the columns the following statements filter, join or group on:
+    // statistics of all 248 columns cost seconds on a large table.
+    let analyze_cvm = format!(
+        "ANALYZE {cvm} ({})",
+        ANALYZED_CVM_COLUMNS.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
+    );
     Ok([
+        ("in-service and PTO events", events_sql),
+        ("in-service and PTO pairs", event_pairs_sql),
         ("snapshot", side_sql),
         ("would-be rows", new_sql),
+        ("event snapshot", event_side_sql),
+        ("would-be event rows", event_rows_sql),
         ("refresh", update_sql),
+        ("refresh event rows", event_update_sql),
         ("insert", insert_sql),
+        ("insert event rows", event_insert_sql),
         ("analyze after insert", analyze_cvm.clone()),
         ("assign CONFLICTID", assign_sql),
         ("ReverseUUID", reverse_sql),
@@ -689,6 +747,33 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
     .chain(super::reminders::statements(ctx)?)
     .chain([("LastLoadDate", settings_sql)])
     .collect())
+}
+
+/// The `conflictvisitmaps` columns whose statistics the statements after a
+/// bulk write read (ids, keys, status, dates): what `ANALYZE` collects.
+const ANALYZED_CVM_COLUMNS: &[&str] = &[
+    "ID",
+    "CONFLICTID",
+    "VisitID",
+    "AppVisitID",
+    "ConVisitID",
+    "SSN",
+    "VisitDate",
+    "StatusFlag",
+    "CreatedDate",
+    "CRDATEUNIQUE",
+    "ReverseUUID",
+    "IsMissed",
+    "ConIsMissed",
+];
+
+/// Whether a bulk write of `written` rows into a table of `reltuples`
+/// estimated rows (`-1`: never analysed) needs an `ANALYZE` before the next
+/// statements: always for a table never analysed, and when the write is
+/// more than a tenth of the table; smaller writes leave the plans' row
+/// estimates valid (autovacuum catches up).
+fn needs_analyze(written: u64, reltuples: f64) -> bool {
+    written > 0 && (reltuples < 0.0 || written as f64 > 0.1 * reltuples)
 }
 
 /// Read the `format_type` of every `conflictvisitmaps` column.
@@ -709,6 +794,40 @@ async fn cvm_types(tx: &Transaction<'_>, schemas: &Schemas) -> Result<HashMap<St
         ));
     }
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The refresh of stored pairs from the would-be rows of `new_table`
+/// (docs/conflicts.md §7.2): a stored row with the same `(VisitID,
+/// ConVisitID)` is updated only when something changes — a `refreshed`
+/// column differs, a `sticky` flag goes `N` → `Y` (a flag is replaced only
+/// when its stored value is `'N'`), or the row is `R` and reopens to `U`
+/// (`ResolveDate` cleared) unless one of its visits is missed — and then
+/// gets `UpdatedDate` = `now`. `W`, `I` and `D` keep their status.
+fn refresh_statement(cvm: &str, new_table: &str, refreshed: &[&str], sticky: &[&str], now: &str) -> Result<String> {
+    let refreshed_q = written_columns(Table::ConflictVisitMaps, refreshed.iter().copied())?;
+    let flags_q = written_columns(Table::ConflictVisitMaps, sticky.iter().copied())?;
+    let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
+    let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
+    sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
+    // A resolved pair detected again reopens, unless one of its visits is
+    // missed: the missed step (docs/conflicts.md §8.2 step 3) would resolve
+    // it again at once, so it stays resolved and nothing is rewritten.
+    let reopen = "c.\"StatusFlag\" = 'R' AND NOT coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
+    sets.push(format!("{} = CASE WHEN {reopen} THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
+    sets.push(format!("{} = CASE WHEN {reopen} THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
+    sets.push(format!("{} = {now}", life[2]));
+    let mut changed = vec![format!(
+        "ROW({}) IS DISTINCT FROM ROW({})",
+        refreshed_q.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
+        refreshed_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", ")
+    )];
+    changed.extend(flags_q.iter().map(|f| format!("(c.{f} = 'N' AND n.{f} = 'Y')")));
+    changed.push(format!("({reopen})"));
+    Ok(format!(
+        "UPDATE {cvm} c SET {sets}\nFROM {new_table} n\nWHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
+        sets = sets.join(",\n    "),
+        changed = changed.join("\n    OR "),
+    ))
 }
 
 /// Quote a string as an SQL literal.
@@ -738,25 +857,43 @@ pub async fn apply(
         keyed,
     };
     let mut counts = ApplyCounts::default();
+    let reltuples: f64 = tx
+        .query_one(
+            "SELECT c.reltuples::float8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 'conflictvisitmaps'",
+            &[&schemas.conflict],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the size estimate of conflictvisitmaps"))?
+        .get(0);
+    let excluded_providers = settings.exclusions.provider_list();
+    let excluded_ssns = settings.exclusions.ssn_list();
     for (name, sql) in statements(&ctx)? {
         let what = format!("conflict step '{name}'");
+        let step_started = std::time::Instant::now();
         let rows = match name {
             n if super::lifecycle::takes_window(n) => tx.execute(sql.as_str(), &[&window.0, &window.1]).await,
-            "snapshot" | "would-be rows" | "analyze after insert" | "analyze after CONFLICTID" | "analyze conflicts" => {
+            "in-service and PTO events" => {
+                tx.execute(sql.as_str(), &[&window.0, &window.1, &excluded_providers, &excluded_ssns]).await
+            }
+            "in-service and PTO pairs" => tx.execute(sql.as_str(), &[&window.0, &window.1, &excluded_providers]).await,
+            "analyze after insert" | "analyze after CONFLICTID" if !needs_analyze(counts.inserted, reltuples) => Ok(0),
+            "snapshot" | "would-be rows" | "event snapshot" | "would-be event rows" | "analyze after insert" | "analyze after CONFLICTID" | "analyze conflicts" => {
                 tx.batch_execute(&sql).await.map(|_| 0)
             }
             _ => tx.execute(sql.as_str(), &[]).await,
         }
         .map_err(|e| from_postgres(e, &what))?;
-        tracing::debug!(step = name, rows, "conflict store");
+        tracing::debug!(step = name, rows, seconds = step_started.elapsed().as_secs_f64(), "conflict store");
         if name == "cascade down" {
             crate::failpoints::check(crate::failpoints::CONFLICT_LIFECYCLE_MIDWAY)?;
         }
         match name {
-            "refresh" => counts.updated = rows,
-            "insert" => counts.inserted = rows,
+            "refresh" | "refresh event rows" => counts.updated += rows,
+            "insert" | "insert event rows" => counts.inserted += rows,
+            "in-service and PTO pairs" => counts.event_pairs = rows,
             "conflicts" => counts.conflicts_created = rows,
-            "resolve" => counts.resolved = rows,
+            "resolve" | "resolve event rows" => counts.resolved += rows,
             _ => {}
         }
     }
@@ -769,7 +906,12 @@ mod tests {
 
     fn context() -> StatementContext {
         let mut cvm_types: HashMap<String, String> = HashMap::new();
-        for c in detected_cvm_columns().into_iter().chain(LIFECYCLE_CVM_COLUMNS.iter().copied()) {
+        for c in detected_cvm_columns()
+            .into_iter()
+            .chain(LIFECYCLE_CVM_COLUMNS.iter().copied())
+            .chain(in_service::EVENT_CVM_COLUMNS.iter().copied())
+            .chain(GROUP_CVM_COLUMNS.iter().copied())
+        {
             cvm_types.insert(c.to_string(), "text".to_string());
         }
         StatementContext {
@@ -779,6 +921,15 @@ mod tests {
             source: ColumnTypes::assumed("analytics", "'America/New_York'"),
             keyed: false,
         }
+    }
+
+    #[test]
+    fn analyze_runs_on_a_never_analysed_table_and_after_large_writes_only() {
+        assert!(needs_analyze(10, -1.0));
+        assert!(needs_analyze(10, 0.0));
+        assert!(needs_analyze(2_000, 10_000.0));
+        assert!(!needs_analyze(500, 10_000.0));
+        assert!(!needs_analyze(0, -1.0));
     }
 
     #[test]

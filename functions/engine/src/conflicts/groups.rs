@@ -1,0 +1,258 @@
+//! `GroupID`: connected components of the conflict graph (docs/conflicts.md
+//! §7.6, §D5).
+//!
+//! The graph's vertices are visits (and in-service/PTO events); every stored
+//! `conflictvisitmaps` row with a `CONFLICTID` is an edge `VisitID —
+//! ConVisitID`. Two rows are in one group when a chain of rows sharing a
+//! visit links them — the true transitive closure, where [SF] stopped after
+//! three levels of link expansion.
+//!
+//! Ids are stable once assigned:
+//! * a component whose rows carry group ids keeps the **oldest** of them (the
+//!   smallest: ids are handed out increasing), so a growing group keeps its
+//!   id and two merging groups keep the older one; its `G_CRDATEUNIQUE`
+//!   (when the id was first assigned) is the earliest one stored with that id;
+//! * a component without any id gets `max(GroupID) + n`, numbered in the
+//!   order of its smallest visit id (as [SF]'s dense rank over its group
+//!   label), with `G_CRDATEUNIQUE` = now;
+//! * only rows whose `GroupID` or `G_CRDATEUNIQUE` change are written
+//!   (binary COPY into a temporary table, one joined `UPDATE` by `ID`).
+//!
+//! Cost: one streamed pass over the stored rows with a `CONFLICTID`
+//! (union–find, near-linear), plus the changed rows.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use futures::{pin_mut, TryStreamExt};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::store::{written_columns, Schemas, Table};
+use crate::error::{from_postgres, Result};
+use crate::sink::qualified;
+
+/// One stored row as read for grouping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    /// `ID` (surrogate key).
+    pub id: i64,
+    /// `VisitID`.
+    pub visit: Uuid,
+    /// `ConVisitID`.
+    pub con_visit: Uuid,
+    /// Stored `GroupID`.
+    pub group: Option<i64>,
+    /// Stored `G_CRDATEUNIQUE`.
+    pub group_created: Option<NaiveDateTime>,
+}
+
+/// The group of one row after [`components`]: `created` `None` means "now"
+/// (a new id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    /// `ID` of the row.
+    pub id: i64,
+    /// Its `GroupID`.
+    pub group: i64,
+    /// Its `G_CRDATEUNIQUE`; `None` for a newly assigned id (set to now).
+    pub created: Option<NaiveDateTime>,
+}
+
+struct UnionFind {
+    parent: Vec<usize>,
+}
+
+impl UnionFind {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[ra.max(rb)] = ra.min(rb);
+        }
+    }
+}
+
+/// The group of every row of `edges` (pure; see the module docs for the
+/// rules). Returns only the rows whose `GroupID` or `G_CRDATEUNIQUE` change.
+pub fn components(edges: &[Edge]) -> Vec<Assignment> {
+    let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(edges.len());
+    let mut visits: Vec<Uuid> = Vec::new();
+    let mut vertex = |v: Uuid, visits: &mut Vec<Uuid>| {
+        *index.entry(v).or_insert_with(|| {
+            visits.push(v);
+            visits.len() - 1
+        })
+    };
+    let ends: Vec<(usize, usize)> = edges.iter().map(|e| (vertex(e.visit, &mut visits), vertex(e.con_visit, &mut visits))).collect();
+    let mut sets = UnionFind { parent: (0..visits.len()).collect() };
+    for &(a, b) in &ends {
+        sets.union(a, b);
+    }
+    // Per component: the oldest stored id, its first assignment time, and the smallest visit id.
+    struct Component {
+        group: Option<i64>,
+        smallest: Uuid,
+    }
+    let mut by_root: HashMap<usize, Component> = HashMap::new();
+    for (e, &(a, _)) in edges.iter().zip(&ends) {
+        let root = sets.find(a);
+        let c = by_root.entry(root).or_insert(Component { group: None, smallest: e.visit });
+        c.smallest = c.smallest.min(e.visit).min(e.con_visit);
+        if let Some(g) = e.group {
+            c.group = Some(c.group.map_or(g, |old| old.min(g)));
+        }
+    }
+    let mut first_created: HashMap<i64, NaiveDateTime> = HashMap::new();
+    for e in edges {
+        if let (Some(g), Some(t)) = (e.group, e.group_created) {
+            first_created.entry(g).and_modify(|old| *old = (*old).min(t)).or_insert(t);
+        }
+    }
+    // New ids: max + dense rank by the smallest visit id (text order = [SF]'s label order).
+    let top = edges.iter().filter_map(|e| e.group).max().unwrap_or(0);
+    let mut fresh: Vec<(String, usize)> =
+        by_root.iter().filter(|(_, c)| c.group.is_none()).map(|(root, c)| (c.smallest.to_string(), *root)).collect();
+    fresh.sort();
+    let new_ids: HashMap<usize, i64> = fresh.iter().enumerate().map(|(i, (_, root))| (*root, top + 1 + i as i64)).collect();
+
+    let mut out = Vec::new();
+    for (e, &(a, _)) in edges.iter().zip(&ends) {
+        let root = sets.find(a);
+        let (group, created) = match by_root[&root].group {
+            Some(g) => (g, first_created.get(&g).copied()),
+            None => (new_ids[&root], None),
+        };
+        let unchanged = e.group == Some(group) && created.is_some() && e.group_created == created;
+        if !unchanged {
+            out.push(Assignment { id: e.id, group, created });
+        }
+    }
+    out
+}
+
+/// Read every stored row with a `CONFLICTID`, compute the groups and write
+/// the changed `GroupID`/`G_CRDATEUNIQUE` (`now` is an SQL expression of the
+/// run's wall clock). Returns the number of rows written.
+///
+/// Errors: PostgreSQL errors as classified by [`from_postgres`].
+pub async fn assign(tx: &Transaction<'_>, schemas: &Schemas, now: &str) -> Result<u64> {
+    let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
+    let sql = format!(
+        "SELECT \"ID\", \"VisitID\", \"ConVisitID\", \"GroupID\", \"G_CRDATEUNIQUE\" FROM {cvm} \
+         WHERE \"CONFLICTID\" IS NOT NULL AND \"VisitID\" IS NOT NULL AND \"ConVisitID\" IS NOT NULL"
+    );
+    let rows = tx.query_raw(sql.as_str(), Vec::<&(dyn ToSql + Sync)>::new()).await.map_err(|e| from_postgres(e, "reading the pairs for GroupID"))?;
+    pin_mut!(rows);
+    let mut edges = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(|e| from_postgres(e, "reading the pairs for GroupID"))? {
+        edges.push(Edge {
+            id: row.try_get(0).map_err(|e| from_postgres(e, "decoding ID for GroupID"))?,
+            visit: row.try_get(1).map_err(|e| from_postgres(e, "decoding VisitID for GroupID"))?,
+            con_visit: row.try_get(2).map_err(|e| from_postgres(e, "decoding ConVisitID for GroupID"))?,
+            group: row.try_get(3).map_err(|e| from_postgres(e, "decoding GroupID"))?,
+            group_created: row.try_get(4).map_err(|e| from_postgres(e, "decoding G_CRDATEUNIQUE"))?,
+        });
+    }
+    let changes = components(&edges);
+    drop(edges);
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    tx.batch_execute("CREATE TEMP TABLE thaw_conflict_groups (id int8 PRIMARY KEY, group_id int8, created timestamp) ON COMMIT DROP")
+        .await
+        .map_err(|e| from_postgres(e, "creating the GroupID staging table"))?;
+    let sink = tx
+        .copy_in("COPY pg_temp.thaw_conflict_groups FROM STDIN (FORMAT binary)")
+        .await
+        .map_err(|e| from_postgres(e, "starting COPY of group ids"))?;
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT8, Type::TIMESTAMP]);
+    pin_mut!(writer);
+    for a in &changes {
+        writer.as_mut().write(&[&a.id, &a.group, &a.created]).await.map_err(|e| from_postgres(e, "writing group ids"))?;
+    }
+    writer.finish().await.map_err(|e| from_postgres(e, "finishing COPY of group ids"))?;
+    let cols = written_columns(Table::ConflictVisitMaps, ["GroupID", "G_CRDATEUNIQUE"])?;
+    let update = format!(
+        "ANALYZE pg_temp.thaw_conflict_groups;\n\
+         UPDATE {cvm} c SET {g} = t.group_id, {created} = coalesce(t.created, {now}) FROM pg_temp.thaw_conflict_groups t WHERE c.\"ID\" = t.id",
+        g = cols[0],
+        created = cols[1],
+    );
+    tx.batch_execute(&update).await.map_err(|e| from_postgres(e, "writing GroupID"))?;
+    Ok(changes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn edge(id: i64, a: u128, b: u128, group: Option<i64>) -> Edge {
+        let t = group.map(|g| chrono::NaiveDate::from_ymd_opt(2025, 1, g as u32).unwrap().and_hms_opt(0, 0, 0).unwrap());
+        Edge { id, visit: v(a), con_visit: v(b), group, group_created: t }
+    }
+
+    fn groups(edges: &[Edge]) -> HashMap<i64, i64> {
+        let mut out: HashMap<i64, i64> = edges.iter().filter_map(|e| e.group.map(|g| (e.id, g))).collect();
+        for a in components(edges) {
+            out.insert(a.id, a.group);
+        }
+        out
+    }
+
+    #[test]
+    fn chains_longer_than_three_links_are_one_group() {
+        // 1-2, 2-3, 3-4, 4-5, 5-6 (both orientations): one component; 7-8 another.
+        let mut edges = Vec::new();
+        for (i, (a, b)) in [(1, 2), (2, 3), (3, 4), (4, 5), (5, 6), (7, 8)].into_iter().enumerate() {
+            edges.push(edge(2 * i as i64, a, b, None));
+            edges.push(edge(2 * i as i64 + 1, b, a, None));
+        }
+        let g = groups(&edges);
+        assert!((0..10).all(|id| g[&id] == 1), "{g:?}");
+        assert_eq!((g[&10], g[&11]), (2, 2));
+        assert!(components(&edges).iter().all(|a| a.created.is_none()));
+    }
+
+    #[test]
+    fn a_growing_group_keeps_its_id_and_merging_groups_keep_the_oldest() {
+        let mut edges = vec![edge(1, 1, 2, Some(5)), edge(2, 2, 1, Some(5)), edge(3, 3, 4, Some(3)), edge(4, 9, 10, Some(7))];
+        // A new pair 2-11 joins group 5; nothing else changes.
+        edges.push(edge(5, 2, 11, None));
+        let changes = components(&edges);
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].id, changes[0].group), (5, 5));
+        assert_eq!(changes[0].created, edges[0].group_created, "G_CRDATEUNIQUE of the group, not now");
+        // A pair 11-3 merges groups 5 and 3: every row gets 3 (the older id) and 3's G_CRDATEUNIQUE.
+        edges.push(edge(6, 11, 3, None));
+        let g = groups(&edges);
+        for id in [1, 2, 3, 5, 6] {
+            assert_eq!(g[&id], 3, "row {id}: {g:?}");
+        }
+        assert_eq!(g[&4], 7);
+        let merged = components(&edges);
+        assert!(merged.iter().all(|a| a.created == edges[2].group_created), "{merged:?}");
+        // A new component gets max + 1.
+        edges.push(edge(7, 20, 21, None));
+        assert_eq!(groups(&edges)[&7], 8);
+    }
+
+    #[test]
+    fn nothing_changes_when_groups_are_stored() {
+        let edges = vec![edge(1, 1, 2, Some(1)), edge(2, 2, 1, Some(1))];
+        assert!(components(&edges).is_empty());
+    }
+}

@@ -1,0 +1,126 @@
+//! `GroupID` as connected components of the conflict graph
+//! (docs/conflicts.md §7.6, §D5) against a real PostgreSQL: new groups get
+//! new ids, a growing group keeps its id and `G_CRDATEUNIQUE`, merging groups
+//! keep the oldest id, in-service events link visits of different dates.
+//!
+//! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
+
+use thaw_engine::config::ConflictSettings;
+use thaw_engine::conflicts::{run, DetectionMode};
+use thaw_test_support::{fresh_pg, unique};
+use tokio_postgres::Client;
+
+/// Planted data: pairs 1↔2 (2025-03-12, rule 1) and 3↔4 (2025-03-05, rule 7); "today" 2025-03-10.
+const PLANTED: &str = concat!(include_str!("fixtures/conflicts_reference.sql"), include_str!("fixtures/conflicts_visits.sql"));
+
+fn settings() -> ConflictSettings {
+    ConflictSettings { database: "unused".into(), today: Some("2025-03-10".into()), ..Default::default() }
+}
+
+/// (VisitID>ConVisitID by last hex digits, GroupID, G_CRDATEUNIQUE as text) of every row.
+async fn groups(client: &Client) -> Vec<(String, i64, String)> {
+    client
+        .query(
+            r#"SELECT right("VisitID"::text, 3) || '>' || right("ConVisitID"::text, 3), "GroupID", "G_CRDATEUNIQUE"::text
+               FROM conflict.conflictvisitmaps ORDER BY 1"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+fn expect(rows: &[(&str, i64, &str)]) -> Vec<(String, i64, String)> {
+    rows.iter().map(|(k, g, t)| (k.to_string(), *g, t.to_string())).collect()
+}
+
+#[tokio::test]
+async fn group_ids_are_connected_components_stable_once_assigned() {
+    let mut client = fresh_pg(&unique("cf_groups")).await;
+    client.batch_execute(PLANTED).await.unwrap();
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let first = groups(&client).await;
+    assert_eq!(first.iter().map(|(k, g, _)| (k.as_str(), *g)).collect::<Vec<_>>(), [("001>002", 1), ("002>001", 1), ("003>004", 2), ("004>003", 2)]);
+    // Pretend the groups were assigned long ago (G_CRDATEUNIQUE = first assignment).
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflictvisitmaps SET "G_CRDATEUNIQUE" = '2020-01-01' WHERE "GroupID" = 1;
+               UPDATE conflict.conflictvisitmaps SET "G_CRDATEUNIQUE" = '2021-01-01' WHERE "GroupID" = 2;"#,
+        )
+        .await
+        .unwrap();
+
+    // Visit 6 at A, completed 09:00-13:00 on the 12th: rule 3 with visit 2 (B). Group 1 grows and keeps its id.
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visit Id", "Visit Date", "Caregiver Id",
+                   "Provider Id", "Provider Patient Id", "Scheduled Start Time", "Scheduled End Time", "Visit Start Time", "Visit End Time", "Is Missed")
+               VALUES ('00000000-0000-0000-0000-000000000006', 106, '2025-03-12', '00000000-0000-0000-0000-0000000000ca',
+                   '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000e1',
+                   '2025-03-12 09:00-04', '2025-03-12 13:00-04', '2025-03-12 09:00-04', '2025-03-12 13:00-04', false)"#,
+        )
+        .await
+        .unwrap();
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let old1 = "2020-01-01 00:00:00";
+    let old2 = "2021-01-01 00:00:00";
+    assert_eq!(
+        groups(&client).await,
+        expect(&[("001>002", 1, old1), ("002>001", 1, old1), ("002>006", 1, old1), ("003>004", 2, old2), ("004>003", 2, old2), ("006>002", 1, old1)])
+    );
+
+    // An in-service event at B from the 5th to the 12th overlaps visit 3 (5th, A) and visit 6 (12th, A):
+    // it links the two groups, which merge under the older id 1.
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factcaregiverinservice ("Application Caregiver Inservice Id", "Environment", "Caregiver Id", "Provider Id",
+                   "Inservice start date", "Inservice end date", "Updated Datatimestamp")
+               VALUES (501, 'prod', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b',
+                   '2025-03-05 09:30-05', '2025-03-12 10:00-04', now())"#,
+        )
+        .await
+        .unwrap();
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let merged = groups(&client).await;
+    assert_eq!(merged.len(), 10, "{merged:?}");
+    assert!(merged.iter().all(|(_, g, t)| *g == 1 && t == old1), "{merged:?}");
+
+    // Nothing changes on a run without source changes.
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    assert_eq!(groups(&client).await, merged);
+}
+
+/// Rows complete (docs/conflicts.md §3.1): every column of the migrated
+/// `conflictvisitmaps` is written by the nightly job, owned by the
+/// application, or listed as not written with its reason — so a column
+/// added to the table cannot be silently left empty.
+#[tokio::test]
+async fn every_conflictvisitmaps_column_is_written_owned_or_listed() {
+    use thaw_engine::conflicts::store::{is_nightly_writable, Table, NOT_WRITTEN_CVM_COLUMNS, USER_OWNED_CVM_COLUMNS};
+    let client = fresh_pg(&unique("cf_columns")).await;
+    let columns: Vec<String> = client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = 'conflict' AND table_name = 'conflictvisitmaps'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns.len(), 248);
+    let unlisted: Vec<&String> = columns
+        .iter()
+        .filter(|c| {
+            !is_nightly_writable(Table::ConflictVisitMaps, c)
+                && !USER_OWNED_CVM_COLUMNS.contains(&c.as_str())
+                && !NOT_WRITTEN_CVM_COLUMNS.contains(&c.as_str())
+        })
+        .collect();
+    assert!(unlisted.is_empty(), "columns neither written, owned nor listed: {unlisted:?}");
+    for c in NOT_WRITTEN_CVM_COLUMNS {
+        assert!(columns.iter().any(|x| x == c), "{c} is listed but not a column");
+    }
+}
