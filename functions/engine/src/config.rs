@@ -265,6 +265,166 @@ pub struct TableConfig {
     /// `schema_evolution`; absent = the legacy behaviour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_evolution: Option<SchemaEvolution>,
+    /// How the table's rows leave Snowflake: `direct` queries (default) or
+    /// `staged` Parquet files unloaded to S3 (docs/sync.md §13). Additive;
+    /// overrides the source's `source_mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_mode: Option<SourceMode>,
+}
+
+/// `source_mode`: how a table's rows leave Snowflake (docs/sync.md §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceMode {
+    /// One query per chunk, results streamed over Snowflake's HTTP API.
+    #[default]
+    Direct,
+    /// One `COPY INTO @stage` per chunk, then the chunk's Parquet files are
+    /// read from S3 (needs the `staging` section).
+    Staged,
+}
+
+/// The `staging` section (legacy name `s3_staging` accepted): where staged
+/// tables' Parquet files go (docs/sync.md §13.3). Key names follow the
+/// legacy S3 variant's `s3copyconfig.json`.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StagingSettings {
+    /// Snowflake external stage the unloads write to, e.g.
+    /// `CM_DB.PUBLIC.THAW_STAGE` (legacy `stage_name`). Its URL must point
+    /// into `bucket`.
+    #[serde(alias = "stage_name")]
+    pub stage: String,
+    /// Storage integration of the stage. When given, thaw runs `CREATE STAGE
+    /// IF NOT EXISTS <stage> URL = 's3://<bucket>/' STORAGE_INTEGRATION = …`
+    /// before the first unload; when absent the stage must exist
+    /// (ops/snowflake-storage-integration.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_integration: Option<String>,
+    /// S3 bucket the stage points into (the staging bucket of the CDK app).
+    pub bucket: String,
+    /// AWS region of the bucket (default: the environment's `AWS_REGION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// S3 API endpoint URL (tests and S3-compatible servers; default: AWS,
+    /// or `THAW_S3_ENDPOINT` when set). Path-style requests are used with an endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Path of a chunk's files below the stage, with placeholders
+    /// `{database}`, `{schema}`, `{table}`, `{run_id}`, `{chunk_id}` (legacy
+    /// `{source_database}`, `{source_schema}`, `{source_table}` too); default
+    /// [`DEFAULT_STAGING_PREFIX`]. `run_{run_id}/chunk_{chunk_id}/` is
+    /// appended when the pattern lacks `{run_id}` or `{chunk_id}`, so every
+    /// chunk unloads into a prefix of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_pattern: Option<String>,
+    /// File format: only `parquet` (the legacy CSV option is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_format: Option<String>,
+    /// Parquet compression: `snappy` (default), `zstd` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    /// `MAX_FILE_SIZE` of the unload in MiB (1..=5120; default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_size_mb: Option<u64>,
+    /// Delete each file once its rows are committed (default false: files
+    /// stay until the bucket's lifecycle expiry, so a failed run can be
+    /// loaded again with `--reuse-unload`).
+    #[serde(default)]
+    pub cleanup_after_load: bool,
+}
+
+/// The default `staging.prefix_pattern`.
+pub const DEFAULT_STAGING_PREFIX: &str = "{database}/{schema}/{table}/run_{run_id}/chunk_{chunk_id}/";
+
+impl StagingSettings {
+    /// The chunk's path below the stage: the pattern with its placeholders
+    /// replaced, ending in `/`.
+    pub fn chunk_prefix(&self, database: &str, schema: &str, table: &str, run_id: uuid::Uuid, chunk_id: i32) -> String {
+        let mut pattern = self.prefix_pattern.clone().unwrap_or_else(|| DEFAULT_STAGING_PREFIX.to_string());
+        if !pattern.ends_with('/') {
+            pattern.push('/');
+        }
+        if !pattern.contains("{run_id}") || !pattern.contains("{chunk_id}") {
+            pattern.push_str("run_{run_id}/chunk_{chunk_id}/");
+        }
+        pattern
+            .replace("{source_database}", database)
+            .replace("{source_schema}", schema)
+            .replace("{source_table}", table)
+            .replace("{database}", database)
+            .replace("{schema}", schema)
+            .replace("{table}", table)
+            .replace("{run_id}", &run_id.to_string())
+            .replace("{chunk_id}", &chunk_id.to_string())
+    }
+
+    /// `MAX_FILE_SIZE` in bytes.
+    pub fn max_file_size_bytes(&self) -> u64 {
+        self.max_file_size_mb.unwrap_or(100) * 1024 * 1024
+    }
+
+    /// The compression keyword of the unload's `FILE_FORMAT` (`SNAPPY`, `ZSTD`, `NONE`).
+    pub fn compression_keyword(&self) -> String {
+        self.compression.as_deref().unwrap_or("snappy").to_ascii_uppercase()
+    }
+
+    /// Every problem of the section, each a sentence naming the key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let object_name = |s: &str| !s.is_empty() && s.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$'));
+        if !object_name(&self.stage) {
+            out.push(format!("staging.stage '{}' is not a Snowflake object name (letters, digits, _ and $, optionally qualified as DB.SCHEMA.STAGE)", self.stage));
+        }
+        if let Some(i) = &self.storage_integration {
+            if !object_name(i) || i.contains('.') {
+                out.push(format!("staging.storage_integration '{i}' is not a Snowflake identifier (letters, digits, _ and $)"));
+            }
+        }
+        let bucket_ok = (3..=63).contains(&self.bucket.len())
+            && self.bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !bucket_ok {
+            out.push(format!("staging.bucket '{}' is not an S3 bucket name (3 to 63 lower-case letters, digits, '-' and '.'; no s3:// prefix)", self.bucket));
+        }
+        if let Some(e) = &self.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                out.push(format!("staging.endpoint '{e}' must be a URL starting with http:// or https://"));
+            }
+        }
+        if let Some(p) = &self.prefix_pattern {
+            let mut rest = p.as_str();
+            while let Some(open) = rest.find('{') {
+                let Some(close) = rest[open..].find('}') else {
+                    out.push(format!("staging.prefix_pattern '{p}' has an unclosed '{{'"));
+                    break;
+                };
+                let name = &rest[open + 1..open + close];
+                if !matches!(name, "database" | "schema" | "table" | "run_id" | "chunk_id" | "source_database" | "source_schema" | "source_table") {
+                    out.push(format!("staging.prefix_pattern '{p}' has an unknown placeholder {{{name}}} (known: database, schema, table, run_id, chunk_id)"));
+                }
+                rest = &rest[open + close + 1..];
+            }
+            if p.starts_with('/') || p.split('/').any(|part| part == ".." || part == ".") || p.contains('\'') {
+                out.push(format!("staging.prefix_pattern '{p}' must be a relative path below the stage (no leading '/', no '.' or '..' parts, no quotes)"));
+            }
+        }
+        if let Some(f) = &self.file_format {
+            if !f.eq_ignore_ascii_case("parquet") {
+                out.push(format!("staging.file_format '{f}' is not supported: thaw unloads Parquet only (remove the key or set \"parquet\")"));
+            }
+        }
+        if let Some(c) = &self.compression {
+            if !["snappy", "zstd", "none"].contains(&c.to_ascii_lowercase().as_str()) {
+                out.push(format!("staging.compression '{c}' is not one of snappy, zstd, none"));
+            }
+        }
+        if let Some(m) = self.max_file_size_mb {
+            if !(1..=5120).contains(&m) {
+                out.push(format!("staging.max_file_size_mb {m} is outside 1..=5120 (Snowflake's limit for S3 is 5 GiB)"));
+            }
+        }
+        out
+    }
 }
 
 /// `schema_evolution`: how plan treats a source column without a target
@@ -305,6 +465,9 @@ pub struct SourceConfig {
     pub target_pg_schema: String,
     /// Tables of this source.
     pub tables: Vec<TableConfig>,
+    /// Default `source_mode` of the source's tables (additive; default direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_mode: Option<SourceMode>,
 }
 
 /// The whole `config.json`.
@@ -355,6 +518,10 @@ pub struct Config {
     /// Sources to copy (required by the commands that copy: see [`Purpose`]).
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Where staged tables' Parquet files go (needed when any table's
+    /// `source_mode` is `staged`; docs/sync.md §13).
+    #[serde(default, alias = "s3_staging", skip_serializing_if = "Option::is_none")]
+    pub staging: Option<StagingSettings>,
 }
 
 /// What a configuration is loaded for: each command validates only the
@@ -518,6 +685,19 @@ impl Config {
                 }
             }
         }
+        let staged: Vec<String> = self
+            .sources
+            .iter()
+            .flat_map(|s| s.tables.iter().filter(|t| t.enabled && self.source_mode(s, t) == SourceMode::Staged).map(move |t| format!("{}.{}", s.source_name, t.source)))
+            .collect();
+        match &self.staging {
+            Some(staging) => problems.extend(staging.problems()),
+            None if !staged.is_empty() => problems.push(format!(
+                "table(s) {} have source_mode \"staged\" but there is no 'staging' section (at least {{\"stage\": \"DB.SCHEMA.STAGE\", \"bucket\": \"...\"}}; docs/sync.md §13)",
+                staged.join(", ")
+            )),
+            None => {}
+        }
         if let Some(c) = &self.conflicts {
             if let Some(tz) = &c.time_zone {
                 if tz.parse::<chrono_tz::Tz>().is_err() {
@@ -571,6 +751,11 @@ impl Config {
     /// `table`'s `schema_evolution`, else the top-level one; `None` = legacy.
     pub fn schema_evolution(&self, table: &TableConfig) -> Option<SchemaEvolution> {
         table.schema_evolution.or(self.schema_evolution)
+    }
+
+    /// `table`'s source mode: its own `source_mode`, else its source's, else direct.
+    pub fn source_mode(&self, source: &SourceConfig, table: &TableConfig) -> SourceMode {
+        table.source_mode.or(source.source_mode).unwrap_or_default()
     }
 
     /// The per-chunk memory budget in bytes.

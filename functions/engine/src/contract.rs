@@ -45,6 +45,11 @@ pub struct PlanRequest {
     /// Where to write the chunk manifest (`s3://bucket/key` or a local path;
     /// default: chosen by the caller's environment).
     pub manifest_uri: Option<String>,
+    /// Staged tables: load the Parquet files this earlier run unloaded
+    /// instead of unloading again, for every chunk whose predicate is the
+    /// same (`thaw run --reuse-unload RUN_ID`; docs/sync.md §13.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse_unload: Option<Uuid>,
 }
 
 /// Output of `plan`: the run and where its chunk manifest is.
@@ -76,6 +81,15 @@ pub struct ChunkItem {
     pub source_table: String,
     /// Chunk number within the table, from 0.
     pub chunk_id: i32,
+    /// Staged tables only: load just this S3 object key of the chunk's
+    /// recorded files (the per-file Map item; docs/sync.md §13.5). Absent:
+    /// the whole chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_key: Option<String>,
+    /// Staged tables only: unload the chunk and record its files, load
+    /// nothing (the state machine's unload item; docs/sync.md §13.5).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unload_only: bool,
 }
 
 /// Output of `copy-chunk`.

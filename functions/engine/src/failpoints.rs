@@ -21,6 +21,10 @@ pub const INDEXES_AFTER_DROP: &str = "indexes_after_drop";
 /// the next table is planned: a run stopped half-way through planning.
 pub const PLAN_AFTER_TABLE: &str = "plan_after_table";
 
+/// Fails after a staged file's rows were written by COPY and before its
+/// commit (arm it with [`arm_after`] to let the first files through).
+pub const STAGED_FILE_BEFORE_COMMIT: &str = "staged_file_before_commit";
+
 /// Fails the `reconcile` step before it reads anything.
 pub const RECONCILE_STEP: &str = "reconcile_step";
 
@@ -31,11 +35,17 @@ mod imp {
 
     use crate::error::{Error, ErrorKind};
 
-    static ARMED: Mutex<Option<HashMap<String, (ErrorKind, u32)>>> = Mutex::new(None);
+    /// Per point: (kind, passes still let through, failures left).
+    static ARMED: Mutex<Option<HashMap<String, (ErrorKind, u32, u32)>>> = Mutex::new(None);
 
     /// Arm `point` to fail the next `times` passes with `kind`.
     pub fn arm(point: &str, kind: ErrorKind, times: u32) {
-        ARMED.lock().unwrap().get_or_insert_with(HashMap::new).insert(point.to_string(), (kind, times));
+        arm_after(point, kind, 0, times);
+    }
+
+    /// Arm `point` to let `skip` passes through, then fail `times` passes with `kind`.
+    pub fn arm_after(point: &str, kind: ErrorKind, skip: u32, times: u32) {
+        ARMED.lock().unwrap().get_or_insert_with(HashMap::new).insert(point.to_string(), (kind, skip, times));
     }
 
     /// Disarm every point.
@@ -47,8 +57,10 @@ mod imp {
     pub fn check(point: &str) -> Result<(), Error> {
         let mut guard = ARMED.lock().unwrap();
         if let Some(map) = guard.as_mut() {
-            if let Some((kind, times)) = map.get_mut(point) {
-                if *times > 0 {
+            if let Some((kind, skip, times)) = map.get_mut(point) {
+                if *skip > 0 {
+                    *skip -= 1;
+                } else if *times > 0 {
                     *times -= 1;
                     return Err(Error::new(*kind, format!("failpoint {point} triggered")));
                 }
@@ -59,7 +71,7 @@ mod imp {
 }
 
 #[cfg(feature = "failpoints")]
-pub use imp::{arm, check, clear};
+pub use imp::{arm, arm_after, check, clear};
 
 /// Without the `failpoints` feature nothing is ever armed.
 #[cfg(not(feature = "failpoints"))]

@@ -10,6 +10,7 @@
 //! * `V8__reconcile_state.sql`: per-run, per-table reconcile results.
 //! * `V9__conflict_app_indexes.sql`: indexes of the application's reads.
 //! * `V10__conflict_watermark.sql`: the incremental conflict run's watermark.
+//! * `V16__staged_files.sql`: the staged path's files and per-chunk unloads.
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

@@ -17,6 +17,7 @@
 
 pub mod arrow;
 pub mod sql;
+pub mod staged;
 
 use std::time::Duration;
 
