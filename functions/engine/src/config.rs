@@ -327,6 +327,10 @@ pub struct StagingSettings {
     /// `MAX_FILE_SIZE` of the unload in MiB (1..=5120; default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_file_size_mb: Option<u64>,
+    /// `MAX_FILE_SIZE` in bytes (1..=5 GiB), Snowflake's own unit; overrides
+    /// `max_file_size_mb` (tests use a few KB to get several files per chunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_size: Option<u64>,
     /// Delete each file once its rows are committed (default false: files
     /// stay until the bucket's lifecycle expiry, so a failed run can be
     /// loaded again with `--reuse-unload`).
@@ -361,7 +365,7 @@ impl StagingSettings {
 
     /// `MAX_FILE_SIZE` in bytes.
     pub fn max_file_size_bytes(&self) -> u64 {
-        self.max_file_size_mb.unwrap_or(100) * 1024 * 1024
+        self.max_file_size.unwrap_or_else(|| self.max_file_size_mb.unwrap_or(100) * 1024 * 1024)
     }
 
     /// The compression keyword of the unload's `FILE_FORMAT` (`SNAPPY`, `ZSTD`, `NONE`).
@@ -421,6 +425,11 @@ impl StagingSettings {
         if let Some(m) = self.max_file_size_mb {
             if !(1..=5120).contains(&m) {
                 out.push(format!("staging.max_file_size_mb {m} is outside 1..=5120 (Snowflake's limit for S3 is 5 GiB)"));
+            }
+        }
+        if let Some(b) = self.max_file_size {
+            if !(1..=5 * 1024 * 1024 * 1024).contains(&b) {
+                out.push(format!("staging.max_file_size {b} is outside 1..=5368709120 bytes (Snowflake's limit for S3 is 5 GiB)"));
             }
         }
         out
@@ -878,17 +887,22 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "snowflake", "postgres", "parallel_threads", "batch_size", "max_retry_attempts", "retry_budget_seconds",
             "lambda_timeout_buffer_seconds", "insert_only_mode", "max_parallel_tables", "chunk_byte_budget",
             "create_tables", "schema_evolution", "conflicts", "sources",
+            "staging", "s3_staging",
         ],
         "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds"],
         "postgres" => &["host", "user", "password", "port", "status_database", "sslmode", "ca_file"],
         "conflicts" => &["database", "analytics_schema", "conflict_schema", "time_zone", "today", "gps_priority"],
-        "source" => &["source_name", "enabled", "source_sf_database", "source_sf_schema", "target_pg_database", "target_pg_schema", "tables"],
+        "source" => &["source_name", "enabled", "source_sf_database", "source_sf_schema", "target_pg_database", "target_pg_schema", "tables", "source_mode"],
+        "staging" => &[
+            "stage", "stage_name", "storage_integration", "bucket", "region", "endpoint", "prefix_pattern", "file_format",
+            "compression", "max_file_size_mb", "max_file_size", "cleanup_after_load",
+        ],
         "table" => &[
             "enabled", "source", "target", "source_filter", "chunking_columns", "chunking_column_types",
             "uniqueness_columns", "source_watermark", "target_watermark", "truncate_onstart", "insert_only_mode",
             "disable_index", "parallel_threads", "batch_size", "batch_size_copy_mode", "column_mapping",
             "sort_columns", "chunking_strategy", "estimated_row_bytes", "propagate_deletes", "exclude_columns",
-            "truncate_to_date", "create_tables", "schema_evolution",
+            "truncate_to_date", "create_tables", "schema_evolution", "source_mode",
         ],
         _ => &[],
     }
@@ -917,6 +931,11 @@ fn check_unknown_keys(value: &serde_json::Value, origin: &str) -> Result<()> {
     for section in ["snowflake", "postgres", "conflicts"] {
         if let Some(v) = value.get(section) {
             check(v, section, section);
+        }
+    }
+    for section in ["staging", "s3_staging"] {
+        if let Some(v) = value.get(section) {
+            check(v, "staging", section);
         }
     }
     if let Some(sources) = value.get("sources").and_then(|s| s.as_array()) {

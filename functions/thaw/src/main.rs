@@ -176,6 +176,11 @@ struct RunArgs {
     /// Allow truncate_onstart tables to truncate non-empty targets.
     #[arg(long)]
     allow_truncate: bool,
+    /// Staged tables: load the Parquet files this earlier run unloaded
+    /// instead of unloading again, for every chunk with the same predicate
+    /// (docs/sync.md §13.4).
+    #[arg(long, value_name = "RUN_ID")]
+    reuse_unload: Option<uuid::Uuid>,
     /// Skip conflict detection.
     #[arg(long)]
     no_conflicts: bool,
@@ -350,6 +355,7 @@ async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -
             resume_max_age_hours: args.resume_max_age,
             allow_truncate: args.allow_truncate,
             manifest_uri: None,
+            reuse_unload: args.reuse_unload,
         },
         conflicts: !args.no_conflicts,
         conflicts_full: args.conflicts_full,

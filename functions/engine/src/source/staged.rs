@@ -56,7 +56,7 @@ pub enum UnloadForm {
     },
     /// TIMESTAMP_TZ / TIMESTAMP_LTZ: `CONVERT_TIMEZONE('UTC', "COL")::TIMESTAMP_NTZ`
     /// (the UTC wall clock; Snowflake refuses to unload TIMESTAMP_TZ), read
-    /// back as the instant: Timestamp(µs or finer, "UTC"), logical type
+    /// back as the instant: Timestamp(µs or finer, "+00:00"), logical type
     /// TIMESTAMP_LTZ. The original offset is dropped (docs/sync.md §13.2).
     UtcTimestamp,
     /// VARIANT / OBJECT / ARRAY: `TO_JSON("COL")`, compact JSON text.
@@ -107,7 +107,7 @@ impl UnloadForm {
 
     /// Convert one Parquet column back into the standard Arrow the encoder
     /// takes: decimal text → Decimal128(38, scale), UTC wall clock →
-    /// Timestamp(unit, "UTC"), the rest unchanged.
+    /// Timestamp(unit, "+00:00"), the rest unchanged.
     ///
     /// Errors: [`ErrorKind::ChunkFailed`] for text that is not a decimal of
     /// the column's scale, or an Arrow type the form does not produce.
@@ -124,11 +124,18 @@ impl UnloadForm {
                 DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Decimal128(..) => Ok(array.clone()),
                 other => Err(bad(format!("expected decimal text in the Parquet file, found {other}"))),
             },
-            UnloadForm::UtcTimestamp => match array.data_type() {
-                DataType::Timestamp(unit, _) => cast_with_options(array, &DataType::Timestamp(*unit, Some("UTC".into())), &strict)
-                    .map_err(|e| bad(format!("cannot read the unloaded UTC timestamp: {e}"))),
-                other => Err(bad(format!("expected a timestamp in the Parquet file, found {other}"))),
-            },
+            UnloadForm::UtcTimestamp => {
+                use arrow_array::cast::AsArray;
+                use arrow_array::types::{TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType};
+                // The same values, now read as instants in UTC.
+                Ok(match array.data_type() {
+                    DataType::Timestamp(TimeUnit::Second, _) => Arc::new(array.as_primitive::<TimestampSecondType>().clone().with_timezone_utc()),
+                    DataType::Timestamp(TimeUnit::Millisecond, _) => Arc::new(array.as_primitive::<TimestampMillisecondType>().clone().with_timezone_utc()),
+                    DataType::Timestamp(TimeUnit::Microsecond, _) => Arc::new(array.as_primitive::<TimestampMicrosecondType>().clone().with_timezone_utc()),
+                    DataType::Timestamp(TimeUnit::Nanosecond, _) => Arc::new(array.as_primitive::<TimestampNanosecondType>().clone().with_timezone_utc()),
+                    other => return Err(bad(format!("expected a timestamp in the Parquet file, found {other}"))),
+                })
+            }
         }
     }
 
@@ -204,18 +211,28 @@ impl StagedFile {
     }
 
     fn error(&self, e: ParquetError) -> Error {
-        // object_store errors surface as ParquetError::External; a missing
-        // object or unreadable bytes is the file's problem, a failed request
-        // is the network's.
+        // object_store errors surface as ParquetError::External; the HTTP
+        // status decides whose problem it is: the object's (missing, changed,
+        // unreadable), the permissions', or the network's.
         let text = e.to_string();
-        let missing = text.contains("not found") || text.contains("NotFound") || text.contains("NoSuchKey") || text.contains("404");
-        let network = !missing && (text.contains("error sending request") || text.contains("connection") || text.contains("timed out") || text.contains("Generic S3 error"));
-        if missing {
+        let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+        let server_error = (500..600).any(|code| text.contains(&format!("status code: {code}")));
+        if has(&["NotFound", "NoSuchKey", "not found", "404"]) {
             Error::new(
                 ErrorKind::ChunkFailed,
                 format!("staged file {} is missing: {text}. Unload the chunk again (a new run without --reuse-unload) or restore the object", self.url()),
             )
-        } else if network {
+        } else if has(&["AccessDenied", "403 Forbidden", "status code: 403"]) {
+            Error::config(format!(
+                "access to staged file {} is denied: {text}. The loader's role needs s3:GetObject on the staging bucket (infra/lib/constructs/staging.ts)",
+                self.url()
+            ))
+        } else if has(&["416", "InvalidRange"]) {
+            Error::new(
+                ErrorKind::ChunkFailed,
+                format!("staged file {} changed since it was listed (its size is no longer {} bytes): {text}. Unload the chunk again (a new run without --reuse-unload)", self.url(), self.bytes),
+            )
+        } else if server_error || has(&["error sending request", "connection", "Connection", "timed out", "dns error"]) {
             Error::new(ErrorKind::Transient, format!("reading staged file {}: {text}", self.url()))
         } else {
             Error::new(
@@ -305,7 +322,7 @@ impl StagedFile {
 fn loaded_data_type(form: UnloadForm, file_type: &DataType) -> DataType {
     match (form, file_type) {
         (UnloadForm::DecimalText { scale }, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => DataType::Decimal128(38, scale),
-        (UnloadForm::UtcTimestamp, DataType::Timestamp(unit, _)) => DataType::Timestamp(*unit, Some("UTC".into())),
+        (UnloadForm::UtcTimestamp, DataType::Timestamp(unit, _)) => DataType::Timestamp(*unit, Some("+00:00".into())),
         (_, other) => other.clone(),
     }
 }
@@ -350,7 +367,7 @@ mod tests {
     fn utc_wall_clock_becomes_the_utc_instant() {
         let wall: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![1_710_100_800_500_000]));
         let out = UnloadForm::UtcTimestamp.convert("T", &wall).unwrap();
-        assert_eq!(out.data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
+        assert_eq!(out.data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
         assert_eq!(out.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap().value(0), 1_710_100_800_500_000);
     }
 
