@@ -17,7 +17,8 @@ use arrow_array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int16Array, Int32Array, Int64Array, Int8Array,
     StringArray, StructArray,
 };
-use arrow_schema::{DataType, Field};
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::BytesMut;
 use futures::SinkExt;
 
@@ -25,7 +26,8 @@ use thaw_engine::reconcile::{self, canonical};
 use thaw_engine::sync::plan::{ColumnPair, SourceColumn};
 use thaw_engine::sink::encode::{supported_targets, CopyEncoder};
 use thaw_engine::sink;
-use thaw_engine::source::arrow::LogicalType;
+use thaw_engine::sink::values::{EXTENSION_NAME_KEY, JSON_EXTENSION};
+use thaw_engine::source::arrow::{LogicalType, SnowflakeDecoder};
 use thaw_engine::source::{self, sql};
 use thaw_engine::{Error, ErrorKind};
 use tokio_postgres::Client;
@@ -189,8 +191,19 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Create `table` with one column of `pg`, COPY `arrays` (one batch each) through the encoder.
+/// Create `table` with one column of `pg`, decode `arrays` (one Snowflake
+/// batch each) into standard Arrow and COPY them through the encoder.
 async fn copy_into(pg: &Client, table: &str, pg_type: &str, not_null: bool, field: &Field, arrays: &[ArrayRef]) -> Result<u64, Error> {
+    let decoder = SnowflakeDecoder::new(&Schema::new(vec![field.clone()]))?;
+    let batches = arrays
+        .iter()
+        .map(|a| decoder.decode(&RecordBatch::try_new(Arc::new(Schema::new(vec![field.clone().with_data_type(a.data_type().clone())])), vec![a.clone()]).unwrap()))
+        .collect::<Result<Vec<_>, Error>>()?;
+    copy_standard(pg, table, pg_type, not_null, decoder.schema().field(0), &batches).await
+}
+
+/// Create `table` with one column of `pg` and COPY standard Arrow `batches` (one column each) through the encoder.
+async fn copy_standard(pg: &Client, table: &str, pg_type: &str, not_null: bool, field: &Field, batches: &[RecordBatch]) -> Result<u64, Error> {
     pg.batch_execute(&format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v {pg_type}{})", if not_null { " NOT NULL" } else { "" }))
         .await
         .unwrap();
@@ -198,8 +211,8 @@ async fn copy_into(pg: &Client, table: &str, pg_type: &str, not_null: bool, fiel
     let mut encoder = CopyEncoder::new(vec![(columns[0].clone(), Arc::new(field.clone()))])?;
     let mut buf = BytesMut::new();
     CopyEncoder::header(&mut buf);
-    for array in arrays {
-        encoder.encode_batch(std::slice::from_ref(array), &mut buf)?;
+    for batch in batches {
+        encoder.encode_record_batch(batch, &mut buf)?;
     }
     CopyEncoder::trailer(&mut buf);
     let sink = pg.copy_in::<_, bytes::Bytes>(&format!("COPY {table} (v) FROM STDIN (FORMAT binary)")).await.unwrap();
@@ -230,6 +243,42 @@ async fn every_supported_pair_round_trips_through_binary_copy() {
     let missing: Vec<String> =
         supported_pairs().into_iter().filter(|(l, t)| !is_covered(&covered, *l, *t)).map(|(l, t)| format!("{} → {t:?}", semi_name(l))).collect();
     assert!(missing.is_empty(), "pairs without a round-trip case: {missing:?}");
+}
+
+/// The sink reads standard Arrow without any Snowflake metadata (what a
+/// Parquet reader produces): integers, decimals, timestamps in any unit
+/// (nanoseconds floored), times and `arrow.json` text.
+#[tokio::test]
+async fn standard_arrow_without_snowflake_metadata_round_trips() {
+    use arrow_array::{Time64MicrosecondArray, TimestampMicrosecondArray, TimestampNanosecondArray};
+    let pg = postgres().await;
+    let json = Field::new("J", DataType::Utf8, true).with_metadata(HashMap::from([(EXTENSION_NAME_KEY.to_string(), JSON_EXTENSION.to_string())]));
+    let cases: Vec<(Field, ArrayRef, &str, Vec<Option<&str>>)> = vec![
+        (Field::new("N", DataType::Int64, true), Arc::new(Int64Array::from(vec![Some(i64::MIN), None])), "numeric", vec![Some("-9223372036854775808"), None]),
+        (Field::new("D", DataType::Decimal128(12, 3), true), Arc::new(Decimal128Array::from(vec![-1_500]).with_precision_and_scale(12, 3).unwrap()), "numeric(12,3)", vec![Some("-1.500")]),
+        (
+            Field::new("T", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Arc::new(TimestampNanosecondArray::from(vec![-1])),
+            "timestamp",
+            vec![Some("1969-12-31 23:59:59.999999")],
+        ),
+        (
+            Field::new("U", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            Arc::new(TimestampMicrosecondArray::from(vec![1_710_100_800_500_000]).with_timezone("UTC")),
+            "text",
+            vec![Some("2024-03-10 20:00:00.500000+00:00")],
+        ),
+        (Field::new("H", DataType::Time64(TimeUnit::Microsecond), true), Arc::new(Time64MicrosecondArray::from(vec![47_655_123_456])), "time", vec![Some("13:14:15.123456")]),
+        (json, Arc::new(StringArray::from(vec!["{\n  \"a\": [1, 2]\n}"])), "text", vec![Some(r#"{"a":[1,2]}"#)]),
+    ];
+    for (i, (field, array, pg_type, expected)) in cases.into_iter().enumerate() {
+        let table = format!("types_standard_{i}");
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![field.clone()])), vec![array]).unwrap();
+        copy_standard(&pg, &table, pg_type, false, &field, &[batch]).await.unwrap_or_else(|e| panic!("{field:?} → {pg_type}: {e}"));
+        let expected: Vec<Option<String>> = expected.iter().map(|v| v.map(str::to_string)).collect();
+        assert_eq!(read_back(&pg, &table).await, expected, "{} → {pg_type}", field.data_type());
+        pg.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -350,7 +399,8 @@ async fn every_unsupported_pair_is_refused_before_any_row() {
                 numeric_scale: Some(2),
                 nullable: true,
             };
-            let err = CopyEncoder::new(vec![(target, Arc::new(field(dt.clone(), logical, 0, None)))]).expect_err(&format!("{logical} → {name} must be refused"));
+            let decoder = SnowflakeDecoder::new(&Schema::new(vec![field(dt.clone(), logical, 0, None)])).unwrap();
+            let err = CopyEncoder::new(vec![(target, decoder.schema().fields()[0].clone())]).expect_err(&format!("{logical} → {name} must be refused"));
             assert_eq!(err.kind, ErrorKind::TypeUnsupported, "{logical} → {name}: {err}");
             assert!(err.message.contains(logical) && err.message.contains(&format!("PostgreSQL {name}")), "{err}");
             refused += 1;
@@ -449,7 +499,7 @@ async fn texts_on_both_sides(name: &str, pairs: &[(&str, &str, &[&str])], via_en
     }
     let mut select: Vec<String> = vec![sql::ident("ID")];
     select.extend(columns.iter().map(|c| sql::ident(c)));
-    let batches = sf.query_arrow(&format!("SELECT {} FROM {fqn} ORDER BY ID", select.join(", "))).await.unwrap();
+    let batches = sf.query_standard(&format!("SELECT {} FROM {fqn} ORDER BY ID", select.join(", "))).await.unwrap();
 
     let table = format!("types_{name}");
     let mut pg_ddl = vec!["\"ID\" int8".to_string()];

@@ -1,4 +1,5 @@
-//! PostgreSQL binary COPY, written by hand from Snowflake Arrow batches.
+//! PostgreSQL binary COPY, written by hand from standard Arrow batches
+//! (the vocabulary of [`super::values`]; docs/sync.md §5.5).
 //!
 //! The format (PostgreSQL docs, "COPY — Binary Format"): a header
 //! `PGCOPY\n\xff\r\n\0` + i32 flags (0) + i32 header-extension length (0);
@@ -6,9 +7,10 @@
 //! and the value in the type's binary *send* format; a trailer i16 −1. All
 //! integers are big-endian.
 //!
-//! [`CopyEncoder::new`] checks every (Snowflake logical type, PostgreSQL
-//! type) pair once, before any row is read ([`supported_targets`] is the
-//! table); [`CopyEncoder::encode_batch`] then writes rows straight into a
+//! [`CopyEncoder::new`] checks every (column kind, PostgreSQL type) pair
+//! once, before any row is read ([`supported_targets`] is the table; the
+//! Snowflake types map to kinds as docs/sync.md §5.5 lists);
+//! [`CopyEncoder::encode_batch`] then writes rows straight into a
 //! `BytesMut` through per-batch [`ColumnView`]s: no String or Vec per row
 //! (text renderings go through one reusable scratch buffer).
 //!
@@ -47,12 +49,12 @@
 use std::io::Write as _;
 
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::FieldRef;
+use arrow_schema::{DataType, FieldRef};
 use bytes::{BufMut, BytesMut};
 
+use super::values::{pow10, type_label, ColumnKind, ColumnView, Values, MICROS_PER_DAY};
 use super::{PgType, TargetColumn};
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::arrow::{pow10, ColumnView, LogicalType, SourceType, Values, MICROS_PER_DAY};
 
 /// The 11-byte signature that starts every binary COPY stream.
 pub const COPY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -73,22 +75,23 @@ pub enum InvalidUtf8 {
     Replace,
 }
 
-/// The PostgreSQL types a Snowflake logical type can be copied into, in
-/// order of preference. This is the table [`CopyEncoder::new`] enforces and
-/// the round-trip tests cover.
-pub fn supported_targets(logical: LogicalType) -> &'static [PgType] {
+/// The PostgreSQL types a column of `kind` can be copied into, in order of
+/// preference. This is the table [`CopyEncoder::new`] enforces and the
+/// round-trip tests cover (docs/sync.md §5.2). Snowflake logical types
+/// convert into kinds (`source::arrow`), so `supported_targets(LogicalType::Fixed)` works too.
+pub fn supported_targets(kind: impl Into<ColumnKind>) -> &'static [PgType] {
     use PgType::*;
-    match logical {
-        LogicalType::Fixed => &[Numeric, Int8, Int4, Int2, Float8, Float4, Bool, Text, Varchar, Bpchar],
-        LogicalType::Real => &[Float8, Float4, Numeric],
-        LogicalType::Text => &[Text, Varchar, Bpchar, Uuid, Json, Jsonb, Int8, Int4, Int2, Numeric],
-        LogicalType::Boolean => &[Bool, Text, Varchar, Bpchar],
-        LogicalType::Date => &[Date, Timestamp, Timestamptz, Text, Varchar, Bpchar],
-        LogicalType::Time => &[Time, Text, Varchar, Bpchar],
-        LogicalType::TimestampNtz => &[Timestamp, Timestamptz, Date, Text, Varchar, Bpchar],
-        LogicalType::TimestampLtz | LogicalType::TimestampTz => &[Timestamptz, Timestamp, Date, Text, Varchar, Bpchar],
-        LogicalType::Binary => &[Bytea, Text, Varchar, Bpchar],
-        LogicalType::Variant | LogicalType::Object | LogicalType::Array => &[Jsonb, Json, Text, Varchar, Bpchar],
+    match kind.into() {
+        ColumnKind::Number => &[Numeric, Int8, Int4, Int2, Float8, Float4, Bool, Text, Varchar, Bpchar],
+        ColumnKind::Float => &[Float8, Float4, Numeric],
+        ColumnKind::Text => &[Text, Varchar, Bpchar, Uuid, Json, Jsonb, Int8, Int4, Int2, Numeric],
+        ColumnKind::Boolean => &[Bool, Text, Varchar, Bpchar],
+        ColumnKind::Date => &[Date, Timestamp, Timestamptz, Text, Varchar, Bpchar],
+        ColumnKind::Time => &[Time, Text, Varchar, Bpchar],
+        ColumnKind::Timestamp => &[Timestamp, Timestamptz, Date, Text, Varchar, Bpchar],
+        ColumnKind::TimestampUtc | ColumnKind::TimestampWithOffset => &[Timestamptz, Timestamp, Date, Text, Varchar, Bpchar],
+        ColumnKind::Binary => &[Bytea, Text, Varchar, Bpchar],
+        ColumnKind::Json => &[Jsonb, Json, Text, Varchar, Bpchar],
     }
 }
 
@@ -145,10 +148,37 @@ enum Conversion {
     Render,
 }
 
+/// The source side of one copied column, read from its Arrow field.
+#[derive(Debug, Clone)]
+struct SourceColumn {
+    /// Field name.
+    name: String,
+    /// What the values are.
+    kind: ColumnKind,
+    /// The type as messages name it (`Snowflake TIMESTAMP_NTZ`, `Arrow Int64`).
+    label: String,
+    /// Decimal128 precision, when the field has one.
+    precision: Option<u32>,
+}
+
+impl SourceColumn {
+    fn of_field(field: &arrow_schema::Field) -> Result<SourceColumn> {
+        Ok(SourceColumn {
+            name: field.name().clone(),
+            kind: ColumnKind::of_field(field)?,
+            label: type_label(field),
+            precision: match field.data_type() {
+                DataType::Decimal128(p, _) => Some(u32::from(*p)),
+                _ => None,
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 struct ColumnPlan {
     target: TargetColumn,
-    source: SourceType,
+    source: SourceColumn,
     conversion: Conversion,
     /// Timestamp into date: drop the time of day on purpose (`truncate_to_date`).
     drop_time_of_day: bool,
@@ -174,9 +204,9 @@ impl CopyEncoder {
     /// Check every (source field, target column) pair and prepare the encoder.
     /// `pairs` are in COPY column order (the order of the COPY column list).
     ///
-    /// Errors: [`ErrorKind::TypeUnsupported`] naming the column, the Snowflake
+    /// Errors: [`ErrorKind::TypeUnsupported`] naming the column, the source
     /// type, the PostgreSQL type and the types that would work, for any pair
-    /// outside [`supported_targets`] or a source type thaw cannot decode;
+    /// outside [`supported_targets`] or an Arrow type outside the vocabulary;
     /// [`ErrorKind::ConfigInvalid`] for no columns or more than 1600.
     pub fn new(pairs: Vec<(TargetColumn, FieldRef)>) -> Result<CopyEncoder> {
         if pairs.is_empty() || pairs.len() > 1600 {
@@ -187,7 +217,7 @@ impl CopyEncoder {
         }
         let mut columns = Vec::with_capacity(pairs.len());
         for (target, field) in pairs {
-            let source = SourceType::from_field(&field)?;
+            let source = SourceColumn::of_field(&field)?;
             let conversion = conversion_for(&source, &target)?;
             columns.push(ColumnPlan { target, source, conversion, drop_time_of_day: false });
         }
@@ -223,9 +253,9 @@ impl CopyEncoder {
         self
     }
 
-    /// The declared source types, in column order.
-    pub fn source_types(&self) -> impl Iterator<Item = &SourceType> {
-        self.columns.iter().map(|c| &c.source)
+    /// The kinds of the source columns, in column order.
+    pub fn source_kinds(&self) -> impl Iterator<Item = ColumnKind> + '_ {
+        self.columns.iter().map(|c| c.source.kind)
     }
 
     /// Append the 19-byte COPY header.
@@ -254,7 +284,8 @@ impl CopyEncoder {
     ///
     /// Errors: [`ErrorKind::ChunkFailed`] for a value the target cannot hold
     /// (naming column, row within the batch and value);
-    /// [`ErrorKind::TypeUnsupported`] for an Arrow layout Snowflake does not use;
+    /// [`ErrorKind::TypeUnsupported`] for a batch whose Arrow type does not
+    /// belong to the column's kind;
     /// [`ErrorKind::Internal`] when the column count or lengths disagree.
     pub fn encode_batch(&mut self, columns: &[ArrayRef], out: &mut BytesMut) -> Result<usize> {
         if columns.len() != self.columns.len() {
@@ -272,7 +303,7 @@ impl CopyEncoder {
             .columns
             .iter()
             .zip(columns)
-            .map(|(plan, array)| ColumnView::new(&plan.source, array))
+            .map(|(plan, array)| ColumnView::new(&plan.source.name, plan.source.kind, array))
             .collect::<Result<Vec<_>>>()?;
         let start = out.len();
         out.reserve(rows * (2 + 8 * views.len()));
@@ -306,7 +337,7 @@ impl CopyEncoder {
                             plan.target.name,
                             plan.target.type_name,
                             plan.source.name,
-                            plan.source.logical
+                            plan.source.label
                         ),
                     ));
                 }
@@ -350,18 +381,18 @@ fn key_text(view: &ColumnView<'_>, row: usize) -> String {
     }
 }
 
-fn conversion_for(source: &SourceType, target: &TargetColumn) -> Result<Conversion> {
-    use LogicalType as L;
+fn conversion_for(source: &SourceColumn, target: &TargetColumn) -> Result<Conversion> {
+    use ColumnKind as K;
     use PgType as P;
-    let allowed = supported_targets(source.logical);
+    let allowed = supported_targets(source.kind);
     if !allowed.contains(&target.pg_type) {
         let names: Vec<&str> = allowed.iter().map(|t| pg_name(*t)).collect();
         return Err(Error::new(
             ErrorKind::TypeUnsupported,
             format!(
-                "column \"{}\": thaw cannot copy Snowflake {} (source column \"{}\") into PostgreSQL {}. Change the target column to one of: {}; or cast the column in the source query.",
+                "column \"{}\": thaw cannot copy {} (source column \"{}\") into PostgreSQL {}. Change the target column to one of: {}; or cast the column in the source query.",
                 target.name,
-                source.logical,
+                source.label,
                 source.name,
                 target.type_name,
                 names.join(", ")
@@ -369,39 +400,39 @@ fn conversion_for(source: &SourceType, target: &TargetColumn) -> Result<Conversi
         ));
     }
     let text_target = matches!(target.pg_type, P::Text | P::Varchar | P::Bpchar);
-    if source.logical == L::Real && target.pg_type == P::Numeric && target.numeric_scale.is_none() {
+    if source.kind == K::Float && target.pg_type == P::Numeric && target.numeric_scale.is_none() {
         return Err(Error::new(
             ErrorKind::TypeUnsupported,
             format!(
-                "column \"{}\": Snowflake FLOAT (source column \"{}\") can only go into a numeric with a declared scale, e.g. numeric(18, 6), because a float has no decimal scale of its own. Declare the scale or use double precision.",
+                "column \"{}\": a float (source column \"{}\") can only go into a numeric with a declared scale, e.g. numeric(18, 6), because a float has no decimal scale of its own. Declare the scale or use double precision.",
                 target.name, source.name
             ),
         ));
     }
-    Ok(match (source.logical, target.pg_type) {
-        (L::Fixed, P::Numeric) => Conversion::NumberToNumeric,
-        (L::Fixed, P::Int2 | P::Int4 | P::Int8) => Conversion::NumberToInt,
-        (L::Fixed, P::Float4 | P::Float8) => Conversion::NumberToFloat,
-        (L::Fixed, P::Bool) => Conversion::NumberToBool,
-        (L::Real, P::Float4 | P::Float8) => Conversion::RealToFloat,
-        (L::Real, P::Numeric) => Conversion::RealToNumeric,
-        (L::Text | L::Binary, _) if text_target => Conversion::Text,
-        (L::Variant | L::Object | L::Array, _) if text_target => Conversion::JsonToText,
-        (L::Text, P::Uuid) => Conversion::TextToUuid,
-        (L::Text, P::Int2 | P::Int4 | P::Int8) => Conversion::TextToInt,
-        (L::Text, P::Numeric) => Conversion::TextToNumeric,
-        (L::Text, P::Json | P::Jsonb) => Conversion::Json,
-        (L::Variant | L::Object | L::Array, P::Json | P::Jsonb) => Conversion::MinifiedJson,
-        (L::Binary, P::Bytea) => Conversion::Bytea,
-        (L::Boolean, P::Bool) => Conversion::Bool,
-        (L::Date, P::Date) => Conversion::DateToDate,
-        (L::Date, P::Timestamp | P::Timestamptz) => Conversion::DateToTimestamp,
-        (L::Time, P::Time) => Conversion::TimeToTime,
-        (L::TimestampNtz | L::TimestampLtz | L::TimestampTz, P::Timestamp) => Conversion::TimestampToTimestamp,
-        (L::TimestampNtz | L::TimestampLtz | L::TimestampTz, P::Timestamptz) => Conversion::TimestampToTimestamptz,
-        (L::TimestampNtz | L::TimestampLtz | L::TimestampTz, P::Date) => Conversion::TimestampToDate,
+    Ok(match (source.kind, target.pg_type) {
+        (K::Number, P::Numeric) => Conversion::NumberToNumeric,
+        (K::Number, P::Int2 | P::Int4 | P::Int8) => Conversion::NumberToInt,
+        (K::Number, P::Float4 | P::Float8) => Conversion::NumberToFloat,
+        (K::Number, P::Bool) => Conversion::NumberToBool,
+        (K::Float, P::Float4 | P::Float8) => Conversion::RealToFloat,
+        (K::Float, P::Numeric) => Conversion::RealToNumeric,
+        (K::Text | K::Binary, _) if text_target => Conversion::Text,
+        (K::Json, _) if text_target => Conversion::JsonToText,
+        (K::Text, P::Uuid) => Conversion::TextToUuid,
+        (K::Text, P::Int2 | P::Int4 | P::Int8) => Conversion::TextToInt,
+        (K::Text, P::Numeric) => Conversion::TextToNumeric,
+        (K::Text, P::Json | P::Jsonb) => Conversion::Json,
+        (K::Json, P::Json | P::Jsonb) => Conversion::MinifiedJson,
+        (K::Binary, P::Bytea) => Conversion::Bytea,
+        (K::Boolean, P::Bool) => Conversion::Bool,
+        (K::Date, P::Date) => Conversion::DateToDate,
+        (K::Date, P::Timestamp | P::Timestamptz) => Conversion::DateToTimestamp,
+        (K::Time, P::Time) => Conversion::TimeToTime,
+        (K::Timestamp | K::TimestampUtc | K::TimestampWithOffset, P::Timestamp) => Conversion::TimestampToTimestamp,
+        (K::Timestamp | K::TimestampUtc | K::TimestampWithOffset, P::Timestamptz) => Conversion::TimestampToTimestamptz,
+        (K::Timestamp | K::TimestampUtc | K::TimestampWithOffset, P::Date) => Conversion::TimestampToDate,
         (_, _) if text_target => Conversion::Render,
-        _ => return Err(Error::internal(format!("no conversion for {} → {}", source.logical, target.type_name))),
+        _ => return Err(Error::internal(format!("no conversion for {} → {}", source.label, target.type_name))),
     })
 }
 
@@ -964,7 +995,7 @@ fn render_text(view: &ColumnView<'_>, values: Values<'_>, row: usize, out: &mut 
             write_date(out, wall.div_euclid(MICROS_PER_DAY))?;
             out.push(b' ');
             write_time(out, wall.rem_euclid(MICROS_PER_DAY));
-            if view.source.logical != LogicalType::TimestampNtz {
+            if view.kind != ColumnKind::Timestamp {
                 let sign = if ts.offset_minutes < 0 { '-' } else { '+' };
                 let m = ts.offset_minutes.unsigned_abs();
                 write!(out, "{sign}{:02}:{:02}", m / 60, m % 60).expect("Vec write");
@@ -1011,11 +1042,23 @@ mod text_number_tests {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{Float64Array, Int64Array, StringArray};
-    use arrow_schema::DataType;
+    use arrow_array::{Decimal128Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow_schema::{DataType, Field, TimeUnit};
 
     use super::*;
-    use crate::source::arrow::tests::snowflake_field;
+
+    /// A standard Arrow field (no source metadata).
+    fn plain(name: &str, data_type: DataType) -> Field {
+        Field::new(name, data_type, true)
+    }
+
+    fn decimals(values: Vec<i128>, precision: u8, scale: i8) -> ArrayRef {
+        Arc::new(Decimal128Array::from(values).with_precision_and_scale(precision, scale).unwrap())
+    }
+
+    fn micros(values: Vec<i64>) -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(values))
+    }
 
     fn target(name: &str, pg_type: PgType, type_name: &str) -> TargetColumn {
         TargetColumn {
@@ -1029,7 +1072,7 @@ mod tests {
         }
     }
 
-    fn encode_one(target: TargetColumn, field: arrow_schema::Field, array: ArrayRef) -> Result<Vec<u8>> {
+    fn encode_one(target: TargetColumn, field: Field, array: ArrayRef) -> Result<Vec<u8>> {
         let mut encoder = CopyEncoder::new(vec![(target, Arc::new(field))])?;
         let mut out = BytesMut::new();
         encoder.encode_batch(&[array], &mut out)?;
@@ -1065,15 +1108,15 @@ mod tests {
 
     #[test]
     fn fractional_number_into_integer_column_names_column_and_value() {
-        let field = snowflake_field("VISIT_ID", DataType::Int64, "FIXED", 2, None);
-        let err = encode_one(target("visit_id", PgType::Int8, "int8"), field, Arc::new(Int64Array::from(vec![100, 150]))).unwrap_err();
+        let field = plain("VISIT_ID", DataType::Decimal128(18, 2));
+        let err = encode_one(target("visit_id", PgType::Int8, "int8"), field, decimals(vec![100, 150], 18, 2)).unwrap_err();
         assert_eq!(err.kind, ErrorKind::ChunkFailed);
         assert!(err.message.contains("\"visit_id\"") && err.message.contains("1.50") && err.message.contains("fractional"), "{}", err.message);
     }
 
     #[test]
     fn integer_overflow_names_the_range() {
-        let field = snowflake_field("N", DataType::Int64, "FIXED", 0, None);
+        let field = plain("N", DataType::Int64);
         let err = encode_one(target("n", PgType::Int2, "int2"), field, Arc::new(Int64Array::from(vec![40_000]))).unwrap_err();
         assert_eq!(err.kind, ErrorKind::ChunkFailed);
         assert!(err.message.contains("40000") && err.message.contains("-32768..32767"), "{}", err.message);
@@ -1083,7 +1126,7 @@ mod tests {
     fn varchar_length_is_counted_in_characters() {
         let mut t = target("name", PgType::Varchar, "varchar");
         t.char_max_length = Some(5);
-        let field = snowflake_field("NAME", DataType::Utf8, "TEXT", 0, None);
+        let field = plain("NAME", DataType::Utf8);
         // Five characters in ten bytes fit.
         assert!(encode_one(t.clone(), field.clone(), Arc::new(StringArray::from(vec!["ééééé"]))).is_ok());
         let err = encode_one(t, field, Arc::new(StringArray::from(vec!["éééééé"]))).unwrap_err();
@@ -1093,7 +1136,7 @@ mod tests {
 
     #[test]
     fn uuid_text_parses_in_any_case_with_or_without_hyphens() {
-        let field = snowflake_field("ID", DataType::Utf8, "TEXT", 0, None);
+        let field = plain("ID", DataType::Utf8);
         let forms = ["A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "a0eebc999c0b4ef8bb6d6bb9bd380a11"];
         for form in forms {
             let bytes = encode_one(target("id", PgType::Uuid, "uuid"), field.clone(), Arc::new(StringArray::from(vec![form]))).unwrap();
@@ -1109,7 +1152,7 @@ mod tests {
     fn null_into_not_null_column_fails_the_chunk() {
         let mut t = target("visit_date", PgType::Float8, "float8");
         t.nullable = false;
-        let field = snowflake_field("V", DataType::Float64, "REAL", 0, None);
+        let field = plain("V", DataType::Float64);
         let err = encode_one(t, field, Arc::new(Float64Array::from(vec![Some(1.0), None]))).unwrap_err();
         assert_eq!(err.kind, ErrorKind::ChunkFailed);
         assert!(err.message.contains("NOT NULL") && err.message.contains("\"visit_date\"") && err.message.contains("row 1"), "{}", err.message);
@@ -1117,8 +1160,8 @@ mod tests {
 
     #[test]
     fn time_of_day_into_date_is_refused_unless_listed_in_truncate_to_date() {
-        let field = snowflake_field("AT", DataType::Int64, "TIMESTAMP_NTZ", 0, None);
-        let noon = || -> ArrayRef { Arc::new(Int64Array::from(vec![86_400 + 43_200])) };
+        let field = plain("AT", DataType::Timestamp(TimeUnit::Microsecond, None));
+        let noon = || micros(vec![(86_400 + 43_200) * 1_000_000]);
         let err = encode_one(target("at", PgType::Date, "date"), field.clone(), noon()).unwrap_err();
         assert_eq!(err.kind, ErrorKind::ChunkFailed);
         assert!(err.message.contains("1970-01-02 12:00:00.000000 has a time of day") && err.message.contains("truncate_to_date"), "{}", err.message);
@@ -1131,22 +1174,23 @@ mod tests {
 
     #[test]
     fn value_errors_name_table_and_key() {
-        let key = snowflake_field("ID", DataType::Utf8, "TEXT", 0, None);
-        let at = snowflake_field("AT", DataType::Int64, "TIMESTAMP_NTZ", 0, None);
+        let key = plain("ID", DataType::Utf8);
+        let at = plain("AT", DataType::Timestamp(TimeUnit::Microsecond, None));
         let mut encoder = CopyEncoder::new(vec![(target("id", PgType::Text, "text"), Arc::new(key)), (target("at", PgType::Date, "date"), Arc::new(at))])
             .unwrap()
             .with_row_identity("\"public\".\"visits\"", vec![0]);
-        let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec!["v-1"])), Arc::new(Int64Array::from(vec![3_600]))];
+        let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec!["v-1"])), micros(vec![3_600_000_000])];
         let err = encoder.encode_batch(&columns, &mut BytesMut::new()).unwrap_err();
         assert!(err.message.starts_with("table \"public\".\"visits\", key (\"id\")=('v-1'), column \"at\" (date)"), "{}", err.message);
     }
 
     #[test]
     fn unsupported_pair_is_rejected_before_any_row() {
-        let field = snowflake_field("AT", DataType::Int64, "TIMESTAMP_TZ", 9, Some(16));
+        let field = plain("AT", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())))
+            .with_metadata([(crate::sink::values::SOURCE_TYPE_KEY.to_string(), "TIMESTAMP_TZ".to_string())].into());
         let err = CopyEncoder::new(vec![(target("at", PgType::Uuid, "uuid"), Arc::new(field))]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::TypeUnsupported);
-        assert!(err.message.contains("TIMESTAMP_TZ") && err.message.contains("uuid") && err.message.contains("timestamptz"), "{}", err.message);
+        assert!(err.message.contains("Snowflake TIMESTAMP_TZ") && err.message.contains("uuid") && err.message.contains("timestamptz"), "{}", err.message);
     }
 
     #[test]
@@ -1168,19 +1212,19 @@ mod tests {
     #[test]
     #[ignore = "benchmark; run explicitly in release mode"]
     fn encode_throughput_one_million_rows_ten_columns() {
-        use arrow_array::{BooleanArray, Date32Array, Decimal128Array};
+        use arrow_array::{BooleanArray, Date32Array};
         let rows = 1_000_000usize;
         let fields = vec![
-            (snowflake_field("ID", DataType::Int64, "FIXED", 0, None), target("id", PgType::Int8, "int8")),
-            (snowflake_field("AMOUNT", DataType::Decimal128(18, 2), "FIXED", 2, None), target("amount", PgType::Numeric, "numeric")),
-            (snowflake_field("RATE", DataType::Float64, "REAL", 0, None), target("rate", PgType::Float8, "float8")),
-            (snowflake_field("NAME", DataType::Utf8, "TEXT", 0, None), target("name", PgType::Text, "text")),
-            (snowflake_field("CODE", DataType::Utf8, "TEXT", 0, None), target("code", PgType::Varchar, "varchar")),
-            (snowflake_field("GUID", DataType::Utf8, "TEXT", 0, None), target("guid", PgType::Uuid, "uuid")),
-            (snowflake_field("ACTIVE", DataType::Boolean, "BOOLEAN", 0, None), target("active", PgType::Bool, "bool")),
-            (snowflake_field("DAY", DataType::Date32, "DATE", 0, None), target("day", PgType::Date, "date")),
-            (snowflake_field("AT", DataType::Int64, "TIMESTAMP_NTZ", 9, None), target("at", PgType::Timestamp, "timestamp")),
-            (snowflake_field("AT_TZ", DataType::Int64, "TIMESTAMP_LTZ", 3, None), target("at_tz", PgType::Timestamptz, "timestamptz")),
+            (plain("ID", DataType::Int64), target("id", PgType::Int8, "int8")),
+            (plain("AMOUNT", DataType::Decimal128(18, 2)), target("amount", PgType::Numeric, "numeric")),
+            (plain("RATE", DataType::Float64), target("rate", PgType::Float8, "float8")),
+            (plain("NAME", DataType::Utf8), target("name", PgType::Text, "text")),
+            (plain("CODE", DataType::Utf8), target("code", PgType::Varchar, "varchar")),
+            (plain("GUID", DataType::Utf8), target("guid", PgType::Uuid, "uuid")),
+            (plain("ACTIVE", DataType::Boolean), target("active", PgType::Bool, "bool")),
+            (plain("DAY", DataType::Date32), target("day", PgType::Date, "date")),
+            (plain("AT", DataType::Timestamp(TimeUnit::Microsecond, None)), target("at", PgType::Timestamp, "timestamp")),
+            (plain("AT_TZ", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))), target("at_tz", PgType::Timestamptz, "timestamptz")),
         ];
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(0..rows as i64)),
@@ -1191,8 +1235,8 @@ mod tests {
             Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("a0eebc99-9c0b-4ef8-bb6d-{:012x}", i)))),
             Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 2 == 0)))),
             Arc::new(Date32Array::from_iter_values((0..rows).map(|i| 19_000 + (i % 1000) as i32))),
-            Arc::new(Int64Array::from_iter_values((0..rows).map(|i| 1_700_000_000_000_000_000 + i as i64 * 1_000_001))),
-            Arc::new(Int64Array::from_iter_values((0..rows).map(|i| 1_700_000_000_000 + i as i64))),
+            Arc::new(TimestampMicrosecondArray::from_iter_values((0..rows).map(|i| 1_700_000_000_000_000 + i as i64 * 1_001))),
+            Arc::new(TimestampMicrosecondArray::from_iter_values((0..rows).map(|i| 1_700_000_000_000_000 + i as i64)).with_timezone("UTC")),
         ];
         let pairs = fields.into_iter().map(|(f, t)| (t, Arc::new(f))).collect();
         let mut encoder = CopyEncoder::new(pairs).unwrap();

@@ -6,6 +6,7 @@
 
 pub mod ddl;
 pub mod encode;
+pub mod values;
 
 use tokio_postgres::{Client, NoTls};
 

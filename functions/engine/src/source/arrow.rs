@@ -1,4 +1,5 @@
-//! Snowflake's Arrow conventions, decoded exactly.
+//! Snowflake's Arrow conventions, decoded exactly into standard Arrow
+//! ([`SnowflakeDecoder`]; the target types are docs/sync.md §5.5's).
 //!
 //! Every field of a Snowflake Arrow result carries metadata: `logicalType`
 //! (FIXED, REAL, TEXT, BOOLEAN, DATE, TIME, TIMESTAMP_NTZ, TIMESTAMP_LTZ,
@@ -6,8 +7,9 @@
 //! `byteLength`, `charLength`. The physical Arrow type of the same column may
 //! differ from batch to batch (a NUMBER(38,0) column is Int8 in one batch and
 //! Int64 in the next), so thaw reads the logical type once per column
-//! ([`SourceType::from_field`]) and builds a [`ColumnView`] per column per
-//! batch that branches on the batch's *physical* type. Sources of the rules:
+//! ([`SourceType::from_field`]) and decodes every batch's columns, branching
+//! on the batch's *physical* type, into one fixed standard type per column
+//! ([`SourceType::standard_type`]). Sources of the rules:
 //! the Snowflake connectors (`CArrowChunkIterator.cpp`, `TimeStampConverter`,
 //! JDBC `ArrowResultUtil`), fakesnow's `arrow.py`, and docs/emulator.md §1
 //! ("How types arrive").
@@ -33,15 +35,20 @@
 //! becomes `…59.999999`, never `…00.000000`. Reconciliation uses the same rule
 //! (`DATEDIFF(microsecond, …)` counts microsecond boundaries, i.e. floors).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_buffer::{BooleanBuffer, NullBuffer};
-use arrow_schema::{DataType, Field, TimeUnit};
+use arrow_array::types::{Decimal128Type, Int32Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, Decimal128Array, Int16Array, Int64Array, RecordBatch, RecordBatchOptions, StructArray, Time64MicrosecondArray,
+    TimestampMicrosecondArray,
+};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sink::values::{self, pow10, scaled_to_micros, unit_scale, ColumnKind, ColumnView, IntValues, Timestamp, Values};
 
 /// Render batches as rows of display strings (NULL → `None`), for small
 /// administrative results such as counts and aggregates.
@@ -261,357 +268,369 @@ fn infer_logical(dt: &DataType) -> Option<LogicalType> {
     })
 }
 
-fn unit_scale(unit: TimeUnit) -> u32 {
-    match unit {
-        TimeUnit::Second => 0,
-        TimeUnit::Millisecond => 3,
-        TimeUnit::Microsecond => 6,
-        TimeUnit::Nanosecond => 9,
-    }
-}
-
-/// 10^n for n in 0..=38.
-pub(crate) const fn pow10(n: u32) -> i128 {
-    let mut v: i128 = 1;
-    let mut i = 0;
-    while i < n {
-        v *= 10;
-        i += 1;
-    }
-    v
-}
-
 /// Microseconds per day.
-pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+pub use crate::sink::values::MICROS_PER_DAY;
 
-/// A decoded timestamp: microseconds since 1970-01-01 00:00:00 (floored to
-/// the microsecond) and, for TIMESTAMP_TZ, the offset it was stored with.
-///
-/// For TIMESTAMP_NTZ `micros` is the wall clock read as if it were UTC; for
-/// LTZ and TZ it is the instant (UTC). The stored-offset wall clock of a TZ
-/// value is `micros + offset_minutes × 60 000 000` ([`Timestamp::wall_micros`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timestamp {
-    /// Microseconds since the Unix epoch (UTC instant, or NTZ wall clock).
-    pub micros: i64,
-    /// Offset east of UTC in minutes (TIMESTAMP_TZ only; 0 otherwise).
-    pub offset_minutes: i32,
-}
-
-impl Timestamp {
-    /// The wall clock in the stored offset, in microseconds since the epoch.
-    pub fn wall_micros(self) -> i64 {
-        self.micros + i64::from(self.offset_minutes) * 60_000_000
-    }
-}
-
-/// Typed access to the text of a string column, whatever its Arrow layout.
-#[derive(Debug, Clone, Copy)]
-pub enum TextValues<'a> {
-    /// `Utf8`
-    Small(&'a arrow_array::StringArray),
-    /// `LargeUtf8`
-    Large(&'a arrow_array::LargeStringArray),
-    /// `Utf8View`
-    View(&'a arrow_array::StringViewArray),
-}
-
-impl<'a> TextValues<'a> {
-    /// The string at `row` (the caller checks nulls).
-    #[inline]
-    pub fn value(&self, row: usize) -> &'a str {
-        match self {
-            TextValues::Small(a) => a.value(row),
-            TextValues::Large(a) => a.value(row),
-            TextValues::View(a) => a.value(row),
-        }
-    }
-}
-
-/// Typed access to the bytes of a binary column, whatever its Arrow layout.
-#[derive(Debug, Clone, Copy)]
-pub enum BinaryValues<'a> {
-    /// `Binary`
-    Small(&'a arrow_array::BinaryArray),
-    /// `LargeBinary`
-    Large(&'a arrow_array::LargeBinaryArray),
-    /// `BinaryView`
-    View(&'a arrow_array::BinaryViewArray),
-    /// `FixedSizeBinary`
-    Fixed(&'a arrow_array::FixedSizeBinaryArray),
-}
-
-impl<'a> BinaryValues<'a> {
-    /// The bytes at `row` (the caller checks nulls).
-    #[inline]
-    pub fn value(&self, row: usize) -> &'a [u8] {
-        match self {
-            BinaryValues::Small(a) => a.value(row),
-            BinaryValues::Large(a) => a.value(row),
-            BinaryValues::View(a) => a.value(row),
-            BinaryValues::Fixed(a) => a.value(row),
-        }
-    }
-}
-
-/// Signed integers of the width this batch happens to use.
-#[derive(Debug, Clone, Copy)]
-pub enum IntValues<'a> {
-    /// Int8
-    I8(&'a [i8]),
-    /// Int16
-    I16(&'a [i16]),
-    /// Int32
-    I32(&'a [i32]),
-    /// Int64
-    I64(&'a [i64]),
-    /// Decimal128 (unscaled)
-    I128(&'a [i128]),
-}
-
-impl IntValues<'_> {
-    /// The integer at `row`, widened.
-    #[inline]
-    pub fn get(&self, row: usize) -> i128 {
-        match self {
-            IntValues::I8(v) => i128::from(v[row]),
-            IntValues::I16(v) => i128::from(v[row]),
-            IntValues::I32(v) => i128::from(v[row]),
-            IntValues::I64(v) => i128::from(v[row]),
-            IntValues::I128(v) => v[row],
-        }
-    }
-
-    /// The integer at `row` when it fits an i64 (all but Decimal128 always do).
-    #[inline]
-    pub fn get_i64(&self, row: usize) -> Option<i64> {
-        match self {
-            IntValues::I8(v) => Some(i64::from(v[row])),
-            IntValues::I16(v) => Some(i64::from(v[row])),
-            IntValues::I32(v) => Some(i64::from(v[row])),
-            IntValues::I64(v) => Some(v[row]),
-            IntValues::I128(v) => i64::try_from(v[row]).ok(),
-        }
-    }
-}
-
-/// The values of one column of one batch, as typed slices. Built once per
-/// batch per column ([`ColumnView::new`]); reading a value allocates nothing.
-#[derive(Debug, Clone, Copy)]
-pub enum Values<'a> {
-    /// FIXED: `value = unscaled / 10^scale`.
-    Number {
-        /// Unscaled integers.
-        unscaled: IntValues<'a>,
-        /// Digits after the decimal point.
-        scale: u32,
-    },
-    /// REAL.
-    Float64(&'a [f64]),
-    /// REAL arriving as Float32 (Parquet).
-    Float32(&'a [f32]),
-    /// TEXT, VARIANT, OBJECT, ARRAY.
-    Text(TextValues<'a>),
-    /// BINARY.
-    Binary(BinaryValues<'a>),
-    /// BOOLEAN.
-    Boolean(&'a BooleanBuffer),
-    /// DATE: days since 1970-01-01.
-    Date(&'a [i32]),
-    /// TIME: `ticks / 10^scale` seconds since midnight.
-    Time {
-        /// Ticks since midnight.
-        ticks: IntValues<'a>,
-        /// Fractional-second digits of a tick.
-        scale: u32,
-    },
-    /// TIMESTAMP_*: `epoch / 10^epoch_scale` seconds (+ `fraction` ns) since
-    /// the Unix epoch; `timezone − 1440` minutes of offset.
-    Timestamp {
-        /// Epoch in 10^-epoch_scale seconds.
-        epoch: &'a [i64],
-        /// Digits of `epoch` after the second (0 for struct layouts with a fraction).
-        epoch_scale: u32,
-        /// Nanoseconds within the second (struct layouts with a fraction).
-        fraction: Option<&'a [i32]>,
-        /// Snowflake's encoded offset (`minutes + 1440`), TIMESTAMP_TZ only.
-        timezone: Option<&'a [i32]>,
-    },
-}
-
-/// One column of one batch: its declared type, validity and typed values.
-#[derive(Debug, Clone, Copy)]
-pub struct ColumnView<'a> {
-    /// The declared type (from the field metadata).
-    pub source: &'a SourceType,
-    nulls: Option<&'a NullBuffer>,
-    /// The typed values (meaningless where the row is NULL).
-    pub values: Values<'a>,
-}
-
-impl<'a> ColumnView<'a> {
-    /// Build a view of `array` (one batch's column) declared as `source`,
-    /// branching on the array's physical type.
+impl SourceType {
+    /// The standard Arrow type this column is decoded into (docs/sync.md §5.5):
+    /// NUMBER(p≤18, 0) → Int64, other NUMBER → Decimal128(p,s), FLOAT →
+    /// Float64, TEXT and the semi-structured types → Utf8, BINARY → Binary,
+    /// BOOLEAN → Boolean, DATE → Date32, TIME → Time64(µs), TIMESTAMP_NTZ →
+    /// Timestamp(µs), TIMESTAMP_LTZ → Timestamp(µs, "UTC"), TIMESTAMP_TZ →
+    /// Struct{timestamp: Timestamp(µs, "UTC"), offset_minutes: Int16}.
     ///
-    /// Errors: [`ErrorKind::TypeUnsupported`] naming the column, its logical
-    /// type and the Arrow type when the layout is not one Snowflake uses.
-    pub fn new(source: &'a SourceType, array: &'a ArrayRef) -> Result<ColumnView<'a>> {
-        let unsupported = || {
-            Error::new(
-                ErrorKind::TypeUnsupported,
-                format!(
-                    "source column \"{}\" is declared {} (scale {}) but arrived as Arrow type {}, a layout thaw does not know. Report this with the Snowflake column definition; meanwhile cast the column in the source query.",
-                    source.name,
-                    source.logical,
-                    source.scale,
-                    array.data_type()
-                ),
-            )
-        };
-        let dt = array.data_type();
-        let values = match source.logical {
-            LogicalType::Fixed => match dt {
-                DataType::Decimal128(_, s) => Values::Number {
-                    unscaled: IntValues::I128(array.as_primitive::<Decimal128Type>().values()),
-                    scale: u32::try_from(*s).map_err(|_| unsupported())?,
-                },
-                _ => Values::Number { unscaled: int_values(array).ok_or_else(unsupported)?, scale: source.scale },
-            },
-            LogicalType::Real => match dt {
-                DataType::Float64 => Values::Float64(array.as_primitive::<Float64Type>().values()),
-                DataType::Float32 => Values::Float32(array.as_primitive::<Float32Type>().values()),
-                _ => return Err(unsupported()),
-            },
-            LogicalType::Text | LogicalType::Variant | LogicalType::Object | LogicalType::Array => match dt {
-                DataType::Utf8 => Values::Text(TextValues::Small(array.as_string::<i32>())),
-                DataType::LargeUtf8 => Values::Text(TextValues::Large(array.as_string::<i64>())),
-                DataType::Utf8View => Values::Text(TextValues::View(array.as_string_view())),
-                _ => return Err(unsupported()),
-            },
-            LogicalType::Binary => match dt {
-                DataType::Binary => Values::Binary(BinaryValues::Small(array.as_binary::<i32>())),
-                DataType::LargeBinary => Values::Binary(BinaryValues::Large(array.as_binary::<i64>())),
-                DataType::BinaryView => Values::Binary(BinaryValues::View(array.as_binary_view())),
-                DataType::FixedSizeBinary(_) => Values::Binary(BinaryValues::Fixed(array.as_fixed_size_binary())),
-                _ => return Err(unsupported()),
-            },
-            LogicalType::Boolean => match dt {
-                DataType::Boolean => Values::Boolean(array.as_boolean().values()),
-                _ => return Err(unsupported()),
-            },
-            LogicalType::Date => match dt {
-                DataType::Date32 => Values::Date(array.as_primitive::<Date32Type>().values()),
-                _ => return Err(unsupported()),
-            },
-            LogicalType::Time => match dt {
-                DataType::Int32 | DataType::Int64 => Values::Time { ticks: int_values(array).ok_or_else(unsupported)?, scale: source.scale },
-                DataType::Time32(unit) => Values::Time {
-                    ticks: IntValues::I32(primitive_i32(array).ok_or_else(unsupported)?),
-                    scale: unit_scale(*unit),
-                },
-                DataType::Time64(unit) => Values::Time {
-                    ticks: IntValues::I64(primitive_i64(array).ok_or_else(unsupported)?),
-                    scale: unit_scale(*unit),
-                },
-                _ => return Err(unsupported()),
-            },
-            LogicalType::TimestampNtz | LogicalType::TimestampLtz | LogicalType::TimestampTz => {
-                timestamp_values(source, array).ok_or_else(unsupported)?
+    /// Errors: [`ErrorKind::TypeUnsupported`] for a NUMBER scale above 38.
+    pub fn standard_type(&self) -> Result<DataType> {
+        let utc = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        Ok(match self.logical {
+            LogicalType::Fixed => {
+                if self.scale > 38 {
+                    return Err(Error::new(
+                        ErrorKind::TypeUnsupported,
+                        format!("source column \"{}\" is NUMBER with scale {}, above Arrow's 38 digits. Cast it in the source query.", self.name, self.scale),
+                    ));
+                }
+                let precision = self.precision.unwrap_or(38).clamp(self.scale.max(1), 38);
+                if self.scale == 0 && precision <= 18 {
+                    DataType::Int64
+                } else {
+                    DataType::Decimal128(precision as u8, self.scale as i8)
+                }
             }
-        };
-        let fractional_digits = match values {
-            Values::Time { scale, .. } => scale,
-            Values::Timestamp { epoch_scale, .. } => epoch_scale,
-            _ => 0,
-        };
-        if fractional_digits > 9 {
-            return Err(unsupported());
+            LogicalType::Real => DataType::Float64,
+            LogicalType::Text | LogicalType::Variant | LogicalType::Object | LogicalType::Array => DataType::Utf8,
+            LogicalType::Binary => DataType::Binary,
+            LogicalType::Boolean => DataType::Boolean,
+            LogicalType::Date => DataType::Date32,
+            LogicalType::Time => DataType::Time64(TimeUnit::Microsecond),
+            LogicalType::TimestampNtz => DataType::Timestamp(TimeUnit::Microsecond, None),
+            LogicalType::TimestampLtz => utc(),
+            LogicalType::TimestampTz => DataType::Struct(offset_fields()),
+        })
+    }
+
+    /// The standard Arrow field: [`SourceType::standard_type`], nullable, the
+    /// Snowflake metadata kept (messages name the Snowflake type), plus
+    /// `arrow.json` for VARIANT/OBJECT/ARRAY and `arrow.timestamp_with_offset`
+    /// for TIMESTAMP_TZ.
+    ///
+    /// Errors: as [`SourceType::standard_type`].
+    pub fn standard_field(&self, metadata: &HashMap<String, String>) -> Result<Field> {
+        let mut metadata = metadata.clone();
+        metadata.entry(values::SOURCE_TYPE_KEY.to_string()).or_insert_with(|| self.logical.name().to_string());
+        if self.logical.is_semi_structured() {
+            metadata.insert(values::EXTENSION_NAME_KEY.to_string(), values::JSON_EXTENSION.to_string());
         }
-        Ok(ColumnView { source, nulls: array.nulls(), values })
-    }
-
-    /// Whether the value at `row` is NULL.
-    #[inline]
-    pub fn is_null(&self, row: usize) -> bool {
-        self.nulls.is_some_and(|n| n.is_null(row))
-    }
-
-    /// The timestamp at `row` (the view must be a timestamp; the caller
-    /// checks nulls). `None` when the value overflows 64-bit microseconds.
-    #[inline]
-    pub fn timestamp(&self, row: usize) -> Option<Timestamp> {
-        match self.values {
-            Values::Timestamp { epoch, epoch_scale, fraction, timezone } => {
-                let e = epoch[row];
-                let micros = match fraction {
-                    // epoch in seconds, fraction in nanoseconds.
-                    Some(f) => e.checked_mul(1_000_000)?.checked_add(i64::from(f[row]).div_euclid(1000))?,
-                    None => scaled_to_micros(e, epoch_scale)?,
-                };
-                let offset_minutes = timezone.map_or(0, |tz| tz[row] - 1440);
-                Some(Timestamp { micros, offset_minutes })
-            }
-            _ => None,
+        if self.logical == LogicalType::TimestampTz {
+            metadata.insert(values::EXTENSION_NAME_KEY.to_string(), values::TIMESTAMP_WITH_OFFSET_EXTENSION.to_string());
         }
+        Ok(Field::new(self.name.clone(), self.standard_type()?, true).with_metadata(metadata))
     }
+}
 
-    /// Microseconds since midnight at `row` (TIME views; floored).
-    #[inline]
-    pub fn time_micros(&self, row: usize) -> Option<i64> {
-        match self.values {
-            Values::Time { ticks, scale } => scaled_to_micros(ticks.get_i64(row)?, scale),
-            _ => None,
+/// The children of a `arrow.timestamp_with_offset` struct.
+fn offset_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new("offset_minutes", DataType::Int16, false),
+    ])
+}
+
+/// The kind of column a Snowflake type becomes in standard Arrow, so that
+/// the sink's pair table can be asked about Snowflake types
+/// (`supported_targets(LogicalType::TimestampTz)`).
+impl From<LogicalType> for ColumnKind {
+    fn from(logical: LogicalType) -> ColumnKind {
+        match logical {
+            LogicalType::Fixed => ColumnKind::Number,
+            LogicalType::Real => ColumnKind::Float,
+            LogicalType::Text => ColumnKind::Text,
+            LogicalType::Variant | LogicalType::Object | LogicalType::Array => ColumnKind::Json,
+            LogicalType::Binary => ColumnKind::Binary,
+            LogicalType::Boolean => ColumnKind::Boolean,
+            LogicalType::Date => ColumnKind::Date,
+            LogicalType::Time => ColumnKind::Time,
+            LogicalType::TimestampNtz => ColumnKind::Timestamp,
+            LogicalType::TimestampLtz => ColumnKind::TimestampUtc,
+            LogicalType::TimestampTz => ColumnKind::TimestampWithOffset,
         }
     }
 }
 
-/// `value / 10^scale` seconds → microseconds, floored. `None` on overflow.
-#[inline]
-pub fn scaled_to_micros(value: i64, scale: u32) -> Option<i64> {
-    match scale {
-        6 => Some(value),
-        0..=5 => value.checked_mul(10_i64.pow(6 - scale)),
-        7..=9 => Some(value.div_euclid(10_i64.pow(scale - 6))),
-        _ => None,
+/// Decodes the batches of one Snowflake result into standard Arrow.
+///
+/// Built once per result from the first batch's schema (the Snowflake
+/// metadata is the same in every batch, the physical types are not);
+/// [`SnowflakeDecoder::decode`] then turns each batch into one with
+/// [`SnowflakeDecoder::schema`], checking every value on the way: a NUMBER
+/// that does not fit its declared precision, a TIME outside a day or a
+/// timestamp outside 64-bit microseconds is an error naming the column and
+/// the value. Nanosecond digits are floored to the microsecond (docs/sync.md
+/// §5.2, note 1).
+#[derive(Debug, Clone)]
+pub struct SnowflakeDecoder {
+    columns: Vec<SourceType>,
+    schema: SchemaRef,
+}
+
+impl SnowflakeDecoder {
+    /// Read the declared types from `schema` (a Snowflake result's).
+    ///
+    /// Errors: [`ErrorKind::TypeUnsupported`] naming a column whose type
+    /// thaw cannot decode.
+    pub fn new(schema: &Schema) -> Result<SnowflakeDecoder> {
+        let columns = schema.fields().iter().map(|f| SourceType::from_field(f)).collect::<Result<Vec<_>>>()?;
+        let fields = columns.iter().zip(schema.fields()).map(|(c, f)| c.standard_field(f.metadata())).collect::<Result<Vec<_>>>()?;
+        Ok(SnowflakeDecoder { columns, schema: Arc::new(Schema::new(fields)) })
+    }
+
+    /// The standard schema every decoded batch has.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The declared Snowflake types, in column order.
+    pub fn source_types(&self) -> &[SourceType] {
+        &self.columns
+    }
+
+    /// Decode one batch of the result.
+    ///
+    /// Errors: [`ErrorKind::ChunkFailed`] for a value outside its declared
+    /// type (naming column, row and value); [`ErrorKind::TypeUnsupported`]
+    /// for a physical layout Snowflake does not use; [`ErrorKind::Internal`]
+    /// when the batch has another number of columns.
+    pub fn decode(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if batch.num_columns() != self.columns.len() {
+            return Err(Error::internal(format!("a Snowflake result batch has {} columns, the first had {}", batch.num_columns(), self.columns.len())));
+        }
+        let arrays = self
+            .columns
+            .iter()
+            .zip(batch.columns())
+            .zip(self.schema.fields())
+            .map(|((source, array), field)| decode_column(source, array, field.data_type()))
+            .collect::<Result<Vec<_>>>()?;
+        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())))
+            .map_err(|e| Error::internal(format!("cannot assemble a decoded batch: {e}")))
     }
 }
 
-fn int_values(array: &ArrayRef) -> Option<IntValues<'_>> {
-    Some(match array.data_type() {
-        DataType::Int8 => IntValues::I8(array.as_primitive::<Int8Type>().values()),
-        DataType::Int16 => IntValues::I16(array.as_primitive::<Int16Type>().values()),
-        DataType::Int32 => IntValues::I32(array.as_primitive::<Int32Type>().values()),
-        DataType::Int64 => IntValues::I64(array.as_primitive::<Int64Type>().values()),
-        _ => return None,
+fn unsupported(source: &SourceType, array: &dyn Array) -> Error {
+    Error::new(
+        ErrorKind::TypeUnsupported,
+        format!(
+            "source column \"{}\" is declared {} (scale {}) but arrived as Arrow type {}, a layout thaw does not know. Report this with the Snowflake column definition; meanwhile cast the column in the source query.",
+            source.name,
+            source.logical,
+            source.scale,
+            array.data_type()
+        ),
+    )
+}
+
+fn bad_value(source: &SourceType, row: usize, problem: String) -> Error {
+    Error::new(ErrorKind::ChunkFailed, format!("source column \"{}\" ({}), row {row} of the batch: {problem}", source.name, source.logical))
+}
+
+fn cast_to(source: &SourceType, array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    if array.data_type() == to {
+        return Ok(array.clone());
+    }
+    arrow_cast::cast_with_options(array, to, &arrow_cast::CastOptions { safe: false, ..Default::default() }).map_err(|_| unsupported(source, array.as_ref()))
+}
+
+/// One column of one batch into its standard type `to`.
+fn decode_column(source: &SourceType, array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    let physical = array.data_type();
+    match source.logical {
+        LogicalType::Fixed => decode_number(source, array, to),
+        LogicalType::Real if matches!(physical, DataType::Float64 | DataType::Float32) => cast_to(source, array, to),
+        LogicalType::Text | LogicalType::Variant | LogicalType::Object | LogicalType::Array
+            if matches!(physical, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) =>
+        {
+            cast_to(source, array, to)
+        }
+        LogicalType::Binary if matches!(physical, DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_)) => {
+            cast_to(source, array, to)
+        }
+        LogicalType::Boolean if physical == &DataType::Boolean => Ok(array.clone()),
+        LogicalType::Date if physical == &DataType::Date32 => Ok(array.clone()),
+        LogicalType::Time => decode_time(source, array),
+        LogicalType::TimestampNtz | LogicalType::TimestampLtz | LogicalType::TimestampTz => decode_timestamp(source, array),
+        _ => Err(unsupported(source, array.as_ref())),
+    }
+}
+
+/// FIXED: scaled integers of any width, or Decimal128, into Int64 or Decimal128(p,s).
+fn decode_number(source: &SourceType, array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    let (unscaled, from_scale) = match array.data_type() {
+        DataType::Decimal128(_, s) => (IntValues::I128(array.as_primitive::<Decimal128Type>().values()), u32::try_from(*s).map_err(|_| unsupported(source, array.as_ref()))?),
+        _ => (IntValues::of(array.as_ref()).ok_or_else(|| unsupported(source, array.as_ref()))?, source.scale),
+    };
+    let to_scale = source.scale;
+    let nulls = array.nulls();
+    let rows = array.len();
+    let value_at = |row: usize| -> Result<i128> {
+        let u = unscaled.get(row);
+        match from_scale.cmp(&to_scale) {
+            std::cmp::Ordering::Equal => Ok(u),
+            std::cmp::Ordering::Less => u.checked_mul(pow10(to_scale - from_scale)).ok_or_else(|| bad_value(source, row, format!("value {u}e-{from_scale} overflows 38 digits at scale {to_scale}"))),
+            std::cmp::Ordering::Greater => {
+                let p = pow10(from_scale - to_scale);
+                if u % p == 0 {
+                    Ok(u / p)
+                } else {
+                    Err(bad_value(source, row, format!("value {u}e-{from_scale} has more decimals than the declared scale {to_scale}")))
+                }
+            }
+        }
+    };
+    match to {
+        DataType::Int64 => {
+            if array.data_type() == &DataType::Int64 && from_scale == 0 {
+                return Ok(array.clone());
+            }
+            let mut out = Vec::with_capacity(rows);
+            for row in 0..rows {
+                if nulls.is_some_and(|n| n.is_null(row)) {
+                    out.push(0);
+                    continue;
+                }
+                let v = value_at(row)?;
+                out.push(i64::try_from(v).map_err(|_| bad_value(source, row, format!("value {v} does not fit NUMBER({}, 0)", source.precision.unwrap_or(18))))?);
+            }
+            Ok(Arc::new(Int64Array::new(out.into(), nulls.cloned())))
+        }
+        DataType::Decimal128(precision, scale) => {
+            let limit = pow10(u32::from(*precision));
+            let mut out = Vec::with_capacity(rows);
+            for row in 0..rows {
+                if nulls.is_some_and(|n| n.is_null(row)) {
+                    out.push(0);
+                    continue;
+                }
+                let v = value_at(row)?;
+                if v.unsigned_abs() >= limit.unsigned_abs() {
+                    let mut text = Vec::new();
+                    crate::sink::encode::write_decimal(&mut text, v, to_scale);
+                    return Err(bad_value(source, row, format!("value {} has more than the {precision} digits NUMBER({precision}, {scale}) declares", String::from_utf8_lossy(&text))));
+                }
+                out.push(v);
+            }
+            let decimals = Decimal128Array::new(out.into(), nulls.cloned())
+                .with_precision_and_scale(*precision, *scale)
+                .map_err(|e| Error::internal(format!("decimal type of column {}: {e}", source.name)))?;
+            Ok(Arc::new(decimals))
+        }
+        other => Err(Error::internal(format!("NUMBER column {} cannot decode into {other}", source.name))),
+    }
+}
+
+/// TIME: ticks at the declared scale (or Time32/Time64) into Time64(µs), floored.
+fn decode_time(source: &SourceType, array: &ArrayRef) -> Result<ArrayRef> {
+    let (ticks, scale) = match array.data_type() {
+        DataType::Int32 | DataType::Int64 => (IntValues::of(array.as_ref()).ok_or_else(|| unsupported(source, array.as_ref()))?, source.scale),
+        DataType::Time32(_) | DataType::Time64(_) => {
+            let view = ColumnView::new(&source.name, ColumnKind::Time, array)?;
+            match view.values {
+                Values::Time { ticks, scale } => (ticks, scale),
+                _ => return Err(unsupported(source, array.as_ref())),
+            }
+        }
+        _ => return Err(unsupported(source, array.as_ref())),
+    };
+    if scale > 9 {
+        return Err(unsupported(source, array.as_ref()));
+    }
+    let nulls = array.nulls();
+    let mut out = Vec::with_capacity(array.len());
+    for row in 0..array.len() {
+        if nulls.is_some_and(|n| n.is_null(row)) {
+            out.push(0);
+            continue;
+        }
+        let micros = ticks
+            .get_i64(row)
+            .and_then(|t| scaled_to_micros(t, scale))
+            .filter(|m| (0..=MICROS_PER_DAY).contains(m))
+            .ok_or_else(|| bad_value(source, row, format!("time of day {}e-{scale} s is outside 00:00..24:00", ticks.get(row))))?;
+        out.push(micros);
+    }
+    Ok(Arc::new(Time64MicrosecondArray::new(out.into(), nulls.cloned())))
+}
+
+/// Snowflake's timestamp layouts, read per row.
+#[derive(Debug, Clone, Copy)]
+struct SnowflakeTimestamps<'a> {
+    /// Epoch in 10^-epoch_scale seconds.
+    epoch: &'a [i64],
+    /// Digits of `epoch` after the second (0 for struct layouts with a fraction).
+    epoch_scale: u32,
+    /// Nanoseconds within the second (struct layouts with a fraction).
+    fraction: Option<&'a [i32]>,
+    /// Snowflake's encoded offset (`minutes + 1440`), TIMESTAMP_TZ only.
+    timezone: Option<&'a [i32]>,
+}
+
+impl SnowflakeTimestamps<'_> {
+    /// The timestamp at `row`; `None` when it overflows 64-bit microseconds.
+    fn get(&self, row: usize) -> Option<Timestamp> {
+        let e = self.epoch[row];
+        let micros = match self.fraction {
+            // epoch in seconds, fraction in nanoseconds.
+            Some(f) => e.checked_mul(1_000_000)?.checked_add(i64::from(f[row]).div_euclid(1000))?,
+            None => scaled_to_micros(e, self.epoch_scale)?,
+        };
+        Some(Timestamp { micros, offset_minutes: self.timezone.map_or(0, |tz| tz[row] - 1440) })
+    }
+}
+
+/// TIMESTAMP_*: Int64 at the declared scale, Struct{epoch, [fraction], [timezone]},
+/// or Arrow's own Timestamp, into Timestamp(µs) / Timestamp(µs, UTC) / timestamp-with-offset.
+fn decode_timestamp(source: &SourceType, array: &ArrayRef) -> Result<ArrayRef> {
+    let layout = timestamp_layout(source, array).ok_or_else(|| unsupported(source, array.as_ref()))?;
+    if layout.epoch_scale > 9 {
+        return Err(unsupported(source, array.as_ref()));
+    }
+    let nulls = array.nulls();
+    let rows = array.len();
+    let mut micros = Vec::with_capacity(rows);
+    let mut offsets = Vec::with_capacity(if source.logical == LogicalType::TimestampTz { rows } else { 0 });
+    for row in 0..rows {
+        if nulls.is_some_and(|n| n.is_null(row)) {
+            micros.push(0);
+            if source.logical == LogicalType::TimestampTz {
+                offsets.push(0);
+            }
+            continue;
+        }
+        let ts = layout.get(row).ok_or_else(|| {
+            bad_value(source, row, format!("timestamp {}e-{} s since 1970 is outside PostgreSQL's range (more than ±292,000 years)", layout.epoch[row], layout.epoch_scale))
+        })?;
+        micros.push(ts.micros);
+        if source.logical == LogicalType::TimestampTz {
+            offsets.push(i16::try_from(ts.offset_minutes).map_err(|_| bad_value(source, row, format!("UTC offset of {} minutes is out of range", ts.offset_minutes)))?);
+        }
+    }
+    let instants = TimestampMicrosecondArray::new(micros.into(), nulls.cloned());
+    Ok(match source.logical {
+        LogicalType::TimestampNtz => Arc::new(instants),
+        LogicalType::TimestampLtz => Arc::new(instants.with_timezone("UTC")),
+        _ => {
+            // The struct carries the nulls; its children are non-nullable.
+            let instants = TimestampMicrosecondArray::new(instants.values().clone(), None).with_timezone("UTC");
+            let offsets = Int16Array::from(offsets);
+            Arc::new(StructArray::new(offset_fields(), vec![Arc::new(instants), Arc::new(offsets)], nulls.cloned()))
+        }
     })
 }
 
-fn primitive_i32(array: &ArrayRef) -> Option<&[i32]> {
-    match array.data_type() {
-        DataType::Time32(TimeUnit::Second) => Some(array.as_primitive::<arrow_array::types::Time32SecondType>().values()),
-        DataType::Time32(TimeUnit::Millisecond) => Some(array.as_primitive::<arrow_array::types::Time32MillisecondType>().values()),
-        _ => None,
-    }
-}
-
-fn primitive_i64(array: &ArrayRef) -> Option<&[i64]> {
-    match array.data_type() {
-        DataType::Time64(TimeUnit::Microsecond) => Some(array.as_primitive::<arrow_array::types::Time64MicrosecondType>().values()),
-        DataType::Time64(TimeUnit::Nanosecond) => Some(array.as_primitive::<arrow_array::types::Time64NanosecondType>().values()),
-        _ => None,
-    }
-}
-
-fn timestamp_values<'a>(source: &SourceType, array: &'a ArrayRef) -> Option<Values<'a>> {
+fn timestamp_layout<'a>(source: &SourceType, array: &'a ArrayRef) -> Option<SnowflakeTimestamps<'a>> {
     use arrow_array::types::{TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType};
     let tz_kind = source.logical == LogicalType::TimestampTz;
     Some(match array.data_type() {
-        DataType::Int64 if !tz_kind => Values::Timestamp {
-            epoch: array.as_primitive::<Int64Type>().values(),
-            epoch_scale: source.scale,
-            fraction: None,
-            timezone: None,
-        },
+        DataType::Int64 if !tz_kind => SnowflakeTimestamps { epoch: array.as_primitive::<Int64Type>().values(), epoch_scale: source.scale, fraction: None, timezone: None },
         DataType::Timestamp(unit, _) => {
             let epoch: &[i64] = match unit {
                 TimeUnit::Second => array.as_primitive::<TimestampSecondType>().values(),
@@ -619,7 +638,7 @@ fn timestamp_values<'a>(source: &SourceType, array: &'a ArrayRef) -> Option<Valu
                 TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().values(),
                 TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().values(),
             };
-            Values::Timestamp { epoch, epoch_scale: unit_scale(*unit), fraction: None, timezone: None }
+            SnowflakeTimestamps { epoch, epoch_scale: unit_scale(*unit), fraction: None, timezone: None }
         }
         DataType::Struct(fields) => {
             let s = array.as_struct();
@@ -645,7 +664,7 @@ fn timestamp_values<'a>(source: &SourceType, array: &'a ArrayRef) -> Option<Valu
             // With a fraction the epoch is in whole seconds; without one
             // (TIMESTAMP_TZ byteLength 8) it is scaled by 10^scale.
             let epoch_scale = if fraction.is_some() { 0 } else { source.scale };
-            Values::Timestamp { epoch, epoch_scale, fraction, timezone }
+            SnowflakeTimestamps { epoch, epoch_scale, fraction, timezone }
         }
         _ => return None,
     })
@@ -684,14 +703,24 @@ pub(crate) mod tests {
         Arc::new(StructArray::from(fields))
     }
 
+    fn decoded(source: &SourceType, array: &ArrayRef) -> ArrayRef {
+        decode_column(source, array, &source.standard_type().unwrap()).unwrap()
+    }
+
+    fn view<'a>(source: &SourceType, decoded: &'a ArrayRef) -> ColumnView<'a> {
+        ColumnView::new(&source.name, source.logical.into(), decoded).unwrap()
+    }
+
     fn numbers(source: &SourceType, array: &ArrayRef) -> Vec<(i128, u32)> {
-        let view = ColumnView::new(source, array).unwrap();
+        let decoded = decoded(source, array);
+        let view = view(source, &decoded);
         let Values::Number { unscaled, scale } = view.values else { panic!("not a number view: {:?}", view.values) };
         (0..array.len()).map(|r| (unscaled.get(r), scale)).collect()
     }
 
     fn micros(source: &SourceType, array: &ArrayRef) -> Vec<(i64, i32)> {
-        let view = ColumnView::new(source, array).unwrap();
+        let decoded = decoded(source, array);
+        let view = view(source, &decoded);
         (0..array.len()).map(|r| view.timestamp(r).map(|t| (t.micros, t.offset_minutes)).unwrap()).collect()
     }
 
@@ -751,7 +780,8 @@ pub(crate) mod tests {
         let field = snowflake_field("AT", DataType::Null, "TIMESTAMP_TZ", 3, Some(8));
         let source = SourceType::from_field(&field).unwrap();
         let array = timestamp_struct(vec![1_710_093_600_500, -1], None, Some(vec![1770, 1440 - 480]));
-        let view = ColumnView::new(&source, &array).unwrap();
+        let decoded = decoded(&source, &array);
+        let view = view(&source, &decoded);
         let first = view.timestamp(0).unwrap();
         assert_eq!((first.micros, first.offset_minutes), (1_710_093_600_500_000, 330));
         assert_eq!(first.wall_micros(), 1_710_093_600_500_000 + 330 * 60_000_000);
@@ -776,8 +806,8 @@ pub(crate) mod tests {
         ] {
             let field = snowflake_field("T", array.data_type().clone(), "TIME", scale, None);
             let source = SourceType::from_field(&field).unwrap();
-            let view = ColumnView::new(&source, &array).unwrap();
-            assert_eq!(view.time_micros(0), Some(expected), "scale {scale}");
+            let decoded = decoded(&source, &array);
+            assert_eq!(view(&source, &decoded).time_micros(0), Some(expected), "scale {scale}");
         }
     }
 
@@ -786,7 +816,7 @@ pub(crate) mod tests {
         let field = snowflake_field("AT", DataType::Utf8, "TIMESTAMP_NTZ", 9, None);
         let source = SourceType::from_field(&field).unwrap();
         let array: ArrayRef = Arc::new(arrow_array::StringArray::from(vec!["x"]));
-        let err = ColumnView::new(&source, &array).unwrap_err();
+        let err = decode_column(&source, &array, &source.standard_type().unwrap()).unwrap_err();
         assert_eq!(err.kind, ErrorKind::TypeUnsupported);
         assert!(err.message.contains("\"AT\"") && err.message.contains("TIMESTAMP_NTZ") && err.message.contains("Utf8"), "{}", err.message);
     }

@@ -13,7 +13,7 @@
 //! keeps every query's result under a byte budget.
 //!
 //! * [`sql`]: quoting of identifiers and literals (no bind parameters exist).
-//! * [`arrow`]: Snowflake's Arrow conventions (scaled integers, timestamp structs).
+//! * [`arrow`]: Snowflake's Arrow conventions (scaled integers, timestamp structs), decoded into standard Arrow (docs/sync.md §5.5).
 
 pub mod arrow;
 pub mod sql;
@@ -197,6 +197,17 @@ impl SnowflakeSource {
                 truncate(sql)
             ))),
         }
+    }
+
+    /// Run a query and decode its result into standard Arrow
+    /// ([`arrow::SnowflakeDecoder`]): every batch has the same schema.
+    ///
+    /// Errors: as [`SnowflakeSource::query_arrow`], plus the decoder's.
+    pub async fn query_standard(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let batches = self.query_arrow(sql).await?;
+        let Some(first) = batches.first() else { return Ok(Vec::new()) };
+        let decoder = arrow::SnowflakeDecoder::new(&first.schema())?;
+        batches.iter().map(|b| decoder.decode(b)).collect()
     }
 
     /// Run a statement (DDL/DML, or a query) and return its rows as strings.

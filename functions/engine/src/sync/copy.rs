@@ -210,7 +210,7 @@ async fn copy_in_transaction(
     let path = choose_write_path(empty, keyed, insert_only);
     tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, "write path");
 
-    let batches = worker.sf.query_arrow(&plan.chunk_query(&range.filter_sql)).await?;
+    let batches = worker.sf.query_standard(&plan.chunk_query(&range.filter_sql)).await?;
     let rows_read: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
 
     let staging = match path {
@@ -234,8 +234,7 @@ async fn copy_in_transaction(
     let mut buf = BytesMut::with_capacity(COPY_FLUSH_BYTES + 64 * 1024);
     CopyEncoder::header(&mut buf);
     if let Some(first) = batches.first() {
-        // Snowflake's logical types are the same in every batch of a result;
-        // the encoder branches on each batch's physical Arrow types itself.
+        // Decoded batches share one standard schema (docs/sync.md §5.5).
         let pairs = plan.columns.iter().map(|c| c.target.clone()).zip(first.schema().fields().iter().cloned()).collect();
         let key_positions = plan.key_columns.iter().filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k)).collect();
         let date_only: Vec<usize> = plan.columns.iter().enumerate().filter(|(_, c)| truncate_to_date.contains(&c.source.name)).map(|(i, _)| i).collect();
