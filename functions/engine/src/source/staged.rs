@@ -8,6 +8,10 @@
 //!   load (docs/sync.md §13.2).
 //! * [`s3_store`]: an `object_store` S3 client for the staging bucket (AWS,
 //!   or the endpoint of `staging.endpoint` / `THAW_S3_ENDPOINT`).
+//! * Loaded batches are the standard Arrow of the source/sink seam
+//!   (docs/sync.md §5.5): NUMBER as Decimal128(38, s), TIMESTAMP_TZ/LTZ as
+//!   Timestamp(unit, "+00:00"), VARIANT/OBJECT/ARRAY as Utf8 with the
+//!   `arrow.json` extension, the rest as Parquet yields them.
 //! * [`StagedFile`]: one unloaded object; [`StagedFile::row_count`] reads its
 //!   Parquet footer only, [`StagedFile::batches`] streams its rows a row group
 //!   at a time through the `parquet` crate's async reader, so memory is
@@ -34,6 +38,7 @@ use parquet::errors::ParquetError;
 
 use crate::config::StagingSettings;
 use crate::error::{Error, ErrorKind, Result};
+use crate::sink::values::{EXTENSION_NAME_KEY, JSON_EXTENSION};
 use crate::source::arrow::LogicalType;
 use crate::source::sql;
 use crate::sync::plan::SourceColumn;
@@ -154,7 +159,12 @@ impl UnloadForm {
             },
             _ => 0,
         };
-        let md = HashMap::from([("logicalType".to_string(), self.loaded_type().name().to_string()), ("scale".to_string(), scale.to_string())]);
+        // The sink decides on the Arrow type (and the JSON extension) alone;
+        // `logicalType` only lets its messages name the Snowflake type.
+        let mut md = HashMap::from([("logicalType".to_string(), self.loaded_type().name().to_string()), ("scale".to_string(), scale.to_string())]);
+        if let UnloadForm::JsonText(_) = self {
+            md.insert(EXTENSION_NAME_KEY.to_string(), JSON_EXTENSION.to_string());
+        }
         Field::new(name, data_type.clone(), true).with_metadata(md)
     }
 }
