@@ -1000,6 +1000,67 @@ mod tests {
     }
 
     #[test]
+    fn staged_tables_need_a_valid_staging_section() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
+          TOP "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s", SOURCE "tables":[{"source":"T","target":"t" TABLE}, {"source":"U","target":"u"}]}]}"#;
+        let load = |top: &str, source: &str, table: &str| {
+            Config::from_text(&text.replace("TOP", top).replace("SOURCE", source).replace("TABLE", table), "test", &|_| None)
+        };
+        // Default: direct, no staging needed; a table or its source opts in.
+        let direct = load("", "", "").unwrap();
+        assert_eq!(direct.source_mode(&direct.sources[0], &direct.sources[0].tables[0]), SourceMode::Direct);
+        let err = load("", "", r#", "source_mode": "staged""#).unwrap_err();
+        assert!(err.message.contains("s.T have source_mode \"staged\" but there is no 'staging' section"), "{}", err.message);
+        let staging = r#""staging": {"stage": "DB.PUBLIC.THAW_STAGE", "bucket": "thaw-staging"},"#;
+        let per_source = load(staging, r#""source_mode": "staged","#, r#", "source_mode": "direct""#).unwrap();
+        let s = &per_source.sources[0];
+        assert_eq!((per_source.source_mode(s, &s.tables[0]), per_source.source_mode(s, &s.tables[1])), (SourceMode::Direct, SourceMode::Staged));
+        let st = per_source.staging.as_ref().unwrap();
+        let run = uuid::Uuid::nil();
+        assert_eq!(st.chunk_prefix("D", "S", "T", run, 7), format!("D/S/T/run_{run}/chunk_7/"));
+        assert_eq!((st.max_file_size_bytes(), st.compression_keyword()), (100 * 1024 * 1024, "SNAPPY".to_string()));
+        // The legacy section name and keys (s3copyconfig.json) are accepted;
+        // a legacy prefix without run/chunk gets them appended.
+        let legacy = load(
+            r#""s3_staging": {"stage_name": "CM_S3_STAGE", "bucket": "cm-migration-dev01", "prefix_pattern": "{source_database}/{source_schema}/{source_table}/",
+               "file_format": "parquet", "compression": "snappy", "max_file_size_mb": 100, "cleanup_after_load": false},"#,
+            "",
+            r#", "source_mode": "staged""#,
+        )
+        .unwrap();
+        assert_eq!(legacy.staging.as_ref().unwrap().chunk_prefix("D", "S", "T", run, 0), format!("D/S/T/run_{run}/chunk_0/"));
+        // Every problem of the section in one error, naming the key.
+        let err = load(
+            r#""staging": {"stage": "bad stage", "bucket": "s3://Bucket", "prefix_pattern": "/{db}/x", "file_format": "csv", "compression": "gzip",
+               "max_file_size_mb": 0, "endpoint": "localhost:9000", "stage_nme": "x"},"#,
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("unknown key 'stage_nme' in staging (did you mean 'stage_name'?)"), "{}", err.message);
+        let err = load(
+            r#""staging": {"stage": "bad stage", "bucket": "s3://Bucket", "prefix_pattern": "/{db}/x", "file_format": "csv", "compression": "gzip",
+               "max_file_size_mb": 0, "endpoint": "localhost:9000"},"#,
+            "",
+            "",
+        )
+        .unwrap_err();
+        for fragment in [
+            "staging.stage 'bad stage'",
+            "staging.bucket 's3://Bucket'",
+            "unknown placeholder {db}",
+            "must be a relative path",
+            "staging.file_format 'csv'",
+            "staging.compression 'gzip'",
+            "staging.max_file_size_mb 0",
+            "staging.endpoint 'localhost:9000'",
+        ] {
+            assert!(err.message.contains(fragment), "missing '{fragment}' in: {}", err.message);
+        }
+    }
+
+    #[test]
     fn create_tables_and_schema_evolution_are_accepted_top_level_and_per_table() {
         let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
           TOP "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
