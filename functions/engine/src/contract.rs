@@ -86,10 +86,28 @@ pub struct ChunkItem {
     /// the whole chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_key: Option<String>,
-    /// Staged tables only: unload the chunk and record its files, load
-    /// nothing (the state machine's unload item; docs/sync.md §13.5).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unload_only: bool,
+    /// Staged tables only: a step of the state machine's staged flow instead
+    /// of the whole chunk (docs/sync.md §13.5). Absent: the whole chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<StagedStep>,
+}
+
+/// The state machine's steps of the staged path (docs/sync.md §13.5), as
+/// `ChunkItem.staged`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum StagedStep {
+    /// Unload the chunk and record its files; load nothing (a direct
+    /// table's chunk ignores it and is copied as usual).
+    Unload,
+    /// Write the run's unfinished staged files as a JSON array of
+    /// [`ChunkItem`]s with `file_key` (the per-file Map's manifest) to `uri`
+    /// (`s3://bucket/key` or a local path); `source_name`, `source_table`
+    /// and `chunk_id` of the item are ignored.
+    FileManifest {
+        /// Where to write the manifest.
+        uri: String,
+    },
 }
 
 /// Output of `copy-chunk`.

@@ -292,3 +292,65 @@ async fn every_direct_round_trip_type_round_trips_through_staging_with_identical
     }
     assert_eq!(direct.0, staged.0, "direct and staged loads have the same target checksum");
 }
+
+/// The state machine's staged flow through the same step functions the
+/// Lambdas call (docs/sync.md §13.5): plan → copy-chunk with
+/// `staged: unload` per manifest item → copy-chunk with `staged:
+/// file_manifest` → one copy-chunk per file item, files of one chunk loaded
+/// concurrently; every chunk completes with its last file.
+#[tokio::test]
+async fn the_cloud_flow_unloads_writes_the_file_manifest_and_loads_one_file_per_item() {
+    use thaw_engine::contract::{ChunkItem, StagedStep};
+    let (pg, config) = orders_setup(r#", "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 450"#, 6000).await;
+    let dir = std::env::temp_dir().join(unique("staged-manifests"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chunks_uri = dir.join("chunks.json").display().to_string();
+    let plan = thaw_engine::steps::plan(&config, &PlanRequest { manifest_uri: Some(chunks_uri.clone()), ..Default::default() }).await.unwrap();
+    let items = thaw_engine::sync::manifest::read(&chunks_uri).await.unwrap();
+    assert_eq!(items.len() as u64, plan.chunks);
+    for item in &items {
+        let unload = ChunkItem { staged: Some(StagedStep::Unload), ..item.clone() };
+        thaw_engine::steps::copy_chunk(&config, &unload).await.unwrap();
+    }
+    assert_eq!(pg_count(&pg, "public.orders").await, 0, "the unload pass loads nothing");
+    let files_uri = dir.join("files.json").display().to_string();
+    let manifest_step = ChunkItem {
+        run_id: plan.run_id,
+        source_name: String::new(),
+        source_table: String::new(),
+        chunk_id: -1,
+        file_key: None,
+        staged: Some(StagedStep::FileManifest { uri: files_uri.clone() }),
+    };
+    thaw_engine::steps::copy_chunk(&config, &manifest_step).await.unwrap();
+    let file_items = thaw_engine::sync::manifest::read(&files_uri).await.unwrap();
+    assert_eq!(file_items.len(), files(&pg, plan.run_id).await.len());
+    assert!(file_items.len() > items.len(), "several files per chunk");
+    // Two concurrent "Map children" over the file items.
+    let halves: Vec<Vec<ChunkItem>> = vec![file_items.iter().step_by(2).cloned().collect(), file_items.iter().skip(1).step_by(2).cloned().collect()];
+    let tasks: Vec<_> = halves
+        .into_iter()
+        .map(|half| {
+            let config = config.clone();
+            tokio::spawn(async move {
+                for item in half {
+                    thaw_engine::steps::copy_chunk(&config, &item).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(pg_count(&pg, "public.orders").await, 900);
+    assert_eq!(distinct_codes(&pg).await, 900);
+    let unfinished: i64 = pg
+        .query_one("SELECT count(*) FROM migration_status.migration_chunk_status WHERE run_id = $1 AND (status <> 'completed' OR rows_copied <> rows_unloaded)", &[&plan.run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unfinished, 0, "every chunk completed with its last file, rows_copied = rows_unloaded");
+    // A second file manifest is empty: nothing left to load.
+    thaw_engine::steps::copy_chunk(&config, &manifest_step).await.unwrap();
+    assert!(thaw_engine::sync::manifest::read(&files_uri).await.unwrap().is_empty());
+}

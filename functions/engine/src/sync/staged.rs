@@ -37,7 +37,7 @@ use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
 use crate::config::{Config, StagingSettings};
-use crate::contract::{ChunkItem, CopyChunkResponse};
+use crate::contract::{ChunkItem, CopyChunkResponse, StagedStep};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::failpoints;
 use crate::sink::{self, encode::CopyEncoder, PgType};
@@ -319,8 +319,8 @@ pub async fn ensure_unloaded(config: &Config, worker: &mut copy::Worker, plan: &
 /// Copy one chunk of a staged table (the `copy-chunk` step for a staged
 /// table): unload it unless its unload is recorded, then load every
 /// unfinished file, or only `item.file_key` when the item names one (the
-/// state machine's per-file Map item); `item.unload_only` stops after the
-/// unload. The chunk completes with its last file (or at once when the
+/// state machine's per-file Map item); `item.staged` =
+/// [`StagedStep::Unload`] stops after the unload. The chunk completes with its last file (or at once when the
 /// unload wrote no file).
 ///
 /// Errors: as [`ensure_unloaded`] and [`load_file`]; on any error the chunk
@@ -364,9 +364,6 @@ async fn staged_chunk(config: &Config, worker: &mut copy::Worker, plan: &TablePl
     let range: ChunkRange = serde_json::from_value(chunk.chunk_range).map_err(|e| Error::internal(format!("stored chunk definition is unreadable: {e}")))?;
     ensure_unloaded(config, worker, plan, key, item.chunk_id, &range).await?;
     let mut total = ChunkCounts::default();
-    if item.unload_only {
-        return Ok(total);
-    }
     let options = LoadOptions {
         insert_only: table_cfg.is_some_and(|t| t.insert_only_mode) || plan.load_mode == LoadMode::InsertOnly,
         truncate_to_date: table_cfg.map(|t| t.truncate_to_date.clone()).unwrap_or_default(),
@@ -382,6 +379,9 @@ async fn staged_chunk(config: &Config, worker: &mut copy::Worker, plan: &TablePl
     if files.is_empty() {
         // An empty chunk unloads no file: it is complete as it is.
         status::complete_chunk(&worker.pg, key, item.chunk_id, ChunkCounts::default()).await?;
+        return Ok(total);
+    }
+    if item.staged == Some(StagedStep::Unload) {
         return Ok(total);
     }
     let staging_settings = staging(config)?;
@@ -598,4 +598,35 @@ fn file_staging_name(key: &TableKey, chunk_id: i32, file_key: &str) -> String {
     use md5::{Digest, Md5};
     let h = hex::encode(Md5::digest(format!("{}|{}|{}|{}|{chunk_id}|{file_key}", key.run_id, key.source_database, key.source_schema, key.source_table)));
     format!("\"f_{}\"", &h[..24])
+}
+
+/// The run's staged files not yet completed, as per-file items (`file_key`
+/// set), in table, chunk and key order.
+pub async fn unfinished_file_items(pg: &Client, run_id: Uuid) -> Result<Vec<ChunkItem>> {
+    let rows = pg
+        .query(
+            "SELECT t.source_name, f.source_table, f.chunk_id, f.file_key FROM migration_status.migration_file_status f \
+             JOIN migration_status.migration_table_status t USING (run_id, source_database, source_schema, source_table) \
+             WHERE f.run_id = $1 AND f.status <> 'completed' ORDER BY t.source_name, f.source_table, f.chunk_id, f.file_key",
+            &[&run_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "listing the run's unfinished staged files"))?;
+    Ok(rows
+        .iter()
+        .map(|r| ChunkItem { run_id, source_name: r.get(0), source_table: r.get(1), chunk_id: r.get(2), file_key: Some(r.get(3)), staged: None })
+        .collect())
+}
+
+/// The [`StagedStep::FileManifest`] step: write the run's unfinished staged
+/// files to `uri` (see [`crate::sync::manifest`] for URIs) and return how
+/// many items it holds.
+///
+/// Errors: [`ErrorKind::ConfigInvalid`] for an unusable `uri`,
+/// [`ErrorKind::Transient`] for a failed S3 request.
+pub async fn write_file_manifest(pg: &Client, run_id: Uuid, uri: &str) -> Result<usize> {
+    let items = unfinished_file_items(pg, run_id).await?;
+    crate::sync::manifest::write(Some(uri), run_id, &items).await.map_err(|e| e.context("writing the staged file manifest"))?;
+    tracing::info!(%run_id, files = items.len(), uri, "staged file manifest written");
+    Ok(items.len())
 }
