@@ -35,8 +35,10 @@ mod imp {
 
     use crate::error::{Error, ErrorKind};
 
-    /// Per point: (kind, passes still let through, failures left).
-    static ARMED: Mutex<Option<HashMap<String, (ErrorKind, u32, u32)>>> = Mutex::new(None);
+    /// An armed point: (kind, passes still let through, failures left).
+    type Armed = (ErrorKind, u32, u32);
+
+    static ARMED: Mutex<Option<HashMap<String, Armed>>> = Mutex::new(None);
 
     /// Arm `point` to fail the next `times` passes with `kind`.
     pub fn arm(point: &str, kind: ErrorKind, times: u32) {

@@ -32,11 +32,24 @@ fn staging_section(max_file_size: u64) -> String {
 }
 
 fn options() -> RunOptions {
-    RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }
+    RunOptions {
+        request: PlanRequest::default(),
+        conflicts: false,
+        ..Default::default()
+    }
 }
 
 async fn run(config: &Arc<Config>, request: PlanRequest) -> RunReport {
-    runner::run(config.clone(), RunOptions { request, ..options() }, Arc::new(Quiet)).await.expect("the run returns a report")
+    runner::run(
+        config.clone(),
+        RunOptions {
+            request,
+            ..options()
+        },
+        Arc::new(Quiet),
+    )
+    .await
+    .expect("the run returns a report")
 }
 
 /// ORDERS (900 rows) in a fresh emulator database, and a fresh PostgreSQL
@@ -56,7 +69,12 @@ async fn orders_setup(table_extra: &str, max_file_size: u64) -> (Client, Arc<Con
     let table = format!(
         r#"{{"source": "ORDERS", "target": "orders", "uniqueness_columns": ["Code"], "source_mode": "staged", "parallel_threads": 1 {table_extra}}}"#
     );
-    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], &staging_section(max_file_size))));
+    let config = Arc::new(config(&config_text(
+        &sf_db,
+        &pg_db,
+        &[&table],
+        &staging_section(max_file_size),
+    )));
     (pg, config)
 }
 
@@ -74,32 +92,67 @@ async fn files(pg: &Client, run_id: Uuid) -> Vec<(String, String, i64)> {
 }
 
 async fn unloaded_at(pg: &Client, run_id: Uuid) -> String {
-    pg.query_one("SELECT unloaded_at::text FROM migration_status.migration_chunk_status WHERE run_id = $1", &[&run_id]).await.unwrap().get(0)
+    pg.query_one(
+        "SELECT unloaded_at::text FROM migration_status.migration_chunk_status WHERE run_id = $1",
+        &[&run_id],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 async fn distinct_codes(pg: &Client) -> i64 {
-    pg.query_one("SELECT count(DISTINCT \"Code\") FROM public.orders", &[]).await.unwrap().get(0)
+    pg.query_one("SELECT count(DISTINCT \"Code\") FROM public.orders", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// The harness bucket's client.
 fn bucket() -> Arc<dyn ObjectStore> {
-    let settings = thaw_engine::config::StagingSettings { bucket: var("THAW_S3_BUCKET"), ..Default::default() };
+    let settings = thaw_engine::config::StagingSettings {
+        bucket: var("THAW_S3_BUCKET"),
+        ..Default::default()
+    };
     s3_store(&settings, &settings.bucket).unwrap()
 }
 
 #[tokio::test]
 async fn a_staged_table_unloads_into_several_files_and_loads_every_row_once() {
-    let (pg, config) = orders_setup(r#", "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 300"#, 6000).await;
+    let (pg, config) = orders_setup(
+        r#", "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 300"#,
+        6000,
+    )
+    .await;
     let report = run(&config, PlanRequest::default()).await;
-    report.outcome().expect("the staged run completes and reconciles against Snowflake");
+    report
+        .outcome()
+        .expect("the staged run completes and reconciles against Snowflake");
     assert_eq!(pg_count(&pg, "public.orders").await, 900);
     assert_eq!(distinct_codes(&pg).await, 900);
     let files = files(&pg, report.plan.run_id).await;
-    assert!(files.len() > report.plan.chunks as usize, "several files per chunk: {} files for {} chunks", files.len(), report.plan.chunks);
-    assert!(files.iter().all(|(key, status, _)| status == "completed" && key.ends_with(".snappy.parquet")), "{files:?}");
-    assert_eq!(files.iter().map(|f| f.2).sum::<i64>(), 900, "the footers' rows add up to the table");
+    assert!(
+        files.len() > report.plan.chunks as usize,
+        "several files per chunk: {} files for {} chunks",
+        files.len(),
+        report.plan.chunks
+    );
+    assert!(
+        files
+            .iter()
+            .all(|(key, status, _)| status == "completed" && key.ends_with(".snappy.parquet")),
+        "{files:?}"
+    );
+    assert_eq!(
+        files.iter().map(|f| f.2).sum::<i64>(),
+        900,
+        "the footers' rows add up to the table"
+    );
     let prefix = format!("S/ORDERS/run_{}/chunk_", report.plan.run_id);
-    assert!(files.iter().all(|(key, _, _)| key.contains(&prefix)), "keys follow the prefix pattern: {files:?}");
+    assert!(
+        files.iter().all(|(key, _, _)| key.contains(&prefix)),
+        "keys follow the prefix pattern: {files:?}"
+    );
     // Per chunk: rows_unloaded = the files' rows = rows_copied.
     let bad: i64 = pg
         .query_one(
@@ -111,32 +164,65 @@ async fn a_staged_table_unloads_into_several_files_and_loads_every_row_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(bad, 0, "every chunk completed with rows_unloaded = its files' rows = rows copied");
+    assert_eq!(
+        bad, 0,
+        "every chunk completed with rows_unloaded = its files' rows = rows copied"
+    );
 }
 
 #[tokio::test]
 async fn a_crash_after_k_of_n_files_resumes_at_the_next_file_without_unloading_again() {
     let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000).await;
-    failpoints::arm_after(failpoints::STAGED_FILE_BEFORE_COMMIT, ErrorKind::ChunkFailed, 2, 1);
+    failpoints::arm_after(
+        failpoints::STAGED_FILE_BEFORE_COMMIT,
+        ErrorKind::ChunkFailed,
+        2,
+        1,
+    );
     let first = run(&config, PlanRequest::default()).await;
     failpoints::clear();
     assert_eq!(first.outcome().unwrap_err().kind, ErrorKind::ChunkFailed);
     let run_id = first.plan.run_id;
     let before = files(&pg, run_id).await;
-    assert!(before.len() >= 4, "the single chunk unloaded into several files: {before:?}");
+    assert!(
+        before.len() >= 4,
+        "the single chunk unloaded into several files: {before:?}"
+    );
     let done: Vec<_> = before.iter().filter(|f| f.1 == "completed").collect();
-    assert_eq!(done.len(), 2, "exactly the first two files committed: {before:?}");
-    assert_eq!(before.iter().filter(|f| f.1 == "failed").count(), 1, "the third file is recorded failed: {before:?}");
+    assert_eq!(
+        done.len(),
+        2,
+        "exactly the first two files committed: {before:?}"
+    );
+    assert_eq!(
+        before.iter().filter(|f| f.1 == "failed").count(),
+        1,
+        "the third file is recorded failed: {before:?}"
+    );
     let committed_rows: i64 = done.iter().map(|f| f.2).sum();
-    assert_eq!(pg_count(&pg, "public.orders").await, committed_rows, "the target holds exactly the committed files' rows");
+    assert_eq!(
+        pg_count(&pg, "public.orders").await,
+        committed_rows,
+        "the target holds exactly the committed files' rows"
+    );
     let unloaded_before = unloaded_at(&pg, run_id).await;
 
     let again = run(&config, PlanRequest::default()).await;
-    again.outcome().expect("the resumed run completes and reconciles");
+    again
+        .outcome()
+        .expect("the resumed run completes and reconciles");
     assert!(again.plan.resumed && again.plan.run_id == run_id);
-    assert_eq!(unloaded_at(&pg, run_id).await, unloaded_before, "the resumed chunk was not unloaded again");
+    assert_eq!(
+        unloaded_at(&pg, run_id).await,
+        unloaded_before,
+        "the resumed chunk was not unloaded again"
+    );
     let after = files(&pg, run_id).await;
-    assert_eq!(after.iter().map(|f| &f.0).collect::<Vec<_>>(), before.iter().map(|f| &f.0).collect::<Vec<_>>(), "same files");
+    assert_eq!(
+        after.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        before.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        "same files"
+    );
     assert!(after.iter().all(|f| f.1 == "completed"));
     assert_eq!(pg_count(&pg, "public.orders").await, 900, "no missing rows");
     assert_eq!(distinct_codes(&pg).await, 900, "no duplicate rows");
@@ -147,14 +233,22 @@ async fn a_crash_after_k_of_n_files_resumes_at_the_next_file_without_unloading_a
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(&attempts[..3], &[1, 1, 2], "the two committed files were not loaded again; the failed one was retried once");
+    assert_eq!(
+        &attempts[..3],
+        &[1, 1, 2],
+        "the two committed files were not loaded again; the failed one was retried once"
+    );
 }
 
 /// Unload a single-chunk table and stop before the first file commits;
 /// returns the run and its files.
 async fn unloaded_but_not_loaded() -> (Client, Arc<Config>, Uuid, Vec<(String, String, i64)>) {
     let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000).await;
-    failpoints::arm(failpoints::STAGED_FILE_BEFORE_COMMIT, ErrorKind::ChunkFailed, 1);
+    failpoints::arm(
+        failpoints::STAGED_FILE_BEFORE_COMMIT,
+        ErrorKind::ChunkFailed,
+        1,
+    );
     let first = run(&config, PlanRequest::default()).await;
     failpoints::clear();
     assert!(first.outcome().is_err());
@@ -170,43 +264,86 @@ async fn a_corrupt_file_is_a_clear_error_naming_its_key_and_is_not_retried() {
     let victim = &files[1].0;
     // Same size, scrambled bytes: the listed size still matches, the content is not Parquet.
     let store = bucket();
-    let original = store.get(&ObjectPath::from(victim.as_str())).await.unwrap().bytes().await.unwrap();
+    let original = store
+        .get(&ObjectPath::from(victim.as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let scrambled: Vec<u8> = original.iter().map(|b| b ^ 0x5a).collect();
-    store.put(&ObjectPath::from(victim.as_str()), bytes::Bytes::from(scrambled).into()).await.unwrap();
+    store
+        .put(
+            &ObjectPath::from(victim.as_str()),
+            bytes::Bytes::from(scrambled).into(),
+        )
+        .await
+        .unwrap();
     let again = run(&config, PlanRequest::default()).await;
     let err = again.outcome().unwrap_err();
     assert_eq!(err.kind, ErrorKind::ChunkFailed, "{err}");
     let (_, message) = &again.failures[0];
-    assert!(message.contains(victim.as_str()) && message.contains("not a readable Parquet file"), "{message}");
+    assert!(
+        message.contains(victim.as_str()) && message.contains("not a readable Parquet file"),
+        "{message}"
+    );
     let row = pg
         .query_one("SELECT status, attempts, error_message FROM migration_status.migration_file_status WHERE run_id = $1 AND file_key = $2", &[&run_id, victim])
         .await
         .unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("failed".to_string(), 1), "failed once, not retried as transient");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        ("failed".to_string(), 1),
+        "failed once, not retried as transient"
+    );
     assert!(row.get::<_, String>(2).contains(victim.as_str()));
     let loaded: i64 = files.iter().take(1).map(|f| f.2).sum();
-    assert_eq!(pg_count(&pg, "public.orders").await, loaded, "only the file before the corrupt one is in the target");
+    assert_eq!(
+        pg_count(&pg, "public.orders").await,
+        loaded,
+        "only the file before the corrupt one is in the target"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_file_is_a_clear_error_naming_its_key() {
     let (pg, config, _run_id, files) = unloaded_but_not_loaded().await;
     let victim = &files[0].0;
-    bucket().delete(&ObjectPath::from(victim.as_str())).await.unwrap();
+    bucket()
+        .delete(&ObjectPath::from(victim.as_str()))
+        .await
+        .unwrap();
     let again = run(&config, PlanRequest::default()).await;
     let err = again.outcome().unwrap_err();
     assert_eq!(err.kind, ErrorKind::ChunkFailed, "{err}");
     let (_, message) = &again.failures[0];
-    assert!(message.contains(victim.as_str()) && message.contains("is missing"), "{message}");
-    assert_eq!(pg_count(&pg, "public.orders").await, 0, "nothing of the chunk was written");
+    assert!(
+        message.contains(victim.as_str()) && message.contains("is missing"),
+        "{message}"
+    );
+    assert_eq!(
+        pg_count(&pg, "public.orders").await,
+        0,
+        "nothing of the chunk was written"
+    );
 }
 
 #[tokio::test]
 async fn reuse_unload_loads_an_earlier_runs_files_without_unloading() {
     let (pg, config, first_run, files) = unloaded_but_not_loaded().await;
     // A new run (not a resume) that reuses the first run's files.
-    let again = run(&config, PlanRequest { no_resume: true, reuse_unload: Some(first_run), ..Default::default() }).await;
-    again.outcome().expect("the reusing run completes and reconciles");
+    let again = run(
+        &config,
+        PlanRequest {
+            no_resume: true,
+            reuse_unload: Some(first_run),
+            ..Default::default()
+        },
+    )
+    .await;
+    again
+        .outcome()
+        .expect("the reusing run completes and reconciles");
     assert_ne!(again.plan.run_id, first_run);
     let reused: Vec<(String, Uuid)> = pg
         .query("SELECT file_key, unloaded_by_run FROM migration_status.migration_file_status WHERE run_id = $1 ORDER BY file_key", &[&again.plan.run_id])
@@ -215,8 +352,15 @@ async fn reuse_unload_loads_an_earlier_runs_files_without_unloading() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(reused.iter().map(|r| &r.0).collect::<Vec<_>>(), files.iter().map(|f| &f.0).collect::<Vec<_>>(), "the same objects");
-    assert!(reused.iter().all(|r| r.1 == first_run), "unloaded by the first run: {reused:?}");
+    assert_eq!(
+        reused.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        files.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        "the same objects"
+    );
+    assert!(
+        reused.iter().all(|r| r.1 == first_run),
+        "unloaded by the first run: {reused:?}"
+    );
     assert_eq!(pg_count(&pg, "public.orders").await, 900);
     assert_eq!(distinct_codes(&pg).await, 900);
 }
@@ -226,11 +370,19 @@ async fn reuse_unload_loads_an_earlier_runs_files_without_unloading() {
 #[tokio::test]
 async fn timestamp_tz_into_timestamp_is_refused_on_the_staged_path() {
     let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000).await;
-    pg.batch_execute("ALTER TABLE public.orders ALTER COLUMN \"Day\" TYPE timestamp").await.unwrap();
+    pg.batch_execute("ALTER TABLE public.orders ALTER COLUMN \"Day\" TYPE timestamp")
+        .await
+        .unwrap();
     let report = run(&config, PlanRequest::default()).await;
     assert!(report.outcome().is_err());
     let (_, message) = &report.failures[0];
-    assert!(message.contains("TypeUnsupported: ") && message.contains("\"Day\"") && message.contains("timestamptz") && message.contains("direct"), "{message}");
+    assert!(
+        message.contains("TypeUnsupported: ")
+            && message.contains("\"Day\"")
+            && message.contains("timestamptz")
+            && message.contains("direct"),
+        "{message}"
+    );
     assert_eq!(pg_count(&pg, "public.orders").await, 0);
 }
 
@@ -244,38 +396,90 @@ async fn every_direct_round_trip_type_round_trips_through_staging_with_identical
     // TIMESTAMP_TZ keeps only its instant through Parquet (see the test
     // above); the emulator reports TIMESTAMP_LTZ columns as TIMESTAMP_TZ, so
     // its non-timestamptz targets are refused there too.
-    let pairs: Vec<&(&str, &str, &[&str])> =
-        EMULATED.iter().filter(|(sf, pg, _)| !(sf.starts_with("TIMESTAMP_") && *sf != "TIMESTAMP_NTZ" && *pg != "timestamptz")).collect();
+    let pairs: Vec<&(&str, &str, &[&str])> = EMULATED
+        .iter()
+        .filter(|(sf, pg, _)| {
+            !(sf.starts_with("TIMESTAMP_") && *sf != "TIMESTAMP_NTZ" && *pg != "timestamptz")
+        })
+        .collect();
     let sf_db = unique("SFTYPES").to_uppercase();
     let sf = fresh_sf(&sf_db).await;
     let columns: Vec<String> = (0..pairs.len()).map(|i| format!("C{i}")).collect();
-    let ddl: Vec<String> = pairs.iter().zip(&columns).map(|((sf_type, _, _), c)| format!("{c} {sf_type}")).collect();
-    sf.execute(&format!("CREATE TABLE \"{sf_db}\".\"S\".\"TYPES\" (ID NUMBER(38,0), {})", ddl.join(", "))).await.unwrap();
+    let ddl: Vec<String> = pairs
+        .iter()
+        .zip(&columns)
+        .map(|((sf_type, _, _), c)| format!("{c} {sf_type}"))
+        .collect();
+    sf.execute(&format!(
+        "CREATE TABLE \"{sf_db}\".\"S\".\"TYPES\" (ID NUMBER(38,0), {})",
+        ddl.join(", ")
+    ))
+    .await
+    .unwrap();
     let rows = pairs.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
     for row in 0..rows {
-        let values: Vec<&str> = pairs.iter().map(|(_, _, v)| v.get(row).copied().unwrap_or("NULL")).collect();
-        sf.execute(&format!("INSERT INTO \"{sf_db}\".\"S\".\"TYPES\" SELECT {row}, {}", values.join(", "))).await.unwrap();
+        let values: Vec<&str> = pairs
+            .iter()
+            .map(|(_, _, v)| v.get(row).copied().unwrap_or("NULL"))
+            .collect();
+        sf.execute(&format!(
+            "INSERT INTO \"{sf_db}\".\"S\".\"TYPES\" SELECT {row}, {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
     }
     let mut pg_ddl = vec!["\"ID\" int8 PRIMARY KEY".to_string()];
-    pg_ddl.extend(pairs.iter().zip(&columns).map(|((_, pg_type, _), c)| format!("\"{c}\" {pg_type}")));
+    pg_ddl.extend(
+        pairs
+            .iter()
+            .zip(&columns)
+            .map(|((_, pg_type, _), c)| format!("\"{c}\" {pg_type}")),
+    );
     let mut results = Vec::new();
     for mode in ["direct", "staged"] {
         let pg_db = unique(&format!("types_{mode}"));
         let pg = fresh_pg(&pg_db).await;
-        pg.batch_execute(&format!("CREATE TABLE public.types ({})", pg_ddl.join(", "))).await.unwrap();
-        let table = format!(r#"{{"source": "TYPES", "target": "types", "uniqueness_columns": ["ID"], "source_mode": "{mode}"}}"#);
-        let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], &staging_section(100_000))));
+        pg.batch_execute(&format!(
+            "CREATE TABLE public.types ({})",
+            pg_ddl.join(", ")
+        ))
+        .await
+        .unwrap();
+        let table = format!(
+            r#"{{"source": "TYPES", "target": "types", "uniqueness_columns": ["ID"], "source_mode": "{mode}"}}"#
+        );
+        let config = Arc::new(config(&config_text(
+            &sf_db,
+            &pg_db,
+            &[&table],
+            &staging_section(100_000),
+        )));
         let report = run(&config, PlanRequest::default()).await;
-        report.outcome().unwrap_or_else(|e| panic!("{mode} run: {e}"));
+        report
+            .outcome()
+            .unwrap_or_else(|e| panic!("{mode} run: {e}"));
         let reconcile = report.reconcile.expect("reconciled");
         assert_eq!(reconcile.mismatches, 0, "{mode}");
         let checksum = reconcile.tables[0].target_checksum.clone();
         let staged_files = files(&pg, report.plan.run_id).await.len();
-        assert_eq!(staged_files > 0, mode == "staged", "{mode}: files recorded only on the staged path");
-        pg.batch_execute("SET TimeZone = 'UTC'; SET extra_float_digits = 1").await.unwrap();
+        assert_eq!(
+            staged_files > 0,
+            mode == "staged",
+            "{mode}: files recorded only on the staged path"
+        );
+        pg.batch_execute("SET TimeZone = 'UTC'; SET extra_float_digits = 1")
+            .await
+            .unwrap();
         let select: Vec<String> = columns.iter().map(|c| format!("\"{c}\"::text")).collect();
         let values: Vec<Vec<Option<String>>> = pg
-            .query(&format!("SELECT {} FROM public.types ORDER BY \"ID\"", select.join(", ")), &[])
+            .query(
+                &format!(
+                    "SELECT {} FROM public.types ORDER BY \"ID\"",
+                    select.join(", ")
+                ),
+                &[],
+            )
             .await
             .unwrap()
             .iter()
@@ -287,10 +491,17 @@ async fn every_direct_round_trip_type_round_trips_through_staging_with_identical
     let (direct, staged) = (&results[0], &results[1]);
     for (row, (d, s)) in direct.1.iter().zip(&staged.1).enumerate() {
         for (i, (a, b)) in d.iter().zip(s).enumerate() {
-            assert_eq!(a, b, "row {row}: {} → {} differs between the direct and the staged load", pairs[i].0, pairs[i].1);
+            assert_eq!(
+                a, b,
+                "row {row}: {} → {} differs between the direct and the staged load",
+                pairs[i].0, pairs[i].1
+            );
         }
     }
-    assert_eq!(direct.0, staged.0, "direct and staged loads have the same target checksum");
+    assert_eq!(
+        direct.0, staged.0,
+        "direct and staged loads have the same target checksum"
+    );
 }
 
 /// The state machine's staged flow through the same step functions the
@@ -301,18 +512,41 @@ async fn every_direct_round_trip_type_round_trips_through_staging_with_identical
 #[tokio::test]
 async fn the_cloud_flow_unloads_writes_the_file_manifest_and_loads_one_file_per_item() {
     use thaw_engine::contract::{ChunkItem, StagedStep};
-    let (pg, config) = orders_setup(r#", "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 450"#, 6000).await;
+    let (pg, config) = orders_setup(
+        r#", "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 450"#,
+        6000,
+    )
+    .await;
     let dir = std::env::temp_dir().join(unique("staged-manifests"));
     std::fs::create_dir_all(&dir).unwrap();
     let chunks_uri = dir.join("chunks.json").display().to_string();
-    let plan = thaw_engine::steps::plan(&config, &PlanRequest { manifest_uri: Some(chunks_uri.clone()), ..Default::default() }).await.unwrap();
-    let items = thaw_engine::sync::manifest::read(&chunks_uri).await.unwrap();
+    let plan = thaw_engine::steps::plan(
+        &config,
+        &PlanRequest {
+            manifest_uri: Some(chunks_uri.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let items = thaw_engine::sync::manifest::read(&chunks_uri)
+        .await
+        .unwrap();
     assert_eq!(items.len() as u64, plan.chunks);
     for item in &items {
-        let unload = ChunkItem { staged: Some(StagedStep::Unload), ..item.clone() };
-        thaw_engine::steps::copy_chunk(&config, &unload).await.unwrap();
+        let unload = ChunkItem {
+            staged: Some(StagedStep::Unload),
+            ..item.clone()
+        };
+        thaw_engine::steps::copy_chunk(&config, &unload)
+            .await
+            .unwrap();
     }
-    assert_eq!(pg_count(&pg, "public.orders").await, 0, "the unload pass loads nothing");
+    assert_eq!(
+        pg_count(&pg, "public.orders").await,
+        0,
+        "the unload pass loads nothing"
+    );
     let files_uri = dir.join("files.json").display().to_string();
     let manifest_step = ChunkItem {
         run_id: plan.run_id,
@@ -320,21 +554,30 @@ async fn the_cloud_flow_unloads_writes_the_file_manifest_and_loads_one_file_per_
         source_table: String::new(),
         chunk_id: -1,
         file_key: None,
-        staged: Some(StagedStep::FileManifest { uri: files_uri.clone() }),
+        staged: Some(StagedStep::FileManifest {
+            uri: files_uri.clone(),
+        }),
     };
-    thaw_engine::steps::copy_chunk(&config, &manifest_step).await.unwrap();
+    thaw_engine::steps::copy_chunk(&config, &manifest_step)
+        .await
+        .unwrap();
     let file_items = thaw_engine::sync::manifest::read(&files_uri).await.unwrap();
     assert_eq!(file_items.len(), files(&pg, plan.run_id).await.len());
     assert!(file_items.len() > items.len(), "several files per chunk");
     // Two concurrent "Map children" over the file items.
-    let halves: Vec<Vec<ChunkItem>> = vec![file_items.iter().step_by(2).cloned().collect(), file_items.iter().skip(1).step_by(2).cloned().collect()];
+    let halves: Vec<Vec<ChunkItem>> = vec![
+        file_items.iter().step_by(2).cloned().collect(),
+        file_items.iter().skip(1).step_by(2).cloned().collect(),
+    ];
     let tasks: Vec<_> = halves
         .into_iter()
         .map(|half| {
             let config = config.clone();
             tokio::spawn(async move {
                 for item in half {
-                    thaw_engine::steps::copy_chunk(&config, &item).await.unwrap();
+                    thaw_engine::steps::copy_chunk(&config, &item)
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -349,8 +592,16 @@ async fn the_cloud_flow_unloads_writes_the_file_manifest_and_loads_one_file_per_
         .await
         .unwrap()
         .get(0);
-    assert_eq!(unfinished, 0, "every chunk completed with its last file, rows_copied = rows_unloaded");
+    assert_eq!(
+        unfinished, 0,
+        "every chunk completed with its last file, rows_copied = rows_unloaded"
+    );
     // A second file manifest is empty: nothing left to load.
-    thaw_engine::steps::copy_chunk(&config, &manifest_step).await.unwrap();
-    assert!(thaw_engine::sync::manifest::read(&files_uri).await.unwrap().is_empty());
+    thaw_engine::steps::copy_chunk(&config, &manifest_step)
+        .await
+        .unwrap();
+    assert!(thaw_engine::sync::manifest::read(&files_uri)
+        .await
+        .unwrap()
+        .is_empty());
 }

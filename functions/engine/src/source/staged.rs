@@ -81,9 +81,13 @@ impl UnloadForm {
             )
         })?;
         Ok(match logical {
-            LogicalType::Fixed => UnloadForm::DecimalText { scale: column.scale.unwrap_or(0).clamp(0, 37) as i8 },
+            LogicalType::Fixed => UnloadForm::DecimalText {
+                scale: column.scale.unwrap_or(0).clamp(0, 37) as i8,
+            },
             LogicalType::TimestampTz | LogicalType::TimestampLtz => UnloadForm::UtcTimestamp,
-            LogicalType::Variant | LogicalType::Object | LogicalType::Array => UnloadForm::JsonText(logical),
+            LogicalType::Variant | LogicalType::Object | LogicalType::Array => {
+                UnloadForm::JsonText(logical)
+            }
             other => UnloadForm::AsIs(other),
         })
     }
@@ -95,7 +99,9 @@ impl UnloadForm {
         match self {
             UnloadForm::AsIs(_) => col,
             UnloadForm::DecimalText { .. } => format!("TO_VARCHAR({col}) AS {col}"),
-            UnloadForm::UtcTimestamp => format!("CONVERT_TIMEZONE('UTC', {col})::TIMESTAMP_NTZ AS {col}"),
+            UnloadForm::UtcTimestamp => {
+                format!("CONVERT_TIMEZONE('UTC', {col})::TIMESTAMP_NTZ AS {col}")
+            }
             UnloadForm::JsonText(_) => format!("TO_JSON({col}) AS {col}"),
         }
     }
@@ -117,28 +123,72 @@ impl UnloadForm {
     /// Errors: [`ErrorKind::ChunkFailed`] for text that is not a decimal of
     /// the column's scale, or an Arrow type the form does not produce.
     pub fn convert(self, name: &str, array: &ArrayRef) -> Result<ArrayRef> {
-        let strict = CastOptions { safe: false, ..Default::default() };
-        let bad = |what: String| Error::new(ErrorKind::ChunkFailed, format!("column \"{name}\": {what}"));
+        let strict = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let bad =
+            |what: String| Error::new(ErrorKind::ChunkFailed, format!("column \"{name}\": {what}"));
         match self {
             UnloadForm::AsIs(_) | UnloadForm::JsonText(_) => Ok(array.clone()),
             UnloadForm::DecimalText { scale } => match array.data_type() {
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => cast_with_options(array, &DataType::Decimal128(38, scale), &strict)
-                    .map_err(|e| bad(format!("the unloaded decimal text is not a NUMBER of scale {scale}: {e}"))),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                    cast_with_options(array, &DataType::Decimal128(38, scale), &strict).map_err(
+                        |e| {
+                            bad(format!(
+                                "the unloaded decimal text is not a NUMBER of scale {scale}: {e}"
+                            ))
+                        },
+                    )
+                }
                 // Unloaded by something else than thaw's SELECT (e.g. an older
                 // unload): integers and decimals are exact as they are.
-                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Decimal128(..) => Ok(array.clone()),
-                other => Err(bad(format!("expected decimal text in the Parquet file, found {other}"))),
+                DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::Decimal128(..) => Ok(array.clone()),
+                other => Err(bad(format!(
+                    "expected decimal text in the Parquet file, found {other}"
+                ))),
             },
             UnloadForm::UtcTimestamp => {
                 use arrow_array::cast::AsArray;
-                use arrow_array::types::{TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType};
+                use arrow_array::types::{
+                    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+                    TimestampSecondType,
+                };
                 // The same values, now read as instants in UTC.
                 Ok(match array.data_type() {
-                    DataType::Timestamp(TimeUnit::Second, _) => Arc::new(array.as_primitive::<TimestampSecondType>().clone().with_timezone_utc()),
-                    DataType::Timestamp(TimeUnit::Millisecond, _) => Arc::new(array.as_primitive::<TimestampMillisecondType>().clone().with_timezone_utc()),
-                    DataType::Timestamp(TimeUnit::Microsecond, _) => Arc::new(array.as_primitive::<TimestampMicrosecondType>().clone().with_timezone_utc()),
-                    DataType::Timestamp(TimeUnit::Nanosecond, _) => Arc::new(array.as_primitive::<TimestampNanosecondType>().clone().with_timezone_utc()),
-                    other => return Err(bad(format!("expected a timestamp in the Parquet file, found {other}"))),
+                    DataType::Timestamp(TimeUnit::Second, _) => Arc::new(
+                        array
+                            .as_primitive::<TimestampSecondType>()
+                            .clone()
+                            .with_timezone_utc(),
+                    ),
+                    DataType::Timestamp(TimeUnit::Millisecond, _) => Arc::new(
+                        array
+                            .as_primitive::<TimestampMillisecondType>()
+                            .clone()
+                            .with_timezone_utc(),
+                    ),
+                    DataType::Timestamp(TimeUnit::Microsecond, _) => Arc::new(
+                        array
+                            .as_primitive::<TimestampMicrosecondType>()
+                            .clone()
+                            .with_timezone_utc(),
+                    ),
+                    DataType::Timestamp(TimeUnit::Nanosecond, _) => Arc::new(
+                        array
+                            .as_primitive::<TimestampNanosecondType>()
+                            .clone()
+                            .with_timezone_utc(),
+                    ),
+                    other => {
+                        return Err(bad(format!(
+                            "expected a timestamp in the Parquet file, found {other}"
+                        )))
+                    }
                 })
             }
         }
@@ -161,7 +211,13 @@ impl UnloadForm {
         };
         // The sink decides on the Arrow type (and the JSON extension) alone;
         // `logicalType` only lets its messages name the Snowflake type.
-        let mut md = HashMap::from([("logicalType".to_string(), self.loaded_type().name().to_string()), ("scale".to_string(), scale.to_string())]);
+        let mut md = HashMap::from([
+            (
+                "logicalType".to_string(),
+                self.loaded_type().name().to_string(),
+            ),
+            ("scale".to_string(), scale.to_string()),
+        ]);
         if let UnloadForm::JsonText(_) = self {
             md.insert(EXTENSION_NAME_KEY.to_string(), JSON_EXTENSION.to_string());
         }
@@ -180,9 +236,16 @@ pub fn s3_store(settings: &StagingSettings, bucket: &str) -> Result<Arc<dyn Obje
     if let Some(region) = settings.region.as_deref().filter(|r| !r.trim().is_empty()) {
         builder = builder.with_region(region);
     }
-    let endpoint = settings.endpoint.clone().or_else(|| std::env::var("THAW_S3_ENDPOINT").ok()).filter(|e| !e.trim().is_empty());
+    let endpoint = settings
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("THAW_S3_ENDPOINT").ok())
+        .filter(|e| !e.trim().is_empty());
     if let Some(endpoint) = endpoint {
-        builder = builder.with_endpoint(&endpoint).with_allow_http(endpoint.starts_with("http://")).with_virtual_hosted_style_request(false);
+        builder = builder
+            .with_endpoint(&endpoint)
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false);
     }
     let store = builder
         .build()
@@ -242,8 +305,19 @@ impl StagedFile {
                 ErrorKind::ChunkFailed,
                 format!("staged file {} changed since it was listed (its size is no longer {} bytes): {text}. Unload the chunk again (a new run without --reuse-unload)", self.url(), self.bytes),
             )
-        } else if server_error || has(&["error sending request", "connection", "Connection", "timed out", "dns error"]) {
-            Error::new(ErrorKind::Transient, format!("reading staged file {}: {text}", self.url()))
+        } else if server_error
+            || has(&[
+                "error sending request",
+                "connection",
+                "Connection",
+                "timed out",
+                "dns error",
+            ])
+        {
+            Error::new(
+                ErrorKind::Transient,
+                format!("reading staged file {}: {text}", self.url()),
+            )
         } else {
             Error::new(
                 ErrorKind::ChunkFailed,
@@ -253,8 +327,12 @@ impl StagedFile {
     }
 
     async fn builder(&self) -> Result<ParquetRecordBatchStreamBuilder<ParquetObjectReader>> {
-        let reader = ParquetObjectReader::new(self.store.clone(), ObjectPath::from(self.key.as_str())).with_file_size(self.bytes);
-        ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| self.error(e))
+        let reader =
+            ParquetObjectReader::new(self.store.clone(), ObjectPath::from(self.key.as_str()))
+                .with_file_size(self.bytes);
+        ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// Rows in the file, from its Parquet footer (one ranged read).
@@ -273,7 +351,10 @@ impl StagedFile {
     ///
     /// Errors: [`ErrorKind::SchemaMismatch`] naming the file and the columns
     /// it lacks; otherwise see the module docs.
-    pub async fn batches(&self, columns: &[(String, UnloadForm)]) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
+    pub async fn batches(
+        &self,
+        columns: &[(String, UnloadForm)],
+    ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         let builder = self.builder().await?;
         let file_schema = builder.schema().clone();
         let mut positions = Vec::with_capacity(columns.len());
@@ -283,14 +364,23 @@ impl StagedFile {
                 .fields()
                 .iter()
                 .position(|f| f.name() == name)
-                .or_else(|| file_schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(name)));
+                .or_else(|| {
+                    file_schema
+                        .fields()
+                        .iter()
+                        .position(|f| f.name().eq_ignore_ascii_case(name))
+                });
             match found {
                 Some(p) => positions.push(p),
                 None => missing.push(format!("\"{name}\"")),
             }
         }
         if !missing.is_empty() {
-            let have: Vec<&str> = file_schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let have: Vec<&str> = file_schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
             return Err(Error::new(
                 ErrorKind::SchemaMismatch,
                 format!(
@@ -307,11 +397,26 @@ impl StagedFile {
         let mut sorted = positions.clone();
         sorted.sort_unstable();
         sorted.dedup();
-        let order: Vec<usize> = positions.iter().map(|p| sorted.binary_search(p).unwrap_or(0)).collect();
-        let fields: Vec<Field> =
-            columns.iter().zip(&positions).map(|((name, form), p)| form.field(name, &loaded_data_type(*form, file_schema.field(*p).data_type()))).collect();
+        let order: Vec<usize> = positions
+            .iter()
+            .map(|p| sorted.binary_search(p).unwrap_or(0))
+            .collect();
+        let fields: Vec<Field> = columns
+            .iter()
+            .zip(&positions)
+            .map(|((name, form), p)| {
+                form.field(
+                    name,
+                    &loaded_data_type(*form, file_schema.field(*p).data_type()),
+                )
+            })
+            .collect();
         let schema: SchemaRef = Arc::new(Schema::new(fields));
-        let stream = builder.with_projection(mask).with_batch_size(READ_BATCH_ROWS).build().map_err(|e| self.error(e))?;
+        let stream = builder
+            .with_projection(mask)
+            .with_batch_size(READ_BATCH_ROWS)
+            .build()
+            .map_err(|e| self.error(e))?;
         let file = self.clone();
         let forms: Vec<(String, UnloadForm)> = columns.to_vec();
         let out_schema = schema.clone();
@@ -320,9 +425,17 @@ impl StagedFile {
             let arrays = order
                 .iter()
                 .zip(&forms)
-                .map(|(i, (name, form))| form.convert(name, batch.column(*i)).map_err(|e| e.context(format!("staged file {}", file.url()))))
+                .map(|(i, (name, form))| {
+                    form.convert(name, batch.column(*i))
+                        .map_err(|e| e.context(format!("staged file {}", file.url())))
+                })
                 .collect::<Result<Vec<ArrayRef>>>()?;
-            RecordBatch::try_new(out_schema.clone(), arrays).map_err(|e| Error::internal(format!("staged file {}: converted batch is inconsistent: {e}", file.url())))
+            RecordBatch::try_new(out_schema.clone(), arrays).map_err(|e| {
+                Error::internal(format!(
+                    "staged file {}: converted batch is inconsistent: {e}",
+                    file.url()
+                ))
+            })
         });
         Ok((schema, converted.boxed()))
     }
@@ -331,8 +444,13 @@ impl StagedFile {
 /// The Arrow type a column of Parquet type `file_type` has after [`UnloadForm::convert`].
 fn loaded_data_type(form: UnloadForm, file_type: &DataType) -> DataType {
     match (form, file_type) {
-        (UnloadForm::DecimalText { scale }, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => DataType::Decimal128(38, scale),
-        (UnloadForm::UtcTimestamp, DataType::Timestamp(unit, _)) => DataType::Timestamp(*unit, Some("+00:00".into())),
+        (
+            UnloadForm::DecimalText { scale },
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
+        ) => DataType::Decimal128(38, scale),
+        (UnloadForm::UtcTimestamp, DataType::Timestamp(unit, _)) => {
+            DataType::Timestamp(*unit, Some("+00:00".into()))
+        }
         (_, other) => other.clone(),
     }
 }
@@ -344,31 +462,79 @@ mod tests {
     use super::*;
 
     fn column(name: &str, data_type: &str, scale: Option<i64>) -> SourceColumn {
-        SourceColumn { name: name.into(), data_type: data_type.into(), scale, char_length: None }
+        SourceColumn {
+            name: name.into(),
+            data_type: data_type.into(),
+            scale,
+            char_length: None,
+        }
     }
 
     #[test]
     fn unload_forms_follow_the_per_type_table() {
-        assert_eq!(UnloadForm::of(&column("ID", "NUMBER", Some(0))).unwrap(), UnloadForm::DecimalText { scale: 0 });
-        assert_eq!(UnloadForm::of(&column("AMT", "NUMBER", Some(2))).unwrap().select_expr("AMT"), "TO_VARCHAR(\"AMT\") AS \"AMT\"");
-        assert_eq!(UnloadForm::of(&column("T", "TIMESTAMP_TZ", None)).unwrap().select_expr("T"), "CONVERT_TIMEZONE('UTC', \"T\")::TIMESTAMP_NTZ AS \"T\"");
-        assert_eq!(UnloadForm::of(&column("T", "TIMESTAMP_LTZ", None)).unwrap(), UnloadForm::UtcTimestamp);
-        assert_eq!(UnloadForm::of(&column("V", "VARIANT", None)).unwrap().select_expr("V"), "TO_JSON(\"V\") AS \"V\"");
-        assert_eq!(UnloadForm::of(&column("N", "TEXT", None)).unwrap().select_expr("N"), "\"N\"");
-        assert_eq!(UnloadForm::of(&column("D", "DATE", None)).unwrap(), UnloadForm::AsIs(LogicalType::Date));
+        assert_eq!(
+            UnloadForm::of(&column("ID", "NUMBER", Some(0))).unwrap(),
+            UnloadForm::DecimalText { scale: 0 }
+        );
+        assert_eq!(
+            UnloadForm::of(&column("AMT", "NUMBER", Some(2)))
+                .unwrap()
+                .select_expr("AMT"),
+            "TO_VARCHAR(\"AMT\") AS \"AMT\""
+        );
+        assert_eq!(
+            UnloadForm::of(&column("T", "TIMESTAMP_TZ", None))
+                .unwrap()
+                .select_expr("T"),
+            "CONVERT_TIMEZONE('UTC', \"T\")::TIMESTAMP_NTZ AS \"T\""
+        );
+        assert_eq!(
+            UnloadForm::of(&column("T", "TIMESTAMP_LTZ", None)).unwrap(),
+            UnloadForm::UtcTimestamp
+        );
+        assert_eq!(
+            UnloadForm::of(&column("V", "VARIANT", None))
+                .unwrap()
+                .select_expr("V"),
+            "TO_JSON(\"V\") AS \"V\""
+        );
+        assert_eq!(
+            UnloadForm::of(&column("N", "TEXT", None))
+                .unwrap()
+                .select_expr("N"),
+            "\"N\""
+        );
+        assert_eq!(
+            UnloadForm::of(&column("D", "DATE", None)).unwrap(),
+            UnloadForm::AsIs(LogicalType::Date)
+        );
         let err = UnloadForm::of(&column("G", "GEOGRAPHY", None)).unwrap_err();
         assert_eq!(err.kind, ErrorKind::TypeUnsupported);
-        assert!(err.message.contains("\"G\"") && err.message.contains("GEOGRAPHY"), "{err}");
+        assert!(
+            err.message.contains("\"G\"") && err.message.contains("GEOGRAPHY"),
+            "{err}"
+        );
     }
 
     #[test]
     fn decimal_text_converts_exactly_and_refuses_non_numbers() {
-        let text: ArrayRef = Arc::new(StringArray::from(vec![Some("12345678901234567890123.45"), Some("-0.01"), None]));
-        let out = UnloadForm::DecimalText { scale: 2 }.convert("AMT", &text).unwrap();
+        let text: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("12345678901234567890123.45"),
+            Some("-0.01"),
+            None,
+        ]));
+        let out = UnloadForm::DecimalText { scale: 2 }
+            .convert("AMT", &text)
+            .unwrap();
         let dec = out.as_any().downcast_ref::<Decimal128Array>().unwrap();
-        assert_eq!((dec.value(0), dec.value(1), dec.is_null(2)), (1_234_567_890_123_456_789_012_345, -1, true));
+        assert_eq!(
+            (dec.value(0), dec.value(1), dec.is_null(2)),
+            (1_234_567_890_123_456_789_012_345, -1, true)
+        );
         let bad: ArrayRef = Arc::new(StringArray::from(vec!["12x"]));
-        let err = UnloadForm::DecimalText { scale: 0 }.convert("ID", &bad).unwrap_err();
+        let err = UnloadForm::DecimalText { scale: 0 }
+            .convert("ID", &bad)
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::ChunkFailed);
         assert!(err.message.contains("\"ID\""), "{err}");
     }
@@ -377,13 +543,28 @@ mod tests {
     fn utc_wall_clock_becomes_the_utc_instant() {
         let wall: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![1_710_100_800_500_000]));
         let out = UnloadForm::UtcTimestamp.convert("T", &wall).unwrap();
-        assert_eq!(out.data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
-        assert_eq!(out.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap().value(0), 1_710_100_800_500_000);
+        assert_eq!(
+            out.data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+        );
+        assert_eq!(
+            out.as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap()
+                .value(0),
+            1_710_100_800_500_000
+        );
     }
 
     #[test]
     fn listed_names_split_into_bucket_and_key() {
-        assert_eq!(parse_s3_url("s3://thaw-staging/a/b/data_0_0_0.snappy.parquet").unwrap(), ("thaw-staging".into(), "a/b/data_0_0_0.snappy.parquet".into()));
+        assert_eq!(
+            parse_s3_url("s3://thaw-staging/a/b/data_0_0_0.snappy.parquet").unwrap(),
+            (
+                "thaw-staging".into(),
+                "a/b/data_0_0_0.snappy.parquet".into()
+            )
+        );
         assert!(parse_s3_url("azure://x/y").is_err());
         assert!(parse_s3_url("s3://bucket-only").is_err());
     }

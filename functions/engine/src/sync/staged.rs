@@ -69,10 +69,11 @@ pub struct FileRecord {
 
 /// The staging section, or a clear error.
 pub fn staging(config: &Config) -> Result<&StagingSettings> {
-    config
-        .staging
-        .as_ref()
-        .ok_or_else(|| Error::config("a staged table needs the 'staging' section (stage, bucket; docs/sync.md §13)"))
+    config.staging.as_ref().ok_or_else(|| {
+        Error::config(
+            "a staged table needs the 'staging' section (stage, bucket; docs/sync.md §13)",
+        )
+    })
 }
 
 /// The unload forms of the plan's columns, in COPY order.
@@ -109,9 +110,23 @@ pub fn unload_forms(plan: &TablePlan) -> Result<Vec<(String, UnloadForm)>> {
 ///
 /// Errors: [`ErrorKind::ConfigInvalid`] when a database, schema or table
 /// name holds characters a stage path cannot carry.
-pub fn chunk_path(staging: &StagingSettings, plan: &TablePlan, run_id: Uuid, chunk_id: i32) -> Result<String> {
-    let path = staging.chunk_prefix(&plan.source_database, &plan.source_schema, &plan.source_table, run_id, chunk_id);
-    if let Some(c) = path.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '$' | '='))) {
+pub fn chunk_path(
+    staging: &StagingSettings,
+    plan: &TablePlan,
+    run_id: Uuid,
+    chunk_id: i32,
+) -> Result<String> {
+    let path = staging.chunk_prefix(
+        &plan.source_database,
+        &plan.source_schema,
+        &plan.source_table,
+        run_id,
+        chunk_id,
+    );
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '$' | '=')))
+    {
         return Err(Error::config(format!(
             "the staged path '{path}' of {} holds '{c}', which a stage path cannot carry unquoted; use a staging.prefix_pattern without that name part",
             plan.source_fqn()
@@ -121,8 +136,17 @@ pub fn chunk_path(staging: &StagingSettings, plan: &TablePlan, run_id: Uuid, chu
 }
 
 /// The chunk's unload statement (docs/sync.md §13.1).
-pub fn unload_sql(staging: &StagingSettings, plan: &TablePlan, forms: &[(String, UnloadForm)], path: &str, chunk_filter: &str) -> String {
-    let select: Vec<String> = forms.iter().map(|(name, form)| form.select_expr(name)).collect();
+pub fn unload_sql(
+    staging: &StagingSettings,
+    plan: &TablePlan,
+    forms: &[(String, UnloadForm)],
+    path: &str,
+    chunk_filter: &str,
+) -> String {
+    let select: Vec<String> = forms
+        .iter()
+        .map(|(name, form)| form.select_expr(name))
+        .collect();
     format!(
         "COPY INTO @{}/{path} FROM (SELECT {} FROM {} WHERE {} AND ({chunk_filter})) FILE_FORMAT = (TYPE = PARQUET COMPRESSION = {}) MAX_FILE_SIZE = {} HEADER = TRUE OVERWRITE = TRUE",
         staging.stage,
@@ -135,7 +159,11 @@ pub fn unload_sql(staging: &StagingSettings, plan: &TablePlan, forms: &[(String,
 }
 
 /// The chunk's files as recorded, in key order.
-pub async fn chunk_files<C: tokio_postgres::GenericClient>(pg: &C, key: &TableKey, chunk_id: i32) -> Result<Vec<FileRecord>> {
+pub async fn chunk_files<C: tokio_postgres::GenericClient>(
+    pg: &C,
+    key: &TableKey,
+    chunk_id: i32,
+) -> Result<Vec<FileRecord>> {
     let rows = pg
         .query(
             "SELECT bucket, file_key, bytes, rows, etag, status FROM migration_status.migration_file_status \
@@ -171,9 +199,26 @@ async fn unloaded(pg: &Client, key: &TableKey, chunk_id: i32) -> Result<bool> {
 
 /// Record a chunk's unload: its files (all `pending`) and the chunk's
 /// `rows_unloaded`, `unloaded_at` and prefix, in one transaction.
-async fn record_unload(pg: &mut Client, key: &TableKey, chunk_id: i32, prefix: &str, rows_unloaded: u64, files: &[FileRecord], unloaded_by: Uuid) -> Result<()> {
-    let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the unload record"))?;
-    let k = [&key.run_id as &(dyn tokio_postgres::types::ToSql + Sync), &key.source_database, &key.source_schema, &key.source_table, &chunk_id];
+async fn record_unload(
+    pg: &mut Client,
+    key: &TableKey,
+    chunk_id: i32,
+    prefix: &str,
+    rows_unloaded: u64,
+    files: &[FileRecord],
+    unloaded_by: Uuid,
+) -> Result<()> {
+    let tx = pg
+        .transaction()
+        .await
+        .map_err(|e| from_postgres(e, "starting the unload record"))?;
+    let k = [
+        &key.run_id as &(dyn tokio_postgres::types::ToSql + Sync),
+        &key.source_database,
+        &key.source_schema,
+        &key.source_table,
+        &chunk_id,
+    ];
     tx.execute(
         "DELETE FROM migration_status.migration_file_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
         &k,
@@ -197,12 +242,19 @@ async fn record_unload(pg: &mut Client, key: &TableKey, chunk_id: i32, prefix: &
     )
     .await
     .map_err(|e| from_postgres(e, "recording the chunk's unload"))?;
-    tx.commit().await.map_err(|e| from_postgres(e, "committing the unload record"))
+    tx.commit()
+        .await
+        .map_err(|e| from_postgres(e, "committing the unload record"))
 }
 
 /// The earlier run's unload of the same table and chunk predicate, if any:
 /// (prefix, rows_unloaded, files, the run that unloaded them).
-async fn earlier_unload(pg: &Client, earlier: Uuid, key: &TableKey, filter_sql: &str) -> Result<Option<(String, u64, Vec<FileRecord>, Uuid)>> {
+async fn earlier_unload(
+    pg: &Client,
+    earlier: Uuid,
+    key: &TableKey,
+    filter_sql: &str,
+) -> Result<Option<(String, u64, Vec<FileRecord>, Uuid)>> {
     let row = pg
         .query_opt(
             "SELECT chunk_id, unload_prefix, rows_unloaded FROM migration_status.migration_chunk_status \
@@ -214,7 +266,10 @@ async fn earlier_unload(pg: &Client, earlier: Uuid, key: &TableKey, filter_sql: 
         .map_err(|e| from_postgres(e, "looking up the earlier run's unload"))?;
     let Some(row) = row else { return Ok(None) };
     let chunk_id: i32 = row.get(0);
-    let earlier_key = TableKey { run_id: earlier, ..key.clone() };
+    let earlier_key = TableKey {
+        run_id: earlier,
+        ..key.clone()
+    };
     let files = chunk_files(pg, &earlier_key, chunk_id).await?;
     let unloaded_by: Option<Uuid> = pg
         .query_opt(
@@ -225,17 +280,33 @@ async fn earlier_unload(pg: &Client, earlier: Uuid, key: &TableKey, filter_sql: 
         .await
         .map_err(|e| from_postgres(e, "looking up the earlier run's unload"))?
         .map(|r| r.get(0));
-    let files = files.into_iter().map(|f| FileRecord { status: "pending".into(), ..f }).collect();
-    Ok(Some((row.get(1), row.get::<_, Option<i64>>(2).unwrap_or(0) as u64, files, unloaded_by.unwrap_or(earlier))))
+    let files = files
+        .into_iter()
+        .map(|f| FileRecord {
+            status: "pending".into(),
+            ..f
+        })
+        .collect();
+    Ok(Some((
+        row.get(1),
+        row.get::<_, Option<i64>>(2).unwrap_or(0) as u64,
+        files,
+        unloaded_by.unwrap_or(earlier),
+    )))
 }
 
 /// The run id given to `--reuse-unload` for `run_id`, if any.
 async fn reuse_unload_of(pg: &Client, run_id: Uuid) -> Result<Option<Uuid>> {
     let row = pg
-        .query_opt("SELECT metadata->>$2 FROM migration_status.migration_runs WHERE run_id = $1", &[&run_id, &REUSE_UNLOAD_KEY])
+        .query_opt(
+            "SELECT metadata->>$2 FROM migration_status.migration_runs WHERE run_id = $1",
+            &[&run_id, &REUSE_UNLOAD_KEY],
+        )
         .await
         .map_err(|e| from_postgres(e, "reading the run's metadata"))?;
-    Ok(row.and_then(|r| r.get::<_, Option<String>>(0)).and_then(|s| s.parse().ok()))
+    Ok(row
+        .and_then(|r| r.get::<_, Option<String>>(0))
+        .and_then(|s| s.parse().ok()))
 }
 
 /// Make sure the chunk's files are unloaded and recorded (see the module
@@ -245,7 +316,14 @@ async fn reuse_unload_of(pg: &Client, run_id: Uuid) -> Result<Option<Uuid>> {
 /// [`ErrorKind::ChunkFailed`] when the files' rows do not add up to
 /// `rows_unloaded` or a file cannot be read; bad staging settings as
 /// [`ErrorKind::ConfigInvalid`].
-pub async fn ensure_unloaded(config: &Config, worker: &mut copy::Worker, plan: &TablePlan, key: &TableKey, chunk_id: i32, range: &ChunkRange) -> Result<usize> {
+pub async fn ensure_unloaded(
+    config: &Config,
+    worker: &mut copy::Worker,
+    plan: &TablePlan,
+    key: &TableKey,
+    chunk_id: i32,
+    range: &ChunkRange,
+) -> Result<usize> {
     if unloaded(&worker.pg, key, chunk_id).await? {
         return Ok(chunk_files(&worker.pg, key, chunk_id).await?.len());
     }
@@ -254,7 +332,16 @@ pub async fn ensure_unloaded(config: &Config, worker: &mut copy::Worker, plan: &
         match earlier_unload(&worker.pg, earlier, key, &range.filter_sql).await? {
             Some((prefix, rows, files, unloaded_by)) => {
                 tracing::info!(table = %plan.source_table, chunk = chunk_id, %earlier, files = files.len(), "reusing an earlier unload");
-                record_unload(&mut worker.pg, key, chunk_id, &prefix, rows, &files, unloaded_by).await?;
+                record_unload(
+                    &mut worker.pg,
+                    key,
+                    chunk_id,
+                    &prefix,
+                    rows,
+                    &files,
+                    unloaded_by,
+                )
+                .await?;
                 return Ok(files.len());
             }
             None => tracing::warn!(
@@ -275,17 +362,37 @@ pub async fn ensure_unloaded(config: &Config, worker: &mut copy::Worker, plan: &
             .await
             .map_err(|e| e.context(format!("creating stage {}", staging.stage)))?;
     }
-    let result = worker.sf.execute(&unload_sql(staging, plan, &forms, &path, &range.filter_sql)).await?;
-    let rows_unloaded = result.first().and_then(|r| r.first()).and_then(|v| v.as_deref()).and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| {
-        Error::internal(format!("the unload of chunk {chunk_id} of {} returned no rows_unloaded ({result:?})", plan.source_fqn()))
-    })?;
-    let listed = worker.sf.execute(&format!("LIST @{}/{path}", staging.stage)).await?;
+    let result = worker
+        .sf
+        .execute(&unload_sql(staging, plan, &forms, &path, &range.filter_sql))
+        .await?;
+    let rows_unloaded = result
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_deref())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "the unload of chunk {chunk_id} of {} returned no rows_unloaded ({result:?})",
+                plan.source_fqn()
+            ))
+        })?;
+    let listed = worker
+        .sf
+        .execute(&format!("LIST @{}/{path}", staging.stage))
+        .await?;
     let mut files = Vec::with_capacity(listed.len());
     let mut stores: Vec<(String, Arc<dyn object_store::ObjectStore>)> = Vec::new();
     for row in &listed {
         let cell = |i: usize| row.get(i).and_then(|v| v.clone()).unwrap_or_default();
         let (bucket, file_key) = parse_s3_url(&cell(0))?;
-        let bytes = cell(1).parse::<u64>().map_err(|_| Error::internal(format!("LIST @{}/{path} gave size '{}' for {file_key}", staging.stage, cell(1))))?;
+        let bytes = cell(1).parse::<u64>().map_err(|_| {
+            Error::internal(format!(
+                "LIST @{}/{path} gave size '{}' for {file_key}",
+                staging.stage,
+                cell(1)
+            ))
+        })?;
         let store = match stores.iter().find(|(b, _)| *b == bucket) {
             Some((_, s)) => s.clone(),
             None => {
@@ -294,9 +401,21 @@ pub async fn ensure_unloaded(config: &Config, worker: &mut copy::Worker, plan: &
                 s
             }
         };
-        let file = StagedFile { store, bucket: bucket.clone(), key: file_key.clone(), bytes };
+        let file = StagedFile {
+            store,
+            bucket: bucket.clone(),
+            key: file_key.clone(),
+            bytes,
+        };
         let rows = file.row_count().await?;
-        files.push(FileRecord { bucket, key: file_key, bytes, rows, etag: cell(2).trim_matches('"').to_string(), status: "pending".into() });
+        files.push(FileRecord {
+            bucket,
+            key: file_key,
+            bytes,
+            rows,
+            etag: cell(2).trim_matches('"').to_string(),
+            status: "pending".into(),
+        });
     }
     let in_files: u64 = files.iter().map(|f| f.rows).sum();
     if in_files != rows_unloaded {
@@ -310,8 +429,26 @@ pub async fn ensure_unloaded(config: &Config, worker: &mut copy::Worker, plan: &
             ),
         ));
     }
-    let prefix = files.first().map(|f| format!("s3://{}/{}", f.bucket, f.key.rsplit_once('/').map_or("", |(p, _)| p))).unwrap_or_else(|| format!("@{}/{path}", staging.stage));
-    record_unload(&mut worker.pg, key, chunk_id, &prefix, rows_unloaded, &files, key.run_id).await?;
+    let prefix = files
+        .first()
+        .map(|f| {
+            format!(
+                "s3://{}/{}",
+                f.bucket,
+                f.key.rsplit_once('/').map_or("", |(p, _)| p)
+            )
+        })
+        .unwrap_or_else(|| format!("@{}/{path}", staging.stage));
+    record_unload(
+        &mut worker.pg,
+        key,
+        chunk_id,
+        &prefix,
+        rows_unloaded,
+        &files,
+        key.run_id,
+    )
+    .await?;
     tracing::info!(table = %plan.source_table, chunk = chunk_id, files = files.len(), rows = rows_unloaded, "unloaded");
     Ok(files.len())
 }
@@ -325,7 +462,11 @@ pub async fn ensure_unloaded(config: &Config, worker: &mut copy::Worker, plan: &
 ///
 /// Errors: as [`ensure_unloaded`] and [`load_file`]; on any error the chunk
 /// is recorded `failed` with the message (completed files stay completed).
-pub async fn copy_staged_chunk(config: &Config, worker: &mut copy::Worker, item: &ChunkItem) -> Result<CopyChunkResponse> {
+pub async fn copy_staged_chunk(
+    config: &Config,
+    worker: &mut copy::Worker,
+    item: &ChunkItem,
+) -> Result<CopyChunkResponse> {
     let started = Instant::now();
     let s = config.source(&item.source_name)?;
     let key = TableKey {
@@ -336,13 +477,21 @@ pub async fn copy_staged_chunk(config: &Config, worker: &mut copy::Worker, item:
     };
     let plan = copy::load_plan(&worker.pg, &key).await?;
     if !status::start_chunk(&worker.pg, &key, item.chunk_id).await? {
-        return Ok(copy::done_response(item, started, true, ChunkCounts::default()));
+        return Ok(copy::done_response(
+            item,
+            started,
+            true,
+            ChunkCounts::default(),
+        ));
     }
     let result = staged_chunk(config, worker, &plan, &key, item).await;
     match result {
         Ok(counts) => Ok(copy::done_response(item, started, false, counts)),
         Err(e) => {
-            let e = e.context(format!("chunk {} of {} (run {}, staged)", item.chunk_id, item.source_table, item.run_id));
+            let e = e.context(format!(
+                "chunk {} of {} (run {}, staged)",
+                item.chunk_id, item.source_table, item.run_id
+            ));
             if let Err(se) = status::fail_chunk(&worker.pg, &key, item.chunk_id, &e).await {
                 tracing::warn!(error = %se, "could not record the chunk failure");
             }
@@ -351,7 +500,13 @@ pub async fn copy_staged_chunk(config: &Config, worker: &mut copy::Worker, item:
     }
 }
 
-async fn staged_chunk(config: &Config, worker: &mut copy::Worker, plan: &TablePlan, key: &TableKey, item: &ChunkItem) -> Result<ChunkCounts> {
+async fn staged_chunk(
+    config: &Config,
+    worker: &mut copy::Worker,
+    plan: &TablePlan,
+    key: &TableKey,
+    item: &ChunkItem,
+) -> Result<ChunkCounts> {
     let table_cfg = copy::table_config(config, item);
     if plan.truncated {
         replace::ensure_shadow(&mut worker.pg, plan, key).await?;
@@ -360,20 +515,35 @@ async fn staged_chunk(config: &Config, worker: &mut copy::Worker, plan: &TablePl
     }
     let chunk = status::lock_chunk(&worker.pg, key, item.chunk_id)
         .await?
-        .ok_or_else(|| Error::config(format!("chunk {} of {} does not exist in run {}", item.chunk_id, item.source_table, item.run_id)))?;
-    let range: ChunkRange = serde_json::from_value(chunk.chunk_range).map_err(|e| Error::internal(format!("stored chunk definition is unreadable: {e}")))?;
+        .ok_or_else(|| {
+            Error::config(format!(
+                "chunk {} of {} does not exist in run {}",
+                item.chunk_id, item.source_table, item.run_id
+            ))
+        })?;
+    let range: ChunkRange = serde_json::from_value(chunk.chunk_range)
+        .map_err(|e| Error::internal(format!("stored chunk definition is unreadable: {e}")))?;
     ensure_unloaded(config, worker, plan, key, item.chunk_id, &range).await?;
     let mut total = ChunkCounts::default();
     let options = LoadOptions {
-        insert_only: table_cfg.is_some_and(|t| t.insert_only_mode) || plan.load_mode == LoadMode::InsertOnly,
-        truncate_to_date: table_cfg.map(|t| t.truncate_to_date.clone()).unwrap_or_default(),
+        insert_only: table_cfg.is_some_and(|t| t.insert_only_mode)
+            || plan.load_mode == LoadMode::InsertOnly,
+        truncate_to_date: table_cfg
+            .map(|t| t.truncate_to_date.clone())
+            .unwrap_or_default(),
         cleanup_after_load: staging(config)?.cleanup_after_load,
     };
     let files = chunk_files(&worker.pg, key, item.chunk_id).await?;
-    let wanted: Vec<&FileRecord> = files.iter().filter(|f| item.file_key.as_ref().is_none_or(|k| *k == f.key)).collect();
+    let wanted: Vec<&FileRecord> = files
+        .iter()
+        .filter(|f| item.file_key.as_ref().is_none_or(|k| *k == f.key))
+        .collect();
     if let Some(k) = &item.file_key {
         if wanted.is_empty() {
-            return Err(Error::config(format!("file {k} is not one of chunk {}'s staged files in run {}", item.chunk_id, item.run_id)));
+            return Err(Error::config(format!(
+                "file {k} is not one of chunk {}'s staged files in run {}",
+                item.chunk_id, item.run_id
+            )));
         }
     }
     if files.is_empty() {
@@ -389,8 +559,15 @@ async fn staged_chunk(config: &Config, worker: &mut copy::Worker, plan: &TablePl
         if f.status == "completed" {
             continue;
         }
-        let file = StagedFile { store: s3_store(staging_settings, &f.bucket)?, bucket: f.bucket.clone(), key: f.key.clone(), bytes: f.bytes };
-        if let Some(c) = load_file(&mut worker.pg, plan, key, item.chunk_id, &file, &options).await? {
+        let file = StagedFile {
+            store: s3_store(staging_settings, &f.bucket)?,
+            bucket: f.bucket.clone(),
+            key: f.key.clone(),
+            bytes: f.bytes,
+        };
+        if let Some(c) =
+            load_file(&mut worker.pg, plan, key, item.chunk_id, &file, &options).await?
+        {
             total.read += c.read;
             total.inserted += c.inserted;
             total.updated += c.updated;
@@ -420,7 +597,14 @@ pub struct LoadOptions {
 /// the object) or a value the target cannot hold; [`ErrorKind::Transient`]
 /// for S3 or PostgreSQL connection failures. The file is recorded `failed`
 /// with the message; nothing of it stays in the destination.
-pub async fn load_file(pg: &mut Client, plan: &TablePlan, key: &TableKey, chunk_id: i32, file: &StagedFile, options: &LoadOptions) -> Result<Option<ChunkCounts>> {
+pub async fn load_file(
+    pg: &mut Client,
+    plan: &TablePlan,
+    key: &TableKey,
+    chunk_id: i32,
+    file: &StagedFile,
+    options: &LoadOptions,
+) -> Result<Option<ChunkCounts>> {
     let first = load_file_once(pg, plan, key, chunk_id, file, options, false).await;
     let result = match first {
         Err(e) if e.kind == ErrorKind::ChunkFailed && e.message.contains("SQLSTATE 23505") => {
@@ -433,7 +617,11 @@ pub async fn load_file(pg: &mut Client, plan: &TablePlan, key: &TableKey, chunk_
     match result {
         Ok(counts) => {
             if counts.is_some() && options.cleanup_after_load {
-                if let Err(e) = file.store.delete(&object_store::path::Path::from(file.key.as_str())).await {
+                if let Err(e) = file
+                    .store
+                    .delete(&object_store::path::Path::from(file.key.as_str()))
+                    .await
+                {
                     tracing::warn!(file = %file.url(), error = %e, "could not delete the loaded file (staging.cleanup_after_load)");
                 }
             }
@@ -466,7 +654,10 @@ async fn load_file_once(
     options: &LoadOptions,
     force_upsert: bool,
 ) -> Result<Option<ChunkCounts>> {
-    let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the file transaction"))?;
+    let tx = pg
+        .transaction()
+        .await
+        .map_err(|e| from_postgres(e, "starting the file transaction"))?;
     let row = tx
         .query_opt(
             "SELECT status FROM migration_status.migration_file_status \
@@ -480,9 +671,17 @@ async fn load_file_once(
         return Ok(None);
     }
     let (dest, dest_schema, dest_table) = if plan.truncated {
-        (replace::shadow_fqn(key), replace::SHADOW_SCHEMA.to_string(), replace::shadow_name(key))
+        (
+            replace::shadow_fqn(key),
+            replace::SHADOW_SCHEMA.to_string(),
+            replace::shadow_name(key),
+        )
     } else {
-        (plan.target_fqn(), plan.target_schema.clone(), plan.target_table.clone())
+        (
+            plan.target_fqn(),
+            plan.target_schema.clone(),
+            plan.target_table.clone(),
+        )
     };
     let path = if plan.load_mode == LoadMode::Copy && !force_upsert {
         WritePath::Copy
@@ -492,13 +691,17 @@ async fn load_file_once(
             .await
             .map_err(|e| from_postgres(e, format!("checking whether {dest} is empty")))?
             .get(0);
-        let keyed = !empty && sink::has_unique_index(&tx, &dest_schema, &dest_table, &plan.key_columns).await?;
+        let keyed = !empty
+            && sink::has_unique_index(&tx, &dest_schema, &dest_table, &plan.key_columns).await?;
         choose_write_path(empty && !force_upsert, keyed, options.insert_only)
     };
     let staging_table = match path {
         WritePath::Copy => None,
         WritePath::Upsert | WritePath::InsertOnly => {
-            let name = format!("thaw_staging.{}", file_staging_name(key, chunk_id, &file.key));
+            let name = format!(
+                "thaw_staging.{}",
+                file_staging_name(key, chunk_id, &file.key)
+            );
             tx.batch_execute(&format!("DROP TABLE IF EXISTS {name}; CREATE UNLOGGED TABLE {name} (LIKE {} INCLUDING DEFAULTS)", plan.target_fqn()))
                 .await
                 .map_err(|e| from_postgres(e, "creating the staging table"))?;
@@ -508,17 +711,32 @@ async fn load_file_once(
     let copy_target = staging_table.clone().unwrap_or_else(|| dest.clone());
     let rows_read = copy_file(&tx, plan, file, &copy_target, options).await?;
     let counts = match &staging_table {
-        None => ChunkCounts { read: rows_read, inserted: rows_read, updated: 0, unchanged: 0 },
+        None => ChunkCounts {
+            read: rows_read,
+            inserted: rows_read,
+            updated: 0,
+            unchanged: 0,
+        },
         Some(stg) => {
             copy::check_null_keys(&tx, plan, stg).await?;
             let row = tx
-                .query_one(&copy::upsert_sql(plan, stg, &dest, path == WritePath::InsertOnly), &[])
+                .query_one(
+                    &copy::upsert_sql(plan, stg, &dest, path == WritePath::InsertOnly),
+                    &[],
+                )
                 .await
                 .map_err(|e| from_postgres(e, format!("upserting into {dest}")))?;
             let inserted = row.get::<_, i64>(0) as u64;
             let updated = row.get::<_, i64>(1) as u64;
-            tx.batch_execute(&format!("DROP TABLE {stg}")).await.map_err(|e| from_postgres(e, "dropping the staging table"))?;
-            ChunkCounts { read: rows_read, inserted, updated, unchanged: rows_read.saturating_sub(inserted + updated) }
+            tx.batch_execute(&format!("DROP TABLE {stg}"))
+                .await
+                .map_err(|e| from_postgres(e, "dropping the staging table"))?;
+            ChunkCounts {
+                read: rows_read,
+                inserted,
+                updated,
+                unchanged: rows_read.saturating_sub(inserted + updated),
+            }
         }
     };
     failpoints::check(failpoints::STAGED_FILE_BEFORE_COMMIT)?;
@@ -534,21 +752,56 @@ async fn load_file_once(
     .await
     .map_err(|e| from_postgres(e, "marking the file completed"))?;
     complete_chunk_if_done(&tx, key, chunk_id).await?;
-    tx.commit().await.map_err(|e| from_postgres(e, "committing the file"))?;
+    tx.commit()
+        .await
+        .map_err(|e| from_postgres(e, "committing the file"))?;
     Ok(Some(counts))
 }
 
 /// Stream `file` into `COPY copy_target`; returns the rows read.
-async fn copy_file(tx: &Transaction<'_>, plan: &TablePlan, file: &StagedFile, copy_target: &str, options: &LoadOptions) -> Result<u64> {
+async fn copy_file(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    file: &StagedFile,
+    copy_target: &str,
+    options: &LoadOptions,
+) -> Result<u64> {
     let forms = unload_forms(plan)?;
     let (schema, mut batches) = file.batches(&forms).await?;
-    let pairs = plan.columns.iter().map(|c| c.target.clone()).zip(schema.fields().iter().cloned()).collect();
-    let key_positions = plan.key_columns.iter().filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k)).collect();
-    let date_only: Vec<usize> = plan.columns.iter().enumerate().filter(|(_, c)| options.truncate_to_date.contains(&c.source.name)).map(|(i, _)| i).collect();
-    let mut encoder = CopyEncoder::new(pairs)?.with_row_identity(plan.target_fqn(), key_positions).with_truncate_to_date(&date_only);
-    let cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
-    let copy_sql = format!("COPY {copy_target} ({}) FROM STDIN (FORMAT binary)", cols.join(", "));
-    let sink = tx.copy_in::<_, bytes::Bytes>(&copy_sql).await.map_err(|e| from_postgres(e, format!("starting COPY into {copy_target}")))?;
+    let pairs = plan
+        .columns
+        .iter()
+        .map(|c| c.target.clone())
+        .zip(schema.fields().iter().cloned())
+        .collect();
+    let key_positions = plan
+        .key_columns
+        .iter()
+        .filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k))
+        .collect();
+    let date_only: Vec<usize> = plan
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| options.truncate_to_date.contains(&c.source.name))
+        .map(|(i, _)| i)
+        .collect();
+    let mut encoder = CopyEncoder::new(pairs)?
+        .with_row_identity(plan.target_fqn(), key_positions)
+        .with_truncate_to_date(&date_only);
+    let cols: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| sink::ident(&c.target.name))
+        .collect();
+    let copy_sql = format!(
+        "COPY {copy_target} ({}) FROM STDIN (FORMAT binary)",
+        cols.join(", ")
+    );
+    let sink = tx
+        .copy_in::<_, bytes::Bytes>(&copy_sql)
+        .await
+        .map_err(|e| from_postgres(e, format!("starting COPY into {copy_target}")))?;
     futures::pin_mut!(sink);
     let mut buf = BytesMut::with_capacity(COPY_FLUSH_BYTES + 64 * 1024);
     CopyEncoder::header(&mut buf);
@@ -558,14 +811,24 @@ async fn copy_file(tx: &Transaction<'_>, plan: &TablePlan, file: &StagedFile, co
         rows_read += batch.num_rows() as u64;
         encoder.encode_record_batch(&batch, &mut buf)?;
         if buf.len() >= COPY_FLUSH_BYTES {
-            sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
+            sink.send(buf.split().freeze())
+                .await
+                .map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
         }
     }
     CopyEncoder::trailer(&mut buf);
-    sink.send(buf.split().freeze()).await.map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
-    let copied = sink.finish().await.map_err(|e| from_postgres(e, format!("finishing COPY into {copy_target}")))?;
+    sink.send(buf.split().freeze())
+        .await
+        .map_err(|e| from_postgres(e, format!("streaming COPY into {copy_target}")))?;
+    let copied = sink
+        .finish()
+        .await
+        .map_err(|e| from_postgres(e, format!("finishing COPY into {copy_target}")))?;
     if copied != rows_read {
-        return Err(Error::internal(format!("COPY into {copy_target} wrote {copied} rows of {rows_read} read from {}", file.url())));
+        return Err(Error::internal(format!(
+            "COPY into {copy_target} wrote {copied} rows of {rows_read} read from {}",
+            file.url()
+        )));
     }
     Ok(rows_read)
 }
@@ -589,14 +852,32 @@ async fn complete_chunk_if_done(tx: &Transaction<'_>, key: &TableKey, chunk_id: 
     if row.get::<_, i64>(0) > 0 {
         return Ok(());
     }
-    let (read, inserted, updated) = (row.get::<_, i64>(1) as u64, row.get::<_, i64>(2) as u64, row.get::<_, i64>(3) as u64);
-    status::complete_chunk(tx, key, chunk_id, ChunkCounts { read, inserted, updated, unchanged: read.saturating_sub(inserted + updated) }).await
+    let (read, inserted, updated) = (
+        row.get::<_, i64>(1) as u64,
+        row.get::<_, i64>(2) as u64,
+        row.get::<_, i64>(3) as u64,
+    );
+    status::complete_chunk(
+        tx,
+        key,
+        chunk_id,
+        ChunkCounts {
+            read,
+            inserted,
+            updated,
+            unchanged: read.saturating_sub(inserted + updated),
+        },
+    )
+    .await
 }
 
 /// Staging table name for one file: short, unique per run/table/chunk/file.
 fn file_staging_name(key: &TableKey, chunk_id: i32, file_key: &str) -> String {
     use md5::{Digest, Md5};
-    let h = hex::encode(Md5::digest(format!("{}|{}|{}|{}|{chunk_id}|{file_key}", key.run_id, key.source_database, key.source_schema, key.source_table)));
+    let h = hex::encode(Md5::digest(format!(
+        "{}|{}|{}|{}|{chunk_id}|{file_key}",
+        key.run_id, key.source_database, key.source_schema, key.source_table
+    )));
     format!("\"f_{}\"", &h[..24])
 }
 
@@ -614,7 +895,14 @@ pub async fn unfinished_file_items(pg: &Client, run_id: Uuid) -> Result<Vec<Chun
         .map_err(|e| from_postgres(e, "listing the run's unfinished staged files"))?;
     Ok(rows
         .iter()
-        .map(|r| ChunkItem { run_id, source_name: r.get(0), source_table: r.get(1), chunk_id: r.get(2), file_key: Some(r.get(3)), staged: None })
+        .map(|r| ChunkItem {
+            run_id,
+            source_name: r.get(0),
+            source_table: r.get(1),
+            chunk_id: r.get(2),
+            file_key: Some(r.get(3)),
+            staged: None,
+        })
         .collect())
 }
 
@@ -626,7 +914,9 @@ pub async fn unfinished_file_items(pg: &Client, run_id: Uuid) -> Result<Vec<Chun
 /// [`ErrorKind::Transient`] for a failed S3 request.
 pub async fn write_file_manifest(pg: &Client, run_id: Uuid, uri: &str) -> Result<usize> {
     let items = unfinished_file_items(pg, run_id).await?;
-    crate::sync::manifest::write(Some(uri), run_id, &items).await.map_err(|e| e.context("writing the staged file manifest"))?;
+    crate::sync::manifest::write(Some(uri), run_id, &items)
+        .await
+        .map_err(|e| e.context("writing the staged file manifest"))?;
     tracing::info!(%run_id, files = items.len(), uri, "staged file manifest written");
     Ok(items.len())
 }
