@@ -118,7 +118,7 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
     const copy = states.CopyChunks.ItemProcessor.States.CopyChunk;
     assert.deepEqual(keys(copy.Parameters.Payload), fields(request('copy-chunk')).sort());
     assert.deepEqual(keys(copy.ResultSelector), fields(response('copy-chunk')).sort());
-    // The staged path (docs/sync.md §13.5): the unload pass, the file manifest and the per-file items.
+    // The staged path (docs/sync.md §13.7): the unload pass, the file manifest and the per-file items.
     assert.equal(states.CopyChunks.ItemSelector.staged, 'unload');
     assert.deepEqual(keys(states.StagedFileManifest.Parameters.Payload), fields(request('copy-chunk')).sort());
     assert.deepEqual(Object.keys(states.StagedFileManifest.Parameters.Payload.staged), ['file_manifest']);

@@ -303,6 +303,11 @@ pub struct StagingSettings {
     pub storage_integration: Option<String>,
     /// S3 bucket the stage points into (the staging bucket of the CDK app).
     pub bucket: String,
+    /// Key prefix of the stage's URL in `bucket` (default `unload/`, the
+    /// prefix the CDK app lets Snowflake write and copy-chunk read); used
+    /// when thaw creates the stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_prefix: Option<String>,
     /// AWS region of the bucket (default: the environment's `AWS_REGION`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
@@ -363,6 +368,13 @@ impl StagingSettings {
             .replace("{chunk_id}", &chunk_id.to_string())
     }
 
+    /// The stage's URL: `s3://<bucket>/<stage_prefix>`.
+    pub fn stage_url(&self) -> String {
+        let prefix = self.stage_prefix.as_deref().unwrap_or("unload/");
+        let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
     /// `MAX_FILE_SIZE` in bytes.
     pub fn max_file_size_bytes(&self) -> u64 {
         self.max_file_size.unwrap_or_else(|| self.max_file_size_mb.unwrap_or(100) * 1024 * 1024)
@@ -389,6 +401,11 @@ impl StagingSettings {
             && self.bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
         if !bucket_ok {
             out.push(format!("staging.bucket '{}' is not an S3 bucket name (3 to 63 lower-case letters, digits, '-' and '.'; no s3:// prefix)", self.bucket));
+        }
+        if let Some(p) = &self.stage_prefix {
+            if p.starts_with('/') || p.contains('\'') || p.split('/').any(|part| part == ".." || part == ".") {
+                out.push(format!("staging.stage_prefix '{p}' must be a key prefix in the bucket (no leading '/', no '.' or '..' parts, no quotes)"));
+            }
         }
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -894,7 +911,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
         "conflicts" => &["database", "analytics_schema", "conflict_schema", "time_zone", "today", "gps_priority"],
         "source" => &["source_name", "enabled", "source_sf_database", "source_sf_schema", "target_pg_database", "target_pg_schema", "tables", "source_mode"],
         "staging" => &[
-            "stage", "stage_name", "storage_integration", "bucket", "region", "endpoint", "prefix_pattern", "file_format",
+            "stage", "stage_name", "storage_integration", "bucket", "stage_prefix", "region", "endpoint", "prefix_pattern", "file_format",
             "compression", "max_file_size_mb", "max_file_size", "cleanup_after_load",
         ],
         "table" => &[
@@ -1020,6 +1037,7 @@ mod tests {
         let run = uuid::Uuid::nil();
         assert_eq!(st.chunk_prefix("D", "S", "T", run, 7), format!("D/S/T/run_{run}/chunk_7/"));
         assert_eq!((st.max_file_size_bytes(), st.compression_keyword()), (100 * 1024 * 1024, "SNAPPY".to_string()));
+        assert_eq!(st.stage_url(), "s3://thaw-staging/unload/");
         // The legacy section name and keys (s3copyconfig.json) are accepted;
         // a legacy prefix without run/chunk gets them appended.
         let legacy = load(

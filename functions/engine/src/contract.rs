@@ -47,7 +47,7 @@ pub struct PlanRequest {
     pub manifest_uri: Option<String>,
     /// Staged tables: load the Parquet files this earlier run unloaded
     /// instead of unloading again, for every chunk whose predicate is the
-    /// same (`thaw run --reuse-unload RUN_ID`; docs/sync.md §13.4).
+    /// same (`thaw run --reuse-unload RUN_ID`; docs/sync.md §13.6).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reuse_unload: Option<Uuid>,
 }
@@ -82,17 +82,17 @@ pub struct ChunkItem {
     /// Chunk number within the table, from 0.
     pub chunk_id: i32,
     /// Staged tables only: load just this S3 object key of the chunk's
-    /// recorded files (the per-file Map item; docs/sync.md §13.5). Absent:
+    /// recorded files (the per-file Map item; docs/sync.md §13.7). Absent:
     /// the whole chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_key: Option<String>,
     /// Staged tables only: a step of the state machine's staged flow instead
-    /// of the whole chunk (docs/sync.md §13.5). Absent: the whole chunk.
+    /// of the whole chunk (docs/sync.md §13.7). Absent: the whole chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged: Option<StagedStep>,
 }
 
-/// The state machine's steps of the staged path (docs/sync.md §13.5), as
+/// The state machine's steps of the staged path (docs/sync.md §13.7), as
 /// `ChunkItem.staged`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]

@@ -37,7 +37,7 @@ pub async fn plan(config: &Config, request: &PlanRequest) -> Result<PlanResponse
 /// chunks are being copied is never taken for dead.
 pub async fn copy_chunk(config: &Config, item: &ChunkItem) -> Result<CopyChunkResponse> {
     if let Some(crate::contract::StagedStep::FileManifest { uri }) = &item.staged {
-        // The staged path's per-file manifest (docs/sync.md §13.5): status only, no source.
+        // The staged path's per-file manifest (docs/sync.md §13.7): status only, no source.
         let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
         let files = crate::sync::staged::write_file_manifest(&pg, item.run_id, uri).await?;
         return Ok(CopyChunkResponse { run_id: item.run_id, source_table: format!("{files} staged file(s)"), chunk_id: item.chunk_id, ..Default::default() });

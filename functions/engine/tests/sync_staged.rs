@@ -505,7 +505,7 @@ async fn every_direct_round_trip_type_round_trips_through_staging_with_identical
 }
 
 /// The state machine's staged flow through the same step functions the
-/// Lambdas call (docs/sync.md §13.5): plan → copy-chunk with
+/// Lambdas call (docs/sync.md §13.7): plan → copy-chunk with
 /// `staged: unload` per manifest item → copy-chunk with `staged:
 /// file_manifest` → one copy-chunk per file item, files of one chunk loaded
 /// concurrently; every chunk completes with its last file.

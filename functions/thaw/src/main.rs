@@ -178,7 +178,7 @@ struct RunArgs {
     allow_truncate: bool,
     /// Staged tables: load the Parquet files this earlier run unloaded
     /// instead of unloading again, for every chunk with the same predicate
-    /// (docs/sync.md §13.4).
+    /// (docs/sync.md §13.6).
     #[arg(long, value_name = "RUN_ID")]
     reuse_unload: Option<uuid::Uuid>,
     /// Skip conflict detection.

@@ -34,7 +34,7 @@ export const METRICS_NAMESPACE = 'Thaw';
 /** Which database user each function connects as, and what else it touches. */
 export const FUNCTION_ACCESS: Record<FunctionName, { user: DatabaseUserKey; snowflake: boolean; writesManifest: boolean; bulk: boolean }> = {
   plan: { user: 'loader', snowflake: true, writesManifest: true, bulk: false },
-  // copy-chunk writes the staged path's file manifest (docs/sync.md §13.5).
+  // copy-chunk writes the staged path's file manifest (docs/sync.md §13.7).
   'copy-chunk': { user: 'loader', snowflake: true, writesManifest: true, bulk: true },
   merge: { user: 'loader', snowflake: false, writesManifest: false, bulk: false },
   reconcile: { user: 'loader', snowflake: true, writesManifest: false, bulk: false },

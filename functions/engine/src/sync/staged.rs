@@ -356,8 +356,9 @@ pub async fn ensure_unloaded(
         worker
             .sf
             .execute(&format!(
-                "CREATE STAGE IF NOT EXISTS {} URL = 's3://{}/' STORAGE_INTEGRATION = {integration} FILE_FORMAT = (TYPE = PARQUET)",
-                staging.stage, staging.bucket
+                "CREATE STAGE IF NOT EXISTS {} URL = '{}' STORAGE_INTEGRATION = {integration} FILE_FORMAT = (TYPE = PARQUET)",
+                staging.stage,
+                staging.stage_url()
             ))
             .await
             .map_err(|e| e.context(format!("creating stage {}", staging.stage)))?;
