@@ -25,7 +25,7 @@ build-cli: ## release build of the thaw CLI only
 	cargo build --release -p thaw
 
 demo: build-cli ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
-	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) $(HARNESS) bash tests/demo.sh
+	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) STAGED=$(STAGED) $(HARNESS) bash tests/demo.sh
 
 test: test-repository test-emulator lint test-rust test-infra sfn-local-test ## the whole test suite (what CI runs)
 
