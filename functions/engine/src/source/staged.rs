@@ -38,7 +38,7 @@ use parquet::errors::ParquetError;
 
 use crate::config::StagingSettings;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sink::values::{EXTENSION_NAME_KEY, JSON_EXTENSION};
+use crate::sink::values::{EXTENSION_NAME_KEY, JSON_EXTENSION, TIMESTAMP_WITH_OFFSET_EXTENSION};
 use crate::source::arrow::LogicalType;
 use crate::source::sql;
 use crate::sync::plan::SourceColumn;
@@ -64,6 +64,12 @@ pub enum UnloadForm {
     /// back as the instant: Timestamp(µs or finer, "+00:00"), logical type
     /// TIMESTAMP_LTZ. The original offset is dropped (docs/sync.md §13.2).
     UtcTimestamp,
+    /// TIMESTAMP_TZ: as TIMESTAMP_LTZ (the instant) plus its offset in
+    /// minutes in a second column `"<COL>__thaw_offset_minutes"`
+    /// (`DATE_PART(TIMEZONE_HOUR) * 60 + DATE_PART(TIMEZONE_MINUTE)`), read
+    /// back as the seam's `arrow.timestamp_with_offset`, so the direct path's
+    /// offset rules apply unchanged (docs/sync.md §13.2).
+    UtcTimestampWithOffset,
     /// VARIANT / OBJECT / ARRAY: `TO_JSON("COL")`, compact JSON text.
     JsonText(LogicalType),
 }
@@ -84,7 +90,8 @@ impl UnloadForm {
             LogicalType::Fixed => UnloadForm::DecimalText {
                 scale: column.scale.unwrap_or(0).clamp(0, 37) as i8,
             },
-            LogicalType::TimestampTz | LogicalType::TimestampLtz => UnloadForm::UtcTimestamp,
+            LogicalType::TimestampLtz => UnloadForm::UtcTimestamp,
+            LogicalType::TimestampTz => UnloadForm::UtcTimestampWithOffset,
             LogicalType::Variant | LogicalType::Object | LogicalType::Array => {
                 UnloadForm::JsonText(logical)
             }
@@ -102,6 +109,10 @@ impl UnloadForm {
             UnloadForm::UtcTimestamp => {
                 format!("CONVERT_TIMEZONE('UTC', {col})::TIMESTAMP_NTZ AS {col}")
             }
+            UnloadForm::UtcTimestampWithOffset => format!(
+                "CONVERT_TIMEZONE('UTC', {col})::TIMESTAMP_NTZ AS {col}, DATE_PART(TIMEZONE_HOUR, {col}) * 60 + DATE_PART(TIMEZONE_MINUTE, {col}) AS {}",
+                sql::ident(&offset_column(name))
+            ),
             UnloadForm::JsonText(_) => format!("TO_JSON({col}) AS {col}"),
         }
     }
@@ -113,6 +124,7 @@ impl UnloadForm {
             UnloadForm::AsIs(l) | UnloadForm::JsonText(l) => l,
             UnloadForm::DecimalText { .. } => LogicalType::Fixed,
             UnloadForm::UtcTimestamp => LogicalType::TimestampLtz,
+            UnloadForm::UtcTimestampWithOffset => LogicalType::TimestampTz,
         }
     }
 
@@ -152,7 +164,7 @@ impl UnloadForm {
                     "expected decimal text in the Parquet file, found {other}"
                 ))),
             },
-            UnloadForm::UtcTimestamp => {
+            UnloadForm::UtcTimestamp | UnloadForm::UtcTimestampWithOffset => {
                 use arrow_array::cast::AsArray;
                 use arrow_array::types::{
                     TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
@@ -194,10 +206,11 @@ impl UnloadForm {
         }
     }
 
-    /// The loaded field: `name`, the converted Arrow type, and the logical
+    /// The loaded field of a column converted to `data_type` ([`UnloadForm::convert`]'s
+    /// output type): `name`, that type, and the logical
     /// type (and scale) as Snowflake field metadata, so the encoder applies
     /// the column's Snowflake semantics (e.g. VARIANT's JSON targets).
-    fn field(self, name: &str, data_type: &DataType) -> Field {
+    pub fn loaded_field(self, name: &str, data_type: &DataType) -> Field {
         let scale = match (self, data_type) {
             (UnloadForm::DecimalText { scale }, _) => scale.max(0) as u32,
             (_, DataType::Decimal128(_, s)) => (*s).max(0) as u32,
@@ -218,11 +231,44 @@ impl UnloadForm {
             ),
             ("scale".to_string(), scale.to_string()),
         ]);
-        if let UnloadForm::JsonText(_) = self {
-            md.insert(EXTENSION_NAME_KEY.to_string(), JSON_EXTENSION.to_string());
+        match self {
+            UnloadForm::JsonText(_) => {
+                md.insert(EXTENSION_NAME_KEY.to_string(), JSON_EXTENSION.to_string());
+            }
+            UnloadForm::UtcTimestampWithOffset => {
+                md.insert(EXTENSION_NAME_KEY.to_string(), TIMESTAMP_WITH_OFFSET_EXTENSION.to_string());
+            }
+            _ => {}
         }
         Field::new(name, data_type.clone(), true).with_metadata(md)
     }
+
+    /// TIMESTAMP_TZ: the instant ([`UnloadForm::convert`]) and the unloaded
+    /// offset column as `arrow.timestamp_with_offset`
+    /// (Struct{timestamp: Timestamp(unit, "+00:00"), offset_minutes: Int16}).
+    ///
+    /// Errors: [`ErrorKind::ChunkFailed`] for an offset that is not a whole
+    /// number of minutes within ±18 hours.
+    pub fn convert_with_offset(self, name: &str, instant: &ArrayRef, offset: &ArrayRef) -> Result<ArrayRef> {
+        let strict = CastOptions { safe: false, ..Default::default() };
+        let instant = self.convert(name, instant)?;
+        let bad = |what: String| Error::new(ErrorKind::ChunkFailed, format!("column \"{name}\": {what}"));
+        let minutes = cast_with_options(offset, &DataType::Int16, &strict).map_err(|e| bad(format!("the unloaded UTC offset is not a number of minutes: {e}")))?;
+        if let Some(v) = minutes.as_any().downcast_ref::<arrow_array::Int16Array>().and_then(|m| m.iter().flatten().find(|v| v.abs() > 18 * 60)) {
+            return Err(bad(format!("the unloaded UTC offset {v} minutes is outside ±18 hours")));
+        }
+        let DataType::Struct(fields) = loaded_data_type(self, instant.data_type()) else {
+            return Err(Error::internal("timestamp_with_offset has a struct type"));
+        };
+        let nulls = instant.logical_nulls();
+        let out = arrow_array::StructArray::try_new(fields, vec![instant, minutes], nulls).map_err(|e| bad(e.to_string()))?;
+        Ok(Arc::new(out))
+    }
+}
+
+/// The name of the extra unload column holding a TIMESTAMP_TZ column's offset in minutes.
+pub fn offset_column(name: &str) -> String {
+    format!("{name}__thaw_offset_minutes")
 }
 
 /// The S3 client for the staging bucket `bucket`: credentials and region
@@ -358,8 +404,21 @@ impl StagedFile {
         let builder = self.builder().await?;
         let file_schema = builder.schema().clone();
         let mut positions = Vec::with_capacity(columns.len());
+        let mut offset_positions: Vec<Option<usize>> = Vec::with_capacity(columns.len());
         let mut missing = Vec::new();
-        for (name, _) in columns {
+        let find = |name: &str| {
+            file_schema.fields().iter().position(|f| f.name() == name).or_else(|| file_schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(name)))
+        };
+        for (name, form) in columns {
+            if *form == UnloadForm::UtcTimestampWithOffset {
+                let offset = offset_column(name);
+                match find(&offset) {
+                    Some(p) => offset_positions.push(Some(p)),
+                    None => missing.push(format!("\"{offset}\"")),
+                }
+            } else {
+                offset_positions.push(None);
+            }
             let found = file_schema
                 .fields()
                 .iter()
@@ -391,21 +450,24 @@ impl StagedFile {
                 ),
             ));
         }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), positions.clone());
+        let mut all = positions.clone();
+        all.extend(offset_positions.iter().flatten());
+        let mask = ProjectionMask::roots(builder.parquet_schema(), all.clone());
         // The projected batch keeps the file's column order: map each wanted
         // column to its index among the projected ones.
-        let mut sorted = positions.clone();
+        let mut sorted = all;
         sorted.sort_unstable();
         sorted.dedup();
         let order: Vec<usize> = positions
             .iter()
             .map(|p| sorted.binary_search(p).unwrap_or(0))
             .collect();
+        let offset_order: Vec<Option<usize>> = offset_positions.iter().map(|p| p.map(|p| sorted.binary_search(&p).unwrap_or(0))).collect();
         let fields: Vec<Field> = columns
             .iter()
             .zip(&positions)
             .map(|((name, form), p)| {
-                form.field(
+                form.loaded_field(
                     name,
                     &loaded_data_type(*form, file_schema.field(*p).data_type()),
                 )
@@ -424,10 +486,14 @@ impl StagedFile {
             let batch = batch.map_err(|e| file.error(e))?;
             let arrays = order
                 .iter()
+                .zip(&offset_order)
                 .zip(&forms)
-                .map(|(i, (name, form))| {
-                    form.convert(name, batch.column(*i))
-                        .map_err(|e| e.context(format!("staged file {}", file.url())))
+                .map(|((i, offset), (name, form))| {
+                    match offset {
+                        Some(o) => form.convert_with_offset(name, batch.column(*i), batch.column(*o)),
+                        None => form.convert(name, batch.column(*i)),
+                    }
+                    .map_err(|e| e.context(format!("staged file {}", file.url())))
                 })
                 .collect::<Result<Vec<ArrayRef>>>()?;
             RecordBatch::try_new(out_schema.clone(), arrays).map_err(|e| {
@@ -450,6 +516,12 @@ fn loaded_data_type(form: UnloadForm, file_type: &DataType) -> DataType {
         ) => DataType::Decimal128(38, scale),
         (UnloadForm::UtcTimestamp, DataType::Timestamp(unit, _)) => {
             DataType::Timestamp(*unit, Some("+00:00".into()))
+        }
+        (UnloadForm::UtcTimestampWithOffset, DataType::Timestamp(unit, _)) => {
+            DataType::Struct(arrow_schema::Fields::from(vec![
+                Field::new("timestamp", DataType::Timestamp(*unit, Some("+00:00".into())), true),
+                Field::new("offset_minutes", DataType::Int16, true),
+            ]))
         }
         (_, other) => other.clone(),
     }
@@ -486,7 +558,7 @@ mod tests {
             UnloadForm::of(&column("T", "TIMESTAMP_TZ", None))
                 .unwrap()
                 .select_expr("T"),
-            "CONVERT_TIMEZONE('UTC', \"T\")::TIMESTAMP_NTZ AS \"T\""
+            "CONVERT_TIMEZONE('UTC', \"T\")::TIMESTAMP_NTZ AS \"T\", DATE_PART(TIMEZONE_HOUR, \"T\") * 60 + DATE_PART(TIMEZONE_MINUTE, \"T\") AS \"T__thaw_offset_minutes\""
         );
         assert_eq!(
             UnloadForm::of(&column("T", "TIMESTAMP_LTZ", None)).unwrap(),

@@ -40,7 +40,7 @@ use crate::config::{Config, StagingSettings};
 use crate::contract::{ChunkItem, CopyChunkResponse, StagedStep};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::failpoints;
-use crate::sink::{self, encode::CopyEncoder, PgType};
+use crate::sink::{self, encode::CopyEncoder};
 use crate::source::staged::{parse_s3_url, s3_store, StagedFile, UnloadForm};
 use crate::sync::copy::{self, choose_write_path, WritePath, COPY_FLUSH_BYTES};
 use crate::sync::plan::{ChunkRange, TablePlan};
@@ -79,30 +79,9 @@ pub fn staging(config: &Config) -> Result<&StagingSettings> {
 /// The unload forms of the plan's columns, in COPY order.
 ///
 /// Errors: [`ErrorKind::TypeUnsupported`] for a column whose type cannot be
-/// unloaded, or a TIMESTAMP_TZ column whose target is not `timestamptz`:
-/// the unload keeps the instant only, and the offset the direct path writes
-/// into `timestamp`/`date`/text targets would be lost (docs/sync.md §13.2).
+/// unloaded.
 pub fn unload_forms(plan: &TablePlan) -> Result<Vec<(String, UnloadForm)>> {
-    plan.columns
-        .iter()
-        .map(|c| {
-            let form = UnloadForm::of(&c.source)?;
-            if c.source.data_type.eq_ignore_ascii_case("TIMESTAMP_TZ") && c.target.pg_type != PgType::Timestamptz {
-                return Err(Error::new(
-                    ErrorKind::TypeUnsupported,
-                    format!(
-                        "column \"{}\" of {} is TIMESTAMP_TZ and its target {}.\"{}\" is {}: the staged path unloads the instant only (Snowflake cannot unload TIMESTAMP_TZ to Parquet), so its offset would be lost. Make the target timestamptz or copy the table with source_mode \"direct\"",
-                        c.source.name,
-                        plan.source_fqn(),
-                        plan.target_fqn(),
-                        c.target.name,
-                        c.target.type_name
-                    ),
-                ));
-            }
-            Ok((c.source.name.clone(), form))
-        })
-        .collect()
+    plan.columns.iter().map(|c| Ok((c.source.name.clone(), UnloadForm::of(&c.source)?))).collect()
 }
 
 /// The chunk's path below the stage, checked to be safe to write unquoted
