@@ -41,6 +41,7 @@ test-rust: ## Rust unit + integration tests against a private PostgreSQL and the
 	$(HARNESS) bash tests/run-rust-tests.sh
 
 bench: build-cli ## throughput benchmarks (ratios against a baseline measured in the same run)
+	cargo build --release -p thaw-engine --example parquet_copy_baseline
 	$(HARNESS) bash tests/bench.sh
 
 lint: ## clippy with warnings as errors
