@@ -24,8 +24,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use thaw_engine::config::{PostgresSettings, Secret, StagingSettings};
 use thaw_engine::sink::{self, encode::CopyEncoder};
 use thaw_engine::source::staged::{offset_column, s3_store, UnloadForm};
-use thaw_engine::sync::{copy, staged};
 use thaw_engine::sync::status::TableKey;
+use thaw_engine::sync::{copy, staged};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set (run under tests/harness.py)"))
@@ -51,7 +51,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[&run_id.parse::<uuid::Uuid>()?, source_table],
         )
         .await?;
-    let key = TableKey { run_id: run_id.parse()?, source_database: row.get(0), source_schema: row.get(1), source_table: source_table.clone() };
+    let key = TableKey {
+        run_id: run_id.parse()?,
+        source_database: row.get(0),
+        source_schema: row.get(1),
+        source_table: source_table.clone(),
+    };
     let plan = copy::load_plan(&status, &key).await?;
     let forms = staged::unload_forms(&plan)?;
     let files = status
@@ -64,8 +69,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut target = sink::connect(&settings, target_db).await?;
     let tx = target.transaction().await?;
-    let cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
-    let copy_in = tx.copy_in::<_, bytes::Bytes>(&format!("COPY {} ({}) FROM STDIN (FORMAT binary)", plan.target_fqn(), cols.join(", "))).await?;
+    let cols: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| sink::ident(&c.target.name))
+        .collect();
+    let copy_in = tx
+        .copy_in::<_, bytes::Bytes>(&format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            plan.target_fqn(),
+            cols.join(", ")
+        ))
+        .await?;
     futures::pin_mut!(copy_in);
     let mut buf = BytesMut::with_capacity(2 << 20);
     CopyEncoder::header(&mut buf);
@@ -73,13 +88,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut rows, mut bytes_read) = (0u64, 0u64);
     for f in &files {
         let bucket: String = f.get(0);
-        let object = s3_store(&StagingSettings { bucket: bucket.clone(), ..Default::default() }, &bucket)?
-            .get(&ObjectPath::from(f.get::<_, String>(1).as_str()))
-            .await?
-            .bytes()
-            .await?;
+        let object = s3_store(
+            &StagingSettings {
+                bucket: bucket.clone(),
+                ..Default::default()
+            },
+            &bucket,
+        )?
+        .get(&ObjectPath::from(f.get::<_, String>(1).as_str()))
+        .await?
+        .bytes()
+        .await?;
         bytes_read += object.len() as u64;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(object)?.with_batch_size(8192).build()?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(object)?
+            .with_batch_size(8192)
+            .build()?;
         for batch in reader {
             let batch = batch?;
             // Columns in plan order, matched by name, converted back from their unload form.
@@ -99,8 +122,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let encoder = match &mut encoder {
                 Some(e) => e,
                 None => {
-                    let fields = forms.iter().zip(&arrays).map(|((name, form), a)| std::sync::Arc::new(form.loaded_field(name, a.data_type())));
-                    encoder.insert(CopyEncoder::new(plan.columns.iter().map(|c| c.target.clone()).zip(fields).collect())?)
+                    let fields = forms.iter().zip(&arrays).map(|((name, form), a)| {
+                        std::sync::Arc::new(form.loaded_field(name, a.data_type()))
+                    });
+                    encoder.insert(CopyEncoder::new(
+                        plan.columns
+                            .iter()
+                            .map(|c| c.target.clone())
+                            .zip(fields)
+                            .collect(),
+                    )?)
                 }
             };
             rows += encoder.encode_batch(&arrays, &mut buf)? as u64;
@@ -114,6 +145,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let copied = copy_in.finish().await?;
     tx.commit().await?;
     assert_eq!(copied, rows, "COPY wrote every row read");
-    println!("{}", serde_json::json!({"rows": rows, "files": files.len(), "bytes": bytes_read, "seconds": started.elapsed().as_secs_f64()}));
+    println!(
+        "{}",
+        serde_json::json!({"rows": rows, "files": files.len(), "bytes": bytes_read, "seconds": started.elapsed().as_secs_f64()})
+    );
     Ok(())
 }

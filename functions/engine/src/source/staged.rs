@@ -236,7 +236,10 @@ impl UnloadForm {
                 md.insert(EXTENSION_NAME_KEY.to_string(), JSON_EXTENSION.to_string());
             }
             UnloadForm::UtcTimestampWithOffset => {
-                md.insert(EXTENSION_NAME_KEY.to_string(), TIMESTAMP_WITH_OFFSET_EXTENSION.to_string());
+                md.insert(
+                    EXTENSION_NAME_KEY.to_string(),
+                    TIMESTAMP_WITH_OFFSET_EXTENSION.to_string(),
+                );
             }
             _ => {}
         }
@@ -249,19 +252,39 @@ impl UnloadForm {
     ///
     /// Errors: [`ErrorKind::ChunkFailed`] for an offset that is not a whole
     /// number of minutes within ±18 hours.
-    pub fn convert_with_offset(self, name: &str, instant: &ArrayRef, offset: &ArrayRef) -> Result<ArrayRef> {
-        let strict = CastOptions { safe: false, ..Default::default() };
+    pub fn convert_with_offset(
+        self,
+        name: &str,
+        instant: &ArrayRef,
+        offset: &ArrayRef,
+    ) -> Result<ArrayRef> {
+        let strict = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
         let instant = self.convert(name, instant)?;
-        let bad = |what: String| Error::new(ErrorKind::ChunkFailed, format!("column \"{name}\": {what}"));
-        let minutes = cast_with_options(offset, &DataType::Int16, &strict).map_err(|e| bad(format!("the unloaded UTC offset is not a number of minutes: {e}")))?;
-        if let Some(v) = minutes.as_any().downcast_ref::<arrow_array::Int16Array>().and_then(|m| m.iter().flatten().find(|v| v.abs() > 18 * 60)) {
-            return Err(bad(format!("the unloaded UTC offset {v} minutes is outside ±18 hours")));
+        let bad =
+            |what: String| Error::new(ErrorKind::ChunkFailed, format!("column \"{name}\": {what}"));
+        let minutes = cast_with_options(offset, &DataType::Int16, &strict).map_err(|e| {
+            bad(format!(
+                "the unloaded UTC offset is not a number of minutes: {e}"
+            ))
+        })?;
+        if let Some(v) = minutes
+            .as_any()
+            .downcast_ref::<arrow_array::Int16Array>()
+            .and_then(|m| m.iter().flatten().find(|v| v.abs() > 18 * 60))
+        {
+            return Err(bad(format!(
+                "the unloaded UTC offset {v} minutes is outside ±18 hours"
+            )));
         }
         let DataType::Struct(fields) = loaded_data_type(self, instant.data_type()) else {
             return Err(Error::internal("timestamp_with_offset has a struct type"));
         };
         let nulls = instant.logical_nulls();
-        let out = arrow_array::StructArray::try_new(fields, vec![instant, minutes], nulls).map_err(|e| bad(e.to_string()))?;
+        let out = arrow_array::StructArray::try_new(fields, vec![instant, minutes], nulls)
+            .map_err(|e| bad(e.to_string()))?;
         Ok(Arc::new(out))
     }
 }
@@ -407,7 +430,16 @@ impl StagedFile {
         let mut offset_positions: Vec<Option<usize>> = Vec::with_capacity(columns.len());
         let mut missing = Vec::new();
         let find = |name: &str| {
-            file_schema.fields().iter().position(|f| f.name() == name).or_else(|| file_schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(name)))
+            file_schema
+                .fields()
+                .iter()
+                .position(|f| f.name() == name)
+                .or_else(|| {
+                    file_schema
+                        .fields()
+                        .iter()
+                        .position(|f| f.name().eq_ignore_ascii_case(name))
+                })
         };
         for (name, form) in columns {
             if *form == UnloadForm::UtcTimestampWithOffset {
@@ -462,7 +494,10 @@ impl StagedFile {
             .iter()
             .map(|p| sorted.binary_search(p).unwrap_or(0))
             .collect();
-        let offset_order: Vec<Option<usize>> = offset_positions.iter().map(|p| p.map(|p| sorted.binary_search(&p).unwrap_or(0))).collect();
+        let offset_order: Vec<Option<usize>> = offset_positions
+            .iter()
+            .map(|p| p.map(|p| sorted.binary_search(&p).unwrap_or(0)))
+            .collect();
         let fields: Vec<Field> = columns
             .iter()
             .zip(&positions)
@@ -490,7 +525,9 @@ impl StagedFile {
                 .zip(&forms)
                 .map(|((i, offset), (name, form))| {
                     match offset {
-                        Some(o) => form.convert_with_offset(name, batch.column(*i), batch.column(*o)),
+                        Some(o) => {
+                            form.convert_with_offset(name, batch.column(*i), batch.column(*o))
+                        }
                         None => form.convert(name, batch.column(*i)),
                     }
                     .map_err(|e| e.context(format!("staged file {}", file.url())))
@@ -519,7 +556,11 @@ fn loaded_data_type(form: UnloadForm, file_type: &DataType) -> DataType {
         }
         (UnloadForm::UtcTimestampWithOffset, DataType::Timestamp(unit, _)) => {
             DataType::Struct(arrow_schema::Fields::from(vec![
-                Field::new("timestamp", DataType::Timestamp(*unit, Some("+00:00".into())), true),
+                Field::new(
+                    "timestamp",
+                    DataType::Timestamp(*unit, Some("+00:00".into())),
+                    true,
+                ),
                 Field::new("offset_minutes", DataType::Int16, true),
             ]))
         }

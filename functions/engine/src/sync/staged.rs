@@ -81,7 +81,10 @@ pub fn staging(config: &Config) -> Result<&StagingSettings> {
 /// Errors: [`ErrorKind::TypeUnsupported`] for a column whose type cannot be
 /// unloaded.
 pub fn unload_forms(plan: &TablePlan) -> Result<Vec<(String, UnloadForm)>> {
-    plan.columns.iter().map(|c| Ok((c.source.name.clone(), UnloadForm::of(&c.source)?))).collect()
+    plan.columns
+        .iter()
+        .map(|c| Ok((c.source.name.clone(), UnloadForm::of(&c.source)?)))
+        .collect()
 }
 
 /// The chunk's path below the stage, checked to be safe to write unquoted
