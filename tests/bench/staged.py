@@ -61,7 +61,7 @@ def measure(bench: ModuleType, thaw: str, baseline: str, configs, logs: Path, di
     bench.fresh_database(STAGED_UNLOAD_DB)
     config = _config(bench, configs, STAGED_UNLOAD_DB)
     first_report = logs / "staged-unload.json"
-    bench.run([thaw, "run", "--config", str(config), "--no-conflicts", "--no-resume", "--report", str(first_report)], "staged-unload", logs)
+    bench.run([thaw, "run", "--config", str(config), "--full", "--no-conflicts", "--no-resume", "--report", str(first_report)], "staged-unload", logs)
     unload = json.loads(first_report.read_text())
     run_id = unload["plan"]["run_id"]
     _fact(unload, bench, "staged unload run")
@@ -72,10 +72,19 @@ def measure(bench: ModuleType, thaw: str, baseline: str, configs, logs: Path, di
         cur.execute(f"TRUNCATE {bench.FACT_TARGET}")
     conn.close()
     load_report = logs / "staged-load.json"
-    _, _, staged_rss = _timed(bench, [thaw, "run", "--config", str(config), "--no-conflicts", "--no-resume",
+    _, _, staged_rss = _timed(bench, [thaw, "run", "--config", str(config), "--full", "--no-conflicts", "--no-resume",
                                       "--reuse-unload", run_id,
                                       "--report", str(load_report)], "staged-load", logs)
-    load = _fact(json.loads(load_report.read_text()), bench, "staged load run")
+    load_run = json.loads(load_report.read_text())
+    load = _fact(load_run, bench, "staged load run")
+    conn = bench.pg(STAGED_UNLOAD_DB)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM migration_status.migration_file_status WHERE run_id = %s AND unloaded_by_run <> %s",
+                    (load_run["plan"]["run_id"], run_id))
+        unloaded_again = cur.fetchone()[0]
+    conn.close()
+    if unloaded_again:
+        raise bench.BenchFailure(f"the load-only run unloaded {unloaded_again} file(s) again (its chunk plan differs from run {run_id})")
 
     bench.fresh_database(MINIMAL_DB)
     bench.run([thaw, "migrate", "--config", str(_config(bench, configs, MINIMAL_DB))], "staged-minimal-migrate", logs)
