@@ -25,7 +25,7 @@ build-cli: ## release build of the thaw CLI only
 	cargo build --release -p thaw
 
 demo: build-cli ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
-	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) $(HARNESS) bash tests/demo.sh
+	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) STAGED=$(STAGED) $(HARNESS) bash tests/demo.sh
 
 test: test-repository test-emulator lint test-rust test-infra sfn-local-test ## the whole test suite (what CI runs)
 
@@ -42,6 +42,7 @@ test-rust: ## Rust unit + integration tests against a private PostgreSQL and the
 
 bench: build-cli ## throughput benchmarks (ratios against a baseline measured in the same run)
 	cargo build --release -p thaw-engine --example bench_loader
+	cargo build --release -p thaw-engine --example parquet_copy_baseline
 	$(HARNESS) bash tests/bench.sh
 
 lint: ## clippy with warnings as errors

@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 THAW_CACHE=${THAW_CACHE:-$HOME/.cache/thaw}
 export THAW_CACHE
 export THAW=${THAW:-${CARGO_TARGET_DIR:-$THAW_CACHE/target}/release/thaw}
+# The staged path's minimal loader (tests/bench/staged.py; `make bench` builds it).
+export BENCH_STAGED_BASELINE=${BENCH_STAGED_BASELINE:-${CARGO_TARGET_DIR:-$THAW_CACHE/target}/release/examples/parquet_copy_baseline}
 if [[ ! -x "$THAW" ]]; then
     echo "bench: no thaw binary at $THAW; run \`make build\` (or \`make bench\`, which builds it)" >&2
     exit 2

@@ -3,6 +3,8 @@
 # nightly job, mutate the source, run it again (incremental), print reports.
 set -euo pipefail
 THAW=${THAW:-thaw}
+# STAGED=1: the visit fact table goes through the S3-staged Parquet path (docs/sync.md §13).
+if [ "${STAGED:-0}" = 1 ]; then CONFIG=${CONFIG:-examples/config.staged.json}; fi
 CONFIG=${CONFIG:-examples/config.json}
 export THAW_PG_DATABASE=${THAW_PG_DATABASE:-thaw}
 export THAW_MANIFEST_DIR=${THAW_MANIFEST_DIR:-$(mktemp -d)}

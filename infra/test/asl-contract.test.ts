@@ -53,7 +53,7 @@ const scenarios: [string, Scenario][] = [
   ['started without input', { input: {} }],
   ['nightly schedule', { input: NIGHTLY_INPUT }],
   ['operator full run', { input: { mode: 'full', tables: ['public.visits'], conflict_full: true } }],
-  ...['Plan', 'CopyChunks', 'Merge', 'Reconcile', 'ConflictCreate'].map((state): [string, Scenario] => [`${state} fails`, { input: NIGHTLY_INPUT, failAt: state }]),
+  ...['Plan', 'CopyChunks', 'StagedFileManifest', 'LoadStagedFiles', 'Merge', 'Reconcile', 'ConflictCreate'].map((state): [string, Scenario] => [`${state} fails`, { input: NIGHTLY_INPUT, failAt: state }]),
 ];
 
 describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexOf('statemachines/'))}`, () => {
@@ -62,23 +62,26 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
     for (const n of NUMERIC_PLACEHOLDERS) assert.ok(unquoteNumericPlaceholders(readSyncTemplate()).includes(`: \${${n}}`), n);
   });
 
-  it('runs plan → map(copy-chunk) → merge → reconcile → conflict-create → success', () => {
+  it('runs plan → map(copy-chunk) → staged file manifest → map(one staged file) → merge → reconcile → conflict-create → success', () => {
     const order: string[] = [];
     for (let name: string | undefined = asl.StartAt; name; name = states[name].Next) {
       order.push(name);
       if (states[name].Type === 'Succeed') break;
     }
-    assert.deepEqual(order, ['Defaults', 'BuildRequest', 'Plan', 'CopyChunks', 'Merge', 'Reconcile', 'ConflictCreate', 'Succeeded']);
+    assert.deepEqual(order, ['Defaults', 'BuildRequest', 'Plan', 'CopyChunks', 'StagedFileManifest', 'LoadStagedFiles', 'Merge', 'Reconcile', 'ConflictCreate', 'Succeeded']);
     assert.equal(functionOf(states.Plan), sampleValues.PlanFunctionArn);
     assert.equal(states.CopyChunks.Type, 'Map');
     assert.equal(functionOf(states.CopyChunks.ItemProcessor.States.CopyChunk), sampleValues.CopyChunkFunctionArn);
+    assert.equal(functionOf(states.StagedFileManifest), sampleValues.CopyChunkFunctionArn);
+    assert.equal(states.LoadStagedFiles.Type, 'Map');
+    assert.equal(functionOf(states.LoadStagedFiles.ItemProcessor.States.LoadStagedFile), sampleValues.CopyChunkFunctionArn);
     assert.equal(functionOf(states.Merge), sampleValues.MergeFunctionArn);
     assert.equal(functionOf(states.Reconcile), sampleValues.ReconcileFunctionArn);
     assert.equal(functionOf(states.ConflictCreate), sampleValues.ConflictCreateFunctionArn);
   });
 
   it('sends every error to fail-run, then the alarm topic, then Fail', () => {
-    for (const name of ['Plan', 'CopyChunks', 'Merge', 'Reconcile', 'ConflictCreate']) {
+    for (const name of ['Plan', 'CopyChunks', 'StagedFileManifest', 'LoadStagedFiles', 'Merge', 'Reconcile', 'ConflictCreate']) {
       assert.deepEqual(states[name].Catch, [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'RecordFailure' }], name);
     }
     assert.equal(functionOf(states.RecordFailure), sampleValues.FailRunFunctionArn);
@@ -91,7 +94,7 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
   });
 
   it('retries only retryable engine errors and Lambda service errors, with backoff and jitter', () => {
-    const tasks = [states.Plan, states.CopyChunks.ItemProcessor.States.CopyChunk, states.Merge, states.Reconcile, states.ConflictCreate, states.RecordFailure];
+    const tasks = [states.Plan, states.CopyChunks.ItemProcessor.States.CopyChunk, states.StagedFileManifest, states.LoadStagedFiles.ItemProcessor.States.LoadStagedFile, states.Merge, states.Reconcile, states.ConflictCreate, states.RecordFailure];
     for (const t of tasks) {
       const [typed, service] = t.Retry;
       assert.deepEqual([...typed.ErrorEquals].sort(), [...contract.retryable].sort(), 'retries exactly the retryable errors of contract.json');
@@ -115,6 +118,15 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
     const copy = states.CopyChunks.ItemProcessor.States.CopyChunk;
     assert.deepEqual(keys(copy.Parameters.Payload), fields(request('copy-chunk')).sort());
     assert.deepEqual(keys(copy.ResultSelector), fields(response('copy-chunk')).sort());
+    // The staged path (docs/sync.md §13.7): the unload pass, the file manifest and the per-file items.
+    assert.equal(states.CopyChunks.ItemSelector.staged, 'unload');
+    assert.deepEqual(keys(states.StagedFileManifest.Parameters.Payload), fields(request('copy-chunk')).sort());
+    assert.deepEqual(Object.keys(states.StagedFileManifest.Parameters.Payload.staged), ['file_manifest']);
+    const file = states.LoadStagedFiles.ItemProcessor.States.LoadStagedFile;
+    assert.deepEqual(keys(states.LoadStagedFiles.ItemSelector), fields(request('copy-chunk')).sort());
+    assert.equal(states.LoadStagedFiles.ItemSelector['file_key.$'], '$$.Map.Item.Value.file_key');
+    assert.deepEqual(keys(file.Parameters.Payload), fields(request('copy-chunk')).sort());
+    assert.deepEqual(keys(file.ResultSelector), fields(response('copy-chunk')).sort());
     assert.deepEqual(keys(states.Merge.Parameters.Payload), fields(request('merge')).sort());
     assert.deepEqual(keys(states.Reconcile.Parameters.Payload), fields(request('reconcile')).sort());
     assert.ok(fields(response('reconcile')).includes('mismatches') && fields(response('merge')).includes('tables'));
@@ -127,8 +139,8 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
   });
 
   it('invokes a step of contract.json from every Lambda task, and every step from some task', () => {
-    const tasks = [states.Plan, states.CopyChunks.ItemProcessor.States.CopyChunk, states.Merge, states.Reconcile, states.ConflictCreate, states.RecordFailure];
-    assert.deepEqual(tasks.map((t) => stepOf(functionOf(t))).sort(), Object.keys(contract.steps).sort());
+    const tasks = [states.Plan, states.CopyChunks.ItemProcessor.States.CopyChunk, states.StagedFileManifest, states.LoadStagedFiles.ItemProcessor.States.LoadStagedFile, states.Merge, states.Reconcile, states.ConflictCreate, states.RecordFailure];
+    assert.deepEqual([...new Set(tasks.map((t) => stepOf(functionOf(t))))].sort(), Object.keys(contract.steps).sort());
   });
 
   it('supplies every required property of the request schema in the sample payload of each Task state', () => {
@@ -136,7 +148,7 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
     for (const [label, scenario] of scenarios) {
       const calls = simulate(asl, contract, stepOf, scenario);
       if (scenario.failAt) assert.equal(calls[calls.length - 1].step, 'fail-run', `${label}: ends in fail-run`);
-      else assert.deepEqual(calls.map((c) => c.step), ['plan', 'copy-chunk', 'merge', 'reconcile', 'conflict-create'], label);
+      else assert.deepEqual(calls.map((c) => c.step), ['plan', 'copy-chunk', 'copy-chunk', 'copy-chunk', 'merge', 'reconcile', 'conflict-create'], label);
       for (const call of calls) {
         const type = request(call.step);
         const schema = contract.types[type];

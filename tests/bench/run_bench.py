@@ -36,6 +36,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg2
+import staged  # tests/bench/staged.py
 
 import reconcile as reconcile_bench  # tests/bench/reconcile.py
 
@@ -249,6 +250,8 @@ def main_phase(args: argparse.Namespace) -> int:
         log(f"sync benchmark: {FACT} with the legacy path (tests/bench/legacy_copy.py)")
         legacy_result = legacy_sync(thaw, configs, "thaw_bench_sync_legacy", logs, "", args.threads)
         targets = compare_targets("thaw_bench_sync_thaw", "thaw_bench_sync_legacy")
+        log(f"staged benchmark: {FACT} through S3 Parquet files (tests/bench/staged.py)")
+        staged_result = staged.measure(sys.modules[__name__], thaw, args.staged_baseline, configs, logs, thaw_result, "thaw_bench_sync_thaw")
         for db in ("thaw_bench_sync_thaw", "thaw_bench_sync_legacy"):
             drop_database(db)
 
@@ -299,6 +302,7 @@ def main_phase(args: argparse.Namespace) -> int:
         (f"sync end-to-end rows/s (chunked {args.rows_per_chunk})", rate(ct["rows"], ct["wall_seconds"]), rate(cl["rows"], cl["wall_seconds"])),
         ("conflicts --full visits/s", rate(c["visits"], c["thaw_seconds"]), rate(c["visits"], c["self_join_seconds"])),
         ("conflicts state-scale first run visits/s", rate(state["visits"], state["thaw_seconds"]), rate(state["visits"], state["self_join_seconds"])),
+        *staged.metrics(sys.modules[__name__], staged_result),
     ] + baselines["metrics"] + reconcile_metrics
     checks = {
         "sync targets identical (inline)": targets["identical"],
@@ -308,6 +312,7 @@ def main_phase(args: argparse.Namespace) -> int:
         **baselines["checks"],
         **reconcile_checks,
         "state-scale conflict pairs agree with the self-join": state["agree"],
+        "staged, minimal-loader and direct targets identical": staged_result["identical"],
     }
     total = time.perf_counter() - started
 
@@ -328,6 +333,8 @@ def main_phase(args: argparse.Namespace) -> int:
           f"legacy: wall {lg['wall_seconds']:.1f} s = plan {lg['plan_seconds']:.1f} s + copy {lg['copy_seconds']:.1f} s")
     print("\n".join(baselines["lines"]))
     print("\n".join(conflict_bench.report(state)))
+    print(f"staged: {staged_result['files']} files, peak RSS staged load {staged_result['staged_peak_rss_kb'] / 1024:.0f} MiB, "
+          f"minimal loader {staged_result['minimal_peak_rss_kb'] / 1024:.0f} MiB (target: staged >= 0.9x minimal)")
     for name, ok in checks.items():
         print(f"check: {name}: {'ok' if ok else 'FAILED'}")
 
@@ -347,6 +354,7 @@ def main_phase(args: argparse.Namespace) -> int:
         "total_seconds": round(total, 1),
         "metrics": [{"metric": n, "thaw": round(a, 1), "baseline": round(b, 1), "ratio": round(a / b, 3)} for n, a, b in metrics],
         "checks": checks,
+        "staged": staged_result,
         "details": {"seed_seconds": round(seed_seconds, 2), "sync_thaw": t, "sync_legacy": lg, "sync_targets": targets,
                     "sync_thaw_chunked": ct, "sync_legacy_chunked": cl, "sync_targets_chunked": chunked["targets"],
                     "conflicts": c, "sync_baselines": baselines["details"],
@@ -367,6 +375,7 @@ def main() -> int:
     parser.add_argument("--rows-per-chunk", type=int, default=int(os.environ.get("BENCH_ROWS_PER_CHUNK") or 10_000))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS") or 0) or None,
                         help="legacy worker threads (default: the table's parallel_threads)")
+    parser.add_argument("--staged-baseline", default=os.environ.get("BENCH_STAGED_BASELINE", "parquet_copy_baseline"), help="minimal Parquet loader")
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--today", help=argparse.SUPPRESS)
     args = parser.parse_args()

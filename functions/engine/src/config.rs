@@ -273,6 +273,192 @@ pub struct TableConfig {
     /// `schema_evolution`; absent = the legacy behaviour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_evolution: Option<SchemaEvolution>,
+    /// How the table's rows leave Snowflake: `direct` queries (default) or
+    /// `staged` Parquet files unloaded to S3 (docs/sync.md §13). Additive;
+    /// overrides the source's `source_mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_mode: Option<SourceMode>,
+}
+
+/// `source_mode`: how a table's rows leave Snowflake (docs/sync.md §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceMode {
+    /// One query per chunk, results streamed over Snowflake's HTTP API.
+    #[default]
+    Direct,
+    /// One `COPY INTO @stage` per chunk, then the chunk's Parquet files are
+    /// read from S3 (needs the `staging` section).
+    Staged,
+}
+
+/// The `staging` section (legacy name `s3_staging` accepted): where staged
+/// tables' Parquet files go (docs/sync.md §13.3). Key names follow the
+/// legacy S3 variant's `s3copyconfig.json`.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StagingSettings {
+    /// Snowflake external stage the unloads write to, e.g.
+    /// `CM_DB.PUBLIC.THAW_STAGE` (legacy `stage_name`). Its URL must point
+    /// into `bucket`.
+    #[serde(alias = "stage_name")]
+    pub stage: String,
+    /// Storage integration of the stage. When given, thaw runs `CREATE STAGE
+    /// IF NOT EXISTS <stage> URL = 's3://<bucket>/' STORAGE_INTEGRATION = …`
+    /// before the first unload; when absent the stage must exist
+    /// (ops/snowflake-storage-integration.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_integration: Option<String>,
+    /// S3 bucket the stage points into (the staging bucket of the CDK app).
+    pub bucket: String,
+    /// Key prefix of the stage's URL in `bucket` (default `unload/`, the
+    /// prefix the CDK app lets Snowflake write and copy-chunk read); used
+    /// when thaw creates the stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_prefix: Option<String>,
+    /// AWS region of the bucket (default: the environment's `AWS_REGION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// S3 API endpoint URL (tests and S3-compatible servers; default: AWS,
+    /// or `THAW_S3_ENDPOINT` when set). Path-style requests are used with an endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Path of a chunk's files below the stage, with placeholders
+    /// `{database}`, `{schema}`, `{table}`, `{run_id}`, `{chunk_id}` (legacy
+    /// `{source_database}`, `{source_schema}`, `{source_table}` too); default
+    /// [`DEFAULT_STAGING_PREFIX`]. `run_{run_id}/chunk_{chunk_id}/` is
+    /// appended when the pattern lacks `{run_id}` or `{chunk_id}`, so every
+    /// chunk unloads into a prefix of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_pattern: Option<String>,
+    /// File format: only `parquet` (the legacy CSV option is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_format: Option<String>,
+    /// Parquet compression: `snappy` (default), `zstd` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    /// `MAX_FILE_SIZE` of the unload in MiB (1..=5120; default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_size_mb: Option<u64>,
+    /// `MAX_FILE_SIZE` in bytes (1..=5 GiB), Snowflake's own unit; overrides
+    /// `max_file_size_mb` (tests use a few KB to get several files per chunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_size: Option<u64>,
+    /// Delete each file once its rows are committed (default false: files
+    /// stay until the bucket's lifecycle expiry, so a failed run can be
+    /// loaded again with `--reuse-unload`).
+    #[serde(default)]
+    pub cleanup_after_load: bool,
+}
+
+/// The default `staging.prefix_pattern`.
+pub const DEFAULT_STAGING_PREFIX: &str = "{database}/{schema}/{table}/run_{run_id}/chunk_{chunk_id}/";
+
+impl StagingSettings {
+    /// The chunk's path below the stage: the pattern with its placeholders
+    /// replaced, ending in `/`.
+    pub fn chunk_prefix(&self, database: &str, schema: &str, table: &str, run_id: uuid::Uuid, chunk_id: i32) -> String {
+        let mut pattern = self.prefix_pattern.clone().unwrap_or_else(|| DEFAULT_STAGING_PREFIX.to_string());
+        if !pattern.ends_with('/') {
+            pattern.push('/');
+        }
+        if !pattern.contains("{run_id}") || !pattern.contains("{chunk_id}") {
+            pattern.push_str("run_{run_id}/chunk_{chunk_id}/");
+        }
+        pattern
+            .replace("{source_database}", database)
+            .replace("{source_schema}", schema)
+            .replace("{source_table}", table)
+            .replace("{database}", database)
+            .replace("{schema}", schema)
+            .replace("{table}", table)
+            .replace("{run_id}", &run_id.to_string())
+            .replace("{chunk_id}", &chunk_id.to_string())
+    }
+
+    /// The stage's URL: `s3://<bucket>/<stage_prefix>`.
+    pub fn stage_url(&self) -> String {
+        let prefix = self.stage_prefix.as_deref().unwrap_or("unload/");
+        let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// `MAX_FILE_SIZE` in bytes.
+    pub fn max_file_size_bytes(&self) -> u64 {
+        self.max_file_size.unwrap_or_else(|| self.max_file_size_mb.unwrap_or(100) * 1024 * 1024)
+    }
+
+    /// The compression keyword of the unload's `FILE_FORMAT` (`SNAPPY`, `ZSTD`, `NONE`).
+    pub fn compression_keyword(&self) -> String {
+        self.compression.as_deref().unwrap_or("snappy").to_ascii_uppercase()
+    }
+
+    /// Every problem of the section, each a sentence naming the key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let object_name = |s: &str| !s.is_empty() && s.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$'));
+        if !object_name(&self.stage) {
+            out.push(format!("staging.stage '{}' is not a Snowflake object name (letters, digits, _ and $, optionally qualified as DB.SCHEMA.STAGE)", self.stage));
+        }
+        if let Some(i) = &self.storage_integration {
+            if !object_name(i) || i.contains('.') {
+                out.push(format!("staging.storage_integration '{i}' is not a Snowflake identifier (letters, digits, _ and $)"));
+            }
+        }
+        let bucket_ok = (3..=63).contains(&self.bucket.len())
+            && self.bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !bucket_ok {
+            out.push(format!("staging.bucket '{}' is not an S3 bucket name (3 to 63 lower-case letters, digits, '-' and '.'; no s3:// prefix)", self.bucket));
+        }
+        if let Some(p) = &self.stage_prefix {
+            if p.starts_with('/') || p.contains('\'') || p.split('/').any(|part| part == ".." || part == ".") {
+                out.push(format!("staging.stage_prefix '{p}' must be a key prefix in the bucket (no leading '/', no '.' or '..' parts, no quotes)"));
+            }
+        }
+        if let Some(e) = &self.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                out.push(format!("staging.endpoint '{e}' must be a URL starting with http:// or https://"));
+            }
+        }
+        if let Some(p) = &self.prefix_pattern {
+            let mut rest = p.as_str();
+            while let Some(open) = rest.find('{') {
+                let Some(close) = rest[open..].find('}') else {
+                    out.push(format!("staging.prefix_pattern '{p}' has an unclosed '{{'"));
+                    break;
+                };
+                let name = &rest[open + 1..open + close];
+                if !matches!(name, "database" | "schema" | "table" | "run_id" | "chunk_id" | "source_database" | "source_schema" | "source_table") {
+                    out.push(format!("staging.prefix_pattern '{p}' has an unknown placeholder {{{name}}} (known: database, schema, table, run_id, chunk_id)"));
+                }
+                rest = &rest[open + close + 1..];
+            }
+            if p.starts_with('/') || p.split('/').any(|part| part == ".." || part == ".") || p.contains('\'') {
+                out.push(format!("staging.prefix_pattern '{p}' must be a relative path below the stage (no leading '/', no '.' or '..' parts, no quotes)"));
+            }
+        }
+        if let Some(f) = &self.file_format {
+            if !f.eq_ignore_ascii_case("parquet") {
+                out.push(format!("staging.file_format '{f}' is not supported: thaw unloads Parquet only (remove the key or set \"parquet\")"));
+            }
+        }
+        if let Some(c) = &self.compression {
+            if !["snappy", "zstd", "none"].contains(&c.to_ascii_lowercase().as_str()) {
+                out.push(format!("staging.compression '{c}' is not one of snappy, zstd, none"));
+            }
+        }
+        if let Some(m) = self.max_file_size_mb {
+            if !(1..=5120).contains(&m) {
+                out.push(format!("staging.max_file_size_mb {m} is outside 1..=5120 (Snowflake's limit for S3 is 5 GiB)"));
+            }
+        }
+        if let Some(b) = self.max_file_size {
+            if !(1..=5 * 1024 * 1024 * 1024).contains(&b) {
+                out.push(format!("staging.max_file_size {b} is outside 1..=5368709120 bytes (Snowflake's limit for S3 is 5 GiB)"));
+            }
+        }
+        out
+    }
 }
 
 /// `schema_evolution`: how plan treats a source column without a target
@@ -313,6 +499,9 @@ pub struct SourceConfig {
     pub target_pg_schema: String,
     /// Tables of this source.
     pub tables: Vec<TableConfig>,
+    /// Default `source_mode` of the source's tables (additive; default direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_mode: Option<SourceMode>,
 }
 
 /// The whole `config.json`.
@@ -363,6 +552,10 @@ pub struct Config {
     /// Sources to copy (required by the commands that copy: see [`Purpose`]).
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Where staged tables' Parquet files go (needed when any table's
+    /// `source_mode` is `staged`; docs/sync.md §13).
+    #[serde(default, alias = "s3_staging", skip_serializing_if = "Option::is_none")]
+    pub staging: Option<StagingSettings>,
 }
 
 /// What a configuration is loaded for: each command validates only the
@@ -529,6 +722,19 @@ impl Config {
                 }
             }
         }
+        let staged: Vec<String> = self
+            .sources
+            .iter()
+            .flat_map(|s| s.tables.iter().filter(|t| t.enabled && self.source_mode(s, t) == SourceMode::Staged).map(move |t| format!("{}.{}", s.source_name, t.source)))
+            .collect();
+        match &self.staging {
+            Some(staging) => problems.extend(staging.problems()),
+            None if !staged.is_empty() => problems.push(format!(
+                "table(s) {} have source_mode \"staged\" but there is no 'staging' section (at least {{\"stage\": \"DB.SCHEMA.STAGE\", \"bucket\": \"...\"}}; docs/sync.md §13)",
+                staged.join(", ")
+            )),
+            None => {}
+        }
         if let Some(c) = &self.conflicts {
             if let Some(tz) = &c.time_zone {
                 if tz.parse::<chrono_tz::Tz>().is_err() {
@@ -582,6 +788,11 @@ impl Config {
     /// `table`'s `schema_evolution`, else the top-level one; `None` = legacy.
     pub fn schema_evolution(&self, table: &TableConfig) -> Option<SchemaEvolution> {
         table.schema_evolution.or(self.schema_evolution)
+    }
+
+    /// `table`'s source mode: its own `source_mode`, else its source's, else direct.
+    pub fn source_mode(&self, source: &SourceConfig, table: &TableConfig) -> SourceMode {
+        table.source_mode.or(source.source_mode).unwrap_or_default()
     }
 
     /// The per-chunk memory budget in bytes.
@@ -704,17 +915,22 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "snowflake", "postgres", "parallel_threads", "batch_size", "max_retry_attempts", "retry_budget_seconds",
             "lambda_timeout_buffer_seconds", "insert_only_mode", "max_parallel_tables", "chunk_byte_budget",
             "create_tables", "schema_evolution", "conflicts", "sources",
+            "staging", "s3_staging",
         ],
         "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds", "session_parameters"],
         "postgres" => &["host", "user", "password", "port", "status_database", "sslmode", "ca_file"],
         "conflicts" => &["database", "analytics_schema", "conflict_schema", "time_zone", "today", "gps_priority"],
-        "source" => &["source_name", "enabled", "source_sf_database", "source_sf_schema", "target_pg_database", "target_pg_schema", "tables"],
+        "source" => &["source_name", "enabled", "source_sf_database", "source_sf_schema", "target_pg_database", "target_pg_schema", "tables", "source_mode"],
+        "staging" => &[
+            "stage", "stage_name", "storage_integration", "bucket", "stage_prefix", "region", "endpoint", "prefix_pattern", "file_format",
+            "compression", "max_file_size_mb", "max_file_size", "cleanup_after_load",
+        ],
         "table" => &[
             "enabled", "source", "target", "source_filter", "chunking_columns", "chunking_column_types",
             "uniqueness_columns", "source_watermark", "target_watermark", "truncate_onstart", "insert_only_mode",
             "disable_index", "parallel_threads", "batch_size", "batch_size_copy_mode", "column_mapping",
             "sort_columns", "chunking_strategy", "estimated_row_bytes", "propagate_deletes", "exclude_columns",
-            "truncate_to_date", "create_tables", "schema_evolution",
+            "truncate_to_date", "create_tables", "schema_evolution", "source_mode",
         ],
         _ => &[],
     }
@@ -743,6 +959,11 @@ fn check_unknown_keys(value: &serde_json::Value, origin: &str) -> Result<()> {
     for section in ["snowflake", "postgres", "conflicts"] {
         if let Some(v) = value.get(section) {
             check(v, section, section);
+        }
+    }
+    for section in ["staging", "s3_staging"] {
+        if let Some(v) = value.get(section) {
+            check(v, "staging", section);
         }
     }
     if let Some(sources) = value.get("sources").and_then(|s| s.as_array()) {
@@ -815,6 +1036,68 @@ mod tests {
         assert_eq!(ok.sources[0].tables[0].chunking_strategy, Some(ChunkingStrategy::GroupedValues));
         let err = Config::from_text(&text.replace("COLUMNS", ""), "test", &|_| None).unwrap_err();
         assert!(err.message.contains("tables[0] ('T'): chunking_strategy needs a chunking column"), "{}", err.message);
+    }
+
+    #[test]
+    fn staged_tables_need_a_valid_staging_section() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
+          TOP "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s", SOURCE "tables":[{"source":"T","target":"t" TABLE}, {"source":"U","target":"u"}]}]}"#;
+        let load = |top: &str, source: &str, table: &str| {
+            Config::from_text(&text.replace("TOP", top).replace("SOURCE", source).replace("TABLE", table), "test", &|_| None)
+        };
+        // Default: direct, no staging needed; a table or its source opts in.
+        let direct = load("", "", "").unwrap();
+        assert_eq!(direct.source_mode(&direct.sources[0], &direct.sources[0].tables[0]), SourceMode::Direct);
+        let err = load("", "", r#", "source_mode": "staged""#).unwrap_err();
+        assert!(err.message.contains("s.T have source_mode \"staged\" but there is no 'staging' section"), "{}", err.message);
+        let staging = r#""staging": {"stage": "DB.PUBLIC.THAW_STAGE", "bucket": "thaw-staging"},"#;
+        let per_source = load(staging, r#""source_mode": "staged","#, r#", "source_mode": "direct""#).unwrap();
+        let s = &per_source.sources[0];
+        assert_eq!((per_source.source_mode(s, &s.tables[0]), per_source.source_mode(s, &s.tables[1])), (SourceMode::Direct, SourceMode::Staged));
+        let st = per_source.staging.as_ref().unwrap();
+        let run = uuid::Uuid::nil();
+        assert_eq!(st.chunk_prefix("D", "S", "T", run, 7), format!("D/S/T/run_{run}/chunk_7/"));
+        assert_eq!((st.max_file_size_bytes(), st.compression_keyword()), (100 * 1024 * 1024, "SNAPPY".to_string()));
+        assert_eq!(st.stage_url(), "s3://thaw-staging/unload/");
+        // The legacy section name and keys (s3copyconfig.json) are accepted;
+        // a legacy prefix without run/chunk gets them appended.
+        let legacy = load(
+            r#""s3_staging": {"stage_name": "CM_S3_STAGE", "bucket": "cm-migration-dev01", "prefix_pattern": "{source_database}/{source_schema}/{source_table}/",
+               "file_format": "parquet", "compression": "snappy", "max_file_size_mb": 100, "cleanup_after_load": false},"#,
+            "",
+            r#", "source_mode": "staged""#,
+        )
+        .unwrap();
+        assert_eq!(legacy.staging.as_ref().unwrap().chunk_prefix("D", "S", "T", run, 0), format!("D/S/T/run_{run}/chunk_0/"));
+        // Every problem of the section in one error, naming the key.
+        let err = load(
+            r#""staging": {"stage": "bad stage", "bucket": "s3://Bucket", "prefix_pattern": "/{db}/x", "file_format": "csv", "compression": "gzip",
+               "max_file_size_mb": 0, "endpoint": "localhost:9000", "stage_nme": "x"},"#,
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("unknown key 'stage_nme' in staging (did you mean 'stage_name'?)"), "{}", err.message);
+        let err = load(
+            r#""staging": {"stage": "bad stage", "bucket": "s3://Bucket", "prefix_pattern": "/{db}/x", "file_format": "csv", "compression": "gzip",
+               "max_file_size_mb": 0, "endpoint": "localhost:9000"},"#,
+            "",
+            "",
+        )
+        .unwrap_err();
+        for fragment in [
+            "staging.stage 'bad stage'",
+            "staging.bucket 's3://Bucket'",
+            "unknown placeholder {db}",
+            "must be a relative path",
+            "staging.file_format 'csv'",
+            "staging.compression 'gzip'",
+            "staging.max_file_size_mb 0",
+            "staging.endpoint 'localhost:9000'",
+        ] {
+            assert!(err.message.contains(fragment), "missing '{fragment}' in: {}", err.message);
+        }
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub struct PlanRequest {
     /// every row (docs/sync.md §2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub where_predicate: Option<String>,
+    /// Staged tables: load the Parquet files this earlier run unloaded
+    /// instead of unloading again, for every chunk whose predicate is the
+    /// same (`thaw run --reuse-unload RUN_ID`; docs/sync.md §13.6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse_unload: Option<Uuid>,
 }
 
 /// Output of `plan`: the run and where its chunk manifest is.
@@ -81,6 +86,33 @@ pub struct ChunkItem {
     pub source_table: String,
     /// Chunk number within the table, from 0.
     pub chunk_id: i32,
+    /// Staged tables only: load just this S3 object key of the chunk's
+    /// recorded files (the per-file Map item; docs/sync.md §13.7). Absent:
+    /// the whole chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_key: Option<String>,
+    /// Staged tables only: a step of the state machine's staged flow instead
+    /// of the whole chunk (docs/sync.md §13.7). Absent: the whole chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<StagedStep>,
+}
+
+/// The state machine's steps of the staged path (docs/sync.md §13.7), as
+/// `ChunkItem.staged`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum StagedStep {
+    /// Unload the chunk and record its files; load nothing (a direct
+    /// table's chunk ignores it and is copied as usual).
+    Unload,
+    /// Write the run's unfinished staged files as a JSON array of
+    /// [`ChunkItem`]s with `file_key` (the per-file Map's manifest) to `uri`
+    /// (`s3://bucket/key` or a local path); `source_name`, `source_table`
+    /// and `chunk_id` of the item are ignored.
+    FileManifest {
+        /// Where to write the manifest.
+        uri: String,
+    },
 }
 
 /// Output of `copy-chunk`.

@@ -45,6 +45,10 @@ pub const CONFLICT_LIFECYCLE_MIDWAY: &str = "conflict_lifecycle_midway";
 /// the next table is planned: a run stopped half-way through planning.
 pub const PLAN_AFTER_TABLE: &str = "plan_after_table";
 
+/// Fails after a staged file's rows were written by COPY and before its
+/// commit (arm it with [`arm_at`] to let the first files through).
+pub const STAGED_FILE_BEFORE_COMMIT: &str = "staged_file_before_commit";
+
 /// Fails the `reconcile` step before it reads anything.
 pub const RECONCILE_STEP: &str = "reconcile_step";
 

@@ -14,6 +14,7 @@
 //! * `V13__conflict_side_tables.sql`: notifications, log history, payer/provider
 //!   reminders, agency contacts and the payer-provider dimension.
 //! * `V14__reconcile_coverage.sql`: per-table reconcile coverage (rolling slice, freshness).
+//! * `V16__staged_files.sql`: the staged path's files and per-chunk unloads.
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

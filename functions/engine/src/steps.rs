@@ -4,7 +4,7 @@
 //! | step | request | response | does |
 //! | --- | --- | --- | --- |
 //! | [`plan`] | [`PlanRequest`] | [`PlanResponse`] | picks chunks per table, writes status rows and the manifest |
-//! | [`copy_chunk`] | [`ChunkItem`] | [`CopyChunkResponse`] | one chunk: source query → binary COPY, exactly once |
+//! | [`copy_chunk`] | [`ChunkItem`] | [`CopyChunkResponse`] | one chunk: source query → binary COPY, exactly once; staged tables: unload, one file, or the file manifest (`ChunkItem.staged`, `file_key`) |
 //! | [`merge`] | [`RunRequest`] | [`MergeResponse`] | per-table finalisation: counts, ANALYZE, table status |
 //! | [`reconcile`] | [`RunRequest`] | [`ReconcileResponse`] | counts and checksums on both sides; a mismatch is an error |
 //! | [`conflict_create`] | [`ConflictCreateRequest`] | [`ConflictCreateResponse`] | conflict detection over the synced tables |
@@ -36,6 +36,12 @@ pub async fn plan(config: &Config, request: &PlanRequest) -> Result<PlanResponse
 /// [`crate::sync::status::HEARTBEAT_MIN_INTERVAL_SECONDS`]), so a run whose
 /// chunks are being copied is never taken for dead.
 pub async fn copy_chunk(config: &Config, item: &ChunkItem) -> Result<CopyChunkResponse> {
+    if let Some(crate::contract::StagedStep::FileManifest { uri }) = &item.staged {
+        // The staged path's per-file manifest (docs/sync.md §13.7): status only, no source.
+        let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
+        let files = crate::sync::staged::write_file_manifest(&pg, item.run_id, uri).await?;
+        return Ok(CopyChunkResponse { run_id: item.run_id, source_table: format!("{files} staged file(s)"), chunk_id: item.chunk_id, ..Default::default() });
+    }
     let mut worker = Worker::connect(config, &item.source_name).await?;
     if let Err(e) = crate::sync::status::touch(&worker.pg, item.run_id).await {
         tracing::warn!(run_id = %item.run_id, error = %e, "could not refresh the run heartbeat");

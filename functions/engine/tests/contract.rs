@@ -30,7 +30,8 @@ fn every_step_names_types_with_schemas_and_the_errors_are_complete() {
     let props = contract["types"]["ChunkItem"]["properties"].as_object().unwrap();
     let mut fields: Vec<&str> = props.keys().map(String::as_str).collect();
     fields.sort();
-    assert_eq!(fields, ["chunk_id", "run_id", "source_name", "source_table"]);
+    // file_key / staged: the staged path's per-file and unload items (docs/sync.md §13.7).
+    assert_eq!(fields, ["chunk_id", "file_key", "run_id", "source_name", "source_table", "staged"]);
     assert_eq!(contract["retryable"], serde_json::json!(["Transient", "Unreachable", "Locked"]));
     assert_eq!(contract["errors"].as_array().unwrap().len(), 10);
 }

@@ -461,79 +461,8 @@ async fn lossy_values_are_refused_naming_column_and_value() {
     }
 }
 
-/// Snowflake column type, PostgreSQL column type, and the SQL literals of the
-/// rows (a column with fewer literals than the longest is NULL below them).
-/// Every value is one the target holds exactly, so both engines must render
-/// the same canonical text.
-const EMULATED: &[(&str, &str, &[&str])] = &[
-    // FIXED
-    ("NUMBER(38,0)", "int8", &["-42", "9007199254740993", "NULL"]),
-    ("NUMBER(10,0)", "int4", &["-2147483648", "7"]),
-    ("NUMBER(10,2)", "int2", &["5", "-32768"]),
-    ("NUMBER(10,2)", "numeric(12,4)", &["1.5", "-0.01", "NULL"]),
-    ("NUMBER(10,2)", "numeric", &["1.5", "-12345678.99", "NULL"]),
-    ("NUMBER(10,3)", "float8", &["1.5", "-0.001", "NULL"]),
-    ("NUMBER(10,1)", "float4", &["2.5", "-12.8", "NULL"]),
-    ("NUMBER(10,0)", "bool", &["1", "0", "NULL"]),
-    ("NUMBER(10,2)", "text", &["1.5", "-0.01", "NULL"]),
-    ("NUMBER(10,0)", "varchar(20)", &["42", "-7"]),
-    ("NUMBER(10,0)", "char(4)", &["42"]),
-    // REAL: specials included
-    (
-        "FLOAT",
-        "float8",
-        &["CAST(0.1 AS FLOAT) + CAST(0.2 AS FLOAT)", "CAST('NaN' AS FLOAT)", "CAST('inf' AS FLOAT)", "CAST('-inf' AS FLOAT)", "CAST(1e308 AS FLOAT)", "CAST('-0' AS FLOAT)", "CAST(1e-7 AS FLOAT)", "NULL"],
-    ),
-    ("FLOAT", "float4", &["1.5", "-0.25", "CAST('NaN' AS FLOAT)", "CAST('-inf' AS FLOAT)", "NULL"]),
-    ("FLOAT", "numeric(10,2)", &["0.5", "-2.25", "NULL"]),
-    // TEXT
-    ("TEXT", "text", &["'héllo ✓'", "''", "NULL"]),
-    ("TEXT", "varchar(10)", &["'ab'", "''"]),
-    ("TEXT", "char(5)", &["'ab'", "'abc  '", "NULL"]),
-    ("TEXT", "uuid", &["'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'", "'a0eebc999c0b4ef8bb6d6bb9bd380a12'", "NULL"]),
-    ("TEXT", "json", &[r#"'{"b":1,"a":[1,2]}'"#, "'[]'", "NULL"]),
-    ("TEXT", "jsonb", &[r#"'{"b":1e-7,"a":[1,2.50]}'"#, "'[]'", r#"'""'"#, "'null'", "NULL"]),
-    ("TEXT", "int8", &["'42'", "'-9223372036854775808'", "NULL"]),
-    ("TEXT", "int4", &["'2147483647'", "'7'"]),
-    ("TEXT", "int2", &["'-32768'"]),
-    ("TEXT", "numeric(10,3)", &["'12.5'", "'-0.125'", "NULL"]),
-    // BOOLEAN
-    ("BOOLEAN", "bool", &["TRUE", "FALSE", "NULL"]),
-    ("BOOLEAN", "text", &["TRUE", "FALSE", "NULL"]),
-    ("BOOLEAN", "varchar(5)", &["FALSE"]),
-    ("BOOLEAN", "char(5)", &["TRUE"]),
-    // DATE
-    ("DATE", "date", &["'1969-12-31'", "'2024-03-10'", "NULL"]),
-    ("DATE", "timestamp", &["'1969-12-31'", "'2024-03-10'", "NULL"]),
-    ("DATE", "timestamptz", &["'1969-12-31'", "'2024-03-10'", "NULL"]),
-    // TIME
-    ("TIME", "time", &["'13:14:15.123456'", "'00:00:00'", "NULL"]),
-    // TIMESTAMP_NTZ (a date target holds only midnights exactly)
-    ("TIMESTAMP_NTZ", "timestamp", &["'1969-12-31 23:59:59.123456'", "'2024-03-10 20:00:00'", "NULL"]),
-    ("TIMESTAMP_NTZ", "timestamptz", &["'1969-12-31 23:59:59.123456'", "'2024-03-10 20:00:00'", "NULL"]),
-    ("TIMESTAMP_NTZ", "date", &["'1969-12-31 00:00:00'", "'2024-03-10 00:00:00'", "NULL"]),
-    // TIMESTAMP_TZ / LTZ
-    ("TIMESTAMP_TZ", "timestamptz", &["'2024-03-10 23:30:00.5+05:30'", "'1969-12-31 23:59:59+00:00'", "NULL"]),
-    ("TIMESTAMP_TZ", "timestamp", &["'2024-03-10 23:30:00.5+00:00'", "'1969-12-31 23:59:59+00:00'", "NULL"]),
-    // (fakesnow keeps TIMESTAMP_TZ in UTC, so only UTC midnights are exact dates there.)
-    ("TIMESTAMP_TZ", "date", &["'2024-03-11 00:00:00+00:00'", "'1969-12-31 00:00:00+00:00'", "NULL"]),
-    ("TIMESTAMP_LTZ", "timestamptz", &["'2024-03-10 23:30:00.5'", "'1969-12-31 23:59:59'", "NULL"]),
-    ("TIMESTAMP_LTZ", "timestamp", &["'2024-03-10 23:30:00.5'", "'1969-12-31 23:59:59'", "NULL"]),
-    ("TIMESTAMP_LTZ", "date", &["'2024-03-10 00:00:00'", "NULL"]),
-    // BINARY
-    ("BINARY", "bytea", &["TO_BINARY('68656c6c6f', 'HEX')", "TO_BINARY('00ff', 'HEX')", "NULL"]),
-    ("BINARY", "text", &["TO_BINARY('68656c6c6f', 'HEX')", "TO_BINARY('c3a9', 'HEX')", "NULL"]),
-    ("BINARY", "varchar(3)", &["TO_BINARY('616263', 'HEX')"]),
-    ("BINARY", "char(3)", &["TO_BINARY('616263', 'HEX')"]),
-    // VARIANT / OBJECT / ARRAY
-    ("VARIANT", "jsonb", &[r#"PARSE_JSON('{"b": 1e-7, "a": [1, 2.50, "x y"], "c": {}}')"#, "PARSE_JSON('null')", r#"PARSE_JSON('""')"#, "PARSE_JSON('[]')", "NULL"]),
-    ("VARIANT", "json", &[r#"PARSE_JSON('{"b": 1, "a": [1, "x y"]}')"#, "PARSE_JSON('[1, 2]')", "NULL"]),
-    ("OBJECT", "jsonb", &[r#"PARSE_JSON('{"bb": 1, "a": true}')"#, "NULL"]),
-    ("ARRAY", "json", &[r#"PARSE_JSON('[1, "a", null]')"#, "NULL"]),
-    ("VARIANT", "text", &[r#"PARSE_JSON('{"b": 1, "a": [1, "x y"]}')"#, "PARSE_JSON('\"s\"')", "NULL"]),
-    ("VARIANT", "varchar(20)", &["PARSE_JSON('[1, 2]')"]),
-    ("VARIANT", "char(20)", &["PARSE_JSON('[1, 2]')"]),
-];
+// The emulated pairs are shared with the staged round trip (tests/sync_staged.rs).
+include!("fixtures/emulated_types.rs");
 
 /// Pairs whose canonical forms agree only on real Snowflake, with the reason;
 /// their Snowflake SQL is checked as text.

@@ -214,6 +214,11 @@ struct RunArgs {
     /// boolean expression (e.g. a date range); checked to be exactly one expression.
     #[arg(long = "where", value_name = "PREDICATE", requires = "tables")]
     where_predicate: Option<String>,
+    /// Staged tables: load the Parquet files this earlier run unloaded
+    /// instead of unloading again, for every chunk with the same predicate
+    /// (docs/sync.md §13.6).
+    #[arg(long, value_name = "RUN_ID")]
+    reuse_unload: Option<uuid::Uuid>,
     /// Skip conflict detection.
     #[arg(long)]
     no_conflicts: bool,
@@ -413,6 +418,7 @@ async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -
             allow_truncate: args.allow_truncate,
             manifest_uri: None,
             where_predicate: args.where_predicate,
+            reuse_unload: args.reuse_unload,
         },
         conflicts: !args.no_conflicts,
         conflicts_full: args.conflicts_full,

@@ -34,7 +34,8 @@ export const METRICS_NAMESPACE = 'Thaw';
 /** Which database user each function connects as, and what else it touches. */
 export const FUNCTION_ACCESS: Record<FunctionName, { user: DatabaseUserKey; snowflake: boolean; writesManifest: boolean; bulk: boolean }> = {
   plan: { user: 'loader', snowflake: true, writesManifest: true, bulk: false },
-  'copy-chunk': { user: 'loader', snowflake: true, writesManifest: false, bulk: true },
+  // copy-chunk writes the staged path's file manifest (docs/sync.md §13.7).
+  'copy-chunk': { user: 'loader', snowflake: true, writesManifest: true, bulk: true },
   merge: { user: 'loader', snowflake: false, writesManifest: false, bulk: false },
   reconcile: { user: 'loader', snowflake: true, writesManifest: false, bulk: false },
   'conflict-create': { user: 'conflictWriter', snowflake: false, writesManifest: false, bulk: false },
@@ -56,7 +57,7 @@ export interface ThawFunctionsProps {
   /** With a proxy, copy-chunk (bulk COPY) still connects straight to the writer. */
   bulkLoadBypassesProxy: boolean;
   secrets: ThawSecrets;
-  /** Holds `config/thaw.json` (read by every sync step) and `manifests/` (written by plan). */
+  /** Holds `config/thaw.json` (read by every sync step) and `manifests/` (written by plan and, for staged tables, copy-chunk). */
   dataBucket: s3.IBucket;
   securityGroups: {
     /** plan, copy-chunk, merge, reconcile, conflict-create, fail-run. */
@@ -193,7 +194,7 @@ export class ThawFunctions extends ThawConcern {
         });
       }
       acknowledge(role, 'AwsSolutions-IAM5',
-        'ENI management (ec2:*NetworkInterface, DescribeSubnets) and X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions; log streams are created under this function\'s own log group only; plan writes only under manifests/ of the data bucket (one object per run).',
+        'ENI management (ec2:*NetworkInterface, DescribeSubnets) and X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions; log streams are created under this function\'s own log group only; plan (the chunk manifest) and copy-chunk (the staged file manifest) write only under manifests/ of the data bucket (one object each per run).',
         ['Resource::*', `Resource::${arnRef(lg)}:*`, ...(access.writesManifest ? [`Resource::${arnRef(bucket)}/manifests/*`] : [])]);
       functions[name] = fn;
     }

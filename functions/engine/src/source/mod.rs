@@ -25,6 +25,7 @@ pub mod sql;
 pub mod table;
 
 pub use table::TableSource;
+pub mod staged;
 
 use std::time::Duration;
 

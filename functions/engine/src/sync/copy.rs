@@ -75,7 +75,7 @@ pub fn choose_write_path(empty: bool, has_unique_key_index: bool, insert_only: b
 }
 
 /// The table's configuration entry for a chunk item, if it is still in the config.
-fn table_config<'a>(config: &'a Config, item: &ChunkItem) -> Option<&'a TableConfig> {
+pub(crate) fn table_config<'a>(config: &'a Config, item: &ChunkItem) -> Option<&'a TableConfig> {
     config.source(&item.source_name).ok()?.tables.iter().find(|t| t.source == item.source_table)
 }
 
@@ -113,6 +113,9 @@ pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) 
         source_schema: s.source_sf_schema.clone(),
         source_table: item.source_table.clone(),
     };
+    if s.tables.iter().find(|t| t.source == item.source_table).is_some_and(|t| config.source_mode(s, t) == crate::config::SourceMode::Staged) {
+        return crate::sync::staged::copy_staged_chunk(config, worker, item).await;
+    }
     let plan = load_plan(&worker.pg, &key).await?;
     if !status::start_chunk(&worker.pg, &key, item.chunk_id).await? {
         return Ok(done_response(item, started, true, ChunkCounts::default()));
@@ -145,7 +148,7 @@ pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) 
     }
 }
 
-fn done_response(item: &ChunkItem, started: Instant, already: bool, c: ChunkCounts) -> CopyChunkResponse {
+pub(crate) fn done_response(item: &ChunkItem, started: Instant, already: bool, c: ChunkCounts) -> CopyChunkResponse {
     CopyChunkResponse {
         run_id: item.run_id,
         source_table: item.source_table.clone(),
@@ -272,7 +275,7 @@ async fn copy_in_transaction(
 
 /// A NULL key never conflicts, so an upsert would insert such a row again on
 /// every run: refuse the chunk instead (deterministic, names a few rows).
-async fn check_null_keys(tx: &tokio_postgres::Transaction<'_>, plan: &TablePlan, staging: &str) -> Result<()> {
+pub(crate) async fn check_null_keys(tx: &tokio_postgres::Transaction<'_>, plan: &TablePlan, staging: &str) -> Result<()> {
     if plan.key_columns.is_empty() {
         return Ok(());
     }
@@ -305,7 +308,7 @@ fn staging_name(key: &TableKey, chunk_id: i32) -> String {
 }
 
 /// The set-based upsert from a staging table. Returns one row: (inserted, updated).
-fn upsert_sql(plan: &TablePlan, staging: &str, dest: &str, insert_only: bool) -> String {
+pub(crate) fn upsert_sql(plan: &TablePlan, staging: &str, dest: &str, insert_only: bool) -> String {
     let q = sink::ident;
     let cols: Vec<String> = plan.columns.iter().map(|c| q(&c.target.name)).collect();
     let keys: Vec<String> = plan.key_columns.iter().map(|k| q(k)).collect();

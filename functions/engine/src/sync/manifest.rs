@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     fn item(chunk_id: i32) -> ChunkItem {
-        ChunkItem { run_id: Uuid::nil(), source_name: "analytics".into(), source_table: "DIMPAYER".into(), chunk_id }
+        ChunkItem { run_id: Uuid::nil(), source_name: "analytics".into(), source_table: "DIMPAYER".into(), chunk_id, file_key: None, staged: None }
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! * [`manifest`]: the chunk list the Distributed Map (or the local runner)
 //!   iterates, in S3 or a local file.
 //! * [`copy`]: one chunk from the source into PostgreSQL, exactly once.
+//! * [`staged`]: a staged table's chunk: unload to S3, then one file at a time.
 //! * [`merge`]: per-table finalisation once all chunks are done.
 //! * [`keys`]: duplicate/NULL key check before a first load.
 //! * [`replace`]: `truncate_onstart` through a shadow table swapped in at merge.
@@ -24,4 +25,5 @@ pub mod merge;
 pub mod plan;
 pub mod replace;
 pub mod retry;
+pub mod staged;
 pub mod status;

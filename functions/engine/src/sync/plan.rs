@@ -388,6 +388,10 @@ async fn finish_planning(
     }
     status::set_status(pg, run_id, status::run_status::RUNNING, None).await?;
     status::set_run_metadata(pg, run_id, "planned", serde_json::Value::Bool(true)).await?;
+    if let Some(earlier) = request.reuse_unload {
+        // Staged tables load the files this earlier run unloaded (docs/sync.md §13.6).
+        status::set_run_metadata(pg, run_id, crate::sync::staged::REUSE_UNLOAD_KEY, serde_json::json!(earlier)).await?;
+    }
     let items = status::unfinished_chunks(pg, run_id).await?;
     let tables = status::tables(pg, run_id).await?.len() as u32;
     let estimated_rows = status::estimated_rows(pg, run_id).await?;

@@ -526,7 +526,7 @@ pub async fn unfinished_chunks(client: &Client, run_id: Uuid) -> Result<Vec<Chun
         .map_err(|e| from_postgres(e, "listing unfinished chunks"))?;
     Ok(rows
         .into_iter()
-        .map(|r| ChunkItem { run_id, source_name: r.get(0), source_table: r.get(1), chunk_id: r.get(2) })
+        .map(|r| ChunkItem { run_id, source_name: r.get(0), source_table: r.get(1), chunk_id: r.get(2), file_key: None, staged: None })
         .collect())
 }
 

@@ -1,0 +1,883 @@
+//! A staged table's chunk (docs/sync.md §13): Snowflake unloads the chunk to
+//! Parquet files in S3, thaw records the file list and loads one file at a
+//! time, exactly once per file.
+//!
+//! * [`ensure_unloaded`]: one `COPY INTO @stage/<chunk prefix> FROM (SELECT
+//!   <unload forms> … WHERE <chunk predicate>)` per chunk (or, with
+//!   `--reuse-unload`, the files an earlier run unloaded for the same
+//!   predicate), then `LIST` and the Parquet footers: the files' rows must add
+//!   up to `rows_unloaded`. The list is recorded in
+//!   `migration_status.migration_file_status` (one row per file: key, bytes,
+//!   rows, status) together with the chunk's `unloaded_at`, in one
+//!   transaction; a chunk whose unload is recorded is never unloaded again by
+//!   the same run.
+//! * [`load_file`]: the file's status row is locked (`FOR UPDATE`) inside the
+//!   data transaction; a completed file is skipped; its rows (streamed a row
+//!   group at a time into the binary COPY encoder) and its `completed` status
+//!   commit together, so a crash or a retry resumes at the next unfinished
+//!   file.
+//! * [`copy_staged_chunk`]: unload if needed, load every unfinished file, and
+//!   complete the chunk in the transaction of its last file.
+//!
+//! **Write path** per file: COPY straight into the destination when the plan
+//! saw it empty (or truncated it): a file not `completed` left nothing behind
+//! and the files of all chunks partition the table's rows, so its rows are
+//! not there yet (docs/sync.md §4.1's argument, per file). Should a row have
+//! moved between two chunks' unloads, the unique index refuses the COPY and
+//! the file is loaded again through the upsert. Otherwise the path is chosen
+//! from the destination's state as the direct path does
+//! ([`crate::sync::copy::choose_write_path`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use tokio_postgres::{Client, Transaction};
+use uuid::Uuid;
+
+use crate::config::{Config, StagingSettings};
+use crate::contract::{ChunkItem, CopyChunkResponse, StagedStep};
+use crate::error::{from_postgres, Error, ErrorKind, Result};
+use crate::failpoints;
+use crate::sink::{self, encode::CopyEncoder, writer::CopyWriter};
+use crate::source::staged::{parse_s3_url, s3_store, StagedFile, UnloadForm};
+use crate::sync::copy::{self, choose_write_path, WritePath};
+use crate::sync::plan::{ChunkRange, TablePlan};
+use crate::sync::status::{self, ChunkCounts, LoadMode, TableKey};
+use crate::sync::{indexes, replace};
+
+/// Run metadata key holding the run id given to `--reuse-unload`.
+pub const REUSE_UNLOAD_KEY: &str = "reuse_unload";
+
+/// One file of a chunk, as recorded in `migration_file_status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// S3 bucket.
+    pub bucket: String,
+    /// S3 object key.
+    pub key: String,
+    /// Object size in bytes.
+    pub bytes: u64,
+    /// Rows in the file (Parquet footer).
+    pub rows: u64,
+    /// S3 ETag as LIST shows it.
+    pub etag: String,
+    /// `pending`, `in_progress`, `completed` or `failed`.
+    pub status: String,
+}
+
+/// The staging section, or a clear error.
+pub fn staging(config: &Config) -> Result<&StagingSettings> {
+    config.staging.as_ref().ok_or_else(|| {
+        Error::config(
+            "a staged table needs the 'staging' section (stage, bucket; docs/sync.md §13)",
+        )
+    })
+}
+
+/// The unload forms of the plan's columns, in COPY order.
+///
+/// Errors: [`ErrorKind::TypeUnsupported`] for a column whose type cannot be
+/// unloaded.
+pub fn unload_forms(plan: &TablePlan) -> Result<Vec<(String, UnloadForm)>> {
+    plan.columns
+        .iter()
+        .map(|c| Ok((c.source.name.clone(), UnloadForm::of(&c.source)?)))
+        .collect()
+}
+
+/// The chunk's path below the stage, checked to be safe to write unquoted
+/// after `@stage/`.
+///
+/// Errors: [`ErrorKind::ConfigInvalid`] when a database, schema or table
+/// name holds characters a stage path cannot carry.
+pub fn chunk_path(
+    staging: &StagingSettings,
+    plan: &TablePlan,
+    run_id: Uuid,
+    chunk_id: i32,
+) -> Result<String> {
+    let path = staging.chunk_prefix(
+        &plan.source_database,
+        &plan.source_schema,
+        &plan.source_table,
+        run_id,
+        chunk_id,
+    );
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '$' | '=')))
+    {
+        return Err(Error::config(format!(
+            "the staged path '{path}' of {} holds '{c}', which a stage path cannot carry unquoted; use a staging.prefix_pattern without that name part",
+            plan.source_fqn()
+        )));
+    }
+    Ok(path)
+}
+
+/// The chunk's unload statement (docs/sync.md §13.1).
+pub fn unload_sql(
+    staging: &StagingSettings,
+    plan: &TablePlan,
+    forms: &[(String, UnloadForm)],
+    path: &str,
+    chunk_filter: &str,
+) -> String {
+    let select: Vec<String> = forms
+        .iter()
+        .map(|(name, form)| form.select_expr(name))
+        .collect();
+    format!(
+        "COPY INTO @{}/{path} FROM (SELECT {} FROM {} WHERE {} AND ({chunk_filter})) FILE_FORMAT = (TYPE = PARQUET COMPRESSION = {}) MAX_FILE_SIZE = {} HEADER = TRUE OVERWRITE = TRUE",
+        staging.stage,
+        select.join(", "),
+        plan.source_fqn(),
+        plan.base_predicate(),
+        staging.compression_keyword(),
+        staging.max_file_size_bytes()
+    )
+}
+
+/// The chunk's files as recorded, in key order.
+pub async fn chunk_files<C: tokio_postgres::GenericClient>(
+    pg: &C,
+    key: &TableKey,
+    chunk_id: i32,
+) -> Result<Vec<FileRecord>> {
+    let rows = pg
+        .query(
+            "SELECT bucket, file_key, bytes, rows, etag, status FROM migration_status.migration_file_status \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 ORDER BY file_key",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the chunk's staged files"))?;
+    Ok(rows
+        .iter()
+        .map(|r| FileRecord {
+            bucket: r.get(0),
+            key: r.get(1),
+            bytes: r.get::<_, i64>(2) as u64,
+            rows: r.get::<_, i64>(3) as u64,
+            etag: r.get(4),
+            status: r.get(5),
+        })
+        .collect())
+}
+
+async fn unloaded(pg: &Client, key: &TableKey, chunk_id: i32) -> Result<bool> {
+    let row = pg
+        .query_opt(
+            "SELECT unloaded_at IS NOT NULL FROM migration_status.migration_chunk_status \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the chunk's unload state"))?;
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
+/// Record a chunk's unload: its files (all `pending`) and the chunk's
+/// `rows_unloaded`, `unloaded_at` and prefix, in one transaction.
+async fn record_unload(
+    pg: &mut Client,
+    key: &TableKey,
+    chunk_id: i32,
+    prefix: &str,
+    rows_unloaded: u64,
+    files: &[FileRecord],
+    unloaded_by: Uuid,
+) -> Result<()> {
+    let tx = pg
+        .transaction()
+        .await
+        .map_err(|e| from_postgres(e, "starting the unload record"))?;
+    let k = [
+        &key.run_id as &(dyn tokio_postgres::types::ToSql + Sync),
+        &key.source_database,
+        &key.source_schema,
+        &key.source_table,
+        &chunk_id,
+    ];
+    tx.execute(
+        "DELETE FROM migration_status.migration_file_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
+        &k,
+    )
+    .await
+    .map_err(|e| from_postgres(e, "clearing the chunk's file list"))?;
+    for f in files {
+        tx.execute(
+            "INSERT INTO migration_status.migration_file_status \
+             (run_id, source_database, source_schema, source_table, chunk_id, file_key, bucket, bytes, etag, rows, unloaded_by_run) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &f.key, &f.bucket, &(f.bytes as i64), &f.etag, &(f.rows as i64), &unloaded_by],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("recording staged file s3://{}/{}", f.bucket, f.key)))?;
+    }
+    tx.execute(
+        "UPDATE migration_status.migration_chunk_status SET rows_unloaded = $6, unloaded_at = now(), unload_prefix = $7 \
+         WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
+        &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &(rows_unloaded as i64), &prefix],
+    )
+    .await
+    .map_err(|e| from_postgres(e, "recording the chunk's unload"))?;
+    tx.commit()
+        .await
+        .map_err(|e| from_postgres(e, "committing the unload record"))
+}
+
+/// The earlier run's unload of the same table and chunk predicate, if any:
+/// (prefix, rows_unloaded, files, the run that unloaded them).
+async fn earlier_unload(
+    pg: &Client,
+    earlier: Uuid,
+    key: &TableKey,
+    filter_sql: &str,
+) -> Result<Option<(String, u64, Vec<FileRecord>, Uuid)>> {
+    let row = pg
+        .query_opt(
+            "SELECT chunk_id, unload_prefix, rows_unloaded FROM migration_status.migration_chunk_status \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 \
+               AND chunk_range->>'filter_sql' = $5 AND unloaded_at IS NOT NULL ORDER BY chunk_id LIMIT 1",
+            &[&earlier, &key.source_database, &key.source_schema, &key.source_table, &filter_sql],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "looking up the earlier run's unload"))?;
+    let Some(row) = row else { return Ok(None) };
+    let chunk_id: i32 = row.get(0);
+    let earlier_key = TableKey {
+        run_id: earlier,
+        ..key.clone()
+    };
+    let files = chunk_files(pg, &earlier_key, chunk_id).await?;
+    let unloaded_by: Option<Uuid> = pg
+        .query_opt(
+            "SELECT unloaded_by_run FROM migration_status.migration_file_status \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 LIMIT 1",
+            &[&earlier, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "looking up the earlier run's unload"))?
+        .map(|r| r.get(0));
+    let files = files
+        .into_iter()
+        .map(|f| FileRecord {
+            status: "pending".into(),
+            ..f
+        })
+        .collect();
+    Ok(Some((
+        row.get(1),
+        row.get::<_, Option<i64>>(2).unwrap_or(0) as u64,
+        files,
+        unloaded_by.unwrap_or(earlier),
+    )))
+}
+
+/// The run id given to `--reuse-unload` for `run_id`, if any.
+async fn reuse_unload_of(pg: &Client, run_id: Uuid) -> Result<Option<Uuid>> {
+    let row = pg
+        .query_opt(
+            "SELECT metadata->>$2 FROM migration_status.migration_runs WHERE run_id = $1",
+            &[&run_id, &REUSE_UNLOAD_KEY],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the run's metadata"))?;
+    Ok(row
+        .and_then(|r| r.get::<_, Option<String>>(0))
+        .and_then(|s| s.parse().ok()))
+}
+
+/// Make sure the chunk's files are unloaded and recorded (see the module
+/// docs); returns the number of files.
+///
+/// Errors: Snowflake's errors for the unload (kinds as for queries);
+/// [`ErrorKind::ChunkFailed`] when the files' rows do not add up to
+/// `rows_unloaded` or a file cannot be read; bad staging settings as
+/// [`ErrorKind::ConfigInvalid`].
+pub async fn ensure_unloaded(
+    config: &Config,
+    worker: &mut copy::Worker,
+    plan: &TablePlan,
+    key: &TableKey,
+    chunk_id: i32,
+    range: &ChunkRange,
+) -> Result<usize> {
+    if unloaded(&worker.pg, key, chunk_id).await? {
+        return Ok(chunk_files(&worker.pg, key, chunk_id).await?.len());
+    }
+    let staging = staging(config)?;
+    if let Some(earlier) = reuse_unload_of(&worker.pg, key.run_id).await? {
+        match earlier_unload(&worker.pg, earlier, key, &range.filter_sql).await? {
+            Some((prefix, rows, files, unloaded_by)) => {
+                tracing::info!(table = %plan.source_table, chunk = chunk_id, %earlier, files = files.len(), "reusing an earlier unload");
+                record_unload(
+                    &mut worker.pg,
+                    key,
+                    chunk_id,
+                    &prefix,
+                    rows,
+                    &files,
+                    unloaded_by,
+                )
+                .await?;
+                return Ok(files.len());
+            }
+            None => tracing::warn!(
+                table = %plan.source_table, chunk = chunk_id, %earlier,
+                "run {earlier} has no unload of this chunk's predicate (its plan differs); unloading it again"
+            ),
+        }
+    }
+    let forms = unload_forms(plan)?;
+    let path = chunk_path(staging, plan, key.run_id, chunk_id)?;
+    if let Some(integration) = &staging.storage_integration {
+        worker
+            .sf
+            .execute(&format!(
+                "CREATE STAGE IF NOT EXISTS {} URL = '{}' STORAGE_INTEGRATION = {integration} FILE_FORMAT = (TYPE = PARQUET)",
+                staging.stage,
+                staging.stage_url()
+            ))
+            .await
+            .map_err(|e| e.context(format!("creating stage {}", staging.stage)))?;
+    }
+    let result = worker
+        .sf
+        .execute(&unload_sql(staging, plan, &forms, &path, &range.filter_sql))
+        .await?;
+    let rows_unloaded = result
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_deref())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "the unload of chunk {chunk_id} of {} returned no rows_unloaded ({result:?})",
+                plan.source_fqn()
+            ))
+        })?;
+    let listed = worker
+        .sf
+        .execute(&format!("LIST @{}/{path}", staging.stage))
+        .await?;
+    let mut files = Vec::with_capacity(listed.len());
+    let mut stores: Vec<(String, Arc<dyn object_store::ObjectStore>)> = Vec::new();
+    for row in &listed {
+        let cell = |i: usize| row.get(i).and_then(|v| v.clone()).unwrap_or_default();
+        let (bucket, file_key) = parse_s3_url(&cell(0))?;
+        let bytes = cell(1).parse::<u64>().map_err(|_| {
+            Error::internal(format!(
+                "LIST @{}/{path} gave size '{}' for {file_key}",
+                staging.stage,
+                cell(1)
+            ))
+        })?;
+        let store = match stores.iter().find(|(b, _)| *b == bucket) {
+            Some((_, s)) => s.clone(),
+            None => {
+                let s = s3_store(staging, &bucket)?;
+                stores.push((bucket.clone(), s.clone()));
+                s
+            }
+        };
+        let file = StagedFile {
+            store,
+            bucket: bucket.clone(),
+            key: file_key.clone(),
+            bytes,
+        };
+        let rows = file.row_count().await?;
+        files.push(FileRecord {
+            bucket,
+            key: file_key,
+            bytes,
+            rows,
+            etag: cell(2).trim_matches('"').to_string(),
+            status: "pending".into(),
+        });
+    }
+    let in_files: u64 = files.iter().map(|f| f.rows).sum();
+    if in_files != rows_unloaded {
+        return Err(Error::new(
+            ErrorKind::ChunkFailed,
+            format!(
+                "the unload of chunk {chunk_id} of {} reported {rows_unloaded} rows but its {} file(s) under @{}/{path} hold {in_files}; another writer may share the prefix. The chunk will be unloaded again on retry",
+                plan.source_fqn(),
+                files.len(),
+                staging.stage
+            ),
+        ));
+    }
+    let prefix = files
+        .first()
+        .map(|f| {
+            format!(
+                "s3://{}/{}",
+                f.bucket,
+                f.key.rsplit_once('/').map_or("", |(p, _)| p)
+            )
+        })
+        .unwrap_or_else(|| format!("@{}/{path}", staging.stage));
+    record_unload(
+        &mut worker.pg,
+        key,
+        chunk_id,
+        &prefix,
+        rows_unloaded,
+        &files,
+        key.run_id,
+    )
+    .await?;
+    tracing::info!(table = %plan.source_table, chunk = chunk_id, files = files.len(), rows = rows_unloaded, "unloaded");
+    Ok(files.len())
+}
+
+/// Copy one chunk of a staged table (the `copy-chunk` step for a staged
+/// table): unload it unless its unload is recorded, then load every
+/// unfinished file, or only `item.file_key` when the item names one (the
+/// state machine's per-file Map item); `item.staged` =
+/// [`StagedStep::Unload`] stops after the unload. The chunk completes with its last file (or at once when the
+/// unload wrote no file).
+///
+/// Errors: as [`ensure_unloaded`] and [`load_file`]; on any error the chunk
+/// is recorded `failed` with the message (completed files stay completed).
+pub async fn copy_staged_chunk(
+    config: &Config,
+    worker: &mut copy::Worker,
+    item: &ChunkItem,
+) -> Result<CopyChunkResponse> {
+    let started = Instant::now();
+    let s = config.source(&item.source_name)?;
+    let key = TableKey {
+        run_id: item.run_id,
+        source_database: s.source_sf_database.clone(),
+        source_schema: s.source_sf_schema.clone(),
+        source_table: item.source_table.clone(),
+    };
+    let plan = copy::load_plan(&worker.pg, &key).await?;
+    if !status::start_chunk(&worker.pg, &key, item.chunk_id).await? {
+        return Ok(copy::done_response(
+            item,
+            started,
+            true,
+            ChunkCounts::default(),
+        ));
+    }
+    let result = staged_chunk(config, worker, &plan, &key, item).await;
+    match result {
+        Ok(counts) => Ok(copy::done_response(item, started, false, counts)),
+        Err(e) => {
+            let e = e.context(format!(
+                "chunk {} of {} (run {}, staged)",
+                item.chunk_id, item.source_table, item.run_id
+            ));
+            if let Err(se) = status::fail_chunk(&worker.pg, &key, item.chunk_id, &e).await {
+                tracing::warn!(error = %se, "could not record the chunk failure");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn staged_chunk(
+    config: &Config,
+    worker: &mut copy::Worker,
+    plan: &TablePlan,
+    key: &TableKey,
+    item: &ChunkItem,
+) -> Result<ChunkCounts> {
+    let table_cfg = copy::table_config(config, item);
+    if plan.truncated {
+        replace::ensure_shadow(&mut worker.pg, plan, key).await?;
+    } else if table_cfg.is_some_and(|t| t.disable_index) {
+        indexes::disable(&mut worker.pg, plan, key).await?;
+    }
+    let chunk = status::lock_chunk(&worker.pg, key, item.chunk_id)
+        .await?
+        .ok_or_else(|| {
+            Error::config(format!(
+                "chunk {} of {} does not exist in run {}",
+                item.chunk_id, item.source_table, item.run_id
+            ))
+        })?;
+    let range: ChunkRange = serde_json::from_value(chunk.chunk_range)
+        .map_err(|e| Error::internal(format!("stored chunk definition is unreadable: {e}")))?;
+    ensure_unloaded(config, worker, plan, key, item.chunk_id, &range).await?;
+    let mut total = ChunkCounts::default();
+    let options = LoadOptions {
+        insert_only: table_cfg.is_some_and(|t| t.insert_only_mode)
+            || plan.load_mode == LoadMode::InsertOnly,
+        truncate_to_date: table_cfg
+            .map(|t| t.truncate_to_date.clone())
+            .unwrap_or_default(),
+        cleanup_after_load: staging(config)?.cleanup_after_load,
+    };
+    let files = chunk_files(&worker.pg, key, item.chunk_id).await?;
+    let wanted: Vec<&FileRecord> = files
+        .iter()
+        .filter(|f| item.file_key.as_ref().is_none_or(|k| *k == f.key))
+        .collect();
+    if let Some(k) = &item.file_key {
+        if wanted.is_empty() {
+            return Err(Error::config(format!(
+                "file {k} is not one of chunk {}'s staged files in run {}",
+                item.chunk_id, item.run_id
+            )));
+        }
+    }
+    if files.is_empty() {
+        // An empty chunk unloads no file: it is complete as it is.
+        status::complete_chunk(&worker.pg, key, item.chunk_id, ChunkCounts::default()).await?;
+        return Ok(total);
+    }
+    if item.staged == Some(StagedStep::Unload) {
+        return Ok(total);
+    }
+    let staging_settings = staging(config)?;
+    for f in wanted {
+        if f.status == "completed" {
+            continue;
+        }
+        let file = StagedFile {
+            store: s3_store(staging_settings, &f.bucket)?,
+            bucket: f.bucket.clone(),
+            key: f.key.clone(),
+            bytes: f.bytes,
+        };
+        if let Some(c) =
+            load_file(&mut worker.pg, plan, key, item.chunk_id, &file, &options).await?
+        {
+            total.read += c.read;
+            total.inserted += c.inserted;
+            total.updated += c.updated;
+            total.unchanged += c.unchanged;
+        }
+    }
+    Ok(total)
+}
+
+/// Per-table choices a file load needs.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `insert_only_mode`: existing keys are kept (`ON CONFLICT DO NOTHING`).
+    pub insert_only: bool,
+    /// The table's `truncate_to_date` source columns.
+    pub truncate_to_date: Vec<String>,
+    /// Delete the object once its rows are committed.
+    pub cleanup_after_load: bool,
+}
+
+/// Load one staged file exactly once (see the module docs). Returns `None`
+/// when the file was already completed. When it is the chunk's last
+/// unfinished file, the chunk is completed in the same transaction with the
+/// counts of all its files.
+///
+/// Errors: [`ErrorKind::ChunkFailed`] for a missing or corrupt file (naming
+/// the object) or a value the target cannot hold; [`ErrorKind::Transient`]
+/// for S3 or PostgreSQL connection failures. The file is recorded `failed`
+/// with the message; nothing of it stays in the destination.
+pub async fn load_file(
+    pg: &mut Client,
+    plan: &TablePlan,
+    key: &TableKey,
+    chunk_id: i32,
+    file: &StagedFile,
+    options: &LoadOptions,
+) -> Result<Option<ChunkCounts>> {
+    let first = load_file_once(pg, plan, key, chunk_id, file, options, false).await;
+    let result = match first {
+        Err(e) if e.kind == ErrorKind::ChunkFailed && e.message.contains("SQLSTATE 23505") => {
+            // A row moved between two chunks' unloads: load this file through the upsert.
+            tracing::info!(file = %file.url(), "unique violation on COPY; loading the file through the upsert");
+            load_file_once(pg, plan, key, chunk_id, file, options, true).await
+        }
+        other => other,
+    };
+    match result {
+        Ok(counts) => {
+            if counts.is_some() && options.cleanup_after_load {
+                if let Err(e) = file
+                    .store
+                    .delete(&object_store::path::Path::from(file.key.as_str()))
+                    .await
+                {
+                    tracing::warn!(file = %file.url(), error = %e, "could not delete the loaded file (staging.cleanup_after_load)");
+                }
+            }
+            Ok(counts)
+        }
+        Err(e) => {
+            let e = e.context(format!("staged file {}", file.url()));
+            let text: String = e.to_string().chars().take(2000).collect();
+            if let Err(se) = pg
+                .execute(
+                    "UPDATE migration_status.migration_file_status SET status = 'failed', error_message = $7, attempts = attempts + 1 \
+                     WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND file_key = $6 AND status <> 'completed'",
+                    &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &file.key, &text],
+                )
+                .await
+            {
+                tracing::warn!(error = %se, "could not record the file failure");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn load_file_once(
+    pg: &mut Client,
+    plan: &TablePlan,
+    key: &TableKey,
+    chunk_id: i32,
+    file: &StagedFile,
+    options: &LoadOptions,
+    force_upsert: bool,
+) -> Result<Option<ChunkCounts>> {
+    let tx = pg
+        .transaction()
+        .await
+        .map_err(|e| from_postgres(e, "starting the file transaction"))?;
+    let row = tx
+        .query_opt(
+            "SELECT status FROM migration_status.migration_file_status \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND file_key = $6 FOR UPDATE",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &file.key],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "locking the file status row"))?
+        .ok_or_else(|| Error::config(format!("{} is not a recorded file of chunk {chunk_id} of {}", file.url(), plan.source_table)))?;
+    if row.get::<_, String>(0) == "completed" {
+        return Ok(None);
+    }
+    let (dest, dest_schema, dest_table) = if plan.truncated {
+        (
+            replace::shadow_fqn(key),
+            replace::SHADOW_SCHEMA.to_string(),
+            replace::shadow_name(key),
+        )
+    } else {
+        (
+            plan.target_fqn(),
+            plan.target_schema.clone(),
+            plan.target_table.clone(),
+        )
+    };
+    let path = if plan.load_mode == LoadMode::Copy && !force_upsert {
+        WritePath::Copy
+    } else {
+        let empty: bool = tx
+            .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {dest})"), &[])
+            .await
+            .map_err(|e| from_postgres(e, format!("checking whether {dest} is empty")))?
+            .get(0);
+        let keyed = !empty
+            && sink::has_unique_index(&tx, &dest_schema, &dest_table, &plan.key_columns).await?;
+        choose_write_path(empty && !force_upsert, keyed, options.insert_only)
+    };
+    let staging_table = match path {
+        WritePath::Copy => None,
+        WritePath::Upsert | WritePath::InsertOnly => {
+            let name = format!(
+                "thaw_staging.{}",
+                file_staging_name(key, chunk_id, &file.key)
+            );
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS {name}; CREATE UNLOGGED TABLE {name} (LIKE {} INCLUDING DEFAULTS)", plan.target_fqn()))
+                .await
+                .map_err(|e| from_postgres(e, "creating the staging table"))?;
+            Some(name)
+        }
+    };
+    let copy_target = staging_table.clone().unwrap_or_else(|| dest.clone());
+    let rows_read = copy_file(&tx, plan, file, &copy_target, options).await?;
+    let counts = match &staging_table {
+        None => ChunkCounts {
+            read: rows_read,
+            inserted: rows_read,
+            updated: 0,
+            unchanged: 0,
+        },
+        Some(stg) => {
+            copy::check_null_keys(&tx, plan, stg).await?;
+            let row = tx
+                .query_one(
+                    &copy::upsert_sql(plan, stg, &dest, path == WritePath::InsertOnly),
+                    &[],
+                )
+                .await
+                .map_err(|e| from_postgres(e, format!("upserting into {dest}")))?;
+            let inserted = row.get::<_, i64>(0) as u64;
+            let updated = row.get::<_, i64>(1) as u64;
+            tx.batch_execute(&format!("DROP TABLE {stg}"))
+                .await
+                .map_err(|e| from_postgres(e, "dropping the staging table"))?;
+            ChunkCounts {
+                read: rows_read,
+                inserted,
+                updated,
+                unchanged: rows_read.saturating_sub(inserted + updated),
+            }
+        }
+    };
+    failpoints::check(failpoints::STAGED_FILE_BEFORE_COMMIT)?;
+    tx.execute(
+        "UPDATE migration_status.migration_file_status SET status = 'completed', rows_copied = $7, rows_inserted = $8, rows_updated = $9, \
+           attempts = attempts + 1, error_message = NULL, completed_at = now() \
+         WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND file_key = $6",
+        &[
+            &key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &file.key,
+            &(counts.read as i64), &(counts.inserted as i64), &(counts.updated as i64),
+        ],
+    )
+    .await
+    .map_err(|e| from_postgres(e, "marking the file completed"))?;
+    complete_chunk_if_done(&tx, key, chunk_id).await?;
+    tx.commit()
+        .await
+        .map_err(|e| from_postgres(e, "committing the file"))?;
+    Ok(Some(counts))
+}
+
+/// Stream `file` into `COPY copy_target`; returns the rows read.
+async fn copy_file(
+    tx: &Transaction<'_>,
+    plan: &TablePlan,
+    file: &StagedFile,
+    copy_target: &str,
+    options: &LoadOptions,
+) -> Result<u64> {
+    let forms = unload_forms(plan)?;
+    let (schema, mut batches) = file.batches(&forms).await?;
+    let pairs = plan
+        .columns
+        .iter()
+        .map(|c| c.target.clone())
+        .zip(schema.fields().iter().cloned())
+        .collect();
+    let key_positions = plan
+        .key_columns
+        .iter()
+        .filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k))
+        .collect();
+    let date_only: Vec<usize> = plan
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| options.truncate_to_date.contains(&c.source.name))
+        .map(|(i, _)| i)
+        .collect();
+    let encoder = CopyEncoder::new(pairs)?
+        .with_row_identity(plan.target_fqn(), key_positions)
+        .with_truncate_to_date(&date_only);
+    let cols: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| sink::ident(&c.target.name))
+        .collect();
+    // The same streaming writer as the direct path (docs/sync.md §5.6).
+    let mut writer = CopyWriter::new(tx, copy_target, &cols, encoder).await?;
+    let mut rows_read = 0u64;
+    while let Some(batch) = batches.next().await {
+        let batch = batch?;
+        rows_read += batch.num_rows() as u64;
+        writer.write(&batch).await?;
+    }
+    let copied = writer.finish().await?;
+    if copied != rows_read {
+        return Err(Error::internal(format!(
+            "COPY into {copy_target} wrote {copied} rows of {rows_read} read from {}",
+            file.url()
+        )));
+    }
+    Ok(rows_read)
+}
+
+/// Complete the chunk in the file's transaction when no other file of it is
+/// unfinished, with the sums of its files' counts.
+async fn complete_chunk_if_done(tx: &Transaction<'_>, key: &TableKey, chunk_id: i32) -> Result<()> {
+    // Lock the chunk row first: two files finishing at once serialise here,
+    // so the later one sees the other's completed status.
+    status::lock_chunk(tx, key, chunk_id).await?;
+    let row = tx
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status <> 'completed'), COALESCE(sum(rows_copied), 0)::bigint, \
+                    COALESCE(sum(rows_inserted), 0)::bigint, COALESCE(sum(rows_updated), 0)::bigint \
+             FROM migration_status.migration_file_status \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "counting the chunk's unfinished files"))?;
+    if row.get::<_, i64>(0) > 0 {
+        return Ok(());
+    }
+    let (read, inserted, updated) = (
+        row.get::<_, i64>(1) as u64,
+        row.get::<_, i64>(2) as u64,
+        row.get::<_, i64>(3) as u64,
+    );
+    status::complete_chunk(
+        tx,
+        key,
+        chunk_id,
+        ChunkCounts {
+            read,
+            inserted,
+            updated,
+            unchanged: read.saturating_sub(inserted + updated),
+        },
+    )
+    .await
+}
+
+/// Staging table name for one file: short, unique per run/table/chunk/file.
+fn file_staging_name(key: &TableKey, chunk_id: i32, file_key: &str) -> String {
+    use md5::{Digest, Md5};
+    let h = hex::encode(Md5::digest(format!(
+        "{}|{}|{}|{}|{chunk_id}|{file_key}",
+        key.run_id, key.source_database, key.source_schema, key.source_table
+    )));
+    format!("\"f_{}\"", &h[..24])
+}
+
+/// The run's staged files not yet completed, as per-file items (`file_key`
+/// set), in table, chunk and key order.
+pub async fn unfinished_file_items(pg: &Client, run_id: Uuid) -> Result<Vec<ChunkItem>> {
+    let rows = pg
+        .query(
+            "SELECT t.source_name, f.source_table, f.chunk_id, f.file_key FROM migration_status.migration_file_status f \
+             JOIN migration_status.migration_table_status t USING (run_id, source_database, source_schema, source_table) \
+             WHERE f.run_id = $1 AND f.status <> 'completed' ORDER BY t.source_name, f.source_table, f.chunk_id, f.file_key",
+            &[&run_id],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "listing the run's unfinished staged files"))?;
+    Ok(rows
+        .iter()
+        .map(|r| ChunkItem {
+            run_id,
+            source_name: r.get(0),
+            source_table: r.get(1),
+            chunk_id: r.get(2),
+            file_key: Some(r.get(3)),
+            staged: None,
+        })
+        .collect())
+}
+
+/// The [`StagedStep::FileManifest`] step: write the run's unfinished staged
+/// files to `uri` (see [`crate::sync::manifest`] for URIs) and return how
+/// many items it holds.
+///
+/// Errors: [`ErrorKind::ConfigInvalid`] for an unusable `uri`,
+/// [`ErrorKind::Transient`] for a failed S3 request.
+pub async fn write_file_manifest(pg: &Client, run_id: Uuid, uri: &str) -> Result<usize> {
+    let items = unfinished_file_items(pg, run_id).await?;
+    crate::sync::manifest::write(Some(uri), run_id, &items)
+        .await
+        .map_err(|e| e.context("writing the staged file manifest"))?;
+    tracing::info!(%run_id, files = items.len(), uri, "staged file manifest written");
+    Ok(items.len())
+}

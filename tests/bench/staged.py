@@ -1,0 +1,121 @@
+"""The staged-Parquet load of the visit fact table in `make bench` (docs/sync.md §13).
+
+Three loads of the same rows, measured in the same run (ratios, never absolute targets):
+
+* **staged**: thaw's staged path loading files an earlier run unloaded
+  (`thaw run --reuse-unload RUN_ID` after truncating the target, so only the
+  load is timed): per-file transactions and status rows, streaming reads of
+  row groups from the S3 API, thaw's binary COPY encoder;
+* **minimal loader**: `functions/engine/examples/parquet_copy_baseline.rs`,
+  the same files downloaded whole, decoded synchronously and written through
+  one COPY with no status at all — the practical ceiling on this machine;
+* **direct**: thaw's direct path (the main phase's inline sync).
+
+Target: staged >= 0.9x the minimal loader. Peak RSS (kB, `/usr/bin/time`)
+of the staged run and of the minimal loader are reported. The three targets
+must hold the same rows (count and the bench's order-independent checksum).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import ModuleType
+
+STAGED_UNLOAD_DB = "thaw_bench_staged"
+MINIMAL_DB = "thaw_bench_staged_minimal"
+
+
+def _config(bench: ModuleType, configs, database: str) -> Path:
+    """The sync config with the fact table staged and a staging section for the harness's S3 API."""
+    config = json.loads(configs.sync_text.replace(bench.DB_SENTINEL, database))
+    config["staging"] = {"stage": "THAW_BENCH_STAGE", "storage_integration": "THAW_S3_INTEGRATION",
+                         "bucket": os.environ["THAW_S3_BUCKET"], "max_file_size_mb": 16}
+    for source in config["sources"]:
+        for table in source["tables"]:
+            if table["source"] == bench.FACT:
+                table["source_mode"] = "staged"
+    path = configs.work / f"staged-{database}.json"
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def _timed(bench: ModuleType, cmd: list[str], what: str, logs: Path) -> tuple[str, float, int]:
+    """Run `cmd` under /usr/bin/time: (stdout, wall seconds, peak RSS in kB)."""
+    rss_file = logs / f"{what}.rss"
+    out, seconds = bench.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd], what, logs)
+    return out, seconds, int(rss_file.read_text().strip().splitlines()[-1])
+
+
+def _fact(report: dict, bench: ModuleType, what: str) -> dict:
+    table = next((t for t in report["tables"] if t["source_table"] == bench.FACT), None)
+    if table is None or table["failed_chunks"]:
+        raise bench.BenchFailure(f"{what}: no clean {bench.FACT} load in the report")
+    return table
+
+
+def measure(bench: ModuleType, thaw: str, baseline: str, configs, logs: Path, direct: dict, direct_db: str) -> dict:
+    """Unload once, then time the staged load and the minimal loader on the same files."""
+    bench.fresh_database(STAGED_UNLOAD_DB)
+    config = _config(bench, configs, STAGED_UNLOAD_DB)
+    first_report = logs / "staged-unload.json"
+    bench.run([thaw, "run", "--config", str(config), "--full", "--no-conflicts", "--no-resume", "--report", str(first_report)], "staged-unload", logs)
+    unload = json.loads(first_report.read_text())
+    run_id = unload["plan"]["run_id"]
+    _fact(unload, bench, "staged unload run")
+
+    # Load only: the same files again into the emptied target (same status database).
+    conn = bench.pg(STAGED_UNLOAD_DB)
+    with conn, conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {bench.FACT_TARGET}")
+    conn.close()
+    load_report = logs / "staged-load.json"
+    _, _, staged_rss = _timed(bench, [thaw, "run", "--config", str(config), "--full", "--no-conflicts", "--no-resume",
+                                      "--reuse-unload", run_id,
+                                      "--report", str(load_report)], "staged-load", logs)
+    load_run = json.loads(load_report.read_text())
+    load = _fact(load_run, bench, "staged load run")
+    conn = bench.pg(STAGED_UNLOAD_DB)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM migration_status.migration_file_status WHERE run_id = %s AND unloaded_by_run <> %s",
+                    (load_run["plan"]["run_id"], run_id))
+        unloaded_again = cur.fetchone()[0]
+    conn.close()
+    if unloaded_again:
+        raise bench.BenchFailure(f"the load-only run unloaded {unloaded_again} file(s) again (its chunk plan differs from run {run_id})")
+
+    bench.fresh_database(MINIMAL_DB)
+    bench.run([thaw, "migrate", "--config", str(_config(bench, configs, MINIMAL_DB))], "staged-minimal-migrate", logs)
+    out, _, minimal_rss = _timed(bench, [baseline, STAGED_UNLOAD_DB, run_id, bench.FACT, MINIMAL_DB], "staged-minimal", logs)
+    minimal = json.loads(out.strip().splitlines()[-1])
+
+    fingerprints = {db: bench.table_fingerprint(db, bench.FACT_TARGET) for db in (STAGED_UNLOAD_DB, MINIMAL_DB, direct_db)}
+    files = bench.pg(STAGED_UNLOAD_DB)
+    with files.cursor() as cur:
+        cur.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM migration_status.migration_file_status WHERE run_id = %s", (run_id,))
+        file_count, file_bytes = cur.fetchone()
+    files.close()
+    result = {
+        "rows": load["rows_read"], "files": file_count, "bytes": int(file_bytes),
+        "staged_seconds": load["seconds"], "staged_peak_rss_kb": staged_rss,
+        "minimal_rows": minimal["rows"], "minimal_seconds": minimal["seconds"], "minimal_peak_rss_kb": minimal_rss,
+        "direct_rows": direct["rows"], "direct_seconds": direct["copy_seconds"],
+        "identical": len(set(fingerprints.values())) == 1,
+    }
+    bench.log(f"staged: {result['rows']} rows in {file_count} files ({int(file_bytes) / 1e6:.1f} MB): staged load "
+              f"{result['staged_seconds']:.2f} s (peak RSS {staged_rss / 1024:.0f} MiB), minimal loader "
+              f"{result['minimal_seconds']:.2f} s (peak RSS {minimal_rss / 1024:.0f} MiB), direct copy {result['direct_seconds']:.2f} s")
+    for db in (STAGED_UNLOAD_DB, MINIMAL_DB):
+        bench.drop_database(db)
+    return result
+
+
+def metrics(bench: ModuleType, r: dict) -> list[tuple[str, float, float]]:
+    """Rows for the bench table: (name, thaw staged rows/s, baseline rows/s)."""
+    staged = bench.rate(r["rows"], r["staged_seconds"])
+    return [
+        ("staged load rows/s vs minimal loader", staged, bench.rate(r["minimal_rows"], r["minimal_seconds"])),
+        ("staged load rows/s vs thaw direct copy", staged, bench.rate(r["direct_rows"], r["direct_seconds"])),
+    ]
