@@ -11,8 +11,6 @@ use thaw_engine::conflicts::{run, DetectionMode};
 use thaw_engine::contract::ConflictCreateResponse;
 use tokio_postgres::{Client, NoTls};
 
-const SCHEMA_FILES: [&str; 2] = ["V2__analytics.sql", "V3__conflict.sql"];
-
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under tests/harness.py (make test)"))
 }
@@ -35,12 +33,10 @@ async fn fresh_database(name: &str) -> Client {
     let admin = connect("postgres").await;
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
     admin.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
-    let client = connect(&db).await;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema");
-    for file in SCHEMA_FILES {
-        let sql = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("read schema/{file}: {e}"));
-        client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("apply schema/{file}: {e}"));
-    }
+    let mut client = connect(&db).await;
+    // Every migration, as a deployment has them (the conflict step reads the
+    // side tables of V13 and the watermark of V10, not only V2/V3).
+    thaw_engine::migrations::migrate(&mut client).await.expect("migrate the new database");
     client
 }
 
@@ -140,12 +136,15 @@ async fn planted_pairs_are_stored_once_refreshed_resolved_and_user_columns_survi
     let in_progress: i64 = client.query_one(r#"SELECT "InProgressFlag" FROM conflict.settings"#, &[]).await.unwrap().get(0);
     assert_eq!(in_progress, 2);
 
-    // The application's users answer on some rows.
+    // The application's users answer on some rows. (They record that the
+    // other agency did respond: a 'Yes' no-response flag turns a pair `N`,
+    // docs/conflicts.md §8.2 step 8, tested in conflicts_lifecycle.rs; here
+    // only the store's refresh and resolve are under test.)
     client
         .batch_execute(
-            r#"UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'Yes', "ConNoResponseNotes" = 'called twice',
+            r#"UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'No', "ConNoResponseNotes" = 'called twice',
                    "FlagForReview" = 'Y', "FlagForReviewDate" = '2025-03-10 08:00', "AggFlagForReview" = 'Y';
-               UPDATE conflict.conflicts SET "NoResponseFlag" = 'Yes', "NoResponseTitle" = 'no answer', "FlagForReview" = 'Y';"#,
+               UPDATE conflict.conflicts SET "NoResponseFlag" = 'No', "NoResponseTitle" = 'no answer', "FlagForReview" = 'Y';"#,
         )
         .await
         .unwrap();
@@ -191,7 +190,7 @@ async fn planted_pairs_are_stored_once_refreshed_resolved_and_user_columns_survi
     // User-owned columns are exactly as the users left them.
     let user_cvm: i64 = client
         .query_one(
-            r#"SELECT count(*) FROM conflict.conflictvisitmaps WHERE "ConNoResponseFlag" = 'Yes' AND "ConNoResponseNotes" = 'called twice'
+            r#"SELECT count(*) FROM conflict.conflictvisitmaps WHERE "ConNoResponseFlag" = 'No' AND "ConNoResponseNotes" = 'called twice'
                  AND "FlagForReview" = 'Y' AND "FlagForReviewDate" = '2025-03-10 08:00' AND "AggFlagForReview" = 'Y'"#,
             &[],
         )
@@ -201,7 +200,7 @@ async fn planted_pairs_are_stored_once_refreshed_resolved_and_user_columns_survi
     assert_eq!(user_cvm, 4);
     let user_cf: i64 = client
         .query_one(
-            r#"SELECT count(*) FROM conflict.conflicts WHERE "NoResponseFlag" = 'Yes' AND "NoResponseTitle" = 'no answer' AND "FlagForReview" = 'Y'"#,
+            r#"SELECT count(*) FROM conflict.conflicts WHERE "NoResponseFlag" = 'No' AND "NoResponseTitle" = 'no answer' AND "FlagForReview" = 'Y'"#,
             &[],
         )
         .await

@@ -98,8 +98,10 @@ async fn run_with_reconcile_mismatch_is_recorded_mismatch_and_not_resumed() {
     assert_eq!(run_status(&pg, first.plan.run_id).await, ("completed".into(), None));
 
     // A row changed behind thaw's back (older watermark: no incremental run re-reads it).
+    // A nightly reconcile verifies the touched rows and a rolling slice (docs/reconcile.md §5);
+    // a full one finds the row wherever it is.
     pg.batch_execute("UPDATE public.orders SET \"Note\" = 'tampered' WHERE \"Id\" = 10").await.unwrap();
-    let second = runner::run(config.clone(), options(), Arc::new(Quiet)).await.unwrap();
+    let second = runner::run(config.clone(), RunOptions { reconcile_full: true, ..options() }, Arc::new(Quiet)).await.unwrap();
     assert_eq!(second.outcome().unwrap_err().kind, ErrorKind::ReconcileMismatch);
     assert_eq!(second.status, "mismatch");
     let (status, error) = run_status(&pg, second.plan.run_id).await;

@@ -98,6 +98,16 @@ impl Worker {
     }
 }
 
+/// The status key of the table a chunk item belongs to.
+pub(crate) fn chunk_key(source: &crate::config::SourceConfig, item: &ChunkItem) -> TableKey {
+    TableKey {
+        run_id: item.run_id,
+        source_database: source.source_sf_database.clone(),
+        source_schema: source.source_sf_schema.clone(),
+        source_table: item.source_table.clone(),
+    }
+}
+
 /// Copy one chunk (the `copy-chunk` step).
 ///
 /// Errors keep their kind (`Transient` for retryable failures, `ChunkFailed`
@@ -107,15 +117,10 @@ impl Worker {
 pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) -> Result<CopyChunkResponse> {
     let started = Instant::now();
     let s = config.source(&item.source_name)?;
-    let key = TableKey {
-        run_id: item.run_id,
-        source_database: s.source_sf_database.clone(),
-        source_schema: s.source_sf_schema.clone(),
-        source_table: item.source_table.clone(),
-    };
     if s.tables.iter().find(|t| t.source == item.source_table).is_some_and(|t| config.source_mode(s, t) == crate::config::SourceMode::Staged) {
         return crate::sync::staged::copy_staged_chunk(config, worker, item).await;
     }
+    let key = chunk_key(s, item);
     let plan = load_plan(&worker.pg, &key).await?;
     if !status::start_chunk(&worker.pg, &key, item.chunk_id).await? {
         return Ok(done_response(item, started, true, ChunkCounts::default()));

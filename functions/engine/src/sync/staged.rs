@@ -451,12 +451,7 @@ pub async fn copy_staged_chunk(
 ) -> Result<CopyChunkResponse> {
     let started = Instant::now();
     let s = config.source(&item.source_name)?;
-    let key = TableKey {
-        run_id: item.run_id,
-        source_database: s.source_sf_database.clone(),
-        source_schema: s.source_sf_schema.clone(),
-        source_table: item.source_table.clone(),
-    };
+    let key = copy::chunk_key(s, item);
     let plan = copy::load_plan(&worker.pg, &key).await?;
     if !status::start_chunk(&worker.pg, &key, item.chunk_id).await? {
         return Ok(copy::done_response(
