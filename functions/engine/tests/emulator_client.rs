@@ -33,9 +33,20 @@ async fn session() -> SnowflakeSource {
 static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A fresh schema in the shared in-memory database; returns its quoted name.
+///
+/// The mutex serialises the tests of one process; nextest runs each test in
+/// its own process, so two of them can still create the database at the same
+/// moment, which fakesnow answers with 261000 (a DuckDB catalog write
+/// conflict): that statement is retried a few times, nothing else is.
 async fn fresh_schema(source: &SnowflakeSource, name: &str) -> String {
     let _one_at_a_time = SETUP.lock().await;
-    source.execute(&format!("CREATE DATABASE IF NOT EXISTS {}", sql::ident(DATABASE))).await.unwrap();
+    let create = format!("CREATE DATABASE IF NOT EXISTS {}", sql::ident(DATABASE));
+    let mut attempt = 0;
+    while let Err(e) = source.execute(&create).await {
+        attempt += 1;
+        assert!(attempt < 5 && e.message.contains("261000"), "{create}: {e:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+    }
     let schema = format!("{}.{}", sql::ident(DATABASE), sql::ident(name));
     source.execute(&format!("CREATE OR REPLACE SCHEMA {schema}")).await.unwrap();
     schema
