@@ -84,7 +84,10 @@ pub struct ChunkItem {
     pub source_name: String,
     /// Snowflake table.
     pub source_table: String,
-    /// Chunk number within the table, from 0.
+    /// Chunk number within the table, from 0 (-1 on the staged path's
+    /// file-manifest request, which names no chunk).
+    #[serde(deserialize_with = "integral_i32")]
+    #[schemars(with = "i32")]
     pub chunk_id: i32,
     /// Staged tables only: load just this S3 object key of the chunk's
     /// recorded files (the per-file Map item; docs/sync.md §13.7). Absent:
@@ -315,4 +318,18 @@ pub fn contract_json() -> serde_json::Value {
         "steps": steps,
         "types": types,
     })
+}
+
+/// An `i32` written as a JSON integer or as a number with no fractional
+/// part: a state machine's literal `-1` can reach the Lambda as `-1.0`
+/// (moto's local Step Functions interpreter does that).
+///
+/// Errors: a fractional or out-of-range number names the value.
+fn integral_i32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if value.fract() == 0.0 && value >= f64::from(i32::MIN) && value <= f64::from(i32::MAX) {
+        Ok(value as i32)
+    } else {
+        Err(serde::de::Error::custom(format!("chunk_id {value} is not a whole 32-bit number")))
+    }
 }
