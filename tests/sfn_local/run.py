@@ -153,7 +153,7 @@ CONFLICT_OUTPUTS = ["conflict.conflicts", "conflict.conflictvisitmaps"]
 WALL_CLOCK_COLUMNS = {
     "conflict.settings": ["LastLoadDate"],
     "conflict.conflicts": ["RECORDEDDATETIME", "CreatedDate"],
-    "conflict.conflictvisitmaps": ["ID", "CreatedDate", "UpdatedDate", "ResolveDate", "CRDATEUNIQUE"],
+    "conflict.conflictvisitmaps": ["ID", "CreatedDate", "UpdatedDate", "ResolveDate", "CRDATEUNIQUE", "G_CRDATEUNIQUE"],
 }
 
 
