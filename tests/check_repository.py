@@ -9,6 +9,11 @@
 3. No shipped binary (the Lambdas) links the dataset generator or the test
    support crate: `cargo tree -e normal` of each Lambda package must not list
    `thaw-devdata` or `thaw-test-support`.
+4. Every verified defect of the legacy tool (`### L<n>.` in docs/sync.md §12)
+   has a test named after it (a Rust or Python test whose name starts with
+   `l<n>_`, possibly after other numbers: `l4_l12_…`), or its entry says
+   plainly that it has none ("No test:" / "Not yet covered by a test"); every
+   test the section names in backquotes with such a prefix exists.
 
 Exit 0 when clean; otherwise print every problem and exit 1.
 """
@@ -50,6 +55,36 @@ def heading_ids(path):
     return ids
 
 
+DEFECT_TEST = re.compile(r"^\s*(?:async\s+)?(?:fn|def)\s+((?:l\d+_)+)([a-z0-9_]*)", re.M)
+
+
+def legacy_defect_tests():
+    """Check 4: each `### L<n>.` entry of docs/sync.md §12 has its test."""
+    numbered = {}
+    for rel in tracked_files():
+        if rel.endswith((".rs", ".py")):
+            text = open(os.path.join(ROOT, rel), encoding="utf-8", errors="replace").read()
+            for m in DEFECT_TEST.finditer(text):
+                name = m.group(1) + m.group(2)
+                for n in re.findall(r"l(\d+)_", m.group(1)):
+                    numbered.setdefault(int(n), set()).add(name)
+    names = set().union(*numbered.values()) if numbered else set()
+    text = open(os.path.join(ROOT, "docs", "sync.md"), encoding="utf-8").read()
+    start = text.find("## 12. Verified defects of the legacy tool")
+    end = text.find("\n## ", start + 1)
+    if start < 0:
+        return ["docs/sync.md: section 12 (verified defects of the legacy tool) is missing"]
+    problems = []
+    for m in re.finditer(r"^### L(\d+)\.(.*?)(?=^### |\Z)", text[start:end], re.M | re.S):
+        n, body = int(m.group(1)), m.group(2)
+        if n not in numbered and "No test:" not in body and "Not yet covered by a test" not in body:
+            problems.append(f"docs/sync.md §12 L{n}: no test named l{n}_… and the entry does not say why")
+        for cited in re.findall(r"`((?:l\d+_)+[a-z0-9_]*)`", body):
+            if cited not in names:
+                problems.append(f"docs/sync.md §12 L{n} names test {cited}, which does not exist")
+    return problems
+
+
 def main():
     problems = []
     docs = {}
@@ -76,6 +111,7 @@ def main():
         for crate in ("thaw-devdata", "thaw-test-support"):
             if any(line.startswith(crate + " ") for line in tree.stdout.splitlines()):
                 problems.append(f"Lambda {package} links {crate}; only the CLI and tests may")
+    problems += legacy_defect_tests()
     for p in problems:
         print(p)
     print(f"repository check: {len(problems)} problem(s)")

@@ -1136,7 +1136,7 @@ mod tests {
     }
 
     #[test]
-    fn expand_env_uses_defaults_and_escapes_json() {
+    fn l25_expand_env_uses_defaults_and_escapes_json() {
         let out = expand_env(r#"{"k": "${K}", "d": "${D:-5432}"}"#, &env(&[("K", "a\"b\nc")])).unwrap();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["k"], "a\"b\nc");
@@ -1153,7 +1153,7 @@ mod tests {
     }
 
     #[test]
-    fn config_hash_ignores_secrets_and_endpoints() {
+    fn l15_config_hash_ignores_secrets_and_endpoints() {
         let text = |pw: &str| format!(r#"{{"snowflake":{{"account":"a","user":"u","password":"{pw}"}},"postgres":{{"host":"h","user":"u","password":"{pw}"}},
           "sources":[{{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
           "target_pg_schema":"s","tables":[{{"source":"T","target":"t"}}]}}]}}"#);

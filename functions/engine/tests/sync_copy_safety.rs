@@ -52,7 +52,7 @@ async fn index_defs(pg: &Client) -> Vec<(String, String)> {
 // --- 1. truncate_onstart keeps the previous rows until every chunk loaded ---------------
 
 #[tokio::test]
-async fn truncate_onstart_copy_failing_after_truncate_keeps_previous_rows_and_rerun_completes() {
+async fn l7_truncate_onstart_copy_failing_after_truncate_keeps_previous_rows_and_rerun_completes() {
     let (sf_db, pg_db, pg) = orders(900).await;
     pg.batch_execute(
         "INSERT INTO public.orders (\"Id\", \"Code\", \"Note\") \
@@ -165,7 +165,7 @@ async fn null_keys_fail_an_upsert_chunk_instead_of_duplicating_every_run() {
 // --- 4. the unique-index hint is valid SQL for quoted names -----------------------------------
 
 #[tokio::test]
-async fn unique_index_hint_is_valid_sql_for_quoted_schema_and_table_names() {
+async fn l16_unique_index_hint_is_valid_sql_for_quoted_schema_and_table_names() {
     let sf_db = unique("SFHINT").to_uppercase();
     let pg_db = unique("hint");
     let sf = fresh_sf(&sf_db).await;
@@ -231,7 +231,7 @@ async fn disable_index_drops_secondary_indexes_and_restores_identical_definition
 }
 
 #[tokio::test]
-async fn disable_index_crash_between_drop_and_restore_is_restored_on_resume() {
+async fn l9_disable_index_crash_between_drop_and_restore_is_restored_on_resume() {
     let (sf_db, pg_db, pg, before) = orders_with_indexes(900).await;
     let table = orders_table(Some(("Id", "int")), r#", "disable_index": true"#);
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
@@ -288,7 +288,7 @@ async fn disable_index_without_table_ownership_loads_with_indexes_in_place() {
 // --- 6. the write path is decided when a chunk starts ------------------------------------------
 
 #[tokio::test]
-async fn load_mode_decided_at_chunk_start_resume_after_partial_load_has_no_duplicate_keys() {
+async fn l8_load_mode_decided_at_chunk_start_resume_after_partial_load_has_no_duplicate_keys() {
     let (sf_db, pg_db, pg) = orders(900).await;
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], "")));
     thaw_engine::migrations::migrate_databases(&config).await.unwrap();
@@ -417,7 +417,7 @@ async fn retry_rides_out_terminated_backends_mid_copy() {
 }
 
 #[tokio::test]
-async fn deterministic_error_fails_fast_without_retry() {
+async fn l20_deterministic_error_fails_fast_without_retry() {
     let (sf_db, pg_db, pg) = orders(300).await;
     let table = orders_table(None, "");
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "\"retry_budget_seconds\": 600, \"max_retry_attempts\": 5,")));

@@ -43,7 +43,7 @@ async fn transient_failure_before_commit_is_retried_without_duplicates() {
 }
 
 #[tokio::test]
-async fn failed_chunk_leaves_nothing_behind_and_resume_completes_it() {
+async fn l6_failed_chunk_leaves_nothing_behind_and_resume_completes_it() {
     let (_sf, _db, pg, config) = setup(900).await;
     failpoints::arm(failpoints::COPY_CHUNK_BEFORE_COMMIT, ErrorKind::ChunkFailed, 1);
     let report = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("run");

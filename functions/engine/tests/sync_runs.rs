@@ -56,7 +56,7 @@ fn config_for(sf_db: &str, pg_db: &str, tables: usize) -> Arc<Config> {
 }
 
 #[tokio::test]
-async fn run_with_a_failed_table_is_recorded_partial_with_the_table_error() {
+async fn l14_run_with_a_failed_table_is_recorded_partial_with_the_table_error() {
     let (sf_db, pg_db, pg) = setup("partial", 300, 2).await;
     // orders2 cannot hold the notes: every chunk of it with a note fails.
     pg.batch_execute("DROP TABLE public.orders2; CREATE TABLE public.orders2 (\"Id\" int8, \"Code\" uuid NOT NULL UNIQUE, \"Note\" varchar(5), \"Updated\" timestamptz)").await.unwrap();

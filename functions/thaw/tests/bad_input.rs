@@ -62,7 +62,7 @@ async fn wrong_snowflake_password_is_an_auth_error() {
 }
 
 #[tokio::test]
-async fn missing_source_table_and_column_fail_before_anything_is_written() {
+async fn l18_missing_source_table_and_column_fail_before_anything_is_written() {
     let sf_db = unique("SFBAD").to_uppercase();
     let pg_db = unique("bad");
     let sf = fresh_sf(&sf_db).await;

@@ -14,7 +14,7 @@ fn report(path: &std::path::Path) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn run_exit_codes_and_report_follow_the_run_outcome() {
+async fn l5_run_exit_codes_and_report_follow_the_run_outcome() {
     let sf_db = unique("SFEXIT").to_uppercase();
     let pg_db = unique("exit");
     let sf = fresh_sf(&sf_db).await;

@@ -22,7 +22,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 /// the emulator too (its Rust fallback for those columns reads every row,
 /// docs/reconcile.md).
 #[tokio::test]
-async fn thaw_run_peak_rss_stays_below_256_mib_on_a_wide_table() {
+async fn l4_l12_thaw_run_peak_rss_stays_below_256_mib_on_a_wide_table() {
     const ROWS: i64 = 400_000;
     let sf_db = unique("SFMEM").to_uppercase();
     let pg_db = unique("mem");

@@ -1464,7 +1464,7 @@ mod tests {
     }
 
     #[test]
-    fn legacy_type_names_parse() {
+    fn l22_legacy_type_names_parse() {
         assert_eq!(ChunkKeyType::parse("BIGINT"), Some(ChunkKeyType::Integer));
         assert_eq!(
             ChunkKeyType::parse("timestamp_tz"),
