@@ -419,9 +419,12 @@ def scenario_dual_read(cloud: LocalCloud) -> None:
     dual_read = output.get("dual_read", {})
     if dual_read.get("status") != "error" or not dual_read.get("error"):
         fail(f"the DualRead state's output should be status 'error' with its reason: {dual_read}")
-    rows = psql(STATE_DB, f"SELECT status, error_message FROM migration_status.dual_read_results ORDER BY checked_at DESC LIMIT {int(before) + 1}")
-    if len(rows) != int(before) + 1 or rows[0][0] != "error" or rows[0][1] != dual_read["error"]:
-        fail(f"dual_read_results should have gained one 'error' row with the step's reason; newest rows {rows}")
+    # The newest row, its reason compared in SQL (it may hold tabs or newlines); the response carries its first 2000 characters.
+    reason = dual_read["error"].replace("'", "''")
+    rows = psql(STATE_DB, "SELECT count(*), (array_agg(status ORDER BY checked_at DESC))[1], "
+                          f"(array_agg(left(error_message, 2000) = '{reason}' ORDER BY checked_at DESC))[1] FROM migration_status.dual_read_results")
+    if rows != [[str(int(before) + 1), "error", "t"]]:
+        fail(f"dual_read_results should have gained one 'error' row with the step's reason ({dual_read['error'][:300]}): {rows}")
     status = psql(STATE_DB, f"SELECT status FROM migration_status.migration_runs WHERE run_id = '{run_id}'")
     if status != [["completed"]]:
         fail(f"run {run_id} is {status} after a failed dual-read, expected completed (the dual-read never fails the run)")
