@@ -406,7 +406,8 @@ def scenario_dual_read(cloud: LocalCloud) -> None:
     log("scenario dual-read: input dual_read=true; the comparison fails (no CONFLICTREPORT) -> recorded, notified, run still completed")
     before = psql(STATE_DB, "SELECT count(*) FROM migration_status.dual_read_results")[0][0]
     machine = cloud.create_state_machine(f"thaw-{ENVIRONMENT}-sync-dual-read")
-    result = cloud.execute(machine, "sync-dual-read-1", {"dual_read": True})
+    # allow_truncate: a second run over examples/config.json reloads its truncate_onstart table (dimuser).
+    result = cloud.execute(machine, "sync-dual-read-1", {"dual_read": True, "allow_truncate": True})
     if result["status"] != "SUCCEEDED":
         fail(f"dual-read execution ended {result['status']}: {result.get('error')} {result.get('cause', '')[:1500]}")
     calls = [c for c in cloud.adapter.calls("reconcile") if c.payload and c.payload.get("operation") == "dual-read"]
