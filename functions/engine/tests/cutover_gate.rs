@@ -182,7 +182,7 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
     let request = thaw_engine::contract::DualReadRequest {
         operation: thaw_engine::contract::DualReadOperation::DualRead,
         run_id: None,
-        snowflake_database: Some(sf_db.clone()),
+        snowflake_database: Some(sf_db),
         snowflake_schema: Some("S".into()),
     };
     let response = thaw_engine::steps::dual_read(&config, &request).await.unwrap();
