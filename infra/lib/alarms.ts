@@ -31,11 +31,19 @@ export const ALARM_RUNBOOKS = [
   'aurora-free-local-storage',
   'data-freshness',
   'conflict-create-not-run',
+  'reconcile-freshness',
+  'dual-read',
 ] as const;
 type Runbook = (typeof ALARM_RUNBOOKS)[number];
 
 /** Custom metric reconcile emits (EMF) after a verified sync: hours since the last one. */
 export const FRESHNESS_METRIC = 'HoursSinceLastVerifiedSync';
+
+/** Custom metric reconcile emits (EMF) after every reconcile: hours since the least recently verified slice was verified. */
+export const RECONCILE_FRESHNESS_METRIC = 'ReconcileFreshnessHours';
+
+/** Custom metric the dual-read operation of the reconcile Lambda emits (EMF): 0 clean, 1 differs or failed. */
+export const DUAL_READ_METRIC = 'DualReadProblems';
 
 /** Inputs of {@link ThawAlarms}. */
 export interface ThawAlarmsProps {
@@ -165,6 +173,24 @@ export class ThawAlarms extends Construct {
       threshold: 1, evaluationPeriods: fresh, datapointsToAlarm: fresh,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    // Both metrics arrive once per night: hourly Maximum, and missing data keeps the state, so the alarm
+    // reflects the newest datapoint (ALARM until a later reconcile or dual-read is back under the line).
+    const thaw = (metricName: string) => new cloudwatch.Metric({
+      namespace: 'Thaw', metricName, dimensionsMap: { Environment: env }, statistic: 'Maximum', period: Duration.hours(1),
+    });
+    const stale = cfg.alarms.reconcileFreshnessHours;
+    alarm('ReconcileFreshness', 'reconcile-freshness', `A table of thaw ${env} has rows not verified by reconcile for more than ${stale} h (${RECONCILE_FRESHNESS_METRIC}, the age of the least recently verified slice; docs/reconcile.md 5.4).`, {
+      metric: thaw(RECONCILE_FRESHNESS_METRIC),
+      threshold: stale, evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
+    });
+    alarm('DualReadProblem', 'dual-read', `The dual-read of thaw ${env} found Snowflake's and PostgreSQL's conflicts differ, or could not compare them (${DUAL_READ_METRIC}).`, {
+      metric: thaw(DUAL_READ_METRIC),
+      threshold: 1, evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.IGNORE,
     });
     const gap = cfg.alarms.conflictCreateMaxGapHours;
     alarm('ConflictCreateNotRun', 'conflict-create-not-run', `conflict-create has not been invoked for ${gap} h in thaw ${env}.`, {

@@ -96,6 +96,21 @@ export interface EnvironmentConfig {
     /** IANA time zone the cron is evaluated in. */
     timeZone: string;
   };
+  /**
+   * The dual-read validation window (docs/reconcile.md §10, ops/cutover.md
+   * §1): executions of the sync state machine started on `firstDate`
+   * through `lastDate` (UTC calendar days, `YYYY-MM-DD`, both included) run
+   * the DualRead state after conflict-create. Both null: no window (an
+   * execution input `{"dual_read": true}` still runs it once).
+   */
+  dualRead: {
+    firstDate: string | null;
+    lastDate: string | null;
+    /** Snowflake database of the legacy conflict tables (`CONFLICTREPORT`). */
+    snowflakeDatabase: string;
+    /** Their Snowflake schema (`PUBLIC`). */
+    snowflakeSchema: string;
+  };
   logs: { retentionDays: number };
   storage: { manifestExpiryDays: number; accessLogExpiryDays: number };
   /**
@@ -132,6 +147,12 @@ export interface EnvironmentConfig {
     freshnessHours: number;
     /** Alarm when conflict-create has not been invoked for this many hours. */
     conflictCreateMaxGapHours: number;
+    /**
+     * Alarm when reconcile reports a table whose least recently verified
+     * slice is older than this (`Thaw/ReconcileFreshnessHours`; the rolling
+     * period plus a day, 8 × 24 = 192, by default).
+     */
+    reconcileFreshnessHours: number;
   };
   datadog: {
     enabled: boolean;
@@ -248,6 +269,14 @@ export function validateConfig(config: EnvironmentConfig, env: EnvironmentName, 
     'must have 6 fields: minutes hours day-of-month month day-of-week year, e.g. "0 2 * * ? *"');
   need(typeof sch.timeZone === 'string' && sch.timeZone.includes('/'), 'schedule.timeZone', 'must be an IANA zone such as America/New_York');
 
+  const dr = config.dualRead ?? ({} as EnvironmentConfig['dualRead']);
+  const isDate = (v: unknown) => typeof v === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(v) && !Number.isNaN(Date.parse(`${v}T00:00:00Z`))
+    && new Date(`${v}T00:00:00Z`).toISOString().startsWith(v);
+  need((dr.firstDate === null && dr.lastDate === null) || (isDate(dr.firstDate) && isDate(dr.lastDate) && dr.firstDate! <= dr.lastDate!),
+    'dualRead.firstDate', 'firstDate and lastDate must both be null (no window) or both be dates YYYY-MM-DD with firstDate <= lastDate, e.g. "2027-01-04" and "2027-01-17"');
+  need(/^[A-Za-z_][A-Za-z0-9_$]*$/.test(dr.snowflakeDatabase ?? ''), 'dualRead.snowflakeDatabase', 'must be a Snowflake identifier such as "CONFLICTREPORT"');
+  need(/^[A-Za-z_][A-Za-z0-9_$]*$/.test(dr.snowflakeSchema ?? ''), 'dualRead.snowflakeSchema', 'must be a Snowflake identifier such as "PUBLIC"');
+
   need([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]
     .includes(config.logs?.retentionDays), 'logs.retentionDays', 'must be a CloudWatch Logs retention value (e.g. 14, 30, 365)');
   need(int(config.storage?.manifestExpiryDays, 1, 3650), 'storage.manifestExpiryDays', 'must be 1..3650');
@@ -275,6 +304,7 @@ export function validateConfig(config: EnvironmentConfig, env: EnvironmentName, 
   need(int(al.replicaLagMilliseconds, 1, 3600000), 'alarms.replicaLagMilliseconds', 'must be >= 1');
   need(int(al.freeLocalStorageBytes, 1, 2 ** 50), 'alarms.freeLocalStorageBytes', 'must be >= 1');
   need(int(al.freshnessHours, 1, 168), 'alarms.freshnessHours', 'must be 1..168');
+  need(int(al.reconcileFreshnessHours, 1, 24 * 366), 'alarms.reconcileFreshnessHours', 'must be 1..8784 hours (default 192: the 7-day rolling period plus a day)');
   need(int(al.conflictCreateMaxGapHours, 1, 168), 'alarms.conflictCreateMaxGapHours', 'must be 1..168 (CloudWatch evaluates at most 7 days)');
 
   const dd = config.datadog ?? ({} as EnvironmentConfig['datadog']);
@@ -288,4 +318,17 @@ export function validateConfig(config: EnvironmentConfig, env: EnvironmentName, 
   if (problems.length > 0) {
     throw new Error(`invalid environment config ${file}:\n  - ${problems.join('\n  - ')}`);
   }
+}
+
+/**
+ * The DualRead state's window as the two timestamps the state machine's
+ * Choice compares `$$.Execution.StartTime` with: from `firstDate` 00:00 UTC
+ * (included) to the day after `lastDate` 00:00 UTC (excluded). No window:
+ * both `1970-01-01T00:00:00Z`, which no execution falls in.
+ */
+export function dualReadWindow(dualRead: EnvironmentConfig['dualRead']): { start: string; end: string } {
+  if (dualRead.firstDate === null || dualRead.lastDate === null) return { start: '1970-01-01T00:00:00Z', end: '1970-01-01T00:00:00Z' };
+  const end = new Date(`${dualRead.lastDate}T00:00:00Z`);
+  end.setUTCDate(end.getUTCDate() + 1);
+  return { start: `${dualRead.firstDate}T00:00:00Z`, end: end.toISOString().replace('.000Z', 'Z') };
 }

@@ -192,6 +192,7 @@ export class ThawStack extends Stack {
       foundation: base,
       workflow: cfg.workflow,
       schedule: cfg.schedule,
+      dualRead: cfg.dualRead,
       functions: functions.functions,
       dataBucket: storage.dataBucket,
       alarmTopic: monitoring.topic,

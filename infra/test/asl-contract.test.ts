@@ -29,12 +29,17 @@ const sampleValues: Record<string, string | number> = {
   MaxConcurrency: 8,
   ToleratedFailurePercentage: 5,
   ExecutionTimeoutSeconds: 21600,
+  DualReadWindowStart: '2027-01-04T00:00:00Z',
+  DualReadWindowEnd: '2027-01-18T00:00:00Z',
+  DualReadSnowflakeDatabase: 'CONFLICTREPORT',
+  DualReadSnowflakeSchema: 'PUBLIC',
   ...Object.fromEntries(Object.entries(WORKFLOW_FUNCTIONS).map(([p, f]) => [p, `arn:aws:lambda:us-east-1:222222222222:function:thaw-qa-${f}`])),
 };
-/** Contract step (= function name) of a rendered Lambda ARN. */
-const stepOf = (functionArn: string) => {
+/** Contract step of a rendered Lambda ARN: the function name, or `dual-read` for that operation of the reconcile Lambda. */
+const stepOf = (functionArn: string, payload?: any) => {
   const entry = Object.entries(WORKFLOW_FUNCTIONS).find(([placeholder]) => sampleValues[placeholder] === functionArn);
   assert.ok(entry, `${functionArn} is none of the workflow functions`);
+  if (entry[1] === 'reconcile' && payload?.operation === 'dual-read') return 'dual-read';
   return entry[1];
 };
 const asl = renderDefinition(readSyncTemplate(), sampleValues) as any;
@@ -42,6 +47,8 @@ const states = asl.States as Record<string, any>;
 /** Keys of a Parameters/ItemSelector object with the `.$` suffix removed. */
 const keys = (o: Record<string, unknown>) => Object.keys(o).map((k) => k.replace(/\.\$$/, '')).sort();
 const functionOf = (state: any) => state.Parameters.FunctionName as string;
+/** The Lambda Task states, Map children included. */
+const lambdaTasks = () => [states.Plan, states.CopyChunks.ItemProcessor.States.CopyChunk, states.StagedFileManifest, states.LoadStagedFiles.ItemProcessor.States.LoadStagedFile, states.Merge, states.Reconcile, states.ConflictCreate, states.DualRead, states.RecordFailure];
 const request = (step: string) => contract.steps[step].request;
 const response = (step: string) => contract.steps[step].response;
 /**
@@ -54,6 +61,19 @@ const scenarios: [string, Scenario][] = [
   ['nightly schedule', { input: NIGHTLY_INPUT }],
   ['operator full run', { input: { mode: 'full', tables: ['public.visits'], conflict_full: true } }],
   ...['Plan', 'CopyChunks', 'StagedFileManifest', 'LoadStagedFiles', 'Merge', 'Reconcile', 'ConflictCreate'].map((state): [string, Scenario] => [`${state} fails`, { input: NIGHTLY_INPUT, failAt: state }]),
+];
+/** Executions that run the DualRead state: in the window, or asked for by the input. */
+const dualReadScenarios: [string, Scenario][] = [
+  ['nightly schedule on the first day of the dual-read window', { input: NIGHTLY_INPUT, startTime: '2027-01-04T07:00:00Z' }],
+  ['nightly schedule on the last day of the dual-read window', { input: NIGHTLY_INPUT, startTime: '2027-01-17T23:59:59Z' }],
+  ['operator asks for the dual-read outside the window', { input: { dual_read: true }, startTime: '2026-06-01T07:00:00Z' }],
+  ['dual-read step fails', { input: NIGHTLY_INPUT, startTime: '2027-01-10T07:00:00Z', failAt: 'DualRead' }],
+];
+/** Executions in or near the window that must not run it. */
+const noDualReadScenarios: [string, Scenario][] = [
+  ['nightly schedule the day before the window', { input: NIGHTLY_INPUT, startTime: '2027-01-03T23:59:59Z' }],
+  ['nightly schedule the day after the window', { input: NIGHTLY_INPUT, startTime: '2027-01-18T00:00:00Z' }],
+  ['operator turns it off inside the window', { input: { dual_read: false }, startTime: '2027-01-10T07:00:00Z' }],
 ];
 
 describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexOf('statemachines/'))}`, () => {
@@ -68,7 +88,7 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
       order.push(name);
       if (states[name].Type === 'Succeed') break;
     }
-    assert.deepEqual(order, ['Defaults', 'BuildRequest', 'Plan', 'CopyChunks', 'StagedFileManifest', 'LoadStagedFiles', 'Merge', 'Reconcile', 'ConflictCreate', 'Succeeded']);
+    assert.deepEqual(order, ['Defaults', 'BuildRequest', 'Plan', 'CopyChunks', 'StagedFileManifest', 'LoadStagedFiles', 'Merge', 'Reconcile', 'ConflictCreate', 'DualReadWindow']);
     assert.equal(functionOf(states.Plan), sampleValues.PlanFunctionArn);
     assert.equal(states.CopyChunks.Type, 'Map');
     assert.equal(functionOf(states.CopyChunks.ItemProcessor.States.CopyChunk), sampleValues.CopyChunkFunctionArn);
@@ -78,6 +98,39 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
     assert.equal(functionOf(states.Merge), sampleValues.MergeFunctionArn);
     assert.equal(functionOf(states.Reconcile), sampleValues.ReconcileFunctionArn);
     assert.equal(functionOf(states.ConflictCreate), sampleValues.ConflictCreateFunctionArn);
+  });
+
+  it('runs the dual-read (an operation of the reconcile Lambda) after conflict-create only in the window or when the input asks', () => {
+    assert.equal(states.DualReadWindow.Type, 'Choice');
+    assert.equal(states.DualReadWindow.Default, 'Succeeded');
+    assert.deepEqual(states.DualReadWindow.Choices[1].And.map((r: any) => [r.Variable, r.TimestampGreaterThanEquals ?? r.TimestampLessThan]),
+      [['$$.Execution.StartTime', sampleValues.DualReadWindowStart], ['$$.Execution.StartTime', sampleValues.DualReadWindowEnd]]);
+    assert.equal(functionOf(states.DualRead), sampleValues.ReconcileFunctionArn);
+    assert.equal(states.DualRead.Parameters.Payload.operation, 'dual-read');
+    for (const [label, scenario] of dualReadScenarios) {
+      const calls = simulate(asl, contract, stepOf, scenario);
+      assert.deepEqual(calls.map((c) => c.step), ['plan', 'copy-chunk', 'copy-chunk', 'copy-chunk', 'merge', 'reconcile', 'conflict-create', 'dual-read'], label);
+      assert.deepEqual(calls[7].payload, { operation: 'dual-read', run_id: calls[4].payload.run_id, snowflake_database: 'CONFLICTREPORT', snowflake_schema: 'PUBLIC' }, label);
+    }
+    for (const [label, scenario] of noDualReadScenarios) {
+      assert.deepEqual(simulate(asl, contract, stepOf, scenario).map((c) => c.step).slice(-1), ['conflict-create'], label);
+    }
+  });
+
+  it('publishes a differing or failed dual-read to the alarm topic and still succeeds, never touching the run (no fail-run)', () => {
+    assert.deepEqual(states.DualRead.Catch, [{ ErrorEquals: ['States.ALL'], ResultPath: '$.dual_read', Next: 'NotifyDualReadProblem' }]);
+    assert.equal(states.DualRead.Next, 'DualReadClean');
+    assert.deepEqual(states.DualReadClean.Choices, [{ Variable: '$.dual_read.status', StringEquals: 'ok', Next: 'Succeeded' }]);
+    assert.equal(states.DualReadClean.Default, 'NotifyDualReadProblem');
+    const notify = states.NotifyDualReadProblem;
+    assert.equal(notify.Resource, 'arn:aws:states:::sns:publish');
+    assert.equal(notify.Parameters.TopicArn, sampleValues.AlarmTopicArn);
+    assert.equal(notify.Parameters.Message['dual_read.$'], '$.dual_read');
+    assert.equal(notify.Parameters.Message.runbook, 'ops/runbooks/dual-read.md');
+    assert.equal(notify.Next, 'Succeeded');
+    assert.equal(notify.Catch[0].Next, 'Succeeded');
+    const failed = simulate(asl, contract, stepOf, dualReadScenarios[3][1]);
+    assert.ok(!failed.some((c) => c.step === 'fail-run'), 'a failed dual-read does not mark the run failed');
   });
 
   it('sends every error to fail-run, then the alarm topic, then Fail', () => {
@@ -94,8 +147,7 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
   });
 
   it('retries only retryable engine errors and Lambda service errors, with backoff and jitter', () => {
-    const tasks = [states.Plan, states.CopyChunks.ItemProcessor.States.CopyChunk, states.StagedFileManifest, states.LoadStagedFiles.ItemProcessor.States.LoadStagedFile, states.Merge, states.Reconcile, states.ConflictCreate, states.RecordFailure];
-    for (const t of tasks) {
+    for (const t of lambdaTasks()) {
       const [typed, service] = t.Retry;
       assert.deepEqual([...typed.ErrorEquals].sort(), [...contract.retryable].sort(), 'retries exactly the retryable errors of contract.json');
       assert.ok(typed.ErrorEquals.every((e: string) => errors.includes(e)), 'names come from contract.json errors (ErrorKind::name)');
@@ -131,23 +183,25 @@ describe(`sync.asl.json contract with ${CONTRACT_PATH.slice(CONTRACT_PATH.indexO
     assert.deepEqual(keys(states.Reconcile.Parameters.Payload), fields(request('reconcile')).sort());
     assert.ok(fields(response('reconcile')).includes('mismatches') && fields(response('merge')).includes('tables'));
     assert.deepEqual(keys(states.ConflictCreate.Parameters.Payload), fields(request('conflict-create')).sort());
+    assert.deepEqual(keys(states.DualRead.Parameters.Payload), fields(request('dual-read')).sort());
+    assert.deepEqual(keys(states.DualRead.ResultSelector), fields(response('dual-read')).sort());
     assert.deepEqual(keys(states.RecordFailure.Parameters.Payload), fields(request('fail-run')).sort());
     // The steps name the engine's types as the workflow's comments do.
     assert.deepEqual(
       Object.fromEntries(Object.entries(contract.steps).map(([step, t]) => [step, t.request])),
-      { plan: 'PlanRequest', 'copy-chunk': 'ChunkItem', merge: 'RunRequest', reconcile: 'RunRequest', 'conflict-create': 'ConflictCreateRequest', 'fail-run': 'FailRunRequest' });
+      { plan: 'PlanRequest', 'copy-chunk': 'ChunkItem', merge: 'RunRequest', reconcile: 'RunRequest', 'conflict-create': 'ConflictCreateRequest', 'dual-read': 'DualReadRequest', 'fail-run': 'FailRunRequest' });
   });
 
   it('invokes a step of contract.json from every Lambda task, and every step from some task', () => {
-    const tasks = [states.Plan, states.CopyChunks.ItemProcessor.States.CopyChunk, states.StagedFileManifest, states.LoadStagedFiles.ItemProcessor.States.LoadStagedFile, states.Merge, states.Reconcile, states.ConflictCreate, states.RecordFailure];
-    assert.deepEqual([...new Set(tasks.map((t) => stepOf(functionOf(t))))].sort(), Object.keys(contract.steps).sort());
+    assert.deepEqual([...new Set(lambdaTasks().map((t) => stepOf(functionOf(t), t.Parameters.Payload)))].sort(), Object.keys(contract.steps).sort());
   });
 
   it('supplies every required property of the request schema in the sample payload of each Task state', () => {
     const seen = new Set<string>();
-    for (const [label, scenario] of scenarios) {
+    for (const [label, scenario] of [...scenarios, ...dualReadScenarios]) {
       const calls = simulate(asl, contract, stepOf, scenario);
-      if (scenario.failAt) assert.equal(calls[calls.length - 1].step, 'fail-run', `${label}: ends in fail-run`);
+      if (dualReadScenarios.some(([l]) => l === label)) assert.equal(calls[calls.length - 1].step, 'dual-read', label);
+      else if (scenario.failAt) assert.equal(calls[calls.length - 1].step, 'fail-run', `${label}: ends in fail-run`);
       else assert.deepEqual(calls.map((c) => c.step), ['plan', 'copy-chunk', 'copy-chunk', 'copy-chunk', 'merge', 'reconcile', 'conflict-create'], label);
       for (const call of calls) {
         const type = request(call.step);

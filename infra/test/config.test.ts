@@ -61,6 +61,21 @@ describe('environment config', () => {
   });
 });
 
+describe('dual-read window config', () => {
+  it('rejects half a window, a reversed one and a non-date, naming the field and an example', () => {
+    for (const change of [
+      (c: any) => { c.dualRead.firstDate = '2027-01-04'; },
+      (c: any) => { c.dualRead.firstDate = '2027-01-18'; c.dualRead.lastDate = '2027-01-04'; },
+      (c: any) => { c.dualRead.firstDate = '2027-02-30'; c.dualRead.lastDate = '2027-03-04'; },
+    ]) {
+      assert.throws(() => loadConfig('qa', variant('qa', change)), /dualRead\.firstDate: firstDate and lastDate must both be null \(no window\) or both be dates YYYY-MM-DD/);
+    }
+    assert.throws(() => loadConfig('qa', variant('qa', (c) => { c.alarms.reconcileFreshnessHours = 0; })), /alarms\.reconcileFreshnessHours: must be 1\.\.8784/);
+    const ok = loadConfig('qa', variant('qa', (c) => { c.dualRead.firstDate = '2027-01-04'; c.dualRead.lastDate = '2027-01-04'; }));
+    assert.equal(ok.dualRead.lastDate, '2027-01-04', 'a one-day window is a window');
+  });
+});
+
 describe('toolchain detection', () => {
   it('uses arm64 for "auto" only when the aarch64 target is installed', () => {
     assert.equal(resolveArchitecture('auto', true, () => true), Architecture.ARM_64);

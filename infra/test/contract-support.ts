@@ -10,7 +10,8 @@
  *   `additionalProperties: false`); other keywords are ignored;
  * - {@link simulate}: walks the rendered state machine like Step Functions
  *   would for the subset `sync.asl.json` uses (Pass, Task, Distributed Map,
- *   Succeed/Fail; `Parameters`, `ItemSelector`, `ResultSelector`,
+ *   Choice with `IsPresent`/`BooleanEquals`/`StringEquals`/`Timestamp*`
+ *   and `And`/`Or`/`Not`, Succeed/Fail; `Parameters`, `ItemSelector`, `ResultSelector`,
  *   `ResultPath`, `Catch`; paths `$...` and `$$...`; the intrinsics
  *   `States.Format`, `States.JsonMerge`, `States.ArrayLength`), answering every
  *   Lambda with a sample of its response schema. A path that does not resolve
@@ -286,20 +287,49 @@ export interface Scenario {
   input: Json;
   /** Name of a state that fails (its Catch is followed); none = the happy path. */
   failAt?: string;
+  /** `$$.Execution.StartTime` (ISO 8601 UTC; default `2026-01-01T07:00:00Z`). */
+  startTime?: string;
+}
+
+/** One Choice rule (`Variable` with one comparison, or `And`/`Or`/`Not`) against the state's data. */
+function choiceMatches(rule: Json, data: Json, context: Json, where: string): boolean {
+  if (rule.And) return (rule.And as Json[]).every((r) => choiceMatches(r, data, context, where));
+  if (rule.Or) return (rule.Or as Json[]).some((r) => choiceMatches(r, data, context, where));
+  if (rule.Not) return !choiceMatches(rule.Not, data, context, where);
+  const present = (() => {
+    try { readPath(rule.Variable, data, context, where); return true; } catch { return false; }
+  })();
+  if ('IsPresent' in rule) return present === rule.IsPresent;
+  // Step Functions fails the execution (States.Runtime) when a compared variable is missing.
+  const value = readPath(rule.Variable, data, context, where);
+  const time = (v: Json) => {
+    const t = Date.parse(String(v));
+    if (Number.isNaN(t)) throw new Error(`${where}: ${JSON.stringify(v)} is not a timestamp`);
+    return t;
+  };
+  if ('BooleanEquals' in rule) return value === rule.BooleanEquals;
+  if ('StringEquals' in rule) return value === rule.StringEquals;
+  if ('TimestampGreaterThanEquals' in rule) return time(value) >= time(rule.TimestampGreaterThanEquals);
+  if ('TimestampLessThan' in rule) return time(value) < time(rule.TimestampLessThan);
+  throw new Error(`${where}: Choice rule ${JSON.stringify(rule)} is not modelled`);
 }
 
 /**
  * Walk `definition` (rendered, ARNs substituted) for `scenario`. `stepOf`
- * maps a Task's `FunctionName` to its contract step; each Lambda answers with
+ * maps a Task's `FunctionName` (and payload: the reconcile Lambda's
+ * `operation`) to its contract step; each Lambda answers with
  * a sample of the step's response schema; the Distributed Map reads one
  * manifest item, a sample of the request type of the step its child runs
  * (plan writes the manifest as a JSON array of `ChunkItem`). Returns the
  * Lambda invocations in order.
  */
-export function simulate(definition: Json, contract: Contract, stepOf: (functionName: string) => string, scenario: Scenario): Invocation[] {
+export function simulate(definition: Json, contract: Contract, stepOf: (functionName: string, payload?: Json) => string, scenario: Scenario): Invocation[] {
   const invocations: Invocation[] = [];
   const context: Json = {
-    Execution: { Id: 'arn:aws:states:us-east-1:222222222222:execution:thaw-qa-sync:sample', Name: 'sample', Input: scenario.input },
+    Execution: {
+      Id: 'arn:aws:states:us-east-1:222222222222:execution:thaw-qa-sync:sample', Name: 'sample', Input: scenario.input,
+      StartTime: scenario.startTime ?? '2026-01-01T07:00:00Z',
+    },
   };
   const responseOf = (step: string) => {
     const schema = contract.types[contract.steps[step].response];
@@ -319,10 +349,16 @@ export function simulate(definition: Json, contract: Contract, stepOf: (function
         case 'Pass':
           result = state.Parameters ? render(state.Parameters, data, ctx, `${where}.Parameters`) : data;
           break;
+        case 'Choice': {
+          const rule = (state.Choices as Json[]).find((r) => choiceMatches(r, data, ctx, where));
+          name = rule ? rule.Next : state.Default;
+          if (!name) throw new Error(`${where}: no Choice matched and there is no Default (States.NoChoiceMatched)`);
+          continue;
+        }
         case 'Task': {
           const parameters = render(state.Parameters ?? {}, data, ctx, `${where}.Parameters`);
           if (state.Resource === 'arn:aws:states:::lambda:invoke') {
-            const step = stepOf(parameters.FunctionName);
+            const step = stepOf(parameters.FunctionName, parameters.Payload);
             if (!contract.steps[step]) throw new Error(`${where} invokes ${parameters.FunctionName}, which is no step of contract.json`);
             invocations.push({ state: name, step, payload: parameters.Payload });
             result = { Payload: responseOf(step), StatusCode: 200 };

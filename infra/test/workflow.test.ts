@@ -6,8 +6,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Match } from 'aws-cdk-lib/assertions';
-import { ENVIRONMENTS, loadConfig } from '../lib/config.ts';
-import { renderedDefinition, resourcesOf, synth } from './support.ts';
+import { Template } from 'aws-cdk-lib/assertions';
+import { buildStack } from '../lib/app.ts';
+import { ENVIRONMENTS, dualReadWindow, loadConfig } from '../lib/config.ts';
+import { REPO_ROOT, renderedDefinition, resourcesOf, synth, testApp } from './support.ts';
 
 for (const env of ENVIRONMENTS) {
   const cfg = loadConfig(env);
@@ -61,3 +63,41 @@ for (const env of ENVIRONMENTS) {
     });
   });
 }
+
+describe('dual-read validation window (docs/reconcile.md §10)', () => {
+  it('is empty unless configured: no environment runs the DualRead state by schedule today', () => {
+    for (const env of ENVIRONMENTS) {
+      const sm = resourcesOf(synth(env).template, 'AWS::StepFunctions::StateMachine')[0].Properties;
+      assert.equal(sm.DefinitionSubstitutions.DualReadWindowStart, '1970-01-01T00:00:00Z', env);
+      assert.equal(sm.DefinitionSubstitutions.DualReadWindowEnd, '1970-01-01T00:00:00Z', env);
+    }
+  });
+
+  it('runs DualRead after conflict-create in executions the daily schedule starts from firstDate through lastDate (UTC)', () => {
+    const base = loadConfig('qa');
+    const cfg = { ...base, dualRead: { firstDate: '2027-01-04', lastDate: '2027-01-17', snowflakeDatabase: 'LEGACY_CONFLICTS', snowflakeSchema: 'REPORT' } };
+    assert.deepEqual(dualReadWindow(cfg.dualRead), { start: '2027-01-04T00:00:00Z', end: '2027-01-18T00:00:00Z' });
+    const template = Template.fromStack(buildStack(testApp(), cfg, { repoRoot: REPO_ROOT, architectureOverride: 'x86_64' }));
+    const definition = renderedDefinition(template) as any;
+    const states = definition.States;
+    assert.equal(states.ConflictCreate.Next, 'DualReadWindow');
+    const [window] = states.DualReadWindow.Choices.filter((c: any) => c.Next === 'DualRead' && c.And);
+    assert.deepEqual(window.And, [
+      { Variable: '$$.Execution.StartTime', TimestampGreaterThanEquals: '2027-01-04T00:00:00Z' },
+      { Variable: '$$.Execution.StartTime', TimestampLessThan: '2027-01-18T00:00:00Z' },
+    ]);
+    assert.equal(states.DualRead.Parameters.Payload.operation, 'dual-read');
+    assert.equal(states.DualRead.Parameters.Payload.snowflake_database, 'LEGACY_CONFLICTS');
+    assert.equal(states.DualRead.Parameters.Payload.snowflake_schema, 'REPORT');
+    // The reconcile Lambda runs it: the state machine role already may invoke it, and nothing else is granted.
+    const sm = resourcesOf(template, 'AWS::StepFunctions::StateMachine')[0].Properties;
+    const reconcileArn = sm.DefinitionSubstitutions.ReconcileFunctionArn;
+    assert.ok(reconcileArn['Fn::GetAtt'][0].startsWith('ReconcileFunction'), JSON.stringify(reconcileArn));
+    // Daily: the nightly schedule (a cron with every day) starts the state machine with the nightly input.
+    const schedule = resourcesOf(template, 'AWS::Scheduler::Schedule')[0].Properties;
+    assert.equal(schedule.ScheduleExpression, `cron(${base.schedule.cron})`);
+    assert.match(base.schedule.cron, /^\S+ \S+ \* \* \? \*$/, 'every day');
+    assert.equal(schedule.Target.Input, JSON.stringify({ mode: 'incremental' }));
+    assert.match(schedule.Description, /with the dual-read 2027-01-04\.\.2027-01-17 \(UTC\)/);
+  });
+});

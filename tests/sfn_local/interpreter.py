@@ -24,6 +24,15 @@ restriction for `Error`/`ErrorPath` of a Fail state (the ASL spec's rule is abou
 *invents*); `allow_reraised_states_errors` makes the Fail state take the resolved name as is.
 (Should AWS behave like moto, the only difference would be the final error name: fail-run and the
 alarm notification run before the Fail state.)
+
+`$$.Execution.StartTime` as text. AWS's context object holds the execution's start as an ISO 8601
+string (`2027-01-04T07:00:00.123Z`), which the sync workflow's `DualReadWindow` Choice compares with
+`TimestampGreaterThanEquals`/`TimestampLessThan`. moto puts a Python `datetime` there, so the
+comparison never matches and `States.Format`/`Parameters` cannot serialise it;
+`iso_execution_start_time` writes it as AWS does. moto's timestamp comparisons also accept only
+`%Y-%m-%dT%H:%M:%SZ`, no fractional seconds (RFC 3339 allows them, and AWS's own StartTime has
+milliseconds), so a `Timestamp*` rule on StartTime would never match; the same patch parses
+fractional seconds too.
 """
 
 from __future__ import annotations
@@ -91,7 +100,41 @@ def allow_reraised_states_errors() -> None:
     state_fail.CustomErrorName = ReraisedErrorName
 
 
+def iso_execution_start_time() -> None:
+    """Put `$$.Execution.StartTime` in the context object as AWS's ISO 8601 UTC text (see module docstring)."""
+    from datetime import datetime, timezone
+
+    from moto.stepfunctions.parser.backend import execution_worker
+
+    original = execution_worker.ExecutionData
+    if getattr(original, "_thaw_patched", False):
+        return
+
+    def execution_data(**fields):  # noqa: ANN003, ANN202 (moto's TypedDict constructor)
+        start = fields.get("StartTime")
+        if isinstance(start, datetime):
+            start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+            fields["StartTime"] = start.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return original(**fields)
+
+    execution_data._thaw_patched = True  # type: ignore[attr-defined]
+    execution_worker.ExecutionData = execution_data
+
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison.operator.implementations.is_operator import IsTimestamp
+
+    def string_to_timestamp(string: str) -> datetime | None:
+        for layout in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
+            try:
+                return datetime.strptime(string, layout)
+            except (TypeError, ValueError):
+                continue
+        return None
+
+    IsTimestamp.string_to_timestamp = staticmethod(string_to_timestamp)
+
+
 def apply_patches() -> None:
     """Every patch of this module (idempotent)."""
     enforce_tolerated_failure_threshold()
     allow_reraised_states_errors()
+    iso_execution_start_time()

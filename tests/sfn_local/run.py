@@ -112,6 +112,11 @@ def definition_values(topic_arn: str, tolerated_failure_percentage: float = 0.0)
         "MaxConcurrency": MAX_CONCURRENCY,
         "ToleratedFailurePercentage": tolerated_failure_percentage,
         "ExecutionTimeoutSeconds": 3600,
+        # No dual-read window (as infra/config/<env>.json with dualRead dates null); scenario_dual_read asks by input.
+        "DualReadWindowStart": "1970-01-01T00:00:00Z",
+        "DualReadWindowEnd": "1970-01-01T00:00:00Z",
+        "DualReadSnowflakeDatabase": "CONFLICTREPORT",
+        "DualReadSnowflakeSchema": "PUBLIC",
     }
 
 
@@ -393,6 +398,49 @@ def scenario_sync(cloud: LocalCloud, targets: list[str], reference: dict) -> Non
         "reconcile emitted HoursSinceLastVerifiedSync=0")
 
 
+def scenario_dual_read(cloud: LocalCloud) -> None:
+    """The DualRead state (docs/reconcile.md §10) asked for by the execution input. The emulator holds no legacy
+    CONFLICTREPORT tables, so the comparison cannot be made: it must be recorded `error` in dual_read_results,
+    published to the alarm topic with the DualReadProblems metric at 1, and leave the run `completed` and the
+    execution SUCCEEDED (a dual-read never fails the sync)."""
+    log("scenario dual-read: input dual_read=true; the comparison fails (no CONFLICTREPORT) -> recorded, notified, run still completed")
+    before = psql(STATE_DB, "SELECT count(*) FROM migration_status.dual_read_results")[0][0]
+    machine = cloud.create_state_machine(f"thaw-{ENVIRONMENT}-sync-dual-read")
+    # allow_truncate: a second run over examples/config.json reloads its truncate_onstart table (dimuser).
+    result = cloud.execute(machine, "sync-dual-read-1", {"dual_read": True, "allow_truncate": True})
+    if result["status"] != "SUCCEEDED":
+        fail(f"dual-read execution ended {result['status']}: {result.get('error')} {result.get('cause', '')[:1500]}")
+    calls = [c for c in cloud.adapter.calls("reconcile") if c.payload and c.payload.get("operation") == "dual-read"]
+    if len(calls) != 1 or calls[0].error_type is not None:
+        fail(f"the reconcile Lambda was not invoked once for the dual-read: {[(c.payload, c.error_type) for c in calls]}")
+    output = json.loads(result.get("output") or "{}")
+    run_id = output["plan"]["run_id"]
+    if calls[0].payload != {"operation": "dual-read", "run_id": run_id, "snowflake_database": "CONFLICTREPORT", "snowflake_schema": "PUBLIC"}:
+        fail(f"DualRead payload {calls[0].payload}")
+    dual_read = output.get("dual_read", {})
+    if dual_read.get("status") != "error" or not dual_read.get("error"):
+        fail(f"the DualRead state's output should be status 'error' with its reason: {dual_read}")
+    # The newest row, its reason compared in SQL (it may hold tabs or newlines); the response carries its first 2000 characters.
+    reason = dual_read["error"].replace("'", "''")
+    rows = psql(STATE_DB, "SELECT count(*), (array_agg(status ORDER BY checked_at DESC))[1], "
+                          f"(array_agg(left(error_message, 2000) = '{reason}' ORDER BY checked_at DESC))[1] FROM migration_status.dual_read_results")
+    if rows != [[str(int(before) + 1), "error", "t"]]:
+        fail(f"dual_read_results should have gained one 'error' row with the step's reason ({dual_read['error'][:300]}): {rows}")
+    status = psql(STATE_DB, f"SELECT status FROM migration_status.migration_runs WHERE run_id = '{run_id}'")
+    if status != [["completed"]]:
+        fail(f"run {run_id} is {status} after a failed dual-read, expected completed (the dual-read never fails the run)")
+    if cloud.adapter.calls("fail-run"):
+        fail("fail-run was invoked by the dual-read execution")
+    messages = cloud.alarm_messages()
+    notified = [m for m in messages if m.get("run_id") == run_id and m.get("runbook") == "ops/runbooks/dual-read.md"]
+    if not notified or notified[0]["dual_read"]["status"] != "error":
+        fail(f"no alarm-topic message with the dual-read outcome for run {run_id}: {messages}")
+    emf = [json.loads(line) for line in cloud.functions.log_path("reconcile").read_text().splitlines() if '"DualReadProblems"' in line]
+    if not any(m.get("DualReadProblems") == 1 and m.get("Environment") == ENVIRONMENT for m in emf):
+        fail(f"reconcile logged no EMF datapoint DualReadProblems=1 after the failed comparison: {emf}")
+    log(f"dual-read recorded 'error' ({dual_read['error'][:120]}), notified, DualReadProblems=1; run {run_id} completed, execution SUCCEEDED")
+
+
 def scenario_failing_chunk(cloud: LocalCloud) -> None:
     log(f"scenario failing chunk: ChunkFailed in copy-chunk must fail the Map ({EXCEEDED_ERROR}) -> Catch -> fail-run -> SNS -> Fail")
     psql(STATE_DB, 'ALTER TABLE analytics.dimpayer ADD CONSTRAINT sfn_local_reject_every_row CHECK ("Payer Name" IS NULL) NOT VALID')
@@ -474,6 +522,7 @@ def main(argv: list[str]) -> int:
             created = cloud.invoke("schema-migrate", {"RequestType": "Create", "ResourceProperties": {"Database": STATE_DB}})
             log(f"schema-migrate (Create): {created}")
             scenario_sync(cloud, targets, reference)
+            scenario_dual_read(cloud)
             scenario_failing_chunk(cloud)
         except BaseException:
             if getattr(cloud, "functions", None):

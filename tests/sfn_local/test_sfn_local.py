@@ -171,6 +171,39 @@ def test_failed_chunks_within_the_tolerated_percentage_let_the_map_succeed():
     assert described["status"] == "SUCCEEDED"
 
 
+def dual_read_window_machine(window_start: str, window_end: str) -> dict:
+    """The real DualReadWindow and DualReadRequested states of sync.asl.json (rendered with this window), with the
+    DualRead task replaced by a Succeed state `Ran` and `Succeeded` renamed `Skipped`."""
+    values = definition_values("arn:aws:sns:us-east-1:123456789012:alarms") | {"DualReadWindowStart": window_start, "DualReadWindowEnd": window_end}
+    states = render_definition((ROOT / "statemachines" / "sync.asl.json").read_text(), values)["States"]
+    rewire = lambda text: text.replace('"DualRead"', '"Ran"').replace('"Succeeded"', '"Skipped"')  # noqa: E731
+    return {"StartAt": "Request", "States": {
+        "Request": {"Type": "Pass", "Parameters": {"request.$": "$$.Execution.Input"}, "Next": "DualReadWindow"},
+        "DualReadWindow": json.loads(rewire(json.dumps(states["DualReadWindow"]))),
+        "DualReadRequested": json.loads(rewire(json.dumps(states["DualReadRequested"]))),
+        "Ran": {"Type": "Succeed"}, "Skipped": {"Type": "Succeed"}}}
+
+
+def ended_in(described: dict) -> str:
+    return json.loads(described["output"])["ended"] if "ended" in (described.get("output") or "") else described["status"]
+
+
+@pytest.mark.parametrize("window,execution_input,expected", [
+    (("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"), {}, "Ran"),
+    (("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"), {}, "Skipped"),
+    (("2000-01-01T00:00:00Z", "2001-01-01T00:00:00Z"), {}, "Skipped"),
+    (("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"), {"dual_read": True}, "Ran"),
+    (("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"), {"dual_read": False}, "Skipped"),
+])
+def test_dual_read_runs_inside_the_window_or_when_the_input_asks(window, execution_input, expected):
+    machine = dual_read_window_machine(*window)
+    for name in ("Ran", "Skipped"):  # which end state was reached, in the execution's output
+        machine["States"][name] = {"Type": "Pass", "Result": name, "ResultPath": "$.ended", "End": True}
+    described = run_in_moto(machine, execution_input)
+    assert described["status"] == "SUCCEEDED", described
+    assert ended_in(described) == expected
+
+
 def run_bounded(command: list[str], timeout_seconds: float) -> int:
     """Run `command` in its own process group; past the timeout, SIGTERM (the harness then stops
     PostgreSQL and the emulator and deletes its files), then SIGKILL 30 s later."""

@@ -277,14 +277,111 @@ pub struct FailRunRequest {
     pub cause: String,
 }
 
+/// Input of `dual-read`, an operation of the reconcile Lambda (its event
+/// carries `"operation": "dual-read"`; see [`ReconcileLambdaRequest`]): compare
+/// Snowflake's legacy conflict tables with PostgreSQL's `conflict` schema and
+/// record the outcome in `migration_status.dual_read_results`
+/// (docs/reconcile.md §10).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct DualReadRequest {
+    /// Selects this operation of the reconcile Lambda; always `dual-read`.
+    pub operation: DualReadOperation,
+    /// The sync run of the night the comparison follows (logged only), if any.
+    #[serde(default)]
+    pub run_id: Option<Uuid>,
+    /// Snowflake database of the legacy `CONFLICTS` and `CONFLICTVISITMAPS`
+    /// tables (default `CONFLICTREPORT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snowflake_database: Option<String>,
+    /// Their Snowflake schema (default `PUBLIC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snowflake_schema: Option<String>,
+}
+
+/// The `operation` value of a [`DualReadRequest`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum DualReadOperation {
+    /// The dual-read comparison.
+    #[serde(rename = "dual-read")]
+    DualRead,
+}
+
+/// Output of `dual-read`: the counts of one comparison (the differing pairs
+/// themselves stay in `migration_status.dual_read_results.report`). A
+/// difference or a failed comparison is a `status`, not an error, so the
+/// sync run's own outcome is never touched.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Default)]
+pub struct DualReadResponse {
+    /// `ok`, `mismatch`, or `error` when the comparison could not be made.
+    pub status: String,
+    /// Conflicts in Snowflake (`CONFLICTS`).
+    pub source_conflicts: u64,
+    /// Conflicts in PostgreSQL (`conflict.conflicts`).
+    pub target_conflicts: u64,
+    /// Conflict pairs in Snowflake (`CONFLICTVISITMAPS`).
+    pub source_pairs: u64,
+    /// Conflict pairs in PostgreSQL (`conflict.conflictvisitmaps`).
+    pub target_pairs: u64,
+    /// Pairs only in Snowflake.
+    pub missing_pairs: u64,
+    /// Pairs only in PostgreSQL.
+    pub extra_pairs: u64,
+    /// Pairs on both sides whose compared columns differ.
+    pub changed_pairs: u64,
+    /// Why the comparison could not be made (status `error`); always
+    /// present (`null` otherwise) so the state machine can select it.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// The event of the reconcile Lambda: a [`RunRequest`] (the `reconcile`
+/// step; no `operation`, or `"operation": "reconcile"`) or a
+/// [`DualReadRequest`] (`"operation": "dual-read"`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReconcileLambdaRequest {
+    /// Reconcile the run's tables.
+    Reconcile(RunRequest),
+    /// Compare the conflict tables of both systems.
+    DualRead(DualReadRequest),
+}
+
+impl ReconcileLambdaRequest {
+    /// Read the Lambda event.
+    ///
+    /// Errors: [`crate::ErrorKind::ConfigInvalid`] naming the field when the
+    /// event is not one of the two requests (an unknown `operation`, a
+    /// missing `run_id`, a field of the wrong type).
+    pub fn from_event(event: serde_json::Value) -> crate::error::Result<ReconcileLambdaRequest> {
+        let bad = |e: serde_json::Error, what: &str| crate::error::Error::config(format!("the reconcile Lambda's event is not a valid {what}: {e}"));
+        match event.get("operation") {
+            None => serde_json::from_value(event).map(ReconcileLambdaRequest::Reconcile).map_err(|e| bad(e, "RunRequest")),
+            Some(serde_json::Value::String(op)) if op == "reconcile" => {
+                serde_json::from_value(event).map(ReconcileLambdaRequest::Reconcile).map_err(|e| bad(e, "RunRequest"))
+            }
+            Some(serde_json::Value::String(op)) if op == "dual-read" => {
+                serde_json::from_value(event).map(ReconcileLambdaRequest::DualRead).map_err(|e| bad(e, "DualReadRequest"))
+            }
+            Some(other) => Err(crate::error::Error::config(format!(
+                "the reconcile Lambda's event has operation {other}; use \"dual-read\", \"reconcile\" or leave it out (reconcile)"
+            ))),
+        }
+    }
+}
+
 /// The step names of the state machine with their request and response type
 /// names, in flow order.
-pub const STEPS: [(&str, &str, &str); 6] = [
+///
+/// `dual-read` is an operation of the reconcile Lambda (see
+/// [`ReconcileLambdaRequest`]).
+pub const STEPS: [(&str, &str, &str); 7] = [
     ("plan", "PlanRequest", "PlanResponse"),
     ("copy-chunk", "ChunkItem", "CopyChunkResponse"),
     ("merge", "RunRequest", "MergeResponse"),
     ("reconcile", "RunRequest", "ReconcileResponse"),
     ("conflict-create", "ConflictCreateRequest", "ConflictCreateResponse"),
+    ("dual-read", "DualReadRequest", "DualReadResponse"),
     ("fail-run", "FailRunRequest", "FailRunRequest"),
 ];
 
@@ -307,6 +404,8 @@ pub fn contract_json() -> serde_json::Value {
         "ConflictCreateRequest": schemars::schema_for!(ConflictCreateRequest),
         "ConflictCreateResponse": schemars::schema_for!(ConflictCreateResponse),
         "FailRunRequest": schemars::schema_for!(FailRunRequest),
+        "DualReadRequest": schemars::schema_for!(DualReadRequest),
+        "DualReadResponse": schemars::schema_for!(DualReadResponse),
     });
     let steps: serde_json::Map<String, serde_json::Value> = STEPS
         .iter()

@@ -8,6 +8,7 @@
 //! | [`merge`] | [`RunRequest`] | [`MergeResponse`] | per-table finalisation: counts, ANALYZE, table status |
 //! | [`reconcile`] | [`RunRequest`] | [`ReconcileResponse`] | counts and checksums on both sides; a mismatch is an error |
 //! | [`conflict_create`] | [`ConflictCreateRequest`] | [`ConflictCreateResponse`] | conflict detection over the synced tables |
+//! | [`dual_read`] | [`DualReadRequest`] | [`DualReadResponse`] | Snowflake's legacy conflict tables against the `conflict` schema, recorded in `dual_read_results` (an operation of the reconcile Lambda) |
 //! | [`fail_run`] | [`FailRunRequest`] | [`FailRunRequest`] | marks the run failed (the state machine's Catch path) |
 //!
 //! The request and response types live in [`crate::contract`] and are
@@ -16,7 +17,7 @@
 
 use crate::config::Config;
 use crate::contract::{
-    ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, FailRunRequest, MergeResponse, PlanRequest, PlanResponse,
+    ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, DualReadRequest, DualReadResponse, FailRunRequest, MergeResponse, PlanRequest, PlanResponse,
     ReconcileResponse, RunRequest,
 };
 use crate::error::{Error, Result};
@@ -102,6 +103,26 @@ pub async fn conflict_create_interruptible(
     let mode = if request.full { crate::conflicts::DetectionMode::Full } else { crate::conflicts::DetectionMode::Incremental };
     let mut pg = crate::sink::connect(&config.postgres, &settings.database).await?;
     crate::conflicts::run_interruptible(&mut pg, settings, mode, cancel).await
+}
+
+/// The `dual-read` step (docs/reconcile.md §10): compare Snowflake's legacy
+/// conflict tables (`request.snowflake_database` / `snowflake_schema`,
+/// default `CONFLICTREPORT.PUBLIC`) with PostgreSQL's `conflict` schema and
+/// record the outcome in `migration_status.dual_read_results`, as
+/// `thaw dual-read` does. A difference or a failed comparison is the
+/// response's `status` (`mismatch`, `error`), never an error: the sync run's
+/// status is not this step's to change.
+///
+/// Errors: [`crate::ErrorKind::ConfigInvalid`] without a `conflicts`
+/// section; the status database unreachable or the result not stored.
+pub async fn dual_read(config: &Config, request: &DualReadRequest) -> Result<DualReadResponse> {
+    let defaults = crate::reconcile::dual_read::DualReadOptions::default();
+    let options = crate::reconcile::dual_read::DualReadOptions {
+        sf_database: request.snowflake_database.clone().unwrap_or(defaults.sf_database),
+        sf_schema: request.snowflake_schema.clone().unwrap_or(defaults.sf_schema),
+    };
+    let report = crate::reconcile::dual_read::run(config, &options).await?;
+    Ok(DualReadResponse::from(&report))
 }
 
 /// The `fail-run` step: mark the run failed with the state machine's error

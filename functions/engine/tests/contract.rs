@@ -35,3 +35,27 @@ fn every_step_names_types_with_schemas_and_the_errors_are_complete() {
     assert_eq!(contract["retryable"], serde_json::json!(["Transient", "Unreachable", "Locked"]));
     assert_eq!(contract["errors"].as_array().unwrap().len(), 10);
 }
+
+#[test]
+fn the_reconcile_lambda_event_selects_reconcile_or_dual_read_and_names_a_bad_operation() {
+    use thaw_engine::contract::{DualReadOperation, ReconcileLambdaRequest};
+    let run_id = "123e4567-e89b-42d3-a456-426614174000";
+    match ReconcileLambdaRequest::from_event(serde_json::json!({ "run_id": run_id })).unwrap() {
+        ReconcileLambdaRequest::Reconcile(r) => assert_eq!(r.run_id.to_string(), run_id),
+        other => panic!("expected reconcile, got {other:?}"),
+    }
+    let event = serde_json::json!({ "operation": "dual-read", "run_id": run_id, "snowflake_database": "LEGACY" });
+    match ReconcileLambdaRequest::from_event(event).unwrap() {
+        ReconcileLambdaRequest::DualRead(r) => {
+            assert_eq!(r.operation, DualReadOperation::DualRead);
+            assert_eq!(r.snowflake_database.as_deref(), Some("LEGACY"));
+            assert_eq!(r.snowflake_schema, None);
+        }
+        other => panic!("expected dual-read, got {other:?}"),
+    }
+    let e = ReconcileLambdaRequest::from_event(serde_json::json!({ "operation": "dual_read" })).unwrap_err();
+    assert_eq!(e.kind, thaw_engine::ErrorKind::ConfigInvalid);
+    assert!(e.message.contains("\"dual_read\"") && e.message.contains("\"dual-read\""), "{}", e.message);
+    let e = ReconcileLambdaRequest::from_event(serde_json::json!({ "operation": "reconcile" })).unwrap_err();
+    assert!(e.message.contains("RunRequest") && e.message.contains("run_id"), "{}", e.message);
+}

@@ -176,4 +176,30 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
     let signed = GateOptions { dual_read_signed_off: Some("data owner: status change was a manual fix".into()), ..Default::default() };
     let report = check(&config, &signed).await.unwrap();
     assert!(gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains("overridden"), "{}", report.render());
+
+    // The state machine's dual-read step (the reconcile Lambda's operation): the same comparison,
+    // recorded; a difference is the response's status, not an error (docs/reconcile.md §10).
+    let request = thaw_engine::contract::DualReadRequest {
+        operation: thaw_engine::contract::DualReadOperation::DualRead,
+        run_id: None,
+        snowflake_database: Some(sf_db),
+        snowflake_schema: Some("S".into()),
+    };
+    let response = thaw_engine::steps::dual_read(&config, &request).await.unwrap();
+    let counts = (response.source_conflicts, response.target_conflicts, response.source_pairs, response.target_pairs);
+    assert_eq!((response.status.as_str(), counts, response.missing_pairs, response.extra_pairs, response.changed_pairs), ("mismatch", (2, 2, 4, 4), 0, 0, 3));
+    assert_eq!(response.error, None);
+    let newest: (String, i64) = pg
+        .query_one("SELECT status, changed_pairs FROM migration_status.dual_read_results ORDER BY checked_at DESC LIMIT 1", &[])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(newest, ("mismatch".to_string(), 3));
+    // Where the legacy tables are not: status error with the reason, recorded too.
+    let missing = thaw_engine::contract::DualReadRequest { snowflake_schema: Some("NO_SUCH_SCHEMA".into()), ..request };
+    let response = thaw_engine::steps::dual_read(&config, &missing).await.unwrap();
+    assert_eq!(response.status, "error");
+    assert!(response.error.as_deref().unwrap_or_default().contains("does not exist"), "{response:?}");
+    let stored: i64 = pg.query_one("SELECT count(*) FROM migration_status.dual_read_results WHERE status = 'error'", &[]).await.unwrap().get(0);
+    assert_eq!(stored, 1);
 }

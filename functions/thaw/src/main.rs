@@ -129,7 +129,9 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         #[command(subcommand)]
         command: CutoverCommand,
     },
-    /// Show recent runs: status, tables, chunks, rows, rows/s, failed chunks with their errors.
+    /// Show recent runs: status, tables, chunks, rows, rows/s, failed chunks with their errors;
+    /// and per table the reconcile freshness (last full verification, rolling position, oldest
+    /// unverified slice's age), flagging tables over --coverage-hours.
     Status {
         #[command(flatten)]
         config: ConfigArg,
@@ -139,6 +141,11 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         /// How many of the newest runs to show.
         #[arg(long, default_value_t = 5)]
         limit: i64,
+        /// Flag tables whose least recently verified slice is older than
+        /// this many hours (reconcile freshness, docs/reconcile.md §5.4; the
+        /// cutover gate's --coverage-hours).
+        #[arg(long, value_name = "HOURS", default_value_t = 192)]
+        coverage_hours: u32,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
@@ -382,17 +389,21 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, format!("cutover is NO-GO: {} gate(s) failed ({})", failed.len(), failed.join(", "))))
             }
         }
-        Command::Status { config, run_id, limit, json } => {
+        Command::Status { config, run_id, limit, coverage_hours, json } => {
             let config = Config::load(&config.config)?;
             let pg = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
             let runs = thaw_engine::sync::status::overview(&pg, run_id, limit).await?;
             if let (Some(id), true) = (run_id, runs.is_empty()) {
                 return Err(Error::config(format!("run {id} does not exist in migration_status.migration_runs")));
             }
+            let threshold = f64::from(coverage_hours);
+            let freshness = thaw_engine::reconcile::coverage::freshness_of_tables(&pg, &config, chrono::Utc::now(), threshold).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": runs })).unwrap_or_default());
+                let freshness = serde_json::json!({ "coverage_hours": coverage_hours, "tables": freshness });
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": runs, "freshness": freshness })).unwrap_or_default());
             } else {
                 status::print(&runs);
+                status::print_freshness(&freshness, threshold);
             }
             Ok(())
         }

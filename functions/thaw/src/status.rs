@@ -1,7 +1,12 @@
 //! `thaw status`: the runs in `migration_status` as a table (or JSON with
 //! `--json`): per run its status, holder and error; per table chunks done,
 //! failed and in progress, rows, rows/s; the failed chunks with their errors.
+//! Then per enabled table its reconcile freshness (docs/reconcile.md §5.4):
+//! the last full verification, the rolling position and the age of the least
+//! recently verified slice, `STALE` when over `--coverage-hours` or never
+//! verified whole.
 
+use thaw_engine::reconcile::coverage::TableFreshness;
 use thaw_engine::sync::status::RunOverview;
 
 /// Print `runs` as text tables.
@@ -39,5 +44,25 @@ pub fn print(runs: &[RunOverview]) {
             println!("  failed: chunk {} of {} (attempts {}): {}", c.chunk_id, c.source_table, c.retry_count, c.error.as_deref().unwrap_or("-"));
         }
         println!();
+    }
+}
+
+/// Print the reconcile freshness of `tables` (see the module comment);
+/// `threshold_hours` is the age above which a table is flagged.
+pub fn print_freshness(tables: &[TableFreshness], threshold_hours: f64) {
+    println!("reconcile freshness (STALE: least recently verified slice older than {threshold_hours} h, or never verified whole)");
+    println!("  {:<36} {:<19} {:>8} {:<19} {:>13}", "table", "last full verify", "rolling", "verified since", "freshness (h)");
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "never".into());
+    for t in tables {
+        let age = t.freshness_hours.map(|h| format!("{h:.1}")).unwrap_or_else(|| "-".into());
+        println!(
+            "  {:<36} {:<19} {:>7.1}% {:<19} {:>13}{}",
+            t.target,
+            time(t.last_full_verified_at),
+            t.rolling_percent,
+            time(t.verified_since),
+            age,
+            if t.stale { "  STALE" } else { "" }
+        );
     }
 }

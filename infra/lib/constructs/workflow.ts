@@ -1,7 +1,9 @@
 /**
  * The sync workflow: the Standard state machine from
  * `statemachines/sync.asl.json` (rendered by `../asl.ts`) with its role, the
- * nightly EventBridge Scheduler schedule that starts it, and the rule that
+ * nightly EventBridge Scheduler schedule that starts it (during the
+ * dual-read validation window of `dualRead` each nightly execution also runs
+ * the DualRead state, docs/reconcile.md §10), and the rule that
  * sends executions ending FAILED, TIMED_OUT or ABORTED to a queue and to the
  * alarm topic. Both queues (scheduler, failed executions) are kept here.
  */
@@ -18,7 +20,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct, IDependable } from 'constructs';
 import { formatNumber, readSyncTemplate, unquoteNumericPlaceholders } from '../asl.ts';
-import { EnvironmentConfig, FunctionName } from '../config.ts';
+import { EnvironmentConfig, FunctionName, dualReadWindow } from '../config.ts';
 import { acknowledge, arnRef } from '../nag.ts';
 import { Foundation, ThawConcern, deadLetterQueue, encryptedLogGroup, stackRoot } from './common.ts';
 
@@ -40,6 +42,8 @@ export interface ThawWorkflowProps {
   foundation: Foundation;
   workflow: EnvironmentConfig['workflow'];
   schedule: EnvironmentConfig['schedule'];
+  /** The dual-read validation window and where the legacy conflict tables are in Snowflake. */
+  dualRead: EnvironmentConfig['dualRead'];
   /** At least the {@link WORKFLOW_FUNCTIONS}. */
   functions: Record<FunctionName, lambda.IFunction>;
   /** manifests/ (read by the Map) and results/ (its ResultWriter). */
@@ -95,6 +99,10 @@ export class ThawWorkflow extends ThawConcern {
       MaxConcurrency: formatNumber('MaxConcurrency', wf.maxConcurrency),
       ToleratedFailurePercentage: formatNumber('ToleratedFailurePercentage', wf.toleratedFailurePercentage),
       ExecutionTimeoutSeconds: formatNumber('ExecutionTimeoutSeconds', wf.executionTimeoutHours * 3600),
+      DualReadWindowStart: dualReadWindow(props.dualRead).start,
+      DualReadWindowEnd: dualReadWindow(props.dualRead).end,
+      DualReadSnowflakeDatabase: props.dualRead.snowflakeDatabase,
+      DualReadSnowflakeSchema: props.dualRead.snowflakeSchema,
     };
     for (const [placeholder, fnName] of Object.entries(WORKFLOW_FUNCTIONS)) substitutions[placeholder] = functions[fnName].functionArn;
     this.stateMachine = new sfn.StateMachine(this, 'Sync', {
@@ -126,7 +134,7 @@ export class ThawWorkflow extends ThawConcern {
     // ------------------------------------------------------ nightly schedule
     const schedule = new scheduler.Schedule(this, 'NightlySync', {
       scheduleName: `${prefix}-nightly-sync`,
-      description: `thaw ${env}: nightly incremental sync (${sch.cron} ${sch.timeZone})`,
+      description: `thaw ${env}: nightly incremental sync (${sch.cron} ${sch.timeZone})${props.dualRead.firstDate === null ? '' : `, with the dual-read ${props.dualRead.firstDate}..${props.dualRead.lastDate} (UTC)`}`,
       schedule: scheduler.ScheduleExpression.expression(`cron(${sch.cron})`, TimeZone.of(sch.timeZone)),
       target: new schedulerTargets.StepFunctionsStartExecution(this.stateMachine, {
         input: scheduler.ScheduleTargetInput.fromObject(NIGHTLY_INPUT),

@@ -126,6 +126,63 @@ impl Coverage {
     }
 }
 
+/// One table's verification state as `thaw status` shows it
+/// (docs/reconcile.md §5.4).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableFreshness {
+    /// `schema.table` in PostgreSQL.
+    pub target: String,
+    /// When the last whole-table verification started (`None`: never).
+    pub last_full_verified_at: Option<DateTime<Utc>>,
+    /// First key-hash value of the next rolling slice, in `[0, 2^28)`.
+    pub rolling_position: u64,
+    /// The rolling position as a share of the key-hash space, in percent
+    /// (0–100): how far the current cycle of rolling slices has come.
+    pub rolling_percent: f64,
+    /// Since when every row has been verified clean: the time of the least
+    /// recently verified slice (`None`: part of the table never verified).
+    pub verified_since: Option<DateTime<Utc>>,
+    /// Freshness: hours since `verified_since` (`None` with it).
+    pub freshness_hours: Option<f64>,
+    /// True when the freshness exceeds the threshold, or is unknown.
+    pub stale: bool,
+}
+
+impl Coverage {
+    /// This table's [`TableFreshness`] at `now`; `stale` when the least
+    /// recently verified slice is older than `threshold_hours` or part of
+    /// the table was never verified.
+    pub fn freshness(&self, now: DateTime<Utc>, threshold_hours: f64) -> TableFreshness {
+        let freshness_hours = self.freshness_hours(now);
+        TableFreshness {
+            target: self.target.clone(),
+            last_full_verified_at: self.last_full_verified_at,
+            rolling_position: self.rolling_position,
+            rolling_percent: self.rolling_position as f64 * 100.0 / HASH_SPACE as f64,
+            verified_since: self.verified_since(),
+            freshness_hours,
+            stale: freshness_hours.is_none_or(|h| h > threshold_hours),
+        }
+    }
+}
+
+/// [`TableFreshness`] of every enabled table of `config` (in config order),
+/// against `threshold_hours` (the cutover gate's `--coverage-hours`, default
+/// 192: the 7-day period plus a day).
+///
+/// Errors: [`crate::ErrorKind`] by SQLSTATE; `Internal` when stored ranges
+/// do not parse.
+pub async fn freshness_of_tables(pg: &Client, config: &crate::config::Config, now: DateTime<Utc>, threshold_hours: f64) -> Result<Vec<TableFreshness>> {
+    let mut tables = Vec::new();
+    for source in config.sources.iter().filter(|s| s.enabled) {
+        for table in source.tables.iter().filter(|t| t.enabled) {
+            let target = format!("{}.{}", source.target_pg_schema, table.target);
+            tables.push(load(pg, &target).await?.freshness(now, threshold_hours));
+        }
+    }
+    Ok(tables)
+}
+
 /// The stored coverage of `target` (`schema.table`), or a fresh one.
 ///
 /// Errors: [`crate::ErrorKind`] by SQLSTATE; `Internal` when the stored
@@ -188,6 +245,23 @@ mod tests {
         assert_eq!(covered, HASH_SPACE, "seven nightly slices cover the space");
         assert_eq!(c.rolling_position, 0, "the next cycle starts at 0");
         assert_eq!(c.verified.len(), 7);
+    }
+
+    #[test]
+    fn freshness_flags_a_table_over_the_threshold_or_never_verified_whole() {
+        let mut c = Coverage::new("public.t");
+        let never = c.freshness(t0(), 192.0);
+        assert_eq!((never.freshness_hours, never.stale, never.last_full_verified_at), (None, true, None));
+        c.record_full(t0());
+        let slice = c.next_slice(t0() + Duration::days(1), 7);
+        c.record_slice(slice, t0() + Duration::days(1));
+        let fresh = c.freshness(t0() + Duration::days(8), 192.0);
+        assert_eq!((fresh.freshness_hours, fresh.stale), (Some(192.0), false), "exactly at the threshold is not over it");
+        assert_eq!(fresh.rolling_position, slice.hi);
+        assert!((fresh.rolling_percent - 100.0 / 7.0).abs() < 0.01, "{}", fresh.rolling_percent);
+        assert_eq!(fresh.verified_since, Some(t0()));
+        let stale = c.freshness(t0() + Duration::days(8) + Duration::minutes(1), 192.0);
+        assert!(stale.stale);
     }
 
     #[test]

@@ -127,6 +127,26 @@ impl DualReadReport {
     }
 }
 
+impl From<&DualReadReport> for crate::contract::DualReadResponse {
+    /// The counts of the report (the `dual-read` step's response): the
+    /// differing pairs themselves stay in the recorded report.
+    fn from(report: &DualReadReport) -> Self {
+        let diff = report.diff.clone().unwrap_or_default();
+        crate::contract::DualReadResponse {
+            status: report.status.clone(),
+            source_conflicts: report.source_conflicts,
+            target_conflicts: report.target_conflicts,
+            source_pairs: report.source_pairs,
+            target_pairs: report.target_pairs,
+            missing_pairs: diff.missing_count,
+            extra_pairs: diff.extra_count,
+            changed_pairs: diff.changed_count,
+            error: report.error.as_ref().map(|e| e.chars().take(2000).collect()),
+            seconds: report.seconds,
+        }
+    }
+}
+
 async fn snowflake_columns(sf: &source::SnowflakeSource, options: &DualReadOptions, table: &str) -> Result<Vec<SourceColumn>> {
     let rows = sf
         .execute(&format!(

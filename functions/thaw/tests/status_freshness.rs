@@ -1,0 +1,133 @@
+//! `thaw status` shows each table's reconcile freshness (docs/reconcile.md
+//! §5.4) from `migration_status.reconcile_coverage`: the last full
+//! verification, the rolling position and the age of the least recently
+//! verified slice, flagging tables over `--coverage-hours` or never verified
+//! whole, in the table and in `--json`. Real binary, real PostgreSQL and
+//! emulator.
+
+use thaw_test_support::*;
+
+/// Move every verification time of `target` back by `days`, as if the
+/// table had last been verified that long ago.
+async fn age_coverage(pg: &tokio_postgres::Client, target: &str, days: i32) {
+    let changed = pg
+        .execute(
+            "UPDATE migration_status.reconcile_coverage SET \
+               last_full_verified_at = last_full_verified_at - make_interval(days => $2), \
+               verified_since = verified_since - make_interval(days => $2), \
+               verified_ranges = (SELECT jsonb_agg(jsonb_set(r, '{at}', to_jsonb((r->>'at')::timestamptz - make_interval(days => $2)))) \
+                                  FROM jsonb_array_elements(verified_ranges) r) \
+             WHERE target = $1",
+            &[&target, &days],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 1, "{target} has a coverage row");
+}
+
+fn status_json(cfg: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["status", "--config", cfg, "--json"];
+    args.extend_from_slice(extra);
+    let out = thaw!(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// The text after "reconcile freshness" (the section follows the runs, whose
+/// table lines also start with the target names).
+fn freshness_section(out: &std::process::Output) -> String {
+    let all = String::from_utf8_lossy(&out.stdout).to_string();
+    all.split_once("\nreconcile freshness")
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_else(|| panic!("no freshness section:\n{all}"))
+}
+
+#[tokio::test]
+async fn status_shows_each_tables_reconcile_freshness_and_flags_stale_and_never_verified_tables() {
+    let sf_db = unique("SFFRESH").to_uppercase();
+    let pg_db = unique("fresh");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 200).await;
+    sf.execute(&format!(
+        "CREATE TABLE \"{sf_db}\".\"S\".\"ORDERS2\" AS SELECT * FROM \"{sf_db}\".\"S\".\"ORDERS\""
+    ))
+    .await
+    .unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    pg.batch_execute("CREATE TABLE public.orders2 (LIKE public.orders INCLUDING ALL)")
+        .await
+        .unwrap();
+    let t1 = orders_table(Some(("Id", "int")), "");
+    let t2 = t1.replace(
+        "\"source\": \"ORDERS\", \"target\": \"orders\"",
+        "\"source\": \"ORDERS2\", \"target\": \"orders2\"",
+    );
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&t1, &t2], ""));
+    let cfg = path.to_str().unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Right after the first (whole-table) reconcile: both fresh, cycle at 0.
+    let v = status_json(cfg, &[]);
+    assert_eq!(v["freshness"]["coverage_hours"], 192);
+    let tables = v["freshness"]["tables"].as_array().unwrap();
+    assert_eq!(
+        tables.iter().map(|t| t["target"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["public.orders", "public.orders2"]
+    );
+    for t in tables {
+        assert!(t["freshness_hours"].as_f64().unwrap() < 1.0, "{t}");
+        assert_eq!(
+            (t["stale"].as_bool(), t["rolling_position"].as_u64(), t["rolling_percent"].as_f64()),
+            (Some(false), Some(0), Some(0.0)),
+            "{t}"
+        );
+        assert!(t["last_full_verified_at"].is_string() && t["verified_since"].is_string(), "{t}");
+    }
+    assert_eq!(v["runs"][0]["status"], "completed", "the runs are still listed");
+
+    // orders2 last verified 10 days ago: 240 h, over the default 192 h.
+    age_coverage(&pg, "public.orders2", 10).await;
+    let v = status_json(cfg, &[]);
+    let t = &v["freshness"]["tables"][1];
+    let hours = t["freshness_hours"].as_f64().unwrap();
+    assert!((240.0..241.0).contains(&hours), "{t}");
+    assert_eq!(
+        (t["stale"].as_bool(), v["freshness"]["tables"][0]["stale"].as_bool()),
+        (Some(true), Some(false))
+    );
+    // A looser threshold: not stale.
+    assert_eq!(status_json(cfg, &["--coverage-hours", "300"])["freshness"]["tables"][1]["stale"], false);
+
+    // The table view: one line per table, the stale one flagged.
+    let out = thaw!(&["status", "--config", cfg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = freshness_section(&out);
+    assert!(shown.starts_with(" (STALE: least recently verified slice older than 192 h"), "{shown}");
+    let line = |target: &str| {
+        shown
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{target} ")))
+            .unwrap_or_else(|| panic!("no line for {target}:\n{shown}"))
+            .to_string()
+    };
+    assert!(line("public.orders2").ends_with("STALE") && line("public.orders2").contains("240."), "{shown}");
+    assert!(!line("public.orders").ends_with("STALE"), "{shown}");
+
+    // A table without coverage (never reconciled clean): unknown freshness, flagged.
+    pg.execute("DELETE FROM migration_status.reconcile_coverage WHERE target = 'public.orders'", &[])
+        .await
+        .unwrap();
+    let v = status_json(cfg, &[]);
+    let t = &v["freshness"]["tables"][0];
+    assert_eq!(
+        (t["freshness_hours"].is_null(), t["last_full_verified_at"].is_null(), t["stale"].as_bool()),
+        (true, true, Some(true)),
+        "{t}"
+    );
+    let out = thaw!(&["status", "--config", cfg]);
+    let shown = freshness_section(&out);
+    let never = shown.lines().find(|l| l.trim_start().starts_with("public.orders ")).unwrap().to_string();
+    assert!(never.contains("never") && never.ends_with("STALE"), "{shown}");
+}
