@@ -16,7 +16,10 @@ nothing is streamed), copied by `thaw run` into a fresh database, then:
    transferred / rows (target < 0.5 %);
 3. the nightly reconcile after a 1 % change in Snowflake (`thaw run`, whose
    reconcile verifies the touched rows plus a 1/7 rolling slice) against the
-   full reconcile of step 1: seconds and rows verified.
+   full reconcile of step 1: seconds and rows verified;
+4. the issue's engineered differences in a table with FLOAT and VARIANT
+   columns (`engineered`, BENCH_RECONCILE_ENGINEERED_ROWS rows, default
+   1 000 000; 0 skips it): all found exactly, seconds, peak RSS.
 
 `run()` returns (metrics, checks, details) for run_bench.py; run alone inside
 tests/harness.py with `python3 tests/bench/reconcile.py --thaw PATH`.
@@ -57,9 +60,9 @@ def _pg(database: str):
                             user=os.environ["THAW_PG_USER"], password=os.environ.get("THAW_PG_PASSWORD"), dbname=database)
 
 
-def _config(path: Path) -> Path:
-    table = {"source": "RECONCILE_BENCH", "target": "reconcile_bench", "uniqueness_columns": ["ID"],
-             "source_watermark": "UPDATED", "target_watermark": "UPDATED", "chunking_columns": ["ID"], "chunking_column_types": ["int"]}
+def _config(path: Path, table: dict | None = None, database: str = PG_DATABASE) -> Path:
+    table = table or {"source": "RECONCILE_BENCH", "target": "reconcile_bench", "uniqueness_columns": ["ID"],
+                      "source_watermark": "UPDATED", "target_watermark": "UPDATED", "chunking_columns": ["ID"], "chunking_column_types": ["int"]}
     config = {
         "snowflake": {"account": os.environ["THAW_SF_ACCOUNT"], "user": os.environ["THAW_SF_USER"],
                       "password": os.environ["THAW_SF_PASSWORD"], "endpoint": os.environ["THAW_SF_ENDPOINT"],
@@ -67,7 +70,7 @@ def _config(path: Path) -> Path:
         "postgres": {"host": os.environ["THAW_PG_HOST"], "port": int(os.environ["THAW_PG_PORT"]),
                      "user": os.environ["THAW_PG_USER"], "password": os.environ.get("THAW_PG_PASSWORD", "")},
         "sources": [{"source_name": "bench", "source_sf_database": SF_DATABASE, "source_sf_schema": "S",
-                     "target_pg_database": PG_DATABASE, "target_pg_schema": "public", "tables": [table]}],
+                     "target_pg_database": database, "target_pg_schema": "public", "tables": [table]}],
     }
     path.write_text(json.dumps(config))
     path.chmod(0o600)
@@ -87,6 +90,92 @@ def _thaw(thaw: str, args: list[str], logs: Path, what: str, ok_codes=(0,)) -> t
 
 def _table(report: dict) -> dict:
     return report["tables"][0]
+
+
+ENGINEERED_DATABASE = "thaw_bench_reconcile_engineered"
+
+
+def _rss_thaw(thaw: str, args: list[str], logs: Path, what: str) -> tuple[dict, float, int, int]:
+    """Run thaw; return (JSON stdout, seconds, exit code, peak RSS in KiB of that process)."""
+    import subprocess
+    started = time.perf_counter()
+    with open(logs / f"{what}.log", "w") as err, tempfile.TemporaryFile(mode="w+") as out:
+        proc = subprocess.Popen([thaw, *args], stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        text = out.read()
+    return (json.loads(text) if text.strip().startswith("{") else {}), seconds, proc.returncode, usage.ru_maxrss
+
+
+def engineered(thaw: str, logs: Path, rows: int, sf, admin) -> tuple[list, dict, dict]:
+    """4. The issue's engineered differences at `rows` rows (docs/reconcile.md §7.1), the same as
+    `engineered_differences_are_found_exactly_with_key_column_and_values` (functions/engine/tests/reconcile_rows.rs)
+    with the release binary: a table with FLOAT and VARIANT columns (streamed from the emulator in bounded
+    batches), copied by `thaw run`, then one changed value, a missing row, an extra row, a duplicate key, a
+    timestamp 1 µs off, a NUMBER scale difference, a NaN vs NULL float, NULL vs empty string (differences) and a
+    JSON with other key order and number spelling (not a difference). Reports seconds and the peak RSS of
+    `thaw reconcile`."""
+    cur = sf.cursor()
+    fqn = f'"{SF_DATABASE}"."S"."RECONCILE_ENGINEERED"'
+    cur.execute(f'CREATE OR REPLACE TABLE {fqn} ("ID" NUMBER(38,0), "NOTE" VARCHAR(50), "AMOUNT" NUMBER(12,2), "TS" TIMESTAMP_NTZ, "F" FLOAT, "DOC" VARIANT)')
+    cur.execute(f"INSERT INTO {fqn} SELECT SEQ4() + 1, CASE WHEN SEQ4() % 10 = 3 THEN NULL ELSE 'note ' || SEQ4() END, "
+                f"(SEQ4() % 100000) / 100.0, DATEADD(microsecond, SEQ4() * 1000003, '2024-01-01 00:00:00'::TIMESTAMP_NTZ), SEQ4() / 7.0, "
+                f"PARSE_JSON('{{\"k\": ' || SEQ4() || ', \"a\": [1, 2.5, \"x\"], \"tiny\": 1e-7}}') FROM TABLE(GENERATOR(ROWCOUNT => {rows}))")
+    cur.execute(f"UPDATE {fqn} SET \"F\" = CAST('NaN' AS FLOAT) WHERE \"ID\" = 7007")
+    with admin.cursor() as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{ENGINEERED_DATABASE}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{ENGINEERED_DATABASE}"')
+    pg = _pg(ENGINEERED_DATABASE)
+    pg.autocommit = True
+    work = Path(tempfile.mkdtemp(prefix="thaw-bench-reconcile-engineered-"))
+    table = {"source": "RECONCILE_ENGINEERED", "target": "reconcile_engineered", "uniqueness_columns": ["ID"],
+             "chunking_columns": ["ID"], "chunking_column_types": ["int"]}
+    config = _config(work / "config.json", table, ENGINEERED_DATABASE)
+    try:
+        with pg.cursor() as c:
+            c.execute('CREATE TABLE public.reconcile_engineered ("ID" int8 PRIMARY KEY, "NOTE" varchar(50), "AMOUNT" numeric(12,2), '
+                      '"TS" timestamp, "F" float8, "DOC" jsonb)')
+        _thaw(thaw, ["migrate", "--config", str(config)], logs, "reconcile-engineered-migrate")
+        _thaw(thaw, ["run", "--config", str(config), "--no-conflicts", "--report", str(work / "run.json")],
+              logs, "reconcile-engineered-copy")
+        run_id = json.loads((work / "run.json").read_text())["plan"]["run_id"]
+        with pg.cursor() as c:
+            c.execute('ALTER TABLE public.reconcile_engineered DROP CONSTRAINT reconcile_engineered_pkey; '
+                      'UPDATE public.reconcile_engineered SET "NOTE" = \'changed\' WHERE "ID" = 1001; '
+                      'DELETE FROM public.reconcile_engineered WHERE "ID" = 2002; '
+                      'INSERT INTO public.reconcile_engineered ("ID", "NOTE") VALUES (99999999, \'extra\'); '
+                      'INSERT INTO public.reconcile_engineered SELECT * FROM public.reconcile_engineered WHERE "ID" = 3003; '
+                      'UPDATE public.reconcile_engineered SET "TS" = "TS" + interval \'1 microsecond\' WHERE "ID" = 4004; '
+                      'UPDATE public.reconcile_engineered SET "AMOUNT" = 12.3 WHERE "ID" = 5005; '
+                      'UPDATE public.reconcile_engineered SET "F" = NULL WHERE "ID" = 7007; '
+                      'UPDATE public.reconcile_engineered SET "NOTE" = \'\' WHERE "ID" = 8004; '
+                      'UPDATE public.reconcile_engineered SET "DOC" = jsonb_build_object(\'tiny\', 0.0000001, \'k\', "ID" - 1, '
+                      '\'a\', \'[1, 2.50, "x"]\'::jsonb) WHERE "ID" = 9009; ANALYZE public.reconcile_engineered')
+        cur.execute(f"UPDATE {fqn} SET \"AMOUNT\" = 12.34 WHERE \"ID\" = 5005")
+        report, seconds, code, rss_kib = _rss_thaw(thaw, ["reconcile", "--config", str(config), "--run-id", run_id, "--full", "--json"],
+                                                   logs, "reconcile-engineered")
+    finally:
+        pg.close()
+        with admin.cursor() as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{ENGINEERED_DATABASE}" WITH (FORCE)')
+    t = report["tables"][0] if report.get("tables") else {}
+    d = t.get("diff") or {}
+    changed = {r["key"]: [(c["column"], c.get("source"), c.get("target")) for c in r["columns"]] for r in d.get("changed_rows", [])}
+    expected = {"1001": [("NOTE", "note 1000", "changed")], "4004": [("TS", "1704071203012009", "1704071203012010")],
+                "5005": [("AMOUNT", "12.34", "12.30")], "7007": [("F", "NaN", None)], "8004": [("NOTE", None, "")]}
+    cov = t.get("coverage") or {}
+    checks = {
+        f"reconcile engineered differences at {rows} rows found exactly (exit 3)": code == 3 and changed == expected
+        and d.get("missing") == ["2002"] and d.get("extra") == ["99999999"] and d.get("duplicate_target") == ["3003"]
+        and (d.get("missing_count"), d.get("extra_count"), d.get("changed_count"), d.get("duplicate_target_count")) == (1, 1, 5, 1),
+    }
+    details = {"rows": rows, "seconds": round(seconds, 2), "peak_rss_mib": round(rss_kib / 1024, 1), "exit": code,
+               "source_seconds": cov.get("source_seconds"), "target_seconds": cov.get("target_seconds"),
+               "rows_transferred": cov.get("rows_transferred"), "changed": changed, "missing": d.get("missing"),
+               "extra": d.get("extra"), "duplicate_target": d.get("duplicate_target")}
+    return [], checks, details
 
 
 def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dict]:
@@ -153,8 +242,12 @@ def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dic
         pg.close()
         with admin.cursor() as c:
             c.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        admin.close()
-        sf.close()  # the emulator has no DROP DATABASE; CREATE OR REPLACE above starts over
+        # the emulator has no DROP DATABASE; CREATE OR REPLACE above starts over
+
+    engineered_rows = int(os.environ.get("BENCH_RECONCILE_ENGINEERED_ROWS") or 1_000_000)
+    _, engineered_checks, engineered_details = engineered(thaw, logs, engineered_rows, sf, admin) if engineered_rows else ([], {}, {})
+    admin.close()
+    sf.close()
 
     rate = lambda n, s: n / s if s > 0 else float("nan")  # noqa: E731
     metrics = [
@@ -167,6 +260,7 @@ def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dic
         "reconcile identical: ok, nothing transferred": same["summary"]["status"] == "ok" and same_cov["rows_transferred"] == 0,
         "reconcile: the 10 planted differences found exactly": found == sorted(ids),
         "reconcile: < 0.5 % of rows transferred to locate them": diff_cov["rows_transferred"] < rows * 0.005,
+        **engineered_checks,
         "nightly reconcile ok and nightly-scoped": night["summary"]["status"] == "ok" and night_cov["scope"] == "nightly",
     }
     details = {
@@ -175,6 +269,7 @@ def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dic
         "differences": {**diff_cov, "planted": ids, "found": found, "transferred_percent": round(100.0 * diff_cov["rows_transferred"] / rows, 4)},
         "nightly": {**night_cov, "changed_rows": changed, "run_wall_seconds": round(night_wall, 2),
                     "cost_vs_full": round(night_cov["seconds"] / same_cov["seconds"], 3) if same_cov["seconds"] else None},
+        "engineered": engineered_details,
     }
     return metrics, checks, details
 

@@ -19,7 +19,10 @@
 //! On real Snowflake float and JSON columns are canonicalised by two
 //! session-temporary JavaScript functions; on the emulator (DuckDB, which
 //! runs no JavaScript) the Snowflake side of a table with such columns is
-//! streamed and finished in Rust ([`SourceEngine`]).
+//! streamed in bounded batches and finished in Rust ([`SourceEngine`],
+//! docs/reconcile.md §7.1). PostgreSQL's queries are their own dialect
+//! (docs/reconcile.md §4.1): hashes computed once per row in a
+//! parallel-safe plan, hex digits read by `bit(n)` casts.
 //!
 //! Tables with `propagate_deletes` delete their extra target rows (keys that
 //! no longer exist in Snowflake) and are checked again.
@@ -601,7 +604,7 @@ async fn count_rows(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, pg_tabl
 /// sides, bisection and row diff of what differs (into `found`). Returns
 /// whether the part matched and both sides' sums.
 async fn verify_part(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, range: KeyRange, options: ReconcileOptions, found: &mut Found) -> Result<(bool, SegmentSum, SegmentSum)> {
-    let mut source = SourceSide { sf, q, streamed: None, transferred: 0 };
+    let mut source = SourceSide { sf, q, transferred: 0 };
     let started = std::time::Instant::now();
     let src = source.segments(&[range], options.factor).await?;
     found.source_seconds += started.elapsed().as_secs_f64();
@@ -835,10 +838,15 @@ impl TableQueries {
     /// fixed-length lower-case hex prefix orders like its value; PostgreSQL
     /// compares it `COLLATE "C"`), so the hex digits are turned into
     /// `thaw_kh` only for rows in range, and not at all for the whole space.
-    /// `fence` adds `OFFSET 0`: PostgreSQL would otherwise inline the
-    /// subquery and hash the key once per use.
-    fn in_ranges(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange]) -> String {
-        let collate = if fence { " COLLATE \"C\"" } else { "" };
+    ///
+    /// `postgres` selects PostgreSQL's form (docs/reconcile.md §4.1): the key
+    /// hash is computed once per row by `UNNEST(ARRAY[MD5(…)])` (a subquery
+    /// with a set-returning function is never inlined into its parent, so
+    /// the hash is not recomputed per use, and unlike an `OFFSET 0` fence it
+    /// leaves the scan parallel-safe), and its hex digits become an integer
+    /// by one `bit(28)` cast instead of seven `POSITION` terms.
+    fn in_ranges(&self, exprs: &[String], from: &str, postgres: bool, ranges: &[KeyRange]) -> String {
+        let collate = if postgres { " COLLATE \"C\"" } else { "" };
         let within: Vec<String> = ranges
             .iter()
             .map(|r| {
@@ -856,58 +864,99 @@ impl TableQueries {
                 }
             })
             .collect();
+        let within = if within.is_empty() { "1 = 0".to_string() } else { within.join(" OR ") };
+        if postgres {
+            return format!(
+                "(SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, UNNEST(ARRAY[MD5({key})]) AS thaw_kx FROM {from}) t1 WHERE {within}) t3",
+                kh = canonical::postgres_hex_to_int("thaw_kx", HASH_DIGITS),
+                key = self.key_of(exprs),
+            );
+        }
         format!(
-            "(SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, MD5({key}) AS thaw_kx FROM {from}{fence}) t1 WHERE {within}) t3",
+            "(SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, MD5({key}) AS thaw_kx FROM {from}) t1 WHERE {within}) t3",
             kh = canonical::hex_to_int("thaw_kx", 1, HASH_DIGITS),
             key = self.key_of(exprs),
-            fence = if fence { " OFFSET 0" } else { "" },
-            within = if within.is_empty() { "1 = 0".to_string() } else { within.join(" OR ") },
         )
     }
 
     /// Per sub-range of `ranges`, each split into `factor`: `(index, COUNT,
     /// SUM of hash bits 47..24, SUM of bits 23..0)`; index `i * factor + j`
-    /// is sub-range `j` of range `i`. With `fence` (PostgreSQL) the row hash
-    /// is computed once per row, not once per hex digit.
-    fn segments_sql(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange], factor: u64) -> String {
-        let (h1, h2) = (canonical::hex_to_int("rh", 1, 6), canonical::hex_to_int("rh", 7, 6));
+    /// is sub-range `j` of range `i`. With `postgres` the row hash is
+    /// computed once per row (set-returning `UNNEST`, see [`Self::in_ranges`])
+    /// and its first 12 hex digits read by one `bit(48)` cast.
+    fn segments_sql(&self, exprs: &[String], from: &str, postgres: bool, ranges: &[KeyRange], factor: u64) -> String {
+        let floor = |e: String| if postgres { e } else { format!("FLOOR({e})") };
         let seg = match ranges {
-            [r] => format!("FLOOR((thaw_kh - {}) / {})", r.lo, r.child_width(factor)),
+            [r] => floor(format!("(thaw_kh - {}) / {}", r.lo, r.child_width(factor))),
             _ => {
                 let arms: Vec<String> = ranges
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| format!("WHEN thaw_kh >= {} AND thaw_kh < {} THEN {} + FLOOR((thaw_kh - {}) / {})", r.lo, r.hi, i as u64 * factor, r.lo, r.child_width(factor)))
+                    .map(|(i, r)| format!("WHEN thaw_kh >= {} AND thaw_kh < {} THEN {} + {}", r.lo, r.hi, i as u64 * factor, floor(format!("(thaw_kh - {}) / {}", r.lo, r.child_width(factor)))))
                     .collect();
                 format!("CASE {} END", arms.join(" "))
             }
         };
-        format!(
-            "SELECT seg, COUNT(*), SUM(h1), SUM(h2) FROM (SELECT {seg} AS seg, {h1} AS h1, {h2} AS h2 FROM \
-             (SELECT thaw_kh, MD5({row}) AS rh FROM {rows}{fence}) x) y GROUP BY seg",
-            row = canonical::row_text(exprs),
-            rows = self.in_ranges(exprs, from, fence, ranges),
-            fence = if fence { " OFFSET 0" } else { "" }
-        )
+        let (row, rows) = (canonical::row_text(exprs), self.in_ranges(exprs, from, postgres, ranges));
+        if postgres {
+            // Integer division: thaw_kh is an int below 2^28.
+            return format!(
+                "SELECT seg, COUNT(*), SUM(v >> 24), SUM(v & 16777215) FROM \
+                 (SELECT {seg} AS seg, UNNEST(ARRAY[{v}]) AS v FROM {rows}) y GROUP BY seg",
+                v = canonical::postgres_hex_to_int(&format!("MD5({row})"), 12),
+            );
+        }
+        let (h1, h2) = (canonical::hex_to_int("rh", 1, 6), canonical::hex_to_int("rh", 7, 6));
+        format!("SELECT seg, COUNT(*), SUM(h1), SUM(h2) FROM (SELECT {seg} AS seg, {h1} AS h1, {h2} AS h2 FROM (SELECT thaw_kh, MD5({row}) AS rh FROM {rows}) x) y GROUP BY seg")
     }
 
     /// Key text and row hash of each row in `ranges`.
-    fn key_hashes_sql(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange]) -> String {
-        format!("SELECT {key} AS kt, MD5({row}) AS rh FROM {}", self.in_ranges(exprs, from, fence, ranges), key = self.key_of(exprs), row = canonical::row_text(exprs))
+    fn key_hashes_sql(&self, exprs: &[String], from: &str, postgres: bool, ranges: &[KeyRange]) -> String {
+        format!("SELECT {key} AS kt, MD5({row}) AS rh FROM {}", self.in_ranges(exprs, from, postgres, ranges), key = self.key_of(exprs), row = canonical::row_text(exprs))
     }
 
     /// Key text and every column's canonical text of the rows in `ranges`
     /// whose key's MD5 is one of `key_hashes` (32 hex digits each).
-    fn rows_sql(&self, exprs: &[String], from: &str, fence: bool, ranges: &[KeyRange], key_hashes: &[String]) -> String {
+    fn rows_sql(&self, exprs: &[String], from: &str, postgres: bool, ranges: &[KeyRange], key_hashes: &[String]) -> String {
         let cols: Vec<String> = exprs.iter().enumerate().map(|(i, e)| format!(", {e} AS c{i}")).collect();
         let wanted: Vec<String> = key_hashes.iter().filter(|h| h.chars().all(|c| c.is_ascii_hexdigit())).map(|h| format!("'{h}'")).collect();
         let wanted = if wanted.is_empty() { "''".to_string() } else { wanted.join(", ") };
         format!(
             "SELECT * FROM (SELECT {key} AS kt{} FROM {}) r WHERE MD5(r.kt) IN ({wanted})",
             cols.join(""),
-            self.in_ranges(exprs, from, fence, ranges),
+            self.in_ranges(exprs, from, postgres, ranges),
             key = self.key_of(exprs)
         )
+    }
+
+    /// The emulator query of a streamed table ([`SourceSide::stream`]): the
+    /// emulator's part of every column (SQL text, or the raw FLOAT / JSON
+    /// value finished in Rust), restricted inside the emulator to the rows
+    /// in `ranges` (and to the listed key hashes) when the key columns are
+    /// computed in SQL; otherwise every row is read and thaw filters.
+    fn streamed_sql(&self, ranges: &[KeyRange], key_hashes: Option<&[String]>) -> String {
+        let parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| match &c.emulator {
+                EmulatorPart::Sql(s) => s.clone(),
+                EmulatorPart::Float(e) => format!("CAST({e} AS DOUBLE)"),
+                EmulatorPart::Json(e) => format!("CAST({e} AS VARCHAR)"),
+            })
+            .collect();
+        let select = if parts.is_empty() { "1".to_string() } else { parts.join(", ") };
+        let keys_in_sql = !self.keys.is_empty() && self.keys.iter().all(|k| matches!(self.columns[*k].emulator, EmulatorPart::Sql(_)));
+        if !keys_in_sql || (ranges == [KeyRange::ALL] && key_hashes.is_none()) {
+            return format!("SELECT {select} FROM {}", self.sf_from);
+        }
+        let listed = match key_hashes {
+            Some(hashes) => {
+                let wanted: Vec<String> = hashes.iter().filter(|h| h.chars().all(|c| c.is_ascii_hexdigit())).map(|h| format!("'{h}'")).collect();
+                format!(" WHERE thaw_kx IN ({})", if wanted.is_empty() { "''".to_string() } else { wanted.join(", ") })
+            }
+            None => String::new(),
+        };
+        format!("SELECT {select} FROM {}{listed}", self.in_ranges(&self.sf_exprs(), &self.sf_from, false, ranges))
     }
 
     /// The same table with its key columns only: its "rows" are the keys, so
@@ -945,10 +994,6 @@ fn md5_hex(text: &str) -> String {
     hex::encode(Md5::digest(text.as_bytes()))
 }
 
-/// A key text's place in the key-hash space (what the SQL computes).
-fn key_hash(key: &str) -> u64 {
-    u64::from_str_radix(&md5_hex(key)[..HASH_DIGITS], 16).unwrap_or(0)
-}
 
 fn sums_from_rows(rows: Vec<Vec<Option<String>>>, ranges: &[KeyRange], factor: u64) -> BTreeMap<KeyRange, SegmentSum> {
     rows.into_iter()
@@ -969,11 +1014,16 @@ fn join_texts<'a>(parts: impl Iterator<Item = &'a Option<String>>) -> String {
 
 /// The Snowflake side of one table: in SQL, or streamed (emulator tables with
 /// float or JSON columns) and finished in Rust.
+///
+/// Streaming keeps memory bounded (docs/reconcile.md §7.1): each query reads
+/// the emulator's answer batch by batch and keeps only what the step needs
+/// (segment sums; key text and row hash of the rows of the leaf ranges; the
+/// listed changed rows). The key-hash range filter runs inside the emulator
+/// when the key columns are computed in SQL, so a bisection level or the row
+/// diff streams only the rows of its ranges.
 struct SourceSide<'a> {
     sf: &'a SnowflakeSource,
     q: &'a TableQueries,
-    /// Streamed rows, with each row's text hash (cached for the drill-down).
-    streamed: Option<Vec<(Row, String)>>,
     /// Rows fetched from Snowflake to thaw (row diff, streaming).
     transferred: u64,
 }
@@ -985,14 +1035,14 @@ impl SourceSide<'_> {
             return Ok(sums_from_rows(rows, ranges, factor));
         }
         let mut out: BTreeMap<KeyRange, SegmentSum> = BTreeMap::new();
-        for ((key, _), rh) in self.stream().await? {
-            let h = key_hash(key);
-            let Some(range) = ranges.iter().find(|r| r.contains(h)) else { continue };
+        self.stream(ranges, None, |h, _, rh| {
+            let Some(range) = ranges.iter().find(|r| r.contains(h)) else { return };
             let s = out.entry(range.child((h - range.lo) / range.child_width(factor), factor)).or_default();
             s.rows += 1;
             s.high += u64::from_str_radix(&rh[0..6], 16).unwrap_or(0);
             s.low += u64::from_str_radix(&rh[6..12], 16).unwrap_or(0);
-        }
+        })
+        .await?;
         Ok(out)
     }
 
@@ -1009,7 +1059,9 @@ impl SourceSide<'_> {
                 })
                 .collect());
         }
-        Ok(self.stream().await?.iter().filter(|((k, _), _)| ranges.iter().any(|r| r.contains(key_hash(k)))).map(|((k, _), rh)| (k.clone(), rh.clone())).collect())
+        let mut out = Vec::new();
+        self.stream(ranges, None, |_, (k, _), rh| out.push((k, rh))).await?;
+        Ok(out)
     }
 
     /// Every column's canonical text of the rows in `ranges` whose key's MD5
@@ -1028,38 +1080,37 @@ impl SourceSide<'_> {
                 })
                 .collect());
         }
-        Ok(self.stream().await?.iter().filter(|((k, _), _)| key_hashes.contains(&md5_hex(k))).map(|(r, _)| r.clone()).collect())
+        let mut out = Vec::new();
+        self.stream(ranges, Some(key_hashes), |_, row, _| out.push(row)).await?;
+        Ok(out)
     }
 
-    /// Every row of the table with its canonical texts, computed once.
-    async fn stream(&mut self) -> Result<&Vec<(Row, String)>> {
-        if self.streamed.is_none() {
-            let parts: Vec<String> = self
-                .q
-                .columns
-                .iter()
-                .map(|c| match &c.emulator {
-                    EmulatorPart::Sql(s) => s.clone(),
-                    EmulatorPart::Float(e) => format!("CAST({e} AS DOUBLE)"),
-                    EmulatorPart::Json(e) => format!("CAST({e} AS VARCHAR)"),
-                })
-                .collect();
-            let select = if parts.is_empty() { "1".to_string() } else { parts.join(", ") };
-            let batches = self.sf.query_arrow(&format!("SELECT {select} FROM {}", self.q.sf_from)).await?;
-            let mut rows = Vec::new();
-            for batch in &batches {
-                let columns = self.decode(batch)?;
-                for i in 0..batch.num_rows() {
-                    let values: Vec<Option<String>> = columns.iter().map(|c| c[i].clone()).collect();
-                    let key = join_texts(self.q.keys.iter().map(|k| &values[*k]));
-                    let rh = md5_hex(&join_texts(values.iter()));
-                    rows.push(((key, values), rh));
+    /// Stream the rows in `ranges` (and, with `key_hashes`, only those whose
+    /// key's MD5 is listed) from the emulator, batch by batch, calling `each`
+    /// with the row's place in the key-hash space, the row (key text and
+    /// canonical texts) and its row hash.
+    async fn stream(&mut self, ranges: &[KeyRange], key_hashes: Option<&[String]>, mut each: impl FnMut(u64, Row, String)) -> Result<()> {
+        use futures::StreamExt as _;
+        let sql = self.q.streamed_sql(ranges, key_hashes);
+        let mut batches = self.sf.stream_query(&sql).await?;
+        while let Some(batch) = batches.next().await {
+            let batch = batch?;
+            let columns = self.decode(&batch)?;
+            for i in 0..batch.num_rows() {
+                let values: Vec<Option<String>> = columns.iter().map(|c| c[i].clone()).collect();
+                let key = join_texts(self.q.keys.iter().map(|k| &values[*k]));
+                // The row's place in the key-hash space, as the SQL computes it.
+                let key_md5 = md5_hex(&key);
+                let h = u64::from_str_radix(&key_md5[..HASH_DIGITS], 16).unwrap_or(0);
+                if !ranges.iter().any(|r| r.contains(h)) || key_hashes.is_some_and(|k| !k.contains(&key_md5)) {
+                    continue;
                 }
+                let rh = md5_hex(&join_texts(values.iter()));
+                self.transferred += 1;
+                each(h, (key, values), rh);
             }
-            self.transferred += rows.len() as u64;
-            self.streamed = Some(rows);
         }
-        Ok(self.streamed.as_ref().expect("filled above"))
+        Ok(())
     }
 
     /// Canonical texts per column of one streamed batch.
@@ -1108,8 +1159,10 @@ impl SourceSide<'_> {
 pub async fn source_texts(sf: &SnowflakeSource, engine: SourceEngine, columns: &[ColumnPair], from: &str) -> Result<Vec<Vec<Option<String>>>> {
     let q = TableQueries::from_columns(columns, &[], engine, from.to_string(), String::new());
     if q.streamed() {
-        let mut side = SourceSide { sf, q: &q, streamed: None, transferred: 0 };
-        return Ok(side.stream().await?.iter().map(|((_, v), _)| v.clone()).collect());
+        let mut side = SourceSide { sf, q: &q, transferred: 0 };
+        let mut rows = Vec::new();
+        side.stream(&[KeyRange::ALL], None, |_, (_, v), _| rows.push(v)).await?;
+        return Ok(rows);
     }
     let exprs = q.sf_exprs();
     let select = if exprs.is_empty() { "1".to_string() } else { exprs.join(", ") };
@@ -1417,6 +1470,38 @@ mod tests {
             assert_eq!(("0a1b2c3".."0a1b2d0").contains(&hash), inside, "{hash}");
             assert_eq!(r.contains(u64::from_str_radix(&hash[..7], 16).unwrap()), inside, "{hash}");
         }
+    }
+
+    #[test]
+    fn postgres_hashes_once_per_row_in_a_parallel_safe_plan_and_the_source_sql_is_unchanged() {
+        let pair = |name: &str, data_type: &str, pg_type: crate::sink::PgType| ColumnPair {
+            source: crate::sync::plan::SourceColumn { name: name.into(), data_type: data_type.into(), scale: Some(0), char_length: None },
+            target: crate::sink::TargetColumn {
+                name: name.into(),
+                pg_type,
+                type_name: String::new(),
+                char_max_length: None,
+                numeric_precision: None,
+                numeric_scale: None,
+                nullable: true,
+            },
+        };
+        let pairs = [pair("ID", "NUMBER", crate::sink::PgType::Int8), pair("F", "FLOAT", crate::sink::PgType::Float8)];
+        let q = TableQueries::from_columns(&pairs, &["ID".into()], SourceEngine::Emulator, "T".into(), "t".into());
+        let split = [KeyRange { lo: 0, hi: 1 << 23 }, KeyRange { lo: 1 << 24, hi: 3 << 23 }];
+        let pg = q.segments_sql(&q.pg_exprs(), "t", true, &split, 32);
+        assert!(!pg.contains("POSITION(") && !pg.contains("OFFSET 0") && !pg.contains("FLOOR("), "{pg}");
+        assert!(pg.contains("UNNEST(ARRAY[MD5(COALESCE(CAST(\"ID\" AS TEXT), CHR(30)))]) AS thaw_kx"), "{pg}");
+        assert!(pg.contains("UNNEST(ARRAY[CAST(CAST('x' || LEFT(MD5("), "{pg}");
+        assert!(pg.contains("SUM(v >> 24), SUM(v & 16777215)"), "{pg}");
+        let sf = q.segments_sql(&q.sf_exprs(), "T", false, &split, 32);
+        assert!(sf.contains("(POSITION(SUBSTR(thaw_kx, 1, 1) IN '0123456789abcdef') - 1) * 16777216") && !sf.contains("UNNEST") && sf.contains("FLOOR("), "{sf}");
+        // The emulator streams FLOAT columns: the range filter runs in the emulator
+        // (the key is SQL there); the whole space and a key list are read as asked.
+        assert_eq!(q.streamed_sql(&[KeyRange::ALL], None), format!("SELECT {}, CAST(\"F\" AS DOUBLE) FROM T", q.sf_exprs()[0]));
+        let ranged = q.streamed_sql(&split, Some(&["0123abcd".to_string(), "x'; DROP".to_string()]));
+        assert!(ranged.contains("thaw_kx < '0800000'") && ranged.contains("thaw_kx >= '1000000' AND thaw_kx < '1800000'"), "{ranged}");
+        assert!(ranged.ends_with(" WHERE thaw_kx IN ('0123abcd')"), "only hex key hashes are spliced: {ranged}");
     }
 
     #[test]
