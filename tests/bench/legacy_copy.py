@@ -3,7 +3,7 @@
 sync benchmark's baseline. Not product code.
 
     legacy_copy.py --config examples/config.json --table FACTVISITCALLPERFORMANCE_CR \
-        --pg-database DB [--batch-size 25000] [--threads 4]
+        --pg-database DB [--batch-size 25000] [--threads 4] [--incremental [--upsert-method staging|execute-batch]]
 
 Copies one table of a thaw/legacy config.json from the Snowflake emulator into
 PostgreSQL the way docs/sync.md §11:
@@ -19,6 +19,20 @@ PostgreSQL the way docs/sync.md §11:
   new connection (synchronous_commit off + the legacy session settings), status
   `completed` with rows_copied (new connection again);
 * the initial full load is all COPY (empty target, uniqueness columns configured).
+
+With --incremental, the legacy's incremental run (docs/sync.md §11.4, §11.5):
+
+* the target's maximum `target_watermark` (one table-wide MAX query);
+* the same date-group plan over only the rows with `source_watermark > '<max>'`
+  (the filter is added to the count query and to every chunk's SELECT);
+* per chunk: fetchall → pandas → CSV as above, `COPY` into a temporary staging
+  table (`LIKE` the target), then one `INSERT … SELECT … ON CONFLICT
+  (uniqueness_columns) DO UPDATE SET <every other column> = excluded.…` with the
+  legacy's guard "target watermark < incoming watermark OR target watermark IS
+  NULL", in the chunk's transaction. That is deliberate difference 6 below:
+  the legacy sends the upsert with psycopg2 `execute_batch` (pages of 1 000
+  rows), which `--upsert-method execute-batch` reproduces; the default staging
+  COPY is faster, so the baseline errs in the legacy's favour.
 
 Deliberate differences from the legacy, each in the baseline's favour or needed to
 run at all:
@@ -36,13 +50,17 @@ run at all:
    database (the legacy's own status schema clashes with thaw's names); the
    per-call connection pattern is kept.
 5. No retry decorator, no memory fallback: a failed chunk fails the run.
+6. Incremental upserts go through a COPY into a staging table (see above) unless
+   `--upsert-method execute-batch`; the watermark is the table-wide maximum (the
+   legacy's chunk-scoped maximum costs it one more query per chunk).
 
 Environment: THAW_SF_ACCOUNT, THAW_SF_USER, THAW_SF_PASSWORD, THAW_SF_ENDPOINT
 (host:port), THAW_SF_CA_FILE (as tests/harness.py exports them); PostgreSQL from
 the config's `postgres` section after `${VAR}` / `${VAR:-default}` expansion.
 
 Prints one JSON object on stdout: rows, chunks, plan_seconds, copy_seconds,
-wall_seconds, threads, batch_size.
+wall_seconds, threads, batch_size, mode (full / incremental) and, for an
+incremental run, watermark and upsert_method.
 """
 
 from __future__ import annotations
@@ -68,6 +86,7 @@ if os.environ.get("THAW_SF_CA_FILE"):
 
 import pandas as pd  # noqa: E402
 import psycopg2  # noqa: E402
+import psycopg2.extras  # noqa: E402
 import snowflake.connector  # noqa: E402
 
 # Legacy Postgres session settings (docs/sync.md §11.2.
@@ -81,6 +100,8 @@ SF_SESSION_PARAMETERS = {
     "CLIENT_RESULT_PREFETCH_SLOTS": 0,
     "CLIENT_RESULT_PREFETCH_THREADS": 1,
 }
+# Set by --emulator-rows-per-chunk: run once on every new Snowflake session.
+EMULATOR_SESSION_SQL: str | None = None
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -121,6 +142,8 @@ class TableConfig:
     chunk_column: str
     uniqueness: list[str]
     column_mapping: dict[str, str]
+    source_watermark: str | None
+    target_watermark: str | None
 
 
 def load_table(config_path: str, table: str) -> tuple[dict, TableConfig]:
@@ -139,6 +162,8 @@ def load_table(config_path: str, table: str) -> tuple[dict, TableConfig]:
                     chunk_column=t["chunking_columns"][0],
                     uniqueness=t.get("uniqueness_columns") or [],
                     column_mapping=t.get("column_mapping") or {},
+                    source_watermark=t.get("source_watermark"),
+                    target_watermark=t.get("target_watermark") or t.get("source_watermark"),
                 )
     raise BenchError(f"no table {table!r} in {config_path}")
 
@@ -157,7 +182,8 @@ def snowflake_connect() -> snowflake.connector.SnowflakeConnection:
 
 
 class Legacy:
-    def __init__(self, config: dict, table: TableConfig, pg_database: str, batch: int, threads: int, strict: bool) -> None:
+    def __init__(self, config: dict, table: TableConfig, pg_database: str, batch: int, threads: int, strict: bool,
+                 upsert_method: str | None = None) -> None:
         pg = config["postgres"]
         self.pg_args = dict(host=pg["host"], port=int(pg.get("port") or 5432), user=pg["user"],
                             password=pg.get("password"), dbname=pg_database)
@@ -165,6 +191,9 @@ class Legacy:
         self.batch = batch
         self.threads = threads
         self.strict = strict
+        # None: full load (COPY into the target); else incremental with this upsert.
+        self.upsert_method = upsert_method
+        self.watermark: str | None = None
         self.local = threading.local()
         self.sf_connections: list[snowflake.connector.SnowflakeConnection] = []
         self.lock = threading.Lock()
@@ -181,6 +210,8 @@ class Legacy:
         conn = getattr(self.local, "sf", None)
         if conn is None:
             conn = snowflake_connect()
+            if EMULATOR_SESSION_SQL:
+                conn.cursor().execute(EMULATOR_SESSION_SQL)
             self.local.sf = conn
             with self.lock:
                 self.sf_connections.append(conn)
@@ -287,11 +318,14 @@ class Legacy:
         conn = self.pg()
         try:
             with conn.cursor() as pg_cur:
-                pg_cur.copy_expert(
-                    f"COPY {self.table.target} ({', '.join(quote(c) for c in keep)}) FROM STDIN "
-                    "WITH (FORMAT csv, DELIMITER E'\\t', NULL '\\N')",
-                    buffer,
-                )
+                if self.upsert_method is None:
+                    pg_cur.copy_expert(
+                        f"COPY {self.table.target} ({', '.join(quote(c) for c in keep)}) FROM STDIN "
+                        "WITH (FORMAT csv, DELIMITER E'\\t', NULL '\\N')",
+                        buffer,
+                    )
+                else:
+                    self.upsert(pg_cur, df, keep, buffer)
             conn.commit()
         finally:
             conn.close()
@@ -300,13 +334,54 @@ class Legacy:
                     "WHERE chunk_id = %s", (n, chunk_id))
         return n
 
+    # --- incremental (docs/sync.md §11.4, §11.5) ---------------------------------------------
+    def start_incremental(self) -> None:
+        """Read the target's maximum watermark and restrict the plan and every chunk to newer rows."""
+        if not self.table.source_watermark or not self.table.uniqueness:
+            raise BenchError("--incremental needs source_watermark and uniqueness_columns in the table's config")
+        conn = self.pg()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT MAX({quote(self.table.target_watermark)}) FROM {self.table.target}")
+                (latest,) = cur.fetchone()
+        finally:
+            conn.close()
+        if latest is None:
+            raise BenchError(f"{self.table.target} is empty: an incremental run needs a full load first")
+        self.watermark = str(latest)
+        newer = f"{quote(self.table.source_watermark)} > {literal(self.watermark)}"
+        self.table.source_filter = f"({self.table.source_filter}) AND {newer}" if self.table.source_filter else newer
+
+    def upsert(self, cur, df: pd.DataFrame, keep: list[str], buffer: io.StringIO) -> None:
+        """The legacy UPSERT of one chunk's rows, guarded by the target watermark."""
+        columns = ", ".join(quote(c) for c in keep)
+        keys = ", ".join(quote(c) for c in self.table.uniqueness)
+        others = [c for c in keep if c not in self.table.uniqueness]
+        wm = quote(self.table.target_watermark)
+        action = ("DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in others)
+                  + f" WHERE t.{wm} < excluded.{wm} OR t.{wm} IS NULL") if others else "DO NOTHING"
+        if self.upsert_method == "execute-batch":
+            rows = [tuple(None if v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v for v in r)
+                    for r in df.itertuples(index=False, name=None)]
+            psycopg2.extras.execute_batch(
+                cur, f"INSERT INTO {self.table.target} AS t ({columns}) VALUES ({', '.join(['%s'] * len(keep))}) "
+                     f"ON CONFLICT ({keys}) {action}", rows, page_size=1000)
+            return
+        cur.execute(f"CREATE TEMP TABLE legacy_staging (LIKE {self.table.target} INCLUDING DEFAULTS) ON COMMIT DROP")
+        cur.copy_expert(f"COPY legacy_staging ({columns}) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\t', NULL '\\N')", buffer)
+        cur.execute(f"INSERT INTO {self.table.target} AS t ({columns}) SELECT {columns} FROM legacy_staging "
+                    f"ON CONFLICT ({keys}) {action}")
+
     def run(self) -> dict:
         started = time.perf_counter()
+        if self.upsert_method is not None:
+            self.start_incremental()
         self.create_status_table()
         chunks = self.plan()
         conn = self.pg()
         try:
             with conn.cursor() as cur:
+                cur.execute("TRUNCATE legacy_migration_status.chunk_status")
                 cur.executemany("INSERT INTO legacy_migration_status.chunk_status (chunk_id, filter_sql, status) VALUES (%s, %s, 'pending') "
                                 "ON CONFLICT DO NOTHING", list(enumerate(chunks)))
             conn.commit()
@@ -327,6 +402,8 @@ class Legacy:
             "wall_seconds": round(finished - started, 3),
             "threads": self.threads,
             "batch_size": self.batch,
+            "mode": "full" if self.upsert_method is None else "incremental",
+            **({"watermark": self.watermark, "upsert_method": self.upsert_method} if self.upsert_method else {}),
         }
 
 
@@ -339,10 +416,21 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4, help="worker threads (legacy parallel_threads)")
     parser.add_argument("--strict-legacy-rendering", action="store_true",
                         help="render integer columns with NULLs as pandas does (7000010.0); int8 targets reject them")
+    parser.add_argument("--emulator-rows-per-chunk", type=int, default=0,
+                        help="ask the emulator for chunked results of this many rows (docs/emulator.md §4; 0: its default)")
+    parser.add_argument("--incremental", action="store_true",
+                        help="the legacy incremental run: rows newer than the target's maximum watermark, upserted")
+    parser.add_argument("--upsert-method", choices=("staging", "execute-batch"), default="staging",
+                        help="incremental upsert: COPY into a staging table then INSERT … ON CONFLICT (default), "
+                             "or the legacy's execute_batch of 1 000-row pages")
     args = parser.parse_args()
+    if args.emulator_rows_per_chunk:
+        global EMULATOR_SESSION_SQL
+        EMULATOR_SESSION_SQL = f"ALTER SESSION SET THAW_EMULATOR_ROWS_PER_CHUNK = {args.emulator_rows_per_chunk}"
     try:
         config, table = load_table(args.config, args.table)
-        result = Legacy(config, table, args.pg_database, args.batch_size, args.threads, args.strict_legacy_rendering).run()
+        result = Legacy(config, table, args.pg_database, args.batch_size, args.threads, args.strict_legacy_rendering,
+                        args.upsert_method if args.incremental else None).run()
     except BenchError as e:
         print(f"legacy_copy: {e}", file=sys.stderr)
         return 2

@@ -10,9 +10,19 @@ BENCH_ROWS_PER_CHUNK rows (through `snowflake.session_parameters`), measure:
   which also writes the rows to an Arrow IPC file;
 * minimal ingest: `bench_loader ingest`, that file into the same table (thaw's
   migrations: primary key + 3 indexes) in one binary COPY, no source, no status;
+* legacy full load: `legacy_copy.py` (fetchall -> pandas -> CSV COPY, 4
+  threads, 25 000-row chunks) into its own database, same chunked results;
 * thaw incremental: `thaw dev mutate` changes 10 % of the visits, then
   `thaw run` again (watermark, upsert);
+* legacy incremental: `legacy_copy.py --incremental` on the legacy's database
+  (rows newer than its maximum watermark, CSV COPY into staging, upsert);
+  check: after it, the thaw and legacy targets hold identical rows;
 * the peak RSS (VmHWM) of every process.
+
+Standalone (without the rest of `make bench`; seeds the emulator first):
+
+    python3 tests/harness.py run -- ~/.cache/thaw/bench-venv/bin/python \
+        tests/bench/sync_baselines.py --thaw /tmp/thaw --visits 1000000
 
 Targets: thaw copy <= 1.2 x max(pure fetch, minimal ingest) (fetch and COPY
 overlap); >= 10x the legacy path; peak RSS < 256 MiB with the default workers.
@@ -25,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -76,17 +87,34 @@ def thaw_copy(thaw: str, config: Path, logs: Path, what: str, fact: str) -> dict
             "wall_seconds": wall, "peak_rss_mib": round(peak, 1)}
 
 
+def fingerprint(pg, database: str, table: str) -> tuple[int, str]:
+    """Row count and an order-independent checksum of every row's text form."""
+    with pg(database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), coalesce(sum(('x' || substr(h, 1, 15))::bit(60)::bigint), 0)::text || '/' || "
+                    f"coalesce(sum(('x' || substr(h, 16, 15))::bit(60)::bigint), 0)::text FROM (SELECT md5(t::text) AS h FROM {table} t) r")
+        return cur.fetchone()
+
+
+def legacy_copy(config: Path, fact: str, database: str, rows_per_chunk: int, logs: Path, what: str, extra: list[str]) -> dict:
+    """tests/bench/legacy_copy.py with the same chunked results; its JSON plus peak RSS."""
+    script = Path(__file__).resolve().with_name("legacy_copy.py")
+    out, wall, peak = measured([sys.executable, str(script), "--config", str(config), "--table", fact, "--pg-database", database,
+                                "--batch-size", "25000", "--emulator-rows-per-chunk", str(rows_per_chunk), *extra], what, logs)
+    return {**json.loads(out.strip().splitlines()[-1]), "process_seconds": round(wall, 2), "peak_rss_mib": round(peak, 1)}
+
+
 def sync_baselines(thaw: str, configs, database_helpers, fact: str, fact_target: str, visits: int, seed: int, today,
-                   rows_per_chunk: int, logs: Path, legacy: dict) -> dict:
+                   rows_per_chunk: int, logs: Path, legacy: dict | None = None) -> dict:
     """Run the baselines; return {"metrics": [(name, thaw, baseline)], "checks": {...}, "details": {...}}.
 
-    `database_helpers` is (fresh_database, drop_database, pg) from run_bench.py;
-    `legacy` is the legacy path's result on the same rows (chunked emulator).
+    `database_helpers` is (fresh_database, drop_database, pg) from run_bench.py.
+    `legacy` is unused (kept for callers): the legacy full and incremental runs
+    are measured here, on the same emulator as thaw's.
     """
     fresh_database, drop_database, pg = database_helpers
     loader = os.environ.get("BENCH_LOADER") or str(
         Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache" / "thaw" / "target") / "release" / "examples" / "bench_loader")
-    thaw_db, ingest_db = "thaw_bench_baseline_thaw", "thaw_bench_baseline_ingest"
+    thaw_db, ingest_db, legacy_db = "thaw_bench_baseline_thaw", "thaw_bench_baseline_ingest", "thaw_bench_baseline_legacy"
 
     fresh_database(thaw_db)
     config = chunked_config(configs.write("sync", thaw_db), rows_per_chunk)
@@ -118,30 +146,40 @@ def sync_baselines(thaw: str, configs, database_helpers, fact: str, fact_target:
     rows_file.unlink(missing_ok=True)
     drop_database(ingest_db)
 
+    fresh_database(legacy_db)
+    legacy_config = configs.write("sync", legacy_db)
+    subprocess.run([thaw, "migrate", "--config", str(legacy_config)], check=True, capture_output=True)
+    legacy = legacy_copy(legacy_config, fact, legacy_db, rows_per_chunk, logs, "baseline-legacy-full", [])
+
     # Incremental: 10 % of the visits updated in the source, then the nightly run again.
     updates = max(1, visits // 10)
     subprocess.run([thaw, "dev", "mutate", "--config", str(config), "--visits", str(visits), "--seed", str(seed),
                     "--today", today.isoformat(), "--updates", str(updates), "--inserts", "0", "--deletes", "0"],
                    check=True, capture_output=True)
     incremental = thaw_copy(thaw, config, logs, "baseline-thaw-incremental", fact)
+    legacy_incremental = legacy_copy(legacy_config, fact, legacy_db, rows_per_chunk, logs, "baseline-legacy-incremental", ["--incremental"])
+    same_after_incremental = fingerprint(pg, thaw_db, fact_target) == fingerprint(pg, legacy_db, fact_target)
     drop_database(thaw_db)
+    drop_database(legacy_db)
 
     ceiling = max(fetch["seconds"], ingest["seconds"])
     legacy_rate = legacy["rows"] / legacy["copy_seconds"]
+    legacy_incremental_rate = legacy_incremental["rows"] / legacy_incremental["copy_seconds"]
     metrics = [
         ("copy s: thaw vs max(fetch, ingest)", full["copy_seconds"], ceiling),
         ("pure fetch rows/s (bench_loader)", fetch["rows"] / fetch["seconds"], legacy_rate),
         ("minimal ingest rows/s (bench_loader)", ingest["rows"] / ingest["seconds"], legacy_rate),
         ("thaw full copy rows/s vs legacy", full["rows"] / full["copy_seconds"], legacy_rate),
-        ("thaw incremental rows/s vs legacy full", incremental["rows"] / incremental["copy_seconds"], legacy_rate),
+        ("thaw incremental rows/s vs legacy incremental", incremental["rows"] / incremental["copy_seconds"], legacy_incremental_rate),
     ]
     peak = max(full["peak_rss_mib"], incremental["peak_rss_mib"])
-    checks = {"baselines: fetch, ingest and thaw saw the same rows": fetch["rows"] == ingest["rows"] == full["rows"]}
+    checks = {"baselines: fetch, ingest and thaw saw the same rows": fetch["rows"] == ingest["rows"] == full["rows"] == legacy["rows"],
+              "baselines: thaw and legacy targets identical after the incremental runs": same_after_incremental}
     # Targets are reported, not checked: a miss is a finding, not a broken run.
     targets = {
         "thaw copy <= 1.2 x max(pure fetch, minimal ingest)": full["copy_seconds"] <= 1.2 * ceiling,
         "thaw full copy >= 10x legacy": full["rows"] / full["copy_seconds"] >= 10 * legacy_rate,
-        "thaw incremental >= 10x legacy (legacy full-load rate)": incremental["rows"] / incremental["copy_seconds"] >= 10 * legacy_rate,
+        "thaw incremental >= 10x legacy incremental": incremental["rows"] / incremental["copy_seconds"] >= 10 * legacy_incremental_rate,
         "thaw peak RSS < 256 MiB": peak < 256,
     }
     lines = [
@@ -150,7 +188,52 @@ def sync_baselines(thaw: str, configs, database_helpers, fact: str, fact_target:
         f"pure fetch {fetch['seconds']:.2f} s ({fetch['peak_rss_mib']:.0f} MiB), "
         f"minimal ingest {ingest['seconds']:.2f} s ({ingest['peak_rss_mib']:.0f} MiB), "
         f"thaw incremental {incremental['rows']} rows in {incremental['copy_seconds']:.2f} s ({incremental['peak_rss_mib']:.0f} MiB), "
-        f"legacy {legacy['rows']} rows in {legacy['copy_seconds']:.2f} s",
+        f"legacy {legacy['rows']} rows in {legacy['copy_seconds']:.2f} s ({legacy['peak_rss_mib']:.0f} MiB), "
+        f"legacy incremental {legacy_incremental['rows']} rows in {legacy_incremental['copy_seconds']:.2f} s "
+        f"({legacy_incremental['peak_rss_mib']:.0f} MiB)",
     ] + [f"target: {name}: {'met' if ok else 'NOT met'}" for name, ok in targets.items()]
     return {"metrics": metrics, "checks": checks, "lines": lines,
-            "details": {"thaw_full": full, "fetch": fetch, "ingest": ingest, "thaw_incremental": incremental, "targets": targets}}
+            "details": {"thaw_full": full, "fetch": fetch, "ingest": ingest, "thaw_incremental": incremental,
+                        "legacy_full": legacy, "legacy_incremental": legacy_incremental, "targets": targets}}
+
+
+def main() -> int:
+    """Seed the emulator and run only these baselines (see the module docs)."""
+    import argparse
+    import datetime as dt
+    import shutil
+    import tempfile
+
+    import run_bench as bench  # tests/bench/run_bench.py: configs, seeding, databases
+
+    parser = argparse.ArgumentParser(description="thaw's sync baselines on their own (docs/benchmarks.md §3)")
+    parser.add_argument("--thaw", required=True, help="the thaw binary (a release build copied out of the shared target dir)")
+    parser.add_argument("--visits", type=int, default=int(os.environ.get("BENCH_VISITS") or 300_000))
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("BENCH_SEED") or 42))
+    parser.add_argument("--rows-per-chunk", type=int, default=int(os.environ.get("BENCH_ROWS_PER_CHUNK") or 10_000))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="thaw-sync-baselines-"))
+    logs = work / "logs"
+    logs.mkdir()
+    try:
+        today = dt.date.today()
+        configs = bench.Configs(work, bench.REPO / "examples" / "config.json", today)
+        bench.log(f"seeding {args.visits} visits")
+        bench.seed(args.thaw, configs, "thaw_bench", args.visits, args.seed, today, logs, "")
+        result = sync_baselines(args.thaw, configs, (bench.fresh_database, bench.drop_database, bench.pg), bench.FACT,
+                                bench.FACT_TARGET, args.visits, args.seed, today, args.rows_per_chunk, logs)
+    except (bench.BenchFailure, RuntimeError, subprocess.CalledProcessError) as e:
+        print(f"sync baselines: {e}\n(logs kept in {logs})", file=sys.stderr)
+        return 1
+    print("\n".join(result["lines"]))
+    for name, value, base in result["metrics"]:
+        print(f"{name:<45} {value:>12,.2f} {base:>12,.2f} {value / base:>6.2f}x")
+    for name, ok in result["checks"].items():
+        print(f"check: {name}: {'ok' if ok else 'FAILED'}")
+    print(json.dumps(result["details"]))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(result["checks"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

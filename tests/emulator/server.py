@@ -35,6 +35,11 @@ What this module changes (see docs/emulator.md §1 for why):
    `LIST @stage` are answered by `unload.py` against the S3 server the harness
    starts (THAW_S3_ENDPOINT). Their results are sent through fakesnow as a
    SELECT of literal rows, so they arrive as Arrow like any other result.
+7. Fault injection for tests (`faults.py`, docs/emulator.md §13): rules
+   registered at /thaw-emulator/faults make the next N query submissions or
+   result-chunk downloads whose SQL matches a regex answer 500/503/429, drop
+   the connection, truncate the answer or fail with a Snowflake error, and
+   count how often each matching request arrived.
 
 Deliberately NOT changed: concurrent queries on one session token go straight
 to fakesnow, which shares one DuckDB connection per session; whatever error
@@ -59,6 +64,7 @@ from typing import Any
 
 import fakesnow.arrow
 import fakesnow.server as fakesnow_server
+import faults
 import pyarrow as pa
 import pyarrow.compute as pc
 import unload
@@ -87,6 +93,8 @@ _master_tokens: dict[str, str] = {}  # master token -> session token
 _session_counter = itertools.count(1_000_000_001)
 # Downloadable result chunks: id -> (required key, Arrow IPC stream bytes).
 _chunks: dict[str, tuple[str, bytes]] = {}
+# The SQL text of the query each pending chunk belongs to (for fault rules).
+_chunk_origins: dict[str, str] = {}
 
 _ALTER_CHUNKING = re.compile(r"^\s*ALTER\s+SESSION\s+SET\s+THAW_EMULATOR_ROWS_PER_CHUNK\s*=\s*(\d+)\s*;?\s*$", re.I)
 
@@ -259,7 +267,7 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _split_into_chunks(request: Request, data: dict[str, Any], ipc_stream: Any, rows_per_chunk: int) -> bytes:
+def _split_into_chunks(request: Request, sql: str, data: dict[str, Any], ipc_stream: Any, rows_per_chunk: int) -> bytes:
     """4. Publish all but the first `rows_per_chunk` rows as chunks; return the first rows' stream."""
     table = pa.ipc.open_stream(ipc_stream).read_all()
     slices = [table.slice(offset, rows_per_chunk) for offset in range(0, table.num_rows, rows_per_chunk)]
@@ -268,6 +276,7 @@ def _split_into_chunks(request: Request, data: dict[str, Any], ipc_stream: Any, 
     for part in slices[1:]:
         chunk_id = secrets.token_urlsafe(16)
         _chunks[chunk_id] = (key, _ipc(part))
+        _chunk_origins[chunk_id] = sql
         size = len(_chunks[chunk_id][1])
         url = f"{request.url.scheme}://{request.url.netloc}{CHUNK_PATH}/{chunk_id}"
         chunks.append({"url": url, "rowCount": part.num_rows, "uncompressedSize": size, "compressedSize": size})
@@ -323,7 +332,7 @@ async def query(request: Request) -> Response:
         data.setdefault("version", 1)
         rows_per_chunk = _rows_per_chunk.get(token, _default_rows_per_chunk())
         if rowset is not None and rows_per_chunk > 0 and data.get("total", 0) > rows_per_chunk:
-            rowset = _split_into_chunks(request, data, rowset, rows_per_chunk)
+            rowset = _split_into_chunks(request, sql, data, rowset, rows_per_chunk)
     payload.setdefault("code", None)
     payload.setdefault("message", None)
     body = json.dumps(payload, separators=(",", ":")).encode()
@@ -378,6 +387,7 @@ async def chunk(request: Request) -> Response:
     if not hmac.compare_digest(request.headers.get(CHUNK_KEY_HEADER, "").encode(), key.encode()):
         return Response("missing or wrong chunk header", status_code=403)
     del _chunks[request.path_params["chunk_id"]]
+    _chunk_origins.pop(request.path_params["chunk_id"], None)
     return Response(content, media_type="application/octet-stream")
 
 
@@ -423,8 +433,19 @@ _starlette = Starlette(
         Route("/session", session_delete, methods=["POST"]),
         Route("/queries/v1/query-request", query, methods=["POST"]),
         Route(CHUNK_PATH + "/{chunk_id}", chunk, methods=["GET"]),
+        Route(faults.ADMIN_PATH, faults.add, methods=["POST"]),
+        Route(faults.ADMIN_PATH + "/{rule_id}", faults.show, methods=["GET"]),
+        Route(faults.ADMIN_PATH + "/{rule_id}", faults.remove, methods=["DELETE"]),
         *fakesnow_server.routes,
     ],
     exception_handlers={Exception: _unhandled},
 )
-app = _KeepConnectionAlive(_starlette)
+
+
+def _pending_chunk(chunk_id: str) -> tuple[str, bytes] | None:
+    """(origin SQL, content) of a result chunk not yet downloaded."""
+    sql, entry = _chunk_origins.get(chunk_id), _chunks.get(chunk_id)
+    return (sql, entry[1]) if sql is not None and entry is not None else None
+
+
+app = faults.FaultMiddleware(_KeepConnectionAlive(_starlette), CHUNK_PATH, _pending_chunk)

@@ -13,9 +13,19 @@
 //! batches ([`super::arrow::SnowflakeDecoder`]) while a background task
 //! downloads the next chunks, at most [`PREFETCH_CHUNKS`] ahead of the one
 //! being read; the result's row count is checked at the end.
+//!
+//! Faults (docs/sync.md §9.3): a chunk download that fails transiently
+//! (connection dropped or reset, body cut short, HTTP 5xx or 429) is retried
+//! [`DOWNLOAD_ATTEMPTS`] times in all with the chunk retry policy's jittered
+//! backoff ([`crate::sync::retry::RetryPolicy`]), waiting at least the
+//! server's `Retry-After` (at most [`RETRY_AFTER_CAP`]); after that the stream
+//! fails `Transient` and the copy's own retry budget takes over. A query
+//! submission answered with HTTP 5xx or 429 fails with that status named
+//! ([`ServerBusy`], `Transient`) instead of an undecodable-body error.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use base64::Engine as _;
@@ -26,11 +36,42 @@ use reqwest_middleware::ClientWithMiddleware;
 
 use super::arrow::SnowflakeDecoder;
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::retry::RetryPolicy;
 
 /// Chunks downloaded or downloading ahead of the one being read: one waiting
 /// in the queue plus one in flight. Memory is bounded by this many chunks
 /// plus the batch being copied, whatever the size of the result.
 pub const PREFETCH_CHUNKS: usize = 2;
+
+/// Attempts per result-chunk download (the first plus two retries) before
+/// the stream fails and the chunk-level retry budget takes over.
+pub const DOWNLOAD_ATTEMPTS: u32 = 3;
+
+/// The longest `Retry-After` a download waits for: 15 seconds.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(15);
+
+/// A Snowflake request answered with an HTTP status that means "try again"
+/// (5xx, 429), as gateways and throttling answer without a Snowflake body.
+#[derive(Debug, thiserror::Error)]
+#[error("Snowflake answered HTTP {status} to {what}{}", retry_after.map(|s| format!(" (Retry-After: {} s)", s.as_secs())).unwrap_or_default())]
+pub struct ServerBusy {
+    /// The HTTP status.
+    pub status: http::StatusCode,
+    /// What was asked (`a query request`, `a result-chunk download`).
+    pub what: &'static str,
+    /// The server's `Retry-After`, when it sent one in seconds.
+    pub retry_after: Option<Duration>,
+}
+
+/// Whether `status` is one a retry can cure: any 5xx, 408 and 429.
+fn retryable_status(status: http::StatusCode) -> bool {
+    status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS || status == http::StatusCode::REQUEST_TIMEOUT
+}
+
+/// The `Retry-After` header in seconds (the HTTP-date form is ignored).
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
 
 /// A Snowflake answer kept for streaming.
 #[derive(Debug, Clone, Default)]
@@ -183,7 +224,12 @@ impl reqwest_middleware::Middleware for ResultCapture {
         } else {
             None
         };
+        let is_query = sql.is_some();
         let response = next.run(req, extensions).await?;
+        if is_query && retryable_status(response.status()) {
+            let busy = ServerBusy { status: response.status(), what: "a query request", retry_after: retry_after(response.headers()) };
+            return Err(reqwest_middleware::Error::Middleware(busy.into()));
+        }
         match sql {
             Some(sql) if self.armed_for(&sql) => self.rewrite(response).await,
             _ => Ok(response),
@@ -262,7 +308,7 @@ impl ChunkedResult {
                 return;
             }
             for (index, (url, _rows)) in chunks.iter().enumerate() {
-                let chunk = download(&client, url, &chunk_headers)
+                let chunk = download_with_retries(&client, url, &chunk_headers)
                     .await
                     .map_err(|e| e.context(format!("result chunk {} of {}", index + 1, chunks.len())));
                 let failed = chunk.is_err();
@@ -285,21 +331,82 @@ impl ChunkedResult {
     }
 }
 
+/// GET one result chunk, retrying transient failures [`DOWNLOAD_ATTEMPTS`]
+/// times in all (see the module docs); the error names the attempts made.
+async fn download_with_retries(client: &ClientWithMiddleware, url: &str, headers: &HashMap<String, String>) -> Result<Bytes> {
+    // No time budget of its own: the attempt floor alone bounds it, and the
+    // chunk's retry budget (docs/sync.md §9.3) governs everything above it.
+    let mut policy = RetryPolicy::new(Duration::ZERO, DOWNLOAD_ATTEMPTS);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let DownloadFailure { error, retry_after: server_wait, same_url_may_work } = match download(client, url, headers).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(failure) => failure,
+        };
+        if !same_url_may_work {
+            return Err(error);
+        }
+        match policy.next_delay(attempt, &error) {
+            Some(backoff) => {
+                let wait = backoff.max(server_wait.unwrap_or_default().min(RETRY_AFTER_CAP));
+                tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "result chunk download failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            None if error.kind.is_retryable() => return Err(error.context(format!("after {attempt} download attempts"))),
+            None => return Err(error),
+        }
+    }
+}
+
+/// Why one download attempt failed.
+struct DownloadFailure {
+    error: Error,
+    /// The server's `Retry-After`.
+    retry_after: Option<Duration>,
+    /// False for 403/404 and the like: the URL expired or was never valid, so
+    /// asking again the same way cannot help; the error stays `Transient`
+    /// because the chunk's retry re-runs the query and gets new URLs.
+    same_url_may_work: bool,
+}
+
 /// GET one result chunk with its headers.
-async fn download(client: &ClientWithMiddleware, url: &str, headers: &HashMap<String, String>) -> Result<Bytes> {
+async fn download(client: &ClientWithMiddleware, url: &str, headers: &HashMap<String, String>) -> std::result::Result<Bytes, DownloadFailure> {
     let mut request = client.get(url);
     for (name, value) in headers {
         request = request.header(name.as_str(), value.as_str());
     }
     let response = request.send().await.map_err(|e| {
         let kind = if e.is_connect() || e.is_timeout() { ErrorKind::Unreachable } else { ErrorKind::Transient };
-        Error::new(kind, format!("downloading a Snowflake result chunk failed: {e}"))
+        let error = Error::new(kind, format!("downloading a Snowflake result chunk failed: {}", error_chain(&e)));
+        DownloadFailure { error, retry_after: None, same_url_may_work: true }
     })?;
     let status = response.status();
     if !status.is_success() {
-        return Err(Error::new(ErrorKind::Transient, format!("downloading a Snowflake result chunk answered HTTP {status}")));
+        let wait = retry_after(response.headers());
+        let busy = ServerBusy { status, what: "a result-chunk download", retry_after: wait };
+        return Err(DownloadFailure { error: Error::new(ErrorKind::Transient, busy.to_string()), retry_after: wait, same_url_may_work: retryable_status(status) });
     }
-    response.bytes().await.map_err(|e| Error::new(ErrorKind::Transient, format!("reading a Snowflake result chunk failed: {e}")))
+    response.bytes().await.map_err(|e| DownloadFailure {
+        error: Error::new(ErrorKind::Transient, format!("reading a Snowflake result chunk failed: {}", error_chain(&e))),
+        retry_after: None,
+        same_url_may_work: true,
+    })
+}
+
+/// An error and its sources, `: `-separated (reqwest's own text omits the cause).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
