@@ -55,6 +55,7 @@ pub trait VisitSource {
 pub struct PgVisitSource {
     rows: Pin<Box<BinaryCopyOutStream>>,
     batcher: KeyBatcher,
+    ended: bool,
 }
 
 /// `work_mem` for the candidate query, set with `SET LOCAL` (transaction
@@ -281,7 +282,7 @@ impl PgVisitSource {
             .copy_out(sql.as_str())
             .await
             .map_err(|e| from_postgres(e, format!("starting the candidate visit COPY on schema {}", types.schema())))?;
-        Ok(PgVisitSource { rows: Box::pin(BinaryCopyOutStream::new(stream, &CANDIDATE_TYPES)), batcher: KeyBatcher::new(batch_rows) })
+        Ok(PgVisitSource { rows: Box::pin(BinaryCopyOutStream::new(stream, &CANDIDATE_TYPES)), batcher: KeyBatcher::new(batch_rows), ended: false })
     }
 }
 
@@ -355,12 +356,17 @@ impl KeyBatcher {
 
 impl VisitSource for PgVisitSource {
     async fn next_batch(&mut self) -> Result<Option<Vec<Visit>>> {
+        // A binary COPY stream polled again after its trailer reports a closed connection.
+        if self.ended {
+            return Ok(None);
+        }
         while let Some(row) = self.rows.next().await {
             let row = row.map_err(|e| from_postgres(e, "reading the candidate visit COPY"))?;
             if let Some(batch) = self.batcher.push(visit_from_row(&row)?) {
                 return Ok(Some(batch));
             }
         }
+        self.ended = true;
         Ok(self.batcher.finish())
     }
 }
@@ -394,7 +400,8 @@ mod tests {
             visit(4, Some("111"), 2),
             visit(5, Some("222"), 2),
         ];
-        assert_eq!(batches(2, visits), vec![vec![1, 2, 3], vec![4], vec![5]]);
+        // Row 4 (a new key) cuts the full batch; row 5 joins it (the batch is not full yet).
+        assert_eq!(batches(2, visits), vec![vec![1, 2, 3], vec![4, 5]]);
     }
 
     #[test]
