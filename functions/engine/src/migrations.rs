@@ -15,6 +15,8 @@
 //!   reminders, agency contacts and the payer-provider dimension.
 //! * `V14__reconcile_coverage.sql`: per-table reconcile coverage (rolling slice, freshness).
 //! * `V16__staged_files.sql`: the staged path's files and per-chunk unloads.
+//! * `V19__conflict_pending_indexes.sql`: partial indexes of the conflict rows
+//!   still waiting for `CONFLICTID`, `ReverseUUID` or `CRDATEUNIQUE`.
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

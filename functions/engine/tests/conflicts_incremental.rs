@@ -523,7 +523,7 @@ async fn conflict_incremental_catches_up_a_skipped_night() {
 /// no sequential scan of any of the three.
 #[tokio::test]
 async fn conflict_incremental_candidate_read_uses_the_key_indexes() {
-    use thaw_engine::conflicts::{candidates::candidate_query, columns::ColumnTypes};
+    use thaw_engine::conflicts::{candidates::{address_query, address_setup, candidate_query}, columns::ColumnTypes};
     let mut client = fresh_pg(&unique("cf_inc_plan")).await;
     client
         .batch_execute(
@@ -555,8 +555,12 @@ ANALYZE analytics.dimprovider, analytics.dimcaregiver, analytics.dimpatientaddre
     .await
     .unwrap();
     let types = ColumnTypes::load(&tx, "analytics", "'America/New_York'").await.unwrap();
+    // The addresses of the touched patients, then the candidates that join them.
+    let mut plan: Vec<String> =
+        tx.query(&format!("EXPLAIN {}", address_query(&types, true).unwrap()), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    tx.batch_execute(&address_setup(&types, true).unwrap()).await.unwrap();
     let sql = candidate_query(&types, true).unwrap().replace("$1::date", "'2023-03-10'::date").replace("$2::date", "'2025-04-24'::date");
-    let plan: Vec<String> = tx.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    plan.extend(tx.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)));
     let plan = plan.join("\n");
     for index in ["idx_dimcaregiver_ssn_trimmed", "factvisitcallperformance_cr_caregiver", "dimpatientaddress_patient"] {
         assert!(plan.contains(index), "{index} not used:\n{plan}");

@@ -13,8 +13,13 @@
 //! exclusions and the window are (re)checked by [`super::detect`], so every
 //! source behaves the same.
 
+use std::pin::Pin;
+
 use chrono::{DateTime, NaiveDate, Utc};
-use tokio_postgres::{Portal, Row, Transaction};
+use futures::StreamExt;
+use tokio_postgres::binary_copy::{BinaryCopyOutRow, BinaryCopyOutStream};
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::columns::{ColumnTypes, Want};
@@ -24,8 +29,9 @@ use super::Visit;
 use crate::error::{from_postgres, Error, Result};
 use crate::sink::qualified;
 
-/// Candidates fetched per round trip.
-pub const BATCH_ROWS: i32 = 20_000;
+/// Candidates handed to detection at once (rows; a batch ends at the first
+/// key boundary after this many rows, so one key is never split).
+pub const BATCH_ROWS: usize = 20_000;
 
 /// A stream of candidate visits, ordered so that each `(trimmed SSN,
 /// VisitDate)` key arrives complete within one batch.
@@ -37,23 +43,34 @@ pub trait VisitSource {
     async fn next_batch(&mut self) -> Result<Option<Vec<Visit>>>;
 }
 
-/// Candidates read from the analytics mirror in PostgreSQL, streamed through
-/// a portal of the run's transaction (bounded memory).
-pub struct PgVisitSource<'a, 'c> {
-    tx: &'a Transaction<'c>,
-    portal: Portal,
-    carry: Vec<Visit>,
-    exhausted: bool,
+/// Candidates read from the analytics mirror in PostgreSQL as one binary
+/// `COPY (candidate query) TO STDOUT` stream of the run's transaction,
+/// decoded row by row and cut into whole-key batches ([`KeyBatcher`]):
+/// PostgreSQL keeps producing rows while thaw detects the previous batch, and
+/// memory holds one batch (docs/conflicts.md §14).
+///
+/// While the stream is open the connection carries nothing else: the run
+/// keeps what it derives from the batches (pairs) until the source is
+/// exhausted or dropped.
+pub struct PgVisitSource {
+    rows: Pin<Box<BinaryCopyOutStream>>,
+    batcher: KeyBatcher,
+    ended: bool,
 }
 
 /// `work_mem` for the candidate query, set with `SET LOCAL` (transaction
-/// scope): the sorts and hashes of one read of the whole window should not
-/// depend on the server default (docs/conflicts.md §14).
-pub const CANDIDATE_WORK_MEM: &str = "256MB";
+/// scope): the sort of the window by key should not depend on the server
+/// default, and stays in memory up to about 5 million candidates (it takes
+/// about 200 bytes per candidate: 99 MB for 495 255 visits, measured with
+/// `EXPLAIN (ANALYZE)`); beyond that PostgreSQL sorts on disk, slower but
+/// the same result (docs/conflicts.md §14). Only what a sort or hash
+/// actually holds is allocated.
+pub const CANDIDATE_WORK_MEM: &str = "1GB";
 
 /// The candidate query over the analytics schema described by `types`,
 /// parameters `$1`/`$2` = the inclusive VisitDate window. Ordered by trimmed
-/// SSN (byte order) and date.
+/// SSN (byte order) and date. Reads the primary GPS addresses from the
+/// temporary table [`ADDRESSES`] ([`address_setup`] creates it).
 ///
 /// Every column is read through [`ColumnTypes::expr`], so a mirror whose ids
 /// are `text` or whose `"Visit Date"` is a `timestamptz` gives the same
@@ -62,10 +79,11 @@ pub const CANDIDATE_WORK_MEM: &str = "256MB";
 /// "Is Demo" = FALSE` fails on NULL, and `"Is Missed"` is passed on as is
 /// (NULL stays NULL, docs/conflicts.md §4.1.5).
 ///
-/// Shape (docs/conflicts.md §14): the primary GPS address per patient is
-/// computed once; visits without a payer patient (a large NULL share in
-/// practice) never take part in the payer-address join, so no hash table is
-/// ever built over NULL keys, which all land in one bucket and spill.
+/// Shape (docs/conflicts.md §14): one scan of the visits, hash-joined with
+/// the caregivers, the providers and twice with the analysed address table
+/// (the hash tables are built over the small sides, which have no NULL keys:
+/// a visit without a payer patient just finds no address), then one sort
+/// by key.
 ///
 /// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing column or a type
 /// that cannot hold the expected value.
@@ -75,74 +93,82 @@ pub const CANDIDATE_WORK_MEM: &str = "256MB";
 /// a set-based join on the trimmed SSN and the date, so the read is
 /// proportional to the touched keys.
 pub fn candidate_query(types: &ColumnTypes, keyed: bool) -> Result<String> {
+    query_with_window(types, keyed, "$1::date", "$2::date")
+}
+
+/// The binary `COPY` of [`candidate_query`] for the inclusive `window`
+/// (written as date literals: `COPY` takes no parameters).
+pub fn candidate_copy(types: &ColumnTypes, keyed: bool, window: (NaiveDate, NaiveDate)) -> Result<String> {
+    let literal = |d: NaiveDate| format!("'{}'::date", d.format("%Y-%m-%d"));
+    let query = query_with_window(types, keyed, &literal(window.0), &literal(window.1))?;
+    Ok(format!("COPY ({query}) TO STDOUT (FORMAT binary)"))
+}
+
+/// The column types of the candidate query, in order (the binary COPY's row shape).
+pub const CANDIDATE_TYPES: [Type; 18] = [
+    Type::UUID,
+    Type::INT8,
+    Type::TEXT,
+    Type::DATE,
+    Type::UUID,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+/// The temporary table of primary GPS addresses, one row per patient
+/// (`patient_id uuid`, `latitude`, `longitude` float8, `zip`, `state` text),
+/// dropped at commit.
+pub const ADDRESSES: &str = "pg_temp.thaw_conflict_address";
+
+/// The primary GPS address per patient (docs/conflicts.md §4.1): the
+/// `Primary Address` row whose `Address Type` contains `GPS`, latest
+/// `Application Created UTC Timestamp` first, then the smallest address id.
+/// `keyed`: only the patients of the visits of the touched keys in
+/// [`super::incremental::KEYS`] (through the patient index, not every
+/// patient). Errors: [`crate::ErrorKind::SchemaMismatch`] as [`candidate_query`].
+pub fn address_query(types: &ColumnTypes, keyed: bool) -> Result<String> {
     use Want::*;
-    let schema = types.schema().to_string();
-    let t = |name: &str| qualified(&schema, name);
-    let (fa, ca, pa, aa) = ("factvisitcallperformance_cr", "dimcaregiver", "dimprovider", "dimpatientaddress");
+    let (fa, ca, aa) = ("factvisitcallperformance_cr", "dimcaregiver", "dimpatientaddress");
     let f = |col: &str, want: Want| types.expr("f", fa, col, want);
     let ssn = format!("btrim({}, ' ')", types.expr("cg", ca, "SSN", Text)?);
+    let address_filter = if keyed {
+        format!(
+            "\n            AND {a_patient} IN (SELECT v.patient_id FROM {keys} k JOIN {caregivers} cg ON {ssn} = k.ssn \
+             JOIN {visits} f ON {f_cg} = {cg_id} AND {f_date} = k.visit_date \
+             CROSS JOIN LATERAL (VALUES ({f_pp}), ({f_pa})) v(patient_id))",
+            a_patient = types.expr("a", aa, "Patient Id", Uuid)?,
+            keys = super::incremental::KEYS,
+            caregivers = qualified(types.schema(), ca),
+            visits = qualified(types.schema(), fa),
+            f_cg = f("Caregiver Id", Uuid)?,
+            cg_id = types.expr("cg", ca, "Caregiver Id", Uuid)?,
+            f_date = f("Visit Date", Date)?,
+            f_pp = f("Provider Patient Id", Uuid)?,
+            f_pa = f("Payer Patient Id", Uuid)?,
+        )
+    } else {
+        String::new()
+    };
     Ok(format!(
-        r#"WITH address AS (
-    SELECT DISTINCT ON (a.patient_id) a.patient_id, a.latitude, a.longitude, a.zip, a.state
+        r#"SELECT DISTINCT ON (a.patient_id) a.patient_id, a.latitude, a.longitude, a.zip, a.state
     FROM (SELECT {a_patient} AS patient_id, {a_lat} AS latitude, {a_lon} AS longitude, {a_zip} AS zip, {a_state} AS state,
                  {a_created} AS created, {a_id} AS address_id
           FROM {addresses} a
           WHERE {a_primary} AND {a_type} LIKE '%GPS%'{address_filter}) a
     WHERE a.patient_id IS NOT NULL
-    ORDER BY a.patient_id, a.created DESC NULLS LAST, a.address_id
-), visits AS (
-    SELECT {f_id} AS visit_id, {f_app} AS app_visit_id, {ssn} COLLATE "C" AS ssn, {f_date} AS visit_date, {f_provider} AS provider_id,
-           {f_ss} AS sch_start, {f_se} AS sch_end, {f_vs} AS visit_start, {f_ve} AS visit_end,
-           {f_in} AS call_in, {f_out} AS call_out, {f_missed} AS is_missed, {pr_state} AS provider_state,
-           {f_pp} AS provider_patient_id, {f_pa} AS payer_patient_id
-    FROM {visits} f
-    JOIN {caregivers} cg ON {cg_id} = {f_cg}
-    JOIN {providers} pr ON {pr_id} = {f_provider}{key_join}
-    WHERE {f_date} BETWEEN $1::date AND $2::date
-      AND {pr_active} = true AND {pr_demo} = false
-      AND {ssn} <> ''
-), with_payer AS (
-    SELECT v.*, payer_ad.state AS payer_state FROM visits v
-    LEFT JOIN address payer_ad ON payer_ad.patient_id = v.payer_patient_id
-    WHERE v.payer_patient_id IS NOT NULL
-), without_payer AS (
-    SELECT v.*, NULL::text AS payer_state FROM visits v WHERE v.payer_patient_id IS NULL
-), candidates AS (
-    SELECT * FROM with_payer UNION ALL SELECT * FROM without_payer
-)
-SELECT c.visit_id, c.app_visit_id, c.ssn, c.visit_date, c.provider_id, c.sch_start, c.sch_end, c.visit_start, c.visit_end,
-       c.call_in, c.call_out, ad.latitude, ad.longitude, ad.zip, c.is_missed, ad.state, c.payer_state, c.provider_state
-FROM candidates c
-LEFT JOIN address ad ON ad.patient_id = c.provider_patient_id
-ORDER BY c.ssn, c.visit_date"#,
-        // Incremental: the primary addresses of the touched visits' patients only, not of every patient.
-        address_filter = if keyed {
-            format!(
-                "\n            AND {a_patient} IN (SELECT v.patient_id FROM {keys} k JOIN {caregivers} cg ON {ssn} = k.ssn \
-                 JOIN {visits} f ON {f_cg} = {cg_id} AND {f_date} = k.visit_date \
-                 CROSS JOIN LATERAL (VALUES ({f_pp}), ({f_pa})) v(patient_id))",
-                a_patient = types.expr("a", aa, "Patient Id", Uuid)?,
-                keys = super::incremental::KEYS,
-                caregivers = t(ca),
-                visits = t(fa),
-                f_cg = f("Caregiver Id", Uuid)?,
-                cg_id = types.expr("cg", ca, "Caregiver Id", Uuid)?,
-                f_date = f("Visit Date", Date)?,
-                f_pp = f("Provider Patient Id", Uuid)?,
-                f_pa = f("Payer Patient Id", Uuid)?,
-            )
-        } else {
-            String::new()
-        },
-        key_join = if keyed {
-            format!("\n    JOIN {} k ON k.ssn = {ssn} AND k.visit_date = {}", super::incremental::KEYS, f("Visit Date", Date)?)
-        } else {
-            String::new()
-        },
-        addresses = t(aa),
-        visits = t(fa),
-        caregivers = t(ca),
-        providers = t(pa),
+    ORDER BY a.patient_id, a.created DESC NULLS LAST, a.address_id"#,
+        addresses = qualified(types.schema(), aa),
         a_patient = types.expr("a", aa, "Patient Id", Uuid)?,
         a_lat = types.expr("a", aa, "Latitude", Float8)?,
         a_lon = types.expr("a", aa, "Longitude", Float8)?,
@@ -152,6 +178,50 @@ ORDER BY c.ssn, c.visit_date"#,
         a_id = types.expr("a", aa, "Patient Address Id", Text)?,
         a_primary = types.expr("a", aa, "Primary Address", Bool)?,
         a_type = types.expr("a", aa, "Address Type", Text)?,
+    ))
+}
+
+/// Create and `ANALYZE` [`ADDRESSES`] from [`address_query`]: analysed, the
+/// planner knows it holds one row per patient, so the candidate query joins
+/// it by hash; as a CTE its join estimates were thousands of times the real
+/// rows and the plan sorted the whole window three times (docs/conflicts.md §14).
+pub fn address_setup(types: &ColumnTypes, keyed: bool) -> Result<String> {
+    Ok(format!(
+        "CREATE TEMP TABLE thaw_conflict_address ON COMMIT DROP AS\n{};\nANALYZE {ADDRESSES}",
+        address_query(types, keyed)?
+    ))
+}
+
+/// [`candidate_query`] with the window bounds as given SQL expressions.
+fn query_with_window(types: &ColumnTypes, keyed: bool, from: &str, to: &str) -> Result<String> {
+    use Want::*;
+    let schema = types.schema().to_string();
+    let t = |name: &str| qualified(&schema, name);
+    let (fa, ca, pa) = ("factvisitcallperformance_cr", "dimcaregiver", "dimprovider");
+    let f = |col: &str, want: Want| types.expr("f", fa, col, want);
+    let ssn = format!("btrim({}, ' ')", types.expr("cg", ca, "SSN", Text)?);
+    Ok(format!(
+        r#"SELECT {f_id} AS visit_id, {f_app} AS app_visit_id, {ssn} COLLATE "C" AS ssn, {f_date} AS visit_date, {f_provider} AS provider_id,
+       {f_ss} AS sch_start, {f_se} AS sch_end, {f_vs} AS visit_start, {f_ve} AS visit_end,
+       {f_in} AS call_in, {f_out} AS call_out, ad.latitude, ad.longitude, ad.zip, {f_missed} AS is_missed,
+       ad.state, payer_ad.state AS payer_state, {pr_state} AS provider_state
+FROM {visits} f
+JOIN {caregivers} cg ON {cg_id} = {f_cg}
+JOIN {providers} pr ON {pr_id} = {f_provider}{key_join}
+LEFT JOIN {ADDRESSES} ad ON ad.patient_id = {f_pp}
+LEFT JOIN {ADDRESSES} payer_ad ON payer_ad.patient_id = {f_pa}
+WHERE {f_date} BETWEEN {from} AND {to}
+  AND {pr_active} = true AND {pr_demo} = false
+  AND {ssn} <> ''
+ORDER BY 3, 4"#,
+        key_join = if keyed {
+            format!("\nJOIN {} k ON k.ssn = {ssn} AND k.visit_date = {}", super::incremental::KEYS, f("Visit Date", Date)?)
+        } else {
+            String::new()
+        },
+        visits = t(fa),
+        caregivers = t(ca),
+        providers = t(pa),
         f_id = f("Visit Id", Uuid)?,
         f_app = f("Application Visit Id", Int8)?,
         f_date = f("Visit Date", Date)?,
@@ -174,38 +244,54 @@ ORDER BY c.ssn, c.visit_date"#,
     ))
 }
 
-impl<'a, 'c> PgVisitSource<'a, 'c> {
-    /// Open the candidate query for `window` (inclusive dates) in `tx`, over
-    /// the analytics schema whose column types are `types`.
+impl PgVisitSource {
+    /// Start the binary COPY of the candidates of `window` (inclusive dates)
+    /// in `tx`, over the analytics schema whose column types are `types`,
+    /// after creating [`ADDRESSES`] ([`address_setup`]).
     ///
     /// Sets `work_mem` for the transaction ([`CANDIDATE_WORK_MEM`]) and
-    /// turns PostgreSQL's JIT compilation off for it: the join estimates over
-    /// the address CTE are far above the real row counts, which pushed the
-    /// candidate query over `jit_above_cost` and spent about 0.85 s of 1.4 s
-    /// compiling at 100 000 visits (docs/conflicts.md §14).
+    /// turns PostgreSQL's JIT compilation off for it: when the addresses were
+    /// a CTE, the join estimates were far above the real row counts, which
+    /// pushed the candidate query over `jit_above_cost` and spent about
+    /// 0.85 s of 1.4 s compiling at 100 000 visits (docs/conflicts.md §14);
+    /// a read of whole tables gains nothing from JIT.
     /// Errors: [`crate::ErrorKind::SchemaMismatch`] when an analytics table or
     /// column is missing or has an unusable type (run the migrations / the sync first).
     /// `keyed`: only the keys of [`super::incremental::KEYS`] (see [`candidate_query`]).
-    pub async fn open(tx: &'a Transaction<'c>, types: &ColumnTypes, window: (NaiveDate, NaiveDate), keyed: bool) -> Result<Self> {
-        let sql = candidate_query(types, keyed)?;
+    pub async fn open(tx: &Transaction<'_>, types: &ColumnTypes, window: (NaiveDate, NaiveDate), keyed: bool) -> Result<Self> {
+        Self::open_with_batch_rows(tx, types, window, keyed, BATCH_ROWS).await
+    }
+
+    /// [`PgVisitSource::open`] with batches of about `batch_rows` rows
+    /// instead of [`BATCH_ROWS`] (tests cut a small dataset into many batches).
+    pub async fn open_with_batch_rows(
+        tx: &Transaction<'_>,
+        types: &ColumnTypes,
+        window: (NaiveDate, NaiveDate),
+        keyed: bool,
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let sql = candidate_copy(types, keyed, window)?;
         tx.batch_execute(&format!("SET LOCAL work_mem = '{CANDIDATE_WORK_MEM}'; SET LOCAL jit = off"))
             .await
             .map_err(|e| from_postgres(e, "setting work_mem for the candidate query"))?;
-        let portal = tx
-            .bind(sql.as_str(), &[&window.0, &window.1])
+        tx.batch_execute(&address_setup(types, keyed)?)
             .await
-            .map_err(|e| from_postgres(e, format!("opening the candidate visit query on schema {}", types.schema())))?;
-        Ok(PgVisitSource { tx, portal, carry: Vec::new(), exhausted: false })
+            .map_err(|e| from_postgres(e, format!("reading the primary GPS addresses of schema {}", types.schema())))?;
+        let stream = tx
+            .copy_out(sql.as_str())
+            .await
+            .map_err(|e| from_postgres(e, format!("starting the candidate visit COPY on schema {}", types.schema())))?;
+        Ok(PgVisitSource { rows: Box::pin(BinaryCopyOutStream::new(stream, &CANDIDATE_TYPES)), batcher: KeyBatcher::new(batch_rows), ended: false })
     }
 }
 
 /// Decode one candidate row. The query casts every column to its expected
 /// type, so a failure here is a bug in thaw, reported as an error, never a panic.
-fn visit_from_row(row: &Row) -> Result<Visit> {
-    fn get<'r, T: tokio_postgres::types::FromSql<'r>>(row: &'r Row, i: usize) -> Result<T> {
-        row.try_get(i).map_err(|e| {
-            Error::internal(format!("decoding column {i} ({}) of the candidate query: {e}", row.columns()[i].name()))
-        })
+fn visit_from_row(row: &BinaryCopyOutRow) -> Result<Visit> {
+    fn get<'r, T: FromSql<'r>>(row: &'r BinaryCopyOutRow, i: usize) -> Result<T> {
+        row.try_get(i)
+            .map_err(|e| Error::internal(format!("decoding column {i} ({}) of the candidate COPY: {e}", CANDIDATE_TYPES[i])))
     }
     let latitude: Option<f64> = get(row, 11)?;
     let longitude: Option<f64> = get(row, 12)?;
@@ -230,40 +316,106 @@ fn visit_from_row(row: &Row) -> Result<Visit> {
     })
 }
 
+/// The pairing key of a candidate: (trimmed SSN, VisitDate); a NULL SSN is the empty key.
 fn key(v: &Visit) -> (&str, NaiveDate) {
     (trim_ssn(v.ssn.as_deref().unwrap_or("")), v.visit_date)
 }
 
-impl VisitSource for PgVisitSource<'_, '_> {
+/// Cuts a stream of candidates ordered by key into batches of whole keys:
+/// a batch is handed out at the first key change after `rows` rows, so the
+/// visits of one `(trimmed SSN, VisitDate)` key always arrive together,
+/// however many rows it has and wherever the stream's buffers end.
+#[derive(Debug)]
+pub struct KeyBatcher {
+    rows: usize,
+    batch: Vec<Visit>,
+}
+
+impl KeyBatcher {
+    /// A batcher handing out batches of about `rows` rows (at least 1).
+    pub fn new(rows: usize) -> KeyBatcher {
+        KeyBatcher { rows: rows.max(1), batch: Vec::new() }
+    }
+
+    /// Add the next visit (in key order). Returns a complete batch when
+    /// `visit` starts a new key and the batch has reached its size; `visit`
+    /// then starts the next batch.
+    pub fn push(&mut self, visit: Visit) -> Option<Vec<Visit>> {
+        let full = self.batch.len() >= self.rows && self.batch.last().is_some_and(|last| key(last) != key(&visit));
+        let out = full.then(|| std::mem::replace(&mut self.batch, Vec::with_capacity(self.rows + 64)));
+        self.batch.push(visit);
+        out
+    }
+
+    /// The last batch, at the end of the stream (`None` when empty).
+    pub fn finish(&mut self) -> Option<Vec<Visit>> {
+        let rest = std::mem::take(&mut self.batch);
+        (!rest.is_empty()).then_some(rest)
+    }
+}
+
+impl VisitSource for PgVisitSource {
     async fn next_batch(&mut self) -> Result<Option<Vec<Visit>>> {
-        loop {
-            if self.exhausted {
-                let rest = std::mem::take(&mut self.carry);
-                return Ok((!rest.is_empty()).then_some(rest));
-            }
-            let rows = self
-                .tx
-                .query_portal(&self.portal, BATCH_ROWS)
-                .await
-                .map_err(|e| from_postgres(e, "fetching candidate visits"))?;
-            self.exhausted = rows.len() < BATCH_ROWS as usize;
-            let mut batch = std::mem::take(&mut self.carry);
-            for row in &rows {
-                batch.push(visit_from_row(row)?);
-            }
-            if self.exhausted {
-                return Ok((!batch.is_empty()).then_some(batch));
-            }
-            // Hold back the last key: its visits may continue in the next fetch.
-            let last = batch.last().map(|v| (key(v).0.to_string(), key(v).1));
-            let split = match &last {
-                Some((ssn, date)) => batch.iter().rposition(|v| key(v) != (ssn.as_str(), *date)).map_or(0, |i| i + 1),
-                None => 0,
-            };
-            self.carry = batch.split_off(split);
-            if !batch.is_empty() {
+        // A binary COPY stream polled again after its trailer reports a closed connection.
+        if self.ended {
+            return Ok(None);
+        }
+        while let Some(row) = self.rows.next().await {
+            let row = row.map_err(|e| from_postgres(e, "reading the candidate visit COPY"))?;
+            if let Some(batch) = self.batcher.push(visit_from_row(&row)?) {
                 return Ok(Some(batch));
             }
         }
+        self.ended = true;
+        Ok(self.batcher.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visit(id: u128, ssn: Option<&str>, day: u32) -> Visit {
+        Visit {
+            visit_id: Uuid::from_u128(id),
+            ssn: ssn.map(str::to_string),
+            visit_date: NaiveDate::from_ymd_opt(2025, 3, day).unwrap(),
+            ..Visit::default()
+        }
+    }
+
+    fn batches(rows: usize, visits: Vec<Visit>) -> Vec<Vec<u128>> {
+        let mut batcher = KeyBatcher::new(rows);
+        let mut out: Vec<Vec<Visit>> = visits.into_iter().filter_map(|v| batcher.push(v)).collect();
+        out.extend(batcher.finish());
+        out.into_iter().map(|b| b.iter().map(|v| v.visit_id.as_u128()).collect()).collect()
+    }
+
+    #[test]
+    fn a_key_larger_than_the_batch_size_stays_in_one_batch() {
+        let visits = vec![
+            visit(1, Some("111"), 1),
+            visit(2, Some("111"), 1),
+            visit(3, Some("111"), 1),
+            visit(4, Some("111"), 2),
+            visit(5, Some("222"), 2),
+        ];
+        // Row 4 (a new key) cuts the full batch; row 5 joins it (the batch is not full yet).
+        assert_eq!(batches(2, visits), vec![vec![1, 2, 3], vec![4, 5]]);
+    }
+
+    #[test]
+    fn a_key_straddling_the_batch_boundary_moves_whole_to_the_next_batch() {
+        // Rows 3 and 4 share a key; the batch is full after row 3, so it is
+        // cut before row 4 only if the key changes there, which it does not.
+        let visits = vec![visit(1, Some("111"), 1), visit(2, Some("222"), 1), visit(3, Some("333"), 1), visit(4, Some(" 333 "), 1), visit(5, Some("444"), 1)];
+        assert_eq!(batches(3, visits), vec![vec![1, 2, 3, 4], vec![5]]);
+    }
+
+    #[test]
+    fn a_null_ssn_is_one_key_like_a_blank_one_and_an_empty_stream_has_no_batch() {
+        let visits = vec![visit(1, None, 1), visit(2, Some("  "), 1), visit(3, Some("111"), 1)];
+        assert_eq!(batches(1, visits), vec![vec![1, 2], vec![3]]);
+        assert!(batches(5, Vec::new()).is_empty());
     }
 }

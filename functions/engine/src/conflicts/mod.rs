@@ -365,15 +365,20 @@ async fn run_locked(
     let read_started = std::time::Instant::now();
     let mut writer = store::PairWriter::create(&tx).await?;
     let mut cross_state = history::CrossStateWriter::create(&tx).await?;
+    // The candidates arrive as one COPY stream that occupies the connection:
+    // the pairs (far fewer than the visits) are staged once it has ended.
+    let (mut pairs, mut cross_state_pairs) = (Vec::new(), Vec::new());
     let mut source = candidates::PgVisitSource::open(&tx, &source_types, window, keyed).await?;
     while let Some(batch) = candidates::VisitSource::next_batch(&mut source).await? {
         summary.visits_considered += batch.len() as u64;
-        let pairs = detect(&batch, &detection, today);
-        summary.pairs_detected += pairs.len() as u64;
-        writer.write(&tx, &pairs).await?;
-        cross_state.write(&tx, &history::cross_state_pairs(&batch)).await?;
+        pairs.extend(detect(&batch, &detection, today));
+        cross_state_pairs.extend(history::cross_state_pairs(&batch));
     }
     drop(source);
+    summary.pairs_detected = pairs.len() as u64;
+    writer.write(&tx, &pairs).await?;
+    cross_state.write(&tx, &cross_state_pairs).await?;
+    drop((pairs, cross_state_pairs));
     tracing::debug!(seconds = read_started.elapsed().as_secs_f64(), visits = summary.visits_considered, "candidates read, detected and staged");
     if crate::failpoints::check(crate::failpoints::CONFLICT_DETECT_PANIC).is_err() {
         panic!("failpoint {} triggered", crate::failpoints::CONFLICT_DETECT_PANIC);

@@ -692,11 +692,14 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         rev = reverse("c")
     );
     let crdate_col = &written_columns(Table::ConflictVisitMaps, ["CRDATEUNIQUE"])?[0];
-    // One pass over the table with a window function, joined back by the
-    // primary key: linear whatever the statistics say (docs/conflicts.md §14).
+    // A window function over the rows of the conflicts that have a row
+    // without CRDATEUNIQUE (every row of such a conflict: the minimum is over
+    // all of them), joined back by the primary key: linear whatever the
+    // statistics say, and proportional to the night's new rows, not to the
+    // table (docs/conflicts.md §14).
     let crdate_sql = format!(
         "UPDATE {cvm} c SET {crdate_col} = m.first FROM (\n    SELECT \"ID\", \"CRDATEUNIQUE\", min(\"CreatedDate\") OVER (PARTITION BY \"CONFLICTID\") AS first \
-         FROM {cvm} WHERE \"CONFLICTID\" IS NOT NULL\n) m \
+         FROM {cvm} WHERE \"CONFLICTID\" IN (SELECT \"CONFLICTID\" FROM {cvm} WHERE \"CRDATEUNIQUE\" IS NULL AND \"CONFLICTID\" IS NOT NULL)\n) m \
          WHERE c.\"ID\" = m.\"ID\" AND m.\"CRDATEUNIQUE\" IS NULL AND m.first IS NOT NULL"
     );
 
