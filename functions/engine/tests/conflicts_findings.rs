@@ -6,25 +6,14 @@
 //!
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
-use thaw_engine::config::ConflictSettings;
 use thaw_engine::conflicts::{run, DetectionMode, RUN_LOCK_KEY};
 use thaw_engine::error::from_postgres;
 use thaw_engine::ErrorKind;
+// Planted data: 4 pairs (1↔2 rule 1, 3↔4 rule 7) with "today" 2025-03-10.
+use thaw_test_support::conflicts::{planted, planted_settings as settings};
 use thaw_test_support::{fresh_pg, unique};
 use tokio_postgres::Client;
 
-/// Planted data: 4 pairs (1↔2 rule 1, 3↔4 rule 7) with "today" 2025-03-10.
-const PLANTED: &str = concat!(include_str!("fixtures/conflicts_reference.sql"), include_str!("fixtures/conflicts_visits.sql"));
-
-fn settings() -> ConflictSettings {
-    ConflictSettings { database: "unused".into(), today: Some("2025-03-10".into()), ..Default::default() }
-}
-
-async fn planted(name: &str) -> Client {
-    let client = fresh_pg(&unique(name)).await;
-    client.batch_execute(PLANTED).await.expect("load the planted fixture");
-    client
-}
 
 /// (VisitID last digit, ConVisitID last digit, StatusFlag, flags) per stored pair.
 async fn stored_pairs(client: &Client) -> Vec<(String, String, String, String)> {

@@ -5,17 +5,12 @@
 //!
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
-use thaw_engine::config::ConflictSettings;
 use thaw_engine::conflicts::{run, DetectionMode};
+// Planted data: pairs 1↔2 (2025-03-12, rule 1) and 3↔4 (2025-03-05, rule 7); "today" 2025-03-10.
+use thaw_test_support::conflicts::{planted, planted_settings as settings};
 use thaw_test_support::{fresh_pg, unique};
 use tokio_postgres::Client;
 
-/// Planted data: pairs 1↔2 (2025-03-12, rule 1) and 3↔4 (2025-03-05, rule 7); "today" 2025-03-10.
-const PLANTED: &str = concat!(include_str!("fixtures/conflicts_reference.sql"), include_str!("fixtures/conflicts_visits.sql"));
-
-fn settings() -> ConflictSettings {
-    ConflictSettings { database: "unused".into(), today: Some("2025-03-10".into()), ..Default::default() }
-}
 
 /// (VisitID>ConVisitID by last hex digits, GroupID, G_CRDATEUNIQUE as text) of every row.
 async fn groups(client: &Client) -> Vec<(String, i64, String)> {
@@ -38,8 +33,7 @@ fn expect(rows: &[(&str, i64, &str)]) -> Vec<(String, i64, String)> {
 
 #[tokio::test]
 async fn group_ids_are_connected_components_stable_once_assigned() {
-    let mut client = fresh_pg(&unique("cf_groups")).await;
-    client.batch_execute(PLANTED).await.unwrap();
+    let mut client = planted("cf_groups").await;
     run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
     let first = groups(&client).await;
     assert_eq!(first.iter().map(|(k, g, _)| (k.as_str(), *g)).collect::<Vec<_>>(), [("001>002", 1), ("002>001", 1), ("003>004", 2), ("004>003", 2)]);

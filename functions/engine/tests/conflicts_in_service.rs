@@ -6,13 +6,10 @@
 //!
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
-use thaw_engine::config::ConflictSettings;
 use thaw_engine::conflicts::{run, DetectionMode};
-use thaw_test_support::{fresh_pg, unique};
+// Providers A, B (active), C (inactive); caregivers ca (A), cb (B), cc (C) with one SSN; "today" 2025-03-10.
+use thaw_test_support::conflicts::{database_with, planted_settings as settings, REFERENCE};
 use tokio_postgres::Client;
-
-/// Providers A, B (active), C (inactive); caregivers ca (A), cb (B), cc (C) with one SSN; "today" 2025-03-10.
-const REFERENCE: &str = include_str!("fixtures/conflicts_reference.sql");
 
 /// [SF] `MD5('I' || 501)` as a UUID (computed outside PostgreSQL).
 const IN_SERVICE_501: &str = "ee2540c7-2ec7-65c7-5c60-215fecc2e4d6";
@@ -21,14 +18,8 @@ const IN_SERVICE_502: &str = "a0bd919f-4d88-a911-33b6-a21fae754eea";
 /// [SF] `MD5('P' || 7)` with the vacation id a Snowflake `NUMBER(38,5)`: `'P7.00000'`.
 const PTO_7: &str = "ce14275a-fddc-f0a6-a58f-5d8e5de447dc";
 
-fn settings() -> ConflictSettings {
-    ConflictSettings { database: "unused".into(), today: Some("2025-03-10".into()), ..Default::default() }
-}
-
 async fn planted(name: &str) -> Client {
-    let client = fresh_pg(&unique(name)).await;
-    client.batch_execute(REFERENCE).await.expect("load the reference fixture");
-    client
+    database_with(name, REFERENCE).await
 }
 
 /// A visit with application id `app` (Visit Id `…0000000<app>` in hex), its

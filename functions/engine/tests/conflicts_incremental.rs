@@ -27,7 +27,7 @@ const PATIENTS: u64 = 3;
 const FIRST_TODAY: &str = "2025-03-10";
 
 fn settings(today: NaiveDate) -> ConflictSettings {
-    ConflictSettings { database: "unused".into(), today: Some(today.format("%Y-%m-%d").to_string()), ..Default::default() }
+    thaw_test_support::conflicts::settings_on(&today.format("%Y-%m-%d").to_string())
 }
 
 /// splitmix64: deterministic, no dependency.

@@ -11,31 +11,9 @@ use thaw_engine::conflicts::store::{
 };
 use thaw_engine::conflicts::{run, DetectionMode};
 use thaw_engine::error::ErrorKind;
-use thaw_test_support::{fresh_pg, unique};
+// Planted data: 4 pairs (1↔2 rule 1 on 2025-03-12, 3↔4 rule 7 on 2025-03-05), "today" 2025-03-10.
+use thaw_test_support::conflicts::{planted, planted_settings as settings, strings};
 use tokio_postgres::Client;
-
-/// Planted data: 4 pairs (1↔2 rule 1 on 2025-03-12, 3↔4 rule 7 on 2025-03-05), "today" 2025-03-10.
-const PLANTED: &str = concat!(
-    include_str!("fixtures/conflicts_reference.sql"),
-    include_str!("fixtures/conflicts_visits.sql")
-);
-
-fn settings() -> ConflictSettings {
-    ConflictSettings {
-        database: "unused".into(),
-        today: Some("2025-03-10".into()),
-        ..Default::default()
-    }
-}
-
-async fn planted(name: &str) -> Client {
-    let client = fresh_pg(&unique(name)).await;
-    client
-        .batch_execute(PLANTED)
-        .await
-        .expect("load the planted fixture");
-    client
-}
 
 async fn detect(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
     run(client, &settings(), DetectionMode::Full)
@@ -56,6 +34,11 @@ async fn pair_states(client: &Client) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+/// The first column (text) of every row of `sql`.
+async fn texts(client: &Client, sql: &str) -> Vec<String> {
+    client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get(0)).collect()
 }
 
 /// "primary visit:conflict status/ResolveDate set?" per conflict.
@@ -80,10 +63,6 @@ async fn resolved_at(c: &Client) -> (Option<String>, Option<String>) {
         .await
         .unwrap();
     (row.get(0), row.get(1))
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
 }
 
 /// A24: the conflicting visit deleted → its pair `D` (with ResolveDate); the
@@ -337,8 +316,119 @@ async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
     );
 }
 
+/// §D17: [SF] TASK_05 repeats steps 2–9 without the window, so stored rows
+/// older than the window still follow the application's answers and their
+/// visits' stored missed flags: conflicts by `IsMissed` only, pairs by
+/// `ConIsMissed` only, cascades over all pairs, no response → `N`, open
+/// rows lose their resolution. Literal order: a conflict resolved by step 2
+/// whose pair is still `U` is reopened by step 5 (a primary visit missed
+/// outside the window leaves its pair and conflict open, as in [SF]). The planted pairs (2025-03-05 and 2025-03-12)
+/// are outside the window of 2028-03-10; a second night changes nothing.
+#[tokio::test]
+async fn conflict_lifecycle_second_pass_updates_rows_outside_the_window_as_sf_does() {
+    let mut client = planted("cf_outside").await;
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflictvisitmaps SET "IsMissed" = true WHERE "AppVisitID" = 103;
+               UPDATE conflict.conflictvisitmaps SET "ConIsMissed" = true WHERE "ConAppVisitID" = 103;
+               UPDATE conflict.conflicts SET "NoResponseFlag" = 'Yes'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 101 LIMIT 1);
+               UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'Yes', "ResolveDate" = '2025-03-01', "ResolvedBy" = 'Someone'
+                 WHERE "AppVisitID" = 102;"#,
+        )
+        .await
+        .unwrap();
+    let three_years_later = ConflictSettings { today: Some("2028-03-10".into()), ..settings() };
+    let night = run(&mut client, &three_years_later, DetectionMode::Full).await.expect("conflict run");
+    assert_eq!((night.inserted, night.updated), (0, 0), "nothing is detected in the window: {night:?}");
+    let expected_pairs = strings(&["1>2:U", "2>1:N", "3>4:U", "4>3:R*"]);
+    let expected_conflicts = strings(&["1:N", "2:U", "3:U", "4:R*"]);
+    assert_eq!(
+        pair_states(&client).await,
+        expected_pairs,
+        "4>3 by ConIsMissed; 3>4 stays open (only its IsMissed is set, which the pass reads on conflicts only); 2>1 no response"
+    );
+    assert_eq!(
+        conflict_states(&client).await,
+        expected_conflicts,
+        "4 by the cascade up from its only pair; 3 is set R by IsMissed and reopened by step 5 (its pair is U), as [SF]'s literal order does; 1 no response"
+    );
+    let by: Option<String> = client
+        .query_one(r#"SELECT "ResolvedBy" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 102"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(by, None, "an open pair outside the window loses its resolution");
+    let stamps = r#"SELECT coalesce("ResolveDate"::text, '-') || '/' || coalesce("UpdatedDate"::text, '-') FROM conflict.conflictvisitmaps ORDER BY "ID""#;
+    let before = texts(&client, stamps).await;
+    run(&mut client, &three_years_later, DetectionMode::Full).await.expect("second night");
+    assert_eq!(texts(&client, stamps).await, before, "a second night rewrites nothing outside the window");
+    assert_eq!(pair_states(&client).await, expected_pairs);
+    assert_eq!(conflict_states(&client).await, expected_conflicts);
+}
+
+/// §9.3, §D23 ([SF] TASK_06): an open (`U`) conflict recorded exactly
+/// `NumberOfDays` days ago whose primary visit has the payer and provider of
+/// a reminder entry gets one "From Payer" notice for that provider (with the
+/// payer's name) and one automatic comment by the system user 99999 whose
+/// `ReverseUUID` holds the `CONFLICTID`; a day more or less, another status,
+/// or no entry: nothing. A second run the same day adds nothing.
+#[tokio::test]
+async fn conflict_from_payer_reminders_notify_and_comment_on_the_due_day() {
+    let mut client = planted("cf_frompayer").await;
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.dimpayer ("Payer Id", "Application Payer Id", "Payer Name", "Is Active", "Is Demo") VALUES
+                 ('00000000-0000-0000-0000-0000000000a1', 501, 'Payer One', true, false);
+               INSERT INTO analytics.dimpayerprovider ("Payer Id", "Application Payer Id", "Provider Id", "Application Provider Id") VALUES
+                 ('00000000-0000-0000-0000-0000000000a1', 501, '00000000-0000-0000-0000-00000000000a', 1),
+                 ('00000000-0000-0000-0000-0000000000a1', 501, '00000000-0000-0000-0000-00000000000b', 2);
+               UPDATE analytics.factvisitcallperformance_cr SET "Payer Id" = '00000000-0000-0000-0000-0000000000a1', "Application Payer Id" = 501;"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    // The application sets the cadence; the conflicts were recorded some days ago.
+    client
+        .batch_execute(
+            r#"UPDATE conflict.payer_provider_reminders SET "NumberOfDays" = 3;
+               UPDATE conflict.conflicts k SET "RECORDEDDATETIME" = (now() AT TIME ZONE 'America/New_York') - make_interval(days => d.days)
+                 FROM (SELECT "CONFLICTID", CASE "AppVisitID" WHEN 102 THEN 4 ELSE 3 END AS days FROM conflict.conflictvisitmaps) d
+                 WHERE d."CONFLICTID" = k."CONFLICTID";
+               UPDATE conflict.conflicts SET "StatusFlag" = 'W'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103 LIMIT 1);"#,
+        )
+        .await
+        .unwrap();
+    let notices = r#"SELECT DISTINCT v."AppVisitID" % 100 || ':' || n."AppProviderID" || ':' || n."Contract" || ':' || (n."CreatedDate" = (now() AT TIME ZONE 'America/New_York')::date), v."AppVisitID"
+                   FROM conflict.notifications n JOIN conflict.conflictvisitmaps v USING ("CONFLICTID")
+                   WHERE n."NotificationType" = 'From Payer' ORDER BY v."AppVisitID""#;
+    let comments = r#"SELECT DISTINCT v."AppVisitID" % 100 || ':' || m.created_by || ':' || m.created_by_name || ':' || (m."ReverseUUID" = m."CONFLICTID"::text) || ':' || m."Description", v."AppVisitID"
+                   FROM conflict.conflict_commu_inters m JOIN conflict.conflictvisitmaps v USING ("CONFLICTID") ORDER BY v."AppVisitID""#;
+    assert_eq!(texts(&client, notices).await, Vec::<String>::new(), "no reminder before the cadence is set");
+    detect(&mut client).await;
+    let expected_notices = strings(&["1:1:Payer One:true", "4:2:Payer One:true"]);
+    let expected_comments = strings(&[
+        "1:99999:System:true:Reminder from payer Payer One: this conflict is still open after 3 days.",
+        "4:99999:System:true:Reminder from payer Payer One: this conflict is still open after 3 days.",
+    ]);
+    assert_eq!(texts(&client, notices).await, expected_notices, "2 is four days old, 3 is whitelisted");
+    assert_eq!(texts(&client, comments).await, expected_comments);
+    detect(&mut client).await;
+    assert_eq!(texts(&client, notices).await, expected_notices, "a rerun the same day adds nothing");
+    let count: i64 = client
+        .query_one(r#"SELECT count(*) FROM conflict.notifications WHERE "NotificationType" = 'From Payer'"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+    let count: i64 = client.query_one("SELECT count(*) FROM conflict.conflict_commu_inters", &[]).await.unwrap().get(0);
+    assert_eq!(count, 2);
+}
+
 /// The tables the nightly run writes, with their allow-list.
-const WRITTEN_TABLES: [(&str, Table); 7] = [
+const WRITTEN_TABLES: [(&str, Table); 8] = [
     ("conflictvisitmaps", Table::ConflictVisitMaps),
     ("conflicts", Table::Conflicts),
     ("settings", Table::Settings),
@@ -346,14 +436,15 @@ const WRITTEN_TABLES: [(&str, Table); 7] = [
     ("payer_provider_reminders", Table::PayerProviderReminders),
     ("log_history", Table::LogHistory),
     ("log_history_values", Table::LogHistoryValues),
+    ("conflict_commu_inters", Table::ConflictComments),
 ];
 
 /// The key column of a written table (rows with a larger key were inserted by the night).
 fn key(table: &str) -> &'static str {
-    if table == "conflicts" {
-        "\"CONFLICTID\""
-    } else {
-        "\"ID\""
+    match table {
+        "conflicts" => "\"CONFLICTID\"",
+        "conflict_commu_inters" => "id",
+        _ => "\"ID\"",
     }
 }
 
@@ -396,6 +487,14 @@ async fn conflict_night_never_writes_a_column_outside_the_allow_list() {
         .await
         .unwrap();
     detect(&mut client).await;
+    // A comment of the application's (the night only ever adds reminder comments).
+    client
+        .batch_execute(
+            r#"INSERT INTO conflict.conflict_commu_inters ("CONFLICTID", "Description", created_by, created_at)
+                 SELECT min("CONFLICTID"), 'Called the agency', 7, now() FROM conflict.conflicts;"#,
+        )
+        .await
+        .unwrap();
     let mut guarded: Vec<(String, String, String)> = Vec::new();
     for (table, kind) in WRITTEN_TABLES {
         let columns = client
@@ -411,7 +510,7 @@ async fn conflict_night_never_writes_a_column_outside_the_allow_list() {
         for c in &columns {
             let (name, data_type, length): (String, String, Option<i32>) =
                 (c.get(0), c.get(1), c.get(2));
-            if name == "ID" || is_nightly_writable(kind, &name) {
+            if name == "ID" || name == "id" || is_nightly_writable(kind, &name) {
                 continue;
             }
             let value = sentinel(&data_type, length);

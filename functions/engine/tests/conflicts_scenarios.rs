@@ -8,18 +8,12 @@
 //!
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
-use thaw_engine::config::ConflictSettings;
 use thaw_engine::conflicts::history::CROSS_STATE_REASON;
 use thaw_engine::conflicts::{run, DetectionMode};
-use thaw_test_support::{fresh_pg, unique};
+// Planted data: pairs 1↔2 (rule 1, 2025-03-12) and 3↔4 (rule 7,
+// 2025-03-05), "today" 2025-03-10.
+use thaw_test_support::conflicts::{planted, planted_settings as settings, strings};
 use tokio_postgres::Client;
-
-/// Planted data: pairs 1↔2 (rule 1, 2025-03-12) and 3↔4 (rule 7,
-/// 2025-03-05), "today" 2025-03-10.
-const PLANTED: &str = concat!(
-    include_str!("fixtures/conflicts_reference.sql"),
-    include_str!("fixtures/conflicts_visits.sql")
-);
 
 /// Two more colliding pairs at agencies A and B (rule 1): 7↔8 on 2025-03-13
 /// (visit 8's patient has its own NY address, moved to PA on night 2) and
@@ -51,14 +45,6 @@ INSERT INTO conflict.contact_maintenance ("ProviderID", "PID", "CONTACT_NAME", "
   ('00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-00000000000B', 'Bea at B', '555-0102', '2025-01-01');
 "#;
 
-fn settings() -> ConflictSettings {
-    ConflictSettings {
-        database: "unused".into(),
-        today: Some("2025-03-10".into()),
-        ..Default::default()
-    }
-}
-
 async fn night(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
     run(client, &settings(), DetectionMode::Full)
         .await
@@ -73,10 +59,6 @@ async fn texts(client: &Client, sql: &str) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
 }
 
 /// "VisitID>ConVisitID:pair status" (application visit ids modulo 100, `*` = ResolveDate set).
@@ -165,8 +147,7 @@ async fn user_columns(client: &Client) -> Vec<String> {
 /// and the application's columns, never written.
 #[tokio::test]
 async fn conflict_scenario_three_nights_with_application_changes_in_between() {
-    let mut client = fresh_pg(&unique("cf_nights")).await;
-    client.batch_execute(PLANTED).await.unwrap();
+    let mut client = planted("cf_nights").await;
     client.batch_execute(SCENARIO).await.unwrap();
 
     // Night 1: eight pairs, eight conflicts, all new.

@@ -1,13 +1,16 @@
 //! Test support shared by every crate's integration tests: connection
 //! settings for the services `tests/harness.py` starts (a private PostgreSQL
 //! and the Snowflake emulator), fresh per-test databases, the ORDERS fixture
-//! table, and a way to run the real `thaw` binary.
+//! table, the planted conflict fixture ([`conflicts`]), and a way to run
+//! the real `thaw` binary.
 //!
 //! The harness exports `THAW_PG_HOST/PORT/USER/PASSWORD` and
 //! `THAW_SF_ACCOUNT/USER/PASSWORD/ENDPOINT/CA_FILE`. Outside the harness the
 //! functions panic with an instruction to run under it (tests must never pass
 //! silently without their services). This crate is a dev-dependency only:
 //! no binary that ships links it.
+
+pub mod conflicts;
 
 use std::path::PathBuf;
 use std::process::Output;

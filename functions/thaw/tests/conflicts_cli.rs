@@ -2,13 +2,9 @@
 //! `conflicts` section (no Snowflake credentials, no sources), and `--today`
 //! and `--full` are real, documented flags (docs/conflicts.md §1.2, README).
 
+// Planted data of the engine tests: 4 pairs with "today" 2025-03-10.
+use thaw_test_support::conflicts::PLANTED;
 use thaw_test_support::*;
-
-/// Planted data of the engine tests: 4 pairs with "today" 2025-03-10.
-const PLANTED: &str = concat!(
-    include_str!("../../engine/tests/fixtures/conflicts_reference.sql"),
-    include_str!("../../engine/tests/fixtures/conflicts_visits.sql")
-);
 
 /// A config with `postgres` and `conflicts` only.
 fn conflicts_only_config(database: &str, extra_conflicts: &str) -> std::path::PathBuf {

@@ -10,7 +10,9 @@
 //! conflicting visit names who resolved the pair (`ResolvedBy` = the
 //! conflicting agency's contact, else its name); `UpdatedRFlag` marks the
 //! conflicts with a pair in the window and is cleared on the ones step 5
-//! reopens.
+//! reopens. Then, as [SF] TASK_05 does without the window, steps 2-3 and
+//! 5-9 run again over the stored pairs outside the window, with its variant
+//! of the missed test (docs/conflicts.md §D17).
 //!
 //! Set-based statements over the stored pairs only (no source reads except
 //! the deleted-visits table), each skipping the rows it would not change.
@@ -22,28 +24,15 @@ use super::store::{written_columns, StatementContext, Table, STAGING};
 use crate::error::Result;
 use crate::sink::qualified;
 
-/// Names of the statements of [`statements`] that take the window (`$1`,
-/// `$2`: first and last `VisitDate` of docs/conflicts.md §4.1.1, bound by
-/// [`super::store::apply`]); the others take no parameters.
-pub const WINDOWED: &[&str] = &[
-    "missed conflicts",
-    "missed pairs",
-    "resolve",
-    "resolve event rows",
-    "no response withdrawn pairs",
-    "mark conflicts with a pair in the window",
-    "reopen conflicts",
-    "cascade down",
-    "cascade up",
-    "no response conflicts",
-    "no response pairs",
-    "clear ResolveDate of open pairs",
-    "clear ResolveDate of open conflicts",
-];
+/// Names of the statements of [`statements`] besides the two passes of
+/// steps 2-3 and 5-9 that take the window (`$1`, `$2`: first and last
+/// `VisitDate` of docs/conflicts.md §4.1.1, bound by
+/// [`super::store::apply`]); the deleted-visit statements take no parameters.
+pub const WINDOWED: &[&str] = &["resolve", "resolve event rows", "no response withdrawn pairs"];
 
 /// Whether the statement `name` of [`statements`] takes the window parameters.
 pub fn takes_window(name: &str) -> bool {
-    WINDOWED.contains(&name)
+    WINDOWED.contains(&name) || Scope::INSIDE_WINDOW.names.contains(&name) || Scope::OUTSIDE_WINDOW.names.contains(&name)
 }
 
 /// The lifecycle statements in execution order (docs/conflicts.md §8.2),
@@ -58,9 +47,7 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
     let now = format!("(now() AT TIME ZONE {})", ctx.zone_literal);
     // 7. Resolve stored open pairs of the window that were not detected ($1/$2: window),
     //    including pairs that are now cross-state (docs/conflicts.md §D6: resolved, never deleted).
-    // TODO(docs/conflicts.md §D6): record the system reason ("cross-state") in log history once
-    // log_history / log_history_values exist in the conflict schema (V3 has no log tables yet);
-    // that needs the sweep to stage the cross-state pairs it drops so this step can tell them apart.
+    // The change history records the system reason of the cross-state ones (docs/conflicts.md §9.2).
     let resolve_cols = written_columns(
         Table::ConflictVisitMaps,
         ["StatusFlag", "ResolveDate", "UpdatedDate"],
@@ -122,7 +109,6 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         "Visit Id",
         Want::Uuid,
     )?;
-    let in_window = "c.\"VisitDate\" BETWEEN $1 AND $2";
     // Step 1: the conflicting visit was deleted → pair D, resolved by the
     // conflicting agency's contact, else its name; the primary visit was deleted → its conflict D.
     let deleted_pairs_sql = format!(
@@ -135,17 +121,10 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
          WHERE k.\"StatusFlag\" IS DISTINCT FROM 'D' AND k.\"CONFLICTID\" IN (\n\
            SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE c.\"VisitID\" IN (SELECT {deleted_id} FROM {deleted} d))"
     );
-    // Steps 2 and 3: a missed visit (IsMissed or ConIsMissed, three-valued) resolves its conflicts and pairs.
-    let missed = "(c.\"IsMissed\" OR c.\"ConIsMissed\")";
-    let missed_conflicts_sql = format!(
-        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
-         WHERE k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN (\n\
-           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND {missed})"
-    );
-    let missed_pairs_sql = format!(
-        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
-         WHERE {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed}"
-    );
+    let cols = LifecycleColumns { now: &now, cvm: &cvm, conflicts: &conflicts, ps, pr, pu, pb, ks, kr, kb, kf };
+    let inside = later_steps(&cols, &Scope::INSIDE_WINDOW);
+    let outside = later_steps(&cols, &Scope::OUTSIDE_WINDOW);
+    let in_window = Scope::INSIDE_WINDOW.pairs;
     // [SF]'s refresh sets every detected pair but W/I to U, and step 8 sets it back to N
     // while ConNoResponseFlag is 'Yes': so an N pair of the window still open after step 4
     // whose flag was withdrawn by the application is U again.
@@ -153,77 +132,186 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         "UPDATE {cvm} c SET {ps} = 'U', {pu} = {now}\n\
          WHERE {in_window} AND c.\"StatusFlag\" = 'N' AND c.\"ConNoResponseFlag\" IS DISTINCT FROM 'Yes'"
     );
-    // Step 5: UpdatedRFlag '1' on every conflict with a pair in the window; a conflict
-    // whose status is not D/I/W/U (R, N) with an open pair (U) in the window reopens
+    let mut out = vec![("deleted pairs", deleted_pairs_sql), ("deleted conflicts", deleted_conflicts_sql)];
+    let mut inside = inside.into_iter();
+    out.extend(inside.by_ref().take(2));
+    out.extend([
+        ("resolve", resolve_sql),
+        ("resolve event rows", resolve_events_sql),
+        ("no response withdrawn pairs", no_response_withdrawn_sql),
+    ]);
+    out.extend(inside);
+    out.extend(outside);
+    Ok(out)
+}
+
+/// The written column names (quoted by the allow-list) and tables the
+/// steps 2-3 and 5-9 use.
+struct LifecycleColumns<'a> {
+    now: &'a str,
+    cvm: &'a str,
+    conflicts: &'a str,
+    ps: &'a str,
+    pr: &'a str,
+    pu: &'a str,
+    pb: &'a str,
+    ks: &'a str,
+    kr: &'a str,
+    kb: &'a str,
+    kf: &'a str,
+}
+
+/// Which stored rows one pass of steps 2-3 and 5-9 covers
+/// (docs/conflicts.md §8.2, §D17).
+struct Scope {
+    /// The statement names, in the order of [`later_steps`].
+    names: [&'static str; 10],
+    /// Predicate on a pair `c`: the pair is in this pass.
+    pairs: &'static str,
+    /// Predicate on a pair `c` of this pass whose conflict step 2 resolves.
+    missed_conflicts: &'static str,
+    /// Predicate on a pair `c` of this pass that step 3 resolves.
+    missed_pairs: &'static str,
+    /// Predicate on the pair counts `s` of a conflict (not `R`/`D`) that
+    /// step 7 resolves besides the single closed pair.
+    all_closed: &'static str,
+}
+
+impl Scope {
+    /// [SF] TASK_02_3: the pairs of the window, missed = either visit, a
+    /// conflict is resolved when its pairs in the window are all closed.
+    const INSIDE_WINDOW: Scope = Scope {
+        names: [
+            "missed conflicts",
+            "missed pairs",
+            "mark conflicts with a pair in the window",
+            "reopen conflicts",
+            "cascade down",
+            "cascade up",
+            "no response conflicts",
+            "no response pairs",
+            "clear ResolveDate of open pairs",
+            "clear ResolveDate of open conflicts",
+        ],
+        pairs: "c.\"VisitDate\" BETWEEN $1 AND $2",
+        missed_conflicts: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
+        missed_pairs: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
+        all_closed: "s.n_scope > 0 AND s.n_scope = s.closed_scope",
+    };
+
+    /// [SF] TASK_05's pass without the window, run by thaw on the pairs
+    /// outside the window (inside it, the first pass already ran after the
+    /// inserts, docs/conflicts.md §D17): conflicts resolved by a missed
+    /// primary visit only (`IsMissed`), pairs by a missed conflicting visit
+    /// only (`ConIsMissed`), a conflict is resolved when all its pairs are
+    /// closed. A NULL `VisitDate` is outside the window.
+    const OUTSIDE_WINDOW: Scope = Scope {
+        names: [
+            "outside the window: missed conflicts",
+            "outside the window: missed pairs",
+            "outside the window: mark conflicts",
+            "outside the window: reopen conflicts",
+            "outside the window: cascade down",
+            "outside the window: cascade up",
+            "outside the window: no response conflicts",
+            "outside the window: no response pairs",
+            "outside the window: clear ResolveDate of open pairs",
+            "outside the window: clear ResolveDate of open conflicts",
+        ],
+        pairs: "coalesce(c.\"VisitDate\" NOT BETWEEN $1 AND $2, TRUE)",
+        missed_conflicts: "c.\"IsMissed\"",
+        missed_pairs: "c.\"ConIsMissed\"",
+        all_closed: "s.n_scope > 0 AND s.n = s.closed",
+    };
+}
+
+/// Steps 2-3 and 5-9 of docs/conflicts.md §8.2 over the pairs of `scope`
+/// (both take the window as `$1`, `$2`), named by `scope.names`: missed
+/// conflicts, missed pairs, mark, reopen, cascade down, cascade up, no
+/// response conflicts and pairs, clear the resolution of open pairs and
+/// conflicts.
+fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, String)> {
+    let LifecycleColumns { now, cvm, conflicts, ps, pr, pu, pb, ks, kr, kb, kf } = cols;
+    let Scope { names, pairs: in_scope, missed_conflicts, missed_pairs, all_closed } = scope;
+    // Steps 2 and 3: a missed visit (three-valued) resolves its conflicts and pairs.
+    let missed_conflicts_sql = format!(
+        "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
+         WHERE k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN (\n\
+           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND {missed_conflicts})"
+    );
+    let missed_pairs_sql = format!(
+        "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
+         WHERE {in_scope} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed_pairs}"
+    );
+    // Step 5: UpdatedRFlag '1' on every conflict with a pair in scope; a conflict
+    // whose status is not D/I/W/U (R, N) with an open pair (U) in scope reopens
     // to U with UpdatedRFlag NULL. An N conflict whose NoResponseFlag is still 'Yes'
     // goes back to N in step 8.
     let mark_sql = format!(
         "UPDATE {conflicts} k SET {kf} = '1'\n\
-         WHERE k.\"UpdatedRFlag\" IS DISTINCT FROM '1' AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window})"
+         WHERE k.\"UpdatedRFlag\" IS DISTINCT FROM '1' AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope})"
     );
     let reopen_conflicts_sql = format!(
         "UPDATE {conflicts} k SET {ks} = 'U', {kf} = NULL\n\
          WHERE k.\"StatusFlag\" NOT IN ('D', 'I', 'W', 'U')\n\
-           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window} AND c.\"StatusFlag\" = 'U')"
+           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND c.\"StatusFlag\" = 'U')"
     );
     let pair_counts = format!(
         "SELECT c.\"CONFLICTID\", count(*) AS n, count(*) FILTER (WHERE c.\"StatusFlag\" IN ('R', 'D')) AS closed,\n\
-                count(*) FILTER (WHERE {in_window}) AS n_window,\n\
-                count(*) FILTER (WHERE {in_window} AND c.\"StatusFlag\" IN ('R', 'D')) AS closed_window\n\
+                count(*) FILTER (WHERE {in_scope}) AS n_scope,\n\
+                count(*) FILTER (WHERE {in_scope} AND c.\"StatusFlag\" IN ('R', 'D')) AS closed_scope\n\
          FROM {cvm} c WHERE c.\"CONFLICTID\" IS NOT NULL GROUP BY c.\"CONFLICTID\""
     );
-    // Step 6: cascade down: the pairs in the window of a resolved or deleted conflict → R
+    // Step 6: cascade down: the pairs in scope of a resolved or deleted conflict → R
     // (D kept) when it has one pair, or when all or all but one of its pairs are R/D.
     let cascade_down_sql = format!(
         "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
          FROM {conflicts} k, ({pair_counts}) s\n\
          WHERE k.\"CONFLICTID\" = c.\"CONFLICTID\" AND s.\"CONFLICTID\" = c.\"CONFLICTID\" AND k.\"StatusFlag\" IN ('R', 'D')\n\
-           AND {in_window} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
+           AND {in_scope} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
     );
-    // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs in the window are all R/D → R.
+    // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs are all closed (`all_closed`) → R.
     let cascade_up_sql = format!(
         "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
          FROM ({pair_counts}) s\n\
          WHERE s.\"CONFLICTID\" = k.\"CONFLICTID\" AND k.\"StatusFlag\" NOT IN ('R', 'D')\n\
-           AND ((s.n = 1 AND s.closed = 1) OR (s.n_window > 0 AND s.n_window = s.closed_window))"
+           AND ((s.n = 1 AND s.closed = 1) OR ({all_closed}))"
     );
     // Step 8: no response: open conflicts (U/N/W/I) whose NoResponseFlag is 'Yes', and open
     // pairs whose ConNoResponseFlag is 'Yes', → N. Literal comparison: 'yes' or NULL is not 'Yes'.
     let no_response_conflicts_sql = format!(
         "UPDATE {conflicts} k SET {ks} = 'N'\n\
          WHERE k.\"StatusFlag\" IN ('U', 'W', 'I') AND k.\"NoResponseFlag\" = 'Yes'\n\
-           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window})"
+           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope})"
     );
     let no_response_pairs_sql = format!(
         "UPDATE {cvm} c SET {ps} = 'N', {pu} = {now}\n\
-         WHERE {in_window} AND c.\"StatusFlag\" IN ('U', 'W', 'I') AND c.\"ConNoResponseFlag\" = 'Yes'"
+         WHERE {in_scope} AND c.\"StatusFlag\" IN ('U', 'W', 'I') AND c.\"ConNoResponseFlag\" = 'Yes'"
     );
-    // Step 9: open conflicts and pairs (U/N/W/I) in the window carry no ResolveDate and no ResolvedBy.
+    // Step 9: open conflicts and pairs (U/N/W/I) in scope carry no ResolveDate and no ResolvedBy.
     let clear_pairs_sql = format!(
         "UPDATE {cvm} c SET {pr} = NULL, {pb} = NULL, {pu} = {now}\n\
-         WHERE {in_window} AND c.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND (c.\"ResolveDate\" IS NOT NULL OR c.\"ResolvedBy\" IS NOT NULL)"
+         WHERE {in_scope} AND c.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND (c.\"ResolveDate\" IS NOT NULL OR c.\"ResolvedBy\" IS NOT NULL)"
     );
     let clear_conflicts_sql = format!(
         "UPDATE {conflicts} k SET {kr} = NULL, {kb} = NULL\n\
          WHERE k.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND (k.\"ResolveDate\" IS NOT NULL OR k.\"ResolvedBy\" IS NOT NULL)\n\
-           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_window})"
+           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope})"
     );
-
-    Ok(vec![
-        ("deleted pairs", deleted_pairs_sql),
-        ("deleted conflicts", deleted_conflicts_sql),
-        ("missed conflicts", missed_conflicts_sql),
-        ("missed pairs", missed_pairs_sql),
-        ("resolve", resolve_sql),
-        ("resolve event rows", resolve_events_sql),
-        ("no response withdrawn pairs", no_response_withdrawn_sql),
-        ("mark conflicts with a pair in the window", mark_sql),
-        ("reopen conflicts", reopen_conflicts_sql),
-        ("cascade down", cascade_down_sql),
-        ("cascade up", cascade_up_sql),
-        ("no response conflicts", no_response_conflicts_sql),
-        ("no response pairs", no_response_pairs_sql),
-        ("clear ResolveDate of open pairs", clear_pairs_sql),
-        ("clear ResolveDate of open conflicts", clear_conflicts_sql),
-    ])
+    names
+        .iter()
+        .copied()
+        .zip([
+            missed_conflicts_sql,
+            missed_pairs_sql,
+            mark_sql,
+            reopen_conflicts_sql,
+            cascade_down_sql,
+            cascade_up_sql,
+            no_response_conflicts_sql,
+            no_response_pairs_sql,
+            clear_pairs_sql,
+            clear_conflicts_sql,
+        ])
+        .collect()
 }

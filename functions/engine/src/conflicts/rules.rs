@@ -84,6 +84,11 @@ impl RuleFlags {
         "SchTimeOverVisitTimeFlag",
         "DistanceFlag",
     ];
+
+    /// The `conflictvisitmaps` flags of the in-service and PTO pairs
+    /// (docs/conflicts.md §5): `Y` on an event pair, sticky like the rule
+    /// flags, `N` on a visit pair.
+    pub const EVENT_COLUMNS: [&'static str; 2] = ["InServiceFlag", "PTOFlag"];
 }
 
 /// A wall-clock interval `[start, end)` in the configured zone.

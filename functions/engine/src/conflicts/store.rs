@@ -101,6 +101,8 @@ pub enum Table {
     LogHistoryValues,
     /// `payer_provider_reminders` (docs/conflicts.md §9.3; never `NumberOfDays`).
     PayerProviderReminders,
+    /// `conflict_commu_inters` (docs/conflicts.md §9.3: the reminder comments it inserts).
+    ConflictComments,
 }
 
 /// One per-visit snapshot column: its name on the primary side, on the
@@ -361,6 +363,7 @@ pub fn is_nightly_writable(table: Table, column: &str) -> bool {
         Table::LogHistory => super::history::LOG_HISTORY_COLUMNS.contains(&column),
         Table::LogHistoryValues => super::history::LOG_HISTORY_VALUES_COLUMNS.contains(&column),
         Table::PayerProviderReminders => super::reminders::WRITTEN_COLUMNS.contains(&column),
+        Table::ConflictComments => super::reminders::COMMENT_COLUMNS.contains(&column),
     }
 }
 
@@ -980,7 +983,16 @@ mod tests {
             .filter(|(_, sql)| USER_OWNED_CVM_COLUMNS.iter().chain(USER_OWNED_CONFLICT_COLUMNS).any(|c| sql.contains(&ident(c))))
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(readers, ["no response withdrawn pairs", "no response conflicts", "no response pairs"]);
+        assert_eq!(
+            readers,
+            [
+                "no response withdrawn pairs",
+                "no response conflicts",
+                "no response pairs",
+                "outside the window: no response conflicts",
+                "outside the window: no response pairs"
+            ]
+        );
         assert!(written_part("UPDATE x SET \"A\" = 1 WHERE \"B\" = 2").contains("\"A\""));
         assert!(!written_part("UPDATE x SET \"A\" = 1 WHERE \"B\" = 2").contains("\"B\""));
     }

@@ -21,6 +21,7 @@ use tokio_postgres::Client;
 
 use super::{Found, KeyRange, ReconcileOptions, RowDiff, SourceEngine, TableQueries};
 use crate::config::Config;
+use crate::conflicts::RuleFlags;
 use crate::error::{from_postgres, Error, Result};
 use crate::sink;
 use crate::source::{self, sql};
@@ -29,25 +30,32 @@ use crate::sync::plan::{ColumnPair, SourceColumn};
 /// Key of a conflict pair: the primary and the conflicting visit.
 pub const PAIR_KEY: [&str; 2] = ["VisitID", "ConVisitID"];
 
+/// Who and when of a conflict pair: SSN, date, providers, caregivers.
+pub const PAIR_IDENTITY_COLUMNS: [&str; 6] = ["SSN", "VisitDate", "ProviderID", "ConProviderID", "CaregiverID", "ConCaregiverID"];
+
 /// Columns of a conflict pair compared when both sides have them: who and
-/// when (SSN, date, providers, caregivers) and the nine rule flags.
-pub const COMPARED_COLUMNS: [&str; 15] = [
-    "SSN",
-    "VisitDate",
-    "ProviderID",
-    "ConProviderID",
-    "CaregiverID",
-    "ConCaregiverID",
-    "SameSchTimeFlag",
-    "SameVisitTimeFlag",
-    "SchAndVisitTimeSameFlag",
-    "SchOverAnotherSchTimeFlag",
-    "VisitTimeOverAnotherVisitTimeFlag",
-    "SchTimeOverVisitTimeFlag",
-    "DistanceFlag",
-    "InServiceFlag",
-    "PTOFlag",
-];
+/// when ([`PAIR_IDENTITY_COLUMNS`]) and the nine flags, the seven rule flags
+/// and the two event flags as the conflicts module names them
+/// ([`RuleFlags::COLUMNS`], [`RuleFlags::EVENT_COLUMNS`]: one list).
+pub const COMPARED_COLUMNS: [&str; 15] = {
+    let mut columns = [""; 15];
+    let mut i = 0;
+    while i < PAIR_IDENTITY_COLUMNS.len() {
+        columns[i] = PAIR_IDENTITY_COLUMNS[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < RuleFlags::COLUMNS.len() {
+        columns[i + j] = RuleFlags::COLUMNS[j];
+        j += 1;
+    }
+    let mut k = 0;
+    while k < RuleFlags::EVENT_COLUMNS.len() {
+        columns[i + j + k] = RuleFlags::EVENT_COLUMNS[k];
+        k += 1;
+    }
+    columns
+};
 
 /// The conflict's status as each pair sees it (joined from the conflicts table).
 const STATUS_COLUMN: &str = "ConflictStatusFlag";
@@ -307,4 +315,17 @@ pub async fn record(pg: &Client, report: &DualReadReport) -> Result<()> {
     .await
     .map_err(|e| from_postgres(e, "recording the dual-read result"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compared_columns_are_the_identity_then_the_conflicts_modules_flags() {
+        let expected: Vec<&str> =
+            PAIR_IDENTITY_COLUMNS.iter().chain(RuleFlags::COLUMNS.iter()).chain(RuleFlags::EVENT_COLUMNS.iter()).copied().collect();
+        assert_eq!(COMPARED_COLUMNS.to_vec(), expected);
+        assert!(!COMPARED_COLUMNS.contains(&""), "every slot of the const is filled");
+    }
 }
