@@ -753,12 +753,12 @@ async fn prepare_table(
             ));
         }
         if !unmappable.is_empty() {
-            return Err(Error::new(
-                ErrorKind::SchemaMismatch,
-                format!(
-                    "{at}: create_tables cannot create {target_fqn}: source column(s) {} have no PostgreSQL type thaw maps to. List them in exclude_columns or create the table yourself.",
-                    unmappable.join(", ")
-                ),
+            return Err(drift_error(
+                &at,
+                &format!("create_tables cannot create {target_fqn}: source column(s) "),
+                &unmappable,
+                ", ",
+                " have no PostgreSQL type thaw maps to. List them in exclude_columns or create the table yourself.",
             ));
         }
         ddl.push(statement);
@@ -833,12 +833,12 @@ async fn prepare_table(
         }
     }
     if !unmappable.is_empty() {
-        return Err(Error::new(
-            ErrorKind::SchemaMismatch,
-            format!(
-                "{at}: source column(s) {} have no column in {target_fqn} and no PostgreSQL type thaw maps to. Add a column of a supported type (docs/sync.md §5.2) or list them in exclude_columns.",
-                unmappable.join(", ")
-            ),
+        return Err(drift_error(
+            &at,
+            "source column(s) ",
+            &unmappable,
+            ", ",
+            &format!(" have no column in {target_fqn} and no PostgreSQL type thaw maps to. Add a column of a supported type (docs/sync.md §5.2) or list them in exclude_columns."),
         ));
     }
     if !new_columns.is_empty() {
@@ -888,21 +888,21 @@ async fn prepare_table(
             }
         }
         if !gone.is_empty() {
-            return Err(Error::new(
-                ErrorKind::SchemaMismatch,
-                format!(
-                    "{at}: source column(s) {} no longer exist in Snowflake but their target columns in {target_fqn} do. Restore the source column(s), drop the target column(s), or list them in exclude_columns if PostgreSQL now owns them.",
-                    gone.join(", ")
-                ),
+            return Err(drift_error(
+                &at,
+                "source column(s) ",
+                &gone,
+                ", ",
+                &format!(" no longer exist in Snowflake but their target columns in {target_fqn} do. Restore the source column(s), drop the target column(s), or list them in exclude_columns if PostgreSQL now owns them."),
             ));
         }
         if !retyped.is_empty() {
-            return Err(Error::new(
-                ErrorKind::SchemaMismatch,
-                format!(
-                    "{at}: source column(s) changed type: {}. Change the target column(s) to a type that accepts the new source type (docs/sync.md §5.2) or restore the source type.",
-                    retyped.join("; ")
-                ),
+            return Err(drift_error(
+                &at,
+                "source column(s) changed type: ",
+                &retyped,
+                "; ",
+                ". Change the target column(s) to a type that accepts the new source type (docs/sync.md §5.2) or restore the source type.",
             ));
         }
     }
@@ -1007,6 +1007,13 @@ async fn prepare_table(
         truncated: false,
         ddl,
     })
+}
+
+/// The schema-mismatch error of a drift check (unmappable, gone or retyped
+/// source columns): `"{at}: {lead}{columns joined by separator}{remedy}"`,
+/// kind [`ErrorKind::SchemaMismatch`] (docs/sync.md §3.6).
+fn drift_error(at: &str, lead: &str, columns: &[String], separator: &str, remedy: &str) -> Error {
+    Error::new(ErrorKind::SchemaMismatch, format!("{at}: {lead}{}{remedy}", columns.join(separator)))
 }
 
 fn choose_strategy(t: &TableConfig) -> Result<ChunkingStrategy> {
