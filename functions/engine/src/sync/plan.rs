@@ -36,7 +36,7 @@ use crate::config::{ChunkKeyType, ChunkingStrategy, Config, SchemaEvolution, Sou
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::contract::{PlanRequest, PlanResponse, SyncMode};
 use crate::sink::{self, TargetColumn};
-use crate::source::arrow::LogicalType;
+use crate::source::arrow::{LogicalType, SourceType};
 use crate::source::predicate::{self, Dialect};
 use crate::source::{self, sql, SnowflakeSource};
 use crate::sync::chunk::{self, ChunkSpec, DayChunk, KeyColumn, KeyKind, KeyValue, NumericPlanner, PlannedChunk};
@@ -603,11 +603,20 @@ pub struct SourceCatalog {
 }
 
 impl SourceCatalog {
-    /// The natural target column for `column` of `table`, renamed to `name`
-    /// ([`sink::ddl::natural_column`]); `None` for a type thaw cannot copy.
+    /// The natural target column for `column` of `table`, renamed to `name`;
+    /// `None` for a type thaw cannot copy. The Snowflake declaration
+    /// (`DATA_TYPE`, `NUMERIC_PRECISION`, `NUMERIC_SCALE`) becomes the
+    /// standard Arrow field the source decodes the column into
+    /// ([`SourceType::standard_field`], docs/sync.md §5.5), and the sink maps
+    /// that field ([`sink::ddl::natural_column`], docs/sync.md §5.4).
     pub fn natural_column(&self, table: &str, column: &SourceColumn, name: &str) -> Option<TargetColumn> {
         let precision = self.precision.get(&(table.to_string(), column.name.clone())).copied();
-        sink::ddl::natural_column(name, &column.data_type, precision, column.scale, column.char_length)
+        let logical = LogicalType::from_data_type(&column.data_type)?;
+        let precision = precision.filter(|p| (1..=38).contains(p)).unwrap_or(38) as u32;
+        let scale = column.scale.filter(|s| (0..=precision as i64).contains(s)).unwrap_or(0) as u32;
+        let source = SourceType { name: column.name.clone(), logical, scale, precision: Some(precision), byte_length: None, char_length: None };
+        let field = source.standard_field(&Default::default()).ok()?;
+        sink::ddl::natural_column(name, &field, column.char_length)
     }
 }
 
@@ -1402,6 +1411,47 @@ async fn keyset_boundaries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn natural_types_of_snowflake_columns_follow_the_documented_table_and_are_supported_pairs() {
+        /// (DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, CHARACTER_MAXIMUM_LENGTH, expected type)
+        type Case = (&'static str, Option<i64>, Option<i64>, Option<i64>, &'static str);
+        let cases: &[Case] = &[
+            ("NUMBER", Some(18), Some(0), None, "int8"),
+            ("NUMBER", Some(10), Some(0), None, "int8"),
+            ("NUMBER", Some(19), Some(0), None, "numeric(19,0)"),
+            ("NUMBER", Some(38), Some(0), None, "numeric(38,0)"),
+            ("NUMBER", Some(12), Some(2), None, "numeric(12,2)"),
+            ("NUMBER", None, None, None, "numeric(38,0)"),
+            ("FLOAT", None, None, None, "float8"),
+            ("TEXT", None, None, Some(100), "varchar(100)"),
+            ("TEXT", None, None, Some(16_777_216), "text"),
+            ("VARCHAR", None, None, None, "text"),
+            ("BOOLEAN", None, None, None, "bool"),
+            ("DATE", None, None, None, "date"),
+            ("TIME", None, None, None, "time"),
+            ("TIMESTAMP_NTZ", None, None, None, "timestamp"),
+            ("TIMESTAMP_LTZ", None, None, None, "timestamptz"),
+            ("TIMESTAMP_TZ", None, None, None, "timestamptz"),
+            ("BINARY", None, None, None, "bytea"),
+            ("VARIANT", None, None, None, "jsonb"),
+            ("OBJECT", None, None, None, "jsonb"),
+            ("ARRAY", None, None, None, "jsonb"),
+        ];
+        for (ty, p, s, n, want) in cases {
+            let mut catalog = SourceCatalog::default();
+            if let Some(p) = p {
+                catalog.precision.insert(("T".into(), "C".into()), *p);
+            }
+            let column = SourceColumn { name: "C".into(), data_type: ty.to_string(), scale: *s, char_length: *n };
+            let c = catalog.natural_column("T", &column, "c").unwrap_or_else(|| panic!("{ty} maps"));
+            assert_eq!(sink::ddl::sql_type(&c), *want, "{ty}({p:?},{s:?},{n:?})");
+            let logical = LogicalType::from_data_type(ty).unwrap();
+            assert!(sink::encode::supported_targets(logical).contains(&c.pg_type), "{ty} → {want} is not a supported pair");
+        }
+        let geography = SourceColumn { name: "G".into(), data_type: "GEOGRAPHY".into(), scale: None, char_length: None };
+        assert!(SourceCatalog::default().natural_column("T", &geography, "g").is_none());
+    }
 
     #[test]
     fn keyset_ranges_are_half_open_and_cover_nulls() {
