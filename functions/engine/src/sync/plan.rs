@@ -156,11 +156,6 @@ impl TablePlan {
             parts.join(" AND ")
         }
     }
-    /// The SELECT that fetches one chunk.
-    pub fn chunk_query(&self, chunk_filter: &str) -> String {
-        let cols: Vec<String> = self.columns.iter().map(|c| sql::ident(&c.source.name)).collect();
-        format!("SELECT {} FROM {} WHERE {} AND ({chunk_filter})", cols.join(", "), self.source_fqn(), self.base_predicate())
-    }
 }
 
 /// The stored definition of one chunk (`migration_chunk_status.chunk_range`).
