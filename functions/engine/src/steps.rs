@@ -14,6 +14,7 @@
 //! published as JSON Schema in `statemachines/contract.json`
 //! (docs/architecture.md §4).
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::Config;
 use crate::contract::{
     ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, FailRunRequest, MergeResponse, PlanRequest, PlanResponse,
@@ -43,7 +44,7 @@ pub async fn copy_chunk(config: &Config, item: &ChunkItem) -> Result<CopyChunkRe
         return Ok(CopyChunkResponse { run_id: item.run_id, source_table: format!("{files} staged file(s)"), chunk_id: item.chunk_id, ..Default::default() });
     }
     let mut worker = Worker::connect(config, &item.source_name).await?;
-    if let Err(e) = crate::sync::status::touch(&worker.pg, item.run_id).await {
+    if let Err(e) = PgStatusStore::new(&worker.pg).touch(item.run_id).await {
         tracing::warn!(run_id = %item.run_id, error = %e, "could not refresh the run heartbeat");
     }
     crate::sync::copy::copy_chunk(config, &mut worker, item).await
@@ -56,7 +57,7 @@ pub async fn merge(config: &Config, request: &RunRequest) -> Result<MergeRespons
 
 /// The `reconcile` step: reconcile every table of the run, record the run's
 /// outcome (`completed` when nothing differs, `mismatch` otherwise; see
-/// [`crate::sync::status::record_reconcile`]) and return the summary with
+/// [`StatusStore::record_reconcile`](crate::sync::status_store::StatusStore::record_reconcile)) and return the summary with
 /// the per-table reports.
 ///
 /// Errors: [`crate::ErrorKind::ReconcileMismatch`] only through
@@ -71,7 +72,7 @@ pub async fn reconcile_with(config: &Config, request: &RunRequest, options: crat
     crate::failpoints::check(crate::failpoints::RECONCILE_STEP)?;
     let (response, details) = crate::reconcile::reconcile_run_with(config, request, options).await?;
     let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
-    crate::sync::status::record_reconcile(&pg, request.run_id, &response).await?;
+    PgStatusStore::new(&pg).record_reconcile(request.run_id, &response).await?;
     Ok((response, details))
 }
 
@@ -113,7 +114,7 @@ pub async fn fail_run(config: &Config, request: FailRunRequest) -> Result<FailRu
         let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
         let cause: String = request.cause.chars().take(2000).collect();
         let status = if request.error == crate::ErrorKind::ReconcileMismatch.name() { "mismatch" } else { "failed" };
-        crate::sync::status::finish_run(&pg, run_id, status, Some(&format!("{}: {cause}", request.error))).await?;
+        PgStatusStore::new(&pg).finish_run(run_id, status, Some(&format!("{}: {cause}", request.error))).await?;
     }
     Ok(request)
 }

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::{ChunkKeyType, ChunkingStrategy, Config, SchemaEvolution, SourceConfig, TableConfig};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::contract::{PlanRequest, PlanResponse, SyncMode};
@@ -265,7 +266,7 @@ async fn plan_locked(
     execution_hash: &str,
 ) -> Result<PlanResponse> {
     let candidate = if let Some(id) = request.resume_run_id {
-        let r = status::check_resumable(pg, id).await?;
+        let r = PgStatusStore::new(pg).check_resumable(id).await?;
         if r.execution_hash != execution_hash {
             return Err(Error::config(format!(
                 "run {id} was planned for a different configuration, table selection or mode than this command; rerun it with the same config, --source/--table and --full options, or omit --resume-run-id"
@@ -274,7 +275,7 @@ async fn plan_locked(
         Some(r)
     } else {
         let max_age = request.resume_max_age_hours.unwrap_or(status::DEFAULT_RESUME_MAX_AGE_HOURS);
-        status::find_resumable(pg, execution_hash, max_age).await?
+        PgStatusStore::new(pg).find_resumable(execution_hash, max_age).await?
     };
     if let Some(r) = &candidate {
         if r.is_alive(holder.lock_backend_pid) {
@@ -311,9 +312,9 @@ async fn new_run(
         "thaw_version": env!("CARGO_PKG_VERSION"),
     });
     let mode = match request.mode { SyncMode::Full => "full", SyncMode::Incremental => "incremental" };
-    let run_id = status::create_run(pg, &config.config_hash(), execution_hash, mode, metadata, holder).await?;
+    let run_id = PgStatusStore::new(pg).create_run(&config.config_hash(), execution_hash, mode, metadata, holder).await?;
     if request.no_resume {
-        let superseded = status::supersede(pg, execution_hash, run_id).await?;
+        let superseded = PgStatusStore::new(pg).supersede(execution_hash, run_id).await?;
         if !superseded.is_empty() {
             tracing::warn!(%run_id, ?superseded, "--no-resume: older unfinished runs of the same selection are superseded and will not be resumed");
         }
@@ -333,10 +334,10 @@ async fn resume_run(
     if matches!(run.status.as_str(), status::run_status::PLANNING | status::run_status::RUNNING) {
         tracing::warn!(%run_id, previous = %run.describe(), "taking over a run whose process is gone");
         let previous = serde_json::json!({ "host": run.host, "pid": run.pid, "heartbeat_age_seconds": run.heartbeat_age_seconds });
-        status::set_run_metadata(pg, run_id, "taken_over_from", previous).await?;
+        PgStatusStore::new(pg).set_run_metadata(run_id, "taken_over_from", previous).await?;
     }
-    status::claim(pg, run_id, holder).await?;
-    let planned = status::planned_tables(pg, run_id).await?;
+    PgStatusStore::new(pg).claim(run_id, holder).await?;
+    let planned = PgStatusStore::new(pg).planned_tables(run_id).await?;
     let missing: Selection<'_> = selected
         .iter()
         .map(|(s, ts)| {
@@ -354,11 +355,11 @@ async fn resume_run(
     } else {
         let names: Vec<&str> = missing.iter().flat_map(|(_, ts)| ts.iter().map(|t| t.source.as_str())).collect();
         tracing::info!(%run_id, tables = ?names, "the resumed run was not fully planned: planning the remaining tables");
-        status::set_status(pg, run_id, status::run_status::PLANNING, None).await?;
+        PgStatusStore::new(pg).set_status(run_id, status::run_status::PLANNING, None).await?;
         match prepare_tables(config, &missing, pg, request).await {
             Ok(p) => p,
             Err(e) => {
-                let _ = status::finish_run(pg, run_id, status::run_status::FAILED, Some(&e.to_string())).await;
+                let _ = PgStatusStore::new(pg).finish_run(run_id, status::run_status::FAILED, Some(&e.to_string())).await;
                 return Err(e);
             }
         }
@@ -378,18 +379,18 @@ async fn finish_planning(
 ) -> Result<PlanResponse> {
     let fresh = prepared.len();
     if let Err(e) = plan_tables(config, pg, run_id, prepared, request).await {
-        let _ = status::finish_run(pg, run_id, status::run_status::FAILED, Some(&e.to_string())).await;
+        let _ = PgStatusStore::new(pg).finish_run(run_id, status::run_status::FAILED, Some(&e.to_string())).await;
         return Err(e);
     }
-    status::set_status(pg, run_id, status::run_status::RUNNING, None).await?;
-    status::set_run_metadata(pg, run_id, "planned", serde_json::Value::Bool(true)).await?;
+    PgStatusStore::new(pg).set_status(run_id, status::run_status::RUNNING, None).await?;
+    PgStatusStore::new(pg).set_run_metadata(run_id, "planned", serde_json::Value::Bool(true)).await?;
     if let Some(earlier) = request.reuse_unload {
         // Staged tables load the files this earlier run unloaded (docs/sync.md §13.6).
-        status::set_run_metadata(pg, run_id, crate::sync::staged::REUSE_UNLOAD_KEY, serde_json::json!(earlier)).await?;
+        PgStatusStore::new(pg).set_run_metadata(run_id, crate::sync::staged::REUSE_UNLOAD_KEY, serde_json::json!(earlier)).await?;
     }
-    let items = status::unfinished_chunks(pg, run_id).await?;
-    let tables = status::tables(pg, run_id).await?.len() as u32;
-    let estimated_rows = status::estimated_rows(pg, run_id).await?;
+    let items = PgStatusStore::new(pg).unfinished_chunks(run_id).await?;
+    let tables = PgStatusStore::new(pg).tables(run_id).await?.len() as u32;
+    let estimated_rows = PgStatusStore::new(pg).estimated_rows(run_id).await?;
     let manifest_uri = crate::sync::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
     if resumed {
         tracing::info!(%run_id, chunks = items.len(), tables_planned_now = fresh, "resuming run");
@@ -497,7 +498,7 @@ async fn plan_tables(
         }
         tx.commit().await.map_err(|e| from_postgres(e, "committing the table plan"))?;
         tracing::info!(table = %plan.source_table, strategy = ?plan.strategy, mode = ?plan.load_mode, chunks = chunks.len(), "planned");
-        status::touch(pg, run_id).await?;
+        PgStatusStore::new(pg).touch(run_id).await?;
         failpoints::check(failpoints::PLAN_AFTER_TABLE)?;
     }
     Ok(())
