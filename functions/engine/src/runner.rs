@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, Notify, Semaphore};
 
 use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::Config;
-use crate::sync::copy::{self, Worker};
+use crate::sync::copy::Worker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::contract::{ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, MergeResponse, PlanRequest, PlanResponse, ReconcileResponse, RunRequest};
 use crate::reconcile::TableReport;
@@ -523,7 +523,7 @@ async fn copy_with_retries(config: &Config, pool: &Pool, item: &ChunkItem) -> Re
                 },
             },
         };
-        match copy::copy_chunk(config, &mut worker, item).await {
+        match crate::steps::copy_chunk_on(config, &mut worker, item).await {
             Ok(r) => {
                 pool.lock().await.entry(item.source_name.clone()).or_default().push(worker);
                 return Ok(r);

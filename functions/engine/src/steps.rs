@@ -30,8 +30,7 @@ pub async fn plan(config: &Config, request: &PlanRequest) -> Result<PlanResponse
 }
 
 /// The `copy-chunk` step with a fresh worker (one Lambda invocation = one
-/// chunk). The local runner keeps workers and calls
-/// [`crate::sync::copy::copy_chunk`] directly.
+/// chunk). The local runner keeps workers and calls [`copy_chunk_on`].
 ///
 /// Also refreshes the run's heartbeat (at most every
 /// [`crate::sync::status::HEARTBEAT_MIN_INTERVAL_SECONDS`]), so a run whose
@@ -47,7 +46,24 @@ pub async fn copy_chunk(config: &Config, item: &ChunkItem) -> Result<CopyChunkRe
     if let Err(e) = PgStatusStore::new(&worker.pg).touch(item.run_id).await {
         tracing::warn!(run_id = %item.run_id, error = %e, "could not refresh the run heartbeat");
     }
-    crate::sync::copy::copy_chunk(config, &mut worker, item).await
+    copy_chunk_on(config, &mut worker, item).await
+}
+
+/// Copy one chunk on `worker` by its table's source mode (docs/sync.md §13):
+/// a staged table's chunk goes to [`crate::sync::staged::copy_staged_chunk`],
+/// any other to [`crate::sync::copy::copy_chunk`], so the direct copy knows
+/// nothing of staging. The Lambda step and the local runner share it.
+///
+/// Errors: [`crate::ErrorKind::ConfigInvalid`] for an unknown source;
+/// otherwise those of the copy it hands the chunk to.
+pub async fn copy_chunk_on(config: &Config, worker: &mut crate::sync::copy::Worker, item: &ChunkItem) -> Result<CopyChunkResponse> {
+    let s = config.source(&item.source_name)?;
+    let staged = s.tables.iter().find(|t| t.source == item.source_table).is_some_and(|t| config.source_mode(s, t) == crate::config::SourceMode::Staged);
+    if staged {
+        crate::sync::staged::copy_staged_chunk(config, worker, item).await
+    } else {
+        crate::sync::copy::copy_chunk(config, worker, item).await
+    }
 }
 
 /// The `merge` step. See [`crate::sync::merge::merge_run`].

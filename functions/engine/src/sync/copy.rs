@@ -109,7 +109,8 @@ pub(crate) fn chunk_key(source: &crate::config::SourceConfig, item: &ChunkItem) 
     }
 }
 
-/// Copy one chunk (the `copy-chunk` step).
+/// Copy one chunk of a direct (query-source) table. Staged tables never get
+/// here: [`crate::steps::copy_chunk_on`] dispatches by source mode.
 ///
 /// Errors keep their kind (`Transient` for retryable failures, `ChunkFailed`
 /// for bad data, `TypeUnsupported` for unmappable types); on any error the
@@ -118,9 +119,6 @@ pub(crate) fn chunk_key(source: &crate::config::SourceConfig, item: &ChunkItem) 
 pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) -> Result<CopyChunkResponse> {
     let started = Instant::now();
     let s = config.source(&item.source_name)?;
-    if s.tables.iter().find(|t| t.source == item.source_table).is_some_and(|t| config.source_mode(s, t) == crate::config::SourceMode::Staged) {
-        return crate::sync::staged::copy_staged_chunk(config, worker, item).await;
-    }
     let key = chunk_key(s, item);
     let plan = load_plan(&worker.pg, &key).await?;
     if !PgStatusStore::new(&worker.pg).start_chunk(&key, item.chunk_id).await? {
