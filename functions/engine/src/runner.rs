@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify, Semaphore};
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::Config;
-use crate::sync::copy::{self, Worker};
+use crate::sync::copy::Worker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::contract::{ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, MergeResponse, PlanRequest, PlanResponse, ReconcileResponse, RunRequest};
 use crate::reconcile::TableReport;
 use crate::sync::lock::RunLock;
-use crate::sync::status::{self, run_status};
+use crate::sync::status::run_status;
 
 /// How often the runner refreshes the heartbeat of the run it drives: 15 s.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -243,7 +244,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
             // The current table's planning transaction rolled back with the dropped future.
             let reason = cancel.reason().unwrap_or_default();
             let backend = lock.holder.lock_backend_pid.unwrap_or_default();
-            let runs = status::interrupt_lock_session_runs(&lock.client, backend, &format!("interrupted by {reason} while planning")).await.unwrap_or_default();
+            let runs = PgStatusStore::new(&lock.client).interrupt_lock_session_runs(backend, &format!("interrupted by {reason} while planning")).await.unwrap_or_default();
             let which = match runs.first() {
                 Some(id) => format!("run {id} is recorded 'interrupted' and the same command resumes it (or --resume-run-id {id}); tables not yet planned are planned then"),
                 None => "no run was recorded yet".to_string(),
@@ -259,7 +260,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT_INTERVAL).await;
-                if let Err(e) = status::heartbeat(&lock.client, run_id).await {
+                if let Err(e) = PgStatusStore::new(&lock.client).heartbeat(run_id).await {
                     tracing::warn!(%run_id, error = %e, "could not refresh the run heartbeat");
                 }
             }
@@ -286,12 +287,12 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
         // A step failed: record the run failed with the step's error (the report is still returned).
         let step = report.error.as_ref().map(|s| s.step.clone()).unwrap_or_else(|| "run".into());
         let text = format!("step {step} failed: {e}");
-        if let Err(se) = status::finish_run(&lock.client, run_id, run_status::FAILED, Some(&text)).await {
+        if let Err(se) = PgStatusStore::new(&lock.client).finish_run(run_id, run_status::FAILED, Some(&text)).await {
             tracing::warn!(%run_id, error = %se, "could not record the run as failed");
         }
         report.error = Some(StepError { step, kind: e.kind, message: e.message });
     }
-    report.status = match status::run_record(&lock.client, run_id).await {
+    report.status = match PgStatusStore::new(&lock.client).run_record(run_id).await {
         Ok(Some(r)) => r.status,
         _ => report.status,
     };
@@ -403,8 +404,8 @@ async fn interrupted(lock: &RunLock, cancel: &Cancel, report: &mut RunReport) ->
     let Some(reason) = cancel.reason() else { return Ok(false) };
     let run_id = report.plan.run_id;
     let message = format!("interrupted by {reason}; resume with the same command or --resume-run-id {run_id}");
-    let released = status::release_in_progress_chunks(&lock.client, run_id, &format!("interrupted by {reason}")).await?;
-    status::finish_run(&lock.client, run_id, run_status::INTERRUPTED, Some(&message)).await?;
+    let released = PgStatusStore::new(&lock.client).release_in_progress_chunks(run_id, &format!("interrupted by {reason}")).await?;
+    PgStatusStore::new(&lock.client).finish_run(run_id, run_status::INTERRUPTED, Some(&message)).await?;
     tracing::warn!(%run_id, signal = %reason, released, "run interrupted at a chunk boundary");
     report.interrupted = Some(reason);
     Ok(true)
@@ -522,7 +523,7 @@ async fn copy_with_retries(config: &Config, pool: &Pool, item: &ChunkItem) -> Re
                 },
             },
         };
-        match copy::copy_chunk(config, &mut worker, item).await {
+        match crate::steps::copy_chunk_on(config, &mut worker, item).await {
             Ok(r) => {
                 pool.lock().await.entry(item.source_name.clone()).or_default().push(worker);
                 return Ok(r);

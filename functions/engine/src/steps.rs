@@ -15,6 +15,7 @@
 //! published as JSON Schema in `statemachines/contract.json`
 //! (docs/architecture.md §4).
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::Config;
 use crate::contract::{
     ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, DualReadRequest, DualReadResponse, FailRunRequest, MergeResponse, PlanRequest, PlanResponse,
@@ -30,8 +31,7 @@ pub async fn plan(config: &Config, request: &PlanRequest) -> Result<PlanResponse
 }
 
 /// The `copy-chunk` step with a fresh worker (one Lambda invocation = one
-/// chunk). The local runner keeps workers and calls
-/// [`crate::sync::copy::copy_chunk`] directly.
+/// chunk). The local runner keeps workers and calls [`copy_chunk_on`].
 ///
 /// Also refreshes the run's heartbeat (at most every
 /// [`crate::sync::status::HEARTBEAT_MIN_INTERVAL_SECONDS`]), so a run whose
@@ -44,10 +44,27 @@ pub async fn copy_chunk(config: &Config, item: &ChunkItem) -> Result<CopyChunkRe
         return Ok(CopyChunkResponse { run_id: item.run_id, source_table: format!("{files} staged file(s)"), chunk_id: item.chunk_id, ..Default::default() });
     }
     let mut worker = Worker::connect(config, &item.source_name).await?;
-    if let Err(e) = crate::sync::status::touch(&worker.pg, item.run_id).await {
+    if let Err(e) = PgStatusStore::new(&worker.pg).touch(item.run_id).await {
         tracing::warn!(run_id = %item.run_id, error = %e, "could not refresh the run heartbeat");
     }
-    crate::sync::copy::copy_chunk(config, &mut worker, item).await
+    copy_chunk_on(config, &mut worker, item).await
+}
+
+/// Copy one chunk on `worker` by its table's source mode (docs/sync.md §13):
+/// a staged table's chunk goes to [`crate::sync::staged::copy_staged_chunk`],
+/// any other to [`crate::sync::copy::copy_chunk`], so the direct copy knows
+/// nothing of staging. The Lambda step and the local runner share it.
+///
+/// Errors: [`crate::ErrorKind::ConfigInvalid`] for an unknown source;
+/// otherwise those of the copy it hands the chunk to.
+pub async fn copy_chunk_on(config: &Config, worker: &mut crate::sync::copy::Worker, item: &ChunkItem) -> Result<CopyChunkResponse> {
+    let s = config.source(&item.source_name)?;
+    let staged = s.tables.iter().find(|t| t.source == item.source_table).is_some_and(|t| config.source_mode(s, t) == crate::config::SourceMode::Staged);
+    if staged {
+        crate::sync::staged::copy_staged_chunk(config, worker, item).await
+    } else {
+        crate::sync::copy::copy_chunk(config, worker, item).await
+    }
 }
 
 /// The `merge` step. See [`crate::sync::merge::merge_run`].
@@ -57,7 +74,7 @@ pub async fn merge(config: &Config, request: &RunRequest) -> Result<MergeRespons
 
 /// The `reconcile` step: reconcile every table of the run, record the run's
 /// outcome (`completed` when nothing differs, `mismatch` otherwise; see
-/// [`crate::sync::status::record_reconcile`]) and return the summary with
+/// [`StatusStore::record_reconcile`](crate::sync::status_store::StatusStore::record_reconcile)) and return the summary with
 /// the per-table reports.
 ///
 /// Errors: [`crate::ErrorKind::ReconcileMismatch`] only through
@@ -72,7 +89,7 @@ pub async fn reconcile_with(config: &Config, request: &RunRequest, options: crat
     crate::failpoints::check(crate::failpoints::RECONCILE_STEP)?;
     let (response, details) = crate::reconcile::reconcile_run_with(config, request, options).await?;
     let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
-    crate::sync::status::record_reconcile(&pg, request.run_id, &response).await?;
+    PgStatusStore::new(&pg).record_reconcile(request.run_id, &response).await?;
     Ok((response, details))
 }
 
@@ -134,7 +151,7 @@ pub async fn fail_run(config: &Config, request: FailRunRequest) -> Result<FailRu
         let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
         let cause: String = request.cause.chars().take(2000).collect();
         let status = if request.error == crate::ErrorKind::ReconcileMismatch.name() { "mismatch" } else { "failed" };
-        crate::sync::status::finish_run(&pg, run_id, status, Some(&format!("{}: {cause}", request.error))).await?;
+        PgStatusStore::new(&pg).finish_run(run_id, status, Some(&format!("{}: {cause}", request.error))).await?;
     }
     Ok(request)
 }

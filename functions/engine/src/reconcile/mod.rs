@@ -38,13 +38,13 @@ use arrow_schema::DataType;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::Config;
 use crate::contract::{ReconcileResponse, RunRequest, TableReconcile};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink;
 use crate::source::{self, SnowflakeSource};
 use crate::sync::plan::{ColumnPair, TablePlan};
-use crate::sync::status;
 use canonical::EmulatorPart;
 
 /// Most differing keys listed per kind in a report.
@@ -290,7 +290,7 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
     pg.batch_execute("SET extra_float_digits = 1; SET jit = off").await.map_err(|e| from_postgres(e, "setting extra_float_digits and jit"))?;
     let mut reports = Vec::new();
     let mut sessions: BTreeMap<(String, String), std::result::Result<Session, Error>> = BTreeMap::new();
-    for t in status::tables(&pg, request.run_id).await? {
+    for t in PgStatusStore::new(&pg).tables(request.run_id).await? {
         let plan: TablePlan = match serde_json::from_value(t.plan.clone()) {
             Ok(p) => p,
             Err(e) => {
@@ -327,7 +327,7 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
         freshness_hours: reports.iter().filter_map(|r| r.coverage.as_ref()?.freshness_hours).fold(None, |a: Option<f64>, h| Some(a.map_or(h, |a| a.max(h)))),
     };
     let value = serde_json::to_value(&response).map_err(|e| Error::internal(format!("reconcile summary does not serialise: {e}")))?;
-    status::set_run_metadata(&pg, request.run_id, "reconcile", value).await?;
+    PgStatusStore::new(&pg).set_run_metadata(request.run_id, "reconcile", value).await?;
     store_results(&pg, request.run_id, &reports).await?;
     Ok((response, reports))
 }

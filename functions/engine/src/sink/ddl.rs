@@ -6,8 +6,10 @@
 //! Every identifier is quoted exactly ([`super::ident`]), so the statements
 //! are valid for any schema, table or column name.
 
+use arrow_schema::{DataType, Field};
+
+use super::values::ColumnKind;
 use super::{ident, qualified, PgType, TargetColumn};
-use crate::source::arrow::LogicalType;
 
 /// PostgreSQL's largest `varchar(n)`; longer Snowflake text becomes `text`.
 pub const PG_VARCHAR_MAX: i64 = 10_485_760;
@@ -16,33 +18,33 @@ pub const PG_VARCHAR_MAX: i64 = 10_485_760;
 /// a length, mapped to `text`.
 pub const SF_TEXT_DEFAULT_LENGTH: i64 = 16_777_216;
 
-/// The natural target column for a Snowflake column, or `None` when the
-/// Snowflake type is not one thaw copies.
+/// The natural target column for a source column decoded into standard
+/// Arrow (docs/sync.md §5.5), or `None` when its Arrow type is not one the
+/// sink copies.
 ///
-/// `data_type` is `INFORMATION_SCHEMA.COLUMNS.DATA_TYPE` (`NUMBER`, `TEXT`,
-/// `TIMESTAMP_TZ`, ...); `precision` and `scale` are `NUMERIC_PRECISION` and
-/// `NUMERIC_SCALE` (digits) for NUMBER, `char_length` is
-/// `CHARACTER_MAXIMUM_LENGTH` (characters) for TEXT. The mapping:
+/// `field` is the column's standard Arrow field (type and extension name;
+/// the source builds it, e.g. `SourceType::standard_field` for Snowflake);
+/// `char_length` is the declared text length in characters, when the
+/// source knows one (Arrow has none). The mapping (docs/sync.md §5.4):
 ///
-/// | Snowflake | PostgreSQL |
+/// | standard Arrow | PostgreSQL |
 /// | --- | --- |
-/// | NUMBER(p,0), p ≤ 18 | int8 |
-/// | NUMBER(p,0), p > 18 | numeric(p,0) |
-/// | NUMBER(p,s), s > 0 | numeric(p,s) |
-/// | FLOAT | float8 |
-/// | TEXT/VARCHAR(n) | varchar(n), or text when n is absent, Snowflake's default 16 777 216 or above PostgreSQL's limit |
-/// | BOOLEAN | bool |
-/// | DATE | date |
-/// | TIME | time |
-/// | TIMESTAMP_NTZ | timestamp |
-/// | TIMESTAMP_LTZ, TIMESTAMP_TZ | timestamptz |
-/// | BINARY | bytea |
-/// | VARIANT, OBJECT, ARRAY | jsonb |
+/// | Int8/16/32/64, Decimal128(p ≤ 18, 0) | int8 |
+/// | Decimal128(p,s), p > 18 or s > 0 | numeric(p,s) |
+/// | Float32/64 | float8 |
+/// | Utf8 | varchar(n), or text when n is absent, Snowflake's default 16 777 216 or above PostgreSQL's limit |
+/// | Boolean | bool |
+/// | Date32 | date |
+/// | Time32/Time64 | time |
+/// | Timestamp without zone | timestamp |
+/// | Timestamp with zone, `arrow.timestamp_with_offset` | timestamptz |
+/// | Binary | bytea |
+/// | Utf8 with `arrow.json` | jsonb |
 ///
-/// Every result is in [`super::encode::supported_targets`] for the source
-/// type, and exact (no value is refused). The column is nullable.
-pub fn natural_column(name: &str, data_type: &str, precision: Option<i64>, scale: Option<i64>, char_length: Option<i64>) -> Option<TargetColumn> {
-    let logical = LogicalType::from_data_type(data_type)?;
+/// Every result is in [`super::encode::supported_targets`] for the
+/// column's kind, and exact (no value is refused). The column is nullable.
+pub fn natural_column(name: &str, field: &Field, char_length: Option<i64>) -> Option<TargetColumn> {
+    let kind = ColumnKind::of_field(field).ok()?;
     let col = |pg_type: PgType, type_name: &str| TargetColumn {
         name: name.to_string(),
         pg_type,
@@ -52,30 +54,27 @@ pub fn natural_column(name: &str, data_type: &str, precision: Option<i64>, scale
         numeric_scale: None,
         nullable: true,
     };
-    Some(match logical {
-        LogicalType::Fixed => {
-            let p = precision.filter(|p| (1..=1000).contains(p)).unwrap_or(38);
-            let s = scale.filter(|s| (0..=p).contains(s)).unwrap_or(0);
-            if s == 0 && p <= 18 {
-                col(PgType::Int8, "int8")
-            } else {
-                TargetColumn { numeric_precision: Some(p as i32), numeric_scale: Some(s as i32), ..col(PgType::Numeric, "numeric") }
+    Some(match kind {
+        ColumnKind::Number => match field.data_type() {
+            DataType::Decimal128(p, s) if *s > 0 || *p > 18 => {
+                TargetColumn { numeric_precision: Some(*p as i32), numeric_scale: Some((*s).max(0) as i32), ..col(PgType::Numeric, "numeric") }
             }
-        }
-        LogicalType::Real => col(PgType::Float8, "float8"),
-        LogicalType::Text => match char_length {
+            _ => col(PgType::Int8, "int8"),
+        },
+        ColumnKind::Float => col(PgType::Float8, "float8"),
+        ColumnKind::Text => match char_length {
             Some(n) if (1..=PG_VARCHAR_MAX).contains(&n) && n < SF_TEXT_DEFAULT_LENGTH => {
                 TargetColumn { char_max_length: Some(n as i32), ..col(PgType::Varchar, "varchar") }
             }
             _ => col(PgType::Text, "text"),
         },
-        LogicalType::Boolean => col(PgType::Bool, "bool"),
-        LogicalType::Date => col(PgType::Date, "date"),
-        LogicalType::Time => col(PgType::Time, "time"),
-        LogicalType::TimestampNtz => col(PgType::Timestamp, "timestamp"),
-        LogicalType::TimestampLtz | LogicalType::TimestampTz => col(PgType::Timestamptz, "timestamptz"),
-        LogicalType::Binary => col(PgType::Bytea, "bytea"),
-        LogicalType::Variant | LogicalType::Object | LogicalType::Array => col(PgType::Jsonb, "jsonb"),
+        ColumnKind::Boolean => col(PgType::Bool, "bool"),
+        ColumnKind::Date => col(PgType::Date, "date"),
+        ColumnKind::Time => col(PgType::Time, "time"),
+        ColumnKind::Timestamp => col(PgType::Timestamp, "timestamp"),
+        ColumnKind::TimestampUtc | ColumnKind::TimestampWithOffset => col(PgType::Timestamptz, "timestamptz"),
+        ColumnKind::Binary => col(PgType::Bytea, "bytea"),
+        ColumnKind::Json => col(PgType::Jsonb, "jsonb"),
     })
 }
 
@@ -108,47 +107,57 @@ pub fn add_column(schema: &str, table: &str, column: &TargetColumn) -> String {
 mod tests {
     use super::*;
     use crate::sink::encode::supported_targets;
+    use crate::sink::values::{EXTENSION_NAME_KEY, JSON_EXTENSION, TIMESTAMP_WITH_OFFSET_EXTENSION};
+    use arrow_schema::TimeUnit;
+
+    fn field(data_type: DataType, extension: Option<&str>) -> Field {
+        let f = Field::new("c", data_type, true);
+        match extension {
+            Some(e) => f.with_metadata([(EXTENSION_NAME_KEY.to_string(), e.to_string())].into()),
+            None => f,
+        }
+    }
 
     #[test]
-    fn natural_types_follow_the_documented_table_and_are_supported_pairs() {
-        /// (DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, CHARACTER_MAXIMUM_LENGTH, expected type)
-        type Case = (&'static str, Option<i64>, Option<i64>, Option<i64>, &'static str);
-        let cases: &[Case] = &[
-            ("NUMBER", Some(18), Some(0), None, "int8"),
-            ("NUMBER", Some(10), Some(0), None, "int8"),
-            ("NUMBER", Some(19), Some(0), None, "numeric(19,0)"),
-            ("NUMBER", Some(38), Some(0), None, "numeric(38,0)"),
-            ("NUMBER", Some(12), Some(2), None, "numeric(12,2)"),
-            ("NUMBER", None, None, None, "numeric(38,0)"),
-            ("FLOAT", None, None, None, "float8"),
-            ("TEXT", None, None, Some(100), "varchar(100)"),
-            ("TEXT", None, None, Some(16_777_216), "text"),
-            ("VARCHAR", None, None, None, "text"),
-            ("BOOLEAN", None, None, None, "bool"),
-            ("DATE", None, None, None, "date"),
-            ("TIME", None, None, None, "time"),
-            ("TIMESTAMP_NTZ", None, None, None, "timestamp"),
-            ("TIMESTAMP_LTZ", None, None, None, "timestamptz"),
-            ("TIMESTAMP_TZ", None, None, None, "timestamptz"),
-            ("BINARY", None, None, None, "bytea"),
-            ("VARIANT", None, None, None, "jsonb"),
-            ("OBJECT", None, None, None, "jsonb"),
-            ("ARRAY", None, None, None, "jsonb"),
+    fn natural_types_of_standard_arrow_follow_the_documented_table_and_are_supported_pairs() {
+        let utc = || Some("UTC".into());
+        let offset = DataType::Struct(
+            vec![Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, utc()), false), Field::new("offset_minutes", DataType::Int16, false)].into(),
+        );
+        let cases: &[(Field, Option<i64>, &str)] = &[
+            (field(DataType::Int64, None), None, "int8"),
+            (field(DataType::Int32, None), None, "int8"),
+            (field(DataType::Decimal128(18, 0), None), None, "int8"),
+            (field(DataType::Decimal128(19, 0), None), None, "numeric(19,0)"),
+            (field(DataType::Decimal128(38, 0), None), None, "numeric(38,0)"),
+            (field(DataType::Decimal128(12, 2), None), None, "numeric(12,2)"),
+            (field(DataType::Float64, None), None, "float8"),
+            (field(DataType::Utf8, None), Some(100), "varchar(100)"),
+            (field(DataType::Utf8, None), Some(SF_TEXT_DEFAULT_LENGTH), "text"),
+            (field(DataType::Utf8, None), None, "text"),
+            (field(DataType::Boolean, None), None, "bool"),
+            (field(DataType::Date32, None), None, "date"),
+            (field(DataType::Time64(TimeUnit::Microsecond), None), None, "time"),
+            (field(DataType::Timestamp(TimeUnit::Microsecond, None), None), None, "timestamp"),
+            (field(DataType::Timestamp(TimeUnit::Microsecond, utc()), None), None, "timestamptz"),
+            (field(offset, Some(TIMESTAMP_WITH_OFFSET_EXTENSION)), None, "timestamptz"),
+            (field(DataType::Binary, None), None, "bytea"),
+            (field(DataType::Utf8, Some(JSON_EXTENSION)), None, "jsonb"),
         ];
-        for (ty, p, s, n, want) in cases {
-            let c = natural_column("c", ty, *p, *s, *n).unwrap_or_else(|| panic!("{ty} maps"));
-            assert_eq!(sql_type(&c), *want, "{ty}({p:?},{s:?},{n:?})");
-            let logical = LogicalType::from_data_type(ty).unwrap();
-            assert!(supported_targets(logical).contains(&c.pg_type), "{ty} → {want} is not a supported pair");
+        for (f, n, want) in cases {
+            let c = natural_column("c", f, *n).unwrap_or_else(|| panic!("{f:?} maps"));
+            assert_eq!(sql_type(&c), *want, "{f:?} ({n:?})");
+            let kind = ColumnKind::of_field(f).unwrap();
+            assert!(supported_targets(kind).contains(&c.pg_type), "{f:?} → {want} is not a supported pair");
         }
-        assert!(natural_column("c", "GEOGRAPHY", None, None, None).is_none());
+        assert!(natural_column("c", &field(DataType::Duration(TimeUnit::Second), None), None).is_none());
     }
 
     #[test]
     fn ddl_quotes_every_identifier() {
         let cols = vec![
-            natural_column("Id", "NUMBER", Some(38), Some(0), None).unwrap(),
-            natural_column("line \"no\"", "TEXT", None, None, Some(10)).unwrap(),
+            natural_column("Id", &field(DataType::Decimal128(38, 0), None), None).unwrap(),
+            natural_column("line \"no\"", &field(DataType::Utf8, None), Some(10)).unwrap(),
         ];
         assert_eq!(
             create_table("My Schema", "Order-Lines", &cols, &["Id".into()]),

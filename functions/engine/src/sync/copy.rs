@@ -39,6 +39,7 @@ use std::time::Instant;
 use futures::TryStreamExt;
 use tokio_postgres::Client;
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::{Config, TableConfig};
 use crate::error::{from_postgres, Error, Result};
 use crate::failpoints;
@@ -47,7 +48,7 @@ use crate::sync::plan::{ChunkRange, TablePlan};
 use crate::sink::{self, encode::CopyEncoder, writer::CopyWriter};
 use crate::source::table::ChunkRequest;
 use crate::source::{self, SnowflakeSource, TableSource};
-use crate::sync::status::{self, ChunkCounts, LoadMode, TableKey};
+use crate::sync::status::{ChunkCounts, LoadMode, TableKey};
 use crate::sync::{indexes, replace};
 
 /// How one chunk's rows are written, decided when the chunk starts from the
@@ -108,7 +109,8 @@ pub(crate) fn chunk_key(source: &crate::config::SourceConfig, item: &ChunkItem) 
     }
 }
 
-/// Copy one chunk (the `copy-chunk` step).
+/// Copy one chunk of a direct (query-source) table. Staged tables never get
+/// here: [`crate::steps::copy_chunk_on`] dispatches by source mode.
 ///
 /// Errors keep their kind (`Transient` for retryable failures, `ChunkFailed`
 /// for bad data, `TypeUnsupported` for unmappable types); on any error the
@@ -117,12 +119,9 @@ pub(crate) fn chunk_key(source: &crate::config::SourceConfig, item: &ChunkItem) 
 pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) -> Result<CopyChunkResponse> {
     let started = Instant::now();
     let s = config.source(&item.source_name)?;
-    if s.tables.iter().find(|t| t.source == item.source_table).is_some_and(|t| config.source_mode(s, t) == crate::config::SourceMode::Staged) {
-        return crate::sync::staged::copy_staged_chunk(config, worker, item).await;
-    }
     let key = chunk_key(s, item);
     let plan = load_plan(&worker.pg, &key).await?;
-    if !status::start_chunk(&worker.pg, &key, item.chunk_id).await? {
+    if !PgStatusStore::new(&worker.pg).start_chunk(&key, item.chunk_id).await? {
         return Ok(done_response(item, started, true, ChunkCounts::default()));
     }
     let table_cfg = table_config(config, item);
@@ -145,7 +144,7 @@ pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) 
         Ok(None) => Ok(done_response(item, started, true, ChunkCounts::default())),
         Err(e) => {
             let e = e.context(format!("chunk {} of {} (run {})", item.chunk_id, item.source_table, item.run_id));
-            if let Err(se) = status::fail_chunk(&worker.pg, &key, item.chunk_id, &e).await {
+            if let Err(se) = PgStatusStore::new(&worker.pg).fail_chunk(&key, item.chunk_id, &e).await {
                 tracing::warn!(error = %se, "could not record the chunk failure");
             }
             Err(e)
@@ -189,7 +188,7 @@ async fn copy_in_transaction(
     truncate_to_date: &[String],
 ) -> Result<Option<ChunkCounts>> {
     let tx = worker.pg.transaction().await.map_err(|e| from_postgres(e, "starting the chunk transaction"))?;
-    let Some(chunk) = status::lock_chunk(&tx, key, item.chunk_id).await? else {
+    let Some(chunk) = PgStatusStore::lock_chunk(&tx, key, item.chunk_id).await? else {
         return Err(Error::config(format!("chunk {} of {} does not exist in run {}", item.chunk_id, item.source_table, item.run_id)));
     };
     if chunk.status == "completed" {
@@ -273,7 +272,7 @@ async fn copy_in_transaction(
         }
     };
     failpoints::check(failpoints::COPY_CHUNK_BEFORE_COMMIT)?;
-    status::complete_chunk(&tx, key, item.chunk_id, counts).await?;
+    PgStatusStore::complete_chunk(&tx, key, item.chunk_id, counts).await?;
     tx.commit().await.map_err(|e| from_postgres(e, "committing the chunk"))?;
     Ok(Some(counts))
 }

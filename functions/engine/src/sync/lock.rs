@@ -18,10 +18,11 @@
 
 use tokio_postgres::Client;
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::Config;
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink;
-use crate::sync::status::{self, Holder};
+use crate::sync::status::Holder;
 
 /// Advisory-lock key of one target table: the first 8 bytes of
 /// `md5("thaw-target:<database>.<schema>.<table>")` as a signed 64-bit
@@ -130,7 +131,7 @@ async fn describe_holder(client: &Client, k: i64) -> String {
     let Some(row) = row else { return "a session that has just released it (retry)".into() };
     let backend: i32 = row.get(0);
     let app: String = row.get(1);
-    if let Ok(runs) = status::runs_of_lock_session(client, backend).await {
+    if let Ok(runs) = PgStatusStore::new(client).runs_of_lock_session(backend).await {
         if let Some(r) = runs.first() {
             return r.describe();
         }

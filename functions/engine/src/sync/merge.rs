@@ -10,12 +10,13 @@
 
 use tokio_postgres::Client;
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::Config;
 use crate::error::{from_postgres, Result};
 use crate::contract::{MergeResponse, RunRequest, TableMerge};
 use crate::sink;
 use crate::sync::plan::TablePlan;
-use crate::sync::status::{self, run_status};
+use crate::sync::status::run_status;
 use crate::sync::{indexes, replace};
 
 /// Finalise every table of a run and the run itself.
@@ -26,7 +27,7 @@ use crate::sync::{indexes, replace};
 /// recorded for the resume). The run ends `failed` when no table completed
 /// and `partial` when some did (or an index could not be restored); when
 /// every table completed the run stays `running`, because reconciliation
-/// decides between `completed` and `mismatch` ([`status::record_reconcile`]).
+/// decides between `completed` and `mismatch` ([`StatusStore::record_reconcile`]).
 pub async fn merge_run(config: &Config, request: &RunRequest) -> Result<MergeResponse> {
     let mut pg = sink::connect(&config.postgres, config.status_database()).await?;
     merge_with(&mut pg, request).await
@@ -35,10 +36,10 @@ pub async fn merge_run(config: &Config, request: &RunRequest) -> Result<MergeRes
 /// [`merge_run`] on an existing connection.
 pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeResponse> {
     let run_id = request.run_id;
-    status::heartbeat(pg, run_id).await?;
+    PgStatusStore::new(pg).heartbeat(run_id).await?;
     let mut out = MergeResponse { run_id, tables: Vec::new() };
     let mut first_error: Option<String> = None;
-    for t in status::tables(pg, run_id).await? {
+    for t in PgStatusStore::new(pg).tables(run_id).await? {
         let plan: Option<TablePlan> = serde_json::from_value(t.plan.clone()).ok();
         let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the merge transaction"))?;
         let row = tx
@@ -123,12 +124,12 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
         let failed = out.tables.len() - completed;
         let outcome = if completed == 0 { run_status::FAILED } else { run_status::PARTIAL };
         let message = format!("{failed} of {} table(s) failed; first: {}", out.tables.len(), first_error.unwrap_or_default());
-        status::finish_run(pg, run_id, outcome, Some(&message)).await?;
+        PgStatusStore::new(pg).finish_run(run_id, outcome, Some(&message)).await?;
     } else if index_failures > 0 {
         let message = format!("{index_failures} table(s) loaded but could not restore every index dropped by disable_index; resume the run to retry");
-        status::finish_run(pg, run_id, run_status::PARTIAL, Some(&message)).await?;
+        PgStatusStore::new(pg).finish_run(run_id, run_status::PARTIAL, Some(&message)).await?;
     } else {
-        status::record_totals(pg, run_id).await?;
+        PgStatusStore::new(pg).record_totals(run_id).await?;
     }
 
     Ok(out)

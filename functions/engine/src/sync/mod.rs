@@ -13,6 +13,7 @@
 //! * [`indexes`]: `disable_index`: secondary indexes dropped, recorded, restored.
 //! * [`retry`]: the per-chunk retry budget (backoff with full jitter).
 //! * [`status`]: every read and write of the `migration_status` schema.
+//! * [`status_store`]: the [`status_store::StatusStore`] seam over it (PostgreSQL and in-memory).
 //! * [`lock`]: the run lock (one run per target table) and the planning lock.
 
 pub mod chunk;
@@ -27,3 +28,4 @@ pub mod replace;
 pub mod retry;
 pub mod staged;
 pub mod status;
+pub mod status_store;

@@ -32,11 +32,12 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::{ChunkKeyType, ChunkingStrategy, Config, SchemaEvolution, SourceConfig, TableConfig};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::contract::{PlanRequest, PlanResponse, SyncMode};
 use crate::sink::{self, TargetColumn};
-use crate::source::arrow::LogicalType;
+use crate::source::arrow::{LogicalType, SourceType};
 use crate::source::predicate::{self, Dialect};
 use crate::source::{self, sql, SnowflakeSource};
 use crate::sync::chunk::{self, ChunkSpec, DayChunk, KeyColumn, KeyKind, KeyValue, NumericPlanner, PlannedChunk};
@@ -156,11 +157,6 @@ impl TablePlan {
             parts.join(" AND ")
         }
     }
-    /// The SELECT that fetches one chunk.
-    pub fn chunk_query(&self, chunk_filter: &str) -> String {
-        let cols: Vec<String> = self.columns.iter().map(|c| sql::ident(&c.source.name)).collect();
-        format!("SELECT {} FROM {} WHERE {} AND ({chunk_filter})", cols.join(", "), self.source_fqn(), self.base_predicate())
-    }
 }
 
 /// The stored definition of one chunk (`migration_chunk_status.chunk_range`).
@@ -270,7 +266,7 @@ async fn plan_locked(
     execution_hash: &str,
 ) -> Result<PlanResponse> {
     let candidate = if let Some(id) = request.resume_run_id {
-        let r = status::check_resumable(pg, id).await?;
+        let r = PgStatusStore::new(pg).check_resumable(id).await?;
         if r.execution_hash != execution_hash {
             return Err(Error::config(format!(
                 "run {id} was planned for a different configuration, table selection or mode than this command; rerun it with the same config, --source/--table and --full options, or omit --resume-run-id"
@@ -279,7 +275,7 @@ async fn plan_locked(
         Some(r)
     } else {
         let max_age = request.resume_max_age_hours.unwrap_or(status::DEFAULT_RESUME_MAX_AGE_HOURS);
-        status::find_resumable(pg, execution_hash, max_age).await?
+        PgStatusStore::new(pg).find_resumable(execution_hash, max_age).await?
     };
     if let Some(r) = &candidate {
         if r.is_alive(holder.lock_backend_pid) {
@@ -316,9 +312,9 @@ async fn new_run(
         "thaw_version": env!("CARGO_PKG_VERSION"),
     });
     let mode = match request.mode { SyncMode::Full => "full", SyncMode::Incremental => "incremental" };
-    let run_id = status::create_run(pg, &config.config_hash(), execution_hash, mode, metadata, holder).await?;
+    let run_id = PgStatusStore::new(pg).create_run(&config.config_hash(), execution_hash, mode, metadata, holder).await?;
     if request.no_resume {
-        let superseded = status::supersede(pg, execution_hash, run_id).await?;
+        let superseded = PgStatusStore::new(pg).supersede(execution_hash, run_id).await?;
         if !superseded.is_empty() {
             tracing::warn!(%run_id, ?superseded, "--no-resume: older unfinished runs of the same selection are superseded and will not be resumed");
         }
@@ -338,10 +334,10 @@ async fn resume_run(
     if matches!(run.status.as_str(), status::run_status::PLANNING | status::run_status::RUNNING) {
         tracing::warn!(%run_id, previous = %run.describe(), "taking over a run whose process is gone");
         let previous = serde_json::json!({ "host": run.host, "pid": run.pid, "heartbeat_age_seconds": run.heartbeat_age_seconds });
-        status::set_run_metadata(pg, run_id, "taken_over_from", previous).await?;
+        PgStatusStore::new(pg).set_run_metadata(run_id, "taken_over_from", previous).await?;
     }
-    status::claim(pg, run_id, holder).await?;
-    let planned = status::planned_tables(pg, run_id).await?;
+    PgStatusStore::new(pg).claim(run_id, holder).await?;
+    let planned = PgStatusStore::new(pg).planned_tables(run_id).await?;
     let missing: Selection<'_> = selected
         .iter()
         .map(|(s, ts)| {
@@ -359,11 +355,11 @@ async fn resume_run(
     } else {
         let names: Vec<&str> = missing.iter().flat_map(|(_, ts)| ts.iter().map(|t| t.source.as_str())).collect();
         tracing::info!(%run_id, tables = ?names, "the resumed run was not fully planned: planning the remaining tables");
-        status::set_status(pg, run_id, status::run_status::PLANNING, None).await?;
+        PgStatusStore::new(pg).set_status(run_id, status::run_status::PLANNING, None).await?;
         match prepare_tables(config, &missing, pg, request).await {
             Ok(p) => p,
             Err(e) => {
-                let _ = status::finish_run(pg, run_id, status::run_status::FAILED, Some(&e.to_string())).await;
+                let _ = PgStatusStore::new(pg).finish_run(run_id, status::run_status::FAILED, Some(&e.to_string())).await;
                 return Err(e);
             }
         }
@@ -383,18 +379,18 @@ async fn finish_planning(
 ) -> Result<PlanResponse> {
     let fresh = prepared.len();
     if let Err(e) = plan_tables(config, pg, run_id, prepared, request).await {
-        let _ = status::finish_run(pg, run_id, status::run_status::FAILED, Some(&e.to_string())).await;
+        let _ = PgStatusStore::new(pg).finish_run(run_id, status::run_status::FAILED, Some(&e.to_string())).await;
         return Err(e);
     }
-    status::set_status(pg, run_id, status::run_status::RUNNING, None).await?;
-    status::set_run_metadata(pg, run_id, "planned", serde_json::Value::Bool(true)).await?;
+    PgStatusStore::new(pg).set_status(run_id, status::run_status::RUNNING, None).await?;
+    PgStatusStore::new(pg).set_run_metadata(run_id, "planned", serde_json::Value::Bool(true)).await?;
     if let Some(earlier) = request.reuse_unload {
         // Staged tables load the files this earlier run unloaded (docs/sync.md §13.6).
-        status::set_run_metadata(pg, run_id, crate::sync::staged::REUSE_UNLOAD_KEY, serde_json::json!(earlier)).await?;
+        PgStatusStore::new(pg).set_run_metadata(run_id, crate::sync::staged::REUSE_UNLOAD_KEY, serde_json::json!(earlier)).await?;
     }
-    let items = status::unfinished_chunks(pg, run_id).await?;
-    let tables = status::tables(pg, run_id).await?.len() as u32;
-    let estimated_rows = status::estimated_rows(pg, run_id).await?;
+    let items = PgStatusStore::new(pg).unfinished_chunks(run_id).await?;
+    let tables = PgStatusStore::new(pg).tables(run_id).await?.len() as u32;
+    let estimated_rows = PgStatusStore::new(pg).estimated_rows(run_id).await?;
     let manifest_uri = crate::sync::manifest::write(request.manifest_uri.as_deref(), run_id, &items).await?;
     if resumed {
         tracing::info!(%run_id, chunks = items.len(), tables_planned_now = fresh, "resuming run");
@@ -502,7 +498,7 @@ async fn plan_tables(
         }
         tx.commit().await.map_err(|e| from_postgres(e, "committing the table plan"))?;
         tracing::info!(table = %plan.source_table, strategy = ?plan.strategy, mode = ?plan.load_mode, chunks = chunks.len(), "planned");
-        status::touch(pg, run_id).await?;
+        PgStatusStore::new(pg).touch(run_id).await?;
         failpoints::check(failpoints::PLAN_AFTER_TABLE)?;
     }
     Ok(())
@@ -603,11 +599,20 @@ pub struct SourceCatalog {
 }
 
 impl SourceCatalog {
-    /// The natural target column for `column` of `table`, renamed to `name`
-    /// ([`sink::ddl::natural_column`]); `None` for a type thaw cannot copy.
+    /// The natural target column for `column` of `table`, renamed to `name`;
+    /// `None` for a type thaw cannot copy. The Snowflake declaration
+    /// (`DATA_TYPE`, `NUMERIC_PRECISION`, `NUMERIC_SCALE`) becomes the
+    /// standard Arrow field the source decodes the column into
+    /// ([`SourceType::standard_field`], docs/sync.md §5.5), and the sink maps
+    /// that field ([`sink::ddl::natural_column`], docs/sync.md §5.4).
     pub fn natural_column(&self, table: &str, column: &SourceColumn, name: &str) -> Option<TargetColumn> {
         let precision = self.precision.get(&(table.to_string(), column.name.clone())).copied();
-        sink::ddl::natural_column(name, &column.data_type, precision, column.scale, column.char_length)
+        let logical = LogicalType::from_data_type(&column.data_type)?;
+        let precision = precision.filter(|p| (1..=38).contains(p)).unwrap_or(38) as u32;
+        let scale = column.scale.filter(|s| (0..=precision as i64).contains(s)).unwrap_or(0) as u32;
+        let source = SourceType { name: column.name.clone(), logical, scale, precision: Some(precision), byte_length: None, char_length: None };
+        let field = source.standard_field(&Default::default()).ok()?;
+        sink::ddl::natural_column(name, &field, column.char_length)
     }
 }
 
@@ -753,12 +758,12 @@ async fn prepare_table(
             ));
         }
         if !unmappable.is_empty() {
-            return Err(Error::new(
-                ErrorKind::SchemaMismatch,
-                format!(
-                    "{at}: create_tables cannot create {target_fqn}: source column(s) {} have no PostgreSQL type thaw maps to. List them in exclude_columns or create the table yourself.",
-                    unmappable.join(", ")
-                ),
+            return Err(drift_error(
+                &at,
+                &format!("create_tables cannot create {target_fqn}: source column(s) "),
+                &unmappable,
+                ", ",
+                " have no PostgreSQL type thaw maps to. List them in exclude_columns or create the table yourself.",
             ));
         }
         ddl.push(statement);
@@ -833,12 +838,12 @@ async fn prepare_table(
         }
     }
     if !unmappable.is_empty() {
-        return Err(Error::new(
-            ErrorKind::SchemaMismatch,
-            format!(
-                "{at}: source column(s) {} have no column in {target_fqn} and no PostgreSQL type thaw maps to. Add a column of a supported type (docs/sync.md §5.2) or list them in exclude_columns.",
-                unmappable.join(", ")
-            ),
+        return Err(drift_error(
+            &at,
+            "source column(s) ",
+            &unmappable,
+            ", ",
+            &format!(" have no column in {target_fqn} and no PostgreSQL type thaw maps to. Add a column of a supported type (docs/sync.md §5.2) or list them in exclude_columns."),
         ));
     }
     if !new_columns.is_empty() {
@@ -888,21 +893,21 @@ async fn prepare_table(
             }
         }
         if !gone.is_empty() {
-            return Err(Error::new(
-                ErrorKind::SchemaMismatch,
-                format!(
-                    "{at}: source column(s) {} no longer exist in Snowflake but their target columns in {target_fqn} do. Restore the source column(s), drop the target column(s), or list them in exclude_columns if PostgreSQL now owns them.",
-                    gone.join(", ")
-                ),
+            return Err(drift_error(
+                &at,
+                "source column(s) ",
+                &gone,
+                ", ",
+                &format!(" no longer exist in Snowflake but their target columns in {target_fqn} do. Restore the source column(s), drop the target column(s), or list them in exclude_columns if PostgreSQL now owns them."),
             ));
         }
         if !retyped.is_empty() {
-            return Err(Error::new(
-                ErrorKind::SchemaMismatch,
-                format!(
-                    "{at}: source column(s) changed type: {}. Change the target column(s) to a type that accepts the new source type (docs/sync.md §5.2) or restore the source type.",
-                    retyped.join("; ")
-                ),
+            return Err(drift_error(
+                &at,
+                "source column(s) changed type: ",
+                &retyped,
+                "; ",
+                ". Change the target column(s) to a type that accepts the new source type (docs/sync.md §5.2) or restore the source type.",
             ));
         }
     }
@@ -1007,6 +1012,13 @@ async fn prepare_table(
         truncated: false,
         ddl,
     })
+}
+
+/// The schema-mismatch error of a drift check (unmappable, gone or retyped
+/// source columns): `"{at}: {lead}{columns joined by separator}{remedy}"`,
+/// kind [`ErrorKind::SchemaMismatch`] (docs/sync.md §3.6).
+fn drift_error(at: &str, lead: &str, columns: &[String], separator: &str, remedy: &str) -> Error {
+    Error::new(ErrorKind::SchemaMismatch, format!("{at}: {lead}{}{remedy}", columns.join(separator)))
 }
 
 fn choose_strategy(t: &TableConfig) -> Result<ChunkingStrategy> {
@@ -1395,6 +1407,47 @@ async fn keyset_boundaries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn natural_types_of_snowflake_columns_follow_the_documented_table_and_are_supported_pairs() {
+        /// (DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, CHARACTER_MAXIMUM_LENGTH, expected type)
+        type Case = (&'static str, Option<i64>, Option<i64>, Option<i64>, &'static str);
+        let cases: &[Case] = &[
+            ("NUMBER", Some(18), Some(0), None, "int8"),
+            ("NUMBER", Some(10), Some(0), None, "int8"),
+            ("NUMBER", Some(19), Some(0), None, "numeric(19,0)"),
+            ("NUMBER", Some(38), Some(0), None, "numeric(38,0)"),
+            ("NUMBER", Some(12), Some(2), None, "numeric(12,2)"),
+            ("NUMBER", None, None, None, "numeric(38,0)"),
+            ("FLOAT", None, None, None, "float8"),
+            ("TEXT", None, None, Some(100), "varchar(100)"),
+            ("TEXT", None, None, Some(16_777_216), "text"),
+            ("VARCHAR", None, None, None, "text"),
+            ("BOOLEAN", None, None, None, "bool"),
+            ("DATE", None, None, None, "date"),
+            ("TIME", None, None, None, "time"),
+            ("TIMESTAMP_NTZ", None, None, None, "timestamp"),
+            ("TIMESTAMP_LTZ", None, None, None, "timestamptz"),
+            ("TIMESTAMP_TZ", None, None, None, "timestamptz"),
+            ("BINARY", None, None, None, "bytea"),
+            ("VARIANT", None, None, None, "jsonb"),
+            ("OBJECT", None, None, None, "jsonb"),
+            ("ARRAY", None, None, None, "jsonb"),
+        ];
+        for (ty, p, s, n, want) in cases {
+            let mut catalog = SourceCatalog::default();
+            if let Some(p) = p {
+                catalog.precision.insert(("T".into(), "C".into()), *p);
+            }
+            let column = SourceColumn { name: "C".into(), data_type: ty.to_string(), scale: *s, char_length: *n };
+            let c = catalog.natural_column("T", &column, "c").unwrap_or_else(|| panic!("{ty} maps"));
+            assert_eq!(sink::ddl::sql_type(&c), *want, "{ty}({p:?},{s:?},{n:?})");
+            let logical = LogicalType::from_data_type(ty).unwrap();
+            assert!(sink::encode::supported_targets(logical).contains(&c.pg_type), "{ty} → {want} is not a supported pair");
+        }
+        let geography = SourceColumn { name: "G".into(), data_type: "GEOGRAPHY".into(), scale: None, char_length: None };
+        assert!(SourceCatalog::default().natural_column("T", &geography, "g").is_none());
+    }
 
     #[test]
     fn keyset_ranges_are_half_open_and_cover_nulls() {

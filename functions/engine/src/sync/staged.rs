@@ -35,6 +35,7 @@ use futures::StreamExt;
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::{Config, StagingSettings};
 use crate::contract::{ChunkItem, CopyChunkResponse, StagedStep};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
@@ -43,7 +44,7 @@ use crate::sink::{self, encode::CopyEncoder, writer::CopyWriter};
 use crate::source::staged::{parse_s3_url, s3_store, StagedFile, UnloadForm};
 use crate::sync::copy::{self, choose_write_path, WritePath};
 use crate::sync::plan::{ChunkRange, TablePlan};
-use crate::sync::status::{self, ChunkCounts, LoadMode, TableKey};
+use crate::sync::status::{ChunkCounts, LoadMode, TableKey};
 use crate::sync::{indexes, replace};
 
 /// Run metadata key holding the run id given to `--reuse-unload`.
@@ -453,7 +454,7 @@ pub async fn copy_staged_chunk(
     let s = config.source(&item.source_name)?;
     let key = copy::chunk_key(s, item);
     let plan = copy::load_plan(&worker.pg, &key).await?;
-    if !status::start_chunk(&worker.pg, &key, item.chunk_id).await? {
+    if !PgStatusStore::new(&worker.pg).start_chunk(&key, item.chunk_id).await? {
         return Ok(copy::done_response(
             item,
             started,
@@ -469,7 +470,7 @@ pub async fn copy_staged_chunk(
                 "chunk {} of {} (run {}, staged)",
                 item.chunk_id, item.source_table, item.run_id
             ));
-            if let Err(se) = status::fail_chunk(&worker.pg, &key, item.chunk_id, &e).await {
+            if let Err(se) = PgStatusStore::new(&worker.pg).fail_chunk(&key, item.chunk_id, &e).await {
                 tracing::warn!(error = %se, "could not record the chunk failure");
             }
             Err(e)
@@ -490,7 +491,7 @@ async fn staged_chunk(
     } else if table_cfg.is_some_and(|t| t.disable_index) {
         indexes::disable(&mut worker.pg, plan, key).await?;
     }
-    let chunk = status::lock_chunk(&worker.pg, key, item.chunk_id)
+    let chunk = PgStatusStore::lock_chunk_on(&worker.pg, key, item.chunk_id)
         .await?
         .ok_or_else(|| {
             Error::config(format!(
@@ -525,7 +526,7 @@ async fn staged_chunk(
     }
     if files.is_empty() {
         // An empty chunk unloads no file: it is complete as it is.
-        status::complete_chunk(&worker.pg, key, item.chunk_id, ChunkCounts::default()).await?;
+        PgStatusStore::complete_chunk_on(&worker.pg, key, item.chunk_id, ChunkCounts::default()).await?;
         return Ok(total);
     }
     if item.staged == Some(StagedStep::Unload) {
@@ -794,7 +795,7 @@ async fn copy_file(
 async fn complete_chunk_if_done(tx: &Transaction<'_>, key: &TableKey, chunk_id: i32) -> Result<()> {
     // Lock the chunk row first: two files finishing at once serialise here,
     // so the later one sees the other's completed status.
-    status::lock_chunk(tx, key, chunk_id).await?;
+    PgStatusStore::lock_chunk_on(tx, key, chunk_id).await?;
     let row = tx
         .query_one(
             "SELECT count(*) FILTER (WHERE status <> 'completed'), COALESCE(sum(rows_copied), 0)::bigint, \
@@ -813,7 +814,7 @@ async fn complete_chunk_if_done(tx: &Transaction<'_>, key: &TableKey, chunk_id: 
         row.get::<_, i64>(2) as u64,
         row.get::<_, i64>(3) as u64,
     );
-    status::complete_chunk(
+    PgStatusStore::complete_chunk_on(
         tx,
         key,
         chunk_id,

@@ -1,17 +1,19 @@
-//! The `migration_status` state store: runs, tables and chunks.
+//! The `migration_status` state store: runs, tables and chunks, and its
+//! PostgreSQL implementation of the [`StatusStore`] seam ([`PgStatusStore`]).
 //!
 //! Everything that must survive a crash lives here (never only in memory or
 //! in state-machine history). Table and chunk rows are keyed like the legacy
 //! tool's: `(run_id, source_database, source_schema, source_table[, chunk_id])`.
-//! A chunk's `completed` row is written by [`complete_chunk`] inside the same
-//! transaction as its data (see [`crate::sync::copy`]).
+//! A chunk's `completed` row is written by [`StatusStore::complete_chunk`]
+//! inside the same transaction as its data (see [`crate::sync::copy`]).
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Transaction};
 use uuid::Uuid;
 
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::contract::ChunkItem;
+use crate::sync::status_store::StatusStore;
 
 /// Default age limit for resuming a run: 168 hours (7 days), the same for the
 /// CLI and the Lambdas (the legacy tool had 12 h in one and 168 h in the other).
@@ -65,18 +67,6 @@ pub struct TableKey {
     pub source_table: String,
 }
 
-/// Record a new run in status `planning`, driven by `holder`, and return its id.
-pub async fn create_run(client: &Client, config_hash: &str, execution_hash: &str, mode: &str, metadata: serde_json::Value, holder: &Holder) -> Result<Uuid> {
-    let row = client
-        .query_one(
-            "INSERT INTO migration_status.migration_runs (status, config_hash, execution_hash, mode, metadata, host, pid, lock_backend_pid) \
-             VALUES ('planning', $1, $2, $3, $4, $5, $6, $7) RETURNING run_id",
-            &[&config_hash, &execution_hash, &mode, &metadata, &holder.host, &holder.pid, &holder.lock_backend_pid],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording a new run in migration_status.migration_runs"))?;
-    Ok(row.get(0))
-}
 
 /// Statuses of a run in `migration_runs.status` (schema/V5__run_state.sql).
 pub mod run_status {
@@ -166,7 +156,7 @@ impl RunRecord {
 /// (the copy-chunk step refreshes the heartbeat while chunks are copied).
 pub const DEAD_AFTER_SECONDS: i64 = STUCK_AFTER_MINUTES as i64 * 60;
 
-/// Heartbeats more frequent than this many seconds are skipped ([`touch`]).
+/// Heartbeats more frequent than this many seconds are skipped ([`StatusStore::touch`]).
 pub const HEARTBEAT_MIN_INTERVAL_SECONDS: i32 = 10;
 
 const RUN_RECORD_COLUMNS: &str = "r.run_id, r.status, r.execution_hash, r.started_at, extract(epoch FROM now() - r.heartbeat_at)::float8, r.host, r.pid, \
@@ -186,78 +176,10 @@ fn to_run_record(r: &tokio_postgres::Row) -> RunRecord {
     }
 }
 
-/// Read one run; `None` when it does not exist.
-pub async fn run_record(client: &Client, run_id: Uuid) -> Result<Option<RunRecord>> {
-    let row = client
-        .query_opt(&format!("SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r WHERE r.run_id = $1"), &[&run_id])
-        .await
-        .map_err(|e| from_postgres(e, "reading a run from migration_status.migration_runs"))?;
-    Ok(row.as_ref().map(to_run_record))
-}
 
-/// The runs driven by the lock session with backend pid `backend_pid` that
-/// are still `planning` or `running` (the holder of a refused lock).
-pub async fn runs_of_lock_session(client: &Client, backend_pid: i32) -> Result<Vec<RunRecord>> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
-                 WHERE r.lock_backend_pid = $1 AND r.status IN ('planning', 'running') ORDER BY r.started_at DESC"
-            ),
-            &[&backend_pid],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "looking up the run holding the lock"))?;
-    Ok(rows.iter().map(to_run_record).collect())
-}
 
-/// Find the newest run with the same `execution_hash` that may have work
-/// left (status in [`run_status::RESUMABLE`]) and started within
-/// `max_age_hours`.
-pub async fn find_resumable(client: &Client, execution_hash: &str, max_age_hours: u32) -> Result<Option<RunRecord>> {
-    let hours = max_age_hours as f64;
-    let statuses: Vec<String> = run_status::RESUMABLE.iter().map(|s| s.to_string()).collect();
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
-                 WHERE r.execution_hash = $1 AND r.status = ANY($3) \
-                   AND r.started_at > now() - make_interval(secs => $2::float8 * 3600) \
-                 ORDER BY r.started_at DESC LIMIT 1"
-            ),
-            &[&execution_hash, &hours, &statuses],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "looking for a resumable run"))?;
-    Ok(row.as_ref().map(to_run_record))
-}
 
-/// Check that `run_id` exists and is not completed (for `--resume-run-id`)
-/// and return it.
-pub async fn check_resumable(client: &Client, run_id: Uuid) -> Result<RunRecord> {
-    match run_record(client, run_id).await? {
-        None => Err(Error::config(format!("run {run_id} does not exist in migration_status.migration_runs; omit --resume-run-id to start a new run"))),
-        Some(r) if r.status == run_status::COMPLETED => Err(Error::config(format!("run {run_id} is already completed; nothing to resume"))),
-        Some(r) => Ok(r),
-    }
-}
 
-/// Mark every resumable run of `execution_hash` other than `keep` as
-/// `superseded` (what `--no-resume` means: those runs are never resumed).
-/// Returns the run ids superseded.
-pub async fn supersede(client: &Client, execution_hash: &str, keep: Uuid) -> Result<Vec<Uuid>> {
-    let statuses: Vec<String> = run_status::RESUMABLE.iter().map(|s| s.to_string()).collect();
-    let rows = client
-        .query(
-            "UPDATE migration_status.migration_runs SET status = 'superseded', completed_at = coalesce(completed_at, now()), \
-               error_message = concat_ws('; ', error_message, 'superseded by run ' || $2::text || ' (started with --no-resume)') \
-             WHERE execution_hash = $1 AND run_id <> $2 AND status = ANY($3) RETURNING run_id",
-            &[&execution_hash, &keep, &statuses],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "superseding older unfinished runs (--no-resume)"))?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
-}
 
 /// The thaw process driving a run: recorded on the run row so that other
 /// runs can name it and tell whether it is still alive.
@@ -271,199 +193,17 @@ pub struct Holder {
     pub lock_backend_pid: Option<i32>,
 }
 
-/// Record `holder` on a run and refresh its heartbeat.
-pub async fn claim(client: &Client, run_id: Uuid, holder: &Holder) -> Result<()> {
-    client
-        .execute(
-            "UPDATE migration_status.migration_runs SET host = $2, pid = $3, lock_backend_pid = $4, heartbeat_at = now() WHERE run_id = $1",
-            &[&run_id, &holder.host, &holder.pid, &holder.lock_backend_pid],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording who runs the run"))?;
-    Ok(())
-}
 
-/// Record every `planning`/`running` run of the lock session `backend_pid`
-/// `interrupted` with `message` (a signal arrived while planning). Returns
-/// their ids.
-pub async fn interrupt_lock_session_runs(client: &Client, backend_pid: i32, message: &str) -> Result<Vec<Uuid>> {
-    let rows = client
-        .query(
-            "UPDATE migration_status.migration_runs SET status = 'interrupted', error_message = $2, completed_at = now() \
-             WHERE lock_backend_pid = $1 AND status IN ('planning', 'running') RETURNING run_id",
-            &[&backend_pid, &message],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording the run as interrupted"))?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
-}
 
-/// Set a run's status and error (`None` clears it) while it goes on.
-pub async fn set_status(client: &Client, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
-    client
-        .execute(
-            "UPDATE migration_status.migration_runs SET status = $2, error_message = $3, completed_at = NULL, heartbeat_at = now() WHERE run_id = $1",
-            &[&run_id, &status, &error],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording the run's status"))?;
-    Ok(())
-}
 
-/// Refresh a run's heartbeat unless it was refreshed less than
-/// [`HEARTBEAT_MIN_INTERVAL_SECONDS`] ago (cheap enough to call per chunk).
-pub async fn touch(client: &Client, run_id: Uuid) -> Result<()> {
-    client
-        .execute(
-            "UPDATE migration_status.migration_runs SET heartbeat_at = now() \
-             WHERE run_id = $1 AND heartbeat_at < now() - make_interval(secs => $2)",
-            &[&run_id, &(HEARTBEAT_MIN_INTERVAL_SECONDS as f64)],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "refreshing the run heartbeat"))?;
-    Ok(())
-}
 
-/// Put chunks left `in_progress` by abandoned workers back to `pending`
-/// with `reason` as their error, so a resume copies them again. Waits at
-/// most 30 s for the abandoned transactions' row locks. Returns the number
-/// of chunks released.
-pub async fn release_in_progress_chunks(client: &Client, run_id: Uuid, reason: &str) -> Result<u64> {
-    client.batch_execute("SET lock_timeout = '30s'").await.map_err(|e| from_postgres(e, "setting lock_timeout"))?;
-    let n = client
-        .execute(
-            "UPDATE migration_status.migration_chunk_status SET status = 'pending', error_message = $2, completed_at = NULL \
-             WHERE run_id = $1 AND status = 'in_progress'",
-            &[&run_id, &reason],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "releasing chunks left in progress"));
-    let _ = client.batch_execute("RESET lock_timeout").await;
-    n
-}
 
-/// Rows the plan expects the run's unfinished chunks to copy (sum of their
-/// `chunk_range.estimated_rows`).
-pub async fn estimated_rows(client: &Client, run_id: Uuid) -> Result<u64> {
-    let row = client
-        .query_one(
-            "SELECT coalesce(sum((chunk_range->>'estimated_rows')::numeric), 0)::int8 FROM migration_status.migration_chunk_status \
-             WHERE run_id = $1 AND status <> 'completed'",
-            &[&run_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "summing the run's estimated rows"))?;
-    Ok(row.get::<_, i64>(0).max(0) as u64)
-}
 
-/// Source tables (database, schema, table) already planned in a run.
-pub async fn planned_tables(client: &Client, run_id: Uuid) -> Result<Vec<(String, String, String)>> {
-    let rows = client
-        .query("SELECT source_database, source_schema, source_table FROM migration_status.migration_table_status WHERE run_id = $1", &[&run_id])
-        .await
-        .map_err(|e| from_postgres(e, "listing the run's planned tables"))?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
-}
 
-/// Refresh a run's heartbeat (its status is left alone).
-pub async fn heartbeat(client: &Client, run_id: Uuid) -> Result<()> {
-    client
-        .execute(
-            "UPDATE migration_status.migration_runs SET heartbeat_at = now() WHERE run_id = $1",
-            &[&run_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "updating the run heartbeat"))?;
-    Ok(())
-}
 
-/// Finish a run with `status` (a [`run_status`] value: `completed`,
-/// `partial`, `failed`, `mismatch`, `interrupted`), its error (`None`
-/// clears it) and totals derived from its table rows.
-pub async fn finish_run(client: &Client, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
-    client
-        .execute(
-            "UPDATE migration_status.migration_runs r SET status = $2, error_message = $3, completed_at = now(), heartbeat_at = now(), \
-               total_tables = s.total, completed_tables = s.done, failed_tables = s.failed, total_rows_copied = s.rows \
-             FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS done, \
-                          count(*) FILTER (WHERE status = 'failed')::int AS failed, coalesce(sum(total_rows_copied), 0)::bigint AS rows \
-                   FROM migration_status.migration_table_status WHERE run_id = $1) s \
-             WHERE r.run_id = $1",
-            &[&run_id, &status, &error],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording the run's outcome"))?;
-    Ok(())
-}
 
-/// Refresh a run's table and row totals from its table rows (status unchanged).
-pub async fn record_totals(client: &Client, run_id: Uuid) -> Result<()> {
-    client
-        .execute(
-            "UPDATE migration_status.migration_runs r SET heartbeat_at = now(), \
-               total_tables = s.total, completed_tables = s.done, failed_tables = s.failed, total_rows_copied = s.rows \
-             FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS done, \
-                          count(*) FILTER (WHERE status = 'failed')::int AS failed, coalesce(sum(total_rows_copied), 0)::bigint AS rows \
-                   FROM migration_status.migration_table_status WHERE run_id = $1) s \
-             WHERE r.run_id = $1",
-            &[&run_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording the run's totals"))?;
-    Ok(())
-}
 
-/// Record what reconciliation found: a run whose tables all copied (status
-/// `running`, or `completed`/`mismatch` from an earlier reconcile) ends
-/// `completed` when nothing differs and `mismatch` otherwise, with the
-/// differing tables in `error_message`. A `partial`, `failed`,
-/// `interrupted` or `superseded` run keeps its status (a clean reconcile
-/// cannot make missing chunks good). Returns the run's status afterwards.
-pub async fn record_reconcile(client: &Client, run_id: Uuid, response: &crate::contract::ReconcileResponse) -> Result<String> {
-    let current = run_record(client, run_id)
-        .await?
-        .ok_or_else(|| Error::config(format!("run {run_id} does not exist in migration_status.migration_runs")))?
-        .status;
-    if !matches!(current.as_str(), run_status::RUNNING | run_status::COMPLETED | run_status::MISMATCH) {
-        return Ok(current);
-    }
-    if response.errors > 0 {
-        let names: Vec<String> = response
-            .tables
-            .iter()
-            .filter(|t| t.status == "error")
-            .map(|t| format!("{}: {}", t.target, t.error.as_deref().unwrap_or("unknown error")))
-            .collect();
-        let message = format!("reconciliation could not check {} table(s): {}", response.errors, names.join("; "));
-        finish_run(client, run_id, run_status::FAILED, Some(&message)).await?;
-        return Ok(run_status::FAILED.into());
-    }
-    if response.mismatches == 0 {
-        finish_run(client, run_id, run_status::COMPLETED, None).await?;
-        return Ok(run_status::COMPLETED.into());
-    }
-    let names: Vec<String> = response
-        .tables
-        .iter()
-        .filter(|t| !t.matched)
-        .map(|t| format!("{} ({} rows in Snowflake, {} in PostgreSQL)", t.target, t.source_rows, t.target_rows))
-        .collect();
-    let message = format!("reconciliation found {} table(s) that differ: {}", response.mismatches, names.join(", "));
-    finish_run(client, run_id, run_status::MISMATCH, Some(&message)).await?;
-    Ok(run_status::MISMATCH.into())
-}
 
-/// Record the outcome of a step on the run's metadata (`metadata[key] = value`).
-pub async fn set_run_metadata(client: &Client, run_id: Uuid, key: &str, value: serde_json::Value) -> Result<()> {
-    client
-        .execute(
-            "UPDATE migration_status.migration_runs SET metadata = jsonb_set(metadata, ARRAY[$2::text], $3::jsonb, true) WHERE run_id = $1",
-            &[&run_id, &key, &value],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording step outcome on the run"))?;
-    Ok(())
-}
 
 /// A table row of a run, as the later steps need it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -486,49 +226,7 @@ pub struct TableRecord {
     pub plan: serde_json::Value,
 }
 
-/// All table rows of a run, in source order.
-pub async fn tables(client: &Client, run_id: Uuid) -> Result<Vec<TableRecord>> {
-    let rows = client
-        .query(
-            "SELECT source_database, source_schema, source_table, source_name, target_database, target_schema, target_table, status, load_mode, plan \
-             FROM migration_status.migration_table_status WHERE run_id = $1 ORDER BY started_at, source_name, source_table",
-            &[&run_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading the run's tables"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TableRecord {
-            key: TableKey { run_id, source_database: r.get(0), source_schema: r.get(1), source_table: r.get(2) },
-            source_name: r.get(3),
-            target_database: r.get(4),
-            target_schema: r.get(5),
-            target_table: r.get(6),
-            status: r.get(7),
-            load_mode: r.get::<_, Option<String>>(8).as_deref().and_then(LoadMode::parse),
-            plan: r.get(9),
-        })
-        .collect())
-}
 
-/// Chunks of a run not yet completed, as manifest items.
-pub async fn unfinished_chunks(client: &Client, run_id: Uuid) -> Result<Vec<ChunkItem>> {
-    let rows = client
-        .query(
-            "SELECT t.source_name, c.source_table, c.chunk_id \
-             FROM migration_status.migration_chunk_status c \
-             JOIN migration_status.migration_table_status t USING (run_id, source_database, source_schema, source_table) \
-             WHERE c.run_id = $1 AND c.status <> 'completed' AND t.status NOT IN ('completed', 'skipped') \
-             ORDER BY t.started_at, t.source_name, c.source_table, c.chunk_id",
-            &[&run_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "listing unfinished chunks"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ChunkItem { run_id, source_name: r.get(0), source_table: r.get(1), chunk_id: r.get(2), file_key: None, staged: None })
-        .collect())
-}
 
 /// The stored definition of one chunk.
 #[derive(Debug, Clone)]
@@ -539,33 +237,7 @@ pub struct ChunkRecord {
     pub status: String,
 }
 
-/// Mark a chunk `in_progress` (autocommit, for monitoring) unless it is completed.
-/// Returns `false` when the chunk is already completed.
-pub async fn start_chunk(client: &Client, key: &TableKey, chunk_id: i32) -> Result<bool> {
-    let n = client
-        .execute(
-            "UPDATE migration_status.migration_chunk_status SET status = 'in_progress', started_at = now(), retry_count = retry_count + 1, error_message = NULL \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND status <> 'completed'",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "marking the chunk in progress"))?;
-    Ok(n == 1)
-}
 
-/// Lock a chunk row inside the data transaction and return it; `None` when
-/// the chunk does not exist.
-pub async fn lock_chunk<C: GenericClient>(tx: &C, key: &TableKey, chunk_id: i32) -> Result<Option<ChunkRecord>> {
-    let row = tx
-        .query_opt(
-            "SELECT chunk_range, status FROM migration_status.migration_chunk_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 FOR UPDATE",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "locking the chunk status row"))?;
-    Ok(row.map(|r| ChunkRecord { chunk_range: r.get(0), status: r.get(1) }))
-}
 
 /// Row counts of one chunk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -580,52 +252,8 @@ pub struct ChunkCounts {
     pub unchanged: u64,
 }
 
-/// Mark a chunk completed with its counts, inside the data transaction.
-pub async fn complete_chunk<C: GenericClient>(tx: &C, key: &TableKey, chunk_id: i32, counts: ChunkCounts) -> Result<()> {
-    let n = tx
-        .execute(
-            "UPDATE migration_status.migration_chunk_status SET status = 'completed', completed_at = now(), error_message = NULL, \
-               rows_copied = $6, rows_inserted = $7, rows_updated = $8, rows_unchanged = $9 \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
-            &[
-                &key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id,
-                &(counts.read as i64), &(counts.inserted as i64), &(counts.updated as i64), &(counts.unchanged as i64),
-            ],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "marking the chunk completed"))?;
-    if n != 1 {
-        return Err(Error::new(ErrorKind::Internal, format!("chunk {chunk_id} of {} vanished from migration_chunk_status", key.source_table)));
-    }
-    Ok(())
-}
 
-/// Mark a chunk failed with its error (autocommit, after the data transaction rolled back).
-pub async fn fail_chunk(client: &Client, key: &TableKey, chunk_id: i32, error: &Error) -> Result<()> {
-    let text: String = error.to_string().chars().take(2000).collect();
-    client
-        .execute(
-            "UPDATE migration_status.migration_chunk_status SET status = 'failed', error_message = $6, completed_at = now() \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND status <> 'completed'",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &text],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording the chunk failure"))?;
-    Ok(())
-}
 
-/// Mark a table failed with its error.
-pub async fn fail_table(client: &Client, key: &TableKey, error: &str) -> Result<()> {
-    client
-        .execute(
-            "UPDATE migration_status.migration_table_status SET status = 'failed', error_message = $5, completed_at = now() \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &error],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording the table failure"))?;
-    Ok(())
-}
 
 
 /// One table of a run as `thaw status` shows it.
@@ -816,5 +444,382 @@ mod tests {
     fn run_description_names_id_status_host_and_pid() {
         let d = record("running", 12.4, None, false).describe();
         assert!(d.contains("00000000-0000-0000-0000-000000000000") && d.contains("status running") && d.contains("host host pid 7") && d.contains("12 s ago"), "{d}");
+    }
+}
+
+/// The PostgreSQL [`StatusStore`]: the `migration_status` schema through
+/// the caller's connection (autocommit), or, for the methods that take a
+/// transaction, through the caller's data transaction (docs/sync.md §6.9).
+#[derive(Clone, Copy)]
+pub struct PgStatusStore<'c> {
+    client: &'c Client,
+}
+
+impl<'c> PgStatusStore<'c> {
+    /// The store on `client` (the status database's connection).
+    pub fn new(client: &'c Client) -> PgStatusStore<'c> {
+        PgStatusStore { client }
+    }
+
+    /// [`StatusStore::lock_chunk`] on any client or transaction (the staged
+    /// path also reads the row in autocommit); lock the chunk row and return it; `None` when
+    /// the chunk does not exist.
+    pub async fn lock_chunk_on<C: GenericClient>(tx: &C, key: &TableKey, chunk_id: i32) -> Result<Option<ChunkRecord>> {
+        let row = tx
+            .query_opt(
+                "SELECT chunk_range, status FROM migration_status.migration_chunk_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 FOR UPDATE",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "locking the chunk status row"))?;
+        Ok(row.map(|r| ChunkRecord { chunk_range: r.get(0), status: r.get(1) }))
+    }
+
+    /// [`StatusStore::complete_chunk`] on any client or transaction.
+    pub async fn complete_chunk_on<C: GenericClient>(tx: &C, key: &TableKey, chunk_id: i32, counts: ChunkCounts) -> Result<()> {
+        let n = tx
+            .execute(
+                "UPDATE migration_status.migration_chunk_status SET status = 'completed', completed_at = now(), error_message = NULL, \
+                   rows_copied = $6, rows_inserted = $7, rows_updated = $8, rows_unchanged = $9 \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
+                &[
+                    &key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id,
+                    &(counts.read as i64), &(counts.inserted as i64), &(counts.updated as i64), &(counts.unchanged as i64),
+                ],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "marking the chunk completed"))?;
+        if n != 1 {
+            return Err(Error::new(ErrorKind::Internal, format!("chunk {chunk_id} of {} vanished from migration_chunk_status", key.source_table)));
+        }
+        Ok(())
+    }
+}
+
+impl StatusStore for PgStatusStore<'_> {
+    type Transaction<'t> = Transaction<'t>;
+
+    /// Record a new run in status `planning`, driven by `holder`, and return its id.
+    async fn create_run(&self, config_hash: &str, execution_hash: &str, mode: &str, metadata: serde_json::Value, holder: &Holder) -> Result<Uuid> {
+        let row = self.client
+            .query_one(
+                "INSERT INTO migration_status.migration_runs (status, config_hash, execution_hash, mode, metadata, host, pid, lock_backend_pid) \
+                 VALUES ('planning', $1, $2, $3, $4, $5, $6, $7) RETURNING run_id",
+                &[&config_hash, &execution_hash, &mode, &metadata, &holder.host, &holder.pid, &holder.lock_backend_pid],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording a new run in migration_status.migration_runs"))?;
+        Ok(row.get(0))
+    }
+
+    /// Read one run; `None` when it does not exist.
+    async fn run_record(&self, run_id: Uuid) -> Result<Option<RunRecord>> {
+        let row = self.client
+            .query_opt(&format!("SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r WHERE r.run_id = $1"), &[&run_id])
+            .await
+            .map_err(|e| from_postgres(e, "reading a run from migration_status.migration_runs"))?;
+        Ok(row.as_ref().map(to_run_record))
+    }
+
+    /// The runs driven by the lock session with backend pid `backend_pid` that
+    /// are still `planning` or `running` (the holder of a refused lock).
+    async fn runs_of_lock_session(&self, backend_pid: i32) -> Result<Vec<RunRecord>> {
+        let rows = self.client
+            .query(
+                &format!(
+                    "SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
+                     WHERE r.lock_backend_pid = $1 AND r.status IN ('planning', 'running') ORDER BY r.started_at DESC"
+                ),
+                &[&backend_pid],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "looking up the run holding the lock"))?;
+        Ok(rows.iter().map(to_run_record).collect())
+    }
+
+    /// Find the newest run with the same `execution_hash` that may have work
+    /// left (status in [`run_status::RESUMABLE`]) and started within
+    /// `max_age_hours`.
+    async fn find_resumable(&self, execution_hash: &str, max_age_hours: u32) -> Result<Option<RunRecord>> {
+        let hours = max_age_hours as f64;
+        let statuses: Vec<String> = run_status::RESUMABLE.iter().map(|s| s.to_string()).collect();
+        let row = self.client
+            .query_opt(
+                &format!(
+                    "SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
+                     WHERE r.execution_hash = $1 AND r.status = ANY($3) \
+                       AND r.started_at > now() - make_interval(secs => $2::float8 * 3600) \
+                     ORDER BY r.started_at DESC LIMIT 1"
+                ),
+                &[&execution_hash, &hours, &statuses],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "looking for a resumable run"))?;
+        Ok(row.as_ref().map(to_run_record))
+    }
+
+    /// Mark every resumable run of `execution_hash` other than `keep` as
+    /// `superseded` (what `--no-resume` means: those runs are never resumed).
+    /// Returns the run ids superseded.
+    async fn supersede(&self, execution_hash: &str, keep: Uuid) -> Result<Vec<Uuid>> {
+        let statuses: Vec<String> = run_status::RESUMABLE.iter().map(|s| s.to_string()).collect();
+        let rows = self.client
+            .query(
+                "UPDATE migration_status.migration_runs SET status = 'superseded', completed_at = coalesce(completed_at, now()), \
+                   error_message = concat_ws('; ', error_message, 'superseded by run ' || $2::text || ' (started with --no-resume)') \
+                 WHERE execution_hash = $1 AND run_id <> $2 AND status = ANY($3) RETURNING run_id",
+                &[&execution_hash, &keep, &statuses],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "superseding older unfinished runs (--no-resume)"))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Record `holder` on a run and refresh its heartbeat.
+    async fn claim(&self, run_id: Uuid, holder: &Holder) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_runs SET host = $2, pid = $3, lock_backend_pid = $4, heartbeat_at = now() WHERE run_id = $1",
+                &[&run_id, &holder.host, &holder.pid, &holder.lock_backend_pid],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording who runs the run"))?;
+        Ok(())
+    }
+
+    /// Record every `planning`/`running` run of the lock session `backend_pid`
+    /// `interrupted` with `message` (a signal arrived while planning). Returns
+    /// their ids.
+    async fn interrupt_lock_session_runs(&self, backend_pid: i32, message: &str) -> Result<Vec<Uuid>> {
+        let rows = self.client
+            .query(
+                "UPDATE migration_status.migration_runs SET status = 'interrupted', error_message = $2, completed_at = now() \
+                 WHERE lock_backend_pid = $1 AND status IN ('planning', 'running') RETURNING run_id",
+                &[&backend_pid, &message],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the run as interrupted"))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Set a run's status and error (`None` clears it) while it goes on.
+    async fn set_status(&self, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_runs SET status = $2, error_message = $3, completed_at = NULL, heartbeat_at = now() WHERE run_id = $1",
+                &[&run_id, &status, &error],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the run's status"))?;
+        Ok(())
+    }
+
+    /// Refresh a run's heartbeat unless it was refreshed less than
+    /// [`HEARTBEAT_MIN_INTERVAL_SECONDS`] ago (cheap enough to call per chunk).
+    async fn touch(&self, run_id: Uuid) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_runs SET heartbeat_at = now() \
+                 WHERE run_id = $1 AND heartbeat_at < now() - make_interval(secs => $2)",
+                &[&run_id, &(HEARTBEAT_MIN_INTERVAL_SECONDS as f64)],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "refreshing the run heartbeat"))?;
+        Ok(())
+    }
+
+    /// Put chunks left `in_progress` by abandoned workers back to `pending`
+    /// with `reason` as their error, so a resume copies them again. Waits at
+    /// most 30 s for the abandoned transactions' row locks. Returns the number
+    /// of chunks released.
+    async fn release_in_progress_chunks(&self, run_id: Uuid, reason: &str) -> Result<u64> {
+        self.client.batch_execute("SET lock_timeout = '30s'").await.map_err(|e| from_postgres(e, "setting lock_timeout"))?;
+        let n = self.client
+            .execute(
+                "UPDATE migration_status.migration_chunk_status SET status = 'pending', error_message = $2, completed_at = NULL \
+                 WHERE run_id = $1 AND status = 'in_progress'",
+                &[&run_id, &reason],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "releasing chunks left in progress"));
+        let _ = self.client.batch_execute("RESET lock_timeout").await;
+        n
+    }
+
+    /// Rows the plan expects the run's unfinished chunks to copy (sum of their
+    /// `chunk_range.estimated_rows`).
+    async fn estimated_rows(&self, run_id: Uuid) -> Result<u64> {
+        let row = self.client
+            .query_one(
+                "SELECT coalesce(sum((chunk_range->>'estimated_rows')::numeric), 0)::int8 FROM migration_status.migration_chunk_status \
+                 WHERE run_id = $1 AND status <> 'completed'",
+                &[&run_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "summing the run's estimated rows"))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    /// Source tables (database, schema, table) already planned in a run.
+    async fn planned_tables(&self, run_id: Uuid) -> Result<Vec<(String, String, String)>> {
+        let rows = self.client
+            .query("SELECT source_database, source_schema, source_table FROM migration_status.migration_table_status WHERE run_id = $1", &[&run_id])
+            .await
+            .map_err(|e| from_postgres(e, "listing the run's planned tables"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
+    /// Refresh a run's heartbeat (its status is left alone).
+    async fn heartbeat(&self, run_id: Uuid) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_runs SET heartbeat_at = now() WHERE run_id = $1",
+                &[&run_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "updating the run heartbeat"))?;
+        Ok(())
+    }
+
+    /// Finish a run with `status` (a [`run_status`] value: `completed`,
+    /// `partial`, `failed`, `mismatch`, `interrupted`), its error (`None`
+    /// clears it) and totals derived from its table rows.
+    async fn finish_run(&self, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_runs r SET status = $2, error_message = $3, completed_at = now(), heartbeat_at = now(), \
+                   total_tables = s.total, completed_tables = s.done, failed_tables = s.failed, total_rows_copied = s.rows \
+                 FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS done, \
+                              count(*) FILTER (WHERE status = 'failed')::int AS failed, coalesce(sum(total_rows_copied), 0)::bigint AS rows \
+                       FROM migration_status.migration_table_status WHERE run_id = $1) s \
+                 WHERE r.run_id = $1",
+                &[&run_id, &status, &error],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the run's outcome"))?;
+        Ok(())
+    }
+
+    /// Refresh a run's table and row totals from its table rows (status unchanged).
+    async fn record_totals(&self, run_id: Uuid) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_runs r SET heartbeat_at = now(), \
+                   total_tables = s.total, completed_tables = s.done, failed_tables = s.failed, total_rows_copied = s.rows \
+                 FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS done, \
+                              count(*) FILTER (WHERE status = 'failed')::int AS failed, coalesce(sum(total_rows_copied), 0)::bigint AS rows \
+                       FROM migration_status.migration_table_status WHERE run_id = $1) s \
+                 WHERE r.run_id = $1",
+                &[&run_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the run's totals"))?;
+        Ok(())
+    }
+
+    /// Record the outcome of a step on the run's metadata (`metadata[key] = value`).
+    async fn set_run_metadata(&self, run_id: Uuid, key: &str, value: serde_json::Value) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_runs SET metadata = jsonb_set(metadata, ARRAY[$2::text], $3::jsonb, true) WHERE run_id = $1",
+                &[&run_id, &key, &value],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording step outcome on the run"))?;
+        Ok(())
+    }
+
+    /// All table rows of a run, in source order.
+    async fn tables(&self, run_id: Uuid) -> Result<Vec<TableRecord>> {
+        let rows = self.client
+            .query(
+                "SELECT source_database, source_schema, source_table, source_name, target_database, target_schema, target_table, status, load_mode, plan \
+                 FROM migration_status.migration_table_status WHERE run_id = $1 ORDER BY started_at, source_name, source_table",
+                &[&run_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading the run's tables"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TableRecord {
+                key: TableKey { run_id, source_database: r.get(0), source_schema: r.get(1), source_table: r.get(2) },
+                source_name: r.get(3),
+                target_database: r.get(4),
+                target_schema: r.get(5),
+                target_table: r.get(6),
+                status: r.get(7),
+                load_mode: r.get::<_, Option<String>>(8).as_deref().and_then(LoadMode::parse),
+                plan: r.get(9),
+            })
+            .collect())
+    }
+
+    /// Chunks of a run not yet completed, as manifest items.
+    async fn unfinished_chunks(&self, run_id: Uuid) -> Result<Vec<ChunkItem>> {
+        let rows = self.client
+            .query(
+                "SELECT t.source_name, c.source_table, c.chunk_id \
+                 FROM migration_status.migration_chunk_status c \
+                 JOIN migration_status.migration_table_status t USING (run_id, source_database, source_schema, source_table) \
+                 WHERE c.run_id = $1 AND c.status <> 'completed' AND t.status NOT IN ('completed', 'skipped') \
+                 ORDER BY t.started_at, t.source_name, c.source_table, c.chunk_id",
+                &[&run_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "listing unfinished chunks"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ChunkItem { run_id, source_name: r.get(0), source_table: r.get(1), chunk_id: r.get(2), file_key: None, staged: None })
+            .collect())
+    }
+
+    /// Mark a chunk `in_progress` (autocommit, for monitoring) unless it is completed.
+    /// Returns `false` when the chunk is already completed.
+    async fn start_chunk(&self, key: &TableKey, chunk_id: i32) -> Result<bool> {
+        let n = self.client
+            .execute(
+                "UPDATE migration_status.migration_chunk_status SET status = 'in_progress', started_at = now(), retry_count = retry_count + 1, error_message = NULL \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND status <> 'completed'",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "marking the chunk in progress"))?;
+        Ok(n == 1)
+    }
+
+    /// Mark a chunk failed with its error (autocommit, after the data transaction rolled back).
+    async fn fail_chunk(&self, key: &TableKey, chunk_id: i32, error: &Error) -> Result<()> {
+        let text: String = error.to_string().chars().take(2000).collect();
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_chunk_status SET status = 'failed', error_message = $6, completed_at = now() \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND status <> 'completed'",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &text],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the chunk failure"))?;
+        Ok(())
+    }
+
+    /// Mark a table failed with its error.
+    async fn fail_table(&self, key: &TableKey, error: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_table_status SET status = 'failed', error_message = $5, completed_at = now() \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &error],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the table failure"))?;
+        Ok(())
+    }
+
+    async fn lock_chunk<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32) -> Result<Option<ChunkRecord>> {
+        PgStatusStore::lock_chunk_on(tx, key, chunk_id).await
+    }
+
+    async fn complete_chunk<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, counts: ChunkCounts) -> Result<()> {
+        PgStatusStore::complete_chunk_on(tx, key, chunk_id, counts).await
     }
 }
