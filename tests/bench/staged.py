@@ -135,7 +135,9 @@ def _minimal_load(bench: ModuleType, thaw: str, baseline: str, configs, run_id: 
     """The minimal loader on the same files into a fresh, migrated database."""
     bench.fresh_database(MINIMAL_DB)
     bench.run([thaw, "migrate", "--config", str(_config(bench, configs, MINIMAL_DB))], f"staged-minimal-migrate-{attempt}", logs)
-    out, _, rss = _timed(bench, [baseline, STAGED_UNLOAD_DB, run_id, bench.FACT, MINIMAL_DB], f"staged-minimal-{attempt}", logs)
+    truncate_to_date = ",".join(configs.fact_table.get("truncate_to_date") or [])
+    out, _, rss = _timed(bench, [baseline, STAGED_UNLOAD_DB, run_id, bench.FACT, MINIMAL_DB, truncate_to_date],
+                         f"staged-minimal-{attempt}", logs)
     minimal = json.loads(out.strip().splitlines()[-1])
     return {"rows": minimal["rows"], "seconds": minimal["seconds"], "rss": rss}
 
