@@ -61,6 +61,12 @@ STATE_DB = "sfn_state"
 NUMERIC_PLACEHOLDERS = ("MaxConcurrency", "ToleratedFailurePercentage", "ExecutionTimeoutSeconds")
 MAX_CONCURRENCY = 4  # the Map's MaxConcurrency here (infra/config: workflow.maxConcurrency)
 COPY_CHUNK_INSTANCES = 2  # concurrent copy-chunk environments (2 cores; Lambda would run MAX_CONCURRENCY)
+# The Lambdas run examples/config.staged.json (the visit fact table staged through the harness's S3
+# server); the reference `thaw run` runs examples/config.json (every table direct), so equal
+# checksums prove the staged load equals the direct copy. Files of at most this many bytes, so that
+# a chunk unloads into several files and LoadStagedFiles has several Map items per chunk.
+LAMBDA_CONFIG = "examples/config.staged.json"
+STAGED_MAX_FILE_SIZE = 16384
 
 
 def log(message: str) -> None:
@@ -188,6 +194,21 @@ def end_state(database: str, targets: list[str]) -> dict:
     return {"tables": tables, "run_status": run_status, "table_outcomes": [tuple(r) for r in outcomes]}
 
 
+def staged_lambda_config(text: str, max_file_size: int = STAGED_MAX_FILE_SIZE) -> str:
+    """examples/config.staged.json as the Lambdas get it: `max_file_size_mb` replaced by
+    `max_file_size` = `max_file_size` bytes (every other key as written)."""
+    key = '"max_file_size_mb": 16'
+    if text.count(key) != 1:
+        raise ValueError(f"{LAMBDA_CONFIG} no longer holds exactly one {key}: update staged_lambda_config")
+    return text.replace(key, f'"max_file_size": {max_file_size}')
+
+
+def staged_sources(config: dict) -> list[str]:
+    """Source names (Snowflake table names) of the tables `config` loads through staging."""
+    return [t["source"] for s in config["sources"] if s.get("enabled", True) for t in s["tables"]
+            if t.get("enabled", True) and t.get("source_mode", s.get("source_mode", "direct")) == "staged"]
+
+
 # ------------------------------------------------------------------ processes
 
 def free_port() -> int:
@@ -270,7 +291,7 @@ class LocalCloud:
     def lambda_environment(self, database: str) -> dict[str, str]:
         """The infra/README.md runtime contract, pointed at moto and the harness services."""
         config_key = "config/thaw.json"
-        self.s3.put_object(Bucket=BUCKET, Key=config_key, Body=(ROOT / "examples" / "config.json").read_bytes())
+        self.s3.put_object(Bucket=BUCKET, Key=config_key, Body=staged_lambda_config((ROOT / LAMBDA_CONFIG).read_text()).encode())
         pg_secret = self.secrets.create_secret(Name=f"thaw-{ENVIRONMENT}/db/loader", SecretString=json.dumps({
             "username": os.environ["THAW_PG_USER"], "password": os.environ["THAW_PG_PASSWORD"], "engine": "postgres",
             "host": os.environ["THAW_PG_HOST"], "port": int(os.environ["THAW_PG_PORT"]), "dbname": database}))["ARN"]
@@ -359,7 +380,7 @@ class LocalCloud:
             self.mock.stop()
 
 
-def scenario_sync(cloud: LocalCloud, targets: list[str], reference: dict) -> None:
+def scenario_sync(cloud: LocalCloud, targets: list[str], reference: dict, staged: list[str]) -> None:
     log("scenario sync: injected Transient on the first copy-chunk call must be retried, run must SUCCEED")
     cloud.adapter.inject("copy-chunk", "Transient", times=1)
     machine = cloud.create_state_machine(f"thaw-{ENVIRONMENT}-sync")
@@ -396,6 +417,49 @@ def scenario_sync(cloud: LocalCloud, targets: list[str], reference: dict) -> Non
     rows = sum(int(c) for c, _ in state["tables"].values())
     log(f"end state equals `thaw run`: {len(targets)} tables, {rows} rows, identical checksums and migration_status outcomes; "
         "reconcile emitted HoursSinceLastVerifiedSync=0")
+    check_staged_load(cloud, output["plan"]["run_id"], "sync-1", copies, staged)
+
+
+def check_staged_load(cloud: LocalCloud, run_id: str, execution: str, copies: list, staged: list[str]) -> None:
+    """The staged tables went StagedFileManifest -> LoadStagedFiles (one Map item per file): every
+    file recorded by the unload is `completed` and was loaded by exactly one successful copy-chunk
+    call naming it; the manifest in S3 listed exactly those files; every staged chunk completed with
+    rows_copied = rows_unloaded = its files' rows; chunks unloaded into several files."""
+    if not staged:
+        fail(f"{LAMBDA_CONFIG} stages no table: the staged path would not be covered")
+    in_list = ", ".join(f"'{t}'" for t in staged)
+    files = psql(STATE_DB, "SELECT source_table, chunk_id, file_key, status, rows FROM migration_status.migration_file_status "
+                           f"WHERE run_id = '{run_id}' ORDER BY 1, 2, 3")
+    if not files:
+        fail(f"run {run_id} recorded no staged file for {staged}")
+    if sorted({f[0] for f in files}) != sorted(staged):
+        fail(f"staged files recorded for {sorted({f[0] for f in files})}, expected {sorted(staged)}")
+    unfinished = [f for f in files if f[3] != "completed"]
+    if unfinished:
+        fail(f"staged files not completed: {unfinished[:5]}")
+    chunks = psql(STATE_DB, "SELECT c.source_table, c.chunk_id, c.status, c.rows_copied, c.rows_unloaded, "
+                            "(SELECT coalesce(sum(rows), 0) FROM migration_status.migration_file_status f WHERE f.run_id = c.run_id "
+                            "AND f.source_table = c.source_table AND f.chunk_id = c.chunk_id) "
+                            f"FROM migration_status.migration_chunk_status c WHERE c.run_id = '{run_id}' AND c.source_table IN ({in_list}) ORDER BY 1, 2")
+    bad = [c for c in chunks if c[2] != "completed" or not (c[3] == c[4] == c[5])]
+    if bad:
+        fail(f"staged chunks not completed with rows_copied = rows_unloaded = their files' rows: {bad[:5]}")
+    if len(files) <= len(chunks):
+        fail(f"{len(files)} staged files for {len(chunks)} chunks: expected several files per chunk (max_file_size {STAGED_MAX_FILE_SIZE})")
+    manifest_key = f"manifests/{execution}/files.json"
+    manifest = json.loads(cloud.s3.get_object(Bucket=BUCKET, Key=manifest_key)["Body"].read())
+    keys = sorted(f[2] for f in files)
+    if sorted(item["file_key"] for item in manifest) != keys:
+        fail(f"s3://{BUCKET}/{manifest_key} lists {len(manifest)} files, the run recorded {len(keys)}")
+    loaded = sorted(c.payload["file_key"] for c in copies if c.payload and c.payload.get("file_key") and c.error_type is None)
+    if loaded != keys:
+        fail(f"LoadStagedFiles: successful copy-chunk calls per file {loaded} differ from the recorded files {keys}")
+    unloads = {(c.payload["source_table"], int(c.payload["chunk_id"])) for c in copies
+               if c.payload and c.payload.get("staged") == "unload" and c.payload.get("source_table") in staged}
+    if unloads != {(c[0], int(c[1])) for c in chunks}:
+        fail(f"CopyChunks unload items {sorted(unloads)} differ from the staged chunks {[(c[0], c[1]) for c in chunks]}")
+    log(f"staged: {len(chunks)} chunk(s) of {', '.join(staged)} unloaded into {len(files)} files ({sum(int(f[4]) for f in files)} rows), "
+        f"one LoadStagedFiles item each, all completed; target checksum equals the direct `thaw run`")
 
 
 def scenario_dual_read(cloud: LocalCloud) -> None:
@@ -499,6 +563,9 @@ def main(argv: list[str]) -> int:
         cargo("build", "--bin", "thaw", *[a for f in FUNCTIONS for a in ("--bin", f)])
     config = json.loads((ROOT / "examples" / "config.json").read_text().replace("${THAW_PG_PORT:-5432}", "5432"))
     targets = sync_targets(config) + CONFLICT_OUTPUTS
+    lambda_config = json.loads((ROOT / LAMBDA_CONFIG).read_text().replace("${THAW_PG_PORT:-5432}", "5432"))
+    if sync_targets(lambda_config) != sync_targets(config):
+        fail(f"{LAMBDA_CONFIG} and examples/config.json must load the same targets")
 
     log(f"seeding the emulator: {args.visits} visits, seed {args.seed}")
     seeded = thaw_cli("dev", "seed", "--config", "examples/config.json", "--visits", str(args.visits), "--seed", str(args.seed), database="postgres")
@@ -521,7 +588,7 @@ def main(argv: list[str]) -> int:
             cloud.start_lambdas(STATE_DB, debug_binaries())
             created = cloud.invoke("schema-migrate", {"RequestType": "Create", "ResourceProperties": {"Database": STATE_DB}})
             log(f"schema-migrate (Create): {created}")
-            scenario_sync(cloud, targets, reference)
+            scenario_sync(cloud, targets, reference, staged_sources(lambda_config))
             scenario_dual_read(cloud)
             scenario_failing_chunk(cloud)
         except BaseException:

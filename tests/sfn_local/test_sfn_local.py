@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 
 from adapter import LambdaAdapter, function_name  # noqa: E402
 from interpreter import EXCEEDED_CAUSE, EXCEEDED_ERROR, apply_patches, threshold_exceeded  # noqa: E402
-from run import definition_values, render_definition, table_checksum_sql  # noqa: E402
+from run import LAMBDA_CONFIG, definition_values, render_definition, staged_lambda_config, staged_sources, sync_targets, table_checksum_sql  # noqa: E402
 
 
 def test_rendered_sync_definition_has_numeric_map_settings_and_function_arns():
@@ -48,6 +48,18 @@ def test_function_arns_and_qualifiers_map_to_binary_names():
     assert function_name("arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Acopy-chunk") == "copy-chunk"
     assert function_name("arn:aws:lambda:us-east-1:123456789012:function:plan:$LATEST") == "plan"
     assert function_name("merge") == "merge"
+
+
+def test_the_lambdas_config_stages_the_visit_fact_table_in_small_files_and_loads_the_same_targets():
+    text = staged_lambda_config((ROOT / LAMBDA_CONFIG).read_text())
+    lambda_config = json.loads(text.replace("${THAW_PG_PORT:-5432}", "5432"))
+    direct = json.loads((ROOT / "examples" / "config.json").read_text().replace("${THAW_PG_PORT:-5432}", "5432"))
+    assert staged_sources(lambda_config) == ["FACTVISITCALLPERFORMANCE_CR"]
+    assert staged_sources(direct) == []
+    assert lambda_config["staging"]["max_file_size"] == 16384 and "max_file_size_mb" not in lambda_config["staging"]
+    assert sync_targets(lambda_config) == sync_targets(direct)
+    with pytest.raises(ValueError, match="max_file_size_mb"):
+        staged_lambda_config("{}")
 
 
 class FakeWatch(BaseHTTPRequestHandler):

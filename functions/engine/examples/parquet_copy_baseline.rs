@@ -9,8 +9,10 @@
 //!
 //! ```text
 //! cargo run --release -p thaw-engine --example parquet_copy_baseline -- \
-//!     <status database> <run id> <source table> <target database>
+//!     <status database> <run id> <source table> <target database> [<truncate_to_date columns, comma-separated>]
 //! ```
+//! The last argument is the table's `truncate_to_date` (source column names),
+//! applied as thaw's load applies it.
 //! PostgreSQL from `THAW_PG_HOST`/`THAW_PG_PORT`/`THAW_PG_USER`/`THAW_PG_PASSWORD`,
 //! S3 from `THAW_S3_ENDPOINT` and the `AWS_*` variables. Prints one JSON
 //! line: `{"rows": …, "files": …, "bytes": …, "seconds": …}`.
@@ -34,9 +36,12 @@ fn env(name: &str) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [status_db, run_id, source_table, target_db] = &args[..] else {
-        return Err("usage: parquet_copy_baseline <status database> <run id> <source table> <target database>".into());
+    let (status_db, run_id, source_table, target_db, truncate_to_date) = match &args[..] {
+        [s, r, t, d] => (s, r, t, d, String::new()),
+        [s, r, t, d, dates] => (s, r, t, d, dates.clone()),
+        _ => return Err("usage: parquet_copy_baseline <status database> <run id> <source table> <target database> [<truncate_to_date columns>]".into()),
     };
+    let truncate_to_date: Vec<&str> = truncate_to_date.split(',').filter(|c| !c.is_empty()).collect();
     let settings = PostgresSettings {
         host: env("THAW_PG_HOST"),
         port: Some(env("THAW_PG_PORT").parse()?),
@@ -125,13 +130,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let fields = forms.iter().zip(&arrays).map(|((name, form), a)| {
                         std::sync::Arc::new(form.loaded_field(name, a.data_type()))
                     });
-                    encoder.insert(CopyEncoder::new(
-                        plan.columns
-                            .iter()
-                            .map(|c| c.target.clone())
-                            .zip(fields)
-                            .collect(),
-                    )?)
+                    let date_only: Vec<usize> = plan
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| truncate_to_date.contains(&c.source.name.as_str()))
+                        .map(|(i, _)| i)
+                        .collect();
+                    encoder.insert(
+                        CopyEncoder::new(
+                            plan.columns
+                                .iter()
+                                .map(|c| c.target.clone())
+                                .zip(fields)
+                                .collect(),
+                        )?
+                        .with_truncate_to_date(&date_only),
+                    )
                 }
             };
             rows += encoder.encode_batch(&arrays, &mut buf)? as u64;

@@ -441,6 +441,8 @@ async fn copy_all(
         let (global, table_sem, pool, config, observer, cancel) =
             (global.clone(), table_sems[&item.source_table].clone(), pool.clone(), config.clone(), observer.clone(), cancel.clone());
         handles.push(tokio::spawn(async move {
+            // A staged chunk's files load in parallel on free slots of the same bounds (docs/sync.md §13.6).
+            let slots = crate::sync::staged::FileLoadSlots { run: global.clone(), table: table_sem.clone() };
             let _t = table_sem.acquire_owned().await.expect("semaphore open");
             let _g = global.acquire_owned().await.expect("semaphore open");
             let start = Instant::now();
@@ -451,7 +453,7 @@ async fn copy_all(
             // A chunk abandoned here drops its worker: the chunk transaction
             // rolls back and the runner puts the chunk back to `pending`.
             let result = tokio::select! {
-                r = copy_with_retries(&config, &pool, &item) => Some(r),
+                r = crate::sync::staged::FILE_LOAD_SLOTS.scope(slots, copy_with_retries(&config, &pool, &item)) => Some(r),
                 _ = cancel.cancelled() => None,
             };
             match &result {

@@ -53,21 +53,25 @@ async fn run(config: &Arc<Config>, request: PlanRequest) -> RunReport {
 }
 
 /// ORDERS (900 rows) in a fresh emulator database, and a fresh PostgreSQL
-/// database whose `orders` has no unique index (so a duplicate would show).
-async fn orders_setup(table_extra: &str, max_file_size: u64) -> (Client, Arc<Config>) {
+/// database whose `orders` has no unique index (so a duplicate would show);
+/// the table is staged with `parallel_threads` workers.
+async fn orders_setup(
+    table_extra: &str,
+    max_file_size: u64,
+    parallel_threads: usize,
+) -> (Client, Arc<Config>) {
     let sf_db = unique("SFSTAGED").to_uppercase();
     let pg_db = unique("staged");
     let sf = fresh_sf(&sf_db).await;
     create_orders(&sf, &sf_db, 900).await;
     let pg = fresh_pg(&pg_db).await;
-    pg.batch_execute(
-        "CREATE TABLE public.orders (\"Id\" int8, \"Code\" uuid NOT NULL, \"Day\" timestamptz, \"Amount\" numeric(19,3), \
-         \"Flag\" bool, \"Note\" varchar(50), \"Updated\" timestamptz)",
-    )
+    pg.batch_execute(&format!(
+        "CREATE TABLE public.orders ({ORDERS_TARGET_COLUMNS})"
+    ))
     .await
     .unwrap();
     let table = format!(
-        r#"{{"source": "ORDERS", "target": "orders", "uniqueness_columns": ["Code"], "source_mode": "staged", "parallel_threads": 1 {table_extra}}}"#
+        r#"{{"source": "ORDERS", "target": "orders", "uniqueness_columns": ["Code"], "source_mode": "staged", "parallel_threads": {parallel_threads} {table_extra}}}"#
     );
     let config = Arc::new(config(&config_text(
         &sf_db,
@@ -122,6 +126,7 @@ async fn a_staged_table_unloads_into_several_files_and_loads_every_row_once() {
     let (pg, config) = orders_setup(
         r#", "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 300"#,
         6000,
+        1,
     )
     .await;
     let report = run(&config, PlanRequest::default()).await;
@@ -172,7 +177,7 @@ async fn a_staged_table_unloads_into_several_files_and_loads_every_row_once() {
 
 #[tokio::test]
 async fn a_crash_after_k_of_n_files_resumes_at_the_next_file_without_unloading_again() {
-    let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000).await;
+    let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000, 1).await;
     failpoints::arm_at(
         failpoints::STAGED_FILE_BEFORE_COMMIT,
         ErrorKind::ChunkFailed,
@@ -240,10 +245,179 @@ async fn a_crash_after_k_of_n_files_resumes_at_the_next_file_without_unloading_a
     );
 }
 
+/// A run of `config` with at most `workers` copy workers in total.
+async fn run_with_workers(config: &Arc<Config>, workers: usize) -> RunReport {
+    runner::run(
+        config.clone(),
+        RunOptions {
+            max_workers: Some(workers),
+            ..options()
+        },
+        Arc::new(Quiet),
+    )
+    .await
+    .expect("the run returns a report")
+}
+
+/// COPY statements into `public.orders` of database `pg_db` waiting for a lock.
+async fn copies_waiting(observer: &Client, pg_db: &str) -> i64 {
+    observer
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND query ILIKE 'COPY %orders%'",
+            &[&pg_db],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The files of one chunk load in parallel on the run's worker bound: while
+/// the test holds a SHARE lock on the target (reads pass, COPY waits), the
+/// waiting COPYs are counted in `pg_stat_activity`. With `--workers 3` and
+/// a single chunk of at least 4 files exactly 3 COPYs wait at once, never
+/// more; once the lock goes, every file loads exactly once.
+#[tokio::test]
+async fn the_files_of_one_chunk_load_in_parallel_within_the_worker_bound_exactly_once() {
+    let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000, 8).await;
+    let pg_db = config.sources[0].target_pg_database.clone();
+    let mut blocker = thaw_test_support::pg(&pg_db).await;
+    let lock = blocker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE public.orders IN SHARE MODE")
+        .await
+        .unwrap();
+    let running = {
+        let config = config.clone();
+        tokio::spawn(async move { run_with_workers(&config, 3).await })
+    };
+    let observer = thaw_test_support::pg(&pg_db).await;
+    let mut most = 0;
+    let mut polls = 0;
+    // Wait (bounded) until the bound is reached; it must never be exceeded.
+    while most < 3 && polls < 1200 && !running.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        most = most.max(copies_waiting(&observer, &pg_db).await);
+        polls += 1;
+    }
+    for _ in 0..10 {
+        most = most.max(copies_waiting(&observer, &pg_db).await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    lock.rollback().await.unwrap();
+    let report = running.await.unwrap();
+    assert_eq!(
+        most, 3,
+        "three files of the chunk were loading at once (--workers 3), never more"
+    );
+    report
+        .outcome()
+        .expect("the parallel staged run completes and reconciles");
+    assert_eq!(report.plan.chunks, 1, "a single chunk");
+    let files = files(&pg, report.plan.run_id).await;
+    assert!(
+        files.len() >= 4,
+        "the chunk unloaded into several files: {files:?}"
+    );
+    assert!(files.iter().all(|f| f.1 == "completed"), "{files:?}");
+    assert_eq!(pg_count(&pg, "public.orders").await, 900, "no missing rows");
+    assert_eq!(distinct_codes(&pg).await, 900, "no duplicate rows");
+    let row = pg
+        .query_one(
+            "SELECT (SELECT array_agg(DISTINCT attempts) FROM migration_status.migration_file_status WHERE run_id = $1), \
+                    status, rows_copied FROM migration_status.migration_chunk_status WHERE run_id = $1",
+            &[&report.plan.run_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, Vec<i32>>(0),
+            row.get::<_, String>(1),
+            row.get::<_, i64>(2)
+        ),
+        (vec![1], "completed".to_string(), 900),
+        "every file loaded once; the chunk completed with all rows"
+    );
+}
+
+/// As `a_crash_after_k_of_n_files_resumes_at_the_next_file_without_unloading_again`,
+/// with the chunk's files loading in parallel: the third file to reach its
+/// commit fails; files that committed stay (exactly their rows are in the
+/// target), files in flight roll back, and the resumed run loads each
+/// unfinished file once.
+#[tokio::test]
+async fn a_crash_during_parallel_file_loads_resumes_exactly() {
+    let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000, 4).await;
+    failpoints::arm_at(
+        failpoints::STAGED_FILE_BEFORE_COMMIT,
+        ErrorKind::ChunkFailed,
+        2,
+        1,
+    );
+    let first = run_with_workers(&config, 4).await;
+    failpoints::clear();
+    assert_eq!(first.outcome().unwrap_err().kind, ErrorKind::ChunkFailed);
+    let run_id = first.plan.run_id;
+    let before = files(&pg, run_id).await;
+    assert!(before.len() >= 4, "one chunk, several files: {before:?}");
+    let done: Vec<_> = before.iter().filter(|f| f.1 == "completed").collect();
+    assert!(
+        done.len() >= 2 && done.len() < before.len(),
+        "the two files before the failure committed, not all: {before:?}"
+    );
+    assert_eq!(
+        before.iter().filter(|f| f.1 == "failed").count(),
+        1,
+        "one file is recorded failed: {before:?}"
+    );
+    assert_eq!(
+        pg_count(&pg, "public.orders").await,
+        done.iter().map(|f| f.2).sum::<i64>(),
+        "the target holds exactly the committed files' rows"
+    );
+    let unloaded_before = unloaded_at(&pg, run_id).await;
+
+    let again = run_with_workers(&config, 4).await;
+    again
+        .outcome()
+        .expect("the resumed run completes and reconciles");
+    assert!(again.plan.resumed && again.plan.run_id == run_id);
+    assert_eq!(
+        unloaded_at(&pg, run_id).await,
+        unloaded_before,
+        "not unloaded again"
+    );
+    assert!(files(&pg, run_id).await.iter().all(|f| f.1 == "completed"));
+    assert_eq!(pg_count(&pg, "public.orders").await, 900, "no missing rows");
+    assert_eq!(distinct_codes(&pg).await, 900, "no duplicate rows");
+    let attempts: Vec<(String, i32)> = pg
+        .query(
+            "SELECT status_before.status, f.attempts FROM migration_status.migration_file_status f \
+             JOIN unnest($2::text[], $3::text[]) AS status_before(file_key, status) USING (file_key) WHERE f.run_id = $1",
+            &[
+                &run_id,
+                &before.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
+                &before.iter().map(|f| f.1.clone()).collect::<Vec<_>>(),
+            ],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(attempts.len(), before.len());
+    for (status_before, attempts) in &attempts {
+        let expected = if status_before == "failed" { 2 } else { 1 };
+        assert_eq!(
+            *attempts, expected,
+            "a file {status_before} before the resume was loaded {attempts} time(s): committed files are never loaded again, the failed one once more"
+        );
+    }
+}
+
 /// Unload a single-chunk table and stop before the first file commits;
 /// returns the run and its files.
 async fn unloaded_but_not_loaded() -> (Client, Arc<Config>, Uuid, Vec<(String, String, i64)>) {
-    let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000).await;
+    let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000, 1).await;
     failpoints::arm(
         failpoints::STAGED_FILE_BEFORE_COMMIT,
         ErrorKind::ChunkFailed,
@@ -486,6 +660,7 @@ async fn the_cloud_flow_unloads_writes_the_file_manifest_and_loads_one_file_per_
     let (pg, config) = orders_setup(
         r#", "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 450"#,
         6000,
+        1,
     )
     .await;
     let dir = std::env::temp_dir().join(unique("staged-manifests"));

@@ -163,14 +163,16 @@ pub async fn create_orders(sf: &SnowflakeSource, db: &str, rows: usize) -> usize
     rows
 }
 
+/// The columns of ORDERS' PostgreSQL target, without any key (a test that
+/// must see duplicates creates `public.orders` from these alone).
+pub const ORDERS_TARGET_COLUMNS: &str = "\"Id\" int8, \"Code\" uuid NOT NULL, \"Day\" timestamptz, \"Amount\" numeric(19,3), \
+     \"Flag\" bool, \"Note\" varchar(50), \"Updated\" timestamptz";
+
 /// The PostgreSQL target of ORDERS (in schema public), with a unique key on "Code".
 pub async fn create_orders_target(pg: &Client) {
-    pg.batch_execute(
-        "CREATE TABLE public.orders (\"Id\" int8, \"Code\" uuid NOT NULL UNIQUE, \"Day\" timestamptz, \"Amount\" numeric(19,3), \
-         \"Flag\" bool, \"Note\" varchar(50), \"Updated\" timestamptz)",
-    )
-    .await
-    .expect("create orders");
+    pg.batch_execute(&format!("CREATE TABLE public.orders ({ORDERS_TARGET_COLUMNS}, UNIQUE (\"Code\"))"))
+        .await
+        .expect("create orders");
 }
 
 /// A table entry of the config for ORDERS with the given chunking.

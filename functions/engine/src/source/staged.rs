@@ -25,6 +25,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow_array::types::ArrowTimestampType;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_cast::{cast_with_options, CastOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -165,43 +166,28 @@ impl UnloadForm {
                 ))),
             },
             UnloadForm::UtcTimestamp | UnloadForm::UtcTimestampWithOffset => {
-                use arrow_array::cast::AsArray;
                 use arrow_array::types::{
                     TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
                     TimestampSecondType,
                 };
                 // The same values, now read as instants in UTC.
-                Ok(match array.data_type() {
-                    DataType::Timestamp(TimeUnit::Second, _) => Arc::new(
-                        array
-                            .as_primitive::<TimestampSecondType>()
-                            .clone()
-                            .with_timezone_utc(),
-                    ),
-                    DataType::Timestamp(TimeUnit::Millisecond, _) => Arc::new(
-                        array
-                            .as_primitive::<TimestampMillisecondType>()
-                            .clone()
-                            .with_timezone_utc(),
-                    ),
-                    DataType::Timestamp(TimeUnit::Microsecond, _) => Arc::new(
-                        array
-                            .as_primitive::<TimestampMicrosecondType>()
-                            .clone()
-                            .with_timezone_utc(),
-                    ),
-                    DataType::Timestamp(TimeUnit::Nanosecond, _) => Arc::new(
-                        array
-                            .as_primitive::<TimestampNanosecondType>()
-                            .clone()
-                            .with_timezone_utc(),
-                    ),
-                    other => {
-                        return Err(bad(format!(
-                            "expected a timestamp in the Parquet file, found {other}"
-                        )))
+                match array.data_type() {
+                    DataType::Timestamp(TimeUnit::Second, _) => {
+                        Ok(as_utc::<TimestampSecondType>(array))
                     }
-                })
+                    DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                        Ok(as_utc::<TimestampMillisecondType>(array))
+                    }
+                    DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                        Ok(as_utc::<TimestampMicrosecondType>(array))
+                    }
+                    DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                        Ok(as_utc::<TimestampNanosecondType>(array))
+                    }
+                    other => Err(bad(format!(
+                        "expected a timestamp in the Parquet file, found {other}"
+                    ))),
+                }
             }
         }
     }
@@ -287,6 +273,16 @@ impl UnloadForm {
             .map_err(|e| bad(e.to_string()))?;
         Ok(Arc::new(out))
     }
+}
+
+/// A timestamp column of unit `T` relabelled as instants in UTC
+/// (Timestamp(unit, "+00:00")): the values stay, only the time zone changes
+/// (a UTC wall clock is the UTC instant). `array` must be a
+/// `PrimitiveArray<T>`; [`UnloadForm::convert`] dispatches on the unit.
+/// `arrow_cast::cast` to a "UTC" zone would need chrono-tz; this needs nothing.
+fn as_utc<T: ArrowTimestampType>(array: &ArrayRef) -> ArrayRef {
+    use arrow_array::cast::AsArray;
+    Arc::new(array.as_primitive::<T>().clone().with_timezone_utc())
 }
 
 /// The name of the extra unload column holding a TIMESTAMP_TZ column's offset in minutes.
@@ -451,17 +447,7 @@ impl StagedFile {
             } else {
                 offset_positions.push(None);
             }
-            let found = file_schema
-                .fields()
-                .iter()
-                .position(|f| f.name() == name)
-                .or_else(|| {
-                    file_schema
-                        .fields()
-                        .iter()
-                        .position(|f| f.name().eq_ignore_ascii_case(name))
-                });
-            match found {
+            match find(name) {
                 Some(p) => positions.push(p),
                 None => missing.push(format!("\"{name}\"")),
             }
@@ -667,6 +653,61 @@ mod tests {
                 .value(0),
             1_710_100_800_500_000
         );
+    }
+
+    #[test]
+    fn every_timestamp_unit_is_relabelled_utc_with_its_values_kept() {
+        use arrow_array::{
+            TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+        };
+        let arrays: Vec<(ArrayRef, TimeUnit)> = vec![
+            (
+                Arc::new(TimestampSecondArray::from(vec![Some(1_710_100_800), None])),
+                TimeUnit::Second,
+            ),
+            (
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    Some(1_710_100_800_123),
+                    None,
+                ])),
+                TimeUnit::Millisecond,
+            ),
+            (
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    Some(1_710_100_800_123_456),
+                    None,
+                ])),
+                TimeUnit::Microsecond,
+            ),
+            (
+                Arc::new(TimestampNanosecondArray::from(vec![
+                    Some(1_710_100_800_123_456_789),
+                    None,
+                ])),
+                TimeUnit::Nanosecond,
+            ),
+        ];
+        for (wall, unit) in arrays {
+            for form in [UnloadForm::UtcTimestamp, UnloadForm::UtcTimestampWithOffset] {
+                let out = form.convert("T", &wall).unwrap();
+                assert_eq!(
+                    out.data_type(),
+                    &DataType::Timestamp(unit, Some("+00:00".into()))
+                );
+                assert_eq!(
+                    out.to_data().buffers(),
+                    wall.to_data().buffers(),
+                    "{unit:?}: values kept"
+                );
+                assert!(out.is_null(1), "{unit:?}: NULL kept");
+            }
+        }
+        let not_a_timestamp: ArrayRef = Arc::new(StringArray::from(vec!["2026-01-01"]));
+        let err = UnloadForm::UtcTimestamp
+            .convert("T", &not_a_timestamp)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains("expected a timestamp"), "{err}");
     }
 
     #[test]

@@ -28,10 +28,12 @@
 //! from the destination's state as the direct path does
 //! ([`crate::sync::copy::choose_write_path`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
@@ -533,26 +535,162 @@ async fn staged_chunk(
         return Ok(total);
     }
     let staging_settings = staging(config)?;
+    let mut queue = std::collections::VecDeque::new();
     for f in wanted {
-        if f.status == "completed" {
-            continue;
-        }
-        let file = StagedFile {
-            store: s3_store(staging_settings, &f.bucket)?,
-            bucket: f.bucket.clone(),
-            key: f.key.clone(),
-            bytes: f.bytes,
-        };
-        if let Some(c) =
-            load_file(&mut worker.pg, plan, key, item.chunk_id, &file, &options).await?
-        {
-            total.read += c.read;
-            total.inserted += c.inserted;
-            total.updated += c.updated;
-            total.unchanged += c.unchanged;
+        if f.status != "completed" {
+            queue.push_back(StagedFile {
+                store: s3_store(staging_settings, &f.bucket)?,
+                bucket: f.bucket.clone(),
+                key: f.key.clone(),
+                bytes: f.bytes,
+            });
         }
     }
+    let loaders = FileLoaders {
+        plan: Arc::new(plan.clone()),
+        key: Arc::new(key.clone()),
+        chunk_id: item.chunk_id,
+        options: Arc::new(options),
+        queue: Arc::new(std::sync::Mutex::new(queue)),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let slots = FILE_LOAD_SLOTS.try_with(Clone::clone).ok();
+    let target_database = &config.source(&item.source_name)?.target_pg_database;
+    let mut helpers = tokio::task::JoinSet::new();
+    // The chunk's own worker loads files one after another; before each, the
+    // free slots of the run's pool (if any) start helpers for the rest.
+    loop {
+        if let Some(slots) = &slots {
+            while helpers.len() + 1 < loaders.remaining() {
+                let Some(permits) = slots.try_acquire() else {
+                    break;
+                };
+                let (loaders, postgres, database) = (
+                    loaders.clone(),
+                    config.postgres.clone(),
+                    target_database.clone(),
+                );
+                helpers.spawn(async move {
+                    let _permits = permits;
+                    match sink::connect(&postgres, &database).await {
+                        Ok(mut pg) => loaders.load_queued(&mut pg).await,
+                        Err(e) => {
+                            // The chunk's own worker (and other helpers) carry on.
+                            tracing::warn!(error = %e, "cannot open a connection for a parallel file load; leaving the files to the chunk's worker");
+                            Ok(ChunkCounts::default())
+                        }
+                    }
+                });
+            }
+        }
+        match loaders.load_next(&mut worker.pg).await {
+            // An error drops `helpers`: their unfinished file transactions roll back.
+            Err(e) => return Err(e),
+            Ok(None) => break,
+            Ok(Some(c)) => add_counts(&mut total, c),
+        }
+    }
+    while let Some(joined) = helpers.join_next().await {
+        let counts = joined
+            .map_err(|e| Error::internal(format!("a parallel file load panicked: {e}")))??;
+        add_counts(&mut total, counts);
+    }
     Ok(total)
+}
+
+tokio::task_local! {
+    /// The run's bounded worker pool, as the CLI runner lends it to a staged
+    /// chunk (set around each chunk by [`crate::runner`]): a chunk with
+    /// several unfinished files loads them in parallel on slots of the same
+    /// bound as chunks. Unset (a Lambda's per-file item, a step call), the
+    /// files load one after another.
+    pub static FILE_LOAD_SLOTS: FileLoadSlots;
+}
+
+/// The semaphores that bound a run's copy workers (docs/sync.md §13.6): a
+/// parallel file load takes one permit of each, like a chunk. Permits are
+/// only taken when free ([`tokio::sync::Semaphore::try_acquire_owned`]):
+/// chunks waiting for a slot are served first, and a chunk never waits for a
+/// second slot while holding one, so chunks and files cannot deadlock.
+#[derive(Debug, Clone)]
+pub struct FileLoadSlots {
+    /// The run's worker bound (`--workers`), shared by all tables.
+    pub run: Arc<Semaphore>,
+    /// The table's bound (`parallel_threads`).
+    pub table: Arc<Semaphore>,
+}
+
+impl FileLoadSlots {
+    /// One permit of each bound when both are free now, else `None`.
+    fn try_acquire(&self) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let table = self.table.clone().try_acquire_owned().ok()?;
+        let run = self.run.clone().try_acquire_owned().ok()?;
+        Some((table, run))
+    }
+}
+
+/// The unfinished files of one chunk and what loading them needs, shared
+/// by the chunk's worker and its parallel helpers: each takes the next file
+/// from `queue` and loads it in its own transaction ([`load_file`]).
+#[derive(Clone)]
+struct FileLoaders {
+    plan: Arc<TablePlan>,
+    key: Arc<TableKey>,
+    chunk_id: i32,
+    options: Arc<LoadOptions>,
+    queue: Arc<std::sync::Mutex<std::collections::VecDeque<StagedFile>>>,
+    /// Set by the first loader that fails: the others take no further file.
+    stop: Arc<AtomicBool>,
+}
+
+impl FileLoaders {
+    fn remaining(&self) -> usize {
+        self.queue.lock().map_or(0, |q| q.len())
+    }
+
+    /// Load the next queued file: `Ok(None)` when none is left (or another
+    /// loader failed); the file's counts otherwise (zero when it was already
+    /// completed).
+    async fn load_next(&self, pg: &mut Client) -> Result<Option<ChunkCounts>> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let Some(file) = self.queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+            return Ok(None);
+        };
+        match load_file(
+            pg,
+            &self.plan,
+            &self.key,
+            self.chunk_id,
+            &file,
+            &self.options,
+        )
+        .await
+        {
+            Ok(counts) => Ok(Some(counts.unwrap_or_default())),
+            Err(e) => {
+                self.stop.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Load queued files until none is left; the sum of their counts.
+    async fn load_queued(&self, pg: &mut Client) -> Result<ChunkCounts> {
+        let mut total = ChunkCounts::default();
+        while let Some(c) = self.load_next(pg).await? {
+            add_counts(&mut total, c);
+        }
+        Ok(total)
+    }
+}
+
+fn add_counts(total: &mut ChunkCounts, c: ChunkCounts) {
+    total.read += c.read;
+    total.inserted += c.inserted;
+    total.updated += c.updated;
+    total.unchanged += c.unchanged;
 }
 
 /// Per-table choices a file load needs.
