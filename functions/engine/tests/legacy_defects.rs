@@ -86,6 +86,37 @@ async fn l2_an_unfinished_run_from_100_hours_ago_is_resumed_and_one_from_200_hou
     assert_ne!(fresh.plan.run_id, run_id);
 }
 
+/// L3: planning a date-chunked table asks Snowflake a fixed few queries (the
+/// table's size, then one aggregate grouped by day), not one COUNT per day
+/// (the legacy tool's 11 minutes of planning). The emulator counts every
+/// query naming the table while only the plan step runs, over 277 days.
+#[tokio::test]
+async fn l3_planning_a_date_chunked_table_asks_a_fixed_few_queries_not_one_count_per_day() {
+    let (sf_db, pg_db, _pg, sf) = orders("lthree", 900).await;
+    let days = sf
+        .execute(&format!("SELECT COUNT(DISTINCT CAST(\"Day\" AS DATE)) FROM \"{sf_db}\".\"S\".\"ORDERS\""))
+        .await
+        .unwrap()[0][0]
+        .clone()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    assert!(days > 100, "{days} distinct days");
+    let faults = EmulatorFaults::new();
+    let counter = faults
+        .add(serde_json::json!({"target": "query", "action": "http_500", "times": 0,
+                                "sql_regex": format!(r#"FROM "{sf_db}"\."S"\."ORDERS""#)}))
+        .await;
+    let table = orders_table(Some(("Day", "timestamp_tz")), "");
+    let config = config(&config_text(&sf_db, &pg_db, &[&table], ""));
+    let plan = thaw_engine::sync::plan::plan_run(&config, &PlanRequest::default()).await.expect("plan");
+    let (queries, faulted) = faults.counts(&counter).await;
+    faults.remove(&counter).await;
+    assert_eq!(faulted, 0);
+    assert!(plan.chunks > 5, "{} chunks", plan.chunks);
+    assert!((1..=3).contains(&queries), "{queries} planning queries named ORDERS for {days} days");
+}
+
 /// L7 (first half): `truncate_onstart` on a non-empty target without the
 /// run-level `--allow-truncate` stops before anything is written, naming the
 /// table and the flag; the target keeps its rows. (The legacy tool silently

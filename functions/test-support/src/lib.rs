@@ -281,3 +281,56 @@ impl FlakyProxy {
         });
     }
 }
+
+/// The emulator's fault-control endpoint (docs/emulator.md §13), over the same
+/// TLS as thaw's client: register rules that make matching query submissions
+/// or result-chunk downloads fail, and read how often requests matched. A
+/// rule with `"times": 0` never faults and only counts.
+pub struct EmulatorFaults {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Default for EmulatorFaults {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EmulatorFaults {
+    /// A client for the harness emulator (`THAW_SF_ENDPOINT`, `THAW_SF_CA_FILE`).
+    pub fn new() -> EmulatorFaults {
+        let ca = std::fs::read(var("THAW_SF_CA_FILE")).expect("read the harness CA");
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA is PEM"))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("HTTPS client");
+        EmulatorFaults { client, base: format!("https://{}/thaw-emulator/faults", var("THAW_SF_ENDPOINT")) }
+    }
+
+    /// Register a rule (JSON as in docs/emulator.md §13); returns its id.
+    pub async fn add(&self, rule: serde_json::Value) -> String {
+        let response = self.client.post(&self.base).json(&rule).send().await.expect("register a fault rule");
+        assert_eq!(response.status().as_u16(), 201, "fault rule {rule} refused: {}", response.text().await.unwrap_or_default());
+        response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+    }
+
+    /// A rule as the emulator reports it (its JSON with `matched` and `faulted`).
+    pub async fn rule(&self, id: &str) -> serde_json::Value {
+        self.client.get(format!("{}/{id}", self.base)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// (matched, faulted) of a rule: requests that matched its regex, and those answered with its fault.
+    pub async fn counts(&self, id: &str) -> (u64, u64) {
+        let rule = self.rule(id).await;
+        (rule["matched"].as_u64().unwrap(), rule["faulted"].as_u64().unwrap())
+    }
+
+    /// Remove a rule.
+    pub async fn remove(&self, id: &str) {
+        self.client.delete(format!("{}/{id}", self.base)).send().await.unwrap();
+    }
+}

@@ -5,47 +5,9 @@
 //! §9.3. Each case runs the real `thaw` binary against the real emulator and
 //! PostgreSQL, and counts the requests at the emulator.
 
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use thaw_test_support::*;
-
-/// The emulator's fault-control endpoint, over the same TLS as thaw's client.
-struct Faults {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Faults {
-    fn new() -> Faults {
-        let ca = std::fs::read(var("THAW_SF_CA_FILE")).expect("read the harness CA");
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA is PEM"))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("HTTPS client");
-        Faults { client, base: format!("https://{}/thaw-emulator/faults", var("THAW_SF_ENDPOINT")) }
-    }
-
-    /// Register a rule; returns its id.
-    async fn add(&self, rule: Value) -> String {
-        let response = self.client.post(&self.base).json(&rule).send().await.expect("register a fault rule");
-        assert_eq!(response.status().as_u16(), 201, "fault rule {rule} refused: {}", response.text().await.unwrap_or_default());
-        response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
-    }
-
-    /// (matched, faulted) of a rule.
-    async fn counts(&self, id: &str) -> (u64, u64) {
-        let rule: Value = self.client.get(format!("{}/{id}", self.base)).send().await.unwrap().json().await.unwrap();
-        (rule["matched"].as_u64().unwrap(), rule["faulted"].as_u64().unwrap())
-    }
-
-    async fn remove(&self, id: &str) {
-        self.client.delete(format!("{}/{id}", self.base)).send().await.unwrap();
-    }
-}
 
 /// A regex for the copy's chunk SELECTs of `table` in `db` (the planner's own
 /// queries start with COUNT/MIN/FLOOR and are never matched).
@@ -96,7 +58,7 @@ async fn contents(pg: &tokio_postgres::Client, table: &str) -> (i64, i64, String
 #[tokio::test]
 async fn transient_http_faults_on_query_submission_and_result_chunks_are_retried_to_an_exact_copy() {
     let (sf_db, pg, cfg, rows) = setup("faultok", r#""retry_budget_seconds": 60, "max_retry_attempts": 3,"#).await;
-    let faults = Faults::new();
+    let faults = EmulatorFaults::new();
     let mut rules = Vec::new();
     for table in ["ORDERS", "ORDERS2"] {
         let select = copy_select(&sf_db, table);
@@ -117,7 +79,7 @@ async fn transient_http_faults_on_query_submission_and_result_chunks_are_retried
     // Every fault was served and every faulted request was sent again.
     for id in &rules {
         let (matched, faulted) = faults.counts(id).await;
-        let rule: Value = faults.client.get(format!("{}/{id}", faults.base)).send().await.unwrap().json().await.unwrap();
+        let rule: Value = faults.rule(id).await;
         assert_eq!(faulted, rule["times"].as_u64().unwrap(), "rule {rule} was not used up");
         assert!(matched > faulted, "rule {rule}: the faulted request was never sent again");
         faults.remove(id).await;
@@ -141,7 +103,7 @@ async fn transient_http_faults_on_query_submission_and_result_chunks_are_retried
 #[tokio::test]
 async fn persistent_chunk_download_fault_fails_the_table_naming_table_and_chunk_and_resume_completes() {
     let (sf_db, pg, cfg, rows) = setup("faultbad", r#""retry_budget_seconds": 1, "max_retry_attempts": 2,"#).await;
-    let faults = Faults::new();
+    let faults = EmulatorFaults::new();
     let forever = faults.add(json!({"target": "chunk", "sql_regex": copy_select(&sf_db, "ORDERS2"), "action": "http_500", "times": 1_000_000})).await;
     let path = std::env::temp_dir().join(format!("{}.json", unique("faults-bad")));
     let out = thaw!(&["run", "--config", &cfg, "--no-conflicts", "--report", path.to_str().unwrap()]);
@@ -181,7 +143,7 @@ async fn persistent_chunk_download_fault_fails_the_table_naming_table_and_chunk_
 #[tokio::test]
 async fn deterministic_snowflake_error_is_not_retried() {
     let (sf_db, pg, cfg, rows) = setup("faultsql", r#""retry_budget_seconds": 60, "max_retry_attempts": 3,"#).await;
-    let faults = Faults::new();
+    let faults = EmulatorFaults::new();
     let compile_error = faults
         .add(json!({"target": "query", "sql_regex": copy_select(&sf_db, "ORDERS2"), "action": "sql_error", "times": 1_000_000,
                     "code": "001003", "message": "SQL compilation error: syntax error line 1 at position 7 unexpected 'FROM'."}))
