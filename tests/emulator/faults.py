@@ -2,7 +2,7 @@
 
 A test registers *rules* over HTTPS on the emulator itself:
 
-    POST   /thaw-emulator/faults        {"target": "query" | "chunk",
+    POST   /thaw-emulator/faults        {"target": "query" | "chunk" | "login",
                                          "sql_regex": "…",          # re.search on the SQL text
                                          "action": "http_500" | "http_503" | "http_429"
                                                  | "drop" | "truncate" | "sql_error",
@@ -17,6 +17,8 @@ A test registers *rules* over HTTPS on the emulator itself:
 * ``target = "query"`` matches query submissions (``POST /queries/v1/query-request``)
   by their ``sqlText``; ``"chunk"`` matches result-chunk downloads (``GET`` of a
   ``chunks[].url``) by the SQL text of the query that produced the chunk.
+* ``target = "login"`` matches login requests (``POST /session/v1/login-request``)
+  by their URL query string (``databaseName=…&schemaName=…&warehouse=…``, URL-decoded).
 * Rules are scoped by their regex (name the test's own database in it), so tests
   running side by side against one emulator never see each other's faults.
 * Actions: ``http_500`` / ``http_503`` / ``http_429`` answer that status with a
@@ -40,6 +42,7 @@ import itertools
 import json
 import re
 import threading
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,8 +53,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ADMIN_PATH = "/thaw-emulator/faults"
 QUERY_PATH = "/queries/v1/query-request"
+LOGIN_PATH = "/session/v1/login-request"
 ACTIONS = ("http_500", "http_503", "http_429", "drop", "truncate", "sql_error")
-TARGETS = ("query", "chunk")
+TARGETS = ("query", "chunk", "login")
 
 _REASONS = {500: "Internal Server Error", 503: "Service Unavailable", 429: "Too Many Requests"}
 
@@ -241,6 +245,12 @@ class FaultMiddleware:
 
             await self.inner(scope, replayed, send)
             return
+        if scope["method"] == "POST" and path == LOGIN_PATH:
+            query = urllib.parse.unquote_plus((scope.get("query_string") or b"").decode("latin-1"))
+            rule = decide("login", query)
+            if rule is not None:
+                await apply(rule, "login", send, None)
+                return
         if scope["method"] == "GET" and path.startswith(self.chunk_path):
             origin = self.chunk_origin(path[len(self.chunk_path):])
             rule = decide("chunk", origin[0] if origin else None)

@@ -174,3 +174,26 @@ async fn deterministic_snowflake_error_is_not_retried() {
     assert_eq!(contents(&pg, "orders2").await.0, 0, "nothing of the failed table was written");
     faults.remove(&compile_error).await;
 }
+
+/// A login answered HTTP 503 (a busy or restarting service) is a transient
+/// failure, never reported as rejected credentials: `snowflake-api` reports
+/// every failed login as an authentication error, so thaw's HTTP layer
+/// records the status of the login request and the source classifies by it.
+/// A login that keeps failing names the status and exits 1 (a runtime
+/// failure), not 2 with "check the password". (Copy workers retry it within
+/// the retry budget like any transient error; the plan step's own login is
+/// not retried yet.)
+#[tokio::test]
+async fn a_login_answered_503_is_transient_never_reported_as_bad_credentials() {
+    let (sf_db, pg, cfg, _rows) = setup("faultlogin", r#""retry_budget_seconds": 60, "max_retry_attempts": 3,"#).await;
+    let faults = EmulatorFaults::new();
+    let regex = format!("databaseName={sf_db}(&|$)");
+    let always = faults.add(json!({"target": "login", "sql_regex": regex, "action": "http_503", "times": 1_000_000})).await;
+    let out = thaw!(&["run", "--config", &cfg, "--no-conflicts"]);
+    let said = text(&out);
+    faults.remove(&always).await;
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("HTTP 503") && said.contains("login request"), "{said}");
+    assert!(!said.contains("AuthFailed") && !said.contains("password"), "a busy login is not bad credentials: {said}");
+    assert_eq!(contents(&pg, "orders").await.0, 0, "nothing was written");
+}

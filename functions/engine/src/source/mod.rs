@@ -313,6 +313,13 @@ impl SnowflakeSource {
     async fn raw(&self, sql: &str) -> Result<RawQueryResult> {
         self.api.exec_raw(sql).await.map_err(|e| {
             let kind = classify_snowflake(&e);
+            // snowflake-api reports every failed login as an authentication
+            // error; a login answered 5xx/429 is a busy service, not bad credentials.
+            if kind == ErrorKind::AuthFailed {
+                if let Some(busy) = self.capture.take_session_busy() {
+                    return Error::new(ErrorKind::Transient, format!("Snowflake ({}) could not log in for `{}`: {busy}", self.account, truncate(sql)));
+                }
+            }
             Error::new(kind, format!("Snowflake ({}) rejected or failed `{}`: {e}", self.account, truncate(sql)))
         })
     }

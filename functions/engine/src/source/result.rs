@@ -94,6 +94,9 @@ struct CaptureState {
     armed: Option<String>,
     /// The captured answer.
     captured: Option<std::result::Result<ChunkedResult, String>>,
+    /// Why the last login or session-token request failed with a retryable
+    /// HTTP status ([`ServerBusy`]); cleared by the next answered one.
+    session_busy: Option<String>,
 }
 
 /// Captures the answer to one query for streaming (see the module docs).
@@ -104,6 +107,15 @@ pub struct ResultCapture {
 }
 
 impl ResultCapture {
+    /// Why the session's last login or token request failed with a
+    /// retryable HTTP status (5xx, 408, 429), if it did; taking it clears it.
+    /// `snowflake-api` reports any failed login as an authentication error,
+    /// so the caller uses this to tell a busy service (transient) from
+    /// rejected credentials.
+    pub fn take_session_busy(&self) -> Option<String> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).session_busy.take()
+    }
+
     /// Capture the answer to the next query whose SQL text is `sql`.
     pub fn arm(&self, sql: &str) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -225,7 +237,17 @@ impl reqwest_middleware::Middleware for ResultCapture {
             None
         };
         let is_query = sql.is_some();
+        let path = req.url().path();
+        let is_session = path.ends_with("/session/v1/login-request") || path.ends_with("/session/token-request");
         let response = next.run(req, extensions).await?;
+        if is_session {
+            let busy = retryable_status(response.status())
+                .then(|| ServerBusy { status: response.status(), what: "a login request", retry_after: retry_after(response.headers()) });
+            self.state.lock().unwrap_or_else(|p| p.into_inner()).session_busy = busy.as_ref().map(|b| b.to_string());
+            if let Some(busy) = busy {
+                return Err(reqwest_middleware::Error::Middleware(busy.into()));
+            }
+        }
         if is_query && retryable_status(response.status()) {
             let busy = ServerBusy { status: response.status(), what: "a query request", retry_after: retry_after(response.headers()) };
             return Err(reqwest_middleware::Error::Middleware(busy.into()));
