@@ -82,7 +82,7 @@ def test_query_faults_answer_statuses_errors_and_drops_then_pass_and_count(tag: 
 def test_bad_rules_are_refused_with_the_field_named() -> None:
     status, _, body = _call("POST", "/thaw-emulator/faults", {"target": "query", "action": "explode"})
     assert status == 400 and b"action must be one of" in body
-    status, _, body = _call("POST", "/thaw-emulator/faults", {"target": "login", "action": "drop"})
+    status, _, body = _call("POST", "/thaw-emulator/faults", {"target": "warehouse", "action": "drop"})
     assert status == 400 and b"target must be one of" in body
 
 
