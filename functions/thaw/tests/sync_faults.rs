@@ -180,12 +180,11 @@ async fn deterministic_snowflake_error_is_not_retried() {
 /// every failed login as an authentication error, so thaw's HTTP layer
 /// records the status of the login request and the source classifies by it.
 /// A login that keeps failing names the status and exits 1 (a runtime
-/// failure), not 2 with "check the password". (Copy workers retry it within
-/// the retry budget like any transient error; the plan step's own login is
-/// not retried yet.)
+/// failure), not 2 with "check the password"; a single 503 on the plan
+/// step's login is retried and the run completes.
 #[tokio::test]
 async fn a_login_answered_503_is_transient_never_reported_as_bad_credentials() {
-    let (sf_db, pg, cfg, _rows) = setup("faultlogin", r#""retry_budget_seconds": 60, "max_retry_attempts": 3,"#).await;
+    let (sf_db, pg, cfg, rows) = setup("faultlogin", r#""retry_budget_seconds": 5, "max_retry_attempts": 3,"#).await;
     let faults = EmulatorFaults::new();
     let regex = format!("databaseName={sf_db}(&|$)");
     let always = faults.add(json!({"target": "login", "sql_regex": regex, "action": "http_503", "times": 1_000_000})).await;
@@ -196,4 +195,13 @@ async fn a_login_answered_503_is_transient_never_reported_as_bad_credentials() {
     assert!(said.contains("HTTP 503") && said.contains("login request"), "{said}");
     assert!(!said.contains("AuthFailed") && !said.contains("password"), "a busy login is not bad credentials: {said}");
     assert_eq!(contents(&pg, "orders").await.0, 0, "nothing was written");
+
+    let once = faults.add(json!({"target": "login", "sql_regex": regex, "action": "http_503", "times": 1})).await;
+    let out = thaw!(&["run", "--config", &cfg, "--no-conflicts"]);
+    let (matched, faulted) = faults.counts(&once).await;
+    faults.remove(&once).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(faulted, 1);
+    assert!(matched > 1, "the faulted login was tried again");
+    assert_eq!(contents(&pg, "orders").await.0, rows as i64);
 }
