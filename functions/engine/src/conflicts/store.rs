@@ -645,7 +645,7 @@ ANALYZE {NEW}"#,
     let event_written: Vec<&str> = detected_cvm_columns()
         .into_iter()
         .chain(in_service::EVENT_CVM_COLUMNS.iter().copied())
-        .chain(["InServiceFlag", "PTOFlag"])
+        .chain(RuleFlags::EVENT_COLUMNS)
         .collect();
     let cast = |col: &str, expr: &str| -> Result<String> { Ok(format!("CAST({expr} AS {})", ty(col)?)) };
     let zone = &ctx.zone_literal;
@@ -656,9 +656,9 @@ ANALYZE {NEW}"#,
     let event_refreshed: Vec<&str> = event_written
         .iter()
         .copied()
-        .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c) && !["InServiceFlag", "PTOFlag"].contains(c))
+        .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c) && !RuleFlags::EVENT_COLUMNS.contains(c))
         .collect();
-    let event_sticky: Vec<&str> = RuleFlags::COLUMNS.iter().copied().chain(["InServiceFlag", "PTOFlag"]).collect();
+    let event_sticky: Vec<&str> = RuleFlags::COLUMNS.iter().copied().chain(RuleFlags::EVENT_COLUMNS).collect();
     let event_update_sql = refresh_statement(&cvm, in_service::EVENT_NEW, &event_refreshed, &event_sticky, &now)?;
     let event_cols_q = written_columns(Table::ConflictVisitMaps, event_written.iter().copied())?;
     let event_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "CreatedDate", "ReverseUUID"])?;

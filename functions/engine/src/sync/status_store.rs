@@ -453,13 +453,8 @@ impl StatusStore for MemoryStatusStore {
     }
 
     async fn finish_run(&self, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
-        let mut s = self.lock();
-        let clock = s.clock;
-        let r = s.run(run_id)?;
-        r.record.status = status.into();
-        r.error = error.map(str::to_string);
-        r.heartbeat_at = clock;
-        Ok(())
+        // The memory store keeps no completion time: finishing is setting the status.
+        self.set_status(run_id, status, error).await
     }
 
     async fn record_totals(&self, run_id: Uuid) -> Result<()> {
