@@ -96,12 +96,16 @@ pub struct Error {
     pub kind: ErrorKind,
     /// What went wrong, where, and what to do; never contains secrets.
     pub message: String,
+    /// The five-character SQLSTATE when PostgreSQL raised the error (e.g.
+    /// `23505`, a unique violation), so callers can react to one condition
+    /// without reading the message; kept by [`Error::context`].
+    pub sqlstate: Option<String>,
 }
 
 impl Error {
     /// Build an error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), sqlstate: None }
     }
     /// Shorthand for [`ErrorKind::ConfigInvalid`].
     pub fn config(message: impl Into<String>) -> Self {
@@ -110,6 +114,11 @@ impl Error {
     /// Shorthand for [`ErrorKind::Internal`].
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+    /// Whether PostgreSQL refused a row because its key is already present
+    /// (SQLSTATE 23505, `unique_violation`).
+    pub fn is_unique_violation(&self) -> bool {
+        self.sqlstate.as_deref() == Some("23505")
     }
     /// Prefix the message with context (e.g. the table or chunk), keeping the kind.
     pub fn context(mut self, what: impl fmt::Display) -> Self {
@@ -188,5 +197,7 @@ pub fn from_postgres(err: tokio_postgres::Error, what: impl fmt::Display) -> Err
             s
         }
     };
-    Error::new(kind, format!("{what}: {detail}"))
+    let mut error = Error::new(kind, format!("{what}: {detail}"));
+    error.sqlstate = err.as_db_error().map(|db| db.code().code().to_string());
+    error
 }

@@ -313,11 +313,6 @@ async fn l8_load_mode_decided_at_chunk_start_resume_after_partial_load_has_no_du
     pg.execute("UPDATE migration_status.migration_runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = $1", &[&plan.run_id])
         .await
         .unwrap();
-    // The Lambda-style run above has no lock session and a fresh heartbeat, so it counts as
-    // alive (docs/sync.md §6.3); let it die as a crashed run would (no heartbeat for 30 minutes).
-    pg.execute("UPDATE migration_status.migration_runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = $1", &[&plan.run_id])
-        .await
-        .unwrap();
     let resumed = runner::run(config, options(false), Arc::new(Quiet)).await.expect("resume");
     assert!(resumed.plan.resumed);
     assert!(resumed.failures.is_empty(), "no duplicate-key failure: {:?}", resumed.failures);
@@ -325,6 +320,21 @@ async fn l8_load_mode_decided_at_chunk_start_resume_after_partial_load_has_no_du
     assert_eq!(pg_count(&pg, "public.orders").await, 900);
     let moved: i64 = pg.query_one("SELECT \"Id\" FROM public.orders WHERE \"Updated\" = '2026-06-01 00:00:00+00'", &[]).await.unwrap().get(0);
     assert_eq!(moved, 99_000_000, "the moved row was upserted, not duplicated");
+    // The resumed chunks COPY straight into the target (a first load, docs/sync.md §4.1); only
+    // the chunk holding the moved key meets the unique index, rolls back to its savepoint and
+    // upserts within the same attempt: one row updated, no chunk retried.
+    let chunks = pg
+        .query(
+            "SELECT rows_updated, retry_count, status FROM migration_status.migration_chunk_status WHERE run_id = $1 ORDER BY chunk_id",
+            &[&plan.run_id],
+        )
+        .await
+        .unwrap();
+    let updated: i64 = chunks.iter().map(|r| r.get::<_, i64>(0)).sum();
+    assert_eq!(updated, 1, "exactly the moved row is an update");
+    // `retry_count` counts a chunk's attempts (each start adds one).
+    let states: Vec<(i32, String)> = chunks.iter().map(|r| (r.get(1), r.get(2))).collect();
+    assert!(states.iter().all(|(attempts, status)| *attempts == 1 && status == "completed"), "every chunk completed at its first attempt: {states:?}");
 }
 
 // --- 7. the retry budget rides out a PostgreSQL outage; deterministic errors fail fast ---------

@@ -208,22 +208,77 @@ async fn copy_in_transaction(
         .map_err(|e| from_postgres(e, format!("checking whether {dest} is empty")))?
         .get(0);
     let keyed = !empty && sink::has_unique_index(&tx, &dest_schema, &dest_table, &plan.key_columns).await?;
-    let path = choose_write_path(empty, keyed, insert_only);
-    tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, "write path");
+    // A first load (the plan saw the destination empty, or replaces it) keeps
+    // COPYing straight into it after other chunks committed: the chunks
+    // partition the source, so their keys are disjoint. Should the source
+    // have moved a key into this chunk since planning, the unique index
+    // refuses the COPY; the chunk then rolls back to the savepoint and loads
+    // through staging like any upsert (docs/sync.md §4.1).
+    let optimistic = !empty && keyed && plan.load_mode == LoadMode::Copy;
+    let path = if optimistic { WritePath::Copy } else { choose_write_path(empty, keyed, insert_only) };
+    tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, optimistic, "write path");
 
     failpoints::check(failpoints::COPY_CHUNK_BEFORE_COPY)?;
-    // The chunk's rows stream from the source into the COPY as they arrive
-    // (docs/sync.md §5.6): nothing holds the whole chunk.
+    let target = ChunkTarget { plan, key, chunk_id: item.chunk_id, filter: &range.filter_sql, dest: &dest, truncate_to_date };
+    let counts = if optimistic {
+        tx.batch_execute("SAVEPOINT thaw_first_load_copy").await.map_err(|e| from_postgres(e, "setting the chunk's savepoint"))?;
+        match write_chunk_rows(&tx, &mut worker.sf, &target, path).await {
+            Err(e) if e.is_unique_violation() => {
+                tracing::info!(table = %plan.source_table, chunk = item.chunk_id, error = %e.message,
+                    "a key of this chunk is already in the destination (the source moved it since planning); loading the chunk through staging instead");
+                tx.batch_execute("ROLLBACK TO SAVEPOINT thaw_first_load_copy")
+                    .await
+                    .map_err(|e| from_postgres(e, "rolling back to the chunk's savepoint"))?;
+                write_chunk_rows(&tx, &mut worker.sf, &target, choose_write_path(false, true, insert_only)).await?
+            }
+            other => other?,
+        }
+    } else {
+        write_chunk_rows(&tx, &mut worker.sf, &target, path).await?
+    };
+    failpoints::check(failpoints::COPY_CHUNK_BEFORE_COMMIT)?;
+    PgStatusStore::complete_chunk(&tx, key, item.chunk_id, counts).await?;
+    tx.commit().await.map_err(|e| from_postgres(e, "committing the chunk"))?;
+    Ok(Some(counts))
+}
+
+/// Where a chunk's rows go: the table plan, the chunk, the destination
+/// (target or shadow table) and the columns cut to their date.
+struct ChunkTarget<'a> {
+    plan: &'a TablePlan,
+    key: &'a TableKey,
+    chunk_id: i32,
+    /// The chunk's range predicate (Snowflake SQL).
+    filter: &'a str,
+    dest: &'a str,
+    truncate_to_date: &'a [String],
+}
+
+/// Stream the chunk's rows from the source into `path`'s COPY (the
+/// destination, or a per-chunk staging table followed by the upsert) inside
+/// `tx`; returns the chunk's counts (rows read, inserted, updated, unchanged).
+/// Nothing holds the whole chunk (docs/sync.md §5.6).
+///
+/// Errors: the source's and PostgreSQL's, with their kinds; a key already in
+/// the destination is `ChunkFailed` with SQLSTATE 23505
+/// ([`Error::is_unique_violation`]).
+async fn write_chunk_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    sf: &mut SnowflakeSource,
+    target: &ChunkTarget<'_>,
+    path: WritePath,
+) -> Result<ChunkCounts> {
+    let ChunkTarget { plan, key, chunk_id, filter, dest, truncate_to_date } = *target;
     let source_columns: Vec<String> = plan.columns.iter().map(|c| c.source.name.clone()).collect();
-    let predicate = format!("{} AND ({})", plan.base_predicate(), range.filter_sql);
+    let predicate = format!("{} AND ({})", plan.base_predicate(), filter);
     let request = ChunkRequest { table: (&plan.source_database, &plan.source_schema, &plan.source_table), columns: &source_columns, predicate: &predicate };
-    let mut batches = worker.sf.stream_chunk(&request).await?;
+    let mut batches = sf.stream_chunk(&request).await?;
     let first = batches.try_next().await?;
 
     let staging = match path {
         WritePath::Copy => None,
         WritePath::Upsert | WritePath::InsertOnly => {
-            let name = staging_name(key, item.chunk_id);
+            let name = staging_name(key, chunk_id);
             tx.batch_execute(&format!(
                 "DROP TABLE IF EXISTS thaw_staging.{name}; CREATE UNLOGGED TABLE thaw_staging.{name} (LIKE {} INCLUDING DEFAULTS)",
                 plan.target_fqn()
@@ -233,7 +288,7 @@ async fn copy_in_transaction(
             Some(format!("thaw_staging.{name}"))
         }
     };
-    let copy_target = staging.clone().unwrap_or_else(|| dest.clone());
+    let copy_target = staging.clone().unwrap_or_else(|| dest.to_string());
     let mut rows_read = 0u64;
     let copied = match first {
         // An empty chunk copies nothing.
@@ -245,7 +300,7 @@ async fn copy_in_transaction(
             let date_only: Vec<usize> = plan.columns.iter().enumerate().filter(|(_, c)| truncate_to_date.contains(&c.source.name)).map(|(i, _)| i).collect();
             let encoder = CopyEncoder::new(pairs)?.with_row_identity(plan.target_fqn(), key_positions).with_truncate_to_date(&date_only);
             let cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
-            let mut writer = CopyWriter::new(&tx, &copy_target, &cols, encoder).await?;
+            let mut writer = CopyWriter::new(tx, &copy_target, &cols, encoder).await?;
             rows_read += first.num_rows() as u64;
             writer.write(&first).await?;
             drop(first);
@@ -259,22 +314,18 @@ async fn copy_in_transaction(
     failpoints::check(failpoints::COPY_CHUNK_AFTER_COPY)?;
     drop(batches);
 
-    let counts = match &staging {
+    Ok(match &staging {
         None => ChunkCounts { read: rows_read, inserted: copied, updated: 0, unchanged: 0 },
         Some(stg) => {
-            check_null_keys(&tx, plan, stg).await?;
-            let sql = upsert_sql(plan, stg, &dest, path == WritePath::InsertOnly);
+            check_null_keys(tx, plan, stg).await?;
+            let sql = upsert_sql(plan, stg, dest, path == WritePath::InsertOnly);
             let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, format!("upserting into {dest}")))?;
             let inserted = row.get::<_, i64>(0) as u64;
             let updated = row.get::<_, i64>(1) as u64;
             tx.batch_execute(&format!("DROP TABLE {stg}")).await.map_err(|e| from_postgres(e, "dropping the staging table"))?;
             ChunkCounts { read: rows_read, inserted, updated, unchanged: rows_read.saturating_sub(inserted + updated) }
         }
-    };
-    failpoints::check(failpoints::COPY_CHUNK_BEFORE_COMMIT)?;
-    PgStatusStore::complete_chunk(&tx, key, item.chunk_id, counts).await?;
-    tx.commit().await.map_err(|e| from_postgres(e, "committing the chunk"))?;
-    Ok(Some(counts))
+    })
 }
 
 /// A NULL key never conflicts, so an upsert would insert such a row again on

@@ -723,7 +723,7 @@ pub async fn load_file(
 ) -> Result<Option<ChunkCounts>> {
     let first = load_file_once(pg, plan, key, chunk_id, file, options, false).await;
     let result = match first {
-        Err(e) if e.kind == ErrorKind::ChunkFailed && e.message.contains("SQLSTATE 23505") => {
+        Err(e) if e.is_unique_violation() => {
             // A row moved between two chunks' unloads: load this file through the upsert.
             tracing::info!(file = %file.url(), "unique violation on COPY; loading the file through the upsert");
             load_file_once(pg, plan, key, chunk_id, file, options, true).await
