@@ -95,6 +95,15 @@ export interface EnvironmentConfig {
     cron: string;
     /** IANA time zone the cron is evaluated in. */
     timeZone: string;
+    /**
+     * Whether the nightly execution may replace the tables marked
+     * `truncate_onstart` (its input's `allow_truncate`). Such tables are
+     * reloaded whole every run, and a replacement keeps the old rows until
+     * every chunk has loaded (docs/sync.md §8.1); with `false`, a nightly run
+     * refuses them once they hold rows, as `thaw run` without
+     * `--allow-truncate` does.
+     */
+    allowTruncate: boolean;
   };
   /**
    * The dual-read validation window (docs/reconcile.md §10, ops/cutover.md
@@ -268,6 +277,8 @@ export function validateConfig(config: EnvironmentConfig, env: EnvironmentName, 
   need(typeof sch.cron === 'string' && sch.cron.trim().split(/\s+/).length === 6, 'schedule.cron',
     'must have 6 fields: minutes hours day-of-month month day-of-week year, e.g. "0 2 * * ? *"');
   need(typeof sch.timeZone === 'string' && sch.timeZone.includes('/'), 'schedule.timeZone', 'must be an IANA zone such as America/New_York');
+  need(typeof sch.allowTruncate === 'boolean', 'schedule.allowTruncate',
+    'must be true (the nightly run reloads the tables marked truncate_onstart) or false (it refuses them once they hold rows)');
 
   const dr = config.dualRead ?? ({} as EnvironmentConfig['dualRead']);
   const isDate = (v: unknown) => typeof v === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(v) && !Number.isNaN(Date.parse(`${v}T00:00:00Z`))

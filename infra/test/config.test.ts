@@ -12,6 +12,7 @@ import { Architecture } from 'aws-cdk-lib/aws-lambda';
 import { CONFIG_DIR, ENVIRONMENTS, loadConfig } from '../lib/config.ts';
 import { resolveArchitecture } from '../lib/toolchain.ts';
 import { formatNumber, renderDefinition } from '../lib/asl.ts';
+import { nightlyInput } from '../lib/constructs/workflow.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'thaw-config-'));
 function variant(env: string, change: (c: any) => void): string {
@@ -58,6 +59,16 @@ describe('environment config', () => {
     });
     assert.throws(() => loadConfig('dev', file), (err: Error) => /database\.engineVersion/.test(err.message)
       && /schedule\.cron: must have 6 fields/.test(err.message) && /functions\.overrides\.copychunk: unknown function/.test(err.message));
+  });
+});
+
+describe('nightly schedule config', () => {
+  it('requires schedule.allowTruncate as a boolean and passes it to the nightly input', () => {
+    for (const change of [(c: any) => { delete c.schedule.allowTruncate; }, (c: any) => { c.schedule.allowTruncate = 'yes'; }]) {
+      assert.throws(() => loadConfig('qa', variant('qa', change)), /schedule\.allowTruncate: must be true \(the nightly run reloads the tables marked truncate_onstart\) or false/);
+    }
+    assert.equal(loadConfig('qa', variant('qa', (c) => { c.schedule.allowTruncate = false; })).schedule.allowTruncate, false);
+    assert.deepEqual(nightlyInput(false), { mode: 'incremental', allow_truncate: false });
   });
 });
 

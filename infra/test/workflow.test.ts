@@ -42,7 +42,7 @@ for (const env of ENVIRONMENTS) {
         Target: Match.objectLike({
           DeadLetterConfig: Match.objectLike({ Arn: Match.anyValue() }),
           RetryPolicy: Match.objectLike({ MaximumRetryAttempts: 3 }),
-          Input: JSON.stringify({ mode: 'incremental' }),
+          Input: JSON.stringify({ mode: 'incremental', allow_truncate: cfg.schedule.allowTruncate }),
         }),
       });
     });
@@ -97,7 +97,7 @@ describe('dual-read validation window (docs/reconcile.md §10)', () => {
     const schedule = resourcesOf(template, 'AWS::Scheduler::Schedule')[0].Properties;
     assert.equal(schedule.ScheduleExpression, `cron(${base.schedule.cron})`);
     assert.match(base.schedule.cron, /^\S+ \S+ \* \* \? \*$/, 'every day');
-    assert.equal(schedule.Target.Input, JSON.stringify({ mode: 'incremental' }));
+    assert.equal(schedule.Target.Input, JSON.stringify({ mode: 'incremental', allow_truncate: base.schedule.allowTruncate }));
     assert.match(schedule.Description, /with the dual-read 2027-01-04\.\.2027-01-17 \(UTC\)/);
   });
 });

@@ -34,8 +34,15 @@ export const WORKFLOW_FUNCTIONS: Record<string, FunctionName> = {
   FailRunFunctionArn: 'fail-run',
 };
 
-/** Input the nightly schedule starts every execution with. */
-export const NIGHTLY_INPUT = { mode: 'incremental' } as const;
+/**
+ * Input the nightly schedule starts every execution with: an incremental
+ * run, allowed to replace the tables marked `truncate_onstart` when
+ * `schedule.allowTruncate` says so (docs/operations.md, "Input").
+ */
+export const nightlyInput = (allowTruncate: boolean) => ({ mode: 'incremental', allow_truncate: allowTruncate }) as const;
+
+/** The nightly input of the shipped environments (`schedule.allowTruncate: true`). */
+export const NIGHTLY_INPUT = nightlyInput(true);
 
 /** Inputs of {@link ThawWorkflow}. */
 export interface ThawWorkflowProps {
@@ -137,7 +144,7 @@ export class ThawWorkflow extends ThawConcern {
       description: `thaw ${env}: nightly incremental sync (${sch.cron} ${sch.timeZone})${props.dualRead.firstDate === null ? '' : `, with the dual-read ${props.dualRead.firstDate}..${props.dualRead.lastDate} (UTC)`}`,
       schedule: scheduler.ScheduleExpression.expression(`cron(${sch.cron})`, TimeZone.of(sch.timeZone)),
       target: new schedulerTargets.StepFunctionsStartExecution(this.stateMachine, {
-        input: scheduler.ScheduleTargetInput.fromObject(NIGHTLY_INPUT),
+        input: scheduler.ScheduleTargetInput.fromObject(nightlyInput(sch.allowTruncate)),
         deadLetterQueue: this.deadLetterQueues.scheduler,
         retryAttempts: 3,
         maxEventAge: Duration.hours(2),
