@@ -3,19 +3,21 @@
 //! run unloaded, each downloaded whole, decoded with the `parquet` crate's
 //! synchronous reader and written through one binary COPY into an empty
 //! table — no status rows, no transaction per file, no streaming reads, no
-//! retries. It uses thaw's own sink encoder and unload-form conversions, so
+//! retries; with `<streams>` > 1 the files are dealt round-robin to that
+//! many concurrent COPYs (one connection and transaction each), the
+//! parallelism thaw's workers have. It uses thaw's own sink encoder and unload-form conversions, so
 //! the ratio measures what thaw's orchestration costs, not a different
 //! encoder.
 //!
 //! ```text
 //! cargo run --release -p thaw-engine --example parquet_copy_baseline -- \
-//!     <status database> <run id> <source table> <target database> [<truncate_to_date columns, comma-separated>]
+//!     <status database> <run id> <source table> <target database> [<truncate_to_date columns, comma-separated> [<streams>]]
 //! ```
 //! The last argument is the table's `truncate_to_date` (source column names),
 //! applied as thaw's load applies it.
 //! PostgreSQL from `THAW_PG_HOST`/`THAW_PG_PORT`/`THAW_PG_USER`/`THAW_PG_PASSWORD`,
 //! S3 from `THAW_S3_ENDPOINT` and the `AWS_*` variables. Prints one JSON
-//! line: `{"rows": …, "files": …, "bytes": …, "seconds": …}`.
+//! line: `{"rows": …, "files": …, "bytes": …, "streams": …, "seconds": …}`.
 
 use std::time::Instant;
 
@@ -36,10 +38,11 @@ fn env(name: &str) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (status_db, run_id, source_table, target_db, truncate_to_date) = match &args[..] {
-        [s, r, t, d] => (s, r, t, d, String::new()),
-        [s, r, t, d, dates] => (s, r, t, d, dates.clone()),
-        _ => return Err("usage: parquet_copy_baseline <status database> <run id> <source table> <target database> [<truncate_to_date columns>]".into()),
+    let (status_db, run_id, source_table, target_db, truncate_to_date, streams) = match &args[..] {
+        [s, r, t, d] => (s, r, t, d, String::new(), 1),
+        [s, r, t, d, dates] => (s, r, t, d, dates.clone(), 1),
+        [s, r, t, d, dates, n] => (s, r, t, d, dates.clone(), n.parse::<usize>()?.max(1)),
+        _ => return Err("usage: parquet_copy_baseline <status database> <run id> <source table> <target database> [<truncate_to_date columns> [<streams>]]".into()),
     };
     let truncate_to_date: Vec<&str> = truncate_to_date.split(',').filter(|c| !c.is_empty()).collect();
     let settings = PostgresSettings {
@@ -49,6 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         password: std::env::var("THAW_PG_PASSWORD").ok().map(Secret),
         ..Default::default()
     };
+    let target_db = target_db.clone();
     let status = sink::connect(&settings, status_db).await?;
     let row = status
         .query_one(
@@ -72,7 +76,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     let started = Instant::now();
-    let mut target = sink::connect(&settings, target_db).await?;
+    // Files dealt round-robin to `streams` concurrent COPYs, one connection
+    // and transaction each, as thaw's workers share them.
+    let mut groups: Vec<Vec<(String, String)>> = vec![Vec::new(); streams];
+    for (i, f) in files.iter().enumerate() {
+        groups[i % streams].push((f.get(0), f.get(1)));
+    }
+    let plan = std::sync::Arc::new(plan);
+    let forms = std::sync::Arc::new(forms);
+    let truncate_to_date: std::sync::Arc<Vec<String>> = std::sync::Arc::new(truncate_to_date.iter().map(|c| c.to_string()).collect());
+    let loads = groups.into_iter().filter(|g| !g.is_empty()).map(|group| {
+        let (settings, target_db) = (settings.clone(), target_db.clone());
+        let (plan, forms, truncate_to_date) = (plan.clone(), forms.clone(), truncate_to_date.clone());
+        tokio::spawn(async move { load_files(&settings, &target_db, &plan, &forms, &truncate_to_date, &group).await.map_err(|e| e.to_string()) })
+    });
+    let (mut rows, mut bytes_read) = (0u64, 0u64);
+    for load in futures::future::join_all(loads).await {
+        let (r, b) = load??;
+        rows += r;
+        bytes_read += b;
+    }
+    println!(
+        "{}",
+        serde_json::json!({"rows": rows, "files": files.len(), "bytes": bytes_read, "streams": streams, "seconds": started.elapsed().as_secs_f64()})
+    );
+    Ok(())
+}
+
+/// One stream: `files` (bucket, key) downloaded whole, decoded synchronously
+/// and written through one binary COPY in one transaction; (rows, bytes read).
+async fn load_files(
+    settings: &PostgresSettings,
+    target_db: &str,
+    plan: &thaw_engine::sync::plan::TablePlan,
+    forms: &[(String, UnloadForm)],
+    truncate_to_date: &[String],
+    files: &[(String, String)],
+) -> Result<(u64, u64), Box<dyn std::error::Error>> {
+    let mut target = sink::connect(settings, target_db).await?;
     let tx = target.transaction().await?;
     let cols: Vec<String> = plan
         .columns
@@ -91,16 +132,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     CopyEncoder::header(&mut buf);
     let mut encoder: Option<CopyEncoder> = None;
     let (mut rows, mut bytes_read) = (0u64, 0u64);
-    for f in &files {
-        let bucket: String = f.get(0);
+    for (bucket, file_key) in files {
         let object = s3_store(
             &StagingSettings {
                 bucket: bucket.clone(),
                 ..Default::default()
             },
-            &bucket,
+            bucket,
         )?
-        .get(&ObjectPath::from(f.get::<_, String>(1).as_str()))
+        .get(&ObjectPath::from(file_key.as_str()))
         .await?
         .bytes()
         .await?;
@@ -134,7 +174,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .columns
                         .iter()
                         .enumerate()
-                        .filter(|(_, c)| truncate_to_date.contains(&c.source.name.as_str()))
+                        .filter(|(_, c)| truncate_to_date.contains(&c.source.name))
                         .map(|(i, _)| i)
                         .collect();
                     encoder.insert(
@@ -160,9 +200,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let copied = copy_in.finish().await?;
     tx.commit().await?;
     assert_eq!(copied, rows, "COPY wrote every row read");
-    println!(
-        "{}",
-        serde_json::json!({"rows": rows, "files": files.len(), "bytes": bytes_read, "seconds": started.elapsed().as_secs_f64()})
-    );
-    Ok(())
+    Ok((rows, bytes_read))
 }
