@@ -118,3 +118,46 @@ async fn every_conflictvisitmaps_column_is_written_owned_or_listed() {
         assert!(columns.iter().any(|x| x == c), "{c} is listed but not a column");
     }
 }
+
+/// (ID, GroupID, G_CRDATEUNIQUE, xmin) of every row, by ID.
+async fn stored(client: &Client) -> Vec<(i64, i64, String, String)> {
+    client
+        .query(r#"SELECT "ID", "GroupID", "G_CRDATEUNIQUE"::text, xmin::text FROM conflict.conflictvisitmaps ORDER BY "ID""#, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+/// docs/conflicts.md §7.6, §14: a night that adds a row to one group reads
+/// only that group's component and rewrites no stored row: every row stored
+/// before keeps its `GroupID`, its `G_CRDATEUNIQUE` and its `xmin` (the
+/// transaction that last wrote it), the untouched group included; only the
+/// night's new rows are written, with the grown group's id.
+#[tokio::test]
+async fn a_night_touching_one_group_rewrites_no_other_row() {
+    let mut client = planted("cf_groups_touch").await;
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let before = stored(&client).await;
+    assert_eq!(before.len(), 4);
+    // Visit 6 at A on the 12th: rule 3 with visit 2 (B), so group 1 grows by two rows.
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visit Id", "Visit Date", "Caregiver Id",
+                   "Provider Id", "Provider Patient Id", "Scheduled Start Time", "Scheduled End Time", "Visit Start Time", "Visit End Time",
+                   "Is Missed", "Visit Updated Timestamp")
+               VALUES ('00000000-0000-0000-0000-000000000006', 106, '2025-03-12', '00000000-0000-0000-0000-0000000000ca',
+                   '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000e1',
+                   '2025-03-12 09:00-04', '2025-03-12 13:00-04', '2025-03-12 09:00-04', '2025-03-12 13:00-04', false, now())"#,
+        )
+        .await
+        .unwrap();
+    let summary = run(&mut client, &settings(), DetectionMode::Incremental).await.unwrap();
+    assert_eq!((summary.mode.as_deref(), summary.inserted), (Some("incremental"), 2), "{summary:?}");
+    let after = stored(&client).await;
+    assert_eq!(after.len(), 6);
+    assert_eq!(&after[..4], &before[..], "a stored row was rewritten");
+    assert_eq!(groups(&client).await.iter().filter(|(k, _, _)| k.contains("006")).map(|(_, g, _)| *g).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(after[4].2, before.iter().find(|r| r.1 == 1).unwrap().2, "the grown group keeps its G_CRDATEUNIQUE");
+}
