@@ -161,3 +161,53 @@ async fn a_night_touching_one_group_rewrites_no_other_row() {
     assert_eq!(groups(&client).await.iter().filter(|(k, _, _)| k.contains("006")).map(|(_, g, _)| *g).collect::<Vec<_>>(), [1, 1]);
     assert_eq!(after[4].2, before.iter().find(|r| r.1 == 1).unwrap().2, "the grown group keeps its G_CRDATEUNIQUE");
 }
+
+/// docs/conflicts.md §7.7, §14: the first full run writes each new row once,
+/// final (`CONFLICTID`, `CRDATEUNIQUE`, `ReverseUUID`, `GroupID` and
+/// `G_CRDATEUNIQUE` computed before the insert): no statement after the
+/// insert rewrites a row, so in the freshly filled table every page's
+/// visible rows sit in its first line pointers, without a gap left by a
+/// dead version, and the pages are contiguous from 0.
+#[tokio::test]
+async fn a_full_run_writes_each_new_row_once() {
+    let mut client = planted("cf_write_once").await;
+    // An in-service event at B overlapping visit 3 adds event rows (the second insert).
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factcaregiverinservice ("Application Caregiver Inservice Id", "Environment", "Caregiver Id", "Provider Id",
+                   "Inservice start date", "Inservice end date", "Updated Datatimestamp")
+               VALUES (501, 'prod', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b',
+                   '2025-03-05 09:30-05', '2025-03-12 10:00-04', now())"#,
+        )
+        .await
+        .unwrap();
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let rows = client
+        .query(
+            r#"SELECT (ctid::text::point)[0]::int8 AS page, count(*), max((ctid::text::point)[1])::int8,
+                      count(*) FILTER (WHERE "CONFLICTID" IS NULL OR "CRDATEUNIQUE" IS NULL OR "ReverseUUID" IS NULL
+                                        OR "GroupID" IS NULL OR "G_CRDATEUNIQUE" IS NULL)
+               FROM conflict.conflictvisitmaps GROUP BY 1 ORDER BY 1"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    let pages: Vec<(i64, i64, i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert!(pages.iter().map(|p| p.1).sum::<i64>() > 4, "event rows expected too: {pages:?}");
+    for (i, (page, count, last, incomplete)) in pages.iter().enumerate() {
+        assert_eq!(*page, i as i64, "pages not contiguous: {pages:?}");
+        assert_eq!(count, last, "page {page} has a dead row version (a row was rewritten): {pages:?}");
+        assert_eq!(*incomplete, 0, "rows without their final ids: {pages:?}");
+    }
+    // The values are those of the statements after the insert: same CRDATEUNIQUE and GroupID per conflict/component.
+    let spread: i64 = client
+        .query_one(
+            r#"SELECT count(*) FROM (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps GROUP BY 1
+                                     HAVING count(DISTINCT "CRDATEUNIQUE") > 1 OR count(DISTINCT "GroupID") > 1) x"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(spread, 0);
+}

@@ -175,75 +175,147 @@ const EDGE_ROWS: &str = "\"CONFLICTID\" IS NOT NULL AND \"VisitID\" IS NOT NULL 
 /// Errors: PostgreSQL errors as classified by [`from_postgres`].
 pub async fn assign(tx: &Transaction<'_>, schemas: &Schemas, now: &str) -> Result<u64> {
     let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
+    let changes = compute(tx, &cvm, EDGE_ROWS, Vec::new()).await?;
+    update_stored(tx, &cvm, &changes, now).await
+}
+
+/// The temporary table of the groups of the rows the night's inserts will
+/// write (`"VisitID"`, `"ConVisitID"`, `group_id`, `created`: `NULL` for a
+/// new id, i.e. now), filled by [`plan_new_rows`], read by the inserts.
+pub const NEW_ROW_GROUPS: &str = "pg_temp.thaw_conflict_new_groups";
+
+/// Group the rows the night's inserts will write before they are written,
+/// so each is inserted once with its final `GroupID` (docs/conflicts.md
+/// §7.6, §14). `new_rows`: a query of their `("VisitID", "ConVisitID")`
+/// (each will get a `CONFLICTID`); `pending_ids`: an SQL condition on a
+/// stored row (alias-free) that is true when it gets a `CONFLICTID` from
+/// the night's id map although it has none yet. Their groups go into
+/// [`NEW_ROW_GROUPS`]; stored rows whose group changes (merges) are updated
+/// at once. Returns the stored rows written.
+///
+/// Errors: PostgreSQL errors as classified by [`from_postgres`].
+pub async fn plan_new_rows(tx: &Transaction<'_>, schemas: &Schemas, now: &str, new_rows: &str, pending_ids: &str) -> Result<u64> {
+    let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
+    let rows = tx.query(new_rows, &[]).await.map_err(|e| from_postgres(e, "reading the night's new rows for GroupID"))?;
+    let mut keys: Vec<(Uuid, Uuid)> = Vec::with_capacity(rows.len());
+    let mut extra = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let (visit, con_visit): (Uuid, Uuid) = (
+            row.try_get(0).map_err(|e| from_postgres(e, "decoding VisitID for GroupID"))?,
+            row.try_get(1).map_err(|e| from_postgres(e, "decoding ConVisitID for GroupID"))?,
+        );
+        keys.push((visit, con_visit));
+        // New rows have no ID yet: negative stand-ins, -1 for the first.
+        extra.push(Edge { id: -1 - i as i64, visit, con_visit, group: None, group_created: None });
+    }
+    drop(rows);
+    let edge_rows = format!("\"VisitID\" IS NOT NULL AND \"ConVisitID\" IS NOT NULL AND (\"CONFLICTID\" IS NOT NULL OR {pending_ids})");
+    let changes = compute(tx, &cvm, &edge_rows, extra).await?;
+    let (new, stored): (Vec<Assignment>, Vec<Assignment>) = changes.into_iter().partition(|a| a.id < 0);
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE thaw_conflict_new_groups (\"VisitID\" uuid, \"ConVisitID\" uuid, group_id int8, created timestamp) ON COMMIT DROP"
+    ))
+    .await
+    .map_err(|e| from_postgres(e, "creating the new rows' GroupID table"))?;
+    if !new.is_empty() {
+        let sink = tx
+            .copy_in(&format!("COPY {NEW_ROW_GROUPS} FROM STDIN (FORMAT binary)"))
+            .await
+            .map_err(|e| from_postgres(e, "starting COPY of the new rows' group ids"))?;
+        let writer = BinaryCopyInWriter::new(sink, &[Type::UUID, Type::UUID, Type::INT8, Type::TIMESTAMP]);
+        pin_mut!(writer);
+        for a in &new {
+            let (visit, con_visit) = &keys[(-1 - a.id) as usize];
+            writer.as_mut().write(&[visit, con_visit, &a.group, &a.created]).await.map_err(|e| from_postgres(e, "writing the new rows' group ids"))?;
+        }
+        writer.finish().await.map_err(|e| from_postgres(e, "finishing COPY of the new rows' group ids"))?;
+    }
+    tx.batch_execute(&format!("CREATE UNIQUE INDEX ON {NEW_ROW_GROUPS} (\"VisitID\", \"ConVisitID\");\nANALYZE {NEW_ROW_GROUPS}"))
+        .await
+        .map_err(|e| from_postgres(e, "indexing the new rows' group ids"))?;
+    update_stored(tx, &cvm, &stored, now).await
+}
+
+/// The changed groups of the components touched by the stored rows waiting
+/// for a group id and by `extra` (rows not stored yet, negative ids).
+/// `edge_rows`: the condition of a stored row that is an edge.
+async fn compute(tx: &Transaction<'_>, cvm: &str, edge_rows: &str, extra: Vec<Edge>) -> Result<Vec<Assignment>> {
     let columns = "\"ID\", \"VisitID\", \"ConVisitID\", \"GroupID\", \"G_CRDATEUNIQUE\"";
     // The rows waiting for a group id (partial index idx_cvm_groupid_pending, V20).
-    let pending_sql = format!("SELECT {columns} FROM {cvm} WHERE ({pending}) AND {EDGE_ROWS}", pending = PENDING);
-    let pending = read_edges(tx, &pending_sql, &[]).await?;
+    let pending_sql = format!("SELECT {columns} FROM {cvm} WHERE ({PENDING}) AND {edge_rows}");
+    let mut pending = read_edges(tx, &pending_sql, &[]).await?;
+    pending.extend(extra.iter().cloned());
     if pending.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let changes = if pending.len() as i64 > CLOSURE_MAX_PENDING {
-        let edges = read_edges(tx, &format!("SELECT {columns} FROM {cvm} WHERE {EDGE_ROWS}"), &[]).await?;
-        components(&edges)
-    } else {
-        // Walk the components from the pending rows' visits.
-        let mut rows: HashMap<i64, Edge> = HashMap::new();
-        let mut seen: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
-        let mut frontier: Vec<Uuid> = Vec::new();
-        let step_sql = format!("SELECT {columns} FROM {cvm} WHERE (\"VisitID\" = ANY($1) OR \"ConVisitID\" = ANY($1)) AND {EDGE_ROWS}");
-        let mut found = pending;
-        loop {
-            for e in found {
-                for v in [e.visit, e.con_visit] {
-                    if seen.insert(v) {
-                        frontier.push(v);
-                    }
+    if pending.len() as i64 > CLOSURE_MAX_PENDING {
+        let mut edges = read_edges(tx, &format!("SELECT {columns} FROM {cvm} WHERE {edge_rows}"), &[]).await?;
+        edges.extend(extra);
+        return Ok(components(&edges));
+    }
+    // Walk the components from the pending rows' visits.
+    let mut rows: HashMap<i64, Edge> = HashMap::new();
+    let mut seen: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    let mut frontier: Vec<Uuid> = Vec::new();
+    let step_sql = format!("SELECT {columns} FROM {cvm} WHERE (\"VisitID\" = ANY($1) OR \"ConVisitID\" = ANY($1)) AND {edge_rows}");
+    let mut found = pending;
+    loop {
+        for e in found {
+            for v in [e.visit, e.con_visit] {
+                if seen.insert(v) {
+                    frontier.push(v);
                 }
-                rows.insert(e.id, e);
             }
-            if frontier.is_empty() {
-                break;
-            }
-            let step = std::mem::take(&mut frontier);
-            found = read_edges(tx, &step_sql, &[&step]).await?.into_iter().filter(|e| !rows.contains_key(&e.id)).collect();
+            rows.insert(e.id, e);
         }
-        let edges: Vec<Edge> = rows.into_values().collect();
-        let top: i64 = tx
-            .query_one(&format!("SELECT coalesce(max(\"GroupID\"), 0)::int8 FROM {cvm} WHERE {EDGE_ROWS}"), &[])
-            .await
-            .map_err(|e| from_postgres(e, "reading the largest GroupID"))?
-            .get(0);
-        // The first assignment of each id also counts rows outside these components (a split group's other part).
-        let ids: Vec<i64> = edges.iter().filter_map(|e| e.group).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-        let created: HashMap<i64, NaiveDateTime> = tx
-            .query(
-                &format!(
-                    "SELECT \"GroupID\"::int8, min(\"G_CRDATEUNIQUE\") FROM {cvm} WHERE \"GroupID\" = ANY($1) AND {EDGE_ROWS} \
-                     AND \"G_CRDATEUNIQUE\" IS NOT NULL GROUP BY 1"
-                ),
-                &[&ids],
-            )
-            .await
-            .map_err(|e| from_postgres(e, "reading the first assignment of the touched group ids"))?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        components_within(&edges, top, &created)
-    };
+        if frontier.is_empty() {
+            break;
+        }
+        let step = std::mem::take(&mut frontier);
+        found = read_edges(tx, &step_sql, &[&step]).await?.into_iter().filter(|e| !rows.contains_key(&e.id)).collect();
+    }
+    let edges: Vec<Edge> = rows.into_values().collect();
+    let top: i64 = tx
+        .query_one(&format!("SELECT coalesce(max(\"GroupID\"), 0)::int8 FROM {cvm} WHERE {edge_rows}"), &[])
+        .await
+        .map_err(|e| from_postgres(e, "reading the largest GroupID"))?
+        .get(0);
+    // The first assignment of each id also counts rows outside these components (a split group's other part).
+    let ids: Vec<i64> = edges.iter().filter_map(|e| e.group).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let created: HashMap<i64, NaiveDateTime> = tx
+        .query(
+            &format!(
+                "SELECT \"GroupID\"::int8, min(\"G_CRDATEUNIQUE\") FROM {cvm} WHERE \"GroupID\" = ANY($1) AND {edge_rows} \
+                 AND \"G_CRDATEUNIQUE\" IS NOT NULL GROUP BY 1"
+            ),
+            &[&ids],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the first assignment of the touched group ids"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok(components_within(&edges, top, &created))
+}
 
+/// Write `changes` (stored rows, by `ID`) with one joined `UPDATE`; returns the rows written.
+async fn update_stored(tx: &Transaction<'_>, cvm: &str, changes: &[Assignment], now: &str) -> Result<u64> {
     if changes.is_empty() {
         return Ok(0);
     }
-    tx.batch_execute("CREATE TEMP TABLE thaw_conflict_groups (id int8 PRIMARY KEY, group_id int8, created timestamp) ON COMMIT DROP")
-        .await
-        .map_err(|e| from_postgres(e, "creating the GroupID staging table"))?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS thaw_conflict_groups (id int8 PRIMARY KEY, group_id int8, created timestamp) ON COMMIT DROP;\n\
+         TRUNCATE pg_temp.thaw_conflict_groups",
+    )
+    .await
+    .map_err(|e| from_postgres(e, "creating the GroupID staging table"))?;
     let sink = tx
         .copy_in("COPY pg_temp.thaw_conflict_groups FROM STDIN (FORMAT binary)")
         .await
         .map_err(|e| from_postgres(e, "starting COPY of group ids"))?;
     let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT8, Type::TIMESTAMP]);
     pin_mut!(writer);
-    for a in &changes {
+    for a in changes {
         writer.as_mut().write(&[&a.id, &a.group, &a.created]).await.map_err(|e| from_postgres(e, "writing group ids"))?;
     }
     writer.finish().await.map_err(|e| from_postgres(e, "finishing COPY of group ids"))?;
