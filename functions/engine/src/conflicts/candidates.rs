@@ -190,12 +190,15 @@ pub const TOUCHED_VISITS: &str = "pg_temp.thaw_conflict_touched_visits";
 /// (a lateral probe per key: trimmed-SSN index on the caregivers, then
 /// `("Caregiver Id", "Visit Date")` on the visits) rather than by one hash
 /// join against a scan of the visits: while the touched keys are at most a
-/// tenth of the visits' row estimate (`visits_estimate`, `pg_class.reltuples`,
-/// `-1` or `0` when never analysed). A probe costs a few index pages, a scan
-/// every page of the visits, so the probes win until the keys are a sizeable
-/// part of the table (measured in docs/benchmarks.md §5).
+/// fortieth of the visits' row estimate (`visits_estimate`,
+/// `pg_class.reltuples`, `-1` or `0` when never analysed). Measured with
+/// `EXPLAIN (ANALYZE)` at 500 000 visits (docs/benchmarks.md §5): the
+/// probes cost about 35 µs per key (491 keys 15–20 ms, 4 949 keys
+/// 133–188 ms), the scan and hash join about 0.4–0.5 s whatever the keys
+/// (4 949 keys 391–434 ms, 25 047 keys 493–528 ms against 871–955 ms of
+/// probes): they cross near 13 000 keys, a fortieth of the visits.
 pub fn keyed_read_uses_indexes(keys: u64, visits_estimate: f64) -> bool {
-    visits_estimate <= 0.0 || keys as f64 * 10.0 <= visits_estimate
+    visits_estimate <= 0.0 || keys as f64 * 40.0 <= visits_estimate
 }
 
 /// Create and `ANALYZE` [`TOUCHED_VISITS`] from [`touched_visits_query`].
