@@ -212,9 +212,7 @@ pub async fn plan_new_rows(tx: &Transaction<'_>, schemas: &Schemas, now: &str, n
     let edge_rows = format!("\"VisitID\" IS NOT NULL AND \"ConVisitID\" IS NOT NULL AND (\"CONFLICTID\" IS NOT NULL OR {pending_ids})");
     let changes = compute(tx, &cvm, &edge_rows, extra).await?;
     let (new, stored): (Vec<Assignment>, Vec<Assignment>) = changes.into_iter().partition(|a| a.id < 0);
-    tx.batch_execute(&format!(
-        "CREATE TEMP TABLE thaw_conflict_new_groups (\"VisitID\" uuid, \"ConVisitID\" uuid, group_id int8, created timestamp) ON COMMIT DROP"
-    ))
+    tx.batch_execute("CREATE TEMP TABLE thaw_conflict_new_groups (\"VisitID\" uuid, \"ConVisitID\" uuid, group_id int8, created timestamp) ON COMMIT DROP")
     .await
     .map_err(|e| from_postgres(e, "creating the new rows' GroupID table"))?;
     if !new.is_empty() {
