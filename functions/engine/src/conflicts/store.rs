@@ -18,7 +18,11 @@
 //!    * **CONFLICTID** (TASK_04): a row without one inherits the CONFLICTID of
 //!      any row with the same `VisitID`, else gets max(CONFLICTID) + dense
 //!      rank by (`VisitID`, `AppVisitID`); `ReverseUUID` and `CRDATEUNIQUE`
-//!      are filled once, when NULL ([SF] docs/conflicts.md §7); a `conflicts` row (status 'U')
+//!      are filled once, when NULL ([SF] docs/conflicts.md §7). For the
+//!      night's new rows all of them and `GroupID` are computed before the
+//!      insert (`pg_temp.thaw_conflict_ids`, [`super::groups::plan_new_rows`]), so each
+//!      new row is written once; the statements after the insert only fill
+//!      stored rows written by others (docs/conflicts.md §14). A `conflicts` row (status 'U')
 //!      is created for every CONFLICTID without one ([SF] docs/conflicts.md §7.7);
 //!    * **resolve**: open stored pairs of the window (in an incremental run:
 //!      of the touched keys, docs/conflicts.md §D1) that were not detected
