@@ -38,13 +38,23 @@ APP_QUERIES = rb.REPO / "functions" / "engine" / "src" / "conflicts" / "app_quer
 VISIT_PAIRS = "\"InServiceFlag\" IS DISTINCT FROM 'Y' AND \"PTOFlag\" IS DISTINCT FROM 'Y'"
 
 
+# GNU time measures the peak RSS of a process it forks itself. The rusage
+# of a process this script starts would not do: Linux keeps the
+# high-water mark of the forked (or vforked) Python image across exec, so
+# every thaw run would report at least this script's own RSS (about 110 MiB
+# after generating a dataset, docs/benchmarks.md §5).
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def run_measured(cmd: list[str], what: str, logs: Path) -> tuple[str, float, int]:
     """Run `cmd`; return (stdout, wall seconds, peak resident memory in KiB of that process)."""
     log_path = logs / f"{what}.log"
+    rss_path = logs / f"{what}.maxrss"
+    measured = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *cmd] if GNU_TIME else cmd
     started = time.perf_counter()
     with open(log_path, "w") as err, tempfile.TemporaryFile("w+") as out:
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG") or "warn,thaw=info,thaw_engine=debug")
-        process = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=rb.REPO, env=env)
+        process = subprocess.Popen(measured, stdout=out, stderr=err, text=True, cwd=rb.REPO, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
@@ -53,6 +63,8 @@ def run_measured(cmd: list[str], what: str, logs: Path) -> tuple[str, float, int
     if process.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         raise rb.BenchFailure(f"{what} failed (exit {process.returncode}): {' '.join(cmd)}\nstderr ({log_path}):\n{tail}")
+    if GNU_TIME:
+        return stdout, seconds, int(rss_path.read_text().split()[-1])
     return stdout, seconds, usage.ru_maxrss
 
 

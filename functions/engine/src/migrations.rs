@@ -17,6 +17,8 @@
 //! * `V16__staged_files.sql`: the staged path's files and per-chunk unloads.
 //! * `V19__conflict_pending_indexes.sql`: partial indexes of the conflict rows
 //!   still waiting for `CONFLICTID`, `ReverseUUID` or `CRDATEUNIQUE`.
+//! * `V20__conflict_group_closure.sql`: the indexes the `GroupID` closure walks
+//!   (rows waiting for a group id, `ConVisitID`).
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

@@ -118,3 +118,96 @@ async fn every_conflictvisitmaps_column_is_written_owned_or_listed() {
         assert!(columns.iter().any(|x| x == c), "{c} is listed but not a column");
     }
 }
+
+/// (ID, GroupID, G_CRDATEUNIQUE, xmin) of every row, by ID.
+async fn stored(client: &Client) -> Vec<(i64, i64, String, String)> {
+    client
+        .query(r#"SELECT "ID", "GroupID", "G_CRDATEUNIQUE"::text, xmin::text FROM conflict.conflictvisitmaps ORDER BY "ID""#, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+/// docs/conflicts.md §7.6, §14: a night that adds a row to one group reads
+/// only that group's component and rewrites no stored row: every row stored
+/// before keeps its `GroupID`, its `G_CRDATEUNIQUE` and its `xmin` (the
+/// transaction that last wrote it), the untouched group included; only the
+/// night's new rows are written, with the grown group's id.
+#[tokio::test]
+async fn a_night_touching_one_group_rewrites_no_other_row() {
+    let mut client = planted("cf_groups_touch").await;
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let before = stored(&client).await;
+    assert_eq!(before.len(), 4);
+    // Visit 6 at A on the 12th: rule 3 with visit 2 (B), so group 1 grows by two rows.
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visit Id", "Visit Date", "Caregiver Id",
+                   "Provider Id", "Provider Patient Id", "Scheduled Start Time", "Scheduled End Time", "Visit Start Time", "Visit End Time",
+                   "Is Missed", "Visit Updated Timestamp")
+               VALUES ('00000000-0000-0000-0000-000000000006', 106, '2025-03-12', '00000000-0000-0000-0000-0000000000ca',
+                   '00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-0000000000e1',
+                   '2025-03-12 09:00-04', '2025-03-12 13:00-04', '2025-03-12 09:00-04', '2025-03-12 13:00-04', false, now())"#,
+        )
+        .await
+        .unwrap();
+    let summary = run(&mut client, &settings(), DetectionMode::Incremental).await.unwrap();
+    assert_eq!((summary.mode.as_deref(), summary.inserted), (Some("incremental"), 2), "{summary:?}");
+    let after = stored(&client).await;
+    assert_eq!(after.len(), 6);
+    assert_eq!(&after[..4], &before[..], "a stored row was rewritten");
+    assert_eq!(groups(&client).await.iter().filter(|(k, _, _)| k.contains("006")).map(|(_, g, _)| *g).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(after[4].2, before.iter().find(|r| r.1 == 1).unwrap().2, "the grown group keeps its G_CRDATEUNIQUE");
+}
+
+/// docs/conflicts.md §7.7, §14: the first full run writes each new row once,
+/// final (`CONFLICTID`, `CRDATEUNIQUE`, `ReverseUUID`, `GroupID` and
+/// `G_CRDATEUNIQUE` computed before the insert): no statement after the
+/// insert rewrites a row, so in the freshly filled table every page's
+/// visible rows sit in its first line pointers, without a gap left by a
+/// dead version, and the pages are contiguous from 0.
+#[tokio::test]
+async fn a_full_run_writes_each_new_row_once() {
+    let mut client = planted("cf_write_once").await;
+    // An in-service event at B overlapping visit 3 adds event rows (the second insert).
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factcaregiverinservice ("Application Caregiver Inservice Id", "Environment", "Caregiver Id", "Provider Id",
+                   "Inservice start date", "Inservice end date", "Updated Datatimestamp")
+               VALUES (501, 'prod', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b',
+                   '2025-03-05 09:30-05', '2025-03-12 10:00-04', now())"#,
+        )
+        .await
+        .unwrap();
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let rows = client
+        .query(
+            r#"SELECT (ctid::text::point)[0]::int8 AS page, count(*), max((ctid::text::point)[1])::int8,
+                      count(*) FILTER (WHERE "CONFLICTID" IS NULL OR "CRDATEUNIQUE" IS NULL OR "ReverseUUID" IS NULL
+                                        OR "GroupID" IS NULL OR "G_CRDATEUNIQUE" IS NULL)
+               FROM conflict.conflictvisitmaps GROUP BY 1 ORDER BY 1"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    let pages: Vec<(i64, i64, i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert!(pages.iter().map(|p| p.1).sum::<i64>() > 4, "event rows expected too: {pages:?}");
+    for (i, (page, count, last, incomplete)) in pages.iter().enumerate() {
+        assert_eq!(*page, i as i64, "pages not contiguous: {pages:?}");
+        assert_eq!(count, last, "page {page} has a dead row version (a row was rewritten): {pages:?}");
+        assert_eq!(*incomplete, 0, "rows without their final ids: {pages:?}");
+    }
+    // The values are those of the statements after the insert: same CRDATEUNIQUE and GroupID per conflict/component.
+    let spread: i64 = client
+        .query_one(
+            r#"SELECT count(*) FROM (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps GROUP BY 1
+                                     HAVING count(DISTINCT "CRDATEUNIQUE") > 1 OR count(DISTINCT "GroupID") > 1) x"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(spread, 0);
+}

@@ -517,13 +517,18 @@ async fn conflict_incremental_catches_up_a_skipped_night() {
 }
 
 /// docs/conflicts.md §14: the keyed candidate read costs what the touched keys
-/// cost. On 100 000 visits, 20 000 caregivers and 20 000 addresses with two
-/// touched keys, the plan reaches caregivers through the trimmed-SSN index,
-/// visits through `("Caregiver Id", "Visit Date")` and addresses by patient:
-/// no sequential scan of any of the three.
+/// cost. On 100 000 visits, 20 000 caregivers and 20 000 addresses, with two
+/// touched keys and with 2 000 (a fiftieth of the visits, a 2 % night), the
+/// touched visits are read once through the trimmed-SSN index and
+/// `("Caregiver Id", "Visit Date")`, their addresses by patient, and the
+/// candidate query reads only that temporary table: no sequential scan of
+/// the visits, the caregivers or the addresses in any of the three plans.
 #[tokio::test]
 async fn conflict_incremental_candidate_read_uses_the_key_indexes() {
-    use thaw_engine::conflicts::{candidates::{address_query, address_setup, candidate_query}, columns::ColumnTypes};
+    use thaw_engine::conflicts::{
+        candidates::{address_query, address_setup, candidate_query, keyed_read_uses_indexes, touched_visits_query, touched_visits_setup},
+        columns::ColumnTypes,
+    };
     let mut client = fresh_pg(&unique("cf_inc_plan")).await;
     client
         .batch_execute(
@@ -546,26 +551,49 @@ ANALYZE analytics.dimprovider, analytics.dimcaregiver, analytics.dimpatientaddre
         )
         .await
         .unwrap();
-    let tx = client.transaction().await.unwrap();
-    tx.batch_execute(
-        "CREATE TEMP TABLE thaw_conflict_keys (ssn text NOT NULL, visit_date date NOT NULL, PRIMARY KEY (ssn, visit_date)) ON COMMIT DROP;
-         INSERT INTO pg_temp.thaw_conflict_keys VALUES ('000000042', '2025-01-01'), ('000000043', '2025-01-02');
-         ANALYZE pg_temp.thaw_conflict_keys",
-    )
-    .await
-    .unwrap();
-    let types = ColumnTypes::load(&tx, "analytics", "'America/New_York'").await.unwrap();
-    // The addresses of the touched patients, then the candidates that join them.
-    let mut plan: Vec<String> =
-        tx.query(&format!("EXPLAIN {}", address_query(&types, true).unwrap()), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    tx.batch_execute(&address_setup(&types, true).unwrap()).await.unwrap();
-    let sql = candidate_query(&types, true).unwrap().replace("$1::date", "'2023-03-10'::date").replace("$2::date", "'2025-04-24'::date");
-    plan.extend(tx.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)));
-    let plan = plan.join("\n");
-    for index in ["idx_dimcaregiver_ssn_trimmed", "factvisitcallperformance_cr_caregiver", "dimpatientaddress_patient"] {
-        assert!(plan.contains(index), "{index} not used:\n{plan}");
+    let estimate: f32 = client
+        .query_one("SELECT reltuples FROM pg_class WHERE oid = 'analytics.factvisitcallperformance_cr'::regclass", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Keys: caregiver 4i on its date 2025-01-01 + (4i % 60).
+    for keys in [2, 2_000] {
+        let tx = client.transaction().await.unwrap();
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE thaw_conflict_keys (ssn text NOT NULL, visit_date date NOT NULL, PRIMARY KEY (ssn, visit_date)) ON COMMIT DROP;
+             INSERT INTO pg_temp.thaw_conflict_keys SELECT lpad((c * 4)::text, 9, '0'), date '2025-01-01' + ((c * 4) % 60)
+               FROM generate_series(0, {}) c;
+             ANALYZE pg_temp.thaw_conflict_keys",
+            keys - 1
+        ))
+        .await
+        .unwrap();
+        let by_index = keyed_read_uses_indexes(keys, estimate as f64);
+        assert!(by_index, "{keys} keys of {estimate} visits");
+        let types = ColumnTypes::load(&tx, "analytics", "'America/New_York'").await.unwrap();
+        let explain = |sql: String| format!("EXPLAIN {sql}");
+        let mut plan: Vec<String> =
+            tx.query(&explain(touched_visits_query(&types, by_index).unwrap()), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        tx.batch_execute(&touched_visits_setup(&types, by_index).unwrap()).await.unwrap();
+        let touched: i64 = tx.query_one("SELECT count(*) FROM pg_temp.thaw_conflict_touched_visits", &[]).await.unwrap().get(0);
+        // Visit n: caregiver n % 20 000 on date n % 60, so caregiver c has visits c and c + 60 000 on date c % 60.
+        assert_eq!(touched, keys as i64 * 2, "{keys} keys");
+        // The addresses of the touched patients, then the candidates that read the touched visits.
+        plan.extend(tx.query(&explain(address_query(&types, true).unwrap()), &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)));
+        tx.batch_execute(&address_setup(&types, true).unwrap()).await.unwrap();
+        let sql = candidate_query(&types, true).unwrap().replace("$1::date", "'2023-03-10'::date").replace("$2::date", "'2025-04-24'::date");
+        plan.extend(tx.query(&explain(sql.clone()), &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)));
+        let candidates = tx.query(&sql, &[]).await.unwrap().len();
+        assert_eq!(candidates, keys as usize * 2);
+        let plan = plan.join("\n");
+        for index in ["idx_dimcaregiver_ssn_trimmed", "factvisitcallperformance_cr_caregiver", "dimpatientaddress_patient"] {
+            assert!(plan.contains(index), "{keys} keys: {index} not used:\n{plan}");
+        }
+        for table in ["factvisitcallperformance_cr", "dimcaregiver", "dimpatientaddress"] {
+            assert!(!plan.contains(&format!("Seq Scan on {table} ")), "{keys} keys: sequential scan of {table}:\n{plan}");
+        }
+        tx.rollback().await.unwrap();
     }
-    for table in ["factvisitcallperformance_cr", "dimcaregiver", "dimpatientaddress"] {
-        assert!(!plan.contains(&format!("Seq Scan on {table} ")), "sequential scan of {table}:\n{plan}");
-    }
+    // Beyond a fortieth of the visits one scan of them is the cheaper read.
+    assert!(!keyed_read_uses_indexes(5_000, estimate as f64));
 }

@@ -12,14 +12,8 @@ use thaw_engine::conflicts::store::{
 use thaw_engine::conflicts::{run, DetectionMode};
 use thaw_engine::error::ErrorKind;
 // Planted data: 4 pairs (1↔2 rule 1 on 2025-03-12, 3↔4 rule 7 on 2025-03-05), "today" 2025-03-10.
-use thaw_test_support::conflicts::{planted, planted_settings as settings, strings};
+use thaw_test_support::conflicts::{planted, planted_night as detect, planted_settings as settings, strings, texts};
 use tokio_postgres::Client;
-
-async fn detect(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
-    run(client, &settings(), DetectionMode::Full)
-        .await
-        .expect("conflict run")
-}
 
 /// "VisitID→ConVisitID:pair status/ResolveDate set?" per pair, by application visit ids.
 async fn pair_states(client: &Client) -> Vec<String> {
@@ -37,10 +31,6 @@ async fn pair_states(client: &Client) -> Vec<String> {
 }
 
 /// The first column (text) of every row of `sql`.
-async fn texts(client: &Client, sql: &str) -> Vec<String> {
-    client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get(0)).collect()
-}
-
 /// "primary visit:conflict status/ResolveDate set?" per conflict.
 async fn conflict_states(client: &Client) -> Vec<String> {
     client

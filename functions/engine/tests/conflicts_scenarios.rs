@@ -9,10 +9,9 @@
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
 use thaw_engine::conflicts::history::CROSS_STATE_REASON;
-use thaw_engine::conflicts::{run, DetectionMode};
 // Planted data: pairs 1↔2 (rule 1, 2025-03-12) and 3↔4 (rule 7,
 // 2025-03-05), "today" 2025-03-10.
-use thaw_test_support::conflicts::{planted, planted_settings as settings, strings};
+use thaw_test_support::conflicts::{planted, planted_night as night, strings, texts};
 use tokio_postgres::Client;
 
 /// Two more colliding pairs at agencies A and B (rule 1): 7↔8 on 2025-03-13
@@ -44,22 +43,6 @@ INSERT INTO conflict.contact_maintenance ("ProviderID", "PID", "CONTACT_NAME", "
   ('00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-00000000000b', 'Old Contact', '555-0100', '2024-01-01'),
   ('00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-00000000000B', 'Bea at B', '555-0102', '2025-01-01');
 "#;
-
-async fn night(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
-    run(client, &settings(), DetectionMode::Full)
-        .await
-        .expect("conflict run")
-}
-
-async fn texts(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .query(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
 
 /// "VisitID>ConVisitID:pair status" (application visit ids modulo 100, `*` = ResolveDate set).
 async fn pairs(client: &Client) -> Vec<String> {

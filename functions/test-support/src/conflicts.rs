@@ -51,3 +51,17 @@ pub async fn planted(name: &str) -> Client {
 pub fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
+
+/// A full conflict night (`thaw_engine::conflicts::run`, `--full`) on the
+/// planted fixture's "today"; panics when the run fails.
+pub async fn planted_night(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
+    thaw_engine::conflicts::run(client, &planted_settings(), thaw_engine::conflicts::DetectionMode::Full)
+        .await
+        .expect("conflict run")
+}
+
+/// The first column of every row of `sql`, as text; panics naming the
+/// statement when it fails.
+pub async fn texts(client: &Client, sql: &str) -> Vec<String> {
+    client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get(0)).collect()
+}

@@ -88,10 +88,10 @@ pub const CANDIDATE_WORK_MEM: &str = "1GB";
 /// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing column or a type
 /// that cannot hold the expected value.
 ///
-/// `keyed`: read only the candidates of the touched keys in
-/// [`super::incremental::KEYS`] (an incremental run, docs/conflicts.md §D1):
-/// a set-based join on the trimmed SSN and the date, so the read is
-/// proportional to the touched keys.
+/// `keyed`: read only the candidates of the touched keys (an incremental
+/// run, docs/conflicts.md §D1) from [`TOUCHED_VISITS`], which
+/// [`touched_visits_setup`] fills from [`super::incremental::KEYS`] through
+/// the indexes, so the read is proportional to the touched keys.
 pub fn candidate_query(types: &ColumnTypes, keyed: bool) -> Result<String> {
     query_with_window(types, keyed, "$1::date", "$2::date")
 }
@@ -134,41 +134,16 @@ pub const ADDRESSES: &str = "pg_temp.thaw_conflict_address";
 /// The primary GPS address per patient (docs/conflicts.md §4.1): the
 /// `Primary Address` row whose `Address Type` contains `GPS`, latest
 /// `Application Created UTC Timestamp` first, then the smallest address id.
-/// `keyed`: only the patients of the visits of the touched keys in
-/// [`super::incremental::KEYS`] (through the patient index, not every
-/// patient). Errors: [`crate::ErrorKind::SchemaMismatch`] as [`candidate_query`].
+/// `keyed`: only the provider and payer patients of the touched visits in
+/// [`TOUCHED_VISITS`] ([`touched_visits_setup`] fills it), each looked up
+/// through the patient index (a lateral probe per patient, so the plan
+/// cannot turn into a scan of every address, docs/conflicts.md §14).
+/// Errors: [`crate::ErrorKind::SchemaMismatch`] as [`candidate_query`].
 pub fn address_query(types: &ColumnTypes, keyed: bool) -> Result<String> {
     use Want::*;
-    let (fa, ca, aa) = ("factvisitcallperformance_cr", "dimcaregiver", "dimpatientaddress");
-    let f = |col: &str, want: Want| types.expr("f", fa, col, want);
-    let ssn = format!("btrim({}, ' ')", types.expr("cg", ca, "SSN", Text)?);
-    let address_filter = if keyed {
-        format!(
-            "\n            AND {a_patient} IN (SELECT v.patient_id FROM {keys} k JOIN {caregivers} cg ON {ssn} = k.ssn \
-             JOIN {visits} f ON {f_cg} = {cg_id} AND {f_date} = k.visit_date \
-             CROSS JOIN LATERAL (VALUES ({f_pp}), ({f_pa})) v(patient_id))",
-            a_patient = types.expr("a", aa, "Patient Id", Uuid)?,
-            keys = super::incremental::KEYS,
-            caregivers = qualified(types.schema(), ca),
-            visits = qualified(types.schema(), fa),
-            f_cg = f("Caregiver Id", Uuid)?,
-            cg_id = types.expr("cg", ca, "Caregiver Id", Uuid)?,
-            f_date = f("Visit Date", Date)?,
-            f_pp = f("Provider Patient Id", Uuid)?,
-            f_pa = f("Payer Patient Id", Uuid)?,
-        )
-    } else {
-        String::new()
-    };
-    Ok(format!(
-        r#"SELECT DISTINCT ON (a.patient_id) a.patient_id, a.latitude, a.longitude, a.zip, a.state
-    FROM (SELECT {a_patient} AS patient_id, {a_lat} AS latitude, {a_lon} AS longitude, {a_zip} AS zip, {a_state} AS state,
-                 {a_created} AS created, {a_id} AS address_id
-          FROM {addresses} a
-          WHERE {a_primary} AND {a_type} LIKE '%GPS%'{address_filter}) a
-    WHERE a.patient_id IS NOT NULL
-    ORDER BY a.patient_id, a.created DESC NULLS LAST, a.address_id"#,
-        addresses = qualified(types.schema(), aa),
+    let aa = "dimpatientaddress";
+    let columns = format!(
+        "{a_patient} AS patient_id, {a_lat} AS latitude, {a_lon} AS longitude, {a_zip} AS zip, {a_state} AS state,\n                 {a_created} AS created, {a_id} AS address_id",
         a_patient = types.expr("a", aa, "Patient Id", Uuid)?,
         a_lat = types.expr("a", aa, "Latitude", Float8)?,
         a_lon = types.expr("a", aa, "Longitude", Float8)?,
@@ -176,9 +151,107 @@ pub fn address_query(types: &ColumnTypes, keyed: bool) -> Result<String> {
         a_state = types.expr("a", aa, "Address State", Text)?,
         a_created = types.expr("a", aa, "Application Created UTC Timestamp", Timestamptz)?,
         a_id = types.expr("a", aa, "Patient Address Id", Text)?,
+    );
+    let primary_gps = format!(
+        "{a_primary} AND {a_type} LIKE '%GPS%'",
         a_primary = types.expr("a", aa, "Primary Address", Bool)?,
         a_type = types.expr("a", aa, "Address Type", Text)?,
+    );
+    let addresses = qualified(types.schema(), aa);
+    let source = if keyed {
+        // OFFSET 0 keeps the lateral subquery a parameterised index probe per patient.
+        format!(
+            "SELECT a.* FROM (SELECT DISTINCT v.patient_id FROM {TOUCHED_VISITS} t\n          \
+             CROSS JOIN LATERAL (VALUES (t.provider_patient_id), (t.payer_patient_id)) v(patient_id) WHERE v.patient_id IS NOT NULL) p\n          \
+             CROSS JOIN LATERAL (SELECT {columns}\n          FROM {addresses} a WHERE {a_patient} = p.patient_id AND {primary_gps} OFFSET 0) a",
+            a_patient = types.expr("a", aa, "Patient Id", Uuid)?,
+        )
+    } else {
+        format!("SELECT {columns}\n          FROM {addresses} a\n          WHERE {primary_gps}")
+    };
+    Ok(format!(
+        r#"SELECT DISTINCT ON (a.patient_id) a.patient_id, a.latitude, a.longitude, a.zip, a.state
+    FROM ({source}) a
+    WHERE a.patient_id IS NOT NULL
+    ORDER BY a.patient_id, a.created DESC NULLS LAST, a.address_id"#
     ))
+}
+
+/// The temporary table of the visits of the touched keys of an incremental
+/// run (docs/conflicts.md §D1, §14): the columns of the visits the candidate
+/// read needs, already cast (`visit_id`, `app_visit_id`, `ssn` trimmed,
+/// `visit_date`, `provider_id`, the four instants, the two GPS strings,
+/// `is_missed`, `provider_patient_id`, `payer_patient_id`), one row per
+/// visit, dropped at commit. Read once from the mirror and shared by the
+/// keyed address statement and the keyed candidate query.
+pub const TOUCHED_VISITS: &str = "pg_temp.thaw_conflict_touched_visits";
+
+/// Whether the keyed read reaches the touched visits through the indexes
+/// (a lateral probe per key: trimmed-SSN index on the caregivers, then
+/// `("Caregiver Id", "Visit Date")` on the visits) rather than by one hash
+/// join against a scan of the visits: while the touched keys are at most a
+/// fortieth of the visits' row estimate (`visits_estimate`,
+/// `pg_class.reltuples`, `-1` or `0` when never analysed). Measured with
+/// `EXPLAIN (ANALYZE)` at 500 000 visits (docs/benchmarks.md §5): the
+/// probes cost about 35 µs per key (491 keys 15–20 ms, 4 949 keys
+/// 133–188 ms), the scan and hash join about 0.4–0.5 s whatever the keys
+/// (4 949 keys 391–434 ms, 25 047 keys 493–528 ms against 871–955 ms of
+/// probes): they cross near 13 000 keys, a fortieth of the visits.
+pub fn keyed_read_uses_indexes(keys: u64, visits_estimate: f64) -> bool {
+    visits_estimate <= 0.0 || keys as f64 * 40.0 <= visits_estimate
+}
+
+/// Create and `ANALYZE` [`TOUCHED_VISITS`] from [`touched_visits_query`].
+/// Errors: [`crate::ErrorKind::SchemaMismatch`] as [`candidate_query`].
+pub fn touched_visits_setup(types: &ColumnTypes, by_index: bool) -> Result<String> {
+    Ok(format!(
+        "CREATE TEMP TABLE thaw_conflict_touched_visits ON COMMIT DROP AS\n{};\nANALYZE {TOUCHED_VISITS}",
+        touched_visits_query(types, by_index)?
+    ))
+}
+
+/// The visits of the keys in [`super::incremental::KEYS`] with the columns
+/// of [`TOUCHED_VISITS`]. `by_index`: one lateral index probe per key and
+/// caregiver ([`keyed_read_uses_indexes`]), else a plain join the planner
+/// may hash. Errors: [`crate::ErrorKind::SchemaMismatch`] as [`candidate_query`].
+pub fn touched_visits_query(types: &ColumnTypes, by_index: bool) -> Result<String> {
+    use Want::*;
+    let (fa, ca) = ("factvisitcallperformance_cr", "dimcaregiver");
+    let f = |col: &str, want: Want| types.expr("f", fa, col, want);
+    let ssn = format!("btrim({}, ' ')", types.expr("cg", ca, "SSN", Text)?);
+    let columns = format!(
+        "{f_id} AS visit_id, {f_app} AS app_visit_id, {f_date} AS visit_date, {f_provider} AS provider_id,\n       \
+         {f_ss} AS sch_start, {f_se} AS sch_end, {f_vs} AS visit_start, {f_ve} AS visit_end, {f_in} AS call_in, {f_out} AS call_out,\n       \
+         {f_missed} AS is_missed, {f_pp} AS provider_patient_id, {f_pa} AS payer_patient_id",
+        f_id = f("Visit Id", Uuid)?,
+        f_app = f("Application Visit Id", Int8)?,
+        f_date = f("Visit Date", Date)?,
+        f_provider = f("Provider Id", Uuid)?,
+        f_ss = f("Scheduled Start Time", Timestamptz)?,
+        f_se = f("Scheduled End Time", Timestamptz)?,
+        f_vs = f("Visit Start Time", Timestamptz)?,
+        f_ve = f("Visit End Time", Timestamptz)?,
+        f_in = f("Call In GPS Coordinates", Text)?,
+        f_out = f("Call Out GPS Coordinates", Text)?,
+        f_missed = f("Is Missed", Bool)?,
+        f_pp = f("Provider Patient Id", Uuid)?,
+        f_pa = f("Payer Patient Id", Uuid)?,
+    );
+    let (caregivers, visits, keys) = (qualified(types.schema(), ca), qualified(types.schema(), fa), super::incremental::KEYS);
+    let (f_cg, f_date, cg_id) = (f("Caregiver Id", Uuid)?, f("Visit Date", Date)?, types.expr("cg", ca, "Caregiver Id", Uuid)?);
+    let select = if by_index {
+        // OFFSET 0 keeps each lateral subquery a parameterised index probe.
+        format!(
+            "SELECT k.ssn, f.* FROM {keys} k\n\
+             CROSS JOIN LATERAL (SELECT {cg_id} AS caregiver_id FROM {caregivers} cg WHERE {ssn} = k.ssn OFFSET 0) cg\n\
+             CROSS JOIN LATERAL (SELECT {columns}\n    FROM {visits} f WHERE {f_cg} = cg.caregiver_id AND {f_date} = k.visit_date OFFSET 0) f"
+        )
+    } else {
+        format!(
+            "SELECT k.ssn, {columns}\nFROM {keys} k\nJOIN {caregivers} cg ON {ssn} = k.ssn\nJOIN {visits} f ON {f_cg} = {cg_id} AND {f_date} = k.visit_date"
+        )
+    };
+    Ok(select)
 }
 
 /// Create and `ANALYZE` [`ADDRESSES`] from [`address_query`]: analysed, the
@@ -200,6 +273,28 @@ fn query_with_window(types: &ColumnTypes, keyed: bool, from: &str, to: &str) -> 
     let (fa, ca, pa) = ("factvisitcallperformance_cr", "dimcaregiver", "dimprovider");
     let f = |col: &str, want: Want| types.expr("f", fa, col, want);
     let ssn = format!("btrim({}, ' ')", types.expr("cg", ca, "SSN", Text)?);
+    if keyed {
+        // The touched visits were read once into TOUCHED_VISITS (already cast).
+        return Ok(format!(
+            r#"SELECT t.visit_id, t.app_visit_id, t.ssn COLLATE "C" AS ssn, t.visit_date, t.provider_id,
+       t.sch_start, t.sch_end, t.visit_start, t.visit_end,
+       t.call_in, t.call_out, ad.latitude, ad.longitude, ad.zip, t.is_missed,
+       ad.state, payer_ad.state AS payer_state, {pr_state} AS provider_state
+FROM {TOUCHED_VISITS} t
+JOIN {providers} pr ON {pr_id} = t.provider_id
+LEFT JOIN {ADDRESSES} ad ON ad.patient_id = t.provider_patient_id
+LEFT JOIN {ADDRESSES} payer_ad ON payer_ad.patient_id = t.payer_patient_id
+WHERE t.visit_date BETWEEN {from} AND {to}
+  AND {pr_active} = true AND {pr_demo} = false
+  AND t.ssn <> ''
+ORDER BY 3, 4"#,
+            providers = t(pa),
+            pr_id = types.expr("pr", pa, "Provider Id", Uuid)?,
+            pr_state = types.expr("pr", pa, "Address State", Text)?,
+            pr_active = types.expr("pr", pa, "Is Active", Bool)?,
+            pr_demo = types.expr("pr", pa, "Is Demo", Bool)?,
+        ));
+    }
     Ok(format!(
         r#"SELECT {f_id} AS visit_id, {f_app} AS app_visit_id, {ssn} COLLATE "C" AS ssn, {f_date} AS visit_date, {f_provider} AS provider_id,
        {f_ss} AS sch_start, {f_se} AS sch_end, {f_vs} AS visit_start, {f_ve} AS visit_end,
@@ -207,18 +302,13 @@ fn query_with_window(types: &ColumnTypes, keyed: bool, from: &str, to: &str) -> 
        ad.state, payer_ad.state AS payer_state, {pr_state} AS provider_state
 FROM {visits} f
 JOIN {caregivers} cg ON {cg_id} = {f_cg}
-JOIN {providers} pr ON {pr_id} = {f_provider}{key_join}
+JOIN {providers} pr ON {pr_id} = {f_provider}
 LEFT JOIN {ADDRESSES} ad ON ad.patient_id = {f_pp}
 LEFT JOIN {ADDRESSES} payer_ad ON payer_ad.patient_id = {f_pa}
 WHERE {f_date} BETWEEN {from} AND {to}
   AND {pr_active} = true AND {pr_demo} = false
   AND {ssn} <> ''
 ORDER BY 3, 4"#,
-        key_join = if keyed {
-            format!("\nJOIN {} k ON k.ssn = {ssn} AND k.visit_date = {}", super::incremental::KEYS, f("Visit Date", Date)?)
-        } else {
-            String::new()
-        },
         visits = t(fa),
         caregivers = t(ca),
         providers = t(pa),
@@ -275,6 +365,12 @@ impl PgVisitSource {
         tx.batch_execute(&format!("SET LOCAL work_mem = '{CANDIDATE_WORK_MEM}'; SET LOCAL jit = off"))
             .await
             .map_err(|e| from_postgres(e, "setting work_mem for the candidate query"))?;
+        if keyed {
+            let by_index = touched_read_uses_indexes(tx, types).await?;
+            tx.batch_execute(&touched_visits_setup(types, by_index)?)
+                .await
+                .map_err(|e| from_postgres(e, format!("reading the visits of the touched keys from schema {}", types.schema())))?;
+        }
         tx.batch_execute(&address_setup(types, keyed)?)
             .await
             .map_err(|e| from_postgres(e, format!("reading the primary GPS addresses of schema {}", types.schema())))?;
@@ -284,6 +380,19 @@ impl PgVisitSource {
             .map_err(|e| from_postgres(e, format!("starting the candidate visit COPY on schema {}", types.schema())))?;
         Ok(PgVisitSource { rows: Box::pin(BinaryCopyOutStream::new(stream, &CANDIDATE_TYPES)), batcher: KeyBatcher::new(batch_rows), ended: false })
     }
+}
+
+/// [`keyed_read_uses_indexes`] for the touched keys in
+/// [`super::incremental::KEYS`] and the planner's row estimate of the visits.
+async fn touched_read_uses_indexes(tx: &Transaction<'_>, types: &ColumnTypes) -> Result<bool> {
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM {keys})::int8, coalesce((SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = 'factvisitcallperformance_cr'), -1)::float8",
+        keys = super::incremental::KEYS
+    );
+    let row = tx.query_one(&sql, &[&types.schema()]).await.map_err(|e| from_postgres(e, "counting the touched keys"))?;
+    let (keys, estimate): (i64, f64) = (row.get(0), row.get(1));
+    Ok(keyed_read_uses_indexes(keys.max(0) as u64, estimate))
 }
 
 /// Decode one candidate row. The query casts every column to its expected

@@ -18,8 +18,18 @@
 //! * only rows whose `GroupID` or `G_CRDATEUNIQUE` change are written
 //!   (binary COPY into a temporary table, one joined `UPDATE` by `ID`).
 //!
-//! Cost: one streamed pass over the stored rows with a `CONFLICTID`
-//! (union–find, near-linear), plus the changed rows.
+//! Only the components a night touched are read ([`assign`]): thaw never
+//! deletes a row and a row's `VisitID`/`ConVisitID` never change, so the
+//! graph changes only by the night's new rows, which are the rows without a
+//! `GroupID` (or `G_CRDATEUNIQUE`). Their components are found by a walk
+//! from their visits through the `VisitID` and `ConVisitID` indexes (a few
+//! round trips, one per step of the longest path from a new row); every
+//! other row is neither read nor rewritten. A component that loses rows
+//! (the application deleted them) and splits keeps its id in every part
+//! (each part's oldest stored id is the same id), so it needs no rewrite
+//! either. Cost: proportional to the rows of the touched components
+//! (union–find, near-linear); a night with more than
+//! [`CLOSURE_MAX_PENDING`] new rows (a first run) reads every row once instead.
 
 use std::collections::HashMap;
 
@@ -85,6 +95,17 @@ impl UnionFind {
 /// The group of every row of `edges` (pure; see the module docs for the
 /// rules). Returns only the rows whose `GroupID` or `G_CRDATEUNIQUE` change.
 pub fn components(edges: &[Edge]) -> Vec<Assignment> {
+    let top = edges.iter().filter_map(|e| e.group).max().unwrap_or(0);
+    components_within(edges, top, &HashMap::new())
+}
+
+/// [`components`] over whole components of a larger graph: `edges` holds
+/// every row of the components it touches, `top` is the largest `GroupID`
+/// stored anywhere (new ids count on from it), `created_elsewhere` the
+/// earliest `G_CRDATEUNIQUE` of group ids also carried by rows outside
+/// `edges` (the parts of a split group). Same result as [`components`] over
+/// the whole graph for these rows.
+pub fn components_within(edges: &[Edge], top: i64, created_elsewhere: &HashMap<i64, NaiveDateTime>) -> Vec<Assignment> {
     let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(edges.len());
     let mut visits: Vec<Uuid> = Vec::new();
     let mut vertex = |v: Uuid, visits: &mut Vec<Uuid>| {
@@ -112,14 +133,13 @@ pub fn components(edges: &[Edge]) -> Vec<Assignment> {
             c.group = Some(c.group.map_or(g, |old| old.min(g)));
         }
     }
-    let mut first_created: HashMap<i64, NaiveDateTime> = HashMap::new();
+    let mut first_created: HashMap<i64, NaiveDateTime> = created_elsewhere.clone();
     for e in edges {
         if let (Some(g), Some(t)) = (e.group, e.group_created) {
             first_created.entry(g).and_modify(|old| *old = (*old).min(t)).or_insert(t);
         }
     }
     // New ids: max + dense rank by the smallest visit id (text order = [SF]'s label order).
-    let top = edges.iter().filter_map(|e| e.group).max().unwrap_or(0);
     let mut fresh: Vec<(String, usize)> =
         by_root.iter().filter(|(_, c)| c.group.is_none()).map(|(root, c)| (c.smallest.to_string(), *root)).collect();
     fresh.sort();
@@ -140,44 +160,160 @@ pub fn components(edges: &[Edge]) -> Vec<Assignment> {
     out
 }
 
-/// Read every stored row with a `CONFLICTID`, compute the groups and write
-/// the changed `GroupID`/`G_CRDATEUNIQUE` (`now` is an SQL expression of the
-/// run's wall clock). Returns the number of rows written.
+/// Above this many rows waiting for a group id (a first run, a full run
+/// after a large change) [`assign`] reads every stored row once instead of
+/// walking the touched components from them.
+pub const CLOSURE_MAX_PENDING: i64 = 50_000;
+
+/// The rows grouping reads: those with a `CONFLICTID` and both visit ids.
+const EDGE_ROWS: &str = "\"CONFLICTID\" IS NOT NULL AND \"VisitID\" IS NOT NULL AND \"ConVisitID\" IS NOT NULL";
+
+/// Compute the groups of the components the night touched (module docs)
+/// and write the changed `GroupID`/`G_CRDATEUNIQUE` (`now` is an SQL
+/// expression of the run's wall clock). Returns the number of rows written.
 ///
 /// Errors: PostgreSQL errors as classified by [`from_postgres`].
 pub async fn assign(tx: &Transaction<'_>, schemas: &Schemas, now: &str) -> Result<u64> {
     let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
-    let sql = format!(
-        "SELECT \"ID\", \"VisitID\", \"ConVisitID\", \"GroupID\", \"G_CRDATEUNIQUE\" FROM {cvm} \
-         WHERE \"CONFLICTID\" IS NOT NULL AND \"VisitID\" IS NOT NULL AND \"ConVisitID\" IS NOT NULL"
-    );
-    let rows = tx.query_raw(sql.as_str(), Vec::<&(dyn ToSql + Sync)>::new()).await.map_err(|e| from_postgres(e, "reading the pairs for GroupID"))?;
-    pin_mut!(rows);
-    let mut edges = Vec::new();
-    while let Some(row) = rows.try_next().await.map_err(|e| from_postgres(e, "reading the pairs for GroupID"))? {
-        edges.push(Edge {
-            id: row.try_get(0).map_err(|e| from_postgres(e, "decoding ID for GroupID"))?,
-            visit: row.try_get(1).map_err(|e| from_postgres(e, "decoding VisitID for GroupID"))?,
-            con_visit: row.try_get(2).map_err(|e| from_postgres(e, "decoding ConVisitID for GroupID"))?,
-            group: row.try_get(3).map_err(|e| from_postgres(e, "decoding GroupID"))?,
-            group_created: row.try_get(4).map_err(|e| from_postgres(e, "decoding G_CRDATEUNIQUE"))?,
-        });
+    let changes = compute(tx, &cvm, EDGE_ROWS, Vec::new()).await?;
+    update_stored(tx, &cvm, &changes, now).await
+}
+
+/// The temporary table of the groups of the rows the night's inserts will
+/// write (`"VisitID"`, `"ConVisitID"`, `group_id`, `created`: `NULL` for a
+/// new id, i.e. now), filled by [`plan_new_rows`], read by the inserts.
+pub const NEW_ROW_GROUPS: &str = "pg_temp.thaw_conflict_new_groups";
+
+/// Group the rows the night's inserts will write before they are written,
+/// so each is inserted once with its final `GroupID` (docs/conflicts.md
+/// §7.6, §14). `new_rows`: a query of their `("VisitID", "ConVisitID")`
+/// (each will get a `CONFLICTID`); `pending_ids`: an SQL condition on a
+/// stored row (alias-free) that is true when it gets a `CONFLICTID` from
+/// the night's id map although it has none yet. Their groups go into
+/// [`NEW_ROW_GROUPS`]; stored rows whose group changes (merges) are updated
+/// at once. Returns the stored rows written.
+///
+/// Errors: PostgreSQL errors as classified by [`from_postgres`].
+pub async fn plan_new_rows(tx: &Transaction<'_>, schemas: &Schemas, now: &str, new_rows: &str, pending_ids: &str) -> Result<u64> {
+    let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
+    let rows = tx.query(new_rows, &[]).await.map_err(|e| from_postgres(e, "reading the night's new rows for GroupID"))?;
+    let mut keys: Vec<(Uuid, Uuid)> = Vec::with_capacity(rows.len());
+    let mut extra = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let (visit, con_visit): (Uuid, Uuid) = (
+            row.try_get(0).map_err(|e| from_postgres(e, "decoding VisitID for GroupID"))?,
+            row.try_get(1).map_err(|e| from_postgres(e, "decoding ConVisitID for GroupID"))?,
+        );
+        keys.push((visit, con_visit));
+        // New rows have no ID yet: negative stand-ins, -1 for the first.
+        extra.push(Edge { id: -1 - i as i64, visit, con_visit, group: None, group_created: None });
     }
-    let changes = components(&edges);
-    drop(edges);
+    drop(rows);
+    let edge_rows = format!("\"VisitID\" IS NOT NULL AND \"ConVisitID\" IS NOT NULL AND (\"CONFLICTID\" IS NOT NULL OR {pending_ids})");
+    let changes = compute(tx, &cvm, &edge_rows, extra).await?;
+    let (new, stored): (Vec<Assignment>, Vec<Assignment>) = changes.into_iter().partition(|a| a.id < 0);
+    tx.batch_execute("CREATE TEMP TABLE thaw_conflict_new_groups (\"VisitID\" uuid, \"ConVisitID\" uuid, group_id int8, created timestamp) ON COMMIT DROP")
+    .await
+    .map_err(|e| from_postgres(e, "creating the new rows' GroupID table"))?;
+    if !new.is_empty() {
+        let sink = tx
+            .copy_in(&format!("COPY {NEW_ROW_GROUPS} FROM STDIN (FORMAT binary)"))
+            .await
+            .map_err(|e| from_postgres(e, "starting COPY of the new rows' group ids"))?;
+        let writer = BinaryCopyInWriter::new(sink, &[Type::UUID, Type::UUID, Type::INT8, Type::TIMESTAMP]);
+        pin_mut!(writer);
+        for a in &new {
+            let (visit, con_visit) = &keys[(-1 - a.id) as usize];
+            writer.as_mut().write(&[visit, con_visit, &a.group, &a.created]).await.map_err(|e| from_postgres(e, "writing the new rows' group ids"))?;
+        }
+        writer.finish().await.map_err(|e| from_postgres(e, "finishing COPY of the new rows' group ids"))?;
+    }
+    tx.batch_execute(&format!("CREATE UNIQUE INDEX ON {NEW_ROW_GROUPS} (\"VisitID\", \"ConVisitID\");\nANALYZE {NEW_ROW_GROUPS}"))
+        .await
+        .map_err(|e| from_postgres(e, "indexing the new rows' group ids"))?;
+    update_stored(tx, &cvm, &stored, now).await
+}
+
+/// The changed groups of the components touched by the stored rows waiting
+/// for a group id and by `extra` (rows not stored yet, negative ids).
+/// `edge_rows`: the condition of a stored row that is an edge.
+async fn compute(tx: &Transaction<'_>, cvm: &str, edge_rows: &str, extra: Vec<Edge>) -> Result<Vec<Assignment>> {
+    let columns = "\"ID\", \"VisitID\", \"ConVisitID\", \"GroupID\", \"G_CRDATEUNIQUE\"";
+    // The rows waiting for a group id (partial index idx_cvm_groupid_pending, V20).
+    let pending_sql = format!("SELECT {columns} FROM {cvm} WHERE ({PENDING}) AND {edge_rows}");
+    let mut pending = read_edges(tx, &pending_sql, &[]).await?;
+    pending.extend(extra.iter().cloned());
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    if pending.len() as i64 > CLOSURE_MAX_PENDING {
+        let mut edges = read_edges(tx, &format!("SELECT {columns} FROM {cvm} WHERE {edge_rows}"), &[]).await?;
+        edges.extend(extra);
+        return Ok(components(&edges));
+    }
+    // Walk the components from the pending rows' visits.
+    let mut rows: HashMap<i64, Edge> = HashMap::new();
+    let mut seen: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    let mut frontier: Vec<Uuid> = Vec::new();
+    let step_sql = format!("SELECT {columns} FROM {cvm} WHERE (\"VisitID\" = ANY($1) OR \"ConVisitID\" = ANY($1)) AND {edge_rows}");
+    let mut found = pending;
+    loop {
+        for e in found {
+            for v in [e.visit, e.con_visit] {
+                if seen.insert(v) {
+                    frontier.push(v);
+                }
+            }
+            rows.insert(e.id, e);
+        }
+        if frontier.is_empty() {
+            break;
+        }
+        let step = std::mem::take(&mut frontier);
+        found = read_edges(tx, &step_sql, &[&step]).await?.into_iter().filter(|e| !rows.contains_key(&e.id)).collect();
+    }
+    let edges: Vec<Edge> = rows.into_values().collect();
+    let top: i64 = tx
+        .query_one(&format!("SELECT coalesce(max(\"GroupID\"), 0)::int8 FROM {cvm} WHERE {edge_rows}"), &[])
+        .await
+        .map_err(|e| from_postgres(e, "reading the largest GroupID"))?
+        .get(0);
+    // The first assignment of each id also counts rows outside these components (a split group's other part).
+    let ids: Vec<i64> = edges.iter().filter_map(|e| e.group).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let created: HashMap<i64, NaiveDateTime> = tx
+        .query(
+            &format!(
+                "SELECT \"GroupID\"::int8, min(\"G_CRDATEUNIQUE\") FROM {cvm} WHERE \"GroupID\" = ANY($1) AND {edge_rows} \
+                 AND \"G_CRDATEUNIQUE\" IS NOT NULL GROUP BY 1"
+            ),
+            &[&ids],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the first assignment of the touched group ids"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok(components_within(&edges, top, &created))
+}
+
+/// Write `changes` (stored rows, by `ID`) with one joined `UPDATE`; returns the rows written.
+async fn update_stored(tx: &Transaction<'_>, cvm: &str, changes: &[Assignment], now: &str) -> Result<u64> {
     if changes.is_empty() {
         return Ok(0);
     }
-    tx.batch_execute("CREATE TEMP TABLE thaw_conflict_groups (id int8 PRIMARY KEY, group_id int8, created timestamp) ON COMMIT DROP")
-        .await
-        .map_err(|e| from_postgres(e, "creating the GroupID staging table"))?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS thaw_conflict_groups (id int8 PRIMARY KEY, group_id int8, created timestamp) ON COMMIT DROP;\n\
+         TRUNCATE pg_temp.thaw_conflict_groups",
+    )
+    .await
+    .map_err(|e| from_postgres(e, "creating the GroupID staging table"))?;
     let sink = tx
         .copy_in("COPY pg_temp.thaw_conflict_groups FROM STDIN (FORMAT binary)")
         .await
         .map_err(|e| from_postgres(e, "starting COPY of group ids"))?;
     let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT8, Type::TIMESTAMP]);
     pin_mut!(writer);
-    for a in &changes {
+    for a in changes {
         writer.as_mut().write(&[&a.id, &a.group, &a.created]).await.map_err(|e| from_postgres(e, "writing group ids"))?;
     }
     writer.finish().await.map_err(|e| from_postgres(e, "finishing COPY of group ids"))?;
@@ -190,6 +326,27 @@ pub async fn assign(tx: &Transaction<'_>, schemas: &Schemas, now: &str) -> Resul
     );
     tx.batch_execute(&update).await.map_err(|e| from_postgres(e, "writing GroupID"))?;
     Ok(changes.len() as u64)
+}
+
+/// The predicate of the rows waiting for a group id (the partial index's, V20).
+const PENDING: &str = "\"GroupID\" IS NULL OR \"G_CRDATEUNIQUE\" IS NULL";
+
+/// Run `sql` (selecting `ID`, `VisitID`, `ConVisitID`, `GroupID`,
+/// `G_CRDATEUNIQUE`) and decode its rows.
+async fn read_edges(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Edge>> {
+    let rows = tx.query_raw(sql, params.iter().copied()).await.map_err(|e| from_postgres(e, "reading the pairs for GroupID"))?;
+    pin_mut!(rows);
+    let mut edges = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(|e| from_postgres(e, "reading the pairs for GroupID"))? {
+        edges.push(Edge {
+            id: row.try_get(0).map_err(|e| from_postgres(e, "decoding ID for GroupID"))?,
+            visit: row.try_get(1).map_err(|e| from_postgres(e, "decoding VisitID for GroupID"))?,
+            con_visit: row.try_get(2).map_err(|e| from_postgres(e, "decoding ConVisitID for GroupID"))?,
+            group: row.try_get(3).map_err(|e| from_postgres(e, "decoding GroupID"))?,
+            group_created: row.try_get(4).map_err(|e| from_postgres(e, "decoding G_CRDATEUNIQUE"))?,
+        });
+    }
+    Ok(edges)
 }
 
 #[cfg(test)]
@@ -248,6 +405,25 @@ mod tests {
         // A new component gets max + 1.
         edges.push(edge(7, 20, 21, None));
         assert_eq!(groups(&edges)[&7], 8);
+    }
+
+    #[test]
+    fn a_split_group_keeps_its_id_in_every_part_and_a_walk_gives_the_whole_graphs_ids() {
+        // Group 4 was 1-2-3; the application deleted the rows 2-3, so {1,2} and {3,5} are two parts.
+        let mut edges = vec![edge(1, 1, 2, Some(4)), edge(2, 2, 1, Some(4)), edge(3, 3, 5, Some(4)), edge(4, 5, 3, Some(4))];
+        // A new row 5-6 touches the part {3,5,6}: walked alone, it keeps id 4 and the earliest
+        // G_CRDATEUNIQUE of id 4 anywhere, as the whole graph gives.
+        edges.push(edge(5, 5, 6, None));
+        let whole = components(&edges);
+        let part: Vec<Edge> = edges[2..].to_vec();
+        let created: HashMap<i64, NaiveDateTime> = [(4, edges[2].group_created.unwrap())].into();
+        let walked = components_within(&part, 9, &created);
+        assert_eq!(walked, whole);
+        assert_eq!((walked[0].id, walked[0].group, walked[0].created), (5, 4, edges[2].group_created));
+        // The other part {1,2} is not rewritten by either.
+        assert!(whole.iter().all(|a| a.id == 5), "{whole:?}");
+        // A new component counts on from the largest id stored anywhere, not in the walked rows.
+        assert_eq!(components_within(&[edge(7, 20, 21, None)], 9, &HashMap::new())[0].group, 10);
     }
 
     #[test]

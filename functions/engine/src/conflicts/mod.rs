@@ -321,6 +321,15 @@ pub async fn run_interruptible(
     Ok(summary)
 }
 
+/// Await `step` and log its duration like the store's statements (the
+/// benchmark's per-step profile reads these lines, docs/benchmarks.md §5).
+async fn timed<T>(name: &str, step: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let out = step.await;
+    tracing::debug!(step = name, seconds = started.elapsed().as_secs_f64(), "conflict store");
+    out
+}
+
 async fn run_locked(
     client: &mut Client,
     config: &ConflictSettings,
@@ -337,8 +346,8 @@ async fn run_locked(
     // docs/conflicts.md §D1: the high-water mark is read before the touched
     // keys, so a change committed meanwhile is revisited by the next run.
     let has_watermark_table = incremental::table_exists(&tx, schemas).await?;
-    let high_water = incremental::source_high_water(&tx, &source_types).await?;
-    let fingerprint = incremental::fingerprint(&tx, schemas, &source_types, &format!("{}|{gps_priority:?}", zone.name())).await?;
+    let high_water = timed("source high-water mark", incremental::source_high_water(&tx, &source_types)).await?;
+    let fingerprint = timed("settings fingerprint", incremental::fingerprint(&tx, schemas, &source_types, &format!("{}|{gps_priority:?}", zone.name()))).await?;
     let stored = if has_watermark_table { incremental::load(&tx, schemas).await? } else { None };
     let plan = incremental::decide(mode == DetectionMode::Incremental, has_watermark_table, stored.as_ref(), &fingerprint, window);
     let mut summary = ConflictCreateResponse { warnings, ..Default::default() };
@@ -349,7 +358,7 @@ async fn run_locked(
             false
         }
         incremental::Plan::Incremental { since, old_window_end } => {
-            let touched = incremental::collect_keys(&tx, schemas, &source_types, since, old_window_end, window, &zone_literal).await?;
+            let touched = timed("touched keys", incremental::collect_keys(&tx, schemas, &source_types, since, old_window_end, window, &zone_literal)).await?;
             summary.mode = Some("incremental".into());
             summary.mode_reason = Some(match since {
                 Some(t) => format!("keys touched by source changes after {}", t.to_rfc3339()),
@@ -384,16 +393,16 @@ async fn run_locked(
         panic!("failpoint {} triggered", crate::failpoints::CONFLICT_DETECT_PANIC);
     }
     // docs/conflicts.md §9.2: the recorded fields before and after the writes.
-    let audit = history::snapshot(&tx, schemas, window).await?;
+    let audit = timed("log history before", history::snapshot(&tx, schemas, window)).await?;
     let counts = store::apply(&tx, schemas, &detection, &source_types, window, keyed).await?;
-    let logged = history::record(&tx, schemas, &audit, &zone_literal, window).await?;
+    let logged = timed("log history after", history::record(&tx, schemas, &audit, &zone_literal, window)).await?;
     tracing::info!(entries = logged.entries, values = logged.values, "conflict log history written");
     summary.inserted = counts.inserted;
     summary.updated = counts.updated;
     summary.resolved = counts.resolved;
     summary.conflicts_created = counts.conflicts_created;
     // docs/conflicts.md §7.6, §D5: GroupID as connected components, after every pair is written.
-    let grouped = groups::assign(&tx, schemas, &format!("(now() AT TIME ZONE {zone_literal})")).await?;
+    let grouped = timed("GroupID fallback", groups::assign(&tx, schemas, &format!("(now() AT TIME ZONE {zone_literal})"))).await?;
     tracing::debug!(rows = grouped, "GroupID");
     if has_watermark_table {
         let mark = incremental::Watermark { source_changed_up_to: high_water, settings_fingerprint: fingerprint, window };

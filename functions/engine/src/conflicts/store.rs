@@ -18,7 +18,11 @@
 //!    * **CONFLICTID** (TASK_04): a row without one inherits the CONFLICTID of
 //!      any row with the same `VisitID`, else gets max(CONFLICTID) + dense
 //!      rank by (`VisitID`, `AppVisitID`); `ReverseUUID` and `CRDATEUNIQUE`
-//!      are filled once, when NULL ([SF] docs/conflicts.md §7); a `conflicts` row (status 'U')
+//!      are filled once, when NULL ([SF] docs/conflicts.md §7). For the
+//!      night's new rows all of them and `GroupID` are computed before the
+//!      insert (`pg_temp.thaw_conflict_ids`, [`super::groups::plan_new_rows`]), so each
+//!      new row is written once; the statements after the insert only fill
+//!      stored rows written by others (docs/conflicts.md §14). A `conflicts` row (status 'U')
 //!      is created for every CONFLICTID without one ([SF] docs/conflicts.md §7.7);
 //!    * **resolve**: open stored pairs of the window (in an incremental run:
 //!      of the touched keys, docs/conflicts.md §D1) that were not detected
@@ -408,6 +412,9 @@ const ON_CONFLICT_KEEP_STORED: &str = "ON CONFLICT (\"VisitID\", \"ConVisitID\")
 /// The staging table of the detected pairs of this run (keys, flags, metrics).
 pub(crate) const STAGING: &str = "pg_temp.thaw_conflict_pairs";
 const SIDE: &str = "pg_temp.thaw_conflict_side";
+/// `CONFLICTID` and `CRDATEUNIQUE` per `VisitID` of the night's new rows
+/// (`"VisitID"`, `conflict_id`, `first_created`), computed before the inserts.
+const CONFLICT_IDS: &str = "pg_temp.thaw_conflict_ids";
 const NEW: &str = "pg_temp.thaw_conflict_new";
 
 /// Streams detected pairs into the staging table with binary COPY.
@@ -631,10 +638,22 @@ ANALYZE {NEW}"#,
             t = table
         )
     };
+    // CONFLICTID and CRDATEUNIQUE are computed before the inserts (step 5,
+    // [`CONFLICT_IDS`]), so every new row is written once, final.
+    // GroupID and G_CRDATEUNIQUE likewise ([`super::groups::plan_new_rows`] between the two).
+    let insert_ids = written_columns(Table::ConflictVisitMaps, ["CONFLICTID", "CRDATEUNIQUE", "GroupID", "G_CRDATEUNIQUE"])?;
+    let final_values = format!("i.conflict_id, i.first_created, g.group_id, CASE WHEN g.group_id IS NOT NULL THEN coalesce(g.created, {now}) END");
+    let final_joins = format!(
+        "LEFT JOIN {CONFLICT_IDS} i ON i.\"VisitID\" = n.\"VisitID\"\n\
+         LEFT JOIN {groups} g ON g.\"VisitID\" = n.\"VisitID\" AND g.\"ConVisitID\" = n.\"ConVisitID\"",
+        groups = super::groups::NEW_ROW_GROUPS
+    );
     let insert_sql = format!(
-        "INSERT INTO {cvm} ({cols}, {life})\nSELECT {vals}, 'U', 'N', 'N', {now}, {rev}\nFROM {NEW} n\nWHERE n.new_allowed\n{ON_CONFLICT_KEEP_STORED}",
+        "INSERT INTO {cvm} ({cols}, {life}, {ids})\nSELECT {vals}, 'U', 'N', 'N', {now}, {rev}, {final_values}\n\
+         FROM {NEW} n {final_joins}\nWHERE n.new_allowed\n{ON_CONFLICT_KEEP_STORED}",
         cols = detected_q.join(", "),
         life = insert_life.join(", "),
+        ids = insert_ids.join(", "),
         vals = detected_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", "),
         rev = reverse("n"),
     );
@@ -663,19 +682,33 @@ ANALYZE {NEW}"#,
     let event_cols_q = written_columns(Table::ConflictVisitMaps, event_written.iter().copied())?;
     let event_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "CreatedDate", "ReverseUUID"])?;
     let event_insert_sql = format!(
-        "INSERT INTO {cvm} ({cols}, {life})\nSELECT {vals}, 'U', {now}, {rev}\nFROM {new} n\n{ON_CONFLICT_KEEP_STORED}",
+        "INSERT INTO {cvm} ({cols}, {life}, {ids})\nSELECT {vals}, 'U', {now}, {rev}, {final_values}\n\
+         FROM {new} n {final_joins}\n{ON_CONFLICT_KEEP_STORED}",
         new = in_service::EVENT_NEW,
         cols = event_cols_q.join(", "),
         life = event_life.join(", "),
+        ids = insert_ids.join(", "),
         vals = event_cols_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", "),
         rev = reverse("n"),
     );
 
-    // 5. CONFLICTID for rows without one (TASK_04): inherit per VisitID, else max + dense rank.
-    let id_col = &written_columns(Table::ConflictVisitMaps, ["CONFLICTID"])?[0];
-    let assign_sql = format!(
-        r#"WITH need AS (
-    SELECT "VisitID", min("AppVisitID") AS "AppVisitID" FROM {cvm} WHERE "CONFLICTID" IS NULL GROUP BY "VisitID"
+    // 5. CONFLICTID for rows without one (TASK_04): inherit per VisitID, else
+    //    max + dense rank by (VisitID, AppVisitID). Computed before the inserts
+    //    over the rows they will write (the would-be rows not stored yet) and
+    //    the stored rows still without one, so the inserts write final rows;
+    //    with each id, the CRDATEUNIQUE of its new rows: the earliest
+    //    CreatedDate among the id's rows, the new ones (CreatedDate = now) included.
+    let stored_key = |t: &str| format!("EXISTS (SELECT 1 FROM {cvm} s WHERE s.\"VisitID\" = {t}.\"VisitID\" AND s.\"ConVisitID\" = {t}.\"ConVisitID\")");
+    let ids_sql = format!(
+        r#"CREATE TEMP TABLE thaw_conflict_ids ON COMMIT DROP AS
+WITH pending AS (
+    SELECT n."VisitID", n."AppVisitID" FROM {NEW} n WHERE n.new_allowed AND NOT {stored_new}
+    UNION ALL
+    SELECT n."VisitID", n."AppVisitID" FROM {event_new} n WHERE NOT {stored_event}
+    UNION ALL
+    SELECT "VisitID", "AppVisitID" FROM {cvm} WHERE "CONFLICTID" IS NULL
+), need AS (
+    SELECT "VisitID", min("AppVisitID") AS "AppVisitID" FROM pending GROUP BY "VisitID"
 ), inherited AS (
     SELECT c."VisitID", min(c."CONFLICTID") AS id FROM {cvm} c JOIN need USING ("VisitID") WHERE c."CONFLICTID" IS NOT NULL GROUP BY c."VisitID"
 ), top AS (
@@ -685,8 +718,23 @@ ANALYZE {NEW}"#,
     FROM need n CROSS JOIN top WHERE NOT EXISTS (SELECT 1 FROM inherited i WHERE i."VisitID" = n."VisitID")
 ), ids AS (
     SELECT "VisitID", id FROM inherited UNION ALL SELECT "VisitID", id FROM fresh
+), created AS (
+    SELECT c."CONFLICTID" AS id, min(c."CreatedDate") AS first FROM {cvm} c WHERE c."CONFLICTID" IN (SELECT id FROM inherited) GROUP BY 1
 )
-UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" AND c."CONFLICTID" IS NULL"#
+SELECT ids."VisitID", CAST(ids.id AS {id_type}) AS conflict_id, CAST(least(created.first, {now}) AS {crdate_type}) AS first_created
+FROM ids LEFT JOIN created ON created.id = ids.id WHERE ids."VisitID" IS NOT NULL;
+CREATE UNIQUE INDEX ON {CONFLICT_IDS} ("VisitID");
+ANALYZE {CONFLICT_IDS}"#,
+        event_new = in_service::EVENT_NEW,
+        stored_new = stored_key("n"),
+        stored_event = stored_key("n"),
+        id_type = ty("CONFLICTID")?,
+        crdate_type = ty("CRDATEUNIQUE")?,
+    );
+    // Stored rows still without an id (rows written by someone else; none after a thaw night) take theirs from the same map.
+    let id_col = &written_columns(Table::ConflictVisitMaps, ["CONFLICTID"])?[0];
+    let assign_sql = format!(
+        r#"UPDATE {cvm} c SET {id_col} = i.conflict_id FROM {CONFLICT_IDS} i WHERE c."VisitID" = i."VisitID" AND c."CONFLICTID" IS NULL"#
     );
     let reverse_col = &written_columns(Table::ConflictVisitMaps, ["ReverseUUID"])?[0];
     let reverse_sql = format!(
@@ -736,12 +784,12 @@ UPDATE {cvm} c SET {id_col} = ids.id FROM ids WHERE c."VisitID" = ids."VisitID" 
         ("would-be event rows", event_rows_sql),
         ("refresh", update_sql),
         ("refresh event rows", event_update_sql),
+        ("CONFLICTID and CRDATEUNIQUE of new rows", ids_sql),
         ("insert", insert_sql),
         ("insert event rows", event_insert_sql),
-        ("analyze after insert", analyze_cvm.clone()),
+        ("analyze after insert", analyze_cvm),
         ("assign CONFLICTID", assign_sql),
         ("ReverseUUID", reverse_sql),
-        ("analyze after CONFLICTID", analyze_cvm),
         ("CRDATEUNIQUE", crdate_sql),
         ("conflicts", conflicts_sql),
         ("analyze conflicts", format!("ANALYZE {conflicts}")),
@@ -836,6 +884,22 @@ fn refresh_statement(cvm: &str, new_table: &str, refreshed: &[&str], sticky: &[&
     ))
 }
 
+/// For [`super::groups::plan_new_rows`]: the query of the `("VisitID",
+/// "ConVisitID")` of the rows the inserts will write (the would-be rows not
+/// stored yet, each getting a `CONFLICTID` from [`CONFLICT_IDS`]), and the
+/// condition of a stored row that gets its `CONFLICTID` from that map.
+fn new_rows_for_groups(ctx: &StatementContext) -> (String, String) {
+    let cvm = qualified(&ctx.schemas.conflict, "conflictvisitmaps");
+    let not_stored = format!("NOT EXISTS (SELECT 1 FROM {cvm} s WHERE s.\"VisitID\" = n.\"VisitID\" AND s.\"ConVisitID\" = n.\"ConVisitID\")");
+    let rows = format!(
+        "SELECT n.\"VisitID\", n.\"ConVisitID\" FROM {NEW} n JOIN {CONFLICT_IDS} i ON i.\"VisitID\" = n.\"VisitID\" WHERE n.new_allowed AND {not_stored}\n\
+         UNION\n\
+         SELECT n.\"VisitID\", n.\"ConVisitID\" FROM {events} n JOIN {CONFLICT_IDS} i ON i.\"VisitID\" = n.\"VisitID\" WHERE n.\"ConVisitID\" IS NOT NULL AND {not_stored}",
+        events = in_service::EVENT_NEW,
+    );
+    (rows, format!("\"VisitID\" IN (SELECT \"VisitID\" FROM {CONFLICT_IDS})"))
+}
+
 /// Quote a string as an SQL literal.
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -883,14 +947,22 @@ pub async fn apply(
                 tx.execute(sql.as_str(), &[&window.0, &window.1, &excluded_providers, &excluded_ssns]).await
             }
             "in-service and PTO pairs" => tx.execute(sql.as_str(), &[&window.0, &window.1, &excluded_providers]).await,
-            "analyze after insert" | "analyze after CONFLICTID" if !needs_analyze(counts.inserted, reltuples) => Ok(0),
-            "snapshot" | "would-be rows" | "event snapshot" | "would-be event rows" | "analyze after insert" | "analyze after CONFLICTID" | "analyze conflicts" => {
+            "analyze after insert" if !needs_analyze(counts.inserted, reltuples) => Ok(0),
+            "snapshot" | "would-be rows" | "event snapshot" | "would-be event rows" | "CONFLICTID and CRDATEUNIQUE of new rows"
+            | "analyze after insert" | "analyze conflicts" => {
                 tx.batch_execute(&sql).await.map(|_| 0)
             }
             _ => tx.execute(sql.as_str(), &[]).await,
         }
         .map_err(|e| from_postgres(e, &what))?;
         tracing::debug!(step = name, rows, seconds = step_started.elapsed().as_secs_f64(), "conflict store");
+        if name == "CONFLICTID and CRDATEUNIQUE of new rows" {
+            // GroupID of the rows about to be inserted (docs/conflicts.md §7.6).
+            let step_started = std::time::Instant::now();
+            let (new_rows, pending_ids) = new_rows_for_groups(&ctx);
+            let rows = super::groups::plan_new_rows(tx, schemas, &format!("(now() AT TIME ZONE {})", ctx.zone_literal), &new_rows, &pending_ids).await?;
+            tracing::debug!(step = "GroupID of new rows", rows, seconds = step_started.elapsed().as_secs_f64(), "conflict store");
+        }
         if name == "cascade down" {
             crate::failpoints::check(crate::failpoints::CONFLICT_LIFECYCLE_MIDWAY)?;
         }
