@@ -30,6 +30,7 @@
 pub mod canonical;
 pub mod coverage;
 pub mod dual_read;
+pub mod row_hash;
 
 use std::collections::{BTreeMap, BTreeSet};
 
