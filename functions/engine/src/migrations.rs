@@ -17,6 +17,8 @@
 //! * `V16__staged_files.sql`: the staged path's files and per-chunk unloads.
 //! * `V19__conflict_pending_indexes.sql`: partial indexes of the conflict rows
 //!   still waiting for `CONFLICTID`, `ReverseUUID` or `CRDATEUNIQUE`.
+//! * `V21__row_hashes.sql`: the row-hash side tables' schema and registry
+//!   (docs/reconcile.md §4.2).
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!
