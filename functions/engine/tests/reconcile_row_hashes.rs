@@ -176,3 +176,58 @@ async fn row_hashes_kept_at_load_answer_reconcile_and_writes_bypassing_thaw_are_
     let count: i64 = pg.query_one(&format!("SELECT count(*) FROM {}", side_table::side_table_of(TARGET)), &[]).await.unwrap().get(0);
     assert_eq!(count as u64, rows - 3);
 }
+
+/// A crash between chunks — a chunk failing after its rows and hashes were
+/// written (first-load COPY) or after its staging COPY (upsert) — leaves the
+/// side table equal to the rows, and the resumed run completes both.
+#[tokio::test]
+async fn a_chunk_failing_before_its_commit_leaves_the_side_table_consistent_with_the_rows() {
+    use thaw_engine::{failpoints, ErrorKind};
+    let (sf_db, pg_db) = (unique("SFRHC").to_uppercase(), unique("rhc"));
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"ITEMS\"");
+    sf.execute(&format!("CREATE OR REPLACE TABLE {fqn} (\"ID\" NUMBER(38,0), \"NOTE\" VARCHAR(50), \"AMOUNT\" NUMBER(12,2), \"UPDATED\" TIMESTAMP_NTZ)")).await.unwrap();
+    sf.execute(&format!(
+        "INSERT INTO {fqn} SELECT SEQ4() + 1, 'note ' || SEQ4(), (SEQ4() % 1000) / 100, DATEADD(second, SEQ4(), '2024-01-01 00:00:00'::TIMESTAMP_NTZ) \
+         FROM TABLE(GENERATOR(ROWCOUNT => 4000))"
+    ))
+    .await
+    .unwrap();
+    pg.batch_execute("CREATE TABLE public.items (\"ID\" int8 PRIMARY KEY, \"NOTE\" varchar(50), \"AMOUNT\" numeric(12,2), \"UPDATED\" timestamp)").await.unwrap();
+    let table = r#"{"source": "ITEMS", "target": "items", "uniqueness_columns": ["ID"], "source_watermark": "UPDATED", "target_watermark": "UPDATED",
+                    "chunking_columns": ["ID"], "chunking_column_types": ["int"], "batch_size": 1000, "row_hashes": true}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let options = || RunOptions { request: PlanRequest { no_resume: false, ..Default::default() }, conflicts: false, ..Default::default() };
+    let count = |sql: String| {
+        let pg = &pg;
+        async move { pg.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+
+    // First load: one chunk fails after its COPY of rows and hashes.
+    failpoints::arm(failpoints::COPY_CHUNK_BEFORE_COMMIT, ErrorKind::ChunkFailed, 1);
+    let report = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("run");
+    failpoints::clear();
+    assert_eq!(report.outcome().unwrap_err().kind, ErrorKind::ChunkFailed);
+    let rows = count(format!("SELECT count(*) FROM {TARGET}")).await;
+    assert!(rows > 0 && rows < 4000, "the failed chunk's rows were rolled back: {rows}");
+    assert_eq!(count(format!("SELECT count(*) FROM {}", side_table::side_table_of(TARGET))).await, rows, "and so were its hashes");
+    assert_side_table_equals_the_rows(&pg, true).await;
+    let again = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("resume");
+    again.outcome().expect("the resumed run completes and reconciles clean");
+    assert_eq!(coverage(&again.reconcile_details).row_hashes.as_deref(), Some("read"));
+    assert_side_table_equals_the_rows(&pg, true).await;
+
+    // Upsert: 20 rows change; the chunk fails after its staging COPY.
+    sf.execute(&format!("UPDATE {fqn} SET \"NOTE\" = 'changed', \"UPDATED\" = '2025-01-01 00:00:00' WHERE \"ID\" % 200 = 0")).await.unwrap();
+    failpoints::arm(failpoints::COPY_CHUNK_AFTER_COPY, ErrorKind::ChunkFailed, 1);
+    let report = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("run");
+    failpoints::clear();
+    assert_eq!(report.outcome().unwrap_err().kind, ErrorKind::ChunkFailed);
+    assert_eq!(count(format!("SELECT count(*) FROM {TARGET} WHERE \"NOTE\" = 'changed'")).await, 0);
+    assert_side_table_equals_the_rows(&pg, true).await;
+    let again = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("resume");
+    again.outcome().expect("the resumed run completes and reconciles clean");
+    assert_eq!(count(format!("SELECT count(*) FROM {TARGET} WHERE \"NOTE\" = 'changed'")).await, 20);
+    assert_side_table_equals_the_rows(&pg, true).await;
+}
