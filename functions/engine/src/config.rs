@@ -733,6 +733,9 @@ impl Config {
                 if t.propagate_deletes && t.uniqueness_columns.is_empty() {
                     problems.push(format!("{at}: propagate_deletes needs uniqueness_columns to identify deleted rows"));
                 }
+                if t.row_hashes == Some(true) && t.uniqueness_columns.is_empty() {
+                    problems.push(format!("{at}: row_hashes needs uniqueness_columns (a row hash is kept per key, docs/reconcile.md §4.2)"));
+                }
                 if let Some(0) = t.parallel_threads {
                     problems.push(format!("{at}: parallel_threads must be at least 1"));
                 }
@@ -1052,6 +1055,25 @@ mod tests {
         let config = Config::from_text(&ok, "test", &|_| None).unwrap();
         assert_eq!(config.sources[0].tables[0].chunking_column_types, vec![ChunkKeyType::Temporal]);
         assert_eq!(config.sources[0].tables[0].chunking_strategy, Some(ChunkingStrategy::Keyset));
+    }
+
+    #[test]
+    fn row_hashes_default_from_the_reconcile_section_per_table_and_need_keys() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"}, TOP
+          "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{"source":"T","target":"t","uniqueness_columns":["id"] TABLE},
+                                           {"source":"U","target":"u","uniqueness_columns":["id"]}, {"source":"V","target":"v"}]}]}"#;
+        let parse = |top: &str, table: &str| Config::from_text(&text.replace("TOP", top).replace("TABLE", table), "test", &|_| None);
+        let tables = |c: &Config| c.sources[0].tables.iter().map(|t| c.row_hashes(t)).collect::<Vec<_>>();
+        assert_eq!(tables(&parse("", "").unwrap()), [false, false, false], "off by default");
+        assert_eq!(tables(&parse(r#""reconcile": {"row_hashes": true},"#, "").unwrap()), [true, true, false], "never without keys");
+        assert_eq!(tables(&parse(r#""reconcile": {"row_hashes": true},"#, r#","row_hashes": false"#).unwrap()), [false, true, false]);
+        assert_eq!(tables(&parse("", r#","row_hashes": true"#).unwrap()), [true, false, false]);
+        let err = parse(r#""reconcile": {"row_hash": true},"#, "").unwrap_err();
+        assert!(err.message.contains("unknown key 'row_hash' in reconcile (did you mean 'row_hashes'?)"), "{}", err.message);
+        let keyless = text.replace(r#"{"source":"V","target":"v"}"#, r#"{"source":"V","target":"v","row_hashes":true}"#).replace("TOP", "").replace("TABLE", "");
+        let err = Config::from_text(&keyless, "test", &|_| None).unwrap_err();
+        assert!(err.message.contains("row_hashes needs uniqueness_columns"), "{}", err.message);
     }
 
     #[test]
