@@ -259,7 +259,7 @@ async fn copy_in_transaction(
     };
     let copy_target = staging.clone().unwrap_or_else(|| dest.clone());
     let mut rows_read = 0u64;
-    let (copied, hashes) = match first {
+    let (copied, mut hashes) = match first {
         // An empty chunk copies nothing.
         None => (0, Vec::new()),
         Some(first) => {
@@ -297,6 +297,9 @@ async fn copy_in_transaction(
         }
     };
     if let (Some(side), None) = (&side, &staging) {
+        // In index order: the side table's B-tree then fills leaf by leaf
+        // instead of at random places (the key MD5s are random).
+        hashes.sort_unstable_by_key(|h| (h.key_place, h.key_md5));
         side_table::copy_hashes(&tx, side, &dest, &hashes).await?;
     }
     drop(hashes);
@@ -404,7 +407,7 @@ pub(crate) fn upsert_hashed_sql(plan: &TablePlan, staging: &str, dest: &str, ins
         "WITH src AS (SELECT DISTINCT ON ({keys}) {cols}, {place}, {md5}, {hash} FROM {staging} ORDER BY {order}), \
          up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM src ON CONFLICT ({keys}) {action} RETURNING {returned}, (xmax = 0) AS inserted), \
          hashed AS (INSERT INTO {side} (key_place, key_md5, row_hash) SELECT src.{place}, src.{md5}, src.{hash} FROM up JOIN src ON {joined} \
-           ON CONFLICT (key_place, key_md5) DO UPDATE SET row_hash = EXCLUDED.row_hash) \
+           ORDER BY src.{place}, src.{md5} ON CONFLICT (key_place, key_md5) DO UPDATE SET row_hash = EXCLUDED.row_hash) \
          SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
         keys = keys.join(", "),
         cols = cols.join(", "),
