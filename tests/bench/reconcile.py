@@ -17,6 +17,15 @@ nothing is streamed), copied by `thaw run` into a fresh database, then:
 3. the nightly reconcile after a 1 % change in Snowflake (`thaw run`, whose
    reconcile verifies the touched rows plus a 1/7 rolling slice) against the
    full reconcile of step 1: seconds and rows verified;
+5. row hashes kept at load time (docs/reconcile.md §4.2; `row_hashes`,
+   BENCH_RECONCILE_ROW_HASHES=0 skips it): the same table copied again into a
+   second database with `reconcile.row_hashes: true`; the copy's rows/s with
+   and without the hashes (step 1's copy), the side table's bytes per row,
+   and the full-scope check of identical tables (`thaw reconcile` after the
+   table's coverage is forgotten, so "first verification": full scope, not
+   `--full`) reading the side table vs hashing the rows in SQL (the first
+   database), interleaved A B A B, medians: PostgreSQL-side rows/s and rows
+   transferred;
 4. the issue's engineered differences in a table with FLOAT and VARIANT
    columns (`engineered`, BENCH_RECONCILE_ENGINEERED_ROWS rows, default
    1 000 000; 0 skips it): all found exactly, seconds, peak RSS.
@@ -178,6 +187,81 @@ def engineered(thaw: str, logs: Path, rows: int, sf, admin) -> tuple[list, dict,
     return [], checks, details
 
 
+ROW_HASHES_DATABASE = "thaw_bench_reconcile_row_hashes"
+
+
+def _forget_coverage(database: str) -> None:
+    pg = _pg(database)
+    pg.autocommit = True
+    with pg.cursor() as c:
+        c.execute("DELETE FROM migration_status.reconcile_coverage")
+    pg.close()
+
+
+def row_hashes(thaw: str, logs: Path, rows: int, admin, sql_config: Path, sql_run_id: str, sql_copy_seconds: float) -> tuple[list, dict, dict]:
+    """5. Row hashes kept at load time against SQL hashing (docs/reconcile.md §4.2): copy the bench table
+    into a second database with `reconcile.row_hashes: true`, then time the full-scope check of both
+    databases (the SQL-hashing one is `sql_config`/`sql_run_id`, whose copy step took `sql_copy_seconds` in step 1)."""
+    import statistics
+    with admin.cursor() as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{ROW_HASHES_DATABASE}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{ROW_HASHES_DATABASE}"')
+    pg = _pg(ROW_HASHES_DATABASE)
+    pg.autocommit = True
+    work = Path(tempfile.mkdtemp(prefix="thaw-bench-reconcile-row-hashes-"))
+    config = _config(work / "config.json", database=ROW_HASHES_DATABASE)
+    text = json.loads(config.read_text())
+    text["reconcile"] = {"row_hashes": True}
+    config.write_text(json.dumps(text))
+    try:
+        with pg.cursor() as c:
+            c.execute('CREATE TABLE public.reconcile_bench ("ID" int8 PRIMARY KEY, "NOTE" varchar(40), "AMOUNT" numeric(12,2), "TS" timestamp, "UPDATED" timestamp)')
+            c.execute('CREATE INDEX ON public.reconcile_bench ("UPDATED")')
+        _thaw(thaw, ["migrate", "--config", str(config)], logs, "reconcile-row-hashes-migrate")
+        _, copy_seconds = _thaw(thaw, ["run", "--config", str(config), "--no-conflicts", "--report", str(work / "run.json")], logs, "reconcile-row-hashes-copy")
+        run = json.loads((work / "run.json").read_text())
+        run_id = run["plan"]["run_id"]
+        copy_seconds = dict(run["steps"]).get("copy", copy_seconds)
+        with pg.cursor() as c:
+            c.execute("SELECT side_table, complete FROM migration_status.row_hash_tables")
+            side, complete = c.fetchone()
+            c.execute(f"VACUUM ANALYZE {side}")
+            c.execute(f"SELECT pg_total_relation_size('{side}'), pg_relation_size('{side}'), (SELECT count(*) FROM {side})")
+            side_bytes, side_heap_bytes, side_rows = c.fetchone()
+        hashed, sql = [], []
+        for _ in range(2):
+            for database, cfg, rid, out in ((ROW_HASHES_DATABASE, config, run_id, hashed), (PG_DATABASE, sql_config, sql_run_id, sql)):
+                _forget_coverage(database)
+                report, _ = _thaw(thaw, ["reconcile", "--config", str(cfg), "--run-id", rid, "--json"], logs, f"reconcile-row-hashes-{database}")
+                out.append(_table(report))
+    finally:
+        pg.close()
+        with admin.cursor() as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{ROW_HASHES_DATABASE}" WITH (FORCE)')
+    median = lambda ts, key: statistics.median(t["coverage"][key] for t in ts)  # noqa: E731
+    rate = lambda n, s: n / s if s > 0 else float("nan")  # noqa: E731
+    metrics = [
+        ("reconcile identical, PostgreSQL side rows/s, row hashes vs SQL", rate(rows, median(hashed, "target_seconds")), rate(rows, median(sql, "target_seconds"))),
+        ("copy rows/s with row hashes vs without", rate(rows, copy_seconds), rate(rows, sql_copy_seconds)),
+    ]
+    checks = {
+        "row hashes: side table complete, one row per target row": complete and side_rows == rows,
+        "row hashes: identical tables ok reading the side table, nothing transferred":
+            all(t["summary"]["status"] == "ok" and t["coverage"]["row_hashes"] == "read" and t["coverage"]["rows_transferred"] == 0 for t in hashed),
+        "row hashes: the SQL-hashing database is ok too": all(t["summary"]["status"] == "ok" for t in sql),
+    }
+    details = {
+        "rows": rows, "copy_seconds_with": round(copy_seconds, 2), "copy_seconds_without": round(sql_copy_seconds, 2),
+        "side_table_bytes_per_row": round(side_bytes / rows, 1), "side_table_heap_bytes_per_row": round(side_heap_bytes / rows, 1),
+        "postgres_seconds_side_table": [t["coverage"]["target_seconds"] for t in hashed],
+        "postgres_seconds_sql": [t["coverage"]["target_seconds"] for t in sql],
+        "source_seconds_side_table": [t["coverage"]["source_seconds"] for t in hashed],
+        "whole_seconds_side_table": [t["coverage"]["seconds"] for t in hashed], "whole_seconds_sql": [t["coverage"]["seconds"] for t in sql],
+        "rows_transferred": [t["coverage"]["rows_transferred"] for t in hashed + sql],
+    }
+    return metrics, checks, details
+
+
 def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dict]:
     rows = rows or int(os.environ.get("BENCH_RECONCILE_ROWS") or 1_000_000)
     sf = _sf()
@@ -238,6 +322,12 @@ def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dic
         run2 = json.loads((work / "run2.json").read_text())
         night = run2["reconcile_details"][0]
         night_cov = night["coverage"]
+
+        # 5. Row hashes kept at load time vs SQL hashing (needs this database).
+        hash_metrics, hash_checks, hash_details = [], {}, {}
+        if os.environ.get("BENCH_RECONCILE_ROW_HASHES", "1") != "0":
+            copy_step = dict(run1["steps"]).get("copy", copy_seconds)
+            hash_metrics, hash_checks, hash_details = row_hashes(thaw, logs, rows, admin, config, run_id, copy_step)
     finally:
         pg.close()
         with admin.cursor() as c:
@@ -255,12 +345,14 @@ def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dic
         ("reconcile identical, whole rows/s", rate(rows, same_cov["seconds"]), rate(rows, naive_seconds)),
         ("reconcile 10 differences, whole rows/s", rate(rows, diff_cov["seconds"]), rate(rows, naive_seconds)),
         ("nightly reconcile (1 % changed) rows/s", rate(rows, night_cov["seconds"]), rate(rows, same_cov["seconds"])),
+        *hash_metrics,
     ]
     checks = {
         "reconcile identical: ok, nothing transferred": same["summary"]["status"] == "ok" and same_cov["rows_transferred"] == 0,
         "reconcile: the 10 planted differences found exactly": found == sorted(ids),
         "reconcile: < 0.5 % of rows transferred to locate them": diff_cov["rows_transferred"] < rows * 0.005,
         **engineered_checks,
+        **hash_checks,
         "nightly reconcile ok and nightly-scoped": night["summary"]["status"] == "ok" and night_cov["scope"] == "nightly",
     }
     details = {
@@ -270,6 +362,7 @@ def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dic
         "nightly": {**night_cov, "changed_rows": changed, "run_wall_seconds": round(night_wall, 2),
                     "cost_vs_full": round(night_cov["seconds"] / same_cov["seconds"], 3) if same_cov["seconds"] else None},
         "engineered": engineered_details,
+        "row_hashes": hash_details,
     }
     return metrics, checks, details
 

@@ -262,6 +262,11 @@ pub struct TableConfig {
     /// owns, such as the nightly job's own flags). Additive option.
     #[serde(default)]
     pub exclude_columns: Vec<String>,
+    /// Keep each row's reconcile hash in a side table, written with the
+    /// rows at load time (docs/reconcile.md §4.2); overrides the top-level
+    /// `reconcile.row_hashes`. Needs `uniqueness_columns`. Additive; default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_hashes: Option<bool>,
     /// Create the target table from the source's columns when it does not
     /// exist (natural type mapping, docs/sync.md §5.4), with a primary key on
     /// `uniqueness_columns`. Additive; overrides the top-level `create_tables`;
@@ -556,6 +561,20 @@ pub struct Config {
     /// `source_mode` is `staged`; docs/sync.md §13).
     #[serde(default, alias = "s3_staging", skip_serializing_if = "Option::is_none")]
     pub staging: Option<StagingSettings>,
+    /// Reconcile settings (absent: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<ReconcileSettings>,
+}
+
+/// The `reconcile` section (docs/reconcile.md §4.2).
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSettings {
+    /// Default of the tables' `row_hashes`: keep each row's reconcile hash
+    /// in a side table written at load time, so reconcile reads it instead
+    /// of hashing the target rows in SQL. Default false.
+    #[serde(default)]
+    pub row_hashes: bool,
 }
 
 /// What a configuration is loaded for: each command validates only the
@@ -601,6 +620,13 @@ pub const DEFAULT_PARALLEL_THREADS: usize = 4;
 pub const DEFAULT_CHUNK_BYTE_BUDGET: u64 = 256 * 1024 * 1024;
 
 impl Config {
+    /// Whether `table` keeps row hashes (docs/reconcile.md §4.2): its own
+    /// `row_hashes`, else `reconcile.row_hashes`; never without
+    /// `uniqueness_columns` (a row hash is kept per key).
+    pub fn row_hashes(&self, table: &TableConfig) -> bool {
+        !table.uniqueness_columns.is_empty() && table.row_hashes.unwrap_or_else(|| self.reconcile.as_ref().is_some_and(|r| r.row_hashes))
+    }
+
     /// Load a config file: expand `${VAR}`, parse strictly, validate.
     ///
     /// Errors are [`crate::error::ErrorKind::ConfigInvalid`] and name the file, the JSON
@@ -706,6 +732,9 @@ impl Config {
                 }
                 if t.propagate_deletes && t.uniqueness_columns.is_empty() {
                     problems.push(format!("{at}: propagate_deletes needs uniqueness_columns to identify deleted rows"));
+                }
+                if t.row_hashes == Some(true) && t.uniqueness_columns.is_empty() {
+                    problems.push(format!("{at}: row_hashes needs uniqueness_columns (a row hash is kept per key, docs/reconcile.md §4.2)"));
                 }
                 if let Some(0) = t.parallel_threads {
                     problems.push(format!("{at}: parallel_threads must be at least 1"));
@@ -915,8 +944,9 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "snowflake", "postgres", "parallel_threads", "batch_size", "max_retry_attempts", "retry_budget_seconds",
             "lambda_timeout_buffer_seconds", "insert_only_mode", "max_parallel_tables", "chunk_byte_budget",
             "create_tables", "schema_evolution", "conflicts", "sources",
-            "staging", "s3_staging",
+            "staging", "s3_staging", "reconcile",
         ],
+        "reconcile" => &["row_hashes"],
         "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds", "session_parameters"],
         "postgres" => &["host", "user", "password", "port", "status_database", "sslmode", "ca_file"],
         "conflicts" => &["database", "analytics_schema", "conflict_schema", "time_zone", "today", "gps_priority"],
@@ -930,7 +960,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "uniqueness_columns", "source_watermark", "target_watermark", "truncate_onstart", "insert_only_mode",
             "disable_index", "parallel_threads", "batch_size", "batch_size_copy_mode", "column_mapping",
             "sort_columns", "chunking_strategy", "estimated_row_bytes", "propagate_deletes", "exclude_columns",
-            "truncate_to_date", "create_tables", "schema_evolution", "source_mode",
+            "truncate_to_date", "create_tables", "schema_evolution", "source_mode", "row_hashes",
         ],
         _ => &[],
     }
@@ -956,7 +986,7 @@ fn check_unknown_keys(value: &serde_json::Value, origin: &str) -> Result<()> {
         }
     };
     check(value, "", "the top level");
-    for section in ["snowflake", "postgres", "conflicts"] {
+    for section in ["snowflake", "postgres", "conflicts", "reconcile"] {
         if let Some(v) = value.get(section) {
             check(v, section, section);
         }
@@ -1025,6 +1055,25 @@ mod tests {
         let config = Config::from_text(&ok, "test", &|_| None).unwrap();
         assert_eq!(config.sources[0].tables[0].chunking_column_types, vec![ChunkKeyType::Temporal]);
         assert_eq!(config.sources[0].tables[0].chunking_strategy, Some(ChunkingStrategy::Keyset));
+    }
+
+    #[test]
+    fn row_hashes_default_from_the_reconcile_section_per_table_and_need_keys() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"}, TOP
+          "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{"source":"T","target":"t","uniqueness_columns":["id"] TABLE},
+                                           {"source":"U","target":"u","uniqueness_columns":["id"]}, {"source":"V","target":"v"}]}]}"#;
+        let parse = |top: &str, table: &str| Config::from_text(&text.replace("TOP", top).replace("TABLE", table), "test", &|_| None);
+        let tables = |c: &Config| c.sources[0].tables.iter().map(|t| c.row_hashes(t)).collect::<Vec<_>>();
+        assert_eq!(tables(&parse("", "").unwrap()), [false, false, false], "off by default");
+        assert_eq!(tables(&parse(r#""reconcile": {"row_hashes": true},"#, "").unwrap()), [true, true, false], "never without keys");
+        assert_eq!(tables(&parse(r#""reconcile": {"row_hashes": true},"#, r#","row_hashes": false"#).unwrap()), [false, true, false]);
+        assert_eq!(tables(&parse("", r#","row_hashes": true"#).unwrap()), [true, false, false]);
+        let err = parse(r#""reconcile": {"row_hash": true},"#, "").unwrap_err();
+        assert!(err.message.contains("unknown key 'row_hash' in reconcile (did you mean 'row_hashes'?)"), "{}", err.message);
+        let keyless = text.replace(r#"{"source":"V","target":"v"}"#, r#"{"source":"V","target":"v","row_hashes":true}"#).replace("TOP", "").replace("TABLE", "");
+        let err = Config::from_text(&keyless, "test", &|_| None).unwrap_err();
+        assert!(err.message.contains("row_hashes needs uniqueness_columns"), "{}", err.message);
     }
 
     #[test]

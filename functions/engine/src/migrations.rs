@@ -19,6 +19,8 @@
 //!   still waiting for `CONFLICTID`, `ReverseUUID` or `CRDATEUNIQUE`.
 //! * `V20__conflict_group_closure.sql`: the indexes the `GroupID` closure walks
 //!   (rows waiting for a group id, `ConVisitID`).
+//! * `V21__row_hashes.sql`: the row-hash side tables' schema and registry
+//!   (docs/reconcile.md §4.2).
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

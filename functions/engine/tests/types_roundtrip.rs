@@ -22,7 +22,7 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::BytesMut;
 use futures::SinkExt;
 
-use thaw_engine::reconcile::{self, canonical};
+use thaw_engine::reconcile::{self, canonical, row_hash};
 use thaw_engine::sync::plan::{ColumnPair, SourceColumn};
 use thaw_engine::sink::encode::{supported_targets, CopyEncoder};
 use thaw_engine::sink;
@@ -483,6 +483,26 @@ const EMULATOR_GAPS: &[(LogicalType, &str)] = &[
 /// PostgreSQL's own casts of the same literals, as another tool would, for lossy pairs
 /// thaw's copy refuses).
 async fn texts_on_both_sides(name: &str, pairs: &[(&str, &str, &[&str])], via_encoder: bool) -> (Vec<Vec<Option<String>>>, Vec<Vec<Option<String>>>, Vec<sink::TargetColumn>) {
+    let s = sides(name, pairs, via_encoder).await;
+    (s.emulator, s.postgres, s.targets)
+}
+
+/// What [`sides`] finds for one table, row by row (ordered by `ID`).
+struct Sides {
+    /// Canonical texts on the emulator side (reconcile's emulator path).
+    emulator: Vec<Vec<Option<String>>>,
+    /// Canonical texts PostgreSQL computes from the stored rows.
+    postgres: Vec<Vec<Option<String>>>,
+    /// `MD5(key text)` and `MD5(row text)` PostgreSQL computes in SQL (key: `ID`).
+    postgres_hashes: Vec<(String, String)>,
+    /// Canonical texts computed in Rust from the batches written (`row_hash::RowHasher::texts`).
+    rust: Vec<Vec<Option<String>>>,
+    /// Row hashes computed in Rust from the batches written.
+    rust_hashes: Vec<row_hash::RowHash>,
+    targets: Vec<sink::TargetColumn>,
+}
+
+async fn sides(name: &str, pairs: &[(&str, &str, &[&str])], via_encoder: bool) -> Sides {
     let pg = postgres().await;
     let sf_settings = thaw_test_support::snowflake();
     let sf = source::connect(&sf_settings, None, None).await.expect("login to the emulator");
@@ -547,8 +567,22 @@ async fn texts_on_both_sides(name: &str, pairs: &[(&str, &str, &[&str])], via_en
         .iter()
         .map(|r| (0..column_pairs.len()).map(|i| r.get(i)).collect())
         .collect();
+    let raw_exprs: Vec<String> = column_pairs.iter().map(|c| canonical::postgres_expr(&c.source, &c.target)).collect();
+    let postgres_hashes = pg
+        .query(&format!("SELECT MD5({}), MD5({}) FROM {table} ORDER BY \"ID\"", canonical::row_text(&raw_exprs[..1]), canonical::row_text(&raw_exprs)), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     pg.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
-    (sf_rows, pg_rows, targets)
+    let hasher = row_hash::RowHasher::new(&column_pairs, batches[0].schema().fields(), &["ID".to_string()]).unwrap();
+    let (mut rust, mut rust_hashes) = (Vec::new(), Vec::new());
+    for batch in &batches {
+        rust.extend(hasher.texts(batch).unwrap());
+        hasher.hash_batch(batch, &mut rust_hashes).unwrap();
+    }
+    Sides { emulator: sf_rows, postgres: pg_rows, postgres_hashes, rust, rust_hashes, targets }
 }
 
 /// Every type pair of the round trip, value by value: the canonical text the
@@ -607,6 +641,44 @@ async fn canonical_forms_agree_value_by_value_for_every_type_pair() {
         }
     }
     assert!(missing.is_empty(), "pairs without a value-by-value canonical case: {missing:?}");
+}
+
+/// The row hashes thaw keeps at load time (docs/reconcile.md §4.2), for
+/// every type pair of the round trip, value by value: the canonical text
+/// computed in Rust from the Arrow batch the encoder wrote equals the text
+/// PostgreSQL computes from the stored row (and the emulator's text of the
+/// source row); the Rust key MD5, key-hash place and 48-bit row hash equal
+/// PostgreSQL's SQL `MD5(key text)` / `MD5(row text)` and the emulator's.
+/// Covers NULLs, NaN/±Infinity/−0.0, JSON key order and number spelling,
+/// timestamps at µs, NUMBER scales, text with trailing blanks into `char`.
+#[tokio::test]
+async fn rust_row_hashes_of_the_written_batch_equal_both_engines_value_by_value() {
+    let s = sides("rowhash", EMULATED, true).await;
+    let rows = s.postgres.len();
+    assert!(rows >= 8 && s.rust.len() == rows && s.rust_hashes.len() == rows && s.emulator.len() == rows);
+    let mut differences = Vec::new();
+    for (row, (r, p)) in s.rust.iter().zip(&s.postgres).enumerate() {
+        for (i, (a, b)) in r.iter().zip(p).enumerate() {
+            if a != b {
+                let pair = if i == 0 { ("NUMBER(38,0)", "int8") } else { (EMULATED[i - 1].0, EMULATED[i - 1].1) };
+                differences.push(format!("row {row} {} → {}: rust {a:?} postgres {b:?}", pair.0, pair.1));
+            }
+        }
+    }
+    assert!(differences.is_empty(), "Rust canonical texts differ from PostgreSQL's:\n{}", differences.join("\n"));
+    use md5::Digest as _;
+    let md5 = |t: &str| -> [u8; 16] { md5::Md5::digest(t.as_bytes()).into() };
+    let join = |v: &[Option<String>]| v.iter().map(|x| x.clone().unwrap_or_else(|| canonical::NULL_MARKER.to_string())).collect::<Vec<_>>().join(&canonical::SEPARATOR.to_string());
+    for (row, ((h, (pg_key, pg_row)), emulator)) in s.rust_hashes.iter().zip(&s.postgres_hashes).zip(&s.emulator).enumerate() {
+        assert_eq!(&hex::encode(h.key_md5), pg_key, "row {row}: key MD5");
+        assert_eq!(format!("{:07x}", h.key_place), pg_key[..7], "row {row}: key-hash place");
+        assert_eq!(format!("{:012x}", h.row_hash), pg_row[..12], "row {row}: 48-bit row hash vs PostgreSQL");
+        assert_eq!(h.key_md5, md5(&join(&emulator[..1])), "row {row}: key MD5 vs the emulator");
+        assert_eq!(h.row_hash, row_hash::row_hash48(&md5(&join(emulator))), "row {row}: row hash vs the emulator");
+    }
+    let distinct: std::collections::BTreeSet<u64> = s.rust_hashes.iter().map(|h| h.row_hash).collect();
+    assert_eq!(distinct.len(), rows, "every row of the suite differs, so must its hash");
+    assert_eq!(s.targets.len(), EMULATED.len() + 1);
 }
 
 /// Copies that lose information canonicalise from the source's full

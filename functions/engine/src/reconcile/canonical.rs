@@ -174,7 +174,7 @@ fn special(source: &SourceColumn, target: &TargetColumn) -> Option<bool> {
     }
 }
 
-fn logical(source: &SourceColumn) -> LogicalType {
+pub(crate) fn logical(source: &SourceColumn) -> LogicalType {
     LogicalType::from_data_type(&source.data_type).unwrap_or(LogicalType::Text)
 }
 
@@ -184,7 +184,7 @@ fn is_semi(logical: LogicalType) -> bool {
 
 /// The scale NUMBER sources are compared at: the larger of the source and
 /// target scales (an unconstrained `numeric` holds the source scale).
-fn number_scale(source: &SourceColumn, target: &TargetColumn) -> i64 {
+pub(crate) fn number_scale(source: &SourceColumn, target: &TargetColumn) -> i64 {
     let src = source.scale.unwrap_or(0);
     let dst = if target.pg_type == PgType::Numeric { target.numeric_scale.map(i64::from).unwrap_or(src) } else { 0 };
     src.max(dst).clamp(0, 37)
@@ -248,8 +248,9 @@ fn common_expr(source: &SourceColumn, target: &TargetColumn) -> String {
             varchar(format!("CAST({c} AS NUMBER(38, {}))", number_scale(source, target)))
         }
         PgType::Bool => match logical {
-            LogicalType::Fixed => format!("IFF({c} <> 0, '1', '0')"),
-            _ => format!("IFF({c}, '1', '0')"),
+            // NULL stays NULL (IFF would make it '0', indistinguishable from FALSE).
+            LogicalType::Fixed => format!("CASE WHEN {c} <> 0 THEN '1' WHEN {c} = 0 THEN '0' END"),
+            _ => format!("CASE WHEN {c} THEN '1' WHEN NOT {c} THEN '0' END"),
         },
         PgType::Date | PgType::Timestamp => varchar(format!("DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, {})", wall_clock(&c, logical))),
         PgType::Time => varchar(format!("DATEDIFF(microsecond, '00:00:00'::TIME, {c})")),
@@ -370,7 +371,7 @@ pub fn postgres_expr(source: &SourceColumn, target: &TargetColumn) -> String {
         // A double holding a NUMBER: its shortest text is exact, then compared at the source scale.
         PgType::Float4 | PgType::Float8 => format!("CAST(ROUND(CAST(CAST({c} AS TEXT) AS NUMERIC), {}) AS VARCHAR)", number_scale(source, target)),
         PgType::Uuid | PgType::Text | PgType::Varchar => format!("CAST({c} AS VARCHAR)"),
-        PgType::Bool => format!("CASE WHEN {c} THEN '1' ELSE '0' END"),
+        PgType::Bool => format!("CASE WHEN {c} THEN '1' WHEN NOT {c} THEN '0' END"),
         PgType::Date => format!("CAST(CAST({c} - DATE '1970-01-01' AS BIGINT) * 86400000000 AS VARCHAR)"),
         PgType::Time | PgType::Timestamp | PgType::Timestamptz => epoch_micros,
         PgType::Json | PgType::Jsonb => postgres_json(&format!("CAST({c} AS JSONB)")),

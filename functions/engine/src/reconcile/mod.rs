@@ -30,6 +30,8 @@
 pub mod canonical;
 pub mod coverage;
 pub mod dual_read;
+pub mod row_hash;
+pub mod side_table;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -468,6 +470,13 @@ pub struct TableCoverage {
     pub target_seconds: f64,
     /// Wall-clock seconds of this table's reconcile.
     pub seconds: f64,
+    /// What reconcile did with the table's row-hash side table
+    /// (docs/reconcile.md §4.2): `read` (PostgreSQL's segment sums came from
+    /// it), `compared` (a full reconcile found it equal to the rows),
+    /// `refilled …`, `drift …` (the rolling slice found rows changed outside
+    /// thaw; marked incomplete), `incomplete …`; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_hashes: Option<String>,
 }
 
 impl Scope {
@@ -596,6 +605,8 @@ fn add(a: SegmentSum, b: SegmentSum) -> SegmentSum {
 async fn count_rows(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, pg_table: &str) -> Result<(u64, u64)> {
     let s = sf.execute(&format!("SELECT COUNT(*) FROM {}", q.sf_from)).await?;
     let source = parse_sum(s.into_iter().next().and_then(|r| r.into_iter().next()).flatten());
+    // Reading the side table: its rows are the target's as thaw wrote them.
+    let pg_table = q.pg_side.as_deref().unwrap_or(pg_table);
     let d = pg.query_one(&format!("SELECT COUNT(*) FROM {pg_table}"), &[]).await.map_err(|e| from_postgres(e, format!("counting {pg_table}")))?;
     Ok((source, d.get::<_, i64>(0).max(0) as u64))
 }
@@ -636,6 +647,25 @@ async fn reconcile_queries(
     let pg_table = plan.target_fqn();
     let mut found = Found::default();
     let mut deleted = 0;
+    // Row hashes (docs/reconcile.md §4.2): a complete side table answers a
+    // full-scope check of the PostgreSQL side (not `--full`, which re-derives
+    // every hash from the rows and refills it).
+    let side = side_table::registered(pg, &pg_table).await?;
+    let side_name = side.as_ref().map(|s| s.name.clone());
+    let read_side = matches!(scope, Scope::Full) && !options.full && side.as_ref().is_some_and(|s| s.complete);
+    let side_q;
+    let q = if read_side {
+        side_q = q.reading_side(side_name.clone());
+        &side_q
+    } else {
+        q
+    };
+    let mut row_hashes = match &side {
+        None => None,
+        Some(_) if read_side => Some("read".to_string()),
+        Some(s) if !s.complete => Some("incomplete: hashed in SQL".to_string()),
+        Some(_) => Some("kept, hashed in SQL".to_string()),
+    };
     // Level 1 over the whole table: counts (Snowflake answers COUNT(*) from
     // metadata). Different counts: compare the keys of the whole table (the
     // key census), which finds missing and extra rows — source deletes among
@@ -652,7 +682,7 @@ async fn reconcile_queries(
         let census_options = ReconcileOptions { max_leaves: usize::MAX, leaf_rows: (options.leaf_rows / 64).max(64), ..options };
         verify_part(sf, pg, &kq, KeyRange::ALL, census_options, &mut census).await?;
         if propagate_deletes && !census.extra.is_empty() {
-            deleted = delete_keys(pg, q, &pg_table, &census.extra).await?;
+            deleted = delete_keys(pg, q, &pg_table, side_name.as_deref(), &census.extra).await?;
             target_rows -= deleted.min(target_rows);
         }
         census_clean = source_rows == target_rows && census.missing.is_empty() && census.duplicate_source.is_empty() && census.duplicate_target.is_empty();
@@ -676,18 +706,49 @@ async fn reconcile_queries(
     };
     let (mut src_sum, mut dst_sum, mut parts_clean) = (SegmentSum::default(), SegmentSum::default(), true);
     let mut differing = Vec::new();
+    let mut part_sums = Vec::new();
+    let deleted_before_parts = deleted;
     for (pq, range) in &parts {
         let (ok, s, d) = verify_part(sf, pg, pq, *range, options, &mut found).await?;
         (src_sum, dst_sum) = (add(src_sum, s), add(dst_sum, d));
+        part_sums.push(d);
         if !ok {
             parts_clean = false;
             differing.push((*pq, *range));
         }
     }
+    // The rows were hashed in SQL: compare them with the side table too, so a
+    // write that bypassed thaw is seen (rolling slice, --full), and refill it
+    // on --full.
+    if let (Some(s), false) = (&side, read_side) {
+        // Rows deleted after the parts were hashed (propagate_deletes of extra
+        // rows the row diff found) leave their sums stale: no comparison then.
+        let stale_sums = deleted != deleted_before_parts;
+        let hashed = match scope {
+            Scope::Full => Some((KeyRange::ALL, part_sums[0])),
+            Scope::Nightly { slice, .. } if s.complete && !stale_sums => Some((*slice, part_sums[1])),
+            Scope::Nightly { .. } => None,
+        };
+        if let Some((range, rows_sum)) = hashed {
+            let side_sum = total(&pg_segments(pg, &q.reading_side(Some(s.name.clone())), &[range], 2).await?);
+            let equal = side_sum == rows_sum && !stale_sums;
+            row_hashes = Some(match (scope, equal && s.complete) {
+                (_, true) => "compared: equal to the rows".to_string(),
+                (Scope::Full, false) => {
+                    let rows = refill_side_table(pg, q, &pg_table, &s.name).await?;
+                    format!("refilled from the rows ({rows} rows; {})", if s.complete { "it differed from them" } else { "it was incomplete" })
+                }
+                (Scope::Nightly { .. }, false) => {
+                    side_table::invalidate(pg, &pg_table, "the rolling slice found rows changed outside thaw; thaw reconcile --full refills it").await?;
+                    format!("drift: {} side rows vs {} target rows in the rolling slice; marked incomplete", side_sum.rows, rows_sum.rows)
+                }
+            });
+        }
+    }
     // Extra rows the census did not see (the counts agreed): delete them and
     // verify the differing parts again.
     if propagate_deletes && !parts_clean && !found.extra.is_empty() && deleted == 0 {
-        deleted = delete_keys(pg, q, &pg_table, &found.extra).await?;
+        deleted = delete_keys(pg, q, &pg_table, side_name.as_deref(), &found.extra).await?;
         target_rows -= deleted.min(target_rows);
         if deleted > 0 {
             parts_clean = true;
@@ -725,6 +786,7 @@ async fn reconcile_queries(
         source_seconds: found.source_seconds,
         target_seconds: found.target_seconds,
         seconds: started.elapsed().as_secs_f64(),
+        row_hashes,
     };
     tracing::info!(table = %pg_table, scope = %coverage.scope, rows_verified = coverage.rows_verified, rows_transferred = coverage.rows_transferred, seconds = coverage.seconds, "reconciled");
     Ok(TableReport {
@@ -762,6 +824,9 @@ struct TableQueries {
     engine: SourceEngine,
     sf_from: String,
     pg_from: String,
+    /// The row-hash side table the PostgreSQL side's segment sums are read
+    /// from instead of hashing the rows in SQL (docs/reconcile.md §4.2).
+    pg_side: Option<String>,
 }
 
 impl TableQueries {
@@ -799,7 +864,7 @@ impl TableQueries {
         } else {
             key_columns.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect()
         };
-        TableQueries { columns, keys, engine, sf_from, pg_from }
+        TableQueries { columns, keys, engine, sf_from, pg_from, pg_side: None }
     }
 
     /// Whether the Snowflake SQL calls the JavaScript functions.
@@ -885,18 +950,7 @@ impl TableQueries {
     /// computed once per row (set-returning `UNNEST`, see [`Self::in_ranges`])
     /// and its first 12 hex digits read by one `bit(48)` cast.
     fn segments_sql(&self, exprs: &[String], from: &str, postgres: bool, ranges: &[KeyRange], factor: u64) -> String {
-        let floor = |e: String| if postgres { e } else { format!("FLOOR({e})") };
-        let seg = match ranges {
-            [r] => floor(format!("(thaw_kh - {}) / {}", r.lo, r.child_width(factor))),
-            _ => {
-                let arms: Vec<String> = ranges
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| format!("WHEN thaw_kh >= {} AND thaw_kh < {} THEN {} + {}", r.lo, r.hi, i as u64 * factor, floor(format!("(thaw_kh - {}) / {}", r.lo, r.child_width(factor)))))
-                    .collect();
-                format!("CASE {} END", arms.join(" "))
-            }
-        };
+        let seg = segment_of(postgres, ranges, factor);
         let (row, rows) = (canonical::row_text(exprs), self.in_ranges(exprs, from, postgres, ranges));
         if postgres {
             // Integer division: thaw_kh is an int below 2^28.
@@ -959,6 +1013,19 @@ impl TableQueries {
         format!("SELECT {select} FROM {}{listed}", self.in_ranges(&self.sf_exprs(), &self.sf_from, false, ranges))
     }
 
+    /// The same table with the PostgreSQL side's segment sums read from the
+    /// row-hash side table `side` (None: hashed in SQL).
+    fn reading_side(&self, side: Option<String>) -> TableQueries {
+        TableQueries {
+            columns: self.columns.clone(),
+            keys: self.keys.clone(),
+            engine: self.engine,
+            sf_from: self.sf_from.clone(),
+            pg_from: self.pg_from.clone(),
+            pg_side: side,
+        }
+    }
+
     /// The same table with its key columns only: its "rows" are the keys, so
     /// the segment sums compare the key sets (the key census).
     fn keys_only(&self) -> TableQueries {
@@ -968,6 +1035,7 @@ impl TableQueries {
             engine: self.engine,
             sf_from: self.sf_from.clone(),
             pg_from: self.pg_from.clone(),
+            pg_side: None,
         }
     }
 
@@ -982,8 +1050,40 @@ impl TableQueries {
             engine: self.engine,
             sf_from: format!("{base} WHERE {sf_where}"),
             pg_from: format!("(SELECT * FROM {pg_table} WHERE {pg_where}) thaw_touched"),
+            pg_side: None,
         }
     }
+}
+
+/// SQL of the segment index of a row whose key-hash place is `thaw_kh`:
+/// `i * factor + j` for sub-range `j` of range `i` of `ranges` (see
+/// [`TableQueries::segments_sql`]); integer division in PostgreSQL.
+fn segment_of(postgres: bool, ranges: &[KeyRange], factor: u64) -> String {
+    let floor = |e: String| if postgres { e } else { format!("FLOOR({e})") };
+    match ranges {
+        [r] => floor(format!("(thaw_kh - {}) / {}", r.lo, r.child_width(factor))),
+        _ => {
+            let arms: Vec<String> = ranges
+                .iter()
+                .enumerate()
+                .map(|(i, r)| format!("WHEN thaw_kh >= {} AND thaw_kh < {} THEN {} + {}", r.lo, r.hi, i as u64 * factor, floor(format!("(thaw_kh - {}) / {}", r.lo, r.child_width(factor)))))
+                .collect();
+            format!("CASE {} END", arms.join(" "))
+        }
+    }
+}
+
+/// The segment sums of [`TableQueries::segments_sql`] read from a row-hash
+/// side table (docs/reconcile.md §4.2): an index-only scan of the
+/// `(key_place, key_md5) INCLUDE (row_hash)` index over the ranges' places
+/// only; nothing is hashed.
+fn side_segments_sql(side: &str, ranges: &[KeyRange], factor: u64) -> String {
+    let within: Vec<String> = ranges.iter().map(|r| format!("(key_place >= {} AND key_place < {})", r.lo, r.hi)).collect();
+    let filter = if ranges == [KeyRange::ALL] { String::new() } else { format!(" WHERE {}", if within.is_empty() { "1 = 0".to_string() } else { within.join(" OR ") }) };
+    format!(
+        "SELECT seg, COUNT(*), SUM(row_hash >> 24), SUM(row_hash & 16777215) FROM (SELECT {} AS seg, row_hash FROM (SELECT key_place AS thaw_kh, row_hash FROM {side}{filter}) x) y GROUP BY seg",
+        segment_of(true, ranges, factor)
+    )
 }
 
 /// One row: canonical key text and every column's canonical text (None = NULL).
@@ -1178,7 +1278,11 @@ fn parse_sum(v: Option<String>) -> u64 {
 }
 
 async fn pg_segments(pg: &Client, q: &TableQueries, ranges: &[KeyRange], factor: u64) -> Result<BTreeMap<KeyRange, SegmentSum>> {
-    let sql = format!("SELECT seg::text, c::text, h::text, l::text FROM ({}) s(seg, c, h, l)", q.segments_sql(&q.pg_exprs(), &q.pg_from, true, ranges, factor));
+    let inner = match &q.pg_side {
+        Some(side) => side_segments_sql(side, ranges, factor),
+        None => q.segments_sql(&q.pg_exprs(), &q.pg_from, true, ranges, factor),
+    };
+    let sql = format!("SELECT seg::text, c::text, h::text, l::text FROM ({inner}) s(seg, c, h, l)");
     let rows = pg.query(&sql, &[]).await.map_err(|e| from_postgres(e, format!("checksumming {}", q.pg_from)))?;
     Ok(sums_from_rows(rows.iter().map(|r| (0..4).map(|i| r.get::<_, Option<String>>(i)).collect()).collect(), ranges, factor))
 }
@@ -1374,12 +1478,51 @@ async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leave
 
 /// Delete the target rows holding the given keys (canonical key texts of
 /// extra keys, `propagate_deletes`); returns the rows deleted.
-async fn delete_keys(pg: &Client, q: &TableQueries, pg_table: &str, keys: &BTreeSet<String>) -> Result<u64> {
+async fn delete_keys(pg: &Client, q: &TableQueries, pg_table: &str, side: Option<&str>, keys: &BTreeSet<String>) -> Result<u64> {
     let hashes: Vec<String> = keys.iter().map(|k| md5_hex(k)).collect();
-    let sql = format!("DELETE FROM {pg_table} WHERE MD5({}) = ANY($1::text[])", q.key_of(&q.pg_exprs()));
-    let deleted = pg.execute(&sql, &[&hashes]).await.map_err(|e| from_postgres(e, format!("deleting rows no longer in Snowflake from {pg_table}")))?;
+    let delete = format!("DELETE FROM {pg_table} WHERE MD5({}) = ANY($1::text[])", q.key_of(&q.pg_exprs()));
+    // The rows' hashes go in the same statement (docs/reconcile.md §4.2).
+    let sql = match side {
+        Some(side) => format!(
+            "WITH d AS ({delete} RETURNING 1), h AS (DELETE FROM {side} WHERE key_md5 IN (SELECT decode(x, 'hex') FROM unnest($1::text[]) x)) SELECT count(*) FROM d"
+        ),
+        None => format!("WITH d AS ({delete} RETURNING 1) SELECT count(*) FROM d"),
+    };
+    let deleted = pg.query_one(&sql, &[&hashes]).await.map_err(|e| from_postgres(e, format!("deleting rows no longer in Snowflake from {pg_table}")))?.get::<_, i64>(0) as u64;
     tracing::info!(table = %pg_table, deleted, "propagated deletes");
     Ok(deleted)
+}
+
+/// Refill the side table `side` of `pg_table` from its rows, hashed in SQL
+/// by the same canonical forms (docs/reconcile.md §4.2), in one transaction,
+/// and mark it complete. Returns the rows written.
+///
+/// Errors: a key held twice by the target (the side table keeps one hash per
+/// key) fails the refill, which leaves the side table as it was; other
+/// failures by SQLSTATE.
+async fn refill_side_table(pg: &Client, q: &TableQueries, pg_table: &str, side: &str) -> Result<u64> {
+    let exprs = q.pg_exprs();
+    let sql = format!(
+        "INSERT INTO {side} (key_place, key_md5, row_hash) SELECT {place}, decode(kx, 'hex'), {hash} FROM \
+         (SELECT UNNEST(ARRAY[MD5({key})]) AS kx, UNNEST(ARRAY[MD5({row})]) AS rh FROM {pg_table}) t",
+        place = canonical::postgres_hex_to_int("kx", HASH_DIGITS),
+        hash = canonical::postgres_hex_to_int("rh", 12),
+        key = q.key_of(&exprs),
+        row = canonical::row_text(&exprs),
+    );
+    pg.batch_execute(&format!("BEGIN; TRUNCATE {side}")).await.map_err(|e| from_postgres(e, format!("emptying {side}")))?;
+    let result = async {
+        let rows = pg.execute(&sql, &[]).await.map_err(|e| from_postgres(e, format!("refilling the row hashes of {pg_table}")))?;
+        side_table::mark_complete(pg, pg_table, "refilled from the rows by a full reconcile").await?;
+        pg.batch_execute("COMMIT").await.map_err(|e| from_postgres(e, "committing the refilled row hashes"))?;
+        Ok::<_, Error>(rows)
+    }
+    .await;
+    if result.is_err() {
+        let _ = pg.batch_execute("ROLLBACK").await;
+    }
+    pg.batch_execute(&format!("ANALYZE {side}")).await.map_err(|e| from_postgres(e, format!("ANALYZE {side}")))?;
+    result
 }
 
 /// Turn a reconcile response that is not clean into an error (what the

@@ -914,7 +914,7 @@ fn round_float(x: f64, scale: u32, scratch: &mut Vec<u8>) -> Option<i128> {
 
 /// Parse trimmed decimal text (`-12`, `+3.50`, `007`) into (unscaled, scale).
 /// `None` for anything else (blank, exponents, letters, more than 38 digits).
-fn parse_decimal_text(text: &str) -> Option<(i128, u32)> {
+pub(crate) fn parse_decimal_text(text: &str) -> Option<(i128, u32)> {
     let t = text.trim();
     let (negative, digits) = match t.as_bytes().first()? {
         b'-' => (true, &t[1..]),
@@ -936,7 +936,7 @@ fn parse_decimal_text(text: &str) -> Option<(i128, u32)> {
 }
 
 /// Copy JSON text without the whitespace outside string literals.
-fn minify_json(json: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn minify_json(json: &[u8], out: &mut Vec<u8>) {
     let mut in_string = false;
     let mut escaped = false;
     for &b in json {
@@ -978,7 +978,7 @@ fn decimal_string(unscaled: i128, scale: u32) -> String {
 }
 
 /// Render a non-text value as canonical text into `out` (see module docs).
-fn render_text(view: &ColumnView<'_>, values: Values<'_>, row: usize, out: &mut Vec<u8>) -> Result<(), Problem> {
+pub(crate) fn render_text(view: &ColumnView<'_>, values: Values<'_>, row: usize, out: &mut Vec<u8>) -> Result<(), Problem> {
     match values {
         Values::Number { unscaled, scale } => write_decimal(out, unscaled.get(row), scale),
         Values::Float64(v) => write!(out, "{}", v[row]).expect("Vec write"),

@@ -14,6 +14,8 @@ use tokio_postgres::{CopyInSink, Transaction};
 
 use super::encode::CopyEncoder;
 use crate::error::{from_postgres, Result};
+use crate::reconcile::row_hash::{RowHash, RowHasher};
+use crate::reconcile::side_table;
 
 /// Encoded rows are sent to PostgreSQL every this many bytes (1 MiB).
 pub const FLUSH_BYTES: usize = 1 << 20;
@@ -25,6 +27,19 @@ pub struct CopyWriter {
     buf: BytesMut,
     /// The COPY's target, for messages.
     target: String,
+    /// Row hashes of the rows written (docs/reconcile.md §4.2).
+    row_hashes: RowHashes,
+}
+
+/// What the writer does with the row hashes of the rows it writes.
+enum RowHashes {
+    /// None computed.
+    Off,
+    /// Computed and kept (for the side table's COPY after this one).
+    Keep(Box<RowHasher>, Vec<RowHash>),
+    /// Computed and written as the staging table's extra columns
+    /// ([`side_table::STAGING_COLUMNS`]).
+    Columns(Box<RowHasher>),
 }
 
 impl CopyWriter {
@@ -39,7 +54,23 @@ impl CopyWriter {
         let sink = transaction.copy_in::<_, Bytes>(&sql).await.map_err(|e| from_postgres(e, format!("starting COPY into {target}")))?;
         let mut buf = BytesMut::with_capacity(FLUSH_BYTES + 64 * 1024);
         CopyEncoder::header(&mut buf);
-        Ok(CopyWriter { sink: Box::pin(sink), encoder, buf, target: target.to_string() })
+        Ok(CopyWriter { sink: Box::pin(sink), encoder, buf, target: target.to_string(), row_hashes: RowHashes::Off })
+    }
+
+    /// Also compute each written row's hash with `hasher` and keep them for
+    /// [`Self::finish_with_row_hashes`] (28 bytes per row of the COPY).
+    pub fn keeping_row_hashes(mut self, hasher: RowHasher) -> Self {
+        self.row_hashes = RowHashes::Keep(Box::new(hasher), Vec::new());
+        self
+    }
+
+    /// Also compute each written row's hash with `hasher` and write it as
+    /// the row's last three columns ([`side_table::STAGING_COLUMNS`]): the
+    /// encoder and the COPY's column list must end with
+    /// [`side_table::staging_pairs`].
+    pub fn with_row_hash_columns(mut self, hasher: RowHasher) -> Self {
+        self.row_hashes = RowHashes::Columns(Box::new(hasher));
+        self
     }
 
     /// Encode `batch` and send what has accumulated once it reaches [`FLUSH_BYTES`].
@@ -49,7 +80,22 @@ impl CopyWriter {
     /// connection error). After an error drop the writer: the COPY is
     /// abandoned and its transaction must roll back.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.encoder.encode_record_batch(batch, &mut self.buf)?;
+        match &mut self.row_hashes {
+            RowHashes::Off => {
+                self.encoder.encode_record_batch(batch, &mut self.buf)?;
+            }
+            RowHashes::Keep(hasher, kept) => {
+                hasher.hash_batch(batch, kept)?;
+                self.encoder.encode_record_batch(batch, &mut self.buf)?;
+            }
+            RowHashes::Columns(hasher) => {
+                let mut hashes = Vec::with_capacity(batch.num_rows());
+                hasher.hash_batch(batch, &mut hashes)?;
+                let mut columns = batch.columns().to_vec();
+                columns.extend(side_table::staging_arrays(&hashes)?);
+                self.encoder.encode_batch(&columns, &mut self.buf)?;
+            }
+        }
         if self.buf.len() >= FLUSH_BYTES {
             let chunk = self.buf.split().freeze();
             self.sink.send(chunk).await.map_err(|e| from_postgres(e, format!("streaming COPY into {}", self.target)))?;
@@ -60,10 +106,23 @@ impl CopyWriter {
     /// Send the trailer and finish the COPY; returns the rows PostgreSQL copied.
     ///
     /// Errors: the server's (constraint violations, a broken connection).
-    pub async fn finish(mut self) -> Result<u64> {
+    pub async fn finish(self) -> Result<u64> {
+        Ok(self.finish_with_row_hashes().await?.0)
+    }
+
+    /// [`Self::finish`], also returning the row hashes kept by
+    /// [`Self::keeping_row_hashes`] (empty otherwise), in row order.
+    ///
+    /// Errors: as [`Self::finish`].
+    pub async fn finish_with_row_hashes(mut self) -> Result<(u64, Vec<RowHash>)> {
+        let hashes = match std::mem::replace(&mut self.row_hashes, RowHashes::Off) {
+            RowHashes::Keep(_, kept) => kept,
+            _ => Vec::new(),
+        };
         CopyEncoder::trailer(&mut self.buf);
         let rest = self.buf.split().freeze();
         self.sink.send(rest).await.map_err(|e| from_postgres(e, format!("streaming COPY into {}", self.target)))?;
-        self.sink.as_mut().finish().await.map_err(|e| from_postgres(e, format!("finishing COPY into {}", self.target)))
+        let rows = self.sink.as_mut().finish().await.map_err(|e| from_postgres(e, format!("finishing COPY into {}", self.target)))?;
+        Ok((rows, hashes))
     }
 }

@@ -50,6 +50,7 @@ use crate::source::table::ChunkRequest;
 use crate::source::{self, SnowflakeSource, TableSource};
 use crate::sync::status::{ChunkCounts, LoadMode, TableKey};
 use crate::sync::{indexes, replace};
+use crate::reconcile::{row_hash::RowHasher, side_table};
 
 /// How one chunk's rows are written, decided when the chunk starts from the
 /// destination's state (see the module docs).
@@ -126,17 +127,20 @@ pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) 
     }
     let table_cfg = table_config(config, item);
     let insert_only = table_cfg.is_some_and(|t| t.insert_only_mode) || plan.load_mode == LoadMode::InsertOnly;
+    let hashed = table_cfg.is_some_and(|t| config.row_hashes(t)) && !plan.key_columns.is_empty();
     let prepared = async {
         if plan.truncated {
             replace::ensure_shadow(&mut worker.pg, &plan, &key).await?;
         } else if table_cfg.is_some_and(|t| t.disable_index) {
             indexes::disable(&mut worker.pg, &plan, &key).await?;
         }
-        Ok::<_, Error>(())
+        // Row hashes (docs/reconcile.md §4.2): the destination's side table.
+        let dest = if plan.truncated { replace::shadow_fqn(&key) } else { plan.target_fqn() };
+        Ok::<_, Error>(if hashed { Some(side_table::ensure(&mut worker.pg, &dest).await?) } else { None })
     }
     .await;
     let result = match prepared {
-        Ok(()) => copy_in_transaction(worker, &plan, &key, item, insert_only, table_cfg.map_or(&[][..], |t| &t.truncate_to_date[..])).await,
+        Ok(side) => copy_in_transaction(worker, &plan, &key, item, insert_only, table_cfg.map_or(&[][..], |t| &t.truncate_to_date[..]), side).await,
         Err(e) => Err(e),
     };
     match result {
@@ -186,6 +190,7 @@ async fn copy_in_transaction(
     item: &ChunkItem,
     insert_only: bool,
     truncate_to_date: &[String],
+    side: Option<String>,
 ) -> Result<Option<ChunkCounts>> {
     let tx = worker.pg.transaction().await.map_err(|e| from_postgres(e, "starting the chunk transaction"))?;
     let Some(chunk) = PgStatusStore::lock_chunk(&tx, key, item.chunk_id).await? else {
@@ -217,9 +222,23 @@ async fn copy_in_transaction(
     let optimistic = !empty && keyed && plan.load_mode == LoadMode::Copy;
     let path = if optimistic { WritePath::Copy } else { choose_write_path(empty, keyed, insert_only) };
     tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, optimistic, "write path");
+    // Row hashes go with the rows on the first-load COPY and the upsert; an
+    // append without a unique key index (or row hashes off) leaves the side
+    // table behind, so it is marked incomplete in this transaction.
+    let side = match (side, path) {
+        (Some(_), WritePath::Copy) if !empty && !optimistic => {
+            side_table::invalidate(&tx, &dest, "rows appended to a table without a unique index on its key columns").await?;
+            None
+        }
+        (None, _) => {
+            side_table::invalidate(&tx, &dest, "rows written with row_hashes off").await?;
+            None
+        }
+        (side, _) => side,
+    };
 
     failpoints::check(failpoints::COPY_CHUNK_BEFORE_COPY)?;
-    let target = ChunkTarget { plan, key, chunk_id: item.chunk_id, filter: &range.filter_sql, dest: &dest, truncate_to_date };
+    let target = ChunkTarget { plan, key, chunk_id: item.chunk_id, filter: &range.filter_sql, dest: &dest, truncate_to_date, side: side.as_deref() };
     let counts = if optimistic {
         tx.batch_execute("SAVEPOINT thaw_first_load_copy").await.map_err(|e| from_postgres(e, "setting the chunk's savepoint"))?;
         match write_chunk_rows(&tx, &mut worker.sf, &target, path).await {
@@ -243,7 +262,8 @@ async fn copy_in_transaction(
 }
 
 /// Where a chunk's rows go: the table plan, the chunk, the destination
-/// (target or shadow table) and the columns cut to their date.
+/// (target or shadow table), the columns cut to their date and the row-hash
+/// side table written with them (docs/reconcile.md §4.2).
 struct ChunkTarget<'a> {
     plan: &'a TablePlan,
     key: &'a TableKey,
@@ -252,12 +272,15 @@ struct ChunkTarget<'a> {
     filter: &'a str,
     dest: &'a str,
     truncate_to_date: &'a [String],
+    /// The destination's row-hash side table, when its hashes go with the rows.
+    side: Option<&'a str>,
 }
 
 /// Stream the chunk's rows from the source into `path`'s COPY (the
 /// destination, or a per-chunk staging table followed by the upsert) inside
-/// `tx`; returns the chunk's counts (rows read, inserted, updated, unchanged).
-/// Nothing holds the whole chunk (docs/sync.md §5.6).
+/// `tx`, with their row hashes when the target keeps them; returns the
+/// chunk's counts (rows read, inserted, updated, unchanged). Nothing holds
+/// the whole chunk's rows (docs/sync.md §5.6).
 ///
 /// Errors: the source's and PostgreSQL's, with their kinds; a key already in
 /// the destination is `ChunkFailed` with SQLSTATE 23505
@@ -268,7 +291,7 @@ async fn write_chunk_rows(
     target: &ChunkTarget<'_>,
     path: WritePath,
 ) -> Result<ChunkCounts> {
-    let ChunkTarget { plan, key, chunk_id, filter, dest, truncate_to_date } = *target;
+    let ChunkTarget { plan, key, chunk_id, filter, dest, truncate_to_date, side } = *target;
     let source_columns: Vec<String> = plan.columns.iter().map(|c| c.source.name.clone()).collect();
     let predicate = format!("{} AND ({})", plan.base_predicate(), filter);
     let request = ChunkRequest { table: (&plan.source_database, &plan.source_schema, &plan.source_table), columns: &source_columns, predicate: &predicate };
@@ -285,22 +308,43 @@ async fn write_chunk_rows(
             ))
             .await
             .map_err(|e| from_postgres(e, "creating the staging table"))?;
+            if side.is_some() {
+                tx.batch_execute(&side_table::add_staging_columns_sql(&format!("thaw_staging.{name}")))
+                    .await
+                    .map_err(|e| from_postgres(e, "adding the row-hash columns to the staging table"))?;
+            }
             Some(format!("thaw_staging.{name}"))
         }
     };
     let copy_target = staging.clone().unwrap_or_else(|| dest.to_string());
     let mut rows_read = 0u64;
-    let copied = match first {
+    let (copied, mut hashes) = match first {
         // An empty chunk copies nothing.
-        None => 0,
+        None => (0, Vec::new()),
         Some(first) => {
             // Decoded batches share one standard schema (docs/sync.md §5.5).
-            let pairs = plan.columns.iter().map(|c| c.target.clone()).zip(first.schema().fields().iter().cloned()).collect();
+            let mut pairs: Vec<_> = plan.columns.iter().map(|c| c.target.clone()).zip(first.schema().fields().iter().cloned()).collect();
+            let hasher = match &side {
+                Some(_) => Some(RowHasher::new(&plan.columns, first.schema().fields(), &plan.key_columns)?),
+                None => None,
+            };
+            let hash_columns = hasher.is_some() && staging.is_some();
+            if hash_columns {
+                pairs.extend(side_table::staging_pairs());
+            }
             let key_positions = plan.key_columns.iter().filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k)).collect();
             let date_only: Vec<usize> = plan.columns.iter().enumerate().filter(|(_, c)| truncate_to_date.contains(&c.source.name)).map(|(i, _)| i).collect();
             let encoder = CopyEncoder::new(pairs)?.with_row_identity(plan.target_fqn(), key_positions).with_truncate_to_date(&date_only);
-            let cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
+            let mut cols: Vec<String> = plan.columns.iter().map(|c| sink::ident(&c.target.name)).collect();
+            if hash_columns {
+                cols.extend(side_table::STAGING_COLUMNS.iter().map(|c| c.to_string()));
+            }
             let mut writer = CopyWriter::new(tx, &copy_target, &cols, encoder).await?;
+            writer = match hasher {
+                Some(h) if hash_columns => writer.with_row_hash_columns(h),
+                Some(h) => writer.keeping_row_hashes(h),
+                None => writer,
+            };
             rows_read += first.num_rows() as u64;
             writer.write(&first).await?;
             drop(first);
@@ -308,9 +352,16 @@ async fn write_chunk_rows(
                 rows_read += batch.num_rows() as u64;
                 writer.write(&batch).await?;
             }
-            writer.finish().await?
+            writer.finish_with_row_hashes().await?
         }
     };
+    if let (Some(side), None) = (&side, &staging) {
+        // In index order: the side table's B-tree then fills leaf by leaf
+        // instead of at random places (the key MD5s are random).
+        hashes.sort_unstable_by_key(|h| (h.key_place, h.key_md5));
+        side_table::copy_hashes(tx, side, dest, &hashes).await?;
+    }
+    drop(hashes);
     failpoints::check(failpoints::COPY_CHUNK_AFTER_COPY)?;
     drop(batches);
 
@@ -318,7 +369,7 @@ async fn write_chunk_rows(
         None => ChunkCounts { read: rows_read, inserted: copied, updated: 0, unchanged: 0 },
         Some(stg) => {
             check_null_keys(tx, plan, stg).await?;
-            let sql = upsert_sql(plan, stg, dest, path == WritePath::InsertOnly);
+            let sql = upsert_hashed_sql(plan, stg, dest, path == WritePath::InsertOnly, side);
             let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, format!("upserting into {dest}")))?;
             let inserted = row.get::<_, i64>(0) as u64;
             let updated = row.get::<_, i64>(1) as u64;
@@ -364,6 +415,14 @@ fn staging_name(key: &TableKey, chunk_id: i32) -> String {
 
 /// The set-based upsert from a staging table. Returns one row: (inserted, updated).
 pub(crate) fn upsert_sql(plan: &TablePlan, staging: &str, dest: &str, insert_only: bool) -> String {
+    upsert_hashed_sql(plan, staging, dest, insert_only, None)
+}
+
+/// [`upsert_sql`]; with `side`, the staging table also carries each row's
+/// hash ([`side_table::STAGING_COLUMNS`]) and the same statement upserts the
+/// hash of every row it inserted or updated into the side table `side`
+/// (rows the watermark kept are left alone, as in the target).
+pub(crate) fn upsert_hashed_sql(plan: &TablePlan, staging: &str, dest: &str, insert_only: bool, side: Option<&str>) -> String {
     let q = sink::ident;
     let cols: Vec<String> = plan.columns.iter().map(|c| q(&c.target.name)).collect();
     let keys: Vec<String> = plan.key_columns.iter().map(|k| q(k)).collect();
@@ -386,13 +445,30 @@ pub(crate) fn upsert_sql(plan: &TablePlan, staging: &str, dest: &str, insert_onl
         };
         format!("DO UPDATE SET {} WHERE {cond}", sets.join(", "))
     };
+    let Some(side) = side else {
+        return format!(
+            "WITH src AS (SELECT DISTINCT ON ({keys}) {cols} FROM {staging} ORDER BY {order}), \
+             up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM src ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) \
+             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+            keys = keys.join(", "),
+            cols = cols.join(", "),
+            target = dest,
+        );
+    };
+    let returned: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("t.{k} AS thaw_k{i}")).collect();
+    let joined: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("src.{k} = up.thaw_k{i}")).collect();
+    let [place, md5, hash] = side_table::STAGING_COLUMNS;
     format!(
-        "WITH src AS (SELECT DISTINCT ON ({keys}) {cols} FROM {staging} ORDER BY {order}), \
-         up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM src ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) \
+        "WITH src AS (SELECT DISTINCT ON ({keys}) {cols}, {place}, {md5}, {hash} FROM {staging} ORDER BY {order}), \
+         up AS (INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM src ON CONFLICT ({keys}) {action} RETURNING {returned}, (xmax = 0) AS inserted), \
+         hashed AS (INSERT INTO {side} (key_place, key_md5, row_hash) SELECT src.{place}, src.{md5}, src.{hash} FROM up JOIN src ON {joined} \
+           ORDER BY src.{place}, src.{md5} ON CONFLICT (key_place, key_md5) DO UPDATE SET row_hash = EXCLUDED.row_hash) \
          SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
         keys = keys.join(", "),
         cols = cols.join(", "),
         target = dest,
+        returned = returned.join(", "),
+        joined = joined.join(" AND "),
     )
 }
 

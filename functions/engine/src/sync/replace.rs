@@ -96,6 +96,8 @@ pub async fn swap_in<C: GenericClient>(tx: &C, plan: &TablePlan, key: &TableKey)
         .await
         .map_err(|e| from_postgres(e, format!("moving the loaded rows from {shadow} into {target}")))?;
     tx.batch_execute(&format!("DROP TABLE {shadow}")).await.map_err(|e| from_postgres(e, format!("dropping {shadow}")))?;
+    // Row hashes (docs/reconcile.md §4.2): the shadow's side table becomes the target's.
+    crate::reconcile::side_table::swap_in(tx, &shadow, &target).await?;
     tracing::warn!(target = %target, rows = moved, "replaced the target's rows (truncate_onstart + --allow-truncate)");
     Ok(Some(moved))
 }

@@ -825,6 +825,8 @@ async fn load_file_once(
         }
     };
     let copy_target = staging_table.clone().unwrap_or_else(|| dest.clone());
+    // The staged path does not keep row hashes yet (docs/reconcile.md §4.2).
+    crate::reconcile::side_table::invalidate(&tx, &dest, "rows loaded by the staged path, which keeps no row hashes").await?;
     let rows_read = copy_file(&tx, plan, file, &copy_target, options).await?;
     let counts = match &staging_table {
         None => ChunkCounts {
