@@ -330,6 +330,9 @@ impl MemoryState {
     }
 }
 
+/// An index row as [`MemoryStatusStore::index_status`] shows it: `schema.name`, status, restore attempts.
+pub type IndexRow = (String, String, i32);
+
 /// A write buffered in a [`MemoryTransaction`], applied to the state on
 /// commit (and to a copy of it for reads inside the transaction).
 type MemoryWrite = Box<dyn Fn(&mut MemoryState) + Send>;
@@ -481,7 +484,7 @@ impl MemoryStatusStore {
 
     /// A table's `indexes_disabled` and `indexes_restored` flags and its index
     /// rows as (`schema.name`, status, attempts); `None` when the table does not exist.
-    pub fn index_status(&self, key: &TableKey) -> Option<(bool, bool, Vec<(String, String, i32)>)> {
+    pub fn index_status(&self, key: &TableKey) -> Option<(bool, bool, Vec<IndexRow>)> {
         self.lock().table(key).map(|t| {
             let rows = t.indexes.iter().map(|i| (format!("{}.{}", i.record.schema, i.record.name), i.status.clone(), i.attempts)).collect();
             (t.indexes_disabled, t.indexes_restored, rows)
@@ -1387,7 +1390,7 @@ mod tests {
         MemoryStatusStore::mark_index_restored(&tx, &a, &index("a_y")).await.unwrap();
         tx.commit();
         store.mark_indexes_restored(&a).await.unwrap();
-        assert_eq!(store.index_status(&a).unwrap().1, true);
+        assert!(store.index_status(&a).unwrap().1, "indexes_restored");
         assert!(store.indexes_to_restore(&a).await.unwrap().is_empty());
         // A table whose indexes were never disabled is never marked restored.
         let b = key(run_id, "B");
