@@ -269,6 +269,10 @@ def main_phase(args: argparse.Namespace) -> int:
         except RuntimeError as e:
             raise BenchFailure(str(e)) from e
 
+        log("encoder benchmark: thaw's COPY encoder vs pgpq (tests/bench/encode_compare.py)")
+        import encode_compare  # tests/bench/encode_compare.py
+        encode_metrics, encode_checks, encode_details = encode_compare.run(logs)
+
         log(f"sync benchmark with chunked results ({args.rows_per_chunk} rows per chunk): second harness, re-seeded")
         inner = [sys.executable, str(Path(__file__).resolve()), "--phase", "chunked-sync", "--work", str(work),
                  "--thaw", thaw, "--config", args.config, "--visits", str(args.visits), "--seed", str(args.seed),
@@ -303,7 +307,7 @@ def main_phase(args: argparse.Namespace) -> int:
         ("conflicts --full visits/s", rate(c["visits"], c["thaw_seconds"]), rate(c["visits"], c["self_join_seconds"])),
         ("conflicts state-scale first run visits/s", rate(state["visits"], state["thaw_seconds"]), rate(state["visits"], state["self_join_seconds"])),
         *staged.metrics(sys.modules[__name__], staged_result),
-    ] + baselines["metrics"] + reconcile_metrics
+    ] + baselines["metrics"] + reconcile_metrics + encode_metrics
     checks = {
         "sync targets identical (inline)": targets["identical"],
         "sync targets identical (chunked)": chunked["targets"]["identical"],
@@ -311,6 +315,7 @@ def main_phase(args: argparse.Namespace) -> int:
         "conflict pairs agree with the self-join": c["agree"],
         **baselines["checks"],
         **reconcile_checks,
+        **encode_checks,
         "state-scale conflict pairs agree with the self-join": state["agree"],
         "staged, minimal-loader and direct targets identical": staged_result["identical"],
     }
@@ -333,6 +338,7 @@ def main_phase(args: argparse.Namespace) -> int:
           f"legacy: wall {lg['wall_seconds']:.1f} s = plan {lg['plan_seconds']:.1f} s + copy {lg['copy_seconds']:.1f} s")
     print("\n".join(baselines["lines"]))
     print("\n".join(conflict_bench.report(state)))
+    print("\n".join(encode_compare.report(encode_details)))
     print(f"staged: {staged_result['files']} files, peak RSS staged load {staged_result['staged_peak_rss_kb'] / 1024:.0f} MiB, "
           f"minimal loader {staged_result['minimal_peak_rss_kb'] / 1024:.0f} MiB (target: staged >= 0.9x minimal)")
     for name, ok in checks.items():
@@ -358,7 +364,7 @@ def main_phase(args: argparse.Namespace) -> int:
         "details": {"seed_seconds": round(seed_seconds, 2), "sync_thaw": t, "sync_legacy": lg, "sync_targets": targets,
                     "sync_thaw_chunked": ct, "sync_legacy_chunked": cl, "sync_targets_chunked": chunked["targets"],
                     "conflicts": c, "sync_baselines": baselines["details"],
-                    "reconcile": reconcile_details, "conflicts_state_scale": state},
+                    "reconcile": reconcile_details, "conflicts_state_scale": state, "encode_compare": encode_details},
     }, indent=2))
     print(f"written to {out_path}")
     return 0 if all(checks.values()) else 1

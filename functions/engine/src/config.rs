@@ -852,43 +852,50 @@ fn md5_digest(bytes: &[u8]) -> [u8; 16] {
     Md5::digest(bytes).into()
 }
 
-/// Check that a `source_filter` is a single boolean expression: no statement
-/// separators, no comments, balanced quotes and parentheses.
+/// Check that a `source_filter` is a single boolean expression: it parses
+/// (the `sqlparser` crate, Snowflake dialect) as exactly one SQL expression
+/// with nothing after it — no `;`, no second statement or expression, no
+/// comment (`--`, `//`, `/* */`, which could hide text), balanced quotes and
+/// parentheses. The text itself is sent to Snowflake as written.
 ///
-/// Returns a description of the first problem found.
+/// Returns a description of the first problem found (what and where), to
+/// follow the name of what is checked in an error message.
 pub fn check_filter(filter: &str) -> std::result::Result<(), String> {
+    parse_filter(filter).map(|_| ())
+}
+
+/// [`check_filter`]'s parse: the filter as one `sqlparser` expression.
+///
+/// Errors: as [`check_filter`].
+pub fn parse_filter(filter: &str) -> std::result::Result<sqlparser::ast::Expr, String> {
+    use sqlparser::dialect::SnowflakeDialect;
+    use sqlparser::parser::Parser;
+    use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+
     if filter.trim().is_empty() {
-        return Err("is empty; remove the key or give a boolean expression".into());
+        return Err("is empty; give a boolean expression such as \"VisitDate\" >= '2024-01-01'".into());
     }
-    let mut depth: i32 = 0;
-    let mut chars = filter.chars().peekable();
-    let mut in_single = false;
-    let mut in_double = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' if !in_double => in_single = !in_single,
-            '"' if !in_single => in_double = !in_double,
-            _ if in_single || in_double => {}
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err("has an unbalanced ')'".into());
-                }
+    let dialect = SnowflakeDialect {};
+    let tokens = Tokenizer::new(&dialect, filter).tokenize_with_location().map_err(|e| format!("cannot be read as SQL: {e}"))?;
+    for t in &tokens {
+        match &t.token {
+            Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)) => {
+                return Err(format!("contains a comment ('--', '//' or '/* */'){}; remove it", t.span.start));
             }
-            ';' => return Err("contains ';': it must be one boolean expression, not statements".into()),
-            '-' if chars.peek() == Some(&'-') => return Err("contains a '--' comment".into()),
-            '/' if chars.peek() == Some(&'*') => return Err("contains a '/*' comment".into()),
+            Token::SemiColon => return Err("contains ';': it must be one boolean expression, not statements".into()),
             _ => {}
         }
     }
-    if in_single || in_double {
-        return Err("has an unterminated quote".into());
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let expr = parser.parse_expr().map_err(|e| format!("is not one SQL expression: {e}"))?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(format!(
+            "has text after the expression{} ('{}'); give exactly one boolean expression",
+            next.span.start, next.token
+        ));
     }
-    if depth != 0 {
-        return Err("has an unbalanced '('".into());
-    }
-    Ok(())
+    Ok(expr)
 }
 
 /// Replace `${VAR}` and `${VAR:-default}` in `text` using `env`.
@@ -1038,6 +1045,57 @@ mod tests {
         assert!(check_filter("x = ';'").is_ok());
         assert!(check_filter("(x = 1").is_err());
         assert!(check_filter("x = 1 -- y").is_err());
+    }
+
+    #[test]
+    fn filters_accept_the_snowflake_predicates_users_write() {
+        for ok in [
+            r#""Visit Date" >= '2024-01-01'"#,
+            r#""Name" ILIKE 'smith%' AND "Code" NOT LIKE 'X_%'"#,
+            r#""Visit Date" BETWEEN '2024-01-01' AND '2024-12-31'"#,
+            r#""Deleted At" IS NULL AND "Payer" IS NOT NULL"#,
+            r#""Visit Date"::date >= '2024-01-01'::date"#,
+            r#"TO_DATE("Created") > DATEADD(day, -30, CURRENT_DATE())"#,
+            r#"UPPER(TRIM("Status")) IN ('ACTIVE', 'ON HOLD') OR "Status" IS NULL"#,
+            r#"COALESCE("Miles", 0) < 12.5 AND NOT "Is Test""#,
+            r#"IFF("Kind" = 'a', 1, 0) = 1"#,
+            r#""Is Active""#,
+            "x = ';'",
+            "note = 'it''s -- not a comment /* nor this */'",
+            r#""a;b" = 1"#,
+            r#""Provider ID" IN (SELECT "Id" FROM "DB"."S"."PROVIDERS" WHERE "Active")"#,
+        ] {
+            assert_eq!(check_filter(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn filters_refuse_statements_extra_expressions_and_comments_naming_the_problem() {
+        let bad = |text: &str| check_filter(text).expect_err(text);
+        assert_eq!(bad("x = 1; DROP TABLE t"), "contains ';': it must be one boolean expression, not statements");
+        assert_eq!(bad("x = 1;"), "contains ';': it must be one boolean expression, not statements");
+        for comment in ["x = 1 -- y", "x = 1 // y", "x = 1 /* y */", "x /* ; DROP TABLE t */ = 1"] {
+            assert!(bad(comment).starts_with("contains a comment ('--', '//' or '/* */') at Line: 1, Column: "), "{comment}: {}", bad(comment));
+        }
+        assert!(bad("(x = 1").starts_with("is not one SQL expression"), "{}", bad("(x = 1"));
+        assert_eq!(bad("x = 1)"), "has text after the expression at Line: 1, Column: 6 (')'); give exactly one boolean expression");
+        assert!(bad("x = 1 y = 2").contains("has text after the expression"), "{}", bad("x = 1 y = 2"));
+        assert!(bad("x = 1, y = 2").contains("has text after the expression"), "{}", bad("x = 1, y = 2"));
+        assert!(bad("x = 'open").starts_with("cannot be read as SQL"), "{}", bad("x = 'open"));
+        assert!(bad(r#""open = 1"#).starts_with("cannot be read as SQL"), "{}", bad(r#""open = 1"#));
+        assert!(bad("SELECT 1").starts_with("is not one SQL expression") || bad("SELECT 1").contains("text after"), "{}", bad("SELECT 1"));
+        assert!(bad("DELETE FROM t").contains("text after") || bad("DELETE FROM t").starts_with("is not one SQL expression"), "{}", bad("DELETE FROM t"));
+        assert!(bad("  ").starts_with("is empty"));
+    }
+
+    #[test]
+    fn a_bad_source_filter_is_a_config_error_naming_the_table() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p"},"postgres":{"host":"h","user":"u"},
+            "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d","target_pg_schema":"public",
+            "tables":[{"source":"T","target":"t","source_filter":"x = 1; DROP TABLE t"}]}]}"#;
+        let err = Config::from_text(text, "test", &|_| None).unwrap_err();
+        assert!(err.message.contains("sources[0] ('s').tables[0] ('T')"), "{}", err.message);
+        assert!(err.message.contains("source_filter contains ';'"), "{}", err.message);
     }
 
     #[test]

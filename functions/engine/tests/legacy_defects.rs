@@ -19,17 +19,6 @@ fn options() -> RunOptions {
     RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }
 }
 
-/// ORDERS with `rows` rows in a fresh emulator database and an empty `public.orders` target.
-async fn orders(prefix: &str, rows: usize) -> (String, String, Client, thaw_engine::source::SnowflakeSource) {
-    let sf_db = unique(&format!("SF{prefix}")).to_uppercase();
-    let pg_db = unique(prefix);
-    let sf = fresh_sf(&sf_db).await;
-    create_orders(&sf, &sf_db, rows).await;
-    let pg = fresh_pg(&pg_db).await;
-    create_orders_target(&pg).await;
-    (sf_db, pg_db, pg, sf)
-}
-
 /// Sessions ever opened to `pg`'s database (`pg_stat_database.sessions`, fresh snapshot).
 async fn sessions(pg: &Client) -> i64 {
     pg.batch_execute("SELECT pg_stat_clear_snapshot()").await.unwrap();

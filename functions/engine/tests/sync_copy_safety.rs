@@ -22,12 +22,7 @@ fn options(allow_truncate: bool) -> RunOptions {
 
 /// ORDERS (900 rows) in a fresh emulator database and an empty `public.orders` target.
 async fn orders(rows: usize) -> (String, String, Client) {
-    let sf_db = unique("SFCOPY").to_uppercase();
-    let pg_db = unique("copy");
-    let sf = fresh_sf(&sf_db).await;
-    create_orders(&sf, &sf_db, rows).await;
-    let pg = fresh_pg(&pg_db).await;
-    create_orders_target(&pg).await;
+    let (sf_db, pg_db, pg, _) = thaw_test_support::orders("copy", rows).await;
     (sf_db, pg_db, pg)
 }
 

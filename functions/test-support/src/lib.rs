@@ -168,6 +168,20 @@ pub async fn create_orders(sf: &SnowflakeSource, db: &str, rows: usize) -> usize
 pub const ORDERS_TARGET_COLUMNS: &str = "\"Id\" int8, \"Code\" uuid NOT NULL, \"Day\" timestamptz, \"Amount\" numeric(19,3), \
      \"Flag\" bool, \"Note\" varchar(50), \"Updated\" timestamptz";
 
+/// The ORDERS fixture: `rows` rows of [`create_orders`] in a fresh emulator
+/// database `SF<prefix>…` and an empty [`create_orders_target`] in a fresh
+/// PostgreSQL database `<prefix>…`. Returns (Snowflake database, PostgreSQL
+/// database, a connection to it, the emulator session).
+pub async fn orders(prefix: &str, rows: usize) -> (String, String, Client, SnowflakeSource) {
+    let sf_db = unique(&format!("SF{prefix}")).to_uppercase();
+    let pg_db = unique(prefix);
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, rows).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    (sf_db, pg_db, pg, sf)
+}
+
 /// The PostgreSQL target of ORDERS (in schema public), with a unique key on "Code".
 pub async fn create_orders_target(pg: &Client) {
     pg.batch_execute(&format!("CREATE TABLE public.orders ({ORDERS_TARGET_COLUMNS}, UNIQUE (\"Code\"))"))

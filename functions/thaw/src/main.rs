@@ -392,7 +392,8 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
         Command::Status { config, run_id, limit, coverage_hours, json } => {
             let config = Config::load(&config.config)?;
             let pg = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
-            let runs = thaw_engine::sync::status::overview(&pg, run_id, limit).await?;
+            use thaw_engine::sync::status_store::{PgStatusStore, StatusStore};
+            let runs = PgStatusStore::new(&pg).overview(run_id, limit).await?;
             if let (Some(id), true) = (run_id, runs.is_empty()) {
                 return Err(Error::config(format!("run {id} does not exist in migration_status.migration_runs")));
             }

@@ -100,6 +100,51 @@ async fn transient_http_faults_on_query_submission_and_result_chunks_are_retried
     assert!(retried > 0, "the query faults made chunks retry");
 }
 
+/// A query submission answered HTTP 429 with `Retry-After: 2` is sent again
+/// by the submission itself, after waiting at least the 2 s the server asked
+/// for (docs/sync.md §9.3): the wait thaw logs is at least the hint, the
+/// emulator saw the refused SELECT once more, and no chunk needed a second
+/// attempt of its own (so the retry was the submission's, not the chunk
+/// budget's jittered one). The copy is exact.
+#[tokio::test]
+async fn a_query_submission_answered_429_waits_the_retry_after_before_sending_it_again() {
+    let (sf_db, pg, cfg, rows) = setup("faultwait", r#""retry_budget_seconds": 60, "max_retry_attempts": 3,"#).await;
+    let faults = EmulatorFaults::new();
+    let throttle = faults.add(json!({"target": "query", "sql_regex": copy_select(&sf_db, "ORDERS"), "action": "http_429", "times": 1, "retry_after": 2})).await;
+    let out = thaw!(&["run", "--config", &cfg, "--no-conflicts"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let chunks: i64 = pg
+        .query_one("SELECT count(*) FROM migration_status.migration_chunk_status WHERE source_table = 'ORDERS'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(chunks > 1, "ORDERS was planned in several chunks");
+    // One refusal, and the refused SELECT sent once more: every chunk's SELECT plus one.
+    assert_eq!(faults.counts(&throttle).await, (chunks as u64 + 1, 1));
+    faults.remove(&throttle).await;
+    let attempts: i64 = pg
+        .query_one("SELECT max(retry_count)::int8 FROM migration_status.migration_chunk_status WHERE source_table = 'ORDERS' AND status = 'completed'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 1, "no chunk needed a second attempt: the submission retried itself");
+    // The logged wait (JSON lines on stderr) is at least the server's hint.
+    let waits: Vec<(u64, String)> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("to a query request")))
+        .map(|l| (l["fields"]["wait_ms"].as_u64().unwrap_or(0), l["fields"]["message"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    assert_eq!(waits.len(), 1, "one logged wait: {said}");
+    let (wait_ms, message) = &waits[0];
+    assert!(*wait_ms >= 2000, "waited {wait_ms} ms, less than Retry-After: 2 s: {message}");
+    assert!(message.contains("HTTP 429") && message.contains("(Retry-After: 2 s)") && message.contains("attempt 2 of 3"), "{message}");
+    let orders = contents(&pg, "orders").await;
+    assert_eq!((orders.0, orders.1), (rows as i64, rows as i64));
+    assert_eq!(contents(&pg, "orders2").await, orders);
+}
+
 #[tokio::test]
 async fn persistent_chunk_download_fault_fails_the_table_naming_table_and_chunk_and_resume_completes() {
     let (sf_db, pg, cfg, rows) = setup("faultbad", r#""retry_budget_seconds": 1, "max_retry_attempts": 2,"#).await;

@@ -117,43 +117,17 @@ fn literal(value: &KeyValue, dialect: Dialect) -> String {
 }
 
 /// Check that `text` (a `thaw run --where` predicate) is exactly one
-/// boolean expression in Snowflake SQL: it parses as one expression with
-/// nothing after it (no `;`, no second statement), has no comments
-/// (`--`, `/* */`), balanced quotes and parentheses, and is not a bare
-/// literal or column name. Parsing uses the `sqlparser` crate's Snowflake
-/// dialect; the expression is later ANDed, in parentheses, with the chunk
-/// predicates.
+/// boolean expression in Snowflake SQL: it passes
+/// [`crate::config::check_filter`] (one expression parsed by the
+/// `sqlparser` crate, nothing after it, no `;`, no comment, balanced quotes
+/// and parentheses) and is not a bare literal or column name. The expression
+/// is later ANDed, in parentheses, with the chunk predicates.
 ///
 /// Returns what is wrong and where, for an error message.
 pub fn check_where(text: &str) -> std::result::Result<(), String> {
     use sqlparser::ast::Expr;
-    use sqlparser::dialect::SnowflakeDialect;
-    use sqlparser::parser::Parser;
-    use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
-    if text.trim().is_empty() {
-        return Err("is empty; give a boolean expression such as \"VisitDate\" >= '2024-01-01'".into());
-    }
-    let dialect = SnowflakeDialect {};
-    let tokens = Tokenizer::new(&dialect, text).tokenize().map_err(|e| format!("cannot be read as SQL: {e}"))?;
-    for t in &tokens {
-        match t {
-            Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)) => {
-                return Err("contains a comment ('--' or '/* */'); remove it".into());
-            }
-            Token::SemiColon => return Err("contains ';': it must be one boolean expression, not statements".into()),
-            _ => {}
-        }
-    }
-    let mut parser = Parser::new(&dialect).try_with_sql(text).map_err(|e| format!("cannot be read as SQL: {e}"))?;
-    let expr = parser.parse_expr().map_err(|e| format!("is not one SQL expression: {e}"))?;
-    let next = parser.peek_token();
-    if next.token != Token::EOF {
-        return Err(format!(
-            "has text after the expression, starting at {} ('{}'); give exactly one boolean expression",
-            next.span.start, next.token
-        ));
-    }
+    let expr = crate::config::parse_filter(text)?;
     let mut inner = &expr;
     while let Expr::Nested(e) = inner {
         inner = e;

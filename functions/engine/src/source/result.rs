@@ -20,8 +20,13 @@
 //! backoff ([`crate::sync::retry::RetryPolicy`]), waiting at least the
 //! server's `Retry-After` (at most [`RETRY_AFTER_CAP`]); after that the stream
 //! fails `Transient` and the copy's own retry budget takes over. A query
-//! submission answered with HTTP 5xx or 429 fails with that status named
-//! ([`ServerBusy`], `Transient`) instead of an undecodable-body error.
+//! submission answered with HTTP 5xx, 408 or 429 (the server refused it, so
+//! sending it again is safe) is sent again by the same middleware,
+//! [`QUERY_ATTEMPTS`] times in all, after the same jittered backoff and at
+//! least the server's `Retry-After` (at most [`RETRY_AFTER_CAP`]), each wait
+//! logged; when the attempts are spent it fails with that status named
+//! ([`ServerBusy`], `Transient`) instead of an undecodable-body error, and the
+//! copy's retry budget takes over.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,7 +52,11 @@ pub const PREFETCH_CHUNKS: usize = 2;
 /// the stream fails and the chunk-level retry budget takes over.
 pub const DOWNLOAD_ATTEMPTS: u32 = 3;
 
-/// The longest `Retry-After` a download waits for: 15 seconds.
+/// Attempts per query submission answered with a retryable HTTP status (the
+/// first plus two retries) before it fails `Transient`.
+pub const QUERY_ATTEMPTS: u32 = 3;
+
+/// The longest `Retry-After` a download or query submission waits for: 15 seconds.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(15);
 
 /// A Snowflake request answered with an HTTP status that means "try again"
@@ -239,7 +248,9 @@ impl reqwest_middleware::Middleware for ResultCapture {
         let is_query = sql.is_some();
         let path = req.url().path();
         let is_session = path.ends_with("/session/v1/login-request") || path.ends_with("/session/token-request");
-        let response = next.run(req, extensions).await?;
+        // A query request's body is bytes, so it can be sent again.
+        let retry = if is_query { req.try_clone() } else { None };
+        let response = next.clone().run(req, extensions).await?;
         if is_session {
             let busy = retryable_status(response.status())
                 .then(|| ServerBusy { status: response.status(), what: "a login request", retry_after: retry_after(response.headers()) });
@@ -248,15 +259,48 @@ impl reqwest_middleware::Middleware for ResultCapture {
                 return Err(reqwest_middleware::Error::Middleware(busy.into()));
             }
         }
-        if is_query && retryable_status(response.status()) {
-            let busy = ServerBusy { status: response.status(), what: "a query request", retry_after: retry_after(response.headers()) };
-            return Err(reqwest_middleware::Error::Middleware(busy.into()));
-        }
+        let response = if is_query { submit_with_retries(response, retry, extensions, next).await? } else { response };
         match sql {
             Some(sql) if self.armed_for(&sql) => self.rewrite(response).await,
             _ => Ok(response),
         }
     }
+}
+
+/// The answer to a query submission, sending it again while the server
+/// answers a retryable status and [`QUERY_ATTEMPTS`] are not spent: each
+/// retry waits the policy's jittered backoff and at least the server's
+/// `Retry-After` (capped at [`RETRY_AFTER_CAP`]), and logs the wait.
+///
+/// Errors: [`ServerBusy`] for the last refusal; transport errors as they come.
+async fn submit_with_retries(
+    mut response: reqwest::Response,
+    mut retry: Option<reqwest::Request>,
+    extensions: &mut http::Extensions,
+    next: reqwest_middleware::Next<'_>,
+) -> reqwest_middleware::Result<reqwest::Response> {
+    let mut policy = RetryPolicy::new(Duration::ZERO, QUERY_ATTEMPTS);
+    let mut attempt = 1;
+    while retryable_status(response.status()) {
+        let busy = ServerBusy { status: response.status(), what: "a query request", retry_after: retry_after(response.headers()) };
+        let backoff = policy.next_delay(attempt, &Error::new(ErrorKind::Transient, busy.to_string()));
+        let (Some(request), Some(backoff)) = (retry.take(), backoff) else {
+            return Err(reqwest_middleware::Error::Middleware(busy.into()));
+        };
+        let wait = backoff.max(busy.retry_after.unwrap_or_default().min(RETRY_AFTER_CAP));
+        tracing::warn!(
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            "{busy}; sending it again in {:.3} s (attempt {} of {QUERY_ATTEMPTS})",
+            wait.as_secs_f64(),
+            attempt + 1
+        );
+        tokio::time::sleep(wait).await;
+        retry = request.try_clone();
+        response = next.clone().run(request, extensions).await?;
+        attempt += 1;
+    }
+    Ok(response)
 }
 
 /// The reading side of a streamed result.

@@ -26,7 +26,8 @@ use crate::error::{from_postgres, Result};
 use crate::failpoints;
 use crate::sink;
 use crate::sync::plan::TablePlan;
-use crate::sync::status::TableKey;
+use crate::sync::status::{IndexRecord, TableKey};
+use crate::sync::status_store::{PgStatusStore, StatusStore};
 
 /// Outcome of restoring a table's indexes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,15 +49,7 @@ pub async fn disable(pg: &mut Client, plan: &TablePlan, key: &TableKey) -> Resul
     tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("thaw-indexes:{target}")])
         .await
         .map_err(|e| from_postgres(e, "locking the target's indexes"))?;
-    let done: Option<bool> = tx
-        .query_opt(
-            "SELECT indexes_disabled FROM migration_status.migration_table_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 FOR UPDATE",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading indexes_disabled"))?
-        .map(|r| r.get(0));
+    let done = PgStatusStore::lock_indexes_disabled(&tx, key).await?;
     if done != Some(false) {
         return Ok(());
     }
@@ -84,26 +77,13 @@ pub async fn disable(pg: &mut Client, plan: &TablePlan, key: &TableKey) -> Resul
     for r in &rows {
         let (schema, name, definition): (String, String, String) = (r.get(0), r.get(1), r.get(2));
         failpoints::check(failpoints::INDEXES_BEFORE_RESTORE)?;
-        tx.execute(
-            "INSERT INTO migration_status.migration_index_status \
-               (run_id, source_database, source_schema, source_table, index_schema, index_name, definition) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &schema, &name, &definition],
-        )
-        .await
-        .map_err(|e| from_postgres(e, format!("recording index {schema}.{name}")))?;
+        PgStatusStore::record_dropped_index(&tx, key, &IndexRecord { schema: schema.clone(), name: name.clone(), definition }).await?;
         tx.batch_execute(&format!("DROP INDEX {}", sink::qualified(&schema, &name)))
             .await
             .map_err(|e| from_postgres(e, format!("dropping index {schema}.{name} of {target}")))?;
         dropped.push(format!("{schema}.{name}"));
     }
-    tx.execute(
-        "UPDATE migration_status.migration_table_status SET indexes_disabled = true, indexes_restored = false \
-         WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
-        &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
-    )
-    .await
-    .map_err(|e| from_postgres(e, "recording indexes_disabled"))?;
+    PgStatusStore::mark_indexes_disabled(&tx, key).await?;
     tx.commit().await.map_err(|e| from_postgres(e, "committing the index drop"))?;
     if !dropped.is_empty() {
         tracing::info!(target = %target, indexes = ?dropped, "disable_index: dropped secondary indexes for the load (restored at merge)");
@@ -129,74 +109,38 @@ pub fn not_owner_warning(target: &str, me: &str, owner: &str) -> String {
 /// Errors: only status-store failures; a failing `CREATE INDEX` is recorded
 /// and reported in [`RestoreReport::failed`].
 pub async fn restore(pg: &mut Client, key: &TableKey) -> Result<RestoreReport> {
-    let rows = pg
-        .query(
-            "SELECT index_schema, index_name, definition FROM migration_status.migration_index_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND status <> 'restored' \
-             ORDER BY index_schema, index_name",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading the indexes to restore"))?;
     let mut report = RestoreReport::default();
-    for r in rows {
-        let (schema, name, definition): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+    for index in PgStatusStore::new(pg).indexes_to_restore(key).await? {
+        let (schema, name) = (index.schema.clone(), index.name.clone());
         failpoints::check(failpoints::INDEXES_BEFORE_RESTORE)?;
+        let context = || format!("restoring index {schema}.{name} ({})", index.definition);
         let attempt = async {
-            let tx = pg.transaction().await?;
-            let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&sink::qualified(&schema, &name)]).await?.get(0);
+            let tx = pg.transaction().await.map_err(|e| from_postgres(e, context()))?;
+            let exists: bool = tx
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&sink::qualified(&schema, &name)])
+                .await
+                .map_err(|e| from_postgres(e, context()))?
+                .get(0);
             if !exists {
-                tx.batch_execute(&definition).await?;
+                tx.batch_execute(&index.definition).await.map_err(|e| from_postgres(e, context()))?;
             }
-            tx.execute(
-                "UPDATE migration_status.migration_index_status SET status = 'restored', restored_at = now(), error_message = NULL, \
-                   restore_attempts = restore_attempts + 1 \
-                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND index_schema = $5 AND index_name = $6",
-                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &schema, &name],
-            )
-            .await?;
-            tx.commit().await
+            PgStatusStore::mark_index_restored(&tx, key, &index).await?;
+            tx.commit().await.map_err(|e| from_postgres(e, context()))
         }
         .await;
         match attempt {
             Ok(()) => report.restored.push(format!("{schema}.{name}")),
-            Err(e) => {
-                let err = from_postgres(e, format!("restoring index {schema}.{name} ({definition})"));
+            Err(err) => {
                 tracing::warn!(error = %err, "index restore failed; it is retried when the run is resumed");
-                pg.execute(
-                    "UPDATE migration_status.migration_index_status SET status = 'failed', error_message = $7, restore_attempts = restore_attempts + 1 \
-                     WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND index_schema = $5 AND index_name = $6",
-                    &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &schema, &name, &err.message],
-                )
-                .await
-                .map_err(|e| from_postgres(e, "recording the failed index restore"))?;
+                PgStatusStore::new(pg).record_index_restore_failure(key, &index, &err.message).await?;
                 report.failed.push(format!("{schema}.{name}: {}", err.message));
             }
         }
     }
     if report.failed.is_empty() {
-        pg.execute(
-            "UPDATE migration_status.migration_table_status SET indexes_restored = true \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND indexes_disabled",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording indexes_restored"))?;
+        PgStatusStore::new(pg).mark_indexes_restored(key).await?;
     }
     Ok(report)
-}
-
-/// How many recorded indexes of `key` are not restored yet.
-pub async fn pending<C: tokio_postgres::GenericClient>(pg: &C, key: &TableKey) -> Result<i64> {
-    let row = pg
-        .query_one(
-            "SELECT count(*) FROM migration_status.migration_index_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND status <> 'restored'",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "counting dropped indexes"))?;
-    Ok(row.get(0))
 }
 
 #[cfg(test)]

@@ -42,20 +42,9 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
     for t in PgStatusStore::new(pg).tables(run_id).await? {
         let plan: Option<TablePlan> = serde_json::from_value(t.plan.clone()).ok();
         let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the merge transaction"))?;
-        let row = tx
-            .query_one(
-                "SELECT count(*)::int, count(*) FILTER (WHERE status = 'completed')::int, count(*) FILTER (WHERE status = 'failed')::int, \
-                        coalesce(sum(rows_inserted + rows_updated), 0)::bigint, \
-                        (SELECT 'chunk ' || chunk_id || ': ' || error_message FROM migration_status.migration_chunk_status \
-                          WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND status = 'failed' \
-                          ORDER BY chunk_id LIMIT 1) \
-                 FROM migration_status.migration_chunk_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
-                &[&run_id, &t.key.source_database, &t.key.source_schema, &t.key.source_table],
-            )
-            .await
-            .map_err(|e| from_postgres(e, "summing chunk results"))?;
-        let (total, done, failed, rows): (i32, i32, i32, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
-        let chunk_error: Option<String> = row.get(4);
+        let tally = PgStatusStore::chunk_tally(&tx, &t.key).await?;
+        let (total, done, failed, rows) = (tally.total, tally.completed, tally.failed, tally.rows);
+        let chunk_error = tally.first_error.clone();
         let new_status = if done == total { "completed" } else { "failed" };
         if new_status == "completed" {
             if let Some(plan) = plan.as_ref().filter(|p| p.truncated) {
@@ -64,7 +53,7 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
             }
         }
         let error = if new_status == "failed" {
-            let pending = indexes::pending(&tx, &t.key).await.unwrap_or(0);
+            let pending = PgStatusStore::pending_indexes(&tx, &t.key).await.unwrap_or(0);
             let mut m = format!("{failed} chunk(s) failed and {} did not finish", total - done - failed);
             if let Some(c) = &chunk_error {
                 m.push_str(&format!("; first failure: {c}"));
@@ -83,14 +72,7 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
         if let (None, Some(e)) = (&first_error, &error) {
             first_error = Some(format!("{}.{}: {e}", t.target_schema, t.target_table));
         }
-        tx.execute(
-            "UPDATE migration_status.migration_table_status SET status = $5, total_chunks = $6, completed_chunks = $7, failed_chunks = $8, \
-               total_rows_copied = $9, error_message = $10, completed_at = now() \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
-            &[&run_id, &t.key.source_database, &t.key.source_schema, &t.key.source_table, &new_status, &total, &done, &failed, &rows, &error],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording the table outcome"))?;
+        PgStatusStore::record_table_outcome(&tx, &t.key, new_status, &tally, error.as_deref()).await?;
         tx.commit().await.map_err(|e| from_postgres(e, "committing the table outcome"))?;
         crate::failpoints::check(crate::failpoints::MERGE_AFTER_TABLE)?;
         let mut merged = TableMerge {
@@ -103,13 +85,7 @@ pub async fn merge_with(pg: &mut Client, request: &RunRequest) -> Result<MergeRe
             let report = indexes::restore(pg, &t.key).await?;
             if !report.failed.is_empty() {
                 let msg = format!("{} index(es) could not be restored (retried on resume): {}", report.failed.len(), report.failed.join("; "));
-                pg.execute(
-                    "UPDATE migration_status.migration_table_status SET error_message = $5 \
-                     WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
-                    &[&run_id, &t.key.source_database, &t.key.source_schema, &t.key.source_table, &msg],
-                )
-                .await
-                .map_err(|e| from_postgres(e, "recording the failed index restore"))?;
+                PgStatusStore::new(pg).set_table_error(&t.key, &msg).await?;
             }
             merged.indexes_restored = report.restored;
             merged.indexes_failed = report.failed;

@@ -43,7 +43,7 @@ use crate::source::{sql, SnowflakeSource};
 use crate::sync::chunk::{self, ChunkSpec, DayChunk, KeyColumn, KeyKind, KeyValue, NumericPlanner, PlannedChunk};
 use crate::failpoints;
 use crate::sync::lock;
-use crate::sync::status::{self, Holder, LoadMode};
+use crate::sync::status::{self, Holder, LoadMode, PlannedTable, TableKey, TableMapping};
 
 
 /// A column of a Snowflake table, from `INFORMATION_SCHEMA.COLUMNS`.
@@ -467,35 +467,20 @@ async fn plan_tables(
             crate::sync::keys::check_source_keys(sf, &plan, &table_cfg.uniqueness_columns).await?;
         }
         let chunks = plan_chunks(sf, &plan, &table_cfg).await.map_err(|e| e.context(format!("planning {}", plan.source_table)))?;
-        let plan_json = serde_json::to_value(&plan).expect("plan serialises");
-        tx.execute(
-            "INSERT INTO migration_status.migration_table_status \
-               (run_id, source_name, source_database, source_schema, source_table, target_database, target_schema, target_table, \
-                status, load_mode, strategy, watermark_from, truncated, total_chunks, plan) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'in_progress',$9,$10,$11,$12,$13,$14)",
-            &[
-                &run_id, &source_name, &plan.source_database, &plan.source_schema, &plan.source_table,
-                &plan.target_database, &plan.target_schema, &plan.target_table, &plan.load_mode.as_str(),
-                &serde_json::to_value(plan.strategy).unwrap().as_str().unwrap_or("single"),
-                &plan.watermark_predicate, &plan.truncated, &(chunks.len() as i32), &plan_json,
-            ],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "recording the table plan"))?;
-        let stmt = tx
-            .prepare(
-                "INSERT INTO migration_status.migration_chunk_status (run_id, source_database, source_schema, source_table, chunk_id, chunk_range) \
-                 VALUES ($1,$2,$3,$4,$5,$6)",
-            )
-            .await
-            .map_err(|e| from_postgres(e, "preparing chunk inserts"))?;
-        for (i, c) in chunks.iter().enumerate() {
-            let id = i as i32;
-            let range = serde_json::to_value(c).expect("chunk serialises");
-            tx.execute(&stmt, &[&run_id, &plan.source_database, &plan.source_schema, &plan.source_table, &id, &range])
-                .await
-                .map_err(|e| from_postgres(e, "recording a chunk"))?;
-        }
+        let planned = PlannedTable {
+            key: TableKey { run_id, source_database: plan.source_database.clone(), source_schema: plan.source_schema.clone(), source_table: plan.source_table.clone() },
+            source_name: source_name.clone(),
+            target_database: plan.target_database.clone(),
+            target_schema: plan.target_schema.clone(),
+            target_table: plan.target_table.clone(),
+            load_mode: plan.load_mode,
+            strategy: serde_json::to_value(plan.strategy).unwrap().as_str().unwrap_or("single").to_string(),
+            watermark_from: plan.watermark_predicate.clone(),
+            truncated: plan.truncated,
+            plan: serde_json::to_value(&plan).expect("plan serialises"),
+        };
+        let ranges: Vec<serde_json::Value> = chunks.iter().map(|c| serde_json::to_value(c).expect("chunk serialises")).collect();
+        PgStatusStore::record_table_plan(&tx, &planned, &ranges).await?;
         tx.commit().await.map_err(|e| from_postgres(e, "committing the table plan"))?;
         tracing::info!(table = %plan.source_table, strategy = ?plan.strategy, mode = ?plan.load_mode, chunks = chunks.len(), "planned");
         PgStatusStore::new(pg).touch(run_id).await?;
@@ -655,36 +640,26 @@ async fn target_has_rows<C: tokio_postgres::GenericClient>(pg: &C, plan: &TableP
 /// be read (a plan written by an older thaw). It is what schema drift is
 /// measured against (docs/sync.md §3.6).
 async fn previous_plan(pg: &Client, s: &SourceConfig, t: &TableConfig) -> Result<Option<TablePlan>> {
-    let row = pg
-        .query_opt(
-            "SELECT plan FROM migration_status.migration_table_status \
-             WHERE source_database = $1 AND source_schema = $2 AND source_table = $3 AND target_schema = $4 AND target_table = $5 \
-               AND plan IS NOT NULL \
-             ORDER BY started_at DESC LIMIT 1",
-            &[&s.source_sf_database, &s.source_sf_schema, &t.source, &s.target_pg_schema, &t.target],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading the previous plan of the table"))?;
-    Ok(row.and_then(|r| serde_json::from_value::<TablePlan>(r.get::<_, serde_json::Value>(0)).ok()))
+    let row = PgStatusStore::new(pg).latest_plan(&table_mapping(s, t)).await?;
+    Ok(row.and_then(|plan| serde_json::from_value::<TablePlan>(plan).ok()))
 }
 
 /// The watermark floor of the oldest `--where` run of the table since its
 /// last completed run without a filter: `Some(floor)` when there is one
 /// (`floor` `None` = read every row), `None` when there is none.
 async fn earlier_watermark_floor(pg: &Client, s: &SourceConfig, t: &TableConfig) -> Result<Option<Option<String>>> {
-    let row = pg
-        .query_opt(
-            "WITH mine AS (SELECT started_at, status, plan FROM migration_status.migration_table_status \
-                WHERE source_database = $1 AND source_schema = $2 AND source_table = $3 AND target_schema = $4 AND target_table = $5 AND plan IS NOT NULL) \
-             SELECT plan->>'watermark_floor' FROM mine \
-             WHERE plan->>'run_filter' IS NOT NULL \
-               AND started_at > coalesce((SELECT max(started_at) FROM mine WHERE plan->>'run_filter' IS NULL AND status = 'completed'), '-infinity') \
-             ORDER BY started_at LIMIT 1",
-            &[&s.source_sf_database, &s.source_sf_schema, &t.source, &s.target_pg_schema, &t.target],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading the watermark floor of earlier --where runs"))?;
-    Ok(row.map(|r| r.get::<_, Option<String>>(0)))
+    PgStatusStore::new(pg).earlier_watermark_floor(&table_mapping(s, t)).await
+}
+
+/// The source table and target of `t` in source `s`, as earlier runs recorded them.
+fn table_mapping(s: &SourceConfig, t: &TableConfig) -> TableMapping {
+    TableMapping {
+        source_database: s.source_sf_database.clone(),
+        source_schema: s.source_sf_schema.clone(),
+        source_table: t.source.clone(),
+        target_schema: s.target_pg_schema.clone(),
+        target_table: t.target.clone(),
+    }
 }
 
 /// Check one table against both catalogs and decide columns, keys, load mode

@@ -46,7 +46,7 @@ use crate::sink::{self, encode::CopyEncoder, writer::CopyWriter};
 use crate::source::staged::{parse_s3_url, s3_store, StagedFile, UnloadForm};
 use crate::sync::copy::{self, choose_write_path, WritePath};
 use crate::sync::plan::{ChunkRange, TablePlan};
-use crate::sync::status::{ChunkCounts, LoadMode, TableKey};
+use crate::sync::status::{ChunkCounts, EarlierUnload, LoadMode, TableKey};
 use crate::sync::{indexes, replace};
 
 /// Run metadata key holding the run id given to `--reuse-unload`.
@@ -142,155 +142,17 @@ pub fn unload_sql(
     )
 }
 
-/// The chunk's files as recorded, in key order.
-pub async fn chunk_files<C: tokio_postgres::GenericClient>(
-    pg: &C,
-    key: &TableKey,
-    chunk_id: i32,
-) -> Result<Vec<FileRecord>> {
-    let rows = pg
-        .query(
-            "SELECT bucket, file_key, bytes, rows, etag, status FROM migration_status.migration_file_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 ORDER BY file_key",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading the chunk's staged files"))?;
-    Ok(rows
-        .iter()
-        .map(|r| FileRecord {
-            bucket: r.get(0),
-            key: r.get(1),
-            bytes: r.get::<_, i64>(2) as u64,
-            rows: r.get::<_, i64>(3) as u64,
-            etag: r.get(4),
-            status: r.get(5),
-        })
-        .collect())
-}
-
-async fn unloaded(pg: &Client, key: &TableKey, chunk_id: i32) -> Result<bool> {
-    let row = pg
-        .query_opt(
-            "SELECT unloaded_at IS NOT NULL FROM migration_status.migration_chunk_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading the chunk's unload state"))?;
-    Ok(row.is_some_and(|r| r.get(0)))
-}
-
 /// Record a chunk's unload: its files (all `pending`) and the chunk's
 /// `rows_unloaded`, `unloaded_at` and prefix, in one transaction.
-async fn record_unload(
-    pg: &mut Client,
-    key: &TableKey,
-    chunk_id: i32,
-    prefix: &str,
-    rows_unloaded: u64,
-    files: &[FileRecord],
-    unloaded_by: Uuid,
-) -> Result<()> {
-    let tx = pg
-        .transaction()
-        .await
-        .map_err(|e| from_postgres(e, "starting the unload record"))?;
-    let k = [
-        &key.run_id as &(dyn tokio_postgres::types::ToSql + Sync),
-        &key.source_database,
-        &key.source_schema,
-        &key.source_table,
-        &chunk_id,
-    ];
-    tx.execute(
-        "DELETE FROM migration_status.migration_file_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
-        &k,
-    )
-    .await
-    .map_err(|e| from_postgres(e, "clearing the chunk's file list"))?;
-    for f in files {
-        tx.execute(
-            "INSERT INTO migration_status.migration_file_status \
-             (run_id, source_database, source_schema, source_table, chunk_id, file_key, bucket, bytes, etag, rows, unloaded_by_run) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &f.key, &f.bucket, &(f.bytes as i64), &f.etag, &(f.rows as i64), &unloaded_by],
-        )
-        .await
-        .map_err(|e| from_postgres(e, format!("recording staged file s3://{}/{}", f.bucket, f.key)))?;
-    }
-    tx.execute(
-        "UPDATE migration_status.migration_chunk_status SET rows_unloaded = $6, unloaded_at = now(), unload_prefix = $7 \
-         WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
-        &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &(rows_unloaded as i64), &prefix],
-    )
-    .await
-    .map_err(|e| from_postgres(e, "recording the chunk's unload"))?;
-    tx.commit()
-        .await
-        .map_err(|e| from_postgres(e, "committing the unload record"))
-}
-
-/// The earlier run's unload of the same table and chunk predicate, if any:
-/// (prefix, rows_unloaded, files, the run that unloaded them).
-async fn earlier_unload(
-    pg: &Client,
-    earlier: Uuid,
-    key: &TableKey,
-    filter_sql: &str,
-) -> Result<Option<(String, u64, Vec<FileRecord>, Uuid)>> {
-    let row = pg
-        .query_opt(
-            "SELECT chunk_id, unload_prefix, rows_unloaded FROM migration_status.migration_chunk_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 \
-               AND chunk_range->>'filter_sql' = $5 AND unloaded_at IS NOT NULL ORDER BY chunk_id LIMIT 1",
-            &[&earlier, &key.source_database, &key.source_schema, &key.source_table, &filter_sql],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "looking up the earlier run's unload"))?;
-    let Some(row) = row else { return Ok(None) };
-    let chunk_id: i32 = row.get(0);
-    let earlier_key = TableKey {
-        run_id: earlier,
-        ..key.clone()
-    };
-    let files = chunk_files(pg, &earlier_key, chunk_id).await?;
-    let unloaded_by: Option<Uuid> = pg
-        .query_opt(
-            "SELECT unloaded_by_run FROM migration_status.migration_file_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 LIMIT 1",
-            &[&earlier, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "looking up the earlier run's unload"))?
-        .map(|r| r.get(0));
-    let files = files
-        .into_iter()
-        .map(|f| FileRecord {
-            status: "pending".into(),
-            ..f
-        })
-        .collect();
-    Ok(Some((
-        row.get(1),
-        row.get::<_, Option<i64>>(2).unwrap_or(0) as u64,
-        files,
-        unloaded_by.unwrap_or(earlier),
-    )))
+async fn record_unload(pg: &mut Client, key: &TableKey, chunk_id: i32, unload: &EarlierUnload) -> Result<()> {
+    let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the unload record"))?;
+    PgStatusStore::record_unload(&tx, key, chunk_id, unload).await?;
+    tx.commit().await.map_err(|e| from_postgres(e, "committing the unload record"))
 }
 
 /// The run id given to `--reuse-unload` for `run_id`, if any.
 async fn reuse_unload_of(pg: &Client, run_id: Uuid) -> Result<Option<Uuid>> {
-    let row = pg
-        .query_opt(
-            "SELECT metadata->>$2 FROM migration_status.migration_runs WHERE run_id = $1",
-            &[&run_id, &REUSE_UNLOAD_KEY],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading the run's metadata"))?;
-    Ok(row
-        .and_then(|r| r.get::<_, Option<String>>(0))
-        .and_then(|s| s.parse().ok()))
+    Ok(PgStatusStore::new(pg).run_metadata_text(run_id, REUSE_UNLOAD_KEY).await?.and_then(|s| s.parse().ok()))
 }
 
 /// Make sure the chunk's files are unloaded and recorded (see the module
@@ -308,25 +170,17 @@ pub async fn ensure_unloaded(
     chunk_id: i32,
     range: &ChunkRange,
 ) -> Result<usize> {
-    if unloaded(&worker.pg, key, chunk_id).await? {
-        return Ok(chunk_files(&worker.pg, key, chunk_id).await?.len());
+    let store = PgStatusStore::new(&worker.pg);
+    if store.chunk_unloaded(key, chunk_id).await? {
+        return Ok(store.chunk_files(key, chunk_id).await?.len());
     }
     let staging = staging(config)?;
     if let Some(earlier) = reuse_unload_of(&worker.pg, key.run_id).await? {
-        match earlier_unload(&worker.pg, earlier, key, &range.filter_sql).await? {
-            Some((prefix, rows, files, unloaded_by)) => {
-                tracing::info!(table = %plan.source_table, chunk = chunk_id, %earlier, files = files.len(), "reusing an earlier unload");
-                record_unload(
-                    &mut worker.pg,
-                    key,
-                    chunk_id,
-                    &prefix,
-                    rows,
-                    &files,
-                    unloaded_by,
-                )
-                .await?;
-                return Ok(files.len());
+        match PgStatusStore::new(&worker.pg).earlier_unload(earlier, key, &range.filter_sql).await? {
+            Some(unload) => {
+                tracing::info!(table = %plan.source_table, chunk = chunk_id, %earlier, files = unload.files.len(), "reusing an earlier unload");
+                record_unload(&mut worker.pg, key, chunk_id, &unload).await?;
+                return Ok(unload.files.len());
             }
             None => tracing::warn!(
                 table = %plan.source_table, chunk = chunk_id, %earlier,
@@ -424,16 +278,9 @@ pub async fn ensure_unloaded(
             )
         })
         .unwrap_or_else(|| format!("@{}/{path}", staging.stage));
-    record_unload(
-        &mut worker.pg,
-        key,
-        chunk_id,
-        &prefix,
-        rows_unloaded,
-        &files,
-        key.run_id,
-    )
-    .await?;
+    let unload = EarlierUnload { prefix, rows_unloaded, files, unloaded_by: key.run_id };
+    record_unload(&mut worker.pg, key, chunk_id, &unload).await?;
+    let files = unload.files;
     tracing::info!(table = %plan.source_table, chunk = chunk_id, files = files.len(), rows = rows_unloaded, "unloaded");
     Ok(files.len())
 }
@@ -513,7 +360,7 @@ async fn staged_chunk(
             .unwrap_or_default(),
         cleanup_after_load: staging(config)?.cleanup_after_load,
     };
-    let files = chunk_files(&worker.pg, key, item.chunk_id).await?;
+    let files = PgStatusStore::new(&worker.pg).chunk_files(key, item.chunk_id).await?;
     let wanted: Vec<&FileRecord> = files
         .iter()
         .filter(|f| item.file_key.as_ref().is_none_or(|k| *k == f.key))
@@ -746,13 +593,7 @@ pub async fn load_file(
         Err(e) => {
             let e = e.context(format!("staged file {}", file.url()));
             let text: String = e.to_string().chars().take(2000).collect();
-            if let Err(se) = pg
-                .execute(
-                    "UPDATE migration_status.migration_file_status SET status = 'failed', error_message = $7, attempts = attempts + 1 \
-                     WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND file_key = $6 AND status <> 'completed'",
-                    &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &file.key, &text],
-                )
-                .await
+            if let Err(se) = PgStatusStore::new(pg).record_file_failure(key, chunk_id, &file.key, &text).await
             {
                 tracing::warn!(error = %se, "could not record the file failure");
             }
@@ -774,16 +615,10 @@ async fn load_file_once(
         .transaction()
         .await
         .map_err(|e| from_postgres(e, "starting the file transaction"))?;
-    let row = tx
-        .query_opt(
-            "SELECT status FROM migration_status.migration_file_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND file_key = $6 FOR UPDATE",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &file.key],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "locking the file status row"))?
+    let status = PgStatusStore::lock_file(&tx, key, chunk_id, &file.key)
+        .await?
         .ok_or_else(|| Error::config(format!("{} is not a recorded file of chunk {chunk_id} of {}", file.url(), plan.source_table)))?;
-    if row.get::<_, String>(0) == "completed" {
+    if status == "completed" {
         return Ok(None);
     }
     let (dest, dest_schema, dest_table) = if plan.truncated {
@@ -858,17 +693,7 @@ async fn load_file_once(
         }
     };
     failpoints::check(failpoints::STAGED_FILE_BEFORE_COMMIT)?;
-    tx.execute(
-        "UPDATE migration_status.migration_file_status SET status = 'completed', rows_copied = $7, rows_inserted = $8, rows_updated = $9, \
-           attempts = attempts + 1, error_message = NULL, completed_at = now() \
-         WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND file_key = $6",
-        &[
-            &key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &file.key,
-            &(counts.read as i64), &(counts.inserted as i64), &(counts.updated as i64),
-        ],
-    )
-    .await
-    .map_err(|e| from_postgres(e, "marking the file completed"))?;
+    PgStatusStore::complete_file(&tx, key, chunk_id, &file.key, counts).await?;
     complete_chunk_if_done(&tx, key, chunk_id).await?;
     tx.commit()
         .await
@@ -936,36 +761,11 @@ async fn complete_chunk_if_done(tx: &Transaction<'_>, key: &TableKey, chunk_id: 
     // Lock the chunk row first: two files finishing at once serialise here,
     // so the later one sees the other's completed status.
     PgStatusStore::lock_chunk_on(tx, key, chunk_id).await?;
-    let row = tx
-        .query_one(
-            "SELECT count(*) FILTER (WHERE status <> 'completed'), COALESCE(sum(rows_copied), 0)::bigint, \
-                    COALESCE(sum(rows_inserted), 0)::bigint, COALESCE(sum(rows_updated), 0)::bigint \
-             FROM migration_status.migration_file_status \
-             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "counting the chunk's unfinished files"))?;
-    if row.get::<_, i64>(0) > 0 {
+    let (unfinished, counts) = PgStatusStore::file_tally(tx, key, chunk_id).await?;
+    if unfinished > 0 {
         return Ok(());
     }
-    let (read, inserted, updated) = (
-        row.get::<_, i64>(1) as u64,
-        row.get::<_, i64>(2) as u64,
-        row.get::<_, i64>(3) as u64,
-    );
-    PgStatusStore::complete_chunk_on(
-        tx,
-        key,
-        chunk_id,
-        ChunkCounts {
-            read,
-            inserted,
-            updated,
-            unchanged: read.saturating_sub(inserted + updated),
-        },
-    )
-    .await
+    PgStatusStore::complete_chunk_on(tx, key, chunk_id, counts).await
 }
 
 /// Staging table name for one file: short, unique per run/table/chunk/file.
@@ -981,26 +781,7 @@ fn file_staging_name(key: &TableKey, chunk_id: i32, file_key: &str) -> String {
 /// The run's staged files not yet completed, as per-file items (`file_key`
 /// set), in table, chunk and key order.
 pub async fn unfinished_file_items(pg: &Client, run_id: Uuid) -> Result<Vec<ChunkItem>> {
-    let rows = pg
-        .query(
-            "SELECT t.source_name, f.source_table, f.chunk_id, f.file_key FROM migration_status.migration_file_status f \
-             JOIN migration_status.migration_table_status t USING (run_id, source_database, source_schema, source_table) \
-             WHERE f.run_id = $1 AND f.status <> 'completed' ORDER BY t.source_name, f.source_table, f.chunk_id, f.file_key",
-            &[&run_id],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "listing the run's unfinished staged files"))?;
-    Ok(rows
-        .iter()
-        .map(|r| ChunkItem {
-            run_id,
-            source_name: r.get(0),
-            source_table: r.get(1),
-            chunk_id: r.get(2),
-            file_key: Some(r.get(3)),
-            staged: None,
-        })
-        .collect())
+    PgStatusStore::new(pg).unfinished_files(run_id).await
 }
 
 /// The [`StagedStep::FileManifest`] step: write the run's unfinished staged

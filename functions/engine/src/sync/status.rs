@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::contract::ChunkItem;
+use crate::sync::staged::FileRecord;
 use crate::sync::status_store::StatusStore;
 
 /// Default age limit for resuming a run: 168 hours (7 days), the same for the
@@ -256,6 +257,89 @@ pub struct ChunkCounts {
 
 
 
+/// A table's row as plan records it in `migration_table_status` (status
+/// `in_progress`), together with its chunk rows ([`StatusStore::record_table_plan`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTable {
+    /// Identity (run and source table).
+    pub key: TableKey,
+    /// Source name in the config.
+    pub source_name: String,
+    /// PostgreSQL database.
+    pub target_database: String,
+    /// Target schema.
+    pub target_schema: String,
+    /// Target table.
+    pub target_table: String,
+    /// Load mode decided for the table.
+    pub load_mode: LoadMode,
+    /// Chunking strategy name (`single`, `numeric_range`, `date_range`, …).
+    pub strategy: String,
+    /// The watermark predicate the run reads from, if any.
+    pub watermark_from: Option<String>,
+    /// Whether the run replaces the target's rows (`truncate_onstart`).
+    pub truncated: bool,
+    /// The table plan as JSON ([`crate::sync::plan::TablePlan`]).
+    pub plan: serde_json::Value,
+}
+
+/// A source table and the target it is copied into, across runs: what the
+/// plan of an earlier run is looked up by (docs/sync.md §3.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMapping {
+    /// Snowflake database.
+    pub source_database: String,
+    /// Snowflake schema.
+    pub source_schema: String,
+    /// Snowflake table.
+    pub source_table: String,
+    /// Target schema.
+    pub target_schema: String,
+    /// Target table.
+    pub target_table: String,
+}
+
+/// A table's chunk rows summed by merge ([`StatusStore::chunk_tally`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkTally {
+    /// Chunks planned.
+    pub total: i32,
+    /// Chunks completed.
+    pub completed: i32,
+    /// Chunks failed.
+    pub failed: i32,
+    /// Rows inserted plus updated by the completed chunks.
+    pub rows: i64,
+    /// "chunk N: error" of the lowest-numbered failed chunk.
+    pub first_error: Option<String>,
+}
+
+/// One secondary index `disable_index` dropped, as recorded in
+/// `migration_index_status` (docs/sync.md §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRecord {
+    /// Schema of the index.
+    pub schema: String,
+    /// Index name.
+    pub name: String,
+    /// `pg_get_indexdef()` text: the `CREATE INDEX` that restores it.
+    pub definition: String,
+}
+
+/// An earlier run's unload of the same chunk predicate (`--reuse-unload`,
+/// docs/sync.md §13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierUnload {
+    /// Where the files are (`s3://bucket/prefix` or `@stage/path`).
+    pub prefix: String,
+    /// Rows the unload wrote.
+    pub rows_unloaded: u64,
+    /// Its files, all `pending` for the new run.
+    pub files: Vec<crate::sync::staged::FileRecord>,
+    /// The run that unloaded them.
+    pub unloaded_by: Uuid,
+}
+
 /// One table of a run as `thaw status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableOverview {
@@ -329,7 +413,7 @@ pub struct RunOverview {
 
 /// The newest `limit` runs (or just `run_id`), with tables, chunk counts,
 /// rows, rows/s and failed chunks: what `thaw status` prints.
-pub async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
+async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
     let runs = client
         .query(
             "SELECT run_id, status, mode, started_at, heartbeat_at, completed_at, host, pid, error_message FROM migration_status.migration_runs \
@@ -813,6 +897,388 @@ impl StatusStore for PgStatusStore<'_> {
             .await
             .map_err(|e| from_postgres(e, "recording the table failure"))?;
         Ok(())
+    }
+
+    async fn record_table_plan<'t>(tx: &Self::Transaction<'t>, table: &PlannedTable, chunks: &[serde_json::Value]) -> Result<()> {
+        let k = &table.key;
+        tx.execute(
+            "INSERT INTO migration_status.migration_table_status \
+               (run_id, source_name, source_database, source_schema, source_table, target_database, target_schema, target_table, \
+                status, load_mode, strategy, watermark_from, truncated, total_chunks, plan) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'in_progress',$9,$10,$11,$12,$13,$14)",
+            &[
+                &k.run_id, &table.source_name, &k.source_database, &k.source_schema, &k.source_table,
+                &table.target_database, &table.target_schema, &table.target_table, &table.load_mode.as_str(),
+                &table.strategy, &table.watermark_from, &table.truncated, &(chunks.len() as i32), &table.plan,
+            ],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the table plan"))?;
+        let stmt = tx
+            .prepare(
+                "INSERT INTO migration_status.migration_chunk_status (run_id, source_database, source_schema, source_table, chunk_id, chunk_range) \
+                 VALUES ($1,$2,$3,$4,$5,$6)",
+            )
+            .await
+            .map_err(|e| from_postgres(e, "preparing chunk inserts"))?;
+        for (i, range) in chunks.iter().enumerate() {
+            tx.execute(&stmt, &[&k.run_id, &k.source_database, &k.source_schema, &k.source_table, &(i as i32), range])
+                .await
+                .map_err(|e| from_postgres(e, "recording a chunk"))?;
+        }
+        Ok(())
+    }
+
+    async fn latest_plan(&self, table: &TableMapping) -> Result<Option<serde_json::Value>> {
+        let row = self.client
+            .query_opt(
+                "SELECT plan FROM migration_status.migration_table_status \
+                 WHERE source_database = $1 AND source_schema = $2 AND source_table = $3 AND target_schema = $4 AND target_table = $5 \
+                   AND plan IS NOT NULL \
+                 ORDER BY started_at DESC LIMIT 1",
+                &[&table.source_database, &table.source_schema, &table.source_table, &table.target_schema, &table.target_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading the previous plan of the table"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn earlier_watermark_floor(&self, table: &TableMapping) -> Result<Option<Option<String>>> {
+        let row = self.client
+            .query_opt(
+                "WITH mine AS (SELECT started_at, status, plan FROM migration_status.migration_table_status \
+                    WHERE source_database = $1 AND source_schema = $2 AND source_table = $3 AND target_schema = $4 AND target_table = $5 AND plan IS NOT NULL) \
+                 SELECT plan->>'watermark_floor' FROM mine \
+                 WHERE plan->>'run_filter' IS NOT NULL \
+                   AND started_at > coalesce((SELECT max(started_at) FROM mine WHERE plan->>'run_filter' IS NULL AND status = 'completed'), '-infinity') \
+                 ORDER BY started_at LIMIT 1",
+                &[&table.source_database, &table.source_schema, &table.source_table, &table.target_schema, &table.target_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading the watermark floor of earlier --where runs"))?;
+        Ok(row.map(|r| r.get::<_, Option<String>>(0)))
+    }
+
+    async fn chunk_tally<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> Result<ChunkTally> {
+        let row = tx
+            .query_one(
+                "SELECT count(*)::int, count(*) FILTER (WHERE status = 'completed')::int, count(*) FILTER (WHERE status = 'failed')::int, \
+                        coalesce(sum(rows_inserted + rows_updated) FILTER (WHERE status = 'completed'), 0)::bigint, \
+                        (SELECT 'chunk ' || chunk_id || ': ' || error_message FROM migration_status.migration_chunk_status \
+                          WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND status = 'failed' \
+                          ORDER BY chunk_id LIMIT 1) \
+                 FROM migration_status.migration_chunk_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "summing chunk results"))?;
+        Ok(ChunkTally { total: row.get(0), completed: row.get(1), failed: row.get(2), rows: row.get(3), first_error: row.get(4) })
+    }
+
+    async fn record_table_outcome<'t>(tx: &Self::Transaction<'t>, key: &TableKey, status: &str, tally: &ChunkTally, error: Option<&str>) -> Result<()> {
+        tx.execute(
+            "UPDATE migration_status.migration_table_status SET status = $5, total_chunks = $6, completed_chunks = $7, failed_chunks = $8, \
+               total_rows_copied = $9, error_message = $10, completed_at = now() \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &status, &tally.total, &tally.completed, &tally.failed, &tally.rows, &error],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the table outcome"))?;
+        Ok(())
+    }
+
+    async fn set_table_error(&self, key: &TableKey, error: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_table_status SET error_message = $5 \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &error],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the table's error"))?;
+        Ok(())
+    }
+
+    async fn lock_indexes_disabled<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> Result<Option<bool>> {
+        let row = tx
+            .query_opt(
+                "SELECT indexes_disabled FROM migration_status.migration_table_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 FOR UPDATE",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading indexes_disabled"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn record_dropped_index<'t>(tx: &Self::Transaction<'t>, key: &TableKey, index: &IndexRecord) -> Result<()> {
+        tx.execute(
+            "INSERT INTO migration_status.migration_index_status \
+               (run_id, source_database, source_schema, source_table, index_schema, index_name, definition) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &index.schema, &index.name, &index.definition],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("recording index {}.{}", index.schema, index.name)))?;
+        Ok(())
+    }
+
+    async fn mark_indexes_disabled<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> Result<()> {
+        tx.execute(
+            "UPDATE migration_status.migration_table_status SET indexes_disabled = true, indexes_restored = false \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording indexes_disabled"))?;
+        Ok(())
+    }
+
+    async fn indexes_to_restore(&self, key: &TableKey) -> Result<Vec<IndexRecord>> {
+        let rows = self.client
+            .query(
+                "SELECT index_schema, index_name, definition FROM migration_status.migration_index_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND status <> 'restored' \
+                 ORDER BY index_schema, index_name",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading the indexes to restore"))?;
+        Ok(rows.iter().map(|r| IndexRecord { schema: r.get(0), name: r.get(1), definition: r.get(2) }).collect())
+    }
+
+    async fn mark_index_restored<'t>(tx: &Self::Transaction<'t>, key: &TableKey, index: &IndexRecord) -> Result<()> {
+        tx.execute(
+            "UPDATE migration_status.migration_index_status SET status = 'restored', restored_at = now(), error_message = NULL, \
+               restore_attempts = restore_attempts + 1 \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND index_schema = $5 AND index_name = $6",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &index.schema, &index.name],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("recording index {}.{} restored", index.schema, index.name)))?;
+        Ok(())
+    }
+
+    async fn record_index_restore_failure(&self, key: &TableKey, index: &IndexRecord, error: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_index_status SET status = 'failed', error_message = $7, restore_attempts = restore_attempts + 1 \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND index_schema = $5 AND index_name = $6",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &index.schema, &index.name, &error],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the failed index restore"))?;
+        Ok(())
+    }
+
+    async fn mark_indexes_restored(&self, key: &TableKey) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_table_status SET indexes_restored = true \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND indexes_disabled",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording indexes_restored"))?;
+        Ok(())
+    }
+
+    async fn pending_indexes<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> Result<i64> {
+        let row = tx
+            .query_one(
+                "SELECT count(*) FROM migration_status.migration_index_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND status <> 'restored'",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "counting dropped indexes"))?;
+        Ok(row.get(0))
+    }
+
+    async fn chunk_files(&self, key: &TableKey, chunk_id: i32) -> Result<Vec<FileRecord>> {
+        let rows = self.client
+            .query(
+                "SELECT bucket, file_key, bytes, rows, etag, status FROM migration_status.migration_file_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 ORDER BY file_key",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading the chunk's staged files"))?;
+        Ok(rows
+            .iter()
+            .map(|r| FileRecord {
+                bucket: r.get(0),
+                key: r.get(1),
+                bytes: r.get::<_, i64>(2) as u64,
+                rows: r.get::<_, i64>(3) as u64,
+                etag: r.get(4),
+                status: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn chunk_unloaded(&self, key: &TableKey, chunk_id: i32) -> Result<bool> {
+        let row = self.client
+            .query_opt(
+                "SELECT unloaded_at IS NOT NULL FROM migration_status.migration_chunk_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading the chunk's unload state"))?;
+        Ok(row.is_some_and(|r| r.get(0)))
+    }
+
+    async fn record_unload<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, unload: &EarlierUnload) -> Result<()> {
+        let k = [&key.run_id as &(dyn tokio_postgres::types::ToSql + Sync), &key.source_database, &key.source_schema, &key.source_table, &chunk_id];
+        tx.execute(
+            "DELETE FROM migration_status.migration_file_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
+            &k,
+        )
+        .await
+        .map_err(|e| from_postgres(e, "clearing the chunk's file list"))?;
+        for f in &unload.files {
+            tx.execute(
+                "INSERT INTO migration_status.migration_file_status \
+                 (run_id, source_database, source_schema, source_table, chunk_id, file_key, bucket, bytes, etag, rows, unloaded_by_run) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &f.key, &f.bucket, &(f.bytes as i64), &f.etag, &(f.rows as i64), &unload.unloaded_by],
+            )
+            .await
+            .map_err(|e| from_postgres(e, format!("recording staged file s3://{}/{}", f.bucket, f.key)))?;
+        }
+        tx.execute(
+            "UPDATE migration_status.migration_chunk_status SET rows_unloaded = $6, unloaded_at = now(), unload_prefix = $7 \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &(unload.rows_unloaded as i64), &unload.prefix],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "recording the chunk's unload"))?;
+        Ok(())
+    }
+
+    async fn earlier_unload(&self, earlier: Uuid, key: &TableKey, filter_sql: &str) -> Result<Option<EarlierUnload>> {
+        let row = self.client
+            .query_opt(
+                "SELECT chunk_id, unload_prefix, rows_unloaded FROM migration_status.migration_chunk_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 \
+                   AND chunk_range->>'filter_sql' = $5 AND unloaded_at IS NOT NULL ORDER BY chunk_id LIMIT 1",
+                &[&earlier, &key.source_database, &key.source_schema, &key.source_table, &filter_sql],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "looking up the earlier run's unload"))?;
+        let Some(row) = row else { return Ok(None) };
+        let chunk_id: i32 = row.get(0);
+        let earlier_key = TableKey { run_id: earlier, ..key.clone() };
+        let files = self.chunk_files(&earlier_key, chunk_id).await?;
+        let unloaded_by: Option<Uuid> = self.client
+            .query_opt(
+                "SELECT unloaded_by_run FROM migration_status.migration_file_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 LIMIT 1",
+                &[&earlier, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "looking up the earlier run's unload"))?
+            .and_then(|r| r.get(0));
+        Ok(Some(EarlierUnload {
+            prefix: row.get(1),
+            rows_unloaded: row.get::<_, Option<i64>>(2).unwrap_or(0) as u64,
+            files: files.into_iter().map(|f| FileRecord { status: "pending".into(), ..f }).collect(),
+            unloaded_by: unloaded_by.unwrap_or(earlier),
+        }))
+    }
+
+    async fn run_metadata_text(&self, run_id: Uuid, key: &str) -> Result<Option<String>> {
+        let row = self.client
+            .query_opt("SELECT metadata->>$2 FROM migration_status.migration_runs WHERE run_id = $1", &[&run_id, &key])
+            .await
+            .map_err(|e| from_postgres(e, "reading the run's metadata"))?;
+        Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
+    }
+
+    async fn record_file_failure(&self, key: &TableKey, chunk_id: i32, file_key: &str, error: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_file_status SET status = 'failed', error_message = $7, attempts = attempts + 1 \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND file_key = $6 AND status <> 'completed'",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &file_key, &error],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the file failure"))?;
+        Ok(())
+    }
+
+    async fn lock_file<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, file_key: &str) -> Result<Option<String>> {
+        let row = tx
+            .query_opt(
+                "SELECT status FROM migration_status.migration_file_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND file_key = $6 FOR UPDATE",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &file_key],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "locking the file status row"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn complete_file<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, file_key: &str, counts: ChunkCounts) -> Result<()> {
+        tx.execute(
+            "UPDATE migration_status.migration_file_status SET status = 'completed', rows_copied = $7, rows_inserted = $8, rows_updated = $9, \
+               attempts = attempts + 1, error_message = NULL, completed_at = now() \
+             WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5 AND file_key = $6",
+            &[
+                &key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id, &file_key,
+                &(counts.read as i64), &(counts.inserted as i64), &(counts.updated as i64),
+            ],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "marking the file completed"))?;
+        Ok(())
+    }
+
+    async fn file_tally<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32) -> Result<(u64, ChunkCounts)> {
+        let row = tx
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status <> 'completed'), COALESCE(sum(rows_copied), 0)::bigint, \
+                        COALESCE(sum(rows_inserted), 0)::bigint, COALESCE(sum(rows_updated), 0)::bigint \
+                 FROM migration_status.migration_file_status \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4 AND chunk_id = $5",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &chunk_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "counting the chunk's unfinished files"))?;
+        let (read, inserted, updated) = (row.get::<_, i64>(1) as u64, row.get::<_, i64>(2) as u64, row.get::<_, i64>(3) as u64);
+        Ok((row.get::<_, i64>(0) as u64, ChunkCounts { read, inserted, updated, unchanged: read.saturating_sub(inserted + updated) }))
+    }
+
+    async fn unfinished_files(&self, run_id: Uuid) -> Result<Vec<ChunkItem>> {
+        let rows = self.client
+            .query(
+                "SELECT t.source_name, f.source_table, f.chunk_id, f.file_key FROM migration_status.migration_file_status f \
+                 JOIN migration_status.migration_table_status t USING (run_id, source_database, source_schema, source_table) \
+                 WHERE f.run_id = $1 AND f.status <> 'completed' ORDER BY t.source_name, f.source_table, f.chunk_id, f.file_key",
+                &[&run_id],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "listing the run's unfinished staged files"))?;
+        Ok(rows
+            .iter()
+            .map(|r| ChunkItem { run_id, source_name: r.get(0), source_table: r.get(1), chunk_id: r.get(2), file_key: Some(r.get(3)), staged: None })
+            .collect())
+    }
+
+    async fn overview(&self, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
+        overview(self.client, run_id, limit).await
+    }
+
+    async fn table_plan(&self, key: &TableKey) -> Result<Option<serde_json::Value>> {
+        let row = self.client
+            .query_opt(
+                "SELECT plan FROM migration_status.migration_table_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading the table plan"))?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     async fn lock_chunk<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32) -> Result<Option<ChunkRecord>> {

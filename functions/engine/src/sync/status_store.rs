@@ -1,6 +1,7 @@
 //! The `StatusStore` seam: every read and write of the `migration_status`
-//! schema the sync path makes for runs, tables, chunks and the heartbeat
-//! (docs/sync.md §6.9).
+//! schema the sync path makes: runs, tables, chunks, the heartbeat, the
+//! index rows of `disable_index`, the staged file rows and `thaw status`'s
+//! overview (docs/sync.md §6.9).
 //!
 //! Two implementations: [`PgStatusStore`] (the SQL, in
 //! [`crate::sync::status`]) and [`MemoryStatusStore`] (a map behind a mutex,
@@ -20,10 +21,14 @@ use uuid::Uuid;
 use crate::contract::{ChunkItem, ReconcileResponse};
 use crate::error::{Error, ErrorKind, Result};
 pub use crate::sync::status::PgStatusStore;
-use crate::sync::status::{run_status, ChunkCounts, ChunkRecord, Holder, LoadMode, RunRecord, TableKey, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS};
+use crate::sync::staged::FileRecord;
+use crate::sync::status::{
+    run_status, ChunkCounts, ChunkRecord, ChunkTally, EarlierUnload, FailedChunk, Holder, IndexRecord, LoadMode, PlannedTable, RunOverview, RunRecord, TableKey, TableMapping,
+    TableOverview, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS,
+};
 
-/// Reads and writes of `migration_status` for runs, tables, chunks and the
-/// heartbeat. Run statuses are [`run_status`] values; chunk statuses are
+/// Reads and writes of `migration_status` for runs, tables, chunks, the
+/// heartbeat, dropped indexes and staged files. Run statuses are [`run_status`] values; chunk statuses are
 /// `pending`, `in_progress`, `completed`, `failed`; times are seconds.
 ///
 /// Errors: every method fails with the store's error (for PostgreSQL a
@@ -76,12 +81,93 @@ pub trait StatusStore: Sync {
     fn fail_chunk(&self, key: &TableKey, chunk_id: i32, error: &Error) -> impl Future<Output = Result<()>> + Send;
     /// Mark a table `failed` with its error.
     fn fail_table(&self, key: &TableKey, error: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The plan JSON recorded for a table of a run; `None` when the table is not part of the run.
+    fn table_plan(&self, key: &TableKey) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
     /// Lock a chunk row inside the caller's data transaction and return it; `None` when the chunk does not exist.
     fn lock_chunk<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32) -> impl Future<Output = Result<Option<ChunkRecord>>> + Send;
     /// Mark a chunk `completed` with its counts inside the caller's data
     /// transaction: it commits with the chunk's rows or not at all.
     /// Errors: [`ErrorKind::Internal`] when the chunk row is gone.
     fn complete_chunk<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, counts: ChunkCounts) -> impl Future<Output = Result<()>> + Send;
+
+    // Plan (docs/sync.md §3.5, §3.6).
+
+    /// Record a planned table (status `in_progress`) and its chunk rows
+    /// (`chunk_range` JSON by position, chunk ids from 0, all `pending`)
+    /// inside the planning transaction: a table row exists only with all its
+    /// chunks, which is what "planned" means on resume (docs/sync.md §6.2).
+    fn record_table_plan<'t>(tx: &Self::Transaction<'t>, table: &PlannedTable, chunks: &[serde_json::Value]) -> impl Future<Output = Result<()>> + Send;
+    /// The plan JSON the latest run (any outcome) recorded for the same source
+    /// table into the same target; `None` when there is none.
+    fn latest_plan(&self, table: &TableMapping) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
+    /// The `watermark_floor` of the oldest `--where` run of the table since its
+    /// last completed run without a filter: `Some(floor)` when there is one
+    /// (`floor` `None` = read every row), `None` when there is none.
+    fn earlier_watermark_floor(&self, table: &TableMapping) -> impl Future<Output = Result<Option<Option<String>>>> + Send;
+
+    // Merge (docs/sync.md §6.4).
+
+    /// Sum a table's chunk rows in the merge transaction: chunks planned,
+    /// completed, failed, rows inserted plus updated by completed chunks, and
+    /// the lowest-numbered failed chunk's error.
+    fn chunk_tally<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> impl Future<Output = Result<ChunkTally>> + Send;
+    /// Record a table's outcome (`completed` or `failed`), its counters and
+    /// error in the merge transaction (it commits with a replaced table's swap).
+    fn record_table_outcome<'t>(tx: &Self::Transaction<'t>, key: &TableKey, status: &str, tally: &ChunkTally, error: Option<&str>) -> impl Future<Output = Result<()>> + Send;
+    /// Set a table's error message (status unchanged).
+    fn set_table_error(&self, key: &TableKey, error: &str) -> impl Future<Output = Result<()>> + Send;
+
+    // Indexes (docs/sync.md §7).
+
+    /// Lock the table row in the index transaction and return its
+    /// `indexes_disabled`; `None` when the table row does not exist.
+    fn lock_indexes_disabled<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> impl Future<Output = Result<Option<bool>>> + Send;
+    /// Record a secondary index before it is dropped, in the transaction that drops it (`pending` restore).
+    fn record_dropped_index<'t>(tx: &Self::Transaction<'t>, key: &TableKey, index: &IndexRecord) -> impl Future<Output = Result<()>> + Send;
+    /// Set the table's `indexes_disabled` (and clear `indexes_restored`) in the index transaction.
+    fn mark_indexes_disabled<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> impl Future<Output = Result<()>> + Send;
+    /// The table's recorded indexes not yet restored, by schema and name.
+    fn indexes_to_restore(&self, key: &TableKey) -> impl Future<Output = Result<Vec<IndexRecord>>> + Send;
+    /// Mark an index `restored` in the transaction that recreated it.
+    fn mark_index_restored<'t>(tx: &Self::Transaction<'t>, key: &TableKey, index: &IndexRecord) -> impl Future<Output = Result<()>> + Send;
+    /// Record a failed restore (`failed`, the error, one more attempt); it is retried on resume.
+    fn record_index_restore_failure(&self, key: &TableKey, index: &IndexRecord, error: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Set the table's `indexes_restored` when its indexes were disabled.
+    fn mark_indexes_restored(&self, key: &TableKey) -> impl Future<Output = Result<()>> + Send;
+    /// How many recorded indexes of the table are not restored yet.
+    fn pending_indexes<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> impl Future<Output = Result<i64>> + Send;
+
+    // Staged files (docs/sync.md §13).
+
+    /// A chunk's recorded files, by key.
+    fn chunk_files(&self, key: &TableKey, chunk_id: i32) -> impl Future<Output = Result<Vec<FileRecord>>> + Send;
+    /// Whether a chunk's unload is recorded.
+    fn chunk_unloaded(&self, key: &TableKey, chunk_id: i32) -> impl Future<Output = Result<bool>> + Send;
+    /// Record a chunk's unload in the caller's transaction: its file list
+    /// (replacing any earlier one, all `pending`) and the chunk's
+    /// `rows_unloaded`, `unloaded_at` and prefix.
+    fn record_unload<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, unload: &EarlierUnload) -> impl Future<Output = Result<()>> + Send;
+    /// Run `earlier`'s unload of the same table and chunk predicate
+    /// (`filter_sql`), its files as `pending`; `None` when it has none.
+    fn earlier_unload(&self, earlier: Uuid, key: &TableKey, filter_sql: &str) -> impl Future<Output = Result<Option<EarlierUnload>>> + Send;
+    /// `metadata->>key` of a run; `None` when unset.
+    fn run_metadata_text(&self, run_id: Uuid, key: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// Record a file's failure (`failed`, the error, one more attempt) unless it is completed.
+    fn record_file_failure(&self, key: &TableKey, chunk_id: i32, file_key: &str, error: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Lock a file row in the file's data transaction and return its status; `None` when it is not recorded.
+    fn lock_file<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, file_key: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// Mark a file `completed` with its counts in its data transaction.
+    fn complete_file<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, file_key: &str, counts: ChunkCounts) -> impl Future<Output = Result<()>> + Send;
+    /// In the file's transaction: the chunk's files not completed, and the sums of all its files' counts.
+    fn file_tally<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32) -> impl Future<Output = Result<(u64, ChunkCounts)>> + Send;
+    /// The run's staged files not yet completed as per-file items, by source name, table, chunk and key.
+    fn unfinished_files(&self, run_id: Uuid) -> impl Future<Output = Result<Vec<ChunkItem>>> + Send;
+
+    // `thaw status` (docs/sync.md §6.7).
+
+    /// The newest `limit` runs (or just `run_id`), newest first, with tables,
+    /// chunk counts, rows, rows/s and failed chunks (at most 50 per run).
+    fn overview(&self, run_id: Option<Uuid>, limit: i64) -> impl Future<Output = Result<Vec<RunOverview>>> + Send;
 
     /// Check that `run_id` exists and is not completed (for `--resume-run-id`)
     /// and return it.
@@ -142,12 +228,15 @@ pub trait StatusStore: Sync {
 #[derive(Debug, Clone)]
 struct MemoryRun {
     record: RunRecord,
+    mode: String,
     metadata: serde_json::Value,
     error: Option<String>,
     /// The store clock (seconds) at the last heartbeat.
     heartbeat_at: f64,
     /// The store clock (seconds) at the start.
     started_at: f64,
+    /// The store clock (seconds) when it finished.
+    completed_at: Option<f64>,
 }
 
 /// A chunk row of [`MemoryStatusStore`].
@@ -158,6 +247,32 @@ struct MemoryChunk {
     error: Option<String>,
     attempts: i32,
     counts: ChunkCounts,
+    /// Store clock (seconds) of the last start and of the completion.
+    started_at: Option<f64>,
+    completed_at: Option<f64>,
+    /// The recorded unload: prefix and rows unloaded.
+    unload: Option<(String, u64)>,
+    /// Staged files, by key.
+    files: Vec<MemoryFile>,
+}
+
+/// A staged file row of [`MemoryStatusStore`].
+#[derive(Debug, Clone)]
+struct MemoryFile {
+    record: FileRecord,
+    unloaded_by: Uuid,
+    counts: ChunkCounts,
+    error: Option<String>,
+    attempts: i32,
+}
+
+/// An index row of [`MemoryStatusStore`].
+#[derive(Debug, Clone)]
+struct MemoryIndex {
+    record: IndexRecord,
+    status: String,
+    error: Option<String>,
+    attempts: i32,
 }
 
 /// A table row of [`MemoryStatusStore`] with its chunks by id.
@@ -166,9 +281,14 @@ struct MemoryTable {
     record: TableRecord,
     error: Option<String>,
     chunks: BTreeMap<i32, MemoryChunk>,
+    /// Counters recorded by merge.
+    tally: ChunkTally,
+    indexes_disabled: bool,
+    indexes_restored: bool,
+    indexes: Vec<MemoryIndex>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct MemoryState {
     /// Seconds since the store was created (moved by [`MemoryStatusStore::advance`]).
     clock: f64,
@@ -184,42 +304,129 @@ impl MemoryState {
     fn table(&mut self, key: &TableKey) -> Option<&mut MemoryTable> {
         self.tables.iter_mut().find(|t| &t.record.key == key)
     }
+    fn table_ref(&self, key: &TableKey) -> Option<&MemoryTable> {
+        self.tables.iter().find(|t| &t.record.key == key)
+    }
+    fn chunk(&mut self, key: &TableKey, chunk_id: i32) -> Option<&mut MemoryChunk> {
+        self.table(key).and_then(|t| t.chunks.get_mut(&chunk_id))
+    }
     fn snapshot(&self, run: &MemoryRun) -> RunRecord {
         RunRecord { heartbeat_age_seconds: self.clock - run.heartbeat_at, lock_session_alive: run.record.lock_backend_pid.is_some(), ..run.record.clone() }
     }
+    /// Tables of `mapping` in planning order (oldest first), with their run's start.
+    fn mapped(&self, m: &TableMapping) -> Vec<&MemoryTable> {
+        self.tables
+            .iter()
+            .filter(|t| {
+                let (k, r) = (&t.record.key, &t.record);
+                k.source_database == m.source_database
+                    && k.source_schema == m.source_schema
+                    && k.source_table == m.source_table
+                    && r.target_schema == m.target_schema
+                    && r.target_table == m.target_table
+                    && !r.plan.is_null()
+            })
+            .collect()
+    }
 }
+
+/// An index row as [`MemoryStatusStore::index_status`] shows it: `schema.name`, status, restore attempts.
+pub type IndexRow = (String, String, i32);
+
+/// A write buffered in a [`MemoryTransaction`], applied to the state on
+/// commit (and to a copy of it for reads inside the transaction).
+type MemoryWrite = Box<dyn Fn(&mut MemoryState) + Send>;
 
 /// An in-memory [`StatusStore`] for unit tests of the step logic: the same
 /// rules as the PostgreSQL store (resumable statuses, heartbeat interval,
 /// chunk transitions), a clock the test moves ([`MemoryStatusStore::advance`])
 /// instead of wall time, and transactions ([`MemoryTransaction`]) whose
-/// `completed` marks apply only on commit. A lock session counts as alive
+/// writes apply only on commit. A lock session counts as alive
 /// while the run records one.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStatusStore {
     state: Arc<Mutex<MemoryState>>,
 }
 
-/// The data transaction of a [`MemoryStatusStore`]: chunk completions are
-/// buffered and applied by [`MemoryTransaction::commit`]; dropping it rolls
-/// them back.
-#[derive(Debug)]
+/// The data transaction of a [`MemoryStatusStore`]: its writes (chunk and
+/// file completions, plan rows, index rows, unloads) are buffered and applied
+/// by [`MemoryTransaction::commit`]; reads inside it see them; dropping it
+/// rolls them back. Row locks are not modelled.
 pub struct MemoryTransaction {
     state: Arc<Mutex<MemoryState>>,
-    completed: Mutex<Vec<(TableKey, i32, ChunkCounts)>>,
+    writes: Mutex<Vec<MemoryWrite>>,
+}
+
+impl std::fmt::Debug for MemoryTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryTransaction").field("writes", &self.writes.lock().map(|w| w.len()).unwrap_or(0)).finish()
+    }
 }
 
 impl MemoryTransaction {
-    /// Apply the buffered chunk completions.
+    /// Apply the buffered writes.
     pub fn commit(self) {
         let mut state = self.state.lock().expect("status store lock");
-        for (key, chunk_id, counts) in self.completed.into_inner().expect("transaction lock") {
-            if let Some(c) = state.table(&key).and_then(|t| t.chunks.get_mut(&chunk_id)) {
-                c.status = "completed".into();
-                c.error = None;
-                c.counts = counts;
-            }
+        for write in self.writes.into_inner().expect("transaction lock") {
+            write(&mut state);
         }
+    }
+
+    fn write(&self, f: impl Fn(&mut MemoryState) + Send + 'static) {
+        self.writes.lock().expect("transaction lock").push(Box::new(f));
+    }
+
+    /// The state as this transaction sees it: committed rows plus its own writes.
+    fn view(&self) -> MemoryState {
+        let mut state = self.state.lock().expect("status store lock").clone();
+        for write in self.writes.lock().expect("transaction lock").iter() {
+            write(&mut state);
+        }
+        state
+    }
+}
+
+/// The rows [`StatusStore::record_table_plan`] writes.
+fn plan_write(table: &PlannedTable, chunks: &[serde_json::Value]) -> impl Fn(&mut MemoryState) + Send + 'static {
+    let record = TableRecord {
+        key: table.key.clone(),
+        source_name: table.source_name.clone(),
+        target_database: table.target_database.clone(),
+        target_schema: table.target_schema.clone(),
+        target_table: table.target_table.clone(),
+        status: "in_progress".into(),
+        load_mode: Some(table.load_mode),
+        plan: table.plan.clone(),
+    };
+    let chunks: BTreeMap<i32, MemoryChunk> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk_range)| {
+            let chunk = MemoryChunk {
+                chunk_range: chunk_range.clone(),
+                status: "pending".into(),
+                error: None,
+                attempts: 0,
+                counts: ChunkCounts::default(),
+                started_at: None,
+                completed_at: None,
+                unload: None,
+                files: Vec::new(),
+            };
+            (i as i32, chunk)
+        })
+        .collect();
+    move |s: &mut MemoryState| {
+        let table = MemoryTable {
+            record: record.clone(),
+            error: None,
+            chunks: chunks.clone(),
+            tally: ChunkTally { total: chunks.len() as i32, ..Default::default() },
+            indexes_disabled: false,
+            indexes_restored: false,
+            indexes: Vec::new(),
+        };
+        s.tables.push(table);
     }
 }
 
@@ -236,28 +443,26 @@ impl MemoryStatusStore {
 
     /// Begin a data transaction.
     pub fn begin(&self) -> MemoryTransaction {
-        MemoryTransaction { state: self.state.clone(), completed: Mutex::new(Vec::new()) }
+        MemoryTransaction { state: self.state.clone(), writes: Mutex::new(Vec::new()) }
     }
 
-    /// Record a planned table of `key.run_id` (status `in_progress`) and its
-    /// chunks (`chunk_range` JSON by position, chunk ids from 0), as plan does.
+    /// Record a planned table of `key.run_id` (status `in_progress`, target
+    /// `public.<lower-case source table>`) and its chunks (`chunk_range` JSON
+    /// by position, chunk ids from 0), committed at once.
     pub fn plan_table(&self, key: TableKey, source_name: &str, load_mode: LoadMode, chunks: Vec<serde_json::Value>) {
-        let record = TableRecord {
-            key: key.clone(),
-            source_name: source_name.into(),
+        let table = PlannedTable {
             target_database: "postgres".into(),
             target_schema: "public".into(),
             target_table: key.source_table.to_lowercase(),
-            status: "in_progress".into(),
-            load_mode: Some(load_mode),
+            key,
+            source_name: source_name.into(),
+            load_mode,
+            strategy: "numeric_range".into(),
+            watermark_from: None,
+            truncated: false,
             plan: serde_json::Value::Null,
         };
-        let chunks = chunks
-            .into_iter()
-            .enumerate()
-            .map(|(i, chunk_range)| (i as i32, MemoryChunk { chunk_range, status: "pending".into(), error: None, attempts: 0, counts: ChunkCounts::default() }))
-            .collect();
-        self.lock().tables.push(MemoryTable { record, error: None, chunks });
+        plan_write(&table, &chunks)(&mut self.lock());
     }
 
     /// Set a table's status (`completed`, `failed`, `skipped`), as merge does.
@@ -275,6 +480,15 @@ impl MemoryStatusStore {
     /// A table's status and error; `None` when it does not exist.
     pub fn table_status(&self, key: &TableKey) -> Option<(String, Option<String>)> {
         self.lock().table(key).map(|t| (t.record.status.clone(), t.error.clone()))
+    }
+
+    /// A table's `indexes_disabled` and `indexes_restored` flags and its index
+    /// rows as (`schema.name`, status, attempts); `None` when the table does not exist.
+    pub fn index_status(&self, key: &TableKey) -> Option<(bool, bool, Vec<IndexRow>)> {
+        self.lock().table(key).map(|t| {
+            let rows = t.indexes.iter().map(|i| (format!("{}.{}", i.record.schema, i.record.name), i.status.clone(), i.attempts)).collect();
+            (t.indexes_disabled, t.indexes_restored, rows)
+        })
     }
 
     /// A run's error message.
@@ -296,7 +510,7 @@ impl StatusStore for MemoryStatusStore {
     type Transaction<'t> = MemoryTransaction;
 
     async fn create_run(&self, config_hash: &str, execution_hash: &str, mode: &str, metadata: serde_json::Value, holder: &Holder) -> Result<Uuid> {
-        let _ = (config_hash, mode);
+        let _ = config_hash;
         let mut s = self.lock();
         let run_id = Uuid::new_v4();
         let clock = s.clock;
@@ -312,10 +526,12 @@ impl StatusStore for MemoryStatusStore {
                 lock_backend_pid: holder.lock_backend_pid,
                 lock_session_alive: holder.lock_backend_pid.is_some(),
             },
+            mode: mode.into(),
             metadata,
             error: None,
             heartbeat_at: clock,
             started_at: clock,
+            completed_at: None,
         });
         Ok(run_id)
     }
@@ -398,6 +614,7 @@ impl StatusStore for MemoryStatusStore {
         r.record.status = status.into();
         r.error = error.map(str::to_string);
         r.heartbeat_at = clock;
+        r.completed_at = None;
         Ok(())
     }
 
@@ -453,8 +670,11 @@ impl StatusStore for MemoryStatusStore {
     }
 
     async fn finish_run(&self, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
-        // The memory store keeps no completion time: finishing is setting the status.
-        self.set_status(run_id, status, error).await
+        self.set_status(run_id, status, error).await?;
+        let mut s = self.lock();
+        let clock = s.clock;
+        s.run(run_id)?.completed_at = Some(clock);
+        Ok(())
     }
 
     async fn record_totals(&self, run_id: Uuid) -> Result<()> {
@@ -489,8 +709,10 @@ impl StatusStore for MemoryStatusStore {
 
     async fn start_chunk(&self, key: &TableKey, chunk_id: i32) -> Result<bool> {
         let mut s = self.lock();
-        match s.table(key).and_then(|t| t.chunks.get_mut(&chunk_id)) {
+        let clock = s.clock;
+        match s.chunk(key, chunk_id) {
             Some(c) if c.status != "completed" => {
+                c.started_at = Some(clock);
                 c.status = "in_progress".into();
                 c.attempts += 1;
                 c.error = None;
@@ -502,7 +724,9 @@ impl StatusStore for MemoryStatusStore {
 
     async fn fail_chunk(&self, key: &TableKey, chunk_id: i32, error: &Error) -> Result<()> {
         let mut s = self.lock();
-        if let Some(c) = s.table(key).and_then(|t| t.chunks.get_mut(&chunk_id)).filter(|c| c.status != "completed") {
+        let clock = s.clock;
+        if let Some(c) = s.chunk(key, chunk_id).filter(|c| c.status != "completed") {
+            c.completed_at = Some(clock);
             c.status = "failed".into();
             c.error = Some(error.to_string().chars().take(2000).collect());
         }
@@ -518,18 +742,346 @@ impl StatusStore for MemoryStatusStore {
         Ok(())
     }
 
+    async fn table_plan(&self, key: &TableKey) -> Result<Option<serde_json::Value>> {
+        Ok(self.lock().table_ref(key).map(|t| t.record.plan.clone()))
+    }
+
     async fn lock_chunk<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32) -> Result<Option<ChunkRecord>> {
-        let mut s = tx.state.lock().expect("status store lock");
-        Ok(s.table(key).and_then(|t| t.chunks.get(&chunk_id)).map(|c| ChunkRecord { chunk_range: c.chunk_range.clone(), status: c.status.clone() }))
+        let s = tx.view();
+        Ok(s.table_ref(key).and_then(|t| t.chunks.get(&chunk_id)).map(|c| ChunkRecord { chunk_range: c.chunk_range.clone(), status: c.status.clone() }))
     }
 
     async fn complete_chunk<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, counts: ChunkCounts) -> Result<()> {
-        let exists = tx.state.lock().expect("status store lock").table(key).is_some_and(|t| t.chunks.contains_key(&chunk_id));
-        if !exists {
+        if !tx.view().table_ref(key).is_some_and(|t| t.chunks.contains_key(&chunk_id)) {
             return Err(Error::new(ErrorKind::Internal, format!("chunk {chunk_id} of {} vanished from migration_chunk_status", key.source_table)));
         }
-        tx.completed.lock().expect("transaction lock").push((key.clone(), chunk_id, counts));
+        let key = key.clone();
+        tx.write(move |s| {
+            let clock = s.clock;
+            if let Some(c) = s.chunk(&key, chunk_id) {
+                c.status = "completed".into();
+                c.error = None;
+                c.counts = counts;
+                c.completed_at = Some(clock);
+            }
+        });
         Ok(())
+    }
+
+    async fn record_table_plan<'t>(tx: &Self::Transaction<'t>, table: &PlannedTable, chunks: &[serde_json::Value]) -> Result<()> {
+        if tx.view().table_ref(&table.key).is_some() {
+            return Err(Error::new(ErrorKind::Internal, format!("table {} is already planned in run {}", table.key.source_table, table.key.run_id)));
+        }
+        tx.write(plan_write(table, chunks));
+        Ok(())
+    }
+
+    async fn latest_plan(&self, table: &TableMapping) -> Result<Option<serde_json::Value>> {
+        Ok(self.lock().mapped(table).last().map(|t| t.record.plan.clone()))
+    }
+
+    async fn earlier_watermark_floor(&self, table: &TableMapping) -> Result<Option<Option<String>>> {
+        let s = self.lock();
+        let mine = s.mapped(table);
+        let filter = |t: &MemoryTable| t.record.plan.get("run_filter").is_some_and(|f| !f.is_null());
+        let last_clean = mine.iter().rposition(|t| !filter(t) && t.record.status == "completed");
+        let since = last_clean.map_or(0, |i| i + 1);
+        Ok(mine[since..]
+            .iter()
+            .find(|t| filter(t))
+            .map(|t| t.record.plan.get("watermark_floor").and_then(|f| f.as_str()).map(str::to_string)))
+    }
+
+    async fn chunk_tally<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> Result<ChunkTally> {
+        let s = tx.view();
+        let Some(t) = s.table_ref(key) else { return Ok(ChunkTally::default()) };
+        let completed = t.chunks.values().filter(|c| c.status == "completed");
+        Ok(ChunkTally {
+            total: t.chunks.len() as i32,
+            completed: completed.clone().count() as i32,
+            failed: t.chunks.values().filter(|c| c.status == "failed").count() as i32,
+            rows: completed.map(|c| (c.counts.inserted + c.counts.updated) as i64).sum(),
+            first_error: t
+                .chunks
+                .iter()
+                .find(|(_, c)| c.status == "failed")
+                .and_then(|(id, c)| c.error.as_ref().map(|e| format!("chunk {id}: {e}"))),
+        })
+    }
+
+    async fn record_table_outcome<'t>(tx: &Self::Transaction<'t>, key: &TableKey, status: &str, tally: &ChunkTally, error: Option<&str>) -> Result<()> {
+        let (key, status, tally, error) = (key.clone(), status.to_string(), tally.clone(), error.map(str::to_string));
+        tx.write(move |s| {
+            if let Some(t) = s.table(&key) {
+                t.record.status = status.clone();
+                t.tally = tally.clone();
+                t.error = error.clone();
+            }
+        });
+        Ok(())
+    }
+
+    async fn set_table_error(&self, key: &TableKey, error: &str) -> Result<()> {
+        if let Some(t) = self.lock().table(key) {
+            t.error = Some(error.into());
+        }
+        Ok(())
+    }
+
+    async fn lock_indexes_disabled<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> Result<Option<bool>> {
+        Ok(tx.view().table_ref(key).map(|t| t.indexes_disabled))
+    }
+
+    async fn record_dropped_index<'t>(tx: &Self::Transaction<'t>, key: &TableKey, index: &IndexRecord) -> Result<()> {
+        let (key, index) = (key.clone(), index.clone());
+        tx.write(move |s| {
+            if let Some(t) = s.table(&key) {
+                if !t.indexes.iter().any(|i| i.record.schema == index.schema && i.record.name == index.name) {
+                    t.indexes.push(MemoryIndex { record: index.clone(), status: "pending".into(), error: None, attempts: 0 });
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn mark_indexes_disabled<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> Result<()> {
+        let key = key.clone();
+        tx.write(move |s| {
+            if let Some(t) = s.table(&key) {
+                t.indexes_disabled = true;
+                t.indexes_restored = false;
+            }
+        });
+        Ok(())
+    }
+
+    async fn indexes_to_restore(&self, key: &TableKey) -> Result<Vec<IndexRecord>> {
+        let s = self.lock();
+        let mut out: Vec<IndexRecord> =
+            s.table_ref(key).map(|t| t.indexes.iter().filter(|i| i.status != "restored").map(|i| i.record.clone()).collect()).unwrap_or_default();
+        out.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        Ok(out)
+    }
+
+    async fn mark_index_restored<'t>(tx: &Self::Transaction<'t>, key: &TableKey, index: &IndexRecord) -> Result<()> {
+        let (key, index) = (key.clone(), index.clone());
+        tx.write(move |s| {
+            if let Some(i) = s.table(&key).and_then(|t| t.indexes.iter_mut().find(|i| i.record.schema == index.schema && i.record.name == index.name)) {
+                i.status = "restored".into();
+                i.error = None;
+                i.attempts += 1;
+            }
+        });
+        Ok(())
+    }
+
+    async fn record_index_restore_failure(&self, key: &TableKey, index: &IndexRecord, error: &str) -> Result<()> {
+        if let Some(i) = self.lock().table(key).and_then(|t| t.indexes.iter_mut().find(|i| i.record.schema == index.schema && i.record.name == index.name)) {
+            i.status = "failed".into();
+            i.error = Some(error.into());
+            i.attempts += 1;
+        }
+        Ok(())
+    }
+
+    async fn mark_indexes_restored(&self, key: &TableKey) -> Result<()> {
+        if let Some(t) = self.lock().table(key).filter(|t| t.indexes_disabled) {
+            t.indexes_restored = true;
+        }
+        Ok(())
+    }
+
+    async fn pending_indexes<'t>(tx: &Self::Transaction<'t>, key: &TableKey) -> Result<i64> {
+        Ok(tx.view().table_ref(key).map_or(0, |t| t.indexes.iter().filter(|i| i.status != "restored").count() as i64))
+    }
+
+    async fn chunk_files(&self, key: &TableKey, chunk_id: i32) -> Result<Vec<FileRecord>> {
+        let s = self.lock();
+        let mut files: Vec<FileRecord> =
+            s.table_ref(key).and_then(|t| t.chunks.get(&chunk_id)).map(|c| c.files.iter().map(|f| f.record.clone()).collect()).unwrap_or_default();
+        files.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(files)
+    }
+
+    async fn chunk_unloaded(&self, key: &TableKey, chunk_id: i32) -> Result<bool> {
+        Ok(self.lock().table_ref(key).and_then(|t| t.chunks.get(&chunk_id)).is_some_and(|c| c.unload.is_some()))
+    }
+
+    async fn record_unload<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, unload: &EarlierUnload) -> Result<()> {
+        let (key, unload) = (key.clone(), unload.clone());
+        tx.write(move |s| {
+            if let Some(c) = s.chunk(&key, chunk_id) {
+                c.files = unload
+                    .files
+                    .iter()
+                    .map(|f| MemoryFile {
+                        record: FileRecord { status: "pending".into(), ..f.clone() },
+                        unloaded_by: unload.unloaded_by,
+                        counts: ChunkCounts::default(),
+                        error: None,
+                        attempts: 0,
+                    })
+                    .collect();
+                c.unload = Some((unload.prefix.clone(), unload.rows_unloaded));
+            }
+        });
+        Ok(())
+    }
+
+    async fn earlier_unload(&self, earlier: Uuid, key: &TableKey, filter_sql: &str) -> Result<Option<EarlierUnload>> {
+        let s = self.lock();
+        let earlier_key = TableKey { run_id: earlier, ..key.clone() };
+        let found = s.table_ref(&earlier_key).and_then(|t| {
+            t.chunks.values().find(|c| c.unload.is_some() && c.chunk_range.get("filter_sql").and_then(|f| f.as_str()) == Some(filter_sql))
+        });
+        Ok(found.map(|c| {
+            let (prefix, rows_unloaded) = c.unload.clone().expect("filtered on unload");
+            let mut files: Vec<&MemoryFile> = c.files.iter().collect();
+            files.sort_by(|a, b| a.record.key.cmp(&b.record.key));
+            EarlierUnload {
+                prefix,
+                rows_unloaded,
+                unloaded_by: files.first().map_or(earlier, |f| f.unloaded_by),
+                files: files.into_iter().map(|f| FileRecord { status: "pending".into(), ..f.record.clone() }).collect(),
+            }
+        }))
+    }
+
+    async fn run_metadata_text(&self, run_id: Uuid, key: &str) -> Result<Option<String>> {
+        let mut s = self.lock();
+        let Ok(r) = s.run(run_id) else { return Ok(None) };
+        Ok(r.metadata.get(key).and_then(|v| match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(t) => Some(t.clone()),
+            other => Some(other.to_string()),
+        }))
+    }
+
+    async fn record_file_failure(&self, key: &TableKey, chunk_id: i32, file_key: &str, error: &str) -> Result<()> {
+        let mut s = self.lock();
+        if let Some(f) = s.chunk(key, chunk_id).and_then(|c| c.files.iter_mut().find(|f| f.record.key == file_key)).filter(|f| f.record.status != "completed") {
+            f.record.status = "failed".into();
+            f.error = Some(error.into());
+            f.attempts += 1;
+        }
+        Ok(())
+    }
+
+    async fn lock_file<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, file_key: &str) -> Result<Option<String>> {
+        let s = tx.view();
+        Ok(s.table_ref(key).and_then(|t| t.chunks.get(&chunk_id)).and_then(|c| c.files.iter().find(|f| f.record.key == file_key)).map(|f| f.record.status.clone()))
+    }
+
+    async fn complete_file<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32, file_key: &str, counts: ChunkCounts) -> Result<()> {
+        let (key, file_key) = (key.clone(), file_key.to_string());
+        tx.write(move |s| {
+            if let Some(f) = s.chunk(&key, chunk_id).and_then(|c| c.files.iter_mut().find(|f| f.record.key == file_key)) {
+                f.record.status = "completed".into();
+                f.counts = counts;
+                f.error = None;
+                f.attempts += 1;
+            }
+        });
+        Ok(())
+    }
+
+    async fn file_tally<'t>(tx: &Self::Transaction<'t>, key: &TableKey, chunk_id: i32) -> Result<(u64, ChunkCounts)> {
+        let s = tx.view();
+        let files: &[MemoryFile] = s.table_ref(key).and_then(|t| t.chunks.get(&chunk_id)).map_or(&[], |c| c.files.as_slice());
+        let unfinished = files.iter().filter(|f| f.record.status != "completed").count() as u64;
+        let (read, inserted, updated) = files.iter().fold((0, 0, 0), |(r, i, u), f| (r + f.counts.read, i + f.counts.inserted, u + f.counts.updated));
+        Ok((unfinished, ChunkCounts { read, inserted, updated, unchanged: read.saturating_sub(inserted + updated) }))
+    }
+
+    async fn unfinished_files(&self, run_id: Uuid) -> Result<Vec<ChunkItem>> {
+        let s = self.lock();
+        let mut out = Vec::new();
+        for t in s.tables.iter().filter(|t| t.record.key.run_id == run_id) {
+            for (id, c) in &t.chunks {
+                let mut files: Vec<&MemoryFile> = c.files.iter().filter(|f| f.record.status != "completed").collect();
+                files.sort_by(|a, b| a.record.key.cmp(&b.record.key));
+                for f in files {
+                    let item = ChunkItem {
+                        run_id,
+                        source_name: t.record.source_name.clone(),
+                        source_table: t.record.key.source_table.clone(),
+                        chunk_id: *id,
+                        file_key: Some(f.record.key.clone()),
+                        staged: None,
+                    };
+                    out.push(item);
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.source_name, &a.source_table, a.chunk_id, &a.file_key).cmp(&(&b.source_name, &b.source_table, b.chunk_id, &b.file_key)));
+        Ok(out)
+    }
+
+    async fn overview(&self, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
+        let s = self.lock();
+        let mut runs: Vec<&MemoryRun> = s.runs.iter().filter(|r| run_id.is_none_or(|id| r.record.run_id == id)).collect();
+        runs.sort_by(|a, b| b.started_at.total_cmp(&a.started_at));
+        let at = |r: &MemoryRun, clock: f64| r.record.started_at + chrono::Duration::milliseconds(((clock - r.started_at) * 1000.0) as i64);
+        let mut out = Vec::new();
+        for r in runs.into_iter().take(limit.max(1) as usize) {
+            let id = r.record.run_id;
+            let mine: Vec<&MemoryTable> = s.tables.iter().filter(|t| t.record.key.run_id == id).collect();
+            let tables: Vec<TableOverview> = mine
+                .iter()
+                .map(|t| {
+                    let count = |status: &str| t.chunks.values().filter(|c| c.status == status).count() as i64;
+                    let rows: i64 = t.chunks.values().filter(|c| c.status == "completed").map(|c| c.counts.read as i64).sum();
+                    let first = t.chunks.values().filter_map(|c| c.started_at).min_by(f64::total_cmp);
+                    let last = t.chunks.values().filter_map(|c| c.completed_at).max_by(f64::total_cmp);
+                    let seconds = match (first, last) {
+                        (Some(a), Some(b)) => (b - a).max(0.0),
+                        _ => 0.0,
+                    };
+                    TableOverview {
+                        source_table: t.record.key.source_table.clone(),
+                        target: format!("{}.{}", t.record.target_schema, t.record.target_table),
+                        status: t.record.status.clone(),
+                        load_mode: t.record.load_mode.map(|m| m.as_str().to_string()),
+                        chunks: t.chunks.len() as i64,
+                        chunks_completed: count("completed"),
+                        chunks_failed: count("failed"),
+                        chunks_in_progress: count("in_progress"),
+                        rows,
+                        seconds,
+                        rows_per_second: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 },
+                        error: t.error.clone(),
+                    }
+                })
+                .collect();
+            let mut failed_chunks: Vec<FailedChunk> = mine
+                .iter()
+                .flat_map(|t| {
+                    t.chunks.iter().filter(|(_, c)| c.status == "failed").map(|(chunk_id, c)| FailedChunk {
+                        source_table: t.record.key.source_table.clone(),
+                        chunk_id: *chunk_id,
+                        retry_count: c.attempts,
+                        error: c.error.clone(),
+                    })
+                })
+                .collect();
+            failed_chunks.sort_by(|a, b| (&a.source_table, a.chunk_id).cmp(&(&b.source_table, b.chunk_id)));
+            failed_chunks.truncate(50);
+            out.push(RunOverview {
+                run_id: id,
+                status: r.record.status.clone(),
+                mode: r.mode.clone(),
+                started_at: r.record.started_at,
+                heartbeat_at: at(r, r.heartbeat_at),
+                completed_at: r.completed_at.map(|c| at(r, c)),
+                host: r.record.host.clone(),
+                pid: r.record.pid,
+                rows: tables.iter().map(|t| t.rows).sum(),
+                error: r.error.clone(),
+                tables,
+                failed_chunks,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -692,5 +1244,245 @@ mod tests {
         // Too old to resume at all.
         store.advance(DEFAULT_RESUME_MAX_AGE_HOURS as f64 * 3600.0);
         assert!(store.find_resumable("e", DEFAULT_RESUME_MAX_AGE_HOURS).await.unwrap().is_none());
+    }
+
+    fn planned(run_id: Uuid, table: &str, plan: serde_json::Value) -> PlannedTable {
+        PlannedTable {
+            key: key(run_id, table),
+            source_name: "src".into(),
+            target_database: "postgres".into(),
+            target_schema: "public".into(),
+            target_table: table.to_lowercase(),
+            load_mode: LoadMode::Copy,
+            strategy: "numeric_range".into(),
+            watermark_from: None,
+            truncated: false,
+            plan,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_table_plan_is_visible_only_with_all_its_chunks_and_resume_sees_exactly_the_planned_chunks() {
+        let store = MemoryStatusStore::new();
+        let run_id = store.create_run("c", "e", "incremental", serde_json::json!({}), &Holder::default()).await.unwrap();
+        let tx = store.begin();
+        MemoryStatusStore::record_table_plan(&tx, &planned(run_id, "A", serde_json::json!({"n": 1})), &chunks(&[4, 5, 6])).await.unwrap();
+        // Inside the planning transaction the rows are there; outside, not yet.
+        assert!(MemoryStatusStore::lock_chunk(&tx, &key(run_id, "A"), 2).await.unwrap().is_some());
+        assert!(store.planned_tables(run_id).await.unwrap().is_empty());
+        assert!(store.unfinished_chunks(run_id).await.unwrap().is_empty());
+        tx.commit();
+        // Killed while planning B: its rows roll back with the transaction.
+        let tx = store.begin();
+        MemoryStatusStore::record_table_plan(&tx, &planned(run_id, "B", serde_json::json!({})), &chunks(&[1])).await.unwrap();
+        drop(tx);
+        assert_eq!(store.planned_tables(run_id).await.unwrap(), vec![("DB".into(), "S".into(), "A".into())]);
+        assert_eq!(ids(&store.unfinished_chunks(run_id).await.unwrap()), vec![("A".into(), 0), ("A".into(), 1), ("A".into(), 2)]);
+        assert_eq!(store.estimated_rows(run_id).await.unwrap(), 15);
+        assert_eq!(store.table_plan(&key(run_id, "A")).await.unwrap(), Some(serde_json::json!({"n": 1})));
+        assert_eq!(store.table_plan(&key(run_id, "B")).await.unwrap(), None);
+        let (status, _, attempts, _) = store.chunk_status(&key(run_id, "A"), 1).unwrap();
+        assert_eq!((status.as_str(), attempts), ("pending", 0));
+        // A table is planned once per run.
+        let tx = store.begin();
+        let err = MemoryStatusStore::record_table_plan(&tx, &planned(run_id, "A", serde_json::json!({})), &chunks(&[1])).await.unwrap_err();
+        assert!(err.to_string().contains("table A is already planned"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn earlier_plans_are_found_by_source_and_target_and_the_watermark_floor_comes_from_the_oldest_where_run_since_a_clean_one() {
+        let store = MemoryStatusStore::new();
+        let mapping = TableMapping { source_database: "DB".into(), source_schema: "S".into(), source_table: "A".into(), target_schema: "public".into(), target_table: "a".into() };
+        assert_eq!(store.latest_plan(&mapping).await.unwrap(), None);
+        assert_eq!(store.earlier_watermark_floor(&mapping).await.unwrap(), None);
+        let plan_run = |plan: serde_json::Value, status: &'static str| {
+            let store = store.clone();
+            async move {
+                let run_id = store.create_run("c", "e", "incremental", serde_json::json!({}), &Holder::default()).await.unwrap();
+                let tx = store.begin();
+                MemoryStatusStore::record_table_plan(&tx, &planned(run_id, "A", plan), &chunks(&[1])).await.unwrap();
+                tx.commit();
+                store.set_table_status(&key(run_id, "A"), status);
+            }
+        };
+        plan_run(serde_json::json!({"run_filter": "X > 1", "watermark_floor": "2024-01-01"}), "completed").await;
+        plan_run(serde_json::json!({"run_filter": null, "watermark_floor": null}), "completed").await;
+        assert_eq!(store.earlier_watermark_floor(&mapping).await.unwrap(), None, "a clean run since the --where run");
+        plan_run(serde_json::json!({"run_filter": "X > 2", "watermark_floor": "2024-02-01"}), "completed").await;
+        plan_run(serde_json::json!({"run_filter": null}), "failed").await;
+        plan_run(serde_json::json!({"run_filter": "X > 3", "watermark_floor": null}), "completed").await;
+        assert_eq!(store.earlier_watermark_floor(&mapping).await.unwrap(), Some(Some("2024-02-01".into())), "the oldest since the last clean run");
+        assert_eq!(store.latest_plan(&mapping).await.unwrap(), Some(serde_json::json!({"run_filter": "X > 3", "watermark_floor": null})));
+        let other = TableMapping { target_table: "b".into(), ..mapping };
+        assert_eq!(store.latest_plan(&other).await.unwrap(), None, "another target is another table");
+    }
+
+    #[tokio::test]
+    async fn merge_tally_sums_only_completed_chunks_and_names_the_first_failure() {
+        let store = MemoryStatusStore::new();
+        let run_id = running_run(&store).await;
+        let a = key(run_id, "A");
+        assert!(copy(&store, &a, 0, true).await);
+        assert!(copy(&store, &a, 2, false).await); // rolled back: not counted
+        store.start_chunk(&a, 1).await.unwrap();
+        store.fail_chunk(&a, 1, &Error::new(ErrorKind::ChunkFailed, "value out of range")).await.unwrap();
+        let tx = store.begin();
+        let tally = MemoryStatusStore::chunk_tally(&tx, &a).await.unwrap();
+        assert_eq!((tally.total, tally.completed, tally.failed, tally.rows), (3, 1, 1, 10));
+        assert!(tally.first_error.as_deref().unwrap().starts_with("chunk 1: ") && tally.first_error.as_deref().unwrap().contains("value out of range"), "{tally:?}");
+        // The outcome commits with the merge transaction or not at all.
+        MemoryStatusStore::record_table_outcome(&tx, &a, "failed", &tally, Some("1 chunk(s) failed")).await.unwrap();
+        drop(tx);
+        assert_eq!(store.table_status(&a).unwrap(), ("in_progress".into(), None));
+        let tx = store.begin();
+        MemoryStatusStore::record_table_outcome(&tx, &a, "failed", &tally, Some("1 chunk(s) failed")).await.unwrap();
+        tx.commit();
+        assert_eq!(store.table_status(&a).unwrap(), ("failed".into(), Some("1 chunk(s) failed".into())));
+        store.set_table_error(&a, "index restore failed").await.unwrap();
+        assert_eq!(store.table_status(&a).unwrap().1.as_deref(), Some("index restore failed"));
+        // Once every chunk completed, the rows are all of theirs.
+        assert!(copy(&store, &a, 1, true).await);
+        assert!(copy(&store, &a, 2, true).await);
+        let tally = MemoryStatusStore::chunk_tally(&store.begin(), &a).await.unwrap();
+        assert_eq!((tally.total, tally.completed, tally.failed, tally.rows, tally.first_error), (3, 3, 0, 60, None));
+    }
+
+    #[tokio::test]
+    async fn an_index_recorded_before_its_drop_is_pending_restore_until_its_restore_commits() {
+        let store = MemoryStatusStore::new();
+        let run_id = running_run(&store).await;
+        let a = key(run_id, "A");
+        let index = |name: &str| IndexRecord { schema: "public".into(), name: name.into(), definition: format!("CREATE INDEX {name} ON public.a (x)") };
+        // The drop transaction rolls back: nothing recorded, nothing disabled.
+        let tx = store.begin();
+        assert_eq!(MemoryStatusStore::lock_indexes_disabled(&tx, &a).await.unwrap(), Some(false));
+        MemoryStatusStore::record_dropped_index(&tx, &a, &index("a_y")).await.unwrap();
+        MemoryStatusStore::mark_indexes_disabled(&tx, &a).await.unwrap();
+        assert_eq!(MemoryStatusStore::pending_indexes(&tx, &a).await.unwrap(), 1);
+        drop(tx);
+        assert_eq!(store.index_status(&a).unwrap(), (false, false, vec![]));
+        assert!(store.indexes_to_restore(&a).await.unwrap().is_empty());
+        // Committed: both recorded (once each), the table disabled, both pending restore.
+        let tx = store.begin();
+        for name in ["a_y", "a_x", "a_y"] {
+            MemoryStatusStore::record_dropped_index(&tx, &a, &index(name)).await.unwrap();
+        }
+        MemoryStatusStore::mark_indexes_disabled(&tx, &a).await.unwrap();
+        tx.commit();
+        assert_eq!(MemoryStatusStore::lock_indexes_disabled(&store.begin(), &a).await.unwrap(), Some(true));
+        assert_eq!(store.indexes_to_restore(&a).await.unwrap(), vec![index("a_x"), index("a_y")]);
+        assert_eq!(MemoryStatusStore::pending_indexes(&store.begin(), &a).await.unwrap(), 2);
+        // One restore commits, one fails: the failed one stays pending and counts its attempt.
+        let tx = store.begin();
+        MemoryStatusStore::mark_index_restored(&tx, &a, &index("a_x")).await.unwrap();
+        tx.commit();
+        store.record_index_restore_failure(&a, &index("a_y"), "could not create").await.unwrap();
+        assert_eq!(store.indexes_to_restore(&a).await.unwrap(), vec![index("a_y")]);
+        let (_, restored, rows) = store.index_status(&a).unwrap();
+        assert!(!restored);
+        assert_eq!(rows, vec![("public.a_y".into(), "failed".into(), 1), ("public.a_x".into(), "restored".into(), 1)]);
+        // A restore whose transaction rolls back leaves it pending.
+        let tx = store.begin();
+        MemoryStatusStore::mark_index_restored(&tx, &a, &index("a_y")).await.unwrap();
+        drop(tx);
+        assert_eq!(MemoryStatusStore::pending_indexes(&store.begin(), &a).await.unwrap(), 1);
+        let tx = store.begin();
+        MemoryStatusStore::mark_index_restored(&tx, &a, &index("a_y")).await.unwrap();
+        tx.commit();
+        store.mark_indexes_restored(&a).await.unwrap();
+        assert!(store.index_status(&a).unwrap().1, "indexes_restored");
+        assert!(store.indexes_to_restore(&a).await.unwrap().is_empty());
+        // A table whose indexes were never disabled is never marked restored.
+        let b = key(run_id, "B");
+        store.mark_indexes_restored(&b).await.unwrap();
+        assert_eq!(store.index_status(&b).unwrap(), (false, false, vec![]));
+    }
+
+    fn file(name: &str, rows: u64) -> FileRecord {
+        FileRecord { bucket: "b".into(), key: format!("p/{name}"), bytes: rows * 10, rows, etag: format!("e-{name}"), status: "pending".into() }
+    }
+
+    /// What `load_file` does: lock the file, complete it, complete the chunk when no file is left.
+    async fn load(store: &MemoryStatusStore, key: &TableKey, chunk_id: i32, file_key: &str, read: u64, inserted: u64) {
+        let tx = store.begin();
+        assert_eq!(MemoryStatusStore::lock_file(&tx, key, chunk_id, file_key).await.unwrap().as_deref(), Some("pending"));
+        MemoryStatusStore::complete_file(&tx, key, chunk_id, file_key, ChunkCounts { read, inserted, ..Default::default() }).await.unwrap();
+        let (unfinished, counts) = MemoryStatusStore::file_tally(&tx, key, chunk_id).await.unwrap();
+        if unfinished == 0 {
+            MemoryStatusStore::complete_chunk(&tx, key, chunk_id, counts).await.unwrap();
+        }
+        tx.commit();
+    }
+
+    #[tokio::test]
+    async fn staged_files_are_recorded_with_the_unload_and_the_last_file_completes_the_chunk() {
+        let store = MemoryStatusStore::new();
+        let run_id = running_run(&store).await;
+        let a = key(run_id, "A");
+        assert!(!store.chunk_unloaded(&a, 0).await.unwrap());
+        let unload = EarlierUnload { prefix: "s3://b/p".into(), rows_unloaded: 10, files: vec![file("2.parquet", 4), file("1.parquet", 6)], unloaded_by: run_id };
+        let tx = store.begin();
+        MemoryStatusStore::record_unload(&tx, &a, 0, &unload).await.unwrap();
+        drop(tx);
+        assert!(!store.chunk_unloaded(&a, 0).await.unwrap(), "an unload record that rolled back is not there");
+        let tx = store.begin();
+        MemoryStatusStore::record_unload(&tx, &a, 0, &unload).await.unwrap();
+        tx.commit();
+        assert!(store.chunk_unloaded(&a, 0).await.unwrap());
+        assert_eq!(store.chunk_files(&a, 0).await.unwrap(), vec![file("1.parquet", 6), file("2.parquet", 4)]);
+        let items = store.unfinished_files(run_id).await.unwrap();
+        assert_eq!(items.iter().map(|i| i.file_key.clone().unwrap()).collect::<Vec<_>>(), vec!["p/1.parquet", "p/2.parquet"]);
+        // The first file fails, then loads; the chunk completes with the second, with both files' counts.
+        store.record_file_failure(&a, 0, "p/1.parquet", "corrupt footer").await.unwrap();
+        assert_eq!(store.chunk_files(&a, 0).await.unwrap()[0].status, "failed");
+        store.lock().chunk(&a, 0).unwrap().files.iter_mut().for_each(|f| f.record.status = "pending".into());
+        load(&store, &a, 0, "p/1.parquet", 6, 6).await;
+        assert_eq!(store.chunk_status(&a, 0).unwrap().0, "pending", "one file left");
+        load(&store, &a, 0, "p/2.parquet", 4, 3).await;
+        let (status, _, _, counts) = store.chunk_status(&a, 0).unwrap();
+        assert_eq!((status.as_str(), counts), ("completed", ChunkCounts { read: 10, inserted: 9, updated: 0, unchanged: 1 }));
+        assert!(store.unfinished_files(run_id).await.unwrap().is_empty());
+        // A completed file is not failed afterwards.
+        store.record_file_failure(&a, 0, "p/1.parquet", "late").await.unwrap();
+        assert_eq!(store.chunk_files(&a, 0).await.unwrap()[0].status, "completed");
+        // --reuse-unload: a later run finds the unload by its chunk predicate, files pending again.
+        let later = store.create_run("c", "e", "incremental", serde_json::json!({ "reuse_unload": run_id.to_string() }), &Holder::default()).await.unwrap();
+        assert_eq!(store.run_metadata_text(later, "reuse_unload").await.unwrap(), Some(run_id.to_string()));
+        assert_eq!(store.run_metadata_text(later, "absent").await.unwrap(), None);
+        let again = store.earlier_unload(run_id, &key(later, "A"), "TRUE").await.unwrap().expect("same predicate");
+        assert_eq!((again.prefix.as_str(), again.rows_unloaded, again.unloaded_by), ("s3://b/p", 10, run_id));
+        assert!(again.files.iter().all(|f| f.status == "pending") && again.files.len() == 2);
+        assert_eq!(store.earlier_unload(run_id, &key(later, "A"), "X > 1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn overview_counts_chunks_rows_and_failed_chunks_per_table() {
+        let store = MemoryStatusStore::new();
+        let older = running_run(&store).await;
+        store.advance(5.0);
+        let run_id = running_run(&store).await;
+        let (a, b) = (key(run_id, "A"), key(run_id, "B"));
+        assert!(copy(&store, &a, 0, true).await);
+        store.advance(2.0);
+        assert!(copy(&store, &a, 1, true).await);
+        store.start_chunk(&a, 2).await.unwrap();
+        store.start_chunk(&b, 1).await.unwrap();
+        store.fail_chunk(&b, 1, &Error::new(ErrorKind::ChunkFailed, "bad value")).await.unwrap();
+        store.finish_run(run_id, run_status::PARTIAL, Some("1 of 2 table(s) failed")).await.unwrap();
+        let runs = store.overview(None, 10).await.unwrap();
+        assert_eq!(runs.iter().map(|r| r.run_id).collect::<Vec<_>>(), vec![run_id, older], "newest first");
+        let r = &runs[0];
+        assert_eq!((r.status.as_str(), r.mode.as_str(), r.rows, r.error.as_deref()), ("partial", "incremental", 30, Some("1 of 2 table(s) failed")));
+        assert!(r.completed_at.is_some() && runs[1].completed_at.is_none());
+        let t = &r.tables[0];
+        assert_eq!((t.target.as_str(), t.chunks, t.chunks_completed, t.chunks_failed, t.chunks_in_progress, t.rows), ("public.a", 3, 2, 0, 1, 30));
+        assert_eq!((t.seconds, t.rows_per_second), (2.0, 15.0));
+        assert_eq!((r.tables[1].chunks_failed, r.tables[1].rows), (1, 0));
+        assert_eq!(r.failed_chunks.len(), 1);
+        let f = &r.failed_chunks[0];
+        assert_eq!((f.source_table.as_str(), f.chunk_id, f.retry_count), ("B", 1, 1));
+        assert!(f.error.as_deref().unwrap().contains("bad value"));
+        assert_eq!(store.overview(Some(older), 10).await.unwrap().len(), 1);
+        assert_eq!(store.overview(None, 1).await.unwrap()[0].run_id, run_id);
     }
 }
