@@ -11,7 +11,7 @@
 //! answer with no rows, so the crate downloads nothing.
 //! [`ChunkedResult::into_batches`] then yields the rows as standard Arrow
 //! batches ([`super::arrow::SnowflakeDecoder`]) while a background task
-//! downloads the next chunks, at most [`PREFETCH_CHUNKS`] ahead of the one
+//! downloads the next chunk, at most [`PREFETCH_CHUNKS`] ahead of the one
 //! being read; the result's row count is checked at the end.
 //!
 //! Faults (docs/sync.md §9.3): a chunk download that fails transiently
@@ -43,10 +43,13 @@ use super::arrow::SnowflakeDecoder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::retry::RetryPolicy;
 
-/// Chunks downloaded or downloading ahead of the one being read: one waiting
-/// in the queue plus one in flight. Memory is bounded by this many chunks
-/// plus the batch being copied, whatever the size of the result.
-pub const PREFETCH_CHUNKS: usize = 2;
+/// Chunks downloaded or downloading ahead of the one being read: one. The
+/// next chunk's download starts when the reader takes the previous one, so
+/// it overlaps the reading of that chunk (double buffering), and memory is
+/// bounded by two chunks plus the batch being copied, whatever the size of
+/// the result (docs/benchmarks.md §3 measured three chunks per worker as
+/// the largest part of a worker's memory).
+pub const PREFETCH_CHUNKS: usize = 1;
 
 /// Attempts per result-chunk download (the first plus two retries) before
 /// the stream fails and the chunk-level retry budget takes over.
@@ -367,18 +370,22 @@ impl ChunkedResult {
     /// a failed download or a row count that does not add up; the decoder's
     /// errors (docs/sync.md §5.5).
     pub fn into_batches(self, client: ClientWithMiddleware) -> BoxStream<'static, Result<RecordBatch>> {
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(PREFETCH_CHUNKS - 1);
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(PREFETCH_CHUNKS);
         let ChunkedResult { total_rows, inline, chunks, chunk_headers } = self;
         let downloads = tokio::spawn(async move {
             if sender.send(Ok(inline)).await.is_err() {
                 return;
             }
             for (index, (url, _rows)) in chunks.iter().enumerate() {
+                // A slot first: the download starts once the reader took the
+                // previous chunk, so at most PREFETCH_CHUNKS wait unread.
+                let Ok(slot) = sender.reserve().await else { return };
                 let chunk = download_with_retries(&client, url, &chunk_headers)
                     .await
                     .map_err(|e| e.context(format!("result chunk {} of {}", index + 1, chunks.len())));
                 let failed = chunk.is_err();
-                if sender.send(chunk).await.is_err() || failed {
+                slot.send(chunk);
+                if failed {
                     return;
                 }
             }
