@@ -210,6 +210,50 @@ pub fn touched_visits_setup(types: &ColumnTypes, by_index: bool) -> Result<Strin
     ))
 }
 
+/// The visit columns the candidate reads take from the visit fact table
+/// (alias `f`), each cast to the type detection wants ([`ColumnTypes::expr`]);
+/// shared by [`touched_visits_query`] and [`candidate_query`].
+struct VisitExprs {
+    f_id: String,
+    f_app: String,
+    f_date: String,
+    f_provider: String,
+    f_ss: String,
+    f_se: String,
+    f_vs: String,
+    f_ve: String,
+    f_in: String,
+    f_out: String,
+    f_missed: String,
+    f_pp: String,
+    f_pa: String,
+    f_cg: String,
+}
+
+impl VisitExprs {
+    /// Errors: [`crate::ErrorKind::SchemaMismatch`] as [`candidate_query`].
+    fn new(types: &ColumnTypes) -> Result<Self> {
+        use Want::*;
+        let f = |col: &str, want: Want| types.expr("f", "factvisitcallperformance_cr", col, want);
+        Ok(VisitExprs {
+            f_id: f("Visit Id", Uuid)?,
+            f_app: f("Application Visit Id", Int8)?,
+            f_date: f("Visit Date", Date)?,
+            f_provider: f("Provider Id", Uuid)?,
+            f_ss: f("Scheduled Start Time", Timestamptz)?,
+            f_se: f("Scheduled End Time", Timestamptz)?,
+            f_vs: f("Visit Start Time", Timestamptz)?,
+            f_ve: f("Visit End Time", Timestamptz)?,
+            f_in: f("Call In GPS Coordinates", Text)?,
+            f_out: f("Call Out GPS Coordinates", Text)?,
+            f_missed: f("Is Missed", Bool)?,
+            f_pp: f("Provider Patient Id", Uuid)?,
+            f_pa: f("Payer Patient Id", Uuid)?,
+            f_cg: f("Caregiver Id", Uuid)?,
+        })
+    }
+}
+
 /// The visits of the keys in [`super::incremental::KEYS`] with the columns
 /// of [`TOUCHED_VISITS`]. `by_index`: one lateral index probe per key and
 /// caregiver ([`keyed_read_uses_indexes`]), else a plain join the planner
@@ -217,28 +261,15 @@ pub fn touched_visits_setup(types: &ColumnTypes, by_index: bool) -> Result<Strin
 pub fn touched_visits_query(types: &ColumnTypes, by_index: bool) -> Result<String> {
     use Want::*;
     let (fa, ca) = ("factvisitcallperformance_cr", "dimcaregiver");
-    let f = |col: &str, want: Want| types.expr("f", fa, col, want);
     let ssn = format!("btrim({}, ' ')", types.expr("cg", ca, "SSN", Text)?);
+    let VisitExprs { f_id, f_app, f_date, f_provider, f_ss, f_se, f_vs, f_ve, f_in, f_out, f_missed, f_pp, f_pa, f_cg } = VisitExprs::new(types)?;
     let columns = format!(
         "{f_id} AS visit_id, {f_app} AS app_visit_id, {f_date} AS visit_date, {f_provider} AS provider_id,\n       \
          {f_ss} AS sch_start, {f_se} AS sch_end, {f_vs} AS visit_start, {f_ve} AS visit_end, {f_in} AS call_in, {f_out} AS call_out,\n       \
-         {f_missed} AS is_missed, {f_pp} AS provider_patient_id, {f_pa} AS payer_patient_id",
-        f_id = f("Visit Id", Uuid)?,
-        f_app = f("Application Visit Id", Int8)?,
-        f_date = f("Visit Date", Date)?,
-        f_provider = f("Provider Id", Uuid)?,
-        f_ss = f("Scheduled Start Time", Timestamptz)?,
-        f_se = f("Scheduled End Time", Timestamptz)?,
-        f_vs = f("Visit Start Time", Timestamptz)?,
-        f_ve = f("Visit End Time", Timestamptz)?,
-        f_in = f("Call In GPS Coordinates", Text)?,
-        f_out = f("Call Out GPS Coordinates", Text)?,
-        f_missed = f("Is Missed", Bool)?,
-        f_pp = f("Provider Patient Id", Uuid)?,
-        f_pa = f("Payer Patient Id", Uuid)?,
+         {f_missed} AS is_missed, {f_pp} AS provider_patient_id, {f_pa} AS payer_patient_id"
     );
     let (caregivers, visits, keys) = (qualified(types.schema(), ca), qualified(types.schema(), fa), super::incremental::KEYS);
-    let (f_cg, f_date, cg_id) = (f("Caregiver Id", Uuid)?, f("Visit Date", Date)?, types.expr("cg", ca, "Caregiver Id", Uuid)?);
+    let cg_id = types.expr("cg", ca, "Caregiver Id", Uuid)?;
     let select = if by_index {
         // OFFSET 0 keeps each lateral subquery a parameterised index probe.
         format!(
@@ -271,7 +302,6 @@ fn query_with_window(types: &ColumnTypes, keyed: bool, from: &str, to: &str) -> 
     let schema = types.schema().to_string();
     let t = |name: &str| qualified(&schema, name);
     let (fa, ca, pa) = ("factvisitcallperformance_cr", "dimcaregiver", "dimprovider");
-    let f = |col: &str, want: Want| types.expr("f", fa, col, want);
     let ssn = format!("btrim({}, ' ')", types.expr("cg", ca, "SSN", Text)?);
     if keyed {
         // The touched visits were read once into TOUCHED_VISITS (already cast).
@@ -295,6 +325,7 @@ ORDER BY 3, 4"#,
             pr_demo = types.expr("pr", pa, "Is Demo", Bool)?,
         ));
     }
+    let VisitExprs { f_id, f_app, f_date, f_provider, f_ss, f_se, f_vs, f_ve, f_in, f_out, f_missed, f_pp, f_pa, f_cg } = VisitExprs::new(types)?;
     Ok(format!(
         r#"SELECT {f_id} AS visit_id, {f_app} AS app_visit_id, {ssn} COLLATE "C" AS ssn, {f_date} AS visit_date, {f_provider} AS provider_id,
        {f_ss} AS sch_start, {f_se} AS sch_end, {f_vs} AS visit_start, {f_ve} AS visit_end,
@@ -312,20 +343,6 @@ ORDER BY 3, 4"#,
         visits = t(fa),
         caregivers = t(ca),
         providers = t(pa),
-        f_id = f("Visit Id", Uuid)?,
-        f_app = f("Application Visit Id", Int8)?,
-        f_date = f("Visit Date", Date)?,
-        f_provider = f("Provider Id", Uuid)?,
-        f_ss = f("Scheduled Start Time", Timestamptz)?,
-        f_se = f("Scheduled End Time", Timestamptz)?,
-        f_vs = f("Visit Start Time", Timestamptz)?,
-        f_ve = f("Visit End Time", Timestamptz)?,
-        f_in = f("Call In GPS Coordinates", Text)?,
-        f_out = f("Call Out GPS Coordinates", Text)?,
-        f_missed = f("Is Missed", Bool)?,
-        f_pp = f("Provider Patient Id", Uuid)?,
-        f_pa = f("Payer Patient Id", Uuid)?,
-        f_cg = f("Caregiver Id", Uuid)?,
         cg_id = types.expr("cg", ca, "Caregiver Id", Uuid)?,
         pr_id = types.expr("pr", pa, "Provider Id", Uuid)?,
         pr_state = types.expr("pr", pa, "Address State", Text)?,
