@@ -27,6 +27,21 @@ async fn groups(client: &Client) -> Vec<(String, i64, String)> {
         .collect()
 }
 
+/// An in-service event of the planted caregiver at provider B from the 5th
+/// to the 12th of March 2025: it overlaps visit 3 (5th, A) and visit 6
+/// (12th, A).
+async fn add_in_service_event_at_b(client: &Client) {
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factcaregiverinservice ("Application Caregiver Inservice Id", "Environment", "Caregiver Id", "Provider Id",
+                   "Inservice start date", "Inservice end date", "Updated Datatimestamp")
+               VALUES (501, 'prod', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b',
+                   '2025-03-05 09:30-05', '2025-03-12 10:00-04', now())"#,
+        )
+        .await
+        .unwrap();
+}
+
 fn expect(rows: &[(&str, i64, &str)]) -> Vec<(String, i64, String)> {
     rows.iter().map(|(k, g, t)| (k.to_string(), *g, t.to_string())).collect()
 }
@@ -67,15 +82,7 @@ async fn group_ids_are_connected_components_stable_once_assigned() {
 
     // An in-service event at B from the 5th to the 12th overlaps visit 3 (5th, A) and visit 6 (12th, A):
     // it links the two groups, which merge under the older id 1.
-    client
-        .batch_execute(
-            r#"INSERT INTO analytics.factcaregiverinservice ("Application Caregiver Inservice Id", "Environment", "Caregiver Id", "Provider Id",
-                   "Inservice start date", "Inservice end date", "Updated Datatimestamp")
-               VALUES (501, 'prod', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b',
-                   '2025-03-05 09:30-05', '2025-03-12 10:00-04', now())"#,
-        )
-        .await
-        .unwrap();
+    add_in_service_event_at_b(&client).await;
     run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
     let merged = groups(&client).await;
     assert_eq!(merged.len(), 10, "{merged:?}");
@@ -172,15 +179,7 @@ async fn a_night_touching_one_group_rewrites_no_other_row() {
 async fn a_full_run_writes_each_new_row_once() {
     let mut client = planted("cf_write_once").await;
     // An in-service event at B overlapping visit 3 adds event rows (the second insert).
-    client
-        .batch_execute(
-            r#"INSERT INTO analytics.factcaregiverinservice ("Application Caregiver Inservice Id", "Environment", "Caregiver Id", "Provider Id",
-                   "Inservice start date", "Inservice end date", "Updated Datatimestamp")
-               VALUES (501, 'prod', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b',
-                   '2025-03-05 09:30-05', '2025-03-12 10:00-04', now())"#,
-        )
-        .await
-        .unwrap();
+    add_in_service_event_at_b(&client).await;
     run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
     let rows = client
         .query(

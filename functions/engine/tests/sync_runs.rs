@@ -27,12 +27,7 @@ async fn run_status(pg: &Client, run_id: Uuid) -> (String, Option<String>) {
 /// ORDERS with `rows` rows copied into `tables` targets: ORDERS → orders,
 /// ORDERS2 → orders2, ... (same rows, separate tables).
 async fn setup(prefix: &str, rows: usize, tables: usize) -> (String, String, Client) {
-    let sf_db = unique(&format!("SF{prefix}")).to_uppercase();
-    let pg_db = unique(prefix);
-    let sf = fresh_sf(&sf_db).await;
-    create_orders(&sf, &sf_db, rows).await;
-    let pg = fresh_pg(&pg_db).await;
-    create_orders_target(&pg).await;
+    let (sf_db, pg_db, pg, sf) = orders(prefix, rows).await;
     for i in 2..=tables {
         sf.execute(&format!("CREATE TABLE \"{sf_db}\".\"S\".\"ORDERS{i}\" AS SELECT * FROM \"{sf_db}\".\"S\".\"ORDERS\"")).await.unwrap();
         pg.batch_execute(&format!("CREATE TABLE public.orders{i} (LIKE public.orders INCLUDING ALL)")).await.unwrap();

@@ -200,15 +200,7 @@ pub async fn copy_hashes(tx: &Transaction<'_>, side: &str, target: &str, hashes:
 /// The (target column, Arrow field) pairs of [`STAGING_COLUMNS`], for the
 /// COPY encoder of a staging table that carries the hashes.
 pub fn staging_pairs() -> Vec<(TargetColumn, FieldRef)> {
-    let column = |name: &str, pg_type: PgType, type_name: &str| TargetColumn {
-        name: name.into(),
-        pg_type,
-        type_name: type_name.into(),
-        char_max_length: None,
-        numeric_precision: None,
-        numeric_scale: None,
-        nullable: false,
-    };
+    let column = |name: &str, pg_type: PgType, type_name: &str| TargetColumn { nullable: false, ..TargetColumn::plain(name, pg_type, type_name) };
     vec![
         (column(STAGING_COLUMNS[0], PgType::Int4, "integer"), Arc::new(Field::new(STAGING_COLUMNS[0], DataType::Int32, false))),
         (column(STAGING_COLUMNS[1], PgType::Bytea, "bytea"), Arc::new(Field::new(STAGING_COLUMNS[1], DataType::FixedSizeBinary(16), false))),

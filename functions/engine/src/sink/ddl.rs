@@ -45,15 +45,7 @@ pub const SF_TEXT_DEFAULT_LENGTH: i64 = 16_777_216;
 /// column's kind, and exact (no value is refused). The column is nullable.
 pub fn natural_column(name: &str, field: &Field, char_length: Option<i64>) -> Option<TargetColumn> {
     let kind = ColumnKind::of_field(field).ok()?;
-    let col = |pg_type: PgType, type_name: &str| TargetColumn {
-        name: name.to_string(),
-        pg_type,
-        type_name: type_name.to_string(),
-        char_max_length: None,
-        numeric_precision: None,
-        numeric_scale: None,
-        nullable: true,
-    };
+    let col = |pg_type: PgType, type_name: &str| TargetColumn::plain(name, pg_type, type_name);
     Some(match kind {
         ColumnKind::Number => match field.data_type() {
             DataType::Decimal128(p, s) if *s > 0 || *p > 18 => {

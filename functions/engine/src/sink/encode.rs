@@ -1061,15 +1061,7 @@ mod tests {
     }
 
     fn target(name: &str, pg_type: PgType, type_name: &str) -> TargetColumn {
-        TargetColumn {
-            name: name.into(),
-            pg_type,
-            type_name: type_name.into(),
-            char_max_length: None,
-            numeric_precision: None,
-            numeric_scale: None,
-            nullable: true,
-        }
+        TargetColumn::plain(name, pg_type, type_name)
     }
 
     fn encode_one(target: TargetColumn, field: Field, array: ArrayRef) -> Result<Vec<u8>> {

@@ -101,6 +101,22 @@ pub struct TargetColumn {
     pub nullable: bool,
 }
 
+impl TargetColumn {
+    /// A nullable column `name` of `pg_type` (`type_name` as the catalog
+    /// spells it) with no length, precision or scale modifier.
+    pub fn plain(name: &str, pg_type: PgType, type_name: &str) -> Self {
+        TargetColumn {
+            name: name.to_string(),
+            pg_type,
+            type_name: type_name.to_string(),
+            char_max_length: None,
+            numeric_precision: None,
+            numeric_scale: None,
+            nullable: true,
+        }
+    }
+}
+
 /// Open a connection to `database` with `settings`, over TLS as
 /// `settings.sslmode` asks (libpq's meanings):
 ///
