@@ -44,6 +44,7 @@
 
 #![deny(missing_docs)]
 
+pub mod allocator;
 pub mod config;
 pub mod conflicts;
 pub mod contract;

@@ -69,6 +69,7 @@ where
     Fut: Future<Output = Result<R, HandlerError>> + Send,
 {
     init_logging();
+    thaw_engine::allocator::return_large_buffers_to_the_system();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         let handler = handler.clone();
         async move {

@@ -246,6 +246,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    thaw_engine::allocator::return_large_buffers_to_the_system();
     let interactive = logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

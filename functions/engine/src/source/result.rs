@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use base64::Engine as _;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use reqwest_middleware::ClientWithMiddleware;
@@ -309,7 +309,10 @@ async fn submit_with_retries(
 /// The reading side of a streamed result.
 struct Reader {
     chunks: tokio::sync::mpsc::Receiver<Result<Bytes>>,
-    current: Option<arrow_ipc::reader::StreamReader<bytes::buf::Reader<Bytes>>>,
+    /// The chunk being read: its Arrow IPC stream decoder and the bytes not
+    /// yet decoded. Batches are decoded in place: their buffers are slices of
+    /// the downloaded chunk, not copies of its messages.
+    current: Option<(arrow_ipc::reader::StreamDecoder, arrow_buffer::Buffer)>,
     decoder: Option<SnowflakeDecoder>,
     rows: u64,
     total_rows: u64,
@@ -319,10 +322,10 @@ struct Reader {
 impl Reader {
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
-            if let Some(reader) = &mut self.current {
-                match reader.next() {
-                    Some(batch) => {
-                        let batch = batch.map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow batch: {e}")))?;
+            if let Some((stream, remaining)) = &mut self.current {
+                let decoded = if remaining.is_empty() { Ok(None) } else { stream.decode(remaining) };
+                match decoded {
+                    Ok(Some(batch)) => {
                         if batch.num_rows() == 0 {
                             continue;
                         }
@@ -333,8 +336,18 @@ impl Reader {
                         self.rows += batch.num_rows() as u64;
                         return decoder.decode(&batch).map(Some);
                     }
-                    None => self.current = None,
+                    // The chunk is read: it must end on a message boundary.
+                    Ok(None) => {
+                        stream.finish().map_err(|e| Error::internal(format!("Snowflake returned a truncated Arrow stream: {e}")))?;
+                        self.current = None;
+                    }
+                    // Bytes after the end-of-stream marker are ignored, as
+                    // arrow's `StreamReader` does; the row count still
+                    // has to add up at the end.
+                    Err(_) if stream.finish().is_ok() && stream.schema().is_some() => self.current = None,
+                    Err(e) => return Err(Error::internal(format!("Snowflake returned an undecodable Arrow stream: {e}"))),
                 }
+                continue;
             }
             match self.chunks.recv().await {
                 Some(bytes) => {
@@ -342,9 +355,7 @@ impl Reader {
                     if bytes.is_empty() {
                         continue;
                     }
-                    let reader = arrow_ipc::reader::StreamReader::try_new(bytes.reader(), None)
-                        .map_err(|e| Error::internal(format!("Snowflake returned an undecodable Arrow stream: {e}")))?;
-                    self.current = Some(reader);
+                    self.current = Some((arrow_ipc::reader::StreamDecoder::new(), arrow_buffer::Buffer::from(bytes)));
                 }
                 None if self.rows != self.total_rows => {
                     return Err(Error::new(
