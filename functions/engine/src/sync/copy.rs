@@ -135,7 +135,7 @@ pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) 
             indexes::disable(&mut worker.pg, &plan, &key).await?;
         }
         // Row hashes (docs/reconcile.md §4.2): the destination's side table.
-        let dest = if plan.truncated { replace::shadow_fqn(&key) } else { plan.target_fqn() };
+        let dest = Destination::of(&plan, &key).fqn;
         Ok::<_, Error>(if hashed { Some(side_table::ensure(&mut worker.pg, &dest).await?) } else { None })
     }
     .await;
@@ -201,10 +201,9 @@ async fn copy_in_transaction(
     }
     let range: ChunkRange =
         serde_json::from_value(chunk.chunk_range).map_err(|e| Error::internal(format!("stored chunk definition is unreadable: {e}")))?;
-    let dest = Destination::of(plan, key);
+    let destination = Destination::of(plan, key);
     // The write path is decided now, from the destination as this transaction sees it.
-    let (empty, keyed) = dest.state(&tx, plan).await?;
-    let dest = dest.fqn;
+    let (empty, keyed) = destination.state(&tx, plan).await?;
     // A first load (the plan saw the destination empty, or replaces it) keeps
     // COPYing straight into it after other chunks committed: the chunks
     // partition the source, so their keys are disjoint. Should the source
@@ -214,7 +213,8 @@ async fn copy_in_transaction(
     let optimistic = !empty && keyed && plan.load_mode == LoadMode::Copy;
     let path = if optimistic { WritePath::Copy } else { choose_write_path(empty, keyed, insert_only) };
     tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, optimistic, "write path");
-    let side = row_hash_side(&tx, &dest, side.as_deref(), path, empty, keyed).await?;
+    let side = row_hash_side(&tx, &destination, side.as_deref(), path, empty, keyed).await?;
+    let dest = destination.fqn;
 
     failpoints::check(failpoints::COPY_CHUNK_BEFORE_COPY)?;
     let target = ChunkTarget { plan, key, chunk_id: item.chunk_id, filter: &range.filter_sql, dest: &dest, truncate_to_date, side };
@@ -280,6 +280,8 @@ async fn write_chunk_rows(
 pub(crate) struct Destination {
     /// Quoted, schema-qualified name.
     pub(crate) fqn: String,
+    /// The shadow table of a replace load (holds only this run's rows).
+    shadow: bool,
     /// Unquoted schema.
     schema: String,
     /// Unquoted table name.
@@ -290,9 +292,9 @@ impl Destination {
     /// The destination of `plan`'s rows in the run of `key`.
     pub(crate) fn of(plan: &TablePlan, key: &TableKey) -> Destination {
         if plan.truncated {
-            Destination { fqn: replace::shadow_fqn(key), schema: replace::SHADOW_SCHEMA.to_string(), table: replace::shadow_name(key) }
+            Destination { fqn: replace::shadow_fqn(key), shadow: true, schema: replace::SHADOW_SCHEMA.to_string(), table: replace::shadow_name(key) }
         } else {
-            Destination { fqn: plan.target_fqn(), schema: plan.target_schema.clone(), table: plan.target_table.clone() }
+            Destination { fqn: plan.target_fqn(), shadow: false, schema: plan.target_schema.clone(), table: plan.target_table.clone() }
         }
     }
 
@@ -313,30 +315,33 @@ impl Destination {
     }
 }
 
-/// The side table the rows written on `path` take their hashes to
-/// (docs/reconcile.md §4.2), given the destination's state at the write's
-/// start (`empty`, `keyed` as [`Destination::state`]). Row hashes go with
-/// the rows on the first-load COPY and on the upsert; an append without a
-/// unique key index, or a write with row hashes off (`side` None), leaves
-/// the side table behind, so it is marked incomplete in `tx` and `None` is
-/// returned.
+/// The side table the rows written on `path` into `dest` take their hashes
+/// to (docs/reconcile.md §4.2), given the destination's state at the
+/// write's start (`empty`, `keyed` as [`Destination::state`]). Row hashes go
+/// with the rows on the first-load COPY, on the upsert and on the COPY into
+/// a replace load's shadow table (it holds only this run's rows, which the
+/// chunks partition; it has no index, and the side table's primary key
+/// refuses a key held twice as on a first load). An append to a target
+/// without a unique key index, or a write with row hashes off (`side`
+/// None), leaves the side table behind, so it is marked incomplete in `tx`
+/// and `None` is returned.
 ///
 /// Errors: the registry cannot be written (kind by SQLSTATE).
 pub(crate) async fn row_hash_side<'s>(
     tx: &tokio_postgres::Transaction<'_>,
-    dest: &str,
+    dest: &Destination,
     side: Option<&'s str>,
     path: WritePath,
     empty: bool,
     keyed: bool,
 ) -> Result<Option<&'s str>> {
     match side {
-        Some(_) if path == WritePath::Copy && !empty && !keyed => {
-            side_table::invalidate(tx, dest, "rows appended to a table without a unique index on its key columns").await?;
+        Some(_) if path == WritePath::Copy && !empty && !keyed && !dest.shadow => {
+            side_table::invalidate(tx, &dest.fqn, "rows appended to a table without a unique index on its key columns").await?;
             Ok(None)
         }
         None => {
-            side_table::invalidate(tx, dest, "rows written with row_hashes off").await?;
+            side_table::invalidate(tx, &dest.fqn, "rows written with row_hashes off").await?;
             Ok(None)
         }
         side => Ok(side),

@@ -633,13 +633,13 @@ async fn load_file_once(
     }
     let destination = copy::Destination::of(plan, key);
     let (empty, keyed) = destination.state(&tx, plan).await?;
-    let dest = destination.fqn;
     let path = if plan.load_mode == LoadMode::Copy && !force_upsert {
         WritePath::Copy
     } else {
         choose_write_path(empty && !force_upsert, keyed, options.insert_only)
     };
-    let side = copy::row_hash_side(&tx, &dest, options.row_hashes.as_deref(), path, empty, keyed).await?;
+    let side = copy::row_hash_side(&tx, &destination, options.row_hashes.as_deref(), path, empty, keyed).await?;
+    let dest = destination.fqn;
     let forms = unload_forms(plan)?;
     let (_, batches) = file.batches(&forms).await?;
     let rows = copy::RowsDestination {
