@@ -908,7 +908,7 @@ async fn a_staged_load_keeps_row_hashes_that_reconcile_reads_and_differences_are
         .await
         .unwrap();
     assert_eq!(summary.tables[0].status, "mismatch", "{summary:?}");
-    assert_eq!(details[0].diff.as_ref().unwrap().changed, [changed.clone()]);
+    assert_eq!(details[0].diff.as_ref().unwrap().changed, std::slice::from_ref(&changed));
     assert_eq!(coverage(&details).row_hashes.as_deref(), Some("read"));
     sf.execute(&format!(
         "UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Note\" = 'note 321 O''Brien' WHERE \"Code\" = '{changed}'"
