@@ -33,6 +33,10 @@
 //! both COPY: their rows are disjoint; should the source have moved one key
 //! into both, the unique index makes the second commit fail
 //! (`ChunkFailed`), and its retry on resume finds rows and upserts.
+//!
+//! `write_batches` is the one writer of both copy paths: the staged path
+//! ([`crate::sync::staged`]) streams each Parquet file's batches through it
+//! as this module streams a Snowflake result.
 
 use std::time::Instant;
 

@@ -26,7 +26,9 @@
 //! moved between two chunks' unloads, the unique index refuses the COPY and
 //! the file is loaded again through the upsert. Otherwise the path is chosen
 //! from the destination's state as the direct path does
-//! ([`crate::sync::copy::choose_write_path`]).
+//! ([`crate::sync::copy::choose_write_path`]). The rows are written by the
+//! direct path's writer (`copy::write_batches`), with their
+//! row hashes when the table keeps them (docs/reconcile.md §4.2).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
