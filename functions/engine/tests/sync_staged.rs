@@ -15,6 +15,7 @@ use thaw_engine::contract::PlanRequest;
 use thaw_engine::failpoints;
 use thaw_engine::runner::{self, Quiet, RunOptions, RunReport};
 use thaw_engine::source::staged::s3_store;
+use thaw_engine::source::SnowflakeSource;
 use thaw_engine::ErrorKind;
 use thaw_test_support::*;
 use tokio_postgres::Client;
@@ -750,4 +751,424 @@ async fn the_cloud_flow_unloads_writes_the_file_manifest_and_loads_one_file_per_
         .await
         .unwrap()
         .is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Row hashes on the staged path (docs/reconcile.md §4.2): the staged path
+// writes each row's hash with the row through the same writer as the direct
+// path, so the side table is complete after a staged load.
+
+/// The `Code` of ORDERS row `i` ([`create_orders`]).
+fn order_code(i: usize) -> String {
+    format!("{:08x}-0000-4000-8000-{:012x}", i * 7919 % 100_000_007, i)
+}
+
+/// Asserts that the side table of `target` (quoted) is registered complete
+/// and holds exactly one row per target row, with the hashes PostgreSQL's
+/// canonical SQL computes from the row now (the column types from the plan
+/// of `run_id`); returns its (key MD5, row hash) rows in key order.
+async fn assert_side_table_equals_the_rows(
+    pg: &Client,
+    run_id: Uuid,
+    target: &str,
+) -> Vec<(Vec<u8>, i64)> {
+    use thaw_engine::reconcile::{canonical, side_table};
+    let side = side_table::registered(pg, target)
+        .await
+        .unwrap()
+        .expect("a registered side table");
+    let reason: Option<String> = pg
+        .query_one(
+            "SELECT reason FROM migration_status.row_hash_tables WHERE target = $1",
+            &[&target],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(side.complete, "registered complete ({reason:?})");
+    let plan: thaw_engine::sync::plan::TablePlan = serde_json::from_value(
+        pg.query_one(
+            "SELECT plan FROM migration_status.migration_table_status WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap()
+        .get(0),
+    )
+    .unwrap();
+    let exprs: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| canonical::postgres_expr(&c.source, &c.target))
+        .collect();
+    let keys: Vec<String> = plan
+        .key_columns
+        .iter()
+        .map(|k| exprs[plan.columns.iter().position(|c| &c.target.name == k).unwrap()].clone())
+        .collect();
+    let fresh = format!(
+        "SELECT CAST(CAST('x' || LEFT(kx, 7) AS BIT(28)) AS INT) AS key_place, decode(kx, 'hex') AS key_md5, CAST(CAST('x' || LEFT(rh, 12) AS BIT(48)) AS BIGINT) AS row_hash \
+         FROM (SELECT MD5({}) AS kx, MD5({}) AS rh FROM {target}) t",
+        canonical::row_text(&keys),
+        canonical::row_text(&exprs)
+    );
+    let side_rows = format!("SELECT key_place, key_md5, row_hash FROM {}", side.name);
+    let r = pg
+        .query_one(
+            &format!("SELECT (SELECT count(*) FROM ({side_rows} EXCEPT ALL {fresh}) a), (SELECT count(*) FROM ({fresh} EXCEPT ALL {side_rows}) b), \
+                      (SELECT count(*) FROM {target}), (SELECT count(*) FROM {})", side.name),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (stale, missing, rows, hashes): (i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+    assert_eq!(
+        (stale, missing, hashes),
+        (0, 0, rows),
+        "side table vs a fresh computation over the {rows} rows of {target}"
+    );
+    pg.query(
+        &format!("SELECT key_md5, row_hash FROM {} ORDER BY key_md5", side.name),
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// The reconcile coverage of the first table of a reconcile's details.
+fn coverage(details: &[thaw_engine::reconcile::TableReport]) -> thaw_engine::reconcile::TableCoverage {
+    details[0].coverage.clone().expect("the table was reconciled")
+}
+
+const ORDERS: &str = "\"public\".\"orders\"";
+
+/// ORDERS (900 rows) staged with `row_hashes` on into a target with a
+/// unique key on "Code", `max_file_size` bytes per file.
+async fn hashed_orders_setup(
+    table_extra: &str,
+    max_file_size: u64,
+) -> (Client, SnowflakeSource, String, Arc<Config>) {
+    let (sf_db, pg_db, pg, sf) = orders("stagedrh", 900).await;
+    let table = format!(
+        r#"{{"source": "ORDERS", "target": "orders", "uniqueness_columns": ["Code"], "source_mode": "staged", "row_hashes": true {table_extra}}}"#
+    );
+    let config = Arc::new(config(&config_text(
+        &sf_db,
+        &pg_db,
+        &[&table],
+        &staging_section(max_file_size),
+    )));
+    (pg, sf, sf_db, config)
+}
+
+#[tokio::test]
+async fn a_staged_load_keeps_row_hashes_that_reconcile_reads_and_differences_are_found() {
+    use thaw_engine::contract::RunRequest;
+    use thaw_engine::reconcile::{self, ReconcileOptions};
+    let (pg, sf, sf_db, config) = hashed_orders_setup(
+        r#", "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 300"#,
+        6000,
+    )
+    .await;
+    let report = run(&config, PlanRequest::default()).await;
+    report
+        .outcome()
+        .expect("the staged run completes and reconciles clean");
+    let run_id = report.plan.run_id;
+    assert!(
+        files(&pg, run_id).await.len() > report.plan.chunks as usize,
+        "several files per chunk"
+    );
+    // The side table is complete, equals the rows, and reconcile read it.
+    assert_side_table_equals_the_rows(&pg, run_id, ORDERS).await;
+    let c = coverage(&report.reconcile_details);
+    assert_eq!(
+        (c.scope.as_str(), c.rows_verified, c.rows_transferred, c.row_hashes.as_deref()),
+        ("full", 900, 0, Some("read")),
+        "{c:?}"
+    );
+    let forget_coverage = || async {
+        pg.batch_execute("DELETE FROM migration_status.reconcile_coverage")
+            .await
+            .unwrap()
+    };
+
+    // A difference in the source is found reading the side table.
+    let changed = order_code(321);
+    sf.execute(&format!(
+        "UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Note\" = 'changed in the source' WHERE \"Code\" = '{changed}'"
+    ))
+    .await
+    .unwrap();
+    forget_coverage().await;
+    let (summary, details) = reconcile::reconcile_run(&config, &RunRequest { run_id })
+        .await
+        .unwrap();
+    assert_eq!(summary.tables[0].status, "mismatch", "{summary:?}");
+    assert_eq!(details[0].diff.as_ref().unwrap().changed, std::slice::from_ref(&changed));
+    assert_eq!(coverage(&details).row_hashes.as_deref(), Some("read"));
+    sf.execute(&format!(
+        "UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Note\" = 'note 321 O''Brien' WHERE \"Code\" = '{changed}'"
+    ))
+    .await
+    .unwrap();
+
+    // A difference planted in the target (a write bypassing thaw) is found
+    // by --full, which re-derives every hash from the rows and refills the
+    // side table.
+    let planted = order_code(654);
+    pg.execute(
+        "UPDATE public.orders SET \"Amount\" = 0.001 WHERE \"Code\" = $1::text::uuid",
+        &[&planted],
+    )
+    .await
+    .unwrap();
+    let full = ReconcileOptions {
+        full: true,
+        ..Default::default()
+    };
+    let (summary, details) =
+        reconcile::reconcile_run_with(&config, &RunRequest { run_id }, full).await.unwrap();
+    assert_eq!(summary.tables[0].status, "mismatch", "{summary:?}");
+    assert_eq!(details[0].diff.as_ref().unwrap().changed, [planted]);
+    let refilled = coverage(&details).row_hashes.unwrap_or_default();
+    assert!(refilled.starts_with("refilled from the rows"), "{refilled}");
+    assert_side_table_equals_the_rows(&pg, run_id, ORDERS).await;
+}
+
+/// A crash between two files of a chunk (the third file fails before its
+/// commit) leaves the side table equal to the committed rows; then a row
+/// written into the target behind thaw's back makes one file's first-load
+/// COPY hit the unique index, so that file is loaded again through the
+/// upsert (`force_upsert`): the resumed run still leaves a complete side
+/// table equal to the rows, which reconcile reads.
+#[tokio::test]
+async fn a_crash_between_staged_files_and_the_upsert_fallback_leave_a_complete_side_table() {
+    let (pg, _sf, _sf_db, config) = hashed_orders_setup(r#", "batch_size": 100000"#, 6000).await;
+    failpoints::arm_at(
+        failpoints::STAGED_FILE_BEFORE_COMMIT,
+        ErrorKind::ChunkFailed,
+        2,
+        1,
+    );
+    let first = run(&config, PlanRequest::default()).await;
+    failpoints::clear();
+    assert_eq!(first.outcome().unwrap_err().kind, ErrorKind::ChunkFailed);
+    let run_id = first.plan.run_id;
+    let before = files(&pg, run_id).await;
+    assert!(before.len() >= 4, "one chunk, several files: {before:?}");
+    let committed: i64 = before.iter().filter(|f| f.1 == "completed").map(|f| f.2).sum();
+    assert!(committed > 0 && committed < 900, "{before:?}");
+    assert_eq!(pg_count(&pg, "public.orders").await, committed);
+    assert_side_table_equals_the_rows(&pg, run_id, ORDERS).await;
+
+    // A source row not loaded yet, written into the target outside thaw.
+    let loaded: Vec<String> = pg
+        .query("SELECT \"Code\"::text FROM public.orders", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let planted = (0..900)
+        .map(order_code)
+        .find(|c| !loaded.contains(c))
+        .unwrap();
+    pg.execute(
+        "INSERT INTO public.orders (\"Id\", \"Code\", \"Note\") VALUES (-1, $1::text::uuid, 'planted')",
+        &[&planted],
+    )
+    .await
+    .unwrap();
+
+    let again = run(&config, PlanRequest::default()).await;
+    again
+        .outcome()
+        .expect("the resumed run completes and reconciles clean");
+    assert!(again.plan.resumed && again.plan.run_id == run_id);
+    assert!(files(&pg, run_id).await.iter().all(|f| f.1 == "completed"));
+    assert_eq!(pg_count(&pg, "public.orders").await, 900, "no missing rows");
+    assert_eq!(distinct_codes(&pg).await, 900, "no duplicate rows");
+    let note: Option<String> = pg
+        .query_one(
+            "SELECT \"Note\" FROM public.orders WHERE \"Code\" = $1::text::uuid",
+            &[&planted],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(
+        note.as_deref(),
+        Some("planted"),
+        "the file holding the planted key was loaded through the upsert, which replaced the row"
+    );
+    assert_side_table_equals_the_rows(&pg, run_id, ORDERS).await;
+    assert_eq!(
+        coverage(&again.reconcile_details).row_hashes.as_deref(),
+        Some("read")
+    );
+}
+
+/// A `truncate_onstart` replace load with row hashes, on the direct and the
+/// staged path: the shadow table's side table is swapped in with the shadow,
+/// so after the second (replacing) run the target's side table holds exactly
+/// the new rows' hashes; and both paths keep the same hashes for ORDERS
+/// (TIMESTAMP_TZ, NUMBER, text into uuid, boolean).
+#[tokio::test]
+async fn a_replace_load_swaps_in_the_hashes_of_the_new_rows_on_both_paths() {
+    let mut sides = Vec::new();
+    for mode in ["direct", "staged"] {
+        let (sf_db, pg_db, pg, sf) = orders(&format!("replacerh{mode}"), 900).await;
+        let table = format!(
+            r#"{{"source": "ORDERS", "target": "orders", "uniqueness_columns": ["Code"], "source_mode": "{mode}", "row_hashes": true,
+                 "truncate_onstart": true, "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 300}}"#
+        );
+        let config = Arc::new(config(&config_text(
+            &sf_db,
+            &pg_db,
+            &[&table],
+            &staging_section(6000),
+        )));
+        let first = run(&config, PlanRequest::default()).await;
+        first.outcome().unwrap_or_else(|e| panic!("{mode} first load: {e}"));
+        assert_side_table_equals_the_rows(&pg, first.plan.run_id, ORDERS).await;
+
+        // The source changes: 100 rows go, 50 change; the next run replaces the table.
+        let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
+        let gone: Vec<String> = (0..100).map(|i| format!("'{}'", order_code(i * 9))).collect();
+        sf.execute(&format!("DELETE FROM {fqn} WHERE \"Code\" IN ({})", gone.join(", ")))
+            .await
+            .unwrap();
+        let changed: Vec<String> = (0..50).map(|i| format!("'{}'", order_code(i * 9 + 4))).collect();
+        sf.execute(&format!(
+            "UPDATE {fqn} SET \"Note\" = 'replaced', \"Amount\" = 7.125 WHERE \"Code\" IN ({})",
+            changed.join(", ")
+        ))
+        .await
+        .unwrap();
+        let second = run(
+            &config,
+            PlanRequest {
+                no_resume: true,
+                allow_truncate: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        second
+            .outcome()
+            .unwrap_or_else(|e| panic!("{mode} replace load: {e}"));
+        let truncated: bool = pg
+            .query_one(
+                "SELECT truncated FROM migration_status.migration_table_status WHERE run_id = $1",
+                &[&second.plan.run_id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(truncated, "{mode}: the second run replaced the table");
+        assert_eq!(pg_count(&pg, "public.orders").await, 800, "{mode}");
+        let side = assert_side_table_equals_the_rows(&pg, second.plan.run_id, ORDERS).await;
+        assert_eq!(side.len(), 800, "{mode}: exactly the new rows' hashes");
+        assert_eq!(
+            coverage(&second.reconcile_details).row_hashes.as_deref(),
+            Some("read"),
+            "{mode}"
+        );
+        sides.push(side);
+    }
+    assert!(
+        sides[0] == sides[1],
+        "the direct and the staged load keep the same hashes, key by key"
+    );
+}
+
+/// Every type pair of the direct path's round trip with row hashes on,
+/// synced directly into one database and through S3 into another: both
+/// side tables are complete and equal to their rows, and they are equal key
+/// by key — the staged Parquet batches (decimals from text, timestamps
+/// re-typed to UTC, TIMESTAMP_TZ as instant and offset, JSON as text) hash
+/// to the direct path's values.
+#[tokio::test]
+async fn staged_and_direct_loads_keep_equal_row_hashes_for_every_round_trip_type() {
+    let pairs: Vec<&(&str, &str, &[&str])> = EMULATED.iter().collect();
+    let sf_db = unique("SFTYPESRH").to_uppercase();
+    let sf = fresh_sf(&sf_db).await;
+    let columns: Vec<String> = (0..pairs.len()).map(|i| format!("C{i}")).collect();
+    let ddl: Vec<String> = pairs
+        .iter()
+        .zip(&columns)
+        .map(|((sf_type, _, _), c)| format!("{c} {sf_type}"))
+        .collect();
+    sf.execute(&format!(
+        "CREATE TABLE \"{sf_db}\".\"S\".\"TYPES\" (ID NUMBER(38,0), {})",
+        ddl.join(", ")
+    ))
+    .await
+    .unwrap();
+    let rows = pairs.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
+    for row in 0..rows {
+        let values: Vec<&str> = pairs
+            .iter()
+            .map(|(_, _, v)| v.get(row).copied().unwrap_or("NULL"))
+            .collect();
+        sf.execute(&format!(
+            "INSERT INTO \"{sf_db}\".\"S\".\"TYPES\" SELECT {row}, {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+    }
+    let mut pg_ddl = vec!["\"ID\" int8 PRIMARY KEY".to_string()];
+    pg_ddl.extend(
+        pairs
+            .iter()
+            .zip(&columns)
+            .map(|((_, pg_type, _), c)| format!("\"{c}\" {pg_type}")),
+    );
+    let mut sides = Vec::new();
+    for mode in ["direct", "staged"] {
+        let pg_db = unique(&format!("typesrh_{mode}"));
+        let pg = fresh_pg(&pg_db).await;
+        pg.batch_execute(&format!("CREATE TABLE public.types ({})", pg_ddl.join(", ")))
+            .await
+            .unwrap();
+        let table = format!(
+            r#"{{"source": "TYPES", "target": "types", "uniqueness_columns": ["ID"], "source_mode": "{mode}", "row_hashes": true}}"#
+        );
+        let config = Arc::new(config(&config_text(
+            &sf_db,
+            &pg_db,
+            &[&table],
+            &staging_section(100_000),
+        )));
+        let report = run(&config, PlanRequest::default()).await;
+        report
+            .outcome()
+            .unwrap_or_else(|e| panic!("{mode} run: {e}"));
+        assert_eq!(
+            coverage(&report.reconcile_details).row_hashes.as_deref(),
+            Some("read"),
+            "{mode}: reconcile read the side table"
+        );
+        let side =
+            assert_side_table_equals_the_rows(&pg, report.plan.run_id, "\"public\".\"types\"").await;
+        assert_eq!(side.len(), rows, "{mode}");
+        sides.push(side);
+    }
+    for ((dk, dh), (sk, sh)) in sides[0].iter().zip(&sides[1]) {
+        assert_eq!(
+            (hex(dk), dh),
+            (hex(sk), sh),
+            "the same key with the same row hash on both paths"
+        );
+    }
+    assert_eq!(sides[0].len(), sides[1].len());
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

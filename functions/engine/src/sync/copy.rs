@@ -33,6 +33,10 @@
 //! both COPY: their rows are disjoint; should the source have moved one key
 //! into both, the unique index makes the second commit fail
 //! (`ChunkFailed`), and its retry on resume finds rows and upserts.
+//!
+//! `write_batches` is the one writer of both copy paths: the staged path
+//! ([`crate::sync::staged`]) streams each Parquet file's batches through it
+//! as this module streams a Snowflake result.
 
 use std::time::Instant;
 
@@ -46,7 +50,7 @@ use crate::failpoints;
 use crate::contract::{ChunkItem, CopyChunkResponse};
 use crate::sync::plan::{ChunkRange, TablePlan};
 use crate::sink::{self, encode::CopyEncoder, writer::CopyWriter};
-use crate::source::table::ChunkRequest;
+use crate::source::table::{BatchStream, ChunkRequest};
 use crate::source::{self, SnowflakeSource, TableSource};
 use crate::sync::status::{ChunkCounts, LoadMode, TableKey};
 use crate::sync::{indexes, replace};
@@ -135,7 +139,7 @@ pub async fn copy_chunk(config: &Config, worker: &mut Worker, item: &ChunkItem) 
             indexes::disable(&mut worker.pg, &plan, &key).await?;
         }
         // Row hashes (docs/reconcile.md §4.2): the destination's side table.
-        let dest = if plan.truncated { replace::shadow_fqn(&key) } else { plan.target_fqn() };
+        let dest = Destination::of(&plan, &key).fqn;
         Ok::<_, Error>(if hashed { Some(side_table::ensure(&mut worker.pg, &dest).await?) } else { None })
     }
     .await;
@@ -201,18 +205,9 @@ async fn copy_in_transaction(
     }
     let range: ChunkRange =
         serde_json::from_value(chunk.chunk_range).map_err(|e| Error::internal(format!("stored chunk definition is unreadable: {e}")))?;
-    let (dest, dest_schema, dest_table) = if plan.truncated {
-        (replace::shadow_fqn(key), replace::SHADOW_SCHEMA.to_string(), replace::shadow_name(key))
-    } else {
-        (plan.target_fqn(), plan.target_schema.clone(), plan.target_table.clone())
-    };
+    let destination = Destination::of(plan, key);
     // The write path is decided now, from the destination as this transaction sees it.
-    let empty: bool = tx
-        .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {dest})"), &[])
-        .await
-        .map_err(|e| from_postgres(e, format!("checking whether {dest} is empty")))?
-        .get(0);
-    let keyed = !empty && sink::has_unique_index(&tx, &dest_schema, &dest_table, &plan.key_columns).await?;
+    let (empty, keyed) = destination.state(&tx, plan).await?;
     // A first load (the plan saw the destination empty, or replaces it) keeps
     // COPYing straight into it after other chunks committed: the chunks
     // partition the source, so their keys are disjoint. Should the source
@@ -222,23 +217,11 @@ async fn copy_in_transaction(
     let optimistic = !empty && keyed && plan.load_mode == LoadMode::Copy;
     let path = if optimistic { WritePath::Copy } else { choose_write_path(empty, keyed, insert_only) };
     tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, ?path, optimistic, "write path");
-    // Row hashes go with the rows on the first-load COPY and the upsert; an
-    // append without a unique key index (or row hashes off) leaves the side
-    // table behind, so it is marked incomplete in this transaction.
-    let side = match (side, path) {
-        (Some(_), WritePath::Copy) if !empty && !optimistic => {
-            side_table::invalidate(&tx, &dest, "rows appended to a table without a unique index on its key columns").await?;
-            None
-        }
-        (None, _) => {
-            side_table::invalidate(&tx, &dest, "rows written with row_hashes off").await?;
-            None
-        }
-        (side, _) => side,
-    };
+    let side = row_hash_side(&tx, &destination, side.as_deref(), path, empty, keyed).await?;
+    let dest = destination.fqn;
 
     failpoints::check(failpoints::COPY_CHUNK_BEFORE_COPY)?;
-    let target = ChunkTarget { plan, key, chunk_id: item.chunk_id, filter: &range.filter_sql, dest: &dest, truncate_to_date, side: side.as_deref() };
+    let target = ChunkTarget { plan, key, chunk_id: item.chunk_id, filter: &range.filter_sql, dest: &dest, truncate_to_date, side };
     let counts = if optimistic {
         tx.batch_execute("SAVEPOINT thaw_first_load_copy").await.map_err(|e| from_postgres(e, "setting the chunk's savepoint"))?;
         match write_chunk_rows(&tx, &mut worker.sf, &target, path).await {
@@ -276,15 +259,10 @@ struct ChunkTarget<'a> {
     side: Option<&'a str>,
 }
 
-/// Stream the chunk's rows from the source into `path`'s COPY (the
-/// destination, or a per-chunk staging table followed by the upsert) inside
-/// `tx`, with their row hashes when the target keeps them; returns the
-/// chunk's counts (rows read, inserted, updated, unchanged). Nothing holds
-/// the whole chunk's rows (docs/sync.md §5.6).
+/// Stream the chunk's rows from the source into `path`'s COPY
+/// ([`write_batches`]) inside `tx`; returns the chunk's counts.
 ///
-/// Errors: the source's and PostgreSQL's, with their kinds; a key already in
-/// the destination is `ChunkFailed` with SQLSTATE 23505
-/// ([`Error::is_unique_violation`]).
+/// Errors: the source's, and [`write_batches`]'s.
 async fn write_chunk_rows(
     tx: &tokio_postgres::Transaction<'_>,
     sf: &mut SnowflakeSource,
@@ -295,25 +273,140 @@ async fn write_chunk_rows(
     let source_columns: Vec<String> = plan.columns.iter().map(|c| c.source.name.clone()).collect();
     let predicate = format!("{} AND ({})", plan.base_predicate(), filter);
     let request = ChunkRequest { table: (&plan.source_database, &plan.source_schema, &plan.source_table), columns: &source_columns, predicate: &predicate };
-    let mut batches = sf.stream_chunk(&request).await?;
+    let batches = sf.stream_chunk(&request).await?;
+    let rows = RowsDestination { plan, dest, staging: format!("thaw_staging.{}", staging_name(key, chunk_id)), truncate_to_date, side };
+    write_batches(tx, &rows, path, batches).await
+}
+
+/// A destination table of a chunk or staged file: the target, or — for a
+/// table replaced under `truncate_onstart` — its shadow table
+/// ([`crate::sync::replace`]).
+pub(crate) struct Destination {
+    /// Quoted, schema-qualified name.
+    pub(crate) fqn: String,
+    /// The shadow table of a replace load (holds only this run's rows).
+    shadow: bool,
+    /// Unquoted schema.
+    schema: String,
+    /// Unquoted table name.
+    table: String,
+}
+
+impl Destination {
+    /// The destination of `plan`'s rows in the run of `key`.
+    pub(crate) fn of(plan: &TablePlan, key: &TableKey) -> Destination {
+        if plan.truncated {
+            Destination { fqn: replace::shadow_fqn(key), shadow: true, schema: replace::SHADOW_SCHEMA.to_string(), table: replace::shadow_name(key) }
+        } else {
+            Destination { fqn: plan.target_fqn(), shadow: false, schema: plan.target_schema.clone(), table: plan.target_table.clone() }
+        }
+    }
+
+    /// (empty, keyed) as `tx` sees the destination now: whether it holds no
+    /// row, and — when it holds rows — whether it has a unique index on the
+    /// plan's key columns (false when empty).
+    ///
+    /// Errors: PostgreSQL's, kind by SQLSTATE.
+    pub(crate) async fn state(&self, tx: &tokio_postgres::Transaction<'_>, plan: &TablePlan) -> Result<(bool, bool)> {
+        let dest = &self.fqn;
+        let empty: bool = tx
+            .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {dest})"), &[])
+            .await
+            .map_err(|e| from_postgres(e, format!("checking whether {dest} is empty")))?
+            .get(0);
+        let keyed = !empty && sink::has_unique_index(tx, &self.schema, &self.table, &plan.key_columns).await?;
+        Ok((empty, keyed))
+    }
+}
+
+/// The side table the rows written on `path` into `dest` take their hashes
+/// to (docs/reconcile.md §4.2), given the destination's state at the
+/// write's start (`empty`, `keyed` as [`Destination::state`]). Row hashes go
+/// with the rows on the first-load COPY, on the upsert and on the COPY into
+/// a replace load's shadow table (it holds only this run's rows, which the
+/// chunks partition; it has no index, and the side table's primary key
+/// refuses a key held twice as on a first load). An append to a target
+/// without a unique key index, or a write with row hashes off (`side`
+/// None), leaves the side table behind, so it is marked incomplete in `tx`
+/// and `None` is returned.
+///
+/// Errors: the registry cannot be written (kind by SQLSTATE).
+pub(crate) async fn row_hash_side<'s>(
+    tx: &tokio_postgres::Transaction<'_>,
+    dest: &Destination,
+    side: Option<&'s str>,
+    path: WritePath,
+    empty: bool,
+    keyed: bool,
+) -> Result<Option<&'s str>> {
+    match side {
+        Some(_) if path == WritePath::Copy && !empty && !keyed && !dest.shadow => {
+            side_table::invalidate(tx, &dest.fqn, "rows appended to a table without a unique index on its key columns").await?;
+            Ok(None)
+        }
+        None => {
+            side_table::invalidate(tx, &dest.fqn, "rows written with row_hashes off").await?;
+            Ok(None)
+        }
+        side => Ok(side),
+    }
+}
+
+/// Where [`write_batches`] writes a stream of rows: the table plan, the
+/// destination (quoted target or shadow table), the staging table the
+/// upsert paths COPY into first (quoted, in `thaw_staging`; created and
+/// dropped by [`write_batches`]), the source columns cut to their date and
+/// the row-hash side table written with the rows (docs/reconcile.md §4.2).
+pub(crate) struct RowsDestination<'a> {
+    pub(crate) plan: &'a TablePlan,
+    pub(crate) dest: &'a str,
+    pub(crate) staging: String,
+    pub(crate) truncate_to_date: &'a [String],
+    /// The destination's row-hash side table, when its hashes go with the rows.
+    pub(crate) side: Option<&'a str>,
+}
+
+/// The one writer of both copy paths (docs/sync.md §5.6): stream `batches`
+/// — standard Arrow batches in the plan's column order (docs/sync.md §5.5),
+/// from a Snowflake result or a staged Parquet file — into `path`'s COPY
+/// (the destination, or the staging table followed by the upsert) inside
+/// `tx`, with their row hashes when `to.side` is set: on the COPY path the
+/// hashes are kept and COPYed, sorted, into the side table after the rows;
+/// on the upsert paths they travel as the staging table's extra columns and
+/// the upsert writes them ([`upsert_hashed_sql`]). Returns the counts (rows
+/// read, inserted, updated, unchanged). Nothing holds the whole stream's
+/// rows. The failpoint [`failpoints::COPY_CHUNK_AFTER_COPY`] fires after
+/// the COPY, before the upsert.
+///
+/// Errors: the stream's and PostgreSQL's, with their kinds; a value the
+/// target cannot hold is `ChunkFailed` naming the row's key; a key already
+/// in the destination is `ChunkFailed` with SQLSTATE 23505
+/// ([`Error::is_unique_violation`]); a NULL key on the upsert paths is
+/// `ChunkFailed` ([`check_null_keys`]).
+pub(crate) async fn write_batches(
+    tx: &tokio_postgres::Transaction<'_>,
+    to: &RowsDestination<'_>,
+    path: WritePath,
+    mut batches: BatchStream,
+) -> Result<ChunkCounts> {
+    let RowsDestination { plan, dest, ref staging, truncate_to_date, side } = *to;
     let first = batches.try_next().await?;
 
     let staging = match path {
         WritePath::Copy => None,
         WritePath::Upsert | WritePath::InsertOnly => {
-            let name = staging_name(key, chunk_id);
             tx.batch_execute(&format!(
-                "DROP TABLE IF EXISTS thaw_staging.{name}; CREATE UNLOGGED TABLE thaw_staging.{name} (LIKE {} INCLUDING DEFAULTS)",
+                "DROP TABLE IF EXISTS {staging}; CREATE UNLOGGED TABLE {staging} (LIKE {} INCLUDING DEFAULTS)",
                 plan.target_fqn()
             ))
             .await
             .map_err(|e| from_postgres(e, "creating the staging table"))?;
             if side.is_some() {
-                tx.batch_execute(&side_table::add_staging_columns_sql(&format!("thaw_staging.{name}")))
+                tx.batch_execute(&side_table::add_staging_columns_sql(staging))
                     .await
                     .map_err(|e| from_postgres(e, "adding the row-hash columns to the staging table"))?;
             }
-            Some(format!("thaw_staging.{name}"))
+            Some(staging.clone())
         }
     };
     let copy_target = staging.clone().unwrap_or_else(|| dest.to_string());
@@ -355,6 +448,9 @@ async fn write_chunk_rows(
             writer.finish_with_row_hashes().await?
         }
     };
+    if copied != rows_read {
+        return Err(Error::internal(format!("COPY into {copy_target} wrote {copied} rows of the {rows_read} read")));
+    }
     if let (Some(side), None) = (&side, &staging) {
         // In index order: the side table's B-tree then fills leaf by leaf
         // instead of at random places (the key MD5s are random).
@@ -413,12 +509,8 @@ fn staging_name(key: &TableKey, chunk_id: i32) -> String {
     format!("\"c_{}_{chunk_id}\"", &h[..16])
 }
 
-/// The set-based upsert from a staging table. Returns one row: (inserted, updated).
-pub(crate) fn upsert_sql(plan: &TablePlan, staging: &str, dest: &str, insert_only: bool) -> String {
-    upsert_hashed_sql(plan, staging, dest, insert_only, None)
-}
-
-/// [`upsert_sql`]; with `side`, the staging table also carries each row's
+/// The set-based upsert from a staging table. Returns one row: (inserted,
+/// updated). With `side`, the staging table also carries each row's
 /// hash ([`side_table::STAGING_COLUMNS`]) and the same statement upserts the
 /// hash of every row it inserted or updated into the side table `side`
 /// (rows the watermark kept are left alone, as in the target).

@@ -26,13 +26,14 @@
 //! moved between two chunks' unloads, the unique index refuses the COPY and
 //! the file is loaded again through the upsert. Otherwise the path is chosen
 //! from the destination's state as the direct path does
-//! ([`crate::sync::copy::choose_write_path`]).
+//! ([`crate::sync::copy::choose_write_path`]). The rows are written by the
+//! direct path's writer (`copy::write_batches`), with their
+//! row hashes when the table keeps them (docs/reconcile.md §4.2).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
@@ -42,7 +43,8 @@ use crate::config::{Config, StagingSettings};
 use crate::contract::{ChunkItem, CopyChunkResponse, StagedStep};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::failpoints;
-use crate::sink::{self, encode::CopyEncoder, writer::CopyWriter};
+use crate::reconcile::side_table;
+use crate::sink;
 use crate::source::staged::{parse_s3_url, s3_store, StagedFile, UnloadForm};
 use crate::sync::copy::{self, choose_write_path, WritePath};
 use crate::sync::plan::{ChunkRange, TablePlan};
@@ -352,14 +354,7 @@ async fn staged_chunk(
         .map_err(|e| Error::internal(format!("stored chunk definition is unreadable: {e}")))?;
     ensure_unloaded(config, worker, plan, key, item.chunk_id, &range).await?;
     let mut total = ChunkCounts::default();
-    let options = LoadOptions {
-        insert_only: table_cfg.is_some_and(|t| t.insert_only_mode)
-            || plan.load_mode == LoadMode::InsertOnly,
-        truncate_to_date: table_cfg
-            .map(|t| t.truncate_to_date.clone())
-            .unwrap_or_default(),
-        cleanup_after_load: staging(config)?.cleanup_after_load,
-    };
+    let cleanup_after_load = staging(config)?.cleanup_after_load;
     let files = PgStatusStore::new(&worker.pg).chunk_files(key, item.chunk_id).await?;
     let wanted: Vec<&FileRecord> = files
         .iter()
@@ -381,6 +376,19 @@ async fn staged_chunk(
     if item.staged == Some(StagedStep::Unload) {
         return Ok(total);
     }
+    // Row hashes (docs/reconcile.md §4.2): the destination's side table,
+    // as on the direct path.
+    let hashed = table_cfg.is_some_and(|t| config.row_hashes(t)) && !plan.key_columns.is_empty();
+    let row_hashes = if hashed { Some(side_table::ensure(&mut worker.pg, &copy::Destination::of(plan, key).fqn).await?) } else { None };
+    let options = LoadOptions {
+        insert_only: table_cfg.is_some_and(|t| t.insert_only_mode)
+            || plan.load_mode == LoadMode::InsertOnly,
+        truncate_to_date: table_cfg
+            .map(|t| t.truncate_to_date.clone())
+            .unwrap_or_default(),
+        cleanup_after_load,
+        row_hashes,
+    };
     let staging_settings = staging(config)?;
     let mut queue = std::collections::VecDeque::new();
     for f in wanted {
@@ -549,6 +557,10 @@ pub struct LoadOptions {
     pub truncate_to_date: Vec<String>,
     /// Delete the object once its rows are committed.
     pub cleanup_after_load: bool,
+    /// The destination's row-hash side table (quoted) when the table keeps
+    /// row hashes (docs/reconcile.md §4.2), as [`crate::reconcile::side_table::ensure`]
+    /// returned it; `None`: row hashes off.
+    pub row_hashes: Option<String>,
 }
 
 /// Load one staged file exactly once (see the module docs). Returns `None`
@@ -621,77 +633,26 @@ async fn load_file_once(
     if status == "completed" {
         return Ok(None);
     }
-    let (dest, dest_schema, dest_table) = if plan.truncated {
-        (
-            replace::shadow_fqn(key),
-            replace::SHADOW_SCHEMA.to_string(),
-            replace::shadow_name(key),
-        )
-    } else {
-        (
-            plan.target_fqn(),
-            plan.target_schema.clone(),
-            plan.target_table.clone(),
-        )
-    };
+    let destination = copy::Destination::of(plan, key);
+    let (empty, keyed) = destination.state(&tx, plan).await?;
     let path = if plan.load_mode == LoadMode::Copy && !force_upsert {
         WritePath::Copy
     } else {
-        let empty: bool = tx
-            .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {dest})"), &[])
-            .await
-            .map_err(|e| from_postgres(e, format!("checking whether {dest} is empty")))?
-            .get(0);
-        let keyed = !empty
-            && sink::has_unique_index(&tx, &dest_schema, &dest_table, &plan.key_columns).await?;
         choose_write_path(empty && !force_upsert, keyed, options.insert_only)
     };
-    let staging_table = match path {
-        WritePath::Copy => None,
-        WritePath::Upsert | WritePath::InsertOnly => {
-            let name = format!(
-                "thaw_staging.{}",
-                file_staging_name(key, chunk_id, &file.key)
-            );
-            tx.batch_execute(&format!("DROP TABLE IF EXISTS {name}; CREATE UNLOGGED TABLE {name} (LIKE {} INCLUDING DEFAULTS)", plan.target_fqn()))
-                .await
-                .map_err(|e| from_postgres(e, "creating the staging table"))?;
-            Some(name)
-        }
+    let side = copy::row_hash_side(&tx, &destination, options.row_hashes.as_deref(), path, empty, keyed).await?;
+    let dest = destination.fqn;
+    let forms = unload_forms(plan)?;
+    let (_, batches) = file.batches(&forms).await?;
+    let rows = copy::RowsDestination {
+        plan,
+        dest: &dest,
+        staging: format!("thaw_staging.{}", file_staging_name(key, chunk_id, &file.key)),
+        truncate_to_date: &options.truncate_to_date,
+        side,
     };
-    let copy_target = staging_table.clone().unwrap_or_else(|| dest.clone());
-    // The staged path does not keep row hashes yet (docs/reconcile.md §4.2).
-    crate::reconcile::side_table::invalidate(&tx, &dest, "rows loaded by the staged path, which keeps no row hashes").await?;
-    let rows_read = copy_file(&tx, plan, file, &copy_target, options).await?;
-    let counts = match &staging_table {
-        None => ChunkCounts {
-            read: rows_read,
-            inserted: rows_read,
-            updated: 0,
-            unchanged: 0,
-        },
-        Some(stg) => {
-            copy::check_null_keys(&tx, plan, stg).await?;
-            let row = tx
-                .query_one(
-                    &copy::upsert_sql(plan, stg, &dest, path == WritePath::InsertOnly),
-                    &[],
-                )
-                .await
-                .map_err(|e| from_postgres(e, format!("upserting into {dest}")))?;
-            let inserted = row.get::<_, i64>(0) as u64;
-            let updated = row.get::<_, i64>(1) as u64;
-            tx.batch_execute(&format!("DROP TABLE {stg}"))
-                .await
-                .map_err(|e| from_postgres(e, "dropping the staging table"))?;
-            ChunkCounts {
-                read: rows_read,
-                inserted,
-                updated,
-                unchanged: rows_read.saturating_sub(inserted + updated),
-            }
-        }
-    };
+    // The same writer as the direct path (docs/sync.md §5.6).
+    let counts = copy::write_batches(&tx, &rows, path, batches).await?;
     failpoints::check(failpoints::STAGED_FILE_BEFORE_COMMIT)?;
     PgStatusStore::complete_file(&tx, key, chunk_id, &file.key, counts).await?;
     complete_chunk_if_done(&tx, key, chunk_id).await?;
@@ -699,60 +660,6 @@ async fn load_file_once(
         .await
         .map_err(|e| from_postgres(e, "committing the file"))?;
     Ok(Some(counts))
-}
-
-/// Stream `file` into `COPY copy_target`; returns the rows read.
-async fn copy_file(
-    tx: &Transaction<'_>,
-    plan: &TablePlan,
-    file: &StagedFile,
-    copy_target: &str,
-    options: &LoadOptions,
-) -> Result<u64> {
-    let forms = unload_forms(plan)?;
-    let (schema, mut batches) = file.batches(&forms).await?;
-    let pairs = plan
-        .columns
-        .iter()
-        .map(|c| c.target.clone())
-        .zip(schema.fields().iter().cloned())
-        .collect();
-    let key_positions = plan
-        .key_columns
-        .iter()
-        .filter_map(|k| plan.columns.iter().position(|c| &c.target.name == k))
-        .collect();
-    let date_only: Vec<usize> = plan
-        .columns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| options.truncate_to_date.contains(&c.source.name))
-        .map(|(i, _)| i)
-        .collect();
-    let encoder = CopyEncoder::new(pairs)?
-        .with_row_identity(plan.target_fqn(), key_positions)
-        .with_truncate_to_date(&date_only);
-    let cols: Vec<String> = plan
-        .columns
-        .iter()
-        .map(|c| sink::ident(&c.target.name))
-        .collect();
-    // The same streaming writer as the direct path (docs/sync.md §5.6).
-    let mut writer = CopyWriter::new(tx, copy_target, &cols, encoder).await?;
-    let mut rows_read = 0u64;
-    while let Some(batch) = batches.next().await {
-        let batch = batch?;
-        rows_read += batch.num_rows() as u64;
-        writer.write(&batch).await?;
-    }
-    let copied = writer.finish().await?;
-    if copied != rows_read {
-        return Err(Error::internal(format!(
-            "COPY into {copy_target} wrote {copied} rows of {rows_read} read from {}",
-            file.url()
-        )));
-    }
-    Ok(rows_read)
 }
 
 /// Complete the chunk in the file's transaction when no other file of it is
