@@ -12,7 +12,7 @@ nothing is streamed), copied by `thaw run` into a fresh database, then:
    naive whole-row checksum (`sum` of 48 bits of `md5(t::text)`) over the same
    table, timed in the same run;
 2. 10 scattered differences planted in PostgreSQL (one changed NOTE each):
-   `thaw reconcile --full --leaf-rows 512 --json`: all 10 found, rows
+   `thaw reconcile --full --leaf-rows <a 4 000th of the rows, 16 to 512> --json`: all 10 found, rows
    transferred / rows (target < 0.5 %);
 3. the nightly reconcile after a 1 % change in Snowflake (`thaw run`, whose
    reconcile verifies the touched rows plus a 1/7 rolling slice) against the
@@ -47,6 +47,7 @@ if os.environ.get("THAW_SF_CA_FILE"):
 
 import psycopg2  # noqa: E402
 import snowflake.connector  # noqa: E402
+from sync_baselines import wait_with_peak_rss  # noqa: E402
 
 SF_DATABASE = "RECONCILE_BENCH"
 PG_DATABASE = "thaw_bench_reconcile"
@@ -54,8 +55,15 @@ DIFFERENCES = 10
 # Leaf size of the differences step: with the default 16 384, 10 differences in
 # 1 M rows are located in leaves of ~980 rows (~2 % of the rows' keys and
 # hashes transferred); one more bisection level (one query per side) makes
-# that ~30 rows (5 M rows: ~150).
+# that ~30 rows (5 M rows: ~150). Smaller tables get smaller leaves (a
+# 4 000th of the rows, at least 16), so that 10 leaves stay within the 0.5 %
+# target at any size (100 000 rows: leaves of 25).
 LEAF_ROWS = 512
+
+
+def leaf_rows(rows: int) -> int:
+    """Leaf size of the differences step for a table of `rows` rows."""
+    return max(16, min(LEAF_ROWS, rows // 4000))
 
 
 def _sf():
@@ -110,12 +118,11 @@ def _rss_thaw(thaw: str, args: list[str], logs: Path, what: str) -> tuple[dict, 
     started = time.perf_counter()
     with open(logs / f"{what}.log", "w") as err, tempfile.TemporaryFile(mode="w+") as out:
         proc = subprocess.Popen([thaw, *args], stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak_kib = wait_with_peak_rss(proc)
         seconds = time.perf_counter() - started
         out.seek(0)
         text = out.read()
-    return (json.loads(text) if text.strip().startswith("{") else {}), seconds, proc.returncode, usage.ru_maxrss
+    return (json.loads(text) if text.strip().startswith("{") else {}), seconds, proc.returncode, peak_kib
 
 
 def engineered(thaw: str, logs: Path, rows: int, sf, admin) -> tuple[list, dict, dict]:
@@ -308,7 +315,7 @@ def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dic
         ids = [1 + (i * 7919 * 104729) % rows for i in range(1, DIFFERENCES + 1)]
         with pg.cursor() as c:
             c.execute('UPDATE public.reconcile_bench SET "NOTE" = \'planted\' WHERE "ID" = ANY(%s)', (ids,))
-        differing, differing_wall = _thaw(thaw, base + ["--full", "--leaf-rows", str(LEAF_ROWS)], logs, "reconcile-differences", ok_codes=(3,))
+        differing, differing_wall = _thaw(thaw, base + ["--full", "--leaf-rows", str(leaf_rows(rows))], logs, "reconcile-differences", ok_codes=(3,))
         diff = _table(differing)
         diff_cov = diff["coverage"]
         found = sorted(int(k) for k in (diff.get("diff") or {}).get("changed", []))

@@ -44,22 +44,34 @@ import psycopg2
 MIB = 1024 * 1024
 
 
+def wait_with_peak_rss(proc: subprocess.Popen) -> int:
+    """Wait for `proc`; return its peak RSS in KiB, polled from /proc VmHWM.
+
+    VmHWM belongs to the process image (reset by exec), unlike `wait4`'s
+    ru_maxrss, which keeps the high-water mark of the Python parent that
+    forked it. Output to a pipe must stay below the pipe's buffer (the caller
+    reads it only after the exit).
+    """
+    peak_kib = 0
+    status_path = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status_path.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kib = max(peak_kib, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    return peak_kib
+
+
 def measured(cmd: list[str], what: str, logs: Path) -> tuple[str, float, float]:
     """Run `cmd`; return (stdout, seconds, peak RSS in MiB read from /proc VmHWM)."""
     log_path = logs / f"{what}.log"
     started = time.perf_counter()
     with open(log_path, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-        peak_kib = 0
-        status_path = Path(f"/proc/{proc.pid}/status")
-        while proc.poll() is None:
-            try:
-                for line in status_path.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak_kib = max(peak_kib, int(line.split()[1]))
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.02)
+        peak_kib = wait_with_peak_rss(proc)
         out = proc.stdout.read() if proc.stdout else ""
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
