@@ -174,17 +174,16 @@ pub(crate) fn done_response(item: &ChunkItem, started: Instant, already: bool, c
     }
 }
 
-/// Read a table's stored plan.
+/// Read a table's stored plan ([`StatusStore::table_plan`]).
+///
+/// Errors: [`crate::ErrorKind::ConfigInvalid`] when the table is not part of the
+/// run; `Internal` when the stored plan cannot be read back.
 pub async fn load_plan(pg: &Client, key: &TableKey) -> Result<TablePlan> {
-    let row = pg
-        .query_opt(
-            "SELECT plan FROM migration_status.migration_table_status WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
-            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading the table plan"))?
+    let plan = PgStatusStore::new(pg)
+        .table_plan(key)
+        .await?
         .ok_or_else(|| Error::config(format!("table {} is not part of run {}", key.source_table, key.run_id)))?;
-    serde_json::from_value(row.get(0)).map_err(|e| Error::internal(format!("stored plan of {} is unreadable: {e}", key.source_table)))
+    serde_json::from_value(plan).map_err(|e| Error::internal(format!("stored plan of {} is unreadable: {e}", key.source_table)))
 }
 
 async fn copy_in_transaction(
