@@ -540,15 +540,24 @@ async fn reuse_unload_loads_an_earlier_runs_files_without_unloading() {
     assert_eq!(distinct_codes(&pg).await, 900);
 }
 
-/// Every type pair of the direct path's round trip (tests/types_roundtrip.rs)
-/// through staging: the same Snowflake table is synced directly into one
-/// database and through S3 into another; every value reads back identically,
-/// both runs reconcile clean against Snowflake, and their target checksums
-/// are equal.
-#[tokio::test]
-async fn every_direct_round_trip_type_round_trips_through_staging_with_identical_checksums() {
+/// The round-trip suite's type pairs as one Snowflake table `S.TYPES`.
+struct TypesTable {
+    /// The fresh Snowflake database holding it.
+    sf_db: String,
+    /// (Snowflake type, PostgreSQL type, values) per column.
+    pairs: Vec<&'static (&'static str, &'static str, &'static [&'static str])>,
+    /// Column names `C<i>`, one per pair, after `ID`.
+    columns: Vec<String>,
+    /// Rows: the longest value list (shorter lists are padded with NULL).
+    rows: usize,
+    /// Column definitions of the matching PostgreSQL target (`"ID"` primary key first).
+    pg_ddl: Vec<String>,
+}
+
+/// Create [`TypesTable`] in a fresh Snowflake database named after `prefix`.
+async fn round_trip_types_table(prefix: &str) -> TypesTable {
     let pairs: Vec<&(&str, &str, &[&str])> = EMULATED.iter().collect();
-    let sf_db = unique("SFTYPES").to_uppercase();
+    let sf_db = unique(prefix).to_uppercase();
     let sf = fresh_sf(&sf_db).await;
     let columns: Vec<String> = (0..pairs.len()).map(|i| format!("C{i}")).collect();
     let ddl: Vec<String> = pairs
@@ -582,6 +591,17 @@ async fn every_direct_round_trip_type_round_trips_through_staging_with_identical
             .zip(&columns)
             .map(|((_, pg_type, _), c)| format!("\"{c}\" {pg_type}")),
     );
+    TypesTable { sf_db, pairs, columns, rows, pg_ddl }
+}
+
+/// Every type pair of the direct path's round trip (tests/types_roundtrip.rs)
+/// through staging: the same Snowflake table is synced directly into one
+/// database and through S3 into another; every value reads back identically,
+/// both runs reconcile clean against Snowflake, and their target checksums
+/// are equal.
+#[tokio::test]
+async fn every_direct_round_trip_type_round_trips_through_staging_with_identical_checksums() {
+    let TypesTable { sf_db, pairs, columns, rows, pg_ddl, .. } = round_trip_types_table("SFTYPES").await;
     let mut results = Vec::new();
     for mode in ["direct", "staged"] {
         let pg_db = unique(&format!("types_{mode}"));
@@ -1094,41 +1114,7 @@ async fn a_replace_load_swaps_in_the_hashes_of_the_new_rows_on_both_paths() {
 /// to the direct path's values.
 #[tokio::test]
 async fn staged_and_direct_loads_keep_equal_row_hashes_for_every_round_trip_type() {
-    let pairs: Vec<&(&str, &str, &[&str])> = EMULATED.iter().collect();
-    let sf_db = unique("SFTYPESRH").to_uppercase();
-    let sf = fresh_sf(&sf_db).await;
-    let columns: Vec<String> = (0..pairs.len()).map(|i| format!("C{i}")).collect();
-    let ddl: Vec<String> = pairs
-        .iter()
-        .zip(&columns)
-        .map(|((sf_type, _, _), c)| format!("{c} {sf_type}"))
-        .collect();
-    sf.execute(&format!(
-        "CREATE TABLE \"{sf_db}\".\"S\".\"TYPES\" (ID NUMBER(38,0), {})",
-        ddl.join(", ")
-    ))
-    .await
-    .unwrap();
-    let rows = pairs.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0);
-    for row in 0..rows {
-        let values: Vec<&str> = pairs
-            .iter()
-            .map(|(_, _, v)| v.get(row).copied().unwrap_or("NULL"))
-            .collect();
-        sf.execute(&format!(
-            "INSERT INTO \"{sf_db}\".\"S\".\"TYPES\" SELECT {row}, {}",
-            values.join(", ")
-        ))
-        .await
-        .unwrap();
-    }
-    let mut pg_ddl = vec!["\"ID\" int8 PRIMARY KEY".to_string()];
-    pg_ddl.extend(
-        pairs
-            .iter()
-            .zip(&columns)
-            .map(|((_, pg_type, _), c)| format!("\"{c}\" {pg_type}")),
-    );
+    let TypesTable { sf_db, rows, pg_ddl, .. } = round_trip_types_table("SFTYPESRH").await;
     let mut sides = Vec::new();
     for mode in ["direct", "staged"] {
         let pg_db = unique(&format!("typesrh_{mode}"));
