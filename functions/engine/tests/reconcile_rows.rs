@@ -208,9 +208,22 @@ async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
     measures(&sf, &sf_db, "MEASURES", rows, &pg, false).await;
     sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"MEASURES\" SET \"F\" = CAST('NaN' AS FLOAT) WHERE \"ID\" = 7007")).await.unwrap();
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table_entry("MEASURES")], "")));
+    let started = std::time::Instant::now();
     let run = first_run(&config).await;
     run.outcome().expect("clean first run");
     assert_eq!(run.reconcile.as_ref().unwrap().tables[0].source_rows, rows);
+    // Where the time goes (printed, never asserted; docs/reconcile.md §7.1).
+    let phase = |name: &str, details: Option<&reconcile::TableReport>, started: std::time::Instant| match details.and_then(|d| d.coverage.as_ref()) {
+        Some(c) => eprintln!(
+            "{rows} rows, {name}: {:.1} s (first checksum: emulator {:.1} s, PostgreSQL {:.1} s; {} rows transferred)",
+            started.elapsed().as_secs_f64(),
+            c.source_seconds,
+            c.target_seconds,
+            c.rows_transferred
+        ),
+        None => eprintln!("{rows} rows, {name}: {:.1} s", started.elapsed().as_secs_f64()),
+    };
+    phase("copy and reconcile (thaw run)", None, started);
 
     pg.batch_execute(
         "ALTER TABLE public.measures DROP CONSTRAINT measures_pkey; \
@@ -228,8 +241,10 @@ async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
     .unwrap();
     sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"MEASURES\" SET \"AMOUNT\" = 12.34 WHERE \"ID\" = 5005")).await.unwrap();
 
+    let started = std::time::Instant::now();
     let (summary, details) = reconcile::reconcile_run(&config, &RunRequest { run_id: run.plan.run_id }).await.unwrap();
     let t = &summary.tables[0];
+    phase("reconcile with differences (defaults)", details.first(), started);
     assert_eq!(t.status, "mismatch");
     assert_eq!((t.source_rows, t.target_rows), (rows, rows + 1));
     let d = details[0].diff.as_ref().unwrap();
@@ -259,7 +274,9 @@ async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
 
     // Bisection: split by 4 until a range holds at most 200 rows; the same differences, found in small ranges.
     let options = reconcile::ReconcileOptions { factor: 4, leaf_rows: 200, max_leaves: 64, ..Default::default() };
+    let started = std::time::Instant::now();
     let (_, details) = reconcile::reconcile_run_with(&config, &RunRequest { run_id: run.plan.run_id }, options).await.unwrap();
+    phase("reconcile with differences (factor 4, leaves of 200 rows)", details.first(), started);
     let b = details[0].diff.as_ref().unwrap();
     let min_levels = ((rows as f64 / 200.0).ln() / 4f64.ln()).ceil() as u32;
     assert!(b.levels >= min_levels, "{rows} rows / 4^k ≤ 200 needs at least {min_levels} levels, got {}", b.levels);
