@@ -28,8 +28,9 @@
 --
 -- Numbers: the jsonb numeric cast to float8 and printed in the shortest
 -- round-trip digits, which needs extra_float_digits >= 1 (PostgreSQL's default
--- since 12; reconcile sets it), rewritten as d.ddd e N; where PostgreSQL prints
--- 17 digits and 16 parse back to the same double (a tie, see below), the 16.
+-- since 12; reconcile sets it), rewritten as d.ddd e N; for numbers of 1e14 and
+-- above the digits are checked against the exact value, because PostgreSQL
+-- breaks ties differently from Rust and JavaScript (see below).
 -- A number no double holds (1e400) raises PostgreSQL's out-of-range error.
 CREATE SCHEMA IF NOT EXISTS thaw_reconcile;
 
@@ -49,6 +50,11 @@ DECLARE
     shortest text;
     digits text;
     exponent int;
+    exact numeric;
+    unit numeric;
+    unit_exponent int;
+    lower_value numeric;
+    upper_value numeric;
     lower text;
     upper text;
     lower_ok boolean;
@@ -104,29 +110,48 @@ BEGIN
                 exponent := CASE WHEN number >= 1 THEN length(split_part(shortest, '.', 1)) - 1
                                  ELSE length(digits) - length(split_part(shortest, '.', 2)) - 1 END;
             END IF;
-            IF length(digits) = 17 AND exponent BETWEEN 15 AND 307 THEN
-                -- PostgreSQL's shortest digits never end exactly half-way to the next
-                -- double; Rust and JavaScript do when that parses back to the same
-                -- double (ties to even). Such a tie has fewer than 17 digits only for
-                -- integers beyond 2^53, and is one of the two 16-digit neighbours of
-                -- PostgreSQL's 17 (62558504058760576: 6.255850405876058e16, not
-                -- 6.2558504058760576e16); below e308 the upper one cannot overflow.
-                lower := left(digits, 16);
-                upper := CAST(CAST(lower AS int8) + 1 AS text);
-                lower_ok := CAST(lower || 'e' || (exponent - 15) AS float8) = number;
-                upper_ok := CAST(upper || 'e' || (exponent - 15) AS float8) = number;
-                IF lower_ok AND upper_ok THEN
-                    -- Both ties parse back: the fewer digits, else the even last digit.
-                    IF length(rtrim(upper, '0')) < length(rtrim(lower, '0'))
-                       OR (length(rtrim(upper, '0')) = length(rtrim(lower, '0')) AND right(rtrim(upper, '0'), 1) IN ('0', '2', '4', '6', '8')) THEN
-                        lower_ok := false;
-                    END IF;
+            IF exponent BETWEEN 14 AND 18 AND number < 9.2e18 THEN
+                -- Rust and JavaScript print the fewest digits that parse back to the
+                -- same double, a tie exactly half-way to the next double included
+                -- (parsing rounds ties to even), and of two such candidates the
+                -- nearer, on a tie the larger. PostgreSQL's shortest digits never end
+                -- on such a half-way point and break a last-digit tie to the even
+                -- digit. Both differences need a double whose exact decimal has at most
+                -- 18 digits near its 17-digit precision: numbers of 1e14 and above.
+                -- So there, from the exact value (an int8 and a fraction of at most six
+                -- binary digits), try one digit fewer than PostgreSQL's, else as many:
+                -- 62558504058760576 is 6.255850405876058e16 (not ...0576e16),
+                -- 1213547787436797.25 is 1.2135477874367973e15 (not ...972e15).
+                exact := CAST(CAST(trunc(number) AS int8) AS numeric) + CAST(number - trunc(number) AS numeric);
+                FOR attempt IN 1 .. 2 LOOP
+                    -- Candidates are whole multiples of unit = 10^unit_exponent.
+                    unit_exponent := exponent - length(digits) + 3 - attempt;
+                    unit := power(10::numeric, unit_exponent);
+                    lower_value := floor(exact / unit) * unit;
+                    upper_value := lower_value + unit;
+                    lower_ok := (attempt = 2 OR length(digits) > 1) AND CAST(lower_value AS float8) = number;
+                    upper_ok := (attempt = 2 OR length(digits) > 1) AND CAST(upper_value AS float8) = number;
+                    EXIT WHEN lower_ok OR upper_ok;
+                END LOOP;
+                lower := CAST(trim_scale(lower_value / unit) AS text);
+                upper := CAST(trim_scale(upper_value / unit) AS text);
+                IF lower_ok THEN
+                    exponent := length(lower) - 1 + unit_exponent;
+                ELSE
+                    exponent := length(upper) - 1 + unit_exponent;
+                END IF;
+                lower := rtrim(lower, '0');
+                upper := rtrim(upper, '0');
+                IF lower_ok AND upper_ok
+                   AND (length(upper) < length(lower) OR (length(upper) = length(lower) AND upper_value - exact <= exact - lower_value)) THEN
+                    lower_ok := false;
+                    -- upper_value may have carried into one more digit (9.99e16 -> 1e17).
+                    exponent := length(CAST(trim_scale(upper_value / unit) AS text)) - 1 + unit_exponent;
                 END IF;
                 IF lower_ok THEN
-                    digits := rtrim(lower, '0');
+                    digits := lower;
                 ELSIF upper_ok THEN
-                    exponent := exponent + length(upper) - 16;
-                    digits := rtrim(upper, '0');
+                    digits := upper;
                 END IF;
             END IF;
             lines := array_append(lines, child_path || '=' || CASE WHEN CAST(child AS float8) < 0 THEN '-' ELSE '' END || left(digits, 1)
