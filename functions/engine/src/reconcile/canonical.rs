@@ -50,6 +50,9 @@
 //!   beyond 17 significant digits compare rounded); JSON numbers outside the
 //!   double range fail the table in PostgreSQL; object keys outside the
 //!   Basic Multilingual Plane sort by code point in all three implementations;
+//! * FLOAT columns of 1e14 and above whose shortest digits are a tie
+//!   (docs/reconcile.md §3.3) render differently in [`postgres_float`] than in
+//!   Rust; the JSON function corrects this for JSON numbers below 9.2e18;
 //! * text sources into an unconstrained `numeric` compare at scale 0;
 //! * on the emulator only, TIMESTAMP_TZ into `date` compares the date:
 //!   fakesnow keeps TIMESTAMP_TZ in UTC without its offset, so local
@@ -150,11 +153,10 @@ pub fn canonical_json(v: &Value) -> String {
         match v {
             Value::Null => out.push(format!("{path}=null")),
             Value::Bool(b) => out.push(format!("{path}={b}")),
-            Value::Number(n) => match n.as_f64().unwrap_or(f64::NAN) {
-                // `-0` in JSON is 0 in `jsonb` (numeric has no negative zero).
-                x if x == 0.0 => out.push(format!("{path}=0")),
-                x => out.push(format!("{path}={}", canonical_float(x))),
-            },
+            Value::Number(n) => {
+                // `-0` in JSON is 0 in `jsonb` (numeric has no negative zero): `+ 0.0` makes it 0.
+                out.push(format!("{path}={}", canonical_float(n.as_f64().unwrap_or(f64::NAN) + 0.0)))
+            }
             Value::String(s) => out.push(format!("{path}={}", Value::String(s.clone()))),
             Value::Array(a) if a.is_empty() => out.push(format!("{path}=[]")),
             Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| walk(format!("{path}[{i}]"), x, out)),
@@ -337,8 +339,9 @@ pub const POSTGRES_JSON_FUNCTION: &str = "thaw_reconcile.canonical_json(jsonb)";
 
 /// PostgreSQL SQL rendering [`canonical_json`] of the `jsonb` expression `j`
 /// (NULL for NULL): a call of [`POSTGRES_JSON_FUNCTION`], a PL/pgSQL walk of
-/// the value that costs about a fifth of the recursive CTE it replaces
-/// (docs/benchmarks.md §4). Needs `extra_float_digits >= 1` like
+/// the value (docs/reconcile.md §3.3) costing a quarter (flat documents) to
+/// a half (nested objects with keys out of byte order) of the recursive CTE
+/// it replaced (docs/benchmarks.md §4). Needs `extra_float_digits >= 1` like
 /// [`postgres_float`] and the function in the database (a database migrated
 /// before V22 lacks it: [`postgres_json_missing`]).
 pub fn postgres_json(j: &str) -> String {
