@@ -567,6 +567,7 @@ mod tests {
         }
         assert!(functions[0].contains("return fl(F);"));
         assert!(functions[1].contains("walk('$', V, out); out.sort(cmp)"));
+        assert!(functions[1].contains("fl(v === 0 ? 0 : v)"), "a JSON -0 renders as 0, as in Rust and jsonb");
     }
 
     #[test]
