@@ -269,6 +269,10 @@ def main_phase(args: argparse.Namespace) -> int:
         except RuntimeError as e:
             raise BenchFailure(str(e)) from e
 
+        log("canonical JSON benchmark: PL/pgSQL function vs recursive CTE (tests/bench/canonical_json.py)")
+        import canonical_json  # tests/bench/canonical_json.py
+        json_metrics, json_checks, json_details = canonical_json.run(logs)
+
         log("encoder benchmark: thaw's COPY encoder vs pgpq (tests/bench/encode_compare.py)")
         import encode_compare  # tests/bench/encode_compare.py
         encode_metrics, encode_checks, encode_details = encode_compare.run(logs)
@@ -307,7 +311,7 @@ def main_phase(args: argparse.Namespace) -> int:
         ("conflicts --full visits/s", rate(c["visits"], c["thaw_seconds"]), rate(c["visits"], c["self_join_seconds"])),
         ("conflicts state-scale first run visits/s", rate(state["visits"], state["thaw_seconds"]), rate(state["visits"], state["self_join_seconds"])),
         *staged.metrics(sys.modules[__name__], staged_result),
-    ] + baselines["metrics"] + reconcile_metrics + encode_metrics
+    ] + baselines["metrics"] + reconcile_metrics + json_metrics + encode_metrics
     checks = {
         "sync targets identical (inline)": targets["identical"],
         "sync targets identical (chunked)": chunked["targets"]["identical"],
@@ -315,6 +319,7 @@ def main_phase(args: argparse.Namespace) -> int:
         "conflict pairs agree with the self-join": c["agree"],
         **baselines["checks"],
         **reconcile_checks,
+        **json_checks,
         **encode_checks,
         "state-scale conflict pairs agree with the self-join": state["agree"],
         "staged, minimal-loader and direct targets identical": staged_result["identical"],
@@ -364,7 +369,7 @@ def main_phase(args: argparse.Namespace) -> int:
         "details": {"seed_seconds": round(seed_seconds, 2), "sync_thaw": t, "sync_legacy": lg, "sync_targets": targets,
                     "sync_thaw_chunked": ct, "sync_legacy_chunked": cl, "sync_targets_chunked": chunked["targets"],
                     "conflicts": c, "sync_baselines": baselines["details"],
-                    "reconcile": reconcile_details, "conflicts_state_scale": state, "encode_compare": encode_details},
+                    "reconcile": reconcile_details, "canonical_json": json_details, "conflicts_state_scale": state, "encode_compare": encode_details},
     }, indent=2))
     print(f"written to {out_path}")
     return 0 if all(checks.values()) else 1

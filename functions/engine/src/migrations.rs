@@ -21,6 +21,8 @@
 //!   (rows waiting for a group id, `ConVisitID`).
 //! * `V21__row_hashes.sql`: the row-hash side tables' schema and registry
 //!   (docs/reconcile.md §4.2).
+//! * `V22__canonical_json.sql`: `thaw_reconcile.canonical_json`, PostgreSQL's
+//!   canonical JSON form for reconcile (docs/reconcile.md §3.3).
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

@@ -164,6 +164,44 @@ async fn json_key_order_and_number_spelling_are_not_differences() {
     assert_eq!(changed, [("1".to_string(), Some("$=null".to_string())), ("2".to_string(), None), ("3".to_string(), Some("$=\"\"".to_string()))]);
 }
 
+/// A database migrated by a thaw older than migration V22 lacks the function
+/// PostgreSQL's canonical JSON form calls (`thaw_reconcile.canonical_json`,
+/// docs/reconcile.md §3): the table with a JSON column gets status `error`
+/// saying what is missing, where, and to run `thaw migrate`; the table
+/// without one is still reconciled; after migrating, the same reconcile is clean.
+#[tokio::test]
+async fn json_tables_of_a_database_without_the_canonical_json_function_fail_clearly_until_migrated() {
+    let (sf_db, pg_db) = (unique("SFMIG").to_uppercase(), unique("mig"));
+    let sf = fresh_sf(&sf_db).await;
+    let mut pg = fresh_pg(&pg_db).await;
+    measures(&sf, &sf_db, "MEASURES", 300, &pg, false).await;
+    sf.execute(&format!("CREATE OR REPLACE TABLE \"{sf_db}\".\"S\".\"PLAIN\" (\"ID\" NUMBER(38,0), \"NOTE\" VARCHAR(50))")).await.unwrap();
+    sf.execute(&format!("INSERT INTO \"{sf_db}\".\"S\".\"PLAIN\" SELECT SEQ4() + 1, 'note ' || SEQ4() FROM TABLE(GENERATOR(ROWCOUNT => 200))")).await.unwrap();
+    pg.batch_execute("CREATE TABLE public.plain (\"ID\" int8 PRIMARY KEY, \"NOTE\" varchar(50))").await.unwrap();
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table_entry("MEASURES"), &table_entry("PLAIN")], "")));
+    let run = first_run(&config).await;
+    run.outcome().expect("clean first run");
+
+    // What a database migrated before V22 looks like: no function, no record of V22.
+    pg.batch_execute("DROP SCHEMA thaw_reconcile CASCADE; DELETE FROM refinery_schema_history WHERE version = 22").await.unwrap();
+    let request = RunRequest { run_id: run.plan.run_id };
+    let (summary, _) = reconcile::reconcile_run(&config, &request).await.expect("a table's failure is not the step's");
+    let (json, plain) = (&summary.tables[0], &summary.tables[1]);
+    assert_eq!((json.target.as_str(), json.status.as_str(), json.error_kind.as_deref()), ("public.measures", "error", Some("SchemaMismatch")));
+    let message = json.error.as_deref().unwrap();
+    for part in ["thaw_reconcile.canonical_json(jsonb)", &format!("database {pg_db}"), "V22__canonical_json", "run `thaw migrate`"] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    assert_eq!((plain.target.as_str(), plain.status.as_str()), ("public.plain", "ok"), "the table without JSON is reconciled");
+    assert_eq!(reconcile::require_match(&summary).unwrap_err().kind.exit_code(), 2, "the database needs the operator, not a retry");
+
+    let applied = thaw_engine::migrations::migrate(&mut pg).await.unwrap();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert!(applied[0].contains("canonical_json"), "{applied:?}");
+    let (summary, _) = reconcile::reconcile_run(&config, &request).await.unwrap();
+    assert_eq!(summary.tables.iter().map(|t| t.status.as_str()).collect::<Vec<_>>(), ["ok", "ok"], "{summary:?}");
+}
+
 #[tokio::test]
 async fn timestamp_copied_into_a_date_column_is_a_mismatch() {
     // thaw refuses to drop a time of day on copy (docs/sync.md §5.2) unless the column is
@@ -208,9 +246,22 @@ async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
     measures(&sf, &sf_db, "MEASURES", rows, &pg, false).await;
     sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"MEASURES\" SET \"F\" = CAST('NaN' AS FLOAT) WHERE \"ID\" = 7007")).await.unwrap();
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table_entry("MEASURES")], "")));
+    let started = std::time::Instant::now();
     let run = first_run(&config).await;
     run.outcome().expect("clean first run");
     assert_eq!(run.reconcile.as_ref().unwrap().tables[0].source_rows, rows);
+    // Where the time goes (printed, never asserted; docs/reconcile.md §7.1).
+    let phase = |name: &str, details: Option<&reconcile::TableReport>, started: std::time::Instant| match details.and_then(|d| d.coverage.as_ref()) {
+        Some(c) => eprintln!(
+            "{rows} rows, {name}: {:.1} s (first checksum: emulator {:.1} s, PostgreSQL {:.1} s; {} rows transferred)",
+            started.elapsed().as_secs_f64(),
+            c.source_seconds,
+            c.target_seconds,
+            c.rows_transferred
+        ),
+        None => eprintln!("{rows} rows, {name}: {:.1} s", started.elapsed().as_secs_f64()),
+    };
+    phase("copy and reconcile (thaw run)", None, started);
 
     pg.batch_execute(
         "ALTER TABLE public.measures DROP CONSTRAINT measures_pkey; \
@@ -228,8 +279,10 @@ async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
     .unwrap();
     sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"MEASURES\" SET \"AMOUNT\" = 12.34 WHERE \"ID\" = 5005")).await.unwrap();
 
+    let started = std::time::Instant::now();
     let (summary, details) = reconcile::reconcile_run(&config, &RunRequest { run_id: run.plan.run_id }).await.unwrap();
     let t = &summary.tables[0];
+    phase("reconcile with differences (defaults)", details.first(), started);
     assert_eq!(t.status, "mismatch");
     assert_eq!((t.source_rows, t.target_rows), (rows, rows + 1));
     let d = details[0].diff.as_ref().unwrap();
@@ -259,7 +312,9 @@ async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
 
     // Bisection: split by 4 until a range holds at most 200 rows; the same differences, found in small ranges.
     let options = reconcile::ReconcileOptions { factor: 4, leaf_rows: 200, max_leaves: 64, ..Default::default() };
+    let started = std::time::Instant::now();
     let (_, details) = reconcile::reconcile_run_with(&config, &RunRequest { run_id: run.plan.run_id }, options).await.unwrap();
+    phase("reconcile with differences (factor 4, leaves of 200 rows)", details.first(), started);
     let b = details[0].diff.as_ref().unwrap();
     let min_levels = ((rows as f64 / 200.0).ln() / 4f64.ln()).ceil() as u32;
     assert!(b.levels >= min_levels, "{rows} rows / 4^k ≤ 200 needs at least {min_levels} levels, got {}", b.levels);

@@ -487,6 +487,14 @@ async fn texts_on_both_sides(name: &str, pairs: &[(&str, &str, &[&str])], via_en
     (s.emulator, s.postgres, s.targets)
 }
 
+/// A fresh database with thaw's migrations (the canonical JSON form is the
+/// function of migration V22, docs/reconcile.md §3), in UTC.
+async fn migrated_postgres(name: &str) -> Client {
+    let client = thaw_test_support::fresh_pg(&thaw_test_support::unique(&format!("types_{name}"))).await;
+    client.batch_execute("SET TimeZone = 'UTC'; SET extra_float_digits = 1").await.unwrap();
+    client
+}
+
 /// What [`sides`] finds for one table, row by row (ordered by `ID`).
 struct Sides {
     /// Canonical texts on the emulator side (reconcile's emulator path).
@@ -503,7 +511,7 @@ struct Sides {
 }
 
 async fn sides(name: &str, pairs: &[(&str, &str, &[&str])], via_encoder: bool) -> Sides {
-    let pg = postgres().await;
+    let pg = migrated_postgres(name).await;
     let sf_settings = thaw_test_support::snowflake();
     let sf = source::connect(&sf_settings, None, None).await.expect("login to the emulator");
     sf.execute("CREATE DATABASE IF NOT EXISTS THAW_TYPES").await.unwrap();
@@ -721,4 +729,168 @@ fn is_covered(covered: &[(LogicalType, sink::PgType)], logical: LogicalType, tar
 /// The name a coverage failure shows for `logical`.
 fn semi_name(logical: LogicalType) -> String {
     if logical == LogicalType::Variant { "VARIANT/OBJECT/ARRAY".into() } else { logical.to_string() }
+}
+
+/// PostgreSQL's canonical JSON texts ([`canonical::postgres_json`]) of JSON
+/// documents given as text (`None`: SQL NULL), in order.
+async fn postgres_canonical_json(pg: &Client, documents: &[Option<String>]) -> Vec<Option<String>> {
+    let sql = format!(
+        "SELECT {} FROM unnest(CAST($1 AS text[])) WITH ORDINALITY AS documents(document, position) ORDER BY position",
+        canonical::postgres_json("CAST(document AS JSONB)")
+    );
+    pg.query(&sql, &[&documents]).await.unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// Rust's canonical JSON text of a document (the emulator path, and the
+/// rules the Snowflake-side JavaScript follows).
+fn rust_canonical_json(document: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(document).unwrap_or_else(|e| panic!("{document}: {e}"));
+    canonical::canonical_json(&value)
+}
+
+/// The documents whose PostgreSQL and Rust texts differ, described.
+async fn json_differences(pg: &Client, documents: &[String]) -> Vec<String> {
+    let texts = postgres_canonical_json(pg, &documents.iter().cloned().map(Some).collect::<Vec<_>>()).await;
+    documents
+        .iter()
+        .zip(texts)
+        .filter_map(|(d, p)| {
+            let r = rust_canonical_json(d);
+            (p.as_deref() != Some(r.as_str())).then(|| format!("{d}\n  rust     {r}\n  postgres {p:?}"))
+        })
+        .collect()
+}
+
+/// The canonical JSON form (docs/reconcile.md §3) is byte-identical in
+/// PostgreSQL (`thaw_reconcile.canonical_json`, migration V22) and Rust for
+/// documents chosen to stress it: nesting, empty containers at every depth,
+/// key order (keys of different lengths, which `jsonb` stores shorter
+/// first), escaped and non-BMP keys, arrays longer than 10, number spellings
+/// and edges, strings that look like numbers, and JSON null vs "" vs SQL NULL.
+#[tokio::test]
+async fn canonical_json_is_the_same_in_postgres_and_rust_for_stressed_documents() {
+    let pg = migrated_postgres("json").await;
+    let documents: Vec<String> = [
+        r#"{"b": {"y": [1, {"z": []}], "x": {}}, "a": [[], {}, [[]], [{}]]}"#,
+        r#"{}"#,
+        r#"[]"#,
+        r#"[{}]"#,
+        r#"[[[[]]]]"#,
+        r#"{"a": {"b": {"c": {}}}}"#,
+        r#"{"zip": 1, "city": 2, "b": 3, "a": 4, "aa": 5, "ab!": 6, "ab": 7, "ab ": 8, "": 9}"#,
+        r#"{"q\"uote": 1, "back\\slash": 2, "nl\n": 3, "tab\t": 4, "ctl\u0001": 5, "us\u001f": 6, "del\u007f": 7, "é": 8, "中": 9, "😀": 10, "\ud83d\ude00x": 11, "\uffff": 12, "\u00e9": 13, "sl\/ash": 14}"#,
+        r#"["q\"uote", "back\\slash", "nl\n", "\b\f\r", "😀", "\ud83d\ude00", "\uffff", "\/"]"#,
+        r#"[1e-7, 0.0000001, 2.50, 2.5, -0, -0.0, 0, 0e10, 1e308, -1e308, 1.7976931348623157e308, 2.2250738585072014e-308, 5e-324]"#,
+        r#"[9007199254740993, 18446744073709551615, 18446744073709551616, 123456789012345678901234567890, -9223372036854775809, 62558504058760576, -71640132426411264, 99999999999999999, 5772551892582719500, 1213547787436797.25, 123456789012345.6]"#,
+        r#"[0.1, 0.30000000000000004, 1E+2, 1e2, 100, 12345678901234567890e-10, -5, 1.5e300, 123.456, 0.00123, 1e15, 1e14, 1e-4, 1e-5]"#,
+        r#"["1", "1e-7", "2.50", "-0", "null", "true", "", " "]"#,
+        r#"[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, [12], {"13": 13}]"#,
+        r#"{"k": 42, "a": [1, 2.5, "x"], "tiny": 1e-7}"#,
+        r#"{"a": {"a": {"a": [{"b": null, "a": true}, false]}}}"#,
+        "null",
+        r#""""#,
+        r#""null""#,
+        "true",
+        "0",
+        "-0",
+        "1e-7",
+        r#""x""#,
+    ]
+    .iter()
+    .map(|d| d.to_string())
+    .chain([format!("{}1{}", "[".repeat(100), "]".repeat(100)), format!("{}{{}}{}", r#"{"a": ["#.repeat(60), "]}".repeat(60))])
+    .collect();
+    let differences = json_differences(&pg, &documents).await;
+    assert!(differences.is_empty(), "canonical JSON texts differ:\n{}", differences.join("\n"));
+
+    // The documented forms (docs/reconcile.md §3), and NULL vs null vs "".
+    let all: Vec<Option<String>> = ["null", r#""""#, r#"[-0, 1E+2, 2.50, 1e-7, 62558504058760576, 1213547787436797.25]"#, r#"{"b": 1, "aa": {}}"#].iter().map(|d| Some(d.to_string())).chain([None]).collect();
+    let texts = postgres_canonical_json(&pg, &all).await;
+    assert_eq!(
+        texts,
+        [
+            Some("$=null".to_string()),
+            Some(r#"$="""#.to_string()),
+            // As Rust and JavaScript print them, not as PostgreSQL's float8 text does:
+            // 16 digits on the half-way point to the next double (not 6.2558504058760576e16),
+            // and of two equally near 17-digit forms the larger (not 1.2135477874367972e15).
+            Some("$[0]=0,$[1]=1e2,$[2]=2.5e0,$[3]=1e-7,$[4]=6.255850405876058e16,$[5]=1.2135477874367973e15".to_string()),
+            Some(r#"$."aa"={},$."b"=1e0"#.to_string()),
+            None
+        ]
+    );
+}
+
+/// A JSON string literal over characters that stress escaping and ordering
+/// (quotes, backslashes, control characters, DEL, accents, BMP edges,
+/// non-BMP), each written raw or as a `\u` escape (surrogate pairs beyond
+/// the BMP).
+fn json_string() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let chars = prop::sample::select(vec!['a', 'b', 'z', 'A', '0', '1', ' ', '!', '"', '\\', '/', '\n', '\t', '\u{1}', '\u{1f}', '\u{7f}', 'é', '中', '\u{ffff}', '😀', '𝄞']);
+    prop::collection::vec((chars, any::<bool>()), 0..5).prop_map(|cs| {
+        let mut out = String::from("\"");
+        for (c, escaped) in cs {
+            if escaped {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            } else {
+                // serde_json's own escaping for the characters JSON requires escaped.
+                let quoted = serde_json::Value::String(c.to_string()).to_string();
+                out.push_str(&quoted[1..quoted.len() - 1]);
+            }
+        }
+        out.push('"');
+        out
+    })
+}
+
+/// A JSON number in one of many spellings: integers of any width (beyond
+/// 2^53 and 2^64 too), doubles in Rust's shortest plain and scientific
+/// forms (upper- and lower-case exponent), decimals with trailing zeros,
+/// and the edges (-0, the largest, the smallest normal and subnormal).
+fn json_number() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let finite = any::<f64>().prop_filter("finite, at most 1e-300 from zero only when zero", |x| x.is_finite() && (*x == 0.0 || x.abs() > 1e-300));
+    prop_oneof![
+        any::<i64>().prop_map(|i| i.to_string()),
+        any::<u64>().prop_map(|i| i.to_string()),
+        "-?[1-9][0-9]{15,30}",
+        finite.clone().prop_map(|x| format!("{x:e}")),
+        finite.clone().prop_map(|x| format!("{x:E}")),
+        finite.prop_map(|x| format!("{x}")),
+        (any::<bool>(), 0u64..100_000, "[0-9]{1,6}").prop_map(|(negative, whole, fraction)| format!("{}{whole}.{fraction}", if negative { "-" } else { "" })),
+        prop::sample::select(vec!["0", "-0", "-0.0", "0e5", "1e308", "-1e308", "1.7976931348623157e308", "2.2250738585072014e-308", "5e-324", "4.9e-324", "1e-7", "2.50", "0.1", "0.30000000000000004", "9007199254740993", "1E+2", "1e+2"]).prop_map(String::from),
+    ]
+}
+
+/// A JSON document (as text) of at most 4 levels of arrays and objects
+/// (arrays up to 12 elements, objects up to 6 members, duplicate keys
+/// possible) over null, booleans, [`json_number`] and [`json_string`].
+fn json_document() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![Just("null".to_string()), Just("true".to_string()), Just("false".to_string()), json_number(), json_string()];
+    leaf.prop_recursive(4, 64, 12, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..13).prop_map(|v| format!("[{}]", v.join(", "))),
+            prop::collection::vec((json_string(), inner), 0..7)
+                .prop_map(|m| format!("{{{}}}", m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))),
+        ]
+    })
+}
+
+/// Property: for generated documents (fixed seed, so a failure reproduces),
+/// PostgreSQL's canonical JSON text equals Rust's byte for byte.
+#[tokio::test]
+async fn canonical_json_is_the_same_in_postgres_and_rust_for_generated_documents() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let pg = migrated_postgres("jsonprop").await;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = json_document();
+    let documents: Vec<String> = (0..10_000).map(|_| strategy.new_tree(&mut runner).unwrap().current()).collect();
+    assert!(documents.iter().filter(|d| d.starts_with('{') && d.len() > 40).count() > 1000, "the generator makes sizeable objects");
+    let differences = json_differences(&pg, &documents).await;
+    assert!(differences.is_empty(), "{} of {} generated documents differ:\n{}", differences.len(), documents.len(), differences[..differences.len().min(8)].join("\n"));
 }

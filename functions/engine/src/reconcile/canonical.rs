@@ -21,9 +21,10 @@
 //!
 //! ## Where each form is computed
 //!
-//! * **PostgreSQL**: always in SQL ([`postgres_expr`]); JSON by a recursive
-//!   CTE over `jsonb_each`/`jsonb_array_elements`, floats from the shortest
-//!   round-trip text of `float8` (`extra_float_digits = 1`).
+//! * **PostgreSQL**: always in SQL ([`postgres_expr`]); JSON by the PL/pgSQL
+//!   function `thaw_reconcile.canonical_json` of migration V22
+//!   ([`postgres_json`]), floats from the shortest round-trip text of `float8`
+//!   (`extra_float_digits = 1`).
 //! * **Snowflake**: in SQL ([`snowflake_expr`]); floats and JSON call two
 //!   session-temporary JavaScript functions ([`SNOWFLAKE_FUNCTIONS`]:
 //!   `THAW_CANON_FLOAT`, `THAW_CANON_JSON`) created by reconcile before its
@@ -49,6 +50,9 @@
 //!   beyond 17 significant digits compare rounded); JSON numbers outside the
 //!   double range fail the table in PostgreSQL; object keys outside the
 //!   Basic Multilingual Plane sort by code point in all three implementations;
+//! * FLOAT columns of 1e14 and above whose shortest digits are a tie
+//!   (docs/reconcile.md §3.3) render differently in [`postgres_float`] than in
+//!   Rust; the JSON function corrects this for JSON numbers below 9.2e18;
 //! * text sources into an unconstrained `numeric` compare at scale 0;
 //! * on the emulator only, TIMESTAMP_TZ into `date` compares the date:
 //!   fakesnow keeps TIMESTAMP_TZ in UTC without its offset, so local
@@ -78,7 +82,7 @@ function walk(p, v, out) {
   if (v === null || v === undefined) { out.push(p + '=null'); }
   else if (Array.isArray(v)) { if (v.length === 0) out.push(p + '=[]'); for (var i = 0; i < v.length; i++) walk(p + '[' + i + ']', v[i], out); }
   else if (typeof v === 'object') { var ks = Object.keys(v); if (ks.length === 0) out.push(p + '={}'); for (var k = 0; k < ks.length; k++) walk(p + '.' + JSON.stringify(ks[k]), v[ks[k]], out); }
-  else if (typeof v === 'number') { out.push(p + '=' + fl(v)); }
+  else if (typeof v === 'number') { out.push(p + '=' + fl(v === 0 ? 0 : v)); }
   else if (typeof v === 'boolean') { out.push(p + '=' + (v ? 'true' : 'false')); }
   else { out.push(p + '=' + JSON.stringify(String(v))); }
 }"#;
@@ -139,7 +143,8 @@ pub fn canonical_float(x: f64) -> String {
 /// sorted by code point and joined by `,`. Paths start at `$`; object
 /// members add `.` and the key as a JSON string, array elements `[index]`.
 /// Leaves: strings as JSON strings, numbers by [`canonical_float`] of their
-/// double value, `true`/`false`/`null`, and `{}`/`[]` for empty containers.
+/// double value (a zero as `0`: `jsonb` holds no `-0`), `true`/`false`/`null`,
+/// and `{}`/`[]` for empty containers.
 /// So key order and number spelling (`1e-7` vs `0.0000001`, `2.50` vs `2.5`)
 /// do not matter; a JSON `null` (`$=null`) differs from SQL NULL and `""`
 /// (`$=""`) from both.
@@ -148,7 +153,10 @@ pub fn canonical_json(v: &Value) -> String {
         match v {
             Value::Null => out.push(format!("{path}=null")),
             Value::Bool(b) => out.push(format!("{path}={b}")),
-            Value::Number(n) => out.push(format!("{path}={}", canonical_float(n.as_f64().unwrap_or(f64::NAN)))),
+            Value::Number(n) => {
+                // `-0` in JSON is 0 in `jsonb` (numeric has no negative zero): `+ 0.0` makes it 0.
+                out.push(format!("{path}={}", canonical_float(n.as_f64().unwrap_or(f64::NAN) + 0.0)))
+            }
             Value::String(s) => out.push(format!("{path}={}", Value::String(s.clone()))),
             Value::Array(a) if a.is_empty() => out.push(format!("{path}=[]")),
             Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| walk(format!("{path}[{i}]"), x, out)),
@@ -325,21 +333,35 @@ pub fn postgres_float(x: &str) -> String {
     )
 }
 
-/// PostgreSQL SQL rendering [`canonical_json`] of the `jsonb` expression `j`,
-/// by a recursive CTE over the value's members and elements.
+/// The PostgreSQL function computing [`canonical_json`] (`jsonb` → `text`),
+/// created by migration `V22__canonical_json.sql` (docs/reconcile.md §3).
+pub const POSTGRES_JSON_FUNCTION: &str = "thaw_reconcile.canonical_json(jsonb)";
+
+/// PostgreSQL SQL rendering [`canonical_json`] of the `jsonb` expression `j`
+/// (NULL for NULL): a call of [`POSTGRES_JSON_FUNCTION`], a PL/pgSQL walk of
+/// the value (docs/reconcile.md §3.3) costing a quarter (flat documents) to
+/// a half (nested objects with keys out of byte order) of the recursive CTE
+/// it replaced (docs/benchmarks.md §4). Needs `extra_float_digits >= 1` like
+/// [`postgres_float`] and the function in the database (a database migrated
+/// before V22 lacks it: [`postgres_json_missing`]).
 pub fn postgres_json(j: &str) -> String {
-    let leaf = format!(
-        "CASE jsonb_typeof(v) WHEN 'number' THEN {} WHEN 'object' THEN '{{}}' WHEN 'array' THEN '[]' ELSE CAST(v AS TEXT) END",
-        postgres_float("CAST(v #>> '{}' AS FLOAT8)")
-    );
-    format!(
-        "(WITH RECURSIVE n(p, v) AS (SELECT CAST('$' AS TEXT), {j} \
-         UNION ALL SELECT n.p || ch.s, ch.x FROM n CROSS JOIN LATERAL ( \
-           SELECT '.' || CAST(to_jsonb(k) AS TEXT), x FROM jsonb_each(CASE WHEN jsonb_typeof(n.v) = 'object' THEN n.v ELSE CAST('{{}}' AS JSONB) END) e(k, x) \
-           UNION ALL SELECT '[' || CAST(i - 1 AS TEXT) || ']', x FROM jsonb_array_elements(CASE WHEN jsonb_typeof(n.v) = 'array' THEN n.v ELSE CAST('[]' AS JSONB) END) WITH ORDINALITY a(x, i) \
-         ) ch(s, x)) \
-         SELECT string_agg(l, ',' ORDER BY l COLLATE \"C\") FROM (SELECT p || '=' || {leaf} AS l FROM n \
-           WHERE jsonb_typeof(v) NOT IN ('object', 'array') OR v = CAST('{{}}' AS JSONB) OR v = CAST('[]' AS JSONB)) leaves)"
+    format!("thaw_reconcile.canonical_json({j})")
+}
+
+/// SQL returning one row with `true` when the database lacks
+/// [`POSTGRES_JSON_FUNCTION`].
+pub const POSTGRES_JSON_FUNCTION_MISSING_SQL: &str = "SELECT to_regprocedure('thaw_reconcile.canonical_json(jsonb)') IS NULL";
+
+/// The error of a table with JSON columns reconciled against a database
+/// that lacks [`POSTGRES_JSON_FUNCTION`] (migrated by a thaw older than
+/// migration V22): what is missing, where, and what to do.
+pub fn postgres_json_missing(database: &str) -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::ErrorKind::SchemaMismatch,
+        format!(
+            "the PostgreSQL function {POSTGRES_JSON_FUNCTION} that reconcile uses for json/jsonb columns is missing from database {database} \
+             (its schema predates migration V22__canonical_json): run `thaw migrate` (or deploy, which runs schema-migrate), then reconcile again"
+        ),
     )
 }
 
@@ -511,6 +533,18 @@ mod tests {
         assert_eq!(j(r#""""#), r#"$="""#);
         assert_eq!(j(r#"{"x": {}, "y": [], "z": "a\nb"}"#), r#"$."x"={},$."y"=[],$."z"="a\nb""#);
         assert_ne!(j("[1, 2]"), j("[2, 1]"), "array order matters");
+        assert_eq!(j("[-0, -0.0, 0e5]"), "$[0]=0,$[1]=0,$[2]=0", "jsonb holds no -0");
+        assert_eq!(j(r#"{"b": 1, "a": [], "a\"": {}}"#), r#"$."a"=[],$."a\""={},$."b"=1e0"#);
+    }
+
+    #[test]
+    fn postgres_json_calls_the_migrated_function() {
+        let v = source("V", "VARIANT", None);
+        assert_eq!(postgres_expr(&v, &target("v", PgType::Jsonb, None)), r#"thaw_reconcile.canonical_json(CAST("v" AS JSONB))"#);
+        assert!(POSTGRES_JSON_FUNCTION_MISSING_SQL.contains(POSTGRES_JSON_FUNCTION));
+        let e = postgres_json_missing("analytics");
+        assert_eq!(e.kind, crate::error::ErrorKind::SchemaMismatch);
+        assert!(e.message.contains("database analytics") && e.message.contains("run `thaw migrate`"), "{e}");
     }
 
     #[test]
@@ -533,6 +567,7 @@ mod tests {
         }
         assert!(functions[0].contains("return fl(F);"));
         assert!(functions[1].contains("walk('$', V, out); out.sort(cmp)"));
+        assert!(functions[1].contains("fl(v === 0 ? 0 : v)"), "a JSON -0 renders as 0, as in Rust and jsonb");
     }
 
     #[test]

@@ -251,6 +251,9 @@ struct Session {
     engine: SourceEngine,
     /// Why the JavaScript functions could not be created (real Snowflake only).
     functions_error: Option<Error>,
+    /// Why PostgreSQL cannot compute the canonical JSON form (its function
+    /// is missing: [`canonical::postgres_json_missing`]); set per run.
+    postgres_json_error: Option<Error>,
 }
 
 async fn open_session(config: &Config, database: &str, schema: &str) -> Result<Session> {
@@ -268,7 +271,7 @@ async fn open_session(config: &Config, database: &str, schema: &str) -> Result<S
             }
         }
     }
-    Ok(Session { sf, engine, functions_error })
+    Ok(Session { sf, engine, functions_error, postgres_json_error: None })
 }
 
 /// Reconcile every table of a run (the `reconcile` step). Each table gets its
@@ -290,6 +293,12 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
     // estimate triggers a JIT compile that takes longer than the query itself
     // (about 1.2 s per bisection query on a 20 000-row table).
     pg.batch_execute("SET extra_float_digits = 1; SET jit = off").await.map_err(|e| from_postgres(e, "setting extra_float_digits and jit"))?;
+    // JSON columns need migration V22's function in this database (docs/reconcile.md §3).
+    let postgres_json_error = match pg.query_one(canonical::POSTGRES_JSON_FUNCTION_MISSING_SQL, &[]).await {
+        Ok(row) if row.get::<_, bool>(0) => Some(canonical::postgres_json_missing(config.status_database())),
+        Ok(_) => None,
+        Err(e) => Some(from_postgres(e, format!("looking up the function {}", canonical::POSTGRES_JSON_FUNCTION))),
+    };
     let mut reports = Vec::new();
     let mut sessions: BTreeMap<(String, String), std::result::Result<Session, Error>> = BTreeMap::new();
     for t in PgStatusStore::new(&pg).tables(request.run_id).await? {
@@ -303,7 +312,8 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
         };
         let key = (plan.source_database.clone(), plan.source_schema.clone());
         if !sessions.contains_key(&key) {
-            sessions.insert(key.clone(), open_session(config, &key.0, &key.1).await);
+            let session = open_session(config, &key.0, &key.1).await.map(|s| Session { postgres_json_error: postgres_json_error.clone(), ..s });
+            sessions.insert(key.clone(), session);
         }
         let table_config = config.source(&plan.source_name).ok().and_then(|s| s.tables.iter().find(|x| x.source == plan.source_table));
         let propagate = table_config.is_some_and(|x| x.propagate_deletes);
@@ -543,6 +553,9 @@ async fn reconcile_table_in(
 ) -> Result<TableReport> {
     let q = TableQueries::new(plan, session.engine, date_only);
     if let (true, Some(e)) = (q.needs_functions(), &session.functions_error) {
+        return Err(e.clone());
+    }
+    if let (true, Some(e)) = (q.has_json(), &session.postgres_json_error) {
         return Err(e.clone());
     }
     reconcile_queries(&session.sf, pg, &q, plan, propagate_deletes, options, scope).await
@@ -870,6 +883,12 @@ impl TableQueries {
     /// Whether the Snowflake SQL calls the JavaScript functions.
     fn needs_functions(&self) -> bool {
         self.engine == SourceEngine::Snowflake && self.columns.iter().any(|c| !matches!(c.emulator, EmulatorPart::Sql(_)))
+    }
+
+    /// Whether a column is compared in the canonical JSON form, which
+    /// PostgreSQL computes with [`canonical::POSTGRES_JSON_FUNCTION`].
+    fn has_json(&self) -> bool {
+        self.columns.iter().any(|c| matches!(c.emulator, EmulatorPart::Json(_)))
     }
 
     /// Whether the Snowflake side is streamed and finished in Rust.
