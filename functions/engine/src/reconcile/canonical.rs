@@ -50,9 +50,9 @@
 //!   beyond 17 significant digits compare rounded); JSON numbers outside the
 //!   double range fail the table in PostgreSQL; object keys outside the
 //!   Basic Multilingual Plane sort by code point in all three implementations;
-//! * FLOAT columns of 1e14 and above whose shortest digits are a tie
-//!   (docs/reconcile.md §3.3) render differently in [`postgres_float`] than in
-//!   Rust; the JSON function corrects this for JSON numbers below 9.2e18;
+//! * doubles of 9.2e18 and above whose shortest digits are a tie
+//!   (docs/reconcile.md §3.3) may render differently in PostgreSQL than in
+//!   Rust ([`POSTGRES_FLOAT_FUNCTION`] corrects ties from 1e14 to 9.2e18);
 //! * text sources into an unconstrained `numeric` compare at scale 0;
 //! * on the emulator only, TIMESTAMP_TZ into `date` compares the date:
 //!   fakesnow keeps TIMESTAMP_TZ in UTC without its offset, so local
@@ -313,10 +313,22 @@ fn utc_clock(c: &str, logical: LogicalType) -> String {
     }
 }
 
+/// The PostgreSQL function computing [`canonical_float`] of a `float8`
+/// (ties of 1e14 and above included, docs/reconcile.md §3.3), created by
+/// migration `V22__canonical_json.sql`.
+pub const POSTGRES_FLOAT_FUNCTION: &str = "thaw_reconcile.canonical_float(float8)";
+
+/// [`POSTGRES_FLOAT_FUNCTION`]'s name, to call it.
+const POSTGRES_FLOAT_FUNCTION_NAME: &str = "thaw_reconcile.canonical_float";
+
 /// PostgreSQL SQL rendering [`canonical_float`] of the `float8` expression
-/// `x` (evaluated several times: pass a column or a cheap expression).
-/// Needs `extra_float_digits >= 1` (PostgreSQL's default since 12), which
-/// makes `float8` text the shortest round-trip digits.
+/// `x` (evaluated several times: pass a column or a cheap expression): plain
+/// SQL below 1e14 in magnitude (about 4 µs per value), a call of
+/// [`POSTGRES_FLOAT_FUNCTION`] from 1e14 on, where PostgreSQL's shortest
+/// digits can differ from Rust's on a tie (docs/reconcile.md §3.3). Needs
+/// `extra_float_digits >= 1` (PostgreSQL's default since 12), which makes
+/// `float8` text the shortest round-trip digits, and the function in the
+/// database ([`postgres_functions_missing`]).
 pub fn postgres_float(x: &str) -> String {
     // t: the shortest digits as a plain decimal without sign or trailing zeros;
     // ip/fp: its integer and fraction parts.
@@ -328,6 +340,7 @@ pub fn postgres_float(x: &str) -> String {
         "CASE WHEN {x} IS NULL THEN NULL WHEN {x} = CAST('NaN' AS FLOAT8) THEN 'NaN' \
          WHEN {x} = CAST('Infinity' AS FLOAT8) THEN 'Infinity' WHEN {x} = CAST('-Infinity' AS FLOAT8) THEN '-Infinity' \
          WHEN {x} = 0 THEN CASE WHEN CAST({x} AS TEXT) LIKE '-%' THEN '-0' ELSE '0' END \
+         WHEN ABS({x}) >= 1e14 THEN {POSTGRES_FLOAT_FUNCTION_NAME}({x}) \
          ELSE (SELECT CASE WHEN {x} < 0 THEN '-' ELSE '' END || LEFT(d, 1) || CASE WHEN LENGTH(d) > 1 THEN '.' || SUBSTR(d, 2) ELSE '' END || 'e' || CAST(e AS TEXT) \
                FROM (SELECT {digits} AS d, {exponent} AS e FROM (SELECT {t} AS t) t0) t1) END"
     )
@@ -343,23 +356,25 @@ pub const POSTGRES_JSON_FUNCTION: &str = "thaw_reconcile.canonical_json(jsonb)";
 /// a half (nested objects with keys out of byte order) of the recursive CTE
 /// it replaced (docs/benchmarks.md §4). Needs `extra_float_digits >= 1` like
 /// [`postgres_float`] and the function in the database (a database migrated
-/// before V22 lacks it: [`postgres_json_missing`]).
+/// before V22 lacks it: [`postgres_functions_missing`]).
 pub fn postgres_json(j: &str) -> String {
     format!("thaw_reconcile.canonical_json({j})")
 }
 
 /// SQL returning one row with `true` when the database lacks
-/// [`POSTGRES_JSON_FUNCTION`].
-pub const POSTGRES_JSON_FUNCTION_MISSING_SQL: &str = "SELECT to_regprocedure('thaw_reconcile.canonical_json(jsonb)') IS NULL";
+/// [`POSTGRES_JSON_FUNCTION`] or [`POSTGRES_FLOAT_FUNCTION`].
+pub const POSTGRES_FUNCTIONS_MISSING_SQL: &str =
+    "SELECT to_regprocedure('thaw_reconcile.canonical_json(jsonb)') IS NULL OR to_regprocedure('thaw_reconcile.canonical_float(float8)') IS NULL";
 
-/// The error of a table with JSON columns reconciled against a database
-/// that lacks [`POSTGRES_JSON_FUNCTION`] (migrated by a thaw older than
-/// migration V22): what is missing, where, and what to do.
-pub fn postgres_json_missing(database: &str) -> crate::error::Error {
+/// The error of a table with JSON or FLOAT columns reconciled against a
+/// database that lacks [`POSTGRES_JSON_FUNCTION`] or
+/// [`POSTGRES_FLOAT_FUNCTION`] (migrated by a thaw older than migration
+/// V22): what is missing, where, and what to do.
+pub fn postgres_functions_missing(database: &str) -> crate::error::Error {
     crate::error::Error::new(
         crate::error::ErrorKind::SchemaMismatch,
         format!(
-            "the PostgreSQL function {POSTGRES_JSON_FUNCTION} that reconcile uses for json/jsonb columns is missing from database {database} \
+            "the PostgreSQL functions {POSTGRES_JSON_FUNCTION} and {POSTGRES_FLOAT_FUNCTION} that reconcile uses for json/jsonb and FLOAT columns are missing from database {database} \
              (its schema predates migration V22__canonical_json): run `thaw migrate` (or deploy, which runs schema-migrate), then reconcile again"
         ),
     )
@@ -538,11 +553,13 @@ mod tests {
     }
 
     #[test]
-    fn postgres_json_calls_the_migrated_function() {
+    fn postgres_json_and_large_floats_call_the_migrated_functions() {
         let v = source("V", "VARIANT", None);
         assert_eq!(postgres_expr(&v, &target("v", PgType::Jsonb, None)), r#"thaw_reconcile.canonical_json(CAST("v" AS JSONB))"#);
-        assert!(POSTGRES_JSON_FUNCTION_MISSING_SQL.contains(POSTGRES_JSON_FUNCTION));
-        let e = postgres_json_missing("analytics");
+        assert!(POSTGRES_FUNCTIONS_MISSING_SQL.contains(POSTGRES_JSON_FUNCTION) && POSTGRES_FUNCTIONS_MISSING_SQL.contains(POSTGRES_FLOAT_FUNCTION));
+        let f = source("F", "FLOAT", None);
+        assert!(postgres_expr(&f, &target("f", PgType::Float8, None)).contains(r#"WHEN ABS(CAST("f" AS FLOAT8)) >= 1e14 THEN thaw_reconcile.canonical_float(CAST("f" AS FLOAT8))"#));
+        let e = postgres_functions_missing("analytics");
         assert_eq!(e.kind, crate::error::ErrorKind::SchemaMismatch);
         assert!(e.message.contains("database analytics") && e.message.contains("run `thaw migrate`"), "{e}");
     }

@@ -251,9 +251,10 @@ struct Session {
     engine: SourceEngine,
     /// Why the JavaScript functions could not be created (real Snowflake only).
     functions_error: Option<Error>,
-    /// Why PostgreSQL cannot compute the canonical JSON form (its function
-    /// is missing: [`canonical::postgres_json_missing`]); set per run.
-    postgres_json_error: Option<Error>,
+    /// Why PostgreSQL cannot compute the canonical JSON and float forms
+    /// (their functions are missing: [`canonical::postgres_functions_missing`]);
+    /// set per run.
+    postgres_functions_error: Option<Error>,
 }
 
 async fn open_session(config: &Config, database: &str, schema: &str) -> Result<Session> {
@@ -271,7 +272,7 @@ async fn open_session(config: &Config, database: &str, schema: &str) -> Result<S
             }
         }
     }
-    Ok(Session { sf, engine, functions_error, postgres_json_error: None })
+    Ok(Session { sf, engine, functions_error, postgres_functions_error: None })
 }
 
 /// Reconcile every table of a run (the `reconcile` step). Each table gets its
@@ -293,11 +294,11 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
     // estimate triggers a JIT compile that takes longer than the query itself
     // (about 1.2 s per bisection query on a 20 000-row table).
     pg.batch_execute("SET extra_float_digits = 1; SET jit = off").await.map_err(|e| from_postgres(e, "setting extra_float_digits and jit"))?;
-    // JSON columns need migration V22's function in this database (docs/reconcile.md §3).
-    let postgres_json_error = match pg.query_one(canonical::POSTGRES_JSON_FUNCTION_MISSING_SQL, &[]).await {
-        Ok(row) if row.get::<_, bool>(0) => Some(canonical::postgres_json_missing(config.status_database())),
+    // JSON and FLOAT columns need migration V22's functions in this database (docs/reconcile.md §3).
+    let postgres_functions_error = match pg.query_one(canonical::POSTGRES_FUNCTIONS_MISSING_SQL, &[]).await {
+        Ok(row) if row.get::<_, bool>(0) => Some(canonical::postgres_functions_missing(config.status_database())),
         Ok(_) => None,
-        Err(e) => Some(from_postgres(e, format!("looking up the function {}", canonical::POSTGRES_JSON_FUNCTION))),
+        Err(e) => Some(from_postgres(e, format!("looking up the functions {} and {}", canonical::POSTGRES_JSON_FUNCTION, canonical::POSTGRES_FLOAT_FUNCTION))),
     };
     let mut reports = Vec::new();
     let mut sessions: BTreeMap<(String, String), std::result::Result<Session, Error>> = BTreeMap::new();
@@ -312,7 +313,7 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
         };
         let key = (plan.source_database.clone(), plan.source_schema.clone());
         if !sessions.contains_key(&key) {
-            let session = open_session(config, &key.0, &key.1).await.map(|s| Session { postgres_json_error: postgres_json_error.clone(), ..s });
+            let session = open_session(config, &key.0, &key.1).await.map(|s| Session { postgres_functions_error: postgres_functions_error.clone(), ..s });
             sessions.insert(key.clone(), session);
         }
         let table_config = config.source(&plan.source_name).ok().and_then(|s| s.tables.iter().find(|x| x.source == plan.source_table));
@@ -555,7 +556,7 @@ async fn reconcile_table_in(
     if let (true, Some(e)) = (q.needs_functions(), &session.functions_error) {
         return Err(e.clone());
     }
-    if let (true, Some(e)) = (q.has_json(), &session.postgres_json_error) {
+    if let (true, Some(e)) = (q.uses_postgres_functions(), &session.postgres_functions_error) {
         return Err(e.clone());
     }
     reconcile_queries(&session.sf, pg, &q, plan, propagate_deletes, options, scope).await
@@ -885,10 +886,11 @@ impl TableQueries {
         self.engine == SourceEngine::Snowflake && self.columns.iter().any(|c| !matches!(c.emulator, EmulatorPart::Sql(_)))
     }
 
-    /// Whether a column is compared in the canonical JSON form, which
-    /// PostgreSQL computes with [`canonical::POSTGRES_JSON_FUNCTION`].
-    fn has_json(&self) -> bool {
-        self.columns.iter().any(|c| matches!(c.emulator, EmulatorPart::Json(_)))
+    /// Whether a column is compared in the canonical JSON or float form,
+    /// which PostgreSQL computes with [`canonical::POSTGRES_JSON_FUNCTION`]
+    /// and [`canonical::POSTGRES_FLOAT_FUNCTION`].
+    fn uses_postgres_functions(&self) -> bool {
+        self.columns.iter().any(|c| matches!(c.emulator, EmulatorPart::Json(_) | EmulatorPart::Float(_)))
     }
 
     /// Whether the Snowflake side is streamed and finished in Rust.
