@@ -21,6 +21,8 @@
 //!   (rows waiting for a group id, `ConVisitID`).
 //! * `V21__row_hashes.sql`: the row-hash side tables' schema and registry
 //!   (docs/reconcile.md §4.2).
+//! * `V23__conflict_lifecycle_indexes.sql`: partial indexes of the conflict
+//!   rows the nightly lifecycle statements look for (docs/conflicts.md §14).
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!
