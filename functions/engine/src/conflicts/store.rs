@@ -939,7 +939,7 @@ pub async fn apply(
             &[&schemas.conflict, &table],
         )
         .await
-        .map_err(|e| from_postgres(e, &format!("reading the size estimate of {table}")))
+        .map_err(|e| from_postgres(e, format!("reading the size estimate of {table}")))
         .map(|row| row.map_or(-1.0, |r| r.get::<_, f64>(0)))
     };
     let reltuples = size_estimate("conflictvisitmaps").await?;
