@@ -21,8 +21,10 @@
 //!   (rows waiting for a group id, `ConVisitID`).
 //! * `V21__row_hashes.sql`: the row-hash side tables' schema and registry
 //!   (docs/reconcile.md §4.2).
-//! * `V22__canonical_json.sql`: `thaw_reconcile.canonical_json`, PostgreSQL's
-//!   canonical JSON form for reconcile (docs/reconcile.md §3.3).
+//! * `V22__canonical_json.sql`: `thaw_reconcile.canonical_json` and
+//!   `canonical_float`, PostgreSQL's canonical JSON and float forms for reconcile (docs/reconcile.md §3.3).
+//! * `V23__conflict_lifecycle_indexes.sql`: partial indexes of the conflict
+//!   rows the nightly lifecycle statements look for (docs/conflicts.md §14).
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

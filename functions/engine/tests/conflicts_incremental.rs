@@ -597,3 +597,171 @@ ANALYZE analytics.dimprovider, analytics.dimcaregiver, analytics.dimpatientaddre
     // Beyond a fortieth of the visits one scan of them is the cheaper read.
     assert!(!keyed_read_uses_indexes(5_000, estimate as f64));
 }
+
+/// The statements of a night that used to scan a whole table whatever the
+/// night touched (docs/conflicts.md §14) read only their candidate rows, on
+/// 20 000 caregivers with one in-service training and one absence each and
+/// 8 000 stored pairs (open, not missed, unanswered): the caregivers of the
+/// touched SSNs by the trimmed-SSN index, their events by the events'
+/// caregiver indexes; the lifecycle steps that follow the stored missed
+/// flags, the application's answers and the resolutions (steps 3, 7, 8, 9,
+/// both passes) through the partial indexes of
+/// schema/V23__conflict_lifecycle_indexes.sql. Each plan is checked for the
+/// index and for the absence of a sequential scan of the big table, and the
+/// statements' results are checked too: the exact touched caregivers and
+/// events, and one missed pair, one answered pair and one open pair with a
+/// stale resolution among the 8 000, which the statements change and no
+/// other.
+#[tokio::test]
+async fn conflict_night_statements_read_only_their_candidate_rows() {
+    use std::collections::HashMap;
+    use thaw_engine::conflicts::{columns::ColumnTypes, in_service, incremental, lifecycle, store};
+    let mut client = fresh_pg(&unique("cf_night_plan")).await;
+    client
+        .batch_execute(
+            r#"
+INSERT INTO analytics.dimprovider ("Provider Id", "Is Active", "Is Demo")
+  SELECT ('00000000-0000-0000-0003-' || lpad(p::text, 12, '0'))::uuid, true, false FROM generate_series(0, 9) p;
+INSERT INTO analytics.dimcaregiver ("Caregiver Id", "SSN")
+  SELECT ('00000000-0000-0000-0002-' || lpad(c::text, 12, '0'))::uuid, lpad(c::text, 9, '0') FROM generate_series(0, 19999) c;
+INSERT INTO analytics.factcaregiverinservice ("Application Caregiver Inservice Id", "Environment", "Caregiver Id", "Provider Id",
+                                              "Inservice start date", "Inservice end date")
+  SELECT c, 'prod', ('00000000-0000-0000-0002-' || lpad(c::text, 12, '0'))::uuid, ('00000000-0000-0000-0003-' || lpad((c % 10)::text, 12, '0'))::uuid,
+         timestamptz '2025-01-01 14:00+00' + (c % 60) * interval '1 day', timestamptz '2025-01-01 16:00+00' + (c % 60) * interval '1 day'
+  FROM generate_series(0, 19999) c;
+INSERT INTO analytics.factcaregiverabsence ("Caregiver Vacation Id", "Environment", "Global Caregiver Id", "Provider Id", "Start Date", "End Date")
+  SELECT c, 'prod', ('00000000-0000-0000-0002-' || lpad(c::text, 12, '0'))::uuid, ('00000000-0000-0000-0003-' || lpad((c % 10)::text, 12, '0'))::uuid,
+         timestamptz '2025-01-01 05:00+00' + (c % 60) * interval '1 day', timestamptz '2025-01-02 04:59+00' + (c % 60) * interval '1 day'
+  FROM generate_series(0, 19999) c;
+INSERT INTO conflict.conflicts ("CONFLICTID", "StatusFlag") SELECT n, 'U' FROM generate_series(1, 4000) n;
+INSERT INTO conflict.conflictvisitmaps ("CONFLICTID", "VisitID", "ConVisitID", "SSN", "VisitDate", "StatusFlag", "IsMissed", "ConIsMissed")
+  SELECT n / 2 + 1, ('00000000-0000-0000-0001-' || lpad(n::text, 12, '0'))::uuid, ('00000000-0000-0000-0001-' || lpad((n + 100000)::text, 12, '0'))::uuid,
+         lpad(n::text, 9, '0'), date '2025-01-01' + (n % 60), 'U', false, false
+  FROM generate_series(0, 7999) n;
+UPDATE conflict.conflictvisitmaps SET "ConIsMissed" = true WHERE "CONFLICTID" = 7;
+UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'Yes' WHERE "CONFLICTID" = 8 AND "ID" % 2 = 0;
+UPDATE conflict.conflictvisitmaps SET "ResolveDate" = timestamp '2025-01-05 10:00', "ResolvedBy" = 'someone' WHERE "CONFLICTID" = 9 AND "ID" % 2 = 0;
+ANALYZE analytics.dimprovider, analytics.dimcaregiver, analytics.factcaregiverinservice, analytics.factcaregiverabsence,
+        conflict.conflicts, conflict.conflictvisitmaps;
+"#,
+        )
+        .await
+        .unwrap();
+    let window = (NaiveDate::from_ymd_opt(2023, 3, 10).unwrap(), NaiveDate::from_ymd_opt(2025, 4, 24).unwrap());
+    let tx = client.transaction().await.unwrap();
+    // Two touched keys: caregivers 4 and 8 on the dates of their events.
+    tx.batch_execute(
+        "CREATE TEMP TABLE thaw_conflict_keys (ssn text NOT NULL, visit_date date NOT NULL, PRIMARY KEY (ssn, visit_date)) ON COMMIT DROP;
+         INSERT INTO pg_temp.thaw_conflict_keys VALUES ('000000004', date '2025-01-05'), ('000000008', date '2025-01-09');
+         ANALYZE pg_temp.thaw_conflict_keys",
+    )
+    .await
+    .unwrap();
+    let types = ColumnTypes::load(&tx, "analytics", "'America/New_York'").await.unwrap();
+    let explain = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n");
+    let setup = incremental::touched_caregivers_setup(&types).unwrap();
+    let (create, analyze) = setup.split_once(";\n").unwrap();
+    let plan = explain(tx.query(&format!("EXPLAIN {create}"), &[]).await.unwrap());
+    assert!(plan.contains("idx_dimcaregiver_ssn_trimmed") && !plan.contains("Seq Scan on dimcaregiver"), "{plan}");
+    tx.batch_execute(&format!("{create};\n{analyze}")).await.unwrap();
+    let caregivers: Vec<String> = tx
+        .query("SELECT caregiver_id::text FROM pg_temp.thaw_conflict_touched_caregivers ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(caregivers, ["00000000-0000-0000-0002-000000000004", "00000000-0000-0000-0002-000000000008"]);
+    let events = in_service::events_sql(&types, "'America/New_York'", true).unwrap();
+    let (excluded_providers, excluded_ssns): (Vec<uuid::Uuid>, Vec<String>) = (vec![], vec![]);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&window.0, &window.1, &excluded_providers, &excluded_ssns];
+    let plan = explain(tx.query(&format!("EXPLAIN {events}"), &params).await.unwrap());
+    for index in ["factcaregiverinservice_caregiver", "factcaregiverabsence_caregiver"] {
+        assert!(plan.contains(index), "{index} not used:\n{plan}");
+    }
+    for table in ["factcaregiverinservice", "factcaregiverabsence", "dimcaregiver"] {
+        assert!(!plan.contains(&format!("Seq Scan on {table} ")), "sequential scan of {table}:\n{plan}");
+    }
+    tx.execute(events.as_str(), &params).await.unwrap();
+    let found: Vec<(String, i64)> = tx
+        .query("SELECT kind, app_event_id FROM pg_temp.thaw_conflict_events ORDER BY 1, 2", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(found, [("I".to_string(), 4), ("I".to_string(), 8), ("P".to_string(), 4), ("P".to_string(), 8)]);
+
+    // The lifecycle statements over the 8 000 stored pairs.
+    let cvm_types: HashMap<String, String> = tx
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'conflict.conflictvisitmaps'::regclass AND attnum > 0 AND NOT attisdropped",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let ctx = store::StatementContext {
+        schemas: store::Schemas { analytics: "analytics".into(), conflict: "conflict".into() },
+        zone_literal: "'America/New_York'".into(),
+        cvm_types,
+        source: types.clone(),
+        keyed: true,
+    };
+    let statements: HashMap<&str, String> = lifecycle::statements(&ctx).unwrap().into_iter().collect();
+    let indexed = [
+        ("missed pairs", "idx_cvm_missed"),
+        ("outside the window: missed pairs", "idx_cvm_missed"),
+        ("missed conflicts", "idx_cvm_missed"),
+        ("outside the window: missed conflicts", "idx_cvm_missed"),
+        ("cascade up", "idx_cvm_closed"),
+        ("outside the window: cascade up", "idx_cvm_closed"),
+        ("no response pairs", "idx_cvm_no_response_open"),
+        ("outside the window: no response pairs", "idx_cvm_no_response_open"),
+        ("clear ResolveDate of open pairs", "idx_cvm_open_resolved"),
+        ("outside the window: clear ResolveDate of open pairs", "idx_cvm_open_resolved"),
+    ];
+    for (name, index) in indexed {
+        let plan = explain(tx.query(&format!("EXPLAIN {}", statements[name]), &[&window.0, &window.1]).await.unwrap());
+        assert!(plan.contains(index), "'{name}': {index} not used:\n{plan}");
+        assert!(!plan.contains("Seq Scan on conflictvisitmaps "), "'{name}': sequential scan of conflictvisitmaps:\n{plan}");
+    }
+    // Run them in the night's order (without step 2, so that step 7 closes
+    // conflict 7 once both its pairs are closed); exactly the three prepared
+    // conflicts change.
+    for (name, sql) in lifecycle::statements(&ctx).unwrap() {
+        if indexed.iter().any(|(n, _)| *n == name) && !name.ends_with("missed conflicts") {
+            tx.execute(sql.as_str(), &[&window.0, &window.1]).await.unwrap();
+        }
+    }
+    let changed: Vec<(i64, String, bool)> = tx
+        .query(
+            "SELECT \"CONFLICTID\", \"StatusFlag\"::text, \"ResolveDate\" IS NOT NULL FROM conflict.conflictvisitmaps \
+             WHERE \"StatusFlag\" <> 'U' OR \"ResolveDate\" IS NOT NULL ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(changed, [(7, "R".to_string(), true), (7, "R".to_string(), true), (8, "N".to_string(), false)]);
+    let conflicts: Vec<(i64, String)> = tx
+        .query("SELECT \"CONFLICTID\", \"StatusFlag\"::text FROM conflict.conflicts WHERE \"StatusFlag\" <> 'U' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(conflicts, [(7, "R".to_string())]);
+    let resolved_by: i64 = tx
+        .query_one("SELECT count(*) FROM conflict.conflictvisitmaps WHERE \"ResolvedBy\" IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(resolved_by, 0);
+    tx.rollback().await.unwrap();
+}

@@ -157,8 +157,9 @@ impl CrossStateWriter {
 /// The recorded fields of one run, from `log_fields`, and the pre-run state.
 #[derive(Debug, Clone)]
 pub struct Audit {
-    /// `(log_fields."ID", SQL text expression)` per recorded field, aliases
-    /// `c` = `conflictvisitmaps`, `k` = `conflicts`.
+    /// `(log_fields."ID", SQL expression)` per recorded field, aliases
+    /// `c` = `conflictvisitmaps`, `k` = `conflicts`; the value as stored,
+    /// compared and kept as PostgreSQL text only where it changed.
     fields: Vec<(i64, String)>,
     /// `log_fields."ID"` of [`RESOLVE_REASON_FIELD`], when listed.
     reason_id: Option<i64>,
@@ -167,19 +168,38 @@ pub struct Audit {
 }
 
 impl Audit {
+    /// The recorded fields of the stored row as a text array.
     fn array(&self) -> String {
-        if self.fields.is_empty() {
+        Self::text_array(self.fields.iter().map(|(_, e)| e.clone()))
+    }
+
+    /// The recorded fields of the pre-run snapshot `b` as a text array.
+    fn before_array(&self) -> String {
+        Self::text_array((0..self.fields.len()).map(|i| format!("b.f{i}")))
+    }
+
+    fn text_array(values: impl Iterator<Item = String>) -> String {
+        let values: Vec<String> = values.map(|v| format!("{v}::text")).collect();
+        if values.is_empty() {
             "ARRAY[]::text[]".into()
         } else {
-            format!(
-                "ARRAY[{}]",
-                self.fields
-                    .iter()
-                    .map(|(_, e)| e.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("ARRAY[{}]", values.join(", "))
         }
+    }
+
+    /// SQL condition: a recorded field of the stored row differs from the
+    /// snapshot `b`. The values are compared as stored, by their binary
+    /// image (`record_image_ne`, the `*<>` operator called as a function so
+    /// that the rows are not compared column by column; NULLs equal each
+    /// other), which differs exactly when their text differs, so only the
+    /// changed rows are turned into text.
+    fn changed(&self) -> String {
+        if self.fields.is_empty() {
+            return "false".into();
+        }
+        let before: Vec<String> = (0..self.fields.len()).map(|i| format!("b.f{i}")).collect();
+        let after: Vec<&str> = self.fields.iter().map(|(_, e)| e.as_str()).collect();
+        format!("record_image_ne(ROW({}), ROW({}))", before.join(", "), after.join(", "))
     }
 }
 
@@ -207,7 +227,10 @@ pub async fn snapshot(
     let conflicts = qualified(&schemas.conflict, "conflicts");
     let columns: Vec<String> = tx
         .query(
-            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'conflictvisitmaps'",
+            // pg_attribute, not information_schema.columns: the view cost a
+            // few milliseconds of every night (docs/conflicts.md §14).
+            "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 'conflictvisitmaps' AND a.attnum > 0 AND NOT a.attisdropped",
             &[&schemas.conflict],
         )
         .await
@@ -234,9 +257,9 @@ pub async fn snapshot(
                 reason_id = reason_id.or(Some(id));
                 continue;
             }
-            "StatusFlag" => "k.\"StatusFlag\"::text".to_string(),
-            "ConStatusFlag" => "c.\"StatusFlag\"::text".to_string(),
-            other if columns.iter().any(|c| c == other) => format!("c.{}::text", ident(other)),
+            "StatusFlag" => "k.\"StatusFlag\"".to_string(),
+            "ConStatusFlag" => "c.\"StatusFlag\"".to_string(),
+            other if columns.iter().any(|c| c == other) => format!("c.{}", ident(other)),
             _ => continue,
         };
         fields.push((id, expr));
@@ -254,12 +277,14 @@ pub async fn snapshot(
         reason_id,
         max_id_before,
     };
+    // The values as stored, one column each (`f0`, `f1`, ...): no text is
+    // made of the window's rows before the night (docs/conflicts.md §14).
+    let values: String = audit.fields.iter().enumerate().map(|(i, (_, e))| format!(", {e} AS f{i}")).collect();
     let sql = format!(
         "CREATE TEMP TABLE thaw_conflict_log_before ON COMMIT DROP AS\n\
-         SELECT c.\"ID\" AS id, c.\"StatusFlag\"::text AS status, {array} AS vals\n\
+         SELECT c.\"ID\" AS id, c.\"StatusFlag\"::text AS status{values}\n\
          FROM {cvm} c LEFT JOIN {conflicts} k ON k.\"CONFLICTID\" = c.\"CONFLICTID\"\n\
-         WHERE c.\"VisitDate\" BETWEEN $1 AND $2",
-        array = audit.array()
+         WHERE c.\"VisitDate\" BETWEEN $1 AND $2"
     );
     tx.execute(sql.as_str(), &[&window.0, &window.1])
         .await
@@ -288,7 +313,7 @@ pub async fn record(
     let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
     let conflicts = qualified(&schemas.conflict, "conflicts");
     let now = format!("(now() AT TIME ZONE {zone_literal})");
-    let array = audit.array();
+    let (array, before_array, changed) = (audit.array(), audit.before_array(), audit.changed());
     let cross_state = format!(
         "(b.status IS DISTINCT FROM 'R' AND b.status IS DISTINCT FROM 'D' AND c.\"StatusFlag\" = 'R'\n    \
          AND EXISTS (SELECT 1 FROM {CROSS_STATE} x WHERE x.\"VisitID\" = c.\"VisitID\" AND x.\"ConVisitID\" = c.\"ConVisitID\"))"
@@ -296,10 +321,10 @@ pub async fn record(
     let changes_sql = format!(
         "CREATE TEMP TABLE thaw_conflict_log_changes ON COMMIT DROP AS\n\
          SELECT c.\"ID\" AS id, c.\"VisitID\" AS visit_id, c.\"AppVisitID\"::int8 AS app_visit_id, b.id IS NULL AS inserted,\n       \
-                b.vals AS old_vals, {array} AS vals, {cross_state} AS cross_state\n\
+                CASE WHEN b.id IS NOT NULL THEN {before_array} END AS old_vals, {array} AS vals, {cross_state} AS cross_state\n\
          FROM {cvm} c LEFT JOIN {conflicts} k ON k.\"CONFLICTID\" = c.\"CONFLICTID\" LEFT JOIN {BEFORE} b ON b.id = c.\"ID\"\n\
          WHERE c.\"VisitDate\" BETWEEN $1 AND $2\n  \
-         AND ((b.id IS NULL AND c.\"ID\" > {max_id}) OR (b.id IS NOT NULL AND (b.vals IS DISTINCT FROM {array} OR {cross_state})))",
+         AND ((b.id IS NULL AND c.\"ID\" > {max_id}) OR (b.id IS NOT NULL AND ({changed} OR {cross_state})))",
         max_id = audit.max_id_before,
     );
     tx.execute(changes_sql.as_str(), &[&window.0, &window.1])

@@ -151,18 +151,18 @@ pub fn events_sql(types: &ColumnTypes, zone: &str, keyed: bool) -> Result<String
         let e = |col: &str, want: Want| types.expr("i", table, col, want);
         let ssn = format!("btrim({}, ' ')", types.expr("cg", "dimcaregiver", "SSN", Want::Text)?);
         let (starts, ends) = (wall(&e(start, Want::Timestamptz)?, zone), wall(&e(end, Want::Timestamptz)?, zone));
-        // Incremental: first the caregiver ids of the touched SSNs (trimmed-SSN
-        // index, then the events' caregiver index), so the statement reads the
-        // touched caregivers' events, not every event; then the date test.
+        // Incremental: the events of the caregiver ids of the touched SSNs
+        // (collected by trimmed-SSN index probes into TOUCHED_CAREGIVERS), read
+        // through the events' caregiver index — an array of ids, so the plan is
+        // an index scan whatever the estimates, never a scan of every event or
+        // caregiver (docs/conflicts.md §14); then the date test.
         let keyed_filter = if keyed {
             format!(
-                "\n      AND {i_cg} IN (SELECT {kcg_id} FROM {keys} k JOIN {caregivers} kcg ON btrim({kcg_ssn}, ' ') = k.ssn)\
+                "\n      AND {i_cg} = ANY(ARRAY(SELECT caregiver_id FROM {caregivers}))\
                  \n      AND EXISTS (SELECT 1 FROM {keys} k WHERE k.ssn = {ssn} AND k.visit_date BETWEEN {starts}::date - 1 AND coalesce({ends}, {starts})::date + 1)",
                 keys = super::incremental::KEYS,
                 i_cg = e(caregiver, Want::Uuid)?,
-                kcg_id = types.expr("kcg", "dimcaregiver", "Caregiver Id", Want::Uuid)?,
-                kcg_ssn = types.expr("kcg", "dimcaregiver", "SSN", Want::Text)?,
-                caregivers = a("dimcaregiver"),
+                caregivers = super::incremental::TOUCHED_CAREGIVERS,
             )
         } else {
             String::new()

@@ -37,6 +37,13 @@ use crate::sink::qualified;
 
 /// The temporary table of touched keys (`ssn text`, `visit_date date`), dropped at commit.
 pub const KEYS: &str = "pg_temp.thaw_conflict_keys";
+/// The temporary table of the caregivers of the touched keys' SSNs
+/// (`caregiver_id uuid`, one row each, analysed), dropped at commit: the
+/// incremental in-service/PTO events statement reads their events through
+/// the events' caregiver index (docs/conflicts.md §14).
+pub const TOUCHED_CAREGIVERS: &str = "pg_temp.thaw_conflict_touched_caregivers";
+/// The changed visits: `visit_id`, and `caregiver_id`/`visit_date` as read
+/// with it from the visits (NULL for a visit known only from the deleted table).
 const CHANGED: &str = "pg_temp.thaw_conflict_changed";
 
 /// Name of the watermark table in the conflict schema.
@@ -268,24 +275,29 @@ pub async fn collect_keys(
     let cg_id = types.expr("cg", ca, "Caregiver Id", Want::Uuid)?;
     // `$1` = since (NULL: everything is new).
     let after = "> coalesce($1::timestamptz, '-infinity'::timestamptz)";
-    let setup = "CREATE TEMP TABLE thaw_conflict_changed (visit_id uuid) ON COMMIT DROP;\n\
+    let setup = "CREATE TEMP TABLE thaw_conflict_changed (visit_id uuid, caregiver_id uuid, visit_date date) ON COMMIT DROP;\n\
          CREATE TEMP TABLE thaw_conflict_keys (ssn text NOT NULL, visit_date date NOT NULL, PRIMARY KEY (ssn, visit_date)) ON COMMIT DROP";
     tx.batch_execute(setup).await.map_err(|e| from_postgres(e, "creating the touched-key tables"))?;
     let f_id = types.expr("f", fa, "Visit Id", Want::Uuid)?;
     let f_cg = types.expr("f", fa, "Caregiver Id", Want::Uuid)?;
     let f_upd = types.expr("f", fa, "Visit Updated Timestamp", Want::Timestamptz)?;
     let d_upd = types.expr("d", da, "Visit Updated Timestamp", Want::Timestamptz)?;
+    let f_date = types.expr("f", fa, "Visit Date", Want::Date)?;
     // Changed visits: updated or deleted after the watermark, and every visit
     // of a caregiver row changed after it (an SSN edit moves all its keys).
+    // A visit read from the visits keeps its caregiver and date, so its key
+    // needs no second read of the visits (at 1 % of 500 000 visits that read
+    // was a hash join over a scan of all of them, docs/conflicts.md §14).
+    let f_row = format!("{f_id}, {f_cg}, {f_date}");
     let mut changed_sql = format!(
-        "INSERT INTO {CHANGED}\nSELECT {f_id} FROM {fact} f WHERE {f_upd} {after}\nUNION SELECT {d_id} FROM {deleted} d WHERE {d_upd} {after}",
+        "INSERT INTO {CHANGED}\nSELECT {f_row} FROM {fact} f WHERE {f_upd} {after}\nUNION SELECT {d_id}, NULL::uuid, NULL::date FROM {deleted} d WHERE {d_upd} {after}",
         d_id = types.expr("d", da, "Visit Id", Want::Uuid)?,
         fact = a(fa),
         deleted = a(da),
     );
     if optional_table(types, ca, "Updated Datatimestamp") {
         changed_sql.push_str(&format!(
-            "\nUNION SELECT {f_id} FROM {cgs} cg JOIN {fact} f ON {f_cg} = {cg_id} WHERE {cg_upd} {after}",
+            "\nUNION SELECT {f_row} FROM {cgs} cg JOIN {fact} f ON {f_cg} = {cg_id} WHERE {cg_upd} {after}",
             cgs = a(ca),
             fact = a(fa),
             cg_upd = types.expr("cg", ca, "Updated Datatimestamp", Want::Timestamptz)?,
@@ -309,7 +321,7 @@ pub async fn collect_keys(
         let patients = patient_changes.join(" UNION ");
         for column in ["Provider Patient Id", "Payer Patient Id"] {
             changed_sql.push_str(&format!(
-                "\nUNION SELECT {f_id} FROM {fact} f WHERE {fk} IN ({patients})",
+                "\nUNION SELECT {f_row} FROM {fact} f WHERE {fk} IN ({patients})",
                 fact = a(fa),
                 fk = types.expr("f", fa, column, Want::Uuid)?,
             ));
@@ -318,12 +330,13 @@ pub async fn collect_keys(
     tx.execute(&changed_sql, &[&since]).await.map_err(|e| from_postgres(e, "collecting the changed visits"))?;
     tx.batch_execute(&format!("ANALYZE {CHANGED}")).await.map_err(|e| from_postgres(e, "analysing the changed visits"))?;
 
-    let f_date = types.expr("f", fa, "Visit Date", Want::Date)?;
     let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
     let mut branches = vec![
-        // New keys of changed visits.
+        // New keys of changed visits: as read with them, or (ids known only
+        // from the deleted table) from the visits by primary key.
+        format!("SELECT {cg_ssn}, ch.visit_date FROM {CHANGED} ch JOIN {cgs} cg ON {cg_id} = ch.caregiver_id", cgs = a(ca)),
         format!(
-            "SELECT {cg_ssn}, {f_date} FROM {CHANGED} ch JOIN {fact} f ON {f_id} = ch.visit_id JOIN {cgs} cg ON {cg_id} = {f_cg}",
+            "SELECT {cg_ssn}, {f_date} FROM {CHANGED} ch JOIN {fact} f ON {f_id} = ch.visit_id JOIN {cgs} cg ON {cg_id} = {f_cg} WHERE ch.caregiver_id IS NULL",
             fact = a(fa),
             cgs = a(ca),
         ),
@@ -377,7 +390,29 @@ pub async fn collect_keys(
         .await
         .map_err(|e| from_postgres(e, "collecting the touched (SSN, VisitDate) keys"))?;
     tx.batch_execute(&format!("ANALYZE {KEYS}")).await.map_err(|e| from_postgres(e, "analysing the touched keys"))?;
+    tx.batch_execute(&touched_caregivers_setup(types)?)
+        .await
+        .map_err(|e| from_postgres(e, "collecting the caregivers of the touched keys"))?;
     Ok(touched)
+}
+
+/// The statements that fill [`TOUCHED_CAREGIVERS`] from [`KEYS`]: one probe
+/// of the trimmed-SSN index of `dimcaregiver` per touched SSN (a lateral
+/// subquery kept from being flattened, so never a scan of every caregiver),
+/// then `ANALYZE`.
+///
+/// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing column.
+pub fn touched_caregivers_setup(types: &ColumnTypes) -> Result<String> {
+    let ca = "dimcaregiver";
+    Ok(format!(
+        "CREATE TEMP TABLE thaw_conflict_touched_caregivers ON COMMIT DROP AS\n\
+         SELECT DISTINCT cg.caregiver_id FROM (SELECT DISTINCT ssn FROM {KEYS}) k\n\
+         CROSS JOIN LATERAL (SELECT {cg_id} AS caregiver_id FROM {cgs} cg WHERE btrim({cg_ssn}, ' ') = k.ssn OFFSET 0) cg;\n\
+         ANALYZE {TOUCHED_CAREGIVERS}",
+        cg_id = types.expr("cg", ca, "Caregiver Id", Want::Uuid)?,
+        cg_ssn = types.expr("cg", ca, "SSN", Want::Text)?,
+        cgs = qualified(types.schema(), ca),
+    ))
 }
 
 #[cfg(test)]

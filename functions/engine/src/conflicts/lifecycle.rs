@@ -256,12 +256,16 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
          WHERE k.\"StatusFlag\" NOT IN ('D', 'I', 'W', 'U')\n\
            AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND c.\"StatusFlag\" = 'U')"
     );
-    let pair_counts = format!(
-        "SELECT c.\"CONFLICTID\", count(*) AS n, count(*) FILTER (WHERE c.\"StatusFlag\" IN ('R', 'D')) AS closed,\n\
-                count(*) FILTER (WHERE {in_scope}) AS n_scope,\n\
-                count(*) FILTER (WHERE {in_scope} AND c.\"StatusFlag\" IN ('R', 'D')) AS closed_scope\n\
-         FROM {cvm} c WHERE c.\"CONFLICTID\" IS NOT NULL GROUP BY c.\"CONFLICTID\""
-    );
+    // Pair counts per conflict, over the conflicts `which` selects (a condition on a pair `c`).
+    let counts_of = |which: &str| {
+        format!(
+            "SELECT c.\"CONFLICTID\", count(*) AS n, count(*) FILTER (WHERE c.\"StatusFlag\" IN ('R', 'D')) AS closed,\n\
+                    count(*) FILTER (WHERE {in_scope}) AS n_scope,\n\
+                    count(*) FILTER (WHERE {in_scope} AND c.\"StatusFlag\" IN ('R', 'D')) AS closed_scope\n\
+             FROM {cvm} c WHERE {which} GROUP BY c.\"CONFLICTID\""
+        )
+    };
+    let pair_counts = counts_of("c.\"CONFLICTID\" IS NOT NULL");
     // Step 6: cascade down: the pairs in scope of a resolved or deleted conflict → R
     // (D kept) when it has one pair, or when all or all but one of its pairs are R/D.
     let cascade_down_sql = format!(
@@ -271,9 +275,16 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
            AND {in_scope} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
     );
     // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs are all closed (`all_closed`) → R.
+    // Both conditions need a closed pair, so only the conflicts with one are
+    // counted (all their pairs), found through the partial index of closed
+    // pairs (schema/V23__conflict_lifecycle_indexes.sql), not by grouping
+    // every stored pair (docs/conflicts.md §14).
+    let closed_pair_counts = counts_of(&format!(
+        "c.\"CONFLICTID\" IN (SELECT x.\"CONFLICTID\" FROM {cvm} x WHERE x.\"StatusFlag\" IN ('R', 'D'))"
+    ));
     let cascade_up_sql = format!(
         "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
-         FROM ({pair_counts}) s\n\
+         FROM ({closed_pair_counts}) s\n\
          WHERE s.\"CONFLICTID\" = k.\"CONFLICTID\" AND k.\"StatusFlag\" NOT IN ('R', 'D')\n\
            AND ((s.n = 1 AND s.closed = 1) OR ({all_closed}))"
     );

@@ -532,8 +532,13 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
     let src = &ctx.source;
     let fk = |col: &str| src.expr("f", "factvisitcallperformance_cr", col, Want::Uuid);
     let pk = |alias: &str, table: &str, col: &str| src.expr(alias, table, col, Want::Uuid);
+    // Both staged pair tables are analysed first: with the default estimate
+    // of an unanalysed temporary table (hundreds of rows) the planner
+    // hash-joined a night's few visits with whole-table scans of the
+    // caregivers, patients and addresses (docs/conflicts.md §14).
     let side_sql = format!(
         r#"ANALYZE {STAGING};
+ANALYZE {event_pairs};
 CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
 WITH f AS (
     SELECT f.* FROM {fact} f WHERE {f_id} IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING}
@@ -927,15 +932,18 @@ pub async fn apply(
         keyed,
     };
     let mut counts = ApplyCounts::default();
-    let reltuples: f64 = tx
-        .query_one(
+    let size_estimate = |table: &'static str| async move {
+        tx.query_opt(
             "SELECT c.reltuples::float8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = 'conflictvisitmaps'",
-            &[&schemas.conflict],
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&schemas.conflict, &table],
         )
         .await
-        .map_err(|e| from_postgres(e, "reading the size estimate of conflictvisitmaps"))?
-        .get(0);
+        .map_err(|e| from_postgres(e, format!("reading the size estimate of {table}")))
+        .map(|row| row.map_or(-1.0, |r| r.get::<_, f64>(0)))
+    };
+    let reltuples = size_estimate("conflictvisitmaps").await?;
+    let conflicts_reltuples = size_estimate("conflicts").await?;
     let excluded_providers = settings.exclusions.provider_list();
     let excluded_ssns = settings.exclusions.ssn_list();
     for (name, sql) in statements(&ctx)? {
@@ -948,6 +956,8 @@ pub async fn apply(
             }
             "in-service and PTO pairs" => tx.execute(sql.as_str(), &[&window.0, &window.1, &excluded_providers]).await,
             "analyze after insert" if !needs_analyze(counts.inserted, reltuples) => Ok(0),
+            // Like conflictvisitmaps: the statistics of `conflicts` only after a large insert (docs/conflicts.md §14).
+            "analyze conflicts" if !needs_analyze(counts.conflicts_created, conflicts_reltuples) => Ok(0),
             "snapshot" | "would-be rows" | "event snapshot" | "would-be event rows" | "CONFLICTID and CRDATEUNIQUE of new rows"
             | "analyze after insert" | "analyze conflicts" => {
                 tx.batch_execute(&sql).await.map(|_| 0)
