@@ -516,6 +516,15 @@ async fn conflict_incremental_catches_up_a_skipped_night() {
     assert!(summary.keys_touched.unwrap_or(0) >= 2, "{summary:?}");
 }
 
+/// The plan tests' providers (10) and caregivers (20 000, SSN = their
+/// number on 9 digits), with ids `…-0003-<n>` and `…-0002-<n>`.
+const TEN_PROVIDERS_AND_20_000_CAREGIVERS: &str = r#"
+INSERT INTO analytics.dimprovider ("Provider Id", "Is Active", "Is Demo")
+  SELECT ('00000000-0000-0000-0003-' || lpad(p::text, 12, '0'))::uuid, true, false FROM generate_series(0, 9) p;
+INSERT INTO analytics.dimcaregiver ("Caregiver Id", "SSN")
+  SELECT ('00000000-0000-0000-0002-' || lpad(c::text, 12, '0'))::uuid, lpad(c::text, 9, '0') FROM generate_series(0, 19999) c;
+"#;
+
 /// docs/conflicts.md §14: the keyed candidate read costs what the touched keys
 /// cost. On 100 000 visits, 20 000 caregivers and 20 000 addresses, with two
 /// touched keys and with 2 000 (a fiftieth of the visits, a 2 % night), the
@@ -530,13 +539,10 @@ async fn conflict_incremental_candidate_read_uses_the_key_indexes() {
         columns::ColumnTypes,
     };
     let mut client = fresh_pg(&unique("cf_inc_plan")).await;
+    client.batch_execute(TEN_PROVIDERS_AND_20_000_CAREGIVERS).await.unwrap();
     client
         .batch_execute(
             r#"
-INSERT INTO analytics.dimprovider ("Provider Id", "Is Active", "Is Demo")
-  SELECT ('00000000-0000-0000-0003-' || lpad(p::text, 12, '0'))::uuid, true, false FROM generate_series(0, 9) p;
-INSERT INTO analytics.dimcaregiver ("Caregiver Id", "SSN")
-  SELECT ('00000000-0000-0000-0002-' || lpad(c::text, 12, '0'))::uuid, lpad(c::text, 9, '0') FROM generate_series(0, 19999) c;
 INSERT INTO analytics.dimpatientaddress ("Patient Address Id", "Patient Id", "Address Type", "Primary Address", "Latitude", "Longitude")
   SELECT ('00000000-0000-0000-0005-' || lpad(e::text, 12, '0'))::uuid, ('00000000-0000-0000-0004-' || lpad(e::text, 12, '0'))::uuid,
          'GPS', true, 40.6, -73.9 FROM generate_series(0, 19999) e;
@@ -617,13 +623,10 @@ async fn conflict_night_statements_read_only_their_candidate_rows() {
     use std::collections::HashMap;
     use thaw_engine::conflicts::{columns::ColumnTypes, in_service, incremental, lifecycle, store};
     let mut client = fresh_pg(&unique("cf_night_plan")).await;
+    client.batch_execute(TEN_PROVIDERS_AND_20_000_CAREGIVERS).await.unwrap();
     client
         .batch_execute(
             r#"
-INSERT INTO analytics.dimprovider ("Provider Id", "Is Active", "Is Demo")
-  SELECT ('00000000-0000-0000-0003-' || lpad(p::text, 12, '0'))::uuid, true, false FROM generate_series(0, 9) p;
-INSERT INTO analytics.dimcaregiver ("Caregiver Id", "SSN")
-  SELECT ('00000000-0000-0000-0002-' || lpad(c::text, 12, '0'))::uuid, lpad(c::text, 9, '0') FROM generate_series(0, 19999) c;
 INSERT INTO analytics.factcaregiverinservice ("Application Caregiver Inservice Id", "Environment", "Caregiver Id", "Provider Id",
                                               "Inservice start date", "Inservice end date")
   SELECT c, 'prod', ('00000000-0000-0000-0002-' || lpad(c::text, 12, '0'))::uuid, ('00000000-0000-0000-0003-' || lpad((c % 10)::text, 12, '0'))::uuid,

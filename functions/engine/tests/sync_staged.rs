@@ -176,24 +176,28 @@ async fn a_staged_table_unloads_into_several_files_and_loads_every_row_once() {
     );
 }
 
-#[tokio::test]
-async fn a_crash_after_k_of_n_files_resumes_at_the_next_file_without_unloading_again() {
-    let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000, 1).await;
-    failpoints::arm_at(
-        failpoints::STAGED_FILE_BEFORE_COMMIT,
-        ErrorKind::ChunkFailed,
-        2,
-        1,
-    );
-    let first = run(&config, PlanRequest::default()).await;
+/// Run `config` (with `workers` copy workers, else the defaults) while the
+/// third file to commit fails before its commit (`STAGED_FILE_BEFORE_COMMIT`);
+/// the run fails `ChunkFailed`. Returns the run and its files (key, status,
+/// rows), at least four: the single chunk unloaded into several.
+async fn crash_before_the_third_file_commits(pg: &Client, config: &Arc<Config>, workers: Option<usize>) -> (Uuid, Vec<(String, String, i64)>) {
+    failpoints::arm_at(failpoints::STAGED_FILE_BEFORE_COMMIT, ErrorKind::ChunkFailed, 2, 1);
+    let first = match workers {
+        Some(workers) => run_with_workers(config, workers).await,
+        None => run(config, PlanRequest::default()).await,
+    };
     failpoints::clear();
     assert_eq!(first.outcome().unwrap_err().kind, ErrorKind::ChunkFailed);
     let run_id = first.plan.run_id;
-    let before = files(&pg, run_id).await;
-    assert!(
-        before.len() >= 4,
-        "the single chunk unloaded into several files: {before:?}"
-    );
+    let files = files(pg, run_id).await;
+    assert!(files.len() >= 4, "the single chunk unloaded into several files: {files:?}");
+    (run_id, files)
+}
+
+#[tokio::test]
+async fn a_crash_after_k_of_n_files_resumes_at_the_next_file_without_unloading_again() {
+    let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000, 1).await;
+    let (run_id, before) = crash_before_the_third_file_commits(&pg, &config, None).await;
     let done: Vec<_> = before.iter().filter(|f| f.1 == "completed").collect();
     assert_eq!(
         done.len(),
@@ -348,18 +352,7 @@ async fn the_files_of_one_chunk_load_in_parallel_within_the_worker_bound_exactly
 #[tokio::test]
 async fn a_crash_during_parallel_file_loads_resumes_exactly() {
     let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000, 4).await;
-    failpoints::arm_at(
-        failpoints::STAGED_FILE_BEFORE_COMMIT,
-        ErrorKind::ChunkFailed,
-        2,
-        1,
-    );
-    let first = run_with_workers(&config, 4).await;
-    failpoints::clear();
-    assert_eq!(first.outcome().unwrap_err().kind, ErrorKind::ChunkFailed);
-    let run_id = first.plan.run_id;
-    let before = files(&pg, run_id).await;
-    assert!(before.len() >= 4, "one chunk, several files: {before:?}");
+    let (run_id, before) = crash_before_the_third_file_commits(&pg, &config, Some(4)).await;
     let done: Vec<_> = before.iter().filter(|f| f.1 == "completed").collect();
     assert!(
         done.len() >= 2 && done.len() < before.len(),
@@ -968,18 +961,7 @@ async fn a_staged_load_keeps_row_hashes_that_reconcile_reads_and_differences_are
 #[tokio::test]
 async fn a_crash_between_staged_files_and_the_upsert_fallback_leave_a_complete_side_table() {
     let (pg, _sf, _sf_db, config) = hashed_orders_setup(r#", "batch_size": 100000"#, 6000).await;
-    failpoints::arm_at(
-        failpoints::STAGED_FILE_BEFORE_COMMIT,
-        ErrorKind::ChunkFailed,
-        2,
-        1,
-    );
-    let first = run(&config, PlanRequest::default()).await;
-    failpoints::clear();
-    assert_eq!(first.outcome().unwrap_err().kind, ErrorKind::ChunkFailed);
-    let run_id = first.plan.run_id;
-    let before = files(&pg, run_id).await;
-    assert!(before.len() >= 4, "one chunk, several files: {before:?}");
+    let (run_id, before) = crash_before_the_third_file_commits(&pg, &config, None).await;
     let committed: i64 = before.iter().filter(|f| f.1 == "completed").map(|f| f.2).sum();
     assert!(committed > 0 && committed < 900, "{before:?}");
     assert_eq!(pg_count(&pg, "public.orders").await, committed);
