@@ -15,7 +15,9 @@ pub const COPY_CHUNK_BEFORE_COMMIT: &str = "copy_chunk_before_commit";
 pub const COPY_CHUNK_BEFORE_COPY: &str = "copy_chunk_before_copy";
 
 /// Fails right after the COPY finished (rows in the destination or in
-/// staging), before the upsert and the status update.
+/// staging), before the upsert and the status update: of a chunk on the
+/// direct path, of a file on the staged path (both write through
+/// `sync::copy::write_batches`).
 pub const COPY_CHUNK_AFTER_COPY: &str = "copy_chunk_after_copy";
 
 /// Fails in merge after a table's outcome (and a replaced table's swap)
