@@ -57,7 +57,8 @@ DIFFERENCES = 10
 # hashes transferred); one more bisection level (one query per side) makes
 # that ~30 rows (5 M rows: ~150). Smaller tables get smaller leaves (a
 # 4 000th of the rows, at least 16), so that 10 leaves stay within the 0.5 %
-# target at any size (100 000 rows: leaves of 25).
+# target down to about 32 000 rows (100 000 rows: leaves of 25; below 32 000
+# the 16-row floor makes 10 leaves more than 0.5 % and the check fails).
 LEAF_ROWS = 512
 
 
@@ -75,6 +76,17 @@ def _sf():
 def _pg(database: str):
     return psycopg2.connect(host=os.environ["THAW_PG_HOST"], port=int(os.environ["THAW_PG_PORT"]),
                             user=os.environ["THAW_PG_USER"], password=os.environ.get("THAW_PG_PASSWORD"), dbname=database)
+
+
+def _fresh_database(admin, name: str):
+    """Drop and create the PostgreSQL database `name` (through the autocommit
+    `admin` connection); return an autocommit connection to it."""
+    with admin.cursor() as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{name}"')
+    pg = _pg(name)
+    pg.autocommit = True
+    return pg
 
 
 def _config(path: Path, table: dict | None = None, database: str = PG_DATABASE) -> Path:
@@ -140,11 +152,7 @@ def engineered(thaw: str, logs: Path, rows: int, sf, admin) -> tuple[list, dict,
                 f"(SEQ4() % 100000) / 100.0, DATEADD(microsecond, SEQ4() * 1000003, '2024-01-01 00:00:00'::TIMESTAMP_NTZ), SEQ4() / 7.0, "
                 f"PARSE_JSON('{{\"k\": ' || SEQ4() || ', \"a\": [1, 2.5, \"x\"], \"tiny\": 1e-7}}') FROM TABLE(GENERATOR(ROWCOUNT => {rows}))")
     cur.execute(f"UPDATE {fqn} SET \"F\" = CAST('NaN' AS FLOAT) WHERE \"ID\" = 7007")
-    with admin.cursor() as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{ENGINEERED_DATABASE}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{ENGINEERED_DATABASE}"')
-    pg = _pg(ENGINEERED_DATABASE)
-    pg.autocommit = True
+    pg = _fresh_database(admin, ENGINEERED_DATABASE)
     work = Path(tempfile.mkdtemp(prefix="thaw-bench-reconcile-engineered-"))
     table = {"source": "RECONCILE_ENGINEERED", "target": "reconcile_engineered", "uniqueness_columns": ["ID"],
              "chunking_columns": ["ID"], "chunking_column_types": ["int"]}
@@ -210,11 +218,7 @@ def row_hashes(thaw: str, logs: Path, rows: int, admin, sql_config: Path, sql_ru
     into a second database with `reconcile.row_hashes: true`, then time the full-scope check of both
     databases (the SQL-hashing one is `sql_config`/`sql_run_id`, whose copy step took `sql_copy_seconds` in step 1)."""
     import statistics
-    with admin.cursor() as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{ROW_HASHES_DATABASE}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{ROW_HASHES_DATABASE}"')
-    pg = _pg(ROW_HASHES_DATABASE)
-    pg.autocommit = True
+    pg = _fresh_database(admin, ROW_HASHES_DATABASE)
     work = Path(tempfile.mkdtemp(prefix="thaw-bench-reconcile-row-hashes-"))
     config = _config(work / "config.json", database=ROW_HASHES_DATABASE)
     text = json.loads(config.read_text())
@@ -282,11 +286,7 @@ def run(thaw: str, logs: Path, rows: int | None = None) -> tuple[list, dict, dic
                 f"FROM TABLE(GENERATOR(ROWCOUNT => {rows}))")
     admin = _pg("postgres")
     admin.autocommit = True
-    with admin.cursor() as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    pg = _pg(PG_DATABASE)
-    pg.autocommit = True
+    pg = _fresh_database(admin, PG_DATABASE)
     with pg.cursor() as c:
         c.execute('CREATE TABLE public.reconcile_bench ("ID" int8 PRIMARY KEY, "NOTE" varchar(40), "AMOUNT" numeric(12,2), "TS" timestamp, "UPDATED" timestamp)')
         c.execute('CREATE INDEX ON public.reconcile_bench ("UPDATED")')

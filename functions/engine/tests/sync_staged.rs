@@ -587,6 +587,21 @@ async fn round_trip_types_table(prefix: &str) -> TypesTable {
     TypesTable { sf_db, pairs, columns, rows, pg_ddl }
 }
 
+/// Load the [`TypesTable`] of `sf_db` into `public.types` (columns `pg_ddl`)
+/// of a fresh database named after `db_prefix`, on the `mode` path
+/// (`direct` or `staged`), the table entry ending with `extra`; the run
+/// must succeed. Returns the database's connection and the run's report.
+async fn load_types(sf_db: &str, pg_ddl: &[String], db_prefix: &str, mode: &str, extra: &str) -> (Client, RunReport) {
+    let pg_db = unique(db_prefix);
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute(&format!("CREATE TABLE public.types ({})", pg_ddl.join(", "))).await.unwrap();
+    let table = format!(r#"{{"source": "TYPES", "target": "types", "uniqueness_columns": ["ID"], "source_mode": "{mode}"{extra}}}"#);
+    let config = Arc::new(config(&config_text(sf_db, &pg_db, &[&table], &staging_section(100_000))));
+    let report = run(&config, PlanRequest::default()).await;
+    report.outcome().unwrap_or_else(|e| panic!("{mode} run: {e}"));
+    (pg, report)
+}
+
 /// Every type pair of the direct path's round trip (tests/types_roundtrip.rs)
 /// through staging: the same Snowflake table is synced directly into one
 /// database and through S3 into another; every value reads back identically,
@@ -597,27 +612,7 @@ async fn every_direct_round_trip_type_round_trips_through_staging_with_identical
     let TypesTable { sf_db, pairs, columns, rows, pg_ddl, .. } = round_trip_types_table("SFTYPES").await;
     let mut results = Vec::new();
     for mode in ["direct", "staged"] {
-        let pg_db = unique(&format!("types_{mode}"));
-        let pg = fresh_pg(&pg_db).await;
-        pg.batch_execute(&format!(
-            "CREATE TABLE public.types ({})",
-            pg_ddl.join(", ")
-        ))
-        .await
-        .unwrap();
-        let table = format!(
-            r#"{{"source": "TYPES", "target": "types", "uniqueness_columns": ["ID"], "source_mode": "{mode}"}}"#
-        );
-        let config = Arc::new(config(&config_text(
-            &sf_db,
-            &pg_db,
-            &[&table],
-            &staging_section(100_000),
-        )));
-        let report = run(&config, PlanRequest::default()).await;
-        report
-            .outcome()
-            .unwrap_or_else(|e| panic!("{mode} run: {e}"));
+        let (pg, report) = load_types(&sf_db, &pg_ddl, &format!("types_{mode}"), mode, "").await;
         let reconcile = report.reconcile.expect("reconciled");
         assert_eq!(reconcile.mismatches, 0, "{mode}");
         let checksum = reconcile.tables[0].target_checksum.clone();
@@ -1099,24 +1094,7 @@ async fn staged_and_direct_loads_keep_equal_row_hashes_for_every_round_trip_type
     let TypesTable { sf_db, rows, pg_ddl, .. } = round_trip_types_table("SFTYPESRH").await;
     let mut sides = Vec::new();
     for mode in ["direct", "staged"] {
-        let pg_db = unique(&format!("typesrh_{mode}"));
-        let pg = fresh_pg(&pg_db).await;
-        pg.batch_execute(&format!("CREATE TABLE public.types ({})", pg_ddl.join(", ")))
-            .await
-            .unwrap();
-        let table = format!(
-            r#"{{"source": "TYPES", "target": "types", "uniqueness_columns": ["ID"], "source_mode": "{mode}", "row_hashes": true}}"#
-        );
-        let config = Arc::new(config(&config_text(
-            &sf_db,
-            &pg_db,
-            &[&table],
-            &staging_section(100_000),
-        )));
-        let report = run(&config, PlanRequest::default()).await;
-        report
-            .outcome()
-            .unwrap_or_else(|e| panic!("{mode} run: {e}"));
+        let (pg, report) = load_types(&sf_db, &pg_ddl, &format!("typesrh_{mode}"), mode, r#", "row_hashes": true"#).await;
         assert_eq!(
             coverage(&report.reconcile_details).row_hashes.as_deref(),
             Some("read"),
