@@ -347,17 +347,17 @@ async fn the_files_of_one_chunk_load_in_parallel_within_the_worker_bound_exactly
 /// As `a_crash_after_k_of_n_files_resumes_at_the_next_file_without_unloading_again`,
 /// with the chunk's files loading in parallel: the third file to reach its
 /// commit fails; files that committed stay (exactly their rows are in the
-/// target), files in flight roll back, and the resumed run loads each
-/// unfinished file once.
+/// target), files in flight roll back (so how many committed depends on
+/// timing), and the resumed run loads each unfinished file once.
 #[tokio::test]
 async fn a_crash_during_parallel_file_loads_resumes_exactly() {
     let (pg, config) = orders_setup(r#", "batch_size": 100000"#, 6000, 4).await;
     let (run_id, before) = crash_before_the_third_file_commits(&pg, &config, Some(4)).await;
     let done: Vec<_> = before.iter().filter(|f| f.1 == "completed").collect();
-    assert!(
-        done.len() >= 2 && done.len() < before.len(),
-        "the two files before the failure committed, not all: {before:?}"
-    );
+    // The two files that passed the failpoint before the failing one may
+    // still be in flight when the run stops (then they roll back): how many
+    // committed is a race, that not all did is not.
+    assert!(done.len() < before.len(), "not every file committed: {before:?}");
     assert_eq!(
         before.iter().filter(|f| f.1 == "failed").count(),
         1,
