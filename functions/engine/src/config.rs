@@ -73,6 +73,18 @@ pub struct SnowflakeSettings {
     /// they are, text quoted (docs/sync.md §1.3).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub session_parameters: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Bytes of downloaded result chunks all the process's sessions may hold
+    /// at once (default 64 MiB; docs/sync.md §5.6). Additive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_byte_budget: Option<u64>,
+}
+
+impl SnowflakeSettings {
+    /// `download_byte_budget`, else
+    /// [`crate::source::download_budget::DEFAULT_DOWNLOAD_BYTE_BUDGET`].
+    pub fn download_byte_budget(&self) -> u64 {
+        self.download_byte_budget.unwrap_or(crate::source::download_budget::DEFAULT_DOWNLOAD_BYTE_BUDGET)
+    }
 }
 
 /// PostgreSQL connection settings (`postgres` in config.json).
@@ -695,6 +707,11 @@ impl Config {
         if let Some(0) = self.parallel_threads {
             problems.push("parallel_threads must be at least 1".to_string());
         }
+        if let Some(b) = self.snowflake.download_byte_budget {
+            if b < 1024 * 1024 {
+                problems.push(format!("snowflake.download_byte_budget {b} is below the minimum of 1048576 bytes (1 MiB)"));
+            }
+        }
         if let Some(b) = self.batch_size {
             if b < 100 {
                 problems.push(format!("batch_size {b} is below the minimum of 100 rows"));
@@ -954,7 +971,7 @@ fn known_keys(path: &str) -> &'static [&'static str] {
             "staging", "s3_staging", "reconcile",
         ],
         "reconcile" => &["row_hashes"],
-        "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds", "session_parameters"],
+        "snowflake" => &["account", "user", "warehouse", "role", "rsa_key", "password", "endpoint", "ca_file", "query_timeout_seconds", "session_parameters", "download_byte_budget"],
         "postgres" => &["host", "user", "password", "port", "status_database", "sslmode", "ca_file"],
         "conflicts" => &["database", "analytics_schema", "conflict_schema", "time_zone", "today", "gps_priority"],
         "source" => &["source_name", "enabled", "source_sf_database", "source_sf_schema", "target_pg_database", "target_pg_schema", "tables", "source_mode"],
@@ -1113,6 +1130,20 @@ mod tests {
         let config = Config::from_text(&ok, "test", &|_| None).unwrap();
         assert_eq!(config.sources[0].tables[0].chunking_column_types, vec![ChunkKeyType::Temporal]);
         assert_eq!(config.sources[0].tables[0].chunking_strategy, Some(ChunkingStrategy::Keyset));
+    }
+
+    #[test]
+    fn the_download_byte_budget_defaults_to_64_mib_and_refuses_less_than_1_mib() {
+        let text = r#"{"snowflake":{"account":"a","user":"u","password":"p" BUDGET},"postgres":{"host":"h","user":"u"},
+          "sources":[{"source_name":"s","source_sf_database":"D","source_sf_schema":"S","target_pg_database":"d",
+          "target_pg_schema":"s","tables":[{"source":"T","target":"t"}]}]}"#;
+        let config = Config::from_text(&text.replace(" BUDGET", ""), "test", &|_| None).unwrap();
+        assert_eq!(config.snowflake.download_byte_budget(), 64 * 1024 * 1024);
+        let config = Config::from_text(&text.replace(" BUDGET", r#","download_byte_budget": 8388608"#), "test", &|_| None).unwrap();
+        assert_eq!(config.snowflake.download_byte_budget(), 8 * 1024 * 1024);
+        let err = Config::from_text(&text.replace(" BUDGET", r#","download_byte_budget": 1000"#), "test", &|_| None).unwrap_err();
+        assert_eq!(err.kind, crate::error::ErrorKind::ConfigInvalid);
+        assert!(err.message.contains("snowflake.download_byte_budget 1000 is below the minimum of 1048576 bytes (1 MiB)"), "{}", err.message);
     }
 
     #[test]

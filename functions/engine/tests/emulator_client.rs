@@ -199,6 +199,93 @@ async fn streamed_chunked_result_arrives_in_order_as_standard_arrow() {
     }
 }
 
+/// Four sessions of one configuration stream a chunked result at once, each
+/// holding its chunk a moment per batch as a COPY would: the downloaded
+/// chunks they hold together never exceed `snowflake.download_byte_budget`
+/// (docs/sync.md §5.6), while the same streams under a roomy budget do hold
+/// more than that; every stream still gets every row in order, also when a
+/// single chunk is larger than the whole budget (it is then held alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_streams_hold_no_more_downloaded_bytes_than_the_budget() {
+    use futures::StreamExt;
+    use thaw_engine::source::download_budget::DownloadBudget;
+    const ROWS: u64 = 20_000;
+    const TIGHT: u64 = 1024 * 1024;
+    const ROOMY: u64 = 64 * 1024 * 1024;
+    let setup = session().await;
+    let schema = fresh_schema(&setup, "DOWNLOAD_BUDGET").await;
+    let table = format!("{schema}.{}", sql::ident("VISIT"));
+    setup.execute(&format!("CREATE TABLE {table} (ID NUMBER(38,0), NOTE VARCHAR)")).await.unwrap();
+    let path = temp_csv("download-budget");
+    let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
+    let note = "n".repeat(250);
+    for id in 0..ROWS {
+        write_csv_record(&mut out, [Some(id.to_string().as_str()), Some(note.as_str())]).unwrap();
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
+    bulk_load_csv(&setup, &table, &["ID".into(), "NOTE".into()], &path).await.unwrap();
+    std::fs::remove_file(&path).ok();
+    let query = format!("SELECT ID, NOTE FROM {table} ORDER BY ID");
+
+    // A reader holds its chunk's reservation until it has read the chunk:
+    // after every batch of a downloaded chunk (1000 rows of 250-character
+    // notes: over 250 000 bytes), at least that much is reserved.
+    let settings_one = SnowflakeSettings { download_byte_budget: Some(3 * TIGHT), ..settings() };
+    let one = source::connect(&settings_one, None, None).await.unwrap();
+    one.execute("ALTER SESSION SET THAW_EMULATOR_ROWS_PER_CHUNK = 1000").await.unwrap();
+    let budget = DownloadBudget::shared(3 * TIGHT);
+    let mut batches = one.stream_query(&query).await.unwrap();
+    let mut seen = 0;
+    while let Some(batch) = batches.next().await {
+        let rows = batch.unwrap().num_rows();
+        if seen > 0 {
+            // Give the prefetch time to finish: only the reservations must count.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            assert!(budget.held_bytes() >= 250_000, "{} bytes reserved while a downloaded chunk is being read", budget.held_bytes());
+        }
+        seen += rows;
+    }
+    drop(batches);
+    assert_eq!((seen, budget.held_bytes()), (ROWS as usize, 0));
+
+    // (budget, rows per result chunk): ~270 KB chunks in a roomy and a tight
+    // budget, then ~2.7 MB chunks, each larger than the tight budget.
+    for (capacity, rows_per_chunk) in [(ROOMY, 1000), (TIGHT, 1000), (TIGHT + 1024, 10_000)] {
+        let settings = SnowflakeSettings { download_byte_budget: Some(capacity), ..settings() };
+        let mut readers = Vec::new();
+        for _ in 0..4 {
+            let source = source::connect(&settings, None, None).await.unwrap();
+            source.execute(&format!("ALTER SESSION SET THAW_EMULATOR_ROWS_PER_CHUNK = {rows_per_chunk}")).await.unwrap();
+            let query = query.clone();
+            readers.push(tokio::spawn(async move {
+                let mut batches = source.stream_query(&query).await.unwrap();
+                let mut ids = Vec::new();
+                while let Some(batch) = batches.next().await {
+                    let batch = batch.unwrap();
+                    let id = batch.column(0).as_any().downcast_ref::<arrow_array::Decimal128Array>().unwrap();
+                    ids.extend((0..batch.num_rows()).map(|r| id.value(r) as u64));
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                ids
+            }));
+        }
+        for reader in readers {
+            assert_eq!(reader.await.unwrap(), (0..ROWS).collect::<Vec<_>>(), "every row once, in order (budget {capacity}, {rows_per_chunk} rows per chunk)");
+        }
+        let budget = DownloadBudget::shared(capacity);
+        assert_eq!(budget.held_bytes(), 0, "every reservation is returned when the streams end");
+        let high_water = budget.high_water_bytes();
+        match (capacity, rows_per_chunk) {
+            (ROOMY, _) => assert!(high_water > TIGHT, "four streams held only {high_water} bytes at once under a roomy budget: the tight case proves nothing"),
+            (_, 1000) => assert!(high_water <= TIGHT && high_water > 0, "held {high_water} bytes at once in a budget of {TIGHT}"),
+            _ => {
+                assert!(high_water > TIGHT, "a {rows_per_chunk}-row chunk is larger than the budget ({high_water} bytes)");
+                assert!(high_water < 2 * TIGHT + 2 * 1024 * 1024, "chunks larger than the budget are held one at a time ({high_water} bytes)");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn bulk_load_csv_loads_every_row_with_its_types() {
     const ROWS: u64 = 5_000;

@@ -19,6 +19,7 @@
 //! * [`predicate`]: a chunk's [`crate::sync::chunk::ChunkSpec`] as Snowflake or PostgreSQL SQL.
 
 pub mod arrow;
+pub mod download_budget;
 pub mod predicate;
 pub mod result;
 pub mod sql;
@@ -47,6 +48,9 @@ pub struct SnowflakeSource {
     client: reqwest_middleware::ClientWithMiddleware,
     /// Takes the answer of a streamed query away from `api` ([`result`]).
     capture: result::ResultCapture,
+    /// The process's budget for downloaded result chunks, shared with every
+    /// session of the same configuration (`snowflake.download_byte_budget`).
+    budget: std::sync::Arc<download_budget::DownloadBudget>,
 }
 
 /// The rows of a DML/DDL statement, as Snowflake returns them (JSON rows of strings).
@@ -78,7 +82,8 @@ pub async fn connect(settings: &SnowflakeSettings, database: Option<&str>, schem
         .with_client(client.clone())
         .build()
         .map_err(|e| map_snowflake_error(e, "opening a Snowflake session"))?;
-    let source = SnowflakeSource { api, account: settings.account.clone(), client, capture };
+    let budget = download_budget::DownloadBudget::shared(settings.download_byte_budget());
+    let source = SnowflakeSource { api, account: settings.account.clone(), client, capture, budget };
     // Log in now so that bad credentials and dead endpoints fail here, not mid-run.
     source.execute("SELECT 1").await.map_err(|e| {
         let hint = match e.kind {
@@ -253,7 +258,8 @@ impl SnowflakeSource {
 
     /// Run a query and stream its rows as standard Arrow batches in result
     /// order: the inline first chunk, then the downloaded chunks, at most
-    /// [`result::PREFETCH_CHUNKS`] ahead of the batch being read.
+    /// [`result::PREFETCH_CHUNKS`] ahead of the batch being read and within
+    /// the process's download budget ([`download_budget`]).
     ///
     /// Errors: the query's (kind from Snowflake's error code); in the
     /// stream, a failed chunk download (`Transient`/`Unreachable`) or a value
@@ -265,7 +271,7 @@ impl SnowflakeSource {
         let captured = self.capture.take();
         let answer = answer?;
         match (captured, answer) {
-            (Some(Ok(result)), _) => Ok(result.into_batches(self.client.clone())),
+            (Some(Ok(result)), _) => Ok(result.into_batches(self.client.clone(), self.budget.clone())),
             (Some(Err(problem)), _) => Err(Error::new(ErrorKind::Transient, format!("Snowflake's answer to `{}` is unreadable: {problem}", truncate(sql)))),
             (None, RawQueryResult::Empty) => Ok(futures::stream::empty().boxed()),
             (None, RawQueryResult::Bytes(chunks)) => {

@@ -12,7 +12,8 @@
 //! [`ChunkedResult::into_batches`] then yields the rows as standard Arrow
 //! batches ([`super::arrow::SnowflakeDecoder`]) while a background task
 //! downloads the next chunk, at most [`PREFETCH_CHUNKS`] ahead of the one
-//! being read; the result's row count is checked at the end.
+//! being read and only once the process's [`DownloadBudget`] has room for
+//! its bytes; the result's row count is checked at the end.
 //!
 //! Faults (docs/sync.md §9.3): a chunk download that fails transiently
 //! (connection dropped or reset, body cut short, HTTP 5xx or 429) is retried
@@ -40,6 +41,7 @@ use futures::StreamExt;
 use reqwest_middleware::ClientWithMiddleware;
 
 use super::arrow::SnowflakeDecoder;
+use super::download_budget::{ChunkReservation, DownloadBudget};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::retry::RetryPolicy;
 
@@ -92,10 +94,22 @@ pub struct ChunkedResult {
     pub total_rows: u64,
     /// The first chunk, an Arrow IPC stream (decoded `rowsetBase64`; empty when none).
     pub inline: Bytes,
-    /// The other chunks, in result order: URL and row count.
-    pub chunks: Vec<(String, u64)>,
+    /// The other chunks, in result order.
+    pub chunks: Vec<ResultChunk>,
     /// Headers every chunk download must send (`chunkHeaders`).
     pub chunk_headers: HashMap<String, String>,
+}
+
+/// One downloadable chunk of a result (an entry of `data.chunks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultChunk {
+    /// Where to download it (a presigned URL).
+    pub url: String,
+    /// Rows it holds (`rowCount`).
+    pub rows: u64,
+    /// Its size once downloaded and decompressed, in bytes
+    /// (`uncompressedSize`; 0 when the answer does not say).
+    pub uncompressed_bytes: u64,
 }
 
 /// Shared between a session's HTTP middleware and the session: which query
@@ -211,7 +225,11 @@ fn chunked_result(data: &serde_json::Map<String, serde_json::Value>) -> std::res
             chunks
                 .iter()
                 .map(|c| {
-                    Ok((c.get("url").and_then(|u| u.as_str()).ok_or("a result chunk has no url")?.to_string(), number(c.get("rowCount"))))
+                    Ok(ResultChunk {
+                        url: c.get("url").and_then(|u| u.as_str()).ok_or("a result chunk has no url")?.to_string(),
+                        rows: number(c.get("rowCount")),
+                        uncompressed_bytes: number(c.get("uncompressedSize")),
+                    })
                 })
                 .collect::<std::result::Result<Vec<_>, &str>>()
         })
@@ -308,11 +326,13 @@ async fn submit_with_retries(
 
 /// The reading side of a streamed result.
 struct Reader {
-    chunks: tokio::sync::mpsc::Receiver<Result<Bytes>>,
-    /// The chunk being read: its Arrow IPC stream decoder and the bytes not
-    /// yet decoded. Batches are decoded in place: their buffers are slices of
-    /// the downloaded chunk, not copies of its messages.
-    current: Option<(arrow_ipc::reader::StreamDecoder, arrow_buffer::Buffer)>,
+    chunks: tokio::sync::mpsc::Receiver<Result<(Bytes, Option<ChunkReservation>)>>,
+    /// The chunk being read: its Arrow IPC stream decoder, the bytes not yet
+    /// decoded and its bytes' reservation in the download budget (none for
+    /// the inline first part, which arrived with the answer). Batches are
+    /// decoded in place: their buffers are slices of the downloaded chunk,
+    /// not copies of its messages.
+    current: Option<(arrow_ipc::reader::StreamDecoder, arrow_buffer::Buffer, Option<ChunkReservation>)>,
     decoder: Option<SnowflakeDecoder>,
     rows: u64,
     total_rows: u64,
@@ -322,7 +342,7 @@ struct Reader {
 impl Reader {
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
-            if let Some((stream, remaining)) = &mut self.current {
+            if let Some((stream, remaining, _reservation)) = &mut self.current {
                 let decoded = if remaining.is_empty() { Ok(None) } else { stream.decode(remaining) };
                 match decoded {
                     Ok(Some(batch)) => {
@@ -350,12 +370,12 @@ impl Reader {
                 continue;
             }
             match self.chunks.recv().await {
-                Some(bytes) => {
-                    let bytes = bytes?;
+                Some(chunk) => {
+                    let (bytes, reservation) = chunk?;
                     if bytes.is_empty() {
                         continue;
                     }
-                    self.current = Some((arrow_ipc::reader::StreamDecoder::new(), arrow_buffer::Buffer::from(bytes)));
+                    self.current = Some((arrow_ipc::reader::StreamDecoder::new(), arrow_buffer::Buffer::from(bytes), reservation));
                 }
                 None if self.rows != self.total_rows => {
                     return Err(Error::new(
@@ -375,25 +395,39 @@ impl Reader {
 impl ChunkedResult {
     /// The rows as standard Arrow batches, in result order: the inline chunk,
     /// then each downloaded chunk. Downloads run in a background task, at most
-    /// [`PREFETCH_CHUNKS`] ahead, and stop when the stream is dropped.
+    /// [`PREFETCH_CHUNKS`] ahead, each once `budget` has room for its bytes
+    /// (held until the chunk is read), and stop when the stream is dropped.
     ///
     /// Stream errors: [`ErrorKind::Transient`]/[`ErrorKind::Unreachable`] for
     /// a failed download or a row count that does not add up; the decoder's
     /// errors (docs/sync.md §5.5).
-    pub fn into_batches(self, client: ClientWithMiddleware) -> BoxStream<'static, Result<RecordBatch>> {
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes>>(PREFETCH_CHUNKS);
+    pub fn into_batches(self, client: ClientWithMiddleware, budget: Arc<DownloadBudget>) -> BoxStream<'static, Result<RecordBatch>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<(Bytes, Option<ChunkReservation>)>>(PREFETCH_CHUNKS);
         let ChunkedResult { total_rows, inline, chunks, chunk_headers } = self;
         let downloads = tokio::spawn(async move {
-            if sender.send(Ok(inline)).await.is_err() {
+            if sender.send(Ok((inline, None))).await.is_err() {
                 return;
             }
-            for (index, (url, _rows)) in chunks.iter().enumerate() {
+            for (index, chunk) in chunks.iter().enumerate() {
                 // A slot first: the download starts once the reader took the
                 // previous chunk, so at most PREFETCH_CHUNKS wait unread.
                 let Ok(slot) = sender.reserve().await else { return };
-                let chunk = download_with_retries(&client, url, &chunk_headers)
-                    .await
-                    .map_err(|e| e.context(format!("result chunk {} of {}", index + 1, chunks.len())));
+                // Then the chunk's bytes in the process's budget; when the
+                // answer does not give the size, it is reserved once known.
+                let early = match chunk.uncompressed_bytes {
+                    0 => None,
+                    bytes => Some(budget.reserve(bytes).await),
+                };
+                let chunk = match download_with_retries(&client, &chunk.url, &chunk_headers).await {
+                    Ok(bytes) => {
+                        let reservation = match early {
+                            Some(reservation) => reservation,
+                            None => budget.reserve(bytes.len() as u64).await,
+                        };
+                        Ok((bytes, Some(reservation)))
+                    }
+                    Err(e) => Err(e.context(format!("result chunk {} of {}", index + 1, chunks.len()))),
+                };
                 let failed = chunk.is_err();
                 slot.send(chunk);
                 if failed {
@@ -501,12 +535,13 @@ mod tests {
     fn query_answers_are_read_for_rows_chunks_and_headers() {
         let data = serde_json::json!({
             "rowtype": [], "total": 3000, "returned": 1000, "rowsetBase64": "",
-            "chunks": [{"url": "https://x/c1", "rowCount": 1000}, {"url": "https://x/c2", "rowCount": 1000}],
+            "chunks": [{"url": "https://x/c1", "rowCount": 1000, "uncompressedSize": 52000}, {"url": "https://x/c2", "rowCount": 1000}],
             "chunkHeaders": {"x-amz-server-side-encryption-customer-key": "k"}
         });
         let result = chunked_result(data.as_object().unwrap()).unwrap();
         assert_eq!(result.total_rows, 3000);
-        assert_eq!(result.chunks, vec![("https://x/c1".to_string(), 1000), ("https://x/c2".to_string(), 1000)]);
+        let chunk = |url: &str, uncompressed_bytes| ResultChunk { url: url.to_string(), rows: 1000, uncompressed_bytes };
+        assert_eq!(result.chunks, vec![chunk("https://x/c1", 52_000), chunk("https://x/c2", 0)]);
         assert_eq!(result.chunk_headers.get("x-amz-server-side-encryption-customer-key").map(String::as_str), Some("k"));
         assert!(result.inline.is_empty());
         assert_eq!(sql_text_of(br#"{"sqlText":"SELECT 1","asyncExec":false}"#).as_deref(), Some("SELECT 1"));
