@@ -5,9 +5,9 @@
 //! generated table are each found with their key, column and both values.
 //! The engineered-differences table has FLOAT and VARIANT columns, so on the
 //! emulator its Snowflake side is streamed in bounded batches and finished in
-//! Rust (docs/reconcile.md §7.1). Its size is `THAW_RECONCILE_TEST_ROWS`
-//! (default [`ENGINEERED_ROWS`], what fits CI); `make bench` runs it at the
-//! issue's 1 M rows (docs/reconcile.md §7.1 says which size runs where).
+//! Rust (docs/reconcile.md §7.1). It runs at the issue's 1 M rows with the
+//! default bisection, and at [`ENGINEERED_ROWS`] (`THAW_RECONCILE_TEST_ROWS`
+//! overrides it) with a deep bisection too (docs/reconcile.md §7.1).
 //!
 //! Run under the harness: `python3 tests/harness.py run -- cargo test -p thaw-engine --test reconcile_rows`.
 
@@ -240,12 +240,30 @@ const ENGINEERED_ROWS: u64 = 20_000;
 #[tokio::test]
 async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
     let rows: u64 = std::env::var("THAW_RECONCILE_TEST_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ENGINEERED_ROWS).max(10_000);
+    engineered_differences_are_found_exactly(rows, 5000, true).await;
+}
+
+/// The issue's size: the same differences found exactly in a 1 M-row table,
+/// with the default bisection (the deep one runs at [`ENGINEERED_ROWS`]
+/// above). Started first by `.config/nextest.toml` (priority), so it runs
+/// beside the rest of the suite instead of after it.
+#[tokio::test]
+async fn engineered_differences_are_found_exactly_in_a_million_row_table() {
+    engineered_differences_are_found_exactly(1_000_000, 100_000, false).await;
+}
+
+/// Copy a generated `rows`-row table with `thaw run` (chunks of `batch_size`
+/// rows), plant the issue's differences in the target, and check reconcile
+/// finds exactly them with the defaults and, when `deep`, again with a deep
+/// bisection (factor 4, leaves of 200 rows).
+async fn engineered_differences_are_found_exactly(rows: u64, batch_size: u64, deep: bool) {
     let (sf_db, pg_db) = (unique("SFENG").to_uppercase(), unique("eng"));
     let sf = fresh_sf(&sf_db).await;
     let pg = fresh_pg(&pg_db).await;
     measures(&sf, &sf_db, "MEASURES", rows, &pg, false).await;
     sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"MEASURES\" SET \"F\" = CAST('NaN' AS FLOAT) WHERE \"ID\" = 7007")).await.unwrap();
-    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table_entry("MEASURES")], "")));
+    let entry = table_entry("MEASURES").replace(r#""batch_size": 5000"#, &format!(r#""batch_size": {batch_size}"#));
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&entry], "")));
     let started = std::time::Instant::now();
     let run = first_run(&config).await;
     run.outcome().expect("clean first run");
@@ -309,6 +327,9 @@ async fn engineered_differences_are_found_exactly_with_key_column_and_values() {
     // while a 32nd of the table fits a leaf (20 000 rows), one more per factor 32 above.
     let expected_levels = if rows / 32 < 14_000 { 1 } else if rows / 1024 < 14_000 { 2 } else { 3 };
     assert_eq!(d.levels, expected_levels, "{rows} rows");
+    if !deep {
+        return;
+    }
 
     // Bisection: split by 4 until a range holds at most 200 rows; the same differences, found in small ranges.
     let options = reconcile::ReconcileOptions { factor: 4, leaf_rows: 200, max_leaves: 64, ..Default::default() };
