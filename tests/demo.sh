@@ -33,6 +33,7 @@ for t in report.get("reconcile_details", []):
     print(f"{s['target']:<42} {s['status']:<8} {c.get('scope', '-'):<8} {c.get('rows_verified', 0):>10} rows verified "
           f"{c.get('rows_transferred', 0):>8} transferred {d.get('deleted', 0):>6} deleted {c.get('seconds', 0):7.2f} s")
 r = report.get("reconcile") or {}
+freshness = r.get("freshness_hours")
 print(f"reconcile: {len(r.get('tables', []))} table(s), {r.get('mismatches', 0)} mismatch(es), {r.get('errors', 0)} error(s), "
-      f"freshness {r.get('freshness_hours', 'n/a')} h")
+      f"freshness {'n/a' if freshness is None else f'{freshness:.1f}'} h")
 PY

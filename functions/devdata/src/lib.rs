@@ -34,6 +34,6 @@ pub mod tables;
 pub mod visits;
 pub mod world;
 
-pub use mutate::{mutate, MutateOptions, MutateReport};
+pub use mutate::{default_counts, mutate, MutateOptions, MutateReport};
 pub use planted::{planted_conflicts, planted_near_misses, ExpectedPair, ExtraDistance, NearMiss, Rule, RuleFlags};
 pub use seed::{seed, SeedOptions, SeedReport};

@@ -111,6 +111,16 @@ pub fn chosen_visits(opts: &MutateOptions) -> Result<(Vec<u64>, Vec<u64>, u64)> 
     Ok((updates, deletes, first_insert))
 }
 
+/// The default numbers of visits to (update, insert, delete) for a dataset
+/// seeded with `seeded`: 500, 200 and 100, or a quarter, a quarter and a
+/// twentieth of its background visits when that is fewer, so that `thaw dev
+/// mutate` without counts works on every dataset `thaw dev seed` accepts
+/// (at most half of the background visits change, [`chosen_visits`]).
+pub fn default_counts(seeded: &SeedOptions) -> (u64, u64, u64) {
+    let background = background_count(seeded);
+    ((background / 4).min(500), (background / 4).min(200), (background / 20).min(100))
+}
+
 fn background_count(opts: &SeedOptions) -> u64 {
     opts.visits
         .saturating_sub(planted_fact_visits(opts.today, opts.extra_distance))
@@ -345,6 +355,21 @@ mod tests {
             assert_eq!(after.date, before.date);
             assert_eq!(after.updated, o.now.fixed_offset());
             assert_eq!(after.id, before.id);
+        }
+    }
+
+    #[test]
+    fn default_counts_fit_every_seedable_dataset() {
+        let at = |visits: u64| SeedOptions { visits, ..opts().seeded };
+        let smallest = crate::seed::min_visits(opts().seeded.today, opts().seeded.extra_distance);
+        // The smallest dataset `thaw dev seed` accepts has 100 background visits.
+        assert_eq!(default_counts(&at(smallest)), (25, 25, 5));
+        assert_eq!(default_counts(&at(100_000)), (500, 200, 100));
+        for visits in [smallest, smallest + 1, 1_000, 2_500, 100_000] {
+            let (updates, inserts, deletes) = default_counts(&at(visits));
+            let chosen = chosen_visits(&MutateOptions { updates, inserts, deletes, ..opts() });
+            assert!(chosen.is_ok(), "{visits} visits: {:?}", chosen.err());
+            assert!(updates > 0 && inserts > 0 && deletes > 0, "{visits} visits change something");
         }
     }
 

@@ -28,15 +28,15 @@ pub enum DevCommand {
         /// Selects which visits change.
         #[arg(long, default_value_t = 1)]
         mutation_seed: u64,
-        /// Visits to update.
-        #[arg(long, default_value_t = 500)]
-        updates: u64,
-        /// Visits to insert.
-        #[arg(long, default_value_t = 200)]
-        inserts: u64,
-        /// Visits to delete.
-        #[arg(long, default_value_t = 100)]
-        deletes: u64,
+        /// Visits to update [default: 500, or a quarter of the background visits when fewer].
+        #[arg(long)]
+        updates: Option<u64>,
+        /// Visits to insert [default: 200, or a quarter of the background visits when fewer].
+        #[arg(long)]
+        inserts: Option<u64>,
+        /// Visits to delete [default: 100, or a twentieth of the background visits when fewer].
+        #[arg(long)]
+        deletes: Option<u64>,
     },
     /// Check that conflict detection found exactly the planted conflicts.
     CheckPlanted(DatasetArgs),
@@ -109,7 +109,15 @@ pub async fn run(command: DevCommand) -> Result<()> {
             let config = Config::load(&dataset.config)?;
             let seeded = dataset.options(&config)?;
             let source = thaw_engine::source::connect(&config.snowflake, None, None).await?;
-            let opts = MutateOptions { seeded, mutation_seed, updates, inserts, deletes, now: chrono::Utc::now() };
+            let (default_updates, default_inserts, default_deletes) = dev::default_counts(&seeded);
+            let opts = MutateOptions {
+                seeded,
+                mutation_seed,
+                updates: updates.unwrap_or(default_updates),
+                inserts: inserts.unwrap_or(default_inserts),
+                deletes: deletes.unwrap_or(default_deletes),
+                now: chrono::Utc::now(),
+            };
             let r = dev::mutate(&source, &opts).await?;
             println!("mutated in {:.1} s: {} updated, {} inserted, {} deleted", r.seconds, r.updated, r.inserted, r.deleted);
             Ok(())
