@@ -130,3 +130,49 @@ async fn where_run_reprocesses_one_table_and_does_not_advance_the_watermark_past
     let orders = after.tables.iter().find(|t| t.target == "public.orders").expect("orders copied");
     assert!(orders.rows_read <= 5, "only the rows on the new maximum are re-read, not everything since the floor: {}", orders.rows_read);
 }
+
+/// Found when probing as a new user: a source row updated again without its
+/// watermark moving (a DATE or second-granularity watermark, or a second
+/// update within the same microsecond) is re-read by the next night
+/// (`>=`), but the upsert applied only strictly newer watermarks, so the
+/// change was skipped every night, `--full` included, and every reconcile
+/// reported it (exit 3). An equal watermark now applies the row when it
+/// differs (docs/sync.md §4.3); identical boundary rows stay no-ops.
+#[tokio::test]
+async fn a_row_updated_at_the_stored_maximum_watermark_is_applied_next_night() {
+    let sf_db = unique("SFEQWM").to_uppercase();
+    let pg_db = unique("eqwm");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 200).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let table = orders_table(Some(("Id", "bigint")), "");
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let opts = |request| RunOptions { request, conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
+
+    // Two rows change without their watermark moving: the row holding the
+    // stored maximum (re-read by the next incremental night) and an older one
+    // (only a --full run re-reads it).
+    let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
+    let max_code: String = pg.query_one("SELECT \"Code\"::text FROM public.orders ORDER BY \"Updated\" DESC LIMIT 1", &[]).await.unwrap().get(0);
+    let old_code: String = pg.query_one("SELECT \"Code\"::text FROM public.orders ORDER BY \"Updated\" LIMIT 1", &[]).await.unwrap().get(0);
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'same watermark' WHERE \"Code\" IN ('{max_code}', '{old_code}')")).await.unwrap();
+    let note = |code: String| {
+        let pg = &pg;
+        async move {
+            pg.query_one("SELECT \"Note\" FROM public.orders WHERE \"Code\"::text = $1", &[&code]).await.unwrap().get::<_, Option<String>>(0)
+        }
+    };
+
+    let night = runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("incremental run");
+    assert_eq!(night.tables[0].rows_written, 1, "only the changed boundary row is written, the identical boundary rows stay no-ops");
+    assert_eq!(note(max_code.clone()).await.as_deref(), Some("same watermark"));
+    assert_ne!(note(old_code.clone()).await.as_deref(), Some("same watermark"), "an incremental night does not re-read older watermarks");
+
+    let full = PlanRequest { mode: thaw_engine::contract::SyncMode::Full, ..Default::default() };
+    let full = runner::run(config, opts(full), Arc::new(Quiet)).await.expect("full run");
+    full.outcome().expect("a --full run applies the older same-watermark change and reconciles clean");
+    assert_eq!(full.tables[0].rows_written, 1);
+    assert_eq!(note(old_code).await.as_deref(), Some("same watermark"));
+}
