@@ -700,6 +700,12 @@ impl Config {
                 problems.push(format!("batch_size {b} is below the minimum of 100 rows"));
             }
         }
+        if let Some(0) = self.max_parallel_tables {
+            problems.push("max_parallel_tables must be at least 1".to_string());
+        }
+        if let Some(0) = self.chunk_byte_budget {
+            problems.push("chunk_byte_budget must be at least 1 byte (it is the memory budget of one chunk, default 256 MiB)".to_string());
+        }
         if purpose == Purpose::Sync && self.sources.is_empty() {
             problems.push("sources is empty: nothing to copy".to_string());
         }
@@ -743,6 +749,9 @@ impl Config {
                     if b < 100 {
                         problems.push(format!("{at}: batch_size {b} is below the minimum of 100 rows"));
                     }
+                }
+                if let Some(0) = t.estimated_row_bytes {
+                    problems.push(format!("{at}: estimated_row_bytes must be at least 1 (bytes per row; leave it out to estimate from the source types)"));
                 }
                 if let Some(f) = &t.source_filter {
                     if let Err(e) = check_filter(f) {

@@ -746,7 +746,7 @@ async fn prepare_table(
     };
     let source_has = |name: &str| source_cols.iter().any(|c| c.name == name);
     let mut missing = Vec::new();
-    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()) {
+    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()).chain(t.truncate_to_date.iter()) {
         if !source_has(c) {
             missing.push(format!("source column \"{c}\""));
         }
@@ -780,6 +780,20 @@ async fn prepare_table(
             ErrorKind::SchemaMismatch,
             format!("{at} → {}.{}: {} do(es) not exist. Fix the config or the table definitions.", s.target_pg_schema, t.target, missing.join(", ")),
         ));
+    }
+    if let (Some(name), Some(&declared)) = (t.chunking_columns.first(), t.chunking_column_types.first()) {
+        let column = source_cols.iter().find(|c| &c.name == name).expect("checked above");
+        if let Some(fits) = chunk_key_type_mismatch(declared, &column.data_type) {
+            return Err(Error::config(format!(
+                "{at}: chunking column \"{name}\" is declared {} (chunking_column_types[0]) but its Snowflake type is {}; declare it {fits}",
+                match declared {
+                    ChunkKeyType::Integer => "an integer",
+                    ChunkKeyType::Temporal => "a date or timestamp",
+                    ChunkKeyType::Text => "text",
+                },
+                column.data_type
+            )));
+        }
     }
     for c in t.uniqueness_columns.iter().chain(t.source_watermark.iter()) {
         if excluded(c) {
@@ -1006,6 +1020,29 @@ fn choose_strategy(t: &TableConfig) -> Result<ChunkingStrategy> {
         Some(ChunkKeyType::Temporal) => ChunkingStrategy::DateRange,
         Some(ChunkKeyType::Text) => ChunkingStrategy::Keyset,
     })
+}
+
+/// When the declared type of a chunking column (`chunking_column_types`)
+/// cannot chunk a Snowflake column of type `data_type` (`DATA_TYPE` of
+/// `INFORMATION_SCHEMA.COLUMNS`), the declarations that can, as advice;
+/// `None` when it fits. An integer range needs a number or numeric text, a
+/// date range a date, timestamp or date text (docs/sync.md §3.1); text
+/// (keyset) and unknown source types are not refused.
+pub fn chunk_key_type_mismatch(declared: ChunkKeyType, data_type: &str) -> Option<&'static str> {
+    let t = data_type.to_ascii_uppercase();
+    let temporal = t == "DATE" || t.starts_with("TIMESTAMP") || t == "DATETIME";
+    let numeric = matches!(t.as_str(), "NUMBER" | "FIXED" | "DECIMAL" | "NUMERIC" | "INT" | "INTEGER" | "BIGINT" | "SMALLINT" | "TINYINT" | "BYTEINT");
+    let unorderable = matches!(t.as_str(), "BOOLEAN" | "BINARY" | "VARBINARY" | "VARIANT" | "OBJECT" | "ARRAY" | "TIME" | "GEOGRAPHY" | "GEOMETRY");
+    match declared {
+        ChunkKeyType::Integer if temporal => Some("a date or timestamp (\"date\", \"timestamp\") for date ranges, or text (\"varchar\") for key ranges"),
+        ChunkKeyType::Temporal if numeric || matches!(t.as_str(), "FLOAT" | "REAL" | "DOUBLE") => {
+            Some("an integer (\"bigint\") for numeric ranges, or text (\"varchar\") for key ranges")
+        }
+        ChunkKeyType::Integer | ChunkKeyType::Temporal if unorderable => {
+            Some("text (\"varchar\") for key ranges, or choose another chunking column")
+        }
+        _ => None,
+    }
 }
 
 /// Estimated bytes per row from the source types (used when the config gives none).
