@@ -176,3 +176,45 @@ async fn a_row_updated_at_the_stored_maximum_watermark_is_applied_next_night() {
     assert_eq!(full.tables[0].rows_written, 1);
     assert_eq!(note(old_code).await.as_deref(), Some("same watermark"));
 }
+
+/// Found when probing as a new user: a row inserted with a NULL watermark is
+/// never read by an incremental night (`>=` is not true for NULL); the
+/// documented remedy, `--where '"<watermark>" IS NULL'`, loads it, and
+/// `--full` runs leave identical NULL-watermark rows alone instead of
+/// rewriting (and counting) every one of them each time (docs/sync.md §3.2).
+#[tokio::test]
+async fn null_watermark_rows_are_loaded_by_a_where_is_null_run_and_left_alone_by_full_runs() {
+    let sf_db = unique("SFNULLWM").to_uppercase();
+    let pg_db = unique("nullwm");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 100).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let table = orders_table(Some(("Id", "bigint")), "");
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let opts = |request| RunOptions { request, conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
+
+    let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
+    sf.execute(&format!(
+        "INSERT INTO {fqn} VALUES (7000001, 'bbbbbbbb-0000-4000-8000-000000000001', NULL, 1.5, TRUE, 'no watermark', NULL), \
+         (7000002, 'bbbbbbbb-0000-4000-8000-000000000002', NULL, 2.5, TRUE, 'no watermark', NULL)"
+    ))
+    .await
+    .unwrap();
+    let night = runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("incremental run");
+    assert_eq!(night.tables[0].rows_written, 0, "an incremental night does not read NULL watermarks");
+    assert_eq!(pg_count(&pg, "public.orders").await, 100);
+
+    let nulls = PlanRequest { tables: Some(vec!["orders".into()]), where_predicate: Some("\"Updated\" IS NULL".into()), ..Default::default() };
+    let loaded = runner::run(config.clone(), opts(nulls), Arc::new(Quiet)).await.expect("--where IS NULL run");
+    loaded.outcome().expect("the --where run reconciles clean");
+    assert_eq!(loaded.tables[0].rows_written, 2);
+    assert_eq!(pg_count(&pg, "public.orders").await, 102);
+
+    let full = PlanRequest { mode: thaw_engine::contract::SyncMode::Full, ..Default::default() };
+    let full = runner::run(config, opts(full), Arc::new(Quiet)).await.expect("full run");
+    full.outcome().expect("the full run reconciles clean");
+    assert_eq!(full.tables[0].rows_read, 102);
+    assert_eq!(full.tables[0].rows_written, 0, "identical rows, NULL watermarks included, are not rewritten");
+}

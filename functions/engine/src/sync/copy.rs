@@ -535,7 +535,10 @@ pub(crate) fn upsert_hashed_sql(plan: &TablePlan, staging: &str, dest: &str, ins
         // again without its watermark moving is re-read by the next night
         // (`>=`) and must not be skipped (docs/sync.md §4.3).
         let cond = match &plan.target_watermark {
-            Some(w) => format!("t.{w} IS NULL OR t.{w} < EXCLUDED.{w} OR (t.{w} = EXCLUDED.{w} AND {differs})", w = q(w)),
+            Some(w) => format!(
+                "t.{w} < EXCLUDED.{w} OR (t.{w} IS NULL AND EXCLUDED.{w} IS NOT NULL) OR (t.{w} IS NOT DISTINCT FROM EXCLUDED.{w} AND {differs})",
+                w = q(w)
+            ),
             None => differs,
         };
         format!("DO UPDATE SET {} WHERE {cond}", sets.join(", "))
