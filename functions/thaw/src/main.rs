@@ -236,9 +236,9 @@ struct RunArgs {
     /// touched plus the rolling slice (docs/reconcile.md §5).
     #[arg(long)]
     reconcile_full: bool,
-    /// Concurrent copy workers in total.
-    #[arg(long)]
-    workers: Option<usize>,
+    /// Concurrent copy workers in total (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Write the full run report (JSON) here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -436,7 +436,7 @@ async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -
         conflicts: !args.no_conflicts,
         conflicts_full: args.conflicts_full,
         reconcile_full: args.reconcile_full,
-        max_workers: args.workers,
+        max_workers: args.workers.map(usize::from),
         cancel: Some(cancel),
     };
     let observer: Arc<dyn runner::Observer> = if interactive { Arc::new(progress::Bars::new()) } else { Arc::new(progress::Logs) };

@@ -260,3 +260,13 @@ async fn chunking_type_of_the_wrong_family_and_unknown_truncate_to_date_column_f
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(pg_count(&pg, "public.orders").await, 50);
 }
+
+/// Found when probing as a new user: `thaw run --workers 0` planned the run,
+/// took its lock and then waited forever for a worker (SIGTERM could not stop
+/// it either, and the run stayed `running` holding the lock). It is refused
+/// as bad input before anything is touched.
+#[test]
+fn zero_workers_are_refused_before_anything_is_touched() {
+    let path = config_file(&config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], ""));
+    assert_fails(&["run", "--config", path.to_str().unwrap(), "--workers", "0"], 2, &["--workers", "0 is not in 1..="]);
+}
