@@ -218,3 +218,53 @@ async fn null_watermark_rows_are_loaded_by_a_where_is_null_run_and_left_alone_by
     assert_eq!(full.tables[0].rows_read, 102);
     assert_eq!(full.tables[0].rows_written, 0, "identical rows, NULL watermarks included, are not rewritten");
 }
+
+/// Found when probing as a new user: night 1 fails one chunk; night 2
+/// resumes night 1's run (the default) and finishes the failed chunk with
+/// rows changed since, which raises the target's maximum watermark; a row
+/// the source changed between the nights inside a chunk night 1 had already
+/// completed has a watermark below that maximum, so night 3 (reading from
+/// the maximum) never read it: lost for good, reconcile reporting it every
+/// night. An incremental run now reads from the maximum as the previous run
+/// saw it when it planned (docs/sync.md §3.2).
+#[tokio::test]
+async fn a_change_made_between_a_failed_night_and_its_resume_is_read_by_the_next_night() {
+    let sf_db = unique("SFRESUMEWM").to_uppercase();
+    let pg_db = unique("resumewm");
+    let sf = fresh_sf(&sf_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"N\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (\"Id\" NUMBER(38,0), \"Note\" VARCHAR(50), \"Upd\" TIMESTAMP_NTZ)")).await.unwrap();
+    let rows: Vec<String> = (1..=300).map(|i| format!("({i}, 'n{i}', '2024-01-01 00:00:00')")).collect();
+    sf.execute(&format!("INSERT INTO {fqn} VALUES {}", rows.join(", "))).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    // "Note" holds at most 5 characters: a longer value fails its chunk.
+    pg.batch_execute("CREATE TABLE public.n (\"Id\" int8 PRIMARY KEY, \"Note\" varchar(5), \"Upd\" timestamp)").await.unwrap();
+    let table = r#"{"source": "N", "target": "n", "chunking_columns": ["Id"], "chunking_column_types": ["bigint"],
+                    "uniqueness_columns": ["Id"], "source_watermark": "Upd", "target_watermark": "Upd", "batch_size": 100}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let opts = || RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("first load").outcome().expect("first load reconciles");
+    assert_eq!(pg_count(&pg, "public.n").await, 300);
+
+    // Night 1: one row too long for its target column fails its chunk.
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'much too long', \"Upd\" = '2024-01-02 00:00:00' WHERE \"Id\" = 250")).await.unwrap();
+    let night1 = runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("night 1 runs");
+    assert!(night1.outcome().is_err(), "night 1 fails a chunk");
+
+    // Between the nights: a row of a chunk night 1 completed changes, then the bad row is fixed later.
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'ok2', \"Upd\" = '2024-01-02 12:00:00' WHERE \"Id\" = 20")).await.unwrap();
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'fixed', \"Upd\" = '2024-01-03 00:00:00' WHERE \"Id\" = 250")).await.unwrap();
+    let night2 = runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("night 2 runs");
+    assert!(night2.plan.resumed, "night 2 resumes night 1's run");
+    let note = |id: i64| {
+        let pg = &pg;
+        async move { pg.query_one("SELECT \"Note\" FROM public.n WHERE \"Id\" = $1", &[&id]).await.unwrap().get::<_, Option<String>>(0) }
+    };
+    assert_eq!(note(250).await.as_deref(), Some("fixed"));
+
+    // Night 3 starts a new run: it must read row 20, whose watermark is below the target's maximum.
+    let night3 = runner::run(config, opts(), Arc::new(Quiet)).await.expect("night 3 runs");
+    assert!(!night3.plan.resumed);
+    assert_eq!(note(20).await.as_deref(), Some("ok2"), "the change made between the nights is applied");
+    night3.outcome().expect("night 3 reconciles clean");
+}

@@ -114,6 +114,16 @@ pub struct TablePlan {
     /// maximum without reading the rows outside its filter (docs/sync.md §3.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark_floor: Option<String>,
+    /// The watermark predicate of the target's maximum as this run planned
+    /// the table (`source_watermark >= <MAX(target_watermark)>`), whatever
+    /// predicate the run used. The next run of the table reads from here when
+    /// this run completed the table: rows the source changed while this run
+    /// was copying (or between a failed night and the night that resumed it)
+    /// have a newer watermark than this, but perhaps not than the maximum the
+    /// run left behind (docs/sync.md §3.2). `None`: not incremental (stored
+    /// as `null`; plans recorded before this field have no key).
+    #[serde(default)]
+    pub watermark_at_plan: Option<String>,
     /// Effective rows per chunk.
     pub batch_rows: u64,
     /// Estimated bytes per row used for the budget.
@@ -651,6 +661,35 @@ async fn earlier_watermark_floor(pg: &Client, s: &SourceConfig, t: &TableConfig)
     PgStatusStore::new(pg).earlier_watermark_floor(&table_mapping(s, t)).await
 }
 
+/// The watermark predicate an incremental run of `t` reads from, given the
+/// table's latest earlier run without `--where` (`previous`: its plan JSON
+/// and table status) and `current`, the predicate of the target's maximum
+/// now (docs/sync.md §3.2):
+/// * previous run completed the table → its `watermark_at_plan`: every row
+///   the source changed after that run planned has a newer watermark, even
+///   when the run copied rows with later watermarks before the change reached
+///   a chunk it had already copied;
+/// * previous run did not complete the table (failed, interrupted,
+///   superseded) → the predicate it read from itself (`None` when it read
+///   every row), so the rows of its unfinished chunks are read again;
+/// * no previous plan, a plan from before `watermark_at_plan` was recorded,
+///   a previous full load, or another watermark column → `current`.
+pub fn previous_run_floor(previous: Option<(serde_json::Value, String)>, t: &TableConfig, current: String) -> Option<String> {
+    let Some((plan, status)) = previous else { return Some(current) };
+    let text = |k: &str| plan.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    if text("target_watermark") != t.target_watermark {
+        return Some(current);
+    }
+    if status == "completed" {
+        return Some(text("watermark_at_plan").unwrap_or(current));
+    }
+    if plan.get("watermark_at_plan").is_none() && plan.get("watermark_predicate").is_none_or(|p| p.is_null()) {
+        // A plan recorded before watermark_at_plan existed: as before.
+        return Some(current);
+    }
+    text("watermark_predicate")
+}
+
 /// The source table and target of `t` in source `s`, as earlier runs recorded them.
 fn table_mapping(s: &SourceConfig, t: &TableConfig) -> TableMapping {
     TableMapping {
@@ -964,6 +1003,7 @@ async fn prepare_table(
         }
         _ => None,
     };
+    let watermark_at_plan = target_watermark.clone();
     let (watermark_predicate, watermark_floor) = if filtered {
         // A filtered run reads every row its filter selects, whatever its watermark.
         (None, target_watermark)
@@ -972,6 +1012,10 @@ async fn prepare_table(
             (Some(_), Some(floor)) => {
                 tracing::info!(table = %t.source, floor = ?floor, "a run with --where raised the target's watermark since the last full pass; reading from the watermark before it");
                 (floor, None)
+            }
+            (Some(current), None) => {
+                let previous = PgStatusStore::new(pg).latest_unfiltered_table(&table_mapping(s, t)).await?;
+                (previous_run_floor(previous, t, current), None)
             }
             (w, _) => (w, None),
         }
@@ -995,6 +1039,7 @@ async fn prepare_table(
         watermark_predicate,
         run_filter: request.where_predicate.clone(),
         watermark_floor,
+        watermark_at_plan,
         batch_rows,
         row_bytes,
         parallel_threads: config.parallel_threads(t),
@@ -1418,6 +1463,33 @@ async fn keyset_boundaries(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_incremental_run_reads_from_where_the_previous_run_planned_or_started() {
+        let t: TableConfig = serde_json::from_value(serde_json::json!({
+            "source": "N", "target": "n", "source_watermark": "Upd", "target_watermark": "Upd"
+        }))
+        .unwrap();
+        let current = "\"Upd\" >= 'now'".to_string();
+        let plan = |at: Option<&str>, used: Option<&str>| {
+            serde_json::json!({"target_watermark": "Upd", "watermark_at_plan": at, "watermark_predicate": used})
+        };
+        let completed = |p| Some((p, "completed".to_string()));
+        let failed = |p| Some((p, "failed".to_string()));
+        assert_eq!(previous_run_floor(None, &t, current.clone()), Some(current.clone()), "no previous run");
+        // Completed: from the maximum as it planned.
+        assert_eq!(previous_run_floor(completed(plan(Some("at"), Some("used"))), &t, current.clone()).as_deref(), Some("at"));
+        // Completed first or full load (not incremental): the maximum now.
+        assert_eq!(previous_run_floor(completed(plan(None, None)), &t, current.clone()), Some(current.clone()));
+        // Not completed: from where it started; a failed load of every row reads every row.
+        assert_eq!(previous_run_floor(failed(plan(Some("at"), Some("used"))), &t, current.clone()).as_deref(), Some("used"));
+        assert_eq!(previous_run_floor(failed(plan(None, None)), &t, current.clone()), None);
+        // Plans recorded before watermark_at_plan, and another watermark column: the maximum now.
+        let old = serde_json::json!({"target_watermark": "Upd", "watermark_predicate": null});
+        assert_eq!(previous_run_floor(failed(old), &t, current.clone()), Some(current.clone()));
+        let other = serde_json::json!({"target_watermark": "Other", "watermark_at_plan": "at", "watermark_predicate": "used"});
+        assert_eq!(previous_run_floor(completed(other), &t, current.clone()), Some(current));
+    }
+
     use super::*;
 
     #[test]

@@ -943,6 +943,20 @@ impl StatusStore for PgStatusStore<'_> {
         Ok(row.map(|r| r.get(0)))
     }
 
+    async fn latest_unfiltered_table(&self, table: &TableMapping) -> Result<Option<(serde_json::Value, String)>> {
+        let row = self.client
+            .query_opt(
+                "SELECT plan, status FROM migration_status.migration_table_status \
+                 WHERE source_database = $1 AND source_schema = $2 AND source_table = $3 AND target_schema = $4 AND target_table = $5 \
+                   AND plan IS NOT NULL AND plan->>'run_filter' IS NULL \
+                 ORDER BY started_at DESC LIMIT 1",
+                &[&table.source_database, &table.source_schema, &table.source_table, &table.target_schema, &table.target_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading the previous run of the table"))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     async fn earlier_watermark_floor(&self, table: &TableMapping) -> Result<Option<Option<String>>> {
         let row = self.client
             .query_opt(
