@@ -690,6 +690,35 @@ pub fn previous_run_floor(previous: Option<(serde_json::Value, String)>, t: &Tab
     text("watermark_predicate")
 }
 
+/// Source columns that have no target column of the same name but exactly
+/// one whose name differs only in ASCII case (Snowflake folds unquoted names
+/// to upper case, PostgreSQL to lower case), mapped to that target name.
+/// Not folded: a target column another source column has exactly, or that
+/// `column_mapping` or the watermark rename already writes, or that two
+/// source columns fold to (ambiguous: `column_mapping` decides). Without this
+/// a `NOTE` source column was silently not copied into `note` (legacy defect
+/// L18, docs/sync.md §4.6).
+fn case_folded_names(source_cols: &[SourceColumn], target_cols: &[TargetColumn], t: &TableConfig) -> BTreeMap<String, String> {
+    let claimed = |name: &str| {
+        source_cols.iter().any(|sc| sc.name == name)
+            || t.column_mapping.values().any(|m| m == name)
+            || t.target_watermark.as_deref() == Some(name)
+    };
+    let mut out = BTreeMap::new();
+    for sc in source_cols {
+        if target_cols.iter().any(|tc| tc.name == sc.name) || t.column_mapping.contains_key(&sc.name) || t.source_watermark.as_deref() == Some(&sc.name) {
+            continue;
+        }
+        let candidates: Vec<&TargetColumn> = target_cols.iter().filter(|tc| tc.name.eq_ignore_ascii_case(&sc.name)).collect();
+        let [tc] = candidates.as_slice() else { continue };
+        let folding = source_cols.iter().filter(|other| other.name.eq_ignore_ascii_case(&tc.name)).count();
+        if folding == 1 && !claimed(&tc.name) {
+            out.insert(sc.name.clone(), tc.name.clone());
+        }
+    }
+    out
+}
+
 /// The source table and target of `t` in source `s`, as earlier runs recorded them.
 fn table_mapping(s: &SourceConfig, t: &TableConfig) -> TableMapping {
     TableMapping {
@@ -729,6 +758,10 @@ async fn prepare_table(
         return Err(Error::new(ErrorKind::SchemaMismatch, format!("{at} does not exist in Snowflake{hint}. Fix 'source' in the config or create the table.")));
     };
     let excluded = |name: &str| t.exclude_columns.iter().any(|e| e == name);
+    let target_exists = sink::table_exists(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?;
+    let existing_target_cols =
+        if target_exists { Some(sink::table_columns(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?) } else { None };
+    let folded = existing_target_cols.as_deref().map(|cols| case_folded_names(source_cols, cols, t)).unwrap_or_default();
     // Map source → target names.
     let target_name = |src: &str| -> String {
         if let Some(m) = t.column_mapping.get(src) {
@@ -739,13 +772,15 @@ async fn prepare_table(
                 return tw.clone();
             }
         }
+        if let Some(name) = folded.get(src) {
+            return name.clone();
+        }
         src.to_string()
     };
     let key_columns: Vec<String> = t.uniqueness_columns.iter().map(|u| target_name(u)).collect();
     let mut ddl = Vec::new();
-    let target_exists = sink::table_exists(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?;
-    let mut target_cols = if target_exists {
-        sink::table_columns(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?
+    let mut target_cols = if let Some(cols) = existing_target_cols {
+        cols
     } else {
         // The table create_tables would build: every copied source column
         // with its natural type, keys NOT NULL via the primary key.
@@ -1463,6 +1498,28 @@ async fn keyset_boundaries(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_differing_only_in_case_pair_up_when_unambiguous() {
+        use crate::sink::PgType;
+        let source = |names: &[&str]| -> Vec<SourceColumn> {
+            names.iter().map(|n| SourceColumn { name: n.to_string(), data_type: "TEXT".into(), scale: None, char_length: None }).collect()
+        };
+        let target = |names: &[&str]| -> Vec<TargetColumn> { names.iter().map(|n| TargetColumn::plain(n, PgType::Text, "text")).collect() };
+        let t: TableConfig = serde_json::from_value(serde_json::json!({
+            "source": "T", "target": "t", "source_watermark": "UPD", "target_watermark": "changed", "column_mapping": {"OTHER": "mapped"}
+        }))
+        .unwrap();
+        let folded = case_folded_names(
+            &source(&["ID", "NOTE", "Exact", "exact", "Mixed", "MIXED", "UPD", "CHANGED", "MAPPED", "OTHER"]),
+            &target(&["id", "note", "exact", "mixed", "changed", "mapped"]),
+            &t,
+        );
+        let expected: BTreeMap<String, String> = [("ID", "id"), ("NOTE", "note")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        // "Exact" loses to the exact "exact"; "Mixed"/"MIXED" are ambiguous; "CHANGED" and
+        // "MAPPED" would take columns the watermark rename and column_mapping write.
+        assert_eq!(folded, expected);
+    }
+
     #[test]
     fn an_incremental_run_reads_from_where_the_previous_run_planned_or_started() {
         let t: TableConfig = serde_json::from_value(serde_json::json!({
