@@ -1193,15 +1193,29 @@ async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &Ta
         .await
         .map_err(|e| from_postgres(e, format!("reading the watermark of {schema}.{table}")))?;
     let Some(max): Option<String> = row.get(0) else { return Ok(None) };
-    let scol = sql::ident(&source.name);
-    let literal = match (target.pg_type, source.data_type.as_str()) {
-        (PgType::Timestamptz, "TIMESTAMP_TZ" | "TIMESTAMP_LTZ") => format!("CAST({} AS {})", sql::literal(&format!("{max}+00:00")), source.data_type),
-        (PgType::Timestamptz | PgType::Timestamp, _) => format!("CAST({} AS TIMESTAMP_NTZ)", sql::literal(&max)),
-        (PgType::Date, _) => format!("CAST({} AS DATE)", sql::literal(&max)),
-        (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max,
-        _ => sql::literal(&max),
-    };
-    Ok(Some(format!("{scol} >= {literal}")))
+    Ok(Some(format!("{} >= {}", sql::ident(&source.name), watermark_literal(target.pg_type, &source.data_type, &max))))
+}
+
+/// The Snowflake literal of a target's maximum watermark `max` (text as
+/// [`watermark_predicate`] reads it: timestamps `YYYY-MM-DD HH:MM:SS.ffffff`,
+/// a `timestamptz` in UTC) compared with a source column of Snowflake type
+/// `source_type` (docs/sync.md §3.2). A zoned source column (TIMESTAMP_TZ /
+/// LTZ) gets a literal with an explicit `+00:00`, whether the target is a
+/// `timestamptz` or a `timestamp` holding the instant's UTC wall clock
+/// (docs/sync.md §5.2): an offset-less literal would be read in the
+/// session's `TIMEZONE` (America/Los_Angeles unless the account changed it)
+/// and skip the rows of the hours in between.
+pub fn watermark_literal(target_type: crate::sink::PgType, source_type: &str, max: &str) -> String {
+    use crate::sink::PgType;
+    match (target_type, source_type) {
+        (PgType::Timestamptz | PgType::Timestamp, "TIMESTAMP_TZ" | "TIMESTAMP_LTZ") => {
+            format!("CAST({} AS {source_type})", sql::literal(&format!("{max}+00:00")))
+        }
+        (PgType::Timestamptz | PgType::Timestamp, _) => format!("CAST({} AS TIMESTAMP_NTZ)", sql::literal(max)),
+        (PgType::Date, _) => format!("CAST({} AS DATE)", sql::literal(max)),
+        (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max.to_string(),
+        _ => sql::literal(max),
+    }
 }
 
 /// Run the planning aggregate(s) for one table and return its chunks: the
@@ -1498,6 +1512,19 @@ async fn keyset_boundaries(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_zoned_watermark_compares_with_an_explicit_utc_offset_whatever_the_target_type() {
+        use crate::sink::PgType;
+        let max = "2024-01-01 10:00:00.000000";
+        for target in [PgType::Timestamptz, PgType::Timestamp] {
+            assert_eq!(watermark_literal(target, "TIMESTAMP_LTZ", max), "CAST('2024-01-01 10:00:00.000000+00:00' AS TIMESTAMP_LTZ)");
+            assert_eq!(watermark_literal(target, "TIMESTAMP_TZ", max), "CAST('2024-01-01 10:00:00.000000+00:00' AS TIMESTAMP_TZ)");
+            assert_eq!(watermark_literal(target, "TIMESTAMP_NTZ", max), "CAST('2024-01-01 10:00:00.000000' AS TIMESTAMP_NTZ)");
+        }
+        assert_eq!(watermark_literal(PgType::Date, "DATE", "2024-01-01"), "CAST('2024-01-01' AS DATE)");
+        assert_eq!(watermark_literal(PgType::Int8, "NUMBER", "42"), "42");
+    }
+
     #[test]
     fn names_differing_only_in_case_pair_up_when_unambiguous() {
         use crate::sink::PgType;
