@@ -714,6 +714,14 @@ impl Config {
             if !names.insert(s.source_name.clone()) {
                 problems.push(format!("sources[{si}].source_name '{}' is used twice", s.source_name));
             }
+            if purpose == Purpose::Sync && s.enabled && s.tables.iter().any(|t| t.enabled) && s.target_pg_database != self.status_database() {
+                problems.push(format!(
+                    "sources[{si}] ('{}'): target_pg_database '{}' differs from the status database '{}' (postgres.status_database, default: the first source's target_pg_database); a chunk's rows and its status commit in one transaction, so they must be the same database",
+                    s.source_name,
+                    s.target_pg_database,
+                    self.status_database()
+                ));
+            }
             let mut targets = std::collections::BTreeSet::new();
             for (ti, t) in s.tables.iter().enumerate() {
                 let at = format!("sources[{si}] ('{}').tables[{ti}] ('{}')", s.source_name, t.source);

@@ -270,3 +270,17 @@ fn zero_workers_are_refused_before_anything_is_touched() {
     let path = config_file(&config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], ""));
     assert_fails(&["run", "--config", path.to_str().unwrap(), "--workers", "0"], 2, &["--workers", "0 is not in 1..="]);
 }
+
+/// Found when probing as a new user: a `postgres.status_database` other than
+/// the sources' `target_pg_database` passed `thaw validate`, and `thaw run`
+/// then failed connecting to it with "Create the database or fix
+/// target_pg_database" (the wrong key). docs/sync.md §1.3 requires them to
+/// be equal; validate now says so, naming both.
+#[test]
+fn a_status_database_other_than_the_target_database_is_refused_by_validate() {
+    let text = config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], "")
+        .replace(r#""password": "${THAW_PG_PASSWORD}"}"#, r#""password": "${THAW_PG_PASSWORD}", "status_database": "other"}"#);
+    assert!(text.contains("\"status_database\": \"other\""), "the fixture changed: {text}");
+    let path = config_file(&text);
+    assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["target_pg_database 'db' differs from the status database 'other'"]);
+}
