@@ -710,6 +710,26 @@ impl Config {
             problems.push("sources is empty: nothing to copy".to_string());
         }
         let mut names = std::collections::BTreeSet::new();
+        // Across sources too: one target table written by two table entries
+        // (or one Snowflake table copied twice) cannot be planned, loaded or
+        // reconciled as one table (status rows are keyed by the Snowflake table).
+        let mut written: std::collections::BTreeMap<(String, String, String), String> = std::collections::BTreeMap::new();
+        let mut read: std::collections::BTreeMap<(String, String, String), String> = std::collections::BTreeMap::new();
+        for (si, s) in self.sources.iter().enumerate() {
+            for (ti, t) in s.tables.iter().enumerate().filter(|(_, t)| s.enabled && t.enabled) {
+                let at = format!("sources[{si}] ('{}').tables[{ti}] ('{}')", s.source_name, t.source);
+                let target = (s.target_pg_database.clone(), s.target_pg_schema.clone(), t.target.clone());
+                if let Some(first) = written.get(&target).filter(|first| !first.starts_with(&format!("sources[{si}] "))) {
+                    problems.push(format!("{at}: target {}.{} is also written by {first}; each PostgreSQL table can have one enabled source table", target.1, target.2));
+                }
+                written.entry(target).or_insert_with(|| at.clone());
+                let source = (s.source_sf_database.clone(), s.source_sf_schema.clone(), t.source.clone());
+                if let Some(first) = read.get(&source) {
+                    problems.push(format!("{at}: Snowflake table {}.{}.{} is also copied by {first}; copy each table once per configuration", source.0, source.1, source.2));
+                }
+                read.entry(source).or_insert(at);
+            }
+        }
         for (si, s) in self.sources.iter().enumerate() {
             if !names.insert(s.source_name.clone()) {
                 problems.push(format!("sources[{si}].source_name '{}' is used twice", s.source_name));

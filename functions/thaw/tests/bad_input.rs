@@ -284,3 +284,27 @@ fn a_status_database_other_than_the_target_database_is_refused_by_validate() {
     let path = config_file(&text);
     assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["target_pg_database 'db' differs from the status database 'other'"]);
 }
+
+/// Found when probing as a new user: two sources whose tables wrote the same
+/// PostgreSQL table (or copied the same Snowflake table) passed `thaw
+/// validate` (the duplicate-target check looked within one source only);
+/// `thaw run` then failed with a duplicate key in `migration_table_status`
+/// (exit 1). Both are refused offline naming both entries.
+#[test]
+fn two_sources_writing_one_target_or_reading_one_table_are_refused_by_validate() {
+    let one = r#"{"source_name": "a", "source_sf_database": "DB", "source_sf_schema": "S", "target_pg_database": "db", "target_pg_schema": "public",
+                 "tables": [{"source": "T", "target": "t"}]}"#;
+    let base = config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], "");
+    let start = base.find("\"sources\": [").unwrap() + "\"sources\": [".len();
+    let two = format!("{}{one}, {}", &base[..start], &base[start..]);
+    let path = config_file(&two);
+    assert_fails(
+        &["validate", "--config", path.to_str().unwrap()],
+        2,
+        &["target public.t is also written by sources[0] ('a').tables[0] ('T')", "Snowflake table DB.S.T is also copied by sources[0] ('a').tables[0] ('T')"],
+    );
+    let other_table = two.replacen(r#""tables": [{"source": "T", "target": "t"}]"#, r#""tables": [{"source": "U", "target": "t"}]"#, 1);
+    let path = config_file(&other_table);
+    let text = assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["target public.t is also written by sources[0] ('a').tables[0] ('U')"]);
+    assert!(!text.contains("is also copied"), "{text}");
+}
