@@ -526,10 +526,17 @@ pub(crate) fn upsert_hashed_sql(plan: &TablePlan, staging: &str, dest: &str, ins
         "DO NOTHING".to_string()
     } else {
         let sets: Vec<String> = non_keys.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        // `json` has no equality operator: its columns compare as text.
+        let compared: Vec<(String, &str)> = plan
+            .columns
+            .iter()
+            .filter(|c| !plan.key_columns.contains(&c.target.name))
+            .map(|c| (q(&c.target.name), if c.target.pg_type == sink::PgType::Json { "::text" } else { "" }))
+            .collect();
         let differs = format!(
             "({}) IS DISTINCT FROM ({})",
-            non_keys.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
-            non_keys.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ")
+            compared.iter().map(|(c, cast)| format!("t.{c}{cast}")).collect::<Vec<_>>().join(", "),
+            compared.iter().map(|(c, cast)| format!("EXCLUDED.{c}{cast}")).collect::<Vec<_>>().join(", ")
         );
         // An equal watermark applies the row when it differs: a row updated
         // again without its watermark moving is re-read by the next night
