@@ -717,13 +717,47 @@ impl Config {
                 problems.push(format!("batch_size {b} is below the minimum of 100 rows"));
             }
         }
+        if let Some(0) = self.max_parallel_tables {
+            problems.push("max_parallel_tables must be at least 1".to_string());
+        }
+        if let Some(0) = self.chunk_byte_budget {
+            problems.push("chunk_byte_budget must be at least 1 byte (it is the memory budget of one chunk, default 256 MiB)".to_string());
+        }
         if purpose == Purpose::Sync && self.sources.is_empty() {
             problems.push("sources is empty: nothing to copy".to_string());
         }
         let mut names = std::collections::BTreeSet::new();
+        // Across sources too: one target table written by two table entries
+        // (or one Snowflake table copied twice) cannot be planned, loaded or
+        // reconciled as one table (status rows are keyed by the Snowflake table).
+        let mut written: std::collections::BTreeMap<(String, String, String), String> = std::collections::BTreeMap::new();
+        let mut read: std::collections::BTreeMap<(String, String, String), String> = std::collections::BTreeMap::new();
+        for (si, s) in self.sources.iter().enumerate() {
+            for (ti, t) in s.tables.iter().enumerate().filter(|(_, t)| s.enabled && t.enabled) {
+                let at = format!("sources[{si}] ('{}').tables[{ti}] ('{}')", s.source_name, t.source);
+                let target = (s.target_pg_database.clone(), s.target_pg_schema.clone(), t.target.clone());
+                if let Some(first) = written.get(&target).filter(|first| !first.starts_with(&format!("sources[{si}] "))) {
+                    problems.push(format!("{at}: target {}.{} is also written by {first}; each PostgreSQL table can have one enabled source table", target.1, target.2));
+                }
+                written.entry(target).or_insert_with(|| at.clone());
+                let source = (s.source_sf_database.clone(), s.source_sf_schema.clone(), t.source.clone());
+                if let Some(first) = read.get(&source) {
+                    problems.push(format!("{at}: Snowflake table {}.{}.{} is also copied by {first}; copy each table once per configuration", source.0, source.1, source.2));
+                }
+                read.entry(source).or_insert(at);
+            }
+        }
         for (si, s) in self.sources.iter().enumerate() {
             if !names.insert(s.source_name.clone()) {
                 problems.push(format!("sources[{si}].source_name '{}' is used twice", s.source_name));
+            }
+            if purpose == Purpose::Sync && s.enabled && s.tables.iter().any(|t| t.enabled) && s.target_pg_database != self.status_database() {
+                problems.push(format!(
+                    "sources[{si}] ('{}'): target_pg_database '{}' differs from the status database '{}' (postgres.status_database, default: the first source's target_pg_database); a chunk's rows and its status commit in one transaction, so they must be the same database",
+                    s.source_name,
+                    s.target_pg_database,
+                    self.status_database()
+                ));
             }
             let mut targets = std::collections::BTreeSet::new();
             for (ti, t) in s.tables.iter().enumerate() {
@@ -760,6 +794,9 @@ impl Config {
                     if b < 100 {
                         problems.push(format!("{at}: batch_size {b} is below the minimum of 100 rows"));
                     }
+                }
+                if let Some(0) = t.estimated_row_bytes {
+                    problems.push(format!("{at}: estimated_row_bytes must be at least 1 (bytes per row; leave it out to estimate from the source types)"));
                 }
                 if let Some(f) = &t.source_filter {
                     if let Err(e) = check_filter(f) {

@@ -228,6 +228,10 @@ impl RunReport {
 pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Observer>) -> Result<RunReport> {
     let started = Instant::now();
     let cancel = options.cancel.clone().unwrap_or_default();
+    if options.max_workers == Some(0) {
+        // No worker would ever take a chunk: the run would hang, holding its lock.
+        return Err(Error::config("the number of copy workers (--workers) must be at least 1"));
+    }
     // The selection (and a --where predicate) is checked before anything is written.
     let selected = crate::sync::plan::select_tables(&config, &options.request)?;
     crate::migrations::migrate_databases(&config).await?;

@@ -180,3 +180,32 @@ async fn retyped_source_column_is_an_error_naming_both_types() {
     assert_eq!(runs(&pg).await, 1, "no run was recorded");
     assert_eq!(pg_count(&pg, "public.orders").await, 150);
 }
+
+/// Found when probing as a new user: a Snowflake table created without
+/// quotes (upper-case columns `ID`, `NOTE`, `UPD`) into a PostgreSQL table
+/// created without quotes (`id`, `note`, `upd`): with `column_mapping` only
+/// for the key, `NOTE` was silently not copied (target `note` all NULL, exit
+/// 0, reconcile "ok" because it compares copied columns only) — the legacy
+/// defect L18 again. Names that differ only in case now pair up when
+/// unambiguous, keys and watermark included; an ambiguous name still needs
+/// `column_mapping` (docs/sync.md §4.6).
+#[tokio::test]
+async fn upper_case_source_columns_fill_lower_case_target_columns() {
+    let sf_db = unique("SFCASE").to_uppercase();
+    let pg_db = unique("casefold");
+    let sf = fresh_sf(&sf_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"CASE1\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (ID NUMBER(38,0), NOTE VARCHAR(20), UPD TIMESTAMP_NTZ)")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {fqn} VALUES (1, 'a', '2024-01-01'), (2, 'b', '2024-01-01')")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.case1 (id int8 PRIMARY KEY, note text, upd timestamp)").await.unwrap();
+    let table = r#"{"source": "CASE1", "target": "case1", "uniqueness_columns": ["ID"], "source_watermark": "UPD", "target_watermark": "upd"}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let report = runner::run(config, RunOptions { conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.expect("run");
+    report.outcome().expect("the run reconciles clean");
+    let rows: Vec<(i64, Option<String>)> =
+        pg.query("SELECT id, note FROM public.case1 ORDER BY id", &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows, vec![(1, Some("a".into())), (2, Some("b".into()))], "NOTE fills note");
+    let plan: serde_json::Value = pg.query_one("SELECT plan FROM migration_status.migration_table_status", &[]).await.unwrap().get(0);
+    assert_eq!(plan["dropped_columns"], serde_json::json!([]));
+}

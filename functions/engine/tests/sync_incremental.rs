@@ -130,3 +130,186 @@ async fn where_run_reprocesses_one_table_and_does_not_advance_the_watermark_past
     let orders = after.tables.iter().find(|t| t.target == "public.orders").expect("orders copied");
     assert!(orders.rows_read <= 5, "only the rows on the new maximum are re-read, not everything since the floor: {}", orders.rows_read);
 }
+
+/// Found when probing as a new user: a source row updated again without its
+/// watermark moving (a DATE or second-granularity watermark, or a second
+/// update within the same microsecond) is re-read by the next night
+/// (`>=`), but the upsert applied only strictly newer watermarks, so the
+/// change was skipped every night, `--full` included, and every reconcile
+/// reported it (exit 3). An equal watermark now applies the row when it
+/// differs (docs/sync.md §4.3); identical boundary rows stay no-ops.
+#[tokio::test]
+async fn a_row_updated_at_the_stored_maximum_watermark_is_applied_next_night() {
+    let sf_db = unique("SFEQWM").to_uppercase();
+    let pg_db = unique("eqwm");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 200).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let table = orders_table(Some(("Id", "bigint")), "");
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let opts = |request| RunOptions { request, conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
+
+    // Two rows change without their watermark moving: the row holding the
+    // stored maximum (re-read by the next incremental night) and an older one
+    // (only a --full run re-reads it).
+    let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
+    let max_code: String = pg.query_one("SELECT \"Code\"::text FROM public.orders ORDER BY \"Updated\" DESC LIMIT 1", &[]).await.unwrap().get(0);
+    let old_code: String = pg.query_one("SELECT \"Code\"::text FROM public.orders ORDER BY \"Updated\" LIMIT 1", &[]).await.unwrap().get(0);
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'same watermark' WHERE \"Code\" IN ('{max_code}', '{old_code}')")).await.unwrap();
+    let note = |code: String| {
+        let pg = &pg;
+        async move {
+            pg.query_one("SELECT \"Note\" FROM public.orders WHERE \"Code\"::text = $1", &[&code]).await.unwrap().get::<_, Option<String>>(0)
+        }
+    };
+
+    let night = runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("incremental run");
+    assert_eq!(night.tables[0].rows_written, 1, "only the changed boundary row is written, the identical boundary rows stay no-ops");
+    assert_eq!(note(max_code.clone()).await.as_deref(), Some("same watermark"));
+    assert_ne!(note(old_code.clone()).await.as_deref(), Some("same watermark"), "an incremental night does not re-read older watermarks");
+
+    let full = PlanRequest { mode: thaw_engine::contract::SyncMode::Full, ..Default::default() };
+    let full = runner::run(config, opts(full), Arc::new(Quiet)).await.expect("full run");
+    full.outcome().expect("a --full run applies the older same-watermark change and reconciles clean");
+    assert_eq!(full.tables[0].rows_written, 1);
+    assert_eq!(note(old_code).await.as_deref(), Some("same watermark"));
+}
+
+/// Found when probing as a new user: a row inserted with a NULL watermark is
+/// never read by an incremental night (`>=` is not true for NULL); the
+/// documented remedy, `--where '"<watermark>" IS NULL'`, loads it, and
+/// `--full` runs leave identical NULL-watermark rows alone instead of
+/// rewriting (and counting) every one of them each time (docs/sync.md §3.2).
+#[tokio::test]
+async fn null_watermark_rows_are_loaded_by_a_where_is_null_run_and_left_alone_by_full_runs() {
+    let sf_db = unique("SFNULLWM").to_uppercase();
+    let pg_db = unique("nullwm");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 100).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let table = orders_table(Some(("Id", "bigint")), "");
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let opts = |request| RunOptions { request, conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
+
+    let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
+    sf.execute(&format!(
+        "INSERT INTO {fqn} VALUES (7000001, 'bbbbbbbb-0000-4000-8000-000000000001', NULL, 1.5, TRUE, 'no watermark', NULL), \
+         (7000002, 'bbbbbbbb-0000-4000-8000-000000000002', NULL, 2.5, TRUE, 'no watermark', NULL)"
+    ))
+    .await
+    .unwrap();
+    let night = runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("incremental run");
+    assert_eq!(night.tables[0].rows_written, 0, "an incremental night does not read NULL watermarks");
+    assert_eq!(pg_count(&pg, "public.orders").await, 100);
+
+    let nulls = PlanRequest { tables: Some(vec!["orders".into()]), where_predicate: Some("\"Updated\" IS NULL".into()), ..Default::default() };
+    let loaded = runner::run(config.clone(), opts(nulls), Arc::new(Quiet)).await.expect("--where IS NULL run");
+    loaded.outcome().expect("the --where run reconciles clean");
+    assert_eq!(loaded.tables[0].rows_written, 2);
+    assert_eq!(pg_count(&pg, "public.orders").await, 102);
+
+    let full = PlanRequest { mode: thaw_engine::contract::SyncMode::Full, ..Default::default() };
+    let full = runner::run(config, opts(full), Arc::new(Quiet)).await.expect("full run");
+    full.outcome().expect("the full run reconciles clean");
+    assert_eq!(full.tables[0].rows_read, 102);
+    assert_eq!(full.tables[0].rows_written, 0, "identical rows, NULL watermarks included, are not rewritten");
+}
+
+/// Found when probing as a new user: night 1 fails one chunk; night 2
+/// resumes night 1's run (the default) and finishes the failed chunk with
+/// rows changed since, which raises the target's maximum watermark; a row
+/// the source changed between the nights inside a chunk night 1 had already
+/// completed has a watermark below that maximum, so night 3 (reading from
+/// the maximum) never read it: lost for good, reconcile reporting it every
+/// night. An incremental run now reads from the maximum as the previous run
+/// saw it when it planned (docs/sync.md §3.2).
+#[tokio::test]
+async fn a_change_made_between_a_failed_night_and_its_resume_is_read_by_the_next_night() {
+    let sf_db = unique("SFRESUMEWM").to_uppercase();
+    let pg_db = unique("resumewm");
+    let sf = fresh_sf(&sf_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"N\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (\"Id\" NUMBER(38,0), \"Note\" VARCHAR(50), \"Upd\" TIMESTAMP_NTZ)")).await.unwrap();
+    let rows: Vec<String> = (1..=300).map(|i| format!("({i}, 'n{i}', '2024-01-01 00:00:00')")).collect();
+    sf.execute(&format!("INSERT INTO {fqn} VALUES {}", rows.join(", "))).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    // "Note" holds at most 5 characters: a longer value fails its chunk.
+    pg.batch_execute("CREATE TABLE public.n (\"Id\" int8 PRIMARY KEY, \"Note\" varchar(5), \"Upd\" timestamp)").await.unwrap();
+    let table = r#"{"source": "N", "target": "n", "chunking_columns": ["Id"], "chunking_column_types": ["bigint"],
+                    "uniqueness_columns": ["Id"], "source_watermark": "Upd", "target_watermark": "Upd", "batch_size": 100}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let opts = || RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("first load").outcome().expect("first load reconciles");
+    assert_eq!(pg_count(&pg, "public.n").await, 300);
+
+    // Night 1: one row too long for its target column fails its chunk.
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'much too long', \"Upd\" = '2024-01-02 00:00:00' WHERE \"Id\" = 250")).await.unwrap();
+    let night1 = runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("night 1 runs");
+    assert!(night1.outcome().is_err(), "night 1 fails a chunk");
+
+    // Between the nights: a row of a chunk night 1 completed changes, then the bad row is fixed later.
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'ok2', \"Upd\" = '2024-01-02 12:00:00' WHERE \"Id\" = 20")).await.unwrap();
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'fixed', \"Upd\" = '2024-01-03 00:00:00' WHERE \"Id\" = 250")).await.unwrap();
+    let night2 = runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("night 2 runs");
+    assert!(night2.plan.resumed, "night 2 resumes night 1's run");
+    let note = |id: i64| {
+        let pg = &pg;
+        async move { pg.query_one("SELECT \"Note\" FROM public.n WHERE \"Id\" = $1", &[&id]).await.unwrap().get::<_, Option<String>>(0) }
+    };
+    assert_eq!(note(250).await.as_deref(), Some("fixed"));
+
+    // Night 3 starts a new run: it must read row 20, whose watermark is below the target's maximum.
+    let night3 = runner::run(config, opts(), Arc::new(Quiet)).await.expect("night 3 runs");
+    assert!(!night3.plan.resumed);
+    assert_eq!(note(20).await.as_deref(), Some("ok2"), "the change made between the nights is applied");
+    night3.outcome().expect("night 3 reconciles clean");
+}
+
+/// Found when probing as a new user: the upsert compares the non-key columns
+/// (`IS DISTINCT FROM`) of a table without a watermark, and now of rows with
+/// an equal watermark; a `json` target column (a supported target of
+/// VARIANT, docs/sync.md §5.2) has no equality operator, so every upsert
+/// chunk of such a table failed ("could not identify an equality operator
+/// for type json"). `json` columns compare as text.
+#[tokio::test]
+async fn upserts_into_a_table_with_a_json_column_compare_it_as_text() {
+    let sf_db = unique("SFJSONUP").to_uppercase();
+    let pg_db = unique("jsonup");
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    let mut tables = Vec::new();
+    for (name, watermark) in [("J", true), ("K", false)] {
+        let fqn = format!("\"{sf_db}\".\"S\".\"{name}\"");
+        sf.execute(&format!("CREATE TABLE {fqn} (\"Id\" NUMBER(38,0), \"Doc\" VARIANT, \"Upd\" TIMESTAMP_NTZ)")).await.unwrap();
+        sf.execute(&format!(
+            "INSERT INTO {fqn} SELECT 1, PARSE_JSON('{{\"a\": 1}}'), '2024-01-01 00:00:00' UNION ALL SELECT 2, PARSE_JSON('[1, 2]'), '2024-01-01 00:00:00'"
+        ))
+        .await
+        .unwrap();
+        let lower = name.to_lowercase();
+        pg.batch_execute(&format!("CREATE TABLE public.{lower} (\"Id\" int8 PRIMARY KEY, \"Doc\" json, \"Upd\" timestamp)")).await.unwrap();
+        let wm = if watermark { r#", "source_watermark": "Upd", "target_watermark": "Upd""# } else { "" };
+        tables.push(format!(r#"{{"source": "{name}", "target": "{lower}", "uniqueness_columns": ["Id"]{wm}}}"#));
+    }
+    let refs: Vec<&str> = tables.iter().map(String::as_str).collect();
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &refs, "")));
+    let opts = || RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("first load").outcome().expect("first load reconciles");
+
+    for name in ["J", "K"] {
+        // A change without the watermark moving: the equal-watermark rule (J) and the no-watermark rule (K) compare the row.
+        sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"{name}\" SET \"Doc\" = PARSE_JSON('{{\"a\": 2}}') WHERE \"Id\" = 1")).await.unwrap();
+    }
+    let second = runner::run(config, opts(), Arc::new(Quiet)).await.expect("second run");
+    second.outcome().expect("the upserts succeed and reconcile clean");
+    for table in ["j", "k"] {
+        let doc: String = pg.query_one(&format!("SELECT \"Doc\"::text FROM public.{table} WHERE \"Id\" = 1"), &[]).await.unwrap().get(0);
+        assert_eq!(doc.replace(' ', ""), r#"{"a":2}"#, "{table}");
+    }
+    let written: u64 = second.tables.iter().map(|t| t.rows_written).sum();
+    assert_eq!(written, 2, "only the changed row of each table is written");
+}

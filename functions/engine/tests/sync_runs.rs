@@ -257,3 +257,17 @@ async fn running_run_with_a_stale_heartbeat_is_taken_over_and_a_live_one_is_not(
     assert_eq!(row.get::<_, Option<i32>>(1), Some(std::process::id() as i32));
     assert!(row.get::<_, bool>(2));
 }
+
+/// `RunOptions::max_workers = Some(0)` (the CLI's `--workers 0`, which clap
+/// now refuses too) is a `ConfigInvalid` before any database is touched:
+/// it used to plan the run, take its lock and wait forever for a worker.
+#[tokio::test]
+async fn zero_workers_are_refused_before_any_database_is_touched() {
+    // A PostgreSQL port nobody listens on: any connection attempt would fail differently.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], "").replace("${THAW_PG_PORT}", &port.to_string());
+    let options = RunOptions { max_workers: Some(0), conflicts: false, ..Default::default() };
+    let err = runner::run(Arc::new(config(&text)), options, Arc::new(Quiet)).await.expect_err("zero workers are refused");
+    assert_eq!(err.kind, ErrorKind::ConfigInvalid, "{err}");
+    assert!(err.to_string().contains("--workers) must be at least 1"), "{err}");
+}

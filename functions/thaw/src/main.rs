@@ -236,9 +236,9 @@ struct RunArgs {
     /// touched plus the rolling slice (docs/reconcile.md §5).
     #[arg(long)]
     reconcile_full: bool,
-    /// Concurrent copy workers in total.
-    #[arg(long)]
-    workers: Option<usize>,
+    /// Concurrent copy workers in total (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Write the full run report (JSON) here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -394,6 +394,19 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             let config = Config::load(&config.config)?;
             let pg = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
             use thaw_engine::sync::status_store::{PgStatusStore, StatusStore};
+            if run_id.is_none() && !thaw_engine::sync::status::has_status_schema(&pg).await? {
+                // Nothing ran against this database yet: say so instead of a missing-relation error.
+                if json {
+                    let freshness = serde_json::json!({ "coverage_hours": coverage_hours, "tables": [] });
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": [], "freshness": freshness })).unwrap_or_default());
+                } else {
+                    println!(
+                        "no runs recorded: database {} has no migration_status schema yet (`thaw run` or `thaw migrate` creates it)",
+                        config.status_database()
+                    );
+                }
+                return Ok(());
+            }
             let runs = PgStatusStore::new(&pg).overview(run_id, limit).await?;
             if let (Some(id), true) = (run_id, runs.is_empty()) {
                 return Err(Error::config(format!("run {id} does not exist in migration_status.migration_runs")));
@@ -436,7 +449,7 @@ async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -
         conflicts: !args.no_conflicts,
         conflicts_full: args.conflicts_full,
         reconcile_full: args.reconcile_full,
-        max_workers: args.workers,
+        max_workers: args.workers.map(usize::from),
         cancel: Some(cancel),
     };
     let observer: Arc<dyn runner::Observer> = if interactive { Arc::new(progress::Bars::new()) } else { Arc::new(progress::Logs) };

@@ -202,3 +202,109 @@ fn validate_accepts_create_tables_and_schema_evolution() {
     let path = config_file(&bad);
     assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["schema_evolution"]);
 }
+
+/// Found when probing as a new user: `chunk_byte_budget: 0`,
+/// `estimated_row_bytes: 0` and `max_parallel_tables: 0` passed `thaw
+/// validate`; the budget of 0 then planned one row per chunk (on the probe
+/// table a planning query the emulator refused, exit 1 recorded as a failed
+/// run). Each is refused offline with exit 2 naming the key.
+#[test]
+fn zero_budget_row_bytes_and_table_parallelism_are_refused_by_validate() {
+    for (top, table_extra, needle) in [
+        (r#""chunk_byte_budget": 0,"#, "", "chunk_byte_budget must be at least 1 byte"),
+        (r#""max_parallel_tables": 0,"#, "", "max_parallel_tables must be at least 1"),
+        ("", r#", "estimated_row_bytes": 0"#, "tables[0] ('T'): estimated_row_bytes must be at least 1"),
+    ] {
+        let table = format!(r#"{{"source": "T", "target": "t"{table_extra}}}"#);
+        let path = config_file(&config_text("DB", "db", &[&table], top));
+        assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["ConfigInvalid", needle]);
+    }
+}
+
+/// Found when probing as a new user: a chunking column declared with the
+/// wrong type family (`"date"` for a NUMBER column) passed plan's checks and
+/// failed in Snowflake's planning query as `Internal` (exit 1, a failed run
+/// recorded), and a typo in `truncate_to_date` was ignored. Both are now bad
+/// input: exit 2 naming the column, nothing recorded, the target untouched.
+#[tokio::test]
+async fn chunking_type_of_the_wrong_family_and_unknown_truncate_to_date_column_fail_before_anything_is_written() {
+    let sf_db = unique("SFCHUNKTYPE").to_uppercase();
+    let pg_db = unique("chunktype");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 50).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+
+    let wrong_type = config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "date")), "")], "");
+    let path = config_file(&wrong_type);
+    assert_fails(
+        &["run", "--config", path.to_str().unwrap(), "--no-conflicts"],
+        2,
+        &["ConfigInvalid", "chunking column \"Id\" is declared a date or timestamp", "its Snowflake type is NUMBER", "\"bigint\""],
+    );
+    let wrong_type = config_text(&sf_db, &pg_db, &[&orders_table(Some(("Day", "bigint")), "")], "");
+    let path = config_file(&wrong_type);
+    assert_fails(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"], 2, &["chunking column \"Day\" is declared an integer", "TIMESTAMP_TZ"]);
+
+    let typo = config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "bigint")), r#", "truncate_to_date": ["Dya"]"#)], "");
+    let path = config_file(&typo);
+    assert_fails(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"], 2, &["SchemaMismatch", "source column \"Dya\""]);
+
+    let runs: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_runs", &[]).await.unwrap().get(0);
+    assert_eq!(runs, 0, "nothing was planned");
+    assert_eq!(pg_count(&pg, "public.orders").await, 0);
+    // A text declaration of a numeric column stays accepted (keyset ranges).
+    let text_key = config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "varchar")), "")], "");
+    let path = config_file(&text_key);
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pg_count(&pg, "public.orders").await, 50);
+}
+
+/// Found when probing as a new user: `thaw run --workers 0` planned the run,
+/// took its lock and then waited forever for a worker (SIGTERM could not stop
+/// it either, and the run stayed `running` holding the lock). It is refused
+/// as bad input before anything is touched.
+#[test]
+fn zero_workers_are_refused_before_anything_is_touched() {
+    let path = config_file(&config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], ""));
+    assert_fails(&["run", "--config", path.to_str().unwrap(), "--workers", "0"], 2, &["--workers", "0 is not in 1..="]);
+}
+
+/// Found when probing as a new user: a `postgres.status_database` other than
+/// the sources' `target_pg_database` passed `thaw validate`, and `thaw run`
+/// then failed connecting to it with "Create the database or fix
+/// target_pg_database" (the wrong key). docs/sync.md §1.3 requires them to
+/// be equal; validate now says so, naming both.
+#[test]
+fn a_status_database_other_than_the_target_database_is_refused_by_validate() {
+    let text = config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], "")
+        .replace(r#""password": "${THAW_PG_PASSWORD}"}"#, r#""password": "${THAW_PG_PASSWORD}", "status_database": "other"}"#);
+    assert!(text.contains("\"status_database\": \"other\""), "the fixture changed: {text}");
+    let path = config_file(&text);
+    assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["target_pg_database 'db' differs from the status database 'other'"]);
+}
+
+/// Found when probing as a new user: two sources whose tables wrote the same
+/// PostgreSQL table (or copied the same Snowflake table) passed `thaw
+/// validate` (the duplicate-target check looked within one source only);
+/// `thaw run` then failed with a duplicate key in `migration_table_status`
+/// (exit 1). Both are refused offline naming both entries.
+#[test]
+fn two_sources_writing_one_target_or_reading_one_table_are_refused_by_validate() {
+    let one = r#"{"source_name": "a", "source_sf_database": "DB", "source_sf_schema": "S", "target_pg_database": "db", "target_pg_schema": "public",
+                 "tables": [{"source": "T", "target": "t"}]}"#;
+    let base = config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], "");
+    let start = base.find("\"sources\": [").unwrap() + "\"sources\": [".len();
+    let two = format!("{}{one}, {}", &base[..start], &base[start..]);
+    let path = config_file(&two);
+    assert_fails(
+        &["validate", "--config", path.to_str().unwrap()],
+        2,
+        &["target public.t is also written by sources[0] ('a').tables[0] ('T')", "Snowflake table DB.S.T is also copied by sources[0] ('a').tables[0] ('T')"],
+    );
+    let other_table = two.replacen(r#""tables": [{"source": "T", "target": "t"}]"#, r#""tables": [{"source": "U", "target": "t"}]"#, 1);
+    let path = config_file(&other_table);
+    let text = assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["target public.t is also written by sources[0] ('a').tables[0] ('U')"]);
+    assert!(!text.contains("is also copied"), "{text}");
+}

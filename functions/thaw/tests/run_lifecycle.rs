@@ -290,3 +290,26 @@ async fn bad_where_predicates_exit_2_and_write_nothing() {
     assert_eq!(runs, 0, "no run was recorded");
     assert_eq!(pg_count(&pg, "public.orders").await, 0);
 }
+
+/// Found when probing as a new user: `thaw status` before the first run (a
+/// database without the migration_status schema) failed with `SchemaMismatch:
+/// relation "migration_status.migration_runs" does not exist`, exit 2. It
+/// now says no run is recorded (exit 0; `--json` gives empty lists) and
+/// creates nothing.
+#[tokio::test]
+async fn status_before_the_first_run_says_no_runs_instead_of_a_missing_relation() {
+    let pg_db = unique("nostatus");
+    pg("postgres").await.batch_execute(&format!("CREATE DATABASE \"{pg_db}\"")).await.unwrap();
+    let path = config_file(&config_text("DB", &pg_db, &[r#"{"source": "T", "target": "t"}"#], ""));
+    let out = thaw!(&["status", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(&format!("no runs recorded: database {pg_db} has no migration_status schema yet")), "{}", text(&out));
+    let out = thaw!(&["status", "--config", path.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(json["runs"], serde_json::json!([]));
+    assert_eq!(json["freshness"]["tables"], serde_json::json!([]));
+    let client = pg(&pg_db).await;
+    let schema: Option<String> = client.query_one("SELECT to_regnamespace('migration_status')::text", &[]).await.unwrap().get(0);
+    assert_eq!(schema, None, "thaw status created nothing");
+}

@@ -17,8 +17,8 @@
 //! * destination has rows and a unique index on the key columns → COPY into a
 //!   per-chunk UNLOGGED staging table in `thaw_staging` (not TEMP, which pins
 //!   RDS Proxy sessions), then one `INSERT ... ON CONFLICT (keys) DO UPDATE
-//!   ... WHERE` the incoming row is newer (watermark) or different (no
-//!   watermark), deduplicated by key; `insert_only_mode` uses `DO NOTHING`,
+//!   ... WHERE` the incoming row is newer (watermark), or different (same
+//!   watermark, or no watermark), deduplicated by key; `insert_only_mode` uses `DO NOTHING`,
 //!   counting skipped rows — never skipping a whole chunk because one key
 //!   exists (a legacy defect);
 //! * destination has rows but no keys or no such index → `COPY` (append).
@@ -526,13 +526,27 @@ pub(crate) fn upsert_hashed_sql(plan: &TablePlan, staging: &str, dest: &str, ins
         "DO NOTHING".to_string()
     } else {
         let sets: Vec<String> = non_keys.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        // `json` has no equality operator: its columns compare as text.
+        let compared: Vec<(String, &str)> = plan
+            .columns
+            .iter()
+            .filter(|c| !plan.key_columns.contains(&c.target.name))
+            .map(|c| (q(&c.target.name), if c.target.pg_type == sink::PgType::Json { "::text" } else { "" }))
+            .collect();
+        let differs = format!(
+            "({}) IS DISTINCT FROM ({})",
+            compared.iter().map(|(c, cast)| format!("t.{c}{cast}")).collect::<Vec<_>>().join(", "),
+            compared.iter().map(|(c, cast)| format!("EXCLUDED.{c}{cast}")).collect::<Vec<_>>().join(", ")
+        );
+        // An equal watermark applies the row when it differs: a row updated
+        // again without its watermark moving is re-read by the next night
+        // (`>=`) and must not be skipped (docs/sync.md §4.3).
         let cond = match &plan.target_watermark {
-            Some(w) => format!("t.{w} IS NULL OR t.{w} < EXCLUDED.{w}", w = q(w)),
-            None => format!(
-                "({}) IS DISTINCT FROM ({})",
-                non_keys.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
-                non_keys.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ")
+            Some(w) => format!(
+                "t.{w} < EXCLUDED.{w} OR (t.{w} IS NULL AND EXCLUDED.{w} IS NOT NULL) OR (t.{w} IS NOT DISTINCT FROM EXCLUDED.{w} AND {differs})",
+                w = q(w)
             ),
+            None => differs,
         };
         format!("DO UPDATE SET {} WHERE {cond}", sets.join(", "))
     };

@@ -114,6 +114,16 @@ pub struct TablePlan {
     /// maximum without reading the rows outside its filter (docs/sync.md §3.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark_floor: Option<String>,
+    /// The watermark predicate of the target's maximum as this run planned
+    /// the table (`source_watermark >= <MAX(target_watermark)>`), whatever
+    /// predicate the run used. The next run of the table reads from here when
+    /// this run completed the table: rows the source changed while this run
+    /// was copying (or between a failed night and the night that resumed it)
+    /// have a newer watermark than this, but perhaps not than the maximum the
+    /// run left behind (docs/sync.md §3.2). `None`: not incremental (stored
+    /// as `null`; plans recorded before this field have no key).
+    #[serde(default)]
+    pub watermark_at_plan: Option<String>,
     /// Effective rows per chunk.
     pub batch_rows: u64,
     /// Estimated bytes per row used for the budget.
@@ -651,6 +661,64 @@ async fn earlier_watermark_floor(pg: &Client, s: &SourceConfig, t: &TableConfig)
     PgStatusStore::new(pg).earlier_watermark_floor(&table_mapping(s, t)).await
 }
 
+/// The watermark predicate an incremental run of `t` reads from, given the
+/// table's latest earlier run without `--where` (`previous`: its plan JSON
+/// and table status) and `current`, the predicate of the target's maximum
+/// now (docs/sync.md §3.2):
+/// * previous run completed the table → its `watermark_at_plan`: every row
+///   the source changed after that run planned has a newer watermark, even
+///   when the run copied rows with later watermarks before the change reached
+///   a chunk it had already copied;
+/// * previous run did not complete the table (failed, interrupted,
+///   superseded) → the predicate it read from itself (`None` when it read
+///   every row), so the rows of its unfinished chunks are read again;
+/// * no previous plan, a plan from before `watermark_at_plan` was recorded,
+///   a previous full load, or another watermark column → `current`.
+pub fn previous_run_floor(previous: Option<(serde_json::Value, String)>, t: &TableConfig, current: String) -> Option<String> {
+    let Some((plan, status)) = previous else { return Some(current) };
+    let text = |k: &str| plan.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    if text("target_watermark") != t.target_watermark {
+        return Some(current);
+    }
+    if status == "completed" {
+        return Some(text("watermark_at_plan").unwrap_or(current));
+    }
+    if plan.get("watermark_at_plan").is_none() && plan.get("watermark_predicate").is_none_or(|p| p.is_null()) {
+        // A plan recorded before watermark_at_plan existed: as before.
+        return Some(current);
+    }
+    text("watermark_predicate")
+}
+
+/// Source columns that have no target column of the same name but exactly
+/// one whose name differs only in ASCII case (Snowflake folds unquoted names
+/// to upper case, PostgreSQL to lower case), mapped to that target name.
+/// Not folded: a target column another source column has exactly, or that
+/// `column_mapping` or the watermark rename already writes, or that two
+/// source columns fold to (ambiguous: `column_mapping` decides). Without this
+/// a `NOTE` source column was silently not copied into `note` (legacy defect
+/// L18, docs/sync.md §4.6).
+fn case_folded_names(source_cols: &[SourceColumn], target_cols: &[TargetColumn], t: &TableConfig) -> BTreeMap<String, String> {
+    let claimed = |name: &str| {
+        source_cols.iter().any(|sc| sc.name == name)
+            || t.column_mapping.values().any(|m| m == name)
+            || t.target_watermark.as_deref() == Some(name)
+    };
+    let mut out = BTreeMap::new();
+    for sc in source_cols {
+        if target_cols.iter().any(|tc| tc.name == sc.name) || t.column_mapping.contains_key(&sc.name) || t.source_watermark.as_deref() == Some(&sc.name) {
+            continue;
+        }
+        let candidates: Vec<&TargetColumn> = target_cols.iter().filter(|tc| tc.name.eq_ignore_ascii_case(&sc.name)).collect();
+        let [tc] = candidates.as_slice() else { continue };
+        let folding = source_cols.iter().filter(|other| other.name.eq_ignore_ascii_case(&tc.name)).count();
+        if folding == 1 && !claimed(&tc.name) {
+            out.insert(sc.name.clone(), tc.name.clone());
+        }
+    }
+    out
+}
+
 /// The source table and target of `t` in source `s`, as earlier runs recorded them.
 fn table_mapping(s: &SourceConfig, t: &TableConfig) -> TableMapping {
     TableMapping {
@@ -690,6 +758,10 @@ async fn prepare_table(
         return Err(Error::new(ErrorKind::SchemaMismatch, format!("{at} does not exist in Snowflake{hint}. Fix 'source' in the config or create the table.")));
     };
     let excluded = |name: &str| t.exclude_columns.iter().any(|e| e == name);
+    let target_exists = sink::table_exists(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?;
+    let existing_target_cols =
+        if target_exists { Some(sink::table_columns(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?) } else { None };
+    let folded = existing_target_cols.as_deref().map(|cols| case_folded_names(source_cols, cols, t)).unwrap_or_default();
     // Map source → target names.
     let target_name = |src: &str| -> String {
         if let Some(m) = t.column_mapping.get(src) {
@@ -700,13 +772,15 @@ async fn prepare_table(
                 return tw.clone();
             }
         }
+        if let Some(name) = folded.get(src) {
+            return name.clone();
+        }
         src.to_string()
     };
     let key_columns: Vec<String> = t.uniqueness_columns.iter().map(|u| target_name(u)).collect();
     let mut ddl = Vec::new();
-    let target_exists = sink::table_exists(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?;
-    let mut target_cols = if target_exists {
-        sink::table_columns(pg, &s.target_pg_schema, &t.target).await.map_err(|e| e.context(&at))?
+    let mut target_cols = if let Some(cols) = existing_target_cols {
+        cols
     } else {
         // The table create_tables would build: every copied source column
         // with its natural type, keys NOT NULL via the primary key.
@@ -746,7 +820,7 @@ async fn prepare_table(
     };
     let source_has = |name: &str| source_cols.iter().any(|c| c.name == name);
     let mut missing = Vec::new();
-    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()) {
+    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()).chain(t.truncate_to_date.iter()) {
         if !source_has(c) {
             missing.push(format!("source column \"{c}\""));
         }
@@ -780,6 +854,20 @@ async fn prepare_table(
             ErrorKind::SchemaMismatch,
             format!("{at} → {}.{}: {} do(es) not exist. Fix the config or the table definitions.", s.target_pg_schema, t.target, missing.join(", ")),
         ));
+    }
+    if let (Some(name), Some(&declared)) = (t.chunking_columns.first(), t.chunking_column_types.first()) {
+        let column = source_cols.iter().find(|c| &c.name == name).expect("checked above");
+        if let Some(fits) = chunk_key_type_mismatch(declared, &column.data_type) {
+            return Err(Error::config(format!(
+                "{at}: chunking column \"{name}\" is declared {} (chunking_column_types[0]) but its Snowflake type is {}; declare it {fits}",
+                match declared {
+                    ChunkKeyType::Integer => "an integer",
+                    ChunkKeyType::Temporal => "a date or timestamp",
+                    ChunkKeyType::Text => "text",
+                },
+                column.data_type
+            )));
+        }
     }
     for c in t.uniqueness_columns.iter().chain(t.source_watermark.iter()) {
         if excluded(c) {
@@ -950,6 +1038,7 @@ async fn prepare_table(
         }
         _ => None,
     };
+    let watermark_at_plan = target_watermark.clone();
     let (watermark_predicate, watermark_floor) = if filtered {
         // A filtered run reads every row its filter selects, whatever its watermark.
         (None, target_watermark)
@@ -958,6 +1047,10 @@ async fn prepare_table(
             (Some(_), Some(floor)) => {
                 tracing::info!(table = %t.source, floor = ?floor, "a run with --where raised the target's watermark since the last full pass; reading from the watermark before it");
                 (floor, None)
+            }
+            (Some(current), None) => {
+                let previous = PgStatusStore::new(pg).latest_unfiltered_table(&table_mapping(s, t)).await?;
+                (previous_run_floor(previous, t, current), None)
             }
             (w, _) => (w, None),
         }
@@ -981,6 +1074,7 @@ async fn prepare_table(
         watermark_predicate,
         run_filter: request.where_predicate.clone(),
         watermark_floor,
+        watermark_at_plan,
         batch_rows,
         row_bytes,
         parallel_threads: config.parallel_threads(t),
@@ -1006,6 +1100,29 @@ fn choose_strategy(t: &TableConfig) -> Result<ChunkingStrategy> {
         Some(ChunkKeyType::Temporal) => ChunkingStrategy::DateRange,
         Some(ChunkKeyType::Text) => ChunkingStrategy::Keyset,
     })
+}
+
+/// When the declared type of a chunking column (`chunking_column_types`)
+/// cannot chunk a Snowflake column of type `data_type` (`DATA_TYPE` of
+/// `INFORMATION_SCHEMA.COLUMNS`), the declarations that can, as advice;
+/// `None` when it fits. An integer range needs a number or numeric text, a
+/// date range a date, timestamp or date text (docs/sync.md §3.1); text
+/// (keyset) and unknown source types are not refused.
+pub fn chunk_key_type_mismatch(declared: ChunkKeyType, data_type: &str) -> Option<&'static str> {
+    let t = data_type.to_ascii_uppercase();
+    let temporal = t == "DATE" || t.starts_with("TIMESTAMP") || t == "DATETIME";
+    let numeric = matches!(t.as_str(), "NUMBER" | "FIXED" | "DECIMAL" | "NUMERIC" | "INT" | "INTEGER" | "BIGINT" | "SMALLINT" | "TINYINT" | "BYTEINT");
+    let unorderable = matches!(t.as_str(), "BOOLEAN" | "BINARY" | "VARBINARY" | "VARIANT" | "OBJECT" | "ARRAY" | "TIME" | "GEOGRAPHY" | "GEOMETRY");
+    match declared {
+        ChunkKeyType::Integer if temporal => Some("a date or timestamp (\"date\", \"timestamp\") for date ranges, or text (\"varchar\") for key ranges"),
+        ChunkKeyType::Temporal if numeric || matches!(t.as_str(), "FLOAT" | "REAL" | "DOUBLE") => {
+            Some("an integer (\"bigint\") for numeric ranges, or text (\"varchar\") for key ranges")
+        }
+        ChunkKeyType::Integer | ChunkKeyType::Temporal if unorderable => {
+            Some("text (\"varchar\") for key ranges, or choose another chunking column")
+        }
+        _ => None,
+    }
 }
 
 /// Estimated bytes per row from the source types (used when the config gives none).
@@ -1076,15 +1193,29 @@ async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &Ta
         .await
         .map_err(|e| from_postgres(e, format!("reading the watermark of {schema}.{table}")))?;
     let Some(max): Option<String> = row.get(0) else { return Ok(None) };
-    let scol = sql::ident(&source.name);
-    let literal = match (target.pg_type, source.data_type.as_str()) {
-        (PgType::Timestamptz, "TIMESTAMP_TZ" | "TIMESTAMP_LTZ") => format!("CAST({} AS {})", sql::literal(&format!("{max}+00:00")), source.data_type),
-        (PgType::Timestamptz | PgType::Timestamp, _) => format!("CAST({} AS TIMESTAMP_NTZ)", sql::literal(&max)),
-        (PgType::Date, _) => format!("CAST({} AS DATE)", sql::literal(&max)),
-        (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max,
-        _ => sql::literal(&max),
-    };
-    Ok(Some(format!("{scol} >= {literal}")))
+    Ok(Some(format!("{} >= {}", sql::ident(&source.name), watermark_literal(target.pg_type, &source.data_type, &max))))
+}
+
+/// The Snowflake literal of a target's maximum watermark `max` (text as
+/// [`watermark_predicate`] reads it: timestamps `YYYY-MM-DD HH:MM:SS.ffffff`,
+/// a `timestamptz` in UTC) compared with a source column of Snowflake type
+/// `source_type` (docs/sync.md §3.2). A zoned source column (TIMESTAMP_TZ /
+/// LTZ) gets a literal with an explicit `+00:00`, whether the target is a
+/// `timestamptz` or a `timestamp` holding the instant's UTC wall clock
+/// (docs/sync.md §5.2): an offset-less literal would be read in the
+/// session's `TIMEZONE` (America/Los_Angeles unless the account changed it)
+/// and skip the rows of the hours in between.
+pub fn watermark_literal(target_type: crate::sink::PgType, source_type: &str, max: &str) -> String {
+    use crate::sink::PgType;
+    match (target_type, source_type) {
+        (PgType::Timestamptz | PgType::Timestamp, "TIMESTAMP_TZ" | "TIMESTAMP_LTZ") => {
+            format!("CAST({} AS {source_type})", sql::literal(&format!("{max}+00:00")))
+        }
+        (PgType::Timestamptz | PgType::Timestamp, _) => format!("CAST({} AS TIMESTAMP_NTZ)", sql::literal(max)),
+        (PgType::Date, _) => format!("CAST({} AS DATE)", sql::literal(max)),
+        (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max.to_string(),
+        _ => sql::literal(max),
+    }
 }
 
 /// Run the planning aggregate(s) for one table and return its chunks: the
@@ -1381,6 +1512,68 @@ async fn keyset_boundaries(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_zoned_watermark_compares_with_an_explicit_utc_offset_whatever_the_target_type() {
+        use crate::sink::PgType;
+        let max = "2024-01-01 10:00:00.000000";
+        for target in [PgType::Timestamptz, PgType::Timestamp] {
+            assert_eq!(watermark_literal(target, "TIMESTAMP_LTZ", max), "CAST('2024-01-01 10:00:00.000000+00:00' AS TIMESTAMP_LTZ)");
+            assert_eq!(watermark_literal(target, "TIMESTAMP_TZ", max), "CAST('2024-01-01 10:00:00.000000+00:00' AS TIMESTAMP_TZ)");
+            assert_eq!(watermark_literal(target, "TIMESTAMP_NTZ", max), "CAST('2024-01-01 10:00:00.000000' AS TIMESTAMP_NTZ)");
+        }
+        assert_eq!(watermark_literal(PgType::Date, "DATE", "2024-01-01"), "CAST('2024-01-01' AS DATE)");
+        assert_eq!(watermark_literal(PgType::Int8, "NUMBER", "42"), "42");
+    }
+
+    #[test]
+    fn names_differing_only_in_case_pair_up_when_unambiguous() {
+        use crate::sink::PgType;
+        let source = |names: &[&str]| -> Vec<SourceColumn> {
+            names.iter().map(|n| SourceColumn { name: n.to_string(), data_type: "TEXT".into(), scale: None, char_length: None }).collect()
+        };
+        let target = |names: &[&str]| -> Vec<TargetColumn> { names.iter().map(|n| TargetColumn::plain(n, PgType::Text, "text")).collect() };
+        let t: TableConfig = serde_json::from_value(serde_json::json!({
+            "source": "T", "target": "t", "source_watermark": "UPD", "target_watermark": "changed", "column_mapping": {"OTHER": "mapped"}
+        }))
+        .unwrap();
+        let folded = case_folded_names(
+            &source(&["ID", "NOTE", "Exact", "exact", "Mixed", "MIXED", "UPD", "CHANGED", "MAPPED", "OTHER"]),
+            &target(&["id", "note", "exact", "mixed", "changed", "mapped"]),
+            &t,
+        );
+        let expected: BTreeMap<String, String> = [("ID", "id"), ("NOTE", "note")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        // "Exact" loses to the exact "exact"; "Mixed"/"MIXED" are ambiguous; "CHANGED" and
+        // "MAPPED" would take columns the watermark rename and column_mapping write.
+        assert_eq!(folded, expected);
+    }
+
+    #[test]
+    fn an_incremental_run_reads_from_where_the_previous_run_planned_or_started() {
+        let t: TableConfig = serde_json::from_value(serde_json::json!({
+            "source": "N", "target": "n", "source_watermark": "Upd", "target_watermark": "Upd"
+        }))
+        .unwrap();
+        let current = "\"Upd\" >= 'now'".to_string();
+        let plan = |at: Option<&str>, used: Option<&str>| {
+            serde_json::json!({"target_watermark": "Upd", "watermark_at_plan": at, "watermark_predicate": used})
+        };
+        let completed = |p| Some((p, "completed".to_string()));
+        let failed = |p| Some((p, "failed".to_string()));
+        assert_eq!(previous_run_floor(None, &t, current.clone()), Some(current.clone()), "no previous run");
+        // Completed: from the maximum as it planned.
+        assert_eq!(previous_run_floor(completed(plan(Some("at"), Some("used"))), &t, current.clone()).as_deref(), Some("at"));
+        // Completed first or full load (not incremental): the maximum now.
+        assert_eq!(previous_run_floor(completed(plan(None, None)), &t, current.clone()), Some(current.clone()));
+        // Not completed: from where it started; a failed load of every row reads every row.
+        assert_eq!(previous_run_floor(failed(plan(Some("at"), Some("used"))), &t, current.clone()).as_deref(), Some("used"));
+        assert_eq!(previous_run_floor(failed(plan(None, None)), &t, current.clone()), None);
+        // Plans recorded before watermark_at_plan, and another watermark column: the maximum now.
+        let old = serde_json::json!({"target_watermark": "Upd", "watermark_predicate": null});
+        assert_eq!(previous_run_floor(failed(old), &t, current.clone()), Some(current.clone()));
+        let other = serde_json::json!({"target_watermark": "Other", "watermark_at_plan": "at", "watermark_predicate": "used"});
+        assert_eq!(previous_run_floor(completed(other), &t, current.clone()), Some(current));
+    }
+
     use super::*;
 
     #[test]

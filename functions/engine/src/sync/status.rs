@@ -411,6 +411,18 @@ pub struct RunOverview {
     pub failed_chunks: Vec<FailedChunk>,
 }
 
+/// Whether the status database has `migration_status.migration_runs`
+/// (created by the migrations `thaw run` and `thaw migrate` apply), so that
+/// `thaw status` on a database nothing ran against reports "no runs"
+/// instead of a missing-relation error.
+pub async fn has_status_schema(client: &Client) -> Result<bool> {
+    let row = client
+        .query_one("SELECT to_regclass('migration_status.migration_runs') IS NOT NULL", &[])
+        .await
+        .map_err(|e| from_postgres(e, "looking for migration_status"))?;
+    Ok(row.get(0))
+}
+
 /// The newest `limit` runs (or just `run_id`), with tables, chunk counts,
 /// rows, rows/s and failed chunks: what `thaw status` prints.
 async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
@@ -941,6 +953,20 @@ impl StatusStore for PgStatusStore<'_> {
             .await
             .map_err(|e| from_postgres(e, "reading the previous plan of the table"))?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn latest_unfiltered_table(&self, table: &TableMapping) -> Result<Option<(serde_json::Value, String)>> {
+        let row = self.client
+            .query_opt(
+                "SELECT plan, status FROM migration_status.migration_table_status \
+                 WHERE source_database = $1 AND source_schema = $2 AND source_table = $3 AND target_schema = $4 AND target_table = $5 \
+                   AND plan IS NOT NULL AND plan->>'run_filter' IS NULL \
+                 ORDER BY started_at DESC LIMIT 1",
+                &[&table.source_database, &table.source_schema, &table.source_table, &table.target_schema, &table.target_table],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "reading the previous run of the table"))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     async fn earlier_watermark_floor(&self, table: &TableMapping) -> Result<Option<Option<String>>> {

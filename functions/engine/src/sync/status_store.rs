@@ -100,6 +100,10 @@ pub trait StatusStore: Sync {
     /// The plan JSON the latest run (any outcome) recorded for the same source
     /// table into the same target; `None` when there is none.
     fn latest_plan(&self, table: &TableMapping) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
+    /// The plan JSON and table status (`in_progress`, `completed`, `failed`)
+    /// of the latest run without `--where` that planned the same source table
+    /// into the same target; `None` when there is none.
+    fn latest_unfiltered_table(&self, table: &TableMapping) -> impl Future<Output = Result<Option<(serde_json::Value, String)>>> + Send;
     /// The `watermark_floor` of the oldest `--where` run of the table since its
     /// last completed run without a filter: `Some(floor)` when there is one
     /// (`floor` `None` = read every row), `None` when there is none.
@@ -778,6 +782,12 @@ impl StatusStore for MemoryStatusStore {
 
     async fn latest_plan(&self, table: &TableMapping) -> Result<Option<serde_json::Value>> {
         Ok(self.lock().mapped(table).last().map(|t| t.record.plan.clone()))
+    }
+
+    async fn latest_unfiltered_table(&self, table: &TableMapping) -> Result<Option<(serde_json::Value, String)>> {
+        let s = self.lock();
+        let filtered = |t: &&MemoryTable| t.record.plan.get("run_filter").is_some_and(|f| !f.is_null());
+        Ok(s.mapped(table).iter().rev().find(|t| !filtered(t)).map(|t| (t.record.plan.clone(), t.record.status.clone())))
     }
 
     async fn earlier_watermark_floor(&self, table: &TableMapping) -> Result<Option<Option<String>>> {
