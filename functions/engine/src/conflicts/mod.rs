@@ -44,6 +44,8 @@
 //!   night (docs/conflicts.md §9): `New Conflict`/`Resolved` notices, the
 //!   field-level change history with the cross-state reason, the
 //!   payer/provider reminder list.
+//! * [`keys`]: one row per key in the analytics tables joined by key
+//!   (docs/conflicts.md §2.5), checked before any row is read.
 //! * [`columns`]: the column types of the source and settings tables as they
 //!   are, cast in SQL to what detection expects (docs/conflicts.md §2.4).
 //! * [`in_service`]: in-service and PTO conflicts (docs/conflicts.md §5):
@@ -69,6 +71,7 @@ pub mod groups;
 pub mod history;
 pub mod in_service;
 pub mod incremental;
+pub mod keys;
 pub mod lifecycle;
 pub mod notifications;
 pub mod reminders;
@@ -342,6 +345,8 @@ async fn run_locked(
     let window = settings::candidate_window(today);
     let zone_literal = format!("'{}'", zone.name());
     let source_types = columns::ColumnTypes::load(&tx, &schemas.analytics, &zone_literal).await?;
+    // docs/conflicts.md §2.5: one row per key in every table joined by key.
+    timed("unique keys", keys::check_unique_keys(&tx, &source_types)).await?;
 
     // docs/conflicts.md §D1: the high-water mark is read before the touched
     // keys, so a change committed meanwhile is revisited by the next run.
