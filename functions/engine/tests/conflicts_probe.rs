@@ -76,3 +76,41 @@ async fn conflict_duplicate_key_in_a_joined_table_is_bad_input_naming_table_key_
     assert_eq!(stored_pairs(&client).await, ["1>2", "2>1", "3>4", "4>3"]);
     assert_released(&client).await;
 }
+
+/// Finding: with `factcaregiverinservice` (or `factcaregiverabsence`)
+/// missing from the mirror — not synced, renamed, a user's own schema —
+/// the night skipped that kind of event without a word, exited 0 and
+/// resolved every stored in-service pair (`R`, "Resolved" notices). A
+/// missing event table is a `SchemaMismatch` naming it, like every other
+/// source table (docs/conflicts.md §2.4, §5), and the stored pairs stay open.
+#[tokio::test]
+async fn conflict_missing_event_table_is_bad_input_and_keeps_stored_event_pairs_open() {
+    let mut client = planted("cf_noevents").await;
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factcaregiverinservice ("Application Caregiver Inservice Id", "Environment", "Caregiver Id", "Provider Id",
+                   "Inservice start date", "Inservice end date")
+               VALUES (501, 'prod', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b', '2025-03-05 09:30-05', '2025-03-05 12:00-05');"#,
+        )
+        .await
+        .unwrap();
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let statuses = r#"SELECT "StatusFlag" || "InServiceFlag" FROM conflict.conflictvisitmaps WHERE "InServiceFlag" = 'Y' ORDER BY 1"#;
+    // Visit 3 (09:00–10:00 at A) overlaps the in-service at B: both orientations.
+    assert_eq!(texts(&client, statuses).await, ["UY", "UY"]);
+    for table in ["factcaregiverinservice", "factcaregiverabsence"] {
+        client.batch_execute(&format!("ALTER TABLE analytics.{table} RENAME TO {table}_gone")).await.unwrap();
+        let err = run(&mut client, &settings(), DetectionMode::Full).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{table}: {err}");
+        assert_eq!(err.kind.exit_code(), 2);
+        assert!(err.message.contains(&format!(r#"table "analytics"."{table}" does not exist"#)), "{}", err.message);
+        assert_eq!(texts(&client, statuses).await, ["UY", "UY"], "{table}: the stored in-service pairs stay open");
+        let resolved = texts(&client, r#"SELECT "NotificationType" FROM conflict.notifications WHERE "NotificationType" = 'Resolved'"#).await;
+        assert_eq!(resolved, Vec::<String>::new(), "{table}");
+        assert_released(&client).await;
+        client.batch_execute(&format!("ALTER TABLE analytics.{table}_gone RENAME TO {table}")).await.unwrap();
+    }
+    let summary = run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    assert_eq!(summary.resolved, 0);
+    assert_eq!(texts(&client, statuses).await, ["UY", "UY"]);
+}
