@@ -52,7 +52,7 @@ pub const WATERMARK_TABLE: &str = "conflict_watermark";
 /// The stored watermark of the last successful run (docs/conflicts.md §D1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watermark {
-    /// Largest source change timestamp seen (`None`: the source was empty).
+    /// Largest source change timestamp seen (`None`: no source row had one).
     pub source_changed_up_to: Option<DateTime<Utc>>,
     /// md5 hex of the result-changing settings ([`fingerprint`]).
     pub settings_fingerprint: String,
@@ -288,9 +288,14 @@ pub async fn collect_keys(
     // A visit read from the visits keeps its caregiver and date, so its key
     // needs no second read of the visits (at 1 % of 500 000 visits that read
     // was a hash join over a scan of all of them, docs/conflicts.md §14).
+    // A visit or deleted visit without a change timestamp cannot be placed
+    // before or after any watermark: it counts as changed on every run, so
+    // incremental nights stay complete for it (docs/conflicts.md §D1; both
+    // conditions are served by the timestamp's index, schema/V2__analytics.sql).
+    let (f_changed, d_changed) = (format!("({f_upd} {after} OR {f_upd} IS NULL)"), format!("({d_upd} {after} OR {d_upd} IS NULL)"));
     let f_row = format!("{f_id}, {f_cg}, {f_date}");
     let mut changed_sql = format!(
-        "INSERT INTO {CHANGED}\nSELECT {f_row} FROM {fact} f WHERE {f_upd} {after}\nUNION SELECT {d_id}, NULL::uuid, NULL::date FROM {deleted} d WHERE {d_upd} {after}",
+        "INSERT INTO {CHANGED}\nSELECT {f_row} FROM {fact} f WHERE {f_changed}\nUNION SELECT {d_id}, NULL::uuid, NULL::date FROM {deleted} d WHERE {d_changed}",
         d_id = types.expr("d", da, "Visit Id", Want::Uuid)?,
         fact = a(fa),
         deleted = a(da),
@@ -342,7 +347,7 @@ pub async fn collect_keys(
         ),
         // Keys of deleted visits (their own row in the deleted table).
         format!(
-            "SELECT {cg_ssn}, {d_date} FROM {deleted} d JOIN {cgs} cg ON {cg_id} = {d_cg} WHERE {d_upd} {after}",
+            "SELECT {cg_ssn}, {d_date} FROM {deleted} d JOIN {cgs} cg ON {cg_id} = {d_cg} WHERE {d_changed}",
             d_date = types.expr("d", da, "Visit Date", Want::Date)?,
             d_cg = types.expr("d", da, "Caregiver Id", Want::Uuid)?,
             deleted = a(da),
@@ -394,6 +399,22 @@ pub async fn collect_keys(
         .await
         .map_err(|e| from_postgres(e, "collecting the caregivers of the touched keys"))?;
     Ok(touched)
+}
+
+/// The number of visits and deleted visits whose `"Visit Updated Timestamp"`
+/// is NULL: [`collect_keys`] counts them as changed on every incremental run
+/// (docs/conflicts.md §D1), which the run's summary reports as a warning.
+///
+/// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing table or column.
+pub async fn visits_without_change_timestamp(tx: &Transaction<'_>, types: &ColumnTypes) -> Result<i64> {
+    let mut parts = Vec::new();
+    for table in ["factvisitcallperformance_cr", "factvisitcallperformance_deleted_cr"] {
+        let upd = types.expr("t", table, "Visit Updated Timestamp", Want::Timestamptz)?;
+        parts.push(format!("(SELECT count(*) FROM {} t WHERE {upd} IS NULL)", qualified(types.schema(), table)));
+    }
+    let sql = format!("SELECT {}", parts.join(" + "));
+    let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, "counting the visits without a change timestamp"))?;
+    Ok(row.get(0))
 }
 
 /// The statements that fill [`TOUCHED_CAREGIVERS`] from [`KEYS`]: one probe

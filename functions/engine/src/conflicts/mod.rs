@@ -367,7 +367,7 @@ async fn run_locked(
             summary.mode = Some("incremental".into());
             summary.mode_reason = Some(match since {
                 Some(t) => format!("keys touched by source changes after {}", t.to_rfc3339()),
-                None => "keys touched since the last run (the source was empty then)".into(),
+                None => "keys touched since the last run (which saw no source change timestamp)".into(),
             });
             summary.keys_touched = Some(touched);
             true
@@ -375,6 +375,13 @@ async fn run_locked(
     };
     if !has_watermark_table {
         summary.warnings.push(incremental::FullReason::NoWatermarkTable.text().into());
+    }
+    let unstamped = timed("visits without a change timestamp", incremental::visits_without_change_timestamp(&tx, &source_types)).await?;
+    if unstamped > 0 {
+        summary.warnings.push(format!(
+            "{unstamped} visit or deleted-visit rows have a NULL \"Visit Updated Timestamp\": every incremental run recomputes their keys \
+             (docs/conflicts.md §D1); fill the column in the mirror so that a night costs what changed"
+        ));
     }
     let read_started = std::time::Instant::now();
     let mut writer = store::PairWriter::create(&tx).await?;
