@@ -156,3 +156,21 @@ async fn conflict_visit_without_change_timestamp_is_seen_by_incremental_runs() {
     assert_eq!((full.inserted, full.updated, full.resolved), (0, 0, 0), "{full:?}");
     assert_eq!(texts(&client, statuses).await, after_incremental);
 }
+
+/// Finding: `conflicts.conflict_schema` set to a schema the migrations never
+/// create failed with `relation "cr.settings" does not exist` and no hint
+/// that the migrations only create `conflict` (docs/conflicts.md §3.3).
+#[tokio::test]
+async fn conflict_schema_without_the_conflict_tables_says_what_to_do() {
+    let mut client = planted("cf_schema").await;
+    let custom = thaw_engine::config::ConflictSettings { conflict_schema: Some("cr".into()), ..settings() };
+    let err = run(&mut client, &custom, DetectionMode::Full).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    assert_eq!(err.kind.exit_code(), 2);
+    for needle in [r#"relation "cr.settings" does not exist"#, r#"The conflict schema "cr" has no settings table"#, "conflicts.conflict_schema"] {
+        assert!(err.message.contains(needle), "{needle} not in: {}", err.message);
+    }
+    // The lock is free and the default schema untouched.
+    assert_released(&client).await;
+    assert_eq!(stored_pairs(&client).await, Vec::<String>::new());
+}
