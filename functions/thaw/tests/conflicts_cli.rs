@@ -153,6 +153,20 @@ fn conflicts_command_without_a_conflicts_section_or_with_a_bad_today_is_bad_inpu
     assert!(text(&out).contains("YYYY-MM-DD"), "{}", text(&out));
 }
 
+/// Finding: a `conflicts.database` that does not exist was reported with the
+/// sync's hint "Create the database or fix target_pg_database", a key
+/// `thaw conflicts` never reads.
+#[test]
+fn conflicts_command_on_a_missing_database_names_conflicts_database() {
+    let path = conflicts_only_config("thaw_no_such_conflict_db", "");
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap(), "--today", "2025-03-10"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains(r#"database "thaw_no_such_conflict_db" does not exist"#), "{said}");
+    assert!(said.contains("set conflicts.database to an existing database"), "{said}");
+    assert!(!said.contains("target_pg_database"), "{said}");
+}
+
 #[test]
 fn conflicts_help_documents_today_and_full() {
     let out = thaw!(&["conflicts", "--help"]);
