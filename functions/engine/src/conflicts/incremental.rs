@@ -363,7 +363,8 @@ pub async fn collect_keys(
         ),
     ];
     // Changed in-service and absence periods: every date they cover (inside
-    // the window), for the caregiver's SSN.
+    // the window), for the caregiver's SSN. A period without a change
+    // timestamp counts as changed on every run, like a visit without one.
     let periods = [
         ("factcaregiverinservice", "Caregiver Id", "Inservice start date", "Inservice end date"),
         ("factcaregiverabsence", "Global Caregiver Id", "Start Date", "End Date"),
@@ -378,7 +379,7 @@ pub async fn collect_keys(
             "SELECT {cg_ssn}, d::date FROM {t} i JOIN {cgs} cg ON {cg_id} = {cg_fk}\n\
              CROSS JOIN LATERAL generate_series(greatest(({s} AT TIME ZONE {zone_literal})::date, $3::date), \
              least(coalesce(({en} AT TIME ZONE {zone_literal})::date, ({s} AT TIME ZONE {zone_literal})::date), $4::date), interval '1 day') d\n\
-             WHERE {upd} {after} AND {s} IS NOT NULL",
+             WHERE ({upd} {after} OR {upd} IS NULL) AND {s} IS NOT NULL",
             t = a(table),
             cgs = a(ca),
             cg_fk = e(caregiver, Want::Uuid)?,
@@ -401,15 +402,21 @@ pub async fn collect_keys(
     Ok(touched)
 }
 
-/// The number of visits and deleted visits whose `"Visit Updated Timestamp"`
+/// The number of visit, deleted-visit, in-service and absence rows whose
+/// change timestamp (`"Visit Updated Timestamp"`, `"Updated Datatimestamp"`)
 /// is NULL: [`collect_keys`] counts them as changed on every incremental run
 /// (docs/conflicts.md §D1), which the run's summary reports as a warning.
+/// Event tables without the column are not counted (they are not tracked).
 ///
 /// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing table or column.
-pub async fn visits_without_change_timestamp(tx: &Transaction<'_>, types: &ColumnTypes) -> Result<i64> {
+pub async fn rows_without_change_timestamp(tx: &Transaction<'_>, types: &ColumnTypes) -> Result<i64> {
     let mut parts = Vec::new();
-    for table in ["factvisitcallperformance_cr", "factvisitcallperformance_deleted_cr"] {
-        let upd = types.expr("t", table, "Visit Updated Timestamp", Want::Timestamptz)?;
+    for (i, (table, column)) in CHANGE_COLUMNS.iter().enumerate() {
+        let event = table.starts_with("factcaregiver");
+        if !(i < 2 || event && optional_table(types, table, column)) {
+            continue;
+        }
+        let upd = types.expr("t", table, column, Want::Timestamptz)?;
         parts.push(format!("(SELECT count(*) FROM {} t WHERE {upd} IS NULL)", qualified(types.schema(), table)));
     }
     let sql = format!("SELECT {}", parts.join(" + "));

@@ -376,11 +376,12 @@ async fn run_locked(
     if !has_watermark_table {
         summary.warnings.push(incremental::FullReason::NoWatermarkTable.text().into());
     }
-    let unstamped = timed("visits without a change timestamp", incremental::visits_without_change_timestamp(&tx, &source_types)).await?;
+    let unstamped = timed("rows without a change timestamp", incremental::rows_without_change_timestamp(&tx, &source_types)).await?;
     if unstamped > 0 {
         summary.warnings.push(format!(
-            "{unstamped} visit or deleted-visit rows have a NULL \"Visit Updated Timestamp\": every incremental run recomputes their keys \
-             (docs/conflicts.md §D1); fill the column in the mirror so that a night costs what changed"
+            "{unstamped} visit, deleted-visit, in-service or absence rows have a NULL change timestamp (\"Visit Updated Timestamp\", \
+             \"Updated Datatimestamp\"): every incremental run recomputes their keys (docs/conflicts.md §D1); fill the column in the \
+             mirror so that a night costs what changed"
         ));
     }
     let read_started = std::time::Instant::now();
