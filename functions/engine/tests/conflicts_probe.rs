@@ -94,7 +94,9 @@ async fn conflict_missing_event_table_is_bad_input_and_keeps_stored_event_pairs_
         )
         .await
         .unwrap();
-    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let first = run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    // The summary counts the event pairs too (it said "pairs_detected 4, inserted 6" before).
+    assert_eq!((first.pairs_detected, first.event_pairs_detected, first.inserted), (4, 2, 6), "{first:?}");
     let statuses = r#"SELECT "StatusFlag" || "InServiceFlag" FROM conflict.conflictvisitmaps WHERE "InServiceFlag" = 'Y' ORDER BY 1"#;
     // Visit 3 (09:00–10:00 at A) overlaps the in-service at B: both orientations.
     assert_eq!(texts(&client, statuses).await, ["UY", "UY"]);

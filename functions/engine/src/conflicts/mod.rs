@@ -454,6 +454,8 @@ async fn run_locked(
     summary.updated = counts.updated;
     summary.resolved = counts.resolved;
     summary.conflicts_created = counts.conflicts_created;
+    // One staged row per (event, visit), stored in both orientations.
+    summary.event_pairs_detected = 2 * counts.event_pairs;
     // docs/conflicts.md §7.6, §D5: GroupID as connected components, after every pair is written.
     let grouped = timed("GroupID fallback", groups::assign(&tx, schemas, &format!("(now() AT TIME ZONE {zone_literal})"))).await?;
     tracing::debug!(rows = grouped, "GroupID");
