@@ -240,6 +240,11 @@ pub struct ConflictCreateResponse {
     pub visits_considered: u64,
     /// Ordered pairs flagged by at least one rule.
     pub pairs_detected: u64,
+    /// In-service and PTO pairs (an event against a completed visit at
+    /// another agency, both orientations; docs/conflicts.md §5), not part of
+    /// `pairs_detected`; `inserted`, `updated` and `resolved` count both kinds.
+    #[serde(default)]
+    pub event_pairs_detected: u64,
     /// New `conflictvisitmaps` rows.
     pub inserted: u64,
     /// Existing rows whose content changed (snapshot, flag N→Y, or reopened).

@@ -39,8 +39,8 @@ pub fn print(report: &RunReport) {
     }
     if let Some(c) = &report.conflicts {
         println!(
-            "conflicts: {} visit pairs flagged among {} candidate visits; {} new pair rows, {} new conflicts, {} refreshed, {} resolved ({:.2} s)",
-            c.pairs_detected, c.visits_considered, c.inserted, c.conflicts_created, c.updated, c.resolved, c.seconds
+            "conflicts: {} visit pairs flagged among {} candidate visits, {} in-service/PTO pairs; {} new pair rows, {} new conflicts, {} refreshed, {} resolved ({:.2} s)",
+            c.pairs_detected, c.visits_considered, c.event_pairs_detected, c.inserted, c.conflicts_created, c.updated, c.resolved, c.seconds
         );
     }
     if let Some(e) = &report.error {

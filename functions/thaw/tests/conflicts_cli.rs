@@ -153,6 +153,57 @@ fn conflicts_command_without_a_conflicts_section_or_with_a_bad_today_is_bad_inpu
     assert!(text(&out).contains("YYYY-MM-DD"), "{}", text(&out));
 }
 
+/// Finding: a `conflicts.database` that does not exist was reported with the
+/// sync's hint "Create the database or fix target_pg_database", a key
+/// `thaw conflicts` never reads.
+#[test]
+fn conflicts_command_on_a_missing_database_names_conflicts_database() {
+    let path = conflicts_only_config("thaw_no_such_conflict_db", "");
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap(), "--today", "2025-03-10"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains(r#"database "thaw_no_such_conflict_db" does not exist"#), "{said}");
+    assert!(said.contains("set conflicts.database to an existing database"), "{said}");
+    assert!(!said.contains("target_pg_database"), "{said}");
+}
+
+/// Finding: `thaw conflicts` run with the production role of conflict
+/// detection (a member of `thaw_conflict_writer`, docs/operations.md) failed
+/// with "Internal: applying schema migrations failed: `error asserting
+/// migrations table`" (exit 1) because it always migrated first. A role that
+/// may not migrate uses the schema as migrated; on a database never migrated
+/// it says what to run (exit 2).
+#[tokio::test]
+async fn conflicts_command_runs_with_the_conflict_writer_role() {
+    let db = unique("cli_conflicts_writer");
+    let client = fresh_pg(&db).await;
+    client.batch_execute(PLANTED).await.unwrap();
+    let role = unique("cw");
+    client
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'writer-pw' IN ROLE thaw_conflict_writer"))
+        .await
+        .unwrap();
+    let config = |database: &str| {
+        config_file(&format!(
+            r#"{{"postgres": {{"host": "${{THAW_PG_HOST}}", "port": ${{THAW_PG_PORT}}, "user": "{role}", "password": "writer-pw"}},
+                "conflicts": {{"database": "{database}"}}}}"#
+        ))
+    };
+    let path = config(&db);
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap(), "--today", "2025-03-10"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = summary(&out);
+    assert_eq!((s["inserted"].as_u64(), s["conflicts_created"].as_u64()), (Some(4), Some(4)), "{s}");
+
+    // A database nobody migrated: the role cannot create the schema and says so.
+    let empty = unique("cli_conflicts_unmigrated");
+    client.batch_execute(&format!("CREATE DATABASE {empty}")).await.unwrap();
+    let path = config(&empty);
+    let out = thaw!(&["conflicts", "--config", path.to_str().unwrap(), "--today", "2025-03-10"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&format!("role {role} may not create it: run `thaw migrate`")), "{}", text(&out));
+}
+
 #[test]
 fn conflicts_help_documents_today_and_full() {
     let out = thaw!(&["conflicts", "--help"]);

@@ -137,16 +137,16 @@ fn wall(expr: &str, zone: &str) -> String {
 /// Parameters: `$1`/`$2` the window (dates), `$3` the excluded agencies
 /// (`uuid[]`), `$4` the excluded trimmed SSNs (`text[]`). `keyed`: only
 /// events whose SSN has a touched key within a day of the event's dates.
-/// Events of an absent source table are simply none. Duplicated synthetic
+/// An absent source table is a [`crate::ErrorKind::SchemaMismatch`] naming it. Duplicated synthetic
 /// ids (the same event id in two `Environment`s) keep the first environment.
 pub fn events_sql(types: &ColumnTypes, zone: &str, keyed: bool) -> Result<String> {
     let a = |t: &str| qualified(types.schema(), t);
     let mut branches = Vec::new();
     for kind in EventKind::ALL {
+        // Both event tables are required like every other source table
+        // (docs/conflicts.md §2.4, §5): skipping an absent one resolved every
+        // stored event pair of its kind without a word.
         let table = kind.table();
-        if !types.has_table(table) {
-            continue;
-        }
         let (id, caregiver, start, end) = kind.columns();
         let e = |col: &str, want: Want| types.expr("i", table, col, want);
         let ssn = format!("btrim({}, ' ')", types.expr("cg", "dimcaregiver", "SSN", Want::Text)?);
@@ -222,9 +222,6 @@ pub fn pairs_sql(types: &ColumnTypes, zone: &str) -> Result<String> {
     let (vs, ve) = (wall(&f("Visit Start Time", Want::Timestamptz)?, zone), wall(&f("Visit End Time", Want::Timestamptz)?, zone));
     let mut overlap = Vec::new();
     for kind in EventKind::ALL {
-        if !types.has_table(kind.table()) {
-            continue;
-        }
         let (_, caregiver, start, end) = kind.columns();
         let o = |col: &str, want: Want| types.expr("o", kind.table(), col, want);
         let (os, oe) = (wall(&o(start, Want::Timestamptz)?, zone), wall(&o(end, Want::Timestamptz)?, zone));

@@ -52,7 +52,7 @@ pub const WATERMARK_TABLE: &str = "conflict_watermark";
 /// The stored watermark of the last successful run (docs/conflicts.md §D1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watermark {
-    /// Largest source change timestamp seen (`None`: the source was empty).
+    /// Largest source change timestamp seen (`None`: no source row had one).
     pub source_changed_up_to: Option<DateTime<Utc>>,
     /// md5 hex of the result-changing settings ([`fingerprint`]).
     pub settings_fingerprint: String,
@@ -288,9 +288,14 @@ pub async fn collect_keys(
     // A visit read from the visits keeps its caregiver and date, so its key
     // needs no second read of the visits (at 1 % of 500 000 visits that read
     // was a hash join over a scan of all of them, docs/conflicts.md §14).
+    // A visit or deleted visit without a change timestamp cannot be placed
+    // before or after any watermark: it counts as changed on every run, so
+    // incremental nights stay complete for it (docs/conflicts.md §D1; both
+    // conditions are served by the timestamp's index, schema/V2__analytics.sql).
+    let (f_changed, d_changed) = (format!("({f_upd} {after} OR {f_upd} IS NULL)"), format!("({d_upd} {after} OR {d_upd} IS NULL)"));
     let f_row = format!("{f_id}, {f_cg}, {f_date}");
     let mut changed_sql = format!(
-        "INSERT INTO {CHANGED}\nSELECT {f_row} FROM {fact} f WHERE {f_upd} {after}\nUNION SELECT {d_id}, NULL::uuid, NULL::date FROM {deleted} d WHERE {d_upd} {after}",
+        "INSERT INTO {CHANGED}\nSELECT {f_row} FROM {fact} f WHERE {f_changed}\nUNION SELECT {d_id}, NULL::uuid, NULL::date FROM {deleted} d WHERE {d_changed}",
         d_id = types.expr("d", da, "Visit Id", Want::Uuid)?,
         fact = a(fa),
         deleted = a(da),
@@ -342,7 +347,7 @@ pub async fn collect_keys(
         ),
         // Keys of deleted visits (their own row in the deleted table).
         format!(
-            "SELECT {cg_ssn}, {d_date} FROM {deleted} d JOIN {cgs} cg ON {cg_id} = {d_cg} WHERE {d_upd} {after}",
+            "SELECT {cg_ssn}, {d_date} FROM {deleted} d JOIN {cgs} cg ON {cg_id} = {d_cg} WHERE {d_changed}",
             d_date = types.expr("d", da, "Visit Date", Want::Date)?,
             d_cg = types.expr("d", da, "Caregiver Id", Want::Uuid)?,
             deleted = a(da),
@@ -358,7 +363,8 @@ pub async fn collect_keys(
         ),
     ];
     // Changed in-service and absence periods: every date they cover (inside
-    // the window), for the caregiver's SSN.
+    // the window), for the caregiver's SSN. A period without a change
+    // timestamp counts as changed on every run, like a visit without one.
     let periods = [
         ("factcaregiverinservice", "Caregiver Id", "Inservice start date", "Inservice end date"),
         ("factcaregiverabsence", "Global Caregiver Id", "Start Date", "End Date"),
@@ -373,7 +379,7 @@ pub async fn collect_keys(
             "SELECT {cg_ssn}, d::date FROM {t} i JOIN {cgs} cg ON {cg_id} = {cg_fk}\n\
              CROSS JOIN LATERAL generate_series(greatest(({s} AT TIME ZONE {zone_literal})::date, $3::date), \
              least(coalesce(({en} AT TIME ZONE {zone_literal})::date, ({s} AT TIME ZONE {zone_literal})::date), $4::date), interval '1 day') d\n\
-             WHERE {upd} {after} AND {s} IS NOT NULL",
+             WHERE ({upd} {after} OR {upd} IS NULL) AND {s} IS NOT NULL",
             t = a(table),
             cgs = a(ca),
             cg_fk = e(caregiver, Want::Uuid)?,
@@ -394,6 +400,28 @@ pub async fn collect_keys(
         .await
         .map_err(|e| from_postgres(e, "collecting the caregivers of the touched keys"))?;
     Ok(touched)
+}
+
+/// The number of visit, deleted-visit, in-service and absence rows whose
+/// change timestamp (`"Visit Updated Timestamp"`, `"Updated Datatimestamp"`)
+/// is NULL: [`collect_keys`] counts them as changed on every incremental run
+/// (docs/conflicts.md §D1), which the run's summary reports as a warning.
+/// Event tables without the column are not counted (they are not tracked).
+///
+/// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing table or column.
+pub async fn rows_without_change_timestamp(tx: &Transaction<'_>, types: &ColumnTypes) -> Result<i64> {
+    let mut parts = Vec::new();
+    for (i, (table, column)) in CHANGE_COLUMNS.iter().enumerate() {
+        let event = table.starts_with("factcaregiver");
+        if !(i < 2 || event && optional_table(types, table, column)) {
+            continue;
+        }
+        let upd = types.expr("t", table, column, Want::Timestamptz)?;
+        parts.push(format!("(SELECT count(*) FROM {} t WHERE {upd} IS NULL)", qualified(types.schema(), table)));
+    }
+    let sql = format!("SELECT {}", parts.join(" + "));
+    let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, "counting the visits without a change timestamp"))?;
+    Ok(row.get(0))
 }
 
 /// The statements that fill [`TOUCHED_CAREGIVERS`] from [`KEYS`]: one probe

@@ -44,6 +44,8 @@
 //!   night (docs/conflicts.md §9): `New Conflict`/`Resolved` notices, the
 //!   field-level change history with the cross-state reason, the
 //!   payer/provider reminder list.
+//! * [`keys`]: one row per key in the analytics tables joined by key
+//!   (docs/conflicts.md §2.5), checked before any row is read.
 //! * [`columns`]: the column types of the source and settings tables as they
 //!   are, cast in SQL to what detection expects (docs/conflicts.md §2.4).
 //! * [`in_service`]: in-service and PTO conflicts (docs/conflicts.md §5):
@@ -69,6 +71,7 @@ pub mod groups;
 pub mod history;
 pub mod in_service;
 pub mod incremental;
+pub mod keys;
 pub mod lifecycle;
 pub mod notifications;
 pub mod reminders;
@@ -227,6 +230,46 @@ pub fn detect(visits: &[Visit], settings: &DetectionSettings, today: NaiveDate) 
     sweep::detect_pairs(visits, settings, today)
 }
 
+/// Bring the conflicts database up to date before an on-demand run
+/// (`thaw conflicts`, docs/conflicts.md §8.4): apply the pending migrations
+/// when the connected role may create objects (and record them in the
+/// migration history), and otherwise — the
+/// production role `thaw_conflict_writer` (docs/operations.md), whose
+/// grants only read the mirror and write the conflict tables — use the
+/// schema as `thaw migrate` or the schema-migrate function left it. Returns
+/// the names of the migrations applied (none when skipped).
+///
+/// Errors: [`ErrorKind::SchemaMismatch`] when the database was never
+/// migrated and the role cannot do it (naming the role and what to run);
+/// a failing migration as [`crate::migrations::migrate`] reports it.
+pub async fn migrate_if_permitted(client: &mut Client) -> Result<Vec<String>> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, has_schema_privilege(current_schema(), 'CREATE') \
+                 AND (to_regclass('refinery_schema_history') IS NULL \
+                      OR has_table_privilege('refinery_schema_history', 'SELECT') AND has_table_privilege('refinery_schema_history', 'INSERT')), \
+             to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the role's privileges"))?;
+    let (role, may_create, migrated): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    if may_create {
+        return crate::migrations::migrate(client).await;
+    }
+    if !migrated {
+        return Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!(
+                "the database has no thaw schema yet and role {role} may not create it: run `thaw migrate` (or the schema-migrate \
+                 function) once as the migrating role, then run this command again"
+            ),
+        ));
+    }
+    tracing::info!(role, "the role may not apply migrations: using the schema as migrated");
+    Ok(Vec::new())
+}
+
 /// Advisory-lock key of the conflict run (ASCII "thawconf").
 pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
 
@@ -342,6 +385,8 @@ async fn run_locked(
     let window = settings::candidate_window(today);
     let zone_literal = format!("'{}'", zone.name());
     let source_types = columns::ColumnTypes::load(&tx, &schemas.analytics, &zone_literal).await?;
+    // docs/conflicts.md §2.5: one row per key in every table joined by key.
+    timed("unique keys", keys::check_unique_keys(&tx, &source_types)).await?;
 
     // docs/conflicts.md §D1: the high-water mark is read before the touched
     // keys, so a change committed meanwhile is revisited by the next run.
@@ -362,7 +407,7 @@ async fn run_locked(
             summary.mode = Some("incremental".into());
             summary.mode_reason = Some(match since {
                 Some(t) => format!("keys touched by source changes after {}", t.to_rfc3339()),
-                None => "keys touched since the last run (the source was empty then)".into(),
+                None => "keys touched since the last run (which saw no source change timestamp)".into(),
             });
             summary.keys_touched = Some(touched);
             true
@@ -370,6 +415,14 @@ async fn run_locked(
     };
     if !has_watermark_table {
         summary.warnings.push(incremental::FullReason::NoWatermarkTable.text().into());
+    }
+    let unstamped = timed("rows without a change timestamp", incremental::rows_without_change_timestamp(&tx, &source_types)).await?;
+    if unstamped > 0 {
+        summary.warnings.push(format!(
+            "{unstamped} visit, deleted-visit, in-service or absence rows have a NULL change timestamp (\"Visit Updated Timestamp\", \
+             \"Updated Datatimestamp\"): every incremental run recomputes their keys (docs/conflicts.md §D1); fill the column in the \
+             mirror so that a night costs what changed"
+        ));
     }
     let read_started = std::time::Instant::now();
     let mut writer = store::PairWriter::create(&tx).await?;
@@ -401,6 +454,8 @@ async fn run_locked(
     summary.updated = counts.updated;
     summary.resolved = counts.resolved;
     summary.conflicts_created = counts.conflicts_created;
+    // One staged row per (event, visit), stored in both orientations.
+    summary.event_pairs_detected = 2 * counts.event_pairs;
     // docs/conflicts.md §7.6, §D5: GroupID as connected components, after every pair is written.
     let grouped = timed("GroupID fallback", groups::assign(&tx, schemas, &format!("(now() AT TIME ZONE {zone_literal})"))).await?;
     tracing::debug!(rows = grouped, "GroupID");

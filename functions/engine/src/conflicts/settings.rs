@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Days, Months, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
 use chrono_tz::Tz;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -118,6 +118,16 @@ pub fn from_config(config: &ConflictSettings, now: DateTime<Utc>) -> Result<(Tz,
             .map_err(|e| Error::config(format!("conflicts.today '{text}' is not a date ({e}); use YYYY-MM-DD, e.g. 2025-03-10, or remove it to use the current date")))?,
         None => now.with_timezone(&zone).date_naive(),
     };
+    // PostgreSQL reads dates of years 1–9999 in the ISO form the window is
+    // written in; outside them the candidate read failed with a cryptic
+    // ChunkFailed (docs/conflicts.md §4.1.1).
+    let (from, to) = candidate_window(today);
+    if from.year() < 1 || to.year() > 9999 {
+        return Err(Error::config(format!(
+            "conflicts.today (or --today) {today} gives the candidate window {from} to {to}, outside the years 1 to 9999; \
+             give a date between 0003-01-01 and 9999-11-16"
+        )));
+    }
     let gps_priority = config.gps_priority.unwrap_or_default();
     Ok((zone, today, gps_priority))
 }
@@ -231,6 +241,21 @@ pub async fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding: `--today 0001-01-01` or `9999-12-31` failed the candidate
+    /// read with `ChunkFailed` (exit 1) on a date PostgreSQL cannot read.
+    #[test]
+    fn a_today_whose_window_leaves_years_1_to_9999_is_bad_input() {
+        let at = |today: &str| ConflictSettings { today: Some(today.into()), ..Default::default() };
+        for today in ["0001-01-01", "0002-12-31", "9999-12-31", "9999-11-17"] {
+            let err = from_config(&at(today), Utc::now()).unwrap_err();
+            assert_eq!(err.kind, crate::ErrorKind::ConfigInvalid, "{today}");
+            assert!(err.message.contains("outside the years 1 to 9999"), "{today}: {}", err.message);
+        }
+        for today in ["0003-01-01", "9999-11-16", "2025-03-10"] {
+            assert!(from_config(&at(today), Utc::now()).is_ok(), "{today}");
+        }
+    }
 
     #[test]
     fn exclusions_ignore_nulls_and_blanks_and_trim_both_sides() {

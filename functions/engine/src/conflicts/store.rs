@@ -394,10 +394,24 @@ pub async fn set_in_progress(client: &Client, schemas: &Schemas, running: bool) 
     let col = &written_columns(Table::Settings, ["InProgressFlag"])?[0];
     let sql = format!("UPDATE {} SET {col} = $1", qualified(&schemas.conflict, "settings"));
     let value: i64 = if running { 1 } else { 2 };
-    client
-        .execute(&sql, &[&value])
-        .await
-        .map_err(|e| from_postgres(e, format!("setting {}.settings.InProgressFlag", schemas.conflict)))?;
+    client.execute(&sql, &[&value]).await.map_err(|e| {
+        let err = from_postgres(e, format!("setting {}.settings.InProgressFlag", schemas.conflict));
+        if err.kind != ErrorKind::SchemaMismatch {
+            return err;
+        }
+        // The first statement of a run: a conflict_schema naming a schema
+        // without the conflict tables ends here (docs/conflicts.md §3.3).
+        Error::new(
+            ErrorKind::SchemaMismatch,
+            format!(
+                "{}. The conflict schema {} has no settings table: the migrations (`thaw conflicts`, `thaw migrate`) create the conflict \
+                 tables in the schema \"conflict\" only (schema/V3__conflict.sql), so conflicts.conflict_schema may name another schema \
+                 only when it already holds them (migrated CONFLICTREPORT tables, say); remove the key to use \"conflict\"",
+                err.message,
+                ident(&schemas.conflict)
+            ),
+        )
+    })?;
     Ok(())
 }
 
