@@ -332,8 +332,17 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 return Err(Error::config("--period-days must be at least 1"));
             }
             let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, full, period_days, ..Default::default() };
-            let (resp, details) = thaw_engine::reconcile::reconcile_run_with(&config, &RunRequest { run_id }, options).await?;
-            let full = serde_json::json!({ "summary": resp, "tables": details });
+            let (resp, details, run_status) = match thaw_engine::reconcile::reconcile_on_demand(&config, &RunRequest { run_id }, options).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // The report file says what happened also when nothing could be reconciled.
+                    if let Some(path) = &report {
+                        write_report(path, &serde_json::json!({ "status": "failed", "error": { "step": "reconcile", "kind": e.kind, "message": e.message } }))?;
+                    }
+                    return Err(e);
+                }
+            };
+            let full = serde_json::json!({ "summary": resp, "tables": details, "run_status": run_status });
             if let Some(path) = &report {
                 write_report(path, &full)?;
             }
@@ -341,6 +350,7 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 println!("{}", serde_json::to_string_pretty(&full).unwrap_or_default());
             } else {
                 summary::print_reconcile(&resp, &details);
+                println!("run {run_id}: '{run_status}' in migration_status.migration_runs");
             }
             thaw_engine::reconcile::require_match(&resp)
         }

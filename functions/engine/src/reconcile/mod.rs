@@ -289,6 +289,10 @@ pub async fn reconcile_run(config: &Config, request: &RunRequest) -> Result<(Rec
 /// [`reconcile_run`] with explicit bisection options.
 pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>)> {
     let pg = sink::connect(&config.postgres, config.status_database()).await?;
+    // A run id that names no run is bad input, not "0 tables, all clean".
+    if run_state(&pg, request.run_id).await?.is_none() {
+        return Err(unknown_run(request.run_id));
+    }
     // Shortest round-trip float8 text (PostgreSQL's default; pinned here).
     // No JIT: the canonical-form expressions are large, so PostgreSQL's cost
     // estimate triggers a JIT compile that takes longer than the query itself
@@ -343,6 +347,60 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
     PgStatusStore::new(&pg).set_run_metadata(request.run_id, "reconcile", value).await?;
     store_results(&pg, request.run_id, &reports).await?;
     Ok((response, reports))
+}
+
+/// The error for a run id that `migration_status.migration_runs` does not hold.
+fn unknown_run(run_id: uuid::Uuid) -> Error {
+    Error::config(format!("run {run_id} does not exist in migration_status.migration_runs of this configuration's status database; `thaw status` lists the runs"))
+}
+
+/// A run's `(status, error_message)`; `None` when the run does not exist.
+async fn run_state(pg: &Client, run_id: uuid::Uuid) -> Result<Option<(String, String)>> {
+    let row = pg
+        .query_opt("SELECT status, coalesce(error_message, '') FROM migration_status.migration_runs WHERE run_id = $1", &[&run_id])
+        .await
+        .map_err(|e| from_postgres(e, format!("reading run {run_id}")))?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// The start of the error message [`StatusStore::record_reconcile`] records
+/// on a run whose reconcile could not check some tables (status `failed`).
+const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
+
+/// `thaw reconcile`: reconcile a run on demand ([`reconcile_run_with`]) and
+/// record the outcome on the run, as the nightly reconcile step does, so
+/// that `migration_runs.status` (and `thaw status`, the cutover gate) tells
+/// what the newest reconcile found (docs/reconcile.md §6.1).
+///
+/// Recorded for a run whose copy finished: `completed` or `mismatch`, or
+/// `failed` by an earlier reconcile that could not check a table; the run
+/// becomes `completed` when nothing differs, `mismatch` when a table
+/// differs, `failed` when a table could not be checked
+/// ([`StatusStore::record_reconcile`]). A run still `planning` or `running`
+/// (it may be copying right now), `partial`, `interrupted`, `superseded`,
+/// or `failed` for another reason keeps its status: a clean reconcile cannot
+/// make unfinished chunks good; resume it with `thaw run`.
+///
+/// Returns the response, the per-table reports and the run's status
+/// afterwards. Errors: [`ErrorKind::ConfigInvalid`] when the run does not
+/// exist; otherwise those of [`reconcile_run_with`].
+pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options: ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>, String)> {
+    use crate::sync::status::run_status;
+    let pg = sink::connect(&config.postgres, config.status_database()).await?;
+    let (before, error) = run_state(&pg, request.run_id).await?.ok_or_else(|| unknown_run(request.run_id))?;
+    let failed_by_reconcile = before == run_status::FAILED && error.starts_with(RECONCILE_ERRORS_MESSAGE);
+    let recordable = before == run_status::COMPLETED || before == run_status::MISMATCH || failed_by_reconcile;
+    let (response, reports) = reconcile_run_with(config, request, options).await?;
+    if !recordable {
+        return Ok((response, reports, before));
+    }
+    let store = PgStatusStore::new(&pg);
+    if failed_by_reconcile {
+        // record_reconcile decides from a finished copy's state; the failure it recorded last time is replaced.
+        store.set_status(request.run_id, run_status::MISMATCH, Some(&error)).await?;
+    }
+    let after = store.record_reconcile(request.run_id, &response).await?;
+    Ok((response, reports, after))
 }
 
 /// Reconcile one table in the scope its coverage calls for (full, or the
