@@ -13,15 +13,21 @@
 //!    reconcile result `ok` within the window, in the newest run that
 //!    reconciled it.
 //! 4. `conflicts-ran`: the nightly conflict job finished within the window
-//!    (`settings."LastLoadDate"`) and is not running (`"InProgressFlag"` 2).
+//!    (`settings."LastLoadDate"`) and is not running (`"InProgressFlag"` 2);
+//!    a conflict database without the settings table has never run it.
+//!
+//! A status database without the `migration_status` tables (nothing has
+//! run against it) fails every gate for that reason.
 //! 5. `freshness`: hours since the last verified sync (a `completed` run)
 //!    are at most the freshness threshold, and every enabled table's
 //!    least recently verified slice is at most `coverage_hours` old
 //!    (docs/reconcile.md §5).
 //! 6. `dual-read`: the dual-read job (Snowflake CONFLICTREPORT against the
 //!    PostgreSQL `conflict` schema, [`crate::reconcile::dual_read`]) has a
-//!    result within the window and none of its results of the last
-//!    [`GateOptions::dual_read_days`] days differs or failed. The operator's
+//!    result within the window, compared clean on each of the last
+//!    [`GateOptions::dual_read_days`] days (every 24-hour period back from
+//!    now holds a clean result), and none of its results of those days
+//!    differs or failed. The operator's
 //!    sign-off ([`GateOptions::dual_read_signed_off`]) is an explicit
 //!    override, recorded in the report.
 
@@ -109,6 +115,15 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
     let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
     let now = Utc::now();
     let window = options.max_age_hours as f64;
+    if !migrated(&pg).await? {
+        // A database nothing has run against yet: every gate fails for that one reason.
+        let reason = format!(
+            "the status database '{}' holds no thaw status yet (migration_status is not migrated: nothing has run against it); run `thaw run` (it migrates first) or `thaw migrate`",
+            config.status_database()
+        );
+        let gates = GATE_NAMES.iter().map(|name| gate(name, false, reason.clone())).collect();
+        return Ok(CutoverReport { go: false, checked_at: now, gates });
+    }
     let mut gates = Vec::new();
     let hash = config.config_hash();
 
@@ -184,6 +199,22 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
     Ok(CutoverReport { go: gates.iter().all(|g| g.passed), checked_at: now, gates })
 }
 
+/// The gates' names, in the order [`check`] evaluates them.
+const GATE_NAMES: [&str; 6] = ["last-run-completed", "no-failed-runs", "tables-reconciled", "conflicts-ran", "freshness", "dual-read"];
+
+/// True when the status database holds the tables the gate reads (migrations V1, V8, V14).
+async fn migrated(pg: &Client) -> Result<bool> {
+    let row = pg
+        .query_one(
+            "SELECT to_regclass('migration_status.migration_runs') IS NOT NULL AND to_regclass('migration_status.reconcile_results') IS NOT NULL \
+               AND to_regclass('migration_status.reconcile_coverage') IS NOT NULL AND to_regclass('migration_status.dual_read_results') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "looking up the migration_status tables"))?;
+    Ok(row.get(0))
+}
+
 struct RunRow {
     run_id: String,
     status: String,
@@ -204,8 +235,9 @@ async fn latest_run(pg: &Client, config_hash: &str) -> Result<Option<RunRow>> {
 
 /// The `dual-read` gate from the recorded dual-read results
 /// (`migration_status.dual_read_results`, docs/reconcile.md §10): the newest
-/// is `ok` and within the window, and none of the last `dual_read_days`
-/// days is `mismatch` or `error`.
+/// is within the window, none of the last `dual_read_days` days is
+/// `mismatch` or `error`, and each of those days (24-hour periods back from
+/// now) holds a clean result.
 async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) -> Result<Gate> {
     let rows = pg
         .query(
@@ -242,11 +274,26 @@ async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) 
             format!("{} {status}: {detail}", at.format("%Y-%m-%d %H:%M"))
         })
         .collect();
-    Ok(if bad.is_empty() {
-        gate("dual-read", true, format!("{} clean dual-read comparison(s) in the last {days} days, newest {:.1} h ago", rows.len(), hours_since(at, now)))
-    } else {
-        gate("dual-read", false, format!("dual-read differed in the last {days} days: {}; see `thaw dual-read` and ops/cutover.md §1", bad.join("; ")))
-    })
+    if !bad.is_empty() {
+        return Ok(gate("dual-read", false, format!("dual-read differed in the last {days} days: {}; see `thaw dual-read` and ops/cutover.md §1", bad.join("; "))));
+    }
+    // Clean on each of the last `days` days: every 24-hour period back from now holds a clean comparison.
+    let clean_days: std::collections::BTreeSet<i64> =
+        rows.iter().map(|r| (now - r.get::<_, DateTime<Utc>>(0)).num_seconds().max(0) / 86_400).filter(|d| *d < i64::from(days)).collect();
+    if clean_days.len() < days as usize {
+        let first_gap = (0..i64::from(days)).find(|d| !clean_days.contains(d)).unwrap_or(0);
+        return Ok(gate(
+            "dual-read",
+            false,
+            format!(
+                "clean dual-read comparisons on {} of the last {days} days (none between {} and {} h ago); the window needs {days} consecutive clean days (ops/cutover.md §1), or override with --dual-read-signed-off \"<who, when, what matched>\"",
+                clean_days.len(),
+                first_gap * 24,
+                (first_gap + 1) * 24
+            ),
+        ));
+    }
+    Ok(gate("dual-read", true, format!("clean dual-read comparisons on each of the last {days} days ({} in all), newest {:.1} h ago", rows.len(), hours_since(at, now))))
 }
 
 /// Enabled tables whose reconcile freshness (`migration_status.reconcile_coverage.verified_since`,
@@ -315,7 +362,24 @@ async fn conflicts_ran(config: &Config, options: &GateOptions, now: DateTime<Utc
         return Ok(gate("conflicts-ran", false, "the configuration has no 'conflicts' section; the conflict job must run on PostgreSQL before cutover"));
     };
     let pg = crate::sink::connect(&config.postgres, &c.database).await?;
-    let schema = crate::sink::ident(c.conflict_schema.as_deref().unwrap_or("conflict"));
+    let schema_name = c.conflict_schema.as_deref().unwrap_or("conflict");
+    let schema = crate::sink::ident(schema_name);
+    let settings = format!("{schema}.settings");
+    let exists: bool = pg
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&settings])
+        .await
+        .map_err(|e| from_postgres(e, "looking up the conflict settings table"))?
+        .get(0);
+    if !exists {
+        return Ok(gate(
+            "conflicts-ran",
+            false,
+            format!(
+                "the conflict job has never run on PostgreSQL: database '{}' has no {schema_name}.settings table; run `thaw conflicts` (or `thaw run`) with this configuration",
+                c.database
+            ),
+        ));
+    }
     // `LastLoadDate` is the wall clock of the configured zone (docs/conflicts.md §D9).
     let zone = c.time_zone.as_deref().unwrap_or(crate::conflicts::settings::DEFAULT_TIME_ZONE);
     let row = pg

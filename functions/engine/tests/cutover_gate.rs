@@ -137,13 +137,32 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
     let report = check(&config, &GateOptions::default()).await.unwrap();
     assert!(!gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains("no dual-read result"), "{}", report.render());
 
-    // Identical: ok, recorded, and the gate passes on it.
+    // Identical: ok and recorded; one clean night is not a window of seven (found when tried as a
+    // new user would: the gate said GO after a single clean comparison, ops/cutover.md §1 asks for
+    // --dual-read-days clean days).
     let clean = dual_read::run(&config, &options).await.unwrap();
     assert_eq!((clean.status.as_str(), clean.source_pairs, clean.target_pairs, clean.source_conflicts, clean.target_conflicts), ("ok", 4, 4, 2, 2), "{}", clean.render());
     assert_eq!(clean.columns, ["VisitID", "ConVisitID", "SSN", "VisitDate", "SameSchTimeFlag", "DistanceFlag", "ConflictStatusFlag"]);
     assert_eq!(clean.source_checksum, clean.target_checksum);
     let report = check(&config, &GateOptions::default()).await.unwrap();
-    assert!(gate(&report, "dual-read").passed, "{}", report.render());
+    let dual = gate(&report, "dual-read");
+    assert!(!dual.passed && dual.reason.contains("clean dual-read comparisons on 1 of the last 7 days (none between 24 and 48 h ago)"), "{}", report.render());
+    let one_day = GateOptions { dual_read_days: 1, ..Default::default() };
+    assert!(gate(&check(&config, &one_day).await.unwrap(), "dual-read").passed, "--dual-read-days 1: one clean day is enough");
+    // Clean comparisons of the five nights before, one night missing (3 days ago): still NO-GO, naming the gap.
+    pg.batch_execute(
+        "INSERT INTO migration_status.dual_read_results (checked_at, status) \
+         SELECT now() - make_interval(days => d) - interval '1 hour', 'ok' FROM generate_series(1, 6) AS d WHERE d <> 3",
+    )
+    .await
+    .unwrap();
+    let report = check(&config, &GateOptions::default()).await.unwrap();
+    let dual = gate(&report, "dual-read");
+    assert!(!dual.passed && dual.reason.contains("on 6 of the last 7 days (none between 72 and 96 h ago)"), "{}", report.render());
+    // Seven clean days: the gate passes.
+    pg.batch_execute("INSERT INTO migration_status.dual_read_results (checked_at, status) VALUES (now() - interval '3 days 1 hour', 'ok')").await.unwrap();
+    let report = check(&config, &GateOptions::default()).await.unwrap();
+    assert!(gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains("each of the last 7 days (7 in all)"), "{}", report.render());
 
     // A pair's flag and a conflict's status differ: named by pair and column, recorded, NO-GO.
     pg.batch_execute(&format!(
@@ -166,7 +185,13 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
         ]
     );
     assert!(differs.render().contains(&format!("pair differs: {} | {} — DistanceFlag: Some(\"N\") → Some(\"Y\")", V[0], V[1])), "{}", differs.render());
-    let stored: Vec<String> = pg.query("SELECT status FROM migration_status.dual_read_results ORDER BY checked_at", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let stored: Vec<String> = pg
+        .query("SELECT status FROM migration_status.dual_read_results WHERE checked_at > now() - interval '1 hour' ORDER BY checked_at", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(stored, ["ok", "mismatch"]);
     let report = check(&config, &GateOptions::default()).await.unwrap();
     let dual = gate(&report, "dual-read");
@@ -202,4 +227,42 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
     assert!(response.error.as_deref().unwrap_or_default().contains("does not exist"), "{response:?}");
     let stored: i64 = pg.query_one("SELECT count(*) FROM migration_status.dual_read_results WHERE status = 'error'", &[]).await.unwrap().get(0);
     assert_eq!(stored, 1);
+}
+
+/// Found when tried as a new user would: `thaw cutover check` against a
+/// status database nothing had run against, or with a conflict database the
+/// conflict job had never run on, stopped with "relation ... does not exist"
+/// (exit 2) instead of answering NO-GO with the reason.
+#[tokio::test]
+async fn cutover_check_on_a_fresh_database_or_a_conflict_database_never_run_is_no_go_naming_why() {
+    let status_db = unique("cutfresh");
+    let conflict_db = unique("cutnoconf");
+    let admin = pg("postgres").await;
+    for db in [&status_db, &conflict_db] {
+        admin.batch_execute(&format!("CREATE DATABASE \"{db}\"")).await.unwrap();
+    }
+    let extra = format!(r#""conflicts": {{"database": "{conflict_db}"}},"#);
+    let config = config(&config_text("NOSF", &status_db, &[r#"{"source": "ORDERS", "target": "orders", "uniqueness_columns": ["Code"]}"#], &extra));
+
+    let report = check(&config, &GateOptions::default()).await.expect("a verdict, not an error");
+    assert!(!report.go);
+    let names: Vec<&str> = report.gates.iter().map(|g| g.name).collect();
+    assert_eq!(names, ["last-run-completed", "no-failed-runs", "tables-reconciled", "conflicts-ran", "freshness", "dual-read"]);
+    for g in &report.gates {
+        assert!(!g.passed && g.reason.contains(&format!("the status database '{status_db}' holds no thaw status yet")) && g.reason.contains("thaw migrate"), "{}", report.render());
+    }
+
+    // Migrated (as `thaw run` does first), nothing run yet; the conflict database still bare.
+    let mut status = pg(&status_db).await;
+    thaw_engine::migrations::migrate(&mut status).await.unwrap();
+    let report = check(&config, &GateOptions::default()).await.expect("a verdict, not an error");
+    assert!(!report.go);
+    assert!(gate(&report, "last-run-completed").reason.contains("no sync run of this configuration is recorded"), "{}", report.render());
+    assert!(gate(&report, "tables-reconciled").reason.contains("public.orders: never reconciled"), "{}", report.render());
+    let conflicts = gate(&report, "conflicts-ran");
+    assert!(
+        !conflicts.passed && conflicts.reason.contains(&format!("database '{conflict_db}' has no conflict.settings table; run `thaw conflicts`")),
+        "{}",
+        report.render()
+    );
 }

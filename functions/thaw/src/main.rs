@@ -180,8 +180,9 @@ enum CutoverCommand {
         /// verified slice (docs/reconcile.md §5).
         #[arg(long, default_value_t = 192)]
         coverage_hours: u32,
-        /// Days of recorded dual-read results the dual-read gate looks back on.
-        #[arg(long, value_name = "DAYS", default_value_t = 7)]
+        /// Days of recorded dual-read results the dual-read gate looks back on;
+        /// each of them must hold a clean comparison.
+        #[arg(long, value_name = "DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
         dual_read_days: u32,
         /// Print the report as JSON instead of text.
         #[arg(long)]
