@@ -189,3 +189,47 @@ async fn thaw_reconcile_records_its_outcome_on_the_run_and_refuses_an_unknown_ru
     let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rec_report).expect("the report is written")).unwrap();
     assert_eq!((written["status"].as_str(), written["error"]["kind"].as_str()), (Some("failed"), Some("ConfigInvalid")), "{written}");
 }
+
+/// Found when tried as a new user would: with a table that could not be
+/// checked, or one never verified whole (its first verification differed),
+/// the report still said "reconcile freshness: every row verified within
+/// the last 0.0 h", and the freshness in the summary (the Lambda's
+/// `ReconcileFreshnessHours` metric) left the failing table out.
+#[tokio::test]
+async fn reconcile_freshness_does_not_claim_every_row_verified_when_a_table_failed_or_was_never_verified_whole() {
+    let (sf_db, pg_db, pg, _sf) = orders("recfresh", 40).await;
+    let text = config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "");
+    let config = Arc::new(config(&text));
+    let report = runner::run(config.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.unwrap();
+    report.outcome().expect("clean first run");
+    let path = config_file(&text);
+    let (path, run_id) = (path.to_str().unwrap(), report.plan.run_id.to_string());
+    // Verified whole two days ago (as if by an earlier night).
+    pg.batch_execute(
+        "UPDATE migration_status.reconcile_coverage SET verified_since = now() - interval '48 hours', \
+           verified_ranges = (SELECT jsonb_agg(jsonb_set(r, '{at}', to_jsonb(now() - interval '48 hours'))) FROM jsonb_array_elements(verified_ranges) AS r)",
+    )
+    .await
+    .unwrap();
+
+    // The table cannot be checked: no "every row" claim; its stored freshness (48 h) is the summary's.
+    pg.batch_execute("ALTER TABLE public.orders RENAME TO orders_away").await.unwrap();
+    let out = thaw!(&["reconcile", "--config", path, "--run-id", &run_id]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(!shown.contains("every row verified"), "{shown}");
+    assert!(shown.contains("reconcile freshness: the tables verified whole were verified within the last 48.0 h; not checked (error below): public.orders"), "{shown}");
+    let out = thaw!(&["reconcile", "--config", path, "--run-id", &run_id, "--json"]);
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let hours = printed["summary"]["freshness_hours"].as_f64().expect("the failing table's stored freshness counts");
+    assert!((47.9..48.1).contains(&hours), "{printed}");
+
+    // Never verified whole, and its first verification differs: nothing is claimed.
+    pg.batch_execute("ALTER TABLE public.orders_away RENAME TO orders; DELETE FROM migration_status.reconcile_coverage; UPDATE public.orders SET \"Note\" = 'tampered' WHERE \"Id\" = 3")
+        .await
+        .unwrap();
+    let out = thaw!(&["reconcile", "--config", path, "--run-id", &run_id]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+    assert!(shown.contains("reconcile freshness: no table verified whole yet; not verified whole yet: public.orders"), "{shown}");
+}

@@ -336,12 +336,21 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
             }
         }
     }
+    // Freshness over every table: a table that could not be checked counts
+    // with its stored coverage, which ages until it is checked again.
+    let mut freshness = Vec::new();
+    for r in &reports {
+        match &r.coverage {
+            Some(c) => freshness.extend(c.freshness_hours),
+            None => freshness.extend(coverage::load(&pg, &r.summary.target).await.ok().and_then(|c| c.freshness_hours(chrono::Utc::now()))),
+        }
+    }
     let response = ReconcileResponse {
         run_id: request.run_id,
         mismatches: reports.iter().filter(|r| r.summary.status == TableStatus::Mismatch.as_str()).count() as u32,
         errors: reports.iter().filter(|r| r.summary.status == TableStatus::Error.as_str()).count() as u32,
         tables: reports.iter().map(|r| r.summary.clone()).collect(),
-        freshness_hours: reports.iter().filter_map(|r| r.coverage.as_ref()?.freshness_hours).fold(None, |a: Option<f64>, h| Some(a.map_or(h, |a| a.max(h)))),
+        freshness_hours: freshness.into_iter().fold(None, |a: Option<f64>, h| Some(a.map_or(h, |a| a.max(h)))),
     };
     let value = serde_json::to_value(&response).map_err(|e| Error::internal(format!("reconcile summary does not serialise: {e}")))?;
     PgStatusStore::new(&pg).set_run_metadata(request.run_id, "reconcile", value).await?;
