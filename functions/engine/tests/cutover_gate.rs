@@ -2,7 +2,8 @@
 //! against a real PostgreSQL: after a real sync run that reconciled clean and
 //! a finished conflict job, every gate but `dual-read` passes; each gate then
 //! fails for its own reason (a failed run, a mismatching table, a running or
-//! stale conflict job, a missing dual-read) and names it.
+//! stale conflict job, a missing dual-read) and names it. Also the backout's
+//! export of what users wrote since cutover (`ops/backout-user-writes.sql`).
 //!
 //! Run under tests/harness.py (`make test`).
 
@@ -265,4 +266,59 @@ async fn cutover_check_on_a_fresh_database_or_a_conflict_database_never_run_is_n
         "{}",
         report.render()
     );
+}
+
+/// The statements of `ops/backout-user-writes.sql` with the psql variable
+/// `:'cutover'` bound to `$1` (the psql meta-commands and comments dropped),
+/// each row as JSON.
+async fn backout_export(pg: &tokio_postgres::Client, cutover: chrono::NaiveDateTime) -> Vec<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(repo_root().join("ops/backout-user-writes.sql")).unwrap();
+    let sql: String = text.lines().filter(|l| !l.starts_with("--") && !l.starts_with('\\')).collect::<Vec<_>>().join("\n");
+    let mut exports = Vec::new();
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let query = format!("SELECT row_to_json(q)::text FROM ({}) AS q", statement.replace(":'cutover'", "$1"));
+        let rows = pg.query(&query, &[&cutover]).await.unwrap_or_else(|e| panic!("{query}: {e:?}"));
+        exports.push(rows.iter().map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap()).collect());
+    }
+    exports
+}
+
+/// Found when tried as a new user would: ops/backout.md step 5 selected the
+/// rows users wrote since cutover with `"UpdatedDate" >= <cutover time>` on
+/// `conflict.conflicts`, which has no such column, and said nothing of how
+/// to find the rows in Snowflake, whose CONFLICTIDs are not PostgreSQL's.
+/// `ops/backout-user-writes.sql` exports them keyed by visits.
+#[tokio::test]
+async fn backout_export_of_user_writes_selects_rows_written_since_cutover_keyed_by_visits() {
+    let pg = fresh_pg(&unique("backout")).await;
+    let v = |i: u32| format!("0b000000-0000-4000-8000-{i:012}");
+    pg.batch_execute(&format!(
+        "INSERT INTO conflict.conflicts (\"CONFLICTID\", \"StatusFlag\", \"NoResponseFlag\", \"NoResponseDate\") VALUES \
+           (101, 'W', 'Y', localtimestamp), (102, 'U', NULL, NULL), (103, 'R', NULL, NULL), (104, 'U', NULL, NULL); \
+         UPDATE conflict.conflicts SET \"FlagForReview\" = 'Y', \"FlagForReviewDate\" = localtimestamp WHERE \"CONFLICTID\" = 104; \
+         INSERT INTO conflict.conflictvisitmaps (\"CONFLICTID\", \"VisitID\", \"ConVisitID\", \"UpdatedDate\", \"ConNoResponseFlag\", \"StatusFlag\") VALUES \
+           (101, '{v1}', '{v2}', localtimestamp, 'Y', 'W'), \
+           (101, '{v1}', '{v3}', localtimestamp - interval '3 days', NULL, 'U'), \
+           (102, '{v4}', '{v5}', localtimestamp - interval '3 days', NULL, 'U'), \
+           (103, '{v6}', '{v7}', localtimestamp, NULL, 'R'), \
+           (104, '{v8}', '{v9}', localtimestamp - interval '3 days', NULL, 'U')",
+        v1 = v(1), v2 = v(2), v3 = v(3), v4 = v(4), v5 = v(5), v6 = v(6), v7 = v(7), v8 = v(8), v9 = v(9)
+    ))
+    .await
+    .unwrap();
+    // Cutover an hour ago, on the clock the rows were written with.
+    let cutover: chrono::NaiveDateTime = pg.query_one("SELECT localtimestamp - interval '1 hour'", &[]).await.unwrap().get(0);
+    let exports = backout_export(&pg, cutover).await;
+    assert_eq!(exports.len(), 2, "two exports: pairs and conflicts");
+    let pairs: Vec<(String, String, Option<String>)> = exports[0]
+        .iter()
+        .map(|r| (r["VisitID"].as_str().unwrap().into(), r["ConVisitID"].as_str().unwrap().into(), r["ConNoResponseFlag"].as_str().map(String::from)))
+        .collect();
+    assert_eq!(pairs, [(v(1), v(2), Some("Y".into())), (v(6), v(7), None)], "exactly the pairs written since cutover, keyed by visit pair");
+    assert!(exports[0].iter().all(|r| r.get("ID").is_none() && r.get("CONFLICTID").is_none()), "never keyed by generated ids");
+    let conflicts: Vec<(String, String)> =
+        exports[1].iter().map(|r| (r["PrimaryVisitID"].as_str().unwrap().into(), r["StatusFlag"].as_str().unwrap().into())).collect();
+    assert_eq!(conflicts, [(v(1), "W".into()), (v(6), "R".into()), (v(8), "U".into())], "written conflicts by their primary visit: own dates or a written pair");
+    assert_eq!(exports[1][0]["NoResponseFlag"], "Y");
+    assert_eq!(exports[1][2]["FlagForReview"], "Y");
 }
