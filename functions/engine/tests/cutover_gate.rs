@@ -208,7 +208,7 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
     let request = thaw_engine::contract::DualReadRequest {
         operation: thaw_engine::contract::DualReadOperation::DualRead,
         run_id: None,
-        snowflake_database: Some(sf_db),
+        snowflake_database: Some(sf_db.clone()),
         snowflake_schema: Some("S".into()),
     };
     let response = thaw_engine::steps::dual_read(&config, &request).await.unwrap();
@@ -222,12 +222,26 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
         .unwrap();
     assert_eq!(newest, ("mismatch".to_string(), 3));
     // Where the legacy tables are not: status error with the reason, recorded too.
-    let missing = thaw_engine::contract::DualReadRequest { snowflake_schema: Some("NO_SUCH_SCHEMA".into()), ..request };
+    let missing = thaw_engine::contract::DualReadRequest { snowflake_schema: Some("NO_SUCH_SCHEMA".into()), ..request.clone() };
     let response = thaw_engine::steps::dual_read(&config, &missing).await.unwrap();
     assert_eq!(response.status, "error");
     assert!(response.error.as_deref().unwrap_or_default().contains("does not exist"), "{response:?}");
     let stored: i64 = pg.query_one("SELECT count(*) FROM migration_status.dual_read_results WHERE status = 'error'", &[]).await.unwrap().get(0);
     assert_eq!(stored, 1);
+
+    // Found when tried as a new user would: the comparison read the schema `conflict` whatever
+    // conflicts.conflict_schema said. Another schema: compared there; none there: named.
+    pg.batch_execute("ALTER SCHEMA conflict RENAME TO conflict_app").await.unwrap();
+    let response = thaw_engine::steps::dual_read(&config, &request).await.unwrap();
+    assert_eq!(response.status, "error");
+    assert!(
+        response.error.as_deref().unwrap_or_default().contains(&format!("conflict.conflictvisitmaps or conflict.conflicts does not exist in PostgreSQL database '{pg_db}'")),
+        "{response:?}"
+    );
+    let extra = format!(r#""conflicts": {{"database": "{pg_db}", "conflict_schema": "conflict_app"}},"#);
+    let in_schema = thaw_test_support::config(&config_text(&sf_db, &pg_db, &[r#"{"source": "X", "target": "x"}"#], &extra));
+    let response = thaw_engine::steps::dual_read(&in_schema, &request).await.unwrap();
+    assert_eq!((response.status.as_str(), response.target_pairs, response.changed_pairs), ("mismatch", 4, 3), "{response:?}");
 }
 
 /// Found when tried as a new user would: `thaw cutover check` against a
