@@ -6,7 +6,8 @@
 //! "go" only when every gate passes. Gates:
 //!
 //! 1. `last-run-completed`: the newest sync run of this configuration
-//!    (superseded runs aside) is `completed` and finished within the window.
+//!    (of its sources, whatever credentials it ran with; superseded runs
+//!    aside) is `completed` and finished within the window.
 //! 2. `no-failed-runs`: no run of this configuration started within the
 //!    window ended `failed`, `partial`, `mismatch` or `interrupted`.
 //! 3. `tables-reconciled`: every enabled table of the configuration has a
@@ -108,6 +109,12 @@ fn hours_since(t: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
 /// Evaluate every gate for `config` (the sync configuration) against its
 /// status database.
 ///
+/// The runs of the configuration are those of any of its enabled sources
+/// (`migration_runs.metadata.sources`) or with its `config_hash`: the
+/// nightly job runs with its own database user and Snowflake secret (they
+/// replace the config's, and `config_hash` covers them), the operator who
+/// runs the gate with theirs, so the hash alone would find no run.
+///
 /// Errors: connection and query failures only ([`crate::ErrorKind::Unreachable`],
 /// [`crate::ErrorKind::SchemaMismatch`] when `migration_status` is not
 /// migrated); a failing gate is a verdict, not an error.
@@ -126,8 +133,9 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
     }
     let mut gates = Vec::new();
     let hash = config.config_hash();
+    let sources: Vec<String> = config.sources.iter().filter(|s| s.enabled).map(|s| s.source_name.clone()).collect();
 
-    let latest = latest_run(&pg, &hash).await?;
+    let latest = latest_run(&pg, &hash, &sources).await?;
     gates.push(match &latest {
         None => gate("last-run-completed", false, "no sync run of this configuration is recorded; run `thaw run`"),
         Some(r) if r.status != "completed" => {
@@ -144,9 +152,9 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
     let bad = pg
         .query(
             "SELECT run_id::text, status FROM migration_status.migration_runs \
-             WHERE config_hash = $1 AND started_at > now() - make_interval(hours => $2) \
+             WHERE (config_hash = $1 OR metadata->'sources' ?| $3) AND started_at > now() - make_interval(hours => $2) \
                AND status IN ('failed', 'partial', 'mismatch', 'interrupted') ORDER BY started_at DESC",
-            &[&hash, &(options.max_age_hours as i32)],
+            &[&hash, &(options.max_age_hours as i32), &sources],
         )
         .await
         .map_err(|e| from_postgres(e, "reading recent runs"))?;
@@ -162,8 +170,8 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
 
     let verified = pg
         .query_opt(
-            "SELECT max(completed_at) FROM migration_status.migration_runs WHERE config_hash = $1 AND status = 'completed'",
-            &[&hash],
+            "SELECT max(completed_at) FROM migration_status.migration_runs WHERE (config_hash = $1 OR metadata->'sources' ?| $2) AND status = 'completed'",
+            &[&hash, &sources],
         )
         .await
         .map_err(|e| from_postgres(e, "reading the last verified sync"))?
@@ -221,12 +229,13 @@ struct RunRow {
     completed_at: Option<DateTime<Utc>>,
 }
 
-async fn latest_run(pg: &Client, config_hash: &str) -> Result<Option<RunRow>> {
+/// The newest run of the configuration (see [`check`]), superseded runs aside.
+async fn latest_run(pg: &Client, config_hash: &str, sources: &[String]) -> Result<Option<RunRow>> {
     let row = pg
         .query_opt(
             "SELECT run_id::text, status, completed_at FROM migration_status.migration_runs \
-             WHERE config_hash = $1 AND status <> 'superseded' ORDER BY started_at DESC LIMIT 1",
-            &[&config_hash],
+             WHERE (config_hash = $1 OR metadata->'sources' ?| $2) AND status <> 'superseded' ORDER BY started_at DESC LIMIT 1",
+            &[&config_hash, &sources],
         )
         .await
         .map_err(|e| from_postgres(e, "reading the newest run"))?;

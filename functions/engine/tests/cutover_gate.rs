@@ -336,3 +336,42 @@ async fn backout_export_of_user_writes_selects_rows_written_since_cutover_keyed_
     assert_eq!(exports[1][0]["NoResponseFlag"], "Y");
     assert_eq!(exports[1][2]["FlagForReview"], "Y");
 }
+
+/// Found when tried as a new user would: the gate took "runs of this
+/// configuration" to be runs with the same `config_hash`, which covers the
+/// database user and the Snowflake account, user, role and warehouse. The
+/// nightly job runs with its own (the Lambda's secrets replace them), the
+/// operator with theirs: `thaw cutover check` found no run at all and stayed
+/// NO-GO. Runs are now those of the configuration's sources.
+#[tokio::test]
+async fn cutover_check_finds_the_nightly_runs_when_the_operator_connects_with_other_credentials() {
+    let (sf_db, pg_db, pg, _sf) = orders("cutop", 80).await;
+    let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
+    let nightly = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], &extra)));
+    runner::run(nightly.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.expect("a clean sync run");
+    pg.batch_execute("INSERT INTO conflict.settings (\"LastLoadDate\", \"InProgressFlag\") VALUES ((now() - interval '1 hour') AT TIME ZONE 'America/New_York', 2)").await.unwrap();
+
+    // The operator's copy of the configuration: their Snowflake role and warehouse, their sslmode.
+    let mut operator = (*nightly).clone();
+    operator.snowflake.role = Some("CUTOVER_OPERATOR".into());
+    operator.snowflake.warehouse = Some("OPS_WH".into());
+    operator.postgres.sslmode = Some("disable".into());
+    assert_ne!(operator.config_hash(), nightly.config_hash());
+    let signed = GateOptions { dual_read_signed_off: Some("data owner, 7 nights".into()), ..Default::default() };
+    let report = check(&operator, &signed).await.unwrap();
+    assert!(report.go, "{}", report.render());
+    assert!(gate(&report, "last-run-completed").reason.contains("completed"), "{}", report.render());
+
+    // A failed nightly run of the same source is seen too; one of another source is not.
+    pg.batch_execute(
+        "INSERT INTO migration_status.migration_runs (status, config_hash, execution_hash, error_message, metadata) VALUES \
+           ('failed', 'lambda-hash', 'x', 'boom', '{\"sources\": [\"src\"]}'), \
+           ('failed', 'other-hash', 'y', 'elsewhere', '{\"sources\": [\"billing\"]}')",
+    )
+    .await
+    .unwrap();
+    let report = check(&operator, &signed).await.unwrap();
+    let failed = gate(&report, "no-failed-runs");
+    assert!(!failed.passed && failed.reason.starts_with("1 run(s) in the last 26 h did not succeed"), "{}", report.render());
+    assert!(!gate(&report, "last-run-completed").passed, "the failed nightly run is the newest: {}", report.render());
+}
