@@ -122,7 +122,7 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
     let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
     let now = Utc::now();
     let window = options.max_age_hours as f64;
-    if !migrated(&pg).await? {
+    if !status_tables_exist(&pg).await? {
         // A database nothing has run against yet: every gate fails for that one reason.
         let reason = format!(
             "the status database '{}' holds no thaw status yet (migration_status is not migrated: nothing has run against it); run `thaw run` (it migrates first) or `thaw migrate`",
@@ -210,8 +210,12 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
 /// The gates' names, in the order [`check`] evaluates them.
 const GATE_NAMES: [&str; 6] = ["last-run-completed", "no-failed-runs", "tables-reconciled", "conflicts-ran", "freshness", "dual-read"];
 
-/// True when the status database holds the tables the gate reads (migrations V1, V8, V14).
-async fn migrated(pg: &Client) -> Result<bool> {
+/// True when the status database holds the `migration_status` tables the
+/// gate and `thaw status` read (migrations V1, V8, V14); false for a
+/// database nothing has run against yet.
+///
+/// Errors: [`crate::ErrorKind`] by SQLSTATE when the catalog cannot be read.
+pub async fn status_tables_exist(pg: &Client) -> Result<bool> {
     let row = pg
         .query_one(
             "SELECT to_regclass('migration_status.migration_runs') IS NOT NULL AND to_regclass('migration_status.reconcile_results') IS NOT NULL \

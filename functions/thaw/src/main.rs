@@ -404,6 +404,19 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
         Command::Status { config, run_id, limit, coverage_hours, json } => {
             let config = Config::load(&config.config)?;
             let pg = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
+            if !thaw_engine::cutover::status_tables_exist(&pg).await? {
+                // Nothing has run against this database yet: say so, not "relation does not exist".
+                let note = format!("the status database '{}' is not migrated yet (nothing has run against it): `thaw run` migrates it first, or run `thaw migrate`", config.status_database());
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": [], "migrated": false, "note": note })).unwrap_or_default());
+                } else {
+                    println!("no runs recorded: {note}");
+                }
+                return match run_id {
+                    Some(id) => Err(Error::config(format!("run {id} does not exist: {note}"))),
+                    None => Ok(()),
+                };
+            }
             use thaw_engine::sync::status_store::{PgStatusStore, StatusStore};
             let runs = PgStatusStore::new(&pg).overview(run_id, limit).await?;
             if let (Some(id), true) = (run_id, runs.is_empty()) {

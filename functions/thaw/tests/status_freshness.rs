@@ -131,3 +131,23 @@ async fn status_shows_each_tables_reconcile_freshness_and_flags_stale_and_never_
     let never = shown.lines().find(|l| l.trim_start().starts_with("public.orders ")).unwrap().to_string();
     assert!(never.contains("never") && never.ends_with("STALE"), "{shown}");
 }
+
+/// Found when tried as a new user would: `thaw status` as the first command
+/// against a new status database stopped with `relation
+/// "migration_status.migration_runs" does not exist` (exit 2); it now says
+/// that nothing has run there and how to start.
+#[tokio::test]
+async fn status_of_a_database_nothing_has_run_against_says_so_and_how_to_start() {
+    let db = unique("statusnew");
+    pg("postgres").await.batch_execute(&format!("CREATE DATABASE \"{db}\"")).await.unwrap();
+    let cfg = config_file(&config_text("NOSF", &db, &[&orders_table(None, "")], ""));
+    let cfg = cfg.to_str().unwrap();
+    let out = thaw!(&["status", "--config", cfg]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains(&format!("no runs recorded: the status database '{db}' is not migrated yet")) && shown.contains("thaw migrate"), "{shown}");
+    let json = status_json(cfg, &[]);
+    assert_eq!((json["runs"].as_array().map(Vec::len), json["migrated"].as_bool()), (Some(0), Some(false)), "{json}");
+    let out = thaw!(&["status", "--config", cfg, "--run-id", "00000000-0000-4000-8000-000000000001"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
