@@ -374,7 +374,17 @@ async fn conflicts_ran(config: &Config, options: &GateOptions, now: DateTime<Utc
     let Some(c) = &config.conflicts else {
         return Ok(gate("conflicts-ran", false, "the configuration has no 'conflicts' section; the conflict job must run on PostgreSQL before cutover"));
     };
-    let pg = crate::sink::connect(&config.postgres, &c.database).await?;
+    let pg = match crate::sink::connect(&config.postgres, &c.database).await {
+        Ok(pg) => pg,
+        Err(e) if e.kind == crate::ErrorKind::SchemaMismatch => {
+            return Ok(gate(
+                "conflicts-ran",
+                false,
+                format!("the conflict job has never run on PostgreSQL: database '{}' (conflicts.database) does not exist on this server; create it or fix conflicts.database, then run `thaw conflicts`", c.database),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let schema_name = c.conflict_schema.as_deref().unwrap_or("conflict");
     let schema = crate::sink::ident(schema_name);
     let settings = format!("{schema}.settings");

@@ -280,6 +280,13 @@ async fn cutover_check_on_a_fresh_database_or_a_conflict_database_never_run_is_n
         "{}",
         report.render()
     );
+
+    // A conflict database that does not exist at all: a verdict naming conflicts.database, not an error about target_pg_database.
+    let mut missing = config.clone();
+    missing.conflicts.as_mut().unwrap().database = "no_such_conflict_db".into();
+    let report = check(&missing, &GateOptions::default()).await.expect("a verdict, not an error");
+    let conflicts = gate(&report, "conflicts-ran");
+    assert!(!conflicts.passed && conflicts.reason.contains("database 'no_such_conflict_db' (conflicts.database) does not exist"), "{}", report.render());
 }
 
 /// The statements of `ops/backout-user-writes.sql` with the psql variable
