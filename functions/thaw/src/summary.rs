@@ -77,14 +77,18 @@ fn value(v: &Option<String>) -> String {
     v.as_deref().map(|s| format!("{s:?}")).unwrap_or_else(|| "NULL".into())
 }
 
-/// "; not verified whole yet: …; not checked (error): …" for the freshness line.
-fn not_verified(never_whole: &[&str], unchecked: &[&str]) -> String {
+/// "; not verified whole yet: …; not checked (error below): …; found
+/// different now: …" for the freshness line.
+fn not_verified(never_whole: &[&str], unchecked: &[&str], differing: &[&str]) -> String {
     let mut out = String::new();
     if !never_whole.is_empty() {
         out.push_str(&format!("; not verified whole yet: {}", never_whole.join(", ")));
     }
     if !unchecked.is_empty() {
         out.push_str(&format!("; not checked (error below): {}", unchecked.join(", ")));
+    }
+    if !differing.is_empty() {
+        out.push_str(&format!("; found different now: {}", differing.join(", ")));
     }
     out
 }
@@ -95,10 +99,12 @@ fn print_details(r: &ReconcileResponse, details: &[TableReport]) {
     // Claim "every row" only when every table was checked and has been verified whole.
     let never_whole: Vec<&str> = details.iter().filter(|d| d.coverage.as_ref().is_some_and(|c| c.freshness_hours.is_none())).map(|d| d.summary.target.as_str()).collect();
     let unchecked: Vec<&str> = details.iter().filter(|d| d.coverage.is_none()).map(|d| d.summary.target.as_str()).collect();
+    let differing: Vec<&str> = details.iter().filter(|d| d.summary.status == "mismatch").map(|d| d.summary.target.as_str()).collect();
+    let rest = not_verified(&never_whole, &unchecked, &differing);
     match r.freshness_hours {
-        Some(h) if never_whole.is_empty() && unchecked.is_empty() => println!("reconcile freshness: every row verified within the last {h:.1} h"),
-        Some(h) => println!("reconcile freshness: the tables verified whole were verified within the last {h:.1} h{}", not_verified(&never_whole, &unchecked)),
-        None if !details.is_empty() => println!("reconcile freshness: no table verified whole yet{}", not_verified(&never_whole, &unchecked)),
+        Some(h) if rest.is_empty() => println!("reconcile freshness: every row verified within the last {h:.1} h"),
+        Some(h) => println!("reconcile freshness: the tables verified whole were last verified clean within the last {h:.1} h{rest}"),
+        None if !details.is_empty() => println!("reconcile freshness: no table verified whole yet{rest}"),
         None => {}
     }
     for detail in details {

@@ -149,6 +149,7 @@ async fn thaw_reconcile_records_its_outcome_on_the_run_and_refuses_an_unknown_ru
     let shown = thaw_test_support::text(&out);
     assert_eq!(out.status.code(), Some(3), "{shown}");
     assert!(shown.contains(&format!("run {run_id}: 'mismatch' in migration_status.migration_runs")), "{shown}");
+    assert!(!shown.contains("every row verified") && shown.contains("; found different now: public.orders"), "{shown}");
     let (status, error) = run_status(&pg, &run_id).await;
     assert_eq!(status, "mismatch");
     assert!(error.contains("public.orders (60 rows in Snowflake, 60 in PostgreSQL)"), "{error}");
@@ -218,7 +219,7 @@ async fn reconcile_freshness_does_not_claim_every_row_verified_when_a_table_fail
     let shown = thaw_test_support::text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(!shown.contains("every row verified"), "{shown}");
-    assert!(shown.contains("reconcile freshness: the tables verified whole were verified within the last 48.0 h; not checked (error below): public.orders"), "{shown}");
+    assert!(shown.contains("reconcile freshness: the tables verified whole were last verified clean within the last 48.0 h; not checked (error below): public.orders"), "{shown}");
     let out = thaw!(&["reconcile", "--config", path, "--run-id", &run_id, "--json"]);
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
     let hours = printed["summary"]["freshness_hours"].as_f64().expect("the failing table's stored freshness counts");
