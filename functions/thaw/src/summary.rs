@@ -69,8 +69,35 @@ fn pct(h: u64) -> f64 {
     h as f64 * 100.0 / thaw_engine::reconcile::HASH_SPACE as f64
 }
 
+/// A canonical key text for the terminal: columns joined by ` | `, NULL as
+/// `NULL`; a column that is empty, has leading or trailing white space or
+/// could be read as NULL or a boundary is quoted (`1 | "x "`), so keys that
+/// differ only in blanks do not print alike.
 fn key(k: &str) -> String {
-    k.replace('\u{1f}', " | ").replace('\u{1e}', "NULL")
+    k.split('\u{1f}')
+        .map(|part| {
+            if part == "\u{1e}" {
+                "NULL".to_string()
+            } else if part.is_empty() || part.trim() != part || part == "NULL" || part.contains(" | ") || part.starts_with('"') {
+                format!("{part:?}")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_that_differ_in_blanks_print_differently() {
+        assert_eq!(super::key("1\u{1f}x"), "1 | x");
+        assert_eq!(super::key("1\u{1f}x "), "1 | \"x \"");
+        assert_eq!(super::key("1\u{1f} x"), "1 | \" x\"");
+        assert_eq!(super::key("3\u{1f}"), "3 | \"\"");
+        assert_eq!(super::key("\u{1e}\u{1f}NULL"), "NULL | \"NULL\"");
+    }
 }
 
 fn value(v: &Option<String>) -> String {
