@@ -157,15 +157,20 @@ async fn thaw_reconcile_records_its_outcome_on_the_run_and_refuses_an_unknown_ru
     let status_json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
     assert_eq!(status_json["runs"][0]["status"], "mismatch", "{status_json}");
 
-    // A table that cannot be checked: exit 2, the run says `failed` and why.
+    // A table that cannot be checked: exit 2, the run is not verified and says why; not `failed`,
+    // which the next `thaw run` would resume instead of starting the night's new run.
     pg.batch_execute("ALTER TABLE public.orders RENAME TO orders_away").await.unwrap();
     let out = reconcile(&["--json"]);
     assert_eq!(out.status.code(), Some(2), "{}", thaw_test_support::text(&out));
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
-    assert_eq!(printed["run_status"], "failed");
+    assert_eq!(printed["run_status"], "mismatch");
     let (status, error) = run_status(&pg, &run_id).await;
-    assert_eq!(status, "failed");
-    assert!(error.starts_with("reconciliation could not check 1 table(s): public.orders"), "{error}");
+    assert_eq!(status, "mismatch");
+    assert!(error.starts_with("reconciliation could not check 1 table(s) (thaw reconcile): public.orders"), "{error}");
+    // A run the nightly reconcile step recorded `failed` for the same reason is taken up too.
+    pg.execute("UPDATE migration_status.migration_runs SET status = 'failed', error_message = 'reconciliation could not check 1 table(s): public.orders: gone' WHERE run_id = $1::text::uuid", &[&run_id])
+        .await
+        .unwrap();
 
     // Repaired: a clean reconcile makes the run `completed` again, exit 0.
     pg.batch_execute("ALTER TABLE public.orders_away RENAME TO orders").await.unwrap();

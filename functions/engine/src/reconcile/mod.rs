@@ -373,7 +373,8 @@ async fn run_state(pg: &Client, run_id: uuid::Uuid) -> Result<Option<(String, St
 }
 
 /// The start of the error message [`StatusStore::record_reconcile`] records
-/// on a run whose reconcile could not check some tables (status `failed`).
+/// on a run whose reconcile could not check some tables (status `failed`),
+/// and [`reconcile_on_demand`] too (status `mismatch`).
 const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
 
 /// `thaw reconcile`: reconcile a run on demand ([`reconcile_run_with`]) and
@@ -383,9 +384,12 @@ const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
 ///
 /// Recorded for a run whose copy finished: `completed` or `mismatch`, or
 /// `failed` by an earlier reconcile that could not check a table; the run
-/// becomes `completed` when nothing differs, `mismatch` when a table
-/// differs, `failed` when a table could not be checked
-/// ([`StatusStore::record_reconcile`]). A run still `planning` or `running`
+/// becomes `completed` when nothing differs and `mismatch` when a table
+/// differs ([`StatusStore::record_reconcile`]) or could not be checked
+/// (the message says which: `reconciliation could not check …`). Not
+/// `failed` as the nightly step records it: `failed` is resumable, and the
+/// next `thaw run` would resume this finished run instead of starting the
+/// night's new one (its chunks all done, so copying nothing new). A run still `planning` or `running`
 /// (it may be copying right now), `partial`, `interrupted`, `superseded`,
 /// or `failed` for another reason keeps its status: a clean reconcile cannot
 /// make unfinished chunks good; resume it with `thaw run`.
@@ -404,6 +408,12 @@ pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options:
         return Ok((response, reports, before));
     }
     let store = PgStatusStore::new(&pg);
+    if response.errors > 0 {
+        let names: Vec<String> = response.tables.iter().filter(|t| t.status == "error").map(|t| format!("{}: {}", t.target, t.error.as_deref().unwrap_or("unknown error"))).collect();
+        let message = format!("{RECONCILE_ERRORS_MESSAGE} {} table(s) (thaw reconcile): {}", response.errors, names.join("; "));
+        store.finish_run(request.run_id, run_status::MISMATCH, Some(&message)).await?;
+        return Ok((response, reports, run_status::MISMATCH.to_string()));
+    }
     if failed_by_reconcile {
         // record_reconcile decides from a finished copy's state; the failure it recorded last time is replaced.
         store.set_status(request.run_id, run_status::MISMATCH, Some(&error)).await?;
