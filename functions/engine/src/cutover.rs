@@ -26,9 +26,9 @@
 //! 6. `dual-read`: the dual-read job (Snowflake CONFLICTREPORT against the
 //!    PostgreSQL `conflict` schema, [`crate::reconcile::dual_read`]) has a
 //!    result within the window, compared clean on each of the last
-//!    [`GateOptions::dual_read_days`] days (every 24-hour period back from
-//!    now holds a clean result), and none of its results of those days
-//!    differs or failed. The operator's
+//!    [`GateOptions::dual_read_days`] UTC calendar days (ending on the
+//!    newest result's day), and none of its results of those days differs
+//!    or failed. The operator's
 //!    sign-off ([`GateOptions::dual_read_signed_off`]) is an explicit
 //!    override, recorded in the report.
 
@@ -248,19 +248,20 @@ async fn latest_run(pg: &Client, config_hash: &str, sources: &[String]) -> Resul
 
 /// The `dual-read` gate from the recorded dual-read results
 /// (`migration_status.dual_read_results`, docs/reconcile.md §10): the newest
-/// is within the window, none of the last `dual_read_days` days is
-/// `mismatch` or `error`, and each of those days (24-hour periods back from
-/// now) holds a clean result.
+/// is within the window, none of the last `dual_read_days` UTC days (ending
+/// on the newest result's day) is `mismatch` or `error`, and each of those
+/// days holds a clean result.
 async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) -> Result<Gate> {
+    let days = options.dual_read_days.max(1);
+    // Enough history for `days` UTC days ending on the newest result's day (at most `max_age_hours` old).
     let rows = pg
         .query(
             "SELECT checked_at, status, missing_pairs, extra_pairs, changed_pairs, source_conflicts, target_conflicts, coalesce(error_message, '') \
              FROM migration_status.dual_read_results WHERE checked_at > now() - make_interval(days => $1) ORDER BY checked_at DESC",
-            &[&(options.dual_read_days as i32)],
+            &[&(days as i32 + 2 + options.max_age_hours as i32 / 24)],
         )
         .await
         .map_err(|e| from_postgres(e, "reading dual-read results"))?;
-    let days = options.dual_read_days;
     let Some(newest) = rows.first() else {
         return Ok(gate(
             "dual-read",
@@ -272,7 +273,12 @@ async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) 
     if hours_since(at, now) > options.max_age_hours as f64 {
         return Ok(gate("dual-read", false, format!("newest dual-read result is {:.1} h old (window {} h); run `thaw dual-read`", hours_since(at, now), options.max_age_hours)));
     }
-    let bad: Vec<String> = rows
+    // The window: `days` UTC calendar days ending on the newest result's day (the days of
+    // dualRead.firstDate..lastDate are UTC days too).
+    let last_day = at.date_naive();
+    let first_day = last_day - chrono::Days::new(u64::from(days) - 1);
+    let in_window: Vec<&tokio_postgres::Row> = rows.iter().filter(|r| r.get::<_, DateTime<Utc>>(0).date_naive() >= first_day).collect();
+    let bad: Vec<String> = in_window
         .iter()
         .filter(|r| r.get::<_, String>(1) != "ok")
         .take(3)
@@ -290,23 +296,25 @@ async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) 
     if !bad.is_empty() {
         return Ok(gate("dual-read", false, format!("dual-read differed in the last {days} days: {}; see `thaw dual-read` and ops/cutover.md §1", bad.join("; "))));
     }
-    // Clean on each of the last `days` days: every 24-hour period back from now holds a clean comparison.
-    let clean_days: std::collections::BTreeSet<i64> =
-        rows.iter().map(|r| (now - r.get::<_, DateTime<Utc>>(0)).num_seconds().max(0) / 86_400).filter(|d| *d < i64::from(days)).collect();
-    if clean_days.len() < days as usize {
-        let first_gap = (0..i64::from(days)).find(|d| !clean_days.contains(d)).unwrap_or(0);
+    // Clean on each of those days.
+    let clean_days: std::collections::BTreeSet<chrono::NaiveDate> = in_window.iter().map(|r| r.get::<_, DateTime<Utc>>(0).date_naive()).collect();
+    let missing: Vec<String> = first_day.iter_days().take_while(|d| *d <= last_day).filter(|d| !clean_days.contains(d)).map(|d| d.to_string()).collect();
+    if !missing.is_empty() {
         return Ok(gate(
             "dual-read",
             false,
             format!(
-                "clean dual-read comparisons on {} of the last {days} days (none between {} and {} h ago); the window needs {days} consecutive clean days (ops/cutover.md §1), or override with --dual-read-signed-off \"<who, when, what matched>\"",
+                "clean dual-read comparisons on {} of the {days} days {first_day}..{last_day} (UTC), none on {}; the window needs {days} consecutive clean days (ops/cutover.md §1), or override with --dual-read-signed-off \"<who, when, what matched>\"",
                 clean_days.len(),
-                first_gap * 24,
-                (first_gap + 1) * 24
+                missing.join(", ")
             ),
         ));
     }
-    Ok(gate("dual-read", true, format!("clean dual-read comparisons on each of the last {days} days ({} in all), newest {:.1} h ago", rows.len(), hours_since(at, now))))
+    Ok(gate(
+        "dual-read",
+        true,
+        format!("clean dual-read comparisons on each of the {days} days {first_day}..{last_day} (UTC), {} in all, newest {:.1} h ago", in_window.len(), hours_since(at, now)),
+    ))
 }
 
 /// Enabled tables whose reconcile freshness (`migration_status.reconcile_coverage.verified_since`,

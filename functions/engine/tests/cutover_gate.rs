@@ -146,24 +146,24 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
     assert_eq!(clean.columns, ["VisitID", "ConVisitID", "SSN", "VisitDate", "SameSchTimeFlag", "DistanceFlag", "ConflictStatusFlag"]);
     assert_eq!(clean.source_checksum, clean.target_checksum);
     let report = check(&config, &GateOptions::default()).await.unwrap();
+    let day = |back: u64| (chrono::Utc::now().date_naive() - chrono::Days::new(back)).to_string();
     let dual = gate(&report, "dual-read");
-    assert!(!dual.passed && dual.reason.contains("clean dual-read comparisons on 1 of the last 7 days (none between 24 and 48 h ago)"), "{}", report.render());
+    let window = format!("{}..{} (UTC)", day(6), day(0));
+    assert!(!dual.passed && dual.reason.contains(&format!("clean dual-read comparisons on 1 of the 7 days {window}, none on {}", day(6))), "{}", report.render());
     let one_day = GateOptions { dual_read_days: 1, ..Default::default() };
     assert!(gate(&check(&config, &one_day).await.unwrap(), "dual-read").passed, "--dual-read-days 1: one clean day is enough");
-    // Clean comparisons of the five nights before, one night missing (3 days ago): still NO-GO, naming the gap.
-    pg.batch_execute(
-        "INSERT INTO migration_status.dual_read_results (checked_at, status) \
-         SELECT now() - make_interval(days => d) - interval '1 hour', 'ok' FROM generate_series(1, 6) AS d WHERE d <> 3",
-    )
-    .await
-    .unwrap();
+    // Clean comparisons at noon UTC of the days before, one day missing (3 days ago): still NO-GO, naming it.
+    let noon = |days: &str| format!("(date_trunc('day', now() AT TIME ZONE 'UTC') - make_interval(days => {days}) + interval '12 hours') AT TIME ZONE 'UTC'");
+    pg.batch_execute(&format!("INSERT INTO migration_status.dual_read_results (checked_at, status) SELECT {}, 'ok' FROM generate_series(1, 6) AS d WHERE d <> 3", noon("d")))
+        .await
+        .unwrap();
     let report = check(&config, &GateOptions::default()).await.unwrap();
     let dual = gate(&report, "dual-read");
-    assert!(!dual.passed && dual.reason.contains("on 6 of the last 7 days (none between 72 and 96 h ago)"), "{}", report.render());
+    assert!(!dual.passed && dual.reason.contains(&format!("on 6 of the 7 days {window}, none on {}", day(3))), "{}", report.render());
     // Seven clean days: the gate passes.
-    pg.batch_execute("INSERT INTO migration_status.dual_read_results (checked_at, status) VALUES (now() - interval '3 days 1 hour', 'ok')").await.unwrap();
+    pg.batch_execute(&format!("INSERT INTO migration_status.dual_read_results (checked_at, status) VALUES ({}, 'ok')", noon("3"))).await.unwrap();
     let report = check(&config, &GateOptions::default()).await.unwrap();
-    assert!(gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains("each of the last 7 days (7 in all)"), "{}", report.render());
+    assert!(gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains(&format!("each of the 7 days {window}, 7 in all")), "{}", report.render());
 
     // A pair's flag and a conflict's status differ: named by pair and column, recorded, NO-GO.
     pg.batch_execute(&format!(
