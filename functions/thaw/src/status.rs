@@ -51,7 +51,7 @@ pub fn print(runs: &[RunOverview]) {
 /// `threshold_hours` is the age above which a table is flagged.
 pub fn print_freshness(tables: &[TableFreshness], threshold_hours: f64) {
     println!("reconcile freshness (STALE: least recently verified slice older than {threshold_hours} h, or never verified whole; last reconcile MISMATCH/ERROR: the table differs or could not be checked now)");
-    println!("  {:<36} {:<19} {:>8} {:<19} {:>13}  {}", "table", "last full verify", "rolling", "verified since", "freshness (h)", "last reconcile");
+    println!("  {:<36} {:<19} {:>8} {:<19} {:>13}  last reconcile", "table", "last full verify", "rolling", "verified since", "freshness (h)");
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "never".into());
     for t in tables {
         let age = t.freshness_hours.map(|h| format!("{h:.1}")).unwrap_or_else(|| "-".into());
