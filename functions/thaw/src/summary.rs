@@ -88,17 +88,6 @@ fn key(k: &str) -> String {
         .join(" | ")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn keys_that_differ_in_blanks_print_differently() {
-        assert_eq!(super::key("1\u{1f}x"), "1 | x");
-        assert_eq!(super::key("1\u{1f}x "), "1 | \"x \"");
-        assert_eq!(super::key("1\u{1f} x"), "1 | \" x\"");
-        assert_eq!(super::key("3\u{1f}"), "3 | \"\"");
-        assert_eq!(super::key("\u{1e}\u{1f}NULL"), "NULL | \"NULL\"");
-    }
-}
 
 fn value(v: &Option<String>) -> String {
     v.as_deref().map(|s| format!("{s:?}")).unwrap_or_else(|| "NULL".into())
@@ -167,5 +156,17 @@ fn print_details(r: &ReconcileResponse, details: &[TableReport]) {
             let cols: Vec<String> = c.columns.iter().map(|x| format!("{}: {} → {}", x.column, value(&x.source), value(&x.target))).collect();
             println!("    changed: {} — {}", key(&c.key), cols.join(", "));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_that_differ_in_blanks_print_differently() {
+        assert_eq!(super::key("1\u{1f}x"), "1 | x");
+        assert_eq!(super::key("1\u{1f}x "), "1 | \"x \"");
+        assert_eq!(super::key("1\u{1f} x"), "1 | \" x\"");
+        assert_eq!(super::key("3\u{1f}"), "3 | \"\"");
+        assert_eq!(super::key("\u{1e}\u{1f}NULL"), "NULL | \"NULL\"");
     }
 }
