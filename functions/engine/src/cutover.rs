@@ -6,22 +6,29 @@
 //! "go" only when every gate passes. Gates:
 //!
 //! 1. `last-run-completed`: the newest sync run of this configuration
-//!    (superseded runs aside) is `completed` and finished within the window.
+//!    (of its sources, whatever credentials it ran with; superseded runs
+//!    aside) is `completed` and finished within the window.
 //! 2. `no-failed-runs`: no run of this configuration started within the
 //!    window ended `failed`, `partial`, `mismatch` or `interrupted`.
 //! 3. `tables-reconciled`: every enabled table of the configuration has a
 //!    reconcile result `ok` within the window, in the newest run that
 //!    reconciled it.
 //! 4. `conflicts-ran`: the nightly conflict job finished within the window
-//!    (`settings."LastLoadDate"`) and is not running (`"InProgressFlag"` 2).
+//!    (`settings."LastLoadDate"`) and is not running (`"InProgressFlag"` 2);
+//!    a conflict database without the settings table has never run it.
+//!
+//! A status database without the `migration_status` tables (nothing has
+//! run against it) fails every gate for that reason.
 //! 5. `freshness`: hours since the last verified sync (a `completed` run)
 //!    are at most the freshness threshold, and every enabled table's
 //!    least recently verified slice is at most `coverage_hours` old
 //!    (docs/reconcile.md §5).
 //! 6. `dual-read`: the dual-read job (Snowflake CONFLICTREPORT against the
 //!    PostgreSQL `conflict` schema, [`crate::reconcile::dual_read`]) has a
-//!    result within the window and none of its results of the last
-//!    [`GateOptions::dual_read_days`] days differs or failed. The operator's
+//!    result within the window, compared clean on each of the last
+//!    [`GateOptions::dual_read_days`] UTC calendar days (ending on the
+//!    newest result's day), and none of its results of those days differs
+//!    or failed. The operator's
 //!    sign-off ([`GateOptions::dual_read_signed_off`]) is an explicit
 //!    override, recorded in the report.
 
@@ -102,6 +109,12 @@ fn hours_since(t: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
 /// Evaluate every gate for `config` (the sync configuration) against its
 /// status database.
 ///
+/// The runs of the configuration are those of any of its enabled sources
+/// (`migration_runs.metadata.sources`) or with its `config_hash`: the
+/// nightly job runs with its own database user and Snowflake secret (they
+/// replace the config's, and `config_hash` covers them), the operator who
+/// runs the gate with theirs, so the hash alone would find no run.
+///
 /// Errors: connection and query failures only ([`crate::ErrorKind::Unreachable`],
 /// [`crate::ErrorKind::SchemaMismatch`] when `migration_status` is not
 /// migrated); a failing gate is a verdict, not an error.
@@ -109,10 +122,20 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
     let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
     let now = Utc::now();
     let window = options.max_age_hours as f64;
+    if !status_tables_exist(&pg).await? {
+        // A database nothing has run against yet: every gate fails for that one reason.
+        let reason = format!(
+            "the status database '{}' holds no thaw status yet (migration_status is not migrated: nothing has run against it); run `thaw run` (it migrates first) or `thaw migrate`",
+            config.status_database()
+        );
+        let gates = GATE_NAMES.iter().map(|name| gate(name, false, reason.clone())).collect();
+        return Ok(CutoverReport { go: false, checked_at: now, gates });
+    }
     let mut gates = Vec::new();
     let hash = config.config_hash();
+    let sources: Vec<String> = config.sources.iter().filter(|s| s.enabled).map(|s| s.source_name.clone()).collect();
 
-    let latest = latest_run(&pg, &hash).await?;
+    let latest = latest_run(&pg, &hash, &sources).await?;
     gates.push(match &latest {
         None => gate("last-run-completed", false, "no sync run of this configuration is recorded; run `thaw run`"),
         Some(r) if r.status != "completed" => {
@@ -129,9 +152,9 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
     let bad = pg
         .query(
             "SELECT run_id::text, status FROM migration_status.migration_runs \
-             WHERE config_hash = $1 AND started_at > now() - make_interval(hours => $2) \
+             WHERE (config_hash = $1 OR metadata->'sources' ?| $3) AND started_at > now() - make_interval(hours => $2) \
                AND status IN ('failed', 'partial', 'mismatch', 'interrupted') ORDER BY started_at DESC",
-            &[&hash, &(options.max_age_hours as i32)],
+            &[&hash, &(options.max_age_hours as i32), &sources],
         )
         .await
         .map_err(|e| from_postgres(e, "reading recent runs"))?;
@@ -147,8 +170,8 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
 
     let verified = pg
         .query_opt(
-            "SELECT max(completed_at) FROM migration_status.migration_runs WHERE config_hash = $1 AND status = 'completed'",
-            &[&hash],
+            "SELECT max(completed_at) FROM migration_status.migration_runs WHERE (config_hash = $1 OR metadata->'sources' ?| $2) AND status = 'completed'",
+            &[&hash, &sources],
         )
         .await
         .map_err(|e| from_postgres(e, "reading the last verified sync"))?
@@ -184,18 +207,39 @@ pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverRepo
     Ok(CutoverReport { go: gates.iter().all(|g| g.passed), checked_at: now, gates })
 }
 
+/// The gates' names, in the order [`check`] evaluates them.
+const GATE_NAMES: [&str; 6] = ["last-run-completed", "no-failed-runs", "tables-reconciled", "conflicts-ran", "freshness", "dual-read"];
+
+/// True when the status database holds the `migration_status` tables the
+/// gate and `thaw status` read (migrations V1, V8, V14); false for a
+/// database nothing has run against yet.
+///
+/// Errors: [`crate::ErrorKind`] by SQLSTATE when the catalog cannot be read.
+pub async fn status_tables_exist(pg: &Client) -> Result<bool> {
+    let row = pg
+        .query_one(
+            "SELECT to_regclass('migration_status.migration_runs') IS NOT NULL AND to_regclass('migration_status.reconcile_results') IS NOT NULL \
+               AND to_regclass('migration_status.reconcile_coverage') IS NOT NULL AND to_regclass('migration_status.dual_read_results') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "looking up the migration_status tables"))?;
+    Ok(row.get(0))
+}
+
 struct RunRow {
     run_id: String,
     status: String,
     completed_at: Option<DateTime<Utc>>,
 }
 
-async fn latest_run(pg: &Client, config_hash: &str) -> Result<Option<RunRow>> {
+/// The newest run of the configuration (see [`check`]), superseded runs aside.
+async fn latest_run(pg: &Client, config_hash: &str, sources: &[String]) -> Result<Option<RunRow>> {
     let row = pg
         .query_opt(
             "SELECT run_id::text, status, completed_at FROM migration_status.migration_runs \
-             WHERE config_hash = $1 AND status <> 'superseded' ORDER BY started_at DESC LIMIT 1",
-            &[&config_hash],
+             WHERE (config_hash = $1 OR metadata->'sources' ?| $2) AND status <> 'superseded' ORDER BY started_at DESC LIMIT 1",
+            &[&config_hash, &sources],
         )
         .await
         .map_err(|e| from_postgres(e, "reading the newest run"))?;
@@ -204,18 +248,20 @@ async fn latest_run(pg: &Client, config_hash: &str) -> Result<Option<RunRow>> {
 
 /// The `dual-read` gate from the recorded dual-read results
 /// (`migration_status.dual_read_results`, docs/reconcile.md §10): the newest
-/// is `ok` and within the window, and none of the last `dual_read_days`
-/// days is `mismatch` or `error`.
+/// is within the window, none of the last `dual_read_days` UTC days (ending
+/// on the newest result's day) is `mismatch` or `error`, and each of those
+/// days holds a clean result.
 async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) -> Result<Gate> {
+    let days = options.dual_read_days.max(1);
+    // Enough history for `days` UTC days ending on the newest result's day (at most `max_age_hours` old).
     let rows = pg
         .query(
             "SELECT checked_at, status, missing_pairs, extra_pairs, changed_pairs, source_conflicts, target_conflicts, coalesce(error_message, '') \
              FROM migration_status.dual_read_results WHERE checked_at > now() - make_interval(days => $1) ORDER BY checked_at DESC",
-            &[&(options.dual_read_days as i32)],
+            &[&(days as i32 + 2 + options.max_age_hours as i32 / 24)],
         )
         .await
         .map_err(|e| from_postgres(e, "reading dual-read results"))?;
-    let days = options.dual_read_days;
     let Some(newest) = rows.first() else {
         return Ok(gate(
             "dual-read",
@@ -227,7 +273,12 @@ async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) 
     if hours_since(at, now) > options.max_age_hours as f64 {
         return Ok(gate("dual-read", false, format!("newest dual-read result is {:.1} h old (window {} h); run `thaw dual-read`", hours_since(at, now), options.max_age_hours)));
     }
-    let bad: Vec<String> = rows
+    // The window: `days` UTC calendar days ending on the newest result's day (the days of
+    // dualRead.firstDate..lastDate are UTC days too).
+    let last_day = at.date_naive();
+    let first_day = last_day - chrono::Days::new(u64::from(days) - 1);
+    let in_window: Vec<&tokio_postgres::Row> = rows.iter().filter(|r| r.get::<_, DateTime<Utc>>(0).date_naive() >= first_day).collect();
+    let bad: Vec<String> = in_window
         .iter()
         .filter(|r| r.get::<_, String>(1) != "ok")
         .take(3)
@@ -242,11 +293,28 @@ async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) 
             format!("{} {status}: {detail}", at.format("%Y-%m-%d %H:%M"))
         })
         .collect();
-    Ok(if bad.is_empty() {
-        gate("dual-read", true, format!("{} clean dual-read comparison(s) in the last {days} days, newest {:.1} h ago", rows.len(), hours_since(at, now)))
-    } else {
-        gate("dual-read", false, format!("dual-read differed in the last {days} days: {}; see `thaw dual-read` and ops/cutover.md §1", bad.join("; ")))
-    })
+    if !bad.is_empty() {
+        return Ok(gate("dual-read", false, format!("dual-read differed in the last {days} days: {}; see `thaw dual-read` and ops/cutover.md §1", bad.join("; "))));
+    }
+    // Clean on each of those days.
+    let clean_days: std::collections::BTreeSet<chrono::NaiveDate> = in_window.iter().map(|r| r.get::<_, DateTime<Utc>>(0).date_naive()).collect();
+    let missing: Vec<String> = first_day.iter_days().take_while(|d| *d <= last_day).filter(|d| !clean_days.contains(d)).map(|d| d.to_string()).collect();
+    if !missing.is_empty() {
+        return Ok(gate(
+            "dual-read",
+            false,
+            format!(
+                "clean dual-read comparisons on {} of the {days} days {first_day}..{last_day} (UTC), none on {}; the window needs {days} consecutive clean days (ops/cutover.md §1), or override with --dual-read-signed-off \"<who, when, what matched>\"",
+                clean_days.len(),
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok(gate(
+        "dual-read",
+        true,
+        format!("clean dual-read comparisons on each of the {days} days {first_day}..{last_day} (UTC), {} in all, newest {:.1} h ago", in_window.len(), hours_since(at, now)),
+    ))
 }
 
 /// Enabled tables whose reconcile freshness (`migration_status.reconcile_coverage.verified_since`,
@@ -314,8 +382,35 @@ async fn conflicts_ran(config: &Config, options: &GateOptions, now: DateTime<Utc
     let Some(c) = &config.conflicts else {
         return Ok(gate("conflicts-ran", false, "the configuration has no 'conflicts' section; the conflict job must run on PostgreSQL before cutover"));
     };
-    let pg = crate::sink::connect(&config.postgres, &c.database).await?;
-    let schema = crate::sink::ident(c.conflict_schema.as_deref().unwrap_or("conflict"));
+    let pg = match crate::sink::connect(&config.postgres, &c.database).await {
+        Ok(pg) => pg,
+        Err(e) if e.kind == crate::ErrorKind::SchemaMismatch => {
+            return Ok(gate(
+                "conflicts-ran",
+                false,
+                format!("the conflict job has never run on PostgreSQL: database '{}' (conflicts.database) does not exist on this server; create it or fix conflicts.database, then run `thaw conflicts`", c.database),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let schema_name = c.conflict_schema.as_deref().unwrap_or("conflict");
+    let schema = crate::sink::ident(schema_name);
+    let settings = format!("{schema}.settings");
+    let exists: bool = pg
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&settings])
+        .await
+        .map_err(|e| from_postgres(e, "looking up the conflict settings table"))?
+        .get(0);
+    if !exists {
+        return Ok(gate(
+            "conflicts-ran",
+            false,
+            format!(
+                "the conflict job has never run on PostgreSQL: database '{}' has no {schema_name}.settings table; run `thaw conflicts` (or `thaw run`) with this configuration",
+                c.database
+            ),
+        ));
+    }
     // `LastLoadDate` is the wall clock of the configured zone (docs/conflicts.md §D9).
     let zone = c.time_zone.as_deref().unwrap_or(crate::conflicts::settings::DEFAULT_TIME_ZONE);
     let row = pg

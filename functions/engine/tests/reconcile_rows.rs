@@ -346,3 +346,52 @@ async fn engineered_differences_are_found_exactly(rows: u64, batch_size: u64, de
     keys.sort();
     assert_eq!(keys, ["1001", "4004", "5005", "7007", "8004"]);
 }
+
+/// Found when tried as a new user would: a text value holding the NULL
+/// marker (U+001E) reconciled "ok" against a NULL, and moving the column
+/// separator (U+001F) from the end of one text column to the start of the
+/// next went unseen: the row texts were byte-identical. Text values now
+/// escape both (and the escape character) on both sides and in the Rust
+/// row hashes (docs/reconcile.md §3.1).
+#[tokio::test]
+async fn text_holding_the_null_marker_or_the_separator_is_neither_null_nor_a_column_boundary() {
+    let (sf_db, pg_db) = (unique("SFCTRL").to_uppercase(), unique("ctrl"));
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"CTRL\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (\"ID\" NUMBER(38,0), \"A\" VARCHAR, \"B\" VARCHAR, \"C\" CHAR(4))")).await.unwrap();
+    sf.execute(&format!(
+        "INSERT INTO {fqn} VALUES (1, NULL, 'x', 'p'), (2, 'a' || CHR(31), 'b', 'q'), (3, CHR(27) || CHR(30), CHR(27), CHR(31) || 'c'), (4, 'plain', 'text', 'r')"
+    ))
+    .await
+    .unwrap();
+    let table = r#"{"source": "CTRL", "target": "ctrl", "uniqueness_columns": ["ID"], "create_tables": true, "row_hashes": true}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let report = first_run(&config).await;
+    report.outcome().expect("the same control characters on both sides reconcile clean");
+    let coverage = report.reconcile_details[0].coverage.as_ref().unwrap();
+    assert_eq!(coverage.row_hashes.as_deref(), Some("read"), "the Rust row hashes agree with the SQL forms: {coverage:?}");
+    let run = RunRequest { run_id: report.plan.run_id };
+    let full = reconcile::ReconcileOptions { full: true, ..Default::default() };
+    let (summary, _) = reconcile::reconcile_run_with(&config, &run, full).await.unwrap();
+    assert_eq!(summary.tables[0].status, "ok", "hashed in SQL on both sides: {summary:?}");
+
+    // NULL becomes the NULL marker; the separator moves from A's end to B's start.
+    pg.batch_execute("UPDATE public.ctrl SET \"A\" = chr(30) WHERE \"ID\" = 1; UPDATE public.ctrl SET \"A\" = 'a', \"B\" = chr(31) || 'b' WHERE \"ID\" = 2")
+        .await
+        .unwrap();
+    let (summary, details) = reconcile::reconcile_run_with(&config, &run, full).await.unwrap();
+    assert_eq!(summary.tables[0].status, "mismatch", "{summary:?}");
+    let diff = details[0].diff.as_ref().unwrap();
+    assert_eq!((diff.missing_count, diff.extra_count, diff.changed_count), (0, 0, 2), "{diff:?}");
+    let mut changed: Vec<(String, Vec<ColumnDiff>)> = diff.changed_rows.iter().map(|c| (c.key.clone(), c.columns.clone())).collect();
+    changed.sort_by(|a, b| a.0.cmp(&b.0));
+    let col = |column: &str, source: Option<&str>, target: Option<&str>| ColumnDiff { column: column.into(), source: source.map(String::from), target: target.map(String::from) };
+    assert_eq!(
+        changed,
+        [
+            ("1".to_string(), vec![col("A", None, Some("\u{1b}^"))]),
+            ("2".to_string(), vec![col("A", Some("a\u{1b}_"), Some("a")), col("B", Some("b"), Some("\u{1b}_b"))]),
+        ]
+    );
+}

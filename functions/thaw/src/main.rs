@@ -180,8 +180,9 @@ enum CutoverCommand {
         /// verified slice (docs/reconcile.md §5).
         #[arg(long, default_value_t = 192)]
         coverage_hours: u32,
-        /// Days of recorded dual-read results the dual-read gate looks back on.
-        #[arg(long, value_name = "DAYS", default_value_t = 7)]
+        /// Days of recorded dual-read results the dual-read gate looks back on;
+        /// each of them must hold a clean comparison.
+        #[arg(long, value_name = "DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
         dual_read_days: u32,
         /// Print the report as JSON instead of text.
         #[arg(long)]
@@ -332,8 +333,17 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 return Err(Error::config("--period-days must be at least 1"));
             }
             let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, full, period_days, ..Default::default() };
-            let (resp, details) = thaw_engine::reconcile::reconcile_run_with(&config, &RunRequest { run_id }, options).await?;
-            let full = serde_json::json!({ "summary": resp, "tables": details });
+            let (resp, details, run_status) = match thaw_engine::reconcile::reconcile_on_demand(&config, &RunRequest { run_id }, options).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // The report file says what happened also when nothing could be reconciled.
+                    if let Some(path) = &report {
+                        write_report(path, &serde_json::json!({ "status": "failed", "error": { "step": "reconcile", "kind": e.kind, "message": e.message } }))?;
+                    }
+                    return Err(e);
+                }
+            };
+            let full = serde_json::json!({ "summary": resp, "tables": details, "run_status": run_status });
             if let Some(path) = &report {
                 write_report(path, &full)?;
             }
@@ -341,6 +351,7 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 println!("{}", serde_json::to_string_pretty(&full).unwrap_or_default());
             } else {
                 summary::print_reconcile(&resp, &details);
+                println!("run {run_id}: '{run_status}' in migration_status.migration_runs");
             }
             thaw_engine::reconcile::require_match(&resp)
         }
@@ -396,6 +407,19 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
         Command::Status { config, run_id, limit, coverage_hours, json } => {
             let config = Config::load(&config.config)?;
             let pg = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
+            if !thaw_engine::cutover::status_tables_exist(&pg).await? {
+                // Nothing has run against this database yet: say so, not "relation does not exist".
+                let note = format!("the status database '{}' is not migrated yet (nothing has run against it): `thaw run` migrates it first, or run `thaw migrate`", config.status_database());
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": [], "migrated": false, "note": note })).unwrap_or_default());
+                } else {
+                    println!("no runs recorded: {note}");
+                }
+                return match run_id {
+                    Some(id) => Err(Error::config(format!("run {id} does not exist: {note}"))),
+                    None => Ok(()),
+                };
+            }
             use thaw_engine::sync::status_store::{PgStatusStore, StatusStore};
             if run_id.is_none() && !thaw_engine::sync::status::has_status_schema(&pg).await? {
                 // Nothing ran against this database yet: say so instead of a missing-relation error.

@@ -50,13 +50,17 @@ pub fn print(runs: &[RunOverview]) {
 /// Print the reconcile freshness of `tables` (see the module comment);
 /// `threshold_hours` is the age above which a table is flagged.
 pub fn print_freshness(tables: &[TableFreshness], threshold_hours: f64) {
-    println!("reconcile freshness (STALE: least recently verified slice older than {threshold_hours} h, or never verified whole)");
-    println!("  {:<36} {:<19} {:>8} {:<19} {:>13}", "table", "last full verify", "rolling", "verified since", "freshness (h)");
+    println!("reconcile freshness (STALE: least recently verified slice older than {threshold_hours} h, or never verified whole; last reconcile MISMATCH/ERROR: the table differs or could not be checked now)");
+    println!("  {:<36} {:<19} {:>8} {:<19} {:>13}  last reconcile", "table", "last full verify", "rolling", "verified since", "freshness (h)");
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "never".into());
     for t in tables {
         let age = t.freshness_hours.map(|h| format!("{h:.1}")).unwrap_or_else(|| "-".into());
+        let last = match (&t.last_reconcile, t.last_reconciled_at) {
+            (Some(status), at) => format!("{} {}", if status == "ok" { "ok".to_string() } else { status.to_uppercase() }, time(at)),
+            (None, _) => "never".into(),
+        };
         println!(
-            "  {:<36} {:<19} {:>7.1}% {:<19} {:>13}{}",
+            "  {:<36} {:<19} {:>7.1}% {:<19} {:>13}  {last}{}",
             t.target,
             time(t.last_full_verified_at),
             t.rolling_percent,

@@ -69,19 +69,59 @@ fn pct(h: u64) -> f64 {
     h as f64 * 100.0 / thaw_engine::reconcile::HASH_SPACE as f64
 }
 
+/// A canonical key text for the terminal: columns joined by ` | `, NULL as
+/// `NULL`; a column that is empty, has leading or trailing white space or
+/// could be read as NULL or a boundary is quoted (`1 | "x "`), so keys that
+/// differ only in blanks do not print alike.
 fn key(k: &str) -> String {
-    k.replace('\u{1f}', " | ").replace('\u{1e}', "NULL")
+    k.split('\u{1f}')
+        .map(|part| {
+            if part == "\u{1e}" {
+                "NULL".to_string()
+            } else if part.is_empty() || part.trim() != part || part == "NULL" || part.contains(" | ") || part.starts_with('"') {
+                format!("{part:?}")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
+
 
 fn value(v: &Option<String>) -> String {
     v.as_deref().map(|s| format!("{s:?}")).unwrap_or_else(|| "NULL".into())
 }
 
+/// "; not verified whole yet: …; not checked (error below): …; found
+/// different now: …" for the freshness line.
+fn not_verified(never_whole: &[&str], unchecked: &[&str], differing: &[&str]) -> String {
+    let mut out = String::new();
+    if !never_whole.is_empty() {
+        out.push_str(&format!("; not verified whole yet: {}", never_whole.join(", ")));
+    }
+    if !unchecked.is_empty() {
+        out.push_str(&format!("; not checked (error below): {}", unchecked.join(", ")));
+    }
+    if !differing.is_empty() {
+        out.push_str(&format!("; found different now: {}", differing.join(", ")));
+    }
+    out
+}
+
 /// Per-table errors and row-level differences (first 5 keys per kind).
 fn print_details(r: &ReconcileResponse, details: &[TableReport]) {
     println!("reconcile: {} table(s), {} mismatch(es), {} error(s)", r.tables.len(), r.mismatches, r.errors);
-    if let Some(h) = r.freshness_hours {
-        println!("reconcile freshness: every row verified within the last {h:.1} h");
+    // Claim "every row" only when every table was checked and has been verified whole.
+    let never_whole: Vec<&str> = details.iter().filter(|d| d.coverage.as_ref().is_some_and(|c| c.freshness_hours.is_none())).map(|d| d.summary.target.as_str()).collect();
+    let unchecked: Vec<&str> = details.iter().filter(|d| d.coverage.is_none()).map(|d| d.summary.target.as_str()).collect();
+    let differing: Vec<&str> = details.iter().filter(|d| d.summary.status == "mismatch").map(|d| d.summary.target.as_str()).collect();
+    let rest = not_verified(&never_whole, &unchecked, &differing);
+    match r.freshness_hours {
+        Some(h) if rest.is_empty() => println!("reconcile freshness: every row verified within the last {h:.1} h"),
+        Some(h) => println!("reconcile freshness: the tables verified whole were last verified clean within the last {h:.1} h{rest}"),
+        None if !details.is_empty() => println!("reconcile freshness: no table verified whole yet{rest}"),
+        None => {}
     }
     for detail in details {
         if let Some(c) = &detail.coverage {
@@ -116,5 +156,17 @@ fn print_details(r: &ReconcileResponse, details: &[TableReport]) {
             let cols: Vec<String> = c.columns.iter().map(|x| format!("{}: {} → {}", x.column, value(&x.source), value(&x.target))).collect();
             println!("    changed: {} — {}", key(&c.key), cols.join(", "));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_that_differ_in_blanks_print_differently() {
+        assert_eq!(super::key("1\u{1f}x"), "1 | x");
+        assert_eq!(super::key("1\u{1f}x "), "1 | \"x \"");
+        assert_eq!(super::key("1\u{1f} x"), "1 | \" x\"");
+        assert_eq!(super::key("3\u{1f}"), "3 | \"\"");
+        assert_eq!(super::key("\u{1e}\u{1f}NULL"), "NULL | \"NULL\"");
     }
 }

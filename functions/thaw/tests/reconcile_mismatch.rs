@@ -109,3 +109,133 @@ async fn a_table_that_cannot_be_reconciled_still_gets_a_summary_and_report_and_e
     assert_eq!(report["reconcile"]["errors"], 1);
     assert_eq!(report["reconcile"]["tables"][1]["status"], "ok");
 }
+
+/// The run's status in `migration_runs`.
+async fn run_status(pg: &tokio_postgres::Client, run_id: &str) -> (String, String) {
+    let row = pg
+        .query_one("SELECT status, coalesce(error_message, '') FROM migration_status.migration_runs WHERE run_id = $1::text::uuid", &[&run_id])
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Found when tried as a new user would: `thaw reconcile` found differences
+/// (exit 3) but the run stayed `completed` in `migration_runs` and in
+/// `thaw status`; and an unknown `--run-id` printed "0 table(s)" and exited 0.
+#[tokio::test]
+async fn thaw_reconcile_records_its_outcome_on_the_run_and_refuses_an_unknown_run() {
+    let (sf_db, pg_db, pg, _sf) = orders("recrun", 60).await;
+    let text = config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "");
+    let path = config_file(&text);
+    let path = path.to_str().unwrap();
+    let dir = std::env::temp_dir().join("thaw-test-reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_report = dir.join(format!("{}.json", unique("run")));
+    let out = thaw!(&["run", "--config", path, "--no-conflicts", "--report", run_report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_report).unwrap()).unwrap();
+    let run_id = report["plan"]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(run_status(&pg, &run_id).await.0, "completed");
+    let reconcile = |extra: &[&str]| {
+        let mut args = vec!["reconcile", "--config", path, "--run-id", &run_id];
+        args.extend_from_slice(extra);
+        thaw!(&args)
+    };
+
+    // A changed row: exit 3, and the run says `mismatch`, naming the table.
+    let note: Option<String> = pg.query_one("SELECT \"Note\" FROM public.orders WHERE \"Id\" = 2", &[]).await.unwrap().get(0);
+    pg.execute("UPDATE public.orders SET \"Note\" = 'tampered' WHERE \"Id\" = 2", &[]).await.unwrap();
+    let out = reconcile(&[]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+    assert!(shown.contains(&format!("run {run_id}: 'mismatch' in migration_status.migration_runs")), "{shown}");
+    assert!(!shown.contains("every row verified") && shown.contains("; found different now: public.orders"), "{shown}");
+    let (status, error) = run_status(&pg, &run_id).await;
+    assert_eq!(status, "mismatch");
+    assert!(error.contains("public.orders (60 rows in Snowflake, 60 in PostgreSQL)"), "{error}");
+    let out = thaw!(&["status", "--config", path, "--run-id", &run_id, "--json"]);
+    let status_json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(status_json["runs"][0]["status"], "mismatch", "{status_json}");
+
+    // A table that cannot be checked: exit 2, the run is not verified and says why; not `failed`,
+    // which the next `thaw run` would resume instead of starting the night's new run.
+    pg.batch_execute("ALTER TABLE public.orders RENAME TO orders_away").await.unwrap();
+    let out = reconcile(&["--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", thaw_test_support::text(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(printed["run_status"], "mismatch");
+    let (status, error) = run_status(&pg, &run_id).await;
+    assert_eq!(status, "mismatch");
+    assert!(error.starts_with("reconciliation could not check 1 table(s) (thaw reconcile): public.orders"), "{error}");
+    // A run the nightly reconcile step recorded `failed` for the same reason is taken up too.
+    pg.execute("UPDATE migration_status.migration_runs SET status = 'failed', error_message = 'reconciliation could not check 1 table(s): public.orders: gone' WHERE run_id = $1::text::uuid", &[&run_id])
+        .await
+        .unwrap();
+
+    // Repaired: a clean reconcile makes the run `completed` again, exit 0.
+    pg.batch_execute("ALTER TABLE public.orders_away RENAME TO orders").await.unwrap();
+    pg.execute("UPDATE public.orders SET \"Note\" = $1 WHERE \"Id\" = 2", &[&note]).await.unwrap();
+    let out = reconcile(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
+    assert_eq!(run_status(&pg, &run_id).await, ("completed".to_string(), String::new()));
+
+    // A run whose copy did not finish keeps its status: a clean reconcile cannot make missing chunks good.
+    pg.execute("UPDATE migration_status.migration_runs SET status = 'partial' WHERE run_id = $1::text::uuid", &[&run_id]).await.unwrap();
+    let out = reconcile(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
+    assert_eq!(run_status(&pg, &run_id).await.0, "partial");
+
+    // An unknown run: exit 2 naming it, and the report file says so.
+    let unknown = "00000000-0000-4000-8000-000000000001";
+    let rec_report = dir.join(format!("{}.json", unique("rec")));
+    let out = thaw!(&["reconcile", "--config", path, "--run-id", unknown, "--report", rec_report.to_str().unwrap()]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains(&format!("run {unknown} does not exist in migration_status.migration_runs")), "{shown}");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rec_report).expect("the report is written")).unwrap();
+    assert_eq!((written["status"].as_str(), written["error"]["kind"].as_str()), (Some("failed"), Some("ConfigInvalid")), "{written}");
+}
+
+/// Found when tried as a new user would: with a table that could not be
+/// checked, or one never verified whole (its first verification differed),
+/// the report still said "reconcile freshness: every row verified within
+/// the last 0.0 h", and the freshness in the summary (the Lambda's
+/// `ReconcileFreshnessHours` metric) left the failing table out.
+#[tokio::test]
+async fn reconcile_freshness_does_not_claim_every_row_verified_when_a_table_failed_or_was_never_verified_whole() {
+    let (sf_db, pg_db, pg, _sf) = orders("recfresh", 40).await;
+    let text = config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "");
+    let config = Arc::new(config(&text));
+    let report = runner::run(config.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.unwrap();
+    report.outcome().expect("clean first run");
+    let path = config_file(&text);
+    let (path, run_id) = (path.to_str().unwrap(), report.plan.run_id.to_string());
+    // Verified whole two days ago (as if by an earlier night).
+    pg.batch_execute(
+        "UPDATE migration_status.reconcile_coverage SET verified_since = now() - interval '48 hours', \
+           verified_ranges = (SELECT jsonb_agg(jsonb_set(r, '{at}', to_jsonb(now() - interval '48 hours'))) FROM jsonb_array_elements(verified_ranges) AS r)",
+    )
+    .await
+    .unwrap();
+
+    // The table cannot be checked: no "every row" claim; its stored freshness (48 h) is the summary's.
+    pg.batch_execute("ALTER TABLE public.orders RENAME TO orders_away").await.unwrap();
+    let out = thaw!(&["reconcile", "--config", path, "--run-id", &run_id]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(!shown.contains("every row verified"), "{shown}");
+    assert!(shown.contains("reconcile freshness: the tables verified whole were last verified clean within the last 48.0 h; not checked (error below): public.orders"), "{shown}");
+    let out = thaw!(&["reconcile", "--config", path, "--run-id", &run_id, "--json"]);
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let hours = printed["summary"]["freshness_hours"].as_f64().expect("the failing table's stored freshness counts");
+    assert!((47.9..48.1).contains(&hours), "{printed}");
+
+    // Never verified whole, and its first verification differs: nothing is claimed.
+    pg.batch_execute("ALTER TABLE public.orders_away RENAME TO orders; DELETE FROM migration_status.reconcile_coverage; UPDATE public.orders SET \"Note\" = 'tampered' WHERE \"Id\" = 3")
+        .await
+        .unwrap();
+    let out = thaw!(&["reconcile", "--config", path, "--run-id", &run_id]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{shown}");
+    assert!(shown.contains("reconcile freshness: no table verified whole yet; not verified whole yet: public.orders"), "{shown}");
+}

@@ -131,3 +131,53 @@ async fn status_shows_each_tables_reconcile_freshness_and_flags_stale_and_never_
     let never = shown.lines().find(|l| l.trim_start().starts_with("public.orders ")).unwrap().to_string();
     assert!(never.contains("never") && never.ends_with("STALE"), "{shown}");
 }
+
+/// Found when tried as a new user would: `thaw status` as the first command
+/// against a new status database stopped with `relation
+/// "migration_status.migration_runs" does not exist` (exit 2); it now says
+/// that nothing has run there and how to start.
+#[tokio::test]
+async fn status_of_a_database_nothing_has_run_against_says_so_and_how_to_start() {
+    let db = unique("statusnew");
+    pg("postgres").await.batch_execute(&format!("CREATE DATABASE \"{db}\"")).await.unwrap();
+    let cfg = config_file(&config_text("NOSF", &db, &[&orders_table(None, "")], ""));
+    let cfg = cfg.to_str().unwrap();
+    let out = thaw!(&["status", "--config", cfg]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains(&format!("no runs recorded: the status database '{db}' is not migrated yet")) && shown.contains("thaw migrate"), "{shown}");
+    let json = status_json(cfg, &[]);
+    assert_eq!((json["runs"].as_array().map(Vec::len), json["migrated"].as_bool()), (Some(0), Some(false)), "{json}");
+    let out = thaw!(&["status", "--config", cfg, "--run-id", "00000000-0000-4000-8000-000000000001"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// Found when tried as a new user would: after a reconcile found a table
+/// different, `thaw status` still showed it verified minutes ago and not
+/// flagged (a table that differs keeps the verification times of its last
+/// clean check). The freshness lines now carry the newest reconcile outcome.
+#[tokio::test]
+async fn status_shows_the_newest_reconcile_outcome_next_to_a_tables_freshness() {
+    let (sf_db, pg_db, pg, _sf) = orders("stmis", 40).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], ""));
+    let cfg = path.to_str().unwrap();
+    let dir = std::env::temp_dir().join("thaw-test-reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join(format!("{}.json", unique("run")));
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--report", report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run_id = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&report).unwrap()).unwrap()["plan"]["run_id"].as_str().unwrap().to_string();
+    let t = &status_json(cfg, &[])["freshness"]["tables"][0];
+    assert_eq!((t["last_reconcile"].as_str(), t["stale"].as_bool()), (Some("ok"), Some(false)), "{t}");
+
+    pg.execute("UPDATE public.orders SET \"Note\" = 'tampered' WHERE \"Id\" = 5", &[]).await.unwrap();
+    let out = thaw!(&["reconcile", "--config", cfg, "--run-id", &run_id]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let t = &status_json(cfg, &[])["freshness"]["tables"][0];
+    assert_eq!(t["last_reconcile"].as_str(), Some("mismatch"), "{t}");
+    assert!(t["last_reconciled_at"].is_string() && t["verified_since"].is_string(), "{t}");
+    let out = thaw!(&["status", "--config", cfg]);
+    let shown = freshness_section(&out);
+    let line = shown.lines().find(|l| l.trim_start().starts_with("public.orders ")).unwrap_or_else(|| panic!("{shown}")).to_string();
+    assert!(line.contains("  MISMATCH 20"), "{shown}");
+}

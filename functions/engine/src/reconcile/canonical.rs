@@ -73,6 +73,36 @@ pub const NULL_MARKER_SQL: &str = "CHR(30)";
 pub const SEPARATOR: char = '\u{1f}';
 /// The NULL marker as a character (what [`NULL_MARKER_SQL`] renders).
 pub const NULL_MARKER: char = '\u{1e}';
+/// The escape character of text values (ESC): in a text column's canonical
+/// form ESC becomes ESC ESC, the NULL marker ESC `^` and the separator ESC
+/// `_` ([`escape_separators_sql`], [`escape_separators`]), so a value that
+/// holds them can neither pass for NULL nor shift a column boundary.
+pub const ESCAPE: char = '\u{1b}';
+
+/// SQL (valid in both engines) escaping [`ESCAPE`], [`NULL_MARKER`] and
+/// [`SEPARATOR`] in the text expression `e` (docs/reconcile.md §3.1). Text
+/// without them is unchanged.
+pub fn escape_separators_sql(e: &str) -> String {
+    format!("REPLACE(REPLACE(REPLACE({e}, CHR(27), CHR(27) || CHR(27)), {NULL_MARKER_SQL}, CHR(27) || '^'), {SEPARATOR_SQL}, CHR(27) || '_')")
+}
+
+/// [`escape_separators_sql`] in Rust, on the bytes of one value's text
+/// (the three characters are single UTF-8 bytes that occur in no multi-byte
+/// sequence).
+pub fn escape_separators(text: &mut Vec<u8>) {
+    if !text.iter().any(|b| matches!(*b, 0x1b | 0x1e | 0x1f)) {
+        return;
+    }
+    let raw = std::mem::take(text);
+    for b in raw {
+        match b {
+            0x1b => text.extend_from_slice(&[0x1b, 0x1b]),
+            0x1e => text.extend_from_slice(&[0x1b, b'^']),
+            0x1f => text.extend_from_slice(&[0x1b, b'_']),
+            b => text.push(b),
+        }
+    }
+}
 
 /// JavaScript shared by the two Snowflake functions: `fl` renders a double
 /// like [`canonical_float`], `walk`/`cmp` build [`canonical_json`].
@@ -283,11 +313,7 @@ fn common_expr(source: &SourceColumn, target: &TargetColumn) -> String {
                 LogicalType::TimestampTz => format!("TO_CHAR({c}, 'YYYY-MM-DD HH24:MI:SS.FF6TZH:TZM')"),
                 LogicalType::TimestampLtz => format!("TO_CHAR(CONVERT_TIMEZONE('UTC', {c}), 'YYYY-MM-DD HH24:MI:SS.FF6TZH:TZM')"),
             };
-            if target.pg_type == PgType::Bpchar {
-                format!("RTRIM({text}, ' ')")
-            } else {
-                text
-            }
+            escape_separators_sql(&if target.pg_type == PgType::Bpchar { format!("RTRIM({text}, ' ')") } else { text })
         }
     }
 }
@@ -407,13 +433,14 @@ pub fn postgres_expr(source: &SourceColumn, target: &TargetColumn) -> String {
         PgType::Numeric => format!("CAST(ROUND(CAST({c} AS NUMERIC), {}) AS VARCHAR)", number_scale(source, target)),
         // A double holding a NUMBER: its shortest text is exact, then compared at the source scale.
         PgType::Float4 | PgType::Float8 => format!("CAST(ROUND(CAST(CAST({c} AS TEXT) AS NUMERIC), {}) AS VARCHAR)", number_scale(source, target)),
-        PgType::Uuid | PgType::Text | PgType::Varchar => format!("CAST({c} AS VARCHAR)"),
+        PgType::Uuid => format!("CAST({c} AS VARCHAR)"),
+        PgType::Text | PgType::Varchar => escape_separators_sql(&format!("CAST({c} AS VARCHAR)")),
         PgType::Bool => format!("CASE WHEN {c} THEN '1' WHEN NOT {c} THEN '0' END"),
         PgType::Date => format!("CAST(CAST({c} - DATE '1970-01-01' AS BIGINT) * 86400000000 AS VARCHAR)"),
         PgType::Time | PgType::Timestamp | PgType::Timestamptz => epoch_micros,
         PgType::Json | PgType::Jsonb => postgres_json(&format!("CAST({c} AS JSONB)")),
         PgType::Bytea => format!("ENCODE({c}, 'hex')"),
-        PgType::Bpchar => format!("RTRIM(CAST({c} AS TEXT), ' ')"),
+        PgType::Bpchar => escape_separators_sql(&format!("RTRIM(CAST({c} AS TEXT), ' ')")),
     }
 }
 

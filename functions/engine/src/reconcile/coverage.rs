@@ -146,6 +146,14 @@ pub struct TableFreshness {
     pub freshness_hours: Option<f64>,
     /// True when the freshness exceeds the threshold, or is unknown.
     pub stale: bool,
+    /// Outcome of the newest reconcile of the table (`ok`, `mismatch`,
+    /// `error`; `None`: never reconciled), from
+    /// `migration_status.reconcile_results`. A table that differs or could
+    /// not be checked keeps the verification times of its last clean check,
+    /// so this says whether they still describe the table.
+    pub last_reconcile: Option<String>,
+    /// When that reconcile ran.
+    pub last_reconciled_at: Option<DateTime<Utc>>,
 }
 
 impl Coverage {
@@ -162,6 +170,8 @@ impl Coverage {
             verified_since: self.verified_since(),
             freshness_hours,
             stale: freshness_hours.is_none_or(|h| h > threshold_hours),
+            last_reconcile: None,
+            last_reconciled_at: None,
         }
     }
 }
@@ -177,7 +187,16 @@ pub async fn freshness_of_tables(pg: &Client, config: &crate::config::Config, no
     for source in config.sources.iter().filter(|s| s.enabled) {
         for table in source.tables.iter().filter(|t| t.enabled) {
             let target = format!("{}.{}", source.target_pg_schema, table.target);
-            tables.push(load(pg, &target).await?.freshness(now, threshold_hours));
+            let mut freshness = load(pg, &target).await?.freshness(now, threshold_hours);
+            let last = pg
+                .query_opt("SELECT status, reconciled_at FROM migration_status.reconcile_results WHERE target = $1 ORDER BY reconciled_at DESC LIMIT 1", &[&target])
+                .await
+                .map_err(|e| from_postgres(e, format!("reading the newest reconcile result of {target}")))?;
+            if let Some(row) = last {
+                freshness.last_reconcile = Some(row.get(0));
+                freshness.last_reconciled_at = Some(row.get(1));
+            }
+            tables.push(freshness);
         }
     }
     Ok(tables)

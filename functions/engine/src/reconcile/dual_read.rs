@@ -189,7 +189,8 @@ pub async fn run(config: &Config, options: &DualReadOptions) -> Result<DualReadR
         return Err(Error::config("the dual-read job needs a 'conflicts' section in the config (database of the conflict schema)"));
     };
     let started = std::time::Instant::now();
-    let mut report = match compare(config, &settings.database, options).await {
+    let schema = settings.conflict_schema.as_deref().unwrap_or("conflict");
+    let mut report = match compare(config, &settings.database, schema, options).await {
         Ok(r) => r,
         Err(e) => DualReadReport { status: "error".into(), error: Some(e.to_string()), ..Default::default() },
     };
@@ -199,7 +200,8 @@ pub async fn run(config: &Config, options: &DualReadOptions) -> Result<DualReadR
     Ok(report)
 }
 
-async fn compare(config: &Config, database: &str, options: &DualReadOptions) -> Result<DualReadReport> {
+/// Compare in `database`'s conflict schema `schema` (`conflicts.conflict_schema`).
+async fn compare(config: &Config, database: &str, schema: &str, options: &DualReadOptions) -> Result<DualReadReport> {
     let sf = source::connect(&config.snowflake, Some(&options.sf_database), Some(&options.sf_schema)).await?;
     let engine = SourceEngine::detect(&sf).await;
     let pg = sink::connect(&config.postgres, database).await?;
@@ -217,8 +219,16 @@ async fn compare(config: &Config, database: &str, options: &DualReadOptions) -> 
             ),
         ));
     }
-    let pg_pairs = sink::table_columns(&pg, "conflict", "conflictvisitmaps").await?;
-    let pg_status = sink::table_columns(&pg, "conflict", "conflicts").await?;
+    if !sink::table_exists(&pg, schema, "conflictvisitmaps").await? || !sink::table_exists(&pg, schema, "conflicts").await? {
+        return Err(Error::new(
+            crate::ErrorKind::SchemaMismatch,
+            format!(
+                "{schema}.conflictvisitmaps or {schema}.conflicts does not exist in PostgreSQL database '{database}': run the conflict job there first (`thaw conflicts`), or set conflicts.database / conflicts.conflict_schema to where it writes"
+            ),
+        ));
+    }
+    let pg_pairs = sink::table_columns(&pg, schema, "conflictvisitmaps").await?;
+    let pg_status = sink::table_columns(&pg, schema, "conflicts").await?;
     let mut pairs = Vec::new();
     for name in PAIR_KEY.iter().chain(COMPARED_COLUMNS.iter()) {
         if let (Some(s), Some(t)) = (sf_pairs.iter().find(|c| c.name == *name), pg_pairs.iter().find(|c| c.name == *name)) {
@@ -253,7 +263,7 @@ async fn compare(config: &Config, database: &str, options: &DualReadOptions) -> 
         }
     };
     let sf_from = join(sf_table("CONFLICTVISITMAPS"), sf_table("CONFLICTS"), &sql::ident);
-    let pg_from = join(sink::qualified("conflict", "conflictvisitmaps"), sink::qualified("conflict", "conflicts"), &sink::ident);
+    let pg_from = join(sink::qualified(schema, "conflictvisitmaps"), sink::qualified(schema, "conflicts"), &sink::ident);
     let keys: Vec<String> = PAIR_KEY.iter().map(|k| k.to_string()).collect();
     let q = TableQueries::from_columns(&pairs, &keys, engine, sf_from, pg_from);
 
@@ -269,7 +279,7 @@ async fn compare(config: &Config, database: &str, options: &DualReadOptions) -> 
         }
     };
     let source_conflicts = count_sf(sf_table("CONFLICTS")).await?;
-    let target_conflicts = count_pg(sink::qualified("conflict", "conflicts")).await?;
+    let target_conflicts = count_pg(sink::qualified(schema, "conflicts")).await?;
     let mut found = Found::default();
     let (matched, s, d) = super::verify_part(&sf, &pg, &q, KeyRange::ALL, ReconcileOptions::default(), &mut found).await?;
     let clean = matched && source_conflicts == target_conflicts;

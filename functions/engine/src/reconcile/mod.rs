@@ -289,6 +289,10 @@ pub async fn reconcile_run(config: &Config, request: &RunRequest) -> Result<(Rec
 /// [`reconcile_run`] with explicit bisection options.
 pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>)> {
     let pg = sink::connect(&config.postgres, config.status_database()).await?;
+    // A run id that names no run is bad input, not "0 tables, all clean".
+    if run_state(&pg, request.run_id).await?.is_none() {
+        return Err(unknown_run(request.run_id));
+    }
     // Shortest round-trip float8 text (PostgreSQL's default; pinned here).
     // No JIT: the canonical-form expressions are large, so PostgreSQL's cost
     // estimate triggers a JIT compile that takes longer than the query itself
@@ -332,17 +336,90 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
             }
         }
     }
+    // Freshness over every table: a table that could not be checked counts
+    // with its stored coverage, which ages until it is checked again.
+    let mut freshness = Vec::new();
+    for r in &reports {
+        match &r.coverage {
+            Some(c) => freshness.extend(c.freshness_hours),
+            None => freshness.extend(coverage::load(&pg, &r.summary.target).await.ok().and_then(|c| c.freshness_hours(chrono::Utc::now()))),
+        }
+    }
     let response = ReconcileResponse {
         run_id: request.run_id,
         mismatches: reports.iter().filter(|r| r.summary.status == TableStatus::Mismatch.as_str()).count() as u32,
         errors: reports.iter().filter(|r| r.summary.status == TableStatus::Error.as_str()).count() as u32,
         tables: reports.iter().map(|r| r.summary.clone()).collect(),
-        freshness_hours: reports.iter().filter_map(|r| r.coverage.as_ref()?.freshness_hours).fold(None, |a: Option<f64>, h| Some(a.map_or(h, |a| a.max(h)))),
+        freshness_hours: freshness.into_iter().fold(None, |a: Option<f64>, h| Some(a.map_or(h, |a| a.max(h)))),
     };
     let value = serde_json::to_value(&response).map_err(|e| Error::internal(format!("reconcile summary does not serialise: {e}")))?;
     PgStatusStore::new(&pg).set_run_metadata(request.run_id, "reconcile", value).await?;
     store_results(&pg, request.run_id, &reports).await?;
     Ok((response, reports))
+}
+
+/// The error for a run id that `migration_status.migration_runs` does not hold.
+fn unknown_run(run_id: uuid::Uuid) -> Error {
+    Error::config(format!("run {run_id} does not exist in migration_status.migration_runs of this configuration's status database; `thaw status` lists the runs"))
+}
+
+/// A run's `(status, error_message)`; `None` when the run does not exist.
+async fn run_state(pg: &Client, run_id: uuid::Uuid) -> Result<Option<(String, String)>> {
+    let row = pg
+        .query_opt("SELECT status, coalesce(error_message, '') FROM migration_status.migration_runs WHERE run_id = $1", &[&run_id])
+        .await
+        .map_err(|e| from_postgres(e, format!("reading run {run_id}")))?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// The start of the error message [`StatusStore::record_reconcile`] records
+/// on a run whose reconcile could not check some tables (status `failed`),
+/// and [`reconcile_on_demand`] too (status `mismatch`).
+const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
+
+/// `thaw reconcile`: reconcile a run on demand ([`reconcile_run_with`]) and
+/// record the outcome on the run, as the nightly reconcile step does, so
+/// that `migration_runs.status` (and `thaw status`, the cutover gate) tells
+/// what the newest reconcile found (docs/reconcile.md §6.1).
+///
+/// Recorded for a run whose copy finished: `completed` or `mismatch`, or
+/// `failed` by an earlier reconcile that could not check a table; the run
+/// becomes `completed` when nothing differs and `mismatch` when a table
+/// differs ([`StatusStore::record_reconcile`]) or could not be checked
+/// (the message says which: `reconciliation could not check …`). Not
+/// `failed` as the nightly step records it: `failed` is resumable, and the
+/// next `thaw run` would resume this finished run instead of starting the
+/// night's new one (its chunks all done, so copying nothing new). A run still `planning` or `running`
+/// (it may be copying right now), `partial`, `interrupted`, `superseded`,
+/// or `failed` for another reason keeps its status: a clean reconcile cannot
+/// make unfinished chunks good; resume it with `thaw run`.
+///
+/// Returns the response, the per-table reports and the run's status
+/// afterwards. Errors: [`ErrorKind::ConfigInvalid`] when the run does not
+/// exist; otherwise those of [`reconcile_run_with`].
+pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options: ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>, String)> {
+    use crate::sync::status::run_status;
+    let pg = sink::connect(&config.postgres, config.status_database()).await?;
+    let (before, error) = run_state(&pg, request.run_id).await?.ok_or_else(|| unknown_run(request.run_id))?;
+    let failed_by_reconcile = before == run_status::FAILED && error.starts_with(RECONCILE_ERRORS_MESSAGE);
+    let recordable = before == run_status::COMPLETED || before == run_status::MISMATCH || failed_by_reconcile;
+    let (response, reports) = reconcile_run_with(config, request, options).await?;
+    if !recordable {
+        return Ok((response, reports, before));
+    }
+    let store = PgStatusStore::new(&pg);
+    if response.errors > 0 {
+        let names: Vec<String> = response.tables.iter().filter(|t| t.status == "error").map(|t| format!("{}: {}", t.target, t.error.as_deref().unwrap_or("unknown error"))).collect();
+        let message = format!("{RECONCILE_ERRORS_MESSAGE} {} table(s) (thaw reconcile): {}", response.errors, names.join("; "));
+        store.finish_run(request.run_id, run_status::MISMATCH, Some(&message)).await?;
+        return Ok((response, reports, run_status::MISMATCH.to_string()));
+    }
+    if failed_by_reconcile {
+        // record_reconcile decides from a finished copy's state; the failure it recorded last time is replaced.
+        store.set_status(request.run_id, run_status::MISMATCH, Some(&error)).await?;
+    }
+    let after = store.record_reconcile(request.run_id, &response).await?;
+    Ok((response, reports, after))
 }
 
 /// Reconcile one table in the scope its coverage calls for (full, or the

@@ -293,6 +293,7 @@ impl RowHasher {
                         out.pop();
                     }
                 }
+                canonical::escape_separators(out);
             }
             (ColumnForm::Bool, Values::Boolean(b)) => out.push(if b.value(row) { b'1' } else { b'0' }),
             (ColumnForm::Bool, Values::Number { unscaled, .. }) => out.push(if unscaled.get(row) != 0 { b'1' } else { b'0' }),
