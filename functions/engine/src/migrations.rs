@@ -25,6 +25,8 @@
 //!   `canonical_float`, PostgreSQL's canonical JSON and float forms for reconcile (docs/reconcile.md §3.3).
 //! * `V23__conflict_lifecycle_indexes.sql`: partial indexes of the conflict
 //!   rows the nightly lifecycle statements look for (docs/conflicts.md §14).
+//! * `V25__migration_history_grants.sql`: the least-privilege roles may read
+//!   the migration history ([`migrate_if_permitted`]).
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!
@@ -63,19 +65,115 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
     Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
 }
 
-/// Apply pending migrations to every database a local run uses: the status
-/// database and, when configured, the conflicts database. The local runner
-/// and the CLI call this; the Lambdas never do (their roles cannot create
-/// tables; the schema-migrate function migrates on every deploy).
-pub async fn migrate_databases(config: &crate::config::Config) -> Result<Vec<String>> {
+/// Bring the database `client` is connected to up to date as far as the
+/// connected role may (the local `thaw run` and `thaw conflicts`): apply the
+/// pending migrations when the role may create objects and write the
+/// migration history; otherwise — the least-privilege roles of
+/// schema/V4__roles.sql (`thaw_loader`, `thaw_conflict_writer`), whose grants
+/// only read and write the tables — use the schema as `thaw migrate` or the
+/// schema-migrate function left it. Returns the names of the migrations
+/// applied (none when skipped).
+///
+/// Errors: [`ErrorKind::SchemaMismatch`] when the database was never
+/// migrated, or has migrations pending, and the role cannot apply them
+/// (naming the role, the pending versions and what to run); a failing
+/// migration as [`migrate`] reports it.
+pub async fn migrate_if_permitted(client: &mut Client) -> Result<Vec<String>> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, has_schema_privilege(current_schema(), 'CREATE') \
+                 AND (to_regclass('refinery_schema_history') IS NULL \
+                      OR has_table_privilege('refinery_schema_history', 'SELECT') AND has_table_privilege('refinery_schema_history', 'INSERT')), \
+             to_regclass('refinery_schema_history') IS NOT NULL \
+                 AND has_table_privilege('refinery_schema_history', 'SELECT')",
+            &[],
+        )
+        .await
+        .map_err(|e| from_postgres(e, "reading the role's privileges"))?;
+    let (role, may_create, readable): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    if may_create {
+        return migrate(client).await;
+    }
+    let migrated = client
+        .query_one("SELECT to_regclass('refinery_schema_history') IS NOT NULL", &[])
+        .await
+        .map_err(|e| from_postgres(e, "looking for the migration history"))?
+        .get::<_, bool>(0);
+    if !migrated {
+        return Err(Error::new(
+            ErrorKind::SchemaMismatch,
+            format!(
+                "the database has no thaw schema yet and role {role} may not create it: run `thaw migrate` (or the schema-migrate \
+                 function) once as the migrating role, then run this command again"
+            ),
+        ));
+    }
+    if readable {
+        let runner = embedded::migrations::runner();
+        let applied = runner
+            .get_applied_migrations_async(client)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Unreachable, format!("reading the migration history failed: {e}")))?;
+        let pending: Vec<String> = runner
+            .get_migrations()
+            .iter()
+            .filter(|m| !applied.iter().any(|a| a.version() == m.version()))
+            .map(|m| m.to_string())
+            .collect();
+        if !pending.is_empty() {
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "the database's thaw schema is behind this thaw ({} migration(s) pending: {}) and role {role} may not apply \
+                     them: run `thaw migrate` (or deploy, which runs the schema-migrate function) as the migrating role, then run \
+                     this command again",
+                    pending.len(),
+                    pending.join(", ")
+                ),
+            ));
+        }
+    }
+    tracing::info!(role, "the role may not apply migrations: using the schema as migrated");
+    Ok(Vec::new())
+}
+
+/// [`migrate_if_permitted`] on every database a local run uses (the status
+/// database and, when configured, the conflicts database), as the
+/// configured role: the local `thaw run`. Returns the migrations applied,
+/// each prefixed with its database.
+///
+/// Errors: as [`migrate_if_permitted`], and connecting.
+pub async fn migrate_databases_if_permitted(config: &crate::config::Config) -> Result<Vec<String>> {
+    let mut applied = Vec::new();
+    for db in local_databases(config) {
+        let mut client = crate::sink::connect(&config.postgres, &db).await?;
+        for m in migrate_if_permitted(&mut client).await.map_err(|e| e.context(format!("database {db}")))? {
+            applied.push(format!("{db}: {m}"));
+        }
+    }
+    Ok(applied)
+}
+
+/// The databases a local run uses: the status database, then the conflicts
+/// database when configured and different.
+fn local_databases(config: &crate::config::Config) -> Vec<String> {
     let mut databases = vec![config.status_database().to_string()];
     if let Some(c) = &config.conflicts {
         if !databases.contains(&c.database) {
             databases.push(c.database.clone());
         }
     }
+    databases
+}
+
+/// Apply pending migrations to every database a local run uses: the status
+/// database and, when configured, the conflicts database: `thaw migrate`
+/// (the local runner uses [`migrate_databases_if_permitted`]); the Lambdas
+/// never do (their roles cannot create tables; the schema-migrate function
+/// migrates on every deploy).
+pub async fn migrate_databases(config: &crate::config::Config) -> Result<Vec<String>> {
     let mut applied = Vec::new();
-    for db in databases {
+    for db in local_databases(config) {
         let mut client = crate::sink::connect(&config.postgres, &db).await?;
         for m in migrate(&mut client).await? {
             applied.push(format!("{db}: {m}"));

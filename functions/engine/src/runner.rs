@@ -234,7 +234,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
     }
     // The selection (and a --where predicate) is checked before anything is written.
     let selected = crate::sync::plan::select_tables(&config, &options.request)?;
-    crate::migrations::migrate_databases(&config).await?;
+    crate::migrations::migrate_databases_if_permitted(&config).await?;
     let targets: Vec<(String, String)> =
         selected.iter().flat_map(|(s, ts)| ts.iter().map(move |t| (s.target_pg_schema.clone(), t.target.clone()))).collect();
     let lock = Arc::new(RunLock::acquire(&config, &targets).await?);

@@ -365,7 +365,7 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             let mut client = thaw_engine::sink::connect(&config.postgres, &conflicts.database).await.map_err(|e| {
                 Error::new(e.kind, e.message.replace("fix target_pg_database", "set conflicts.database to an existing database"))
             })?;
-            thaw_engine::conflicts::migrate_if_permitted(&mut client).await?;
+            thaw_engine::migrations::migrate_if_permitted(&mut client).await?;
             drop(client);
             handle_signals(cancel.clone());
             let request = ConflictCreateRequest { run_id: None, full };

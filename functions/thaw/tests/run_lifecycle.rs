@@ -313,3 +313,54 @@ async fn status_before_the_first_run_says_no_runs_instead_of_a_missing_relation(
     let schema: Option<String> = client.query_one("SELECT to_regnamespace('migration_status')::text", &[]).await.unwrap().get(0);
     assert_eq!(schema, None, "thaw status created nothing");
 }
+
+/// An operator runs `thaw run` with the sync's own least-privilege role
+/// (`thaw_loader`, schema/V4__roles.sql), which may not apply migrations:
+/// on a database `thaw migrate` brought up to date the run copies and
+/// reconciles (it used to fail `Internal: applying schema migrations
+/// failed`, exit 1); on one never migrated it says to run `thaw migrate`
+/// (exit 2) and creates nothing.
+#[tokio::test]
+async fn thaw_run_as_the_loader_role_uses_the_migrated_schema() {
+    let sf_db = unique("SFLOADER").to_uppercase();
+    let pg_db = unique("loader");
+    let sf = fresh_sf(&sf_db).await;
+    let rows = create_orders(&sf, &sf_db, 120).await;
+    let admin = fresh_pg(&pg_db).await;
+    admin.batch_execute(&format!("CREATE TABLE analytics.orders ({ORDERS_TARGET_COLUMNS}, UNIQUE (\"Code\"))")).await.unwrap();
+    let role = unique("loader");
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'loader-pw' IN ROLE thaw_loader")).await.unwrap();
+    let config = |database: &str| {
+        config_text(&sf_db, database, &[&orders_table(Some(("Id", "int")), "")], "")
+            .replace(r#""user": "${THAW_PG_USER}", "password": "${THAW_PG_PASSWORD}""#, &format!(r#""user": "{role}", "password": "loader-pw""#))
+            .replace(r#""target_pg_schema": "public""#, r#""target_pg_schema": "analytics""#)
+    };
+    let path = config_file(&config(&pg_db));
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(pg_count(&admin, "analytics.orders").await, rows as i64);
+
+    // A schema behind this thaw (its last migration not applied): the role
+    // cannot apply it and says which, before anything is written.
+    let last: String = admin
+        .query_one("DELETE FROM refinery_schema_history WHERE version = (SELECT max(version) FROM refinery_schema_history) RETURNING name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let count_runs = "SELECT count(*) FROM migration_status.migration_runs";
+    let before: i64 = admin.query_one(count_runs, &[]).await.unwrap().get(0);
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts", "--no-resume"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("1 migration(s) pending: V") && text(&out).contains(&last), "{}", text(&out));
+    assert!(text(&out).contains(&format!("role {role} may not apply them: run `thaw migrate`")), "{}", text(&out));
+    assert_eq!(admin.query_one(count_runs, &[]).await.unwrap().get::<_, i64>(0), before, "no run was recorded");
+
+    let empty = unique("loader_unmigrated");
+    admin.batch_execute(&format!("CREATE DATABASE {empty}")).await.unwrap();
+    let path = config_file(&config(&empty));
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&format!("role {role} may not create it: run `thaw migrate`")), "{}", text(&out));
+    let schema: Option<String> = pg(&empty).await.query_one("SELECT to_regnamespace('migration_status')::text", &[]).await.unwrap().get(0);
+    assert_eq!(schema, None, "the run created nothing");
+}

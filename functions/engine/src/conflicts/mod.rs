@@ -230,46 +230,6 @@ pub fn detect(visits: &[Visit], settings: &DetectionSettings, today: NaiveDate) 
     sweep::detect_pairs(visits, settings, today)
 }
 
-/// Bring the conflicts database up to date before an on-demand run
-/// (`thaw conflicts`, docs/conflicts.md §8.4): apply the pending migrations
-/// when the connected role may create objects (and record them in the
-/// migration history), and otherwise — the
-/// production role `thaw_conflict_writer` (docs/operations.md), whose
-/// grants only read the mirror and write the conflict tables — use the
-/// schema as `thaw migrate` or the schema-migrate function left it. Returns
-/// the names of the migrations applied (none when skipped).
-///
-/// Errors: [`ErrorKind::SchemaMismatch`] when the database was never
-/// migrated and the role cannot do it (naming the role and what to run);
-/// a failing migration as [`crate::migrations::migrate`] reports it.
-pub async fn migrate_if_permitted(client: &mut Client) -> Result<Vec<String>> {
-    let row = client
-        .query_one(
-            "SELECT current_user::text, has_schema_privilege(current_schema(), 'CREATE') \
-                 AND (to_regclass('refinery_schema_history') IS NULL \
-                      OR has_table_privilege('refinery_schema_history', 'SELECT') AND has_table_privilege('refinery_schema_history', 'INSERT')), \
-             to_regclass('refinery_schema_history') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(|e| from_postgres(e, "reading the role's privileges"))?;
-    let (role, may_create, migrated): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
-    if may_create {
-        return crate::migrations::migrate(client).await;
-    }
-    if !migrated {
-        return Err(Error::new(
-            ErrorKind::SchemaMismatch,
-            format!(
-                "the database has no thaw schema yet and role {role} may not create it: run `thaw migrate` (or the schema-migrate \
-                 function) once as the migrating role, then run this command again"
-            ),
-        ));
-    }
-    tracing::info!(role, "the role may not apply migrations: using the schema as migrated");
-    Ok(Vec::new())
-}
-
 /// Advisory-lock key of the conflict run (ASCII "thawconf").
 pub const RUN_LOCK_KEY: i64 = 0x7468_6177_636f_6e66;
 
