@@ -239,3 +239,23 @@ async fn reconcile_freshness_does_not_claim_every_row_verified_when_a_table_fail
     assert_eq!(out.status.code(), Some(3), "{shown}");
     assert!(shown.contains("reconcile freshness: no table verified whole yet; not verified whole yet: public.orders"), "{shown}");
 }
+
+/// Found when tried as a new user would: `thaw dual-read` pointed at a
+/// Snowflake schema without the legacy conflict tables said
+/// "error: Internal: ..." (the kind thaw uses for its own bugs) and exited 1;
+/// a missing table is bad input: exit 2, named, and recorded `error`.
+#[tokio::test]
+async fn dual_read_against_missing_legacy_tables_is_bad_input_with_exit_2() {
+    let sf_db = unique("SFDRX").to_uppercase();
+    let pg_db = unique("drx");
+    let _sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
+    let path = config_file(&config_text(&sf_db, &pg_db, &[r#"{"source": "X", "target": "x"}"#], &extra));
+    let out = thaw!(&["dual-read", "--config", path.to_str().unwrap(), "--sf-database", &sf_db, "--sf-schema", "S"]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains(&format!("{sf_db}.S.CONFLICTVISITMAPS or {sf_db}.S.CONFLICTS does not exist in Snowflake")) && !shown.contains("Internal"), "{shown}");
+    let stored: String = pg.query_one("SELECT status FROM migration_status.dual_read_results", &[]).await.unwrap().get(0);
+    assert_eq!(stored, "error");
+}
