@@ -110,7 +110,8 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
     /// The dual-read job: compare Snowflake's legacy conflict tables
     /// (CONFLICTS, CONFLICTVISITMAPS) with PostgreSQL's conflict schema and
     /// record the result for the cutover gate (docs/reconcile.md §10).
-    #[command(name = "dual-read", after_help = "Exit codes: 0 identical, 1 the comparison failed, 3 they differ.")]
+    #[command(name = "dual-read", after_help = "Exit codes: 0 identical, 3 they differ, 2 the comparison could not be made for bad input \
+(a missing table or column, credentials), 1 it failed otherwise (e.g. a database unreachable).")]
     DualRead {
         #[command(flatten)]
         config: ConfigArg,
@@ -385,7 +386,11 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             match report.status.as_str() {
                 "ok" => Ok(()),
                 "mismatch" => Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, "the dual-read comparison found differences (listed above)")),
-                _ => Err(Error::new(thaw_engine::ErrorKind::Internal, format!("the dual-read comparison failed: {}", report.error.unwrap_or_default()))),
+                // The failure's own kind: bad input (a missing table, credentials) exits 2, the rest 1.
+                _ => Err(Error::new(
+                    report.error_kind.unwrap_or(thaw_engine::ErrorKind::Unreachable),
+                    format!("the dual-read comparison could not be made: {}", report.error.unwrap_or_default()),
+                )),
             }
         }
         Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, coverage_hours, dual_read_days, json } } => {

@@ -239,3 +239,58 @@ async fn reconcile_freshness_does_not_claim_every_row_verified_when_a_table_fail
     assert_eq!(out.status.code(), Some(3), "{shown}");
     assert!(shown.contains("reconcile freshness: no table verified whole yet; not verified whole yet: public.orders"), "{shown}");
 }
+
+/// Found when tried as a new user would: `thaw dual-read` pointed at a
+/// Snowflake schema without the legacy conflict tables said
+/// "error: Internal: ..." (the kind thaw uses for its own bugs) and exited 1;
+/// a missing table is bad input: exit 2, named, and recorded `error`.
+#[tokio::test]
+async fn dual_read_against_missing_legacy_tables_is_bad_input_with_exit_2() {
+    let sf_db = unique("SFDRX").to_uppercase();
+    let pg_db = unique("drx");
+    let _sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
+    let path = config_file(&config_text(&sf_db, &pg_db, &[r#"{"source": "X", "target": "x"}"#], &extra));
+    let out = thaw!(&["dual-read", "--config", path.to_str().unwrap(), "--sf-database", &sf_db, "--sf-schema", "S"]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(shown.contains(&format!("{sf_db}.S.CONFLICTVISITMAPS or {sf_db}.S.CONFLICTS does not exist in Snowflake")) && !shown.contains("Internal"), "{shown}");
+    let stored: String = pg.query_one("SELECT status FROM migration_status.dual_read_results", &[]).await.unwrap().get(0);
+    assert_eq!(stored, "error");
+}
+
+/// Found when tried as a new user would: `thaw reconcile` ran while a
+/// `thaw run` was writing the same table (no run lock), so it compared a
+/// half-copied table, recorded the run `mismatch` and, with
+/// `propagate_deletes`, could delete in a table being loaded. It now takes
+/// the run lock of the run's tables, like `thaw run` (exit 1 naming the
+/// holder), and releases it on every path.
+#[tokio::test]
+async fn thaw_reconcile_refuses_while_a_run_writes_its_tables_and_releases_its_lock() {
+    let (sf_db, pg_db, pg, _sf) = orders("reclock", 30).await;
+    let text = config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "");
+    let config = Arc::new(config(&text));
+    let report = runner::run(config.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.unwrap();
+    report.outcome().expect("clean first run");
+    let path = config_file(&text);
+    let run_id = report.plan.run_id.to_string();
+
+    // Another session holds the table's run lock, as a running `thaw run` does.
+    let holder = thaw_test_support::pg(&pg_db).await;
+    let key = thaw_engine::sync::lock::table_key(&pg_db, "public", "orders");
+    holder.execute("SELECT pg_advisory_lock($1)", &[&key]).await.unwrap();
+    let out = thaw!(&["reconcile", "--config", path.to_str().unwrap(), "--run-id", &run_id]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("Locked") && shown.contains(&format!("another run is writing public.orders in database {pg_db}")), "{shown}");
+    let status: String = pg.query_one("SELECT status FROM migration_status.migration_runs WHERE run_id = $1::text::uuid", &[&run_id]).await.unwrap().get(0);
+    assert_eq!(status, "completed", "nothing was recorded");
+
+    // Released: reconcile runs, and leaves no lock behind (a run can start right after).
+    holder.execute("SELECT pg_advisory_unlock($1)", &[&key]).await.unwrap();
+    let out = thaw!(&["reconcile", "--config", path.to_str().unwrap(), "--run-id", &run_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
+    let free: bool = holder.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.unwrap().get(0);
+    assert!(free, "thaw reconcile released the run lock");
+}

@@ -99,6 +99,10 @@ pub struct DualReadReport {
     pub diff: Option<RowDiff>,
     /// Why the comparison could not be made (status `error`).
     pub error: Option<String>,
+    /// The kind of that error (bad input such as a missing table is
+    /// [`crate::ErrorKind::SchemaMismatch`]; `thaw dual-read` exits with its code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<crate::ErrorKind>,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -192,7 +196,7 @@ pub async fn run(config: &Config, options: &DualReadOptions) -> Result<DualReadR
     let schema = settings.conflict_schema.as_deref().unwrap_or("conflict");
     let mut report = match compare(config, &settings.database, schema, options).await {
         Ok(r) => r,
-        Err(e) => DualReadReport { status: "error".into(), error: Some(e.to_string()), ..Default::default() },
+        Err(e) => DualReadReport { status: "error".into(), error: Some(e.to_string()), error_kind: Some(e.kind), ..Default::default() },
     };
     report.seconds = started.elapsed().as_secs_f64();
     let status_db = sink::connect(&config.postgres, config.status_database()).await?;
@@ -295,6 +299,7 @@ async fn compare(config: &Config, database: &str, schema: &str, options: &DualRe
         columns: pairs.iter().map(|c| c.target.name.clone()).collect(),
         diff: found.any().then(|| found.into_diff(0)),
         error: None,
+        error_kind: None,
         seconds: 0.0,
     })
 }

@@ -394,16 +394,26 @@ const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
 /// or `failed` for another reason keeps its status: a clean reconcile cannot
 /// make unfinished chunks good; resume it with `thaw run`.
 ///
+/// It holds the run lock of the run's target tables meanwhile
+/// ([`crate::sync::lock::RunLock`]), as `thaw run` does.
+///
 /// Returns the response, the per-table reports and the run's status
 /// afterwards. Errors: [`ErrorKind::ConfigInvalid`] when the run does not
-/// exist; otherwise those of [`reconcile_run_with`].
+/// exist; [`ErrorKind::Locked`] naming the holder when a run is writing one
+/// of the tables; otherwise those of [`reconcile_run_with`].
 pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options: ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>, String)> {
     use crate::sync::status::run_status;
     let pg = sink::connect(&config.postgres, config.status_database()).await?;
     let (before, error) = run_state(&pg, request.run_id).await?.ok_or_else(|| unknown_run(request.run_id))?;
     let failed_by_reconcile = before == run_status::FAILED && error.starts_with(RECONCILE_ERRORS_MESSAGE);
     let recordable = before == run_status::COMPLETED || before == run_status::MISMATCH || failed_by_reconcile;
-    let (response, reports) = reconcile_run_with(config, request, options).await?;
+    // The run lock of the run's tables (docs/sync.md §6.5): no local run writes them while they are
+    // checked (and, with propagate_deletes, written), and none starts meanwhile.
+    let targets: Vec<(String, String)> = PgStatusStore::new(&pg).tables(request.run_id).await?.into_iter().map(|t| (t.target_schema, t.target_table)).collect();
+    let lock = crate::sync::lock::RunLock::acquire(config, &targets).await?;
+    let outcome = reconcile_run_with(config, request, options).await;
+    lock.release().await;
+    let (response, reports) = outcome?;
     if !recordable {
         return Ok((response, reports, before));
     }
