@@ -395,3 +395,44 @@ async fn text_holding_the_null_marker_or_the_separator_is_neither_null_nor_a_col
         ]
     );
 }
+
+/// A table reconcile cannot check (here a target row holding a JSON number
+/// PostgreSQL's canonical form cannot render) records the run `mismatch`,
+/// not the resumable `failed`: the next night starts a new run and copies
+/// the new rows, instead of resuming the finished run, copying nothing and
+/// failing again for as long as the cause lasts (docs/sync.md §6.4).
+#[tokio::test]
+async fn a_table_reconcile_cannot_check_does_not_make_every_later_run_resume_the_finished_one() {
+    let (sf_db, pg_db) = (unique("SFUNCHECKED").to_uppercase(), unique("unchecked"));
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    measures(&sf, &sf_db, "MEASURES", 300, &pg, false).await;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table_entry("MEASURES")], "")));
+    first_run(&config).await.outcome().expect("clean first run");
+
+    let add_source_rows = |from: u64, n: u64| {
+        format!(
+            "INSERT INTO \"{sf_db}\".\"S\".\"MEASURES\" (\"ID\", \"NOTE\") SELECT SEQ4() + {from}, 'new' FROM TABLE(GENERATOR(ROWCOUNT => {n}))"
+        )
+    };
+    pg.batch_execute("INSERT INTO public.measures (\"ID\", \"DOC\") VALUES (99999999, '{\"huge\": 1e400}')").await.unwrap();
+    sf.execute(&add_source_rows(1001, 5)).await.unwrap();
+    let options = RunOptions { request: PlanRequest::default(), conflicts: false, reconcile_full: true, ..Default::default() };
+    let second = runner::run(config.clone(), options.clone(), Arc::new(Quiet)).await.expect("the run itself works");
+    assert!(second.outcome().is_err(), "the table could not be checked: {:?}", second.reconcile);
+    assert_eq!(second.reconcile.as_ref().unwrap().errors, 1, "{:?}", second.reconcile);
+    let (status, error): (String, String) = pg
+        .query_one("SELECT status, error_message FROM migration_status.migration_runs WHERE run_id = $1", &[&second.plan.run_id])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(status, "mismatch");
+    assert!(error.starts_with("reconciliation could not check 1 table(s): public.measures"), "{error}");
+
+    sf.execute(&add_source_rows(2001, 3)).await.unwrap();
+    let third = first_run(&config).await;
+    assert!(!third.plan.resumed && third.plan.run_id != second.plan.run_id, "a new run, not the finished one resumed");
+    // The table has no watermark, so a new run reads every source row (a resumed finished run read none).
+    assert_eq!(third.tables.iter().map(|t| t.rows_read).sum::<u64>(), 300 + 5 + 3, "the night's rows are copied");
+    assert_eq!(pg_count(&pg, "public.measures").await, 300 + 5 + 3 + 1);
+}

@@ -372,9 +372,9 @@ async fn run_state(pg: &Client, run_id: uuid::Uuid) -> Result<Option<(String, St
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// The start of the error message [`StatusStore::record_reconcile`] records
-/// on a run whose reconcile could not check some tables (status `failed`),
-/// and [`reconcile_on_demand`] too (status `mismatch`).
+/// The start of the error message [`StatusStore::record_reconcile`] and
+/// [`reconcile_on_demand`] record on a run whose reconcile could not check
+/// some tables (status `mismatch`; `failed` before 2026-12-06).
 const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
 
 /// `thaw reconcile`: reconcile a run on demand ([`reconcile_run_with`]) and
@@ -383,11 +383,11 @@ const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
 /// what the newest reconcile found (docs/reconcile.md §6.1).
 ///
 /// Recorded for a run whose copy finished: `completed` or `mismatch`, or
-/// `failed` by an earlier reconcile that could not check a table; the run
+/// `failed` by an earlier thaw's reconcile that could not check a table; the run
 /// becomes `completed` when nothing differs and `mismatch` when a table
 /// differs ([`StatusStore::record_reconcile`]) or could not be checked
 /// (the message says which: `reconciliation could not check …`). Not
-/// `failed` as the nightly step records it: `failed` is resumable, and the
+/// `failed`, as the nightly step recorded it until 2026-12-06: `failed` is resumable, and the
 /// next `thaw run` would resume this finished run instead of starting the
 /// night's new one (its chunks all done, so copying nothing new). A run still `planning` or `running`
 /// (it may be copying right now), `partial`, `interrupted`, `superseded`,

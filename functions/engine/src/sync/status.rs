@@ -81,7 +81,8 @@ pub mod run_status {
     pub const PARTIAL: &str = "partial";
     /// Nothing usable, or a step failed.
     pub const FAILED: &str = "failed";
-    /// Every table copied; reconciliation found differences.
+    /// Every table copied; reconciliation found differences, or could not
+    /// check a table (not resumable: nothing is left to copy).
     pub const MISMATCH: &str = "mismatch";
     /// Stopped by a signal at a chunk boundary.
     pub const INTERRUPTED: &str = "interrupted";

@@ -187,8 +187,13 @@ pub trait StatusStore: Sync {
 
     /// Record what reconciliation found: a run whose tables all copied (status
     /// `running`, or `completed`/`mismatch` from an earlier reconcile) ends
-    /// `completed` when nothing differs and `mismatch` otherwise, with the
-    /// differing tables in `error_message`. A `partial`, `failed`,
+    /// `completed` when nothing differs and `mismatch` otherwise — a table
+    /// that differs, or one reconcile could not check — with the tables in
+    /// `error_message` (`reconciliation found …` / `reconciliation could not
+    /// check …`). Not `failed` when a table could not be checked: `failed`
+    /// is resumable, and every later run would resume this finished run,
+    /// copy nothing and fail again while the cause lasts, so no new rows
+    /// would be synced (docs/sync.md §6.4). A `partial`, `failed`,
     /// `interrupted` or `superseded` run keeps its status (a clean reconcile
     /// cannot make missing chunks good). Returns the run's status afterwards.
     fn record_reconcile(&self, run_id: Uuid, response: &ReconcileResponse) -> impl Future<Output = Result<String>> + Send {
@@ -208,8 +213,8 @@ pub trait StatusStore: Sync {
                 .map(|t| format!("{}: {}", t.target, t.error.as_deref().unwrap_or("unknown error")))
                 .collect();
             let message = format!("reconciliation could not check {} table(s): {}", response.errors, names.join("; "));
-            self.finish_run(run_id, run_status::FAILED, Some(&message)).await?;
-            return Ok(run_status::FAILED.into());
+            self.finish_run(run_id, run_status::MISMATCH, Some(&message)).await?;
+            return Ok(run_status::MISMATCH.into());
         }
         if response.mismatches == 0 {
             self.finish_run(run_id, run_status::COMPLETED, None).await?;
@@ -1197,7 +1202,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reconcile_decides_completed_mismatch_or_failed_only_for_a_fully_copied_run() {
+    async fn reconcile_decides_completed_or_mismatch_only_for_a_fully_copied_run() {
         let store = MemoryStatusStore::new();
         let run_id = running_run(&store).await;
         let table = |matched: bool, status: &str| TableReconcile {
@@ -1208,6 +1213,14 @@ mod tests {
             status: status.into(),
             ..Default::default()
         };
+        // A table reconcile could not check: `mismatch`, never the resumable
+        // `failed` (every later run would resume this finished run and copy
+        // nothing while the cause lasts).
+        let unchecked = TableReconcile { error: Some("1e400 is not a JSON number PostgreSQL can compare".into()), ..table(false, "error") };
+        let errors = ReconcileResponse { run_id, mismatches: 0, errors: 1, tables: vec![unchecked], ..Default::default() };
+        assert_eq!(store.record_reconcile(run_id, &errors).await.unwrap(), run_status::MISMATCH);
+        assert!(store.run_error(run_id).unwrap().starts_with("reconciliation could not check 1 table(s): public.a: 1e400"), "{:?}", store.run_error(run_id));
+        assert!(store.find_resumable("e", DEFAULT_RESUME_MAX_AGE_HOURS).await.unwrap().is_none(), "a run whose copy finished is not resumed");
         let differs = ReconcileResponse { run_id, mismatches: 1, errors: 0, tables: vec![table(false, "mismatch")], ..Default::default() };
         assert_eq!(store.record_reconcile(run_id, &differs).await.unwrap(), run_status::MISMATCH);
         assert!(store.run_error(run_id).unwrap().contains("public.a (3 rows in Snowflake, 2 in PostgreSQL)"));
