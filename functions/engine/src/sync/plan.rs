@@ -990,6 +990,25 @@ async fn prepare_table(
     if columns.is_empty() {
         return Err(Error::new(ErrorKind::SchemaMismatch, format!("{at}: no source column matches a column of {}.{} by name; add column_mapping", s.target_pg_schema, t.target)));
     }
+    if target_exists {
+        let unfilled: Vec<String> = sink::required_columns(pg, &s.target_pg_schema, &t.target)
+            .await
+            .map_err(|e| e.context(&at))?
+            .into_iter()
+            .filter(|name| !columns.iter().any(|c| &c.target.name == name))
+            .map(|name| format!("\"{name}\""))
+            .collect();
+        if !unfilled.is_empty() {
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "{at}: target column(s) {} of {target_fqn} are NOT NULL without a default and no source column fills them, so every row would be refused. \
+                     Map a source column to them (column_mapping), give them a DEFAULT, or make them nullable.",
+                    unfilled.join(", ")
+                ),
+            ));
+        }
+    }
     if !dropped.is_empty() {
         tracing::warn!(table = %t.source, columns = ?dropped, "source columns without a target column are not copied");
     }
