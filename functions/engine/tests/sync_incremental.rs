@@ -217,6 +217,13 @@ async fn null_watermark_rows_are_loaded_by_a_where_is_null_run_and_left_alone_by
     full.outcome().expect("the full run reconciles clean");
     assert_eq!(full.tables[0].rows_read, 102);
     assert_eq!(full.tables[0].rows_written, 0, "identical rows, NULL watermarks included, are not rewritten");
+    // The full run records where it started, for the next night (docs/sync.md §3.2).
+    let at_plan: Option<String> = pg
+        .query_one("SELECT plan->>'watermark_at_plan' FROM migration_status.migration_table_status ORDER BY started_at DESC LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(at_plan.as_deref().is_some_and(|p| p.starts_with("\"Updated\" >= ")), "{at_plan:?}");
 }
 
 /// Found when probing as a new user: night 1 fails one chunk; night 2

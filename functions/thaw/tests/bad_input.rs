@@ -308,3 +308,37 @@ fn two_sources_writing_one_target_or_reading_one_table_are_refused_by_validate()
     let text = assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["target public.t is also written by sources[0] ('a').tables[0] ('U')"]);
     assert!(!text.contains("is also copied"), "{text}");
 }
+
+/// Found when probing as a new user: a target with a NOT NULL column
+/// without a default that no source column fills was planned and every
+/// chunk then failed on the not-null constraint (exit 1, a failed run
+/// recorded). Plan now refuses it before anything is written (exit 2),
+/// naming the column and the ways out.
+#[tokio::test]
+async fn a_required_target_column_no_source_column_fills_fails_before_anything_is_written() {
+    let sf_db = unique("SFREQUIRED").to_uppercase();
+    let pg_db = unique("required");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 20).await;
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute(&format!(
+        "CREATE TABLE public.orders ({ORDERS_TARGET_COLUMNS}, \"Region\" text NOT NULL, \"Loaded\" timestamptz NOT NULL DEFAULT now(), \
+         \"Serial\" int8 GENERATED ALWAYS AS IDENTITY, UNIQUE (\"Code\"))"
+    ))
+    .await
+    .unwrap();
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "bigint")), "")], ""));
+    let message = assert_fails(
+        &["run", "--config", path.to_str().unwrap(), "--no-conflicts"],
+        2,
+        &["SchemaMismatch", "target column(s) \"Region\" of \"public\".\"orders\" are NOT NULL without a default", "column_mapping"],
+    );
+    assert!(!message.contains("\"Loaded\"") && !message.contains("\"Serial\""), "columns with a default or identity are fine:\n{message}");
+    let runs: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_runs", &[]).await.unwrap().get(0);
+    assert_eq!(runs, 0, "nothing was planned");
+    // With a default the same table loads.
+    pg.batch_execute("ALTER TABLE public.orders ALTER COLUMN \"Region\" SET DEFAULT 'NE'").await.unwrap();
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pg_count(&pg, "public.orders").await, 20);
+}

@@ -288,6 +288,25 @@ pub async fn connect(settings: &PostgresSettings, database: &str) -> Result<Clie
     Ok(client)
 }
 
+/// The columns of `schema.table` that every inserted row must give a value:
+/// `NOT NULL`, without a default, not an identity or generated column; in
+/// table order. Plan refuses a table whose source leaves one of them
+/// without a value (docs/sync.md §4.6).
+pub async fn required_columns(client: &Client, schema: &str, table: &str) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT a.attname FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+               AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' \
+             ORDER BY a.attnum",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("reading the required columns of {schema}.{table}")))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Read the columns of `schema.table` in ordinal order.
 ///
 /// Errors: [`ErrorKind::SchemaMismatch`] when the table does not exist;

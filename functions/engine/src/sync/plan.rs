@@ -673,7 +673,8 @@ async fn earlier_watermark_floor(pg: &Client, s: &SourceConfig, t: &TableConfig)
 ///   superseded) → the predicate it read from itself (`None` when it read
 ///   every row), so the rows of its unfinished chunks are read again;
 /// * no previous plan, a plan from before `watermark_at_plan` was recorded,
-///   a previous full load, or another watermark column → `current`.
+///   a previous first load (nothing recorded), or another watermark column
+///   → `current`.
 pub fn previous_run_floor(previous: Option<(serde_json::Value, String)>, t: &TableConfig, current: String) -> Option<String> {
     let Some((plan, status)) = previous else { return Some(current) };
     let text = |k: &str| plan.get(k).and_then(|v| v.as_str()).map(str::to_string);
@@ -989,6 +990,25 @@ async fn prepare_table(
     if columns.is_empty() {
         return Err(Error::new(ErrorKind::SchemaMismatch, format!("{at}: no source column matches a column of {}.{} by name; add column_mapping", s.target_pg_schema, t.target)));
     }
+    if target_exists {
+        let unfilled: Vec<String> = sink::required_columns(pg, &s.target_pg_schema, &t.target)
+            .await
+            .map_err(|e| e.context(&at))?
+            .into_iter()
+            .filter(|name| !columns.iter().any(|c| &c.target.name == name))
+            .map(|name| format!("\"{name}\""))
+            .collect();
+        if !unfilled.is_empty() {
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "{at}: target column(s) {} of {target_fqn} are NOT NULL without a default and no source column fills them, so every row would be refused. \
+                     Map a source column to them (column_mapping), give them a DEFAULT, or make them nullable.",
+                    unfilled.join(", ")
+                ),
+            ));
+        }
+    }
     if !dropped.is_empty() {
         tracing::warn!(table = %t.source, columns = ?dropped, "source columns without a target column are not copied");
     }
@@ -1038,7 +1058,17 @@ async fn prepare_table(
         }
         _ => None,
     };
-    let watermark_at_plan = target_watermark.clone();
+    // Recorded in full mode too, so the night after a --full run reads from
+    // where that run started rather than from the maximum it left behind.
+    let watermark_at_plan = match (&target_watermark, &t.source_watermark, &t.target_watermark) {
+        (Some(w), _, _) => Some(w.clone()),
+        (None, Some(sw), Some(tw)) if !empty && !will_truncate => {
+            let tcol = target_cols.iter().find(|c| &c.name == tw).expect("checked above");
+            let scol = source_cols.iter().find(|c| &c.name == sw).expect("checked above");
+            watermark_predicate(pg, &s.target_pg_schema, &t.target, tcol, scol).await?
+        }
+        _ => None,
+    };
     let (watermark_predicate, watermark_floor) = if filtered {
         // A filtered run reads every row its filter selects, whatever its watermark.
         (None, target_watermark)
@@ -1562,7 +1592,7 @@ mod tests {
         assert_eq!(previous_run_floor(None, &t, current.clone()), Some(current.clone()), "no previous run");
         // Completed: from the maximum as it planned.
         assert_eq!(previous_run_floor(completed(plan(Some("at"), Some("used"))), &t, current.clone()).as_deref(), Some("at"));
-        // Completed first or full load (not incremental): the maximum now.
+        // Completed first load (nothing recorded): the maximum now.
         assert_eq!(previous_run_floor(completed(plan(None, None)), &t, current.clone()), Some(current.clone()));
         // Not completed: from where it started; a failed load of every row reads every row.
         assert_eq!(previous_run_floor(failed(plan(Some("at"), Some("used"))), &t, current.clone()).as_deref(), Some("used"));
