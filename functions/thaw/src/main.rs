@@ -416,7 +416,9 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 // Nothing has run against this database yet: say so, not "relation does not exist".
                 let note = format!("the status database '{}' is not migrated yet (nothing has run against it): `thaw run` migrates it first, or run `thaw migrate`", config.status_database());
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": [], "migrated": false, "note": note })).unwrap_or_default());
+                    let freshness = serde_json::json!({ "coverage_hours": coverage_hours, "tables": [] });
+                    let status = serde_json::json!({ "runs": [], "freshness": freshness, "migrated": false, "note": note });
+                    println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
                 } else {
                     println!("no runs recorded: {note}");
                 }
@@ -426,19 +428,6 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 };
             }
             use thaw_engine::sync::status_store::{PgStatusStore, StatusStore};
-            if run_id.is_none() && !thaw_engine::sync::status::has_status_schema(&pg).await? {
-                // Nothing ran against this database yet: say so instead of a missing-relation error.
-                if json {
-                    let freshness = serde_json::json!({ "coverage_hours": coverage_hours, "tables": [] });
-                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": [], "freshness": freshness })).unwrap_or_default());
-                } else {
-                    println!(
-                        "no runs recorded: database {} has no migration_status schema yet (`thaw run` or `thaw migrate` creates it)",
-                        config.status_database()
-                    );
-                }
-                return Ok(());
-            }
             let runs = PgStatusStore::new(&pg).overview(run_id, limit).await?;
             if let (Some(id), true) = (run_id, runs.is_empty()) {
                 return Err(Error::config(format!("run {id} does not exist in migration_status.migration_runs")));

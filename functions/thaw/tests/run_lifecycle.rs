@@ -303,7 +303,7 @@ async fn status_before_the_first_run_says_no_runs_instead_of_a_missing_relation(
     let path = config_file(&config_text("DB", &pg_db, &[r#"{"source": "T", "target": "t"}"#], ""));
     let out = thaw!(&["status", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains(&format!("no runs recorded: database {pg_db} has no migration_status schema yet")), "{}", text(&out));
+    assert!(text(&out).contains(&format!("no runs recorded: the status database '{pg_db}' is not migrated yet")), "{}", text(&out));
     let out = thaw!(&["status", "--config", path.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");

@@ -412,18 +412,6 @@ pub struct RunOverview {
     pub failed_chunks: Vec<FailedChunk>,
 }
 
-/// Whether the status database has `migration_status.migration_runs`
-/// (created by the migrations `thaw run` and `thaw migrate` apply), so that
-/// `thaw status` on a database nothing ran against reports "no runs"
-/// instead of a missing-relation error.
-pub async fn has_status_schema(client: &Client) -> Result<bool> {
-    let row = client
-        .query_one("SELECT to_regclass('migration_status.migration_runs') IS NOT NULL", &[])
-        .await
-        .map_err(|e| from_postgres(e, "looking for migration_status"))?;
-    Ok(row.get(0))
-}
-
 /// The newest `limit` runs (or just `run_id`), with tables, chunk counts,
 /// rows, rows/s and failed chunks: what `thaw status` prints.
 async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
