@@ -7,6 +7,8 @@ use std::sync::Arc;
 use thaw_test_support::*;
 use thaw_engine::contract::PlanRequest;
 use thaw_engine::runner::{self, Quiet, RunOptions};
+use thaw_engine::config::Config;
+use thaw_engine::source::SnowflakeSource;
 
 #[tokio::test]
 async fn second_run_copies_only_changed_rows_and_reconciles() {
@@ -131,6 +133,24 @@ async fn where_run_reprocesses_one_table_and_does_not_advance_the_watermark_past
     assert!(orders.rows_read <= 5, "only the rows on the new maximum are re-read, not everything since the floor: {}", orders.rows_read);
 }
 
+/// ORDERS with `rows` rows in a fresh emulator database (named after
+/// `label`), copied into a fresh PostgreSQL target by a first run chunked on
+/// "Id" that reconciled clean: the source session, its database, the target
+/// and the config.
+async fn orders_copied_once(label: &str, rows: usize) -> (SnowflakeSource, String, tokio_postgres::Client, Arc<Config>) {
+    let sf_db = unique(&format!("SF{label}")).to_uppercase();
+    let pg_db = unique(&label.to_lowercase());
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, rows).await;
+    let pg = fresh_pg(&pg_db).await;
+    create_orders_target(&pg).await;
+    let table = orders_table(Some(("Id", "bigint")), "");
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let first = RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() };
+    runner::run(config.clone(), first, Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
+    (sf, sf_db, pg, config)
+}
+
 /// Found when probing as a new user: a source row updated again without its
 /// watermark moving (a DATE or second-granularity watermark, or a second
 /// update within the same microsecond) is re-read by the next night
@@ -140,16 +160,8 @@ async fn where_run_reprocesses_one_table_and_does_not_advance_the_watermark_past
 /// differs (docs/sync.md §4.3); identical boundary rows stay no-ops.
 #[tokio::test]
 async fn a_row_updated_at_the_stored_maximum_watermark_is_applied_next_night() {
-    let sf_db = unique("SFEQWM").to_uppercase();
-    let pg_db = unique("eqwm");
-    let sf = fresh_sf(&sf_db).await;
-    create_orders(&sf, &sf_db, 200).await;
-    let pg = fresh_pg(&pg_db).await;
-    create_orders_target(&pg).await;
-    let table = orders_table(Some(("Id", "bigint")), "");
-    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let (sf, sf_db, pg, config) = orders_copied_once("EQWM", 200).await;
     let opts = |request| RunOptions { request, conflicts: false, ..Default::default() };
-    runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
 
     // Two rows change without their watermark moving: the row holding the
     // stored maximum (re-read by the next incremental night) and an older one
@@ -184,16 +196,8 @@ async fn a_row_updated_at_the_stored_maximum_watermark_is_applied_next_night() {
 /// rewriting (and counting) every one of them each time (docs/sync.md §3.2).
 #[tokio::test]
 async fn null_watermark_rows_are_loaded_by_a_where_is_null_run_and_left_alone_by_full_runs() {
-    let sf_db = unique("SFNULLWM").to_uppercase();
-    let pg_db = unique("nullwm");
-    let sf = fresh_sf(&sf_db).await;
-    create_orders(&sf, &sf_db, 100).await;
-    let pg = fresh_pg(&pg_db).await;
-    create_orders_target(&pg).await;
-    let table = orders_table(Some(("Id", "bigint")), "");
-    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let (sf, sf_db, pg, config) = orders_copied_once("NULLWM", 100).await;
     let opts = |request| RunOptions { request, conflicts: false, ..Default::default() };
-    runner::run(config.clone(), opts(PlanRequest::default()), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
 
     let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
     sf.execute(&format!(
