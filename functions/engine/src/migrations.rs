@@ -84,21 +84,16 @@ pub async fn migrate_if_permitted(client: &mut Client) -> Result<Vec<String>> {
             "SELECT current_user::text, has_schema_privilege(current_schema(), 'CREATE') \
                  AND (to_regclass('refinery_schema_history') IS NULL \
                       OR has_table_privilege('refinery_schema_history', 'SELECT') AND has_table_privilege('refinery_schema_history', 'INSERT')), \
-             to_regclass('refinery_schema_history') IS NOT NULL \
-                 AND has_table_privilege('refinery_schema_history', 'SELECT')",
+             to_regclass('refinery_schema_history') IS NOT NULL, \
+             to_regclass('refinery_schema_history') IS NOT NULL AND has_table_privilege('refinery_schema_history', 'SELECT')",
             &[],
         )
         .await
         .map_err(|e| from_postgres(e, "reading the role's privileges"))?;
-    let (role, may_create, readable): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let (role, may_create, migrated, readable): (String, bool, bool, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
     if may_create {
         return migrate(client).await;
     }
-    let migrated = client
-        .query_one("SELECT to_regclass('refinery_schema_history') IS NOT NULL", &[])
-        .await
-        .map_err(|e| from_postgres(e, "looking for the migration history"))?
-        .get::<_, bool>(0);
     if !migrated {
         return Err(Error::new(
             ErrorKind::SchemaMismatch,
