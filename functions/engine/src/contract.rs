@@ -269,6 +269,44 @@ pub struct ConflictCreateResponse {
     /// Incremental runs: the number of `(SSN, VisitDate)` keys recomputed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_touched: Option<u64>,
+    /// Stored rows whose status the night changed (docs/conflicts.md §8.2.2).
+    #[serde(default)]
+    pub status_changes: StatusChanges,
+}
+
+/// Status changes of one night (docs/conflicts.md §8.2.2): for the pairs of
+/// the window and the conflicts with a pair in the window, the rows whose
+/// `StatusFlag` at the end of the night differs from the start, by their
+/// new status (net: a row set `R` and reopened in the same night is not
+/// counted); rows written tonight for the first time are not counted (they
+/// are `inserted` / `conflicts_created`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct StatusChanges {
+    /// Pairs now `D` (their conflicting visit was deleted).
+    pub pairs_deleted: u64,
+    /// Pairs now `R` (not detected again, missed, cascaded, or a restored
+    /// visit's pair that is missed).
+    pub pairs_resolved: u64,
+    /// Pairs now `U` that were `R`, `D` or `N` (detected again, a restored
+    /// visit, a withdrawn no-response).
+    pub pairs_reopened: u64,
+    /// Pairs now `N` (the application's `ConNoResponseFlag` is 'Yes').
+    pub pairs_no_response: u64,
+    /// Conflicts now `D` (their primary visit was deleted).
+    pub conflicts_deleted: u64,
+    /// Conflicts now `R` (missed, or all their pairs closed).
+    pub conflicts_resolved: u64,
+    /// Conflicts now `U` that were `R` or `N` (an open pair again).
+    pub conflicts_reopened: u64,
+    /// Conflicts now `N` (the application's `NoResponseFlag` is 'Yes').
+    pub conflicts_no_response: u64,
+    /// Status writes of the second pass, over the stored pairs outside the
+    /// window and their conflicts (docs/conflicts.md §D17): the rows each of
+    /// its status steps set, per statement, so not net — a conflict set `R`
+    /// by a missed primary visit and reopened by its open pair in the same
+    /// pass counts twice, every night, as [SF]'s literal order rewrites it.
+    pub outside_window_status_writes: u64,
 }
 
 /// Input of the failure path: mark the run failed.

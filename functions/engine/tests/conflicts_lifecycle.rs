@@ -10,6 +10,7 @@ use thaw_engine::conflicts::store::{
     is_nightly_writable, Table, USER_OWNED_CONFLICT_COLUMNS, USER_OWNED_CVM_COLUMNS,
 };
 use thaw_engine::conflicts::{run, DetectionMode};
+use thaw_engine::contract::StatusChanges;
 use thaw_engine::error::ErrorKind;
 // Planted data: 4 pairs (1↔2 rule 1 on 2025-03-12, 3↔4 rule 7 on 2025-03-05), "today" 2025-03-10.
 use thaw_test_support::conflicts::{planted, planted_night as detect, planted_settings as settings, strings, texts};
@@ -98,6 +99,148 @@ async fn conflict_lifecycle_deleted_visit_marks_pair_and_conflict_deleted() {
         expected_conflicts,
         "a conflict whose only pair is D is resolved again"
     );
+}
+
+/// ResolveDate and UpdatedDate of the pair `primary>conflicting` (application visit ids).
+async fn pair_dates(c: &Client, primary: i64, conflicting: i64) -> (Option<String>, Option<String>) {
+    let row = c
+        .query_one(
+            r#"SELECT "ResolveDate"::text, "UpdatedDate"::text FROM conflict.conflictvisitmaps WHERE "AppVisitID" = $1 AND "ConAppVisitID" = $2"#,
+            &[&primary, &conflicting],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Night 1 detects; visit 102 is deleted (moved to the deleted-visits
+/// table) and night 2 marks its pairs and conflict; then 102 is back in the
+/// visit table, removed from the deleted table too unless `still_deleted`,
+/// and night 3 runs incremental. Returns the client after night 3 with the
+/// summaries of nights 2 and 3 and the dates of both pairs after night 2.
+async fn deleted_then_back(name: &str, still_deleted: bool) -> (Client, [thaw_engine::contract::ConflictCreateResponse; 2], [(Option<String>, Option<String>); 2]) {
+    let mut client = planted(name).await;
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"CREATE TABLE analytics.visit_102 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;
+               INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date", "Visit Updated Timestamp")
+                 SELECT "Visit Id", "Visit Date", now() FROM analytics.visit_102;
+               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;"#,
+        )
+        .await
+        .unwrap();
+    let night2 = run(&mut client, &settings(), DetectionMode::Incremental).await.expect("night 2");
+    assert_eq!(pair_states(&client).await, strings(&["1>2:D*", "2>1:R*", "3>4:U", "4>3:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:D*", "3:U", "4:U"]));
+    let dates = [pair_dates(&client, 101, 102).await, pair_dates(&client, 102, 101).await];
+    client
+        .batch_execute(&format!(
+            r#"INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM analytics.visit_102;
+               UPDATE analytics.factvisitcallperformance_cr SET "Visit Updated Timestamp" = now() WHERE "Application Visit Id" = 102;
+               {}"#,
+            if still_deleted { "" } else { r#"DELETE FROM analytics.factvisitcallperformance_deleted_cr WHERE "Visit Id" IN (SELECT "Visit Id" FROM analytics.visit_102);"# }
+        ))
+        .await
+        .unwrap();
+    let night3 = run(&mut client, &settings(), DetectionMode::Incremental).await.expect("night 3");
+    assert_eq!(night3.mode.as_deref(), Some("incremental"), "{night3:?}");
+    (client, [night2, night3], dates)
+}
+
+/// docs/conflicts.md §8.2 step 1 and §D24: a deleted visit restored (back in
+/// the visit table, gone from the deleted table) is detected again, and its
+/// pairs come out as [SF]'s net outcome: the `D` pair of the other visit's
+/// conflict reopens (`U`, ResolveDate and ResolvedBy cleared) and that
+/// conflict with it; the restored visit's own conflict stays `D` (step 5
+/// never reopens a `D` conflict) and pulls its only pair back to `R`
+/// (cascade down), keeping the ResolveDate of night 2 where [SF] would reset
+/// it. Later nights change nothing. The summary counts each night's status changes.
+#[tokio::test]
+async fn conflict_lifecycle_restored_visit_reopens_its_deleted_pair_as_sf_does() {
+    let (mut client, [night2, night3], [_, resolved_2_1]) = deleted_then_back("cf_restored", false).await;
+    assert_eq!(
+        night2.status_changes,
+        StatusChanges { pairs_deleted: 1, pairs_resolved: 1, conflicts_deleted: 1, conflicts_resolved: 1, ..Default::default() },
+        "{night2:?}"
+    );
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:R*", "3>4:U", "4>3:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U"]));
+    let resolved_by: Option<String> = client
+        .query_one(r#"SELECT "ResolvedBy" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 101"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(resolved_by, None, "a reopened pair carries no ResolvedBy");
+    assert_eq!(pair_dates(&client, 102, 101).await.0, resolved_2_1.0, "closed again the same night: ResolveDate kept (§D24)");
+    assert_eq!(
+        night3.status_changes,
+        StatusChanges { pairs_reopened: 1, conflicts_reopened: 1, ..Default::default() },
+        "{night3:?}"
+    );
+    let night4 = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:R*", "3>4:U", "4>3:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U"]));
+    assert_eq!(pair_dates(&client, 102, 101).await.0, resolved_2_1.0);
+    assert_eq!(night4.status_changes, StatusChanges::default(), "{night4:?}");
+}
+
+/// docs/conflicts.md §D24: a pair whose conflicting visit is detected again
+/// while still in the deleted table stays `D` ([SF]: reopened by the
+/// refresh and set `D` again by step 1 the same night, net `D`) and keeps
+/// the ResolveDate of the night it became `D` ([SF] resets it to now); its
+/// visit snapshot is refreshed (the restored visit's new update time), and a
+/// night without changes rewrites nothing.
+#[tokio::test]
+async fn conflict_lifecycle_pair_of_a_visit_still_deleted_stays_deleted_when_detected_again() {
+    let (mut client, [_, night3], [deleted_1_2, resolved_2_1]) = deleted_then_back("cf_still_deleted", true).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:D*", "2>1:R*", "3>4:U", "4>3:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:D*", "3:U", "4:U"]));
+    let after_night3 = pair_dates(&client, 101, 102).await;
+    assert_eq!(after_night3.0, deleted_1_2.0, "the D pair keeps its ResolveDate");
+    let changed: Option<String> = client
+        .query_one(r#"SELECT "ConLastUpdatedDate"::text FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 101"#, &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(after_night3.1, deleted_1_2.1, "the snapshot of the restored visit is refreshed ({changed:?})");
+    assert_eq!(pair_dates(&client, 102, 101).await.0, resolved_2_1.0);
+    assert_eq!(night3.status_changes, StatusChanges::default(), "{night3:?}");
+    let night4 = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:D*", "2>1:R*", "3>4:U", "4>3:U"]));
+    assert_eq!(pair_dates(&client, 101, 102).await, after_night3, "a night without changes does not rewrite the D pair");
+    assert_eq!(night4.status_changes, StatusChanges::default(), "{night4:?}");
+}
+
+/// A restored visit that is missed: its `D` pair becomes `R` ([SF]: `U` by
+/// the refresh, `R` by step 3), keeping its ResolveDate (§D24).
+#[tokio::test]
+async fn conflict_lifecycle_restored_missed_visit_resolves_its_deleted_pair() {
+    let mut client = planted("cf_restored_missed").await;
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"CREATE TABLE analytics.visit_102 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;
+               INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date") SELECT "Visit Id", "Visit Date" FROM analytics.visit_102;
+               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    let deleted_at = pair_dates(&client, 101, 102).await.0;
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM analytics.visit_102;
+               UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = true WHERE "Application Visit Id" = 102;
+               DELETE FROM analytics.factvisitcallperformance_deleted_cr;"#,
+        )
+        .await
+        .unwrap();
+    let night = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "3>4:U", "4>3:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:D*", "3:U", "4:U"]));
+    assert_eq!(pair_dates(&client, 101, 102).await.0, deleted_at);
+    assert_eq!(night.status_changes, StatusChanges { pairs_resolved: 1, ..Default::default() }, "{night:?}");
 }
 
 /// A25 and A23: one side becomes missed → pair and conflict `R`, and stay so
@@ -332,6 +475,9 @@ async fn conflict_lifecycle_second_pass_updates_rows_outside_the_window_as_sf_do
     let three_years_later = ConflictSettings { today: Some("2028-03-10".into()), ..settings() };
     let night = run(&mut client, &three_years_later, DetectionMode::Full).await.expect("conflict run");
     assert_eq!((night.inserted, night.updated), (0, 0), "nothing is detected in the window: {night:?}");
+    // Status writes of the second pass, per statement (docs/conflicts.md §8.2.2): conflict 3 R
+    // (missed) and U again (reopened), pair 4>3 R, conflict 4 R (cascade up), conflict 1 and pair 2>1 N.
+    assert_eq!(night.status_changes, StatusChanges { outside_window_status_writes: 6, ..Default::default() }, "{night:?}");
     let expected_pairs = strings(&["1>2:U", "2>1:N", "3>4:U", "4>3:R*"]);
     let expected_conflicts = strings(&["1:N", "2:U", "3:U", "4:R*"]);
     assert_eq!(
@@ -352,7 +498,12 @@ async fn conflict_lifecycle_second_pass_updates_rows_outside_the_window_as_sf_do
     assert_eq!(by, None, "an open pair outside the window loses its resolution");
     let stamps = r#"SELECT coalesce("ResolveDate"::text, '-') || '/' || coalesce("UpdatedDate"::text, '-') FROM conflict.conflictvisitmaps ORDER BY "ID""#;
     let before = texts(&client, stamps).await;
-    run(&mut client, &three_years_later, DetectionMode::Full).await.expect("second night");
+    let second = run(&mut client, &three_years_later, DetectionMode::Full).await.expect("second night");
+    assert_eq!(
+        second.status_changes,
+        StatusChanges { outside_window_status_writes: 4, ..Default::default() },
+        "[SF]'s literal order writes twice and changes nothing: conflict 3 R (missed) and U (open pair), conflict 1 U (open pair) and N (flag): {second:?}"
+    );
     assert_eq!(texts(&client, stamps).await, before, "a second night rewrites nothing outside the window");
     assert_eq!(pair_states(&client).await, expected_pairs);
     assert_eq!(conflict_states(&client).await, expected_conflicts);

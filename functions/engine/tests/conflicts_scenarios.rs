@@ -9,6 +9,7 @@
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
 use thaw_engine::conflicts::history::CROSS_STATE_REASON;
+use thaw_engine::contract::StatusChanges;
 // Planted data: pairs 1↔2 (rule 1, 2025-03-12) and 3↔4 (rule 7,
 // 2025-03-05), "today" 2025-03-10.
 use thaw_test_support::conflicts::{planted, planted_night as night, strings, texts};
@@ -230,7 +231,7 @@ async fn conflict_scenario_three_nights_with_application_changes_in_between() {
         )
         .await
         .unwrap();
-    night(&mut client).await;
+    let second = night(&mut client).await;
     let after_night_2 = strings(&[
         "1>2:W", "2>1:U", "3>4:D*", "4>3:R*", "7>8:R*", "8>7:R*", "11>12:R*", "12>11:R*",
     ]);
@@ -239,6 +240,19 @@ async fn conflict_scenario_three_nights_with_application_changes_in_between() {
         "1:U", "2:N", "3:R*", "4:D*", "7:R*", "8:R*", "11:R*", "12:R*",
     ]);
     assert_eq!(conflicts(&client).await, conflicts_after_night_2);
+    // docs/conflicts.md §8.2.2: the night's net status changes, by new status.
+    assert_eq!(
+        second.status_changes,
+        StatusChanges {
+            pairs_deleted: 1,
+            pairs_resolved: 5,
+            conflicts_deleted: 1,
+            conflicts_resolved: 5,
+            conflicts_no_response: 1,
+            ..Default::default()
+        },
+        "{second:?}"
+    );
     let flags: Vec<String> = texts(
         &client,
         r#"SELECT "SameSchTimeFlag" || "SchOverAnotherSchTimeFlag" FROM conflict.conflictvisitmaps WHERE "AppVisitID" IN (101, 102) ORDER BY "AppVisitID""#,
@@ -313,7 +327,7 @@ async fn conflict_scenario_three_nights_with_application_changes_in_between() {
         .batch_execute(r#"UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = false WHERE "Application Visit Id" = 112"#)
         .await
         .unwrap();
-    night(&mut client).await;
+    let third = night(&mut client).await;
     let after_night_3 = strings(&[
         "1>2:W", "2>1:U", "3>4:D*", "4>3:R*", "7>8:R*", "8>7:R*", "11>12:U", "12>11:U",
     ]);
@@ -321,6 +335,11 @@ async fn conflict_scenario_three_nights_with_application_changes_in_between() {
     assert_eq!(
         conflicts(&client).await,
         strings(&["1:U", "2:N", "3:R*", "4:D*", "7:R*", "8:R*", "11:U", "12:U"])
+    );
+    assert_eq!(
+        third.status_changes,
+        StatusChanges { pairs_reopened: 2, conflicts_reopened: 2, ..Default::default() },
+        "{third:?}"
     );
     let notices = notifications(&client).await;
     assert_eq!(
@@ -331,8 +350,9 @@ async fn conflict_scenario_three_nights_with_application_changes_in_between() {
     let log_rows = count(&client, "SELECT count(*) FROM conflict.log_history").await;
     let log_values = count(&client, "SELECT count(*) FROM conflict.log_history_values").await;
 
-    night(&mut client).await;
+    let rerun = night(&mut client).await;
     assert_eq!(pairs(&client).await, after_night_3);
+    assert_eq!(rerun.status_changes, StatusChanges::default(), "{rerun:?}");
     assert_eq!(
         notifications(&client).await,
         notices,

@@ -42,6 +42,7 @@ pub fn print(report: &RunReport) {
             "conflicts: {} visit pairs flagged among {} candidate visits, {} in-service/PTO pairs; {} new pair rows, {} new conflicts, {} refreshed, {} resolved ({:.2} s)",
             c.pairs_detected, c.visits_considered, c.event_pairs_detected, c.inserted, c.conflicts_created, c.updated, c.resolved, c.seconds
         );
+        println!("conflict statuses changed: {}", status_changes(&c.status_changes));
     }
     if let Some(e) = &report.error {
         println!("step {} failed: {}: {}", e.step, e.kind, e.message);
@@ -51,6 +52,23 @@ pub fn print(report: &RunReport) {
     }
     let steps: Vec<String> = report.steps.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
     println!("total wall time: {:.2} s ({})", report.wall_seconds, steps.join(", "));
+}
+
+/// The night's status changes in one line (docs/conflicts.md §8.2.2):
+/// `pairs 2 D, 1 R, 0 U, 0 N; conflicts 1 D, 1 R, 0 U, 0 N; status writes outside the window 0`.
+pub fn status_changes(s: &thaw_engine::contract::StatusChanges) -> String {
+    format!(
+        "pairs {} D, {} R, {} U (reopened), {} N; conflicts {} D, {} R, {} U (reopened), {} N; status writes outside the window {}",
+        s.pairs_deleted,
+        s.pairs_resolved,
+        s.pairs_reopened,
+        s.pairs_no_response,
+        s.conflicts_deleted,
+        s.conflicts_resolved,
+        s.conflicts_reopened,
+        s.conflicts_no_response,
+        s.outside_window_status_writes
+    )
 }
 
 /// Print the result of `thaw reconcile`: one line per table, then the details.

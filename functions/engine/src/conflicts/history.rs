@@ -65,7 +65,10 @@ pub const CROSS_STATE_REASON: &str =
     "Resolved by the nightly run: the two visits are in different states (cross-state)";
 
 const CROSS_STATE: &str = "pg_temp.thaw_conflict_cross_state";
-const BEFORE: &str = "pg_temp.thaw_conflict_log_before";
+/// The pre-run snapshot of [`snapshot`]: `id` (the pair's `ID`), `status`
+/// (its `StatusFlag` as text) and the recorded fields, one row per stored
+/// pair of the window.
+pub(crate) const BEFORE: &str = "pg_temp.thaw_conflict_log_before";
 const CHANGES: &str = "pg_temp.thaw_conflict_log_changes";
 
 /// The ordered pairs `(VisitID, ConVisitID)` among `visits` that share the

@@ -18,10 +18,14 @@
 //! the deleted-visits table), each skipping the rows it would not change.
 //! Every written column passes [`written_columns`], the nightly allow-list.
 
+use chrono::NaiveDate;
+use tokio_postgres::Transaction;
+
 use super::columns::Want;
 use super::in_service;
-use super::store::{written_columns, StatementContext, Table, STAGING};
-use crate::error::Result;
+use super::store::{written_columns, Schemas, StatementContext, Table, STAGING};
+use crate::contract::StatusChanges;
+use crate::error::{from_postgres, Result};
 use crate::sink::qualified;
 
 /// Names of the statements of [`statements`] besides the two passes of
@@ -99,27 +103,18 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         &conflict_life[2],
         &conflict_life[3],
     );
-    let deleted = qualified(
-        &ctx.schemas.analytics,
-        "factvisitcallperformance_deleted_cr",
-    );
-    let deleted_id = ctx.source.expr(
-        "d",
-        "factvisitcallperformance_deleted_cr",
-        "Visit Id",
-        Want::Uuid,
-    )?;
+    let deleted_ids = deleted_visit_ids(ctx)?;
     // Step 1: the conflicting visit was deleted → pair D, resolved by the
     // conflicting agency's contact, else its name; the primary visit was deleted → its conflict D.
     let deleted_pairs_sql = format!(
         "UPDATE {cvm} c SET {ps} = 'D', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now},\n\
            {pb} = coalesce(nullif(c.\"ConAgencyContact\", ''), c.\"ConProviderName\")\n\
-         WHERE c.\"StatusFlag\" IS DISTINCT FROM 'D' AND c.\"ConVisitID\" IN (SELECT {deleted_id} FROM {deleted} d)"
+         WHERE c.\"StatusFlag\" IS DISTINCT FROM 'D' AND c.\"ConVisitID\" IN {deleted_ids}"
     );
     let deleted_conflicts_sql = format!(
         "UPDATE {conflicts} k SET {ks} = 'D', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
          WHERE k.\"StatusFlag\" IS DISTINCT FROM 'D' AND k.\"CONFLICTID\" IN (\n\
-           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE c.\"VisitID\" IN (SELECT {deleted_id} FROM {deleted} d))"
+           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE c.\"VisitID\" IN {deleted_ids})"
     );
     let cols = LifecycleColumns { now: &now, cvm: &cvm, conflicts: &conflicts, ps, pr, pu, pb, ks, kr, kb, kf };
     let inside = later_steps(&cols, &Scope::INSIDE_WINDOW);
@@ -143,6 +138,18 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
     out.extend(inside);
     out.extend(outside);
     Ok(out)
+}
+
+/// The deleted visit ids as an SQL subquery, `(SELECT … FROM
+/// factvisitcallperformance_deleted_cr d)`: the whole table, no time filter
+/// ([SF] step 1 of docs/conflicts.md §8.2), ids as `uuid` whatever the
+/// column type (docs/conflicts.md §2.4).
+///
+/// Errors: [`crate::error::ErrorKind::SchemaMismatch`] from the source column types.
+pub fn deleted_visit_ids(ctx: &StatementContext) -> Result<String> {
+    let deleted = qualified(&ctx.schemas.analytics, "factvisitcallperformance_deleted_cr");
+    let id = ctx.source.expr("d", "factvisitcallperformance_deleted_cr", "Visit Id", Want::Uuid)?;
+    Ok(format!("(SELECT {id} FROM {deleted} d)"))
 }
 
 /// The written column names (quoted by the allow-list) and tables the
@@ -325,4 +332,79 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
             clear_conflicts_sql,
         ])
         .collect()
+}
+
+/// The conflicts' statuses before the night: `id` (`CONFLICTID`) and
+/// `status` (`StatusFlag` as text) of every conflict with a pair in the window.
+const CONFLICTS_BEFORE: &str = "pg_temp.thaw_conflict_status_before";
+
+/// The names of the second-pass statements that set a status (counted in
+/// [`crate::contract::StatusChanges::outside_window_status_writes`]).
+pub const OUTSIDE_WINDOW_STATUS_STEPS: &[&str] = &[
+    "outside the window: missed conflicts",
+    "outside the window: missed pairs",
+    "outside the window: reopen conflicts",
+    "outside the window: cascade down",
+    "outside the window: cascade up",
+    "outside the window: no response conflicts",
+    "outside the window: no response pairs",
+];
+
+/// Snapshot the status of every conflict with a pair in `window` (first and
+/// last `VisitDate`), for [`status_changes`]. Call before
+/// [`super::store::apply`], after [`super::history::snapshot`] (whose pair
+/// snapshot [`status_changes`] reads). Work: one pass over the window's pairs.
+///
+/// Errors: PostgreSQL errors.
+pub async fn snapshot_statuses(tx: &Transaction<'_>, schemas: &Schemas, window: (NaiveDate, NaiveDate)) -> Result<()> {
+    let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
+    let conflicts = qualified(&schemas.conflict, "conflicts");
+    let sql = format!(
+        "CREATE TEMP TABLE thaw_conflict_status_before ON COMMIT DROP AS\n\
+         SELECT k.\"CONFLICTID\" AS id, k.\"StatusFlag\"::text AS status FROM {conflicts} k\n\
+         WHERE k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE c.\"VisitDate\" BETWEEN $1 AND $2)"
+    );
+    tx.execute(sql.as_str(), &[&window.0, &window.1])
+        .await
+        .map_err(|e| from_postgres(e, "taking the pre-run snapshot of the conflicts' statuses"))?;
+    tx.batch_execute(&format!("CREATE INDEX ON {CONFLICTS_BEFORE} (id); ANALYZE {CONFLICTS_BEFORE}"))
+        .await
+        .map_err(|e| from_postgres(e, "indexing the pre-run snapshot of the conflicts' statuses"))?;
+    Ok(())
+}
+
+/// The net status changes of the night (docs/conflicts.md §8.2.2): the
+/// pairs of the pre-run snapshot of [`super::history::snapshot`] and the
+/// conflicts of [`snapshot_statuses`] whose status now differs, by new
+/// status. `outside_window_status_writes` is left 0 (the caller adds the second pass's
+/// statement counts). Call after [`super::store::apply`].
+///
+/// Errors: PostgreSQL errors.
+pub async fn status_changes(tx: &Transaction<'_>, schemas: &Schemas) -> Result<StatusChanges> {
+    let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
+    let conflicts = qualified(&schemas.conflict, "conflicts");
+    let by_status = "count(*) FILTER (WHERE now_status = 'D')::int8, count(*) FILTER (WHERE now_status = 'R')::int8, \
+                     count(*) FILTER (WHERE now_status = 'U')::int8, count(*) FILTER (WHERE now_status = 'N')::int8";
+    let sql = format!(
+        "SELECT 0 AS part, {by_status} FROM (SELECT c.\"StatusFlag\"::text AS now_status FROM {cvm} c JOIN {pairs} b ON b.id = c.\"ID\"\n\
+           WHERE c.\"StatusFlag\"::text IS DISTINCT FROM b.status) p\n\
+         UNION ALL\n\
+         SELECT 1, {by_status} FROM (SELECT k.\"StatusFlag\"::text AS now_status FROM {conflicts} k JOIN {CONFLICTS_BEFORE} b ON b.id = k.\"CONFLICTID\"\n\
+           WHERE k.\"StatusFlag\"::text IS DISTINCT FROM b.status) k\n\
+         ORDER BY part",
+        pairs = super::history::BEFORE,
+    );
+    let rows = tx.query(sql.as_str(), &[]).await.map_err(|e| from_postgres(e, "counting the night's status changes"))?;
+    let count = |row: usize, i: usize| rows.get(row).map_or(0, |r| r.get::<_, i64>(i + 1) as u64);
+    Ok(StatusChanges {
+        pairs_deleted: count(0, 0),
+        pairs_resolved: count(0, 1),
+        pairs_reopened: count(0, 2),
+        pairs_no_response: count(0, 3),
+        conflicts_deleted: count(1, 0),
+        conflicts_resolved: count(1, 1),
+        conflicts_reopened: count(1, 2),
+        conflicts_no_response: count(1, 3),
+        outside_window_status_writes: 0,
+    })
 }

@@ -407,7 +407,10 @@ async fn run_locked(
     }
     // docs/conflicts.md §9.2: the recorded fields before and after the writes.
     let audit = timed("log history before", history::snapshot(&tx, schemas, window)).await?;
+    timed("statuses before", lifecycle::snapshot_statuses(&tx, schemas, window)).await?;
     let counts = store::apply(&tx, schemas, &detection, &source_types, window, keyed).await?;
+    summary.status_changes = timed("status changes", lifecycle::status_changes(&tx, schemas)).await?;
+    summary.status_changes.outside_window_status_writes = counts.outside_window_status_changes;
     let logged = timed("log history after", history::record(&tx, schemas, &audit, &zone_literal, window)).await?;
     tracing::info!(entries = logged.entries, values = logged.values, "conflict log history written");
     summary.inserted = counts.inserted;

@@ -12,7 +12,8 @@
 //!      joined to the staged pairs;
 //!    * **refresh**: a stored pair is updated only when something differs —
 //!      a snapshot column, a flag going N→Y (flags are sticky, [SF] docs/conflicts.md §7.2), or
-//!      a resolved ('R') pair detected again (reopened to 'U', [SF] docs/conflicts.md §8.2) —
+//!      its status: a resolved ('R') pair, or a deleted ('D') one whose visit was
+//!      restored, detected again reopens to 'U' ([SF] docs/conflicts.md §7.2, §D24) —
 //!      so a run with no source change updates nothing, not even `UpdatedDate`;
 //!    * **insert** new pairs allowed to start a conflict ([SF-INS]), status 'U';
 //!    * **CONFLICTID** (TASK_04): a row without one inherits the CONFLICTID of
@@ -503,6 +504,9 @@ pub struct ApplyCounts {
     pub conflicts_created: u64,
     /// Visit–event pairs found (in-service and PTO, one orientation each, docs/conflicts.md §5).
     pub event_pairs: u64,
+    /// Rows whose status a step of the second pass (outside the window)
+    /// set, per statement ([`super::lifecycle::OUTSIDE_WINDOW_STATUS_STEPS`]).
+    pub outside_window_status_changes: u64,
 }
 
 /// Everything [`statements`] needs to build the SQL of one run.
@@ -644,7 +648,8 @@ ANALYZE {NEW}"#,
         .into_iter()
         .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c))
         .collect();
-    let update_sql = refresh_statement(&cvm, NEW, &refreshed, &RuleFlags::COLUMNS, &now)?;
+    let deleted_ids = super::lifecycle::deleted_visit_ids(ctx)?;
+    let update_sql = refresh_statement(&cvm, NEW, &refreshed, &RuleFlags::COLUMNS, &now, &deleted_ids)?;
 
     // 4. Insert new pairs allowed to start a conflict.
     let detected_q = written_columns(Table::ConflictVisitMaps, detected_cvm_columns())?;
@@ -697,7 +702,7 @@ ANALYZE {NEW}"#,
         .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c) && !RuleFlags::EVENT_COLUMNS.contains(c))
         .collect();
     let event_sticky: Vec<&str> = RuleFlags::COLUMNS.iter().copied().chain(RuleFlags::EVENT_COLUMNS).collect();
-    let event_update_sql = refresh_statement(&cvm, in_service::EVENT_NEW, &event_refreshed, &event_sticky, &now)?;
+    let event_update_sql = refresh_statement(&cvm, in_service::EVENT_NEW, &event_refreshed, &event_sticky, &now, &deleted_ids)?;
     let event_cols_q = written_columns(Table::ConflictVisitMaps, event_written.iter().copied())?;
     let event_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "CreatedDate", "ReverseUUID"])?;
     let event_insert_sql = format!(
@@ -873,34 +878,52 @@ async fn cvm_types(tx: &Transaction<'_>, schemas: &Schemas) -> Result<HashMap<St
 /// (docs/conflicts.md §7.2): a stored row with the same `(VisitID,
 /// ConVisitID)` is updated only when something changes — a `refreshed`
 /// column differs, a `sticky` flag goes `N` → `Y` (a flag is replaced only
-/// when its stored value is `'N'`), or the row is `R` and reopens to `U`
-/// (`ResolveDate` cleared) unless one of its visits is missed — and then
-/// gets `UpdatedDate` = `now`. `W`, `I` and `D` keep their status.
-fn refresh_statement(cvm: &str, new_table: &str, refreshed: &[&str], sticky: &[&str], now: &str) -> Result<String> {
+/// when its stored value is `'N'`), or its status changes — and then gets
+/// `UpdatedDate` = `now`.
+///
+/// Status ([SF] sets every detected pair but `W`/`I` to `U`, then the
+/// lifecycle steps run; thaw writes the net outcome, docs/conflicts.md
+/// §D24): an `R` row, and a `D` row whose conflicting visit is no longer in
+/// `deleted_ids` (a restored visit; the SQL of a subquery of deleted visit
+/// ids), reopens to `U`, or becomes `R` when one of its visits is missed
+/// (an `R` row then stays as it is); a `D` row whose conflicting visit is
+/// still deleted stays `D`; `W`, `I`, `U` and `N` keep their status.
+/// `ResolveDate` is not written here: step 9 of docs/conflicts.md §8.2
+/// clears it on the rows that stay open, and a row closed again in the same
+/// night keeps its date (§D24).
+fn refresh_statement(cvm: &str, new_table: &str, refreshed: &[&str], sticky: &[&str], now: &str, deleted_ids: &str) -> Result<String> {
     let refreshed_q = written_columns(Table::ConflictVisitMaps, refreshed.iter().copied())?;
     let flags_q = written_columns(Table::ConflictVisitMaps, sticky.iter().copied())?;
-    let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "ResolveDate", "UpdatedDate"])?;
+    let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "UpdatedDate"])?;
     let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
     sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
-    // A resolved pair detected again reopens, unless one of its visits is
-    // missed: the missed step (docs/conflicts.md §8.2 step 3) would resolve
-    // it again at once, so it stays resolved and nothing is rewritten.
-    let reopen = "c.\"StatusFlag\" = 'R' AND NOT coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
-    sets.push(format!("{} = CASE WHEN {reopen} THEN 'U' ELSE c.\"StatusFlag\" END", life[0]));
-    sets.push(format!("{} = CASE WHEN {reopen} THEN NULL ELSE c.\"ResolveDate\" END", life[1]));
-    sets.push(format!("{} = {now}", life[2]));
+    let status = refreshed_status(deleted_ids);
+    sets.push(format!("{} = {status}", life[0]));
+    sets.push(format!("{} = {now}", life[1]));
     let mut changed = vec![format!(
         "ROW({}) IS DISTINCT FROM ROW({})",
         refreshed_q.iter().map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", "),
         refreshed_q.iter().map(|c| format!("n.{c}")).collect::<Vec<_>>().join(", ")
     )];
     changed.extend(flags_q.iter().map(|f| format!("(c.{f} = 'N' AND n.{f} = 'Y')")));
-    changed.push(format!("({reopen})"));
+    changed.push(format!("{status} IS DISTINCT FROM c.\"StatusFlag\""));
     Ok(format!(
         "UPDATE {cvm} c SET {sets}\nFROM {new_table} n\nWHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
         sets = sets.join(",\n    "),
         changed = changed.join("\n    OR "),
     ))
+}
+
+/// The status of a stored pair `c` detected again as the would-be row `n`
+/// (see [`refresh_statement`]); `deleted_ids` is a subquery of the deleted
+/// visit ids. Three-valued as [SF]: a NULL `IsMissed` is not missed, and a
+/// conflicting visit id compared with a NULL deleted id is not deleted.
+fn refreshed_status(deleted_ids: &str) -> String {
+    let closed = format!(
+        "(c.\"StatusFlag\" = 'R' OR (c.\"StatusFlag\" = 'D' AND NOT coalesce(c.\"ConVisitID\" IN {deleted_ids}, false)))"
+    );
+    let missed = "coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
+    format!("(CASE WHEN {closed} AND NOT {missed} THEN 'U' WHEN {closed} THEN 'R' ELSE c.\"StatusFlag\" END)")
 }
 
 /// For [`super::groups::plan_new_rows`]: the query of the `("VisitID",
@@ -996,6 +1019,7 @@ pub async fn apply(
             "in-service and PTO pairs" => counts.event_pairs = rows,
             "conflicts" => counts.conflicts_created = rows,
             "resolve" | "resolve event rows" => counts.resolved += rows,
+            n if super::lifecycle::OUTSIDE_WINDOW_STATUS_STEPS.contains(&n) => counts.outside_window_status_changes += rows,
             _ => {}
         }
     }
