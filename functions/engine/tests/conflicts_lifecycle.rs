@@ -243,6 +243,31 @@ async fn conflict_lifecycle_restored_missed_visit_resolves_its_deleted_pair() {
     assert_eq!(night.status_changes, StatusChanges { pairs_resolved: 1, ..Default::default() }, "{night:?}");
 }
 
+/// docs/conflicts.md §7.2: a stored pair whose `StatusFlag` is NULL (the
+/// column's default is 'U'; someone else wrote NULL) is not `W` or `I`, so
+/// [SF]'s refresh sets it `U` when it is detected again, and step 3 then
+/// resolves it (with a ResolveDate) when one of its visits is missed.
+#[tokio::test]
+async fn conflict_lifecycle_pair_with_a_null_status_detected_again_is_open() {
+    let mut client = planted("cf_null_status").await;
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflictvisitmaps SET "StatusFlag" = NULL WHERE "AppVisitID" IN (101, 103, 104);
+               UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = true WHERE "Application Visit Id" = 104;"#,
+        )
+        .await
+        .unwrap();
+    let night = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:R*", "4:R*"]));
+    assert_eq!(
+        night.status_changes,
+        StatusChanges { pairs_resolved: 2, pairs_reopened: 1, conflicts_resolved: 2, ..Default::default() },
+        "{night:?}"
+    );
+}
+
 /// A25 and A23: one side becomes missed → pair and conflict `R`, and stay so
 /// without rewrites while nothing changes; no longer missed → both reopen
 /// to `U` with ResolveDate cleared.

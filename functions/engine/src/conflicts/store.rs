@@ -887,7 +887,8 @@ async fn cvm_types(tx: &Transaction<'_>, schemas: &Schemas) -> Result<HashMap<St
 /// `deleted_ids` (a restored visit; the SQL of a subquery of deleted visit
 /// ids), reopens to `U`, or becomes `R` when one of its visits is missed
 /// (an `R` row then stays as it is); a `D` row whose conflicting visit is
-/// still deleted stays `D`; `W`, `I`, `U` and `N` keep their status.
+/// still deleted stays `D`; a NULL status becomes `U` ([SF]: `U` unless `W`
+/// or `I`); `W`, `I`, `U` and `N` keep their status.
 /// `ResolveDate` is not written here: step 9 of docs/conflicts.md §8.2
 /// clears it on the rows that stay open, and a row closed again in the same
 /// night keeps its date (§D24).
@@ -923,7 +924,11 @@ fn refreshed_status(deleted_ids: &str) -> String {
         "(c.\"StatusFlag\" = 'R' OR (c.\"StatusFlag\" = 'D' AND NOT coalesce(c.\"ConVisitID\" IN {deleted_ids}, false)))"
     );
     let missed = "coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
-    format!("(CASE WHEN {closed} AND NOT {missed} THEN 'U' WHEN {closed} THEN 'R' ELSE c.\"StatusFlag\" END)")
+    // A NULL status (written by someone else) is not `W` or `I`: [SF]'s refresh sets it `U`
+    // (step 3 then resolves it if a visit is missed, with a ResolveDate).
+    format!(
+        "(CASE WHEN c.\"StatusFlag\" IS NULL THEN 'U' WHEN {closed} AND NOT {missed} THEN 'U' WHEN {closed} THEN 'R' ELSE c.\"StatusFlag\" END)"
+    )
 }
 
 /// For [`super::groups::plan_new_rows`]: the query of the `("VisitID",
