@@ -898,7 +898,7 @@ fn refresh_statement(cvm: &str, new_table: &str, refreshed: &[&str], sticky: &[&
     let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "UpdatedDate"])?;
     let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
     sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
-    let status = refreshed_status(deleted_ids);
+    let status = refreshed_status();
     sets.push(format!("{} = {status}", life[0]));
     sets.push(format!("{} = {now}", life[1]));
     let mut changed = vec![format!(
@@ -909,20 +909,20 @@ fn refresh_statement(cvm: &str, new_table: &str, refreshed: &[&str], sticky: &[&
     changed.extend(flags_q.iter().map(|f| format!("(c.{f} = 'N' AND n.{f} = 'Y')")));
     changed.push(format!("{status} IS DISTINCT FROM c.\"StatusFlag\""));
     Ok(format!(
-        "UPDATE {cvm} c SET {sets}\nFROM {new_table} n\nWHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
+        "UPDATE {cvm} c SET {sets}\nFROM {new_table} n\n  LEFT JOIN (SELECT DISTINCT x.id FROM {deleted_ids} AS x(id)) deleted ON deleted.id = n.\"ConVisitID\"\n\
+         WHERE c.\"VisitID\" = n.\"VisitID\" AND c.\"ConVisitID\" = n.\"ConVisitID\"\n  AND ({changed})",
         sets = sets.join(",\n    "),
         changed = changed.join("\n    OR "),
     ))
 }
 
 /// The status of a stored pair `c` detected again as the would-be row `n`
-/// (see [`refresh_statement`]); `deleted_ids` is a subquery of the deleted
-/// visit ids. Three-valued as [SF]: a NULL `IsMissed` is not missed, and a
-/// conflicting visit id compared with a NULL deleted id is not deleted.
-fn refreshed_status(deleted_ids: &str) -> String {
-    let closed = format!(
-        "(c.\"StatusFlag\" = 'R' OR (c.\"StatusFlag\" = 'D' AND NOT coalesce(c.\"ConVisitID\" IN {deleted_ids}, false)))"
-    );
+/// (see [`refresh_statement`]); `deleted.id` is the conflicting visit's id
+/// when it is in the deleted-visits table, else NULL (a join, not an `IN`
+/// inside the `CASE`, which PostgreSQL could only run as a subplan over the
+/// whole deleted table). Three-valued as [SF]: a NULL `IsMissed` is not missed.
+fn refreshed_status() -> String {
+    let closed = "(c.\"StatusFlag\" = 'R' OR (c.\"StatusFlag\" = 'D' AND deleted.id IS NULL))";
     let missed = "coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
     // A NULL status (written by someone else) is not `W` or `I`: [SF]'s refresh sets it `U`
     // (step 3 then resolves it if a visit is missed, with a ResolveDate).
