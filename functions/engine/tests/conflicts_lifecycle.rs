@@ -212,6 +212,48 @@ async fn conflict_lifecycle_pair_of_a_visit_still_deleted_stays_deleted_when_det
     assert_eq!(night4.status_changes, StatusChanges::default(), "{night4:?}");
 }
 
+/// docs/conflicts.md §8.2 steps 5-7, literally: a restored visit whose own
+/// `D` conflict has two pairs. Every pair reopens on re-detection; the other
+/// visits' conflicts reopen (step 5); the restored visit's conflict stays `D`
+/// (step 5 never reopens `D`) over two open pairs, because cascade down
+/// needs one pair or all but one closed, and cascade up skips `D`.
+#[tokio::test]
+async fn conflict_lifecycle_restored_visit_with_two_pairs_keeps_its_deleted_conflict_over_open_pairs() {
+    let mut client = planted("cf_restored_two").await;
+    client
+        .batch_execute(
+            r#"CREATE TEMP TABLE visit_106 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 101;
+               UPDATE visit_106 SET "Visit Id" = '00000000-0000-0000-0000-000000000006', "Application Visit Id" = 106;
+               INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM visit_106;"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
+    client
+        .batch_execute(
+            r#"CREATE TABLE analytics.visit_102 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;
+               INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date") SELECT "Visit Id", "Visit Date" FROM analytics.visit_102;
+               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:D*", "2>1:R*", "2>6:R*", "3>4:U", "4>3:U", "6>2:D*"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:D*", "3:U", "4:U", "6:R*"]));
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM analytics.visit_102;
+               DELETE FROM analytics.factvisitcallperformance_deleted_cr;"#,
+        )
+        .await
+        .unwrap();
+    let night = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U", "6:U"]));
+    assert_eq!(night.status_changes, StatusChanges { pairs_reopened: 4, conflicts_reopened: 2, ..Default::default() }, "{night:?}");
+}
+
 /// A restored visit that is missed: its `D` pair becomes `R` ([SF]: `U` by
 /// the refresh, `R` by step 3), keeping its ResolveDate (§D24).
 #[tokio::test]
