@@ -491,3 +491,34 @@ async fn text_and_composite_keys_partition_alike_in_both_engines_and_every_diffe
     assert_eq!(changed, [(key("e\u{301}", 1), v("v6-1", "changed"))], "{d:?}");
     assert!(d.levels >= 3, "a deep bisection: {d:?}");
 }
+
+/// An empty table reconciles clean (both sums are SQL NULL over no rows),
+/// and rows on one side only of an otherwise empty table are each found
+/// by key: extra while Snowflake is empty, missing while PostgreSQL is.
+#[tokio::test]
+async fn an_empty_table_reconciles_clean_and_rows_on_one_side_only_are_found_by_key() {
+    let (sf_db, pg_db) = (unique("SFEMPTY").to_uppercase(), unique("empty"));
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    sf.execute(&format!("CREATE OR REPLACE TABLE \"{sf_db}\".\"S\".\"NOTHING\" (\"ID\" NUMBER(38,0), \"NOTE\" VARCHAR(20))")).await.unwrap();
+    pg.batch_execute("CREATE TABLE public.nothing (\"ID\" int8 PRIMARY KEY, \"NOTE\" varchar(20))").await.unwrap();
+    let entry = r#"{"source": "NOTHING", "target": "nothing", "uniqueness_columns": ["ID"], "batch_size": 5000}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[entry], "")));
+    let run = first_run(&config).await;
+    run.outcome().expect("an empty table copies and reconciles clean");
+    let t = &run.reconcile.as_ref().unwrap().tables[0];
+    assert_eq!((t.status.as_str(), t.source_rows, t.target_rows), ("ok", 0, 0));
+
+    let full = reconcile::ReconcileOptions { full: true, ..Default::default() };
+    pg.batch_execute("INSERT INTO public.nothing VALUES (1, 'a'), (2, NULL)").await.unwrap();
+    let (summary, details) = reconcile::reconcile_run_with(&config, &RunRequest { run_id: run.plan.run_id }, full).await.unwrap();
+    assert_eq!((summary.tables[0].status.as_str(), summary.tables[0].source_rows, summary.tables[0].target_rows), ("mismatch", 0, 2));
+    let d = details[0].diff.as_ref().unwrap();
+    assert_eq!((d.missing.clone(), d.extra.clone(), d.changed_count), (Vec::<String>::new(), vec!["1".to_string(), "2".to_string()], 0));
+
+    pg.batch_execute("DELETE FROM public.nothing").await.unwrap();
+    sf.execute(&format!("INSERT INTO \"{sf_db}\".\"S\".\"NOTHING\" VALUES (3, 'c')")).await.unwrap();
+    let (summary, details) = reconcile::reconcile_run_with(&config, &RunRequest { run_id: run.plan.run_id }, full).await.unwrap();
+    assert_eq!((summary.tables[0].status.as_str(), summary.tables[0].source_rows, summary.tables[0].target_rows), ("mismatch", 1, 0));
+    assert_eq!(details[0].diff.as_ref().unwrap().missing, ["3"]);
+}
