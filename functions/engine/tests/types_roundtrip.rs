@@ -903,7 +903,8 @@ async fn canonical_json_is_the_same_in_postgres_and_rust_for_generated_documents
 /// zeros at several scales, TIMESTAMP_TZ at non-UTC offsets and across DST
 /// changes, timestamps and times at µs and ns, dates at 0001-01-01 and
 /// 9999-12-31, text with emoji, control characters, trailing blanks and
-/// CRLF, BOOLEAN NULL, empty BINARY, VARIANT strings vs numbers, nested
+/// CRLF, numbers in text with signs, leading zeros and blanks, BOOLEAN
+/// NULL, empty BINARY, VARIANT strings vs numbers, nested
 /// arrays, JSON null. Within a column, every value differs from the others,
 /// so their canonical texts must differ too (a target holding one where
 /// the source holds another is found).
@@ -936,6 +937,8 @@ const EDGES: &[(&str, &str, &[&str])] = &[
         "'e' || CHR(769)", "CHR(233)", "'中文'", "''", "NULL",
     ]),
     ("TEXT", "varchar(10)", &["'x  '", "'x'", "'😀'"]),
+    ("TEXT", "int8", &["'+7'", "'-0'", "'008'", "' 42'"]),
+    ("TEXT", "numeric(10,3)", &["'+7'", "'-0.000'", "'007.5'", "'.5'"]),
     ("BOOLEAN", "bool", &["NULL", "TRUE", "FALSE"]),
     ("BINARY", "bytea", &["TO_BINARY('', 'HEX')", "NULL", "TO_BINARY('00', 'HEX')", "TO_BINARY('0000', 'HEX')"]),
     ("VARIANT", "jsonb", &[
