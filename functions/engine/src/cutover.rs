@@ -278,6 +278,7 @@ async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) 
     let last_day = at.date_naive();
     let first_day = last_day - chrono::Days::new(u64::from(days) - 1);
     let in_window: Vec<&tokio_postgres::Row> = rows.iter().filter(|r| r.get::<_, DateTime<Utc>>(0).date_naive() >= first_day).collect();
+    let not_clean = in_window.iter().filter(|r| r.get::<_, String>(1) != "ok").count();
     let bad: Vec<String> = in_window
         .iter()
         .filter(|r| r.get::<_, String>(1) != "ok")
@@ -294,7 +295,13 @@ async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) 
         })
         .collect();
     if !bad.is_empty() {
-        return Ok(gate("dual-read", false, format!("dual-read differed in the last {days} days: {}; see `thaw dual-read` and ops/cutover.md §1", bad.join("; "))));
+        // An `error` is a comparison that could not be made, not a difference: say both.
+        let newest_first = if not_clean > bad.len() { format!(" (the newest {})", bad.len()) } else { String::new() };
+        return Ok(gate(
+            "dual-read",
+            false,
+            format!("{not_clean} dual-read result(s) of the last {days} days differed or failed{newest_first}: {}; see `thaw dual-read` and ops/cutover.md §1", bad.join("; ")),
+        ));
     }
     // Clean on each of those days.
     let clean_days: std::collections::BTreeSet<chrono::NaiveDate> = in_window.iter().map(|r| r.get::<_, DateTime<Utc>>(0).date_naive()).collect();

@@ -228,6 +228,11 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
     assert!(response.error.as_deref().unwrap_or_default().contains("does not exist"), "{response:?}");
     let stored: i64 = pg.query_one("SELECT count(*) FROM migration_status.dual_read_results WHERE status = 'error'", &[]).await.unwrap().get(0);
     assert_eq!(stored, 1);
+    // The gate names failed comparisons as failed, not as differences, and counts them all.
+    let report = check(&config, &GateOptions::default()).await.unwrap();
+    let dual = gate(&report, "dual-read");
+    assert!(!dual.passed && dual.reason.starts_with("3 dual-read result(s) of the last 7 days differed or failed: "), "{}", report.render());
+    assert!(dual.reason.contains(" error: ") && dual.reason.contains("does not exist"), "{}", report.render());
 
     // Found when tried as a new user would: the comparison read the schema `conflict` whatever
     // conflicts.conflict_schema said. Another schema: compared there; none there: named.

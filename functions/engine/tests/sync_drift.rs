@@ -164,6 +164,33 @@ async fn dropped_source_column_is_an_error_naming_it() {
     assert_eq!(pg_count(&pg, "public.orders").await, 150);
 }
 
+/// Found when tried as a new user would: a target column the previous run
+/// filled, renamed (or dropped) in PostgreSQL, was skipped without a word:
+/// the source column stopped being copied and reconcile, comparing only the
+/// copied columns, said "ok". It now stops the plan naming the column,
+/// before anything is written; `exclude_columns` stops copying it on purpose.
+#[tokio::test]
+async fn target_column_the_previous_run_filled_renamed_away_is_an_error_naming_it() {
+    let (sf_db, pg_db, _sf, pg) = setup("tgtgone", 150, true).await;
+    let config1 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "")));
+    runner::run(config1.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+
+    pg.batch_execute("ALTER TABLE public.orders RENAME COLUMN \"Note\" TO note_old").await.unwrap();
+    let err = runner::run(config1, options(), Arc::new(Quiet)).await.expect_err("a target column gone stops the plan");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    assert!(err.message.contains("target column(s) \"Note\" (filled from source column \"Note\") that the previous run copied no longer exist"), "{err}");
+    assert!(err.message.contains("exclude_columns"), "{err}");
+    assert_eq!(runs(&pg).await, 1, "no run was recorded");
+
+    // Copying it no more, on purpose: runs and reconcile go on.
+    let skipped = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, r#", "exclude_columns": ["Note"]"#)], "")));
+    runner::run(skipped, options(), Arc::new(Quiet)).await.expect("a report").outcome().expect("an excluded column is not drift");
+    // Renamed back, the column is copied again.
+    pg.batch_execute("ALTER TABLE public.orders RENAME COLUMN note_old TO \"Note\"").await.unwrap();
+    let config3 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "")));
+    runner::run(config3, options(), Arc::new(Quiet)).await.expect("a report").outcome().expect("the target column is back");
+}
+
 #[tokio::test]
 async fn retyped_source_column_is_an_error_naming_both_types() {
     let (sf_db, pg_db, sf, pg) = setup("retype", 150, true).await;

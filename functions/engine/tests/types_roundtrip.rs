@@ -514,9 +514,12 @@ async fn sides(name: &str, pairs: &[(&str, &str, &[&str])], via_encoder: bool) -
     let pg = migrated_postgres(name).await;
     let sf_settings = thaw_test_support::snowflake();
     let sf = source::connect(&sf_settings, None, None).await.expect("login to the emulator");
-    sf.execute("CREATE DATABASE IF NOT EXISTS THAW_TYPES").await.unwrap();
-    sf.execute("CREATE SCHEMA IF NOT EXISTS THAW_TYPES.CANONICAL").await.unwrap();
-    let fqn = format!("THAW_TYPES.CANONICAL.{}", name.to_uppercase());
+    // One database per call: tests run as parallel processes, and the
+    // emulator fails a concurrent `CREATE DATABASE IF NOT EXISTS` of one name.
+    let database = format!("THAW_TYPES_{}", name.to_uppercase());
+    sf.execute(&format!("CREATE DATABASE IF NOT EXISTS {database}")).await.unwrap();
+    sf.execute(&format!("CREATE SCHEMA IF NOT EXISTS {database}.CANONICAL")).await.unwrap();
+    let fqn = format!("{database}.CANONICAL.{}", name.to_uppercase());
     let columns: Vec<String> = (0..pairs.len()).map(|i| format!("C{i}")).collect();
     let ddl: Vec<String> = pairs.iter().zip(&columns).map(|((sf_type, _, _), c)| format!("{c} {sf_type}")).collect();
     sf.execute(&format!("CREATE OR REPLACE TABLE {fqn} (ID NUMBER(38,0), {})", ddl.join(", "))).await.unwrap();
@@ -569,7 +572,7 @@ async fn sides(name: &str, pairs: &[(&str, &str, &[&str])], via_encoder: bool) -
     let pg_exprs: Vec<String> = column_pairs.iter().map(|c| format!("CAST({} AS TEXT)", canonical::postgres_expr(&c.source, &c.target))).collect();
     pg.batch_execute("SET extra_float_digits = 1").await.unwrap();
     let pg_rows: Vec<Vec<Option<String>>> = pg
-        .query(&format!("SELECT {} FROM {table} ORDER BY \"ID\"", pg_exprs.join(", ")), &[])
+        .query(&format!("SELECT {} FROM {table} ORDER BY {table}.\"ID\"", pg_exprs.join(", ")), &[])
         .await
         .unwrap()
         .iter()
@@ -577,7 +580,7 @@ async fn sides(name: &str, pairs: &[(&str, &str, &[&str])], via_encoder: bool) -
         .collect();
     let raw_exprs: Vec<String> = column_pairs.iter().map(|c| canonical::postgres_expr(&c.source, &c.target)).collect();
     let postgres_hashes = pg
-        .query(&format!("SELECT MD5({}), MD5({}) FROM {table} ORDER BY \"ID\"", canonical::row_text(&raw_exprs[..1]), canonical::row_text(&raw_exprs)), &[])
+        .query(&format!("SELECT MD5({}), MD5({}) FROM {table} ORDER BY {table}.\"ID\"", canonical::row_text(&raw_exprs[..1]), canonical::row_text(&raw_exprs)), &[])
         .await
         .unwrap()
         .iter()
@@ -893,4 +896,91 @@ async fn canonical_json_is_the_same_in_postgres_and_rust_for_generated_documents
     assert!(documents.iter().filter(|d| d.starts_with('{') && d.len() > 40).count() > 1000, "the generator makes sizeable objects");
     let differences = json_differences(&pg, &documents).await;
     assert!(differences.is_empty(), "{} of {} generated documents differ:\n{}", differences.len(), documents.len(), differences[..differences.len().min(8)].join("\n"));
+}
+
+/// Edge values a faithful copy must reconcile clean (docs/reconcile.md §3):
+/// NUMBER(38,s) beyond i64 and at 38 digits, negative zero and trailing
+/// zeros at several scales, TIMESTAMP_TZ at non-UTC offsets and across DST
+/// changes, timestamps and times at µs and ns, dates at 0001-01-01 and
+/// 9999-12-31, text with emoji, control characters, trailing blanks and
+/// CRLF, numbers in text with signs, leading zeros and blanks, BOOLEAN
+/// NULL, empty BINARY, VARIANT strings vs numbers, nested
+/// arrays, JSON null. Within a column, every value differs from the others,
+/// so their canonical texts must differ too (a target holding one where
+/// the source holds another is found).
+const EDGES: &[(&str, &str, &[&str])] = &[
+    // (fakesnow stores NUMBER(38,0) as BIGINT, so values beyond i64 use scale 1 here.)
+    ("NUMBER(38,1)", "numeric", &["9999999999999999999999999999999999999.9", "-9999999999999999999999999999999999999.9", "9223372036854775808", "-9223372036854775809", "0", "NULL"]),
+    ("NUMBER(38,1)", "numeric(38,1)", &["1234567890123456789012345678901234567.8", "-1", "0"]),
+    ("NUMBER(38,0)", "numeric", &["9223372036854775807", "-9223372036854775808", "0"]),
+    ("NUMBER(38,0)", "int8", &["9223372036854775807", "-9223372036854775808", "0"]),
+    ("NUMBER(38,10)", "numeric", &["1234567890123456789012345678.0123456789", "-0.0000000001", "0.1000000000", "0"]),
+    ("NUMBER(12,2)", "numeric(14,4)", &["-0.00", "1.10", "-1.00", "0.01"]),
+    ("NUMBER(12,2)", "numeric(12,2)", &["-0.00", "1.10", "-1.00"]),
+    ("NUMBER(12,2)", "text", &["-0.00", "1.10", "-1.00", "10"]),
+    ("NUMBER(12,2)", "float8", &["-0.00", "1.10", "-1.00"]),
+    ("TIMESTAMP_TZ", "timestamptz", &[
+        "'2024-03-10 01:59:59.999999-08:00'", "'2024-03-10 03:00:00-07:00'", "'2024-11-03 01:30:00-04:00'", "'2024-11-03 01:30:00-05:00'",
+        "'2024-01-01 00:00:00+14:00'", "'2024-01-01 00:00:00-12:00'", "'2024-01-01 00:00:00+05:45'", "'0001-01-01 12:00:00+00:00'", "'9999-12-31 23:59:59.999999+00:00'",
+    ]),
+    ("TIMESTAMP_NTZ", "timestamp", &[
+        "'2024-03-10 20:00:00.123456789'", "'2024-03-10 20:00:00.123456'", "'2024-03-10 20:00:00.000001'", "'0001-01-01 00:00:00'", "'9999-12-31 23:59:59.999999'",
+        "'1900-01-01 12:00:00.000001'", "'1969-12-31 23:59:59.999999'",
+    ]),
+    ("TIMESTAMP_NTZ", "timestamptz", &["'0001-01-01 00:00:00'", "'9999-12-31 23:59:59.999999'", "'1969-07-20 20:17:40.000001'"]),
+    ("TIMESTAMP_LTZ", "timestamptz", &["'0001-01-01 00:00:00'", "'9999-12-31 23:59:59.999999'", "'2024-03-10 02:30:00'"]),
+    ("DATE", "date", &["'0001-01-01'", "'9999-12-31'", "'1582-10-10'", "'1900-02-28'", "'2000-02-29'"]),
+    ("DATE", "timestamp", &["'0001-01-01'", "'9999-12-31'"]),
+    ("TIME", "time", &["'23:59:59.999999'", "'00:00:00.000001'", "'12:00:00.1'", "'12:00:00'"]),
+    ("TEXT", "text", &[
+        "'😀 emoji'", "'a' || CHR(13) || CHR(10) || 'b'", "'a' || CHR(10) || 'b'", "'x  '", "'x'", "' x'", "'tab' || CHR(9)", "'ctl' || CHR(1)",
+        "'e' || CHR(769)", "CHR(233)", "'中文'", "''", "NULL",
+    ]),
+    ("TEXT", "varchar(10)", &["'x  '", "'x'", "'😀'"]),
+    ("TEXT", "int8", &["'+7'", "'-0'", "'008'", "' 42'"]),
+    ("TEXT", "numeric(10,3)", &["'+7'", "'-0.000'", "'007.5'", "'.5'"]),
+    ("BOOLEAN", "bool", &["NULL", "TRUE", "FALSE"]),
+    ("BINARY", "bytea", &["TO_BINARY('', 'HEX')", "NULL", "TO_BINARY('00', 'HEX')", "TO_BINARY('0000', 'HEX')"]),
+    ("VARIANT", "jsonb", &[
+        r#"PARSE_JSON('"1"')"#, "PARSE_JSON('1')", "PARSE_JSON('[[1, [2, []]], {}]')", "PARSE_JSON('[[1, 2], []]')", "PARSE_JSON('null')", "NULL",
+        r#"PARSE_JSON('{"a": null}')"#, r#"PARSE_JSON('{"a": "null"}')"#, r#"PARSE_JSON('{"a": {}}')"#, "PARSE_JSON('[null]')", r#"PARSE_JSON('"😀"')"#,
+        "PARSE_JSON('true')", r#"PARSE_JSON('"true"')"#,
+    ]),
+];
+
+/// [`EDGES`], value by value: the emulator side, PostgreSQL and the Rust row
+/// hashes agree on every value copied by thaw's encoder, and distinct
+/// values of a column have distinct canonical texts.
+#[tokio::test]
+async fn edge_values_canonicalise_alike_in_both_engines_and_apart_from_each_other() {
+    let s = sides("edges", EDGES, true).await;
+    let mut differences = Vec::new();
+    for (row, ((e, p), r)) in s.emulator.iter().zip(&s.postgres).zip(&s.rust).enumerate() {
+        for (i, ((a, b), c)) in e.iter().zip(p).zip(r).enumerate().skip(1) {
+            if a != b || b != c {
+                let literal = EDGES[i - 1].2.get(row).copied().unwrap_or("NULL");
+                differences.push(format!("row {row} {} → {} {literal}: emulator {a:?} postgres {b:?} rust {c:?}", EDGES[i - 1].0, EDGES[i - 1].1));
+            }
+        }
+    }
+    assert!(differences.is_empty(), "canonical forms differ:\n{}", differences.join("\n"));
+    let col = |sf_type: &str, pg_type: &str| EDGES.iter().position(|(s, p, _)| *s == sf_type && *p == pg_type).unwrap() + 1;
+    // Nanoseconds are lowered to the coarser side's microseconds; NUMBER has no negative zero.
+    let ntz = col("TIMESTAMP_NTZ", "timestamp");
+    assert_eq!((s.postgres[0][ntz].as_deref(), s.postgres[1][ntz].as_deref()), (Some("1710100800123456"), Some("1710100800123456")));
+    let cents = col("NUMBER(12,2)", "numeric(12,2)");
+    assert_eq!(s.postgres[0][cents].as_deref(), Some("0.00"), "-0.00 is zero");
+    assert_eq!(s.postgres[0][col("NUMBER(12,2)", "numeric(14,4)")].as_deref(), Some("0.0000"));
+    assert_eq!(s.postgres[0][col("NUMBER(38,1)", "numeric")].as_deref(), Some("9999999999999999999999999999999999999.9"));
+    let mut collisions = Vec::new();
+    for (i, (sf_type, pg_type, literals)) in EDGES.iter().enumerate() {
+        let mut seen: HashMap<Option<String>, &str> = HashMap::new();
+        // The first NTZ literal is the second at nanoseconds (asserted equal above).
+        for (row, literal) in literals.iter().enumerate().skip(usize::from(i + 1 == ntz)) {
+            if let Some(earlier) = seen.insert(s.postgres[row][i + 1].clone(), literal) {
+                collisions.push(format!("{sf_type} → {pg_type}: {earlier} and {literal} both render {:?}", s.postgres[row][i + 1]));
+            }
+        }
+    }
+    assert!(collisions.is_empty(), "distinct values render alike:\n{}", collisions.join("\n"));
 }

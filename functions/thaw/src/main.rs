@@ -333,28 +333,26 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             if period_days == 0 {
                 return Err(Error::config("--period-days must be at least 1"));
             }
+            if let Some(path) = &report {
+                check_report_path(path)?;
+            }
             let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, full, period_days, ..Default::default() };
             let (resp, details, run_status) = match thaw_engine::reconcile::reconcile_on_demand(&config, &RunRequest { run_id }, options).await {
                 Ok(r) => r,
                 Err(e) => {
                     // The report file says what happened also when nothing could be reconciled.
-                    if let Some(path) = &report {
-                        write_report(path, &serde_json::json!({ "status": "failed", "error": { "step": "reconcile", "kind": e.kind, "message": e.message } }))?;
-                    }
-                    return Err(e);
+                    let failed = serde_json::json!({ "status": "failed", "error": { "step": "reconcile", "kind": e.kind, "message": e.message } });
+                    return outcome_and_report(Err(e), report.as_deref(), &failed);
                 }
             };
             let full = serde_json::json!({ "summary": resp, "tables": details, "run_status": run_status });
-            if let Some(path) = &report {
-                write_report(path, &full)?;
-            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&full).unwrap_or_default());
             } else {
                 summary::print_reconcile(&resp, &details);
                 println!("run {run_id}: '{run_status}' in migration_status.migration_runs");
             }
-            thaw_engine::reconcile::require_match(&resp)
+            outcome_and_report(thaw_engine::reconcile::require_match(&resp), report.as_deref(), &full)
         }
         Command::Conflicts { config, full, today } => {
             let mut config = Config::load_for(&config.config, Purpose::Conflicts)?;
@@ -454,6 +452,9 @@ fn parse_date(text: &str) -> std::result::Result<chrono::NaiveDate, String> {
 
 async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -> Result<()> {
     let config = Arc::new(Config::load(&args.config.config)?);
+    if let Some(path) = &args.report {
+        check_report_path(path)?;
+    }
     let options = RunOptions {
         request: PlanRequest {
             sources: (!args.sources.is_empty()).then_some(args.sources),
@@ -479,18 +480,47 @@ async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -
         Err(e) => {
             // No run report (lock refused, plan failed, interrupted while
             // planning): the report file still says what happened.
-            if let Some(path) = &args.report {
-                let text = serde_json::json!({ "status": "failed", "error": { "step": "plan", "kind": e.kind, "message": e.message } });
-                write_report(path, &text)?;
-            }
-            return Err(e);
+            let text = serde_json::json!({ "status": "failed", "error": { "step": "plan", "kind": e.kind, "message": e.message } });
+            return outcome_and_report(Err(e), args.report.as_deref(), &text);
         }
     };
-    if let Some(path) = &args.report {
-        write_report(path, &report)?;
-    }
     summary::print(&report);
-    report.outcome()
+    outcome_and_report(report.outcome(), args.report.as_deref(), &report)
+}
+
+/// Refuse a `--report` path that cannot be written, before any work: its
+/// directory must exist and the path must not be a directory.
+///
+/// Errors: [`thaw_engine::ErrorKind::ConfigInvalid`] (exit 2) naming the path.
+fn check_report_path(path: &std::path::Path) -> Result<()> {
+    let directory = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let problem = if path.is_dir() {
+        "is a directory".to_string()
+    } else if !directory.is_dir() {
+        format!("is in {}, which is not an existing directory", directory.display())
+    } else {
+        return Ok(());
+    };
+    Err(Error::config(format!("--report {} {problem}; create the directory or pass another file path (nothing was run)", path.display())))
+}
+
+/// Write `report` to `path` (when given) and return `outcome`: the
+/// command's own error comes first, so a report that cannot be written
+/// never hides why the command failed (that write error is printed on
+/// stderr); a report that cannot be written after a success is the error.
+fn outcome_and_report(outcome: Result<()>, path: Option<&std::path::Path>, report: &impl serde::Serialize) -> Result<()> {
+    let written = path.map_or(Ok(()), |p| write_report(p, report));
+    match (outcome, written) {
+        (Err(e), Err(w)) => {
+            eprintln!("error: {w}");
+            Err(e)
+        }
+        (Err(e), Ok(())) => Err(e),
+        (Ok(()), written) => written,
+    }
 }
 
 fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> Result<()> {

@@ -342,3 +342,31 @@ async fn a_required_target_column_no_source_column_fills_fails_before_anything_i
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(pg_count(&pg, "public.orders").await, 20);
 }
+
+/// Found when tried as a new user would: `--report` in a directory that
+/// does not exist was only noticed after the whole run or reconcile, and
+/// its write error (exit 1) replaced the command's own outcome. The path is
+/// now checked first (exit 2, nothing run: here PostgreSQL is not even
+/// reached), and a report that cannot be written late never hides why the
+/// command failed (`/dev/full` refuses every write).
+#[test]
+fn a_report_path_in_a_missing_directory_is_refused_before_anything_runs_and_never_hides_the_outcome() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = config_text("DB", "db", &[r#"{"source": "T", "target": "t"}"#], "").replace("${THAW_PG_PORT}", &port.to_string());
+    let path = config_file(&text);
+    let config = path.to_str().unwrap();
+    let run_id = "00000000-0000-0000-0000-000000000001";
+    let missing = std::env::temp_dir().join(unique("no_such_directory")).join("report.json");
+    let missing = missing.to_str().unwrap();
+    for args in [vec!["run", "--config", config, "--report", missing], vec!["reconcile", "--config", config, "--run-id", run_id, "--report", missing]] {
+        let text = assert_fails(&args, 2, &["ConfigInvalid", &format!("--report {missing} is in "), "not an existing directory", "nothing was run"]);
+        assert!(!text.contains("cannot connect"), "the path is checked before PostgreSQL is reached:\n{text}");
+    }
+    let directory = std::env::temp_dir();
+    assert_fails(&["reconcile", "--config", config, "--run-id", run_id, "--report", directory.to_str().unwrap()], 2, &["is a directory"]);
+    for args in [vec!["run", "--config", config, "--report", "/dev/full"], vec!["reconcile", "--config", config, "--run-id", run_id, "--report", "/dev/full"]] {
+        let text = assert_fails(&args, 1, &["cannot write the report to /dev/full"]);
+        let last = text.lines().rfind(|l| l.starts_with("error:")).unwrap_or_default();
+        assert!(last.contains("Unreachable") && last.contains(&format!(":{port}/")), "the command's own error comes last and decides the exit:\n{text}");
+    }
+}

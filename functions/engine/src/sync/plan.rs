@@ -934,8 +934,17 @@ async fn prepare_table(
     if let Some(prev) = &previous {
         let mut gone = Vec::new();
         let mut retyped = Vec::new();
+        let mut target_gone = Vec::new();
         for pc in &prev.columns {
-            if excluded(&pc.source.name) || excluded(&pc.target.name) || !target_has(&pc.target.name) {
+            if excluded(&pc.source.name) || excluded(&pc.target.name) {
+                continue;
+            }
+            if !target_has(&pc.target.name) {
+                // A copied column whose target column is gone (dropped or renamed in PostgreSQL) and
+                // that no target column takes now would silently stop being copied and reconciled.
+                if source_cols.iter().any(|sc| sc.name == pc.source.name) && !target_has(&target_name(&pc.source.name)) {
+                    target_gone.push(format!("\"{}\" (filled from source column \"{}\")", pc.target.name, pc.source.name));
+                }
                 continue;
             }
             match source_cols.iter().find(|sc| sc.name == pc.source.name) {
@@ -963,6 +972,15 @@ async fn prepare_table(
                 &gone,
                 ", ",
                 &format!(" no longer exist in Snowflake but their target columns in {target_fqn} do. Restore the source column(s), drop the target column(s), or list them in exclude_columns if PostgreSQL now owns them."),
+            ));
+        }
+        if !target_gone.is_empty() {
+            return Err(drift_error(
+                &at,
+                "target column(s) ",
+                &target_gone,
+                ", ",
+                &format!(" that the previous run copied no longer exist in {target_fqn} (dropped or renamed): their source columns would silently stop being copied and reconciled. Restore the target column(s) (ALTER TABLE … ADD COLUMN, or rename them back), or list the source column(s) in exclude_columns to stop copying them."),
             ));
         }
         if !retyped.is_empty() {
