@@ -10,6 +10,7 @@ use thaw_engine::config::Config;
 use thaw_engine::contract::PlanRequest;
 use thaw_engine::failpoints;
 use thaw_engine::runner::{self, Quiet, RunOptions};
+use thaw_engine::sync::status_store::StatusStore;
 use thaw_engine::ErrorKind;
 use thaw_test_support::*;
 use tokio_postgres::Client;
@@ -153,6 +154,45 @@ async fn run_stopped_while_planning_resumes_plans_every_table_and_reconciles_the
     for t in ["public.orders", "public.orders2", "public.orders3"] {
         assert_eq!(pg_count(&pg, t).await, 300, "{t}");
     }
+}
+
+/// Found probing `thaw status`: a run that failed while planning (here: duplicate keys in the
+/// second table's source, found by the first-load key check) was recorded `failed`, but the table
+/// planned before the failure stayed `in_progress`, so `thaw status` showed it as still copying.
+/// Its tables now say `failed` with the run's error; fixing the source and rerunning resumes the
+/// run and completes every table.
+#[tokio::test]
+async fn run_failed_while_planning_shows_its_planned_tables_failed_with_the_error_not_in_progress() {
+    let (sf_db, pg_db, pg) = setup("planfail", 300, 2).await;
+    let sf = thaw_engine::source::connect(&snowflake(), Some(&sf_db), Some("S")).await.unwrap();
+    let orders2 = format!("\"{sf_db}\".\"S\".\"ORDERS2\"");
+    sf.execute(&format!("INSERT INTO {orders2} SELECT * FROM {orders2} WHERE \"Id\" = 7")).await.unwrap();
+    let config = config_for(&sf_db, &pg_db, 2);
+    let err = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect_err("planning fails on the duplicate key");
+    assert!(err.message.contains("ORDERS2"), "{}", err.message);
+
+    let runs = thaw_engine::sync::status::PgStatusStore::new(&pg).overview(None, 5).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run.status, "failed");
+    let run_error = run.error.clone().expect("the run's error");
+    assert!(run_error.contains("ORDERS2"), "{run_error}");
+    let tables: Vec<(&str, &str, Option<&str>)> = run.tables.iter().map(|t| (t.target.as_str(), t.status.as_str(), t.error.as_deref())).collect();
+    assert_eq!(tables.len(), 1, "only orders was planned: {tables:?}");
+    assert_eq!((tables[0].0, tables[0].1), ("public.orders", "failed"), "{tables:?}");
+    assert_eq!(tables[0].2, Some(format!("not finished: the run failed: {run_error}").as_str()));
+    let failed_tables: i32 =
+        pg.query_one("SELECT failed_tables FROM migration_status.migration_runs WHERE run_id = $1", &[&run.run_id]).await.unwrap().get(0);
+    assert_eq!(failed_tables, 1);
+
+    // Fixing the source and rerunning resumes the same run, which completes every table.
+    sf.execute(&format!("DELETE FROM {orders2} WHERE \"Id\" = 7")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {orders2} SELECT * FROM \"{sf_db}\".\"S\".\"ORDERS\" WHERE \"Id\" = 7")).await.unwrap();
+    let report = runner::run(config, options(), Arc::new(Quiet)).await.expect("resume");
+    report.outcome().expect("every table copied and reconciled");
+    assert_eq!((report.plan.run_id, report.status.as_str()), (run.run_id, "completed"));
+    let runs = thaw_engine::sync::status::PgStatusStore::new(&pg).overview(Some(run.run_id), 1).await.unwrap();
+    assert!(runs[0].tables.iter().all(|t| t.status == "completed" && t.error.is_none()), "{:?}", runs[0].tables);
 }
 
 #[tokio::test]

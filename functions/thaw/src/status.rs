@@ -1,6 +1,7 @@
 //! `thaw status`: the runs in `migration_status` as a table (or JSON with
 //! `--json`): per run its status, holder and error; per table chunks done,
-//! failed and in progress, rows, rows/s; the failed chunks with their errors.
+//! failed and in progress, rows, rows/s, and the error of each table not
+//! completed; the failed chunks with their errors.
 //! Then per enabled table its reconcile freshness (docs/reconcile.md §5.4):
 //! the last full verification, the rolling position and the age of the least
 //! recently verified slice, `STALE` when over `--coverage-hours` or never
@@ -39,6 +40,11 @@ pub fn print(runs: &[RunOverview]) {
                 "  {:<36} {:<11} {:>7} {:>7} {:>6} {:>6} {:>11} {:>9.1} {:>10.0}",
                 t.target, t.status, t.chunks, t.chunks_completed, t.chunks_failed, t.chunks_in_progress, t.rows, t.seconds, t.rows_per_second
             );
+        }
+        for t in r.tables.iter().filter(|t| t.status != "completed") {
+            if let Some(e) = &t.error {
+                println!("  {} {}: {e}", t.status, t.target);
+            }
         }
         for c in &r.failed_chunks {
             println!("  failed: chunk {} of {} (attempts {}): {}", c.chunk_id, c.source_table, c.retry_count, c.error.as_deref().unwrap_or("-"));

@@ -258,8 +258,9 @@ async fn run_killed_with_sigkill_at_seeded_moments_resumes_to_an_exact_copy() {
     assert_eq!(dupes, 0);
 }
 
-/// `--where` must be exactly one boolean expression for exactly one table:
-/// anything else exits 2 with a clear message before anything is written.
+/// `--where` must be exactly one boolean expression for exactly one table,
+/// which Snowflake compiles against the table: anything else exits 2 with a
+/// clear message before anything is written.
 #[tokio::test]
 async fn bad_where_predicates_exit_2_and_write_nothing() {
     let sf_db = unique("SFBADWHERE").to_uppercase();
@@ -281,6 +282,16 @@ async fn bad_where_predicates_exit_2_and_write_nothing() {
         let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--table", "orders", "--where", predicate]);
         assert_eq!(out.status.code(), Some(2), "{predicate}: {}", text(&out));
         assert!(text(&out).contains(expected) && text(&out).contains("--where"), "{predicate}: {}", text(&out));
+    }
+    // A predicate Snowflake cannot compile against the table (a column it does not have; an
+    // unquoted name folds to upper case) is bad input too: refused before a run is recorded
+    // (it used to leave a `failed` run behind), naming the column.
+    for (predicate, column) in [(r#""NoSuchColumn" > 5"#, "NoSuchColumn"), ("id > 5", "ID")] {
+        let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--table", "orders", "--where", predicate]);
+        assert_eq!(out.status.code(), Some(2), "{predicate}: {}", text(&out));
+        let said = text(&out);
+        assert!(said.contains("--where") && said.contains(column) && said.contains("ORDERS"), "{predicate}: {said}");
+        assert!(!said.to_lowercase().contains("panick"), "{said}");
     }
     // Without --table, --where is refused by the argument parser.
     let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--where", r#""Id" > 5"#]);

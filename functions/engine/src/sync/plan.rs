@@ -415,10 +415,43 @@ async fn prepare_tables(config: &Config, selected: &Selection<'_>, pg: &Client, 
         let catalog = source_catalog(&sf, source_cfg).await?;
         for t in tables {
             let plan = prepare_table(config, source_cfg, t, &catalog, pg, request).await?;
+            check_user_predicates(&sf, &plan).await?;
             prepared.push((plan, (*t).clone(), source_cfg.source_name.clone()));
         }
     }
     Ok(prepared)
+}
+
+/// Have Snowflake compile the table's user-written predicates — its
+/// `source_filter` and the run's `--where` — against the source table
+/// (`SELECT 1 … WHERE … LIMIT 0`, which reads no row), before the run is
+/// recorded: a predicate naming a column the table does not have, or
+/// otherwise invalid there, is bad input and must not leave a failed run
+/// behind (docs/sync.md §2, `--where`). Nothing is sent when the table has neither.
+///
+/// Errors: [`ErrorKind::ConfigInvalid`] when Snowflake refuses the predicate
+/// (its message names the column), naming the table and the predicate; a
+/// Snowflake that cannot be reached keeps its kind (`Transient`,
+/// `Unreachable`, ...).
+async fn check_user_predicates(sf: &SnowflakeSource, plan: &TablePlan) -> Result<()> {
+    let checks = [("its source_filter", plan.source_filter.as_deref()), ("--where", plan.run_filter.as_deref())];
+    for (what, predicate) in checks {
+        let Some(predicate) = predicate else { continue };
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE ({predicate}) LIMIT 0",
+            crate::source::sql::table(&plan.source_database, &plan.source_schema, &plan.source_table)
+        );
+        if let Err(e) = sf.query_arrow(&sql).await {
+            if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::ChunkFailed) {
+                return Err(Error::config(format!(
+                    "table {}.{}.{}: Snowflake refused {what} {predicate:?}: {}. Fix the predicate (column names are case-sensitive when quoted); nothing was recorded or written.",
+                    plan.source_database, plan.source_schema, plan.source_table, e.message
+                )));
+            }
+            return Err(e.context(format!("checking {what} of {}", plan.source_table)));
+        }
+    }
+    Ok(())
 }
 
 async fn plan_tables(

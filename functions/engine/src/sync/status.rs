@@ -158,6 +158,12 @@ impl RunRecord {
 /// (the copy-chunk step refreshes the heartbeat while chunks are copied).
 pub const DEAD_AFTER_SECONDS: i64 = STUCK_AFTER_MINUTES as i64 * 60;
 
+/// The error recorded on a table a `failed` run left unfinished
+/// ([`StatusStore::finish_run`]): `not finished: the run failed: <run error>`.
+pub fn unfinished_table_error(run_error: Option<&str>) -> String {
+    format!("not finished: the run failed: {}", run_error.unwrap_or("no error recorded"))
+}
+
 /// Heartbeats more frequent than this many seconds are skipped ([`StatusStore::touch`]).
 pub const HEARTBEAT_MIN_INTERVAL_SECONDS: i32 = 10;
 
@@ -771,15 +777,20 @@ impl StatusStore for PgStatusStore<'_> {
     /// `partial`, `failed`, `mismatch`, `interrupted`), its error (`None`
     /// clears it) and totals derived from its table rows.
     async fn finish_run(&self, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
+        // One statement: the tables a failed run leaves `in_progress` become `failed`
+        // (counted by `marked`, which the totals' snapshot does not see yet).
+        let table_error = unfinished_table_error(error);
         self.client
             .execute(
-                "UPDATE migration_status.migration_runs r SET status = $2, error_message = $3, completed_at = now(), heartbeat_at = now(), \
-                   total_tables = s.total, completed_tables = s.done, failed_tables = s.failed, total_rows_copied = s.rows \
+                "WITH marked AS (UPDATE migration_status.migration_table_status SET status = 'failed', error_message = $4 \
+                                 WHERE run_id = $1 AND status = 'in_progress' AND $2 = 'failed' RETURNING 1) \
+                 UPDATE migration_status.migration_runs r SET status = $2, error_message = $3, completed_at = now(), heartbeat_at = now(), \
+                   total_tables = s.total, completed_tables = s.done, failed_tables = s.failed + (SELECT count(*)::int FROM marked), total_rows_copied = s.rows \
                  FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS done, \
                               count(*) FILTER (WHERE status = 'failed')::int AS failed, coalesce(sum(total_rows_copied), 0)::bigint AS rows \
                        FROM migration_status.migration_table_status WHERE run_id = $1) s \
                  WHERE r.run_id = $1",
-                &[&run_id, &status, &error],
+                &[&run_id, &status, &error, &table_error],
             )
             .await
             .map_err(|e| from_postgres(e, "recording the run's outcome"))?;

@@ -24,7 +24,7 @@ pub use crate::sync::status::PgStatusStore;
 use crate::sync::staged::FileRecord;
 use crate::sync::status::{
     run_status, ChunkCounts, ChunkRecord, ChunkTally, EarlierUnload, FailedChunk, Holder, IndexRecord, LoadMode, PlannedTable, RunOverview, RunRecord, TableKey, TableMapping,
-    TableOverview, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS,
+    TableOverview, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS, unfinished_table_error,
 };
 
 /// Reads and writes of `migration_status` for runs, tables, chunks, the
@@ -66,6 +66,9 @@ pub trait StatusStore: Sync {
     /// Refresh a run's heartbeat (status unchanged).
     fn heartbeat(&self, run_id: Uuid) -> impl Future<Output = Result<()>> + Send;
     /// Finish a run with `status` and `error`, totals derived from its tables.
+    /// A run finished `failed` (planning or a step failed) leaves no table
+    /// `in_progress`: those are recorded `failed` with [`unfinished_table_error`]
+    /// of `error`, so `thaw status` does not show them as still copying.
     fn finish_run(&self, run_id: Uuid, status: &str, error: Option<&str>) -> impl Future<Output = Result<()>> + Send;
     /// Refresh a run's table and row totals (status unchanged).
     fn record_totals(&self, run_id: Uuid) -> impl Future<Output = Result<()>> + Send;
@@ -683,6 +686,12 @@ impl StatusStore for MemoryStatusStore {
         let mut s = self.lock();
         let clock = s.clock;
         s.run(run_id)?.completed_at = Some(clock);
+        if status == run_status::FAILED {
+            for t in s.tables.iter_mut().filter(|t| t.record.key.run_id == run_id && t.record.status == "in_progress") {
+                t.record.status = "failed".into();
+                t.error = Some(unfinished_table_error(error));
+            }
+        }
         Ok(())
     }
 
