@@ -283,10 +283,10 @@ async fn bad_where_predicates_exit_2_and_write_nothing() {
         assert_eq!(out.status.code(), Some(2), "{predicate}: {}", text(&out));
         assert!(text(&out).contains(expected) && text(&out).contains("--where"), "{predicate}: {}", text(&out));
     }
-    // A predicate Snowflake cannot compile against the table (a column it does not have; an
-    // unquoted name folds to upper case) is bad input too: refused before a run is recorded
-    // (it used to leave a `failed` run behind), naming the column.
-    for (predicate, column) in [(r#""NoSuchColumn" > 5"#, "NoSuchColumn"), ("id > 5", "ID")] {
+    // A predicate Snowflake cannot compile against the table (a column it does not have) is bad
+    // input too: refused before a run is recorded (it used to leave a `failed` run behind),
+    // naming the column.
+    for (predicate, column) in [(r#""NoSuchColumn" > 5"#, "NoSuchColumn"), (r#""Note" = 'x' AND "Idd" > 5"#, "Idd")] {
         let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--table", "orders", "--where", predicate]);
         assert_eq!(out.status.code(), Some(2), "{predicate}: {}", text(&out));
         let said = text(&out);
