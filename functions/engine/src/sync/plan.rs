@@ -1053,6 +1053,15 @@ async fn prepare_table(
             .map_err(|e| from_postgres(e, format!("checking whether {}.{} is empty", s.target_pg_schema, t.target)))?;
         row.get::<_, bool>(0)
     };
+    if t.truncate_onstart && !empty && !request.allow_truncate {
+        // Refused here, before the run is recorded (plan_tables checks again
+        // inside the table's planning transaction): a refusal used to leave
+        // a `failed` run behind that the next command resumed.
+        return Err(Error::config(format!(
+            "table {} has truncate_onstart and the target {}.{} is not empty; rerun with --allow-truncate (run-level consent) to truncate it",
+            t.source, s.target_pg_schema, t.target
+        )));
+    }
     let will_truncate = t.truncate_onstart && (empty || request.allow_truncate);
     let load_mode = if empty || will_truncate {
         LoadMode::Copy
