@@ -195,6 +195,52 @@ async fn run_failed_while_planning_shows_its_planned_tables_failed_with_the_erro
     assert!(runs[0].tables.iter().all(|t| t.status == "completed" && t.error.is_none()), "{:?}", runs[0].tables);
 }
 
+/// Found probing as a new user: a chunk failed on a value too long for the target column and
+/// said "widen the column ... rerun the same command to resume"; after widening it, the resumed
+/// run still wrote with the stored (narrow) definition and failed the same way until
+/// `--no-resume`. A resume now reads the target columns' definitions again.
+#[tokio::test]
+async fn resume_after_widening_the_target_column_a_chunk_failed_on_completes_the_run() {
+    let (sf_db, pg_db, pg) = setup("widen", 300, 1).await;
+    pg.batch_execute("ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(5)").await.unwrap();
+    let config = config_for(&sf_db, &pg_db, 1);
+    let failed = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("a report");
+    assert_eq!(failed.status, "failed");
+    let said = failed.outcome().unwrap_err().message;
+    assert!(said.contains("varchar(5)") && said.contains("widen the column") && said.contains("rerun the same command"), "{said}");
+
+    pg.batch_execute("ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(50)").await.unwrap();
+    let resumed = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("resume");
+    resumed.outcome().expect("the resumed run writes with the widened column, completes and reconciles");
+    assert_eq!((resumed.plan.run_id, resumed.plan.resumed, resumed.status.as_str()), (failed.plan.run_id, true, "completed"));
+    assert_eq!(pg_count(&pg, "public.orders").await, 300);
+    let plan: serde_json::Value = pg
+        .query_one("SELECT plan FROM migration_status.migration_table_status WHERE run_id = $1", &[&failed.plan.run_id])
+        .await
+        .unwrap()
+        .get(0);
+    let note = plan["columns"].as_array().unwrap().iter().find(|c| c["target"]["name"] == "Note").unwrap();
+    assert_eq!(note["target"]["char_max_length"], 50, "the stored plan records the current definition");
+
+    // A planned target column that is gone stops a resume with a clear error naming it.
+    pg.batch_execute("ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(5) USING left(\"Note\", 5)").await.unwrap();
+    sf_update_note(&sf_db).await;
+    let again = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("a report");
+    assert_eq!(again.status, "failed", "{:?}", again.failures);
+    pg.batch_execute("ALTER TABLE public.orders DROP COLUMN \"Note\"").await.unwrap();
+    let err = runner::run(config, options(), Arc::new(Quiet)).await.expect_err("the planned column is gone");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    assert!(err.message.contains("\"Note\"") && err.message.contains("--no-resume"), "{err}");
+}
+
+/// Give every ORDERS row a note longer than five characters, touching its watermark.
+async fn sf_update_note(sf_db: &str) {
+    let sf = thaw_engine::source::connect(&snowflake(), Some(sf_db), Some("S")).await.unwrap();
+    sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Note\" = 'a longer note', \"Updated\" = '2027-01-01 00:00:00+00:00'"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn concurrent_runs_of_the_same_config_second_is_refused_naming_the_holder() {
     let (sf_db, pg_db, pg) = setup("lock", 3000, 1).await;

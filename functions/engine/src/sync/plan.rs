@@ -347,6 +347,10 @@ async fn resume_run(
         PgStatusStore::new(pg).set_run_metadata(run_id, "taken_over_from", previous).await?;
     }
     PgStatusStore::new(pg).claim(run_id, holder).await?;
+    if let Err(e) = refresh_target_columns(pg, run_id).await {
+        let _ = PgStatusStore::new(pg).finish_run(run_id, status::run_status::FAILED, Some(&e.to_string())).await;
+        return Err(e);
+    }
     let planned = PgStatusStore::new(pg).planned_tables(run_id).await?;
     let missing: Selection<'_> = selected
         .iter()
@@ -375,6 +379,49 @@ async fn resume_run(
         }
     };
     finish_planning(config, request, pg, run_id, prepared, true).await
+}
+
+/// On resume, give every unfinished table's stored plan its target columns'
+/// current definitions (type, length, precision, scale, nullability): a
+/// chunk that failed because a value did not fit says "widen the column",
+/// and once the user has, the resumed run must write with the wider column
+/// instead of failing the same way until `--no-resume` (found probing:
+/// docs/sync.md §6.2). Changes are logged and recorded in the plan.
+///
+/// Errors: [`ErrorKind::SchemaMismatch`] naming the column when a target
+/// column the plan writes no longer exists; catalog and status-store
+/// errors with their kinds; `Internal` for an unreadable stored plan.
+async fn refresh_target_columns(pg: &Client, run_id: Uuid) -> Result<()> {
+    for table in PgStatusStore::new(pg).tables(run_id).await? {
+        if matches!(table.status.as_str(), "completed" | "skipped") {
+            continue;
+        }
+        let mut plan: TablePlan = serde_json::from_value(table.plan.clone())
+            .map_err(|e| Error::internal(format!("stored plan of {} is unreadable: {e}", table.key.source_table)))?;
+        let catalog = sink::table_columns(pg, &plan.target_schema, &plan.target_table).await?;
+        let target_fqn = plan.target_fqn();
+        let mut changed = Vec::new();
+        for pair in plan.columns.iter_mut() {
+            let Some(now) = catalog.iter().find(|c| c.name == pair.target.name) else {
+                return Err(Error::new(
+                    ErrorKind::SchemaMismatch,
+                    format!(
+                        "run {run_id}: target column \"{}\" of {} was planned but no longer exists; restore it, or rerun with --no-resume to plan a new run",
+                        pair.target.name, target_fqn
+                    ),
+                ));
+            };
+            if *now != pair.target {
+                changed.push(format!("\"{}\" {} → {}", now.name, sink::ddl::sql_type(&pair.target), sink::ddl::sql_type(now)));
+                pair.target = now.clone();
+            }
+        }
+        if !changed.is_empty() {
+            tracing::info!(%run_id, table = %target_fqn, columns = ?changed, "resume: the target's columns changed since planning; writing with their current definitions");
+            PgStatusStore::new(pg).set_table_plan(&table.key, serde_json::to_value(&plan).expect("plan serialises")).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Plan the `prepared` tables of `run_id`, mark the run `running` and write

@@ -1296,6 +1296,18 @@ impl StatusStore for PgStatusStore<'_> {
         overview(self.client, run_id, limit).await
     }
 
+    async fn set_table_plan(&self, key: &TableKey, plan: serde_json::Value) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_table_status SET plan = $5 \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &plan],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the refreshed table plan"))?;
+        Ok(())
+    }
+
     async fn table_plan(&self, key: &TableKey) -> Result<Option<serde_json::Value>> {
         let row = self.client
             .query_opt(

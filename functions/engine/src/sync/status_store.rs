@@ -84,6 +84,8 @@ pub trait StatusStore: Sync {
     fn fail_chunk(&self, key: &TableKey, chunk_id: i32, error: &Error) -> impl Future<Output = Result<()>> + Send;
     /// Mark a table `failed` with its error.
     fn fail_table(&self, key: &TableKey, error: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Replace the plan JSON recorded for a table of a run (a resume refreshing its target columns).
+    fn set_table_plan(&self, key: &TableKey, plan: serde_json::Value) -> impl Future<Output = Result<()>> + Send;
     /// The plan JSON recorded for a table of a run; `None` when the table is not part of the run.
     fn table_plan(&self, key: &TableKey) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
     /// Lock a chunk row inside the caller's data transaction and return it; `None` when the chunk does not exist.
@@ -756,6 +758,13 @@ impl StatusStore for MemoryStatusStore {
         if let Some(t) = s.table(key) {
             t.record.status = "failed".into();
             t.error = Some(error.into());
+        }
+        Ok(())
+    }
+
+    async fn set_table_plan(&self, key: &TableKey, plan: serde_json::Value) -> Result<()> {
+        if let Some(t) = self.lock().table(key) {
+            t.record.plan = plan;
         }
         Ok(())
     }
