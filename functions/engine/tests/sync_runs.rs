@@ -233,6 +233,35 @@ async fn resume_after_widening_the_target_column_a_chunk_failed_on_completes_the
     assert!(err.message.contains("\"Note\"") && err.message.contains("--no-resume"), "{err}");
 }
 
+/// The same for a replace load (`truncate_onstart` + `--allow-truncate`): its shadow table was
+/// created like the narrow target, so the resume also gives the shadow the widened column; the
+/// target keeps its previous rows until the swap.
+#[tokio::test]
+async fn replace_load_resumed_after_widening_the_target_column_completes_and_swaps() {
+    let (sf_db, pg_db, pg) = setup("widenshadow", 300, 1).await;
+    pg.batch_execute(
+        "ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(5); \
+         INSERT INTO public.orders (\"Id\", \"Code\", \"Note\") SELECT g, ('ffffffff-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'old' FROM generate_series(1, 20) g",
+    )
+    .await
+    .unwrap();
+    let table = orders_table(Some(("Id", "int")), r#", "truncate_onstart": true"#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let replace = RunOptions { request: PlanRequest { allow_truncate: true, ..Default::default() }, ..options() };
+    // Every chunk holds a note longer than five characters and fails; the shadow table exists,
+    // created like the narrow target.
+    let failed = runner::run(config.clone(), replace.clone(), Arc::new(Quiet)).await.expect("a report");
+    assert!(!failed.failures.is_empty());
+    assert_ne!(failed.status, "completed");
+    assert_eq!(pg_count(&pg, "public.orders").await, 20, "the target keeps its previous rows");
+
+    pg.batch_execute("ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(50)").await.unwrap();
+    let resumed = runner::run(config, replace, Arc::new(Quiet)).await.expect("resume");
+    resumed.outcome().expect("the resumed replace load completes, swaps and reconciles");
+    assert_eq!((resumed.plan.run_id, resumed.status.as_str()), (failed.plan.run_id, "completed"));
+    assert_eq!(pg_count(&pg, "public.orders").await, 300, "the source's rows replaced the previous ones");
+}
+
 /// Give every ORDERS row a note longer than five characters, touching its watermark.
 async fn sf_update_note(sf_db: &str) {
     let sf = thaw_engine::source::connect(&snowflake(), Some(sf_db), Some("S")).await.unwrap();

@@ -386,7 +386,9 @@ async fn resume_run(
 /// chunk that failed because a value did not fit says "widen the column",
 /// and once the user has, the resumed run must write with the wider column
 /// instead of failing the same way until `--no-resume` (found probing:
-/// docs/sync.md §6.2). Changes are logged and recorded in the plan.
+/// docs/sync.md §6.2). Changes are logged and recorded in the plan; a
+/// replace load's shadow table gets the same definitions
+/// ([`super::replace::align_shadow_columns`]).
 ///
 /// Errors: [`ErrorKind::SchemaMismatch`] naming the column when a target
 /// column the plan writes no longer exists; catalog and status-store
@@ -401,6 +403,7 @@ async fn refresh_target_columns(pg: &Client, run_id: Uuid) -> Result<()> {
         let catalog = sink::table_columns(pg, &plan.target_schema, &plan.target_table).await?;
         let target_fqn = plan.target_fqn();
         let mut changed = Vec::new();
+        let mut changed_names = Vec::new();
         for pair in plan.columns.iter_mut() {
             let Some(now) = catalog.iter().find(|c| c.name == pair.target.name) else {
                 return Err(Error::new(
@@ -413,8 +416,13 @@ async fn refresh_target_columns(pg: &Client, run_id: Uuid) -> Result<()> {
             };
             if *now != pair.target {
                 changed.push(format!("\"{}\" {} → {}", now.name, sink::ddl::sql_type(&pair.target), sink::ddl::sql_type(now)));
+                changed_names.push(now.name.clone());
                 pair.target = now.clone();
             }
+        }
+        if plan.truncated {
+            // The replace load's shadow was created LIKE the target as it was.
+            super::replace::align_shadow_columns(pg, &plan, &table.key, &changed_names).await?;
         }
         if !changed.is_empty() {
             tracing::info!(%run_id, table = %target_fqn, columns = ?changed, "resume: the target's columns changed since planning; writing with their current definitions");

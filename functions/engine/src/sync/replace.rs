@@ -84,6 +84,42 @@ pub async fn ensure_shadow(pg: &mut tokio_postgres::Client, plan: &TablePlan, ke
     Ok(())
 }
 
+/// Give the shadow table of `key` (when it exists) the target's current
+/// definition of `columns` (type with modifiers, nullability): a resume
+/// after the user widened a target column a chunk failed on
+/// ([`crate::sync::plan`] refreshes the plan's target columns) must not
+/// fail again on the shadow, created `LIKE` the narrower target. The rows
+/// already in the shadow are converted by `ALTER COLUMN … TYPE`.
+///
+/// Errors: catalog or DDL failures with their SQLSTATE kind (e.g. rows of
+/// the shadow that do not fit a narrowed type).
+pub async fn align_shadow_columns(pg: &tokio_postgres::Client, plan: &TablePlan, key: &TableKey, columns: &[String]) -> Result<()> {
+    if columns.is_empty() || !shadow_exists(pg, key).await? {
+        return Ok(());
+    }
+    let fqn = shadow_fqn(key);
+    let rows = pg
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attname::text = ANY($2) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&plan.target_fqn(), &columns],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("reading the column definitions of {}", plan.target_fqn())))?;
+    let changes: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            let column = sink::ident(r.get::<_, &str>(0));
+            let nullability = if r.get::<_, bool>(2) { "SET NOT NULL" } else { "DROP NOT NULL" };
+            [format!("ALTER COLUMN {column} TYPE {}", r.get::<_, &str>(1)), format!("ALTER COLUMN {column} {nullability}")]
+        })
+        .collect();
+    pg.batch_execute(&format!("ALTER TABLE {fqn} {}", changes.join(", ")))
+        .await
+        .map_err(|e| from_postgres(e, format!("giving the shadow table {fqn} the current definitions of {}'s columns {columns:?}", plan.target_fqn())))?;
+    Ok(())
+}
+
 /// Whether the shadow table of `key` exists.
 pub async fn shadow_exists<C: GenericClient>(pg: &C, key: &TableKey) -> Result<bool> {
     let row = pg
