@@ -1,5 +1,6 @@
 //! `thaw status`: the runs in `migration_status` as a table (or JSON with
-//! `--json`): per run its status, holder and error; per table chunks done,
+//! `--json`): per run its status, holder, whether a running run is dead
+//! (its process gone), and error; per table chunks done,
 //! failed and in progress, rows, rows/s, and the error of each table not
 //! completed; the failed chunks with their errors.
 //! Then per enabled table its reconcile freshness (docs/reconcile.md §5.4):
@@ -31,6 +32,13 @@ pub fn print(runs: &[RunOverview]) {
             r.heartbeat_at.format("%H:%M:%S"),
             r.rows
         );
+        if r.alive == Some(false) {
+            println!(
+                "  DEAD: no thaw process drives this run any more (killed, or no heartbeat for {} minutes); its chunks shown active are abandoned. \
+                 The next `thaw run` of this configuration resumes it.",
+                thaw_engine::sync::status::STUCK_AFTER_MINUTES
+            );
+        }
         if let Some(e) = &r.error {
             println!("  error: {e}");
         }

@@ -178,6 +178,9 @@ async fn status_command_shows_runs_tables_rows_and_failed_chunks() {
     assert!(table["chunks"].as_i64().unwrap() >= 1);
     assert_eq!(table["chunks_failed"].as_i64().unwrap() + table["chunks_completed"].as_i64().unwrap(), table["chunks"].as_i64().unwrap());
     assert_eq!(table["rows"].as_i64().unwrap(), pg_count(&pg, "public.orders").await);
+    assert_eq!(run["alive"], serde_json::Value::Null, "a finished run is neither alive nor dead");
+    assert_eq!(table["status"], "failed");
+    assert!(table["error"].as_str().unwrap().contains("\"Note\""), "{table}");
     let failed = run["failed_chunks"].as_array().unwrap();
     assert!(!failed.is_empty());
     assert!(failed[0]["error"].as_str().unwrap().contains("\"Note\""), "{failed:?}");
@@ -186,18 +189,29 @@ async fn status_command_shows_runs_tables_rows_and_failed_chunks() {
     let shown = text(&out);
     let run_id = run["run_id"].as_str().unwrap();
     assert!(shown.contains(&format!("run {run_id}  failed")) && shown.contains("public.orders") && shown.contains("failed: chunk"), "{shown}");
+    assert!(shown.contains("failed public.orders: "), "the table's error is shown: {shown}");
+    assert!(!shown.contains("DEAD"), "{shown}");
 }
 
 #[tokio::test]
 async fn run_killed_with_sigkill_is_taken_over_at_once_by_the_next_run() {
     let (mut child, path, pg, rows) = thaw_run_caught_mid_copy("KILL").await;
     let cfg = path.to_str().unwrap();
+    let alive = |out: &std::process::Output| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        v["runs"][0]["alive"].clone()
+    };
+    assert_eq!(alive(&thaw!(&["status", "--config", cfg, "--json"])), serde_json::json!(true), "the running process drives it");
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     // No chance to record anything: the run still says 'running' with a fresh heartbeat.
     let row = pg.query_one("SELECT run_id, status FROM migration_status.migration_runs", &[]).await.unwrap();
     let run_id: uuid::Uuid = row.get(0);
     assert_eq!(row.get::<_, String>(1), "running");
+    // `thaw status` says the run is dead (its lock session is gone), not merely running.
+    assert_eq!(alive(&thaw!(&["status", "--config", cfg, "--json"])), serde_json::json!(false));
+    let shown = text(&thaw!(&["status", "--config", cfg]));
+    assert!(shown.contains(&format!("run {run_id}  running")) && shown.contains("DEAD: no thaw process drives this run"), "{shown}");
 
     // Its lock session died with it: the next run takes it over at once and finishes it.
     let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);

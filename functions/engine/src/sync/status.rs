@@ -171,16 +171,21 @@ const RUN_RECORD_COLUMNS: &str = "r.run_id, r.status, r.execution_hash, r.starte
      r.lock_backend_pid, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.lock_backend_pid)";
 
 fn to_run_record(r: &tokio_postgres::Row) -> RunRecord {
+    to_run_record_at(r, 0)
+}
+
+/// The [`RUN_RECORD_COLUMNS`] of `r`, starting at column `at`.
+fn to_run_record_at(r: &tokio_postgres::Row, at: usize) -> RunRecord {
     RunRecord {
-        run_id: r.get(0),
-        status: r.get(1),
-        execution_hash: r.get(2),
-        started_at: r.get(3),
-        heartbeat_age_seconds: r.get(4),
-        host: r.get(5),
-        pid: r.get(6),
-        lock_backend_pid: r.get(7),
-        lock_session_alive: r.get(8),
+        run_id: r.get(at),
+        status: r.get(at + 1),
+        execution_hash: r.get(at + 2),
+        started_at: r.get(at + 3),
+        heartbeat_age_seconds: r.get(at + 4),
+        host: r.get(at + 5),
+        pid: r.get(at + 6),
+        lock_backend_pid: r.get(at + 7),
+        lock_session_alive: r.get(at + 8),
     }
 }
 
@@ -412,6 +417,13 @@ pub struct RunOverview {
     pub rows: i64,
     /// The run's error.
     pub error: Option<String>,
+    /// For a `planning`/`running` run: whether a live process still drives
+    /// it ([`RunRecord::is_alive`]: a killed `thaw run` is dead at once, a
+    /// run without a lock session after [`DEAD_AFTER_SECONDS`] without a
+    /// heartbeat); a dead one is resumed by the next run of its
+    /// configuration. `None` for a finished run.
+    #[serde(default)]
+    pub alive: Option<bool>,
     /// Its tables.
     pub tables: Vec<TableOverview>,
     /// Its failed chunks (at most 50), with their errors.
@@ -423,15 +435,18 @@ pub struct RunOverview {
 async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
     let runs = client
         .query(
-            "SELECT run_id, status, mode, started_at, heartbeat_at, completed_at, host, pid, error_message FROM migration_status.migration_runs \
-             WHERE $1::uuid IS NULL OR run_id = $1 ORDER BY started_at DESC LIMIT $2",
+            &format!(
+                "SELECT r.mode, r.heartbeat_at, r.completed_at, r.error_message, {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
+                 WHERE $1::uuid IS NULL OR r.run_id = $1 ORDER BY r.started_at DESC LIMIT $2"
+            ),
             &[&run_id, &limit.max(1)],
         )
         .await
         .map_err(|e| from_postgres(e, "reading runs for thaw status"))?;
     let mut out = Vec::new();
-    for r in runs {
-        let id: Uuid = r.get(0);
+    for row in runs {
+        let record = to_run_record_at(&row, 4);
+        let id = record.run_id;
         let tables = client
             .query(
                 "SELECT t.source_table, t.target_schema || '.' || t.target_table, t.status, t.load_mode, \
@@ -476,17 +491,19 @@ async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<V
             )
             .await
             .map_err(|e| from_postgres(e, "reading failed chunks for thaw status"))?;
+        let alive = matches!(record.status.as_str(), run_status::PLANNING | run_status::RUNNING).then(|| record.is_alive(None));
         out.push(RunOverview {
             run_id: id,
-            status: r.get(1),
-            mode: r.get(2),
-            started_at: r.get(3),
-            heartbeat_at: r.get(4),
-            completed_at: r.get(5),
-            host: r.get(6),
-            pid: r.get(7),
+            mode: row.get(0),
+            started_at: record.started_at,
+            heartbeat_at: row.get(1),
+            completed_at: row.get(2),
             rows: tables.iter().map(|t| t.rows).sum(),
-            error: r.get(8),
+            error: row.get(3),
+            alive,
+            status: record.status,
+            host: record.host,
+            pid: record.pid,
             tables,
             failed_chunks: failed
                 .iter()

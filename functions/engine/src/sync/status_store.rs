@@ -1110,6 +1110,7 @@ impl StatusStore for MemoryStatusStore {
                 pid: r.record.pid,
                 rows: tables.iter().map(|t| t.rows).sum(),
                 error: r.error.clone(),
+                alive: matches!(r.record.status.as_str(), run_status::PLANNING | run_status::RUNNING).then(|| s.snapshot(r).is_alive(None)),
                 tables,
                 failed_chunks,
             });
