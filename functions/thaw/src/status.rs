@@ -35,7 +35,7 @@ pub fn print(runs: &[RunOverview]) {
         if r.alive == Some(false) {
             println!(
                 "  DEAD: no thaw process drives this run any more (killed, or no heartbeat for {} minutes); its chunks shown active are abandoned. \
-                 The next `thaw run` of this configuration resumes it.",
+                 The next `thaw run` of its configuration and table selection resumes it.",
                 thaw_engine::sync::status::STUCK_AFTER_MINUTES
             );
         }
