@@ -368,13 +368,37 @@ pub struct StagingSettings {
     pub cleanup_after_load: bool,
 }
 
+/// Whether a stage path may carry `c` unquoted after `@stage/`.
+pub fn is_stage_path_character(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '$' | '=')
+}
+
+/// A Snowflake name as one part of a stage path: ASCII letters, digits and
+/// `_` as they are, every other byte of its UTF-8 as `-` and two upper-case
+/// hex digits (`Sales Ops` → `Sales-20Ops`, `a-b` → `a-2Db`). Injective, so
+/// two tables never share a path; plain upper-case names are unchanged.
+pub fn stage_path_part(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("-{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The default `staging.prefix_pattern`.
 pub const DEFAULT_STAGING_PREFIX: &str = "{database}/{schema}/{table}/run_{run_id}/chunk_{chunk_id}/";
 
 impl StagingSettings {
     /// The chunk's path below the stage: the pattern with its placeholders
-    /// replaced, ending in `/`.
+    /// replaced, ending in `/`. Database, schema and table names go in
+    /// through [`stage_path_part`], so any Snowflake name (spaces, quotes,
+    /// `/`, non-ASCII) gives a path a stage can carry unquoted.
     pub fn chunk_prefix(&self, database: &str, schema: &str, table: &str, run_id: uuid::Uuid, chunk_id: i32) -> String {
+        let (database, schema, table) = (&stage_path_part(database), &stage_path_part(schema), &stage_path_part(table));
         let mut pattern = self.prefix_pattern.clone().unwrap_or_else(|| DEFAULT_STAGING_PREFIX.to_string());
         if !pattern.ends_with('/') {
             pattern.push('/');
@@ -452,6 +476,20 @@ impl StagingSettings {
             }
             if p.starts_with('/') || p.split('/').any(|part| part == ".." || part == ".") || p.contains('\'') {
                 out.push(format!("staging.prefix_pattern '{p}' must be a relative path below the stage (no leading '/', no '.' or '..' parts, no quotes)"));
+            }
+            // The text around the placeholders goes into the path as written
+            // (the names in the placeholders are escaped: stage_path_part).
+            let mut literal = String::new();
+            let mut rest = p.as_str();
+            while let Some(open) = rest.find('{') {
+                literal.push_str(&rest[..open]);
+                rest = rest[open..].find('}').map_or("", |close| &rest[open + close + 1..]);
+            }
+            literal.push_str(rest);
+            if let Some(c) = literal.chars().find(|c| !is_stage_path_character(*c) && *c != '\'') {
+                out.push(format!(
+                    "staging.prefix_pattern '{p}' holds '{c}', which a stage path cannot carry unquoted (letters, digits, '_', '-', '.', '/', '$', '=' only)"
+                ));
             }
         }
         if let Some(f) = &self.file_format {
@@ -1233,6 +1271,9 @@ mod tests {
         let st = per_source.staging.as_ref().unwrap();
         let run = uuid::Uuid::nil();
         assert_eq!(st.chunk_prefix("D", "S", "T", run, 7), format!("D/S/T/run_{run}/chunk_7/"));
+        // Names a stage path cannot carry unquoted are escaped, injectively.
+        assert_eq!(st.chunk_prefix("D", "Sales Ops", "Visit/Log-é", run, 0), format!("D/Sales-20Ops/Visit-2FLog-2D-C3-A9/run_{run}/chunk_0/"));
+        assert_ne!(stage_path_part("a b"), stage_path_part("a-20b"));
         assert_eq!((st.max_file_size_bytes(), st.compression_keyword()), (100 * 1024 * 1024, "SNAPPY".to_string()));
         assert_eq!(st.stage_url(), "s3://thaw-staging/unload/");
         // The legacy section name and keys (s3copyconfig.json) are accepted;
@@ -1273,6 +1314,8 @@ mod tests {
         ] {
             assert!(err.message.contains(fragment), "missing '{fragment}' in: {}", err.message);
         }
+        let err = load(r#""staging": {"stage": "S", "bucket": "b", "prefix_pattern": "exports/{table} files/"},"#, "", "").unwrap_err();
+        assert!(err.message.contains("staging.prefix_pattern 'exports/{table} files/' holds ' '"), "{}", err.message);
     }
 
     #[test]

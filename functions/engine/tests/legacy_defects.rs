@@ -127,6 +127,9 @@ async fn l7_truncate_onstart_on_a_non_empty_target_without_consent_stops_and_cha
     assert!(err.message.contains("--allow-truncate") && err.message.contains("orders"), "{err}");
     let old: i64 = pg.query_one("SELECT count(*) FROM public.orders WHERE \"Note\" = 'old'", &[]).await.unwrap().get(0);
     assert_eq!((pg_count(&pg, "public.orders").await, old), (20, 20));
+    // Refused before the run is recorded: no `failed` run for the next command to resume.
+    let runs: i64 = pg.query_one("SELECT count(*) FROM migration_status.migration_runs", &[]).await.unwrap().get(0);
+    assert_eq!(runs, 0, "bad input leaves no run behind");
 }
 
 /// L7 (second half): with `insert_only_mode`, a rerun over chunks that

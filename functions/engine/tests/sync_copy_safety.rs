@@ -332,6 +332,73 @@ async fn l8_load_mode_decided_at_chunk_start_resume_after_partial_load_has_no_du
     assert!(states.iter().all(|(attempts, status)| *attempts == 1 && status == "completed"), "every chunk completed at its first attempt: {states:?}");
 }
 
+/// A replace load (`truncate_onstart` + `--allow-truncate`) whose source moved a key from a loaded
+/// chunk into an unloaded one while the load ran: the shadow table has a unique index on the key
+/// columns, so the chunk holding the moved key falls back to the upsert instead of putting the key
+/// into the shadow twice (which failed the swap on the target's unique index at every resume).
+#[tokio::test]
+async fn replace_load_key_moved_between_chunks_during_load_is_upserted_in_the_shadow_and_swaps() {
+    let (sf_db, pg_db, pg) = orders(900).await;
+    pg.batch_execute(
+        "INSERT INTO public.orders (\"Id\", \"Code\", \"Note\") \
+         SELECT g, ('ffffffff-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'old' FROM generate_series(1, 50) g",
+    )
+    .await
+    .unwrap();
+    let table = orders_table(Some(("Id", "int")), r#", "truncate_onstart": true"#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    thaw_engine::migrations::migrate_databases(&config).await.unwrap();
+    let request = PlanRequest { allow_truncate: true, ..Default::default() };
+    let plan = thaw_engine::steps::plan(&config, &request).await.expect("plan");
+    let (mode, truncated): (String, bool) = pg
+        .query_one("SELECT load_mode, truncated FROM migration_status.migration_table_status WHERE run_id = $1", &[&plan.run_id])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((mode.as_str(), truncated), ("copy", true));
+    let items: Vec<ChunkItem> = thaw_engine::sync::manifest::read(&plan.manifest_uri).await.unwrap();
+    assert!(items.len() > 3);
+    thaw_engine::steps::copy_chunk(&config, &items[0]).await.expect("first chunk");
+    // The first chunk went into the shadow; the target keeps its previous rows.
+    let old: i64 = pg.query_one("SELECT count(*) FROM public.orders WHERE \"Note\" = 'old'", &[]).await.unwrap().get(0);
+    assert_eq!((pg_count(&pg, "public.orders").await, old), (50, 50));
+    // A row of the loaded chunk moves (in the source) into a chunk not loaded yet.
+    let sf = thaw_engine::source::connect(&snowflake(), Some(&sf_db), Some("S")).await.unwrap();
+    sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Id\" = 99000000, \"Updated\" = '2026-06-01 00:00:00+00:00' WHERE \"Id\" = 1"))
+        .await
+        .unwrap();
+    pg.execute("UPDATE migration_status.migration_runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = $1", &[&plan.run_id])
+        .await
+        .unwrap();
+
+    let resumed = runner::run(config, options(true), Arc::new(Quiet)).await.expect("resume");
+    assert!(resumed.plan.resumed);
+    assert!(resumed.failures.is_empty(), "no duplicate key in the shadow: {:?}", resumed.failures);
+    resumed.outcome().expect("swaps in and reconciles clean");
+    assert_eq!(pg_count(&pg, "public.orders").await, 900, "the source's rows replaced the previous ones");
+    let left: i64 = pg.query_one("SELECT count(*) FROM public.orders WHERE \"Note\" = 'old'", &[]).await.unwrap().get(0);
+    assert_eq!(left, 0);
+    let duplicated: i64 = pg
+        .query_one("SELECT count(*) FROM (SELECT \"Code\" FROM public.orders GROUP BY 1 HAVING count(*) > 1) d", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(duplicated, 0);
+    let moved: i64 = pg.query_one("SELECT \"Id\" FROM public.orders WHERE \"Updated\" = '2026-06-01 00:00:00+00'", &[]).await.unwrap().get(0);
+    assert_eq!(moved, 99_000_000, "the moved row was upserted in the shadow, not duplicated");
+    let updated: i64 = pg
+        .query_one("SELECT sum(rows_updated)::bigint FROM migration_status.migration_chunk_status WHERE run_id = $1", &[&plan.run_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(updated, 1, "exactly the moved row is an update");
+    let status: String =
+        pg.query_one("SELECT status FROM migration_status.migration_table_status WHERE run_id = $1", &[&plan.run_id]).await.unwrap().get(0);
+    assert_eq!(status, "completed");
+    let shadows: i64 = pg.query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'thaw_staging'", &[]).await.unwrap().get(0);
+    assert_eq!(shadows, 0, "the shadow was swapped in and dropped");
+}
+
 // --- 7. the retry budget rides out a PostgreSQL outage; deterministic errors fail fast ---------
 
 /// Starts the outage when the first chunk completes (mid-copy).

@@ -10,6 +10,7 @@ use thaw_engine::config::Config;
 use thaw_engine::contract::PlanRequest;
 use thaw_engine::failpoints;
 use thaw_engine::runner::{self, Quiet, RunOptions};
+use thaw_engine::sync::status_store::StatusStore;
 use thaw_engine::ErrorKind;
 use thaw_test_support::*;
 use tokio_postgres::Client;
@@ -153,6 +154,120 @@ async fn run_stopped_while_planning_resumes_plans_every_table_and_reconciles_the
     for t in ["public.orders", "public.orders2", "public.orders3"] {
         assert_eq!(pg_count(&pg, t).await, 300, "{t}");
     }
+}
+
+/// Found probing `thaw status`: a run that failed while planning (here: duplicate keys in the
+/// second table's source, found by the first-load key check) was recorded `failed`, but the table
+/// planned before the failure stayed `in_progress`, so `thaw status` showed it as still copying.
+/// Its tables now say `failed` with the run's error; fixing the source and rerunning resumes the
+/// run and completes every table.
+#[tokio::test]
+async fn run_failed_while_planning_shows_its_planned_tables_failed_with_the_error_not_in_progress() {
+    let (sf_db, pg_db, pg) = setup("planfail", 300, 2).await;
+    let sf = thaw_engine::source::connect(&snowflake(), Some(&sf_db), Some("S")).await.unwrap();
+    let orders2 = format!("\"{sf_db}\".\"S\".\"ORDERS2\"");
+    sf.execute(&format!("INSERT INTO {orders2} SELECT * FROM {orders2} WHERE \"Id\" = 7")).await.unwrap();
+    let config = config_for(&sf_db, &pg_db, 2);
+    let err = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect_err("planning fails on the duplicate key");
+    assert!(err.message.contains("ORDERS2"), "{}", err.message);
+
+    let runs = thaw_engine::sync::status::PgStatusStore::new(&pg).overview(None, 5).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run.status, "failed");
+    let run_error = run.error.clone().expect("the run's error");
+    assert!(run_error.contains("ORDERS2"), "{run_error}");
+    let tables: Vec<(&str, &str, Option<&str>)> = run.tables.iter().map(|t| (t.target.as_str(), t.status.as_str(), t.error.as_deref())).collect();
+    assert_eq!(tables.len(), 1, "only orders was planned: {tables:?}");
+    assert_eq!((tables[0].0, tables[0].1), ("public.orders", "failed"), "{tables:?}");
+    assert_eq!(tables[0].2, Some(format!("not finished: the run failed: {run_error}").as_str()));
+    let failed_tables: i32 =
+        pg.query_one("SELECT failed_tables FROM migration_status.migration_runs WHERE run_id = $1", &[&run.run_id]).await.unwrap().get(0);
+    assert_eq!(failed_tables, 1);
+
+    // Fixing the source and rerunning resumes the same run, which completes every table.
+    sf.execute(&format!("DELETE FROM {orders2} WHERE \"Id\" = 7")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {orders2} SELECT * FROM \"{sf_db}\".\"S\".\"ORDERS\" WHERE \"Id\" = 7")).await.unwrap();
+    let report = runner::run(config, options(), Arc::new(Quiet)).await.expect("resume");
+    report.outcome().expect("every table copied and reconciled");
+    assert_eq!((report.plan.run_id, report.status.as_str()), (run.run_id, "completed"));
+    let runs = thaw_engine::sync::status::PgStatusStore::new(&pg).overview(Some(run.run_id), 1).await.unwrap();
+    assert!(runs[0].tables.iter().all(|t| t.status == "completed" && t.error.is_none()), "{:?}", runs[0].tables);
+}
+
+/// Found probing as a new user: a chunk failed on a value too long for the target column and
+/// said "widen the column ... rerun the same command to resume"; after widening it, the resumed
+/// run still wrote with the stored (narrow) definition and failed the same way until
+/// `--no-resume`. A resume now reads the target columns' definitions again.
+#[tokio::test]
+async fn resume_after_widening_the_target_column_a_chunk_failed_on_completes_the_run() {
+    let (sf_db, pg_db, pg) = setup("widen", 300, 1).await;
+    pg.batch_execute("ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(5)").await.unwrap();
+    let config = config_for(&sf_db, &pg_db, 1);
+    let failed = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("a report");
+    assert_eq!(failed.status, "failed");
+    let said = failed.outcome().unwrap_err().message;
+    assert!(said.contains("varchar(5)") && said.contains("widen the column") && said.contains("rerun the same command"), "{said}");
+
+    pg.batch_execute("ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(50)").await.unwrap();
+    let resumed = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("resume");
+    resumed.outcome().expect("the resumed run writes with the widened column, completes and reconciles");
+    assert_eq!((resumed.plan.run_id, resumed.plan.resumed, resumed.status.as_str()), (failed.plan.run_id, true, "completed"));
+    assert_eq!(pg_count(&pg, "public.orders").await, 300);
+    let plan: serde_json::Value = pg
+        .query_one("SELECT plan FROM migration_status.migration_table_status WHERE run_id = $1", &[&failed.plan.run_id])
+        .await
+        .unwrap()
+        .get(0);
+    let note = plan["columns"].as_array().unwrap().iter().find(|c| c["target"]["name"] == "Note").unwrap();
+    assert_eq!(note["target"]["char_max_length"], 50, "the stored plan records the current definition");
+
+    // A planned target column that is gone stops a resume with a clear error naming it.
+    pg.batch_execute("ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(5) USING left(\"Note\", 5)").await.unwrap();
+    sf_update_note(&sf_db).await;
+    let again = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("a report");
+    assert_eq!(again.status, "failed", "{:?}", again.failures);
+    pg.batch_execute("ALTER TABLE public.orders DROP COLUMN \"Note\"").await.unwrap();
+    let err = runner::run(config, options(), Arc::new(Quiet)).await.expect_err("the planned column is gone");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    assert!(err.message.contains("\"Note\"") && err.message.contains("--no-resume"), "{err}");
+}
+
+/// The same for a replace load (`truncate_onstart` + `--allow-truncate`): its shadow table was
+/// created like the narrow target, so the resume also gives the shadow the widened column; the
+/// target keeps its previous rows until the swap.
+#[tokio::test]
+async fn replace_load_resumed_after_widening_the_target_column_completes_and_swaps() {
+    let (sf_db, pg_db, pg) = setup("widenshadow", 300, 1).await;
+    pg.batch_execute(
+        "ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(5); \
+         INSERT INTO public.orders (\"Id\", \"Code\", \"Note\") SELECT g, ('ffffffff-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'old' FROM generate_series(1, 20) g",
+    )
+    .await
+    .unwrap();
+    let table = orders_table(Some(("Id", "int")), r#", "truncate_onstart": true"#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let replace = RunOptions { request: PlanRequest { allow_truncate: true, ..Default::default() }, ..options() };
+    // Every chunk holds a note longer than five characters and fails; the shadow table exists,
+    // created like the narrow target.
+    let failed = runner::run(config.clone(), replace.clone(), Arc::new(Quiet)).await.expect("a report");
+    assert!(!failed.failures.is_empty());
+    assert_ne!(failed.status, "completed");
+    assert_eq!(pg_count(&pg, "public.orders").await, 20, "the target keeps its previous rows");
+
+    pg.batch_execute("ALTER TABLE public.orders ALTER \"Note\" TYPE varchar(50)").await.unwrap();
+    let resumed = runner::run(config, replace, Arc::new(Quiet)).await.expect("resume");
+    resumed.outcome().expect("the resumed replace load completes, swaps and reconciles");
+    assert_eq!((resumed.plan.run_id, resumed.status.as_str()), (failed.plan.run_id, "completed"));
+    assert_eq!(pg_count(&pg, "public.orders").await, 300, "the source's rows replaced the previous ones");
+}
+
+/// Give every ORDERS row a note longer than five characters, touching its watermark.
+async fn sf_update_note(sf_db: &str) {
+    let sf = thaw_engine::source::connect(&snowflake(), Some(sf_db), Some("S")).await.unwrap();
+    sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Note\" = 'a longer note', \"Updated\" = '2027-01-01 00:00:00+00:00'"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use thaw_engine::failpoints;
 use thaw_engine::runner::{self, Quiet, RunOptions, RunReport};
 use thaw_engine::source::staged::s3_store;
 use thaw_engine::source::SnowflakeSource;
+use thaw_engine::sync::status_store::StatusStore;
 use thaw_engine::ErrorKind;
 use thaw_test_support::*;
 use tokio_postgres::Client;
@@ -1117,4 +1118,41 @@ async fn staged_and_direct_loads_keep_equal_row_hashes_for_every_round_trip_type
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Found probing as a new user: a staged table whose Snowflake schema and
+/// table names hold spaces ("Sales Ops"."Visit Log") failed every chunk with
+/// "a stage path cannot carry ' ' unquoted" under the default
+/// `staging.prefix_pattern`, after the run was recorded (exit 1). Names are
+/// now escaped in the path (`Sales-20Ops/Visit-20Log/…`), and the table
+/// loads, merges, reconciles and shows in `thaw status` under its names.
+#[tokio::test]
+async fn a_staged_table_with_spaces_and_mixed_case_in_its_names_loads_and_reconciles() {
+    let sf_db = unique("SFSTAGEDNAMES").to_uppercase();
+    let pg_db = unique("stagednames");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 300).await;
+    sf.execute(&format!("CREATE SCHEMA \"{sf_db}\".\"Sales Ops\"")).await.unwrap();
+    sf.execute(&format!("CREATE TABLE \"{sf_db}\".\"Sales Ops\".\"Visit Log\" AS SELECT * FROM \"{sf_db}\".\"S\".\"ORDERS\"")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute(&format!("CREATE SCHEMA \"Sales Ops\"; CREATE TABLE \"Sales Ops\".\"Visit Log\" ({ORDERS_TARGET_COLUMNS}, UNIQUE (\"Code\"))"))
+        .await
+        .unwrap();
+    let table = r#"{"source": "Visit Log", "target": "Visit Log", "uniqueness_columns": ["Code"], "source_mode": "staged",
+                    "chunking_columns": ["Id"], "chunking_column_types": ["int"], "batch_size": 100}"#;
+    let text = config_text(&sf_db, &pg_db, &[table], &staging_section(6000))
+        .replace(r#""source_sf_schema": "S""#, r#""source_sf_schema": "Sales Ops""#)
+        .replace(r#""target_pg_schema": "public""#, r#""target_pg_schema": "Sales Ops""#);
+    let config = Arc::new(config(&text));
+    let report = run(&config, PlanRequest::default()).await;
+    report.outcome().expect("the staged run completes and reconciles");
+    assert_eq!(report.status, "completed");
+    assert_eq!(pg_count(&pg, "\"Sales Ops\".\"Visit Log\"").await, 300);
+    let files = files(&pg, report.plan.run_id).await;
+    assert!(files.len() > 1 && files.iter().all(|(_, status, _)| status == "completed"), "{files:?}");
+    let prefix = format!("{sf_db}/Sales-20Ops/Visit-20Log/run_{}/chunk_", report.plan.run_id);
+    assert!(files.iter().all(|(key, _, _)| key.contains(&prefix)), "{prefix} in {files:?}");
+    let runs = thaw_engine::sync::status::PgStatusStore::new(&pg).overview(Some(report.plan.run_id), 1).await.unwrap();
+    let t = &runs[0].tables[0];
+    assert_eq!((t.source_table.as_str(), t.target.as_str(), t.status.as_str(), t.rows), ("Visit Log", "Sales Ops.Visit Log", "completed", 300));
 }

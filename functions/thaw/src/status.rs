@@ -1,6 +1,8 @@
 //! `thaw status`: the runs in `migration_status` as a table (or JSON with
-//! `--json`): per run its status, holder and error; per table chunks done,
-//! failed and in progress, rows, rows/s; the failed chunks with their errors.
+//! `--json`): per run its status, holder, whether a running run is dead
+//! (its process gone), and error; per table chunks done,
+//! failed and in progress, rows, rows/s, and the error of each table not
+//! completed; the failed chunks with their errors.
 //! Then per enabled table its reconcile freshness (docs/reconcile.md §5.4):
 //! the last full verification, the rolling position and the age of the least
 //! recently verified slice, `STALE` when over `--coverage-hours` or never
@@ -30,6 +32,13 @@ pub fn print(runs: &[RunOverview]) {
             r.heartbeat_at.format("%H:%M:%S"),
             r.rows
         );
+        if r.alive == Some(false) {
+            println!(
+                "  DEAD: no thaw process drives this run any more (killed, or no heartbeat for {} minutes); its chunks shown active are abandoned. \
+                 The next `thaw run` of its configuration and table selection resumes it.",
+                thaw_engine::sync::status::STUCK_AFTER_MINUTES
+            );
+        }
         if let Some(e) = &r.error {
             println!("  error: {e}");
         }
@@ -39,6 +48,11 @@ pub fn print(runs: &[RunOverview]) {
                 "  {:<36} {:<11} {:>7} {:>7} {:>6} {:>6} {:>11} {:>9.1} {:>10.0}",
                 t.target, t.status, t.chunks, t.chunks_completed, t.chunks_failed, t.chunks_in_progress, t.rows, t.seconds, t.rows_per_second
             );
+        }
+        for t in r.tables.iter().filter(|t| t.status != "completed") {
+            if let Some(e) = &t.error {
+                println!("  {} {}: {e}", t.status, t.target);
+            }
         }
         for c in &r.failed_chunks {
             println!("  failed: chunk {} of {} (attempts {}): {}", c.chunk_id, c.source_table, c.retry_count, c.error.as_deref().unwrap_or("-"));

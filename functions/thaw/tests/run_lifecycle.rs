@@ -178,6 +178,9 @@ async fn status_command_shows_runs_tables_rows_and_failed_chunks() {
     assert!(table["chunks"].as_i64().unwrap() >= 1);
     assert_eq!(table["chunks_failed"].as_i64().unwrap() + table["chunks_completed"].as_i64().unwrap(), table["chunks"].as_i64().unwrap());
     assert_eq!(table["rows"].as_i64().unwrap(), pg_count(&pg, "public.orders").await);
+    assert_eq!(run["alive"], serde_json::Value::Null, "a finished run is neither alive nor dead");
+    assert_eq!(table["status"], "failed");
+    assert!(table["error"].as_str().unwrap().contains("\"Note\""), "{table}");
     let failed = run["failed_chunks"].as_array().unwrap();
     assert!(!failed.is_empty());
     assert!(failed[0]["error"].as_str().unwrap().contains("\"Note\""), "{failed:?}");
@@ -186,18 +189,29 @@ async fn status_command_shows_runs_tables_rows_and_failed_chunks() {
     let shown = text(&out);
     let run_id = run["run_id"].as_str().unwrap();
     assert!(shown.contains(&format!("run {run_id}  failed")) && shown.contains("public.orders") && shown.contains("failed: chunk"), "{shown}");
+    assert!(shown.contains("failed public.orders: "), "the table's error is shown: {shown}");
+    assert!(!shown.contains("DEAD"), "{shown}");
 }
 
 #[tokio::test]
 async fn run_killed_with_sigkill_is_taken_over_at_once_by_the_next_run() {
     let (mut child, path, pg, rows) = thaw_run_caught_mid_copy("KILL").await;
     let cfg = path.to_str().unwrap();
+    let alive = |out: &std::process::Output| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        v["runs"][0]["alive"].clone()
+    };
+    assert_eq!(alive(&thaw!(&["status", "--config", cfg, "--json"])), serde_json::json!(true), "the running process drives it");
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     // No chance to record anything: the run still says 'running' with a fresh heartbeat.
     let row = pg.query_one("SELECT run_id, status FROM migration_status.migration_runs", &[]).await.unwrap();
     let run_id: uuid::Uuid = row.get(0);
     assert_eq!(row.get::<_, String>(1), "running");
+    // `thaw status` says the run is dead (its lock session is gone), not merely running.
+    assert_eq!(alive(&thaw!(&["status", "--config", cfg, "--json"])), serde_json::json!(false));
+    let shown = text(&thaw!(&["status", "--config", cfg]));
+    assert!(shown.contains(&format!("run {run_id}  running")) && shown.contains("DEAD: no thaw process drives this run"), "{shown}");
 
     // Its lock session died with it: the next run takes it over at once and finishes it.
     let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
@@ -258,8 +272,9 @@ async fn run_killed_with_sigkill_at_seeded_moments_resumes_to_an_exact_copy() {
     assert_eq!(dupes, 0);
 }
 
-/// `--where` must be exactly one boolean expression for exactly one table:
-/// anything else exits 2 with a clear message before anything is written.
+/// `--where` must be exactly one boolean expression for exactly one table,
+/// which Snowflake compiles against the table: anything else exits 2 with a
+/// clear message before anything is written.
 #[tokio::test]
 async fn bad_where_predicates_exit_2_and_write_nothing() {
     let sf_db = unique("SFBADWHERE").to_uppercase();
@@ -281,6 +296,16 @@ async fn bad_where_predicates_exit_2_and_write_nothing() {
         let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--table", "orders", "--where", predicate]);
         assert_eq!(out.status.code(), Some(2), "{predicate}: {}", text(&out));
         assert!(text(&out).contains(expected) && text(&out).contains("--where"), "{predicate}: {}", text(&out));
+    }
+    // A predicate Snowflake cannot compile against the table (a column it does not have) is bad
+    // input too: refused before a run is recorded (it used to leave a `failed` run behind),
+    // naming the column.
+    for (predicate, column) in [(r#""NoSuchColumn" > 5"#, "NoSuchColumn"), (r#""Note" = 'x' AND "Idd" > 5"#, "Idd")] {
+        let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--table", "orders", "--where", predicate]);
+        assert_eq!(out.status.code(), Some(2), "{predicate}: {}", text(&out));
+        let said = text(&out);
+        assert!(said.contains("--where") && said.contains(column) && said.contains("ORDERS"), "{predicate}: {said}");
+        assert!(!said.to_lowercase().contains("panick"), "{said}");
     }
     // Without --table, --where is refused by the argument parser.
     let out = thaw!(&["run", "--config", cfg, "--no-conflicts", "--where", r#""Id" > 5"#]);

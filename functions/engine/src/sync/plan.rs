@@ -347,6 +347,10 @@ async fn resume_run(
         PgStatusStore::new(pg).set_run_metadata(run_id, "taken_over_from", previous).await?;
     }
     PgStatusStore::new(pg).claim(run_id, holder).await?;
+    if let Err(e) = refresh_target_columns(pg, run_id).await {
+        let _ = PgStatusStore::new(pg).finish_run(run_id, status::run_status::FAILED, Some(&e.to_string())).await;
+        return Err(e);
+    }
     let planned = PgStatusStore::new(pg).planned_tables(run_id).await?;
     let missing: Selection<'_> = selected
         .iter()
@@ -375,6 +379,57 @@ async fn resume_run(
         }
     };
     finish_planning(config, request, pg, run_id, prepared, true).await
+}
+
+/// On resume, give every unfinished table's stored plan its target columns'
+/// current definitions (type, length, precision, scale, nullability): a
+/// chunk that failed because a value did not fit says "widen the column",
+/// and once the user has, the resumed run must write with the wider column
+/// instead of failing the same way until `--no-resume` (found probing:
+/// docs/sync.md §6.2). Changes are logged and recorded in the plan; a
+/// replace load's shadow table gets the same definitions
+/// ([`super::replace::align_shadow_columns`]).
+///
+/// Errors: [`ErrorKind::SchemaMismatch`] naming the column when a target
+/// column the plan writes no longer exists; catalog and status-store
+/// errors with their kinds; `Internal` for an unreadable stored plan.
+async fn refresh_target_columns(pg: &Client, run_id: Uuid) -> Result<()> {
+    for table in PgStatusStore::new(pg).tables(run_id).await? {
+        if matches!(table.status.as_str(), "completed" | "skipped") {
+            continue;
+        }
+        let mut plan: TablePlan = serde_json::from_value(table.plan.clone())
+            .map_err(|e| Error::internal(format!("stored plan of {} is unreadable: {e}", table.key.source_table)))?;
+        let catalog = sink::table_columns(pg, &plan.target_schema, &plan.target_table).await?;
+        let target_fqn = plan.target_fqn();
+        let mut changed = Vec::new();
+        let mut changed_names = Vec::new();
+        for pair in plan.columns.iter_mut() {
+            let Some(now) = catalog.iter().find(|c| c.name == pair.target.name) else {
+                return Err(Error::new(
+                    ErrorKind::SchemaMismatch,
+                    format!(
+                        "run {run_id}: target column \"{}\" of {} was planned but no longer exists; restore it, or rerun with --no-resume to plan a new run",
+                        pair.target.name, target_fqn
+                    ),
+                ));
+            };
+            if *now != pair.target {
+                changed.push(format!("\"{}\" {} → {}", now.name, sink::ddl::sql_type(&pair.target), sink::ddl::sql_type(now)));
+                changed_names.push(now.name.clone());
+                pair.target = now.clone();
+            }
+        }
+        if plan.truncated {
+            // The replace load's shadow was created LIKE the target as it was.
+            super::replace::align_shadow_columns(pg, &plan, &table.key, &changed_names).await?;
+        }
+        if !changed.is_empty() {
+            tracing::info!(%run_id, table = %target_fqn, columns = ?changed, "resume: the target's columns changed since planning; writing with their current definitions");
+            PgStatusStore::new(pg).set_table_plan(&table.key, serde_json::to_value(&plan).expect("plan serialises")).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Plan the `prepared` tables of `run_id`, mark the run `running` and write
@@ -415,10 +470,43 @@ async fn prepare_tables(config: &Config, selected: &Selection<'_>, pg: &Client, 
         let catalog = source_catalog(&sf, source_cfg).await?;
         for t in tables {
             let plan = prepare_table(config, source_cfg, t, &catalog, pg, request).await?;
+            check_user_predicates(&sf, &plan).await?;
             prepared.push((plan, (*t).clone(), source_cfg.source_name.clone()));
         }
     }
     Ok(prepared)
+}
+
+/// Have Snowflake compile the table's user-written predicates — its
+/// `source_filter` and the run's `--where` — against the source table
+/// (`SELECT 1 … WHERE … LIMIT 0`, which reads no row), before the run is
+/// recorded: a predicate naming a column the table does not have, or
+/// otherwise invalid there, is bad input and must not leave a failed run
+/// behind (docs/sync.md §2, `--where`). Nothing is sent when the table has neither.
+///
+/// Errors: [`ErrorKind::ConfigInvalid`] when Snowflake refuses the predicate
+/// (its message names the column), naming the table and the predicate; a
+/// Snowflake that cannot be reached keeps its kind (`Transient`,
+/// `Unreachable`, ...).
+async fn check_user_predicates(sf: &SnowflakeSource, plan: &TablePlan) -> Result<()> {
+    let checks = [("its source_filter", plan.source_filter.as_deref()), ("--where", plan.run_filter.as_deref())];
+    for (what, predicate) in checks {
+        let Some(predicate) = predicate else { continue };
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE ({predicate}) LIMIT 0",
+            crate::source::sql::table(&plan.source_database, &plan.source_schema, &plan.source_table)
+        );
+        if let Err(e) = sf.query_arrow(&sql).await {
+            if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::ChunkFailed) {
+                return Err(Error::config(format!(
+                    "table {}.{}.{}: Snowflake refused {what} {predicate:?}: {}. Fix the predicate (column names are case-sensitive when quoted); nothing was recorded or written.",
+                    plan.source_database, plan.source_schema, plan.source_table, e.message
+                )));
+            }
+            return Err(e.context(format!("checking {what} of {}", plan.source_table)));
+        }
+    }
+    Ok(())
 }
 
 async fn plan_tables(
@@ -1038,6 +1126,15 @@ async fn prepare_table(
             .map_err(|e| from_postgres(e, format!("checking whether {}.{} is empty", s.target_pg_schema, t.target)))?;
         row.get::<_, bool>(0)
     };
+    if t.truncate_onstart && !empty && !request.allow_truncate {
+        // Refused here, before the run is recorded (plan_tables checks again
+        // inside the table's planning transaction): a refusal used to leave
+        // a `failed` run behind that the next command resumed.
+        return Err(Error::config(format!(
+            "table {} has truncate_onstart and the target {}.{} is not empty; rerun with --allow-truncate (run-level consent) to truncate it",
+            t.source, s.target_pg_schema, t.target
+        )));
+    }
     let will_truncate = t.truncate_onstart && (empty || request.allow_truncate);
     let load_mode = if empty || will_truncate {
         LoadMode::Copy

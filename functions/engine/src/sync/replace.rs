@@ -7,7 +7,8 @@
 //! empty or half loaded. Instead, a table planned with truncation
 //! ([`TablePlan::truncated`]) is loaded into a **shadow table**
 //! `thaw_staging."r_<hash of run and table>"` (`LIKE target INCLUDING
-//! DEFAULTS`, a normal logged table, no indexes), and the target is only
+//! DEFAULTS`, a normal logged table whose only index is a unique index on
+//! the key columns when the table has keys), and the target is only
 //! touched by [`swap_in`] at merge, once every chunk is `completed`: in
 //! **one transaction** it truncates the target, inserts the shadow's rows and
 //! drops the shadow, together with the table's `completed` status.
@@ -50,10 +51,19 @@ pub fn shadow_fqn(key: &TableKey) -> String {
 
 /// Create the shadow table of `key` if it does not exist (idempotent and
 /// safe under concurrent chunks: serialised by a transaction-level advisory
-/// lock on the shadow's name).
+/// lock on the shadow's name), with a unique index on the plan's key columns
+/// when the table has keys.
+///
+/// The unique index makes the copy path see the shadow as keyed
+/// ([`crate::sync::copy`]): a key the source moved from a loaded chunk into
+/// an unloaded one while the load ran is refused by the index and the chunk
+/// falls back to staging + upsert, instead of going into the shadow twice
+/// and failing the swap on the target's unique index at every resume.
 ///
 /// Errors: catalog or DDL failures (e.g. the loader role may not create tables
-/// in `thaw_staging`), with their SQLSTATE kind.
+/// in `thaw_staging`), with their SQLSTATE kind; the unique index cannot be
+/// built on a shadow left by an earlier thaw that already holds a key twice
+/// (`ChunkFailed`: rerun with `--no-resume`).
 pub async fn ensure_shadow(pg: &mut tokio_postgres::Client, plan: &TablePlan, key: &TableKey) -> Result<()> {
     let fqn = shadow_fqn(key);
     let tx = pg.transaction().await.map_err(|e| from_postgres(e, "starting the shadow-table transaction"))?;
@@ -61,7 +71,52 @@ pub async fn ensure_shadow(pg: &mut tokio_postgres::Client, plan: &TablePlan, ke
     tx.batch_execute(&format!("CREATE TABLE IF NOT EXISTS {fqn} (LIKE {} INCLUDING DEFAULTS)", plan.target_fqn()))
         .await
         .map_err(|e| from_postgres(e, format!("creating the shadow table {fqn} for {}", plan.target_fqn())))?;
+    if !plan.key_columns.is_empty() {
+        let keys: Vec<String> = plan.key_columns.iter().map(|k| sink::ident(k)).collect();
+        let index = sink::ident(&format!("{}_key", shadow_name(key)));
+        tx.batch_execute(&format!("CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {fqn} ({})", keys.join(", ")))
+            .await
+            .map_err(|e| {
+                from_postgres(e, format!("creating the unique index on ({}) of the shadow table {fqn} (a shadow holding a key twice: rerun with --no-resume)", plan.key_columns.join(", ")))
+            })?;
+    }
     tx.commit().await.map_err(|e| from_postgres(e, "committing the shadow table"))?;
+    Ok(())
+}
+
+/// Give the shadow table of `key` (when it exists) the target's current
+/// definition of `columns` (type with modifiers, nullability): a resume
+/// after the user widened a target column a chunk failed on
+/// ([`crate::sync::plan`] refreshes the plan's target columns) must not
+/// fail again on the shadow, created `LIKE` the narrower target. The rows
+/// already in the shadow are converted by `ALTER COLUMN … TYPE`.
+///
+/// Errors: catalog or DDL failures with their SQLSTATE kind (e.g. rows of
+/// the shadow that do not fit a narrowed type).
+pub async fn align_shadow_columns(pg: &tokio_postgres::Client, plan: &TablePlan, key: &TableKey, columns: &[String]) -> Result<()> {
+    if columns.is_empty() || !shadow_exists(pg, key).await? {
+        return Ok(());
+    }
+    let fqn = shadow_fqn(key);
+    let rows = pg
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attname::text = ANY($2) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&plan.target_fqn(), &columns],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("reading the column definitions of {}", plan.target_fqn())))?;
+    let changes: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            let column = sink::ident(r.get::<_, &str>(0));
+            let nullability = if r.get::<_, bool>(2) { "SET NOT NULL" } else { "DROP NOT NULL" };
+            [format!("ALTER COLUMN {column} TYPE {}", r.get::<_, &str>(1)), format!("ALTER COLUMN {column} {nullability}")]
+        })
+        .collect();
+    pg.batch_execute(&format!("ALTER TABLE {fqn} {}", changes.join(", ")))
+        .await
+        .map_err(|e| from_postgres(e, format!("giving the shadow table {fqn} the current definitions of {}'s columns {columns:?}", plan.target_fqn())))?;
     Ok(())
 }
 

@@ -94,8 +94,10 @@ pub fn unload_forms(plan: &TablePlan) -> Result<Vec<(String, UnloadForm)>> {
 /// The chunk's path below the stage, checked to be safe to write unquoted
 /// after `@stage/`.
 ///
-/// Errors: [`ErrorKind::ConfigInvalid`] when a database, schema or table
-/// name holds characters a stage path cannot carry.
+/// Errors: [`ErrorKind::ConfigInvalid`] when the path holds a character a
+/// stage path cannot carry (only from `staging.prefix_pattern`'s own text,
+/// which `thaw validate` checks: names are escaped by
+/// [`crate::config::stage_path_part`]).
 pub fn chunk_path(
     staging: &StagingSettings,
     plan: &TablePlan,
@@ -111,10 +113,10 @@ pub fn chunk_path(
     );
     if let Some(c) = path
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '$' | '=')))
+        .find(|c| !crate::config::is_stage_path_character(*c))
     {
         return Err(Error::config(format!(
-            "the staged path '{path}' of {} holds '{c}', which a stage path cannot carry unquoted; use a staging.prefix_pattern without that name part",
+            "the staged path '{path}' of {} holds '{c}', which a stage path cannot carry unquoted; remove it from staging.prefix_pattern",
             plan.source_fqn()
         )));
     }

@@ -158,6 +158,12 @@ impl RunRecord {
 /// (the copy-chunk step refreshes the heartbeat while chunks are copied).
 pub const DEAD_AFTER_SECONDS: i64 = STUCK_AFTER_MINUTES as i64 * 60;
 
+/// The error recorded on a table a `failed` run left unfinished
+/// ([`StatusStore::finish_run`]): `not finished: the run failed: <run error>`.
+pub fn unfinished_table_error(run_error: Option<&str>) -> String {
+    format!("not finished: the run failed: {}", run_error.unwrap_or("no error recorded"))
+}
+
 /// Heartbeats more frequent than this many seconds are skipped ([`StatusStore::touch`]).
 pub const HEARTBEAT_MIN_INTERVAL_SECONDS: i32 = 10;
 
@@ -165,16 +171,21 @@ const RUN_RECORD_COLUMNS: &str = "r.run_id, r.status, r.execution_hash, r.starte
      r.lock_backend_pid, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.lock_backend_pid)";
 
 fn to_run_record(r: &tokio_postgres::Row) -> RunRecord {
+    to_run_record_at(r, 0)
+}
+
+/// The [`RUN_RECORD_COLUMNS`] of `r`, starting at column `at`.
+fn to_run_record_at(r: &tokio_postgres::Row, at: usize) -> RunRecord {
     RunRecord {
-        run_id: r.get(0),
-        status: r.get(1),
-        execution_hash: r.get(2),
-        started_at: r.get(3),
-        heartbeat_age_seconds: r.get(4),
-        host: r.get(5),
-        pid: r.get(6),
-        lock_backend_pid: r.get(7),
-        lock_session_alive: r.get(8),
+        run_id: r.get(at),
+        status: r.get(at + 1),
+        execution_hash: r.get(at + 2),
+        started_at: r.get(at + 3),
+        heartbeat_age_seconds: r.get(at + 4),
+        host: r.get(at + 5),
+        pid: r.get(at + 6),
+        lock_backend_pid: r.get(at + 7),
+        lock_session_alive: r.get(at + 8),
     }
 }
 
@@ -406,6 +417,13 @@ pub struct RunOverview {
     pub rows: i64,
     /// The run's error.
     pub error: Option<String>,
+    /// For a `planning`/`running` run: whether a live process still drives
+    /// it ([`RunRecord::is_alive`]: a killed `thaw run` is dead at once, a
+    /// run without a lock session after [`DEAD_AFTER_SECONDS`] without a
+    /// heartbeat); a dead one is resumed by the next run of its
+    /// configuration. `None` for a finished run.
+    #[serde(default)]
+    pub alive: Option<bool>,
     /// Its tables.
     pub tables: Vec<TableOverview>,
     /// Its failed chunks (at most 50), with their errors.
@@ -417,15 +435,18 @@ pub struct RunOverview {
 async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
     let runs = client
         .query(
-            "SELECT run_id, status, mode, started_at, heartbeat_at, completed_at, host, pid, error_message FROM migration_status.migration_runs \
-             WHERE $1::uuid IS NULL OR run_id = $1 ORDER BY started_at DESC LIMIT $2",
+            &format!(
+                "SELECT r.mode, r.heartbeat_at, r.completed_at, r.error_message, {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
+                 WHERE $1::uuid IS NULL OR r.run_id = $1 ORDER BY r.started_at DESC LIMIT $2"
+            ),
             &[&run_id, &limit.max(1)],
         )
         .await
         .map_err(|e| from_postgres(e, "reading runs for thaw status"))?;
     let mut out = Vec::new();
-    for r in runs {
-        let id: Uuid = r.get(0);
+    for row in runs {
+        let record = to_run_record_at(&row, 4);
+        let id = record.run_id;
         let tables = client
             .query(
                 "SELECT t.source_table, t.target_schema || '.' || t.target_table, t.status, t.load_mode, \
@@ -470,17 +491,19 @@ async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<V
             )
             .await
             .map_err(|e| from_postgres(e, "reading failed chunks for thaw status"))?;
+        let alive = matches!(record.status.as_str(), run_status::PLANNING | run_status::RUNNING).then(|| record.is_alive(None));
         out.push(RunOverview {
             run_id: id,
-            status: r.get(1),
-            mode: r.get(2),
-            started_at: r.get(3),
-            heartbeat_at: r.get(4),
-            completed_at: r.get(5),
-            host: r.get(6),
-            pid: r.get(7),
+            mode: row.get(0),
+            started_at: record.started_at,
+            heartbeat_at: row.get(1),
+            completed_at: row.get(2),
             rows: tables.iter().map(|t| t.rows).sum(),
-            error: r.get(8),
+            error: row.get(3),
+            alive,
+            status: record.status,
+            host: record.host,
+            pid: record.pid,
             tables,
             failed_chunks: failed
                 .iter()
@@ -771,15 +794,20 @@ impl StatusStore for PgStatusStore<'_> {
     /// `partial`, `failed`, `mismatch`, `interrupted`), its error (`None`
     /// clears it) and totals derived from its table rows.
     async fn finish_run(&self, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
+        // One statement: the tables a failed run leaves `in_progress` become `failed`
+        // (counted by `marked`, which the totals' snapshot does not see yet).
+        let table_error = unfinished_table_error(error);
         self.client
             .execute(
-                "UPDATE migration_status.migration_runs r SET status = $2, error_message = $3, completed_at = now(), heartbeat_at = now(), \
-                   total_tables = s.total, completed_tables = s.done, failed_tables = s.failed, total_rows_copied = s.rows \
+                "WITH marked AS (UPDATE migration_status.migration_table_status SET status = 'failed', error_message = $4 \
+                                 WHERE run_id = $1 AND status = 'in_progress' AND $2 = 'failed' RETURNING 1) \
+                 UPDATE migration_status.migration_runs r SET status = $2, error_message = $3, completed_at = now(), heartbeat_at = now(), \
+                   total_tables = s.total, completed_tables = s.done, failed_tables = s.failed + (SELECT count(*)::int FROM marked), total_rows_copied = s.rows \
                  FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS done, \
                               count(*) FILTER (WHERE status = 'failed')::int AS failed, coalesce(sum(total_rows_copied), 0)::bigint AS rows \
                        FROM migration_status.migration_table_status WHERE run_id = $1) s \
                  WHERE r.run_id = $1",
-                &[&run_id, &status, &error],
+                &[&run_id, &status, &error, &table_error],
             )
             .await
             .map_err(|e| from_postgres(e, "recording the run's outcome"))?;
@@ -1283,6 +1311,18 @@ impl StatusStore for PgStatusStore<'_> {
 
     async fn overview(&self, run_id: Option<Uuid>, limit: i64) -> Result<Vec<RunOverview>> {
         overview(self.client, run_id, limit).await
+    }
+
+    async fn set_table_plan(&self, key: &TableKey, plan: serde_json::Value) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE migration_status.migration_table_status SET plan = $5 \
+                 WHERE run_id = $1 AND source_database = $2 AND source_schema = $3 AND source_table = $4",
+                &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table, &plan],
+            )
+            .await
+            .map_err(|e| from_postgres(e, "recording the refreshed table plan"))?;
+        Ok(())
     }
 
     async fn table_plan(&self, key: &TableKey) -> Result<Option<serde_json::Value>> {

@@ -24,7 +24,7 @@ pub use crate::sync::status::PgStatusStore;
 use crate::sync::staged::FileRecord;
 use crate::sync::status::{
     run_status, ChunkCounts, ChunkRecord, ChunkTally, EarlierUnload, FailedChunk, Holder, IndexRecord, LoadMode, PlannedTable, RunOverview, RunRecord, TableKey, TableMapping,
-    TableOverview, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS,
+    TableOverview, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS, unfinished_table_error,
 };
 
 /// Reads and writes of `migration_status` for runs, tables, chunks, the
@@ -66,6 +66,9 @@ pub trait StatusStore: Sync {
     /// Refresh a run's heartbeat (status unchanged).
     fn heartbeat(&self, run_id: Uuid) -> impl Future<Output = Result<()>> + Send;
     /// Finish a run with `status` and `error`, totals derived from its tables.
+    /// A run finished `failed` (planning or a step failed) leaves no table
+    /// `in_progress`: those are recorded `failed` with [`unfinished_table_error`]
+    /// of `error`, so `thaw status` does not show them as still copying.
     fn finish_run(&self, run_id: Uuid, status: &str, error: Option<&str>) -> impl Future<Output = Result<()>> + Send;
     /// Refresh a run's table and row totals (status unchanged).
     fn record_totals(&self, run_id: Uuid) -> impl Future<Output = Result<()>> + Send;
@@ -81,6 +84,8 @@ pub trait StatusStore: Sync {
     fn fail_chunk(&self, key: &TableKey, chunk_id: i32, error: &Error) -> impl Future<Output = Result<()>> + Send;
     /// Mark a table `failed` with its error.
     fn fail_table(&self, key: &TableKey, error: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Replace the plan JSON recorded for a table of a run (a resume refreshing its target columns).
+    fn set_table_plan(&self, key: &TableKey, plan: serde_json::Value) -> impl Future<Output = Result<()>> + Send;
     /// The plan JSON recorded for a table of a run; `None` when the table is not part of the run.
     fn table_plan(&self, key: &TableKey) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
     /// Lock a chunk row inside the caller's data transaction and return it; `None` when the chunk does not exist.
@@ -683,6 +688,12 @@ impl StatusStore for MemoryStatusStore {
         let mut s = self.lock();
         let clock = s.clock;
         s.run(run_id)?.completed_at = Some(clock);
+        if status == run_status::FAILED {
+            for t in s.tables.iter_mut().filter(|t| t.record.key.run_id == run_id && t.record.status == "in_progress") {
+                t.record.status = "failed".into();
+                t.error = Some(unfinished_table_error(error));
+            }
+        }
         Ok(())
     }
 
@@ -747,6 +758,13 @@ impl StatusStore for MemoryStatusStore {
         if let Some(t) = s.table(key) {
             t.record.status = "failed".into();
             t.error = Some(error.into());
+        }
+        Ok(())
+    }
+
+    async fn set_table_plan(&self, key: &TableKey, plan: serde_json::Value) -> Result<()> {
+        if let Some(t) = self.lock().table(key) {
+            t.record.plan = plan;
         }
         Ok(())
     }
@@ -1092,6 +1110,7 @@ impl StatusStore for MemoryStatusStore {
                 pid: r.record.pid,
                 rows: tables.iter().map(|t| t.rows).sum(),
                 error: r.error.clone(),
+                alive: matches!(r.record.status.as_str(), run_status::PLANNING | run_status::RUNNING).then(|| s.snapshot(r).is_alive(None)),
                 tables,
                 failed_chunks,
             });
