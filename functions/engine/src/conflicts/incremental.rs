@@ -355,6 +355,21 @@ pub async fn collect_keys(
         ),
         // Old keys: the stored pairs of changed visits, by VisitID (both orientations are stored).
         format!("SELECT c.\"SSN\"::text, c.\"VisitDate\"::date FROM {CHANGED} ch JOIN {cvm} c ON c.\"VisitID\" = ch.visit_id"),
+        // Restored visits: stored `D` pairs whose conflicting visit is back in
+        // the visits and gone from the deleted table (a removal leaves no change
+        // timestamp, and a restored row may keep its old one): the pair's key and
+        // the visit's current key, so the refresh reopens the pair as a full run
+        // does (docs/conflicts.md §D1, §7.2). Found through the partial index of
+        // closed pairs; a pair reopened tonight is not `D` any more.
+        format!(
+            "SELECT k.* FROM {cvm} c JOIN {fact} f ON {f_id} = c.\"ConVisitID\" JOIN {cgs} cg ON {cg_id} = {f_cg}\n\
+             CROSS JOIN LATERAL (VALUES (c.\"SSN\"::text, c.\"VisitDate\"::date), ({cg_ssn}, {f_date})) k(ssn, visit_date)\n\
+             WHERE c.\"StatusFlag\" = 'D' AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE {d_id} = c.\"ConVisitID\")",
+            fact = a(fa),
+            cgs = a(ca),
+            deleted = a(da),
+            d_id = types.expr("d", da, "Visit Id", Want::Uuid)?,
+        ),
         // Dates that entered the window since the last run.
         format!(
             "SELECT {cg_ssn}, {f_date} FROM {fact} f JOIN {cgs} cg ON {cg_id} = {f_cg} WHERE {f_date} > $2::date AND {f_date} <= $4::date",
