@@ -417,9 +417,10 @@ pub async fn collect_keys(
 pub fn restored_visit_keys_sql(schemas: &Schemas, types: &ColumnTypes) -> Result<String> {
     let a = |t: &str| qualified(types.schema(), t);
     let (fa, da, ca) = ("factvisitcallperformance_cr", "factvisitcallperformance_deleted_cr", "dimcaregiver");
+    let cg_ssn = types.expr("cg", ca, "SSN", Want::Text)?;
     Ok(format!(
         "SELECT k.* FROM {cvm} c JOIN {fact} f ON {f_id} = c.\"ConVisitID\" JOIN {cgs} cg ON {cg_id} = {f_cg}\n\
-         CROSS JOIN LATERAL (VALUES (c.\"SSN\"::text, c.\"VisitDate\"::date), ({cg_ssn}, {f_date})) k(ssn, visit_date)\n\
+         CROSS JOIN LATERAL (VALUES (c.\"SSN\"::text, c.\"VisitDate\"::date), (btrim({cg_ssn}, ' '), {f_date})) k(ssn, visit_date)\n\
          WHERE c.\"StatusFlag\" = 'D' AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE {d_id} = c.\"ConVisitID\")",
         cvm = qualified(&schemas.conflict, "conflictvisitmaps"),
         fact = a(fa),
@@ -429,7 +430,6 @@ pub fn restored_visit_keys_sql(schemas: &Schemas, types: &ColumnTypes) -> Result
         f_cg = types.expr("f", fa, "Caregiver Id", Want::Uuid)?,
         f_date = types.expr("f", fa, "Visit Date", Want::Date)?,
         cg_id = types.expr("cg", ca, "Caregiver Id", Want::Uuid)?,
-        cg_ssn = format!("btrim({}, ' ')", types.expr("cg", ca, "SSN", Want::Text)?),
         d_id = types.expr("d", da, "Visit Id", Want::Uuid)?,
     ))
 }
