@@ -27,6 +27,8 @@
 //!   rows the nightly lifecycle statements look for (docs/conflicts.md §14).
 //! * `V25__migration_history_grants.sql`: the least-privilege roles may read
 //!   the migration history ([`migrate_if_permitted`]).
+//! * `V26__conflict_deleted_pairs_index.sql`: the deleted (`D`) conflict
+//!   pairs by conflicting visit, for the restored visits of an incremental night.
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

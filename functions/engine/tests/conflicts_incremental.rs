@@ -768,3 +768,52 @@ ANALYZE analytics.dimprovider, analytics.dimcaregiver, analytics.factcaregiverin
     assert_eq!(resolved_by, 0);
     tx.rollback().await.unwrap();
 }
+
+/// docs/conflicts.md §D1: the lookup of restored visits (stored `D` pairs
+/// whose conflicting visit is back in the visits and not in the deleted
+/// table) reads the `D` pairs through their partial index
+/// (schema/V26__conflict_deleted_pairs_index.sql), not the 8 000 closed
+/// pairs, and finds exactly the restored one: of three `D` pairs, one
+/// conflicting visit is back, one is back but still in the deleted table,
+/// one is gone from both.
+#[tokio::test]
+async fn conflict_restored_visit_lookup_reads_only_the_deleted_pairs() {
+    use thaw_engine::conflicts::{columns::ColumnTypes, incremental, store};
+    let mut client = fresh_pg(&unique("cf_restored_plan")).await;
+    client.batch_execute(TEN_PROVIDERS_AND_20_000_CAREGIVERS).await.unwrap();
+    client
+        .batch_execute(
+            r#"
+INSERT INTO conflict.conflictvisitmaps ("CONFLICTID", "VisitID", "ConVisitID", "SSN", "VisitDate", "StatusFlag")
+  SELECT n / 2 + 1, ('00000000-0000-0000-0001-' || lpad(n::text, 12, '0'))::uuid, ('00000000-0000-0000-0001-' || lpad((n + 100000)::text, 12, '0'))::uuid,
+         lpad(n::text, 9, '0'), date '2025-01-01' + (n % 60), CASE WHEN n < 3 THEN 'D' ELSE 'R' END
+  FROM generate_series(0, 7999) n;
+INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visit Id", "Visit Date", "Caregiver Id", "Provider Id", "Application Provider Id")
+  SELECT ('00000000-0000-0000-0001-' || lpad((n + 100000)::text, 12, '0'))::uuid, n + 100000, date '2025-02-01' + n,
+         ('00000000-0000-0000-0002-' || lpad((n + 40)::text, 12, '0'))::uuid, '00000000-0000-0000-0003-000000000001', 1
+  FROM generate_series(0, 1) n;
+INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date")
+  VALUES ('00000000-0000-0000-0001-000000100001', date '2025-02-02');
+ANALYZE conflict.conflictvisitmaps, analytics.factvisitcallperformance_cr, analytics.factvisitcallperformance_deleted_cr;
+"#,
+        )
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    let types = ColumnTypes::load(&tx, "analytics", "'America/New_York'").await.unwrap();
+    let schemas = store::Schemas { analytics: "analytics".into(), conflict: "conflict".into() };
+    let sql = incremental::restored_visit_keys_sql(&schemas, &types).unwrap();
+    let plan: Vec<String> = tx.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("idx_cvm_deleted") && !plan.contains("Seq Scan on conflictvisitmaps"), "{plan}");
+    let mut keys: Vec<String> = tx
+        .query(&format!("SELECT ssn || ' ' || visit_date FROM ({sql}) k"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    keys.sort();
+    // The pair's key (SSN 000000000, 2025-01-01) and the restored visit's own (caregiver 40's SSN, 2025-02-01).
+    assert_eq!(keys, ["000000000 2025-01-01", "000000040 2025-02-01"]);
+}

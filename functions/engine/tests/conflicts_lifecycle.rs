@@ -116,9 +116,15 @@ async fn pair_dates(c: &Client, primary: i64, conflicting: i64) -> (Option<Strin
 /// Night 1 detects; visit 102 is deleted (moved to the deleted-visits
 /// table) and night 2 marks its pairs and conflict; then 102 is back in the
 /// visit table, removed from the deleted table too unless `still_deleted`,
-/// and night 3 runs incremental. Returns the client after night 3 with the
+/// and night 3 runs incremental. With `new_stamp`, the restored row gets a
+/// new `"Visit Updated Timestamp"`; without, it keeps its old one (as a
+/// restore of the old row does). Returns the client after night 3 with the
 /// summaries of nights 2 and 3 and the dates of both pairs after night 2.
-async fn deleted_then_back(name: &str, still_deleted: bool) -> (Client, [thaw_engine::contract::ConflictCreateResponse; 2], [(Option<String>, Option<String>); 2]) {
+async fn deleted_then_back(
+    name: &str,
+    still_deleted: bool,
+    new_stamp: bool,
+) -> (Client, [thaw_engine::contract::ConflictCreateResponse; 2], [(Option<String>, Option<String>); 2]) {
     let mut client = planted(name).await;
     detect(&mut client).await;
     client
@@ -137,8 +143,9 @@ async fn deleted_then_back(name: &str, still_deleted: bool) -> (Client, [thaw_en
     client
         .batch_execute(&format!(
             r#"INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM analytics.visit_102;
-               UPDATE analytics.factvisitcallperformance_cr SET "Visit Updated Timestamp" = now() WHERE "Application Visit Id" = 102;
+               {}
                {}"#,
+            if new_stamp { r#"UPDATE analytics.factvisitcallperformance_cr SET "Visit Updated Timestamp" = now() WHERE "Application Visit Id" = 102;"# } else { "" },
             if still_deleted { "" } else { r#"DELETE FROM analytics.factvisitcallperformance_deleted_cr WHERE "Visit Id" IN (SELECT "Visit Id" FROM analytics.visit_102);"# }
         ))
         .await
@@ -158,7 +165,7 @@ async fn deleted_then_back(name: &str, still_deleted: bool) -> (Client, [thaw_en
 /// it. Later nights change nothing. The summary counts each night's status changes.
 #[tokio::test]
 async fn conflict_lifecycle_restored_visit_reopens_its_deleted_pair_as_sf_does() {
-    let (mut client, [night2, night3], [_, resolved_2_1]) = deleted_then_back("cf_restored", false).await;
+    let (mut client, [night2, night3], [_, resolved_2_1]) = deleted_then_back("cf_restored", false, true).await;
     assert_eq!(
         night2.status_changes,
         StatusChanges { pairs_deleted: 1, pairs_resolved: 1, conflicts_deleted: 1, conflicts_resolved: 1, ..Default::default() },
@@ -185,6 +192,19 @@ async fn conflict_lifecycle_restored_visit_reopens_its_deleted_pair_as_sf_does()
     assert_eq!(night4.status_changes, StatusChanges::default(), "{night4:?}");
 }
 
+/// docs/conflicts.md §D1: a visit restored with its old change timestamp
+/// (the restore of the old row; its removal from the deleted table leaves no
+/// trace) is still seen by an incremental night: the keys of stored `D` pairs
+/// whose conflicting visit is back in the visit table and gone from the
+/// deleted table are touched, so the night equals a full run's.
+#[tokio::test]
+async fn conflict_incremental_reopens_the_pairs_of_a_visit_restored_with_its_old_timestamp() {
+    let (client, [_, night3], _) = deleted_then_back("cf_restored_old_stamp", false, false).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:R*", "3>4:U", "4>3:U"]), "{night3:?}");
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U"]));
+    assert_eq!(night3.keys_touched, Some(1), "{night3:?}");
+}
+
 /// docs/conflicts.md §D24: a pair whose conflicting visit is detected again
 /// while still in the deleted table stays `D` ([SF]: reopened by the
 /// refresh and set `D` again by step 1 the same night, net `D`) and keeps
@@ -193,7 +213,7 @@ async fn conflict_lifecycle_restored_visit_reopens_its_deleted_pair_as_sf_does()
 /// night without changes rewrites nothing.
 #[tokio::test]
 async fn conflict_lifecycle_pair_of_a_visit_still_deleted_stays_deleted_when_detected_again() {
-    let (mut client, [_, night3], [deleted_1_2, resolved_2_1]) = deleted_then_back("cf_still_deleted", true).await;
+    let (mut client, [_, night3], [deleted_1_2, resolved_2_1]) = deleted_then_back("cf_still_deleted", true, true).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:D*", "2>1:R*", "3>4:U", "4>3:U"]));
     assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:D*", "3:U", "4:U"]));
     let after_night3 = pair_dates(&client, 101, 102).await;

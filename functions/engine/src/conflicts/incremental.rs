@@ -355,6 +355,7 @@ pub async fn collect_keys(
         ),
         // Old keys: the stored pairs of changed visits, by VisitID (both orientations are stored).
         format!("SELECT c.\"SSN\"::text, c.\"VisitDate\"::date FROM {CHANGED} ch JOIN {cvm} c ON c.\"VisitID\" = ch.visit_id"),
+        restored_visit_keys_sql(schemas, types)?,
         // Dates that entered the window since the last run.
         format!(
             "SELECT {cg_ssn}, {f_date} FROM {fact} f JOIN {cgs} cg ON {cg_id} = {f_cg} WHERE {f_date} > $2::date AND {f_date} <= $4::date",
@@ -400,6 +401,37 @@ pub async fn collect_keys(
         .await
         .map_err(|e| from_postgres(e, "collecting the caregivers of the touched keys"))?;
     Ok(touched)
+}
+
+/// The `(ssn, visit_date)` rows of the restored visits for [`collect_keys`]:
+/// for every stored `D` pair whose conflicting visit is back in the visits
+/// and gone from the deleted table, the pair's key and the visit's current
+/// key (docs/conflicts.md §D1). A removal from the deleted table leaves no
+/// change timestamp and a restored row may keep its old one, so only this
+/// finds them; the refresh then reopens the pair as a full run does (§7.2).
+/// Read through the partial index of `D` pairs
+/// (schema/V26__conflict_deleted_pairs_index.sql); a pair reopened tonight
+/// is not `D` any more.
+///
+/// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing source column.
+pub fn restored_visit_keys_sql(schemas: &Schemas, types: &ColumnTypes) -> Result<String> {
+    let a = |t: &str| qualified(types.schema(), t);
+    let (fa, da, ca) = ("factvisitcallperformance_cr", "factvisitcallperformance_deleted_cr", "dimcaregiver");
+    let cg_ssn = types.expr("cg", ca, "SSN", Want::Text)?;
+    Ok(format!(
+        "SELECT k.* FROM {cvm} c JOIN {fact} f ON {f_id} = c.\"ConVisitID\" JOIN {cgs} cg ON {cg_id} = {f_cg}\n\
+         CROSS JOIN LATERAL (VALUES (c.\"SSN\"::text, c.\"VisitDate\"::date), (btrim({cg_ssn}, ' '), {f_date})) k(ssn, visit_date)\n\
+         WHERE c.\"StatusFlag\" = 'D' AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE {d_id} = c.\"ConVisitID\")",
+        cvm = qualified(&schemas.conflict, "conflictvisitmaps"),
+        fact = a(fa),
+        cgs = a(ca),
+        deleted = a(da),
+        f_id = types.expr("f", fa, "Visit Id", Want::Uuid)?,
+        f_cg = types.expr("f", fa, "Caregiver Id", Want::Uuid)?,
+        f_date = types.expr("f", fa, "Visit Date", Want::Date)?,
+        cg_id = types.expr("cg", ca, "Caregiver Id", Want::Uuid)?,
+        d_id = types.expr("d", da, "Visit Id", Want::Uuid)?,
+    ))
 }
 
 /// The number of visit, deleted-visit, in-service and absence rows whose
