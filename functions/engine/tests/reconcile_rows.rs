@@ -522,3 +522,35 @@ async fn an_empty_table_reconciles_clean_and_rows_on_one_side_only_are_found_by_
     assert_eq!((summary.tables[0].status.as_str(), summary.tables[0].source_rows, summary.tables[0].target_rows), ("mismatch", 1, 0));
     assert_eq!(details[0].diff.as_ref().unwrap().missing, ["3"]);
 }
+
+/// Found when tried as a new user would: a target table renamed after the
+/// run failed its reconcile with PostgreSQL's bare "relation … does not
+/// exist" from the first count. It now says which table, in which database,
+/// and what to do (exit 2); the other tables are still reconciled, and a
+/// source table dropped in Snowflake is named as well.
+#[tokio::test]
+async fn a_table_gone_on_either_side_since_the_run_is_named_with_what_to_do() {
+    let (sf_db, pg_db) = (unique("SFGONE").to_uppercase(), unique("gone"));
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    measures(&sf, &sf_db, "AAA", 50, &pg, false).await;
+    measures(&sf, &sf_db, "BBB", 50, &pg, false).await;
+    measures(&sf, &sf_db, "CCC", 50, &pg, false).await;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table_entry("AAA"), &table_entry("BBB"), &table_entry("CCC")], "")));
+    let run = first_run(&config).await;
+    run.outcome().expect("clean first run");
+
+    pg.batch_execute("ALTER TABLE public.aaa RENAME TO aaa_old").await.unwrap();
+    sf.execute(&format!("DROP TABLE \"{sf_db}\".\"S\".\"CCC\"")).await.unwrap();
+    let (summary, _) = reconcile::reconcile_run(&config, &RunRequest { run_id: run.plan.run_id }).await.expect("a table's failure is not the step's");
+    let outcome: Vec<(&str, &str)> = summary.tables.iter().map(|t| (t.target.as_str(), t.status.as_str())).collect();
+    assert_eq!(outcome, [("public.aaa", "error"), ("public.bbb", "ok"), ("public.ccc", "error")]);
+    let a = &summary.tables[0];
+    assert_eq!(a.error_kind.as_deref(), Some("SchemaMismatch"));
+    let message = a.error.as_deref().unwrap_or_default();
+    assert!(message.contains(&format!("the target table \"public\".\"aaa\" does not exist in PostgreSQL database '{pg_db}'")), "{message}");
+    assert!(message.contains("restore it, or run `thaw run` again"), "{message}");
+    let c = summary.tables[2].error.as_deref().unwrap_or_default();
+    assert!(c.contains("CCC") && c.to_lowercase().contains("does not exist"), "{c}");
+    assert_eq!(reconcile::require_match(&summary).unwrap_err().kind.exit_code(), 2, "bad input");
+}

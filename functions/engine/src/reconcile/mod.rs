@@ -437,6 +437,7 @@ pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options:
 /// clean (`migration_status.reconcile_coverage`, V14; nothing is recorded for
 /// a table that differs) and the table's freshness.
 async fn reconcile_covered(session: &Session, pg: &Client, plan: &TablePlan, propagate: bool, date_only: &[String], options: ReconcileOptions) -> Result<TableReport> {
+    require_target_table(pg, plan).await?;
     let target = format!("{}.{}", plan.target_schema, plan.target_table);
     let now = chrono::Utc::now();
     let mut cov = coverage::load(pg, &target).await?;
@@ -454,6 +455,27 @@ async fn reconcile_covered(session: &Session, pg: &Client, plan: &TablePlan, pro
         c.freshness_hours = cov.freshness_hours(chrono::Utc::now());
     }
     Ok(report)
+}
+
+/// Fail a table whose PostgreSQL target table no longer exists (dropped or
+/// renamed since the run copied it) with what to do, instead of the first
+/// query's "relation does not exist".
+///
+/// Errors: [`ErrorKind::SchemaMismatch`] (exit 2) naming the table and the
+/// database; [`ErrorKind`] by SQLSTATE when the catalog cannot be read.
+async fn require_target_table(pg: &Client, plan: &TablePlan) -> Result<()> {
+    let fqn = sink::qualified(&plan.target_schema, &plan.target_table);
+    let row = pg.query_one("SELECT to_regclass($1) IS NOT NULL", &[&fqn]).await.map_err(|e| from_postgres(e, format!("looking up {fqn}")))?;
+    if row.get::<_, bool>(0) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::SchemaMismatch,
+        format!(
+            "the target table {fqn} does not exist in PostgreSQL database '{}' (dropped or renamed since the run copied it): restore it, or run `thaw run` again (with \"create_tables\": true it recreates the table), then reconcile again",
+            plan.target_database
+        ),
+    ))
 }
 
 /// Persist each table's outcome in `migration_status.reconcile_results`
