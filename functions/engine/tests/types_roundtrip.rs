@@ -281,6 +281,26 @@ async fn standard_arrow_without_snowflake_metadata_round_trips() {
     }
 }
 
+/// A 38-digit NUMBER goes into a `numeric` with more decimals than the
+/// source even where the value at the target scale has more digits than an
+/// `i128` holds (the digits are kept, only the display scale grows), and is
+/// refused, naming the column's limit, when its integer digits do not fit.
+#[tokio::test]
+async fn thirty_eight_digit_number_into_a_wider_numeric_scale_lands_exactly() {
+    let pg = postgres().await;
+    let f = field(DataType::Int8, "FIXED", 2, None);
+    let nines = 10_i128.pow(38) - 1;
+    let batches: Vec<ArrayRef> = vec![Arc::new(Decimal128Array::from(vec![nines, -nines, 5]).with_precision_and_scale(38, 2).unwrap())];
+    assert_eq!(copy_into(&pg, "types_wide_scale", "numeric(42,4)", false, &f, &batches).await.unwrap(), 3);
+    let got = read_back(&pg, "types_wide_scale").await;
+    let integer = "9".repeat(36);
+    let want = [format!("{integer}.9900"), format!("-{integer}.9900"), "0.0500".to_string()];
+    assert_eq!(got, want.iter().map(|s| Some(s.clone())).collect::<Vec<_>>());
+    let err = copy_error("numeric(39,4)", false, f, batches[0].clone()).await;
+    assert_eq!(err.kind, ErrorKind::ChunkFailed, "{err}");
+    assert!(err.message.contains(&format!("value {integer}.99 does not fit numeric(39, 4) (at most 35 digits before the point)")), "{err}");
+}
+
 #[tokio::test]
 async fn integer_width_changing_between_batches_lands_exactly() {
     let pg = postgres().await;

@@ -479,16 +479,8 @@ fn encode_value(
         }
         (Conversion::NumberToNumeric, Values::Number { unscaled, scale }) => {
             let u = unscaled.get(row);
-            let target_scale = target.numeric_scale.map_or(scale, |s| s.max(0) as u32);
-            let rescaled = rescale(u, scale, target_scale).ok_or_else(|| {
-                format!(
-                    "value {} has more decimal places than numeric({}, {target_scale}) keeps (or is too large); widen the target scale or round in the source query",
-                    decimal_string(u, scale),
-                    target.numeric_precision.unwrap_or(0)
-                )
-            })?;
-            check_precision(target, rescaled, target_scale, || decimal_string(u, scale))?;
-            put_numeric(out, rescaled, target_scale);
+            let (digits, digits_scale, display_scale) = fit_numeric(target, u, scale, || decimal_string(u, scale))?;
+            put_numeric(out, digits, digits_scale, display_scale);
             Ok(())
         }
         (Conversion::NumberToFloat, Values::Number { unscaled, scale }) => {
@@ -556,7 +548,7 @@ fn encode_value(
             }
             let unscaled = round_float(x, scale, scratch).ok_or_else(|| format!("value {x} has more than 38 digits at scale {scale}; use double precision"))?;
             check_precision(target, unscaled, scale, || x.to_string())?;
-            put_numeric(out, unscaled, scale);
+            put_numeric(out, unscaled, scale, scale);
             Ok(())
         }
         (Conversion::Text, Values::Text(t)) => put_text(target, t.value(row).as_bytes(), out),
@@ -601,11 +593,8 @@ fn encode_value(
                 return put_int(target.pg_type, value, out)
                     .map_err(|range| format!("value {value} is outside the range of {} ({range}); use a wider integer type or numeric", target.type_name));
             }
-            let target_scale = target.numeric_scale.map_or(scale, |s| s.max(0) as u32);
-            let rescaled = rescale(unscaled, scale, target_scale)
-                .ok_or_else(|| format!("value {} has more decimal places than the target scale {target_scale} keeps (or is too large)", shorten(text)))?;
-            check_precision(target, rescaled, target_scale, || text.to_string())?;
-            put_numeric(out, rescaled, target_scale);
+            let (digits, digits_scale, display_scale) = fit_numeric(target, unscaled, scale, || shorten(text))?;
+            put_numeric(out, digits, digits_scale, display_scale);
             Ok(())
         }
         (Conversion::JsonToText, Values::Text(t)) => {
@@ -832,9 +821,53 @@ fn check_precision(target: &TargetColumn, unscaled: i128, scale: u32, shown: imp
     Ok(())
 }
 
+/// `unscaled / 10^scale` fitted to the target `numeric(p, s)`: returns
+/// `(digits, digits_scale, display_scale)` for [`put_numeric`], the value
+/// being `digits / 10^digits_scale` shown with `display_scale` (= `s`, or
+/// `scale` when the column has no declared scale) decimals.
+///
+/// Fewer target decimals: the value is re-expressed at `s` when no digit is
+/// lost, else an error. More target decimals: the digits stay as they are
+/// and only the display scale grows, so a 38-digit NUMBER fits a wider
+/// `numeric` even where `unscaled × 10^(s − scale)` would not fit an `i128`.
+/// Errors: digits lost, or more digits before the point than `p − s`.
+fn fit_numeric(target: &TargetColumn, unscaled: i128, scale: u32, shown: impl FnOnce() -> String) -> Result<(i128, u32, u32), Problem> {
+    let target_scale = target.numeric_scale.map_or(scale, |s| s.max(0) as u32);
+    if target_scale < scale {
+        let Some(rescaled) = rescale(unscaled, scale, target_scale) else {
+            return Err(format!(
+                "value {} has more decimal places than numeric({}, {target_scale}) keeps; widen the target scale or round in the source query",
+                shown(),
+                target.numeric_precision.unwrap_or(0)
+            ));
+        };
+        check_precision(target, rescaled, target_scale, shown)?;
+        return Ok((rescaled, target_scale, target_scale));
+    }
+    match rescale(unscaled, scale, target_scale) {
+        Some(rescaled) => check_precision(target, rescaled, target_scale, shown)?,
+        None => {
+            // More than 38 digits at the target scale: compare the digits
+            // before the point with what the column keeps.
+            if let Some(p) = target.numeric_precision {
+                let integer_digits_allowed = (p.max(0) as u32).saturating_sub(target_scale) as usize;
+                let integer_part = unscaled.unsigned_abs() / POW10[scale.min(38) as usize].unsigned_abs();
+                if integer_digits_allowed < POW10.len() && integer_part >= POW10[integer_digits_allowed].unsigned_abs() {
+                    return Err(format!(
+                        "value {} does not fit numeric({p}, {target_scale}) (at most {integer_digits_allowed} digits before the point); widen the column",
+                        shown()
+                    ));
+                }
+            }
+        }
+    }
+    Ok((unscaled, scale, target_scale))
+}
+
 /// Write `unscaled / 10^scale` in PostgreSQL's binary numeric format:
-/// i16 ndigits, i16 weight, u16 sign, u16 dscale, then base-10000 digits.
-fn put_numeric(out: &mut BytesMut, unscaled: i128, scale: u32) {
+/// i16 ndigits, i16 weight, u16 sign, u16 dscale (= `display_scale`, at
+/// least `scale`), then base-10000 digits.
+fn put_numeric(out: &mut BytesMut, unscaled: i128, scale: u32, display_scale: u32) {
     let negative = unscaled < 0;
     let magnitude = unscaled.unsigned_abs();
     let p = POW10[scale.min(38) as usize].unsigned_abs();
@@ -888,7 +921,7 @@ fn put_numeric(out: &mut BytesMut, unscaled: i128, scale: u32) {
     out.put_i16(ndigits as i16);
     out.put_i16(weight);
     out.put_u16(if negative && ndigits > 0 { 0x4000 } else { 0 });
-    out.put_u16(scale as u16);
+    out.put_u16(display_scale.max(scale) as u16);
     for d in &digits[first..last] {
         out.put_u16(*d);
     }
@@ -1073,7 +1106,7 @@ mod tests {
 
     fn numeric_bytes(unscaled: i128, scale: u32) -> Vec<u8> {
         let mut out = BytesMut::new();
-        put_numeric(&mut out, unscaled, scale);
+        put_numeric(&mut out, unscaled, scale, scale);
         out.to_vec()
     }
 
