@@ -78,6 +78,16 @@ async fn l18_missing_source_table_and_column_fail_before_anything_is_written() {
     let path = config_file(&missing_column);
     assert_fails(&["run", "--config", path.to_str().unwrap()], 2, &["source column \"Nope\"", "ORDERS"]);
 
+    // A name that differs only in case (Snowflake folds unquoted names to upper case,
+    // PostgreSQL to lower case) says which one was meant.
+    let wrong_case = config_text(&sf_db, &pg_db, &[&orders_table(Some(("ID", "int")), "").replace(r#"["Code"]"#, r#"["code"]"#)], "");
+    let path = config_file(&wrong_case);
+    assert_fails(
+        &["run", "--config", path.to_str().unwrap()],
+        2,
+        &["source column \"ID\" (did you mean \"Id\"? names are case-sensitive)", "uniqueness column \"code\" in the source (did you mean \"Code\"?"],
+    );
+
     let missing_target = config_text(&sf_db, &pg_db, &[r#"{"source": "ORDERS", "target": "no_such_table"}"#], "");
     let path = config_file(&missing_target);
     assert_fails(&["run", "--config", path.to_str().unwrap()], 2, &["public.no_such_table does not exist in PostgreSQL"]);

@@ -908,34 +908,41 @@ async fn prepare_table(
         cols
     };
     let source_has = |name: &str| source_cols.iter().any(|c| c.name == name);
+    // Snowflake folds unquoted names to upper case, PostgreSQL to lower case:
+    // a name that differs only in case says which one was meant.
+    let case_hint = |name: &str, names: Vec<&str>| {
+        names.into_iter().find(|n| n.eq_ignore_ascii_case(name)).map(|n| format!(" (did you mean \"{n}\"? names are case-sensitive)")).unwrap_or_default()
+    };
+    let in_source = |name: &str| case_hint(name, source_cols.iter().map(|c| c.name.as_str()).collect());
+    let in_target = |name: &str| case_hint(name, target_cols.iter().map(|c| c.name.as_str()).collect());
     let mut missing = Vec::new();
     for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()).chain(t.truncate_to_date.iter()) {
         if !source_has(c) {
-            missing.push(format!("source column \"{c}\""));
+            missing.push(format!("source column \"{c}\"{}", in_source(c)));
         }
     }
     for c in &t.exclude_columns {
         // A column PostgreSQL owns may exist in the target only.
         if !source_has(c) && !target_cols.iter().any(|tc| &tc.name == c) {
-            missing.push(format!("source column \"{c}\""));
+            missing.push(format!("source column \"{c}\"{}", in_source(c)));
         }
     }
     let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
     for (u, k) in t.uniqueness_columns.iter().zip(&key_columns) {
         if !source_has(u) {
-            missing.push(format!("uniqueness column \"{u}\" in the source"));
+            missing.push(format!("uniqueness column \"{u}\" in the source{}", in_source(u)));
         } else if !target_has(k) {
-            missing.push(format!("uniqueness column \"{k}\" in the target"));
+            missing.push(format!("uniqueness column \"{k}\" in the target{}", in_target(k)));
         }
     }
     if let Some(tw) = &t.target_watermark {
         if !target_has(tw) {
-            missing.push(format!("target watermark column \"{tw}\""));
+            missing.push(format!("target watermark column \"{tw}\"{}", in_target(tw)));
         }
     }
     for m in t.column_mapping.values() {
         if !target_has(m) {
-            missing.push(format!("mapped target column \"{m}\""));
+            missing.push(format!("mapped target column \"{m}\"{}", in_target(m)));
         }
     }
     if !missing.is_empty() {
