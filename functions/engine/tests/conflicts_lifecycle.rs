@@ -113,6 +113,21 @@ async fn pair_dates(c: &Client, primary: i64, conflicting: i64) -> (Option<Strin
     (row.get(0), row.get(1))
 }
 
+/// Deletes visit 102 as the source does: kept in `analytics.visit_102` (for
+/// a later restore), recorded in the deleted-visits table with a change
+/// timestamp of now, and removed from the visit table.
+async fn delete_visit_102(client: &Client) {
+    client
+        .batch_execute(
+            r#"CREATE TABLE analytics.visit_102 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;
+               INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date", "Visit Updated Timestamp")
+                 SELECT "Visit Id", "Visit Date", now() FROM analytics.visit_102;
+               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;"#,
+        )
+        .await
+        .unwrap();
+}
+
 /// Night 1 detects; visit 102 is deleted (moved to the deleted-visits
 /// table) and night 2 marks its pairs and conflict; then 102 is back in the
 /// visit table, removed from the deleted table too unless `still_deleted`,
@@ -127,15 +142,7 @@ async fn deleted_then_back(
 ) -> (Client, [thaw_engine::contract::ConflictCreateResponse; 2], [(Option<String>, Option<String>); 2]) {
     let mut client = planted(name).await;
     detect(&mut client).await;
-    client
-        .batch_execute(
-            r#"CREATE TABLE analytics.visit_102 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;
-               INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date", "Visit Updated Timestamp")
-                 SELECT "Visit Id", "Visit Date", now() FROM analytics.visit_102;
-               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;"#,
-        )
-        .await
-        .unwrap();
+    delete_visit_102(&client).await;
     let night2 = run(&mut client, &settings(), DetectionMode::Incremental).await.expect("night 2");
     assert_eq!(pair_states(&client).await, strings(&["1>2:D*", "2>1:R*", "3>4:U", "4>3:U"]));
     assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:D*", "3:U", "4:U"]));
@@ -250,14 +257,7 @@ async fn conflict_lifecycle_restored_visit_with_two_pairs_keeps_its_deleted_conf
         .unwrap();
     detect(&mut client).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
-    client
-        .batch_execute(
-            r#"CREATE TABLE analytics.visit_102 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;
-               INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date") SELECT "Visit Id", "Visit Date" FROM analytics.visit_102;
-               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;"#,
-        )
-        .await
-        .unwrap();
+    delete_visit_102(&client).await;
     detect(&mut client).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:D*", "2>1:R*", "2>6:R*", "3>4:U", "4>3:U", "6>2:D*"]));
     assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:D*", "3:U", "4:U", "6:R*"]));
@@ -280,14 +280,7 @@ async fn conflict_lifecycle_restored_visit_with_two_pairs_keeps_its_deleted_conf
 async fn conflict_lifecycle_restored_missed_visit_resolves_its_deleted_pair() {
     let mut client = planted("cf_restored_missed").await;
     detect(&mut client).await;
-    client
-        .batch_execute(
-            r#"CREATE TABLE analytics.visit_102 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;
-               INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date") SELECT "Visit Id", "Visit Date" FROM analytics.visit_102;
-               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 102;"#,
-        )
-        .await
-        .unwrap();
+    delete_visit_102(&client).await;
     detect(&mut client).await;
     let deleted_at = pair_dates(&client, 101, 102).await.0;
     client

@@ -298,16 +298,7 @@ async fn l8_load_mode_decided_at_chunk_start_resume_after_partial_load_has_no_du
     assert!(partial > 0 && partial < 900);
     // Meanwhile a row of the loaded chunk moves (in the source) into a chunk not loaded yet:
     // under the stored `copy` mode its key would now be a duplicate.
-    let sf = thaw_engine::source::connect(&snowflake(), Some(&sf_db), Some("S")).await.unwrap();
-    sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Id\" = 99000000, \"Updated\" = '2026-06-01 00:00:00+00:00' WHERE \"Id\" = 1"))
-        .await
-        .unwrap();
-
-    // The Lambda-style run above has no lock session and a fresh heartbeat, so it counts as
-    // alive (docs/sync.md §6.3); let it die as a crashed run would (no heartbeat for 30 minutes).
-    pg.execute("UPDATE migration_status.migration_runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = $1", &[&plan.run_id])
-        .await
-        .unwrap();
+    move_a_loaded_key_and_let_the_run_die(&sf_db, &pg, plan.run_id).await;
     let resumed = runner::run(config, options(false), Arc::new(Quiet)).await.expect("resume");
     assert!(resumed.plan.resumed);
     assert!(resumed.failures.is_empty(), "no duplicate-key failure: {:?}", resumed.failures);
@@ -330,6 +321,21 @@ async fn l8_load_mode_decided_at_chunk_start_resume_after_partial_load_has_no_du
     // `retry_count` counts a chunk's attempts (each start adds one).
     let states: Vec<(i32, String)> = chunks.iter().map(|r| (r.get(1), r.get(2))).collect();
     assert!(states.iter().all(|(attempts, status)| *attempts == 1 && status == "completed"), "every chunk completed at its first attempt: {states:?}");
+}
+
+/// Moves the source row whose `"Id"` is 1 (loaded by the first chunk) to
+/// key 99 000 000, which a chunk not loaded yet covers, and lets the
+/// Lambda-style run `run_id` die as a crashed run would: it has no lock
+/// session and a fresh heartbeat, so it counts as alive until its heartbeat
+/// is an hour old (docs/sync.md §6.3).
+async fn move_a_loaded_key_and_let_the_run_die(sf_db: &str, pg: &Client, run_id: uuid::Uuid) {
+    let sf = thaw_engine::source::connect(&snowflake(), Some(sf_db), Some("S")).await.unwrap();
+    sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Id\" = 99000000, \"Updated\" = '2026-06-01 00:00:00+00:00' WHERE \"Id\" = 1"))
+        .await
+        .unwrap();
+    pg.execute("UPDATE migration_status.migration_runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = $1", &[&run_id])
+        .await
+        .unwrap();
 }
 
 /// A replace load (`truncate_onstart` + `--allow-truncate`) whose source moved a key from a loaded
@@ -363,13 +369,7 @@ async fn replace_load_key_moved_between_chunks_during_load_is_upserted_in_the_sh
     let old: i64 = pg.query_one("SELECT count(*) FROM public.orders WHERE \"Note\" = 'old'", &[]).await.unwrap().get(0);
     assert_eq!((pg_count(&pg, "public.orders").await, old), (50, 50));
     // A row of the loaded chunk moves (in the source) into a chunk not loaded yet.
-    let sf = thaw_engine::source::connect(&snowflake(), Some(&sf_db), Some("S")).await.unwrap();
-    sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Id\" = 99000000, \"Updated\" = '2026-06-01 00:00:00+00:00' WHERE \"Id\" = 1"))
-        .await
-        .unwrap();
-    pg.execute("UPDATE migration_status.migration_runs SET heartbeat_at = now() - interval '1 hour' WHERE run_id = $1", &[&plan.run_id])
-        .await
-        .unwrap();
+    move_a_loaded_key_and_let_the_run_die(&sf_db, &pg, plan.run_id).await;
 
     let resumed = runner::run(config, options(true), Arc::new(Quiet)).await.expect("resume");
     assert!(resumed.plan.resumed);
