@@ -46,8 +46,11 @@ async fn index_defs(pg: &Client) -> Vec<(String, String)> {
 
 // --- 1. truncate_onstart keeps the previous rows until every chunk loaded ---------------
 
-#[tokio::test]
-async fn l7_truncate_onstart_copy_failing_after_truncate_keeps_previous_rows_and_rerun_completes() {
+/// 900 source orders and a target already holding 50 previous rows
+/// (`"Note"` 'old'), configured as a replace load (`truncate_onstart`,
+/// keyed on `"Id"`): the Snowflake database, a client of the target
+/// database and the configuration.
+async fn replace_load_over_previous_rows() -> (String, Client, Arc<thaw_engine::config::Config>) {
     let (sf_db, pg_db, pg) = orders(900).await;
     pg.batch_execute(
         "INSERT INTO public.orders (\"Id\", \"Code\", \"Note\") \
@@ -57,6 +60,12 @@ async fn l7_truncate_onstart_copy_failing_after_truncate_keeps_previous_rows_and
     .unwrap();
     let table = orders_table(Some(("Id", "int")), r#", "truncate_onstart": true"#);
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    (sf_db, pg, config)
+}
+
+#[tokio::test]
+async fn l7_truncate_onstart_copy_failing_after_truncate_keeps_previous_rows_and_rerun_completes() {
+    let (_, pg, config) = replace_load_over_previous_rows().await;
 
     failpoints::arm(failpoints::COPY_CHUNK_BEFORE_COMMIT, ErrorKind::ChunkFailed, 1);
     let failed = runner::run(config.clone(), options(true), Arc::new(Quiet)).await.expect("run");
@@ -344,15 +353,7 @@ async fn move_a_loaded_key_and_let_the_run_die(sf_db: &str, pg: &Client, run_id:
 /// into the shadow twice (which failed the swap on the target's unique index at every resume).
 #[tokio::test]
 async fn replace_load_key_moved_between_chunks_during_load_is_upserted_in_the_shadow_and_swaps() {
-    let (sf_db, pg_db, pg) = orders(900).await;
-    pg.batch_execute(
-        "INSERT INTO public.orders (\"Id\", \"Code\", \"Note\") \
-         SELECT g, ('ffffffff-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'old' FROM generate_series(1, 50) g",
-    )
-    .await
-    .unwrap();
-    let table = orders_table(Some(("Id", "int")), r#", "truncate_onstart": true"#);
-    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    let (sf_db, pg, config) = replace_load_over_previous_rows().await;
     thaw_engine::migrations::migrate_databases(&config).await.unwrap();
     let request = PlanRequest { allow_truncate: true, ..Default::default() };
     let plan = thaw_engine::steps::plan(&config, &request).await.expect("plan");
