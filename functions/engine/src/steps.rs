@@ -118,7 +118,7 @@ pub async fn conflict_create_interruptible(
     // docs/conflicts.md §D1: incremental by default; the run falls back to a
     // full window itself when there is no watermark or the settings changed.
     let mode = if request.full { crate::conflicts::DetectionMode::Full } else { crate::conflicts::DetectionMode::Incremental };
-    let mut pg = crate::sink::connect(&config.postgres, &settings.database).await?;
+    let mut pg = crate::sink::connect_configured(&config.postgres, &settings.database, "conflicts.database").await?;
     crate::conflicts::run_interruptible(&mut pg, settings, mode, cancel).await
 }
 

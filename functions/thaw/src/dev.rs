@@ -164,7 +164,7 @@ fn flags_of(f: &RuleFlags) -> [bool; 7] {
 async fn check_planted(config: &Config, opts: &SeedOptions) -> Result<()> {
     let settings = config.conflicts.as_ref().ok_or_else(|| Error::config("check-planted needs a 'conflicts' section in the config"))?;
     let schema = settings.conflict_schema.as_deref().unwrap_or("conflict");
-    let pg = thaw_engine::sink::connect(&config.postgres, &settings.database).await?;
+    let pg = thaw_engine::sink::connect_configured(&config.postgres, &settings.database, "conflicts.database").await?;
     let cols: Vec<String> = thaw_engine::conflicts::RuleFlags::COLUMNS.iter().map(|c| format!("\"{c}\"")).collect();
     let rows = pg
         .query(

@@ -360,10 +360,7 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             if let Some(today) = today {
                 conflicts.today = Some(today.format("%Y-%m-%d").to_string());
             }
-            // The connection's hint names the sync key; here the database is conflicts.database.
-            let mut client = thaw_engine::sink::connect(&config.postgres, &conflicts.database).await.map_err(|e| {
-                Error::new(e.kind, e.message.replace("fix target_pg_database", "set conflicts.database to an existing database"))
-            })?;
+            let mut client = thaw_engine::sink::connect_configured(&config.postgres, &conflicts.database, "conflicts.database").await?;
             thaw_engine::migrations::migrate_if_permitted(&mut client).await?;
             drop(client);
             handle_signals(cancel.clone());

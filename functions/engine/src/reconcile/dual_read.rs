@@ -204,11 +204,11 @@ pub async fn run(config: &Config, options: &DualReadOptions) -> Result<DualReadR
     Ok(report)
 }
 
-/// Compare in `database`'s conflict schema `schema` (`conflicts.conflict_schema`).
+/// Compare in `database` (`conflicts.database`)'s conflict schema `schema` (`conflicts.conflict_schema`).
 async fn compare(config: &Config, database: &str, schema: &str, options: &DualReadOptions) -> Result<DualReadReport> {
     let sf = source::connect(&config.snowflake, Some(&options.sf_database), Some(&options.sf_schema)).await?;
     let engine = SourceEngine::detect(&sf).await;
-    let pg = sink::connect(&config.postgres, database).await?;
+    let pg = sink::connect_configured(&config.postgres, database, "conflicts.database").await?;
     pg.batch_execute("SET extra_float_digits = 1; SET jit = off").await.map_err(|e| from_postgres(e, "setting extra_float_digits and jit"))?;
 
     let sf_pairs = snowflake_columns(&sf, options, "CONFLICTVISITMAPS").await?;

@@ -135,8 +135,16 @@ impl TargetColumn {
 /// fix); [`ErrorKind::AuthFailed`] for a rejected password;
 /// [`ErrorKind::Unreachable`] when nothing answers at host:port (or the
 /// server refuses TLS); [`ErrorKind::SchemaMismatch`] when the database does
-/// not exist.
+/// not exist (the hint names `target_pg_database`; see [`connect_configured`]).
 pub async fn connect(settings: &PostgresSettings, database: &str) -> Result<Client> {
+    connect_configured(settings, database, "target_pg_database").await
+}
+
+/// [`connect`] to `database`, named in the configuration by `key` (e.g.
+/// `conflicts.database`): a database that does not exist is
+/// [`ErrorKind::SchemaMismatch`] saying to create it or set `key` to an
+/// existing one. Other errors as [`connect`].
+pub async fn connect_configured(settings: &PostgresSettings, database: &str, key: &str) -> Result<Client> {
     use std::sync::Arc;
 
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -275,7 +283,7 @@ pub async fn connect(settings: &PostgresSettings, database: &str) -> Result<Clie
                 format!(" Check postgres.host/port, that the server is running and that it accepts TLS (sslmode {sslmode}).")
             }
             ErrorKind::Unreachable => " Check postgres.host/port and that the server is running.".to_string(),
-            ErrorKind::SchemaMismatch => " Create the database or fix target_pg_database.".to_string(),
+            ErrorKind::SchemaMismatch => format!(" Create the database or set {key} to an existing database."),
             _ => String::new(),
         };
         Error::new(err.kind, format!("{}.{hint}", err.message))
