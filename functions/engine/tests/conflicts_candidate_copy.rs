@@ -1,8 +1,9 @@
 //! The candidate read as a binary COPY stream (docs/conflicts.md §14)
 //! against a real PostgreSQL: every column decoded, the candidate rules of
 //! the query applied (window, active non-demo agency, non-blank trimmed
-//! SSN), and the stream cut into batches of whole `(trimmed SSN, VisitDate)`
-//! keys wherever the batch size falls.
+//! SSN), keys whose candidates all belong to one provider left out but
+//! counted, and the stream cut into batches of whole `(trimmed SSN,
+//! VisitDate)` keys wherever the batch size falls.
 //!
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.
 
@@ -26,7 +27,7 @@ fn day(d: u32) -> NaiveDate {
 
 /// Providers 1 (NY) and 2 (no state) active, 3 inactive; caregivers 1 and 2
 /// the same person (`' 111 '`, `'111'`), 3 with a NULL SSN, 4 a blank one,
-/// 5 `'222'`; patient 1 with two primary GPS addresses (the newer wins),
+/// 5 `'222'`, 6 `'333'`; patient 1 with two primary GPS addresses (the newer wins),
 /// patient 2 with a primary non-GPS address only.
 async fn seed(client: &Client) {
     client
@@ -41,22 +42,28 @@ INSERT INTO analytics.dimcaregiver ("Caregiver Id", "SSN") VALUES
   ('00000000-0000-0000-0002-000000000002', '111'),
   ('00000000-0000-0000-0002-000000000003', NULL),
   ('00000000-0000-0000-0002-000000000004', '   '),
-  ('00000000-0000-0000-0002-000000000005', '222');
+  ('00000000-0000-0000-0002-000000000005', '222'),
+  ('00000000-0000-0000-0002-000000000006', '333');
 INSERT INTO analytics.dimpatientaddress ("Patient Address Id", "Patient Id", "Address Type", "Primary Address", "Latitude", "Longitude",
     "Zip Code", "Address State", "Application Created UTC Timestamp") VALUES
   ('00000000-0000-0000-0005-000000000001', '00000000-0000-0000-0004-000000000001', 'GPS', true, 10.0, 10.0, '00000', 'PA', '2024-01-01T00:00:00Z'),
   ('00000000-0000-0000-0005-000000000002', '00000000-0000-0000-0004-000000000001', 'Home GPS', true, 40.75, -73.99, '10001', 'NY', '2024-06-01T00:00:00Z'),
   ('00000000-0000-0000-0005-000000000003', '00000000-0000-0000-0004-000000000002', 'Home', true, 41.0, -74.0, '10002', 'NJ', '2024-06-01T00:00:00Z');
--- Key (111, 03-01): five visits over both caregiver ids; (111, 03-02): one; (222, 03-01): three.
+-- Key (111, 03-01): five visits over both caregiver ids and two providers; (111, 03-02): one;
+-- (222, 03-01): three, visit 8 at provider 1 (set below), the others at provider 2; (333, 03-01): one.
 INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Visit Date", "Caregiver Id", "Provider Id", "Scheduled Start Time", "Scheduled End Time")
 SELECT ('00000000-0000-0000-0001-' || lpad(n::text, 12, '0'))::uuid, v.d, ('00000000-0000-0000-0002-' || lpad(v.c::text, 12, '0'))::uuid,
        '00000000-0000-0000-0003-000000000002'::uuid, v.d + time '08:00' + n * interval '1 minute', v.d + time '09:00'
 FROM (VALUES (1, date '2025-03-01', 1), (2, date '2025-03-01', 2), (3, date '2025-03-01', 1), (4, date '2025-03-01', 2),
              (6, date '2025-03-02', 2), (7, date '2025-03-01', 5), (8, date '2025-03-01', 5), (9, date '2025-03-01', 5),
+             -- The last candidate in key order, alone on its key: it carries the count and is not handed out.
+             (14, date '2025-03-01', 6),
              -- Not candidates: NULL SSN, blank SSN, inactive agency, outside the window.
              (10, date '2025-03-01', 3), (11, date '2025-03-01', 4), (13, date '2024-01-01', 1)) v(n, d, c);
 INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Visit Date", "Caregiver Id", "Provider Id")
 VALUES ('00000000-0000-0000-0001-000000000012', '2025-03-01', '00000000-0000-0000-0002-000000000001', '00000000-0000-0000-0003-000000000003');
+UPDATE analytics.factvisitcallperformance_cr SET "Provider Id" = '00000000-0000-0000-0003-000000000001'
+WHERE "Visit Id" = '00000000-0000-0000-0001-000000000008';
 -- Visit 5: every column set (key (111, 03-01)).
 INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visit Id", "Visit Date", "Caregiver Id", "Provider Id",
     "Scheduled Start Time", "Scheduled End Time", "Visit Start Time", "Visit End Time", "Call In GPS Coordinates", "Call Out GPS Coordinates",
@@ -70,7 +77,8 @@ VALUES ('00000000-0000-0000-0001-000000000005', 9007199254740993, '2025-03-01', 
         .unwrap();
 }
 
-async fn read(client: &mut Client, batch_rows: usize) -> Vec<Vec<Visit>> {
+/// The batches of a full read and the source's count of candidate visits.
+async fn read(client: &mut Client, batch_rows: usize) -> (Vec<Vec<Visit>>, u64) {
     let tx = client.transaction().await.unwrap();
     let types = ColumnTypes::load(&tx, "analytics", "'America/New_York'").await.unwrap();
     let mut source = PgVisitSource::open_with_batch_rows(&tx, &types, (day(1) - chrono::Duration::days(30), day(31)), false, batch_rows)
@@ -80,9 +88,10 @@ async fn read(client: &mut Client, batch_rows: usize) -> Vec<Vec<Visit>> {
     while let Some(batch) = source.next_batch().await.unwrap() {
         batches.push(batch);
     }
+    let considered = source.visits_considered();
     drop(source);
     tx.commit().await.unwrap();
-    batches
+    (batches, considered)
 }
 
 fn key(v: &Visit) -> (String, NaiveDate) {
@@ -94,12 +103,15 @@ async fn candidate_copy_decodes_every_column_and_never_splits_a_key_between_batc
     let mut client = fresh_pg(&unique("cf_copy")).await;
     seed(&client).await;
 
-    // One large batch: every candidate, in key order, nothing else.
-    let whole = read(&mut client, 20_000).await;
+    // One large batch: every candidate of a key with two providers, in key
+    // order, nothing else. Visits 6 and 14, each alone on its key, cannot
+    // pair: they are counted (ten candidates) but not handed out.
+    let (whole, considered) = read(&mut client, 20_000).await;
     assert_eq!(whole.len(), 1);
+    assert_eq!(considered, 10, "every candidate is counted, those that cannot pair included");
     let all = &whole[0];
     let ids: BTreeSet<Uuid> = all.iter().map(|v| v.visit_id).collect();
-    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9].into_iter().map(|n| id(1, n)).collect::<BTreeSet<_>>());
+    assert_eq!(ids, [1, 2, 3, 4, 5, 7, 8, 9].into_iter().map(|n| id(1, n)).collect::<BTreeSet<_>>());
     let keys: Vec<(String, NaiveDate)> = all.iter().map(key).collect();
     let mut sorted = keys.clone();
     sorted.sort();
@@ -135,7 +147,8 @@ async fn candidate_copy_decodes_every_column_and_never_splits_a_key_between_batc
     // key whole in exactly one batch (the five-visit key straddles every
     // batch boundary it meets).
     for rows in 1..=6 {
-        let batches = read(&mut client, rows).await;
+        let (batches, considered) = read(&mut client, rows).await;
+        assert_eq!(considered, 10, "batch size {rows}");
         let flat: Vec<Uuid> = batches.iter().flatten().map(|v| v.visit_id).collect();
         assert_eq!(flat, all.iter().map(|v| v.visit_id).collect::<Vec<_>>(), "batch size {rows}");
         let mut batch_of_key: BTreeMap<(String, NaiveDate), usize> = BTreeMap::new();

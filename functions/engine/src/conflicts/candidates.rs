@@ -35,12 +35,23 @@ pub const BATCH_ROWS: usize = 20_000;
 
 /// A stream of candidate visits, ordered so that each `(trimmed SSN,
 /// VisitDate)` key arrives complete within one batch.
+///
+/// A source may leave out the keys whose candidates all belong to one
+/// provider: no rule pairs two visits of the same provider
+/// (docs/conflicts.md §14 "Keys that cannot pair"), so they can neither
+/// create nor refresh a pair. It still counts them in
+/// [`VisitSource::visits_considered`].
 #[allow(async_fn_in_trait)]
 pub trait VisitSource {
     /// The next batch; `None` when the source is exhausted. A key is never
     /// split between two batches (a batch may be larger than the fetch size
     /// when one key is).
     async fn next_batch(&mut self) -> Result<Option<Vec<Visit>>>;
+
+    /// The candidate visits the source considered so far (visits), those
+    /// left out as unable to pair included; complete once
+    /// [`VisitSource::next_batch`] has returned `None`.
+    fn visits_considered(&self) -> u64;
 }
 
 /// Candidates read from the analytics mirror in PostgreSQL as one binary
@@ -56,6 +67,11 @@ pub struct PgVisitSource {
     rows: Pin<Box<BinaryCopyOutStream>>,
     batcher: KeyBatcher,
     ended: bool,
+    /// Rows of the COPY stream decoded so far.
+    rows_read: u64,
+    /// The candidate count the full read's last row carries (`None` for a
+    /// keyed read, whose stream is every candidate).
+    candidates: Option<u64>,
 }
 
 /// `work_mem` for the candidate query, set with `SET LOCAL` (transaction
@@ -80,10 +96,21 @@ pub const CANDIDATE_WORK_MEM: &str = "1GB";
 /// (NULL stays NULL, docs/conflicts.md §4.1.5).
 ///
 /// Shape (docs/conflicts.md §14): one scan of the visits, hash-joined with
-/// the caregivers, the providers and twice with the analysed address table
-/// (the hash tables are built over the small sides, which have no NULL keys:
-/// a visit without a payer patient just finds no address), then one sort
-/// by key.
+/// the caregivers and the providers, one sort by (key, provider, visit) that
+/// serves two window functions: the key's lowest and highest provider and a
+/// running count of the candidates. Only the visits of keys with two or
+/// more providers (the only keys that can pair) and the window's last row
+/// (which carries the count of every candidate) go on to the two joins with
+/// the analysed address table (hash tables over the small side, which has
+/// no NULL keys: a visit without a payer patient just finds no address) and
+/// a final sort of those few rows. About 4 % of the visits of the
+/// state-scale benchmark survive, so PostgreSQL formats, and thaw decodes,
+/// a twenty-fifth of the rows (docs/benchmarks.md §5).
+///
+/// Row shape: [`CANDIDATE_TYPES`]; column 18 (`candidates`) is NULL except
+/// on the last row of a full read, column 19 (`can_pair`) is false only on
+/// that last row when its key has one provider. A keyed read returns every
+/// candidate of the touched keys with `candidates` NULL and `can_pair` true.
 ///
 /// Errors: [`crate::ErrorKind::SchemaMismatch`] for a missing column or a type
 /// that cannot hold the expected value.
@@ -105,7 +132,7 @@ pub fn candidate_copy(types: &ColumnTypes, keyed: bool, window: (NaiveDate, Naiv
 }
 
 /// The column types of the candidate query, in order (the binary COPY's row shape).
-pub const CANDIDATE_TYPES: [Type; 18] = [
+pub const CANDIDATE_TYPES: [Type; 20] = [
     Type::UUID,
     Type::INT8,
     Type::TEXT,
@@ -124,6 +151,8 @@ pub const CANDIDATE_TYPES: [Type; 18] = [
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
+    Type::INT8,
+    Type::BOOL,
 ];
 
 /// The temporary table of primary GPS addresses, one row per patient
@@ -309,7 +338,7 @@ fn query_with_window(types: &ColumnTypes, keyed: bool, from: &str, to: &str) -> 
             r#"SELECT t.visit_id, t.app_visit_id, t.ssn COLLATE "C" AS ssn, t.visit_date, t.provider_id,
        t.sch_start, t.sch_end, t.visit_start, t.visit_end,
        t.call_in, t.call_out, ad.latitude, ad.longitude, ad.zip, t.is_missed,
-       ad.state, payer_ad.state AS payer_state, {pr_state} AS provider_state
+       ad.state, payer_ad.state AS payer_state, {pr_state} AS provider_state, NULL::int8 AS candidates, true AS can_pair
 FROM {TOUCHED_VISITS} t
 JOIN {providers} pr ON {pr_id} = t.provider_id
 LEFT JOIN {ADDRESSES} ad ON ad.patient_id = t.provider_patient_id
@@ -326,20 +355,33 @@ ORDER BY 3, 4"#,
         ));
     }
     let VisitExprs { f_id, f_app, f_date, f_provider, f_ss, f_se, f_vs, f_ve, f_in, f_out, f_missed, f_pp, f_pa, f_cg } = VisitExprs::new(types)?;
+    // docs/conflicts.md §14 "Keys that cannot pair": the window is sorted
+    // once by (key, provider, visit); `lowest`/`highest` are the key's first
+    // and last provider, `seen` counts the candidates so far and the last
+    // row carries the total. Addresses are joined to the survivors only.
     Ok(format!(
-        r#"SELECT {f_id} AS visit_id, {f_app} AS app_visit_id, {ssn} COLLATE "C" AS ssn, {f_date} AS visit_date, {f_provider} AS provider_id,
-       {f_ss} AS sch_start, {f_se} AS sch_end, {f_vs} AS visit_start, {f_ve} AS visit_end,
-       {f_in} AS call_in, {f_out} AS call_out, ad.latitude, ad.longitude, ad.zip, {f_missed} AS is_missed,
-       ad.state, payer_ad.state AS payer_state, {pr_state} AS provider_state
-FROM {visits} f
-JOIN {caregivers} cg ON {cg_id} = {f_cg}
-JOIN {providers} pr ON {pr_id} = {f_provider}
-LEFT JOIN {ADDRESSES} ad ON ad.patient_id = {f_pp}
-LEFT JOIN {ADDRESSES} payer_ad ON payer_ad.patient_id = {f_pa}
-WHERE {f_date} BETWEEN {from} AND {to}
-  AND {pr_active} = true AND {pr_demo} = false
-  AND {ssn} <> ''
-ORDER BY 3, 4"#,
+        r#"SELECT c.visit_id, c.app_visit_id, c.ssn, c.visit_date, c.provider_id, c.sch_start, c.sch_end, c.visit_start, c.visit_end,
+       c.call_in, c.call_out, ad.latitude, ad.longitude, ad.zip, c.is_missed,
+       ad.state, payer_ad.state AS payer_state, c.provider_state,
+       CASE WHEN c.last THEN c.seen END AS candidates, c.lowest <> c.highest AS can_pair
+FROM (SELECT n.*, first_value(n.provider_id) OVER k AS lowest, last_value(n.provider_id) OVER k AS highest,
+             row_number() OVER w AS seen, lead(true) OVER w IS NULL AS last
+      FROM (SELECT {f_id} AS visit_id, {f_app} AS app_visit_id, {ssn} COLLATE "C" AS ssn, {f_date} AS visit_date, {f_provider} AS provider_id,
+                   {f_ss} AS sch_start, {f_se} AS sch_end, {f_vs} AS visit_start, {f_ve} AS visit_end,
+                   {f_in} AS call_in, {f_out} AS call_out, {f_missed} AS is_missed,
+                   {f_pp} AS provider_patient_id, {f_pa} AS payer_patient_id, {pr_state} AS provider_state
+            FROM {visits} f
+            JOIN {caregivers} cg ON {cg_id} = {f_cg}
+            JOIN {providers} pr ON {pr_id} = {f_provider}
+            WHERE {f_date} BETWEEN {from} AND {to}
+              AND {pr_active} = true AND {pr_demo} = false
+              AND {ssn} <> '') n
+      WINDOW w AS (ORDER BY n.ssn, n.visit_date, n.provider_id, n.visit_id),
+             k AS (PARTITION BY n.ssn, n.visit_date ORDER BY n.provider_id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) c
+LEFT JOIN {ADDRESSES} ad ON ad.patient_id = c.provider_patient_id
+LEFT JOIN {ADDRESSES} payer_ad ON payer_ad.patient_id = c.payer_patient_id
+WHERE c.lowest <> c.highest OR c.last
+ORDER BY c.ssn, c.visit_date, c.provider_id, c.visit_id"#,
         visits = t(fa),
         caregivers = t(ca),
         providers = t(pa),
@@ -395,7 +437,13 @@ impl PgVisitSource {
             .copy_out(sql.as_str())
             .await
             .map_err(|e| from_postgres(e, format!("starting the candidate visit COPY on schema {}", types.schema())))?;
-        Ok(PgVisitSource { rows: Box::pin(BinaryCopyOutStream::new(stream, &CANDIDATE_TYPES)), batcher: KeyBatcher::new(batch_rows), ended: false })
+        Ok(PgVisitSource {
+            rows: Box::pin(BinaryCopyOutStream::new(stream, &CANDIDATE_TYPES)),
+            batcher: KeyBatcher::new(batch_rows),
+            ended: false,
+            rows_read: 0,
+            candidates: None,
+        })
     }
 }
 
@@ -440,6 +488,14 @@ fn visit_from_row(row: &BinaryCopyOutRow) -> Result<Visit> {
         payer_patient_state: get(row, 16)?,
         provider_state: get(row, 17)?,
     })
+}
+
+/// Columns 18 and 19 of a candidate row: the count of every candidate (on
+/// the last row of a full read) and whether the row's key can pair.
+fn count_columns(row: &BinaryCopyOutRow) -> Result<(Option<u64>, bool)> {
+    let candidates: Option<i64> = row.try_get(18).map_err(|e| Error::internal(format!("decoding the candidate count of the candidate COPY: {e}")))?;
+    let can_pair: Option<bool> = row.try_get(19).map_err(|e| Error::internal(format!("decoding can_pair of the candidate COPY: {e}")))?;
+    Ok((candidates.map(|n| n.max(0) as u64), can_pair.unwrap_or(true)))
 }
 
 /// The pairing key of a candidate: (trimmed SSN, VisitDate); a NULL SSN is the empty key.
@@ -488,12 +544,24 @@ impl VisitSource for PgVisitSource {
         }
         while let Some(row) = self.rows.next().await {
             let row = row.map_err(|e| from_postgres(e, "reading the candidate visit COPY"))?;
+            self.rows_read += 1;
+            let (candidates, can_pair) = count_columns(&row)?;
+            if let Some(n) = candidates {
+                self.candidates = Some(n);
+            }
+            if !can_pair {
+                continue;
+            }
             if let Some(batch) = self.batcher.push(visit_from_row(&row)?) {
                 return Ok(Some(batch));
             }
         }
         self.ended = true;
         Ok(self.batcher.finish())
+    }
+
+    fn visits_considered(&self) -> u64 {
+        self.candidates.unwrap_or(self.rows_read)
     }
 }
 

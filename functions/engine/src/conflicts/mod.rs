@@ -392,10 +392,10 @@ async fn run_locked(
     let (mut pairs, mut cross_state_pairs) = (Vec::new(), Vec::new());
     let mut source = candidates::PgVisitSource::open(&tx, &source_types, window, keyed).await?;
     while let Some(batch) = candidates::VisitSource::next_batch(&mut source).await? {
-        summary.visits_considered += batch.len() as u64;
         pairs.extend(detect(&batch, &detection, today));
         cross_state_pairs.extend(history::cross_state_pairs(&batch));
     }
+    summary.visits_considered = candidates::VisitSource::visits_considered(&source);
     drop(source);
     summary.pairs_detected = pairs.len() as u64;
     writer.write(&tx, &pairs).await?;
