@@ -293,7 +293,7 @@ pub async fn snapshot(
         .await
         .map_err(|e| from_postgres(e, "taking the pre-run snapshot of the pairs"))?;
     tx.batch_execute(&format!(
-        "CREATE UNIQUE INDEX ON {BEFORE} (id); ANALYZE {BEFORE}; ANALYZE {CROSS_STATE}"
+        "CREATE UNIQUE INDEX ON {BEFORE} (id); ANALYZE {BEFORE} (id, status); ANALYZE {CROSS_STATE}"
     ))
     .await
     .map_err(|e| from_postgres(e, "indexing the pre-run snapshot"))?;
@@ -335,7 +335,7 @@ pub async fn record(
         .map_err(|e| from_postgres(e, "collecting the changed pairs for log history"))?;
     // The history insert joins the changes by pair id: give the planner an index and real counts.
     tx.batch_execute(&format!(
-        "CREATE UNIQUE INDEX ON {CHANGES} (id); ANALYZE {CHANGES}"
+        "CREATE UNIQUE INDEX ON {CHANGES} (id); ANALYZE {CHANGES} (id, visit_id, inserted)"
     ))
     .await
     .map_err(|e| from_postgres(e, "indexing the changed pairs"))?;

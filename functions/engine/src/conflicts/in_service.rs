@@ -311,7 +311,7 @@ pub fn side_sql(types: &ColumnTypes, zone: &str) -> Result<String> {
     let a = |t: &str| qualified(types.schema(), t);
     let cols: Vec<String> = SIDE_COLUMNS.iter().map(|c| event_column(c, zone)).collect();
     Ok(format!(
-        "ANALYZE {EVENT_PAIRS};\n\
+        "ANALYZE {EVENT_PAIRS} (kind, event_id, visit_id);\n\
          CREATE TEMP TABLE thaw_conflict_event_side ON COMMIT DROP AS\n\
          SELECT e.event_id AS \"VisitID\", {cols}\n\
          FROM {EVENTS} e\n\
@@ -320,7 +320,7 @@ pub fn side_sql(types: &ColumnTypes, zone: &str) -> Result<String> {
          LEFT JOIN {offices} o ON {o_id} = e.office_id\n\
          WHERE e.event_id IN (SELECT event_id FROM {EVENT_PAIRS});\n\
          CREATE INDEX ON {EVENT_SIDE} (\"VisitID\");\n\
-         ANALYZE {EVENT_SIDE}",
+         ANALYZE {EVENT_SIDE} (\"VisitID\")",
         cols = cols.join(",\n       "),
         caregivers = a("dimcaregiver"),
         providers = a("dimprovider"),
@@ -371,7 +371,7 @@ pub fn rows_sql(columns: &[&str], cast: &dyn Fn(&str, &str) -> Result<String>, v
     };
     Ok(format!(
         "CREATE TEMP TABLE thaw_conflict_event_new ON COMMIT DROP AS\n{}\nUNION ALL\n{};\n\
-         CREATE UNIQUE INDEX ON {EVENT_NEW} (\"VisitID\", \"ConVisitID\");\nANALYZE {EVENT_NEW}",
+         CREATE UNIQUE INDEX ON {EVENT_NEW} (\"VisitID\", \"ConVisitID\");\nANALYZE {EVENT_NEW} (\"VisitID\", \"ConVisitID\", \"AppVisitID\")",
         orientation(false)?,
         orientation(true)?
     ))

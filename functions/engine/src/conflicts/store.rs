@@ -555,8 +555,8 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
     // hash-joined a night's few visits with whole-table scans of the
     // caregivers, patients and addresses (docs/conflicts.md §14).
     let side_sql = format!(
-        r#"ANALYZE {STAGING};
-ANALYZE {event_pairs};
+        r#"ANALYZE {STAGING} ("VisitID", "ConVisitID", new_allowed);
+ANALYZE {event_pairs} (kind, event_id, visit_id);
 CREATE TEMP TABLE thaw_conflict_side ON COMMIT DROP AS
 WITH f AS (
     SELECT f.* FROM {fact} f WHERE {f_id} IN (SELECT "VisitID" FROM {STAGING} UNION SELECT "ConVisitID" FROM {STAGING}
@@ -582,7 +582,7 @@ LEFT JOIN {services} sc ON {sc_id} = {f_sc}
 LEFT JOIN {users} u ON {u_id} = {f_u};
 CREATE INDEX ON {SIDE} ("VisitID");
 CREATE INDEX ON {STAGING} ("VisitID", "ConVisitID");
-ANALYZE {SIDE}"#,
+ANALYZE {SIDE} ("VisitID")"#,
         fact = a("factvisitcallperformance_cr"),
         event_pairs = in_service::EVENT_PAIRS,
         addresses = a("dimpatientaddress"),
@@ -639,7 +639,7 @@ FROM {STAGING} p
 JOIN {SIDE} v1 ON v1."VisitID" = p."VisitID"
 JOIN {SIDE} v2 ON v2."VisitID" = p."ConVisitID";
 CREATE UNIQUE INDEX ON {NEW} ("VisitID", "ConVisitID");
-ANALYZE {NEW}"#,
+ANALYZE {NEW} ("VisitID", "ConVisitID", "AppVisitID", new_allowed)"#,
         cols = new_select.join(", ")
     );
 
