@@ -246,6 +246,40 @@ pub const SIDE_COLUMNS: &[SideColumn] = &[
     side("LastUpdatedDate", "ConLastUpdatedDate", r#"(f."Visit Updated Timestamp" AT TIME ZONE {tz})"#),
 ];
 
+/// The time columns of the visit that [`SIDE_COLUMNS`] read (as `f."…"`).
+const SNAPSHOT_TIME_COLUMNS: [&str; 7] = [
+    "Scheduled Start Time",
+    "Scheduled End Time",
+    "Visit Start Time",
+    "Visit End Time",
+    "Call In Time",
+    "Call Out Time",
+    "Visit Updated Timestamp",
+];
+
+/// The SQL of a [`SideColumn::expr`] for the mirror as it is: `{tz}` is the
+/// configured zone (an SQL literal) and every visit time of
+/// [`SNAPSHOT_TIME_COLUMNS`] is read as an instant through its column type
+/// (docs/conflicts.md §2.4), so that a `timestamp` column (the wall clock of
+/// the zone) is stored as that wall clock. Read raw, `timestamp AT TIME
+/// ZONE` converted the other way and the stored times moved by the zone's
+/// offset, while detection compared the right ones.
+///
+/// Errors: [`ErrorKind::SchemaMismatch`] when a time column is missing or
+/// of a type that cannot hold an instant.
+fn snapshot_expr(expr: &str, source: &ColumnTypes, zone_literal: &str) -> Result<String> {
+    let mut sql = expr.replace("{tz}", zone_literal);
+    for column in SNAPSHOT_TIME_COLUMNS {
+        let raw = format!("f.{}", ident(column));
+        if sql.contains(&raw) {
+            // One pass per column: the typed expression names the column
+            // again, and `replace` never rescans what it inserted.
+            sql = sql.replace(&raw, &source.expr("f", "factvisitcallperformance_cr", column, Want::Timestamptz)?);
+        }
+    }
+    Ok(sql)
+}
+
 /// Pair-level columns refreshed from the staging table (besides the keys and flags).
 pub const PAIR_COLUMNS: &[&str] = &[
     "SSN",
@@ -542,12 +576,12 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
     };
 
     // 1. Visit snapshot, one row per visit in a staged pair.
-    let side_select: Vec<String> = SIDE_COLUMNS
-        .iter()
-        .map(|c| format!("{} AS {}", c.expr.replace("{tz}", &ctx.zone_literal), ident(c.primary)))
-        .collect();
     // Ids are compared through the column types found (uuid or text, docs/conflicts.md §2.4).
     let src = &ctx.source;
+    let side_select: Vec<String> = SIDE_COLUMNS
+        .iter()
+        .map(|c| Ok(format!("{} AS {}", snapshot_expr(c.expr, src, &ctx.zone_literal)?, ident(c.primary))))
+        .collect::<Result<_>>()?;
     let fk = |col: &str| src.expr("f", "factvisitcallperformance_cr", col, Want::Uuid);
     let pk = |alias: &str, table: &str, col: &str| src.expr(alias, table, col, Want::Uuid);
     // Both staged pair tables are analysed first: with the default estimate
