@@ -169,7 +169,10 @@ async fn deleted_then_back(
 /// conflict with it; the restored visit's own conflict stays `D` (step 5
 /// never reopens a `D` conflict) and pulls its only pair back to `R`
 /// (cascade down), keeping the ResolveDate of night 2 where [SF] would reset
-/// it. Later nights change nothing. The summary counts each night's status changes.
+/// it. Later nights, full or incremental, write nothing: the lone pair of
+/// the `D` conflict is not reopened and closed again every night (§D25,
+/// [SF] rewrote it with a new UpdatedDate and ResolveDate each night). The
+/// summary counts each night's status changes.
 #[tokio::test]
 async fn conflict_lifecycle_restored_visit_reopens_its_deleted_pair_as_sf_does() {
     let (mut client, [night2, night3], [_, resolved_2_1]) = deleted_then_back("cf_restored", false, true).await;
@@ -192,11 +195,17 @@ async fn conflict_lifecycle_restored_visit_reopens_its_deleted_pair_as_sf_does()
         StatusChanges { pairs_reopened: 1, conflicts_reopened: 1, ..Default::default() },
         "{night3:?}"
     );
+    let after_night3 = pair_dates(&client, 102, 101).await;
     let night4 = detect(&mut client).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:R*", "3>4:U", "4>3:U"]));
     assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U"]));
     assert_eq!(pair_dates(&client, 102, 101).await.0, resolved_2_1.0);
     assert_eq!(night4.status_changes, StatusChanges::default(), "{night4:?}");
+    assert_eq!(pair_dates(&client, 102, 101).await, after_night3, "not reopened and closed again: UpdatedDate kept (§D25)");
+    assert_eq!((night4.inserted, night4.updated, night4.resolved), (0, 0, 0), "a night without changes writes nothing: {night4:?}");
+    let incremental = run(&mut client, &settings(), DetectionMode::Incremental).await.expect("night 5");
+    assert_eq!((incremental.updated, incremental.keys_touched), (0, Some(0)), "{incremental:?}");
+    assert_eq!(pair_dates(&client, 102, 101).await, after_night3);
 }
 
 /// docs/conflicts.md §D1: a visit restored with its old change timestamp
@@ -272,6 +281,35 @@ async fn conflict_lifecycle_restored_visit_with_two_pairs_keeps_its_deleted_conf
     assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
     assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U", "6:U"]));
     assert_eq!(night.status_changes, StatusChanges { pairs_reopened: 4, conflicts_reopened: 2, ..Default::default() }, "{night:?}");
+}
+
+/// docs/conflicts.md §D25, its limit: a restored visit whose `D` conflict
+/// gains a new pair the night it comes back. [SF] reopens the closed pair
+/// and inserts the new one under the same `CONFLICTID`; step 6 then sees
+/// two open pairs and closes neither. thaw must not keep the closed pair
+/// `R` (it is no longer the conflict's lone row), or step 6 would close the
+/// new pair too.
+#[tokio::test]
+async fn conflict_lifecycle_restored_visit_with_a_new_pair_reopens_its_closed_pair() {
+    let mut client = planted("cf_restored_new_pair").await;
+    detect(&mut client).await;
+    delete_visit_102(&client).await;
+    detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:D*", "2>1:R*", "3>4:U", "4>3:U"]));
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM analytics.visit_102;
+               DELETE FROM analytics.factvisitcallperformance_deleted_cr;
+               CREATE TEMP TABLE visit_106 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 101;
+               UPDATE visit_106 SET "Visit Id" = '00000000-0000-0000-0000-000000000006', "Application Visit Id" = 106;
+               INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM visit_106;"#,
+        )
+        .await
+        .unwrap();
+    let night = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U", "6:U"]));
+    assert_eq!(night.status_changes, StatusChanges { pairs_reopened: 2, conflicts_reopened: 1, ..Default::default() }, "{night:?}");
 }
 
 /// A restored visit that is missed: its `D` pair becomes `R` ([SF]: `U` by
