@@ -416,6 +416,60 @@ async fn conflict_pairs_leaving_the_window_keep_their_status_and_are_not_rewritt
     assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:R*", "4:U"]));
 }
 
+/// docs/conflicts.md §D1: a change of the settings (an excluded SSN, an
+/// excluded agency, a slower MPH band) forces a full night, whose pairs no
+/// longer detected are resolved with their conflicts ([SF]: not marked
+/// again → `R`), while the others keep their status and get the new
+/// distance metrics (stored for every pair with two points, §R7); undoing
+/// the change reopens them in the next (again full) night.
+#[tokio::test]
+async fn conflict_settings_changes_resolve_and_reopen_pairs_in_the_forced_full_night() {
+    let mut client = planted("cf_settings_nights").await;
+    detect(&mut client).await;
+    let speed_of_1_2 = r#"SELECT "AverageMilesPerHour" || ' mph ' || "ETATravelMinutes" || ' min' FROM conflict.conflictvisitmaps WHERE "AppVisitID" IN (101, 102) ORDER BY "AppVisitID""#;
+    for (change, undo, pairs, conflicts) in [
+        (
+            r#"INSERT INTO conflict.excluded_ssn ("SSN") VALUES ('123-45-6789 ')"#,
+            r#"DELETE FROM conflict.excluded_ssn WHERE "SSN" IS NOT NULL"#,
+            ["1>2:R*", "2>1:R*", "3>4:R*", "4>3:R*"],
+            ["1:R*", "2:R*", "3:R*", "4:R*"],
+        ),
+        (
+            r#"INSERT INTO conflict.excluded_agency ("ProviderID") VALUES ('00000000-0000-0000-0000-00000000000b')"#,
+            r#"DELETE FROM conflict.excluded_agency WHERE "ProviderID" IS NOT NULL"#,
+            ["1>2:R*", "2>1:R*", "3>4:R*", "4>3:R*"],
+            ["1:R*", "2:R*", "3:R*", "4:R*"],
+        ),
+        (
+            // 5.16 mi at 30 mph: an ETA of 10.32 minutes fits the 15-minute gap.
+            r#"UPDATE conflict.mph SET "AverageMilesPerHour" = 30 WHERE "From" = 5"#,
+            r#"UPDATE conflict.mph SET "AverageMilesPerHour" = 15 WHERE "From" = 5"#,
+            ["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"],
+            ["1:U", "2:U", "3:R*", "4:R*"],
+        ),
+    ] {
+        client.batch_execute(change).await.unwrap();
+        let night = incremental_night_or_full(&mut client).await;
+        assert_eq!(night.mode.as_deref(), Some("full"), "{change}: {night:?}");
+        assert_eq!(pair_states(&client).await, strings(&pairs), "{change}");
+        assert_eq!(conflict_states(&client).await, strings(&conflicts), "{change}");
+        if pairs[0].ends_with(":U") {
+            // The schedule pair keeps its status; its distance metrics follow the band.
+            assert_eq!(texts(&client, speed_of_1_2).await, ["30 mph 10 min", "30 mph 10 min"], "{change}");
+        }
+        client.batch_execute(undo).await.unwrap();
+        let night = incremental_night_or_full(&mut client).await;
+        assert_eq!(night.mode.as_deref(), Some("full"), "{undo}: {night:?}");
+        assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"]), "{undo}");
+        assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U"]), "{undo}");
+    }
+}
+
+/// An incremental night on the planted "today" (full when the settings changed).
+async fn incremental_night_or_full(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
+    run(client, &settings(), DetectionMode::Incremental).await.expect("night")
+}
+
 /// A restored visit that is missed: its `D` pair becomes `R` ([SF]: `U` by
 /// the refresh, `R` by step 3), keeping its ResolveDate (§D24).
 #[tokio::test]
