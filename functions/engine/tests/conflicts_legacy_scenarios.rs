@@ -42,16 +42,22 @@ INSERT INTO analytics.dimprovider ("Provider Id", "Application Provider Id", "Pr
 INSERT INTO conflict.excluded_agency ("ProviderID") VALUES ('00000000-0000-0000-0000-00000000000f');
 INSERT INTO conflict.excluded_ssn ("SSN") VALUES (' 000-00-0016  ');
 -- Patients besides e1 (NY, ZIP 11214, Brooklyn 1) and e2 (NY, 11203, Brooklyn 2):
--- e3 at Brooklyn 2 with e1's ZIP, e4 in PA without coordinates, e5 in "new york", e6 at 0,0.
+-- e3 at Brooklyn 2 with e1's ZIP, e4 in PA without coordinates, e5 in "new york", e6 at 0,0,
+-- e7 at Brooklyn 2 with e1's ZIP and a trailing space, e8 and e9 at Brooklyn 1 and 2 with empty ZIPs.
 INSERT INTO analytics.dimpatient ("Patient Id", "Application Patient Id", "Patient Name") VALUES
   ('00000000-0000-0000-0000-0000000000e3', 23, 'Pat Three'), ('00000000-0000-0000-0000-0000000000e4', 24, 'Pat Four'),
-  ('00000000-0000-0000-0000-0000000000e5', 25, 'Pat Five'), ('00000000-0000-0000-0000-0000000000e6', 26, 'Pat Six');
+  ('00000000-0000-0000-0000-0000000000e5', 25, 'Pat Five'), ('00000000-0000-0000-0000-0000000000e6', 26, 'Pat Six'),
+  ('00000000-0000-0000-0000-0000000000e7', 27, 'Pat Seven'), ('00000000-0000-0000-0000-0000000000e8', 28, 'Pat Eight'),
+  ('00000000-0000-0000-0000-0000000000e9', 29, 'Pat Nine');
 INSERT INTO analytics.dimpatientaddress ("Patient Address Id", "Patient Id", "Address Type", "Primary Address",
     "Zip Code", "Address State", "Latitude", "Longitude", "Application Created UTC Timestamp") VALUES
   ('00000000-0000-0000-0000-0000000000f3', '00000000-0000-0000-0000-0000000000e3', 'GPS', true, '11214', 'NY', 40.654140, -73.935455, '2020-01-01Z'),
   ('00000000-0000-0000-0000-0000000000f4', '00000000-0000-0000-0000-0000000000e4', 'GPS', true, '19103', 'PA', NULL, NULL, '2020-01-01Z'),
   ('00000000-0000-0000-0000-0000000000f5', '00000000-0000-0000-0000-0000000000e5', 'GPS', true, '11211', 'new york', NULL, NULL, '2020-01-01Z'),
-  ('00000000-0000-0000-0000-0000000000f6', '00000000-0000-0000-0000-0000000000e6', 'GPS', true, '00000', 'NY', 0, 0, '2020-01-01Z');
+  ('00000000-0000-0000-0000-0000000000f6', '00000000-0000-0000-0000-0000000000e6', 'GPS', true, '00000', 'NY', 0, 0, '2020-01-01Z'),
+  ('00000000-0000-0000-0000-0000000000f7', '00000000-0000-0000-0000-0000000000e7', 'GPS', true, '11214 ', 'NY', 40.654140, -73.935455, '2020-01-01Z'),
+  ('00000000-0000-0000-0000-0000000000f8', '00000000-0000-0000-0000-0000000000e8', 'GPS', true, '', 'NY', 40.597095, -73.998993, '2020-01-01Z'),
+  ('00000000-0000-0000-0000-0000000000f9', '00000000-0000-0000-0000-0000000000e9', 'GPS', true, '', 'NY', 40.654140, -73.935455, '2020-01-01Z');
 "#;
 
 /// A time on the wall clock of New York (`YYYY-MM-DD HH:MM[:SS]`), as SQL.
@@ -384,7 +390,8 @@ async fn legacy_scenarios_a1_to_a20_give_the_stated_pairs_through_postgresql() {
 /// non-breaking space is another caregiver, one of non-breaking spaces only
 /// is not blank (Snowflake's `TRIM` removes spaces only, §10.2), one with
 /// spaces is the same; GPS `0,0` and a patient address at 0,0 are points
-/// thousands of miles away, in no band: no rule 7.
+/// thousands of miles away, in no band: no rule 7; the ZIP guard compares
+/// as [SF]'s `=` (a trailing space is another ZIP, empty ZIPs are equal).
 #[tokio::test]
 async fn rule_boundaries_of_nulls_midnight_offsets_and_whitespace_through_postgresql() {
     let nbsp = '\u{a0}';
@@ -405,6 +412,8 @@ async fn rule_boundaries_of_nulls_midnight_offsets_and_whitespace_through_postgr
         (49, ssn(49)),
         (50, ssn(50)),
         (51, ssn(51)),
+        (52, ssn(52)),
+        (53, ssn(53)),
     ];
     let caregivers: Vec<(u32, Option<&str>)> = caregivers_owned.iter().map(|(n, s)| (*n, Some(s.as_str()))).collect();
     let (a, b) = ("a", "b");
@@ -439,6 +448,11 @@ async fn rule_boundaries_of_nulls_midnight_offsets_and_whitespace_through_postgr
         completed(4902, 49, b, PAST, "10:15", "11:00").gps(BROOKLYN_2),
         completed(5001, 50, a, PAST, "09:00", "10:00").patients(Some("e6"), None),
         completed(5002, 50, b, PAST, "10:15", "11:00").gps(BROOKLYN_2),
+        // ZIP guard (§D10) as [SF]'s `=`: a trailing space is another ZIP, two empty ZIPs are equal.
+        completed(5201, 52, a, PAST, "09:00", "10:00").patients(Some("e1"), None),
+        completed(5202, 52, b, PAST, "10:15", "11:00").patients(Some("e7"), None),
+        completed(5301, 53, a, PAST, "09:00", "10:00").patients(Some("e8"), None),
+        completed(5302, 53, b, PAST, "10:15", "11:00").patients(Some("e9"), None),
         // Past midnight on its own service date: 22:00–02:00 against 01:00–03:00 the next morning.
         Visit { scheduled: (Some(ny("2025-03-12 22:00")), Some(ny("2025-03-13 02:00"))), ..scheduled(5101, 51, a, FUTURE, "00:00", "00:00") },
         Visit { scheduled: (Some(ny("2025-03-13 01:00")), Some(ny("2025-03-13 03:00"))), ..scheduled(5102, 51, b, FUTURE, "00:00", "00:00") },
@@ -463,6 +477,8 @@ async fn rule_boundaries_of_nulls_midnight_offsets_and_whitespace_through_postgr
     assert_eq!(group_pairs(&client, 48).await, both(4801, 4802, RULE_1), "spaces are trimmed");
     assert_eq!(group_pairs(&client, 49).await, none, "GPS 0,0");
     assert_eq!(group_pairs(&client, 50).await, none, "a patient address at 0,0");
+    assert_eq!(group_pairs(&client, 52).await, both(5201, 5202, RULE_7), "ZIP '11214' and '11214 ' differ");
+    assert_eq!(group_pairs(&client, 53).await, none, "two empty ZIPs are equal");
     assert_eq!(
         group_pairs(&client, 51).await,
         all(&[(5101, 5102, RULE_4), (5102, 5103, RULE_4)]),
