@@ -249,13 +249,22 @@ fn impossible_travel_needs_points_a_speed_and_different_zips() {
     assert_eq!(detect(&[v1.clone(), by_address.clone()], &settings(), today()).len(), 2);
     let quoted = with_gps(no_gps, "\"40.654140,-73.935455\"");
     assert_eq!(detect(&[v1.clone(), quoted], &settings(), today()).len(), 2);
-    // docs/conflicts.md §D10: same patient ZIP on both sides never flags.
+    // docs/conflicts.md §D10: same patient ZIP on both sides never flags; the
+    // ZIPs are compared as stored ([SF]'s `=`): padded is another ZIP, two
+    // empty ZIPs are the same, a NULL is no ZIP.
     let (mut z1, mut z2) = (v1.clone(), by_address.clone());
     z1.patient_zip = Some("11214".into());
-    z2.patient_zip = Some(" 11214 ".into());
+    z2.patient_zip = Some("11214".into());
     assert!(detect(&[z1.clone(), z2.clone()], &settings(), today()).is_empty());
+    z2.patient_zip = Some("11214 ".into());
+    assert_eq!(detect(&[z1.clone(), z2.clone()], &settings(), today()).len(), 2, "a padded ZIP is another ZIP");
+    z2.patient_zip = None;
+    assert_eq!(detect(&[z1.clone(), z2.clone()], &settings(), today()).len(), 2, "a NULL ZIP");
     z2.patient_zip = Some("11203".into());
-    assert_eq!(detect(&[z1, z2], &settings(), today()).len(), 2);
+    assert_eq!(detect(&[z1.clone(), z2.clone()], &settings(), today()).len(), 2);
+    z1.patient_zip = Some(String::new());
+    z2.patient_zip = Some(String::new());
+    assert!(detect(&[z1, z2], &settings(), today()).is_empty(), "two empty ZIPs are equal");
     // A distance in no band gives no speed and no flag.
     let mut gapped = settings();
     gapped.mph = MphBands::new(vec![MphBand { from: 0, to: 5, mph: 6.0 }, MphBand { from: 6, to: 10, mph: 15.0 }]).unwrap().0;

@@ -128,6 +128,19 @@ async fn delete_visit_102(client: &Client) {
         .unwrap();
 }
 
+/// Adds visit 106: a copy of visit 101 (agency A, same caregiver, same
+/// schedule on 2025-03-12), so it conflicts with visit 102 as 101 does.
+async fn add_visit_106(client: &Client) {
+    client
+        .batch_execute(
+            r#"CREATE TEMP TABLE visit_106 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 101;
+               UPDATE visit_106 SET "Visit Id" = '00000000-0000-0000-0000-000000000006', "Application Visit Id" = 106;
+               INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM visit_106;"#,
+        )
+        .await
+        .unwrap();
+}
+
 /// Night 1 detects; visit 102 is deleted (moved to the deleted-visits
 /// table) and night 2 marks its pairs and conflict; then 102 is back in the
 /// visit table, removed from the deleted table too unless `still_deleted`,
@@ -169,7 +182,10 @@ async fn deleted_then_back(
 /// conflict with it; the restored visit's own conflict stays `D` (step 5
 /// never reopens a `D` conflict) and pulls its only pair back to `R`
 /// (cascade down), keeping the ResolveDate of night 2 where [SF] would reset
-/// it. Later nights change nothing. The summary counts each night's status changes.
+/// it. Later nights, full or incremental, write nothing: the lone pair of
+/// the `D` conflict is not reopened and closed again every night (§D25,
+/// [SF] rewrote it with a new UpdatedDate and ResolveDate each night). The
+/// summary counts each night's status changes.
 #[tokio::test]
 async fn conflict_lifecycle_restored_visit_reopens_its_deleted_pair_as_sf_does() {
     let (mut client, [night2, night3], [_, resolved_2_1]) = deleted_then_back("cf_restored", false, true).await;
@@ -192,11 +208,17 @@ async fn conflict_lifecycle_restored_visit_reopens_its_deleted_pair_as_sf_does()
         StatusChanges { pairs_reopened: 1, conflicts_reopened: 1, ..Default::default() },
         "{night3:?}"
     );
+    let after_night3 = pair_dates(&client, 102, 101).await;
     let night4 = detect(&mut client).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:R*", "3>4:U", "4>3:U"]));
     assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U"]));
     assert_eq!(pair_dates(&client, 102, 101).await.0, resolved_2_1.0);
     assert_eq!(night4.status_changes, StatusChanges::default(), "{night4:?}");
+    assert_eq!(pair_dates(&client, 102, 101).await, after_night3, "not reopened and closed again: UpdatedDate kept (§D25)");
+    assert_eq!((night4.inserted, night4.updated, night4.resolved), (0, 0, 0), "a night without changes writes nothing: {night4:?}");
+    let incremental = run(&mut client, &settings(), DetectionMode::Incremental).await.expect("night 5");
+    assert_eq!((incremental.updated, incremental.keys_touched), (0, Some(0)), "{incremental:?}");
+    assert_eq!(pair_dates(&client, 102, 101).await, after_night3);
 }
 
 /// docs/conflicts.md §D1: a visit restored with its old change timestamp
@@ -247,14 +269,7 @@ async fn conflict_lifecycle_pair_of_a_visit_still_deleted_stays_deleted_when_det
 #[tokio::test]
 async fn conflict_lifecycle_restored_visit_with_two_pairs_keeps_its_deleted_conflict_over_open_pairs() {
     let mut client = planted("cf_restored_two").await;
-    client
-        .batch_execute(
-            r#"CREATE TEMP TABLE visit_106 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 101;
-               UPDATE visit_106 SET "Visit Id" = '00000000-0000-0000-0000-000000000006', "Application Visit Id" = 106;
-               INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM visit_106;"#,
-        )
-        .await
-        .unwrap();
+    add_visit_106(&client).await;
     detect(&mut client).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
     delete_visit_102(&client).await;
@@ -272,6 +287,187 @@ async fn conflict_lifecycle_restored_visit_with_two_pairs_keeps_its_deleted_conf
     assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
     assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U", "6:U"]));
     assert_eq!(night.status_changes, StatusChanges { pairs_reopened: 4, conflicts_reopened: 2, ..Default::default() }, "{night:?}");
+}
+
+/// docs/conflicts.md §D25, its limit: a restored visit whose `D` conflict
+/// gains a new pair the night it comes back. [SF] reopens the closed pair
+/// and inserts the new one under the same `CONFLICTID`; step 6 then sees
+/// two open pairs and closes neither. thaw must not keep the closed pair
+/// `R` (it is no longer the conflict's lone row), or step 6 would close the
+/// new pair too.
+#[tokio::test]
+async fn conflict_lifecycle_restored_visit_with_a_new_pair_reopens_its_closed_pair() {
+    let mut client = planted("cf_restored_new_pair").await;
+    detect(&mut client).await;
+    delete_visit_102(&client).await;
+    detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:D*", "2>1:R*", "3>4:U", "4>3:U"]));
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM analytics.visit_102;
+               DELETE FROM analytics.factvisitcallperformance_deleted_cr;"#,
+        )
+        .await
+        .unwrap();
+    add_visit_106(&client).await;
+    let night = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:D*", "3:U", "4:U", "6:U"]));
+    assert_eq!(night.status_changes, StatusChanges { pairs_reopened: 2, conflicts_reopened: 1, ..Default::default() }, "{night:?}");
+}
+
+/// The mode and the touched keys of an incremental night on `today`.
+async fn incremental_night(client: &mut Client, today: &str) -> thaw_engine::contract::ConflictCreateResponse {
+    let night = run(client, &thaw_test_support::conflicts::settings_on(today), DetectionMode::Incremental).await.expect("incremental night");
+    assert_eq!(night.mode.as_deref(), Some("incremental"), "{night:?}");
+    night
+}
+
+/// docs/conflicts.md §D1 over several incremental nights: a visit moved to
+/// another date resolves its old pairs (and, through the cascade, the
+/// conflict left with no open pair) and detects its new ones, which inherit
+/// its `CONFLICTID`; moved to a caregiver with another SSN its pairs are
+/// resolved with both conflicts; moved back they reopen with their ids.
+/// Each night touches exactly the old and the new key.
+#[tokio::test]
+async fn conflict_visit_moved_to_another_date_or_caregiver_resolves_old_pairs_and_detects_new_ones() {
+    let mut client = planted("cf_moved_visit").await;
+    detect(&mut client).await;
+    add_visit_106(&client).await;
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr
+                 SET "Visit Date" = "Visit Date" + 1, "Scheduled Start Time" = "Scheduled Start Time" + interval '1 day',
+                     "Scheduled End Time" = "Scheduled End Time" + interval '1 day', "Visit Updated Timestamp" = now()
+               WHERE "Application Visit Id" IN (102, 106)"#,
+        )
+        .await
+        .unwrap();
+    let night2 = incremental_night(&mut client, "2025-03-10").await;
+    assert_eq!(night2.keys_touched, Some(2), "the old and the new key: {night2:?}");
+    assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:U", "3:U", "4:U", "6:U"]));
+    let conflict_of_102 = texts(&client, r#"SELECT DISTINCT "CONFLICTID"::text FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 102"#).await;
+    assert_eq!(conflict_of_102.len(), 1, "the new pair of visit 102 inherits its CONFLICTID: {conflict_of_102:?}");
+
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.dimcaregiver ("Caregiver Id", "Application Caregiver Id", "Caregiver Fullname", "SSN")
+                 VALUES ('00000000-0000-0000-0000-0000000000cd', 14, 'Bob Aide', '987-65-4321');
+               UPDATE analytics.factvisitcallperformance_cr SET "Caregiver Id" = '00000000-0000-0000-0000-0000000000cd', "Visit Updated Timestamp" = now()
+               WHERE "Application Visit Id" = 106"#,
+        )
+        .await
+        .unwrap();
+    let night3 = incremental_night(&mut client, "2025-03-10").await;
+    assert_eq!(night3.keys_touched, Some(2), "the old and the new SSN: {night3:?}");
+    assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "2>6:R*", "3>4:U", "4>3:U", "6>2:R*"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:R*", "3:U", "4:U", "6:R*"]));
+
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Caregiver Id" = '00000000-0000-0000-0000-0000000000ca', "Visit Updated Timestamp" = now()
+               WHERE "Application Visit Id" = 106"#,
+        )
+        .await
+        .unwrap();
+    let night4 = incremental_night(&mut client, "2025-03-10").await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "2>6:U", "3>4:U", "4>3:U", "6>2:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:U", "3:U", "4:U", "6:U"]));
+    assert_eq!(
+        night4.status_changes,
+        StatusChanges { pairs_reopened: 2, conflicts_reopened: 2, ..Default::default() },
+        "{night4:?}"
+    );
+    let again = texts(&client, r#"SELECT DISTINCT "CONFLICTID"::text FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 102"#).await;
+    assert_eq!(again, conflict_of_102, "CONFLICTIDs never change");
+}
+
+/// docs/conflicts.md §8.2 and §D17 with "today" moving forward: pairs whose
+/// date leaves the window are neither resolved ([SF]'s step 4 marks only
+/// the window's rows) nor rewritten; they keep their status, and the second
+/// pass outside the window leaves them as they are while nothing in them
+/// changes. Incremental and full nights agree.
+#[tokio::test]
+async fn conflict_pairs_leaving_the_window_keep_their_status_and_are_not_rewritten() {
+    let mut client = planted("cf_leaving_window").await;
+    detect(&mut client).await;
+    // UpdatedDate and row version of every pair.
+    let versions = r#"SELECT "AppVisitID" || ':' || coalesce("UpdatedDate"::text, '-') || ' ' || xmin FROM conflict.conflictvisitmaps ORDER BY 1"#;
+    let before = texts(&client, versions).await;
+    // 2027-03-06: the window starts on 2025-03-06, after the pairs of 2025-03-05.
+    let night2 = incremental_night(&mut client, "2027-03-06").await;
+    assert_eq!((night2.inserted, night2.updated, night2.resolved), (0, 0, 0), "{night2:?}");
+    assert_eq!(night2.status_changes, StatusChanges::default(), "{night2:?}");
+    // 2027-03-14: every pair is outside the window.
+    for mode in [DetectionMode::Incremental, DetectionMode::Full] {
+        let night = run(&mut client, &thaw_test_support::conflicts::settings_on("2027-03-14"), mode).await.expect("night");
+        assert_eq!((night.visits_considered, night.inserted, night.updated, night.resolved), (0, 0, 0, 0), "{night:?}");
+        assert_eq!(night.status_changes, StatusChanges::default(), "{night:?}");
+    }
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U"]));
+    let after = texts(&client, versions).await;
+    assert_eq!(after, before, "no row rewritten");
+    // Outside the window the second pass still follows the stored missed flags (§D17).
+    client.batch_execute(r#"UPDATE conflict.conflictvisitmaps SET "ConIsMissed" = true WHERE "AppVisitID" = 103"#).await.unwrap();
+    run(&mut client, &thaw_test_support::conflicts::settings_on("2027-03-14"), DetectionMode::Incremental).await.expect("night");
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:R*", "4>3:U"]));
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:R*", "4:U"]));
+}
+
+/// docs/conflicts.md §D1: a change of the settings (an excluded SSN, an
+/// excluded agency, a slower MPH band) forces a full night, whose pairs no
+/// longer detected are resolved with their conflicts ([SF]: not marked
+/// again → `R`), while the others keep their status and get the new
+/// distance metrics (stored for every pair with two points, §R7); undoing
+/// the change reopens them in the next (again full) night.
+#[tokio::test]
+async fn conflict_settings_changes_resolve_and_reopen_pairs_in_the_forced_full_night() {
+    let mut client = planted("cf_settings_nights").await;
+    detect(&mut client).await;
+    let speed_of_1_2 = r#"SELECT "AverageMilesPerHour" || ' mph ' || "ETATravelMinutes" || ' min' FROM conflict.conflictvisitmaps WHERE "AppVisitID" IN (101, 102) ORDER BY "AppVisitID""#;
+    for (change, undo, pairs, conflicts) in [
+        (
+            r#"INSERT INTO conflict.excluded_ssn ("SSN") VALUES ('123-45-6789 ')"#,
+            r#"DELETE FROM conflict.excluded_ssn WHERE "SSN" IS NOT NULL"#,
+            ["1>2:R*", "2>1:R*", "3>4:R*", "4>3:R*"],
+            ["1:R*", "2:R*", "3:R*", "4:R*"],
+        ),
+        (
+            r#"INSERT INTO conflict.excluded_agency ("ProviderID") VALUES ('00000000-0000-0000-0000-00000000000b')"#,
+            r#"DELETE FROM conflict.excluded_agency WHERE "ProviderID" IS NOT NULL"#,
+            ["1>2:R*", "2>1:R*", "3>4:R*", "4>3:R*"],
+            ["1:R*", "2:R*", "3:R*", "4:R*"],
+        ),
+        (
+            // 5.16 mi at 30 mph: an ETA of 10.32 minutes fits the 15-minute gap.
+            r#"UPDATE conflict.mph SET "AverageMilesPerHour" = 30 WHERE "From" = 5"#,
+            r#"UPDATE conflict.mph SET "AverageMilesPerHour" = 15 WHERE "From" = 5"#,
+            ["1>2:U", "2>1:U", "3>4:R*", "4>3:R*"],
+            ["1:U", "2:U", "3:R*", "4:R*"],
+        ),
+    ] {
+        client.batch_execute(change).await.unwrap();
+        let night = incremental_night_or_full(&mut client).await;
+        assert_eq!(night.mode.as_deref(), Some("full"), "{change}: {night:?}");
+        assert_eq!(pair_states(&client).await, strings(&pairs), "{change}");
+        assert_eq!(conflict_states(&client).await, strings(&conflicts), "{change}");
+        if pairs[0].ends_with(":U") {
+            // The schedule pair keeps its status; its distance metrics follow the band.
+            assert_eq!(texts(&client, speed_of_1_2).await, ["30 mph 10 min", "30 mph 10 min"], "{change}");
+        }
+        client.batch_execute(undo).await.unwrap();
+        let night = incremental_night_or_full(&mut client).await;
+        assert_eq!(night.mode.as_deref(), Some("full"), "{undo}: {night:?}");
+        assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"]), "{undo}");
+        assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U"]), "{undo}");
+    }
+}
+
+/// An incremental night on the planted "today" (full when the settings changed).
+async fn incremental_night_or_full(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
+    run(client, &settings(), DetectionMode::Incremental).await.expect("night")
 }
 
 /// A restored visit that is missed: its `D` pair becomes `R` ([SF]: `U` by

@@ -151,7 +151,7 @@ async fn conflict_visit_without_change_timestamp_is_seen_by_incremental_runs() {
     assert_eq!((summary.inserted, summary.resolved), (4, 2), "{summary:?}");
     let events = texts(&client, r#"SELECT "StatusFlag" FROM conflict.conflictvisitmaps WHERE "InServiceFlag" = 'Y'"#).await;
     assert_eq!(events, ["U", "U"]);
-    let expected_warning = "3 visit, deleted-visit, in-service or absence rows have a NULL change timestamp";
+    let expected_warning = "3 visit, deleted-visit, in-service or absence rows have a NULL or infinite change timestamp";
     assert!(summary.warnings.iter().any(|w| w.starts_with(expected_warning)), "{:?}", summary.warnings);
     let statuses = r#"SELECT right("VisitID"::text, 1) || '>' || right("ConVisitID"::text, 1) || ' ' || "StatusFlag"
                       FROM conflict.conflictvisitmaps ORDER BY 1"#;
@@ -166,6 +166,80 @@ async fn conflict_visit_without_change_timestamp_is_seen_by_incremental_runs() {
     let full = run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
     assert_eq!((full.inserted, full.updated, full.resolved), (0, 0, 0), "{full:?}");
     assert_eq!(texts(&client, statuses).await, after_incremental);
+}
+
+/// Finding: a change timestamp of `infinity` (a visit's `"Visit Updated
+/// Timestamp"`, a caregiver's `"Updated Datatimestamp"`) made every run,
+/// `--full` included, panic decoding the watermark ("conflict detection
+/// panicked … this is a bug in thaw", exit 1), and had it been stored, no
+/// later change would ever have been newer. The watermark takes finite
+/// stamps only; a row stamped `infinity` or `-infinity` cannot be placed
+/// before or after it and counts as changed on every incremental run, like
+/// a NULL stamp, which the summary counts in its warning; later changes are
+/// seen (docs/conflicts.md §D1).
+#[tokio::test]
+async fn conflict_infinite_change_timestamps_neither_panic_nor_hide_later_changes() {
+    let mut client = planted("cf_infts").await;
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Visit Updated Timestamp" = 'infinity' WHERE "Application Visit Id" = 103;
+               UPDATE analytics.factvisitcallperformance_cr SET "Visit Updated Timestamp" = '-infinity' WHERE "Application Visit Id" = 104;
+               UPDATE analytics.dimcaregiver SET "Updated Datatimestamp" = 'infinity' WHERE "Application Caregiver Id" = 12;"#,
+        )
+        .await
+        .unwrap();
+    let first = run(&mut client, &settings(), DetectionMode::Full).await.expect("a full night");
+    assert_eq!(first.inserted, 4, "{first:?}");
+    let expected_warning = "2 visit, deleted-visit, in-service or absence rows have a NULL or infinite change timestamp";
+    assert!(first.warnings.iter().any(|w| w.starts_with(expected_warning)), "{:?}", first.warnings);
+    let stored = texts(&client, r#"SELECT "SourceChangedUpTo"::text FROM conflict.conflict_watermark"#).await;
+    assert_eq!(stored, ["2025-03-01 00:00:00+00"], "the largest finite stamp");
+
+    // Visit 102 moves off visit 101's schedule: the next incremental night sees it.
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Scheduled Start Time" = '2025-03-12 14:00-04',
+                   "Scheduled End Time" = '2025-03-12 15:00-04', "Visit Updated Timestamp" = now() WHERE "Application Visit Id" = 102"#,
+        )
+        .await
+        .unwrap();
+    let night = run(&mut client, &settings(), DetectionMode::Incremental).await.expect("an incremental night");
+    assert_eq!((night.mode.as_deref(), night.keys_touched), (Some("incremental"), Some(2)), "{night:?}");
+    assert_eq!((night.inserted, night.updated, night.resolved), (0, 0, 2), "{night:?}");
+    assert_eq!(stored_pairs(&client).await, ["1>2", "2>1", "3>4", "4>3"]);
+    let statuses = texts(&client, r#"SELECT "StatusFlag" FROM conflict.conflictvisitmaps ORDER BY "AppVisitID""#).await;
+    assert_eq!(statuses, ["R", "R", "U", "U"]);
+    // The infinitely stamped rows are read again each night and change nothing.
+    let again = run(&mut client, &settings(), DetectionMode::Incremental).await.expect("another incremental night");
+    assert_eq!((again.keys_touched, again.inserted, again.updated, again.resolved), (Some(2), 0, 0, 0), "{again:?}");
+}
+
+/// Finding: a visit time of `infinity` or `-infinity` (valid in a
+/// `timestamptz` column, never written by sync) failed the night as
+/// `Internal` "decoding column 8 (timestamptz) of the candidate COPY: error
+/// deserializing column 8": no visit, no column, exit 1. It is bad input:
+/// `TypeUnsupported` (exit 2, never retried) naming the visit and the
+/// column, nothing written, lock and flag released (docs/conflicts.md §2.4).
+#[tokio::test]
+async fn conflict_infinite_visit_time_is_bad_input_naming_the_visit_and_column() {
+    let mut client = planted("cf_inftime").await;
+    for (column, value, visit) in [("Visit End Time", "infinity", 3), ("Scheduled Start Time", "-infinity", 1)] {
+        let sql = format!(r#"UPDATE analytics.factvisitcallperformance_cr SET "{column}" = '{value}' WHERE "Application Visit Id" = 10{visit}"#);
+        client.batch_execute(&sql).await.unwrap();
+        let err = run(&mut client, &settings(), DetectionMode::Full).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::TypeUnsupported, "{err}");
+        assert_eq!(err.kind.exit_code(), 2);
+        assert!(!err.kind.is_retryable());
+        let expected = format!(r#"visit 00000000-0000-0000-0000-00000000000{visit} (factvisitcallperformance_cr) has a "{column}" that is no instant"#);
+        assert!(err.message.contains(&expected), "{}", err.message);
+        assert!(err.message.contains("set it to NULL"), "{}", err.message);
+        assert_eq!(stored_pairs(&client).await, Vec::<String>::new(), "nothing written");
+        assert_released(&client).await;
+        client.batch_execute(&format!(r#"UPDATE analytics.factvisitcallperformance_cr SET "{column}" = NULL WHERE "Application Visit Id" = 10{visit}"#)).await.unwrap();
+    }
+    let summary = run(&mut client, &settings(), DetectionMode::Full).await.expect("the night once the values are NULL");
+    // 101 has no schedule start: no rule 1 pair; 103 is a partial visit now: no rule 7 pair.
+    assert_eq!(summary.inserted, 0, "{summary:?}");
 }
 
 /// Finding: `conflicts.conflict_schema` set to a schema the migrations never

@@ -460,25 +460,47 @@ async fn touched_read_uses_indexes(tx: &Transaction<'_>, types: &ColumnTypes) ->
     Ok(keyed_read_uses_indexes(keys.max(0) as u64, estimate))
 }
 
+/// The visit time columns of the candidate COPY, by position (5 to 8).
+const CANDIDATE_TIME_COLUMNS: [(usize, &str); 4] =
+    [(5, "Scheduled Start Time"), (6, "Scheduled End Time"), (7, "Visit Start Time"), (8, "Visit End Time")];
+
 /// Decode one candidate row. The query casts every column to its expected
-/// type, so a failure here is a bug in thaw, reported as an error, never a panic.
+/// type, so a failure here is a bug in thaw, reported as an error, never a
+/// panic — except a time that is a valid `timestamptz` but no instant
+/// (`infinity`, `-infinity`, or beyond chrono's range of ±262 000 years):
+/// bad input, [`crate::ErrorKind::TypeUnsupported`] (exit 2, never retried)
+/// naming the visit and the column (docs/conflicts.md §2.4).
 fn visit_from_row(row: &BinaryCopyOutRow) -> Result<Visit> {
     fn get<'r, T: FromSql<'r>>(row: &'r BinaryCopyOutRow, i: usize) -> Result<T> {
         row.try_get(i)
             .map_err(|e| Error::internal(format!("decoding column {i} ({}) of the candidate COPY: {e}", CANDIDATE_TYPES[i])))
     }
+    let visit_id = get::<Option<Uuid>>(row, 0)?.ok_or_else(|| Error::new(crate::ErrorKind::ChunkFailed, "a candidate visit has a NULL or blank \"Visit Id\"; fix the row in factvisitcallperformance_cr"))?;
+    let mut times = [None; 4];
+    for (slot, (i, column)) in times.iter_mut().zip(CANDIDATE_TIME_COLUMNS) {
+        *slot = row.try_get::<Option<DateTime<Utc>>>(i).map_err(|_| {
+            Error::new(
+                crate::ErrorKind::TypeUnsupported,
+                format!(
+                    "visit {visit_id} (factvisitcallperformance_cr) has a \"{column}\" that is no instant (infinity, -infinity or out of range), \
+                     which has no wall clock to compare; correct the value or set it to NULL, then run again"
+                ),
+            )
+        })?;
+    }
+    let [scheduled_start, scheduled_end, visit_start, visit_end] = times;
     let latitude: Option<f64> = get(row, 11)?;
     let longitude: Option<f64> = get(row, 12)?;
     Ok(Visit {
-        visit_id: get::<Option<Uuid>>(row, 0)?.ok_or_else(|| Error::new(crate::ErrorKind::ChunkFailed, "a candidate visit has a NULL or blank \"Visit Id\"; fix the row in factvisitcallperformance_cr"))?,
+        visit_id,
         app_visit_id: get(row, 1)?,
         ssn: get(row, 2)?,
         visit_date: get::<Option<NaiveDate>>(row, 3)?.ok_or_else(|| Error::internal("candidate visit without a Visit Date"))?,
         provider_id: get::<Option<Uuid>>(row, 4)?.ok_or_else(|| Error::internal("candidate visit without a Provider Id"))?,
-        scheduled_start: get::<Option<DateTime<Utc>>>(row, 5)?,
-        scheduled_end: get(row, 6)?,
-        visit_start: get(row, 7)?,
-        visit_end: get(row, 8)?,
+        scheduled_start,
+        scheduled_end,
+        visit_start,
+        visit_end,
         call_in_gps: get(row, 9)?,
         call_out_gps: get(row, 10)?,
         patient_location: latitude.zip(longitude).and_then(|(lat, lon)| GeoPoint::new(lat, lon)),

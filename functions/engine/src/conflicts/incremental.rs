@@ -196,8 +196,9 @@ fn optional_table(types: &ColumnTypes, table: &str, column: &str) -> bool {
     types.found(table, column).is_some()
 }
 
-/// The largest source change timestamp now in the mirror (`None` when every
-/// source table is empty). Errors: [`crate::ErrorKind::SchemaMismatch`] when
+/// The largest finite source change timestamp now in the mirror (`None`
+/// when every source table is empty or holds no finite one; `infinity` and
+/// `-infinity` are placed by [`changed_since`]). Errors: [`crate::ErrorKind::SchemaMismatch`] when
 /// the visit tables lack `"Visit Updated Timestamp"`.
 pub async fn source_high_water(tx: &Transaction<'_>, types: &ColumnTypes) -> Result<Option<DateTime<Utc>>> {
     let mut parts = Vec::new();
@@ -206,7 +207,9 @@ pub async fn source_high_water(tx: &Transaction<'_>, types: &ColumnTypes) -> Res
             continue;
         }
         let expr = types.expr("t", table, column, Want::Timestamptz)?;
-        parts.push(format!("(SELECT max({expr}) FROM {} t)", qualified(types.schema(), table)));
+        // Finite stamps only: an `infinity` made the watermark infinite (and
+        // panicked decoding it), after which no change was ever newer.
+        parts.push(format!("(SELECT max({expr}) FILTER (WHERE isfinite({expr})) FROM {} t)", qualified(types.schema(), table)));
     }
     let sql = format!("SELECT greatest({})", parts.join(", "));
     let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, "reading the source change high-water mark"))?;
@@ -292,7 +295,7 @@ pub async fn collect_keys(
     // before or after any watermark: it counts as changed on every run, so
     // incremental nights stay complete for it (docs/conflicts.md §D1; both
     // conditions are served by the timestamp's index, schema/V2__analytics.sql).
-    let (f_changed, d_changed) = (format!("({f_upd} {after} OR {f_upd} IS NULL)"), format!("({d_upd} {after} OR {d_upd} IS NULL)"));
+    let (f_changed, d_changed) = (changed_since(&f_upd, after), changed_since(&d_upd, after));
     let f_row = format!("{f_id}, {f_cg}, {f_date}");
     let mut changed_sql = format!(
         "INSERT INTO {CHANGED}\nSELECT {f_row} FROM {fact} f WHERE {f_changed}\nUNION SELECT {d_id}, NULL::uuid, NULL::date FROM {deleted} d WHERE {d_changed}",
@@ -380,11 +383,11 @@ pub async fn collect_keys(
             "SELECT {cg_ssn}, d::date FROM {t} i JOIN {cgs} cg ON {cg_id} = {cg_fk}\n\
              CROSS JOIN LATERAL generate_series(greatest(({s} AT TIME ZONE {zone_literal})::date, $3::date), \
              least(coalesce(({en} AT TIME ZONE {zone_literal})::date, ({s} AT TIME ZONE {zone_literal})::date), $4::date), interval '1 day') d\n\
-             WHERE ({upd} {after} OR {upd} IS NULL) AND {s} IS NOT NULL",
+             WHERE {changed} AND {s} IS NOT NULL",
             t = a(table),
             cgs = a(ca),
             cg_fk = e(caregiver, Want::Uuid)?,
-            upd = e("Updated Datatimestamp", Want::Timestamptz)?,
+            changed = changed_since(&e("Updated Datatimestamp", Want::Timestamptz)?, after),
         ));
     }
     let keys_sql = format!(
@@ -434,9 +437,19 @@ pub fn restored_visit_keys_sql(schemas: &Schemas, types: &ColumnTypes) -> Result
     ))
 }
 
+/// The condition "the row's change timestamp `stamp` is newer than the
+/// watermark (`after`: `> …`), or cannot be placed before or after one":
+/// NULL, and `-infinity` (`infinity` is newer than every watermark, which
+/// only takes finite stamps, [`source_high_water`]). Such rows count as
+/// changed on every incremental run (docs/conflicts.md §D1); every branch
+/// is served by the timestamp's index (equality, `IS NULL`, range).
+fn changed_since(stamp: &str, after: &str) -> String {
+    format!("({stamp} {after} OR {stamp} IS NULL OR {stamp} = '-infinity'::timestamptz)")
+}
+
 /// The number of visit, deleted-visit, in-service and absence rows whose
 /// change timestamp (`"Visit Updated Timestamp"`, `"Updated Datatimestamp"`)
-/// is NULL: [`collect_keys`] counts them as changed on every incremental run
+/// is NULL or not finite: [`collect_keys`] counts them as changed on every incremental run
 /// (docs/conflicts.md §D1), which the run's summary reports as a warning.
 /// Event tables without the column are not counted (they are not tracked).
 ///
@@ -449,7 +462,7 @@ pub async fn rows_without_change_timestamp(tx: &Transaction<'_>, types: &ColumnT
             continue;
         }
         let upd = types.expr("t", table, column, Want::Timestamptz)?;
-        parts.push(format!("(SELECT count(*) FROM {} t WHERE {upd} IS NULL)", qualified(types.schema(), table)));
+        parts.push(format!("(SELECT count(*) FROM {} t WHERE {upd} IS NULL OR NOT isfinite({upd}))", qualified(types.schema(), table)));
     }
     let sql = format!("SELECT {}", parts.join(" + "));
     let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, "counting the visits without a change timestamp"))?;

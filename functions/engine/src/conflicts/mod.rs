@@ -379,9 +379,9 @@ async fn run_locked(
     let unstamped = timed("rows without a change timestamp", incremental::rows_without_change_timestamp(&tx, &source_types)).await?;
     if unstamped > 0 {
         summary.warnings.push(format!(
-            "{unstamped} visit, deleted-visit, in-service or absence rows have a NULL change timestamp (\"Visit Updated Timestamp\", \
+            "{unstamped} visit, deleted-visit, in-service or absence rows have a NULL or infinite change timestamp (\"Visit Updated Timestamp\", \
              \"Updated Datatimestamp\"): every incremental run recomputes their keys (docs/conflicts.md §D1); fill the column in the \
-             mirror so that a night costs what changed"
+             mirror with the time of the row's last change so that a night costs what changed"
         ));
     }
     let read_started = std::time::Instant::now();

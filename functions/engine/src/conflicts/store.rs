@@ -246,6 +246,40 @@ pub const SIDE_COLUMNS: &[SideColumn] = &[
     side("LastUpdatedDate", "ConLastUpdatedDate", r#"(f."Visit Updated Timestamp" AT TIME ZONE {tz})"#),
 ];
 
+/// The time columns of the visit that [`SIDE_COLUMNS`] read (as `f."…"`).
+const SNAPSHOT_TIME_COLUMNS: [&str; 7] = [
+    "Scheduled Start Time",
+    "Scheduled End Time",
+    "Visit Start Time",
+    "Visit End Time",
+    "Call In Time",
+    "Call Out Time",
+    "Visit Updated Timestamp",
+];
+
+/// The SQL of a [`SideColumn::expr`] for the mirror as it is: `{tz}` is the
+/// configured zone (an SQL literal) and every visit time of
+/// [`SNAPSHOT_TIME_COLUMNS`] is read as an instant through its column type
+/// (docs/conflicts.md §2.4), so that a `timestamp` column (the wall clock of
+/// the zone) is stored as that wall clock. Read raw, `timestamp AT TIME
+/// ZONE` converted the other way and the stored times moved by the zone's
+/// offset, while detection compared the right ones.
+///
+/// Errors: [`ErrorKind::SchemaMismatch`] when a time column is missing or
+/// of a type that cannot hold an instant.
+fn snapshot_expr(expr: &str, source: &ColumnTypes, zone_literal: &str) -> Result<String> {
+    let mut sql = expr.replace("{tz}", zone_literal);
+    for column in SNAPSHOT_TIME_COLUMNS {
+        let raw = format!("f.{}", ident(column));
+        if sql.contains(&raw) {
+            // One pass per column: the typed expression names the column
+            // again, and `replace` never rescans what it inserted.
+            sql = sql.replace(&raw, &source.expr("f", "factvisitcallperformance_cr", column, Want::Timestamptz)?);
+        }
+    }
+    Ok(sql)
+}
+
 /// Pair-level columns refreshed from the staging table (besides the keys and flags).
 pub const PAIR_COLUMNS: &[&str] = &[
     "SSN",
@@ -542,12 +576,12 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
     };
 
     // 1. Visit snapshot, one row per visit in a staged pair.
-    let side_select: Vec<String> = SIDE_COLUMNS
-        .iter()
-        .map(|c| format!("{} AS {}", c.expr.replace("{tz}", &ctx.zone_literal), ident(c.primary)))
-        .collect();
     // Ids are compared through the column types found (uuid or text, docs/conflicts.md §2.4).
     let src = &ctx.source;
+    let side_select: Vec<String> = SIDE_COLUMNS
+        .iter()
+        .map(|c| Ok(format!("{} AS {}", snapshot_expr(c.expr, src, &ctx.zone_literal)?, ident(c.primary))))
+        .collect::<Result<_>>()?;
     let fk = |col: &str| src.expr("f", "factvisitcallperformance_cr", col, Want::Uuid);
     let pk = |alias: &str, table: &str, col: &str| src.expr(alias, table, col, Want::Uuid);
     // Both staged pair tables are analysed first: with the default estimate
@@ -649,7 +683,7 @@ ANALYZE {NEW} ("VisitID", "ConVisitID", "AppVisitID", new_allowed)"#,
         .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c))
         .collect();
     let deleted_ids = super::lifecycle::deleted_visit_ids(ctx)?;
-    let update_sql = refresh_statement(&cvm, NEW, &refreshed, &RuleFlags::COLUMNS, &now, &deleted_ids)?;
+    let update_sql = refresh_statement(&cvm, &conflicts, NEW, &refreshed, &RuleFlags::COLUMNS, &now, &deleted_ids)?;
 
     // 4. Insert new pairs allowed to start a conflict.
     let detected_q = written_columns(Table::ConflictVisitMaps, detected_cvm_columns())?;
@@ -702,7 +736,7 @@ ANALYZE {NEW} ("VisitID", "ConVisitID", "AppVisitID", new_allowed)"#,
         .filter(|c| !KEY_COLUMNS.contains(c) && !RuleFlags::COLUMNS.contains(c) && !RuleFlags::EVENT_COLUMNS.contains(c))
         .collect();
     let event_sticky: Vec<&str> = RuleFlags::COLUMNS.iter().copied().chain(RuleFlags::EVENT_COLUMNS).collect();
-    let event_update_sql = refresh_statement(&cvm, in_service::EVENT_NEW, &event_refreshed, &event_sticky, &now, &deleted_ids)?;
+    let event_update_sql = refresh_statement(&cvm, &conflicts, in_service::EVENT_NEW, &event_refreshed, &event_sticky, &now, &deleted_ids)?;
     let event_cols_q = written_columns(Table::ConflictVisitMaps, event_written.iter().copied())?;
     let event_life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "CreatedDate", "ReverseUUID"])?;
     let event_insert_sql = format!(
@@ -888,17 +922,28 @@ async fn cvm_types(tx: &Transaction<'_>, schemas: &Schemas) -> Result<HashMap<St
 /// ids), reopens to `U`, or becomes `R` when one of its visits is missed
 /// (an `R` row then stays as it is); a `D` row whose conflicting visit is
 /// still deleted stays `D`; a NULL status becomes `U` ([SF]: `U` unless `W`
-/// or `I`); `W`, `I`, `U` and `N` keep their status.
+/// or `I`); `W`, `I`, `U` and `N` keep their status. One more net outcome
+/// (§D25): a closed row that is the only row of a `D` conflict stays (or
+/// becomes) `R`, because step 6 would close it again the same night.
 /// `ResolveDate` is not written here: step 9 of docs/conflicts.md §8.2
 /// clears it on the rows that stay open, and a row closed again in the same
 /// night keeps its date (§D24).
-fn refresh_statement(cvm: &str, new_table: &str, refreshed: &[&str], sticky: &[&str], now: &str, deleted_ids: &str) -> Result<String> {
+#[allow(clippy::too_many_arguments)]
+fn refresh_statement(
+    cvm: &str,
+    conflicts: &str,
+    new_table: &str,
+    refreshed: &[&str],
+    sticky: &[&str],
+    now: &str,
+    deleted_ids: &str,
+) -> Result<String> {
     let refreshed_q = written_columns(Table::ConflictVisitMaps, refreshed.iter().copied())?;
     let flags_q = written_columns(Table::ConflictVisitMaps, sticky.iter().copied())?;
     let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "UpdatedDate"])?;
     let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
     sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
-    let status = refreshed_status();
+    let status = refreshed_status(cvm, conflicts);
     sets.push(format!("{} = {status}", life[0]));
     sets.push(format!("{} = {now}", life[1]));
     let mut changed = vec![format!(
@@ -921,13 +966,34 @@ fn refresh_statement(cvm: &str, new_table: &str, refreshed: &[&str], sticky: &[&
 /// when it is in the deleted-visits table, else NULL (a join, not an `IN`
 /// inside the `CASE`, which PostgreSQL could only run as a subplan over the
 /// whole deleted table). Three-valued as [SF]: a NULL `IsMissed` is not missed.
-fn refreshed_status() -> String {
+///
+/// A closed row that would reopen stays closed (`R`) when it is the lone
+/// row of a `D` conflict (docs/conflicts.md §D25): no step reopens a `D`
+/// conflict, and step 6 (cascade down) closes the only pair of a `R`/`D`
+/// conflict, so [SF]'s reopening is undone the same night. "Lone" is
+/// judged conservatively: no other stored row with its `CONFLICTID` or its
+/// `VisitID` (a row still without a `CONFLICTID` gets its visit's) and no
+/// other pair of its visit among tonight's would-be visit or event rows
+/// (they inherit the `CONFLICTID`); otherwise the row reopens and the
+/// lifecycle decides, as before. The subqueries run only for the closed
+/// rows detected again, through the `CONFLICTID` and `VisitID` indexes.
+fn refreshed_status(cvm: &str, conflicts: &str) -> String {
     let closed = "(c.\"StatusFlag\" = 'R' OR (c.\"StatusFlag\" = 'D' AND deleted.id IS NULL))";
     let missed = "coalesce(n.\"IsMissed\" OR n.\"ConIsMissed\", false)";
+    let lone_row_of_a_deleted_conflict = format!(
+        "(EXISTS (SELECT 1 FROM {conflicts} k WHERE k.\"CONFLICTID\" = c.\"CONFLICTID\" AND k.\"StatusFlag\" = 'D')\n\
+         AND NOT EXISTS (SELECT 1 FROM {cvm} x WHERE x.\"CONFLICTID\" = c.\"CONFLICTID\" AND x.\"ID\" <> c.\"ID\")\n\
+         AND NOT EXISTS (SELECT 1 FROM {cvm} x WHERE x.\"VisitID\" = c.\"VisitID\" AND x.\"ID\" <> c.\"ID\")\n\
+         AND NOT EXISTS (SELECT 1 FROM {NEW} y WHERE y.\"VisitID\" = c.\"VisitID\" AND y.\"ConVisitID\" <> c.\"ConVisitID\")\n\
+         AND NOT EXISTS (SELECT 1 FROM {events} y WHERE y.\"VisitID\" = c.\"VisitID\" AND y.\"ConVisitID\" IS DISTINCT FROM c.\"ConVisitID\"))",
+        events = in_service::EVENT_NEW,
+    );
     // A NULL status (written by someone else) is not `W` or `I`: [SF]'s refresh sets it `U`
     // (step 3 then resolves it if a visit is missed, with a ResolveDate).
     format!(
-        "(CASE WHEN c.\"StatusFlag\" IS NULL THEN 'U' WHEN {closed} AND NOT {missed} THEN 'U' WHEN {closed} THEN 'R' ELSE c.\"StatusFlag\" END)"
+        "(CASE WHEN c.\"StatusFlag\" IS NULL THEN 'U'\n\
+               WHEN {closed} AND NOT {missed} THEN (CASE WHEN {lone_row_of_a_deleted_conflict} THEN 'R' ELSE 'U' END)\n\
+               WHEN {closed} THEN 'R' ELSE c.\"StatusFlag\" END)"
     )
 }
 

@@ -86,7 +86,8 @@ pub fn detect_pairs(visits: &[Visit], settings: &DetectionSettings, today: Naive
                 span: interval.span(),
                 call_in: v.call_in_gps.as_deref().and_then(distance::parse_gps),
                 call_out: v.call_out_gps.as_deref().and_then(distance::parse_gps),
-                zip: v.patient_zip.as_deref().map(str::trim).filter(|z| !z.is_empty()),
+                // As stored: [SF-INS] compares the ZIPs with `=` (docs/conflicts.md §D10).
+                zip: v.patient_zip.as_deref(),
                 states: VisitStates::of(v.patient_state.as_deref(), v.payer_patient_state.as_deref(), v.provider_state.as_deref()),
             })
         })
@@ -128,7 +129,9 @@ fn compare(v1: &Candidate<'_>, v2: &Candidate<'_>, settings: &DetectionSettings,
     if let (Some(a1), Some(a2)) = (v1.actual(), v2.actual()) {
         let (g1, g2) = distance::gaps(a1, a2);
         minute_diff = distance::minute_diff(g1, g2);
-        // docs/conflicts.md §D10 ([SF-INS] zip guard): same patient ZIP on both sides never flags.
+        // docs/conflicts.md §D10 ([SF-INS] zip guard): same patient ZIP on both sides never
+        // flags. Literal SQL `=`: no trimming ('11214 ' is another ZIP), and two empty
+        // ZIPs are equal; only a NULL is unknown, which lets the flag through.
         let same_zip = matches!((v1.zip, v2.zip), (Some(a), Some(b)) if a == b);
         if let Some(eta) = travel.and_then(|t| t.eta_minutes) {
             flags.distance = !same_zip && distance::travel_is_impossible(g1, g2, eta);
