@@ -208,8 +208,13 @@ pub async fn source_high_water(tx: &Transaction<'_>, types: &ColumnTypes) -> Res
         }
         let expr = types.expr("t", table, column, Want::Timestamptz)?;
         // Finite stamps only: an `infinity` made the watermark infinite (and
-        // panicked decoding it), after which no change was ever newer.
-        parts.push(format!("(SELECT max({expr}) FILTER (WHERE isfinite({expr})) FROM {} t)", qualified(types.schema(), table)));
+        // panicked decoding it), after which no change was ever newer. Written
+        // as a range so that the column's index answers it from its end (a
+        // `max() FILTER (…)` read every row: 0.13–0.48 s a night at 2 M visits).
+        parts.push(format!(
+            "(SELECT {expr} FROM {} t WHERE {expr} > '-infinity'::timestamptz AND {expr} < 'infinity'::timestamptz ORDER BY 1 DESC LIMIT 1)",
+            qualified(types.schema(), table)
+        ));
     }
     let sql = format!("SELECT greatest({})", parts.join(", "));
     let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, "reading the source change high-water mark"))?;
@@ -462,7 +467,11 @@ pub async fn rows_without_change_timestamp(tx: &Transaction<'_>, types: &ColumnT
             continue;
         }
         let upd = types.expr("t", table, column, Want::Timestamptz)?;
-        parts.push(format!("(SELECT count(*) FROM {} t WHERE {upd} IS NULL OR NOT isfinite({upd}))", qualified(types.schema(), table)));
+        // Index conditions only (`NOT isfinite(…)` read every row: 0.1–0.2 s a night at 2 M visits).
+        parts.push(format!(
+            "(SELECT count(*) FROM {} t WHERE {upd} IS NULL OR {upd} IN ('infinity'::timestamptz, '-infinity'::timestamptz))",
+            qualified(types.schema(), table)
+        ));
     }
     let sql = format!("SELECT {}", parts.join(" + "));
     let row = tx.query_one(&sql, &[]).await.map_err(|e| from_postgres(e, "counting the visits without a change timestamp"))?;

@@ -877,6 +877,21 @@ const ANALYZED_CVM_COLUMNS: &[&str] = &[
     "ReverseUUID",
     "IsMissed",
     "ConIsMissed",
+    // The lifecycle tells visit pairs from in-service/PTO rows by these
+    // being NULL: without their null fractions the planner multiplied eight
+    // default `IS NULL` selectivities into one row, and "resolve" of a 1 %
+    // night at 2 M visits rescanned the staged pairs for each of 22 754
+    // stored rows (1.39 s, docs/conflicts.md §14).
+    "InserviceStartDate",
+    "InserviceEndDate",
+    "ConInserviceStartDate",
+    "ConInserviceEndDate",
+    "PTOStartDate",
+    "PTOEndDate",
+    "ConPTOStartDate",
+    "ConPTOEndDate",
+    "InServiceFlag",
+    "PTOFlag",
 ];
 
 /// Whether a bulk write of `written` rows into a table of `reltuples`
