@@ -831,7 +831,18 @@ ANALYZE {CONFLICT_IDS}"#,
     // statistics of all 248 columns cost seconds on a large table.
     let analyze_cvm = format!(
         "ANALYZE {cvm} ({})",
-        ANALYZED_CVM_COLUMNS.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
+        // With the in-service/PTO columns and flags, which the lifecycle uses
+        // to tell visit pairs from event rows: without their null fractions
+        // the planner multiplied eight default `IS NULL` selectivities into
+        // one row, and "resolve" of a 1 % night at 2 M visits rescanned the
+        // staged pairs for each of 22 754 stored rows (1.39 s, docs/conflicts.md §14).
+        ANALYZED_CVM_COLUMNS
+            .iter()
+            .chain(in_service::EVENT_CVM_COLUMNS)
+            .chain(&RuleFlags::EVENT_COLUMNS)
+            .map(|c| ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok([
         ("in-service and PTO events", events_sql),
@@ -862,7 +873,8 @@ ANALYZE {CONFLICT_IDS}"#,
 }
 
 /// The `conflictvisitmaps` columns whose statistics the statements after a
-/// bulk write read (ids, keys, status, dates): what `ANALYZE` collects.
+/// bulk write read (ids, keys, status, dates): what `ANALYZE` collects, with
+/// [`in_service::EVENT_CVM_COLUMNS`] and [`RuleFlags::EVENT_COLUMNS`].
 const ANALYZED_CVM_COLUMNS: &[&str] = &[
     "ID",
     "CONFLICTID",
@@ -877,21 +889,6 @@ const ANALYZED_CVM_COLUMNS: &[&str] = &[
     "ReverseUUID",
     "IsMissed",
     "ConIsMissed",
-    // The lifecycle tells visit pairs from in-service/PTO rows by these
-    // being NULL: without their null fractions the planner multiplied eight
-    // default `IS NULL` selectivities into one row, and "resolve" of a 1 %
-    // night at 2 M visits rescanned the staged pairs for each of 22 754
-    // stored rows (1.39 s, docs/conflicts.md §14).
-    "InserviceStartDate",
-    "InserviceEndDate",
-    "ConInserviceStartDate",
-    "ConInserviceEndDate",
-    "PTOStartDate",
-    "PTOEndDate",
-    "ConPTOStartDate",
-    "ConPTOEndDate",
-    "InServiceFlag",
-    "PTOFlag",
 ];
 
 /// Whether a bulk write of `written` rows into a table of `reltuples`
