@@ -389,3 +389,52 @@ async fn thaw_run_as_the_loader_role_uses_the_migrated_schema() {
     let schema: Option<String> = pg(&empty).await.query_one("SELECT to_regnamespace('migration_status')::text", &[]).await.unwrap().get(0);
     assert_eq!(schema, None, "the run created nothing");
 }
+
+/// `thaw run` against a database that cannot be written (a reader endpoint,
+/// a standby, `default_transaction_read_only = on`) stops before anything is
+/// written with one clear error naming the database and what to do, exit 1
+/// (a runtime condition: a failover ends it), instead of refinery's
+/// "error asserting migrations table: db error" as `Internal`; `thaw status`
+/// still reads there; a write refused that way in the middle of a run is
+/// `Transient`, so the chunk retries on a new connection, which reaches the
+/// new writer once the failover is over. Once writable, the same command
+/// picks the change up.
+#[tokio::test]
+async fn run_against_a_read_only_database_stops_before_writing_with_exit_1_and_says_why() {
+    let (sf_db, pg_db, pg, sf) = orders("readonly", 200).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Note\" = 'later', \"Updated\" = '2026-05-01 00:00:00+00:00' WHERE \"Id\" = 5"))
+        .await
+        .unwrap();
+    let runs = || async { pg_count(&pg, "migration_status.migration_runs").await };
+    assert_eq!(runs().await, 1);
+
+    pg.batch_execute(&format!("ALTER DATABASE \"{pg_db}\" SET default_transaction_read_only = on")).await.unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let database = format!("database {pg_db} is read-only");
+    for part in [database.as_str(), "default_transaction_read_only = on", "nothing was written", "writer"] {
+        assert!(shown.contains(part), "missing {part:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("asserting migrations table") && !shown.contains("Internal"), "{shown}");
+    assert_eq!(runs().await, 1, "no run was recorded");
+    let note: Option<String> = pg.query_one("SELECT \"Note\" FROM public.orders WHERE \"Id\" = 5", &[]).await.unwrap().get(0);
+    assert_ne!(note.as_deref(), Some("later"));
+    let out = thaw!(&["status", "--config", cfg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "thaw status only reads: {}", text(&out));
+
+    // A write refused by a read-only session mid-run is retried, never a bad-data failure.
+    let reader = thaw_test_support::pg(&pg_db).await; // a new session sees the database's default
+    let refused = reader.batch_execute("UPDATE public.orders SET \"Note\" = 'x' WHERE \"Id\" = 5").await.expect_err("read-only");
+    assert_eq!(thaw_engine::error::classify_postgres(&refused), thaw_engine::ErrorKind::Transient, "{refused}");
+
+    pg.batch_execute(&format!("ALTER DATABASE \"{pg_db}\" RESET default_transaction_read_only")).await.unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let note: Option<String> = pg.query_one("SELECT \"Note\" FROM public.orders WHERE \"Id\" = 5", &[]).await.unwrap().get(0);
+    assert_eq!(note.as_deref(), Some("later"));
+}
