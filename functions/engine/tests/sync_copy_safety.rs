@@ -124,6 +124,51 @@ async fn lossy_timestamp_into_date_fails_the_chunk_naming_table_column_key_and_v
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
+/// NUL characters PostgreSQL cannot store fail the chunk like any lossy
+/// value: a NUL in a VARCHAR into text, and the JSON escape `\u0000` in a
+/// VARIANT into jsonb (which PostgreSQL used to refuse at the end of the
+/// COPY with "unsupported Unicode escape sequence", naming neither column
+/// nor key). Each names table, column, key and value, rolls back and is not
+/// retried; the message no longer suggests a source query thaw cannot run.
+#[tokio::test]
+async fn nul_characters_fail_the_chunk_naming_table_column_key_and_value() {
+    let sf_db = unique("SFNUL").to_uppercase();
+    let pg_db = unique("nul");
+    let sf = fresh_sf(&sf_db).await;
+    for sql in [
+        format!("CREATE TABLE \"{sf_db}\".\"S\".\"NOTES\" (\"ID\" NUMBER(38,0), \"BODY\" VARCHAR(20))"),
+        format!("INSERT INTO \"{sf_db}\".\"S\".\"NOTES\" SELECT 1, 'fine' UNION ALL SELECT 2, 'a' || CHR(0) || 'b'"),
+        format!("CREATE TABLE \"{sf_db}\".\"S\".\"DOCS\" (\"ID\" NUMBER(38,0), \"DOC\" VARIANT)"),
+        format!(r#"INSERT INTO "{sf_db}"."S"."DOCS" SELECT 7, PARSE_JSON('{{"a": "fine"}}') UNION ALL SELECT 8, PARSE_JSON('{{"a": "x\\u0000y"}}')"#),
+    ] {
+        sf.execute(&sql).await.unwrap();
+    }
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.notes (\"ID\" int8 PRIMARY KEY, \"BODY\" text); CREATE TABLE public.docs (\"ID\" int8 PRIMARY KEY, \"DOC\" jsonb)")
+        .await
+        .unwrap();
+    let tables = [r#"{"source": "NOTES", "target": "notes", "uniqueness_columns": ["ID"]}"#, r#"{"source": "DOCS", "target": "docs", "uniqueness_columns": ["ID"]}"#];
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &tables, "\"retry_budget_seconds\": 60,")));
+    let report = runner::run(config, options(false), Arc::new(Quiet)).await.expect("run");
+    assert_eq!(report.status, "failed");
+    let mut failures: Vec<&String> = report.failures.iter().map(|(_, text)| text).collect();
+    failures.sort();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    let wanted: [&[&str]; 2] = [
+        &[r#"table "public"."docs""#, r#"key ("ID")=(8)"#, r#"column "DOC" (jsonb)"#, r#"value '{"a":"x\u0000y"}' holds the JSON escape \u0000"#],
+        &[r#"table "public"."notes""#, r#"key ("ID")=(2)"#, r#"column "BODY" (text)"#, r"value 'a\0b' contains a NUL character"],
+    ];
+    for (text, parts) in failures.iter().zip(wanted) {
+        assert!(text.starts_with("ChunkFailed:"), "{text}");
+        assert!(!text.contains("source query"), "thaw runs no custom source query: {text}");
+        for part in parts.iter().chain(&["exclude_columns"]) {
+            assert!(text.contains(part), "missing {part:?} in: {text}");
+        }
+    }
+    assert_eq!((pg_count(&pg, "public.notes").await, pg_count(&pg, "public.docs").await), (0, 0), "both chunks rolled back");
+    assert_eq!(retry_counts(&pg, report.plan.run_id).await, vec![1, 1], "a NUL is deterministic: no retry");
+}
+
 // --- 3. duplicate or NULL keys fail the first load before anything is written ----------------
 
 #[tokio::test]

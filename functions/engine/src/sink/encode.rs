@@ -43,7 +43,8 @@
 //!   in its stored offset; TIMESTAMP_LTZ: in UTC); `timestamptz` the instant
 //!   (TIMESTAMP_NTZ read as UTC); `date` the wall-clock date.
 //! * **json/jsonb**: the JSON text (minified for VARIANT/OBJECT/ARRAY;
-//!   jsonb: version byte 1 first); PostgreSQL validates it.
+//!   jsonb: version byte 1 first); PostgreSQL validates it. A NUL byte, and
+//!   for jsonb the escape `\u0000` (which jsonb cannot store), are errors.
 //! * **NULL** into a NOT NULL column is an error.
 
 use std::io::Write as _;
@@ -610,6 +611,20 @@ fn encode_value(
             } else {
                 t.value(row).as_bytes()
             };
+            if s.contains(&0) {
+                return Err(format!(
+                    "value {} contains a NUL character, which PostgreSQL {} cannot store; {NUL_REMEDY}",
+                    shorten(&String::from_utf8_lossy(s).replace('\0', "\\0")),
+                    target.type_name
+                ));
+            }
+            if target.pg_type == PgType::Jsonb && has_nul_escape(s) {
+                return Err(format!(
+                    "value {} holds the JSON escape \\u0000 (a NUL character), which jsonb cannot store; copy the column into json or text \
+                     (which keep the escape), or {NUL_REMEDY}",
+                    shorten(&String::from_utf8_lossy(s))
+                ));
+            }
             if target.pg_type == PgType::Jsonb {
                 out.put_i32(len_i32(s.len() + 1)?);
                 out.put_u8(1);
@@ -680,6 +695,22 @@ fn len_i32(len: usize) -> Result<i32, Problem> {
     i32::try_from(len).map_err(|_| format!("value of {len} bytes exceeds PostgreSQL's 1 GB field limit"))
 }
 
+/// What to do about a NUL character PostgreSQL cannot store. thaw runs no
+/// custom source query, so the fix is in Snowflake or in the configuration
+/// (the advice used to be "strip it in the source query or copy into
+/// bytea", and TEXT → bytea is a refused pair).
+const NUL_REMEDY: &str = "remove it in Snowflake (e.g. UPDATE … SET col = REPLACE(col, CHR(0), '')), leave the row out with the table's \
+     source_filter, or stop copying the column with exclude_columns (a BINARY column can go into bytea)";
+
+/// Whether the JSON text `json` holds the escape `\u0000` (a backslash
+/// that is not itself escaped, then `u0000`): jsonb refuses it (SQLSTATE
+/// 22P05, "unsupported Unicode escape sequence"), json keeps it as text.
+fn has_nul_escape(json: &[u8]) -> bool {
+    json.windows(5).enumerate().any(|(i, w)| {
+        w == b"u0000" && json[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+    })
+}
+
 /// Check `varchar(n)`/`char(n)` length (in characters) and NUL bytes, then write.
 #[inline]
 fn put_text(target: &TargetColumn, bytes: &[u8], out: &mut BytesMut) -> Result<(), Problem> {
@@ -700,7 +731,7 @@ fn put_text(target: &TargetColumn, bytes: &[u8], out: &mut BytesMut) -> Result<(
     }
     if bytes.contains(&0) {
         return Err(format!(
-            "value {} contains a NUL character, which PostgreSQL text cannot store; strip it in the source query or copy into bytea",
+            "value {} contains a NUL character, which PostgreSQL text cannot store; {NUL_REMEDY}",
             shorten(&String::from_utf8_lossy(bytes).replace('\0', "\\0"))
         ));
     }
@@ -1102,6 +1133,35 @@ mod tests {
         let mut out = BytesMut::new();
         encoder.encode_batch(&[array], &mut out)?;
         Ok(out.to_vec())
+    }
+
+    /// jsonb cannot store the escape `\u0000` (PostgreSQL fails the COPY with
+    /// 22P05, naming neither row nor key) nor json a raw NUL: both are value
+    /// errors naming the value; an escaped backslash before `u0000` is plain
+    /// text, and json keeps the escape.
+    #[test]
+    fn nul_escapes_in_json_are_refused_for_jsonb_and_kept_for_json() {
+        let json_field = || {
+            plain("doc", DataType::Utf8).with_metadata(std::collections::HashMap::from([(
+                super::super::values::EXTENSION_NAME_KEY.to_string(),
+                super::super::values::JSON_EXTENSION.to_string(),
+            )]))
+        };
+        let docs = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+        let err = encode_one(target("doc", PgType::Jsonb, "jsonb"), json_field(), docs(r#"{"a": "x\u0000y"}"#)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains(r#"value '{"a":"x\u0000y"}' holds the JSON escape \u0000"#), "{err}");
+        assert!(err.message.contains("exclude_columns") && !err.message.contains("source query"), "{err}");
+        // Text sources into jsonb are checked the same way, and a raw NUL into json too.
+        let err = encode_one(target("doc", PgType::Jsonb, "jsonb"), plain("doc", DataType::Utf8), docs(r#"["\u0000"]"#)).unwrap_err();
+        assert!(err.message.contains("holds the JSON escape"), "{err}");
+        let err = encode_one(target("doc", PgType::Json, "json"), plain("doc", DataType::Utf8), docs("[\"a\u{0}\"]")).unwrap_err();
+        assert!(err.message.contains("contains a NUL character, which PostgreSQL json cannot store"), "{err}");
+        // Not a NUL: an escaped backslash followed by the letters u0000; and json keeps the escape.
+        for (pg_type, name, doc) in [(PgType::Jsonb, "jsonb", r#"["\\u0000", "\\\\u0000"]"#), (PgType::Json, "json", r#"["\u0000"]"#)] {
+            encode_one(target("doc", pg_type, name), json_field(), docs(doc)).unwrap_or_else(|e| panic!("{doc} into {name}: {e}"));
+        }
+        assert!(has_nul_escape(br#"["\\\u0000"]"#), "an escaped backslash, then the escape");
     }
 
     fn numeric_bytes(unscaled: i128, scale: u32) -> Vec<u8> {
