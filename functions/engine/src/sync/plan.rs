@@ -1338,6 +1338,9 @@ async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &Ta
     let expr = match target.pg_type {
         PgType::Timestamptz => format!("to_char(max({col}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"),
         PgType::Timestamp => format!("to_char(max({col}), 'YYYY-MM-DD HH24:MI:SS.US')"),
+        // Not `::text`, which follows the session's DateStyle ('SQL, DMY' gives
+        // 03/01/2026, which Snowflake's AUTO input format reads as March 1).
+        PgType::Date => format!("to_char(max({col}), 'YYYY-MM-DD')"),
         _ => format!("max({col})::text"),
     };
     let row = pg
@@ -1356,7 +1359,11 @@ async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &Ta
 /// `timestamptz` or a `timestamp` holding the instant's UTC wall clock
 /// (docs/sync.md §5.2): an offset-less literal would be read in the
 /// session's `TIMEZONE` (America/Los_Angeles unless the account changed it)
-/// and skip the rows of the hours in between.
+/// and skip the rows of the hours in between. Likewise a `date` target of a
+/// zoned source: a DATE compared with a zoned column is midnight in the
+/// session's `TIMEZONE`, so the literal is the earliest instant whose wall
+/// clock falls on that day as thaw wrote it (TIMESTAMP_TZ: in its own offset,
+/// at most +14:00; TIMESTAMP_LTZ: in UTC).
 pub fn watermark_literal(target_type: crate::sink::PgType, source_type: &str, max: &str) -> String {
     use crate::sink::PgType;
     match (target_type, source_type) {
@@ -1364,6 +1371,8 @@ pub fn watermark_literal(target_type: crate::sink::PgType, source_type: &str, ma
             format!("CAST({} AS {source_type})", sql::literal(&format!("{max}+00:00")))
         }
         (PgType::Timestamptz | PgType::Timestamp, _) => format!("CAST({} AS TIMESTAMP_NTZ)", sql::literal(max)),
+        (PgType::Date, "TIMESTAMP_TZ") => format!("CAST({} AS TIMESTAMP_TZ)", sql::literal(&format!("{max} 00:00:00+14:00"))),
+        (PgType::Date, "TIMESTAMP_LTZ") => format!("CAST({} AS TIMESTAMP_LTZ)", sql::literal(&format!("{max} 00:00:00+00:00"))),
         (PgType::Date, _) => format!("CAST({} AS DATE)", sql::literal(max)),
         (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max.to_string(),
         _ => sql::literal(max),
@@ -1675,6 +1684,20 @@ mod tests {
         }
         assert_eq!(watermark_literal(PgType::Date, "DATE", "2024-01-01"), "CAST('2024-01-01' AS DATE)");
         assert_eq!(watermark_literal(PgType::Int8, "NUMBER", "42"), "42");
+    }
+
+    /// A `date` target filled from a zoned timestamp (`truncate_to_date`)
+    /// holds the wall-clock day (TIMESTAMP_TZ in its stored offset, LTZ in
+    /// UTC). Compared with a bare DATE, Snowflake would take midnight in the
+    /// session's TIMEZONE (America/Los_Angeles by default), and a row of the
+    /// maximum day before 08:00 UTC arriving after the run was never read.
+    /// The literal is the earliest instant of that day as thaw wrote it.
+    #[test]
+    fn a_zoned_watermark_into_a_date_target_starts_at_the_earliest_instant_of_the_day() {
+        use crate::sink::PgType;
+        assert_eq!(watermark_literal(PgType::Date, "TIMESTAMP_TZ", "2024-01-01"), "CAST('2024-01-01 00:00:00+14:00' AS TIMESTAMP_TZ)");
+        assert_eq!(watermark_literal(PgType::Date, "TIMESTAMP_LTZ", "2024-01-01"), "CAST('2024-01-01 00:00:00+00:00' AS TIMESTAMP_LTZ)");
+        assert_eq!(watermark_literal(PgType::Date, "TIMESTAMP_NTZ", "2024-01-01"), "CAST('2024-01-01' AS DATE)");
     }
 
     #[test]
