@@ -319,6 +319,31 @@ fn two_sources_writing_one_target_or_reading_one_table_are_refused_by_validate()
     assert!(!text.contains("is also copied"), "{text}");
 }
 
+/// `--table` naming no table of the selection used to say only "is not in
+/// any selected source", also for a table whose source is disabled. Now the
+/// error (exit 2, before any database is touched) lists the tables, or names
+/// the source that has the table and how to select it.
+#[test]
+fn table_option_naming_an_unknown_or_unselected_table_lists_the_tables_or_names_its_source() {
+    let other = r#"{"source_name": "legacy", "enabled": false, "source_sf_database": "DB2", "source_sf_schema": "S", "target_pg_database": "db", "target_pg_schema": "public",
+                   "tables": [{"source": "OLDVISITS", "target": "old_visits"}]}"#;
+    let base = config_text("DB", "db", &[r#"{"source": "FACTVISIT", "target": "factvisit"}"#, r#"{"source": "DIMPAYER", "target": "dimpayer"}"#], "");
+    let start = base.find("\"sources\": [").unwrap() + "\"sources\": [".len();
+    let path = config_file(&format!("{}{other}, {}", &base[..start], &base[start..]));
+    let cfg = path.to_str().unwrap();
+    assert_fails(
+        &["run", "--config", cfg, "--table", "factvisits"],
+        2,
+        &["table 'factvisits' is not in the configuration", "legacy.old_visits (OLDVISITS), src.dimpayer (DIMPAYER), src.factvisit (FACTVISIT)"],
+    );
+    assert_fails(
+        &["run", "--config", cfg, "--table", "OLD_VISITS"],
+        2,
+        &["table 'OLD_VISITS' is in source 'legacy', which this run does not select: that source is disabled", "add --source legacy"],
+    );
+    assert_fails(&["run", "--config", cfg, "--source", "src", "--table", "oldvisits"], 2, &["--source selects only src; add --source legacy"]);
+}
+
 /// Found when probing as a new user: a target with a NOT NULL column
 /// without a default that no source column fills was planned and every
 /// chunk then failed on the not-null constraint (exit 1, a failed run

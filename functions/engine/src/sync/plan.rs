@@ -646,7 +646,7 @@ fn select<'a>(config: &'a Config, request: &PlanRequest) -> Result<Vec<(&'a Sour
         for n in names {
             let found = out.iter().any(|(_, ts)| ts.iter().any(|t| n.eq_ignore_ascii_case(&t.target) || n.eq_ignore_ascii_case(&t.source)));
             if !found {
-                return Err(Error::config(format!("table '{n}' is not in any selected source of the configuration")));
+                return Err(Error::config(unknown_table_message(config, request, n)));
             }
         }
     }
@@ -654,6 +654,32 @@ fn select<'a>(config: &'a Config, request: &PlanRequest) -> Result<Vec<(&'a Sour
         return Err(Error::config("no enabled tables selected: nothing to do"));
     }
     Ok(out)
+}
+
+/// The error for `--table name` matching no table of the selected sources:
+/// the source that has it when that source is disabled or not selected by
+/// `--source` (and how to select it), else the tables there are.
+fn unknown_table_message(config: &Config, request: &PlanRequest, name: &str) -> String {
+    let matches = |t: &TableConfig| name.eq_ignore_ascii_case(&t.target) || name.eq_ignore_ascii_case(&t.source);
+    if let Some(s) = config.sources.iter().find(|s| s.tables.iter().any(matches)) {
+        let why = match &request.sources {
+            Some(names) => format!("--source selects only {}", names.join(", ")),
+            None => "that source is disabled (\"enabled\": false)".to_string(),
+        };
+        return format!("table '{name}' is in source '{}', which this run does not select: {why}; add --source {}", s.source_name, s.source_name);
+    }
+    let mut known: Vec<String> =
+        config.sources.iter().flat_map(|s| s.tables.iter().map(move |t| format!("{}.{} ({})", s.source_name, t.target, t.source))).collect();
+    known.sort();
+    let more = known.len().saturating_sub(30);
+    known.truncate(30);
+    if more > 0 {
+        known.push(format!("and {more} more"));
+    }
+    format!(
+        "table '{name}' is not in the configuration; --table takes a table's target or source name (any case); the tables are: {}",
+        known.join(", ")
+    )
 }
 
 fn execution_hash(config: &Config, selected: &[(&SourceConfig, Vec<&TableConfig>)], mode: SyncMode, where_predicate: Option<&str>) -> String {
