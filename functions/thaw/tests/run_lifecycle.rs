@@ -149,10 +149,32 @@ async fn run_interrupted_by_sigterm_is_recorded_and_resumes_to_the_exact_row_cou
         .get(0);
     assert_eq!(pg_count(&pg, "public.orders").await, copied, "only completed chunks left rows behind");
 
+    // `thaw status --json` of the interrupted run: nothing shows as still
+    // copying. Its unfinished table is `pending` with the reason (it used to
+    // stay `in_progress` with no error, as if a process still copied it).
+    let out = thaw!(&["status", "--config", cfg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run = &v["runs"][0];
+    assert_eq!((run["run_id"].as_str(), run["status"].as_str()), (Some(run_id.to_string().as_str()), Some("interrupted")));
+    assert_eq!(run["alive"], serde_json::Value::Null, "an interrupted run is not running: neither alive nor dead");
+    assert!(run["error"].as_str().unwrap().contains(&format!("--resume-run-id {run_id}")), "{run}");
+    let table = &run["tables"][0];
+    assert_eq!((table["status"].as_str(), table["chunks_in_progress"].as_i64()), (Some("pending"), Some(0)), "{table}");
+    assert_eq!((table["chunks_completed"].as_i64(), table["chunks"].as_i64(), table["rows"].as_i64()), (Some(completed), Some(total), Some(copied)));
+    assert!(table["error"].as_str().unwrap().starts_with("not finished: the run was interrupted by SIGTERM"), "{table}");
+    assert_eq!(run["failed_chunks"], serde_json::json!([]));
+
     let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains(&format!("run {run_id} (resumed): completed")), "{}", text(&out));
     assert_eq!(pg_count(&pg, "public.orders").await, rows as i64);
+    let table: (String, Option<String>) = pg
+        .query_one("SELECT status, error_message FROM migration_status.migration_table_status WHERE run_id = $1", &[&run_id])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(table, ("completed".to_string(), None), "the resume copied the table again and merge recorded it");
 }
 
 #[tokio::test]
