@@ -96,7 +96,8 @@ pub fn supported_targets(kind: impl Into<ColumnKind>) -> &'static [PgType] {
     }
 }
 
-fn pg_name(t: PgType) -> &'static str {
+/// The catalog name of `t` (`int8`, `timestamptz`, …), as messages list accepted types.
+pub(crate) fn pg_name(t: PgType) -> &'static str {
     match t {
         PgType::Bool => "bool",
         PgType::Int2 => "int2",
@@ -391,7 +392,7 @@ fn conversion_for(source: &SourceColumn, target: &TargetColumn) -> Result<Conver
         return Err(Error::new(
             ErrorKind::TypeUnsupported,
             format!(
-                "column \"{}\": thaw cannot copy {} (source column \"{}\") into PostgreSQL {}. Change the target column to one of: {}; or cast the column in the source query.",
+                "column \"{}\": thaw cannot copy {} (source column \"{}\") into PostgreSQL {}. Change the target column to one of: {}; or list the source column in the table's exclude_columns.",
                 target.name,
                 source.label,
                 source.name,
@@ -469,7 +470,7 @@ fn encode_value(
                 let p = pow10(scale);
                 if u % p != 0 {
                     return Err(format!(
-                        "value {} has a fractional part and cannot go into an integer column; use numeric({}, {scale}) or round it in the source query",
+                        "value {} has a fractional part and cannot go into an integer column; use numeric({}, {scale}), or round the value in Snowflake",
                         decimal_string(u, scale),
                         (plan.source.precision.unwrap_or(38)).max(scale)
                     ));
@@ -495,7 +496,7 @@ fn encode_value(
             };
             if !float_is_exact(target.pg_type, v, u, scale) {
                 return Err(format!(
-                    "value {} has no exact {} representation (it would be stored as {}); use numeric, or round it in the source query",
+                    "value {} has no exact {} representation (it would be stored as {}); use numeric, or round the value in Snowflake",
                     decimal_string(u, scale),
                     target.type_name,
                     float_text(target.pg_type, v)
@@ -543,7 +544,7 @@ fn encode_value(
             let exact = parse_decimal_text(&shortest).and_then(|(u, s)| rescale(u, s, scale));
             if exact.is_none() {
                 return Err(format!(
-                    "value {shortest} has more decimal places than numeric({}, {scale}) keeps; widen the scale, use double precision, or round it in the source query",
+                    "value {shortest} has more decimal places than numeric({}, {scale}) keeps; widen the scale, use double precision, or round the value in Snowflake",
                     target.numeric_precision.unwrap_or(0)
                 ));
             }
@@ -661,7 +662,7 @@ fn encode_value(
                         scratch.clear();
                         render_text(view, view.values, row, scratch)?;
                         return Err(format!(
-                            "value {} carries a UTC offset that timestamp (without time zone) would drop, so the instant would be lost; use timestamptz, or convert it in the source query (e.g. CONVERT_TIMEZONE('UTC', col)::TIMESTAMP_NTZ)",
+                            "value {} carries a UTC offset that timestamp (without time zone) would drop, so the instant would be lost; use timestamptz, or store the value at offset +00:00 in Snowflake",
                             String::from_utf8_lossy(scratch)
                         ));
                     }
@@ -722,7 +723,7 @@ fn put_text(target: &TargetColumn, bytes: &[u8], out: &mut BytesMut) -> Result<(
             let chars = s.chars().count();
             if chars > max {
                 return Err(format!(
-                    "value {} has {chars} characters but the column is {}({max}); widen the column or trim the value in the source query",
+                    "value {} has {chars} characters but the column is {}({max}); widen the column, or shorten the value in Snowflake",
                     shorten(s),
                     target.type_name
                 ));
@@ -867,7 +868,7 @@ fn fit_numeric(target: &TargetColumn, unscaled: i128, scale: u32, shown: impl Fn
     if target_scale < scale {
         let Some(rescaled) = rescale(unscaled, scale, target_scale) else {
             return Err(format!(
-                "value {} has more decimal places than numeric({}, {target_scale}) keeps; widen the target scale or round in the source query",
+                "value {} has more decimal places than numeric({}, {target_scale}) keeps; widen the target scale, or round the value in Snowflake",
                 shown(),
                 target.numeric_precision.unwrap_or(0)
             ));

@@ -1126,6 +1126,34 @@ async fn prepare_table(
             dropped.push(sc.name.clone());
         }
     }
+    // A type pair §5.2 refuses is bad input: refuse it here, before anything is
+    // written (it used to record a run whose every chunk failed, exit 1).
+    let refused: Vec<String> = columns
+        .iter()
+        .filter_map(|p| {
+            let allowed = sink::encode::supported_targets(LogicalType::from_data_type(&p.source.data_type)?);
+            (!allowed.contains(&p.target.pg_type)).then(|| {
+                let names: Vec<&str> = allowed.iter().map(|t| sink::encode::pg_name(*t)).collect();
+                format!(
+                    "\"{}\" (Snowflake {}) into \"{}\" ({}; it takes {})",
+                    p.source.name,
+                    p.source.data_type,
+                    p.target.name,
+                    sink::ddl::sql_type(&p.target),
+                    names.join(", ")
+                )
+            })
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(Error::new(
+            ErrorKind::TypeUnsupported,
+            format!(
+                "{at}: thaw cannot copy source column(s) {} of {target_fqn}: change the target column(s) to a type listed (docs/sync.md §5.2), or list the source column(s) in exclude_columns; nothing was written",
+                refused.join(", ")
+            ),
+        ));
+    }
     if columns.is_empty() {
         return Err(Error::new(ErrorKind::SchemaMismatch, format!("{at}: no source column matches a column of {}.{} by name; add column_mapping", s.target_pg_schema, t.target)));
     }
