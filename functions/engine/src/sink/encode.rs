@@ -371,7 +371,8 @@ fn key_text(view: &ColumnView<'_>, row: usize) -> String {
         return "NULL".into();
     }
     match view.values {
-        Values::Text(t) => shorten(t.value(row)),
+        // A NUL in the message could not be stored with the chunk's error (PostgreSQL text).
+        Values::Text(t) => shorten(&t.value(row).replace('\0', "\\0")),
         Values::Binary(b) => format!("x'{}'", hex::encode(&b.value(row)[..b.value(row).len().min(32)])),
         values => {
             let mut buf = Vec::new();

@@ -158,6 +158,13 @@ impl RunRecord {
 /// (the copy-chunk step refreshes the heartbeat while chunks are copied).
 pub const DEAD_AFTER_SECONDS: i64 = STUCK_AFTER_MINUTES as i64 * 60;
 
+/// `text` as PostgreSQL `text` can store it: each NUL written `\0`. An error
+/// naming a value or key that holds a NUL could otherwise not be recorded,
+/// and its chunk stayed `in_progress` with no error.
+pub fn storable(text: &str) -> String {
+    text.replace('\0', "\\0")
+}
+
 /// The error recorded on a table a `failed` run left unfinished
 /// ([`StatusStore::finish_run`]): `not finished: the run failed: <run error>`.
 pub fn unfinished_table_error(run_error: Option<&str>) -> String {
@@ -814,6 +821,8 @@ impl StatusStore for PgStatusStore<'_> {
         // One statement: the tables a failed run leaves `in_progress` become
         // `failed` (counted by `marked`, which the totals' snapshot does not see
         // yet); those an interrupted run leaves go back to `pending`, with the reason.
+        let error = error.map(storable);
+        let error = error.as_deref();
         let table_error = if status == run_status::INTERRUPTED { interrupted_table_error(error) } else { unfinished_table_error(error) };
         self.client
             .execute(
@@ -923,7 +932,7 @@ impl StatusStore for PgStatusStore<'_> {
 
     /// Mark a chunk failed with its error (autocommit, after the data transaction rolled back).
     async fn fail_chunk(&self, key: &TableKey, chunk_id: i32, error: &Error) -> Result<()> {
-        let text: String = error.to_string().chars().take(2000).collect();
+        let text: String = storable(&error.to_string()).chars().take(2000).collect();
         self.client
             .execute(
                 "UPDATE migration_status.migration_chunk_status SET status = 'failed', error_message = $6, completed_at = now() \
@@ -937,6 +946,7 @@ impl StatusStore for PgStatusStore<'_> {
 
     /// Mark a table failed with its error.
     async fn fail_table(&self, key: &TableKey, error: &str) -> Result<()> {
+        let error = storable(error);
         self.client
             .execute(
                 "UPDATE migration_status.migration_table_status SET status = 'failed', error_message = $5, completed_at = now() \
