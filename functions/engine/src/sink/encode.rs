@@ -43,8 +43,9 @@
 //!   in its stored offset; TIMESTAMP_LTZ: in UTC); `timestamptz` the instant
 //!   (TIMESTAMP_NTZ read as UTC); `date` the wall-clock date.
 //! * **json/jsonb**: the JSON text (minified for VARIANT/OBJECT/ARRAY;
-//!   jsonb: version byte 1 first); PostgreSQL validates it. A NUL byte, and
-//!   for jsonb the escape `\u0000` (which jsonb cannot store), are errors.
+//!   jsonb: version byte 1 first). Text from a TEXT column must be one JSON
+//!   value; a NUL byte, and for jsonb the escape `\u0000` (which jsonb cannot
+//!   store), are errors.
 //! * **NULL** into a NOT NULL column is an error.
 
 use std::io::Write as _;
@@ -620,6 +621,18 @@ fn encode_value(
                     target.type_name
                 ));
             }
+            if matches!(plan.conversion, Conversion::Json) {
+                // TEXT: PostgreSQL would refuse invalid JSON at the end of the COPY,
+                // naming neither the row, the key nor the value.
+                if let Some(problem) = invalid_json(s) {
+                    return Err(format!(
+                        "value {} is not valid JSON ({problem}), which {} refuses; fix the value in Snowflake, copy the column into text, \
+                         or leave the row out with the table's source_filter",
+                        shorten(&String::from_utf8_lossy(s)),
+                        target.type_name
+                    ));
+                }
+            }
             if target.pg_type == PgType::Jsonb && has_nul_escape(s) {
                 return Err(format!(
                     "value {} holds the JSON escape \\u0000 (a NUL character), which jsonb cannot store; copy the column into json or text \
@@ -703,6 +716,18 @@ fn len_i32(len: usize) -> Result<i32, Problem> {
 /// bytea", and TEXT → bytea is a refused pair).
 const NUL_REMEDY: &str = "remove it in Snowflake (e.g. UPDATE … SET col = REPLACE(col, CHR(0), '')), leave the row out with the table's \
      source_filter, or stop copying the column with exclude_columns (a BINARY column can go into bytea)";
+
+/// Why the text `json` is not one JSON value, as PostgreSQL's json and
+/// jsonb input would refuse it; `None` when it is (or when only `serde_json`
+/// is stricter than PostgreSQL: numbers beyond a double's range, nesting
+/// deeper than 128 levels, lone UTF-16 surrogate escapes; those are left to
+/// PostgreSQL).
+fn invalid_json(json: &[u8]) -> Option<String> {
+    let error = serde_json::from_slice::<serde::de::IgnoredAny>(json).err()?;
+    let text = error.to_string();
+    let stricter = ["number out of range", "recursion limit exceeded", "lone leading surrogate", "unexpected end of hex escape", "invalid unicode code point"];
+    (!stricter.iter().any(|s| text.starts_with(s))).then_some(text)
+}
 
 /// Whether the JSON text `json` holds the escape `\u0000` (a backslash
 /// that is not itself escaped, then `u0000`): jsonb refuses it (SQLSTATE
@@ -1164,6 +1189,26 @@ mod tests {
             encode_one(target("doc", pg_type, name), json_field(), docs(doc)).unwrap_or_else(|e| panic!("{doc} into {name}: {e}"));
         }
         assert!(has_nul_escape(br#"["\\\u0000"]"#), "an escaped backslash, then the escape");
+    }
+
+    /// Text that is not JSON fails in the encoder, naming the value (PostgreSQL
+    /// refused it at the end of the COPY naming neither row nor key); JSON
+    /// that only serde_json would refuse (a number beyond a double, deep
+    /// nesting) still goes to PostgreSQL, which accepts it.
+    #[test]
+    fn text_that_is_not_json_is_refused_naming_the_value() {
+        let docs = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+        for (doc, fragment) in [(r#"{"a": }"#, "value '{\"a\": }' is not valid JSON (expected value"), ("", "is not valid JSON (EOF"), ("[1] 2", "trailing characters")] {
+            let err = encode_one(target("doc", PgType::Jsonb, "jsonb"), plain("doc", DataType::Utf8), docs(doc)).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::ChunkFailed);
+            assert!(err.message.contains(fragment) && err.message.contains("jsonb refuses"), "{doc:?}: {err}");
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for doc in ["[1e400]", deep.as_str(), r#"{"a": [1, 2.5, null, true, "x"]}"#] {
+            for (pg_type, name) in [(PgType::Jsonb, "jsonb"), (PgType::Json, "json")] {
+                encode_one(target("doc", pg_type, name), plain("doc", DataType::Utf8), docs(doc)).unwrap_or_else(|e| panic!("{doc} into {name}: {e}"));
+            }
+        }
     }
 
     fn numeric_bytes(unscaled: i128, scale: u32) -> Vec<u8> {
