@@ -144,6 +144,9 @@ pub fn classify_postgres(err: &tokio_postgres::Error) -> ErrorKind {
             "57" if *code == SqlState::QUERY_CANCELED => ErrorKind::Transient,
             "57" => ErrorKind::Transient,                  // admin shutdown, cannot connect now
             "55" if *code == SqlState::LOCK_NOT_AVAILABLE => ErrorKind::Transient,
+            // A write on a reader: during a failover the writer endpoint points at
+            // the demoted instance for a while; the retry's new connection reaches the new writer.
+            "25" if *code == SqlState::READ_ONLY_SQL_TRANSACTION => ErrorKind::Transient,
             "28" => ErrorKind::AuthFailed,                 // invalid authorization
             "3D" | "3F" | "42" if *code == SqlState::UNDEFINED_TABLE
                 || *code == SqlState::UNDEFINED_COLUMN

@@ -52,6 +52,7 @@ const MIGRATION_LOCK: i64 = 0x7468_6177_0001;
 /// Errors: [`ErrorKind::Internal`] naming the failing migration; the failed
 /// migration's transaction is rolled back and a rerun continues from there.
 pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
+    refuse_read_only(client).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -59,9 +60,17 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
     let report = embedded::migrations::runner().set_grouped(false).run_async(client).await;
     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
     let report = report.map_err(|e| {
+        // refinery's own text ("error asserting migrations table", "db error")
+        // hides PostgreSQL's message: append every cause.
+        let mut causes = String::new();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            causes.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
         Error::new(
             ErrorKind::Internal,
-            format!("applying schema migrations failed: {e}. The failing migration was rolled back; fix it and rerun."),
+            format!("applying schema migrations failed: {e}{causes}. The failing migration was rolled back; fix it and rerun."),
         )
     })?;
     Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
@@ -81,6 +90,7 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
 /// (naming the role, the pending versions and what to run); a failing
 /// migration as [`migrate`] reports it.
 pub async fn migrate_if_permitted(client: &mut Client) -> Result<Vec<String>> {
+    refuse_read_only(client).await?;
     let row = client
         .query_one(
             "SELECT current_user::text, has_schema_privilege(current_schema(), 'CREATE') \
@@ -132,6 +142,42 @@ pub async fn migrate_if_permitted(client: &mut Client) -> Result<Vec<String>> {
     }
     tracing::info!(role, "the role may not apply migrations: using the schema as migrated");
     Ok(Vec::new())
+}
+
+/// Refuse a database that cannot be written: a standby or reader instance
+/// (`pg_is_in_recovery()`, e.g. an Aurora reader, or the old writer during a
+/// failover) or a session that is read-only by default
+/// (`default_transaction_read_only = on`). Every command that applies
+/// migrations writes there next (the run, its chunks, the target rows), and
+/// each of those statements would fail with SQLSTATE 25006 instead, after
+/// refinery's "error asserting migrations table" (docs/sync.md §9.2).
+///
+/// Errors: [`ErrorKind::Transient`] (exit code 1: a reader turns writer at
+/// the end of a failover, so it is a runtime condition, not bad input)
+/// naming the database, the reason and what to do; nothing has been written. Reading the settings failing is reported as
+/// [`from_postgres`] classifies it.
+pub async fn refuse_read_only(client: &Client) -> Result<()> {
+    let row = client
+        .query_one("SELECT current_database()::text, pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[])
+        .await
+        .map_err(|e| from_postgres(e, "checking that the database accepts writes"))?;
+    let (database, in_recovery, read_only): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let why = if in_recovery {
+        "the server is a standby in recovery (a reader instance, or a writer being failed over)"
+    } else if read_only {
+        "its sessions are read-only (default_transaction_read_only = on)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(
+        ErrorKind::Transient,
+        format!(
+            "database {database} is read-only: {why}. thaw writes the target tables and migration_status there, so nothing was \
+             written. Point postgres.host at the writer (primary or cluster) endpoint, or wait for the failover to finish \
+             (or `ALTER DATABASE {} RESET default_transaction_read_only`), then run the same command again",
+            crate::sink::ident(&database)
+        ),
+    ))
 }
 
 /// [`migrate_if_permitted`] on every database a local run uses (the status

@@ -124,6 +124,82 @@ async fn lossy_timestamp_into_date_fails_the_chunk_naming_table_column_key_and_v
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
+/// NUL characters PostgreSQL cannot store fail the chunk like any lossy
+/// value: a NUL in a VARCHAR into text, and the JSON escape `\u0000` in a
+/// VARIANT into jsonb (which PostgreSQL used to refuse at the end of the
+/// COPY with "unsupported Unicode escape sequence", naming neither column
+/// nor key), and a NUL in a key value. Each names table, column, key and
+/// value, rolls back, is recorded `failed` with its error and is not
+/// retried; the message no longer suggests a source query thaw cannot run.
+#[tokio::test]
+async fn nul_characters_fail_the_chunk_naming_table_column_key_and_value() {
+    let sf_db = unique("SFNUL").to_uppercase();
+    let pg_db = unique("nul");
+    let sf = fresh_sf(&sf_db).await;
+    for sql in [
+        format!("CREATE TABLE \"{sf_db}\".\"S\".\"NOTES\" (\"ID\" NUMBER(38,0), \"BODY\" VARCHAR(20))"),
+        format!("INSERT INTO \"{sf_db}\".\"S\".\"NOTES\" SELECT 1, 'fine' UNION ALL SELECT 2, 'a' || CHR(0) || 'b'"),
+        format!("CREATE TABLE \"{sf_db}\".\"S\".\"DOCS\" (\"ID\" NUMBER(38,0), \"DOC\" VARIANT)"),
+        format!(r#"INSERT INTO "{sf_db}"."S"."DOCS" SELECT 7, PARSE_JSON('{{"a": "fine"}}') UNION ALL SELECT 8, PARSE_JSON('{{"a": "x\\u0000y"}}')"#),
+        format!("CREATE TABLE \"{sf_db}\".\"S\".\"TAGS\" (\"TAG\" VARCHAR(10))"),
+        format!("INSERT INTO \"{sf_db}\".\"S\".\"TAGS\" SELECT 'ok' UNION ALL SELECT 'b' || CHR(0)"),
+    ] {
+        sf.execute(&sql).await.unwrap();
+    }
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute(
+        "CREATE TABLE public.notes (\"ID\" int8 PRIMARY KEY, \"BODY\" text); CREATE TABLE public.docs (\"ID\" int8 PRIMARY KEY, \"DOC\" jsonb); \
+         CREATE TABLE public.tags (\"TAG\" text PRIMARY KEY)",
+    )
+    .await
+    .unwrap();
+    let tables = [
+        r#"{"source": "NOTES", "target": "notes", "uniqueness_columns": ["ID"]}"#,
+        r#"{"source": "DOCS", "target": "docs", "uniqueness_columns": ["ID"]}"#,
+        r#"{"source": "TAGS", "target": "tags", "uniqueness_columns": ["TAG"]}"#,
+    ];
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &tables, "\"retry_budget_seconds\": 60,")));
+    let report = runner::run(config, options(false), Arc::new(Quiet)).await.expect("run");
+    assert_eq!(report.status, "failed");
+    let mut failures: Vec<&String> = report.failures.iter().map(|(_, text)| text).collect();
+    failures.sort();
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    let wanted: [&[&str]; 3] = [
+        &[r#"table "public"."docs""#, r#"key ("ID")=(8)"#, r#"column "DOC" (jsonb)"#, r#"value '{"a":"x\u0000y"}' holds the JSON escape \u0000"#],
+        &[r#"table "public"."notes""#, r#"key ("ID")=(2)"#, r#"column "BODY" (text)"#, r"value 'a\0b' contains a NUL character"],
+        // A NUL in the key itself: written \0 in the message, which could not be stored otherwise.
+        &[r#"table "public"."tags""#, r#"key ("TAG")=('b\0')"#, r#"column "TAG" (text)"#],
+    ];
+    for (text, parts) in failures.iter().zip(wanted) {
+        assert!(text.starts_with("ChunkFailed:"), "{text}");
+        assert!(!text.contains("source query"), "thaw runs no custom source query: {text}");
+        for part in parts.iter().chain(&["exclude_columns"]) {
+            assert!(text.contains(part), "missing {part:?} in: {text}");
+        }
+    }
+    assert_eq!(
+        (pg_count(&pg, "public.notes").await, pg_count(&pg, "public.docs").await, pg_count(&pg, "public.tags").await),
+        (0, 0, 0),
+        "every chunk rolled back"
+    );
+    assert_eq!(retry_counts(&pg, report.plan.run_id).await, vec![1, 1, 1], "a NUL is deterministic: no retry");
+    // Each failure is recorded with its error (a NUL in the key's message used
+    // to make recording it fail: the chunk stayed in_progress without an error).
+    let recorded: Vec<(String, String)> = pg
+        .query("SELECT status, coalesce(error_message, '') FROM migration_status.migration_chunk_status WHERE run_id = $1 ORDER BY source_table", &[&report.plan.run_id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(recorded.len(), 3);
+    for (status, error) in &recorded {
+        assert_eq!(status, "failed", "{recorded:?}");
+        assert!(error.contains("NUL character") || error.contains("JSON escape"), "{recorded:?}");
+    }
+    assert!(recorded[2].1.contains(r#"key ("TAG")=('b\0')"#), "{recorded:?}");
+}
+
 // --- 3. duplicate or NULL keys fail the first load before anything is written ----------------
 
 #[tokio::test]

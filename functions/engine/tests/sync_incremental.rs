@@ -324,3 +324,51 @@ async fn upserts_into_a_table_with_a_json_column_compare_it_as_text() {
     let written: u64 = second.tables.iter().map(|t| t.rows_written).sum();
     assert_eq!(written, 2, "only the changed row of each table is written");
 }
+
+/// A DATE watermark copied into a `date` column is read back whatever the
+/// target database's DateStyle: the maximum used to be read as
+/// `max(col)::text`, which under `DateStyle = 'SQL, DMY'` is `03/01/2026`;
+/// Snowflake's AUTO date format reads that as March 1, so every change
+/// between January 3 and March 1 was skipped for good (the emulator refuses
+/// the format, so here the night failed). Now the maximum is formatted
+/// `YYYY-MM-DD` and the night reads the boundary day and everything after.
+#[tokio::test]
+async fn a_date_watermark_is_read_from_the_right_day_whatever_the_target_datestyle() {
+    let sf_db = unique("SFDATEWM").to_uppercase();
+    let pg_db = unique("datewm");
+    let sf = fresh_sf(&sf_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"VISITS\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (\"VisitID\" NUMBER(38,0), \"Note\" VARCHAR(20), \"ChangedOn\" DATE)")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {fqn} VALUES (1, 'a', '2026-01-01'), (2, 'b', '2026-01-02'), (3, 'c', '2026-01-03')")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute(&format!(
+        "CREATE TABLE public.visits (\"VisitID\" int8 PRIMARY KEY, \"Note\" text, \"ChangedOn\" date); \
+         ALTER DATABASE \"{pg_db}\" SET DateStyle = 'SQL, DMY'"
+    ))
+    .await
+    .unwrap();
+    let table = r#"{"source": "VISITS", "target": "visits", "uniqueness_columns": ["VisitID"],
+                    "source_watermark": "ChangedOn", "target_watermark": "ChangedOn"}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let opts = || RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
+
+    // After the night: one row changes on the boundary day, one a few weeks later, one is new.
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'same day' WHERE \"VisitID\" = 3")).await.unwrap();
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'later', \"ChangedOn\" = '2026-01-20' WHERE \"VisitID\" = 1")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {fqn} VALUES (4, 'new', '2026-02-10')")).await.unwrap();
+    let night = runner::run(config, opts(), Arc::new(Quiet)).await.expect("second run");
+    night.outcome().expect("the night applies every change and reconciles clean");
+    assert_eq!(night.tables[0].rows_read, 3, "the boundary day and the two later rows, not the older day");
+    let floor: String = pg
+        .query_one(
+            "SELECT watermark_from FROM migration_status.migration_table_status WHERE run_id = $1",
+            &[&night.plan.run_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(floor, "\"ChangedOn\" >= CAST('2026-01-03' AS DATE)");
+    let notes: Vec<String> = pg.query("SELECT \"Note\" FROM public.visits ORDER BY \"VisitID\"", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(notes, ["later", "b", "same day", "new"]);
+}

@@ -471,6 +471,8 @@ async fn lossy_values_are_refused_naming_column_and_value() {
         (field(DataType::Date32, "DATE", 0, None), Arc::new(Date32Array::from(vec![19_792])), "varchar(5)", "has 10 characters"),
         (field(DataType::Int64, "FIXED", 2, None), i64s(-150), "varchar(3)", "value '-1.50' has 5 characters"),
         (field(DataType::Binary, "BINARY", 0, None), Arc::new(BinaryArray::from(vec![&b"ok\xff"[..]])), "text", "not valid UTF-8"),
+        (field(DataType::Utf8, "TEXT", 0, None), utf8(r#"{"a": }"#), "jsonb", r#"value '{"a": }' is not valid JSON"#),
+        (field(DataType::Utf8, "TEXT", 0, None), utf8("[1,"), "json", "is not valid JSON"),
     ];
     for (f, array, pg_type, fragment) in cases {
         let logical = f.metadata()["logicalType"].clone();

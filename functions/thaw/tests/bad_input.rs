@@ -118,6 +118,38 @@ async fn unmappable_target_type_names_the_column() {
     assert_fails(&["run", "--config", path.to_str().unwrap()], 2, &["TypeUnsupported", "\"Note\" (point)"]);
 }
 
+/// A type pair docs/sync.md §5.2 refuses between types thaw knows
+/// (BOOLEAN into int2, TIMESTAMP_TZ into uuid) used to pass plan, record a
+/// run, fail every chunk with `TypeUnsupported`, exit 1, and advise a
+/// "source query" thaw cannot run. Plan now refuses it before anything is
+/// written, exit 2, naming every such column, both types and what the
+/// target column could be.
+#[tokio::test]
+async fn refused_type_pairs_fail_before_anything_is_written_naming_every_column() {
+    let sf_db = unique("SFPAIR").to_uppercase();
+    let pg_db = unique("pair");
+    let sf = fresh_sf(&sf_db).await;
+    create_orders(&sf, &sf_db, 10).await;
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.orders (\"Code\" uuid PRIMARY KEY, \"Flag\" int2, \"Day\" uuid, \"Note\" text)").await.unwrap();
+    let text = config_text(&sf_db, &pg_db, &[r#"{"source": "ORDERS", "target": "orders", "uniqueness_columns": ["Code"]}"#], "");
+    let path = config_file(&text);
+    let shown = assert_fails(
+        &["run", "--config", path.to_str().unwrap(), "--no-conflicts"],
+        2,
+        &[
+            "TypeUnsupported",
+            r#""Flag" (Snowflake BOOLEAN) into "Flag" (int2; it takes bool, text, varchar, bpchar)"#,
+            r#""Day" (Snowflake TIMESTAMP_TZ) into "Day" (uuid; it takes timestamptz, timestamp, date, text, varchar, bpchar)"#,
+            "exclude_columns",
+            "nothing was written",
+        ],
+    );
+    assert!(!shown.contains("source query"), "{shown}");
+    assert_eq!(pg_count(&pg, "migration_status.migration_runs").await, 0, "no run was recorded");
+    assert_eq!(pg_count(&pg, "public.orders").await, 0);
+}
+
 #[tokio::test]
 async fn bad_data_fails_the_chunk_and_leaves_the_target_consistent() {
     let sf_db = unique("SFDATA").to_uppercase();
@@ -317,6 +349,31 @@ fn two_sources_writing_one_target_or_reading_one_table_are_refused_by_validate()
     let path = config_file(&other_table);
     let text = assert_fails(&["validate", "--config", path.to_str().unwrap()], 2, &["target public.t is also written by sources[0] ('a').tables[0] ('U')"]);
     assert!(!text.contains("is also copied"), "{text}");
+}
+
+/// `--table` naming no table of the selection used to say only "is not in
+/// any selected source", also for a table whose source is disabled. Now the
+/// error (exit 2, before any database is touched) lists the tables, or names
+/// the source that has the table and how to select it.
+#[test]
+fn table_option_naming_an_unknown_or_unselected_table_lists_the_tables_or_names_its_source() {
+    let other = r#"{"source_name": "legacy", "enabled": false, "source_sf_database": "DB2", "source_sf_schema": "S", "target_pg_database": "db", "target_pg_schema": "public",
+                   "tables": [{"source": "OLDVISITS", "target": "old_visits"}]}"#;
+    let base = config_text("DB", "db", &[r#"{"source": "FACTVISIT", "target": "factvisit"}"#, r#"{"source": "DIMPAYER", "target": "dimpayer"}"#], "");
+    let start = base.find("\"sources\": [").unwrap() + "\"sources\": [".len();
+    let path = config_file(&format!("{}{other}, {}", &base[..start], &base[start..]));
+    let cfg = path.to_str().unwrap();
+    assert_fails(
+        &["run", "--config", cfg, "--table", "factvisits"],
+        2,
+        &["table 'factvisits' is not in the configuration", "legacy.old_visits (OLDVISITS), src.dimpayer (DIMPAYER), src.factvisit (FACTVISIT)"],
+    );
+    assert_fails(
+        &["run", "--config", cfg, "--table", "OLD_VISITS"],
+        2,
+        &["table 'OLD_VISITS' is in source 'legacy', which this run does not select: that source is disabled", "add --source legacy"],
+    );
+    assert_fails(&["run", "--config", cfg, "--source", "src", "--table", "oldvisits"], 2, &["--source selects only src; add --source legacy"]);
 }
 
 /// Found when probing as a new user: a target with a NOT NULL column

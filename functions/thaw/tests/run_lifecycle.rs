@@ -149,10 +149,32 @@ async fn run_interrupted_by_sigterm_is_recorded_and_resumes_to_the_exact_row_cou
         .get(0);
     assert_eq!(pg_count(&pg, "public.orders").await, copied, "only completed chunks left rows behind");
 
+    // `thaw status --json` of the interrupted run: nothing shows as still
+    // copying. Its unfinished table is `pending` with the reason (it used to
+    // stay `in_progress` with no error, as if a process still copied it).
+    let out = thaw!(&["status", "--config", cfg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let run = &v["runs"][0];
+    assert_eq!((run["run_id"].as_str(), run["status"].as_str()), (Some(run_id.to_string().as_str()), Some("interrupted")));
+    assert_eq!(run["alive"], serde_json::Value::Null, "an interrupted run is not running: neither alive nor dead");
+    assert!(run["error"].as_str().unwrap().contains(&format!("--resume-run-id {run_id}")), "{run}");
+    let table = &run["tables"][0];
+    assert_eq!((table["status"].as_str(), table["chunks_in_progress"].as_i64()), (Some("pending"), Some(0)), "{table}");
+    assert_eq!((table["chunks_completed"].as_i64(), table["chunks"].as_i64(), table["rows"].as_i64()), (Some(completed), Some(total), Some(copied)));
+    assert!(table["error"].as_str().unwrap().starts_with("not finished: the run was interrupted by SIGTERM"), "{table}");
+    assert_eq!(run["failed_chunks"], serde_json::json!([]));
+
     let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains(&format!("run {run_id} (resumed): completed")), "{}", text(&out));
     assert_eq!(pg_count(&pg, "public.orders").await, rows as i64);
+    let table: (String, Option<String>) = pg
+        .query_one("SELECT status, error_message FROM migration_status.migration_table_status WHERE run_id = $1", &[&run_id])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(table, ("completed".to_string(), None), "the resume copied the table again and merge recorded it");
 }
 
 #[tokio::test]
@@ -388,4 +410,53 @@ async fn thaw_run_as_the_loader_role_uses_the_migrated_schema() {
     assert!(text(&out).contains(&format!("role {role} may not create it: run `thaw migrate`")), "{}", text(&out));
     let schema: Option<String> = pg(&empty).await.query_one("SELECT to_regnamespace('migration_status')::text", &[]).await.unwrap().get(0);
     assert_eq!(schema, None, "the run created nothing");
+}
+
+/// `thaw run` against a database that cannot be written (a reader endpoint,
+/// a standby, `default_transaction_read_only = on`) stops before anything is
+/// written with one clear error naming the database and what to do, exit 1
+/// (a runtime condition: a failover ends it), instead of refinery's
+/// "error asserting migrations table: db error" as `Internal`; `thaw status`
+/// still reads there; a write refused that way in the middle of a run is
+/// `Transient`, so the chunk retries on a new connection, which reaches the
+/// new writer once the failover is over. Once writable, the same command
+/// picks the change up.
+#[tokio::test]
+async fn run_against_a_read_only_database_stops_before_writing_with_exit_1_and_says_why() {
+    let (sf_db, pg_db, pg, sf) = orders("readonly", 200).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    sf.execute(&format!("UPDATE \"{sf_db}\".\"S\".\"ORDERS\" SET \"Note\" = 'later', \"Updated\" = '2026-05-01 00:00:00+00:00' WHERE \"Id\" = 5"))
+        .await
+        .unwrap();
+    let runs = || async { pg_count(&pg, "migration_status.migration_runs").await };
+    assert_eq!(runs().await, 1);
+
+    pg.batch_execute(&format!("ALTER DATABASE \"{pg_db}\" SET default_transaction_read_only = on")).await.unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let database = format!("database {pg_db} is read-only");
+    for part in [database.as_str(), "default_transaction_read_only = on", "nothing was written", "writer"] {
+        assert!(shown.contains(part), "missing {part:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("asserting migrations table") && !shown.contains("Internal"), "{shown}");
+    assert_eq!(runs().await, 1, "no run was recorded");
+    let note: Option<String> = pg.query_one("SELECT \"Note\" FROM public.orders WHERE \"Id\" = 5", &[]).await.unwrap().get(0);
+    assert_ne!(note.as_deref(), Some("later"));
+    let out = thaw!(&["status", "--config", cfg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "thaw status only reads: {}", text(&out));
+
+    // A write refused by a read-only session mid-run is retried, never a bad-data failure.
+    let reader = thaw_test_support::pg(&pg_db).await; // a new session sees the database's default
+    let refused = reader.batch_execute("UPDATE public.orders SET \"Note\" = 'x' WHERE \"Id\" = 5").await.expect_err("read-only");
+    assert_eq!(thaw_engine::error::classify_postgres(&refused), thaw_engine::ErrorKind::Transient, "{refused}");
+
+    pg.batch_execute(&format!("ALTER DATABASE \"{pg_db}\" RESET default_transaction_read_only")).await.unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let note: Option<String> = pg.query_one("SELECT \"Note\" FROM public.orders WHERE \"Id\" = 5", &[]).await.unwrap().get(0);
+    assert_eq!(note.as_deref(), Some("later"));
 }

@@ -43,7 +43,9 @@
 //!   in its stored offset; TIMESTAMP_LTZ: in UTC); `timestamptz` the instant
 //!   (TIMESTAMP_NTZ read as UTC); `date` the wall-clock date.
 //! * **json/jsonb**: the JSON text (minified for VARIANT/OBJECT/ARRAY;
-//!   jsonb: version byte 1 first); PostgreSQL validates it.
+//!   jsonb: version byte 1 first). Text from a TEXT column must be one JSON
+//!   value; a NUL byte, and for jsonb the escape `\u0000` (which jsonb cannot
+//!   store), are errors.
 //! * **NULL** into a NOT NULL column is an error.
 
 use std::io::Write as _;
@@ -95,7 +97,8 @@ pub fn supported_targets(kind: impl Into<ColumnKind>) -> &'static [PgType] {
     }
 }
 
-fn pg_name(t: PgType) -> &'static str {
+/// The catalog name of `t` (`int8`, `timestamptz`, …), as messages list accepted types.
+pub(crate) fn pg_name(t: PgType) -> &'static str {
     match t {
         PgType::Bool => "bool",
         PgType::Int2 => "int2",
@@ -369,7 +372,8 @@ fn key_text(view: &ColumnView<'_>, row: usize) -> String {
         return "NULL".into();
     }
     match view.values {
-        Values::Text(t) => shorten(t.value(row)),
+        // A NUL in the message could not be stored with the chunk's error (PostgreSQL text).
+        Values::Text(t) => shorten(&t.value(row).replace('\0', "\\0")),
         Values::Binary(b) => format!("x'{}'", hex::encode(&b.value(row)[..b.value(row).len().min(32)])),
         values => {
             let mut buf = Vec::new();
@@ -390,7 +394,7 @@ fn conversion_for(source: &SourceColumn, target: &TargetColumn) -> Result<Conver
         return Err(Error::new(
             ErrorKind::TypeUnsupported,
             format!(
-                "column \"{}\": thaw cannot copy {} (source column \"{}\") into PostgreSQL {}. Change the target column to one of: {}; or cast the column in the source query.",
+                "column \"{}\": thaw cannot copy {} (source column \"{}\") into PostgreSQL {}. Change the target column to one of: {}; or list the source column in the table's exclude_columns.",
                 target.name,
                 source.label,
                 source.name,
@@ -468,7 +472,7 @@ fn encode_value(
                 let p = pow10(scale);
                 if u % p != 0 {
                     return Err(format!(
-                        "value {} has a fractional part and cannot go into an integer column; use numeric({}, {scale}) or round it in the source query",
+                        "value {} has a fractional part and cannot go into an integer column; use numeric({}, {scale}), or round the value in Snowflake",
                         decimal_string(u, scale),
                         (plan.source.precision.unwrap_or(38)).max(scale)
                     ));
@@ -494,7 +498,7 @@ fn encode_value(
             };
             if !float_is_exact(target.pg_type, v, u, scale) {
                 return Err(format!(
-                    "value {} has no exact {} representation (it would be stored as {}); use numeric, or round it in the source query",
+                    "value {} has no exact {} representation (it would be stored as {}); use numeric, or round the value in Snowflake",
                     decimal_string(u, scale),
                     target.type_name,
                     float_text(target.pg_type, v)
@@ -542,7 +546,7 @@ fn encode_value(
             let exact = parse_decimal_text(&shortest).and_then(|(u, s)| rescale(u, s, scale));
             if exact.is_none() {
                 return Err(format!(
-                    "value {shortest} has more decimal places than numeric({}, {scale}) keeps; widen the scale, use double precision, or round it in the source query",
+                    "value {shortest} has more decimal places than numeric({}, {scale}) keeps; widen the scale, use double precision, or round the value in Snowflake",
                     target.numeric_precision.unwrap_or(0)
                 ));
             }
@@ -610,6 +614,32 @@ fn encode_value(
             } else {
                 t.value(row).as_bytes()
             };
+            if s.contains(&0) {
+                return Err(format!(
+                    "value {} contains a NUL character, which PostgreSQL {} cannot store; {NUL_REMEDY}",
+                    shorten(&String::from_utf8_lossy(s).replace('\0', "\\0")),
+                    target.type_name
+                ));
+            }
+            if matches!(plan.conversion, Conversion::Json) {
+                // TEXT: PostgreSQL would refuse invalid JSON at the end of the COPY,
+                // naming neither the row, the key nor the value.
+                if let Some(problem) = invalid_json(s) {
+                    return Err(format!(
+                        "value {} is not valid JSON ({problem}), which {} refuses; fix the value in Snowflake, copy the column into text, \
+                         or leave the row out with the table's source_filter",
+                        shorten(&String::from_utf8_lossy(s)),
+                        target.type_name
+                    ));
+                }
+            }
+            if target.pg_type == PgType::Jsonb && has_nul_escape(s) {
+                return Err(format!(
+                    "value {} holds the JSON escape \\u0000 (a NUL character), which jsonb cannot store; copy the column into json or text \
+                     (which keep the escape), or {NUL_REMEDY}",
+                    shorten(&String::from_utf8_lossy(s))
+                ));
+            }
             if target.pg_type == PgType::Jsonb {
                 out.put_i32(len_i32(s.len() + 1)?);
                 out.put_u8(1);
@@ -646,7 +676,7 @@ fn encode_value(
                         scratch.clear();
                         render_text(view, view.values, row, scratch)?;
                         return Err(format!(
-                            "value {} carries a UTC offset that timestamp (without time zone) would drop, so the instant would be lost; use timestamptz, or convert it in the source query (e.g. CONVERT_TIMEZONE('UTC', col)::TIMESTAMP_NTZ)",
+                            "value {} carries a UTC offset that timestamp (without time zone) would drop, so the instant would be lost; use timestamptz, or store the value at offset +00:00 in Snowflake",
                             String::from_utf8_lossy(scratch)
                         ));
                     }
@@ -680,6 +710,34 @@ fn len_i32(len: usize) -> Result<i32, Problem> {
     i32::try_from(len).map_err(|_| format!("value of {len} bytes exceeds PostgreSQL's 1 GB field limit"))
 }
 
+/// What to do about a NUL character PostgreSQL cannot store. thaw runs no
+/// custom source query, so the fix is in Snowflake or in the configuration
+/// (the advice used to be "strip it in the source query or copy into
+/// bytea", and TEXT → bytea is a refused pair).
+const NUL_REMEDY: &str = "remove it in Snowflake (e.g. UPDATE … SET col = REPLACE(col, CHR(0), '')), leave the row out with the table's \
+     source_filter, or stop copying the column with exclude_columns (a BINARY column can go into bytea)";
+
+/// Why the text `json` is not one JSON value, as PostgreSQL's json and
+/// jsonb input would refuse it; `None` when it is (or when only `serde_json`
+/// is stricter than PostgreSQL: numbers beyond a double's range, nesting
+/// deeper than 128 levels, lone UTF-16 surrogate escapes; those are left to
+/// PostgreSQL).
+fn invalid_json(json: &[u8]) -> Option<String> {
+    let error = serde_json::from_slice::<serde::de::IgnoredAny>(json).err()?;
+    let text = error.to_string();
+    let stricter = ["number out of range", "recursion limit exceeded", "lone leading surrogate", "unexpected end of hex escape", "invalid unicode code point"];
+    (!stricter.iter().any(|s| text.starts_with(s))).then_some(text)
+}
+
+/// Whether the JSON text `json` holds the escape `\u0000` (a backslash
+/// that is not itself escaped, then `u0000`): jsonb refuses it (SQLSTATE
+/// 22P05, "unsupported Unicode escape sequence"), json keeps it as text.
+fn has_nul_escape(json: &[u8]) -> bool {
+    json.windows(5).enumerate().any(|(i, w)| {
+        w == b"u0000" && json[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+    })
+}
+
 /// Check `varchar(n)`/`char(n)` length (in characters) and NUL bytes, then write.
 #[inline]
 fn put_text(target: &TargetColumn, bytes: &[u8], out: &mut BytesMut) -> Result<(), Problem> {
@@ -691,7 +749,7 @@ fn put_text(target: &TargetColumn, bytes: &[u8], out: &mut BytesMut) -> Result<(
             let chars = s.chars().count();
             if chars > max {
                 return Err(format!(
-                    "value {} has {chars} characters but the column is {}({max}); widen the column or trim the value in the source query",
+                    "value {} has {chars} characters but the column is {}({max}); widen the column, or shorten the value in Snowflake",
                     shorten(s),
                     target.type_name
                 ));
@@ -700,7 +758,7 @@ fn put_text(target: &TargetColumn, bytes: &[u8], out: &mut BytesMut) -> Result<(
     }
     if bytes.contains(&0) {
         return Err(format!(
-            "value {} contains a NUL character, which PostgreSQL text cannot store; strip it in the source query or copy into bytea",
+            "value {} contains a NUL character, which PostgreSQL text cannot store; {NUL_REMEDY}",
             shorten(&String::from_utf8_lossy(bytes).replace('\0', "\\0"))
         ));
     }
@@ -836,7 +894,7 @@ fn fit_numeric(target: &TargetColumn, unscaled: i128, scale: u32, shown: impl Fn
     if target_scale < scale {
         let Some(rescaled) = rescale(unscaled, scale, target_scale) else {
             return Err(format!(
-                "value {} has more decimal places than numeric({}, {target_scale}) keeps; widen the target scale or round in the source query",
+                "value {} has more decimal places than numeric({}, {target_scale}) keeps; widen the target scale, or round the value in Snowflake",
                 shown(),
                 target.numeric_precision.unwrap_or(0)
             ));
@@ -1102,6 +1160,55 @@ mod tests {
         let mut out = BytesMut::new();
         encoder.encode_batch(&[array], &mut out)?;
         Ok(out.to_vec())
+    }
+
+    /// jsonb cannot store the escape `\u0000` (PostgreSQL fails the COPY with
+    /// 22P05, naming neither row nor key) nor json a raw NUL: both are value
+    /// errors naming the value; an escaped backslash before `u0000` is plain
+    /// text, and json keeps the escape.
+    #[test]
+    fn nul_escapes_in_json_are_refused_for_jsonb_and_kept_for_json() {
+        let json_field = || {
+            plain("doc", DataType::Utf8).with_metadata(std::collections::HashMap::from([(
+                super::super::values::EXTENSION_NAME_KEY.to_string(),
+                super::super::values::JSON_EXTENSION.to_string(),
+            )]))
+        };
+        let docs = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+        let err = encode_one(target("doc", PgType::Jsonb, "jsonb"), json_field(), docs(r#"{"a": "x\u0000y"}"#)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        assert!(err.message.contains(r#"value '{"a":"x\u0000y"}' holds the JSON escape \u0000"#), "{err}");
+        assert!(err.message.contains("exclude_columns") && !err.message.contains("source query"), "{err}");
+        // Text sources into jsonb are checked the same way, and a raw NUL into json too.
+        let err = encode_one(target("doc", PgType::Jsonb, "jsonb"), plain("doc", DataType::Utf8), docs(r#"["\u0000"]"#)).unwrap_err();
+        assert!(err.message.contains("holds the JSON escape"), "{err}");
+        let err = encode_one(target("doc", PgType::Json, "json"), plain("doc", DataType::Utf8), docs("[\"a\u{0}\"]")).unwrap_err();
+        assert!(err.message.contains("contains a NUL character, which PostgreSQL json cannot store"), "{err}");
+        // Not a NUL: an escaped backslash followed by the letters u0000; and json keeps the escape.
+        for (pg_type, name, doc) in [(PgType::Jsonb, "jsonb", r#"["\\u0000", "\\\\u0000"]"#), (PgType::Json, "json", r#"["\u0000"]"#)] {
+            encode_one(target("doc", pg_type, name), json_field(), docs(doc)).unwrap_or_else(|e| panic!("{doc} into {name}: {e}"));
+        }
+        assert!(has_nul_escape(br#"["\\\u0000"]"#), "an escaped backslash, then the escape");
+    }
+
+    /// Text that is not JSON fails in the encoder, naming the value (PostgreSQL
+    /// refused it at the end of the COPY naming neither row nor key); JSON
+    /// that only serde_json would refuse (a number beyond a double, deep
+    /// nesting) still goes to PostgreSQL, which accepts it.
+    #[test]
+    fn text_that_is_not_json_is_refused_naming_the_value() {
+        let docs = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+        for (doc, fragment) in [(r#"{"a": }"#, "value '{\"a\": }' is not valid JSON (expected value"), ("", "is not valid JSON (EOF"), ("[1] 2", "trailing characters")] {
+            let err = encode_one(target("doc", PgType::Jsonb, "jsonb"), plain("doc", DataType::Utf8), docs(doc)).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::ChunkFailed);
+            assert!(err.message.contains(fragment) && err.message.contains("jsonb refuses"), "{doc:?}: {err}");
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for doc in ["[1e400]", deep.as_str(), r#"{"a": [1, 2.5, null, true, "x"]}"#] {
+            for (pg_type, name) in [(PgType::Jsonb, "jsonb"), (PgType::Json, "json")] {
+                encode_one(target("doc", pg_type, name), plain("doc", DataType::Utf8), docs(doc)).unwrap_or_else(|e| panic!("{doc} into {name}: {e}"));
+            }
+        }
     }
 
     fn numeric_bytes(unscaled: i128, scale: u32) -> Vec<u8> {

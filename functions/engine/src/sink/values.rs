@@ -106,7 +106,7 @@ impl ColumnKind {
             Error::new(
                 ErrorKind::TypeUnsupported,
                 format!(
-                    "source column \"{}\" arrived as Arrow type {}{}, which thaw cannot copy. Cast it in the source query.",
+                    "source column \"{}\" arrived as Arrow type {}{}, which thaw cannot copy. Change the column's type in the source, or list it in the table's exclude_columns.",
                     field.name(),
                     field.data_type(),
                     extension.map(|e| format!(" (extension {e})")).unwrap_or_default()

@@ -233,7 +233,7 @@ impl SourceType {
             None => infer_logical(field.data_type()).ok_or_else(|| {
                 Error::new(
                     ErrorKind::TypeUnsupported,
-                    format!("source column \"{}\" arrived as Arrow type {} without Snowflake type metadata, and thaw cannot map it. Cast it in the source query.", field.name(), field.data_type()),
+                    format!("source column \"{}\" arrived as Arrow type {} without Snowflake type metadata, and thaw cannot map it. Change the column's type in Snowflake, or list it in the table's exclude_columns.", field.name(), field.data_type()),
                 )
             })?,
         };
@@ -287,7 +287,7 @@ impl SourceType {
                 if self.scale > 38 {
                     return Err(Error::new(
                         ErrorKind::TypeUnsupported,
-                        format!("source column \"{}\" is NUMBER with scale {}, above Arrow's 38 digits. Cast it in the source query.", self.name, self.scale),
+                        format!("source column \"{}\" is NUMBER with scale {}, above Arrow's 38 digits. Change the column's type in Snowflake, or list it in the table's exclude_columns.", self.name, self.scale),
                     ));
                 }
                 let precision = self.precision.unwrap_or(38).clamp(self.scale.max(1), 38);
@@ -420,7 +420,7 @@ fn unsupported(source: &SourceType, array: &dyn Array) -> Error {
     Error::new(
         ErrorKind::TypeUnsupported,
         format!(
-            "source column \"{}\" is declared {} (scale {}) but arrived as Arrow type {}, a layout thaw does not know. Report this with the Snowflake column definition; meanwhile cast the column in the source query.",
+            "source column \"{}\" is declared {} (scale {}) but arrived as Arrow type {}, a layout thaw does not know. Report this with the Snowflake column definition; meanwhile list it in the table's exclude_columns.",
             source.name,
             source.logical,
             source.scale,

@@ -646,7 +646,7 @@ fn select<'a>(config: &'a Config, request: &PlanRequest) -> Result<Vec<(&'a Sour
         for n in names {
             let found = out.iter().any(|(_, ts)| ts.iter().any(|t| n.eq_ignore_ascii_case(&t.target) || n.eq_ignore_ascii_case(&t.source)));
             if !found {
-                return Err(Error::config(format!("table '{n}' is not in any selected source of the configuration")));
+                return Err(Error::config(unknown_table_message(config, request, n)));
             }
         }
     }
@@ -654,6 +654,32 @@ fn select<'a>(config: &'a Config, request: &PlanRequest) -> Result<Vec<(&'a Sour
         return Err(Error::config("no enabled tables selected: nothing to do"));
     }
     Ok(out)
+}
+
+/// The error for `--table name` matching no table of the selected sources:
+/// the source that has it when that source is disabled or not selected by
+/// `--source` (and how to select it), else the tables there are.
+fn unknown_table_message(config: &Config, request: &PlanRequest, name: &str) -> String {
+    let matches = |t: &TableConfig| name.eq_ignore_ascii_case(&t.target) || name.eq_ignore_ascii_case(&t.source);
+    if let Some(s) = config.sources.iter().find(|s| s.tables.iter().any(matches)) {
+        let why = match &request.sources {
+            Some(names) => format!("--source selects only {}", names.join(", ")),
+            None => "that source is disabled (\"enabled\": false)".to_string(),
+        };
+        return format!("table '{name}' is in source '{}', which this run does not select: {why}; add --source {}", s.source_name, s.source_name);
+    }
+    let mut known: Vec<String> =
+        config.sources.iter().flat_map(|s| s.tables.iter().map(move |t| format!("{}.{} ({})", s.source_name, t.target, t.source))).collect();
+    known.sort();
+    let more = known.len().saturating_sub(30);
+    known.truncate(30);
+    if more > 0 {
+        known.push(format!("and {more} more"));
+    }
+    format!(
+        "table '{name}' is not in the configuration; --table takes a table's target or source name (any case); the tables are: {}",
+        known.join(", ")
+    )
 }
 
 fn execution_hash(config: &Config, selected: &[(&SourceConfig, Vec<&TableConfig>)], mode: SyncMode, where_predicate: Option<&str>) -> String {
@@ -1100,6 +1126,34 @@ async fn prepare_table(
             dropped.push(sc.name.clone());
         }
     }
+    // A type pair §5.2 refuses is bad input: refuse it here, before anything is
+    // written (it used to record a run whose every chunk failed, exit 1).
+    let refused: Vec<String> = columns
+        .iter()
+        .filter_map(|p| {
+            let allowed = sink::encode::supported_targets(LogicalType::from_data_type(&p.source.data_type)?);
+            (!allowed.contains(&p.target.pg_type)).then(|| {
+                let names: Vec<&str> = allowed.iter().map(|t| sink::encode::pg_name(*t)).collect();
+                format!(
+                    "\"{}\" (Snowflake {}) into \"{}\" ({}; it takes {})",
+                    p.source.name,
+                    p.source.data_type,
+                    p.target.name,
+                    sink::ddl::sql_type(&p.target),
+                    names.join(", ")
+                )
+            })
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(Error::new(
+            ErrorKind::TypeUnsupported,
+            format!(
+                "{at}: thaw cannot copy source column(s) {} of {target_fqn}: change the target column(s) to a type listed (docs/sync.md §5.2), or list the source column(s) in exclude_columns; nothing was written",
+                refused.join(", ")
+            ),
+        ));
+    }
     if columns.is_empty() {
         return Err(Error::new(ErrorKind::SchemaMismatch, format!("{at}: no source column matches a column of {}.{} by name; add column_mapping", s.target_pg_schema, t.target)));
     }
@@ -1338,6 +1392,9 @@ async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &Ta
     let expr = match target.pg_type {
         PgType::Timestamptz => format!("to_char(max({col}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"),
         PgType::Timestamp => format!("to_char(max({col}), 'YYYY-MM-DD HH24:MI:SS.US')"),
+        // Not `::text`, which follows the session's DateStyle ('SQL, DMY' gives
+        // 03/01/2026, which Snowflake's AUTO input format reads as March 1).
+        PgType::Date => format!("to_char(max({col}), 'YYYY-MM-DD')"),
         _ => format!("max({col})::text"),
     };
     let row = pg
@@ -1356,7 +1413,11 @@ async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &Ta
 /// `timestamptz` or a `timestamp` holding the instant's UTC wall clock
 /// (docs/sync.md §5.2): an offset-less literal would be read in the
 /// session's `TIMEZONE` (America/Los_Angeles unless the account changed it)
-/// and skip the rows of the hours in between.
+/// and skip the rows of the hours in between. Likewise a `date` target of a
+/// zoned source: a DATE compared with a zoned column is midnight in the
+/// session's `TIMEZONE`, so the literal is the earliest instant whose wall
+/// clock falls on that day as thaw wrote it (TIMESTAMP_TZ: in its own offset,
+/// at most +14:00; TIMESTAMP_LTZ: in UTC).
 pub fn watermark_literal(target_type: crate::sink::PgType, source_type: &str, max: &str) -> String {
     use crate::sink::PgType;
     match (target_type, source_type) {
@@ -1364,6 +1425,8 @@ pub fn watermark_literal(target_type: crate::sink::PgType, source_type: &str, ma
             format!("CAST({} AS {source_type})", sql::literal(&format!("{max}+00:00")))
         }
         (PgType::Timestamptz | PgType::Timestamp, _) => format!("CAST({} AS TIMESTAMP_NTZ)", sql::literal(max)),
+        (PgType::Date, "TIMESTAMP_TZ") => format!("CAST({} AS TIMESTAMP_TZ)", sql::literal(&format!("{max} 00:00:00+14:00"))),
+        (PgType::Date, "TIMESTAMP_LTZ") => format!("CAST({} AS TIMESTAMP_LTZ)", sql::literal(&format!("{max} 00:00:00+00:00"))),
         (PgType::Date, _) => format!("CAST({} AS DATE)", sql::literal(max)),
         (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max.to_string(),
         _ => sql::literal(max),
@@ -1675,6 +1738,20 @@ mod tests {
         }
         assert_eq!(watermark_literal(PgType::Date, "DATE", "2024-01-01"), "CAST('2024-01-01' AS DATE)");
         assert_eq!(watermark_literal(PgType::Int8, "NUMBER", "42"), "42");
+    }
+
+    /// A `date` target filled from a zoned timestamp (`truncate_to_date`)
+    /// holds the wall-clock day (TIMESTAMP_TZ in its stored offset, LTZ in
+    /// UTC). Compared with a bare DATE, Snowflake would take midnight in the
+    /// session's TIMEZONE (America/Los_Angeles by default), and a row of the
+    /// maximum day before 08:00 UTC arriving after the run was never read.
+    /// The literal is the earliest instant of that day as thaw wrote it.
+    #[test]
+    fn a_zoned_watermark_into_a_date_target_starts_at_the_earliest_instant_of_the_day() {
+        use crate::sink::PgType;
+        assert_eq!(watermark_literal(PgType::Date, "TIMESTAMP_TZ", "2024-01-01"), "CAST('2024-01-01 00:00:00+14:00' AS TIMESTAMP_TZ)");
+        assert_eq!(watermark_literal(PgType::Date, "TIMESTAMP_LTZ", "2024-01-01"), "CAST('2024-01-01 00:00:00+00:00' AS TIMESTAMP_LTZ)");
+        assert_eq!(watermark_literal(PgType::Date, "TIMESTAMP_NTZ", "2024-01-01"), "CAST('2024-01-01' AS DATE)");
     }
 
     #[test]

@@ -158,10 +158,25 @@ impl RunRecord {
 /// (the copy-chunk step refreshes the heartbeat while chunks are copied).
 pub const DEAD_AFTER_SECONDS: i64 = STUCK_AFTER_MINUTES as i64 * 60;
 
+/// `text` as PostgreSQL `text` can store it: each NUL written `\0`. An error
+/// naming a value or key that holds a NUL could otherwise not be recorded,
+/// and its chunk stayed `in_progress` with no error.
+pub fn storable(text: &str) -> String {
+    text.replace('\0', "\\0")
+}
+
 /// The error recorded on a table a `failed` run left unfinished
 /// ([`StatusStore::finish_run`]): `not finished: the run failed: <run error>`.
 pub fn unfinished_table_error(run_error: Option<&str>) -> String {
     format!("not finished: the run failed: {}", run_error.unwrap_or("no error recorded"))
+}
+
+/// The error recorded on a table an `interrupted` run left unfinished (its
+/// status goes back from `in_progress` to `pending`, [`StatusStore::finish_run`]):
+/// `not finished: the run was <run error>`, e.g. `not finished: the run was
+/// interrupted by SIGTERM; resume with the same command or --resume-run-id …`.
+pub fn interrupted_table_error(run_error: Option<&str>) -> String {
+    format!("not finished: the run was {}", run_error.unwrap_or("interrupted"))
 }
 
 /// Heartbeats more frequent than this many seconds are skipped ([`StatusStore::touch`]).
@@ -700,11 +715,15 @@ impl StatusStore for PgStatusStore<'_> {
     /// `interrupted` with `message` (a signal arrived while planning). Returns
     /// their ids.
     async fn interrupt_lock_session_runs(&self, backend_pid: i32, message: &str) -> Result<Vec<Uuid>> {
+        // The tables already planned go back to `pending` with the reason, as in finish_run.
         let rows = self.client
             .query(
-                "UPDATE migration_status.migration_runs SET status = 'interrupted', error_message = $2, completed_at = now() \
-                 WHERE lock_backend_pid = $1 AND status IN ('planning', 'running') RETURNING run_id",
-                &[&backend_pid, &message],
+                "WITH runs AS (UPDATE migration_status.migration_runs SET status = 'interrupted', error_message = $2, completed_at = now() \
+                               WHERE lock_backend_pid = $1 AND status IN ('planning', 'running') RETURNING run_id), \
+                      unfinished AS (UPDATE migration_status.migration_table_status t SET status = 'pending', error_message = $3 \
+                                     FROM runs WHERE t.run_id = runs.run_id AND t.status = 'in_progress' RETURNING 1) \
+                 SELECT run_id FROM runs",
+                &[&backend_pid, &message, &interrupted_table_error(Some(message))],
             )
             .await
             .map_err(|e| from_postgres(e, "recording the run as interrupted"))?;
@@ -713,9 +732,14 @@ impl StatusStore for PgStatusStore<'_> {
 
     /// Set a run's status and error (`None` clears it) while it goes on.
     async fn set_status(&self, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
+        // A run going (back) to `running` copies every table not completed
+        // again: those a failed or interrupted attempt left `failed` or
+        // `pending` are in progress again until merge records them.
         self.client
             .execute(
-                "UPDATE migration_status.migration_runs SET status = $2, error_message = $3, completed_at = NULL, heartbeat_at = now() WHERE run_id = $1",
+                "WITH reopened AS (UPDATE migration_status.migration_table_status SET status = 'in_progress', error_message = NULL \
+                                   WHERE run_id = $1 AND $2 = 'running' AND status IN ('pending', 'failed') RETURNING 1) \
+                 UPDATE migration_status.migration_runs SET status = $2, error_message = $3, completed_at = NULL, heartbeat_at = now() WHERE run_id = $1",
                 &[&run_id, &status, &error],
             )
             .await
@@ -794,15 +818,20 @@ impl StatusStore for PgStatusStore<'_> {
     /// `partial`, `failed`, `mismatch`, `interrupted`), its error (`None`
     /// clears it) and totals derived from its table rows.
     async fn finish_run(&self, run_id: Uuid, status: &str, error: Option<&str>) -> Result<()> {
-        // One statement: the tables a failed run leaves `in_progress` become `failed`
-        // (counted by `marked`, which the totals' snapshot does not see yet).
-        let table_error = unfinished_table_error(error);
+        // One statement: the tables a failed run leaves `in_progress` become
+        // `failed` (counted by `marked`, which the totals' snapshot does not see
+        // yet); those an interrupted run leaves go back to `pending`, with the reason.
+        let error = error.map(storable);
+        let error = error.as_deref();
+        let table_error = if status == run_status::INTERRUPTED { interrupted_table_error(error) } else { unfinished_table_error(error) };
         self.client
             .execute(
-                "WITH marked AS (UPDATE migration_status.migration_table_status SET status = 'failed', error_message = $4 \
-                                 WHERE run_id = $1 AND status = 'in_progress' AND $2 = 'failed' RETURNING 1) \
+                "WITH marked AS (UPDATE migration_status.migration_table_status \
+                                 SET status = CASE WHEN $2 = 'failed' THEN 'failed' ELSE 'pending' END, error_message = $4 \
+                                 WHERE run_id = $1 AND status = 'in_progress' AND $2 IN ('failed', 'interrupted') RETURNING status) \
                  UPDATE migration_status.migration_runs r SET status = $2, error_message = $3, completed_at = now(), heartbeat_at = now(), \
-                   total_tables = s.total, completed_tables = s.done, failed_tables = s.failed + (SELECT count(*)::int FROM marked), total_rows_copied = s.rows \
+                   total_tables = s.total, completed_tables = s.done, \
+                   failed_tables = s.failed + (SELECT count(*)::int FROM marked WHERE status = 'failed'), total_rows_copied = s.rows \
                  FROM (SELECT count(*)::int AS total, count(*) FILTER (WHERE status = 'completed')::int AS done, \
                               count(*) FILTER (WHERE status = 'failed')::int AS failed, coalesce(sum(total_rows_copied), 0)::bigint AS rows \
                        FROM migration_status.migration_table_status WHERE run_id = $1) s \
@@ -903,7 +932,7 @@ impl StatusStore for PgStatusStore<'_> {
 
     /// Mark a chunk failed with its error (autocommit, after the data transaction rolled back).
     async fn fail_chunk(&self, key: &TableKey, chunk_id: i32, error: &Error) -> Result<()> {
-        let text: String = error.to_string().chars().take(2000).collect();
+        let text: String = storable(&error.to_string()).chars().take(2000).collect();
         self.client
             .execute(
                 "UPDATE migration_status.migration_chunk_status SET status = 'failed', error_message = $6, completed_at = now() \
@@ -917,6 +946,7 @@ impl StatusStore for PgStatusStore<'_> {
 
     /// Mark a table failed with its error.
     async fn fail_table(&self, key: &TableKey, error: &str) -> Result<()> {
+        let error = storable(error);
         self.client
             .execute(
                 "UPDATE migration_status.migration_table_status SET status = 'failed', error_message = $5, completed_at = now() \

@@ -24,7 +24,7 @@ pub use crate::sync::status::PgStatusStore;
 use crate::sync::staged::FileRecord;
 use crate::sync::status::{
     run_status, ChunkCounts, ChunkRecord, ChunkTally, EarlierUnload, FailedChunk, Holder, IndexRecord, LoadMode, PlannedTable, RunOverview, RunRecord, TableKey, TableMapping,
-    TableOverview, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS, unfinished_table_error,
+    TableOverview, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS, interrupted_table_error, unfinished_table_error,
 };
 
 /// Reads and writes of `migration_status` for runs, tables, chunks, the
@@ -51,9 +51,13 @@ pub trait StatusStore: Sync {
     fn supersede(&self, execution_hash: &str, keep: Uuid) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
     /// Record `holder` on a run and refresh its heartbeat.
     fn claim(&self, run_id: Uuid, holder: &Holder) -> impl Future<Output = Result<()>> + Send;
-    /// Record every `planning`/`running` run of the lock session `backend_pid` `interrupted` with `message`; returns their ids.
+    /// Record every `planning`/`running` run of the lock session `backend_pid`
+    /// `interrupted` with `message` (their tables already planned go back to
+    /// `pending` with [`interrupted_table_error`]); returns their ids.
     fn interrupt_lock_session_runs(&self, backend_pid: i32, message: &str) -> impl Future<Output = Result<Vec<Uuid>>> + Send;
-    /// Set a run's status and error (`None` clears it) while it goes on.
+    /// Set a run's status and error (`None` clears it) while it goes on;
+    /// `running` also puts its `pending` and `failed` tables (left by an
+    /// interrupted or failed attempt, copied again now) back `in_progress`.
     fn set_status(&self, run_id: Uuid, status: &str, error: Option<&str>) -> impl Future<Output = Result<()>> + Send;
     /// Refresh a run's heartbeat unless it was refreshed less than [`HEARTBEAT_MIN_INTERVAL_SECONDS`] ago.
     fn touch(&self, run_id: Uuid) -> impl Future<Output = Result<()>> + Send;
@@ -68,7 +72,9 @@ pub trait StatusStore: Sync {
     /// Finish a run with `status` and `error`, totals derived from its tables.
     /// A run finished `failed` (planning or a step failed) leaves no table
     /// `in_progress`: those are recorded `failed` with [`unfinished_table_error`]
-    /// of `error`, so `thaw status` does not show them as still copying.
+    /// of `error`, so `thaw status` does not show them as still copying; a
+    /// run finished `interrupted` puts them back to `pending` with
+    /// [`interrupted_table_error`].
     fn finish_run(&self, run_id: Uuid, status: &str, error: Option<&str>) -> impl Future<Output = Result<()>> + Send;
     /// Refresh a run's table and row totals (status unchanged).
     fn record_totals(&self, run_id: Uuid) -> impl Future<Output = Result<()>> + Send;
@@ -618,6 +624,10 @@ impl StatusStore for MemoryStatusStore {
                 out.push(r.record.run_id);
             }
         }
+        for t in s.tables.iter_mut().filter(|t| out.contains(&t.record.key.run_id) && t.record.status == "in_progress") {
+            t.record.status = "pending".into();
+            t.error = Some(interrupted_table_error(Some(message)));
+        }
         Ok(out)
     }
 
@@ -629,6 +639,12 @@ impl StatusStore for MemoryStatusStore {
         r.error = error.map(str::to_string);
         r.heartbeat_at = clock;
         r.completed_at = None;
+        if status == run_status::RUNNING {
+            for t in s.tables.iter_mut().filter(|t| t.record.key.run_id == run_id && matches!(t.record.status.as_str(), "pending" | "failed")) {
+                t.record.status = "in_progress".into();
+                t.error = None;
+            }
+        }
         Ok(())
     }
 
@@ -688,10 +704,14 @@ impl StatusStore for MemoryStatusStore {
         let mut s = self.lock();
         let clock = s.clock;
         s.run(run_id)?.completed_at = Some(clock);
-        if status == run_status::FAILED {
+        if status == run_status::FAILED || status == run_status::INTERRUPTED {
+            let (table_status, table_error) = match status {
+                run_status::FAILED => ("failed", unfinished_table_error(error)),
+                _ => ("pending", interrupted_table_error(error)),
+            };
             for t in s.tables.iter_mut().filter(|t| t.record.key.run_id == run_id && t.record.status == "in_progress") {
-                t.record.status = "failed".into();
-                t.error = Some(unfinished_table_error(error));
+                t.record.status = table_status.into();
+                t.error = Some(table_error.clone());
             }
         }
         Ok(())
@@ -1179,6 +1199,30 @@ mod tests {
         // A table completed by merge is not resumed even if a chunk row says otherwise.
         store.set_table_status(&key(run_id, "B"), "completed");
         assert_eq!(ids(&store.unfinished_chunks(run_id).await.unwrap()), vec![("A".into(), 2)]);
+    }
+
+    /// An interrupted run shows no table as still copying: its unfinished
+    /// tables go back to `pending` with the reason, a completed one keeps its
+    /// status; the resume (`running` again) puts them back `in_progress`.
+    #[tokio::test]
+    async fn an_interrupted_run_puts_its_unfinished_tables_back_to_pending_and_its_resume_reopens_them() {
+        let store = MemoryStatusStore::new();
+        let run_id = running_run(&store).await;
+        let (a, b) = (key(run_id, "A"), key(run_id, "B"));
+        store.set_table_status(&b, "completed");
+        let message = "interrupted by SIGTERM; resume with the same command";
+        store.finish_run(run_id, run_status::INTERRUPTED, Some(message)).await.unwrap();
+        let pending = ("pending".to_string(), Some(format!("not finished: the run was {message}")));
+        assert_eq!(store.table_status(&a).unwrap(), pending);
+        assert_eq!(store.table_status(&b).unwrap().0, "completed");
+        store.set_status(run_id, run_status::RUNNING, None).await.unwrap();
+        assert_eq!(store.table_status(&a).unwrap(), ("in_progress".into(), None));
+        assert_eq!(store.table_status(&b).unwrap().0, "completed");
+        // Interrupted while planning: the tables planned so far are pending too.
+        let planning = store.create_run("c", "e2", "incremental", serde_json::json!({}), &Holder { lock_backend_pid: Some(7), ..Default::default() }).await.unwrap();
+        store.plan_table(key(planning, "C"), "src", LoadMode::Copy, chunks(&[1]));
+        assert_eq!(store.interrupt_lock_session_runs(7, "interrupted by SIGINT while planning").await.unwrap(), vec![planning]);
+        assert_eq!(store.table_status(&key(planning, "C")).unwrap().1.as_deref(), Some("not finished: the run was interrupted by SIGINT while planning"));
     }
 
     #[tokio::test]
