@@ -237,6 +237,24 @@ async fn conflict_infinite_visit_time_is_bad_input_naming_the_visit_and_column()
         assert_released(&client).await;
         client.batch_execute(&format!(r#"UPDATE analytics.factvisitcallperformance_cr SET "{column}" = NULL WHERE "Application Visit Id" = 10{visit}"#)).await.unwrap();
     }
+    // A visit alone on its key cannot pair, and a full read leaves its key
+    // out (docs/conflicts.md §14), yet its infinite time is still bad input,
+    // as in an incremental read of that key.
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visit Id", "Visit Date", "Caregiver Id", "Provider Id", "Visit End Time")
+               SELECT '00000000-0000-0000-0000-000000000199', 199, "Visit Date" - 100, "Caregiver Id", "Provider Id", 'infinity'
+               FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 101"#,
+        )
+        .await
+        .unwrap();
+    let err = run(&mut client, &settings(), DetectionMode::Full).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::TypeUnsupported, "{err}");
+    let expected = r#"visit 00000000-0000-0000-0000-000000000199 (factvisitcallperformance_cr) has a "Visit End Time" that is no instant"#;
+    assert!(err.message.contains(expected), "{}", err.message);
+    assert_eq!(stored_pairs(&client).await, Vec::<String>::new(), "nothing written");
+    assert_released(&client).await;
+    client.batch_execute(r#"DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 199"#).await.unwrap();
     let summary = run(&mut client, &settings(), DetectionMode::Full).await.expect("the night once the values are NULL");
     // 101 has no schedule start: no rule 1 pair; 103 is a partial visit now: no rule 7 pair.
     assert_eq!(summary.inserted, 0, "{summary:?}");

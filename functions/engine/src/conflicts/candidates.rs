@@ -99,8 +99,10 @@ pub const CANDIDATE_WORK_MEM: &str = "1GB";
 /// the caregivers and the providers, one sort by (key, provider, visit) that
 /// serves two window functions: the key's lowest and highest provider and a
 /// running count of the candidates. Only the visits of keys with two or
-/// more providers (the only keys that can pair) and the window's last row
-/// (which carries the count of every candidate) go on to the two joins with
+/// more providers (the only keys that can pair), the window's last row
+/// (which carries the count of every candidate) and any row thaw cannot
+/// decode (a NULL id, a time that is no instant: the night fails on it as
+/// an incremental read of its key would) go on to the two joins with
 /// the analysed address table (hash tables over the small side, which has
 /// no NULL keys: a visit without a payer patient just finds no address) and
 /// a final sort of those few rows. About 4 % of the visits of the
@@ -380,8 +382,9 @@ FROM (SELECT n.*, first_value(n.provider_id) OVER k AS lowest, last_value(n.prov
              k AS (PARTITION BY n.ssn, n.visit_date ORDER BY n.provider_id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) c
 LEFT JOIN {ADDRESSES} ad ON ad.patient_id = c.provider_patient_id
 LEFT JOIN {ADDRESSES} payer_ad ON payer_ad.patient_id = c.payer_patient_id
-WHERE c.lowest <> c.highest OR c.last
+WHERE c.lowest <> c.highest OR c.last OR {undecodable}
 ORDER BY c.ssn, c.visit_date, c.provider_id, c.visit_id"#,
+        undecodable = undecodable("c"),
         visits = t(fa),
         caregivers = t(ca),
         providers = t(pa),
@@ -512,6 +515,24 @@ fn visit_from_row(row: &BinaryCopyOutRow) -> Result<Visit> {
     })
 }
 
+/// SQL condition (over the full read's window rows aliased `alias`) for a
+/// candidate [`visit_from_row`] may refuse: a NULL `visit_id`, or a time
+/// that is `±infinity` or after the year 200 000 (chrono holds about
+/// ±262 000 years; a row sent in vain is decoded and dropped).
+/// The full read sends such rows even when their key cannot pair, so the
+/// night fails on them as an incremental read of their key would.
+fn undecodable(alias: &str) -> String {
+    let times: Vec<String> = ["sch_start", "sch_end", "visit_start", "visit_end"]
+        .iter()
+        .map(|column| {
+            format!(
+                "({alias}.{column} IS NOT NULL AND NOT ({alias}.{column} > '-infinity'::timestamptz AND {alias}.{column} < '200000-01-01 00:00:00+00'::timestamptz))"
+            )
+        })
+        .collect();
+    format!("({alias}.visit_id IS NULL OR {})", times.join(" OR "))
+}
+
 /// Columns 18 and 19 of a candidate row: the count of every candidate (on
 /// the last row of a full read) and whether the row's key can pair.
 fn count_columns(row: &BinaryCopyOutRow) -> Result<(Option<u64>, bool)> {
@@ -571,10 +592,14 @@ impl VisitSource for PgVisitSource {
             if let Some(n) = candidates {
                 self.candidates = Some(n);
             }
+            // A row whose key cannot pair is still decoded: bad input in it
+            // (a NULL id, a time that is no instant) fails the night as it
+            // does in an incremental read.
+            let visit = visit_from_row(&row)?;
             if !can_pair {
                 continue;
             }
-            if let Some(batch) = self.batcher.push(visit_from_row(&row)?) {
+            if let Some(batch) = self.batcher.push(visit) {
                 return Ok(Some(batch));
             }
         }
