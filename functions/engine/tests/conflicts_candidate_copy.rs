@@ -161,3 +161,56 @@ async fn candidate_copy_decodes_every_column_and_never_splits_a_key_between_batc
         }
     }
 }
+
+/// The full read's parallel costs (`FULL_READ_PARALLEL_COSTS`,
+/// docs/conflicts.md §14): with tables this small the planner reads
+/// serially unless told that every table is large enough for workers, so
+/// the session says so; the candidates are then read by a Gather Merge
+/// plan and must be exactly those of the serial read, in the same order.
+/// Once the stream has ended, `end_full_read` puts the costs back to what
+/// the connection had before the read.
+#[tokio::test]
+async fn full_read_in_parallel_gives_the_serial_candidates_and_puts_the_planner_costs_back() {
+    use thaw_engine::conflicts::candidates::end_full_read;
+    let mut client = fresh_pg(&unique("cf_parallel")).await;
+    seed(&client).await;
+    let (serial, serial_considered) = read(&mut client, 20_000).await;
+
+    client
+        .batch_execute("SET min_parallel_table_scan_size = 0; SET min_parallel_index_scan_size = 0; SET max_parallel_workers_per_gather = 2")
+        .await
+        .unwrap();
+    let costs = "SELECT current_setting('parallel_setup_cost'), current_setting('parallel_tuple_cost')";
+    let setting = |r: tokio_postgres::Row| (r.get::<_, String>(0), r.get::<_, String>(1));
+    let before = setting(client.query_one(costs, &[]).await.unwrap());
+    assert_eq!(before, ("1000".to_string(), "0.1".to_string()), "PostgreSQL's defaults before the read");
+
+    let tx = client.transaction().await.unwrap();
+    let types = ColumnTypes::load(&tx, "analytics", "'America/New_York'").await.unwrap();
+    let window = (day(1) - chrono::Duration::days(30), day(31));
+    let mut source = PgVisitSource::open_with_batch_rows(&tx, &types, window, false, 20_000).await.unwrap();
+    let mut parallel = Vec::new();
+    while let Some(batch) = source.next_batch().await.unwrap() {
+        parallel.push(batch);
+    }
+    let considered = source.visits_considered();
+    drop(source);
+    let during = setting(tx.query_one(costs, &[]).await.unwrap());
+    assert_eq!(during, ("0".to_string(), "0.001".to_string()), "the full read sets its costs for the transaction");
+    let explained: Vec<String> = tx
+        .query(&format!("EXPLAIN {}", thaw_engine::conflicts::candidates::candidate_query(&types, false).unwrap()), &[&window.0, &window.1])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    assert!(explained.iter().any(|l| l.contains("Gather")), "the read is planned in parallel here:\n{}", explained.join("\n"));
+    end_full_read(&tx).await.unwrap();
+    let after = setting(tx.query_one(costs, &[]).await.unwrap());
+    assert_eq!(after, before, "the night's later statements are planned with the costs the connection had");
+    tx.commit().await.unwrap();
+
+    assert_eq!(considered, serial_considered);
+    let ids = |batches: &[Vec<Visit>]| batches.iter().flatten().map(|v| v.visit_id).collect::<Vec<_>>();
+    assert_eq!(ids(&parallel), ids(&serial), "the same candidates in the same order");
+}

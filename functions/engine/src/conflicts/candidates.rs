@@ -83,6 +83,36 @@ pub struct PgVisitSource {
 /// actually holds is allocated.
 pub const CANDIDATE_WORK_MEM: &str = "1GB";
 
+/// Planner costs of parallel query for the full candidate read, set with
+/// `SET LOCAL` before it and put back by [`end_full_read`] after it.
+///
+/// With PostgreSQL's default costs (`parallel_setup_cost = 1000`,
+/// `parallel_tuple_cost = 0.1` per row handed from a worker to the leader)
+/// the planner reads and sorts the whole window in one process: handing 2 M
+/// rows over is costed at 200 000 units, more than the sort it would split.
+/// Measured, the handing over is cheap next to the sort: with these costs the
+/// plan is a parallel scan and hash joins in the workers, each sorting its
+/// share, and a Gather Merge feeding the window functions, 1.4–1.5× faster at
+/// 2 M visits on two cores (9.5 s → 6.3–6.9 s, binary COPY to `/dev/null`,
+/// interleaved runs; docs/conflicts.md §14). The result and its order are
+/// the same (the window is computed over the merged sort). A server whose
+/// `max_parallel_workers_per_gather` is 0 simply plans it serially.
+/// Only the full read: a keyed (incremental) read touches a few rows, for
+/// which starting workers costs more than it saves.
+pub const FULL_READ_PARALLEL_COSTS: &str = "SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0.001";
+
+/// Put back the planner costs [`FULL_READ_PARALLEL_COSTS`] changed (`SET
+/// LOCAL … TO DEFAULT`: the values the connection started with, from the
+/// server, database or role settings), so that the
+/// night's later statements are planned as before. Call it once the
+/// candidate COPY has ended (the connection carries one COPY at a time).
+/// Errors: a failed statement (kind from its SQLSTATE).
+pub async fn end_full_read(tx: &Transaction<'_>) -> Result<()> {
+    tx.batch_execute("SET LOCAL parallel_setup_cost TO DEFAULT; SET LOCAL parallel_tuple_cost TO DEFAULT")
+        .await
+        .map_err(|e| from_postgres(e, "putting back the planner's parallel costs after the candidate read"))
+}
+
 /// The candidate query over the analytics schema described by `types`,
 /// parameters `$1`/`$2` = the inclusive VisitDate window. Ordered by trimmed
 /// SSN (byte order) and date. Reads the primary GPS addresses from the
@@ -406,7 +436,9 @@ impl PgVisitSource {
     /// a CTE, the join estimates were far above the real row counts, which
     /// pushed the candidate query over `jit_above_cost` and spent about
     /// 0.85 s of 1.4 s compiling at 100 000 visits (docs/conflicts.md §14);
-    /// a read of whole tables gains nothing from JIT.
+    /// a read of whole tables gains nothing from JIT. A full read also gets
+    /// [`FULL_READ_PARALLEL_COSTS`]; the caller puts them back with
+    /// [`end_full_read`] once the stream has ended.
     /// Errors: [`crate::ErrorKind::SchemaMismatch`] when an analytics table or
     /// column is missing or has an unusable type (run the migrations / the sync first).
     /// `keyed`: only the keys of [`super::incremental::KEYS`] (see [`candidate_query`]).
@@ -427,6 +459,11 @@ impl PgVisitSource {
         tx.batch_execute(&format!("SET LOCAL work_mem = '{CANDIDATE_WORK_MEM}'; SET LOCAL jit = off"))
             .await
             .map_err(|e| from_postgres(e, "setting work_mem for the candidate query"))?;
+        if !keyed {
+            tx.batch_execute(FULL_READ_PARALLEL_COSTS)
+                .await
+                .map_err(|e| from_postgres(e, "setting the planner's parallel costs for the candidate query"))?;
+        }
         if keyed {
             let by_index = touched_read_uses_indexes(tx, types).await?;
             tx.batch_execute(&touched_visits_setup(types, by_index)?)

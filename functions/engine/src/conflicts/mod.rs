@@ -397,6 +397,9 @@ async fn run_locked(
     }
     summary.visits_considered = candidates::VisitSource::visits_considered(&source);
     drop(source);
+    if !keyed {
+        candidates::end_full_read(&tx).await?;
+    }
     summary.pairs_detected = pairs.len() as u64;
     writer.write(&tx, &pairs).await?;
     cross_state.write(&tx, &cross_state_pairs).await?;

@@ -846,6 +846,8 @@ ANALYZE {CONFLICT_IDS}"#,
     );
     Ok([
         ("in-service and PTO events", events_sql),
+        // The pairs join the events on the trimmed SSN and filter on their kind.
+        ("analyze events", format!("ANALYZE {} (kind, ssn)", in_service::EVENTS)),
         ("in-service and PTO pairs", event_pairs_sql),
         ("snapshot", side_sql),
         ("would-be rows", new_sql),
@@ -1078,7 +1080,7 @@ pub async fn apply(
             "analyze after insert" if !needs_analyze(counts.inserted, reltuples) => Ok(0),
             // Like conflictvisitmaps: the statistics of `conflicts` only after a large insert (docs/conflicts.md §14).
             "analyze conflicts" if !needs_analyze(counts.conflicts_created, conflicts_reltuples) => Ok(0),
-            "snapshot" | "would-be rows" | "event snapshot" | "would-be event rows" | "CONFLICTID and CRDATEUNIQUE of new rows"
+            "analyze events" | "snapshot" | "would-be rows" | "event snapshot" | "would-be event rows" | "CONFLICTID and CRDATEUNIQUE of new rows"
             | "analyze after insert" | "analyze conflicts" => {
                 tx.batch_execute(&sql).await.map(|_| 0)
             }
