@@ -212,7 +212,12 @@ pub fn events_sql(types: &ColumnTypes, zone: &str, keyed: bool) -> Result<String
 /// actual times), `"Is Missed" = FALSE` (three-valued), at another agency
 /// than the event, overlapping it, and overlapping no event of the same kind
 /// of its own caregiver id at its own agency. Visits are looked up for the
-/// event's dates ± 1 day (docs/conflicts.md §D20).
+/// event's dates ± 1 day (docs/conflicts.md §D20), through the visits'
+/// `("Caregiver Id", "Visit Date")` index once per event and caregiver id of
+/// its SSN, in the order of that index (caregiver id, then start): the
+/// probes then walk the index forwards instead of jumping about it, which
+/// at 2 M visits (396 399 probes) took 3.8–4.3 s instead of 6.5–6.6 s
+/// (docs/conflicts.md §14).
 ///
 /// Parameters: `$1`/`$2` the window, `$3` the excluded agencies (`uuid[]`).
 pub fn pairs_sql(types: &ColumnTypes, zone: &str) -> Result<String> {
@@ -244,9 +249,9 @@ pub fn pairs_sql(types: &ColumnTypes, zone: &str) -> Result<String> {
     Ok(format!(
         "CREATE TEMP TABLE thaw_conflict_event_pairs ON COMMIT DROP AS\n\
          SELECT e.kind, e.event_id, e.ssn, e.starts, e.ends, e.starts::date AS event_date, {f_id} AS visit_id, {f_date} AS visit_date\n\
-         FROM {EVENTS} e\n\
-         JOIN {caregivers} cg ON btrim({cg_ssn}, ' ') = e.ssn\n\
-         JOIN {visits} f ON {f_cg} = {cg_id} AND {f_date} BETWEEN e.starts::date - 1 AND coalesce(e.ends, e.starts)::date + 1\n\
+         FROM (SELECT e.*, {cg_id} AS caregiver_id_of_ssn FROM {EVENTS} e JOIN {caregivers} cg ON btrim({cg_ssn}, ' ') = e.ssn\n      \
+               ORDER BY caregiver_id_of_ssn, e.starts) e\n\
+         JOIN {visits} f ON {f_cg} = e.caregiver_id_of_ssn AND {f_date} BETWEEN e.starts::date - 1 AND coalesce(e.ends, e.starts)::date + 1\n\
          JOIN {providers} pr ON {pr_id} = {f_pr}\n\
          WHERE {f_date} BETWEEN $1::date AND $2::date AND {pr_active} = true AND {pr_demo} = false AND NOT ({f_pr} = ANY($3::uuid[]))\n  \
            AND {f_pr} <> e.provider_id AND {missed} = false AND {f_vs} IS NOT NULL AND {f_ve} IS NOT NULL\n  \
