@@ -3,7 +3,9 @@
 //!
 //! The heart is a property test: random sequences of source mutations
 //! (insert; update times, date, SSN, provider; delete; mark missed or not;
-//! move a patient's GPS address;
+//! move a patient's GPS address; add or move an in-service or PTO event;
+//! an application's answer: a conflict's no-response flag toggled, a pair
+//! whitelisted, a conflict resolved by a user;
 //! "today" moving forward so that dates enter the window) on a generated
 //! dataset of a few hundred visits with many collisions are applied to two
 //! identical databases. After every step one database runs incremental, the
@@ -114,11 +116,73 @@ struct Gen {
     rng: Rng,
     next: u64,
     live: Vec<Live>,
+    /// Ids of the in-service (`[0]`) and absence (`[1]`) events inserted so far.
+    events: [Vec<u64>; 2],
 }
 
 impl Gen {
     fn new(seed: u64) -> Gen {
-        Gen { rng: Rng(seed), next: 1, live: Vec::new() }
+        Gen { rng: Rng(seed), next: 1, live: Vec::new(), events: [Vec::new(), Vec::new()] }
+    }
+
+    /// An in-service (`absence` false: 30 minutes to 3 hours on the grid of
+    /// [`Gen::times`]) or absence (whole days, one or two) event: a new one of
+    /// a random caregiver and agency, or one inserted before moved to another
+    /// date, stamped `ts`. Events are never removed: an incremental run leaves
+    /// a vanished event's rows to the next full run (docs/conflicts.md §5.3).
+    fn event(&mut self, absence: bool, ts: &str) -> String {
+        let date = self.date();
+        let at = |d: NaiveDate, m: u64| format!("('{d} {:02}:{:02}'::timestamp AT TIME ZONE 'America/New_York')", m / 60, m % 60);
+        let (start, end) = if absence {
+            (at(date, 0), at(date + Duration::days(self.rng.below(2) as i64), 23 * 60))
+        } else {
+            let start = 8 * 60 + 30 * self.rng.below(12);
+            (at(date, start), at(date, start + 30 * (1 + self.rng.below(6))))
+        };
+        let (table, id, caregiver_col, start_col, end_col) = if absence {
+            ("factcaregiverabsence", "Caregiver Vacation Id", "Global Caregiver Id", "Start Date", "End Date")
+        } else {
+            ("factcaregiverinservice", "Application Caregiver Inservice Id", "Caregiver Id", "Inservice start date", "Inservice end date")
+        };
+        let known = &self.events[usize::from(absence)];
+        if !known.is_empty() && self.rng.below(2) == 0 {
+            let n = known[self.rng.below(known.len() as u64) as usize];
+            return format!(
+                "UPDATE analytics.{table} SET \"{start_col}\" = {start}, \"{end_col}\" = {end}, \"Updated Datatimestamp\" = {ts} WHERE \"{id}\" = {n};\n"
+            );
+        }
+        let n = self.next;
+        self.next += 1;
+        self.events[usize::from(absence)].push(n);
+        let (ssn, p) = (self.rng.below(SSNS), self.rng.below(PROVIDERS));
+        format!(
+            "INSERT INTO analytics.{table} (\"{id}\", \"Environment\", \"{caregiver_col}\", \"Provider Id\", \"{start_col}\", \"{end_col}\", \"Updated Datatimestamp\") \
+             VALUES ({n}, 'prod', '{cg}', '{pr}', {start}, {end}, {ts});\n",
+            cg = caregiver(ssn, p),
+            pr = provider(p),
+        )
+    }
+
+    /// An application's answer on a stored row, picked by its position in a
+    /// deterministic order (the twins hold the same rows): a conflict's
+    /// `NoResponseFlag` toggled, a pair whitelisted (`W`), or a conflict
+    /// resolved (`R`) by a user.
+    fn answer(&mut self) -> String {
+        let k = self.rng.below(60);
+        match self.rng.below(3) {
+            0 => format!(
+                "UPDATE conflict.conflicts SET \"NoResponseFlag\" = CASE WHEN \"NoResponseFlag\" = 'Yes' THEN NULL ELSE 'Yes' END \
+                 WHERE \"CONFLICTID\" = (SELECT \"CONFLICTID\" FROM conflict.conflicts ORDER BY 1 OFFSET {k} LIMIT 1);\n"
+            ),
+            1 => format!(
+                "UPDATE conflict.conflictvisitmaps SET \"StatusFlag\" = 'W' \
+                 WHERE (\"VisitID\", \"ConVisitID\") = (SELECT \"VisitID\", \"ConVisitID\" FROM conflict.conflictvisitmaps ORDER BY 1, 2 OFFSET {k} LIMIT 1);\n"
+            ),
+            _ => format!(
+                "UPDATE conflict.conflicts SET \"StatusFlag\" = 'R' \
+                 WHERE \"CONFLICTID\" = (SELECT \"CONFLICTID\" FROM conflict.conflicts ORDER BY 1 OFFSET {k} LIMIT 1);\n"
+            ),
+        }
     }
 
     /// A service date: mostly around today (some before it, so rule 1/4 pairs
@@ -167,7 +231,12 @@ impl Gen {
 
     /// One random mutation stamped with change timestamp `ts`.
     fn mutation(&mut self, ts: &str) -> String {
-        let kind = self.rng.below(9);
+        let kind = self.rng.below(12);
+        match kind {
+            9 | 10 => return self.event(kind == 10, ts),
+            11 => return self.answer(),
+            _ => {}
+        }
         if kind == 8 {
             // A patient's GPS address moves (rule 7 distances change for all its visits).
             let e = self.rng.below(PATIENTS);
@@ -302,9 +371,12 @@ fn dataset(g: &mut Gen, visits: usize) -> String {
 }
 
 /// Property: after every step of random mutations an incremental run leaves
-/// the same tables as a full-window run (5 seeds × 8 steps).
+/// the same tables as a full-window run (5 seeds × 8 steps). The seeds
+/// together produce event pairs and the application's answers in the
+/// stored rows (checked at the end, so that the mutations cannot silently stop mattering).
 #[tokio::test]
 async fn conflict_incremental_equals_full_on_random_mutation_sequences() {
+    let (mut event_pairs, mut answered) = (0, 0);
     for seed in 1..=5u64 {
         let mut g = Gen::new(seed * 7919);
         let initial = dataset(&mut g, 300);
@@ -328,12 +400,24 @@ async fn conflict_incremental_equals_full_on_random_mutation_sequences() {
                 assert!(summary.visits_considered < first.visits_considered, "{context}: an incremental run reads only the touched keys: {summary:?}");
             }
             total += summary.inserted + summary.updated + summary.resolved;
+            event_pairs += summary.event_pairs_detected;
         }
         assert!(total > 0, "seed {seed}: the mutations changed something");
+        answered += twin
+            .inc
+            .query_one(
+                r#"SELECT (SELECT count(*) FROM conflict.conflicts WHERE "NoResponseFlag" = 'Yes' OR "StatusFlag" = 'R')
+                        + (SELECT count(*) FROM conflict.conflictvisitmaps WHERE "StatusFlag" = 'W')"#,
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
         // And a full run over the incrementally maintained tables has nothing left to do.
         let full = run(&mut twin.inc, &settings(twin.today), DetectionMode::Full).await.unwrap();
         assert_eq!((full.inserted, full.updated, full.resolved, full.conflicts_created), (0, 0, 0, 0), "seed {seed}: {full:?}");
     }
+    assert!(event_pairs > 0 && answered > 0, "in-service/PTO pairs {event_pairs}, answered or resolved rows {answered}");
 }
 
 /// `(VisitID, ConVisitID)` → `(SSN, VisitDate, UpdatedDate)` of every stored pair, as text.

@@ -562,16 +562,9 @@ async fn conflict_lifecycle_missed_visit_resolves_pairs_and_conflicts_and_reopen
     );
 }
 
-/// A26: a conflict with two pairs, one resolved → stays open; both resolved →
-/// `R` (cascade up); a resolved conflict whose other pairs are all closed
-/// pulls its last open pair (here a whitelisted `W`) to `R` (cascade down).
-#[tokio::test]
-async fn conflict_lifecycle_cascades_between_conflicts_and_pairs() {
-    let mut client = planted("cf_cascade").await;
-    // A third active agency D with visit 6: same schedule as visits 1 and 2.
-    client
-        .batch_execute(
-            r#"
+/// A third active agency D with visit 6: same caregiver (SSN) and schedule
+/// as visits 1 and 2 on 2025-03-12, so conflicts 1, 2 and 6 have two pairs each.
+const VISIT_6_AT_AGENCY_D: &str = r#"
 INSERT INTO analytics.dimprovider ("Provider Id", "Application Provider Id", "Provider Name", "Is Active", "Is Demo") VALUES
   ('00000000-0000-0000-0000-00000000000d', 4, 'Agency D', true, false);
 INSERT INTO analytics.dimcaregiver ("Caregiver Id", "Application Caregiver Id", "Caregiver Fullname", "SSN") VALUES
@@ -580,10 +573,15 @@ INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visi
     "Scheduled Start Time", "Scheduled End Time", "Is Missed") VALUES
   ('00000000-0000-0000-0000-000000000006', 106, '2025-03-12', '00000000-0000-0000-0000-0000000000cd', '00000000-0000-0000-0000-00000000000d',
    '2025-03-12 09:00-04', '2025-03-12 13:00-04', false);
-"#,
-        )
-        .await
-        .unwrap();
+"#;
+
+/// A26: a conflict with two pairs, one resolved → stays open; both resolved →
+/// `R` (cascade up); a resolved conflict whose other pairs are all closed
+/// pulls its last open pair (here a whitelisted `W`) to `R` (cascade down).
+#[tokio::test]
+async fn conflict_lifecycle_cascades_between_conflicts_and_pairs() {
+    let mut client = planted("cf_cascade").await;
+    client.batch_execute(VISIT_6_AT_AGENCY_D).await.unwrap();
     detect(&mut client).await;
     assert_eq!(
         conflict_states(&client).await,
@@ -626,6 +624,56 @@ INSERT INTO analytics.factvisitcallperformance_cr ("Visit Id", "Application Visi
         conflict_states(&client).await,
         strings(&["1:R", "2:U", "3:U", "4:U", "6:R*"])
     );
+}
+
+/// docs/conflicts.md §D19: a night without source changes writes nothing,
+/// also where [SF]'s literal order closes and reopens a conflict every
+/// night: conflicts 1 and 2 have a missed pair (to visit 6) and an open pair
+/// (step 2 sets them `R`, step 5 reopens them), conflict 3 is `N` with an
+/// open pair (step 5 reopens it, step 8 sets `N` again). thaw writes the net
+/// result, the same statuses, `ResolveDate`, `ResolvedBy` and `UpdatedRFlag`
+/// as the literal order leaves (nights 1 and 2, which do change rows), and on
+/// the nights after them no row version, change history entry or
+/// notification, full or incremental.
+#[tokio::test]
+async fn conflict_lifecycle_quiet_night_does_not_resolve_and_reopen_conflicts_with_an_open_pair() {
+    let mut client = planted("cf_quiet_reopen").await;
+    client.batch_execute(VISIT_6_AT_AGENCY_D).await.unwrap();
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Is Missed" = true WHERE "Application Visit Id" = 106;
+               UPDATE conflict.conflicts SET "NoResponseFlag" = 'Yes', "ResolveDate" = '2025-03-01', "ResolvedBy" = 'Someone'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103 LIMIT 1);"#,
+        )
+        .await
+        .unwrap();
+    let expected_pairs = strings(&["1>2:U", "1>6:R*", "2>1:U", "2>6:R*", "3>4:U", "4>3:U", "6>1:R*", "6>2:R*"]);
+    // Night 1: visit 6 missed → its pairs R, conflict 6 R; conflicts 1 and 2 R and reopened
+    // (UpdatedRFlag NULL); conflict 3 N with its resolution cleared (not reopened: it was U).
+    let night1 = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, expected_pairs, "{night1:?}");
+    assert_eq!(conflict_details(&client).await, strings(&["1:U/-/-", "2:U/-/-", "3:N/-/1", "4:U/-/1", "6:R*/-/1"]));
+    // Night 2: conflict 3, now N with an open pair, is reopened by step 5 and set N by step 8 (UpdatedRFlag NULL).
+    let night2 = detect(&mut client).await;
+    assert_eq!(night2.status_changes, StatusChanges::default(), "{night2:?}");
+    assert_eq!(pair_states(&client).await, expected_pairs);
+    let expected_conflicts = strings(&["1:U/-/-", "2:U/-/-", "3:N/-/-", "4:U/-/1", "6:R*/-/1"]);
+    assert_eq!(conflict_details(&client).await, expected_conflicts);
+    // Row versions of every conflict and pair, and the counts of history and notices.
+    let versions = r#"SELECT 'conflict ' || "CONFLICTID" || ' ' || xmin FROM conflict.conflicts
+                      UNION ALL SELECT 'pair ' || "ID" || ' ' || xmin FROM conflict.conflictvisitmaps
+                      UNION ALL SELECT 'history ' || count(*) FROM conflict.log_history
+                      UNION ALL SELECT 'notifications ' || count(*) FROM conflict.notifications ORDER BY 1"#;
+    let before = texts(&client, versions).await;
+    for (night, mode) in [(3, DetectionMode::Full), (4, DetectionMode::Incremental)] {
+        let quiet = run(&mut client, &settings(), mode).await.expect("quiet night");
+        assert_eq!((quiet.inserted, quiet.updated, quiet.resolved), (0, 0, 0), "night {night}: {quiet:?}");
+        assert_eq!(quiet.status_changes, StatusChanges::default(), "night {night}: {quiet:?}");
+        assert_eq!(texts(&client, versions).await, before, "night {night} rewrote rows");
+        assert_eq!(pair_states(&client).await, expected_pairs);
+        assert_eq!(conflict_details(&client).await, expected_conflicts);
+    }
 }
 
 /// "primary visit:conflict status/ResolveDate set?/ResolvedBy/UpdatedRFlag" per conflict.
@@ -729,10 +777,11 @@ async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
 /// older than the window still follow the application's answers and their
 /// visits' stored missed flags: conflicts by `IsMissed` only, pairs by
 /// `ConIsMissed` only, cascades over all pairs, no response → `N`, open
-/// rows lose their resolution. Literal order: a conflict resolved by step 2
-/// whose pair is still `U` is reopened by step 5 (a primary visit missed
-/// outside the window leaves its pair and conflict open, as in [SF]). The planted pairs (2025-03-05 and 2025-03-12)
-/// are outside the window of 2028-03-10; a second night changes nothing.
+/// rows lose their resolution. A primary visit missed outside the window
+/// leaves its pair and conflict open, as [SF]'s literal order does (step 2
+/// sets the conflict `R`, step 5 reopens it: thaw writes neither, §D19). The
+/// planted pairs (2025-03-05 and 2025-03-12) are outside the window of
+/// 2028-03-10; a second night changes no status, a third writes nothing.
 #[tokio::test]
 async fn conflict_lifecycle_second_pass_updates_rows_outside_the_window_as_sf_does() {
     let mut client = planted("cf_outside").await;
@@ -751,9 +800,9 @@ async fn conflict_lifecycle_second_pass_updates_rows_outside_the_window_as_sf_do
     let three_years_later = ConflictSettings { today: Some("2028-03-10".into()), ..settings() };
     let night = run(&mut client, &three_years_later, DetectionMode::Full).await.expect("conflict run");
     assert_eq!((night.inserted, night.updated), (0, 0), "nothing is detected in the window: {night:?}");
-    // Status writes of the second pass, per statement (docs/conflicts.md §8.2.2): conflict 3 R
-    // (missed) and U again (reopened), pair 4>3 R, conflict 4 R (cascade up), conflict 1 and pair 2>1 N.
-    assert_eq!(night.status_changes, StatusChanges { outside_window_status_writes: 6, ..Default::default() }, "{night:?}");
+    // Status writes of the second pass, per statement (docs/conflicts.md §8.2.2): pair 4>3 R,
+    // conflict 4 R (cascade up), conflict 1 and pair 2>1 N; conflict 3 stays U (§D19).
+    assert_eq!(night.status_changes, StatusChanges { outside_window_status_writes: 4, ..Default::default() }, "{night:?}");
     let expected_pairs = strings(&["1>2:U", "2>1:N", "3>4:U", "4>3:R*"]);
     let expected_conflicts = strings(&["1:N", "2:U", "3:U", "4:R*"]);
     assert_eq!(
@@ -764,7 +813,7 @@ async fn conflict_lifecycle_second_pass_updates_rows_outside_the_window_as_sf_do
     assert_eq!(
         conflict_states(&client).await,
         expected_conflicts,
-        "4 by the cascade up from its only pair; 3 is set R by IsMissed and reopened by step 5 (its pair is U), as [SF]'s literal order does; 1 no response"
+        "4 by the cascade up from its only pair; 3 stays open (its pair is U: [SF] sets it R by IsMissed and step 5 reopens it); 1 no response"
     );
     let by: Option<String> = client
         .query_one(r#"SELECT "ResolvedBy" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 102"#, &[])
@@ -772,15 +821,22 @@ async fn conflict_lifecycle_second_pass_updates_rows_outside_the_window_as_sf_do
         .unwrap()
         .get(0);
     assert_eq!(by, None, "an open pair outside the window loses its resolution");
-    let stamps = r#"SELECT coalesce("ResolveDate"::text, '-') || '/' || coalesce("UpdatedDate"::text, '-') FROM conflict.conflictvisitmaps ORDER BY "ID""#;
-    let before = texts(&client, stamps).await;
+    // UpdatedRFlag as [SF]'s literal order leaves it: NULL on conflict 3, which step 5 reopened.
+    assert_eq!(conflict_details(&client).await, strings(&["1:N/-/1", "2:U/-/1", "3:U/-/-", "4:R*/-/1"]));
     let second = run(&mut client, &three_years_later, DetectionMode::Full).await.expect("second night");
     assert_eq!(
         second.status_changes,
-        StatusChanges { outside_window_status_writes: 4, ..Default::default() },
-        "[SF]'s literal order writes twice and changes nothing: conflict 3 R (missed) and U (open pair), conflict 1 U (open pair) and N (flag): {second:?}"
+        StatusChanges::default(),
+        "[SF]'s literal order would write conflict 3 R (missed) and U (open pair), conflict 1 U (open pair) and N (flag), and change no status (§D19): {second:?}"
     );
-    assert_eq!(texts(&client, stamps).await, before, "a second night rewrites nothing outside the window");
+    // The one change of the second night, as in [SF]: step 5 now reopens the N conflict 1 (step 8 sets N again), so its UpdatedRFlag is NULL.
+    assert_eq!(conflict_details(&client).await, strings(&["1:N/-/-", "2:U/-/1", "3:U/-/-", "4:R*/-/1"]));
+    let stamps = r#"SELECT 'pair ' || "ID" || ' ' || coalesce("ResolveDate"::text, '-') || '/' || coalesce("UpdatedDate"::text, '-') || ' ' || xmin FROM conflict.conflictvisitmaps
+                    UNION ALL SELECT 'conflict ' || "CONFLICTID" || ' ' || xmin FROM conflict.conflicts ORDER BY 1"#;
+    let before = texts(&client, stamps).await;
+    let third = run(&mut client, &three_years_later, DetectionMode::Full).await.expect("third night");
+    assert_eq!(third.status_changes, StatusChanges::default(), "{third:?}");
+    assert_eq!(texts(&client, stamps).await, before, "a third night rewrites no pair or conflict outside the window");
     assert_eq!(pair_states(&client).await, expected_pairs);
     assert_eq!(conflict_states(&client).await, expected_conflicts);
 }

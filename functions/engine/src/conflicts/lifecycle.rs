@@ -12,7 +12,10 @@
 //! conflicts with a pair in the window and is cleared on the ones step 5
 //! reopens. Then, as [SF] TASK_05 does without the window, steps 2-3 and
 //! 5-9 run again over the stored pairs outside the window, with its variant
-//! of the missed test (docs/conflicts.md §D17).
+//! of the missed test (docs/conflicts.md §D17). A conflict that the literal
+//! order writes and writes back the same night (resolved by step 2 and
+//! reopened by step 5, or reopened by step 5 and set `N` again by step 8) is
+//! written with its net result only (docs/conflicts.md §D19).
 //!
 //! Set-based statements over the stored pairs only (no source reads except
 //! the deleted-visits table), each skipping the rows it would not change.
@@ -129,7 +132,10 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
     );
     let mut out = vec![("deleted pairs", deleted_pairs_sql), ("deleted conflicts", deleted_conflicts_sql)];
     let mut inside = inside.into_iter();
-    out.extend(inside.by_ref().take(2));
+    // Step 3, then 4 and the withdrawn no-response pairs, then step 2 and the rest:
+    // step 2 writes only conflicts, which steps 3 and 4 do not read, so it
+    // runs right before step 5 and sees the pairs step 5 sees (docs/conflicts.md §D19).
+    out.extend(inside.by_ref().take(1));
     out.extend([
         ("resolve", resolve_sql),
         ("resolve event rows", resolve_events_sql),
@@ -189,8 +195,8 @@ impl Scope {
     /// conflict is resolved when its pairs in the window are all closed.
     const INSIDE_WINDOW: Scope = Scope {
         names: [
-            "missed conflicts",
             "missed pairs",
+            "missed conflicts",
             "mark conflicts with a pair in the window",
             "reopen conflicts",
             "cascade down",
@@ -214,8 +220,8 @@ impl Scope {
     /// closed. A NULL `VisitDate` is outside the window.
     const OUTSIDE_WINDOW: Scope = Scope {
         names: [
-            "outside the window: missed conflicts",
             "outside the window: missed pairs",
+            "outside the window: missed conflicts",
             "outside the window: mark conflicts",
             "outside the window: reopen conflicts",
             "outside the window: cascade down",
@@ -234,34 +240,59 @@ impl Scope {
 
 /// Steps 2-3 and 5-9 of docs/conflicts.md §8.2 over the pairs of `scope`
 /// (both take the window as `$1`, `$2`), named by `scope.names`: missed
-/// conflicts, missed pairs, mark, reopen, cascade down, cascade up, no
+/// pairs, missed conflicts, mark, reopen, cascade down, cascade up, no
 /// response conflicts and pairs, clear the resolution of open pairs and
 /// conflicts.
+///
+/// Steps 2, 5 and 8 write the net result of [SF]'s literal order
+/// (docs/conflicts.md §D19): a conflict that step 2 would set `R` and step 5
+/// reopen is reopened without being resolved first, and an `N` conflict that
+/// step 5 would reopen and step 8 set `N` again is left `N`, so a night
+/// without source changes rewrites no conflict. Every end state
+/// (status, `ResolveDate`, `ResolvedBy`, `UpdatedRFlag`) is the literal
+/// order's.
 fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, String)> {
     let LifecycleColumns { now, cvm, conflicts, ps, pr, pu, pb, ks, kr, kb, kf } = cols;
     let Scope { names, pairs: in_scope, missed_conflicts, missed_pairs, all_closed } = scope;
     // Steps 2 and 3: a missed visit (three-valued) resolves its conflicts and pairs.
+    // Step 2 runs after step 3 (and, in the window, after step 4), right before
+    // step 5, and leaves out the conflicts with an open pair in scope: step 5
+    // would reopen them at once, `reopens` below reopens them instead (§D19).
+    let open_pair_in_scope = format!("SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND c.\"StatusFlag\" = 'U'");
+    let missed_pair_in_scope = format!("SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND {missed_conflicts}");
     let missed_conflicts_sql = format!(
         "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
-         WHERE k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN (\n\
-           SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND {missed_conflicts})"
+         WHERE k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN ({missed_pair_in_scope})\n  \
+           AND NOT EXISTS ({open_pair_in_scope} AND c.\"CONFLICTID\" = k.\"CONFLICTID\")"
     );
     let missed_pairs_sql = format!(
         "UPDATE {cvm} c SET {ps} = 'R', {pr} = coalesce(c.\"ResolveDate\", {now}), {pu} = {now}\n\
          WHERE {in_scope} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed_pairs}"
     );
     // Step 5: UpdatedRFlag '1' on every conflict with a pair in scope; a conflict
-    // whose status is not D/I/W/U (R, N) with an open pair (U) in scope reopens
-    // to U with UpdatedRFlag NULL. An N conflict whose NoResponseFlag is still 'Yes'
-    // goes back to N in step 8.
-    let mark_sql = format!(
-        "UPDATE {conflicts} k SET {kf} = '1'\n\
-         WHERE k.\"UpdatedRFlag\" IS DISTINCT FROM '1' AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope})"
+    // with an open pair (U) in scope whose status is not D/I/W/U (R, N) reopens
+    // to U with UpdatedRFlag NULL. `reopens` also takes the conflicts step 2
+    // left out (not R/D, a missed pair in scope): [SF] sets them R and step 5
+    // reopens them. Three-valued like [SF]'s two statements: a NULL status
+    // neither resolves nor reopens.
+    let reopens = format!(
+        "coalesce(k.\"CONFLICTID\" IN ({open_pair_in_scope})\n    \
+           AND (k.\"StatusFlag\" NOT IN ('D', 'I', 'W', 'U') OR (k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN ({missed_pair_in_scope}))), FALSE)"
     );
+    // The flag as step 5 leaves it: NULL on the conflicts it reopens, '1' on the others.
+    let flag = format!("CASE WHEN {reopens} THEN NULL ELSE '1' END");
+    let mark_sql = format!(
+        "UPDATE {conflicts} k SET {kf} = {flag}\n\
+         WHERE k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope})\n  \
+           AND k.\"UpdatedRFlag\" IS DISTINCT FROM {flag}"
+    );
+    // An N conflict whose NoResponseFlag is still 'Yes' is left N: step 5 would
+    // reopen it and step 8 set it N again (steps 6 and 7 change neither an open
+    // conflict nor its open pair). Any other reopened conflict becomes U.
     let reopen_conflicts_sql = format!(
-        "UPDATE {conflicts} k SET {ks} = 'U', {kf} = NULL\n\
-         WHERE k.\"StatusFlag\" NOT IN ('D', 'I', 'W', 'U')\n\
-           AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND c.\"StatusFlag\" = 'U')"
+        "UPDATE {conflicts} k SET {ks} = 'U'\n\
+         WHERE {reopens} AND k.\"StatusFlag\" <> 'U'\n  \
+           AND (k.\"StatusFlag\" <> 'N' OR k.\"NoResponseFlag\" IS DISTINCT FROM 'Yes')"
     );
     // Pair counts per conflict, over the conflicts `which` selects (a condition on a pair `c`).
     let counts_of = |which: &str| {
@@ -320,8 +351,8 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
         .iter()
         .copied()
         .zip([
-            missed_conflicts_sql,
             missed_pairs_sql,
+            missed_conflicts_sql,
             mark_sql,
             reopen_conflicts_sql,
             cascade_down_sql,

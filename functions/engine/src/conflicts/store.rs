@@ -1181,7 +1181,8 @@ mod tests {
                 assert!(!written_part(&sql).contains(&ident(c)), "statement '{name}' writes user-owned column {c}:\n{sql}");
             }
         }
-        // Only the no-response steps read the application's columns at all.
+        // Only the no-response steps read the application's columns at all (step 5
+        // to leave an N conflict whose flag is still 'Yes' as it is, docs/conflicts.md §D19).
         let readers: Vec<&str> = statements(&context())
             .unwrap()
             .into_iter()
@@ -1192,8 +1193,10 @@ mod tests {
             readers,
             [
                 "no response withdrawn pairs",
+                "reopen conflicts",
                 "no response conflicts",
                 "no response pairs",
+                "outside the window: reopen conflicts",
                 "outside the window: no response conflicts",
                 "outside the window: no response pairs"
             ]
