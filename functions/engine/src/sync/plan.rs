@@ -1486,6 +1486,9 @@ async fn plan_specs(
     let fqn = plan.source_fqn();
     let base = plan.base_predicate();
     let batch = plan.batch_rows.max(1);
+    // Rows per chunk once the table's rows are counted: the batch, lowered
+    // so every worker gets a chunk (chunk::spread_batch, docs/sync.md §3.3).
+    let spread = |rows: u64| chunk::spread_batch(rows, batch, plan.parallel_threads, chunk::MIN_SPREAD_ROWS);
     let key = t.chunking_columns.first();
     let key_source = key.and_then(|k| {
         plan.columns
@@ -1517,13 +1520,14 @@ async fn plan_specs(
                 .await?;
             let r = rows.into_iter().next().unwrap_or_default();
             let get = |i: usize| r.get(i).cloned().flatten();
+            let total = parse_u64(get(0));
             let mut planner = NumericPlanner::new(
                 column,
-                parse_u64(get(0)),
+                total,
                 parse_u64(get(1)),
                 parse_i128(get(2)),
                 parse_i128(get(3)),
-                batch,
+                spread(total),
             );
             while let Some(req) = planner.next_request() {
                 let hist = sf
@@ -1563,6 +1567,7 @@ async fn plan_specs(
                 }
             }
             let total: u64 = days.iter().map(|d| d.1).sum::<u64>() + nulls;
+            let batch = spread(total);
             if total <= batch {
                 return Ok(chunk::single(total));
             }
@@ -1596,7 +1601,10 @@ async fn plan_specs(
                         ));
                     }
                     (DayChunk::Oversized(c), None) => {
-                        tracing::warn!(chunk = ?c.spec, rows = c.estimated_rows, batch, "a single day exceeds the batch and the table has no uniqueness column to split it");
+                        // Over the spread size only is no memory concern: just less parallel.
+                        if c.estimated_rows > plan.batch_rows {
+                            tracing::warn!(chunk = ?c.spec, rows = c.estimated_rows, batch = plan.batch_rows, "a single day exceeds the batch and the table has no uniqueness column to split it");
+                        }
                         out.push(c);
                     }
                 }
@@ -1605,6 +1613,7 @@ async fn plan_specs(
         }
         ChunkingStrategy::Keyset => {
             let rows = count(sf, &format!("SELECT COUNT(*) FROM {fqn} WHERE {base}")).await?;
+            let batch = spread(rows);
             if rows <= batch {
                 return Ok(chunk::single(rows));
             }
@@ -1649,6 +1658,7 @@ async fn plan_specs(
                 values.push((value, n));
             }
             let total: u64 = values.iter().map(|v| v.1).sum::<u64>() + nulls;
+            let batch = spread(total);
             if total <= batch {
                 return Ok(chunk::single(total));
             }
