@@ -21,8 +21,8 @@
 //!   (first-fit decreasing) into value lists.
 //!
 //! **The bound.** Every chunk holds at most `batch` rows (the planner's
-//! rows-per-chunk, itself `chunk_byte_budget / row bytes`, so at most the
-//! byte budget) *except* when one key value alone holds more: such a value
+//! rows-per-chunk, at most `chunk_byte_budget / row bytes`, so at most the
+//! byte budget, and lowered by [`spread_batch`] so every worker gets a chunk) *except* when one key value alone holds more: such a value
 //! gets a chunk of its own (numeric, grouped values, a day without a second
 //! key), because rows with the same key cannot be split by that key. A
 //! keyset range holds at most `batch` rows besides the rows of its lower
@@ -277,7 +277,7 @@ pub const MIN_SPREAD_ROWS: u64 = 5_000;
 /// `floor` rows (nor above `batch`): a table of fewer than
 /// `workers × floor` rows makes fewer, larger chunks, and one of at most
 /// `floor` rows stays one chunk. The planner passes [`MIN_SPREAD_ROWS`];
-/// tests pass small floors. Always ≥ 1 (docs/sync.md §3, decision S11).
+/// tests pass small floors. Always ≥ 1 (docs/sync.md §3.3, decision S4).
 pub fn spread_batch(rows: u64, batch: u64, workers: usize, floor: u64) -> u64 {
     let batch = batch.max(1);
     let per_worker = rows.div_ceil((workers as u64).max(1));
