@@ -337,6 +337,13 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 check_report_path(path)?;
             }
             let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, full, period_days, ..Default::default() };
+            // Reconcile records its outcome in migration_status (results,
+            // coverage, the run's status): a read-only status database is
+            // refused before the comparison, as `thaw run` refuses it, instead
+            // of a bare SQLSTATE 25006 once every table was compared.
+            let status = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
+            thaw_engine::migrations::refuse_read_only(&status).await?;
+            drop(status);
             let (resp, details, run_status) = match thaw_engine::reconcile::reconcile_on_demand(&config, &RunRequest { run_id }, options).await {
                 Ok(r) => r,
                 Err(e) => {
