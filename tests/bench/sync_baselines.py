@@ -223,6 +223,9 @@ def main() -> int:
     parser.add_argument("--visits", type=int, default=int(os.environ.get("BENCH_VISITS") or 300_000))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("BENCH_SEED") or 42))
     parser.add_argument("--rows-per-chunk", type=int, default=int(os.environ.get("BENCH_ROWS_PER_CHUNK") or 10_000))
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the work directory (every process's log, thaw's reports) and print its path; "
+                             "with RUST_LOG=thaw_engine=debug the logs hold per-chunk timings")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="thaw-sync-baselines-"))
     logs = work / "logs"
@@ -243,7 +246,10 @@ def main() -> int:
     for name, ok in result["checks"].items():
         print(f"check: {name}: {'ok' if ok else 'FAILED'}")
     print(json.dumps(result["details"]))
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep_logs:
+        print(f"logs kept in {logs}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if all(result["checks"].values()) else 1
 
 

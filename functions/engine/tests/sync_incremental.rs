@@ -372,3 +372,44 @@ async fn a_date_watermark_is_read_from_the_right_day_whatever_the_target_datesty
     let notes: Vec<String> = pg.query("SELECT \"Note\" FROM public.visits ORDER BY \"VisitID\"", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(notes, ["later", "b", "same day", "new"]);
 }
+
+#[tokio::test]
+async fn a_float_watermark_is_read_exactly_whatever_the_target_extra_float_digits() {
+    let sf_db = unique("SFFLOATWM").to_uppercase();
+    let pg_db = unique("floatwm");
+    let sf = fresh_sf(&sf_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"READINGS\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (\"ReadingID\" NUMBER(38,0), \"Note\" VARCHAR(20), \"Version\" FLOAT)")).await.unwrap();
+    // 1.2345678901234567 printed with 15 significant digits (extra_float_digits = 0)
+    // is 1.23456789012346, above the stored maximum: its row would be skipped.
+    sf.execute(&format!("INSERT INTO {fqn} VALUES (1, 'a', 1.0), (2, 'b', 1.2345678901234567)")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute(&format!(
+        "CREATE TABLE public.readings (\"ReadingID\" int8 PRIMARY KEY, \"Note\" text, \"Version\" float8); \
+         ALTER DATABASE \"{pg_db}\" SET extra_float_digits = 0"
+    ))
+    .await
+    .unwrap();
+    let table = r#"{"source": "READINGS", "target": "readings", "uniqueness_columns": ["ReadingID"],
+                    "source_watermark": "Version", "target_watermark": "Version"}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let opts = || RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run reconciles");
+
+    // A change at the stored maximum (the watermark did not move) is re-read (`>=`).
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'same version' WHERE \"ReadingID\" = 2")).await.unwrap();
+    let night = runner::run(config, opts(), Arc::new(Quiet)).await.expect("second run");
+    night.outcome().expect("the night applies the change and reconciles clean");
+    let floor: String = pg
+        .query_one(
+            "SELECT watermark_from FROM migration_status.migration_table_status WHERE run_id = $1",
+            &[&night.plan.run_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(floor, "\"Version\" >= 1.2345678901234567");
+    assert_eq!(night.tables[0].rows_read, 1, "the row at the maximum, not the older one");
+    let notes: Vec<String> = pg.query("SELECT \"Note\" FROM public.readings ORDER BY \"ReadingID\"", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(notes, ["a", "same version"]);
+}

@@ -337,7 +337,19 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 check_report_path(path)?;
             }
             let options = thaw_engine::reconcile::ReconcileOptions { factor: bisect_factor, leaf_rows, full, period_days, ..Default::default() };
-            let (resp, details, run_status) = match thaw_engine::reconcile::reconcile_on_demand(&config, &RunRequest { run_id }, options).await {
+            // Reconcile records its outcome in migration_status (results,
+            // coverage, the run's status): a read-only status database is
+            // refused before the comparison, as `thaw run` refuses it, instead
+            // of a bare SQLSTATE 25006 once every table was compared.
+            let writable = async {
+                let status = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
+                thaw_engine::migrations::refuse_read_only(&status).await
+            };
+            let reconciled = match writable.await {
+                Ok(()) => thaw_engine::reconcile::reconcile_on_demand(&config, &RunRequest { run_id }, options).await,
+                Err(e) => Err(e),
+            };
+            let (resp, details, run_status) = match reconciled {
                 Ok(r) => r,
                 Err(e) => {
                     // The report file says what happened also when nothing could be reconciled.

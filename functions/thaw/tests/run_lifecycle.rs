@@ -460,3 +460,43 @@ async fn run_against_a_read_only_database_stops_before_writing_with_exit_1_and_s
     let note: Option<String> = pg.query_one("SELECT \"Note\" FROM public.orders WHERE \"Id\" = 5", &[]).await.unwrap().get(0);
     assert_eq!(note.as_deref(), Some("later"));
 }
+
+/// `thaw reconcile` of a finished run against a database that became
+/// read-only (a reader endpoint, a standby, `default_transaction_read_only =
+/// on`): reconcile records its outcome in migration_status, so it stops
+/// before comparing anything with the same clear error as `thaw run`, exit 1,
+/// and the stored outcome is the one before. (It used to compare every table,
+/// then fail on "cannot execute UPDATE in a read-only transaction".)
+#[tokio::test]
+async fn reconcile_against_a_read_only_database_says_why_with_exit_1() {
+    let (sf_db, pg_db, pg, _sf) = orders("readonlyrec", 50).await;
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(Some(("Id", "int")), "")], ""));
+    let cfg = path.to_str().unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run_id: uuid::Uuid = pg.query_one("SELECT run_id FROM migration_status.migration_runs", &[]).await.unwrap().get(0);
+    let stored = || async {
+        let r = pg
+            .query_one(
+                "SELECT (SELECT status FROM migration_status.migration_runs), \
+                        (SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM migration_status.reconcile_results t)",
+                &[],
+            )
+            .await
+            .unwrap();
+        format!("{:?}", (r.get::<_, Option<String>>(0), r.get::<_, Option<String>>(1)))
+    };
+    let before = stored().await;
+
+    pg.batch_execute(&format!("ALTER DATABASE \"{pg_db}\" SET default_transaction_read_only = on")).await.unwrap();
+    let out = thaw!(&["reconcile", "--config", cfg, "--run-id", &run_id.to_string()]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let database = format!("database {pg_db} is read-only");
+    for part in [database.as_str(), "default_transaction_read_only = on", "nothing was written"] {
+        assert!(shown.contains(part), "missing {part:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("Internal") && !shown.contains("panicked"), "{shown}");
+    pg.batch_execute(&format!("ALTER DATABASE \"{pg_db}\" RESET default_transaction_read_only")).await.unwrap();
+    assert_eq!(stored().await, before, "the stored outcome is unchanged");
+}

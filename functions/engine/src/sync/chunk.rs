@@ -21,8 +21,8 @@
 //!   (first-fit decreasing) into value lists.
 //!
 //! **The bound.** Every chunk holds at most `batch` rows (the planner's
-//! rows-per-chunk, itself `chunk_byte_budget / row bytes`, so at most the
-//! byte budget) *except* when one key value alone holds more: such a value
+//! rows-per-chunk, at most `chunk_byte_budget / row bytes`, so at most the
+//! byte budget, and lowered by [`spread_batch`] so every worker gets a chunk) *except* when one key value alone holds more: such a value
 //! gets a chunk of its own (numeric, grouped values, a day without a second
 //! key), because rows with the same key cannot be split by that key. A
 //! keyset range holds at most `batch` rows besides the rows of its lower
@@ -261,6 +261,27 @@ fn value_text(v: &KeyValue) -> String {
 /// One chunk for every row: `rows` counted.
 pub fn single(rows: u64) -> Vec<PlannedChunk> {
     vec![PlannedChunk { spec: ChunkSpec::All, estimated_rows: rows }]
+}
+
+/// Fewest rows per chunk [`spread_batch`] makes when it spreads a table
+/// over the workers: 5 000. Below it a chunk's fixed cost (its source
+/// query, staging table, status row) outweighs what another worker gains.
+pub const MIN_SPREAD_ROWS: u64 = 5_000;
+
+/// Rows per chunk for a table of `rows` rows (counted at planning), at most
+/// `batch` rows per chunk, copied by `workers` parallel workers: `batch`,
+/// lowered to about `rows / workers` (rounded up) when that is smaller, so
+/// every worker gets a chunk instead of one worker copying most of the
+/// table while the others idle (issue 7: an incremental night of 29 119
+/// rows made chunks of 24 999 and 4 120 rows for 4 workers). Never below
+/// `floor` rows (nor above `batch`): a table of fewer than
+/// `workers × floor` rows makes fewer, larger chunks, and one of at most
+/// `floor` rows stays one chunk. The planner passes [`MIN_SPREAD_ROWS`];
+/// tests pass small floors. Always ≥ 1 (docs/sync.md §3.3, decision S4).
+pub fn spread_batch(rows: u64, batch: u64, workers: usize, floor: u64) -> u64 {
+    let batch = batch.max(1);
+    let per_worker = rows.div_ceil((workers as u64).max(1));
+    per_worker.max(floor).clamp(1, batch)
 }
 
 /// Most buckets one histogram query asks for: 20 000 rows of result.
@@ -754,6 +775,67 @@ mod tests {
             let later: Vec<Option<KeyValue>> = later.iter().map(|&k| Some(KeyValue::Integer(k as i128))).chain([None]).collect();
             assert_partition(&chunks, &later)?;
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn spread_chunks_partition_rows_and_give_every_worker_one(
+            n in 0u64..400,
+            step in 1i64..5,
+            batch in 1u64..500,
+            workers in 1usize..9,
+            floor in 1u64..40,
+        ) {
+            let rows = n;
+            let per = spread_batch(rows, batch, workers, floor);
+            prop_assert!(per >= 1 && per <= batch, "spread {} of batch {}", per, batch);
+            prop_assert!(per >= floor.min(batch), "spread {} under the floor {}", per, floor);
+            let w = workers as u64;
+            // Unique keys, numeric and text: each chunk is within the spread size.
+            let keys: Vec<Option<i64>> = (0..n as i64).map(|k| Some(k * step - 200)).collect();
+            let int_rows: Vec<Option<KeyValue>> = keys.iter().map(|k| k.map(|k| KeyValue::Integer(k as i128))).collect();
+            let numeric = plan_numeric(&keys, per);
+            assert_partition(&numeric, &int_rows)?;
+            let text: Vec<String> = (0..n).map(|k| format!("v{k:05}")).collect();
+            let text_rows: Vec<Option<KeyValue>> = text.iter().map(|k| Some(KeyValue::Text(k.clone()))).collect();
+            let bounds: Vec<String> = text.iter().enumerate().filter(|(i, _)| ((*i + 1) as u64).is_multiple_of(per)).map(|(_, k)| k.clone()).collect();
+            // As the planner: a table within the spread size is one chunk.
+            let keyset = if rows <= per { single(rows) } else { keyset_specs(&KeyColumn::new("code", KeyKind::Text), &bounds, rows, None) };
+            assert_partition(&keyset, &text_rows)?;
+            for chunks in [&numeric, &keyset] {
+                if chunks.len() > 1 {
+                    assert_bound(chunks, if std::ptr::eq(chunks, &numeric) { &int_rows } else { &text_rows }, per)?;
+                }
+                // Rows at most the floor (and the batch) stay one chunk.
+                if rows <= floor.min(batch) {
+                    prop_assert_eq!(chunks.len(), 1);
+                }
+                // Every worker gets a chunk when the rows allow: rows /
+                // workers is within [floor, batch] and there are at least
+                // workers × (workers − 1) rows.
+                let share = rows.div_ceil(w);
+                if share >= floor && share <= batch && rows >= w * (w - 1) && rows > 0 {
+                    prop_assert!(chunks.len() >= workers, "{} chunks of {} rows for {} workers (spread {})", chunks.len(), rows, workers, per);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_incremental_night_spreads_over_the_workers() {
+        // Issue 7: 29 119 rows of one day, batch 25 000, 4 workers made
+        // chunks of 24 999 and 4 120 rows; spread, four chunks of ≤ 7 280.
+        assert_eq!(spread_batch(29_119, 25_000, 4, MIN_SPREAD_ROWS), 7_280);
+        // A full load over workers × batch keeps the batch.
+        assert_eq!(spread_batch(291_108, 25_000, 4, MIN_SPREAD_ROWS), 25_000);
+        // Small tables: the floor, so at most one chunk per floor's rows.
+        assert_eq!(spread_batch(12_000, 25_000, 4, MIN_SPREAD_ROWS), MIN_SPREAD_ROWS);
+        assert_eq!(spread_batch(3_000, 25_000, 4, MIN_SPREAD_ROWS), MIN_SPREAD_ROWS);
+        // The batch (and the byte budget within it) still caps it.
+        assert_eq!(spread_batch(3_000, 10, 4, MIN_SPREAD_ROWS), 10);
+        assert_eq!(spread_batch(0, 0, 0, 0), 1);
     }
 
     #[test]

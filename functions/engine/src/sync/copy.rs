@@ -238,8 +238,10 @@ async fn copy_in_transaction(
         write_chunk_rows(&tx, &mut worker.sf, &target, path).await?
     };
     failpoints::check(failpoints::COPY_CHUNK_BEFORE_COMMIT)?;
+    let committing = Instant::now();
     PgStatusStore::complete_chunk(&tx, key, item.chunk_id, counts).await?;
     tx.commit().await.map_err(|e| from_postgres(e, "committing the chunk"))?;
+    tracing::debug!(table = %plan.source_table, chunk = item.chunk_id, commit_seconds = committing.elapsed().as_secs_f64(), "chunk committed");
     Ok(Some(counts))
 }
 
@@ -389,6 +391,7 @@ pub(crate) async fn write_batches(
     mut batches: BatchStream,
 ) -> Result<ChunkCounts> {
     let RowsDestination { plan, dest, ref staging, truncate_to_date, side } = *to;
+    let started = Instant::now();
     let first = batches.try_next().await?;
 
     let staging = match path {
@@ -459,8 +462,9 @@ pub(crate) async fn write_batches(
     drop(hashes);
     failpoints::check(failpoints::COPY_CHUNK_AFTER_COPY)?;
     drop(batches);
+    let copy_seconds = started.elapsed().as_secs_f64();
 
-    Ok(match &staging {
+    let counts = match &staging {
         None => ChunkCounts { read: rows_read, inserted: copied, updated: 0, unchanged: 0 },
         Some(stg) => {
             check_null_keys(tx, plan, stg).await?;
@@ -471,7 +475,12 @@ pub(crate) async fn write_batches(
             tx.batch_execute(&format!("DROP TABLE {stg}")).await.map_err(|e| from_postgres(e, "dropping the staging table"))?;
             ChunkCounts { read: rows_read, inserted, updated, unchanged: rows_read.saturating_sub(inserted + updated) }
         }
-    })
+    };
+    // Where a chunk's time goes (docs/benchmarks.md §3): the fetch and COPY
+    // overlap, so they are one figure; the upsert is the statement after it.
+    tracing::debug!(table = %plan.source_table, rows = rows_read, ?path, copy_seconds,
+        upsert_seconds = started.elapsed().as_secs_f64() - copy_seconds, "chunk rows written");
+    Ok(counts)
 }
 
 /// A NULL key never conflicts, so an upsert would insert such a row again on

@@ -1395,14 +1395,33 @@ async fn watermark_predicate(pg: &Client, schema: &str, table: &str, target: &Ta
         // Not `::text`, which follows the session's DateStyle ('SQL, DMY' gives
         // 03/01/2026, which Snowflake's AUTO input format reads as March 1).
         PgType::Date => format!("to_char(max({col}), 'YYYY-MM-DD')"),
+        // Not `::text` either: it prints as many digits as the session's
+        // extra_float_digits asks (≤ 0 rounds, so a night could skip or
+        // re-read rows); read the binary value and print it in Rust.
+        PgType::Float4 | PgType::Float8 => format!("max({col})"),
         _ => format!("max({col})::text"),
     };
     let row = pg
         .query_one(&format!("SELECT {expr} FROM {}", sink::qualified(schema, table)), &[])
         .await
         .map_err(|e| from_postgres(e, format!("reading the watermark of {schema}.{table}")))?;
-    let Some(max): Option<String> = row.get(0) else { return Ok(None) };
+    let max: Option<String> = match target.pg_type {
+        PgType::Float4 => row.get::<_, Option<f32>>(0).map(float_text),
+        PgType::Float8 => row.get::<_, Option<f64>>(0).map(float_text),
+        _ => row.get(0),
+    };
+    let Some(max) = max else { return Ok(None) };
     Ok(Some(format!("{} >= {}", sql::ident(&source.name), watermark_literal(target.pg_type, &source.data_type, &max))))
+}
+
+/// A float watermark as exact text: the shortest decimal that reads back as
+/// the same `f32`/`f64` (`0.1`, `1.2345678901234567`), in exponent form
+/// when spelled out it would pass 30 characters (`1e300`: Snowflake's exact
+/// numbers stop at 38 digits), whatever the session's `extra_float_digits`;
+/// `NaN`, `inf`, `-inf` otherwise ([`watermark_literal`] quotes those).
+fn float_text<F: std::fmt::Display + std::fmt::LowerExp>(value: F) -> String {
+    let plain = value.to_string();
+    if plain.len() > 30 { format!("{value:e}") } else { plain }
 }
 
 /// The Snowflake literal of a target's maximum watermark `max` (text as
@@ -1428,6 +1447,10 @@ pub fn watermark_literal(target_type: crate::sink::PgType, source_type: &str, ma
         (PgType::Date, "TIMESTAMP_TZ") => format!("CAST({} AS TIMESTAMP_TZ)", sql::literal(&format!("{max} 00:00:00+14:00"))),
         (PgType::Date, "TIMESTAMP_LTZ") => format!("CAST({} AS TIMESTAMP_LTZ)", sql::literal(&format!("{max} 00:00:00+00:00"))),
         (PgType::Date, _) => format!("CAST({} AS DATE)", sql::literal(max)),
+        // NaN and the infinities are no numeric literals: Snowflake reads them as FLOAT strings.
+        (PgType::Float4 | PgType::Float8, _) if !max.parse::<f64>().is_ok_and(f64::is_finite) => {
+            format!("CAST({} AS FLOAT)", sql::literal(max))
+        }
         (PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8, _) => max.to_string(),
         _ => sql::literal(max),
     }
@@ -1486,6 +1509,9 @@ async fn plan_specs(
     let fqn = plan.source_fqn();
     let base = plan.base_predicate();
     let batch = plan.batch_rows.max(1);
+    // Rows per chunk once the table's rows are counted: the batch, lowered
+    // so every worker gets a chunk (chunk::spread_batch, docs/sync.md §3.3).
+    let spread = |rows: u64| chunk::spread_batch(rows, batch, plan.parallel_threads, chunk::MIN_SPREAD_ROWS);
     let key = t.chunking_columns.first();
     let key_source = key.and_then(|k| {
         plan.columns
@@ -1517,13 +1543,14 @@ async fn plan_specs(
                 .await?;
             let r = rows.into_iter().next().unwrap_or_default();
             let get = |i: usize| r.get(i).cloned().flatten();
+            let total = parse_u64(get(0));
             let mut planner = NumericPlanner::new(
                 column,
-                parse_u64(get(0)),
+                total,
                 parse_u64(get(1)),
                 parse_i128(get(2)),
                 parse_i128(get(3)),
-                batch,
+                spread(total),
             );
             while let Some(req) = planner.next_request() {
                 let hist = sf
@@ -1563,6 +1590,7 @@ async fn plan_specs(
                 }
             }
             let total: u64 = days.iter().map(|d| d.1).sum::<u64>() + nulls;
+            let batch = spread(total);
             if total <= batch {
                 return Ok(chunk::single(total));
             }
@@ -1596,7 +1624,10 @@ async fn plan_specs(
                         ));
                     }
                     (DayChunk::Oversized(c), None) => {
-                        tracing::warn!(chunk = ?c.spec, rows = c.estimated_rows, batch, "a single day exceeds the batch and the table has no uniqueness column to split it");
+                        // Over the spread size only is no memory concern: just less parallel.
+                        if c.estimated_rows > plan.batch_rows {
+                            tracing::warn!(chunk = ?c.spec, rows = c.estimated_rows, batch = plan.batch_rows, "a single day exceeds the batch and the table has no uniqueness column to split it");
+                        }
                         out.push(c);
                     }
                 }
@@ -1605,6 +1636,7 @@ async fn plan_specs(
         }
         ChunkingStrategy::Keyset => {
             let rows = count(sf, &format!("SELECT COUNT(*) FROM {fqn} WHERE {base}")).await?;
+            let batch = spread(rows);
             if rows <= batch {
                 return Ok(chunk::single(rows));
             }
@@ -1649,6 +1681,7 @@ async fn plan_specs(
                 values.push((value, n));
             }
             let total: u64 = values.iter().map(|v| v.1).sum::<u64>() + nulls;
+            let batch = spread(total);
             if total <= batch {
                 return Ok(chunk::single(total));
             }
@@ -1727,6 +1760,19 @@ async fn keyset_boundaries(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn float_watermarks_print_exactly() {
+        use super::{float_text, watermark_literal};
+        use crate::sink::PgType;
+        assert_eq!(float_text(1.2345678901234567f64), "1.2345678901234567");
+        assert_eq!(float_text(0.1f32), "0.1");
+        assert_eq!(float_text(1e300f64).parse::<f64>().unwrap(), 1e300);
+        assert_eq!(float_text(5e-324f64).parse::<f64>().unwrap(), 5e-324);
+        assert_eq!(watermark_literal(PgType::Float8, "FLOAT", &float_text(f64::NAN)), "CAST('NaN' AS FLOAT)");
+        assert_eq!(watermark_literal(PgType::Float8, "FLOAT", &float_text(f64::NEG_INFINITY)), "CAST('-inf' AS FLOAT)");
+        assert_eq!(watermark_literal(PgType::Float8, "FLOAT", "2.5"), "2.5");
+    }
+
     #[test]
     fn a_zoned_watermark_compares_with_an_explicit_utc_offset_whatever_the_target_type() {
         use crate::sink::PgType;
