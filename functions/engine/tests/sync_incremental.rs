@@ -325,6 +325,19 @@ async fn upserts_into_a_table_with_a_json_column_compare_it_as_text() {
     assert_eq!(written, 2, "only the changed row of each table is written");
 }
 
+/// The watermark predicate the only table of `run_id` read from (`migration_table_status.watermark_from`).
+async fn watermark_from(pg: &tokio_postgres::Client, run_id: uuid::Uuid) -> String {
+    pg.query_one("SELECT watermark_from FROM migration_status.migration_table_status WHERE run_id = $1", &[&run_id])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The first column of every row of `sql`, as text.
+async fn texts(pg: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    pg.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+}
+
 /// A DATE watermark copied into a `date` column is read back whatever the
 /// target database's DateStyle: the maximum used to be read as
 /// `max(col)::text`, which under `DateStyle = 'SQL, DMY'` is `03/01/2026`;
@@ -360,16 +373,9 @@ async fn a_date_watermark_is_read_from_the_right_day_whatever_the_target_datesty
     let night = runner::run(config, opts(), Arc::new(Quiet)).await.expect("second run");
     night.outcome().expect("the night applies every change and reconciles clean");
     assert_eq!(night.tables[0].rows_read, 3, "the boundary day and the two later rows, not the older day");
-    let floor: String = pg
-        .query_one(
-            "SELECT watermark_from FROM migration_status.migration_table_status WHERE run_id = $1",
-            &[&night.plan.run_id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let floor = watermark_from(&pg, night.plan.run_id).await;
     assert_eq!(floor, "\"ChangedOn\" >= CAST('2026-01-03' AS DATE)");
-    let notes: Vec<String> = pg.query("SELECT \"Note\" FROM public.visits ORDER BY \"VisitID\"", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let notes = texts(&pg, "SELECT \"Note\" FROM public.visits ORDER BY \"VisitID\"").await;
     assert_eq!(notes, ["later", "b", "same day", "new"]);
 }
 
@@ -400,16 +406,9 @@ async fn a_float_watermark_is_read_exactly_whatever_the_target_extra_float_digit
     sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'same version' WHERE \"ReadingID\" = 2")).await.unwrap();
     let night = runner::run(config, opts(), Arc::new(Quiet)).await.expect("second run");
     night.outcome().expect("the night applies the change and reconciles clean");
-    let floor: String = pg
-        .query_one(
-            "SELECT watermark_from FROM migration_status.migration_table_status WHERE run_id = $1",
-            &[&night.plan.run_id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let floor = watermark_from(&pg, night.plan.run_id).await;
     assert_eq!(floor, "\"Version\" >= 1.2345678901234567");
     assert_eq!(night.tables[0].rows_read, 1, "the row at the maximum, not the older one");
-    let notes: Vec<String> = pg.query("SELECT \"Note\" FROM public.readings ORDER BY \"ReadingID\"", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let notes = texts(&pg, "SELECT \"Note\" FROM public.readings ORDER BY \"ReadingID\"").await;
     assert_eq!(notes, ["a", "same version"]);
 }
