@@ -1041,61 +1041,13 @@ impl TableQueries {
     /// leaves the scan parallel-safe), and its hex digits become an integer
     /// by one `bit(28)` cast instead of seven `POSITION` terms.
     fn in_ranges(&self, exprs: &[String], from: &str, postgres: bool, ranges: &[KeyRange]) -> String {
-        if postgres {
-            return self.in_ranges_postgres(exprs, from, ranges);
-        }
-        // Snowflake's form: the ranges as a VALUES list that each row's hash is
-        // tested against once (a semi-join never repeats a row). An OR of
-        // range tests on the computed `thaw_kx` let the emulator's engine put
-        // the key's canonical text and MD5 into every test: 63 ranges took
-        // 19.24 s against 0.92 s this way, the same rows (docs/reconcile.md §5.3).
-        // The ends of the hash space are '' and 'g': every hex digit sorts between them.
-        let within = if ranges.is_empty() {
-            "1 = 0".to_string()
-        } else if ranges.iter().any(|r| r.lo == 0 && r.hi >= HASH_SPACE) {
-            "1 = 1".to_string()
+        let key = self.key_of(exprs);
+        let (hash, kh, within) = if postgres {
+            (format!("UNNEST(ARRAY[MD5({key})])"), canonical::postgres_hex_to_int("thaw_kx", HASH_DIGITS), postgres_ranges(ranges))
         } else {
-            let bound = |v: u64, end: &str| if v == 0 || v >= HASH_SPACE { format!("'{end}'") } else { format!("'{:0w$x}'", v, w = HASH_DIGITS) };
-            let values: Vec<String> = ranges.iter().map(|r| format!("({}, {})", bound(r.lo, ""), bound(r.hi, "g"))).collect();
-            format!(
-                "EXISTS (SELECT 1 FROM (VALUES {}) AS thaw_r(lo, hi) WHERE t1.thaw_kx >= thaw_r.lo AND t1.thaw_kx < thaw_r.hi)",
-                values.join(", ")
-            )
+            (format!("MD5({key})"), canonical::hex_to_int("thaw_kx", 1, HASH_DIGITS), snowflake_ranges(ranges))
         };
-        format!(
-            "(SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, MD5({key}) AS thaw_kx FROM {from}) t1 WHERE {within}) t3",
-            kh = canonical::hex_to_int("thaw_kx", 1, HASH_DIGITS),
-            key = self.key_of(exprs),
-        )
-    }
-
-    /// [`Self::in_ranges`] in PostgreSQL's form: an OR of range tests on the
-    /// hash that `UNNEST` computed once per row.
-    fn in_ranges_postgres(&self, exprs: &[String], from: &str, ranges: &[KeyRange]) -> String {
-        let collate = " COLLATE \"C\"";
-        let within: Vec<String> = ranges
-            .iter()
-            .map(|r| {
-                let mut bounds = Vec::new();
-                if r.lo > 0 {
-                    bounds.push(format!("thaw_kx{collate} >= '{:0w$x}'", r.lo, w = HASH_DIGITS));
-                }
-                if r.hi < HASH_SPACE {
-                    bounds.push(format!("thaw_kx{collate} < '{:0w$x}'", r.hi, w = HASH_DIGITS));
-                }
-                if bounds.is_empty() {
-                    "1 = 1".to_string()
-                } else {
-                    format!("({})", bounds.join(" AND "))
-                }
-            })
-            .collect();
-        let within = if within.is_empty() { "1 = 0".to_string() } else { within.join(" OR ") };
-        format!(
-            "(SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, UNNEST(ARRAY[MD5({key})]) AS thaw_kx FROM {from}) t1 WHERE {within}) t3",
-            kh = canonical::postgres_hex_to_int("thaw_kx", HASH_DIGITS),
-            key = self.key_of(exprs),
-        )
+        format!("(SELECT t1.*, {kh} AS thaw_kh FROM (SELECT *, {hash} AS thaw_kx FROM {from}) t1 WHERE {within}) t3")
     }
 
     /// Per sub-range of `ranges`, each split into `factor`: `(index, COUNT,
@@ -1463,6 +1415,52 @@ async fn pg_rows_of(pg: &Client, q: &TableQueries, ranges: &[KeyRange], key_hash
         .into_iter()
         .map(|r| (r.get::<_, String>(0), (1..=n).map(|i| r.get::<_, Option<String>>(i)).collect()))
         .collect())
+}
+
+/// The test that `t1.thaw_kx` lies in one of `ranges`, PostgreSQL's form
+/// ([`TableQueries::in_ranges`]): an OR of range tests on the hash that
+/// `UNNEST` computed once per row, compared `COLLATE "C"`.
+fn postgres_ranges(ranges: &[KeyRange]) -> String {
+    let within: Vec<String> = ranges
+        .iter()
+        .map(|r| {
+            let mut bounds = Vec::new();
+            if r.lo > 0 {
+                bounds.push(format!("thaw_kx COLLATE \"C\" >= '{:0w$x}'", r.lo, w = HASH_DIGITS));
+            }
+            if r.hi < HASH_SPACE {
+                bounds.push(format!("thaw_kx COLLATE \"C\" < '{:0w$x}'", r.hi, w = HASH_DIGITS));
+            }
+            if bounds.is_empty() {
+                "1 = 1".to_string()
+            } else {
+                format!("({})", bounds.join(" AND "))
+            }
+        })
+        .collect();
+    if within.is_empty() {
+        "1 = 0".to_string()
+    } else {
+        within.join(" OR ")
+    }
+}
+
+/// The same test in Snowflake's form: the ranges as a VALUES list that each
+/// row's hash is tested against once (a semi-join never repeats a row). An
+/// OR of range tests on the computed `thaw_kx` let the emulator's engine put
+/// the key's canonical text and MD5 into every test: 63 ranges took 19.24 s
+/// against 0.92 s this way, the same rows (docs/reconcile.md §5.3). The ends
+/// of the hash space are '' and 'g': every hex digit sorts between them.
+fn snowflake_ranges(ranges: &[KeyRange]) -> String {
+    if ranges.is_empty() {
+        return "1 = 0".to_string();
+    }
+    if ranges.iter().any(|r| r.lo == 0 && r.hi >= HASH_SPACE) {
+        return "1 = 1".to_string();
+    }
+    let bound = |v: u64, end: &str| if v == 0 || v >= HASH_SPACE { format!("'{end}'") } else { format!("'{:0w$x}'", v, w = HASH_DIGITS) };
+    let values: Vec<String> = ranges.iter().map(|r| format!("({}, {})", bound(r.lo, ""), bound(r.hi, "g"))).collect();
+    format!("EXISTS (SELECT 1 FROM (VALUES {}) AS thaw_r(lo, hi) WHERE t1.thaw_kx >= thaw_r.lo AND t1.thaw_kx < thaw_r.hi)", values.join(", "))
 }
 
 fn mismatching(src: &BTreeMap<KeyRange, SegmentSum>, dst: &BTreeMap<KeyRange, SegmentSum>) -> Vec<(KeyRange, u64)> {
