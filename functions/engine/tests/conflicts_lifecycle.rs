@@ -773,6 +773,55 @@ async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
     );
 }
 
+/// §8.2 step 5 with a no-response pair: [SF]'s refresh sets every pair it
+/// detects again to `U` (but `W`/`I`), step 5 then sees an `N` pair as open,
+/// and only step 8 sets it `N` again. So a conflict whose no-response answer
+/// was withdrawn while its pair still has one reopens to `U`, and a conflict a
+/// user resolved while its pair has a no-response answer reopens too (its
+/// pair stays `N`; step 6 does not close it). Before the fix thaw left the
+/// first conflict `N` and closed the second with its pair.
+#[tokio::test]
+async fn conflict_lifecycle_conflict_over_a_no_response_pair_reopens_as_sf_does() {
+    let mut client = planted("cf_noresp_pair").await;
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'Yes' WHERE "AppVisitID" IN (103, 104);
+               UPDATE conflict.conflicts SET "NoResponseFlag" = 'Yes'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103 LIMIT 1);"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:N", "4>3:N"]));
+    assert_eq!(conflict_details(&client).await, strings(&["1:U/-/1", "2:U/-/1", "3:N/-/1", "4:U/-/1"]));
+    // The application withdraws conflict 3's answer (the pair keeps its own) and a user resolves conflict 4.
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "NoResponseFlag" = NULL
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103 LIMIT 1);
+               UPDATE conflict.conflicts SET "StatusFlag" = 'R', "ResolveDate" = '2025-03-09', "ResolvedBy" = 'A user'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 104 LIMIT 1);"#,
+        )
+        .await
+        .unwrap();
+    let night = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:N", "4>3:N"]), "{night:?}");
+    assert_eq!(conflict_details(&client).await, strings(&["1:U/-/1", "2:U/-/1", "3:U/-/-", "4:U/-/-"]), "{night:?}");
+    assert_eq!(
+        (night.status_changes.conflicts_reopened, night.status_changes.pairs_resolved),
+        (2, 0),
+        "{night:?}"
+    );
+    // The next nights keep both open ([SF]: step 5 marks open conflicts '1' and reopens none).
+    for mode in [DetectionMode::Full, DetectionMode::Incremental] {
+        let quiet = run(&mut client, &settings(), mode).await.expect("quiet night");
+        assert_eq!(quiet.status_changes, StatusChanges::default(), "{quiet:?}");
+        assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:N", "4>3:N"]));
+        assert_eq!(conflict_details(&client).await, strings(&["1:U/-/1", "2:U/-/1", "3:U/-/1", "4:U/-/1"]));
+    }
+}
+
 /// §D17: [SF] TASK_05 repeats steps 2–9 without the window, so stored rows
 /// older than the window still follow the application's answers and their
 /// visits' stored missed flags: conflicts by `IsMissed` only, pairs by

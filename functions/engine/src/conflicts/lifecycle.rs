@@ -181,6 +181,9 @@ struct Scope {
     names: [&'static str; 10],
     /// Predicate on a pair `c`: the pair is in this pass.
     pairs: &'static str,
+    /// Predicate on a pair `c` of this pass: the pair is open as step 5
+    /// sees it (a conflict with one reopens; step 2 leaves it out).
+    open_pairs: &'static str,
     /// Predicate on a pair `c` of this pass whose conflict step 2 resolves.
     missed_conflicts: &'static str,
     /// Predicate on a pair `c` of this pass that step 3 resolves.
@@ -207,6 +210,11 @@ impl Scope {
             "clear ResolveDate of open conflicts",
         ],
         pairs: "c.\"VisitDate\" BETWEEN $1 AND $2",
+        // [SF]'s refresh has set every pair of the window it detected again
+        // to U (but W/I) before TASK_02_3, and only step 8 sets N again: an N
+        // pair still open after steps 1, 3 and 4 was detected again, so it is
+        // U when step 5 looks (docs/conflicts.md §8.2 step 5).
+        open_pairs: "c.\"StatusFlag\" IN ('U', 'N')",
         missed_conflicts: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
         missed_pairs: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
         all_closed: "s.n_scope > 0 AND s.n_scope = s.closed_scope",
@@ -232,6 +240,8 @@ impl Scope {
             "outside the window: clear ResolveDate of open conflicts",
         ],
         pairs: "coalesce(c.\"VisitDate\" NOT BETWEEN $1 AND $2, TRUE)",
+        // TASK_05 runs after TASK_02_3's step 8: an N pair is N.
+        open_pairs: "c.\"StatusFlag\" = 'U'",
         missed_conflicts: "c.\"IsMissed\"",
         missed_pairs: "c.\"ConIsMissed\"",
         all_closed: "s.n_scope > 0 AND s.n = s.closed",
@@ -253,12 +263,12 @@ impl Scope {
 /// order's.
 fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, String)> {
     let LifecycleColumns { now, cvm, conflicts, ps, pr, pu, pb, ks, kr, kb, kf } = cols;
-    let Scope { names, pairs: in_scope, missed_conflicts, missed_pairs, all_closed } = scope;
+    let Scope { names, pairs: in_scope, open_pairs, missed_conflicts, missed_pairs, all_closed } = scope;
     // Steps 2 and 3: a missed visit (three-valued) resolves its conflicts and pairs.
     // Step 2 runs after step 3 (and, in the window, after step 4), right before
     // step 5, and leaves out the conflicts with an open pair in scope: step 5
     // would reopen them at once, `reopens` below reopens them instead (§D19).
-    let open_pair_in_scope = format!("SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND c.\"StatusFlag\" = 'U'");
+    let open_pair_in_scope = format!("SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND {open_pairs}");
     let missed_pair_in_scope = format!("SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND {missed_conflicts}");
     let missed_conflicts_sql = format!(
         "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
@@ -270,8 +280,8 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
          WHERE {in_scope} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed_pairs}"
     );
     // Step 5: UpdatedRFlag '1' on every conflict with a pair in scope; a conflict
-    // with an open pair (U) in scope whose status is not D/I/W/U (R, N) reopens
-    // to U with UpdatedRFlag NULL. `reopens` also takes the conflicts step 2
+    // with an open pair in scope (`open_pairs`: U, and in the window also N)
+    // whose status is not D/I/W/U (R, N) reopens to U with UpdatedRFlag NULL. `reopens` also takes the conflicts step 2
     // left out (not R/D, a missed pair in scope): [SF] sets them R and step 5
     // reopens them. Three-valued like [SF]'s two statements: a NULL status
     // neither resolves nor reopens.
