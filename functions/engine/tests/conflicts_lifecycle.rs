@@ -822,6 +822,68 @@ async fn conflict_lifecycle_conflict_over_a_no_response_pair_reopens_as_sf_does(
     }
 }
 
+/// An incremental night that must run incremental.
+async fn incremental(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
+    let night = run(client, &settings(), DetectionMode::Incremental).await.expect("incremental night");
+    assert_eq!(night.mode.as_deref(), Some("incremental"), "{night:?}");
+    night
+}
+
+/// §D26: incremental nights act on the application's edits of pair statuses
+/// as [SF]'s full nights do, although the edits touch no source key: a pair a
+/// user resolved while it is still detected reopens (with its conflict); a
+/// pair closed by the cascade of a conflict a user resolved, still detected,
+/// reopens the next night; a pair a user reopened that is no longer detected
+/// is resolved again. Before the closed-pairs list an incremental night left
+/// all three as the application had left them, until the next full night.
+#[tokio::test]
+async fn conflict_incremental_nights_follow_the_applications_pair_status_edits_as_full_nights_do() {
+    let mut client = planted("cf_app_pair_edits").await;
+    detect(&mut client).await;
+    let conflict_of = |visit: i64| {
+        format!(r#"(SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = {visit} LIMIT 1)"#)
+    };
+    client
+        .batch_execute(&format!(
+            r#"UPDATE conflict.conflictvisitmaps SET "StatusFlag" = 'R', "ResolveDate" = '2025-03-09', "ResolvedBy" = 'A user' WHERE "AppVisitID" = 103;
+               UPDATE conflict.conflictvisitmaps SET "StatusFlag" = 'W' WHERE "AppVisitID" = 104;
+               UPDATE conflict.conflicts SET "StatusFlag" = 'R' WHERE "CONFLICTID" = {};"#,
+            conflict_of(104)
+        ))
+        .await
+        .unwrap();
+    // Night 2: 3>4 is detected again → U (refresh), and so its conflict; conflict 4, resolved
+    // by the user with only a W pair, stays R and pulls its pair to R (step 6).
+    let night = incremental(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:R*"]), "{night:?}");
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:R"]), "{night:?}");
+    // Night 3, no change anywhere: 4>3 is still detected, so [SF]'s refresh reopens it and step 5 its conflict.
+    let night = incremental(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"]), "{night:?}");
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U"]), "{night:?}");
+    // Night 4: visit 102 moves away, 1>2 and 2>1 are resolved; then a user reopens 1>2 (W).
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Scheduled Start Time" = '2025-03-12 14:00-04', "Scheduled End Time" = '2025-03-12 16:00-04',
+                 "Visit Updated Timestamp" = now() WHERE "Application Visit Id" = 102;"#,
+        )
+        .await
+        .unwrap();
+    incremental(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "3>4:U", "4>3:U"]));
+    client
+        .batch_execute(r#"UPDATE conflict.conflictvisitmaps SET "StatusFlag" = 'W', "ResolveDate" = NULL WHERE "AppVisitID" = 101"#)
+        .await
+        .unwrap();
+    // Night 5: 1>2 is not detected, so step 4 resolves it again.
+    let night = incremental(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "3>4:U", "4>3:U"]), "{night:?}");
+    assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:R*", "3:U", "4:U"]), "{night:?}");
+    // A full night finds nothing left to change.
+    let full = detect(&mut client).await;
+    assert_eq!(full.status_changes, StatusChanges::default(), "{full:?}");
+}
+
 /// §D17: [SF] TASK_05 repeats steps 2–9 without the window, so stored rows
 /// older than the window still follow the application's answers and their
 /// visits' stored missed flags: conflicts by `IsMissed` only, pairs by

@@ -130,7 +130,11 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         "UPDATE {cvm} c SET {ps} = 'U', {pu} = {now}\n\
          WHERE {in_window} AND c.\"StatusFlag\" = 'N' AND c.\"ConNoResponseFlag\" IS DISTINCT FROM 'Yes'"
     );
-    let mut out = vec![("deleted pairs", deleted_pairs_sql), ("deleted conflicts", deleted_conflicts_sql)];
+    let mut out = vec![
+        ("cascaded pairs table", format!("CREATE TEMP TABLE IF NOT EXISTS {} (id int8) ON COMMIT DROP", CASCADED.trim_start_matches("pg_temp."))),
+        ("deleted pairs", deleted_pairs_sql),
+        ("deleted conflicts", deleted_conflicts_sql),
+    ];
     let mut inside = inside.into_iter();
     // Step 3, then 4 and the withdrawn no-response pairs, then step 2 and the rest:
     // step 2 writes only conflicts, which steps 3 and 4 do not read, so it
@@ -191,6 +195,9 @@ struct Scope {
     /// Predicate on the pair counts `s` of a conflict (not `R`/`D`) that
     /// step 7 resolves besides the single closed pair.
     all_closed: &'static str,
+    /// Whether step 6 lists the pairs it closes in [`CASCADED`]: in the
+    /// window, where they may still be detected (docs/conflicts.md §D26).
+    lists_cascaded: bool,
 }
 
 impl Scope {
@@ -218,6 +225,7 @@ impl Scope {
         missed_conflicts: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
         missed_pairs: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
         all_closed: "s.n_scope > 0 AND s.n_scope = s.closed_scope",
+        lists_cascaded: true,
     };
 
     /// [SF] TASK_05's pass without the window, run by thaw on the pairs
@@ -245,6 +253,7 @@ impl Scope {
         missed_conflicts: "c.\"IsMissed\"",
         missed_pairs: "c.\"ConIsMissed\"",
         all_closed: "s.n_scope > 0 AND s.n = s.closed",
+        lists_cascaded: false,
     };
 }
 
@@ -263,7 +272,7 @@ impl Scope {
 /// order's.
 fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, String)> {
     let LifecycleColumns { now, cvm, conflicts, ps, pr, pu, pb, ks, kr, kb, kf } = cols;
-    let Scope { names, pairs: in_scope, open_pairs, missed_conflicts, missed_pairs, all_closed } = scope;
+    let Scope { names, pairs: in_scope, open_pairs, missed_conflicts, missed_pairs, all_closed, lists_cascaded } = scope;
     // Steps 2 and 3: a missed visit (three-valued) resolves its conflicts and pairs.
     // Step 2 runs after step 3 (and, in the window, after step 4), right before
     // step 5, and leaves out the conflicts with an open pair in scope: step 5
@@ -322,6 +331,14 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
          WHERE k.\"CONFLICTID\" = c.\"CONFLICTID\" AND s.\"CONFLICTID\" = c.\"CONFLICTID\" AND k.\"StatusFlag\" IN ('R', 'D')\n\
            AND {in_scope} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
     );
+    // In the window the closed pairs may still be detected: [SF]'s next
+    // night reopens them, so they are listed for the closed-pairs list
+    // (docs/conflicts.md §D26).
+    let cascade_down_sql = if *lists_cascaded {
+        format!("WITH closed AS ({cascade_down_sql}\nRETURNING c.\"ID\")\nINSERT INTO {CASCADED} (id) SELECT \"ID\" FROM closed")
+    } else {
+        cascade_down_sql
+    };
     // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs are all closed (`all_closed`) → R.
     // Both conditions need a closed pair, so only the conflicts with one are
     // counted (all their pairs), found through the partial index of closed
@@ -374,6 +391,11 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
         ])
         .collect()
 }
+
+/// The pairs of the window that step 6 (cascade down) closed tonight
+/// (`id` = `conflictvisitmaps."ID"`), dropped at commit: they stay off the
+/// closed-pairs list (docs/conflicts.md §D26).
+pub const CASCADED: &str = "pg_temp.thaw_conflict_cascaded";
 
 /// The conflicts' statuses before the night: `id` (`CONFLICTID`) and
 /// `status` (`StatusFlag` as text) of every conflict with a pair in the window.
