@@ -801,6 +801,10 @@ ANALYZE analytics.dimprovider, analytics.dimcaregiver, analytics.factcaregiverin
         keyed: true,
     };
     let statements: HashMap<&str, String> = lifecycle::statements(&ctx).unwrap().into_iter().collect();
+    // The night's new conflicts (none here), which the second pass also covers (docs/conflicts.md §D17).
+    tx.batch_execute("CREATE TEMP TABLE thaw_conflict_ids (\"VisitID\" uuid, conflict_id int8, first_created timestamp) ON COMMIT DROP")
+        .await
+        .unwrap();
     let indexed = [
         ("missed pairs", "idx_cvm_missed"),
         ("outside the window: missed pairs", "idx_cvm_missed"),

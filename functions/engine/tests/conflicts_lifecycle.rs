@@ -884,6 +884,43 @@ async fn conflict_incremental_nights_follow_the_applications_pair_status_edits_a
     assert_eq!(full.status_changes, StatusChanges::default(), "{full:?}");
 }
 
+/// §D17: [SF] runs the pass of the window (TASK_02_3) before the night's
+/// inserts and TASK_05's pass after them. A whitelisted conflict whose only
+/// pair is no longer detected is resolved by the first pass (step 7: all its
+/// pairs in the window closed) and reopened by the second when its primary
+/// visit has a new pair tonight, which joins the conflict (step 5). Before,
+/// thaw ran one pass after the inserts, the new open pair kept step 7 away and
+/// the conflict stayed `W`, hiding the new pair behind the user's old answer.
+#[tokio::test]
+async fn conflict_lifecycle_whitelisted_conflict_with_a_new_pair_reopens_as_sf_does() {
+    let mut client = planted("cf_w_new_pair").await;
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "StatusFlag" = 'W'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103 LIMIT 1);
+               CREATE TEMP TABLE visit_106 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 104;
+               UPDATE visit_106 SET "Visit Id" = '00000000-0000-0000-0000-000000000006', "Application Visit Id" = 106,
+                 "Visit Start Time" = '2025-03-05 09:30-05', "Visit End Time" = '2025-03-05 10:30-05', "Visit Updated Timestamp" = now();
+               INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM visit_106;
+               UPDATE analytics.factvisitcallperformance_cr SET "Visit Date" = '2025-03-06', "Visit Start Time" = '2025-03-06 10:15-05',
+                 "Visit End Time" = '2025-03-06 11:00-05', "Visit Updated Timestamp" = now() WHERE "Application Visit Id" = 104;"#,
+        )
+        .await
+        .unwrap();
+    let night = detect(&mut client).await;
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:R*", "3>6:U", "4>3:R*", "6>3:U"]),
+        "{night:?}"
+    );
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:R*", "6:U"]), "{night:?}");
+    // The next night changes nothing.
+    let quiet = run(&mut client, &settings(), DetectionMode::Incremental).await.expect("quiet night");
+    assert_eq!(quiet.status_changes, StatusChanges::default(), "{quiet:?}");
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:R*", "6:U"]));
+}
+
 /// §D17: [SF] TASK_05 repeats steps 2–9 without the window, so stored rows
 /// older than the window still follow the application's answers and their
 /// visits' stored missed flags: conflicts by `IsMissed` only, pairs by

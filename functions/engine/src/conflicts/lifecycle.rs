@@ -26,7 +26,7 @@ use tokio_postgres::Transaction;
 
 use super::columns::Want;
 use super::in_service;
-use super::store::{written_columns, Schemas, StatementContext, Table, STAGING};
+use super::store::{written_columns, Schemas, StatementContext, Table, CONFLICT_IDS, STAGING};
 use crate::contract::StatusChanges;
 use crate::error::{from_postgres, Result};
 use crate::sink::qualified;
@@ -195,9 +195,20 @@ struct Scope {
     /// Predicate on the pair counts `s` of a conflict (not `R`/`D`) that
     /// step 7 resolves besides the single closed pair.
     all_closed: &'static str,
-    /// Whether step 6 lists the pairs it closes in [`CASCADED`]: in the
-    /// window, where they may still be detected (docs/conflicts.md §D26).
-    lists_cascaded: bool,
+    /// How the pass treats the night's new pairs (docs/conflicts.md §D17).
+    new_pairs: NewPairs,
+}
+
+/// [SF] runs TASK_02_3 (the pass of the window) before the night's inserts
+/// and TASK_05's pass after them; thaw runs both after the inserts, so the
+/// first pass leaves the new pairs out and the second takes every pair of
+/// a conflict that got a new pair tonight (docs/conflicts.md §D17).
+#[derive(Clone, Copy)]
+enum NewPairs {
+    /// Not in the pass: pairs created tonight (`CreatedDate` = the night's now).
+    Excluded,
+    /// Also in the pass: every pair of a conflict with a new pair tonight ([`CONFLICT_IDS`]).
+    TheirConflicts,
 }
 
 impl Scope {
@@ -225,12 +236,13 @@ impl Scope {
         missed_conflicts: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
         missed_pairs: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
         all_closed: "s.n_scope > 0 AND s.n_scope = s.closed_scope",
-        lists_cascaded: true,
+        new_pairs: NewPairs::Excluded,
     };
 
     /// [SF] TASK_05's pass without the window, run by thaw on the pairs
-    /// outside the window (inside it, the first pass already ran after the
-    /// inserts, docs/conflicts.md §D17): conflicts resolved by a missed
+    /// outside the window and on every pair of a conflict that got a new pair
+    /// tonight (elsewhere inside the window it would repeat the first pass,
+    /// docs/conflicts.md §D17): conflicts resolved by a missed
     /// primary visit only (`IsMissed`), pairs by a missed conflicting visit
     /// only (`ConIsMissed`), a conflict is resolved when all its pairs are
     /// closed. A NULL `VisitDate` is outside the window.
@@ -253,7 +265,7 @@ impl Scope {
         missed_conflicts: "c.\"IsMissed\"",
         missed_pairs: "c.\"ConIsMissed\"",
         all_closed: "s.n_scope > 0 AND s.n = s.closed",
-        lists_cascaded: false,
+        new_pairs: NewPairs::TheirConflicts,
     };
 }
 
@@ -272,7 +284,11 @@ impl Scope {
 /// order's.
 fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, String)> {
     let LifecycleColumns { now, cvm, conflicts, ps, pr, pu, pb, ks, kr, kb, kf } = cols;
-    let Scope { names, pairs: in_scope, open_pairs, missed_conflicts, missed_pairs, all_closed, lists_cascaded } = scope;
+    let Scope { names, pairs, open_pairs, missed_conflicts, missed_pairs, all_closed, new_pairs } = scope;
+    let in_scope = &match new_pairs {
+        NewPairs::Excluded => format!("({pairs} AND c.\"CreatedDate\" IS DISTINCT FROM {now})"),
+        NewPairs::TheirConflicts => format!("({pairs} OR c.\"CONFLICTID\" IN (SELECT conflict_id FROM {CONFLICT_IDS}))"),
+    };
     // Steps 2 and 3: a missed visit (three-valued) resolves its conflicts and pairs.
     // Step 2 runs after step 3 (and, in the window, after step 4), right before
     // step 5, and leaves out the conflicts with an open pair in scope: step 5
@@ -331,14 +347,10 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
          WHERE k.\"CONFLICTID\" = c.\"CONFLICTID\" AND s.\"CONFLICTID\" = c.\"CONFLICTID\" AND k.\"StatusFlag\" IN ('R', 'D')\n\
            AND {in_scope} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
     );
-    // In the window the closed pairs may still be detected: [SF]'s next
-    // night reopens them, so they are listed for the closed-pairs list
-    // (docs/conflicts.md §D26).
-    let cascade_down_sql = if *lists_cascaded {
-        format!("WITH closed AS ({cascade_down_sql}\nRETURNING c.\"ID\")\nINSERT INTO {CASCADED} (id) SELECT \"ID\" FROM closed")
-    } else {
-        cascade_down_sql
-    };
+    // The closed pairs may still be detected: [SF]'s next night reopens
+    // them, so they are kept off the closed-pairs list (docs/conflicts.md §D26).
+    let cascade_down_sql =
+        format!("WITH closed AS ({cascade_down_sql}\nRETURNING c.\"ID\")\nINSERT INTO {CASCADED} (id) SELECT \"ID\" FROM closed");
     // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs are all closed (`all_closed`) → R.
     // Both conditions need a closed pair, so only the conflicts with one are
     // counted (all their pairs), found through the partial index of closed
@@ -392,9 +404,9 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
         .collect()
 }
 
-/// The pairs of the window that step 6 (cascade down) closed tonight
-/// (`id` = `conflictvisitmaps."ID"`), dropped at commit: they stay off the
-/// closed-pairs list (docs/conflicts.md §D26).
+/// The pairs that step 6 (cascade down, either pass) closed tonight
+/// (`id` = `conflictvisitmaps."ID"`), dropped at commit: they may still be
+/// detected, so they stay off the closed-pairs list (docs/conflicts.md §D26).
 pub const CASCADED: &str = "pg_temp.thaw_conflict_cascaded";
 
 /// The conflicts' statuses before the night: `id` (`CONFLICTID`) and
