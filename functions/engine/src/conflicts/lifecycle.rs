@@ -10,8 +10,10 @@
 //! conflicting visit names who resolved the pair (`ResolvedBy` = the
 //! conflicting agency's contact, else its name); `UpdatedRFlag` marks the
 //! conflicts with a pair in the window and is cleared on the ones step 5
-//! reopens. Then, as [SF] TASK_05 does without the window, steps 2-3 and
-//! 5-9 run again over the stored pairs outside the window, with its variant
+//! reopens. The night's new pairs are left out of that pass, which [SF]
+//! runs before its inserts. Then, as [SF] TASK_05 does without the window,
+//! steps 2-3 and 5-9 run again over the stored pairs outside the window and
+//! every pair of a conflict that got a new pair tonight, with its variant
 //! of the missed test (docs/conflicts.md §D17). A conflict that the literal
 //! order writes and writes back the same night (resolved by step 2 and
 //! reopened by step 5, or reopened by step 5 and set `N` again by step 8) is
@@ -306,8 +308,8 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
     );
     // Step 5: UpdatedRFlag '1' on every conflict with a pair in scope; a conflict
     // with an open pair in scope (`open_pairs`: U, and in the window also N)
-    // whose status is not D/I/W/U (R, N) reopens to U with UpdatedRFlag NULL. `reopens` also takes the conflicts step 2
-    // left out (not R/D, a missed pair in scope): [SF] sets them R and step 5
+    // whose status is not D/I/W/U (R, N) reopens to U with UpdatedRFlag NULL.
+    // `reopens` also takes the conflicts step 2 left out (not R/D, a missed pair in scope): [SF] sets them R and step 5
     // reopens them. Three-valued like [SF]'s two statements: a NULL status
     // neither resolves nor reopens.
     let reopens = format!(
