@@ -29,6 +29,9 @@
 //!   the migration history ([`migrate_if_permitted`]).
 //! * `V26__conflict_deleted_pairs_index.sql`: the deleted (`D`) conflict
 //!   pairs by conflicting visit, for the restored visits of an incremental night.
+//! * `V27__conflict_closed_pairs.sql`: the closed conflict pairs as the last
+//!   night left them, and the partial index of the closed pairs' IDs, for the
+//!   application's pair-status edits of an incremental night.
 //!
 //! (V7 was reserved and never used; refinery applies the files in version order.)
 //!

@@ -165,7 +165,8 @@ impl Gen {
 
     /// An application's answer on a stored row, picked by its position in a
     /// deterministic order (the twins hold the same rows): a conflict's
-    /// `NoResponseFlag` toggled, a pair whitelisted (`W`), or a conflict
+    /// `NoResponseFlag` toggled, a pair whitelisted (`W`), resolved (`R`) or
+    /// reopened (`U`) by a user (docs/conflicts.md §D26), or a conflict
     /// resolved (`R`) by a user.
     fn answer(&mut self) -> String {
         let k = self.rng.below(60);
@@ -175,8 +176,9 @@ impl Gen {
                  WHERE \"CONFLICTID\" = (SELECT \"CONFLICTID\" FROM conflict.conflicts ORDER BY 1 OFFSET {k} LIMIT 1);\n"
             ),
             1 => format!(
-                "UPDATE conflict.conflictvisitmaps SET \"StatusFlag\" = 'W' \
-                 WHERE (\"VisitID\", \"ConVisitID\") = (SELECT \"VisitID\", \"ConVisitID\" FROM conflict.conflictvisitmaps ORDER BY 1, 2 OFFSET {k} LIMIT 1);\n"
+                "UPDATE conflict.conflictvisitmaps SET \"StatusFlag\" = '{status}' \
+                 WHERE (\"VisitID\", \"ConVisitID\") = (SELECT \"VisitID\", \"ConVisitID\" FROM conflict.conflictvisitmaps ORDER BY 1, 2 OFFSET {k} LIMIT 1);\n",
+                status = ["W", "R", "U"][k as usize % 3],
             ),
             _ => format!(
                 "UPDATE conflict.conflicts SET \"StatusFlag\" = 'R' \
@@ -799,6 +801,10 @@ ANALYZE analytics.dimprovider, analytics.dimcaregiver, analytics.factcaregiverin
         keyed: true,
     };
     let statements: HashMap<&str, String> = lifecycle::statements(&ctx).unwrap().into_iter().collect();
+    // The night's new conflicts (none here), which the second pass also covers (docs/conflicts.md §D17).
+    tx.batch_execute("CREATE TEMP TABLE thaw_conflict_ids (\"VisitID\" uuid, conflict_id int8, first_created timestamp) ON COMMIT DROP")
+        .await
+        .unwrap();
     let indexed = [
         ("missed pairs", "idx_cvm_missed"),
         ("outside the window: missed pairs", "idx_cvm_missed"),

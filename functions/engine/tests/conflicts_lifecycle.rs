@@ -773,6 +773,154 @@ async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
     );
 }
 
+/// §8.2 step 5 with a no-response pair: [SF]'s refresh sets every pair it
+/// detects again to `U` (but `W`/`I`), step 5 then sees an `N` pair as open,
+/// and only step 8 sets it `N` again. So a conflict whose no-response answer
+/// was withdrawn while its pair still has one reopens to `U`, and a conflict a
+/// user resolved while its pair has a no-response answer reopens too (its
+/// pair stays `N`; step 6 does not close it). Before the fix thaw left the
+/// first conflict `N` and closed the second with its pair.
+#[tokio::test]
+async fn conflict_lifecycle_conflict_over_a_no_response_pair_reopens_as_sf_does() {
+    let mut client = planted("cf_noresp_pair").await;
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflictvisitmaps SET "ConNoResponseFlag" = 'Yes' WHERE "AppVisitID" IN (103, 104);
+               UPDATE conflict.conflicts SET "NoResponseFlag" = 'Yes'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103 LIMIT 1);"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:N", "4>3:N"]));
+    assert_eq!(conflict_details(&client).await, strings(&["1:U/-/1", "2:U/-/1", "3:N/-/1", "4:U/-/1"]));
+    // The application withdraws conflict 3's answer (the pair keeps its own) and a user resolves conflict 4.
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "NoResponseFlag" = NULL
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103 LIMIT 1);
+               UPDATE conflict.conflicts SET "StatusFlag" = 'R', "ResolveDate" = '2025-03-09', "ResolvedBy" = 'A user'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 104 LIMIT 1);"#,
+        )
+        .await
+        .unwrap();
+    let night = detect(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:N", "4>3:N"]), "{night:?}");
+    assert_eq!(conflict_details(&client).await, strings(&["1:U/-/1", "2:U/-/1", "3:U/-/-", "4:U/-/-"]), "{night:?}");
+    assert_eq!(
+        (night.status_changes.conflicts_reopened, night.status_changes.pairs_resolved),
+        (2, 0),
+        "{night:?}"
+    );
+    // The next nights keep both open ([SF]: step 5 marks open conflicts '1' and reopens none).
+    for mode in [DetectionMode::Full, DetectionMode::Incremental] {
+        let quiet = run(&mut client, &settings(), mode).await.expect("quiet night");
+        assert_eq!(quiet.status_changes, StatusChanges::default(), "{quiet:?}");
+        assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:N", "4>3:N"]));
+        assert_eq!(conflict_details(&client).await, strings(&["1:U/-/1", "2:U/-/1", "3:U/-/1", "4:U/-/1"]));
+    }
+}
+
+/// An incremental night that must run incremental.
+async fn incremental(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
+    let night = run(client, &settings(), DetectionMode::Incremental).await.expect("incremental night");
+    assert_eq!(night.mode.as_deref(), Some("incremental"), "{night:?}");
+    night
+}
+
+/// §D26: incremental nights act on the application's edits of pair statuses
+/// as [SF]'s full nights do, although the edits touch no source key: a pair a
+/// user resolved while it is still detected reopens (with its conflict); a
+/// pair closed by the cascade of a conflict a user resolved, still detected,
+/// reopens the next night; a pair a user reopened that is no longer detected
+/// is resolved again. Before the closed-pairs list an incremental night left
+/// all three as the application had left them, until the next full night.
+#[tokio::test]
+async fn conflict_incremental_nights_follow_the_applications_pair_status_edits_as_full_nights_do() {
+    let mut client = planted("cf_app_pair_edits").await;
+    detect(&mut client).await;
+    let conflict_of = |visit: i64| {
+        format!(r#"(SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = {visit} LIMIT 1)"#)
+    };
+    client
+        .batch_execute(&format!(
+            r#"UPDATE conflict.conflictvisitmaps SET "StatusFlag" = 'R', "ResolveDate" = '2025-03-09', "ResolvedBy" = 'A user' WHERE "AppVisitID" = 103;
+               UPDATE conflict.conflictvisitmaps SET "StatusFlag" = 'W' WHERE "AppVisitID" = 104;
+               UPDATE conflict.conflicts SET "StatusFlag" = 'R' WHERE "CONFLICTID" = {};"#,
+            conflict_of(104)
+        ))
+        .await
+        .unwrap();
+    // Night 2: 3>4 is detected again → U (refresh), and so its conflict; conflict 4, resolved
+    // by the user with only a W pair, stays R and pulls its pair to R (step 6).
+    let night = incremental(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:R*"]), "{night:?}");
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:R"]), "{night:?}");
+    // Night 3, no change anywhere: 4>3 is still detected, so [SF]'s refresh reopens it and step 5 its conflict.
+    let night = incremental(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"]), "{night:?}");
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U"]), "{night:?}");
+    // Night 4: visit 102 moves away, 1>2 and 2>1 are resolved; then a user reopens 1>2 (W).
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Scheduled Start Time" = '2025-03-12 14:00-04', "Scheduled End Time" = '2025-03-12 16:00-04',
+                 "Visit Updated Timestamp" = now() WHERE "Application Visit Id" = 102;"#,
+        )
+        .await
+        .unwrap();
+    incremental(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "3>4:U", "4>3:U"]));
+    client
+        .batch_execute(r#"UPDATE conflict.conflictvisitmaps SET "StatusFlag" = 'W', "ResolveDate" = NULL WHERE "AppVisitID" = 101"#)
+        .await
+        .unwrap();
+    // Night 5: 1>2 is not detected, so step 4 resolves it again.
+    let night = incremental(&mut client).await;
+    assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "3>4:U", "4>3:U"]), "{night:?}");
+    assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:R*", "3:U", "4:U"]), "{night:?}");
+    // A full night finds nothing left to change.
+    let full = detect(&mut client).await;
+    assert_eq!(full.status_changes, StatusChanges::default(), "{full:?}");
+}
+
+/// §D17: [SF] runs the pass of the window (TASK_02_3) before the night's
+/// inserts and TASK_05's pass after them. A whitelisted conflict whose only
+/// pair is no longer detected is resolved by the first pass (step 7: all its
+/// pairs in the window closed) and reopened by the second when its primary
+/// visit has a new pair tonight, which joins the conflict (step 5). Before,
+/// thaw ran one pass after the inserts, the new open pair kept step 7 away and
+/// the conflict stayed `W`, hiding the new pair behind the user's old answer.
+#[tokio::test]
+async fn conflict_lifecycle_whitelisted_conflict_with_a_new_pair_reopens_as_sf_does() {
+    let mut client = planted("cf_w_new_pair").await;
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"UPDATE conflict.conflicts SET "StatusFlag" = 'W'
+                 WHERE "CONFLICTID" = (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 103 LIMIT 1);
+               CREATE TEMP TABLE visit_106 AS SELECT * FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = 104;
+               UPDATE visit_106 SET "Visit Id" = '00000000-0000-0000-0000-000000000006', "Application Visit Id" = 106,
+                 "Visit Start Time" = '2025-03-05 09:30-05', "Visit End Time" = '2025-03-05 10:30-05', "Visit Updated Timestamp" = now();
+               INSERT INTO analytics.factvisitcallperformance_cr SELECT * FROM visit_106;
+               UPDATE analytics.factvisitcallperformance_cr SET "Visit Date" = '2025-03-06', "Visit Start Time" = '2025-03-06 10:15-05',
+                 "Visit End Time" = '2025-03-06 11:00-05', "Visit Updated Timestamp" = now() WHERE "Application Visit Id" = 104;"#,
+        )
+        .await
+        .unwrap();
+    let night = detect(&mut client).await;
+    assert_eq!(
+        pair_states(&client).await,
+        strings(&["1>2:U", "2>1:U", "3>4:R*", "3>6:U", "4>3:R*", "6>3:U"]),
+        "{night:?}"
+    );
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:R*", "6:U"]), "{night:?}");
+    // The next night changes nothing.
+    let quiet = run(&mut client, &settings(), DetectionMode::Incremental).await.expect("quiet night");
+    assert_eq!(quiet.status_changes, StatusChanges::default(), "{quiet:?}");
+    assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:R*", "6:U"]));
+}
+
 /// §D17: [SF] TASK_05 repeats steps 2–9 without the window, so stored rows
 /// older than the window still follow the application's answers and their
 /// visits' stored missed flags: conflicts by `IsMissed` only, pairs by

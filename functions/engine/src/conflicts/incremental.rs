@@ -371,6 +371,10 @@ pub async fn collect_keys(
             cgs = a(ca),
         ),
     ];
+    // Pairs whose status someone else changed since the last night (docs/conflicts.md §D26).
+    if closed_pairs_table_exists(tx, schemas).await? {
+        branches.push(status_edited_keys_sql(schemas));
+    }
     // Changed in-service and absence periods: every date they cover (inside
     // the window), for the caregiver's SSN. A period without a change
     // timestamp counts as changed on every run, like a visit without one.
@@ -409,6 +413,74 @@ pub async fn collect_keys(
         .await
         .map_err(|e| from_postgres(e, "collecting the caregivers of the touched keys"))?;
     Ok(touched)
+}
+
+/// `conflict.conflict_closed_pairs` (schema/V27__conflict_closed_pairs.sql):
+/// the IDs of the closed (`R`/`D`) pairs as the last night left them,
+/// without the pairs its cascade closed (docs/conflicts.md §D26).
+pub const CLOSED_PAIRS_TABLE: &str = "conflict_closed_pairs";
+
+/// Whether [`CLOSED_PAIRS_TABLE`] exists (V27).
+///
+/// Errors: PostgreSQL errors.
+pub async fn closed_pairs_table_exists(tx: &Transaction<'_>, schemas: &Schemas) -> Result<bool> {
+    let name = qualified(&schemas.conflict, CLOSED_PAIRS_TABLE);
+    let row = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .map_err(|e| from_postgres(e, "looking for the closed-pairs list"))?;
+    Ok(row.get(0))
+}
+
+/// The `(ssn, visit_date)` rows of the pairs whose status someone else
+/// changed since the last night, for [`collect_keys`]: the closed (`R`/`D`)
+/// pairs missing from [`CLOSED_PAIRS_TABLE`] (closed by the application, or
+/// by the last night's cascade while still detected) and the listed pairs
+/// that are no longer closed (reopened by the application, or deleted rows:
+/// those have no key left and are skipped). [SF] recomputes every pair each
+/// night, so its refresh reopens such a pair while it is detected and its
+/// step 4 resolves it when it is not (docs/conflicts.md §D26). Both halves
+/// compare the list with the partial index of the closed pairs' IDs
+/// (schema/V27__conflict_closed_pairs.sql) in ID order; only the differing
+/// pairs are read (by primary key: `OFFSET 0` keeps that lookup a probe per
+/// pair; as a join the planner scanned every pair). 0.59 s at 600 000
+/// closed of 1 000 000 stored pairs (docs/conflicts.md §D26).
+pub fn status_edited_keys_sql(schemas: &Schemas) -> String {
+    let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
+    let list = qualified(&schemas.conflict, CLOSED_PAIRS_TABLE);
+    format!(
+        "SELECT c.\"SSN\"::text, c.\"VisitDate\"::date FROM {cvm} c\n\
+         WHERE c.\"StatusFlag\" IN ('R', 'D') AND NOT EXISTS (SELECT 1 FROM {list} l WHERE l.\"ID\" = c.\"ID\")\n\
+         UNION ALL\n\
+         SELECT k.* FROM (SELECT l.\"ID\" FROM {list} l WHERE NOT EXISTS (SELECT 1 FROM {cvm} x WHERE x.\"ID\" = l.\"ID\" AND x.\"StatusFlag\" IN ('R', 'D'))) g\n\
+         CROSS JOIN LATERAL (SELECT c.\"SSN\"::text, c.\"VisitDate\"::date FROM {cvm} c WHERE c.\"ID\" = g.\"ID\" OFFSET 0) k"
+    )
+}
+
+/// Rewrite [`CLOSED_PAIRS_TABLE`] to the closed pairs the night leaves,
+/// without those its cascade closed in the window ([`super::lifecycle::CASCADED`]):
+/// [SF]'s next night reopens them while they are detected, so the next
+/// incremental night must recompute their keys (docs/conflicts.md §D26).
+/// Call at the end of every night, full or incremental, after the
+/// lifecycle; a no-op without the table (V27). Work: two passes over the
+/// closed pairs' ID index and the list, writing only the differences
+/// (1.0 s at 600 000 closed of 1 000 000 stored pairs, docs/conflicts.md §D26).
+///
+/// Errors: PostgreSQL errors.
+pub async fn record_closed_pairs(tx: &Transaction<'_>, schemas: &Schemas) -> Result<()> {
+    if !closed_pairs_table_exists(tx, schemas).await? {
+        return Ok(());
+    }
+    let cvm = qualified(&schemas.conflict, "conflictvisitmaps");
+    let list = qualified(&schemas.conflict, CLOSED_PAIRS_TABLE);
+    let cascaded = super::lifecycle::CASCADED;
+    let sql = format!(
+        "DELETE FROM {list} l WHERE NOT EXISTS (SELECT 1 FROM {cvm} c WHERE c.\"ID\" = l.\"ID\" AND c.\"StatusFlag\" IN ('R', 'D'));\n\
+         DELETE FROM {list} l WHERE l.\"ID\" IN (SELECT id FROM {cascaded});\n\
+         INSERT INTO {list} (\"ID\") SELECT c.\"ID\" FROM {cvm} c WHERE c.\"StatusFlag\" IN ('R', 'D')\n  \
+           AND NOT EXISTS (SELECT 1 FROM {list} l WHERE l.\"ID\" = c.\"ID\") AND NOT EXISTS (SELECT 1 FROM {cascaded} x WHERE x.id = c.\"ID\")"
+    );
+    tx.batch_execute(&sql).await.map_err(|e| from_postgres(e, "recording the closed pairs of the night"))
 }
 
 /// The `(ssn, visit_date)` rows of the restored visits for [`collect_keys`]:

@@ -10,8 +10,10 @@
 //! conflicting visit names who resolved the pair (`ResolvedBy` = the
 //! conflicting agency's contact, else its name); `UpdatedRFlag` marks the
 //! conflicts with a pair in the window and is cleared on the ones step 5
-//! reopens. Then, as [SF] TASK_05 does without the window, steps 2-3 and
-//! 5-9 run again over the stored pairs outside the window, with its variant
+//! reopens. The night's new pairs are left out of that pass, which [SF]
+//! runs before its inserts. Then, as [SF] TASK_05 does without the window,
+//! steps 2-3 and 5-9 run again over the stored pairs outside the window and
+//! every pair of a conflict that got a new pair tonight, with its variant
 //! of the missed test (docs/conflicts.md §D17). A conflict that the literal
 //! order writes and writes back the same night (resolved by step 2 and
 //! reopened by step 5, or reopened by step 5 and set `N` again by step 8) is
@@ -26,7 +28,7 @@ use tokio_postgres::Transaction;
 
 use super::columns::Want;
 use super::in_service;
-use super::store::{written_columns, Schemas, StatementContext, Table, STAGING};
+use super::store::{written_columns, Schemas, StatementContext, Table, CONFLICT_IDS, STAGING};
 use crate::contract::StatusChanges;
 use crate::error::{from_postgres, Result};
 use crate::sink::qualified;
@@ -130,7 +132,11 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
         "UPDATE {cvm} c SET {ps} = 'U', {pu} = {now}\n\
          WHERE {in_window} AND c.\"StatusFlag\" = 'N' AND c.\"ConNoResponseFlag\" IS DISTINCT FROM 'Yes'"
     );
-    let mut out = vec![("deleted pairs", deleted_pairs_sql), ("deleted conflicts", deleted_conflicts_sql)];
+    let mut out = vec![
+        ("cascaded pairs table", format!("CREATE TEMP TABLE IF NOT EXISTS {} (id int8) ON COMMIT DROP", CASCADED.trim_start_matches("pg_temp."))),
+        ("deleted pairs", deleted_pairs_sql),
+        ("deleted conflicts", deleted_conflicts_sql),
+    ];
     let mut inside = inside.into_iter();
     // Step 3, then 4 and the withdrawn no-response pairs, then step 2 and the rest:
     // step 2 writes only conflicts, which steps 3 and 4 do not read, so it
@@ -181,6 +187,9 @@ struct Scope {
     names: [&'static str; 10],
     /// Predicate on a pair `c`: the pair is in this pass.
     pairs: &'static str,
+    /// Predicate on a pair `c` of this pass: the pair is open as step 5
+    /// sees it (a conflict with one reopens; step 2 leaves it out).
+    open_pairs: &'static str,
     /// Predicate on a pair `c` of this pass whose conflict step 2 resolves.
     missed_conflicts: &'static str,
     /// Predicate on a pair `c` of this pass that step 3 resolves.
@@ -188,6 +197,20 @@ struct Scope {
     /// Predicate on the pair counts `s` of a conflict (not `R`/`D`) that
     /// step 7 resolves besides the single closed pair.
     all_closed: &'static str,
+    /// How the pass treats the night's new pairs (docs/conflicts.md §D17).
+    new_pairs: NewPairs,
+}
+
+/// [SF] runs TASK_02_3 (the pass of the window) before the night's inserts
+/// and TASK_05's pass after them; thaw runs both after the inserts, so the
+/// first pass leaves the new pairs out and the second takes every pair of
+/// a conflict that got a new pair tonight (docs/conflicts.md §D17).
+#[derive(Clone, Copy)]
+enum NewPairs {
+    /// Not in the pass: pairs created tonight (`CreatedDate` = the night's now).
+    Excluded,
+    /// Also in the pass: every pair of a conflict with a new pair tonight ([`CONFLICT_IDS`]).
+    TheirConflicts,
 }
 
 impl Scope {
@@ -207,14 +230,21 @@ impl Scope {
             "clear ResolveDate of open conflicts",
         ],
         pairs: "c.\"VisitDate\" BETWEEN $1 AND $2",
+        // [SF]'s refresh has set every pair of the window it detected again
+        // to U (but W/I) before TASK_02_3, and only step 8 sets N again: an N
+        // pair still open after steps 1, 3 and 4 was detected again, so it is
+        // U when step 5 looks (docs/conflicts.md §8.2 step 5).
+        open_pairs: "c.\"StatusFlag\" IN ('U', 'N')",
         missed_conflicts: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
         missed_pairs: "(c.\"IsMissed\" OR c.\"ConIsMissed\")",
         all_closed: "s.n_scope > 0 AND s.n_scope = s.closed_scope",
+        new_pairs: NewPairs::Excluded,
     };
 
     /// [SF] TASK_05's pass without the window, run by thaw on the pairs
-    /// outside the window (inside it, the first pass already ran after the
-    /// inserts, docs/conflicts.md §D17): conflicts resolved by a missed
+    /// outside the window and on every pair of a conflict that got a new pair
+    /// tonight (elsewhere inside the window it would repeat the first pass,
+    /// docs/conflicts.md §D17): conflicts resolved by a missed
     /// primary visit only (`IsMissed`), pairs by a missed conflicting visit
     /// only (`ConIsMissed`), a conflict is resolved when all its pairs are
     /// closed. A NULL `VisitDate` is outside the window.
@@ -232,9 +262,12 @@ impl Scope {
             "outside the window: clear ResolveDate of open conflicts",
         ],
         pairs: "coalesce(c.\"VisitDate\" NOT BETWEEN $1 AND $2, TRUE)",
+        // TASK_05 runs after TASK_02_3's step 8: an N pair is N.
+        open_pairs: "c.\"StatusFlag\" = 'U'",
         missed_conflicts: "c.\"IsMissed\"",
         missed_pairs: "c.\"ConIsMissed\"",
         all_closed: "s.n_scope > 0 AND s.n = s.closed",
+        new_pairs: NewPairs::TheirConflicts,
     };
 }
 
@@ -253,12 +286,16 @@ impl Scope {
 /// order's.
 fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, String)> {
     let LifecycleColumns { now, cvm, conflicts, ps, pr, pu, pb, ks, kr, kb, kf } = cols;
-    let Scope { names, pairs: in_scope, missed_conflicts, missed_pairs, all_closed } = scope;
+    let Scope { names, pairs, open_pairs, missed_conflicts, missed_pairs, all_closed, new_pairs } = scope;
+    let in_scope = &match new_pairs {
+        NewPairs::Excluded => format!("({pairs} AND c.\"CreatedDate\" IS DISTINCT FROM {now})"),
+        NewPairs::TheirConflicts => format!("({pairs} OR c.\"CONFLICTID\" IN (SELECT conflict_id FROM {CONFLICT_IDS}))"),
+    };
     // Steps 2 and 3: a missed visit (three-valued) resolves its conflicts and pairs.
     // Step 2 runs after step 3 (and, in the window, after step 4), right before
     // step 5, and leaves out the conflicts with an open pair in scope: step 5
     // would reopen them at once, `reopens` below reopens them instead (§D19).
-    let open_pair_in_scope = format!("SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND c.\"StatusFlag\" = 'U'");
+    let open_pair_in_scope = format!("SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND {open_pairs}");
     let missed_pair_in_scope = format!("SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope} AND {missed_conflicts}");
     let missed_conflicts_sql = format!(
         "UPDATE {conflicts} k SET {ks} = 'R', {kr} = coalesce(k.\"ResolveDate\", {now})\n\
@@ -270,9 +307,9 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
          WHERE {in_scope} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND {missed_pairs}"
     );
     // Step 5: UpdatedRFlag '1' on every conflict with a pair in scope; a conflict
-    // with an open pair (U) in scope whose status is not D/I/W/U (R, N) reopens
-    // to U with UpdatedRFlag NULL. `reopens` also takes the conflicts step 2
-    // left out (not R/D, a missed pair in scope): [SF] sets them R and step 5
+    // with an open pair in scope (`open_pairs`: U, and in the window also N)
+    // whose status is not D/I/W/U (R, N) reopens to U with UpdatedRFlag NULL.
+    // `reopens` also takes the conflicts step 2 left out (not R/D, a missed pair in scope): [SF] sets them R and step 5
     // reopens them. Three-valued like [SF]'s two statements: a NULL status
     // neither resolves nor reopens.
     let reopens = format!(
@@ -312,6 +349,10 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
          WHERE k.\"CONFLICTID\" = c.\"CONFLICTID\" AND s.\"CONFLICTID\" = c.\"CONFLICTID\" AND k.\"StatusFlag\" IN ('R', 'D')\n\
            AND {in_scope} AND c.\"StatusFlag\" NOT IN ('R', 'D') AND (s.n = 1 OR s.closed >= s.n - 1)"
     );
+    // The closed pairs may still be detected: [SF]'s next night reopens
+    // them, so they are kept off the closed-pairs list (docs/conflicts.md §D26).
+    let cascade_down_sql =
+        format!("WITH closed AS ({cascade_down_sql}\nRETURNING c.\"ID\")\nINSERT INTO {CASCADED} (id) SELECT \"ID\" FROM closed");
     // Step 7: cascade up: a conflict (not R/D) whose only pair is R/D, or whose pairs are all closed (`all_closed`) → R.
     // Both conditions need a closed pair, so only the conflicts with one are
     // counted (all their pairs), found through the partial index of closed
@@ -364,6 +405,11 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
         ])
         .collect()
 }
+
+/// The pairs that step 6 (cascade down, either pass) closed tonight
+/// (`id` = `conflictvisitmaps."ID"`), dropped at commit: they may still be
+/// detected, so they stay off the closed-pairs list (docs/conflicts.md §D26).
+pub const CASCADED: &str = "pg_temp.thaw_conflict_cascaded";
 
 /// The conflicts' statuses before the night: `id` (`CONFLICTID`) and
 /// `status` (`StatusFlag` as text) of every conflict with a pair in the window.

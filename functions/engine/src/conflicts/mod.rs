@@ -425,6 +425,8 @@ async fn run_locked(
     // docs/conflicts.md §7.6, §D5: GroupID as connected components, after every pair is written.
     let grouped = timed("GroupID fallback", groups::assign(&tx, schemas, &format!("(now() AT TIME ZONE {zone_literal})"))).await?;
     tracing::debug!(rows = grouped, "GroupID");
+    // docs/conflicts.md §D26: the closed pairs this night leaves, for the next incremental night.
+    timed("closed pairs", incremental::record_closed_pairs(&tx, schemas)).await?;
     if has_watermark_table {
         let mark = incremental::Watermark { source_changed_up_to: high_water, settings_fingerprint: fingerprint, window };
         incremental::save(&tx, schemas, &mark, if keyed { "incremental" } else { "full" }).await?;

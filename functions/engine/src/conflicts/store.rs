@@ -463,7 +463,7 @@ pub(crate) const STAGING: &str = "pg_temp.thaw_conflict_pairs";
 const SIDE: &str = "pg_temp.thaw_conflict_side";
 /// `CONFLICTID` and `CRDATEUNIQUE` per `VisitID` of the night's new rows
 /// (`"VisitID"`, `conflict_id`, `first_created`), computed before the inserts.
-const CONFLICT_IDS: &str = "pg_temp.thaw_conflict_ids";
+pub(crate) const CONFLICT_IDS: &str = "pg_temp.thaw_conflict_ids";
 const NEW: &str = "pg_temp.thaw_conflict_new";
 
 /// Streams detected pairs into the staging table with binary COPY.
