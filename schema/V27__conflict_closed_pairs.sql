@@ -5,7 +5,7 @@
 -- it no longer detects, whoever changed the status. So a night must also recompute the keys of
 -- the pairs whose status someone else (the application, a user) changed since the last night:
 -- the closed pairs (R/D) missing from this list and the listed pairs that are no longer closed.
--- Each night rewrites the list at its end, in its own transaction; the pairs the night's cascade
+-- Each night rewrites the list at its end, in the night's own transaction; the pairs the night's cascade
 -- closed while they are still detected stay off it, so the next night recomputes their keys as a
 -- full night would reopen them. Seeded with the closed pairs of the day the migration runs.
 CREATE TABLE IF NOT EXISTS conflict.conflict_closed_pairs (
