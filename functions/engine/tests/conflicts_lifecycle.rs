@@ -608,6 +608,7 @@ async fn conflict_lifecycle_cascades_between_conflicts_and_pairs() {
     );
 
     // A user whitelists (1,2) and resolves conflict 1: all but one pair closed → the last one is pulled to R.
+    // Conflict 1 keeps its empty ResolveDate ([SF]'s step 2 would stamp it with the night's time, §D27).
     client
         .batch_execute(
             r#"UPDATE conflict.conflictvisitmaps SET "StatusFlag" = 'W' WHERE "AppVisitID" = 101 AND "ConAppVisitID" = 102;
