@@ -47,6 +47,7 @@ use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink;
 use crate::source::{self, SnowflakeSource};
 use crate::sync::plan::{ColumnPair, TablePlan};
+use crate::sync::status::TableKey;
 use canonical::EmulatorPart;
 
 /// Most differing keys listed per kind in a report.
@@ -324,7 +325,7 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
         let propagate = table_config.is_some_and(|x| x.propagate_deletes);
         let date_only: &[String] = table_config.map_or(&[], |x| &x.truncate_to_date[..]);
         let result = match &sessions[&key] {
-            Ok(session) => reconcile_covered(session, &pg, &plan, propagate, date_only, options).await,
+            Ok(session) => reconcile_covered(session, &pg, &t.key, &plan, propagate, date_only, options).await,
             Err(e) => Err(e.clone()),
         };
         match result {
@@ -436,12 +437,28 @@ pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options:
 /// touched rows and the next rolling slice), then record what was verified
 /// clean (`migration_status.reconcile_coverage`, V14; nothing is recorded for
 /// a table that differs) and the table's freshness.
-async fn reconcile_covered(session: &Session, pg: &Client, plan: &TablePlan, propagate: bool, date_only: &[String], options: ReconcileOptions) -> Result<TableReport> {
+///
+/// A table whose compared columns gained columns since its previous run
+/// (`schema_evolution: "add_columns"`, or a target column added by hand
+/// after plan's drift error) loses its standing verification first: the
+/// rows loaded before hold no verified values in the new columns (they stay
+/// NULL until their watermark moves, docs/sync.md §3.6), so the table is
+/// verified whole until a full check is clean (docs/reconcile.md §5.1).
+async fn reconcile_covered(session: &Session, pg: &Client, key: &TableKey, plan: &TablePlan, propagate: bool, date_only: &[String], options: ReconcileOptions) -> Result<TableReport> {
     require_target_table(pg, plan).await?;
     let target = format!("{}.{}", plan.target_schema, plan.target_table);
     let now = chrono::Utc::now();
     let mut cov = coverage::load(pg, &target).await?;
-    let (scope, reason) = Scope::choose(plan, &cov, options, now);
+    let added = columns_added_since_previous_run(pg, key, plan).await?;
+    let invalidated = !added.is_empty() && cov.verified_since().is_some();
+    if invalidated {
+        cov.invalidate();
+        coverage::store(pg, &cov).await?;
+    }
+    let (scope, mut reason) = Scope::choose(plan, &cov, options, now);
+    if invalidated && !options.full {
+        reason = format!("column(s) {} added since the previous run: the rows loaded before were never verified in them", added.iter().map(|c| sink::ident(c)).collect::<Vec<_>>().join(", "));
+    }
     let mut report = reconcile_table_in(session, pg, plan, propagate, date_only, options, &scope).await?;
     if report.summary.matched {
         match &scope {
@@ -455,6 +472,31 @@ async fn reconcile_covered(session: &Session, pg: &Client, plan: &TablePlan, pro
         c.freshness_hours = cov.freshness_hours(chrono::Utc::now());
     }
     Ok(report)
+}
+
+/// Target columns `plan` compares that the table's previous run (the latest
+/// run that planned the same source table into the same target before the
+/// run of `key`) did not copy; empty when there is no previous run.
+///
+/// Errors: [`ErrorKind`] by SQLSTATE.
+async fn columns_added_since_previous_run(pg: &Client, key: &TableKey, plan: &TablePlan) -> Result<Vec<String>> {
+    let row = pg
+        .query_opt(
+            "SELECT jsonb_path_query_array(p.plan, '$.columns[*].target.name') \
+             FROM migration_status.migration_table_status c \
+             JOIN migration_status.migration_table_status p \
+               ON p.source_database = c.source_database AND p.source_schema = c.source_schema AND p.source_table = c.source_table \
+              AND p.target_schema = c.target_schema AND p.target_table = c.target_table \
+              AND p.run_id <> c.run_id AND p.started_at < c.started_at AND p.plan ? 'columns' \
+             WHERE c.run_id = $1 AND c.source_database = $2 AND c.source_schema = $3 AND c.source_table = $4 \
+             ORDER BY p.started_at DESC LIMIT 1",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("reading the previous plan of {}", plan.target_fqn())))?;
+    let Some(row) = row else { return Ok(Vec::new()) };
+    let before: Vec<String> = serde_json::from_value(row.get(0)).unwrap_or_default();
+    Ok(plan.columns.iter().map(|c| c.target.name.clone()).filter(|c| !before.contains(c)).collect())
 }
 
 /// Fail a table whose PostgreSQL target table no longer exists (dropped or
