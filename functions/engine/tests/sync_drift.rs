@@ -277,3 +277,21 @@ async fn column_added_with_a_default_is_verified_in_every_row_until_a_full_run_c
     nightly.outcome().expect("clean");
     assert_eq!(nightly.reconcile_details[0].coverage.as_ref().unwrap().scope, "nightly");
 }
+
+/// `create_tables` into a target schema that does not exist: one error
+/// naming the schema, the database and the `CREATE SCHEMA` to run, before
+/// anything is recorded. It used to record the run and fail it with
+/// PostgreSQL's "schema … does not exist" from the `CREATE TABLE`, leaving a
+/// `failed` run behind and no way out in the message.
+#[tokio::test]
+async fn create_tables_into_a_missing_schema_names_it_and_records_nothing() {
+    let (sf_db, pg_db, _sf, pg) = setup("noschema", 40, false).await;
+    let text = config_text(&sf_db, &pg_db, &[&orders_table(None, r#", "create_tables": true"#)], "")
+        .replace(r#""target_pg_schema": "public""#, r#""target_pg_schema": "Not There""#);
+    let err = runner::run(Arc::new(config(&text)), options(), Arc::new(Quiet)).await.expect_err("a missing schema is an error");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    for part in ["target schema \"Not There\" does not exist", &pg_db, "CREATE SCHEMA \"Not There\"", "target_pg_schema"] {
+        assert!(err.message.contains(part), "missing {part:?} in {err}");
+    }
+    assert_eq!(runs(&pg).await, 0, "no run was recorded");
+}
