@@ -5,10 +5,11 @@ A test registers *rules* over HTTPS on the emulator itself:
     POST   /thaw-emulator/faults        {"target": "query" | "chunk" | "login",
                                          "sql_regex": "…",          # re.search on the SQL text
                                          "action": "http_500" | "http_503" | "http_429"
-                                                 | "drop" | "truncate" | "sql_error",
+                                                 | "drop" | "truncate" | "sql_error" | "delay",
                                          "times": N,                # default 1; the next N matching requests
                                          "retry_after": seconds,    # optional, http_429 / http_503
-                                         "code": "001003", "message": "…"}   # optional, sql_error
+                                         "code": "001003", "message": "…",   # optional, sql_error
+                                         "seconds": 1.5}                     # delay: how long
                                          -> {"id": "…"}
     GET    /thaw-emulator/faults/{id}   -> the rule with "matched" (requests that matched its
                                            regex, faulted or not) and "faulted" (answered with the fault)
@@ -28,7 +29,8 @@ A test registers *rules* over HTTPS on the emulator itself:
   ``200`` with a ``Content-Length`` and closes the connection after half of the
   body (chunks) or none of it (queries); ``sql_error`` answers like a
   deterministic Snowflake error (HTTP 200, ``success: false``, default code
-  001003 "SQL compilation error").
+  001003 "SQL compilation error"); ``delay`` holds the request for ``seconds``
+  (0–60) and then serves it normally (a slow warehouse, for timing tests).
 * A faulted chunk download leaves the chunk downloadable (a retry gets it).
 * Once ``times`` faults are spent the rule stays registered and keeps counting
   ``matched``: that count is how a test proves how often a request was
@@ -37,6 +39,7 @@ A test registers *rules* over HTTPS on the emulator itself:
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import itertools
 import json
@@ -54,7 +57,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 ADMIN_PATH = "/thaw-emulator/faults"
 QUERY_PATH = "/queries/v1/query-request"
 LOGIN_PATH = "/session/v1/login-request"
-ACTIONS = ("http_500", "http_503", "http_429", "drop", "truncate", "sql_error")
+ACTIONS = ("http_500", "http_503", "http_429", "drop", "truncate", "sql_error", "delay")
 TARGETS = ("query", "chunk", "login")
 
 _REASONS = {500: "Internal Server Error", 503: "Service Unavailable", 429: "Too Many Requests"}
@@ -70,6 +73,7 @@ class Rule:
     retry_after: int | None = None
     code: str = "001003"
     message: str = "SQL compilation error: injected by the emulator's fault control"
+    seconds: float = 0.0
     matched: int = 0
     faulted: int = 0
     order: int = field(default=0)
@@ -78,7 +82,7 @@ class Rule:
         return {
             "id": self.id, "target": self.target, "sql_regex": self.sql_regex.pattern, "action": self.action,
             "times": self.times, "retry_after": self.retry_after, "code": self.code, "message": self.message,
-            "matched": self.matched, "faulted": self.faulted,
+            "seconds": self.seconds, "matched": self.matched, "faulted": self.faulted,
         }
 
 
@@ -115,6 +119,10 @@ def parse_rule(spec: dict[str, Any]) -> Rule:
         rule.code = str(spec["code"])
     if "message" in spec:
         rule.message = str(spec["message"])
+    seconds = spec.get("seconds", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 60:
+        raise FaultSpecError(f"seconds must be a number of seconds from 0 to 60, got {seconds!r}")
+    rule.seconds = float(seconds)
     return rule
 
 
@@ -209,6 +217,19 @@ async def apply(rule: Rule, target: str, send: Send, chunk_body: bytes | None) -
     await send({"type": "http.response.body", "body": body})
 
 
+async def _faulted(rule: Rule | None, target: str, send: Send, chunk_body: bytes | None) -> bool:
+    """Apply `rule` (if any): True when the request was answered with a fault;
+    False when it goes on to the emulator (no rule, or a `delay`, served
+    after `rule.seconds`)."""
+    if rule is None:
+        return False
+    if rule.action == "delay":
+        await asyncio.sleep(rule.seconds)
+        return False
+    await apply(rule, target, send, chunk_body)
+    return True
+
+
 class FaultMiddleware:
     """Outermost ASGI layer: applies a matching rule before the request reaches
     the emulator. `chunk_origin(chunk_id)` gives (origin SQL, chunk bytes) of a
@@ -234,9 +255,7 @@ class FaultMiddleware:
                 if message["type"] != "http.request" or not message.get("more_body"):
                     break
             sql = _sql_text(body, scope)
-            rule = decide("query", sql)
-            if rule is not None:
-                await apply(rule, "query", send, None)
+            if await _faulted(decide("query", sql), "query", send, None):
                 return
             replay = iter(messages)
 
@@ -247,15 +266,11 @@ class FaultMiddleware:
             return
         if scope["method"] == "POST" and path == LOGIN_PATH:
             query = urllib.parse.unquote_plus((scope.get("query_string") or b"").decode("latin-1"))
-            rule = decide("login", query)
-            if rule is not None:
-                await apply(rule, "login", send, None)
+            if await _faulted(decide("login", query), "login", send, None):
                 return
         if scope["method"] == "GET" and path.startswith(self.chunk_path):
             origin = self.chunk_origin(path[len(self.chunk_path):])
-            rule = decide("chunk", origin[0] if origin else None)
-            if rule is not None:
-                await apply(rule, "chunk", send, origin[1] if origin else None)
+            if await _faulted(decide("chunk", origin[0] if origin else None), "chunk", send, origin[1] if origin else None):
                 return
         await self.inner(scope, receive, send)
 

@@ -161,14 +161,41 @@ pub async fn migrate_if_permitted(client: &mut Client) -> Result<Vec<String>> {
 /// [`from_postgres`] classifies it.
 pub async fn refuse_read_only(client: &Client) -> Result<()> {
     let row = client
-        .query_one("SELECT current_database()::text, pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[])
+        .query_one(
+            "SELECT current_database()::text, pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', current_user::text, \
+                    (SELECT source FROM pg_settings WHERE name = 'default_transaction_read_only')",
+            &[],
+        )
         .await
         .map_err(|e| from_postgres(e, "checking that the database accepts writes"))?;
-    let (database, in_recovery, read_only): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
-    let why = if in_recovery {
-        "the server is a standby in recovery (a reader instance, or a writer being failed over)"
+    let (database, in_recovery, read_only, role): (String, bool, bool, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    let source: Option<String> = row.get(4);
+    let (db, who) = (crate::sink::ident(&database), crate::sink::ident(&role));
+    let (why, undo) = if in_recovery {
+        (
+            "the server is a standby in recovery (a reader instance, or a writer being failed over)".to_string(),
+            "Point postgres.host at the writer (primary or cluster) endpoint, or wait for the failover to finish".to_string(),
+        )
     } else if read_only {
-        "its sessions are read-only (default_transaction_read_only = on)"
+        // Where the default comes from decides what undoes it (pg_settings.source).
+        let (set_on, undo) = match source.as_deref() {
+            Some("database") => (format!("database {database}"), format!("ALTER DATABASE {db} RESET default_transaction_read_only")),
+            Some("user") => (format!("role {role}"), format!("ALTER ROLE {who} RESET default_transaction_read_only")),
+            Some("database user") => (
+                format!("role {role} in database {database}"),
+                format!("ALTER ROLE {who} IN DATABASE {db} RESET default_transaction_read_only"),
+            ),
+            Some("configuration file") | Some("default") => (
+                "the server configuration".to_string(),
+                "ALTER SYSTEM SET default_transaction_read_only = off; SELECT pg_reload_conf(), or edit postgresql.conf".to_string(),
+            ),
+            Some(other) => (format!("{other} settings (e.g. PGOPTIONS)"), "remove the setting from the connection's options".to_string()),
+            None => ("an unknown source".to_string(), format!("ALTER DATABASE {db} RESET default_transaction_read_only")),
+        };
+        (
+            format!("its sessions are read-only (default_transaction_read_only = on, set for {set_on})"),
+            format!("Point postgres.host at the writer (primary or cluster) endpoint, or make the sessions writable (`{undo}`, as a role allowed to)"),
+        )
     } else {
         return Ok(());
     };
@@ -176,9 +203,7 @@ pub async fn refuse_read_only(client: &Client) -> Result<()> {
         ErrorKind::Transient,
         format!(
             "database {database} is read-only: {why}. thaw writes the target tables and migration_status there, so nothing was \
-             written. Point postgres.host at the writer (primary or cluster) endpoint, or wait for the failover to finish \
-             (or `ALTER DATABASE {} RESET default_transaction_read_only`), then run the same command again",
-            crate::sink::ident(&database)
+             written. {undo}, then run the same command again"
         ),
     ))
 }

@@ -201,10 +201,11 @@ impl RunReport {
             return Err(Error::new(
                 ErrorKind::ChunkFailed,
                 format!(
-                    "{} chunk(s) failed; first: chunk {} of {}: {e}. Fix the cause and rerun the same command to resume run {} (only unfinished chunks are copied).",
+                    "{} chunk(s) failed; first: chunk {} of {}: {}. Fix the cause and rerun the same command to resume run {} (only unfinished chunks are copied).",
                     self.failures.len(),
                     item.chunk_id,
                     item.source_table,
+                    e.trim_end_matches('.'),
                     self.plan.run_id
                 ),
             ));

@@ -554,3 +554,53 @@ async fn a_table_gone_on_either_side_since_the_run_is_named_with_what_to_do() {
     assert!(c.contains("CCC") && c.to_lowercase().contains("does not exist"), "{c}");
     assert_eq!(reconcile::require_match(&summary).unwrap_err().kind.exit_code(), 2, "bad input");
 }
+
+/// `source_seconds` counts every Snowflake-side query of a table's
+/// reconcile, not only the first level of segment sums: with each query
+/// over a list of key-hash ranges (bisection levels, the key census, the row
+/// diff's key hashes and rows) held 0.4 s by the emulator, the reported
+/// time is at least 0.4 s per such query. It used to be the first level's
+/// time alone, well under one held query.
+#[tokio::test]
+async fn source_seconds_count_every_snowflake_query_of_the_bisection_census_and_row_diff() {
+    let (sf_db, pg_db) = (unique("SFSECS").to_uppercase(), unique("secs"));
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    sf.execute(&format!("CREATE OR REPLACE TABLE \"{sf_db}\".\"S\".\"TIMED\" (\"ID\" NUMBER(38,0), \"NOTE\" VARCHAR(20))")).await.unwrap();
+    sf.execute(&format!("INSERT INTO \"{sf_db}\".\"S\".\"TIMED\" SELECT SEQ4() + 1, 'note ' || SEQ4() FROM TABLE(GENERATOR(ROWCOUNT => 3000))")).await.unwrap();
+    pg.batch_execute("CREATE TABLE public.timed (\"ID\" int8 PRIMARY KEY, \"NOTE\" varchar(20))").await.unwrap();
+    let entry = r#"{"source": "TIMED", "target": "timed", "uniqueness_columns": ["ID"], "batch_size": 5000}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[entry], "")));
+    first_run(&config).await.outcome().expect("copied clean");
+    // Planted: two changed rows and one deleted (the counts differ: the key census runs too).
+    pg.batch_execute("UPDATE public.timed SET \"NOTE\" = 'changed' WHERE \"ID\" IN (17, 2500); DELETE FROM public.timed WHERE \"ID\" = 1234").await.unwrap();
+
+    let faults = EmulatorFaults::new();
+    let held = 0.4;
+    let rule = faults
+        .add(serde_json::json!({"target": "query", "sql_regex": format!("(?s){sf_db}.*thaw_r\\(lo, hi\\)"), "action": "delay", "seconds": held, "times": 10_000}))
+        .await;
+    let run_id = sf_db_run(&pg).await;
+    let full = reconcile::ReconcileOptions { full: true, ..Default::default() };
+    let outcome = reconcile::reconcile_run_with(&config, &RunRequest { run_id }, full).await;
+    let (held_queries, _) = faults.counts(&rule).await;
+    faults.remove(&rule).await;
+    let (summary, details) = outcome.unwrap();
+    assert_eq!(summary.tables[0].status, "mismatch");
+    let diff = details[0].diff.as_ref().unwrap();
+    assert_eq!((diff.changed_count, diff.missing.clone()), (2, vec!["1234".to_string()]), "{diff:?}");
+    let coverage = details[0].coverage.as_ref().unwrap();
+    assert!(held_queries >= 3, "census, key hashes and rows each query a list of ranges: {held_queries}");
+    assert!(
+        coverage.source_seconds >= held * held_queries as f64,
+        "source_seconds {} < {held_queries} held queries × {held} s",
+        coverage.source_seconds
+    );
+    assert!(coverage.source_seconds <= coverage.seconds, "{coverage:?}");
+    assert!(coverage.target_seconds > 0.0, "{coverage:?}");
+}
+
+/// The run id of the only run recorded in `pg`.
+async fn sf_db_run(pg: &Client) -> uuid::Uuid {
+    pg.query_one("SELECT run_id FROM migration_status.migration_runs", &[]).await.unwrap().get(0)
+}

@@ -239,6 +239,9 @@ async fn null_keys_fail_an_upsert_chunk_instead_of_duplicating_every_run() {
     let report = runner::run(config, options(false), Arc::new(Quiet)).await.expect("run");
     assert_eq!(report.failures.len(), 1);
     assert!(report.failures[0].1.contains("1 row(s) of the chunk have a NULL in the key (K)"), "{}", report.failures[0].1);
+    // The run's error quotes the chunk's and goes on in one sentence (it used to end "uniqueness_columns.. Fix the cause").
+    let outcome = report.outcome().unwrap_err().message;
+    assert!(outcome.contains("uniqueness_columns. Fix the cause and rerun"), "{outcome}");
     assert_eq!(pg_count(&pg, "public.items").await, 1, "the chunk rolled back");
 }
 

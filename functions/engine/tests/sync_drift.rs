@@ -236,3 +236,62 @@ async fn upper_case_source_columns_fill_lower_case_target_columns() {
     let plan: serde_json::Value = pg.query_one("SELECT plan FROM migration_status.migration_table_status", &[]).await.unwrap().get(0);
     assert_eq!(plan["dropped_columns"], serde_json::json!([]));
 }
+
+/// A column added with `"add_columns"` holds NULL in the rows loaded before
+/// it (their watermark did not move, docs/sync.md §3.6), while Snowflake may
+/// hold a value there (a column added with a DEFAULT). The table's standing
+/// verification no longer covers them: reconcile verifies the table whole,
+/// reports the rows that differ (exit 3 in the CLI) and keeps doing so on the
+/// following nights until a `--full` run copies the values; the nightly scope
+/// used to check only the touched rows and a rolling slice and said "ok".
+#[tokio::test]
+async fn column_added_with_a_default_is_verified_in_every_row_until_a_full_run_copies_it() {
+    let (sf_db, pg_db, sf, pg) = setup("addcoldefault", 120, true).await;
+    let table = orders_table(Some(("Updated", "timestamp_tz")), r#", "schema_evolution": "add_columns""#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+
+    let fqn = format!("\"{sf_db}\".\"S\".\"ORDERS\"");
+    sf.execute(&format!("ALTER TABLE {fqn} ADD COLUMN \"Region\" VARCHAR DEFAULT 'east'")).await.unwrap();
+    let second = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("second run");
+    assert_eq!(second.status, "mismatch", "{:?}", second.reconcile);
+    let report = &second.reconcile_details[0];
+    let coverage = report.coverage.as_ref().expect("coverage");
+    assert_eq!(coverage.scope, "full", "{coverage:?}");
+    assert!(coverage.reason.contains("\"Region\" added since the previous run"), "{}", coverage.reason);
+    let diff = report.diff.as_ref().expect("a diff");
+    // Every row but those the run re-read at the watermark's maximum (§3.2) lacks the new column's value.
+    assert!(diff.changed_count >= 110 && diff.missing_count == 0 && diff.extra_count == 0, "{diff:?}");
+
+    // The next night changes nothing: still verified whole, still a mismatch.
+    let third = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("third run");
+    assert_eq!(third.status, "mismatch", "{:?}", third.reconcile_details[0].coverage);
+    assert_eq!(third.reconcile_details[0].coverage.as_ref().unwrap().scope, "full");
+
+    // A --full run copies the column's values; the table is clean again and nightly afterwards.
+    let full = RunOptions { request: PlanRequest { mode: thaw_engine::contract::SyncMode::Full, ..Default::default() }, conflicts: false, ..Default::default() };
+    runner::run(config.clone(), full, Arc::new(Quiet)).await.expect("full run").outcome().expect("the full run is clean");
+    let regions: i64 = pg.query_one("SELECT count(*) FROM public.orders WHERE \"Region\" = 'east'", &[]).await.unwrap().get(0);
+    assert_eq!(regions, 120);
+    let nightly = runner::run(config, options(), Arc::new(Quiet)).await.expect("nightly run");
+    nightly.outcome().expect("clean");
+    assert_eq!(nightly.reconcile_details[0].coverage.as_ref().unwrap().scope, "nightly");
+}
+
+/// `create_tables` into a target schema that does not exist: one error
+/// naming the schema, the database and the `CREATE SCHEMA` to run, before
+/// anything is recorded. It used to record the run and fail it with
+/// PostgreSQL's "schema … does not exist" from the `CREATE TABLE`, leaving a
+/// `failed` run behind and no way out in the message.
+#[tokio::test]
+async fn create_tables_into_a_missing_schema_names_it_and_records_nothing() {
+    let (sf_db, pg_db, _sf, pg) = setup("noschema", 40, false).await;
+    let text = config_text(&sf_db, &pg_db, &[&orders_table(None, r#", "create_tables": true"#)], "")
+        .replace(r#""target_pg_schema": "public""#, r#""target_pg_schema": "Not There""#);
+    let err = runner::run(Arc::new(config(&text)), options(), Arc::new(Quiet)).await.expect_err("a missing schema is an error");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    for part in ["target schema \"Not There\" does not exist", &pg_db, "CREATE SCHEMA \"Not There\"", "target_pg_schema"] {
+        assert!(err.message.contains(part), "missing {part:?} in {err}");
+    }
+    assert_eq!(runs(&pg).await, 0, "no run was recorded");
+}

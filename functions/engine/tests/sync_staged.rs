@@ -453,7 +453,7 @@ async fn a_corrupt_file_is_a_clear_error_naming_its_key_and_is_not_retried() {
     assert_eq!(err.kind, ErrorKind::ChunkFailed, "{err}");
     let (_, message) = &again.failures[0];
     assert!(
-        message.contains(victim.as_str()) && message.contains("not a readable Parquet file"),
+        message.contains(victim.as_str()) && message.contains("not a readable Parquet file") && message.contains("table \"public\".\"orders\""),
         "{message}"
     );
     let row = pg

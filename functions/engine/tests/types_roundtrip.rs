@@ -366,6 +366,12 @@ async fn binary_that_is_not_utf8_into_text_fails_the_chunk() {
     let err = copy_error("text", false, field(DataType::Binary, "BINARY", 0, None), Arc::new(BinaryArray::from(vec![&b"ok\xff"[..]]))).await;
     assert_eq!(err.kind, ErrorKind::ChunkFailed);
     assert!(err.message.contains("not valid UTF-8") && err.message.contains("6f6bff"), "{err}");
+    // What to do names only things a user can do: there is no setting that replaces invalid bytes
+    // (the message used to suggest "set the invalid-UTF-8 policy to replace").
+    for part in ["bytea", "source_filter", "exclude_columns"] {
+        assert!(err.message.contains(part), "missing {part:?} in {err}");
+    }
+    assert!(!err.message.contains("policy"), "{err}");
 }
 
 #[tokio::test]

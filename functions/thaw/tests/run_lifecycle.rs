@@ -500,3 +500,65 @@ async fn reconcile_against_a_read_only_database_says_why_with_exit_1() {
     pg.batch_execute(&format!("ALTER DATABASE \"{pg_db}\" RESET default_transaction_read_only")).await.unwrap();
     assert_eq!(stored().await, before, "the stored outcome is unchanged");
 }
+
+/// `thaw reconcile` whose target database (also the status database) is
+/// read-only for the configured role only (`ALTER ROLE … IN DATABASE … SET
+/// default_transaction_read_only = on`), on a table whose reconcile would
+/// write (row hashes kept in a side table that `--full` refills, deletes
+/// propagated, results and coverage recorded): exit 1 before comparing
+/// anything, the message says the setting is the role's in that database and
+/// gives the statement that undoes it (it used to suggest `ALTER DATABASE …
+/// RESET`, which leaves the role's setting in force), and nothing was written:
+/// rows, side table, results, coverage and the run's status are as before.
+#[tokio::test]
+async fn reconcile_against_a_target_read_only_for_the_role_names_the_role_setting_and_writes_nothing() {
+    let (sf_db, pg_db, pg, sf) = orders("readonlyrole", 60).await;
+    let table = orders_table(Some(("Id", "int")), r#", "row_hashes": true, "propagate_deletes": true"#);
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&table], ""));
+    let cfg = path.to_str().unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run_id: uuid::Uuid = pg.query_one("SELECT run_id FROM migration_status.migration_runs", &[]).await.unwrap().get(0);
+    // A reconcile now would delete the row gone from Snowflake and refill the side table.
+    sf.execute(&format!("DELETE FROM \"{sf_db}\".\"S\".\"ORDERS\" WHERE \"Id\" = 7")).await.unwrap();
+    let state = || async {
+        let r = pg
+            .query_one(
+                "SELECT (SELECT status FROM migration_status.migration_runs), \
+                        (SELECT count(*) FROM migration_status.reconcile_results), \
+                        (SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM migration_status.reconcile_coverage t), \
+                        (SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM migration_status.row_hash_tables t), \
+                        (SELECT count(*) FROM public.orders)",
+                &[],
+            )
+            .await
+            .unwrap();
+        format!("{:?}", (r.get::<_, String>(0), r.get::<_, i64>(1), r.get::<_, Option<String>>(2), r.get::<_, Option<String>>(3), r.get::<_, i64>(4)))
+    };
+    let side: String = pg.query_one("SELECT side_table FROM migration_status.row_hash_tables", &[]).await.unwrap().get(0);
+    let side_rows = || async { pg_count(&pg, &side).await };
+    let (before, side_before) = (state().await, side_rows().await);
+
+    let role: String = pg.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+    pg.batch_execute(&format!("ALTER ROLE \"{role}\" IN DATABASE \"{pg_db}\" SET default_transaction_read_only = on")).await.unwrap();
+    let report = std::env::temp_dir().join(format!("{}.json", unique("readonlyrole")));
+    let out = thaw!(&["reconcile", "--config", cfg, "--run-id", &run_id.to_string(), "--full", "--report", report.to_str().unwrap()]);
+    pg.batch_execute(&format!("ALTER ROLE \"{role}\" IN DATABASE \"{pg_db}\" RESET default_transaction_read_only")).await.unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let undo = format!("ALTER ROLE \"{role}\" IN DATABASE \"{pg_db}\" RESET default_transaction_read_only");
+    let set_for = format!("set for role {role} in database {pg_db}");
+    for part in [format!("database {pg_db} is read-only"), set_for, undo, "nothing was written".to_string()] {
+        assert!(shown.contains(&part), "missing {part:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("ALTER DATABASE") && !shown.contains("panicked"), "{shown}");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!((written["status"].as_str(), written["error"]["kind"].as_str()), (Some("failed"), Some("Transient")), "{written}");
+    assert_eq!(state().await, before, "nothing was written");
+    assert_eq!(side_rows().await, side_before);
+
+    // Writable again: the same command reconciles, deletes the row and refills the side table.
+    let out = thaw!(&["reconcile", "--config", cfg, "--run-id", &run_id.to_string(), "--full"]);
+    assert_eq!(out.status.code(), Some(0), "the deleted row is propagated, then the table is clean: {}", text(&out));
+    assert_eq!(pg_count(&pg, "public.orders").await, 59);
+}

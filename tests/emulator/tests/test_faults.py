@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import ssl
+import time
 import uuid
 from typing import Any
 
@@ -79,11 +80,26 @@ def test_query_faults_answer_statuses_errors_and_drops_then_pass_and_count(tag: 
     assert _call("GET", f"/thaw-emulator/faults/{ids[0]}")[0] == 404
 
 
+def test_a_delay_holds_the_request_then_serves_it(cur: Any, tag: str) -> None:
+    delay = add_rule(target="query", sql_regex=tag, action="delay", times=1, seconds=1.5)
+    started = time.monotonic()
+    cur.execute(f"SELECT 7 AS {tag}")
+    assert cur.fetchall() == [(7,)]
+    assert time.monotonic() - started >= 1.5
+    started = time.monotonic()
+    cur.execute(f"SELECT 8 AS {tag}")
+    assert cur.fetchall() == [(8,)]
+    assert time.monotonic() - started < 1.5, "the delay is spent"
+    assert (rule(delay)["matched"], rule(delay)["faulted"]) == (2, 1)
+
+
 def test_bad_rules_are_refused_with_the_field_named() -> None:
     status, _, body = _call("POST", "/thaw-emulator/faults", {"target": "query", "action": "explode"})
     assert status == 400 and b"action must be one of" in body
     status, _, body = _call("POST", "/thaw-emulator/faults", {"target": "warehouse", "action": "drop"})
     assert status == 400 and b"target must be one of" in body
+    status, _, body = _call("POST", "/thaw-emulator/faults", {"target": "query", "action": "delay", "seconds": 600})
+    assert status == 400 and b"seconds must be" in body
 
 
 def test_a_driver_rides_out_a_faulted_chunk_download(cur: Any, tag: str) -> None:

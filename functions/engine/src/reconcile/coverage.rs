@@ -102,6 +102,14 @@ impl Coverage {
         self.rolling_position = 0;
     }
 
+    /// Forget every verification (the table must be verified whole again,
+    /// e.g. after columns were added to it); the time of the last full
+    /// verification stays, as history.
+    pub fn invalidate(&mut self) {
+        self.verified.clear();
+        self.rolling_position = 0;
+    }
+
     /// The time since which every row has been verified clean: the oldest
     /// verification still standing; `None` while part of the key-hash space
     /// has never been verified.

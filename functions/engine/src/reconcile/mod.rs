@@ -47,6 +47,7 @@ use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink;
 use crate::source::{self, SnowflakeSource};
 use crate::sync::plan::{ColumnPair, TablePlan};
+use crate::sync::status::TableKey;
 use canonical::EmulatorPart;
 
 /// Most differing keys listed per kind in a report.
@@ -324,7 +325,7 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
         let propagate = table_config.is_some_and(|x| x.propagate_deletes);
         let date_only: &[String] = table_config.map_or(&[], |x| &x.truncate_to_date[..]);
         let result = match &sessions[&key] {
-            Ok(session) => reconcile_covered(session, &pg, &plan, propagate, date_only, options).await,
+            Ok(session) => reconcile_covered(session, &pg, &t.key, &plan, propagate, date_only, options).await,
             Err(e) => Err(e.clone()),
         };
         match result {
@@ -436,12 +437,28 @@ pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options:
 /// touched rows and the next rolling slice), then record what was verified
 /// clean (`migration_status.reconcile_coverage`, V14; nothing is recorded for
 /// a table that differs) and the table's freshness.
-async fn reconcile_covered(session: &Session, pg: &Client, plan: &TablePlan, propagate: bool, date_only: &[String], options: ReconcileOptions) -> Result<TableReport> {
+///
+/// A table whose compared columns gained columns since its previous run
+/// (`schema_evolution: "add_columns"`, or a target column added by hand
+/// after plan's drift error) loses its standing verification first: the
+/// rows loaded before hold no verified values in the new columns (they stay
+/// NULL until their watermark moves, docs/sync.md §3.6), so the table is
+/// verified whole until a full check is clean (docs/reconcile.md §5.1).
+async fn reconcile_covered(session: &Session, pg: &Client, key: &TableKey, plan: &TablePlan, propagate: bool, date_only: &[String], options: ReconcileOptions) -> Result<TableReport> {
     require_target_table(pg, plan).await?;
     let target = format!("{}.{}", plan.target_schema, plan.target_table);
     let now = chrono::Utc::now();
     let mut cov = coverage::load(pg, &target).await?;
-    let (scope, reason) = Scope::choose(plan, &cov, options, now);
+    let added = columns_added_since_previous_run(pg, key, plan).await?;
+    let invalidated = !added.is_empty() && cov.verified_since().is_some();
+    if invalidated {
+        cov.invalidate();
+        coverage::store(pg, &cov).await?;
+    }
+    let (scope, mut reason) = Scope::choose(plan, &cov, options, now);
+    if invalidated && !options.full {
+        reason = format!("column(s) {} added since the previous run: the rows loaded before were never verified in them", added.iter().map(|c| sink::ident(c)).collect::<Vec<_>>().join(", "));
+    }
     let mut report = reconcile_table_in(session, pg, plan, propagate, date_only, options, &scope).await?;
     if report.summary.matched {
         match &scope {
@@ -455,6 +472,31 @@ async fn reconcile_covered(session: &Session, pg: &Client, plan: &TablePlan, pro
         c.freshness_hours = cov.freshness_hours(chrono::Utc::now());
     }
     Ok(report)
+}
+
+/// Target columns `plan` compares that the table's previous run (the latest
+/// run that planned the same source table into the same target before the
+/// run of `key`) did not copy; empty when there is no previous run.
+///
+/// Errors: [`ErrorKind`] by SQLSTATE.
+async fn columns_added_since_previous_run(pg: &Client, key: &TableKey, plan: &TablePlan) -> Result<Vec<String>> {
+    let row = pg
+        .query_opt(
+            "SELECT jsonb_path_query_array(p.plan, '$.columns[*].target.name') \
+             FROM migration_status.migration_table_status c \
+             JOIN migration_status.migration_table_status p \
+               ON p.source_database = c.source_database AND p.source_schema = c.source_schema AND p.source_table = c.source_table \
+              AND p.target_schema = c.target_schema AND p.target_table = c.target_table \
+              AND p.run_id <> c.run_id AND p.started_at < c.started_at AND p.plan ? 'columns' \
+             WHERE c.run_id = $1 AND c.source_database = $2 AND c.source_schema = $3 AND c.source_table = $4 \
+             ORDER BY p.started_at DESC LIMIT 1",
+            &[&key.run_id, &key.source_database, &key.source_schema, &key.source_table],
+        )
+        .await
+        .map_err(|e| from_postgres(e, format!("reading the previous plan of {}", plan.target_fqn())))?;
+    let Some(row) = row else { return Ok(Vec::new()) };
+    let before: Vec<String> = serde_json::from_value(row.get(0)).unwrap_or_default();
+    Ok(plan.columns.iter().map(|c| c.target.name.clone()).filter(|c| !before.contains(c)).collect())
 }
 
 /// Fail a table whose PostgreSQL target table no longer exists (dropped or
@@ -581,11 +623,16 @@ pub struct TableCoverage {
     /// verified whole).
     #[serde(default)]
     pub freshness_hours: Option<f64>,
-    /// Seconds Snowflake spent on the first checksum of each part (the
-    /// whole-table segment sums of §2.2, before any bisection).
+    /// Seconds spent in Snowflake-side queries: every one of them (row
+    /// count, segment sums of every part and bisection level, the key
+    /// census, the row diff's key hashes and rows; on the emulator, the
+    /// streamed queries until their last batch), measured around each
+    /// query from thaw's side.
     #[serde(default)]
     pub source_seconds: f64,
-    /// Seconds PostgreSQL spent on the same.
+    /// Seconds spent in PostgreSQL-side queries, measured the same way
+    /// (row count, segment sums, key hashes and rows; not the row-hash side
+    /// table's comparison and refill, nor deletes).
     #[serde(default)]
     pub target_seconds: f64,
     /// Wall-clock seconds of this table's reconcile.
@@ -725,12 +772,17 @@ fn add(a: SegmentSum, b: SegmentSum) -> SegmentSum {
     SegmentSum { rows: a.rows + b.rows, high: a.high + b.high, low: a.low + b.low }
 }
 
-async fn count_rows(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, pg_table: &str) -> Result<(u64, u64)> {
-    let s = sf.execute(&format!("SELECT COUNT(*) FROM {}", q.sf_from)).await?;
-    let source = parse_sum(s.into_iter().next().and_then(|r| r.into_iter().next()).flatten());
+/// Both sides' row counts (level 1), their query times added to `found`.
+async fn count_rows(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, pg_table: &str, found: &mut Found) -> Result<(u64, u64)> {
+    let started = std::time::Instant::now();
+    let s = sf.execute(&format!("SELECT COUNT(*) FROM {}", q.sf_from)).await;
+    found.source_seconds += started.elapsed().as_secs_f64();
+    let source = parse_sum(s?.into_iter().next().and_then(|r| r.into_iter().next()).flatten());
     // Reading the side table: its rows are the target's as thaw wrote them.
     let pg_table = q.pg_side.as_deref().unwrap_or(pg_table);
+    let started = std::time::Instant::now();
     let d = pg.query_one(&format!("SELECT COUNT(*) FROM {pg_table}"), &[]).await.map_err(|e| from_postgres(e, format!("counting {pg_table}")))?;
+    found.target_seconds += started.elapsed().as_secs_f64();
     Ok((source, d.get::<_, i64>(0).max(0) as u64))
 }
 
@@ -738,20 +790,27 @@ async fn count_rows(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, pg_tabl
 /// sides, bisection and row diff of what differs (into `found`). Returns
 /// whether the part matched and both sides' sums.
 async fn verify_part(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, range: KeyRange, options: ReconcileOptions, found: &mut Found) -> Result<(bool, SegmentSum, SegmentSum)> {
-    let mut source = SourceSide { sf, q, transferred: 0 };
-    let started = std::time::Instant::now();
-    let src = source.segments(&[range], options.factor).await?;
-    found.source_seconds += started.elapsed().as_secs_f64();
+    let mut source = SourceSide::new(sf, q);
+    let src = source.segments(&[range], options.factor).await;
+    found.source_seconds += source.seconds;
+    let src = src?;
     let started = std::time::Instant::now();
     let dst = pg_segments(pg, q, &[range], options.factor).await?;
     found.target_seconds += started.elapsed().as_secs_f64();
+    source.seconds = 0.0;
     found.segments_checked += src.keys().chain(dst.keys()).collect::<BTreeSet<_>>().len() as u64;
     found.rows_verified += total(&src).rows;
     let matched = src == dst;
     if !matched {
-        let (leaves, levels) = bisect(&mut source, pg, q, &src, &dst, options, found).await?;
-        found.levels = found.levels.max(levels);
-        drill(&mut source, pg, q, &leaves, options, found).await?;
+        // Bisection and row diff: their Snowflake time is counted also when one of them fails.
+        let deeper = async {
+            let (leaves, levels) = bisect(&mut source, pg, q, &src, &dst, options, found).await?;
+            found.levels = found.levels.max(levels);
+            drill(&mut source, pg, q, &leaves, options, found).await
+        }
+        .await;
+        found.source_seconds += source.seconds;
+        deeper?;
     }
     found.rows_transferred += source.transferred;
     Ok((matched, total(&src), total(&dst)))
@@ -793,7 +852,7 @@ async fn reconcile_queries(
     // metadata). Different counts: compare the keys of the whole table (the
     // key census), which finds missing and extra rows — source deletes among
     // them — wherever they are, then delete the extra ones (propagate_deletes).
-    let (source_rows, mut target_rows) = count_rows(sf, pg, q, &pg_table).await?;
+    let (source_rows, mut target_rows) = count_rows(sf, pg, q, &pg_table, &mut found).await?;
     let mut census_clean = true;
     let key_census = source_rows != target_rows;
     if key_census {
@@ -817,6 +876,8 @@ async fn reconcile_queries(
         found.rows_transferred += census.rows_transferred;
         found.segments_mismatching += census.segments_mismatching;
         found.segments_diffed += census.segments_diffed;
+        found.source_seconds += census.source_seconds;
+        found.target_seconds += census.target_seconds;
     }
     // The verified parts: the whole table, or the touched rows and the slice.
     let touched_q;
@@ -880,6 +941,8 @@ async fn reconcile_queries(
                 let (ok, _, _) = verify_part(sf, pg, pq, range, options, &mut again).await?;
                 parts_clean &= ok;
                 found.rows_transferred += again.rows_transferred;
+                found.source_seconds += again.source_seconds;
+                found.target_seconds += again.target_seconds;
             }
         }
     }
@@ -1232,10 +1295,41 @@ struct SourceSide<'a> {
     q: &'a TableQueries,
     /// Rows fetched from Snowflake to thaw (row diff, streaming).
     transferred: u64,
+    /// Seconds spent in this side's queries so far.
+    seconds: f64,
 }
 
-impl SourceSide<'_> {
+impl<'a> SourceSide<'a> {
+    fn new(sf: &'a SnowflakeSource, q: &'a TableQueries) -> Self {
+        SourceSide { sf, q, transferred: 0, seconds: 0.0 }
+    }
+
+    /// Segment sums of `ranges`, each split in `factor` (timed into `seconds`).
     async fn segments(&mut self, ranges: &[KeyRange], factor: u64) -> Result<BTreeMap<KeyRange, SegmentSum>> {
+        let started = std::time::Instant::now();
+        let out = self.segments_untimed(ranges, factor).await;
+        self.seconds += started.elapsed().as_secs_f64();
+        out
+    }
+
+    /// Key text and row hash of each row in `ranges` (timed into `seconds`).
+    async fn key_hashes(&mut self, ranges: &[KeyRange]) -> Result<Vec<(String, String)>> {
+        let started = std::time::Instant::now();
+        let out = self.key_hashes_untimed(ranges).await;
+        self.seconds += started.elapsed().as_secs_f64();
+        out
+    }
+
+    /// Every column's canonical text of the rows in `ranges` whose key's MD5
+    /// is one of `key_hashes` (timed into `seconds`).
+    async fn rows_of(&mut self, ranges: &[KeyRange], key_hashes: &[String]) -> Result<Vec<Row>> {
+        let started = std::time::Instant::now();
+        let out = self.rows_of_untimed(ranges, key_hashes).await;
+        self.seconds += started.elapsed().as_secs_f64();
+        out
+    }
+
+    async fn segments_untimed(&mut self, ranges: &[KeyRange], factor: u64) -> Result<BTreeMap<KeyRange, SegmentSum>> {
         if !self.q.streamed() {
             let rows = self.sf.execute(&self.q.segments_sql(&self.q.sf_exprs(), &self.q.sf_from, false, ranges, factor)).await?;
             return Ok(sums_from_rows(rows, ranges, factor));
@@ -1252,8 +1346,7 @@ impl SourceSide<'_> {
         Ok(out)
     }
 
-    /// Key text and row hash of each row in `ranges`.
-    async fn key_hashes(&mut self, ranges: &[KeyRange]) -> Result<Vec<(String, String)>> {
+    async fn key_hashes_untimed(&mut self, ranges: &[KeyRange]) -> Result<Vec<(String, String)>> {
         if !self.q.streamed() {
             let rows = self.sf.execute(&self.q.key_hashes_sql(&self.q.sf_exprs(), &self.q.sf_from, false, ranges)).await?;
             self.transferred += rows.len() as u64;
@@ -1270,9 +1363,7 @@ impl SourceSide<'_> {
         Ok(out)
     }
 
-    /// Every column's canonical text of the rows in `ranges` whose key's MD5
-    /// is one of `key_hashes`.
-    async fn rows_of(&mut self, ranges: &[KeyRange], key_hashes: &[String]) -> Result<Vec<Row>> {
+    async fn rows_of_untimed(&mut self, ranges: &[KeyRange], key_hashes: &[String]) -> Result<Vec<Row>> {
         if !self.q.streamed() {
             let n = self.q.columns.len();
             let rows = self.sf.execute(&self.q.rows_sql(&self.q.sf_exprs(), &self.q.sf_from, false, ranges, key_hashes)).await?;
@@ -1365,7 +1456,7 @@ impl SourceSide<'_> {
 pub async fn source_texts(sf: &SnowflakeSource, engine: SourceEngine, columns: &[ColumnPair], from: &str) -> Result<Vec<Vec<Option<String>>>> {
     let q = TableQueries::from_columns(columns, &[], engine, from.to_string(), String::new());
     if q.streamed() {
-        let mut side = SourceSide { sf, q: &q, transferred: 0 };
+        let mut side = SourceSide::new(sf, &q);
         let mut rows = Vec::new();
         side.stream(&[KeyRange::ALL], None, |_, (_, v), _| rows.push(v)).await?;
         return Ok(rows);
@@ -1500,7 +1591,10 @@ async fn bisect(
             break;
         }
         let s = source.segments(&split, options.factor).await?;
-        let d = pg_segments(pg, q, &split, options.factor).await?;
+        let started = std::time::Instant::now();
+        let d = pg_segments(pg, q, &split, options.factor).await;
+        found.target_seconds += started.elapsed().as_secs_f64();
+        let d = d?;
         found.segments_checked += s.keys().chain(d.keys()).collect::<BTreeSet<_>>().len() as u64;
         level = mismatching(&s, &d);
         if !level.is_empty() {
@@ -1582,7 +1676,10 @@ async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leave
     found.segments_diffed += diffed.len() as u64;
     for ranges in diffed.chunks(RANGES_PER_QUERY) {
         let s = group(source.key_hashes(ranges).await?);
-        let d = pg_key_hashes(pg, q, ranges).await?;
+        let started = std::time::Instant::now();
+        let d = pg_key_hashes(pg, q, ranges).await;
+        found.target_seconds += started.elapsed().as_secs_f64();
+        let d = d?;
         found.rows_transferred += d.len() as u64;
         let d = group(d);
         let mut changed = Vec::new();
@@ -1620,7 +1717,10 @@ async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leave
         }
         let key_hashes: Vec<String> = changed.iter().map(|k| md5_hex(k)).collect();
         let sr = source.rows_of(ranges, &key_hashes).await?;
-        let dr = pg_rows_of(pg, q, ranges, &key_hashes).await?;
+        let started = std::time::Instant::now();
+        let dr = pg_rows_of(pg, q, ranges, &key_hashes).await;
+        found.target_seconds += started.elapsed().as_secs_f64();
+        let dr = dr?;
         found.rows_transferred += dr.len() as u64;
         let names: Vec<String> = q.columns.iter().map(|c| c.name.clone()).collect();
         found.changed_rows.extend(diff_rows(&names, sr, dr).changed_rows);

@@ -566,7 +566,7 @@ fn encode_value(
                     put_text(target, fixed.as_bytes(), out)
                 }
                 Err(e) => Err(format!(
-                    "the bytes are not valid UTF-8 ({e}; starting {}); copy into bytea, or set the invalid-UTF-8 policy to replace",
+                    "the bytes are not valid UTF-8 ({e}; starting {}), which a PostgreSQL text column cannot hold; copy the column into bytea, fix the bytes in Snowflake, leave the row out with the table's source_filter, or stop copying the column with exclude_columns",
                     hex::encode(&bytes[..bytes.len().min(16)])
                 )),
             }

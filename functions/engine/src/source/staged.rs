@@ -133,8 +133,12 @@ impl UnloadForm {
     /// takes: decimal text → Decimal128(38, scale), UTC wall clock →
     /// Timestamp(unit, "+00:00"), the rest unchanged.
     ///
+    /// A Decimal128 of negative scale (not written by thaw's unload) is
+    /// rescaled to Decimal128(38, column scale), exactly.
+    ///
     /// Errors: [`ErrorKind::ChunkFailed`] for text that is not a decimal of
-    /// the column's scale, or an Arrow type the form does not produce.
+    /// the column's scale, a negative-scale decimal with more than 38 digits
+    /// at the column's scale, or an Arrow type the form does not produce.
     pub fn convert(self, name: &str, array: &ArrayRef) -> Result<ArrayRef> {
         let strict = CastOptions {
             safe: false,
@@ -153,6 +157,19 @@ impl UnloadForm {
                             ))
                         },
                     )
+                }
+                // A negative scale (whole hundreds, thousands, …; not
+                // Snowflake's, which has none): rescaled exactly to the
+                // column's scale; a value with more than 38 digits then is refused.
+                DataType::Decimal128(_, s) if *s < 0 => {
+                    cast_with_options(array, &DataType::Decimal128(38, scale), &strict).map_err(|e| {
+                        bad(format!(
+                            "the staged file holds it as {} (negative scale) and a value has more than 38 digits at the column's scale {scale} ({e}); \
+                             a NUMBER column holds at most 38. Unload the chunk again with thaw (a new run without --reuse-unload), \
+                             or stop copying the column (exclude_columns)",
+                            array.data_type()
+                        ))
+                    })
                 }
                 // Unloaded by something else than thaw's SELECT (e.g. an older
                 // unload): integers and decimals are exact as they are.
@@ -537,6 +554,9 @@ fn loaded_data_type(form: UnloadForm, file_type: &DataType) -> DataType {
             UnloadForm::DecimalText { scale },
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
         ) => DataType::Decimal128(38, scale),
+        (UnloadForm::DecimalText { scale }, DataType::Decimal128(_, s)) if *s < 0 => {
+            DataType::Decimal128(38, scale)
+        }
         (UnloadForm::UtcTimestamp, DataType::Timestamp(unit, _)) => {
             DataType::Timestamp(*unit, Some("+00:00".into()))
         }
@@ -636,6 +656,35 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::ChunkFailed);
         assert!(err.message.contains("\"ID\""), "{err}");
+    }
+
+    /// A negative-scale Decimal128 (not thaw's unload: Snowflake has no
+    /// negative scale) used to reach the encoder as it was, which refused it
+    /// naming the column only ("a batch brought Arrow type Decimal128(38, -2)").
+    #[test]
+    fn negative_scale_decimals_are_rescaled_exactly_or_refused_naming_type_and_what_to_do() {
+        let hundreds: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(12), Some(-3), None])
+                .with_precision_and_scale(38, -2)
+                .unwrap(),
+        );
+        let form = UnloadForm::DecimalText { scale: 1 };
+        let out = form.convert("ID", &hundreds).unwrap();
+        assert_eq!(out.data_type(), &loaded_data_type(form, hundreds.data_type()));
+        assert_eq!(out.data_type(), &DataType::Decimal128(38, 1));
+        let dec = out.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        assert_eq!((dec.value(0), dec.value(1), dec.is_null(2)), (12_000, -3_000, true), "1200.0 and -300.0");
+
+        let too_big: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![10_i128.pow(37)])
+                .with_precision_and_scale(38, -2)
+                .unwrap(),
+        );
+        let err = UnloadForm::DecimalText { scale: 0 }.convert("ID", &too_big).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        for part in ["column \"ID\"", "Decimal128(38, -2)", "38 digits", "Unload the chunk again", "exclude_columns"] {
+            assert!(err.message.contains(part), "missing {part:?} in {err}");
+        }
     }
 
     #[test]

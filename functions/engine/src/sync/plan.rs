@@ -921,6 +921,22 @@ async fn prepare_table(
                 ),
             ));
         }
+        // CREATE TABLE in a missing schema would fail only once the run is recorded.
+        let schema_exists: bool = pg
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&s.target_pg_schema])
+            .await
+            .map_err(|e| from_postgres(e, format!("{at}: looking up target schema {}", sink::ident(&s.target_pg_schema))))?
+            .get(0);
+        if !schema_exists {
+            return Err(Error::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "{at}: target schema {schema} does not exist in PostgreSQL database {}, so create_tables cannot create {target_fqn}. Create the schema (CREATE SCHEMA {schema}) or fix 'target_pg_schema' in the config; nothing was recorded or written",
+                    s.target_pg_database,
+                    schema = sink::ident(&s.target_pg_schema)
+                ),
+            ));
+        }
         if !unmappable.is_empty() {
             return Err(drift_error(
                 &at,

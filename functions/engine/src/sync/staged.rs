@@ -605,7 +605,10 @@ pub async fn load_file(
             Ok(counts)
         }
         Err(e) => {
-            let e = e.context(format!("staged file {}", file.url()));
+            // Name the table once: value errors of the encoder already do.
+            let table = plan.target_fqn();
+            let e = if e.message.contains(&table) { e } else { e.context(format!("table {table}")) };
+            let e = if e.message.contains(&file.url()) { e } else { e.context(format!("staged file {}", file.url())) };
             let text: String = e.to_string().chars().take(2000).collect();
             if let Err(se) = PgStatusStore::new(pg).record_file_failure(key, chunk_id, &file.key, &text).await
             {
