@@ -17,8 +17,8 @@
 //!    (`settings."LastLoadDate"`) and is not running (`"InProgressFlag"` 2);
 //!    a conflict database without the settings table has never run it.
 //!
-//! A status database without the `migration_status` tables (nothing has
-//! run against it) fails every gate for that reason.
+//! A status database without the `migration_status` tables, or absent from
+//! the server (nothing has run against it), fails every gate for that reason.
 //! 5. `freshness`: hours since the last verified sync (a `completed` run)
 //!    are at most the freshness threshold, and every enabled table's
 //!    least recently verified slice is at most `coverage_hours` old
@@ -119,17 +119,29 @@ fn hours_since(t: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
 /// [`crate::ErrorKind::SchemaMismatch`] when `migration_status` is not
 /// migrated); a failing gate is a verdict, not an error.
 pub async fn check(config: &Config, options: &GateOptions) -> Result<CutoverReport> {
-    let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
     let now = Utc::now();
+    // A status database nothing has run against yet (absent, or without the tables): every gate
+    // fails for that one reason.
+    let no_status = |reason: String| {
+        let gates = GATE_NAMES.iter().map(|name| gate(name, false, reason.clone())).collect();
+        CutoverReport { go: false, checked_at: now, gates }
+    };
+    let pg = match crate::sink::connect_configured(&config.postgres, config.status_database(), "postgres.status_database").await {
+        Ok(pg) => pg,
+        Err(e) if e.kind == crate::ErrorKind::SchemaMismatch => {
+            return Ok(no_status(format!(
+                "the status database '{}' (postgres.status_database) does not exist on this server: nothing has run against it; create it and run `thaw run`, or fix postgres.status_database",
+                config.status_database()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     let window = options.max_age_hours as f64;
     if !status_tables_exist(&pg).await? {
-        // A database nothing has run against yet: every gate fails for that one reason.
-        let reason = format!(
+        return Ok(no_status(format!(
             "the status database '{}' holds no thaw status yet (migration_status is not migrated: nothing has run against it); run `thaw run` (it migrates first) or `thaw migrate`",
             config.status_database()
-        );
-        let gates = GATE_NAMES.iter().map(|name| gate(name, false, reason.clone())).collect();
-        return Ok(CutoverReport { go: false, checked_at: now, gates });
+        )));
     }
     let mut gates = Vec::new();
     let hash = config.config_hash();

@@ -272,6 +272,16 @@ async fn cutover_check_on_a_fresh_database_or_a_conflict_database_never_run_is_n
         assert!(!g.passed && g.reason.contains(&format!("the status database '{status_db}' holds no thaw status yet")) && g.reason.contains("thaw migrate"), "{}", report.render());
     }
 
+    // A status database that does not exist at all: the same verdict naming postgres.status_database,
+    // not an error (exit 2) telling to set target_pg_database.
+    let mut absent = config.clone();
+    absent.postgres.status_database = Some("no_such_status_db".into());
+    let report = check(&absent, &GateOptions::default()).await.expect("a verdict, not an error");
+    assert!(!report.go && report.gates.len() == 6, "{}", report.render());
+    for g in &report.gates {
+        assert!(!g.passed && g.reason.contains("the status database 'no_such_status_db' (postgres.status_database) does not exist"), "{}", report.render());
+    }
+
     // Migrated (as `thaw run` does first), nothing run yet; the conflict database still bare.
     let mut status = pg(&status_db).await;
     thaw_engine::migrations::migrate(&mut status).await.unwrap();

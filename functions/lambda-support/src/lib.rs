@@ -60,7 +60,30 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Decode a step's event (the JSON the state machine sent) into its request
+/// type `E` (`statemachines/contract.json`).
+///
+/// Errors: an event of another shape (a missing field, a field of the wrong
+/// type, a value out of range) is [`thaw_engine::ErrorKind::Config`]
+/// (`ConfigInvalid`, never retried), naming the function, the expected type
+/// and serde's description of the first problem. Left to `lambda_runtime`,
+/// the same event failed with the error type
+/// `lambda_runtime::deserializer::DeserializeError`, which no `ErrorEquals`
+/// of the contract names.
+pub fn decode_event<E: DeserializeOwned>(event: serde_json::Value) -> Result<E, HandlerError> {
+    serde_json::from_value(event).map_err(|e| {
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "this".into());
+        let expected = std::any::type_name::<E>().rsplit("::").next().unwrap_or("request");
+        HandlerError(thaw_engine::Error::config(format!(
+            "the {function} Lambda's event is not a valid {expected}: {e}; send the request shape of statemachines/contract.json"
+        )))
+    })
+}
+
 /// Run a Lambda whose handler takes the typed event `E` and returns `R`.
+///
+/// The event is decoded by [`decode_event`] (a malformed event is
+/// `ConfigInvalid`) before the configuration is loaded.
 pub async fn serve<E, R, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
 where
     E: DeserializeOwned + Send + 'static,
@@ -70,11 +93,12 @@ where
 {
     init_logging();
     thaw_engine::allocator::return_large_buffers_to_the_system();
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let handler = handler.clone();
         async move {
+            let request: E = decode_event(event.payload)?;
             let config = config().await?;
-            handler(config, event.payload).await
+            handler(config, request).await
         }
     }))
     .await
