@@ -13,7 +13,7 @@ use thaw_engine::conflicts::{run, DetectionMode};
 use thaw_engine::contract::StatusChanges;
 use thaw_engine::error::ErrorKind;
 // Planted data: 4 pairs (1↔2 rule 1 on 2025-03-12, 3↔4 rule 7 on 2025-03-05), "today" 2025-03-10.
-use thaw_test_support::conflicts::{planted, planted_night as detect, planted_settings as settings, strings, texts};
+use thaw_test_support::conflicts::{planted, planted_night as detect, planted_settings as settings, strings, texts, PLANTED_TODAY};
 use tokio_postgres::Client;
 
 /// "VisitID→ConVisitID:pair status/ResolveDate set?" per pair, by application visit ids.
@@ -316,7 +316,7 @@ async fn conflict_lifecycle_restored_visit_with_a_new_pair_reopens_its_closed_pa
     assert_eq!(night.status_changes, StatusChanges { pairs_reopened: 2, conflicts_reopened: 1, ..Default::default() }, "{night:?}");
 }
 
-/// The mode and the touched keys of an incremental night on `today`.
+/// The mode and the touched keys of an incremental night on `today` (asserted incremental).
 async fn incremental_night(client: &mut Client, today: &str) -> thaw_engine::contract::ConflictCreateResponse {
     let night = run(client, &thaw_test_support::conflicts::settings_on(today), DetectionMode::Incremental).await.expect("incremental night");
     assert_eq!(night.mode.as_deref(), Some("incremental"), "{night:?}");
@@ -823,13 +823,6 @@ async fn conflict_lifecycle_conflict_over_a_no_response_pair_reopens_as_sf_does(
     }
 }
 
-/// An incremental night that must run incremental.
-async fn incremental(client: &mut Client) -> thaw_engine::contract::ConflictCreateResponse {
-    let night = run(client, &settings(), DetectionMode::Incremental).await.expect("incremental night");
-    assert_eq!(night.mode.as_deref(), Some("incremental"), "{night:?}");
-    night
-}
-
 /// §D26: incremental nights act on the application's edits of pair statuses
 /// as [SF]'s full nights do, although the edits touch no source key: a pair a
 /// user resolved while it is still detected reopens (with its conflict); a
@@ -855,11 +848,11 @@ async fn conflict_incremental_nights_follow_the_applications_pair_status_edits_a
         .unwrap();
     // Night 2: 3>4 is detected again → U (refresh), and so its conflict; conflict 4, resolved
     // by the user with only a W pair, stays R and pulls its pair to R (step 6).
-    let night = incremental(&mut client).await;
+    let night = incremental_night(&mut client, PLANTED_TODAY).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:R*"]), "{night:?}");
     assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:R"]), "{night:?}");
     // Night 3, no change anywhere: 4>3 is still detected, so [SF]'s refresh reopens it and step 5 its conflict.
-    let night = incremental(&mut client).await;
+    let night = incremental_night(&mut client, PLANTED_TODAY).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:U", "4>3:U"]), "{night:?}");
     assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:U"]), "{night:?}");
     // Night 4: visit 102 moves away, 1>2 and 2>1 are resolved; then a user reopens 1>2 (W).
@@ -870,14 +863,14 @@ async fn conflict_incremental_nights_follow_the_applications_pair_status_edits_a
         )
         .await
         .unwrap();
-    incremental(&mut client).await;
+    incremental_night(&mut client, PLANTED_TODAY).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "3>4:U", "4>3:U"]));
     client
         .batch_execute(r#"UPDATE conflict.conflictvisitmaps SET "StatusFlag" = 'W', "ResolveDate" = NULL WHERE "AppVisitID" = 101"#)
         .await
         .unwrap();
     // Night 5: 1>2 is not detected, so step 4 resolves it again.
-    let night = incremental(&mut client).await;
+    let night = incremental_night(&mut client, PLANTED_TODAY).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:R*", "2>1:R*", "3>4:U", "4>3:U"]), "{night:?}");
     assert_eq!(conflict_states(&client).await, strings(&["1:R*", "2:R*", "3:U", "4:U"]), "{night:?}");
     // A full night finds nothing left to change.

@@ -132,11 +132,17 @@ pub fn decide(
 
 /// Whether `conflict.conflict_watermark` exists.
 pub async fn table_exists(tx: &Transaction<'_>, schemas: &Schemas) -> Result<bool> {
-    let name = qualified(&schemas.conflict, WATERMARK_TABLE);
+    conflict_table_exists(tx, schemas, WATERMARK_TABLE).await
+}
+
+/// Whether the table `table` of the conflict schema exists (a migration
+/// that added it has run). Errors: PostgreSQL errors.
+async fn conflict_table_exists(tx: &Transaction<'_>, schemas: &Schemas, table: &str) -> Result<bool> {
+    let name = qualified(&schemas.conflict, table);
     let row = tx
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
         .await
-        .map_err(|e| from_postgres(e, "looking up the conflict watermark table"))?;
+        .map_err(|e| from_postgres(e, format!("looking up the table {name}")))?;
     Ok(row.get(0))
 }
 
@@ -424,12 +430,7 @@ pub const CLOSED_PAIRS_TABLE: &str = "conflict_closed_pairs";
 ///
 /// Errors: PostgreSQL errors.
 pub async fn closed_pairs_table_exists(tx: &Transaction<'_>, schemas: &Schemas) -> Result<bool> {
-    let name = qualified(&schemas.conflict, CLOSED_PAIRS_TABLE);
-    let row = tx
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-        .await
-        .map_err(|e| from_postgres(e, "looking for the closed-pairs list"))?;
-    Ok(row.get(0))
+    conflict_table_exists(tx, schemas, CLOSED_PAIRS_TABLE).await
 }
 
 /// The `(ssn, visit_date)` rows of the pairs whose status someone else
