@@ -13,7 +13,7 @@ THAW := $(CARGO_TARGET_DIR)/release/thaw
 VISITS ?= 100000
 SEED ?= 42
 
-.PHONY: help build build-cli demo test test-repository test-emulator test-rust test-infra bench lint fmt
+.PHONY: help build build-cli demo test test-repository test-emulator test-rust test-models test-infra bench lint fmt
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ build-cli: ## release build of the thaw CLI only
 demo: build-cli ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
 	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) STAGED=$(STAGED) $(HARNESS) bash tests/demo.sh
 
-test: test-repository test-emulator lint test-rust test-infra sfn-local-test ## the whole test suite (what CI runs)
+test: test-repository test-emulator lint test-rust test-models test-infra sfn-local-test ## the whole test suite (what CI runs)
 
 test-repository: ## no references outside the repo, every docs § reference resolves, no Lambda links test-only crates
 	python3 tests/check_repository.py
@@ -39,6 +39,10 @@ test-emulator: ## pytest: the emulator's stages, COPY INTO @stage unload and LIS
 test-rust: ## Rust unit + integration tests against a private PostgreSQL and the emulator
 	cargo build --workspace --tests --features thaw-engine/failpoints
 	$(HARNESS) bash tests/run-rust-tests.sh
+
+test-models: ## literal models of the legacy system (tests/*_model.py) against the real thaw, fixed seeds
+	cargo build --workspace --tests --features thaw-engine/failpoints
+	$(HARNESS) bash tests/run-models.sh
 
 bench: build-cli ## throughput benchmarks (ratios against a baseline measured in the same run)
 	cargo build --release -p thaw-engine --example bench_loader
