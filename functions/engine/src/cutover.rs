@@ -262,13 +262,17 @@ async fn latest_run(pg: &Client, config_hash: &str, sources: &[String]) -> Resul
 /// (`migration_status.dual_read_results`, docs/reconcile.md §10): the newest
 /// is within the window, none of the last `dual_read_days` UTC days (ending
 /// on the newest result's day) is `mismatch` or `error`, and each of those
-/// days holds a clean result.
+/// days holds a clean result that compared something: an `ok` of zero pairs
+/// and zero conflicts on both sides (the legacy schema or the conflict
+/// schema empty, e.g. the wrong `--sf-schema`, or `thaw conflicts` never run
+/// there) is identical but proves nothing, so its day does not count.
 async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) -> Result<Gate> {
     let days = options.dual_read_days.max(1);
     // Enough history for `days` UTC days ending on the newest result's day (at most `max_age_hours` old).
     let rows = pg
         .query(
-            "SELECT checked_at, status, missing_pairs, extra_pairs, changed_pairs, source_conflicts, target_conflicts, coalesce(error_message, '') \
+            "SELECT checked_at, status, missing_pairs, extra_pairs, changed_pairs, source_conflicts, target_conflicts, coalesce(error_message, ''), \
+                    source_pairs + target_pairs + source_conflicts + target_conflicts = 0 \
              FROM migration_status.dual_read_results WHERE checked_at > now() - make_interval(days => $1) ORDER BY checked_at DESC",
             &[&(days as i32 + 2 + options.max_age_hours as i32 / 24)],
         )
@@ -315,17 +319,35 @@ async fn dual_read_gate(pg: &Client, options: &GateOptions, now: DateTime<Utc>) 
             format!("{not_clean} dual-read result(s) of the last {days} days differed or failed{newest_first}: {}; see `thaw dual-read` and ops/cutover.md §1", bad.join("; ")),
         ));
     }
-    // Clean on each of those days.
-    let clean_days: std::collections::BTreeSet<chrono::NaiveDate> = in_window.iter().map(|r| r.get::<_, DateTime<Utc>>(0).date_naive()).collect();
-    let missing: Vec<String> = first_day.iter_days().take_while(|d| *d <= last_day).filter(|d| !clean_days.contains(d)).map(|d| d.to_string()).collect();
-    if !missing.is_empty() {
+    // Clean on each of those days, with something compared.
+    let day_of = |r: &&tokio_postgres::Row| r.get::<_, DateTime<Utc>>(0).date_naive();
+    let clean_days: std::collections::BTreeSet<chrono::NaiveDate> = in_window.iter().filter(|r| !r.get::<_, bool>(8)).map(day_of).collect();
+    let empty_days: std::collections::BTreeSet<chrono::NaiveDate> = in_window.iter().filter(|r| r.get::<_, bool>(8)).map(day_of).filter(|d| !clean_days.contains(d)).collect();
+    let missing: Vec<String> = first_day
+        .iter_days()
+        .take_while(|d| *d <= last_day)
+        .filter(|d| !clean_days.contains(d) && !empty_days.contains(d))
+        .map(|d| d.to_string())
+        .collect();
+    if !missing.is_empty() || !empty_days.is_empty() {
+        let mut reasons = Vec::new();
+        if !missing.is_empty() {
+            reasons.push(format!("none on {}", missing.join(", ")));
+        }
+        if !empty_days.is_empty() {
+            let list: Vec<String> = empty_days.iter().map(|d| d.to_string()).collect();
+            reasons.push(format!(
+                "only empty ones on {} (no pair and no conflict on either side: identical but proving nothing; check the legacy schema `thaw dual-read` reads, --sf-database/--sf-schema, and that `thaw conflicts` ran on conflicts.database)",
+                list.join(", ")
+            ));
+        }
         return Ok(gate(
             "dual-read",
             false,
             format!(
-                "clean dual-read comparisons on {} of the {days} days {first_day}..{last_day} (UTC), none on {}; the window needs {days} consecutive clean days (ops/cutover.md §1), or override with --dual-read-signed-off \"<who, when, what matched>\"",
+                "clean dual-read comparisons on {} of the {days} days {first_day}..{last_day} (UTC), {}; the window needs {days} consecutive clean days (ops/cutover.md §1), or override with --dual-read-signed-off \"<who, when, what matched>\"",
                 clean_days.len(),
-                missing.join(", ")
+                reasons.join("; ")
             ),
         ));
     }

@@ -154,16 +154,29 @@ async fn dual_read_job_records_clean_and_differing_comparisons_and_the_gate_foll
     assert!(gate(&check(&config, &one_day).await.unwrap(), "dual-read").passed, "--dual-read-days 1: one clean day is enough");
     // Clean comparisons at noon UTC of the days before, one day missing (3 days ago): still NO-GO, naming it.
     let noon = |days: &str| format!("(date_trunc('day', now() AT TIME ZONE 'UTC') - make_interval(days => {days}) + interval '12 hours') AT TIME ZONE 'UTC'");
-    pg.batch_execute(&format!("INSERT INTO migration_status.dual_read_results (checked_at, status) SELECT {}, 'ok' FROM generate_series(1, 6) AS d WHERE d <> 3", noon("d")))
+    let clean_row = "'ok', 4, 4, 2, 2";
+    let columns = "checked_at, status, source_pairs, target_pairs, source_conflicts, target_conflicts";
+    pg.batch_execute(&format!("INSERT INTO migration_status.dual_read_results ({columns}) SELECT {}, {clean_row} FROM generate_series(1, 6) AS d WHERE d <> 3", noon("d")))
         .await
         .unwrap();
     let report = check(&config, &GateOptions::default()).await.unwrap();
     let dual = gate(&report, "dual-read");
     assert!(!dual.passed && dual.reason.contains(&format!("on 6 of the 7 days {window}, none on {}", day(3))), "{}", report.render());
-    // Seven clean days: the gate passes.
-    pg.batch_execute(&format!("INSERT INTO migration_status.dual_read_results (checked_at, status) VALUES ({}, 'ok')", noon("3"))).await.unwrap();
+    // An empty comparison (nothing on either side: the wrong legacy schema, or `thaw conflicts`
+    // never run) is identical but proves nothing: its day is named, still NO-GO (found when
+    // reviewing the gate: 0 pairs against 0 pairs counted as a clean day).
+    pg.batch_execute(&format!("INSERT INTO migration_status.dual_read_results ({columns}) VALUES ({}, 'ok', 0, 0, 0, 0)", noon("3"))).await.unwrap();
     let report = check(&config, &GateOptions::default()).await.unwrap();
-    assert!(gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains(&format!("each of the 7 days {window}, 7 in all")), "{}", report.render());
+    let dual = gate(&report, "dual-read");
+    assert!(
+        !dual.passed && dual.reason.contains(&format!("on 6 of the 7 days {window}, only empty ones on {} (no pair and no conflict on either side", day(3))),
+        "{}",
+        report.render()
+    );
+    // Seven clean days: the gate passes.
+    pg.batch_execute(&format!("INSERT INTO migration_status.dual_read_results ({columns}) VALUES ({}, {clean_row})", noon("3"))).await.unwrap();
+    let report = check(&config, &GateOptions::default()).await.unwrap();
+    assert!(gate(&report, "dual-read").passed && gate(&report, "dual-read").reason.contains(&format!("each of the 7 days {window}, 8 in all")), "{}", report.render());
 
     // A pair's flag and a conflict's status differ: named by pair and column, recorded, NO-GO.
     pg.batch_execute(&format!(

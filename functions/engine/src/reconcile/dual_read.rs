@@ -108,6 +108,12 @@ pub struct DualReadReport {
 }
 
 impl DualReadReport {
+    /// An `ok` comparison of empty sides: no pair and no conflict in either
+    /// database. The cutover gate does not count its day (docs/reconcile.md §9).
+    pub fn compared_nothing(&self) -> bool {
+        self.status == "ok" && self.source_pairs + self.target_pairs + self.source_conflicts + self.target_conflicts == 0
+    }
+
     /// One line per finding, for the terminal.
     pub fn render(&self) -> String {
         let mut out = format!(
@@ -121,6 +127,12 @@ impl DualReadReport {
         );
         if let Some(e) = &self.error {
             out.push_str(&format!("  error: {e}\n"));
+        }
+        if self.compared_nothing() {
+            out.push_str(
+                "  warning: both sides are empty (no pair, no conflict): identical, but this proves nothing and the cutover gate does not count it; \
+                 check --sf-database/--sf-schema and that `thaw conflicts` ran on conflicts.database\n",
+            );
         }
         if let Some(d) = &self.diff {
             let key = |k: &str| k.replace('\u{1f}', " | ").replace('\u{1e}', "NULL");
@@ -342,5 +354,17 @@ mod tests {
             PAIR_IDENTITY_COLUMNS.iter().chain(RuleFlags::COLUMNS.iter()).chain(RuleFlags::EVENT_COLUMNS.iter()).copied().collect();
         assert_eq!(COMPARED_COLUMNS.to_vec(), expected);
         assert!(!COMPARED_COLUMNS.contains(&""), "every slot of the const is filled");
+    }
+
+    /// An empty comparison is `ok` but says it proves nothing; one with rows does not warn.
+    #[test]
+    fn an_empty_comparison_warns_that_it_proves_nothing() {
+        let empty = DualReadReport { status: "ok".into(), ..Default::default() };
+        assert!(empty.compared_nothing());
+        assert!(empty.render().contains("warning: both sides are empty (no pair, no conflict)"), "{}", empty.render());
+        let compared = DualReadReport { status: "ok".into(), source_pairs: 2, target_pairs: 2, source_conflicts: 1, target_conflicts: 1, ..Default::default() };
+        assert!(!compared.compared_nothing() && !compared.render().contains("warning"), "{}", compared.render());
+        let failed = DualReadReport { status: "error".into(), error: Some("boom".into()), ..Default::default() };
+        assert!(!failed.compared_nothing(), "a failed comparison is not an empty one");
     }
 }
