@@ -35,7 +35,13 @@ What this module changes (see docs/emulator.md §1 for why):
    `LIST @stage` are answered by `unload.py` against the S3 server the harness
    starts (THAW_S3_ENDPOINT). Their results are sent through fakesnow as a
    SELECT of literal rows, so they arrive as Arrow like any other result.
-7. Fault injection for tests (`faults.py`, docs/emulator.md §13): rules
+7. Speed, not behaviour: a statement text is parsed and transformed by
+   sqlglot once (fakesnow parses it up to three times per request and runs
+   about seventy tree rewrites over it; the suites send the same planning,
+   chunk and checksum queries again and again). Only reads are kept: SELECTs
+   sent without bindings, keyed by the session's database and schema, and
+   the read-only parses of the server and of the DESCRIBE of a result.
+8. Fault injection for tests (`faults.py`, docs/emulator.md §13): rules
    registered at /thaw-emulator/faults make the next N query submissions or
    result-chunk downloads whose SQL matches a regex answer 500/503/429, drop
    the connection, truncate the answer or fail with a Snowflake error, and
@@ -50,7 +56,9 @@ across concurrent queries).
 from __future__ import annotations
 
 import base64
+import collections
 import contextvars
+import functools
 import gzip
 import hmac
 import itertools
@@ -59,11 +67,16 @@ import logging
 import os
 import re
 import secrets
+import threading
 import uuid
 from typing import Any
 
 import fakesnow.arrow
+import fakesnow.cursor as fakesnow_cursor
 import fakesnow.server as fakesnow_server
+import snowflake.connector.errors
+import sqlglot
+from sqlglot import exp
 import faults
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -137,6 +150,68 @@ def _capture_rowset(ipc_stream: Any) -> bytes:
 
 
 fakesnow_server.b64encode = _capture_rowset
+
+
+# --- 7. speed: parse and transform a statement once ---------------------------
+# The server parses each statement only to read its type and placeholders, and
+# the description of a result re-parses the DuckDB SQL it ran under DESCRIBE;
+# neither parse is changed afterwards, so one parse per text serves them all.
+_PARSES_KEPT = 4096
+_server_parse = functools.lru_cache(maxsize=_PARSES_KEPT)(fakesnow_server.parse_one)
+fakesnow_server.parse_one = _server_parse
+
+
+@functools.lru_cache(maxsize=_PARSES_KEPT)
+def _describe_expression(duckdb_sql: str) -> exp.Expression:
+    return sqlglot.parse_one(f"DESCRIBE {duckdb_sql}", read="duckdb")
+
+
+def _describe_last_sql(self: fakesnow_cursor.FakeSnowflakeCursor) -> list:
+    # fakesnow's own, with the parse kept (a separate cursor keeps this one's rows).
+    with self._conn.cursor() as cur:
+        cur._execute(_describe_expression(self._last_sql), self._last_params)
+        return cur.fetchall()
+
+
+fakesnow_cursor.FakeSnowflakeCursor._describe_last_sql = _describe_last_sql
+
+# The cursor transforms its parse in place, so its result is kept instead: the
+# transformed tree of a SELECT sent without bindings depends only on the text
+# and the session's current database and schema, and executing it only reads it.
+# Requests run in Starlette's thread pool: the dict is guarded; a kept tree is
+# shared, which is safe because generating SQL from it works on a copy.
+_transformed_selects: collections.OrderedDict[tuple[str | None, str | None, str], exp.Expression] = collections.OrderedDict()
+_transformed_lock = threading.Lock()
+_fakesnow_execute = fakesnow_cursor.FakeSnowflakeCursor.execute
+
+
+def _execute_once_transformed(self: fakesnow_cursor.FakeSnowflakeCursor, command: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+    if params is not None or kwargs.get("binding_params") or os.environ.get("FAKESNOW_DEBUG"):
+        return _fakesnow_execute(self, command, params, *args, **kwargs)
+    key = (self._conn.database, self._conn.schema, self._inline_variables(command))
+    with _transformed_lock:
+        transformed = _transformed_selects.get(key)
+        if transformed is not None:
+            _transformed_selects.move_to_end(key)
+    if transformed is None:
+        result = _fakesnow_execute(self, command, params, *args, **kwargs)
+        done = self._last_transformed
+        if isinstance(done, exp.Select) and not done.args.get("result_scan_sfqid") and not self._conn.nop_regexes:
+            with _transformed_lock:
+                _transformed_selects[key] = done
+                if len(_transformed_selects) > _PARSES_KEPT:
+                    _transformed_selects.popitem(last=False)
+        return result
+    self._sqlstate = None
+    try:
+        self._execute(transformed, None)
+    except snowflake.connector.errors.ProgrammingError as e:
+        self._sqlstate = e.sqlstate
+        raise
+    return self
+
+
+fakesnow_cursor.FakeSnowflakeCursor.execute = _execute_once_transformed
 
 
 # --- helpers ---------------------------------------------------------------
