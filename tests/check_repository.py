@@ -14,6 +14,9 @@
    `l<n>_`, possibly after other numbers: `l4_l12_…`), or its entry says
    plainly that it has none ("No test:" / "Not yet covered by a test"); every
    test the section names in backquotes with such a prefix exists.
+5. Every file of a test directory built as one binary (`autotests = false`:
+   functions/engine/tests, functions/thaw/tests) is a module of its
+   `integration.rs`: a file left out would never be compiled or run.
 
 Exit 0 when clean; otherwise print every problem and exit 1.
 """
@@ -85,6 +88,28 @@ def legacy_defect_tests():
     return problems
 
 
+# Test directories whose files are modules of one binary (check 5).
+ONE_BINARY_TEST_DIRS = ["functions/engine/tests", "functions/thaw/tests"]
+MOD_DECLARATION = re.compile(r"^mod ([a-z0-9_]+);", re.M)
+
+
+def test_modules_declared():
+    """Check 5: each `*.rs` of a one-binary test directory is declared in its `integration.rs`."""
+    problems = []
+    for rel in ONE_BINARY_TEST_DIRS:
+        root = os.path.join(ROOT, rel, "integration.rs")
+        if not os.path.isfile(root):
+            problems.append(f"{rel}/integration.rs is missing (its Cargo.toml builds the directory as one test binary)")
+            continue
+        declared = set(MOD_DECLARATION.findall(open(root, encoding="utf-8").read()))
+        present = {f[:-3] for f in os.listdir(os.path.join(ROOT, rel)) if f.endswith(".rs") and f != "integration.rs"}
+        for name in sorted(present - declared):
+            problems.append(f"{rel}/{name}.rs is not a module of {rel}/integration.rs: add `mod {name};` there, or it never runs")
+        for name in sorted(declared - present):
+            problems.append(f"{rel}/integration.rs declares `mod {name};` but {rel}/{name}.rs does not exist")
+    return problems
+
+
 def main():
     problems = []
     docs = {}
@@ -112,6 +137,7 @@ def main():
             if any(line.startswith(crate + " ") for line in tree.stdout.splitlines()):
                 problems.append(f"Lambda {package} links {crate}; only the CLI and tests may")
     problems += legacy_defect_tests()
+    problems += test_modules_declared()
     for p in problems:
         print(p)
     print(f"repository check: {len(problems)} problem(s)")

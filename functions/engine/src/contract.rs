@@ -432,7 +432,7 @@ pub const STEPS: [(&str, &str, &str); 7] = [
 /// `errors` (every [`ErrorKind`] name), `retryable` (the names Step Functions
 /// retries), `steps` (step → request/response type names) and `types` (one
 /// JSON Schema, draft 2020-12, per type). The infra tests check the ASL
-/// against it; `cargo test -p thaw-engine --test contract` fails when the
+/// against it; `cargo test -p thaw-engine --test integration contract::` fails when the
 /// committed file is stale.
 pub fn contract_json() -> serde_json::Value {
     use crate::error::ErrorKind;

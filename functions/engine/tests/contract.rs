@@ -1,7 +1,7 @@
 //! `statemachines/contract.json` is generated from the Rust step types
 //! ([`thaw_engine::contract::contract_json`]); the infra tests check the ASL
 //! against it. This test fails when the committed file is stale.
-//! Regenerate with `THAW_UPDATE_CONTRACT=1 cargo test -p thaw-engine --test contract`.
+//! Regenerate with `THAW_UPDATE_CONTRACT=1 cargo test -p thaw-engine --test integration contract::`.
 
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ fn committed_contract_matches_the_rust_types() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "statemachines/contract.json is stale: run THAW_UPDATE_CONTRACT=1 cargo test -p thaw-engine --test contract and commit it"
+        "statemachines/contract.json is stale: run THAW_UPDATE_CONTRACT=1 cargo test -p thaw-engine --test integration contract:: and commit it"
     );
 }
 

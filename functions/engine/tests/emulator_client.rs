@@ -1,7 +1,7 @@
 //! thaw's real Snowflake client against the emulator (tests/emulator/server.py).
 //!
 //! Run under the harness, which starts the emulator and exports THAW_SF_*:
-//! `python3 tests/harness.py run -- cargo test -p thaw-engine --test emulator_client`
+//! `python3 tests/harness.py run -- cargo test -p thaw-engine --test integration emulator_client::`
 //! The 1 M-row bulk-load measurement is ignored by default; add
 //! `-- --ignored --nocapture bulk_load_of_a_million_rows` to run it.
 //!

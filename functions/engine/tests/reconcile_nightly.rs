@@ -5,7 +5,7 @@
 //! are found by the key census and propagated without a row diff of the
 //! table. Against the emulator and PostgreSQL.
 //!
-//! Run under the harness: `python3 tests/harness.py run -- cargo nextest run -p thaw-engine --test reconcile_nightly`.
+//! Run under the harness: `python3 tests/harness.py run -- cargo nextest run -p thaw-engine --test integration reconcile_nightly::`.
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@
 //! with the rows. After every step the side table equals a fresh computation
 //! of the hashes from the target's rows.
 //!
-//! Run under the harness: `python3 tests/harness.py run -- cargo nextest run -p thaw-engine --test reconcile_row_hashes`.
+//! Run under the harness: `python3 tests/harness.py run -- cargo nextest run -p thaw-engine --test integration reconcile_row_hashes::`.
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@
 //! default bisection, and at [`ENGINEERED_ROWS`] (`THAW_RECONCILE_TEST_ROWS`
 //! overrides it) with a deep bisection too (docs/reconcile.md §7.1).
 //!
-//! Run under the harness: `python3 tests/harness.py run -- cargo test -p thaw-engine --test reconcile_rows`.
+//! Run under the harness: `python3 tests/harness.py run -- cargo test -p thaw-engine --test integration reconcile_rows::`.
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! transaction into a real PostgreSQL; nothing is mocked.
 //!
 //! Run under the harness:
-//! `python3 tests/harness.py run -- cargo nextest run -p thaw-engine --features thaw-engine/failpoints --test sync_staged`.
+//! `python3 tests/harness.py run -- cargo nextest run -p thaw-engine --features thaw-engine/failpoints --test integration sync_staged::`.
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! the reconciliation canonical forms agree between the Snowflake emulator
 //! (fakesnow) and PostgreSQL for the same rows.
 //!
-//! Run under the harness: `python3 tests/harness.py run -- cargo test -p thaw-engine --test types_roundtrip`.
+//! Run under the harness: `python3 tests/harness.py run -- cargo test -p thaw-engine --test integration types_roundtrip::`.
 //!
 //! Hand-built batches use the layouts real Snowflake sends and fakesnow never
 //! does (scaled Int8/16/32 NUMBER, Int64 timestamps, 2-field TIMESTAMP_TZ with
