@@ -640,8 +640,68 @@ def seed_run(seed, nights, log):
             if want is not None:
                 if status != "mismatch":
                     raise Mismatch(f"reconcile: table {tname} planted {want} but {status}: {found[:2000]}")
-                log.append(f"reconcile found {tname}: {found[:600]}")
+                how, key = want
+                diff = tr.get("diff") or {}
+                counts = {k: diff.get(f"{k}_count") for k in ("missing", "extra", "changed", "duplicate_source", "duplicate_target")}
+                expect = {k: 0 for k in counts}
+                expect["missing" if how == "delete" else "changed"] = 1
+                listed = diff.get("missing" if how == "delete" else "changed") or []
+                t = next(x for x in tables if x.target == tname)
+                plain = len(key) == 1 and t.keys[0][1].kind != "date"
+                if counts != expect or (plain and json.dumps(key[0]) not in json.dumps(listed)):
+                    raise Mismatch(f"reconcile: table {tname} planted {want}, found {counts}: {json.dumps(diff)[:2000]}")
+                log.append(f"reconcile found {tname}: {counts} {listed}")
+    if rnd.random() < float(os.environ.get("SYNC_MODEL_BAD", "0.5")):
+        bad_target(rnd, sf, sfdb, pgdb, seed, workdir, log)
     subprocess.run(PSQL + ["-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {pgdb}"], env=ENV, capture_output=True)
+
+
+NARROW = [  # (Snowflake type, a value that does not fit, the target type)
+    (Ty("text", "VARCHAR(20)", n=20), "'abcdefghij'", "varchar(3)"),
+    (Ty("number", "NUMBER(10,0)", p=10, s=0), "70000", "int2"),
+    (Ty("number", "NUMBER(10,3)", p=10, s=3), "1.125", "numeric(10,2)"),
+    (Ty("number", "NUMBER(18,0)", p=18, s=0), "9007199254740993", "float8"),
+    (Ty("float", "FLOAT"), "CAST('0.125' AS FLOAT)", "numeric(10,2)"),
+    (Ty("text", "VARCHAR"), "'not json'", "jsonb"),
+    (Ty("text", "VARCHAR"), "'nope'", "uuid"),
+    (Ty("text", "VARCHAR"), "'12.5'", "int4"),
+    (Ty("ntz", "TIMESTAMP_NTZ(6)", scale=6), "'2024-01-02 03:04:05'", "date"),
+    (Ty("number", "NUMBER(5,0)", p=5, s=0), "2", "bool"),
+]
+
+
+def bad_target(rnd, sf, sfdb, pgdb, seed, workdir, log):
+    """A table whose target takes one column in a refused type (exit 2, nothing written) or in a
+    checked-narrowing type one value does not fit (exit 1 naming table, column and key; the chunk not written)."""
+    refused = rnd.random() < 0.5
+    if refused:
+        ty = rand_type(rnd)
+        bad, target_type = ty.literal(rnd), rnd.choice(ty.refused())
+    else:
+        ty, bad, target_type = rnd.choice(NARROW)
+    t = Table(random.Random(seed * 7 + 1), seed, 9)
+    t.source, t.target = f"Bad {'Refused' if refused else 'Narrow'} {seed}", f"bad target {seed}"
+    t.keys = [["Key Col", KEY_TYPES[0]]]
+    t.values = [["Odd Col", ty]]
+    t.watermark, t.chunk, t.strategy, t.create, t.batch, t.propagate, t.row_hashes = None, None, None, False, 100000, False, False
+    t.columns = t.keys + t.values
+    t.targets = {"Key Col": "int8", "Odd Col": target_type}
+    t.create_source(sf, sfdb)
+    sf.q(f"INSERT INTO {t.fq(sfdb)} (\"Key Col\", \"Odd Col\") SELECT 4242, {bad}")
+    t.create_target(pgdb)
+    pg(pgdb, f"INSERT INTO public.{qi(t.target)} (\"Key Col\") VALUES (-1)")
+    before = t.target_rows(pgdb)
+    cfg = os.path.join(workdir, "bad.json")
+    write_config(cfg, sfdb, pgdb, [t])
+    rc, out = thaw("run", "-c", cfg, "--no-conflicts")
+    log.append(f"bad target: {ty.decl} {bad} into {target_type}: exit {rc}")
+    want_rc = 2 if refused else 1
+    named = [t.source, "Odd Col"] + ([] if refused else ["4242"])
+    missing = [n for n in named if n not in out]
+    if rc != want_rc or missing or "panicked" in out:
+        raise Mismatch(f"{ty.decl} {bad} into {target_type}: exit {rc} (want {want_rc}), not named: {missing}\n{out[-3000:]}")
+    if t.target_rows(pgdb) != before:
+        raise Mismatch(f"{ty.decl} {bad} into {target_type}: the target changed: {t.target_rows(pgdb)}")
 
 
 def main():
@@ -656,6 +716,8 @@ def main():
         try:
             seed_run(seed, nights, log)
             print(f"seed {seed}: ok", flush=True)
+            if os.environ.get("SYNC_MODEL_VERBOSE"):
+                print("\n".join(" " + line[:300] for line in log), flush=True)
         except Mismatch as e:
             bad += 1
             print(f"seed {seed}: DIFFERENCE\n" + "\n".join(" " + line for line in log) + f"\n {e}", flush=True)
