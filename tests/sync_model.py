@@ -273,6 +273,9 @@ def rand_type(rnd):
                   "object": "OBJECT", "array": "ARRAY"}[k])
 
 
+WATERMARK_TYPES = [Ty("ntz", "TIMESTAMP_NTZ(6)", scale=6), Ty("ntz", "TIMESTAMP_NTZ(9)", scale=9),
+                   Ty("ntz", "TIMESTAMP_NTZ(0)", scale=0), Ty("ltz", "TIMESTAMP_LTZ(6)", scale=6),
+                   Ty("tz", "TIMESTAMP_TZ(3)", scale=3), Ty("number", "NUMBER(18,0)", p=18, s=0), Ty("date", "DATE")]
 KEY_TYPES = [Ty("number", "NUMBER(10,0)", p=10, s=0), Ty("text", "VARCHAR(40)", n=40), Ty("date", "DATE")]
 TABLE_NAMES = ["Order Lines", "select", "MiXeD Case", "visit", 'Quote"d', "tab_%d", "ÜNI code", "group", "T %d"]
 COLUMN_NAMES = ["Id", "order", "Amount", "amount due", "Col\"Q", "ÉTÉ", "from", "x", "Y", "Note", "user", "a b c",
@@ -371,7 +374,7 @@ class Table:
         nkeys = rnd.choice([1, 1, 2, 3])
         self.keys = [col(rnd.choice(KEY_TYPES)) for _ in range(nkeys)]
         self.values = [col(rand_type(rnd)) for _ in range(rnd.randint(1, 7))]
-        self.watermark = col(Ty("ntz", "TIMESTAMP_NTZ(6)", scale=6)) if rnd.random() < 0.8 else None
+        self.watermark = col(rnd.choice(WATERMARK_TYPES)) if rnd.random() < 0.8 else None
         self.columns = self.keys + self.values + ([self.watermark] if self.watermark else [])
         self.null_density = rnd.choice([0, 0.1, 0.5, 0.95])
         # chunking: the first key, or a nullable value column of a chunkable type
@@ -396,6 +399,19 @@ class Table:
             if not self.create and c not in self.keys and rnd.random() < 0.4 and c[1].accepted():
                 t = rnd.choice(c[1].accepted())
             self.targets[c[0]] = t
+        # pre-created targets: some columns named in the other ASCII case (paired by docs/sync.md §4.6)
+        # or renamed by column_mapping
+        self.tname = {c[0]: c[0] for c in self.columns}
+        self.mapping = {}
+        if not self.create:
+            for n in self.tname:
+                r = rnd.random()
+                if r < 0.2 and n.isascii() and n.lower() != n:
+                    self.tname[n] = n.lower()
+                elif r < 0.3 and n.isascii() and n.upper() != n:
+                    self.tname[n] = n.upper()
+                elif r < 0.4 and (self.watermark is None or n != self.watermark[0]):
+                    self.tname[n] = self.mapping[n] = f"{n} Mapped"
         self.rows = {}
         self.next_key = 0
 
@@ -409,7 +425,10 @@ class Table:
             if self.strategy:
                 t["chunking_strategy"] = self.strategy
         if self.watermark:
-            t["source_watermark"] = t["target_watermark"] = self.watermark[0]
+            t["source_watermark"] = self.watermark[0]
+            t["target_watermark"] = self.tname[self.watermark[0]]
+        if self.mapping:
+            t["column_mapping"] = self.mapping
         return t
 
     def key_literals(self, i):
@@ -418,7 +437,8 @@ class Table:
             if ty.kind == "number":
                 out.append(str((i * 7919 + j * 13) % 10 ** 9 - 5 * 10 ** 8))
             elif ty.kind == "text":
-                out.append(ql(["", "a", "A", "é", " k", "k "][i % 6] + f"{i}-{j}" + ("😀" if i % 5 == 0 else "")))
+                out.append(ql(["", "a", "A", "é", " k", "k ", "'", "\\", "Z", "ä", "\t", "~"][i % 12] + f"{i}-{j}"
+                              + ("😀" if i % 5 == 0 else "")))
             else:
                 out.append(ql((dt.date(1, 1, 1) + dt.timedelta(days=(i * 104729 + j) % 3652058)).isoformat()))
         return out
@@ -428,8 +448,22 @@ class Table:
         for _, ty in self.values:
             vals.append("NULL" if self.rnd.random() < self.null_density else ty.literal(self.rnd))
         if self.watermark:
-            vals.append(ql(night_ts.isoformat(sep=" ")))
+            vals.append(self.watermark_literal(night_ts))
         return vals
+
+    def watermark_literal(self, clock):
+        """The watermark of a row changed at `clock`, in the watermark column's type."""
+        k = self.watermark[1].kind
+        if k == "number":
+            return str((clock - dt.datetime(2025, 1, 1)) // dt.timedelta(microseconds=1))
+        if k == "date":
+            return ql(clock.date().isoformat())
+        if k == "ntz":
+            return ql(clock.isoformat(sep=" "))
+        # the same instant (`clock` in UTC) written at another offset: the watermark still moves forward
+        off = self.rnd.choice([0, 345, -720, 840])
+        local = clock + dt.timedelta(minutes=off)
+        return ql(local.isoformat(sep=" ") + ("+" if off >= 0 else "-") + f"{abs(off) // 60:02d}:{abs(off) % 60:02d}")
 
     def fq(self, db):
         return f'{qi(db)}."S".{qi(self.source)}'
@@ -446,8 +480,8 @@ class Table:
             sf.q(f"INSERT INTO {self.fq(db)} ({names}) {sel}")
 
     def create_target(self, pgdb):
-        cols = ", ".join(f"{qi(n)} {self.targets[n]}" for n, _ in self.columns)
-        pk = ", ".join(qi(n) for n, _ in self.keys)
+        cols = ", ".join(f"{qi(self.tname[n])} {self.targets[n]}" for n, _ in self.columns)
+        pk = ", ".join(qi(self.tname[n]) for n, _ in self.keys)
         pg(pgdb, f"CREATE TABLE public.{qi(self.target)} ({cols}, PRIMARY KEY ({pk}))")
 
     def where_key(self, i):
@@ -463,7 +497,8 @@ class Table:
         return out
 
     def target_rows(self, pgdb):
-        exprs = ", ".join(f"CASE WHEN {qi(n)} IS NULL THEN 'N' ELSE 'V' || {qi(n)}::text END" for n, _ in self.columns)
+        exprs = ", ".join(f"CASE WHEN {qi(self.tname[n])} IS NULL THEN 'N' ELSE 'V' || {qi(self.tname[n])}::text END"
+                          for n, _ in self.columns)
         out = []
         for r in pg_rows(pgdb, f"SELECT {exprs} FROM public.{qi(self.target)}"):
             out.append([None if x == "N" else x[1:] for x in r])
@@ -556,7 +591,7 @@ def seed_run(seed, nights, log):
         t.next_key = n
         if not t.create:
             t.create_target(pgdb)
-        log.append(f"table {t.source!r}: {[(c[0], c[1].decl, t.targets[c[0]]) for c in t.columns]} {json.dumps(t.config())} rows {n}")
+        log.append(f"table {t.source!r}: {[(c[0], c[1].decl, t.tname[c[0]], t.targets[c[0]]) for c in t.columns]} {json.dumps(t.config())} rows {n}")
     write_config(cfg, sfdb, pgdb, tables)
     workers = ["--workers", str(rnd.randint(1, 4))]
     report = run_thaw(cfg, workdir, workers, "first run")
@@ -581,7 +616,7 @@ def seed_run(seed, nights, log):
                     for n, ty in t.values:
                         if rnd.random() < 0.5:
                             sets.append(f"{qi(n)} = " + ("NULL" if rnd.random() < t.null_density else ty.literal(rnd)))
-                    sets.append(f"{qi(t.watermark[0])} = {ql(clock.isoformat(sep=' '))}")
+                    sets.append(f"{qi(t.watermark[0])} = {t.watermark_literal(clock)}")
                     sf.q(f"UPDATE {t.fq(sfdb)} SET {', '.join(sets)} WHERE {t.where_key(i)}")
                     acts.append(f"update {i}")
                 new = list(range(t.next_key, t.next_key + rnd.randint(0, 30)))
@@ -595,7 +630,9 @@ def seed_run(seed, nights, log):
                     sf.q(f"DELETE FROM {t.fq(sfdb)} WHERE {t.where_key(i)}")
                     acts.append(f"delete {i}")
             log.append(f"night {night} {t.source!r}: {acts} (rows before {present})")
-        report = run_thaw(cfg, workdir, ["--workers", str(rnd.randint(1, 4))], f"night {night}")
+        full = ["--full"] if rnd.random() < 0.2 else []
+        log.append(f"night {night}: thaw run {full}")
+        report = run_thaw(cfg, workdir, ["--workers", str(rnd.randint(1, 4))] + full, f"night {night}")
         run_id = run_id_of(report)
         for t in tables:
             if t.watermark or t.propagate:
@@ -607,11 +644,12 @@ def seed_run(seed, nights, log):
         if not tgt or rnd.random() < 0.3:
             continue
         row = rnd.choice(tgt)
-        where = " AND ".join(f"{qi(n)}::text = {pl(v)}" for (n, _), v in zip(t.keys, row[:len(t.keys)]))
+        where = " AND ".join(f"{qi(t.tname[n])}::text = {pl(v)}" for (n, _), v in zip(t.keys, row[:len(t.keys)]))
         how = rnd.choice(["delete", "update"] if t.values else ["delete"])
         if how == "update":
             n, ty = rnd.choice(t.values)
             idx = [c[0] for c in t.columns].index(n)
+            n = t.tname[n]
             if row[idx] is None:
                 pg(pgdb, f"UPDATE public.{qi(t.target)} SET {qi(n)} = (SELECT {qi(n)} FROM public.{qi(t.target)} WHERE {qi(n)} IS NOT NULL LIMIT 1) WHERE {where}")
                 if t.target_rows(pgdb) == tgt:
@@ -686,6 +724,7 @@ def bad_target(rnd, sf, sfdb, pgdb, seed, workdir, log):
     t.watermark, t.chunk, t.strategy, t.create, t.batch, t.propagate, t.row_hashes = None, None, None, False, 100000, False, False
     t.columns = t.keys + t.values
     t.targets = {"Key Col": "int8", "Odd Col": target_type}
+    t.tname, t.mapping = {"Key Col": "Key Col", "Odd Col": "Odd Col"}, {}
     t.create_source(sf, sfdb)
     sf.q(f"INSERT INTO {t.fq(sfdb)} (\"Key Col\", \"Odd Col\") SELECT 4242, {bad}")
     t.create_target(pgdb)
@@ -707,6 +746,7 @@ def bad_target(rnd, sf, sfdb, pgdb, seed, workdir, log):
 def main():
     if sys.argv[1:] == ["--ci"]:
         first, count, nights = CI_SEEDS
+        os.environ.setdefault("SYNC_MODEL_BAD", "1")
     else:
         first, count = int(sys.argv[1]), int(sys.argv[2])
         nights = int(sys.argv[3]) if len(sys.argv) > 3 else 3
@@ -728,7 +768,9 @@ def main():
 
 
 # The seeds `make test` runs (`--ci`): first seed, count, nights.
-CI_SEEDS = (1, 8, 2)
+# About 15 s per seed with a debug build at load 9; every CI seed also runs
+# the refused / too-narrow target case.
+CI_SEEDS = (1, 4, 1)
 
 if __name__ == "__main__":
     main()
