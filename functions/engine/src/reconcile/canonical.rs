@@ -305,7 +305,11 @@ fn common_expr(source: &SourceColumn, target: &TargetColumn) -> String {
             let text = match logical {
                 LogicalType::Text => c,
                 LogicalType::Variant | LogicalType::Object | LogicalType::Array => format!("TO_JSON({c})"),
-                LogicalType::Fixed | LogicalType::Boolean | LogicalType::Real => varchar(c),
+                // Through NUMBER(38, s): the same text on Snowflake, and DuckDB
+                // (the emulator) renders a DECIMAL without integer digits,
+                // NUMBER(9,9), as `.024996425` where the encoder writes `0.024996425`.
+                LogicalType::Fixed => varchar(format!("CAST({c} AS NUMBER(38, {}))", source.scale.unwrap_or(0).clamp(0, 37))),
+                LogicalType::Boolean | LogicalType::Real => varchar(c),
                 LogicalType::Binary => format!("HEX_DECODE_STRING(HEX_ENCODE({c}))"),
                 LogicalType::Date => format!("TO_CHAR({c}, 'YYYY-MM-DD')"),
                 LogicalType::Time => format!("TO_CHAR({c}, 'HH24:MI:SS.FF6')"),
