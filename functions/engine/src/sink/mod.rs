@@ -220,12 +220,7 @@ pub async fn connect_configured(settings: &PostgresSettings, database: &str, key
         None
     }
 
-    let sslmode = settings.sslmode.as_deref().map(str::trim).filter(|m| !m.is_empty()).unwrap_or("disable");
-    if !matches!(sslmode, "disable" | "require" | "verify-full") {
-        return Err(Error::config(format!(
-            "postgres.sslmode '{sslmode}' is not one of disable, require, verify-full (set THAW_PG_SSLMODE or postgres.sslmode; RDS needs verify-full)"
-        )));
-    }
+    let sslmode = settings.tls_mode()?;
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&settings.host)
         .port(settings.port.unwrap_or(5432))

@@ -145,10 +145,7 @@ fn http_client(settings: &SnowflakeSettings, capture: &result::ResultCapture) ->
         .connect_timeout(Duration::from_secs(20))
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(60));
-    if let Some(endpoint) = settings.endpoint.as_ref().filter(|e| !e.trim().is_empty()) {
-        let addr: std::net::SocketAddr = endpoint.parse().map_err(|_| {
-            Error::config(format!("snowflake.endpoint '{endpoint}' is not an IP:port address (e.g. 10.0.0.5:443)"))
-        })?;
+    if let Some(addr) = settings.endpoint_address()? {
         builder = builder.resolve(&format!("{}.snowflakecomputing.com", settings.account.to_lowercase()), addr);
     }
     if let Some(ca) = settings.ca_file.as_ref().filter(|c| !c.trim().is_empty()) {

@@ -1,0 +1,169 @@
+//! Every command against every kind of bad configuration (issue 7: "a
+//! malformed config … say what, where and what to do; leave the target as it
+//! was; exit non-zero"), and the dead or hostile dependencies of issue 9.
+//! Each case runs the real `thaw` binary.
+
+use thaw_test_support::*;
+
+/// Every command that reads `--config`, with the arguments it needs besides.
+/// `Sync` commands validate the whole file; `thaw conflicts` only `postgres`
+/// and `conflicts` (docs/sync.md §1.1).
+const COMMANDS: &[(&[&str], bool)] = &[
+    (&["validate"], true),
+    (&["run"], true),
+    (&["run", "--full", "--no-conflicts"], true),
+    (&["status"], true),
+    (&["migrate"], true),
+    (&["reconcile", "--run-id", "00000000-0000-0000-0000-000000000001"], true),
+    (&["cutover", "check"], true),
+    (&["dual-read"], true),
+    (&["dev", "seed", "--visits", "200", "--seed", "1"], true),
+    (&["conflicts"], false),
+];
+
+/// A complete, valid configuration writing into `db`, with conflicts.
+fn good(db: &str) -> String {
+    format!(
+        r#"{{
+  "snowflake": {{"account": "${{THAW_SF_ACCOUNT}}", "user": "${{THAW_SF_USER}}", "password": "${{THAW_SF_PASSWORD}}",
+                 "endpoint": "${{THAW_SF_ENDPOINT}}", "ca_file": "${{THAW_SF_CA_FILE}}"}},
+  "postgres": {{"host": "${{THAW_PG_HOST}}", "port": ${{THAW_PG_PORT}}, "user": "${{THAW_PG_USER}}", "password": "${{THAW_PG_PASSWORD}}"}},
+  "batch_size": 1000,
+  "conflicts": {{"database": "{db}", "time_zone": "America/New_York"}},
+  "sources": [{{"source_name": "src", "source_sf_database": "QOPS", "source_sf_schema": "S",
+                "target_pg_database": "{db}", "target_pg_schema": "public",
+                "tables": [{{"source": "T", "target": "t", "chunking_columns": ["Id"], "chunking_column_types": ["int"]}}]}}]
+}}"#
+    )
+}
+
+/// `text` with `from` replaced by `to` (which must occur).
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from} not in the fixture");
+    text.replacen(from, to, 1)
+}
+
+/// The names of the tables and schemas of `db` that thaw could have created.
+async fn footprint(db: &str) -> Vec<String> {
+    let client = pg(db).await;
+    let rows = client
+        .query(
+            "SELECT n.nspname || '.' || coalesce(c.relname, '') FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("list the database's objects");
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test]
+async fn every_command_refuses_every_kind_of_bad_config_with_exit_2_naming_file_key_and_fix_and_writes_nothing() {
+    let db = unique("qcfg");
+    let admin = pg("postgres").await;
+    admin.batch_execute(&format!("CREATE DATABASE \"{db}\"")).await.unwrap();
+    let before = footprint(&db).await;
+    let good = good(&db);
+    let dir = std::env::temp_dir().join(unique("thaw-qops-dir"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unreadable = config_file(&good);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    // root reads a mode-000 file anyway; the case is then covered by the directory case only.
+    let unreadable_case = std::fs::read(&unreadable).is_err();
+
+    // (what, config path, environment, expected in the message, also for `thaw conflicts`)
+    type Case = (&'static str, std::path::PathBuf, Vec<(&'static str, &'static str)>, Vec<&'static str>, bool);
+    let file = |text: &str| config_file(text);
+    let mut cases: Vec<Case> = vec![
+        ("empty file", file(""), vec![], vec!["is empty", "examples/config.json"], true),
+        ("invalid JSON", file(&edit(&good, "\"batch_size\": 1000,", "\"batch_size\": 1000,,")), vec![], vec!["is not valid JSON at line 5", "Fix the syntax there"], true),
+        ("top level not an object", file("[1, 2]"), vec![], vec!["holds an array at the top level", "one JSON object"], true),
+        ("a directory", dir.clone(), vec![], vec!["cannot read config file", "Is a directory", "--config"], true),
+        ("a missing file", dir.join("nope.json"), vec![], vec!["cannot read config file", "No such file", "--config"], true),
+        (
+            "unset variable",
+            file(&edit(&good, "${THAW_PG_USER}", "${THAW_QOPS_UNSET_USER}")),
+            vec![],
+            vec!["environment variable(s) not set: THAW_QOPS_UNSET_USER", "${NAME:-default}"],
+            true,
+        ),
+        (
+            "empty variable where a number goes",
+            file(&good),
+            vec![("THAW_PG_PORT", "")],
+            vec!["is not valid JSON at line 4", "${THAW_PG_PORT} (empty)"],
+            true,
+        ),
+        ("misspelt key", file(&edit(&good, "\"batch_size\"", "\"batch_sise\"")), vec![], vec!["unknown key 'batch_sise' in the top level", "did you mean 'batch_size'"], true),
+        ("misspelt nested key", file(&edit(&good, "\"time_zone\"", "\"timezone\"")), vec![], vec!["unknown key 'timezone' in conflicts", "did you mean 'time_zone'"], true),
+        ("wrong type", file(&edit(&good, "\"batch_size\": 1000", "\"batch_size\": \"big\"")), vec![], vec!["batch_size has a wrong value", "expected a whole number"], true),
+        ("wrong type of a list", file(&edit(&good, "\"chunking_columns\": [\"Id\"]", "\"chunking_columns\": \"Id\"")), vec![], vec!["sources[0].tables[0].chunking_columns has a wrong value", "expected a list"], true),
+        ("out of range", file(&edit(&good, "\"batch_size\": 1000", "\"batch_size\": 5")), vec![], vec!["batch_size 5 is below the minimum of 100 rows"], true),
+        ("port out of range", file(&edit(&good, "${THAW_PG_PORT}", "70000")), vec![], vec!["postgres.port has a wrong value", "from 1 to 65535"], true),
+        ("port zero", file(&edit(&good, "${THAW_PG_PORT}", "0")), vec![], vec!["postgres.port has a wrong value", "from 1 to 65535"], true),
+        ("missing required key", file(&edit(&good, "\"host\": \"${THAW_PG_HOST}\", ", "")), vec![], vec!["postgres has a wrong value", "missing field `host`"], true),
+        ("missing required table key", file(&edit(&good, "\"target\": \"t\", ", "")), vec![], vec!["sources[0].tables[0] has a wrong value", "missing field `target`"], true),
+        ("empty host from the environment", file(&good), vec![("THAW_PG_HOST", "")], vec!["postgres.host is empty"], true),
+        ("sslmode misspelt", file(&edit(&good, "\"user\": \"${THAW_PG_USER}\"", "\"user\": \"${THAW_PG_USER}\", \"sslmode\": \"verify_full\"")), vec![], vec!["postgres.sslmode 'verify_full'", "disable, require, verify-full"], true),
+        ("bad time zone", file(&edit(&good, "America/New_York", "America/Nowhere")), vec![], vec!["conflicts.time_zone 'America/Nowhere' is not an IANA time zone"], true),
+        ("unknown choice", file(&edit(&good, "[\"int\"]", "[\"geography\"]")), vec![], vec!["sources[0].tables[0].chunking_column_types[0]", "use one of int"], false),
+        ("endpoint given as a host name", file(&good), vec![("THAW_SF_ENDPOINT", "snowflake.internal:443")], vec!["snowflake.endpoint 'snowflake.internal:443' is not an IP:port address"], false),
+        ("zero query timeout", file(&edit(&good, "\"ca_file\"", "\"query_timeout_seconds\": 0, \"ca_file\"")), vec![], vec!["snowflake.query_timeout_seconds must be at least 1"], false),
+        ("empty Snowflake user", file(&good), vec![("THAW_SF_USER", "")], vec!["snowflake.user is empty"], false),
+    ];
+    if unreadable_case {
+        cases.push(("unreadable file", unreadable.clone(), vec![], vec!["cannot read config file", "Permission denied"], true));
+    }
+
+    let mut failures = Vec::new();
+    for (what, path, env, needles, conflicts_too) in &cases {
+        let path_text = path.to_str().unwrap();
+        for (command, sync) in COMMANDS {
+            if !sync && !conflicts_too {
+                continue;
+            }
+            let mut args: Vec<&str> = command.to_vec();
+            args.extend(["--config", path_text]);
+            let out = thaw!(&args, env);
+            let text = text(&out);
+            let mut problems = Vec::new();
+            if out.status.code() != Some(2) {
+                problems.push(format!("exit {:?}, expected 2", out.status.code()));
+            }
+            let file_name = path.file_name().unwrap().to_str().unwrap();
+            if !text.contains(file_name) {
+                problems.push(format!("the message does not name the file {file_name}"));
+            }
+            for needle in needles {
+                if !text.contains(needle) {
+                    problems.push(format!("the message lacks {needle:?}"));
+                }
+            }
+            if text.contains("panicked") || text.contains(&var("THAW_PG_PASSWORD")) {
+                problems.push("it panicked or printed a secret".into());
+            }
+            if text.lines().filter(|l| l.starts_with("error:")).count() != 1 {
+                problems.push("expected exactly one error line".into());
+            }
+            if !problems.is_empty() {
+                failures.push(format!("{what} / thaw {}: {}\n{text}", command.join(" "), problems.join("; ")));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert_eq!(footprint(&db).await, before, "a refused configuration wrote into {db}");
+}
+
+#[test]
+fn shell_style_defaults_and_a_quoted_port_are_accepted() {
+    // `${VAR:-default}` takes the default when VAR is empty, as in the shell;
+    // a legacy `"port": "5432"` (psycopg2 took text) still loads.
+    let config = edit(&good("qdefault"), "${THAW_PG_PORT}", "\"${THAW_QOPS_EMPTY_PORT:-5432}\"");
+    let path = config_file(&config);
+    let out = thaw!(&["validate", "--config", path.to_str().unwrap()], &[("THAW_QOPS_EMPTY_PORT", "")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
