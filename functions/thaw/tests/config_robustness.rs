@@ -157,6 +157,29 @@ async fn every_command_refuses_every_kind_of_bad_config_with_exit_2_naming_file_
     assert_eq!(footprint(&db).await, before, "a refused configuration wrote into {db}");
 }
 
+#[tokio::test]
+async fn a_postgres_without_tls_when_sslmode_asks_for_it_is_a_setting_to_fix_not_an_outage() {
+    // The harness PostgreSQL has ssl off: `sslmode: require` can never work
+    // there, so it is a bad setting (exit 2, ConfigInvalid: never retried as
+    // transient) naming postgres.sslmode, not "Unreachable" (exit 1, retried).
+    let db = unique("qtls");
+    fresh_pg(&db).await;
+    let config = edit(&good(&db), "\"user\": \"${THAW_PG_USER}\"", "\"user\": \"${THAW_PG_USER}\", \"sslmode\": \"require\"");
+    let path = config_file(&config);
+    for command in [&["status"][..], &["run"], &["conflicts"], &["migrate"], &["cutover", "check"]] {
+        let mut args = command.to_vec();
+        args.extend(["--config", path.to_str().unwrap()]);
+        let out = thaw!(&args);
+        let text = text(&out);
+        assert_eq!(out.status.code(), Some(2), "thaw {command:?}: {text}");
+        for needle in ["ConfigInvalid", "does not accept TLS", "postgres.sslmode", &format!("/{db}")] {
+            assert!(text.contains(needle), "thaw {command:?}: expected {needle:?} in {text}");
+        }
+    }
+    let pg = pg(&db).await;
+    assert_eq!(pg_count(&pg, "migration_status.migration_runs").await, 0);
+}
+
 #[test]
 fn shell_style_defaults_and_a_quoted_port_are_accepted() {
     // `${VAR:-default}` takes the default when VAR is empty, as in the shell;
