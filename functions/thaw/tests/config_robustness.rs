@@ -180,6 +180,50 @@ async fn a_postgres_without_tls_when_sslmode_asks_for_it_is_a_setting_to_fix_not
     assert_eq!(pg_count(&pg, "migration_status.migration_runs").await, 0);
 }
 
+/// A TCP server answering every connection with an HTML gateway page, as
+/// a captive proxy or a load balancer's error page would.
+fn html_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let body = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+            let _ = write!(stream, "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_dead_or_foreign_snowflake_endpoint_is_named_with_its_cause_and_writes_nothing() {
+    let db = unique("qsfdead");
+    let pg = fresh_pg(&db).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let html = html_server();
+    for (what, endpoint, cause) in [
+        ("nothing listening", format!("127.0.0.1:{closed}"), "Connection refused"),
+        ("an HTML page, not Snowflake", format!("127.0.0.1:{html}"), "received corrupt message"),
+    ] {
+        let path = config_file(&good(&db));
+        for command in [&["run"][..], &["dual-read"]] {
+            let mut args = command.to_vec();
+            args.extend(["--config", path.to_str().unwrap()]);
+            let out = thaw!(&args, &[("THAW_SF_ENDPOINT", endpoint.as_str())]);
+            let text = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{what} / thaw {command:?}: {text}");
+            for needle in ["Unreachable", "cannot log in to Snowflake account", cause, "Check snowflake.account / snowflake.endpoint"] {
+                assert!(text.contains(needle), "{what} / thaw {command:?}: expected {needle:?} in {text}");
+            }
+            assert!(!text.contains("clientStartTime"), "{what}: request ids are noise at 3 a.m.: {text}");
+        }
+    }
+    assert_eq!(pg_count(&pg, "migration_status.migration_runs").await, 0, "a run was recorded although Snowflake was never reached");
+}
+
 #[test]
 fn shell_style_defaults_and_a_quoted_port_are_accepted() {
     // `${VAR:-default}` takes the default when VAR is empty, as in the shell;
