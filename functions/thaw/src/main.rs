@@ -73,8 +73,8 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         /// Split a mismatching key-hash range into this many (at least 2).
         #[arg(long, default_value_t = 32)]
         bisect_factor: u64,
-        /// Diff a mismatching range row by row once it holds at most this many rows.
-        #[arg(long, default_value_t = 16_384)]
+        /// Diff a mismatching range row by row once it holds at most this many rows (at least 1).
+        #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..))]
         leaf_rows: u64,
         /// Verify every row of every table. Without it a table of an
         /// incremental run is verified in its touched rows plus a rolling
@@ -139,8 +139,8 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         /// Only this run.
         #[arg(long, value_name = "UUID")]
         run_id: Option<uuid::Uuid>,
-        /// How many of the newest runs to show.
-        #[arg(long, default_value_t = 5)]
+        /// How many of the newest runs to show (at least 1).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
         /// Flag tables whose least recently verified slice is older than
         /// this many hours (reconcile freshness, docs/reconcile.md §5.4; the

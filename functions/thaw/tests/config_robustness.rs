@@ -234,3 +234,20 @@ fn shell_style_defaults_and_a_quoted_port_are_accepted() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
+#[test]
+fn flags_out_of_range_are_refused_naming_the_flag() {
+    let path = config_file(&good("qflags"));
+    let path = path.to_str().unwrap();
+    for (args, flag) in [
+        (vec!["status", "--config", path, "--limit", "0"], "--limit"),
+        (vec!["reconcile", "--config", path, "--run-id", "00000000-0000-0000-0000-000000000001", "--leaf-rows", "0"], "--leaf-rows"),
+        (vec!["run", "--config", path, "--workers", "0"], "--workers"),
+        (vec!["cutover", "check", "--config", path, "--dual-read-days", "0"], "--dual-read-days"),
+        (vec!["conflicts", "--config", path, "--today", "2025-02-30"], "--today"),
+    ] {
+        let out = thaw!(&args);
+        let text = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains(flag), "{args:?}: expected {flag} in {text}");
+    }
+}
