@@ -238,7 +238,8 @@ struct RunArgs {
     /// touched plus the rolling slice (docs/reconcile.md §5).
     #[arg(long)]
     reconcile_full: bool,
-    /// Concurrent copy workers in total (at least 1).
+    /// Concurrent copy workers in total (at least 1; default
+    /// max_parallel_tables × parallel_threads of the config, at most 16).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
     /// Write the full run report (JSON) here.
