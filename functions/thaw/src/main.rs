@@ -384,6 +384,7 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
         }
         Command::DualRead { config, sf_database, sf_schema, json } => {
             let config = Config::load(&config.config)?;
+            let tables_at = format!("{sf_database}.{sf_schema}");
             let options = thaw_engine::reconcile::dual_read::DualReadOptions { sf_database, sf_schema };
             let report = thaw_engine::reconcile::dual_read::run(&config, &options).await?;
             if json {
@@ -395,10 +396,18 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 "ok" => Ok(()),
                 "mismatch" => Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, "the dual-read comparison found differences (listed above)")),
                 // The failure's own kind: bad input (a missing table, credentials) exits 2, the rest 1.
-                _ => Err(Error::new(
-                    report.error_kind.unwrap_or(thaw_engine::ErrorKind::Unreachable),
-                    format!("the dual-read comparison could not be made: {}", report.error.unwrap_or_default()),
-                )),
+                _ => {
+                    let kind = report.error_kind.unwrap_or(thaw_engine::ErrorKind::Unreachable);
+                    // The recorded error reads "<kind>: <message>"; the line starts with the kind once.
+                    let error = report.error.unwrap_or_default();
+                    let message = error.strip_prefix(&format!("{kind}: ")).unwrap_or(&error);
+                    let hint = if kind == thaw_engine::ErrorKind::SchemaMismatch {
+                        format!(" (looked in {tables_at}: give --sf-database and --sf-schema of the legacy conflict tables)")
+                    } else {
+                        String::new()
+                    };
+                    Err(Error::new(kind, format!("the dual-read comparison could not be made: {message}{hint}")))
+                }
             }
         }
         Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, coverage_hours, dual_read_days, json } } => {
