@@ -538,12 +538,12 @@ mod example_config_tests {
 
     fn example() -> Config {
         let text = include_str!("../../../examples/config.json");
-        let env = |name: &str| {
-            Some(if name.ends_with("PORT") {
-                "5432".to_string()
-            } else {
-                format!("value-of-{name}")
-            })
+        // The optional endpoint and CA file keep their empty defaults (an
+        // endpoint must be an IP:port address, checked by validation).
+        let env = |name: &str| match name {
+            "THAW_SF_ENDPOINT" | "THAW_SF_CA_FILE" => None,
+            n if n.ends_with("PORT") => Some("5432".to_string()),
+            n => Some(format!("value-of-{n}")),
         };
         Config::from_text(text, "examples/config.json", &env).expect("examples/config.json loads")
     }

@@ -80,6 +80,21 @@ pub struct SnowflakeSettings {
 }
 
 impl SnowflakeSettings {
+    /// `endpoint` as the socket address to connect to; `None` when absent or
+    /// empty (resolve `<account>.snowflakecomputing.com`).
+    ///
+    /// Errors: [`crate::error::ErrorKind::ConfigInvalid`] when it is not an
+    /// `IP:port` address (a host name cannot be used: TLS is verified for
+    /// the account host, which the endpoint replaces only in resolution).
+    pub fn endpoint_address(&self) -> Result<Option<std::net::SocketAddr>> {
+        let Some(endpoint) = self.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) else {
+            return Ok(None);
+        };
+        endpoint.parse().map(Some).map_err(|_| {
+            Error::config(format!("snowflake.endpoint '{endpoint}' is not an IP:port address (e.g. 10.0.0.5:443); leave it out to resolve the account host"))
+        })
+    }
+
     /// `download_byte_budget`, else
     /// [`crate::source::download_budget::DEFAULT_DOWNLOAD_BYTE_BUDGET`].
     pub fn download_byte_budget(&self) -> u64 {
@@ -98,8 +113,8 @@ pub struct PostgresSettings {
     /// Password (absent for trust or IAM auth).
     #[serde(default)]
     pub password: Option<Secret>,
-    /// TCP port (default 5432).
-    #[serde(default)]
+    /// TCP port, 1..=65535 (default 5432); a number or text holding one.
+    #[serde(default, deserialize_with = "port_number")]
     pub port: Option<u16>,
     /// Database holding the `migration_status` schema (default: the first
     /// source's `target_pg_database`).
@@ -118,6 +133,45 @@ pub struct PostgresSettings {
     /// Default: the environment variable `THAW_PG_CA_FILE`, if set.
     #[serde(default)]
     pub ca_file: Option<String>,
+}
+
+impl PostgresSettings {
+    /// The TLS mode (`sslmode`, trimmed): `disable` when absent or empty,
+    /// else `require` or `verify-full` (libpq's spellings).
+    ///
+    /// Errors: [`crate::error::ErrorKind::ConfigInvalid`] for any other value,
+    /// naming the setting and the accepted values.
+    pub fn tls_mode(&self) -> Result<&str> {
+        let mode = self.sslmode.as_deref().map(str::trim).filter(|m| !m.is_empty()).unwrap_or("disable");
+        if matches!(mode, "disable" | "require" | "verify-full") {
+            Ok(mode)
+        } else {
+            Err(Error::config(format!(
+                "postgres.sslmode '{mode}' is not one of disable, require, verify-full (set THAW_PG_SSLMODE or postgres.sslmode; RDS needs verify-full)"
+            )))
+        }
+    }
+}
+
+/// `postgres.port`: a number, or text holding one (legacy configurations
+/// write `"port": "5432"` or `"port": "${PG_PORT}"`; the legacy tool handed
+/// it to psycopg2, which accepts both). `null` is absent.
+fn port_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Option<u16>, D::Error> {
+    use serde::de::Error as _;
+    let value = Option::<serde_json::Value>::deserialize(deserializer)?;
+    let port = match &value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Some(serde_json::Value::String(text)) => text.trim().parse::<u16>().ok(),
+        Some(_) => None,
+    };
+    match port {
+        Some(p) if p > 0 => Ok(Some(p)),
+        _ => Err(D::Error::custom(format!(
+            "{} is not a TCP port: give a number from 1 to 65535 (or leave the key out for 5432)",
+            value.map_or_else(String::new, |v| v.to_string())
+        ))),
+    }
 }
 
 /// The declared type of a chunking column (`chunking_column_types`), in the
@@ -702,19 +756,32 @@ impl Config {
     /// [`Config::from_text`] validating only what `purpose` needs.
     pub fn from_text_for(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>, purpose: Purpose) -> Result<Config> {
         let expanded = expand_env(text, env).map_err(|e| e.context(format!("config {origin}")))?;
+        if expanded.trim().is_empty() {
+            return Err(Error::config(format!(
+                "config {origin} is empty; it must hold one JSON object with at least \"postgres\" (and \"snowflake\" and \"sources\" to copy), see examples/config.json"
+            )));
+        }
         let value: serde_json::Value = serde_json::from_str(&expanded).map_err(|e| {
             Error::config(format!(
-                "config {origin} is not valid JSON at line {}, column {}: {e}. Fix the syntax there.",
+                "config {origin} is not valid JSON at line {}, column {}: {e}{}. Fix the syntax there.",
                 e.line(),
-                e.column()
+                e.column(),
+                expanded_on_line(text, e.line(), env)
             ))
         })?;
+        if !value.is_object() {
+            return Err(Error::config(format!(
+                "config {origin} holds {} at the top level; it must hold one JSON object ({{\"snowflake\": …, \"postgres\": …, \"sources\": […]}}), see examples/config.json",
+                json_kind(&value)
+            )));
+        }
         check_unknown_keys(&value, origin)?;
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." { "the top level".to_string() } else { path };
             Error::config(format!(
-                "config {origin}: {} has a wrong value: {}. See examples/config.json and docs/sync.md §1 for the expected layout.",
-                e.path(),
-                e.inner()
+                "config {origin}: {at} has a wrong value: {}. See examples/config.json and docs/sync.md §1 for the expected layout.",
+                plain_serde_message(&e.inner().to_string())
             ))
         })?;
         config.validate_for(purpose).map_err(|e| e.context(format!("config {origin}")))?;
@@ -741,6 +808,24 @@ impl Config {
         }
         if purpose == Purpose::Sync && self.snowflake.rsa_key.is_none() && self.snowflake.password.is_none() {
             problems.push("snowflake needs rsa_key (key-pair auth) or password".to_string());
+        }
+        if self.postgres.host.trim().is_empty() {
+            problems.push("postgres.host is empty (the PostgreSQL server's host name or IP address)".to_string());
+        }
+        if self.postgres.user.trim().is_empty() {
+            problems.push("postgres.user is empty (the PostgreSQL login role)".to_string());
+        }
+        if let Err(e) = self.postgres.tls_mode() {
+            problems.push(e.message);
+        }
+        if purpose == Purpose::Sync && self.snowflake.user.trim().is_empty() {
+            problems.push("snowflake.user is empty (the Snowflake login name)".to_string());
+        }
+        if let (Purpose::Sync, Err(e)) = (purpose, self.snowflake.endpoint_address()) {
+            problems.push(e.message);
+        }
+        if purpose == Purpose::Sync && self.snowflake.query_timeout_seconds == Some(0) {
+            problems.push("snowflake.query_timeout_seconds must be at least 1 (seconds per request; leave it out for 600)".to_string());
         }
         if let Some(0) = self.parallel_threads {
             problems.push("parallel_threads must be at least 1".to_string());
@@ -990,7 +1075,8 @@ pub fn parse_filter(filter: &str) -> std::result::Result<sqlparser::ast::Expr, S
     Ok(expr)
 }
 
-/// Replace `${VAR}` and `${VAR:-default}` in `text` using `env`.
+/// Replace `${VAR}` and `${VAR:-default}` in `text` using `env`; the
+/// default applies when `VAR` is unset or empty, as in the shell.
 ///
 /// Values are inserted JSON-escaped (so a multi-line PEM key works). Every
 /// missing variable is listed in a single [`crate::error::ErrorKind::ConfigInvalid`] error.
@@ -1012,7 +1098,9 @@ pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(Error::config(format!("'${{{inner}}}' is not a valid variable reference; use ${{NAME}} or ${{NAME:-default}}")));
         }
-        match env(name).or_else(|| default.map(str::to_string)) {
+        // As in the shell, `${NAME:-default}` takes the default when NAME is
+        // unset *or empty* (an exported `NAME=` is common in scripts and CI).
+        match env(name).filter(|v| default.is_none() || !v.is_empty()).or_else(|| default.map(str::to_string)) {
             Some(v) => {
                 let quoted = serde_json::to_string(&v).expect("string serialises");
                 out.push_str(&quoted[1..quoted.len() - 1]);
@@ -1034,6 +1122,74 @@ pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
             missing.join(", ")
         )))
     }
+}
+
+/// For a JSON syntax error on `line` (1-based) of the unexpanded `text`:
+/// the `${VAR}` references on that line and which of them are empty or
+/// unset, since the error is in the text after expansion (e.g. `"port":
+/// ${PG_PORT}` with `PG_PORT` empty). Values are never shown (they may be
+/// secrets). Empty when the line holds no reference.
+fn expanded_on_line(text: &str, line: usize, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let Some(source_line) = text.lines().nth(line.saturating_sub(1)) else {
+        return String::new();
+    };
+    let mut references = Vec::new();
+    let mut rest = source_line;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        let state = match (env(name).filter(|v| !v.is_empty()), default) {
+            (Some(_), _) => "set",
+            (None, Some(d)) if !d.is_empty() => "from its default",
+            _ => "empty",
+        };
+        references.push(format!("${{{inner}}} ({state})"));
+        rest = &after[end + 1..];
+    }
+    if references.is_empty() {
+        String::new()
+    } else {
+        format!(" (after expanding {} on that line of the file: check the variable's value)", references.join(", "))
+    }
+}
+
+/// What a JSON value is, for messages: "an array", "null", ...
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A serde message in an operator's words: Rust type names (`u64`,
+/// `usize`, ...) become what the key takes.
+fn plain_serde_message(message: &str) -> String {
+    let mut out = message.to_string();
+    for (rust, plain) in [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number of at least 0"),
+        ("expected u64", "expected a whole number of at least 0"),
+        ("expected usize", "expected a whole number of at least 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected a sequence", "expected a list [...]"),
+        ("expected a map", "expected an object {...}"),
+    ] {
+        out = out.replace(rust, plain);
+    }
+    if let Some(at) = out.find("expected struct ") {
+        out.truncate(at);
+        out.push_str("expected an object {...}");
+    }
+    out
 }
 
 /// Known keys per object path, for "did you mean" suggestions on unknown keys.

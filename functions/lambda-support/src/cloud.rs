@@ -116,7 +116,7 @@ pub async fn load(auth: PgAuth) -> Result<Config> {
     let variables = secret_variables(snowflake.as_ref(), pg_password.as_ref(), auth);
     let lookup = |k: &str| variables.get(k).map(|s| s.expose().to_string()).or_else(|| std::env::var(k).ok());
     let mut config = Config::from_text(&text, &uri, &lookup)?;
-    apply_overrides(&mut config, snowflake.as_ref(), pg_password, &|k| env(k));
+    apply_overrides(&mut config, snowflake.as_ref(), pg_password, &|k| env(k)).map_err(|e| e.context(format!("config {uri}")))?;
     config.validate().map_err(|e| e.context(format!("config {uri} after applying the THAW_* environment and secrets")))?;
     Ok(config)
 }
@@ -183,7 +183,10 @@ fn secret_variables(snowflake: Option<&SnowflakeSecret>, pg_password: Option<&Se
 }
 
 /// Step 4 of the module docs; `env` reads non-empty environment variables.
-fn apply_overrides(config: &mut Config, snowflake: Option<&SnowflakeSecret>, pg_password: Option<Secret>, env: &dyn Fn(&str) -> Option<String>) {
+///
+/// Errors: [`ErrorKind::ConfigInvalid`] when `THAW_PG_PORT` is not a port
+/// number (it used to be ignored, silently keeping `postgres.port`).
+fn apply_overrides(config: &mut Config, snowflake: Option<&SnowflakeSecret>, pg_password: Option<Secret>, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
     if let Some(sf) = snowflake {
         config.snowflake.account = sf.account.clone();
         config.snowflake.user = sf.user.clone();
@@ -197,8 +200,9 @@ fn apply_overrides(config: &mut Config, snowflake: Option<&SnowflakeSecret>, pg_
     if let Some(host) = env("THAW_PG_HOST") {
         config.postgres.host = host;
     }
-    if let Some(port) = env("THAW_PG_PORT").and_then(|p| p.parse().ok()) {
-        config.postgres.port = Some(port);
+    if let Some(port) = env("THAW_PG_PORT") {
+        let parsed = port.trim().parse::<u16>().ok().filter(|p| *p > 0);
+        config.postgres.port = Some(parsed.ok_or_else(|| Error::config(format!("THAW_PG_PORT '{port}' is not a TCP port (1 to 65535)")))?);
     }
     if let Some(user) = env("THAW_PG_USER") {
         config.postgres.user = user;
@@ -209,6 +213,7 @@ fn apply_overrides(config: &mut Config, snowflake: Option<&SnowflakeSecret>, pg_
     if let Some(pw) = pg_password {
         config.postgres.password = Some(pw);
     }
+    Ok(())
 }
 
 /// A fresh RDS IAM auth token for `config.postgres` (host, port, user),
@@ -246,6 +251,21 @@ mod tests {
     }
 
     #[test]
+    fn a_port_override_that_is_not_a_port_is_an_error_not_ignored() {
+        let lookup = |k: &str| (!k.starts_with("THAW_SF_ENDPOINT") && !k.starts_with("THAW_SF_CA_FILE")).then(|| format!("x-{k}"));
+        let text = CONFIG.replace("${THAW_PG_PORT:-5432}", "5432");
+        for bad in ["54321x", "0", "70000"] {
+            let mut config = Config::from_text(&text, "examples/config.json", &lookup).unwrap();
+            let err = apply_overrides(&mut config, None, None, &|k| (k == "THAW_PG_PORT").then(|| bad.to_string())).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::ConfigInvalid, "{err}");
+            assert!(err.message.contains(&format!("THAW_PG_PORT '{bad}' is not a TCP port")), "{err}");
+        }
+        let mut config = Config::from_text(&text, "examples/config.json", &lookup).unwrap();
+        apply_overrides(&mut config, None, None, &|k| (k == "THAW_PG_PORT").then(|| "6432".to_string())).unwrap();
+        assert_eq!(config.postgres.port, Some(6432));
+    }
+
+    #[test]
     fn example_config_takes_key_pair_auth_and_database_password_from_secrets() {
         let sf = snowflake_secret();
         let pg = Secret("pg-$ecret-${not-a-var}".into());
@@ -253,7 +273,7 @@ mod tests {
         let process = BTreeMap::from([("THAW_PG_HOST", "proxy.example"), ("THAW_PG_USER", "thaw_loader"), ("THAW_PG_SSLMODE", "verify-full")]);
         let lookup = |k: &str| vars.get(k).map(|s| s.expose().to_string()).or_else(|| process.get(k).map(|v| v.to_string()));
         let mut config = Config::from_text(CONFIG, "examples/config.json", &lookup).unwrap();
-        apply_overrides(&mut config, Some(&sf), Some(pg.clone()), &|k| process.get(k).map(|v| v.to_string()));
+        apply_overrides(&mut config, Some(&sf), Some(pg.clone()), &|k| process.get(k).map(|v| v.to_string())).unwrap();
         config.validate().unwrap();
         assert_eq!(config.snowflake.account, "ORG-ACCT");
         assert_eq!(config.snowflake.role.as_deref(), Some("THAW_READER"));

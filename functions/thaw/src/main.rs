@@ -73,8 +73,8 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         /// Split a mismatching key-hash range into this many (at least 2).
         #[arg(long, default_value_t = 32)]
         bisect_factor: u64,
-        /// Diff a mismatching range row by row once it holds at most this many rows.
-        #[arg(long, default_value_t = 16_384)]
+        /// Diff a mismatching range row by row once it holds at most this many rows (at least 1).
+        #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..))]
         leaf_rows: u64,
         /// Verify every row of every table. Without it a table of an
         /// incremental run is verified in its touched rows plus a rolling
@@ -139,8 +139,8 @@ The run's status in migration_status.migration_runs says the same; see `thaw sta
         /// Only this run.
         #[arg(long, value_name = "UUID")]
         run_id: Option<uuid::Uuid>,
-        /// How many of the newest runs to show.
-        #[arg(long, default_value_t = 5)]
+        /// How many of the newest runs to show (at least 1).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
         /// Flag tables whose least recently verified slice is older than
         /// this many hours (reconcile freshness, docs/reconcile.md §5.4; the
@@ -238,7 +238,8 @@ struct RunArgs {
     /// touched plus the rolling slice (docs/reconcile.md §5).
     #[arg(long)]
     reconcile_full: bool,
-    /// Concurrent copy workers in total (at least 1).
+    /// Concurrent copy workers in total (at least 1; default
+    /// max_parallel_tables × parallel_threads of the config, at most 16).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
     /// Write the full run report (JSON) here.
@@ -383,6 +384,7 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
         }
         Command::DualRead { config, sf_database, sf_schema, json } => {
             let config = Config::load(&config.config)?;
+            let tables_at = format!("{sf_database}.{sf_schema}");
             let options = thaw_engine::reconcile::dual_read::DualReadOptions { sf_database, sf_schema };
             let report = thaw_engine::reconcile::dual_read::run(&config, &options).await?;
             if json {
@@ -394,10 +396,18 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
                 "ok" => Ok(()),
                 "mismatch" => Err(Error::new(thaw_engine::ErrorKind::ReconcileMismatch, "the dual-read comparison found differences (listed above)")),
                 // The failure's own kind: bad input (a missing table, credentials) exits 2, the rest 1.
-                _ => Err(Error::new(
-                    report.error_kind.unwrap_or(thaw_engine::ErrorKind::Unreachable),
-                    format!("the dual-read comparison could not be made: {}", report.error.unwrap_or_default()),
-                )),
+                _ => {
+                    let kind = report.error_kind.unwrap_or(thaw_engine::ErrorKind::Unreachable);
+                    // The recorded error reads "<kind>: <message>"; the line starts with the kind once.
+                    let error = report.error.unwrap_or_default();
+                    let message = error.strip_prefix(&format!("{kind}: ")).unwrap_or(&error);
+                    let hint = if kind == thaw_engine::ErrorKind::SchemaMismatch {
+                        format!(" (looked in {tables_at}: give --sf-database and --sf-schema of the legacy conflict tables)")
+                    } else {
+                        String::new()
+                    };
+                    Err(Error::new(kind, format!("the dual-read comparison could not be made: {message}{hint}")))
+                }
             }
         }
         Command::Cutover { command: CutoverCommand::Check { config, dual_read_signed_off, max_age_hours, freshness_hours, coverage_hours, dual_read_days, json } } => {

@@ -256,6 +256,11 @@ async fn dual_read_against_missing_legacy_tables_is_bad_input_with_exit_2() {
     let shown = thaw_test_support::text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains(&format!("{sf_db}.S.CONFLICTVISITMAPS or {sf_db}.S.CONFLICTS does not exist in Snowflake")) && !shown.contains("Internal"), "{shown}");
+    // One kind per line, and the flags that fix it (the line used to read
+    // "error: SchemaMismatch: … could not be made: SchemaMismatch: …").
+    let line = shown.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert_eq!(line.matches("SchemaMismatch").count(), 1, "{line}");
+    assert!(line.contains(&format!("looked in {sf_db}.S: give --sf-database and --sf-schema")), "{line}");
     let stored: String = pg.query_one("SELECT status FROM migration_status.dual_read_results", &[]).await.unwrap().get(0);
     assert_eq!(stored, "error");
 }

@@ -131,10 +131,11 @@ impl TargetColumn {
 /// Then sets bulk-load friendly session settings.
 ///
 /// Errors: [`ErrorKind::ConfigInvalid`] for another `sslmode`, an unreadable
-/// or empty CA bundle, or a rejected server certificate (names the setting to
-/// fix); [`ErrorKind::AuthFailed`] for a rejected password;
-/// [`ErrorKind::Unreachable`] when nothing answers at host:port (or the
-/// server refuses TLS); [`ErrorKind::SchemaMismatch`] when the database does
+/// or empty CA bundle, a rejected server certificate, or a server that does
+/// not accept TLS when `sslmode` asks for it (names the setting to fix);
+/// [`ErrorKind::AuthFailed`] for a rejected password;
+/// [`ErrorKind::Unreachable`] when nothing answers at host:port;
+/// [`ErrorKind::SchemaMismatch`] when the database does
 /// not exist (the hint names `target_pg_database`; see [`connect_configured`]).
 pub async fn connect(settings: &PostgresSettings, database: &str) -> Result<Client> {
     connect_configured(settings, database, "target_pg_database").await
@@ -220,12 +221,20 @@ pub async fn connect_configured(settings: &PostgresSettings, database: &str, key
         None
     }
 
-    let sslmode = settings.sslmode.as_deref().map(str::trim).filter(|m| !m.is_empty()).unwrap_or("disable");
-    if !matches!(sslmode, "disable" | "require" | "verify-full") {
-        return Err(Error::config(format!(
-            "postgres.sslmode '{sslmode}' is not one of disable, require, verify-full (set THAW_PG_SSLMODE or postgres.sslmode; RDS needs verify-full)"
-        )));
+    /// Whether the server answered the TLS request with "no TLS here"
+    /// (tokio-postgres reports it only as this message, under a TLS error).
+    fn server_refused_tls(err: &tokio_postgres::Error) -> bool {
+        let mut source = std::error::Error::source(err);
+        while let Some(e) = source {
+            if e.to_string() == "server does not support TLS" {
+                return true;
+            }
+            source = e.source();
+        }
+        false
     }
+
+    let sslmode = settings.tls_mode()?;
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&settings.host)
         .port(settings.port.unwrap_or(5432))
@@ -274,6 +283,14 @@ pub async fn connect_configured(settings: &PostgresSettings, database: &str, key
             return Error::config(format!(
                 "cannot connect to {where_} with sslmode {sslmode}: TLS failed: {tls}. For a rejected certificate, trust its CA with postgres.ca_file or \
                  THAW_PG_CA_FILE (RDS: global-bundle.pem) and check that postgres.host is the name the certificate was issued for."
+            ));
+        }
+        if sslmode != "disable" && server_refused_tls(&e) {
+            // A server without TLS answers every retry the same: a setting
+            // to fix (exit 2, never retried), not an unreachable server.
+            return Error::config(format!(
+                "cannot connect to {where_} with sslmode {sslmode}: the server does not accept TLS. Enable ssl on the server, or set \
+                 postgres.sslmode (THAW_PG_SSLMODE) to disable for a server reached only over a trusted network."
             ));
         }
         let err = from_postgres(e, format!("cannot connect to {where_}"));

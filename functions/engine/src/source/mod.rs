@@ -91,7 +91,7 @@ pub async fn connect(settings: &SnowflakeSettings, database: Option<&str>, schem
             ErrorKind::Unreachable => " Check snowflake.account / snowflake.endpoint and the network path.",
             _ => "",
         };
-        Error::new(e.kind, format!("cannot log in to Snowflake account '{}' as user '{}': {}{hint}", settings.account, settings.user, e.message))
+        Error::new(e.kind, format!("cannot log in to Snowflake account '{}' as user '{}': {}.{hint}", settings.account, settings.user, e.message.trim_end_matches('.')))
     })?;
     for statement in session_parameter_statements(settings)? {
         source.execute(&statement).await.map_err(|e| e.context("setting snowflake.session_parameters"))?;
@@ -145,10 +145,7 @@ fn http_client(settings: &SnowflakeSettings, capture: &result::ResultCapture) ->
         .connect_timeout(Duration::from_secs(20))
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(60));
-    if let Some(endpoint) = settings.endpoint.as_ref().filter(|e| !e.trim().is_empty()) {
-        let addr: std::net::SocketAddr = endpoint.parse().map_err(|_| {
-            Error::config(format!("snowflake.endpoint '{endpoint}' is not an IP:port address (e.g. 10.0.0.5:443)"))
-        })?;
+    if let Some(addr) = settings.endpoint_address()? {
         builder = builder.resolve(&format!("{}.snowflakecomputing.com", settings.account.to_lowercase()), addr);
     }
     if let Some(ca) = settings.ca_file.as_ref().filter(|c| !c.trim().is_empty()) {
@@ -163,8 +160,22 @@ fn http_client(settings: &SnowflakeSettings, capture: &result::ResultCapture) ->
 
 fn map_snowflake_error(err: SnowflakeApiError, what: &str) -> Error {
     let kind = classify_snowflake(&err);
+    let detail = describe_snowflake_error(&err);
+    let hint = match kind {
+        ErrorKind::AuthFailed => " Check snowflake.user and the password or key.",
+        ErrorKind::Unreachable => " Check snowflake.account / snowflake.endpoint and the network path.",
+        _ => "",
+    };
+    Error::new(kind, format!("{what}: {detail}.{hint}"))
+}
+
+/// A Snowflake client error with its causes ("error sending request …:
+/// client error (Connect): tcp connect error: Connection refused"), so a
+/// dead, refusing, unresolvable or non-Snowflake endpoint says which; URL
+/// query strings (request ids, timestamps) are left out.
+fn describe_snowflake_error(err: &SnowflakeApiError) -> String {
     let mut detail = err.to_string();
-    let mut src = std::error::Error::source(&err);
+    let mut src = std::error::Error::source(err);
     while let Some(e) = src {
         let s = e.to_string();
         if !detail.contains(&s) {
@@ -172,12 +183,15 @@ fn map_snowflake_error(err: SnowflakeApiError, what: &str) -> Error {
         }
         src = e.source();
     }
-    let hint = match kind {
-        ErrorKind::AuthFailed => " Check snowflake.user and the password or key.",
-        ErrorKind::Unreachable => " Check snowflake.account / snowflake.endpoint and the network path.",
-        _ => "",
-    };
-    Error::new(kind, format!("{what}: {detail}.{hint}"))
+    // "(https://host/path?query)" → "(https://host/path)".
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail.as_str();
+    while let Some(q) = rest.find("?clientStartTime=").or_else(|| rest.find("?requestId=")) {
+        out.push_str(&rest[..q]);
+        rest = rest[q..].find(')').map_or("", |close| &rest[q + close..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 fn source_chain_has_connect_error(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -326,7 +340,7 @@ impl SnowflakeSource {
                     return Error::new(ErrorKind::Transient, format!("Snowflake ({}) could not log in for `{}`: {busy}", self.account, truncate(sql)));
                 }
             }
-            Error::new(kind, format!("Snowflake ({}) rejected or failed `{}`: {e}", self.account, truncate(sql)))
+            Error::new(kind, format!("Snowflake ({}) rejected or failed `{}`: {}", self.account, truncate(sql), describe_snowflake_error(&e)))
         })
     }
 }
