@@ -2,7 +2,7 @@
 //!
 //! Each file of this directory is a module of it (its tests are named
 //! `file::test`, e.g. `-E 'test(/^conflicts_app_queries::/)'` runs one file's), instead of a
-//! binary of its own: one crate to compile and link instead of 29 cuts
+//! binary of its own: one crate to compile and link instead of one per file cuts
 //! the build of `make test` on CI's two cores. A new file here must be added
 //! below (`tests/check_repository.py` fails otherwise; `autotests = false`
 //! in Cargo.toml).

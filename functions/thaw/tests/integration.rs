@@ -2,12 +2,13 @@
 //!
 //! Each file of this directory is a module of it (its tests are named
 //! `file::test`, e.g. `-E 'test(/^bad_input::/)'` runs one file's), instead of a
-//! binary of its own: one crate to compile and link instead of 10 cuts
+//! binary of its own: one crate to compile and link instead of one per file cuts
 //! the build of `make test` on CI's two cores. A new file here must be added
 //! below (`tests/check_repository.py` fails otherwise; `autotests = false`
 //! in Cargo.toml).
 
 mod bad_input;
+mod config_robustness;
 mod conflicts_cli;
 mod cutover_docs;
 mod demo_end_to_end;
