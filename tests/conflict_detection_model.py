@@ -763,6 +763,9 @@ def second_night(stored, w):
             for f in FLAGS:
                 if old[f] == "Y":
                     new[f] = "Y"
+            # the contacts are those of the pair's current agencies ([SF]'s refresh writes
+            # detection's NULL contact, TASK_07 refills it; contact_maintenance does not
+            # change between the nights here, see docs/conflicts.md §6.6)
             rows[k] = new
         else:
             rows[k] = old
