@@ -321,6 +321,9 @@ async fn event_rows_refresh_resolve_reopen_and_follow_incremental_runs() {
     assert_eq!(rows(&client).await, incremental);
 }
 
+/// A stored row's pair, `BilledRateMinute`, `ConBilledRateMinute` and `OverlapPrice` (text).
+type RateRow = (String, Option<f32>, Option<f32>, Option<String>);
+
 /// docs/conflicts.md §5.1, §6.3: the event's side of an in-service or PTO
 /// row has no billing, and [SF]'s `BilledRateMinute` (`CASE … ELSE 0`, a NULL
 /// `Billed` falls to 0) is 0 there, not NULL; so the row's `OverlapPrice` is
@@ -334,7 +337,7 @@ async fn the_event_side_billed_rate_minute_is_zero() {
     sql += &visit(1, 'a', "2025-03-12", "'2025-03-12 11:00-04'", "'2025-03-12 13:00-04'", "false");
     client.batch_execute(&sql).await.unwrap();
     run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
-    let got: Vec<(String, Option<f32>, Option<f32>, Option<String>)> = client
+    let got: Vec<RateRow> = client
         .query(
             r#"SELECT c."VisitID"::text || '>' || c."ConVisitID"::text, c."BilledRateMinute", c."ConBilledRateMinute", p."OverlapPrice"::text
                FROM conflict.conflictvisitmaps c JOIN conflict.conflictvisitmaps_prices p USING ("ID") ORDER BY 1"#,
