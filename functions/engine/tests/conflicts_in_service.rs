@@ -320,3 +320,38 @@ async fn event_rows_refresh_resolve_reopen_and_follow_incremental_runs() {
     assert_eq!((full.inserted, full.updated, full.resolved), (0, 0, 0), "{full:?}");
     assert_eq!(rows(&client).await, incremental);
 }
+
+/// A stored row's pair, `BilledRateMinute`, `ConBilledRateMinute` and `OverlapPrice` (text).
+type RateRow = (String, Option<f32>, Option<f32>, Option<String>);
+
+/// docs/conflicts.md §5.1, §6.3: the event's side of an in-service or PTO
+/// row has no billing, and [SF]'s `BilledRateMinute` (`CASE … ELSE 0`, a NULL
+/// `Billed` falls to 0) is 0 there, not NULL; so the row's `OverlapPrice` is
+/// 0 (found by tests/conflict_detection_model.py: thaw stored NULL).
+#[tokio::test]
+async fn the_event_side_billed_rate_minute_is_zero() {
+    let mut client = planted("cf_event_rate").await;
+    let mut sql = String::new();
+    sql += &in_service(501, 'b', "2025-03-12 10:00-04", "2025-03-12 12:00-04");
+    sql += &absence(7, 'b', "2025-03-12 00:00-04", "2025-03-12 23:00-04");
+    sql += &visit(1, 'a', "2025-03-12", "'2025-03-12 11:00-04'", "'2025-03-12 13:00-04'", "false");
+    client.batch_execute(&sql).await.unwrap();
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let got: Vec<RateRow> = client
+        .query(
+            r#"SELECT c."VisitID"::text || '>' || c."ConVisitID"::text, c."BilledRateMinute", c."ConBilledRateMinute", p."OverlapPrice"::text
+               FROM conflict.conflictvisitmaps c JOIN conflict.conflictvisitmaps_prices p USING ("ID") ORDER BY 1"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    for (pair, rate, con_rate, overlap_price) in got {
+        // the visit has no billing either: 0 on both sides of every row
+        assert_eq!((rate, con_rate), (Some(0.0), Some(0.0)), "{pair}");
+        assert_eq!(overlap_price.as_deref(), Some("0.00"), "{pair}");
+    }
+}

@@ -96,3 +96,35 @@ async fn overlap_minutes_and_prices_follow_sf_at_every_boundary() {
         assert_eq!(got, c.expected, "case {case}: ShiftMinutes/OverlapMinutes/ShiftPrice/OverlapPrice/FinalPrice");
     }
 }
+
+/// docs/conflicts.md §D28: a not-billed `Daily`/`Visit` visit whose schedule
+/// starts and ends inside one minute (09:00:10–09:00:50: start ≠ end, but
+/// zero whole minutes) has the per-minute rate 0. [SF] guards on start ≠ end
+/// and divides by the whole-minute length, a division by zero that fails
+/// the night; a schedule of whole minutes divides as [SF] (30 / 1 h / 60).
+#[tokio::test]
+async fn a_schedule_inside_one_minute_has_no_per_minute_rate() {
+    use thaw_engine::conflicts::{run, DetectionMode};
+    use thaw_test_support::conflicts::{database_with, planted_settings, REFERENCE};
+    let mut client = database_with("cf_rate_one_minute", REFERENCE).await;
+    client
+        .batch_execute(
+            "INSERT INTO analytics.factvisitcallperformance_cr (\"Visit Id\", \"Application Visit Id\", \"Visit Date\", \"Caregiver Id\", \"Provider Id\",
+                 \"Scheduled Start Time\", \"Scheduled End Time\", \"Billed\", \"Bill Rate Non-Billed\", \"Bill Type\", \"Is Missed\") VALUES
+             ('00000000-0000-0000-0000-000000000001', 1, '2025-03-12', '00000000-0000-0000-0000-0000000000ca', '00000000-0000-0000-0000-00000000000a',
+              '2025-03-12 09:00:10-04', '2025-03-12 09:00:50-04', 'no', 20, 'Daily', false),
+             ('00000000-0000-0000-0000-000000000002', 2, '2025-03-12', '00000000-0000-0000-0000-0000000000cb', '00000000-0000-0000-0000-00000000000b',
+              '2025-03-12 09:00:00-04', '2025-03-12 10:00:00-04', 'no', 30, 'Daily', false)",
+        )
+        .await
+        .unwrap();
+    run(&mut client, &planted_settings(), DetectionMode::Full).await.expect("a schedule inside one minute is no error");
+    let got: Vec<(i64, f32, f32)> = client
+        .query(r#"SELECT "AppVisitID", "BilledRateMinute", "ConBilledRateMinute" FROM conflict.conflictvisitmaps ORDER BY 1"#, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(got, [(1, 0.0, 0.5), (2, 0.5, 0.0)]);
+}

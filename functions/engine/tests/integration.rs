@@ -9,6 +9,7 @@
 
 mod conflicts_app_queries;
 mod conflicts_candidate_copy;
+mod conflicts_contacts;
 mod conflicts_detect;
 mod conflicts_findings;
 mod conflicts_groups;

@@ -291,7 +291,9 @@ fn aliases(expr: &str) -> Vec<&str> {
 /// event has no patient, payer, billing, schedule or actual times). The
 /// shift start and end (`ShVTSTTime`, `ShVTENTime`) are [SF]'s
 /// `coalesce(visit, schedule, in-service)`, so an in-service event's period
-/// and NULL for an absence (docs/conflicts.md §6.2).
+/// and NULL for an absence (docs/conflicts.md §6.2). `BilledRateMinute` is
+/// 0: [SF]'s computed column is `CASE … ELSE 0` and an event has no
+/// billing (docs/conflicts.md §6.3).
 fn event_column(c: &SideColumn, zone: &str) -> String {
     let expr = match c.primary {
         "AppVisitID" => "e.app_event_id".to_string(),
@@ -303,6 +305,7 @@ fn event_column(c: &SideColumn, zone: &str) -> String {
         "AppOfficeID" => r#"o."Application Office Id""#.to_string(),
         "ShVTSTTime" => "CASE WHEN e.kind = 'I' THEN e.starts END".to_string(),
         "ShVTENTime" => "CASE WHEN e.kind = 'I' THEN e.ends END".to_string(),
+        "BilledRateMinute" => "0::numeric".to_string(),
         _ if aliases(c.expr).iter().all(|a| matches!(*a, "cg" | "pr" | "o")) => c.expr.replace("{tz}", zone),
         _ => "NULL".to_string(),
     };

@@ -927,7 +927,9 @@ async fn cvm_types(tx: &Transaction<'_>, schemas: &Schemas) -> Result<HashMap<St
 /// ConVisitID)` is updated only when something changes — a `refreshed`
 /// column differs, a `sticky` flag goes `N` → `Y` (a flag is replaced only
 /// when its stored value is `'N'`), or its status changes — and then gets
-/// `UpdatedDate` = `now`.
+/// `UpdatedDate` = `now`. A row rewritten with another `ProviderID` or
+/// `ConProviderID` loses its agency contacts (docs/conflicts.md §6.6), which
+/// the contact step then fills for its new agencies.
 ///
 /// Status ([SF] sets every detected pair but `W`/`I` to `U`, then the
 /// lifecycle steps run; thaw writes the net outcome, docs/conflicts.md
@@ -957,6 +959,16 @@ fn refresh_statement(
     let life = written_columns(Table::ConflictVisitMaps, ["StatusFlag", "UpdatedDate"])?;
     let mut sets: Vec<String> = refreshed_q.iter().map(|c| format!("{c} = n.{c}")).collect();
     sets.extend(flags_q.iter().map(|f| format!("{f} = CASE WHEN c.{f} = 'N' THEN n.{f} ELSE c.{f} END")));
+    // docs/conflicts.md §6.6: a filled contact belongs to the pair's two
+    // agencies; when the rewrite changes either agency it is emptied, and the
+    // contact step fills the new agencies' one ([SF]'s refresh wrote
+    // detection's NULL contact on every rewrite and TASK_07 refilled it).
+    for contact in written_columns(Table::ConflictVisitMaps, ["AgencyContact", "ConAgencyContact"])? {
+        sets.push(format!(
+            "{contact} = CASE WHEN ROW(c.\"ProviderID\", c.\"ConProviderID\") IS DISTINCT FROM ROW(n.\"ProviderID\", n.\"ConProviderID\") \
+             THEN NULL ELSE c.{contact} END"
+        ));
+    }
     let status = refreshed_status(cvm, conflicts);
     sets.push(format!("{} = {status}", life[0]));
     sets.push(format!("{} = {now}", life[1]));

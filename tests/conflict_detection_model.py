@@ -1,0 +1,868 @@
+#!/usr/bin/env python3
+"""A literal model of [SF]'s conflict DETECTION and computed columns, run
+against thaw on adversarial random data (docs/conflicts.md §4–§6, §10, §13.7).
+
+Each seed builds a fresh database in the harness PostgreSQL with random
+providers (active, inactive, demo, NULL flags, several states), caregivers
+(one SSN written with leading/trailing spaces and tabs, blank and NULL
+SSNs), patients with primary/non-primary GPS addresses (equal, padded,
+empty and NULL ZIPs, states written as names or codes), visits on a few
+service dates (the window's boundary days included) with times on a small
+grid so that they touch, are equal or overlap at exact minutes, seconds
+inside minutes, midnight crossings, zero-length visits, scheduled-only,
+completed and partial visits, NULL `Is Missed`, call GPS strings (valid,
+quoted, `','`, empty, zero, garbage), distances placed on the MPH band
+boundaries, billing columns with NULLs and zero rates, in-service events and
+multi-day absences at the window's edges, excluded agencies and SSNs (NULL
+and blank entries included) and agency contacts. It runs the real
+`thaw conflicts --full` and compares every stored pair, its flags and its
+computed columns (and the prices view) with the model; then changes some
+visits, a provider and an address and compares a second night with [SF]'s
+refresh (stored pairs detected again rewritten with sticky flags, the
+others kept, new ones inserted).
+
+The model is transcribed from the legacy specification of the Snowflake
+procedures, not from thaw: [SF-INS] (every pair is new on a fresh database:
+missed visits start nothing, rules 1 and 4 only from today on, the ZIP guard
+on the provider-patient ZIPs), three-valued NULL logic (a NULL in a
+comparison fails it), Snowflake TRIM (spaces only), DATEDIFF(minute)
+counting minute boundaries, the 1609 divisor and ROUND half away from zero.
+thaw's deliberate differences (docs/conflicts.md §11) are modelled as
+documented and named where they apply: D2 (half-open MPH bands), D3
+(NULL-safe exclusions), D4 (GPS parsed, call-out before call-in on both
+sides), D6 (cross-state pairs never emitted), D11 (excluded SSNs trimmed),
+D15 (which contact fills which side), D28 (a schedule inside one minute
+has the per-minute rate 0 where [SF] divided by zero), D20 (events look at visits within a
+day: the generator keeps every visit's times within a day of its date) and
+DIFF 22 ([SF-UPD]'s MinuteDiffBetweenSch on insert).
+
+Ambiguous in the reference, so not compared or not generated: whether
+[SF]'s contact step wrote a contact's NULL phone over an empty `AgencyPhone`
+('' and NULL compare equal here); which primary GPS address wins when its
+`Application Created UTC Timestamp` is NULL or tied (Snowflake sorts NULLs
+first in a descending order, thaw last; the generator gives every address a
+distinct timestamp); GPS strings with blanks around the numbers are parsed
+as Python's float() does, which is thaw's reading.
+
+Run inside the harness (it needs its PostgreSQL) with a debug or release
+thaw binary:
+
+    THAW_TEST_BIN=target/debug/thaw python3 tests/harness.py run -- \\
+        python3 tests/conflict_detection_model.py FIRST_SEED COUNT [VISITS]
+
+or with `--ci` instead of the numbers: the fixed seeds `make test` runs
+(`CI_SEEDS` below, through tests/run-models.sh). Prints the differences of
+each failing seed (missing and extra pairs, differing columns with both
+values) and exits 1 if any seed differs.
+"""
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from decimal import ROUND_HALF_UP, Decimal
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ)
+PSQL = ["psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", ENV["THAW_PG_HOST"], "-p", ENV["THAW_PG_PORT"], "-U", "thaw"]
+ENV["PGPASSWORD"] = ENV["THAW_PG_PASSWORD"]
+BIN = os.environ.get("THAW_TEST_BIN", os.path.join(ROOT, "target", "debug", "thaw"))
+ZONE = "America/New_York"
+CONFIG_DIR = tempfile.mkdtemp(prefix="thaw-detection-model-")
+CONFIG = {}
+for priority in ("fixed", "legacy"):  # conflicts.gps_priority, §D4
+    CONFIG[priority] = os.path.join(CONFIG_DIR, f"config-{priority}.json")
+    with open(CONFIG[priority], "w") as f:
+        f.write('{"postgres": {"host": "${THAW_PG_HOST}", "port": ${THAW_PG_PORT}, "user": "${THAW_PG_USER}", "password": "${THAW_PG_PASSWORD}", "status_database": "${DB}"},\n'
+                ' "conflicts": {"database": "${DB}", "analytics_schema": "analytics", "conflict_schema": "conflict", "time_zone": "' + ZONE + '",'
+                ' "gps_priority": "' + priority + '"}}\n')
+
+TODAY = dt.date(2025, 3, 10)
+# Window [today - 2 years, today + 45 days] ([SF] BETWEEN, both ends): the
+# boundary days and the days just outside are among the service dates.
+WINDOW = (dt.date(2023, 3, 10), dt.date(2025, 4, 24))
+DATES = [dt.date(2025, 3, 5)] * 8 + [TODAY] * 3 + [dt.date(2025, 3, 12)] * 8 + [
+    dt.date(2023, 3, 10), dt.date(2023, 3, 9), dt.date(2025, 4, 24), dt.date(2025, 4, 25)] + [dt.date(2024, 11, 3)] * 3  # DST ends
+SSN = "123-45-6789"
+SSN_SPELLINGS = [SSN, SSN, SSN, " " + SSN + "  ", SSN + "\t", "\t" + SSN, "987-65-4321", "987-65-4321 ", "", "   ", None, "\t", "987-65-4321\t"]
+STATES = ["NY"] * 6 + [" ny ", " New York", "new york", None, None, None, "", "PA", "pennsylvania", "NJ", "Long Island", "LI", "NY\t"]
+ZIPS = ["11214", "11214 ", "11203", "11220", "11230", "", None]
+# the primary visit's patient sits at BASE; others on its meridian at a distance in miles
+BASE = (40.597095, -73.998993)
+R_EARTH = 6371008.8
+# band boundaries, and rounding boundaries of the 2-decimal distance (x.xx5)
+MILES = [0.5, 1.99, 2.0, 2.01, 4.99, 5.0, 5.16, 5.5, 10.0, 12.0, 25.0, 30.0, 1.995, 4.995, 9.995, 5.165, 2.005]
+
+
+def sql(db, text):
+    r = subprocess.run(PSQL + ["-d", db], input=text, capture_output=True, text=True, env=ENV)
+    if r.returncode:
+        raise SystemExit(f"psql failed: {r.stderr}\n{text[:3000]}")
+    return [l for l in r.stdout.splitlines() if l]
+
+
+def uid(kind, n):
+    return f"00000000-0000-0000-{kind:04x}-{n:012x}"
+
+
+def md5_uuid(text):
+    h = hashlib.md5(text.encode()).hexdigest()
+    return f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def q(v):
+    """SQL literal."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float, Decimal)):
+        return str(v)
+    if isinstance(v, dt.datetime):
+        return f"(timestamp '{v.isoformat(sep=' ')}' AT TIME ZONE '{ZONE}')"
+    if isinstance(v, dt.date):
+        return f"'{v.isoformat()}'"
+    return "E'" + str(v).replace("\\", "\\\\").replace("'", "\\'").replace("\t", "\\t") + "'"
+
+
+# ---------------------------------------------------------------- SQL semantics
+
+
+def trim(s):
+    """Snowflake TRIM without characters: blank spaces only (§10.2)."""
+    return None if s is None else s.strip(" ")
+
+
+def eq(a, b):
+    """SQL `=`: unknown (None) when either side is NULL."""
+    return None if a is None or b is None else a == b
+
+
+def lt(a, b):
+    return None if a is None or b is None else a < b
+
+
+def AND(*xs):
+    if any(x is False for x in xs):
+        return False
+    return None if any(x is None for x in xs) else True
+
+
+def NOT(x):
+    return None if x is None else not x
+
+
+def datediff_minutes(a, b):
+    """DATEDIFF(minute, a, b): minute boundaries crossed, NULL if either is NULL."""
+    if a is None or b is None:
+        return None
+    ta = a.replace(second=0, microsecond=0)
+    tb = b.replace(second=0, microsecond=0)
+    return int((tb - ta).total_seconds() // 60)
+
+
+def round_half_away(x, places):
+    return float(Decimal(repr(x)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)) if x >= 0 else \
+        -float(Decimal(repr(-x)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+# ---------------------------------------------------------------- generator
+
+
+class World:
+    def __init__(self, rnd, nvisits):
+        self.rnd = rnd
+        r = rnd
+        self.settings_per = r.choice([1.0, 1.0, 1.25, 0.75, 1.2, 1.15, 1.1])  # NUMBER(38,2) in [SF], real in PostgreSQL
+        # MPH: [SF]'s legacy bands share their boundaries (§D2: half-open in thaw); sometimes with a gap
+        self.mph = r.choice([[(0, 2, 2), (2, 5, 6), (5, 10, 15), (10, 25, 25)],
+                             [(0, 2, 2), (3, 5, 6), (6, 10, 15), (10, 25, 25)],
+                             [(0, 5, 10), (2, 10, 20), (10, 30, 30)],
+                             [(0, 3, 7.5), (3, 12, 12.5), (12, 40, 33.3)]])
+        self.providers = {}
+        for n in range(1, 6):
+            active = r.choice([True] * 6 + [False, None])
+            demo = r.choice([False] * 6 + [True, None])
+            self.providers[n] = dict(id=uid(0xA, n), app=n, name=f"Agency {n}", state=r.choice(STATES),
+                                     phone=r.choice([f"555-000{n}", None, ""]), active=active, demo=demo)
+        # first two providers always active so that pairs exist
+        for n in (1, 2, 3):
+            self.providers[n].update(active=True, demo=False)
+        self.caregivers = {}
+        for n in range(1, 13):
+            self.caregivers[n] = dict(id=uid(0xC, n), app=n, ssn=r.choice(SSN_SPELLINGS[:8]) if n <= 9 else r.choice(SSN_SPELLINGS))
+        self.patients = {}
+        self.addresses = []
+        for n in range(1, 9):
+            self.patients[n] = dict(id=uid(0xE, n), app=n)
+            miles = r.choice(MILES) if n > 1 else 0.0
+            # a point `miles` (before the ExtraDistancePer factor) north of BASE, so that the
+            # rounded distance lands on a chosen value (band boundaries)
+            # just below or just above the value (a rounding boundary is decided by the last digits)
+            target = miles / self.settings_per * r.choice([1 - 1e-8, 1 + 1e-8])
+            lat = BASE[0] + math.degrees(target * 1609 / R_EARTH)
+            for k in range(r.choice([1, 1, 2, 3])):
+                self.addresses.append(dict(
+                    id=uid(0xF, len(self.addresses) + 1), patient=n,
+                    type=r.choice(["GPS", "Billing, GPS, Home", "Home", "gps", None] if k else ["GPS", "Billing, GPS, Home"]),
+                    primary=r.choice([True, True, False, None]) if k else True,
+                    zip=r.choice(ZIPS), state=r.choice(STATES),
+                    lat=r.choice([lat] * 5 + [None, 0.0]), lon=r.choice([BASE[1]] * 5 + [None]),
+                    created=dt.datetime(2020, 1, 1) + dt.timedelta(days=r.randint(0, 1000), seconds=len(self.addresses))))
+        self.excluded_agency = [None] + ([self.providers[r.choice([1, 2, 3, 4, 5])]["id"]] if r.random() < 0.3 else [])
+        self.excluded_ssn = [None, "", " "] + r.choice([[], ["987-65-4321"], [" 987-65-4321 "], ["987-65-4321\t"]])
+        self.contacts = []
+        for k in range(r.randint(0, 4)):
+            a, b = r.sample(sorted(self.providers), 2)
+            pid = self.providers[b]["id"]
+            self.contacts.append(dict(provider=self.providers[a]["id"], pid=r.choice([pid, pid.upper(), " " + pid + " ", None]),
+                                      name=f"Contact {k}", phone=r.choice([f"555-10{k}", None]),
+                                      updated=dt.datetime(2024, 1, 1) + dt.timedelta(hours=k)))
+        self.slots = {}
+        self.visits = [self.visit(i + 1) for i in range(nvisits)]
+        self.inservice = [self.event(i + 1, "I") for i in range(r.randint(0, 3))]
+        self.absences = [self.event(i + 1, "P") for i in range(r.randint(0, 3))]
+        self.gps_priority = r.choice(["fixed", "legacy"])
+
+    def time_on(self, day):
+        r = self.rnd
+        hour = r.choice([8, 9, 9, 10, 10, 11, 23, -1])  # -1: 23:00 the evening before
+        t = dt.datetime.combine(day, dt.time(0)) + dt.timedelta(hours=hour, minutes=r.choice([0, 0, 5, 15, 15, 30, 45, 59, 60, 75]))
+        if r.random() < 0.25:
+            t += dt.timedelta(seconds=r.choice([1, 30, 59]))
+        return t
+
+    def interval(self, day):
+        """Half the time one of the date's shared slots (equal times), else a fresh one."""
+        r = self.rnd
+        slots = self.slots.setdefault(day, [])
+        if slots and r.random() < 0.5:
+            return r.choice(slots)
+        s = self.time_on(day)
+        e = s + dt.timedelta(minutes=r.choice([0, 15, 30, 45, 60, 60, 90, 120]), seconds=r.choice([0, 0, 0, 30, 59]))
+        if r.random() < 0.04:
+            s, e = e, s  # ends before it starts
+        slots.append((s, e))
+        return s, e
+
+    def visit(self, i):
+        r = self.rnd
+        day = r.choice(DATES) if r.random() > 0.02 else None  # a NULL Visit Date is in no window
+        prov = r.choice([1, 1, 2, 2, 3, 4, 5])
+        cg = r.choice(sorted(self.caregivers) + [99])  # 99: no caregiver row
+        tday = day or dt.date(2025, 3, 12)
+        ss, se = self.interval(tday)
+        kind = r.choice("SSSCCCCCCP")
+        vs = ve = None
+        if kind in "CP":
+            if r.random() < 0.4:
+                vs, ve = ss, se
+            else:
+                vs, ve = self.interval(tday)
+            if kind == "P":
+                if r.random() < 0.5:
+                    vs = None
+                else:
+                    ve = None
+        if r.random() < 0.08:
+            ss = None
+        if r.random() < 0.08:
+            se = None
+        gps = lambda: r.choice([None, None, None, f"{BASE[0]},{BASE[1]}", f"\"{BASE[0]}\",\"{BASE[1]}\"", ",", "", "0,0",
+                                "abc", f"{BASE[0] + 0.0725:.7f},{BASE[1]}", f"{BASE[0] + 0.145:.7f},{BASE[1]}",
+                                f" {BASE[0] + 0.0725:.7f} , {BASE[1]} ", f"{BASE[0]};{BASE[1]}", f"{BASE[0]},{BASE[1]},0", "91,0"])
+        return dict(i=i, id=uid(0xD, i), app=1000 + i, date=day, provider=prov, caregiver=cg,
+                    ss=ss, se=se, vs=vs, ve=ve, gps_in=gps(), gps_out=gps(),
+                    patient=r.choice(sorted(self.patients) + [None]), payer_patient=r.choice(sorted(self.patients) + [None, None]),
+                    billed=r.choice(["yes", "yes", "no", None, "Yes"]), bill_type=r.choice(["Hourly", "Daily", "Visit", None, "hourly"]),
+                    billed_rate=r.choice([Decimal("25.500"), Decimal("30.000"), Decimal("0"), None, Decimal("-5")]),
+                    non_billed=r.choice([Decimal("20.000000"), Decimal("0"), None]),
+                    billed_hours=r.choice([Decimal("2.5"), Decimal("0"), None, Decimal("8")]),
+                    missed=r.choice([False] * 8 + [True, None]))
+
+    def event(self, i, kind):
+        r = self.rnd
+        day = r.choice([dt.date(2025, 3, 5), dt.date(2025, 3, 12), TODAY, dt.date(2023, 3, 9), dt.date(2023, 3, 10)])
+        prov = r.choice([1, 2, 3, 4])
+        cg = r.choice(sorted(self.caregivers))
+        if kind == "I":
+            s, e = self.interval(day)
+            if r.random() < 0.1:
+                e = None
+        else:
+            s = dt.datetime.combine(day - dt.timedelta(days=r.choice([0, 1])), dt.time(r.choice([0, 9])))
+            e = s + dt.timedelta(days=r.choice([0, 1, 2, -1]), hours=r.choice([0, 8]))
+        return dict(i=i, provider=prov, caregiver=cg, start=s, end=e, kind=kind)
+
+    def load(self, db):
+        P, C = self.providers, self.caregivers
+        out = ["INSERT INTO conflict.settings (\"ID\", \"ExtraDistance\", \"ExtraDistancePer\", \"InProgressFlag\") VALUES (1, 0, %s, 2);" % self.settings_per]
+        out.append("INSERT INTO conflict.mph (\"From\", \"To\", \"AverageMilesPerHour\") VALUES " + ", ".join(f"({a}, {b}, {c})" for a, b, c in self.mph) + ";")
+        out.append("INSERT INTO analytics.dimprovider (\"Provider Id\", \"Application Provider Id\", \"Provider Name\", \"Address State\", \"Phone Number 1\", \"Is Active\", \"Is Demo\") VALUES " +
+                   ", ".join(f"({q(p['id'])}, {p['app']}, {q(p['name'])}, {q(p['state'])}, {q(p['phone'])}, {q(p['active'])}, {q(p['demo'])})" for p in P.values()) + ";")
+        out.append("INSERT INTO analytics.dimcaregiver (\"Caregiver Id\", \"Application Caregiver Id\", \"Caregiver Fullname\", \"SSN\") VALUES " +
+                   ", ".join(f"({q(c['id'])}, {c['app']}, 'Aide {c['app']}', {q(c['ssn'])})" for c in C.values()) + ";")
+        out.append("INSERT INTO analytics.dimpatient (\"Patient Id\", \"Application Patient Id\", \"Patient Name\") VALUES " +
+                   ", ".join(f"({q(p['id'])}, {p['app']}, 'Patient {p['app']}')" for p in self.patients.values()) + ";")
+        out.append("INSERT INTO analytics.dimpatientaddress (\"Patient Address Id\", \"Patient Id\", \"Address Type\", \"Primary Address\", \"Zip Code\", \"Address State\", \"Latitude\", \"Longitude\", \"Application Created UTC Timestamp\") VALUES " +
+                   ", ".join(f"({q(a['id'])}, {q(self.patients[a['patient']]['id'])}, {q(a['type'])}, {q(a['primary'])}, {q(a['zip'])}, {q(a['state'])}, {q(a['lat'])}, {q(a['lon'])}, '{a['created']}Z')" for a in self.addresses) + ";")
+        for e in self.excluded_agency:
+            out.append(f"INSERT INTO conflict.excluded_agency (\"ProviderID\") VALUES ({q(e)});")
+        for s in self.excluded_ssn:
+            out.append(f"INSERT INTO conflict.excluded_ssn (\"SSN\") VALUES ({q(s)});")
+        for c in self.contacts:
+            out.append(f"INSERT INTO conflict.contact_maintenance (\"ProviderID\", \"PID\", \"CONTACT_NAME\", \"PHONE\", \"UPDATED_AT\") VALUES ({q(c['provider'])}, {q(c['pid'])}, {q(c['name'])}, {q(c['phone'])}, '{c['updated']}');")
+        rows = []
+        for v in self.visits:
+            pat = lambda n: q(self.patients[n]["id"]) if n else "NULL"
+            rows.append(f"({q(v['id'])}, {v['app']}, {q(v['date'])}, {q(C[v['caregiver']]['id'] if v['caregiver'] in C else uid(0xC, 99))}, "
+                        f"{q(P[v['provider']]['id'])}, {P[v['provider']]['app']}, {pat(v['patient'])}, {pat(v['payer_patient'])}, "
+                        f"{q(v['ss'])}, {q(v['se'])}, {q(v['vs'])}, {q(v['ve'])}, {q(v['gps_in'])}, {q(v['gps_out'])}, "
+                        f"{q(v['billed'])}, {q(v['billed_rate'])}, {q(v['non_billed'])}, {q(v['billed_hours'])}, {q(v['bill_type'])}, {q(v['missed'])}, now())")
+        out.append("INSERT INTO analytics.factvisitcallperformance_cr (\"Visit Id\", \"Application Visit Id\", \"Visit Date\", \"Caregiver Id\", "
+                   "\"Provider Id\", \"Application Provider Id\", \"Provider Patient Id\", \"Payer Patient Id\", \"Scheduled Start Time\", \"Scheduled End Time\", "
+                   "\"Visit Start Time\", \"Visit End Time\", \"Call In GPS Coordinates\", \"Call Out GPS Coordinates\", \"Billed\", \"Billed Rate\", "
+                   "\"Bill Rate Non-Billed\", \"Billed Hours\", \"Bill Type\", \"Is Missed\", \"Visit Updated Timestamp\") VALUES " + ",\n".join(rows) + ";")
+        for e in self.inservice:
+            out.append(f"INSERT INTO analytics.factcaregiverinservice (\"Application Caregiver Inservice Id\", \"Environment\", \"Caregiver Id\", \"Provider Id\", \"Inservice start date\", \"Inservice end date\") "
+                       f"VALUES ({e['i']}, 'env', {q(C[e['caregiver']]['id'])}, {q(P[e['provider']]['id'])}, {q(e['start'])}, {q(e['end'])});")
+        for e in self.absences:
+            out.append(f"INSERT INTO analytics.factcaregiverabsence (\"Caregiver Vacation Id\", \"Environment\", \"Global Caregiver Id\", \"Provider Id\", \"Start Date\", \"End Date\") "
+                       f"VALUES ({e['i']}, 'env', {q(C[e['caregiver']]['id'])}, {q(P[e['provider']]['id'])}, {q(e['start'])}, {q(e['end'])});")
+        sql(db, "\n".join(out))
+
+
+# ---------------------------------------------------------------- the model ([SF])
+
+
+def state_norm(s):
+    """SP_CLEANUP_CROSS_STATE_CONFLICTS: UPPER(TRIM(x)), empty -> NULL, four names mapped."""
+    s = trim(s)
+    if s is None:
+        return None
+    s = s.upper()
+    if s == "":
+        return None
+    return {"MISSISSIPPI": "MS", "NEW YORK": "NY", "PENNSYLVANIA": "PA", "LONG ISLAND": "LI"}.get(s, s)
+
+
+def parse_gps(s):
+    """§D4: the intended semantic: quotes stripped, "lat,lon" parsed; ',' and garbage are no point."""
+    if s is None or s == ",":
+        return None
+    parts = s.replace('"', "").split(",")
+    if len(parts) != 2:
+        return None
+    try:
+        lat, lon = float(parts[0]), float(parts[1])
+    except ValueError:
+        return None
+    if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
+        return None
+    return (lat, lon)
+
+
+class Model:
+    def __init__(self, w):
+        self.w = w
+        P, C = w.providers, w.caregivers
+        # primary GPS address per patient: Primary Address = TRUE, Address Type LIKE '%GPS%', latest created
+        self.address = {}
+        for a in sorted(w.addresses, key=lambda a: a["created"]):
+            if a["primary"] is True and a["type"] is not None and "GPS" in a["type"]:
+                self.address[a["patient"]] = a
+        excluded_agency = {e for e in w.excluded_agency if e is not None}  # §D3
+        excluded_ssn = {trim(s) for s in w.excluded_ssn if trim(s)}  # §D3, §D11
+
+        def person(cg, provider):
+            c = C.get(cg)
+            p = P[provider]
+            if c is None:
+                return None
+            ssn = trim(c["ssn"])
+            if ssn is None or ssn == "":
+                return None
+            if not (p["active"] is True and p["demo"] is False):
+                return None
+            if p["id"] in excluded_agency or ssn in excluded_ssn:
+                return None
+            return ssn
+        self.person = person
+        self.cands = []
+        for v in w.visits:
+            if v["date"] is None or not (WINDOW[0] <= v["date"] <= WINDOW[1]):
+                continue
+            ssn = person(v["caregiver"], v["provider"])
+            if ssn is None:
+                continue
+            self.cands.append(dict(v, ssn=ssn))
+
+    def state(self, v):
+        if v["vs"] is None and v["ve"] is None:
+            return "S"
+        if v["vs"] is not None and v["ve"] is not None:
+            return "C"
+        return "P"
+
+    def point(self, v, conflicting=False):
+        """§D4: call-out first on both sides; `legacy` ([SF], DIFF 7): call-in first on the conflicting side."""
+        order = (v["gps_out"], v["gps_in"])
+        if conflicting and self.w.gps_priority == "legacy":
+            order = order[::-1]
+        for s in order:
+            p = parse_gps(s)
+            if p:
+                return p
+        a = self.address.get(v["patient"])
+        if a and a["lat"] is not None and a["lon"] is not None:
+            return (a["lat"], a["lon"])
+        return None
+
+    def states_of(self, v):
+        pa = self.address.get(v["patient"])
+        pp = self.address.get(v["payer_patient"])
+        s1 = state_norm(pa["state"]) if pa else None
+        s2 = state_norm(pp["state"]) if pp else None
+        if s1 is None and s2 is None:
+            s1 = s2 = state_norm(self.w.providers[v["provider"]]["state"])
+        return {s for s in (s1, s2) if s is not None}
+
+    def cross_state(self, a, b):
+        sa, sb = self.states_of(a), self.states_of(b)
+        if not sa or not sb:
+            return False
+        return not (sa & sb)
+
+    def band(self, miles):
+        """§D2: half-open [From, To), the lower From wins."""
+        for lo, hi, mph in sorted(self.w.mph):
+            if lo <= miles < hi:
+                return mph
+        return None
+
+    def billed_rate_minute(self, v):
+        """NUMBER(38,15) in [SF]: decimal arithmetic, 15 decimals."""
+        billed, t = v.get("billed"), v.get("bill_type")
+        both = v.get("billed_rate") if billed == "yes" else v.get("non_billed")
+        if both is None or not both > 0:
+            return Decimal(0)
+        q15 = lambda x: x.quantize(Decimal("1e-15"), rounding=ROUND_HALF_UP)
+        if billed == "yes":
+            if t == "Hourly":
+                return q15(both / 60)
+            if t in ("Daily", "Visit") and v["billed_hours"] is not None and v["billed_hours"] > 0:
+                return q15(both / v["billed_hours"] / 60)
+            return Decimal(0)
+        if billed is not None:  # Billed <> 'yes' (NULL fails both)
+            if t == "Hourly":
+                return q15(both / 60)
+            if t in ("Daily", "Visit") and v["ss"] is not None and v["se"] is not None and v["ss"] != v["se"]:
+                hours = Decimal(datediff_minutes(v["ss"], v["se"])) / 60
+                # [SF] divides by zero hours for a schedule inside one minute (the night fails); §D28: 0
+                return q15(both / hours / 60) if hours else Decimal(0)
+            return Decimal(0)
+        return Decimal(0)
+
+    def side(self, v, prefix):
+        """Snapshot columns of one side of a pair."""
+        p = self.w.providers[v["provider"]]
+        shift = "C" if prefix else ""
+        return {
+            prefix + "AideSSN": v["ssn"],
+            shift + "ShVTSTTime": v["vs"] or v["ss"],
+            shift + "ShVTENTime": v["ve"] or v["se"],
+            prefix + "BilledRateMinute": self.billed_rate_minute(v),
+            prefix + "AgencyPhone": p["phone"],
+            prefix + "IsMissed": v["missed"],
+        }
+
+    def pairs(self, refresh=False):
+        """Ordered pairs with a Y flag: [SF-INS] (new pairs), or with `refresh` [SF-UPD]'s
+        recomputation of stored ones (no missed filter, rules 1 and 4 without the future guard)."""
+        rows = {}
+        today = TODAY
+        for a in self.cands:
+            for b in self.cands:
+                if a["ssn"] != b["ssn"] or a["date"] != b["date"] or a["provider"] == b["provider"] or a["id"] == b["id"]:
+                    continue
+                # [SF-INS]: Is Missed = FALSE on both sides (NULL fails)
+                if not refresh and not (a["missed"] is False and b["missed"] is False):
+                    continue
+                if self.cross_state(a, b):  # §D6
+                    continue
+                sa, sb = self.state(a), self.state(b)
+                future = refresh or a["date"] >= today
+                same_sch = AND(eq(a["ss"], b["ss"]), eq(a["se"], b["se"]))
+                same_vis = AND(eq(a["vs"], b["vs"]), eq(a["ve"], b["ve"]))
+                f = {}
+                f["SameSchTimeFlag"] = sa == "S" and sb == "S" and future and same_sch is True
+                f["SameVisitTimeFlag"] = sa == "C" and sb == "C" and same_vis is True
+                f["SchOverAnotherSchTimeFlag"] = sa == "S" and sb == "S" and future and \
+                    AND(lt(a["ss"], b["se"]), lt(b["ss"], a["se"]), NOT(same_sch)) is True
+                f["VisitTimeOverAnotherVisitTimeFlag"] = sa == "C" and sb == "C" and \
+                    AND(lt(a["vs"], b["ve"]), lt(b["vs"], a["ve"]), NOT(same_vis)) is True
+                if sa == "S" and sb == "C":
+                    s, c = a, b
+                elif sa == "C" and sb == "S":
+                    s, c = b, a
+                else:
+                    s = c = None
+                if s is not None:
+                    same = AND(eq(s["ss"], c["vs"]), eq(s["se"], c["ve"]))
+                    f["SchAndVisitTimeSameFlag"] = same is True
+                    f["SchTimeOverVisitTimeFlag"] = AND(lt(s["ss"], c["ve"]), lt(c["vs"], s["se"]), NOT(same)) is True
+                else:
+                    f["SchAndVisitTimeSameFlag"] = f["SchTimeOverVisitTimeFlag"] = False
+                pa, pb = self.point(a), self.point(b, conflicting=True)
+                dist = mph = eta = None
+                f["DistanceFlag"] = False
+                if pa and pb:
+                    la1, lo1, la2, lo2 = map(math.radians, (pa[0], pa[1], pb[0], pb[1]))
+                    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+                    raw = 2 * R_EARTH * math.asin(min(1.0, math.sqrt(h)))
+                    dist = round_half_away(raw / 1609 * self.w.settings_per, 2)
+                    mph = self.band(dist)
+                    eta = round_half_away(dist / mph * 60, 2) if mph else None
+                    za = (self.address.get(a["patient"]) or {}).get("zip")
+                    zb = (self.address.get(b["patient"]) or {}).get("zip")
+                    zip_ok = not (za is not None and zb is not None and za == zb)  # [SF-INS], §D10
+                    g1 = datediff_minutes(a["ve"], b["vs"])
+                    g2 = datediff_minutes(b["ve"], a["vs"])
+                    f["DistanceFlag"] = sa == "C" and sb == "C" and zip_ok and eta is not None and (
+                        (g1 is not None and g1 > 0 and eta > g1) or (g2 is not None and g2 > 0 and eta > g2))
+                if not any(f.values()):
+                    continue
+                row = {k: "Y" if x else "N" for k, x in f.items()}
+                row.update(InServiceFlag="N", PTOFlag="N", SSN=a["ssn"], VisitDate=a["date"].isoformat())
+                row.update(self.side(a, ""))
+                row.update(self.side(b, "Con"))
+                g1 = datediff_minutes(a["ve"], b["vs"])
+                g2 = datediff_minutes(b["ve"], a["vs"])
+                # [SF-UPD] (DIFF 22, thaw's reading on insert and refresh)
+                if g1 is not None and g2 is not None and g1 > 0 and g2 > 0:
+                    row["MinuteDiffBetweenSch"] = min(g1, g2)
+                elif g1 is not None and g1 > 0:
+                    row["MinuteDiffBetweenSch"] = g1
+                elif g2 is not None and g2 > 0:
+                    row["MinuteDiffBetweenSch"] = g2
+                else:
+                    row["MinuteDiffBetweenSch"] = 0
+                row["PLatitude"], row["PLongitude"] = pa if pa else (None, None)
+                row["ConPLatitude"], row["ConPLongitude"] = pb if pb else (None, None)
+                row["DistanceMilesFromLatLng"], row["AverageMilesPerHour"], row["ETA"] = dist, mph, eta
+                rows[(a["id"], b["id"])] = row
+        return rows
+
+    def event_pairs(self):
+        """§10 of the legacy rules: in-service (inclusive overlap on times) and PTO (on dates)."""
+        w, rows = self.w, {}
+        C = w.caregivers
+        visits = [v for v in self.cands if self.state(v) == "C" and v["missed"] is False]
+        for kind, events in (("I", w.inservice), ("P", w.absences)):
+            def overlaps(v, e):
+                if e["start"] is None or e["end"] is None:
+                    return False  # a NULL bound: the comparison is unknown
+                if kind == "I":
+                    return v["vs"] <= e["end"] and v["ve"] >= e["start"]
+                return v["vs"].date() <= e["end"].date() and v["ve"].date() >= e["start"].date()
+            evs = []
+            for e in events:
+                if not (WINDOW[0] <= e["start"].date() <= WINDOW[1]):
+                    continue
+                ssn = self.person(e["caregiver"], e["provider"])
+                if ssn is None:
+                    continue
+                evs.append(dict(e, ssn=ssn))
+            for v in visits:
+                # a visit overlapping an event of its own caregiver id at its own provider is not paired
+                if any(e["caregiver"] == v["caregiver"] and e["provider"] == v["provider"] and overlaps(v, e) for e in events):
+                    continue
+                for e in evs:
+                    if e["ssn"] != v["ssn"] or e["provider"] == v["provider"] or not overlaps(v, e):
+                        continue
+                    eid = md5_uuid(("I%d" if kind == "I" else "P%d.00000") % e["i"])
+                    ev = dict(id=eid, provider=e["provider"], ssn=e["ssn"], vs=None, ve=None,
+                              ss=e["start"] if kind == "I" else None, se=e["end"] if kind == "I" else None)
+                    ev_side = lambda prefix: {prefix + "AideSSN": e["ssn"], prefix[:1] + "ShVTSTTime": ev["ss"], prefix[:1] + "ShVTENTime": ev["se"],
+                                              prefix + "BilledRateMinute": Decimal(0), prefix + "AgencyPhone": w.providers[e["provider"]]["phone"],
+                                              prefix + "IsMissed": None}
+                    base = {k: "N" for k in ("SameSchTimeFlag", "SameVisitTimeFlag", "SchAndVisitTimeSameFlag", "SchOverAnotherSchTimeFlag",
+                                             "VisitTimeOverAnotherVisitTimeFlag", "SchTimeOverVisitTimeFlag", "DistanceFlag")}
+                    base.update(InServiceFlag="Y" if kind == "I" else "N", PTOFlag="Y" if kind == "P" else "N", SSN=v["ssn"],
+                                MinuteDiffBetweenSch=0, DistanceMilesFromLatLng=None, AverageMilesPerHour=None, ETA=None,
+                                PLatitude=None, PLongitude=None, ConPLatitude=None, ConPLongitude=None)
+                    r1 = dict(base, VisitDate=v["date"].isoformat(), **self.side(v, ""), **ev_side("Con"))
+                    r2 = dict(base, VisitDate=e["start"].date().isoformat(), **ev_side(""), **self.side(v, "Con"))
+                    rows[(v["id"], eid)] = r1
+                    rows[(eid, v["id"])] = r2
+        return rows
+
+    def all_rows(self, refresh=False):
+        rows = self.pairs(refresh)
+        rows.update(self.event_pairs())
+        self.contacts(rows)
+        for row in rows.values():
+            self.prices(row)
+        return rows
+
+    def contacts(self, rows):
+        """§D15: ConAgencyContact/Phone from the entry kept by ProviderID for ConProviderID, and conversely;
+        the last updated entry wins; only empty values are filled."""
+        w = self.w
+        prov_of = {v["id"]: v["provider"] for v in w.visits}
+        for e in w.inservice:
+            prov_of[md5_uuid("I%d" % e["i"])] = e["provider"]
+        for e in w.absences:
+            prov_of[md5_uuid("P%d.00000" % e["i"])] = e["provider"]
+
+        def entry(keeper, about):
+            best = None
+            for c in w.contacts:
+                if c["provider"] == w.providers[keeper]["id"] and c["pid"] is not None and c["pid"].strip().lower() == w.providers[about]["id"].lower():
+                    if best is None or c["updated"] > best["updated"]:
+                        best = c
+            return best
+        for (a, b), row in rows.items():
+            pa, pb = prov_of[a], prov_of[b]
+            for prefix, keeper, about in (("Con", pa, pb), ("", pb, pa)):
+                c = entry(keeper, about)
+                row[prefix + "AgencyContact"] = None
+                if c:
+                    row[prefix + "AgencyContact"] = c["name"]
+                    if not row[prefix + "AgencyPhone"]:
+                        row[prefix + "AgencyPhone"] = c["phone"]
+
+    def prices(self, row):
+        """The dashboard's overlap minutes and prices ([SF] TASK_10–13, view conflictvisitmaps_prices)."""
+        s, e, cs, ce = row["ShVTSTTime"], row["ShVTENTime"], row["CShVTSTTime"], row["CShVTENTime"]
+        shift = datediff_minutes(s, e)
+        if None in (s, e, cs, ce):
+            ov = 0  # a NULL time fails every branch
+        elif s <= cs <= e and ce > e:
+            ov = datediff_minutes(cs, e)
+        elif cs <= s <= ce and e > ce:
+            ov = datediff_minutes(s, ce)
+        elif s <= cs and ce <= e:
+            ov = datediff_minutes(cs, ce)
+        elif cs <= s and e <= ce:
+            ov = datediff_minutes(s, e)
+        else:
+            ov = 0
+        rate = row["BilledRateMinute"]
+        row["ShiftMinutes"] = shift
+        row["OverlapMinutes"] = ov
+        cents = lambda x: float(x.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+        row["ShiftPrice"] = (None if shift is None else cents(shift * rate)) if rate is not None and rate > 0 else 0
+        row["OverlapPrice"] = None if rate is None else cents(ov * rate)
+
+
+# ---------------------------------------------------------------- thaw's rows and the comparison
+
+COLUMNS = ["SameSchTimeFlag", "SameVisitTimeFlag", "SchAndVisitTimeSameFlag", "SchOverAnotherSchTimeFlag",
+           "VisitTimeOverAnotherVisitTimeFlag", "SchTimeOverVisitTimeFlag", "DistanceFlag", "InServiceFlag", "PTOFlag",
+           "SSN", "VisitDate", "AideSSN", "ConAideSSN", "MinuteDiffBetweenSch", "PLatitude", "PLongitude", "ConPLatitude",
+           "ConPLongitude", "DistanceMilesFromLatLng", "AverageMilesPerHour", "ETATravelMinutes", "ShVTSTTime", "ShVTENTime",
+           "CShVTSTTime", "CShVTENTime", "BilledRateMinute", "ConBilledRateMinute", "AgencyContact", "AgencyPhone",
+           "ConAgencyContact", "ConAgencyPhone", "IsMissed", "ConIsMissed", "ShiftMinutes", "OverlapMinutes", "ShiftPrice", "OverlapPrice"]
+
+
+def thaw_rows(db):
+    cols = ", ".join(f'c."{c}"' for c in COLUMNS if c not in ("ShiftMinutes", "OverlapMinutes", "ShiftPrice", "OverlapPrice"))
+    out = sql(db, f'SELECT json_agg(t) FROM (SELECT c."VisitID", c."ConVisitID", {cols}, p."ShiftMinutes", p."OverlapMinutes", '
+                  f'p."ShiftPrice", p."OverlapPrice" FROM conflict.conflictvisitmaps c JOIN conflict.conflictvisitmaps_prices p USING ("ID")) t')
+    rows = {}
+    for r in json.loads("\n".join(out)) if out else []:
+        rows[(r.pop("VisitID"), r.pop("ConVisitID"))] = r
+    return rows
+
+
+def norm_model(row):
+    out = {}
+    for c in COLUMNS:
+        if c == "ETATravelMinutes":
+            v = row["ETA"]
+            out[c] = None if v is None else int(round_half_away(v, 0))
+        else:
+            v = row.get(c)
+            if isinstance(v, dt.datetime):
+                v = v.isoformat()
+            if isinstance(v, Decimal):
+                v = float(v)
+            if c.endswith("AgencyPhone") and v == "":
+                v = None  # '' and NULL: see "Ambiguous" in the module docstring
+            out[c] = v
+    return out
+
+
+def same(c, a, b):
+    if c.endswith("AgencyPhone") and b == "":
+        b = None
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=2e-6, abs_tol=1e-5)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def compare(w, model_rows, got):
+    diffs = []
+    want = {k: norm_model(r) for k, r in model_rows.items()}
+    names = {v["id"]: f"v{v['i']}" for v in w.visits}
+    for e in w.inservice:
+        names[md5_uuid("I%d" % e["i"])] = f"I{e['i']}"
+    for e in w.absences:
+        names[md5_uuid("P%d.00000" % e["i"])] = f"P{e['i']}"
+    nm = lambda k: f"{names.get(k[0], k[0])}>{names.get(k[1], k[1])}"
+    for k in sorted(set(want) - set(got)):
+        diffs.append(f"model-only pair {nm(k)}: " + " ".join(c for c in COLUMNS[:9] if want[k][c] == "Y"))
+    for k in sorted(set(got) - set(want)):
+        diffs.append(f"thaw-only pair {nm(k)}: " + " ".join(c for c in COLUMNS[:9] if got[k][c] == "Y"))
+    for k in sorted(set(want) & set(got)):
+        for c in COLUMNS:
+            if not same(c, want[k][c], got[k][c]):
+                diffs.append(f"{nm(k)} {c}: model {want[k][c]!r} thaw {got[k][c]!r}")
+    return diffs, names
+
+
+def describe(w, names):
+    out = []
+    for v in w.visits:
+        out.append(f"  v{v['i']}: {v['date']} prov {v['provider']} cg {v['caregiver']} sch {v['ss']}..{v['se']} vis {v['vs']}..{v['ve']} "
+                   f"in {v['gps_in']!r} out {v['gps_out']!r} pat {v['patient']}/{v['payer_patient']} missed {v['missed']} "
+                   f"billed {v['billed']} {v['bill_type']} {v['billed_rate']} {v['non_billed']} {v['billed_hours']}")
+    for e in w.inservice + w.absences:
+        out.append(f"  {e['kind']}{e['i']}: prov {e['provider']} cg {e['caregiver']} {e['start']}..{e['end']}")
+    out.append(f"  providers {json.dumps(w.providers)}")
+    out.append(f"  caregivers {json.dumps(w.caregivers)}")
+    out.append(f"  addresses {[(a['patient'], a['type'], a['primary'], a['zip'], a['state'], a['lat'], a['lon']) for a in w.addresses]}")
+    out.append(f"  gps {w.gps_priority} mph {w.mph} per {w.settings_per} excluded {w.excluded_agency} {w.excluded_ssn!r} contacts {w.contacts}")
+    return "\n".join(out)
+
+
+FLAGS = ["SameSchTimeFlag", "SameVisitTimeFlag", "SchAndVisitTimeSameFlag", "SchOverAnotherSchTimeFlag",
+         "VisitTimeOverAnotherVisitTimeFlag", "SchTimeOverVisitTimeFlag", "DistanceFlag", "InServiceFlag", "PTOFlag"]
+
+
+def second_night(stored, w):
+    """[SF]'s next night (§8.3 of the reference): stored pairs detected again ([SF-UPD]) are
+    rewritten with current values and sticky flags (a stored Y stays Y); stored pairs not
+    detected again keep their values (they are resolved); new pairs ([SF-INS]) are inserted."""
+    model = Model(w)
+    upd, ins = model.all_rows(refresh=True), model.all_rows()
+    rows = {}
+    for k, old in stored.items():
+        if k in upd:
+            new = dict(upd[k])
+            for f in FLAGS:
+                if old[f] == "Y":
+                    new[f] = "Y"
+            # the contacts are those of the pair's current agencies ([SF]'s refresh writes
+            # detection's NULL contact, TASK_07 refills it; contact_maintenance does not
+            # change between the nights here, see docs/conflicts.md §6.6)
+            rows[k] = new
+        else:
+            rows[k] = old
+    for k, new in ins.items():
+        if k not in rows:
+            rows[k] = new
+    return rows
+
+
+def mutate(w, rnd):
+    """Source changes between two nights: visit times, dates, providers, missed flags, GPS and
+    billing; a provider's Is Active; a patient address's ZIP and state. Returns the SQL."""
+    out = []
+    for v in rnd.sample(w.visits, min(len(w.visits), rnd.randint(5, 20))):
+        what = rnd.choice(["times", "times", "missed", "missed", "gps", "rate", "date", "provider"])
+        if what == "times":
+            day = v["date"] or dt.date(2025, 3, 12)
+            v["ss"], v["se"] = w.interval(day)
+            v["vs"], v["ve"] = rnd.choice([(None, None), w.interval(day), (v["ss"], v["se"])])
+        elif what == "missed":
+            v["missed"] = rnd.choice([False, True, None])
+        elif what == "gps":
+            v["gps_out"] = rnd.choice([None, ",", f"{BASE[0] + 0.0725:.7f},{BASE[1]}", f"{BASE[0]},{BASE[1]}"])
+        elif what == "rate":
+            v["billed_rate"], v["billed"] = rnd.choice([Decimal("12.000"), None, Decimal("0")]), rnd.choice(["yes", "no", None])
+        elif what == "date":  # with its times (§D20: times stay within a day of the date)
+            v["date"] = rnd.choice(DATES)
+            day = v["date"] or dt.date(2025, 3, 12)
+            v["ss"], v["se"] = w.interval(day)
+            v["vs"], v["ve"] = rnd.choice([(None, None), w.interval(day), (v["ss"], v["se"])])
+        else:
+            v["provider"] = rnd.choice([1, 2, 3, 4, 5])
+        out.append(f"UPDATE analytics.factvisitcallperformance_cr SET \"Visit Date\" = {q(v['date'])}, \"Provider Id\" = {q(w.providers[v['provider']]['id'])}, "
+                   f"\"Application Provider Id\" = {w.providers[v['provider']]['app']}, "
+                   f"\"Scheduled Start Time\" = {q(v['ss'])}, \"Scheduled End Time\" = {q(v['se'])}, \"Visit Start Time\" = {q(v['vs'])}, "
+                   f"\"Visit End Time\" = {q(v['ve'])}, \"Is Missed\" = {q(v['missed'])}, \"Call Out GPS Coordinates\" = {q(v['gps_out'])}, "
+                   f"\"Billed Rate\" = {q(v['billed_rate'])}, \"Billed\" = {q(v['billed'])}, \"Visit Updated Timestamp\" = now() WHERE \"Visit Id\" = {q(v['id'])};")
+    if rnd.random() < 0.3:
+        p = w.providers[rnd.choice([1, 2, 3])]
+        p["active"] = not p["active"]
+        out.append(f"UPDATE analytics.dimprovider SET \"Is Active\" = {q(p['active'])}, \"Updated Datatimestamp\" = now() WHERE \"Provider Id\" = {q(p['id'])};")
+    if rnd.random() < 0.3 and w.addresses:
+        a = rnd.choice(w.addresses)
+        a["zip"], a["state"] = rnd.choice(ZIPS), rnd.choice(STATES)
+        out.append(f"UPDATE analytics.dimpatientaddress SET \"Zip Code\" = {q(a['zip'])}, \"Address State\" = {q(a['state'])}, \"Updated Datatimestamp\" = now() WHERE \"Patient Address Id\" = {q(a['id'])};")
+    return "\n".join(out)
+
+
+def run(seed, nvisits, verbose=True):
+    rnd = random.Random(seed)
+    db = f"detection_model_{seed}"
+    subprocess.run(PSQL + ["-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {db}"], env=ENV, capture_output=True)
+    sql("postgres", f"CREATE DATABASE {db}")
+    env = dict(ENV, DB=db)
+    w = World(rnd, nvisits)
+    args = [BIN, "conflicts", "-c", CONFIG[w.gps_priority], "--today", TODAY.isoformat(), "--full"]
+    # A first run on the empty database applies the migrations (and fails: no SETTINGS row yet).
+    subprocess.run(args, env=env, capture_output=True, text=True)
+    w.load(db)
+    stored = None
+    for night in (1, 2):
+        if night == 2:
+            sql(db, mutate(w, rnd))
+        r = subprocess.run(args, env=env, capture_output=True, text=True)
+        if r.returncode:
+            print(f"seed {seed} night {night}: thaw failed (rc {r.returncode}): {r.stderr[-1500:]}")
+            print(describe(w, {}))
+            return False
+        want = Model(w).all_rows() if night == 1 else second_night(stored, w)
+        diffs, names = compare(w, want, thaw_rows(db))
+        if diffs:
+            print(f"seed {seed} night {night}: {len(diffs)} differences")
+            for d in diffs[:40]:
+                print("  ! " + d)
+            if verbose:
+                print(describe(w, names))
+            return False
+        stored = want
+    subprocess.run(PSQL + ["-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {db}"], env=ENV, capture_output=True)
+    return True
+
+
+# The seeds `make test` runs (`--ci`, through tests/run-models.sh): first
+# seed, count, visits. About 2 s per seed (two nights) with a debug build on an idle machine.
+CI_SEEDS = (1, 16, 60)
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--ci"]:
+        first, count, nvisits = CI_SEEDS
+    else:
+        first, count = int(sys.argv[1]), int(sys.argv[2])
+        nvisits = int(sys.argv[3]) if len(sys.argv) > 3 else 60
+    bad = 0
+    for seed in range(first, first + count):
+        if not run(seed, nvisits):
+            bad += 1
+            if bad >= 3:
+                break
+    print("done, failures:", bad)
+    sys.exit(1 if bad else 0)
