@@ -5,7 +5,8 @@
 -- Same inputs and rules as `thaw conflicts --full` (docs/conflicts.md §4 with
 -- the docs/conflicts.md §11 decisions): candidates in [today − 2 years, today + 45 days]
 -- with a non-blank trimmed SSN, an active non-demo provider, NULL-safe SSN and
--- agency exclusions (SSNs trimmed on both sides); pairs of the same trimmed
+-- agency exclusions (SSNs trimmed of spaces only on both sides, as [SF]'s TRIM,
+-- docs/conflicts.md §10.2); pairs of the same trimmed
 -- SSN and VisitDate at different providers, both orientations; rules 1–6 on
 -- wall-clock times in the configured zone (half-open overlap, equal intervals
 -- are "same time"); rule 7 with GPS call-out → call-in → patient address,
@@ -40,7 +41,7 @@ address AS (
 ),
 raw AS (
     SELECT f."Visit Id" AS visit_id,
-           btrim(cg."SSN", E' \t\n\r\x0b\f') AS ssn,
+           btrim(cg."SSN", ' ') AS ssn,
            f."Visit Date"::date AS visit_date,
            f."Provider Id" AS provider_id,
            coalesce(f."Is Missed", false) AS is_missed,
@@ -63,9 +64,9 @@ raw AS (
     CROSS JOIN params p
     WHERE f."Visit Date" BETWEEN (p.today - interval '2 years')::date AND p.today + 45
       AND pr."Is Active" AND pr."Is Demo" = false
-      AND btrim(cg."SSN", E' \t\n\r\x0b\f') <> ''
+      AND btrim(cg."SSN", ' ') <> ''
       AND NOT EXISTS (SELECT 1 FROM conflict.excluded_ssn e
-                      WHERE btrim(e."SSN", E' \t\n\r\x0b\f') = btrim(cg."SSN", E' \t\n\r\x0b\f'))
+                      WHERE btrim(e."SSN", ' ') = btrim(cg."SSN", ' '))
       AND NOT EXISTS (SELECT 1 FROM conflict.excluded_agency e WHERE e."ProviderID" = f."Provider Id")
 ),
 points AS (
