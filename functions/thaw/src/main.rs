@@ -315,6 +315,18 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             run_command(args, interactive, cancel).await
         }
         Command::Validate(c) => {
+            // A config with a `conflicts` section and neither `snowflake` nor
+            // `sources` is one for `thaw conflicts` alone: valid when that
+            // command would accept it, and said so (the sync commands refuse it).
+            if let Ok(config) = Config::load_for(&c.config, Purpose::Conflicts) {
+                if config.snowflake.account.is_empty() && config.sources.is_empty() && config.conflicts.is_some() {
+                    println!(
+                        "{}: valid for `thaw conflicts` only (no snowflake and no sources, which thaw run, reconcile and the other sync commands need)",
+                        c.config.display()
+                    );
+                    return Ok(());
+                }
+            }
             let config = Config::load(&c.config)?;
             let tables: usize = config.sources.iter().map(|s| s.tables.iter().filter(|t| t.enabled).count()).sum();
             println!("{}: valid ({} sources, {} enabled tables, config_hash {})", c.config.display(), config.sources.len(), tables, config.config_hash());

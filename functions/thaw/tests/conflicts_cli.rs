@@ -116,8 +116,14 @@ async fn conflicts_command_needs_only_postgres_and_the_conflicts_section() {
         "{s}"
     );
 
-    // The sync commands still need everything: validate names the missing Snowflake and sources.
+    // validate accepts the conflicts-only config for `thaw conflicts` and says the sync commands
+    // need more (it used to exit 2 naming the missing Snowflake and sources, although
+    // `thaw conflicts` runs with it).
     let out = thaw!(&["validate", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("valid for `thaw conflicts` only (no snowflake and no sources"), "{}", text(&out));
+    // The sync commands still need everything: run names the missing Snowflake and sources.
+    let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("snowflake.account is empty")
@@ -126,6 +132,11 @@ async fn conflicts_command_needs_only_postgres_and_the_conflicts_section() {
         text(&out)
     );
     assert!(!text(&out).contains("panicked"));
+    // A conflicts section that `thaw conflicts` would refuse is still an error of validate.
+    let broken = conflicts_only_config(&db, r#", "time_zone": "Mars/Olympus_Mons""#);
+    let out = thaw!(&["validate", "--config", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("Mars/Olympus_Mons"), "{}", text(&out));
 }
 
 #[test]
