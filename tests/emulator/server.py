@@ -195,8 +195,9 @@ def _execute_once_transformed(self: fakesnow_cursor.FakeSnowflakeCursor, command
             _transformed_selects.move_to_end(key)
     if transformed is None:
         result = _fakesnow_execute(self, command, params, *args, **kwargs)
+        # RESULT_SCAN restores an earlier statement's tree and rows: never kept.
         done = self._last_transformed
-        if isinstance(done, exp.Select) and not done.args.get("result_scan_sfqid") and not self._conn.nop_regexes:
+        if isinstance(done, exp.Select) and "RESULT_SCAN" not in key[2].upper() and not self._conn.nop_regexes:
             with _transformed_lock:
                 _transformed_selects[key] = done
                 if len(_transformed_selects) > _PARSES_KEPT:
