@@ -156,13 +156,20 @@ impl PostgresSettings {
 /// `postgres.port`: a number, or text holding one (legacy configurations
 /// write `"port": "5432"` or `"port": "${PG_PORT}"`; the legacy tool handed
 /// it to psycopg2, which accepts both). `null` is absent.
+/// A TCP port written as text (`"5432"`, blanks around allowed): 1 to 65535,
+/// else `None`. Used for `postgres.port` given as a string and for the
+/// Lambdas' `THAW_PG_PORT`.
+pub fn parse_port(text: &str) -> Option<u16> {
+    text.trim().parse::<u16>().ok().filter(|p| *p > 0)
+}
+
 fn port_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Option<u16>, D::Error> {
     use serde::de::Error as _;
     let value = Option::<serde_json::Value>::deserialize(deserializer)?;
     let port = match &value {
         None | Some(serde_json::Value::Null) => return Ok(None),
         Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-        Some(serde_json::Value::String(text)) => text.trim().parse::<u16>().ok(),
+        Some(serde_json::Value::String(text)) => parse_port(text),
         Some(_) => None,
     };
     match port {

@@ -201,8 +201,7 @@ fn apply_overrides(config: &mut Config, snowflake: Option<&SnowflakeSecret>, pg_
         config.postgres.host = host;
     }
     if let Some(port) = env("THAW_PG_PORT") {
-        let parsed = port.trim().parse::<u16>().ok().filter(|p| *p > 0);
-        config.postgres.port = Some(parsed.ok_or_else(|| Error::config(format!("THAW_PG_PORT '{port}' is not a TCP port (1 to 65535)")))?);
+        config.postgres.port = Some(thaw_engine::config::parse_port(&port).ok_or_else(|| Error::config(format!("THAW_PG_PORT '{port}' is not a TCP port (1 to 65535)")))?);
     }
     if let Some(user) = env("THAW_PG_USER") {
         config.postgres.user = user;

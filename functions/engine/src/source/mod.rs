@@ -86,11 +86,7 @@ pub async fn connect(settings: &SnowflakeSettings, database: Option<&str>, schem
     let source = SnowflakeSource { api, account: settings.account.clone(), client, capture, budget };
     // Log in now so that bad credentials and dead endpoints fail here, not mid-run.
     source.execute("SELECT 1").await.map_err(|e| {
-        let hint = match e.kind {
-            ErrorKind::AuthFailed => " Check snowflake.user and the password or key.",
-            ErrorKind::Unreachable => " Check snowflake.account / snowflake.endpoint and the network path.",
-            _ => "",
-        };
+        let hint = login_hint(e.kind);
         Error::new(e.kind, format!("cannot log in to Snowflake account '{}' as user '{}': {}.{hint}", settings.account, settings.user, e.message.trim_end_matches('.')))
     })?;
     for statement in session_parameter_statements(settings)? {
@@ -161,12 +157,17 @@ fn http_client(settings: &SnowflakeSettings, capture: &result::ResultCapture) ->
 fn map_snowflake_error(err: SnowflakeApiError, what: &str) -> Error {
     let kind = classify_snowflake(&err);
     let detail = describe_snowflake_error(&err);
-    let hint = match kind {
+    Error::new(kind, format!("{what}: {detail}.{}", login_hint(kind)))
+}
+
+/// What to check for a failed Snowflake login or session, by error kind
+/// (empty for the others).
+fn login_hint(kind: ErrorKind) -> &'static str {
+    match kind {
         ErrorKind::AuthFailed => " Check snowflake.user and the password or key.",
         ErrorKind::Unreachable => " Check snowflake.account / snowflake.endpoint and the network path.",
         _ => "",
-    };
-    Error::new(kind, format!("{what}: {detail}.{hint}"))
+    }
 }
 
 /// A Snowflake client error with its causes ("error sending request …:
