@@ -416,6 +416,27 @@ class Table:
                     self.tname[n] = self.mapping[n] = f"{n} Mapped"
         self.rows = {}
         self.next_key = 0
+        # Table options drawn from their own generator, so the draws above stay
+        # those of the seeds before these options existed.
+        opt = random.Random(seed * 1000 + idx)
+        first_kind = self.keys[0][1].kind
+        self.filter = None
+        self.insert_only = opt.random() < 0.25
+        self.truncate = not self.insert_only and opt.random() < 0.15
+        if not self.truncate and opt.random() < 0.3:
+            # On the first key only (a row's key never changes, so it never leaves
+            # the filter), with an OR that chunk predicates must not split.
+            k = qi(self.keys[0][0])
+            self.filter = {"number": f"{k} < 0 OR {k} > 100000000",
+                           "text": f"{k} < 'a' OR {k} >= 'k'",
+                           "date": f"{k} < '1000-01-01' OR {k} >= '5000-01-01'"}[first_kind]
+        excludable = [c for c in self.values if c is not self.chunk]
+        self.excluded = opt.choice(excludable)[0] if excludable and opt.random() < 0.3 else None
+        if self.excluded is not None:
+            self.mapping.pop(self.excluded, None)
+            self.tname[self.excluded] = self.excluded
+        # insert-only: the values each key had when it was first copied
+        self.first_copied = {}
 
     def config(self):
         t = {"source": self.source, "target": self.target, "uniqueness_columns": [c[0] for c in self.keys],
@@ -431,7 +452,19 @@ class Table:
             t["target_watermark"] = self.tname[self.watermark[0]]
         if self.mapping:
             t["column_mapping"] = self.mapping
+        if self.filter:
+            t["source_filter"] = self.filter
+        if self.insert_only:
+            t["insert_only_mode"] = True
+        if self.truncate:
+            t["truncate_onstart"] = True
+        if self.excluded is not None:
+            t["exclude_columns"] = [self.excluded]
         return t
+
+    def copied_columns(self):
+        """The columns the target holds: every column, less an excluded one thaw created the table without."""
+        return [c for c in self.columns if not (self.create and c[0] == self.excluded)]
 
     def key_literals(self, i):
         out = []
@@ -491,23 +524,36 @@ class Table:
 
     # -- reading both sides
     def source_rows(self, sf, db):
-        names = ", ".join(qi(n) for n, _ in self.columns)
+        """The rows thaw copies (the table's filter applied), by key; an excluded column as the target keeps it: NULL."""
+        names = ", ".join(qi(n) for n, _ in self.copied_columns())
         out = {}
-        for r in sf.q(f"SELECT {names} FROM {self.fq(db)}"):
+        where = f" WHERE {self.filter}" if self.filter else ""
+        for r in sf.q(f"SELECT {names} FROM {self.fq(db)}{where}"):
             key = tuple(canon(ty, self.targets[n], v) for (n, ty), v in zip(self.keys, r[:len(self.keys)]))
-            out[repr(key)] = [canon(ty, self.targets[n], v) for (n, ty), v in zip(self.columns, r)]
+            out[repr(key)] = [None if n == self.excluded else canon(ty, self.targets[n], v)
+                              for (n, ty), v in zip(self.copied_columns(), r)]
         return out
+
+    def expected_rows(self, sf, db):
+        """What the target must hold: the source rows, and with insert_only_mode each key's first copied values."""
+        src = self.source_rows(sf, db)
+        if not self.insert_only:
+            return src
+        kept = {k: self.first_copied.get(k, row) for k, row in src.items()}
+        if not self.propagate:  # deleted source rows stay in the target
+            kept.update({k: row for k, row in self.first_copied.items() if k not in src})
+        return kept
 
     def target_rows(self, pgdb):
         exprs = ", ".join(f"CASE WHEN {qi(self.tname[n])} IS NULL THEN 'N' ELSE 'V' || {qi(self.tname[n])}::text END"
-                          for n, _ in self.columns)
+                          for n, _ in self.copied_columns())
         out = []
         for r in pg_rows(pgdb, f"SELECT {exprs} FROM public.{qi(self.target)}"):
             out.append([None if x == "N" else x[1:] for x in r])
         return out
 
     def compare(self, sf, db, pgdb, when):
-        src = self.source_rows(sf, db)
+        src = self.expected_rows(sf, db)
         tgt = self.target_rows(pgdb)
         problems = []
         nk = len(self.keys)
@@ -522,7 +568,7 @@ class Table:
                 problems.append(f"extra target row {row[:nk]}")
                 continue
             matched.add(found)
-            for (n, _), e, g in zip(self.columns, src[found], row):
+            for (n, _), e, g in zip(self.copied_columns(), src[found], row):
                 if not same(e, g):
                     problems.append(f"key {row[:nk]} column {n!r} ({self.targets[n]}): source {e!r} target {g!r}")
         for key in src:
@@ -530,6 +576,8 @@ class Table:
                 problems.append(f"missing target row {key}")
         if problems:
             raise Mismatch(f"{when}: table {self.source!r} → {self.target!r}:\n  " + "\n  ".join(problems[:20]))
+        if self.insert_only:
+            self.first_copied = src
         return len(tgt)
 
 
@@ -596,7 +644,8 @@ def seed_run(seed, nights, log):
         log.append(f"table {t.source!r}: {[(c[0], c[1].decl, t.tname[c[0]], t.targets[c[0]]) for c in t.columns]} {json.dumps(t.config())} rows {n}")
     write_config(cfg, sfdb, pgdb, tables)
     workers = ["--workers", str(rnd.randint(1, 4))]
-    report = run_thaw(cfg, workdir, workers, "first run")
+    consent = ["--allow-truncate"] if any(t.truncate for t in tables) else []
+    report = run_thaw(cfg, workdir, workers + consent, "first run")
     run_id = run_id_of(report)
     for t in tables:
         t.compare(sf, sfdb, pgdb, "after the first run")
@@ -626,7 +675,7 @@ def seed_run(seed, nights, log):
                     t.insert(sf, sfdb, new, clock)
                     t.next_key += len(new)
                     acts.append(f"insert {len(new)}")
-            if t.propagate and keys and rnd.random() < 0.6:
+            if (t.propagate or t.truncate) and keys and rnd.random() < 0.6:
                 for _ in range(rnd.randint(1, 3)):
                     i = rnd.choice(keys)
                     sf.q(f"DELETE FROM {t.fq(sfdb)} WHERE {t.where_key(i)}")
@@ -634,10 +683,10 @@ def seed_run(seed, nights, log):
             log.append(f"night {night} {t.source!r}: {acts} (rows before {present})")
         full = ["--full"] if rnd.random() < 0.2 else []
         log.append(f"night {night}: thaw run {full}")
-        report = run_thaw(cfg, workdir, ["--workers", str(rnd.randint(1, 4))] + full, f"night {night}")
+        report = run_thaw(cfg, workdir, ["--workers", str(rnd.randint(1, 4))] + full + consent, f"night {night}")
         run_id = run_id_of(report)
         for t in tables:
-            if t.watermark or t.propagate:
+            if t.watermark or t.propagate or t.truncate:
                 t.compare(sf, sfdb, pgdb, f"after night {night}")
     # planted differences: reconcile --full must find exactly these keys
     planted = {}
@@ -647,14 +696,17 @@ def seed_run(seed, nights, log):
             continue
         row = rnd.choice(tgt)
         where = " AND ".join(f"{qi(t.tname[n])}::text = {pl(v)}" for (n, _), v in zip(t.keys, row[:len(t.keys)]))
-        how = rnd.choice(["delete", "update"] if t.values else ["delete"])
+        # insert_only_mode: reconcile compares the keys only (docs/reconcile.md §1), so only a delete is planted
+        compared = [c for c in t.values if c[0] != t.excluded and not t.insert_only]
+        how = rnd.choice(["delete", "update"] if compared else ["delete"])
         if how == "update":
-            n, ty = rnd.choice(t.values)
-            idx = [c[0] for c in t.columns].index(n)
+            n, ty = rnd.choice(compared)
+            idx = [c[0] for c in t.copied_columns()].index(n)
             n = t.tname[n]
             if row[idx] is None:
                 pg(pgdb, f"UPDATE public.{qi(t.target)} SET {qi(n)} = (SELECT {qi(n)} FROM public.{qi(t.target)} WHERE {qi(n)} IS NOT NULL LIMIT 1) WHERE {where}")
-                if t.target_rows(pgdb) == tgt:
+                # (compared as sorted rows: an UPDATE moves the row in the heap, so the read order changes)
+                if sorted(map(repr, t.target_rows(pgdb))) == sorted(map(repr, tgt)):
                     how = "delete"
             else:
                 pg(pgdb, f"UPDATE public.{qi(t.target)} SET {qi(n)} = NULL WHERE {where}")
@@ -724,6 +776,7 @@ def bad_target(rnd, sf, sfdb, pgdb, seed, workdir, log):
     t.keys = [["Key Col", KEY_TYPES[0]]]
     t.values = [["Odd Col", ty]]
     t.watermark, t.chunk, t.strategy, t.create, t.batch, t.propagate, t.row_hashes = None, None, None, False, 100000, False, False
+    t.filter, t.insert_only, t.truncate, t.excluded = None, False, False, None
     t.columns = t.keys + t.values
     t.targets = {"Key Col": "int8", "Odd Col": target_type}
     t.tname, t.mapping = {"Key Col": "Key Col", "Odd Col": "Odd Col"}, {}

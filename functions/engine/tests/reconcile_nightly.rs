@@ -104,3 +104,61 @@ async fn nightly_reconcile_reads_the_touched_rows_and_a_slice_and_finds_every_di
         pg.query_one("SELECT rolling_position FROM migration_status.reconcile_coverage WHERE target = 'public.items'", &[]).await.unwrap().get(0);
     assert!(position > 0, "the clean slices advanced the rolling position");
 }
+
+/// Decision R1 (docs/reconcile.md §1): an `insert_only_mode` table keeps
+/// each row as first copied while the source updates it, so its values
+/// differ from Snowflake by design. Reconcile compares its keys only: the
+/// nights after source updates are clean (the run exited 3 every night
+/// before, found by the sync model), also with row hashes kept, and a
+/// missing or extra key is still found, nightly and with `full`.
+#[tokio::test]
+async fn insert_only_table_is_reconciled_on_its_keys_and_a_lost_row_is_still_found() {
+    let (sf_db, pg_db) = (unique("SFINSONLY").to_uppercase(), unique("insonly"));
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"EVENTS\"");
+    sf.execute(&format!("CREATE OR REPLACE TABLE {fqn} (\"ID\" NUMBER(38,0), \"NOTE\" VARCHAR(50), \"UPDATED\" TIMESTAMP_NTZ)")).await.unwrap();
+    sf.execute(&format!(
+        "INSERT INTO {fqn} SELECT SEQ4() + 1, 'first ' || SEQ4(), DATEADD(second, SEQ4(), '2024-01-01 00:00:00'::TIMESTAMP_NTZ) FROM TABLE(GENERATOR(ROWCOUNT => 1000))"
+    ))
+    .await
+    .unwrap();
+    let table = r#"{"source": "EVENTS", "target": "events", "uniqueness_columns": ["ID"], "source_watermark": "UPDATED", "target_watermark": "UPDATED",
+                    "insert_only_mode": true, "create_tables": true, "row_hashes": true, "batch_size": 300}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let run = || async {
+        runner::run(config.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.unwrap()
+    };
+    run().await.outcome().expect("clean first night");
+
+    // Night 2: the source updates 20 rows and adds 5; the target keeps the 20 as first copied.
+    sf.execute(&format!("UPDATE {fqn} SET \"NOTE\" = 'updated', \"UPDATED\" = '2025-01-01 00:00:00' WHERE \"ID\" <= 20")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {fqn} SELECT 1000 + SEQ4() + 1, 'new', '2025-01-01 00:00:00'::TIMESTAMP_NTZ FROM TABLE(GENERATOR(ROWCOUNT => 5))"))
+        .await
+        .unwrap();
+    let second = run().await;
+    second.outcome().expect("updates the table never applies are not a mismatch");
+    let c = coverage(&second.reconcile_details);
+    assert!(c.reason.contains("insert_only_mode: keys compared"), "{c:?}");
+    let kept: (i64, i64, i64) = pg
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE \"NOTE\" = 'updated'), count(*) FILTER (WHERE \"NOTE\" = 'new') FROM public.events",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .unwrap();
+    assert_eq!(kept, (1005, 0, 5), "the new keys inserted, the updated rows kept as first copied");
+    let run_id = second.plan.run_id;
+    let (summary, _) = reconcile::reconcile_run_with(&config, &RunRequest { run_id }, ReconcileOptions { full: true, ..Default::default() }).await.unwrap();
+    assert_eq!(summary.tables[0].status, "ok", "full, keys only: {summary:?}");
+
+    // A row lost from the target (the counts differ: the key census finds it), nightly and full.
+    pg.batch_execute("DELETE FROM public.events WHERE \"ID\" = 500").await.unwrap();
+    for full in [false, true] {
+        let (summary, details) = reconcile::reconcile_run_with(&config, &RunRequest { run_id }, ReconcileOptions { full, ..Default::default() }).await.unwrap();
+        assert_eq!(summary.tables[0].status, "mismatch", "full {full}: {summary:?}");
+        let d = details[0].diff.as_ref().expect("the lost row is reported");
+        assert_eq!((d.missing.clone(), d.extra_count, d.changed_count), (vec!["500".to_string()], 0, 0), "full {full}");
+    }
+}

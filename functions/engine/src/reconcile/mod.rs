@@ -322,10 +322,9 @@ pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: 
             sessions.insert(key.clone(), session);
         }
         let table_config = config.source(&plan.source_name).ok().and_then(|s| s.tables.iter().find(|x| x.source == plan.source_table));
-        let propagate = table_config.is_some_and(|x| x.propagate_deletes);
-        let date_only: &[String] = table_config.map_or(&[], |x| &x.truncate_to_date[..]);
+        let settings = TableSettings::of(table_config);
         let result = match &sessions[&key] {
-            Ok(session) => reconcile_covered(session, &pg, &t.key, &plan, propagate, date_only, options).await,
+            Ok(session) => reconcile_covered(session, &pg, &t.key, &plan, settings, options).await,
             Err(e) => Err(e.clone()),
         };
         match result {
@@ -444,7 +443,7 @@ pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options:
 /// rows loaded before hold no verified values in the new columns (they stay
 /// NULL until their watermark moves, docs/sync.md §3.6), so the table is
 /// verified whole until a full check is clean (docs/reconcile.md §5.1).
-async fn reconcile_covered(session: &Session, pg: &Client, key: &TableKey, plan: &TablePlan, propagate: bool, date_only: &[String], options: ReconcileOptions) -> Result<TableReport> {
+async fn reconcile_covered(session: &Session, pg: &Client, key: &TableKey, plan: &TablePlan, settings: TableSettings<'_>, options: ReconcileOptions) -> Result<TableReport> {
     require_target_table(pg, plan).await?;
     let target = format!("{}.{}", plan.target_schema, plan.target_table);
     let now = chrono::Utc::now();
@@ -459,13 +458,16 @@ async fn reconcile_covered(session: &Session, pg: &Client, key: &TableKey, plan:
     if invalidated && !options.full {
         reason = format!("column(s) {} added since the previous run: the rows loaded before were never verified in them", added.iter().map(|c| sink::ident(c)).collect::<Vec<_>>().join(", "));
     }
-    let mut report = reconcile_table_in(session, pg, plan, propagate, date_only, options, &scope).await?;
+    let mut report = reconcile_table_in(session, pg, plan, settings, options, &scope).await?;
     if report.summary.matched {
         match &scope {
             Scope::Full => cov.record_full(now),
             Scope::Nightly { slice, .. } => cov.record_slice(*slice, now),
         }
         coverage::store(pg, &cov).await?;
+    }
+    if settings.keys_only(plan) {
+        reason.push_str("; insert_only_mode: keys compared, values kept from their first copy, no touched-rows part (docs/reconcile.md §1)");
     }
     if let Some(c) = report.coverage.as_mut() {
         c.reason = reason;
@@ -699,23 +701,55 @@ fn touched_target_predicate(plan: &TablePlan) -> Option<String> {
     })
 }
 
+/// What a table's configuration changes in its reconcile.
+#[derive(Clone, Copy, Default)]
+struct TableSettings<'a> {
+    /// `propagate_deletes`: extra target rows are deleted.
+    propagate_deletes: bool,
+    /// `truncate_to_date`: these source columns are compared as their day.
+    date_only: &'a [String],
+    /// `insert_only_mode`: existing keys are never updated.
+    insert_only: bool,
+}
+
+impl<'a> TableSettings<'a> {
+    /// The settings of `table` (none for a table no longer in the config).
+    fn of(table: Option<&'a crate::config::TableConfig>) -> Self {
+        table.map_or_else(Self::default, |t| TableSettings {
+            propagate_deletes: t.propagate_deletes,
+            date_only: &t.truncate_to_date,
+            insert_only: t.insert_only_mode,
+        })
+    }
+
+    /// Whether only the keys are compared: an `insert_only_mode` table with
+    /// keys keeps each row as first copied while the source may update it,
+    /// so its values differ from the source by design; its key set (missing,
+    /// extra and duplicate rows) is still verified (docs/reconcile.md §1).
+    fn keys_only(&self, plan: &TablePlan) -> bool {
+        self.insert_only && !plan.key_columns.is_empty()
+    }
+}
+
 async fn reconcile_table_in(
     session: &Session,
     pg: &Client,
     plan: &TablePlan,
-    propagate_deletes: bool,
-    date_only: &[String],
+    settings: TableSettings<'_>,
     options: ReconcileOptions,
     scope: &Scope,
 ) -> Result<TableReport> {
-    let q = TableQueries::new(plan, session.engine, date_only);
+    let mut q = TableQueries::new(plan, session.engine, settings.date_only);
+    if settings.keys_only(plan) {
+        q = q.keys_only();
+    }
     if let (true, Some(e)) = (q.needs_functions(), &session.functions_error) {
         return Err(e.clone());
     }
     if let (true, Some(e)) = (q.uses_postgres_functions(), &session.postgres_functions_error) {
         return Err(e.clone());
     }
-    reconcile_queries(&session.sf, pg, &q, plan, propagate_deletes, options, scope).await
+    reconcile_queries(&session.sf, pg, &q, plan, settings, options, scope).await
 }
 
 /// Everything found in one table's reconcile, over its parts.
@@ -821,18 +855,20 @@ async fn reconcile_queries(
     pg: &Client,
     q: &TableQueries,
     plan: &TablePlan,
-    propagate_deletes: bool,
+    settings: TableSettings<'_>,
     options: ReconcileOptions,
     scope: &Scope,
 ) -> Result<TableReport> {
     let started = std::time::Instant::now();
     let pg_table = plan.target_fqn();
+    let propagate_deletes = settings.propagate_deletes;
     let mut found = Found::default();
     let mut deleted = 0;
     // Row hashes (docs/reconcile.md §4.2): a complete side table answers a
     // full-scope check of the PostgreSQL side (not `--full`, which re-derives
-    // every hash from the rows and refills it).
-    let side = side_table::registered(pg, &pg_table).await?;
+    // every hash from the rows and refills it). Its hashes are of whole rows:
+    // no use when only the keys are compared.
+    let side = if settings.keys_only(plan) { None } else { side_table::registered(pg, &pg_table).await? };
     let side_name = side.as_ref().map(|s| s.name.clone());
     let read_side = matches!(scope, Scope::Full) && !options.full && side.as_ref().is_some_and(|s| s.complete);
     let side_q;
@@ -883,6 +919,11 @@ async fn reconcile_queries(
     let touched_q;
     let parts: Vec<(&TableQueries, KeyRange)> = match scope {
         Scope::Full => vec![(q, KeyRange::ALL)],
+        // Keys only (insert_only_mode): a row the source updated is touched in
+        // Snowflake but keeps its first copy's watermark in PostgreSQL, so the
+        // touched rows of the two sides differ by design. The counts above (and
+        // the key census when they differ) cover the keys the run inserted.
+        Scope::Nightly { slice, .. } if settings.keys_only(plan) => vec![(q, *slice)],
         Scope::Nightly { touched: (sf_where, pg_where), slice } => {
             touched_q = q.restricted(sf_where, pg_where, &pg_table);
             vec![(&touched_q, KeyRange::ALL), (q, *slice)]
