@@ -39,7 +39,9 @@ import random
 import subprocess
 import sys
 import tempfile
-from decimal import Decimal
+from decimal import Decimal, getcontext
+
+getcontext().prec = 80  # NUMBER(38, s) values quantized exactly (the default 28 digits raised InvalidOperation)
 
 try:
     import snowflake.connector  # noqa: F401
@@ -357,6 +359,11 @@ def same(expected, got):
 
 # ---------------------------------------------------------------- one table
 
+def key_text(i, j):
+    """The text of key column `j` of row `i` (empty prefix, blanks, quote, backslash, case pairs, emoji)."""
+    return ["", "a", "A", "é", " k", "k ", "'", "\\", "Z", "ä", "\t", "~"][i % 12] + f"{i}-{j}" + ("😀" if i % 5 == 0 else "")
+
+
 class Table:
     def __init__(self, rnd, seed, idx):
         self.rnd = rnd
@@ -437,6 +444,8 @@ class Table:
             self.tname[self.excluded] = self.excluded
         # insert-only: the values each key had when it was first copied
         self.first_copied = {}
+        # Parquet unloaded to S3 instead of query results (docs/sync.md §13), small files
+        self.staged = opt.random() < 0.25
 
     def config(self):
         t = {"source": self.source, "target": self.target, "uniqueness_columns": [c[0] for c in self.keys],
@@ -460,6 +469,8 @@ class Table:
             t["truncate_onstart"] = True
         if self.excluded is not None:
             t["exclude_columns"] = [self.excluded]
+        if self.staged:
+            t["source_mode"] = "staged"
         return t
 
     def copied_columns(self):
@@ -472,8 +483,7 @@ class Table:
             if ty.kind == "number":
                 out.append(str((i * 7919 + j * 13) % 10 ** 9 - 5 * 10 ** 8))
             elif ty.kind == "text":
-                out.append(ql(["", "a", "A", "é", " k", "k ", "'", "\\", "Z", "ä", "\t", "~"][i % 12] + f"{i}-{j}"
-                              + ("😀" if i % 5 == 0 else "")))
+                out.append(ql(key_text(i, j)))
             else:
                 out.append(ql((dt.date(1, 1, 1) + dt.timedelta(days=(i * 104729 + j) % 3652058)).isoformat()))
         return out
@@ -591,6 +601,9 @@ def write_config(path, sfdb, pgdb, tables, extra=None):
            "sources": [{"source_name": "src", "source_sf_database": sfdb, "source_sf_schema": "S",
                         "target_pg_database": pgdb, "target_pg_schema": "public",
                         "tables": [t.config() for t in tables]}]}
+    if any(t.config().get("source_mode") == "staged" for t in tables):
+        cfg["staging"] = {"stage": "THAW_STAGE", "storage_integration": "THAW_S3_INTEGRATION", "bucket": "${THAW_S3_BUCKET}",
+                          "max_file_size": 4096}
     with open(path, "w") as f:
         json.dump(cfg, f, indent=1)
 
@@ -653,6 +666,7 @@ def seed_run(seed, nights, log):
     if rc != 0:
         raise Mismatch(f"reconcile --full after the first run exited {rc}:\n{out[-3000:]}")
     for night in range(nights):
+        where_run(random.Random(seed * 1000 + 100 + night), tables, sf, sfdb, pgdb, cfg, workdir, log, night)
         clock += dt.timedelta(hours=rnd.choice([0, 1, 24]), microseconds=rnd.choice([0, 1, 999]))
         for t in tables:
             keys = [i for i in range(t.next_key)]
@@ -748,6 +762,48 @@ def seed_run(seed, nights, log):
     subprocess.run(PSQL + ["-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {pgdb}"], env=ENV, capture_output=True)
 
 
+def where_run(opt, tables, sf, sfdb, pgdb, cfg, workdir, log, night):
+    """Sometimes, before a night: damage target rows inside a key range, then
+    `thaw run --table T --where '<first key> >= <literal>'` must restore exactly
+    them (docs/sync.md §2, `--where`) and leave the other tables alone. Not
+    for a `truncate_onstart` table (a filtered load cannot replace a table).
+    Drawn from its own generator (`opt`), so the nights' draws are unchanged."""
+    if opt.random() >= 0.3:
+        return
+    # (nor for an insert-only table: a deleted row comes back with the source's current values, which the
+    # model's record of each key's first copy does not follow)
+    candidates = [t for t in tables if not t.truncate and not t.insert_only and t.next_key > 0]
+    if not candidates:
+        return
+    t = opt.choice(candidates)
+    (k, kty) = t.keys[0]
+    i = opt.randrange(t.next_key)
+    sf_lit = t.key_literals(i)[0]
+    pg_col = qi(t.tname[k])
+    if kty.kind == "text":  # byte order on both sides (DuckDB and Snowflake compare the UTF-8 bytes)
+        pg_pred = f'{pg_col} COLLATE "C" >= {pl(key_text(i, 0))}'
+    elif kty.kind == "date":
+        pg_pred = f"{pg_col} >= {sf_lit}::date"
+    else:
+        pg_pred = f"{pg_col} >= {sf_lit}"
+    target = f"public.{qi(t.target)}"
+    # Damage: two rows inside the range deleted and one value of another row inside it changed; other tables untouched.
+    pg(pgdb, f"DELETE FROM {target} WHERE ctid IN (SELECT ctid FROM {target} WHERE {pg_pred} LIMIT 2)")
+    compared = [c for c in t.values if c[0] != t.excluded]
+    if compared:
+        n = qi(t.tname[opt.choice(compared)[0]])
+        pg(pgdb, f"UPDATE {target} SET {n} = CASE WHEN {n} IS NULL THEN (SELECT {n} FROM {target} WHERE {n} IS NOT NULL LIMIT 1) END "
+                 f"WHERE ctid IN (SELECT ctid FROM {target} WHERE {pg_pred} LIMIT 1)")
+    predicate = f"{qi(k)} >= {sf_lit}"
+    log.append(f"night {night}: --table {t.source!r} --where {predicate!r} after damaging rows inside it")
+    before = {x.target: sorted(map(repr, x.target_rows(pgdb))) for x in tables if x is not t}
+    run_thaw(cfg, workdir, ["--table", t.source, "--where", predicate], f"night {night}: --where run")
+    t.compare(sf, sfdb, pgdb, f"after the --where run of night {night}")
+    for x in tables:
+        if x is not t and sorted(map(repr, x.target_rows(pgdb))) != before[x.target]:
+            raise Mismatch(f"night {night}: the --where run of {t.source!r} changed table {x.target!r}")
+
+
 NARROW = [  # (Snowflake type, a value that does not fit, the target type)
     (Ty("text", "VARCHAR(20)", n=20), "'abcdefghij'", "varchar(3)"),
     (Ty("number", "NUMBER(10,0)", p=10, s=0), "70000", "int2"),
@@ -776,7 +832,7 @@ def bad_target(rnd, sf, sfdb, pgdb, seed, workdir, log):
     t.keys = [["Key Col", KEY_TYPES[0]]]
     t.values = [["Odd Col", ty]]
     t.watermark, t.chunk, t.strategy, t.create, t.batch, t.propagate, t.row_hashes = None, None, None, False, 100000, False, False
-    t.filter, t.insert_only, t.truncate, t.excluded = None, False, False, None
+    t.filter, t.insert_only, t.truncate, t.excluded, t.staged = None, False, False, None, False
     t.columns = t.keys + t.values
     t.targets = {"Key Col": "int8", "Odd Col": target_type}
     t.tname, t.mapping = {"Key Col": "Key Col", "Odd Col": "Odd Col"}, {}

@@ -89,7 +89,8 @@ impl UnloadForm {
         })?;
         Ok(match logical {
             LogicalType::Fixed => UnloadForm::DecimalText {
-                scale: column.scale.unwrap_or(0).clamp(0, 37) as i8,
+                // Snowflake's scales are 0–38 (NUMBER(38,38) holds values in (−1, 1)).
+                scale: column.scale.unwrap_or(0).clamp(0, 38) as i8,
             },
             LogicalType::TimestampLtz => UnloadForm::UtcTimestamp,
             LogicalType::TimestampTz => UnloadForm::UtcTimestampWithOffset,
@@ -595,6 +596,13 @@ mod tests {
             UnloadForm::of(&column("ID", "NUMBER", Some(0))).unwrap(),
             UnloadForm::DecimalText { scale: 0 }
         );
+        // NUMBER(38,38) is read at its own scale: at 37 (the earlier clamp)
+        // the staged path rounded off every value's last digit without a word
+        // (found by the sync model, docs/sync.md §14).
+        assert_eq!(
+            UnloadForm::of(&column("FRACTION", "NUMBER", Some(38))).unwrap(),
+            UnloadForm::DecimalText { scale: 38 }
+        );
         assert_eq!(
             UnloadForm::of(&column("AMT", "NUMBER", Some(2)))
                 .unwrap()
@@ -649,6 +657,18 @@ mod tests {
         assert_eq!(
             (dec.value(0), dec.value(1), dec.is_null(2)),
             (1_234_567_890_123_456_789_012_345, -1, true)
+        );
+        // Scale 38 (NUMBER(38,38)): every digit kept, with or without the leading zero.
+        let text: ArrayRef = Arc::new(StringArray::from(vec![
+            "0.04391924410018483383401209867666976589",
+            ".04391924410018483383401209867666976589",
+            "-0.99999999999999999999999999999999999999",
+        ]));
+        let out = UnloadForm::DecimalText { scale: 38 }.convert("C", &text).unwrap();
+        let dec = out.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        assert_eq!(
+            (dec.value(0), dec.value(1), dec.value(2)),
+            (4_391_924_410_018_483_383_401_209_867_666_976_589, 4_391_924_410_018_483_383_401_209_867_666_976_589, -(10_i128.pow(38) - 1))
         );
         let bad: ArrayRef = Arc::new(StringArray::from(vec!["12x"]));
         let err = UnloadForm::DecimalText { scale: 0 }
