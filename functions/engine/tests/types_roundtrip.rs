@@ -650,6 +650,9 @@ async fn canonical_forms_agree_value_by_value_for_every_type_pair() {
     assert_eq!(sf_rows[0][json].as_deref(), Some(r#"$."a"[0]=1e0,$."a"[1]=2.5e0,$."b"=1e-7"#));
     assert_eq!((sf_rows[2][json].as_deref(), sf_rows[3][json].as_deref(), sf_rows[4][json].as_deref()), (Some(r#"$="""#), Some("$=null"), None));
     assert_eq!(sf_rows[0][col("TIMESTAMP_NTZ", "date")].as_deref(), Some("-86400000000"));
+    // Scale 38 compared at 38 digits (it was rounded to 37, so a changed 38th decimal reconciled `ok`).
+    assert_eq!(sf_rows[0][col("NUMBER(38,38)", "numeric(38,38)")].as_deref(), Some("0.04391924410018483383401209867666976589"));
+    assert_eq!(sf_rows[0][col("NUMBER(38,38)", "text")].as_deref(), Some("-0.04391924410018483383401209867666976589"));
 
     // Coverage: every supported (Snowflake, PostgreSQL) pair is emulated or a documented gap.
     let covered: Vec<(LogicalType, sink::PgType)> =

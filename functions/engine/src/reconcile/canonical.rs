@@ -221,11 +221,24 @@ fn is_semi(logical: LogicalType) -> bool {
 }
 
 /// The scale NUMBER sources are compared at: the larger of the source and
-/// target scales (an unconstrained `numeric` holds the source scale).
+/// target scales (an unconstrained `numeric` holds the source scale), at
+/// most 38 (Snowflake's largest; NUMBER(38,38) holds values in (−1, 1)).
 pub(crate) fn number_scale(source: &SourceColumn, target: &TargetColumn) -> i64 {
     let src = source.scale.unwrap_or(0);
     let dst = if target.pg_type == PgType::Numeric { target.numeric_scale.map(i64::from).unwrap_or(src) } else { 0 };
-    src.max(dst).clamp(0, 37)
+    src.max(dst).clamp(0, 38)
+}
+
+/// Whether a NUMBER source's canonical text goes through `NUMBER(38, 38)`,
+/// which the emulator's DuckDB renders without the integer digit (`.5`,
+/// `-.5`; Snowflake, PostgreSQL and Rust write `0.5`, `-0.5`).
+fn through_scale_38(source: &SourceColumn, target: &TargetColumn) -> bool {
+    logical(source) == LogicalType::Fixed
+        && match target.pg_type {
+            PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8 => number_scale(source, target) == 38,
+            PgType::Text | PgType::Varchar | PgType::Bpchar => source.scale.unwrap_or(0) >= 38,
+            _ => false,
+        }
 }
 
 /// Snowflake SQL rendering the canonical text of `source` as it lands in
@@ -258,6 +271,8 @@ pub fn emulator_part(source: &SourceColumn, target: &TargetColumn) -> EmulatorPa
         None if target.pg_type == PgType::Date && logical(source) == LogicalType::TimestampTz => {
             EmulatorPart::Sql(format!("CAST(DATEDIFF(microsecond, '1970-01-01 00:00:00'::TIMESTAMP_NTZ, CAST(CAST({c} AS DATE) AS TIMESTAMP_NTZ)) AS VARCHAR)"))
         }
+        // DuckDB's `.5` for a DECIMAL(38,38) given its integer digit.
+        None if through_scale_38(source, target) => EmulatorPart::Sql(format!("REPLACE({}, '.', '0.')", common_expr(source, target))),
         None => EmulatorPart::Sql(common_expr(source, target)),
     }
 }
@@ -308,7 +323,7 @@ fn common_expr(source: &SourceColumn, target: &TargetColumn) -> String {
                 // Through NUMBER(38, s): the same text on Snowflake, and DuckDB
                 // (the emulator) renders a DECIMAL without integer digits,
                 // NUMBER(9,9), as `.024996425` where the encoder writes `0.024996425`.
-                LogicalType::Fixed => varchar(format!("CAST({c} AS NUMBER(38, {}))", source.scale.unwrap_or(0).clamp(0, 37))),
+                LogicalType::Fixed => varchar(format!("CAST({c} AS NUMBER(38, {}))", source.scale.unwrap_or(0).clamp(0, 38))),
                 LogicalType::Boolean | LogicalType::Real => varchar(c),
                 LogicalType::Binary => format!("HEX_DECODE_STRING(HEX_ENCODE({c}))"),
                 LogicalType::Date => format!("TO_CHAR({c}, 'YYYY-MM-DD')"),
