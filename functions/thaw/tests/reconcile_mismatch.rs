@@ -348,3 +348,46 @@ async fn a_snowflake_login_refused_on_demand_is_a_failed_reconcile_never_a_misma
     assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
     assert_eq!(run_status(&pg, &run_id).await, ("completed".to_string(), String::new()));
 }
+
+/// Session 12: a night whose copy and reconcile succeeded but whose
+/// conflict detection failed (here persistently: the analytics tables do
+/// not exist in `conflicts.database`) was recorded `failed`, which every
+/// later `thaw run` resumed — a run with nothing left to copy — so no new
+/// row was synced while the cause lasted. The run stays `failed` with the
+/// step's error (exit 2 for this bad input), and the next night is a new
+/// run that copies the new rows.
+#[tokio::test]
+async fn a_failed_conflict_detection_does_not_make_every_later_run_resume_the_finished_run() {
+    let (sf_db, pg_db, pg, sf) = orders("cfstall", 30).await;
+    let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], &extra));
+    let path = path.to_str().unwrap();
+    let dir = std::env::temp_dir().join("thaw-test-reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let report_path = dir.join(format!("{}.json", unique("run")));
+    let night = || {
+        let out = thaw!(&["run", "--config", path, "--report", report_path.to_str().unwrap()]);
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+        (out, report)
+    };
+    let (out, first) = night();
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert_eq!(first["error"]["step"], "conflict-create", "{first}");
+    let first_id = first["plan"]["run_id"].as_str().unwrap().to_string();
+    let (status, error) = run_status(&pg, &first_id).await;
+    assert_eq!(status, "failed");
+    assert!(error.starts_with("step conflict-create failed"), "{error}");
+
+    sf.execute(&format!(
+        "INSERT INTO \"{sf_db}\".\"S\".\"ORDERS\" (\"Id\", \"Code\", \"Updated\") VALUES (77777777, 'c0ffee00-0000-4000-8000-000000000001', '2030-01-01 00:00:00+00:00')"
+    ))
+    .await
+    .unwrap();
+    let (out, second) = night();
+    assert_eq!(out.status.code(), Some(2), "{}", thaw_test_support::text(&out));
+    assert_ne!(second["plan"]["run_id"].as_str().unwrap(), first_id, "a new run, not the finished one resumed: {}", second["plan"]);
+    assert_eq!(second["plan"]["resumed"], false);
+    let copied: i64 = pg.query_one("SELECT count(*) FROM public.orders WHERE \"Id\" = 77777777", &[]).await.unwrap().get(0);
+    assert_eq!(copied, 1, "the night's new row is synced");
+}

@@ -319,7 +319,7 @@ pub async fn connect_configured(settings: &PostgresSettings, database: &str, key
                 format!(" Check postgres.host/port, that the server is running and that it accepts TLS (sslmode {sslmode}).")
             }
             ErrorKind::Unreachable => " Check postgres.host/port and that the server is running.".to_string(),
-            ErrorKind::SchemaMismatch => format!(" Create the database or set {key} in the configuration file to an existing database."),
+            ErrorKind::SchemaMismatch => format!(" Create the database or set {key} to an existing database in the configuration file."),
             _ => String::new(),
         };
         Error::new(err.kind, format!("{}.{hint}", err.message))

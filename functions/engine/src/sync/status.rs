@@ -90,27 +90,31 @@ pub mod run_status {
     pub const INTERRUPTED: &str = "interrupted";
     /// Replaced by a newer run started with `--no-resume`.
     pub const SUPERSEDED: &str = "superseded";
-    /// Statuses a later run may resume (work may be left), except a `failed`
-    /// run whose error starts with [`RECONCILE_UNCHECKED`] ([`is_resumable`]).
+    /// Statuses a later run may resume (work may be left), unless its copy
+    /// finished ([`resumable_sql`]).
     pub const RESUMABLE: [&str; 5] = [PLANNING, RUNNING, INTERRUPTED, PARTIAL, FAILED];
     /// The start of the error message of a run whose copy finished and whose
     /// reconcile could not check some tables (a dependency failed: Snowflake
     /// login, a database unreachable, a value that cannot be compared): the
-    /// run is `failed` — never `mismatch`, which is a data verdict — and not
-    /// resumed automatically, since nothing is left to copy: the next run is
-    /// new, copies the night's rows, and `thaw reconcile` checks this run
-    /// again (docs/sync.md §6.4).
+    /// run is `failed` — never `mismatch`, which is a data verdict
+    /// (docs/sync.md §6.4).
     pub const RECONCILE_UNCHECKED: &str = "reconciliation could not check";
     /// The SQL condition (over `migration_runs` as `r`, the statuses bound as
-    /// `$n` text[]) a run must meet to be resumed automatically or superseded:
-    /// [`RESUMABLE`] and not [`RECONCILE_UNCHECKED`].
+    /// `$statuses_param` text[]) a run must meet to be resumed automatically
+    /// or superseded: a status in [`RESUMABLE`], and its copy not finished.
+    /// A run's copy finished when every table of it is `completed` and a
+    /// reconcile of it ran (`metadata.reconcile`): it failed or was stopped
+    /// in or after reconcile (a table it could not check, conflict
+    /// detection failed or interrupted). Resuming it would copy nothing,
+    /// leave the night's new rows unsynced while the cause lasts, and
+    /// reconcile the old run against newer source rows, reporting them
+    /// missing; the next run is a new one instead (docs/sync.md §6.4).
+    /// `--resume-run-id` still resumes it.
     pub fn resumable_sql(statuses_param: usize) -> String {
-        format!("r.status = ANY(${statuses_param}) AND NOT (r.status = '{FAILED}' AND coalesce(r.error_message, '') LIKE '{RECONCILE_UNCHECKED}%')")
-    }
-    /// Whether a run with `status` and `error` may be resumed automatically
-    /// (the rule of [`resumable_sql`]).
-    pub fn is_resumable(status: &str, error: Option<&str>) -> bool {
-        RESUMABLE.contains(&status) && !(status == FAILED && error.unwrap_or_default().starts_with(RECONCILE_UNCHECKED))
+        format!(
+            "r.status = ANY(${statuses_param}) AND NOT (r.metadata ? 'reconcile' AND NOT EXISTS \
+               (SELECT 1 FROM migration_status.migration_table_status t WHERE t.run_id = r.run_id AND t.status NOT IN ('completed', 'skipped')))"
+        )
     }
 }
 

@@ -329,6 +329,12 @@ impl MemoryState {
     fn chunk(&mut self, key: &TableKey, chunk_id: i32) -> Option<&mut MemoryChunk> {
         self.table(key).and_then(|t| t.chunks.get_mut(&chunk_id))
     }
+    /// [`run_status::resumable_sql`] over the memory store.
+    fn resumable(&self, run: &MemoryRun) -> bool {
+        let copy_finished = run.metadata.get("reconcile").is_some()
+            && self.tables.iter().filter(|t| t.record.key.run_id == run.record.run_id).all(|t| matches!(t.record.status.as_str(), "completed" | "skipped"));
+        run_status::RESUMABLE.contains(&run.record.status.as_str()) && !copy_finished
+    }
     fn snapshot(&self, run: &MemoryRun) -> RunRecord {
         RunRecord { heartbeat_age_seconds: self.clock - run.heartbeat_at, lock_session_alive: run.record.lock_backend_pid.is_some(), ..run.record.clone() }
     }
@@ -578,7 +584,7 @@ impl StatusStore for MemoryStatusStore {
             .iter()
             .filter(|r| {
                 r.record.execution_hash == execution_hash
-                    && run_status::is_resumable(&r.record.status, r.error.as_deref())
+                    && s.resumable(r)
                     && s.clock - r.started_at < max_age_hours as f64 * 3600.0
             })
             .max_by(|a, b| a.started_at.total_cmp(&b.started_at));
@@ -588,8 +594,10 @@ impl StatusStore for MemoryStatusStore {
     async fn supersede(&self, execution_hash: &str, keep: Uuid) -> Result<Vec<Uuid>> {
         let mut s = self.lock();
         let mut out = Vec::new();
+        let superseded: Vec<Uuid> =
+            s.runs.iter().filter(|r| r.record.execution_hash == execution_hash && r.record.run_id != keep && s.resumable(r)).map(|r| r.record.run_id).collect();
         for r in s.runs.iter_mut() {
-            if r.record.execution_hash == execution_hash && r.record.run_id != keep && run_status::is_resumable(&r.record.status, r.error.as_deref()) {
+            if superseded.contains(&r.record.run_id) {
                 r.record.status = run_status::SUPERSEDED.into();
                 let note = format!("superseded by run {keep} (started with --no-resume)");
                 r.error = Some(match r.error.take() {
@@ -1280,6 +1288,11 @@ mod tests {
         // run would resume this finished run and copy nothing while the cause lasts).
         let unchecked = TableReconcile { error: Some("1e400 is not a JSON number PostgreSQL can compare".into()), ..table(false, "error") };
         let errors = ReconcileResponse { run_id, mismatches: 0, errors: 1, tables: vec![unchecked], ..Default::default() };
+        // The copy finished: every table completed (merge), and reconcile stored its summary on the run.
+        for t in store.lock().tables.iter_mut() {
+            t.record.status = "completed".into();
+        }
+        store.set_run_metadata(run_id, "reconcile", serde_json::to_value(&errors).unwrap()).await.unwrap();
         assert_eq!(store.record_reconcile(run_id, &errors).await.unwrap(), run_status::FAILED);
         assert!(store.run_error(run_id).unwrap().starts_with("reconciliation could not check 1 table(s): public.a: 1e400"), "{:?}", store.run_error(run_id));
         assert!(store.find_resumable("e", DEFAULT_RESUME_MAX_AGE_HOURS).await.unwrap().is_none(), "a run whose copy finished is not resumed");
