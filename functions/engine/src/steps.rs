@@ -91,7 +91,7 @@ pub async fn reconcile_with(config: &Config, request: &RunRequest, options: crat
     crate::failpoints::check(crate::failpoints::RECONCILE_STEP)?;
     let (response, details) = crate::reconcile::reconcile_run_with(config, request, options).await?;
     let pg = crate::sink::connect_status(config).await?;
-    PgStatusStore::new(&pg).record_reconcile(request.run_id, &response).await?;
+    crate::reconcile::record_outcome(&pg, request.run_id, &response).await?;
     Ok((response, details))
 }
 

@@ -420,20 +420,36 @@ pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options:
     if !recordable {
         return Ok((response, reports, before));
     }
-    let store = PgStatusStore::new(&pg);
     if response.errors > 0 {
         let names: Vec<String> = response.tables.iter().filter(|t| t.status == "error").map(|t| format!("{}: {}", t.target, t.error.as_deref().unwrap_or("unknown error"))).collect();
         let message = format!("{RECONCILE_ERRORS_MESSAGE} {} table(s) (thaw reconcile): {}", response.errors, names.join("; "));
-        store.finish_run(request.run_id, run_status::FAILED, Some(&message)).await?;
+        PgStatusStore::new(&pg).finish_run(request.run_id, run_status::FAILED, Some(&message)).await?;
         return Ok((response, reports, run_status::FAILED.to_string()));
     }
-    if failed_by_reconcile {
-        // record_reconcile decides from a finished copy's state (`mismatch` stands for it here for an instant);
-        // the failure recorded last time is replaced.
-        store.set_status(request.run_id, run_status::MISMATCH, Some(&error)).await?;
-    }
-    let after = store.record_reconcile(request.run_id, &response).await?;
+    let after = record_outcome(&pg, request.run_id, &response).await?;
     Ok((response, reports, after))
+}
+
+/// Record a reconcile's outcome on its run ([`StatusStore::record_reconcile`]:
+/// `completed`, `mismatch`, or `failed` when a table could not be checked),
+/// first taking up a run an earlier reconcile recorded `failed` because it
+/// could not check a table (its copy finished; the error starts with
+/// [`RECONCILE_ERRORS_MESSAGE`]), which `record_reconcile` alone would
+/// leave `failed`: the state machine's retry of a reconcile whose Snowflake
+/// was unreachable a moment ago, or a later `thaw reconcile`, decides it
+/// again. Returns the run's status afterwards.
+///
+/// Errors: [`ErrorKind`] by SQLSTATE when the run cannot be read or written.
+pub async fn record_outcome(pg: &Client, run_id: uuid::Uuid, response: &ReconcileResponse) -> Result<String> {
+    use crate::sync::status::run_status;
+    let store = PgStatusStore::new(pg);
+    if let Some((status, error)) = run_state(pg, run_id).await? {
+        if status == run_status::FAILED && error.starts_with(RECONCILE_ERRORS_MESSAGE) {
+            // record_reconcile decides from a finished copy's state (`mismatch` stands for it for an instant).
+            store.set_status(run_id, run_status::MISMATCH, Some(&error)).await?;
+        }
+    }
+    store.record_reconcile(run_id, response).await
 }
 
 /// Reconcile one table in the scope its coverage calls for (full, or the
