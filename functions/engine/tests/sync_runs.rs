@@ -162,6 +162,39 @@ async fn a_retried_reconcile_step_takes_up_the_run_the_failed_attempt_recorded()
     assert_eq!(run_status(&pg, run_id).await, ("completed".to_string(), None));
 }
 
+/// Cancels the run (as SIGTERM does) when conflict detection starts.
+struct StopAtConflicts(runner::Cancel);
+impl runner::Observer for StopAtConflicts {
+    fn step(&self, name: &str) {
+        if name == "conflict-create" {
+            self.0.cancel("SIGTERM");
+        }
+    }
+}
+
+/// Session 12: a run stopped during conflict detection said "resume with the
+/// same command", but its copy and reconcile finished, so the same command
+/// starts a new run (a resumed one would copy nothing). The record and the
+/// error say what happens, and the next run is new.
+#[tokio::test]
+async fn a_run_stopped_during_conflict_detection_says_the_next_run_is_new() {
+    let (sf_db, pg_db, pg) = setup("cfstop", 60, 1).await;
+    let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table_entry(1)], &extra)));
+    let cancel = runner::Cancel::new();
+    let stopping = RunOptions { request: PlanRequest::default(), conflicts: true, cancel: Some(cancel.clone()), ..Default::default() };
+    let report = runner::run(config.clone(), stopping, Arc::new(StopAtConflicts(cancel))).await.expect("a report");
+    assert_eq!(report.interrupted.as_deref(), Some("SIGTERM"));
+    let err = report.outcome().unwrap_err();
+    assert!(err.message.contains("not resumed") && err.message.contains("the next `thaw run` starts a new run") && !err.message.contains("can be resumed"), "{err}");
+    let (status, error) = run_status(&pg, report.plan.run_id).await;
+    assert_eq!(status, "interrupted");
+    let error = error.unwrap_or_default();
+    assert!(error.contains("the next run is a new one") && !error.contains("resume with the same command"), "{error}");
+    let next = runner::run(config, RunOptions { conflicts: false, ..options() }, Arc::new(Quiet)).await.unwrap();
+    assert!(!next.plan.resumed && next.plan.run_id != report.plan.run_id, "a new run");
+}
+
 #[tokio::test]
 async fn run_stopped_while_planning_resumes_plans_every_table_and_reconciles_them_all() {
     let (sf_db, pg_db, pg) = setup("planstop", 300, 3).await;
