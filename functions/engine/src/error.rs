@@ -19,7 +19,8 @@ pub enum ErrorKind {
     ConfigInvalid,
     /// Authentication failed (wrong password, bad key). Fix credentials.
     AuthFailed,
-    /// A database could not be reached at all (refused, DNS, TLS).
+    /// A database could not be reached at all (refused, a temporary DNS
+    /// failure, TLS); a host name that does not exist is [`ErrorKind::ConfigInvalid`].
     Unreachable,
     /// A table or column named by the configuration does not exist.
     SchemaMismatch,
@@ -130,6 +131,50 @@ impl Error {
 /// Result alias used across the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How a host name failed to resolve ([`name_resolution_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameResolution {
+    /// The name does not exist (`EAI_NONAME` "Name or service not known",
+    /// `EAI_NODATA` "No address associated with hostname"; musl's "Name does
+    /// not resolve"; macOS's "nodename nor servname provided, or not
+    /// known"): a wrong host in the configuration, bad input that no retry
+    /// can fix ([`ErrorKind::ConfigInvalid`]).
+    NotFound,
+    /// The resolver could not answer now (`EAI_AGAIN` "Temporary failure in
+    /// name resolution", or any other lookup failure): retryable.
+    Temporary,
+}
+
+/// Messages of `getaddrinfo` (glibc, musl, macOS) for a name that does not exist.
+const NAME_NOT_FOUND: [&str; 5] = [
+    "Name or service not known",
+    "No address associated with hostname",
+    "Name does not resolve",
+    "nodename nor servname provided, or not known",
+    "No such host is known",
+];
+
+/// Whether `err` (or an error in its source chain) is a failed host name
+/// lookup, and which kind. The standard library's resolver reports
+/// `getaddrinfo`'s failure only as the text "failed to lookup address
+/// information: <gai_strerror>" (an `io::Error` of kind `Uncategorized`),
+/// so the cause is read from that text: the one place where thaw decides by
+/// message, because no code is exposed. tokio-postgres, reqwest/hyper
+/// ("dns error") and object_store all resolve through it.
+pub fn name_resolution_failure(err: &(dyn std::error::Error + 'static)) -> Option<NameResolution> {
+    let mut lookup = false;
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if NAME_NOT_FOUND.iter().any(|m| text.contains(m)) {
+            return Some(NameResolution::NotFound);
+        }
+        lookup |= text.contains("failed to lookup address information") || text.contains("dns error");
+        cur = e.source();
+    }
+    lookup.then_some(NameResolution::Temporary)
+}
+
 /// Classify a PostgreSQL client error by SQLSTATE class, so that retries are
 /// driven by kind and never by message text.
 pub fn classify_postgres(err: &tokio_postgres::Error) -> ErrorKind {
@@ -172,6 +217,10 @@ pub fn classify_postgres(err: &tokio_postgres::Error) -> ErrorKind {
     if text.starts_with("invalid configuration") {
         return ErrorKind::ConfigInvalid;
     }
+    // A host that does not exist is bad input; a resolver that cannot answer now is not.
+    if name_resolution_failure(err) == Some(NameResolution::NotFound) {
+        return ErrorKind::ConfigInvalid;
+    }
     // No server error: I/O during connect or mid-stream.
     ErrorKind::Unreachable
 }
@@ -203,4 +252,37 @@ pub fn from_postgres(err: tokio_postgres::Error, what: impl fmt::Display) -> Err
     let mut error = Error::new(kind, format!("{what}: {detail}"));
     error.sqlstate = err.as_db_error().map(|db| db.code().code().to_string());
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose source is `inner`, as tokio-postgres and hyper wrap the resolver's.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, std::io::Error);
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
+    fn lookup(message: &str) -> Wrapped {
+        Wrapped("dns error", std::io::Error::other(format!("failed to lookup address information: {message}")))
+    }
+
+    #[test]
+    fn a_host_that_does_not_exist_is_told_apart_from_a_resolver_that_cannot_answer_now() {
+        for gone in ["Name or service not known", "No address associated with hostname", "Name does not resolve"] {
+            assert_eq!(name_resolution_failure(&lookup(gone)), Some(NameResolution::NotFound), "{gone}");
+        }
+        assert_eq!(name_resolution_failure(&lookup("Temporary failure in name resolution")), Some(NameResolution::Temporary));
+        let refused = Wrapped("error connecting to server", std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(name_resolution_failure(&refused), None);
+    }
 }

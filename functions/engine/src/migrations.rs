@@ -208,6 +208,15 @@ pub async fn refuse_read_only(client: &Client) -> Result<()> {
     ))
 }
 
+/// The configuration key that names `database`, one of [`local_databases`].
+fn database_key(config: &crate::config::Config, database: &str) -> &'static str {
+    if database == config.status_database() {
+        crate::sink::STATUS_DATABASE_KEY
+    } else {
+        "conflicts.database"
+    }
+}
+
 /// [`migrate_if_permitted`] on every database a local run uses (the status
 /// database and, when configured, the conflicts database), as the
 /// configured role: the local `thaw run`. Returns the migrations applied,
@@ -217,7 +226,7 @@ pub async fn refuse_read_only(client: &Client) -> Result<()> {
 pub async fn migrate_databases_if_permitted(config: &crate::config::Config) -> Result<Vec<String>> {
     let mut applied = Vec::new();
     for db in local_databases(config) {
-        let mut client = crate::sink::connect(&config.postgres, &db).await?;
+        let mut client = crate::sink::connect_configured(&config.postgres, &db, database_key(config, &db)).await?;
         for m in migrate_if_permitted(&mut client).await.map_err(|e| e.context(format!("database {db}")))? {
             applied.push(format!("{db}: {m}"));
         }
@@ -245,7 +254,7 @@ fn local_databases(config: &crate::config::Config) -> Vec<String> {
 pub async fn migrate_databases(config: &crate::config::Config) -> Result<Vec<String>> {
     let mut applied = Vec::new();
     for db in local_databases(config) {
-        let mut client = crate::sink::connect(&config.postgres, &db).await?;
+        let mut client = crate::sink::connect_configured(&config.postgres, &db, database_key(config, &db)).await?;
         for m in migrate(&mut client).await? {
             applied.push(format!("{db}: {m}"));
         }

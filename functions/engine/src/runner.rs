@@ -185,6 +185,18 @@ impl RunReport {
     /// step failed (its kind), chunks failed ([`ErrorKind::ChunkFailed`]),
     /// reconciliation found differences ([`ErrorKind::ReconcileMismatch`]).
     pub fn outcome(&self) -> Result<()> {
+        if let (Some(signal), Some(_)) = (&self.interrupted, &self.reconcile) {
+            // Stopped in conflict detection: the copy and its reconcile finished, so the
+            // same command starts a new run ([`crate::sync::status::run_status::resumable_sql`]).
+            return Err(Error::new(
+                ErrorKind::Transient,
+                format!(
+                    "interrupted by {signal} during conflict detection; run {} copied and reconciled every table, so it is not resumed: \
+                     the next `thaw run` starts a new run and detects conflicts then (or run `thaw conflicts`)",
+                    self.plan.run_id
+                ),
+            ));
+        }
         if let Some(signal) = &self.interrupted {
             return Err(Error::new(
                 ErrorKind::Transient,
@@ -408,7 +420,12 @@ async fn drive(
 async fn interrupted(lock: &RunLock, cancel: &Cancel, report: &mut RunReport) -> Result<bool> {
     let Some(reason) = cancel.reason() else { return Ok(false) };
     let run_id = report.plan.run_id;
-    let message = format!("interrupted by {reason}; resume with the same command or --resume-run-id {run_id}");
+    let message = if report.reconcile.is_some() {
+        // Its copy finished: never resumed automatically (run_status::resumable_sql).
+        format!("interrupted by {reason} during conflict detection, after every table was copied and reconciled; the next run is a new one")
+    } else {
+        format!("interrupted by {reason}; resume with the same command or --resume-run-id {run_id}")
+    };
     let released = PgStatusStore::new(&lock.client).release_in_progress_chunks(run_id, &format!("interrupted by {reason}")).await?;
     PgStatusStore::new(&lock.client).finish_run(run_id, run_status::INTERRUPTED, Some(&message)).await?;
     tracing::warn!(%run_id, signal = %reason, released, "run interrupted at a chunk boundary");

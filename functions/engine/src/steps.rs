@@ -16,6 +16,7 @@
 //! (docs/architecture.md §4).
 
 use crate::sync::status_store::{PgStatusStore, StatusStore};
+use crate::sync::status::run_status;
 use crate::config::Config;
 use crate::contract::{
     ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, DualReadRequest, DualReadResponse, FailRunRequest, MergeResponse, PlanRequest, PlanResponse,
@@ -39,7 +40,7 @@ pub async fn plan(config: &Config, request: &PlanRequest) -> Result<PlanResponse
 pub async fn copy_chunk(config: &Config, item: &ChunkItem) -> Result<CopyChunkResponse> {
     if let Some(crate::contract::StagedStep::FileManifest { uri }) = &item.staged {
         // The staged path's per-file manifest (docs/sync.md §13.7): status only, no source.
-        let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
+        let pg = crate::sink::connect_status(config).await?;
         let files = crate::sync::staged::write_file_manifest(&pg, item.run_id, uri).await?;
         return Ok(CopyChunkResponse { run_id: item.run_id, source_table: format!("{files} staged file(s)"), chunk_id: item.chunk_id, ..Default::default() });
     }
@@ -73,7 +74,8 @@ pub async fn merge(config: &Config, request: &RunRequest) -> Result<MergeRespons
 }
 
 /// The `reconcile` step: reconcile every table of the run, record the run's
-/// outcome (`completed` when nothing differs, `mismatch` otherwise; see
+/// outcome (`completed` when nothing differs, `mismatch` when a table
+/// differs, `failed` when one could not be checked; see
 /// [`StatusStore::record_reconcile`](crate::sync::status_store::StatusStore::record_reconcile)) and return the summary with
 /// the per-table reports.
 ///
@@ -88,8 +90,8 @@ pub async fn reconcile(config: &Config, request: &RunRequest) -> Result<(Reconci
 pub async fn reconcile_with(config: &Config, request: &RunRequest, options: crate::reconcile::ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>)> {
     crate::failpoints::check(crate::failpoints::RECONCILE_STEP)?;
     let (response, details) = crate::reconcile::reconcile_run_with(config, request, options).await?;
-    let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
-    PgStatusStore::new(&pg).record_reconcile(request.run_id, &response).await?;
+    let pg = crate::sink::connect_status(config).await?;
+    crate::reconcile::record_outcome(&pg, request.run_id, &response).await?;
     Ok((response, details))
 }
 
@@ -144,13 +146,27 @@ pub async fn dual_read(config: &Config, request: &DualReadRequest) -> Result<Dua
 
 /// The `fail-run` step: mark the run failed with the state machine's error
 /// (`mismatch` when the error is `ReconcileMismatch`: the reconcile step
-/// already recorded which tables differ). A request without a run id (plan
-/// itself failed) is a no-op. Returns the request.
+/// already recorded which tables differ). A run the reconcile step already
+/// recorded `failed` because it could not check some tables keeps that
+/// record (its message names every table and starts with
+/// [`run_status::RECONCILE_UNCHECKED`], which keeps the finished run from
+/// being resumed automatically). A request without a run id (plan itself
+/// failed) is a no-op. Returns the request.
 pub async fn fail_run(config: &Config, request: FailRunRequest) -> Result<FailRunRequest> {
     if let Some(run_id) = request.run_id {
-        let pg = crate::sink::connect(&config.postgres, config.status_database()).await?;
+        let pg = crate::sink::connect_status(config).await?;
+        let recorded = pg
+            .query_opt("SELECT status, coalesce(error_message, '') FROM migration_status.migration_runs WHERE run_id = $1", &[&run_id])
+            .await
+            .map_err(|e| crate::error::from_postgres(e, format!("reading run {run_id}")))?;
+        if let Some(row) = recorded {
+            let (status, error): (String, String) = (row.get(0), row.get(1));
+            if status == run_status::FAILED && error.starts_with(run_status::RECONCILE_UNCHECKED) {
+                return Ok(request);
+            }
+        }
         let cause: String = request.cause.chars().take(2000).collect();
-        let status = if request.error == crate::ErrorKind::ReconcileMismatch.name() { "mismatch" } else { "failed" };
+        let status = if request.error == crate::ErrorKind::ReconcileMismatch.name() { run_status::MISMATCH } else { run_status::FAILED };
         PgStatusStore::new(&pg).finish_run(run_id, status, Some(&format!("{}: {cause}", request.error))).await?;
     }
     Ok(request)

@@ -127,6 +127,74 @@ async fn run_whose_reconcile_step_fails_is_recorded_failed_with_a_report() {
     assert!(error.unwrap_or_default().contains("failpoint reconcile_step"));
 }
 
+/// Session 12: the state machine retries a reconcile whose Snowflake was
+/// unreachable (`Unreachable` is retryable). The first attempt records the
+/// run `failed` (a table it could not check); the retry that checks every
+/// table clean makes it `completed` again, and fail-run, when the retries
+/// run out, keeps the record naming every table.
+#[tokio::test]
+async fn a_retried_reconcile_step_takes_up_the_run_the_failed_attempt_recorded() {
+    let (sf_db, pg_db, pg) = setup("recretry", 120, 1).await;
+    let good = config_for(&sf_db, &pg_db, 1);
+    let report = runner::run(good.clone(), options(), Arc::new(Quiet)).await.unwrap();
+    report.outcome().expect("clean first run");
+    let run_id = report.plan.run_id;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let entries = [table_entry(1)];
+    let down = config(&config_text(&sf_db, &pg_db, &[&entries[0]], "").replace("${THAW_SF_ENDPOINT}", &format!("127.0.0.1:{closed}")));
+    let request = thaw_engine::contract::RunRequest { run_id };
+
+    let (response, _) = thaw_engine::steps::reconcile(&down, &request).await.expect("the step records the tables it could not check");
+    assert_eq!(response.errors, 1);
+    assert_eq!(thaw_engine::reconcile::require_match(&response).unwrap_err().kind, ErrorKind::Unreachable);
+    let (status, error) = run_status(&pg, run_id).await;
+    assert_eq!(status, "failed");
+    assert!(error.clone().unwrap_or_default().starts_with("reconciliation could not check 1 table(s): public.orders"), "{error:?}");
+
+    // The retries ran out: fail-run keeps the record naming the table.
+    let fail = thaw_engine::contract::FailRunRequest { run_id: Some(run_id), error: "Unreachable".into(), cause: "retries exhausted".into() };
+    thaw_engine::steps::fail_run(&good, fail).await.unwrap();
+    assert_eq!(run_status(&pg, run_id).await, ("failed".to_string(), error));
+
+    // Snowflake is back: the retried step (or the next execution's reconcile of it) verifies and records `completed`.
+    let (response, _) = thaw_engine::steps::reconcile(&good, &request).await.unwrap();
+    assert_eq!((response.errors, response.mismatches), (0, 0));
+    assert_eq!(run_status(&pg, run_id).await, ("completed".to_string(), None));
+}
+
+/// Cancels the run (as SIGTERM does) when conflict detection starts.
+struct StopAtConflicts(runner::Cancel);
+impl runner::Observer for StopAtConflicts {
+    fn step(&self, name: &str) {
+        if name == "conflict-create" {
+            self.0.cancel("SIGTERM");
+        }
+    }
+}
+
+/// Session 12: a run stopped during conflict detection said "resume with the
+/// same command", but its copy and reconcile finished, so the same command
+/// starts a new run (a resumed one would copy nothing). The record and the
+/// error say what happens, and the next run is new.
+#[tokio::test]
+async fn a_run_stopped_during_conflict_detection_says_the_next_run_is_new() {
+    let (sf_db, pg_db, pg) = setup("cfstop", 60, 1).await;
+    let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table_entry(1)], &extra)));
+    let cancel = runner::Cancel::new();
+    let stopping = RunOptions { request: PlanRequest::default(), conflicts: true, cancel: Some(cancel.clone()), ..Default::default() };
+    let report = runner::run(config.clone(), stopping, Arc::new(StopAtConflicts(cancel))).await.expect("a report");
+    assert_eq!(report.interrupted.as_deref(), Some("SIGTERM"));
+    let err = report.outcome().unwrap_err();
+    assert!(err.message.contains("not resumed") && err.message.contains("the next `thaw run` starts a new run") && !err.message.contains("can be resumed"), "{err}");
+    let (status, error) = run_status(&pg, report.plan.run_id).await;
+    assert_eq!(status, "interrupted");
+    let error = error.unwrap_or_default();
+    assert!(error.contains("the next run is a new one") && !error.contains("resume with the same command"), "{error}");
+    let next = runner::run(config, RunOptions { conflicts: false, ..options() }, Arc::new(Quiet)).await.unwrap();
+    assert!(!next.plan.resumed && next.plan.run_id != report.plan.run_id, "a new run");
+}
+
 #[tokio::test]
 async fn run_stopped_while_planning_resumes_plans_every_table_and_reconciles_them_all() {
     let (sf_db, pg_db, pg) = setup("planstop", 300, 3).await;

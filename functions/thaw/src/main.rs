@@ -259,9 +259,11 @@ fn main() -> ExitCode {
         }
     };
     let cancel = runner::Cancel::new();
+    let config_path = cli.command.config_path();
     let code = match runtime.block_on(dispatch(cli, interactive, cancel.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let e = name_config_file(e, config_path.as_deref());
             eprintln!("error: {e}");
             match cancel.reason() {
                 Some(signal) => ExitCode::from(signal_exit_code(&signal)),
@@ -272,6 +274,33 @@ fn main() -> ExitCode {
     // Do not wait for blocking tasks (e.g. a pending stdin read) on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+impl Command {
+    /// The `--config` file of the command, if it takes one.
+    fn config_path(&self) -> Option<PathBuf> {
+        let c = match self {
+            Command::Run(a) => &a.config,
+            Command::Validate(c) | Command::Migrate(c) => c,
+            Command::Reconcile { config, .. } | Command::Conflicts { config, .. } | Command::DualRead { config, .. } | Command::Status { config, .. } => config,
+            Command::Cutover { command: CutoverCommand::Check { config, .. } } => config,
+            Command::Dev { .. } => return None,
+        };
+        Some(c.config.clone())
+    }
+}
+
+/// A bad-input error (exit 2: a setting, credentials, a missing database,
+/// table or column) names the configuration file to fix, unless its
+/// message already does.
+fn name_config_file(e: Error, path: Option<&std::path::Path>) -> Error {
+    match path {
+        Some(p) if e.kind.exit_code() == 2 && !e.message.contains(&p.display().to_string()) => {
+            let message = format!("{} (configuration file: {})", e.message, p.display());
+            Error { message, ..e }
+        }
+        _ => e,
+    }
 }
 
 /// 128 + the signal number, as shells report it: 130 for SIGINT, 143 for SIGTERM.
@@ -355,7 +384,7 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
             // refused before the comparison, as `thaw run` refuses it, instead
             // of a bare SQLSTATE 25006 once every table was compared.
             let writable = async {
-                let status = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
+                let status = thaw_engine::sink::connect_status(&config).await?;
                 thaw_engine::migrations::refuse_read_only(&status).await
             };
             let reconciled = match writable.await {
@@ -440,7 +469,7 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result
         }
         Command::Status { config, run_id, limit, coverage_hours, json } => {
             let config = Config::load(&config.config)?;
-            let pg = thaw_engine::sink::connect(&config.postgres, config.status_database()).await?;
+            let pg = thaw_engine::sink::connect_status(&config).await?;
             if !thaw_engine::cutover::status_tables_exist(&pg).await? {
                 // Nothing has run against this database yet: say so, not "relation does not exist".
                 let note = format!("the status database '{}' is not migrated yet (nothing has run against it): `thaw run` migrates it first, or run `thaw migrate`", config.status_database());

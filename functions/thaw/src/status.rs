@@ -11,6 +11,13 @@
 use thaw_engine::reconcile::coverage::TableFreshness;
 use thaw_engine::sync::status::RunOverview;
 
+/// The width of a table-name column: the longest name (in characters;
+/// names are printed whole, never cut, so every column after it stays
+/// aligned however long a schema-qualified name is), at least `min`.
+pub fn name_width<'a>(names: impl Iterator<Item = &'a str>, min: usize) -> usize {
+    names.map(|n| n.chars().count()).max().unwrap_or(0).max(min)
+}
+
 /// Print `runs` as text tables.
 pub fn print(runs: &[RunOverview]) {
     if runs.is_empty() {
@@ -42,10 +49,11 @@ pub fn print(runs: &[RunOverview]) {
         if let Some(e) = &r.error {
             println!("  error: {e}");
         }
-        println!("  {:<36} {:<11} {:>7} {:>7} {:>6} {:>6} {:>11} {:>9} {:>10}", "table", "status", "chunks", "done", "failed", "active", "rows", "seconds", "rows/s");
+        let w = name_width(r.tables.iter().map(|t| t.target.as_str()), 36);
+        println!("  {:<w$} {:<11} {:>7} {:>7} {:>6} {:>6} {:>11} {:>9} {:>10}", "table", "status", "chunks", "done", "failed", "active", "rows", "seconds", "rows/s");
         for t in &r.tables {
             println!(
-                "  {:<36} {:<11} {:>7} {:>7} {:>6} {:>6} {:>11} {:>9.1} {:>10.0}",
+                "  {:<w$} {:<11} {:>7} {:>7} {:>6} {:>6} {:>11} {:>9.1} {:>10.0}",
                 t.target, t.status, t.chunks, t.chunks_completed, t.chunks_failed, t.chunks_in_progress, t.rows, t.seconds, t.rows_per_second
             );
         }
@@ -65,7 +73,8 @@ pub fn print(runs: &[RunOverview]) {
 /// `threshold_hours` is the age above which a table is flagged.
 pub fn print_freshness(tables: &[TableFreshness], threshold_hours: f64) {
     println!("reconcile freshness (STALE: least recently verified slice older than {threshold_hours} h, or never verified whole; last reconcile MISMATCH/ERROR: the table differs or could not be checked now)");
-    println!("  {:<36} {:<19} {:>8} {:<19} {:>13}  last reconcile", "table", "last full verify", "rolling", "verified since", "freshness (h)");
+    let w = name_width(tables.iter().map(|t| t.target.as_str()), 36);
+    println!("  {:<w$} {:<19} {:>8} {:<19} {:>13}  last reconcile", "table", "last full verify", "rolling", "verified since", "freshness (h)");
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "never".into());
     for t in tables {
         let age = t.freshness_hours.map(|h| format!("{h:.1}")).unwrap_or_else(|| "-".into());
@@ -74,7 +83,7 @@ pub fn print_freshness(tables: &[TableFreshness], threshold_hours: f64) {
             (None, _) => "never".into(),
         };
         println!(
-            "  {:<36} {:<19} {:>7.1}% {:<19} {:>13}  {last}{}",
+            "  {:<w$} {:<19} {:>7.1}% {:<19} {:>13}  {last}{}",
             t.target,
             time(t.last_full_verified_at),
             t.rolling_percent,

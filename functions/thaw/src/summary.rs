@@ -18,7 +18,9 @@ fn reconcile_cell(x: &TableReconcile) -> String {
 pub fn print(report: &RunReport) {
     println!();
     println!("run {}{}: {}", report.plan.run_id, if report.plan.resumed { " (resumed)" } else { "" }, report.status);
-    println!("{:<42} {:>10} {:>10} {:>9} {:>11}  reconcile", "table", "rows read", "written", "seconds", "rows/s");
+    let names = report.tables.iter().map(|t| t.target.as_str()).chain(report.reconcile.iter().flat_map(|r| r.tables.iter().map(|t| t.target.as_str())));
+    let w = crate::status::name_width(names, 42);
+    println!("{:<w$} {:>10} {:>10} {:>9} {:>11}  reconcile", "table", "rows read", "written", "seconds", "rows/s");
     println!("{}", "-".repeat(100));
     for t in &report.tables {
         let target = t.target.clone();
@@ -29,11 +31,11 @@ pub fn print(report: &RunReport) {
             .map(reconcile_cell)
             .unwrap_or_else(|| if t.failed_chunks > 0 { format!("{} chunk(s) failed", t.failed_chunks) } else { "-".into() });
         let rate = if t.seconds > 0.0 { t.rows_read as f64 / t.seconds } else { 0.0 };
-        println!("{:<42} {:>10} {:>10} {:>9.2} {:>11.0}  {}", target, t.rows_read, t.rows_written, t.seconds, rate, rec);
+        println!("{:<w$} {:>10} {:>10} {:>9.2} {:>11.0}  {}", target, t.rows_read, t.rows_written, t.seconds, rate, rec);
     }
     if let Some(r) = &report.reconcile {
         for t in r.tables.iter().filter(|t| !report.tables.iter().any(|c| c.target == t.target)) {
-            println!("{:<42} {:>10} {:>10} {:>9} {:>11}  {}", t.target, 0, 0, "-", "-", reconcile_cell(t));
+            println!("{:<w$} {:>10} {:>10} {:>9} {:>11}  {}", t.target, 0, 0, "-", "-", reconcile_cell(t));
         }
         print_details(r, &report.reconcile_details);
     }
@@ -74,10 +76,11 @@ pub fn status_changes(s: &thaw_engine::contract::StatusChanges) -> String {
 /// Print the result of `thaw reconcile`: one line per table, then the details.
 pub fn print_reconcile(response: &ReconcileResponse, details: &[TableReport]) {
     println!("reconcile of run {}", response.run_id);
-    println!("{:<42} {:>12} {:>12}  result", "table", "snowflake", "postgres");
+    let w = crate::status::name_width(response.tables.iter().map(|t| t.target.as_str()), 42);
+    println!("{:<w$} {:>12} {:>12}  result", "table", "snowflake", "postgres");
     println!("{}", "-".repeat(90));
     for t in &response.tables {
-        println!("{:<42} {:>12} {:>12}  {}", t.target, t.source_rows, t.target_rows, reconcile_cell(t));
+        println!("{:<w$} {:>12} {:>12}  {}", t.target, t.source_rows, t.target_rows, reconcile_cell(t));
     }
     print_details(response, details);
 }

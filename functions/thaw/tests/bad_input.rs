@@ -177,6 +177,29 @@ async fn unreachable_snowflake_endpoint_is_not_reported_as_bad_credentials() {
     assert_fails(&["run", "--config", path.to_str().unwrap()], 1, &["Unreachable", "cannot log in to Snowflake account", "Check snowflake.account / snowflake.endpoint"]);
 }
 
+/// Session 12 (issue 9): a host name that does not exist was `Unreachable`
+/// (exit 1, retried by the workflow as a network drop) for PostgreSQL and
+/// Snowflake alike. It is bad input (exit 2, never retried) naming the key
+/// to fix and the configuration file; nothing is recorded.
+#[tokio::test]
+async fn a_host_that_does_not_exist_is_bad_input_naming_its_key() {
+    let pg_db = unique("nohost");
+    let pg = fresh_pg(&pg_db).await;
+    let text = config_text("DB", &pg_db, &[r#"{"source": "T", "target": "t"}"#], "");
+    let no_pg = config_file(&text.replace("${THAW_PG_HOST}", "no-such-host.invalid"));
+    for command in [&["status"][..], &["run"], &["migrate"]] {
+        let mut args = command.to_vec();
+        args.extend(["--config", no_pg.to_str().unwrap()]);
+        let shown = assert_fails(&args, 2, &["ConfigInvalid", "no-such-host.invalid", "does not exist", "postgres.host", no_pg.to_str().unwrap()]);
+        assert!(!shown.contains("Unreachable"), "{shown}");
+    }
+    // No endpoint override: the client resolves <account>.snowflakecomputing.com, which does not exist.
+    let no_sf = config_file(&text.replace("\"endpoint\": \"${THAW_SF_ENDPOINT}\", ", "").replace("${THAW_SF_ACCOUNT}", "thaw-no-such-account-q12"));
+    let shown = assert_fails(&["run", "--config", no_sf.to_str().unwrap()], 2, &["ConfigInvalid", "cannot log in to Snowflake account", "does not exist", "snowflake.account", "snowflake.endpoint"]);
+    assert!(!shown.contains("Unreachable"), "{shown}");
+    assert_eq!(pg_count(&pg, "migration_status.migration_runs").await, 0, "nothing was recorded");
+}
+
 /// Schema drift through the CLI (docs/sync.md §3.6): a column added to the
 /// Snowflake table after a run, with no `schema_evolution`, stops the next
 /// plan with exit code 2 and the `ALTER TABLE` to run; nothing is written.

@@ -157,15 +157,15 @@ async fn thaw_reconcile_records_its_outcome_on_the_run_and_refuses_an_unknown_ru
     let status_json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
     assert_eq!(status_json["runs"][0]["status"], "mismatch", "{status_json}");
 
-    // A table that cannot be checked: exit 2, the run is not verified and says why; not `failed`,
-    // which the next `thaw run` would resume instead of starting the night's new run.
+    // A table that cannot be checked: exit 2, the run is `failed` (not verified) and says why;
+    // not `mismatch` (a data verdict), and not resumed by the next `thaw run` (its copy finished).
     pg.batch_execute("ALTER TABLE public.orders RENAME TO orders_away").await.unwrap();
     let out = reconcile(&["--json"]);
     assert_eq!(out.status.code(), Some(2), "{}", thaw_test_support::text(&out));
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
-    assert_eq!(printed["run_status"], "mismatch");
+    assert_eq!(printed["run_status"], "failed");
     let (status, error) = run_status(&pg, &run_id).await;
-    assert_eq!(status, "mismatch");
+    assert_eq!(status, "failed");
     assert!(error.starts_with("reconciliation could not check 1 table(s) (thaw reconcile): public.orders"), "{error}");
     // A run the nightly reconcile step recorded `failed` for the same reason is taken up too.
     pg.execute("UPDATE migration_status.migration_runs SET status = 'failed', error_message = 'reconciliation could not check 1 table(s): public.orders: gone' WHERE run_id = $1::text::uuid", &[&run_id])
@@ -298,4 +298,96 @@ async fn thaw_reconcile_refuses_while_a_run_writes_its_tables_and_releases_its_l
     assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
     let free: bool = holder.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.unwrap().get(0);
     assert!(free, "thaw reconcile released the run lock");
+}
+
+/// Found in session 12 (issue 7): an on-demand `thaw reconcile` whose
+/// Snowflake login was refused recorded the run `mismatch` — a data
+/// verdict for a dependency error. It is `failed` with the login error
+/// (exit 2: credentials are bad input; never 3), the report says so, the
+/// finished run is not resumed by the next `thaw run`, and a reconcile with
+/// the right password makes it `completed` again.
+#[tokio::test]
+async fn a_snowflake_login_refused_on_demand_is_a_failed_reconcile_never_a_mismatch() {
+    let (sf_db, pg_db, pg, _sf) = orders("reclogin", 40).await;
+    let text = config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "");
+    let path = config_file(&text);
+    let path = path.to_str().unwrap();
+    let dir = std::env::temp_dir().join("thaw-test-reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_report = dir.join(format!("{}.json", unique("run")));
+    let out = thaw!(&["run", "--config", path, "--no-conflicts", "--report", run_report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_report).unwrap()).unwrap();
+    let run_id = report["plan"]["run_id"].as_str().unwrap().to_string();
+
+    let wrong = config_file(&text.replace("${THAW_SF_PASSWORD}", "not-the-password"));
+    let rec_report = dir.join(format!("{}.json", unique("rec")));
+    let out = thaw!(&["reconcile", "--config", wrong.to_str().unwrap(), "--run-id", &run_id, "--report", rec_report.to_str().unwrap()]);
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "a refused login is bad input (credentials), never the mismatch exit 3:\n{shown}");
+    assert!(shown.contains("AuthFailed") && !shown.contains("ReconcileMismatch"), "{shown}");
+    assert!(shown.contains(&format!("run {run_id}: 'failed' in migration_status.migration_runs")), "{shown}");
+    let (status, error) = run_status(&pg, &run_id).await;
+    assert_eq!(status, "failed", "{error}");
+    assert!(error.starts_with("reconciliation could not check 1 table(s) (thaw reconcile): public.orders") && error.contains("AuthFailed"), "{error}");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rec_report).expect("the report is written")).unwrap();
+    assert_eq!((written["run_status"].as_str(), written["summary"]["mismatches"].as_u64(), written["summary"]["errors"].as_u64()), (Some("failed"), Some(0), Some(1)), "{written}");
+    let out = thaw!(&["status", "--config", path, "--run-id", &run_id, "--json"]);
+    let status_json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(status_json["runs"][0]["status"], "failed", "{status_json}");
+
+    // The next night's run is a new run (the finished one has nothing left to copy).
+    let out = thaw!(&["run", "--config", path, "--no-conflicts", "--report", run_report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
+    let next: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_report).unwrap()).unwrap();
+    assert_ne!(next["plan"]["run_id"].as_str().unwrap(), run_id, "a new run, not the finished one resumed");
+    assert_eq!(next["plan"]["resumed"], false, "{}", next["plan"]);
+
+    // With the right password the run is checked again and `completed`.
+    let out = thaw!(&["reconcile", "--config", path, "--run-id", &run_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
+    assert_eq!(run_status(&pg, &run_id).await, ("completed".to_string(), String::new()));
+}
+
+/// Session 12: a night whose copy and reconcile succeeded but whose
+/// conflict detection failed (here persistently: the analytics tables do
+/// not exist in `conflicts.database`) was recorded `failed`, which every
+/// later `thaw run` resumed — a run with nothing left to copy — so no new
+/// row was synced while the cause lasted. The run stays `failed` with the
+/// step's error (exit 2 for this bad input), and the next night is a new
+/// run that copies the new rows.
+#[tokio::test]
+async fn a_failed_conflict_detection_does_not_make_every_later_run_resume_the_finished_run() {
+    let (sf_db, pg_db, pg, sf) = orders("cfstall", 30).await;
+    let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
+    let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], &extra));
+    let path = path.to_str().unwrap();
+    let dir = std::env::temp_dir().join("thaw-test-reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let report_path = dir.join(format!("{}.json", unique("run")));
+    let night = || {
+        let out = thaw!(&["run", "--config", path, "--report", report_path.to_str().unwrap()]);
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+        (out, report)
+    };
+    let (out, first) = night();
+    let shown = thaw_test_support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert_eq!(first["error"]["step"], "conflict-create", "{first}");
+    let first_id = first["plan"]["run_id"].as_str().unwrap().to_string();
+    let (status, error) = run_status(&pg, &first_id).await;
+    assert_eq!(status, "failed");
+    assert!(error.starts_with("step conflict-create failed"), "{error}");
+
+    sf.execute(&format!(
+        "INSERT INTO \"{sf_db}\".\"S\".\"ORDERS\" (\"Id\", \"Code\", \"Updated\") VALUES (77777777, 'c0ffee00-0000-4000-8000-000000000001', '2030-01-01 00:00:00+00:00')"
+    ))
+    .await
+    .unwrap();
+    let (out, second) = night();
+    assert_eq!(out.status.code(), Some(2), "{}", thaw_test_support::text(&out));
+    assert_ne!(second["plan"]["run_id"].as_str().unwrap(), first_id, "a new run, not the finished one resumed: {}", second["plan"]);
+    assert_eq!(second["plan"]["resumed"], false);
+    let copied: i64 = pg.query_one("SELECT count(*) FROM public.orders WHERE \"Id\" = 77777777", &[]).await.unwrap().get(0);
+    assert_eq!(copied, 1, "the night's new row is synced");
 }

@@ -181,3 +181,58 @@ async fn status_shows_the_newest_reconcile_outcome_next_to_a_tables_freshness() 
     let line = shown.lines().find(|l| l.trim_start().starts_with("public.orders ")).unwrap_or_else(|| panic!("{shown}")).to_string();
     assert!(line.contains("  MISMATCH 20"), "{shown}");
 }
+
+/// Session 12 (issue 9): a status database that does not exist was
+/// hinted as `target_pg_database`, though `postgres.status_database` sets
+/// it (the first source's `target_pg_database` only when it is absent). The
+/// hint names that key and the configuration file; exit 2.
+#[tokio::test]
+async fn a_missing_status_database_names_the_key_that_sets_it_and_the_file() {
+    let db = unique("statusgone");
+    let config = config_text("NOSF", &db, &[&orders_table(None, "")], "")
+        .replace("\"password\": \"${THAW_PG_PASSWORD}\"}", &format!("\"password\": \"${{THAW_PG_PASSWORD}}\", \"status_database\": \"{db}\"}}"));
+    let cfg = config_file(&config);
+    let cfg = cfg.to_str().unwrap();
+    for command in [&["status"][..], &["run"]] {
+        let mut args = command.to_vec();
+        args.extend(["--config", cfg]);
+        let out = thaw!(&args);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{shown}");
+        assert!(shown.contains(&format!("database \"{db}\" does not exist")) && shown.contains("set postgres.status_database") && shown.contains(cfg), "{shown}");
+        assert!(!shown.contains("set target_pg_database"), "{shown}");
+    }
+}
+
+/// Session 12 (issue 9): a table name longer than 36 characters pushed
+/// every later column of its row out of line with the header, in the runs
+/// table and the freshness table. Names are printed whole and the columns
+/// widen to the longest; `--json` holds the whole name.
+#[tokio::test]
+async fn status_columns_stay_aligned_with_a_long_table_name() {
+    let (sf_db, pg_db, pg, _sf) = orders("statuslong", 20).await;
+    let long = "orders_kept_for_the_alignment_check_of_status";
+    pg.batch_execute(&format!("ALTER TABLE public.orders RENAME TO {long}")).await.unwrap();
+    let entry = orders_table(None, "").replace("\"target\": \"orders\"", &format!("\"target\": \"{long}\""));
+    let cfg = config_file(&config_text(&sf_db, &pg_db, &[&entry], ""));
+    let cfg = cfg.to_str().unwrap();
+    let out = thaw!(&["run", "--config", cfg, "--no-conflicts"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = thaw!(&["status", "--config", cfg]);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let name = format!("public.{long}");
+    let lines: Vec<&str> = shown.lines().collect();
+    let headers: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].trim_start().starts_with("table ")).collect();
+    assert_eq!(headers.len(), 2, "a runs table and a freshness table:\n{shown}");
+    for h in headers {
+        let (header, row) = (lines[h], lines[h + 1]);
+        assert!(row.trim_start().starts_with(&name), "the whole name:\n{shown}");
+        // Every column boundary of the header (a blank followed by text) is one in the row too.
+        let second = header["  table".len()..].find(|c: char| c != ' ').expect("a second column") + "  table".len();
+        assert!(row.as_bytes()[second - 1] == b' ' && row.as_bytes()[second] != b' ', "column 2 of {header:?} at {second} is out of line in {row:?}:\n{shown}");
+        assert_eq!(row[..second].trim(), name, "{shown}");
+    }
+    let json = status_json(cfg, &[]);
+    assert_eq!(json["runs"][0]["tables"][0]["target"], name.as_str(), "{json}");
+}

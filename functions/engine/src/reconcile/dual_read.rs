@@ -211,7 +211,7 @@ pub async fn run(config: &Config, options: &DualReadOptions) -> Result<DualReadR
         Err(e) => DualReadReport { status: "error".into(), error: Some(e.to_string()), error_kind: Some(e.kind), ..Default::default() },
     };
     report.seconds = started.elapsed().as_secs_f64();
-    let status_db = sink::connect(&config.postgres, config.status_database()).await?;
+    let status_db = sink::connect_status(config).await?;
     record(&status_db, &report).await?;
     Ok(report)
 }

@@ -289,7 +289,7 @@ pub async fn reconcile_run(config: &Config, request: &RunRequest) -> Result<(Rec
 
 /// [`reconcile_run`] with explicit bisection options.
 pub async fn reconcile_run_with(config: &Config, request: &RunRequest, options: ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>)> {
-    let pg = sink::connect(&config.postgres, config.status_database()).await?;
+    let pg = sink::connect_status(config).await?;
     // A run id that names no run is bad input, not "0 tables, all clean".
     if run_state(&pg, request.run_id).await?.is_none() {
         return Err(unknown_run(request.run_id));
@@ -374,8 +374,8 @@ async fn run_state(pg: &Client, run_id: uuid::Uuid) -> Result<Option<(String, St
 
 /// The start of the error message [`StatusStore::record_reconcile`] and
 /// [`reconcile_on_demand`] record on a run whose reconcile could not check
-/// some tables (status `mismatch`; `failed` before 2026-12-06).
-const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
+/// some tables (status `failed`; `mismatch` from 2026-12-06 to session 12).
+const RECONCILE_ERRORS_MESSAGE: &str = crate::sync::status::run_status::RECONCILE_UNCHECKED;
 
 /// `thaw reconcile`: reconcile a run on demand ([`reconcile_run_with`]) and
 /// record the outcome on the run, as the nightly reconcile step does, so
@@ -383,13 +383,15 @@ const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
 /// what the newest reconcile found (docs/reconcile.md §6.1).
 ///
 /// Recorded for a run whose copy finished: `completed` or `mismatch`, or
-/// `failed` by an earlier thaw's reconcile that could not check a table; the run
-/// becomes `completed` when nothing differs and `mismatch` when a table
-/// differs ([`StatusStore::record_reconcile`]) or could not be checked
-/// (the message says which: `reconciliation could not check …`). Not
-/// `failed`, as the nightly step recorded it until 2026-12-06: `failed` is resumable, and the
-/// next `thaw run` would resume this finished run instead of starting the
-/// night's new one (its chunks all done, so copying nothing new). A run still `planning` or `running`
+/// `failed` by a reconcile that could not check a table; the run
+/// becomes `completed` when nothing differs, `mismatch` when a table
+/// differs ([`StatusStore::record_reconcile`]) and `failed` when a table
+/// could not be checked (the message says which: `reconciliation could not
+/// check …`; a dependency error — a Snowflake login refused, a database
+/// unreachable — is never the data verdict `mismatch`). Such a `failed` run
+/// is not resumed automatically ([`crate::sync::status::run_status::is_resumable`]):
+/// the next `thaw run` starts the night's new run instead of resuming this
+/// finished one (its chunks all done, so copying nothing new). A run still `planning` or `running`
 /// (it may be copying right now), `partial`, `interrupted`, `superseded`,
 /// or `failed` for another reason keeps its status: a clean reconcile cannot
 /// make unfinished chunks good; resume it with `thaw run`.
@@ -403,7 +405,7 @@ const RECONCILE_ERRORS_MESSAGE: &str = "reconciliation could not check";
 /// of the tables; otherwise those of [`reconcile_run_with`].
 pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options: ReconcileOptions) -> Result<(ReconcileResponse, Vec<TableReport>, String)> {
     use crate::sync::status::run_status;
-    let pg = sink::connect(&config.postgres, config.status_database()).await?;
+    let pg = sink::connect_status(config).await?;
     let (before, error) = run_state(&pg, request.run_id).await?.ok_or_else(|| unknown_run(request.run_id))?;
     let failed_by_reconcile = before == run_status::FAILED && error.starts_with(RECONCILE_ERRORS_MESSAGE);
     let recordable = before == run_status::COMPLETED || before == run_status::MISMATCH || failed_by_reconcile;
@@ -417,19 +419,36 @@ pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options:
     if !recordable {
         return Ok((response, reports, before));
     }
-    let store = PgStatusStore::new(&pg);
     if response.errors > 0 {
         let names: Vec<String> = response.tables.iter().filter(|t| t.status == "error").map(|t| format!("{}: {}", t.target, t.error.as_deref().unwrap_or("unknown error"))).collect();
         let message = format!("{RECONCILE_ERRORS_MESSAGE} {} table(s) (thaw reconcile): {}", response.errors, names.join("; "));
-        store.finish_run(request.run_id, run_status::MISMATCH, Some(&message)).await?;
-        return Ok((response, reports, run_status::MISMATCH.to_string()));
+        PgStatusStore::new(&pg).finish_run(request.run_id, run_status::FAILED, Some(&message)).await?;
+        return Ok((response, reports, run_status::FAILED.to_string()));
     }
-    if failed_by_reconcile {
-        // record_reconcile decides from a finished copy's state; the failure it recorded last time is replaced.
-        store.set_status(request.run_id, run_status::MISMATCH, Some(&error)).await?;
-    }
-    let after = store.record_reconcile(request.run_id, &response).await?;
+    let after = record_outcome(&pg, request.run_id, &response).await?;
     Ok((response, reports, after))
+}
+
+/// Record a reconcile's outcome on its run ([`StatusStore::record_reconcile`]:
+/// `completed`, `mismatch`, or `failed` when a table could not be checked),
+/// first taking up a run an earlier reconcile recorded `failed` because it
+/// could not check a table (its copy finished; the error starts with
+/// [`RECONCILE_ERRORS_MESSAGE`]), which `record_reconcile` alone would
+/// leave `failed`: the state machine's retry of a reconcile whose Snowflake
+/// was unreachable a moment ago, or a later `thaw reconcile`, decides it
+/// again. Returns the run's status afterwards.
+///
+/// Errors: [`ErrorKind`] by SQLSTATE when the run cannot be read or written.
+pub async fn record_outcome(pg: &Client, run_id: uuid::Uuid, response: &ReconcileResponse) -> Result<String> {
+    use crate::sync::status::run_status;
+    let store = PgStatusStore::new(pg);
+    if let Some((status, error)) = run_state(pg, run_id).await? {
+        if status == run_status::FAILED && error.starts_with(RECONCILE_ERRORS_MESSAGE) {
+            // record_reconcile decides from a finished copy's state (`mismatch` stands for it for an instant).
+            store.set_status(run_id, run_status::MISMATCH, Some(&error)).await?;
+        }
+    }
+    store.record_reconcile(run_id, response).await
 }
 
 /// Reconcile one table in the scope its coverage calls for (full, or the

@@ -134,11 +134,25 @@ impl TargetColumn {
 /// or empty CA bundle, a rejected server certificate, or a server that does
 /// not accept TLS when `sslmode` asks for it (names the setting to fix);
 /// [`ErrorKind::AuthFailed`] for a rejected password;
+/// [`ErrorKind::ConfigInvalid`] naming `postgres.host` when the host name
+/// does not exist (a temporary resolver failure is `Unreachable`);
 /// [`ErrorKind::Unreachable`] when nothing answers at host:port;
 /// [`ErrorKind::SchemaMismatch`] when the database does
 /// not exist (the hint names `target_pg_database`; see [`connect_configured`]).
 pub async fn connect(settings: &PostgresSettings, database: &str) -> Result<Client> {
     connect_configured(settings, database, "target_pg_database").await
+}
+
+/// The configuration key that sets the status database (the database of
+/// `migration_status`), as messages name it.
+pub const STATUS_DATABASE_KEY: &str = "postgres.status_database (when absent, the first source's target_pg_database)";
+
+/// [`connect`] to the status database of `config`
+/// ([`Config::status_database`](crate::config::Config::status_database)): a
+/// database that does not exist is [`ErrorKind::SchemaMismatch`] naming
+/// [`STATUS_DATABASE_KEY`], the key that sets it. Other errors as [`connect`].
+pub async fn connect_status(config: &crate::config::Config) -> Result<Client> {
+    connect_configured(&config.postgres, config.status_database(), STATUS_DATABASE_KEY).await
 }
 
 /// [`connect`] to `database`, named in the configuration by `key` (e.g.
@@ -293,14 +307,19 @@ pub async fn connect_configured(settings: &PostgresSettings, database: &str, key
                  postgres.sslmode (THAW_PG_SSLMODE) to disable for a server reached only over a trusted network."
             ));
         }
+        let dns = crate::error::name_resolution_failure(&e);
         let err = from_postgres(e, format!("cannot connect to {where_}"));
         let hint = match err.kind {
+            ErrorKind::ConfigInvalid if dns == Some(crate::error::NameResolution::NotFound) => format!(
+                " The host '{}' does not exist (its name does not resolve): check postgres.host (THAW_PG_HOST) in the configuration file; retrying cannot help.",
+                settings.host
+            ),
             ErrorKind::AuthFailed => " Check postgres.user and postgres.password.".to_string(),
             ErrorKind::Unreachable if sslmode != "disable" => {
                 format!(" Check postgres.host/port, that the server is running and that it accepts TLS (sslmode {sslmode}).")
             }
             ErrorKind::Unreachable => " Check postgres.host/port and that the server is running.".to_string(),
-            ErrorKind::SchemaMismatch => format!(" Create the database or set {key} to an existing database."),
+            ErrorKind::SchemaMismatch => format!(" Create the database or set {key} to an existing database in the configuration file."),
             _ => String::new(),
         };
         Error::new(err.kind, format!("{}.{hint}", err.message))

@@ -166,6 +166,10 @@ fn login_hint(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::AuthFailed => " Check snowflake.user and the password or key.",
         ErrorKind::Unreachable => " Check snowflake.account / snowflake.endpoint and the network path.",
+        ErrorKind::ConfigInvalid => {
+            " The host name does not exist (it does not resolve): check snowflake.account (the host is <account>.snowflakecomputing.com) \
+             and snowflake.endpoint in the configuration file; retrying cannot help."
+        }
         _ => "",
     }
 }
@@ -218,8 +222,14 @@ fn source_chain_has_connect_error(err: &(dyn std::error::Error + 'static)) -> bo
     false
 }
 
-/// Classify a Snowflake client error.
+/// Classify a Snowflake client error. A host name that does not exist
+/// (a wrong `snowflake.account` or `snowflake.endpoint`) is
+/// [`ErrorKind::ConfigInvalid`]; a temporary resolver failure stays
+/// `Unreachable` (retried).
 pub fn classify_snowflake(err: &SnowflakeApiError) -> ErrorKind {
+    if crate::error::name_resolution_failure(err) == Some(crate::error::NameResolution::NotFound) {
+        return ErrorKind::ConfigInvalid;
+    }
     match err {
         // The crate wraps a failed login *request* in AuthError too: a
         // connect/DNS/TLS failure underneath means the endpoint is unreachable.

@@ -373,7 +373,9 @@ impl StagedFile {
         let text = e.to_string();
         let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
         let server_error = (500..600).any(|code| text.contains(&format!("status code: {code}")));
-        if has(&["NotFound", "NoSuchKey", "not found", "404"]) {
+        if crate::error::name_resolution_failure(&e) == Some(crate::error::NameResolution::NotFound) {
+            Error::config(format!("reading staged file {}: {} ({text})", self.url(), crate::sync::manifest::S3_HOST_NOT_FOUND_HINT))
+        } else if has(&["NotFound", "NoSuchKey", "not found", "404"]) {
             Error::new(
                 ErrorKind::ChunkFailed,
                 format!("staged file {} is missing: {text}. Unload the chunk again (a new run without --reuse-unload) or restore the object", self.url()),

@@ -73,7 +73,7 @@ impl RunLock {
     /// connection errors as from [`sink::connect`].
     pub async fn acquire(config: &Config, targets: &[(String, String)]) -> Result<RunLock> {
         let database = config.status_database();
-        let client = sink::connect(&config.postgres, database).await?;
+        let client = sink::connect_status(config).await?;
         let (host, pid) = this_process();
         let app = format!("thaw run {} pid {pid}", host.as_deref().unwrap_or("?"));
         client

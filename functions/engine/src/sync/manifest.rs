@@ -139,7 +139,14 @@ fn s3_store(bucket: &str) -> Result<impl ObjectStore> {
     builder.build().map_err(|e| Error::config(format!("cannot set up the S3 client for bucket {bucket}: {e}. Check the AWS_* environment.")))
 }
 
+/// What to check when the S3 host name does not exist (bad input, never retried).
+pub(crate) const S3_HOST_NOT_FOUND_HINT: &str = "the S3 host name does not exist (it does not resolve): check the S3 endpoint \
+    (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL), the bucket name and AWS_REGION; retrying cannot help";
+
 fn s3_error(err: object_store::Error, action: &str, uri: &str) -> Error {
+    if crate::error::name_resolution_failure(&err) == Some(crate::error::NameResolution::NotFound) {
+        return Error::config(format!("cannot {action} {uri}: {S3_HOST_NOT_FOUND_HINT} ({err})"));
+    }
     match err {
         object_store::Error::NotFound { .. } => Error::config(format!("cannot {action} {uri}: no such object. Check the bucket and key.")),
         other => Error::new(ErrorKind::Transient, format!("cannot {action} {uri}: {other}")),
@@ -169,6 +176,22 @@ mod tests {
         let err = read_object("/nonexistent/thaw/chunks.json").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::ConfigInvalid);
         assert!(err.message.contains("/nonexistent/thaw/chunks.json"), "{}", err.message);
+    }
+
+    /// Session 12 (issue 9): an S3 endpoint whose host does not exist was
+    /// `Transient`, retried as if the network had dropped. It is bad input
+    /// naming the endpoint settings, at once. (nextest runs each test in its
+    /// own process, so the variable reaches no other test.)
+    #[tokio::test]
+    async fn an_s3_endpoint_whose_host_does_not_exist_is_bad_input_at_once() {
+        std::env::set_var("AWS_ENDPOINT_URL_S3", "http://no-such-host.invalid:9000");
+        std::env::set_var("AWS_ACCESS_KEY_ID", "x");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "x");
+        let started = std::time::Instant::now();
+        let err = read_object("s3://thaw-staging/manifests/x/chunks.json").await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ConfigInvalid, "{err}");
+        assert!(err.message.contains("AWS_ENDPOINT_URL_S3") && err.message.contains("does not exist"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "not retried for {:?}", started.elapsed());
     }
 
     #[test]

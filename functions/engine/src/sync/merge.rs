@@ -29,7 +29,7 @@ use crate::sync::{indexes, replace};
 /// every table completed the run stays `running`, because reconciliation
 /// decides between `completed` and `mismatch` ([`StatusStore::record_reconcile`]).
 pub async fn merge_run(config: &Config, request: &RunRequest) -> Result<MergeResponse> {
-    let mut pg = sink::connect(&config.postgres, config.status_database()).await?;
+    let mut pg = sink::connect_status(config).await?;
     merge_with(&mut pg, request).await
 }
 

@@ -251,7 +251,7 @@ pub async fn plan_run_with(config: &Config, request: &PlanRequest, holder: Optio
     // Migrations are not applied here: in the cloud the schema-migrate
     // function applies them on deploy (the plan role cannot create tables),
     // locally the runner does ([`crate::migrations::migrate_databases`]).
-    let mut pg = sink::connect(&config.postgres, &status_db).await?;
+    let mut pg = sink::connect_status(config).await?;
     let execution_hash = execution_hash(config, &selected, request.mode, request.where_predicate.as_deref());
     if !lock::plan_lock(&pg, &execution_hash).await? {
         return Err(Error::new(

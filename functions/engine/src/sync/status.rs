@@ -79,17 +79,43 @@ pub mod run_status {
     pub const COMPLETED: &str = "completed";
     /// Some tables failed, others completed.
     pub const PARTIAL: &str = "partial";
-    /// Nothing usable, or a step failed.
+    /// Nothing usable, or a step failed; also a run whose copy finished but
+    /// whose reconcile could not check a table (its error starts with
+    /// [`RECONCILE_UNCHECKED`]; never resumed automatically: nothing is left to copy).
     pub const FAILED: &str = "failed";
-    /// Every table copied; reconciliation found differences, or could not
-    /// check a table (not resumable: nothing is left to copy).
+    /// Every table copied and reconciliation found differences (a data
+    /// verdict; not resumable: nothing is left to copy).
     pub const MISMATCH: &str = "mismatch";
     /// Stopped by a signal at a chunk boundary.
     pub const INTERRUPTED: &str = "interrupted";
     /// Replaced by a newer run started with `--no-resume`.
     pub const SUPERSEDED: &str = "superseded";
-    /// Statuses a later run may resume (work may be left).
+    /// Statuses a later run may resume (work may be left), unless its copy
+    /// finished ([`resumable_sql`]).
     pub const RESUMABLE: [&str; 5] = [PLANNING, RUNNING, INTERRUPTED, PARTIAL, FAILED];
+    /// The start of the error message of a run whose copy finished and whose
+    /// reconcile could not check some tables (a dependency failed: Snowflake
+    /// login, a database unreachable, a value that cannot be compared): the
+    /// run is `failed` — never `mismatch`, which is a data verdict
+    /// (docs/sync.md §6.4).
+    pub const RECONCILE_UNCHECKED: &str = "reconciliation could not check";
+    /// The SQL condition (over `migration_runs` as `r`, the statuses bound as
+    /// `$statuses_param` text[]) a run must meet to be resumed automatically
+    /// or superseded: a status in [`RESUMABLE`], and its copy not finished.
+    /// A run's copy finished when every table of it is `completed` and a
+    /// reconcile of it ran (`metadata.reconcile`): it failed or was stopped
+    /// in or after reconcile (a table it could not check, conflict
+    /// detection failed or interrupted). Resuming it would copy nothing,
+    /// leave the night's new rows unsynced while the cause lasts, and
+    /// reconcile the old run against newer source rows, reporting them
+    /// missing; the next run is a new one instead (docs/sync.md §6.4).
+    /// `--resume-run-id` still resumes it.
+    pub fn resumable_sql(statuses_param: usize) -> String {
+        format!(
+            "r.status = ANY(${statuses_param}) AND NOT (r.metadata ? 'reconcile' AND NOT EXISTS \
+               (SELECT 1 FROM migration_status.migration_table_status t WHERE t.run_id = r.run_id AND t.status NOT IN ('completed', 'skipped')))"
+        )
+    }
 }
 
 /// What the status store knows about a run: enough to decide whether it can
@@ -671,9 +697,10 @@ impl StatusStore for PgStatusStore<'_> {
             .query_opt(
                 &format!(
                     "SELECT {RUN_RECORD_COLUMNS} FROM migration_status.migration_runs r \
-                     WHERE r.execution_hash = $1 AND r.status = ANY($3) \
+                     WHERE r.execution_hash = $1 AND {} \
                        AND r.started_at > now() - make_interval(secs => $2::float8 * 3600) \
-                     ORDER BY r.started_at DESC LIMIT 1"
+                     ORDER BY r.started_at DESC LIMIT 1",
+                    run_status::resumable_sql(3)
                 ),
                 &[&execution_hash, &hours, &statuses],
             )
@@ -689,9 +716,12 @@ impl StatusStore for PgStatusStore<'_> {
         let statuses: Vec<String> = run_status::RESUMABLE.iter().map(|s| s.to_string()).collect();
         let rows = self.client
             .query(
-                "UPDATE migration_status.migration_runs SET status = 'superseded', completed_at = coalesce(completed_at, now()), \
-                   error_message = concat_ws('; ', error_message, 'superseded by run ' || $2::text || ' (started with --no-resume)') \
-                 WHERE execution_hash = $1 AND run_id <> $2 AND status = ANY($3) RETURNING run_id",
+                &format!(
+                    "UPDATE migration_status.migration_runs r SET status = 'superseded', completed_at = coalesce(completed_at, now()), \
+                       error_message = concat_ws('; ', error_message, 'superseded by run ' || $2::text || ' (started with --no-resume)') \
+                     WHERE execution_hash = $1 AND run_id <> $2 AND {} RETURNING run_id",
+                    run_status::resumable_sql(3)
+                ),
                 &[&execution_hash, &keep, &statuses],
             )
             .await

@@ -198,13 +198,12 @@ pub trait StatusStore: Sync {
 
     /// Record what reconciliation found: a run whose tables all copied (status
     /// `running`, or `completed`/`mismatch` from an earlier reconcile) ends
-    /// `completed` when nothing differs and `mismatch` otherwise — a table
-    /// that differs, or one reconcile could not check — with the tables in
-    /// `error_message` (`reconciliation found …` / `reconciliation could not
-    /// check …`). Not `failed` when a table could not be checked: `failed`
-    /// is resumable, and every later run would resume this finished run,
-    /// copy nothing and fail again while the cause lasts, so no new rows
-    /// would be synced (docs/sync.md §6.4). A `partial`, `failed`,
+    /// `completed` when nothing differs, `failed` when a table could not be
+    /// checked (a dependency error is never a data verdict; the error starts
+    /// with [`run_status::RECONCILE_UNCHECKED`], so the finished run is not
+    /// resumed automatically, docs/sync.md §6.4), and `mismatch` when a table
+    /// differs, with the tables in `error_message` (`reconciliation found …`
+    /// / `reconciliation could not check …`). A `partial`, `failed`,
     /// `interrupted` or `superseded` run keeps its status (a clean reconcile
     /// cannot make missing chunks good). Returns the run's status afterwards.
     fn record_reconcile(&self, run_id: Uuid, response: &ReconcileResponse) -> impl Future<Output = Result<String>> + Send {
@@ -223,9 +222,9 @@ pub trait StatusStore: Sync {
                 .filter(|t| t.status == "error")
                 .map(|t| format!("{}: {}", t.target, t.error.as_deref().unwrap_or("unknown error")))
                 .collect();
-            let message = format!("reconciliation could not check {} table(s): {}", response.errors, names.join("; "));
-            self.finish_run(run_id, run_status::MISMATCH, Some(&message)).await?;
-            return Ok(run_status::MISMATCH.into());
+            let message = format!("{} {} table(s): {}", run_status::RECONCILE_UNCHECKED, response.errors, names.join("; "));
+            self.finish_run(run_id, run_status::FAILED, Some(&message)).await?;
+            return Ok(run_status::FAILED.into());
         }
         if response.mismatches == 0 {
             self.finish_run(run_id, run_status::COMPLETED, None).await?;
@@ -329,6 +328,12 @@ impl MemoryState {
     }
     fn chunk(&mut self, key: &TableKey, chunk_id: i32) -> Option<&mut MemoryChunk> {
         self.table(key).and_then(|t| t.chunks.get_mut(&chunk_id))
+    }
+    /// [`run_status::resumable_sql`] over the memory store.
+    fn resumable(&self, run: &MemoryRun) -> bool {
+        let copy_finished = run.metadata.get("reconcile").is_some()
+            && self.tables.iter().filter(|t| t.record.key.run_id == run.record.run_id).all(|t| matches!(t.record.status.as_str(), "completed" | "skipped"));
+        run_status::RESUMABLE.contains(&run.record.status.as_str()) && !copy_finished
     }
     fn snapshot(&self, run: &MemoryRun) -> RunRecord {
         RunRecord { heartbeat_age_seconds: self.clock - run.heartbeat_at, lock_session_alive: run.record.lock_backend_pid.is_some(), ..run.record.clone() }
@@ -579,7 +584,7 @@ impl StatusStore for MemoryStatusStore {
             .iter()
             .filter(|r| {
                 r.record.execution_hash == execution_hash
-                    && run_status::RESUMABLE.contains(&r.record.status.as_str())
+                    && s.resumable(r)
                     && s.clock - r.started_at < max_age_hours as f64 * 3600.0
             })
             .max_by(|a, b| a.started_at.total_cmp(&b.started_at));
@@ -589,8 +594,10 @@ impl StatusStore for MemoryStatusStore {
     async fn supersede(&self, execution_hash: &str, keep: Uuid) -> Result<Vec<Uuid>> {
         let mut s = self.lock();
         let mut out = Vec::new();
+        let superseded: Vec<Uuid> =
+            s.runs.iter().filter(|r| r.record.execution_hash == execution_hash && r.record.run_id != keep && s.resumable(r)).map(|r| r.record.run_id).collect();
         for r in s.runs.iter_mut() {
-            if r.record.execution_hash == execution_hash && r.record.run_id != keep && run_status::RESUMABLE.contains(&r.record.status.as_str()) {
+            if superseded.contains(&r.record.run_id) {
                 r.record.status = run_status::SUPERSEDED.into();
                 let note = format!("superseded by run {keep} (started with --no-resume)");
                 r.error = Some(match r.error.take() {
@@ -1276,14 +1283,22 @@ mod tests {
             status: status.into(),
             ..Default::default()
         };
-        // A table reconcile could not check: `mismatch`, never the resumable
-        // `failed` (every later run would resume this finished run and copy
-        // nothing while the cause lasts).
+        // A table reconcile could not check: `failed` with the error, never the
+        // data verdict `mismatch`; and not resumed automatically (every later
+        // run would resume this finished run and copy nothing while the cause lasts).
         let unchecked = TableReconcile { error: Some("1e400 is not a JSON number PostgreSQL can compare".into()), ..table(false, "error") };
         let errors = ReconcileResponse { run_id, mismatches: 0, errors: 1, tables: vec![unchecked], ..Default::default() };
-        assert_eq!(store.record_reconcile(run_id, &errors).await.unwrap(), run_status::MISMATCH);
+        // The copy finished: every table completed (merge), and reconcile stored its summary on the run.
+        for t in store.lock().tables.iter_mut() {
+            t.record.status = "completed".into();
+        }
+        store.set_run_metadata(run_id, "reconcile", serde_json::to_value(&errors).unwrap()).await.unwrap();
+        assert_eq!(store.record_reconcile(run_id, &errors).await.unwrap(), run_status::FAILED);
         assert!(store.run_error(run_id).unwrap().starts_with("reconciliation could not check 1 table(s): public.a: 1e400"), "{:?}", store.run_error(run_id));
         assert!(store.find_resumable("e", DEFAULT_RESUME_MAX_AGE_HOURS).await.unwrap().is_none(), "a run whose copy finished is not resumed");
+        assert!(store.supersede("e", Uuid::new_v4()).await.unwrap().is_empty(), "nor superseded");
+        // `thaw reconcile` takes such a run up again (reconcile_on_demand): its copy finished.
+        store.set_status(run_id, run_status::MISMATCH, None).await.unwrap();
         let differs = ReconcileResponse { run_id, mismatches: 1, errors: 0, tables: vec![table(false, "mismatch")], ..Default::default() };
         assert_eq!(store.record_reconcile(run_id, &differs).await.unwrap(), run_status::MISMATCH);
         assert!(store.run_error(run_id).unwrap().contains("public.a (3 rows in Snowflake, 2 in PostgreSQL)"));
