@@ -24,6 +24,10 @@ Exported to COMMAND:
   THAW_S3_BUCKET      thaw-staging, a bucket created there for unloads
   AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
                       dummy credentials (moto checks none) and us-east-1
+  THAW_HARNESS        1 (`run` only): the command runs inside a harness. The
+                      Makefile's steps and the sfn-local test then use these
+                      services instead of starting their own, so `make test`
+                      starts the three services once for all its steps.
 
 S3: moto's server (`python -m moto.server`, from the same venv) on 127.0.0.1
 and a free port, plain HTTP, in-memory; the emulator gets THAW_S3_* too and
@@ -403,7 +407,7 @@ def main(argv: list[str]) -> int:
             log("PostgreSQL, the emulator and S3 are running; Ctrl-C stops them")
             while True:
                 time.sleep(3600)
-        code = run_command(command, env)
+        code = run_command(command, dict(env, THAW_HARNESS="1"))
     except HarnessError as e:
         log(str(e))
         code = 1
