@@ -52,70 +52,12 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Create a fresh PostgreSQL database and return a connection to it.
-///
-/// The database is a copy of a migrated template ([`migrated_template`]);
-/// `migrate` then runs on it as on any database (a no-op that checks the
-/// applied migrations against `schema/`), so the result is the migrated
-/// database the engine would make, in a fraction of the time.
 pub async fn fresh_pg(name: &str) -> Client {
     let admin = thaw_engine::sink::connect(&postgres(), "postgres").await.expect("connect to harness PostgreSQL");
-    let template = migrated_template(&admin).await;
-    admin.batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).await.expect("create database");
+    admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create database");
     let mut client = thaw_engine::sink::connect(&postgres(), name).await.expect("connect to the new database");
     thaw_engine::migrations::migrate(&mut client).await.expect("migrate the new database");
     client
-}
-
-/// Advisory lock key of the template's creation ("thaw" in ASCII, then 2;
-/// the engine's migration lock is 1).
-const TEMPLATE_LOCK: i64 = 0x7468_6177_0002;
-
-/// The name of a database holding every migration of `schema/` and nothing
-/// else, created on first use in the harness PostgreSQL (one per cluster and
-/// schema: its name carries a hash of the migration files' names and texts,
-/// so a changed migration gets a new template). [`fresh_pg`] copies it
-/// (`CREATE DATABASE ... TEMPLATE`) instead of applying every migration to
-/// every test database. Concurrent test processes serialise on an advisory
-/// lock; the template is migrated under a scratch name and renamed when
-/// complete, so an interrupted creation never leaves a half-migrated one.
-/// Nothing connects to it afterwards (PostgreSQL copies only unconnected
-/// templates). Panics with PostgreSQL's message if a step fails.
-pub async fn migrated_template(admin: &Client) -> String {
-    let name = format!("thaw_migrated_template_{:016x}", schema_fingerprint());
-    admin.execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK]).await.expect("take the template lock");
-    let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await.expect("look up the template").is_some();
-    if !exists {
-        let scratch = format!("{name}_building");
-        // Two statements: DROP/CREATE DATABASE refuse to run in one (implicit) transaction.
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)")).await.expect("drop a half-made template");
-        admin.batch_execute(&format!("CREATE DATABASE \"{scratch}\"")).await.expect("create the template database");
-        let mut client = thaw_engine::sink::connect(&postgres(), &scratch).await.expect("connect to the template database");
-        thaw_engine::migrations::migrate(&mut client).await.expect("migrate the template database");
-        drop(client);
-        // RENAME waits (up to 5 s) for the dropped connection's backend to exit.
-        admin.batch_execute(&format!("ALTER DATABASE \"{scratch}\" RENAME TO \"{name}\"")).await.expect("name the template database");
-    }
-    admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await.expect("release the template lock");
-    name
-}
-
-/// A hash of the names and texts of `schema/*.sql` (the migrations the engine
-/// embeds), read from the source tree the tests were built from.
-fn schema_fingerprint() -> u64 {
-    use std::hash::{Hash, Hasher};
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schema");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("read the migrations in {}: {e}", dir.display()))
-        .map(|entry| entry.expect("list the migrations").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
-        .collect();
-    files.sort();
-    let mut hasher = std::hash::DefaultHasher::new();
-    for path in files {
-        path.file_name().hash(&mut hasher);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())).hash(&mut hasher);
-    }
-    hasher.finish()
 }
 
 /// Connect to a database of the harness PostgreSQL.
