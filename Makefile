@@ -8,12 +8,14 @@ export THAW_CACHE ?= $(HOME)/.cache/thaw
 export CARGO_TARGET_DIR ?= $(THAW_CACHE)/target
 export CARGO_TERM_COLOR ?= never
 
-HARNESS := python3 tests/harness.py run --
+# Inside a harness (THAW_HARNESS=1, e.g. the one `make test` starts for all its steps) a step
+# uses its services; run on its own, a step starts its own.
+HARNESS = $(if $(filter 1,$(THAW_HARNESS)),,python3 tests/harness.py run --)
 THAW := $(CARGO_TARGET_DIR)/release/thaw
 VISITS ?= 100000
 SEED ?= 42
 
-.PHONY: help build build-cli demo test test-repository test-emulator test-rust test-models test-infra bench lint fmt
+.PHONY: help build build-cli demo test test-steps test-repository test-emulator test-rust test-models test-infra bench lint fmt
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -27,7 +29,10 @@ build-cli: ## release build of the thaw CLI only
 demo: build-cli ## seed the emulator, run the nightly job twice (initial + incremental), print the reports
 	VISITS=$(VISITS) SEED=$(SEED) THAW=$(THAW) STAGED=$(STAGED) $(HARNESS) bash tests/demo.sh
 
-test: test-repository test-emulator lint test-rust test-models test-infra sfn-local-test ## the whole test suite (what CI runs)
+test: ## the whole test suite (what CI runs): the steps below inside one harness (PostgreSQL, emulator, S3 started once)
+	python3 tests/harness.py run -- $(MAKE) --no-print-directory test-steps
+
+test-steps: test-repository test-emulator lint test-rust test-models test-infra sfn-local-test
 
 test-repository: ## no references outside the repo, every docs § reference resolves, no Lambda links test-only crates
 	python3 tests/check_repository.py

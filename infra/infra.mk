@@ -8,7 +8,8 @@
 #   infra-test                   assertion, cdk-nag, ASL contract and config tests (no build, no AWS)
 #   infra-lint                   tsc, cfn-lint, checkov, asl-validator on templates of all envs
 #
-# Tools: npm packages pinned in infra/package-lock.json (npm ci); Python tools pinned in
+# Tools: npm packages pinned in infra/package-lock.json (npm ci into $(THAW_CACHE)/infra-node,
+# linked as infra/node_modules); Python tools pinned in
 # infra/requirements-tools.txt, installed into $(THAW_CACHE)/infra-venv on first use.
 
 INFRA_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
@@ -31,17 +32,39 @@ CDK := $(INFRA_OFFLINE) PATH="$(INFRA_VENV)/bin:$$PATH" npx --no-install cdk
 infra-check-env:
 	@case "$(ENV)" in dev|qa|prod) ;; *) echo "ENV must be dev, qa or prod (e.g. make synth ENV=qa); got '$(ENV)'" >&2; exit 2;; esac
 
-# npm ci only when the lockfile changed since the last install.
-$(INFRA_DIR)/node_modules/.thaw-installed: $(INFRA_DIR)/package.json $(INFRA_DIR)/package-lock.json
-	cd $(INFRA_DIR) && npm ci --no-audit --no-fund --loglevel=error
-	@touch $@
-infra-deps: $(INFRA_DIR)/node_modules/.thaw-installed
+# The npm packages live outside the clone, like the venvs: one `npm ci` per package.json +
+# package-lock.json + Node version (their hash names the directory), installed in a scratch
+# directory and renamed into place (two clones installing at once cannot mix), then
+# infra/node_modules is a link to it. A fresh clone of an unchanged lockfile installs nothing
+# (no file prerequisites: a clone's files are always newer than the cache; the hash decides).
+INFRA_NODE_KEY := $(shell { cat $(INFRA_DIR)/package.json $(INFRA_DIR)/package-lock.json; node --version; } 2>/dev/null | sha256sum | cut -c1-16)
+INFRA_NODE_DIR := $(THAW_CACHE)/infra-node/$(INFRA_NODE_KEY)
+$(INFRA_NODE_DIR)/node_modules/.thaw-installed:
+	@mkdir -p $(THAW_CACHE)/infra-node
+	@scratch=$$(mktemp -d $(INFRA_NODE_DIR).XXXXXX) \
+	&& cp $(INFRA_DIR)/package.json $(INFRA_DIR)/package-lock.json $$scratch/ \
+	&& (cd $$scratch && npm ci --no-audit --no-fund --loglevel=error) \
+	&& touch $$scratch/node_modules/.thaw-installed \
+	&& { mv -T $$scratch $(INFRA_NODE_DIR) 2>/dev/null || rm -rf $$scratch; } \
+	&& { test -f $@ || { echo "$(INFRA_NODE_DIR) exists but holds no complete install: delete it and retry" >&2; exit 1; }; }
+infra-deps: $(INFRA_NODE_DIR)/node_modules/.thaw-installed
+	@[ "$$(readlink $(INFRA_DIR)/node_modules)" = "$(INFRA_NODE_DIR)/node_modules" ] \
+		|| { rm -rf $(INFRA_DIR)/node_modules && ln -s $(INFRA_NODE_DIR)/node_modules $(INFRA_DIR)/node_modules; }
 
-$(INFRA_VENV)/.thaw-installed: $(INFRA_DIR)/requirements-tools.txt
-	python3 -m venv $(INFRA_VENV)
-	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(INFRA_DIR)/requirements-tools.txt
-	@touch $@
-infra-venv: $(INFRA_VENV)/.thaw-installed
+# A venv is (re)installed when its requirements file's content changed, not its mtime (a fresh
+# clone's files are newer than any cache): the marker's name holds the content's hash.
+#   $(call venv_marker,VENV,REQUIREMENTS)   the marker file of REQUIREMENTS' current content
+#   $(call venv_install,VENV,REQUIREMENTS)  the recipe that installs it and writes that marker
+venv_marker = $(1)/.thaw-requirements-$(shell sha256sum < $(2) | cut -c1-16)
+define venv_install
+	python3 -m venv $(1)
+	$(1)/bin/pip install --quiet --disable-pip-version-check -r $(2)
+	@rm -f $(1)/.thaw-requirements-* && touch $(call venv_marker,$(1),$(2))
+endef
+INFRA_VENV_MARKER := $(call venv_marker,$(INFRA_VENV),$(INFRA_DIR)/requirements-tools.txt)
+$(INFRA_VENV_MARKER):
+	$(call venv_install,$(INFRA_VENV),$(INFRA_DIR)/requirements-tools.txt)
+infra-venv: $(INFRA_VENV_MARKER)
 
 synth: infra-check-env infra-deps infra-venv
 	@rm -rf $(INFRA_DIR)/cdk.out.$(ENV)
@@ -75,7 +98,7 @@ bootstrap: infra-check-env infra-check-credentials infra-deps
 		--tags project=thaw --tags environment=$(ENV)
 
 infra-test: infra-deps
-	cd $(INFRA_DIR) && node --import tsx --test test/*.test.ts
+	cd $(INFRA_DIR) && node --import tsx test/all.ts
 
 infra-lint: infra-deps infra-venv
 	cd $(INFRA_DIR) && npx --no-install tsc --noEmit -p tsconfig.json
@@ -97,15 +120,14 @@ SFN_VENV := $(THAW_CACHE)/sfn-venv
 SFN_VISITS ?= 400
 SFN_SEED ?= 7
 
-$(SFN_VENV)/.thaw-installed: tests/sfn_local/requirements.txt
-	python3 -m venv $(SFN_VENV)
-	$(SFN_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sfn_local/requirements.txt
-	@touch $@
+SFN_VENV_MARKER := $(call venv_marker,$(SFN_VENV),tests/sfn_local/requirements.txt)
+$(SFN_VENV_MARKER):
+	$(call venv_install,$(SFN_VENV),tests/sfn_local/requirements.txt)
 
 .PHONY: sfn-local sfn-local-test
-sfn-local: infra-venv $(SFN_VENV)/.thaw-installed ## run the sync state machine locally (moto + cargo lambda watch) and compare with thaw run
+sfn-local: infra-venv $(SFN_VENV_MARKER) ## run the sync state machine locally (moto + cargo lambda watch) and compare with thaw run
 	PATH="$(INFRA_VENV)/bin:$$PATH" python3 tests/harness.py run -- \
 		$(SFN_VENV)/bin/python tests/sfn_local/run.py --visits $(SFN_VISITS) --seed $(SFN_SEED)
 
-sfn-local-test: infra-venv $(SFN_VENV)/.thaw-installed ## pytest: unit tests of the runner + the full sfn-local scenario (bounded)
+sfn-local-test: infra-venv $(SFN_VENV_MARKER) ## pytest: unit tests of the runner + the full sfn-local scenario (bounded)
 	PATH="$(INFRA_VENV)/bin:$$PATH" $(SFN_VENV)/bin/pytest -q tests/sfn_local
