@@ -70,8 +70,7 @@ async fn a_table_that_cannot_be_reconciled_still_gets_a_summary_and_report_and_e
     let entry = |t: &str| format!(r#"{{"source": "{t}", "target": "{}", "uniqueness_columns": ["ID"]}}"#, t.to_lowercase());
     let text = config_text(&sf_db, &pg_db, &[&entry("T1"), &entry("T2")], "");
     let path = config_file(&text);
-    let dir = std::env::temp_dir().join("thaw-test-reports");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = reports_dir();
     let run_report = dir.join(format!("{}.json", unique("run")));
     let out = thaw!(&["run", "--config", path.to_str().unwrap(), "--no-conflicts", "--report", run_report.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
@@ -119,6 +118,23 @@ async fn run_status(pg: &tokio_postgres::Client, run_id: &str) -> (String, Strin
     (row.get(0), row.get(1))
 }
 
+/// The directory the tests' report files go to (created).
+fn reports_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("thaw-test-reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `thaw run --no-conflicts` of the config file at `path`, which must exit 0;
+/// the run id from its report.
+fn clean_run(path: &str) -> String {
+    let run_report = reports_dir().join(format!("{}.json", unique("run")));
+    let out = thaw!(&["run", "--config", path, "--no-conflicts", "--report", run_report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_report).unwrap()).unwrap();
+    report["plan"]["run_id"].as_str().unwrap().to_string()
+}
+
 /// Found when tried as a new user would: `thaw reconcile` found differences
 /// (exit 3) but the run stayed `completed` in `migration_runs` and in
 /// `thaw status`; and an unknown `--run-id` printed "0 table(s)" and exited 0.
@@ -128,13 +144,8 @@ async fn thaw_reconcile_records_its_outcome_on_the_run_and_refuses_an_unknown_ru
     let text = config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "");
     let path = config_file(&text);
     let path = path.to_str().unwrap();
-    let dir = std::env::temp_dir().join("thaw-test-reports");
-    std::fs::create_dir_all(&dir).unwrap();
-    let run_report = dir.join(format!("{}.json", unique("run")));
-    let out = thaw!(&["run", "--config", path, "--no-conflicts", "--report", run_report.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_report).unwrap()).unwrap();
-    let run_id = report["plan"]["run_id"].as_str().unwrap().to_string();
+    let dir = reports_dir();
+    let run_id = clean_run(path);
     assert_eq!(run_status(&pg, &run_id).await.0, "completed");
     let reconcile = |extra: &[&str]| {
         let mut args = vec!["reconcile", "--config", path, "--run-id", &run_id];
@@ -312,13 +323,8 @@ async fn a_snowflake_login_refused_on_demand_is_a_failed_reconcile_never_a_misma
     let text = config_text(&sf_db, &pg_db, &[&orders_table(None, "")], "");
     let path = config_file(&text);
     let path = path.to_str().unwrap();
-    let dir = std::env::temp_dir().join("thaw-test-reports");
-    std::fs::create_dir_all(&dir).unwrap();
-    let run_report = dir.join(format!("{}.json", unique("run")));
-    let out = thaw!(&["run", "--config", path, "--no-conflicts", "--report", run_report.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_report).unwrap()).unwrap();
-    let run_id = report["plan"]["run_id"].as_str().unwrap().to_string();
+    let dir = reports_dir();
+    let run_id = clean_run(path);
 
     let wrong = config_file(&text.replace("${THAW_SF_PASSWORD}", "not-the-password"));
     let rec_report = dir.join(format!("{}.json", unique("rec")));
@@ -362,8 +368,7 @@ async fn a_failed_conflict_detection_does_not_make_every_later_run_resume_the_fi
     let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
     let path = config_file(&config_text(&sf_db, &pg_db, &[&orders_table(None, "")], &extra));
     let path = path.to_str().unwrap();
-    let dir = std::env::temp_dir().join("thaw-test-reports");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = reports_dir();
     let report_path = dir.join(format!("{}.json", unique("run")));
     let night = || {
         let out = thaw!(&["run", "--config", path, "--report", report_path.to_str().unwrap()]);
