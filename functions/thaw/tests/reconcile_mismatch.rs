@@ -343,6 +343,7 @@ async fn a_snowflake_login_refused_on_demand_is_a_failed_reconcile_never_a_misma
     assert_eq!(status_json["runs"][0]["status"], "failed", "{status_json}");
 
     // The next night's run is a new run (the finished one has nothing left to copy).
+    let run_report = dir.join(format!("{}.json", unique("run")));
     let out = thaw!(&["run", "--config", path, "--no-conflicts", "--report", run_report.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", thaw_test_support::text(&out));
     let next: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_report).unwrap()).unwrap();
