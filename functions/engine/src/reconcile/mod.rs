@@ -429,26 +429,15 @@ pub async fn reconcile_on_demand(config: &Config, request: &RunRequest, options:
     Ok((response, reports, after))
 }
 
-/// Record a reconcile's outcome on its run ([`StatusStore::record_reconcile`]:
-/// `completed`, `mismatch`, or `failed` when a table could not be checked),
-/// first taking up a run an earlier reconcile recorded `failed` because it
-/// could not check a table (its copy finished; the error starts with
-/// [`RECONCILE_ERRORS_MESSAGE`]), which `record_reconcile` alone would
-/// leave `failed`: the state machine's retry of a reconcile whose Snowflake
-/// was unreachable a moment ago, or a later `thaw reconcile`, decides it
-/// again. Returns the run's status afterwards.
+/// Record a reconcile's outcome on its run in the status database
+/// ([`StatusStore::record_reconcile`]: `completed`, `mismatch`, or `failed`
+/// when a table could not be checked; a run an earlier reconcile recorded
+/// `failed` because it could not check a table is decided again). Returns
+/// the run's status afterwards.
 ///
 /// Errors: [`ErrorKind`] by SQLSTATE when the run cannot be read or written.
 pub async fn record_outcome(pg: &Client, run_id: uuid::Uuid, response: &ReconcileResponse) -> Result<String> {
-    use crate::sync::status::run_status;
-    let store = PgStatusStore::new(pg);
-    if let Some((status, error)) = run_state(pg, run_id).await? {
-        if status == run_status::FAILED && error.starts_with(RECONCILE_ERRORS_MESSAGE) {
-            // record_reconcile decides from a finished copy's state (`mismatch` stands for it for an instant).
-            store.set_status(run_id, run_status::MISMATCH, Some(&error)).await?;
-        }
-    }
-    store.record_reconcile(run_id, response).await
+    PgStatusStore::new(pg).record_reconcile(run_id, response).await
 }
 
 /// Reconcile one table in the scope its coverage calls for (full, or the

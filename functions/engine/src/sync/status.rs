@@ -140,6 +140,9 @@ pub struct RunRecord {
     pub lock_backend_pid: Option<i32>,
     /// True when that session is still connected and holds an advisory lock.
     pub lock_session_alive: bool,
+    /// The run's error message (`migration_runs.error_message`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl RunRecord {
@@ -209,7 +212,8 @@ pub fn interrupted_table_error(run_error: Option<&str>) -> String {
 pub const HEARTBEAT_MIN_INTERVAL_SECONDS: i32 = 10;
 
 const RUN_RECORD_COLUMNS: &str = "r.run_id, r.status, r.execution_hash, r.started_at, extract(epoch FROM now() - r.heartbeat_at)::float8, r.host, r.pid, \
-     r.lock_backend_pid, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.lock_backend_pid)";
+     r.lock_backend_pid, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.lock_backend_pid), \
+     r.error_message";
 
 fn to_run_record(r: &tokio_postgres::Row) -> RunRecord {
     to_run_record_at(r, 0)
@@ -227,6 +231,7 @@ fn to_run_record_at(r: &tokio_postgres::Row, at: usize) -> RunRecord {
         pid: r.get(at + 6),
         lock_backend_pid: r.get(at + 7),
         lock_session_alive: r.get(at + 8),
+        error: r.get(at + 9),
     }
 }
 
@@ -570,6 +575,7 @@ mod tests {
             pid: Some(7),
             lock_backend_pid,
             lock_session_alive,
+            error: None,
         }
     }
 

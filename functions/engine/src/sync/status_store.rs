@@ -203,16 +203,22 @@ pub trait StatusStore: Sync {
     /// with [`run_status::RECONCILE_UNCHECKED`], so the finished run is not
     /// resumed automatically, docs/sync.md §6.4), and `mismatch` when a table
     /// differs, with the tables in `error_message` (`reconciliation found …`
-    /// / `reconciliation could not check …`). A `partial`, `failed`,
-    /// `interrupted` or `superseded` run keeps its status (a clean reconcile
-    /// cannot make missing chunks good). Returns the run's status afterwards.
+    /// / `reconciliation could not check …`). A run an earlier reconcile
+    /// recorded `failed` because it could not check a table (its copy
+    /// finished; the state machine's retry of a reconcile whose Snowflake was
+    /// unreachable a moment ago, or a later `thaw reconcile`) is decided
+    /// again the same way, in this one write. A `partial`, `interrupted` or
+    /// `superseded` run, or one `failed` otherwise, keeps its status (a clean
+    /// reconcile cannot make missing chunks good). Returns the run's status
+    /// afterwards.
     fn record_reconcile(&self, run_id: Uuid, response: &ReconcileResponse) -> impl Future<Output = Result<String>> + Send {
         async move {
-        let current = self.run_record(run_id)
+        let run = self.run_record(run_id)
             .await?
-            .ok_or_else(|| Error::config(format!("run {run_id} does not exist in migration_status.migration_runs")))?
-            .status;
-        if !matches!(current.as_str(), run_status::RUNNING | run_status::COMPLETED | run_status::MISMATCH) {
+            .ok_or_else(|| Error::config(format!("run {run_id} does not exist in migration_status.migration_runs")))?;
+        let unchecked_before = run.status == run_status::FAILED && run.error.as_deref().is_some_and(|e| e.starts_with(run_status::RECONCILE_UNCHECKED));
+        let current = run.status;
+        if !unchecked_before && !matches!(current.as_str(), run_status::RUNNING | run_status::COMPLETED | run_status::MISMATCH) {
             return Ok(current);
         }
         if response.errors > 0 {
@@ -336,7 +342,12 @@ impl MemoryState {
         run_status::RESUMABLE.contains(&run.record.status.as_str()) && !copy_finished
     }
     fn snapshot(&self, run: &MemoryRun) -> RunRecord {
-        RunRecord { heartbeat_age_seconds: self.clock - run.heartbeat_at, lock_session_alive: run.record.lock_backend_pid.is_some(), ..run.record.clone() }
+        RunRecord {
+            heartbeat_age_seconds: self.clock - run.heartbeat_at,
+            lock_session_alive: run.record.lock_backend_pid.is_some(),
+            error: run.error.clone(),
+            ..run.record.clone()
+        }
     }
     /// Tables of `mapping` in planning order (oldest first), with their run's start.
     fn mapped(&self, m: &TableMapping) -> Vec<&MemoryTable> {
@@ -550,6 +561,7 @@ impl StatusStore for MemoryStatusStore {
                 pid: holder.pid,
                 lock_backend_pid: holder.lock_backend_pid,
                 lock_session_alive: holder.lock_backend_pid.is_some(),
+                error: None,
             },
             mode: mode.into(),
             metadata,
@@ -1297,8 +1309,8 @@ mod tests {
         assert!(store.run_error(run_id).unwrap().starts_with("reconciliation could not check 1 table(s): public.a: 1e400"), "{:?}", store.run_error(run_id));
         assert!(store.find_resumable("e", DEFAULT_RESUME_MAX_AGE_HOURS).await.unwrap().is_none(), "a run whose copy finished is not resumed");
         assert!(store.supersede("e", Uuid::new_v4()).await.unwrap().is_empty(), "nor superseded");
-        // `thaw reconcile` takes such a run up again (reconcile_on_demand): its copy finished.
-        store.set_status(run_id, run_status::MISMATCH, None).await.unwrap();
+        // A later reconcile (the step's retry, `thaw reconcile`) decides such a
+        // run again in its one write: its copy finished.
         let differs = ReconcileResponse { run_id, mismatches: 1, errors: 0, tables: vec![table(false, "mismatch")], ..Default::default() };
         assert_eq!(store.record_reconcile(run_id, &differs).await.unwrap(), run_status::MISMATCH);
         assert!(store.run_error(run_id).unwrap().contains("public.a (3 rows in Snowflake, 2 in PostgreSQL)"));
@@ -1308,6 +1320,11 @@ mod tests {
         assert!(store.find_resumable("e", DEFAULT_RESUME_MAX_AGE_HOURS).await.unwrap().is_none(), "a completed run is never resumed");
         let err = store.check_resumable(run_id).await.unwrap_err();
         assert!(err.to_string().contains("already completed"), "{err}");
+        // A run `failed` for another reason (a step, a chunk) stays failed.
+        let other = running_run(&store).await;
+        store.finish_run(other, run_status::FAILED, Some("merge failed: connection refused")).await.unwrap();
+        let clean = ReconcileResponse { run_id: other, ..clean };
+        assert_eq!(store.record_reconcile(other, &clean).await.unwrap(), run_status::FAILED);
     }
 
     #[tokio::test]
