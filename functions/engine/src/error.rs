@@ -131,6 +131,11 @@ impl Error {
 /// Result alias used across the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `err` and the errors of its source chain, outermost first.
+pub fn causes<'a>(err: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
 /// How a host name failed to resolve ([`name_resolution_failure`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameResolution {
@@ -163,14 +168,12 @@ const NAME_NOT_FOUND: [&str; 5] = [
 /// ("dns error") and object_store all resolve through it.
 pub fn name_resolution_failure(err: &(dyn std::error::Error + 'static)) -> Option<NameResolution> {
     let mut lookup = false;
-    let mut cur = Some(err);
-    while let Some(e) = cur {
+    for e in causes(err) {
         let text = e.to_string();
         if NAME_NOT_FOUND.iter().any(|m| text.contains(m)) {
             return Some(NameResolution::NotFound);
         }
         lookup |= text.contains("failed to lookup address information") || text.contains("dns error");
-        cur = e.source();
     }
     lookup.then_some(NameResolution::Temporary)
 }

@@ -16,6 +16,11 @@ use thaw_test_support::*;
 
 const ROWS: u64 = 20_000;
 
+/// One night: `thaw run` of `config` without conflict detection.
+async fn night(config: &Arc<thaw_engine::config::Config>) -> runner::RunReport {
+    runner::run(config.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.unwrap()
+}
+
 fn coverage(details: &[reconcile::TableReport]) -> TableCoverage {
     details[0].coverage.clone().expect("the table was reconciled")
 }
@@ -36,12 +41,9 @@ async fn nightly_reconcile_reads_the_touched_rows_and_a_slice_and_finds_every_di
     let table = r#"{"source": "ITEMS", "target": "items", "uniqueness_columns": ["ID"], "source_watermark": "UPDATED", "target_watermark": "UPDATED",
                     "propagate_deletes": true, "batch_size": 5000}"#;
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
-    let run = || async {
-        runner::run(config.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.unwrap()
-    };
 
     // Night 1: nothing verified yet, so the whole table is.
-    let first = run().await;
+    let first = night(&config).await;
     first.outcome().expect("clean first night");
     let c = coverage(&first.reconcile_details);
     assert_eq!((c.scope.as_str(), c.rows_verified, c.rows_transferred), ("full", ROWS, 0), "{c:?}");
@@ -51,7 +53,7 @@ async fn nightly_reconcile_reads_the_touched_rows_and_a_slice_and_finds_every_di
     // Night 2: 10 rows change. Only the touched rows (the 10 plus the row on the
     // old watermark, re-read by >=) and one seventh of the key-hash space are verified.
     sf.execute(&format!("UPDATE {fqn} SET \"NOTE\" = 'changed', \"UPDATED\" = '2025-01-01 00:00:00' WHERE \"ID\" <= 10")).await.unwrap();
-    let second = run().await;
+    let second = night(&config).await;
     second.outcome().expect("clean second night");
     let c = coverage(&second.reconcile_details);
     assert_eq!(c.scope, "nightly", "{c:?}");
@@ -126,17 +128,14 @@ async fn insert_only_table_is_reconciled_on_its_keys_and_a_lost_row_is_still_fou
     let table = r#"{"source": "EVENTS", "target": "events", "uniqueness_columns": ["ID"], "source_watermark": "UPDATED", "target_watermark": "UPDATED",
                     "insert_only_mode": true, "create_tables": true, "row_hashes": true, "batch_size": 300}"#;
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
-    let run = || async {
-        runner::run(config.clone(), RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.unwrap()
-    };
-    run().await.outcome().expect("clean first night");
+    night(&config).await.outcome().expect("clean first night");
 
     // Night 2: the source updates 20 rows and adds 5; the target keeps the 20 as first copied.
     sf.execute(&format!("UPDATE {fqn} SET \"NOTE\" = 'updated', \"UPDATED\" = '2025-01-01 00:00:00' WHERE \"ID\" <= 20")).await.unwrap();
     sf.execute(&format!("INSERT INTO {fqn} SELECT 1000 + SEQ4() + 1, 'new', '2025-01-01 00:00:00'::TIMESTAMP_NTZ FROM TABLE(GENERATOR(ROWCOUNT => 5))"))
         .await
         .unwrap();
-    let second = run().await;
+    let second = night(&config).await;
     second.outcome().expect("updates the table never applies are not a mismatch");
     let c = coverage(&second.reconcile_details);
     assert!(c.reason.contains("insert_only_mode: keys compared"), "{c:?}");

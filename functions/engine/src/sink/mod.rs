@@ -238,14 +238,7 @@ pub async fn connect_configured(settings: &PostgresSettings, database: &str, key
     /// Whether the server answered the TLS request with "no TLS here"
     /// (tokio-postgres reports it only as this message, under a TLS error).
     fn server_refused_tls(err: &tokio_postgres::Error) -> bool {
-        let mut source = std::error::Error::source(err);
-        while let Some(e) = source {
-            if e.to_string() == "server does not support TLS" {
-                return true;
-            }
-            source = e.source();
-        }
-        false
+        crate::error::causes(err).skip(1).any(|e| e.to_string() == "server does not support TLS")
     }
 
     let sslmode = settings.tls_mode()?;
