@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::types::ArrowTimestampType;
+use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_cast::{cast_with_options, CastOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -151,6 +152,18 @@ impl UnloadForm {
             UnloadForm::AsIs(_) | UnloadForm::JsonText(_) => Ok(array.clone()),
             UnloadForm::DecimalText { scale } => match array.data_type() {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                    // Arrow's cast rounds decimals beyond the scale half up
+                    // without a word; thaw's unload never writes them, a file
+                    // from elsewhere might: refuse instead of rounding.
+                    let text = cast_with_options(array, &DataType::Utf8, &strict)
+                        .map_err(|e| bad(format!("cannot read the unloaded decimal text: {e}")))?;
+                    let text = text.as_string::<i32>();
+                    if let Some(value) = text.iter().flatten().find(|v| loses_decimals(v, scale)) {
+                        return Err(bad(format!(
+                            "the staged file holds {value:?}, more decimals than the column's scale {scale}; \
+                             loading it would round the value. Unload the chunk again with thaw (a new run without --reuse-unload)"
+                        )));
+                    }
                     cast_with_options(array, &DataType::Decimal128(38, scale), &strict).map_err(
                         |e| {
                             bad(format!(
@@ -291,6 +304,18 @@ impl UnloadForm {
             .map_err(|e| bad(e.to_string()))?;
         Ok(Arc::new(out))
     }
+}
+
+/// Whether decimal text `value` has a nonzero digit after the first
+/// `scale` decimals (Arrow's cast would round it away). Exponent forms
+/// (`1e-3`), which thaw's unload never writes, count as losing.
+fn loses_decimals(value: &str, scale: i8) -> bool {
+    let value = value.trim();
+    if value.bytes().any(|b| b == b'e' || b == b'E') {
+        return true;
+    }
+    let decimals = value.split_once('.').map_or("", |(_, d)| d);
+    decimals.bytes().skip(scale.max(0) as usize).any(|b| b != b'0')
 }
 
 /// A timestamp column of unit `T` relabelled as instants in UTC
@@ -672,6 +697,19 @@ mod tests {
             (dec.value(0), dec.value(1), dec.value(2)),
             (4_391_924_410_018_483_383_401_209_867_666_976_589, 4_391_924_410_018_483_383_401_209_867_666_976_589, -(10_i128.pow(38) - 1))
         );
+        // More decimals than the scale: refused, never rounded; zeros beyond it are exact.
+        let longer: ArrayRef = Arc::new(StringArray::from(vec![Some("1.230"), None, Some("2.345")]));
+        let err = UnloadForm::DecimalText { scale: 2 }.convert("AMT", &longer).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ChunkFailed);
+        for part in ["column \"AMT\"", "\"2.345\"", "scale 2", "round"] {
+            assert!(err.message.contains(part), "missing {part:?} in {err}");
+        }
+        let zeros: ArrayRef = Arc::new(StringArray::from(vec!["1.230", "-4.5000"]));
+        let out = UnloadForm::DecimalText { scale: 2 }.convert("AMT", &zeros).unwrap();
+        let dec = out.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        assert_eq!((dec.value(0), dec.value(1)), (123, -450));
+        let exponent: ArrayRef = Arc::new(StringArray::from(vec!["1e-3"]));
+        assert!(UnloadForm::DecimalText { scale: 2 }.convert("AMT", &exponent).is_err());
         let bad: ArrayRef = Arc::new(StringArray::from(vec!["12x"]));
         let err = UnloadForm::DecimalText { scale: 0 }
             .convert("ID", &bad)
