@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::contract::{ChunkItem, ConflictCreateRequest, ConflictCreateResponse, CopyChunkResponse, MergeResponse, PlanRequest, PlanResponse, ReconcileResponse, RunRequest};
 use crate::reconcile::TableReport;
 use crate::sync::lock::RunLock;
-use crate::sync::status::run_status;
+use crate::sync::status::{run_status, RunRecord};
 
 /// How often the runner refreshes the heartbeat of the run it drives: 15 s.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -152,7 +152,9 @@ pub struct RunReport {
     /// The plan step's response.
     pub plan: PlanResponse,
     /// The run's status in `migration_runs` when the runner returned
-    /// (`completed`, `partial`, `failed`, `mismatch`, `interrupted`).
+    /// (`completed`, `partial`, `failed`, `mismatch`, `interrupted`); when
+    /// the status database could not be read at the end, `failed` or
+    /// `interrupted` from what this process saw, else `unknown`.
     #[serde(default)]
     pub status: String,
     /// Per-table copy outcome, in plan order.
@@ -309,15 +311,27 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
         }
         report.error = Some(StepError { step, kind: e.kind, message: e.message });
     }
-    report.status = match PgStatusStore::new(&lock.client).run_record(run_id).await {
-        Ok(Some(r)) => r.status,
-        _ => report.status,
-    };
+    let recorded = PgStatusStore::new(&lock.client).run_record(run_id).await;
+    report.status = reported_status(recorded, &report);
     report.wall_seconds = started.elapsed().as_secs_f64();
     if let Ok(lock) = Arc::try_unwrap(lock) {
         lock.release().await;
     }
     Ok(report)
+}
+
+/// The status the report gives: the run's row in `migration_runs` when it
+/// can be read; otherwise (the status database went away) what this process
+/// knows: `failed` when a step failed, `interrupted` when a signal stopped
+/// the run, else `unknown` — never the `running` the report started with,
+/// which would say the run is still going.
+fn reported_status(recorded: Result<Option<RunRecord>>, report: &RunReport) -> String {
+    match recorded {
+        Ok(Some(r)) => r.status,
+        Ok(None) | Err(_) if report.error.is_some() => run_status::FAILED.into(),
+        Ok(None) | Err(_) if report.interrupted.is_some() => run_status::INTERRUPTED.into(),
+        Ok(None) | Err(_) => "unknown".into(),
+    }
 }
 
 /// The steps after planning. Sets `report.error.step` before each step so a
@@ -568,5 +582,38 @@ async fn copy_with_retries(config: &Config, pool: &Pool, item: &ChunkItem) -> Re
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(error: bool, interrupted: bool) -> RunReport {
+        RunReport {
+            plan: PlanResponse { run_id: uuid::Uuid::nil(), resumed: false, manifest_uri: String::new(), tables: 1, chunks: 1, estimated_rows: 1 },
+            status: run_status::RUNNING.into(),
+            tables: Vec::new(),
+            merge: MergeResponse::default(),
+            reconcile: None,
+            reconcile_details: Vec::new(),
+            conflicts: None,
+            failures: Vec::new(),
+            error: error.then(|| StepError { step: "copy".into(), kind: ErrorKind::Unreachable, message: "connection refused".into() }),
+            interrupted: interrupted.then(|| "SIGTERM".to_string()),
+            steps: Vec::new(),
+            wall_seconds: 0.0,
+        }
+    }
+
+    /// The status database going away at the end of a run left the report
+    /// saying `running`, as if the run were still going.
+    #[test]
+    fn a_report_whose_status_cannot_be_read_says_what_the_process_saw_never_running() {
+        let gone = || Err(Error::new(ErrorKind::Unreachable, "status database: connection refused"));
+        assert_eq!(reported_status(gone(), &report(true, false)), "failed");
+        assert_eq!(reported_status(gone(), &report(false, true)), "interrupted");
+        assert_eq!(reported_status(gone(), &report(false, false)), "unknown");
+        assert_eq!(reported_status(Ok(None), &report(true, false)), "failed");
     }
 }
