@@ -182,6 +182,27 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The report of a run just planned: status `running`, nothing copied
+    /// yet, `steps` the (name, seconds) of the steps so far.
+    pub fn started(plan: PlanResponse, steps: Vec<(String, f64)>) -> RunReport {
+        RunReport {
+            plan,
+            status: run_status::RUNNING.into(),
+            tables: Vec::new(),
+            merge: MergeResponse::default(),
+            reconcile: None,
+            reconcile_details: Vec::new(),
+            conflicts: None,
+            failures: Vec::new(),
+            error: None,
+            interrupted: None,
+            steps,
+            wall_seconds: 0.0,
+        }
+    }
+}
+
+impl RunReport {
     /// The error a caller should exit with, if any, in this order: the run
     /// was interrupted ([`ErrorKind::Transient`]: rerunning resumes it), a
     /// step failed (its kind), chunks failed ([`ErrorKind::ChunkFailed`]),
@@ -285,20 +306,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
             }
         })
     };
-    let mut report = RunReport {
-        plan,
-        status: run_status::RUNNING.into(),
-        tables: Vec::new(),
-        merge: MergeResponse::default(),
-        reconcile: None,
-        reconcile_details: Vec::new(),
-        conflicts: None,
-        failures: Vec::new(),
-        error: None,
-        interrupted: None,
-        steps,
-        wall_seconds: 0.0,
-    };
+    let mut report = RunReport::started(plan, steps);
     let driven = drive(&config, &options, &observer, &lock, &cancel, targets.len(), &mut report, &mut step_started).await;
     heartbeat.abort();
     let run_id = report.plan.run_id;
@@ -590,19 +598,11 @@ mod tests {
     use super::*;
 
     fn report(error: bool, interrupted: bool) -> RunReport {
+        let plan = PlanResponse { run_id: uuid::Uuid::nil(), resumed: false, manifest_uri: String::new(), tables: 1, chunks: 1, estimated_rows: 1 };
         RunReport {
-            plan: PlanResponse { run_id: uuid::Uuid::nil(), resumed: false, manifest_uri: String::new(), tables: 1, chunks: 1, estimated_rows: 1 },
-            status: run_status::RUNNING.into(),
-            tables: Vec::new(),
-            merge: MergeResponse::default(),
-            reconcile: None,
-            reconcile_details: Vec::new(),
-            conflicts: None,
-            failures: Vec::new(),
             error: error.then(|| StepError { step: "copy".into(), kind: ErrorKind::Unreachable, message: "connection refused".into() }),
             interrupted: interrupted.then(|| "SIGTERM".to_string()),
-            steps: Vec::new(),
-            wall_seconds: 0.0,
+            ..RunReport::started(plan, Vec::new())
         }
     }
 
