@@ -136,6 +136,21 @@ pub fn causes<'a>(err: &'a (dyn std::error::Error + 'static)) -> impl Iterator<I
     std::iter::successors(Some(err), |e| e.source())
 }
 
+/// `err`'s text followed by each cause of its source chain, `: `-separated;
+/// a cause whose text the line already holds (libraries often repeat their
+/// source's message in their own) is left out.
+pub fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    for cause in causes(err).skip(1) {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 /// How a host name failed to resolve ([`name_resolution_failure`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameResolution {
@@ -242,15 +257,7 @@ pub fn from_postgres(err: tokio_postgres::Error, what: impl fmt::Display) -> Err
             }
             s
         }
-        None => {
-            let mut s = err.to_string();
-            let mut src = std::error::Error::source(&err);
-            while let Some(e) = src {
-                s.push_str(&format!(": {e}"));
-                src = e.source();
-            }
-            s
-        }
+        None => chain_text(&err),
     };
     let mut error = Error::new(kind, format!("{what}: {detail}"));
     error.sqlstate = err.as_db_error().map(|db| db.code().code().to_string());

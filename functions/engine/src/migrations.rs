@@ -65,15 +65,9 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
     let report = report.map_err(|e| {
         // refinery's own text ("error asserting migrations table", "db error")
         // hides PostgreSQL's message: append every cause.
-        let mut causes = String::new();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            causes.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
         Error::new(
             ErrorKind::Internal,
-            format!("applying schema migrations failed: {e}{causes}. The failing migration was rolled back; fix it and rerun."),
+            format!("applying schema migrations failed: {}. The failing migration was rolled back; fix it and rerun.", crate::error::chain_text(&e)),
         )
     })?;
     Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())

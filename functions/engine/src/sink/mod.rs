@@ -222,17 +222,10 @@ pub async fn connect_configured(settings: &PostgresSettings, database: &str, key
 
     /// The rustls error under a failed connect, if TLS is what failed.
     fn rustls_cause(err: &tokio_postgres::Error) -> Option<&rustls::Error> {
-        let mut source = std::error::Error::source(err);
-        while let Some(e) = source {
-            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-                return Some(tls);
-            }
-            if let Some(tls) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                return Some(tls);
-            }
-            source = e.source();
-        }
-        None
+        crate::error::causes(err).skip(1).find_map(|e| {
+            e.downcast_ref::<rustls::Error>()
+                .or_else(|| e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref::<rustls::Error>()))
+        })
     }
 
     /// Whether the server answered the TLS request with "no TLS here"

@@ -179,15 +179,7 @@ fn login_hint(kind: ErrorKind) -> &'static str {
 /// dead, refusing, unresolvable or non-Snowflake endpoint says which; URL
 /// query strings (request ids, timestamps) are left out.
 fn describe_snowflake_error(err: &SnowflakeApiError) -> String {
-    let mut detail = err.to_string();
-    let mut src = std::error::Error::source(err);
-    while let Some(e) = src {
-        let s = e.to_string();
-        if !detail.contains(&s) {
-            detail.push_str(&format!(": {s}"));
-        }
-        src = e.source();
-    }
+    let detail = crate::error::chain_text(err);
     // "(https://host/path?query)" → "(https://host/path)".
     let mut out = String::with_capacity(detail.len());
     let mut rest = detail.as_str();
@@ -200,26 +192,14 @@ fn describe_snowflake_error(err: &SnowflakeApiError) -> String {
 }
 
 fn source_chain_has_connect_error(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
-            if r.is_connect() || r.is_timeout() {
-                return true;
-            }
-        }
-        // `#[error(transparent)]` wrappers skip the reqwest error itself, so
-        // also accept the I/O error (refused, reset, DNS, timeout) underneath.
-        if e.downcast_ref::<std::io::Error>().is_some() {
-            return true;
-        }
-        if let Some(reqwest_middleware::Error::Reqwest(r)) = e.downcast_ref::<reqwest_middleware::Error>() {
-            if r.is_connect() || r.is_timeout() {
-                return true;
-            }
-        }
-        cur = e.source();
-    }
-    false
+    crate::error::causes(err).any(|e| {
+        let connect = |r: &reqwest::Error| r.is_connect() || r.is_timeout();
+        e.downcast_ref::<reqwest::Error>().is_some_and(connect)
+            // `#[error(transparent)]` wrappers skip the reqwest error itself, so
+            // also accept the I/O error (refused, reset, DNS, timeout) underneath.
+            || e.downcast_ref::<std::io::Error>().is_some()
+            || matches!(e.downcast_ref::<reqwest_middleware::Error>(), Some(reqwest_middleware::Error::Reqwest(r)) if connect(r))
+    })
 }
 
 /// Classify a Snowflake client error. A host name that does not exist

@@ -496,7 +496,7 @@ async fn download(client: &ClientWithMiddleware, url: &str, headers: &HashMap<St
     }
     let response = request.send().await.map_err(|e| {
         let kind = if e.is_connect() || e.is_timeout() { ErrorKind::Unreachable } else { ErrorKind::Transient };
-        let error = Error::new(kind, format!("downloading a Snowflake result chunk failed: {}", error_chain(&e)));
+        let error = Error::new(kind, format!("downloading a Snowflake result chunk failed: {}", crate::error::chain_text(&e)));
         DownloadFailure { error, retry_after: None, same_url_may_work: true }
     })?;
     let status = response.status();
@@ -506,26 +506,12 @@ async fn download(client: &ClientWithMiddleware, url: &str, headers: &HashMap<St
         return Err(DownloadFailure { error: Error::new(ErrorKind::Transient, busy.to_string()), retry_after: wait, same_url_may_work: retryable_status(status) });
     }
     response.bytes().await.map_err(|e| DownloadFailure {
-        error: Error::new(ErrorKind::Transient, format!("reading a Snowflake result chunk failed: {}", error_chain(&e))),
+        error: Error::new(ErrorKind::Transient, format!("reading a Snowflake result chunk failed: {}", crate::error::chain_text(&e))),
         retry_after: None,
         same_url_may_work: true,
     })
 }
 
-/// An error and its sources, `: `-separated (reqwest's own text omits the cause).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {
