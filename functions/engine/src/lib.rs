@@ -45,6 +45,7 @@
 #![deny(missing_docs)]
 
 pub mod allocator;
+pub mod cancel;
 pub mod config;
 pub mod conflicts;
 pub mod contract;

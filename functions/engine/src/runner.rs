@@ -11,7 +11,7 @@
 //! it takes the run lock of every selected target table before planning
 //! ([`RunLock`]), refreshes the run's heartbeat every
 //! [`HEARTBEAT_INTERVAL`] while it works, stops at a chunk boundary when
-//! [`Cancel`] fires (SIGINT/SIGTERM in the CLI) and records the run
+//! [`Cancel`](crate::cancel::Cancel) fires (SIGINT/SIGTERM in the CLI) and records the run
 //! `interrupted`, and records the truth when a step fails: `failed`,
 //! `partial`, `mismatch` or `completed` ([`RunReport::status`]).
 
@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, Notify, Semaphore};
+use tokio::sync::{Mutex, Semaphore};
 
+use crate::cancel::Cancel;
 use crate::sync::status_store::{PgStatusStore, StatusStore};
 use crate::config::Config;
 use crate::sync::copy::Worker;
@@ -49,54 +50,6 @@ pub trait Observer: Send + Sync {
 /// An observer that ignores everything.
 pub struct Quiet;
 impl Observer for Quiet {}
-
-/// A request to stop a run at the next chunk boundary, shared between the
-/// code that receives signals and the runner. Cloning shares the request.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<CancelState>);
-
-#[derive(Debug, Default)]
-struct CancelState {
-    reason: std::sync::Mutex<Option<String>>,
-    notify: Notify,
-}
-
-impl Cancel {
-    /// A request that has not fired.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Fire with `reason` (e.g. `SIGTERM`); the first reason is kept.
-    pub fn cancel(&self, reason: &str) {
-        {
-            let mut r = self.0.reason.lock().unwrap_or_else(|p| p.into_inner());
-            if r.is_none() {
-                *r = Some(reason.to_string());
-            }
-        }
-        self.0.notify.notify_waiters();
-    }
-    /// The reason, once fired.
-    pub fn reason(&self) -> Option<String> {
-        self.0.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    /// Whether it fired.
-    pub fn is_cancelled(&self) -> bool {
-        self.reason().is_some()
-    }
-    /// Resolves when it fires (at once if it already has).
-    pub async fn cancelled(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
 
 /// Options of a local run.
 #[derive(Debug, Clone, Default)]

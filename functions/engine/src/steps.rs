@@ -112,7 +112,7 @@ pub async fn conflict_create(config: &Config, request: &ConflictCreateRequest) -
 pub async fn conflict_create_interruptible(
     config: &Config,
     request: &ConflictCreateRequest,
-    cancel: Option<&crate::runner::Cancel>,
+    cancel: Option<&crate::cancel::Cancel>,
 ) -> Result<ConflictCreateResponse> {
     let Some(settings) = &config.conflicts else {
         return Err(Error::config("conflict detection needs a 'conflicts' section in the config (database, time_zone)"));

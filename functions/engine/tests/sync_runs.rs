@@ -163,7 +163,7 @@ async fn a_retried_reconcile_step_takes_up_the_run_the_failed_attempt_recorded()
 }
 
 /// Cancels the run (as SIGTERM does) when conflict detection starts.
-struct StopAtConflicts(runner::Cancel);
+struct StopAtConflicts(thaw_engine::cancel::Cancel);
 impl runner::Observer for StopAtConflicts {
     fn step(&self, name: &str) {
         if name == "conflict-create" {
@@ -181,7 +181,7 @@ async fn a_run_stopped_during_conflict_detection_says_the_next_run_is_new() {
     let (sf_db, pg_db, pg) = setup("cfstop", 60, 1).await;
     let extra = format!(r#""conflicts": {{"database": "{pg_db}"}},"#);
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table_entry(1)], &extra)));
-    let cancel = runner::Cancel::new();
+    let cancel = thaw_engine::cancel::Cancel::new();
     let stopping = RunOptions { request: PlanRequest::default(), conflicts: true, cancel: Some(cancel.clone()), ..Default::default() };
     let report = runner::run(config.clone(), stopping, Arc::new(StopAtConflicts(cancel))).await.expect("a report");
     assert_eq!(report.interrupted.as_deref(), Some("SIGTERM"));

@@ -258,7 +258,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let cancel = runner::Cancel::new();
+    let cancel = thaw_engine::cancel::Cancel::new();
     let config_path = cli.command.config_path();
     let code = match runtime.block_on(dispatch(cli, interactive, cancel.clone())) {
         Ok(()) => ExitCode::SUCCESS,
@@ -315,7 +315,7 @@ fn signal_exit_code(signal: &str) -> u8 {
 /// Turn SIGINT and SIGTERM into a stop request: the run stops handing out
 /// chunks, abandons the chunks in flight (their transactions roll back) and
 /// records itself `interrupted`. A second signal exits at once.
-fn handle_signals(cancel: runner::Cancel) {
+fn handle_signals(cancel: thaw_engine::cancel::Cancel) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
@@ -337,7 +337,7 @@ fn handle_signals(cancel: runner::Cancel) {
     });
 }
 
-async fn dispatch(cli: Cli, interactive: bool, cancel: runner::Cancel) -> Result<()> {
+async fn dispatch(cli: Cli, interactive: bool, cancel: thaw_engine::cancel::Cancel) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
             handle_signals(cancel.clone());
@@ -510,7 +510,7 @@ fn parse_date(text: &str) -> std::result::Result<chrono::NaiveDate, String> {
     chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|e| format!("'{text}' is not a date in YYYY-MM-DD form ({e}), e.g. 2025-03-10"))
 }
 
-async fn run_command(args: RunArgs, interactive: bool, cancel: runner::Cancel) -> Result<()> {
+async fn run_command(args: RunArgs, interactive: bool, cancel: thaw_engine::cancel::Cancel) -> Result<()> {
     let config = Arc::new(Config::load(&args.config.config)?);
     if let Some(path) = &args.report {
         check_report_path(path)?;

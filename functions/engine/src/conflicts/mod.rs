@@ -261,7 +261,7 @@ pub async fn run_interruptible(
     client: &mut Client,
     settings: &ConflictSettings,
     mode: DetectionMode,
-    cancel: Option<&crate::runner::Cancel>,
+    cancel: Option<&crate::cancel::Cancel>,
 ) -> Result<ConflictCreateResponse> {
     use futures::FutureExt;
     let started = std::time::Instant::now();
