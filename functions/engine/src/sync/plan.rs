@@ -466,7 +466,7 @@ async fn finish_planning(
 async fn prepare_tables(config: &Config, selected: &Selection<'_>, pg: &Client, request: &PlanRequest) -> Result<Vec<(TablePlan, TableConfig, String)>> {
     let mut prepared = Vec::new();
     for (source_cfg, tables) in selected {
-        let sf = super::retry::connect_for_planning(&config.snowflake, &source_cfg.source_sf_database, &source_cfg.source_sf_schema, super::retry::RetryPolicy::from_config(config)).await?;
+        let sf = crate::source::connect_for_planning(&config.snowflake, &source_cfg.source_sf_database, &source_cfg.source_sf_schema, super::retry::RetryPolicy::from_config(config)).await?;
         let catalog = source_catalog(&sf, source_cfg).await?;
         for t in tables {
             let plan = prepare_table(config, source_cfg, t, &catalog, pg, request).await?;
@@ -520,7 +520,7 @@ async fn plan_tables(
     for (mut plan, table_cfg, source_name) in prepared {
         let session_key = (plan.source_database.clone(), plan.source_schema.clone());
         if !sessions.contains_key(&session_key) {
-            let sf = super::retry::connect_for_planning(&config.snowflake, &plan.source_database, &plan.source_schema, super::retry::RetryPolicy::from_config(config)).await?;
+            let sf = crate::source::connect_for_planning(&config.snowflake, &plan.source_database, &plan.source_schema, super::retry::RetryPolicy::from_config(config)).await?;
             sessions.insert(session_key.clone(), sf);
         }
         let sf = &sessions[&session_key];

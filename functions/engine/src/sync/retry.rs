@@ -69,36 +69,6 @@ impl RetryPolicy {
     }
 }
 
-/// Log in to Snowflake for planning: `source::connect`, retried while the
-/// service answers busy ([`ErrorKind::Transient`]: a login answered
-/// 5xx/408/429, a dropped answer) within `policy`. Nothing answering at all
-/// (`Unreachable`) and rejected credentials fail at once, so a wrong
-/// endpoint or password is reported without waiting out the budget.
-///
-/// Errors: the last login error.
-pub async fn connect_for_planning(
-    settings: &crate::config::SnowflakeSettings,
-    database: &str,
-    schema: &str,
-    mut policy: RetryPolicy,
-) -> crate::error::Result<crate::source::SnowflakeSource> {
-    let mut attempt = 1;
-    loop {
-        match crate::source::connect(settings, Some(database), Some(schema)).await {
-            Ok(source) => return Ok(source),
-            Err(e) if e.kind == crate::error::ErrorKind::Transient => match policy.next_delay(attempt, &e) {
-                Some(delay) => {
-                    tracing::warn!(attempt, error = %e.message, delay_ms = delay.as_millis() as u64, "Snowflake login failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
