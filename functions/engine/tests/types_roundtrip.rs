@@ -535,7 +535,49 @@ struct Sides {
     rust: Vec<Vec<Option<String>>>,
     /// Row hashes computed in Rust from the batches written.
     rust_hashes: Vec<row_hash::RowHash>,
+    /// Per row and column: the canonical text PostgreSQL computes for the
+    /// smallest change of the stored value ([`smallest_change`]), when that
+    /// change gives a value of its own (`None`: NULL, NaN, a text without letters, …).
+    changed: Vec<Vec<Option<Option<String>>>>,
     targets: Vec<sink::TargetColumn>,
+}
+
+/// PostgreSQL SQL for the smallest change of column `c` (quoted) of type
+/// `pg_type` that the column can hold, copied from a Snowflake `sf_type`:
+/// one unit of the last digit a value holds, one microsecond, one day, one
+/// ulp of a double, a trailing blank, a flipped letter case, hex digit or
+/// boolean, one more byte; a document wrapped in an array. A float holding a
+/// NUMBER(p, s) changes by one unit of its s-th decimal: the comparison is at
+/// the source's scale by design (docs/reconcile.md §3).
+fn smallest_change(c: &str, sf_type: &str, pg_type: &str) -> String {
+    let sign = format!("CASE WHEN {c} > 0 THEN -1 ELSE 1 END");
+    let sf_scale: i32 = sf_type.split(',').nth(1).and_then(|s| s.trim_end_matches(')').trim().parse().ok()).unwrap_or(0);
+    let base = pg_type.split('(').next().unwrap();
+    let typmod_scale: Option<i32> = pg_type.split(',').nth(1).and_then(|s| s.trim_end_matches(')').trim().parse().ok());
+    match base {
+        "int2" | "int4" | "int8" => format!("CAST({c} + {sign} AS {pg_type})"),
+        // The last decimal the column holds; an unconstrained numeric holds one beyond the source's.
+        // (`POWER(10::numeric, -39)` rounds to 0 at numeric's default 16 digits: a literal is exact.)
+        "numeric" => format!("CAST({c} + {sign} * CAST('1e-{}' AS numeric) AS {pg_type})", typmod_scale.unwrap_or(sf_scale + 1)),
+        "float8" if sf_type.starts_with("NUMBER") => format!("CAST({c} + {sign} * POWER(10::float8, -{sf_scale}) AS float8)"),
+        "float4" if sf_type.starts_with("NUMBER") => format!("CAST({c} + {sign} * POWER(10::float8, -{sf_scale}) AS float4)"),
+        "float8" => format!("{c} * (1 + 2.0::float8 ^ (-52))"),
+        "float4" => format!("CAST(CAST({c} AS float8) * (1 + 2.0::float8 ^ (-23)) AS float4)"),
+        "text" | "varchar" => format!("CAST({c} || ' ' AS text)"),
+        // Trailing blanks do not count in char(n): flip the letters' case, or (no letters) the first character.
+        "char" => {
+            let flipped = format!("translate({c}, 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ', 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz')");
+            format!("CAST(CASE WHEN {flipped} <> {c} THEN {flipped} ELSE overlay({c} placing CASE WHEN left({c}, 1) = '0' THEN '1' ELSE '0' END from 1 for 1) END AS {pg_type})")
+        }
+        "uuid" => format!("CAST(LEFT(CAST({c} AS text), 35) || CASE WHEN RIGHT(CAST({c} AS text), 1) = '0' THEN '1' ELSE '0' END AS uuid)"),
+        "json" => format!("json_build_array({c})"),
+        "jsonb" => format!("jsonb_build_array({c})"),
+        "bool" => format!("NOT {c}"),
+        "date" => format!("{c} + 1"),
+        "time" | "timestamp" | "timestamptz" => format!("{c} + interval '1 microsecond'"),
+        "bytea" => format!("{c} || '\\x00'::bytea"),
+        other => panic!("no smallest change for {other}"),
+    }
 }
 
 async fn sides(name: &str, pairs: &[(&str, &str, &[&str])], via_encoder: bool) -> Sides {
@@ -614,6 +656,21 @@ async fn sides(name: &str, pairs: &[(&str, &str, &[&str])], via_encoder: bool) -
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    // The canonical text of each value's smallest change, where the change is a value of its own.
+    let mut changes = vec![sql::ident("ID")];
+    for ((sf_type, pg_type, _), c) in pairs.iter().zip(&columns) {
+        let change = smallest_change(&sql::ident(c), sf_type, pg_type);
+        changes.push(format!("{change} AS {}", sql::ident(c)));
+        changes.push(format!("CAST({change} AS TEXT) IS DISTINCT FROM CAST({} AS TEXT) AS {}", sql::ident(c), sql::ident(&format!("{c}_changed"))));
+    }
+    let flags: Vec<String> = columns.iter().map(|c| sql::ident(&format!("{c}_changed"))).collect();
+    let changed: Vec<Vec<Option<Option<String>>>> = pg
+        .query(&format!("SELECT {}, {} FROM (SELECT {} FROM {table}) AS {table} ORDER BY {table}.\"ID\"", pg_exprs.join(", "), flags.join(", "), changes.join(", ")), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (0..column_pairs.len()).map(|i| if i > 0 && r.get::<_, bool>(column_pairs.len() + i - 1) { Some(r.get(i)) } else { None }).collect())
+        .collect();
     pg.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
     let hasher = row_hash::RowHasher::new(&column_pairs, batches[0].schema().fields(), &["ID".to_string()]).unwrap();
     let (mut rust, mut rust_hashes) = (Vec::new(), Vec::new());
@@ -621,7 +678,7 @@ async fn sides(name: &str, pairs: &[(&str, &str, &[&str])], via_encoder: bool) -
         rust.extend(hasher.texts(batch).unwrap());
         hasher.hash_batch(batch, &mut rust_hashes).unwrap();
     }
-    Sides { emulator: sf_rows, postgres: pg_rows, postgres_hashes, rust, rust_hashes, targets }
+    Sides { emulator: sf_rows, postgres: pg_rows, postgres_hashes, rust, rust_hashes, changed, targets }
 }
 
 /// Every type pair of the round trip, value by value: the canonical text the
@@ -683,6 +740,36 @@ async fn canonical_forms_agree_value_by_value_for_every_type_pair() {
         }
     }
     assert!(missing.is_empty(), "pairs without a value-by-value canonical case: {missing:?}");
+}
+
+/// Reconcile can only find a difference its canonical forms keep: for every
+/// type pair, the smallest change a target column can hold (one unit of
+/// the last digit, one microsecond, a trailing blank, a flipped case, one ulp
+/// of a double, …; [`smallest_change`]) gives another canonical text than
+/// the stored value — except the documented comparisons at a coarser
+/// grain (docs/reconcile.md §3.2): a text source in an unconstrained
+/// `numeric` is compared at scale 0, and JSON numbers as doubles. A NUMBER
+/// of scale s in an unconstrained `numeric` used to be compared rounded to s
+/// decimals, so a target holding 1.501 for the source's 1.50 reconciled `ok`.
+#[tokio::test]
+async fn the_smallest_change_of_every_stored_value_changes_its_canonical_text() {
+    let s = sides("smallest", EMULATED, true).await;
+    let mut kept = Vec::new();
+    let mut changes = vec![0; EMULATED.len()];
+    for (row, (stored, changed)) in s.postgres.iter().zip(&s.changed).enumerate() {
+        for (i, (before, after)) in stored.iter().zip(changed).enumerate().skip(1) {
+            let (sf_type, pg_type, _) = EMULATED[i - 1];
+            let Some(after) = after else { continue };
+            changes[i - 1] += 1;
+            let coarser = sf_type == "TEXT" && pg_type == "numeric";
+            if before == after && !coarser {
+                kept.push(format!("row {row} {sf_type} → {pg_type}: {before:?} unchanged"));
+            }
+        }
+    }
+    let unchanged: Vec<String> = EMULATED.iter().zip(&changes).filter(|(_, n)| **n == 0).map(|((sf_type, pg_type, _), _)| format!("{sf_type} → {pg_type}")).collect();
+    assert!(unchanged.is_empty(), "pairs with no value changed (the test would not check them): {unchanged:?}");
+    assert!(kept.is_empty(), "changes reconcile cannot see:\n{}", kept.join("\n"));
 }
 
 /// The row hashes thaw keeps at load time (docs/reconcile.md §4.2), for

@@ -8,7 +8,7 @@
 //!
 //! | source → target | canonical text |
 //! | --- | --- |
-//! | NUMBER(p,s) → int*, numeric, float* | fixed decimals at scale max(s, target scale) |
+//! | NUMBER(p,s) → int*, numeric, float* | fixed decimals at scale max(s, target scale); an unconstrained `numeric` holding more decimals than s, its own text (so it differs) |
 //! | TEXT → int*, numeric | `TRY_CAST` to NUMBER at the target scale (blank → NULL) |
 //! | FLOAT → float8, float4, numeric | [`canonical_float`]: shortest round-trip digits in scientific form (`1.5e0`, `3.0000000000000004e-1`, `1e308`); `NaN`, `Infinity`, `-Infinity`, `0`, `-0` explicit |
 //! | BOOLEAN / NUMBER → bool | `1` / `0` |
@@ -449,6 +449,13 @@ pub fn postgres_expr(source: &SourceColumn, target: &TargetColumn) -> String {
             scale => format!("CAST({c} AS TEXT) || '.{}'", "0".repeat(scale as usize)),
         },
         PgType::Numeric if target.numeric_scale.map(i64::from) == Some(number_scale(source, target)) => format!("CAST({c} AS TEXT)"),
+        // An unconstrained numeric can hold more decimals than the source's
+        // scale: such a value shows them all (it differs from any NUMBER(p, s)
+        // text) instead of being rounded into agreement.
+        PgType::Numeric if target.numeric_scale.is_none() => {
+            let scale = number_scale(source, target);
+            format!("CASE WHEN {c} = ROUND({c}, {scale}) THEN CAST(ROUND({c}, {scale}) AS VARCHAR) ELSE CAST({c} AS VARCHAR) END")
+        }
         PgType::Numeric => format!("CAST(ROUND(CAST({c} AS NUMERIC), {}) AS VARCHAR)", number_scale(source, target)),
         // A double holding a NUMBER: its shortest text is exact, then compared at the source scale.
         PgType::Float4 | PgType::Float8 => format!("CAST(ROUND(CAST(CAST({c} AS TEXT) AS NUMERIC), {}) AS VARCHAR)", number_scale(source, target)),
@@ -645,7 +652,11 @@ mod tests {
         assert_eq!(postgres_expr(&source("N", "NUMBER", Some(2)), &int8), r#"CAST("n" AS TEXT) || '.00'"#);
         let numeric4 = target("n", PgType::Numeric, Some(4));
         assert_eq!(postgres_expr(&source("N", "NUMBER", Some(2)), &numeric4), r#"CAST("n" AS TEXT)"#, "numeric(p,4) holds scale 4");
-        assert_eq!(postgres_expr(&source("N", "NUMBER", Some(2)), &target("n", PgType::Numeric, None)), r#"CAST(ROUND(CAST("n" AS NUMERIC), 2) AS VARCHAR)"#);
+        // Unconstrained: the source scale, or the value's own text when it holds more decimals.
+        assert_eq!(
+            postgres_expr(&source("N", "NUMBER", Some(2)), &target("n", PgType::Numeric, None)),
+            r#"CASE WHEN "n" = ROUND("n", 2) THEN CAST(ROUND("n", 2) AS VARCHAR) ELSE CAST("n" AS VARCHAR) END"#
+        );
     }
 
     #[test]
