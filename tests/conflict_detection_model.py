@@ -115,11 +115,15 @@ TODAY = dt.date(2025, 3, 10)
 # boundary days and the days just outside are among the service dates.
 WINDOW = (dt.date(2023, 3, 10), dt.date(2025, 4, 24))
 DATES = [dt.date(2025, 3, 5)] * 8 + [TODAY] * 3 + [dt.date(2025, 3, 12)] * 8 + [
-    dt.date(2023, 3, 10), dt.date(2023, 3, 9), dt.date(2025, 4, 24), dt.date(2025, 4, 25)] + [dt.date(2024, 11, 3)] * 3  # DST ends
+    dt.date(2023, 3, 10), dt.date(2023, 3, 9), dt.date(2025, 4, 24), dt.date(2025, 4, 25)] + [dt.date(2024, 11, 3)] * 3 + [  # DST ends
+    dt.date(2025, 3, 9)] * 3  # DST starts: 02:00-02:59 does not exist on the wall clock (the generator skips it)
+DST_STARTS = dt.date(2025, 3, 9)
 SSN = "123-45-6789"
-SSN_SPELLINGS = [SSN, SSN, SSN, " " + SSN + "  ", SSN + "\t", "\t" + SSN, "987-65-4321", "987-65-4321 ", "", "   ", None, "\t", "987-65-4321\t"]
-STATES = ["NY"] * 6 + [" ny ", " New York", "new york", None, None, None, "", "PA", "pennsylvania", "NJ", "Long Island", "LI", "NY\t"]
-ZIPS = ["11214", "11214 ", "11203", "11220", "11230", "", None]
+SSN_SPELLINGS = [SSN, SSN, SSN, " " + SSN + "  ", SSN + "\t", "\t" + SSN, "987-65-4321", "987-65-4321 ", "", "   ", None, "\t", "987-65-4321\t",
+                 "\u00a0" + SSN, SSN + "\u00a0", " 987-65-4321\u00a0", SSN + "\n", "\u00a0"]  # NBSP and line breaks are no spaces for TRIM (§10.2)
+STATES = ["NY"] * 6 + [" ny ", " New York", "new york", None, None, None, "", "PA", "pennsylvania", "NJ", "Long Island", "LI", "NY\t",
+          "NY\u00a0", "\u00a0new york", " ", "\t"]
+ZIPS = ["11214", "11214 ", "11203", "11220", "11230", "", None, "11214\t", "\u00a011214", " "]
 # the primary visit's patient sits at BASE; others on its meridian at a distance in miles
 BASE = (40.597095, -73.998993)
 R_EARTH = 6371008.8
@@ -202,6 +206,14 @@ def round_half_away(x, places):
 # ---------------------------------------------------------------- generator
 
 
+def skip_missing_hour(t):
+    """A wall-clock time that exists in the configured zone: 02:xx on the day daylight saving
+    time starts is moved to 03:xx (a mirror of instants never holds the missing hour)."""
+    if t.date() == DST_STARTS and t.hour == 2:
+        return t + dt.timedelta(hours=1)
+    return t
+
+
 class World:
     def __init__(self, rnd, nvisits):
         self.rnd = rnd
@@ -243,7 +255,7 @@ class World:
                     lat=r.choice([lat] * 5 + [None, 0.0]), lon=r.choice([BASE[1]] * 5 + [None]),
                     created=dt.datetime(2020, 1, 1) + dt.timedelta(days=r.randint(0, 1000), seconds=len(self.addresses))))
         self.excluded_agency = [None] + ([self.providers[r.choice([1, 2, 3, 4, 5])]["id"]] if r.random() < 0.3 else [])
-        self.excluded_ssn = [None, "", " "] + r.choice([[], ["987-65-4321"], [" 987-65-4321 "], ["987-65-4321\t"]])
+        self.excluded_ssn = [None, "", " "] + r.choice([[], ["987-65-4321"], [" 987-65-4321 "], ["987-65-4321\t"], ["\u00a0" + SSN], [SSN + "\u00a0"]])
         self.contacts = []
         for k in range(r.randint(0, 4)):
             a, b = r.sample(sorted(self.providers), 2)
@@ -261,11 +273,11 @@ class World:
 
     def time_on(self, day):
         r = self.rnd
-        hour = r.choice([8, 9, 9, 10, 10, 11, 23, -1])  # -1: 23:00 the evening before
+        hour = r.choice([8, 9, 9, 10, 10, 11, 23, -1, 1, 3])  # -1: 23:00 the evening before
         t = dt.datetime.combine(day, dt.time(0)) + dt.timedelta(hours=hour, minutes=r.choice([0, 0, 5, 15, 15, 30, 45, 59, 60, 75]))
         if r.random() < 0.25:
             t += dt.timedelta(seconds=r.choice([1, 30, 59]))
-        return t
+        return skip_missing_hour(t)
 
     def interval(self, day):
         """Half the time one of the date's shared slots (equal times), else a fresh one."""
@@ -274,7 +286,10 @@ class World:
         if slots and r.random() < 0.5:
             return r.choice(slots)
         s = self.time_on(day)
-        e = s + dt.timedelta(minutes=r.choice([0, 15, 30, 45, 60, 60, 90, 120]), seconds=r.choice([0, 0, 0, 30, 59]))
+        # very long shifts too (12, 16 and 20 hours: the sweep compares a visit with every
+        # visit starting before its end)
+        e = skip_missing_hour(s + dt.timedelta(minutes=r.choice([0, 15, 30, 45, 60, 60, 90, 120, 720, 960, 1200] if r.random() < 0.3 else
+                                                                [0, 15, 30, 45, 60, 60, 90, 120]), seconds=r.choice([0, 0, 0, 30, 59])))
         if r.random() < 0.04:
             s, e = e, s  # ends before it starts
         slots.append((s, e))
@@ -327,6 +342,10 @@ class World:
         else:
             s = dt.datetime.combine(day - dt.timedelta(days=r.choice([0, 1])), dt.time(r.choice([0, 9])))
             e = s + dt.timedelta(days=r.choice([0, 1, 2, -1]), hours=r.choice([0, 8]))
+            if r.random() < 0.08:
+                e = None
+        if r.random() < 0.05:
+            s = None  # a NULL start: no event (outside every window)
         return dict(i=i, provider=prov, caregiver=cg, start=s, end=e, kind=kind)
 
     def load(self, db):
@@ -618,7 +637,7 @@ class Model:
                 return v["vs"].date() <= e["end"].date() and v["ve"].date() >= e["start"].date()
             evs = []
             for e in events:
-                if not (WINDOW[0] <= e["start"].date() <= WINDOW[1]):
+                if e["start"] is None or not (WINDOW[0] <= e["start"].date() <= WINDOW[1]):
                     continue
                 ssn = self.person(e["caregiver"], e["provider"])
                 if ssn is None:
