@@ -110,7 +110,7 @@ for priority in ("fixed", "legacy"):  # conflicts.gps_priority, §D4
                 ' "conflicts": {"database": "${DB}", "analytics_schema": "analytics", "conflict_schema": "conflict", "time_zone": "' + ZONE + '",'
                 ' "gps_priority": "' + priority + '"}}\n')
 
-TODAY = dt.date(2025, 3, 10)
+START_TODAY = TODAY = dt.date(2025, 3, 10)  # TODAY moves on some incremental nights (set_today)
 # Window [today - 2 years, today + 45 days] ([SF] BETWEEN, both ends): the
 # boundary days and the days just outside are among the service dates.
 WINDOW = (dt.date(2023, 3, 10), dt.date(2025, 4, 24))
@@ -204,6 +204,13 @@ def round_half_away(x, places):
 
 
 # ---------------------------------------------------------------- generator
+
+
+def set_today(day):
+    """The run's --today and its window [today - 2 years, today + 45 days] (§4.1.1)."""
+    global TODAY, WINDOW
+    TODAY = day
+    WINDOW = (day.replace(year=day.year - 2), day + dt.timedelta(days=45))
 
 
 def skip_missing_hour(t):
@@ -332,7 +339,7 @@ class World:
 
     def event(self, i, kind):
         r = self.rnd
-        day = r.choice([dt.date(2025, 3, 5), dt.date(2025, 3, 12), TODAY, dt.date(2023, 3, 9), dt.date(2023, 3, 10)])
+        day = r.choice([dt.date(2025, 3, 5), dt.date(2025, 3, 12), START_TODAY, dt.date(2023, 3, 9), dt.date(2023, 3, 10)])
         prov = r.choice([1, 2, 3, 4])
         cg = r.choice(sorted(self.caregivers))
         if kind == "I":
@@ -1102,6 +1109,15 @@ TYPE_VARIANTS = [
     (A + "factvisitcallperformance_cr", "Visit End Time", ["timestamp"], "@"),
     (A + "factvisitcallperformance_cr", "Call Out GPS Coordinates", ["text", "char(60)"], "@"),
     (A + "factvisitcallperformance_cr", "Visit Updated Timestamp", ["timestamp"], "@"),
+    # money: any numeric type holding the generated values exactly
+    (A + "factvisitcallperformance_cr", "Billed Rate", ["double precision", "real", "numeric", "numeric(10,1)"], "@"),
+    (A + "factvisitcallperformance_cr", "Bill Rate Non-Billed", ["double precision", "numeric(12,2)", "integer"], "@"),
+    (A + "factvisitcallperformance_cr", "Billed Hours", ["double precision", "real", "numeric(5,1)"], "@"),
+    (A + "factvisitcallperformance_cr", "Billed", ["text", "char(3)"], "@"),
+    (A + "factvisitcallperformance_cr", "Bill Type", ["text", "char(10)"], "@"),
+    (A + "factvisitcallperformance_cr", "Application Provider Id", ["integer", "numeric"], "@"),
+    (A + "dimprovider", "Application Provider Id", ["integer", "numeric(10,0)"], "@"),
+    (A + "dimprovider", "Phone Number 1", ["text", "char(12)"], "@"),
     (A + "factvisitcallperformance_deleted_cr", "Visit Id", ["text"], "@::text"),
     (A + "factvisitcallperformance_deleted_cr", "Visit Date", ["timestamp", "timestamptz"], "@"),
     (A + "dimcaregiver", "Caregiver Id", ["text", "varchar(36)"], "@::text"),
@@ -1129,6 +1145,8 @@ TYPE_VARIANTS = [
     ("conflict.excluded_ssn", "SSN", ["text", "char(20)"], "@"),
 ]
 # Types §2.4 does not accept: (table, column, bad type, USING, back to the type, USING back).
+# (Columns read as text accept any type, and excluded_agency."ProviderID" is checked by value:
+# an entry that is not a UUID is ConfigInvalid naming it.)
 BAD_TYPES = [
     (A + "factvisitcallperformance_cr", "Is Missed", "text", "@::text", "boolean", "@::boolean"),
     (A + "factvisitcallperformance_cr", "Visit Date", "text", "@::text", "date", "@::date"),
@@ -1137,6 +1155,11 @@ BAD_TYPES = [
     (A + "dimprovider", "Is Active", "integer", "@::int", "boolean", "@::boolean"),
     (A + "dimcaregiver", "Caregiver Id", "bytea", "decode(replace(@::text, '-', ''), 'hex')", "uuid", "encode(@, 'hex')::uuid"),
     ("conflict.mph", "AverageMilesPerHour", "text", "@::text", "real", "@::real"),
+    (A + "factcaregiverinservice", "Inservice start date", "text", "@::text", "timestamptz", "@::timestamptz"),
+    (A + "factcaregiverabsence", "End Date", "date", "@::date", "timestamptz", "@::timestamptz"),
+    (A + "factvisitcallperformance_deleted_cr", "Visit Id", "bigint", "NULL", "uuid", "NULL"),
+    (A + "dimpatientaddress", "Primary Address", "text", "@::text", "boolean", "@::boolean"),
+    ("conflict.settings", "ExtraDistancePer", "text", "@::text", "real", "@::real"),
 ]
 
 
@@ -1171,8 +1194,8 @@ def bad_type_fails_cleanly(seed, db, env, args, variants):
     problems = []
     if r.returncode != 2:
         problems.append(f"exit {r.returncode}, not 2")
-    for want in (name, column, {"integer": "int4"}.get(bad, bad)):
-        if want not in r.stderr and not (bad == "integer" and "integer" in r.stderr):
+    for want in (name, column, {"integer": "int4", "bigint": "int8"}.get(bad, bad)):
+        if want not in r.stderr and not (bad in ("integer", "bigint") and bad in r.stderr):
             problems.append(f"{want!r} not named")
     if "expected" not in r.stderr and "accept" not in r.stderr:
         problems.append("the accepted types not named")
@@ -1197,6 +1220,7 @@ def run(seed, nvisits, nights=3, verbose=True):
     twin database that got the same changes and ran `--full`; at the end a `--full` run from
     scratch on the final source, compared with the model's first night."""
     rnd = random.Random(seed)
+    set_today(START_TODAY)
     db = f"detection_model_{seed}"
     fresh_database(db)
     env = dict(ENV, DB=db)
@@ -1232,6 +1256,11 @@ def run(seed, nvisits, nights=3, verbose=True):
         sql("postgres", f"CREATE DATABASE {twin} TEMPLATE {db}")
     for night in range(3, 3 + nights):
         changes, what = incremental_changes(w, rnd)
+        if rnd.random() < 0.4:  # a later night: the window moves (dates enter and leave it, §D1, §D17)
+            set_today(TODAY + dt.timedelta(days=rnd.choice([1, 1, 2, 7, 30])))
+            what.append(f"today {TODAY}")
+            base = [BIN, "conflicts", "-c", CONFIG[w.gps_priority], "--today", TODAY.isoformat()]
+            args = base + ["--full"]
         # one change timestamp for both databases (the snapshot keeps it as LastUpdatedDate)
         changes = changes.replace("now()", f"timestamptz '{dt.datetime.now(dt.timezone.utc).isoformat()}'")
         if changes:
