@@ -926,7 +926,7 @@ def incremental_changes(w, rnd):
             v["ss"], v["se"] = w.interval(day)
             v["vs"], v["ve"] = r.choice([(None, None), w.interval(day), (v["ss"], v["se"]), (v["ss"], None)])
         elif what == "date":
-            v["date"] = r.choice(DATES)
+            v["date"] = r.choice(DATES) if r.random() > 0.05 else None
             day = v["date"] or dt.date(2025, 3, 12)
             v["ss"], v["se"] = w.interval(day)
             v["vs"], v["ve"] = r.choice([(None, None), w.interval(day), (v["ss"], v["se"])])
@@ -949,6 +949,18 @@ def incremental_changes(w, rnd):
             out.append(w.insert_visits([twin]))
             continue
         out.append(update_visit(w, v))
+    if w.deleted and r.random() < 0.3:
+        # a deleted visit restored: back in the visits (with its old change timestamp, or a
+        # new one) and out of the deleted-visits table (§D1 restored visits, §D25)
+        v = r.choice(w.deleted)
+        w.deleted.remove(v)
+        w.visits.append(v)
+        old = r.random() < 0.5
+        what_changed.append(f"v{v['i']} restored" + (" with an old timestamp" if old else ""))
+        restore = w.insert_visits([v])
+        if old:
+            restore = restore.replace("now())", "timestamptz '2020-01-01 00:00+00')")
+        out.append(restore + f" DELETE FROM analytics.factvisitcallperformance_deleted_cr WHERE \"Visit Id\" = {q(v['id'])};")
     for _ in range(r.choice([0, 1, 2, 4])):
         n = max([x["i"] for x in w.visits + w.deleted]) + 1
         v = w.visit(n)
@@ -980,6 +992,23 @@ def incremental_changes(w, rnd):
             w.removed_events.append(e)
             what_changed.append(f"{kind}{e['i']} removed")
             out.append(w.delete_event(e))
+    if r.random() < 0.2:
+        # a new address for a patient: the primary GPS one when its timestamp is the latest
+        n = r.choice(sorted(w.patients))
+        miles = r.choice(MILES)
+        a = dict(id=uid(0xF, len(w.addresses) + 1), patient=n, type=r.choice(["GPS", "Home", "Billing, GPS"]), primary=r.choice([True, True, False, None]),
+                 zip=r.choice(ZIPS), state=r.choice(STATES), lat=BASE[0] + math.degrees(miles / w.settings_per * 1609 / R_EARTH), lon=BASE[1],
+                 created=dt.datetime(2024, 1, 1) + dt.timedelta(days=r.randint(0, 300), seconds=len(w.addresses)))
+        w.addresses.append(a)
+        what_changed.append(f"address {a['id']} added for patient {n}")
+        out.append("INSERT INTO analytics.dimpatientaddress (\"Patient Address Id\", \"Patient Id\", \"Address Type\", \"Primary Address\", \"Zip Code\", \"Address State\", \"Latitude\", \"Longitude\", "
+                   f"\"Application Created UTC Timestamp\", \"Updated Datatimestamp\") VALUES ({q(a['id'])}, {q(w.patients[n]['id'])}, {q(a['type'])}, {q(a['primary'])}, {q(a['zip'])}, "
+                   f"{q(a['state'])}, {q(a['lat'])}, {q(a['lon'])}, '{a['created']}Z', now());")
+    if r.random() < 0.15 and w.addresses:
+        a = r.choice(w.addresses)
+        a["primary"] = {True: False, False: None, None: True}[a["primary"]]
+        what_changed.append(f"address {a['id']} primary {a['primary']}")
+        out.append(f"UPDATE analytics.dimpatientaddress SET \"Primary Address\" = {q(a['primary'])}, \"Updated Datatimestamp\" = now() WHERE \"Patient Address Id\" = {q(a['id'])};")
     if r.random() < 0.4 and w.addresses:
         a = r.choice(w.addresses)
         a["zip"], a["state"] = r.choice(ZIPS), r.choice(STATES)
