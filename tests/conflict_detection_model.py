@@ -731,6 +731,8 @@ class Model:
         cents = lambda x: float(x.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
         row["ShiftPrice"] = (None if shift is None else cents(shift * rate)) if rate is not None and rate > 0 else 0
         row["OverlapPrice"] = None if rate is None else cents(ov * rate)
+        # [SF]'s unrounded products, for the known difference of §D22 (a half cent)
+        row["exact"] = {"ShiftPrice": None if shift is None or rate is None else shift * rate, "OverlapPrice": None if rate is None else ov * rate}
 
 
 # ---------------------------------------------------------------- thaw's rows and the comparison
@@ -784,9 +786,23 @@ def same(c, a, b):
     return a == b
 
 
+KNOWN = []  # differences documented as known (§D22), printed, not failures
+
+
+def half_cent(exact, a, b):
+    """§D22 known difference: thaw's price from the `real` BilledRateMinute is one cent off
+    [SF]'s where the exact product is a half cent that [SF]'s NUMBER(38,15) rate misses
+    (90 minutes × 20/960 = 1.875: [SF] 1.87499999999997 → 1.87, thaw 1.88)."""
+    if exact is None or a is None or b is None:
+        return False
+    near = abs(exact * 200 - (exact * 200).to_integral_value()) < Decimal("1e-9") and (exact * 200).to_integral_value() % 2 == 1
+    return near and abs(Decimal(str(a)) - Decimal(str(b))) == Decimal("0.01")
+
+
 def compare(w, model_rows, got):
     diffs = []
     want = {k: norm_model(r) for k, r in model_rows.items()}
+    exact = {k: r.get("exact", {}) for k, r in model_rows.items()}
     names = {v["id"]: f"v{v['i']}" for v in w.visits + w.deleted}
     for e in w.inservice + w.removed_events:
         if e["kind"] == "I":
@@ -802,6 +818,9 @@ def compare(w, model_rows, got):
     for k in sorted(set(want) & set(got)):
         for c in COLUMNS:
             if not same(c, want[k][c], got[k][c]):
+                if c in ("ShiftPrice", "OverlapPrice") and half_cent(exact[k].get(c), want[k][c], got[k][c]):
+                    KNOWN.append(f"{nm(k)} {c}: model {want[k][c]!r} thaw {got[k][c]!r} ([SF] {exact[k][c]})")
+                    continue
                 diffs.append(f"{nm(k)} {c}: model {want[k][c]!r} thaw {got[k][c]!r}")
     return diffs, names
 
@@ -1352,5 +1371,7 @@ if __name__ == "__main__":
         for seed in range(first, first + count):
             if bad < 3 and not run(seed, nvisits, nights):
                 bad += 1
+    if KNOWN:
+        print(f"known differences (§D22, a half cent): {len(KNOWN)}, e.g. " + "; ".join(KNOWN[:3]))
     print("done, failures:", bad)
     sys.exit(1 if bad else 0)
