@@ -931,6 +931,20 @@ def incremental_changes(w, rnd):
     list of what changed (printed with a difference)."""
     out, what_changed = [], []
     r = rnd
+    if w.deleted and r.random() < 0.3:
+        # a deleted visit restored: back in the visits (with its old change timestamp, or a
+        # new one) and out of the deleted-visits table (§D1 restored visits, §D25); only a
+        # visit deleted on an earlier night: deleted and restored with its old timestamp between
+        # two runs is a back-dated correction, which only a full run sees (§D1 limits)
+        v = r.choice(w.deleted)
+        w.deleted.remove(v)
+        w.visits.append(v)
+        old = r.random() < 0.5
+        what_changed.append(f"v{v['i']} restored" + (" with an old timestamp" if old else ""))
+        restore = w.insert_visits([v])
+        if old:
+            restore = restore.replace("now())", "timestamptz '2020-01-01 00:00+00')")
+        out.append(restore + f" DELETE FROM analytics.factvisitcallperformance_deleted_cr WHERE \"Visit Id\" = {q(v['id'])};")
     for v in r.sample(w.visits, min(len(w.visits), r.randint(3, 12))):
         what = r.choice(["times", "times", "date", "date", "caregiver", "provider", "missed", "gps", "rate", "patient", "delete", "identical"])
         what_changed.append(f"v{v['i']} {what}")
@@ -968,18 +982,6 @@ def incremental_changes(w, rnd):
             out.append(w.insert_visits([twin]))
             continue
         out.append(update_visit(w, v))
-    if w.deleted and r.random() < 0.3:
-        # a deleted visit restored: back in the visits (with its old change timestamp, or a
-        # new one) and out of the deleted-visits table (§D1 restored visits, §D25)
-        v = r.choice(w.deleted)
-        w.deleted.remove(v)
-        w.visits.append(v)
-        old = r.random() < 0.5
-        what_changed.append(f"v{v['i']} restored" + (" with an old timestamp" if old else ""))
-        restore = w.insert_visits([v])
-        if old:
-            restore = restore.replace("now())", "timestamptz '2020-01-01 00:00+00')")
-        out.append(restore + f" DELETE FROM analytics.factvisitcallperformance_deleted_cr WHERE \"Visit Id\" = {q(v['id'])};")
     for _ in range(r.choice([0, 1, 2, 4])):
         n = max([x["i"] for x in w.visits + w.deleted]) + 1
         v = w.visit(n)
