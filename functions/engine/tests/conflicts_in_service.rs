@@ -321,6 +321,56 @@ async fn event_rows_refresh_resolve_reopen_and_follow_incremental_runs() {
     assert_eq!(rows(&client).await, incremental);
 }
 
+/// §5.3, §D1: an incremental night resolves the rows an event leaves behind
+/// as a full night does, when the event stops qualifying without any of its
+/// new dates being a touched key: its caregiver's SSN edited away (the
+/// caregiver row changed, the event row did not), or the event moved to a
+/// caregiver id without a caregiver row. Both orientations are stored under
+/// different dates (the absence's start date, the visit's date), so the
+/// reverse row's key is touched too. Each change undone reopens the rows.
+/// Before, the rows stayed open until the next `--full` (found by
+/// tests/conflict_detection_model.py's incremental nights).
+#[tokio::test]
+async fn conflict_incremental_resolves_the_rows_of_an_event_that_stops_qualifying() {
+    let mut client = planted("cf_event_leaves").await;
+    let mut sql = String::new();
+    // Absent at B from the 12th to the 13th; visit 1 at A on the 13th.
+    sql += &absence(7, 'b', "2025-03-12 00:00-04", "2025-03-13 08:00-04");
+    sql += &visit(1, 'a', "2025-03-13", "'2025-03-13 15:00-04'", "'2025-03-13 16:00-04'", "false");
+    client.batch_execute(&sql).await.unwrap();
+    run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+    let open = expected(&[("v1", "P7", "NY")]);
+    assert_eq!(open, ["P7>v1 U NY NNNNNNN", "v1>P7 U NY NNNNNNN"]);
+    assert_eq!(rows(&client).await, open);
+    let dates: Vec<String> = client
+        .query(r#"SELECT "VisitDate"::text FROM conflict.conflictvisitmaps ORDER BY "VisitID" = '00000000-0000-0000-0000-000000000001'"#, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(dates, ["2025-03-12", "2025-03-13"], "the two orientations have different keys");
+    let resolved = ["P7>v1 R NY NNNNNNN", "v1>P7 R NY NNNNNNN"];
+    let steps = [
+        // B's caregiver loses the SSN: the event has no person any more.
+        (r#"UPDATE analytics.dimcaregiver SET "SSN" = '999-99-9999', "Updated Datatimestamp" = now() + interval '1 minute' WHERE "Application Caregiver Id" = 12"#, resolved),
+        (r#"UPDATE analytics.dimcaregiver SET "SSN" = ' 123-45-6789 ', "Updated Datatimestamp" = now() + interval '2 minutes' WHERE "Application Caregiver Id" = 12"#, ["P7>v1 U NY NNNNNNN", "v1>P7 U NY NNNNNNN"]),
+        // The absence moves to a caregiver id without a caregiver row.
+        (r#"UPDATE analytics.factcaregiverabsence SET "Global Caregiver Id" = '00000000-0000-0000-0000-0000000000ff', "Updated Datatimestamp" = now() + interval '3 minutes'"#, resolved),
+        (r#"UPDATE analytics.factcaregiverabsence SET "Global Caregiver Id" = '00000000-0000-0000-0000-0000000000cb', "Updated Datatimestamp" = now() + interval '4 minutes'"#, ["P7>v1 U NY NNNNNNN", "v1>P7 U NY NNNNNNN"]),
+    ];
+    for (change, want) in steps {
+        client.batch_execute(change).await.unwrap();
+        let summary = run(&mut client, &settings(), DetectionMode::Incremental).await.unwrap();
+        assert_eq!(summary.mode.as_deref(), Some("incremental"), "{summary:?}");
+        assert_eq!(rows(&client).await, want, "after {change}");
+        // A full run finds nothing else to do.
+        let full = run(&mut client, &settings(), DetectionMode::Full).await.unwrap();
+        assert_eq!((full.inserted, full.resolved), (0, 0), "after {change}: {full:?}");
+        assert_eq!(rows(&client).await, want, "after {change}, full");
+    }
+}
+
 /// A stored row's pair, `BilledRateMinute`, `ConBilledRateMinute` and `OverlapPrice` (text).
 type RateRow = (String, Option<f32>, Option<f32>, Option<String>);
 

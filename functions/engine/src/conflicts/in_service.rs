@@ -111,6 +111,13 @@ impl EventKind {
     }
 }
 
+/// The source table of an event kind and its (id, caregiver, start, end)
+/// columns, for the incremental touched keys (docs/conflicts.md §5.3, §D1).
+pub fn event_columns(kind: EventKind) -> (&'static str, &'static str, &'static str, &'static str, &'static str) {
+    let (id, caregiver, start, end) = kind.columns();
+    (kind.table(), id, caregiver, start, end)
+}
+
 /// SQL text of [SF]'s synthetic id `MD5(letter || id)` as a `uuid`: the 32
 /// hex digits of the MD5 read as a UUID, which is the same value written with
 /// dashes in lower case (docs/conflicts.md §5, A39). The in-service id is a

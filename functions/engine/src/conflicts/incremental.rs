@@ -31,6 +31,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::Transaction;
 
 use super::columns::{ColumnTypes, Want};
+use super::in_service::{event_columns, synthetic_id, EventKind};
 use super::store::{written_columns, Schemas, Table};
 use crate::error::{from_postgres, Result};
 use crate::sink::qualified;
@@ -384,26 +385,56 @@ pub async fn collect_keys(
     // Changed in-service and absence periods: every date they cover (inside
     // the window), for the caregiver's SSN. A period without a change
     // timestamp counts as changed on every run, like a visit without one.
-    let periods = [
-        ("factcaregiverinservice", "Caregiver Id", "Inservice start date", "Inservice end date"),
-        ("factcaregiverabsence", "Global Caregiver Id", "Start Date", "End Date"),
-    ];
-    for (table, caregiver, start, end) in periods {
+    // A period counts as changed when its row or its caregiver row changed
+    // (an SSN edit moves all its keys, as for visits), and its **old** keys
+    // are touched too: those of its stored rows, by VisitID, and of their
+    // reverse rows (an event row and its reverse have different dates, the
+    // event's start date and the visit's), so an event that moved to a
+    // caregiver, agency or dates where it no longer qualifies has its old
+    // rows resolved as a full night resolves them (before, they stayed open
+    // until the next `--full`; found by tests/conflict_detection_model.py).
+    let cg_changed = if optional_table(types, ca, "Updated Datatimestamp") {
+        Some(format!("{} {after}", types.expr("cg", ca, "Updated Datatimestamp", Want::Timestamptz)?))
+    } else {
+        None
+    };
+    for kind in EventKind::ALL {
+        let (table, id, caregiver, start, end) = event_columns(kind);
         if !optional_table(types, table, "Updated Datatimestamp") || !optional_table(types, table, caregiver) {
             continue;
         }
         let e = |col: &str, want: Want| types.expr("i", table, col, want);
         let (s, en) = (e(start, Want::Timestamptz)?, e(end, Want::Timestamptz)?);
-        branches.push(format!(
-            "SELECT {cg_ssn}, d::date FROM {t} i JOIN {cgs} cg ON {cg_id} = {cg_fk}\n\
-             CROSS JOIN LATERAL generate_series(greatest(({s} AT TIME ZONE {zone_literal})::date, $3::date), \
-             least(coalesce(({en} AT TIME ZONE {zone_literal})::date, ({s} AT TIME ZONE {zone_literal})::date), $4::date), interval '1 day') d\n\
-             WHERE {changed} AND {s} IS NOT NULL",
-            t = a(table),
-            cgs = a(ca),
-            cg_fk = e(caregiver, Want::Uuid)?,
-            changed = changed_since(&e("Updated Datatimestamp", Want::Timestamptz)?, after),
-        ));
+        let (t, cgs, cg_fk) = (a(table), a(ca), e(caregiver, Want::Uuid)?);
+        let changed = changed_since(&e("Updated Datatimestamp", Want::Timestamptz)?, after);
+        // (FROM … WHERE) of the changed events: changed rows, and the rows of changed caregivers.
+        let mut sources = vec![(format!("{t} i JOIN {cgs} cg ON {cg_id} = {cg_fk}"), changed.clone())];
+        if let Some(cg_changed) = &cg_changed {
+            sources.push((format!("{cgs} cg JOIN {t} i ON {cg_fk} = {cg_id}"), cg_changed.clone()));
+        }
+        for (from, condition) in &sources {
+            branches.push(format!(
+                "SELECT {cg_ssn}, d::date FROM {from}\n\
+                 CROSS JOIN LATERAL generate_series(greatest(({s} AT TIME ZONE {zone_literal})::date, $3::date), \
+                 least(coalesce(({en} AT TIME ZONE {zone_literal})::date, ({s} AT TIME ZONE {zone_literal})::date), $4::date), interval '1 day') d\n\
+                 WHERE {condition} AND {s} IS NOT NULL"
+            ));
+        }
+        // Old keys: a changed row's own (without its caregiver, which may be gone), and those of a changed caregiver's events.
+        let mut old_sources = vec![(format!("{t} i"), changed)];
+        if let Some(cg_changed) = &cg_changed {
+            old_sources.push((format!("{cgs} cg JOIN {t} i ON {cg_fk} = {cg_id}"), cg_changed.clone()));
+        }
+        let event_id = synthetic_id(kind, &e(id, Want::Int8)?);
+        for (from, condition) in old_sources {
+            branches.push(format!(
+                "SELECT k.* FROM {from}\n\
+                 JOIN {cvm} c ON c.\"VisitID\" = {event_id}\n\
+                 CROSS JOIN LATERAL (SELECT c.\"SSN\"::text, c.\"VisitDate\"::date\n    \
+                 UNION ALL SELECT r.\"SSN\"::text, r.\"VisitDate\"::date FROM {cvm} r WHERE r.\"VisitID\" = c.\"ConVisitID\" AND r.\"ConVisitID\" = c.\"VisitID\") k\n\
+                 WHERE {condition}"
+            ));
+        }
     }
     let keys_sql = format!(
         "INSERT INTO {KEYS} (ssn, visit_date)\nSELECT DISTINCT ssn, visit_date FROM (\n{}\n) k(ssn, visit_date)\n\
