@@ -295,3 +295,41 @@ async fn create_tables_into_a_missing_schema_names_it_and_records_nothing() {
     }
     assert_eq!(runs(&pg).await, 0, "no run was recorded");
 }
+
+/// Found by the sync model (`tests/sync_model.py` seed 3 with schema drift,
+/// docs/sync.md §14): a column added by `"add_columns"` to a table with
+/// `row_hashes` left the kept hashes of the rows the run did not rewrite
+/// hashed over the old columns, so the run's reconcile (which reads them)
+/// reported the table as a mismatch with 0 missing, 0 extra and 0 changed
+/// rows, exit 3, although PostgreSQL held exactly what Snowflake held (the
+/// new column NULL on both sides). Planning a table whose copied columns
+/// changed now marks its row hashes incomplete, so reconcile hashes the rows
+/// (and its whole-table check refills them).
+#[tokio::test]
+async fn a_column_added_to_a_table_with_row_hashes_does_not_make_its_unchanged_rows_differ() {
+    let (sf_db, pg_db, sf, pg) = setup("addcolhash", 120, true).await;
+    let table = orders_table(Some(("Updated", "timestamp_tz")), r#", "schema_evolution": "add_columns", "row_hashes": true"#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+    let complete: bool = pg.query_one("SELECT complete FROM migration_status.row_hash_tables", &[]).await.unwrap().get(0);
+    assert!(complete, "the first load keeps every row's hash");
+
+    // A new column, NULL in every row: nothing differs between the two sides.
+    sf.execute(&format!("ALTER TABLE \"{sf_db}\".\"S\".\"ORDERS\" ADD COLUMN \"Late Note\" VARCHAR(30)")).await.unwrap();
+    let second = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("second run");
+    assert_eq!(second.status, "completed", "{:?}", second.reconcile_details[0].diff);
+    let changed: Option<String> = pg
+        .query_one("SELECT plan->>'columns_changed' FROM migration_status.migration_table_status ORDER BY started_at DESC LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(changed.as_deref(), Some("added \"Late Note\""));
+    // The run's whole-table check hashed the rows and refilled the kept hashes from them.
+    let (complete, reason): (bool, String) =
+        pg.query_one("SELECT complete, reason FROM migration_status.row_hash_tables", &[]).await.map(|r| (r.get(0), r.get(1))).unwrap();
+    assert!(complete && reason.contains("refilled from the rows"), "{reason}");
+
+    // The next night reads the refilled hashes and stays clean.
+    let third = runner::run(config, options(), Arc::new(Quiet)).await.expect("third run");
+    assert_eq!(third.status, "completed", "{:?}", third.reconcile_details[0].diff);
+}

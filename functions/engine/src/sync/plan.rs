@@ -138,6 +138,14 @@ pub struct TablePlan {
     /// `schema_evolution: "add_columns"`; empty for most tables.
     #[serde(default)]
     pub ddl: Vec<String>,
+    /// How the copied columns differ from those of the previous run's plan of
+    /// the same source table into the same target (columns added, no longer
+    /// copied, or of another type: [`columns_changed`]); `None` when they do
+    /// not or there is no previous plan. The row hashes kept for the target
+    /// (docs/reconcile.md §4.2) hash the old columns, so planning the table
+    /// marks them incomplete (docs/sync.md §3.6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns_changed: Option<String>,
 }
 
 impl TablePlan {
@@ -578,6 +586,12 @@ async fn plan_tables(
             plan: serde_json::to_value(&plan).expect("plan serialises"),
         };
         let ranges: Vec<serde_json::Value> = chunks.iter().map(|c| serde_json::to_value(c).expect("chunk serialises")).collect();
+        if let Some(change) = &plan.columns_changed {
+            // The kept row hashes hash the previous run's columns (docs/reconcile.md §4.2): the rows
+            // this run does not rewrite keep them, so reconcile must hash the rows themselves again.
+            let reason = format!("the copied columns changed since the previous run ({change}): the kept hashes are of the old columns; a full reconcile refills them");
+            crate::reconcile::side_table::invalidate(&tx, &plan.target_fqn(), &reason).await?;
+        }
         PgStatusStore::record_table_plan(&tx, &planned, &ranges).await?;
         tx.commit().await.map_err(|e| from_postgres(e, "committing the table plan"))?;
         tracing::info!(table = %plan.source_table, strategy = ?plan.strategy, mode = ?plan.load_mode, chunks = chunks.len(), "planned");
@@ -1278,6 +1292,7 @@ async fn prepare_table(
         }
     };
     let strategy = choose_strategy(t)?;
+    let changed = previous.as_ref().and_then(|p| columns_changed(&p.columns, &columns));
     Ok(TablePlan {
         source_name: s.source_name.clone(),
         source_database: s.source_sf_database.clone(),
@@ -1302,7 +1317,39 @@ async fn prepare_table(
         parallel_threads: config.parallel_threads(t),
         truncated: false,
         ddl,
+        columns_changed: changed,
     })
+}
+
+/// How the copied columns `now` differ from `before` (a previous plan's):
+/// `added "a", no longer copied "b", retyped "c"`, each part only when it
+/// applies; `None` when both copy the same source columns, of the same
+/// Snowflake types, into the same target columns of the same types, in the
+/// same order — what a row's reconcile hash is made of (docs/reconcile.md §4.2).
+pub fn columns_changed(before: &[ColumnPair], now: &[ColumnPair]) -> Option<String> {
+    let signature = |c: &ColumnPair| (c.source.name.clone(), c.source.data_type.clone(), c.target.name.clone(), sink::ddl::sql_type(&c.target));
+    if before.iter().map(signature).eq(now.iter().map(signature)) {
+        return None;
+    }
+    let names = |cs: Vec<&ColumnPair>| cs.iter().map(|c| sink::ident(&c.target.name)).collect::<Vec<_>>().join(", ");
+    let added: Vec<&ColumnPair> = now.iter().filter(|c| !before.iter().any(|b| b.target.name == c.target.name)).collect();
+    let removed: Vec<&ColumnPair> = before.iter().filter(|b| !now.iter().any(|c| c.target.name == b.target.name)).collect();
+    let retyped: Vec<&ColumnPair> =
+        now.iter().filter(|c| before.iter().any(|b| b.target.name == c.target.name && signature(b) != signature(c))).collect();
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!("added {}", names(added)));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("no longer copied {}", names(removed)));
+    }
+    if !retyped.is_empty() {
+        parts.push(format!("retyped or remapped {}", names(retyped)));
+    }
+    if parts.is_empty() {
+        parts.push("reordered".to_string());
+    }
+    Some(parts.join(", "))
 }
 
 /// The schema-mismatch error of a drift check (unmappable, gone or retyped
