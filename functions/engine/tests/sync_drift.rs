@@ -333,3 +333,35 @@ async fn a_column_added_to_a_table_with_row_hashes_does_not_make_its_unchanged_r
     let third = runner::run(config, options(), Arc::new(Quiet)).await.expect("third run");
     assert_eq!(third.status, "completed", "{:?}", third.reconcile_details[0].diff);
 }
+
+/// Found by the sync model (`tests/sync_model.py` seed 5 with schema drift,
+/// docs/sync.md §14): a dropped source column that `column_mapping` renames
+/// stops the plan, and its message says to list it in `exclude_columns` if
+/// PostgreSQL now owns it. Doing just that was refused with `source column
+/// "Note", source column "Note" do(es) not exist` (the mapping's key and the
+/// excluded name, checked against the source and the target's own names), so
+/// the way out the first message gave led nowhere. An excluded column's
+/// mapping names nothing thaw copies now; the target column it names is kept.
+#[tokio::test]
+async fn a_dropped_mapped_source_column_listed_in_exclude_columns_lets_runs_go_on() {
+    let (sf_db, pg_db, sf, pg) = setup("dropmapped", 150, false).await;
+    let mapped = r#", "create_tables": true, "column_mapping": {"Note": "note text"}"#;
+    let config1 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, mapped)], "")));
+    runner::run(config1.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+    let notes = "SELECT count(\"note text\") FROM public.orders";
+    let before: i64 = pg.query_one(notes, &[]).await.unwrap().get(0);
+    assert!(before > 0);
+
+    sf.execute(&format!("ALTER TABLE \"{sf_db}\".\"S\".\"ORDERS\" DROP COLUMN \"Note\"")).await.unwrap();
+    let err = runner::run(config1, options(), Arc::new(Quiet)).await.expect_err("a dropped source column stops the plan");
+    assert!(err.message.contains("\"Note\" (copied into \"note text\")") && err.message.contains("exclude_columns"), "{err}");
+
+    // As the message says: exclude it (the mapping left as it was). The target column keeps its values.
+    let owned = format!(r#"{mapped}, "exclude_columns": ["Note"]"#);
+    let config2 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, &owned)], "")));
+    let report = runner::run(config2, options(), Arc::new(Quiet)).await.expect("an excluded dropped column is not drift");
+    report.outcome().expect("the run is clean");
+    let after: i64 = pg.query_one(notes, &[]).await.unwrap().get(0);
+    assert_eq!(after, before, "PostgreSQL's column is left alone");
+    assert_eq!(pg_count(&pg, "public.orders").await, 150);
+}

@@ -971,19 +971,25 @@ async fn prepare_table(
     };
     let in_source = |name: &str| case_hint(name, source_cols.iter().map(|c| c.name.as_str()).collect());
     let in_target = |name: &str| case_hint(name, target_cols.iter().map(|c| c.name.as_str()).collect());
+    let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
+    let previous = if target_exists { previous_plan(pg, s, t).await? } else { None };
     let mut missing = Vec::new();
-    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()).chain(t.truncate_to_date.iter()) {
+    // A column_mapping entry whose source column is gone: drift when the previous plan copied it (the
+    // drift check below names it and the way out), nothing at all when it is excluded — the way out:
+    // its mapping names no column thaw copies (docs/sync.md §3.6).
+    let copied_before = |c: &str| previous.as_ref().is_some_and(|p| p.columns.iter().any(|pc| pc.source.name == c));
+    let mapped = t.column_mapping.keys().filter(|c| !excluded(c) && !copied_before(c));
+    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(mapped).chain(t.truncate_to_date.iter()) {
         if !source_has(c) {
             missing.push(format!("source column \"{c}\"{}", in_source(c)));
         }
     }
     for c in &t.exclude_columns {
-        // A column PostgreSQL owns may exist in the target only.
-        if !source_has(c) && !target_cols.iter().any(|tc| &tc.name == c) {
+        // A column PostgreSQL owns may exist in the target only, under its name or the one column_mapping gives it.
+        if !source_has(c) && !target_has(c) && !t.column_mapping.get(c).is_some_and(|m| target_has(m)) {
             missing.push(format!("source column \"{c}\"{}", in_source(c)));
         }
     }
-    let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
     for (u, k) in t.uniqueness_columns.iter().zip(&key_columns) {
         if !source_has(u) {
             missing.push(format!("uniqueness column \"{u}\" in the source{}", in_source(u)));
@@ -996,8 +1002,8 @@ async fn prepare_table(
             missing.push(format!("target watermark column \"{tw}\"{}", in_target(tw)));
         }
     }
-    for m in t.column_mapping.values() {
-        if !target_has(m) {
+    for (c, m) in &t.column_mapping {
+        if !excluded(c) && !target_has(m) {
             missing.push(format!("mapped target column \"{m}\"{}", in_target(m)));
         }
     }
@@ -1030,7 +1036,6 @@ async fn prepare_table(
         return Err(Error::config(format!("{at}: cannot exclude {}", missing.join(", "))));
     }
     // Schema drift (docs/sync.md §3.6), measured against the previous plan.
-    let previous = if target_exists { previous_plan(pg, s, t).await? } else { None };
     let evolution = config.schema_evolution(t);
     let mut new_columns = Vec::new();
     let mut unmappable = Vec::new();
