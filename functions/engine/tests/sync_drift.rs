@@ -365,3 +365,34 @@ async fn a_dropped_mapped_source_column_listed_in_exclude_columns_lets_runs_go_o
     assert_eq!(after, before, "PostgreSQL's column is left alone");
     assert_eq!(pg_count(&pg, "public.orders").await, 150);
 }
+
+/// Found by the sync model (`tests/sync_model.py` seeds 5 and 18 with schema
+/// drift): the same dead end for a dropped source column whose target column
+/// differs only in case (`NOTE` filling `note`, docs/sync.md §4.6): listed in
+/// `exclude_columns` as the drift error says, it was refused as `source column
+/// "NOTE" do(es) not exist` (neither the source nor the target has that exact name).
+#[tokio::test]
+async fn a_dropped_case_folded_source_column_listed_in_exclude_columns_lets_runs_go_on() {
+    let sf_db = unique("SFCASEDROP").to_uppercase();
+    let pg_db = unique("casedrop");
+    let sf = fresh_sf(&sf_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"CASE1\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (ID NUMBER(38,0), NOTE VARCHAR(20), UPD TIMESTAMP_NTZ)")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {fqn} VALUES (1, 'a', '2024-01-01'), (2, 'b', '2024-01-01')")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.case1 (id int8 PRIMARY KEY, note text, upd timestamp)").await.unwrap();
+    let table = |extra: &str| {
+        format!(r#"{{"source": "CASE1", "target": "case1", "uniqueness_columns": ["ID"], "source_watermark": "UPD", "target_watermark": "upd"{extra}}}"#)
+    };
+    let config1 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table("")], "")));
+    runner::run(config1.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+
+    sf.execute(&format!("ALTER TABLE {fqn} DROP COLUMN NOTE")).await.unwrap();
+    let err = runner::run(config1, options(), Arc::new(Quiet)).await.expect_err("a dropped source column stops the plan");
+    assert!(err.message.contains("\"NOTE\" (copied into \"note\")") && err.message.contains("exclude_columns"), "{err}");
+
+    let config2 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table(r#", "exclude_columns": ["NOTE"]"#)], "")));
+    runner::run(config2, options(), Arc::new(Quiet)).await.expect("an excluded dropped column is not drift").outcome().expect("clean");
+    let notes: i64 = pg.query_one("SELECT count(note) FROM public.case1", &[]).await.unwrap().get(0);
+    assert_eq!(notes, 2, "PostgreSQL's column is left alone");
+}

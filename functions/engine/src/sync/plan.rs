@@ -985,8 +985,10 @@ async fn prepare_table(
         }
     }
     for c in &t.exclude_columns {
-        // A column PostgreSQL owns may exist in the target only, under its name or the one column_mapping gives it.
-        if !source_has(c) && !target_has(c) && !t.column_mapping.get(c).is_some_and(|m| target_has(m)) {
+        // A column PostgreSQL owns may exist in the target only, under its name or the one column_mapping
+        // gives it; a source column the previous plan copied may be gone whatever its target column is
+        // named (mapped, or paired in the other case, §4.6): excluding it is the way out of its drift error.
+        if !source_has(c) && !target_has(c) && !t.column_mapping.get(c).is_some_and(|m| target_has(m)) && !copied_before(c) {
             missing.push(format!("source column \"{c}\"{}", in_source(c)));
         }
     }
