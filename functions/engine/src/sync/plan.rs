@@ -986,10 +986,16 @@ async fn prepare_table(
     }
     for c in &t.exclude_columns {
         // A column PostgreSQL owns may exist in the target only, under its name or the one column_mapping
-        // gives it; a source column the previous plan copied may be gone whatever its target column is
-        // named (mapped, or paired in the other case, §4.6): excluding it is the way out of its drift error.
-        if !source_has(c) && !target_has(c) && !t.column_mapping.get(c).is_some_and(|m| target_has(m)) && !copied_before(c) {
-            missing.push(format!("source column \"{c}\"{}", in_source(c)));
+        // gives it. Once the table has been planned, a source column may also be gone whatever its target
+        // column is called (mapped, paired in the other case, §4.6, or none): excluding a dropped column is
+        // the way out of its drift error, and dropping an excluded one is not drift (docs/sync.md §3.6).
+        // Before the first plan such a name is most likely a typo.
+        if !source_has(c) && !target_has(c) && !t.column_mapping.get(c).is_some_and(|m| target_has(m)) {
+            if previous.is_none() {
+                missing.push(format!("source column \"{c}\"{}", in_source(c)));
+            } else {
+                tracing::warn!(table = %t.source, column = %c, "exclude_columns names a column neither the source nor the target has (dropped from Snowflake?)");
+            }
         }
     }
     for (u, k) in t.uniqueness_columns.iter().zip(&key_columns) {
