@@ -149,6 +149,19 @@ pub struct TablePlan {
 }
 
 impl TablePlan {
+    /// Whether the target watermark column is a text column (`text`,
+    /// `varchar`, `bpchar`) filled from a Snowflake NUMBER, a pair §5.2
+    /// accepts: such a watermark orders as a number, never as text
+    /// (`'172800124457' < '86400124456'`), in the upsert's newer-row check
+    /// and in reconcile's touched rows (docs/sync.md §4.3).
+    pub fn watermark_is_number_in_text(&self) -> bool {
+        self.columns.iter().any(|c| {
+            Some(&c.target.name) == self.target_watermark.as_ref()
+                && matches!(c.target.pg_type, sink::PgType::Text | sink::PgType::Varchar | sink::PgType::Bpchar)
+                && LogicalType::from_data_type(&c.source.data_type) == Some(LogicalType::Fixed)
+        })
+    }
+
     /// `"DB"."SCHEMA"."TABLE"` in Snowflake.
     pub fn source_fqn(&self) -> String {
         sql::table(&self.source_database, &self.source_schema, &self.source_table)
