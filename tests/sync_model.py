@@ -36,9 +36,12 @@ import json
 import math
 import os
 import random
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from decimal import Decimal, getcontext
 
 getcontext().prec = 80  # NUMBER(38, s) values quantized exactly (the default 28 digits raised InvalidOperation)
@@ -444,8 +447,16 @@ class Table:
             self.tname[self.excluded] = self.excluded
         # insert-only: the values each key had when it was first copied
         self.first_copied = {}
+        self.first_copied_names = []
+        self.added = set()  # columns added to the Snowflake table by drift
         # Parquet unloaded to S3 instead of query results (docs/sync.md §13), small files
         self.staged = opt.random() < 0.25
+        # schema drift (docs/sync.md §3.6): `schema_evolution`, and what drift left behind
+        self.evolution = opt.choice([None, None, "add_columns", "error"])
+        self.more_excluded = []  # columns dropped, retyped or renamed away in Snowflake, then excluded
+        self.absent = set()  # columns the target does not hold or the model no longer compares
+        self.lenient = {}  # added column -> keys (repr) loaded before it: NULL there until re-copied
+        self.drift_rnd = random.Random(seed * 1000 + 500 + idx)  # values of added columns
 
     def config(self):
         t = {"source": self.source, "target": self.target, "uniqueness_columns": [c[0] for c in self.keys],
@@ -467,15 +478,25 @@ class Table:
             t["insert_only_mode"] = True
         if self.truncate:
             t["truncate_onstart"] = True
-        if self.excluded is not None:
-            t["exclude_columns"] = [self.excluded]
+        excluded = ([self.excluded] if self.excluded is not None else []) + self.more_excluded
+        if excluded:
+            t["exclude_columns"] = excluded
+        if self.evolution:
+            t["schema_evolution"] = self.evolution
         if self.staged:
             t["source_mode"] = "staged"
         return t
 
     def copied_columns(self):
         """The columns the target holds: every column, less an excluded one thaw created the table without."""
-        return [c for c in self.columns if not (self.create and c[0] == self.excluded)]
+        return [c for c in self.columns if not (self.create and c[0] == self.excluded) and c[0] not in self.absent]
+
+    def compared_values(self):
+        """The value columns whose target values the model checks (not excluded, not drifted away)."""
+        return [c for c in self.values if c[0] != self.excluded and c[0] not in self.absent]
+
+    def set_columns(self):
+        self.columns = self.keys + self.values + ([self.watermark] if self.watermark else [])
 
     def key_literals(self, i):
         out = []
@@ -490,8 +511,9 @@ class Table:
 
     def row_literals(self, i, night_ts):
         vals = self.key_literals(i)
-        for _, ty in self.values:
-            vals.append("NULL" if self.rnd.random() < self.null_density else ty.literal(self.rnd))
+        for n, ty in self.values:
+            rnd = self.drift_rnd if n in self.added else self.rnd
+            vals.append("NULL" if rnd.random() < self.null_density else ty.literal(rnd))
         if self.watermark:
             vals.append(self.watermark_literal(night_ts))
         return vals
@@ -529,6 +551,24 @@ class Table:
         pk = ", ".join(qi(self.tname[n]) for n, _ in self.keys)
         pg(pgdb, f"CREATE TABLE public.{qi(self.target)} ({cols}, PRIMARY KEY ({pk}))")
 
+    def key_repr(self, sf, db, i):
+        """The key (as `source_rows` keys rows) of row `i`, None when it is gone."""
+        got = sf.q(f"SELECT {', '.join(qi(n) for n, _ in self.keys)} FROM {self.fq(db)} WHERE {self.where_key(i)}")
+        return repr(tuple(canon(ty, self.targets[n], v) for (n, ty), v in zip(self.keys, got[0]))) if got else None
+
+    def check_added_types(self, pgdb):
+        """A column `add_columns` added has its natural type (docs/sync.md §5.4)."""
+        for n, ty in self.values:
+            if n not in self.added or n in self.absent:
+                continue
+            got = pg(pgdb, f"CREATE TEMP TABLE natural_probe (c {ty.natural()}); COPY (SELECT "
+                           f"(SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = {pl('public.' + qi(self.target))}::regclass "
+                           f"AND attname = {pl(n)} AND NOT attisdropped), (SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                           "WHERE attrelid = 'natural_probe'::regclass AND attname = 'c')) TO STDOUT WITH (FORMAT csv)")
+            target, natural = next(csv.reader(io.StringIO(got)))
+            if target != natural:
+                raise Mismatch(f"table {self.target!r}: added column {n!r} ({ty.decl}) is {target or 'missing'}, want {natural}")
+
     def where_key(self, i):
         return " AND ".join(f"{qi(n)} = {lit}" for (n, _), lit in zip(self.keys, self.key_literals(i)))
 
@@ -549,9 +589,12 @@ class Table:
         src = self.source_rows(sf, db)
         if not self.insert_only:
             return src
-        kept = {k: self.first_copied.get(k, row) for k, row in src.items()}
+        # (first copies are kept by column name: drift adds and removes columns; a column added since holds NULL)
+        names = [c[0] for c in self.copied_columns()]
+        first = {k: [dict(zip(self.first_copied_names, row)).get(n) for n in names] for k, row in self.first_copied.items()}
+        kept = {k: first.get(k, row) for k, row in src.items()}
         if not self.propagate:  # deleted source rows stay in the target
-            kept.update({k: row for k, row in self.first_copied.items() if k not in src})
+            kept.update({k: row for k, row in first.items() if k not in src})
         return kept
 
     def target_rows(self, pgdb):
@@ -563,9 +606,13 @@ class Table:
         return out
 
     def compare(self, sf, db, pgdb, when):
+        """Every target row equals its source row (docs/sync.md §5.2). Returns how many rows
+        loaded before a column was added hold NULL there while Snowflake holds a value (§3.6:
+        they keep NULL until re-copied); any other difference raises `Mismatch`."""
         src = self.expected_rows(sf, db)
         tgt = self.target_rows(pgdb)
         problems = []
+        stale = 0
         nk = len(self.keys)
         matched = set()
         for row in tgt:
@@ -579,6 +626,9 @@ class Table:
                 continue
             matched.add(found)
             for (n, _), e, g in zip(self.copied_columns(), src[found], row):
+                if g is None and e is not None and found in self.lenient.get(n, ()):
+                    stale += 1
+                    continue
                 if not same(e, g):
                     problems.append(f"key {row[:nk]} column {n!r} ({self.targets[n]}): source {e!r} target {g!r}")
         for key in src:
@@ -588,7 +638,8 @@ class Table:
             raise Mismatch(f"{when}: table {self.source!r} → {self.target!r}:\n  " + "\n  ".join(problems[:20]))
         if self.insert_only:
             self.first_copied = src
-        return len(tgt)
+            self.first_copied_names = [c[0] for c in self.copied_columns()]
+        return stale
 
 
 # ---------------------------------------------------------------- thaw
@@ -613,13 +664,13 @@ def thaw(*args):
     return r.returncode, r.stdout + r.stderr
 
 
-def run_thaw(cfg, workdir, extra, what):
+def run_thaw(cfg, workdir, extra, what, want=0):
     report = os.path.join(workdir, "report.json")
     if os.path.exists(report):
         os.remove(report)
     rc, out = thaw("run", "-c", cfg, "--no-conflicts", "--report", report, *extra)
-    if rc != 0:
-        raise Mismatch(f"{what}: thaw run exited {rc}:\n{out[-4000:]}")
+    if rc != want:
+        raise Mismatch(f"{what}: thaw run exited {rc} (want {want}):\n{out[-4000:]}")
     with open(report) as f:
         return json.load(f)
 
@@ -667,6 +718,7 @@ def seed_run(seed, nights, log):
         raise Mismatch(f"reconcile --full after the first run exited {rc}:\n{out[-3000:]}")
     for night in range(nights):
         where_run(random.Random(seed * 1000 + 100 + night), tables, sf, sfdb, pgdb, cfg, workdir, log, night)
+        drift = drift_night(random.Random(seed * 1000 + 200 + night), tables, sf, sfdb, pgdb, log, night)
         clock += dt.timedelta(hours=rnd.choice([0, 1, 24]), microseconds=rnd.choice([0, 1, 999]))
         for t in tables:
             keys = [i for i in range(t.next_key)]
@@ -684,6 +736,10 @@ def seed_run(seed, nights, log):
                     sets.append(f"{qi(t.watermark[0])} = {t.watermark_literal(clock)}")
                     sf.q(f"UPDATE {t.fq(sfdb)} SET {', '.join(sets)} WHERE {t.where_key(i)}")
                     acts.append(f"update {i}")
+                    if t.lenient:  # its watermark moved: copied tonight, added columns included
+                        key = t.key_repr(sf, sfdb, i)
+                        for held in t.lenient.values():
+                            held.discard(key)
                 new = list(range(t.next_key, t.next_key + rnd.randint(0, 30)))
                 if new:
                     t.insert(sf, sfdb, new, clock)
@@ -696,12 +752,46 @@ def seed_run(seed, nights, log):
                     acts.append(f"delete {i}")
             log.append(f"night {night} {t.source!r}: {acts} (rows before {present})")
         full = ["--full"] if rnd.random() < 0.2 else []
+        args = ["--workers", str(rnd.randint(1, 4))] + full + consent
+        drifted = drift_errors(drift, tables, sf, sfdb, pgdb, cfg, workdir, log, night, args)
         log.append(f"night {night}: thaw run {full}")
-        report = run_thaw(cfg, workdir, ["--workers", str(rnd.randint(1, 4))] + full + consent, f"night {night}")
+        interfered = False
+        if not drifted:
+            interfered = interfere(random.Random(seed * 1000 + 300 + night), tables, sfdb, pgdb, cfg, workdir, log, night, args)
+        # Rows loaded before a column was added keep NULL there until re-copied (docs/sync.md §3.6);
+        # the run's reconcile verifies such a table whole and reports them (exit 3).
+        report_path = os.path.join(workdir, "report.json")
+        rc, out = thaw("run", "-c", cfg, "--no-conflicts", "--report", report_path, *args)
+        if rc not in (0, 3):
+            raise Mismatch(f"night {night}: thaw run exited {rc}:\n{out[-4000:]}")
+        with open(report_path) as f:
+            report = json.load(f)
         run_id = run_id_of(report)
+        stale = {}
         for t in tables:
-            if t.watermark or t.propagate or t.truncate:
-                t.compare(sf, sfdb, pgdb, f"after night {night}")
+            if t.watermark or t.propagate or t.truncate or t.source in drifted or t.lenient:
+                n = t.compare(sf, sfdb, pgdb, f"after night {night}")
+                if n and not t.insert_only:
+                    stale[t.source] = n
+            if full:
+                t.lenient = {}
+        if interfered:
+            # no run left planning/running once a later run finished (a killed one resumed, §6.3)
+            left = [x for x in run_statuses(cfg) if x["status"] in ("planning", "running")]
+            if left:
+                raise Mismatch(f"night {night}: runs left {[(x['run_id'], x['status']) for x in left]} after the next run finished")
+        if rc != (3 if stale else 0):
+            raise Mismatch(f"night {night}: thaw run exited {rc}, want {3 if stale else 0} (rows loaded before an added column "
+                           f"holding NULL there while Snowflake holds a value: {stale}):\n{out[-4000:]}")
+        for t in tables:
+            t.check_added_types(pgdb)
+            if t.source in stale:
+                # the way out the docs give: a --full run of the table copies the new columns' values
+                log.append(f"night {night}: {stale[t.source]} rows of {t.source!r} stale in added columns: --table --full")
+                run_thaw(cfg, workdir, ["--table", t.source, "--full"] + consent, f"night {night}: --full after an added column")
+                t.lenient = {}
+                if t.compare(sf, sfdb, pgdb, f"after the --full run of night {night}"):
+                    raise AssertionError("lenient cleared")
     # planted differences: reconcile --full must find exactly these keys
     planted = {}
     for t in tables:
@@ -711,7 +801,7 @@ def seed_run(seed, nights, log):
         row = rnd.choice(tgt)
         where = " AND ".join(f"{qi(t.tname[n])}::text = {pl(v)}" for (n, _), v in zip(t.keys, row[:len(t.keys)]))
         # insert_only_mode: reconcile compares the keys only (docs/reconcile.md §1), so only a delete is planted
-        compared = [c for c in t.values if c[0] != t.excluded and not t.insert_only]
+        compared = [c for c in t.compared_values() if not t.insert_only]
         how = rnd.choice(["delete", "update"] if compared else ["delete"])
         if how == "update":
             n, ty = rnd.choice(compared)
@@ -789,7 +879,7 @@ def where_run(opt, tables, sf, sfdb, pgdb, cfg, workdir, log, night):
     target = f"public.{qi(t.target)}"
     # Damage: two rows inside the range deleted and one value of another row inside it changed; other tables untouched.
     pg(pgdb, f"DELETE FROM {target} WHERE ctid IN (SELECT ctid FROM {target} WHERE {pg_pred} LIMIT 2)")
-    compared = [c for c in t.values if c[0] != t.excluded]
+    compared = t.compared_values()
     if compared:
         n = qi(t.tname[opt.choice(compared)[0]])
         pg(pgdb, f"UPDATE {target} SET {n} = CASE WHEN {n} IS NULL THEN (SELECT {n} FROM {target} WHERE {n} IS NOT NULL LIMIT 1) END "
@@ -802,6 +892,244 @@ def where_run(opt, tables, sf, sfdb, pgdb, cfg, workdir, log, night):
     for x in tables:
         if x is not t and sorted(map(repr, x.target_rows(pgdb))) != before[x.target]:
             raise Mismatch(f"night {night}: the --where run of {t.source!r} changed table {x.target!r}")
+
+
+# Target types each source kind can go into (docs/sync.md §5.2; `encode::supported_targets`).
+SUPPORTED = {
+    "number": {"numeric", "int8", "int4", "int2", "float8", "float4", "bool", "text", "varchar", "bpchar"},
+    "float": {"float8", "float4", "numeric"},
+    "text": {"text", "varchar", "bpchar", "uuid", "json", "jsonb", "int8", "int4", "int2", "numeric"},
+    "bool": {"bool", "text", "varchar", "bpchar"},
+    "date": {"date", "timestamp", "timestamptz", "text", "varchar", "bpchar"},
+    "time": {"time", "text", "varchar", "bpchar"},
+    "ntz": {"timestamp", "timestamptz", "date", "text", "varchar", "bpchar"},
+    "ltz": {"timestamptz", "timestamp", "date", "text", "varchar", "bpchar"},
+    "tz": {"timestamptz", "timestamp", "date", "text", "varchar", "bpchar"},
+    "binary": {"bytea", "text", "varchar", "bpchar"},
+    "variant": {"jsonb", "json", "text", "varchar", "bpchar"},
+    "object": {"jsonb", "json", "text", "varchar", "bpchar"},
+    "array": {"jsonb", "json", "text", "varchar", "bpchar"},
+}
+RETYPES = [Ty("float", "FLOAT"), Ty("bool", "BOOLEAN"), Ty("date", "DATE"), Ty("time", "TIME(3)", scale=3),
+           Ty("binary", "BINARY"), Ty("variant", "VARIANT"), Ty("number", "NUMBER(10,0)", p=10, s=0)]
+DRIFT_NAMES = ["Added", "neu Spalte", "ÄNDERUNG", 'Add"Q', "select", "x y", "Late Col"]
+
+
+def drift_night(dr, tables, sf, sfdb, pgdb, log, night):
+    """Sometimes, between nights: change Snowflake tables' columns (docs/sync.md §3.6) —
+    add a column (old rows given a value or left NULL), drop one, retype one (to a
+    type its target column cannot take), rename one (a drop and an add). Returns the
+    events `(table, kind, column)` that `drift_errors` expects thaw to refuse or take.
+    Drawn from its own generator (`dr`), so the nights' draws stay those of the seeds before it."""
+    events = []
+    if dr.random() >= float(os.environ.get("SYNC_MODEL_DRIFT", "0.35")):
+        return events, dr
+    for t in tables:
+        if dr.random() < 0.4:
+            continue
+        droppable = [c for c in t.values if c is not t.chunk and c[0] not in t.more_excluded]
+        kind = dr.choice(["add", "add", "drop", "retype", "rename"])
+        if kind != "add" and not droppable:
+            kind = "add"
+        fq = t.fq(sfdb)
+        taken = {n.lower() for n in list(t.tname) + list(t.tname.values())}
+
+        def fresh():
+            while True:
+                n = f"{dr.choice(DRIFT_NAMES)} {night}{dr.randint(0, 99)}"
+                if n.lower() not in taken:
+                    taken.add(n.lower())
+                    return n
+
+        def add_column(name, ty, fill):
+            sf.q(f"ALTER TABLE {fq} ADD COLUMN {qi(name)} {ty.decl}")
+            keys = set(t.source_rows(sf, sfdb))
+            fill()
+            t.values.append([name, ty])
+            t.added.add(name)
+            t.absent.add(name)  # until a run adds it to the target (drift_errors)
+            t.targets[name], t.tname[name] = ty.natural(), name
+            t.set_columns()
+            if t.watermark and not t.truncate and not t.insert_only and keys:
+                t.lenient[name] = keys
+            events.append((t, "add", name))
+
+        if kind == "add":
+            ty = rand_type(dr)
+            name = fresh()
+
+            def fill_values():
+                if dr.random() < 0.7:
+                    sf.q(f"UPDATE {fq} SET {qi(name)} = {ty.literal(dr)}")
+                for _ in range(dr.randint(0, 3) if t.next_key else 0):
+                    lit = "NULL" if dr.random() < 0.3 else ty.literal(dr)
+                    sf.q(f"UPDATE {fq} SET {qi(name)} = {lit} WHERE {t.where_key(dr.randrange(t.next_key))}")
+            add_column(name, ty, fill_values)
+            log.append(f"night {night}: drift {t.source!r}: added {name!r} {ty.decl} (schema_evolution {t.evolution})")
+        elif kind == "drop":
+            c = dr.choice(droppable)
+            sf.q(f"ALTER TABLE {fq} DROP COLUMN {qi(c[0])}")
+            t.values.remove(c)
+            t.set_columns()
+            t.lenient.pop(c[0], None)
+            events.append((t, "drop" if c[0] != t.excluded else "drop excluded", c[0]))
+            log.append(f"night {night}: drift {t.source!r}: dropped {c[0]!r}")
+        elif kind == "retype":
+            base = {c[0]: t.targets[c[0]].split("(")[0] for c in droppable}
+            fits = [(c, ty) for c in droppable for ty in RETYPES if base[c[0]] not in SUPPORTED[ty.kind] and c[0] != t.excluded]
+            if not fits:
+                continue
+            c, ty = dr.choice(fits)
+            sf.q(f"ALTER TABLE {fq} DROP COLUMN {qi(c[0])}")
+            sf.q(f"ALTER TABLE {fq} ADD COLUMN {qi(c[0])} {ty.decl}")
+            sf.q(f"UPDATE {fq} SET {qi(c[0])} = {ty.literal(dr)}")
+            t.values[t.values.index(c)] = [c[0], ty]
+            t.set_columns()
+            t.lenient.pop(c[0], None)
+            events.append((t, "retype", c[0]))
+            log.append(f"night {night}: drift {t.source!r}: retyped {c[0]!r} {c[1].decl} -> {ty.decl} (target {t.targets[c[0]]})")
+        else:
+            c = dr.choice(droppable)
+            name = fresh()
+            add_column(name, c[1], lambda: sf.q(f"UPDATE {fq} SET {qi(name)} = {qi(c[0])}"))
+            sf.q(f"ALTER TABLE {fq} DROP COLUMN {qi(c[0])}")
+            t.values.remove(c)
+            t.set_columns()
+            t.lenient.pop(c[0], None)
+            events.append((t, "drop" if c[0] != t.excluded else "drop excluded", c[0]))
+            log.append(f"night {night}: drift {t.source!r}: renamed {c[0]!r} to {name!r}")
+    return events, dr
+
+
+def target_columns(pgdb, t):
+    return pg_rows(pgdb, "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                         f"{pl('public.' + qi(t.target))}::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum")
+
+
+def run_count(pgdb):
+    return pg_rows(pgdb, "SELECT count(*) FROM migration_status.migration_runs")[0][0]
+
+
+def drift_errors(drifted, tables, sf, sfdb, pgdb, cfg, workdir, log, night, args):
+    """The runs the night's drift makes thaw refuse (docs/sync.md §3.6): a new column
+    without `"add_columns"` (exit 2, the `ALTER TABLE` to run), a dropped or retyped
+    column (exit 2, named) — each time every target as it was and no run recorded.
+    Each error the model then resolves as the message suggests: the new column
+    added by `"schema_evolution": "add_columns"` or listed in `exclude_columns`, a
+    dropped or retyped one listed in `exclude_columns` (its target column PostgreSQL's
+    from then on, no longer compared). Returns the tables that drifted."""
+    events, dr = drifted
+
+    def refused(e):
+        t, kind, name = e
+        if name in t.more_excluded or kind == "drop excluded":
+            return False
+        return kind != "add" or t.evolution != "add_columns"
+
+    for _ in range(10):
+        errors = [e for e in events if refused(e)]
+        if not errors:
+            break
+        before = {t.source: (sorted(map(repr, t.target_rows(pgdb))), target_columns(pgdb, t)) for t in tables}
+        runs = run_count(pgdb)
+        rc, out = thaw("run", "-c", cfg, "--no-conflicts", *args)
+        named = [e for e in errors if e[2] in out]
+        log.append(f"night {night}: drift run exit {rc}, named {[(e[0].source, e[1], e[2]) for e in named]}")
+        if rc != 2 or not named or "panicked" in out:
+            raise Mismatch(f"night {night}: drift {[(e[0].source, e[1], e[2]) for e in errors]}: thaw run exited {rc} "
+                           f"(want 2 naming one of these columns):\n{out[-4000:]}")
+        if any(e[1] == "add" for e in named) and "ALTER TABLE" not in out:
+            raise Mismatch(f"night {night}: a new source column refused without the ALTER TABLE to run:\n{out[-3000:]}")
+        for t in tables:
+            if (sorted(map(repr, t.target_rows(pgdb))), target_columns(pgdb, t)) != before[t.source]:
+                raise Mismatch(f"night {night}: the refused drift run changed table {t.target!r}")
+        if run_count(pgdb) != runs:
+            raise Mismatch(f"night {night}: the refused drift run recorded a run:\n{out[-2000:]}")
+        for t, kind, name in named:
+            if kind == "add" and dr.random() < 0.5:
+                t.evolution = "add_columns"
+            else:
+                t.more_excluded.append(name)
+                t.absent.add(name)
+                t.lenient.pop(name, None)
+            log.append(f"night {night}: resolved {kind} {name!r} of {t.source!r}: "
+                       f"{'add_columns' if t.evolution == 'add_columns' and name not in t.more_excluded else 'exclude_columns'}")
+        write_config(cfg, sfdb, pgdb, tables)
+    else:
+        raise Mismatch(f"night {night}: drift still refused after ten resolutions")
+    for t, kind, name in events:  # the next run adds the new columns it is not told to skip
+        if kind == "add" and name not in t.more_excluded:
+            t.absent.discard(name)
+    return {e[0].source for e in events}
+
+
+def run_statuses(cfg):
+    rc, out = thaw("status", "-c", cfg, "--json", "--limit", "50")
+    if rc != 0:
+        raise Mismatch(f"thaw status exited {rc}:\n{out[-2000:]}")
+    return json.loads(out)["runs"]
+
+
+def interfere(cr, tables, sfdb, pgdb, cfg, workdir, log, night, args):
+    """Sometimes, instead of a night's run ending on its own: `kill -9` it at a random
+    moment, or SIGTERM it (exit 143 and `interrupted`, or exit 0 if it had finished),
+    or start a second run of the same configuration beside it (one of them refused
+    with exit 1 naming the holder, docs/sync.md §6.5, or both run one after the other).
+    The caller's next run must then resume or start anew and end exact (§6.2, §6.3, §6.6).
+    Drawn from its own generator (`cr`)."""
+    r = cr.random() * 0.35 / max(float(os.environ.get("SYNC_MODEL_INTERFERE", "0.35")), 1e-9)
+    if r >= 0.35:
+        return False
+    cmd = [BIN, "run", "-c", cfg, "--no-conflicts", *args]
+
+    def start():
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+
+    if r < 0.25:
+        sig = signal.SIGKILL if r < 0.15 else signal.SIGTERM
+        delay = cr.choice([0.05, 0.3, 1.0, cr.uniform(0, 6)])
+        p = start()
+        try:
+            out, _ = p.communicate(timeout=delay)
+            log.append(f"night {night}: the run ended (exit {p.returncode}) before the {sig.name} at {delay:.2f} s")
+            if p.returncode != 0:
+                raise Mismatch(f"night {night}: thaw run exited {p.returncode}:\n{out[-4000:]}")
+            return True
+        except subprocess.TimeoutExpired:
+            p.send_signal(sig)
+            out, _ = p.communicate(timeout=600)
+        log.append(f"night {night}: {sig.name} after {delay:.2f} s: exit {p.returncode}")
+        runs = run_statuses(cfg)
+        if sig == signal.SIGKILL:
+            alive = [x for x in runs if x["status"] in ("planning", "running") and x.get("alive") is not False]
+            if alive:
+                raise Mismatch(f"night {night}: after kill -9, runs still shown alive: {json.dumps(alive)[:2000]}")
+            return True
+        if p.returncode == 0:
+            return True
+        ids = re.findall(r"run ([0-9a-f]{8}-[0-9a-f-]{27})", out)
+        if p.returncode == 143 and not ids and "no run was recorded" in out:  # stopped before plan recorded it
+            return True
+        if p.returncode != 143 or "panicked" in out or not ids:
+            raise Mismatch(f"night {night}: SIGTERM: thaw run exited {p.returncode} (want 143 naming the run):\n{out[-4000:]}")
+        got = {x["run_id"]: x for x in runs}.get(ids[-1])
+        if got is None or got["status"] != "interrupted":
+            raise Mismatch(f"night {night}: SIGTERM: run {ids[-1]} recorded {got and got['status']}, want interrupted:\n{out[-3000:]}")
+        return True
+    first = start()
+    time.sleep(cr.choice([0, 0.2, 0.6, 1.5]))
+    second = start()
+    outs = [p.communicate(timeout=900)[0] for p in (first, second)]
+    rcs = [first.returncode, second.returncode]
+    log.append(f"night {night}: two runs at once: exits {rcs}")
+    for i, (rc, out) in enumerate(zip(rcs, outs)):
+        other = (first, second)[1 - i]
+        if rc == 0:
+            continue
+        if rc != 1 or rcs[1 - i] != 0 or "another run is writing" not in out or f"pid {other.pid}" not in out:
+            raise Mismatch(f"night {night}: two runs at once: exits {rcs}; run {i + 1} (want 0, or 1 naming the other, "
+                           f"pid {other.pid}):\n{out[-3000:]}")
+    return True
 
 
 NARROW = [  # (Snowflake type, a value that does not fit, the target type)

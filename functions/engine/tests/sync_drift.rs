@@ -295,3 +295,125 @@ async fn create_tables_into_a_missing_schema_names_it_and_records_nothing() {
     }
     assert_eq!(runs(&pg).await, 0, "no run was recorded");
 }
+
+/// Found by the sync model (`tests/sync_model.py` seed 3 with schema drift,
+/// docs/sync.md §14): a column added by `"add_columns"` to a table with
+/// `row_hashes` left the kept hashes of the rows the run did not rewrite
+/// hashed over the old columns, so the run's reconcile (which reads them)
+/// reported the table as a mismatch with 0 missing, 0 extra and 0 changed
+/// rows, exit 3, although PostgreSQL held exactly what Snowflake held (the
+/// new column NULL on both sides). Planning a table whose copied columns
+/// changed now marks its row hashes incomplete, so reconcile hashes the rows
+/// (and its whole-table check refills them).
+#[tokio::test]
+async fn a_column_added_to_a_table_with_row_hashes_does_not_make_its_unchanged_rows_differ() {
+    let (sf_db, pg_db, sf, pg) = setup("addcolhash", 120, true).await;
+    let table = orders_table(Some(("Updated", "timestamp_tz")), r#", "schema_evolution": "add_columns", "row_hashes": true"#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+    let complete: bool = pg.query_one("SELECT complete FROM migration_status.row_hash_tables", &[]).await.unwrap().get(0);
+    assert!(complete, "the first load keeps every row's hash");
+
+    // A new column, NULL in every row: nothing differs between the two sides.
+    sf.execute(&format!("ALTER TABLE \"{sf_db}\".\"S\".\"ORDERS\" ADD COLUMN \"Late Note\" VARCHAR(30)")).await.unwrap();
+    let second = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("second run");
+    assert_eq!(second.status, "completed", "{:?}", second.reconcile_details[0].diff);
+    let changed: Option<String> = pg
+        .query_one("SELECT plan->>'columns_changed' FROM migration_status.migration_table_status ORDER BY started_at DESC LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(changed.as_deref(), Some("added \"Late Note\""));
+    // The run's whole-table check hashed the rows and refilled the kept hashes from them.
+    let (complete, reason): (bool, String) =
+        pg.query_one("SELECT complete, reason FROM migration_status.row_hash_tables", &[]).await.map(|r| (r.get(0), r.get(1))).unwrap();
+    assert!(complete && reason.contains("refilled from the rows"), "{reason}");
+
+    // The next night reads the refilled hashes and stays clean.
+    let third = runner::run(config, options(), Arc::new(Quiet)).await.expect("third run");
+    assert_eq!(third.status, "completed", "{:?}", third.reconcile_details[0].diff);
+}
+
+/// Found by the sync model (`tests/sync_model.py` seed 5 with schema drift,
+/// docs/sync.md §14): a dropped source column that `column_mapping` renames
+/// stops the plan, and its message says to list it in `exclude_columns` if
+/// PostgreSQL now owns it. Doing just that was refused with `source column
+/// "Note", source column "Note" do(es) not exist` (the mapping's key and the
+/// excluded name, checked against the source and the target's own names), so
+/// the way out the first message gave led nowhere. An excluded column's
+/// mapping names nothing thaw copies now; the target column it names is kept.
+#[tokio::test]
+async fn a_dropped_mapped_source_column_listed_in_exclude_columns_lets_runs_go_on() {
+    let (sf_db, pg_db, sf, pg) = setup("dropmapped", 150, false).await;
+    let mapped = r#", "create_tables": true, "column_mapping": {"Note": "note text"}"#;
+    let config1 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, mapped)], "")));
+    runner::run(config1.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+    let notes = "SELECT count(\"note text\") FROM public.orders";
+    let before: i64 = pg.query_one(notes, &[]).await.unwrap().get(0);
+    assert!(before > 0);
+
+    sf.execute(&format!("ALTER TABLE \"{sf_db}\".\"S\".\"ORDERS\" DROP COLUMN \"Note\"")).await.unwrap();
+    let err = runner::run(config1, options(), Arc::new(Quiet)).await.expect_err("a dropped source column stops the plan");
+    assert!(err.message.contains("\"Note\" (copied into \"note text\")") && err.message.contains("exclude_columns"), "{err}");
+
+    // As the message says: exclude it (the mapping left as it was). The target column keeps its values.
+    let owned = format!(r#"{mapped}, "exclude_columns": ["Note"]"#);
+    let config2 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&orders_table(None, &owned)], "")));
+    let report = runner::run(config2.clone(), options(), Arc::new(Quiet)).await.expect("an excluded dropped column is not drift");
+    report.outcome().expect("the run is clean");
+    // And on later nights, whose previous plan no longer copied it (seeds 23 and 26 of the model).
+    runner::run(config2, options(), Arc::new(Quiet)).await.expect("a later run").outcome().expect("clean");
+    let after: i64 = pg.query_one(notes, &[]).await.unwrap().get(0);
+    assert_eq!(after, before, "PostgreSQL's column is left alone");
+    assert_eq!(pg_count(&pg, "public.orders").await, 150);
+}
+
+/// Found by the sync model (`tests/sync_model.py` seeds 5 and 18 with schema
+/// drift): the same dead end for a dropped source column whose target column
+/// differs only in case (`NOTE` filling `note`, docs/sync.md §4.6): listed in
+/// `exclude_columns` as the drift error says, it was refused as `source column
+/// "NOTE" do(es) not exist` (neither the source nor the target has that exact name).
+/// (The same for a column dropped while already excluded from a table thaw
+/// created without it: seed 24.)
+#[tokio::test]
+async fn a_dropped_case_folded_source_column_listed_in_exclude_columns_lets_runs_go_on() {
+    let sf_db = unique("SFCASEDROP").to_uppercase();
+    let pg_db = unique("casedrop");
+    let sf = fresh_sf(&sf_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"CASE1\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (ID NUMBER(38,0), NOTE VARCHAR(20), UPD TIMESTAMP_NTZ)")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {fqn} VALUES (1, 'a', '2024-01-01'), (2, 'b', '2024-01-01')")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.case1 (id int8 PRIMARY KEY, note text, upd timestamp)").await.unwrap();
+    let table = |extra: &str| {
+        format!(r#"{{"source": "CASE1", "target": "case1", "uniqueness_columns": ["ID"], "source_watermark": "UPD", "target_watermark": "upd"{extra}}}"#)
+    };
+    let config1 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table("")], "")));
+    runner::run(config1.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+
+    sf.execute(&format!("ALTER TABLE {fqn} DROP COLUMN NOTE")).await.unwrap();
+    let err = runner::run(config1, options(), Arc::new(Quiet)).await.expect_err("a dropped source column stops the plan");
+    assert!(err.message.contains("\"NOTE\" (copied into \"note\")") && err.message.contains("exclude_columns"), "{err}");
+
+    let config2 = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table(r#", "exclude_columns": ["NOTE"]"#)], "")));
+    runner::run(config2.clone(), options(), Arc::new(Quiet)).await.expect("an excluded dropped column is not drift").outcome().expect("clean");
+    runner::run(config2, options(), Arc::new(Quiet)).await.expect("a later run").outcome().expect("clean");
+    let notes: i64 = pg.query_one("SELECT count(note) FROM public.case1", &[]).await.unwrap().get(0);
+    assert_eq!(notes, 2, "PostgreSQL's column is left alone");
+}
+
+/// Found by the sync model (`tests/sync_model.py` seed 24): a column listed
+/// in `exclude_columns`, so never copied (the table thaw created has no such
+/// column), dropped from Snowflake: not drift, yet every later run was refused
+/// as `source column "Note" do(es) not exist` (the name in neither table).
+#[tokio::test]
+async fn an_excluded_column_dropped_from_snowflake_is_not_drift() {
+    let (sf_db, pg_db, sf, pg) = setup("dropexcluded", 80, false).await;
+    let table = orders_table(None, r#", "create_tables": true, "exclude_columns": ["Note"]"#);
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[&table], "")));
+    runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+    sf.execute(&format!("ALTER TABLE \"{sf_db}\".\"S\".\"ORDERS\" DROP COLUMN \"Note\"")).await.unwrap();
+    runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect("an excluded column's drop is not drift").outcome().expect("clean");
+    runner::run(config, options(), Arc::new(Quiet)).await.expect("a later run").outcome().expect("clean");
+    assert_eq!(pg_count(&pg, "public.orders").await, 80);
+}

@@ -412,3 +412,31 @@ async fn a_float_watermark_is_read_exactly_whatever_the_target_extra_float_digit
     let notes = texts(&pg, "SELECT \"Note\" FROM public.readings ORDER BY \"ReadingID\"").await;
     assert_eq!(notes, ["a", "same version"]);
 }
+
+/// Found by the sync model (`tests/sync_model.py` seed 30, docs/sync.md §14):
+/// a NUMBER watermark kept in a `text` target column (a pair §5.2 accepts).
+/// The upsert applied a row only when its incoming watermark was greater than
+/// the stored one, compared as text: an update from watermark 9 to 10 (or
+/// 86400124456 to 172800124457) lost the comparison ('10' < '9'), was counted
+/// "unchanged" and never written, the run's reconcile reporting the row as
+/// changed every night after. The watermark now compares as a number.
+#[tokio::test]
+async fn a_number_watermark_kept_in_a_text_column_applies_an_update_whose_watermark_gains_a_digit() {
+    let sf_db = unique("SFTEXTWM").to_uppercase();
+    let pg_db = unique("textwm");
+    let sf = fresh_sf(&sf_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"T\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (\"Id\" NUMBER(10,0), \"Note\" VARCHAR(20), \"Version\" NUMBER(18,0))")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {fqn} VALUES (1, 'old', 9), (2, 'old', 9)")).await.unwrap();
+    let pg = fresh_pg(&pg_db).await;
+    pg.batch_execute("CREATE TABLE public.t (\"Id\" int8 PRIMARY KEY, \"Note\" text, \"Version\" text)").await.unwrap();
+    let table = r#"{"source": "T", "target": "t", "uniqueness_columns": ["Id"], "source_watermark": "Version", "target_watermark": "Version"}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    let opts = || RunOptions { request: PlanRequest::default(), conflicts: false, ..Default::default() };
+    runner::run(config.clone(), opts(), Arc::new(Quiet)).await.expect("first run").outcome().expect("first run is clean");
+
+    sf.execute(&format!("UPDATE {fqn} SET \"Note\" = 'new', \"Version\" = 10 WHERE \"Id\" = 1")).await.unwrap();
+    let second = runner::run(config, opts(), Arc::new(Quiet)).await.expect("second run");
+    assert_eq!(second.status, "completed", "{:?}", second.reconcile_details[0].diff);
+    assert_eq!(texts(&pg, "SELECT \"Note\" || '@' || \"Version\" FROM public.t ORDER BY \"Id\"").await, vec!["new@10", "old@9"]);
+}

@@ -704,6 +704,11 @@ fn touched_target_predicate(plan: &TablePlan) -> Option<String> {
             value.parse::<f64>().ok()?;
             format!("{c} >= {value}")
         }
+        // A NUMBER kept as text orders as a number (TablePlan::watermark_is_number_in_text).
+        PgType::Text | PgType::Varchar | PgType::Bpchar if plan.watermark_is_number_in_text() => {
+            value.parse::<f64>().ok()?;
+            format!("{c}::numeric >= {value}")
+        }
         PgType::Text | PgType::Varchar => format!("{c} COLLATE \"C\" >= {}", quoted(&value)),
         _ => return None,
     })

@@ -517,6 +517,18 @@ fn staging_name(key: &TableKey, chunk_id: i32) -> String {
     format!("\"c_{}_{chunk_id}\"", &h[..16])
 }
 
+/// The target watermark column `w` of `plan` (qualified by `prefix`: `t.`,
+/// `EXCLUDED.` or nothing) as the upsert orders it: in the order of its
+/// source column. A NUMBER watermark kept in a text column (a pair §5.2
+/// accepts) is compared as `numeric`: as text, `'172800124457' <
+/// '86400124456'`, so an update whose watermark gained a digit was taken for
+/// an older row and skipped without a word (found by the sync model, seed
+/// 30; docs/sync.md §4.3). Every other pair compares in the target's type.
+fn watermark_compared(plan: &TablePlan, prefix: &str, w: &str) -> String {
+    let column = format!("{prefix}{}", sink::ident(w));
+    if plan.watermark_is_number_in_text() { format!("{column}::numeric") } else { column }
+}
+
 /// The set-based upsert from a staging table. Returns one row: (inserted,
 /// updated). With `side`, the staging table also carries each row's
 /// hash ([`side_table::STAGING_COLUMNS`]) and the same statement upserts the
@@ -528,7 +540,7 @@ pub(crate) fn upsert_hashed_sql(plan: &TablePlan, staging: &str, dest: &str, ins
     let keys: Vec<String> = plan.key_columns.iter().map(|k| q(k)).collect();
     let non_keys: Vec<String> = plan.columns.iter().filter(|c| !plan.key_columns.contains(&c.target.name)).map(|c| q(&c.target.name)).collect();
     let order = match &plan.target_watermark {
-        Some(w) => format!("{}, {} DESC NULLS LAST", keys.join(", "), q(w)),
+        Some(w) => format!("{}, {} DESC NULLS LAST", keys.join(", "), watermark_compared(plan, "", w)),
         None => keys.join(", "),
     };
     let action = if insert_only || non_keys.is_empty() {
@@ -552,8 +564,9 @@ pub(crate) fn upsert_hashed_sql(plan: &TablePlan, staging: &str, dest: &str, ins
         // (`>=`) and must not be skipped (docs/sync.md §4.3).
         let cond = match &plan.target_watermark {
             Some(w) => format!(
-                "t.{w} < EXCLUDED.{w} OR (t.{w} IS NULL AND EXCLUDED.{w} IS NOT NULL) OR (t.{w} IS NOT DISTINCT FROM EXCLUDED.{w} AND {differs})",
-                w = q(w)
+                "{old} < {new} OR ({old} IS NULL AND {new} IS NOT NULL) OR ({old} IS NOT DISTINCT FROM {new} AND {differs})",
+                old = watermark_compared(plan, "t.", w),
+                new = watermark_compared(plan, "EXCLUDED.", w)
             ),
             None => differs,
         };

@@ -138,9 +138,30 @@ pub struct TablePlan {
     /// `schema_evolution: "add_columns"`; empty for most tables.
     #[serde(default)]
     pub ddl: Vec<String>,
+    /// How the copied columns differ from those of the previous run's plan of
+    /// the same source table into the same target (columns added, no longer
+    /// copied, or of another type: [`columns_changed`]); `None` when they do
+    /// not or there is no previous plan. The row hashes kept for the target
+    /// (docs/reconcile.md §4.2) hash the old columns, so planning the table
+    /// marks them incomplete (docs/sync.md §3.6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns_changed: Option<String>,
 }
 
 impl TablePlan {
+    /// Whether the target watermark column is a text column (`text`,
+    /// `varchar`, `bpchar`) filled from a Snowflake NUMBER, a pair §5.2
+    /// accepts: such a watermark orders as a number, never as text
+    /// (`'172800124457' < '86400124456'`), in the upsert's newer-row check
+    /// and in reconcile's touched rows (docs/sync.md §4.3).
+    pub fn watermark_is_number_in_text(&self) -> bool {
+        self.columns.iter().any(|c| {
+            Some(&c.target.name) == self.target_watermark.as_ref()
+                && matches!(c.target.pg_type, sink::PgType::Text | sink::PgType::Varchar | sink::PgType::Bpchar)
+                && LogicalType::from_data_type(&c.source.data_type) == Some(LogicalType::Fixed)
+        })
+    }
+
     /// `"DB"."SCHEMA"."TABLE"` in Snowflake.
     pub fn source_fqn(&self) -> String {
         sql::table(&self.source_database, &self.source_schema, &self.source_table)
@@ -578,6 +599,12 @@ async fn plan_tables(
             plan: serde_json::to_value(&plan).expect("plan serialises"),
         };
         let ranges: Vec<serde_json::Value> = chunks.iter().map(|c| serde_json::to_value(c).expect("chunk serialises")).collect();
+        if let Some(change) = &plan.columns_changed {
+            // The kept row hashes hash the previous run's columns (docs/reconcile.md §4.2): the rows
+            // this run does not rewrite keep them, so reconcile must hash the rows themselves again.
+            let reason = format!("the copied columns changed since the previous run ({change}): the kept hashes are of the old columns; a full reconcile refills them");
+            crate::reconcile::side_table::invalidate(&tx, &plan.target_fqn(), &reason).await?;
+        }
         PgStatusStore::record_table_plan(&tx, &planned, &ranges).await?;
         tx.commit().await.map_err(|e| from_postgres(e, "committing the table plan"))?;
         tracing::info!(table = %plan.source_table, strategy = ?plan.strategy, mode = ?plan.load_mode, chunks = chunks.len(), "planned");
@@ -957,19 +984,33 @@ async fn prepare_table(
     };
     let in_source = |name: &str| case_hint(name, source_cols.iter().map(|c| c.name.as_str()).collect());
     let in_target = |name: &str| case_hint(name, target_cols.iter().map(|c| c.name.as_str()).collect());
+    let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
+    let previous = if target_exists { previous_plan(pg, s, t).await? } else { None };
     let mut missing = Vec::new();
-    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(t.column_mapping.keys()).chain(t.truncate_to_date.iter()) {
+    // A column_mapping entry whose source column is gone: drift when the previous plan copied it (the
+    // drift check below names it and the way out), nothing at all when it is excluded — the way out:
+    // its mapping names no column thaw copies (docs/sync.md §3.6).
+    let copied_before = |c: &str| previous.as_ref().is_some_and(|p| p.columns.iter().any(|pc| pc.source.name == c));
+    let mapped = t.column_mapping.keys().filter(|c| !excluded(c) && !copied_before(c));
+    for c in t.chunking_columns.iter().chain(t.source_watermark.iter()).chain(mapped).chain(t.truncate_to_date.iter()) {
         if !source_has(c) {
             missing.push(format!("source column \"{c}\"{}", in_source(c)));
         }
     }
     for c in &t.exclude_columns {
-        // A column PostgreSQL owns may exist in the target only.
-        if !source_has(c) && !target_cols.iter().any(|tc| &tc.name == c) {
-            missing.push(format!("source column \"{c}\"{}", in_source(c)));
+        // A column PostgreSQL owns may exist in the target only, under its name or the one column_mapping
+        // gives it. Once the table has been planned, a source column may also be gone whatever its target
+        // column is called (mapped, paired in the other case, §4.6, or none): excluding a dropped column is
+        // the way out of its drift error, and dropping an excluded one is not drift (docs/sync.md §3.6).
+        // Before the first plan such a name is most likely a typo.
+        if !source_has(c) && !target_has(c) && !t.column_mapping.get(c).is_some_and(|m| target_has(m)) {
+            if previous.is_none() {
+                missing.push(format!("source column \"{c}\"{}", in_source(c)));
+            } else {
+                tracing::warn!(table = %t.source, column = %c, "exclude_columns names a column neither the source nor the target has (dropped from Snowflake?)");
+            }
         }
     }
-    let target_has = |name: &str| target_cols.iter().any(|c| c.name == name);
     for (u, k) in t.uniqueness_columns.iter().zip(&key_columns) {
         if !source_has(u) {
             missing.push(format!("uniqueness column \"{u}\" in the source{}", in_source(u)));
@@ -982,8 +1023,8 @@ async fn prepare_table(
             missing.push(format!("target watermark column \"{tw}\"{}", in_target(tw)));
         }
     }
-    for m in t.column_mapping.values() {
-        if !target_has(m) {
+    for (c, m) in &t.column_mapping {
+        if !excluded(c) && !target_has(m) {
             missing.push(format!("mapped target column \"{m}\"{}", in_target(m)));
         }
     }
@@ -1016,7 +1057,6 @@ async fn prepare_table(
         return Err(Error::config(format!("{at}: cannot exclude {}", missing.join(", "))));
     }
     // Schema drift (docs/sync.md §3.6), measured against the previous plan.
-    let previous = if target_exists { previous_plan(pg, s, t).await? } else { None };
     let evolution = config.schema_evolution(t);
     let mut new_columns = Vec::new();
     let mut unmappable = Vec::new();
@@ -1278,6 +1318,7 @@ async fn prepare_table(
         }
     };
     let strategy = choose_strategy(t)?;
+    let changed = previous.as_ref().and_then(|p| columns_changed(&p.columns, &columns));
     Ok(TablePlan {
         source_name: s.source_name.clone(),
         source_database: s.source_sf_database.clone(),
@@ -1302,7 +1343,39 @@ async fn prepare_table(
         parallel_threads: config.parallel_threads(t),
         truncated: false,
         ddl,
+        columns_changed: changed,
     })
+}
+
+/// How the copied columns `now` differ from `before` (a previous plan's):
+/// `added "a", no longer copied "b", retyped "c"`, each part only when it
+/// applies; `None` when both copy the same source columns, of the same
+/// Snowflake types, into the same target columns of the same types, in the
+/// same order — what a row's reconcile hash is made of (docs/reconcile.md §4.2).
+pub fn columns_changed(before: &[ColumnPair], now: &[ColumnPair]) -> Option<String> {
+    let signature = |c: &ColumnPair| (c.source.name.clone(), c.source.data_type.clone(), c.target.name.clone(), sink::ddl::sql_type(&c.target));
+    if before.iter().map(signature).eq(now.iter().map(signature)) {
+        return None;
+    }
+    let names = |cs: Vec<&ColumnPair>| cs.iter().map(|c| sink::ident(&c.target.name)).collect::<Vec<_>>().join(", ");
+    let added: Vec<&ColumnPair> = now.iter().filter(|c| !before.iter().any(|b| b.target.name == c.target.name)).collect();
+    let removed: Vec<&ColumnPair> = before.iter().filter(|b| !now.iter().any(|c| c.target.name == b.target.name)).collect();
+    let retyped: Vec<&ColumnPair> =
+        now.iter().filter(|c| before.iter().any(|b| b.target.name == c.target.name && signature(b) != signature(c))).collect();
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!("added {}", names(added)));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("no longer copied {}", names(removed)));
+    }
+    if !retyped.is_empty() {
+        parts.push(format!("retyped or remapped {}", names(retyped)));
+    }
+    if parts.is_empty() {
+        parts.push("reordered".to_string());
+    }
+    Some(parts.join(", "))
 }
 
 /// The schema-mismatch error of a drift check (unmappable, gone or retyped
