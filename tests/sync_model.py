@@ -954,6 +954,13 @@ def drift_night(dr, tables, sf, sfdb, pgdb, log, night):
                 t.lenient[name] = keys
             events.append((t, "add", name))
 
+        def drop_column(c):
+            sf.q(f"ALTER TABLE {fq} DROP COLUMN {qi(c[0])}")
+            t.values.remove(c)
+            t.set_columns()
+            t.lenient.pop(c[0], None)
+            events.append((t, "drop" if c[0] != t.excluded else "drop excluded", c[0]))
+
         if kind == "add":
             ty = rand_type(dr)
             name = fresh()
@@ -968,11 +975,7 @@ def drift_night(dr, tables, sf, sfdb, pgdb, log, night):
             log.append(f"night {night}: drift {t.source!r}: added {name!r} {ty.decl} (schema_evolution {t.evolution})")
         elif kind == "drop":
             c = dr.choice(droppable)
-            sf.q(f"ALTER TABLE {fq} DROP COLUMN {qi(c[0])}")
-            t.values.remove(c)
-            t.set_columns()
-            t.lenient.pop(c[0], None)
-            events.append((t, "drop" if c[0] != t.excluded else "drop excluded", c[0]))
+            drop_column(c)
             log.append(f"night {night}: drift {t.source!r}: dropped {c[0]!r}")
         elif kind == "retype":
             base = {c[0]: t.targets[c[0]].split("(")[0] for c in droppable}
@@ -992,11 +995,7 @@ def drift_night(dr, tables, sf, sfdb, pgdb, log, night):
             c = dr.choice(droppable)
             name = fresh()
             add_column(name, c[1], lambda: sf.q(f"UPDATE {fq} SET {qi(name)} = {qi(c[0])}"))
-            sf.q(f"ALTER TABLE {fq} DROP COLUMN {qi(c[0])}")
-            t.values.remove(c)
-            t.set_columns()
-            t.lenient.pop(c[0], None)
-            events.append((t, "drop" if c[0] != t.excluded else "drop excluded", c[0]))
+            drop_column(c)
             log.append(f"night {night}: drift {t.source!r}: renamed {c[0]!r} to {name!r}")
     return events, dr
 

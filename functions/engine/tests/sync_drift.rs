@@ -208,6 +208,20 @@ async fn retyped_source_column_is_an_error_naming_both_types() {
     assert_eq!(pg_count(&pg, "public.orders").await, 150);
 }
 
+/// A Snowflake table `CASE1` created without quotes (upper-case columns
+/// `ID`, `NOTE`, `UPD`; two rows) and a PostgreSQL `public.case1` created
+/// without quotes (`id`, `note`, `upd`, empty): names that differ only in
+/// case (docs/sync.md §4.6). Returns both clients.
+async fn unquoted_case_tables(sf_db: &str, pg_db: &str) -> (thaw_engine::source::SnowflakeSource, Client) {
+    let sf = fresh_sf(sf_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"CASE1\"");
+    sf.execute(&format!("CREATE TABLE {fqn} (ID NUMBER(38,0), NOTE VARCHAR(20), UPD TIMESTAMP_NTZ)")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {fqn} VALUES (1, 'a', '2024-01-01'), (2, 'b', '2024-01-01')")).await.unwrap();
+    let pg = fresh_pg(pg_db).await;
+    pg.batch_execute("CREATE TABLE public.case1 (id int8 PRIMARY KEY, note text, upd timestamp)").await.unwrap();
+    (sf, pg)
+}
+
 /// Found when probing as a new user: a Snowflake table created without
 /// quotes (upper-case columns `ID`, `NOTE`, `UPD`) into a PostgreSQL table
 /// created without quotes (`id`, `note`, `upd`): with `column_mapping` only
@@ -218,14 +232,8 @@ async fn retyped_source_column_is_an_error_naming_both_types() {
 /// `column_mapping` (docs/sync.md §4.6).
 #[tokio::test]
 async fn upper_case_source_columns_fill_lower_case_target_columns() {
-    let sf_db = unique("SFCASE").to_uppercase();
-    let pg_db = unique("casefold");
-    let sf = fresh_sf(&sf_db).await;
-    let fqn = format!("\"{sf_db}\".\"S\".\"CASE1\"");
-    sf.execute(&format!("CREATE TABLE {fqn} (ID NUMBER(38,0), NOTE VARCHAR(20), UPD TIMESTAMP_NTZ)")).await.unwrap();
-    sf.execute(&format!("INSERT INTO {fqn} VALUES (1, 'a', '2024-01-01'), (2, 'b', '2024-01-01')")).await.unwrap();
-    let pg = fresh_pg(&pg_db).await;
-    pg.batch_execute("CREATE TABLE public.case1 (id int8 PRIMARY KEY, note text, upd timestamp)").await.unwrap();
+    let (sf_db, pg_db) = (unique("SFCASE").to_uppercase(), unique("casefold"));
+    let (_sf, pg) = unquoted_case_tables(&sf_db, &pg_db).await;
     let table = r#"{"source": "CASE1", "target": "case1", "uniqueness_columns": ["ID"], "source_watermark": "UPD", "target_watermark": "upd"}"#;
     let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
     let report = runner::run(config, RunOptions { conflicts: false, ..Default::default() }, Arc::new(Quiet)).await.expect("run");
@@ -377,14 +385,9 @@ async fn a_dropped_mapped_source_column_listed_in_exclude_columns_lets_runs_go_o
 /// created without it: seed 24.)
 #[tokio::test]
 async fn a_dropped_case_folded_source_column_listed_in_exclude_columns_lets_runs_go_on() {
-    let sf_db = unique("SFCASEDROP").to_uppercase();
-    let pg_db = unique("casedrop");
-    let sf = fresh_sf(&sf_db).await;
+    let (sf_db, pg_db) = (unique("SFCASEDROP").to_uppercase(), unique("casedrop"));
+    let (sf, pg) = unquoted_case_tables(&sf_db, &pg_db).await;
     let fqn = format!("\"{sf_db}\".\"S\".\"CASE1\"");
-    sf.execute(&format!("CREATE TABLE {fqn} (ID NUMBER(38,0), NOTE VARCHAR(20), UPD TIMESTAMP_NTZ)")).await.unwrap();
-    sf.execute(&format!("INSERT INTO {fqn} VALUES (1, 'a', '2024-01-01'), (2, 'b', '2024-01-01')")).await.unwrap();
-    let pg = fresh_pg(&pg_db).await;
-    pg.batch_execute("CREATE TABLE public.case1 (id int8 PRIMARY KEY, note text, upd timestamp)").await.unwrap();
     let table = |extra: &str| {
         format!(r#"{{"source": "CASE1", "target": "case1", "uniqueness_columns": ["ID"], "source_watermark": "UPD", "target_watermark": "upd"{extra}}}"#)
     };
