@@ -108,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn load_files(
     settings: &PostgresSettings,
     target_db: &str,
-    plan: &thaw_engine::sync::plan::TablePlan,
+    plan: &thaw_engine::sync::table_plan::TablePlan,
     forms: &[(String, UnloadForm)],
     truncate_to_date: &[String],
     files: &[(String, String)],

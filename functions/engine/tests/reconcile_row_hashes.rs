@@ -16,7 +16,7 @@ use thaw_engine::contract::{PlanRequest, RunRequest};
 use thaw_engine::reconcile::{self, canonical, side_table, ReconcileOptions, TableCoverage};
 use thaw_engine::runner::{self, Quiet, RunOptions};
 use thaw_engine::sink;
-use thaw_engine::sync::plan::SourceColumn;
+use thaw_engine::sync::table_plan::SourceColumn;
 use thaw_test_support::*;
 use tokio_postgres::Client;
 

@@ -795,7 +795,7 @@ async fn assert_side_table_equals_the_rows(
         .unwrap()
         .get(0);
     assert!(side.complete, "registered complete ({reason:?})");
-    let plan: thaw_engine::sync::plan::TablePlan = serde_json::from_value(
+    let plan: thaw_engine::sync::table_plan::TablePlan = serde_json::from_value(
         pg.query_one(
             "SELECT plan FROM migration_status.migration_table_status WHERE run_id = $1",
             &[&run_id],

@@ -23,7 +23,7 @@ use bytes::BytesMut;
 use futures::SinkExt;
 
 use thaw_engine::reconcile::{self, canonical, row_hash};
-use thaw_engine::sync::plan::{ColumnPair, SourceColumn};
+use thaw_engine::sync::table_plan::{ColumnPair, SourceColumn};
 use thaw_engine::sink::encode::{supported_targets, CopyEncoder};
 use thaw_engine::sink;
 use thaw_engine::sink::values::{EXTENSION_NAME_KEY, JSON_EXTENSION};

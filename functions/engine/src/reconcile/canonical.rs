@@ -60,7 +60,7 @@
 
 use serde_json::Value;
 
-use crate::sync::plan::SourceColumn;
+use crate::sync::table_plan::SourceColumn;
 use crate::sink::{PgType, TargetColumn};
 use crate::source::arrow::LogicalType;
 use crate::source::sql;

@@ -25,7 +25,7 @@ use crate::conflicts::RuleFlags;
 use crate::error::{from_postgres, Error, Result};
 use crate::sink;
 use crate::source::{self, sql};
-use crate::sync::plan::{ColumnPair, SourceColumn};
+use crate::sync::table_plan::{ColumnPair, SourceColumn};
 
 /// Key of a conflict pair: the primary and the conflicting visit.
 pub const PAIR_KEY: [&str; 2] = ["VisitID", "ConVisitID"];

@@ -46,7 +46,7 @@ use crate::contract::{ReconcileResponse, RunRequest, TableReconcile};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink;
 use crate::source::{self, SnowflakeSource};
-use crate::sync::plan::{ColumnPair, TablePlan};
+use crate::sync::table_plan::{ColumnPair, TablePlan};
 use crate::sync::status::TableKey;
 use canonical::EmulatorPart;
 
@@ -1924,7 +1924,7 @@ mod tests {
     #[test]
     fn postgres_hashes_once_per_row_in_a_parallel_safe_plan_and_the_source_sql_is_unchanged() {
         let pair = |name: &str, data_type: &str, pg_type: crate::sink::PgType| ColumnPair {
-            source: crate::sync::plan::SourceColumn { name: name.into(), data_type: data_type.into(), scale: Some(0), char_length: None },
+            source: crate::sync::table_plan::SourceColumn { name: name.into(), data_type: data_type.into(), scale: Some(0), char_length: None },
             target: crate::sink::TargetColumn {
                 name: name.into(),
                 pg_type,

@@ -29,7 +29,7 @@ use crate::sink::encode::{minify_json, parse_decimal_text, render_text, write_de
 use crate::sink::values::{ColumnKind, ColumnView, Values, MICROS_PER_DAY};
 use crate::sink::PgType;
 use crate::source::arrow::LogicalType;
-use crate::sync::plan::ColumnPair;
+use crate::sync::table_plan::ColumnPair;
 
 /// Hex digits of the key's MD5 that place a row (7 digits = 28 bits, docs/reconcile.md §4).
 pub const PLACE_BITS: u32 = 28;

@@ -43,7 +43,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sink::values::{EXTENSION_NAME_KEY, JSON_EXTENSION, TIMESTAMP_WITH_OFFSET_EXTENSION};
 use crate::source::arrow::LogicalType;
 use crate::source::sql;
-use crate::sync::plan::SourceColumn;
+use crate::sync::table_plan::SourceColumn;
 
 /// Rows per record batch read from a row group (Arrow's usual 8 Ki rows).
 pub const READ_BATCH_ROWS: usize = 8192;

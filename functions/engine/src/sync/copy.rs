@@ -48,7 +48,7 @@ use crate::config::{Config, TableConfig};
 use crate::error::{from_postgres, Error, Result};
 use crate::failpoints;
 use crate::contract::{ChunkItem, CopyChunkResponse};
-use crate::sync::plan::{ChunkRange, TablePlan};
+use crate::sync::table_plan::{ChunkRange, TablePlan};
 use crate::sink::{self, encode::CopyEncoder, writer::CopyWriter};
 use crate::source::table::{BatchStream, ChunkRequest};
 use crate::source::{self, SnowflakeSource, TableSource};

@@ -25,7 +25,7 @@ use tokio_postgres::Client;
 use crate::error::{from_postgres, Result};
 use crate::failpoints;
 use crate::sink;
-use crate::sync::plan::TablePlan;
+use crate::sync::table_plan::TablePlan;
 use crate::sync::status::{IndexRecord, TableKey};
 use crate::sync::status_store::{PgStatusStore, StatusStore};
 

@@ -10,7 +10,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::{sql, SnowflakeSource};
-use crate::sync::plan::TablePlan;
+use crate::sync::table_plan::TablePlan;
 
 /// How many offending keys an error message shows.
 pub const EXAMPLES: usize = 5;

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::{from_postgres, Result};
 use crate::contract::{MergeResponse, RunRequest, TableMerge};
 use crate::sink;
-use crate::sync::plan::TablePlan;
+use crate::sync::table_plan::TablePlan;
 use crate::sync::status::run_status;
 use crate::sync::{indexes, replace};
 

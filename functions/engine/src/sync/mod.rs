@@ -29,3 +29,4 @@ pub mod retry;
 pub mod staged;
 pub mod status;
 pub mod status_store;
+pub mod table_plan;

@@ -30,7 +30,7 @@ use tokio_postgres::GenericClient;
 
 use crate::error::{from_postgres, Result};
 use crate::sink;
-use crate::sync::plan::TablePlan;
+use crate::sync::table_plan::TablePlan;
 use crate::sync::status::TableKey;
 
 /// Schema of shadow tables (the staging schema, which the loader role may create tables in).

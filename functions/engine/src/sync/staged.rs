@@ -47,7 +47,7 @@ use crate::reconcile::side_table;
 use crate::sink;
 use crate::source::staged::{parse_s3_url, s3_store, StagedFile, UnloadForm};
 use crate::sync::copy::{self, choose_write_path, WritePath};
-use crate::sync::plan::{ChunkRange, TablePlan};
+use crate::sync::table_plan::{ChunkRange, TablePlan};
 use crate::sync::status::{ChunkCounts, EarlierUnload, LoadMode, TableKey};
 use crate::sync::{indexes, replace};
 

@@ -281,7 +281,7 @@ pub struct TableRecord {
     pub status: String,
     /// Load mode.
     pub load_mode: Option<LoadMode>,
-    /// The table plan (columns, keys, watermark) as JSON; see [`crate::sync::plan::TablePlan`].
+    /// The table plan (columns, keys, watermark) as JSON; see [`crate::sync::table_plan::TablePlan`].
     pub plan: serde_json::Value,
 }
 
@@ -337,7 +337,7 @@ pub struct PlannedTable {
     pub watermark_from: Option<String>,
     /// Whether the run replaces the target's rows (`truncate_onstart`).
     pub truncated: bool,
-    /// The table plan as JSON ([`crate::sync::plan::TablePlan`]).
+    /// The table plan as JSON ([`crate::sync::table_plan::TablePlan`]).
     pub plan: serde_json::Value,
 }
 
