@@ -168,7 +168,7 @@ pub async fn copy_hashes(tx: &Transaction<'_>, side: &str, target: &str, hashes:
         .await
         .map_err(|e| from_postgres(e, format!("starting COPY into {side}")))?;
     futures::pin_mut!(sink);
-    let mut buf = BytesMut::with_capacity(crate::sink::writer::FLUSH_BYTES + 64);
+    let mut buf = BytesMut::with_capacity(crate::sink::FLUSH_BYTES + 64);
     crate::sink::encode::CopyEncoder::header(&mut buf);
     let duplicate = |e: tokio_postgres::Error| {
         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
@@ -188,7 +188,7 @@ pub async fn copy_hashes(tx: &Transaction<'_>, side: &str, target: &str, hashes:
         buf.put_slice(&h.key_md5);
         buf.put_i32(8);
         buf.put_i64(h.row_hash as i64);
-        if buf.len() >= crate::sink::writer::FLUSH_BYTES {
+        if buf.len() >= crate::sink::FLUSH_BYTES {
             sink.send(buf.split().freeze()).await.map_err(duplicate)?;
         }
     }

@@ -143,6 +143,11 @@ pub async fn connect(settings: &PostgresSettings, database: &str) -> Result<Clie
     connect_configured(settings, database, "target_pg_database").await
 }
 
+/// A binary COPY's encoded rows are sent to PostgreSQL every this many
+/// bytes (1 MiB): the [`writer::CopyWriter`] of the rows and the row-hash
+/// side table's COPY alike.
+pub const FLUSH_BYTES: usize = 1 << 20;
+
 /// The configuration key that sets the status database (the database of
 /// `migration_status`), as messages name it.
 pub const STATUS_DATABASE_KEY: &str = "postgres.status_database (when absent, the first source's target_pg_database)";

@@ -13,12 +13,10 @@ use futures::SinkExt;
 use tokio_postgres::{CopyInSink, Transaction};
 
 use super::encode::CopyEncoder;
+use super::FLUSH_BYTES;
 use crate::error::{from_postgres, Result};
 use crate::reconcile::row_hash::{RowHash, RowHasher};
 use crate::reconcile::side_table;
-
-/// Encoded rows are sent to PostgreSQL every this many bytes (1 MiB).
-pub const FLUSH_BYTES: usize = 1 << 20;
 
 /// One running binary COPY into a table.
 pub struct CopyWriter {

@@ -290,7 +290,7 @@ async fn finish_planning(
     PgStatusStore::new(pg).set_run_metadata(run_id, "planned", serde_json::Value::Bool(true)).await?;
     if let Some(earlier) = request.reuse_unload {
         // Staged tables load the files this earlier run unloaded (docs/sync.md §13.6).
-        PgStatusStore::new(pg).set_run_metadata(run_id, crate::sync::staged::REUSE_UNLOAD_KEY, serde_json::json!(earlier)).await?;
+        PgStatusStore::new(pg).set_run_metadata(run_id, crate::sync::status::REUSE_UNLOAD_KEY, serde_json::json!(earlier)).await?;
     }
     let items = PgStatusStore::new(pg).unfinished_chunks(run_id).await?;
     let tables = PgStatusStore::new(pg).tables(run_id).await?.len() as u32;

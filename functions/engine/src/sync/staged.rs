@@ -48,28 +48,8 @@ use crate::sink;
 use crate::source::staged::{parse_s3_url, s3_store, StagedFile, UnloadForm};
 use crate::sync::copy::{self, choose_write_path, WritePath};
 use crate::sync::table_plan::{ChunkRange, TablePlan};
-use crate::sync::status::{ChunkCounts, EarlierUnload, LoadMode, TableKey};
+use crate::sync::status::{ChunkCounts, EarlierUnload, FileRecord, LoadMode, TableKey};
 use crate::sync::{indexes, replace};
-
-/// Run metadata key holding the run id given to `--reuse-unload`.
-pub const REUSE_UNLOAD_KEY: &str = "reuse_unload";
-
-/// One file of a chunk, as recorded in `migration_file_status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileRecord {
-    /// S3 bucket.
-    pub bucket: String,
-    /// S3 object key.
-    pub key: String,
-    /// Object size in bytes.
-    pub bytes: u64,
-    /// Rows in the file (Parquet footer).
-    pub rows: u64,
-    /// S3 ETag as LIST shows it.
-    pub etag: String,
-    /// `pending`, `in_progress`, `completed` or `failed`.
-    pub status: String,
-}
 
 /// The staging section, or a clear error.
 pub fn staging(config: &Config) -> Result<&StagingSettings> {
@@ -156,7 +136,7 @@ async fn record_unload(pg: &mut Client, key: &TableKey, chunk_id: i32, unload: &
 
 /// The run id given to `--reuse-unload` for `run_id`, if any.
 async fn reuse_unload_of(pg: &Client, run_id: Uuid) -> Result<Option<Uuid>> {
-    Ok(PgStatusStore::new(pg).run_metadata_text(run_id, REUSE_UNLOAD_KEY).await?.and_then(|s| s.parse().ok()))
+    Ok(PgStatusStore::new(pg).run_metadata_text(run_id, crate::sync::status::REUSE_UNLOAD_KEY).await?.and_then(|s| s.parse().ok()))
 }
 
 /// Make sure the chunk's files are unloaded and recorded (see the module

@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::contract::ChunkItem;
-use crate::sync::staged::FileRecord;
 use crate::sync::status_store::StatusStore;
 
 /// Default age limit for resuming a run: 168 hours (7 days), the same for the
@@ -208,6 +207,9 @@ pub fn interrupted_table_error(run_error: Option<&str>) -> String {
     format!("not finished: the run was {}", run_error.unwrap_or("interrupted"))
 }
 
+/// Run metadata key holding the run id given to `--reuse-unload`.
+pub const REUSE_UNLOAD_KEY: &str = "reuse_unload";
+
 /// Heartbeats more frequent than this many seconds are skipped ([`StatusStore::touch`]).
 pub const HEARTBEAT_MIN_INTERVAL_SECONDS: i32 = 10;
 
@@ -393,7 +395,7 @@ pub struct EarlierUnload {
     /// Rows the unload wrote.
     pub rows_unloaded: u64,
     /// Its files, all `pending` for the new run.
-    pub files: Vec<crate::sync::staged::FileRecord>,
+    pub files: Vec<FileRecord>,
     /// The run that unloaded them.
     pub unloaded_by: Uuid,
 }
@@ -558,6 +560,23 @@ async fn overview(client: &Client, run_id: Option<Uuid>, limit: i64) -> Result<V
         });
     }
     Ok(out)
+}
+
+/// One file of a chunk, as recorded in `migration_file_status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// S3 bucket.
+    pub bucket: String,
+    /// S3 object key.
+    pub key: String,
+    /// Object size in bytes.
+    pub bytes: u64,
+    /// Rows in the file (Parquet footer).
+    pub rows: u64,
+    /// S3 ETag as LIST shows it.
+    pub etag: String,
+    /// `pending`, `in_progress`, `completed` or `failed`.
+    pub status: String,
 }
 
 #[cfg(test)]

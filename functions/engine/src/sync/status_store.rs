@@ -21,9 +21,8 @@ use uuid::Uuid;
 use crate::contract::{ChunkItem, ReconcileResponse};
 use crate::error::{Error, ErrorKind, Result};
 pub use crate::sync::status::PgStatusStore;
-use crate::sync::staged::FileRecord;
 use crate::sync::status::{
-    run_status, ChunkCounts, ChunkRecord, ChunkTally, EarlierUnload, FailedChunk, Holder, IndexRecord, LoadMode, PlannedTable, RunOverview, RunRecord, TableKey, TableMapping,
+    run_status, ChunkCounts, ChunkRecord, ChunkTally, EarlierUnload, FailedChunk, FileRecord, Holder, IndexRecord, LoadMode, PlannedTable, RunOverview, RunRecord, TableKey, TableMapping,
     TableOverview, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS, interrupted_table_error, unfinished_table_error,
 };
 
