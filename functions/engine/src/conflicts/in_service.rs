@@ -85,7 +85,7 @@ impl EventKind {
     }
 
     /// (id, caregiver, start, end) columns of [`EventKind::table`].
-    fn columns(self) -> (&'static str, &'static str, &'static str, &'static str) {
+    pub(crate) fn columns(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
             EventKind::InService => ("Application Caregiver Inservice Id", "Caregiver Id", "Inservice start date", "Inservice end date"),
             EventKind::Pto => ("Caregiver Vacation Id", "Global Caregiver Id", "Start Date", "End Date"),
@@ -109,13 +109,6 @@ impl EventKind {
             EventKind::Pto => format!("(({vs})::date <= ({ee})::date AND ({ve})::date >= ({es})::date)"),
         }
     }
-}
-
-/// The source table of an event kind and its (id, caregiver, start, end)
-/// columns, for the incremental touched keys (docs/conflicts.md §5.3, §D1).
-pub fn event_columns(kind: EventKind) -> (&'static str, &'static str, &'static str, &'static str, &'static str) {
-    let (id, caregiver, start, end) = kind.columns();
-    (kind.table(), id, caregiver, start, end)
 }
 
 /// SQL text of [SF]'s synthetic id `MD5(letter || id)` as a `uuid`: the 32

@@ -31,7 +31,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::Transaction;
 
 use super::columns::{ColumnTypes, Want};
-use super::in_service::{event_columns, synthetic_id, EventKind};
+use super::in_service::{synthetic_id, EventKind};
 use super::store::{written_columns, Schemas, Table};
 use crate::error::{from_postgres, Result};
 use crate::sink::qualified;
@@ -399,7 +399,7 @@ pub async fn collect_keys(
         None
     };
     for kind in EventKind::ALL {
-        let (table, id, caregiver, start, end) = event_columns(kind);
+        let (table, (id, caregiver, start, end)) = (kind.table(), kind.columns());
         if !optional_table(types, table, "Updated Datatimestamp") || !optional_table(types, table, caregiver) {
             continue;
         }
