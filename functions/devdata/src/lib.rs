@@ -18,12 +18,12 @@
 //!
 //! Everything is a pure function of the seed, the visit count and "today"
 //! (ChaCha8 streams per entity, [`world`]); generation streams in blocks into
-//! CSV parts that are bulk-loaded one by one ([`seed`], [`load`]), so memory
+//! CSV parts that are bulk-loaded one by one ([`seed()`], [`load`]), so memory
 //! and disk do not grow with the number of visits.
 //!
 //! * [`tables`]: column definitions and Snowflake DDL (and the check against
 //!   `schema/V2__analytics.sql`).
-//! * [`mutate`]: deterministic updates, inserts and deletes of background visits.
+//! * [`mutate()`]: deterministic updates, inserts and deletes of background visits.
 
 pub mod csv;
 pub mod load;

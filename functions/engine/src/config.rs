@@ -257,7 +257,7 @@ pub enum GpsPriority {
     /// Call-out GPS → call-in GPS → patient address, on both sides.
     #[default]
     Fixed,
-    /// [SF]'s asymmetric order: primary visit call-out → call-in, conflicting
+    /// \[SF\]'s asymmetric order: primary visit call-out → call-in, conflicting
     /// visit call-in → call-out, then the patient address.
     Legacy,
 }
@@ -718,7 +718,7 @@ pub struct ConflictSettings {
     /// Override "today" (YYYY-MM-DD) for reproducible runs and tests.
     #[serde(default)]
     pub today: Option<String>,
-    /// `fixed` (default: call-out → call-in → patient address on both sides) or `legacy` ([SF]'s asymmetric order).
+    /// `fixed` (default: call-out → call-in → patient address on both sides) or `legacy` (\[SF\]'s asymmetric order).
     #[serde(default)]
     pub gps_priority: Option<GpsPriority>,
 }

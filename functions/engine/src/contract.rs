@@ -305,7 +305,7 @@ pub struct StatusChanges {
     /// window and their conflicts (docs/conflicts.md §D17): the rows each of
     /// its status steps set, per statement, so not net — a conflict set `R`
     /// by a missed primary visit and reopened by its open pair in the same
-    /// pass counts twice, every night, as [SF]'s literal order rewrites it.
+    /// pass counts twice, every night, as \[SF\]'s literal order rewrites it.
     pub outside_window_status_writes: u64,
 }
 
@@ -429,7 +429,7 @@ pub const STEPS: [(&str, &str, &str); 7] = [
 ];
 
 /// The whole contract as the JSON committed in `statemachines/contract.json`:
-/// `errors` (every [`ErrorKind`] name), `retryable` (the names Step Functions
+/// `errors` (every [`ErrorKind`](crate::ErrorKind) name), `retryable` (the names Step Functions
 /// retries), `steps` (step → request/response type names) and `types` (one
 /// JSON Schema, draft 2020-12, per type). The infra tests check the ASL
 /// against it; `cargo test -p thaw-engine --test integration contract::` fails when the

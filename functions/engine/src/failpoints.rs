@@ -1,8 +1,8 @@
 //! Named fault-injection points for tests.
 //!
-//! With the `failpoints` feature, a test arms a point with [`arm`] (or
-//! [`arm_at`], to let it pass a number of times first) and the engine fails
-//! there with the given kind; [`fired`] says how often it did. Without the
+//! With the `failpoints` feature, a test arms a point with `arm` (or
+//! `arm_at`, to let it pass a number of times first) and the engine fails
+//! there with the given kind; `fired` says how often it did. Without the
 //! feature every check compiles to nothing. The crash suite
 //! (`tests/sync_crash_suite.rs`) arms every point of [`ALL`] at seeded hit
 //! counts and resumes after each failure.
@@ -48,7 +48,7 @@ pub const CONFLICT_LIFECYCLE_MIDWAY: &str = "conflict_lifecycle_midway";
 pub const PLAN_AFTER_TABLE: &str = "plan_after_table";
 
 /// Fails after a staged file's rows were written by COPY and before its
-/// commit (arm it with [`arm_at`] to let the first files through).
+/// commit (arm it with `arm_at` to let the first files through).
 pub const STAGED_FILE_BEFORE_COMMIT: &str = "staged_file_before_commit";
 
 /// Fails the `reconcile` step before it reads anything.

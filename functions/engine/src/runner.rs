@@ -11,7 +11,7 @@
 //! it takes the run lock of every selected target table before planning
 //! ([`RunLock`]), refreshes the run's heartbeat every
 //! [`HEARTBEAT_INTERVAL`] while it works, stops at a chunk boundary when
-//! [`Cancel`](crate::cancel::Cancel) fires (SIGINT/SIGTERM in the CLI) and records the run
+//! [`Cancel`] fires (SIGINT/SIGTERM in the CLI) and records the run
 //! `interrupted`, and records the truth when a step fails: `failed`,
 //! `partial`, `mismatch` or `completed` ([`RunReport::status`]).
 

@@ -76,7 +76,7 @@ pub async fn merge(config: &Config, request: &RunRequest) -> Result<MergeRespons
 /// The `reconcile` step: reconcile every table of the run, record the run's
 /// outcome (`completed` when nothing differs, `mismatch` when a table
 /// differs, `failed` when one could not be checked; see
-/// [`StatusStore::record_reconcile`](crate::sync::status_store::StatusStore::record_reconcile)) and return the summary with
+/// [`StatusStore::record_reconcile`]) and return the summary with
 /// the per-table reports.
 ///
 /// Errors: [`crate::ErrorKind::ReconcileMismatch`] only through

@@ -1,7 +1,7 @@
 //! Issue 9 findings, against a real PostgreSQL (`thaw_engine::conflicts::run`):
 //! plans that scale from an empty schema, a candidate read that does not
 //! depend on NULL keys, every reasonable column type, no panic and no stuck
-//! `InProgressFlag`, bad input never retryable, and [SF]'s literal NULL and
+//! `InProgressFlag`, bad input never retryable, and \[SF\]'s literal NULL and
 //! TRIM semantics (docs/conflicts.md §2.4, §10, §14, §D8).
 //!
 //! Run under tests/harness.py (`make test`), which exports THAW_PG_*.

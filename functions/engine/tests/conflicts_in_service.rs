@@ -11,11 +11,11 @@ use thaw_engine::conflicts::{run, DetectionMode};
 use thaw_test_support::conflicts::{database_with, planted_settings as settings, REFERENCE};
 use tokio_postgres::Client;
 
-/// [SF] `MD5('I' || 501)` as a UUID (computed outside PostgreSQL).
+/// \[SF\] `MD5('I' || 501)` as a UUID (computed outside PostgreSQL).
 const IN_SERVICE_501: &str = "ee2540c7-2ec7-65c7-5c60-215fecc2e4d6";
-/// [SF] `MD5('I' || 502)`.
+/// \[SF\] `MD5('I' || 502)`.
 const IN_SERVICE_502: &str = "a0bd919f-4d88-a911-33b6-a21fae754eea";
-/// [SF] `MD5('P' || 7)` with the vacation id a Snowflake `NUMBER(38,5)`: `'P7.00000'`.
+/// \[SF\] `MD5('P' || 7)` with the vacation id a Snowflake `NUMBER(38,5)`: `'P7.00000'`.
 const PTO_7: &str = "ce14275a-fddc-f0a6-a58f-5d8e5de447dc";
 
 async fn planted(name: &str) -> Client {
@@ -225,7 +225,7 @@ async fn a_visit_overlapping_an_in_service_event_at_its_own_agency_is_excluded()
 }
 
 /// A30 and docs/conflicts.md §5.2: PTO overlaps by date, inclusive at both
-/// ends, whatever the hours; the synthetic id is [SF]'s `MD5('P' || id)`
+/// ends, whatever the hours; the synthetic id is \[SF\]'s `MD5('P' || id)`
 /// with the id's Snowflake `NUMBER(38,5)` text.
 #[tokio::test]
 async fn pto_conflicts_overlap_by_date_inclusive() {
@@ -375,7 +375,7 @@ async fn conflict_incremental_resolves_the_rows_of_an_event_that_stops_qualifyin
 type RateRow = (String, Option<f32>, Option<f32>, Option<String>);
 
 /// docs/conflicts.md §5.1, §6.3: the event's side of an in-service or PTO
-/// row has no billing, and [SF]'s `BilledRateMinute` (`CASE … ELSE 0`, a NULL
+/// row has no billing, and \[SF\]'s `BilledRateMinute` (`CASE … ELSE 0`, a NULL
 /// `Billed` falls to 0) is 0 there, not NULL; so the row's `OverlapPrice` is
 /// 0 (found by tests/conflict_detection_model.py: thaw stored NULL).
 #[tokio::test]

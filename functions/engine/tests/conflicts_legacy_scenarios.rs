@@ -391,7 +391,7 @@ async fn legacy_scenarios_a1_to_a20_give_the_stated_pairs_through_postgresql() {
 /// is not blank (Snowflake's `TRIM` removes spaces only, §10.2), one with
 /// spaces is the same; GPS `0,0` and a patient address at 0,0 are points
 /// thousands of miles away, in no band: no rule 7; the ZIP guard compares
-/// as [SF]'s `=` (a trailing space is another ZIP, empty ZIPs are equal).
+/// as \[SF\]'s `=` (a trailing space is another ZIP, empty ZIPs are equal).
 #[tokio::test]
 async fn rule_boundaries_of_nulls_midnight_offsets_and_whitespace_through_postgresql() {
     let nbsp = '\u{a0}';
@@ -489,7 +489,7 @@ async fn rule_boundaries_of_nulls_midnight_offsets_and_whitespace_through_postgr
 }
 
 /// docs/conflicts.md §D7: an MPH band with a NULL speed (or NULL bounds) is
-/// bad input naming the row ([SF] silently never flagged a distance in such
+/// bad input naming the row (\[SF\] silently never flagged a distance in such
 /// a band), like a zero speed; the run writes nothing, exits 2 and is never
 /// retried, and releases `InProgressFlag`.
 #[tokio::test]

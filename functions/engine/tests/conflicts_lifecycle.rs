@@ -177,14 +177,14 @@ async fn deleted_then_back(
 
 /// docs/conflicts.md §8.2 step 1 and §D24: a deleted visit restored (back in
 /// the visit table, gone from the deleted table) is detected again, and its
-/// pairs come out as [SF]'s net outcome: the `D` pair of the other visit's
+/// pairs come out as \[SF\]'s net outcome: the `D` pair of the other visit's
 /// conflict reopens (`U`, ResolveDate and ResolvedBy cleared) and that
 /// conflict with it; the restored visit's own conflict stays `D` (step 5
 /// never reopens a `D` conflict) and pulls its only pair back to `R`
-/// (cascade down), keeping the ResolveDate of night 2 where [SF] would reset
+/// (cascade down), keeping the ResolveDate of night 2 where \[SF\] would reset
 /// it. Later nights, full or incremental, write nothing: the lone pair of
 /// the `D` conflict is not reopened and closed again every night (§D25,
-/// [SF] rewrote it with a new UpdatedDate and ResolveDate each night). The
+/// \[SF\] rewrote it with a new UpdatedDate and ResolveDate each night). The
 /// summary counts each night's status changes.
 #[tokio::test]
 async fn conflict_lifecycle_restored_visit_reopens_its_deleted_pair_as_sf_does() {
@@ -235,9 +235,9 @@ async fn conflict_incremental_reopens_the_pairs_of_a_visit_restored_with_its_old
 }
 
 /// docs/conflicts.md §D24: a pair whose conflicting visit is detected again
-/// while still in the deleted table stays `D` ([SF]: reopened by the
+/// while still in the deleted table stays `D` (\[SF\]: reopened by the
 /// refresh and set `D` again by step 1 the same night, net `D`) and keeps
-/// the ResolveDate of the night it became `D` ([SF] resets it to now); its
+/// the ResolveDate of the night it became `D` (\[SF\] resets it to now); its
 /// visit snapshot is refreshed (the restored visit's new update time), and a
 /// night without changes rewrites nothing.
 #[tokio::test]
@@ -290,7 +290,7 @@ async fn conflict_lifecycle_restored_visit_with_two_pairs_keeps_its_deleted_conf
 }
 
 /// docs/conflicts.md §D25, its limit: a restored visit whose `D` conflict
-/// gains a new pair the night it comes back. [SF] reopens the closed pair
+/// gains a new pair the night it comes back. \[SF\] reopens the closed pair
 /// and inserts the new one under the same `CONFLICTID`; step 6 then sees
 /// two open pairs and closes neither. thaw must not keep the closed pair
 /// `R` (it is no longer the conflict's lone row), or step 6 would close the
@@ -384,7 +384,7 @@ async fn conflict_visit_moved_to_another_date_or_caregiver_resolves_old_pairs_an
 }
 
 /// docs/conflicts.md §8.2 and §D17 with "today" moving forward: pairs whose
-/// date leaves the window are neither resolved ([SF]'s step 4 marks only
+/// date leaves the window are neither resolved (\[SF\]'s step 4 marks only
 /// the window's rows) nor rewritten; they keep their status, and the second
 /// pass outside the window leaves them as they are while nothing in them
 /// changes. Incremental and full nights agree.
@@ -418,7 +418,7 @@ async fn conflict_pairs_leaving_the_window_keep_their_status_and_are_not_rewritt
 
 /// docs/conflicts.md §D1: a change of the settings (an excluded SSN, an
 /// excluded agency, a slower MPH band) forces a full night, whose pairs no
-/// longer detected are resolved with their conflicts ([SF]: not marked
+/// longer detected are resolved with their conflicts (\[SF\]: not marked
 /// again → `R`), while the others keep their status and get the new
 /// distance metrics (stored for every pair with two points, §R7); undoing
 /// the change reopens them in the next (again full) night.
@@ -470,7 +470,7 @@ async fn incremental_night_or_full(client: &mut Client) -> thaw_engine::contract
     run(client, &settings(), DetectionMode::Incremental).await.expect("night")
 }
 
-/// A restored visit that is missed: its `D` pair becomes `R` ([SF]: `U` by
+/// A restored visit that is missed: its `D` pair becomes `R` (\[SF\]: `U` by
 /// the refresh, `R` by step 3), keeping its ResolveDate (§D24).
 #[tokio::test]
 async fn conflict_lifecycle_restored_missed_visit_resolves_its_deleted_pair() {
@@ -496,7 +496,7 @@ async fn conflict_lifecycle_restored_missed_visit_resolves_its_deleted_pair() {
 
 /// docs/conflicts.md §7.2: a stored pair whose `StatusFlag` is NULL (the
 /// column's default is 'U'; someone else wrote NULL) is not `W` or `I`, so
-/// [SF]'s refresh sets it `U` when it is detected again, and step 3 then
+/// \[SF\]'s refresh sets it `U` when it is detected again, and step 3 then
 /// resolves it (with a ResolveDate) when one of its visits is missed.
 #[tokio::test]
 async fn conflict_lifecycle_pair_with_a_null_status_detected_again_is_open() {
@@ -628,7 +628,7 @@ async fn conflict_lifecycle_cascades_between_conflicts_and_pairs() {
 }
 
 /// docs/conflicts.md §D19: a night without source changes writes nothing,
-/// also where [SF]'s literal order closes and reopens a conflict every
+/// also where \[SF\]'s literal order closes and reopens a conflict every
 /// night: conflicts 1 and 2 have a missed pair (to visit 6) and an open pair
 /// (step 2 sets them `R`, step 5 reopens them), conflict 3 is `N` with an
 /// open pair (step 5 reopens it, step 8 sets `N` again). thaw writes the net
@@ -774,7 +774,7 @@ async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
     );
 }
 
-/// §8.2 step 5 with a no-response pair: [SF]'s refresh sets every pair it
+/// §8.2 step 5 with a no-response pair: \[SF\]'s refresh sets every pair it
 /// detects again to `U` (but `W`/`I`), step 5 then sees an `N` pair as open,
 /// and only step 8 sets it `N` again. So a conflict whose no-response answer
 /// was withdrawn while its pair still has one reopens to `U`, and a conflict a
@@ -824,7 +824,7 @@ async fn conflict_lifecycle_conflict_over_a_no_response_pair_reopens_as_sf_does(
 }
 
 /// §D26: incremental nights act on the application's edits of pair statuses
-/// as [SF]'s full nights do, although the edits touch no source key: a pair a
+/// as \[SF\]'s full nights do, although the edits touch no source key: a pair a
 /// user resolved while it is still detected reopens (with its conflict); a
 /// pair closed by the cascade of a conflict a user resolved, still detected,
 /// reopens the next night; a pair a user reopened that is no longer detected
@@ -878,7 +878,7 @@ async fn conflict_incremental_nights_follow_the_applications_pair_status_edits_a
     assert_eq!(full.status_changes, StatusChanges::default(), "{full:?}");
 }
 
-/// §D17: [SF] runs the pass of the window (TASK_02_3) before the night's
+/// §D17: \[SF\] runs the pass of the window (TASK_02_3) before the night's
 /// inserts and TASK_05's pass after them. A whitelisted conflict whose only
 /// pair is no longer detected is resolved by the first pass (step 7: all its
 /// pairs in the window closed) and reopened by the second when its primary
@@ -915,12 +915,12 @@ async fn conflict_lifecycle_whitelisted_conflict_with_a_new_pair_reopens_as_sf_d
     assert_eq!(conflict_states(&client).await, strings(&["1:U", "2:U", "3:U", "4:R*", "6:U"]));
 }
 
-/// §D17: [SF] TASK_05 repeats steps 2–9 without the window, so stored rows
+/// §D17: \[SF\] TASK_05 repeats steps 2–9 without the window, so stored rows
 /// older than the window still follow the application's answers and their
 /// visits' stored missed flags: conflicts by `IsMissed` only, pairs by
 /// `ConIsMissed` only, cascades over all pairs, no response → `N`, open
 /// rows lose their resolution. A primary visit missed outside the window
-/// leaves its pair and conflict open, as [SF]'s literal order does (step 2
+/// leaves its pair and conflict open, as \[SF\]'s literal order does (step 2
 /// sets the conflict `R`, step 5 reopens it: thaw writes neither, §D19). The
 /// planted pairs (2025-03-05 and 2025-03-12) are outside the window of
 /// 2028-03-10; a second night changes no status, a third writes nothing.
@@ -983,7 +983,7 @@ async fn conflict_lifecycle_second_pass_updates_rows_outside_the_window_as_sf_do
     assert_eq!(conflict_states(&client).await, expected_conflicts);
 }
 
-/// §9.3, §D23 ([SF] TASK_06): an open (`U`) conflict recorded exactly
+/// §9.3, §D23 (\[SF\] TASK_06): an open (`U`) conflict recorded exactly
 /// `NumberOfDays` days ago whose primary visit has the payer and provider of
 /// a reminder entry gets one "From Payer" notice for that provider (with the
 /// payer's name) and one automatic comment by the system user 99999 whose

@@ -99,9 +99,9 @@ async fn overlap_minutes_and_prices_follow_sf_at_every_boundary() {
 
 /// docs/conflicts.md §D28: a not-billed `Daily`/`Visit` visit whose schedule
 /// starts and ends inside one minute (09:00:10–09:00:50: start ≠ end, but
-/// zero whole minutes) has the per-minute rate 0. [SF] guards on start ≠ end
+/// zero whole minutes) has the per-minute rate 0. \[SF\] guards on start ≠ end
 /// and divides by the whole-minute length, a division by zero that fails
-/// the night; a schedule of whole minutes divides as [SF] (30 / 1 h / 60).
+/// the night; a schedule of whole minutes divides as \[SF\] (30 / 1 h / 60).
 #[tokio::test]
 async fn a_schedule_inside_one_minute_has_no_per_minute_rate() {
     use thaw_engine::conflicts::{run, DetectionMode};

@@ -64,7 +64,7 @@ pub fn init_logging() {
 /// type `E` (`statemachines/contract.json`).
 ///
 /// Errors: an event of another shape (a missing field, a field of the wrong
-/// type, a value out of range) is [`thaw_engine::ErrorKind::Config`]
+/// type, a value out of range) is [`thaw_engine::ErrorKind::ConfigInvalid`]
 /// (`ConfigInvalid`, never retried), naming the function, the expected type
 /// and serde's description of the first problem. Left to `lambda_runtime`,
 /// the same event failed with the error type

@@ -120,7 +120,7 @@ pub async fn end_full_read(tx: &Transaction<'_>) -> Result<()> {
 ///
 /// Every column is read through [`ColumnTypes::expr`], so a mirror whose ids
 /// are `text` or whose `"Visit Date"` is a `timestamptz` gives the same
-/// result (docs/conflicts.md §2.4). Predicates are [SF]'s, literally
+/// result (docs/conflicts.md §2.4). Predicates are \[SF\]'s, literally
 /// (docs/conflicts.md §10): `TRIM` removes spaces only, `"Is Active" = TRUE AND
 /// "Is Demo" = FALSE` fails on NULL, and `"Is Missed"` is passed on as is
 /// (NULL stays NULL, docs/conflicts.md §4.1.5).

@@ -1,5 +1,5 @@
 //! Agency contacts of the stored pairs from `contact_maintenance`
-//! (docs/conflicts.md §6.6, [SF] TASK_07).
+//! (docs/conflicts.md §6.6, \[SF\] TASK_07).
 //!
 //! `contact_maintenance` holds, per agency (`ProviderID`, the agency that
 //! keeps the entry), a contact name and phone for another agency (`PID`,
@@ -7,7 +7,7 @@
 //! (`ProviderID`) the contact of the conflicting agency: `ConAgencyContact`
 //! / `ConAgencyPhone` come from the entry kept by `ProviderID` for
 //! `ConProviderID`, and `AgencyContact` / `AgencyPhone` from the entry kept
-//! by `ConProviderID` for `ProviderID` (docs/conflicts.md §D15). As in [SF],
+//! by `ConProviderID` for `ProviderID` (docs/conflicts.md §D15). As in \[SF\],
 //! a value is filled only where the pair's column is NULL or empty, so
 //! nothing a user or an earlier night wrote is replaced; when an agency keeps
 //! several entries for the same agency, the one updated last wins.

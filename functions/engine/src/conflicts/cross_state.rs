@@ -14,7 +14,7 @@
 //!    of the 2×2 combinations of the two visits' states match; otherwise it
 //!    is cross-state ([`is_cross_state`]).
 //!
-//! Where [SF] inserts such pairs and then hard-deletes them, thaw never emits
+//! Where \[SF\] inserts such pairs and then hard-deletes them, thaw never emits
 //! them (the sweep drops them), so they are neither inserted nor refreshed;
 //! a stored pair that has become cross-state is not re-detected and is
 //! resolved (`StatusFlag` 'R', never deleted) by the store's resolve step.

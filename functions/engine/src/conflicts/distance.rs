@@ -182,7 +182,7 @@ pub fn gaps(v1: (NaiveDateTime, NaiveDateTime), v2: (NaiveDateTime, NaiveDateTim
     (minute_boundaries(v1.1, v2.0), minute_boundaries(v2.1, v1.0))
 }
 
-/// Rule 7's time test ([SF] docs/conflicts.md §R7.4): a strictly positive gap in either
+/// Rule 7's time test (\[SF\] docs/conflicts.md §R7.4): a strictly positive gap in either
 /// direction that is shorter than the ETA. Back-to-back (gap 0) and
 /// overlapping (negative gaps) visits never flag.
 pub fn travel_is_impossible(g1: i64, g2: i64, eta_minutes: f64) -> bool {

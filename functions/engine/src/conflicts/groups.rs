@@ -4,7 +4,7 @@
 //! The graph's vertices are visits (and in-service/PTO events); every stored
 //! `conflictvisitmaps` row with a `CONFLICTID` is an edge `VisitID —
 //! ConVisitID`. Two rows are in one group when a chain of rows sharing a
-//! visit links them — the true transitive closure, where [SF] stopped after
+//! visit links them — the true transitive closure, where \[SF\] stopped after
 //! three levels of link expansion.
 //!
 //! Ids are stable once assigned:
@@ -13,7 +13,7 @@
 //!   id and two merging groups keep the older one; its `G_CRDATEUNIQUE`
 //!   (when the id was first assigned) is the earliest one stored with that id;
 //! * a component without any id gets `max(GroupID) + n`, numbered in the
-//!   order of its smallest visit id (as [SF]'s dense rank over its group
+//!   order of its smallest visit id (as \[SF\]'s dense rank over its group
 //!   label), with `G_CRDATEUNIQUE` = now;
 //! * only rows whose `GroupID` or `G_CRDATEUNIQUE` change are written
 //!   (binary COPY into a temporary table, one joined `UPDATE` by `ID`).

@@ -1,4 +1,4 @@
-//! Change history of the stored pairs (docs/conflicts.md §9.2, [SF]
+//! Change history of the stored pairs (docs/conflicts.md §9.2, \[SF\]
 //! TASK_09_0): `log_history` gets one row per pair and run that the run
 //! inserted (`LogTypeFlag` `Inserted`) or whose recorded fields it changed
 //! (`UpdatedNew`), `log_history_values` one row per changed field with the
@@ -11,7 +11,7 @@
 //!    sweep never emits such pairs, so this is how the run knows why a stored
 //!    pair was not detected again.
 //! 2. [`snapshot`], before [`super::store::apply`]: the recorded fields of
-//!    every stored pair of the window, as [SF]'s pre-run snapshot of pairs
+//!    every stored pair of the window, as \[SF\]'s pre-run snapshot of pairs
 //!    joined with their conflicts (`StatusFlag` = the conflict's status,
 //!    `ConStatusFlag` = the pair's, every other field a `conflictvisitmaps`
 //!    column), one text array per pair.

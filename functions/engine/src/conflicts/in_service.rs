@@ -7,7 +7,7 @@
 //! analytics mirror, run inside the store's transaction
 //! ([`super::store::statements`]):
 //! 1. [`events_sql`]: the events of the window (docs/conflicts.md §5.1,
-//!    §5.2) with their synthetic visit ids ([SF] `MD5('I' || id)` /
+//!    §5.2) with their synthetic visit ids (\[SF\] `MD5('I' || id)` /
 //!    `MD5('P' || id)`, [`synthetic_id`]) into [`EVENTS`];
 //! 2. [`pairs_sql`]: every (completed, not missed) visit of the same SSN at
 //!    another agency that overlaps an event — inclusive on the wall clock for
@@ -111,7 +111,7 @@ impl EventKind {
     }
 }
 
-/// SQL text of [SF]'s synthetic id `MD5(letter || id)` as a `uuid`: the 32
+/// SQL text of \[SF\]'s synthetic id `MD5(letter || id)` as a `uuid`: the 32
 /// hex digits of the MD5 read as a UUID, which is the same value written with
 /// dashes in lower case (docs/conflicts.md §5, A39). The in-service id is a
 /// Snowflake `NUMBER(38,0)`, whose text is the plain integer; the vacation id
@@ -289,10 +289,10 @@ fn aliases(expr: &str) -> Vec<&str> {
 /// application ids from the event and its dimensions; the caregiver,
 /// provider and office columns as for a visit; everything else NULL (an
 /// event has no patient, payer, billing, schedule or actual times). The
-/// shift start and end (`ShVTSTTime`, `ShVTENTime`) are [SF]'s
+/// shift start and end (`ShVTSTTime`, `ShVTENTime`) are \[SF\]'s
 /// `coalesce(visit, schedule, in-service)`, so an in-service event's period
 /// and NULL for an absence (docs/conflicts.md §6.2). `BilledRateMinute` is
-/// 0: [SF]'s computed column is `CASE … ELSE 0` and an event has no
+/// 0: \[SF\]'s computed column is `CASE … ELSE 0` and an event has no
 /// billing (docs/conflicts.md §6.3).
 fn event_column(c: &SideColumn, zone: &str) -> String {
     let expr = match c.primary {

@@ -205,7 +205,7 @@ fn optional_table(types: &ColumnTypes, table: &str, column: &str) -> bool {
 
 /// The largest finite source change timestamp now in the mirror (`None`
 /// when every source table is empty or holds no finite one; `infinity` and
-/// `-infinity` are placed by [`changed_since`]). Errors: [`crate::ErrorKind::SchemaMismatch`] when
+/// `-infinity` are placed by `changed_since`). Errors: [`crate::ErrorKind::SchemaMismatch`] when
 /// the visit tables lack `"Visit Updated Timestamp"`.
 pub async fn source_high_water(tx: &Transaction<'_>, types: &ColumnTypes) -> Result<Option<DateTime<Utc>>> {
     let mut parts = Vec::new();
@@ -469,7 +469,7 @@ pub async fn closed_pairs_table_exists(tx: &Transaction<'_>, schemas: &Schemas) 
 /// pairs missing from [`CLOSED_PAIRS_TABLE`] (closed by the application, or
 /// by the last night's cascade while still detected) and the listed pairs
 /// that are no longer closed (reopened by the application, or deleted rows:
-/// those have no key left and are skipped). [SF] recomputes every pair each
+/// those have no key left and are skipped). \[SF\] recomputes every pair each
 /// night, so its refresh reopens such a pair while it is detected and its
 /// step 4 resolves it when it is not (docs/conflicts.md §D26). Both halves
 /// compare the list with the partial index of the closed pairs' IDs
@@ -491,7 +491,7 @@ pub fn status_edited_keys_sql(schemas: &Schemas) -> String {
 
 /// Rewrite [`CLOSED_PAIRS_TABLE`] to the closed pairs the night leaves,
 /// without those its cascade closed in the window ([`super::lifecycle::CASCADED`]):
-/// [SF]'s next night reopens them while they are detected, so the next
+/// \[SF\]'s next night reopens them while they are detected, so the next
 /// incremental night must recompute their keys (docs/conflicts.md §D26).
 /// Call at the end of every night, full or incremental, after the
 /// lifecycle; a no-op without the table (V27). Work: two passes over the

@@ -1,5 +1,5 @@
 //! The status lifecycle of the nightly run (docs/conflicts.md §8.2), in
-//! [SF]'s order, after the refresh and insert of [`super::store`]:
+//! \[SF\]'s order, after the refresh and insert of [`super::store`]:
 //! not detected again → `R` (step 4), deleted visits → `D` (step 1,
 //! terminal), missed visits → `R` (steps 2–3), resolved conflicts with an
 //! open pair reopen (step 5), cascades down (a closed conflict pulls its last
@@ -10,8 +10,8 @@
 //! conflicting visit names who resolved the pair (`ResolvedBy` = the
 //! conflicting agency's contact, else its name); `UpdatedRFlag` marks the
 //! conflicts with a pair in the window and is cleared on the ones step 5
-//! reopens. The night's new pairs are left out of that pass, which [SF]
-//! runs before its inserts. Then, as [SF] TASK_05 does without the window,
+//! reopens. The night's new pairs are left out of that pass, which \[SF\]
+//! runs before its inserts. Then, as \[SF\] TASK_05 does without the window,
 //! steps 2-3 and 5-9 run again over the stored pairs outside the window and
 //! every pair of a conflict that got a new pair tonight, with its variant
 //! of the missed test (docs/conflicts.md §D17). A conflict that the literal
@@ -154,7 +154,7 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
 
 /// The deleted visit ids as an SQL subquery, `(SELECT … FROM
 /// factvisitcallperformance_deleted_cr d)`: the whole table, no time filter
-/// ([SF] step 1 of docs/conflicts.md §8.2), ids as `uuid` whatever the
+/// (\[SF\] step 1 of docs/conflicts.md §8.2), ids as `uuid` whatever the
 /// column type (docs/conflicts.md §2.4).
 ///
 /// Errors: [`crate::error::ErrorKind::SchemaMismatch`] from the source column types.
@@ -201,7 +201,7 @@ struct Scope {
     new_pairs: NewPairs,
 }
 
-/// [SF] runs TASK_02_3 (the pass of the window) before the night's inserts
+/// \[SF\] runs TASK_02_3 (the pass of the window) before the night's inserts
 /// and TASK_05's pass after them; thaw runs both after the inserts, so the
 /// first pass leaves the new pairs out and the second takes every pair of
 /// a conflict that got a new pair tonight (docs/conflicts.md §D17).
@@ -214,7 +214,7 @@ enum NewPairs {
 }
 
 impl Scope {
-    /// [SF] TASK_02_3: the pairs of the window, missed = either visit, a
+    /// \[SF\] TASK_02_3: the pairs of the window, missed = either visit, a
     /// conflict is resolved when its pairs in the window are all closed.
     const INSIDE_WINDOW: Scope = Scope {
         names: [
@@ -241,7 +241,7 @@ impl Scope {
         new_pairs: NewPairs::Excluded,
     };
 
-    /// [SF] TASK_05's pass without the window, run by thaw on the pairs
+    /// \[SF\] TASK_05's pass without the window, run by thaw on the pairs
     /// outside the window and on every pair of a conflict that got a new pair
     /// tonight (elsewhere inside the window it would repeat the first pass,
     /// docs/conflicts.md §D17): conflicts resolved by a missed
@@ -277,7 +277,7 @@ impl Scope {
 /// response conflicts and pairs, clear the resolution of open pairs and
 /// conflicts.
 ///
-/// Steps 2, 5 and 8 write the net result of [SF]'s literal order
+/// Steps 2, 5 and 8 write the net result of \[SF\]'s literal order
 /// (docs/conflicts.md §D19): a conflict that step 2 would set `R` and step 5
 /// reopen is reopened without being resolved first, and an `N` conflict that
 /// step 5 would reopen and step 8 set `N` again is left `N`, so a night

@@ -4,7 +4,7 @@
 //! trimmed SSN) whose **visits** at two different **providers** on the same
 //! service date collide in time (rules 1–6) or are too far apart to travel
 //! between in the time available (rule 7, "impossible travel"). The rules are
-//! the legacy Snowflake procedures' ([SF]) as restated in docs/conflicts.md §4,
+//! the legacy Snowflake procedures' (\[SF\]) as restated in docs/conflicts.md §4,
 //! with the deliberate differences decided in docs/conflicts.md §11 (each one is named where it is implemented).
 //!
 //! ## Concepts and where they live
@@ -35,7 +35,7 @@
 //!   status lifecycle (docs/conflicts.md §8.2): deleted visits → `D`, missed →
 //!   `R`, resolved conflicts reopened by an open pair, cascades between
 //!   `conflicts` and `conflictvisitmaps`.
-//! * [`lifecycle`]: the status lifecycle in [SF]'s nightly order
+//! * [`lifecycle`]: the status lifecycle in \[SF\]'s nightly order
 //!   (docs/conflicts.md §8.2): `D`, `R`, reopening, cascades, no response
 //!   `N`, `ResolvedBy`, `UpdatedRFlag`.
 //! * [`contacts`]: `AgencyContact`/`AgencyPhone` from `contact_maintenance`
@@ -49,7 +49,7 @@
 //! * [`columns`]: the column types of the source and settings tables as they
 //!   are, cast in SQL to what detection expects (docs/conflicts.md §2.4).
 //! * [`in_service`]: in-service and PTO conflicts (docs/conflicts.md §5):
-//!   events with [SF]'s synthetic ids against completed visits at other
+//!   events with \[SF\]'s synthetic ids against completed visits at other
 //!   agencies, written by the store like visit pairs.
 //! * [`groups`]: `GroupID` as connected components of the conflict graph,
 //!   stable once assigned (docs/conflicts.md §7.6, §D5).

@@ -1,4 +1,4 @@
-//! The payer/provider reminder list (docs/conflicts.md §9.3, [SF] TASK_06):
+//! The payer/provider reminder list (docs/conflicts.md §9.3, \[SF\] TASK_06):
 //! `payer_provider_reminders` receives every (payer, provider) pair of the
 //! payer-provider dimension (`analytics.dimpayerprovider` joined to its
 //! provider and payer) that it does not hold yet, and the payer name
@@ -9,7 +9,7 @@
 //! `text` works like one with `uuid` (docs/conflicts.md §2.4); blank ids are
 //! skipped.
 //!
-//! Then the reminders themselves ([SF] TASK_06, docs/conflicts.md §9.3,
+//! Then the reminders themselves (\[SF\] TASK_06, docs/conflicts.md §9.3,
 //! §D23): every open (`U`) conflict recorded exactly `NumberOfDays` days ago
 //! whose primary visit has the payer and provider of a list entry gets a
 //! "From Payer" notice for that provider and an automatic comment by the
@@ -34,7 +34,7 @@ pub const WRITTEN_COLUMNS: &[&str] = &[
 /// `NotificationType` of a payer's reminder about a conflict still open.
 pub const FROM_PAYER: &str = "From Payer";
 
-/// `created_by` (and `updated_by`) of the automatic reminder comment: [SF]'s system user.
+/// `created_by` (and `updated_by`) of the automatic reminder comment: \[SF\]'s system user.
 pub const SYSTEM_USER: i64 = 99999;
 
 /// Columns of `conflict_commu_inters` the nightly job writes when it adds a
@@ -62,7 +62,7 @@ pub const COMMENT_COLUMNS: &[&str] = &[
 /// date today − `NumberOfDays`, whose status is `U` and whose primary visit's
 /// `PayerID` and `ProviderID` are a list entry's. The notice goes to that
 /// provider with the payer's name (`Contract` of the entry); the comment's
-/// `ReverseUUID` holds the `CONFLICTID` as text, as [SF] writes it. A
+/// `ReverseUUID` holds the `CONFLICTID` as text, as \[SF\] writes it. A
 /// conflict with a notice (comment) of this kind dated today gets no second
 /// one, so a rerun of the night adds nothing.
 ///

@@ -138,7 +138,7 @@ pub struct RuleTimes {
 ///
 /// At most one of the six is set. The future-only qualifier of rules 1 and 4
 /// is not applied here: it only restricts the creation of *new* rows
-/// ([`crate::conflicts::DetectedPair::new_conflict_allowed`]), as in [SF].
+/// ([`crate::conflicts::DetectedPair::new_conflict_allowed`]), as in \[SF\].
 pub fn time_rules(v1: &RuleTimes, v2: &RuleTimes) -> RuleFlags {
     let mut flags = RuleFlags::default();
     let (Some(a), Some(b)) = (v1.interval, v2.interval) else {

@@ -11,26 +11,26 @@
 //!      from the analytics mirror, cast to the target column types, and
 //!      joined to the staged pairs;
 //!    * **refresh**: a stored pair is updated only when something differs —
-//!      a snapshot column, a flag going N→Y (flags are sticky, [SF] docs/conflicts.md §7.2), or
+//!      a snapshot column, a flag going N→Y (flags are sticky, \[SF\] docs/conflicts.md §7.2), or
 //!      its status: a resolved ('R') pair, or a deleted ('D') one whose visit was
-//!      restored, detected again reopens to 'U' ([SF] docs/conflicts.md §7.2, §D24) —
+//!      restored, detected again reopens to 'U' (\[SF\] docs/conflicts.md §7.2, §D24) —
 //!      so a run with no source change updates nothing, not even `UpdatedDate`;
 //!    * **insert** new pairs allowed to start a conflict ([SF-INS]), status 'U';
 //!    * **CONFLICTID** (TASK_04): a row without one inherits the CONFLICTID of
 //!      any row with the same `VisitID`, else gets max(CONFLICTID) + dense
 //!      rank by (`VisitID`, `AppVisitID`); `ReverseUUID` and `CRDATEUNIQUE`
-//!      are filled once, when NULL ([SF] docs/conflicts.md §7). For the
+//!      are filled once, when NULL (\[SF\] docs/conflicts.md §7). For the
 //!      night's new rows all of them and `GroupID` are computed before the
 //!      insert (`pg_temp.thaw_conflict_ids`, [`super::groups::plan_new_rows`]), so each
 //!      new row is written once; the statements after the insert only fill
 //!      stored rows written by others (docs/conflicts.md §14). A `conflicts` row (status 'U')
-//!      is created for every CONFLICTID without one ([SF] docs/conflicts.md §7.7);
+//!      is created for every CONFLICTID without one (\[SF\] docs/conflicts.md §7.7);
 //!    * **resolve**: open stored pairs of the window (in an incremental run:
 //!      of the touched keys, docs/conflicts.md §D1) that were not detected
 //!      become `StatusFlag` 'R' with `ResolveDate` (never deleted). This
 //!      includes pairs that have become cross-state: the sweep no longer
 //!      emits them (docs/conflicts.md §D6, [`super::cross_state`]);
-//!    * **status lifecycle** in [SF]'s nightly order (docs/conflicts.md §8.2):
+//!    * **status lifecycle** in \[SF\]'s nightly order (docs/conflicts.md §8.2):
 //!      deleted visits → 'D' (terminal), missed visits → 'R', resolved
 //!      conflicts with an open pair reopen, cascades down (closed conflict →
 //!      its last open pairs) and up (all pairs closed → conflict 'R'), and no
@@ -335,8 +335,8 @@ pub const USER_OWNED_CVM_COLUMNS: &[&str] = &[
 /// Columns of `conflictvisitmaps` that neither detection nor the
 /// application writes today, each for a documented reason
 /// (docs/conflicts.md §3.1): the identity `ID`; the un-prefixed patient
-/// block, which [SF] always left NULL (the `P_…`/`PA_…` blocks carry the
-/// patients); [SF]'s run scratch columns `UpdateFlag` and `TempGroupID`
+/// block, which \[SF\] always left NULL (the `P_…`/`PA_…` blocks carry the
+/// patients); \[SF\]'s run scratch columns `UpdateFlag` and `TempGroupID`
 /// (thaw diffs instead, §7.2, and groups directly, §7.6); `AgencyContact`
 /// and `ResolvedBy` (the lifecycle, §6.6, §8.2); the billable units of the
 /// external API (§6.5, §D12).
@@ -424,7 +424,7 @@ pub fn written_columns<'c>(table: Table, columns: impl IntoIterator<Item = &'c s
         .collect()
 }
 
-/// Set `InProgressFlag` to 1 (running) or 2 (idle, [SF] docs/conflicts.md §8.4) on every SETTINGS row.
+/// Set `InProgressFlag` to 1 (running) or 2 (idle, \[SF\] docs/conflicts.md §8.4) on every SETTINGS row.
 pub async fn set_in_progress(client: &Client, schemas: &Schemas, running: bool) -> Result<()> {
     let col = &written_columns(Table::Settings, ["InProgressFlag"])?[0];
     let sql = format!("UPDATE {} SET {col} = $1", qualified(&schemas.conflict, "settings"));
@@ -931,13 +931,13 @@ async fn cvm_types(tx: &Transaction<'_>, schemas: &Schemas) -> Result<HashMap<St
 /// `ConProviderID` loses its agency contacts (docs/conflicts.md §6.6), which
 /// the contact step then fills for its new agencies.
 ///
-/// Status ([SF] sets every detected pair but `W`/`I` to `U`, then the
+/// Status (\[SF\] sets every detected pair but `W`/`I` to `U`, then the
 /// lifecycle steps run; thaw writes the net outcome, docs/conflicts.md
 /// §D24): an `R` row, and a `D` row whose conflicting visit is no longer in
 /// `deleted_ids` (a restored visit; the SQL of a subquery of deleted visit
 /// ids), reopens to `U`, or becomes `R` when one of its visits is missed
 /// (an `R` row then stays as it is); a `D` row whose conflicting visit is
-/// still deleted stays `D`; a NULL status becomes `U` ([SF]: `U` unless `W`
+/// still deleted stays `D`; a NULL status becomes `U` (\[SF\]: `U` unless `W`
 /// or `I`); `W`, `I`, `U` and `N` keep their status. One more net outcome
 /// (§D25): a closed row that is the only row of a `D` conflict stays (or
 /// becomes) `R`, because step 6 would close it again the same night.
@@ -991,12 +991,12 @@ fn refresh_statement(
 /// (see [`refresh_statement`]); `deleted.id` is the conflicting visit's id
 /// when it is in the deleted-visits table, else NULL (a join, not an `IN`
 /// inside the `CASE`, which PostgreSQL could only run as a subplan over the
-/// whole deleted table). Three-valued as [SF]: a NULL `IsMissed` is not missed.
+/// whole deleted table). Three-valued as \[SF\]: a NULL `IsMissed` is not missed.
 ///
 /// A closed row that would reopen stays closed (`R`) when it is the lone
 /// row of a `D` conflict (docs/conflicts.md §D25): no step reopens a `D`
 /// conflict, and step 6 (cascade down) closes the only pair of a `R`/`D`
-/// conflict, so [SF]'s reopening is undone the same night. "Lone" is
+/// conflict, so \[SF\]'s reopening is undone the same night. "Lone" is
 /// judged conservatively: no other stored row with its `CONFLICTID` or its
 /// `VisitID` (a row still without a `CONFLICTID` gets its visit's) and no
 /// other pair of its visit among tonight's would-be visit or event rows

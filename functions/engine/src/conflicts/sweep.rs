@@ -3,7 +3,7 @@
 //! Pairs only form within one `(trimmed SSN, VisitDate)` key
 //! (docs/conflicts.md §4.2). Within a key, the compared intervals are sorted by start; a visit is
 //! only compared with the visits that start before its end plus the longest
-//! possible travel time ([`MphBands::max_eta_minutes`] + 1 minute for the
+//! possible travel time ([`MphBands::max_eta_minutes`](crate::conflicts::distance::MphBands::max_eta_minutes) + 1 minute for the
 //! minute-boundary rounding). Anything starting later can neither overlap it
 //! (rules 1–6) nor be too close for the travel time (rule 7), so the work is
 //! proportional to the pairs that can interact, not to the square of a day's

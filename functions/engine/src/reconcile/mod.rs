@@ -389,7 +389,7 @@ const RECONCILE_ERRORS_MESSAGE: &str = crate::sync::status::run_status::RECONCIL
 /// could not be checked (the message says which: `reconciliation could not
 /// check …`; a dependency error — a Snowflake login refused, a database
 /// unreachable — is never the data verdict `mismatch`). Such a `failed` run
-/// is not resumed automatically ([`crate::sync::status::run_status::is_resumable`]):
+/// is not resumed automatically ([`resumable_sql`](crate::sync::status::run_status::resumable_sql)):
 /// the next `thaw run` starts the night's new run instead of resuming this
 /// finished one (its chunks all done, so copying nothing new). A run still `planning` or `running`
 /// (it may be copying right now), `partial`, `interrupted`, `superseded`,

@@ -6,7 +6,7 @@
 //! 24-bit halves the segment sums add up (§2.2).
 //!
 //! The form of each column is decided once per table by the **source**
-//! column's type and the target column's type ([`ColumnForm::of`]), in the
+//! column's type and the target column's type (`ColumnForm::of`), in the
 //! same order of rules as [`canonical::postgres_expr`]; each row's value is
 //! then rendered from the batch's typed Arrow values ([`ColumnView`]) into
 //! one reusable buffer, so hashing allocates nothing per row. The value

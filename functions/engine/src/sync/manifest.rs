@@ -39,7 +39,7 @@ pub async fn write(uri: Option<&str>, run_id: Uuid, items: &[ChunkItem]) -> Resu
     Ok(uri)
 }
 
-/// Read a manifest written by [`write`].
+/// Read a manifest written by [`write()`].
 ///
 /// Errors: [`ErrorKind::Internal`] when it is missing or not a JSON array of
 /// chunk items, [`ErrorKind::Transient`] for a failed S3 request.

@@ -1332,7 +1332,7 @@ fn float_text<F: std::fmt::Display + std::fmt::LowerExp>(value: F) -> String {
 }
 
 /// The Snowflake literal of a target's maximum watermark `max` (text as
-/// [`watermark_predicate`] reads it: timestamps `YYYY-MM-DD HH:MM:SS.ffffff`,
+/// `watermark_predicate` reads it: timestamps `YYYY-MM-DD HH:MM:SS.ffffff`,
 /// a `timestamptz` in UTC) compared with a source column of Snowflake type
 /// `source_type` (docs/sync.md §3.2). A zoned source column (TIMESTAMP_TZ /
 /// LTZ) gets a literal with an explicit `+00:00`, whether the target is a

@@ -3,7 +3,7 @@
 //!
 //! A PostgreSQL restart or failover takes 10–60 s; a fixed three attempts a
 //! second apart give up long before the server is back. A [`RetryPolicy`]
-//! therefore retries *retryable* kinds ([`ErrorKind::is_retryable`]) until
+//! therefore retries *retryable* kinds ([`ErrorKind::is_retryable`](crate::ErrorKind::is_retryable)) until
 //! `retry_budget_seconds` (default 120 s) have passed since the chunk's
 //! first failure, sleeping `uniform(0, min(cap, base × 2^(attempt−1)))`
 //! between attempts (base 0.5 s, cap 15 s). The caller reconnects dead

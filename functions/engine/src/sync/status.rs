@@ -145,7 +145,7 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// "run <id> (status s, started <time>, host <h> pid <p>, last heartbeat n s ago)" for messages.
+    /// `"run <id> (status s, started <time>, host <h> pid <p>, last heartbeat n s ago)"` for messages.
     pub fn describe(&self) -> String {
         let who = match (&self.host, self.pid) {
             (Some(h), Some(p)) => format!(", host {h} pid {p}"),

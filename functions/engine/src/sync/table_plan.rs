@@ -109,7 +109,7 @@ pub struct TablePlan {
     pub ddl: Vec<String>,
     /// How the copied columns differ from those of the previous run's plan of
     /// the same source table into the same target (columns added, no longer
-    /// copied, or of another type: [`columns_changed`]); `None` when they do
+    /// copied, or of another type: [`columns_changed`](crate::sync::plan::columns_changed)); `None` when they do
     /// not or there is no previous plan. The row hashes kept for the target
     /// (docs/reconcile.md §4.2) hash the old columns, so planning the table
     /// marks them incomplete (docs/sync.md §3.6).
