@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::cancel::Cancel;
-use crate::sync::status_store::{PgStatusStore, StatusStore};
+use crate::sync::status_postgres::PgStatusStore;
+use crate::sync::status_store::StatusStore;
 use crate::config::Config;
 use crate::sync::copy::Worker;
 use crate::error::{Error, ErrorKind, Result};

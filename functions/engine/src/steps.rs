@@ -15,7 +15,8 @@
 //! published as JSON Schema in `statemachines/contract.json`
 //! (docs/architecture.md §4).
 
-use crate::sync::status_store::{PgStatusStore, StatusStore};
+use crate::sync::status_postgres::PgStatusStore;
+use crate::sync::status_store::StatusStore;
 use crate::sync::status::run_status;
 use crate::config::Config;
 use crate::contract::{

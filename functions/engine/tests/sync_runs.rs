@@ -239,7 +239,7 @@ async fn run_failed_while_planning_shows_its_planned_tables_failed_with_the_erro
     let err = runner::run(config.clone(), options(), Arc::new(Quiet)).await.expect_err("planning fails on the duplicate key");
     assert!(err.message.contains("ORDERS2"), "{}", err.message);
 
-    let runs = thaw_engine::sync::status::PgStatusStore::new(&pg).overview(None, 5).await.unwrap();
+    let runs = thaw_engine::sync::status_postgres::PgStatusStore::new(&pg).overview(None, 5).await.unwrap();
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
     assert_eq!(run.status, "failed");
@@ -259,7 +259,7 @@ async fn run_failed_while_planning_shows_its_planned_tables_failed_with_the_erro
     let report = runner::run(config, options(), Arc::new(Quiet)).await.expect("resume");
     report.outcome().expect("every table copied and reconciled");
     assert_eq!((report.plan.run_id, report.status.as_str()), (run.run_id, "completed"));
-    let runs = thaw_engine::sync::status::PgStatusStore::new(&pg).overview(Some(run.run_id), 1).await.unwrap();
+    let runs = thaw_engine::sync::status_postgres::PgStatusStore::new(&pg).overview(Some(run.run_id), 1).await.unwrap();
     assert!(runs[0].tables.iter().all(|t| t.status == "completed" && t.error.is_none()), "{:?}", runs[0].tables);
 }
 

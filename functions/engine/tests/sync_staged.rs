@@ -1152,7 +1152,7 @@ async fn a_staged_table_with_spaces_and_mixed_case_in_its_names_loads_and_reconc
     assert!(files.len() > 1 && files.iter().all(|(_, status, _)| status == "completed"), "{files:?}");
     let prefix = format!("{sf_db}/Sales-20Ops/Visit-20Log/run_{}/chunk_", report.plan.run_id);
     assert!(files.iter().all(|(key, _, _)| key.contains(&prefix)), "{prefix} in {files:?}");
-    let runs = thaw_engine::sync::status::PgStatusStore::new(&pg).overview(Some(report.plan.run_id), 1).await.unwrap();
+    let runs = thaw_engine::sync::status_postgres::PgStatusStore::new(&pg).overview(Some(report.plan.run_id), 1).await.unwrap();
     let t = &runs[0].tables[0];
     assert_eq!((t.source_table.as_str(), t.target.as_str(), t.status.as_str(), t.rows), ("Visit Log", "Sales Ops.Visit Log", "completed", 300));
 }

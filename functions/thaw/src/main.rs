@@ -485,7 +485,8 @@ async fn dispatch(cli: Cli, interactive: bool, cancel: thaw_engine::cancel::Canc
                     None => Ok(()),
                 };
             }
-            use thaw_engine::sync::status_store::{PgStatusStore, StatusStore};
+            use thaw_engine::sync::status_postgres::PgStatusStore;
+            use thaw_engine::sync::status_store::StatusStore;
             let runs = PgStatusStore::new(&pg).overview(run_id, limit).await?;
             if let (Some(id), true) = (run_id, runs.is_empty()) {
                 return Err(Error::config(format!("run {id} does not exist in migration_status.migration_runs")));

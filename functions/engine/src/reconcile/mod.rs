@@ -40,7 +40,8 @@ use arrow_schema::DataType;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::sync::status_store::{PgStatusStore, StatusStore};
+use crate::sync::status_postgres::PgStatusStore;
+use crate::sync::status_store::StatusStore;
 use crate::config::Config;
 use crate::contract::{ReconcileResponse, RunRequest, TableReconcile};
 use crate::error::{from_postgres, Error, ErrorKind, Result};

@@ -43,7 +43,8 @@ use std::time::Instant;
 use futures::TryStreamExt;
 use tokio_postgres::Client;
 
-use crate::sync::status_store::{PgStatusStore, StatusStore};
+use crate::sync::status_postgres::PgStatusStore;
+use crate::sync::status_store::StatusStore;
 use crate::config::{Config, TableConfig};
 use crate::error::{from_postgres, Error, Result};
 use crate::failpoints;

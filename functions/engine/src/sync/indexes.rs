@@ -27,7 +27,8 @@ use crate::failpoints;
 use crate::sink;
 use crate::sync::table_plan::TablePlan;
 use crate::sync::status::{IndexRecord, TableKey};
-use crate::sync::status_store::{PgStatusStore, StatusStore};
+use crate::sync::status_postgres::PgStatusStore;
+use crate::sync::status_store::StatusStore;
 
 /// Outcome of restoring a table's indexes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -18,7 +18,8 @@
 
 use tokio_postgres::Client;
 
-use crate::sync::status_store::{PgStatusStore, StatusStore};
+use crate::sync::status_postgres::PgStatusStore;
+use crate::sync::status_store::StatusStore;
 use crate::config::Config;
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::sink;

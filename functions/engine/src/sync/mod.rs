@@ -12,8 +12,9 @@
 //! * [`replace`]: `truncate_onstart` through a shadow table swapped in at merge.
 //! * [`indexes`]: `disable_index`: secondary indexes dropped, recorded, restored.
 //! * [`retry`]: the per-chunk retry budget (backoff with full jitter).
-//! * [`status`]: every read and write of the `migration_status` schema.
-//! * [`status_store`]: the [`status_store::StatusStore`] seam over it (PostgreSQL and in-memory).
+//! * [`status`]: the `migration_status` records (runs, tables, chunks, indexes, files) and their statuses.
+//! * [`status_store`]: the [`status_store::StatusStore`] seam over them, and its in-memory store for unit tests.
+//! * [`status_postgres`]: its PostgreSQL implementation, every read and write of the `migration_status` schema.
 //! * [`lock`]: the run lock (one run per target table) and the planning lock.
 
 pub mod chunk;
@@ -28,5 +29,6 @@ pub mod replace;
 pub mod retry;
 pub mod staged;
 pub mod status;
+pub mod status_postgres;
 pub mod status_store;
 pub mod table_plan;

@@ -31,7 +31,8 @@ use chrono::NaiveDate;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::sync::status_store::{PgStatusStore, StatusStore};
+use crate::sync::status_postgres::PgStatusStore;
+use crate::sync::status_store::StatusStore;
 use crate::config::{ChunkKeyType, ChunkingStrategy, Config, SchemaEvolution, SourceConfig, TableConfig};
 use crate::error::{from_postgres, Error, ErrorKind, Result};
 use crate::contract::{PlanRequest, PlanResponse, SyncMode};

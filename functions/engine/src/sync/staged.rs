@@ -38,7 +38,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
-use crate::sync::status_store::{PgStatusStore, StatusStore};
+use crate::sync::status_postgres::PgStatusStore;
+use crate::sync::status_store::StatusStore;
 use crate::config::{Config, StagingSettings};
 use crate::contract::{ChunkItem, CopyChunkResponse, StagedStep};
 use crate::error::{from_postgres, Error, ErrorKind, Result};

@@ -3,8 +3,9 @@
 //! index rows of `disable_index`, the staged file rows and `thaw status`'s
 //! overview (docs/sync.md §6.9).
 //!
-//! Two implementations: [`PgStatusStore`] (the SQL, in
-//! [`crate::sync::status`]) and [`MemoryStatusStore`] (a map behind a mutex,
+//! Two implementations: [`PgStatusStore`](crate::sync::status_postgres::PgStatusStore)
+//! (the SQL, in [`crate::sync::status_postgres`]; the records both speak in
+//! are in [`crate::sync::status`]) and [`MemoryStatusStore`] (a map behind a mutex,
 //! for unit tests of the step logic without a database). The methods that
 //! must commit together with a chunk's rows (lock the chunk row, mark it
 //! `completed`) take the caller's transaction
@@ -20,7 +21,6 @@ use uuid::Uuid;
 
 use crate::contract::{ChunkItem, ReconcileResponse};
 use crate::error::{Error, ErrorKind, Result};
-pub use crate::sync::status::PgStatusStore;
 use crate::sync::status::{
     run_status, ChunkCounts, ChunkRecord, ChunkTally, EarlierUnload, FailedChunk, FileRecord, Holder, IndexRecord, LoadMode, PlannedTable, RunOverview, RunRecord, TableKey, TableMapping,
     TableOverview, TableRecord, HEARTBEAT_MIN_INTERVAL_SECONDS, interrupted_table_error, unfinished_table_error,
