@@ -18,14 +18,19 @@
 //!    `postgres.*`; the secret or IAM token becomes `postgres.password`; empty
 //!    `snowflake.endpoint` / `ca_file` mean "not set".
 //!
-//! With `THAW_PG_AUTH=iam` the password is an RDS auth token (aws-sdk-rds,
+//! With `THAW_PG_AUTH=iam` the password is an RDS auth token (aws-sigv4,
 //! signed locally, valid 15 minutes); [`current`] re-signs it when older than
 //! 10 minutes, so warm containers never connect with an expired token.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 use thaw_engine::config::{Config, Secret};
 use thaw_engine::{Error, ErrorKind, Result};
 use tokio::sync::{Mutex, OnceCell};
@@ -216,30 +221,85 @@ fn apply_overrides(config: &mut Config, snowflake: Option<&SnowflakeSecret>, pg_
 }
 
 /// A fresh RDS IAM auth token for `config.postgres` (host, port, user),
-/// signed with the Lambda's credentials in `AWS_REGION`.
+/// signed with the Lambda's credentials in `AWS_REGION` ([`rds_auth_token`]).
 ///
 /// Errors: [`ErrorKind::AuthFailed`] when no credentials or region are available.
 pub async fn iam_token(config: &Config) -> Result<Secret> {
     let sdk = aws::sdk_config().await;
     let pg = &config.postgres;
-    let mut builder = aws_sdk_rds::auth_token::Config::builder()
-        .hostname(pg.host.clone())
-        .port(u64::from(pg.port.unwrap_or(5432)))
-        .username(pg.user.clone());
-    if let Some(region) = sdk.region() {
-        builder = builder.region(region.clone());
+    let failed = |what: String| Error::new(ErrorKind::AuthFailed, format!("cannot sign an RDS IAM auth token for {}@{}: {what}. Check the function's credentials and AWS_REGION.", pg.user, pg.host));
+    let provider = sdk.credentials_provider().ok_or_else(|| failed("no AWS credentials are configured".into()))?;
+    let credentials = provider.provide_credentials().await.map_err(|e| failed(e.to_string()))?;
+    let region = sdk.region().ok_or_else(|| failed("no AWS region is configured".into()))?;
+    let token = rds_auth_token(&pg.host, pg.port.unwrap_or(5432), &pg.user, region.as_ref(), credentials, SystemTime::now()).map_err(|e| failed(e.message))?;
+    Ok(Secret(token))
+}
+
+/// The RDS IAM auth token of `user` at `host:port` in `region` at `now`: the
+/// password Aurora and RDS Proxy accept for an IAM-enabled database user.
+/// It is the `connect` action's URL, presigned with Signature Version 4 for
+/// the service `rds-db` (the `aws-sigv4` crate), valid for 900 seconds (the
+/// maximum), without its `https://`: `host:port/?Action=connect&DBUser=…&X-Amz-…`.
+/// The same token as `aws-sdk-rds`'s `AuthTokenGenerator` (test
+/// `the_rds_auth_token_is_the_aws_sdk_token_byte_for_byte`), without that
+/// crate's whole RDS API, by far the largest crate of the build.
+///
+/// Errors: [`ErrorKind::AuthFailed`] when the request cannot be signed.
+pub fn rds_auth_token(host: &str, port: u16, user: &str, region: &str, credentials: Credentials, now: SystemTime) -> Result<String> {
+    let failed = |what: &dyn std::fmt::Display| Error::new(ErrorKind::AuthFailed, format!("cannot sign an RDS IAM auth token for {user}@{host}: {what}"));
+    let mut settings = SigningSettings::default();
+    settings.expires_in = Some(Duration::from_secs(900));
+    settings.signature_location = SignatureLocation::QueryParams;
+    let identity: Identity = credentials.into();
+    let params = v4::SigningParams::builder().identity(&identity).region(region).name("rds-db").time(now).settings(settings).build().map_err(|e| failed(&e))?;
+    let url = format!("https://{host}:{port}/?Action=connect&DBUser={user}");
+    let request = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::empty()).map_err(|e| failed(&e))?;
+    let (instructions, _signature) = aws_sigv4::http_request::sign(request, &params.into()).map_err(|e| failed(&e))?.into_parts();
+    let mut signed = url::Url::parse(&url).map_err(|e| failed(&e))?;
+    for (name, value) in instructions.params() {
+        signed.query_pairs_mut().append_pair(name, value);
     }
-    let signer_config = builder.build().map_err(|e| Error::new(ErrorKind::AuthFailed, format!("cannot set up RDS IAM authentication for {}@{}: {e}", pg.user, pg.host)))?;
-    let token = aws_sdk_rds::auth_token::AuthTokenGenerator::new(signer_config)
-        .auth_token(sdk)
-        .await
-        .map_err(|e| Error::new(ErrorKind::AuthFailed, format!("cannot sign an RDS IAM auth token for {}@{}: {e}. Check the function's credentials and AWS_REGION.", pg.user, pg.host)))?;
-    Ok(Secret(token.as_str().to_string()))
+    Ok(signed.to_string().split_off("https://".len()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tokens made by aws-sdk-rds 1.159's `AuthTokenGenerator` (the crate this
+    /// signer replaced) for the same credentials, time and endpoint, with and
+    /// without a session token.
+    #[test]
+    fn the_rds_auth_token_is_the_aws_sdk_token_byte_for_byte() {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_796_643_845); // 2026-12-07T11:44:05Z
+        let key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        let token = rds_auth_token("db.proxy-abc.us-east-1.rds.amazonaws.com", 5432, "thaw_loader", "us-east-1", Credentials::new("AKIDEXAMPLE", key, None, None, "test"), at).unwrap();
+        assert_eq!(
+            token,
+            "db.proxy-abc.us-east-1.rds.amazonaws.com:5432/?Action=connect&DBUser=thaw_loader&X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Credential=AKIDEXAMPLE%2F20261207%2Fus-east-1%2Frds-db%2Faws4_request&X-Amz-Date=20261207T114405Z&X-Amz-Expires=900\
+             &X-Amz-SignedHeaders=host&X-Amz-Signature=773dafc78044bb87f7bcf27d2487ce2e654d19a2cb8d60411092634ae274eb26"
+        );
+        let session = Credentials::new("AKIDEXAMPLE", key, Some("SESSIONTOKEN/with+odd=chars".into()), None, "test");
+        let token = rds_auth_token("my-aurora.cluster-xyz.eu-west-1.rds.amazonaws.com", 6543, "thaw_reader", "eu-west-1", session, at).unwrap();
+        assert_eq!(
+            token,
+            "my-aurora.cluster-xyz.eu-west-1.rds.amazonaws.com:6543/?Action=connect&DBUser=thaw_reader&X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Credential=AKIDEXAMPLE%2F20261207%2Feu-west-1%2Frds-db%2Faws4_request&X-Amz-Date=20261207T114405Z&X-Amz-Expires=900\
+             &X-Amz-SignedHeaders=host&X-Amz-Signature=de11e12311c51641bd9e51c2f14c1247397789cffadc4b0a29e616012e15ea8f\
+             &X-Amz-Security-Token=SESSIONTOKEN%2Fwith%2Bodd%3Dchars"
+        );
+    }
+
+    /// aws-sdk-rds panicked on a user name that is not valid in a URL; the
+    /// signer here says so (and a Lambda reports it instead of crashing).
+    #[test]
+    fn a_user_name_that_cannot_be_signed_is_an_auth_error_not_a_panic() {
+        let credentials = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        let err = rds_auth_token("db.example.com", 5432, "user name", "us-east-1", credentials, SystemTime::now()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::AuthFailed, "{err}");
+        assert!(err.message.contains("cannot sign an RDS IAM auth token for user name@db.example.com"), "{err}");
+    }
 
     const CONFIG: &str = include_str!("../../../examples/config.json");
 
