@@ -946,8 +946,16 @@ async fn reconcile_queries(
     let mut differing = Vec::new();
     let mut part_sums = Vec::new();
     let deleted_before_parts = deleted;
-    for (pq, range) in &parts {
+    let touched_part = matches!(scope, Scope::Nightly { .. }) && parts.len() == 2;
+    for (i, (pq, range)) in parts.iter().enumerate() {
+        let one_sided_before = (found.missing.clone(), found.extra.clone());
         let (ok, s, d) = verify_part(sf, pg, pq, *range, options, &mut found).await?;
+        if touched_part && i == 0 && !ok {
+            // A key the touched rows hold on one side only may be on the other
+            // side outside them (its watermark moved there): look it up whole.
+            let one_sided = found.missing.difference(&one_sided_before.0).chain(found.extra.difference(&one_sided_before.1)).cloned().collect();
+            settle_one_sided(sf, pg, q, one_sided, &mut found).await?;
+        }
         (src_sum, dst_sum) = (add(src_sum, s), add(dst_sum, d));
         part_sums.push(d);
         if !ok {
@@ -1778,6 +1786,63 @@ async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leave
         found.rows_transferred += dr.len() as u64;
         let names: Vec<String> = q.columns.iter().map(|c| c.name.clone()).collect();
         found.changed_rows.extend(diff_rows(&names, sr, dr).changed_rows);
+    }
+    Ok(())
+}
+
+/// Keys per lookup of [`settle_one_sided`].
+const KEYS_PER_LOOKUP: usize = 1000;
+
+/// Classify again `keys`, which the touched rows of a nightly reconcile
+/// (docs/reconcile.md §5.1) held on one side only, by looking each up in the
+/// whole table on both sides: a key both sides hold is a changed row (its
+/// watermark is at or above the run's bound on one side only: a back-dated
+/// correction in Snowflake, a source update after the run), never `missing`
+/// or `extra` — which `propagate_deletes` would delete although Snowflake
+/// holds it. A key one side holds stays missing or extra. Rows of at most
+/// [`KEYS_PER_LOOKUP`] keys per query, by their key's MD5 (like the listed
+/// changed rows of [`drill`]).
+async fn settle_one_sided(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, keys: Vec<String>, found: &mut Found) -> Result<()> {
+    let names: Vec<String> = q.columns.iter().map(|c| c.name.clone()).collect();
+    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+        let key_hashes: Vec<String> = chunk.iter().map(|k| md5_hex(k)).collect();
+        let mut source = SourceSide::new(sf, q);
+        let sr = source.rows_of(&[KeyRange::ALL], &key_hashes).await;
+        found.source_seconds += source.seconds;
+        found.rows_transferred += source.transferred;
+        let sr = sr?;
+        let started = std::time::Instant::now();
+        let dr = pg_rows_of(pg, q, &[KeyRange::ALL], &key_hashes).await;
+        found.target_seconds += started.elapsed().as_secs_f64();
+        let dr = dr?;
+        found.rows_transferred += dr.len() as u64;
+        let diff = diff_rows(&names, sr.clone(), dr.clone());
+        let (s, d) = (group(sr), group(dr));
+        for k in chunk {
+            found.missing.remove(k);
+            found.extra.remove(k);
+            match (s.get(k), d.get(k)) {
+                (Some(_), None) => {
+                    found.missing.insert(k.clone());
+                }
+                (None, Some(_)) => {
+                    found.extra.insert(k.clone());
+                }
+                (Some(a), Some(b)) => {
+                    if a.len() > 1 {
+                        found.duplicate_source.insert(k.clone());
+                    }
+                    if b.len() > 1 {
+                        found.duplicate_target.insert(k.clone());
+                    }
+                    if a[0] != b[0] && found.changed.insert(k.clone()) && found.changed_rows.len() < MAX_LISTED_KEYS {
+                        found.changed_rows.extend(diff.changed_rows.iter().filter(|r| &r.key == k).cloned());
+                    }
+                }
+                // Gone from both sides since the touched rows were read.
+                (None, None) => {}
+            }
+        }
     }
     Ok(())
 }
