@@ -56,6 +56,7 @@ import os
 import random
 import sys
 import tempfile
+import traceback
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -191,8 +192,9 @@ class Model:
         self.t, self.log = t, log
         self.hand = set()  # keys changed by hand in PostgreSQL while the row-hash side table was complete
 
-    def touched_target_keys(self, pgdb, predicate):
-        """Keys of the PostgreSQL rows at or above the run's watermark bound (§5.1)."""
+    def touched_target_keys(self, pgdb, predicate, table=None):
+        """Keys of the PostgreSQL rows at or above the run's watermark bound (§5.1), in the
+        target or in `table` (its copy taken before the reconcile deleted rows)."""
         t = self.t
         if not predicate or not t.watermark:
             return set()
@@ -205,7 +207,7 @@ class Model:
             cond = f"{col}::numeric >= {value}"
         keys = ", ".join(f"{qi(t.tname[n])}::text" for n, _ in t.keys)
         return {"\x1f".join(key_part(ty_, t.targets[n], v) for (n, ty_), v in zip(t.keys, r))
-                for r in pg_rows(pgdb, f"SELECT {keys} FROM public.{qi(t.target)} WHERE {cond}")}
+                for r in pg_rows(pgdb, f"SELECT {keys} FROM {table or 'public.' + qi(t.target)} WHERE {cond}")}
 
     def touched_source_keys(self, sf, db, predicate):
         t = self.t
@@ -348,6 +350,8 @@ class Seed:
     def reconcile(self, run_id, what, full=False):
         before = {m.t.target: (self.coverage(m.t), self.side_complete(m.t)) for m in self.models}
         truths = {m.t.target: Truth(m.t, source_side(m.t, self.sf, self.sfdb), target_side(m.t, self.pgdb)) for m in self.models}
+        for i, m in enumerate(self.models):  # the rows as they were: propagate_deletes may delete some
+            pg(self.pgdb, f"DROP TABLE IF EXISTS public.model_before_{i}; CREATE TABLE public.model_before_{i} AS SELECT * FROM public.{qi(m.t.target)}")
         report = os.path.join(self.workdir, "reconcile.json")
         if os.path.exists(report):
             os.remove(report)
@@ -371,11 +375,12 @@ class Seed:
             predicate = cov.get("touched")
             touched = set()
             if cov.get("scope") == "nightly":
-                touched = m.touched_source_keys(self.sf, self.sfdb, predicate) | m.touched_target_keys(self.pgdb, predicate)
+                before_table = f"public.model_before_{self.models.index(m)}" if truths is not None else None
+                touched = m.touched_source_keys(self.sf, self.sfdb, predicate) | m.touched_target_keys(self.pgdb, predicate, before_table)
             lo = before[t.target][0]
             slice_ = (lo, min(lo + -(-HASH_SPACE // PERIOD_DAYS), HASH_SPACE))
             reads_side = (cov.get("row_hashes") or "") == "read"
-            if reads_side and (full or not before[t.target][1] or cov.get("scope") != "full"):
+            if reads_side and (full or (truths is not None and not before[t.target][1]) or cov.get("scope") != "full"):
                 raise Mismatch(f"{what}: table {t.target!r} read its row hashes (complete before: {before[t.target][1]}, "
                                f"scope {cov.get('scope')}, --full {full})")
             deleted_ok = set()
@@ -598,9 +603,10 @@ class Seed:
                 n, _ = self.rnd.choice(compared)
                 col, target = qi(t.tname[n]), f"public.{qi(t.target)}"
                 where = self.pg_where(t, row)
-                old = pg_rows(self.pgdb, f"SELECT {col}::text FROM {target} WHERE {where}")[0][0]
-                if old == "":  # psql's CSV: NULL (an empty text is quoted)
-                    old = None
+                found = pg_rows(self.pgdb, f"SELECT {col}::text FROM {target} WHERE {where}")
+                if len(found) != 1:
+                    raise Mismatch(f"coverage: the model's key test {where} selects {len(found)} rows")
+                old = found[0][0] if found[0] else None  # psql's CSV: NULL is an empty line (an empty text is quoted)
                 new = "NULL" if old is not None else f"(SELECT {col} FROM {target} WHERE {col} IS NOT NULL LIMIT 1)"
                 pg(self.pgdb, f"UPDATE {target} SET {col} = {new} WHERE {where}")
                 if pg_rows(self.pgdb, f"SELECT {col} IS NULL FROM {target} WHERE {where}")[0][0] == ("t" if old is None else "f"):
@@ -653,9 +659,10 @@ def main():
             print(f"seed {seed}: ok", flush=True)
             if os.environ.get("RECON_MODEL_VERBOSE"):
                 print("\n".join(" " + line[:400] for line in log), flush=True)
-        except (Mismatch, sm.snowflake.connector.errors.Error) as e:
+        except Exception as e:  # noqa: BLE001 (a model failure is reported with its seed too)
             bad += 1
-            print(f"seed {seed}: DIFFERENCE\n" + "\n".join(" " + line for line in log) + f"\n {e}", flush=True)
+            detail = "" if isinstance(e, (Mismatch, sm.snowflake.connector.errors.Error)) else traceback.format_exc()
+            print(f"seed {seed}: DIFFERENCE\n" + "\n".join(" " + line for line in log) + f"\n {e}\n{detail}", flush=True)
             if bad >= 3:
                 break
     print("done, failures:", bad)
