@@ -903,30 +903,12 @@ async fn reconcile_queries(
     // them — wherever they are, then delete the extra ones (propagate_deletes).
     let (source_rows, mut target_rows) = count_rows(sf, pg, q, &pg_table, &mut found).await?;
     let mut census_clean = true;
-    let key_census = source_rows != target_rows;
+    let mut key_census = source_rows != target_rows;
     if key_census {
-        let kq = q.keys_only();
-        let mut census = Found::default();
-        // Keys only, and scattered deletes make every range differ: split down
-        // to small leaves (one query per side per level) rather than fetch
-        // the keys of whole ranges.
-        let census_options = ReconcileOptions { max_leaves: usize::MAX, leaf_rows: (options.leaf_rows / 64).max(64), ..options };
-        verify_part(sf, pg, &kq, KeyRange::ALL, census_options, &mut census).await?;
-        if propagate_deletes && !census.extra.is_empty() {
-            deleted = delete_keys(pg, q, &pg_table, side_name.as_deref(), &census.extra).await?;
-            target_rows -= deleted.min(target_rows);
-        }
-        census_clean = source_rows == target_rows && census.missing.is_empty() && census.duplicate_source.is_empty() && census.duplicate_target.is_empty();
-        found.missing.extend(census.missing);
-        found.extra.extend(census.extra);
-        found.duplicate_source.extend(census.duplicate_source);
-        found.duplicate_target.extend(census.duplicate_target);
-        found.segments_checked += census.segments_checked;
-        found.rows_transferred += census.rows_transferred;
-        found.segments_mismatching += census.segments_mismatching;
-        found.segments_diffed += census.segments_diffed;
-        found.source_seconds += census.source_seconds;
-        found.target_seconds += census.target_seconds;
+        let (census_deleted, keys_clean) = census(sf, pg, q, &pg_table, side_name.as_deref(), options, propagate_deletes, &mut found).await?;
+        deleted = census_deleted;
+        target_rows -= deleted.min(target_rows);
+        census_clean = source_rows == target_rows && keys_clean;
     }
     // The verified parts: the whole table, or the touched rows and the slice.
     let touched_q;
@@ -1007,6 +989,16 @@ async fn reconcile_queries(
                 found.target_seconds += again.target_seconds;
             }
         }
+        // The counts agreed because rows were missing elsewhere as many as
+        // the extra rows just deleted: now they differ, so compare the keys
+        // of the whole table (the census the equal counts skipped).
+        if source_rows != target_rows && !key_census {
+            key_census = true;
+            let (census_deleted, keys_clean) = census(sf, pg, q, &pg_table, side_name.as_deref(), options, propagate_deletes, &mut found).await?;
+            deleted += census_deleted;
+            target_rows -= census_deleted.min(target_rows);
+            census_clean = source_rows == target_rows && keys_clean;
+        }
     }
     let checksum = |x: SegmentSum| format!("{:012x}{:012x}", x.high, x.low);
     let matched = census_clean && parts_clean;
@@ -1053,6 +1045,45 @@ async fn reconcile_queries(
         diff: any.then(|| found.into_diff(deleted)),
         coverage: Some(coverage),
     })
+}
+
+/// The key census (docs/reconcile.md §5.2): the key sets of the whole
+/// table compared (segment sums over the key columns only, bisected down to
+/// leaves of `leaf_rows / 64` rows, then the keys of the differing leaves),
+/// into `found` (missing, extra and duplicate keys, and the costs); with
+/// `propagate_deletes` the extra keys' rows are deleted. Returns the rows
+/// deleted and whether no key is missing or duplicated.
+#[allow(clippy::too_many_arguments)]
+async fn census(
+    sf: &SnowflakeSource,
+    pg: &Client,
+    q: &TableQueries,
+    pg_table: &str,
+    side: Option<&str>,
+    options: ReconcileOptions,
+    propagate_deletes: bool,
+    found: &mut Found,
+) -> Result<(u64, bool)> {
+    let kq = q.keys_only();
+    let mut census = Found::default();
+    // Keys only, and scattered deletes make every range differ: split down
+    // to small leaves (one query per side per level) rather than fetch
+    // the keys of whole ranges.
+    let census_options = ReconcileOptions { max_leaves: usize::MAX, leaf_rows: (options.leaf_rows / 64).max(64), ..options };
+    verify_part(sf, pg, &kq, KeyRange::ALL, census_options, &mut census).await?;
+    let deleted = if propagate_deletes && !census.extra.is_empty() { delete_keys(pg, q, pg_table, side, &census.extra).await? } else { 0 };
+    let keys_clean = census.missing.is_empty() && census.duplicate_source.is_empty() && census.duplicate_target.is_empty();
+    found.missing.extend(census.missing);
+    found.extra.extend(census.extra);
+    found.duplicate_source.extend(census.duplicate_source);
+    found.duplicate_target.extend(census.duplicate_target);
+    found.segments_checked += census.segments_checked;
+    found.rows_transferred += census.rows_transferred;
+    found.segments_mismatching += census.segments_mismatching;
+    found.segments_diffed += census.segments_diffed;
+    found.source_seconds += census.source_seconds;
+    found.target_seconds += census.target_seconds;
+    Ok((deleted, keys_clean))
 }
 
 /// One compared column: its canonical text in each engine.
