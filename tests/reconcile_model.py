@@ -34,9 +34,10 @@ was found), `deleted` (§5.3), the exit code (§6.3), the stored results
 `last-run-completed`, `no-failed-runs` and `tables-reconciled` verdicts
 (§9). Last, the coverage guarantee (§5.1): after a clean `--full`, values
 changed by hand in PostgreSQL are each found by a nightly reconcile within
-the rolling period (7 nightly reconciles plus one per night whose slice
-differed, since a slice that differs is checked again), each repaired as
-found, and the table's verification is then standing again.
+the rolling period (`--period-days` 2, 3 or 7 per seed: that many nightly
+reconciles plus one per night whose slice differed, since a slice that
+differs is checked again), each repaired as found, and the table's
+verification is then standing again.
 
 Row hashes (§4.2): a full-scope reconcile that is not `--full` reads the
 side table, which holds what thaw wrote; the model compares Snowflake with
