@@ -368,7 +368,9 @@ def key_text(i, j):
 
 
 class Table:
-    def __init__(self, rnd, seed, idx):
+    def __init__(self, rnd, seed, idx, key_types=None):
+        """`key_types`: the types keys are drawn from (default `KEY_TYPES`; the
+        reconcile model adds scaled NUMBERs and timestamps)."""
         self.rnd = rnd
         name = rnd.choice(TABLE_NAMES)
         self.source = name % (seed * 10 + idx) if "%d" in name else f"{name} {idx}"
@@ -384,7 +386,7 @@ class Table:
                     used.add(n.lower())
                     return [n, ty]
         nkeys = rnd.choice([1, 1, 2, 3])
-        self.keys = [col(rnd.choice(KEY_TYPES)) for _ in range(nkeys)]
+        self.keys = [col(rnd.choice(key_types or KEY_TYPES)) for _ in range(nkeys)]
         self.values = [col(rand_type(rnd)) for _ in range(rnd.randint(1, 7))]
         self.watermark = col(rnd.choice(WATERMARK_TYPES)) if rnd.random() < 0.8 else None
         self.columns = self.keys + self.values + ([self.watermark] if self.watermark else [])
@@ -392,7 +394,8 @@ class Table:
         # chunking: the first key, or a nullable value column of a chunkable type
         chunkable = [c for c in self.values if c[1].kind in ("number", "date", "text") and (c[1].kind != "number" or c[1].s == 0)
                      and (c[1].kind != "text" or c[1].n is None or c[1].n >= 10)]
-        self.chunk = rnd.choice(self.keys[:1] + chunkable) if rnd.random() < 0.85 else None
+        first = self.keys[:1] if self.keys[0][1].kind in ("date", "text") or (self.keys[0][1].kind == "number" and self.keys[0][1].s == 0) else []
+        self.chunk = rnd.choice(first + chunkable) if rnd.random() < 0.85 and first + chunkable else None
         self.strategy = None
         if self.chunk is not None:
             k = self.chunk[1].kind
@@ -439,7 +442,8 @@ class Table:
             k = qi(self.keys[0][0])
             self.filter = {"number": f"{k} < 0 OR {k} > 100000000",
                            "text": f"{k} < 'a' OR {k} >= 'k'",
-                           "date": f"{k} < '1000-01-01' OR {k} >= '5000-01-01'"}[first_kind]
+                           "date": f"{k} < '1000-01-01' OR {k} >= '5000-01-01'",
+                           "ntz": f"{k} < '1000-01-01' OR {k} >= '5000-01-01'"}[first_kind]
         excludable = [c for c in self.values if c is not self.chunk]
         self.excluded = opt.choice(excludable)[0] if excludable and opt.random() < 0.3 else None
         if self.excluded is not None:
@@ -502,7 +506,10 @@ class Table:
         out = []
         for j, (_, ty) in enumerate(self.keys):
             if ty.kind == "number":
-                out.append(str((i * 7919 + j * 13) % 10 ** 9 - 5 * 10 ** 8))
+                out.append(str((i * 7919 + j * 13) % 10 ** 9 - 5 * 10 ** 8) + (f".{i % 100:02d}".ljust(ty.s + 1, "0") if ty.s else ""))
+            elif ty.kind == "ntz":
+                at = dt.datetime(1, 1, 1) + dt.timedelta(days=(i * 104729 + j) % 3652058, microseconds=(i * 7919 + j) % 86400000000)
+                out.append(ql(at.isoformat(sep=" ", timespec="microseconds")))
             elif ty.kind == "text":
                 out.append(ql(key_text(i, j)))
             else:

@@ -161,3 +161,78 @@ async fn insert_only_table_is_reconciled_on_its_keys_and_a_lost_row_is_still_fou
         assert_eq!((d.missing.clone(), d.extra_count, d.changed_count), (vec!["500".to_string()], 0, 0), "full {full}");
     }
 }
+
+/// A table of 200 rows (`ID`, `NOTE`, `UPDATED`) with `propagate_deletes`,
+/// copied whole, then rows 1–10 updated in Snowflake and copied by an
+/// incremental night whose reconcile is nightly and clean. Returns the
+/// Snowflake table's name, the target database, the config and that run.
+async fn after_an_incremental_night(name: &str) -> (thaw_engine::source::SnowflakeSource, tokio_postgres::Client, String, Arc<thaw_engine::config::Config>, uuid::Uuid) {
+    let (sf_db, pg_db) = (unique(&format!("SF{name}")).to_uppercase(), unique(name));
+    let sf = fresh_sf(&sf_db).await;
+    let pg = fresh_pg(&pg_db).await;
+    let fqn = format!("\"{sf_db}\".\"S\".\"ITEMS\"");
+    sf.execute(&format!("CREATE OR REPLACE TABLE {fqn} (\"ID\" NUMBER(38,0), \"NOTE\" VARCHAR(50), \"UPDATED\" TIMESTAMP_NTZ)")).await.unwrap();
+    sf.execute(&format!(
+        "INSERT INTO {fqn} SELECT SEQ4() + 1, 'note ' || SEQ4(), DATEADD(second, SEQ4(), '2024-01-01 00:00:00'::TIMESTAMP_NTZ) FROM TABLE(GENERATOR(ROWCOUNT => 200))"
+    ))
+    .await
+    .unwrap();
+    let table = r#"{"source": "ITEMS", "target": "items", "uniqueness_columns": ["ID"], "source_watermark": "UPDATED", "target_watermark": "UPDATED",
+                    "propagate_deletes": true, "create_tables": true}"#;
+    let config = Arc::new(config(&config_text(&sf_db, &pg_db, &[table], "")));
+    night(&config).await.outcome().expect("clean first night");
+    sf.execute(&format!("UPDATE {fqn} SET \"NOTE\" = 'changed', \"UPDATED\" = '2025-01-01 00:00:00' WHERE \"ID\" <= 10")).await.unwrap();
+    let second = night(&config).await;
+    second.outcome().expect("clean second night");
+    assert_eq!(coverage(&second.reconcile_details).scope, "nightly");
+    (sf, pg, fqn, config, second.plan.run_id)
+}
+
+/// The touched rows of a nightly reconcile are those at or above the run's
+/// watermark bound on either side (docs/reconcile.md §5.1), so a row can be
+/// touched on one side only: a back-dated correction in Snowflake (its
+/// watermark moved into the past) leaves the source row out while its target
+/// row is in, and a source update after the run puts the source row in while
+/// its target row is out. Such a key is on both sides and is a changed row.
+/// It was reported `extra` (and, with `propagate_deletes`, deleted from the
+/// target although Snowflake holds it) or `missing`; found by the reconcile
+/// model (tests/reconcile_model.py, seeds 1 and 2).
+#[tokio::test]
+async fn a_row_touched_on_one_side_only_is_a_changed_row_and_is_never_deleted() {
+    let (sf, pg, fqn, config, run_id) = after_an_incremental_night("oneside").await;
+    // Row 5 (copied tonight, so touched in PostgreSQL): corrected in Snowflake with
+    // an old watermark. Row 150 (an old row): updated in Snowflake after the run.
+    sf.execute(&format!("UPDATE {fqn} SET \"NOTE\" = 'corrected', \"UPDATED\" = '2023-06-01 00:00:00' WHERE \"ID\" = 5")).await.unwrap();
+    sf.execute(&format!("UPDATE {fqn} SET \"NOTE\" = 'later', \"UPDATED\" = '2025-02-01 00:00:00' WHERE \"ID\" = 150")).await.unwrap();
+    let (summary, details) = reconcile::reconcile_run(&config, &RunRequest { run_id }).await.unwrap();
+    assert_eq!(summary.tables[0].status, "mismatch", "{summary:?}");
+    let d = details[0].diff.as_ref().expect("the two rows are reported");
+    assert_eq!((d.missing_count, d.extra_count, d.deleted), (0, 0, 0), "{d:?}");
+    assert_eq!(d.changed, ["150", "5"], "{d:?}");
+    let notes: Vec<(String, String)> = d.changed_rows.iter().flat_map(|r| r.columns.iter().map(|c| (c.column.clone(), c.source.clone().unwrap_or_default()))).collect();
+    assert!(notes.contains(&("NOTE".into(), "corrected".into())) && notes.contains(&("NOTE".into(), "later".into())), "{d:?}");
+    let kept: i64 = pg.query_one("SELECT count(*) FROM public.items WHERE \"ID\" = 5", &[]).await.unwrap().get(0);
+    assert_eq!(kept, 1, "a row Snowflake holds is never deleted");
+}
+
+/// Equal counts skip the key census (docs/reconcile.md §5.2), but they can
+/// be equal because a row is missing while another is extra. When the
+/// touched rows or the slice find the extra one and `propagate_deletes`
+/// deletes it, the counts differ: the census runs then and finds the
+/// missing row. Before, the table was `ok` with 200 rows in Snowflake and
+/// 199 in PostgreSQL; found by the reconcile model (seed 10).
+#[tokio::test]
+async fn a_row_missing_behind_equal_counts_is_found_once_a_propagated_delete_makes_them_differ() {
+    let (sf, pg, fqn, config, run_id) = after_an_incremental_night("behindcounts").await;
+    // Row 3 (touched tonight) deleted in Snowflake; row 500 arrives late with an old watermark.
+    sf.execute(&format!("DELETE FROM {fqn} WHERE \"ID\" = 3")).await.unwrap();
+    sf.execute(&format!("INSERT INTO {fqn} SELECT 500, 'late', '2023-01-01 00:00:00'::TIMESTAMP_NTZ")).await.unwrap();
+    let (summary, details) = reconcile::reconcile_run(&config, &RunRequest { run_id }).await.unwrap();
+    let t = &summary.tables[0];
+    assert_eq!((t.status.as_str(), t.source_rows, t.target_rows), ("mismatch", 200, 199), "{summary:?}");
+    let d = details[0].diff.as_ref().expect("both rows are reported");
+    assert_eq!((d.missing.as_slice(), d.extra.as_slice(), d.deleted), (&["500".to_string()][..], &["3".to_string()][..], 1), "{d:?}");
+    assert!(coverage(&details).key_census, "the census ran once the counts differed");
+    let gone: i64 = pg.query_one("SELECT count(*) FROM public.items WHERE \"ID\" = 3", &[]).await.unwrap().get(0);
+    assert_eq!(gone, 0, "the source delete was propagated");
+}

@@ -293,6 +293,7 @@ fn common_expr(source: &SourceColumn, target: &TargetColumn) -> String {
     let logical = logical(source);
     let varchar = |e: String| format!("CAST({e} AS VARCHAR)");
     match target.pg_type {
+        PgType::Numeric if logical == LogicalType::Text && target.numeric_scale.is_none() => snowflake_text_decimal(&c),
         PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric if logical == LogicalType::Text => {
             let scale = target.numeric_scale.map(i64::from).unwrap_or(0).clamp(0, 37);
             varchar(format!("TRY_CAST({c} AS NUMBER(38, {scale}))"))
@@ -335,6 +336,34 @@ fn common_expr(source: &SourceColumn, target: &TargetColumn) -> String {
             escape_separators_sql(&if target.pg_type == PgType::Bpchar { format!("RTRIM({text}, ' ')") } else { text })
         }
     }
+}
+
+/// Snowflake SQL (valid in the emulator too) rendering decimal text `c` as
+/// the exact number it is, in its shortest form: no `+`, no leading zeros,
+/// no trailing zeros after the point, no point without decimals, `-` only
+/// for a number other than zero (`' +007.50'` → `7.5`, `'-0.000'` → `0`,
+/// `'.5'` → `0.5`); blank text is NULL, as the encoder writes it. The
+/// canonical form of TEXT in an unconstrained `numeric`, which holds the
+/// text's own decimals: PostgreSQL renders the stored value by
+/// `TRIM_SCALE` ([`postgres_expr`]), the row hashes by
+/// `row_hash::ColumnForm::TextNumber`. Built from the text, not by a cast:
+/// no NUMBER scale holds every text exactly (it was cast to `NUMBER(38, 0)`,
+/// so a target holding 1.6 for the source's '1.5' reconciled `ok`), and the
+/// emulator holds `NUMBER(38, 0)` in a 64-bit integer. Anchored
+/// `REGEXP_REPLACE`s rather than `LTRIM`/`RTRIM` with characters, which the
+/// emulator ignores. Blanks are ASCII white space (`[[:space:]]`; the
+/// encoder also trims other Unicode white space such as U+00A0). Text the
+/// encoder refuses (letters, exponents) never reaches a target.
+fn snowflake_text_decimal(c: &str) -> String {
+    let t = format!("REGEXP_REPLACE(REGEXP_REPLACE({c}, '^[[:space:]]+', ''), '[[:space:]]+$', '')");
+    let unsigned = format!("REGEXP_REPLACE({t}, '^[-+]', '')");
+    let integer = format!("REGEXP_REPLACE(SPLIT_PART({unsigned}, '.', 1), '^0+', '')");
+    let fraction = format!("REGEXP_REPLACE(SPLIT_PART({unsigned}, '.', 2), '0+$', '')");
+    format!(
+        "CASE WHEN {t} = '' THEN NULL WHEN {integer} = '' AND {fraction} = '' THEN '0' \
+         ELSE CASE WHEN LEFT({t}, 1) = '-' THEN '-' ELSE '' END || CASE WHEN {integer} = '' THEN '0' ELSE {integer} END \
+         || CASE WHEN {fraction} = '' THEN '' ELSE '.' || {fraction} END END"
+    )
 }
 
 /// A TIMESTAMP_NTZ expression holding the wall clock thaw writes into a
@@ -437,6 +466,8 @@ pub fn postgres_expr(source: &SourceColumn, target: &TargetColumn) -> String {
         PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8 if logical == LogicalType::Real => {
             postgres_float(&format!("CAST({c} AS FLOAT8)"))
         }
+        // Exact, in its shortest form (see `snowflake_text_decimal`).
+        PgType::Numeric if logical == LogicalType::Text && target.numeric_scale.is_none() => format!("CAST(TRIM_SCALE({c}) AS VARCHAR)"),
         PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric if logical == LogicalType::Text => {
             let scale = target.numeric_scale.map(i64::from).unwrap_or(0).clamp(0, 37);
             format!("CAST(ROUND(CAST({c} AS NUMERIC), {scale}) AS VARCHAR)")

@@ -904,30 +904,12 @@ async fn reconcile_queries(
     // them — wherever they are, then delete the extra ones (propagate_deletes).
     let (source_rows, mut target_rows) = count_rows(sf, pg, q, &pg_table, &mut found).await?;
     let mut census_clean = true;
-    let key_census = source_rows != target_rows;
+    let mut key_census = source_rows != target_rows;
     if key_census {
-        let kq = q.keys_only();
-        let mut census = Found::default();
-        // Keys only, and scattered deletes make every range differ: split down
-        // to small leaves (one query per side per level) rather than fetch
-        // the keys of whole ranges.
-        let census_options = ReconcileOptions { max_leaves: usize::MAX, leaf_rows: (options.leaf_rows / 64).max(64), ..options };
-        verify_part(sf, pg, &kq, KeyRange::ALL, census_options, &mut census).await?;
-        if propagate_deletes && !census.extra.is_empty() {
-            deleted = delete_keys(pg, q, &pg_table, side_name.as_deref(), &census.extra).await?;
-            target_rows -= deleted.min(target_rows);
-        }
-        census_clean = source_rows == target_rows && census.missing.is_empty() && census.duplicate_source.is_empty() && census.duplicate_target.is_empty();
-        found.missing.extend(census.missing);
-        found.extra.extend(census.extra);
-        found.duplicate_source.extend(census.duplicate_source);
-        found.duplicate_target.extend(census.duplicate_target);
-        found.segments_checked += census.segments_checked;
-        found.rows_transferred += census.rows_transferred;
-        found.segments_mismatching += census.segments_mismatching;
-        found.segments_diffed += census.segments_diffed;
-        found.source_seconds += census.source_seconds;
-        found.target_seconds += census.target_seconds;
+        let (census_deleted, keys_clean) = census(sf, pg, q, &pg_table, side_name.as_deref(), options, propagate_deletes, &mut found).await?;
+        deleted = census_deleted;
+        target_rows -= deleted.min(target_rows);
+        census_clean = source_rows == target_rows && keys_clean;
     }
     // The verified parts: the whole table, or the touched rows and the slice.
     let touched_q;
@@ -947,8 +929,16 @@ async fn reconcile_queries(
     let mut differing = Vec::new();
     let mut part_sums = Vec::new();
     let deleted_before_parts = deleted;
-    for (pq, range) in &parts {
+    let touched_part = matches!(scope, Scope::Nightly { .. }) && parts.len() == 2;
+    for (i, (pq, range)) in parts.iter().enumerate() {
+        let one_sided_before = (found.missing.clone(), found.extra.clone());
         let (ok, s, d) = verify_part(sf, pg, pq, *range, options, &mut found).await?;
+        if touched_part && i == 0 && !ok {
+            // A key the touched rows hold on one side only may be on the other
+            // side outside them (its watermark moved there): look it up whole.
+            let one_sided = found.missing.difference(&one_sided_before.0).chain(found.extra.difference(&one_sided_before.1)).cloned().collect();
+            settle_one_sided(sf, pg, q, one_sided, &mut found).await?;
+        }
         (src_sum, dst_sum) = (add(src_sum, s), add(dst_sum, d));
         part_sums.push(d);
         if !ok {
@@ -1000,6 +990,16 @@ async fn reconcile_queries(
                 found.target_seconds += again.target_seconds;
             }
         }
+        // The counts agreed because rows were missing elsewhere as many as
+        // the extra rows just deleted: now they differ, so compare the keys
+        // of the whole table (the census the equal counts skipped).
+        if source_rows != target_rows && !key_census {
+            key_census = true;
+            let (census_deleted, keys_clean) = census(sf, pg, q, &pg_table, side_name.as_deref(), options, propagate_deletes, &mut found).await?;
+            deleted += census_deleted;
+            target_rows -= census_deleted.min(target_rows);
+            census_clean = source_rows == target_rows && keys_clean;
+        }
     }
     let checksum = |x: SegmentSum| format!("{:012x}{:012x}", x.high, x.low);
     let matched = census_clean && parts_clean;
@@ -1046,6 +1046,45 @@ async fn reconcile_queries(
         diff: any.then(|| found.into_diff(deleted)),
         coverage: Some(coverage),
     })
+}
+
+/// The key census (docs/reconcile.md §5.2): the key sets of the whole
+/// table compared (segment sums over the key columns only, bisected down to
+/// leaves of `leaf_rows / 64` rows, then the keys of the differing leaves),
+/// into `found` (missing, extra and duplicate keys, and the costs); with
+/// `propagate_deletes` the extra keys' rows are deleted. Returns the rows
+/// deleted and whether no key is missing or duplicated.
+#[allow(clippy::too_many_arguments)]
+async fn census(
+    sf: &SnowflakeSource,
+    pg: &Client,
+    q: &TableQueries,
+    pg_table: &str,
+    side: Option<&str>,
+    options: ReconcileOptions,
+    propagate_deletes: bool,
+    found: &mut Found,
+) -> Result<(u64, bool)> {
+    let kq = q.keys_only();
+    let mut census = Found::default();
+    // Keys only, and scattered deletes make every range differ: split down
+    // to small leaves (one query per side per level) rather than fetch
+    // the keys of whole ranges.
+    let census_options = ReconcileOptions { max_leaves: usize::MAX, leaf_rows: (options.leaf_rows / 64).max(64), ..options };
+    verify_part(sf, pg, &kq, KeyRange::ALL, census_options, &mut census).await?;
+    let deleted = if propagate_deletes && !census.extra.is_empty() { delete_keys(pg, q, pg_table, side, &census.extra).await? } else { 0 };
+    let keys_clean = census.missing.is_empty() && census.duplicate_source.is_empty() && census.duplicate_target.is_empty();
+    found.missing.extend(census.missing);
+    found.extra.extend(census.extra);
+    found.duplicate_source.extend(census.duplicate_source);
+    found.duplicate_target.extend(census.duplicate_target);
+    found.segments_checked += census.segments_checked;
+    found.rows_transferred += census.rows_transferred;
+    found.segments_mismatching += census.segments_mismatching;
+    found.segments_diffed += census.segments_diffed;
+    found.source_seconds += census.source_seconds;
+    found.target_seconds += census.target_seconds;
+    Ok((deleted, keys_clean))
 }
 
 /// One compared column: its canonical text in each engine.
@@ -1779,6 +1818,63 @@ async fn drill(source: &mut SourceSide<'_>, pg: &Client, q: &TableQueries, leave
         found.rows_transferred += dr.len() as u64;
         let names: Vec<String> = q.columns.iter().map(|c| c.name.clone()).collect();
         found.changed_rows.extend(diff_rows(&names, sr, dr).changed_rows);
+    }
+    Ok(())
+}
+
+/// Keys per lookup of [`settle_one_sided`].
+const KEYS_PER_LOOKUP: usize = 1000;
+
+/// Classify again `keys`, which the touched rows of a nightly reconcile
+/// (docs/reconcile.md §5.1) held on one side only, by looking each up in the
+/// whole table on both sides: a key both sides hold is a changed row (its
+/// watermark is at or above the run's bound on one side only: a back-dated
+/// correction in Snowflake, a source update after the run), never `missing`
+/// or `extra` — which `propagate_deletes` would delete although Snowflake
+/// holds it. A key one side holds stays missing or extra. Rows of at most
+/// [`KEYS_PER_LOOKUP`] keys per query, by their key's MD5 (like the listed
+/// changed rows of [`drill`]).
+async fn settle_one_sided(sf: &SnowflakeSource, pg: &Client, q: &TableQueries, keys: Vec<String>, found: &mut Found) -> Result<()> {
+    let names: Vec<String> = q.columns.iter().map(|c| c.name.clone()).collect();
+    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+        let key_hashes: Vec<String> = chunk.iter().map(|k| md5_hex(k)).collect();
+        let mut source = SourceSide::new(sf, q);
+        let sr = source.rows_of(&[KeyRange::ALL], &key_hashes).await;
+        found.source_seconds += source.seconds;
+        found.rows_transferred += source.transferred;
+        let sr = sr?;
+        let started = std::time::Instant::now();
+        let dr = pg_rows_of(pg, q, &[KeyRange::ALL], &key_hashes).await;
+        found.target_seconds += started.elapsed().as_secs_f64();
+        let dr = dr?;
+        found.rows_transferred += dr.len() as u64;
+        let diff = diff_rows(&names, sr.clone(), dr.clone());
+        let (s, d) = (group(sr), group(dr));
+        for k in chunk {
+            found.missing.remove(k);
+            found.extra.remove(k);
+            match (s.get(k), d.get(k)) {
+                (Some(_), None) => {
+                    found.missing.insert(k.clone());
+                }
+                (None, Some(_)) => {
+                    found.extra.insert(k.clone());
+                }
+                (Some(a), Some(b)) => {
+                    if a.len() > 1 {
+                        found.duplicate_source.insert(k.clone());
+                    }
+                    if b.len() > 1 {
+                        found.duplicate_target.insert(k.clone());
+                    }
+                    if a[0] != b[0] && found.changed.insert(k.clone()) && found.changed_rows.len() < MAX_LISTED_KEYS {
+                        found.changed_rows.extend(diff.changed_rows.iter().filter(|r| &r.key == k).cloned());
+                    }
+                }
+                // Gone from both sides since the touched rows were read.
+                (None, None) => {}
+            }
+        }
     }
     Ok(())
 }

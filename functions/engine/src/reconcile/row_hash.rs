@@ -73,8 +73,10 @@ enum ColumnForm {
     /// `numeric`: −0 is stored as 0).
     Float { float4: bool, numeric: bool },
     /// A TEXT source in an integer or numeric column: the parsed value
-    /// rounded (half away from zero) to `scale` decimals; blank is NULL.
-    TextNumber { scale: u32 },
+    /// rounded (half away from zero) to `scale` decimals, or, in an
+    /// unconstrained `numeric` (`None`), exact without trailing zeros after
+    /// the point (PostgreSQL's `TRIM_SCALE`); blank is NULL.
+    TextNumber { scale: Option<u32> },
     /// Any other number: the value at `scale` decimals (half away from zero).
     Number { scale: u32 },
     /// The stored text; `bpchar`: trailing blanks removed.
@@ -107,7 +109,8 @@ impl ColumnForm {
                 ColumnForm::Float { float4: target.pg_type == PgType::Float4, numeric: target.pg_type == PgType::Numeric }
             }
             PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric if logical == LogicalType::Text => {
-                ColumnForm::TextNumber { scale: target.numeric_scale.map(i64::from).unwrap_or(0).clamp(0, 37) as u32 }
+                // An unconstrained numeric holds the text's own decimals: compared exactly.
+                ColumnForm::TextNumber { scale: (target.pg_type != PgType::Numeric || target.numeric_scale.is_some()).then(|| target.numeric_scale.map(i64::from).unwrap_or(0).clamp(0, 37) as u32) }
             }
             PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric | PgType::Float4 | PgType::Float8 => ColumnForm::Number { scale: number_scale },
             PgType::Uuid => ColumnForm::Uuid,
@@ -276,7 +279,17 @@ impl RowHasher {
                     // The encoder writes blank as NULL and refuses anything else.
                     return if text.trim().is_empty() { Ok(Rendered::Null) } else { Err(bad(format!("'{text}' is not a decimal number"))) };
                 };
-                write_decimal(out, round_half_away(unscaled, s, scale).ok_or_else(|| bad("value out of range".into()))?, scale);
+                match scale {
+                    Some(scale) => write_decimal(out, round_half_away(unscaled, s, scale).ok_or_else(|| bad("value out of range".into()))?, scale),
+                    None => {
+                        // Exact, in its shortest form (`TRIM_SCALE`): trailing zeros dropped.
+                        let (mut unscaled, mut s) = (unscaled, s);
+                        while s > 0 && unscaled % 10 == 0 {
+                            (unscaled, s) = (unscaled / 10, s - 1);
+                        }
+                        write_decimal(out, unscaled, s);
+                    }
+                }
             }
             (ColumnForm::Number { scale }, Values::Number { unscaled, scale: s }) => {
                 write_decimal(out, round_half_away(unscaled.get(row), s, scale).ok_or_else(|| bad("value out of range".into()))?, scale);
