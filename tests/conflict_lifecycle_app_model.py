@@ -70,16 +70,20 @@ def caregiver_id(person, p):
     return f"00000000-0000-0000-0000-00000000{person:02x}c{p.lower()}"
 
 
+PAYERS = {1: ("00000000-0000-0000-0000-0000000000d1", "Payer One"), 2: ("00000000-0000-0000-0000-0000000000d2", "Payer Two")}
+COLS = L.COLS[:-1] + ', "Payer Id", "Application Payer Id")'
+
+
 class Visit(L.Visit):
-    def __init__(self, i, prov, date, slot, person):
+    def __init__(self, i, prov, date, slot, person, payer):
         super().__init__(i, prov, date, slot)
-        self.person = person
+        self.person, self.payer = person, payer
 
     def row(self):
         s, e = L.SLOTS[self.slot]
         return (f"('{L.uid(self.i)}', {100 + self.i}, '{self.date}', '{caregiver_id(self.person, self.prov)}', "
                 f"'{provider_id(self.prov)}', {ord(self.prov) - 64}, NULL, '{self.date} {s}-04', '{self.date} {e}-04', "
-                f"NULL, NULL, {str(self.missed).lower()}, now())")
+                f"NULL, NULL, {str(self.missed).lower()}, now(), '{PAYERS[self.payer][0]}', {self.payer})")
 
 
 SETUP = (
@@ -90,6 +94,15 @@ SETUP = (
     + ",\n".join([f"('{caregiver_id(0, 'D')}', 14, 'Ann Aide', '123-45-6789')"]
                  + [f"('{caregiver_id(n, p)}', {10 * n + 10 + i}, 'Aide {n}', '987-65-{4320 + n}')"
                     for n in (1, 2) for i, p in enumerate(PROVIDERS)]) + ";\n"
+    "INSERT INTO analytics.dimpayer (\"Payer Id\", \"Application Payer Id\", \"Payer Name\", \"Is Active\", \"Is Demo\") VALUES "
+    + ", ".join(f"('{u}', {n}, '{name}', true, false)" for n, (u, name) in PAYERS.items()) + ";\n"
+    "INSERT INTO analytics.dimpayerprovider (\"Payer Id\", \"Application Payer Id\", \"Provider Id\", \"Application Provider Id\") VALUES "
+    + ", ".join(f"('{u}', {n}, '{provider_id(p)}', {ord(p) - 64})" for n, (u, _) in PAYERS.items() for p in PROVIDERS) + ";\n"
+    # the application's entries for payer one (names to be refreshed; due the day a conflict is recorded)
+    "INSERT INTO conflict.payer_provider_reminders (\"PayerID\", \"AppPayerID\", \"Contract\", \"ProviderID\", "
+    "\"AppProviderID\", \"ProviderName\", \"NumberOfDays\") VALUES "
+    + ", ".join(f"('{PAYERS[1][0]}', 1, 'old name', '{provider_id(p)}', {ord(p) - 64}, 'Agency {p}', 0)" for p in PROVIDERS)
+    + ";\n"
     "DELETE FROM conflict.conflictvisitmaps; DELETE FROM conflict.conflicts;\n")
 
 
@@ -127,7 +140,7 @@ def state(db, today):
             'c."AppProviderID", c."ConProviderName", '
             f'(c."VisitDate" BETWEEN \'{lo}\' AND \'{hi}\')::text, ROW({app})::text, '
             'ROW(c."CreatedDate", c."CRDATEUNIQUE", c."ReverseUUID")::text, c."CreatedDate"::text, c."CRDATEUNIQUE"::text, '
-            'c."ReverseUUID"')
+            'c."ReverseUUID", c."PayerID"')
     pairs = {}
     for r in q(db, f'SELECT {cols}' + "".join(f", {e}" for _, e in exprs)
                + ' FROM conflict.conflictvisitmaps c LEFT JOIN conflict.conflicts k USING ("CONFLICTID")'):
@@ -135,8 +148,8 @@ def state(db, today):
                                 cid=None if r[5] is None else int(r[5]), gid=None if r[6] is None else int(r[6]),
                                 gdate=r[7], status=r[8], rdate=r[9], rby=r[10], prov=r[11], app_prov=r[12],
                                 con_name=r[13], window=r[14] == "true", app=r[15],
-                                stamps=r[16], created=r[17], crdate=r[18], reverse=r[19],
-                                logged={fid: v for (fid, _), v in zip(exprs, r[20:])})
+                                stamps=r[16], created=r[17], crdate=r[18], reverse=r[19], payer=r[20],
+                                logged={fid: v for (fid, _), v in zip(exprs, r[21:])})
     app = ", ".join(f'"{x}"' for x in CONF_APP)
     confs = {int(r[0]): dict(status=r[1], rdate=r[2], rby=r[3], app=r[4], stamps=r[5])
              for r in q(db, f'SELECT "CONFLICTID", "StatusFlag", "ResolveDate"::text, "ResolvedBy", ROW({app})::text, '
@@ -145,13 +158,18 @@ def state(db, today):
     notices = {int(r[0]): r[1:] for r in q(db, 'SELECT "ID", "CONFLICTID", "ProviderID", "AppProviderID", '
                                                '"NotificationType", "CreatedDate"::text, "ReadUnreadFlag", '
                                                't::text FROM conflict.notifications t')}
-    comments = {int(r[0]): r[1] for r in q(db, 'SELECT id, t::text FROM conflict.conflict_commu_inters t')}
+    comments = {int(r[0]): r[1:] for r in q(db, 'SELECT id, t::text, "CONFLICTID", "GroupID", "ReverseUUID", '
+                                                '"Description", created_by FROM conflict.conflict_commu_inters t')}
+    reminders = [tuple(r) for r in q(db, 'SELECT "ID", "PayerID", "AppPayerID", "Contract", "ProviderID", '
+                                         '"AppProviderID", "ProviderName", "NumberOfDays" '
+                                         'FROM conflict.payer_provider_reminders ORDER BY "ID"')]
     history = {int(r[0]): r[1:] for r in q(db, 'SELECT "ID", "CONID", "LogTypeFlag" FROM conflict.log_history')}
     values = {int(r[0]): r[1:] for r in q(db, 'SELECT "ID", "LHID", "LogID", "OldValue", "NewValue", "VisitID", '
                                               '"AppVisitID" FROM conflict.log_history_values')}
     clock, today_start = q(db, "SELECT (now() AT TIME ZONE 'America/New_York')::text, "
                                "date_trunc('day', now() AT TIME ZONE 'America/New_York')::text")[0]
     return dict(pairs=pairs, confs=confs, notices=notices, comments=comments, history=history, values=values,
+                reminders=reminders,
                 clock=clock, today_start=today_start)
 
 
@@ -292,7 +310,7 @@ def check(b, a, notices_ever):
         if p["cid"] is not None:
             provs.setdefault(p["cid"], set()).add((p["prov"], p["app_prov"]))
     today = ts(a["today_start"])
-    allowed, required = notices_ever
+    allowed, required = notices_ever[:2]
     for c, k in K.items():
         kinds = ["New Conflict"]
         pairs = [p for p in P.values() if p["cid"] == c]
@@ -303,6 +321,45 @@ def check(b, a, notices_ever):
             required.add((kind, str(c)))
             # rows of a conflict not detected since its visit moved to another agency keep the old one
             allowed.update((kind, str(c)) + pv for pv in provs.get(c, ()))
+    # payer/provider reminders (§9.3, §D23): the list, its user-owned NumberOfDays, "From Payer" notices and
+    # comments for the conflicts open (U) at the end of a night whose entry says 0 days (all recorded today)
+    entries = {}
+    for r in a["reminders"]:
+        entries.setdefault((r[1], r[4]), []).append(r)
+    want_entries = {(u, provider_id(p)): (str(n), name, str(ord(p) - 64), f"Agency {p}")
+                    for n, (u, name) in PAYERS.items() for p in PROVIDERS}
+    if {k: [(r[2], r[3], r[5], r[6]) for r in rs] for k, rs in entries.items()} != \
+            {k: [v] for k, v in want_entries.items()}:
+        bad.append(f"payer provider reminders: {a['reminders']}")
+    days_before = {r[0]: r[7] for r in b["reminders"]}
+    for r in a["reminders"]:
+        if r[0] in days_before and days_before[r[0]] != r[7]:
+            bad.append(f"reminder {r[0]}: NumberOfDays {days_before[r[0]]} -> {r[7]}")
+    system_comments = {}
+    for i, cm in a["comments"].items():
+        if cm[5] == "99999":
+            system_comments.setdefault(cm[1], []).append(cm)
+    comments_ever = notices_ever[2]
+    for c, k in K.items():
+        pairs = [p for p in P.values() if p["cid"] == c]
+        if k["status"] != "U" or not pairs:
+            continue
+        for p in pairs:
+            days = [r[7] for r in entries.get((p["payer"], p["prov"]), [])]
+            if days == ["0"]:
+                required.add(("From Payer", str(c)))
+                allowed.add(("From Payer", str(c), p["prov"], p["app_prov"]))
+                name = next(nm for u, nm in PAYERS.values() if u == p["payer"])
+                comments_ever[str(c)] = (p["gid"], name)
+    for c, cms in system_comments.items():
+        if c not in comments_ever or len(cms) != 1:
+            bad.append(f"conflict {c}: {len(cms)} reminder comments, want {1 if c in comments_ever else 0}")
+            continue
+        gid, name = comments_ever[c]
+        if cms[0][2:5] != [str(gid), c, f"Reminder from payer {name}: this conflict is still open after 0 days."]:
+            bad.append(f"conflict {c}: reminder comment {cms[0][1:5]}")
+    for c in sorted(set(comments_ever) - set(system_comments)):
+        bad.append(f"conflict {c}: no reminder comment")
     got = {}
     for i, n in a["notices"].items():
         got.setdefault((n[3], n[0], n[1], n[2]), []).append(n)
@@ -349,11 +406,11 @@ def run(seed, nights, nvisits):
     subprocess.run([L.BIN, "conflicts", "-c", L.CONFIG, "--today", today[0], "--full"], env=env, capture_output=True)
     sql(db, L.REF + SETUP)
     persons = rnd.choice([2, 3])
-    visits = [Visit(i + 1, rnd.choice(PROVIDERS), rnd.choice(DATES), rnd.choice([0, 1]), rnd.randrange(persons))
-              for i in range(nvisits)]
-    sql(db, f"INSERT INTO analytics.factvisitcallperformance_cr {L.COLS} VALUES "
+    visits = [Visit(i + 1, rnd.choice(PROVIDERS), rnd.choice(DATES), rnd.choice([0, 1]), rnd.randrange(persons),
+                    rnd.choice([1, 2])) for i in range(nvisits)]
+    sql(db, f"INSERT INTO analytics.factvisitcallperformance_cr {COLS} VALUES "
         + ",\n".join(v.row() for v in visits) + ";")
-    model, log, notices_ever = L.Model(), [], (set(), set())
+    model, log, notices_ever = L.Model(), [], (set(), set(), {})
     switch = rnd.randint(2, nights - 1)
     for n in range(nights):
         if n > 0:
@@ -390,7 +447,9 @@ def run(seed, nights, nvisits):
             for night in log:
                 print("  " + " | ".join(night))
             return False
-    subprocess.run(L.PSQL + ["-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {db}"], env=L.ENV, capture_output=True)
+    if not os.environ.get("KEEP"):
+        subprocess.run(L.PSQL + ["-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {db}"], env=L.ENV,
+                       capture_output=True)
     return True
 
 
@@ -401,9 +460,10 @@ def changes(rnd, visits, model, db):
     pair_ids = {(int(a) - 100, int(c) - 100): int(i) for i, a, c in
                 q(db, 'SELECT "ID", "AppVisitID", "ConAppVisitID" FROM conflict.conflictvisitmaps')}
     notices = [int(r[0]) for r in q(db, 'SELECT "ID" FROM conflict.notifications')]
+    reminders = [int(r[0]) for r in q(db, 'SELECT "ID" FROM conflict.payer_provider_reminders')]
     for _ in range(rnd.randint(2, 7)):
         what = rnd.choice(["delete", "restore", "missed", "move", "redate", "reassign", "pair", "conflict", "pair", "conflict",
-                           "connr", "nr", "pair_app", "conflict_app", "read", "comment"])
+                           "connr", "nr", "pair_app", "conflict_app", "read", "comment", "remind", "remind"])
         v = rnd.choice(visits)
         if what == "delete" and v.present:
             v.present, v.deleted = False, True
@@ -412,7 +472,7 @@ def changes(rnd, visits, model, db):
                          f"analytics.factvisitcallperformance_cr WHERE \"Visit Id\" = '{L.uid(v.i)}';")
         elif what == "restore" and v.deleted:
             v.present, v.deleted = True, False
-            stmts.append(f"INSERT INTO analytics.factvisitcallperformance_cr {L.COLS} VALUES {v.row()}; DELETE FROM "
+            stmts.append(f"INSERT INTO analytics.factvisitcallperformance_cr {COLS} VALUES {v.row()}; DELETE FROM "
                          f"analytics.factvisitcallperformance_deleted_cr WHERE \"Visit Id\" = '{L.uid(v.i)}';")
         elif what == "missed" and v.present:
             v.missed = not v.missed
@@ -478,6 +538,9 @@ def changes(rnd, visits, model, db):
             c = rnd.choice(sorted(model.conflicts))
             col = rnd.choice([c for c in CONF_APP if c != "NoResponseFlag"])
             stmts.append(f"UPDATE conflict.conflicts SET \"{col}\" = {app_value(rnd, col)} WHERE \"CONFLICTID\" = {c};")
+        elif what == "remind" and reminders:
+            stmts.append(f"UPDATE conflict.payer_provider_reminders SET \"NumberOfDays\" = {rnd.choice(['0', '0', '1', 'NULL'])} "
+                         f"WHERE \"ID\" = {rnd.choice(reminders)};")
         elif what == "read" and notices:
             stmts.append(f"UPDATE conflict.notifications SET \"ReadUnreadFlag\" = 1 WHERE \"ID\" = {rnd.choice(notices)};")
         elif what == "comment" and model.conflicts:
