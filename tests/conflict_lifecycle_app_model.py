@@ -350,7 +350,7 @@ def check(b, a, notices_ever):
                 required.add(("From Payer", str(c)))
                 allowed.add(("From Payer", str(c), p["prov"], p["app_prov"]))
                 name = next(nm for u, nm in PAYERS.values() if u == p["payer"])
-                comments_ever[str(c)] = (p["gid"], name)
+                comments_ever.setdefault(str(c), (p["gid"], name))  # the group when it was written
     for c, cms in system_comments.items():
         if c not in comments_ever or len(cms) != 1:
             bad.append(f"conflict {c}: {len(cms)} reminder comments, want {1 if c in comments_ever else 0}")
