@@ -53,7 +53,8 @@ import conflict_lifecycle_model as L  # noqa: E402
 sql = L.sql
 PROVIDERS = "ABCD"
 DATES = L.DATES
-OLD_DATE = "2022-06-01"  # outside the window of either "today"
+OLD_DATE = "2022-06-01"  # outside the window of every "today"
+TODAYS = ["2025-03-10", "2025-03-12", "2025-03-13", "2027-03-12", "2027-03-13"]
 OPEN, CLOSED = ("U", "N", "W", "I"), ("R", "D")
 CVM_APP = ["ConNoResponseFlag", "ConNoResponseReasonID", "ConNoResponseTitle", "ConNoResponseNotes",
            "ConNoResponseDate", "FlagForReview", "FlagForReviewDate", "AggFlagForReview", "AggFlagForReviewDate"]
@@ -119,6 +120,12 @@ def q(db, text):
     return [[None if f == "\x1e" else f for f in line.split("\x1f")] for line in r.stdout.split("\n") if line]
 
 
+def window(today):
+    """The candidate window of a "today" (docs/conflicts.md §4.1.1), inclusive."""
+    d = datetime.date.fromisoformat(today)
+    return d.replace(year=d.year - 2), d + datetime.timedelta(days=45)
+
+
 def state(db, today):
     """Everything the checks compare, read between nights."""
     fields = q(db, 'SELECT "ID", "FieldName" FROM conflict.log_fields ORDER BY "ID"')
@@ -131,9 +138,7 @@ def state(db, today):
         elif name in ("SchStartTime", "SchEndTime", "VisitStartTime", "VisitEndTime", "ConSchStartTime",
                       "ConSchEndTime", "ConVisitStartTime", "ConVisitEndTime", "ResolvedBy"):
             exprs.append((int(fid), f'c."{name}"::text'))
-    d = datetime.date.fromisoformat(today)
-    lo = d.replace(year=d.year - 2) if not (d.month == 2 and d.day == 29) else d.replace(year=d.year - 2, day=28)
-    hi = d + datetime.timedelta(days=45)
+    lo, hi = window(today)
     app = ", ".join(f'c."{x}"' for x in CVM_APP)
     cols = ('c."ID", c."VisitID", c."ConVisitID", c."AppVisitID", c."ConAppVisitID", c."CONFLICTID", c."GroupID", '
             'c."G_CRDATEUNIQUE"::text, c."StatusFlag", c."ResolveDate"::text, c."ResolvedBy", c."ProviderID", '
@@ -418,9 +423,11 @@ def run(seed, nights, nvisits):
             if stmts:
                 sql(db, "\n".join(stmts))
             log.append(stmts)
-        if n == switch:
-            today[0] = "2027-03-13"
-            log.append(["today 2027-03-13"])
+        if n == switch or (n > 0 and rnd.random() < 0.2):
+            # "today" moves: to a date between the two service dates (one of them is past: no new pair may
+            # start there, rules 1 and 4), two years on (one date leaves the window) or back (a full night)
+            today[0] = rnd.choice([t for t in TODAYS if t != today[0]])
+            log.append([f"today {today[0]}"])
         full = rnd.random() < 0.5 if not os.environ.get("MODE") else os.environ["MODE"] == "full"
         before = state(db, today[0])
         r = subprocess.run([L.BIN, "conflicts", "-c", L.CONFIG, "--today", today[0]] + (["--full"] if full else []),
@@ -429,8 +436,9 @@ def run(seed, nights, nvisits):
             raise SystemExit(f"thaw failed: {r.stderr[-2000:]}")
         log.append(["full" if full else "incremental"])
         after = state(db, today[0])
-        win = set(DATES) if today[0] == "2025-03-10" else {"2025-03-13"}
-        fut = set(DATES) if today[0] == "2025-03-10" else set()
+        lo, hi = window(today[0])
+        win = {d for d in DATES + [OLD_DATE] if lo <= datetime.date.fromisoformat(d) <= hi}
+        fut = {d for d in win if d >= today[0]}
         model.night(visits, win, fut)
         bad = []
         got, want = L.thaw_state(db), model.snapshot()
