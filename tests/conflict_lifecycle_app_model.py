@@ -510,7 +510,8 @@ def changes(rnd, visits, model, db):
             st = rnd.choice("WIRU")
             model.pairs[k]["status"] = st
             details = ""
-            if st == "R" and rnd.random() < 0.7:
+            if rnd.random() < (0.7 if st == "R" else 0.2):
+                # resolution details with a resolution, or left behind on an open row (step 9 clears them)
                 details = (f", \"ResolveDate\" = {rnd.choice(['now()', 'NULL', lit('2025-01-02 10:00')])}, "
                            f"\"ResolvedBy\" = {rnd.choice(['NULL', lit('User 7')])}")
             stmts.append(f"UPDATE conflict.conflictvisitmaps SET \"StatusFlag\" = '{st}'{details} "
@@ -520,7 +521,8 @@ def changes(rnd, visits, model, db):
             st = rnd.choice("WIRU")
             model.conflicts[c]["status"] = st
             details = ""
-            if st == "R" and rnd.random() < 0.7:
+            if rnd.random() < (0.7 if st == "R" else 0.2):
+                # resolution details with a resolution, or left behind on an open row (step 9 clears them)
                 details = (f", \"ResolveDate\" = {rnd.choice(['now()', 'NULL', lit('2025-01-02 10:00')])}, "
                            f"\"ResolvedBy\" = {rnd.choice(['NULL', lit('User 8')])}")
             stmts.append(f"UPDATE conflict.conflicts SET \"StatusFlag\" = '{st}'{details} WHERE \"CONFLICTID\" = {c};")
