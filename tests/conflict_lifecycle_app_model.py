@@ -182,10 +182,22 @@ def ts(text):
     return datetime.datetime.fromisoformat(text) if text is not None else None
 
 
-def check(b, a, notices_ever):
-    """The night's failures, from the state before (`b`) and after (`a`) it."""
+def check(b, a, notices_ever, summary):
+    """The night's failures, from the state before (`b`) and after (`a`) it
+    and thaw's run summary."""
     bad = []
     P, BP, K, BK = a["pairs"], b["pairs"], a["confs"], b["confs"]
+    # the run summary (§8.2.2): rows inserted, conflicts created, net status changes of the window
+    window_cids = {p["cid"] for p in BP.values() if p["window"] and p["cid"] is not None}
+    want = {"inserted": len(set(P) - set(BP)), "conflicts_created": len(set(K) - set(BK))}
+    for kind, rows, before, scope in (("pairs", P, BP, {i for i, p in BP.items() if p["window"]}),
+                                      ("conflicts", K, BK, window_cids & set(BK))):
+        for name, st in (("deleted", "D"), ("resolved", "R"), ("reopened", "U"), ("no_response", "N")):
+            want[f"{kind}_{name}"] = sum(1 for i in scope if rows[i]["status"] == st != before[i]["status"])
+    got = dict(summary["status_changes"], inserted=summary["inserted"], conflicts_created=summary["conflicts_created"])
+    for k, v in want.items():
+        if got[k] != v:
+            bad.append(f"run summary {k} = {got[k]}, the night changed {v}")
     t0, t1 = ts(b["clock"]), ts(a["clock"])
     # application-owned columns, notices and comments
     for i, p in BP.items():
@@ -446,7 +458,7 @@ def run(seed, nights, nvisits):
             bad.append(f"statuses: pairs thaw-only {sorted(set(got[0]) - set(want[0]))}, "
                        f"model-only {sorted(set(want[0]) - set(got[0]))}; conflicts thaw-only "
                        f"{sorted(set(got[1]) - set(want[1]))}, model-only {sorted(set(want[1]) - set(got[1]))}")
-        bad += check(before, after, notices_ever)
+        bad += check(before, after, notices_ever, json.loads(r.stdout))
         if bad:
             print(f"seed {seed} night {n}: MISMATCH")
             for line in bad[:12]:
