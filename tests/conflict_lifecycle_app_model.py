@@ -156,9 +156,9 @@ def state(db, today):
                                 stamps=r[16], created=r[17], crdate=r[18], reverse=r[19], payer=r[20],
                                 logged={fid: v for (fid, _), v in zip(exprs, r[21:])})
     app = ", ".join(f'"{x}"' for x in CONF_APP)
-    confs = {int(r[0]): dict(status=r[1], rdate=r[2], rby=r[3], app=r[4], stamps=r[5])
+    confs = {int(r[0]): dict(status=r[1], rdate=r[2], rby=r[3], app=r[4], stamps=r[5], rflag=r[6])
              for r in q(db, f'SELECT "CONFLICTID", "StatusFlag", "ResolveDate"::text, "ResolvedBy", ROW({app})::text, '
-                            'ROW("RECORDEDDATETIME", "CreatedDate")::text '
+                            'ROW("RECORDEDDATETIME", "CreatedDate")::text, "UpdatedRFlag" '
                             'FROM conflict.conflicts')}
     notices = {int(r[0]): r[1:] for r in q(db, 'SELECT "ID", "CONFLICTID", "ProviderID", "AppProviderID", '
                                                '"NotificationType", "CreatedDate"::text, "ReadUnreadFlag", '
@@ -176,6 +176,20 @@ def state(db, today):
     return dict(pairs=pairs, confs=confs, notices=notices, comments=comments, history=history, values=values,
                 reminders=reminders,
                 clock=clock, today_start=today_start)
+
+
+def every_row(db):
+    """(table, key, xmin and text) of every row the night may write."""
+    # UpdatedRFlag: '1' the night after a reopening, as [SF]'s step 5 writes it (checked in `check`)
+    out = {("conflicts", r[0], r[1]) for r in q(db, 'SELECT "CONFLICTID", ROW("CONFLICTID", "RECORDEDDATETIME", '
+                                                '"StatusFlag", "ResolveDate", "ResolvedBy", "CreatedDate", '
+                                                f'{", ".join(chr(34) + c + chr(34) for c in CONF_APP)})::text '
+                                                'FROM conflict.conflicts')}
+    for table, key in (("conflictvisitmaps", '"ID"'), ("notifications", '"ID"'),
+                       ("log_history", '"ID"'), ("log_history_values", '"ID"'), ("conflict_commu_inters", "id"),
+                       ("payer_provider_reminders", '"ID"')):
+        out |= {(table, r[0], r[1]) for r in q(db, f"SELECT {key}, t.xmin::text || ' ' || t::text FROM conflict.{table} t")}
+    return out
 
 
 def ts(text):
@@ -230,6 +244,21 @@ def check(b, a, notices_ever, summary):
     missing = set(BP) - set(P)
     if missing:
         bad.append(f"pairs deleted by the night: {sorted(missing)}")
+    # UpdatedRFlag (§8.2 step 5, §D17, §D19): as [SF]'s last pass (TASK_05, every conflict, no window) leaves
+    # it: NULL on the conflicts its step 5 reopens, '1' on the others. For a conflict whose pairs are all in the
+    # window and none new tonight, the first pass has already done everything but that: it reopens only an `N`
+    # conflict with an open (U) pair, which its step 8 sets `N` again
+    renewed = {p["cid"] for i, p in P.items() if i not in BP}
+    inside = {}
+    for p in P.values():
+        inside.setdefault(p["cid"], []).append(p)
+    for c, ps in inside.items():
+        if c in renewed or c not in K or not all(p["window"] for p in ps):
+            continue
+        want_flag = None if K[c]["status"] == "N" and any(p["status"] == "U" for p in ps) else "1"
+        if K[c]["rflag"] != want_flag:
+            bad.append(f"conflict {c} ({BK.get(c, {}).get('status')} -> {K[c]['status']}): UpdatedRFlag "
+                       f"{BK.get(c, {}).get('rflag')} -> {K[c]['rflag']}, [SF] leaves {want_flag}")
     # CONFLICTID (§7.3)
     by_visit, by_cid = {}, {}
     old_max = max([c for c in BK] + [p["cid"] or 0 for p in BP.values()] + [0])
@@ -441,6 +470,9 @@ def run(seed, nights, nvisits):
             today[0] = rnd.choice([t for t in TODAYS if t != today[0]])
             log.append([f"today {today[0]}"])
         full = rnd.random() < 0.5 if not os.environ.get("MODE") else os.environ["MODE"] == "full"
+        lo, hi = window(today[0])
+        win = {d for d in DATES + [OLD_DATE] if lo <= datetime.date.fromisoformat(d) <= hi}
+        fut = {d for d in win if d >= today[0]}
         before = state(db, today[0])
         r = subprocess.run([L.BIN, "conflicts", "-c", L.CONFIG, "--today", today[0]] + (["--full"] if full else []),
                            env=env, capture_output=True, text=True)
@@ -448,17 +480,31 @@ def run(seed, nights, nvisits):
             raise SystemExit(f"thaw failed: {r.stderr[-2000:]}")
         log.append(["full" if full else "incremental"])
         after = state(db, today[0])
-        lo, hi = window(today[0])
-        win = {d for d in DATES + [OLD_DATE] if lo <= datetime.date.fromisoformat(d) <= hi}
-        fut = {d for d in win if d >= today[0]}
         model.night(visits, win, fut)
-        bad = []
+        bad = check(before, after, notices_ever, json.loads(r.stdout))
+        if rnd.random() < 0.3:
+            # the same night again, full or incremental: nothing changed, so nothing is written (§7.2, §D19, §D25)
+            rows = every_row(db)
+            again = rnd.random() < 0.5
+            r2 = subprocess.run([L.BIN, "conflicts", "-c", L.CONFIG, "--today", today[0]] + (["--full"] if again else []),
+                                env=env, capture_output=True, text=True)
+            if r2.returncode:
+                raise SystemExit(f"thaw failed: {r2.stderr[-2000:]}")
+            log.append(["again, " + ("full" if again else "incremental")])
+            first = model.snapshot()
+            model.night(visits, win, fut)
+            if model.snapshot() == first:
+                # [SF]'s second night changes no status either: thaw writes nothing (§7.2, §D19, §D25)
+                rewritten = every_row(db) ^ rows
+                if rewritten:
+                    bad.append("a rerun without changes wrote:")
+                    bad += [f"  {t} {i}: {x}" for t, i, x in sorted(rewritten)[:8]]
+            bad += check(after, state(db, today[0]), notices_ever, json.loads(r2.stdout))
         got, want = L.thaw_state(db), model.snapshot()
         if got != want:
             bad.append(f"statuses: pairs thaw-only {sorted(set(got[0]) - set(want[0]))}, "
                        f"model-only {sorted(set(want[0]) - set(got[0]))}; conflicts thaw-only "
                        f"{sorted(set(got[1]) - set(want[1]))}, model-only {sorted(set(want[1]) - set(got[1]))}")
-        bad += check(before, after, notices_ever, json.loads(r.stdout))
         if bad:
             print(f"seed {seed} night {n}: MISMATCH")
             for line in bad[:12]:
