@@ -340,7 +340,10 @@ def check(b, a, notices_ever, summary):
                 if kind == "conflict" and r["rby"] != o["rby"]:
                     bad.append(f"conflict {i} deleted tonight: ResolvedBy {o['rby']} -> {r['rby']}")
             else:
-                if r["rdate"] != o["rdate"]:
+                # kept (§D24, §D27); a pair without one detected again and closed again the same night
+                # (§D24, §D25) takes the night's time, as [SF]'s refresh and step 6 give it
+                if r["rdate"] != o["rdate"] and not (kind == "pair" and o["rdate"] is None
+                                                     and t0 <= ts(r["rdate"]) <= t1):
                     bad.append(f"{kind} {i} closed before and after ({o['status']} -> {r['status']}): "
                                f"ResolveDate {o['rdate']} -> {r['rdate']}")
                 if r["rby"] != o["rby"]:
