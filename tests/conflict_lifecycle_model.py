@@ -63,6 +63,7 @@ class Visit:
     def __init__(self, i, prov, date, slot):
         self.i, self.prov, self.date, self.slot = i, prov, date, slot
         self.missed = False
+        self.person = 0  # the caregiver (one SSN here; several in conflict_lifecycle_app_model.py)
         self.present = True  # in FACT
         self.deleted = False  # in DELETED
 
@@ -93,7 +94,7 @@ class Model:
         detected = {}
         for a in fact.values():
             for b in fact.values():
-                if a.i != b.i and a.prov != b.prov and a.date == b.date and a.slot == b.slot:
+                if a.i != b.i and a.prov != b.prov and a.date == b.date and a.slot == b.slot and a.person == b.person:
                     detected[(a.i, b.i)] = (a.missed, b.missed)
         P, K = self.pairs, self.conflicts
         # refresh
@@ -102,6 +103,7 @@ class Model:
             if k in P:
                 p = P[k]
                 p["miss"], p["conmiss"] = m1, m2
+                p["date"] = fact[k[0]].date  # the refresh rewrites the snapshot, VisitDate included
                 if p["status"] not in ("W", "I"):
                     p["status"] = "U"
                 upd.discard(k)

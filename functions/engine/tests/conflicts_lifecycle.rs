@@ -650,16 +650,18 @@ async fn conflict_lifecycle_quiet_night_does_not_resolve_and_reopen_conflicts_wi
         .await
         .unwrap();
     let expected_pairs = strings(&["1>2:U", "1>6:R*", "2>1:U", "2>6:R*", "3>4:U", "4>3:U", "6>1:R*", "6>2:R*"]);
-    // Night 1: visit 6 missed → its pairs R, conflict 6 R; conflicts 1 and 2 R and reopened
-    // (UpdatedRFlag NULL); conflict 3 N with its resolution cleared (not reopened: it was U).
+    // Night 1: visit 6 missed → its pairs R, conflict 6 R; conflicts 1 and 2 R and reopened by the
+    // first pass, then marked '1' by [SF]'s second pass (TASK_05, every conflict: already open, not
+    // reopened); conflict 3 N with its resolution cleared by the first pass, then reopened by the
+    // second (an N conflict with an open pair, UpdatedRFlag NULL) and set N again (docs/conflicts.md §D17).
     let night1 = detect(&mut client).await;
     assert_eq!(pair_states(&client).await, expected_pairs, "{night1:?}");
-    assert_eq!(conflict_details(&client).await, strings(&["1:U/-/-", "2:U/-/-", "3:N/-/1", "4:U/-/1", "6:R*/-/1"]));
-    // Night 2: conflict 3, now N with an open pair, is reopened by step 5 and set N by step 8 (UpdatedRFlag NULL).
+    assert_eq!(conflict_details(&client).await, strings(&["1:U/-/1", "2:U/-/1", "3:N/-/-", "4:U/-/1", "6:R*/-/1"]));
+    // Night 2: the same again; no status changes.
     let night2 = detect(&mut client).await;
     assert_eq!(night2.status_changes, StatusChanges::default(), "{night2:?}");
     assert_eq!(pair_states(&client).await, expected_pairs);
-    let expected_conflicts = strings(&["1:U/-/-", "2:U/-/-", "3:N/-/-", "4:U/-/1", "6:R*/-/1"]);
+    let expected_conflicts = strings(&["1:U/-/1", "2:U/-/1", "3:N/-/-", "4:U/-/1", "6:R*/-/1"]);
     assert_eq!(conflict_details(&client).await, expected_conflicts);
     // Row versions of every conflict and pair, and the counts of history and notices.
     let versions = r#"SELECT 'conflict ' || "CONFLICTID" || ' ' || xmin FROM conflict.conflicts
@@ -698,8 +700,9 @@ async fn conflict_details(client: &Client) -> Vec<String> {
 /// 'Yes'` on a pair → `N`; the comparison is literal ('yes' is not 'Yes');
 /// the flags themselves are never written; once the application withdraws
 /// the flag, the conflict (it has an open pair) and the pair are `U` again.
-/// `UpdatedRFlag` is '1' on every conflict with a pair in the window and
-/// NULL on the ones step 5 reopened.
+/// `UpdatedRFlag` is as [SF]'s last pass (TASK_05, every conflict) leaves
+/// it: '1', but NULL on the conflicts its step 5 reopens (an `N` conflict
+/// over an open pair, set `N` again by its step 8; docs/conflicts.md §D17).
 #[tokio::test]
 async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
     let mut client = planted("cf_noresp").await;
@@ -721,9 +724,11 @@ async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
         .await
         .unwrap();
     detect(&mut client).await;
+    // Conflict 1: N by the first pass's step 8; [SF]'s second pass (TASK_05, every conflict) reopens
+    // the N conflict over its open pair (UpdatedRFlag NULL) and sets it N again (docs/conflicts.md §D17).
     assert_eq!(
         conflict_details(&client).await,
-        strings(&["1:N/-/1", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
+        strings(&["1:N/-/-", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
     );
     assert_eq!(
         pair_states(&client).await,
@@ -764,9 +769,10 @@ async fn conflict_lifecycle_no_response_sets_n_and_clears_the_resolution() {
         .await
         .unwrap();
     detect(&mut client).await;
+    // Conflict 1 reopened by the first pass, then marked '1' by [SF]'s second pass (open, not reopened).
     assert_eq!(
         conflict_details(&client).await,
-        strings(&["1:U/-/-", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
+        strings(&["1:U/-/1", "2:U/-/1", "3:U/-/1", "4:U/-/1"])
     );
     assert_eq!(
         pair_states(&client).await,
@@ -808,7 +814,9 @@ async fn conflict_lifecycle_conflict_over_a_no_response_pair_reopens_as_sf_does(
         .unwrap();
     let night = detect(&mut client).await;
     assert_eq!(pair_states(&client).await, strings(&["1>2:U", "2>1:U", "3>4:N", "4>3:N"]), "{night:?}");
-    assert_eq!(conflict_details(&client).await, strings(&["1:U/-/1", "2:U/-/1", "3:U/-/-", "4:U/-/-"]), "{night:?}");
+    // UpdatedRFlag '1' on both: the first pass reopens them, and [SF]'s second pass (TASK_05, every
+    // conflict) marks every conflict '1' and reopens neither, already open (docs/conflicts.md §D17).
+    assert_eq!(conflict_details(&client).await, strings(&["1:U/-/1", "2:U/-/1", "3:U/-/1", "4:U/-/1"]), "{night:?}");
     assert_eq!(
         (night.status_changes.conflicts_reopened, night.status_changes.pairs_resolved),
         (2, 0),

@@ -183,8 +183,10 @@ struct LifecycleColumns<'a> {
 /// Which stored rows one pass of steps 2-3 and 5-9 covers
 /// (docs/conflicts.md §8.2, §D17).
 struct Scope {
-    /// The statement names, in the order of [`later_steps`].
-    names: [&'static str; 10],
+    /// The statement names, in the order of [`later_steps`] (the second
+    /// pass's `UpdatedRFlag` statement, [`MARK_EVERY_CONFLICT`], is named
+    /// apart: it takes no window).
+    names: [&'static str; 9],
     /// Predicate on a pair `c`: the pair is in this pass.
     pairs: &'static str,
     /// Predicate on a pair `c` of this pass: the pair is open as step 5
@@ -220,7 +222,6 @@ impl Scope {
         names: [
             "missed pairs",
             "missed conflicts",
-            "mark conflicts with a pair in the window",
             "reopen conflicts",
             "cascade down",
             "cascade up",
@@ -252,7 +253,6 @@ impl Scope {
         names: [
             "outside the window: missed pairs",
             "outside the window: missed conflicts",
-            "outside the window: mark conflicts",
             "outside the window: reopen conflicts",
             "outside the window: cascade down",
             "outside the window: cascade up",
@@ -316,13 +316,29 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
         "coalesce(k.\"CONFLICTID\" IN ({open_pair_in_scope})\n    \
            AND (k.\"StatusFlag\" NOT IN ('D', 'I', 'W', 'U') OR (k.\"StatusFlag\" NOT IN ('R', 'D') AND k.\"CONFLICTID\" IN ({missed_pair_in_scope}))), FALSE)"
     );
-    // The flag as step 5 leaves it: NULL on the conflicts it reopens, '1' on the others.
-    let flag = format!("CASE WHEN {reopens} THEN NULL ELSE '1' END");
-    let mark_sql = format!(
-        "UPDATE {conflicts} k SET {kf} = {flag}\n\
-         WHERE k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope})\n  \
-           AND k.\"UpdatedRFlag\" IS DISTINCT FROM {flag}"
-    );
+    // [SF]'s step 5 sets `UpdatedRFlag` '1' on every conflict with a pair in
+    // scope and NULL on those it reopens. TASK_05's pass, the night's last,
+    // covers every conflict (no window), so the flag each conflict keeps is
+    // the one that pass gives: it is written once, by the second pass, on
+    // every conflict, from all its pairs (docs/conflicts.md §D17, §D19). The
+    // first pass reopens as [SF]'s does but leaves the flag to it (a
+    // conflict it reopened is U when the second pass looks, which sets '1').
+    let mark_sql = match new_pairs {
+        NewPairs::Excluded => None,
+        NewPairs::TheirConflicts => {
+            let reopens_any = format!(
+                "coalesce(k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {open_pairs})\n    \
+                   AND (k.\"StatusFlag\" NOT IN ('D', 'I', 'W', 'U') OR (k.\"StatusFlag\" NOT IN ('R', 'D')\n    \
+                   AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {missed_conflicts}))), FALSE)"
+            );
+            let flag = format!("CASE WHEN {reopens_any} THEN NULL ELSE '1' END");
+            Some(format!(
+                "UPDATE {conflicts} k SET {kf} = {flag}\n\
+                 WHERE k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c)\n  \
+                   AND k.\"UpdatedRFlag\" IS DISTINCT FROM {flag}"
+            ))
+        }
+    };
     // An N conflict whose NoResponseFlag is still 'Yes' is left N: step 5 would
     // reopen it and step 8 set it N again (steps 6 and 7 change neither an open
     // conflict nor its open pair). Any other reopened conflict becomes U.
@@ -388,13 +404,12 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
          WHERE k.\"StatusFlag\" IN ('U', 'N', 'W', 'I') AND (k.\"ResolveDate\" IS NOT NULL OR k.\"ResolvedBy\" IS NOT NULL)\n\
            AND k.\"CONFLICTID\" IN (SELECT c.\"CONFLICTID\" FROM {cvm} c WHERE {in_scope})"
     );
-    names
+    let mut steps: Vec<(&'static str, String)> = names
         .iter()
         .copied()
         .zip([
             missed_pairs_sql,
             missed_conflicts_sql,
-            mark_sql,
             reopen_conflicts_sql,
             cascade_down_sql,
             cascade_up_sql,
@@ -403,8 +418,18 @@ fn later_steps(cols: &LifecycleColumns, scope: &Scope) -> Vec<(&'static str, Str
             clear_pairs_sql,
             clear_conflicts_sql,
         ])
-        .collect()
+        .collect();
+    if let Some(mark_sql) = mark_sql {
+        // Step 5's flag, right before the step 5 reopening.
+        steps.insert(2, (MARK_EVERY_CONFLICT, mark_sql));
+    }
+    steps
 }
+
+/// Name of the second pass's statement that writes `UpdatedRFlag` on every
+/// conflict with a pair, as [SF]'s last pass (TASK_05's step 5) leaves it
+/// (docs/conflicts.md §D17); it takes no window.
+pub const MARK_EVERY_CONFLICT: &str = "outside the window: UpdatedRFlag of every conflict";
 
 /// The pairs that step 6 (cascade down, either pass) closed tonight
 /// (`id` = `conflictvisitmaps."ID"`), dropped at commit: they may still be
