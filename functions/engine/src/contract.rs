@@ -305,7 +305,7 @@ pub struct StatusChanges {
     /// window and their conflicts (docs/conflicts.md §D17): the rows each of
     /// its status steps set, per statement, so not net — a conflict set `R`
     /// by a missed primary visit and reopened by its open pair in the same
-    /// pass counts twice, every night, as \[SF\]'s literal order rewrites it.
+    /// pass counts twice, every night, as the Snowflake procedures' literal order rewrites it.
     pub outside_window_status_writes: u64,
 }
 

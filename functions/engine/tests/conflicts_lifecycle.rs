@@ -1321,3 +1321,74 @@ async fn conflict_crash_in_the_middle_of_the_lifecycle_leaves_no_half_written_ni
         "the resumed night writes its notifications once"
     );
 }
+
+/// The `(type, provider)` of every notification of the conflict of
+/// application visit `visit`, oldest first.
+async fn notices_of(client: &Client, visit: i64) -> Vec<String> {
+    texts(
+        client,
+        &format!(
+            r#"SELECT n."NotificationType" || ' ' || n."ProviderID"::text FROM conflict.notifications n
+                 WHERE n."CONFLICTID" IN (SELECT "CONFLICTID" FROM conflict.conflictvisitmaps WHERE "AppVisitID" = {visit}) ORDER BY n."ID""#
+        ),
+    )
+    .await
+}
+
+/// docs/conflicts.md §9.1: a night run again writes no notice, also for a
+/// conflict whose pair rows name different providers. Conflict 2 (visit
+/// 102, agency B) pairs with 101 and 106 (agency A); 101 is deleted, so
+/// pair 2>1 is closed and keeps agency B in its snapshot; 102 moves to
+/// agency D, so the re-detected pair 2>6 carries D; 106 is deleted and
+/// conflict 2 is resolved. The night notifies agency B (the oldest pair's);
+/// its rerun looked up a notice for each pair's provider and wrote a second
+/// `Resolved` (and, the night 102 moved, a second `New Conflict`) for D.
+/// Found by the lifecycle application model (seed 9003, §13.8).
+#[tokio::test]
+async fn conflict_notifications_are_written_once_when_the_pairs_of_a_conflict_name_different_providers() {
+    let mut client = planted("cf_notice_providers").await;
+    add_visit_106(&client).await;
+    client
+        .batch_execute(
+            r#"INSERT INTO analytics.dimprovider ("Provider Id", "Application Provider Id", "Provider Name", "Is Active", "Is Demo")
+                 VALUES ('00000000-0000-0000-0000-00000000000d', 4, 'Agency D', true, false);"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    let b = "00000000-0000-0000-0000-00000000000b";
+    assert_eq!(notices_of(&client, 102).await, vec![format!("New Conflict {b}")]);
+    let delete = |visit: i64| {
+        format!(
+            r#"INSERT INTO analytics.factvisitcallperformance_deleted_cr ("Visit Id", "Visit Date", "Visit Updated Timestamp")
+                 SELECT "Visit Id", "Visit Date", now() FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = {visit};
+               DELETE FROM analytics.factvisitcallperformance_cr WHERE "Application Visit Id" = {visit};"#
+        )
+    };
+    client.batch_execute(&delete(101)).await.unwrap();
+    detect(&mut client).await;
+    client
+        .batch_execute(
+            r#"UPDATE analytics.factvisitcallperformance_cr SET "Provider Id" = '00000000-0000-0000-0000-00000000000d', "Application Provider Id" = 4
+                 WHERE "Application Visit Id" = 102;"#,
+        )
+        .await
+        .unwrap();
+    detect(&mut client).await;
+    detect(&mut client).await;
+    let providers = texts(
+        &client,
+        r#"SELECT "VisitID"::text || '>' || "ConVisitID"::text || ' ' || "ProviderID"::text FROM conflict.conflictvisitmaps WHERE "AppVisitID" = 102 ORDER BY "ID""#,
+    )
+    .await;
+    assert_eq!(providers.len(), 2, "{providers:?}");
+    assert!(providers[0].ends_with(b) && providers[1].ends_with("00000000-0000-0000-0000-00000000000d"), "the pairs of conflict 2 name B and D: {providers:?}");
+    assert_eq!(notices_of(&client, 102).await, vec![format!("New Conflict {b}")], "a night run again writes no second New Conflict");
+    client.batch_execute(&delete(106)).await.unwrap();
+    detect(&mut client).await;
+    assert_eq!(conflict_states(&client).await.iter().filter(|s| s.starts_with("2:")).cloned().collect::<Vec<_>>(), strings(&["2:R*"]));
+    let once = vec![format!("New Conflict {b}"), format!("Resolved {b}")];
+    assert_eq!(notices_of(&client, 102).await, once);
+    detect(&mut client).await;
+    assert_eq!(notices_of(&client, 102).await, once, "the same night run again writes no second Resolved notice");
+}

@@ -42,7 +42,12 @@ pub const WRITTEN_COLUMNS: &[&str] = &[
 /// `R` or `D` whose `ResolveDate` is today, all of whose pairs are `R` or
 /// `D`, without a `Resolved` notice for their provider dated today. Both
 /// carry the conflict's provider ids and `Contract` (the payer name of the
-/// primary visit).
+/// primary visit), taken from its oldest pair row; the notice already
+/// written is looked up for that provider, so a rerun adds nothing even
+/// when the conflict's pair rows name different providers (a pair closed
+/// before its visit moved to another agency keeps the old one in its
+/// snapshot; the lookup used to try every pair's provider, and a rerun of
+/// the same night wrote a second notice for the newer one).
 ///
 /// Errors: [`crate::error::ErrorKind::Internal`] when a statement would
 /// write a column outside the allow-list (a bug in thaw).
@@ -55,12 +60,13 @@ pub fn statements(ctx: &StatementContext) -> Result<Vec<(&'static str, String)>>
     let notify = |kind: &str, condition: &str, same_day: bool| {
         format!(
             "INSERT INTO {notifications} ({cols})\n\
-             SELECT DISTINCT ON (k.\"CONFLICTID\") k.\"CONFLICTID\", c.\"ProviderID\", c.\"AppProviderID\", '{kind}', {now}::date, {now}, c.\"Contract\"\n\
-             FROM {conflicts} k JOIN {cvm} c ON c.\"CONFLICTID\" = k.\"CONFLICTID\"\n\
-             WHERE {condition}\n  \
-             AND NOT EXISTS (SELECT 1 FROM {notifications} n WHERE n.\"CONFLICTID\" = k.\"CONFLICTID\" AND n.\"NotificationType\" = '{kind}'\n    \
-             AND n.\"ProviderID\" IS NOT DISTINCT FROM c.\"ProviderID\"{day})\n\
-             ORDER BY k.\"CONFLICTID\", c.\"ID\"",
+             SELECT x.* FROM (\n  \
+               SELECT DISTINCT ON (k.\"CONFLICTID\") k.\"CONFLICTID\", c.\"ProviderID\", c.\"AppProviderID\", '{kind}', {now}::date, {now}, c.\"Contract\"\n  \
+               FROM {conflicts} k JOIN {cvm} c ON c.\"CONFLICTID\" = k.\"CONFLICTID\"\n  \
+               WHERE {condition}\n  \
+               ORDER BY k.\"CONFLICTID\", c.\"ID\") x\n\
+             WHERE NOT EXISTS (SELECT 1 FROM {notifications} n WHERE n.\"CONFLICTID\" = x.\"CONFLICTID\" AND n.\"NotificationType\" = '{kind}'\n  \
+               AND n.\"ProviderID\" IS NOT DISTINCT FROM x.\"ProviderID\"{day})",
             day = if same_day { format!(" AND n.\"CreatedDate\" = {now}::date") } else { String::new() },
         )
     };
