@@ -232,8 +232,8 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
     let mut steps = Vec::new();
     let mut step_started = Instant::now();
     observer.step("plan");
-    let plan = tokio::select! {
-        p = crate::sync::plan::plan_run_with(&config, &options.request, Some(&lock.holder)) => p?,
+    let planned = tokio::select! {
+        p = crate::sync::plan::plan_run_with(&config, &options.request, Some(&lock.holder)) => p,
         _ = cancel.cancelled() => {
             // The current table's planning transaction rolled back with the dropped future.
             let reason = cancel.reason().unwrap_or_default();
@@ -243,7 +243,18 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
                 Some(id) => format!("run {id} is recorded 'interrupted' and the same command resumes it (or --resume-run-id {id}); tables not yet planned are planned then"),
                 None => "no run was recorded yet".to_string(),
             };
-            return Err(Error::new(ErrorKind::Transient, format!("interrupted by {reason} while planning; {which}")));
+            Err(Error::new(ErrorKind::Transient, format!("interrupted by {reason} while planning; {which}")))
+        }
+    };
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(e) => {
+            // Unlock before returning: a dropped lock session frees the lock
+            // only once PostgreSQL notices the closed connection, and a run
+            // started right after this one (the same command, fixed) found
+            // its tables still locked by this finished process.
+            lock.release().await;
+            return Err(e);
         }
     };
     steps.push(("plan".to_string(), step_started.elapsed().as_secs_f64()));
@@ -263,6 +274,8 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
     let mut report = RunReport::started(plan, steps);
     let driven = drive(&config, &options, &observer, &lock, &cancel, targets.len(), &mut report, &mut step_started).await;
     heartbeat.abort();
+    // Wait for the aborted task to be dropped (it holds a clone of the lock).
+    let _ = heartbeat.await;
     let run_id = report.plan.run_id;
     if let Err(e) = driven {
         // A step failed: record the run failed with the step's error (the report is still returned).
@@ -276,9 +289,7 @@ pub async fn run(config: Arc<Config>, options: RunOptions, observer: Arc<dyn Obs
     let recorded = PgStatusStore::new(&lock.client).run_record(run_id).await;
     report.status = reported_status(recorded, &report);
     report.wall_seconds = started.elapsed().as_secs_f64();
-    if let Ok(lock) = Arc::try_unwrap(lock) {
-        lock.release().await;
-    }
+    lock.release().await;
     Ok(report)
 }
 

@@ -109,8 +109,11 @@ impl RunLock {
         Ok(RunLock { client, holder: Holder { host, pid: Some(pid), lock_backend_pid: Some(backend) }, tables })
     }
 
-    /// Release every lock (also done by dropping the lock).
-    pub async fn release(self) {
+    /// Release every lock now. Dropping the lock frees it too, but only once
+    /// PostgreSQL notices the closed session, which a run started right
+    /// after this one (or the next run of the same process) can beat: every
+    /// exit path of a run releases explicitly.
+    pub async fn release(&self) {
         let _ = self.client.execute("SELECT pg_advisory_unlock_all()", &[]).await;
     }
 }
