@@ -636,17 +636,4 @@ def app_value(rnd, col):
 CI_SEEDS = (3, 4, 8, 10)  # seed 2 shows the open finding of docs/conflicts.md §13.8 (a rerun rewriting a pair)
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--ci"]:
-        first, count, nights, nvisits = CI_SEEDS
-    else:
-        first, count = int(sys.argv[1]), int(sys.argv[2])
-        nights = int(sys.argv[3]) if len(sys.argv) > 3 else 8
-        nvisits = int(sys.argv[4]) if len(sys.argv) > 4 else 10
-    bad = 0
-    for seed in range(first, first + count):
-        if not run(seed, nights, nvisits):
-            bad += 1
-            if bad >= 3:
-                break
-    print("done, failures:", bad)
-    sys.exit(1 if bad else 0)
+    L.main(run, CI_SEEDS, 8, 10)

@@ -295,18 +295,27 @@ def run(seed, nights, nvisits):
 # about 20 s: the models share `make test`'s 10-minute warm budget.
 CI_SEEDS = (1, 8, 8, 6)
 
-if __name__ == "__main__":
+
+def main(run_seed, ci_seeds, default_nights, default_visits):
+    """Run `run_seed(seed, nights, visits)` for the seeds of the command line
+    (FIRST_SEED COUNT [NIGHTS] [VISITS], or `--ci` for `ci_seeds`), stopping
+    after three failing seeds; exit 1 if any failed (shared with
+    tests/conflict_lifecycle_app_model.py)."""
     if sys.argv[1:] == ["--ci"]:
-        first, count, nights, nvisits = CI_SEEDS
+        first, count, nights, nvisits = ci_seeds
     else:
         first, count = int(sys.argv[1]), int(sys.argv[2])
-        nights = int(sys.argv[3]) if len(sys.argv) > 3 else 6
-        nvisits = int(sys.argv[4]) if len(sys.argv) > 4 else 6
+        nights = int(sys.argv[3]) if len(sys.argv) > 3 else default_nights
+        nvisits = int(sys.argv[4]) if len(sys.argv) > 4 else default_visits
     bad = 0
     for seed in range(first, first + count):
-        if not run(seed, nights, nvisits):
+        if not run_seed(seed, nights, nvisits):
             bad += 1
             if bad >= 3:
                 break
     print("done, failures:", bad)
     sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main(run, CI_SEEDS, 6, 6)
